@@ -1,0 +1,268 @@
+//! Who may log in: one shared secret, or a users file with a secret, a home
+//! folder and an optional quota per user.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{Error, Result};
+use crate::names::validate_name;
+use crate::secret::{read_secret_file, Secret};
+
+/// One account.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// The user's name; `None` in single-secret mode.
+    pub name: Option<String>,
+    /// The key the user answers challenges with.
+    pub secret: Secret,
+    /// Bytes the user may store, partial uploads included.
+    pub quota: Option<u64>,
+}
+
+impl Account {
+    /// The user's home folder below `root`: `root/NAME`, or `root` itself in
+    /// single-secret mode.
+    pub fn home(&self, root: &Path) -> PathBuf {
+        match &self.name {
+            Some(name) => root.join(name),
+            None => root.to_path_buf(),
+        }
+    }
+
+    /// The name to show in logs.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or("-")
+    }
+}
+
+/// Everyone who may log in.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    accounts: Vec<Account>,
+    secrets: Vec<Secret>,
+}
+
+impl Accounts {
+    /// Single-secret mode: whoever knows `secret` uses the whole root.
+    pub fn single(secret: Secret) -> Accounts {
+        Accounts::from_vec(vec![Account {
+            name: None,
+            secret,
+            quota: None,
+        }])
+    }
+
+    fn from_vec(accounts: Vec<Account>) -> Accounts {
+        let secrets = accounts.iter().map(|a| a.secret.clone()).collect();
+        Accounts { accounts, secrets }
+    }
+
+    /// The keys, in account order, for [`crate::auth::find_key`].
+    pub fn secrets(&self) -> &[Secret] {
+        &self.secrets
+    }
+
+    /// The account at `index`.
+    pub fn get(&self, index: usize) -> Option<&Account> {
+        self.accounts.get(index)
+    }
+
+    /// All accounts.
+    pub fn iter(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.iter()
+    }
+
+    /// Whether accounts have homes of their own.
+    pub fn is_multi_user(&self) -> bool {
+        self.accounts.iter().any(|a| a.name.is_some())
+    }
+
+    /// Reads a users file.
+    ///
+    /// Fails with [`Error::Config`], naming the line and the reason, for
+    /// TOML errors, a missing or invalid name, a user without a secret or
+    /// with two, an unreadable secret file, a bad quota, duplicate names,
+    /// duplicate secrets, or no users at all.
+    pub fn load(path: &Path) -> Result<Accounts> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            line: None,
+            reason: format!("cannot read: {e}"),
+        })?;
+        Accounts::parse(&text, path)
+    }
+
+    /// Parses the text of a users file; `path` names it in errors and is
+    /// where relative `secret_file` paths start from.
+    pub fn parse(text: &str, path: &Path) -> Result<Accounts> {
+        let fail = |span: Option<std::ops::Range<usize>>, reason: String| Error::Config {
+            path: path.to_path_buf(),
+            line: span.map(|s| line_of(text, s.start)),
+            reason,
+        };
+        let file: UsersFile = toml::from_str(text).map_err(|e| {
+            fail(e.span(), e.message().to_string())
+        })?;
+        if file.user.is_empty() {
+            return Err(fail(None, "no [[user]] entries".into()));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut names = HashSet::new();
+        let mut keys = HashSet::new();
+        let mut accounts = Vec::new();
+        for user in file.user {
+            let name_span = Some(user.name.span());
+            let name = user.name.into_inner();
+            validate_name(&name)
+                .map_err(|e| fail(name_span.clone(), format!("invalid user name {name:?}: {e}")))?;
+            if !names.insert(name.clone()) {
+                return Err(fail(name_span, format!("user {name:?} is defined twice")));
+            }
+            let secret = match (user.secret, user.secret_file) {
+                (Some(s), None) => {
+                    let span = s.span();
+                    Secret::new(s.into_inner().into_bytes())
+                        .map_err(|_| fail(Some(span), format!("user {name:?} has an empty secret")))?
+                }
+                (None, Some(f)) => {
+                    let span = f.span();
+                    let p = base.join(f.into_inner());
+                    read_secret_file(&p).map_err(|e| fail(Some(span), e.to_string()))?
+                }
+                (Some(s), Some(_)) => {
+                    return Err(fail(
+                        Some(s.span()),
+                        format!("user {name:?} has both `secret` and `secret_file`; keep one"),
+                    ))
+                }
+                (None, None) => {
+                    return Err(fail(
+                        name_span,
+                        format!("user {name:?} needs `secret` or `secret_file`"),
+                    ))
+                }
+            };
+            if !keys.insert(secret.as_bytes().to_vec()) {
+                return Err(fail(
+                    name_span,
+                    format!("user {name:?} has the same secret as another user"),
+                ));
+            }
+            let quota = match user.quota {
+                Some(q) => {
+                    let span = q.span();
+                    Some(parse_size(q.get_ref()).map_err(|e| fail(Some(span), e))?)
+                }
+                None => None,
+            };
+            accounts.push(Account {
+                name: Some(name),
+                secret,
+                quota,
+            });
+        }
+        Ok(Accounts::from_vec(accounts))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersFile {
+    #[serde(default)]
+    user: Vec<UserEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserEntry {
+    name: Spanned<String>,
+    secret: Option<Spanned<String>>,
+    secret_file: Option<Spanned<String>>,
+    quota: Option<Spanned<String>>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Parses a size such as `1048576`, `512KiB`, `1MiB`, `2 GiB` or `1TiB`.
+///
+/// Fails with a message naming the accepted units.
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected a number such as 10MiB"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        "TiB" | "T" | "TB" => 1 << 40,
+        other => {
+            return Err(format!(
+                "invalid size unit {other:?} in {s:?}: use B, KiB, MiB, GiB or TiB"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Accounts> {
+        Accounts::parse(text, Path::new("users.toml"))
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10").unwrap(), 10);
+        assert_eq!(parse_size("1KiB").unwrap(), 1024);
+        assert_eq!(parse_size("1 MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_size("3GiB").unwrap(), 3 << 30);
+        assert!(parse_size("1.5MiB").is_err());
+        assert!(parse_size("1PiB").unwrap_err().contains("KiB, MiB"));
+        assert!(parse_size("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn good_file() {
+        let a = parse(
+            "[[user]]\nname = \"alice\"\nsecret = \"a-key\"\nquota = \"1MiB\"\n\n[[user]]\nname = \"bob\"\nsecret = \"b-key\"\n",
+        )
+        .unwrap();
+        let alice = a.get(0).unwrap();
+        assert_eq!(alice.label(), "alice");
+        assert_eq!(alice.quota, Some(1 << 20));
+        assert_eq!(alice.home(Path::new("/srv")), Path::new("/srv/alice"));
+        assert_eq!(a.get(1).unwrap().quota, None);
+        assert!(a.is_multi_user());
+    }
+
+    #[test]
+    fn errors_name_the_line_and_reason() {
+        let cases = [
+            ("[[user]]\nname = \"alice\"\n", "users.toml:2: user \"alice\" needs `secret` or `secret_file`"),
+            ("[[user]]\nname = \"../x\"\nsecret = \"k\"\n", "users.toml:2: invalid user name"),
+            ("[[user]]\nname = \"a\"\nsecret = \"k\"\n[[user]]\nname = \"a\"\nsecret = \"j\"\n", "users.toml:5: user \"a\" is defined twice"),
+            ("[[user]]\nname = \"a\"\nsecret = \"k\"\n[[user]]\nname = \"b\"\nsecret = \"k\"\n", "users.toml:5: user \"b\" has the same secret"),
+            ("[[user]]\nname = \"a\"\nsecret = \"k\"\nquota = \"lots\"\n", "users.toml:4: invalid size"),
+            ("[[user]]\nname = \"a\"\nsecret = \"k\"\nshell = \"/bin/sh\"\n", "users.toml:4: unknown field `shell`"),
+            ("[[user]\n", "users.toml:1:"),
+            ("", "users.toml: no [[user]] entries"),
+            ("[[user]]\nname = \"a\"\nsecret_file = \"/nonexistent/key\"\n", "users.toml:3: cannot read the secret file"),
+        ];
+        for (text, want) in cases {
+            let got = parse(text).unwrap_err().to_string();
+            assert!(got.starts_with(want), "for {text:?}:\n got {got}\nwant {want}");
+        }
+    }
+}

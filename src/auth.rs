@@ -1,0 +1,265 @@
+//! The seed's challenge-response handshake, and the reverse proof in which
+//! the server shows the client that it holds the secret too.
+//!
+//! 1. The server sends [`CHALLENGE_LEN`] random bytes.
+//! 2. The client answers HMAC-MD5(secret, challenge): [`RESPONSE_LEN`] bytes.
+//!    (Python's `hmac.new(key, msg)` defaulted to MD5, which the seed used.)
+//! 3. The server compares in constant time and closes on a mismatch.
+//!
+//! The functions over keys and bytes are pure; the two handshake functions
+//! take any `Read + Write` so tests replay exchanges from buffers.
+
+use std::io::{Read, Write};
+
+use hmac::{Hmac, Mac};
+use md5::Md5;
+use rand::rngs::OsRng;
+use rand::RngCore;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+use crate::error::{Error, Result};
+use crate::frame::read_full;
+
+type HmacMd5 = Hmac<Md5>;
+
+/// Length of the server's challenge.
+pub const CHALLENGE_LEN: usize = 32;
+/// Length of the client's answer: one MD5 digest.
+pub const RESPONSE_LEN: usize = 16;
+/// Length of the client's nonce in the reverse proof.
+pub const NONCE_LEN: usize = 32;
+
+/// Domain separation for the server's proof, so that a proof can never be
+/// replayed as a login answer or the other way round.
+const SERVER_PROOF_LABEL: &[u8] = b"ftp server proof v1\0";
+
+/// A challenge from the server.
+pub type Challenge = [u8; CHALLENGE_LEN];
+/// A client's answer to a challenge.
+pub type Response = [u8; RESPONSE_LEN];
+
+/// Draws a fresh challenge from the operating system's generator.
+pub fn new_challenge() -> Challenge {
+    let mut c = [0u8; CHALLENGE_LEN];
+    OsRng.fill_bytes(&mut c);
+    c
+}
+
+/// Draws a fresh nonce for asking the server to prove itself.
+pub fn new_nonce() -> [u8; NONCE_LEN] {
+    let mut n = [0u8; NONCE_LEN];
+    OsRng.fill_bytes(&mut n);
+    n
+}
+
+fn mac(secret: &[u8]) -> HmacMd5 {
+    // HMAC takes keys of any length, so this cannot fail.
+    <HmacMd5 as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!())
+}
+
+/// The answer to `challenge`: HMAC-MD5(secret, challenge).
+pub fn respond(secret: &[u8], challenge: &[u8]) -> Response {
+    let mut m = mac(secret);
+    m.update(challenge);
+    m.finalize().into_bytes().into()
+}
+
+/// Whether `response` is the right answer to `challenge`, in constant time.
+pub fn verify(secret: &[u8], challenge: &[u8], response: &[u8]) -> bool {
+    let mut m = mac(secret);
+    m.update(challenge);
+    m.verify_slice(response).is_ok()
+}
+
+/// Finds which of `secrets` produced `response`.
+///
+/// Every key is tried and the results are combined without branching, so
+/// the time taken reveals neither which key matched nor whether one did.
+pub fn find_key<K: AsRef<[u8]>>(secrets: &[K], challenge: &[u8], response: &[u8]) -> Option<usize> {
+    if response.len() != RESPONSE_LEN {
+        return None;
+    }
+    let mut found = subtle::Choice::from(0u8);
+    let mut index = 0u64;
+    for (i, secret) in secrets.iter().enumerate() {
+        let expected = respond(secret.as_ref(), challenge);
+        let hit = expected.ct_eq(response);
+        index = u64::conditional_select(&index, &(i as u64), hit);
+        found |= hit;
+    }
+    bool::from(found).then_some(index as usize)
+}
+
+/// The server's proof for the client's `nonce`.
+pub fn server_proof(secret: &[u8], nonce: &[u8]) -> Response {
+    let mut m = mac(secret);
+    m.update(SERVER_PROOF_LABEL);
+    m.update(nonce);
+    m.finalize().into_bytes().into()
+}
+
+/// Whether `proof` is the server's proof for `nonce`, in constant time.
+pub fn verify_server_proof(secret: &[u8], nonce: &[u8], proof: &[u8]) -> bool {
+    let mut m = mac(secret);
+    m.update(SERVER_PROOF_LABEL);
+    m.update(nonce);
+    m.verify_slice(proof).is_ok()
+}
+
+/// Client side of the handshake: read the challenge, send the answer.
+///
+/// A busy server sends an error frame instead of a challenge; that is
+/// recognised and returned as [`Error::Remote`]. Fails when the connection
+/// closes before the challenge is complete.
+pub fn client_handshake<S: Read + Write>(stream: &mut S, secret: &[u8]) -> Result<()> {
+    let mut challenge = [0u8; CHALLENGE_LEN];
+    let got = read_full(stream, &mut challenge)?;
+    if got < CHALLENGE_LEN {
+        if let Some(err) = crate::protocol::error_reply_in(&challenge[..got], stream) {
+            return Err(err);
+        }
+        return Err(Error::Truncated {
+            what: "challenge",
+            expected: CHALLENGE_LEN as u64,
+            got: got as u64,
+        });
+    }
+    if let Some(err) = crate::protocol::error_reply_in(&challenge, stream) {
+        return Err(err);
+    }
+    stream
+        .write_all(&respond(secret, &challenge))
+        .and_then(|()| stream.flush())
+        .map_err(|e| Error::io("sending the authentication answer", e))
+}
+
+/// Server side of the handshake: send `challenge`, read the answer, and
+/// return the index of the key in `secrets` that it matches.
+///
+/// Returns `Ok(None)` for a wrong answer. Fails when the peer stops before
+/// sending a whole answer.
+pub fn server_handshake<S: Read + Write, K: AsRef<[u8]>>(
+    stream: &mut S,
+    secrets: &[K],
+    challenge: &Challenge,
+) -> Result<Option<usize>> {
+    stream
+        .write_all(challenge)
+        .and_then(|()| stream.flush())
+        .map_err(|e| Error::io("sending the challenge", e))?;
+    let mut response = [0u8; RESPONSE_LEN];
+    let got = read_full(stream, &mut response)?;
+    if got < RESPONSE_LEN {
+        return Err(Error::Truncated {
+            what: "authentication answer",
+            expected: RESPONSE_LEN as u64,
+            got: got as u64,
+        });
+    }
+    Ok(find_key(secrets, challenge, &response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    const SEED_KEY: &[u8] = b"linhaifeng bang bang bang";
+
+    /// A read/write pair over buffers: reads come from `input`, writes go to `output`.
+    struct Duplex {
+        input: Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+    impl Read for Duplex {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+    impl Write for Duplex {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.output.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn counting_challenge() -> Challenge {
+        std::array::from_fn(|i| i as u8)
+    }
+
+    #[test]
+    fn matches_python_hmac_md5() {
+        // python3: hmac.new(b'linhaifeng bang bang bang', bytes(range(32)), 'md5').hexdigest()
+        let answer = respond(SEED_KEY, &counting_challenge());
+        let hex: String = answer.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "073377114443732921e7133c6b32ec30");
+    }
+
+    #[test]
+    fn verify_accepts_right_and_refuses_wrong_answers() {
+        let c = counting_challenge();
+        let good = respond(SEED_KEY, &c);
+        assert!(verify(SEED_KEY, &c, &good));
+        assert!(!verify(b"other", &c, &good));
+        assert!(!verify(SEED_KEY, &c, &good[..15]));
+    }
+
+    #[test]
+    fn find_key_picks_the_matching_user() {
+        let keys: [&[u8]; 3] = [b"alice", b"bob", b"carol"];
+        let c = new_challenge();
+        assert_eq!(find_key(&keys, &c, &respond(b"bob", &c)), Some(1));
+        assert_eq!(find_key(&keys, &c, &respond(b"carol", &c)), Some(2));
+        assert_eq!(find_key(&keys, &c, &respond(b"mallory", &c)), None);
+        assert_eq!(find_key(&keys, &c, b"short"), None);
+    }
+
+    #[test]
+    fn replayed_answer_fails_on_a_fresh_challenge() {
+        let first = new_challenge();
+        let answer = respond(SEED_KEY, &first);
+        let second = new_challenge();
+        assert_ne!(first, second);
+        assert!(!verify(SEED_KEY, &second, &answer));
+    }
+
+    #[test]
+    fn server_proof_is_not_a_login_answer() {
+        let n = counting_challenge();
+        let proof = server_proof(SEED_KEY, &n);
+        assert_ne!(proof, respond(SEED_KEY, &n));
+        assert!(verify_server_proof(SEED_KEY, &n, &proof));
+        assert!(!verify_server_proof(b"impostor", &n, &proof));
+    }
+
+    #[test]
+    fn handshakes_replay_a_recorded_exchange() {
+        let c = counting_challenge();
+        let mut client = Duplex {
+            input: Cursor::new(c.to_vec()),
+            output: Vec::new(),
+        };
+        client_handshake(&mut client, SEED_KEY).unwrap();
+        assert_eq!(client.output, respond(SEED_KEY, &c));
+
+        let mut server = Duplex {
+            input: Cursor::new(client.output.clone()),
+            output: Vec::new(),
+        };
+        let user = server_handshake(&mut server, &[b"x".as_slice(), SEED_KEY], &c).unwrap();
+        assert_eq!(user, Some(1));
+        assert_eq!(server.output, c);
+    }
+
+    #[test]
+    fn short_answer_is_truncated_error() {
+        let mut server = Duplex {
+            input: Cursor::new(vec![1, 2, 3]),
+            output: Vec::new(),
+        };
+        let err = server_handshake(&mut server, &[SEED_KEY], &counting_challenge()).unwrap_err();
+        assert!(err.is_disconnect(), "{err}");
+    }
+}

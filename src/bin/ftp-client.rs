@@ -1,0 +1,82 @@
+//! `ftp-client`: upload, download and list files on an ftp-server.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use ftp::client::{Client, ClientOptions};
+use ftp::command::Command;
+use ftp::secret::client_secret;
+use ftp::shell::{run_command, run_session, ShellOptions};
+use ftp::Result;
+
+/// Client for ftp-server. With a COMMAND it runs that one command and exits;
+/// without, it reads commands at a `>>: ` prompt (or line by line from a
+/// pipe). Type `help` for the commands.
+///
+/// The secret comes from --secret-file, else $FTP_SECRET, else the file a
+/// server on this machine created.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    server: String,
+    /// Read the shared secret from this file.
+    #[arg(long, value_name = "PATH")]
+    secret_file: Option<PathBuf>,
+    /// No progress bars or notes.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Talk to a server that cannot prove it knows the secret (such as the
+    /// original Python server). Anyone could be impersonating it.
+    #[arg(long)]
+    allow_unproven_server: bool,
+    /// One command to run, e.g. `put a.txt` or `get a.txt`.
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Returns how many commands failed.
+fn run(args: Args) -> Result<usize> {
+    let one_shot = match args.command.is_empty() {
+        true => None,
+        false => Some(Command::parse_words(&args.command).map_err(|e| ftp::Error::Usage(e.0))?),
+    };
+    let mut options = ClientOptions::new(client_secret(args.secret_file.as_deref())?);
+    if args.allow_unproven_server {
+        options.require_proof = false;
+        eprintln!(
+            "warning: not checking that the server knows the secret; an impostor could receive \
+             your files"
+        );
+    }
+    let shell = ShellOptions { quiet: args.quiet };
+    let mut client = Client::connect(&args.server, options)?;
+    match one_shot {
+        Some(command) => {
+            let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+            run_command(&mut client, &command, shell, &mut out, &mut err)?;
+            Ok(0)
+        }
+        None => {
+            if std::io::stdin().is_terminal() && !args.quiet {
+                eprintln!("connected to {}; type 'help' for commands", client.addr());
+            }
+            Ok(run_session(&mut client, shell))
+        }
+    }
+}

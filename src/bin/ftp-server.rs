@@ -1,0 +1,127 @@
+//! `ftp-server`: serves uploads and downloads to clients that know the secret.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use ftp::accounts::{parse_size, Accounts};
+use ftp::log::{Level, Logger};
+use ftp::secret::server_secret;
+use ftp::server::{Config, Server};
+use ftp::session::Context;
+use ftp::store::UploadLocks;
+use ftp::Result;
+
+/// Authenticated file transfer server, wire-compatible with the classic
+/// Python socketserver FTP exercise.
+///
+/// The secret comes from --secret-file, else $FTP_SECRET, else a per-user
+/// file that is created with a random secret on first start.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Folder that uploads land in (created if missing).
+    #[arg(long, default_value = "file_upload")]
+    root: PathBuf,
+    /// Read the shared secret from this file (taken literally, one trailing
+    /// newline dropped).
+    #[arg(long, value_name = "PATH")]
+    secret_file: Option<PathBuf>,
+    /// Accounts file (TOML): one secret, home folder and quota per user.
+    #[arg(long, value_name = "FILE", conflicts_with = "secret_file")]
+    users: Option<PathBuf>,
+    /// Most connections served at once; more are told the server is busy.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    max_connections: usize,
+    /// Drop a peer that sends nothing for this long, or takes this long for
+    /// the login or one header.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    idle_timeout: u64,
+    /// Largest file accepted, e.g. 10GiB.
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    max_file_size: Option<u64>,
+    /// Refuse uploads whose name exists instead of replacing the file.
+    #[arg(long)]
+    no_overwrite: bool,
+    /// Answer ok only after the file and its folder entry are on disk (fsync).
+    #[arg(long)]
+    durable: bool,
+    /// Delete partial uploads untouched for this many hours.
+    #[arg(long, default_value_t = 168, value_name = "HOURS")]
+    partial_ttl: u64,
+    /// Log more (each frame).
+    #[arg(short, long, conflicts_with = "quiet")]
+    verbose: bool,
+    /// Log nothing but fatal errors.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn size(s: &str) -> std::result::Result<u64, String> {
+    parse_size(s)
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let level = match (args.quiet, args.verbose) {
+        (true, _) => Level::Quiet,
+        (_, true) => Level::Debug,
+        _ => Level::Info,
+    };
+    let log = Logger::new(level);
+    let accounts = match &args.users {
+        Some(path) => {
+            let accounts = Accounts::load(path)?;
+            log.info(format_args!(
+                "{} accounts from {}",
+                accounts.iter().count(),
+                path.display()
+            ));
+            accounts
+        }
+        None => {
+            let (secret, source) = server_secret(args.secret_file.as_deref())?;
+            log.info(format_args!("{source}"));
+            Accounts::single(secret)
+        }
+    };
+    let config = Config {
+        context: Context {
+            root: args.root,
+            max_file_size: args.max_file_size.unwrap_or(u64::MAX),
+            overwrite: !args.no_overwrite,
+            durable: args.durable,
+            idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+            log,
+            locks: UploadLocks::default(),
+        },
+        accounts,
+        max_connections: args.max_connections.max(1),
+        partial_ttl: Duration::from_secs(args.partial_ttl.saturating_mul(3600)),
+    };
+    let server = Server::bind(args.listen, config)?;
+    let addr = server.local_addr()?;
+    let mut stdout = std::io::stdout().lock();
+    // Scripts and tests read the real port from this first line.
+    writeln!(stdout, "listening on {addr}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| ftp::Error::io("writing to stdout", e))?;
+    drop(stdout);
+    server.run()
+}

@@ -1,0 +1,163 @@
+//! The one error type of the library.
+//!
+//! Every variant renders as a short lowercase sentence a user can act on, and
+//! carries the numbers or the path it is about.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Shorthand for results whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the library.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation failed; `context` says which one.
+    Io {
+        /// What was being done, e.g. "reading /srv/a.txt".
+        context: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A frame's length prefix is larger than the reader accepts.
+    FrameTooLarge {
+        /// The declared length.
+        len: u64,
+        /// The largest length accepted.
+        max: u64,
+    },
+    /// A frame's length prefix is negative.
+    NegativeLength(i32),
+    /// The peer closed the connection in the middle of a message.
+    Truncated {
+        /// What was being read.
+        what: &'static str,
+        /// Bytes expected.
+        expected: u64,
+        /// Bytes that arrived before the end.
+        got: u64,
+    },
+    /// The peer closed the connection where a message was expected.
+    Closed,
+    /// A header or reply that is not the JSON object the protocol asks for.
+    Malformed(String),
+    /// The server refused our answer to its challenge (wrong secret).
+    AuthFailed,
+    /// The server could not prove it knows the shared secret.
+    ServerNotProven(String),
+    /// The server answered with an error reply.
+    Remote {
+        /// The machine-readable error code, e.g. `bad_name`.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// A problem with what the user asked for, found before talking to the peer.
+    Usage(String),
+    /// A file's digest did not match after the transfer.
+    DigestMismatch {
+        /// The file concerned.
+        name: String,
+    },
+    /// The secret could not be found or read.
+    Secret(String),
+    /// A configuration file is invalid.
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// Line number, 1-based, where known.
+        line: Option<usize>,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with a description of what was being done.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// True when the error means the peer went away or stopped answering,
+    /// rather than that it sent something wrong.
+    pub fn is_disconnect(&self) -> bool {
+        match self {
+            Error::Closed | Error::Truncated { .. } => true,
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::UnexpectedEof
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::FrameTooLarge { len, max } => {
+                write!(f, "frame too large: {len} > {max} bytes")
+            }
+            Error::NegativeLength(n) => write!(f, "invalid frame length: {n} is negative"),
+            Error::Truncated {
+                what,
+                expected,
+                got,
+            } => write!(
+                f,
+                "connection closed in the middle of the {what}: got {got} of {expected} bytes"
+            ),
+            Error::Closed => write!(f, "connection closed by peer"),
+            Error::Malformed(why) => write!(f, "malformed message: {why}"),
+            Error::AuthFailed => write!(
+                f,
+                "authentication failed: the server rejected our secret (check FTP_SECRET or --secret-file)"
+            ),
+            Error::ServerNotProven(why) => write!(
+                f,
+                "the server did not prove it knows the secret ({why}); refusing to transfer files \
+                 (use --allow-unproven-server to talk to it anyway)"
+            ),
+            Error::Remote { code, message } => write!(f, "server refused ({code}): {message}"),
+            Error::Usage(msg) => f.write_str(msg),
+            Error::DigestMismatch { name } => write!(
+                f,
+                "integrity check failed for {name}: the data received does not match the sender's digest"
+            ),
+            Error::Secret(msg) => f.write_str(msg),
+            Error::Config { path, line, reason } => match line {
+                Some(line) => write!(f, "{}:{line}: {reason}", path.display()),
+                None => write!(f, "{}: {reason}", path.display()),
+            },
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(err: Error) -> io::Error {
+        match err {
+            Error::Io { source, .. } => source,
+            other => io::Error::new(io::ErrorKind::Other, other.to_string()),
+        }
+    }
+}

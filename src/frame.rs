@@ -1,0 +1,206 @@
+//! Framing: a 4-byte little-endian signed length, then that many bytes of a
+//! UTF-8 JSON object.
+//!
+//! This is the seed's `struct.pack('i', len(header))` followed by the header.
+//! Nothing here knows about sockets: readers and writers are any `Read` or
+//! `Write`, so tests run on byte buffers.
+
+use std::io::{self, Read, Write};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Size of the length prefix.
+pub const LEN_PREFIX: usize = 4;
+
+/// Largest header the server accepts from a client. Checked before anything
+/// is allocated.
+pub const MAX_HEADER_LEN: usize = 64 * 1024;
+
+/// Largest reply the client accepts from a server: a listing of many files
+/// is the biggest reply there is.
+pub const MAX_REPLY_LEN: usize = 16 * 1024 * 1024;
+
+/// Encodes `body` as one frame: the length prefix followed by the body.
+///
+/// Fails when the body does not fit the signed 32-bit length.
+pub fn encode(body: &[u8]) -> Result<Vec<u8>> {
+    let len = i32::try_from(body.len()).map_err(|_| Error::FrameTooLarge {
+        len: body.len() as u64,
+        max: i32::MAX as u64,
+    })?;
+    let mut out = Vec::with_capacity(LEN_PREFIX + body.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+/// Serializes `value` as JSON and encodes it as one frame.
+pub fn encode_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    let body = serde_json::to_vec(value).map_err(|e| Error::Malformed(e.to_string()))?;
+    encode(&body)
+}
+
+/// Writes `value` as one JSON frame with a single `write_all`, so that a frame
+/// is never split across two small TCP segments by us.
+///
+/// Fails when the writer fails.
+pub fn write_json<W: Write, T: Serialize>(writer: &mut W, value: &T) -> Result<()> {
+    let frame = encode_json(value)?;
+    writer
+        .write_all(&frame)
+        .and_then(|()| writer.flush())
+        .map_err(|e| Error::io("sending a message", e))
+}
+
+/// Reads one frame's body, at most `max` bytes long.
+///
+/// Returns `Ok(None)` when the reader is at its end before the first byte
+/// of a frame: the peer hung up between messages. Fails with
+/// [`Error::NegativeLength`] or [`Error::FrameTooLarge`] before reading or
+/// allocating the body, and with [`Error::Truncated`] if the peer stops
+/// inside the frame.
+pub fn read<R: Read>(reader: &mut R, max: usize) -> Result<Option<Vec<u8>>> {
+    let mut prefix = [0u8; LEN_PREFIX];
+    let got = read_full(reader, &mut prefix)?;
+    if got == 0 {
+        return Ok(None);
+    }
+    if got < LEN_PREFIX {
+        return Err(Error::Truncated {
+            what: "frame length",
+            expected: LEN_PREFIX as u64,
+            got: got as u64,
+        });
+    }
+    let len = i32::from_le_bytes(prefix);
+    if len < 0 {
+        return Err(Error::NegativeLength(len));
+    }
+    let len = len as usize;
+    if len > max {
+        return Err(Error::FrameTooLarge {
+            len: len as u64,
+            max: max as u64,
+        });
+    }
+    let mut body = vec![0u8; len];
+    let got = read_full(reader, &mut body)?;
+    if got < len {
+        return Err(Error::Truncated {
+            what: "frame",
+            expected: len as u64,
+            got: got as u64,
+        });
+    }
+    Ok(Some(body))
+}
+
+/// Reads one frame and parses it as JSON into `T`.
+///
+/// Fails like [`read`], with [`Error::Closed`] at a clean end of input, and
+/// with [`Error::Malformed`] when the body is not the expected JSON.
+pub fn read_json<R: Read, T: DeserializeOwned>(reader: &mut R, max: usize) -> Result<T> {
+    let body = read(reader, max)?.ok_or(Error::Closed)?;
+    serde_json::from_slice(&body).map_err(|e| Error::Malformed(e.to_string()))
+}
+
+/// Fills `buf` as far as the reader allows; returns how many bytes arrived.
+/// Short only at end of input.
+pub(crate) fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("reading from the connection", e)),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn frame(len: i32, body: &[u8]) -> Vec<u8> {
+        let mut v = len.to_le_bytes().to_vec();
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn encodes_like_python_struct_pack_i() {
+        // struct.pack('i', 5) == b'\x05\x00\x00\x00'
+        assert_eq!(encode(b"hello").unwrap(), b"\x05\x00\x00\x00hello");
+    }
+
+    #[test]
+    fn reads_back_what_it_writes() {
+        let mut buf = Vec::new();
+        write_json(&mut buf, &serde_json::json!({"cmd": "echo", "text": "hi"})).unwrap();
+        let mut cur = Cursor::new(buf);
+        let v: serde_json::Value = read_json(&mut cur, MAX_HEADER_LEN).unwrap();
+        assert_eq!(v["text"], "hi");
+        assert!(read(&mut cur, MAX_HEADER_LEN).unwrap().is_none());
+    }
+
+    #[test]
+    fn two_frames_back_to_back() {
+        let mut buf = frame(2, b"{}");
+        buf.extend(frame(7, b"{\"a\":1}"));
+        let mut cur = Cursor::new(buf);
+        assert_eq!(read(&mut cur, 100).unwrap().unwrap(), b"{}");
+        assert_eq!(read(&mut cur, 100).unwrap().unwrap(), b"{\"a\":1}");
+        assert!(read(&mut cur, 100).unwrap().is_none());
+    }
+
+    #[test]
+    fn oversized_is_refused_before_reading_the_body() {
+        let err = read(&mut Cursor::new(frame(100_000_000, b"")), MAX_HEADER_LEN).unwrap_err();
+        assert_eq!(err.to_string(), "frame too large: 100000000 > 65536 bytes");
+    }
+
+    #[test]
+    fn negative_length_is_refused() {
+        let err = read(&mut Cursor::new(frame(-1, b"")), MAX_HEADER_LEN).unwrap_err();
+        assert!(matches!(err, Error::NegativeLength(-1)), "{err}");
+    }
+
+    #[test]
+    fn truncated_prefix_and_body_are_reported() {
+        let err = read(&mut Cursor::new(vec![1u8, 0]), 100).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "connection closed in the middle of the frame length: got 2 of 4 bytes"
+        );
+        let err = read(&mut Cursor::new(frame(10, b"{\"a\"")), 100).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "connection closed in the middle of the frame: got 4 of 10 bytes"
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_an_error_not_a_panic() {
+        let err = read_json::<_, serde_json::Value>(&mut Cursor::new(frame(3, b"{x}")), 100)
+            .unwrap_err();
+        assert!(matches!(err, Error::Malformed(_)), "{err}");
+    }
+
+    #[test]
+    fn zero_length_frame_reads_as_empty_body() {
+        assert_eq!(read(&mut Cursor::new(frame(0, b"")), 100).unwrap().unwrap(), b"");
+    }
+
+    #[test]
+    fn exactly_max_is_accepted() {
+        let body = vec![b' '; 16];
+        assert!(read(&mut Cursor::new(frame(16, &body)), 16).unwrap().is_some());
+        assert!(read(&mut Cursor::new(frame(17, &body)), 16).is_err());
+    }
+}

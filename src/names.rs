@@ -1,0 +1,240 @@
+//! File names from the wire are untrusted: the rules that keep every name
+//! inside the upload root, and escaping for names shown on a terminal.
+
+use std::fmt;
+
+/// Longest name accepted, in bytes: the usual file system limit.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// Longest folder path accepted by `cd` and `mkdir`, in bytes.
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// Deepest folder path accepted, in components.
+pub const MAX_PATH_DEPTH: usize = 32;
+
+/// The folder inside each root where partial uploads are kept. Reserved:
+/// it is never listed and never accepted as a name.
+pub const PARTIAL_DIR: &str = ".ftp-partial";
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameError {
+    /// The name is empty.
+    Empty,
+    /// The name is longer than [`MAX_NAME_LEN`] bytes.
+    TooLong(usize),
+    /// The name has `/` or `\`, so it would name another folder.
+    Separator,
+    /// The name is `.` or `..`.
+    DotName,
+    /// The name has a NUL, a control character or an escape sequence.
+    ControlCharacter,
+    /// The name starts with a drive prefix such as `C:`.
+    DrivePrefix,
+    /// The name hides `/`, `\` or `..` behind percent-encoding.
+    EncodedTraversal,
+    /// The name is reserved for the server's own use.
+    Reserved,
+    /// A path has too many components or is too long.
+    PathTooLong,
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameError::Empty => write!(f, "the name is empty"),
+            NameError::TooLong(n) => {
+                write!(f, "the name is too long: {n} > {MAX_NAME_LEN} bytes")
+            }
+            NameError::Separator => write!(
+                f,
+                "the name contains a path separator ('/' or '\\'); send a plain file name"
+            ),
+            NameError::DotName => write!(f, "'.' and '..' are not file names"),
+            NameError::ControlCharacter => {
+                write!(f, "the name contains a NUL or control character")
+            }
+            NameError::DrivePrefix => write!(f, "the name starts with a drive prefix like 'C:'"),
+            NameError::EncodedTraversal => write!(
+                f,
+                "the name contains a percent-encoded separator or '..'"
+            ),
+            NameError::Reserved => write!(f, "the name {PARTIAL_DIR} is reserved by the server"),
+            NameError::PathTooLong => write!(
+                f,
+                "the path is too long (at most {MAX_PATH_DEPTH} folders and {MAX_PATH_LEN} bytes)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// Checks that `name` is a single, harmless path component.
+///
+/// Fails for the empty name, `.` and `..`, names with a separator, a NUL or
+/// any control character (C0, DEL or C1), a drive prefix, percent-encoded
+/// separators or dots, the reserved [`PARTIAL_DIR`], and names over
+/// [`MAX_NAME_LEN`] bytes.
+pub fn validate_name(name: &str) -> Result<&str, NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong(name.len()));
+    }
+    if name.chars().any(is_control) {
+        return Err(NameError::ControlCharacter);
+    }
+    if name.contains(['/', '\\']) {
+        return Err(NameError::Separator);
+    }
+    if name == "." || name == ".." {
+        return Err(NameError::DotName);
+    }
+    let b = name.as_bytes();
+    if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
+        return Err(NameError::DrivePrefix);
+    }
+    let lower = name.to_ascii_lowercase();
+    if ["%2f", "%5c", "%2e%2e", "%00"]
+        .iter()
+        .any(|p| lower.contains(p))
+    {
+        return Err(NameError::EncodedTraversal);
+    }
+    if name == PARTIAL_DIR {
+        return Err(NameError::Reserved);
+    }
+    Ok(name)
+}
+
+/// Splits a folder path given to `cd` or `mkdir` into validated components.
+///
+/// `/` starts from the home folder; otherwise the path is relative to
+/// `current`. `..` steps up but never above the home folder, and `.` and
+/// empty components are skipped. Every other component must pass
+/// [`validate_name`]. Returns the resulting components from the home folder.
+pub fn resolve_folder(current: &[String], path: &str) -> Result<Vec<String>, NameError> {
+    if path.len() > MAX_PATH_LEN {
+        return Err(NameError::PathTooLong);
+    }
+    if path.contains('\\') {
+        return Err(NameError::Separator);
+    }
+    let mut out: Vec<String> = if path.starts_with('/') {
+        Vec::new()
+    } else {
+        current.to_vec()
+    };
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            other => out.push(validate_name(other)?.to_string()),
+        }
+        if out.len() > MAX_PATH_DEPTH {
+            return Err(NameError::PathTooLong);
+        }
+    }
+    Ok(out)
+}
+
+/// Shows a folder path from the home folder as `/a/b`.
+pub fn display_folder(components: &[String]) -> String {
+    format!("/{}", components.join("/"))
+}
+
+fn is_control(c: char) -> bool {
+    c.is_control()
+}
+
+/// Escapes control characters for printing: a name from the server can
+/// never move the cursor, change colours or rewrite the terminal title.
+pub fn escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if is_control(c) || c == '\u{202e}' || c == '\u{202d}' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_pass() {
+        for n in ["a.txt", "file with spaces", "Übung.pdf", ".bashrc", "...", "a..b", "%41"] {
+            assert_eq!(validate_name(n), Ok(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn names_that_leave_the_root_fail() {
+        let long = "x".repeat(256);
+        let cases = [
+            "",
+            ".",
+            "..",
+            "../x",
+            "..\\x",
+            "/etc/passwd",
+            "\\windows",
+            "C:x",
+            "c:\\x",
+            "//server/share",
+            "\\\\server\\share",
+            "a/b",
+            "....//",
+            "..../",
+            "a\0b",
+            "a\nb",
+            "a\rb",
+            "\t",
+            "\x1b[31mred",
+            "\u{9b}31m",
+            "\x7f",
+            "%2e%2e%2fx",
+            "%2E%2E",
+            "..%2fx",
+            "..%5cx",
+            "x%00",
+            long.as_str(),
+            ".ftp-partial",
+            "a/../../b",
+            "./x",
+            "x/",
+        ];
+        for n in cases {
+            assert!(validate_name(n).is_err(), "{n:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn folders_resolve_inside_home() {
+        let here = vec!["a".to_string()];
+        assert_eq!(resolve_folder(&here, "b/c").unwrap(), ["a", "b", "c"]);
+        assert_eq!(resolve_folder(&here, "..").unwrap(), Vec::<String>::new());
+        assert_eq!(resolve_folder(&here, "../../..").unwrap(), Vec::<String>::new());
+        assert_eq!(resolve_folder(&here, "/").unwrap(), Vec::<String>::new());
+        assert_eq!(resolve_folder(&here, "/x/./y/").unwrap(), ["x", "y"]);
+        assert!(resolve_folder(&here, "a\\b").is_err());
+        assert!(resolve_folder(&here, "x/\x1b").is_err());
+        assert!(resolve_folder(&here, &"d/".repeat(40)).is_err());
+        assert_eq!(display_folder(&here), "/a");
+    }
+
+    #[test]
+    fn escape_neutralises_terminal_sequences() {
+        assert_eq!(escape("a\x1b[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(escape("line\nbreak"), "line\\nbreak");
+        assert_eq!(escape("plain"), "plain");
+    }
+}

@@ -1,0 +1,229 @@
+//! Where the shared secret comes from: `--secret-file`, the `FTP_SECRET`
+//! environment variable, or a per-user default file. Never from argv.
+
+use std::fmt;
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rand::rngs::OsRng;
+use rand::RngCore;
+
+use crate::error::{Error, Result};
+use crate::protocol::to_hex;
+
+/// The environment variable that holds the secret.
+pub const SECRET_ENV: &str = "FTP_SECRET";
+
+/// A shared secret. Its `Debug` never shows the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// Wraps raw secret bytes; fails if they are empty.
+    pub fn new(bytes: Vec<u8>) -> Result<Secret> {
+        if bytes.is_empty() {
+            return Err(Error::Secret("the secret is empty".into()));
+        }
+        Ok(Secret(bytes))
+    }
+
+    /// The secret's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Secret {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret(<{} bytes>)", self.0.len())
+    }
+}
+
+/// Where a secret was found, for the start-up message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// From `--secret-file`.
+    File(PathBuf),
+    /// From the environment variable.
+    Env,
+    /// From the default file, which was just created.
+    Created(PathBuf),
+    /// From the default file, which already existed.
+    Default(PathBuf),
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::File(p) => write!(f, "secret from {}", p.display()),
+            SecretSource::Env => write!(f, "secret from ${SECRET_ENV}"),
+            SecretSource::Created(p) => write!(
+                f,
+                "created a new random secret in {} (mode 0600); clients on this machine read it \
+                 from there, other machines need a copy of it",
+                p.display()
+            ),
+            SecretSource::Default(p) => write!(f, "secret from {}", p.display()),
+        }
+    }
+}
+
+/// The default secret file: `$XDG_CONFIG_HOME/ftp/secret`, or
+/// `$HOME/.config/ftp/secret`. Fails when neither variable is set.
+pub fn default_secret_path() -> Result<PathBuf> {
+    let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".config"),
+            None => {
+                return Err(Error::Secret(format!(
+                    "no secret: set {SECRET_ENV} or pass --secret-file (HOME is not set, so there \
+                     is no default secret file)"
+                )))
+            }
+        },
+    };
+    Ok(base.join("ftp").join("secret"))
+}
+
+/// Reads a secret file. The bytes are taken literally, except that one
+/// trailing newline (`\n` or `\r\n`) is dropped, as editors and `echo` add it.
+///
+/// Fails when the file cannot be read or is empty.
+pub fn read_secret_file(path: &Path) -> Result<Secret> {
+    let mut bytes = fs::read(path).map_err(|e| {
+        Error::Secret(format!("cannot read the secret file {}: {e}", path.display()))
+    })?;
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    Secret::new(bytes)
+        .map_err(|_| Error::Secret(format!("the secret file {} is empty", path.display())))
+}
+
+fn from_env() -> Result<Option<Secret>> {
+    use std::os::unix::ffi::OsStringExt;
+    match std::env::var_os(SECRET_ENV) {
+        Some(v) => Secret::new(v.into_vec())
+            .map(Some)
+            .map_err(|_| Error::Secret(format!("{SECRET_ENV} is set but empty"))),
+        None => Ok(None),
+    }
+}
+
+/// The server's secret: `--secret-file`, else `FTP_SECRET`, else the default
+/// file, which is created with a random secret if it does not exist.
+///
+/// Fails when a named file cannot be read, or the default one can be
+/// neither read nor created.
+pub fn server_secret(secret_file: Option<&Path>) -> Result<(Secret, SecretSource)> {
+    if let Some(path) = secret_file {
+        return Ok((read_secret_file(path)?, SecretSource::File(path.to_path_buf())));
+    }
+    if let Some(secret) = from_env()? {
+        return Ok((secret, SecretSource::Env));
+    }
+    let path = default_secret_path()?;
+    match create_secret_file(&path) {
+        Ok(secret) => Ok((secret, SecretSource::Created(path))),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            Ok((read_secret_file(&path)?, SecretSource::Default(path)))
+        }
+        Err(e) => Err(Error::Secret(format!(
+            "cannot create the secret file {}: {e}; set {SECRET_ENV} or pass --secret-file",
+            path.display()
+        ))),
+    }
+}
+
+/// The client's secret: `--secret-file`, else `FTP_SECRET`, else the
+/// default file that a server on this machine created.
+///
+/// Fails with a message saying how to provide one when none is found.
+pub fn client_secret(secret_file: Option<&Path>) -> Result<Secret> {
+    if let Some(path) = secret_file {
+        return read_secret_file(path);
+    }
+    if let Some(secret) = from_env()? {
+        return Ok(secret);
+    }
+    let path = default_secret_path()?;
+    if !path.exists() {
+        return Err(Error::Secret(format!(
+            "no secret: set {SECRET_ENV}, pass --secret-file, or start ftp-server once on this \
+             machine so that it creates {}",
+            path.display()
+        )));
+    }
+    read_secret_file(&path)
+}
+
+/// Creates `path` with a new random secret (64 hex characters), readable
+/// only by its owner. Fails with `AlreadyExists` if it is there already.
+fn create_secret_file(path: &Path) -> std::io::Result<Secret> {
+    if let Some(dir) = path.parent() {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    let mut raw = [0u8; 32];
+    OsRng.fill_bytes(&mut raw);
+    let text = to_hex(&raw);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    // The mode above is filtered by the umask; make sure it is exactly 0600.
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    Ok(Secret(text.into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_bytes() {
+        let s = Secret::new(b"hunter2".to_vec()).unwrap();
+        assert_eq!(format!("{s:?}"), "Secret(<7 bytes>)");
+    }
+
+    #[test]
+    fn file_bytes_are_literal_but_one_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        fs::write(&p, b"linhaifeng bang bang bang\n").unwrap();
+        assert_eq!(read_secret_file(&p).unwrap().as_bytes(), b"linhaifeng bang bang bang");
+        fs::write(&p, b" spaced \n\n").unwrap();
+        assert_eq!(read_secret_file(&p).unwrap().as_bytes(), b" spaced \n");
+        fs::write(&p, b"").unwrap();
+        assert!(read_secret_file(&p).is_err());
+    }
+
+    #[test]
+    fn created_file_is_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub").join("secret");
+        let s = create_secret_file(&p).unwrap();
+        assert_eq!(s.as_bytes().len(), 64);
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            create_secret_file(&p).unwrap_err().kind(),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(read_secret_file(&p).unwrap(), s);
+    }
+}

@@ -1,0 +1,422 @@
+//! The server's network side: the listening socket, the connection limit,
+//! one thread per connection, the login handshake with back-off for failed
+//! attempts, and containment of anything that goes wrong in a connection.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
+
+use crate::accounts::Accounts;
+use crate::auth::{new_challenge, server_handshake};
+use crate::error::{Error, Result};
+use crate::frame;
+use crate::protocol::{ErrorCode, ErrorReply, Reply};
+use crate::session::{send_error, Context, Session, Transport};
+use crate::store;
+
+/// Pending connections the kernel queues for us (capped by
+/// `net.core.somaxconn`). std's default of 128 drops bursts of clients.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Stack for each connection thread. Memory is only committed as it is
+/// touched, so this bounds the worst case without costing idle connections.
+pub const THREAD_STACK: usize = 512 * 1024;
+
+/// Failed logins from one address that are answered without delay.
+const FREE_FAILURES: u32 = 3;
+/// Longest delay before a challenge to an address that keeps failing.
+const MAX_AUTH_DELAY: Duration = Duration::from_secs(8);
+/// How long an address's failures are remembered.
+const FAILURE_MEMORY: Duration = Duration::from_secs(15 * 60);
+/// Most addresses remembered at once.
+const MAX_TRACKED_ADDRESSES: usize = 65_536;
+
+/// How often stale partial uploads are looked for.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// What each connection shares: root, limits, policies, logger.
+    pub context: Context,
+    /// Who may log in.
+    pub accounts: Accounts,
+    /// Most connections served at once; more are answered `busy`.
+    pub max_connections: usize,
+    /// Partial uploads untouched this long are deleted.
+    pub partial_ttl: Duration,
+}
+
+struct Shared {
+    config: Config,
+    active: AtomicUsize,
+    failures: Mutex<HashMap<IpAddr, Failures>>,
+    stopping: AtomicBool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Creates the root folder if needed and binds `addr` with a large
+    /// backlog.
+    ///
+    /// Fails when the root cannot be created or the address cannot be bound.
+    pub fn bind(addr: SocketAddr, config: Config) -> Result<Server> {
+        let root = &config.context.root;
+        std::fs::create_dir_all(root)
+            .map_err(|e| Error::io(format!("creating the upload root {}", root.display()), e))?;
+        let listener = listen(addr)
+            .map_err(|e| Error::io(format!("listening on {addr}"), e))?;
+        Ok(Server {
+            listener,
+            shared: Arc::new(Shared {
+                config,
+                active: AtomicUsize::new(0),
+                failures: Mutex::new(HashMap::new()),
+                stopping: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The address actually bound: the real port when asked for port 0.
+    ///
+    /// Fails only if the socket has no address, which a bound one has.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the bound address", e))
+    }
+
+    /// Serves forever, one thread per connection.
+    pub fn run(self) -> Result<()> {
+        self.start_sweeper();
+        let log = self.shared.config.context.log;
+        for stream in self.listener.incoming() {
+            if self.shared.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            match stream {
+                Ok(stream) => dispatch(&self.shared, stream),
+                Err(e) => {
+                    // Out of file descriptors or similar: back off instead of spinning.
+                    log.warn(format_args!("accept failed: {e}"));
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the server on a background thread; it stops when the handle is
+    /// dropped. For tests and benchmarks in one process.
+    ///
+    /// Fails like [`Server::local_addr`].
+    pub fn spawn(self) -> Result<ServerHandle> {
+        let addr = self.local_addr()?;
+        let shared = self.shared.clone();
+        let thread = thread::Builder::new()
+            .name("ftp-accept".into())
+            .spawn(move || self.run())
+            .map_err(|e| Error::io("starting the server thread", e))?;
+        Ok(ServerHandle {
+            addr,
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    fn start_sweeper(&self) {
+        let config = &self.shared.config;
+        let (root, ttl, log) = (config.context.root.clone(), config.partial_ttl, config.context.log);
+        let depth = if config.accounts.is_multi_user() { 34 } else { 33 };
+        let _ = thread::Builder::new()
+            .name("ftp-sweeper".into())
+            .stack_size(THREAD_STACK)
+            .spawn(move || loop {
+                let removed = store::sweep_partials(&root, ttl, depth);
+                if removed > 0 {
+                    log.info(format_args!(
+                        "removed {removed} partial uploads untouched for {} s",
+                        ttl.as_secs()
+                    ));
+                }
+                thread::sleep(SWEEP_INTERVAL);
+            });
+    }
+}
+
+/// A server running on a background thread.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    thread: Option<thread::JoinHandle<Result<()>>>,
+}
+
+impl ServerHandle {
+    /// Where the server listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connections being served right now.
+    pub fn active_connections(&self) -> usize {
+        self.shared.active.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Releases a connection slot when the connection ends, however it ends.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn dispatch(shared: &Arc<Shared>, stream: TcpStream) {
+    let log = shared.config.context.log;
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let max = shared.config.max_connections;
+    if shared.active.fetch_add(1, Ordering::SeqCst) >= max {
+        shared.active.fetch_sub(1, Ordering::SeqCst);
+        log.warn(format_args!("{peer} refused: at the limit of {max} connections"));
+        refuse_busy(stream, max);
+        return;
+    }
+    let slot = Slot(shared.clone());
+    let spawned = thread::Builder::new()
+        .stack_size(THREAD_STACK)
+        .spawn(move || {
+            let shared = slot.0.clone();
+            let log = shared.config.context.log;
+            let result = catch_unwind(AssertUnwindSafe(|| handle(&shared, stream, &peer)));
+            if let Err(panic) = result {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                log.warn(format_args!("{peer} connection thread panicked: {what}"));
+            }
+            drop(slot);
+        });
+    if let Err(e) = spawned {
+        // The closure, and with it the slot and the stream, was dropped.
+        log.warn(format_args!("cannot start a connection thread: {e}"));
+    }
+}
+
+/// Tells a client over the limit why it is turned away. The frame stands
+/// where the challenge would; clients of this crate recognise it, and the
+/// seed's client fails its login.
+fn refuse_busy(mut stream: TcpStream, max: usize) {
+    let _ = stream.set_nonblocking(true);
+    let reply = Reply::<()>::Error(ErrorReply::new(
+        ErrorCode::TooManyConnections,
+        format!("server busy: it is serving its limit of {max} connections; try again shortly"),
+    ));
+    if let Ok(frame) = frame::encode_json(&reply) {
+        let _ = stream.write_all(&frame);
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+fn handle(shared: &Shared, stream: TcpStream, peer: &str) {
+    let ctx = &shared.config.context;
+    let log = ctx.log;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(ctx.idle_timeout));
+    let ip = stream.peer_addr().map(|a| a.ip()).ok();
+    log.info(format_args!("{peer} connected"));
+    let started = Instant::now();
+    if let Some(ip) = ip {
+        let delay = shared.auth_delay(ip);
+        if !delay.is_zero() {
+            log.info(format_args!(
+                "{peer} delaying the challenge {} ms after repeated failed logins",
+                delay.as_millis()
+            ));
+            thread::sleep(delay);
+        }
+    }
+    let mut transport = TcpTransport::new(stream, ctx.idle_timeout);
+    transport.set_deadline(Some(Instant::now() + ctx.idle_timeout));
+    let accounts = &shared.config.accounts;
+    let login = server_handshake(&mut transport, accounts.secrets(), &new_challenge());
+    transport.set_deadline(None);
+    match login {
+        Ok(Some(index)) => {
+            let Some(account) = accounts.get(index) else { return };
+            if let Some(ip) = ip {
+                shared.forget_failures(ip);
+            }
+            log.info(format_args!("{peer} login ok as {}", account.label()));
+            let result = Session::new(ctx, account, peer).serve(&mut transport);
+            match result {
+                Ok(()) => log.info(format_args!(
+                    "{peer} disconnected after {} s",
+                    started.elapsed().as_secs()
+                )),
+                Err(e) => log.info(format_args!("{peer} connection dropped: {e}")),
+            }
+        }
+        Ok(None) => {
+            if let Some(ip) = ip {
+                shared.note_failure(ip);
+            }
+            log.warn(format_args!("{peer} login failed: wrong answer to the challenge"));
+            let reply = ErrorReply::new(ErrorCode::AuthFailed, "authentication failed");
+            let _ = send_error(&mut transport, reply);
+            linger_close(transport.stream);
+        }
+        Err(e) => log.info(format_args!("{peer} left during login: {e}")),
+    }
+}
+
+/// Closes after an error reply without losing it: a close with unread
+/// input makes the kernel send a reset, which can destroy the reply before
+/// the client reads it. So stop writing, and read until the client closes
+/// (briefly, and a bounded amount).
+fn linger_close(mut stream: TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    while drained < 64 * 1024 {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+impl Shared {
+    fn auth_delay(&self, ip: IpAddr) -> Duration {
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(&ip) {
+            Some(f) if f.count >= FREE_FAILURES && f.last.elapsed() < FAILURE_MEMORY => {
+                let shift = (f.count - FREE_FAILURES).min(6);
+                Duration::from_millis(125 << shift).min(MAX_AUTH_DELAY)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
+    fn note_failure(&self, ip: IpAddr) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_TRACKED_ADDRESSES && !map.contains_key(&ip) {
+            map.retain(|_, f| f.last.elapsed() < FAILURE_MEMORY);
+            if map.len() >= MAX_TRACKED_ADDRESSES {
+                map.clear();
+            }
+        }
+        let entry = map.entry(ip).or_insert(Failures {
+            count: 0,
+            last: Instant::now(),
+        });
+        if entry.last.elapsed() >= FAILURE_MEMORY {
+            entry.count = 0;
+        }
+        entry.count = entry.count.saturating_add(1);
+        entry.last = Instant::now();
+    }
+
+    fn forget_failures(&self, ip: IpAddr) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&ip);
+    }
+}
+
+/// A TCP stream whose reads time out after the idle timeout, or earlier at
+/// a deadline, so a peer that trickles a header byte by byte is dropped too.
+struct TcpTransport {
+    stream: TcpStream,
+    idle: Duration,
+    deadline: Option<Instant>,
+    timeout_set: Option<Duration>,
+}
+
+impl TcpTransport {
+    fn new(stream: TcpStream, idle: Duration) -> TcpTransport {
+        TcpTransport {
+            stream,
+            idle,
+            deadline: None,
+            timeout_set: None,
+        }
+    }
+}
+
+impl Read for TcpTransport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let timeout = match self.deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+                }
+                left.min(self.idle)
+            }
+            None => self.idle,
+        };
+        if self.timeout_set != Some(timeout) {
+            self.stream.set_read_timeout(Some(timeout))?;
+            self.timeout_set = Some(timeout);
+        }
+        self.stream.read(buf)
+    }
+}
+
+impl Write for TcpTransport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+impl Transport for TcpTransport {
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+}

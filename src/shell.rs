@@ -1,0 +1,417 @@
+//! What the person at the terminal sees: running commands and printing
+//! their results, progress bars, and the prompt with line editing.
+
+use std::cell::RefCell;
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rustyline::completion::{Completer, FilenameCompleter, Pair};
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{Context as LineContext, Editor, Helper};
+
+use crate::client::{Client, GetReport, NoProgress, Progress, PutReport};
+use crate::command::{split_words, Command, HELP, WORDS};
+use crate::error::{Error, Result};
+use crate::names::escape;
+use crate::protocol::{EntryKind, Listing};
+
+/// How the shell behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct ShellOptions {
+    /// No progress bars and no informational notes.
+    pub quiet: bool,
+}
+
+/// Whether the session should go on after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Read another command.
+    Continue,
+    /// The user asked to leave.
+    Quit,
+}
+
+/// Runs one command, printing results to `out` and notes to `err`.
+///
+/// Fails with the first error of the command; for `put` of several files
+/// every file is tried and the last error is returned.
+pub fn run_command(
+    client: &mut Client,
+    command: &Command,
+    options: ShellOptions,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<Next> {
+    let wrote = |r: io::Result<()>| r.map_err(|e| Error::io("writing output", e));
+    if matches!(command, Command::Help) {
+        wrote(writeln!(out, "{HELP}"))?;
+        return Ok(Next::Continue);
+    }
+    if matches!(command, Command::Quit) {
+        return Ok(Next::Quit);
+    }
+    if client.ensure_connected()? && !options.quiet {
+        let _ = writeln!(err, "note: the connection had closed; reconnected to {}", client.addr());
+    }
+    match command {
+        Command::Put(files) => {
+            let mut failed = 0;
+            for file in files {
+                let mut bar = progress_for(options);
+                match client.put(Path::new(file), bar.as_mut()) {
+                    Ok(report) => wrote(print_put(out, &report))?,
+                    Err(e) => {
+                        let _ = writeln!(err, "error: put {file}: {e}");
+                        failed += 1;
+                        if client.ensure_connected().is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            if failed > 0 {
+                return Err(Error::Usage(format!(
+                    "{failed} of {} uploads failed",
+                    files.len()
+                )));
+            }
+        }
+        Command::Get { name, local } => {
+            let mut bar = progress_for(options);
+            let report = client.get(name, local.as_deref().map(Path::new), bar.as_mut())?;
+            wrote(print_get(out, name, &report))?;
+        }
+        Command::Ls => wrote(print_listing(out, &client.ls()?))?,
+        Command::Echo(text) => wrote(writeln!(out, "{}", escape(&client.echo(text)?)))?,
+        Command::Quota => {
+            let u = client.quota()?;
+            let quota = u.quota.map_or("none".to_string(), human);
+            wrote(writeln!(
+                out,
+                "used {} of quota {quota}; {} available",
+                human(u.used),
+                human(u.available)
+            ))?;
+        }
+        Command::Mkdir(p) => wrote(writeln!(out, "created {}", escape(&client.mkdir(p)?)))?,
+        Command::Cd(p) => wrote(writeln!(out, "{}", escape(&client.cd(p)?)))?,
+        Command::Pwd => wrote(writeln!(out, "{}", escape(&client.pwd()?)))?,
+        Command::Rm(n) => wrote(writeln!(out, "removed {}", escape(&client.rm(n)?)))?,
+        Command::Help | Command::Quit => {}
+    }
+    Ok(Next::Continue)
+}
+
+fn print_put(out: &mut impl Write, r: &PutReport) -> io::Result<()> {
+    let d = &r.done;
+    let mut notes = Vec::new();
+    if r.restarted {
+        notes.push("the server's partial data did not match, so it was sent again".to_string());
+    } else if r.resumed_from > 0 {
+        notes.push(format!("resumed at byte {}", r.resumed_from));
+    }
+    if d.replaced {
+        notes.push("replaced the existing file".into());
+    }
+    notes.push(rate(d.received, r.elapsed));
+    writeln!(
+        out,
+        "stored {} ({} bytes; {})",
+        escape(&d.filename),
+        d.size,
+        notes.join("; ")
+    )
+}
+
+fn print_get(out: &mut impl Write, name: &str, r: &GetReport) -> io::Result<()> {
+    let mut notes = Vec::new();
+    if r.restarted {
+        notes.push("the local partial data did not match, so it was fetched again".to_string());
+    } else if r.resumed_from > 0 {
+        notes.push(format!("resumed at byte {}", r.resumed_from));
+    }
+    notes.push(rate(r.received, r.elapsed));
+    writeln!(
+        out,
+        "saved {} to {} ({} bytes; {})",
+        escape(name),
+        escape(&r.path.display().to_string()),
+        r.size,
+        notes.join("; ")
+    )
+}
+
+/// Bytes sent in this run and their rate; resumed bytes are not counted.
+fn rate(bytes: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-6);
+    format!("{} sent in {:.2} s, {}/s", human(bytes), secs, human((bytes as f64 / secs) as u64))
+}
+
+/// Prints a listing: size, modification time (UTC) and name, folders with
+/// a trailing `/`. Names are escaped.
+pub fn print_listing(out: &mut impl Write, listing: &Listing) -> io::Result<()> {
+    if listing.files.is_empty() {
+        return writeln!(out, "(no files)");
+    }
+    for e in &listing.files {
+        let when = crate::log::timestamp(std::time::UNIX_EPOCH + Duration::from_secs(e.mtime));
+        let slash = if e.kind == EntryKind::Dir { "/" } else { "" };
+        writeln!(out, "{:>12}  {}  {}{slash}", e.size, when, escape(&e.name))?;
+    }
+    if listing.truncated {
+        writeln!(out, "(listing truncated: {} entries shown)", listing.files.len())?;
+    }
+    Ok(())
+}
+
+/// `1536` → `1.5 KiB`.
+pub fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// A progress bar on stderr when it is a terminal and not quiet.
+fn progress_for(options: ShellOptions) -> Box<dyn Progress> {
+    if options.quiet || !io::stderr().is_terminal() {
+        Box::new(NoProgress)
+    } else {
+        Box::new(Bar(None))
+    }
+}
+
+struct Bar(Option<ProgressBar>);
+
+impl Progress for Bar {
+    fn start(&mut self, name: &str, total: u64, offset: u64) {
+        // The bar covers only this run's bytes, so rate and ETA are true.
+        let bar = ProgressBar::with_draw_target(
+            Some(total - offset),
+            ProgressDrawTarget::stderr(),
+        );
+        let style = ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        let mut msg = escape(name);
+        if offset > 0 {
+            msg.push_str(&format!(" (resuming at {})", human(offset)));
+        }
+        bar.set_message(msg);
+        self.0 = Some(bar);
+    }
+    fn advance(&mut self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(n);
+        }
+    }
+    fn finish(&mut self) {
+        if let Some(b) = self.0.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Reads commands until `quit` or end of input and runs them. With a
+/// terminal on stdin it shows the `>>: ` prompt with line editing, history
+/// and completion; otherwise it reads plain lines without a prompt.
+///
+/// Returns the number of commands that failed.
+pub fn run_session(client: &mut Client, options: ShellOptions) -> usize {
+    if io::stdin().is_terminal() {
+        interactive(client, options)
+    } else {
+        let stdin = io::stdin();
+        let lines = stdin.lock().lines().map_while(|l| l.ok());
+        scripted(client, options, lines)
+    }
+}
+
+fn scripted(client: &mut Client, options: ShellOptions, lines: impl Iterator<Item = String>) -> usize {
+    let mut failures = 0;
+    for line in lines {
+        match step(client, options, &line) {
+            (Next::Quit, f) => return failures + f,
+            (Next::Continue, f) => failures += f,
+        }
+    }
+    failures
+}
+
+/// Runs one line; returns what comes next and whether it failed.
+fn step(client: &mut Client, options: ShellOptions, line: &str) -> (Next, usize) {
+    let (mut out, mut err) = (io::stdout().lock(), io::stderr().lock());
+    let command = match Command::parse_line(line) {
+        Ok(Some(c)) => c,
+        Ok(None) => return (Next::Continue, 0),
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return (Next::Continue, 1);
+        }
+    };
+    match run_command(client, &command, options, &mut out, &mut err) {
+        Ok(next) => (next, 0),
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            (Next::Continue, 1)
+        }
+    }
+}
+
+fn interactive(client: &mut Client, options: ShellOptions) -> usize {
+    let remote = Rc::new(RefCell::new(Vec::new()));
+    let mut editor: Editor<LineHelper, DefaultHistory> = match Editor::new() {
+        Ok(e) => e,
+        Err(_) => return scripted(client, options, io::stdin().lock().lines().map_while(|l| l.ok())),
+    };
+    editor.set_helper(Some(LineHelper {
+        files: FilenameCompleter::new(),
+        remote: remote.clone(),
+    }));
+    let history = crate::secret::default_secret_path()
+        .ok()
+        .map(|p| p.with_file_name("history"));
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    let mut failures = 0;
+    refresh_remote_names(client, &remote);
+    loop {
+        match editor.readline(">>: ") {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = editor.add_history_entry(line.as_str());
+                }
+                let (next, f) = step(client, options, &line);
+                failures += f;
+                if next == Next::Quit {
+                    break;
+                }
+                refresh_remote_names(client, &remote);
+            }
+            Err(rustyline::error::ReadlineError::Interrupted) => continue,
+            Err(_) => break,
+        }
+    }
+    if let Some(h) = &history {
+        let _ = editor.save_history(h);
+    }
+    failures
+}
+
+fn refresh_remote_names(client: &mut Client, names: &Rc<RefCell<Vec<String>>>) {
+    if let Ok(listing) = client.ls() {
+        *names.borrow_mut() = listing.files.into_iter().map(|e| e.name).collect();
+    }
+}
+
+/// Completes command words, local paths after `put`, and remote names
+/// after `get`, `rm` and `cd`.
+struct LineHelper {
+    files: FilenameCompleter,
+    remote: Rc<RefCell<Vec<String>>>,
+}
+
+impl Completer for LineHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        ctx: &LineContext<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let before = &line[..pos];
+        let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        let word = &before[start..];
+        let pair = |s: &str| Pair {
+            display: escape(s),
+            replacement: quote_if_needed(s),
+        };
+        if start == 0 {
+            let words = WORDS.iter().filter(|w| w.starts_with(word)).map(|w| pair(w));
+            return Ok((0, words.collect()));
+        }
+        let first = split_words(before).ok().and_then(|w| w.into_iter().next());
+        match first.as_deref() {
+            Some("put") => self.files.complete(line, pos, ctx),
+            Some("get") | Some("rm") | Some("cd") => {
+                let names = self.remote.borrow();
+                let hits = names.iter().filter(|n| n.starts_with(word)).map(|n| pair(n));
+                Ok((start, hits.collect()))
+            }
+            _ => Ok((pos, Vec::new())),
+        }
+    }
+}
+
+fn quote_if_needed(s: &str) -> String {
+    if s.contains(|c: char| c.is_whitespace() || "'\"\\".contains(c)) {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        s.to_string()
+    }
+}
+
+impl Hinter for LineHelper {
+    type Hint = String;
+}
+impl Highlighter for LineHelper {}
+impl Validator for LineHelper {}
+impl Helper for LineHelper {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Entry;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human(0), "0 B");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn listing_escapes_names_and_marks_folders() {
+        let listing = Listing {
+            files: vec![
+                Entry { name: "evil\x1b[2J".into(), kind: EntryKind::File, size: 5, mtime: 0 },
+                Entry { name: "sub".into(), kind: EntryKind::Dir, size: 0, mtime: 0 },
+            ],
+            truncated: false,
+        };
+        let mut out = Vec::new();
+        print_listing(&mut out, &listing).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains('\x1b'));
+        assert!(text.contains("evil\\u{1b}[2J"));
+        assert!(text.contains("1970-01-01T00:00:00Z  sub/"));
+        let mut out = Vec::new();
+        print_listing(&mut out, &Listing { files: vec![], truncated: false }).unwrap();
+        assert_eq!(out, b"(no files)\n");
+    }
+
+    #[test]
+    fn completion_quotes_spaces() {
+        assert_eq!(quote_if_needed("a b"), "\"a b\"");
+        assert_eq!(quote_if_needed("ab"), "ab");
+    }
+}

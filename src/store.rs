@@ -1,0 +1,403 @@
+//! The upload root on disk: folders, listings, partial uploads and the
+//! atomic commit that puts a finished file under its name.
+//!
+//! A file being uploaded lives in `<folder>/.ftp-partial/<name>` until all
+//! its bytes have arrived (and its digest matched); it is then renamed into
+//! place, so a reader sees either the old file or the complete new one. A
+//! partial file that is left behind by a broken connection is kept, so that
+//! the next upload of the same name can resume it.
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::names::{display_folder, PARTIAL_DIR};
+use crate::protocol::{Entry, EntryKind, ErrorCode, ErrorReply, Listing};
+
+/// Most entries one listing carries; the rest is reported as truncated.
+pub const MAX_LISTING: usize = 50_000;
+
+/// Returns the folder `components` below `home`, checking that every step is
+/// a real folder and not a symbolic link that could lead out of the home.
+///
+/// Fails with `not_found` when a step is missing, and `bad_name` when a step
+/// is a link or a file.
+pub fn folder(home: &Path, components: &[String]) -> Result<PathBuf, ErrorReply> {
+    let mut path = home.to_path_buf();
+    for (depth, part) in components.iter().enumerate() {
+        path.push(part);
+        let shown = || display_folder(&components[..=depth]);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(ErrorReply::new(
+                    ErrorCode::BadName,
+                    format!("{} is a symbolic link, which is not followed", shown()),
+                ))
+            }
+            Ok(_) => {
+                return Err(ErrorReply::new(
+                    ErrorCode::BadName,
+                    format!("{} is not a folder", shown()),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ErrorReply::new(
+                    ErrorCode::NotFound,
+                    format!("no such folder: {}", shown()),
+                ))
+            }
+            Err(e) => return Err(internal(&format!("checking {}", shown()), &e)),
+        }
+    }
+    Ok(path)
+}
+
+/// An error reply for a failure of the server's own file system.
+pub fn internal(what: &str, e: &io::Error) -> ErrorReply {
+    if is_no_space(e) {
+        return ErrorReply::new(ErrorCode::NoSpace, format!("{what}: the server's disk is full"));
+    }
+    ErrorReply::new(ErrorCode::Internal, format!("{what}: {e}"))
+}
+
+/// Whether an I/O error means the disk or the quota is full.
+pub fn is_no_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// Lists files and folders in `dir`, sorted by name. Symbolic links, the
+/// partial-upload folder and names that are not UTF-8 are left out.
+///
+/// Fails when the folder cannot be read.
+pub fn list(dir: &Path) -> io::Result<Listing> {
+    let mut files = Vec::new();
+    let mut truncated = false;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if name == PARTIAL_DIR {
+            continue;
+        }
+        // DirEntry::metadata does not follow links.
+        let Ok(meta) = entry.metadata() else { continue };
+        let kind = if meta.is_file() {
+            EntryKind::File
+        } else if meta.is_dir() {
+            EntryKind::Dir
+        } else {
+            continue;
+        };
+        if files.len() == MAX_LISTING {
+            truncated = true;
+            break;
+        }
+        files.push(Entry {
+            name,
+            kind,
+            size: if kind == EntryKind::File { meta.len() } else { 0 },
+            mtime: unix_secs(meta.modified().unwrap_or(UNIX_EPOCH)),
+        });
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Listing { files, truncated })
+}
+
+/// Seconds since the Unix epoch, 0 for earlier times.
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Bytes an unprivileged user can still write on the file system of `path`.
+///
+/// Fails when `statvfs` fails.
+pub fn disk_free(path: &Path) -> io::Result<u64> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: `c` is a valid NUL-terminated string and `st` a properly sized
+    // out-parameter that statvfs fills in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Total size of the regular files below `dir`, partial uploads included.
+/// Links are not followed.
+///
+/// Fails when a folder cannot be read.
+pub fn usage(dir: &Path) -> io::Result<u64> {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = match fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() {
+                total = total.saturating_add(meta.len());
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Opens an existing regular file for reading without following a link at
+/// its last step.
+///
+/// Fails with `NotFound`, with `ELOOP` for a link, or with `InvalidInput`
+/// for something that is not a regular file.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
+/// Where the partial upload of `name` in `dir` lives.
+pub fn partial_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(PARTIAL_DIR).join(name)
+}
+
+/// Opens the partial file for an upload: appending to what is there when
+/// `resume_at` is non-zero, empty otherwise.
+///
+/// Fails when the partial folder cannot be created or the file opened.
+pub fn open_partial(path: &Path, resume_at: u64) -> io::Result<File> {
+    if let Some(parent) = path.parent() {
+        match fs::create_dir(parent) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut opts = OpenOptions::new();
+    opts.write(true).custom_flags(libc::O_NOFOLLOW);
+    if resume_at > 0 {
+        opts.append(true);
+    } else {
+        opts.create(true).truncate(true);
+    }
+    opts.open(path)
+}
+
+/// Length of the partial data kept for `path`, if any usable for an upload
+/// of `filesize` bytes. Longer data cannot belong to this file and is
+/// discarded by the caller.
+pub fn partial_len(path: &Path, filesize: u64) -> Option<u64> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    (meta.is_file() && meta.len() <= filesize).then_some(meta.len())
+}
+
+/// Moves a finished upload to its final name. With `overwrite` an existing
+/// file is replaced in one rename; without it an existing name is refused
+/// (link-then-unlink, which never replaces).
+///
+/// Returns whether a file was replaced. Fails with `AlreadyExists` when
+/// overwriting is off and the name exists.
+pub fn commit(partial: &Path, target: &Path, overwrite: bool, durable: bool) -> io::Result<bool> {
+    let existed = fs::symlink_metadata(target).is_ok();
+    if overwrite {
+        fs::rename(partial, target)?;
+    } else {
+        fs::hard_link(partial, target)?;
+        fs::remove_file(partial)?;
+    }
+    if durable {
+        if let Some(dir) = target.parent() {
+            sync_dir(dir)?;
+        }
+    }
+    Ok(existed)
+}
+
+/// Flushes a folder's entries to disk, so that a rename survives power loss.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Removes partial uploads older than `max_age` anywhere below `root`
+/// (to `depth` folders), and returns how many were removed.
+pub fn sweep_partials(root: &Path, max_age: Duration, depth: usize) -> usize {
+    let now = SystemTime::now();
+    let mut removed = 0;
+    let mut stack = vec![(root.to_path_buf(), 0usize)];
+    while let Some((dir, d)) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_dir() {
+                continue;
+            }
+            if entry.file_name() == PARTIAL_DIR {
+                let Ok(parts) = fs::read_dir(entry.path()) else { continue };
+                for part in parts.flatten() {
+                    let old = part
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .map(|t| now.duration_since(t).unwrap_or_default() >= max_age)
+                        .unwrap_or(false);
+                    if old && fs::remove_file(part.path()).is_ok() {
+                        removed += 1;
+                    }
+                }
+            } else if d < depth {
+                stack.push((entry.path(), d + 1));
+            }
+        }
+    }
+    removed
+}
+
+/// The names being uploaded right now, so that two connections never write
+/// the same partial file.
+#[derive(Debug, Default, Clone)]
+pub struct UploadLocks(Arc<Mutex<HashSet<PathBuf>>>);
+
+/// Held while an upload runs; releases the name when dropped.
+#[derive(Debug)]
+pub struct UploadLock {
+    locks: UploadLocks,
+    path: PathBuf,
+}
+
+impl UploadLocks {
+    /// Claims `path`; `None` if another upload holds it.
+    pub fn try_lock(&self, path: &Path) -> Option<UploadLock> {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(path.to_path_buf()).then(|| UploadLock {
+            locks: self.clone(),
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for UploadLock {
+    fn drop(&mut self) {
+        let mut set = self.locks.0.lock().unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn listing_hides_partials_and_links_and_sorts() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("b"), b"12345").unwrap();
+        fs::write(dir.path().join("a"), b"").unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
+        open_partial(&partial_path(dir.path(), "c"), 0).unwrap();
+        let l = list(dir.path()).unwrap();
+        let names: Vec<_> = l.files.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "sub"]);
+        assert_eq!(l.files[1].size, 5);
+        assert_eq!(l.files[2].kind, EntryKind::Dir);
+        assert!(!l.truncated);
+    }
+
+    #[test]
+    fn empty_folder_lists_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(list(dir.path()).unwrap().files.is_empty());
+    }
+
+    #[test]
+    fn folder_refuses_links_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("d")).unwrap();
+        fs::write(dir.path().join("f"), b"").unwrap();
+        std::os::unix::fs::symlink("/", dir.path().join("out")).unwrap();
+        assert!(folder(dir.path(), &["d".into()]).is_ok());
+        assert_eq!(folder(dir.path(), &["out".into()]).unwrap_err().code, ErrorCode::BadName);
+        assert_eq!(folder(dir.path(), &["f".into()]).unwrap_err().code, ErrorCode::BadName);
+        assert_eq!(folder(dir.path(), &["x".into()]).unwrap_err().code, ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn open_regular_does_not_follow_links() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir.path().join("l")).unwrap();
+        assert!(open_regular(&dir.path().join("l")).is_err());
+        assert!(open_regular(dir.path()).is_err());
+    }
+
+    #[test]
+    fn commit_replaces_or_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        let p = partial_path(dir.path(), "t");
+        open_partial(&p, 0).unwrap().write_all(b"one").unwrap();
+        assert!(!commit(&p, &target, true, true).unwrap());
+        open_partial(&p, 0).unwrap().write_all(b"two").unwrap();
+        assert!(commit(&p, &target, true, false).unwrap());
+        assert_eq!(fs::read(&target).unwrap(), b"two");
+        open_partial(&p, 0).unwrap().write_all(b"three").unwrap();
+        let e = commit(&p, &target, false, false).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&target).unwrap(), b"two");
+    }
+
+    #[test]
+    fn resume_appends_and_partial_len_checks_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = partial_path(dir.path(), "r");
+        open_partial(&p, 0).unwrap().write_all(b"abc").unwrap();
+        assert_eq!(partial_len(&p, 10), Some(3));
+        assert_eq!(partial_len(&p, 2), None);
+        open_partial(&p, 3).unwrap().write_all(b"def").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"abcdef");
+        assert_eq!(usage(dir.path()).unwrap(), 6);
+    }
+
+    #[test]
+    fn sweep_removes_only_old_partials() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = partial_path(dir.path(), "old");
+        open_partial(&p, 0).unwrap();
+        assert_eq!(sweep_partials(dir.path(), Duration::from_secs(3600), 2), 0);
+        assert_eq!(sweep_partials(dir.path(), Duration::ZERO, 2), 1);
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn locks_are_exclusive_until_dropped() {
+        let locks = UploadLocks::default();
+        let a = locks.try_lock(Path::new("/x")).unwrap();
+        assert!(locks.try_lock(Path::new("/x")).is_none());
+        drop(a);
+        assert!(locks.try_lock(Path::new("/x")).is_some());
+    }
+
+    #[test]
+    fn disk_free_reports_something() {
+        assert!(disk_free(Path::new("/")).unwrap() > 0);
+    }
+}

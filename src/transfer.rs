@@ -1,0 +1,126 @@
+//! Moving a known number of bytes from a reader to a sink in large chunks,
+//! hashing them on the way: the one loop behind put and get on both sides.
+
+use std::io::{self, Read};
+
+use crate::error::{Error, Result};
+
+/// Chunk size for bulk transfers. Large chunks keep the number of system
+/// calls low; `std::io::copy`'s 8 KiB is much slower from a socket.
+pub const CHUNK: usize = 256 * 1024;
+
+/// Allocates a transfer buffer for `len` bytes: no bigger than needed, so a
+/// connection that sends small files keeps little memory.
+pub fn buffer_for(len: u64) -> Vec<u8> {
+    vec![0u8; len.clamp(1, CHUNK as u64) as usize]
+}
+
+/// Why a pump stopped.
+#[derive(Debug)]
+pub enum PumpError {
+    /// The source ended or failed before `len` bytes.
+    Source(Error),
+    /// The sink refused a chunk.
+    Sink(io::Error),
+}
+
+/// Reads exactly `len` bytes from `source`, hands each chunk to `sink`, and
+/// returns how many bytes moved (always `len` on success).
+///
+/// Fails with [`PumpError::Source`] when the source ends early or fails
+/// (`moved` tells how far it got through `progress`), and with
+/// [`PumpError::Sink`] when the sink returns an error.
+pub fn pump<R: Read + ?Sized>(
+    source: &mut R,
+    len: u64,
+    buf: &mut [u8],
+    mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+) -> Result<u64, PumpError> {
+    let mut moved = 0u64;
+    while moved < len {
+        let want = (len - moved).min(buf.len() as u64) as usize;
+        let n = match source.read(&mut buf[..want]) {
+            Ok(0) => {
+                return Err(PumpError::Source(Error::Truncated {
+                    what: "file data",
+                    expected: len,
+                    got: moved,
+                }))
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(PumpError::Source(Error::io("reading file data", e))),
+        };
+        sink(&buf[..n]).map_err(PumpError::Sink)?;
+        moved += n as u64;
+    }
+    Ok(moved)
+}
+
+/// Hashes the first `len` bytes of `source` with BLAKE3: the part of a file
+/// that an earlier, interrupted transfer already moved.
+///
+/// Fails when the source is shorter than `len` or cannot be read.
+pub fn hash_prefix<R: Read>(source: &mut R, len: u64, hasher: &mut blake3::Hasher) -> Result<()> {
+    let mut buf = buffer_for(len);
+    pump(source, len, &mut buf, |chunk| {
+        hasher.update(chunk);
+        Ok(())
+    })
+    .map(|_| ())
+    .map_err(|e| match e {
+        PumpError::Source(e) => e,
+        PumpError::Sink(e) => Error::io("hashing", e),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn moves_exactly_len_bytes() {
+        let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let mut src = Cursor::new(data.clone());
+        let mut out = Vec::new();
+        let mut buf = [0u8; 64];
+        let n = pump(&mut src, 600, &mut buf, |c| {
+            out.extend_from_slice(c);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 600);
+        assert_eq!(out, &data[..600]);
+        assert_eq!(src.position(), 600, "must not read past the body");
+    }
+
+    #[test]
+    fn short_source_is_truncated() {
+        let mut buf = [0u8; 8];
+        match pump(&mut Cursor::new(vec![1u8; 5]), 10, &mut buf, |_| Ok(())) {
+            Err(PumpError::Source(e)) => assert!(e.is_disconnect(), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sink_error_stops_the_pump() {
+        let mut buf = [0u8; 8];
+        let r = pump(&mut Cursor::new(vec![1u8; 20]), 20, &mut buf, |_| {
+            Err(io::Error::new(io::ErrorKind::Other, "disk full"))
+        });
+        assert!(matches!(r, Err(PumpError::Sink(_))));
+    }
+
+    #[test]
+    fn prefix_hash_equals_hash_of_prefix() {
+        let data = vec![7u8; 300_000];
+        let mut h = blake3::Hasher::new();
+        hash_prefix(&mut Cursor::new(&data), 250_000, &mut h).unwrap();
+        assert_eq!(h.finalize(), blake3::hash(&data[..250_000]));
+        assert_eq!(buffer_for(0).len(), 1);
+        assert_eq!(buffer_for(10).len(), 10);
+        assert_eq!(buffer_for(1 << 40).len(), CHUNK);
+    }
+}
