@@ -103,9 +103,8 @@ impl Accounts {
             line: span.map(|s| line_of(text, s.start)),
             reason,
         };
-        let file: UsersFile = toml::from_str(text).map_err(|e| {
-            fail(e.span(), e.message().to_string())
-        })?;
+        let file: UsersFile =
+            toml::from_str(text).map_err(|e| fail(e.span(), e.message().to_string()))?;
         if file.user.is_empty() {
             return Err(fail(None, "no [[user]] entries".into()));
         }
@@ -116,16 +115,21 @@ impl Accounts {
         for user in file.user {
             let name_span = Some(user.name.span());
             let name = user.name.into_inner();
-            validate_name(&name)
-                .map_err(|e| fail(name_span.clone(), format!("invalid user name {name:?}: {e}")))?;
+            validate_name(&name).map_err(|e| {
+                fail(
+                    name_span.clone(),
+                    format!("invalid user name {name:?}: {e}"),
+                )
+            })?;
             if !names.insert(name.clone()) {
                 return Err(fail(name_span, format!("user {name:?} is defined twice")));
             }
             let secret = match (user.secret, user.secret_file) {
                 (Some(s), None) => {
                     let span = s.span();
-                    Secret::new(s.into_inner().into_bytes())
-                        .map_err(|_| fail(Some(span), format!("user {name:?} has an empty secret")))?
+                    Secret::new(s.into_inner().into_bytes()).map_err(|_| {
+                        fail(Some(span), format!("user {name:?} has an empty secret"))
+                    })?
                 }
                 (None, Some(f)) => {
                     let span = f.span();
@@ -250,19 +254,43 @@ mod tests {
     #[test]
     fn errors_name_the_line_and_reason() {
         let cases = [
-            ("[[user]]\nname = \"alice\"\n", "users.toml:2: user \"alice\" needs `secret` or `secret_file`"),
-            ("[[user]]\nname = \"../x\"\nsecret = \"k\"\n", "users.toml:2: invalid user name"),
-            ("[[user]]\nname = \"a\"\nsecret = \"k\"\n[[user]]\nname = \"a\"\nsecret = \"j\"\n", "users.toml:5: user \"a\" is defined twice"),
-            ("[[user]]\nname = \"a\"\nsecret = \"k\"\n[[user]]\nname = \"b\"\nsecret = \"k\"\n", "users.toml:5: user \"b\" has the same secret"),
-            ("[[user]]\nname = \"a\"\nsecret = \"k\"\nquota = \"lots\"\n", "users.toml:4: invalid size"),
-            ("[[user]]\nname = \"a\"\nsecret = \"k\"\nshell = \"/bin/sh\"\n", "users.toml:4: unknown field `shell`"),
+            (
+                "[[user]]\nname = \"alice\"\n",
+                "users.toml:2: user \"alice\" needs `secret` or `secret_file`",
+            ),
+            (
+                "[[user]]\nname = \"../x\"\nsecret = \"k\"\n",
+                "users.toml:2: invalid user name",
+            ),
+            (
+                "[[user]]\nname = \"a\"\nsecret = \"k\"\n[[user]]\nname = \"a\"\nsecret = \"j\"\n",
+                "users.toml:5: user \"a\" is defined twice",
+            ),
+            (
+                "[[user]]\nname = \"a\"\nsecret = \"k\"\n[[user]]\nname = \"b\"\nsecret = \"k\"\n",
+                "users.toml:5: user \"b\" has the same secret",
+            ),
+            (
+                "[[user]]\nname = \"a\"\nsecret = \"k\"\nquota = \"lots\"\n",
+                "users.toml:4: invalid size",
+            ),
+            (
+                "[[user]]\nname = \"a\"\nsecret = \"k\"\nshell = \"/bin/sh\"\n",
+                "users.toml:4: unknown field `shell`",
+            ),
             ("[[user]\n", "users.toml:1:"),
             ("", "users.toml: no [[user]] entries"),
-            ("[[user]]\nname = \"a\"\nsecret_file = \"/nonexistent/key\"\n", "users.toml:3: cannot read the secret file"),
+            (
+                "[[user]]\nname = \"a\"\nsecret_file = \"/nonexistent/key\"\n",
+                "users.toml:3: cannot read the secret file",
+            ),
         ];
         for (text, want) in cases {
             let got = parse(text).unwrap_err().to_string();
-            assert!(got.starts_with(want), "for {text:?}:\n got {got}\nwant {want}");
+            assert!(
+                got.starts_with(want),
+                "for {text:?}:\n got {got}\nwant {want}"
+            );
         }
     }
 }

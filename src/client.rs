@@ -222,7 +222,10 @@ impl Client {
             .metadata()
             .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
         if !meta.is_file() {
-            return Err(Error::Usage(format!("{} is not a regular file", path.display())));
+            return Err(Error::Usage(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
         }
         let started = Instant::now();
         match self.put_once(&name, &mut file, meta.len(), true, progress) {
@@ -369,9 +372,9 @@ impl Client {
             }
             let mut opts = OpenOptions::new();
             opts.read(true).write(true).create(true);
-            let mut file = opts.open(partial).map_err(|e| {
-                Error::Usage(format!("cannot write {}: {e}", partial.display()))
-            })?;
+            let mut file = opts
+                .open(partial)
+                .map_err(|e| Error::Usage(format!("cannot write {}: {e}", partial.display())))?;
             let mut hasher = blake3::Hasher::new();
             hash_prefix(&mut file, offset, &mut hasher)?;
             file.set_len(offset)
@@ -399,9 +402,7 @@ impl Client {
             let digest: Digest = frame::read_json(&mut c.stream, MAX_REPLY_LEN)?;
             if digest.blake3 != hasher.finalize().to_hex().as_str() {
                 let _ = fs::remove_file(partial);
-                return Err(Error::DigestMismatch {
-                    name: escape(name),
-                });
+                return Err(Error::DigestMismatch { name: escape(name) });
             }
             file.sync_all()
                 .and_then(|()| fs::rename(partial, target))
@@ -479,15 +480,12 @@ fn peer_closed(stream: &TcpStream) -> bool {
 /// The name a local file is uploaded under: its base name, which must
 /// follow the server's naming rules.
 fn local_upload_name(path: &Path) -> Result<String> {
-    let base = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "{} has no file name that can be uploaded (it must be valid UTF-8)",
-                path.display()
-            ))
-        })?;
+    let base = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        Error::Usage(format!(
+            "{} has no file name that can be uploaded (it must be valid UTF-8)",
+            path.display()
+        ))
+    })?;
     validate_name(base)
         .map(str::to_string)
         .map_err(|e| Error::Usage(format!("cannot upload {}: {e}", path.display())))

@@ -211,16 +211,25 @@ mod tests {
     #[test]
     fn commands_parse() {
         assert_eq!(p("   ").unwrap(), None);
-        assert_eq!(p("put a b").unwrap(), Some(Command::Put(vec!["a".into(), "b".into()])));
+        assert_eq!(
+            p("put a b").unwrap(),
+            Some(Command::Put(vec!["a".into(), "b".into()]))
+        );
         assert_eq!(
             p("put \"my file.txt\" 'x y'").unwrap(),
             Some(Command::Put(vec!["my file.txt".into(), "x y".into()]))
         );
         assert_eq!(
             p("get a.txt /tmp/b").unwrap(),
-            Some(Command::Get { name: "a.txt".into(), local: Some("/tmp/b".into()) })
+            Some(Command::Get {
+                name: "a.txt".into(),
+                local: Some("/tmp/b".into())
+            })
         );
-        assert_eq!(p("echo  hello   world ").unwrap(), Some(Command::Echo("hello   world".into())));
+        assert_eq!(
+            p("echo  hello   world ").unwrap(),
+            Some(Command::Echo("hello   world".into()))
+        );
         assert_eq!(p("ls").unwrap(), Some(Command::Ls));
         assert_eq!(p("exit").unwrap(), Some(Command::Quit));
         assert_eq!(p("cd a\\ b").unwrap(), Some(Command::Cd("a b".into())));
@@ -228,7 +237,10 @@ mod tests {
 
     #[test]
     fn mistakes_get_hints() {
-        assert!(p("frobnicate x").unwrap_err().0.contains("unknown command \"frobnicate\""));
+        assert!(p("frobnicate x")
+            .unwrap_err()
+            .0
+            .contains("unknown command \"frobnicate\""));
         assert_eq!(p("put").unwrap_err().0, "usage: put FILE...");
         assert_eq!(p("get").unwrap_err().0, "usage: get NAME [LOCAL]");
         assert!(p("ls -l").unwrap_err().0.contains("takes no arguments"));

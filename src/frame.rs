@@ -187,20 +187,25 @@ mod tests {
 
     #[test]
     fn malformed_json_is_an_error_not_a_panic() {
-        let err = read_json::<_, serde_json::Value>(&mut Cursor::new(frame(3, b"{x}")), 100)
-            .unwrap_err();
+        let err =
+            read_json::<_, serde_json::Value>(&mut Cursor::new(frame(3, b"{x}")), 100).unwrap_err();
         assert!(matches!(err, Error::Malformed(_)), "{err}");
     }
 
     #[test]
     fn zero_length_frame_reads_as_empty_body() {
-        assert_eq!(read(&mut Cursor::new(frame(0, b"")), 100).unwrap().unwrap(), b"");
+        assert_eq!(
+            read(&mut Cursor::new(frame(0, b"")), 100).unwrap().unwrap(),
+            b""
+        );
     }
 
     #[test]
     fn exactly_max_is_accepted() {
         let body = vec![b' '; 16];
-        assert!(read(&mut Cursor::new(frame(16, &body)), 16).unwrap().is_some());
+        assert!(read(&mut Cursor::new(frame(16, &body)), 16)
+            .unwrap()
+            .is_some());
         assert!(read(&mut Cursor::new(frame(17, &body)), 16).is_err());
     }
 }

@@ -55,10 +55,9 @@ impl fmt::Display for NameError {
                 write!(f, "the name contains a NUL or control character")
             }
             NameError::DrivePrefix => write!(f, "the name starts with a drive prefix like 'C:'"),
-            NameError::EncodedTraversal => write!(
-                f,
-                "the name contains a percent-encoded separator or '..'"
-            ),
+            NameError::EncodedTraversal => {
+                write!(f, "the name contains a percent-encoded separator or '..'")
+            }
             NameError::Reserved => write!(f, "the name {PARTIAL_DIR} is reserved by the server"),
             NameError::PathTooLong => write!(
                 f,
@@ -171,7 +170,15 @@ mod tests {
 
     #[test]
     fn plain_names_pass() {
-        for n in ["a.txt", "file with spaces", "Übung.pdf", ".bashrc", "...", "a..b", "%41"] {
+        for n in [
+            "a.txt",
+            "file with spaces",
+            "Übung.pdf",
+            ".bashrc",
+            "...",
+            "a..b",
+            "%41",
+        ] {
             assert_eq!(validate_name(n), Ok(n), "{n}");
         }
     }
@@ -222,7 +229,10 @@ mod tests {
         let here = vec!["a".to_string()];
         assert_eq!(resolve_folder(&here, "b/c").unwrap(), ["a", "b", "c"]);
         assert_eq!(resolve_folder(&here, "..").unwrap(), Vec::<String>::new());
-        assert_eq!(resolve_folder(&here, "../../..").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            resolve_folder(&here, "../../..").unwrap(),
+            Vec::<String>::new()
+        );
         assert_eq!(resolve_folder(&here, "/").unwrap(), Vec::<String>::new());
         assert_eq!(resolve_folder(&here, "/x/./y/").unwrap(), ["x", "y"]);
         assert!(resolve_folder(&here, "a\\b").is_err());

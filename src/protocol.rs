@@ -560,10 +560,8 @@ mod tests {
         let ok: Reply<Echoed> = Reply::Ok(Echoed { text: "HI".into() });
         let s = serde_json::to_string(&ok).unwrap();
         assert_eq!(s, r#"{"status":"ok","text":"HI"}"#);
-        let err: Reply<Echoed> = serde_json::from_str(
-            r#"{"status":"error","code":"bad_name","message":"no"}"#,
-        )
-        .unwrap();
+        let err: Reply<Echoed> =
+            serde_json::from_str(r#"{"status":"error","code":"bad_name","message":"no"}"#).unwrap();
         assert!(matches!(err.into_result(), Err(Error::Remote { code, .. }) if code == "bad_name"));
         let future: Reply<Echoed> =
             serde_json::from_str(r#"{"status":"error","code":"brand_new","message":"?"}"#).unwrap();

@@ -100,7 +100,10 @@ pub fn default_secret_path() -> Result<PathBuf> {
 /// Fails when the file cannot be read or is empty.
 pub fn read_secret_file(path: &Path) -> Result<Secret> {
     let mut bytes = fs::read(path).map_err(|e| {
-        Error::Secret(format!("cannot read the secret file {}: {e}", path.display()))
+        Error::Secret(format!(
+            "cannot read the secret file {}: {e}",
+            path.display()
+        ))
     })?;
     if bytes.ends_with(b"\n") {
         bytes.pop();
@@ -129,7 +132,10 @@ fn from_env() -> Result<Option<Secret>> {
 /// neither read nor created.
 pub fn server_secret(secret_file: Option<&Path>) -> Result<(Secret, SecretSource)> {
     if let Some(path) = secret_file {
-        return Ok((read_secret_file(path)?, SecretSource::File(path.to_path_buf())));
+        return Ok((
+            read_secret_file(path)?,
+            SecretSource::File(path.to_path_buf()),
+        ));
     }
     if let Some(secret) = from_env()? {
         return Ok((secret, SecretSource::Env));
@@ -173,7 +179,10 @@ pub fn client_secret(secret_file: Option<&Path>) -> Result<Secret> {
 /// only by its owner. Fails with `AlreadyExists` if it is there already.
 fn create_secret_file(path: &Path) -> std::io::Result<Secret> {
     if let Some(dir) = path.parent() {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     let mut raw = [0u8; 32];
     OsRng.fill_bytes(&mut raw);
@@ -205,7 +214,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k");
         fs::write(&p, b"linhaifeng bang bang bang\n").unwrap();
-        assert_eq!(read_secret_file(&p).unwrap().as_bytes(), b"linhaifeng bang bang bang");
+        assert_eq!(
+            read_secret_file(&p).unwrap().as_bytes(),
+            b"linhaifeng bang bang bang"
+        );
         fs::write(&p, b" spaced \n\n").unwrap();
         assert_eq!(read_secret_file(&p).unwrap().as_bytes(), b" spaced \n");
         fs::write(&p, b"").unwrap();

@@ -82,8 +82,7 @@ impl Server {
         let root = &config.context.root;
         std::fs::create_dir_all(root)
             .map_err(|e| Error::io(format!("creating the upload root {}", root.display()), e))?;
-        let listener = listen(addr)
-            .map_err(|e| Error::io(format!("listening on {addr}"), e))?;
+        let listener = listen(addr).map_err(|e| Error::io(format!("listening on {addr}"), e))?;
         Ok(Server {
             listener,
             shared: Arc::new(Shared {
@@ -144,8 +143,16 @@ impl Server {
 
     fn start_sweeper(&self) {
         let config = &self.shared.config;
-        let (root, ttl, log) = (config.context.root.clone(), config.partial_ttl, config.context.log);
-        let depth = if config.accounts.is_multi_user() { 34 } else { 33 };
+        let (root, ttl, log) = (
+            config.context.root.clone(),
+            config.partial_ttl,
+            config.context.log,
+        );
+        let depth = if config.accounts.is_multi_user() {
+            34
+        } else {
+            33
+        };
         let _ = thread::Builder::new()
             .name("ftp-sweeper".into())
             .stack_size(THREAD_STACK)
@@ -218,7 +225,9 @@ fn dispatch(shared: &Arc<Shared>, stream: TcpStream) {
     let max = shared.config.max_connections;
     if shared.active.fetch_add(1, Ordering::SeqCst) >= max {
         shared.active.fetch_sub(1, Ordering::SeqCst);
-        log.warn(format_args!("{peer} refused: at the limit of {max} connections"));
+        log.warn(format_args!(
+            "{peer} refused: at the limit of {max} connections"
+        ));
         refuse_busy(stream, max);
         return;
     }
@@ -285,7 +294,9 @@ fn handle(shared: &Shared, stream: TcpStream, peer: &str) {
     transport.set_deadline(None);
     match login {
         Ok(Some(index)) => {
-            let Some(account) = accounts.get(index) else { return };
+            let Some(account) = accounts.get(index) else {
+                return;
+            };
             if let Some(ip) = ip {
                 shared.forget_failures(ip);
             }
@@ -303,7 +314,9 @@ fn handle(shared: &Shared, stream: TcpStream, peer: &str) {
             if let Some(ip) = ip {
                 shared.note_failure(ip);
             }
-            log.warn(format_args!("{peer} login failed: wrong answer to the challenge"));
+            log.warn(format_args!(
+                "{peer} login failed: wrong answer to the challenge"
+            ));
             let reply = ErrorReply::new(ErrorCode::AuthFailed, "authentication failed");
             let _ = send_error(&mut transport, reply);
             linger_close(transport.stream);

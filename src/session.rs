@@ -18,8 +18,7 @@ use crate::log::Logger;
 use crate::names::{display_folder, escape, resolve_folder, validate_name};
 use crate::protocol::{
     from_hex, parse_request, to_hex, Digest, Echoed, ErrorCode, ErrorReply, Folder, GetReady,
-    GetRequest, Proof, PutDone, PutReady, PutRequest, Removed, Reply, Request, RequestError,
-    Usage,
+    GetRequest, Proof, PutDone, PutReady, PutRequest, Removed, Reply, Request, RequestError, Usage,
 };
 use crate::store::{self, UploadLocks};
 use crate::transfer::{buffer_for, hash_prefix, pump, PumpError};
@@ -138,7 +137,10 @@ impl<'a> Session<'a> {
                 Err(e) => {
                     // The stream cannot be resynchronised after a bad length.
                     self.log_command("?", "", Instant::now(), &bad_request(&e.to_string()));
-                    send_error(stream, ErrorReply::new(ErrorCode::BadRequest, e.to_string()))?;
+                    send_error(
+                        stream,
+                        ErrorReply::new(ErrorCode::BadRequest, e.to_string()),
+                    )?;
                     return Ok(());
                 }
             };
@@ -147,7 +149,9 @@ impl<'a> Session<'a> {
                 Ok(r) => r,
                 Err(e) => {
                     let (code, flow) = match e {
-                        RequestError::UnknownCommand(_) => (ErrorCode::UnknownCommand, Flow::Continue),
+                        RequestError::UnknownCommand(_) => {
+                            (ErrorCode::UnknownCommand, Flow::Continue)
+                        }
                         RequestError::Malformed(_) => (ErrorCode::BadRequest, Flow::Close),
                     };
                     let reply = ErrorReply::new(code, e.to_string());
@@ -203,14 +207,18 @@ impl<'a> Session<'a> {
             Request::Put(put) => self.put(put, s),
             Request::Get(get) => self.get(get, s),
             Request::Ls {} => {
-                let listing = self
-                    .folder()
-                    .and_then(|dir| list_folder(&dir));
+                let listing = self.folder().and_then(|dir| list_folder(&dir));
                 respond(s, listing, |l| format!("{} entries", l.files.len()))
             }
             Request::Echo { text } => {
                 let n = text.len() as u64;
-                respond(s, Ok(Echoed { text: text.to_uppercase() }), |_| format!("{n} chars"))
+                respond(
+                    s,
+                    Ok(Echoed {
+                        text: text.to_uppercase(),
+                    }),
+                    |_| format!("{n} chars"),
+                )
             }
             Request::Prove { nonce } => {
                 let reply = match from_hex(&nonce) {
@@ -486,11 +494,15 @@ impl<'a> Session<'a> {
             }
         }
         let durable = self.ctx.durable;
-        let committed = (if durable { file.sync_all() } else { Ok(()) })
-            .and_then(|()| {
-                drop(file);
-                store::commit(&prepared.partial, &prepared.target, self.ctx.overwrite, durable)
-            });
+        let committed = (if durable { file.sync_all() } else { Ok(()) }).and_then(|()| {
+            drop(file);
+            store::commit(
+                &prepared.partial,
+                &prepared.target,
+                self.ctx.overwrite,
+                durable,
+            )
+        });
         let replaced = match committed {
             Ok(r) => r,
             Err(e) => {
@@ -498,7 +510,10 @@ impl<'a> Session<'a> {
                 let reply = if e.kind() == io::ErrorKind::AlreadyExists {
                     ErrorReply::new(
                         ErrorCode::Exists,
-                        format!("{} was created meanwhile; not overwritten", escape(&prepared.name)),
+                        format!(
+                            "{} was created meanwhile; not overwritten",
+                            escape(&prepared.name)
+                        ),
                     )
                 } else {
                     store::internal("committing the file", &e)
@@ -522,7 +537,10 @@ impl<'a> Session<'a> {
         } else {
             String::new()
         };
-        Ok(Outcome::ok(format!("stored {} bytes{resumed}", req.filesize), body))
+        Ok(Outcome::ok(
+            format!("stored {} bytes{resumed}", req.filesize),
+            body,
+        ))
     }
 
     fn get<S: Transport>(&mut self, req: GetRequest, s: &mut S) -> Result<Outcome> {
@@ -535,7 +553,11 @@ impl<'a> Session<'a> {
                 if req.offset > meta.len() {
                     return Err(ErrorReply::new(
                         ErrorCode::InvalidOffset,
-                        format!("offset {} is beyond the end of the file ({} bytes)", req.offset, meta.len()),
+                        format!(
+                            "offset {} is beyond the end of the file ({} bytes)",
+                            req.offset,
+                            meta.len()
+                        ),
                     ));
                 }
                 Ok((name.to_string(), file, meta))
@@ -671,9 +693,10 @@ fn bad_name(e: crate::names::NameError) -> ErrorReply {
 
 fn not_found(name: &str, e: &io::Error) -> ErrorReply {
     match e.kind() {
-        io::ErrorKind::NotFound => {
-            ErrorReply::new(ErrorCode::NotFound, format!("no such file: {}", escape(name)))
-        }
+        io::ErrorKind::NotFound => ErrorReply::new(
+            ErrorCode::NotFound,
+            format!("no such file: {}", escape(name)),
+        ),
         _ if e.raw_os_error() == Some(libc::ELOOP) => ErrorReply::new(
             ErrorCode::BadName,
             format!("{} is a symbolic link, which is not followed", escape(name)),

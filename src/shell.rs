@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
@@ -26,6 +26,8 @@ use crate::protocol::{EntryKind, Listing};
 pub struct ShellOptions {
     /// No progress bars and no informational notes.
     pub quiet: bool,
+    /// Most bytes per second a transfer may move.
+    pub limit_rate: Option<u64>,
 }
 
 /// Whether the session should go on after a command.
@@ -57,7 +59,11 @@ pub fn run_command(
         return Ok(Next::Quit);
     }
     if client.ensure_connected()? && !options.quiet {
-        let _ = writeln!(err, "note: the connection had closed; reconnected to {}", client.addr());
+        let _ = writeln!(
+            err,
+            "note: the connection had closed; reconnected to {}",
+            client.addr()
+        );
     }
     match command {
         Command::Put(files) => {
@@ -150,7 +156,12 @@ fn print_get(out: &mut impl Write, name: &str, r: &GetReport) -> io::Result<()> 
 /// Bytes sent in this run and their rate; resumed bytes are not counted.
 fn rate(bytes: u64, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(1e-6);
-    format!("{} sent in {:.2} s, {}/s", human(bytes), secs, human((bytes as f64 / secs) as u64))
+    format!(
+        "{} sent in {:.2} s, {}/s",
+        human(bytes),
+        secs,
+        human((bytes as f64 / secs) as u64)
+    )
 }
 
 /// Prints a listing: size, modification time (UTC) and name, folders with
@@ -165,7 +176,11 @@ pub fn print_listing(out: &mut impl Write, listing: &Listing) -> io::Result<()> 
         writeln!(out, "{:>12}  {}  {}{slash}", e.size, when, escape(&e.name))?;
     }
     if listing.truncated {
-        writeln!(out, "(listing truncated: {} entries shown)", listing.files.len())?;
+        writeln!(
+            out,
+            "(listing truncated: {} entries shown)",
+            listing.files.len()
+        )?;
     }
     Ok(())
 }
@@ -186,12 +201,56 @@ pub fn human(n: u64) -> String {
     }
 }
 
-/// A progress bar on stderr when it is a terminal and not quiet.
+/// A progress bar on stderr when it is a terminal and not quiet, slowed to
+/// the rate limit if there is one.
 fn progress_for(options: ShellOptions) -> Box<dyn Progress> {
-    if options.quiet || !io::stderr().is_terminal() {
+    let shown: Box<dyn Progress> = if options.quiet || !io::stderr().is_terminal() {
         Box::new(NoProgress)
     } else {
         Box::new(Bar(None))
+    };
+    match options.limit_rate {
+        Some(rate) => Box::new(RateLimit::new(shown, rate)),
+        None => shown,
+    }
+}
+
+/// Keeps a transfer under `rate` bytes per second by sleeping between
+/// chunks; the connection's flow control slows the other end to match.
+struct RateLimit {
+    inner: Box<dyn Progress>,
+    rate: u64,
+    started: Instant,
+    moved: u64,
+}
+
+impl RateLimit {
+    fn new(inner: Box<dyn Progress>, rate: u64) -> RateLimit {
+        RateLimit {
+            inner,
+            rate: rate.max(1),
+            started: Instant::now(),
+            moved: 0,
+        }
+    }
+}
+
+impl Progress for RateLimit {
+    fn start(&mut self, name: &str, total: u64, offset: u64) {
+        self.started = Instant::now();
+        self.moved = 0;
+        self.inner.start(name, total, offset);
+    }
+    fn advance(&mut self, n: u64) {
+        self.moved += n;
+        self.inner.advance(n);
+        let due = Duration::from_secs_f64(self.moved as f64 / self.rate as f64);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    fn finish(&mut self) {
+        self.inner.finish();
     }
 }
 
@@ -200,10 +259,7 @@ struct Bar(Option<ProgressBar>);
 impl Progress for Bar {
     fn start(&mut self, name: &str, total: u64, offset: u64) {
         // The bar covers only this run's bytes, so rate and ETA are true.
-        let bar = ProgressBar::with_draw_target(
-            Some(total - offset),
-            ProgressDrawTarget::stderr(),
-        );
+        let bar = ProgressBar::with_draw_target(Some(total - offset), ProgressDrawTarget::stderr());
         let style = ProgressStyle::with_template(
             "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
         )
@@ -244,7 +300,11 @@ pub fn run_session(client: &mut Client, options: ShellOptions) -> usize {
     }
 }
 
-fn scripted(client: &mut Client, options: ShellOptions, lines: impl Iterator<Item = String>) -> usize {
+fn scripted(
+    client: &mut Client,
+    options: ShellOptions,
+    lines: impl Iterator<Item = String>,
+) -> usize {
     let mut failures = 0;
     for line in lines {
         match step(client, options, &line) {
@@ -279,7 +339,13 @@ fn interactive(client: &mut Client, options: ShellOptions) -> usize {
     let remote = Rc::new(RefCell::new(Vec::new()));
     let mut editor: Editor<LineHelper, DefaultHistory> = match Editor::new() {
         Ok(e) => e,
-        Err(_) => return scripted(client, options, io::stdin().lock().lines().map_while(|l| l.ok())),
+        Err(_) => {
+            return scripted(
+                client,
+                options,
+                io::stdin().lock().lines().map_while(|l| l.ok()),
+            )
+        }
     };
     editor.set_helper(Some(LineHelper {
         files: FilenameCompleter::new(),
@@ -346,7 +412,10 @@ impl Completer for LineHelper {
             replacement: quote_if_needed(s),
         };
         if start == 0 {
-            let words = WORDS.iter().filter(|w| w.starts_with(word)).map(|w| pair(w));
+            let words = WORDS
+                .iter()
+                .filter(|w| w.starts_with(word))
+                .map(|w| pair(w));
             return Ok((0, words.collect()));
         }
         let first = split_words(before).ok().and_then(|w| w.into_iter().next());
@@ -354,7 +423,10 @@ impl Completer for LineHelper {
             Some("put") => self.files.complete(line, pos, ctx),
             Some("get") | Some("rm") | Some("cd") => {
                 let names = self.remote.borrow();
-                let hits = names.iter().filter(|n| n.starts_with(word)).map(|n| pair(n));
+                let hits = names
+                    .iter()
+                    .filter(|n| n.starts_with(word))
+                    .map(|n| pair(n));
                 Ok((start, hits.collect()))
             }
             _ => Ok((pos, Vec::new())),
@@ -393,8 +465,18 @@ mod tests {
     fn listing_escapes_names_and_marks_folders() {
         let listing = Listing {
             files: vec![
-                Entry { name: "evil\x1b[2J".into(), kind: EntryKind::File, size: 5, mtime: 0 },
-                Entry { name: "sub".into(), kind: EntryKind::Dir, size: 0, mtime: 0 },
+                Entry {
+                    name: "evil\x1b[2J".into(),
+                    kind: EntryKind::File,
+                    size: 5,
+                    mtime: 0,
+                },
+                Entry {
+                    name: "sub".into(),
+                    kind: EntryKind::Dir,
+                    size: 0,
+                    mtime: 0,
+                },
             ],
             truncated: false,
         };
@@ -405,7 +487,14 @@ mod tests {
         assert!(text.contains("evil\\u{1b}[2J"));
         assert!(text.contains("1970-01-01T00:00:00Z  sub/"));
         let mut out = Vec::new();
-        print_listing(&mut out, &Listing { files: vec![], truncated: false }).unwrap();
+        print_listing(
+            &mut out,
+            &Listing {
+                files: vec![],
+                truncated: false,
+            },
+        )
+        .unwrap();
         assert_eq!(out, b"(no files)\n");
     }
 

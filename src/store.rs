@@ -62,7 +62,10 @@ pub fn folder(home: &Path, components: &[String]) -> Result<PathBuf, ErrorReply>
 /// An error reply for a failure of the server's own file system.
 pub fn internal(what: &str, e: &io::Error) -> ErrorReply {
     if is_no_space(e) {
-        return ErrorReply::new(ErrorCode::NoSpace, format!("{what}: the server's disk is full"));
+        return ErrorReply::new(
+            ErrorCode::NoSpace,
+            format!("{what}: the server's disk is full"),
+        );
     }
     ErrorReply::new(ErrorCode::Internal, format!("{what}: {e}"))
 }
@@ -103,7 +106,11 @@ pub fn list(dir: &Path) -> io::Result<Listing> {
         files.push(Entry {
             name,
             kind,
-            size: if kind == EntryKind::File { meta.len() } else { 0 },
+            size: if kind == EntryKind::File {
+                meta.len()
+            } else {
+                0
+            },
             mtime: unix_secs(meta.modified().unwrap_or(UNIX_EPOCH)),
         });
     }
@@ -113,7 +120,9 @@ pub fn list(dir: &Path) -> io::Result<Listing> {
 
 /// Seconds since the Unix epoch, 0 for earlier times.
 pub fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Bytes an unprivileged user can still write on the file system of `path`.
@@ -246,14 +255,18 @@ pub fn sweep_partials(root: &Path, max_age: Duration, depth: usize) -> usize {
     let mut removed = 0;
     let mut stack = vec![(root.to_path_buf(), 0usize)];
     while let Some((dir, d)) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let Ok(meta) = entry.metadata() else { continue };
             if !meta.is_dir() {
                 continue;
             }
             if entry.file_name() == PARTIAL_DIR {
-                let Ok(parts) = fs::read_dir(entry.path()) else { continue };
+                let Ok(parts) = fs::read_dir(entry.path()) else {
+                    continue;
+                };
                 for part in parts.flatten() {
                     let old = part
                         .metadata()
@@ -336,9 +349,18 @@ mod tests {
         fs::write(dir.path().join("f"), b"").unwrap();
         std::os::unix::fs::symlink("/", dir.path().join("out")).unwrap();
         assert!(folder(dir.path(), &["d".into()]).is_ok());
-        assert_eq!(folder(dir.path(), &["out".into()]).unwrap_err().code, ErrorCode::BadName);
-        assert_eq!(folder(dir.path(), &["f".into()]).unwrap_err().code, ErrorCode::BadName);
-        assert_eq!(folder(dir.path(), &["x".into()]).unwrap_err().code, ErrorCode::NotFound);
+        assert_eq!(
+            folder(dir.path(), &["out".into()]).unwrap_err().code,
+            ErrorCode::BadName
+        );
+        assert_eq!(
+            folder(dir.path(), &["f".into()]).unwrap_err().code,
+            ErrorCode::BadName
+        );
+        assert_eq!(
+            folder(dir.path(), &["x".into()]).unwrap_err().code,
+            ErrorCode::NotFound
+        );
     }
 
     #[test]

@@ -108,7 +108,7 @@ mod tests {
     fn sink_error_stops_the_pump() {
         let mut buf = [0u8; 8];
         let r = pump(&mut Cursor::new(vec![1u8; 20]), 20, &mut buf, |_| {
-            Err(io::Error::new(io::ErrorKind::Other, "disk full"))
+            Err(io::Error::other("disk full"))
         });
         assert!(matches!(r, Err(PumpError::Sink(_))));
     }

@@ -34,9 +34,16 @@ struct Args {
     /// original Python server). Anyone could be impersonating it.
     #[arg(long)]
     allow_unproven_server: bool,
+    /// Most bytes per second a transfer may move, e.g. 500KiB or 10MiB.
+    #[arg(long, value_name = "RATE", value_parser = rate)]
+    limit_rate: Option<u64>,
     /// One command to run, e.g. `put a.txt` or `get a.txt`.
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+fn rate(s: &str) -> std::result::Result<u64, String> {
+    ftp::accounts::parse_size(s)
 }
 
 fn main() -> ExitCode {
@@ -64,7 +71,10 @@ fn run(args: Args) -> Result<usize> {
              your files"
         );
     }
-    let shell = ShellOptions { quiet: args.quiet };
+    let shell = ShellOptions {
+        quiet: args.quiet,
+        limit_rate: args.limit_rate,
+    };
     let mut client = Client::connect(&args.server, options)?;
     match one_shot {
         Some(command) => {

@@ -1,0 +1,334 @@
+//! The core product, end to end: the real binaries on loopback.
+
+mod support;
+
+use std::fs;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+
+#[test]
+fn put_of_empty_small_and_multi_megabyte_files_arrives_identical() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let big = pattern(5 * 1024 * 1024 + 13, 1);
+    sb.local_file("empty.txt", b"");
+    sb.local_file("small.txt", b"hello, world\n");
+    sb.local_file("big.bin", &big);
+    let out = ClientRun::new(&sb, &server, &["put", "empty.txt", "small.txt", "big.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("stored empty.txt (0 bytes"), "{text}");
+    assert!(text.contains("stored small.txt (13 bytes"), "{text}");
+    assert!(
+        text.contains(&format!("stored big.bin ({} bytes", big.len())),
+        "{text}"
+    );
+    assert_eq!(fs::read(sb.root().join("empty.txt")).unwrap(), b"");
+    assert_eq!(
+        fs::read(sb.root().join("small.txt")).unwrap(),
+        b"hello, world\n"
+    );
+    assert_eq!(fs::read(sb.root().join("big.bin")).unwrap(), big);
+    let log = server.log_text();
+    assert!(log.contains("put big.bin ok stored 5242893 bytes"), "{log}");
+}
+
+#[test]
+fn wrong_secret_is_refused_and_logged() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    sb.local_file("a.txt", b"x");
+    let out = ClientRun::new(&sb, &server, &["put", "a.txt"])
+        .env("FTP_SECRET", "not the secret")
+        .run();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).starts_with("error: authentication failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!sb.root().join("a.txt").exists());
+    server.wait_for_log("login failed");
+    // Raw: the server sends an auth_failed frame, then closes.
+    let mut raw = Raw::login(server.addr, b"wrong");
+    assert_eq!(raw.reply().unwrap()["code"], "auth_failed");
+    assert!(raw.closed_by_server());
+}
+
+#[test]
+fn unauthenticated_peer_gets_nothing_read() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    // A put header instead of the 16-byte answer: it is taken as a (wrong)
+    // answer and nothing is stored.
+    let mut raw = Raw::connect(server.addr);
+    let mut challenge = [0u8; 32];
+    std::io::Read::read_exact(&mut raw.stream, &mut challenge).unwrap();
+    raw.send_json(&json!({"cmd":"put","filename":"sneaky","filesize":3}));
+    raw.send(b"abc");
+    assert_eq!(raw.reply().unwrap()["code"], "auth_failed");
+    assert!(!sb.root().join("sneaky").exists());
+}
+
+#[test]
+fn traversal_names_write_nothing_outside_the_root() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let names = [
+        "../escape.txt",
+        "..\\escape.txt",
+        "/tmp/escape.txt",
+        "..",
+        ".",
+        "",
+        "C:escape.txt",
+        "//server/share",
+        "sub/escape.txt",
+        "a\u{0}b",
+        "new\nline",
+        "\u{1b}[31mred",
+        "....//escape.txt",
+        "%2e%2e%2fescape.txt",
+        ".ftp-partial",
+    ];
+    let mut raw = Raw::login(server.addr, SECRET.as_bytes());
+    for name in names {
+        // Seed-style: the body follows at once; the server drains it and
+        // stays in step.
+        raw.send_json(&json!({"cmd":"put","filename":name,"filesize":4}));
+        raw.send(b"evil");
+        let reply = raw.reply().expect("a reply");
+        assert_eq!(reply["status"], "error", "{name:?}: {reply}");
+        assert_eq!(reply["code"], "bad_name", "{name:?}: {reply}");
+    }
+    // The connection still works after all of that.
+    raw.send_json(&json!({"cmd":"echo","text":"still here"}));
+    assert_eq!(raw.reply().unwrap()["text"], "STILL HERE");
+    let outside: Vec<_> = fs::read_dir(sb.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!outside.iter().any(|n| n.contains("escape")), "{outside:?}");
+    assert!(!std::path::Path::new("/tmp/escape.txt").exists());
+    let inside: Vec<_> = fs::read_dir(sb.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != ".ftp-partial")
+        .collect();
+    assert!(inside.is_empty(), "{inside:?}");
+}
+
+#[test]
+fn echo_unknown_command_and_one_shot_mode() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let out = ClientRun::new(&sb, &server, &["echo", "hello", "seed"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "HELLO SEED\n");
+
+    let out = ClientRun::new(&sb, &server, &["frobnicate"]).run();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unknown command \"frobnicate\"; type 'help'"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The server answers an unknown command with an error and keeps going.
+    let mut raw = Raw::login(server.addr, SECRET.as_bytes());
+    raw.send_json(&json!({"cmd":"frobnicate","x":1}));
+    let reply = raw.reply().unwrap();
+    assert_eq!(reply["code"], "unknown_command");
+    raw.send_json(&json!({"cmd":"echo","text":"ok?","extra":"ignored"}));
+    assert_eq!(raw.reply().unwrap()["text"], "OK?");
+}
+
+#[test]
+fn piped_stdin_runs_commands_and_reports_failures_in_exit_status() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    sb.local_file("a.txt", b"aaa");
+    let script = "echo one\n\nput a.txt\nput missing.txt\nnonsense\necho two\n";
+    let out = ClientRun::new(&sb, &server, &[]).run_with_input(script);
+    let (o, e) = (stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "a failed command must fail the run");
+    assert!(
+        !o.contains(">>:"),
+        "no prompt when stdin is not a terminal: {o}"
+    );
+    assert!(o.starts_with("ONE\nstored a.txt (3 bytes"), "{o}");
+    assert!(
+        o.ends_with("TWO\n"),
+        "the session goes on after errors: {o}"
+    );
+    assert!(
+        e.contains("error: put missing.txt: cannot read missing.txt"),
+        "{e}"
+    );
+    assert!(e.contains("unknown command \"nonsense\""), "{e}");
+    assert_eq!(fs::read(sb.root().join("a.txt")).unwrap(), b"aaa");
+
+    let out = ClientRun::new(&sb, &server, &[]).run_with_input("echo fine\nquit\necho never\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "FINE\n");
+}
+
+#[test]
+fn client_killed_mid_upload_leaves_nothing_under_the_final_name() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let mut raw = Raw::login(server.addr, SECRET.as_bytes());
+    raw.send_json(&json!({"cmd":"put","filename":"torn.bin","filesize":1_000_000}));
+    raw.send(&pattern(300_000, 2));
+    let partial = sb.root().join(".ftp-partial").join("torn.bin");
+    assert!(wait_until(Duration::from_secs(10), || size_of(&partial) == 300_000));
+    drop(raw);
+    server.wait_for_log("put torn.bin aborted");
+    assert!(!sb.root().join("torn.bin").exists());
+    // The listing does not show it either.
+    let out = ClientRun::new(&sb, &server, &["ls"]).run();
+    assert_eq!(stdout(&out), "(no files)\n");
+}
+
+#[test]
+fn malformed_header_gets_an_error_then_a_clean_close_and_the_server_lives() {
+    let sb = Sandbox::new();
+    let mut server = sb.start_server(&[]);
+    let bad: Vec<Vec<u8>> = vec![
+        b"{not json".to_vec(),
+        b"[1,2,3]".to_vec(),
+        br#"{"cmd":"put","filename":"a","filesize":-5}"#.to_vec(),
+        br#"{"cmd":"put","filename":"a","filesize":"12"}"#.to_vec(),
+        br#"{"cmd":42}"#.to_vec(),
+        vec![0xff, 0xfe, 0xfd],
+    ];
+    for body in bad {
+        let mut raw = Raw::login(server.addr, SECRET.as_bytes());
+        raw.send_frame(&body);
+        let reply = raw.reply().expect("an error reply");
+        assert_eq!(reply["code"], "bad_request", "{reply}");
+        assert!(raw.closed_by_server());
+    }
+    // Oversized and negative lengths, refused before reading a body.
+    for len in [100_000_000i32, 65_537, -1] {
+        let mut raw = Raw::login(server.addr, SECRET.as_bytes());
+        raw.send(&len.to_le_bytes());
+        let reply = raw.reply().expect("an error reply");
+        assert_eq!(reply["code"], "bad_request", "{reply}");
+        assert!(
+            reply["message"].as_str().unwrap().contains("frame"),
+            "{reply}"
+        );
+    }
+    assert!(server.is_running());
+    let out = ClientRun::new(&sb, &server, &["echo", "alive"]).run();
+    assert_eq!(stdout(&out), "ALIVE\n");
+}
+
+#[test]
+fn zero_setup_secret_file_is_created_and_shared() {
+    let sb = Sandbox::new();
+    let server = ServerProcess::start(&sb, &[], None);
+    let secret_file = sb.home().join(".config/ftp/secret");
+    let log = server.wait_for_log("created a new random secret");
+    assert!(log.contains(secret_file.to_str().unwrap()), "{log}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let secret = fs::read_to_string(&secret_file).unwrap();
+    assert!(!log.contains(&secret), "the secret must not be logged");
+    sb.local_file("file.txt", b"zero config");
+    let out = ClientRun::new(&sb, &server, &["put", "file.txt"])
+        .env_remove("FTP_SECRET")
+        .run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        fs::read(sb.root().join("file.txt")).unwrap(),
+        b"zero config"
+    );
+}
+
+#[test]
+fn secret_file_flag_and_missing_secret_messages() {
+    let sb = Sandbox::new();
+    let key = sb.path().join("key");
+    fs::write(&key, format!("{SECRET}\n")).unwrap();
+    let server = ServerProcess::start(&sb, &["--secret-file", key.to_str().unwrap()], None);
+    let out = ClientRun::new(
+        &sb,
+        &server,
+        &["--secret-file", key.to_str().unwrap(), "echo", "k"],
+    )
+    .env_remove("FTP_SECRET")
+    .run();
+    assert_eq!(stdout(&out), "K\n", "{}", stderr(&out));
+    // The seed's key, from the environment, matches the file's.
+    let out = ClientRun::new(&sb, &server, &["echo", "e"]).run();
+    assert_eq!(stdout(&out), "E\n", "{}", stderr(&out));
+    // No secret anywhere: a clear message, not a crash.
+    let out = ClientRun::new(&sb, &server, &["echo", "x"])
+        .env_remove("FTP_SECRET")
+        .env("HOME", sb.path().join("nohome").to_str().unwrap())
+        .run();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).starts_with("error: no secret: set FTP_SECRET"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn missing_local_file_is_a_local_error() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let out = ClientRun::new(&sb, &server, &["put", "nope.txt"]).run();
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("error: put nope.txt: cannot read nope.txt: No such file"),
+        "{e}"
+    );
+}
+
+#[test]
+fn seed_python_client_uploads_intact() {
+    let python = Command::new("python3").arg("--version").output();
+    if python.map(|o| !o.status.success()).unwrap_or(true) {
+        eprintln!("skipped: python3 is not installed, so the seed client cannot run");
+        return;
+    }
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let text = sb.local_file(
+        "notes.txt",
+        b"line one\nline two\n\nlast line without newline",
+    );
+    let blob = sb.local_file("blob.bin", &pattern(2 * 1024 * 1024 + 7, 3));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seed_client.py");
+    let child = Command::new("python3")
+        .arg(script)
+        .arg("127.0.0.1")
+        .arg(server.addr.port().to_string())
+        .arg(SECRET)
+        .arg(&text)
+        .arg(&blob)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_output(child, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.wait_for_log("put blob.bin ok");
+    assert_eq!(
+        fs::read(sb.root().join("notes.txt")).unwrap(),
+        fs::read(&text).unwrap()
+    );
+    assert_eq!(
+        fs::read(sb.root().join("blob.bin")).unwrap(),
+        fs::read(&blob).unwrap()
+    );
+}

@@ -1,0 +1,352 @@
+//! Shared helpers for the integration tests: a real `ftp-server` process on
+//! 127.0.0.1:0 in its own temp dir, the real `ftp-client` with a time
+//! limit, and a raw protocol connection for sending exact bytes.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ftp::auth::respond;
+use ftp::frame;
+
+/// The secret every test server uses unless a test says otherwise.
+pub const SECRET: &str = "linhaifeng bang bang bang";
+
+/// Longest any client process may run in a test.
+pub const CLIENT_LIMIT: Duration = Duration::from_secs(60);
+
+/// A temp dir holding a server's root and the client's working folder.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    /// The server's upload root.
+    pub fn root(&self) -> PathBuf {
+        self.path().join("root")
+    }
+    /// The client's working folder.
+    pub fn work(&self) -> PathBuf {
+        let w = self.path().join("work");
+        fs::create_dir_all(&w).unwrap();
+        w
+    }
+    /// The HOME both processes see, so that default secret files and
+    /// history stay inside the sandbox.
+    pub fn home(&self) -> PathBuf {
+        let h = self.path().join("home");
+        fs::create_dir_all(&h).unwrap();
+        h
+    }
+    /// Writes a file in the client's working folder.
+    pub fn local_file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.work().join(name);
+        fs::write(&p, bytes).unwrap();
+        p
+    }
+    pub fn start_server(&self, extra: &[&str]) -> ServerProcess {
+        ServerProcess::start(self, extra, Some(SECRET))
+    }
+}
+
+/// Deterministic pseudo-random bytes, so failures are reproducible.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A running `ftp-server`, killed on drop.
+pub struct ServerProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts the server with `--listen 127.0.0.1:0 --root <sandbox>/root`
+    /// plus `extra`, and waits for its `listening on` line.
+    pub fn start(sandbox: &Sandbox, extra: &[&str], secret: Option<&str>) -> ServerProcess {
+        let log = sandbox.path().join(format!("server-{}.log", unique()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ftp-server"));
+        cmd.args(["--listen", "127.0.0.1:0", "--root"])
+            .arg(sandbox.root())
+            .args(extra)
+            .env("HOME", sandbox.home())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("FTP_SECRET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&log).unwrap());
+        if let Some(s) = secret {
+            cmd.env("FTP_SECRET", s);
+        }
+        let mut child = cmd.spawn().expect("spawn ftp-server");
+        let stdout = child.stdout.take().unwrap();
+        let mut first = String::new();
+        BufReader::new(stdout).read_line(&mut first).unwrap();
+        let addr = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line {first:?}; log: {}",
+                    fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .parse()
+            .unwrap();
+        ServerProcess { child, addr, log }
+    }
+
+    pub fn addr_string(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The server's stderr so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits until the log contains `needle`, for up to 10 s.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.log_text();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "log never said {needle:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+/// A client invocation.
+pub struct ClientRun {
+    pub cmd: Command,
+}
+
+impl ClientRun {
+    /// `ftp-client --server ADDR ARGS...` in the sandbox's working folder,
+    /// with the test secret in the environment.
+    pub fn new(sandbox: &Sandbox, server: &ServerProcess, args: &[&str]) -> ClientRun {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ftp-client"));
+        cmd.arg("--server")
+            .arg(server.addr_string())
+            .args(args)
+            .current_dir(sandbox.work())
+            .env("HOME", sandbox.home())
+            .env_remove("XDG_CONFIG_HOME")
+            .env("FTP_SECRET", SECRET);
+        ClientRun { cmd }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> ClientRun {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn env_remove(mut self, key: &str) -> ClientRun {
+        self.cmd.env_remove(key);
+        self
+    }
+
+    /// Runs with `stdin` as its input, killed if it takes too long.
+    pub fn run_with_input(mut self, stdin: &str) -> Output {
+        self.cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.cmd.spawn().expect("spawn ftp-client");
+        let mut input = child.stdin.take().unwrap();
+        let text = stdin.to_string();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(text.as_bytes());
+        });
+        let out = wait_output(child, CLIENT_LIMIT);
+        let _ = writer.join();
+        out
+    }
+
+    pub fn run(self) -> Output {
+        self.run_with_input("")
+    }
+
+    /// Starts without waiting, stdin closed, output discarded.
+    pub fn spawn(mut self) -> Child {
+        self.cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.cmd.spawn().expect("spawn ftp-client")
+    }
+}
+
+/// Waits for `child` with a time limit, collecting its output.
+pub fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_end(&mut v);
+        }
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut v);
+        }
+        v
+    });
+    let status = wait_limited(&mut child, limit);
+    Output {
+        status,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    }
+}
+
+/// Waits for a process, killing it (and failing the test) after `limit`.
+pub fn wait_limited(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process ran longer than {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Waits until `cond` holds, for up to `limit`.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// Size of a file, 0 if it does not exist.
+pub fn size_of(p: &Path) -> u64 {
+    fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// A raw protocol connection, for sending exactly the bytes a test wants.
+pub struct Raw {
+    pub stream: TcpStream,
+}
+
+impl Raw {
+    /// Connects without logging in.
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Raw { stream }
+    }
+
+    /// Connects and answers the challenge with `secret`.
+    pub fn login(addr: SocketAddr, secret: &[u8]) -> Raw {
+        let mut raw = Raw::connect(addr);
+        let mut challenge = [0u8; 32];
+        raw.stream.read_exact(&mut challenge).unwrap();
+        raw.stream.write_all(&respond(secret, &challenge)).unwrap();
+        raw
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Sends one JSON header frame.
+    pub fn send_json(&mut self, v: &serde_json::Value) {
+        let f = frame::encode_json(v).unwrap();
+        self.send(&f);
+    }
+
+    /// Sends a frame whose body is `body` exactly.
+    pub fn send_frame(&mut self, body: &[u8]) {
+        self.send(&frame::encode(body).unwrap());
+    }
+
+    /// Reads one reply frame as JSON; `None` when the server closed.
+    pub fn reply(&mut self) -> Option<serde_json::Value> {
+        match frame::read(&mut self.stream, frame::MAX_REPLY_LEN) {
+            Ok(Some(body)) => Some(serde_json::from_slice(&body).expect("reply is JSON")),
+            _ => None,
+        }
+    }
+
+    /// Whether the server has closed the connection (reads EOF or reset
+    /// within the timeout).
+    pub fn closed_by_server(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+}
