@@ -330,19 +330,22 @@ impl Client {
         };
         let partial = partial_download_path(&target)?;
         let started = Instant::now();
-        match self.get_once(name, &target, &partial, progress) {
-            Err(Error::DigestMismatch { .. }) | Err(Error::Remote { .. })
-                if fs::metadata(&partial).is_ok() =>
-            {
-                // Local partial data that does not fit the file: start over.
-                let _ = fs::remove_file(&partial);
-                let mut report = self.get_once(name, &target, &partial, progress)?;
-                report.restarted = true;
-                report.elapsed = started.elapsed();
-                Ok(report)
-            }
-            other => other,
+        let resuming = fs::symlink_metadata(&partial).is_ok();
+        let first = self.get_once(name, &target, &partial, progress);
+        let stale_partial = match &first {
+            Err(Error::DigestMismatch { .. }) => true,
+            Err(Error::Remote { code, .. }) => code == "invalid_offset",
+            _ => false,
+        };
+        if !(resuming && stale_partial) {
+            return first;
         }
+        // The local partial data did not belong to this file: start over once.
+        let _ = fs::remove_file(&partial);
+        let mut report = self.get_once(name, &target, &partial, progress)?;
+        report.restarted = true;
+        report.elapsed = started.elapsed();
+        Ok(report)
     }
 
     fn get_once(

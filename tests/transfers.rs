@@ -1,0 +1,296 @@
+//! get, ls, resume after every kind of interruption, integrity checks and
+//! the overwrite policy, through the real binaries.
+
+mod support;
+
+use std::fs;
+use std::time::Duration;
+
+use support::*;
+
+const BIG: usize = 16 * 1024 * 1024;
+
+/// Starts a rate-limited put of `name` and SIGKILLs the client once the
+/// server holds at least `at_least` bytes of partial data.
+fn killed_put(sb: &Sandbox, server: &ServerProcess, name: &str, at_least: u64) -> u64 {
+    let mut child = ClientRun::new(sb, server, &["--limit-rate", "4MiB", "put", name]).spawn();
+    let partial = sb.root().join(".ftp-partial").join(name);
+    let reached = wait_until(Duration::from_secs(30), || size_of(&partial) >= at_least);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(reached, "the upload never got going");
+    server.wait_for_log(&format!("put {name} aborted"));
+    assert!(
+        !sb.root().join(name).exists(),
+        "nothing under the final name yet"
+    );
+    size_of(&partial)
+}
+
+fn resumed_at(stdout: &str) -> u64 {
+    let at = stdout.find("resumed at byte ").expect("says it resumed") + "resumed at byte ".len();
+    stdout[at..]
+        .split(';')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn put_killed_with_sigkill_resumes_and_sends_only_the_rest() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let data = pattern(BIG, 10);
+    sb.local_file("big.bin", &data);
+    let kept = killed_put(&sb, &server, "big.bin", 2 * 1024 * 1024);
+
+    let out = ClientRun::new(&sb, &server, &["put", "big.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let offset = resumed_at(&text);
+    assert!(offset >= kept && offset < BIG as u64, "{text}");
+    // The rate counts only this run's bytes.
+    let rest = BIG as u64 - offset;
+    assert!(
+        text.contains(&format!(
+            "stored big.bin ({BIG} bytes; resumed at byte {offset}"
+        )),
+        "{text}"
+    );
+    let log = server.wait_for_log("put big.bin ok");
+    assert!(
+        log.contains(&format!("resumed at {offset} ({rest} bytes,")),
+        "{log}"
+    );
+    assert_eq!(fs::read(sb.root().join("big.bin")).unwrap(), data);
+    assert!(!sb.root().join(".ftp-partial/big.bin").exists());
+}
+
+#[test]
+fn corrupted_partial_data_is_detected_and_never_committed() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let data = pattern(BIG, 11);
+    sb.local_file("big.bin", &data);
+    killed_put(&sb, &server, "big.bin", 1024 * 1024);
+    let partial = sb.root().join(".ftp-partial/big.bin");
+    let mut bytes = fs::read(&partial).unwrap();
+    bytes[1000] ^= 0xff;
+    fs::write(&partial, &bytes).unwrap();
+
+    let out = ClientRun::new(&sb, &server, &["put", "big.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the server's partial data did not match, so it was sent again"),
+        "{}",
+        stdout(&out)
+    );
+    let log = server.wait_for_log("put big.bin ok");
+    assert!(log.contains("put big.bin error digest_mismatch"), "{log}");
+    assert_eq!(fs::read(sb.root().join("big.bin")).unwrap(), data);
+}
+
+#[test]
+fn upload_resumes_after_a_server_restart() {
+    let sb = Sandbox::new();
+    let data = pattern(BIG, 12);
+    sb.local_file("big.bin", &data);
+    let mut server = sb.start_server(&[]);
+    let mut child =
+        ClientRun::new(&sb, &server, &["--limit-rate", "4MiB", "put", "big.bin"]).spawn();
+    let partial = sb.root().join(".ftp-partial/big.bin");
+    assert!(wait_until(Duration::from_secs(30), || size_of(&partial) >= 1024 * 1024));
+    server.kill(); // SIGKILL: no chance to clean up
+    let status = wait_limited(&mut child, Duration::from_secs(30));
+    assert!(
+        !status.success(),
+        "the client must report the lost connection"
+    );
+    assert!(
+        !sb.root().join("big.bin").exists(),
+        "no torn file after a crash"
+    );
+
+    let server = sb.start_server(&[]);
+    let out = ClientRun::new(&sb, &server, &["put", "big.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(resumed_at(&stdout(&out)) > 0);
+    assert_eq!(fs::read(sb.root().join("big.bin")).unwrap(), data);
+}
+
+#[test]
+fn get_killed_with_sigkill_resumes_and_corruption_is_caught() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let data = pattern(BIG, 13);
+    fs::create_dir_all(sb.root()).unwrap();
+    fs::write(sb.root().join("big.bin"), &data).unwrap();
+    let partial = sb.work().join(".big.bin.ftp-part");
+
+    for corrupt in [false, true] {
+        let _ = fs::remove_file(sb.work().join("big.bin"));
+        let mut child =
+            ClientRun::new(&sb, &server, &["--limit-rate", "4MiB", "get", "big.bin"]).spawn();
+        let reached = wait_until(Duration::from_secs(30), || {
+            size_of(&partial) >= 2 * 1024 * 1024
+        });
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(reached);
+        assert!(!sb.work().join("big.bin").exists());
+        if corrupt {
+            let mut bytes = fs::read(&partial).unwrap();
+            bytes[7] ^= 1;
+            fs::write(&partial, &bytes).unwrap();
+        }
+        let out = ClientRun::new(&sb, &server, &["get", "big.bin"]).run();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        if corrupt {
+            assert!(
+                text.contains("the local partial data did not match, so it was fetched again"),
+                "{text}"
+            );
+        } else {
+            assert!(resumed_at(&text) >= 2 * 1024 * 1024, "{text}");
+        }
+        assert_eq!(fs::read(sb.work().join("big.bin")).unwrap(), data);
+        assert!(!partial.exists());
+    }
+}
+
+#[test]
+fn get_of_a_missing_file_fails_clearly_and_leaves_nothing() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let out = ClientRun::new(&sb, &server, &["get", "absent.txt"]).run();
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out),
+        "error: server refused (not_found): no such file: absent.txt\n"
+    );
+    let left: Vec<_> = fs::read_dir(sb.work()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    // A traversal name is refused before asking the server.
+    let out = ClientRun::new(&sb, &server, &["get", "../../etc/passwd"]).run();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid remote name"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn get_round_trip_and_to_a_chosen_path() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let data = pattern(3 * 1024 * 1024 + 1, 14);
+    sb.local_file("up.bin", &data);
+    sb.local_file("empty", b"");
+    let out = ClientRun::new(&sb, &server, &["put", "up.bin", "empty"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    fs::create_dir(sb.work().join("down")).unwrap();
+    let script = "get up.bin down/copy.bin\nget up.bin down\nget empty down/e\n";
+    let out = ClientRun::new(&sb, &server, &[]).run_with_input(script);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(sb.work().join("down/copy.bin")).unwrap(), data);
+    assert_eq!(fs::read(sb.work().join("down/up.bin")).unwrap(), data);
+    assert_eq!(fs::read(sb.work().join("down/e")).unwrap(), b"");
+}
+
+#[test]
+fn ls_on_an_empty_root_and_on_many_files() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let out = ClientRun::new(&sb, &server, &["ls"]).run();
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "(no files)\n");
+
+    for i in 0..300 {
+        fs::write(sb.root().join(format!("file{i:03}.txt")), vec![b'x'; i]).unwrap();
+    }
+    fs::create_dir(sb.root().join("folder")).unwrap();
+    fs::write(sb.root().join("evil\u{1b}[2Jname"), b"").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", sb.root().join("link")).unwrap();
+    let out = ClientRun::new(&sb, &server, &["ls"]).run();
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 302, "{text}");
+    assert!(lines[0].ends_with("  evil\\u{1b}[2Jname"), "{}", lines[0]);
+    assert!(lines[1].trim_start().starts_with("0  ") && lines[1].ends_with("  file000.txt"));
+    assert!(lines[300].trim_start().starts_with("299  ") && lines[300].ends_with("file299.txt"));
+    assert!(lines[301].ends_with("  folder/"));
+    assert!(
+        !text.contains('\u{1b}'),
+        "no raw escape reaches the terminal"
+    );
+    assert!(!text.contains("link"), "links are not listed");
+}
+
+#[test]
+fn overwrite_replaces_by_default_and_can_be_refused() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    sb.local_file("f.txt", b"first");
+    assert!(ClientRun::new(&sb, &server, &["put", "f.txt"])
+        .run()
+        .status
+        .success());
+    sb.local_file("f.txt", b"second version");
+    let out = ClientRun::new(&sb, &server, &["put", "f.txt"]).run();
+    assert!(
+        stdout(&out).contains("replaced the existing file"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        fs::read(sb.root().join("f.txt")).unwrap(),
+        b"second version"
+    );
+    drop(server);
+
+    let server = sb.start_server(&["--no-overwrite"]);
+    sb.local_file("f.txt", b"third");
+    let out = ClientRun::new(&sb, &server, &["put", "f.txt"]).run();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("server refused (exists): f.txt already exists and this server does not overwrite files"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fs::read(sb.root().join("f.txt")).unwrap(),
+        b"second version"
+    );
+    sb.local_file("g.txt", b"new name is fine");
+    assert!(ClientRun::new(&sb, &server, &["put", "g.txt"])
+        .run()
+        .status
+        .success());
+}
+
+#[test]
+fn get_does_not_follow_links_out_of_the_root() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    fs::create_dir_all(sb.root()).unwrap();
+    let secret = sb.path().join("outside.txt");
+    fs::write(&secret, b"private").unwrap();
+    std::os::unix::fs::symlink(&secret, sb.root().join("door")).unwrap();
+    let out = ClientRun::new(&sb, &server, &["get", "door"]).run();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
+    assert!(!sb.work().join("door").exists());
+    // A put to that name is refused; the file behind the link is untouched.
+    sb.local_file("door", b"replacement");
+    let out = ClientRun::new(&sb, &server, &["put", "door"]).run();
+    assert!(
+        stderr(&out).contains("door exists and is not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read(&secret).unwrap(), b"private");
+}
