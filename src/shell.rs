@@ -125,7 +125,7 @@ fn print_put(out: &mut impl Write, r: &PutReport) -> io::Result<()> {
     if d.replaced {
         notes.push("replaced the existing file".into());
     }
-    notes.push(rate(d.received, r.elapsed));
+    notes.push(rate("sent", d.received, r.elapsed));
     writeln!(
         out,
         "stored {} ({} bytes; {})",
@@ -142,7 +142,7 @@ fn print_get(out: &mut impl Write, name: &str, r: &GetReport) -> io::Result<()> 
     } else if r.resumed_from > 0 {
         notes.push(format!("resumed at byte {}", r.resumed_from));
     }
-    notes.push(rate(r.received, r.elapsed));
+    notes.push(rate("received", r.received, r.elapsed));
     writeln!(
         out,
         "saved {} to {} ({} bytes; {})",
@@ -153,15 +153,11 @@ fn print_get(out: &mut impl Write, name: &str, r: &GetReport) -> io::Result<()> 
     )
 }
 
-/// Bytes sent in this run and their rate; resumed bytes are not counted.
-fn rate(bytes: u64, elapsed: Duration) -> String {
+/// Bytes moved in this run and their rate; resumed bytes are not counted.
+fn rate(verb: &str, bytes: u64, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(1e-6);
-    format!(
-        "{} sent in {:.2} s, {}/s",
-        human(bytes),
-        secs,
-        human((bytes as f64 / secs) as u64)
-    )
+    let per_sec = human((bytes as f64 / secs) as u64);
+    format!("{} {verb} in {secs:.2} s, {per_sec}/s", human(bytes))
 }
 
 /// Prints a listing: size, modification time (UTC) and name, folders with
