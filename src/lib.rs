@@ -39,6 +39,7 @@ pub mod server;
 pub mod session;
 pub mod shell;
 pub mod store;
+pub mod testing;
 pub mod transfer;
 
 pub use error::{Error, Result};

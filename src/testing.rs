@@ -1,0 +1,77 @@
+//! In-memory streams for driving the protocol without sockets: used by the
+//! unit tests, the property tests and the fuzz targets.
+
+use std::io::{self, Cursor, Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::accounts::Account;
+use crate::log::{Level, Logger};
+use crate::secret::Secret;
+use crate::session::{Context, Session, Transport};
+use crate::store::UploadLocks;
+
+/// A stream whose reads come from a fixed buffer and whose writes are
+/// collected.
+#[derive(Debug, Default)]
+pub struct MemoryStream {
+    /// What the peer sends.
+    pub input: Cursor<Vec<u8>>,
+    /// What we sent.
+    pub output: Vec<u8>,
+}
+
+impl MemoryStream {
+    /// A stream that reads `input`.
+    pub fn new(input: Vec<u8>) -> MemoryStream {
+        MemoryStream {
+            input: Cursor::new(input),
+            output: Vec::new(),
+        }
+    }
+}
+
+impl Read for MemoryStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+
+impl Write for MemoryStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Transport for MemoryStream {}
+
+/// A server context for tests: the given root, no size limit, overwrite
+/// on, not durable, silent.
+pub fn context(root: &Path) -> Context {
+    Context {
+        root: root.to_path_buf(),
+        max_file_size: u64::MAX,
+        overwrite: true,
+        durable: false,
+        idle_timeout: Duration::from_secs(5),
+        log: Logger::new(Level::Quiet),
+        locks: UploadLocks::default(),
+    }
+}
+
+/// Runs one logged-in session over `input` (everything after the
+/// handshake) in single-secret mode, and returns what the server sent.
+/// Never panics for any input: that is what the fuzz target checks.
+pub fn serve_bytes(ctx: &Context, input: &[u8]) -> Vec<u8> {
+    let account = Account {
+        name: None,
+        secret: Secret::new(b"test secret".to_vec()).unwrap_or_else(|_| unreachable!()),
+        quota: None,
+    };
+    let mut stream = MemoryStream::new(input.to_vec());
+    let _ = Session::new(ctx, &account, "memory").serve(&mut stream);
+    stream.output
+}
