@@ -17,6 +17,7 @@ use crate::accounts::Accounts;
 use crate::auth::{new_challenge, server_handshake};
 use crate::error::{Error, Result};
 use crate::frame;
+use crate::log::Logger;
 use crate::protocol::{ErrorCode, ErrorReply, Reply};
 use crate::session::{send_error, Context, Session, Transport};
 use crate::store;
@@ -236,21 +237,31 @@ fn dispatch(shared: &Arc<Shared>, stream: TcpStream) {
         .stack_size(THREAD_STACK)
         .spawn(move || {
             let shared = slot.0.clone();
-            let log = shared.config.context.log;
-            let result = catch_unwind(AssertUnwindSafe(|| handle(&shared, stream, &peer)));
-            if let Err(panic) = result {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                log.warn(format_args!("{peer} connection thread panicked: {what}"));
-            }
+            contain(shared.config.context.log, &peer, || {
+                handle(&shared, stream, &peer)
+            });
             drop(slot);
         });
     if let Err(e) = spawned {
         // The closure, and with it the slot and the stream, was dropped.
         log.warn(format_args!("cannot start a connection thread: {e}"));
+    }
+}
+
+/// Runs one connection's work so that a panic in it is logged and ends
+/// only that connection; returns whether it panicked.
+fn contain(log: Logger, peer: &str, work: impl FnOnce()) -> bool {
+    match catch_unwind(AssertUnwindSafe(work)) {
+        Ok(()) => false,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            log.warn(format_args!("{peer} connection thread panicked: {what}"));
+            true
+        }
     }
 }
 
@@ -431,5 +442,47 @@ impl Write for TcpTransport {
 impl Transport for TcpTransport {
     fn set_deadline(&mut self, deadline: Option<Instant>) {
         self.deadline = deadline;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Level;
+
+    #[test]
+    fn a_panic_in_a_connection_is_contained() {
+        let log = Logger::new(Level::Quiet);
+        assert!(contain(log, "peer", || panic!("boom")));
+        assert!(!contain(log, "peer", || {}));
+    }
+
+    #[test]
+    fn failed_logins_slow_down_only_their_address() {
+        let shared = Shared {
+            config: Config {
+                context: crate::testing::context(std::path::Path::new("/nonexistent")),
+                accounts: Accounts::single(crate::secret::Secret::new(b"k".to_vec()).unwrap()),
+                max_connections: 1,
+                partial_ttl: Duration::from_secs(1),
+            },
+            active: AtomicUsize::new(0),
+            failures: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+        };
+        let bad: IpAddr = "10.0.0.1".parse().unwrap();
+        let good: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(shared.auth_delay(bad), Duration::ZERO);
+            shared.note_failure(bad);
+        }
+        assert_eq!(shared.auth_delay(bad), Duration::from_millis(125));
+        for _ in 0..20 {
+            shared.note_failure(bad);
+        }
+        assert_eq!(shared.auth_delay(bad), MAX_AUTH_DELAY);
+        assert_eq!(shared.auth_delay(good), Duration::ZERO);
+        shared.forget_failures(bad);
+        assert_eq!(shared.auth_delay(bad), Duration::ZERO);
     }
 }

@@ -1,0 +1,330 @@
+//! Limits against a live server: idle timeouts, the connection cap, a burst
+//! of 1,000 clients, login back-off, file size and disk space, and the
+//! clean-up of stale partial uploads.
+
+mod support;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::json;
+use support::*;
+
+/// Whether the server closes `stream` within `limit`.
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // an error frame before the close is fine
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )
+            }
+        }
+    }
+}
+
+#[test]
+fn stalled_peers_are_dropped_after_the_idle_timeout() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["--idle-timeout", "1"]);
+    let limit = Duration::from_secs(6);
+
+    // Silent during the handshake.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    assert!(closed_within(&mut s, limit), "handshake stall");
+
+    // Half a length prefix, then nothing.
+    let mut raw = Raw::login(server.addr, SECRET.as_bytes());
+    raw.send(&[10, 0]);
+    assert!(closed_within(&mut raw.stream, limit), "mid-header stall");
+
+    // A header trickled one byte at a time, each within the idle timeout:
+    // the whole header must still arrive within it.
+    let mut raw = Raw::login(server.addr, SECRET.as_bytes());
+    let frame = ftp::frame::encode_json(&json!({"cmd":"echo","text":"slow"})).unwrap();
+    let started = Instant::now();
+    let mut dropped = false;
+    for b in frame {
+        if raw.stream.write_all(&[b]).is_err() {
+            dropped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if started.elapsed() > limit {
+            break;
+        }
+    }
+    assert!(
+        dropped || closed_within(&mut raw.stream, limit),
+        "slowloris header"
+    );
+
+    // Part of a body, then nothing: dropped, partial kept, nothing committed.
+    let mut raw = Raw::login(server.addr, SECRET.as_bytes());
+    raw.send_json(&json!({"cmd":"put","filename":"stall.bin","filesize":100}));
+    raw.send(&[1u8; 10]);
+    assert!(closed_within(&mut raw.stream, limit), "mid-body stall");
+    assert!(!sb.root().join("stall.bin").exists());
+    let log = server.wait_for_log("put stall.bin aborted");
+    assert!(log.contains("left during login"), "{log}");
+}
+
+#[test]
+fn past_the_connection_cap_clients_are_told_at_once_and_others_unharmed() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["--max-connections", "20", "--idle-timeout", "3"]);
+    let mut working = Raw::login(server.addr, SECRET.as_bytes());
+    working.send_json(&json!({"cmd":"echo","text":"a"}));
+    assert_eq!(working.reply().unwrap()["text"], "A");
+    // 19 slowloris peers fill the rest.
+    let stalled: Vec<TcpStream> = (0..19)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    assert!(wait_until(Duration::from_secs(5), || server
+        .log_text()
+        .matches(" connected")
+        .count()
+        >= 20));
+
+    let started = Instant::now();
+    let out = ClientRun::new(&sb, &server, &["echo", "hi"]).run();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("server busy: it is serving its limit of 20 connections"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered at once, not left hanging"
+    );
+
+    // The connection that was already open is not affected.
+    working.send_json(&json!({"cmd":"echo","text":"b"}));
+    assert_eq!(working.reply().unwrap()["text"], "B");
+    drop(working);
+
+    // Once the idle timeout drops the stalled peers, service resumes.
+    let recovered = wait_until(Duration::from_secs(15), || {
+        ClientRun::new(&sb, &server, &["echo", "back"])
+            .run()
+            .status
+            .success()
+    });
+    assert!(recovered);
+    drop(stalled);
+}
+
+#[test]
+fn a_thousand_clients_at_once_all_get_served() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["-q"]);
+    let addr = server.addr;
+    let threads: Vec<_> = (0..50)
+        .map(|t| {
+            std::thread::spawn(move || {
+                // Each thread opens 20 connections before using any, so all
+                // 1,000 are pending at the same time.
+                let conns: Vec<Result<TcpStream, std::io::Error>> =
+                    (0..20).map(|_| TcpStream::connect(addr)).collect();
+                let mut failures = 0;
+                for (i, c) in conns.into_iter().enumerate() {
+                    let ok = c.ok().and_then(|s| echo_over(s, &format!("t{t}c{i}")));
+                    if ok.is_none() {
+                        failures += 1;
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(failures, 0);
+}
+
+fn echo_over(mut stream: TcpStream, text: &str) -> Option<()> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    let mut challenge = [0u8; 32];
+    stream.read_exact(&mut challenge).ok()?;
+    stream
+        .write_all(&ftp::auth::respond(SECRET.as_bytes(), &challenge))
+        .ok()?;
+    stream
+        .write_all(&ftp::frame::encode_json(&json!({"cmd":"echo","text":text})).ok()?)
+        .ok()?;
+    let reply: serde_json::Value = ftp::frame::read_json(&mut stream, 1024).ok()?;
+    (reply["text"] == text.to_uppercase()).then_some(())
+}
+
+/// Connects from a chosen loopback address and times the challenge.
+fn time_to_challenge(from: &str, to: SocketAddr) -> Duration {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    let started = Instant::now();
+    let mut challenge = [0u8; 32];
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.read_exact(&mut challenge).unwrap();
+    let waited = started.elapsed();
+    stream.write_all(&[0u8; 16]).unwrap(); // a wrong answer
+    waited
+}
+
+#[test]
+fn repeated_failed_logins_slow_down_that_address_only() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    for _ in 0..7 {
+        time_to_challenge("127.0.0.1", server.addr);
+    }
+    // After 7 failures, 127.0.0.1 waits 125 ms << 4 = 2 s for its challenge.
+    let slowed = time_to_challenge("127.0.0.1", server.addr);
+    let other = time_to_challenge("127.0.0.2", server.addr);
+    assert!(slowed >= Duration::from_millis(1500), "{slowed:?}");
+    assert!(other < Duration::from_millis(1000), "{other:?}");
+    let log = server.log_text();
+    assert!(
+        log.contains("127.0.0.1:") && log.contains("login failed"),
+        "{log}"
+    );
+    assert!(log.contains("delaying the challenge"), "{log}");
+}
+
+#[test]
+fn files_over_the_size_limit_are_refused_before_any_byte_is_written() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["--max-file-size", "1KiB"]);
+    sb.local_file("ok.bin", &[1u8; 1024]);
+    sb.local_file("big.bin", &[1u8; 1025]);
+    let out = ClientRun::new(&sb, &server, &["put", "ok.bin", "big.bin"]).run();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("server refused (too_large): file too large: 1025 > 1024 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sb.root().join("ok.bin").exists());
+    assert!(!sb.root().join("big.bin").exists());
+    assert!(!sb.root().join(".ftp-partial/big.bin").exists());
+}
+
+/// A small tmpfs, unmounted on drop.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: std::path::PathBuf, size: &str) -> Option<SmallDisk> {
+        fs::create_dir_all(&path).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        ok.then_some(SmallDisk { path })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).output();
+    }
+}
+
+#[test]
+fn a_full_disk_is_refused_up_front_or_cleaned_up_mid_write() {
+    let sb = Sandbox::new();
+    let Some(_disk) = SmallDisk::mount(sb.root(), "4m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root), so no small disk to fill");
+        return;
+    };
+    let server = sb.start_server(&[]);
+    // Too big for the free space: refused before any byte is written.
+    sb.local_file("huge.bin", &pattern(5 * 1024 * 1024, 20));
+    let out = ClientRun::new(&sb, &server, &["put", "huge.bin"]).run();
+    assert!(
+        stderr(&out).contains("server refused (no_space): not enough disk space"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!sb.root().join(".ftp-partial/huge.bin").exists());
+
+    // Two uploads that each fit alone: the slow one runs out of space in
+    // the middle of its write, gets an error, and leaves nothing behind.
+    let slow_data = pattern(3 * 1024 * 1024, 21);
+    let fast_data = pattern(3 * 1024 * 1024, 22);
+    sb.local_file("slow.bin", &slow_data);
+    sb.local_file("fast.bin", &fast_data);
+    let slow = ClientRun::new(&sb, &server, &["--limit-rate", "1MiB", "put", "slow.bin"]);
+    let mut slow_cmd = slow.cmd;
+    slow_cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let slow_child = slow_cmd.spawn().unwrap();
+    let partial = sb.root().join(".ftp-partial/slow.bin");
+    assert!(wait_until(Duration::from_secs(20), || size_of(&partial) >= 256 * 1024));
+    let fast = ClientRun::new(&sb, &server, &["put", "fast.bin"]).run();
+    assert!(fast.status.success(), "{}", stderr(&fast));
+    let slow_out = wait_output(slow_child, Duration::from_secs(60));
+    assert!(!slow_out.status.success());
+    assert!(
+        stderr(&slow_out)
+            .contains("server refused (no_space): writing the file: the server's disk is full"),
+        "{}",
+        stderr(&slow_out)
+    );
+    assert!(!partial.exists(), "the temporary file is removed");
+    assert!(!sb.root().join("slow.bin").exists());
+    assert_eq!(fs::read(sb.root().join("fast.bin")).unwrap(), fast_data);
+    // Still serving.
+    let out = ClientRun::new(&sb, &server, &["ls"]).run();
+    assert!(out.status.success());
+    drop(server);
+}
+
+#[test]
+fn stale_partial_uploads_are_removed_and_fresh_ones_kept() {
+    let sb = Sandbox::new();
+    let parts = sb.root().join(".ftp-partial");
+    fs::create_dir_all(&parts).unwrap();
+    fs::write(parts.join("old.bin"), b"abandoned").unwrap();
+    fs::write(parts.join("new.bin"), b"in progress").unwrap();
+    let old = SystemTime::now() - Duration::from_secs(8 * 24 * 3600);
+    fs::File::options()
+        .write(true)
+        .open(parts.join("old.bin"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let server = sb.start_server(&["--partial-ttl", "168"]);
+    server.wait_for_log("removed 1 partial uploads");
+    assert!(!parts.join("old.bin").exists());
+    assert!(parts.join("new.bin").exists());
+}
+
+#[test]
+fn durable_mode_stores_files() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["--durable"]);
+    let data = pattern(300_000, 23);
+    sb.local_file("d.bin", &data);
+    let out = ClientRun::new(&sb, &server, &["put", "d.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(sb.root().join("d.bin")).unwrap(), data);
+}
