@@ -1,0 +1,13 @@
+//! The frame reader and the header parser on arbitrary bytes: they may
+//! refuse anything, but never panic, hang or allocate past the limit.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut input = data;
+    while let Ok(Some(header)) = ftp::frame::read(&mut input, ftp::frame::MAX_HEADER_LEN) {
+        let _ = ftp::protocol::parse_request(&header);
+    }
+    let _ = ftp::protocol::parse_request(data);
+});
