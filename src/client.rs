@@ -72,6 +72,9 @@ pub struct PutReport {
     /// Whether the partial data on the server was found bad and the file
     /// was sent again from the start.
     pub restarted: bool,
+    /// Whether the server confirmed the upload. A server that speaks only
+    /// the original protocol never does.
+    pub confirmed: bool,
     /// Time on the wire.
     pub elapsed: Duration,
 }
@@ -99,6 +102,7 @@ pub struct Client {
     addr: SocketAddr,
     options: ClientOptions,
     stream: TcpStream,
+    dialect: Dialect,
     /// Set when a failure left the stream out of step; the next command
     /// reconnects.
     broken: bool,
@@ -117,11 +121,12 @@ impl Client {
             .map_err(|e| Error::Usage(format!("cannot resolve {server}: {e}")))?
             .next()
             .ok_or_else(|| Error::Usage(format!("{server} has no address")))?;
-        let stream = open(addr, &options)?;
+        let (stream, dialect) = open(addr, &options)?;
         Ok(Client {
             addr,
             options,
             stream,
+            dialect,
             broken: false,
         })
     }
@@ -140,7 +145,7 @@ impl Client {
         if !self.broken && !peer_closed(&self.stream) {
             return Ok(false);
         }
-        self.stream = open(self.addr, &self.options)?;
+        (self.stream, self.dialect) = open(self.addr, &self.options)?;
         self.broken = false;
         Ok(true)
     }
@@ -187,8 +192,25 @@ impl Client {
         Ok(r.filename)
     }
 
+    /// Whether the server speaks only the original protocol, which has
+    /// `put` and no replies.
+    pub fn is_original_protocol(&self) -> bool {
+        self.dialect == Dialect::Original
+    }
+
+    fn require_replies(&self) -> Result<()> {
+        match self.dialect {
+            Dialect::Replies => Ok(()),
+            Dialect::Original => Err(Error::Usage(
+                "this server speaks only the original protocol, which has put and nothing else"
+                    .into(),
+            )),
+        }
+    }
+
     /// Sends one request and reads its reply.
     fn call<T: DeserializeOwned>(&mut self, request: &Request) -> Result<T> {
+        self.require_replies()?;
         self.guard(|c| {
             frame::write_json(&mut c.stream, request)?;
             read_reply(&mut c.stream)
@@ -228,6 +250,9 @@ impl Client {
             )));
         }
         let started = Instant::now();
+        if self.dialect == Dialect::Original {
+            return self.put_original(&name, &mut file, meta.len(), progress);
+        }
         match self.put_once(&name, &mut file, meta.len(), true, progress) {
             Err(Error::Remote { code, .. }) if code == "digest_mismatch" => {
                 // The server's partial data did not belong to this file; it
@@ -238,6 +263,77 @@ impl Client {
                 Ok(report)
             }
             other => other,
+        }
+    }
+
+    /// A put the way the original client made it: header and bytes, no
+    /// reply. The server cannot confirm it.
+    fn put_original(
+        &mut self,
+        name: &str,
+        file: &mut File,
+        size: u64,
+        progress: &mut dyn Progress,
+    ) -> Result<PutReport> {
+        let started = Instant::now();
+        self.guard(|c| {
+            let request = Request::Put(PutRequest {
+                filename: name.to_string(),
+                filesize: size,
+                ack: false,
+                resume: false,
+                digest: None,
+            });
+            frame::write_json(&mut c.stream, &request)?;
+            progress.start(name, size, 0);
+            c.send_body(name, file, size, None, progress)?;
+            Ok(PutReport {
+                done: PutDone {
+                    filename: name.to_string(),
+                    size,
+                    received: size,
+                    replaced: false,
+                    blake3: None,
+                },
+                resumed_from: 0,
+                restarted: false,
+                confirmed: false,
+                elapsed: started.elapsed(),
+            })
+        })
+    }
+
+    /// Streams `len` bytes of `file` from where it stands, hashing them
+    /// into `hasher` when there is one.
+    fn send_body(
+        &mut self,
+        name: &str,
+        file: &mut File,
+        len: u64,
+        mut hasher: Option<&mut blake3::Hasher>,
+        progress: &mut dyn Progress,
+    ) -> Result<()> {
+        let mut buf = buffer_for(len);
+        let stream = &mut self.stream;
+        let sent = pump(file, len, &mut buf, |chunk| {
+            if let Some(h) = hasher.as_mut() {
+                h.update(chunk);
+            }
+            stream.write_all(chunk)?;
+            progress.advance(chunk.len() as u64);
+            Ok(())
+        });
+        progress.finish();
+        match sent {
+            Ok(_) => Ok(()),
+            Err(PumpError::Source(e)) => {
+                // The header promised bytes that will not come: out of step.
+                self.broken = true;
+                Err(Error::Usage(format!(
+                    "{name} changed size while it was being sent ({e}); nothing was stored"
+                )))
+            }
+            Err(PumpError::Sink(e)) => Err(Error::io("sending file data", e)),
         }
     }
 
@@ -271,26 +367,7 @@ impl Client {
                 .map_err(|e| Error::io("reading the local file", e))?;
             hash_prefix(file, offset, &mut hasher)?;
             progress.start(name, size, offset);
-            let body = size - offset;
-            let mut buf = buffer_for(body);
-            let stream = &mut c.stream;
-            let sent = pump(file, body, &mut buf, |chunk| {
-                hasher.update(chunk);
-                stream.write_all(chunk)?;
-                progress.advance(chunk.len() as u64);
-                Ok(())
-            });
-            progress.finish();
-            match sent {
-                Ok(_) => {}
-                Err(PumpError::Source(e)) => {
-                    return Err(Error::Usage(format!(
-                        "{name} changed size while it was being sent ({e}); nothing was stored"
-                    )))
-                    .inspect_err(|_| c.broken = true);
-                }
-                Err(PumpError::Sink(e)) => return Err(Error::io("sending file data", e)),
-            }
+            c.send_body(name, file, size - offset, Some(&mut hasher), progress)?;
             frame::write_json(
                 &mut c.stream,
                 &Digest {
@@ -302,6 +379,7 @@ impl Client {
                 done,
                 resumed_from: offset,
                 restarted: false,
+                confirmed: true,
                 elapsed: started.elapsed(),
             })
         })
@@ -321,6 +399,7 @@ impl Client {
         local: Option<&Path>,
         progress: &mut dyn Progress,
     ) -> Result<GetReport> {
+        self.require_replies()?;
         let name = validate_name(name)
             .map_err(|e| Error::Usage(format!("invalid remote name {:?}: {e}", escape(name))))?;
         let target = match local {
@@ -422,41 +501,83 @@ impl Client {
     }
 }
 
+/// How long a server may take to answer the proof request. The original
+/// Python server never answers it (it ignores unknown commands).
+const PROOF_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the server turned out to speak at login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    /// Replies to every request, and proved it holds the secret (or was
+    /// allowed not to).
+    Replies,
+    /// The original protocol: takes seed-style puts and never answers.
+    /// Only reached with `require_proof` off.
+    Original,
+}
+
 /// Connects, logs in and checks the server's proof.
-fn open(addr: SocketAddr, options: &ClientOptions) -> Result<TcpStream> {
+fn open(addr: SocketAddr, options: &ClientOptions) -> Result<(TcpStream, Dialect)> {
     let mut stream = TcpStream::connect_timeout(&addr, options.connect_timeout)
         .map_err(|e| Error::io(format!("cannot connect to {addr}"), e))?;
     let _ = stream.set_nodelay(true);
-    stream
-        .set_read_timeout(Some(options.io_timeout))
-        .and_then(|()| stream.set_write_timeout(Some(options.io_timeout)))
-        .map_err(|e| Error::io("setting timeouts", e))?;
+    let set_timeouts = |s: &TcpStream, read: Duration| {
+        s.set_read_timeout(Some(read))
+            .and_then(|()| s.set_write_timeout(Some(options.io_timeout)))
+            .map_err(|e| Error::io("setting timeouts", e))
+    };
+    set_timeouts(&stream, options.io_timeout)?;
     client_handshake(&mut stream, options.secret.as_bytes())?;
-    if options.require_proof {
-        let nonce = new_nonce();
-        frame::write_json(
-            &mut stream,
-            &Request::Prove {
-                nonce: to_hex(&nonce),
-            },
-        )?;
-        let proof: Proof = match read_reply(&mut stream) {
-            Ok(p) => p,
-            Err(e) if e.is_disconnect() => return Err(Error::AuthFailed),
-            Err(e @ Error::AuthFailed) => return Err(e),
-            Err(e @ Error::Remote { .. }) => return Err(Error::ServerNotProven(e.to_string())),
-            Err(e) => return Err(e),
-        };
-        let valid = from_hex(&proof.proof)
-            .map(|p| verify_server_proof(options.secret.as_bytes(), &nonce, &p))
-            .unwrap_or(false);
-        if !valid {
-            return Err(Error::ServerNotProven(
-                "its proof is wrong: it does not hold our secret".into(),
-            ));
+    let nonce = new_nonce();
+    frame::write_json(
+        &mut stream,
+        &Request::Prove {
+            nonce: to_hex(&nonce),
+        },
+    )?;
+    set_timeouts(&stream, PROOF_TIMEOUT.min(options.io_timeout))?;
+    let answer = read_reply::<_, Proof>(&mut stream);
+    set_timeouts(&stream, options.io_timeout)?;
+    let unproven = |why: String| {
+        if options.require_proof {
+            Err(Error::ServerNotProven(why))
+        } else {
+            Ok(())
         }
-    }
-    Ok(stream)
+    };
+    let dialect = match answer {
+        Ok(proof) => {
+            let valid = from_hex(&proof.proof)
+                .map(|p| verify_server_proof(options.secret.as_bytes(), &nonce, &p))
+                .unwrap_or(false);
+            if !valid {
+                // A wrong proof is an impostor, whatever the options say.
+                return Err(Error::ServerNotProven(
+                    "its proof is wrong: it does not hold our secret".into(),
+                ));
+            }
+            Dialect::Replies
+        }
+        Err(e) if is_timeout(&e) => {
+            unproven(format!(
+                "it did not answer the proof request within {} s",
+                PROOF_TIMEOUT.as_secs()
+            ))?;
+            Dialect::Original
+        }
+        Err(e) if e.is_disconnect() => return Err(Error::AuthFailed),
+        Err(e @ Error::Remote { .. }) => {
+            unproven(e.to_string())?;
+            Dialect::Replies
+        }
+        Err(e) => return Err(e),
+    };
+    Ok((stream, dialect))
+}
+
+fn is_timeout(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. }
+        if matches!(source.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
 }
 
 /// Reads a reply frame and turns an error reply into [`Error::Remote`].

@@ -317,6 +317,8 @@ impl<'a> Session<'a> {
         let path = self.folder()?.join(name);
         let meta = fs::symlink_metadata(&path).map_err(|e| not_found(name, &e))?;
         let result = if meta.is_dir() {
+            // An empty partial-upload folder does not count as content.
+            let _ = fs::remove_dir(path.join(crate::names::PARTIAL_DIR));
             fs::remove_dir(&path)
         } else {
             fs::remove_file(&path)

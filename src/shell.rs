@@ -116,6 +116,15 @@ pub fn run_command(
 
 fn print_put(out: &mut impl Write, r: &PutReport) -> io::Result<()> {
     let d = &r.done;
+    if !r.confirmed {
+        return writeln!(
+            out,
+            "sent {} ({} bytes; {}; this server does not confirm uploads)",
+            escape(&d.filename),
+            d.size,
+            rate("sent", d.received, r.elapsed)
+        );
+    }
     let mut notes = Vec::new();
     if r.restarted {
         notes.push("the server's partial data did not match, so it was sent again".to_string());

@@ -1,0 +1,385 @@
+//! Accounts: per-user secrets and homes, quotas, folders, and the server
+//! proving itself to the client.
+
+mod support;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+
+const ALICE: &str = "alice's long secret";
+const BOB: &str = "bob's other secret";
+
+fn users_server(sb: &Sandbox) -> ServerProcess {
+    let users = sb.path().join("users.toml");
+    fs::write(sb.path().join("bob.key"), format!("{BOB}\n")).unwrap();
+    fs::write(
+        &users,
+        format!(
+            "[[user]]\nname = \"alice\"\nsecret = \"{ALICE}\"\nquota = \"1MiB\"\n\n\
+             [[user]]\nname = \"bob\"\nsecret_file = \"bob.key\"\n"
+        ),
+    )
+    .unwrap();
+    sb.start_server(&["--users", users.to_str().unwrap()])
+}
+
+fn as_user(
+    sb: &Sandbox,
+    server: &ServerProcess,
+    secret: &str,
+    args: &[&str],
+) -> std::process::Output {
+    ClientRun::new(sb, server, args)
+        .env("FTP_SECRET", secret)
+        .run()
+}
+
+fn has_python() -> bool {
+    Command::new("python3")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn two_users_with_the_seed_client_land_in_their_own_homes() {
+    if !has_python() {
+        eprintln!("skipped: python3 is not installed, so the seed client cannot run");
+        return;
+    }
+    let sb = Sandbox::new();
+    let server = users_server(&sb);
+    let a = sb.local_file("from-alice.txt", b"alice was here");
+    let b = sb.local_file("from-bob.txt", b"bob was here");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seed_client.py");
+    for (secret, file) in [(ALICE, &a), (BOB, &b)] {
+        let out = Command::new("python3")
+            .arg(script)
+            .arg("127.0.0.1")
+            .arg(server.addr.port().to_string())
+            .arg(secret)
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    server.wait_for_log("put from-bob.txt ok");
+    assert_eq!(
+        fs::read(sb.root().join("alice/from-alice.txt")).unwrap(),
+        b"alice was here"
+    );
+    assert_eq!(
+        fs::read(sb.root().join("bob/from-bob.txt")).unwrap(),
+        b"bob was here"
+    );
+    assert!(!sb.root().join("from-alice.txt").exists());
+    let log = server.log_text();
+    assert!(
+        log.contains("login ok as alice") && log.contains("login ok as bob"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_user_cannot_list_or_fetch_another_users_files() {
+    let sb = Sandbox::new();
+    let server = users_server(&sb);
+    sb.local_file("bobs-plan.txt", b"private");
+    assert!(as_user(&sb, &server, BOB, &["put", "bobs-plan.txt"])
+        .status
+        .success());
+    fs::remove_file(sb.work().join("bobs-plan.txt")).unwrap();
+
+    let out = as_user(&sb, &server, ALICE, &["ls"]);
+    assert_eq!(stdout(&out), "(no files)\n");
+    let out = as_user(&sb, &server, ALICE, &["get", "bobs-plan.txt"]);
+    assert!(stderr(&out).contains("not_found"), "{}", stderr(&out));
+    let script = "cd ../bob\npwd\nls\ncd /\ncd ..\npwd\nget ../bob/bobs-plan.txt\n";
+    let out = ClientRun::new(&sb, &server, &[])
+        .env("FTP_SECRET", ALICE)
+        .run_with_input(script);
+    assert!(!stdout(&out).contains("bobs-plan"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("no such folder: /bob"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("invalid remote name"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!sb.work().join("bobs-plan.txt").exists());
+
+    // Raw: names that try to reach the other home are refused.
+    let mut raw = Raw::login(server.addr, ALICE.as_bytes());
+    for req in [
+        json!({"cmd":"get","filename":"../bob/bobs-plan.txt"}),
+        json!({"cmd":"cd","path":"/../bob"}),
+        json!({"cmd":"ls"}),
+    ] {
+        raw.send_json(&req);
+        let reply = raw.reply().unwrap();
+        assert!(!reply.to_string().contains("bobs-plan"), "{req}: {reply}");
+    }
+}
+
+#[test]
+fn uploads_over_quota_are_refused_and_nothing_is_stored() {
+    let sb = Sandbox::new();
+    let server = users_server(&sb);
+    sb.local_file("big.bin", &pattern(1536 * 1024, 30));
+    let out = as_user(&sb, &server, ALICE, &["put", "big.bin"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("server refused (quota_exceeded): quota exceeded: storing 1572864 bytes would use 1572864 of 1048576 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!sb.root().join("alice/big.bin").exists());
+    assert!(!sb.root().join("alice/.ftp-partial/big.bin").exists());
+
+    // Partial uploads count: 900 KiB kept from a broken upload, then 200 KiB more.
+    let mut raw = Raw::login(server.addr, ALICE.as_bytes());
+    raw.send_json(&json!({"cmd":"put","filename":"broken.bin","filesize":1_000_000}));
+    raw.send(&pattern(900 * 1024, 31));
+    let partial = sb.root().join("alice/.ftp-partial/broken.bin");
+    assert!(wait_until(Duration::from_secs(10), || size_of(&partial) == 900 * 1024));
+    drop(raw);
+    server.wait_for_log("put broken.bin aborted");
+    sb.local_file("more.bin", &pattern(200 * 1024, 32));
+    let out = as_user(&sb, &server, ALICE, &["quota"]);
+    assert!(
+        stdout(&out).contains("used 900.0 KiB of quota 1.0 MiB; 124.0 KiB available"),
+        "{}",
+        stdout(&out)
+    );
+    let out = as_user(&sb, &server, ALICE, &["put", "more.bin"]);
+    assert!(stderr(&out).contains("quota_exceeded"), "{}", stderr(&out));
+    assert!(!sb.root().join("alice/more.bin").exists());
+
+    // A seed-style put over quota: the body is drained, nothing stored.
+    let mut raw = Raw::login(server.addr, ALICE.as_bytes());
+    raw.send_json(&json!({"cmd":"put","filename":"seed.bin","filesize":300_000}));
+    raw.send(&pattern(300_000, 33));
+    assert_eq!(raw.reply().unwrap()["code"], "quota_exceeded");
+    assert!(!sb.root().join("alice/seed.bin").exists());
+
+    // Bob has no quota.
+    let out = as_user(&sb, &server, BOB, &["put", "big.bin"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn an_unknown_key_is_refused() {
+    let sb = Sandbox::new();
+    let server = users_server(&sb);
+    let out = as_user(&sb, &server, "nobody's key", &["ls"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).starts_with("error: authentication failed"),
+        "{}",
+        stderr(&out)
+    );
+    server.wait_for_log("login failed");
+}
+
+#[test]
+fn folders_inside_the_home() {
+    let sb = Sandbox::new();
+    let server = users_server(&sb);
+    sb.local_file("n.txt", b"nested");
+    let script = "mkdir docs/2026\ncd docs/2026\npwd\nput n.txt\nls\ncd ..\nrm 2026\ncd 2026\nrm n.txt\ncd ..\nrm 2026\ncd /\nrm docs/\nrm docs\nls\n";
+    let out = ClientRun::new(&sb, &server, &[])
+        .env("FTP_SECRET", BOB)
+        .run_with_input(script);
+    let o = stdout(&out);
+    assert!(
+        o.starts_with("created /docs/2026\n/docs/2026\n/docs/2026\nstored n.txt"),
+        "{o}"
+    );
+    assert!(
+        stderr(&out).contains("folder 2026 is not empty"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        o.ends_with("removed n.txt\n/docs\nremoved 2026\n/\nremoved docs\n(no files)\n"),
+        "{o}"
+    );
+    assert!(stderr(&out).contains("invalid name"), "{}", stderr(&out));
+    assert!(!sb.root().join("bob/docs").exists());
+}
+
+#[test]
+fn users_file_errors_stop_the_server_with_line_and_reason() {
+    let sb = Sandbox::new();
+    let users = sb.path().join("users.toml");
+    for (text, want) in [
+        (
+            "[[user]]\nname = \"alice\"\n",
+            "users.toml:2: user \"alice\" needs `secret` or `secret_file`",
+        ),
+        (
+            "[[user]]\nname = \"a\"\nsecret = \"k\"\nquota = \"12 parsecs\"\n",
+            "users.toml:4: invalid size unit \"parsecs\"",
+        ),
+        (
+            "[[user]]\nname = \"../root\"\nsecret = \"k\"\n",
+            "users.toml:2: invalid user name \"../root\"",
+        ),
+        ("[[user]\n", "users.toml:1:"),
+    ] {
+        fs::write(&users, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
+            .args(["--listen", "127.0.0.1:0", "--users"])
+            .arg(&users)
+            .arg("--root")
+            .arg(sb.root())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            e.starts_with("error: ") && e.contains(want),
+            "want {want:?}, got {e}"
+        );
+        assert!(out.stdout.is_empty(), "it must not start listening");
+    }
+}
+
+/// A server that accepts any login and records everything it is sent.
+/// `answer` is its reply to the first frame (the proof request).
+fn impostor(
+    answer: Option<serde_json::Value>,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        s.write_all(&[7u8; 32]).unwrap();
+        let mut answer16 = [0u8; 16];
+        s.read_exact(&mut answer16).unwrap();
+        let mut seen = Vec::new();
+        if let Some(a) = answer {
+            let first = ftp::frame::read(&mut s, 1 << 16).unwrap().unwrap();
+            seen.extend(first);
+            s.write_all(&ftp::frame::encode_json(&a).unwrap()).unwrap();
+        }
+        let _ = s.read_to_end(&mut seen);
+        seen
+    });
+    (addr, handle)
+}
+
+#[test]
+fn the_client_refuses_an_impostor_server() {
+    let sb = Sandbox::new();
+    let content = b"the crown jewels: do not send to strangers";
+    sb.local_file("jewels.txt", content);
+    for answer in [
+        Some(json!({"status":"ok","proof":"00112233445566778899aabbccddeeff"})),
+        Some(json!({"status":"error","code":"unknown_command","message":"what?"})),
+        None, // never answers, like the original server
+    ] {
+        let (addr, seen) = impostor(answer.clone());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ftp-client"));
+        cmd.args(["--server", &addr.to_string(), "put", "jewels.txt"])
+            .current_dir(sb.work())
+            .env("HOME", sb.home())
+            .env("FTP_SECRET", SECRET)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let out = wait_output(cmd.spawn().unwrap(), Duration::from_secs(30));
+        assert!(!out.status.success(), "{answer:?}");
+        assert!(
+            stderr(&out).contains("the server did not prove it knows the secret"),
+            "{answer:?}: {}",
+            stderr(&out)
+        );
+        let seen = seen.join().unwrap();
+        let text = String::from_utf8_lossy(&seen);
+        assert!(
+            !text.contains("crown jewels") && !text.contains("jewels.txt"),
+            "{answer:?}: {text}"
+        );
+    }
+}
+
+#[test]
+fn the_original_python_server_needs_the_explicit_flag() {
+    if !has_python() {
+        eprintln!("skipped: python3 is not installed, so the seed server cannot run");
+        return;
+    }
+    let sb = Sandbox::new();
+    fs::create_dir_all(sb.root()).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seed_server.py");
+    let mut py = Command::new("python3")
+        .arg(script)
+        .arg(SECRET)
+        .arg(sb.root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(py.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let data = pattern(200_000, 40);
+    sb.local_file("to-seed.bin", &data);
+    let client = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ftp-client"));
+        cmd.args(["--server", &addr])
+            .args(extra)
+            .args(["put", "to-seed.bin"])
+            .current_dir(sb.work())
+            .env("HOME", sb.home())
+            .env("FTP_SECRET", SECRET)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        wait_output(cmd.spawn().unwrap(), Duration::from_secs(30))
+    };
+    let refused = client(&[]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("did not answer the proof request"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!sb.root().join("to-seed.bin").exists());
+
+    let allowed = client(&["--allow-unproven-server"]);
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    assert!(stderr(&allowed).contains("warning: not checking that the server knows the secret"));
+    assert!(
+        stdout(&allowed).contains("this server does not confirm uploads"),
+        "{}",
+        stdout(&allowed)
+    );
+    assert!(wait_until(Duration::from_secs(10), || size_of(
+        &sb.root().join("to-seed.bin")
+    ) == data.len()
+        as u64));
+    assert_eq!(fs::read(sb.root().join("to-seed.bin")).unwrap(), data);
+    let _ = py.kill();
+    let _ = py.wait();
+}
