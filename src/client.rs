@@ -20,6 +20,10 @@ use crate::protocol::{
 use crate::secret::Secret;
 use crate::transfer::{buffer_for, hash_prefix, pump, PumpError};
 
+/// Files up to this size are sent in one round trip, without asking the
+/// server for a resume offset first.
+pub const SMALL_FILE: u64 = 64 * 1024;
+
 /// How a client connects.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -253,6 +257,9 @@ impl Client {
         if self.dialect == Dialect::Original {
             return self.put_original(&name, &mut file, meta.len(), progress);
         }
+        if meta.len() <= SMALL_FILE {
+            return self.put_small(&name, &mut file, progress);
+        }
         match self.put_once(&name, &mut file, meta.len(), true, progress) {
             Err(Error::Remote { code, .. }) if code == "digest_mismatch" => {
                 // The server's partial data did not belong to this file; it
@@ -264,6 +271,55 @@ impl Client {
             }
             other => other,
         }
+    }
+
+    /// A small file in one round trip: header, bytes and digest in a single
+    /// write, then the reply. Nothing to resume at this size, so no `ready`
+    /// is waited for; a refused upload's few bytes are drained by the server.
+    fn put_small(
+        &mut self,
+        name: &str,
+        file: &mut File,
+        progress: &mut dyn Progress,
+    ) -> Result<PutReport> {
+        let started = Instant::now();
+        let mut body = Vec::new();
+        file.take(SMALL_FILE + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| Error::Usage(format!("cannot read {name}: {e}")))?;
+        if body.len() as u64 > SMALL_FILE {
+            return Err(Error::Usage(format!(
+                "{name} grew while it was being read; try again"
+            )));
+        }
+        let size = body.len() as u64;
+        let mut message = frame::encode_json(&Request::Put(PutRequest {
+            filename: name.to_string(),
+            filesize: size,
+            ack: false,
+            resume: false,
+            digest: Some(DigestAlgorithm::Blake3),
+        }))?;
+        message.extend_from_slice(&body);
+        message.extend(frame::encode_json(&Digest {
+            blake3: blake3::hash(&body).to_hex().to_string(),
+        })?);
+        progress.start(name, size, 0);
+        self.guard(|c| {
+            c.stream
+                .write_all(&message)
+                .map_err(|e| Error::io("sending the file", e))?;
+            progress.advance(size);
+            progress.finish();
+            let done: PutDone = read_reply(&mut c.stream)?;
+            Ok(PutReport {
+                done,
+                resumed_from: 0,
+                restarted: false,
+                confirmed: true,
+                elapsed: started.elapsed(),
+            })
+        })
     }
 
     /// A put the way the original client made it: header and bytes, no

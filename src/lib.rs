@@ -41,5 +41,6 @@ pub mod shell;
 pub mod store;
 pub mod testing;
 pub mod transfer;
+pub mod transport;
 
 pub use error::{Error, Result};

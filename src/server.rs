@@ -21,6 +21,7 @@ use crate::log::Logger;
 use crate::protocol::{ErrorCode, ErrorReply, Reply};
 use crate::session::{send_error, Context, Session, Transport};
 use crate::store;
+use crate::transport::TcpTransport;
 
 /// Pending connections the kernel queues for us (capped by
 /// `net.core.somaxconn`). std's default of 128 drops bursts of clients.
@@ -280,14 +281,39 @@ fn refuse_busy(mut stream: TcpStream, max: usize) {
     let _ = stream.shutdown(Shutdown::Write);
 }
 
+/// One connection from accept to close. Kept small and split in parts
+/// that are not inlined: an idle connection's thread waits below this
+/// frame, and 10,000 of them should hold as little stack as possible.
+#[inline(never)]
 fn handle(shared: &Shared, stream: TcpStream, peer: &str) {
+    let started = Instant::now();
+    let Some((index, mut transport)) = login(shared, stream, peer) else {
+        return;
+    };
+    let Some(account) = shared.config.accounts.get(index) else {
+        return;
+    };
+    let log = shared.config.context.log;
+    let result = Session::new(&shared.config.context, account, peer).serve(&mut transport);
+    match result {
+        Ok(()) => log.info(format_args!(
+            "{peer} disconnected after {} s",
+            started.elapsed().as_secs()
+        )),
+        Err(e) => log.info(format_args!("{peer} connection dropped: {e}")),
+    }
+}
+
+/// The seed's handshake, with the back-off for addresses that keep
+/// failing. Returns the account's index and the connection on success.
+#[inline(never)]
+fn login(shared: &Shared, stream: TcpStream, peer: &str) -> Option<(usize, TcpTransport)> {
     let ctx = &shared.config.context;
     let log = ctx.log;
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(ctx.idle_timeout));
     let ip = stream.peer_addr().map(|a| a.ip()).ok();
     log.info(format_args!("{peer} connected"));
-    let started = Instant::now();
     if let Some(ip) = ip {
         let delay = shared.auth_delay(ip);
         if !delay.is_zero() {
@@ -298,28 +324,25 @@ fn handle(shared: &Shared, stream: TcpStream, peer: &str) {
             thread::sleep(delay);
         }
     }
-    let mut transport = TcpTransport::new(stream, ctx.idle_timeout);
+    let mut transport = match TcpTransport::new(stream, ctx.idle_timeout) {
+        Ok(t) => t,
+        Err(e) => {
+            log.info(format_args!("{peer} dropped: cannot set a timeout: {e}"));
+            return None;
+        }
+    };
     transport.set_deadline(Some(Instant::now() + ctx.idle_timeout));
     let accounts = &shared.config.accounts;
-    let login = server_handshake(&mut transport, accounts.secrets(), &new_challenge());
+    let result = server_handshake(&mut transport, accounts.secrets(), &new_challenge());
     transport.set_deadline(None);
-    match login {
+    match result {
         Ok(Some(index)) => {
-            let Some(account) = accounts.get(index) else {
-                return;
-            };
             if let Some(ip) = ip {
                 shared.forget_failures(ip);
             }
-            log.info(format_args!("{peer} login ok as {}", account.label()));
-            let result = Session::new(ctx, account, peer).serve(&mut transport);
-            match result {
-                Ok(()) => log.info(format_args!(
-                    "{peer} disconnected after {} s",
-                    started.elapsed().as_secs()
-                )),
-                Err(e) => log.info(format_args!("{peer} connection dropped: {e}")),
-            }
+            let name = accounts.get(index).map_or("?", |a| a.label());
+            log.info(format_args!("{peer} login ok as {name}"));
+            Some((index, transport))
         }
         Ok(None) => {
             if let Some(ip) = ip {
@@ -330,9 +353,13 @@ fn handle(shared: &Shared, stream: TcpStream, peer: &str) {
             ));
             let reply = ErrorReply::new(ErrorCode::AuthFailed, "authentication failed");
             let _ = send_error(&mut transport, reply);
-            linger_close(transport.stream);
+            linger_close(transport.into_inner());
+            None
         }
-        Err(e) => log.info(format_args!("{peer} left during login: {e}")),
+        Err(e) => {
+            log.info(format_args!("{peer} left during login: {e}"));
+            None
+        }
     }
 }
 
@@ -387,61 +414,6 @@ impl Shared {
     fn forget_failures(&self, ip: IpAddr) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(&ip);
-    }
-}
-
-/// A TCP stream whose reads time out after the idle timeout, or earlier at
-/// a deadline, so a peer that trickles a header byte by byte is dropped too.
-struct TcpTransport {
-    stream: TcpStream,
-    idle: Duration,
-    deadline: Option<Instant>,
-    timeout_set: Option<Duration>,
-}
-
-impl TcpTransport {
-    fn new(stream: TcpStream, idle: Duration) -> TcpTransport {
-        TcpTransport {
-            stream,
-            idle,
-            deadline: None,
-            timeout_set: None,
-        }
-    }
-}
-
-impl Read for TcpTransport {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let timeout = match self.deadline {
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
-                }
-                left.min(self.idle)
-            }
-            None => self.idle,
-        };
-        if self.timeout_set != Some(timeout) {
-            self.stream.set_read_timeout(Some(timeout))?;
-            self.timeout_set = Some(timeout);
-        }
-        self.stream.read(buf)
-    }
-}
-
-impl Write for TcpTransport {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.stream.flush()
-    }
-}
-
-impl Transport for TcpTransport {
-    fn set_deadline(&mut self, deadline: Option<Instant>) {
-        self.deadline = deadline;
     }
 }
 

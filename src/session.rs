@@ -127,65 +127,72 @@ impl<'a> Session<'a> {
             return Ok(());
         }
         loop {
+            // The whole header must arrive within the idle timeout.
             stream.set_deadline(Some(Instant::now() + self.ctx.idle_timeout));
             let header = frame::read(stream, MAX_HEADER_LEN);
             stream.set_deadline(None);
-            let header = match header {
-                Ok(Some(h)) => h,
+            let flow = match header {
+                Ok(Some(h)) => self.handle(&h, stream)?,
                 Ok(None) => return Ok(()),
                 Err(e) if e.is_disconnect() => return Err(e),
-                Err(e) => {
-                    // The stream cannot be resynchronised after a bad length.
-                    self.log_command("?", "", Instant::now(), &bad_request(&e.to_string()));
-                    send_error(
-                        stream,
-                        ErrorReply::new(ErrorCode::BadRequest, e.to_string()),
-                    )?;
-                    return Ok(());
-                }
+                Err(e) => self.refuse_frame(&e, stream)?,
             };
-            let started = Instant::now();
-            let request = match parse_request(&header) {
-                Ok(r) => r,
-                Err(e) => {
-                    let (code, flow) = match e {
-                        RequestError::UnknownCommand(_) => {
-                            (ErrorCode::UnknownCommand, Flow::Continue)
-                        }
-                        RequestError::Malformed(_) => (ErrorCode::BadRequest, Flow::Close),
-                    };
-                    let reply = ErrorReply::new(code, e.to_string());
-                    let mut outcome = Outcome::refused(&reply);
-                    outcome.flow = flow;
-                    self.log_command("?", "", started, &outcome);
-                    send_error(stream, reply)?;
-                    if flow == Flow::Close {
-                        return Ok(());
-                    }
-                    continue;
-                }
-            };
-            let (cmd, subject) = describe(&request);
-            let outcome = match self.run(request, stream) {
-                Ok(o) => o,
-                Err(e) => {
-                    self.ctx.log.info(format_args!(
-                        "{} {} {cmd} {} aborted after {} ms: {e}",
-                        self.peer,
-                        self.account.label(),
-                        escape(&subject),
-                        started.elapsed().as_millis()
-                    ));
-                    return Err(e);
-                }
-            };
-            self.log_command(cmd, &subject, started, &outcome);
-            if outcome.flow == Flow::Close {
+            if flow == Flow::Close {
                 return Ok(());
             }
         }
     }
 
+    /// Answers a frame whose length was unacceptable. The stream cannot be
+    /// resynchronised after that, so the connection closes.
+    #[inline(never)]
+    fn refuse_frame<S: Transport>(&mut self, e: &Error, stream: &mut S) -> Result<Flow> {
+        self.log_command("?", "", Instant::now(), &bad_request(&e.to_string()));
+        send_error(
+            stream,
+            ErrorReply::new(ErrorCode::BadRequest, e.to_string()),
+        )?;
+        Ok(Flow::Close)
+    }
+
+    /// Parses one header, runs it and logs it.
+    #[inline(never)]
+    fn handle<S: Transport>(&mut self, header: &[u8], stream: &mut S) -> Result<Flow> {
+        let started = Instant::now();
+        let request = match parse_request(header) {
+            Ok(r) => r,
+            Err(e) => {
+                let (code, flow) = match e {
+                    RequestError::UnknownCommand(_) => (ErrorCode::UnknownCommand, Flow::Continue),
+                    RequestError::Malformed(_) => (ErrorCode::BadRequest, Flow::Close),
+                };
+                let reply = ErrorReply::new(code, e.to_string());
+                let mut outcome = Outcome::refused(&reply);
+                outcome.flow = flow;
+                self.log_command("?", "", started, &outcome);
+                send_error(stream, reply)?;
+                return Ok(flow);
+            }
+        };
+        let (cmd, subject) = describe(&request);
+        let outcome = match self.run(request, stream) {
+            Ok(o) => o,
+            Err(e) => {
+                self.ctx.log.info(format_args!(
+                    "{} {} {cmd} {} aborted after {} ms: {e}",
+                    self.peer,
+                    self.account.label(),
+                    escape(&subject),
+                    started.elapsed().as_millis()
+                ));
+                return Err(e);
+            }
+        };
+        self.log_command(cmd, &subject, started, &outcome);
+        Ok(outcome.flow)
+    }
+
+    #[inline(never)]
     fn log_command(&self, cmd: &str, subject: &str, started: Instant, o: &Outcome) {
         let subject = if subject.is_empty() {
             String::new()
@@ -202,6 +209,10 @@ impl<'a> Session<'a> {
         ));
     }
 
+    // Kept out of line, like the handlers below it: an idle connection
+    // waits in `serve`, and that frame should stay small so that thousands
+    // of waiting threads hold little stack.
+    #[inline(never)]
     fn run<S: Transport>(&mut self, request: Request, s: &mut S) -> Result<Outcome> {
         match request {
             Request::Put(put) => self.put(put, s),
@@ -377,7 +388,6 @@ impl<'a> Session<'a> {
                 format!("{} is being uploaded by another connection", escape(name)),
             )
         })?;
-        let kept = fs::symlink_metadata(&partial).map(|m| m.len()).unwrap_or(0);
         let offset = if req.resume {
             store::partial_len(&partial, req.filesize).unwrap_or(0)
         } else {
@@ -394,6 +404,7 @@ impl<'a> Session<'a> {
         if let Some(quota) = self.account.quota {
             let used =
                 store::usage(&self.home).map_err(|e| store::internal("measuring usage", &e))?;
+            let kept = fs::symlink_metadata(&partial).map(|m| m.len()).unwrap_or(0);
             // What the home will hold once this file has replaced the old one.
             let projected = used
                 .saturating_sub(existing.unwrap_or(0))
@@ -414,10 +425,12 @@ impl<'a> Session<'a> {
             target,
             partial,
             offset,
+            replaces: existing.is_some(),
             _lock: lock,
         })
     }
 
+    #[inline(never)]
     fn put<S: Transport>(&mut self, req: PutRequest, s: &mut S) -> Result<Outcome> {
         let prepared = match self.prepare_put(&req) {
             Ok(p) => p,
@@ -505,32 +518,29 @@ impl<'a> Session<'a> {
                 durable,
             )
         });
-        let replaced = match committed {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = fs::remove_file(&prepared.partial);
-                let reply = if e.kind() == io::ErrorKind::AlreadyExists {
-                    ErrorReply::new(
-                        ErrorCode::Exists,
-                        format!(
-                            "{} was created meanwhile; not overwritten",
-                            escape(&prepared.name)
-                        ),
-                    )
-                } else {
-                    store::internal("committing the file", &e)
-                };
-                send_error(s, reply.clone())?;
-                return Ok(Outcome::refused(&reply));
-            }
-        };
+        if let Err(e) = committed {
+            let _ = fs::remove_file(&prepared.partial);
+            let reply = if e.kind() == io::ErrorKind::AlreadyExists {
+                ErrorReply::new(
+                    ErrorCode::Exists,
+                    format!(
+                        "{} was created meanwhile; not overwritten",
+                        escape(&prepared.name)
+                    ),
+                )
+            } else {
+                store::internal("committing the file", &e)
+            };
+            send_error(s, reply.clone())?;
+            return Ok(Outcome::refused(&reply));
+        }
         frame::write_json(
             s,
             &Reply::Ok(PutDone {
                 filename: prepared.name.clone(),
                 size: req.filesize,
                 received: body,
-                replaced,
+                replaced: prepared.replaces,
                 blake3: actual,
             }),
         )?;
@@ -545,6 +555,7 @@ impl<'a> Session<'a> {
         ))
     }
 
+    #[inline(never)]
     fn get<S: Transport>(&mut self, req: GetRequest, s: &mut S) -> Result<Outcome> {
         let opened = validate_name(&req.filename)
             .map_err(bad_name)
@@ -614,6 +625,8 @@ struct PreparedPut {
     target: PathBuf,
     partial: PathBuf,
     offset: u64,
+    /// Whether a file of that name existed when the upload started.
+    replaces: bool,
     _lock: store::UploadLock,
 }
 

@@ -196,13 +196,6 @@ pub fn partial_path(dir: &Path, name: &str) -> PathBuf {
 ///
 /// Fails when the partial folder cannot be created or the file opened.
 pub fn open_partial(path: &Path, resume_at: u64) -> io::Result<File> {
-    if let Some(parent) = path.parent() {
-        match fs::create_dir(parent) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-    }
     let mut opts = OpenOptions::new();
     opts.write(true).custom_flags(libc::O_NOFOLLOW);
     if resume_at > 0 {
@@ -210,7 +203,20 @@ pub fn open_partial(path: &Path, resume_at: u64) -> io::Result<File> {
     } else {
         opts.create(true).truncate(true);
     }
-    opts.open(path)
+    match opts.open(path) {
+        // The partial folder is made on first use only, not on every upload.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && resume_at == 0 => {
+            if let Some(parent) = path.parent() {
+                match fs::create_dir(parent) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            opts.open(path)
+        }
+        other => other,
+    }
 }
 
 /// Length of the partial data kept for `path`, if any usable for an upload
@@ -223,12 +229,11 @@ pub fn partial_len(path: &Path, filesize: u64) -> Option<u64> {
 
 /// Moves a finished upload to its final name. With `overwrite` an existing
 /// file is replaced in one rename; without it an existing name is refused
-/// (link-then-unlink, which never replaces).
+/// (link-then-unlink, which never replaces). With `durable` the folder is
+/// flushed afterwards so the new name survives a power cut.
 ///
-/// Returns whether a file was replaced. Fails with `AlreadyExists` when
-/// overwriting is off and the name exists.
-pub fn commit(partial: &Path, target: &Path, overwrite: bool, durable: bool) -> io::Result<bool> {
-    let existed = fs::symlink_metadata(target).is_ok();
+/// Fails with `AlreadyExists` when overwriting is off and the name exists.
+pub fn commit(partial: &Path, target: &Path, overwrite: bool, durable: bool) -> io::Result<()> {
     if overwrite {
         fs::rename(partial, target)?;
     } else {
@@ -240,7 +245,7 @@ pub fn commit(partial: &Path, target: &Path, overwrite: bool, durable: bool) -> 
             sync_dir(dir)?;
         }
     }
-    Ok(existed)
+    Ok(())
 }
 
 /// Flushes a folder's entries to disk, so that a rename survives power loss.
@@ -377,9 +382,9 @@ mod tests {
         let target = dir.path().join("t");
         let p = partial_path(dir.path(), "t");
         open_partial(&p, 0).unwrap().write_all(b"one").unwrap();
-        assert!(!commit(&p, &target, true, true).unwrap());
+        commit(&p, &target, true, true).unwrap();
         open_partial(&p, 0).unwrap().write_all(b"two").unwrap();
-        assert!(commit(&p, &target, true, false).unwrap());
+        commit(&p, &target, true, false).unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"two");
         open_partial(&p, 0).unwrap().write_all(b"three").unwrap();
         let e = commit(&p, &target, false, false).unwrap_err();

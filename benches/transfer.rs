@@ -1,0 +1,742 @@
+//! End-to-end benchmark: ftp-server and ftp-client against a raw TCP copy of
+//! the same bytes and against the original Python server, interleaved in
+//! one run, reporting medians and ratios.
+//!
+//! `cargo bench --bench transfer`            full run (1 GiB, 10,000 idle connections)
+//! `cargo bench --bench transfer -- --quick` tiny sizes, for CI
+//!
+//! Environment: FTP_BENCH_SIZE (bytes for bulk), FTP_BENCH_ROUNDS,
+//! FTP_BENCH_IDLE (idle connections), FTP_BENCH_DISK_DIR (where the durable
+//! comparison writes; default target/bench-disk).
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ftp::auth::respond;
+use ftp::client::{Client, ClientOptions, NoProgress};
+use ftp::frame;
+use ftp::secret::Secret;
+
+const SECRET: &str = "benchmark secret";
+const CHUNK: usize = 256 * 1024;
+
+struct Settings {
+    size: u64,
+    rounds: usize,
+    small_secs: f64,
+    burst: usize,
+    idle: usize,
+}
+
+fn settings() -> Settings {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    Settings {
+        size: env("FTP_BENCH_SIZE").unwrap_or(if quick { 4 << 20 } else { 1 << 30 }),
+        rounds: env("FTP_BENCH_ROUNDS").unwrap_or(if quick { 1 } else { 5 }) as usize,
+        small_secs: if quick { 0.3 } else { 3.0 },
+        burst: if quick { 50 } else { 1000 },
+        idle: env("FTP_BENCH_IDLE").unwrap_or(if quick { 100 } else { 10_000 }) as usize,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--raw-receive") {
+        raw_receive(Path::new(&args[i + 1]));
+        return;
+    }
+    let s = settings();
+    raise_fd_limit();
+    let scratch = Scratch::new();
+    println!(
+        "# ftp benchmark: {} bulk, {} rounds, scratch on {}",
+        mib(s.size),
+        s.rounds,
+        scratch.kind
+    );
+    let source = scratch.dir.join("source.bin");
+    write_pattern(&source, s.size);
+
+    let ours = Server::ours(&scratch.dir.join("ours-root"), &[]);
+    let seed = Server::seed(&scratch.dir.join("seed-root"));
+    if seed.is_none() {
+        println!("(python3 missing: seed-server comparisons skipped)");
+    }
+
+    let only: Vec<String> = std::env::args()
+        .skip_while(|a| a != "--only")
+        .skip(1)
+        .take(1)
+        .flat_map(|a| a.split(',').map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    let wanted = |section: &str| only.is_empty() || only.iter().any(|o| o == section);
+    if wanted("bulk") {
+        bulk(&s, &scratch, &source, &ours, seed.as_ref());
+    }
+    if wanted("durable") {
+        durable(&s, &source);
+    }
+    if wanted("small") {
+        small_puts(&s, &scratch, &ours, seed.as_ref());
+    }
+    if wanted("burst") {
+        burst(&s, &ours, seed.as_ref());
+    }
+    if wanted("idle") {
+        idle(&s, &ours, seed.as_ref());
+    }
+}
+
+// ---------------------------------------------------------------- bulk
+
+fn bulk(s: &Settings, scratch: &Scratch, source: &Path, ours: &Server, seed: Option<&Server>) {
+    let mut raw = Vec::new();
+    let mut put_lib = Vec::new();
+    let mut put_cli = Vec::new();
+    let mut get_cli = Vec::new();
+    let mut seed_put = Vec::new();
+    let raw_dst = scratch.dir.join("raw.bin");
+    let get_dst = scratch.dir.join("got.bin");
+    let rss_before = rss_kib(ours.pid());
+    for round in 0..s.rounds {
+        // Each round runs every path once; the order rotates so that no path
+        // always runs first (right after the deletes of the previous round).
+        for step in 0..5 {
+            match (step + round) % 5 {
+                0 => {
+                    raw.push(raw_copy(source, &raw_dst));
+                    let _ = fs::remove_file(&raw_dst);
+                }
+                1 => {
+                    let t = Instant::now();
+                    let mut c = client(ours.addr);
+                    c.put(source, &mut NoProgress).expect("library put");
+                    put_lib.push(t.elapsed());
+                }
+                2 => put_cli.push(run_client(
+                    ours.addr,
+                    &["put", source.to_str().unwrap()],
+                    &scratch.dir,
+                )),
+                3 => {
+                    get_cli.push(run_client(
+                        ours.addr,
+                        &["get", "source.bin", get_dst.to_str().unwrap()],
+                        &scratch.dir,
+                    ));
+                    assert_eq!(fs::metadata(&get_dst).unwrap().len(), s.size);
+                    let _ = fs::remove_file(&get_dst);
+                }
+                _ => {
+                    if let Some(seed) = seed {
+                        seed_put.push(seed_style_put(
+                            seed,
+                            source,
+                            &seed.root.join("source.bin"),
+                            s.size,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let rss_after = rss_kib(ours.pid());
+    let base = median(&raw);
+    let rate = |d: Duration| s.size as f64 / d.as_secs_f64() / 1e6;
+    println!(
+        "\n## bulk transfer of {} (median of {} interleaved rounds)",
+        mib(s.size),
+        s.rounds
+    );
+    println!("{:<44} {:>10} {:>8}", "path", "MB/s", "vs raw");
+    let row = |name: &str, v: &[Duration]| {
+        let m = median(v);
+        let all: Vec<String> = v.iter().map(|d| format!("{:.0}", rate(*d))).collect();
+        println!(
+            "{:<44} {:>10.0} {:>7.2}x   rounds: {}",
+            name,
+            rate(m),
+            base.as_secs_f64() / m.as_secs_f64(),
+            all.join(" ")
+        );
+    };
+    row("raw TCP copy, 256 KiB buffers (baseline)", &raw);
+    row("put, library client (BLAKE3 verified)", &put_lib);
+    row("put, ftp-client process end to end", &put_cli);
+    row("get, ftp-client process end to end", &get_cli);
+    if !seed_put.is_empty() {
+        row("put to the seed Python server", &seed_put);
+    }
+    println!(
+        "server RSS before/after the bulk rounds: {} / {} KiB (streams, never buffers a file)",
+        rss_before, rss_after
+    );
+}
+
+/// The baseline: copy the file over a fresh loopback connection into a
+/// file, 256 KiB at a time, no protocol, no digest. The receiver is a
+/// separate process, like the server, so both paths cross the same
+/// boundaries.
+fn raw_copy(source: &Path, dst: &Path) -> Duration {
+    let mut receiver = Command::new(std::env::current_exe().unwrap())
+        .arg("--raw-receive")
+        .arg(dst)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the raw receiver");
+    let addr = first_line_addr(&mut receiver);
+    let t = Instant::now();
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut f = File::open(source).unwrap();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        s.write_all(&buf[..n]).unwrap();
+    }
+    drop(s);
+    assert!(receiver.wait().unwrap().success());
+    t.elapsed()
+}
+
+/// The raw receiver's process: one connection's bytes into `dst`.
+fn raw_receive(dst: &Path) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("listening on {}", listener.local_addr().unwrap());
+    std::io::stdout().flush().unwrap();
+    let (mut s, _) = listener.accept().unwrap();
+    let mut out = File::create(dst).unwrap();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n]).unwrap();
+    }
+}
+
+/// A put the way the seed's client makes it (no reply), timed until the
+/// server has written every byte and closed.
+fn seed_style_put(server: &Server, source: &Path, landed: &Path, size: u64) -> Duration {
+    let _ = fs::remove_file(landed);
+    let t = Instant::now();
+    let mut s = login(server.addr).unwrap();
+    let header = serde_json::json!({"cmd":"put","filename":"source.bin","filesize":size});
+    s.write_all(&frame::encode_json(&header).unwrap()).unwrap();
+    let mut f = File::open(source).unwrap();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        s.write_all(&buf[..n]).unwrap();
+    }
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut sink = Vec::new();
+    let _ = s.read_to_end(&mut sink);
+    let elapsed = t.elapsed();
+    assert_eq!(fs::metadata(landed).map(|m| m.len()).unwrap_or(0), size);
+    elapsed
+}
+
+// ------------------------------------------------------------- durable
+
+fn durable(s: &Settings, source: &Path) {
+    let dir = std::env::var_os("FTP_BENCH_DISK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-disk"));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let server = Server::ours(&dir.join("root"), &["--durable"]);
+    let mut dd = Vec::new();
+    let mut ftp = Vec::new();
+    for _ in 0..s.rounds {
+        let t = Instant::now();
+        let ok = Command::new("dd")
+            .arg(format!("if={}", source.display()))
+            .arg(format!("of={}", dir.join("dd.bin").display()))
+            .args(["bs=256K", "conv=fsync", "status=none"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            println!("\n(dd not available: durable comparison skipped)");
+            return;
+        }
+        dd.push(t.elapsed());
+        let _ = fs::remove_file(dir.join("dd.bin"));
+        ftp.push(run_client(
+            server.addr,
+            &["put", source.to_str().unwrap()],
+            &dir,
+        ));
+        let _ = fs::remove_file(dir.join("root/source.bin"));
+    }
+    let rate = |d: Duration| s.size as f64 / d.as_secs_f64() / 1e6;
+    let (a, b) = (median(&dd), median(&ftp));
+    println!(
+        "\n## durable put of {} to disk ({})",
+        mib(s.size),
+        dir.display()
+    );
+    println!(
+        "{:<44} {:>10.0} MB/s",
+        "dd bs=256K conv=fsync (baseline)",
+        rate(a)
+    );
+    println!(
+        "{:<44} {:>10.0} MB/s {:>6.2}x",
+        "ftp-client put, server --durable",
+        rate(b),
+        a.as_secs_f64() / b.as_secs_f64()
+    );
+    drop(server);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------- small puts
+
+fn small_puts(s: &Settings, scratch: &Scratch, ours: &Server, seed: Option<&Server>) {
+    let small_dir = scratch.dir.join("small");
+    fs::create_dir_all(&small_dir).unwrap();
+    for i in 0..16 {
+        write_pattern(&small_dir.join(format!("small{i}.bin")), 1024);
+    }
+    println!("\n## 1 KiB puts for {:.1} s per cell", s.small_secs);
+    println!(
+        "{:<52} {:>9} {:>9} {:>9}",
+        "workload", "ops/s", "p50 ms", "p99 ms"
+    );
+    for clients in [1usize, 16] {
+        let mut cells = Vec::new();
+        let fresh = |srv: &Server| {
+            let addr = srv.addr;
+            run_load(clients, s.small_secs, move |i| one_connection_put(addr, i))
+        };
+        if let Some(seed) = seed {
+            cells.push((
+                format!("seed Python server, new connection each, {clients} clients"),
+                fresh(seed),
+            ));
+        }
+        cells.push((
+            format!("ftp-server, new connection each, {clients} clients"),
+            fresh(ours),
+        ));
+        let addr = ours.addr;
+        let dir = small_dir.clone();
+        // Each client uploads its own file, over its own connection.
+        let kept = run_load_stateful(
+            clients,
+            s.small_secs,
+            move |i| (client(addr), dir.join(format!("small{i}.bin"))),
+            move |(c, file): &mut (Client, PathBuf)| c.put(file, &mut NoProgress).is_ok(),
+        );
+        cells.push((
+            format!("ftp-server, ftp client library, one connection, {clients} clients"),
+            kept,
+        ));
+        let base = cells[0].1.rate();
+        for (name, r) in &cells {
+            println!(
+                "{:<52} {:>9.0} {:>9.2} {:>9.2}  {:>6.1}x{}",
+                name,
+                r.rate(),
+                r.pct(50.0),
+                r.pct(99.0),
+                r.rate() / base,
+                if r.failures > 0 {
+                    format!("  {} failed", r.failures)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+}
+
+/// connect, log in, seed-style put of 1 KiB, half-close, wait for the
+/// server to finish and close: the same bytes for both servers.
+fn one_connection_put(addr: SocketAddr, i: usize) -> bool {
+    let Some(mut s) = login(addr) else {
+        return false;
+    };
+    let header =
+        serde_json::json!({"cmd":"put","filename":format!("s{}.bin", i % 64),"filesize":1024});
+    let mut msg = frame::encode_json(&header).unwrap();
+    msg.extend_from_slice(&[b'x'; 1024]);
+    if s.write_all(&msg).is_err() || s.shutdown(std::net::Shutdown::Write).is_err() {
+        return false;
+    }
+    let mut sink = Vec::new();
+    s.read_to_end(&mut sink).is_ok()
+}
+
+struct Load {
+    ops: usize,
+    failures: usize,
+    secs: f64,
+    latencies: Vec<Duration>,
+}
+
+impl Load {
+    fn rate(&self) -> f64 {
+        self.ops as f64 / self.secs
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((p / 100.0) * (self.latencies.len() - 1) as f64).round() as usize;
+        self.latencies[i].as_secs_f64() * 1e3
+    }
+}
+
+fn run_load(clients: usize, secs: f64, op: impl Fn(usize) -> bool + Send + Sync + 'static) -> Load {
+    let op = Arc::new(op);
+    run_load_stateful(clients, secs, |_| (), {
+        let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        move |_: &mut ()| op(counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    })
+}
+
+fn run_load_stateful<S: 'static>(
+    clients: usize,
+    secs: f64,
+    setup: impl Fn(usize) -> S + Send + Sync + 'static,
+    op: impl Fn(&mut S) -> bool + Send + Sync + 'static,
+) -> Load {
+    let setup = Arc::new(setup);
+    let op = Arc::new(op);
+    let barrier = Arc::new(Barrier::new(clients));
+    let handles: Vec<_> = (0..clients)
+        .map(|i| {
+            let (setup, op, barrier) = (setup.clone(), op.clone(), barrier.clone());
+            thread::spawn(move || {
+                let mut state = setup(i);
+                barrier.wait();
+                let end = Instant::now() + Duration::from_secs_f64(secs);
+                let (mut lat, mut fails) = (Vec::new(), 0);
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    if op(&mut state) {
+                        lat.push(t.elapsed());
+                    } else {
+                        fails += 1;
+                    }
+                }
+                (lat, fails)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    for h in handles {
+        let (l, f) = h.join().unwrap();
+        latencies.extend(l);
+        failures += f;
+    }
+    latencies.sort();
+    Load {
+        ops: latencies.len(),
+        failures,
+        secs,
+        latencies,
+    }
+}
+
+// --------------------------------------------------------------- burst
+
+fn burst(s: &Settings, ours: &Server, seed: Option<&Server>) {
+    println!(
+        "\n## {} clients connecting at once (connect, log in, 1 KiB put, close)",
+        s.burst
+    );
+    println!(
+        "{:<44} {:>9} {:>9} {:>9}",
+        "server", "failed", "p50 ms", "p99 ms"
+    );
+    let mut rows = vec![("ftp-server", ours)];
+    if let Some(seed) = seed {
+        rows.push(("seed Python server", seed));
+    }
+    for (name, server) in rows {
+        let barrier = Arc::new(Barrier::new(s.burst));
+        let addr = server.addr;
+        let handles: Vec<_> = (0..s.burst)
+            .map(|i| {
+                let barrier = barrier.clone();
+                thread::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        barrier.wait();
+                        let t = Instant::now();
+                        one_connection_put(addr, i).then(|| t.elapsed())
+                    })
+                    .unwrap()
+            })
+            .collect();
+        let mut lat: Vec<Duration> = Vec::new();
+        let mut failed = 0;
+        for h in handles {
+            match h.join().unwrap() {
+                Some(d) => lat.push(d),
+                None => failed += 1,
+            }
+        }
+        lat.sort();
+        let load = Load {
+            ops: lat.len(),
+            failures: failed,
+            secs: 1.0,
+            latencies: lat,
+        };
+        println!(
+            "{:<44} {:>9} {:>9.1} {:>9.1}",
+            name,
+            failed,
+            load.pct(50.0),
+            load.pct(99.0)
+        );
+    }
+}
+
+// ---------------------------------------------------------------- idle
+
+fn idle(s: &Settings, ours: &Server, seed: Option<&Server>) {
+    println!("\n## idle authenticated connections held");
+    println!(
+        "{:<32} {:>8} {:>12} {:>12} {:>14}",
+        "server", "conns", "RSS before", "RSS after", "per conn"
+    );
+    let mut rows = vec![("ftp-server", ours, s.idle)];
+    if let Some(seed) = seed {
+        rows.push(("seed Python server", seed, s.idle.min(1000)));
+    }
+    for (name, server, n) in rows {
+        let before = rss_kib(server.pid());
+        let mut conns = Vec::with_capacity(n);
+        for _ in 0..n {
+            match login(server.addr) {
+                Some(c) => conns.push(c),
+                None => break,
+            }
+        }
+        // Let every connection thread reach its idle read.
+        thread::sleep(Duration::from_millis(500));
+        let after = rss_kib(server.pid());
+        let held = conns.len();
+        println!(
+            "{:<32} {:>8} {:>9} KiB {:>9} KiB {:>10.1} KiB",
+            name,
+            held,
+            before,
+            after,
+            (after.saturating_sub(before)) as f64 / held.max(1) as f64
+        );
+        drop(conns);
+        thread::sleep(Duration::from_millis(300));
+    }
+}
+
+// ------------------------------------------------------------- helpers
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    root: PathBuf,
+}
+
+impl Server {
+    fn ours(root: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "-q",
+                "--idle-timeout",
+                "600",
+                "--max-connections",
+                "20000",
+            ])
+            .arg("--root")
+            .arg(root)
+            .args(extra)
+            .env("FTP_SECRET", SECRET)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ftp-server");
+        let addr = first_line_addr(&mut child);
+        Server {
+            child,
+            addr,
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn seed(root: &Path) -> Option<Server> {
+        fs::create_dir_all(root).ok()?;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seed_server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(SECRET)
+            .arg(root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let addr = first_line_addr(&mut child);
+        Some(Server {
+            child,
+            addr,
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn first_line_addr(child: &mut Child) -> SocketAddr {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .trim_start_matches("listening on ")
+        .parse()
+        .expect("listening line")
+}
+
+fn login(addr: SocketAddr) -> Option<TcpStream> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+    let mut c = [0u8; 32];
+    s.read_exact(&mut c).ok()?;
+    s.write_all(&respond(SECRET.as_bytes(), &c)).ok()?;
+    Some(s)
+}
+
+fn client(addr: SocketAddr) -> Client {
+    let options = ClientOptions::new(Secret::new(SECRET.as_bytes().to_vec()).unwrap());
+    Client::connect(&addr.to_string(), options).expect("connect")
+}
+
+fn run_client(addr: SocketAddr, args: &[&str], cwd: &Path) -> Duration {
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_ftp-client"))
+        .arg("--server")
+        .arg(addr.to_string())
+        .arg("--quiet")
+        .args(args)
+        .current_dir(cwd)
+        .env("FTP_SECRET", SECRET)
+        .output()
+        .expect("run ftp-client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.elapsed()
+}
+
+fn write_pattern(path: &Path, size: u64) {
+    let mut f = File::create(path).unwrap();
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = size;
+    while left > 0 {
+        for b in buf.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let n = left.min(CHUNK as u64) as usize;
+        f.write_all(&buf[..n]).unwrap();
+        left -= n as u64;
+    }
+}
+
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn mib(n: u64) -> String {
+    format!("{:.0} MiB", n as f64 / (1 << 20) as f64)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Where bulk data lives: a tmpfs, so the disk does not limit the network
+/// comparison.
+struct Scratch {
+    dir: PathBuf,
+    kind: &'static str,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let shm = Path::new("/dev/shm");
+        let (base, kind) = if shm.is_dir() {
+            (shm.to_path_buf(), "tmpfs (/dev/shm)")
+        } else {
+            (std::env::temp_dir(), "the temp dir (no /dev/shm)")
+        };
+        let dir = base.join(format!("ftp-bench-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        Scratch { dir, kind }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
