@@ -105,13 +105,15 @@ fn bulk(s: &Settings, scratch: &Scratch, source: &Path, ours: &Server, seed: Opt
     let raw_dst = scratch.dir.join("raw.bin");
     let get_dst = scratch.dir.join("got.bin");
     let rss_before = rss_kib(ours.pid());
+    let mut receiver = raw_receiver(&raw_dst);
+    let receiver_addr = first_line_addr(&mut receiver);
     for round in 0..s.rounds {
         // Each round runs every path once; the order rotates so that no path
         // always runs first (right after the deletes of the previous round).
         for step in 0..5 {
             match (step + round) % 5 {
                 0 => {
-                    raw.push(raw_copy(source, &raw_dst));
+                    raw.push(raw_copy(receiver_addr, source));
                     let _ = fs::remove_file(&raw_dst);
                 }
                 1 => {
@@ -147,6 +149,8 @@ fn bulk(s: &Settings, scratch: &Scratch, source: &Path, ours: &Server, seed: Opt
             }
         }
     }
+    let _ = receiver.kill();
+    let _ = receiver.wait();
     let rss_after = rss_kib(ours.pid());
     let base = median(&raw);
     let rate = |d: Duration| s.size as f64 / d.as_secs_f64() / 1e6;
@@ -181,47 +185,53 @@ fn bulk(s: &Settings, scratch: &Scratch, source: &Path, ours: &Server, seed: Opt
 }
 
 /// The baseline: copy the file over a fresh loopback connection into a
-/// file, 256 KiB at a time, no protocol, no digest. The receiver is a
-/// separate process, like the server, so both paths cross the same
-/// boundaries.
-fn raw_copy(source: &Path, dst: &Path) -> Duration {
-    let mut receiver = Command::new(std::env::current_exe().unwrap())
-        .arg("--raw-receive")
-        .arg(dst)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the raw receiver");
-    let addr = first_line_addr(&mut receiver);
+/// file, 256 KiB at a time, no protocol, no digest, and wait for the
+/// receiver to say it has written everything. The receiver is a
+/// long-lived process of its own, like the server, so that both paths
+/// cross the same boundaries and neither starts cold.
+fn raw_copy(receiver: SocketAddr, source: &Path) -> Duration {
     let t = Instant::now();
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut f = File::open(source).unwrap();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        s.write_all(&buf[..n]).unwrap();
-    }
-    drop(s);
-    assert!(receiver.wait().unwrap().success());
+    let mut s = TcpStream::connect(receiver).unwrap();
+    copy_chunks(&mut File::open(source).unwrap(), &mut s);
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut done = Vec::new();
+    s.read_to_end(&mut done).unwrap();
+    assert_eq!(done, b"k");
     t.elapsed()
 }
 
-/// The raw receiver's process: one connection's bytes into `dst`.
+/// The raw receiver's process: each connection's bytes into `dst`, then
+/// one byte back once they are written.
 fn raw_receive(dst: &Path) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     println!("listening on {}", listener.local_addr().unwrap());
     std::io::stdout().flush().unwrap();
-    let (mut s, _) = listener.accept().unwrap();
-    let mut out = File::create(dst).unwrap();
+    for conn in listener.incoming() {
+        let mut s = conn.unwrap();
+        copy_chunks(&mut s, &mut File::create(dst).unwrap());
+        s.write_all(b"k").unwrap();
+    }
+}
+
+/// Starts the raw receiver process.
+fn raw_receiver(dst: &Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .arg("--raw-receive")
+        .arg(dst)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the raw receiver")
+}
+
+/// Copies until the end of `from`, 256 KiB at a time: the baseline loop.
+fn copy_chunks(from: &mut impl Read, to: &mut impl Write) {
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = s.read(&mut buf).unwrap();
+        let n = from.read(&mut buf).unwrap();
         if n == 0 {
             break;
         }
-        out.write_all(&buf[..n]).unwrap();
+        to.write_all(&buf[..n]).unwrap();
     }
 }
 
@@ -233,15 +243,7 @@ fn seed_style_put(server: &Server, source: &Path, landed: &Path, size: u64) -> D
     let mut s = login(server.addr).unwrap();
     let header = serde_json::json!({"cmd":"put","filename":"source.bin","filesize":size});
     s.write_all(&frame::encode_json(&header).unwrap()).unwrap();
-    let mut f = File::open(source).unwrap();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        s.write_all(&buf[..n]).unwrap();
-    }
+    copy_chunks(&mut File::open(source).unwrap(), &mut s);
     s.shutdown(std::net::Shutdown::Write).unwrap();
     let mut sink = Vec::new();
     let _ = s.read_to_end(&mut sink);
@@ -533,8 +535,9 @@ fn idle(s: &Settings, ours: &Server, seed: Option<&Server>) {
                 None => break,
             }
         }
-        // Let every connection thread reach its idle read.
-        thread::sleep(Duration::from_millis(500));
+        // Let every connection thread reach its idle read and, after a
+        // second of silence, give back its unused stack.
+        thread::sleep(Duration::from_millis(2500));
         let after = rss_kib(server.pid());
         let held = conns.len();
         println!(
@@ -689,12 +692,14 @@ fn mib(n: u64) -> String {
     format!("{:.0} MiB", n as f64 / (1 << 20) as f64)
 }
 
+/// Resident memory from smaps_rollup, which is exact (VmRSS in `status`
+/// lags behind by per-thread batching).
 fn rss_kib(pid: u32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
+    fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with("Rss:"))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
         })
         .unwrap_or(0)

@@ -458,13 +458,20 @@ impl<'a> Session<'a> {
         }
         let body = req.filesize - offset;
         let mut buf = buffer_for(body);
+        let (mut written, mut flushed) = (offset, offset);
+        let durable = self.ctx.durable;
         let pumped = pump(s, body, &mut buf, |chunk| {
             if let Some(h) = hasher.as_mut() {
                 h.update(chunk);
             }
             if write_error.is_none() {
-                if let Err(e) = file.write_all(chunk) {
-                    write_error = Some(e);
+                match file.write_all(chunk) {
+                    Ok(()) => written += chunk.len() as u64,
+                    Err(e) => write_error = Some(e),
+                }
+                if durable && written - flushed >= store::WRITEBACK_STEP {
+                    store::start_writeback(&file, flushed, written - flushed);
+                    flushed = written;
                 }
             }
             Ok(())
@@ -508,7 +515,6 @@ impl<'a> Session<'a> {
                 return Ok(Outcome::refused(&reply));
             }
         }
-        let durable = self.ctx.durable;
         let committed = (if durable { file.sync_all() } else { Ok(()) }).and_then(|()| {
             drop(file);
             store::commit(

@@ -248,6 +248,26 @@ pub fn commit(partial: &Path, target: &Path, overwrite: bool, durable: bool) -> 
     Ok(())
 }
 
+/// How much written data a durable upload lets pile up before it asks the
+/// kernel to start writing it out.
+pub const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
+
+/// Asks the kernel to start writing `len` bytes at `offset` of `file` to
+/// disk, without waiting. A durable upload calls this as it goes, so the
+/// disk works while the network does and the final fsync finds little
+/// left to do. Errors are ignored: the fsync that follows reports them.
+pub fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::unix::io::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: sync_file_range only reads the descriptor and integers; the
+    // descriptor is valid for as long as `file` is borrowed.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
 /// Flushes a folder's entries to disk, so that a rename survives power loss.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
