@@ -8,6 +8,8 @@ use std::fmt;
 pub enum Command {
     /// Upload local files.
     Put(Vec<String>),
+    /// Upload local folders with everything in them (`put -r`).
+    PutTree(Vec<String>),
     /// Download a file, optionally to a local path.
     Get {
         /// Remote name.
@@ -39,6 +41,7 @@ pub enum Command {
 pub const HELP: &str = "\
 commands:
   put FILE...          upload files (an interrupted upload resumes)
+  put -r FOLDER...     upload folders with everything in them
   get NAME [LOCAL]     download a file (an interrupted download resumes)
   ls                   list files on the server
   echo TEXT            the server answers TEXT in upper case
@@ -111,6 +114,10 @@ impl Command {
         };
         match first.as_str() {
             "put" if args.is_empty() => Err(ParseError("usage: put FILE...".into())),
+            "put" if args[0] == "-r" && args.len() == 1 => {
+                Err(ParseError("usage: put -r FOLDER...".into()))
+            }
+            "put" if args[0] == "-r" => Ok(Command::PutTree(args[1..].to_vec())),
             "put" => Ok(Command::Put(args.to_vec())),
             "get" => match args {
                 [name] => Ok(Command::Get {
@@ -232,6 +239,11 @@ mod tests {
         );
         assert_eq!(p("ls").unwrap(), Some(Command::Ls));
         assert_eq!(p("exit").unwrap(), Some(Command::Quit));
+        assert_eq!(
+            p("put -r docs").unwrap(),
+            Some(Command::PutTree(vec!["docs".into()]))
+        );
+        assert_eq!(p("put -r").unwrap_err().0, "usage: put -r FOLDER...");
         assert_eq!(p("cd a\\ b").unwrap(), Some(Command::Cd("a b".into())));
     }
 

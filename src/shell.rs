@@ -88,6 +88,22 @@ pub fn run_command(
                 )));
             }
         }
+        Command::PutTree(folders) => {
+            let mut tally = Tally::default();
+            for folder in folders {
+                if let Err(e) = put_tree(client, Path::new(folder), options, &mut tally, out, err) {
+                    let _ = writeln!(err, "error: put -r {folder}: {e}");
+                    tally.failed += 1;
+                }
+            }
+            if tally.failed > 0 {
+                return Err(Error::Usage(format!(
+                    "{} of {} uploads failed",
+                    tally.failed,
+                    tally.failed + tally.stored
+                )));
+            }
+        }
         Command::Get { name, local } => {
             let mut bar = progress_for(options);
             let report = client.get(name, local.as_deref().map(Path::new), bar.as_mut())?;
@@ -160,6 +176,124 @@ fn print_get(out: &mut impl Write, name: &str, r: &GetReport) -> io::Result<()> 
         r.size,
         notes.join("; ")
     )
+}
+
+/// Files stored and failed in a `put -r`.
+#[derive(Debug, Default)]
+struct Tally {
+    stored: usize,
+    failed: usize,
+}
+
+/// Uploads a local folder as a folder of the same name in the current
+/// server folder, then returns there. Every name is checked one path
+/// component at a time, by the client and again by the server; symbolic
+/// links are skipped, not followed.
+fn put_tree(
+    client: &mut Client,
+    local: &Path,
+    options: ShellOptions,
+    tally: &mut Tally,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<()> {
+    let meta = std::fs::symlink_metadata(local)
+        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", local.display())))?;
+    if !meta.is_dir() {
+        return Err(Error::Usage(format!("{} is not a folder", local.display())));
+    }
+    let absolute = std::fs::canonicalize(local)
+        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", local.display())))?;
+    let name = folder_name(&absolute)?;
+    let start = client.pwd()?;
+    let remote = join_remote(&start, &name);
+    let result = upload_folder(client, &absolute, &remote, options, tally, out, err);
+    client.cd(&start)?;
+    result
+}
+
+fn folder_name(path: &Path) -> Result<String> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::Usage(format!("{} has no name to upload under", path.display())))?;
+    crate::names::validate_name(name)
+        .map(str::to_string)
+        .map_err(|e| Error::Usage(format!("cannot upload {}: {e}", path.display())))
+}
+
+fn join_remote(folder: &str, name: &str) -> String {
+    format!("{}/{name}", folder.trim_end_matches('/'))
+}
+
+fn upload_folder(
+    client: &mut Client,
+    local: &Path,
+    remote: &str,
+    options: ShellOptions,
+    tally: &mut Tally,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<()> {
+    match client.mkdir(remote) {
+        Ok(_) => {}
+        Err(Error::Remote { code, .. }) if code == "exists" => {}
+        Err(e) => return Err(e),
+    }
+    client.cd(remote)?;
+    let mut entries: Vec<_> = std::fs::read_dir(local)
+        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", local.display())))?
+        .filter_map(|e| e.ok())
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    let mut folders = Vec::new();
+    for entry in entries {
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        if kind.is_dir() {
+            folders.push(path);
+        } else if kind.is_file() {
+            let mut bar = progress_for(options);
+            match client.put(&path, bar.as_mut()) {
+                Ok(report) => {
+                    tally.stored += 1;
+                    print_put(out, &report).map_err(|e| Error::io("writing output", e))?;
+                }
+                Err(e) => {
+                    tally.failed += 1;
+                    let _ = writeln!(err, "error: put {}: {e}", path.display());
+                    client.ensure_connected()?;
+                    client.cd(remote)?;
+                }
+            }
+        } else if !options.quiet {
+            let _ = writeln!(
+                err,
+                "note: skipped {}: not a regular file or folder",
+                path.display()
+            );
+        }
+    }
+    for path in folders {
+        match folder_name(&path) {
+            Ok(name) => upload_folder(
+                client,
+                &path,
+                &join_remote(remote, &name),
+                options,
+                tally,
+                out,
+                err,
+            )?,
+            Err(e) => {
+                tally.failed += 1;
+                let _ = writeln!(err, "error: {e}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Bytes moved in this run and their rate; resumed bytes are not counted.

@@ -294,3 +294,45 @@ fn get_does_not_follow_links_out_of_the_root() {
     );
     assert_eq!(fs::read(&secret).unwrap(), b"private");
 }
+
+#[test]
+fn put_r_uploads_a_tree_and_skips_links() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let tree = sb.work().join("tree");
+    fs::create_dir_all(tree.join("sub/deeper")).unwrap();
+    fs::create_dir_all(tree.join("empty")).unwrap();
+    fs::write(tree.join("a.txt"), b"top").unwrap();
+    let big = pattern(200_000, 50);
+    fs::write(tree.join("sub/b.bin"), &big).unwrap();
+    fs::write(tree.join("sub/deeper/c.txt"), b"deep").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", tree.join("link")).unwrap();
+
+    let out = ClientRun::new(&sb, &server, &[]).run_with_input("put -r tree\npwd\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("stored a.txt (3 bytes") && text.contains("stored c.txt (4 bytes"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("/\n"),
+        "returns to the folder it started in: {text}"
+    );
+    assert!(
+        stderr(&out).contains("skipped") && stderr(&out).contains("link"),
+        "{}",
+        stderr(&out)
+    );
+    let root = sb.root().join("tree");
+    assert_eq!(fs::read(root.join("a.txt")).unwrap(), b"top");
+    assert_eq!(fs::read(root.join("sub/b.bin")).unwrap(), big);
+    assert_eq!(fs::read(root.join("sub/deeper/c.txt")).unwrap(), b"deep");
+    assert!(root.join("empty").is_dir());
+    assert!(!root.join("link").exists());
+
+    // Again: the folders exist already, the files are replaced.
+    let out = ClientRun::new(&sb, &server, &["put", "-r", "tree"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("replaced the existing file"));
+}
