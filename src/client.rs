@@ -574,8 +574,13 @@ enum Dialect {
 
 /// Connects, logs in and checks the server's proof.
 fn open(addr: SocketAddr, options: &ClientOptions) -> Result<(TcpStream, Dialect)> {
-    let mut stream = TcpStream::connect_timeout(&addr, options.connect_timeout)
-        .map_err(|e| Error::io(format!("cannot connect to {addr}"), e))?;
+    let mut stream = TcpStream::connect_timeout(&addr, options.connect_timeout).map_err(|e| {
+        let hint = match e.kind() {
+            io::ErrorKind::ConnectionRefused => " (is ftp-server running there?)",
+            _ => "",
+        };
+        Error::io(format!("cannot connect to {addr}{hint}"), e)
+    })?;
     let _ = stream.set_nodelay(true);
     let set_timeouts = |s: &TcpStream, read: Duration| {
         s.set_read_timeout(Some(read))
