@@ -159,6 +159,15 @@ impl<'a> Session<'a> {
     #[inline(never)]
     fn handle<S: Transport>(&mut self, header: &[u8], stream: &mut S) -> Result<Flow> {
         let started = Instant::now();
+        if self.ctx.log.enabled(crate::log::Level::Debug) {
+            let shown = String::from_utf8_lossy(&header[..header.len().min(200)]);
+            self.ctx.log.debug(format_args!(
+                "{} header of {} bytes: {}",
+                self.peer,
+                header.len(),
+                escape(&shown)
+            ));
+        }
         let request = match parse_request(header) {
             Ok(r) => r,
             Err(e) => {
@@ -494,15 +503,12 @@ impl<'a> Session<'a> {
             None => None,
         };
         if let Some(e) = write_error {
-            let _ = fs::remove_file(&prepared.partial);
             let reply = store::internal("writing the file", &e);
-            send_error(s, reply.clone())?;
-            return Ok(Outcome::refused(&reply));
+            return discard_upload(&prepared.partial, reply, s);
         }
         let actual = hasher.map(|h| h.finalize().to_hex().to_string());
         if let (Some(actual), Some(expected)) = (&actual, &expected) {
             if !actual.eq_ignore_ascii_case(&expected.blake3) {
-                let _ = fs::remove_file(&prepared.partial);
                 let reply = ErrorReply::new(
                     ErrorCode::DigestMismatch,
                     format!(
@@ -511,8 +517,7 @@ impl<'a> Session<'a> {
                         escape(&prepared.name)
                     ),
                 );
-                send_error(s, reply.clone())?;
-                return Ok(Outcome::refused(&reply));
+                return discard_upload(&prepared.partial, reply, s);
             }
         }
         let committed = (if durable { file.sync_all() } else { Ok(()) }).and_then(|()| {
@@ -525,7 +530,6 @@ impl<'a> Session<'a> {
             )
         });
         if let Err(e) = committed {
-            let _ = fs::remove_file(&prepared.partial);
             let reply = if e.kind() == io::ErrorKind::AlreadyExists {
                 ErrorReply::new(
                     ErrorCode::Exists,
@@ -537,8 +541,7 @@ impl<'a> Session<'a> {
             } else {
                 store::internal("committing the file", &e)
             };
-            send_error(s, reply.clone())?;
-            return Ok(Outcome::refused(&reply));
+            return discard_upload(&prepared.partial, reply, s);
         }
         frame::write_json(
             s,
@@ -656,6 +659,13 @@ fn refuse_put<S: Transport>(req: &PutRequest, reply: ErrorReply, s: &mut S) -> R
     if req.digest.is_some() {
         frame::read(s, MAX_HEADER_LEN)?;
     }
+    send_error(s, reply.clone())?;
+    Ok(Outcome::refused(&reply))
+}
+
+/// Deletes an upload that must not be committed and answers `reply`.
+fn discard_upload<S: Transport>(partial: &Path, reply: ErrorReply, s: &mut S) -> Result<Outcome> {
+    let _ = fs::remove_file(partial);
     send_error(s, reply.clone())?;
     Ok(Outcome::refused(&reply))
 }

@@ -332,3 +332,23 @@ fn seed_python_client_uploads_intact() {
         fs::read(&blob).unwrap()
     );
 }
+
+#[test]
+fn verbose_logs_each_header_and_quiet_logs_nothing() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["-v"]);
+    let out = ClientRun::new(&sb, &server, &["echo", "loud"]).run();
+    assert!(out.status.success());
+    let log = server.wait_for_log("echo ok");
+    assert!(
+        log.contains(r#"header of 28 bytes: {"cmd":"echo","text":"loud"}"#),
+        "{log}"
+    );
+    assert!(!log.contains(SECRET), "the secret is never logged");
+    drop(server);
+
+    let server = sb.start_server(&["-q"]);
+    let out = ClientRun::new(&sb, &server, &["echo", "hush"]).run();
+    assert!(out.status.success());
+    assert_eq!(server.log_text(), "");
+}
