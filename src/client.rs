@@ -196,12 +196,6 @@ impl Client {
         Ok(r.filename)
     }
 
-    /// Whether the server speaks only the original protocol, which has
-    /// `put` and no replies.
-    pub fn is_original_protocol(&self) -> bool {
-        self.dialect == Dialect::Original
-    }
-
     fn require_replies(&self) -> Result<()> {
         match self.dialect {
             Dialect::Replies => Ok(()),

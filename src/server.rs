@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -60,7 +60,6 @@ struct Shared {
     config: Config,
     active: AtomicUsize,
     failures: Mutex<HashMap<IpAddr, Failures>>,
-    stopping: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -91,7 +90,6 @@ impl Server {
                 config,
                 active: AtomicUsize::new(0),
                 failures: Mutex::new(HashMap::new()),
-                stopping: AtomicBool::new(false),
             }),
         })
     }
@@ -110,9 +108,6 @@ impl Server {
         self.start_sweeper();
         let log = self.shared.config.context.log;
         for stream in self.listener.incoming() {
-            if self.shared.stopping.load(Ordering::SeqCst) {
-                break;
-            }
             match stream {
                 Ok(stream) => dispatch(&self.shared, stream),
                 Err(e) => {
@@ -123,24 +118,6 @@ impl Server {
             }
         }
         Ok(())
-    }
-
-    /// Runs the server on a background thread; it stops when the handle is
-    /// dropped. For tests and benchmarks in one process.
-    ///
-    /// Fails like [`Server::local_addr`].
-    pub fn spawn(self) -> Result<ServerHandle> {
-        let addr = self.local_addr()?;
-        let shared = self.shared.clone();
-        let thread = thread::Builder::new()
-            .name("ftp-accept".into())
-            .spawn(move || self.run())
-            .map_err(|e| Error::io("starting the server thread", e))?;
-        Ok(ServerHandle {
-            addr,
-            shared,
-            thread: Some(thread),
-        })
     }
 
     fn start_sweeper(&self) {
@@ -168,36 +145,6 @@ impl Server {
                 }
                 thread::sleep(SWEEP_INTERVAL);
             });
-    }
-}
-
-/// A server running on a background thread.
-pub struct ServerHandle {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    thread: Option<thread::JoinHandle<Result<()>>>,
-}
-
-impl ServerHandle {
-    /// Where the server listens.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Connections being served right now.
-    pub fn active_connections(&self) -> usize {
-        self.shared.active.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for ServerHandle {
-    fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -440,7 +387,6 @@ mod tests {
             },
             active: AtomicUsize::new(0),
             failures: Mutex::new(HashMap::new()),
-            stopping: AtomicBool::new(false),
         };
         let bad: IpAddr = "10.0.0.1".parse().unwrap();
         let good: IpAddr = "10.0.0.2".parse().unwrap();

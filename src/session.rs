@@ -54,12 +54,6 @@ pub trait Transport: Read + Write {
     fn set_deadline(&mut self, _deadline: Option<Instant>) {}
 }
 
-impl<T: Transport + ?Sized> Transport for &mut T {
-    fn set_deadline(&mut self, deadline: Option<Instant>) {
-        (**self).set_deadline(deadline)
-    }
-}
-
 /// Whether the connection goes on after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flow {
