@@ -385,12 +385,16 @@ impl<'a> Session<'a> {
             ));
         }
         let partial = store::partial_path(&dir, name);
-        let lock = self.ctx.locks.try_lock(&partial).ok_or_else(|| {
-            ErrorReply::new(
-                ErrorCode::Busy,
-                format!("{} is being uploaded by another connection", escape(name)),
-            )
-        })?;
+        let lock = self
+            .ctx
+            .locks
+            .try_lock(&partial, req.filesize)
+            .ok_or_else(|| {
+                ErrorReply::new(
+                    ErrorCode::Busy,
+                    format!("{} is being uploaded by another connection", escape(name)),
+                )
+            })?;
         let offset = if req.resume {
             store::partial_len(&partial, req.filesize).unwrap_or(0)
         } else {
@@ -408,8 +412,22 @@ impl<'a> Session<'a> {
             let used =
                 store::usage(&self.home).map_err(|e| store::internal("measuring usage", &e))?;
             let kept = fs::symlink_metadata(&partial).map(|m| m.len()).unwrap_or(0);
-            // What the home will hold once this file has replaced the old one.
+            // Uploads still running count with their whole declared size,
+            // not just the part they have written.
+            let (written, declared) = self
+                .ctx
+                .locks
+                .others_below(&self.home, &partial)
+                .iter()
+                .fold((0u64, 0u64), |(w, d), (path, size)| {
+                    let len = fs::symlink_metadata(path).map(|m| m.len()).unwrap_or(0);
+                    (w.saturating_add(len), d.saturating_add(*size))
+                });
+            // What the home will hold once every running upload is done and
+            // this file has replaced the old one.
             let projected = used
+                .saturating_sub(written)
+                .saturating_add(declared)
                 .saturating_sub(existing.unwrap_or(0))
                 .saturating_sub(kept)
                 .saturating_add(req.filesize);

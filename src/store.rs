@@ -7,7 +7,7 @@
 //! partial file that is left behind by a broken connection is kept, so that
 //! the next upload of the same name can resume it.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -310,10 +310,11 @@ pub fn sweep_partials(root: &Path, max_age: Duration, depth: usize) -> usize {
     removed
 }
 
-/// The names being uploaded right now, so that two connections never write
-/// the same partial file.
+/// The uploads running right now, by partial file, with their declared
+/// sizes: so that two connections never write the same partial file, and
+/// so that a quota counts uploads that have not written their bytes yet.
 #[derive(Debug, Default, Clone)]
-pub struct UploadLocks(Arc<Mutex<HashSet<PathBuf>>>);
+pub struct UploadLocks(Arc<Mutex<HashMap<PathBuf, u64>>>);
 
 /// Held while an upload runs; releases the name when dropped.
 #[derive(Debug)]
@@ -323,20 +324,35 @@ pub struct UploadLock {
 }
 
 impl UploadLocks {
-    /// Claims `path`; `None` if another upload holds it.
-    pub fn try_lock(&self, path: &Path) -> Option<UploadLock> {
-        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        set.insert(path.to_path_buf()).then(|| UploadLock {
+    /// Claims `path` for an upload of `size` bytes; `None` if another
+    /// upload holds it.
+    pub fn try_lock(&self, path: &Path, size: u64) -> Option<UploadLock> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.contains_key(path) {
+            return None;
+        }
+        map.insert(path.to_path_buf(), size);
+        Some(UploadLock {
             locks: self.clone(),
             path: path.to_path_buf(),
         })
+    }
+
+    /// The other uploads running below `dir`: their partial files and
+    /// declared sizes.
+    pub fn others_below(&self, dir: &Path, except: &Path) -> Vec<(PathBuf, u64)> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .filter(|(p, _)| p.starts_with(dir) && p.as_path() != except)
+            .map(|(p, size)| (p.clone(), *size))
+            .collect()
     }
 }
 
 impl Drop for UploadLock {
     fn drop(&mut self) {
-        let mut set = self.locks.0.lock().unwrap_or_else(|p| p.into_inner());
-        set.remove(&self.path);
+        let mut map = self.locks.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&self.path);
     }
 }
 
@@ -437,10 +453,16 @@ mod tests {
     #[test]
     fn locks_are_exclusive_until_dropped() {
         let locks = UploadLocks::default();
-        let a = locks.try_lock(Path::new("/x")).unwrap();
-        assert!(locks.try_lock(Path::new("/x")).is_none());
+        let a = locks.try_lock(Path::new("/h/x"), 5).unwrap();
+        assert!(locks.try_lock(Path::new("/h/x"), 5).is_none());
+        let _b = locks.try_lock(Path::new("/h/y"), 7).unwrap();
+        let _c = locks.try_lock(Path::new("/other/z"), 9).unwrap();
+        assert_eq!(
+            locks.others_below(Path::new("/h"), Path::new("/h/y")),
+            [(PathBuf::from("/h/x"), 5)]
+        );
         drop(a);
-        assert!(locks.try_lock(Path::new("/x")).is_some());
+        assert!(locks.try_lock(Path::new("/h/x"), 1).is_some());
     }
 
     #[test]

@@ -383,3 +383,27 @@ fn the_original_python_server_needs_the_explicit_flag() {
     let _ = py.kill();
     let _ = py.wait();
 }
+
+#[test]
+fn uploads_in_flight_count_toward_the_quota() {
+    let sb = Sandbox::new();
+    let server = users_server(&sb);
+    sb.local_file("first.bin", &pattern(600 * 1024, 60));
+    sb.local_file("second.bin", &pattern(600 * 1024, 61));
+    let slow = ClientRun::new(
+        &sb,
+        &server,
+        &["--limit-rate", "200KiB", "put", "first.bin"],
+    )
+    .env("FTP_SECRET", ALICE)
+    .spawn();
+    let partial = sb.root().join("alice/.ftp-partial/first.bin");
+    assert!(wait_until(Duration::from_secs(20), || size_of(&partial) > 0));
+    // Only a little of the first file is on disk, but all of it is coming.
+    let out = as_user(&sb, &server, ALICE, &["put", "second.bin"]);
+    assert!(stderr(&out).contains("quota_exceeded"), "{}", stderr(&out));
+    let mut slow = slow;
+    assert!(wait_limited(&mut slow, Duration::from_secs(30)).success());
+    assert!(sb.root().join("alice/first.bin").exists());
+    assert!(!sb.root().join("alice/second.bin").exists());
+}
