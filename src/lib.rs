@@ -42,5 +42,6 @@ pub mod store;
 pub mod testing;
 pub mod transfer;
 pub mod transport;
+pub mod workers;
 
 pub use error::{Error, Result};

@@ -22,6 +22,7 @@ use crate::protocol::{ErrorCode, ErrorReply, Reply};
 use crate::session::{send_error, Context, Session, Transport};
 use crate::store;
 use crate::transport::TcpTransport;
+use crate::workers::Workers;
 
 /// Pending connections the kernel queues for us (capped by
 /// `net.core.somaxconn`). std's default of 128 drops bursts of clients.
@@ -60,6 +61,7 @@ struct Shared {
     config: Config,
     active: AtomicUsize,
     failures: Mutex<HashMap<IpAddr, Failures>>,
+    workers: Workers,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +92,7 @@ impl Server {
                 config,
                 active: AtomicUsize::new(0),
                 failures: Mutex::new(HashMap::new()),
+                workers: Workers::new(THREAD_STACK),
             }),
         })
     }
@@ -181,17 +184,15 @@ fn dispatch(shared: &Arc<Shared>, stream: TcpStream) {
         return;
     }
     let slot = Slot(shared.clone());
-    let spawned = thread::Builder::new()
-        .stack_size(THREAD_STACK)
-        .spawn(move || {
-            let shared = slot.0.clone();
-            contain(shared.config.context.log, &peer, || {
-                handle(&shared, stream, &peer)
-            });
-            drop(slot);
+    let job = Box::new(move || {
+        let shared = slot.0.clone();
+        contain(shared.config.context.log, &peer, || {
+            handle(&shared, stream, &peer)
         });
-    if let Err(e) = spawned {
-        // The closure, and with it the slot and the stream, was dropped.
+        drop(slot);
+    });
+    if let Err(e) = shared.workers.run(job) {
+        // The job, and with it the slot and the stream, was dropped.
         log.warn(format_args!("cannot start a connection thread: {e}"));
     }
 }
@@ -387,6 +388,7 @@ mod tests {
             },
             active: AtomicUsize::new(0),
             failures: Mutex::new(HashMap::new()),
+            workers: Workers::new(THREAD_STACK),
         };
         let bad: IpAddr = "10.0.0.1".parse().unwrap();
         let good: IpAddr = "10.0.0.2".parse().unwrap();
