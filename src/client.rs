@@ -288,11 +288,8 @@ impl Client {
         }
         let size = body.len() as u64;
         let mut message = frame::encode_json(&Request::Put(PutRequest {
-            filename: name.to_string(),
-            filesize: size,
-            ack: false,
-            resume: false,
             digest: Some(DigestAlgorithm::Blake3),
+            ..PutRequest::plain(name, size)
         }))?;
         message.extend_from_slice(&body);
         message.extend(frame::encode_json(&Digest {
@@ -327,13 +324,7 @@ impl Client {
     ) -> Result<PutReport> {
         let started = Instant::now();
         self.guard(|c| {
-            let request = Request::Put(PutRequest {
-                filename: name.to_string(),
-                filesize: size,
-                ack: false,
-                resume: false,
-                digest: None,
-            });
+            let request = Request::Put(PutRequest::plain(name, size));
             frame::write_json(&mut c.stream, &request)?;
             progress.start(name, size, 0);
             c.send_body(name, file, size, None, progress)?;
@@ -398,11 +389,10 @@ impl Client {
         let started = Instant::now();
         self.guard(|c| {
             let request = Request::Put(PutRequest {
-                filename: name.to_string(),
-                filesize: size,
                 ack: true,
                 resume,
                 digest: Some(DigestAlgorithm::Blake3),
+                ..PutRequest::plain(name, size)
             });
             frame::write_json(&mut c.stream, &request)?;
             let ready: PutReady = read_reply(&mut c.stream)?;

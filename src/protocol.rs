@@ -81,6 +81,17 @@ pub struct PutRequest {
 }
 
 impl PutRequest {
+    /// The seed's form: name and size, no extensions.
+    pub fn plain(filename: &str, filesize: u64) -> PutRequest {
+        PutRequest {
+            filename: filename.to_string(),
+            filesize,
+            ack: false,
+            resume: false,
+            digest: None,
+        }
+    }
+
     /// Whether the client waits for a `ready` reply before the body.
     pub fn wants_ready(&self) -> bool {
         self.ack || self.resume
