@@ -125,6 +125,20 @@ fn from_env() -> Result<Option<Secret>> {
     }
 }
 
+/// A warning when a file holding secrets can be read by other users, as
+/// ssh gives for private keys; `None` when it is private or cannot be
+/// checked.
+pub fn exposure_warning(path: &Path) -> Option<String> {
+    let mode = fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} holds secrets but other users can read it (mode {mode:o}); run: chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
 /// The server's secret: `--secret-file`, else `FTP_SECRET`, else the default
 /// file, which is created with a random secret if it does not exist.
 ///
@@ -222,6 +236,17 @@ mod tests {
         assert_eq!(read_secret_file(&p).unwrap().as_bytes(), b" spaced \n");
         fs::write(&p, b"").unwrap();
         assert!(read_secret_file(&p).is_err());
+    }
+
+    #[test]
+    fn readable_secret_files_are_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        fs::write(&p, b"k").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(exposure_warning(&p).unwrap().contains("mode 644"));
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(exposure_warning(&p).is_none());
     }
 
     #[test]

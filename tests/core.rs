@@ -256,7 +256,10 @@ fn secret_file_flag_and_missing_secret_messages() {
     let sb = Sandbox::new();
     let key = sb.path().join("key");
     fs::write(&key, format!("{SECRET}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
     let server = ServerProcess::start(&sb, &["--secret-file", key.to_str().unwrap()], None);
+    server.wait_for_log("other users can read it (mode 644); run: chmod 600");
     let out = ClientRun::new(
         &sb,
         &server,

@@ -10,7 +10,7 @@ use clap::Parser;
 
 use ftp::accounts::{parse_size, Accounts};
 use ftp::log::{Level, Logger};
-use ftp::secret::server_secret;
+use ftp::secret::{exposure_warning, server_secret};
 use ftp::server::{Config, Server};
 use ftp::session::Context;
 use ftp::store::UploadLocks;
@@ -88,6 +88,9 @@ fn run(args: Args) -> Result<()> {
     let accounts = match &args.users {
         Some(path) => {
             let accounts = Accounts::load(path)?;
+            if let Some(warning) = exposure_warning(path) {
+                log.warn(format_args!("{warning}"));
+            }
             log.info(format_args!(
                 "{} accounts from {}",
                 accounts.iter().count(),
@@ -98,6 +101,9 @@ fn run(args: Args) -> Result<()> {
         None => {
             let (secret, source) = server_secret(args.secret_file.as_deref())?;
             log.info(format_args!("{source}"));
+            if let Some(warning) = args.secret_file.as_deref().and_then(exposure_warning) {
+                log.warn(format_args!("{warning}"));
+            }
             Accounts::single(secret)
         }
     };
