@@ -18,7 +18,7 @@ use crate::protocol::{
     Proof, PutDone, PutReady, PutRequest, Removed, Reply, Request, Usage,
 };
 use crate::secret::Secret;
-use crate::transfer::{buffer_for, hash_prefix, pump, PumpError};
+use crate::transfer::{hash_prefix, relay, PumpError};
 
 /// Files up to this size are sent in one round trip, without asking the
 /// server for a resume offset first.
@@ -351,19 +351,10 @@ impl Client {
         name: &str,
         file: &mut File,
         len: u64,
-        mut hasher: Option<&mut blake3::Hasher>,
+        hasher: Option<&mut blake3::Hasher>,
         progress: &mut dyn Progress,
     ) -> Result<()> {
-        let mut buf = buffer_for(len);
-        let stream = &mut self.stream;
-        let sent = pump(file, len, &mut buf, |chunk| {
-            if let Some(h) = hasher.as_mut() {
-                h.update(chunk);
-            }
-            stream.write_all(chunk)?;
-            progress.advance(chunk.len() as u64);
-            Ok(())
-        });
+        let sent = relay(file, &mut self.stream, len, hasher, |n| progress.advance(n));
         progress.finish();
         match sent {
             Ok(_) => Ok(()),
@@ -505,12 +496,8 @@ impl Client {
                 .map_err(|e| Error::io(format!("seeking {}", partial.display()), e))?;
             progress.start(name, ready.filesize, offset);
             let body = ready.filesize - offset;
-            let mut buf = buffer_for(body);
-            let got = pump(&mut c.stream, body, &mut buf, |chunk| {
-                hasher.update(chunk);
-                file.write_all(chunk)?;
-                progress.advance(chunk.len() as u64);
-                Ok(())
+            let got = relay(&mut c.stream, &mut file, body, Some(&mut hasher), |n| {
+                progress.advance(n)
             });
             progress.finish();
             match got {

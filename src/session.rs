@@ -21,7 +21,7 @@ use crate::protocol::{
     GetRequest, Proof, PutDone, PutReady, PutRequest, Removed, Reply, Request, RequestError, Usage,
 };
 use crate::store::{self, UploadLocks};
-use crate::transfer::{buffer_for, hash_prefix, pump, PumpError};
+use crate::transfer::{buffer_for, hash_prefix, pump, relay, PumpError};
 
 /// A refused upload from a client that does not wait for `ready` still
 /// sends its body; up to this many bytes are read and dropped so that the
@@ -616,12 +616,7 @@ impl<'a> Session<'a> {
         let mut hasher = blake3::Hasher::new();
         hash_prefix(&mut file, req.offset, &mut hasher)?;
         let body = filesize - req.offset;
-        let mut buf = buffer_for(body);
-        pump(&mut file, body, &mut buf, |chunk| {
-            hasher.update(chunk);
-            s.write_all(chunk)
-        })
-        .map_err(|e| match e {
+        relay(&mut file, s, body, Some(&mut hasher), |_| {}).map_err(|e| match e {
             // The file shrank under us: the promised length cannot be kept.
             PumpError::Source(e) => e,
             PumpError::Sink(e) => Error::io("sending file data", e),

@@ -1,7 +1,7 @@
 //! Moving a known number of bytes from a reader to a sink in large chunks,
 //! hashing them on the way: the one loop behind put and get on both sides.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 
 use crate::error::{Error, Result};
 
@@ -55,6 +55,29 @@ pub fn pump<R: Read + ?Sized>(
         moved += n as u64;
     }
     Ok(moved)
+}
+
+/// Moves exactly `len` bytes from `from` to `to`, feeding them to `hasher`
+/// when there is one and reporting each chunk's size to `moved`: the loop
+/// behind sending a file and receiving a download.
+///
+/// Fails like [`pump`], with [`PumpError::Sink`] when `to` refuses a chunk.
+pub fn relay<R: Read + ?Sized, W: Write + ?Sized>(
+    from: &mut R,
+    to: &mut W,
+    len: u64,
+    mut hasher: Option<&mut blake3::Hasher>,
+    mut moved: impl FnMut(u64),
+) -> Result<u64, PumpError> {
+    let mut buf = buffer_for(len);
+    pump(from, len, &mut buf, |chunk| {
+        if let Some(h) = hasher.as_mut() {
+            h.update(chunk);
+        }
+        to.write_all(chunk)?;
+        moved(chunk.len() as u64);
+        Ok(())
+    })
 }
 
 /// Hashes the first `len` bytes of `source` with BLAKE3: the part of a file
@@ -111,6 +134,23 @@ mod tests {
             Err(io::Error::other("disk full"))
         });
         assert!(matches!(r, Err(PumpError::Sink(_))));
+    }
+
+    #[test]
+    fn relay_copies_hashes_and_counts() {
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+        let (mut out, mut h, mut counted) = (Vec::new(), blake3::Hasher::new(), 0);
+        let n = relay(
+            &mut Cursor::new(&data),
+            &mut out,
+            600_000,
+            Some(&mut h),
+            |k| counted += k,
+        )
+        .unwrap();
+        assert_eq!((n, counted), (600_000, 600_000));
+        assert_eq!(out, &data[..600_000]);
+        assert_eq!(h.finalize(), blake3::hash(&data[..600_000]));
     }
 
     #[test]
