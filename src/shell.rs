@@ -68,14 +68,21 @@ pub fn run_command(
     match command {
         Command::Put(files) => {
             let mut failed = 0;
-            for file in files {
+            for (i, file) in files.iter().enumerate() {
                 let mut bar = progress_for(options);
                 match client.put(Path::new(file), bar.as_mut()) {
                     Ok(report) => wrote(print_put(out, &report))?,
+                    // One file: its error is the command's error, shown once.
+                    Err(e) if files.len() == 1 => {
+                        return Err(Error::Usage(format!("put {file}: {e}")))
+                    }
                     Err(e) => {
                         let _ = writeln!(err, "error: put {file}: {e}");
                         failed += 1;
-                        if client.ensure_connected().is_err() {
+                        if let Err(e) = client.ensure_connected() {
+                            let left = files.len() - i - 1;
+                            let _ = writeln!(err, "error: {e}; {left} more files not sent");
+                            failed += left;
                             break;
                         }
                     }

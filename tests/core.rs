@@ -295,6 +295,7 @@ fn missing_local_file_is_a_local_error() {
         e.contains("error: put nope.txt: cannot read nope.txt: No such file"),
         "{e}"
     );
+    assert_eq!(e.lines().count(), 1, "one failed file, one error line: {e}");
 }
 
 #[test]
