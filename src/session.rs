@@ -411,7 +411,7 @@ impl<'a> Session<'a> {
         if let Some(quota) = self.account.quota {
             let used =
                 store::usage(&self.home).map_err(|e| store::internal("measuring usage", &e))?;
-            let kept = fs::symlink_metadata(&partial).map(|m| m.len()).unwrap_or(0);
+            let kept = store::regular_len(&partial).unwrap_or(0);
             // Uploads still running count with their whole declared size,
             // not just the part they have written.
             let (written, declared) = self
@@ -420,7 +420,7 @@ impl<'a> Session<'a> {
                 .others_below(&self.home, &partial)
                 .iter()
                 .fold((0u64, 0u64), |(w, d), (path, size)| {
-                    let len = fs::symlink_metadata(path).map(|m| m.len()).unwrap_or(0);
+                    let len = store::regular_len(path).unwrap_or(0);
                     (w.saturating_add(len), d.saturating_add(*size))
                 });
             // What the home will hold once every running upload is done and

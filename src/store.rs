@@ -223,8 +223,14 @@ pub fn open_partial(path: &Path, resume_at: u64) -> io::Result<File> {
 /// of `filesize` bytes. Longer data cannot belong to this file and is
 /// discarded by the caller.
 pub fn partial_len(path: &Path, filesize: u64) -> Option<u64> {
+    regular_len(path).filter(|&len| len <= filesize)
+}
+
+/// Size of the regular file at `path`, not following a link; `None` if
+/// there is none.
+pub fn regular_len(path: &Path) -> Option<u64> {
     let meta = fs::symlink_metadata(path).ok()?;
-    (meta.is_file() && meta.len() <= filesize).then_some(meta.len())
+    meta.is_file().then_some(meta.len())
 }
 
 /// Moves a finished upload to its final name. With `overwrite` an existing
