@@ -633,12 +633,15 @@ fn peer_closed(stream: &TcpStream) -> bool {
     stream.set_nonblocking(false).is_err() || closed
 }
 
-/// The name a local file is uploaded under: its base name, which must
-/// follow the server's naming rules.
-fn local_upload_name(path: &Path) -> Result<String> {
+/// The name a local file or folder is uploaded under: its base name, which
+/// must follow the server's naming rules.
+///
+/// Fails when the path has no base name, it is not UTF-8, or the server
+/// would refuse it.
+pub fn local_upload_name(path: &Path) -> Result<String> {
     let base = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
         Error::Usage(format!(
-            "{} has no file name that can be uploaded (it must be valid UTF-8)",
+            "{} has no name that can be uploaded (it must be valid UTF-8)",
             path.display()
         ))
     })?;

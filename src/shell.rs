@@ -15,7 +15,7 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
 use rustyline::{Context as LineContext, Editor, Helper};
 
-use crate::client::{Client, GetReport, NoProgress, Progress, PutReport};
+use crate::client::{local_upload_name, Client, GetReport, NoProgress, Progress, PutReport};
 use crate::command::{split_words, Command, HELP, WORDS};
 use crate::error::{Error, Result};
 use crate::names::escape;
@@ -211,22 +211,12 @@ fn put_tree(
     }
     let absolute = std::fs::canonicalize(local)
         .map_err(|e| Error::Usage(format!("cannot read {}: {e}", local.display())))?;
-    let name = folder_name(&absolute)?;
+    let name = local_upload_name(&absolute)?;
     let start = client.pwd()?;
     let remote = join_remote(&start, &name);
     let result = upload_folder(client, &absolute, &remote, options, tally, out, err);
     client.cd(&start)?;
     result
-}
-
-fn folder_name(path: &Path) -> Result<String> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::Usage(format!("{} has no name to upload under", path.display())))?;
-    crate::names::validate_name(name)
-        .map(str::to_string)
-        .map_err(|e| Error::Usage(format!("cannot upload {}: {e}", path.display())))
 }
 
 fn join_remote(folder: &str, name: &str) -> String {
@@ -284,7 +274,7 @@ fn upload_folder(
         }
     }
     for path in folders {
-        match folder_name(&path) {
+        match local_upload_name(&path) {
             Ok(name) => upload_folder(
                 client,
                 &path,
