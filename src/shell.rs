@@ -50,7 +50,6 @@ pub fn run_command(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<Next> {
-    let wrote = |r: io::Result<()>| r.map_err(|e| Error::io("writing output", e));
     if matches!(command, Command::Help) {
         wrote(writeln!(out, "{HELP}"))?;
         return Ok(Next::Continue);
@@ -69,9 +68,8 @@ pub fn run_command(
         Command::Put(files) => {
             let mut failed = 0;
             for (i, file) in files.iter().enumerate() {
-                let mut bar = progress_for(options);
-                match client.put(Path::new(file), bar.as_mut()) {
-                    Ok(report) => wrote(print_put(out, &report))?,
+                match put_file(client, Path::new(file), options, out) {
+                    Ok(()) => {}
                     // One file: its error is the command's error, shown once.
                     Err(e) if files.len() == 1 => {
                         return Err(Error::Usage(format!("put {file}: {e}")))
@@ -185,6 +183,23 @@ fn print_get(out: &mut impl Write, name: &str, r: &GetReport) -> io::Result<()> 
     )
 }
 
+/// Turns a failure to print into the library's error.
+fn wrote(r: io::Result<()>) -> Result<()> {
+    r.map_err(|e| Error::io("writing output", e))
+}
+
+/// Uploads one file with a progress bar and prints what the server said.
+fn put_file(
+    client: &mut Client,
+    path: &Path,
+    options: ShellOptions,
+    out: &mut impl Write,
+) -> Result<()> {
+    let mut bar = progress_for(options);
+    let report = client.put(path, bar.as_mut())?;
+    wrote(print_put(out, &report))
+}
+
 /// Files stored and failed in a `put -r`.
 #[derive(Debug, Default)]
 struct Tally {
@@ -252,12 +267,8 @@ fn upload_folder(
         if kind.is_dir() {
             folders.push(path);
         } else if kind.is_file() {
-            let mut bar = progress_for(options);
-            match client.put(&path, bar.as_mut()) {
-                Ok(report) => {
-                    tally.stored += 1;
-                    print_put(out, &report).map_err(|e| Error::io("writing output", e))?;
-                }
+            match put_file(client, &path, options, out) {
+                Ok(()) => tally.stored += 1,
                 Err(e) => {
                     tally.failed += 1;
                     let _ = writeln!(err, "error: put {}: {e}", path.display());
