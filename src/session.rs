@@ -598,10 +598,7 @@ impl<'a> Session<'a> {
             });
         let (name, mut file, meta) = match opened {
             Ok(v) => v,
-            Err(reply) => {
-                send_error(s, reply.clone())?;
-                return Ok(Outcome::refused(&reply));
-            }
+            Err(reply) => return refuse(s, reply),
         };
         let filesize = meta.len();
         frame::write_json(
@@ -651,12 +648,10 @@ struct PreparedPut {
 /// dropped, up to [`MAX_DRAIN`] bytes, to keep the stream in step.
 fn refuse_put<S: Transport>(req: &PutRequest, reply: ErrorReply, s: &mut S) -> Result<Outcome> {
     if req.wants_ready() {
-        send_error(s, reply.clone())?;
-        return Ok(Outcome::refused(&reply));
+        return refuse(s, reply);
     }
     if req.filesize > MAX_DRAIN {
-        send_error(s, reply.clone())?;
-        return Ok(Outcome::refused(&reply).closing());
+        return refuse(s, reply).map(Outcome::closing);
     }
     let mut buf = buffer_for(req.filesize);
     pump(s, req.filesize, &mut buf, |_| Ok(())).map_err(|e| match e {
@@ -666,13 +661,17 @@ fn refuse_put<S: Transport>(req: &PutRequest, reply: ErrorReply, s: &mut S) -> R
     if req.digest.is_some() {
         frame::read(s, MAX_HEADER_LEN)?;
     }
-    send_error(s, reply.clone())?;
-    Ok(Outcome::refused(&reply))
+    refuse(s, reply)
 }
 
 /// Deletes an upload that must not be committed and answers `reply`.
 fn discard_upload<S: Transport>(partial: &Path, reply: ErrorReply, s: &mut S) -> Result<Outcome> {
     let _ = fs::remove_file(partial);
+    refuse(s, reply)
+}
+
+/// Sends an error reply to a command and notes the refusal for the log.
+fn refuse<S: Write>(s: &mut S, reply: ErrorReply) -> Result<Outcome> {
     send_error(s, reply.clone())?;
     Ok(Outcome::refused(&reply))
 }
@@ -709,10 +708,7 @@ fn respond<S: Write, T: Serialize>(
             frame::write_json(s, &Reply::Ok(value))?;
             Ok(Outcome::ok(what, 0))
         }
-        Err(e) => {
-            send_error(s, e.clone())?;
-            Ok(Outcome::refused(&e))
-        }
+        Err(e) => refuse(s, e),
     }
 }
 
