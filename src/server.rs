@@ -107,12 +107,12 @@ impl Server {
     }
 
     /// Serves forever, one thread per connection.
-    pub fn run(self) -> Result<()> {
+    pub fn run(self) -> ! {
         self.start_sweeper();
         let log = self.shared.config.context.log;
-        for stream in self.listener.incoming() {
-            match stream {
-                Ok(stream) => dispatch(&self.shared, stream),
+        loop {
+            match self.listener.accept() {
+                Ok((stream, addr)) => dispatch(&self.shared, stream, addr),
                 Err(e) => {
                     // Out of file descriptors or similar: back off instead of spinning.
                     log.warn(format_args!("accept failed: {e}"));
@@ -120,7 +120,6 @@ impl Server {
                 }
             }
         }
-        Ok(())
     }
 
     fn start_sweeper(&self) {
@@ -168,12 +167,9 @@ impl Drop for Slot {
     }
 }
 
-fn dispatch(shared: &Arc<Shared>, stream: TcpStream) {
+fn dispatch(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
     let log = shared.config.context.log;
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| "?".into());
+    let peer = addr.to_string();
     let max = shared.config.max_connections;
     if shared.active.fetch_add(1, Ordering::SeqCst) >= max {
         shared.active.fetch_sub(1, Ordering::SeqCst);
@@ -187,7 +183,7 @@ fn dispatch(shared: &Arc<Shared>, stream: TcpStream) {
     let job = Box::new(move || {
         let shared = slot.0.clone();
         contain(shared.config.context.log, &peer, || {
-            handle(&shared, stream, &peer)
+            handle(&shared, stream, addr.ip(), &peer)
         });
         drop(slot);
     });
@@ -233,9 +229,9 @@ fn refuse_busy(mut stream: TcpStream, max: usize) {
 /// that are not inlined: an idle connection's thread waits below this
 /// frame, and 10,000 of them should hold as little stack as possible.
 #[inline(never)]
-fn handle(shared: &Shared, stream: TcpStream, peer: &str) {
+fn handle(shared: &Shared, stream: TcpStream, ip: IpAddr, peer: &str) {
     let started = Instant::now();
-    let Some((index, mut transport)) = login(shared, stream, peer) else {
+    let Some((index, mut transport)) = login(shared, stream, ip, peer) else {
         return;
     };
     let Some(account) = shared.config.accounts.get(index) else {
@@ -255,22 +251,24 @@ fn handle(shared: &Shared, stream: TcpStream, peer: &str) {
 /// The seed's handshake, with the back-off for addresses that keep
 /// failing. Returns the account's index and the connection on success.
 #[inline(never)]
-fn login(shared: &Shared, stream: TcpStream, peer: &str) -> Option<(usize, TcpTransport)> {
+fn login(
+    shared: &Shared,
+    stream: TcpStream,
+    ip: IpAddr,
+    peer: &str,
+) -> Option<(usize, TcpTransport)> {
     let ctx = &shared.config.context;
     let log = ctx.log;
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(ctx.idle_timeout));
-    let ip = stream.peer_addr().map(|a| a.ip()).ok();
     log.info(format_args!("{peer} connected"));
-    if let Some(ip) = ip {
-        let delay = shared.auth_delay(ip);
-        if !delay.is_zero() {
-            log.info(format_args!(
-                "{peer} delaying the challenge {} ms after repeated failed logins",
-                delay.as_millis()
-            ));
-            thread::sleep(delay);
-        }
+    let delay = shared.auth_delay(ip);
+    if !delay.is_zero() {
+        log.info(format_args!(
+            "{peer} delaying the challenge {} ms after repeated failed logins",
+            delay.as_millis()
+        ));
+        thread::sleep(delay);
     }
     let mut transport = match TcpTransport::new(stream, ctx.idle_timeout) {
         Ok(t) => t,
@@ -285,17 +283,13 @@ fn login(shared: &Shared, stream: TcpStream, peer: &str) -> Option<(usize, TcpTr
     transport.set_deadline(None);
     match result {
         Ok(Some(index)) => {
-            if let Some(ip) = ip {
-                shared.forget_failures(ip);
-            }
+            shared.forget_failures(ip);
             let name = accounts.get(index).map_or("?", |a| a.label());
             log.info(format_args!("{peer} login ok as {name}"));
             Some((index, transport))
         }
         Ok(None) => {
-            if let Some(ip) = ip {
-                shared.note_failure(ip);
-            }
+            shared.note_failure(ip);
             log.warn(format_args!(
                 "{peer} login failed: wrong answer to the challenge"
             ));
