@@ -40,14 +40,6 @@ fn as_user(
         .run()
 }
 
-fn has_python() -> bool {
-    Command::new("python3")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 #[test]
 fn two_users_with_the_seed_client_land_in_their_own_homes() {
     if !has_python() {
@@ -58,21 +50,9 @@ fn two_users_with_the_seed_client_land_in_their_own_homes() {
     let server = users_server(&sb);
     let a = sb.local_file("from-alice.txt", b"alice was here");
     let b = sb.local_file("from-bob.txt", b"bob was here");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seed_client.py");
     for (secret, file) in [(ALICE, &a), (BOB, &b)] {
-        let out = Command::new("python3")
-            .arg(script)
-            .arg("127.0.0.1")
-            .arg(server.addr.port().to_string())
-            .arg(secret)
-            .arg(file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = seed_client(&server, secret, &[file]);
+        assert!(out.status.success(), "{}", stderr(&out));
     }
     server.wait_for_log("put from-bob.txt ok");
     assert_eq!(

@@ -3,7 +3,6 @@
 mod support;
 
 use std::fs;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
@@ -300,8 +299,7 @@ fn missing_local_file_is_a_local_error() {
 
 #[test]
 fn seed_python_client_uploads_intact() {
-    let python = Command::new("python3").arg("--version").output();
-    if python.map(|o| !o.status.success()).unwrap_or(true) {
+    if !has_python() {
         eprintln!("skipped: python3 is not installed, so the seed client cannot run");
         return;
     }
@@ -312,19 +310,7 @@ fn seed_python_client_uploads_intact() {
         b"line one\nline two\n\nlast line without newline",
     );
     let blob = sb.local_file("blob.bin", &pattern(2 * 1024 * 1024 + 7, 3));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seed_client.py");
-    let child = Command::new("python3")
-        .arg(script)
-        .arg("127.0.0.1")
-        .arg(server.addr.port().to_string())
-        .arg(SECRET)
-        .arg(&text)
-        .arg(&blob)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = wait_output(child, Duration::from_secs(60));
+    let out = seed_client(&server, SECRET, &[&text, &blob]);
     assert!(out.status.success(), "{}", stderr(&out));
     server.wait_for_log("put blob.bin ok");
     assert_eq!(

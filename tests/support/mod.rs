@@ -350,3 +350,30 @@ impl Raw {
         matches!(self.stream.read(&mut b), Ok(0) | Err(_))
     }
 }
+
+/// Whether python3 can run, for the tests that use the original Python
+/// client or server; they say they were skipped when it cannot.
+pub fn has_python() -> bool {
+    Command::new("python3")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Runs the original Python client (`tests/seed_client.py`) against
+/// `server` with `secret`, uploading `files`, within 60 s.
+pub fn seed_client(server: &ServerProcess, secret: &str, files: &[&Path]) -> Output {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seed_client.py");
+    let child = Command::new("python3")
+        .arg(script)
+        .arg("127.0.0.1")
+        .arg(server.addr.port().to_string())
+        .arg(secret)
+        .args(files)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    wait_output(child, Duration::from_secs(60))
+}
