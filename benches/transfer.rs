@@ -18,10 +18,10 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ftp::auth::respond;
 use ftp::client::{Client, ClientOptions, NoProgress};
-use ftp::frame;
-use ftp::secret::Secret;
+use ftp::config::secret::Secret;
+use ftp::wire::auth::respond;
+use ftp::wire::frame;
 
 const SECRET: &str = "benchmark secret";
 const CHUNK: usize = 256 * 1024;

@@ -3,13 +3,13 @@
 //!
 //! # On the wire
 //!
-//! 1. The server sends a 32-byte random challenge ([`auth`]).
+//! 1. The server sends a 32-byte random challenge ([`wire::auth`]).
 //! 2. The client answers HMAC-MD5(secret, challenge), 16 bytes. A wrong
 //!    answer gets an `auth_failed` error frame and the connection closes.
-//! 3. From then on every message is a frame ([`frame`]): a 4-byte
+//! 3. From then on every message is a frame ([`wire::frame`]): a 4-byte
 //!    little-endian signed length, then that many bytes of a UTF-8 JSON
 //!    object. Client frames are requests tagged by `cmd`; server frames are
-//!    replies with `"status": "ok"` or `"error"` ([`protocol`]).
+//!    replies with `"status": "ok"` or `"error"` ([`wire::message`]).
 //! 4. `put` is followed by exactly `filesize` raw bytes, as in the original;
 //!    clients that ask for it get a `ready` reply first, and can add a
 //!    digest frame after the body. `get` answers with a `ready` reply, the
@@ -19,29 +19,28 @@
 //!
 //! # Layout
 //!
-//! Wire format and handshake ([`frame`], [`protocol`], [`auth`]) do no
-//! I/O of their own. [`session`] runs one connection's commands over any
-//! stream; [`server`] owns sockets and threads; [`client`] is the other end.
+//! | module | what it holds |
+//! |---|---|
+//! | [`wire`] | frames, messages, the handshake, name rules: no I/O, both ends |
+//! | [`io`] | the copy loop that hashes as it goes, the rate throttle |
+//! | [`net`] | the [`net::Transport`] trait: streams with deadlines |
+//! | [`storage`] | where the bytes live: partial files, atomic commit, listings |
+//! | [`server`] | accept, login, session, commands, uploads, accounts, workers |
+//! | [`client`] | connect, transfers, the shell and its command language |
+//! | [`config`] | the secret, per-user paths, size units |
 
 #![warn(missing_docs)]
 
-pub mod accounts;
-pub mod auth;
 pub mod client;
-pub mod command;
+pub mod config;
 pub mod error;
-pub mod frame;
+pub mod io;
 pub mod log;
-pub mod names;
-pub mod protocol;
-pub mod secret;
+pub mod net;
 pub mod server;
-pub mod session;
-pub mod shell;
-pub mod store;
+pub mod storage;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
-pub mod transfer;
-pub mod transport;
-pub mod workers;
+pub mod wire;
 
 pub use error::{Error, Result};

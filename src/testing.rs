@@ -5,11 +5,13 @@ use std::io::{self, Cursor, Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::accounts::Account;
+use crate::config::secret::Secret;
 use crate::log::{Level, Logger};
-use crate::secret::Secret;
-use crate::session::{Context, Session, Transport};
-use crate::store::UploadLocks;
+use crate::net::Transport;
+use crate::server::accounts::Account;
+use crate::server::context::Context;
+use crate::server::session::Session;
+use crate::server::uploads::UploadLocks;
 
 /// A stream whose reads come from a fixed buffer and whose writes are
 /// collected.

@@ -254,9 +254,10 @@ fn impostor(
         s.read_exact(&mut answer16).unwrap();
         let mut seen = Vec::new();
         if let Some(a) = answer {
-            let first = ftp::frame::read(&mut s, 1 << 16).unwrap().unwrap();
+            let first = ftp::wire::frame::read(&mut s, 1 << 16).unwrap().unwrap();
             seen.extend(first);
-            s.write_all(&ftp::frame::encode_json(&a).unwrap()).unwrap();
+            s.write_all(&ftp::wire::frame::encode_json(&a).unwrap())
+                .unwrap();
         }
         let _ = s.read_to_end(&mut seen);
         seen

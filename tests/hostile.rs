@@ -29,7 +29,7 @@ fn frame_of(len: i32, body: &[u8]) -> Vec<u8> {
 }
 
 fn json_frame(v: serde_json::Value) -> Vec<u8> {
-    ftp::frame::encode_json(&v).unwrap()
+    ftp::wire::frame::encode_json(&v).unwrap()
 }
 
 fn put_named(name: &str) -> Vec<u8> {
@@ -372,7 +372,7 @@ proptest! {
         fs::create_dir(&root).unwrap();
         let mut input = Vec::new();
         for h in &headers {
-            input.extend(ftp::frame::encode(h).unwrap());
+            input.extend(ftp::wire::frame::encode(h).unwrap());
             input.extend(&body);
         }
         let out = ftp::testing::serve_bytes(&ftp::testing::context(&root), &input);
@@ -380,7 +380,7 @@ proptest! {
         // body was cut short gets none: the peer hung up).
         let mut cur = out.as_slice();
         if !out.is_empty() {
-            let first: serde_json::Value = ftp::frame::read_json(&mut cur, 1 << 24).unwrap();
+            let first: serde_json::Value = ftp::wire::frame::read_json(&mut cur, 1 << 24).unwrap();
             prop_assert!(first["status"] == "ok" || first["status"] == "error");
         }
         prop_assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);

@@ -49,7 +49,7 @@ fn stalled_peers_are_dropped_after_the_idle_timeout() {
     // A header trickled one byte at a time, each within the idle timeout:
     // the whole header must still arrive within it.
     let mut raw = Raw::login(server.addr, SECRET.as_bytes());
-    let frame = ftp::frame::encode_json(&json!({"cmd":"echo","text":"slow"})).unwrap();
+    let frame = ftp::wire::frame::encode_json(&json!({"cmd":"echo","text":"slow"})).unwrap();
     let started = Instant::now();
     let mut dropped = false;
     for b in frame {
@@ -157,12 +157,12 @@ fn echo_over(mut stream: TcpStream, text: &str) -> Option<()> {
     let mut challenge = [0u8; 32];
     stream.read_exact(&mut challenge).ok()?;
     stream
-        .write_all(&ftp::auth::respond(SECRET.as_bytes(), &challenge))
+        .write_all(&ftp::wire::auth::respond(SECRET.as_bytes(), &challenge))
         .ok()?;
     stream
-        .write_all(&ftp::frame::encode_json(&json!({"cmd":"echo","text":text})).ok()?)
+        .write_all(&ftp::wire::frame::encode_json(&json!({"cmd":"echo","text":text})).ok()?)
         .ok()?;
-    let reply: serde_json::Value = ftp::frame::read_json(&mut stream, 1024).ok()?;
+    let reply: serde_json::Value = ftp::wire::frame::read_json(&mut stream, 1024).ok()?;
     (reply["text"] == text.to_uppercase()).then_some(())
 }
 

@@ -6,8 +6,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut input = data;
-    while let Ok(Some(header)) = ftp::frame::read(&mut input, ftp::frame::MAX_HEADER_LEN) {
-        let _ = ftp::protocol::parse_request(&header);
+    while let Ok(Some(header)) = ftp::wire::frame::read(&mut input, ftp::wire::frame::MAX_HEADER_LEN) {
+        let _ = ftp::wire::message::parse_request(&header);
     }
-    let _ = ftp::protocol::parse_request(data);
+    let _ = ftp::wire::message::parse_request(data);
 });

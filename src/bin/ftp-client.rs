@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use ftp::client::command::Command;
+use ftp::client::shell::{run_command, run_session, ShellOptions};
 use ftp::client::{Client, ClientOptions};
-use ftp::command::Command;
-use ftp::secret::client_secret;
-use ftp::shell::{run_command, run_session, ShellOptions};
+use ftp::config::secret::client_secret;
+use ftp::config::units::parse_size;
 use ftp::Result;
 
 /// Client for ftp-server. With a COMMAND it runs that one command and exits;
@@ -43,7 +44,7 @@ struct Args {
 }
 
 fn rate(s: &str) -> std::result::Result<u64, String> {
-    ftp::accounts::parse_size(s)
+    parse_size(s)
 }
 
 fn main() -> ExitCode {
@@ -71,10 +72,8 @@ fn run(args: Args) -> Result<usize> {
              your files"
         );
     }
-    let shell = ShellOptions {
-        quiet: args.quiet,
-        limit_rate: args.limit_rate,
-    };
+    options.limit_rate = args.limit_rate;
+    let shell = ShellOptions { quiet: args.quiet };
     let mut client = Client::connect(&args.server, options)?;
     match one_shot {
         Some(command) => {

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use ftp::accounts::{parse_size, Accounts};
+use ftp::config::secret::{exposure_warning, server_secret};
+use ftp::config::units::parse_size;
 use ftp::log::{Level, Logger};
-use ftp::secret::{exposure_warning, server_secret};
+use ftp::server::accounts::Accounts;
+use ftp::server::context::Context;
+use ftp::server::uploads::UploadLocks;
 use ftp::server::{Config, Server};
-use ftp::session::Context;
-use ftp::store::UploadLocks;
 use ftp::Result;
 
 /// Authenticated file transfer server, wire-compatible with the classic

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use ftp::auth::respond;
-use ftp::frame;
+use ftp::wire::auth::respond;
+use ftp::wire::frame;
 
 /// The secret every test server uses unless a test says otherwise.
 pub const SECRET: &str = "linhaifeng bang bang bang";

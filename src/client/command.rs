@@ -142,7 +142,7 @@ impl Command {
             "rm" => one("NAME").map(Command::Rm),
             other => Err(ParseError(format!(
                 "unknown command {:?}; type 'help' for the list",
-                crate::names::escape(other)
+                crate::wire::names::escape(other)
             ))),
         }
     }

@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::session::Transport;
+use crate::net::Transport;
 
 /// How long one blocking read waits before the transport checks its
 /// limits and, on an idle connection, releases stack memory. Also the

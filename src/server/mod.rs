@@ -1,28 +1,37 @@
-//! The server's network side: the listening socket, the connection limit,
-//! one thread per connection, the login handshake with back-off for failed
-//! attempts, and containment of anything that goes wrong in a connection.
+//! The server: the listening socket, the connection limit, a worker thread
+//! per connection, and containment of anything that goes wrong in one.
+//!
+//! A connection passes through [`login`], then a [`session`] that runs
+//! [`commands`] until the client leaves.
 
-use std::collections::HashMap;
-use std::io::{self, Read, Write};
+pub mod accounts;
+pub mod commands;
+pub mod context;
+pub mod login;
+pub mod session;
+pub mod uploads;
+pub mod workers;
+
+use std::io::{self, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 
-use crate::accounts::Accounts;
-use crate::auth::{new_challenge, server_handshake};
 use crate::error::{Error, Result};
-use crate::frame;
 use crate::log::Logger;
-use crate::protocol::{ErrorCode, ErrorReply, Reply};
-use crate::session::{send_error, Context, Session, Transport};
-use crate::store;
-use crate::transport::TcpTransport;
-use crate::workers::Workers;
+use crate::server::accounts::Accounts;
+use crate::server::context::Context;
+use crate::server::login::{login, Backoff};
+use crate::server::session::Session;
+use crate::server::workers::Workers;
+use crate::storage::local;
+use crate::wire::frame;
+use crate::wire::message::{ErrorCode, ErrorReply, Reply};
 
 /// Pending connections the kernel queues for us (capped by
 /// `net.core.somaxconn`). std's default of 128 drops bursts of clients.
@@ -31,15 +40,6 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 /// Stack for each connection thread. Memory is only committed as it is
 /// touched, so this bounds the worst case without costing idle connections.
 pub const THREAD_STACK: usize = 512 * 1024;
-
-/// Failed logins from one address that are answered without delay.
-const FREE_FAILURES: u32 = 3;
-/// Longest delay before a challenge to an address that keeps failing.
-const MAX_AUTH_DELAY: Duration = Duration::from_secs(8);
-/// How long an address's failures are remembered.
-const FAILURE_MEMORY: Duration = Duration::from_secs(15 * 60);
-/// Most addresses remembered at once.
-const MAX_TRACKED_ADDRESSES: usize = 65_536;
 
 /// How often stale partial uploads are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
@@ -60,14 +60,8 @@ pub struct Config {
 struct Shared {
     config: Config,
     active: AtomicUsize,
-    failures: Mutex<HashMap<IpAddr, Failures>>,
+    backoff: Backoff,
     workers: Workers,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
-    last: Instant,
 }
 
 /// A bound server, ready to run.
@@ -91,7 +85,7 @@ impl Server {
             shared: Arc::new(Shared {
                 config,
                 active: AtomicUsize::new(0),
-                failures: Mutex::new(HashMap::new()),
+                backoff: Backoff::default(),
                 workers: Workers::new(THREAD_STACK),
             }),
         })
@@ -138,7 +132,7 @@ impl Server {
             .name("ftp-sweeper".into())
             .stack_size(THREAD_STACK)
             .spawn(move || loop {
-                let removed = store::sweep_partials(&root, ttl, depth);
+                let removed = local::sweep_partials(&root, ttl, depth);
                 if removed > 0 {
                     log.info(format_args!(
                         "removed {removed} partial uploads untouched for {} s",
@@ -228,10 +222,18 @@ fn refuse_busy(mut stream: TcpStream, max: usize) {
 /// One connection from accept to close. Kept small and split in parts
 /// that are not inlined: an idle connection's thread waits below this
 /// frame, and 10,000 of them should hold as little stack as possible.
-#[inline(never)]
 fn handle(shared: &Shared, stream: TcpStream, ip: IpAddr, peer: &str) {
     let started = Instant::now();
-    let Some((index, mut transport)) = login(shared, stream, ip, peer) else {
+    let config = &shared.config;
+    let login = login(
+        &config.context,
+        &config.accounts,
+        &shared.backoff,
+        stream,
+        ip,
+        peer,
+    );
+    let Some((index, mut transport)) = login else {
         return;
     };
     let Some(account) = shared.config.accounts.get(index) else {
@@ -248,117 +250,6 @@ fn handle(shared: &Shared, stream: TcpStream, ip: IpAddr, peer: &str) {
     }
 }
 
-/// The seed's handshake, with the back-off for addresses that keep
-/// failing. Returns the account's index and the connection on success.
-#[inline(never)]
-fn login(
-    shared: &Shared,
-    stream: TcpStream,
-    ip: IpAddr,
-    peer: &str,
-) -> Option<(usize, TcpTransport)> {
-    let ctx = &shared.config.context;
-    let log = ctx.log;
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(ctx.idle_timeout));
-    log.info(format_args!("{peer} connected"));
-    let delay = shared.auth_delay(ip);
-    if !delay.is_zero() {
-        log.info(format_args!(
-            "{peer} delaying the challenge {} ms after repeated failed logins",
-            delay.as_millis()
-        ));
-        thread::sleep(delay);
-    }
-    let mut transport = match TcpTransport::new(stream, ctx.idle_timeout) {
-        Ok(t) => t,
-        Err(e) => {
-            log.info(format_args!("{peer} dropped: cannot set a timeout: {e}"));
-            return None;
-        }
-    };
-    transport.set_deadline(Some(Instant::now() + ctx.idle_timeout));
-    let accounts = &shared.config.accounts;
-    let result = server_handshake(&mut transport, accounts.secrets(), &new_challenge());
-    transport.set_deadline(None);
-    match result {
-        Ok(Some(index)) => {
-            shared.forget_failures(ip);
-            let name = accounts.get(index).map_or("?", |a| a.label());
-            log.info(format_args!("{peer} login ok as {name}"));
-            Some((index, transport))
-        }
-        Ok(None) => {
-            shared.note_failure(ip);
-            log.warn(format_args!(
-                "{peer} login failed: wrong answer to the challenge"
-            ));
-            let reply = ErrorReply::new(ErrorCode::AuthFailed, "authentication failed");
-            let _ = send_error(&mut transport, reply);
-            linger_close(transport.into_inner());
-            None
-        }
-        Err(e) => {
-            log.info(format_args!("{peer} left during login: {e}"));
-            None
-        }
-    }
-}
-
-/// Closes after an error reply without losing it: a close with unread
-/// input makes the kernel send a reset, which can destroy the reply before
-/// the client reads it. So stop writing, and read until the client closes
-/// (briefly, and a bounded amount).
-fn linger_close(mut stream: TcpStream) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut sink = [0u8; 4096];
-    let mut drained = 0;
-    while drained < 64 * 1024 {
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => drained += n,
-        }
-    }
-}
-
-impl Shared {
-    fn auth_delay(&self, ip: IpAddr) -> Duration {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(&ip) {
-            Some(f) if f.count >= FREE_FAILURES && f.last.elapsed() < FAILURE_MEMORY => {
-                let shift = (f.count - FREE_FAILURES).min(6);
-                Duration::from_millis(125 << shift).min(MAX_AUTH_DELAY)
-            }
-            _ => Duration::ZERO,
-        }
-    }
-
-    fn note_failure(&self, ip: IpAddr) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_TRACKED_ADDRESSES && !map.contains_key(&ip) {
-            map.retain(|_, f| f.last.elapsed() < FAILURE_MEMORY);
-            if map.len() >= MAX_TRACKED_ADDRESSES {
-                map.clear();
-            }
-        }
-        let entry = map.entry(ip).or_insert(Failures {
-            count: 0,
-            last: Instant::now(),
-        });
-        if entry.last.elapsed() >= FAILURE_MEMORY {
-            entry.count = 0;
-        }
-        entry.count = entry.count.saturating_add(1);
-        entry.last = Instant::now();
-    }
-
-    fn forget_failures(&self, ip: IpAddr) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&ip);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,34 +260,5 @@ mod tests {
         let log = Logger::new(Level::Quiet);
         assert!(contain(log, "peer", || panic!("boom")));
         assert!(!contain(log, "peer", || {}));
-    }
-
-    #[test]
-    fn failed_logins_slow_down_only_their_address() {
-        let shared = Shared {
-            config: Config {
-                context: crate::testing::context(std::path::Path::new("/nonexistent")),
-                accounts: Accounts::single(crate::secret::Secret::new(b"k".to_vec()).unwrap()),
-                max_connections: 1,
-                partial_ttl: Duration::from_secs(1),
-            },
-            active: AtomicUsize::new(0),
-            failures: Mutex::new(HashMap::new()),
-            workers: Workers::new(THREAD_STACK),
-        };
-        let bad: IpAddr = "10.0.0.1".parse().unwrap();
-        let good: IpAddr = "10.0.0.2".parse().unwrap();
-        for _ in 0..FREE_FAILURES {
-            assert_eq!(shared.auth_delay(bad), Duration::ZERO);
-            shared.note_failure(bad);
-        }
-        assert_eq!(shared.auth_delay(bad), Duration::from_millis(125));
-        for _ in 0..20 {
-            shared.note_failure(bad);
-        }
-        assert_eq!(shared.auth_delay(bad), MAX_AUTH_DELAY);
-        assert_eq!(shared.auth_delay(good), Duration::ZERO);
-        shared.forget_failures(bad);
-        assert_eq!(shared.auth_delay(bad), Duration::ZERO);
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::frame::{read_full, MAX_REPLY_LEN};
+use crate::wire::frame::{read_full, MAX_REPLY_LEN};
 
 /// The commands a server understands, with their `cmd` names.
 pub const COMMANDS: &[&str] = &[
@@ -145,7 +145,7 @@ impl fmt::Display for RequestError {
             RequestError::UnknownCommand(cmd) => write!(
                 f,
                 "unknown command {:?}; known commands: {}",
-                crate::names::escape(cmd),
+                crate::wire::names::escape(cmd),
                 COMMANDS.join(", ")
             ),
             RequestError::Malformed(why) => write!(f, "malformed header: {why}"),
@@ -581,7 +581,7 @@ mod tests {
 
     #[test]
     fn busy_frame_is_recognised_in_place_of_a_challenge() {
-        let frame = crate::frame::encode_json(&Reply::<()>::Error(ErrorReply::new(
+        let frame = crate::wire::frame::encode_json(&Reply::<()>::Error(ErrorReply::new(
             ErrorCode::TooManyConnections,
             "server busy",
         )))

@@ -11,7 +11,7 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 
 use crate::error::{Error, Result};
-use crate::protocol::to_hex;
+use crate::wire::message::to_hex;
 
 /// The environment variable that holds the secret.
 pub const SECRET_ENV: &str = "FTP_SECRET";

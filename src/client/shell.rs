@@ -1,33 +1,24 @@
-//! What the person at the terminal sees: running commands and printing
-//! their results, progress bars, and the prompt with line editing.
+//! What the person at the terminal sees: running one command and printing
+//! its result.
 
-use std::cell::RefCell;
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, Write};
 use std::path::Path;
-use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rustyline::completion::{Completer, FilenameCompleter, Pair};
-use rustyline::highlight::Highlighter;
-use rustyline::hint::Hinter;
-use rustyline::history::DefaultHistory;
-use rustyline::validate::Validator;
-use rustyline::{Context as LineContext, Editor, Helper};
-
-use crate::client::{local_upload_name, Client, GetReport, NoProgress, Progress, PutReport};
-use crate::command::{split_words, Command, HELP, WORDS};
+use crate::client::command::{Command, HELP};
+use crate::client::progress::progress_for;
+use crate::client::{local_upload_name, Client, GetReport, PutReport};
 use crate::error::{Error, Result};
-use crate::names::escape;
-use crate::protocol::{EntryKind, Listing};
+use crate::wire::message::{EntryKind, Listing};
+use crate::wire::names::escape;
+
+pub use crate::client::prompt::run_session;
 
 /// How the shell behaves.
 #[derive(Debug, Clone, Copy)]
 pub struct ShellOptions {
     /// No progress bars and no informational notes.
     pub quiet: bool,
-    /// Most bytes per second a transfer may move.
-    pub limit_rate: Option<u64>,
 }
 
 /// Whether the session should go on after a command.
@@ -110,7 +101,7 @@ pub fn run_command(
             }
         }
         Command::Get { name, local } => {
-            let mut bar = progress_for(options);
+            let mut bar = progress_for(options.quiet);
             let report = client.get(name, local.as_deref().map(Path::new), bar.as_mut())?;
             wrote(print_get(out, name, &report))?;
         }
@@ -195,7 +186,7 @@ fn put_file(
     options: ShellOptions,
     out: &mut impl Write,
 ) -> Result<()> {
-    let mut bar = progress_for(options);
+    let mut bar = progress_for(options.quiet);
     let report = client.put(path, bar.as_mut())?;
     wrote(print_put(out, &report))
 }
@@ -348,258 +339,10 @@ pub fn human(n: u64) -> String {
     }
 }
 
-/// A progress bar on stderr when it is a terminal and not quiet, slowed to
-/// the rate limit if there is one.
-fn progress_for(options: ShellOptions) -> Box<dyn Progress> {
-    let shown: Box<dyn Progress> = if options.quiet || !io::stderr().is_terminal() {
-        Box::new(NoProgress)
-    } else {
-        Box::new(Bar(None))
-    };
-    match options.limit_rate {
-        Some(rate) => Box::new(RateLimit::new(shown, rate)),
-        None => shown,
-    }
-}
-
-/// Keeps a transfer under `rate` bytes per second by sleeping between
-/// chunks; the connection's flow control slows the other end to match.
-struct RateLimit {
-    inner: Box<dyn Progress>,
-    rate: u64,
-    started: Instant,
-    moved: u64,
-}
-
-impl RateLimit {
-    fn new(inner: Box<dyn Progress>, rate: u64) -> RateLimit {
-        RateLimit {
-            inner,
-            rate: rate.max(1),
-            started: Instant::now(),
-            moved: 0,
-        }
-    }
-}
-
-impl Progress for RateLimit {
-    fn start(&mut self, name: &str, total: u64, offset: u64) {
-        self.started = Instant::now();
-        self.moved = 0;
-        self.inner.start(name, total, offset);
-    }
-    fn advance(&mut self, n: u64) {
-        self.moved += n;
-        self.inner.advance(n);
-        let due = Duration::from_secs_f64(self.moved as f64 / self.rate as f64);
-        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
-            std::thread::sleep(wait);
-        }
-    }
-    fn finish(&mut self) {
-        self.inner.finish();
-    }
-}
-
-struct Bar(Option<ProgressBar>);
-
-impl Progress for Bar {
-    fn start(&mut self, name: &str, total: u64, offset: u64) {
-        // The bar covers only this run's bytes, so rate and ETA are true.
-        let bar = ProgressBar::with_draw_target(Some(total - offset), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-        bar.set_style(style);
-        let mut msg = escape(name);
-        if offset > 0 {
-            msg.push_str(&format!(" (resuming at {})", human(offset)));
-        }
-        bar.set_message(msg);
-        self.0 = Some(bar);
-    }
-    fn advance(&mut self, n: u64) {
-        if let Some(b) = &self.0 {
-            b.inc(n);
-        }
-    }
-    fn finish(&mut self) {
-        if let Some(b) = self.0.take() {
-            b.finish_and_clear();
-        }
-    }
-}
-
-/// Reads commands until `quit` or end of input and runs them. With a
-/// terminal on stdin it shows the `>>: ` prompt with line editing, history
-/// and completion; otherwise it reads plain lines without a prompt.
-///
-/// Returns the number of commands that failed.
-pub fn run_session(client: &mut Client, options: ShellOptions) -> usize {
-    if io::stdin().is_terminal() {
-        interactive(client, options)
-    } else {
-        let stdin = io::stdin();
-        let lines = stdin.lock().lines().map_while(|l| l.ok());
-        scripted(client, options, lines)
-    }
-}
-
-fn scripted(
-    client: &mut Client,
-    options: ShellOptions,
-    lines: impl Iterator<Item = String>,
-) -> usize {
-    let mut failures = 0;
-    for line in lines {
-        match step(client, options, &line) {
-            (Next::Quit, f) => return failures + f,
-            (Next::Continue, f) => failures += f,
-        }
-    }
-    failures
-}
-
-/// Runs one line; returns what comes next and whether it failed.
-fn step(client: &mut Client, options: ShellOptions, line: &str) -> (Next, usize) {
-    let (mut out, mut err) = (io::stdout().lock(), io::stderr().lock());
-    let command = match Command::parse_line(line) {
-        Ok(Some(c)) => c,
-        Ok(None) => return (Next::Continue, 0),
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            return (Next::Continue, 1);
-        }
-    };
-    match run_command(client, &command, options, &mut out, &mut err) {
-        Ok(next) => (next, 0),
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            (Next::Continue, 1)
-        }
-    }
-}
-
-fn interactive(client: &mut Client, options: ShellOptions) -> usize {
-    let remote = Rc::new(RefCell::new(Vec::new()));
-    let mut editor: Editor<LineHelper, DefaultHistory> = match Editor::new() {
-        Ok(e) => e,
-        Err(_) => {
-            return scripted(
-                client,
-                options,
-                io::stdin().lock().lines().map_while(|l| l.ok()),
-            )
-        }
-    };
-    editor.set_helper(Some(LineHelper {
-        files: FilenameCompleter::new(),
-        remote: remote.clone(),
-    }));
-    let history = crate::secret::default_secret_path()
-        .ok()
-        .map(|p| p.with_file_name("history"));
-    if let Some(h) = &history {
-        let _ = editor.load_history(h);
-    }
-    let mut failures = 0;
-    refresh_remote_names(client, &remote);
-    loop {
-        match editor.readline(">>: ") {
-            Ok(line) => {
-                if !line.trim().is_empty() {
-                    let _ = editor.add_history_entry(line.as_str());
-                }
-                let (next, f) = step(client, options, &line);
-                failures += f;
-                if next == Next::Quit {
-                    break;
-                }
-                refresh_remote_names(client, &remote);
-            }
-            Err(rustyline::error::ReadlineError::Interrupted) => continue,
-            Err(_) => break,
-        }
-    }
-    if let Some(h) = &history {
-        let _ = editor.save_history(h);
-    }
-    failures
-}
-
-fn refresh_remote_names(client: &mut Client, names: &Rc<RefCell<Vec<String>>>) {
-    if let Ok(listing) = client.ls() {
-        *names.borrow_mut() = listing.files.into_iter().map(|e| e.name).collect();
-    }
-}
-
-/// Completes command words, local paths after `put`, and remote names
-/// after `get`, `rm` and `cd`.
-struct LineHelper {
-    files: FilenameCompleter,
-    remote: Rc<RefCell<Vec<String>>>,
-}
-
-impl Completer for LineHelper {
-    type Candidate = Pair;
-
-    fn complete(
-        &self,
-        line: &str,
-        pos: usize,
-        ctx: &LineContext<'_>,
-    ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let before = &line[..pos];
-        let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
-        let word = &before[start..];
-        let pair = |s: &str| Pair {
-            display: escape(s),
-            replacement: quote_if_needed(s),
-        };
-        if start == 0 {
-            let words = WORDS
-                .iter()
-                .filter(|w| w.starts_with(word))
-                .map(|w| pair(w));
-            return Ok((0, words.collect()));
-        }
-        let first = split_words(before).ok().and_then(|w| w.into_iter().next());
-        match first.as_deref() {
-            Some("put") => self.files.complete(line, pos, ctx),
-            Some("get") | Some("rm") | Some("cd") => {
-                let names = self.remote.borrow();
-                let hits = names
-                    .iter()
-                    .filter(|n| n.starts_with(word))
-                    .map(|n| pair(n));
-                Ok((start, hits.collect()))
-            }
-            _ => Ok((pos, Vec::new())),
-        }
-    }
-}
-
-fn quote_if_needed(s: &str) -> String {
-    if s.contains(|c: char| c.is_whitespace() || "'\"\\".contains(c)) {
-        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-    } else {
-        s.to_string()
-    }
-}
-
-impl Hinter for LineHelper {
-    type Hint = String;
-}
-impl Highlighter for LineHelper {}
-impl Validator for LineHelper {}
-impl Helper for LineHelper {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Entry;
+    use crate::wire::message::Entry;
 
     #[test]
     fn human_sizes() {
@@ -643,11 +386,5 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, b"(no files)\n");
-    }
-
-    #[test]
-    fn completion_quotes_spaces() {
-        assert_eq!(quote_if_needed("a b"), "\"a b\"");
-        assert_eq!(quote_if_needed("ab"), "ab");
     }
 }

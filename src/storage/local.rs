@@ -7,67 +7,54 @@
 //! partial file that is left behind by a broken connection is kept, so that
 //! the next upload of the same name can resume it.
 
-use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::names::{display_folder, PARTIAL_DIR};
-use crate::protocol::{Entry, EntryKind, ErrorCode, ErrorReply, Listing};
+use crate::wire::message::{Entry, EntryKind, Listing};
+use crate::wire::names::{display_folder, PARTIAL_DIR};
 
 /// Most entries one listing carries; the rest is reported as truncated.
 pub const MAX_LISTING: usize = 50_000;
 
+/// Why a folder path could not be used. Each variant carries the folder
+/// as the user wrote it, relative to the home.
+#[derive(Debug)]
+pub enum FolderError {
+    /// A step is missing.
+    Missing(String),
+    /// A step is a symbolic link, which is never followed.
+    Link(String),
+    /// A step is a file or something else that is not a folder.
+    NotFolder(String),
+    /// The file system failed while checking a step.
+    Io(String, io::Error),
+}
+
 /// Returns the folder `components` below `home`, checking that every step is
 /// a real folder and not a symbolic link that could lead out of the home.
 ///
-/// Fails with `not_found` when a step is missing, and `bad_name` when a step
-/// is a link or a file.
-pub fn folder(home: &Path, components: &[String]) -> Result<PathBuf, ErrorReply> {
+/// Fails when a step is missing, a link, or not a folder.
+pub fn folder(home: &Path, components: &[String]) -> Result<PathBuf, FolderError> {
     let mut path = home.to_path_buf();
     for (depth, part) in components.iter().enumerate() {
         path.push(part);
         let shown = || display_folder(&components[..=depth]);
         match fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => {}
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(ErrorReply::new(
-                    ErrorCode::BadName,
-                    format!("{} is a symbolic link, which is not followed", shown()),
-                ))
-            }
-            Ok(_) => {
-                return Err(ErrorReply::new(
-                    ErrorCode::BadName,
-                    format!("{} is not a folder", shown()),
-                ))
-            }
+            Ok(m) if m.file_type().is_symlink() => return Err(FolderError::Link(shown())),
+            Ok(_) => return Err(FolderError::NotFolder(shown())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ErrorReply::new(
-                    ErrorCode::NotFound,
-                    format!("no such folder: {}", shown()),
-                ))
+                return Err(FolderError::Missing(shown()))
             }
-            Err(e) => return Err(internal(&format!("checking {}", shown()), &e)),
+            Err(e) => return Err(FolderError::Io(shown(), e)),
         }
     }
     Ok(path)
-}
-
-/// An error reply for a failure of the server's own file system.
-pub fn internal(what: &str, e: &io::Error) -> ErrorReply {
-    if is_no_space(e) {
-        return ErrorReply::new(
-            ErrorCode::NoSpace,
-            format!("{what}: the server's disk is full"),
-        );
-    }
-    ErrorReply::new(ErrorCode::Internal, format!("{what}: {e}"))
 }
 
 /// Whether an I/O error means the disk or the quota is full.
@@ -316,52 +303,6 @@ pub fn sweep_partials(root: &Path, max_age: Duration, depth: usize) -> usize {
     removed
 }
 
-/// The uploads running right now, by partial file, with their declared
-/// sizes: so that two connections never write the same partial file, and
-/// so that a quota counts uploads that have not written their bytes yet.
-#[derive(Debug, Default, Clone)]
-pub struct UploadLocks(Arc<Mutex<HashMap<PathBuf, u64>>>);
-
-/// Held while an upload runs; releases the name when dropped.
-#[derive(Debug)]
-pub struct UploadLock {
-    locks: UploadLocks,
-    path: PathBuf,
-}
-
-impl UploadLocks {
-    /// Claims `path` for an upload of `size` bytes; `None` if another
-    /// upload holds it.
-    pub fn try_lock(&self, path: &Path, size: u64) -> Option<UploadLock> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.contains_key(path) {
-            return None;
-        }
-        map.insert(path.to_path_buf(), size);
-        Some(UploadLock {
-            locks: self.clone(),
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// The other uploads running below `dir`: their partial files and
-    /// declared sizes.
-    pub fn others_below(&self, dir: &Path, except: &Path) -> Vec<(PathBuf, u64)> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.iter()
-            .filter(|(p, _)| p.starts_with(dir) && p.as_path() != except)
-            .map(|(p, size)| (p.clone(), *size))
-            .collect()
-    }
-}
-
-impl Drop for UploadLock {
-    fn drop(&mut self) {
-        let mut map = self.locks.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&self.path);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,18 +337,18 @@ mod tests {
         fs::write(dir.path().join("f"), b"").unwrap();
         std::os::unix::fs::symlink("/", dir.path().join("out")).unwrap();
         assert!(folder(dir.path(), &["d".into()]).is_ok());
-        assert_eq!(
-            folder(dir.path(), &["out".into()]).unwrap_err().code,
-            ErrorCode::BadName
-        );
-        assert_eq!(
-            folder(dir.path(), &["f".into()]).unwrap_err().code,
-            ErrorCode::BadName
-        );
-        assert_eq!(
-            folder(dir.path(), &["x".into()]).unwrap_err().code,
-            ErrorCode::NotFound
-        );
+        assert!(matches!(
+            folder(dir.path(), &["out".into()]),
+            Err(FolderError::Link(p)) if p == "/out"
+        ));
+        assert!(matches!(
+            folder(dir.path(), &["f".into()]),
+            Err(FolderError::NotFolder(_))
+        ));
+        assert!(matches!(
+            folder(dir.path(), &["x".into()]),
+            Err(FolderError::Missing(_))
+        ));
     }
 
     #[test]
@@ -454,21 +395,6 @@ mod tests {
         assert_eq!(sweep_partials(dir.path(), Duration::from_secs(3600), 2), 0);
         assert_eq!(sweep_partials(dir.path(), Duration::ZERO, 2), 1);
         assert!(!p.exists());
-    }
-
-    #[test]
-    fn locks_are_exclusive_until_dropped() {
-        let locks = UploadLocks::default();
-        let a = locks.try_lock(Path::new("/h/x"), 5).unwrap();
-        assert!(locks.try_lock(Path::new("/h/x"), 5).is_none());
-        let _b = locks.try_lock(Path::new("/h/y"), 7).unwrap();
-        let _c = locks.try_lock(Path::new("/other/z"), 9).unwrap();
-        assert_eq!(
-            locks.others_below(Path::new("/h"), Path::new("/h/y")),
-            [(PathBuf::from("/h/x"), 5)]
-        );
-        drop(a);
-        assert!(locks.try_lock(Path::new("/h/x"), 1).is_some());
     }
 
     #[test]

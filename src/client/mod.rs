@@ -1,0 +1,233 @@
+//! The client side of the protocol: connect, log in, check that the server
+//! knows the secret too, and run commands.
+//!
+//! [`connect`] opens a connection and finds out what the server speaks;
+//! [`transfer`] moves files; [`shell`] and [`command`] are what a person
+//! at a terminal uses.
+
+pub mod command;
+pub mod connect;
+mod progress;
+mod prompt;
+pub mod shell;
+pub mod transfer;
+
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::client::connect::{open, peer_closed, read_reply, Dialect};
+use crate::config::secret::Secret;
+use crate::error::{Error, Result};
+use crate::wire::frame;
+use crate::wire::message::{Echoed, Folder, Listing, PutDone, Removed, Request, Usage};
+
+pub use crate::client::transfer::{local_upload_name, partial_download_path, SMALL_FILE};
+
+/// How a client connects.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The shared secret.
+    pub secret: Secret,
+    /// Refuse to transfer files unless the server proves it knows the secret.
+    pub require_proof: bool,
+    /// Longest wait for the TCP connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for any single read or write.
+    pub io_timeout: Duration,
+    /// Most bytes per second a transfer may move; `None` for no limit.
+    pub limit_rate: Option<u64>,
+}
+
+impl ClientOptions {
+    /// Options with the defaults: proof required, 10 s to connect, 120 s per
+    /// read or write, no rate limit.
+    pub fn new(secret: Secret) -> ClientOptions {
+        ClientOptions {
+            secret,
+            require_proof: true,
+            connect_timeout: Duration::from_secs(10),
+            io_timeout: Duration::from_secs(120),
+            limit_rate: None,
+        }
+    }
+}
+
+/// Told how a transfer advances, to draw a progress bar.
+pub trait Progress {
+    /// A transfer of `total` bytes starts; `offset` of them were moved by an
+    /// earlier attempt and will not be sent again.
+    fn start(&mut self, _name: &str, _total: u64, _offset: u64) {}
+    /// `n` more bytes moved.
+    fn advance(&mut self, _n: u64) {}
+    /// The transfer ended, well or not.
+    fn finish(&mut self) {}
+}
+
+/// Progress that shows nothing.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What a put did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutReport {
+    /// The server's reply.
+    pub done: PutDone,
+    /// Where the upload resumed; 0 when sent from the start.
+    pub resumed_from: u64,
+    /// Whether the partial data on the server was found bad and the file
+    /// was sent again from the start.
+    pub restarted: bool,
+    /// Whether the server confirmed the upload. A server that speaks only
+    /// the original protocol never does.
+    pub confirmed: bool,
+    /// Time on the wire.
+    pub elapsed: Duration,
+}
+
+/// What a get did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetReport {
+    /// Where the file was written.
+    pub path: PathBuf,
+    /// Its size.
+    pub size: u64,
+    /// Bytes received in this run.
+    pub received: u64,
+    /// Where the download resumed; 0 when fetched from the start.
+    pub resumed_from: u64,
+    /// Whether local partial data was found bad and the file was fetched
+    /// again.
+    pub restarted: bool,
+    /// Time on the wire.
+    pub elapsed: Duration,
+}
+
+/// A logged-in connection to a server.
+pub struct Client {
+    addr: SocketAddr,
+    pub(crate) options: ClientOptions,
+    pub(crate) stream: TcpStream,
+    pub(crate) dialect: Dialect,
+    /// Set when a failure left the stream out of step; the next command
+    /// reconnects.
+    broken: bool,
+}
+
+impl Client {
+    /// Connects to `server` (`host:port`), logs in and, unless the options
+    /// say otherwise, has the server prove that it knows the secret.
+    ///
+    /// Fails when the address does not resolve, the connection is refused
+    /// or times out, the server rejects the secret ([`Error::AuthFailed`]),
+    /// or it cannot prove itself ([`Error::ServerNotProven`]).
+    pub fn connect(server: &str, options: ClientOptions) -> Result<Client> {
+        let addr = server
+            .to_socket_addrs()
+            .map_err(|e| Error::Usage(format!("cannot resolve {server}: {e}")))?
+            .next()
+            .ok_or_else(|| Error::Usage(format!("{server} has no address")))?;
+        let (stream, dialect) = open(addr, &options)?;
+        Ok(Client {
+            addr,
+            options,
+            stream,
+            dialect,
+            broken: false,
+        })
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Opens a new connection if the current one is broken or the server
+    /// has closed it (for example after its idle timeout). Returns whether
+    /// it reconnected.
+    ///
+    /// Fails like [`Client::connect`].
+    pub fn ensure_connected(&mut self) -> Result<bool> {
+        if !self.broken && !peer_closed(&self.stream) {
+            return Ok(false);
+        }
+        (self.stream, self.dialect) = open(self.addr, &self.options)?;
+        self.broken = false;
+        Ok(true)
+    }
+
+    /// Sends `text`; returns it upper-cased by the server.
+    pub fn echo(&mut self, text: &str) -> Result<String> {
+        let r: Echoed = self.call(&Request::Echo { text: text.into() })?;
+        Ok(r.text)
+    }
+
+    /// Lists the current folder on the server.
+    pub fn ls(&mut self) -> Result<Listing> {
+        self.call(&Request::Ls {})
+    }
+
+    /// Shows used and available space.
+    pub fn quota(&mut self) -> Result<Usage> {
+        self.call(&Request::Quota {})
+    }
+
+    /// Creates a folder on the server.
+    pub fn mkdir(&mut self, path: &str) -> Result<String> {
+        let f: Folder = self.call(&Request::Mkdir { path: path.into() })?;
+        Ok(f.path)
+    }
+
+    /// Changes the current folder on the server.
+    pub fn cd(&mut self, path: &str) -> Result<String> {
+        let f: Folder = self.call(&Request::Cd { path: path.into() })?;
+        Ok(f.path)
+    }
+
+    /// The current folder on the server.
+    pub fn pwd(&mut self) -> Result<String> {
+        let f: Folder = self.call(&Request::Pwd {})?;
+        Ok(f.path)
+    }
+
+    /// Removes a file or an empty folder on the server.
+    pub fn rm(&mut self, name: &str) -> Result<String> {
+        let r: Removed = self.call(&Request::Rm {
+            filename: name.into(),
+        })?;
+        Ok(r.filename)
+    }
+
+    pub(crate) fn require_replies(&self) -> Result<()> {
+        match self.dialect {
+            Dialect::Replies => Ok(()),
+            Dialect::Original => Err(Error::Usage(
+                "this server speaks only the original protocol, which has put and nothing else"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Sends one request and reads its reply.
+    pub(crate) fn call<T: DeserializeOwned>(&mut self, request: &Request) -> Result<T> {
+        self.require_replies()?;
+        self.guard(|c| {
+            frame::write_json(&mut c.stream, request)?;
+            read_reply(&mut c.stream)
+        })
+    }
+
+    /// Runs `f`, marking the connection broken if `f` leaves it out of step.
+    pub(crate) fn guard<T>(&mut self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        let result = f(self);
+        if let Err(e) = &result {
+            if !matches!(e, Error::Remote { .. } | Error::Usage(_)) {
+                self.broken = true;
+            }
+        }
+        result
+    }
+}

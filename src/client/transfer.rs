@@ -1,0 +1,392 @@
+//! Moving files: put (in one round trip when small, resumable when not,
+//! or the seed's way), and get with resume, both checked by digest.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::client::connect::{read_reply, Dialect};
+use crate::client::{Client, GetReport, Progress, PutReport};
+use crate::error::{Error, Result};
+use crate::io::pump::{hash_prefix, relay, PumpError};
+use crate::io::throttle::Throttle;
+use crate::wire::frame::{self, MAX_REPLY_LEN};
+use crate::wire::message::{
+    Digest, DigestAlgorithm, GetReady, GetRequest, PutDone, PutReady, PutRequest, Request,
+};
+use crate::wire::names::{escape, validate_name};
+
+/// Files up to this size are sent in one round trip, without asking the
+/// server for a resume offset first.
+pub const SMALL_FILE: u64 = 64 * 1024;
+
+impl Client {
+    /// Uploads the local file at `path` under its base name, resuming
+    /// partial data the server kept from an earlier attempt, and checking
+    /// the whole file's digest before the server commits it.
+    ///
+    /// Fails with [`Error::Usage`] when the local file cannot be read or has
+    /// no usable name, with [`Error::Remote`] when the server refuses, and
+    /// with an I/O error when the connection breaks (run it again to
+    /// resume).
+    pub fn put(&mut self, path: &Path, progress: &mut dyn Progress) -> Result<PutReport> {
+        let name = local_upload_name(path)?;
+        let mut file = File::open(path)
+            .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+        if !meta.is_file() {
+            return Err(Error::Usage(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        let started = Instant::now();
+        if self.dialect == Dialect::Original {
+            return self.put_original(&name, &mut file, meta.len(), progress);
+        }
+        if meta.len() <= SMALL_FILE {
+            return self.put_small(&name, &mut file, progress);
+        }
+        match self.put_once(&name, &mut file, meta.len(), true, progress) {
+            Err(Error::Remote { code, .. }) if code == "digest_mismatch" => {
+                // The server's partial data did not belong to this file; it
+                // has discarded it. Send everything once more.
+                let mut report = self.put_once(&name, &mut file, meta.len(), false, progress)?;
+                report.restarted = true;
+                report.elapsed = started.elapsed();
+                Ok(report)
+            }
+            other => other,
+        }
+    }
+
+    /// A small file in one round trip: header, bytes and digest in a single
+    /// write, then the reply. Nothing to resume at this size, so no `ready`
+    /// is waited for; a refused upload's few bytes are drained by the server.
+    fn put_small(
+        &mut self,
+        name: &str,
+        file: &mut File,
+        progress: &mut dyn Progress,
+    ) -> Result<PutReport> {
+        let started = Instant::now();
+        let mut body = Vec::new();
+        file.take(SMALL_FILE + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| Error::Usage(format!("cannot read {name}: {e}")))?;
+        if body.len() as u64 > SMALL_FILE {
+            return Err(Error::Usage(format!(
+                "{name} grew while it was being read; try again"
+            )));
+        }
+        let size = body.len() as u64;
+        let mut message = frame::encode_json(&Request::Put(PutRequest {
+            digest: Some(DigestAlgorithm::Blake3),
+            ..PutRequest::plain(name, size)
+        }))?;
+        message.extend_from_slice(&body);
+        message.extend(frame::encode_json(&Digest {
+            blake3: blake3::hash(&body).to_hex().to_string(),
+        })?);
+        progress.start(name, size, 0);
+        self.guard(|c| {
+            c.stream
+                .write_all(&message)
+                .map_err(|e| Error::io("sending the file", e))?;
+            progress.advance(size);
+            progress.finish();
+            let done: PutDone = read_reply(&mut c.stream)?;
+            Ok(PutReport {
+                done,
+                resumed_from: 0,
+                restarted: false,
+                confirmed: true,
+                elapsed: started.elapsed(),
+            })
+        })
+    }
+
+    /// A put the way the original client made it: header and bytes, no
+    /// reply. The server cannot confirm it.
+    fn put_original(
+        &mut self,
+        name: &str,
+        file: &mut File,
+        size: u64,
+        progress: &mut dyn Progress,
+    ) -> Result<PutReport> {
+        let started = Instant::now();
+        self.guard(|c| {
+            let request = Request::Put(PutRequest::plain(name, size));
+            frame::write_json(&mut c.stream, &request)?;
+            progress.start(name, size, 0);
+            c.send_body(name, file, size, None, progress)?;
+            Ok(PutReport {
+                done: PutDone {
+                    filename: name.to_string(),
+                    size,
+                    received: size,
+                    replaced: false,
+                    blake3: None,
+                },
+                resumed_from: 0,
+                restarted: false,
+                confirmed: false,
+                elapsed: started.elapsed(),
+            })
+        })
+    }
+
+    /// Streams `len` bytes of `file` from where it stands, hashing them
+    /// into `hasher` when there is one.
+    fn send_body(
+        &mut self,
+        name: &str,
+        file: &mut File,
+        len: u64,
+        hasher: Option<&mut blake3::Hasher>,
+        progress: &mut dyn Progress,
+    ) -> Result<()> {
+        let sent = match self.options.limit_rate {
+            Some(rate) => relay(
+                &mut Throttle::new(file, rate),
+                &mut self.stream,
+                len,
+                hasher,
+                |n| progress.advance(n),
+            ),
+            None => relay(file, &mut self.stream, len, hasher, |n| progress.advance(n)),
+        };
+        progress.finish();
+        match sent {
+            Ok(_) => Ok(()),
+            Err(PumpError::Source(e)) => {
+                // The header promised bytes that will not come: out of step.
+                self.broken = true;
+                Err(Error::Usage(format!(
+                    "{name} changed size while it was being sent ({e}); nothing was stored"
+                )))
+            }
+            Err(PumpError::Sink(e)) => Err(Error::io("sending file data", e)),
+        }
+    }
+
+    fn put_once(
+        &mut self,
+        name: &str,
+        file: &mut File,
+        size: u64,
+        resume: bool,
+        progress: &mut dyn Progress,
+    ) -> Result<PutReport> {
+        let started = Instant::now();
+        self.guard(|c| {
+            let request = Request::Put(PutRequest {
+                ack: true,
+                resume,
+                digest: Some(DigestAlgorithm::Blake3),
+                ..PutRequest::plain(name, size)
+            });
+            frame::write_json(&mut c.stream, &request)?;
+            let ready: PutReady = read_reply(&mut c.stream)?;
+            let offset = ready.offset;
+            if offset > size {
+                return Err(Error::Malformed(format!(
+                    "server asked to resume at {offset}, beyond the file's {size} bytes"
+                )));
+            }
+            let mut hasher = blake3::Hasher::new();
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| Error::io("reading the local file", e))?;
+            hash_prefix(file, offset, &mut hasher)?;
+            progress.start(name, size, offset);
+            c.send_body(name, file, size - offset, Some(&mut hasher), progress)?;
+            frame::write_json(
+                &mut c.stream,
+                &Digest {
+                    blake3: hasher.finalize().to_hex().to_string(),
+                },
+            )?;
+            let done: PutDone = read_reply(&mut c.stream)?;
+            Ok(PutReport {
+                done,
+                resumed_from: offset,
+                restarted: false,
+                confirmed: true,
+                elapsed: started.elapsed(),
+            })
+        })
+    }
+
+    /// Downloads `name` from the current folder to `local` (default: the
+    /// same name in the working folder). Data goes to a hidden partial file
+    /// next to it, which a later get resumes; the file appears under its
+    /// name only once its digest matched.
+    ///
+    /// Fails with [`Error::Remote`] when the server refuses (no local file
+    /// is created), [`Error::DigestMismatch`] when the data is corrupt, and
+    /// an I/O error when the connection breaks (run it again to resume).
+    pub fn get(
+        &mut self,
+        name: &str,
+        local: Option<&Path>,
+        progress: &mut dyn Progress,
+    ) -> Result<GetReport> {
+        self.require_replies()?;
+        let name = validate_name(name)
+            .map_err(|e| Error::Usage(format!("invalid remote name {:?}: {e}", escape(name))))?;
+        let target = match local {
+            Some(p) if p.is_dir() => p.join(name),
+            Some(p) => p.to_path_buf(),
+            None => PathBuf::from(name),
+        };
+        let partial = partial_download_path(&target)?;
+        let started = Instant::now();
+        let resuming = fs::symlink_metadata(&partial).is_ok();
+        let first = self.get_once(name, &target, &partial, progress);
+        let stale_partial = match &first {
+            Err(Error::DigestMismatch { .. }) => true,
+            Err(Error::Remote { code, .. }) => code == "invalid_offset",
+            _ => false,
+        };
+        if !(resuming && stale_partial) {
+            return first;
+        }
+        // The local partial data did not belong to this file: start over once.
+        let _ = fs::remove_file(&partial);
+        let mut report = self.get_once(name, &target, &partial, progress)?;
+        report.restarted = true;
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    fn get_once(
+        &mut self,
+        name: &str,
+        target: &Path,
+        partial: &Path,
+        progress: &mut dyn Progress,
+    ) -> Result<GetReport> {
+        let started = Instant::now();
+        let offset = fs::symlink_metadata(partial)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .unwrap_or(0);
+        self.guard(|c| {
+            let request = Request::Get(GetRequest {
+                filename: name.to_string(),
+                offset,
+            });
+            frame::write_json(&mut c.stream, &request)?;
+            let ready: GetReady = read_reply(&mut c.stream)?;
+            if ready.offset != offset || ready.filesize < offset {
+                return Err(Error::Malformed("server sent a different offset".into()));
+            }
+            let (mut file, mut hasher) = open_partial_download(partial, offset)?;
+            progress.start(name, ready.filesize, offset);
+            let body = ready.filesize - offset;
+            let got = match c.options.limit_rate {
+                Some(rate) => relay(
+                    &mut c.stream,
+                    &mut Throttle::new(&mut file, rate),
+                    body,
+                    Some(&mut hasher),
+                    |n| progress.advance(n),
+                ),
+                None => relay(&mut c.stream, &mut file, body, Some(&mut hasher), |n| {
+                    progress.advance(n)
+                }),
+            };
+            progress.finish();
+            match got {
+                Ok(_) => {}
+                Err(PumpError::Source(e)) => return Err(e),
+                Err(PumpError::Sink(e)) => {
+                    let _ = fs::remove_file(partial);
+                    return Err(Error::io(format!("writing {}", partial.display()), e));
+                }
+            }
+            let digest: Digest = frame::read_json(&mut c.stream, MAX_REPLY_LEN)?;
+            finish_download(name, file, hasher, &digest, partial, target)?;
+            Ok(GetReport {
+                path: target.to_path_buf(),
+                size: ready.filesize,
+                received: body,
+                resumed_from: offset,
+                restarted: false,
+                elapsed: started.elapsed(),
+            })
+        })
+    }
+}
+
+/// Opens a download's partial file at `offset`, with the digest of the
+/// bytes already there.
+fn open_partial_download(partial: &Path, offset: u64) -> Result<(File, blake3::Hasher)> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(partial)
+        .map_err(|e| Error::Usage(format!("cannot write {}: {e}", partial.display())))?;
+    let mut hasher = blake3::Hasher::new();
+    hash_prefix(&mut file, offset, &mut hasher)?;
+    file.set_len(offset)
+        .map_err(|e| Error::io(format!("truncating {}", partial.display()), e))?;
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| Error::io(format!("seeking {}", partial.display()), e))?;
+    Ok((file, hasher))
+}
+
+/// Checks a complete download against the server's digest and moves it
+/// under its name; a mismatch deletes it.
+fn finish_download(
+    name: &str,
+    file: File,
+    hasher: blake3::Hasher,
+    digest: &Digest,
+    partial: &Path,
+    target: &Path,
+) -> Result<()> {
+    if digest.blake3 != hasher.finalize().to_hex().as_str() {
+        let _ = fs::remove_file(partial);
+        return Err(Error::DigestMismatch { name: escape(name) });
+    }
+    file.sync_all()
+        .and_then(|()| fs::rename(partial, target))
+        .map_err(|e| Error::io(format!("saving {}", target.display()), e))
+}
+
+/// The name a local file or folder is uploaded under: its base name, which
+/// must follow the server's naming rules.
+///
+/// Fails when the path has no base name, it is not UTF-8, or the server
+/// would refuse it.
+pub fn local_upload_name(path: &Path) -> Result<String> {
+    let base = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        Error::Usage(format!(
+            "{} has no name that can be uploaded (it must be valid UTF-8)",
+            path.display()
+        ))
+    })?;
+    validate_name(base)
+        .map(str::to_string)
+        .map_err(|e| Error::Usage(format!("cannot upload {}: {e}", path.display())))
+}
+
+/// The hidden file a download is written to before it is complete:
+/// `.NAME.ftp-part` next to the target.
+pub fn partial_download_path(target: &Path) -> Result<PathBuf> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| Error::Usage(format!("{} is not a file path", target.display())))?;
+    let mut hidden = std::ffi::OsString::from(".");
+    hidden.push(name);
+    hidden.push(".ftp-part");
+    Ok(target.with_file_name(hidden))
+}

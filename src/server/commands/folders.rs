@@ -1,0 +1,91 @@
+//! Folders inside the home: ls, pwd, cd, mkdir and rm.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use super::{bad_folder, bad_name, internal, not_found};
+use crate::server::session::Session;
+use crate::storage::local;
+use crate::wire::message::{ErrorCode, ErrorReply, Folder, Listing, Removed};
+use crate::wire::names::{display_folder, escape, resolve_folder, validate_name, PARTIAL_DIR};
+
+impl Session<'_> {
+    /// The current folder on disk, checked again on every use.
+    pub(crate) fn folder(&self) -> Result<PathBuf, ErrorReply> {
+        local::folder(&self.home, &self.cwd).map_err(bad_folder)
+    }
+
+    pub(crate) fn ls(&self) -> Result<Listing, ErrorReply> {
+        let dir = self.folder()?;
+        local::list(&dir).map_err(|e| internal("listing", &e))
+    }
+
+    pub(crate) fn pwd(&self) -> Folder {
+        Folder {
+            path: display_folder(&self.cwd),
+        }
+    }
+
+    pub(crate) fn cd(&mut self, path: &str) -> Result<Folder, ErrorReply> {
+        let target = resolve_folder(&self.cwd, path).map_err(bad_name)?;
+        local::folder(&self.home, &target).map_err(bad_folder)?;
+        self.cwd = target;
+        Ok(self.pwd())
+    }
+
+    /// Creates a folder and any missing parents, refusing to step through
+    /// anything that is not a real folder.
+    pub(crate) fn mkdir(&self, path: &str) -> Result<Folder, ErrorReply> {
+        let target = resolve_folder(&self.cwd, path).map_err(bad_name)?;
+        let Some((last, parents)) = target.split_last() else {
+            return Err(ErrorReply::new(ErrorCode::Exists, "the home folder exists"));
+        };
+        let mut dir = self.home.clone();
+        for (i, part) in parents.iter().enumerate() {
+            dir.push(part);
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    // Must be a real folder, not a file or a link.
+                    local::folder(&self.home, &parents[..=i]).map_err(bad_folder)?;
+                }
+                Err(e) => return Err(internal("creating a folder", &e)),
+            }
+        }
+        match fs::create_dir(dir.join(last)) {
+            Ok(()) => Ok(Folder {
+                path: display_folder(&target),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(ErrorReply::new(
+                ErrorCode::Exists,
+                format!("{} already exists", display_folder(&target)),
+            )),
+            Err(e) => Err(internal("creating a folder", &e)),
+        }
+    }
+
+    /// Removes a file or an empty folder.
+    pub(crate) fn rm(&self, filename: &str) -> Result<Removed, ErrorReply> {
+        let name = validate_name(filename).map_err(bad_name)?;
+        let path = self.folder()?.join(name);
+        let meta = fs::symlink_metadata(&path).map_err(|e| not_found(name, &e))?;
+        let result = if meta.is_dir() {
+            // An empty partial-upload folder does not count as content.
+            let _ = fs::remove_dir(path.join(PARTIAL_DIR));
+            fs::remove_dir(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match result {
+            Ok(()) => Ok(Removed {
+                filename: name.to_string(),
+            }),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Err(ErrorReply::new(
+                ErrorCode::NotEmpty,
+                format!("folder {} is not empty", escape(name)),
+            )),
+            Err(e) => Err(internal("removing", &e)),
+        }
+    }
+}

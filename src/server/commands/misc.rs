@@ -1,0 +1,43 @@
+//! Commands that touch no file: echo, the server's proof, and quota.
+
+use super::internal;
+use crate::server::session::Session;
+use crate::storage::local;
+use crate::wire::auth::{server_proof, NONCE_LEN};
+use crate::wire::message::{from_hex, to_hex, Echoed, ErrorCode, ErrorReply, Proof, Usage};
+
+impl Session<'_> {
+    pub(crate) fn echo(&self, text: &str) -> Echoed {
+        Echoed {
+            text: text.to_uppercase(),
+        }
+    }
+
+    /// Proves to the client that this server holds its account's secret.
+    pub(crate) fn prove(&self, nonce: &str) -> Result<Proof, ErrorReply> {
+        match from_hex(nonce) {
+            Some(n) if n.len() == NONCE_LEN => Ok(Proof {
+                proof: to_hex(&server_proof(self.account.secret.as_bytes(), &n)),
+            }),
+            _ => Err(ErrorReply::new(
+                ErrorCode::BadRequest,
+                format!("nonce must be {NONCE_LEN} bytes in hex"),
+            )),
+        }
+    }
+
+    /// Space used by the home, its quota, and what can still be stored.
+    pub(crate) fn usage(&self) -> Result<Usage, ErrorReply> {
+        let used = local::usage(&self.home).map_err(|e| internal("measuring usage", &e))?;
+        let free = local::disk_free(&self.home).map_err(|e| internal("statvfs", &e))?;
+        let available = match self.account.quota {
+            Some(q) => q.saturating_sub(used).min(free),
+            None => free,
+        };
+        Ok(Usage {
+            used,
+            quota: self.account.quota,
+            available,
+        })
+    }
+}

@@ -1,0 +1,26 @@
+//! What every connection of one server shares.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::log::Logger;
+use crate::server::uploads::UploadLocks;
+
+/// Policies and state shared by every connection of one server.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The upload root.
+    pub root: PathBuf,
+    /// Largest file accepted.
+    pub max_file_size: u64,
+    /// Whether a put may replace an existing file.
+    pub overwrite: bool,
+    /// Whether `ok` waits for the data and the folder entry to reach the disk.
+    pub durable: bool,
+    /// How long a peer may stay silent, and how long one header may take.
+    pub idle_timeout: Duration,
+    /// Where events go.
+    pub log: Logger,
+    /// Names being uploaded right now.
+    pub locks: UploadLocks,
+}

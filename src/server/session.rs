@@ -1,0 +1,448 @@
+//! One authenticated connection on the server: read a header, run the
+//! command it names, send the reply, until the client hangs up.
+//!
+//! Generic over the stream, so tests drive it with byte buffers. The
+//! commands themselves are in [`crate::server::commands`].
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::net::Transport;
+use crate::server::accounts::Account;
+use crate::server::commands::internal;
+use crate::server::context::Context;
+use crate::wire::frame::{self, MAX_HEADER_LEN};
+use crate::wire::message::{parse_request, ErrorCode, ErrorReply, Reply, Request, RequestError};
+use crate::wire::names::escape;
+
+/// Whether the connection goes on after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Close,
+}
+
+/// The result of one command, for the log line.
+pub(crate) struct Outcome {
+    pub(crate) flow: Flow,
+    what: String,
+    bytes: u64,
+}
+
+impl Outcome {
+    pub(crate) fn ok(what: impl Into<String>, bytes: u64) -> Outcome {
+        Outcome {
+            flow: Flow::Continue,
+            what: format!("ok {}", what.into()),
+            bytes,
+        }
+    }
+    pub(crate) fn refused(e: &ErrorReply) -> Outcome {
+        Outcome {
+            flow: Flow::Continue,
+            what: format!("error {}: {}", e.code.as_str(), e.message),
+            bytes: 0,
+        }
+    }
+    pub(crate) fn closing(mut self) -> Outcome {
+        self.flow = Flow::Close;
+        self
+    }
+}
+
+/// One logged-in user's connection.
+pub struct Session<'a> {
+    pub(crate) ctx: &'a Context,
+    pub(crate) account: &'a Account,
+    pub(crate) home: PathBuf,
+    pub(crate) cwd: Vec<String>,
+    peer: String,
+}
+
+impl<'a> Session<'a> {
+    /// A session for `account`, starting in its home folder.
+    pub fn new(ctx: &'a Context, account: &'a Account, peer: impl Into<String>) -> Session<'a> {
+        Session {
+            ctx,
+            account,
+            home: account.home(&ctx.root),
+            cwd: Vec::new(),
+            peer: peer.into(),
+        }
+    }
+
+    /// Serves commands until the client hangs up.
+    ///
+    /// Returns `Ok` when the client closes between commands or after a
+    /// malformed header was answered; fails when the connection breaks.
+    pub fn serve<S: Transport>(&mut self, stream: &mut S) -> Result<()> {
+        if let Err(e) = ensure_home(&self.home) {
+            send_error(stream, internal("creating the home folder", &e))?;
+            return Ok(());
+        }
+        loop {
+            // The whole header must arrive within the idle timeout.
+            stream.set_deadline(Some(Instant::now() + self.ctx.idle_timeout));
+            let header = frame::read(stream, MAX_HEADER_LEN);
+            stream.set_deadline(None);
+            let flow = match header {
+                Ok(Some(h)) => self.handle(&h, stream)?,
+                Ok(None) => return Ok(()),
+                Err(e) if e.is_disconnect() => return Err(e),
+                Err(e) => self.refuse_frame(&e, stream)?,
+            };
+            if flow == Flow::Close {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Answers a frame whose length was unacceptable. The stream cannot be
+    /// resynchronised after that, so the connection closes.
+    fn refuse_frame<S: Transport>(&mut self, e: &Error, stream: &mut S) -> Result<Flow> {
+        let reply = ErrorReply::new(ErrorCode::BadRequest, e.to_string());
+        self.log_command("?", "", Instant::now(), &Outcome::refused(&reply).closing());
+        send_error(stream, reply)?;
+        Ok(Flow::Close)
+    }
+
+    /// Parses one header, runs it and logs it.
+    fn handle<S: Transport>(&mut self, header: &[u8], stream: &mut S) -> Result<Flow> {
+        let started = Instant::now();
+        self.log_header(header);
+        let request = match parse_request(header) {
+            Ok(r) => r,
+            Err(e) => return self.refuse_request(&e, started, stream),
+        };
+        let (cmd, subject) = describe(&request);
+        let outcome = match self.run(request, stream) {
+            Ok(o) => o,
+            Err(e) => {
+                self.ctx.log.info(format_args!(
+                    "{} {} {cmd} {} aborted after {} ms: {e}",
+                    self.peer,
+                    self.account.label(),
+                    escape(&subject),
+                    started.elapsed().as_millis()
+                ));
+                return Err(e);
+            }
+        };
+        self.log_command(cmd, &subject, started, &outcome);
+        Ok(outcome.flow)
+    }
+
+    fn log_header(&self, header: &[u8]) {
+        if self.ctx.log.enabled(crate::log::Level::Debug) {
+            let shown = String::from_utf8_lossy(&header[..header.len().min(200)]);
+            self.ctx.log.debug(format_args!(
+                "{} header of {} bytes: {}",
+                self.peer,
+                header.len(),
+                escape(&shown)
+            ));
+        }
+    }
+
+    /// Answers a header that is not a request. An unknown command leaves
+    /// the stream in step; anything else that is malformed closes it.
+    fn refuse_request<S: Transport>(
+        &mut self,
+        e: &RequestError,
+        started: Instant,
+        stream: &mut S,
+    ) -> Result<Flow> {
+        let (code, flow) = match e {
+            RequestError::UnknownCommand(_) => (ErrorCode::UnknownCommand, Flow::Continue),
+            RequestError::Malformed(_) => (ErrorCode::BadRequest, Flow::Close),
+        };
+        let reply = ErrorReply::new(code, e.to_string());
+        let mut outcome = Outcome::refused(&reply);
+        outcome.flow = flow;
+        self.log_command("?", "", started, &outcome);
+        send_error(stream, reply)?;
+        Ok(flow)
+    }
+
+    fn log_command(&self, cmd: &str, subject: &str, started: Instant, o: &Outcome) {
+        let subject = if subject.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", escape(subject))
+        };
+        self.ctx.log.info(format_args!(
+            "{} {} {cmd}{subject} {} ({} bytes, {} ms)",
+            self.peer,
+            self.account.label(),
+            o.what,
+            o.bytes,
+            started.elapsed().as_millis()
+        ));
+    }
+
+    /// Runs one request: the one place that maps commands to handlers.
+    fn run<S: Transport>(&mut self, request: Request, s: &mut S) -> Result<Outcome> {
+        match request {
+            Request::Put(put) => self.put(put, s),
+            Request::Get(get) => self.get(get, s),
+            Request::Ls {} => respond(s, self.ls(), |l| format!("{} entries", l.files.len())),
+            Request::Echo { text } => {
+                let n = text.len() as u64;
+                respond(s, Ok(self.echo(&text)), |_| format!("{n} chars"))
+            }
+            Request::Prove { nonce } => respond(s, self.prove(&nonce), |_| "proof sent".into()),
+            Request::Quota {} => respond(s, self.usage(), |u| {
+                format!("used {} of {:?}", u.used, u.quota)
+            }),
+            Request::Pwd {} => respond(s, Ok(self.pwd()), |f| f.path.clone()),
+            Request::Cd { path } => respond(s, self.cd(&path), |f| f.path.clone()),
+            Request::Mkdir { path } => respond(s, self.mkdir(&path), |f| f.path.clone()),
+            Request::Rm { filename } => respond(s, self.rm(&filename), |r| r.filename.clone()),
+        }
+    }
+}
+
+/// Sends an error reply to a command and notes the refusal for the log.
+pub(crate) fn refuse<S: Write>(s: &mut S, reply: ErrorReply) -> Result<Outcome> {
+    send_error(s, reply.clone())?;
+    Ok(Outcome::refused(&reply))
+}
+
+/// Creates the home folder on first login; refuses one that is a link.
+fn ensure_home(home: &Path) -> io::Result<()> {
+    match fs::create_dir(home) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if fs::symlink_metadata(home)?.is_dir() {
+                Ok(())
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the home folder is not a folder (or is a symbolic link)",
+                ))
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn respond<S: Write, T: Serialize>(
+    s: &mut S,
+    reply: Result<T, ErrorReply>,
+    summary: impl FnOnce(&T) -> String,
+) -> Result<Outcome> {
+    match reply {
+        Ok(value) => {
+            let what = summary(&value);
+            frame::write_json(s, &Reply::Ok(value))?;
+            Ok(Outcome::ok(what, 0))
+        }
+        Err(e) => refuse(s, e),
+    }
+}
+
+/// Sends an error reply.
+pub fn send_error<S: Write>(s: &mut S, reply: ErrorReply) -> Result<()> {
+    frame::write_json(s, &Reply::<()>::Error(reply))
+}
+
+/// The command's name and what it is about, for the log.
+fn describe(r: &Request) -> (&'static str, String) {
+    match r {
+        Request::Put(p) => ("put", p.filename.clone()),
+        Request::Get(g) => ("get", g.filename.clone()),
+        Request::Ls {} => ("ls", String::new()),
+        Request::Echo { .. } => ("echo", String::new()),
+        Request::Prove { .. } => ("prove", String::new()),
+        Request::Quota {} => ("quota", String::new()),
+        Request::Mkdir { path } => ("mkdir", path.clone()),
+        Request::Cd { path } => ("cd", path.clone()),
+        Request::Pwd {} => ("pwd", String::new()),
+        Request::Rm { filename } => ("rm", filename.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{context, serve_bytes};
+    use crate::wire::frame::encode_json;
+    use crate::wire::message::Listing;
+    use serde_json::{json, Value};
+
+    fn frames(values: &[Value]) -> Vec<u8> {
+        values
+            .iter()
+            .flat_map(|v| encode_json(v).unwrap())
+            .collect()
+    }
+
+    fn replies(mut bytes: &[u8]) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Ok(Some(body)) = frame::read(&mut bytes, frame::MAX_REPLY_LEN) {
+            out.push(serde_json::from_slice(&body).unwrap());
+        }
+        out
+    }
+
+    fn with_body(header: Value, body: &[u8]) -> Vec<u8> {
+        let mut v = encode_json(&header).unwrap();
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn seed_style_put_lands_and_is_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        let input = with_body(
+            json!({"cmd":"put","filename":"a.txt","filesize":5}),
+            b"hello",
+        );
+        let out = replies(&serve_bytes(&ctx, &input));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0]["status"], "ok");
+        assert_eq!(out[0]["size"], 5);
+        assert_eq!(fs::read(dir.path().join("a.txt")).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn put_with_ack_and_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        let body = b"some bytes";
+        let mut input = with_body(
+            json!({"cmd":"put","filename":"d","filesize":body.len(),"ack":true,"digest":"blake3"}),
+            body,
+        );
+        input.extend(frames(&[
+            json!({"blake3": blake3::hash(body).to_hex().to_string()}),
+        ]));
+        let out = replies(&serve_bytes(&ctx, &input));
+        assert_eq!(out[0], json!({"status":"ok","offset":0}));
+        assert_eq!(out[1]["status"], "ok", "{}", out[1]);
+        assert_eq!(fs::read(dir.path().join("d")).unwrap(), body);
+    }
+
+    #[test]
+    fn wrong_digest_is_not_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        let mut input = with_body(
+            json!({"cmd":"put","filename":"d","filesize":3,"digest":"blake3"}),
+            b"abc",
+        );
+        input.extend(frames(&[
+            json!({"blake3": blake3::hash(b"abd").to_hex().to_string()}),
+        ]));
+        let out = replies(&serve_bytes(&ctx, &input));
+        assert_eq!(out[0]["code"], "digest_mismatch");
+        assert!(!dir.path().join("d").exists());
+        assert!(!crate::storage::local::partial_path(dir.path(), "d").exists());
+    }
+
+    #[test]
+    fn refused_seed_put_is_drained_and_the_session_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        let mut input = with_body(json!({"cmd":"put","filename":"../x","filesize":4}), b"evil");
+        input.extend(frames(&[json!({"cmd":"echo","text":"next"})]));
+        let out = replies(&serve_bytes(&ctx, &input));
+        assert_eq!(out[0]["code"], "bad_name");
+        assert_eq!(out[1]["text"], "NEXT");
+    }
+
+    #[test]
+    fn too_large_is_refused_before_the_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = context(dir.path());
+        ctx.max_file_size = 10;
+        let input = frames(&[json!({"cmd":"put","filename":"big","filesize":11,"ack":true})]);
+        let out = replies(&serve_bytes(&ctx, &input));
+        assert_eq!(out[0]["code"], "too_large");
+        assert!(out[0]["message"].as_str().unwrap().contains("11 > 10"));
+        // A huge unannounced body is not drained: reply, then close.
+        let input = frames(&[
+            json!({"cmd":"put","filename":"big","filesize":1u64 << 40}),
+            json!({"cmd":"echo","text":"never"}),
+        ]);
+        let out = replies(&serve_bytes(&ctx, &input));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0]["code"], "too_large");
+    }
+
+    #[test]
+    fn truncated_body_keeps_partial_for_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        let input = with_body(json!({"cmd":"put","filename":"r","filesize":10}), b"12345");
+        assert!(replies(&serve_bytes(&ctx, &input)).is_empty());
+        assert!(!dir.path().join("r").exists());
+        let partial = crate::storage::local::partial_path(dir.path(), "r");
+        assert_eq!(fs::read(&partial).unwrap(), b"12345");
+        // Resume: the server offers offset 5, takes the rest, checks the
+        // digest of the whole file.
+        let mut input = with_body(
+            json!({"cmd":"put","filename":"r","filesize":10,"resume":true,"digest":"blake3"}),
+            b"67890",
+        );
+        input.extend(frames(&[
+            json!({"blake3": blake3::hash(b"1234567890").to_hex().to_string()}),
+        ]));
+        let out = replies(&serve_bytes(&ctx, &input));
+        assert_eq!(out[0], json!({"status":"ok","offset":5}));
+        assert_eq!(out[1]["received"], 5);
+        assert_eq!(fs::read(dir.path().join("r")).unwrap(), b"1234567890");
+    }
+
+    #[test]
+    fn get_sends_ready_bytes_and_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("g"), b"0123456789").unwrap();
+        let ctx = context(dir.path());
+        let input = frames(&[json!({"cmd":"get","filename":"g","offset":4})]);
+        let out = serve_bytes(&ctx, &input);
+        let mut cur = out.as_slice();
+        let ready: Value = frame::read_json(&mut cur, 1 << 20).unwrap();
+        assert_eq!(ready["filesize"], 10);
+        assert_eq!(&cur[..6], b"456789");
+        cur = &cur[6..];
+        let digest: crate::wire::message::Digest = frame::read_json(&mut cur, 1 << 20).unwrap();
+        assert_eq!(digest.blake3, blake3::hash(b"0123456789").to_hex().as_str());
+        let input = frames(&[json!({"cmd":"get","filename":"g","offset":11})]);
+        assert_eq!(
+            replies(&serve_bytes(&ctx, &input))[0]["code"],
+            "invalid_offset"
+        );
+    }
+
+    #[test]
+    fn folders_stay_inside_the_home() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        let input = frames(&[
+            json!({"cmd":"mkdir","path":"a/b"}),
+            json!({"cmd":"cd","path":"a/b"}),
+            json!({"cmd":"cd","path":"../../../.."}),
+            json!({"cmd":"pwd"}),
+            json!({"cmd":"cd","path":"/a"}),
+            json!({"cmd":"ls"}),
+            json!({"cmd":"rm","filename":"b"}),
+            json!({"cmd":"cd","path":"nowhere"}),
+        ]);
+        let out = replies(&serve_bytes(&ctx, &input));
+        assert_eq!(out[0]["path"], "/a/b");
+        assert_eq!(out[1]["path"], "/a/b");
+        assert_eq!(out[2]["path"], "/");
+        assert_eq!(out[3]["path"], "/");
+        let listing: Listing = serde_json::from_value(out[5].clone()).unwrap();
+        assert_eq!(listing.files[0].name, "b");
+        assert_eq!(out[6]["filename"], "b");
+        assert_eq!(out[7]["code"], "not_found");
+    }
+}
