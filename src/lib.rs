@@ -35,7 +35,6 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod io;
-pub mod log;
 pub mod net;
 pub mod server;
 pub mod storage;

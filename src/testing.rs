@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::secret::Secret;
-use crate::log::{Level, Logger};
 use crate::net::Transport;
 use crate::server::accounts::Account;
 use crate::server::context::Context;
@@ -59,7 +58,6 @@ pub fn context(root: &Path) -> Context {
         overwrite: true,
         durable: false,
         idle_timeout: Duration::from_secs(5),
-        log: Logger::new(Level::Quiet),
         locks: UploadLocks::default(),
     }
 }
@@ -74,6 +72,6 @@ pub fn serve_bytes(ctx: &Context, input: &[u8]) -> Vec<u8> {
         quota: None,
     };
     let mut stream = MemoryStream::new(input.to_vec());
-    let _ = Session::new(ctx, &account, "memory").serve(&mut stream);
+    let _ = Session::new(ctx, &account).serve(&mut stream);
     stream.output
 }

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use ftp::config::logging::{self, LogFormat, Verbosity};
 use ftp::config::secret::{exposure_warning, server_secret};
 use ftp::config::units::parse_size;
-use ftp::log::{Level, Logger};
 use ftp::server::accounts::Accounts;
 use ftp::server::context::Context;
 use ftp::server::uploads::UploadLocks;
@@ -60,9 +60,13 @@ struct Args {
     /// Log more (each frame).
     #[arg(short, long, conflicts_with = "quiet")]
     verbose: bool,
-    /// Log nothing but fatal errors.
+    /// Log nothing but errors.
     #[arg(short, long)]
     quiet: bool,
+    /// How log lines are written: text, or json (one object per line).
+    /// RUST_LOG, when set, picks what is logged.
+    #[arg(long, default_value = "text", value_name = "FORMAT")]
+    log_format: LogFormat,
 }
 
 fn size(s: &str) -> std::result::Result<u64, String> {
@@ -80,34 +84,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    let level = match (args.quiet, args.verbose) {
-        (true, _) => Level::Quiet,
-        (_, true) => Level::Debug,
-        _ => Level::Info,
+    let verbosity = match (args.quiet, args.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (_, true) => Verbosity::Verbose,
+        _ => Verbosity::Normal,
     };
-    let log = Logger::new(level);
-    let accounts = match &args.users {
-        Some(path) => {
-            let accounts = Accounts::load(path)?;
-            if let Some(warning) = exposure_warning(path) {
-                log.warn(format_args!("{warning}"));
-            }
-            log.info(format_args!(
-                "{} accounts from {}",
-                accounts.iter().count(),
-                path.display()
-            ));
-            accounts
-        }
-        None => {
-            let (secret, source) = server_secret(args.secret_file.as_deref())?;
-            log.info(format_args!("{source}"));
-            if let Some(warning) = args.secret_file.as_deref().and_then(exposure_warning) {
-                log.warn(format_args!("{warning}"));
-            }
-            Accounts::single(secret)
-        }
-    };
+    logging::init(verbosity, args.log_format)?;
+    let accounts = load_accounts(&args)?;
     let config = Config {
         context: Context {
             root: args.root,
@@ -115,7 +98,6 @@ fn run(args: Args) -> Result<()> {
             overwrite: !args.no_overwrite,
             durable: args.durable,
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
-            log,
             locks: UploadLocks::default(),
         },
         accounts,
@@ -131,4 +113,24 @@ fn run(args: Args) -> Result<()> {
         .map_err(|e| ftp::Error::io("writing to stdout", e))?;
     drop(stdout);
     server.run()
+}
+
+/// The users file, or one account holding the secret, with warnings for
+/// files others can read.
+fn load_accounts(args: &Args) -> Result<Accounts> {
+    if let Some(path) = &args.users {
+        let accounts = Accounts::load(path)?;
+        if let Some(warning) = exposure_warning(path) {
+            tracing::warn!("{warning}");
+        }
+        let count = accounts.iter().count();
+        tracing::info!("{count} accounts from {}", path.display());
+        return Ok(accounts);
+    }
+    let (secret, source) = server_secret(args.secret_file.as_deref())?;
+    tracing::info!("{source}");
+    if let Some(warning) = args.secret_file.as_deref().and_then(exposure_warning) {
+        tracing::warn!("{warning}");
+    }
+    Ok(Accounts::single(secret))
 }

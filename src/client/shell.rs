@@ -2,14 +2,14 @@
 //! its result.
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::client::command::{Command, HELP};
 use crate::client::progress::progress_for;
 use crate::client::{local_upload_name, Client, GetReport, PutReport};
 use crate::error::{Error, Result};
-use crate::wire::message::{EntryKind, Listing};
+use crate::wire::message::{EntryKind, Listing, Usage};
 use crate::wire::names::escape;
 
 pub use crate::client::prompt::run_session;
@@ -56,50 +56,8 @@ pub fn run_command(
         );
     }
     match command {
-        Command::Put(files) => {
-            let mut failed = 0;
-            for (i, file) in files.iter().enumerate() {
-                match put_file(client, Path::new(file), options, out) {
-                    Ok(()) => {}
-                    // One file: its error is the command's error, shown once.
-                    Err(e) if files.len() == 1 => {
-                        return Err(Error::Usage(format!("put {file}: {e}")))
-                    }
-                    Err(e) => {
-                        let _ = writeln!(err, "error: put {file}: {e}");
-                        failed += 1;
-                        if let Err(e) = client.ensure_connected() {
-                            let left = files.len() - i - 1;
-                            let _ = writeln!(err, "error: {e}; {left} more files not sent");
-                            failed += left;
-                            break;
-                        }
-                    }
-                }
-            }
-            if failed > 0 {
-                return Err(Error::Usage(format!(
-                    "{failed} of {} uploads failed",
-                    files.len()
-                )));
-            }
-        }
-        Command::PutTree(folders) => {
-            let mut tally = Tally::default();
-            for folder in folders {
-                if let Err(e) = put_tree(client, Path::new(folder), options, &mut tally, out, err) {
-                    let _ = writeln!(err, "error: put -r {folder}: {e}");
-                    tally.failed += 1;
-                }
-            }
-            if tally.failed > 0 {
-                return Err(Error::Usage(format!(
-                    "{} of {} uploads failed",
-                    tally.failed,
-                    tally.failed + tally.stored
-                )));
-            }
-        }
+        Command::Put(files) => put_files(client, files, options, out, err)?,
+        Command::PutTree(folders) => put_trees(client, folders, options, out, err)?,
         Command::Get { name, local } => {
             let mut bar = progress_for(options.quiet);
             let report = client.get(name, local.as_deref().map(Path::new), bar.as_mut())?;
@@ -107,16 +65,7 @@ pub fn run_command(
         }
         Command::Ls => wrote(print_listing(out, &client.ls()?))?,
         Command::Echo(text) => wrote(writeln!(out, "{}", escape(&client.echo(text)?)))?,
-        Command::Quota => {
-            let u = client.quota()?;
-            let quota = u.quota.map_or("none".to_string(), human);
-            wrote(writeln!(
-                out,
-                "used {} of quota {quota}; {} available",
-                human(u.used),
-                human(u.available)
-            ))?;
-        }
+        Command::Quota => wrote(print_quota(out, &client.quota()?))?,
         Command::Mkdir(p) => wrote(writeln!(out, "created {}", escape(&client.mkdir(p)?)))?,
         Command::Cd(p) => wrote(writeln!(out, "{}", escape(&client.cd(p)?)))?,
         Command::Pwd => wrote(writeln!(out, "{}", escape(&client.pwd()?)))?,
@@ -124,6 +73,76 @@ pub fn run_command(
         Command::Help | Command::Quit => {}
     }
     Ok(Next::Continue)
+}
+
+/// `put FILE...`: every file is tried; a broken connection is reopened
+/// between files, and the files left when that fails are counted.
+fn put_files(
+    client: &mut Client,
+    files: &[String],
+    options: ShellOptions,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<()> {
+    let mut failed = 0;
+    for (i, file) in files.iter().enumerate() {
+        match put_file(client, Path::new(file), options, out) {
+            Ok(()) => {}
+            // One file: its error is the command's error, shown once.
+            Err(e) if files.len() == 1 => return Err(Error::Usage(format!("put {file}: {e}"))),
+            Err(e) => {
+                let _ = writeln!(err, "error: put {file}: {e}");
+                failed += 1;
+                if let Err(e) = client.ensure_connected() {
+                    let left = files.len() - i - 1;
+                    let _ = writeln!(err, "error: {e}; {left} more files not sent");
+                    failed += left;
+                    break;
+                }
+            }
+        }
+    }
+    match failed {
+        0 => Ok(()),
+        n => Err(Error::Usage(format!(
+            "{n} of {} uploads failed",
+            files.len()
+        ))),
+    }
+}
+
+/// `put -r FOLDER...`.
+fn put_trees(
+    client: &mut Client,
+    folders: &[String],
+    options: ShellOptions,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<()> {
+    let mut tally = Tally::default();
+    for folder in folders {
+        if let Err(e) = put_tree(client, Path::new(folder), options, &mut tally, out, err) {
+            let _ = writeln!(err, "error: put -r {folder}: {e}");
+            tally.failed += 1;
+        }
+    }
+    match tally.failed {
+        0 => Ok(()),
+        n => Err(Error::Usage(format!(
+            "{n} of {} uploads failed",
+            n + tally.stored
+        ))),
+    }
+}
+
+fn print_quota(out: &mut impl Write, u: &Usage) -> io::Result<()> {
+    let quota = u.quota.map_or("none".to_string(), human);
+    writeln!(
+        out,
+        "used {} of quota {quota}; {} available",
+        human(u.used),
+        human(u.available)
+    )
 }
 
 fn print_put(out: &mut impl Write, r: &PutReport) -> io::Result<()> {
@@ -229,26 +248,17 @@ fn join_remote(folder: &str, name: &str) -> String {
     format!("{}/{name}", folder.trim_end_matches('/'))
 }
 
-fn upload_folder(
+/// Uploads the regular files among `entries`, skipping (with a note)
+/// anything that is neither file nor folder; returns the folders.
+fn put_folder_files(
     client: &mut Client,
-    local: &Path,
+    entries: Vec<std::fs::DirEntry>,
     remote: &str,
     options: ShellOptions,
     tally: &mut Tally,
     out: &mut impl Write,
     err: &mut impl Write,
-) -> Result<()> {
-    match client.mkdir(remote) {
-        Ok(_) => {}
-        Err(Error::Remote { code, .. }) if code == "exists" => {}
-        Err(e) => return Err(e),
-    }
-    client.cd(remote)?;
-    let mut entries: Vec<_> = std::fs::read_dir(local)
-        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", local.display())))?
-        .filter_map(|e| e.ok())
-        .collect();
-    entries.sort_by_key(|e| e.file_name());
+) -> Result<Vec<PathBuf>> {
     let mut folders = Vec::new();
     for entry in entries {
         let path = entry.path();
@@ -275,6 +285,30 @@ fn upload_folder(
             );
         }
     }
+    Ok(folders)
+}
+
+fn upload_folder(
+    client: &mut Client,
+    local: &Path,
+    remote: &str,
+    options: ShellOptions,
+    tally: &mut Tally,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<()> {
+    match client.mkdir(remote) {
+        Ok(_) => {}
+        Err(Error::Remote { code, .. }) if code == "exists" => {}
+        Err(e) => return Err(e),
+    }
+    client.cd(remote)?;
+    let mut entries: Vec<_> = std::fs::read_dir(local)
+        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", local.display())))?
+        .filter_map(|e| e.ok())
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    let folders = put_folder_files(client, entries, remote, options, tally, out, err)?;
     for path in folders {
         match local_upload_name(&path) {
             Ok(name) => upload_folder(
@@ -309,7 +343,7 @@ pub fn print_listing(out: &mut impl Write, listing: &Listing) -> io::Result<()> 
         return writeln!(out, "(no files)");
     }
     for e in &listing.files {
-        let when = crate::log::timestamp(std::time::UNIX_EPOCH + Duration::from_secs(e.mtime));
+        let when = utc_time(e.mtime);
         let slash = if e.kind == EntryKind::Dir { "/" } else { "" };
         writeln!(out, "{:>12}  {}  {}{slash}", e.size, when, escape(&e.name))?;
     }
@@ -321,6 +355,14 @@ pub fn print_listing(out: &mut impl Write, listing: &Listing) -> io::Result<()> 
         )?;
     }
     Ok(())
+}
+
+/// A Unix time in seconds as an RFC 3339 UTC time, to the second.
+fn utc_time(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map_or_else(|| "(time unknown)".into(), |t| t.to_string())
 }
 
 /// `1536` → `1.5 KiB`.

@@ -125,31 +125,8 @@ impl Accounts {
             if !names.insert(name.clone()) {
                 return Err(fail(name_span, format!("user {name:?} is defined twice")));
             }
-            let secret = match (user.secret, user.secret_file) {
-                (Some(s), None) => {
-                    let span = s.span();
-                    Secret::new(s.into_inner().into_bytes()).map_err(|_| {
-                        fail(Some(span), format!("user {name:?} has an empty secret"))
-                    })?
-                }
-                (None, Some(f)) => {
-                    let span = f.span();
-                    let p = base.join(f.into_inner());
-                    read_secret_file(&p).map_err(|e| fail(Some(span), e.to_string()))?
-                }
-                (Some(s), Some(_)) => {
-                    return Err(fail(
-                        Some(s.span()),
-                        format!("user {name:?} has both `secret` and `secret_file`; keep one"),
-                    ))
-                }
-                (None, None) => {
-                    return Err(fail(
-                        name_span,
-                        format!("user {name:?} needs `secret` or `secret_file`"),
-                    ))
-                }
-            };
+            let entry = (user.secret, user.secret_file);
+            let secret = user_secret(&name, name_span.clone(), entry, base, &fail)?;
             if !keys.insert(secret.as_bytes().to_vec()) {
                 return Err(fail(
                     name_span,
@@ -170,6 +147,37 @@ impl Accounts {
             });
         }
         Ok(Accounts::from_vec(accounts))
+    }
+}
+
+/// A user's secret: given inline or in a file named relative to the users
+/// file, exactly one of the two.
+fn user_secret(
+    name: &str,
+    name_span: Option<std::ops::Range<usize>>,
+    (inline, file): (Option<Spanned<String>>, Option<Spanned<String>>),
+    base: &Path,
+    fail: &impl Fn(Option<std::ops::Range<usize>>, String) -> Error,
+) -> Result<Secret> {
+    match (inline, file) {
+        (Some(s), None) => {
+            let span = s.span();
+            Secret::new(s.into_inner().into_bytes())
+                .map_err(|_| fail(Some(span), format!("user {name:?} has an empty secret")))
+        }
+        (None, Some(f)) => {
+            let span = f.span();
+            let p = base.join(f.into_inner());
+            read_secret_file(&p).map_err(|e| fail(Some(span), e.to_string()))
+        }
+        (Some(s), Some(_)) => Err(fail(
+            Some(s.span()),
+            format!("user {name:?} has both `secret` and `secret_file`; keep one"),
+        )),
+        (None, None) => Err(fail(
+            name_span,
+            format!("user {name:?} needs `secret` or `secret_file`"),
+        )),
     }
 }
 

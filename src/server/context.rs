@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::log::Logger;
 use crate::server::uploads::UploadLocks;
 
 /// Policies and state shared by every connection of one server.
@@ -19,8 +18,6 @@ pub struct Context {
     pub durable: bool,
     /// How long a peer may stay silent, and how long one header may take.
     pub idle_timeout: Duration,
-    /// Where events go.
-    pub log: Logger,
     /// Names being uploaded right now.
     pub locks: UploadLocks,
 }

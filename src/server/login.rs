@@ -86,24 +86,22 @@ pub fn login(
     backoff: &Backoff,
     stream: TcpStream,
     ip: IpAddr,
-    peer: &str,
 ) -> Option<(usize, TcpTransport)> {
-    let log = ctx.log;
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(ctx.idle_timeout));
-    log.info(format_args!("{peer} connected"));
+    tracing::info!("connected");
     let delay = backoff.delay(ip);
     if !delay.is_zero() {
-        log.info(format_args!(
-            "{peer} delaying the challenge {} ms after repeated failed logins",
+        tracing::info!(
+            "delaying the challenge {} ms after repeated failed logins",
             delay.as_millis()
-        ));
+        );
         thread::sleep(delay);
     }
     let mut transport = match TcpTransport::new(stream, ctx.idle_timeout) {
         Ok(t) => t,
         Err(e) => {
-            log.info(format_args!("{peer} dropped: cannot set a timeout: {e}"));
+            tracing::info!("dropped: cannot set a timeout: {e}");
             return None;
         }
     };
@@ -114,21 +112,20 @@ pub fn login(
         Ok(Some(index)) => {
             backoff.forget(ip);
             let name = accounts.get(index).map_or("?", |a| a.label());
-            log.info(format_args!("{peer} login ok as {name}"));
+            tracing::Span::current().record("user", name);
+            tracing::info!("login ok as {name}");
             Some((index, transport))
         }
         Ok(None) => {
             backoff.note_failure(ip);
-            log.warn(format_args!(
-                "{peer} login failed: wrong answer to the challenge"
-            ));
+            tracing::warn!("login failed: wrong answer to the challenge");
             let reply = ErrorReply::new(ErrorCode::AuthFailed, "authentication failed");
             let _ = send_error(&mut transport, reply);
             linger_close(transport.into_inner());
             None
         }
         Err(e) => {
-            log.info(format_args!("{peer} left during login: {e}"));
+            tracing::info!("left during login: {e}");
             None
         }
     }

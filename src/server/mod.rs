@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Socket, Type};
 
 use crate::error::{Error, Result};
-use crate::log::Logger;
 use crate::server::accounts::Accounts;
 use crate::server::context::Context;
 use crate::server::login::{login, Backoff};
@@ -103,13 +102,12 @@ impl Server {
     /// Serves forever, one thread per connection.
     pub fn run(self) -> ! {
         self.start_sweeper();
-        let log = self.shared.config.context.log;
         loop {
             match self.listener.accept() {
                 Ok((stream, addr)) => dispatch(&self.shared, stream, addr),
                 Err(e) => {
                     // Out of file descriptors or similar: back off instead of spinning.
-                    log.warn(format_args!("accept failed: {e}"));
+                    tracing::warn!("accept failed: {e}");
                     thread::sleep(Duration::from_millis(50));
                 }
             }
@@ -118,11 +116,7 @@ impl Server {
 
     fn start_sweeper(&self) {
         let config = &self.shared.config;
-        let (root, ttl, log) = (
-            config.context.root.clone(),
-            config.partial_ttl,
-            config.context.log,
-        );
+        let (root, ttl) = (config.context.root.clone(), config.partial_ttl);
         let depth = if config.accounts.is_multi_user() {
             34
         } else {
@@ -134,10 +128,10 @@ impl Server {
             .spawn(move || loop {
                 let removed = local::sweep_partials(&root, ttl, depth);
                 if removed > 0 {
-                    log.info(format_args!(
+                    tracing::info!(
                         "removed {removed} partial uploads untouched for {} s",
                         ttl.as_secs()
-                    ));
+                    );
                 }
                 thread::sleep(SWEEP_INTERVAL);
             });
@@ -162,34 +156,30 @@ impl Drop for Slot {
 }
 
 fn dispatch(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
-    let log = shared.config.context.log;
-    let peer = addr.to_string();
     let max = shared.config.max_connections;
     if shared.active.fetch_add(1, Ordering::SeqCst) >= max {
         shared.active.fetch_sub(1, Ordering::SeqCst);
-        log.warn(format_args!(
-            "{peer} refused: at the limit of {max} connections"
-        ));
+        tracing::warn!(peer = %addr, "refused: at the limit of {max} connections");
         refuse_busy(stream, max);
         return;
     }
     let slot = Slot(shared.clone());
     let job = Box::new(move || {
         let shared = slot.0.clone();
-        contain(shared.config.context.log, &peer, || {
-            handle(&shared, stream, addr.ip(), &peer)
-        });
+        let span = tracing::info_span!("conn", peer = %addr, user = tracing::field::Empty);
+        let _entered = span.enter();
+        contain(|| handle(&shared, stream, addr.ip()));
         drop(slot);
     });
     if let Err(e) = shared.workers.run(job) {
         // The job, and with it the slot and the stream, was dropped.
-        log.warn(format_args!("cannot start a connection thread: {e}"));
+        tracing::warn!("cannot start a connection thread: {e}");
     }
 }
 
 /// Runs one connection's work so that a panic in it is logged and ends
 /// only that connection; returns whether it panicked.
-fn contain(log: Logger, peer: &str, work: impl FnOnce()) -> bool {
+fn contain(work: impl FnOnce()) -> bool {
     match catch_unwind(AssertUnwindSafe(work)) {
         Ok(()) => false,
         Err(panic) => {
@@ -198,7 +188,7 @@ fn contain(log: Logger, peer: &str, work: impl FnOnce()) -> bool {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            log.warn(format_args!("{peer} connection thread panicked: {what}"));
+            tracing::warn!("connection thread panicked: {what}");
             true
         }
     }
@@ -219,10 +209,8 @@ fn refuse_busy(mut stream: TcpStream, max: usize) {
     let _ = stream.shutdown(Shutdown::Write);
 }
 
-/// One connection from accept to close. Kept small and split in parts
-/// that are not inlined: an idle connection's thread waits below this
-/// frame, and 10,000 of them should hold as little stack as possible.
-fn handle(shared: &Shared, stream: TcpStream, ip: IpAddr, peer: &str) {
+/// One connection from accept to close.
+fn handle(shared: &Shared, stream: TcpStream, ip: IpAddr) {
     let started = Instant::now();
     let config = &shared.config;
     let login = login(
@@ -231,7 +219,6 @@ fn handle(shared: &Shared, stream: TcpStream, ip: IpAddr, peer: &str) {
         &shared.backoff,
         stream,
         ip,
-        peer,
     );
     let Some((index, mut transport)) = login else {
         return;
@@ -239,26 +226,20 @@ fn handle(shared: &Shared, stream: TcpStream, ip: IpAddr, peer: &str) {
     let Some(account) = shared.config.accounts.get(index) else {
         return;
     };
-    let log = shared.config.context.log;
-    let result = Session::new(&shared.config.context, account, peer).serve(&mut transport);
+    let result = Session::new(&shared.config.context, account).serve(&mut transport);
     match result {
-        Ok(()) => log.info(format_args!(
-            "{peer} disconnected after {} s",
-            started.elapsed().as_secs()
-        )),
-        Err(e) => log.info(format_args!("{peer} connection dropped: {e}")),
+        Ok(()) => tracing::info!("disconnected after {} s", started.elapsed().as_secs()),
+        Err(e) => tracing::info!("connection dropped: {e}"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::Level;
 
     #[test]
     fn a_panic_in_a_connection_is_contained() {
-        let log = Logger::new(Level::Quiet);
-        assert!(contain(log, "peer", || panic!("boom")));
-        assert!(!contain(log, "peer", || {}));
+        assert!(contain(|| panic!("boom")));
+        assert!(!contain(|| {}));
     }
 }

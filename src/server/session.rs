@@ -61,18 +61,16 @@ pub struct Session<'a> {
     pub(crate) account: &'a Account,
     pub(crate) home: PathBuf,
     pub(crate) cwd: Vec<String>,
-    peer: String,
 }
 
 impl<'a> Session<'a> {
     /// A session for `account`, starting in its home folder.
-    pub fn new(ctx: &'a Context, account: &'a Account, peer: impl Into<String>) -> Session<'a> {
+    pub fn new(ctx: &'a Context, account: &'a Account) -> Session<'a> {
         Session {
             ctx,
             account,
             home: account.home(&ctx.root),
             cwd: Vec::new(),
-            peer: peer.into(),
         }
     }
 
@@ -123,13 +121,11 @@ impl<'a> Session<'a> {
         let outcome = match self.run(request, stream) {
             Ok(o) => o,
             Err(e) => {
-                self.ctx.log.info(format_args!(
-                    "{} {} {cmd} {} aborted after {} ms: {e}",
-                    self.peer,
-                    self.account.label(),
+                tracing::info!(
+                    "{cmd} {} aborted after {} ms: {e}",
                     escape(&subject),
                     started.elapsed().as_millis()
-                ));
+                );
                 return Err(e);
             }
         };
@@ -138,14 +134,9 @@ impl<'a> Session<'a> {
     }
 
     fn log_header(&self, header: &[u8]) {
-        if self.ctx.log.enabled(crate::log::Level::Debug) {
+        if tracing::enabled!(tracing::Level::DEBUG) {
             let shown = String::from_utf8_lossy(&header[..header.len().min(200)]);
-            self.ctx.log.debug(format_args!(
-                "{} header of {} bytes: {}",
-                self.peer,
-                header.len(),
-                escape(&shown)
-            ));
+            tracing::debug!("header of {} bytes: {}", header.len(), escape(&shown));
         }
     }
 
@@ -175,14 +166,12 @@ impl<'a> Session<'a> {
         } else {
             format!(" {}", escape(subject))
         };
-        self.ctx.log.info(format_args!(
-            "{} {} {cmd}{subject} {} ({} bytes, {} ms)",
-            self.peer,
-            self.account.label(),
+        tracing::info!(
+            "{cmd}{subject} {} ({} bytes, {} ms)",
             o.what,
             o.bytes,
             started.elapsed().as_millis()
-        ));
+        );
     }
 
     /// Runs one request: the one place that maps commands to handlers.
