@@ -11,7 +11,7 @@ use crate::client::ClientOptions;
 use crate::error::{Error, Result};
 use crate::wire::auth::{client_handshake, new_nonce, verify_server_proof};
 use crate::wire::frame::{self, MAX_REPLY_LEN};
-use crate::wire::message::{from_hex, to_hex, Proof, Reply, Request};
+use crate::wire::message::{Proof, Reply, Request};
 
 /// How long a server may take to answer the proof request. The original
 /// Python server never answers it (it ignores unknown commands).
@@ -49,7 +49,7 @@ pub(crate) fn open(addr: SocketAddr, options: &ClientOptions) -> Result<(TcpStre
     frame::write_json(
         &mut stream,
         &Request::Prove {
-            nonce: to_hex(&nonce),
+            nonce: hex::encode(nonce),
         },
     )?;
     set_timeouts(&stream, PROOF_TIMEOUT.min(options.io_timeout))?;
@@ -64,7 +64,8 @@ pub(crate) fn open(addr: SocketAddr, options: &ClientOptions) -> Result<(TcpStre
     };
     let dialect = match answer {
         Ok(proof) => {
-            let valid = from_hex(&proof.proof)
+            let valid = hex::decode(&proof.proof)
+                .ok()
                 .map(|p| verify_server_proof(options.secret.as_bytes(), &nonce, &p))
                 .unwrap_or(false);
             if !valid {

@@ -353,7 +353,8 @@ fn finish_download(
     partial: &Path,
     target: &Path,
 ) -> Result<()> {
-    if digest.blake3 != hasher.finalize().to_hex().as_str() {
+    // Hash equality is constant-time; hex of either case parses.
+    if blake3::Hash::from_hex(&digest.blake3).map_or(true, |d| d != hasher.finalize()) {
         let _ = fs::remove_file(partial);
         return Err(Error::DigestMismatch { name: escape(name) });
     }

@@ -11,7 +11,6 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 
 use crate::error::{Error, Result};
-use crate::wire::message::to_hex;
 
 /// The environment variable that holds the secret.
 pub const SECRET_ENV: &str = "FTP_SECRET";
@@ -200,7 +199,7 @@ fn create_secret_file(path: &Path) -> std::io::Result<Secret> {
     }
     let mut raw = [0u8; 32];
     OsRng.fill_bytes(&mut raw);
-    let text = to_hex(&raw);
+    let text = hex::encode(raw);
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -453,31 +453,6 @@ pub(crate) fn error_reply_in<R: Read>(start: &[u8], rest: &mut R) -> Option<Erro
     reply.into_result().err()
 }
 
-/// Encodes bytes as lowercase hex.
-pub fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
-
-/// Decodes hex (either case); `None` if it is not hex of even length.
-pub fn from_hex(s: &str) -> Option<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        (c as char).to_digit(16).map(|d| d as u8)
-    }
-    let b = s.as_bytes();
-    if b.len() % 2 != 0 {
-        return None;
-    }
-    b.chunks(2)
-        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,13 +565,5 @@ mod tests {
         let err = error_reply_in(head, &mut std::io::Cursor::new(tail.to_vec())).unwrap();
         assert!(err.to_string().contains("server busy"), "{err}");
         assert!(error_reply_in(&[7u8; 32], &mut std::io::empty()).is_none());
-    }
-
-    #[test]
-    fn hex_round_trip() {
-        assert_eq!(to_hex(&[0, 15, 255]), "000fff");
-        assert_eq!(from_hex("000fFF").unwrap(), vec![0, 15, 255]);
-        assert!(from_hex("abc").is_none());
-        assert!(from_hex("zz").is_none());
     }
 }

@@ -4,7 +4,7 @@ use super::internal;
 use crate::server::session::Session;
 use crate::storage::local;
 use crate::wire::auth::{server_proof, NONCE_LEN};
-use crate::wire::message::{from_hex, to_hex, Echoed, ErrorCode, ErrorReply, Proof, Usage};
+use crate::wire::message::{Echoed, ErrorCode, ErrorReply, Proof, Usage};
 
 impl Session<'_> {
     pub(crate) fn echo(&self, text: &str) -> Echoed {
@@ -15,9 +15,9 @@ impl Session<'_> {
 
     /// Proves to the client that this server holds its account's secret.
     pub(crate) fn prove(&self, nonce: &str) -> Result<Proof, ErrorReply> {
-        match from_hex(nonce) {
+        match hex::decode(nonce).ok() {
             Some(n) if n.len() == NONCE_LEN => Ok(Proof {
-                proof: to_hex(&server_proof(self.account.secret.as_bytes(), &n)),
+                proof: hex::encode(server_proof(self.account.secret.as_bytes(), &n)),
             }),
             _ => Err(ErrorReply::new(
                 ErrorCode::BadRequest,

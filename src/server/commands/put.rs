@@ -36,7 +36,7 @@ struct PreparedPut {
 /// What arrived of a body: its digest if one was asked for, and the first
 /// error writing it, which is reported only once the body is read.
 struct Received {
-    blake3: Option<String>,
+    blake3: Option<blake3::Hash>,
     write_error: Option<io::Error>,
 }
 
@@ -69,7 +69,7 @@ impl Session<'_> {
             size: req.filesize,
             received: body,
             replaced: prepared.replaces,
-            blake3: received.blake3,
+            blake3: received.blake3.map(|h| h.to_hex().to_string()),
         };
         frame::write_json(s, &Reply::Ok(done))?;
         let resumed = match prepared.offset {
@@ -226,7 +226,7 @@ impl Session<'_> {
         });
         match pumped {
             Ok(_) => Ok(Received {
-                blake3: hasher.map(|h| h.finalize().to_hex().to_string()),
+                blake3: hasher.map(|h| h.finalize()),
                 write_error,
             }),
             Err(PumpError::Source(e)) => Err(e),
@@ -279,7 +279,8 @@ fn check_upload(
     let (Some(actual), Some(expected)) = (&received.blake3, expected) else {
         return Ok(());
     };
-    if actual.eq_ignore_ascii_case(&expected.blake3) {
+    // Hash equality is constant-time; hex of either case parses.
+    if blake3::Hash::from_hex(&expected.blake3).is_ok_and(|e| e == *actual) {
         return Ok(());
     }
     Err(ErrorReply::new(
