@@ -141,7 +141,7 @@ fn uploads_over_quota_are_refused_and_nothing_is_stored() {
     sb.local_file("more.bin", &pattern(200 * 1024, 32));
     let out = as_user(&sb, &server, ALICE, &["quota"]);
     assert!(
-        stdout(&out).contains("used 900.0 KiB of quota 1.0 MiB; 124.0 KiB available"),
+        stdout(&out).contains("used 900.00 KiB of quota 1.00 MiB; 124.00 KiB available"),
         "{}",
         stdout(&out)
     );

@@ -365,20 +365,9 @@ fn utc_time(secs: u64) -> String {
         .map_or_else(|| "(time unknown)".into(), |t| t.to_string())
 }
 
-/// `1536` → `1.5 KiB`.
+/// `1536` → `1.50 KiB`.
 pub fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
+    indicatif::HumanBytes(n).to_string()
 }
 
 #[cfg(test)]
@@ -389,8 +378,8 @@ mod tests {
     #[test]
     fn human_sizes() {
         assert_eq!(human(0), "0 B");
-        assert_eq!(human(1536), "1.5 KiB");
-        assert_eq!(human(3 << 30), "3.0 GiB");
+        assert_eq!(human(1536), "1.50 KiB");
+        assert_eq!(human(3 << 30), "3.00 GiB");
     }
 
     #[test]
