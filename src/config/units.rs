@@ -1,29 +1,15 @@
-//! Sizes and rates written by people: `10MiB`, `1 GiB`, `500KiB`.
+//! Sizes and rates written by people: `10MiB`, `1 GiB`, `500KB`.
+//!
+//! IEC units are powers of 1024 and SI units powers of 1000, as their
+//! names say: `1MiB` is 1,048,576 bytes and `1MB` is 1,000,000.
 
-/// Parses a size such as `1048576`, `512KiB`, `1MiB`, `2 GiB` or `1TiB`.
+/// Parses a size such as `1048576`, `512KiB`, `1.5 MiB`, `2GB` or `1TiB`.
 ///
-/// Fails with a message naming the accepted units.
-pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: expected a number such as 10MiB"))?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" | "K" | "KB" => 1 << 10,
-        "MiB" | "M" | "MB" => 1 << 20,
-        "GiB" | "G" | "GB" => 1 << 30,
-        "TiB" | "T" | "TB" => 1 << 40,
-        other => {
-            return Err(format!(
-                "invalid size unit {other:?} in {s:?}: use B, KiB, MiB, GiB or TiB"
-            ))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} is too large"))
+/// Fails with a message that shows an accepted form.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    parse_size::Config::new().parse_size(s.trim()).map_err(|e| {
+        format!("invalid size {s:?}: {e}; write it like 10MiB (1024-based) or 10MB (1000-based)")
+    })
 }
 
 #[cfg(test)]
@@ -31,13 +17,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes() {
+    fn iec_units_are_binary_and_si_units_decimal() {
         assert_eq!(parse_size("10").unwrap(), 10);
         assert_eq!(parse_size("1KiB").unwrap(), 1024);
         assert_eq!(parse_size("1 MiB").unwrap(), 1 << 20);
         assert_eq!(parse_size("3GiB").unwrap(), 3 << 30);
-        assert!(parse_size("1.5MiB").is_err());
-        assert!(parse_size("1PiB").unwrap_err().contains("KiB, MiB"));
+        assert_eq!(parse_size("1MB").unwrap(), 1_000_000);
+        assert_eq!(parse_size("2kB").unwrap(), 2_000);
+        assert_eq!(parse_size("1.5MiB").unwrap(), 3 << 19);
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_an_example() {
+        assert!(parse_size("ten").unwrap_err().contains("10MiB"));
+        assert!(parse_size("1XB").is_err());
         assert!(parse_size("99999999999TiB").is_err());
     }
 }
