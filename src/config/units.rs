@@ -7,8 +7,21 @@
 ///
 /// Fails with a message that shows an accepted form.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    parse_size::Config::new().parse_size(s.trim()).map_err(|e| {
-        format!("invalid size {s:?}: {e}; write it like 10MiB (1024-based) or 10MB (1000-based)")
+    let t = s.trim();
+    parse_size::Config::new().parse_size(t).map_err(|e| {
+        // The crate says "invalid digit" for an unknown unit; name the unit.
+        let number = t.trim_end_matches(|c: char| c.is_alphabetic()).trim();
+        let unit = t[number.len()..].trim();
+        if !unit.is_empty() && number.parse::<f64>().is_ok() {
+            format!(
+                "invalid size unit {unit:?} in {s:?}: use B, kB, MB, GB, TB (1000-based) \
+                 or KiB, MiB, GiB, TiB (1024-based)"
+            )
+        } else {
+            format!(
+                "invalid size {s:?}: {e}; write it like 10MiB (1024-based) or 10MB (1000-based)"
+            )
+        }
     })
 }
 
@@ -30,7 +43,9 @@ mod tests {
     #[test]
     fn nonsense_is_refused_with_an_example() {
         assert!(parse_size("ten").unwrap_err().contains("10MiB"));
-        assert!(parse_size("1XB").is_err());
+        assert!(parse_size("12 parsecs")
+            .unwrap_err()
+            .starts_with("invalid size unit \"parsecs\""));
         assert!(parse_size("99999999999TiB").is_err());
     }
 }
