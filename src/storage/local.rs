@@ -7,10 +7,8 @@
 //! partial file that is left behind by a broken connection is kept, so that
 //! the next upload of the same name can resume it.
 
-use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -116,16 +114,8 @@ pub fn unix_secs(t: SystemTime) -> u64 {
 ///
 /// Fails when `statvfs` fails.
 pub fn disk_free(path: &Path) -> io::Result<u64> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    // SAFETY: `c` is a valid NUL-terminated string and `st` a properly sized
-    // out-parameter that statvfs fills in.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    let st = rustix::fs::statvfs(path)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// Total size of the regular files below `dir`, partial uploads included.
@@ -222,16 +212,16 @@ pub fn regular_len(path: &Path) -> Option<u64> {
 
 /// Moves a finished upload to its final name. With `overwrite` an existing
 /// file is replaced in one rename; without it an existing name is refused
-/// (link-then-unlink, which never replaces). With `durable` the folder is
-/// flushed afterwards so the new name survives a power cut.
+/// by the same rename (`RENAME_NOREPLACE`), so no race can replace it.
+/// With `durable` the folder is flushed afterwards so the new name
+/// survives a power cut.
 ///
 /// Fails with `AlreadyExists` when overwriting is off and the name exists.
 pub fn commit(partial: &Path, target: &Path, overwrite: bool, durable: bool) -> io::Result<()> {
     if overwrite {
         fs::rename(partial, target)?;
     } else {
-        fs::hard_link(partial, target)?;
-        fs::remove_file(partial)?;
+        rename_noreplace(partial, target)?;
     }
     if durable {
         if let Some(dir) = target.parent() {
@@ -239,6 +229,19 @@ pub fn commit(partial: &Path, target: &Path, overwrite: bool, durable: bool) -> 
         }
     }
     Ok(())
+}
+
+/// Renames without replacing. File systems that lack `RENAME_NOREPLACE`
+/// get link-then-unlink, which never replaces either.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Err(rustix::io::Errno::INVAL) => {
+            fs::hard_link(from, to)?;
+            fs::remove_file(from)
+        }
+        other => Ok(other?),
+    }
 }
 
 /// How much written data a durable upload lets pile up before it asks the
