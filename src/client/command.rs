@@ -18,7 +18,7 @@ pub enum Command {
         local: Option<String>,
     },
     /// List the server's current folder.
-    Ls,
+    Ls(ListOptions),
     /// Upper-case text on the server.
     Echo(String),
     /// Show used and free space.
@@ -43,7 +43,7 @@ commands:
   put FILE...          upload files (an interrupted upload resumes)
   put -r FOLDER...     upload folders with everything in them
   get NAME [LOCAL]     download a file (an interrupted download resumes)
-  ls                   list files on the server
+  ls [-a] [-h]         list files (-a: dot-files too, -h: human sizes)
   echo TEXT            the server answers TEXT in upper case
   quota                show used and available space
   mkdir PATH           create a folder on the server
@@ -58,6 +58,38 @@ names with spaces go in quotes: put \"my file.txt\"";
 pub const WORDS: &[&str] = &[
     "put", "get", "ls", "echo", "quota", "mkdir", "cd", "pwd", "rm", "help", "quit", "exit",
 ];
+
+/// How `ls` shows a listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    /// Show names that start with a dot (`-a`).
+    pub all: bool,
+    /// Sizes in KiB, MiB... instead of bytes (`-h`).
+    pub human: bool,
+}
+
+impl ListOptions {
+    /// Reads `-a`, `-h` and their combinations such as `-ah`.
+    ///
+    /// Fails on any other word.
+    fn parse(args: &[String]) -> Result<ListOptions, ParseError> {
+        let mut options = ListOptions::default();
+        for arg in args {
+            let flags = arg.strip_prefix('-').filter(|f| !f.is_empty());
+            for flag in flags.map(str::chars).into_iter().flatten() {
+                match flag {
+                    'a' => options.all = true,
+                    'h' => options.human = true,
+                    _ => return Err(ParseError("usage: ls [-a] [-h]".into())),
+                }
+            }
+            if flags.is_none() {
+                return Err(ParseError("usage: ls [-a] [-h]".into()));
+            }
+        }
+        Ok(options)
+    }
+}
 
 /// A line that is not a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +164,7 @@ impl Command {
             },
             "echo" if args.is_empty() => Err(ParseError("usage: echo TEXT".into())),
             "echo" => Ok(Command::Echo(args.join(" "))),
-            "ls" => none(Command::Ls),
+            "ls" => ListOptions::parse(args).map(Command::Ls),
             "quota" | "df" => none(Command::Quota),
             "pwd" => none(Command::Pwd),
             "help" | "?" => none(Command::Help),
@@ -237,7 +269,15 @@ mod tests {
             p("echo  hello   world ").unwrap(),
             Some(Command::Echo("hello   world".into()))
         );
-        assert_eq!(p("ls").unwrap(), Some(Command::Ls));
+        assert_eq!(p("ls").unwrap(), Some(Command::Ls(ListOptions::default())));
+        let both = ListOptions {
+            all: true,
+            human: true,
+        };
+        assert_eq!(p("ls -ah").unwrap(), Some(Command::Ls(both)));
+        assert_eq!(p("ls -h -a").unwrap(), Some(Command::Ls(both)));
+        assert!(p("ls -l").unwrap_err().0.contains("usage: ls [-a] [-h]"));
+        assert!(p("ls docs").is_err());
         assert_eq!(p("exit").unwrap(), Some(Command::Quit));
         assert_eq!(
             p("put -r docs").unwrap(),
@@ -255,7 +295,7 @@ mod tests {
             .contains("unknown command \"frobnicate\""));
         assert_eq!(p("put").unwrap_err().0, "usage: put FILE...");
         assert_eq!(p("get").unwrap_err().0, "usage: get NAME [LOCAL]");
-        assert!(p("ls -l").unwrap_err().0.contains("takes no arguments"));
+        assert!(p("ls -l").unwrap_err().0.contains("usage: ls"));
         assert!(p("put \"open").unwrap_err().0.contains("unclosed"));
         assert!(p("cd a b").unwrap_err().0.contains("quotes"));
     }

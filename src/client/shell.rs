@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::client::command::{Command, HELP};
+use crate::client::command::{Command, ListOptions, HELP};
 use crate::client::progress::progress_for;
 use crate::client::{local_upload_name, Client, GetReport, PutReport};
 use crate::error::{Error, Result};
@@ -63,7 +63,7 @@ pub fn run_command(
             let report = client.get(name, local.as_deref().map(Path::new), bar.as_mut())?;
             wrote(print_get(out, name, &report))?;
         }
-        Command::Ls => wrote(print_listing(out, &client.ls()?))?,
+        Command::Ls(how) => wrote(print_listing(out, &client.ls()?, *how))?,
         Command::Echo(text) => wrote(writeln!(out, "{}", escape(&client.echo(text)?)))?,
         Command::Quota => wrote(print_quota(out, &client.quota()?))?,
         Command::Mkdir(p) => wrote(writeln!(out, "created {}", escape(&client.mkdir(p)?)))?,
@@ -337,20 +337,30 @@ fn rate(verb: &str, bytes: u64, elapsed: Duration) -> String {
 }
 
 /// Prints a listing: size, modification time (UTC) and name, folders with
-/// a trailing `/`. Names are escaped.
-pub fn print_listing(out: &mut impl Write, listing: &Listing) -> io::Result<()> {
-    if listing.files.is_empty() {
+/// a trailing `/`. Names are escaped. Dot-files are left out unless
+/// `how.all`, as `ls` does.
+pub fn print_listing(out: &mut impl Write, listing: &Listing, how: ListOptions) -> io::Result<()> {
+    let shown: Vec<_> = listing
+        .files
+        .iter()
+        .filter(|e| how.all || !e.name.starts_with('.'))
+        .collect();
+    if shown.is_empty() {
         return writeln!(out, "(no files)");
     }
-    for e in &listing.files {
+    for e in shown {
         let when = utc_time(e.mtime);
         let slash = if e.kind == EntryKind::Dir { "/" } else { "" };
-        writeln!(out, "{:>12}  {}  {}{slash}", e.size, when, escape(&e.name))?;
+        let size = match how.human {
+            true => human(e.size),
+            false => e.size.to_string(),
+        };
+        writeln!(out, "{size:>12}  {when}  {}{slash}", escape(&e.name))?;
     }
     if listing.truncated {
         writeln!(
             out,
-            "(listing truncated: {} entries shown)",
+            "(listing truncated to the first {} names in order)",
             listing.files.len()
         )?;
     }
@@ -402,20 +412,56 @@ mod tests {
             truncated: false,
         };
         let mut out = Vec::new();
-        print_listing(&mut out, &listing).unwrap();
+        print_listing(&mut out, &listing, ListOptions::default()).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(!text.contains('\x1b'));
         assert!(text.contains("evil\\u{1b}[2J"));
         assert!(text.contains("1970-01-01T00:00:00Z  sub/"));
         let mut out = Vec::new();
-        print_listing(
-            &mut out,
-            &Listing {
-                files: vec![],
-                truncated: false,
-            },
-        )
-        .unwrap();
+        let empty = Listing {
+            files: vec![],
+            truncated: false,
+        };
+        print_listing(&mut out, &empty, ListOptions::default()).unwrap();
+        assert_eq!(out, b"(no files)\n");
+    }
+
+    #[test]
+    fn dot_files_hidden_unless_all_and_sizes_human_on_request() {
+        let entry = |name: &str, size| Entry {
+            name: name.into(),
+            kind: EntryKind::File,
+            size,
+            mtime: 0,
+        };
+        let listing = Listing {
+            files: vec![entry(".gitkeep", 0), entry("big.bin", 3 << 20)],
+            truncated: false,
+        };
+        let text = |how| {
+            let mut out = Vec::new();
+            print_listing(&mut out, &listing, how).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let plain = text(ListOptions::default());
+        assert!(
+            !plain.contains(".gitkeep") && plain.contains(" 3145728  "),
+            "{plain}"
+        );
+        let all = text(ListOptions {
+            all: true,
+            human: true,
+        });
+        assert!(
+            all.contains(".gitkeep") && all.contains("3.00 MiB  "),
+            "{all}"
+        );
+        let only_dots = Listing {
+            files: vec![entry(".hidden", 1)],
+            truncated: false,
+        };
+        let mut out = Vec::new();
+        print_listing(&mut out, &only_dots, ListOptions::default()).unwrap();
         assert_eq!(out, b"(no files)\n");
     }
 }

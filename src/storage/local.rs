@@ -7,6 +7,7 @@
 //! partial file that is left behind by a broken connection is kept, so that
 //! the next upload of the same name can resume it.
 
+use std::collections::BinaryHeap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
@@ -61,46 +62,78 @@ pub fn is_no_space(e: &io::Error) -> bool {
 }
 
 /// Lists files and folders in `dir`, sorted by name. Symbolic links, the
-/// partial-upload folder and names that are not UTF-8 are left out.
+/// partial-upload folder and names that are not UTF-8 are left out. A
+/// folder with more than [`MAX_LISTING`] entries gives the first ones in
+/// name order, and says it was truncated; memory stays bounded by keeping
+/// only the smallest names seen so far.
 ///
 /// Fails when the folder cannot be read.
 pub fn list(dir: &Path) -> io::Result<Listing> {
-    let mut files = Vec::new();
+    list_first(dir, MAX_LISTING)
+}
+
+fn list_first(dir: &Path, max: usize) -> io::Result<Listing> {
+    let mut kept = BinaryHeap::new();
     let mut truncated = false;
     for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let Ok(name) = entry.file_name().into_string() else {
+        let Some(entry) = listing_entry(entry?) else {
             continue;
         };
-        if name == PARTIAL_DIR {
-            continue;
-        }
-        // DirEntry::metadata does not follow links.
-        let Ok(meta) = entry.metadata() else { continue };
-        let kind = if meta.is_file() {
-            EntryKind::File
-        } else if meta.is_dir() {
-            EntryKind::Dir
-        } else {
-            continue;
-        };
-        if files.len() == MAX_LISTING {
+        kept.push(ByName(entry));
+        if kept.len() > max {
+            kept.pop();
             truncated = true;
-            break;
         }
-        files.push(Entry {
-            name,
-            kind,
-            size: if kind == EntryKind::File {
-                meta.len()
-            } else {
-                0
-            },
-            mtime: unix_secs(meta.modified().unwrap_or(UNIX_EPOCH)),
-        });
     }
-    files.sort_by(|a, b| a.name.cmp(&b.name));
+    let files = kept.into_sorted_vec().into_iter().map(|e| e.0).collect();
     Ok(Listing { files, truncated })
+}
+
+/// One entry as a listing shows it; `None` for what is not listed.
+fn listing_entry(entry: fs::DirEntry) -> Option<Entry> {
+    let name = entry.file_name().into_string().ok()?;
+    if name == PARTIAL_DIR {
+        return None;
+    }
+    // DirEntry::metadata does not follow links.
+    let meta = entry.metadata().ok()?;
+    let kind = if meta.is_file() {
+        EntryKind::File
+    } else if meta.is_dir() {
+        EntryKind::Dir
+    } else {
+        return None;
+    };
+    Some(Entry {
+        name,
+        kind,
+        size: if kind == EntryKind::File {
+            meta.len()
+        } else {
+            0
+        },
+        mtime: unix_secs(meta.modified().unwrap_or(UNIX_EPOCH)),
+    })
+}
+
+/// Orders listing entries by name, so a max-heap drops the largest.
+struct ByName(Entry);
+
+impl PartialEq for ByName {
+    fn eq(&self, other: &ByName) -> bool {
+        self.0.name == other.0.name
+    }
+}
+impl Eq for ByName {}
+impl PartialOrd for ByName {
+    fn partial_cmp(&self, other: &ByName) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for ByName {
+    fn cmp(&self, other: &ByName) -> std::cmp::Ordering {
+        self.0.name.cmp(&other.0.name)
+    }
 }
 
 /// Seconds since the Unix epoch, 0 for earlier times.
@@ -325,6 +358,18 @@ mod tests {
         assert_eq!(l.files[1].size, 5);
         assert_eq!(l.files[2].kind, EntryKind::Dir);
         assert!(!l.truncated);
+    }
+
+    #[test]
+    fn a_truncated_listing_holds_the_first_names_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["m", "c", "x", "a", "k", "b"] {
+            fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let l = list_first(dir.path(), 3).unwrap();
+        let names: Vec<_> = l.files.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert!(l.truncated);
     }
 
     #[test]
