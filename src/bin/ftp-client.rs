@@ -4,23 +4,25 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use ftp::client::command::Command;
 use ftp::client::shell::{run_command, run_session, ShellOptions};
 use ftp::client::{Client, ClientOptions};
+use ftp::config::cli;
 use ftp::config::secret::client_secret;
 use ftp::config::units::parse_size;
 use ftp::Result;
 
 /// Client for ftp-server. With a COMMAND it runs that one command and exits;
 /// without, it reads commands at a `>>: ` prompt (or line by line from a
-/// pipe). Type `help` for the commands.
+/// pipe). Type `help` for the commands. `ftp-client completions SHELL` and
+/// `ftp-client man` print a completion script and the man page.
 ///
 /// The secret comes from --secret-file, else $FTP_SECRET, else the file a
 /// server on this machine created.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "ftp-client", version)]
 struct Args {
     /// Server address.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
@@ -60,6 +62,9 @@ fn main() -> ExitCode {
 
 /// Returns how many commands failed.
 fn run(args: Args) -> Result<usize> {
+    if let Some(done) = about(&args.command) {
+        return done.map(|()| 0);
+    }
     let one_shot = match args.command.is_empty() {
         true => None,
         false => Some(Command::parse_words(&args.command).map_err(|e| ftp::Error::Usage(e.0))?),
@@ -87,5 +92,21 @@ fn run(args: Args) -> Result<usize> {
             }
             Ok(run_session(&mut client, shell))
         }
+    }
+}
+
+/// `completions SHELL` and `man` print something about the program
+/// without connecting; `None` for every other command.
+fn about(words: &[String]) -> Option<Result<()>> {
+    let mut out = std::io::stdout();
+    match words {
+        [first, shell] if first == "completions" => {
+            Some(cli::completions(Args::command(), shell, &mut out))
+        }
+        [first, ..] if first == "completions" => Some(Err(ftp::Error::Usage(
+            "usage: ftp-client completions SHELL (bash, zsh, fish, elvish, powershell)".into(),
+        ))),
+        [first] if first == "man" => Some(cli::man_page(Args::command(), &mut out)),
+        _ => None,
     }
 }

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser, Subcommand};
 
+use ftp::config::cli;
 use ftp::config::logging::{self, LogFormat, Verbosity};
 use ftp::config::secret::{exposure_warning, server_secret};
 use ftp::config::units::parse_size;
@@ -23,7 +24,7 @@ use ftp::Result;
 /// The secret comes from --secret-file, else $FTP_SECRET, else a per-user
 /// file that is created with a random secret on first start.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "ftp-server", version)]
 struct Args {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -67,6 +68,21 @@ struct Args {
     /// RUST_LOG, when set, picks what is logged.
     #[arg(long, default_value = "text", value_name = "FORMAT")]
     log_format: LogFormat,
+    #[command(subcommand)]
+    about: Option<About>,
+}
+
+/// Instead of serving, print something about the program.
+#[derive(Subcommand, Debug)]
+enum About {
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell).
+    Completions {
+        /// The shell.
+        shell: String,
+    },
+    /// Print the man page (roff).
+    Man,
 }
 
 fn size(s: &str) -> std::result::Result<u64, String> {
@@ -84,6 +100,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
+    match &args.about {
+        Some(About::Completions { shell }) => {
+            return cli::completions(Args::command(), shell, &mut std::io::stdout())
+        }
+        Some(About::Man) => return cli::man_page(Args::command(), &mut std::io::stdout()),
+        None => {}
+    }
     let verbosity = match (args.quiet, args.verbose) {
         (true, _) => Verbosity::Quiet,
         (_, true) => Verbosity::Verbose,
