@@ -61,6 +61,11 @@ pub enum Error {
         /// The file concerned.
         name: String,
     },
+    /// The user stopped a transfer (Ctrl-C); what it moved is kept.
+    Interrupted {
+        /// `upload` or `download`.
+        what: &'static str,
+    },
     /// The secret could not be found or read.
     Secret(String),
     /// A configuration file is invalid.
@@ -134,6 +139,10 @@ impl fmt::Display for Error {
             Error::DigestMismatch { name } => write!(
                 f,
                 "integrity check failed for {name}: the data received does not match the sender's digest"
+            ),
+            Error::Interrupted { what } => write!(
+                f,
+                "{what} interrupted; what was sent is kept, so the same command resumes it"
             ),
             Error::Secret(msg) => f.write_str(msg),
             Error::Config { path, line, reason } => match line {

@@ -1,5 +1,6 @@
 //! What users and operators expect around the protocol: listings that hide
-//! dot-files, shell completions and man pages.
+//! dot-files, shell completions and man pages, Ctrl-C that stops only the
+//! transfer, and a prompt that does not list the server on every line.
 
 mod support;
 
@@ -71,4 +72,68 @@ fn both_programs_print_completions_and_a_man_page() {
             stdout(&out)
         );
     }
+}
+
+#[test]
+fn ctrl_c_stops_the_transfer_keeps_the_partial_and_returns_to_the_prompt() {
+    if !has_script() {
+        eprintln!("skipped: `script` (util-linux) is not installed, so no pseudo-terminal");
+        return;
+    }
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let data = pattern(3 << 20, 9);
+    sb.local_file("big.bin", &data);
+    // At 1 MiB/s the put is a third done when Ctrl-C comes.
+    let keys: Vec<(u64, &[u8])> = vec![
+        (400, b"put big.bin\r"),
+        (1200, b"\x03"),
+        (600, b"echo still here\r"),
+        (400, b"put big.bin\r"),
+        (4000, b"quit\r"),
+    ];
+    let out = at_terminal(&sb, &server, &["--limit-rate", "1MiB"], keys);
+    let screen = stdout(&out);
+    assert!(
+        screen.contains("error: put big.bin: upload interrupted"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("STILL HERE"),
+        "the client went on: {screen}"
+    );
+    assert!(
+        screen.contains("stored big.bin (3145728 bytes; resumed at byte"),
+        "{screen}"
+    );
+    assert_eq!(std::fs::read(sb.root().join("big.bin")).unwrap(), data);
+    // It left by `quit`, not by the signal; the interrupted put counts as
+    // a failed command.
+    assert_eq!(out.status.code(), Some(1), "{screen}");
+}
+
+#[test]
+fn the_prompt_lists_the_server_only_when_completion_needs_it() {
+    if !has_script() {
+        eprintln!("skipped: `script` (util-linux) is not installed, so no pseudo-terminal");
+        return;
+    }
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    sb.local_file("notes.txt", b"n");
+    let keys: Vec<(u64, &[u8])> = vec![
+        (400, b"echo one\r"),
+        (300, b"pwd\r"),
+        (300, b"put notes.txt\r"),
+        // Two Tabs on one line: one listing, reused.
+        (300, b"get no\t"),
+        (300, b"\x15"),
+        (300, b"rm no\t\r"),
+        (400, b"quit\r"),
+    ];
+    let out = at_terminal(&sb, &server, &[], keys);
+    let screen = stdout(&out);
+    assert!(screen.contains("removed notes.txt"), "{screen}");
+    let log = server.wait_for_log("rm notes.txt ok");
+    assert_eq!(log.matches(" ls ok").count(), 1, "{log}");
 }

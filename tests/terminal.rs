@@ -4,49 +4,26 @@
 mod support;
 
 use std::fs;
-use std::io::Write;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use support::*;
 
 #[test]
 fn prompt_with_completion_and_progress_at_a_terminal() {
-    if Command::new("script").arg("--version").output().is_err() {
+    if !has_script() {
         eprintln!("skipped: `script` (util-linux) is not installed, so no pseudo-terminal");
         return;
     }
     let sb = Sandbox::new();
     let server = sb.start_server(&[]);
     sb.local_file("report-2026.txt", b"quarterly numbers");
-    let client = format!(
-        "{} --server {}",
-        env!("CARGO_BIN_EXE_ftp-client"),
-        server.addr_string()
-    );
-    let mut child = Command::new("script")
-        .args(["-qfec", &client, "/dev/null"])
-        .current_dir(sb.work())
-        .env("HOME", sb.home())
-        .env("FTP_SECRET", SECRET)
-        .env("TERM", "xterm")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
     // Tab completes a local path after `put`, then a remote name after `get`.
-    let keys: [&[u8]; 4] = [b"put rep\t\r", b"ls\r", b"get rep\t copy.txt\r", b"quit\r"];
-    let ok = std::thread::spawn(move || {
-        for k in keys {
-            std::thread::sleep(Duration::from_millis(400));
-            input.write_all(k).unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(400));
-    });
-    let out = wait_output(child, Duration::from_secs(30));
-    ok.join().unwrap();
+    let keys: Vec<(u64, &[u8])> = vec![
+        (400, b"put rep\t\r"),
+        (400, b"ls\r"),
+        (400, b"get rep\t copy.txt\r"),
+        (400, b"quit\r"),
+    ];
+    let out = at_terminal(&sb, &server, &[], keys);
     let screen = stdout(&out);
     assert!(screen.contains(">>: "), "the prompt is shown: {screen}");
     assert!(

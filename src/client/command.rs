@@ -104,6 +104,19 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 impl Command {
+    /// Whether the command can change the names in the server's current
+    /// folder, which completion then fetches again.
+    pub fn changes_names(&self) -> bool {
+        matches!(
+            self,
+            Command::Put(_)
+                | Command::PutTree(_)
+                | Command::Rm(_)
+                | Command::Mkdir(_)
+                | Command::Cd(_)
+        )
+    }
+
     /// Parses a prompt line. Returns `Ok(None)` for a blank line.
     ///
     /// Fails for an unknown command, missing or extra arguments, or an

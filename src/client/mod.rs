@@ -14,6 +14,8 @@ pub mod transfer;
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -39,6 +41,10 @@ pub struct ClientOptions {
     pub io_timeout: Duration,
     /// Most bytes per second a transfer may move; `None` for no limit.
     pub limit_rate: Option<u64>,
+    /// Raised (by a Ctrl-C handler) to stop the running transfer between
+    /// two chunks. The connection is then dropped and reopened on the next
+    /// command; partial data stays for a resume.
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl ClientOptions {
@@ -51,6 +57,7 @@ impl ClientOptions {
             connect_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(120),
             limit_rate: None,
+            interrupt: None,
         }
     }
 }
@@ -138,6 +145,11 @@ impl Client {
             dialect,
             broken: false,
         })
+    }
+
+    /// Stops transfers between chunks whenever `flag` is raised.
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.options.interrupt = Some(flag);
     }
 
     /// The server's address.

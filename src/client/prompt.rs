@@ -2,10 +2,16 @@
 //! editing, history and completion on a terminal, plain lines otherwise.
 
 use std::cell::RefCell;
+use std::fs;
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::rc::Rc;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
+use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
@@ -15,6 +21,7 @@ use rustyline::{Context as LineContext, Editor, Helper};
 use crate::client::command::{split_words, Command, WORDS};
 use crate::client::shell::{run_command, Next, ShellOptions};
 use crate::client::Client;
+use crate::config::paths;
 use crate::wire::names::escape;
 
 /// Reads commands until `quit` or end of input and runs them. With a
@@ -68,44 +75,48 @@ fn step(client: &mut Client, options: ShellOptions, line: &str) -> (Next, usize)
 }
 
 fn interactive(client: &mut Client, options: ShellOptions) -> usize {
-    let remote = Rc::new(RefCell::new(Vec::new()));
     let mut editor: Editor<LineHelper, DefaultHistory> = match Editor::new() {
         Ok(e) => e,
         Err(_) => {
-            return scripted(
-                client,
-                options,
-                io::stdin().lock().lines().map_while(|l| l.ok()),
-            )
+            let lines = io::stdin().lock().lines().map_while(|l| l.ok());
+            return scripted(client, options, lines);
         }
     };
+    // Ctrl-C while a command runs stops its transfer (the prompt's own
+    // Ctrl-C, in raw mode, only clears the line).
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, interrupt.clone());
+    client.set_interrupt(interrupt.clone());
+    let client = RefCell::new(client);
     editor.set_helper(Some(LineHelper {
         files: FilenameCompleter::new(),
-        remote: remote.clone(),
+        remote: RefCell::new(RemoteNames::default()),
+        client: &client,
     }));
-    let history = crate::config::secret::default_secret_path()
-        .ok()
-        .map(|p| p.with_file_name("history"));
+    let history = history_file();
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
     let mut failures = 0;
-    refresh_remote_names(client, &remote);
     loop {
-        match editor.readline(">>: ") {
-            Ok(line) => {
-                if !line.trim().is_empty() {
-                    let _ = editor.add_history_entry(line.as_str());
-                }
-                let (next, f) = step(client, options, &line);
-                failures += f;
-                if next == Next::Quit {
-                    break;
-                }
-                refresh_remote_names(client, &remote);
-            }
-            Err(rustyline::error::ReadlineError::Interrupted) => continue,
+        let line = match editor.readline(">>: ") {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
             Err(_) => break,
+        };
+        if !line.trim().is_empty() {
+            let _ = editor.add_history_entry(line.as_str());
+        }
+        interrupt.store(false, Ordering::SeqCst);
+        let (next, f) = step(&mut client.borrow_mut(), options, &line);
+        failures += f;
+        if next == Next::Quit {
+            break;
+        }
+        let changed =
+            Command::parse_line(&line).is_ok_and(|c| c.is_some_and(|c| c.changes_names()));
+        if let (true, Some(helper)) = (changed, editor.helper()) {
+            helper.remote.borrow_mut().forget();
         }
     }
     if let Some(h) = &history {
@@ -114,20 +125,63 @@ fn interactive(client: &mut Client, options: ShellOptions) -> usize {
     failures
 }
 
-fn refresh_remote_names(client: &mut Client, names: &Rc<RefCell<Vec<String>>>) {
-    if let Ok(listing) = client.ls() {
-        *names.borrow_mut() = listing.files.into_iter().map(|e| e.name).collect();
+/// The prompt's history: `$XDG_STATE_HOME/ftp/history`, beside neither
+/// the secret nor the configuration.
+fn history_file() -> Option<PathBuf> {
+    let dir = paths::state_dir()?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .ok()?;
+    Some(dir.join("history"))
+}
+
+/// How long completion trusts the names it fetched.
+const NAMES_TTL: Duration = Duration::from_secs(30);
+
+/// Names in the server's current folder, for completion: fetched on the
+/// first Tab that needs them, kept for [`NAMES_TTL`], and forgotten after a
+/// command that changes them. Typing costs no round trip.
+#[derive(Debug, Default)]
+struct RemoteNames {
+    names: Vec<String>,
+    fetched: Option<Instant>,
+}
+
+impl RemoteNames {
+    fn is_fresh(&self) -> bool {
+        self.fetched.is_some_and(|t| t.elapsed() < NAMES_TTL)
+    }
+
+    fn forget(&mut self) {
+        self.fetched = None;
+    }
+
+    /// The names, listing the folder again if they are stale. A failed
+    /// listing completes nothing rather than showing an error mid-line.
+    fn get(&mut self, client: &mut Client) -> &[String] {
+        if !self.is_fresh() {
+            let listing = client.ensure_connected().and_then(|_| client.ls());
+            self.names = listing.map_or_else(
+                |_| Vec::new(),
+                |l| l.files.into_iter().map(|e| e.name).collect(),
+            );
+            self.fetched = Some(Instant::now());
+        }
+        &self.names
     }
 }
 
 /// Completes command words, local paths after `put`, and remote names
 /// after `get`, `rm` and `cd`.
-struct LineHelper {
+struct LineHelper<'b, 'a> {
     files: FilenameCompleter,
-    remote: Rc<RefCell<Vec<String>>>,
+    remote: RefCell<RemoteNames>,
+    client: &'b RefCell<&'a mut Client>,
 }
 
-impl Completer for LineHelper {
+impl Completer for LineHelper<'_, '_> {
     type Candidate = Pair;
 
     fn complete(
@@ -154,8 +208,12 @@ impl Completer for LineHelper {
         match first.as_deref() {
             Some("put") => self.files.complete(line, pos, ctx),
             Some("get") | Some("rm") | Some("cd") => {
-                let names = self.remote.borrow();
-                let hits = names
+                let mut remote = self.remote.borrow_mut();
+                let Ok(mut client) = self.client.try_borrow_mut() else {
+                    return Ok((pos, Vec::new()));
+                };
+                let hits = remote
+                    .get(&mut client)
                     .iter()
                     .filter(|n| n.starts_with(word))
                     .map(|n| pair(n));
@@ -174,12 +232,12 @@ fn quote_if_needed(s: &str) -> String {
     }
 }
 
-impl Hinter for LineHelper {
+impl Hinter for LineHelper<'_, '_> {
     type Hint = String;
 }
-impl Highlighter for LineHelper {}
-impl Validator for LineHelper {}
-impl Helper for LineHelper {}
+impl Highlighter for LineHelper<'_, '_> {}
+impl Validator for LineHelper<'_, '_> {}
+impl Helper for LineHelper<'_, '_> {}
 
 #[cfg(test)]
 mod tests {

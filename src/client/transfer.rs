@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::client::connect::{read_reply, Dialect};
-use crate::client::{Client, GetReport, Progress, PutReport};
+use crate::client::{Client, ClientOptions, GetReport, Progress, PutReport};
 use crate::error::{Error, Result};
+use crate::io::interrupt::{is_interruption, Interruptible};
 use crate::io::pump::{hash_prefix, relay, PumpError};
 use crate::io::throttle::Throttle;
 use crate::wire::frame::{self, MAX_REPLY_LEN};
@@ -150,16 +151,10 @@ impl Client {
         hasher: Option<&mut blake3::Hasher>,
         progress: &mut dyn Progress,
     ) -> Result<()> {
-        let sent = match self.options.limit_rate {
-            Some(rate) => relay(
-                &mut Throttle::new(file, rate),
-                &mut self.stream,
-                len,
-                hasher,
-                |n| progress.advance(n),
-            ),
-            None => relay(file, &mut self.stream, len, hasher, |n| progress.advance(n)),
-        };
+        let options = self.options.clone();
+        let mut sink = paced(&mut self.stream, &options);
+        let sent = relay(file, &mut sink, len, hasher, |n| progress.advance(n));
+        drop(sink);
         progress.finish();
         match sent {
             Ok(_) => Ok(()),
@@ -169,6 +164,12 @@ impl Client {
                 Err(Error::Usage(format!(
                     "{name} changed size while it was being sent ({e}); nothing was stored"
                 )))
+            }
+            Err(PumpError::Sink(e)) if is_interruption(&e) => {
+                // Closing now lets the server keep the partial and free the
+                // name at once, for the resume that is likely to follow.
+                let _ = self.stream.shutdown(std::net::Shutdown::Both);
+                Err(Error::Interrupted { what: "upload" })
             }
             Err(PumpError::Sink(e)) => Err(Error::io("sending file data", e)),
         }
@@ -289,22 +290,19 @@ impl Client {
             let (mut file, mut hasher) = open_partial_download(partial, offset)?;
             progress.start(name, ready.filesize, offset);
             let body = ready.filesize - offset;
-            let got = match c.options.limit_rate {
-                Some(rate) => relay(
-                    &mut c.stream,
-                    &mut Throttle::new(&mut file, rate),
-                    body,
-                    Some(&mut hasher),
-                    |n| progress.advance(n),
-                ),
-                None => relay(&mut c.stream, &mut file, body, Some(&mut hasher), |n| {
-                    progress.advance(n)
-                }),
-            };
+            let mut sink = paced(&mut file, &c.options);
+            let got = relay(&mut c.stream, &mut sink, body, Some(&mut hasher), |n| {
+                progress.advance(n)
+            });
+            drop(sink);
             progress.finish();
             match got {
                 Ok(_) => {}
                 Err(PumpError::Source(e)) => return Err(e),
+                Err(PumpError::Sink(e)) if is_interruption(&e) => {
+                    let _ = file.sync_all();
+                    return Err(Error::Interrupted { what: "download" });
+                }
                 Err(PumpError::Sink(e)) => {
                     let _ = fs::remove_file(partial);
                     return Err(Error::io(format!("writing {}", partial.display()), e));
@@ -321,6 +319,19 @@ impl Client {
                 elapsed: started.elapsed(),
             })
         })
+    }
+}
+
+/// The sink a transfer writes to, held to the rate limit and stopped by
+/// the interrupt flag when the options ask for them.
+fn paced<'a>(sink: &'a mut dyn Write, options: &ClientOptions) -> Box<dyn Write + 'a> {
+    let sink: Box<dyn Write + 'a> = match &options.interrupt {
+        Some(flag) => Box::new(Interruptible::new(sink, flag.clone())),
+        None => Box::new(sink),
+    };
+    match options.limit_rate {
+        Some(rate) => Box::new(Throttle::new(sink, rate)),
+        None => sink,
     }
 }
 

@@ -1,5 +1,6 @@
-//! Moving bytes: the copy loop that hashes as it goes, and a throttle that
-//! holds any reader or writer to a rate.
+//! Moving bytes: the copy loop that hashes as it goes, a throttle that
+//! holds any reader or writer to a rate, and a writer that Ctrl-C stops.
 
+pub mod interrupt;
 pub mod pump;
 pub mod throttle;

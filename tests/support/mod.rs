@@ -377,3 +377,49 @@ pub fn seed_client(server: &ServerProcess, secret: &str, files: &[&Path]) -> Out
         .expect("spawn python3");
     wait_output(child, Duration::from_secs(60))
 }
+
+/// Whether `script` (util-linux) is here to make a pseudo-terminal.
+pub fn has_script() -> bool {
+    Command::new("script").arg("--version").output().is_ok()
+}
+
+/// Runs `ftp-client --server ADDR ARGS` on a pseudo-terminal made by
+/// `script`, in the sandbox's work folder, typing each key string after
+/// waiting its delay; returns what the terminal showed once the client
+/// exits.
+pub fn at_terminal(
+    sb: &Sandbox,
+    server: &ServerProcess,
+    args: &[&str],
+    keys: Vec<(u64, &'static [u8])>,
+) -> Output {
+    let client = format!(
+        "{} --server {} {}",
+        env!("CARGO_BIN_EXE_ftp-client"),
+        server.addr_string(),
+        args.join(" ")
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &client, "/dev/null"])
+        .current_dir(sb.work())
+        .env("HOME", sb.home())
+        .env_remove("XDG_STATE_HOME")
+        .env("FTP_SECRET", SECRET)
+        .env("TERM", "xterm")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let typist = std::thread::spawn(move || {
+        for (delay, k) in keys {
+            std::thread::sleep(Duration::from_millis(delay));
+            input.write_all(k).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    });
+    let out = wait_output(child, Duration::from_secs(60));
+    typist.join().unwrap();
+    out
+}
