@@ -59,6 +59,7 @@ pub fn context(root: &Path) -> Context {
         durable: false,
         idle_timeout: Duration::from_secs(5),
         locks: UploadLocks::default(),
+        metrics: Default::default(),
     }
 }
 

@@ -137,3 +137,52 @@ fn the_prompt_lists_the_server_only_when_completion_needs_it() {
     let log = server.wait_for_log("rm notes.txt ok");
     assert_eq!(log.matches(" ls ok").count(), 1, "{log}");
 }
+
+/// The body of `GET /metrics` from `addr`.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    text
+}
+
+#[test]
+fn metrics_are_scraped_during_and_after_a_transfer() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["--metrics", "127.0.0.1:0"]);
+    let log = server.wait_for_log("metrics on ");
+    let addr = log
+        .lines()
+        .find_map(|l| l.split("metrics on ").nth(1))
+        .unwrap()
+        .trim()
+        .to_string();
+    let data = pattern(2 << 20, 3);
+    sb.local_file("m.bin", &data);
+    let client = ClientRun::new(&sb, &server, &["--limit-rate", "1MiB", "put", "m.bin"]).spawn();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let during = scrape(&addr);
+    assert!(during.contains("ftp_connections_active 1\n"), "{during}");
+    assert!(
+        during.contains("ftp_uploads_committed_total 0\n"),
+        "{during}"
+    );
+    let out = wait_output(client, std::time::Duration::from_secs(30));
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.wait_for_log("put m.bin ok");
+    let after = scrape(&addr);
+    for line in [
+        "ftp_connections_total 1\n",
+        "ftp_uploads_committed_total 1\n",
+        "ftp_received_bytes_total 2097152\n",
+        "ftp_commands_total{command=\"put\",result=\"ok\"} 1\n",
+        "ftp_logins_total{result=\"ok\",dialect=\"legacy\"} 1\n",
+        "ftp_transfer_duration_seconds_count 1\n",
+    ] {
+        assert!(after.contains(line), "missing {line:?} in {after}");
+    }
+}

@@ -68,6 +68,10 @@ struct Args {
     /// RUST_LOG, when set, picks what is logged.
     #[arg(long, default_value = "text", value_name = "FORMAT")]
     log_format: LogFormat,
+    /// Serve Prometheus metrics over HTTP on this address (port 0 picks a
+    /// free one; the log says which).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     #[command(subcommand)]
     about: Option<About>,
 }
@@ -122,12 +126,17 @@ fn run(args: Args) -> Result<()> {
             durable: args.durable,
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
             locks: UploadLocks::default(),
+            metrics: Default::default(),
         },
         accounts,
         max_connections: args.max_connections.max(1),
         partial_ttl: Duration::from_secs(args.partial_ttl.saturating_mul(3600)),
     };
     let server = Server::bind(args.listen, config)?;
+    if let Some(at) = args.metrics {
+        let bound = server.serve_metrics(at)?;
+        tracing::info!("metrics on {bound}");
+    }
     let addr = server.local_addr()?;
     let mut stdout = std::io::stdout().lock();
     // Scripts and tests read the real port from this first line.

@@ -1,8 +1,10 @@
 //! What every connection of one server shares.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::server::metrics::Metrics;
 use crate::server::uploads::UploadLocks;
 
 /// Policies and state shared by every connection of one server.
@@ -20,4 +22,6 @@ pub struct Context {
     pub idle_timeout: Duration,
     /// Names being uploaded right now.
     pub locks: UploadLocks,
+    /// What the server counts, for `--metrics`.
+    pub metrics: Arc<Metrics>,
 }

@@ -111,6 +111,7 @@ pub fn login(
     match result {
         Ok(Some(index)) => {
             backoff.forget(ip);
+            ctx.metrics.login("ok", "legacy");
             let name = accounts.get(index).map_or("?", |a| a.label());
             tracing::Span::current().record("user", name);
             tracing::info!("login ok as {name}");
@@ -118,6 +119,7 @@ pub fn login(
         }
         Ok(None) => {
             backoff.note_failure(ip);
+            ctx.metrics.login("failed", "legacy");
             tracing::warn!("login failed: wrong answer to the challenge");
             let reply = ErrorReply::new(ErrorCode::AuthFailed, "authentication failed");
             let _ = send_error(&mut transport, reply);

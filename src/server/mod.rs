@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod commands;
 pub mod context;
 pub mod login;
+pub mod metrics;
 pub mod session;
 pub mod uploads;
 pub mod workers;
@@ -99,6 +100,22 @@ impl Server {
             .map_err(|e| Error::io("reading the bound address", e))
     }
 
+    /// Serves the metrics on `addr` (port 0 picks one) from a thread of
+    /// their own, and returns the address bound.
+    ///
+    /// Fails when the address cannot be bound or the thread started.
+    pub fn serve_metrics(&self, addr: SocketAddr) -> Result<SocketAddr> {
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| Error::io(format!("listening for metrics on {addr}"), e))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the metrics address", e))?;
+        let metrics = self.shared.config.context.metrics.clone();
+        metrics::serve(listener, metrics)
+            .map_err(|e| Error::io("starting the metrics thread", e))?;
+        Ok(bound)
+    }
+
     /// Serves forever, one thread per connection.
     pub fn run(self) -> ! {
         self.start_sweeper();
@@ -149,21 +166,32 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Releases a connection slot when the connection ends, however it ends.
 struct Slot(Arc<Shared>);
 
+impl Slot {
+    fn new(shared: &Arc<Shared>) -> Slot {
+        shared.config.context.metrics.connections_active.inc();
+        Slot(shared.clone())
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::SeqCst);
+        self.0.config.context.metrics.connections_active.dec();
     }
 }
 
 fn dispatch(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
     let max = shared.config.max_connections;
+    let metrics = &shared.config.context.metrics;
+    metrics.connections.inc();
     if shared.active.fetch_add(1, Ordering::SeqCst) >= max {
         shared.active.fetch_sub(1, Ordering::SeqCst);
+        metrics.refused_busy.inc();
         tracing::warn!(peer = %addr, "refused: at the limit of {max} connections");
         refuse_busy(stream, max);
         return;
     }
-    let slot = Slot(shared.clone());
+    let slot = Slot::new(shared);
     let job = Box::new(move || {
         let shared = slot.0.clone();
         let span = tracing::info_span!("conn", peer = %addr, user = tracing::field::Empty);

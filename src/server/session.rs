@@ -30,6 +30,7 @@ pub(crate) enum Flow {
 /// The result of one command, for the log line.
 pub(crate) struct Outcome {
     pub(crate) flow: Flow,
+    ok: bool,
     what: String,
     bytes: u64,
 }
@@ -38,6 +39,7 @@ impl Outcome {
     pub(crate) fn ok(what: impl Into<String>, bytes: u64) -> Outcome {
         Outcome {
             flow: Flow::Continue,
+            ok: true,
             what: format!("ok {}", what.into()),
             bytes,
         }
@@ -45,6 +47,7 @@ impl Outcome {
     pub(crate) fn refused(e: &ErrorReply) -> Outcome {
         Outcome {
             flow: Flow::Continue,
+            ok: false,
             what: format!("error {}: {}", e.code.as_str(), e.message),
             bytes: 0,
         }
@@ -118,9 +121,20 @@ impl<'a> Session<'a> {
             Err(e) => return self.refuse_request(&e, started, stream),
         };
         let (cmd, subject) = describe(&request);
-        let outcome = match self.run(request, stream) {
+        let outcome = self.run(request, stream);
+        let metrics = &self.ctx.metrics;
+        if matches!(cmd, "put" | "get") {
+            metrics
+                .transfer_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
+                metrics.command(cmd, "aborted");
+                if cmd == "put" {
+                    metrics.uploads_failed.inc();
+                }
                 tracing::info!(
                     "{cmd} {} aborted after {} ms: {e}",
                     escape(&subject),
@@ -160,7 +174,9 @@ impl<'a> Session<'a> {
         Ok(flow)
     }
 
-    fn log_command(&self, cmd: &str, subject: &str, started: Instant, o: &Outcome) {
+    fn log_command(&self, cmd: &'static str, subject: &str, started: Instant, o: &Outcome) {
+        let result = if o.ok { "ok" } else { "error" };
+        self.ctx.metrics.command(cmd, result);
         let subject = if subject.is_empty() {
             String::new()
         } else {

@@ -39,6 +39,7 @@ impl Session<'_> {
         })?;
         let blake3 = hasher.finalize().to_hex().to_string();
         frame::write_json(s, &Digest { blake3 })?;
+        self.ctx.metrics.bytes_out.inc_by(body);
         let from = if req.offset > 0 {
             format!(" from {}", req.offset)
         } else {

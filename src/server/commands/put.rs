@@ -57,13 +57,19 @@ impl Session<'_> {
         // A broken connection leaves the partial data for a resume.
         let received = self.receive_body(&req, &prepared, &mut file, s)?;
         let expected = self.read_digest(&req, s)?;
-        if let Err(reply) = check_upload(&prepared, &received, expected.as_ref()) {
-            return discard_upload(&prepared.partial, reply, s);
-        }
-        if let Err(reply) = self.commit_upload(&prepared, file) {
+        let checked = check_upload(&prepared, &received, expected.as_ref())
+            .and_then(|()| self.commit_upload(&prepared, file));
+        if let Err(reply) = checked {
+            self.ctx.metrics.uploads_failed.inc();
             return discard_upload(&prepared.partial, reply, s);
         }
         let body = req.filesize - prepared.offset;
+        let metrics = &self.ctx.metrics;
+        metrics.uploads_committed.inc();
+        metrics.bytes_in.inc_by(body);
+        if prepared.offset > 0 {
+            metrics.uploads_resumed.inc();
+        }
         let done = PutDone {
             filename: prepared.name.clone(),
             size: req.filesize,
