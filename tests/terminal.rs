@@ -10,7 +10,6 @@ use support::*;
 #[test]
 fn prompt_with_completion_and_progress_at_a_terminal() {
     if !has_script() {
-        eprintln!("skipped: `script` (util-linux) is not installed, so no pseudo-terminal");
         return;
     }
     let sb = Sandbox::new();

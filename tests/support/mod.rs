@@ -378,9 +378,14 @@ pub fn seed_client(server: &ServerProcess, secret: &str, files: &[&Path]) -> Out
     wait_output(child, Duration::from_secs(60))
 }
 
-/// Whether `script` (util-linux) is here to make a pseudo-terminal.
+/// Whether `script` (util-linux) is here to make a pseudo-terminal; says
+/// that the test is skipped when it is not.
 pub fn has_script() -> bool {
-    Command::new("script").arg("--version").output().is_ok()
+    let here = Command::new("script").arg("--version").output().is_ok();
+    if !here {
+        eprintln!("skipped: `script` (util-linux) is not installed, so no pseudo-terminal");
+    }
+    here
 }
 
 /// Runs `ftp-client --server ADDR ARGS` on a pseudo-terminal made by
