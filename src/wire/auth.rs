@@ -115,7 +115,7 @@ pub fn client_handshake<S: Read + Write>(stream: &mut S, secret: &[u8]) -> Resul
     let mut challenge = [0u8; CHALLENGE_LEN];
     let got = read_full(stream, &mut challenge)?;
     if got < CHALLENGE_LEN {
-        if let Some(err) = crate::wire::message::error_reply_in(&challenge[..got], stream) {
+        if let Some(err) = crate::wire::reply::error_reply_in(&challenge[..got], stream) {
             return Err(err);
         }
         return Err(Error::Truncated {
@@ -124,7 +124,7 @@ pub fn client_handshake<S: Read + Write>(stream: &mut S, secret: &[u8]) -> Resul
             got: got as u64,
         });
     }
-    if let Some(err) = crate::wire::message::error_reply_in(&challenge, stream) {
+    if let Some(err) = crate::wire::reply::error_reply_in(&challenge, stream) {
         return Err(err);
     }
     stream

@@ -8,3 +8,4 @@ pub mod auth;
 pub mod frame;
 pub mod message;
 pub mod names;
+pub mod reply;

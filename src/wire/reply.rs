@@ -1,0 +1,293 @@
+//! Replies: what a server answers, `ok` with a payload or `error` with a
+//! stable code. Pure data, no I/O beyond recognising an error frame.
+
+use std::io::Read;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::wire::frame::{read_full, MAX_REPLY_LEN};
+
+/// Machine-readable error codes, stable across versions. Clients show the
+/// message; scripts match on the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The header is not a valid request; the server closes the connection.
+    BadRequest,
+    /// The `cmd` is not known.
+    UnknownCommand,
+    /// The file name breaks the naming rules.
+    BadName,
+    /// No such file or folder.
+    NotFound,
+    /// The name exists and the server refuses to overwrite it.
+    Exists,
+    /// The file is larger than the server's limit.
+    TooLarge,
+    /// Not enough free disk space.
+    NoSpace,
+    /// The upload would exceed the user's quota.
+    QuotaExceeded,
+    /// The digest after the body does not match the data.
+    DigestMismatch,
+    /// Another connection is uploading the same name right now.
+    Busy,
+    /// A `get` offset beyond the end of the file.
+    InvalidOffset,
+    /// `rm` of a folder that is not empty.
+    NotEmpty,
+    /// The server is at its connection limit.
+    TooManyConnections,
+    /// The client failed authentication.
+    AuthFailed,
+    /// The server failed to do something it should have been able to do.
+    Internal,
+    /// A code this version does not know yet.
+    #[serde(other)]
+    Other,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownCommand => "unknown_command",
+            ErrorCode::BadName => "bad_name",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Exists => "exists",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::NoSpace => "no_space",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::DigestMismatch => "digest_mismatch",
+            ErrorCode::Busy => "busy",
+            ErrorCode::InvalidOffset => "invalid_offset",
+            ErrorCode::NotEmpty => "not_empty",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::AuthFailed => "auth_failed",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Other => "other",
+        }
+    }
+}
+
+/// The body of an error reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// What went wrong, for programs.
+    pub code: ErrorCode,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl ErrorReply {
+    /// An error reply.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
+        ErrorReply {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ErrorReply> for Error {
+    fn from(e: ErrorReply) -> Error {
+        match e.code {
+            ErrorCode::AuthFailed => Error::AuthFailed,
+            code => Error::Remote {
+                code: code.as_str().to_string(),
+                message: e.message,
+            },
+        }
+    }
+}
+
+/// A reply: `{"status":"ok", ...T's fields}` or
+/// `{"status":"error","code":...,"message":...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Reply<T> {
+    /// Success, with the command's fields.
+    Ok(T),
+    /// Failure.
+    Error(ErrorReply),
+}
+
+impl<T> Reply<T> {
+    /// Turns the reply into a `Result`.
+    pub fn into_result(self) -> Result<T, Error> {
+        match self {
+            Reply::Ok(t) => Ok(t),
+            Reply::Error(e) => Err(e.into()),
+        }
+    }
+}
+
+/// `ready` reply to a `put` with `ack` or `resume`: send the body from
+/// `offset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutReady {
+    /// Bytes the server already holds; send `filesize - offset` bytes.
+    pub offset: u64,
+}
+
+/// Final reply to a `put`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutDone {
+    /// The name the file was stored under.
+    pub filename: String,
+    /// Size of the stored file.
+    pub size: u64,
+    /// Bytes that crossed the network in this request.
+    pub received: u64,
+    /// Whether an existing file of that name was replaced.
+    #[serde(default)]
+    pub replaced: bool,
+    /// Digest of the stored file, when one was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+}
+
+/// Reply to a `get`, sent before the body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetReady {
+    /// The file's name.
+    pub filename: String,
+    /// Size of the whole file; `filesize - offset` bytes follow, then a
+    /// [`Digest`] frame.
+    pub filesize: u64,
+    /// The offset the body starts at.
+    pub offset: u64,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime: u64,
+}
+
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The entry's name.
+    pub name: String,
+    /// `file` or `dir`.
+    pub kind: EntryKind,
+    /// Size in bytes; 0 for folders.
+    pub size: u64,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime: u64,
+}
+
+/// What an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A folder.
+    Dir,
+}
+
+/// Reply to `ls`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// Entries sorted by name.
+    pub files: Vec<Entry>,
+    /// True when the folder held more entries than a listing carries.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// Reply to `echo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Echoed {
+    /// The text, upper-cased.
+    pub text: String,
+}
+
+/// Reply to `prove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proof {
+    /// Hex-encoded HMAC-MD5 over a fixed label and the client's nonce.
+    pub proof: String,
+}
+
+/// Reply to `quota`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Bytes used in the home folder, partial uploads included.
+    pub used: u64,
+    /// The user's quota, if there is one.
+    #[serde(default)]
+    pub quota: Option<u64>,
+    /// Bytes the user can still upload: the smaller of the quota left and
+    /// the free disk space.
+    pub available: u64,
+}
+
+/// Reply to `cd`, `pwd` and `mkdir`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Folder {
+    /// The folder, as a path from the home folder starting with `/`.
+    pub path: String,
+}
+
+/// Reply to `rm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    /// The name removed.
+    pub filename: String,
+}
+
+/// Recognises an error frame where a challenge was expected: a busy server
+/// answers a new connection with one instead of a challenge. `start` holds
+/// the bytes read so far; the rest of the frame is read from `rest`.
+///
+/// A random challenge looks like this with a chance of about 2^-80.
+pub(crate) fn error_reply_in<R: Read>(start: &[u8], rest: &mut R) -> Option<Error> {
+    const MARKER: &[u8] = b"{\"status\":\"error\"";
+    if start.len() < 4 + MARKER.len() || !start[4..].starts_with(MARKER) {
+        return None;
+    }
+    let len = i32::from_le_bytes([start[0], start[1], start[2], start[3]]);
+    let len = usize::try_from(len).ok().filter(|&l| l <= MAX_REPLY_LEN)?;
+    let mut body = start[4..].to_vec();
+    if body.len() < len {
+        let mut more = vec![0u8; len - body.len()];
+        let got = read_full(rest, &mut more).ok()?;
+        body.extend_from_slice(&more[..got]);
+    }
+    body.truncate(len);
+    let reply: Reply<Value> = serde_json::from_slice(&body).ok()?;
+    reply.into_result().err()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_round_trip() {
+        let ok: Reply<Echoed> = Reply::Ok(Echoed { text: "HI".into() });
+        let s = serde_json::to_string(&ok).unwrap();
+        assert_eq!(s, r#"{"status":"ok","text":"HI"}"#);
+        let err: Reply<Echoed> =
+            serde_json::from_str(r#"{"status":"error","code":"bad_name","message":"no"}"#).unwrap();
+        assert!(matches!(err.into_result(), Err(Error::Remote { code, .. }) if code == "bad_name"));
+        let future: Reply<Echoed> =
+            serde_json::from_str(r#"{"status":"error","code":"brand_new","message":"?"}"#).unwrap();
+        assert!(future.into_result().is_err());
+    }
+
+    #[test]
+    fn busy_frame_is_recognised_in_place_of_a_challenge() {
+        let frame = crate::wire::frame::encode_json(&Reply::<()>::Error(ErrorReply::new(
+            ErrorCode::TooManyConnections,
+            "server busy",
+        )))
+        .unwrap();
+        let (head, tail) = frame.split_at(32);
+        let err = error_reply_in(head, &mut std::io::Cursor::new(tail.to_vec())).unwrap();
+        assert!(err.to_string().contains("server busy"), "{err}");
+        assert!(error_reply_in(&[7u8; 32], &mut std::io::empty()).is_none());
+    }
+}
