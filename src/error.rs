@@ -47,6 +47,9 @@ pub enum Error {
     AuthFailed,
     /// The server could not prove it knows the shared secret.
     ServerNotProven(String),
+    /// The server's certificate is not the one trusted, or the user did
+    /// not accept an unknown one.
+    UntrustedServer(String),
     /// The server answered with an error reply.
     Remote {
         /// The machine-readable error code, e.g. `bad_name`.
@@ -134,6 +137,7 @@ impl fmt::Display for Error {
                 "the server did not prove it knows the secret ({why}); refusing to transfer files \
                  (use --allow-unproven-server to talk to it anyway)"
             ),
+            Error::UntrustedServer(why) => f.write_str(why),
             Error::Remote { code, message } => write!(f, "server refused ({code}): {message}"),
             Error::Usage(msg) => f.write_str(msg),
             Error::DigestMismatch { name } => write!(

@@ -178,7 +178,7 @@ fn metrics_are_scraped_during_and_after_a_transfer() {
         "ftp_uploads_committed_total 1\n",
         "ftp_received_bytes_total 2097152\n",
         "ftp_commands_total{command=\"put\",result=\"ok\"} 1\n",
-        "ftp_logins_total{result=\"ok\",dialect=\"legacy\"} 1\n",
+        "ftp_logins_total{result=\"ok\",dialect=\"tls\"} 1\n",
         "ftp_transfer_duration_seconds_count 1\n",
     ] {
         assert!(after.contains(line), "missing {line:?} in {after}");

@@ -1,17 +1,21 @@
 //! `ftp-client`: upload, download and list files on an ftp-server.
 
 use std::io::IsTerminal;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{CommandFactory, Parser};
 
 use ftp::client::command::Command;
 use ftp::client::shell::{run_command, run_session, ShellOptions};
+use ftp::client::trust::Trust;
 use ftp::client::{Client, ClientOptions};
 use ftp::config::cli;
 use ftp::config::secret::client_secret;
 use ftp::config::units::parse_size;
+use ftp::net::tls::Fingerprint;
 use ftp::Result;
 
 /// Client for ftp-server. With a COMMAND it runs that one command and exits;
@@ -34,9 +38,15 @@ struct Args {
     #[arg(short, long)]
     quiet: bool,
     /// Talk to a server that cannot prove it knows the secret (such as the
-    /// original Python server). Anyone could be impersonating it.
+    /// original Python server), in its unencrypted protocol, if it cannot
+    /// do TLS. Anyone could be impersonating it.
     #[arg(long)]
     allow_unproven_server: bool,
+    /// Trust only the server certificate with this fingerprint, as the
+    /// server logs it: SHA256:... (otherwise: known_servers, a server on
+    /// this machine, or trust on first use).
+    #[arg(long, value_name = "SHA256:...", value_parser = Fingerprint::parse)]
+    fingerprint: Option<Fingerprint>,
     /// Most bytes per second a transfer may move, e.g. 500KiB or 10MiB.
     #[arg(long, value_name = "RATE", value_parser = rate)]
     limit_rate: Option<u64>,
@@ -73,13 +83,23 @@ fn run(args: Args) -> Result<usize> {
     if args.allow_unproven_server {
         options.require_proof = false;
         eprintln!(
-            "warning: not checking that the server knows the secret; an impostor could receive \
-             your files"
+            "warning: not checking that the server knows the secret if it cannot do TLS; such a \
+             server is spoken to unencrypted, and an impostor could receive your files"
         );
     }
     options.limit_rate = args.limit_rate;
+    options.trust = Trust {
+        fingerprint: args.fingerprint,
+        confirm: Some(Arc::new(confirm_at_terminal)),
+        ..Trust::from_config_dir()
+    };
     let shell = ShellOptions { quiet: args.quiet };
     let mut client = Client::connect(&args.server, options)?;
+    if let Some(notice) = client.take_notice() {
+        if !args.quiet {
+            eprintln!("note: {notice}");
+        }
+    }
     match one_shot {
         Some(command) => {
             let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
@@ -109,4 +129,20 @@ fn about(words: &[String]) -> Option<Result<()>> {
         [first] if first == "man" => Some(cli::man_page(Args::command(), &mut out)),
         _ => None,
     }
+}
+
+/// Asks at the terminal whether to trust a server seen for the first time;
+/// without a terminal the answer is no.
+fn confirm_at_terminal(server: &str, fingerprint: Fingerprint) -> bool {
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return false;
+    }
+    eprint!(
+        "The server at {server} is new to this machine. Its certificate is\n  {fingerprint}\n\
+         Compare it with the one its operator sees in the server's log. Trust it? [y/N] "
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let read = std::io::stdin().lock().read_line(&mut answer);
+    read.is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
 }

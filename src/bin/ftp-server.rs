@@ -10,8 +10,10 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use ftp::config::cli;
 use ftp::config::logging::{self, LogFormat, Verbosity};
-use ftp::config::secret::{exposure_warning, server_secret};
+use ftp::config::paths;
+use ftp::config::secret::{exposure_warning, server_secret, SecretSource, SECRET_ENV};
 use ftp::config::units::parse_size;
+use ftp::net::tls::ServerIdentity;
 use ftp::server::accounts::Accounts;
 use ftp::server::context::Context;
 use ftp::server::uploads::UploadLocks;
@@ -68,6 +70,14 @@ struct Args {
     /// RUST_LOG, when set, picks what is logged.
     #[arg(long, default_value = "text", value_name = "FORMAT")]
     log_format: LogFormat,
+    /// Refuse the original protocol's plaintext login; serve only clients
+    /// that use TLS (ftp-client does by default).
+    #[arg(long)]
+    require_tls: bool,
+    /// Folder of the TLS certificate and key (created on first start).
+    /// Default: the per-user config folder, where local clients find it.
+    #[arg(long, value_name = "DIR")]
+    tls_dir: Option<PathBuf>,
     /// Serve Prometheus metrics over HTTP on this address (port 0 picks a
     /// free one; the log says which).
     #[arg(long, value_name = "ADDR")]
@@ -117,7 +127,8 @@ fn run(args: Args) -> Result<()> {
         _ => Verbosity::Normal,
     };
     logging::init(verbosity, args.log_format)?;
-    let accounts = load_accounts(&args)?;
+    let (accounts, secret_place) = load_accounts(&args)?;
+    let tls = ServerIdentity::load_or_create(&identity_dir(&args)?)?;
     let config = Config {
         context: Context {
             root: args.root,
@@ -131,6 +142,8 @@ fn run(args: Args) -> Result<()> {
         accounts,
         max_connections: args.max_connections.max(1),
         partial_ttl: Duration::from_secs(args.partial_ttl.saturating_mul(3600)),
+        tls: tls.clone(),
+        require_tls: args.require_tls,
     };
     let server = Server::bind(args.listen, config)?;
     if let Some(at) = args.metrics {
@@ -138,6 +151,7 @@ fn run(args: Args) -> Result<()> {
         tracing::info!("metrics on {bound}");
     }
     let addr = server.local_addr()?;
+    announce(&tls, addr, &secret_place);
     let mut stdout = std::io::stdout().lock();
     // Scripts and tests read the real port from this first line.
     writeln!(stdout, "listening on {addr}")
@@ -148,8 +162,9 @@ fn run(args: Args) -> Result<()> {
 }
 
 /// The users file, or one account holding the secret, with warnings for
-/// files others can read.
-fn load_accounts(args: &Args) -> Result<Accounts> {
+/// files others can read; and where a client's secret comes from, in
+/// words, for the line that tells how to connect.
+fn load_accounts(args: &Args) -> Result<(Accounts, String)> {
     if let Some(path) = &args.users {
         let accounts = Accounts::load(path)?;
         if let Some(warning) = exposure_warning(path) {
@@ -157,12 +172,48 @@ fn load_accounts(args: &Args) -> Result<Accounts> {
         }
         let count = accounts.iter().count();
         tracing::info!("{count} accounts from {}", path.display());
-        return Ok(accounts);
+        let place = format!("give each user their secret from {}", path.display());
+        return Ok((accounts, place));
     }
     let (secret, source) = server_secret(args.secret_file.as_deref())?;
     tracing::info!("{source}");
     if let Some(warning) = args.secret_file.as_deref().and_then(exposure_warning) {
         tracing::warn!("{warning}");
     }
-    Ok(Accounts::single(secret))
+    let place = match source {
+        SecretSource::Env => format!("set {SECRET_ENV} there to the same secret"),
+        SecretSource::File(p) | SecretSource::Created(p) | SecretSource::Default(p) => {
+            format!("copy {} there (it holds the secret)", p.display())
+        }
+    };
+    Ok((Accounts::single(secret), place))
+}
+
+/// Where the TLS identity lives: --tls-dir, else the per-user config
+/// folder (beside the default secret), where clients run by the same user
+/// find the certificate and trust it without asking. Without a HOME, the
+/// folder of --secret-file.
+fn identity_dir(args: &Args) -> Result<PathBuf> {
+    if let Some(dir) = &args.tls_dir {
+        return Ok(dir.clone());
+    }
+    paths::config_dir().or_else(
+        |e| match args.secret_file.as_deref().and_then(|p| p.parent()) {
+            Some(dir) if !dir.as_os_str().is_empty() => Ok(dir.to_path_buf()),
+            Some(_) => Ok(PathBuf::from(".")),
+            None => Err(e),
+        },
+    )
+}
+
+/// Logs the certificate's fingerprint and one line on how to connect from
+/// another machine. The secret itself is never printed.
+fn announce(tls: &ServerIdentity, addr: SocketAddr, secret_place: &str) {
+    let fp = tls.fingerprint;
+    let verb = if tls.created { "created" } else { "using" };
+    tracing::info!("{verb} TLS certificate {} ({fp})", tls.cert_path.display());
+    tracing::info!(
+        "from another machine: {secret_place}, then run: \
+         ftp-client --server {addr} --fingerprint {fp}"
+    );
 }

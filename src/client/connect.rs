@@ -1,17 +1,25 @@
-//! Opening a connection: TCP, the login, and finding out whether the
-//! server can prove that it holds the secret, which tells its dialect.
+//! Opening a connection: TCP, the challenge, then TLS with channel-bound
+//! proofs both ways, or (only when the user allows an unproven server) the
+//! seed's plaintext login.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use crate::client::stream::ClientStream;
+use crate::client::trust::{Contact, TlsClient};
 use crate::client::ClientOptions;
 use crate::error::{Error, Result};
-use crate::wire::auth::{client_handshake, new_nonce, verify_server_proof};
-use crate::wire::frame::{self, MAX_REPLY_LEN};
+use crate::net::tls::{self, ClientTls};
+use crate::wire::auth::{
+    client_handshake, new_nonce, read_challenge, verify_server_proof as verify_server_proof_md5,
+};
+use crate::wire::binding::{client_tag, verify_server_proof, BINDING_LEN, TLS_MARKER};
+use crate::wire::frame::{self, read_full, MAX_REPLY_LEN};
 use crate::wire::message::{Proof, Reply, Request};
+use crate::wire::reply::error_reply_in;
 
 /// How long a server may take to answer the proof request. The original
 /// Python server never answers it (it ignores unknown commands).
@@ -28,9 +36,42 @@ pub(crate) enum Dialect {
     Original,
 }
 
-/// Connects, logs in and checks the server's proof.
-pub(crate) fn open(addr: SocketAddr, options: &ClientOptions) -> Result<(TcpStream, Dialect)> {
-    let mut stream = TcpStream::connect_timeout(&addr, options.connect_timeout).map_err(|e| {
+/// A new connection, logged in.
+pub(crate) struct Opened {
+    pub(crate) stream: ClientStream,
+    pub(crate) dialect: Dialect,
+    /// Something to tell the user once, such as a first contact's pin.
+    pub(crate) notice: Option<String>,
+}
+
+/// Connects and logs in over TLS, with the channel-bound proofs both ways.
+/// With `require_proof` off, a server that cannot do TLS (an older one, or
+/// the original Python one) is tried again in the seed's plaintext dialect.
+pub(crate) fn open(addr: SocketAddr, options: &ClientOptions, tls: &TlsClient) -> Result<Opened> {
+    let mut tcp = dial(addr, options)?;
+    read_challenge(&mut tcp)?;
+    tcp.write_all(&TLS_MARKER)
+        .map_err(|e| Error::io("sending the TLS request", e))?;
+    match tls::connect(tls.config.clone(), tcp) {
+        Ok(stream) => tls_login(stream, options, tls),
+        Err(e) => {
+            if let Some(refusal) = tls.refusal() {
+                return Err(refusal);
+            }
+            if !options.require_proof {
+                return open_plaintext(addr, options);
+            }
+            Err(Error::ServerNotProven(format!(
+                "it did not complete a TLS handshake: {e}; an older ftp-server or the original \
+                 Python server cannot"
+            )))
+        }
+    }
+}
+
+/// The TCP connection, with timeouts set.
+fn dial(addr: SocketAddr, options: &ClientOptions) -> Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, options.connect_timeout).map_err(|e| {
         let hint = match e.kind() {
             io::ErrorKind::ConnectionRefused => " (is ftp-server running there?)",
             _ => "",
@@ -38,36 +79,72 @@ pub(crate) fn open(addr: SocketAddr, options: &ClientOptions) -> Result<(TcpStre
         Error::io(format!("cannot connect to {addr}{hint}"), e)
     })?;
     let _ = stream.set_nodelay(true);
-    let set_timeouts = |s: &TcpStream, read: Duration| {
-        s.set_read_timeout(Some(read))
-            .and_then(|()| s.set_write_timeout(Some(options.io_timeout)))
-            .map_err(|e| Error::io("setting timeouts", e))
+    set_timeouts(&stream, options.io_timeout, options)?;
+    Ok(stream)
+}
+
+fn set_timeouts(s: &TcpStream, read: Duration, options: &ClientOptions) -> Result<()> {
+    s.set_read_timeout(Some(read))
+        .and_then(|()| s.set_write_timeout(Some(options.io_timeout)))
+        .map_err(|e| Error::io("setting timeouts", e))
+}
+
+/// Inside TLS: our tag over this connection's exporter, then the server's
+/// proof over the same value, checked before anything else is sent.
+fn tls_login(mut stream: ClientTls, options: &ClientOptions, tls: &TlsClient) -> Result<Opened> {
+    let secret = options.secret.as_bytes();
+    let contact = tls.check_contact(&options.trust, !options.secret.looks_random())?;
+    let exporter = tls::exporter(&stream.conn).map_err(|e| Error::io("TLS exporter", e))?;
+    stream
+        .write_all(&client_tag(secret, &exporter))
+        .and_then(|()| stream.flush())
+        .map_err(|e| Error::io("sending the login proof", e))?;
+    let mut proof = [0u8; BINDING_LEN];
+    let got = read_full(&mut stream, &mut proof)?;
+    match error_reply_in(&proof[..got], &mut stream) {
+        Some(Error::Remote { code, .. }) if code == "auth_failed" => return Err(Error::AuthFailed),
+        Some(other) => return Err(other),
+        None if got == 0 => return Err(Error::AuthFailed),
+        None => {}
+    }
+    if !verify_server_proof(secret, &exporter, &proof[..got]) {
+        return Err(Error::ServerNotProven(
+            "its proof over TLS is wrong: it does not hold our secret".into(),
+        ));
+    }
+    let notice = match contact {
+        Contact::New(seen) => Some(tls.pin(&options.trust, seen)?),
+        Contact::Known => None,
     };
-    set_timeouts(&stream, options.io_timeout)?;
+    Ok(Opened {
+        stream: ClientStream::Tls(Box::new(stream)),
+        dialect: Dialect::Replies,
+        notice,
+    })
+}
+
+/// The seed's plaintext dialect: HMAC-MD5 login, then the `prove` request
+/// in which a server of ours shows it holds the secret.
+fn open_plaintext(addr: SocketAddr, options: &ClientOptions) -> Result<Opened> {
+    let mut stream = dial(addr, options)?;
     client_handshake(&mut stream, options.secret.as_bytes())?;
     let nonce = new_nonce();
-    frame::write_json(
-        &mut stream,
-        &Request::Prove {
-            nonce: hex::encode(nonce),
-        },
-    )?;
-    set_timeouts(&stream, PROOF_TIMEOUT.min(options.io_timeout))?;
+    let prove = Request::Prove {
+        nonce: hex::encode(nonce),
+    };
+    frame::write_json(&mut stream, &prove)?;
+    set_timeouts(&stream, PROOF_TIMEOUT.min(options.io_timeout), options)?;
     let answer = read_reply::<_, Proof>(&mut stream);
-    set_timeouts(&stream, options.io_timeout)?;
-    let unproven = |why: String| {
-        if options.require_proof {
-            Err(Error::ServerNotProven(why))
-        } else {
-            Ok(())
-        }
+    set_timeouts(&stream, options.io_timeout, options)?;
+    let unproven = |why: String| match options.require_proof {
+        true => Err(Error::ServerNotProven(why)),
+        false => Ok(()),
     };
     let dialect = match answer {
         Ok(proof) => {
             let valid = hex::decode(&proof.proof)
                 .ok()
-                .map(|p| verify_server_proof(options.secret.as_bytes(), &nonce, &p))
-                .unwrap_or(false);
+                .is_some_and(|p| verify_server_proof_md5(options.secret.as_bytes(), &nonce, &p));
             if !valid {
                 // A wrong proof is an impostor, whatever the options say.
                 return Err(Error::ServerNotProven(
@@ -77,9 +154,9 @@ pub(crate) fn open(addr: SocketAddr, options: &ClientOptions) -> Result<(TcpStre
             Dialect::Replies
         }
         Err(e) if is_timeout(&e) => {
+            let secs = PROOF_TIMEOUT.as_secs();
             unproven(format!(
-                "it did not answer the proof request within {} s",
-                PROOF_TIMEOUT.as_secs()
+                "it did not answer the proof request within {secs} s"
             ))?;
             Dialect::Original
         }
@@ -90,7 +167,11 @@ pub(crate) fn open(addr: SocketAddr, options: &ClientOptions) -> Result<(TcpStre
         }
         Err(e) => return Err(e),
     };
-    Ok((stream, dialect))
+    Ok(Opened {
+        stream: ClientStream::Plain(stream),
+        dialect,
+        notice: None,
+    })
 }
 
 fn is_timeout(e: &Error) -> bool {
@@ -102,19 +183,4 @@ fn is_timeout(e: &Error) -> bool {
 pub(crate) fn read_reply<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T> {
     let reply: Reply<T> = frame::read_json(r, MAX_REPLY_LEN)?;
     reply.into_result()
-}
-
-/// Whether the server has closed an idle connection (a zero-length peek
-/// that does not block).
-pub(crate) fn peer_closed(stream: &TcpStream) -> bool {
-    if stream.set_nonblocking(true).is_err() {
-        return true;
-    }
-    let mut probe = [0u8; 1];
-    let closed = match stream.peek(&mut probe) {
-        Ok(0) => true,
-        Ok(_) => false, // unexpected data; the next read will tell
-        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-    };
-    stream.set_nonblocking(false).is_err() || closed
 }

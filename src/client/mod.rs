@@ -10,9 +10,11 @@ pub mod connect;
 mod progress;
 mod prompt;
 pub mod shell;
+mod stream;
 pub mod transfer;
+pub mod trust;
 
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -20,7 +22,9 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use crate::client::connect::{open, peer_closed, read_reply, Dialect};
+use crate::client::connect::{open, read_reply, Dialect};
+use crate::client::stream::ClientStream;
+use crate::client::trust::{TlsClient, Trust};
 use crate::config::secret::Secret;
 use crate::error::{Error, Result};
 use crate::wire::frame;
@@ -33,8 +37,12 @@ pub use crate::client::transfer::{local_upload_name, partial_download_path, SMAL
 pub struct ClientOptions {
     /// The shared secret.
     pub secret: Secret,
-    /// Refuse to transfer files unless the server proves it knows the secret.
+    /// Refuse to transfer files unless the server proves it knows the
+    /// secret. Off, a server that cannot do TLS is spoken to in the seed's
+    /// plaintext dialect.
     pub require_proof: bool,
+    /// Which server certificates are trusted.
+    pub trust: Trust,
     /// Longest wait for the TCP connection.
     pub connect_timeout: Duration,
     /// Longest wait for any single read or write.
@@ -54,6 +62,7 @@ impl ClientOptions {
         ClientOptions {
             secret,
             require_proof: true,
+            trust: Trust::default(),
             connect_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(120),
             limit_rate: None,
@@ -117,8 +126,10 @@ pub struct GetReport {
 pub struct Client {
     addr: SocketAddr,
     pub(crate) options: ClientOptions,
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: ClientStream,
     pub(crate) dialect: Dialect,
+    tls: TlsClient,
+    notice: Option<String>,
     /// Set when a failure left the stream out of step; the next command
     /// reconnects.
     broken: bool,
@@ -137,12 +148,15 @@ impl Client {
             .map_err(|e| Error::Usage(format!("cannot resolve {server}: {e}")))?
             .next()
             .ok_or_else(|| Error::Usage(format!("{server} has no address")))?;
-        let (stream, dialect) = open(addr, &options)?;
+        let tls = TlsClient::new(server, &options.trust)?;
+        let opened = open(addr, &options, &tls)?;
         Ok(Client {
             addr,
             options,
-            stream,
-            dialect,
+            stream: opened.stream,
+            dialect: opened.dialect,
+            tls,
+            notice: opened.notice,
             broken: false,
         })
     }
@@ -163,12 +177,25 @@ impl Client {
     ///
     /// Fails like [`Client::connect`].
     pub fn ensure_connected(&mut self) -> Result<bool> {
-        if !self.broken && !peer_closed(&self.stream) {
+        if !self.broken && !self.stream.peer_closed() {
             return Ok(false);
         }
-        (self.stream, self.dialect) = open(self.addr, &self.options)?;
+        let opened = open(self.addr, &self.options, &self.tls)?;
+        (self.stream, self.dialect) = (opened.stream, opened.dialect);
         self.broken = false;
         Ok(true)
+    }
+
+    /// Something the login has to tell the user once, such as the pin
+    /// taken at a first contact; `None` afterwards.
+    pub fn take_notice(&mut self) -> Option<String> {
+        self.notice.take()
+    }
+
+    /// Whether the connection is encrypted (TLS) rather than the seed's
+    /// plaintext dialect.
+    pub fn is_encrypted(&self) -> bool {
+        matches!(self.stream, ClientStream::Tls(_))
     }
 
     /// Sends `text`; returns it upper-cased by the server.

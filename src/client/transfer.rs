@@ -168,7 +168,7 @@ impl Client {
             Err(PumpError::Sink(e)) if is_interruption(&e) => {
                 // Closing now lets the server keep the partial and free the
                 // name at once, for the resume that is likely to follow.
-                let _ = self.stream.shutdown(std::net::Shutdown::Both);
+                self.stream.shutdown();
                 Err(Error::Interrupted { what: "upload" })
             }
             Err(PumpError::Sink(e)) => Err(Error::io("sending file data", e)),

@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod logging;
 pub mod paths;
+pub mod pins;
 pub mod secret;
 pub mod units;

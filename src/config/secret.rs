@@ -32,6 +32,24 @@ impl Secret {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// Whether the secret looks like a long random key rather than a
+    /// password: 64 or more hex digits (what the server generates), or 43
+    /// or more base64 characters (256 bits). A proof made with anything
+    /// else could be guessed offline by whoever receives it, so the client
+    /// sends it to an unpinned server only after asking.
+    pub fn looks_random(&self) -> bool {
+        let hex = self.0.len() >= 64 && self.0.iter().all(u8::is_ascii_hexdigit);
+        let b64 = self.0.len() >= 43
+            && self
+                .0
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || b"+/-_=".contains(&c))
+            && self.0.iter().any(u8::is_ascii_digit)
+            && self.0.iter().any(u8::is_ascii_uppercase)
+            && self.0.iter().any(u8::is_ascii_lowercase);
+        hex || b64
+    }
 }
 
 impl AsRef<[u8]> for Secret {
@@ -215,6 +233,16 @@ fn create_secret_file(path: &Path) -> std::io::Result<Secret> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_keys_are_told_from_passwords() {
+        let key = |s: &str| Secret::new(s.as_bytes().to_vec()).unwrap();
+        assert!(key(&"ab12".repeat(16)).looks_random());
+        assert!(key("Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWpr").looks_random());
+        assert!(!key("linhaifeng bang bang bang").looks_random());
+        assert!(!key("correct horse battery staple").looks_random());
+        assert!(!key(&"a".repeat(63)).looks_random());
+    }
 
     #[test]
     fn debug_hides_the_bytes() {

@@ -1,19 +1,23 @@
-//! The login: the seed's challenge-response on an accepted socket, with a
-//! growing delay for addresses that keep failing.
+//! The login on an accepted socket: the seed's challenge, then the dialect
+//! the client's answer chooses (TLS with a channel-bound proof, or the
+//! seed's plaintext HMAC-MD5), with a growing delay for addresses that keep
+//! failing.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::net::tcp::TcpTransport;
+use crate::net::tls::TlsTransport;
 use crate::net::Transport;
-use crate::server::accounts::Accounts;
-use crate::server::context::Context;
 use crate::server::session::send_error;
-use crate::wire::auth::{new_challenge, server_handshake};
+use crate::server::Config;
+use crate::wire::auth::{find_key, new_challenge, server_opening, Challenge, Opening, Response};
+use crate::wire::binding::{self, find_client, BINDING_LEN};
+use crate::wire::frame::read_full;
 use crate::wire::message::{ErrorCode, ErrorReply};
 
 /// Failed logins from one address that are answered without delay.
@@ -77,16 +81,18 @@ impl Backoff {
     }
 }
 
-/// The seed's handshake, after the back-off delay `ip` has earned. Returns
-/// the account's index and the connection on success; a wrong answer gets
-/// an `auth_failed` reply and a close.
+/// The login, after the back-off delay `ip` has earned: the seed's
+/// challenge, then either TLS with a channel-bound proof or, unless TLS is
+/// required, the seed's plaintext HMAC-MD5 answer. Returns the account's
+/// index and the connection to serve; a failed login is answered
+/// `auth_failed` and closed.
 pub fn login(
-    ctx: &Context,
-    accounts: &Accounts,
+    config: &Config,
     backoff: &Backoff,
     stream: TcpStream,
     ip: IpAddr,
-) -> Option<(usize, TcpTransport)> {
+) -> Option<(usize, Box<dyn Transport>)> {
+    let ctx = &config.context;
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(ctx.idle_timeout));
     tracing::info!("connected");
@@ -105,31 +111,131 @@ pub fn login(
             return None;
         }
     };
+    // The whole login, TLS included, must fit in one idle timeout.
     transport.set_deadline(Some(Instant::now() + ctx.idle_timeout));
-    let result = server_handshake(&mut transport, accounts.secrets(), &new_challenge());
-    transport.set_deadline(None);
-    match result {
-        Ok(Some(index)) => {
-            backoff.forget(ip);
-            ctx.metrics.login("ok", "legacy");
-            let name = accounts.get(index).map_or("?", |a| a.label());
-            tracing::Span::current().record("user", name);
-            tracing::info!("login ok as {name}");
-            Some((index, transport))
+    let challenge = new_challenge();
+    let opening = server_opening(&mut transport, &challenge);
+    let result = match opening {
+        Ok(Opening::Tls) => tls_login(config, transport),
+        Ok(Opening::Answer(_)) if config.require_tls => {
+            tracing::warn!("login refused: plaintext logins are off (--require-tls)");
+            config.context.metrics.login("failed", "legacy");
+            return None;
         }
-        Ok(None) => {
-            backoff.note_failure(ip);
-            ctx.metrics.login("failed", "legacy");
-            tracing::warn!("login failed: wrong answer to the challenge");
-            let reply = ErrorReply::new(ErrorCode::AuthFailed, "authentication failed");
-            let _ = send_error(&mut transport, reply);
-            linger_close(transport.into_inner());
-            None
-        }
+        Ok(Opening::Answer(answer)) => legacy_login(config, transport, &challenge, answer),
         Err(e) => {
             tracing::info!("left during login: {e}");
+            return None;
+        }
+    };
+    match result {
+        LoginResult::Ok(index, mut transport) => {
+            backoff.forget(ip);
+            transport.set_deadline(None);
+            Some((index, transport))
+        }
+        LoginResult::Refused(refusal) => {
+            // Counted before the close, which can take a moment.
+            backoff.note_failure(ip);
+            refusal.close();
             None
         }
+        LoginResult::Gone => None,
+    }
+}
+
+/// How a dialect's login ended.
+enum LoginResult {
+    Ok(usize, Box<dyn Transport>),
+    /// Wrong secret: counts towards the back-off, then is answered.
+    Refused(Refusal),
+    /// The peer left or broke the protocol.
+    Gone,
+}
+
+/// The seed's dialect: the 16 bytes are an HMAC-MD5 answer.
+fn legacy_login(
+    config: &Config,
+    transport: TcpTransport,
+    challenge: &Challenge,
+    answer: Response,
+) -> LoginResult {
+    let accounts = &config.accounts;
+    let metrics = &config.context.metrics;
+    match find_key(accounts.secrets(), challenge, &answer) {
+        Some(index) => {
+            let name = accounts.get(index).map_or("?", |a| a.label());
+            tracing::Span::current().record("user", name);
+            tracing::info!("login ok as {name}; legacy plaintext session");
+            metrics.login("ok", "legacy");
+            LoginResult::Ok(index, Box::new(transport))
+        }
+        None => {
+            tracing::warn!("login failed: wrong answer to the challenge");
+            metrics.login("failed", "legacy");
+            LoginResult::Refused(Refusal::Plain(transport))
+        }
+    }
+}
+
+/// The encrypted dialect: a TLS handshake, then the client's tag over this
+/// connection's exporter, then the server's proof.
+fn tls_login(config: &Config, transport: TcpTransport) -> LoginResult {
+    let metrics = &config.context.metrics;
+    let mut tls = match TlsTransport::accept(config.tls.config.clone(), transport) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::info!("left during the TLS handshake: {e}");
+            return LoginResult::Gone;
+        }
+    };
+    let mut tag = [0u8; BINDING_LEN];
+    let exporter = tls.exporter();
+    let read = read_full(&mut tls, &mut tag);
+    let (Ok(exporter), Ok(BINDING_LEN)) = (exporter, read) else {
+        tracing::info!("left during the TLS login");
+        return LoginResult::Gone;
+    };
+    let accounts = &config.accounts;
+    let Some(index) = find_client(accounts.secrets(), &exporter, &tag) else {
+        tracing::warn!("login failed: wrong proof over TLS");
+        metrics.login("failed", "tls");
+        return LoginResult::Refused(Refusal::Tls(Box::new(tls)));
+    };
+    let Some(account) = accounts.get(index) else {
+        return LoginResult::Gone;
+    };
+    let proof = binding::server_proof(account.secret.as_bytes(), &exporter);
+    if tls.write_all(&proof).and_then(|()| tls.flush()).is_err() {
+        return LoginResult::Gone;
+    }
+    tracing::Span::current().record("user", account.label());
+    tracing::info!("login ok as {} over TLS", account.label());
+    metrics.login("ok", "tls");
+    LoginResult::Ok(index, Box::new(tls))
+}
+
+/// A connection whose login failed, still to be answered `auth_failed`.
+enum Refusal {
+    Plain(TcpTransport),
+    Tls(Box<TlsTransport>),
+}
+
+impl Refusal {
+    /// Sends the `auth_failed` reply and closes.
+    fn close(self) {
+        let reply = ErrorReply::new(ErrorCode::AuthFailed, "authentication failed");
+        let stream = match self {
+            Refusal::Plain(mut t) => {
+                let _ = send_error(&mut t, reply);
+                t.into_inner()
+            }
+            Refusal::Tls(mut t) => {
+                let _ = send_error(&mut t, reply);
+                t.close()
+            }
+        };
+        linger_close(stream);
     }
 }
 

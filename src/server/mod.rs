@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Socket, Type};
 
 use crate::error::{Error, Result};
+use crate::net::tls::ServerIdentity;
 use crate::server::accounts::Accounts;
 use crate::server::context::Context;
 use crate::server::login::{login, Backoff};
@@ -55,6 +56,10 @@ pub struct Config {
     pub max_connections: usize,
     /// Partial uploads untouched this long are deleted.
     pub partial_ttl: Duration,
+    /// The certificate and key the encrypted dialect uses.
+    pub tls: ServerIdentity,
+    /// Refuse the seed's plaintext login; serve only TLS.
+    pub require_tls: bool,
 }
 
 struct Shared {
@@ -240,14 +245,7 @@ fn refuse_busy(mut stream: TcpStream, max: usize) {
 /// One connection from accept to close.
 fn handle(shared: &Shared, stream: TcpStream, ip: IpAddr) {
     let started = Instant::now();
-    let config = &shared.config;
-    let login = login(
-        &config.context,
-        &config.accounts,
-        &shared.backoff,
-        stream,
-        ip,
-    );
+    let login = login(&shared.config, &shared.backoff, stream, ip);
     let Some((index, mut transport)) = login else {
         return;
     };

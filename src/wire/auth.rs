@@ -76,14 +76,23 @@ pub fn verify(secret: &[u8], challenge: &[u8], response: &[u8]) -> bool {
 /// Every key is tried and the results are combined without branching, so
 /// the time taken reveals neither which key matched nor whether one did.
 pub fn find_key<K: AsRef<[u8]>>(secrets: &[K], challenge: &[u8], response: &[u8]) -> Option<usize> {
-    if response.len() != RESPONSE_LEN {
+    find_matching(secrets, response, |secret| respond(secret, challenge))
+}
+
+/// Finds the index of the secret whose `expected` value equals `candidate`,
+/// trying every secret and combining the results in constant time.
+pub(crate) fn find_matching<K: AsRef<[u8]>, const N: usize>(
+    secrets: &[K],
+    candidate: &[u8],
+    expected: impl Fn(&[u8]) -> [u8; N],
+) -> Option<usize> {
+    if candidate.len() != N {
         return None;
     }
     let mut found = subtle::Choice::from(0u8);
     let mut index = 0u64;
     for (i, secret) in secrets.iter().enumerate() {
-        let expected = respond(secret.as_ref(), challenge);
-        let hit = expected.ct_eq(response);
+        let hit = expected(secret.as_ref()).ct_eq(candidate);
         index = u64::conditional_select(&index, &(i as u64), hit);
         found |= hit;
     }
@@ -106,43 +115,53 @@ pub fn verify_server_proof(secret: &[u8], nonce: &[u8], proof: &[u8]) -> bool {
     m.verify_slice(proof).is_ok()
 }
 
-/// Client side of the handshake: read the challenge, send the answer.
+/// Reads the server's challenge.
 ///
 /// A busy server sends an error frame instead of a challenge; that is
 /// recognised and returned as [`Error::Remote`]. Fails when the connection
 /// closes before the challenge is complete.
-pub fn client_handshake<S: Read + Write>(stream: &mut S, secret: &[u8]) -> Result<()> {
+pub fn read_challenge<R: Read>(stream: &mut R) -> Result<Challenge> {
     let mut challenge = [0u8; CHALLENGE_LEN];
     let got = read_full(stream, &mut challenge)?;
+    if let Some(err) = crate::wire::reply::error_reply_in(&challenge[..got], stream) {
+        return Err(err);
+    }
     if got < CHALLENGE_LEN {
-        if let Some(err) = crate::wire::reply::error_reply_in(&challenge[..got], stream) {
-            return Err(err);
-        }
         return Err(Error::Truncated {
             what: "challenge",
             expected: CHALLENGE_LEN as u64,
             got: got as u64,
         });
     }
-    if let Some(err) = crate::wire::reply::error_reply_in(&challenge, stream) {
-        return Err(err);
-    }
+    Ok(challenge)
+}
+
+/// Client side of the seed's handshake: read the challenge, send the
+/// HMAC-MD5 answer.
+///
+/// Fails like [`read_challenge`], or when the answer cannot be sent.
+pub fn client_handshake<S: Read + Write>(stream: &mut S, secret: &[u8]) -> Result<()> {
+    let challenge = read_challenge(stream)?;
     stream
         .write_all(&respond(secret, &challenge))
         .and_then(|()| stream.flush())
         .map_err(|e| Error::io("sending the authentication answer", e))
 }
 
-/// Server side of the handshake: send `challenge`, read the answer, and
-/// return the index of the key in `secrets` that it matches.
+/// What a client sent in answer to the challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// The TLS marker: a TLS handshake follows ([`crate::wire::binding`]).
+    Tls,
+    /// Sixteen bytes that may be the seed's HMAC-MD5 answer.
+    Answer(Response),
+}
+
+/// Server side of the opening: send `challenge` and read the client's 16
+/// bytes, which choose the dialect.
 ///
-/// Returns `Ok(None)` for a wrong answer. Fails when the peer stops before
-/// sending a whole answer.
-pub fn server_handshake<S: Read + Write, K: AsRef<[u8]>>(
-    stream: &mut S,
-    secrets: &[K],
-    challenge: &Challenge,
-) -> Result<Option<usize>> {
+/// Fails when the peer stops before sending 16 bytes.
+pub fn server_opening<S: Read + Write>(stream: &mut S, challenge: &Challenge) -> Result<Opening> {
     stream
         .write_all(challenge)
         .and_then(|()| stream.flush())
@@ -156,7 +175,10 @@ pub fn server_handshake<S: Read + Write, K: AsRef<[u8]>>(
             got: got as u64,
         });
     }
-    Ok(find_key(secrets, challenge, &response))
+    Ok(match response == crate::wire::binding::TLS_MARKER {
+        true => Opening::Tls,
+        false => Opening::Answer(response),
+    })
 }
 
 #[cfg(test)]
@@ -248,9 +270,17 @@ mod tests {
             input: Cursor::new(client.output.clone()),
             output: Vec::new(),
         };
-        let user = server_handshake(&mut server, &[b"x".as_slice(), SEED_KEY], &c).unwrap();
-        assert_eq!(user, Some(1));
+        let Opening::Answer(answer) = server_opening(&mut server, &c).unwrap() else {
+            panic!("an HMAC answer is no TLS marker");
+        };
+        assert_eq!(find_key(&[b"x".as_slice(), SEED_KEY], &c, &answer), Some(1));
         assert_eq!(server.output, c);
+
+        let mut tls = Duplex {
+            input: Cursor::new(crate::wire::binding::TLS_MARKER.to_vec()),
+            output: Vec::new(),
+        };
+        assert_eq!(server_opening(&mut tls, &c).unwrap(), Opening::Tls);
     }
 
     #[test]
@@ -259,7 +289,7 @@ mod tests {
             input: Cursor::new(vec![1, 2, 3]),
             output: Vec::new(),
         };
-        let err = server_handshake(&mut server, &[SEED_KEY], &counting_challenge()).unwrap_err();
+        let err = server_opening(&mut server, &counting_challenge()).unwrap_err();
         assert!(err.is_disconnect(), "{err}");
     }
 }

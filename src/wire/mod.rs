@@ -5,6 +5,7 @@
 //! tested without sockets.
 
 pub mod auth;
+pub mod binding;
 pub mod frame;
 pub mod message;
 pub mod names;

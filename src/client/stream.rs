@@ -1,0 +1,67 @@
+//! The client's connection, plain (the seed's dialect) or TLS.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+
+use crate::net::tls::ClientTls;
+
+/// A logged-in connection in the dialect the login chose.
+pub(crate) enum ClientStream {
+    /// The seed's plaintext dialect (only with `--allow-unproven-server`).
+    Plain(TcpStream),
+    /// TLS 1.3, the default.
+    Tls(Box<ClientTls>),
+}
+
+impl ClientStream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            ClientStream::Plain(s) => s,
+            ClientStream::Tls(t) => &t.sock,
+        }
+    }
+
+    /// Closes both directions at once, without waiting.
+    pub(crate) fn shutdown(&self) {
+        let _ = self.tcp().shutdown(Shutdown::Both);
+    }
+
+    /// Whether the server has closed this idle connection (after its idle
+    /// timeout, say). Anything that arrives unasked also counts: between
+    /// commands the stream would be out of step.
+    pub(crate) fn peer_closed(&mut self) -> bool {
+        if self.tcp().set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        let closed = match self.read(&mut probe) {
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+            Ok(_) => true,
+        };
+        self.tcp().set_nonblocking(false).is_err() || closed
+    }
+}
+
+impl Read for ClientStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ClientStream::Plain(s) => s.read(buf),
+            ClientStream::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for ClientStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            ClientStream::Plain(s) => s.write(buf),
+            ClientStream::Tls(t) => t.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            ClientStream::Plain(s) => s.flush(),
+            ClientStream::Tls(t) => t.flush(),
+        }
+    }
+}

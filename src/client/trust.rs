@@ -1,0 +1,198 @@
+//! Which server certificate a client trusts: a fingerprint given on the
+//! command line, a pin in `known_servers`, the certificate of a server on
+//! this machine, or, on first contact, the one presented (trust on first
+//! use, as ssh's `accept-new`).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::paths;
+use crate::config::pins::{KnownPin, KnownServers};
+use crate::error::{Error, Result};
+use crate::net::tls::{self, fingerprint_of_file, Fingerprint, Pin, PinVerifier};
+
+/// Asked, on first contact, whether to send a guessable proof to a server
+/// whose certificate nobody vouches for: `(server, fingerprint) -> yes?`.
+pub type Confirm = Arc<dyn Fn(&str, Fingerprint) -> bool + Send + Sync>;
+
+/// Where a client looks for pins.
+#[derive(Clone, Default)]
+pub struct Trust {
+    /// A fingerprint the user gave (`--fingerprint`): the only one accepted.
+    pub fingerprint: Option<Fingerprint>,
+    /// The pins file, read and appended to.
+    pub known: Option<KnownServers>,
+    /// A server certificate on this machine, trusted without asking.
+    pub local_cert: Option<PathBuf>,
+    /// Asks the user on first contact when the secret could be guessed.
+    pub confirm: Option<Confirm>,
+}
+
+impl fmt::Debug for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trust")
+            .field("fingerprint", &self.fingerprint)
+            .field("known", &self.known)
+            .field("local_cert", &self.local_cert)
+            .field("confirm", &self.confirm.is_some())
+            .finish()
+    }
+}
+
+impl Trust {
+    /// The per-user files: `known_servers` and the certificate of a server
+    /// run by the same user, both in the config folder.
+    pub fn from_config_dir() -> Trust {
+        let dir = paths::config_dir().ok();
+        Trust {
+            known: dir
+                .as_ref()
+                .map(|d| KnownServers::at(d.join("known_servers"))),
+            local_cert: dir.map(|d| d.join(tls::CERT_FILE)),
+            ..Trust::default()
+        }
+    }
+}
+
+/// Why a certificate is trusted, decided once for a client's server.
+#[derive(Debug, Clone)]
+enum Source {
+    Flag(Fingerprint),
+    Known(KnownPin, PathBuf),
+    FirstUse { local: Option<Fingerprint> },
+}
+
+/// The TLS side of one client: its configuration (reused, so reconnects
+/// resume the TLS session) and the pin it holds to.
+pub(crate) struct TlsClient {
+    pub(crate) config: Arc<rustls::ClientConfig>,
+    verifier: Arc<PinVerifier>,
+    source: Source,
+    server: String,
+}
+
+/// What the first contact with a server decided.
+pub(crate) enum Contact {
+    /// The certificate was pinned or local: nothing to do.
+    Known,
+    /// A certificate nobody vouched for; pin it once the server proved
+    /// itself.
+    New(Fingerprint),
+}
+
+impl TlsClient {
+    /// Looks up the pin for `server` (`HOST:PORT` as the user wrote it).
+    ///
+    /// Fails when `known_servers` cannot be read.
+    pub(crate) fn new(server: &str, trust: &Trust) -> Result<TlsClient> {
+        let known = match &trust.known {
+            Some(k) => k.lookup(server)?.map(|pin| (pin, k.path().to_path_buf())),
+            None => None,
+        };
+        let source = match (trust.fingerprint, known) {
+            (Some(fp), _) => Source::Flag(fp),
+            (None, Some((pin, path))) => Source::Known(pin, path),
+            (None, None) => Source::FirstUse {
+                local: trust.local_cert.as_deref().and_then(fingerprint_of_file),
+            },
+        };
+        let pin = match &source {
+            Source::Flag(fp) => Pin::Exact(*fp),
+            Source::Known(pin, _) => Pin::Exact(pin.fingerprint),
+            Source::FirstUse { .. } => Pin::FirstUse,
+        };
+        let verifier = Arc::new(PinVerifier::new(pin));
+        Ok(TlsClient {
+            config: tls::client_config(verifier.clone())?,
+            verifier,
+            source,
+            server: server.to_string(),
+        })
+    }
+
+    /// Explains a handshake that failed because the certificate is not the
+    /// pinned one; `None` when that was not the reason.
+    pub(crate) fn refusal(&self) -> Option<Error> {
+        let seen = self.verifier.seen()?;
+        let server = &self.server;
+        let why = match (&self.source, self.verifier.pin()) {
+            (_, Pin::Exact(pinned)) if pinned == seen => return None,
+            (_, Pin::FirstUse) => return None,
+            (Source::Flag(pinned), _) => format!(
+                "the server at {server} presented certificate {seen}, not {pinned} as given \
+                 with --fingerprint; nothing was sent"
+            ),
+            (Source::Known(pin, path), _) => format!(
+                "the server at {server} presented certificate {seen}, but {} line {} pins {}. \
+                 If its key was replaced on purpose, delete line {} of {} and connect again; \
+                 otherwise someone may be impersonating it. Nothing was sent",
+                path.display(),
+                pin.line,
+                pin.fingerprint,
+                pin.line,
+                path.display()
+            ),
+            (Source::FirstUse { .. }, Pin::Exact(pinned)) => format!(
+                "the server at {server} presented certificate {seen}, not {pinned} it presented \
+                 earlier in this session; nothing was sent"
+            ),
+        };
+        Some(Error::UntrustedServer(why))
+    }
+
+    /// After the handshake: whether the certificate is vouched for, and if
+    /// not, whether the proof may be sent to it. With a secret that could be
+    /// guessed from the proof (`guessable`), an unknown server needs the
+    /// user's yes.
+    ///
+    /// Fails when the user (or the lack of a terminal) says no.
+    pub(crate) fn check_contact(&self, trust: &Trust, guessable: bool) -> Result<Contact> {
+        let Some(seen) = self.verifier.seen() else {
+            // A resumed session: the certificate was checked when it began.
+            return Ok(Contact::Known);
+        };
+        let local = match (&self.source, self.verifier.pin()) {
+            (Source::FirstUse { local }, Pin::FirstUse) => *local,
+            _ => return Ok(Contact::Known),
+        };
+        if local == Some(seen) {
+            return Ok(Contact::Known);
+        }
+        let accepted = !guessable
+            || trust
+                .confirm
+                .as_ref()
+                .is_some_and(|ask| ask(&self.server, seen));
+        if accepted {
+            return Ok(Contact::New(seen));
+        }
+        Err(Error::UntrustedServer(format!(
+            "{} is a server this machine has not seen (certificate {seen}), and the secret is \
+             not a long random key, so an impostor could guess it from the login. Check the \
+             fingerprint with the server's operator (the server logs it at start), then pass \
+             --fingerprint {seen}",
+            self.server
+        )))
+    }
+
+    /// Pins `seen` for the rest of this client's life, and in
+    /// `known_servers` when there is one. Returns the note to show.
+    pub(crate) fn pin(&self, trust: &Trust, seen: Fingerprint) -> Result<String> {
+        self.verifier.set_pin(Pin::Exact(seen));
+        match &trust.known {
+            Some(known) => {
+                known.remember(&self.server, seen)?;
+                Ok(format!(
+                    "first contact with {}: remembered its certificate {seen} in {}",
+                    self.server,
+                    known.path().display()
+                ))
+            }
+            None => Ok(format!(
+                "first contact with {}: its certificate is {seen}",
+                self.server
+            )),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! `known_servers`: the certificate fingerprints a client has pinned, one
+//! `HOST:PORT SHA256:...` line per server, as ssh's `known_hosts`.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::net::tls::Fingerprint;
+
+/// A pin found in the file, with the line it is on (1-based), so that an
+/// error can say which line to delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownPin {
+    /// The pinned fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Its line.
+    pub line: usize,
+}
+
+/// The `known_servers` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownServers {
+    path: PathBuf,
+}
+
+impl KnownServers {
+    /// The file at `path`, which need not exist yet.
+    pub fn at(path: impl Into<PathBuf>) -> KnownServers {
+        KnownServers { path: path.into() }
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The pin for `server` (as the user wrote it, `HOST:PORT`).
+    ///
+    /// Fails when the file exists but cannot be read, or when the line
+    /// for `server` holds no valid fingerprint.
+    pub fn lookup(&self, server: &str) -> Result<Option<KnownPin>> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("reading {}", self.path.display()), e)),
+        };
+        for (i, line) in text.lines().enumerate() {
+            let mut words = line.split_whitespace();
+            if words.next() != Some(server) {
+                continue;
+            }
+            let fingerprint = words
+                .next()
+                .map(Fingerprint::parse)
+                .unwrap_or_else(|| Err("no fingerprint".into()))
+                .map_err(|reason| Error::Config {
+                    path: self.path.clone(),
+                    line: Some(i + 1),
+                    reason,
+                })?;
+            return Ok(Some(KnownPin {
+                fingerprint,
+                line: i + 1,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Appends a pin for `server`, creating the file (mode 0600) and its
+    /// folder (0700) if needed.
+    ///
+    /// Fails when the file cannot be written.
+    pub fn remember(&self, server: &str, fingerprint: Fingerprint) -> Result<()> {
+        let fail = |e| Error::io(format!("writing {}", self.path.display()), e);
+        if let Some(dir) = self.path.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(fail)?;
+        }
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&self.path)
+            .map_err(fail)?;
+        writeln!(file, "{server} {fingerprint}").map_err(fail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_and_finds_pins_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let known = KnownServers::at(dir.path().join("sub/known_servers"));
+        assert_eq!(known.lookup("a:1").unwrap(), None);
+        let (fa, fb) = (Fingerprint::of(b"a"), Fingerprint::of(b"b"));
+        known.remember("a:1", fa).unwrap();
+        known.remember("b:2", fb).unwrap();
+        let pin = known.lookup("b:2").unwrap().unwrap();
+        assert_eq!((pin.fingerprint, pin.line), (fb, 2));
+        assert_eq!(known.lookup("a:1").unwrap().unwrap().fingerprint, fa);
+        assert_eq!(known.lookup("a:2").unwrap(), None);
+    }
+
+    #[test]
+    fn a_broken_line_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_servers");
+        fs::write(&path, "x:1 SHA256:nonsense\n").unwrap();
+        let err = KnownServers::at(&path).lookup("x:1").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("known_servers:1: invalid fingerprint"),
+            "{err}"
+        );
+    }
+}

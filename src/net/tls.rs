@@ -1,0 +1,383 @@
+//! TLS 1.3 for the encrypted dialect: the server's self-signed identity,
+//! the client's pinned-certificate check, and the streams both use.
+//!
+//! There are no certificate authorities here. A server has one self-signed
+//! certificate that it creates on first start; a client trusts exactly the
+//! certificate whose SHA-256 fingerprint it pinned, or on first contact any
+//! one (trust on first use), which it then pins. The handshake signature
+//! is always verified, so presenting a pinned certificate without its key
+//! fails.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use base64::Engine;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, ServerConfig, ServerConnection,
+    SignatureScheme, StreamOwned,
+};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::net::tcp::TcpTransport;
+use crate::net::Transport;
+use crate::wire::binding::{Tag, BINDING_LEN, EXPORTER_LABEL};
+
+/// The name the client asks for. Certificates are pinned, not checked
+/// against host names, so every server answers to this one.
+pub const SERVER_NAME: &str = "ftp-server";
+
+/// File names of the server's identity, in its folder.
+pub const KEY_FILE: &str = "server-key.pem";
+/// The certificate, which clients on the same machine pin.
+pub const CERT_FILE: &str = "server-cert.pem";
+
+/// The cryptography both sides use: *ring*, TLS 1.3 only.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The SHA-256 of a certificate's DER bytes. Shown as `SHA256:` and
+/// unpadded base64, the way ssh shows host keys.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of `cert`.
+    pub fn of(cert: &[u8]) -> Fingerprint {
+        Fingerprint(Sha256::digest(cert).into())
+    }
+
+    /// Reads `SHA256:base64` as printed by [`fmt::Display`].
+    ///
+    /// Fails with a message that shows the expected form.
+    pub fn parse(text: &str) -> std::result::Result<Fingerprint, String> {
+        let bad =
+            || format!("invalid fingerprint {text:?}: expected SHA256: and 43 base64 characters");
+        let b64 = text.trim().strip_prefix("SHA256:").ok_or_else(bad)?;
+        let bytes = STANDARD_NO_PAD
+            .decode(b64.trim_end_matches('='))
+            .map_err(|_| bad())?;
+        bytes.try_into().map(Fingerprint).map_err(|_| bad())
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SHA256:{}", STANDARD_NO_PAD.encode(self.0))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The server's certificate and key, ready to accept connections.
+#[derive(Clone)]
+pub struct ServerIdentity {
+    /// The TLS configuration: this identity, TLS 1.3 only.
+    pub config: Arc<ServerConfig>,
+    /// What clients pin.
+    pub fingerprint: Fingerprint,
+    /// Where the certificate is.
+    pub cert_path: PathBuf,
+    /// Whether it was just created.
+    pub created: bool,
+}
+
+impl fmt::Debug for ServerIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServerIdentity({})", self.fingerprint)
+    }
+}
+
+impl ServerIdentity {
+    /// Loads the identity from `dir`, creating a self-signed one (key mode
+    /// 0600) on first start.
+    ///
+    /// Fails when the files cannot be read, written or parsed.
+    pub fn load_or_create(dir: &Path) -> Result<ServerIdentity> {
+        let (key_path, cert_path) = (dir.join(KEY_FILE), dir.join(CERT_FILE));
+        let created = !key_path.exists();
+        if created {
+            create_identity(dir, &key_path, &cert_path)?;
+        }
+        let read = |path: &Path| {
+            fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))
+        };
+        let cert = pem_der(&read(&cert_path)?, &cert_path, "CERTIFICATE")?;
+        let key = pem_der(&read(&key_path)?, &key_path, "PRIVATE KEY")?;
+        let key = PrivateKeyDer::try_from(key)
+            .map_err(|e| Error::Secret(format!("{}: {e}", key_path.display())))?;
+        let fingerprint = Fingerprint::of(&cert);
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .and_then(|b| {
+                b.with_no_client_auth()
+                    .with_single_cert(vec![CertificateDer::from(cert)], key)
+            })
+            .map_err(|e| Error::Secret(format!("the TLS identity in {}: {e}", dir.display())))?;
+        Ok(ServerIdentity {
+            config: Arc::new(config),
+            fingerprint,
+            cert_path,
+            created,
+        })
+    }
+}
+
+/// Makes a self-signed certificate and writes it and its key.
+fn create_identity(dir: &Path, key_path: &Path, cert_path: &Path) -> Result<()> {
+    let made = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string()])
+        .map_err(|e| Error::Secret(format!("creating a TLS certificate: {e}")))?;
+    let write = |path: &Path, text: String, mode: u32| {
+        fs::create_dir_all(dir)
+            .and_then(|()| {
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .open(path)?;
+                f.write_all(text.as_bytes())?;
+                f.sync_all()
+            })
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    };
+    write(key_path, made.signing_key.serialize_pem(), 0o600)?;
+    write(cert_path, made.cert.pem(), 0o644)
+}
+
+/// The DER bytes inside the first PEM block labelled `label`.
+fn pem_der(text: &[u8], path: &Path, label: &str) -> Result<Vec<u8>> {
+    let text = String::from_utf8_lossy(text);
+    let (begin, end) = (
+        format!("-----BEGIN {label}-----"),
+        format!("-----END {label}-----"),
+    );
+    let body = text
+        .split_once(&begin)
+        .and_then(|(_, rest)| rest.split_once(&end))
+        .map(|(body, _)| body.split_whitespace().collect::<String>())
+        .ok_or_else(|| Error::Secret(format!("{} holds no {label} block", path.display())))?;
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|e| Error::Secret(format!("{}: bad PEM: {e}", path.display())))
+}
+
+/// The fingerprint of the certificate in a PEM file, if it can be read:
+/// how a client on the server's machine pins it without being told.
+pub fn fingerprint_of_file(path: &Path) -> Option<Fingerprint> {
+    let text = fs::read(path).ok()?;
+    pem_der(&text, path, "CERTIFICATE")
+        .ok()
+        .map(|der| Fingerprint::of(&der))
+}
+
+/// Which server certificate a client accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pin {
+    /// Only this one.
+    Exact(Fingerprint),
+    /// Any, the first time (the caller pins it once the server has proved
+    /// it holds the secret).
+    FirstUse,
+}
+
+/// Checks the server's certificate against a pin, and remembers what it
+/// saw so that a refusal can say which certificate was presented.
+#[derive(Debug)]
+pub struct PinVerifier {
+    pin: Mutex<Pin>,
+    seen: Mutex<Option<Fingerprint>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl PinVerifier {
+    /// A verifier holding to `pin`.
+    pub fn new(pin: Pin) -> PinVerifier {
+        PinVerifier {
+            pin: Mutex::new(pin),
+            seen: Mutex::new(None),
+            provider: provider(),
+        }
+    }
+
+    /// Holds to `pin` from now on.
+    pub fn set_pin(&self, pin: Pin) {
+        *self.pin.lock().unwrap_or_else(|p| p.into_inner()) = pin;
+    }
+
+    /// The pin in force.
+    pub fn pin(&self) -> Pin {
+        *self.pin.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The fingerprint of the last certificate presented.
+    pub fn seen(&self) -> Option<Fingerprint> {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ServerCertVerifier for PinVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let seen = Fingerprint::of(end_entity);
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(seen);
+        match self.pin() {
+            Pin::Exact(pinned) if pinned != seen => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            )),
+            _ => Ok(ServerCertVerified::assertion()),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        // Only TLS 1.3 is offered, so this is never reached.
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A client configuration that trusts what `verifier` accepts, TLS 1.3
+/// only. Reusing it across connections resumes TLS sessions.
+///
+/// Fails only if the provider cannot do TLS 1.3.
+pub fn client_config(verifier: Arc<PinVerifier>) -> Result<Arc<ClientConfig>> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| Error::Usage(format!("TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The RFC 9266 channel-binding value of an established connection.
+///
+/// Fails when the handshake is not complete.
+pub fn exporter<D>(conn: &rustls::ConnectionCommon<D>) -> io::Result<Tag> {
+    conn.export_keying_material([0u8; BINDING_LEN], EXPORTER_LABEL, None)
+        .map_err(io::Error::other)
+}
+
+/// Runs a handshake to its end over a blocking socket.
+fn handshake<D, S: Read + Write>(
+    conn: &mut rustls::ConnectionCommon<D>,
+    sock: &mut S,
+) -> io::Result<()>
+where
+    D: rustls::SideData,
+{
+    while conn.is_handshaking() {
+        conn.complete_io(sock)?;
+    }
+    Ok(())
+}
+
+/// The client end: TLS over a plain blocking socket.
+pub type ClientTls = StreamOwned<ClientConnection, TcpStream>;
+
+/// Opens TLS on `tcp` and finishes the handshake.
+///
+/// Fails when the handshake fails, the certificate among other reasons.
+pub fn connect(config: Arc<ClientConfig>, tcp: TcpStream) -> io::Result<ClientTls> {
+    let name = ServerName::try_from(SERVER_NAME).map_err(io::Error::other)?;
+    let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+    let mut stream = StreamOwned::new(conn, tcp);
+    handshake(&mut *stream.conn, &mut stream.sock)?;
+    Ok(stream)
+}
+
+/// The server end: TLS over the deadline-bound TCP transport, so that a
+/// peer that stalls inside TLS is dropped like any other.
+pub struct TlsTransport {
+    stream: StreamOwned<ServerConnection, TcpTransport>,
+}
+
+impl TlsTransport {
+    /// Accepts TLS on `transport` and finishes the handshake.
+    ///
+    /// Fails when the handshake fails or times out.
+    pub fn accept(config: Arc<ServerConfig>, transport: TcpTransport) -> io::Result<TlsTransport> {
+        let conn = ServerConnection::new(config).map_err(io::Error::other)?;
+        let mut stream = StreamOwned::new(conn, transport);
+        handshake(&mut *stream.conn, &mut stream.sock)?;
+        Ok(TlsTransport { stream })
+    }
+
+    /// This connection's channel-binding value.
+    ///
+    /// Fails only before the handshake is complete.
+    pub fn exporter(&self) -> io::Result<Tag> {
+        exporter(&self.stream.conn)
+    }
+
+    /// Sends close_notify and gives back the TCP stream, for a graceful
+    /// close after an error reply.
+    pub fn close(mut self) -> TcpStream {
+        self.stream.conn.send_close_notify();
+        let _ = self.stream.conn.complete_io(&mut self.stream.sock);
+        self.stream.sock.into_inner()
+    }
+}
+
+impl Read for TlsTransport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
+    }
+}
+
+impl Write for TlsTransport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+impl Transport for TlsTransport {
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.stream.sock.set_deadline(deadline);
+    }
+}
