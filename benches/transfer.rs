@@ -18,6 +18,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ftp::client::trust::Trust;
 use ftp::client::{Client, ClientOptions, NoProgress};
 use ftp::config::secret::Secret;
 use ftp::wire::auth::respond;
@@ -55,6 +56,11 @@ fn main() {
     let s = settings();
     raise_fd_limit();
     let scratch = Scratch::new();
+    // Server and clients share a HOME inside the scratch folder: the server
+    // keeps its TLS certificate there and local clients trust it from
+    // there, as on one machine, without touching the real home.
+    std::env::set_var("HOME", scratch.dir.join("home"));
+    std::env::remove_var("XDG_CONFIG_HOME");
     println!(
         "# ftp benchmark: {} bulk, {} rounds, scratch on {}",
         mib(s.size),
@@ -642,7 +648,8 @@ fn login(addr: SocketAddr) -> Option<TcpStream> {
 }
 
 fn client(addr: SocketAddr) -> Client {
-    let options = ClientOptions::new(Secret::new(SECRET.as_bytes().to_vec()).unwrap());
+    let mut options = ClientOptions::new(Secret::new(SECRET.as_bytes().to_vec()).unwrap());
+    options.trust = Trust::from_config_dir();
     Client::connect(&addr.to_string(), options).expect("connect")
 }
 
