@@ -26,7 +26,7 @@ use ftp::Result;
 /// The secret comes from --secret-file, else $FTP_SECRET, else a per-user
 /// file that is created with a random secret on first start.
 #[derive(Parser, Debug)]
-#[command(name = "ftp-server", version)]
+#[command(name = "ftp-server", version, args_override_self = true)]
 struct Args {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8080")]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::net::tcp::TcpTransport;
 use crate::net::tls::TlsTransport;
 use crate::net::Transport;
+use crate::server::metrics::Metrics;
 use crate::server::session::send_error;
 use crate::server::Config;
 use crate::wire::auth::{find_key, new_challenge, server_opening, Challenge, Opening, Response};
@@ -135,9 +136,9 @@ pub fn login(
             Some((index, transport))
         }
         LoginResult::Refused(refusal) => {
-            // Counted before the close, which can take a moment.
+            // Counted first: the same address may be back at once.
             backoff.note_failure(ip);
-            refusal.close();
+            refusal.close(&config.context.metrics);
             None
         }
         LoginResult::Gone => None,
@@ -170,11 +171,7 @@ fn legacy_login(
             metrics.login("ok", "legacy");
             LoginResult::Ok(index, Box::new(transport))
         }
-        None => {
-            tracing::warn!("login failed: wrong answer to the challenge");
-            metrics.login("failed", "legacy");
-            LoginResult::Refused(Refusal::Plain(transport))
-        }
+        None => LoginResult::Refused(Refusal::Plain(transport)),
     }
 }
 
@@ -198,8 +195,6 @@ fn tls_login(config: &Config, transport: TcpTransport) -> LoginResult {
     };
     let accounts = &config.accounts;
     let Some(index) = find_client(accounts.secrets(), &exporter, &tag) else {
-        tracing::warn!("login failed: wrong proof over TLS");
-        metrics.login("failed", "tls");
         return LoginResult::Refused(Refusal::Tls(Box::new(tls)));
     };
     let Some(account) = accounts.get(index) else {
@@ -222,15 +217,20 @@ enum Refusal {
 }
 
 impl Refusal {
-    /// Sends the `auth_failed` reply and closes.
-    fn close(self) {
+    /// Logs and counts the failure, sends the `auth_failed` reply and
+    /// closes.
+    fn close(self, metrics: &Metrics) {
         let reply = ErrorReply::new(ErrorCode::AuthFailed, "authentication failed");
         let stream = match self {
             Refusal::Plain(mut t) => {
+                tracing::warn!("login failed: wrong answer to the challenge");
+                metrics.login("failed", "legacy");
                 let _ = send_error(&mut t, reply);
                 t.into_inner()
             }
             Refusal::Tls(mut t) => {
+                tracing::warn!("login failed: wrong proof over TLS");
+                metrics.login("failed", "tls");
                 let _ = send_error(&mut t, reply);
                 t.close()
             }

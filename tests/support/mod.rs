@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod relay;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -177,9 +179,14 @@ impl ClientRun {
     /// `ftp-client --server ADDR ARGS...` in the sandbox's working folder,
     /// with the test secret in the environment.
     pub fn new(sandbox: &Sandbox, server: &ServerProcess, args: &[&str]) -> ClientRun {
+        ClientRun::to(sandbox, &server.addr_string(), args)
+    }
+
+    /// The same, aimed at `addr` (a relay, say) instead of a server.
+    pub fn to(sandbox: &Sandbox, addr: &str, args: &[&str]) -> ClientRun {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ftp-client"));
         cmd.arg("--server")
-            .arg(server.addr_string())
+            .arg(addr)
             .args(args)
             .current_dir(sandbox.work())
             .env("HOME", sandbox.home())

@@ -1,0 +1,296 @@
+//! The encrypted dialect seen from the outside: what an eavesdropper, a
+//! tamperer and a relay that ends TLS with its own certificate get, and how
+//! the client treats certificates it knows, does not know, or knew as
+//! another.
+
+mod support;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ftp::net::tcp::TcpTransport;
+use ftp::net::tls::{self, Fingerprint, Pin, PinVerifier, ServerIdentity, TlsTransport};
+use ftp::wire::binding::{BINDING_LEN, TLS_MARKER};
+use support::relay::{Meddle, Relay};
+use support::*;
+
+/// A long random key: the client sends its proof to a server it meets for
+/// the first time without asking.
+const STRONG: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+#[test]
+fn an_eavesdropper_sees_neither_names_nor_bytes() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let content = b"the launch code is 0000, do not tell anyone".repeat(100);
+    sb.local_file("launch-plans.txt", &content);
+    let relay = Relay::start(server.addr, Meddle::Nothing);
+    let out = ClientRun::to(&sb, &relay.addr_string(), &["put", "launch-plans.txt"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        fs::read(sb.root().join("launch-plans.txt")).unwrap(),
+        content
+    );
+    let out = ClientRun::to(&sb, &relay.addr_string(), &["ls"]).run();
+    assert!(
+        stdout(&out).contains("launch-plans.txt"),
+        "{}",
+        stdout(&out)
+    );
+    let capture = relay.capture();
+    assert!(capture.len() > content.len(), "the relay saw the traffic");
+    let text = String::from_utf8_lossy(&capture);
+    assert!(!text.contains("launch"), "a name or the data leaked");
+    assert!(!text.contains("\"cmd\""), "a header leaked");
+}
+
+#[test]
+fn a_flipped_byte_fails_the_put_and_stores_nothing_corrupt() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let data = pattern(2 << 20, 5);
+    sb.local_file("big.bin", &data);
+    let relay = Relay::start(server.addr, Meddle::FlipAt(600_000));
+    let out = ClientRun::to(&sb, &relay.addr_string(), &["put", "big.bin"]).run();
+    assert!(!out.status.success(), "a tampered upload must fail");
+    assert!(!sb.root().join("big.bin").exists());
+    // What was kept is only what decrypted; the direct retry completes it.
+    let out = ClientRun::new(&sb, &server, &["put", "big.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(sb.root().join("big.bin")).unwrap(), data);
+}
+
+#[test]
+fn a_connection_cut_without_close_notify_never_commits() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let data = pattern(2 << 20, 6);
+    sb.local_file("cut.bin", &data);
+    let relay = Relay::start(server.addr, Meddle::CutAt(900_000));
+    let out = ClientRun::to(&sb, &relay.addr_string(), &["put", "cut.bin"]).run();
+    assert!(!out.status.success());
+    server.wait_for_log("put cut.bin aborted");
+    assert!(!sb.root().join("cut.bin").exists());
+    let out = ClientRun::new(&sb, &server, &["put", "cut.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("resumed at byte"), "{}", stdout(&out));
+    assert_eq!(fs::read(sb.root().join("cut.bin")).unwrap(), data);
+}
+
+/// A relay that ends TLS on both sides with a certificate of its own, as
+/// an attacker on the path would. Returns its address and, once done,
+/// what the client sent it inside TLS.
+fn tls_terminating_relay(upstream: SocketAddr, dir: &Path) -> (SocketAddr, JoinHandle<Vec<u8>>) {
+    let identity = ServerIdentity::load_or_create(dir).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        client.write_all(&[3u8; 32]).unwrap();
+        let mut marker = [0u8; 16];
+        client.read_exact(&mut marker).unwrap();
+        assert_eq!(marker, TLS_MARKER);
+        let transport = TcpTransport::new(client, Duration::from_secs(10)).unwrap();
+        let Ok(mut inner) = TlsTransport::accept(identity.config.clone(), transport) else {
+            return Vec::new(); // the client refused the certificate
+        };
+        let mut tag = [0u8; BINDING_LEN];
+        if inner.read_exact(&mut tag).is_err() {
+            return Vec::new();
+        }
+        let mut seen = tag.to_vec();
+        // Pass the client's proof on to the real server, over TLS of its own.
+        let mut up = TcpStream::connect(upstream).unwrap();
+        up.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut challenge = [0u8; 32];
+        up.read_exact(&mut challenge).unwrap();
+        up.write_all(&TLS_MARKER).unwrap();
+        let verifier = std::sync::Arc::new(PinVerifier::new(Pin::FirstUse));
+        let mut up = tls::connect(tls::client_config(verifier).unwrap(), up).unwrap();
+        up.write_all(&tag).unwrap();
+        let mut answer = Vec::new();
+        let _ = up.read_to_end(&mut answer);
+        let _ = inner.write_all(&answer);
+        let _ = inner.flush();
+        // Anything more the client sends would be a command or a file.
+        let mut rest = [0u8; 4096];
+        while let Ok(n) = inner.read(&mut rest) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&rest[..n]);
+        }
+        seen
+    });
+    (addr, handle)
+}
+
+#[test]
+fn a_pinned_client_refuses_a_relay_with_its_own_certificate_at_the_handshake() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    sb.local_file("x.txt", b"not for the relay");
+    let (relay, seen) = tls_terminating_relay(server.addr, &sb.path().join("mitm"));
+    // This client talked to the real server at this address before.
+    let real = tls::fingerprint_of_file(&sb.home().join(".config/ftp/server-cert.pem")).unwrap();
+    let known = sb.home().join(".config/ftp/known_servers");
+    fs::write(&known, format!("{relay} {real}\n")).unwrap();
+    let out = ClientRun::to(&sb, &relay.to_string(), &["put", "x.txt"]).run();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("presented certificate") && err.contains("known_servers line 1"),
+        "{err}"
+    );
+    assert!(seen.join().unwrap().is_empty(), "the relay read nothing");
+    assert!(!sb.root().join("x.txt").exists());
+}
+
+#[test]
+fn a_first_contact_client_refuses_such_a_relay_at_the_channel_bound_proof() {
+    let sb = Sandbox::new();
+    let server = ServerProcess::start(&sb, &[], Some(STRONG));
+    sb.local_file("x.txt", b"not for the relay");
+    let (relay, seen) = tls_terminating_relay(server.addr, &sb.path().join("mitm"));
+    // A client with nothing pinned, on another machine as far as it knows.
+    let elsewhere = sb.path().join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    let out = ClientRun::to(&sb, &relay.to_string(), &["put", "x.txt"])
+        .env("HOME", elsewhere.to_str().unwrap())
+        .env("FTP_SECRET", STRONG)
+        .run();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("authentication failed"),
+        "{}",
+        stderr(&out)
+    );
+    let seen = seen.join().unwrap();
+    assert_eq!(
+        seen.len(),
+        BINDING_LEN,
+        "only the useless proof: no command, no file"
+    );
+    assert!(!sb.root().join("x.txt").exists());
+    assert!(
+        !elsewhere.join(".config/ftp/known_servers").exists(),
+        "a server that never proved itself is not pinned"
+    );
+}
+
+#[test]
+fn first_use_is_pinned_and_a_changed_certificate_is_refused_with_the_line_to_delete() {
+    let sb = Sandbox::new();
+    let server_home = sb.path().join("server-home");
+    let mut server = ServerProcess::start(
+        &sb,
+        &["--tls-dir", server_home.to_str().unwrap()],
+        Some(STRONG),
+    );
+    let addr = server.addr_string();
+    let client = || ClientRun::to(&sb, &addr, &["echo", "hi"]).env("FTP_SECRET", STRONG);
+    let out = client().run();
+    assert_eq!(stdout(&out), "HI\n", "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("note: first contact with"),
+        "{}",
+        stderr(&out)
+    );
+    let known = sb.home().join(".config/ftp/known_servers");
+    let line = fs::read_to_string(&known).unwrap();
+    assert!(line.starts_with(&format!("{addr} SHA256:")), "{line}");
+    let out = client().run();
+    assert_eq!(stdout(&out), "HI\n");
+    assert!(
+        !stderr(&out).contains("first contact"),
+        "said once: {}",
+        stderr(&out)
+    );
+
+    // The server gets a new key at the same address.
+    server.kill();
+    fs::remove_file(server_home.join("server-key.pem")).unwrap();
+    fs::remove_file(server_home.join("server-cert.pem")).unwrap();
+    let _server = ServerProcess::start(
+        &sb,
+        &[
+            "--tls-dir",
+            server_home.to_str().unwrap(),
+            "--listen",
+            &addr,
+        ],
+        Some(STRONG),
+    );
+    let out = client().run();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("delete line 1 of {}", known.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_guessable_secret_goes_to_an_unknown_server_only_with_its_fingerprint() {
+    let sb = Sandbox::new();
+    let tls_dir = sb.path().join("tls");
+    let server = sb.start_server(&["--tls-dir", tls_dir.to_str().unwrap()]);
+    let out = ClientRun::new(&sb, &server, &["echo", "hi"]).run();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("pass --fingerprint SHA256:"),
+        "{}",
+        stderr(&out)
+    );
+    let log = server.wait_for_log("--fingerprint SHA256:");
+    let fp = log
+        .split("--fingerprint ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    Fingerprint::parse(fp).unwrap();
+    let out = ClientRun::new(&sb, &server, &["--fingerprint", fp, "echo", "hi"]).run();
+    assert_eq!(stdout(&out), "HI\n", "{}", stderr(&out));
+}
+
+#[test]
+fn a_wrong_secret_over_tls_gets_the_usual_message() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let out = ClientRun::new(&sb, &server, &["echo", "hi"])
+        .env("FTP_SECRET", "not the secret")
+        .run();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).starts_with("error: authentication failed"),
+        "{}",
+        stderr(&out)
+    );
+    server.wait_for_log("login failed: wrong proof over TLS");
+}
+
+#[test]
+fn require_tls_turns_away_the_seed_client_and_serves_ftp_client() {
+    if !has_python() {
+        eprintln!("skipped: python3 is not installed, so the seed client cannot run");
+        return;
+    }
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["--require-tls"]);
+    let file = sb.local_file("plain.txt", b"in the clear");
+    let _ = seed_client(&server, SECRET, &[&file]);
+    server.wait_for_log("plaintext logins are off");
+    assert!(!sb.root().join("plain.txt").exists());
+    let out = ClientRun::new(&sb, &server, &["put", "plain.txt"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        fs::read(sb.root().join("plain.txt")).unwrap(),
+        b"in the clear"
+    );
+}

@@ -1,0 +1,116 @@
+//! A TCP relay between a client and a server on loopback that records both
+//! directions and can meddle with what the client sends: what a passive
+//! eavesdropper sees, and what an active one can do without keys.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// What the relay does to the client's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Meddle {
+    /// Forward them untouched.
+    Nothing,
+    /// Flip the lowest bit of the byte at this offset of each connection.
+    FlipAt(usize),
+    /// Cut the connection (both ways, no close_notify) at this offset.
+    CutAt(usize),
+}
+
+/// A running relay; stops accepting when dropped.
+pub struct Relay {
+    pub addr: SocketAddr,
+    /// Everything the clients sent, as it went by.
+    pub from_clients: Arc<Mutex<Vec<u8>>>,
+    /// Everything the server sent.
+    pub from_server: Arc<Mutex<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Relay {
+    /// Relays every connection to `upstream`.
+    pub fn start(upstream: SocketAddr, meddle: Meddle) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let relay = Relay {
+            addr,
+            from_clients: Arc::default(),
+            from_server: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (up, down, stop) = (
+            relay.from_clients.clone(),
+            relay.from_server.clone(),
+            relay.stop.clone(),
+        );
+        thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let server = TcpStream::connect(upstream).unwrap();
+                        spawn_pump(&client, &server, up.clone(), meddle);
+                        spawn_pump(&server, &client, down.clone(), Meddle::Nothing);
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        relay
+    }
+
+    pub fn addr_string(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Both directions, for searching.
+    pub fn capture(&self) -> Vec<u8> {
+        let mut all = self.from_clients.lock().unwrap().clone();
+        all.extend_from_slice(&self.from_server.lock().unwrap());
+        all
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn spawn_pump(from: &TcpStream, to: &TcpStream, record: Arc<Mutex<Vec<u8>>>, meddle: Meddle) {
+    let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+    from.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        let mut offset = 0usize;
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let chunk = &mut buf[..n];
+            let range = offset..offset + n;
+            match meddle {
+                Meddle::FlipAt(at) if range.contains(&at) => chunk[at - offset] ^= 1,
+                Meddle::CutAt(at) if range.contains(&at) => {
+                    let _ = to.write_all(&chunk[..at - offset]);
+                    let _ = from.shutdown(Shutdown::Both);
+                    let _ = to.shutdown(Shutdown::Both);
+                    return;
+                }
+                _ => {}
+            }
+            offset += n;
+            record.lock().unwrap().extend_from_slice(chunk);
+            if to.write_all(chunk).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
+}
