@@ -257,6 +257,16 @@ fn a_guessable_secret_goes_to_an_unknown_server_only_with_its_fingerprint() {
     Fingerprint::parse(fp).unwrap();
     let out = ClientRun::new(&sb, &server, &["--fingerprint", fp, "echo", "hi"]).run();
     assert_eq!(stdout(&out), "HI\n", "{}", stderr(&out));
+    // The fingerprint given once is remembered: later runs need no flag.
+    let out = ClientRun::new(&sb, &server, &["echo", "again"]).run();
+    assert_eq!(stdout(&out), "AGAIN\n", "{}", stderr(&out));
+    let wrong = Fingerprint::of(b"another certificate").to_string();
+    let out = ClientRun::new(&sb, &server, &["--fingerprint", &wrong, "echo", "hi"]).run();
+    assert!(
+        stderr(&out).contains("as given with --fingerprint"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

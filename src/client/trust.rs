@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::config::paths;
@@ -58,9 +59,13 @@ impl Trust {
 /// Why a certificate is trusted, decided once for a client's server.
 #[derive(Debug, Clone)]
 enum Source {
-    Flag(Fingerprint),
+    /// `--fingerprint`; `true` when `known_servers` has no line for the
+    /// server yet, so that the pin is written there too.
+    Flag(Fingerprint, bool),
     Known(KnownPin, PathBuf),
-    FirstUse { local: Option<Fingerprint> },
+    FirstUse {
+        local: Option<Fingerprint>,
+    },
 }
 
 /// The TLS side of one client: its configuration (reused, so reconnects
@@ -70,6 +75,9 @@ pub(crate) struct TlsClient {
     verifier: Arc<PinVerifier>,
     source: Source,
     server: String,
+    /// Set once the pin has been written, so that reconnects do not
+    /// write it again.
+    pinned: AtomicBool,
 }
 
 /// What the first contact with a server decided.
@@ -91,14 +99,14 @@ impl TlsClient {
             None => None,
         };
         let source = match (trust.fingerprint, known) {
-            (Some(fp), _) => Source::Flag(fp),
+            (Some(fp), known) => Source::Flag(fp, known.is_none()),
             (None, Some((pin, path))) => Source::Known(pin, path),
             (None, None) => Source::FirstUse {
                 local: trust.local_cert.as_deref().and_then(fingerprint_of_file),
             },
         };
         let pin = match &source {
-            Source::Flag(fp) => Pin::Exact(*fp),
+            Source::Flag(fp, _) => Pin::Exact(*fp),
             Source::Known(pin, _) => Pin::Exact(pin.fingerprint),
             Source::FirstUse { .. } => Pin::FirstUse,
         };
@@ -108,6 +116,7 @@ impl TlsClient {
             verifier,
             source,
             server: server.to_string(),
+            pinned: AtomicBool::new(false),
         })
     }
 
@@ -119,7 +128,7 @@ impl TlsClient {
         let why = match (&self.source, self.verifier.pin()) {
             (_, Pin::Exact(pinned)) if pinned == seen => return None,
             (_, Pin::FirstUse) => return None,
-            (Source::Flag(pinned), _) => format!(
+            (Source::Flag(pinned, _), _) => format!(
                 "the server at {server} presented certificate {seen}, not {pinned} as given \
                  with --fingerprint; nothing was sent"
             ),
@@ -154,6 +163,10 @@ impl TlsClient {
         };
         let local = match (&self.source, self.verifier.pin()) {
             (Source::FirstUse { local }, Pin::FirstUse) => *local,
+            // Vouched for by the user: worth remembering, once.
+            (Source::Flag(fp, true), _) if !self.pinned.load(Ordering::SeqCst) => {
+                return Ok(Contact::New(*fp))
+            }
             _ => return Ok(Contact::Known),
         };
         if local == Some(seen) {
@@ -180,6 +193,7 @@ impl TlsClient {
     /// `known_servers` when there is one. Returns the note to show.
     pub(crate) fn pin(&self, trust: &Trust, seen: Fingerprint) -> Result<String> {
         self.verifier.set_pin(Pin::Exact(seen));
+        self.pinned.store(true, Ordering::SeqCst);
         match &trust.known {
             Some(known) => {
                 known.remember(&self.server, seen)?;
