@@ -24,6 +24,9 @@ use ftp::config::secret::Secret;
 use ftp::wire::auth::respond;
 use ftp::wire::frame;
 
+#[path = "support/tls.rs"]
+mod tls_bench;
+
 const SECRET: &str = "benchmark secret";
 const CHUNK: usize = 256 * 1024;
 
@@ -51,6 +54,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--raw-receive") {
         raw_receive(Path::new(&args[i + 1]));
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--tls-receive") {
+        tls_bench::receive(Path::new(&args[i + 1]), Path::new(&args[i + 2]));
         return;
     }
     let s = settings();
@@ -85,6 +92,9 @@ fn main() {
     let wanted = |section: &str| only.is_empty() || only.iter().any(|o| o == section);
     if wanted("bulk") {
         bulk(&s, &scratch, &source, &ours, seed.as_ref());
+    }
+    if wanted("tls") {
+        tls_bench::section(&s, &scratch, &source, &ours);
     }
     if wanted("durable") {
         durable(&s, &source);

@@ -186,6 +186,16 @@ impl Client {
         Ok(true)
     }
 
+    /// Closes this connection and opens a new one. Over TLS the new one
+    /// resumes the TLS session, so it costs less than the first.
+    ///
+    /// Fails like [`Client::connect`].
+    pub fn reconnect(&mut self) -> Result<()> {
+        self.stream.shutdown();
+        self.broken = true;
+        self.ensure_connected().map(|_| ())
+    }
+
     /// Something the login has to tell the user once, such as the pin
     /// taken at a first contact; `None` afterwards.
     pub fn take_notice(&mut self) -> Option<String> {

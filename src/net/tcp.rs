@@ -35,6 +35,11 @@ impl TcpTransport {
         })
     }
 
+    /// The socket, for asking about it without reading.
+    pub fn socket(&self) -> &TcpStream {
+        &self.stream
+    }
+
     /// The stream, for closing it gracefully.
     pub fn into_inner(self) -> TcpStream {
         self.stream

@@ -362,8 +362,42 @@ impl TlsTransport {
 }
 
 impl Read for TlsTransport {
+    /// Waits for at least one record, then takes every record that has
+    /// already arrived, without waiting for more. A TLS stream otherwise
+    /// yields one 16 KiB record per read, and an upload would pay a write
+    /// into the page cache for each; this keeps writes as large as a plain
+    /// TCP read would make them, and bytes still land as soon as they come.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.read(buf)
+        let mut n = self.stream.read(buf)?;
+        while n > 0 && n < buf.len() {
+            match self.stream.conn.reader().read(&mut buf[n..]) {
+                Ok(got) if got > 0 => n += got,
+                _ if self.more_is_waiting() => {
+                    // Errors stay with the connection and surface on the
+                    // next read; what was decrypted so far is good.
+                    let read = self.stream.conn.read_tls(&mut self.stream.sock);
+                    if !matches!(read, Ok(got) if got > 0)
+                        || self.stream.conn.process_new_packets().is_err()
+                    {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl TlsTransport {
+    /// Whether the socket holds bytes now, asked without waiting.
+    fn more_is_waiting(&self) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags};
+        let mut fds = [PollFd::new(self.stream.sock.socket(), PollFlags::IN)];
+        matches!(
+            poll(&mut fds, Some(&rustix::event::Timespec::default())),
+            Ok(1)
+        )
     }
 }
 

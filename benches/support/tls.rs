@@ -1,0 +1,181 @@
+//! The encrypted path against its own baseline, measured in the same run: a
+//! raw rustls copy of the same bytes (same provider, same cipher suite),
+//! then what a TLS handshake costs, full and resumed.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ftp::client::NoProgress;
+use ftp::net::tcp::TcpTransport;
+use ftp::net::tls::{self, fingerprint_of_file, Pin, PinVerifier, ServerIdentity, TlsTransport};
+
+use crate::{client, median, mib, run_client, Scratch, Server, Settings, CHUNK};
+
+/// The receiving end of the baseline, run as a process of its own like the
+/// server: TLS with the server's own certificate, bytes into `dst`, and "k"
+/// once the sender's close_notify has come.
+pub fn receive(identity_dir: &Path, dst: &Path) {
+    let identity = ServerIdentity::load_or_create(identity_dir).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("listening on {}", listener.local_addr().unwrap());
+    for stream in listener.incoming() {
+        let transport = TcpTransport::new(stream.unwrap(), Duration::from_secs(60)).unwrap();
+        let mut tls = TlsTransport::accept(identity.config.clone(), transport).unwrap();
+        let mut out = File::create(dst).unwrap();
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match tls.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.write_all(&buf[..n]).unwrap(),
+                Err(e) => panic!("tls receive: {e}"),
+            }
+        }
+        tls.write_all(b"k").unwrap();
+        tls.flush().unwrap();
+        drop(tls.close());
+    }
+}
+
+fn receiver(identity_dir: &Path, dst: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg("--tls-receive")
+        .arg(identity_dir)
+        .arg(dst)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .trim_start_matches("listening on ")
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
+/// One baseline copy: TLS to the receiver, the file in 256 KiB writes,
+/// close_notify, and the receiver's "k". Returns the time and the suite.
+fn copy(addr: SocketAddr, config: Arc<rustls::ClientConfig>, source: &Path) -> (Duration, String) {
+    let t = Instant::now();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let mut tls = tls::connect(config, tcp).unwrap();
+    let suite = format!(
+        "{:?}",
+        tls.conn.negotiated_cipher_suite().map(|s| s.suite())
+    );
+    let mut file = File::open(source).unwrap();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = file.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        tls.write_all(&buf[..n]).unwrap();
+    }
+    tls.conn.send_close_notify();
+    tls.flush().unwrap();
+    let mut done = [0u8; 1];
+    tls.read_exact(&mut done).unwrap();
+    assert_eq!(&done, b"k");
+    (t.elapsed(), suite)
+}
+
+/// Bulk: the raw TLS copy, the library's put and ftp-client's put,
+/// interleaved; then handshake costs.
+pub fn section(s: &Settings, scratch: &Scratch, source: &Path, ours: &Server) {
+    let dir = scratch.dir.join("home/.config/ftp");
+    let pin = Pin::Exact(fingerprint_of_file(&dir.join(tls::CERT_FILE)).unwrap());
+    let config = tls::client_config(Arc::new(PinVerifier::new(pin))).unwrap();
+    let dst = scratch.dir.join("tls-raw.bin");
+    let (mut child, addr) = receiver(&dir, &dst);
+    let (mut raw, mut lib, mut cli, mut suite) =
+        (Vec::new(), Vec::new(), Vec::new(), String::new());
+    for round in 0..s.rounds {
+        for step in 0..3 {
+            match (step + round) % 3 {
+                0 => {
+                    let (d, used) = copy(addr, config.clone(), source);
+                    raw.push(d);
+                    suite = used;
+                    let _ = fs::remove_file(&dst);
+                }
+                1 => {
+                    let t = Instant::now();
+                    client(ours.addr).put(source, &mut NoProgress).unwrap();
+                    lib.push(t.elapsed());
+                }
+                _ => cli.push(run_client(
+                    ours.addr,
+                    &["put", source.to_str().unwrap()],
+                    &scratch.dir,
+                )),
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let base = median(&raw);
+    let rate = |d: Duration| s.size as f64 / d.as_secs_f64() / 1e6;
+    println!(
+        "\n## encrypted put of {} (median of {} interleaved rounds; suite {suite})",
+        mib(s.size),
+        s.rounds
+    );
+    println!("{:<44} {:>10} {:>8}", "path", "MB/s", "vs raw TLS");
+    for (name, v) in [
+        ("raw rustls copy, 256 KiB writes (baseline)", &raw),
+        ("put, library client over TLS", &lib),
+        ("put, ftp-client process over TLS", &cli),
+    ] {
+        let m = median(v);
+        println!(
+            "{:<44} {:>10.0} {:>7.2}x",
+            name,
+            rate(m),
+            base.as_secs_f64() / m.as_secs_f64()
+        );
+    }
+    handshakes(s, ours);
+}
+
+/// What a connection costs: a full TLS handshake and login, a resumed one,
+/// and a command on a connection already open.
+fn handshakes(s: &Settings, ours: &Server) {
+    let n = if s.rounds <= 1 { 20 } else { 300 };
+    let (mut full, mut resumed, mut warm) = (Vec::new(), Vec::new(), Vec::new());
+    let mut one = client(ours.addr);
+    for _ in 0..n {
+        let t = Instant::now();
+        client(ours.addr).echo("x").unwrap();
+        full.push(t.elapsed());
+        let t = Instant::now();
+        one.reconnect().unwrap();
+        one.echo("x").unwrap();
+        resumed.push(t.elapsed());
+        let t = Instant::now();
+        one.echo("x").unwrap();
+        warm.push(t.elapsed());
+    }
+    println!("\n## what a connection costs (median of {n}, interleaved)");
+    let ms = |v: &[Duration]| median(v).as_secs_f64() * 1e3;
+    println!(
+        "{:<52} {:>8.3} ms",
+        "connect + full TLS handshake + login + echo",
+        ms(&full)
+    );
+    println!(
+        "{:<52} {:>8.3} ms",
+        "reconnect, TLS session resumed, login + echo",
+        ms(&resumed)
+    );
+    println!("{:<52} {:>8.3} ms", "echo on an open connection", ms(&warm));
+}
