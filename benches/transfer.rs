@@ -24,6 +24,8 @@ use ftp::config::secret::Secret;
 use ftp::wire::auth::respond;
 use ftp::wire::frame;
 
+#[path = "support/scp.rs"]
+mod scp_bench;
 #[path = "support/tls.rs"]
 mod tls_bench;
 
@@ -95,6 +97,9 @@ fn main() {
     }
     if wanted("tls") {
         tls_bench::section(&s, &scratch, &source, &ours);
+    }
+    if wanted("scp") {
+        scp_bench::section(&s, &scratch, &source, &ours);
     }
     if wanted("durable") {
         durable(&s, &source);
