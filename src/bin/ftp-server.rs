@@ -74,6 +74,13 @@ struct Args {
     /// that use TLS (ftp-client does by default).
     #[arg(long)]
     require_tls: bool,
+    /// Let clients that skip the login (the original FtpClient) upload into
+    /// ROOT/anonymous: put only, never replacing a file. Off by default.
+    #[arg(long)]
+    anonymous: bool,
+    /// Space the anonymous uploads may use together.
+    #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = size)]
+    anonymous_quota: u64,
     /// Folder of the TLS certificate and key (created on first start).
     /// Default: the per-user config folder, where local clients find it.
     #[arg(long, value_name = "DIR")]
@@ -144,6 +151,7 @@ fn run(args: Args) -> Result<()> {
         partial_ttl: Duration::from_secs(args.partial_ttl.saturating_mul(3600)),
         tls: tls.clone(),
         require_tls: args.require_tls,
+        anonymous_quota: args.anonymous.then_some(args.anonymous_quota),
     };
     let server = Server::bind(args.listen, config)?;
     if let Some(at) = args.metrics {

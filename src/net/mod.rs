@@ -4,6 +4,7 @@
 use std::io::{Read, Write};
 use std::time::Instant;
 
+pub mod prefixed;
 pub mod tcp;
 pub mod tls;
 

@@ -20,6 +20,10 @@ pub struct TcpTransport {
     stream: TcpStream,
     idle: Duration,
     deadline: Option<Instant>,
+    /// The socket's usual timeout.
+    probe: Duration,
+    /// The timeout set on the socket now.
+    timeout: Duration,
 }
 
 impl TcpTransport {
@@ -27,11 +31,14 @@ impl TcpTransport {
     ///
     /// Fails when the socket's timeout cannot be set.
     pub fn new(stream: TcpStream, idle: Duration) -> io::Result<TcpTransport> {
-        stream.set_read_timeout(Some(PROBE.min(idle).max(Duration::from_millis(1))))?;
+        let probe = PROBE.min(idle).max(Duration::from_millis(1));
+        stream.set_read_timeout(Some(probe))?;
         Ok(TcpTransport {
             stream,
             idle,
             deadline: None,
+            probe,
+            timeout: probe,
         })
     }
 
@@ -43,6 +50,24 @@ impl TcpTransport {
     /// The stream, for closing it gracefully.
     pub fn into_inner(self) -> TcpStream {
         self.stream
+    }
+}
+
+impl TcpTransport {
+    /// A deadline closer than one probe shortens the socket's timeout to
+    /// it, so that short waits (telling a dialect apart) end on time; the
+    /// probe is restored afterwards. Costs a system call only then.
+    fn fit_timeout(&mut self, limit: Instant) -> io::Result<()> {
+        let left = limit.saturating_duration_since(Instant::now());
+        let wanted = match left < self.probe {
+            true => left.max(Duration::from_millis(1)),
+            false => self.probe,
+        };
+        if wanted != self.timeout {
+            self.stream.set_read_timeout(Some(wanted))?;
+            self.timeout = wanted;
+        }
+        Ok(())
     }
 }
 
@@ -63,6 +88,7 @@ impl Read for TcpTransport {
                     "the peer was silent for too long",
                 ));
             }
+            self.fit_timeout(limit)?;
             match self.stream.read(buf) {
                 Err(e) if is_timeout(&e) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

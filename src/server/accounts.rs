@@ -33,6 +33,17 @@ impl Account {
         }
     }
 
+    /// The account of clients that do not log in (`--anonymous`): home
+    /// `ROOT/anonymous`, with its own quota.
+    pub fn anonymous(quota: u64) -> Account {
+        Account {
+            name: Some("anonymous".into()),
+            // Never compared: nobody logs in as this account.
+            secret: Secret::new(b"-".to_vec()).unwrap_or_else(|_| unreachable!()),
+            quota: Some(quota),
+        }
+    }
+
     /// The name to show in logs.
     pub fn label(&self) -> &str {
         self.name.as_deref().unwrap_or("-")

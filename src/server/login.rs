@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::net::prefixed::Prefixed;
 use crate::net::tcp::TcpTransport;
 use crate::net::tls::TlsTransport;
 use crate::net::Transport;
@@ -18,7 +19,7 @@ use crate::server::session::send_error;
 use crate::server::Config;
 use crate::wire::auth::{find_key, new_challenge, server_opening, Challenge, Opening, Response};
 use crate::wire::binding::{self, find_client, BINDING_LEN};
-use crate::wire::frame::read_full;
+use crate::wire::frame::{read_full, MAX_HEADER_LEN};
 use crate::wire::message::{ErrorCode, ErrorReply};
 
 /// Failed logins from one address that are answered without delay.
@@ -87,12 +88,7 @@ impl Backoff {
 /// required, the seed's plaintext HMAC-MD5 answer. Returns the account's
 /// index and the connection to serve; a failed login is answered
 /// `auth_failed` and closed.
-pub fn login(
-    config: &Config,
-    backoff: &Backoff,
-    stream: TcpStream,
-    ip: IpAddr,
-) -> Option<(usize, Box<dyn Transport>)> {
+pub fn login(config: &Config, backoff: &Backoff, stream: TcpStream, ip: IpAddr) -> Option<Login> {
     let ctx = &config.context;
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(ctx.idle_timeout));
@@ -130,10 +126,12 @@ pub fn login(
         }
     };
     match result {
-        LoginResult::Ok(index, mut transport) => {
-            backoff.forget(ip);
-            transport.set_deadline(None);
-            Some((index, transport))
+        LoginResult::Ok(mut login) => {
+            if login.dialect != Dialect::Anonymous {
+                backoff.forget(ip);
+            }
+            login.transport.set_deadline(None);
+            Some(login)
         }
         LoginResult::Refused(refusal) => {
             // Counted first: the same address may be back at once.
@@ -145,9 +143,30 @@ pub fn login(
     }
 }
 
+/// Which dialect a connection logged in with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// TLS with the channel-bound proof.
+    Tls,
+    /// The seed's plaintext HMAC-MD5 login.
+    Plaintext,
+    /// No login at all (`--anonymous`): the seed's FtpClient.
+    Anonymous,
+}
+
+/// A connection that passed the login.
+pub struct Login {
+    /// The account's index; `None` for an anonymous client.
+    pub index: Option<usize>,
+    /// The connection, with any bytes read past the login put back.
+    pub transport: Box<dyn Transport>,
+    /// How it logged in.
+    pub dialect: Dialect,
+}
+
 /// How a dialect's login ended.
 enum LoginResult {
-    Ok(usize, Box<dyn Transport>),
+    Ok(Login),
     /// Wrong secret: counts towards the back-off, then is answered.
     Refused(Refusal),
     /// The peer left or broke the protocol.
@@ -169,7 +188,30 @@ fn legacy_login(
             tracing::Span::current().record("user", name);
             tracing::info!("login ok as {name}; legacy plaintext session");
             metrics.login("ok", "legacy");
-            LoginResult::Ok(index, Box::new(transport))
+            LoginResult::Ok(Login {
+                index: Some(index),
+                transport: Box::new(transport),
+                dialect: Dialect::Plaintext,
+            })
+        }
+        None if starts_a_frame(&answer) && config.anonymous_quota.is_some() => {
+            tracing::Span::current().record("user", "anonymous");
+            tracing::info!("no login, a frame instead: anonymous session (--anonymous)");
+            metrics.login("ok", "anonymous");
+            LoginResult::Ok(Login {
+                index: None,
+                transport: Box::new(Prefixed::new(answer.to_vec(), transport)),
+                dialect: Dialect::Anonymous,
+            })
+        }
+        None if starts_a_frame(&answer) => {
+            tracing::warn!(
+                "login failed: a frame came instead of the answer to the challenge (a client \
+                 that does not log in, such as the seed's FtpClient; --anonymous accepts its \
+                 uploads)"
+            );
+            metrics.login("failed", "legacy");
+            LoginResult::Refused(Refusal::Explained(transport))
         }
         None => LoginResult::Refused(Refusal::Plain(transport)),
     }
@@ -207,11 +249,17 @@ fn tls_login(config: &Config, transport: TcpTransport) -> LoginResult {
     tracing::Span::current().record("user", account.label());
     tracing::info!("login ok as {} over TLS", account.label());
     metrics.login("ok", "tls");
-    LoginResult::Ok(index, Box::new(tls))
+    LoginResult::Ok(Login {
+        index: Some(index),
+        transport: Box::new(tls),
+        dialect: Dialect::Tls,
+    })
 }
 
 /// A connection whose login failed, still to be answered `auth_failed`.
 enum Refusal {
+    /// Logged and counted already, with its own reason.
+    Explained(TcpTransport),
     Plain(TcpTransport),
     Tls(Box<TlsTransport>),
 }
@@ -222,6 +270,10 @@ impl Refusal {
     fn close(self, metrics: &Metrics) {
         let reply = ErrorReply::new(ErrorCode::AuthFailed, "authentication failed");
         let stream = match self {
+            Refusal::Explained(mut t) => {
+                let _ = send_error(&mut t, reply);
+                t.into_inner()
+            }
             Refusal::Plain(mut t) => {
                 tracing::warn!("login failed: wrong answer to the challenge");
                 metrics.login("failed", "legacy");
@@ -237,6 +289,13 @@ impl Refusal {
         };
         linger_close(stream);
     }
+}
+
+/// Whether the 16 bytes in place of an answer have the shape of a frame:
+/// a small little-endian length, then `{`.
+fn starts_a_frame(bytes: &Response) -> bool {
+    let len = i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    (1..=MAX_HEADER_LEN as i32).contains(&len) && bytes[4] == b'{'
 }
 
 /// Closes after an error reply without losing it: a close with unread

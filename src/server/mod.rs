@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod commands;
 pub mod context;
+pub mod echo;
 pub mod login;
 pub mod metrics;
 pub mod session;
@@ -24,10 +25,13 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Socket, Type};
 
 use crate::error::{Error, Result};
+use crate::net::prefixed::Prefixed;
 use crate::net::tls::ServerIdentity;
+use crate::net::Transport;
+use crate::server::accounts::Account;
 use crate::server::accounts::Accounts;
 use crate::server::context::Context;
-use crate::server::login::{login, Backoff};
+use crate::server::login::{login, Backoff, Dialect};
 use crate::server::session::Session;
 use crate::server::workers::Workers;
 use crate::storage::local;
@@ -60,6 +64,9 @@ pub struct Config {
     pub tls: ServerIdentity,
     /// Refuse the seed's plaintext login; serve only TLS.
     pub require_tls: bool,
+    /// With a quota: let clients that skip the login (the seed's FtpClient)
+    /// upload into `ROOT/anonymous`, and nothing else.
+    pub anonymous_quota: Option<u64>,
 }
 
 struct Shared {
@@ -245,17 +252,46 @@ fn refuse_busy(mut stream: TcpStream, max: usize) {
 /// One connection from accept to close.
 fn handle(shared: &Shared, stream: TcpStream, ip: IpAddr) {
     let started = Instant::now();
-    let login = login(&shared.config, &shared.backoff, stream, ip);
-    let Some((index, mut transport)) = login else {
+    let config = &shared.config;
+    let Some(login) = login(config, &shared.backoff, stream, ip) else {
         return;
     };
-    let Some(account) = shared.config.accounts.get(index) else {
-        return;
+    let mut transport = login.transport;
+    let result = match (
+        login.dialect,
+        login.index.and_then(|i| config.accounts.get(i)),
+    ) {
+        (Dialect::Anonymous, _) => {
+            let account = Account::anonymous(config.anonymous_quota.unwrap_or(0));
+            Session::anonymous(&config.context, &account).serve(&mut transport)
+        }
+        (Dialect::Plaintext, Some(account)) => plaintext(config, account, transport),
+        (Dialect::Tls, Some(account)) => {
+            Session::new(&config.context, account).serve(&mut transport)
+        }
+        (_, None) => return,
     };
-    let result = Session::new(&shared.config.context, account).serve(&mut transport);
     match result {
         Ok(()) => tracing::info!("disconnected after {} s", started.elapsed().as_secs()),
         Err(e) => tracing::info!("connection dropped: {e}"),
+    }
+}
+
+/// A plaintext session: the seed's echo client sends text where a frame
+/// would be, and gets it back upper-cased; anyone else gets a session.
+fn plaintext(config: &Config, account: &Account, mut transport: Box<dyn Transport>) -> Result<()> {
+    match echo::sniff(&mut transport, config.context.idle_timeout)? {
+        echo::Opening::Closed => Ok(()),
+        echo::Opening::Echo(first) => {
+            tracing::info!("raw text instead of a frame: the seed's echo dialect");
+            let echoed = echo::serve(&mut transport, first)?;
+            tracing::info!("echoed {echoed} bytes");
+            Ok(())
+        }
+        echo::Opening::Frames(head) => {
+            let mut stream = Prefixed::new(head, transport);
+            Session::new(&config.context, account).serve(&mut stream)
+        }
     }
 }
 

@@ -64,6 +64,8 @@ pub struct Session<'a> {
     pub(crate) account: &'a Account,
     pub(crate) home: PathBuf,
     pub(crate) cwd: Vec<String>,
+    /// An anonymous client: it may only upload, and never replace a file.
+    pub(crate) anonymous: bool,
 }
 
 impl<'a> Session<'a> {
@@ -74,6 +76,16 @@ impl<'a> Session<'a> {
             account,
             home: account.home(&ctx.root),
             cwd: Vec::new(),
+            anonymous: false,
+        }
+    }
+
+    /// A session for a client that did not log in: `put` only, into the
+    /// anonymous account's home, never replacing a file.
+    pub fn anonymous(ctx: &'a Context, account: &'a Account) -> Session<'a> {
+        Session {
+            anonymous: true,
+            ..Session::new(ctx, account)
         }
     }
 
@@ -192,6 +204,13 @@ impl<'a> Session<'a> {
 
     /// Runs one request: the one place that maps commands to handlers.
     fn run<S: Transport>(&mut self, request: Request, s: &mut S) -> Result<Outcome> {
+        if self.anonymous && !matches!(request, Request::Put(_)) {
+            let reply = ErrorReply::new(
+                ErrorCode::Forbidden,
+                "clients that do not log in may only upload (put)",
+            );
+            return refuse(s, reply);
+        }
         match request {
             Request::Put(put) => self.put(put, s),
             Request::Get(get) => self.get(get, s),

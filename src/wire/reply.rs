@@ -40,6 +40,8 @@ pub enum ErrorCode {
     NotEmpty,
     /// The server is at its connection limit.
     TooManyConnections,
+    /// This client may not run the command (an anonymous one, say).
+    Forbidden,
     /// The client failed authentication.
     AuthFailed,
     /// The server failed to do something it should have been able to do.
@@ -66,6 +68,7 @@ impl ErrorCode {
             ErrorCode::InvalidOffset => "invalid_offset",
             ErrorCode::NotEmpty => "not_empty",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::AuthFailed => "auth_failed",
             ErrorCode::Internal => "internal",
             ErrorCode::Other => "other",

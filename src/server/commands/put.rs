@@ -143,7 +143,7 @@ impl Session<'_> {
             }
             Err(_) => None,
         };
-        if existing.is_some() && !self.ctx.overwrite {
+        if existing.is_some() && (self.anonymous || !self.ctx.overwrite) {
             return Err(ErrorReply::new(
                 ErrorCode::Exists,
                 format!(
