@@ -34,6 +34,9 @@ pub(crate) enum Dialect {
     /// The original protocol: takes seed-style puts and never answers.
     /// Only reached with `require_proof` off.
     Original,
+    /// The seed's echo server: answers raw text upper-cased, and nothing
+    /// else. Only reached with `require_proof` off.
+    Echo,
 }
 
 /// A new connection, logged in.
@@ -49,7 +52,28 @@ pub(crate) struct Opened {
 /// the original Python one) is tried again in the seed's plaintext dialect.
 pub(crate) fn open(addr: SocketAddr, options: &ClientOptions, tls: &TlsClient) -> Result<Opened> {
     let mut tcp = dial(addr, options)?;
-    read_challenge(&mut tcp)?;
+    if !options.require_proof {
+        // The seed's FtpServer never sends a challenge; a server of ours
+        // sends it at once, so waiting a moment costs the normal case nothing.
+        set_timeouts(&tcp, CHALLENGE_WAIT, options)?;
+        match read_challenge(&mut tcp) {
+            Err(e) if is_timeout(&e) => return Ok(no_login(tcp)),
+            other => other?,
+        };
+        set_timeouts(&tcp, options.io_timeout, options)?;
+    } else {
+        // Longer than the longest back-off delay a server imposes.
+        set_timeouts(&tcp, CHALLENGE_LIMIT.min(options.io_timeout), options)?;
+        read_challenge(&mut tcp).map_err(|e| match is_timeout(&e) {
+            true => Error::ServerNotProven(format!(
+                "no challenge came within {} s: it is not an ftp-server (the original FtpServer \
+                 sends none; --allow-unproven-server uploads to it without a login)",
+                CHALLENGE_LIMIT.as_secs()
+            )),
+            false => e,
+        })?;
+        set_timeouts(&tcp, options.io_timeout, options)?;
+    }
     tcp.write_all(&TLS_MARKER)
         .map_err(|e| Error::io("sending the TLS request", e))?;
     match tls::connect(tls.config.clone(), tcp) {
@@ -66,6 +90,27 @@ pub(crate) fn open(addr: SocketAddr, options: &ClientOptions, tls: &TlsClient) -
                  Python server cannot"
             )))
         }
+    }
+}
+
+/// How long a client that allows unproven servers waits for a challenge
+/// before it takes the server for the seed's FtpServer, which has no login.
+pub const CHALLENGE_WAIT: Duration = Duration::from_millis(1500);
+
+/// How long any client waits for the challenge: more than a server's
+/// longest back-off delay (8 s).
+pub const CHALLENGE_LIMIT: Duration = Duration::from_secs(10);
+
+/// The seed's FtpServer: no login, puts in the seed's form, no replies.
+fn no_login(tcp: TcpStream) -> Opened {
+    Opened {
+        stream: ClientStream::Plain(tcp),
+        dialect: Dialect::Original,
+        notice: Some(format!(
+            "no challenge came within {} ms: uploading without a login, as to the original \
+             FtpServer; nothing is encrypted or confirmed",
+            CHALLENGE_WAIT.as_millis()
+        )),
     }
 }
 
@@ -129,13 +174,26 @@ fn open_plaintext(addr: SocketAddr, options: &ClientOptions) -> Result<Opened> {
     let mut stream = dial(addr, options)?;
     client_handshake(&mut stream, options.secret.as_bytes())?;
     let nonce = new_nonce();
-    let prove = Request::Prove {
+    let prove = frame::encode_json(&Request::Prove {
         nonce: hex::encode(nonce),
-    };
-    frame::write_json(&mut stream, &prove)?;
+    })?;
+    stream
+        .write_all(&prove)
+        .map_err(|e| Error::io("asking the server to prove itself", e))?;
     set_timeouts(&stream, PROOF_TIMEOUT.min(options.io_timeout), options)?;
-    let answer = read_reply::<_, Proof>(&mut stream);
+    let answer = read_proof(&mut stream, &prove);
     set_timeouts(&stream, options.io_timeout, options)?;
+    if let Ok(ProofAnswer::Echoed) = answer {
+        return Ok(Opened {
+            stream: ClientStream::Plain(stream),
+            dialect: Dialect::Echo,
+            notice: Some("the server echoes what it is sent: the seed's echo server".into()),
+        });
+    }
+    let answer = answer.and_then(|a| match a {
+        ProofAnswer::Reply(reply) => reply.into_result(),
+        ProofAnswer::Echoed => unreachable!(),
+    });
     let unproven = |why: String| match options.require_proof {
         true => Err(Error::ServerNotProven(why)),
         false => Ok(()),
@@ -172,6 +230,25 @@ fn open_plaintext(addr: SocketAddr, options: &ClientOptions) -> Result<Opened> {
         dialect,
         notice: None,
     })
+}
+
+/// What came back for the `prove` request.
+enum ProofAnswer {
+    /// A reply frame.
+    Reply(Reply<Proof>),
+    /// The request itself, upper-cased: the seed's echo server.
+    Echoed,
+}
+
+/// Reads the answer to `prove`, recognising a server that echoes.
+fn read_proof(stream: &mut TcpStream, request: &[u8]) -> Result<ProofAnswer> {
+    let body = frame::read(stream, MAX_REPLY_LEN)?.ok_or(Error::Closed)?;
+    if body == request[4..].to_ascii_uppercase() {
+        return Ok(ProofAnswer::Echoed);
+    }
+    serde_json::from_slice(&body)
+        .map(ProofAnswer::Reply)
+        .map_err(|e| Error::Malformed(format!("reply to prove: {e}")))
 }
 
 fn is_timeout(e: &Error) -> bool {

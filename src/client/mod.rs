@@ -208,8 +208,13 @@ impl Client {
         matches!(self.stream, ClientStream::Tls(_))
     }
 
-    /// Sends `text`; returns it upper-cased by the server.
+    /// Sends `text`; returns it upper-cased by the server. To the seed's
+    /// echo server the text goes raw, and one answer of up to 1 KiB is read,
+    /// as the seed's client does.
     pub fn echo(&mut self, text: &str) -> Result<String> {
+        if self.dialect == Dialect::Echo {
+            return self.guard(|c| raw_echo(&mut c.stream, text));
+        }
         let r: Echoed = self.call(&Request::Echo { text: text.into() })?;
         Ok(r.text)
     }
@@ -257,6 +262,9 @@ impl Client {
                 "this server speaks only the original protocol, which has put and nothing else"
                     .into(),
             )),
+            Dialect::Echo => Err(Error::Usage(
+                "this server only echoes text (the original echo server); try echo TEXT".into(),
+            )),
         }
     }
 
@@ -279,4 +287,20 @@ impl Client {
         }
         result
     }
+}
+
+/// One exchange with the seed's echo server.
+fn raw_echo(stream: &mut ClientStream, text: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    stream
+        .write_all(text.as_bytes())
+        .map_err(|e| Error::io("sending text", e))?;
+    let mut buf = [0u8; 1024];
+    let n = stream
+        .read(&mut buf)
+        .map_err(|e| Error::io("reading the echo", e))?;
+    if n == 0 {
+        return Err(Error::Closed);
+    }
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }

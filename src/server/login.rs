@@ -4,7 +4,7 @@
 //! failing.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::Mutex;
 use std::thread;
@@ -17,7 +17,9 @@ use crate::net::Transport;
 use crate::server::metrics::Metrics;
 use crate::server::session::send_error;
 use crate::server::Config;
-use crate::wire::auth::{find_key, new_challenge, server_opening, Challenge, Opening, Response};
+use crate::wire::auth::{
+    find_key, new_challenge, server_opening, Challenge, Opening, Response, RESPONSE_LEN,
+};
 use crate::wire::binding::{self, find_client, BINDING_LEN};
 use crate::wire::frame::{read_full, MAX_HEADER_LEN};
 use crate::wire::message::{ErrorCode, ErrorReply};
@@ -108,6 +110,16 @@ pub fn login(config: &Config, backoff: &Backoff, stream: TcpStream, ip: IpAddr) 
             return None;
         }
     };
+    if config.anonymous_quota.is_some() {
+        match speaks_first(&mut transport, ctx.idle_timeout) {
+            Ok(Some(first)) => return anonymous_login(config, transport, first),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::info!("left during login: {e}");
+                return None;
+            }
+        }
+    }
     // The whole login, TLS included, must fit in one idle timeout.
     transport.set_deadline(Some(Instant::now() + ctx.idle_timeout));
     let challenge = new_challenge();
@@ -195,14 +207,7 @@ fn legacy_login(
             })
         }
         None if starts_a_frame(&answer) && config.anonymous_quota.is_some() => {
-            tracing::Span::current().record("user", "anonymous");
-            tracing::info!("no login, a frame instead: anonymous session (--anonymous)");
-            metrics.login("ok", "anonymous");
-            LoginResult::Ok(Login {
-                index: None,
-                transport: Box::new(Prefixed::new(answer.to_vec(), transport)),
-                dialect: Dialect::Anonymous,
-            })
+            anonymous(config, transport, answer.to_vec())
         }
         None if starts_a_frame(&answer) => {
             tracing::warn!(
@@ -289,6 +294,61 @@ impl Refusal {
         };
         linger_close(stream);
     }
+}
+
+/// How long a server with `--anonymous` waits, before it sends the
+/// challenge, for a client that speaks first (the seed's FtpClient does).
+/// Such a client never reads a challenge, and if one sits unread when it
+/// closes, its kernel resets the connection and drops what it had not sent
+/// yet; so it is better never to send one.
+pub const SPEAK_FIRST_WAIT: Duration = Duration::from_millis(100);
+
+/// The first bytes of a client that spoke before the challenge, if it did.
+fn speaks_first(transport: &mut TcpTransport, idle: Duration) -> io::Result<Option<Response>> {
+    let mut first = [0u8; RESPONSE_LEN];
+    transport.set_deadline(Some(Instant::now() + SPEAK_FIRST_WAIT));
+    let got = transport.read(&mut first);
+    transport.set_deadline(Some(Instant::now() + idle));
+    let mut n = match got {
+        Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    while n < RESPONSE_LEN {
+        match transport.read(&mut first[n..])? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            got => n += got,
+        }
+    }
+    Ok(Some(first))
+}
+
+/// A client that spoke before the challenge: anonymous if it sent a frame.
+fn anonymous_login(config: &Config, transport: TcpTransport, first: Response) -> Option<Login> {
+    if !starts_a_frame(&first) {
+        tracing::warn!("login refused: the client spoke before the challenge, and not in frames");
+        return None;
+    }
+    match anonymous(config, transport, first.to_vec()) {
+        LoginResult::Ok(mut login) => {
+            login.transport.set_deadline(None);
+            Some(login)
+        }
+        _ => None,
+    }
+}
+
+/// An anonymous session, with the bytes read so far put back.
+fn anonymous(config: &Config, transport: TcpTransport, read: Vec<u8>) -> LoginResult {
+    tracing::Span::current().record("user", "anonymous");
+    tracing::info!("no login, a frame instead: anonymous session (--anonymous)");
+    config.context.metrics.login("ok", "anonymous");
+    LoginResult::Ok(Login {
+        index: None,
+        transport: Box::new(Prefixed::new(read, transport)),
+        dialect: Dialect::Anonymous,
+    })
 }
 
 /// Whether the 16 bytes in place of an answer have the shape of a frame:

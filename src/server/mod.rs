@@ -91,7 +91,9 @@ impl Server {
         let root = &config.context.root;
         std::fs::create_dir_all(root)
             .map_err(|e| Error::io(format!("creating the upload root {}", root.display()), e))?;
-        let listener = listen(addr).map_err(|e| Error::io(format!("listening on {addr}"), e))?;
+        let anonymous = config.anonymous_quota.is_some();
+        let listener =
+            listen(addr, anonymous).map_err(|e| Error::io(format!("listening on {addr}"), e))?;
         Ok(Server {
             listener,
             shared: Arc::new(Shared {
@@ -167,9 +169,20 @@ impl Server {
     }
 }
 
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+/// Receive buffer for servers with anonymous uploads. The seed's FtpClient
+/// never reads the challenge, so its close resets the connection, and its
+/// kernel drops whatever it had not sent yet; bytes already in our receive
+/// buffer stay readable. A buffer this large holds a whole small upload.
+const ANONYMOUS_RCVBUF: usize = 4 * 1024 * 1024;
+
+fn listen(addr: SocketAddr, anonymous: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    if anonymous {
+        // Inherited by every accepted socket. It turns off autotuning,
+        // so only servers that need it get it.
+        socket.set_recv_buffer_size(ANONYMOUS_RCVBUF)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
