@@ -540,38 +540,78 @@ fn burst(s: &Settings, ours: &Server, seed: Option<&Server>) {
 fn idle(s: &Settings, ours: &Server, seed: Option<&Server>) {
     println!("\n## idle authenticated connections held");
     println!(
-        "{:<32} {:>8} {:>12} {:>12} {:>14}",
-        "server", "conns", "RSS before", "RSS after", "per conn"
+        "{:<36} {:>7} {:>11} {:>11} {:>10} {:>8} {:>9}",
+        "server", "conns", "RSS before", "RSS after", "per conn", "threads", "idle CPU"
     );
-    let mut rows = vec![("ftp-server", ours, s.idle)];
+    let tls = s.idle.min(if s.rounds <= 1 { 100 } else { 1000 });
+    let mut rows: Vec<(&str, &Server, usize, bool)> = vec![
+        ("ftp-server, plaintext logins", ours, s.idle, false),
+        ("ftp-server, TLS logins", ours, tls, true),
+    ];
     if let Some(seed) = seed {
-        rows.push(("seed Python server", seed, s.idle.min(1000)));
+        rows.push(("seed Python server", seed, s.idle.min(1000), false));
     }
-    for (name, server, n) in rows {
+    for (name, server, n, encrypted) in rows {
         let before = rss_kib(server.pid());
-        let mut conns = Vec::with_capacity(n);
+        let mut plain = Vec::with_capacity(n);
+        let mut clients = Vec::new();
         for _ in 0..n {
-            match login(server.addr) {
-                Some(c) => conns.push(c),
-                None => break,
+            if encrypted {
+                let mut c = client(server.addr);
+                c.echo("x").expect("echo");
+                clients.push(c);
+            } else {
+                match login(server.addr) {
+                    Some(c) => plain.push(c),
+                    None => break,
+                }
             }
         }
-        // Let every connection thread reach its idle read and, after a
-        // second of silence, give back its unused stack.
-        thread::sleep(Duration::from_millis(2500));
+        // Let every connection settle: finished workers leave after 5 s.
+        thread::sleep(Duration::from_millis(6000));
         let after = rss_kib(server.pid());
-        let held = conns.len();
+        let held = plain.len() + clients.len();
+        let (threads, cpu) = idle_cost(server.pid(), Duration::from_secs(3));
         println!(
-            "{:<32} {:>8} {:>9} KiB {:>9} KiB {:>10.1} KiB",
+            "{:<36} {:>7} {:>7} KiB {:>7} KiB {:>6.1} KiB {:>8} {:>8.2}%",
             name,
             held,
             before,
             after,
-            (after.saturating_sub(before)) as f64 / held.max(1) as f64
+            (after.saturating_sub(before)) as f64 / held.max(1) as f64,
+            threads,
+            cpu
         );
-        drop(conns);
+        drop(plain);
+        drop(clients);
         thread::sleep(Duration::from_millis(300));
     }
+    println!("(each thread also holds a 16 KiB kernel stack that RSS does not show)");
+}
+
+/// The process's thread count, and the share of one core it used while
+/// nothing happened for `span`.
+fn idle_cost(pid: u32, span: Duration) -> (usize, f64) {
+    let stat = |pid: u32| -> u64 {
+        let text = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after_name = text.rsplit(')').next().unwrap_or("");
+        let f: Vec<&str> = after_name.split_whitespace().collect();
+        let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        field(11) + field(12)
+    };
+    let ticks_per_sec = 100.0;
+    let before = stat(pid);
+    thread::sleep(span);
+    let used = (stat(pid) - before) as f64 / ticks_per_sec;
+    let threads = fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Threads:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    (threads, used / span.as_secs_f64() * 100.0)
 }
 
 // ------------------------------------------------------------- helpers

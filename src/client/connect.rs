@@ -194,6 +194,20 @@ fn open_plaintext(addr: SocketAddr, options: &ClientOptions) -> Result<Opened> {
         ProofAnswer::Reply(reply) => reply.into_result(),
         ProofAnswer::Echoed => unreachable!(),
     });
+    let dialect = plaintext_dialect(options, &nonce, answer)?;
+    Ok(Opened {
+        stream: ClientStream::Plain(stream),
+        dialect,
+        notice: None,
+    })
+}
+
+/// What the answer to `prove` says about a plaintext server.
+fn plaintext_dialect(
+    options: &ClientOptions,
+    nonce: &[u8],
+    answer: Result<Proof>,
+) -> Result<Dialect> {
     let unproven = |why: String| match options.require_proof {
         true => Err(Error::ServerNotProven(why)),
         false => Ok(()),
@@ -202,7 +216,7 @@ fn open_plaintext(addr: SocketAddr, options: &ClientOptions) -> Result<Opened> {
         Ok(proof) => {
             let valid = hex::decode(&proof.proof)
                 .ok()
-                .is_some_and(|p| verify_server_proof_md5(options.secret.as_bytes(), &nonce, &p));
+                .is_some_and(|p| verify_server_proof_md5(options.secret.as_bytes(), nonce, &p));
             if !valid {
                 // A wrong proof is an impostor, whatever the options say.
                 return Err(Error::ServerNotProven(
@@ -225,11 +239,7 @@ fn open_plaintext(addr: SocketAddr, options: &ClientOptions) -> Result<Opened> {
         }
         Err(e) => return Err(e),
     };
-    Ok(Opened {
-        stream: ClientStream::Plain(stream),
-        dialect,
-        notice: None,
-    })
+    Ok(dialect)
 }
 
 /// What came back for the `prove` request.

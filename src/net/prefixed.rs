@@ -49,6 +49,12 @@ impl<S: Transport> Transport for Prefixed<S> {
     fn set_deadline(&mut self, deadline: Option<Instant>) {
         self.inner.set_deadline(deadline);
     }
+    fn socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.inner.socket()
+    }
+    fn has_buffered(&mut self) -> bool {
+        self.at < self.prefix.len() || self.inner.has_buffered()
+    }
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ impl TcpTransport {
     }
 
     /// The socket, for asking about it without reading.
-    pub fn socket(&self) -> &TcpStream {
+    pub fn tcp(&self) -> &TcpStream {
         &self.stream
     }
 
@@ -111,6 +111,10 @@ impl Write for TcpTransport {
 impl Transport for TcpTransport {
     fn set_deadline(&mut self, deadline: Option<Instant>) {
         self.deadline = deadline;
+    }
+    fn socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(self.stream.as_fd())
     }
 }
 

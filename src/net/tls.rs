@@ -393,7 +393,7 @@ impl TlsTransport {
     /// Whether the socket holds bytes now, asked without waiting.
     fn more_is_waiting(&self) -> bool {
         use rustix::event::{poll, PollFd, PollFlags};
-        let mut fds = [PollFd::new(self.stream.sock.socket(), PollFlags::IN)];
+        let mut fds = [PollFd::new(self.stream.sock.tcp(), PollFlags::IN)];
         matches!(
             poll(&mut fds, Some(&rustix::event::Timespec::default())),
             Ok(1)
@@ -413,5 +413,15 @@ impl Write for TlsTransport {
 impl Transport for TlsTransport {
     fn set_deadline(&mut self, deadline: Option<Instant>) {
         self.stream.sock.set_deadline(deadline);
+    }
+    fn socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.stream.sock.socket()
+    }
+    fn has_buffered(&mut self) -> bool {
+        // An error also counts: the next read reports it.
+        self.stream
+            .conn
+            .process_new_packets()
+            .map_or(true, |state| state.plaintext_bytes_to_read() > 0)
     }
 }

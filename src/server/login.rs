@@ -114,10 +114,7 @@ pub fn login(config: &Config, backoff: &Backoff, stream: TcpStream, ip: IpAddr) 
         match speaks_first(&mut transport, ctx.idle_timeout) {
             Ok(Some(first)) => return anonymous_login(config, transport, first),
             Ok(None) => {}
-            Err(e) => {
-                tracing::info!("left during login: {e}");
-                return None;
-            }
+            Err(e) => return left(e),
         }
     }
     // The whole login, TLS included, must fit in one idle timeout.
@@ -132,10 +129,7 @@ pub fn login(config: &Config, backoff: &Backoff, stream: TcpStream, ip: IpAddr) 
             return None;
         }
         Ok(Opening::Answer(answer)) => legacy_login(config, transport, &challenge, answer),
-        Err(e) => {
-            tracing::info!("left during login: {e}");
-            return None;
-        }
+        Err(e) => return left(e),
     };
     match result {
         LoginResult::Ok(mut login) => {
@@ -174,6 +168,11 @@ pub struct Login {
     pub transport: Box<dyn Transport>,
     /// How it logged in.
     pub dialect: Dialect,
+}
+
+fn left(e: impl std::fmt::Display) -> Option<Login> {
+    tracing::info!("left during login: {e}");
+    None
 }
 
 /// How a dialect's login ended.

@@ -6,33 +6,33 @@
 
 pub mod accounts;
 pub mod commands;
+mod connection;
 pub mod context;
 pub mod echo;
 pub mod login;
 pub mod metrics;
+pub mod poller;
 pub mod session;
 pub mod uploads;
 pub mod workers;
 
 use std::io::{self, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
 use crate::error::{Error, Result};
-use crate::net::prefixed::Prefixed;
 use crate::net::tls::ServerIdentity;
-use crate::net::Transport;
-use crate::server::accounts::Account;
 use crate::server::accounts::Accounts;
+use crate::server::connection::Conn;
 use crate::server::context::Context;
-use crate::server::login::{login, Backoff, Dialect};
-use crate::server::session::Session;
+use crate::server::login::Backoff;
+use crate::server::poller::Poller;
 use crate::server::workers::Workers;
 use crate::storage::local;
 use crate::wire::frame;
@@ -74,6 +74,18 @@ struct Shared {
     active: AtomicUsize,
     backoff: Backoff,
     workers: Workers,
+    /// Where connections wait between commands; set once at bind.
+    poller: OnceLock<Poller<Conn>>,
+}
+
+impl Shared {
+    /// Parks `conn` until its next command; gives it back if it cannot.
+    fn park(&self, conn: Conn) -> Option<Conn> {
+        match self.poller.get() {
+            Some(poller) => poller.park(conn),
+            None => Some(conn),
+        }
+    }
 }
 
 /// A bound server, ready to run.
@@ -94,15 +106,23 @@ impl Server {
         let anonymous = config.anonymous_quota.is_some();
         let listener =
             listen(addr, anonymous).map_err(|e| Error::io(format!("listening on {addr}"), e))?;
-        Ok(Server {
-            listener,
-            shared: Arc::new(Shared {
-                config,
-                active: AtomicUsize::new(0),
-                backoff: Backoff::default(),
-                workers: Workers::new(THREAD_STACK),
-            }),
-        })
+        let idle = config.context.idle_timeout;
+        let shared = Arc::new(Shared {
+            config,
+            active: AtomicUsize::new(0),
+            backoff: Backoff::default(),
+            workers: Workers::new(THREAD_STACK),
+            poller: OnceLock::new(),
+        });
+        let weak = Arc::downgrade(&shared);
+        let poller = Poller::start(
+            idle,
+            move |conn| connection::resume(&weak, conn),
+            connection::expire,
+        )
+        .map_err(|e| Error::io("starting the poller", e))?;
+        let _ = shared.poller.set(poller);
+        Ok(Server { listener, shared })
     }
 
     /// The address actually bound: the real port when asked for port 0.
@@ -220,9 +240,8 @@ fn dispatch(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
     let job = Box::new(move || {
         let shared = slot.0.clone();
         let span = tracing::info_span!("conn", peer = %addr, user = tracing::field::Empty);
-        let _entered = span.enter();
-        contain(|| handle(&shared, stream, addr.ip()));
-        drop(slot);
+        let _entered = span.clone().entered();
+        contain(|| connection::start(&shared, stream, addr.ip(), slot, span));
     });
     if let Err(e) = shared.workers.run(job) {
         // The job, and with it the slot and the stream, was dropped.
@@ -260,52 +279,6 @@ fn refuse_busy(mut stream: TcpStream, max: usize) {
         let _ = stream.write_all(&frame);
     }
     let _ = stream.shutdown(Shutdown::Write);
-}
-
-/// One connection from accept to close.
-fn handle(shared: &Shared, stream: TcpStream, ip: IpAddr) {
-    let started = Instant::now();
-    let config = &shared.config;
-    let Some(login) = login(config, &shared.backoff, stream, ip) else {
-        return;
-    };
-    let mut transport = login.transport;
-    let result = match (
-        login.dialect,
-        login.index.and_then(|i| config.accounts.get(i)),
-    ) {
-        (Dialect::Anonymous, _) => {
-            let account = Account::anonymous(config.anonymous_quota.unwrap_or(0));
-            Session::anonymous(&config.context, &account).serve(&mut transport)
-        }
-        (Dialect::Plaintext, Some(account)) => plaintext(config, account, transport),
-        (Dialect::Tls, Some(account)) => {
-            Session::new(&config.context, account).serve(&mut transport)
-        }
-        (_, None) => return,
-    };
-    match result {
-        Ok(()) => tracing::info!("disconnected after {} s", started.elapsed().as_secs()),
-        Err(e) => tracing::info!("connection dropped: {e}"),
-    }
-}
-
-/// A plaintext session: the seed's echo client sends text where a frame
-/// would be, and gets it back upper-cased; anyone else gets a session.
-fn plaintext(config: &Config, account: &Account, mut transport: Box<dyn Transport>) -> Result<()> {
-    match echo::sniff(&mut transport, config.context.idle_timeout)? {
-        echo::Opening::Closed => Ok(()),
-        echo::Opening::Echo(first) => {
-            tracing::info!("raw text instead of a frame: the seed's echo dialect");
-            let echoed = echo::serve(&mut transport, first)?;
-            tracing::info!("echoed {echoed} bytes");
-            Ok(())
-        }
-        echo::Opening::Frames(head) => {
-            let mut stream = Prefixed::new(head, transport);
-            Session::new(&config.context, account).serve(&mut stream)
-        }
-    }
 }
 
 #[cfg(test)]

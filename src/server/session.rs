@@ -22,8 +22,10 @@ use crate::wire::names::escape;
 
 /// Whether the connection goes on after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Flow {
+pub enum Flow {
+    /// Read the next command.
     Continue,
+    /// Close the connection.
     Close,
 }
 
@@ -94,25 +96,52 @@ impl<'a> Session<'a> {
     /// Returns `Ok` when the client closes between commands or after a
     /// malformed header was answered; fails when the connection breaks.
     pub fn serve<S: Transport>(&mut self, stream: &mut S) -> Result<()> {
-        if let Err(e) = ensure_home(&self.home) {
-            send_error(stream, internal("creating the home folder", &e))?;
+        if self.start(stream)? == Flow::Close {
             return Ok(());
         }
-        loop {
-            // The whole header must arrive within the idle timeout.
-            stream.set_deadline(Some(Instant::now() + self.ctx.idle_timeout));
-            let header = frame::read(stream, MAX_HEADER_LEN);
-            stream.set_deadline(None);
-            let flow = match header {
-                Ok(Some(h)) => self.handle(&h, stream)?,
-                Ok(None) => return Ok(()),
-                Err(e) if e.is_disconnect() => return Err(e),
-                Err(e) => self.refuse_frame(&e, stream)?,
-            };
-            if flow == Flow::Close {
-                return Ok(());
-            }
+        while self.serve_one(stream)? == Flow::Continue {}
+        Ok(())
+    }
+
+    /// What a session does once, before its first command: make sure the
+    /// home folder is there. Returns `Close` when it cannot be.
+    ///
+    /// Fails only when the error reply cannot be sent.
+    pub fn start<S: Transport>(&mut self, stream: &mut S) -> Result<Flow> {
+        if let Err(e) = ensure_home(&self.home) {
+            send_error(stream, internal("creating the home folder", &e))?;
+            return Ok(Flow::Close);
         }
+        Ok(Flow::Continue)
+    }
+
+    /// Reads one header and runs its command. Returns `Close` when the
+    /// client hung up between commands or the stream cannot go on.
+    ///
+    /// Fails when the connection breaks.
+    pub fn serve_one<S: Transport>(&mut self, stream: &mut S) -> Result<Flow> {
+        // The whole header must arrive within the idle timeout.
+        stream.set_deadline(Some(Instant::now() + self.ctx.idle_timeout));
+        let header = frame::read(stream, MAX_HEADER_LEN);
+        stream.set_deadline(None);
+        match header {
+            Ok(Some(h)) => self.handle(&h, stream),
+            Ok(None) => Ok(Flow::Close),
+            Err(e) if e.is_disconnect() => Err(e),
+            Err(e) => self.refuse_frame(&e, stream),
+        }
+    }
+
+    /// The folder the session is in, to carry over to the next command
+    /// after the connection waited in the poller.
+    pub fn into_cwd(self) -> Vec<String> {
+        self.cwd
+    }
+
+    /// Continues in `cwd` (from [`Session::into_cwd`]).
+    pub fn in_folder(mut self, cwd: Vec<String>) -> Session<'a> {
+        self.cwd = cwd;
+        self
     }
 
     /// Answers a frame whose length was unacceptable. The stream cannot be

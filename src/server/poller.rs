@@ -1,0 +1,193 @@
+//! Where connections wait between commands: one thread watches every idle
+//! socket with epoll and hands a readable one back to a worker, as Apache
+//! httpd's event MPM does. An idle connection holds no thread, and idle
+//! timeouts live in one ordered set, not in sleeping threads.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use polling::{Event, Events};
+
+/// Something that waits in the poller: a connection, with the socket it
+/// owns. The socket must stay open for as long as the item lives.
+pub trait Parkable: Send + 'static {
+    /// The socket to watch.
+    fn fd(&self) -> Option<BorrowedFd<'_>>;
+}
+
+struct Parked<T> {
+    items: HashMap<usize, (T, RawFd, Instant)>,
+    deadlines: BTreeSet<(Instant, usize)>,
+    next_key: usize,
+}
+
+struct Inner<T> {
+    poller: polling::Poller,
+    parked: Mutex<Parked<T>>,
+}
+
+impl<T> Inner<T> {
+    fn lock(&self) -> MutexGuard<'_, Parked<T>> {
+        self.parked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes an item out, unregistering its socket first, so that the
+    /// socket is never closed while epoll still watches it.
+    fn take(&self, parked: &mut Parked<T>, key: usize) -> Option<T> {
+        let (item, fd, deadline) = parked.items.remove(&key)?;
+        parked.deadlines.remove(&(deadline, key));
+        // SAFETY: `fd` belongs to `item`, which is alive here.
+        let _ = self.poller.delete(unsafe { BorrowedFd::borrow_raw(fd) });
+        Some(item)
+    }
+}
+
+/// The poller thread and its parked items.
+pub struct Poller<T> {
+    inner: Arc<Inner<T>>,
+    idle: Duration,
+}
+
+impl<T: Parkable> Poller<T> {
+    /// Starts the thread. `ready` gets each item whose socket turned
+    /// readable (or closed); `expired` each one silent for `idle`.
+    ///
+    /// Fails when epoll or the thread cannot be created.
+    pub fn start(
+        idle: Duration,
+        ready: impl Fn(T) + Send + 'static,
+        expired: impl Fn(T) + Send + 'static,
+    ) -> io::Result<Poller<T>> {
+        let inner = Arc::new(Inner {
+            poller: polling::Poller::new()?,
+            parked: Mutex::new(Parked {
+                items: HashMap::new(),
+                deadlines: BTreeSet::new(),
+                next_key: 0,
+            }),
+        });
+        let watched = inner.clone();
+        thread::Builder::new()
+            .name("ftp-poller".into())
+            .spawn(move || watch(&watched, ready, expired))?;
+        Ok(Poller { inner, idle })
+    }
+
+    /// Parks `item` until its socket is readable or it has been idle too
+    /// long. Gives it back when it has no socket or cannot be watched.
+    pub fn park(&self, item: T) -> Option<T> {
+        let Some(fd) = item.fd().map(|fd| fd.as_raw_fd()) else {
+            return Some(item);
+        };
+        let deadline = Instant::now() + self.idle;
+        let mut parked = self.inner.lock();
+        let key = parked.next_key;
+        parked.next_key = parked.next_key.wrapping_add(1);
+        let was_empty = parked.deadlines.is_empty();
+        // SAFETY: the socket stays open while the item is parked: it is
+        // deleted from the poller in `take` before the item leaves.
+        let added = unsafe { self.inner.poller.add(fd, Event::readable(key)) };
+        if added.is_err() {
+            return Some(item);
+        }
+        parked.items.insert(key, (item, fd, deadline));
+        parked.deadlines.insert((deadline, key));
+        drop(parked);
+        // Deadlines only grow, so the poller needs waking only when it was
+        // waiting without one.
+        if was_empty {
+            let _ = self.inner.poller.notify();
+        }
+        None
+    }
+
+    /// How many items wait now.
+    pub fn len(&self) -> usize {
+        self.inner.lock().items.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn watch<T>(inner: &Inner<T>, ready: impl Fn(T), expired: impl Fn(T)) {
+    let mut events = Events::new();
+    loop {
+        let next = inner.lock().deadlines.first().map(|(at, _)| *at);
+        let timeout = next.map(|at| at.saturating_duration_since(Instant::now()));
+        events.clear();
+        if inner.poller.wait(&mut events, timeout).is_err() {
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        let woken: Vec<T> = {
+            let mut parked = inner.lock();
+            events
+                .iter()
+                .filter_map(|ev| inner.take(&mut parked, ev.key))
+                .collect()
+        };
+        woken.into_iter().for_each(&ready);
+        let now = Instant::now();
+        let stale: Vec<T> = {
+            let mut parked = inner.lock();
+            let keys: Vec<usize> = parked
+                .deadlines
+                .iter()
+                .take_while(|(at, _)| *at <= now)
+                .map(|(_, key)| *key)
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| inner.take(&mut parked, k))
+                .collect()
+        };
+        stale.into_iter().for_each(&expired);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::mpsc;
+
+    impl Parkable for TcpStream {
+        fn fd(&self) -> Option<BorrowedFd<'_>> {
+            use std::os::fd::AsFd;
+            Some(self.as_fd())
+        }
+    }
+
+    #[test]
+    fn readable_sockets_come_back_and_silent_ones_expire() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (expired_tx, expired_rx) = mpsc::channel();
+        let poller = Poller::start(
+            Duration::from_millis(300),
+            move |s: TcpStream| ready_tx.send(s.peer_addr().unwrap()).unwrap(),
+            move |s: TcpStream| expired_tx.send(s.peer_addr().unwrap()).unwrap(),
+        )
+        .unwrap();
+        let mut talker = TcpStream::connect(addr).unwrap();
+        let quiet = TcpStream::connect(addr).unwrap();
+        for _ in 0..2 {
+            assert!(poller.park(listener.accept().unwrap().0).is_none());
+        }
+        assert_eq!(poller.len(), 2);
+        talker.write_all(b"x").unwrap();
+        let woke = ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(woke, talker.local_addr().unwrap());
+        let gone = expired_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(gone, quiet.local_addr().unwrap());
+        assert!(poller.is_empty());
+    }
+}

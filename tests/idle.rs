@@ -1,0 +1,64 @@
+//! Connections idle between commands wait in the server's poller, not in
+//! threads: a hundred of them leave a handful of threads, and each still
+//! answers when it speaks again, in either dialect.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+
+fn threads_of(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn idle_connections_hold_no_thread_and_still_answer() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let pid = server.child.id();
+    let mut idle: Vec<Raw> = (0..100)
+        .map(|i| {
+            let mut raw = Raw::login(server.addr, SECRET.as_bytes());
+            // Half of them idle after a command, half right after the login.
+            if i % 2 == 0 {
+                raw.send_json(&json!({"cmd":"echo","text":format!("first {i}")}));
+                assert_eq!(raw.reply().unwrap()["text"], format!("FIRST {i}"));
+            }
+            raw
+        })
+        .collect();
+    // Finished workers linger 5 s for new work, then leave; the idle
+    // connections keep none of them.
+    assert!(
+        wait_until(Duration::from_secs(15), || threads_of(pid) <= 8),
+        "{} threads for 100 idle connections",
+        threads_of(pid)
+    );
+    for (i, raw) in idle.iter_mut().enumerate() {
+        raw.send_json(&json!({"cmd":"echo","text":format!("again {i}")}));
+        assert_eq!(raw.reply().unwrap()["text"], format!("AGAIN {i}"));
+    }
+    // The encrypted dialect parks the same way, folder and all.
+    let out = ClientRun::new(&sb, &server, &[]).run_with_input("mkdir d\ncd d\npwd\n");
+    assert!(stdout(&out).ends_with("/d\n"), "{}", stdout(&out));
+}
+
+#[test]
+fn the_poller_enforces_the_idle_timeout() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["--idle-timeout", "1"]);
+    let mut raw = Raw::login(server.addr, SECRET.as_bytes());
+    raw.send_json(&json!({"cmd":"echo","text":"x"}));
+    assert_eq!(raw.reply().unwrap()["text"], "X");
+    assert!(raw.closed_by_server());
+    server.wait_for_log("closed after the idle timeout");
+}
