@@ -62,3 +62,20 @@ fn the_poller_enforces_the_idle_timeout() {
     assert!(raw.closed_by_server());
     server.wait_for_log("closed after the idle timeout");
 }
+
+#[test]
+fn a_peer_that_never_logs_in_is_dropped_at_the_login_timeout() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["--login-timeout", "1", "--idle-timeout", "60"]);
+    let started = std::time::Instant::now();
+    let mut silent = Raw::connect(server.addr);
+    let mut challenge = [0u8; 32];
+    std::io::Read::read_exact(&mut silent.stream, &mut challenge).unwrap();
+    assert!(silent.closed_by_server());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    server.wait_for_log("left during login");
+}

@@ -191,6 +191,13 @@ fn repeated_failed_logins_slow_down_that_address_only() {
     for _ in 0..7 {
         time_to_challenge("127.0.0.1", server.addr);
     }
+    // The client leaves as soon as it has answered; let the server count
+    // all seven before the eighth connects.
+    assert!(wait_until(Duration::from_secs(10), || server
+        .log_text()
+        .matches("login failed")
+        .count()
+        >= 7));
     // After 7 failures, 127.0.0.1 waits 125 ms << 4 = 2 s for its challenge.
     let slowed = time_to_challenge("127.0.0.1", server.addr);
     let other = time_to_challenge("127.0.0.2", server.addr);

@@ -336,3 +336,31 @@ fn put_r_uploads_a_tree_and_skips_links() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("replaced the existing file"));
 }
+
+#[test]
+fn a_killed_put_run_again_at_once_takes_the_upload_over_every_time() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let data = pattern(3 << 20, 77);
+    sb.local_file("again.bin", &data);
+    let partial = sb.root().join(".ftp-partial/again.bin");
+    for round in 0..20 {
+        let mut child =
+            ClientRun::new(&sb, &server, &["--limit-rate", "8MiB", "put", "again.bin"]).spawn();
+        // Kill it once it has sent something, without waiting for the
+        // server to notice.
+        assert!(wait_until(Duration::from_secs(10), || size_of(&partial)
+            > 0
+            || sb.root().join("again.bin").exists()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let out = ClientRun::new(&sb, &server, &["put", "again.bin"]).run();
+        assert!(out.status.success(), "round {round}: {}", stderr(&out));
+        assert_eq!(
+            fs::read(sb.root().join("again.bin")).unwrap(),
+            data,
+            "round {round}"
+        );
+        fs::remove_file(sb.root().join("again.bin")).unwrap();
+    }
+}

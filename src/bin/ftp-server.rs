@@ -48,6 +48,9 @@ struct Args {
     /// the login or one header.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     idle_timeout: u64,
+    /// Drop a peer that has not logged in this long after connecting.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    login_timeout: u64,
     /// Largest file accepted, e.g. 10GiB.
     #[arg(long, value_name = "SIZE", value_parser = size)]
     max_file_size: Option<u64>,
@@ -151,6 +154,7 @@ fn run(args: Args) -> Result<()> {
         partial_ttl: Duration::from_secs(args.partial_ttl.saturating_mul(3600)),
         tls: tls.clone(),
         require_tls: args.require_tls,
+        login_timeout: Duration::from_secs(args.login_timeout.clamp(1, args.idle_timeout.max(1))),
         anonymous_quota: args.anonymous.then_some(args.anonymous_quota),
     };
     let server = Server::bind(args.listen, config)?;

@@ -18,6 +18,10 @@ use crate::wire::message::{
 };
 use crate::wire::names::{escape, validate_name};
 
+/// How many times a put refused `busy` is tried, and the pause between.
+const BUSY_TRIES: u32 = 3;
+const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Files up to this size are sent in one round trip, without asking the
 /// server for a resume offset first.
 pub const SMALL_FILE: u64 = 64 * 1024;
@@ -32,6 +36,21 @@ impl Client {
     /// with an I/O error when the connection breaks (run it again to
     /// resume).
     pub fn put(&mut self, path: &Path, progress: &mut dyn Progress) -> Result<PutReport> {
+        let mut tries = 1;
+        loop {
+            match self.put_attempt(path, progress) {
+                // Another connection still holds the name (the server waits
+                // a while for it first): try again a few times.
+                Err(Error::Remote { code, .. }) if code == "busy" && tries < BUSY_TRIES => {
+                    std::thread::sleep(BUSY_PAUSE);
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn put_attempt(&mut self, path: &Path, progress: &mut dyn Progress) -> Result<PutReport> {
         let name = local_upload_name(path)?;
         let mut file = File::open(path)
             .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;

@@ -94,6 +94,13 @@ pub fn login(config: &Config, backoff: &Backoff, stream: TcpStream, ip: IpAddr) 
     let ctx = &config.context;
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(ctx.idle_timeout));
+    // A peer whose host vanished frees its slot and its upload's name in
+    // about two and a half minutes (60 s, then the kernel's probes every
+    // 10 s), not only at the idle timeout.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10));
+    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
     tracing::info!("connected");
     let delay = backoff.delay(ip);
     if !delay.is_zero() {
@@ -111,14 +118,14 @@ pub fn login(config: &Config, backoff: &Backoff, stream: TcpStream, ip: IpAddr) 
         }
     };
     if config.anonymous_quota.is_some() {
-        match speaks_first(&mut transport, ctx.idle_timeout) {
+        match speaks_first(&mut transport, config.login_timeout) {
             Ok(Some(first)) => return anonymous_login(config, transport, first),
             Ok(None) => {}
             Err(e) => return left(e),
         }
     }
-    // The whole login, TLS included, must fit in one idle timeout.
-    transport.set_deadline(Some(Instant::now() + ctx.idle_timeout));
+    // The whole login, TLS included, must fit in the login timeout.
+    transport.set_deadline(Some(Instant::now() + config.login_timeout));
     let challenge = new_challenge();
     let opening = server_opening(&mut transport, &challenge);
     let result = match opening {

@@ -64,6 +64,9 @@ pub struct Config {
     pub tls: ServerIdentity,
     /// Refuse the seed's plaintext login; serve only TLS.
     pub require_tls: bool,
+    /// The whole login, from accept to the proof, must fit in this; a
+    /// slot held by a peer that never logs in is freed after it.
+    pub login_timeout: Duration,
     /// With a quota: let clients that skip the login (the seed's FtpClient)
     /// upload into `ROOT/anonymous`, and nothing else.
     pub anonymous_quota: Option<u64>,

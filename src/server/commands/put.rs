@@ -3,8 +3,9 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{bad_name, internal};
 use crate::error::{Error, Result};
@@ -21,6 +22,11 @@ use crate::wire::names::{escape, validate_name};
 /// sends its body; up to this many bytes are read and dropped so that the
 /// connection stays usable. Larger bodies close the connection instead.
 pub const MAX_DRAIN: u64 = 64 * 1024 * 1024;
+
+/// How long a put waits for an earlier upload of the same name (whose
+/// connection it cuts) to let go: the same user running the upload again
+/// after killing the first takes it over.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 
 /// An upload that passed every check and holds its name.
 struct PreparedPut {
@@ -42,7 +48,8 @@ struct Received {
 
 impl Session<'_> {
     pub(crate) fn put<S: Transport>(&mut self, req: PutRequest, s: &mut S) -> Result<Outcome> {
-        let prepared = match self.prepare_put(&req) {
+        let socket = s.socket().and_then(|fd| fd.try_clone_to_owned().ok());
+        let prepared = match self.prepare_put(&req, socket) {
             Ok(p) => p,
             Err(reply) => return refuse_put(&req, reply, s),
         };
@@ -89,7 +96,11 @@ impl Session<'_> {
     /// Checks everything about an upload that can be checked before its
     /// body: name, size, overwrite policy, concurrent uploads, disk space
     /// and quota. Returns where it goes and the offset to resume from.
-    fn prepare_put(&self, req: &PutRequest) -> Result<PreparedPut, ErrorReply> {
+    fn prepare_put(
+        &self,
+        req: &PutRequest,
+        socket: Option<OwnedFd>,
+    ) -> Result<PreparedPut, ErrorReply> {
         let name = validate_name(&req.filename).map_err(bad_name)?;
         if req.filesize > self.ctx.max_file_size {
             return Err(ErrorReply::new(
@@ -107,7 +118,7 @@ impl Session<'_> {
         let lock = self
             .ctx
             .locks
-            .try_lock(&partial, req.filesize)
+            .take_over(&partial, req.filesize, socket, TAKEOVER_WAIT)
             .ok_or_else(|| {
                 ErrorReply::new(
                     ErrorCode::Busy,
