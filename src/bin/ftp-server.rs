@@ -4,7 +4,11 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -48,6 +52,10 @@ struct Args {
     /// the login or one header.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     idle_timeout: u64,
+    /// On SIGTERM or SIGINT, how long running commands may take to finish
+    /// before the server exits anyway (their partial uploads stay).
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    shutdown_grace: u64,
     /// Drop a peer that has not logged in this long after connecting.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     login_timeout: u64,
@@ -170,7 +178,13 @@ fn run(args: Args) -> Result<()> {
         .and_then(|()| stdout.flush())
         .map_err(|e| ftp::Error::io("writing to stdout", e))?;
     drop(stdout);
-    server.run()
+    // SIGTERM or SIGINT: stop accepting, let running commands finish.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| ftp::Error::io("installing the signal handler", e))?;
+    }
+    server.run(&stop, Duration::from_secs(args.shutdown_grace))
 }
 
 /// The users file, or one account holding the secret, with warnings for

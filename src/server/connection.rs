@@ -128,6 +128,7 @@ fn with_session(
 /// Runs commands while the client keeps sending, and parks the connection
 /// in the poller, giving the thread back, whenever it goes quiet.
 pub(super) fn run(shared: &Shared, mut conn: Conn) {
+    let _busy = Running::new(shared);
     loop {
         if !conn.transport.has_buffered() && !readable_now(&conn) {
             match shared.park(conn) {
@@ -150,6 +151,26 @@ pub(super) fn run(shared: &Shared, mut conn: Conn) {
             }
             Err(e) => return tracing::info!("connection dropped: {e}"),
         }
+    }
+}
+
+/// Counts a connection as running (in a worker) while it lives.
+struct Running<'a>(&'a Shared);
+
+impl<'a> Running<'a> {
+    fn new(shared: &'a Shared) -> Running<'a> {
+        shared
+            .running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running(shared)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -214,7 +235,11 @@ pub(super) fn start(
     slot: Slot,
     span: tracing::Span,
 ) {
-    if let Some(conn) = open(shared, stream, ip, slot, span) {
+    let opened = {
+        let _busy = Running::new(shared);
+        open(shared, stream, ip, slot, span)
+    };
+    if let Some(conn) = opened {
         run(shared, conn);
     }
 }

@@ -19,10 +19,10 @@ pub mod workers;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 
@@ -79,6 +79,8 @@ struct Shared {
     workers: Workers,
     /// Where connections wait between commands; set once at bind.
     poller: OnceLock<Poller<Conn>>,
+    /// Connections a worker is serving now (logging in, or in a command).
+    running: AtomicUsize,
 }
 
 impl Shared {
@@ -116,6 +118,7 @@ impl Server {
             backoff: Backoff::default(),
             workers: Workers::new(THREAD_STACK),
             poller: OnceLock::new(),
+            running: AtomicUsize::new(0),
         });
         let weak = Arc::downgrade(&shared);
         let poller = Poller::start(
@@ -153,16 +156,61 @@ impl Server {
         Ok(bound)
     }
 
-    /// Serves forever, one thread per connection.
-    pub fn run(self) -> ! {
+    /// Serves until `stop` is raised (by SIGTERM, say). Then it drains:
+    /// newcomers are answered busy, idle connections are closed, and
+    /// running commands get up to `grace` to finish; the partial files of
+    /// uploads cut off then stay, for a resume.
+    ///
+    /// Fails when the listening socket cannot be watched.
+    pub fn run(self, stop: &AtomicBool, grace: Duration) -> Result<()> {
         self.start_sweeper();
+        self.listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("watching the listening socket", e))?;
+        while !stop.load(Ordering::SeqCst) {
+            self.accept_ready(None);
+        }
+        let closed = self.shared.poller.get().map_or(0, |p| p.close_all());
+        let running = self.shared.running.load(Ordering::SeqCst);
+        tracing::info!(
+            "shutting down: closed {closed} idle connections; waiting up to {} s for {running} \
+             running",
+            grace.as_secs()
+        );
+        let deadline = Instant::now() + grace;
+        while self.shared.running.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            self.accept_ready(Some("the server is shutting down; try again shortly"));
+        }
+        let left = self.shared.running.load(Ordering::SeqCst);
+        tracing::info!("shut down; {left} commands cut off (their partial uploads are kept)");
+        Ok(())
+    }
+
+    /// Waits up to a tick for connections, and takes every one waiting:
+    /// served, or refused with `refusal`.
+    fn accept_ready(&self, refusal: Option<&str>) {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let tick = Timespec {
+            tv_sec: 0,
+            tv_nsec: 200_000_000,
+        };
+        let mut fds = [PollFd::new(&self.listener, PollFlags::IN)];
+        if !matches!(poll(&mut fds, Some(&tick)), Ok(1)) {
+            return;
+        }
         loop {
             match self.listener.accept() {
-                Ok((stream, addr)) => dispatch(&self.shared, stream, addr),
+                Ok((stream, addr)) => match refusal {
+                    None => dispatch(&self.shared, stream, addr),
+                    Some(why) => refuse_busy(stream, why),
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    // Out of file descriptors or similar: back off instead of spinning.
+                    // Out of file descriptors or similar: let the next
+                    // tick try again, without spinning.
                     tracing::warn!("accept failed: {e}");
-                    thread::sleep(Duration::from_millis(50));
+                    thread::sleep(Duration::from_millis(5));
+                    return;
                 }
             }
         }
@@ -236,7 +284,9 @@ fn dispatch(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
         shared.active.fetch_sub(1, Ordering::SeqCst);
         metrics.refused_busy.inc();
         tracing::warn!(peer = %addr, "refused: at the limit of {max} connections");
-        refuse_busy(stream, max);
+        let why =
+            format!("server busy: it is serving its limit of {max} connections; try again shortly");
+        refuse_busy(stream, &why);
         return;
     }
     let slot = Slot::new(shared);
@@ -272,12 +322,9 @@ fn contain(work: impl FnOnce()) -> bool {
 /// Tells a client over the limit why it is turned away. The frame stands
 /// where the challenge would; clients of this crate recognise it, and the
 /// seed's client fails its login.
-fn refuse_busy(mut stream: TcpStream, max: usize) {
+fn refuse_busy(mut stream: TcpStream, why: &str) {
     let _ = stream.set_nonblocking(true);
-    let reply = Reply::<()>::Error(ErrorReply::new(
-        ErrorCode::TooManyConnections,
-        format!("server busy: it is serving its limit of {max} connections; try again shortly"),
-    ));
+    let reply = Reply::<()>::Error(ErrorReply::new(ErrorCode::TooManyConnections, why));
     if let Ok(frame) = frame::encode_json(&reply) {
         let _ = stream.write_all(&frame);
     }

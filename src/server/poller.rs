@@ -105,6 +105,19 @@ impl<T: Parkable> Poller<T> {
         None
     }
 
+    /// Closes every waiting item (dropping it), for a shutdown; returns how
+    /// many there were.
+    pub fn close_all(&self) -> usize {
+        let mut parked = self.inner.lock();
+        let keys: Vec<usize> = parked.items.keys().copied().collect();
+        let items: Vec<T> = keys
+            .into_iter()
+            .filter_map(|k| self.inner.take(&mut parked, k))
+            .collect();
+        drop(parked);
+        items.len()
+    }
+
     /// How many items wait now.
     pub fn len(&self) -> usize {
         self.inner.lock().items.len()
