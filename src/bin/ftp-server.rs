@@ -21,7 +21,7 @@ use ftp::net::tls::ServerIdentity;
 use ftp::server::accounts::Accounts;
 use ftp::server::context::Context;
 use ftp::server::uploads::UploadLocks;
-use ftp::server::{Config, Server};
+use ftp::server::{fit_to_fd_limit, Config, Server};
 use ftp::Result;
 
 /// Authenticated file transfer server, wire-compatible with the classic
@@ -46,8 +46,12 @@ struct Args {
     #[arg(long, value_name = "FILE", conflicts_with = "secret_file")]
     users: Option<PathBuf>,
     /// Most connections served at once; more are told the server is busy.
+    /// Lowered to what the open-file limit allows, with a log line.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     max_connections: usize,
+    /// Most connections one address may hold (an IPv6 /64 counts as one).
+    #[arg(long, default_value_t = 1_000, value_name = "N")]
+    max_per_address: usize,
     /// Drop a peer that sends nothing for this long, or takes this long for
     /// the login or one header.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
@@ -158,7 +162,8 @@ fn run(args: Args) -> Result<()> {
             metrics: Default::default(),
         },
         accounts,
-        max_connections: args.max_connections.max(1),
+        max_connections: fit_to_fd_limit(args.max_connections.max(1)),
+        max_per_address: args.max_per_address.max(1),
         partial_ttl: Duration::from_secs(args.partial_ttl.saturating_mul(3600)),
         tls: tls.clone(),
         require_tls: args.require_tls,

@@ -39,7 +39,22 @@ struct Failures {
     last: Instant,
 }
 
-/// Failed logins by address, and the delay they earn.
+/// The host an address belongs to, for limits and back-off: an IPv4
+/// address, or the /64 an IPv6 address is in (one host often has many).
+pub fn host_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// Failed logins by host, and the delay they earn.
 #[derive(Debug, Default)]
 pub struct Backoff {
     failures: Mutex<HashMap<IpAddr, Failures>>,
@@ -48,6 +63,7 @@ pub struct Backoff {
 impl Backoff {
     /// How long to wait before challenging `ip`.
     pub fn delay(&self, ip: IpAddr) -> Duration {
+        let ip = host_key(ip);
         let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         match map.get(&ip) {
             Some(f) if f.count >= FREE_FAILURES && f.last.elapsed() < FAILURE_MEMORY => {
@@ -60,11 +76,17 @@ impl Backoff {
 
     /// Records a failed login from `ip`.
     pub fn note_failure(&self, ip: IpAddr) {
+        let ip = host_key(ip);
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_TRACKED_ADDRESSES && !map.contains_key(&ip) {
             map.retain(|_, f| f.last.elapsed() < FAILURE_MEMORY);
+            // Still full: forget the host that failed longest ago, not all
+            // of them (which would let every one start afresh).
             if map.len() >= MAX_TRACKED_ADDRESSES {
-                map.clear();
+                let oldest = map.iter().min_by_key(|(_, f)| f.last).map(|(ip, _)| *ip);
+                if let Some(oldest) = oldest {
+                    map.remove(&oldest);
+                }
             }
         }
         let entry = map.entry(ip).or_insert(Failures {
@@ -80,6 +102,7 @@ impl Backoff {
 
     /// Forgets `ip`'s failures after a good login.
     pub fn forget(&self, ip: IpAddr) {
+        let ip = host_key(ip);
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(&ip);
     }
@@ -402,5 +425,20 @@ mod tests {
         assert_eq!(backoff.delay(good), Duration::ZERO);
         backoff.forget(bad);
         assert_eq!(backoff.delay(bad), Duration::ZERO);
+    }
+
+    #[test]
+    fn an_ipv6_host_is_its_slash_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::7".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(host_key(a), host_key(b));
+        assert_ne!(host_key(a), host_key(other));
+        let backoff = Backoff::default();
+        for _ in 0..FREE_FAILURES + 1 {
+            backoff.note_failure(a);
+        }
+        assert!(backoff.delay(b) > Duration::ZERO, "same /64, same back-off");
+        assert_eq!(backoff.delay(other), Duration::ZERO);
     }
 }

@@ -16,11 +16,12 @@ pub mod session;
 pub mod uploads;
 pub mod workers;
 
+use std::collections::HashMap;
 use std::io::{self, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -31,7 +32,7 @@ use crate::net::tls::ServerIdentity;
 use crate::server::accounts::Accounts;
 use crate::server::connection::Conn;
 use crate::server::context::Context;
-use crate::server::login::Backoff;
+use crate::server::login::{host_key, Backoff};
 use crate::server::poller::Poller;
 use crate::server::workers::Workers;
 use crate::storage::local;
@@ -58,6 +59,9 @@ pub struct Config {
     pub accounts: Accounts,
     /// Most connections served at once; more are answered `busy`.
     pub max_connections: usize,
+    /// Most connections one host may hold open (an IPv6 host is its /64),
+    /// so that one cannot take every slot.
+    pub max_per_address: usize,
     /// Partial uploads untouched this long are deleted.
     pub partial_ttl: Duration,
     /// The certificate and key the encrypted dialect uses.
@@ -81,6 +85,8 @@ struct Shared {
     poller: OnceLock<Poller<Conn>>,
     /// Connections a worker is serving now (logging in, or in a command).
     running: AtomicUsize,
+    /// Open connections by host (an IPv6 host is its /64).
+    per_host: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl Shared {
@@ -119,6 +125,7 @@ impl Server {
             workers: Workers::new(THREAD_STACK),
             poller: OnceLock::new(),
             running: AtomicUsize::new(0),
+            per_host: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&shared);
         let poller = Poller::start(
@@ -240,6 +247,38 @@ impl Server {
     }
 }
 
+/// Descriptors kept free for the listener, logs, the users file, the
+/// sweeper and the like.
+const SPARE_FDS: u64 = 64;
+
+/// Raises the soft limit on open files to the hard one, and returns
+/// `wanted` connections, or fewer if the limit cannot hold them (each may
+/// hold a socket, a file and a duplicate of its socket for a takeover),
+/// saying so in the log.
+pub fn fit_to_fd_limit(wanted: usize) -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if setrlimit(Resource::Nofile, limit).is_err() {
+            limit = getrlimit(Resource::Nofile);
+        }
+    }
+    let Some(open_files) = limit.current else {
+        return wanted;
+    };
+    let fits = usize::try_from(open_files.saturating_sub(SPARE_FDS) / 3).unwrap_or(usize::MAX);
+    if wanted > fits {
+        tracing::warn!(
+            "--max-connections lowered from {wanted} to {} to fit the open-file limit of \
+             {open_files} (raise it with ulimit -n)",
+            fits.max(1)
+        );
+        return fits.max(1);
+    }
+    wanted
+}
+
 /// Receive buffer for servers with anonymous uploads. The seed's FtpClient
 /// never reads the challenge, so its close resets the connection, and its
 /// kernel drops whatever it had not sent yet; bytes already in our receive
@@ -260,36 +299,62 @@ fn listen(addr: SocketAddr, anonymous: bool) -> io::Result<TcpListener> {
 }
 
 /// Releases a connection slot when the connection ends, however it ends.
-struct Slot(Arc<Shared>);
+struct Slot(Arc<Shared>, IpAddr);
 
 impl Slot {
-    fn new(shared: &Arc<Shared>) -> Slot {
-        shared.config.context.metrics.connections_active.inc();
-        Slot(shared.clone())
+    /// Takes a slot for a connection from `host`, if the server and that
+    /// host are under their limits; says which limit is reached if not.
+    fn take(shared: &Arc<Shared>, host: IpAddr) -> std::result::Result<Slot, String> {
+        let config = &shared.config;
+        let max = config.max_connections;
+        if shared.active.fetch_add(1, Ordering::SeqCst) >= max {
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+            return Err(format!(
+                "server busy: it is serving its limit of {max} connections; try again shortly"
+            ));
+        }
+        let mut hosts = shared.per_host.lock().unwrap_or_else(|p| p.into_inner());
+        let count = hosts.entry(host).or_insert(0);
+        if *count >= config.max_per_address {
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+            return Err(format!(
+                "server busy: your address has its limit of {} connections open; close one or \
+                 try again shortly",
+                config.max_per_address
+            ));
+        }
+        *count += 1;
+        config.context.metrics.connections_active.inc();
+        Ok(Slot(shared.clone(), host))
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        let mut hosts = self.0.per_host.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = hosts.get_mut(&self.1) {
+            *count -= 1;
+            if *count == 0 {
+                hosts.remove(&self.1);
+            }
+        }
+        drop(hosts);
         self.0.active.fetch_sub(1, Ordering::SeqCst);
         self.0.config.context.metrics.connections_active.dec();
     }
 }
 
 fn dispatch(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
-    let max = shared.config.max_connections;
     let metrics = &shared.config.context.metrics;
     metrics.connections.inc();
-    if shared.active.fetch_add(1, Ordering::SeqCst) >= max {
-        shared.active.fetch_sub(1, Ordering::SeqCst);
-        metrics.refused_busy.inc();
-        tracing::warn!(peer = %addr, "refused: at the limit of {max} connections");
-        let why =
-            format!("server busy: it is serving its limit of {max} connections; try again shortly");
-        refuse_busy(stream, &why);
-        return;
-    }
-    let slot = Slot::new(shared);
+    let slot = match Slot::take(shared, host_key(addr.ip())) {
+        Ok(slot) => slot,
+        Err(why) => {
+            metrics.refused_busy.inc();
+            tracing::warn!(peer = %addr, "refused: {why}");
+            return refuse_busy(stream, &why);
+        }
+    };
     let job = Box::new(move || {
         let shared = slot.0.clone();
         let span = tracing::info_span!("conn", peer = %addr, user = tracing::field::Empty);

@@ -90,8 +90,26 @@ impl ServerProcess {
     /// Starts the server with `--listen 127.0.0.1:0 --root <sandbox>/root`
     /// plus `extra`, and waits for its `listening on` line.
     pub fn start(sandbox: &Sandbox, extra: &[&str], secret: Option<&str>) -> ServerProcess {
+        ServerProcess::start_under(sandbox, &[], extra, secret)
+    }
+
+    /// The same, run by `wrapper` (such as `prlimit --nofile=100`).
+    pub fn start_under(
+        sandbox: &Sandbox,
+        wrapper: &[&str],
+        extra: &[&str],
+        secret: Option<&str>,
+    ) -> ServerProcess {
         let log = sandbox.path().join(format!("server-{}.log", unique()));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ftp-server"));
+        let server = env!("CARGO_BIN_EXE_ftp-server");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(server);
+                c
+            }
+            None => Command::new(server),
+        };
         cmd.args(["--listen", "127.0.0.1:0", "--root"])
             .arg(sandbox.root())
             .args(extra)

@@ -1,0 +1,85 @@
+//! Connection slots: no host can take them all, and the server never
+//! promises more connections than its open-file limit can hold.
+
+mod support;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use support::*;
+
+/// Connects from `from` and reads what comes first: a challenge (32 bytes)
+/// or a busy frame.
+fn first_bytes(from: &str, to: SocketAddr) -> (TcpStream, Vec<u8>) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = vec![0u8; 200];
+    let n = stream.read(&mut got).unwrap();
+    got.truncate(n);
+    (stream, got)
+}
+
+fn is_busy(bytes: &[u8]) -> bool {
+    String::from_utf8_lossy(bytes).contains("too_many_connections")
+}
+
+#[test]
+fn one_address_cannot_take_every_slot() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["--max-per-address", "2"]);
+    let held: Vec<_> = (0..2)
+        .map(|_| first_bytes("127.0.0.1", server.addr))
+        .collect();
+    assert!(held.iter().all(|(_, b)| b.len() == 32 && !is_busy(b)));
+    let (_, third) = first_bytes("127.0.0.1", server.addr);
+    assert!(is_busy(&third), "{}", String::from_utf8_lossy(&third));
+    assert!(String::from_utf8_lossy(&third).contains("your address"));
+    let (_, elsewhere) = first_bytes("127.0.0.2", server.addr);
+    assert_eq!(elsewhere.len(), 32, "another address still gets in");
+    drop(held);
+    assert!(wait_until(Duration::from_secs(5), || !is_busy(
+        &first_bytes("127.0.0.1", server.addr).1
+    )));
+}
+
+#[test]
+fn max_connections_fits_the_open_file_limit() {
+    if std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return eprintln!("skipped: prlimit (util-linux) is not installed");
+    }
+    let sb = Sandbox::new();
+    let server = ServerProcess::start_under(
+        &sb,
+        &["prlimit", "--nofile=100:100", "--"],
+        &[],
+        Some(SECRET),
+    );
+    // (100 - 64 spare) / 3 per connection = 12.
+    server.wait_for_log("--max-connections lowered from 10000 to 12");
+    let held: Vec<_> = (0..12)
+        .map(|_| first_bytes("127.0.0.1", server.addr))
+        .collect();
+    assert!(held.iter().all(|(_, b)| b.len() == 32), "12 fit");
+    let (_, over) = first_bytes("127.0.0.1", server.addr);
+    assert!(is_busy(&over), "newcomers get busy, not a silent close");
+    drop(held);
+    assert!(wait_until(Duration::from_secs(10), || ClientRun::new(
+        &sb,
+        &server,
+        &["echo", "still here"]
+    )
+    .run()
+    .status
+    .success()));
+}
