@@ -254,7 +254,7 @@ impl Drop for SmallDisk {
 }
 
 #[test]
-fn a_full_disk_is_refused_up_front_or_cleaned_up_mid_write() {
+fn a_full_disk_is_refused_up_front_or_stops_the_upload_and_keeps_it_for_a_resume() {
     let sb = Sandbox::new();
     let Some(_disk) = SmallDisk::mount(sb.root(), "4m") else {
         eprintln!("skipped: cannot mount a tmpfs here (needs root), so no small disk to fill");
@@ -272,7 +272,7 @@ fn a_full_disk_is_refused_up_front_or_cleaned_up_mid_write() {
     assert!(!sb.root().join(".ftp-partial/huge.bin").exists());
 
     // Two uploads that each fit alone: the slow one runs out of space in
-    // the middle of its write, gets an error, and leaves nothing behind.
+    // the middle of its write, is told at once, and keeps what it wrote.
     let slow_data = pattern(3 * 1024 * 1024, 21);
     let fast_data = pattern(3 * 1024 * 1024, 22);
     sb.local_file("slow.bin", &slow_data);
@@ -288,6 +288,7 @@ fn a_full_disk_is_refused_up_front_or_cleaned_up_mid_write() {
     assert!(wait_until(Duration::from_secs(20), || size_of(&partial) >= 256 * 1024));
     let fast = ClientRun::new(&sb, &server, &["put", "fast.bin"]).run();
     assert!(fast.status.success(), "{}", stderr(&fast));
+    let started = std::time::Instant::now();
     let slow_out = wait_output(slow_child, Duration::from_secs(60));
     assert!(!slow_out.status.success());
     assert!(
@@ -296,9 +297,20 @@ fn a_full_disk_is_refused_up_front_or_cleaned_up_mid_write() {
         "{}",
         stderr(&slow_out)
     );
-    assert!(!partial.exists(), "the temporary file is removed");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "told at once, not after the body"
+    );
+    let kept = size_of(&partial);
+    assert!(kept > 0, "what was written is kept");
     assert!(!sb.root().join("slow.bin").exists());
     assert_eq!(fs::read(sb.root().join("fast.bin")).unwrap(), fast_data);
+    // Once there is room, the upload resumes where it stopped.
+    fs::remove_file(sb.root().join("fast.bin")).unwrap();
+    let out = ClientRun::new(&sb, &server, &["put", "slow.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("resumed at byte"), "{}", stdout(&out));
+    assert_eq!(fs::read(sb.root().join("slow.bin")).unwrap(), slow_data);
     // Still serving.
     let out = ClientRun::new(&sb, &server, &["ls"]).run();
     assert!(out.status.success());

@@ -26,6 +26,24 @@ impl ClientStream {
         let _ = self.tcp().shutdown(Shutdown::Both);
     }
 
+    /// Reads what the server sent before the connection broke, without
+    /// writing anything more (TLS would try to flush first, and fail):
+    /// how a refusal that came mid-upload is still heard.
+    pub(crate) fn salvage(&mut self) -> Vec<u8> {
+        let mut got = Vec::new();
+        match self {
+            ClientStream::Plain(s) => {
+                let _ = s.take(1 << 16).read_to_end(&mut got);
+            }
+            ClientStream::Tls(t) => {
+                while matches!(t.conn.read_tls(&mut t.sock), Ok(n) if n > 0) {}
+                let _ = t.conn.process_new_packets();
+                let _ = t.conn.reader().take(1 << 16).read_to_end(&mut got);
+            }
+        }
+        got
+    }
+
     /// Whether the server has closed this idle connection (after its idle
     /// timeout, say). Anything that arrives unasked also counts: between
     /// commands the stream would be out of step.

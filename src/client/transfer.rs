@@ -190,7 +190,15 @@ impl Client {
                 self.stream.shutdown();
                 Err(Error::Interrupted { what: "upload" })
             }
-            Err(PumpError::Sink(e)) => Err(Error::io("sending file data", e)),
+            Err(PumpError::Sink(e)) => {
+                // The server may have stopped the upload mid-body (a full
+                // disk) and closed; its reply, already here, says why.
+                let said = self.stream.salvage();
+                match read_reply::<_, PutDone>(&mut said.as_slice()) {
+                    Err(refused @ Error::Remote { .. }) => Err(refused),
+                    _ => Err(Error::io("sending file data", e)),
+                }
+            }
         }
     }
 

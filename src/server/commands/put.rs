@@ -62,7 +62,15 @@ impl Session<'_> {
             frame::write_json(s, &Reply::Ok(PutReady { offset }))?;
         }
         // A broken connection leaves the partial data for a resume.
-        let received = self.receive_body(&req, &prepared, &mut file, s)?;
+        let received = match self.receive_body(&req, &prepared, &mut file, s) {
+            Err(Error::DiskFull(e)) => {
+                self.ctx.metrics.uploads_failed.inc();
+                let reply = internal("writing the file", &e);
+                // The body is still coming and cannot be skipped: close.
+                return refuse(s, reply).map(Outcome::closing);
+            }
+            other => other?,
+        };
         let expected = self.read_digest(&req, s)?;
         let checked = check_upload(&prepared, &received, expected.as_ref())
             .and_then(|()| self.commit_upload(&prepared, file));
@@ -232,6 +240,9 @@ impl Session<'_> {
             if write_error.is_none() {
                 match file.write_all(chunk) {
                     Ok(()) => written += chunk.len() as u64,
+                    // A full disk stops the upload at once; what was
+                    // written stays for a resume once there is room.
+                    Err(e) if local::is_no_space(&e) => return Err(e),
                     Err(e) => write_error = Some(e),
                 }
                 if durable && written - flushed >= local::WRITEBACK_STEP {
@@ -247,7 +258,7 @@ impl Session<'_> {
                 write_error,
             }),
             Err(PumpError::Source(e)) => Err(e),
-            Err(PumpError::Sink(e)) => Err(Error::io("storing", e)),
+            Err(PumpError::Sink(e)) => Err(Error::DiskFull(e)),
         }
     }
 
