@@ -364,3 +364,21 @@ fn a_killed_put_run_again_at_once_takes_the_upload_over_every_time() {
         fs::remove_file(sb.root().join("again.bin")).unwrap();
     }
 }
+
+#[test]
+fn rm_also_removes_a_partial_upload_nobody_is_running() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let mut raw = Raw::login(server.addr, SECRET.as_bytes());
+    raw.send_json(&serde_json::json!({"cmd":"put","filename":"left.bin","filesize":1_000_000}));
+    raw.send(&pattern(300_000, 4));
+    drop(raw);
+    server.wait_for_log("put left.bin aborted");
+    let partial = sb.root().join(".ftp-partial/left.bin");
+    assert_eq!(size_of(&partial), 300_000);
+    let out = ClientRun::new(&sb, &server, &["rm", "left.bin"]).run();
+    assert_eq!(stdout(&out), "removed left.bin\n", "{}", stderr(&out));
+    assert!(!partial.exists(), "the space is free again");
+    let out = ClientRun::new(&sb, &server, &["rm", "left.bin"]).run();
+    assert!(stderr(&out).contains("no such file"), "{}", stderr(&out));
+}

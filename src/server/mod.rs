@@ -226,6 +226,7 @@ impl Server {
     fn start_sweeper(&self) {
         let config = &self.shared.config;
         let (root, ttl) = (config.context.root.clone(), config.partial_ttl);
+        let locks = config.context.locks.clone();
         let depth = if config.accounts.is_multi_user() {
             34
         } else {
@@ -235,7 +236,7 @@ impl Server {
             .name("ftp-sweeper".into())
             .stack_size(THREAD_STACK)
             .spawn(move || loop {
-                let removed = local::sweep_partials(&root, ttl, depth);
+                let removed = local::sweep_partials(&root, ttl, depth, |p| locks.try_lock(p, 0));
                 if removed > 0 {
                     tracing::info!(
                         "removed {removed} partial uploads untouched for {} s",

@@ -303,8 +303,15 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Removes partial uploads older than `max_age` anywhere below `root`
-/// (to `depth` folders), and returns how many were removed.
-pub fn sweep_partials(root: &Path, max_age: Duration, depth: usize) -> usize {
+/// (to `depth` folders), and returns how many were removed. `claim` must
+/// grant each one first (an upload that resumes it holds it), and the
+/// grant is held while the file is removed.
+pub fn sweep_partials<G>(
+    root: &Path,
+    max_age: Duration,
+    depth: usize,
+    claim: impl Fn(&Path) -> Option<G>,
+) -> usize {
     let now = SystemTime::now();
     let mut removed = 0;
     let mut stack = vec![(root.to_path_buf(), 0usize)];
@@ -327,8 +334,14 @@ pub fn sweep_partials(root: &Path, max_age: Duration, depth: usize) -> usize {
                         .and_then(|m| m.modified())
                         .map(|t| now.duration_since(t).unwrap_or_default() >= max_age)
                         .unwrap_or(false);
-                    if old && fs::remove_file(part.path()).is_ok() {
-                        removed += 1;
+                    let path = part.path();
+                    if !old {
+                        continue;
+                    }
+                    if let Some(_held) = claim(&path) {
+                        if fs::remove_file(&path).is_ok() {
+                            removed += 1;
+                        }
                     }
                 }
             } else if d < depth {
@@ -440,8 +453,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = partial_path(dir.path(), "old");
         open_partial(&p, 0).unwrap();
-        assert_eq!(sweep_partials(dir.path(), Duration::from_secs(3600), 2), 0);
-        assert_eq!(sweep_partials(dir.path(), Duration::ZERO, 2), 1);
+        let any = |_: &Path| Some(());
+        assert_eq!(
+            sweep_partials(dir.path(), Duration::from_secs(3600), 2, any),
+            0
+        );
+        // One that a running upload holds is left alone.
+        assert_eq!(
+            sweep_partials(dir.path(), Duration::ZERO, 2, |_| None::<()>),
+            0
+        );
+        assert_eq!(sweep_partials(dir.path(), Duration::ZERO, 2, any), 1);
         assert!(!p.exists());
     }
 

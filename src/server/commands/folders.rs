@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{bad_folder, bad_name, internal, not_found};
 use crate::server::session::Session;
@@ -65,11 +65,23 @@ impl Session<'_> {
         }
     }
 
-    /// Removes a file or an empty folder.
+    /// Removes a file or an empty folder, and any partial upload of that
+    /// name that no connection is running, so that a user can free quota
+    /// and remove folders that only held one.
     pub(crate) fn rm(&self, filename: &str) -> Result<Removed, ErrorReply> {
         let name = validate_name(filename).map_err(bad_name)?;
-        let path = self.folder()?.join(name);
-        let meta = fs::symlink_metadata(&path).map_err(|e| not_found(name, &e))?;
+        let dir = self.folder()?;
+        let path = dir.join(name);
+        let dropped_partial = self.remove_stale_partial(&dir, name)?;
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(_) if dropped_partial => {
+                return Ok(Removed {
+                    filename: name.to_string(),
+                })
+            }
+            Err(e) => return Err(not_found(name, &e)),
+        };
         let result = if meta.is_dir() {
             // An empty partial-upload folder does not count as content.
             let _ = fs::remove_dir(path.join(PARTIAL_DIR));
@@ -86,6 +98,20 @@ impl Session<'_> {
                 format!("folder {} is not empty", escape(name)),
             )),
             Err(e) => Err(internal("removing", &e)),
+        }
+    }
+
+    /// Deletes the partial upload of `name` in `dir` unless an upload holds
+    /// it; returns whether there was one.
+    fn remove_stale_partial(&self, dir: &Path, name: &str) -> Result<bool, ErrorReply> {
+        let partial = local::partial_path(dir, name);
+        let Some(_held) = self.ctx.locks.try_lock(&partial, 0) else {
+            return Ok(false);
+        };
+        match fs::remove_file(&partial) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(internal("removing the partial upload", &e)),
         }
     }
 }
