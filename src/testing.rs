@@ -60,6 +60,7 @@ pub fn context(root: &Path) -> Context {
         idle_timeout: Duration::from_secs(5),
         locks: UploadLocks::default(),
         metrics: Default::default(),
+        min_rate: None,
     }
 }
 

@@ -79,3 +79,32 @@ fn a_peer_that_never_logs_in_is_dropped_at_the_login_timeout() {
     );
     server.wait_for_log("left during login");
 }
+
+#[test]
+fn a_body_that_trickles_below_the_floor_is_dropped_and_kept_for_a_resume() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["--min-rate", "10KiB", "--min-rate-window", "1"]);
+    let mut raw = Raw::login(server.addr, SECRET.as_bytes());
+    raw.send_json(&json!({"cmd":"put","filename":"drip.bin","filesize":100_000}));
+    // 500 bytes a second, far below 10 KiB/s.
+    let started = std::time::Instant::now();
+    let mut dropped = false;
+    while started.elapsed() < Duration::from_secs(10) {
+        if std::io::Write::write_all(&mut raw.stream, &[7u8; 100]).is_err() {
+            dropped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if server.log_text().contains("put drip.bin aborted") {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(dropped, "the trickle was never dropped");
+    let log = server.wait_for_log("put drip.bin aborted");
+    assert!(log.contains("below the server's floor"), "{log}");
+    assert!(
+        size_of(&sb.root().join(".ftp-partial/drip.bin")) > 0,
+        "kept for a resume"
+    );
+}

@@ -56,6 +56,14 @@ struct Args {
     /// the login or one header.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     idle_timeout: u64,
+    /// Drop an upload whose body comes slower than this (bytes per second,
+    /// e.g. 1KiB; 0 for no floor), averaged over --min-rate-window. Its
+    /// partial file stays for a resume.
+    #[arg(long, default_value = "1KiB", value_name = "RATE", value_parser = size)]
+    min_rate: u64,
+    /// The window --min-rate is averaged over.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    min_rate_window: u64,
     /// On SIGTERM or SIGINT, how long running commands may take to finish
     /// before the server exits anyway (their partial uploads stay).
     #[arg(long, default_value_t = 30, value_name = "SECS")]
@@ -160,6 +168,12 @@ fn run(args: Args) -> Result<()> {
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
             locks: UploadLocks::default(),
             metrics: Default::default(),
+            min_rate: (args.min_rate > 0).then(|| {
+                (
+                    args.min_rate,
+                    Duration::from_secs(args.min_rate_window.max(1)),
+                )
+            }),
         },
         accounts,
         max_connections: fit_to_fd_limit(args.max_connections.max(1)),
@@ -183,13 +197,19 @@ fn run(args: Args) -> Result<()> {
         .and_then(|()| stdout.flush())
         .map_err(|e| ftp::Error::io("writing to stdout", e))?;
     drop(stdout);
-    // SIGTERM or SIGINT: stop accepting, let running commands finish.
+    let stop = stop_on_signals()?;
+    server.run(&stop, Duration::from_secs(args.shutdown_grace))
+}
+
+/// SIGTERM or SIGINT raise the flag: stop accepting, let running
+/// commands finish.
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         signal_hook::flag::register(signal, stop.clone())
             .map_err(|e| ftp::Error::io("installing the signal handler", e))?;
     }
-    server.run(&stop, Duration::from_secs(args.shutdown_grace))
+    Ok(stop)
 }
 
 /// The users file, or one account holding the secret, with warnings for

@@ -1,4 +1,5 @@
-//! A reader or writer held to a number of bytes per second.
+//! A reader or writer held to a number of bytes per second, and a floor
+//! that a transfer must keep above.
 
 use std::io::{self, Read, Write};
 use std::thread;
@@ -71,6 +72,52 @@ impl<W: Write> Write for Throttle<W> {
     }
 }
 
+/// The least a transfer must keep up: `rate` bytes per second averaged
+/// over each `window`. A peer that trickles a body slower than that holds
+/// a slot and an upload's name for nothing.
+#[derive(Debug)]
+pub struct RateFloor {
+    rate: u64,
+    window: Duration,
+    started: Instant,
+    moved: u64,
+}
+
+impl RateFloor {
+    /// A floor of `rate` bytes per second over `window`.
+    pub fn new(rate: u64, window: Duration) -> RateFloor {
+        RateFloor {
+            rate,
+            window,
+            started: Instant::now(),
+            moved: 0,
+        }
+    }
+
+    /// Counts `n` more bytes; fails with `TimedOut` when a whole window
+    /// went by below the floor.
+    pub fn note(&mut self, n: usize) -> io::Result<()> {
+        self.moved = self.moved.saturating_add(n as u64);
+        let elapsed = self.started.elapsed();
+        if elapsed < self.window {
+            return Ok(());
+        }
+        let wanted = (self.rate as f64 * elapsed.as_secs_f64()) as u64;
+        if self.moved < wanted {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the body came at {} bytes/s, below the server's floor of {} bytes/s",
+                    (self.moved as f64 / elapsed.as_secs_f64()) as u64,
+                    self.rate
+                ),
+            ));
+        }
+        (self.started, self.moved) = (Instant::now(), 0);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +140,17 @@ mod tests {
         t.write_all(b"hello").unwrap();
         t.flush().unwrap();
         assert_eq!(t.into_inner(), b"hello");
+    }
+
+    #[test]
+    fn a_trickle_falls_through_the_floor() {
+        let mut floor = RateFloor::new(1000, Duration::from_millis(50));
+        floor.note(10).unwrap();
+        thread::sleep(Duration::from_millis(60));
+        let e = floor.note(10).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        let mut fast = RateFloor::new(1000, Duration::from_millis(50));
+        thread::sleep(Duration::from_millis(60));
+        fast.note(1000).unwrap();
     }
 }

@@ -22,6 +22,9 @@ pub struct Context {
     pub idle_timeout: Duration,
     /// Names being uploaded right now.
     pub locks: UploadLocks,
+    /// The least an upload's body must keep up, bytes per second averaged
+    /// over a window; slower ones are dropped (their partial stays).
+    pub min_rate: Option<(u64, Duration)>,
     /// What the server counts, for `--metrics`.
     pub metrics: Arc<Metrics>,
 }

@@ -115,15 +115,7 @@ impl Backoff {
 /// `auth_failed` and closed.
 pub fn login(config: &Config, backoff: &Backoff, stream: TcpStream, ip: IpAddr) -> Option<Login> {
     let ctx = &config.context;
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(ctx.idle_timeout));
-    // A peer whose host vanished frees its slot and its upload's name in
-    // about two and a half minutes (60 s, then the kernel's probes every
-    // 10 s), not only at the idle timeout.
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(60))
-        .with_interval(Duration::from_secs(10));
-    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+    prepare_socket(&stream, ctx.idle_timeout);
     tracing::info!("connected");
     let delay = backoff.delay(ip);
     if !delay.is_zero() {
@@ -198,6 +190,19 @@ pub struct Login {
     pub transport: Box<dyn Transport>,
     /// How it logged in.
     pub dialect: Dialect,
+}
+
+/// Socket options for an accepted connection.
+fn prepare_socket(stream: &TcpStream, idle: Duration) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(idle));
+    // A peer whose host vanished frees its slot and its upload's name in
+    // about two and a half minutes (60 s, then the kernel's probes every
+    // 10 s), not only at the idle timeout.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10));
+    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive);
 }
 
 fn left(e: impl std::fmt::Display) -> Option<Login> {

@@ -132,8 +132,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// The folder the session is in, to carry over to the next command
-    /// after the connection waited in the poller.
+    /// The folder the session is in, to carry to the next command.
     pub fn into_cwd(self) -> Vec<String> {
         self.cwd
     }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::{bad_name, internal};
 use crate::error::{Error, Result};
 use crate::io::pump::{buffer_for, hash_prefix, pump, PumpError};
+use crate::io::throttle::RateFloor;
 use crate::net::Transport;
 use crate::server::session::{refuse, Outcome, Session};
 use crate::server::uploads::UploadLock;
@@ -233,7 +234,14 @@ impl Session<'_> {
         let mut buf = buffer_for(body);
         let (mut written, mut flushed) = (offset, offset);
         let durable = self.ctx.durable;
+        let mut floor = self
+            .ctx
+            .min_rate
+            .map(|(rate, window)| RateFloor::new(rate, window));
         let pumped = pump(s, body, &mut buf, |chunk| {
+            if let Some(floor) = floor.as_mut() {
+                floor.note(chunk.len())?;
+            }
             if let Some(h) = hasher.as_mut() {
                 h.update(chunk);
             }
@@ -258,7 +266,9 @@ impl Session<'_> {
                 write_error,
             }),
             Err(PumpError::Source(e)) => Err(e),
-            Err(PumpError::Sink(e)) => Err(Error::DiskFull(e)),
+            Err(PumpError::Sink(e)) if local::is_no_space(&e) => Err(Error::DiskFull(e)),
+            // Too slow: dropped, and the partial stays for a resume.
+            Err(PumpError::Sink(e)) => Err(Error::io("receiving the file", e)),
         }
     }
 
