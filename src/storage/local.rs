@@ -166,7 +166,13 @@ pub fn usage(dir: &Path) -> io::Result<u64> {
         };
         for entry in entries {
             let entry = entry?;
-            let meta = entry.metadata()?;
+            // A file removed or renamed (a commit) while we walk is simply
+            // no longer there, not a failure.
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             if meta.is_dir() {
                 stack.push(entry.path());
             } else if meta.is_file() {
