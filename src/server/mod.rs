@@ -356,15 +356,29 @@ fn dispatch(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
             return refuse_busy(stream, &why);
         }
     };
+    // The stream waits in a cell the job empties, so that a job that never
+    // runs (no thread could be made) leaves it behind to be answered.
+    let cell = Arc::new(Mutex::new(Some(stream)));
+    let handed = cell.clone();
     let job = Box::new(move || {
+        let Some(stream) = handed.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
         let shared = slot.0.clone();
         let span = tracing::info_span!("conn", peer = %addr, user = tracing::field::Empty);
         let _entered = span.clone().entered();
         contain(|| connection::start(&shared, stream, addr.ip(), slot, span));
     });
     if let Err(e) = shared.workers.run(job) {
-        // The job, and with it the slot and the stream, was dropped.
-        tracing::warn!("cannot start a connection thread: {e}");
+        tracing::warn!(peer = %addr, "refused: cannot start a connection thread: {e}");
+        metrics.refused_busy.inc();
+        let left = cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(stream) = left {
+            refuse_busy(
+                stream,
+                "server busy: it cannot start a thread now; try again shortly",
+            );
+        }
     }
 }
 
@@ -405,5 +419,44 @@ mod tests {
     fn a_panic_in_a_connection_is_contained() {
         assert!(contain(|| panic!("boom")));
         assert!(!contain(|| {}));
+    }
+
+    #[test]
+    fn a_connection_without_a_thread_is_answered_busy() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let secret = crate::config::secret::Secret::new(b"k".to_vec()).unwrap();
+        let shared = Arc::new(Shared {
+            config: Config {
+                context: crate::testing::context(dir.path()),
+                accounts: Accounts::single(secret),
+                max_connections: 10,
+                max_per_address: 10,
+                partial_ttl: Duration::from_secs(60),
+                tls: ServerIdentity::load_or_create(dir.path()).unwrap(),
+                require_tls: false,
+                login_timeout: Duration::from_secs(5),
+                anonymous_quota: None,
+            },
+            active: AtomicUsize::new(0),
+            backoff: Backoff::default(),
+            // No thread can have a stack this large.
+            workers: Workers::new(usize::MAX / 2),
+            poller: OnceLock::new(),
+            running: AtomicUsize::new(0),
+            per_host: Mutex::new(HashMap::new()),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, addr) = listener.accept().unwrap();
+        dispatch(&shared, stream, addr);
+        let mut said = String::new();
+        client.read_to_string(&mut said).unwrap();
+        assert!(said.contains("cannot start a thread"), "{said}");
+        assert_eq!(
+            shared.active.load(Ordering::SeqCst),
+            0,
+            "the slot is given back"
+        );
     }
 }
