@@ -61,6 +61,7 @@ pub fn context(root: &Path) -> Context {
         locks: UploadLocks::default(),
         metrics: Default::default(),
         min_rate: None,
+        usage: Default::default(),
     }
 }
 

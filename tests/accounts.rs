@@ -393,3 +393,62 @@ fn uploads_in_flight_count_toward_the_quota() {
     assert!(sb.root().join("alice/first.bin").exists());
     assert!(!sb.root().join("alice/second.bin").exists());
 }
+
+/// Bytes of regular files under `dir`, partial uploads included: what the
+/// server's quota must agree with.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() {
+            bytes_under(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}
+
+#[test]
+fn the_quota_book_stays_exact_through_puts_replacements_removals_and_breaks() {
+    let sb = Sandbox::new();
+    let server = users_server(&sb);
+    let home = sb.root().join("alice");
+    let used = |sb: &Sandbox| {
+        let out = as_user(sb, &server, ALICE, &["quota"]);
+        let text = stdout(&out);
+        text.split_whitespace().nth(1).unwrap().to_string()
+    };
+    let shown = |n: u64| {
+        indicatif::HumanBytes(n)
+            .to_string()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    sb.local_file("a.bin", &pattern(300_000, 1));
+    sb.local_file("b.bin", &pattern(200_000, 2));
+    for step in [&["put", "a.bin"][..], &["put", "b.bin"], &["rm", "b.bin"]] {
+        let out = as_user(&sb, &server, ALICE, step);
+        assert!(out.status.success(), "{step:?}: {}", stderr(&out));
+        assert_eq!(used(&sb), shown(bytes_under(&home)), "after {step:?}");
+    }
+    // A smaller file replaces a larger one.
+    sb.local_file("a.bin", &pattern(100_000, 3));
+    assert!(as_user(&sb, &server, ALICE, &["put", "a.bin"])
+        .status
+        .success());
+    assert_eq!(
+        used(&sb),
+        shown(bytes_under(&home)),
+        "after the replacement"
+    );
+    // A broken upload leaves a partial, which counts.
+    let mut raw = Raw::login(server.addr, ALICE.as_bytes());
+    raw.send_json(&json!({"cmd":"put","filename":"cut.bin","filesize":500_000}));
+    raw.send(&pattern(150_000, 4));
+    drop(raw);
+    server.wait_for_log("put cut.bin aborted");
+    assert_eq!(used(&sb), shown(bytes_under(&home)), "with a partial");
+}

@@ -168,6 +168,7 @@ fn run(args: Args) -> Result<()> {
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
             locks: UploadLocks::default(),
             metrics: Default::default(),
+            usage: Default::default(),
             min_rate: (args.min_rate > 0).then(|| {
                 (
                     args.min_rate,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::server::metrics::Metrics;
 use crate::server::uploads::UploadLocks;
+use crate::server::usage::UsageBook;
 
 /// Policies and state shared by every connection of one server.
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct Context {
     /// The least an upload's body must keep up, bytes per second averaged
     /// over a window; slower ones are dropped (their partial stays).
     pub min_rate: Option<(u64, Duration)>,
+    /// Bytes under each home, kept up to date instead of walked per put.
+    pub usage: UsageBook,
     /// What the server counts, for `--metrics`.
     pub metrics: Arc<Metrics>,
 }

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod poller;
 pub mod session;
 pub mod uploads;
+pub mod usage;
 pub mod workers;
 
 use std::collections::HashMap;
@@ -227,6 +228,7 @@ impl Server {
         let config = &self.shared.config;
         let (root, ttl) = (config.context.root.clone(), config.partial_ttl);
         let locks = config.context.locks.clone();
+        let usage = config.context.usage.clone();
         let depth = if config.accounts.is_multi_user() {
             34
         } else {
@@ -238,6 +240,8 @@ impl Server {
             .spawn(move || loop {
                 let removed = local::sweep_partials(&root, ttl, depth, |p| locks.try_lock(p, 0));
                 if removed > 0 {
+                    // Partials went from homes the book keeps: measure again.
+                    usage.forget_all();
                     tracing::info!(
                         "removed {removed} partial uploads untouched for {} s",
                         ttl.as_secs()

@@ -89,6 +89,9 @@ impl Session<'_> {
         } else {
             fs::remove_file(&path)
         };
+        if result.is_ok() && meta.is_file() {
+            self.ctx.usage.remove(&self.home, meta.len());
+        }
         match result {
             Ok(()) => Ok(Removed {
                 filename: name.to_string(),
@@ -108,8 +111,12 @@ impl Session<'_> {
         let Some(_held) = self.ctx.locks.try_lock(&partial, 0) else {
             return Ok(false);
         };
+        let len = local::regular_len(&partial).unwrap_or(0);
         match fs::remove_file(&partial) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                self.ctx.usage.remove(&self.home, len);
+                Ok(true)
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(internal("removing the partial upload", &e)),
         }

@@ -28,7 +28,11 @@ impl Session<'_> {
 
     /// Space used by the home, its quota, and what can still be stored.
     pub(crate) fn usage(&self) -> Result<Usage, ErrorReply> {
-        let used = local::usage(&self.home).map_err(|e| internal("measuring usage", &e))?;
+        let used = self
+            .ctx
+            .usage
+            .used(&self.home)
+            .map_err(|e| internal("measuring usage", &e))?;
         let free = local::disk_free(&self.home).map_err(|e| internal("statvfs", &e))?;
         let available = match self.account.quota {
             Some(q) => q.saturating_sub(used).min(free),

@@ -54,10 +54,16 @@ impl Session<'_> {
             Ok(p) => p,
             Err(reply) => return refuse_put(&req, reply, s),
         };
+        // Starting from 0 empties a partial that was there.
+        let emptied = match prepared.offset {
+            0 => local::regular_len(&prepared.partial).unwrap_or(0),
+            _ => 0,
+        };
         let mut file = match local::open_partial(&prepared.partial, prepared.offset) {
             Ok(f) => f,
             Err(e) => return refuse_put(&req, internal("creating the upload file", &e), s),
         };
+        self.ctx.usage.remove(&self.home, emptied);
         if req.wants_ready() {
             let offset = prepared.offset;
             frame::write_json(s, &Reply::Ok(PutReady { offset }))?;
@@ -65,6 +71,7 @@ impl Session<'_> {
         // A broken connection leaves the partial data for a resume.
         let received = match self.receive_body(&req, &prepared, &mut file, s) {
             Err(Error::DiskFull(e)) => {
+                self.ctx.usage.forget(&self.home);
                 self.ctx.metrics.uploads_failed.inc();
                 let reply = internal("writing the file", &e);
                 // The body is still coming and cannot be skipped: close.
@@ -77,7 +84,7 @@ impl Session<'_> {
             .and_then(|()| self.commit_upload(&prepared, file));
         if let Err(reply) = checked {
             self.ctx.metrics.uploads_failed.inc();
-            return discard_upload(&prepared.partial, reply, s);
+            return self.discard_upload(&prepared.partial, reply, s);
         }
         let body = req.filesize - prepared.offset;
         let metrics = &self.ctx.metrics;
@@ -181,7 +188,11 @@ impl Session<'_> {
         let Some(quota) = self.account.quota else {
             return Ok(());
         };
-        let used = local::usage(&self.home).map_err(|e| internal("measuring usage", &e))?;
+        let used = self
+            .ctx
+            .usage
+            .used(&self.home)
+            .map_err(|e| internal("measuring usage", &e))?;
         let kept = local::regular_len(partial).unwrap_or(0);
         // Uploads still running count with their whole declared size, not
         // just the part they have written.
@@ -247,11 +258,18 @@ impl Session<'_> {
             }
             if write_error.is_none() {
                 match file.write_all(chunk) {
-                    Ok(()) => written += chunk.len() as u64,
+                    Ok(()) => {
+                        written += chunk.len() as u64;
+                        self.ctx.usage.add(&self.home, chunk.len() as u64);
+                    }
                     // A full disk stops the upload at once; what was
                     // written stays for a resume once there is room.
                     Err(e) if local::is_no_space(&e) => return Err(e),
-                    Err(e) => write_error = Some(e),
+                    Err(e) => {
+                        // Part of the chunk may be on disk: measure again.
+                        self.ctx.usage.forget(&self.home);
+                        write_error = Some(e);
+                    }
                 }
                 if durable && written - flushed >= local::WRITEBACK_STEP {
                     local::start_writeback(file, flushed, written - flushed);
@@ -283,14 +301,32 @@ impl Session<'_> {
         digest.map(Some)
     }
 
+    /// Deletes an upload that must not be committed and answers `reply`.
+    fn discard_upload<S: Transport>(
+        &self,
+        partial: &Path,
+        reply: ErrorReply,
+        s: &mut S,
+    ) -> Result<Outcome> {
+        let len = local::regular_len(partial).unwrap_or(0);
+        if fs::remove_file(partial).is_ok() {
+            self.ctx.usage.remove(&self.home, len);
+        }
+        refuse(s, reply)
+    }
+
     /// Puts a complete, verified upload under its name.
     fn commit_upload(&self, prepared: &PreparedPut, file: File) -> Result<(), ErrorReply> {
         let durable = self.ctx.durable;
+        let replaced = local::regular_len(&prepared.target).unwrap_or(0);
         let committed = (if durable { file.sync_all() } else { Ok(()) }).and_then(|()| {
             drop(file);
             let overwrite = self.ctx.overwrite;
             local::commit(&prepared.partial, &prepared.target, overwrite, durable)
         });
+        if committed.is_ok() {
+            self.ctx.usage.remove(&self.home, replaced);
+        }
         committed.map_err(|e| match e.kind() {
             io::ErrorKind::AlreadyExists => ErrorReply::new(
                 ErrorCode::Exists,
@@ -362,11 +398,5 @@ fn refuse_put<S: Transport>(req: &PutRequest, reply: ErrorReply, s: &mut S) -> R
     if req.digest.is_some() {
         frame::read(s, MAX_HEADER_LEN)?;
     }
-    refuse(s, reply)
-}
-
-/// Deletes an upload that must not be committed and answers `reply`.
-fn discard_upload<S: Transport>(partial: &Path, reply: ErrorReply, s: &mut S) -> Result<Outcome> {
-    let _ = fs::remove_file(partial);
     refuse(s, reply)
 }
