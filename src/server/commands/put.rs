@@ -233,14 +233,7 @@ impl Session<'_> {
         s: &mut S,
     ) -> Result<Received> {
         let offset = prepared.offset;
-        let mut hasher = req.digest.map(|_| blake3::Hasher::new());
-        let mut write_error: Option<io::Error> = None;
-        if let (Some(h), true) = (hasher.as_mut(), offset > 0) {
-            let prefix = File::open(&prepared.partial)
-                .map_err(|e| Error::io("reading partial data", e))
-                .and_then(|mut f| hash_prefix(&mut f, offset, h));
-            write_error = prefix.err().map(io::Error::from);
-        }
+        let (mut hasher, mut write_error) = hash_kept(req, prepared);
         let body = req.filesize - offset;
         let mut buf = buffer_for(body);
         let (mut written, mut flushed) = (offset, offset);
@@ -338,6 +331,23 @@ impl Session<'_> {
             _ => internal("committing the file", &e),
         })
     }
+}
+
+/// The digest of the bytes a resumed upload kept, when the client will
+/// send one; an error reading them is reported like a write error.
+fn hash_kept(
+    req: &PutRequest,
+    prepared: &PreparedPut,
+) -> (Option<blake3::Hasher>, Option<io::Error>) {
+    let mut hasher = req.digest.map(|_| blake3::Hasher::new());
+    let mut error = None;
+    if let (Some(h), true) = (hasher.as_mut(), prepared.offset > 0) {
+        let kept = File::open(&prepared.partial)
+            .map_err(|e| Error::io("reading partial data", e))
+            .and_then(|mut f| hash_prefix(&mut f, prepared.offset, h));
+        error = kept.err().map(io::Error::from);
+    }
+    (hasher, error)
 }
 
 /// Refuses an upload whose bytes could not be stored or whose digest does
