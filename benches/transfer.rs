@@ -24,6 +24,8 @@ use ftp::config::secret::Secret;
 use ftp::wire::auth::respond;
 use ftp::wire::frame;
 
+#[path = "support/limit.rs"]
+mod limit;
 #[path = "support/scp.rs"]
 mod scp_bench;
 #[path = "support/tls.rs"]
@@ -56,6 +58,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--raw-receive") {
         raw_receive(Path::new(&args[i + 1]));
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--limit-server") {
+        limit::serve(Path::new(&args[i + 1]), &args[i + 2]);
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--tls-receive") {
@@ -105,10 +111,10 @@ fn main() {
         durable(&s, &source);
     }
     if wanted("small") {
-        small_puts(&s, &scratch, &ours, seed.as_ref());
+        small_puts(&s, &scratch, &ours, seed.as_ref(), &limit_server(&scratch));
     }
     if wanted("burst") {
-        burst(&s, &ours, seed.as_ref());
+        burst(&s, &ours, seed.as_ref(), &limit_server(&scratch));
     }
     if wanted("idle") {
         idle(&s, &ours, seed.as_ref());
@@ -330,7 +336,20 @@ fn durable(s: &Settings, source: &Path) {
 
 // ---------------------------------------------------------- small puts
 
-fn small_puts(s: &Settings, scratch: &Scratch, ours: &Server, seed: Option<&Server>) {
+/// The minimal reference server, started afresh for a section.
+fn limit_server(scratch: &Scratch) -> Server {
+    let root = scratch.dir.join("limit-root");
+    let (child, addr) = limit::start(&root, SECRET);
+    Server { child, addr, root }
+}
+
+fn small_puts(
+    s: &Settings,
+    scratch: &Scratch,
+    ours: &Server,
+    seed: Option<&Server>,
+    limit: &Server,
+) {
     let small_dir = scratch.dir.join("small");
     fs::create_dir_all(&small_dir).unwrap();
     for i in 0..16 {
@@ -353,9 +372,16 @@ fn small_puts(s: &Settings, scratch: &Scratch, ours: &Server, seed: Option<&Serv
                 fresh(seed),
             ));
         }
+        let limit_rate = fresh(limit);
+        let ours_fresh = fresh(ours);
+        let vs_limit = ours_fresh.rate() / limit_rate.rate();
+        cells.push((
+            format!("minimal reference server (limit), {clients} clients"),
+            limit_rate,
+        ));
         cells.push((
             format!("ftp-server, new connection each, {clients} clients"),
-            fresh(ours),
+            ours_fresh,
         ));
         let addr = ours.addr;
         let dir = small_dir.clone();
@@ -386,6 +412,7 @@ fn small_puts(s: &Settings, scratch: &Scratch, ours: &Server, seed: Option<&Serv
                 }
             );
         }
+        println!("ftp-server against the limit, new connection each: {vs_limit:.2}x the rate");
     }
 }
 
@@ -481,7 +508,7 @@ fn run_load_stateful<S: 'static>(
 
 // --------------------------------------------------------------- burst
 
-fn burst(s: &Settings, ours: &Server, seed: Option<&Server>) {
+fn burst(s: &Settings, ours: &Server, seed: Option<&Server>, limit: &Server) {
     println!(
         "\n## {} clients connecting at once (connect, log in, 1 KiB put, close)",
         s.burst
@@ -490,10 +517,14 @@ fn burst(s: &Settings, ours: &Server, seed: Option<&Server>) {
         "{:<44} {:>9} {:>9} {:>9}",
         "server", "failed", "p50 ms", "p99 ms"
     );
-    let mut rows = vec![("ftp-server", ours)];
+    let mut rows = vec![
+        ("minimal reference server (limit)", limit),
+        ("ftp-server", ours),
+    ];
     if let Some(seed) = seed {
         rows.push(("seed Python server", seed));
     }
+    let mut p99s = Vec::new();
     for (name, server) in rows {
         let barrier = Arc::new(Barrier::new(s.burst));
         let addr = server.addr;
@@ -532,7 +563,12 @@ fn burst(s: &Settings, ours: &Server, seed: Option<&Server>) {
             load.pct(50.0),
             load.pct(99.0)
         );
+        p99s.push(load.pct(99.0));
     }
+    println!(
+        "ftp-server's p99 against the limit's: {:.2}x",
+        p99s[1] / p99s[0]
+    );
 }
 
 // ---------------------------------------------------------------- idle
