@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::thread;
@@ -43,7 +43,7 @@ pub fn serve(root: &Path, secret: &str) {
     }
 }
 
-fn handle(mut conn: TcpStream, root: &PathBuf, secret: &[u8]) -> Option<()> {
+fn handle(mut conn: TcpStream, root: &Path, secret: &[u8]) -> Option<()> {
     conn.set_nodelay(true).ok()?;
     let challenge = new_challenge();
     conn.write_all(&challenge).ok()?;
