@@ -62,7 +62,7 @@ fn max_connections_fits_the_open_file_limit() {
     let server = ServerProcess::start_under(
         &sb,
         &["prlimit", "--nofile=100:100", "--"],
-        &[],
+        &["--max-connections", "10000"],
         Some(SECRET),
     );
     // (100 - 64 spare) / 3 per connection = 12.

@@ -24,6 +24,9 @@ use ftp::server::uploads::UploadLocks;
 use ftp::server::{fit_to_fd_limit, Config, Server};
 use ftp::Result;
 
+/// Connections served at once unless --max-connections says otherwise.
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
 /// Authenticated file transfer server, wire-compatible with the classic
 /// Python socketserver FTP exercise.
 ///
@@ -47,8 +50,9 @@ struct Args {
     users: Option<PathBuf>,
     /// Most connections served at once; more are told the server is busy.
     /// Lowered to what the open-file limit allows, with a log line.
-    #[arg(long, default_value_t = 10_000, value_name = "N")]
-    max_connections: usize,
+    /// [default: 10000]
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
     /// Most connections one address may hold (an IPv6 /64 counts as one).
     #[arg(long, default_value_t = 1_000, value_name = "N")]
     max_per_address: usize,
@@ -177,7 +181,12 @@ fn run(args: Args) -> Result<()> {
             }),
         },
         accounts,
-        max_connections: fit_to_fd_limit(args.max_connections.max(1)),
+        max_connections: fit_to_fd_limit(
+            args.max_connections
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+                .max(1),
+            args.max_connections.is_some(),
+        ),
         max_per_address: args.max_per_address.max(1),
         partial_ttl: Duration::from_secs(args.partial_ttl.saturating_mul(3600)),
         tls: tls.clone(),
@@ -264,8 +273,18 @@ fn announce(tls: &ServerIdentity, addr: SocketAddr, secret_place: &str) {
     let fp = tls.fingerprint;
     let verb = if tls.created { "created" } else { "using" };
     tracing::info!("{verb} TLS certificate {} ({fp})", tls.cert_path.display());
+    let port = addr.port();
+    // A loopback or wildcard address is not what another machine dials.
+    let (reach, server) = match addr.ip() {
+        ip if ip.is_loopback() => (
+            format!("restart with --listen 0.0.0.0:{port} (this one listens on {ip} only), "),
+            format!("THIS-HOST:{port}"),
+        ),
+        ip if ip.is_unspecified() => (String::new(), format!("THIS-HOST:{port}")),
+        _ => (String::new(), addr.to_string()),
+    };
     tracing::info!(
-        "from another machine: {secret_place}, then run: \
-         ftp-client --server {addr} --fingerprint {fp}"
+        "from another machine: {reach}{secret_place}, then run: \
+         ftp-client --server {server} --fingerprint {fp}"
     );
 }

@@ -289,6 +289,14 @@ impl Client {
     }
 }
 
+impl Drop for Client {
+    fn drop(&mut self) {
+        if !self.broken {
+            self.stream.close();
+        }
+    }
+}
+
 /// One exchange with the seed's echo server.
 fn raw_echo(stream: &mut ClientStream, text: &str) -> Result<String> {
     use std::io::{Read, Write};

@@ -136,13 +136,15 @@ fn put_trees(
 }
 
 fn print_quota(out: &mut impl Write, u: &Usage) -> io::Result<()> {
-    let quota = u.quota.map_or("none".to_string(), human);
-    writeln!(
-        out,
-        "used {} of quota {quota}; {} available",
-        human(u.used),
-        human(u.available)
-    )
+    let (used, available) = (human(u.used), human(u.available));
+    match u.quota {
+        Some(q) => writeln!(
+            out,
+            "used {used} of quota {}; {available} available",
+            human(q)
+        ),
+        None => writeln!(out, "used {used} (no quota); {available} available"),
+    }
 }
 
 fn print_put(out: &mut impl Write, r: &PutReport) -> io::Result<()> {

@@ -21,6 +21,14 @@ impl ClientStream {
         }
     }
 
+    /// Says goodbye: TLS close_notify, so the server sees a clean end.
+    pub(crate) fn close(&mut self) {
+        if let ClientStream::Tls(t) = self {
+            t.conn.send_close_notify();
+            let _ = t.conn.complete_io(&mut t.sock);
+        }
+    }
+
     /// Closes both directions at once, without waiting.
     pub(crate) fn shutdown(&self) {
         let _ = self.tcp().shutdown(Shutdown::Both);

@@ -368,7 +368,14 @@ impl Read for TlsTransport {
     /// into the page cache for each; this keeps writes as large as a plain
     /// TCP read would make them, and bytes still land as soon as they come.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut n = self.stream.read(buf)?;
+        let mut n = match self.stream.read(buf) {
+            // A close without close_notify reads as a plain close, as over
+            // TCP: between commands it is how many clients leave, and in
+            // the middle of a message it is a truncation either way, which
+            // never commits an upload.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+            other => other?,
+        };
         while n > 0 && n < buf.len() {
             match self.stream.conn.reader().read(&mut buf[n..]) {
                 Ok(got) if got > 0 => n += got,

@@ -46,7 +46,8 @@ impl Account {
 
     /// The name to show in logs.
     pub fn label(&self) -> &str {
-        self.name.as_deref().unwrap_or("-")
+        // A server with one shared secret has no user names.
+        self.name.as_deref().unwrap_or("(shared secret)")
     }
 }
 

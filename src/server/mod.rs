@@ -189,8 +189,12 @@ impl Server {
         while self.shared.running.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             self.accept_ready(Some("the server is shutting down; try again shortly"));
         }
-        let left = self.shared.running.load(Ordering::SeqCst);
-        tracing::info!("shut down; {left} commands cut off (their partial uploads are kept)");
+        match self.shared.running.load(Ordering::SeqCst) {
+            0 => tracing::info!("shut down"),
+            left => tracing::info!(
+                "shut down; {left} commands cut off (their partial uploads are kept)"
+            ),
+        }
         Ok(())
     }
 
@@ -258,9 +262,10 @@ const SPARE_FDS: u64 = 64;
 
 /// Raises the soft limit on open files to the hard one, and returns
 /// `wanted` connections, or fewer if the limit cannot hold them (each may
-/// hold a socket, a file and a duplicate of its socket for a takeover),
-/// saying so in the log.
-pub fn fit_to_fd_limit(wanted: usize) -> usize {
+/// hold a socket, a file and a duplicate of its socket for a takeover).
+/// Lowering a number the operator gave (`explicit`) is a warning; lowering
+/// the default is only noted.
+pub fn fit_to_fd_limit(wanted: usize, explicit: bool) -> usize {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current < limit.maximum {
@@ -273,15 +278,21 @@ pub fn fit_to_fd_limit(wanted: usize) -> usize {
         return wanted;
     };
     let fits = usize::try_from(open_files.saturating_sub(SPARE_FDS) / 3).unwrap_or(usize::MAX);
-    if wanted > fits {
-        tracing::warn!(
-            "--max-connections lowered from {wanted} to {} to fit the open-file limit of \
-             {open_files} (raise it with ulimit -n)",
-            fits.max(1)
-        );
-        return fits.max(1);
+    let fits = fits.max(1);
+    if wanted <= fits {
+        return wanted;
     }
-    wanted
+    if explicit {
+        tracing::warn!(
+            "--max-connections lowered from {wanted} to {fits} to fit the open-file limit of \
+             {open_files} (raise it with ulimit -n)"
+        );
+    } else {
+        tracing::info!(
+            "serving up to {fits} connections, what the open-file limit of {open_files} allows"
+        );
+    }
+    fits
 }
 
 /// Receive buffer for servers with anonymous uploads. The seed's FtpClient

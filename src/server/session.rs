@@ -248,8 +248,9 @@ impl<'a> Session<'a> {
                 respond(s, Ok(self.echo(&text)), |_| format!("{n} chars"))
             }
             Request::Prove { nonce } => respond(s, self.prove(&nonce), |_| "proof sent".into()),
-            Request::Quota {} => respond(s, self.usage(), |u| {
-                format!("used {} of {:?}", u.used, u.quota)
+            Request::Quota {} => respond(s, self.usage(), |u| match u.quota {
+                Some(q) => format!("used {} of {q}", u.used),
+                None => format!("used {} (no quota)", u.used),
             }),
             Request::Pwd {} => respond(s, Ok(self.pwd()), |f| f.path.clone()),
             Request::Cd { path } => respond(s, self.cd(&path), |f| f.path.clone()),
