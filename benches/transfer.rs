@@ -132,8 +132,7 @@ fn bulk(s: &Settings, scratch: &Scratch, source: &Path, ours: &Server, seed: Opt
     let raw_dst = scratch.dir.join("raw.bin");
     let get_dst = scratch.dir.join("got.bin");
     let rss_before = rss_kib(ours.pid());
-    let mut receiver = raw_receiver(&raw_dst);
-    let receiver_addr = first_line_addr(&mut receiver);
+    let (mut receiver, receiver_addr) = spawn_self(&["--raw-receive".as_ref(), raw_dst.as_ref()]);
     for round in 0..s.rounds {
         // Each round runs every path once; the order rotates so that no path
         // always runs first (right after the deletes of the previous round).
@@ -179,32 +178,22 @@ fn bulk(s: &Settings, scratch: &Scratch, source: &Path, ours: &Server, seed: Opt
     let _ = receiver.kill();
     let _ = receiver.wait();
     let rss_after = rss_kib(ours.pid());
-    let base = median(&raw);
-    let rate = |d: Duration| s.size as f64 / d.as_secs_f64() / 1e6;
     println!(
         "\n## bulk transfer of {} (median of {} interleaved rounds)",
         mib(s.size),
         s.rounds
     );
     println!("{:<44} {:>10} {:>8}", "path", "MB/s", "vs raw");
-    let row = |name: &str, v: &[Duration]| {
-        let m = median(v);
-        let all: Vec<String> = v.iter().map(|d| format!("{:.0}", rate(*d))).collect();
-        println!(
-            "{:<44} {:>10.0} {:>7.2}x   rounds: {}",
-            name,
-            rate(m),
-            base.as_secs_f64() / m.as_secs_f64(),
-            all.join(" ")
-        );
-    };
-    row("raw TCP copy, 256 KiB buffers (baseline)", &raw);
-    row("put, library client (BLAKE3 verified)", &put_lib);
-    row("put, ftp-client process end to end", &put_cli);
-    row("get, ftp-client process end to end", &get_cli);
+    let mut rows = vec![
+        ("raw TCP copy, 256 KiB buffers (baseline)", &raw[..]),
+        ("put, library client (BLAKE3 verified)", &put_lib),
+        ("put, ftp-client process end to end", &put_cli),
+        ("get, ftp-client process end to end", &get_cli),
+    ];
     if !seed_put.is_empty() {
-        row("put to the seed Python server", &seed_put);
+        rows.push(("put to the seed Python server", &seed_put));
     }
+    print_rates(s.size, &rows);
     println!(
         "server RSS before/after the bulk rounds: {} / {} KiB (streams, never buffers a file)",
         rss_before, rss_after
@@ -240,14 +229,34 @@ fn raw_receive(dst: &Path) {
     }
 }
 
-/// Starts the raw receiver process.
-fn raw_receiver(dst: &Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .arg("--raw-receive")
-        .arg(dst)
+/// Starts this bench binary again in one of its helper modes (`--raw-
+/// receive` and the like) and reads the address it listens on.
+fn spawn_self(args: &[&std::ffi::OsStr]) -> (Child, SocketAddr) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
-        .expect("start the raw receiver")
+        .expect("start a helper process of the bench");
+    let addr = first_line_addr(&mut child);
+    (child, addr)
+}
+
+/// Rows of MB/s for `size` bytes, each against the first row's median,
+/// with every round's figure.
+fn print_rates(size: u64, rows: &[(&str, &[Duration])]) {
+    let rate = |d: Duration| size as f64 / d.as_secs_f64() / 1e6;
+    let base = median(rows[0].1);
+    for (name, v) in rows {
+        let m = median(v);
+        let all: Vec<String> = v.iter().map(|d| format!("{:.0}", rate(*d))).collect();
+        println!(
+            "{:<44} {:>10.0} {:>7.2}x   rounds: {}",
+            name,
+            rate(m),
+            base.as_secs_f64() / m.as_secs_f64(),
+            all.join(" ")
+        );
+    }
 }
 
 /// Copies until the end of `from`, 256 KiB at a time: the baseline loop.

@@ -5,16 +5,18 @@
 //! the same run as ours.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::thread;
 
 use ftp::wire::auth::{new_challenge, verify};
 use ftp::wire::frame::{self, MAX_HEADER_LEN};
 use ftp::wire::names::validate_name;
+
+use crate::spawn_self;
 
 const THREADS: usize = 100;
 
@@ -76,21 +78,5 @@ fn handle(mut conn: TcpStream, root: &Path, secret: &[u8]) -> Option<()> {
 /// Starts it from the bench binary; returns the child and its address.
 pub fn start(root: &Path, secret: &str) -> (Child, SocketAddr) {
     std::fs::create_dir_all(root).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .arg("--limit-server")
-        .arg(root)
-        .arg(secret)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("listening on ")
-        .parse()
-        .unwrap();
-    (child, addr)
+    spawn_self(&["--limit-server".as_ref(), root.as_ref(), secret.as_ref()])
 }

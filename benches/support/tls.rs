@@ -3,10 +3,9 @@
 //! then what a TLS handshake costs, full and resumed.
 
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,10 @@ use ftp::client::NoProgress;
 use ftp::net::tcp::TcpTransport;
 use ftp::net::tls::{self, fingerprint_of_file, Pin, PinVerifier, ServerIdentity, TlsTransport};
 
-use crate::{client, median, mib, run_client, Scratch, Server, Settings, CHUNK};
+use crate::{
+    client, copy_chunks, median, mib, print_rates, run_client, spawn_self, Scratch, Server,
+    Settings,
+};
 
 /// The receiving end of the baseline, run as a process of its own like the
 /// server: TLS with the server's own certificate, bytes into `dst`, and "k"
@@ -26,39 +28,11 @@ pub fn receive(identity_dir: &Path, dst: &Path) {
     for stream in listener.incoming() {
         let transport = TcpTransport::new(stream.unwrap(), Duration::from_secs(60)).unwrap();
         let mut tls = TlsTransport::accept(identity.config.clone(), transport).unwrap();
-        let mut out = File::create(dst).unwrap();
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            match tls.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => out.write_all(&buf[..n]).unwrap(),
-                Err(e) => panic!("tls receive: {e}"),
-            }
-        }
+        copy_chunks(&mut tls, &mut File::create(dst).unwrap());
         tls.write_all(b"k").unwrap();
         tls.flush().unwrap();
         drop(tls.close());
     }
-}
-
-fn receiver(identity_dir: &Path, dst: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .arg("--tls-receive")
-        .arg(identity_dir)
-        .arg(dst)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("listening on ")
-        .parse()
-        .unwrap();
-    (child, addr)
 }
 
 /// One baseline copy: TLS to the receiver, the file in 256 KiB writes,
@@ -72,15 +46,7 @@ fn copy(addr: SocketAddr, config: Arc<rustls::ClientConfig>, source: &Path) -> (
         "{:?}",
         tls.conn.negotiated_cipher_suite().map(|s| s.suite())
     );
-    let mut file = File::open(source).unwrap();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = file.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        tls.write_all(&buf[..n]).unwrap();
-    }
+    copy_chunks(&mut File::open(source).unwrap(), &mut tls);
     tls.conn.send_close_notify();
     tls.flush().unwrap();
     let mut done = [0u8; 1];
@@ -96,7 +62,7 @@ pub fn section(s: &Settings, scratch: &Scratch, source: &Path, ours: &Server) {
     let pin = Pin::Exact(fingerprint_of_file(&dir.join(tls::CERT_FILE)).unwrap());
     let config = tls::client_config(Arc::new(PinVerifier::new(pin))).unwrap();
     let dst = scratch.dir.join("tls-raw.bin");
-    let (mut child, addr) = receiver(&dir, &dst);
+    let (mut child, addr) = spawn_self(&["--tls-receive".as_ref(), dir.as_ref(), dst.as_ref()]);
     let (mut raw, mut lib, mut cli, mut suite) =
         (Vec::new(), Vec::new(), Vec::new(), String::new());
     for round in 0..s.rounds {
@@ -123,27 +89,20 @@ pub fn section(s: &Settings, scratch: &Scratch, source: &Path, ours: &Server) {
     }
     let _ = child.kill();
     let _ = child.wait();
-    let base = median(&raw);
-    let rate = |d: Duration| s.size as f64 / d.as_secs_f64() / 1e6;
     println!(
         "\n## encrypted put of {} (median of {} interleaved rounds; suite {suite})",
         mib(s.size),
         s.rounds
     );
     println!("{:<44} {:>10} {:>8}", "path", "MB/s", "vs raw TLS");
-    for (name, v) in [
-        ("raw rustls copy, 256 KiB writes (baseline)", &raw),
-        ("put, library client over TLS", &lib),
-        ("put, ftp-client process over TLS", &cli),
-    ] {
-        let m = median(v);
-        println!(
-            "{:<44} {:>10.0} {:>7.2}x",
-            name,
-            rate(m),
-            base.as_secs_f64() / m.as_secs_f64()
-        );
-    }
+    print_rates(
+        s.size,
+        &[
+            ("raw rustls copy, 256 KiB writes (baseline)", &raw),
+            ("put, library client over TLS", &lib),
+            ("put, ftp-client process over TLS", &cli),
+        ],
+    );
     handshakes(s, ours);
 }
 
