@@ -18,7 +18,7 @@ use rand::RngCore;
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::error::{Error, Result};
-use crate::wire::frame::read_full;
+use crate::wire::frame::{read_full, whole};
 
 type HmacMd5 = Hmac<Md5>;
 
@@ -126,13 +126,7 @@ pub fn read_challenge<R: Read>(stream: &mut R) -> Result<Challenge> {
     if let Some(err) = crate::wire::reply::error_reply_in(&challenge[..got], stream) {
         return Err(err);
     }
-    if got < CHALLENGE_LEN {
-        return Err(Error::Truncated {
-            what: "challenge",
-            expected: CHALLENGE_LEN as u64,
-            got: got as u64,
-        });
-    }
+    whole("challenge", got, CHALLENGE_LEN)?;
     Ok(challenge)
 }
 
@@ -168,13 +162,7 @@ pub fn server_opening<S: Read + Write>(stream: &mut S, challenge: &Challenge) ->
         .map_err(|e| Error::io("sending the challenge", e))?;
     let mut response = [0u8; RESPONSE_LEN];
     let got = read_full(stream, &mut response)?;
-    if got < RESPONSE_LEN {
-        return Err(Error::Truncated {
-            what: "authentication answer",
-            expected: RESPONSE_LEN as u64,
-            got: got as u64,
-        });
-    }
+    whole("authentication answer", got, RESPONSE_LEN)?;
     Ok(match response == crate::wire::binding::TLS_MARKER {
         true => Opening::Tls,
         false => Opening::Answer(response),

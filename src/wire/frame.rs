@@ -68,13 +68,7 @@ pub fn read<R: Read>(reader: &mut R, max: usize) -> Result<Option<Vec<u8>>> {
     if got == 0 {
         return Ok(None);
     }
-    if got < LEN_PREFIX {
-        return Err(Error::Truncated {
-            what: "frame length",
-            expected: LEN_PREFIX as u64,
-            got: got as u64,
-        });
-    }
+    whole("frame length", got, LEN_PREFIX)?;
     let len = i32::from_le_bytes(prefix);
     if len < 0 {
         return Err(Error::NegativeLength(len));
@@ -88,13 +82,7 @@ pub fn read<R: Read>(reader: &mut R, max: usize) -> Result<Option<Vec<u8>>> {
     }
     let mut body = vec![0u8; len];
     let got = read_full(reader, &mut body)?;
-    if got < len {
-        return Err(Error::Truncated {
-            what: "frame",
-            expected: len as u64,
-            got: got as u64,
-        });
-    }
+    whole("frame", got, len)?;
     Ok(Some(body))
 }
 
@@ -105,6 +93,19 @@ pub fn read<R: Read>(reader: &mut R, max: usize) -> Result<Option<Vec<u8>>> {
 pub fn read_json<R: Read, T: DeserializeOwned>(reader: &mut R, max: usize) -> Result<T> {
     let body = read(reader, max)?.ok_or(Error::Closed)?;
     serde_json::from_slice(&body).map_err(|e| Error::Malformed(e.to_string()))
+}
+
+/// Fails with [`Error::Truncated`] unless `got` bytes of `what` are all
+/// `expected`: what follows a [`read_full`] that needed every byte.
+pub(crate) fn whole(what: &'static str, got: usize, expected: usize) -> Result<()> {
+    if got < expected {
+        return Err(Error::Truncated {
+            what,
+            expected: expected as u64,
+            got: got as u64,
+        });
+    }
+    Ok(())
 }
 
 /// Fills `buf` as far as the reader allows; returns how many bytes arrived.
