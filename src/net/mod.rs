@@ -2,12 +2,24 @@
 //! [`Transport`] trait and its TCP implementation.
 
 use std::io::{Read, Write};
-use std::os::fd::BorrowedFd;
-use std::time::Instant;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
 
 pub mod prefixed;
 pub mod tcp;
 pub mod tls;
+
+/// Whether `fd` has bytes to read (or a connection to accept) within
+/// `wait`; a zero `wait` asks without waiting.
+pub fn readable_within(fd: impl AsFd, wait: Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let wait = Timespec {
+        tv_sec: wait.as_secs() as i64,
+        tv_nsec: i64::from(wait.subsec_nanos()),
+    };
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    matches!(poll(&mut fds, Some(&wait)), Ok(1))
+}
 
 /// A stream that can be told to give up reading at a point in time, and
 /// parked in the poller between commands.

@@ -15,7 +15,7 @@ use std::net::TcpStream;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::net::tcp::TcpTransport;
-use crate::net::Transport;
+use crate::net::{readable_within, Transport};
 use crate::wire::binding::{Tag, BINDING_LEN, EXPORTER_LABEL};
 
 /// The name the client asks for. Certificates are pinned, not checked
@@ -379,7 +379,7 @@ impl Read for TlsTransport {
         while n > 0 && n < buf.len() {
             match self.stream.conn.reader().read(&mut buf[n..]) {
                 Ok(got) if got > 0 => n += got,
-                _ if self.more_is_waiting() => {
+                _ if readable_within(self.stream.sock.tcp(), Duration::ZERO) => {
                     // Errors stay with the connection and surface on the
                     // next read; what was decrypted so far is good.
                     let read = self.stream.conn.read_tls(&mut self.stream.sock);
@@ -393,18 +393,6 @@ impl Read for TlsTransport {
             }
         }
         Ok(n)
-    }
-}
-
-impl TlsTransport {
-    /// Whether the socket holds bytes now, asked without waiting.
-    fn more_is_waiting(&self) -> bool {
-        use rustix::event::{poll, PollFd, PollFlags};
-        let mut fds = [PollFd::new(self.stream.sock.tcp(), PollFlags::IN)];
-        matches!(
-            poll(&mut fds, Some(&rustix::event::Timespec::default())),
-            Ok(1)
-        )
     }
 }
 

@@ -5,12 +5,12 @@
 use std::net::{IpAddr, TcpStream};
 use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{contain, Shared, Slot};
 use crate::error::Result;
 use crate::net::prefixed::Prefixed;
-use crate::net::Transport;
+use crate::net::{readable_within, Transport};
 use crate::server::accounts::Account;
 use crate::server::echo;
 use crate::server::login::{login, Dialect};
@@ -196,12 +196,8 @@ impl Transport for Gone {}
 
 /// Whether the client's next command has already arrived.
 fn readable_now(conn: &Conn) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let Some(fd) = conn.fd() else {
-        return true;
-    };
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-    matches!(poll(&mut fds, Some(&Timespec::default())), Ok(1))
+    conn.fd()
+        .map_or(true, |fd| readable_within(fd, Duration::ZERO))
 }
 
 /// The poller found the connection readable: a worker takes it.

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Socket, Type};
 
 use crate::error::{Error, Result};
+use crate::net::readable_within;
 use crate::net::tls::ServerIdentity;
 use crate::server::accounts::Accounts;
 use crate::server::connection::Conn;
@@ -47,6 +48,10 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 /// Stack for each connection thread. Memory is only committed as it is
 /// touched, so this bounds the worst case without costing idle connections.
 pub const THREAD_STACK: usize = 512 * 1024;
+
+/// How long the accept loop waits for a connection before it looks at the
+/// stop flag again.
+const ACCEPT_TICK: Duration = Duration::from_millis(200);
 
 /// How often stale partial uploads are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
@@ -201,13 +206,7 @@ impl Server {
     /// Waits up to a tick for connections, and takes every one waiting:
     /// served, or refused with `refusal`.
     fn accept_ready(&self, refusal: Option<&str>) {
-        use rustix::event::{poll, PollFd, PollFlags, Timespec};
-        let tick = Timespec {
-            tv_sec: 0,
-            tv_nsec: 200_000_000,
-        };
-        let mut fds = [PollFd::new(&self.listener, PollFlags::IN)];
-        if !matches!(poll(&mut fds, Some(&tick)), Ok(1)) {
+        if !readable_within(&self.listener, ACCEPT_TICK) {
             return;
         }
         loop {
