@@ -241,7 +241,7 @@ fn legacy_login(
             })
         }
         None if starts_a_frame(&answer) && config.anonymous_quota.is_some() => {
-            anonymous(config, transport, answer.to_vec())
+            LoginResult::Ok(anonymous(config, transport, answer.to_vec()))
         }
         None if starts_a_frame(&answer) => {
             tracing::warn!(
@@ -359,30 +359,25 @@ fn speaks_first(transport: &mut TcpTransport, idle: Duration) -> io::Result<Opti
 }
 
 /// A client that spoke before the challenge: anonymous if it sent a frame.
-fn anonymous_login(config: &Config, transport: TcpTransport, first: Response) -> Option<Login> {
+fn anonymous_login(config: &Config, mut transport: TcpTransport, first: Response) -> Option<Login> {
     if !starts_a_frame(&first) {
         tracing::warn!("login refused: the client spoke before the challenge, and not in frames");
         return None;
     }
-    match anonymous(config, transport, first.to_vec()) {
-        LoginResult::Ok(mut login) => {
-            login.transport.set_deadline(None);
-            Some(login)
-        }
-        _ => None,
-    }
+    transport.set_deadline(None);
+    Some(anonymous(config, transport, first.to_vec()))
 }
 
 /// An anonymous session, with the bytes read so far put back.
-fn anonymous(config: &Config, transport: TcpTransport, read: Vec<u8>) -> LoginResult {
+fn anonymous(config: &Config, transport: TcpTransport, read: Vec<u8>) -> Login {
     tracing::Span::current().record("user", "anonymous");
     tracing::info!("no login, a frame instead: anonymous session (--anonymous)");
     config.context.metrics.login("ok", "anonymous");
-    LoginResult::Ok(Login {
+    Login {
         index: None,
         transport: Box::new(Prefixed::new(read, transport)),
         dialect: Dialect::Anonymous,
-    })
+    }
 }
 
 /// Whether the 16 bytes in place of an answer have the shape of a frame:
