@@ -222,8 +222,8 @@ pub(super) fn expire(conn: Conn) {
     tracing::info!("closed after the idle timeout");
 }
 
-/// Shared by [`open`] and the first [`run`]: the dispatch of a new
-/// connection onto a worker.
+/// A new connection on the worker it was dispatched to: the login, then
+/// its commands until it goes quiet.
 pub(super) fn start(
     shared: &Arc<Shared>,
     stream: TcpStream,
