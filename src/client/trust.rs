@@ -158,7 +158,8 @@ impl TlsClient {
     /// Fails when the user (or the lack of a terminal) says no.
     pub(crate) fn check_contact(&self, trust: &Trust, guessable: bool) -> Result<Contact> {
         let Some(seen) = self.verifier.seen() else {
-            // A resumed session: the certificate was checked when it began.
+            // No certificate was checked at all (a resumed session whose
+            // first handshake belonged to another client): nothing to pin.
             return Ok(Contact::Known);
         };
         let local = match (&self.source, self.verifier.pin()) {
