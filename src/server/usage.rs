@@ -32,6 +32,12 @@ impl UsageBook {
         Ok(*self.book().entry(home.to_path_buf()).or_insert(measured))
     }
 
+    /// Whether `home` is in the book: only then do changes under it need
+    /// measuring (a home without a quota is never looked up).
+    pub fn tracks(&self, home: &Path) -> bool {
+        self.book().contains_key(home)
+    }
+
     /// `n` more bytes were written under `home`.
     pub fn add(&self, home: &Path, n: u64) {
         if let Some(used) = self.book().get_mut(home) {
@@ -68,7 +74,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("a"), vec![0u8; 100]).unwrap();
         let book = UsageBook::default();
+        assert!(!book.tracks(dir.path()));
         assert_eq!(book.used(dir.path()).unwrap(), 100);
+        assert!(book.tracks(dir.path()));
         // Not walked again: a file written behind the server's back is
         // not seen until the home is forgotten.
         fs::write(dir.path().join("b"), vec![0u8; 50]).unwrap();

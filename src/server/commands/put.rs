@@ -55,15 +55,16 @@ impl Session<'_> {
             Err(reply) => return refuse_put(&req, reply, s),
         };
         // Starting from 0 empties a partial that was there.
+        let book = &self.ctx.usage;
         let emptied = match prepared.offset {
-            0 => local::regular_len(&prepared.partial).unwrap_or(0),
+            0 if book.tracks(&self.home) => local::regular_len(&prepared.partial).unwrap_or(0),
             _ => 0,
         };
         let mut file = match local::open_partial(&prepared.partial, prepared.offset) {
             Ok(f) => f,
             Err(e) => return refuse_put(&req, internal("creating the upload file", &e), s),
         };
-        self.ctx.usage.remove(&self.home, emptied);
+        book.remove(&self.home, emptied);
         if req.wants_ready() {
             let offset = prepared.offset;
             frame::write_json(s, &Reply::Ok(PutReady { offset }))?;
@@ -311,7 +312,10 @@ impl Session<'_> {
     /// Puts a complete, verified upload under its name.
     fn commit_upload(&self, prepared: &PreparedPut, file: File) -> Result<(), ErrorReply> {
         let durable = self.ctx.durable;
-        let replaced = local::regular_len(&prepared.target).unwrap_or(0);
+        let replaced = match self.ctx.usage.tracks(&self.home) {
+            true => local::regular_len(&prepared.target).unwrap_or(0),
+            false => 0,
+        };
         let committed = (if durable { file.sync_all() } else { Ok(()) }).and_then(|()| {
             drop(file);
             let overwrite = self.ctx.overwrite;
