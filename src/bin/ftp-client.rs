@@ -108,7 +108,14 @@ fn run(args: Args) -> Result<usize> {
         }
         None => {
             if std::io::stdin().is_terminal() && !args.quiet {
-                eprintln!("connected to {}; type 'help' for commands", client.addr());
+                let how = match client.is_encrypted() {
+                    true => "encrypted",
+                    false => "NOT encrypted: the original protocol",
+                };
+                eprintln!(
+                    "connected to {} ({how}); type 'help' for commands",
+                    client.addr()
+                );
             }
             Ok(run_session(&mut client, shell))
         }
