@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use rand::rngs::OsRng;
 use rand::RngCore;
 
+use crate::config::paths;
 use crate::error::{Error, Result};
 
 /// The environment variable that holds the secret.
@@ -96,19 +97,13 @@ impl fmt::Display for SecretSource {
 /// The default secret file: `$XDG_CONFIG_HOME/ftp/secret`, or
 /// `$HOME/.config/ftp/secret`. Fails when neither variable is set.
 pub fn default_secret_path() -> Result<PathBuf> {
-    let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-            Some(home) => PathBuf::from(home).join(".config"),
-            None => {
-                return Err(Error::Secret(format!(
-                    "no secret: set {SECRET_ENV} or pass --secret-file (HOME is not set, so there \
-                     is no default secret file)"
-                )))
-            }
-        },
-    };
-    Ok(base.join("ftp").join("secret"))
+    let dir = paths::config_dir().map_err(|_| {
+        Error::Secret(format!(
+            "no secret: set {SECRET_ENV} or pass --secret-file (HOME is not set, so there is no \
+             default secret file)"
+        ))
+    })?;
+    Ok(dir.join("secret"))
 }
 
 /// Reads a secret file. The bytes are taken literally, except that one
