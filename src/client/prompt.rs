@@ -2,9 +2,7 @@
 //! editing, history and completion on a terminal, plain lines otherwise.
 
 use std::cell::RefCell;
-use std::fs;
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -129,11 +127,7 @@ fn interactive(client: &mut Client, options: ShellOptions) -> usize {
 /// the secret nor the configuration.
 fn history_file() -> Option<PathBuf> {
     let dir = paths::state_dir()?;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .ok()?;
+    paths::create_private_dir(&dir).ok()?;
     Some(dir.join("history"))
 }
 

@@ -1,7 +1,10 @@
 //! Where per-user files live, following the XDG base directories: the
 //! secret and pins under the config folder, history under the state folder.
 
-use std::path::PathBuf;
+use std::fs;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -30,4 +33,15 @@ pub fn config_dir() -> Result<PathBuf> {
 /// history, which is neither configuration nor a secret.
 pub fn state_dir() -> Option<PathBuf> {
     base("XDG_STATE_HOME", ".local/state").map(|b| b.join(APP))
+}
+
+/// Creates `dir` and its missing parents, readable by its owner only
+/// (0700): it holds secrets, pins or history.
+///
+/// Fails when a folder cannot be created.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }

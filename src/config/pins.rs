@@ -3,9 +3,10 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::config::paths;
 use crate::error::{Error, Result};
 use crate::net::tls::Fingerprint;
 
@@ -75,11 +76,7 @@ impl KnownServers {
     pub fn remember(&self, server: &str, fingerprint: Fingerprint) -> Result<()> {
         let fail = |e| Error::io(format!("writing {}", self.path.display()), e);
         if let Some(dir) = self.path.parent() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(fail)?;
+            paths::create_private_dir(dir).map_err(fail)?;
         }
         let mut file = fs::OpenOptions::new()
             .append(true)

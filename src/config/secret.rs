@@ -4,7 +4,7 @@
 use std::fmt;
 use std::fs;
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rand::rngs::OsRng;
@@ -205,10 +205,7 @@ pub fn client_secret(secret_file: Option<&Path>) -> Result<Secret> {
 /// only by its owner. Fails with `AlreadyExists` if it is there already.
 fn create_secret_file(path: &Path) -> std::io::Result<Secret> {
     if let Some(dir) = path.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        paths::create_private_dir(dir)?;
     }
     let mut raw = [0u8; 32];
     OsRng.fill_bytes(&mut raw);
