@@ -423,8 +423,11 @@ pub fn at_terminal(
     args: &[&str],
     keys: Vec<(u64, &'static [u8])>,
 ) -> Output {
+    // `exec`, so that no shell stays between `script` and the client: dash
+    // does not exec a `-c` command itself, and a Ctrl-C aimed at the client
+    // would make that shell exit 130 once the client is done.
     let client = format!(
-        "{} --server {} {}",
+        "exec {} --server {} {}",
         env!("CARGO_BIN_EXE_ftp-client"),
         server.addr_string(),
         args.join(" ")
