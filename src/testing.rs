@@ -3,6 +3,7 @@
 
 use std::io::{self, Cursor, Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::secret::Secret;
@@ -11,6 +12,7 @@ use crate::server::accounts::Account;
 use crate::server::context::Context;
 use crate::server::session::Session;
 use crate::server::uploads::UploadLocks;
+use crate::storage::disk::DiskStore;
 
 /// A stream whose reads come from a fixed buffer and whose writes are
 /// collected.
@@ -53,15 +55,13 @@ impl Transport for MemoryStream {}
 /// on, not durable, silent.
 pub fn context(root: &Path) -> Context {
     Context {
-        root: root.to_path_buf(),
+        store: Arc::new(DiskStore::open(root, false).unwrap_or_else(|e| panic!("{e}"))),
         max_file_size: u64::MAX,
         overwrite: true,
-        durable: false,
         idle_timeout: Duration::from_secs(5),
         locks: UploadLocks::default(),
         metrics: Default::default(),
         min_rate: None,
-        usage: Default::default(),
     }
 }
 

@@ -22,6 +22,7 @@ use ftp::server::accounts::Accounts;
 use ftp::server::context::Context;
 use ftp::server::uploads::UploadLocks;
 use ftp::server::{fit_to_fd_limit, Config, Server};
+use ftp::storage;
 use ftp::Result;
 
 /// Connections served at once unless --max-connections says otherwise.
@@ -38,9 +39,16 @@ struct Args {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Folder that uploads land in (created if missing).
-    #[arg(long, default_value = "file_upload")]
-    root: PathBuf,
+    /// Where uploads land: a folder (created if missing), or
+    /// s3://BUCKET[/PREFIX] for an S3-compatible object store, configured
+    /// by AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY.
+    #[arg(
+        long,
+        default_value = "file_upload",
+        value_name = "FOLDER|s3://BUCKET[/PREFIX]"
+    )]
+    root: String,
     /// Read the shared secret from this file (taken literally, one trailing
     /// newline dropped).
     #[arg(long, value_name = "PATH")]
@@ -165,14 +173,12 @@ fn run(args: Args) -> Result<()> {
     let tls = ServerIdentity::load_or_create(&identity_dir(&args)?)?;
     let config = Config {
         context: Context {
-            root: args.root,
+            store: storage::open(&args.root, args.durable)?,
             max_file_size: args.max_file_size.unwrap_or(u64::MAX),
             overwrite: !args.no_overwrite,
-            durable: args.durable,
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
             locks: UploadLocks::default(),
             metrics: Default::default(),
-            usage: Default::default(),
             min_rate: (args.min_rate > 0).then(|| {
                 (
                     args.min_rate,

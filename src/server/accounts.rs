@@ -2,7 +2,7 @@
 //! folder and an optional quota per user.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -24,13 +24,10 @@ pub struct Account {
 }
 
 impl Account {
-    /// The user's home folder below `root`: `root/NAME`, or `root` itself in
-    /// single-secret mode.
-    pub fn home(&self, root: &Path) -> PathBuf {
-        match &self.name {
-            Some(name) => root.join(name),
-            None => root.to_path_buf(),
-        }
+    /// The user's home folder, as its path from the store's root: `NAME`,
+    /// or the root itself in single-secret mode.
+    pub fn home(&self) -> Vec<String> {
+        self.name.iter().cloned().collect()
     }
 
     /// The account of clients that do not log in (`--anonymous`): home
@@ -230,7 +227,7 @@ mod tests {
         let alice = a.get(0).unwrap();
         assert_eq!(alice.label(), "alice");
         assert_eq!(alice.quota, Some(1 << 20));
-        assert_eq!(alice.home(Path::new("/srv")), Path::new("/srv/alice"));
+        assert_eq!(alice.home(), ["alice"]);
         assert_eq!(a.get(1).unwrap().quota, None);
         assert!(a.is_multi_user());
     }

@@ -1,24 +1,21 @@
 //! What every connection of one server shares.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::server::metrics::Metrics;
 use crate::server::uploads::UploadLocks;
-use crate::server::usage::UsageBook;
+use crate::storage::Store;
 
 /// Policies and state shared by every connection of one server.
 #[derive(Debug, Clone)]
 pub struct Context {
-    /// The upload root.
-    pub root: PathBuf,
+    /// Where the files are.
+    pub store: Arc<dyn Store>,
     /// Largest file accepted.
     pub max_file_size: u64,
     /// Whether a put may replace an existing file.
     pub overwrite: bool,
-    /// Whether `ok` waits for the data and the folder entry to reach the disk.
-    pub durable: bool,
     /// How long a peer may stay silent, and how long one header may take.
     pub idle_timeout: Duration,
     /// Names being uploaded right now.
@@ -26,8 +23,6 @@ pub struct Context {
     /// The least an upload's body must keep up, bytes per second averaged
     /// over a window; slower ones are dropped (their partial stays).
     pub min_rate: Option<(u64, Duration)>,
-    /// Bytes under each home, kept up to date instead of walked per put.
-    pub usage: UsageBook,
     /// What the server counts, for `--metrics`.
     pub metrics: Arc<Metrics>,
 }

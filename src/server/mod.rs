@@ -14,7 +14,6 @@ pub mod metrics;
 pub mod poller;
 pub mod session;
 pub mod uploads;
-pub mod usage;
 pub mod workers;
 
 use std::collections::HashMap;
@@ -37,7 +36,6 @@ use crate::server::context::Context;
 use crate::server::login::{host_key, Backoff};
 use crate::server::poller::Poller;
 use crate::server::workers::Workers;
-use crate::storage::local;
 use crate::wire::frame;
 use crate::wire::message::{ErrorCode, ErrorReply, Reply};
 
@@ -112,14 +110,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Creates the root folder if needed and binds `addr` with a large
-    /// backlog.
+    /// Binds `addr` with a large backlog.
     ///
-    /// Fails when the root cannot be created or the address cannot be bound.
+    /// Fails when the address cannot be bound.
     pub fn bind(addr: SocketAddr, config: Config) -> Result<Server> {
-        let root = &config.context.root;
-        std::fs::create_dir_all(root)
-            .map_err(|e| Error::io(format!("creating the upload root {}", root.display()), e))?;
         let anonymous = config.anonymous_quota.is_some();
         let listener =
             listen(addr, anonymous).map_err(|e| Error::io(format!("listening on {addr}"), e))?;
@@ -229,22 +223,18 @@ impl Server {
 
     fn start_sweeper(&self) {
         let config = &self.shared.config;
-        let (root, ttl) = (config.context.root.clone(), config.partial_ttl);
+        let (store, ttl) = (config.context.store.clone(), config.partial_ttl);
         let locks = config.context.locks.clone();
-        let usage = config.context.usage.clone();
-        let depth = if config.accounts.is_multi_user() {
-            34
-        } else {
-            33
-        };
         let _ = thread::Builder::new()
             .name("ftp-sweeper".into())
             .stack_size(THREAD_STACK)
             .spawn(move || loop {
-                let removed = local::sweep_partials(&root, ttl, depth, |p| locks.try_lock(p, 0));
+                let claim = |key: &str| {
+                    let held = locks.try_lock(key, 0)?;
+                    Some(Box::new(held) as Box<dyn Send>)
+                };
+                let removed = store.sweep(ttl, &claim);
                 if removed > 0 {
-                    // Partials went from homes the book keeps: measure again.
-                    usage.forget_all();
                     tracing::info!(
                         "removed {removed} partial uploads untouched for {} s",
                         ttl.as_secs()

@@ -4,9 +4,7 @@
 //! Generic over the stream, so tests drive it with byte buffers. The
 //! commands themselves are in [`crate::server::commands`].
 
-use std::fs;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -14,8 +12,9 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::net::Transport;
 use crate::server::accounts::Account;
-use crate::server::commands::internal;
+use crate::server::commands::store_refusal;
 use crate::server::context::Context;
+use crate::storage::Place;
 use crate::wire::frame::{self, MAX_HEADER_LEN};
 use crate::wire::message::{parse_request, ErrorCode, ErrorReply, Reply, Request, RequestError};
 use crate::wire::names::escape;
@@ -64,7 +63,8 @@ impl Outcome {
 pub struct Session<'a> {
     pub(crate) ctx: &'a Context,
     pub(crate) account: &'a Account,
-    pub(crate) home: PathBuf,
+    /// The home's path from the store's root.
+    pub(crate) home: Vec<String>,
     pub(crate) cwd: Vec<String>,
     /// An anonymous client: it may only upload, and never replace a file.
     pub(crate) anonymous: bool,
@@ -76,7 +76,7 @@ impl<'a> Session<'a> {
         Session {
             ctx,
             account,
-            home: account.home(&ctx.root),
+            home: account.home(),
             cwd: Vec::new(),
             anonymous: false,
         }
@@ -108,8 +108,8 @@ impl<'a> Session<'a> {
     ///
     /// Fails only when the error reply cannot be sent.
     pub fn start<S: Transport>(&mut self, stream: &mut S) -> Result<Flow> {
-        if let Err(e) = ensure_home(&self.home) {
-            send_error(stream, internal("creating the home folder", &e))?;
+        if let Err(e) = self.ctx.store.open_home(&self.home) {
+            send_error(stream, store_refusal(e, ""))?;
             return Ok(Flow::Close);
         }
         Ok(Flow::Continue)
@@ -135,6 +135,11 @@ impl<'a> Session<'a> {
     /// The folder the session is in, to carry to the next command.
     pub fn into_cwd(self) -> Vec<String> {
         self.cwd
+    }
+
+    /// The current folder, for the store.
+    pub(crate) fn place(&self) -> Place<'_> {
+        Place::new(&self.home, &self.cwd)
     }
 
     /// Continues in `cwd` (from [`Session::into_cwd`]).
@@ -266,24 +271,6 @@ pub(crate) fn refuse<S: Write>(s: &mut S, reply: ErrorReply) -> Result<Outcome> 
     Ok(Outcome::refused(&reply))
 }
 
-/// Creates the home folder on first login; refuses one that is a link.
-fn ensure_home(home: &Path) -> io::Result<()> {
-    match fs::create_dir(home) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            if fs::symlink_metadata(home)?.is_dir() {
-                Ok(())
-            } else {
-                Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "the home folder is not a folder (or is a symbolic link)",
-                ))
-            }
-        }
-        Err(e) => Err(e),
-    }
-}
-
 fn respond<S: Write, T: Serialize>(
     s: &mut S,
     reply: Result<T, ErrorReply>,
@@ -327,6 +314,7 @@ mod tests {
     use crate::wire::frame::encode_json;
     use crate::wire::message::Listing;
     use serde_json::{json, Value};
+    use std::fs;
 
     fn frames(values: &[Value]) -> Vec<u8> {
         values

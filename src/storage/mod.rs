@@ -1,4 +1,205 @@
-//! Where uploaded bytes live. Today the local disk; the session reaches it
-//! only through the functions here.
+//! Where uploaded bytes live, behind one trait: the session speaks the
+//! protocol and decides policy (names, quotas, locks, replies); a [`Store`]
+//! only keeps bytes. Two stores exist: [`disk::DiskStore`], a folder on the
+//! local disk, and [`s3::S3Store`], a bucket of an S3-compatible object
+//! store shared by several servers.
+//!
+//! Every path reaches a store as a [`Place`], already checked by
+//! [`crate::wire::names`]: no component is empty, `.`, `..`, or holds `/`.
 
+use std::fmt;
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::wire::message::Listing;
+
+pub mod disk;
 pub mod local;
+pub mod usage;
+
+pub use local::FolderError;
+
+/// A folder in a store: the home's path from the store's root, then the
+/// folder inside the home.
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    /// The home's path from the root (empty: the root is the home).
+    pub home: &'a [String],
+    /// The folder's path from the home.
+    pub folder: &'a [String],
+}
+
+impl<'a> Place<'a> {
+    /// The folder `folder` of the home `home`.
+    pub fn new(home: &'a [String], folder: &'a [String]) -> Place<'a> {
+        Place { home, folder }
+    }
+
+    /// Every component from the root down to the folder.
+    pub fn components(&self) -> impl Iterator<Item = &'a str> {
+        self.home.iter().chain(self.folder).map(String::as_str)
+    }
+
+    /// The path of `name` in this folder from the store's root, with `/`
+    /// between components: what names an upload across connections (and,
+    /// for an object store, across servers).
+    pub fn key(&self, name: &str) -> String {
+        let mut key = String::new();
+        for part in self.components().chain([name]) {
+            if !key.is_empty() {
+                key.push('/');
+            }
+            key.push_str(part);
+        }
+        key
+    }
+}
+
+/// Why a store refused or failed. The session turns these into replies.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The folder cannot be used.
+    Folder(FolderError),
+    /// The file cannot be opened: missing, a link, or not a regular file.
+    File(io::Error),
+    /// The name holds something that is not a regular file.
+    NotAFile,
+    /// Something of that name is there already.
+    Exists,
+    /// The folder to remove is not empty.
+    NotEmpty,
+    /// The bytes that arrived do not have the digest the client sent; the
+    /// partial data was discarded.
+    DigestMismatch,
+    /// The store ran out of room while writing.
+    NoSpace(io::Error),
+    /// The store failed while doing `.0`.
+    Failed(&'static str, io::Error),
+}
+
+impl StoreError {
+    /// Wraps an I/O error as a failure while doing `what`.
+    pub fn failed(what: &'static str) -> impl FnOnce(io::Error) -> StoreError {
+        move |e| StoreError::Failed(what, e)
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Folder(e) => write!(f, "{e:?}"),
+            StoreError::File(e) => write!(f, "{e}"),
+            StoreError::NotAFile => f.write_str("not a regular file"),
+            StoreError::Exists => f.write_str("already exists"),
+            StoreError::NotEmpty => f.write_str("folder not empty"),
+            StoreError::DigestMismatch => f.write_str("digest mismatch"),
+            StoreError::NoSpace(e) => write!(f, "no space: {e}"),
+            StoreError::Failed(what, e) => write!(f, "{what}: {e}"),
+        }
+    }
+}
+
+/// What a store's methods return.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What an upload asks of the store.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadPlan {
+    /// The file's whole size.
+    pub filesize: u64,
+    /// Keep what an earlier attempt stored, and go on from there.
+    pub resume: bool,
+    /// Compute the file's BLAKE3 (always done when the client sends one).
+    pub hash: bool,
+    /// Whether the upload may replace a file of that name.
+    pub overwrite: bool,
+}
+
+/// An upload in progress. Dropping it without [`Upload::finish`] keeps
+/// what was written for a later resume.
+pub trait Upload: Send {
+    /// Where the body starts: the bytes kept from an earlier attempt.
+    fn offset(&self) -> u64;
+    /// Bytes of this upload that [`Store::usage`] counts already.
+    fn counted(&self) -> u64;
+    /// Stores the next bytes of the body.
+    ///
+    /// Fails with [`StoreError::NoSpace`] when the store is full, or
+    /// another error; either way the upload cannot go on.
+    fn write(&mut self, chunk: &[u8]) -> StoreResult<()>;
+    /// Checks the digest when `expected` is given, then makes the file
+    /// visible under its name at once, whole. Returns the file's BLAKE3 if
+    /// it was computed.
+    ///
+    /// Fails with [`StoreError::DigestMismatch`] (the data is discarded),
+    /// [`StoreError::Exists`] when a file of that name appeared and may
+    /// not be replaced, or a store failure.
+    fn finish(self: Box<Self>, expected: Option<blake3::Hash>)
+        -> StoreResult<Option<blake3::Hash>>;
+    /// Throws away what this upload stored.
+    fn discard(self: Box<Self>);
+}
+
+/// A stored file, opened for reading.
+pub trait StoredFile: Send {
+    /// Its size in bytes.
+    fn size(&self) -> u64;
+    /// When it was last written, in seconds since the epoch.
+    fn mtime(&self) -> u64;
+    /// Its bytes from `offset` to the end.
+    fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>>;
+}
+
+/// Grants the partial upload with this key to the sweeper, for as long as
+/// the returned guard lives; `None` while a connection runs it.
+pub type Claim<'a> = &'a dyn Fn(&str) -> Option<Box<dyn Send>>;
+
+/// Where the bytes live. Every method may be called from many threads.
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Says where the files are, for the log.
+    fn describe(&self) -> String;
+    /// Makes sure `home` exists before the first command of a session.
+    fn open_home(&self, home: &[String]) -> StoreResult<()>;
+    /// Checks that a folder exists and may be used.
+    fn check_folder(&self, at: Place) -> StoreResult<()>;
+    /// Files and folders in a folder, sorted by name.
+    fn list(&self, at: Place) -> StoreResult<Listing>;
+    /// Creates the folder `at` and any missing parents; fails with
+    /// [`StoreError::Exists`] when it was there.
+    fn make_folder(&self, at: Place) -> StoreResult<()>;
+    /// The size of the file `name`, `None` when there is nothing of that
+    /// name; fails with [`StoreError::NotAFile`] when a folder (or anything
+    /// but a regular file) holds it.
+    fn file_len(&self, at: Place, name: &str) -> StoreResult<Option<u64>>;
+    /// Removes a file or an empty folder.
+    fn remove(&self, at: Place, name: &str) -> StoreResult<()>;
+    /// Removes the partial data of an upload of `name` that no connection
+    /// runs (the caller holds its lock); returns whether there was any.
+    fn remove_partial(&self, at: Place, name: &str) -> StoreResult<bool>;
+    /// How many bytes of an upload of `name` (of `filesize` bytes) are
+    /// stored already and would be kept by a resume; changes nothing.
+    fn kept(&self, at: Place, name: &str, filesize: u64) -> StoreResult<u64>;
+    /// Starts an upload of `name`, or resumes the stored part of one.
+    fn begin_upload(&self, at: Place, name: &str, plan: UploadPlan)
+        -> StoreResult<Box<dyn Upload>>;
+    /// Opens the file `name` for reading.
+    fn open_file(&self, at: Place, name: &str) -> StoreResult<Box<dyn StoredFile>>;
+    /// Bytes stored under `home`.
+    fn usage(&self, home: &[String]) -> StoreResult<u64>;
+    /// Bytes the store can still take below `at`, if it is bounded.
+    fn free_space(&self, at: Place) -> StoreResult<Option<u64>>;
+    /// Removes partial uploads untouched for `max_age` whose key `claim`
+    /// grants (it refuses the ones a connection is running); returns how
+    /// many went.
+    fn sweep(&self, max_age: Duration, claim: Claim) -> usize;
+}
+
+/// Opens the store `root` names: `s3://BUCKET[/PREFIX]` for an object
+/// store (configured from the standard `AWS_*` variables), else a folder.
+///
+/// Fails when the store cannot be reached or the folder created.
+pub fn open(root: &str, durable: bool) -> crate::Result<Arc<dyn Store>> {
+    Ok(Arc::new(disk::DiskStore::open(Path::new(root), durable)?))
+}

@@ -1,24 +1,25 @@
 //! Folders inside the home: ls, pwd, cd, mkdir and rm.
 
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
-
-use super::{bad_folder, bad_name, internal, not_found};
+use super::{bad_name, store_refusal};
 use crate::server::session::Session;
-use crate::storage::local;
+use crate::storage::{Place, StoreError};
 use crate::wire::message::{ErrorCode, ErrorReply, Folder, Listing, Removed};
-use crate::wire::names::{display_folder, escape, resolve_folder, validate_name, PARTIAL_DIR};
+use crate::wire::names::{display_folder, resolve_folder, validate_name};
 
 impl Session<'_> {
-    /// The current folder on disk, checked again on every use.
-    pub(crate) fn folder(&self) -> Result<PathBuf, ErrorReply> {
-        local::folder(&self.home, &self.cwd).map_err(bad_folder)
+    /// Checks again, on every use, that the current folder is there.
+    pub(crate) fn folder(&self) -> Result<(), ErrorReply> {
+        self.ctx
+            .store
+            .check_folder(self.place())
+            .map_err(|e| store_refusal(e, ""))
     }
 
     pub(crate) fn ls(&self) -> Result<Listing, ErrorReply> {
-        let dir = self.folder()?;
-        local::list(&dir).map_err(|e| internal("listing", &e))
+        self.ctx
+            .store
+            .list(self.place())
+            .map_err(|e| store_refusal(e, ""))
     }
 
     pub(crate) fn pwd(&self) -> Folder {
@@ -29,7 +30,11 @@ impl Session<'_> {
 
     pub(crate) fn cd(&mut self, path: &str) -> Result<Folder, ErrorReply> {
         let target = resolve_folder(&self.cwd, path).map_err(bad_name)?;
-        local::folder(&self.home, &target).map_err(bad_folder)?;
+        let at = Place::new(&self.home, &target);
+        self.ctx
+            .store
+            .check_folder(at)
+            .map_err(|e| store_refusal(e, ""))?;
         self.cwd = target;
         Ok(self.pwd())
     }
@@ -38,30 +43,17 @@ impl Session<'_> {
     /// anything that is not a real folder.
     pub(crate) fn mkdir(&self, path: &str) -> Result<Folder, ErrorReply> {
         let target = resolve_folder(&self.cwd, path).map_err(bad_name)?;
-        let Some((last, parents)) = target.split_last() else {
+        let shown = display_folder(&target);
+        if target.is_empty() {
             return Err(ErrorReply::new(ErrorCode::Exists, "the home folder exists"));
-        };
-        let mut dir = self.home.clone();
-        for (i, part) in parents.iter().enumerate() {
-            dir.push(part);
-            match fs::create_dir(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    // Must be a real folder, not a file or a link.
-                    local::folder(&self.home, &parents[..=i]).map_err(bad_folder)?;
-                }
-                Err(e) => return Err(internal("creating a folder", &e)),
-            }
         }
-        match fs::create_dir(dir.join(last)) {
-            Ok(()) => Ok(Folder {
-                path: display_folder(&target),
-            }),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(ErrorReply::new(
+        match self.ctx.store.make_folder(Place::new(&self.home, &target)) {
+            Ok(()) => Ok(Folder { path: shown }),
+            Err(StoreError::Exists) => Err(ErrorReply::new(
                 ErrorCode::Exists,
-                format!("{} already exists", display_folder(&target)),
+                format!("{shown} already exists"),
             )),
-            Err(e) => Err(internal("creating a folder", &e)),
+            Err(e) => Err(store_refusal(e, &shown)),
         }
     }
 
@@ -70,55 +62,28 @@ impl Session<'_> {
     /// and remove folders that only held one.
     pub(crate) fn rm(&self, filename: &str) -> Result<Removed, ErrorReply> {
         let name = validate_name(filename).map_err(bad_name)?;
-        let dir = self.folder()?;
-        let path = dir.join(name);
-        let dropped_partial = self.remove_stale_partial(&dir, name)?;
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(meta) => meta,
-            Err(_) if dropped_partial => {
-                return Ok(Removed {
-                    filename: name.to_string(),
-                })
-            }
-            Err(e) => return Err(not_found(name, &e)),
+        self.folder()?;
+        let removed = Removed {
+            filename: name.to_string(),
         };
-        let result = if meta.is_dir() {
-            // An empty partial-upload folder does not count as content.
-            let _ = fs::remove_dir(path.join(PARTIAL_DIR));
-            fs::remove_dir(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        if result.is_ok() && meta.is_file() {
-            self.ctx.usage.remove(&self.home, meta.len());
-        }
-        match result {
-            Ok(()) => Ok(Removed {
-                filename: name.to_string(),
-            }),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Err(ErrorReply::new(
-                ErrorCode::NotEmpty,
-                format!("folder {} is not empty", escape(name)),
-            )),
-            Err(e) => Err(internal("removing", &e)),
+        let dropped_partial = self.remove_stale_partial(name)?;
+        match self.ctx.store.remove(self.place(), name) {
+            Ok(()) => Ok(removed),
+            Err(StoreError::File(_)) if dropped_partial => Ok(removed),
+            Err(e) => Err(store_refusal(e, name)),
         }
     }
 
-    /// Deletes the partial upload of `name` in `dir` unless an upload holds
-    /// it; returns whether there was one.
-    fn remove_stale_partial(&self, dir: &Path, name: &str) -> Result<bool, ErrorReply> {
-        let partial = local::partial_path(dir, name);
-        let Some(_held) = self.ctx.locks.try_lock(&partial, 0) else {
+    /// Deletes the partial upload of `name` unless an upload holds it;
+    /// returns whether there was one.
+    fn remove_stale_partial(&self, name: &str) -> Result<bool, ErrorReply> {
+        let at = self.place();
+        let Some(_held) = self.ctx.locks.try_lock(&at.key(name), 0) else {
             return Ok(false);
         };
-        let len = local::regular_len(&partial).unwrap_or(0);
-        match fs::remove_file(&partial) {
-            Ok(()) => {
-                self.ctx.usage.remove(&self.home, len);
-                Ok(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(internal("removing the partial upload", &e)),
-        }
+        self.ctx
+            .store
+            .remove_partial(at, name)
+            .map_err(|e| store_refusal(e, name))
     }
 }

@@ -1,8 +1,8 @@
 //! Commands that touch no file: echo, the server's proof, and quota.
 
-use super::internal;
+use super::store_refusal;
 use crate::server::session::Session;
-use crate::storage::local;
+use crate::storage::Place;
 use crate::wire::auth::{server_proof, NONCE_LEN};
 use crate::wire::message::{Echoed, ErrorCode, ErrorReply, Proof, Usage};
 
@@ -28,12 +28,13 @@ impl Session<'_> {
 
     /// Space used by the home, its quota, and what can still be stored.
     pub(crate) fn usage(&self) -> Result<Usage, ErrorReply> {
-        let used = self
-            .ctx
-            .usage
-            .used(&self.home)
-            .map_err(|e| internal("measuring usage", &e))?;
-        let free = local::disk_free(&self.home).map_err(|e| internal("statvfs", &e))?;
+        let store = &self.ctx.store;
+        let refused = |e| store_refusal(e, "");
+        let used = store.usage(&self.home).map_err(refused)?;
+        let free = store
+            .free_space(Place::new(&self.home, &[]))
+            .map_err(refused)?
+            .unwrap_or(u64::MAX);
         let available = match self.account.quota {
             Some(q) => q.saturating_sub(used).min(free),
             None => free,

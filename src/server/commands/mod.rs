@@ -5,6 +5,7 @@
 use std::io;
 
 use crate::storage::local::{is_no_space, FolderError};
+use crate::storage::StoreError;
 use crate::wire::message::{ErrorCode, ErrorReply};
 use crate::wire::names::{escape, NameError};
 
@@ -24,11 +25,37 @@ pub(crate) fn internal(what: &str, e: &io::Error) -> ErrorReply {
     ErrorReply::new(ErrorCode::Internal, format!("{what}: {e}"))
 }
 
+/// The reply to a store's refusal of something done to `name`.
+pub(crate) fn store_refusal(e: StoreError, name: &str) -> ErrorReply {
+    let name = escape(name);
+    match e {
+        StoreError::Folder(e) => bad_folder(e),
+        StoreError::File(e) => not_found(&name, &e),
+        StoreError::NotAFile => ErrorReply::new(
+            ErrorCode::Exists,
+            format!("{name} exists and is not a regular file"),
+        ),
+        StoreError::Exists => ErrorReply::new(ErrorCode::Exists, format!("{name} already exists")),
+        StoreError::NotEmpty => {
+            ErrorReply::new(ErrorCode::NotEmpty, format!("folder {name} is not empty"))
+        }
+        StoreError::DigestMismatch => ErrorReply::new(
+            ErrorCode::DigestMismatch,
+            format!(
+                "digest mismatch for {name}: the data does not match; \
+                 the partial data was discarded, send the file again"
+            ),
+        ),
+        StoreError::NoSpace(e) => internal("writing the file", &e),
+        StoreError::Failed(what, e) => internal(what, &e),
+    }
+}
+
 fn bad_name(e: NameError) -> ErrorReply {
     ErrorReply::new(ErrorCode::BadName, format!("invalid name: {e}"))
 }
 
-fn bad_folder(e: FolderError) -> ErrorReply {
+pub(crate) fn bad_folder(e: FolderError) -> ErrorReply {
     match e {
         FolderError::Missing(f) => {
             ErrorReply::new(ErrorCode::NotFound, format!("no such folder: {f}"))
@@ -44,20 +71,19 @@ fn bad_folder(e: FolderError) -> ErrorReply {
     }
 }
 
+/// `name` comes escaped.
 fn not_found(name: &str, e: &io::Error) -> ErrorReply {
     match e.kind() {
-        io::ErrorKind::NotFound => ErrorReply::new(
-            ErrorCode::NotFound,
-            format!("no such file: {}", escape(name)),
-        ),
+        io::ErrorKind::NotFound => {
+            ErrorReply::new(ErrorCode::NotFound, format!("no such file: {name}"))
+        }
         _ if e.raw_os_error() == Some(libc::ELOOP) => ErrorReply::new(
             ErrorCode::BadName,
-            format!("{} is a symbolic link, which is not followed", escape(name)),
+            format!("{name} is a symbolic link, which is not followed"),
         ),
-        io::ErrorKind::InvalidInput => ErrorReply::new(
-            ErrorCode::NotFound,
-            format!("{} is not a regular file", escape(name)),
-        ),
-        _ => internal(&format!("opening {}", escape(name)), e),
+        io::ErrorKind::InvalidInput => {
+            ErrorReply::new(ErrorCode::NotFound, format!("{name} is not a regular file"))
+        }
+        _ => internal(&format!("opening {name}"), e),
     }
 }

@@ -1,20 +1,17 @@
 //! Upload: every check that can be made before the body, then the body
-//! into a partial file, the digest check, and the atomic commit.
+//! into the store, the digest check, and the atomic commit.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{bad_name, internal};
+use super::{bad_name, store_refusal};
 use crate::error::{Error, Result};
-use crate::io::pump::{buffer_for, hash_prefix, pump, PumpError};
+use crate::io::pump::{buffer_for, pump, PumpError};
 use crate::io::throttle::RateFloor;
 use crate::net::Transport;
 use crate::server::session::{refuse, Outcome, Session};
 use crate::server::uploads::UploadLock;
-use crate::storage::local;
+use crate::storage::{StoreError, Upload, UploadPlan};
 use crate::wire::frame::{self, MAX_HEADER_LEN};
 use crate::wire::message::{Digest, ErrorCode, ErrorReply, PutDone, PutReady, PutRequest, Reply};
 use crate::wire::names::{escape, validate_name};
@@ -29,69 +26,62 @@ pub const MAX_DRAIN: u64 = 64 * 1024 * 1024;
 /// after killing the first takes it over.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 
-/// An upload that passed every check and holds its name.
+/// An upload that passed every check, holds its name, and has begun in
+/// the store.
 struct PreparedPut {
     name: String,
-    target: PathBuf,
-    partial: PathBuf,
-    offset: u64,
+    upload: Box<dyn Upload>,
     /// Whether a file of that name existed when the upload started.
     replaces: bool,
-    _lock: UploadLock,
-}
-
-/// What arrived of a body: its digest if one was asked for, and the first
-/// error writing it, which is reported only once the body is read.
-struct Received {
-    blake3: Option<blake3::Hash>,
-    write_error: Option<io::Error>,
+    lock: UploadLock,
 }
 
 impl Session<'_> {
     pub(crate) fn put<S: Transport>(&mut self, req: PutRequest, s: &mut S) -> Result<Outcome> {
         let socket = s.socket().and_then(|fd| fd.try_clone_to_owned().ok());
-        let prepared = match self.prepare_put(&req, socket) {
+        let mut prepared = match self.prepare_put(&req, socket) {
             Ok(p) => p,
             Err(reply) => return refuse_put(&req, reply, s),
         };
-        // Starting from 0 empties a partial that was there.
-        let book = &self.ctx.usage;
-        let emptied = match prepared.offset {
-            0 if book.tracks(&self.home) => local::regular_len(&prepared.partial).unwrap_or(0),
-            _ => 0,
-        };
-        let mut file = match local::open_partial(&prepared.partial, prepared.offset) {
-            Ok(f) => f,
-            Err(e) => return refuse_put(&req, internal("creating the upload file", &e), s),
-        };
-        book.remove(&self.home, emptied);
+        let offset = prepared.upload.offset();
         if req.wants_ready() {
-            let offset = prepared.offset;
             frame::write_json(s, &Reply::Ok(PutReady { offset }))?;
         }
         // A broken connection leaves the partial data for a resume.
-        let received = match self.receive_body(&req, &prepared, &mut file, s) {
+        let write_error = match self.receive_body(&req, &mut prepared, s) {
             Err(Error::DiskFull(e)) => {
-                self.ctx.usage.forget(&self.home);
                 self.ctx.metrics.uploads_failed.inc();
-                let reply = internal("writing the file", &e);
+                let reply = store_refusal(StoreError::NoSpace(e), &prepared.name);
                 // The body is still coming and cannot be skipped: close.
                 return refuse(s, reply).map(Outcome::closing);
             }
             other => other?,
         };
         let expected = self.read_digest(&req, s)?;
-        let checked = check_upload(&prepared, &received, expected.as_ref())
-            .and_then(|()| self.commit_upload(&prepared, file));
-        if let Err(reply) = checked {
-            self.ctx.metrics.uploads_failed.inc();
-            return self.discard_upload(&prepared.partial, reply, s);
-        }
-        let body = req.filesize - prepared.offset;
+        let finished = match (write_error, expected) {
+            (Some(e), _) => {
+                prepared.upload.discard();
+                Err(e)
+            }
+            (None, Some(Err(reply))) => {
+                prepared.upload.discard();
+                return refuse(s, reply);
+            }
+            (None, expected) => prepared.upload.finish(expected.and_then(Result::ok)),
+        };
+        drop(prepared.lock);
+        let digest = match finished {
+            Ok(digest) => digest,
+            Err(e) => {
+                self.ctx.metrics.uploads_failed.inc();
+                return refuse(s, self.put_refusal(e, &prepared.name, offset));
+            }
+        };
+        let body = req.filesize - offset;
         let metrics = &self.ctx.metrics;
         metrics.uploads_committed.inc();
         metrics.bytes_in.inc_by(body);
-        if prepared.offset > 0 {
+        if offset > 0 {
             metrics.uploads_resumed.inc();
         }
         let done = PutDone {
@@ -99,10 +89,10 @@ impl Session<'_> {
             size: req.filesize,
             received: body,
             replaced: prepared.replaces,
-            blake3: received.blake3.map(|h| h.to_hex().to_string()),
+            blake3: req.digest.and(digest).map(|h| h.to_hex().to_string()),
         };
         frame::write_json(s, &Reply::Ok(done))?;
-        let resumed = match prepared.offset {
+        let resumed = match offset {
             0 => String::new(),
             at => format!(", resumed at {at}"),
         };
@@ -111,8 +101,8 @@ impl Session<'_> {
     }
 
     /// Checks everything about an upload that can be checked before its
-    /// body: name, size, overwrite policy, concurrent uploads, disk space
-    /// and quota. Returns where it goes and the offset to resume from.
+    /// body (name, size, overwrite policy, concurrent uploads, space and
+    /// quota), then begins it in the store.
     fn prepare_put(
         &self,
         req: &PutRequest,
@@ -128,49 +118,60 @@ impl Session<'_> {
                 ),
             ));
         }
-        let dir = self.folder()?;
-        let target = dir.join(name);
-        let existing = self.existing_len(&target, name)?;
-        let partial = local::partial_path(&dir, name);
+        self.folder()?;
+        let existing = self.existing_len(name)?;
+        let at = self.place();
+        let key = at.key(name);
         let lock = self
             .ctx
             .locks
-            .take_over(&partial, req.filesize, socket, TAKEOVER_WAIT)
+            .take_over(&key, req.filesize, socket, TAKEOVER_WAIT)
             .ok_or_else(|| {
                 ErrorReply::new(
                     ErrorCode::Busy,
                     format!("{} is being uploaded by another connection", escape(name)),
                 )
             })?;
-        let offset = match req.resume {
-            true => local::partial_len(&partial, req.filesize).unwrap_or(0),
+        let plan = UploadPlan {
+            filesize: req.filesize,
+            resume: req.resume,
+            hash: req.digest.is_some(),
+            overwrite: self.ctx.overwrite && !self.anonymous,
+        };
+        let store = &self.ctx.store;
+        let refused = |e| store_refusal(e, name);
+        let kept = match plan.resume {
+            true => store.kept(at, name, req.filesize).map_err(refused)?,
             false => 0,
         };
-        check_space(&dir, req.filesize - offset)?;
-        self.check_quota(req.filesize, &partial, existing.unwrap_or(0))?;
+        let needed = req.filesize - kept;
+        if let Some(free) = store.free_space(at).map_err(refused)? {
+            if needed > free {
+                return Err(ErrorReply::new(
+                    ErrorCode::NoSpace,
+                    format!("not enough disk space: {needed} bytes needed, {free} free"),
+                ));
+            }
+        }
+        self.check_quota(req.filesize, &key, kept, existing.unwrap_or(0))?;
+        let upload = store.begin_upload(at, name, plan).map_err(refused)?;
+        lock.set_counted(upload.counted());
         Ok(PreparedPut {
             name: name.to_string(),
-            target,
-            partial,
-            offset,
+            upload,
             replaces: existing.is_some(),
-            _lock: lock,
+            lock,
         })
     }
 
     /// The size of the file an upload would replace, if any; refuses a
     /// name that holds something else, or any file when overwriting is off.
-    fn existing_len(&self, target: &Path, name: &str) -> Result<Option<u64>, ErrorReply> {
-        let existing = match fs::symlink_metadata(target) {
-            Ok(m) if m.is_file() => Some(m.len()),
-            Ok(_) => {
-                return Err(ErrorReply::new(
-                    ErrorCode::Exists,
-                    format!("{} exists and is not a regular file", escape(name)),
-                ))
-            }
-            Err(_) => None,
-        };
+    fn existing_len(&self, name: &str) -> Result<Option<u64>, ErrorReply> {
+        let existing = self
+            .ctx
+            .store
+            .file_len(self.place(), name)
+            .map_err(|e| store_refusal(e, name))?;
         if existing.is_some() && (self.anonymous || !self.ctx.overwrite) {
             return Err(ErrorReply::new(
                 ErrorCode::Exists,
@@ -185,27 +186,26 @@ impl Session<'_> {
 
     /// Refuses an upload that would take the home over its quota once every
     /// running upload is done and this file has replaced `replaced` bytes.
-    fn check_quota(&self, filesize: u64, partial: &Path, replaced: u64) -> Result<(), ErrorReply> {
+    /// `kept` bytes of this upload are stored (and counted) already.
+    fn check_quota(
+        &self,
+        filesize: u64,
+        key: &str,
+        kept: u64,
+        replaced: u64,
+    ) -> Result<(), ErrorReply> {
         let Some(quota) = self.account.quota else {
             return Ok(());
         };
         let used = self
             .ctx
-            .usage
-            .used(&self.home)
-            .map_err(|e| internal("measuring usage", &e))?;
-        let kept = local::regular_len(partial).unwrap_or(0);
+            .store
+            .usage(&self.home)
+            .map_err(|e| store_refusal(e, ""))?;
         // Uploads still running count with their whole declared size, not
         // just the part they have written.
-        let (written, declared) = self
-            .ctx
-            .locks
-            .others_below(&self.home, partial)
-            .iter()
-            .fold((0u64, 0u64), |(w, d), (path, size)| {
-                let len = local::regular_len(path).unwrap_or(0);
-                (w.saturating_add(len), d.saturating_add(*size))
-            });
+        let home = self.home.join("/");
+        let (declared, written) = self.ctx.locks.others_below(&home, key);
         let projected = used
             .saturating_sub(written)
             .saturating_add(declared)
@@ -223,175 +223,86 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Reads the body into `file`, hashing the whole file (the kept prefix
-    /// too) when the client will send a digest. A write error does not stop
-    /// the reading, so the stream stays in step for the error reply.
+    /// Reads the body into the store. A write error does not stop the
+    /// reading, so the stream stays in step for the error reply; it is
+    /// returned once the body is read. A full store stops it at once.
     fn receive_body<S: Transport>(
         &self,
         req: &PutRequest,
-        prepared: &PreparedPut,
-        file: &mut File,
+        prepared: &mut PreparedPut,
         s: &mut S,
-    ) -> Result<Received> {
-        let offset = prepared.offset;
-        let (mut hasher, mut write_error) = hash_kept(req, prepared);
-        let body = req.filesize - offset;
+    ) -> Result<Option<StoreError>> {
+        let body = req.filesize - prepared.upload.offset();
         let mut buf = buffer_for(body);
-        let (mut written, mut flushed) = (offset, offset);
-        let durable = self.ctx.durable;
+        let mut write_error = None;
         let mut floor = self
             .ctx
             .min_rate
             .map(|(rate, window)| RateFloor::new(rate, window));
+        let (upload, lock) = (&mut prepared.upload, &prepared.lock);
         let pumped = pump(s, body, &mut buf, |chunk| {
             if let Some(floor) = floor.as_mut() {
                 floor.note(chunk.len())?;
             }
-            if let Some(h) = hasher.as_mut() {
-                h.update(chunk);
-            }
             if write_error.is_none() {
-                match file.write_all(chunk) {
-                    Ok(()) => {
-                        written += chunk.len() as u64;
-                        self.ctx.usage.add(&self.home, chunk.len() as u64);
-                    }
-                    // A full disk stops the upload at once; what was
+                match upload.write(chunk) {
+                    Ok(()) => lock.set_counted(upload.counted()),
+                    // A full store stops the upload at once; what was
                     // written stays for a resume once there is room.
-                    Err(e) if local::is_no_space(&e) => return Err(e),
-                    Err(e) => {
-                        // Part of the chunk may be on disk: measure again.
-                        self.ctx.usage.forget(&self.home);
-                        write_error = Some(e);
-                    }
-                }
-                if durable && written - flushed >= local::WRITEBACK_STEP {
-                    local::start_writeback(file, flushed, written - flushed);
-                    flushed = written;
+                    Err(StoreError::NoSpace(e)) => return Err(e),
+                    Err(e) => write_error = Some(e),
                 }
             }
             Ok(())
         });
         match pumped {
-            Ok(_) => Ok(Received {
-                blake3: hasher.map(|h| h.finalize()),
-                write_error,
-            }),
+            Ok(_) => Ok(write_error),
             Err(PumpError::Source(e)) => Err(e),
-            Err(PumpError::Sink(e)) if local::is_no_space(&e) => Err(Error::DiskFull(e)),
+            Err(PumpError::Sink(e)) if crate::storage::local::is_no_space(&e) => {
+                Err(Error::DiskFull(e))
+            }
             // Too slow: dropped, and the partial stays for a resume.
             Err(PumpError::Sink(e)) => Err(Error::io("receiving the file", e)),
         }
     }
 
-    /// The digest frame that follows the body, when the client promised one.
-    fn read_digest<S: Transport>(&self, req: &PutRequest, s: &mut S) -> Result<Option<Digest>> {
+    /// The digest frame that follows the body, when the client promised
+    /// one: `Some(Err)` when it is not a BLAKE3 digest in hex.
+    fn read_digest<S: Transport>(
+        &self,
+        req: &PutRequest,
+        s: &mut S,
+    ) -> Result<Option<Result<blake3::Hash, ErrorReply>>> {
         if req.digest.is_none() {
             return Ok(None);
         }
         s.set_deadline(Some(Instant::now() + self.ctx.idle_timeout));
         let digest = frame::read_json::<_, Digest>(s, MAX_HEADER_LEN);
         s.set_deadline(None);
-        digest.map(Some)
+        // Hex of either case parses.
+        Ok(Some(blake3::Hash::from_hex(&digest?.blake3).map_err(
+            |_| ErrorReply::new(ErrorCode::DigestMismatch, "the digest is not BLAKE3 in hex"),
+        )))
     }
 
-    /// Deletes an upload that must not be committed and answers `reply`.
-    fn discard_upload<S: Transport>(
-        &self,
-        partial: &Path,
-        reply: ErrorReply,
-        s: &mut S,
-    ) -> Result<Outcome> {
-        let len = local::regular_len(partial).unwrap_or(0);
-        if fs::remove_file(partial).is_ok() {
-            self.ctx.usage.remove(&self.home, len);
-        }
-        refuse(s, reply)
-    }
-
-    /// Puts a complete, verified upload under its name.
-    fn commit_upload(&self, prepared: &PreparedPut, file: File) -> Result<(), ErrorReply> {
-        let durable = self.ctx.durable;
-        let replaced = match self.ctx.usage.tracks(&self.home) {
-            true => local::regular_len(&prepared.target).unwrap_or(0),
-            false => 0,
-        };
-        let committed = (if durable { file.sync_all() } else { Ok(()) }).and_then(|()| {
-            drop(file);
-            let overwrite = self.ctx.overwrite;
-            local::commit(&prepared.partial, &prepared.target, overwrite, durable)
-        });
-        if committed.is_ok() {
-            self.ctx.usage.remove(&self.home, replaced);
-        }
-        committed.map_err(|e| match e.kind() {
-            io::ErrorKind::AlreadyExists => ErrorReply::new(
-                ErrorCode::Exists,
+    /// The reply to an upload the store did not take.
+    fn put_refusal(&self, e: StoreError, name: &str, offset: u64) -> ErrorReply {
+        match e {
+            StoreError::DigestMismatch => ErrorReply::new(
+                ErrorCode::DigestMismatch,
                 format!(
-                    "{} was created meanwhile; not overwritten",
-                    escape(&prepared.name)
+                    "digest mismatch for {}: the data does not match (resumed at {offset}); \
+                     the partial data was discarded, send the file again",
+                    escape(name)
                 ),
             ),
-            _ => internal("committing the file", &e),
-        })
+            StoreError::Exists => ErrorReply::new(
+                ErrorCode::Exists,
+                format!("{} was created meanwhile; not overwritten", escape(name)),
+            ),
+            e => store_refusal(e, name),
+        }
     }
-}
-
-/// The digest of the bytes a resumed upload kept, when the client will
-/// send one; an error reading them is reported like a write error.
-fn hash_kept(
-    req: &PutRequest,
-    prepared: &PreparedPut,
-) -> (Option<blake3::Hasher>, Option<io::Error>) {
-    let mut hasher = req.digest.map(|_| blake3::Hasher::new());
-    let mut error = None;
-    if let (Some(h), true) = (hasher.as_mut(), prepared.offset > 0) {
-        let kept = File::open(&prepared.partial)
-            .map_err(|e| Error::io("reading partial data", e))
-            .and_then(|mut f| hash_prefix(&mut f, prepared.offset, h));
-        error = kept.err().map(io::Error::from);
-    }
-    (hasher, error)
-}
-
-/// Refuses an upload whose bytes could not be stored or whose digest does
-/// not match what arrived.
-fn check_upload(
-    prepared: &PreparedPut,
-    received: &Received,
-    expected: Option<&Digest>,
-) -> Result<(), ErrorReply> {
-    if let Some(e) = &received.write_error {
-        return Err(internal("writing the file", e));
-    }
-    let (Some(actual), Some(expected)) = (&received.blake3, expected) else {
-        return Ok(());
-    };
-    // Hash equality is constant-time; hex of either case parses.
-    if blake3::Hash::from_hex(&expected.blake3).is_ok_and(|e| e == *actual) {
-        return Ok(());
-    }
-    Err(ErrorReply::new(
-        ErrorCode::DigestMismatch,
-        format!(
-            "digest mismatch for {}: the data does not match (resumed at {}); \
-             the partial data was discarded, send the file again",
-            escape(&prepared.name),
-            prepared.offset
-        ),
-    ))
-}
-
-/// Refuses when the disk cannot hold `needed` more bytes.
-fn check_space(dir: &Path, needed: u64) -> Result<(), ErrorReply> {
-    let free = local::disk_free(dir).map_err(|e| internal("statvfs", &e))?;
-    if needed > free {
-        return Err(ErrorReply::new(
-            ErrorCode::NoSpace,
-            format!("not enough disk space: {needed} bytes needed, {free} free"),
-        ));
-    }
-    Ok(())
 }
 
 /// Answers a refused upload. A client that waits for `ready` sends no body;

@@ -1,0 +1,445 @@
+//! The store on the local disk: a folder per home below the root, a
+//! partial file per running upload in `<folder>/.ftp-partial/`, and an
+//! atomic rename when the upload is complete (see [`super::local`]).
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::local;
+use super::usage::UsageBook;
+use super::{Claim, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan};
+use crate::error::Error;
+use crate::io::pump::hash_prefix;
+use crate::wire::message::Listing;
+use crate::wire::names::PARTIAL_DIR;
+
+/// How deep the sweeper looks for partial uploads: a home, then folders
+/// as deep as a path may go.
+const SWEEP_DEPTH: usize = 34;
+
+/// Files in a folder of the local disk.
+#[derive(Debug)]
+pub struct DiskStore {
+    root: PathBuf,
+    /// Whether a finished upload waits for its data and its folder entry
+    /// to reach the disk.
+    durable: bool,
+    usage: UsageBook,
+}
+
+impl DiskStore {
+    /// The store in `root`, created if needed.
+    ///
+    /// Fails when the root cannot be created.
+    pub fn open(root: &Path, durable: bool) -> crate::Result<DiskStore> {
+        fs::create_dir_all(root)
+            .map_err(|e| Error::io(format!("creating the upload root {}", root.display()), e))?;
+        Ok(DiskStore {
+            root: root.to_path_buf(),
+            durable,
+            usage: UsageBook::default(),
+        })
+    }
+
+    fn home(&self, home: &[String]) -> PathBuf {
+        let mut path = self.root.clone();
+        path.extend(home);
+        path
+    }
+
+    fn folder(&self, at: Place) -> StoreResult<PathBuf> {
+        local::folder(&self.home(at.home), at.folder).map_err(StoreError::Folder)
+    }
+
+    /// The key of the upload whose partial file is `partial`, for the
+    /// sweeper's claim: its final path from the root.
+    fn key_of_partial(&self, partial: &Path) -> Option<String> {
+        let rel = partial.strip_prefix(&self.root).ok()?;
+        let parts: Vec<&str> = rel.iter().map(|c| c.to_str()).collect::<Option<_>>()?;
+        let (name, rest) = parts.split_last()?;
+        let (partial_dir, folder) = rest.split_last()?;
+        (*partial_dir == PARTIAL_DIR).then(|| {
+            let mut key = folder.join("/");
+            if !key.is_empty() {
+                key.push('/');
+            }
+            key.push_str(name);
+            key
+        })
+    }
+}
+
+impl Store for DiskStore {
+    fn describe(&self) -> String {
+        format!("folder {}", self.root.display())
+    }
+
+    /// Creates the home folder on first login; refuses one that is a link.
+    fn open_home(&self, home: &[String]) -> StoreResult<()> {
+        let path = self.home(home);
+        match fs::create_dir(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                match fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => Ok(()),
+                    Ok(_) => Err(StoreError::Failed(
+                        "creating the home folder",
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "the home folder is not a folder (or is a symbolic link)",
+                        ),
+                    )),
+                    Err(e) => Err(StoreError::Failed("creating the home folder", e)),
+                }
+            }
+            Err(e) => Err(StoreError::Failed("creating the home folder", e)),
+        }
+    }
+
+    fn check_folder(&self, at: Place) -> StoreResult<()> {
+        self.folder(at).map(drop)
+    }
+
+    fn list(&self, at: Place) -> StoreResult<Listing> {
+        local::list(&self.folder(at)?).map_err(StoreError::failed("listing"))
+    }
+
+    /// Refuses to step through anything that is not a real folder.
+    fn make_folder(&self, at: Place) -> StoreResult<()> {
+        let Some((last, parents)) = at.folder.split_last() else {
+            return Err(StoreError::Exists);
+        };
+        let mut dir = self.home(at.home);
+        for (i, part) in parents.iter().enumerate() {
+            dir.push(part);
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    self.check_folder(Place::new(at.home, &parents[..=i]))?;
+                }
+                Err(e) => return Err(StoreError::Failed("creating a folder", e)),
+            }
+        }
+        match fs::create_dir(dir.join(last)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(StoreError::Exists),
+            Err(e) => Err(StoreError::Failed("creating a folder", e)),
+        }
+    }
+
+    fn file_len(&self, at: Place, name: &str) -> StoreResult<Option<u64>> {
+        match fs::symlink_metadata(self.folder(at)?.join(name)) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Err(StoreError::NotAFile),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn remove(&self, at: Place, name: &str) -> StoreResult<()> {
+        let path = self.folder(at)?.join(name);
+        let meta = fs::symlink_metadata(&path).map_err(StoreError::File)?;
+        let result = if meta.is_dir() {
+            // An empty partial-upload folder does not count as content.
+            let _ = fs::remove_dir(path.join(PARTIAL_DIR));
+            fs::remove_dir(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match result {
+            Ok(()) => {
+                if meta.is_file() {
+                    self.usage.remove(&self.home(at.home), meta.len());
+                }
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Err(StoreError::NotEmpty),
+            Err(e) => Err(StoreError::Failed("removing", e)),
+        }
+    }
+
+    fn remove_partial(&self, at: Place, name: &str) -> StoreResult<bool> {
+        let partial = local::partial_path(&self.folder(at)?, name);
+        let len = local::regular_len(&partial).unwrap_or(0);
+        match fs::remove_file(&partial) {
+            Ok(()) => {
+                self.usage.remove(&self.home(at.home), len);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::Failed("removing the partial upload", e)),
+        }
+    }
+
+    fn kept(&self, at: Place, name: &str, filesize: u64) -> StoreResult<u64> {
+        let partial = local::partial_path(&self.folder(at)?, name);
+        Ok(local::partial_len(&partial, filesize).unwrap_or(0))
+    }
+
+    fn begin_upload(
+        &self,
+        at: Place,
+        name: &str,
+        plan: UploadPlan,
+    ) -> StoreResult<Box<dyn Upload>> {
+        let dir = self.folder(at)?;
+        let home = self.home(at.home);
+        let partial = local::partial_path(&dir, name);
+        let offset = match plan.resume {
+            true => local::partial_len(&partial, plan.filesize).unwrap_or(0),
+            false => 0,
+        };
+        // Starting from 0 empties a partial that was there.
+        let emptied = match offset {
+            0 if self.usage.tracks(&home) => local::regular_len(&partial).unwrap_or(0),
+            _ => 0,
+        };
+        let file = local::open_partial(&partial, offset)
+            .map_err(StoreError::failed("creating the upload file"))?;
+        self.usage.remove(&home, emptied);
+        let mut hasher = plan.hash.then(blake3::Hasher::new);
+        if let (Some(h), true) = (hasher.as_mut(), offset > 0) {
+            File::open(&partial)
+                .map_err(|e| Error::io("reading partial data", e))
+                .and_then(|mut f| hash_prefix(&mut f, offset, h))
+                .map_err(|e| StoreError::Failed("reading partial data", e.into()))?;
+        }
+        Ok(Box::new(DiskUpload {
+            usage: self.usage.clone(),
+            home,
+            target: dir.join(name),
+            partial,
+            file,
+            hasher,
+            offset,
+            written: offset,
+            flushed: offset,
+            durable: self.durable,
+            overwrite: plan.overwrite,
+        }))
+    }
+
+    fn open_file(&self, at: Place, name: &str) -> StoreResult<Box<dyn StoredFile>> {
+        let file = local::open_regular(&self.folder(at)?.join(name)).map_err(StoreError::File)?;
+        let meta = file.metadata().map_err(StoreError::failed("stat"))?;
+        Ok(Box::new(DiskFile {
+            file,
+            len: meta.len(),
+            mtime: local::unix_secs(meta.modified().unwrap_or(UNIX_EPOCH)),
+        }))
+    }
+
+    fn usage(&self, home: &[String]) -> StoreResult<u64> {
+        self.usage
+            .used(&self.home(home))
+            .map_err(StoreError::failed("measuring usage"))
+    }
+
+    fn free_space(&self, at: Place) -> StoreResult<Option<u64>> {
+        let dir = self.folder(at)?;
+        local::disk_free(&dir)
+            .map(Some)
+            .map_err(StoreError::failed("statvfs"))
+    }
+
+    fn sweep(&self, max_age: Duration, claim: Claim) -> usize {
+        let removed = local::sweep_partials(&self.root, max_age, SWEEP_DEPTH, |partial| {
+            self.key_of_partial(partial).and_then(|key| claim(&key))
+        });
+        if removed > 0 {
+            // Partials went from homes the book keeps: measure again.
+            self.usage.forget_all();
+        }
+        removed
+    }
+}
+
+/// An upload into a partial file.
+struct DiskUpload {
+    usage: UsageBook,
+    home: PathBuf,
+    target: PathBuf,
+    partial: PathBuf,
+    file: File,
+    hasher: Option<blake3::Hasher>,
+    offset: u64,
+    /// Bytes in the partial file, the kept ones included.
+    written: u64,
+    /// Up to where write-back was started, for `durable`.
+    flushed: u64,
+    durable: bool,
+    overwrite: bool,
+}
+
+impl DiskUpload {
+    /// Deletes the partial file and answers `e`.
+    fn discard_with<T>(self: Box<Self>, e: StoreError) -> StoreResult<T> {
+        self.discard();
+        Err(e)
+    }
+}
+
+impl Upload for DiskUpload {
+    fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    fn counted(&self) -> u64 {
+        self.written
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> StoreResult<()> {
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(chunk);
+        }
+        if let Err(e) = self.file.write_all(chunk) {
+            // Part of the chunk may be on disk: measure again.
+            self.usage.forget(&self.home);
+            return Err(match local::is_no_space(&e) {
+                true => StoreError::NoSpace(e),
+                false => StoreError::Failed("writing the file", e),
+            });
+        }
+        self.written += chunk.len() as u64;
+        self.usage.add(&self.home, chunk.len() as u64);
+        if self.durable && self.written - self.flushed >= local::WRITEBACK_STEP {
+            local::start_writeback(&self.file, self.flushed, self.written - self.flushed);
+            self.flushed = self.written;
+        }
+        Ok(())
+    }
+
+    fn finish(
+        self: Box<Self>,
+        expected: Option<blake3::Hash>,
+    ) -> StoreResult<Option<blake3::Hash>> {
+        let actual = self.hasher.as_ref().map(blake3::Hasher::finalize);
+        if let (Some(expected), Some(actual)) = (expected, actual) {
+            // Hash equality is constant-time.
+            if expected != actual {
+                return self.discard_with(StoreError::DigestMismatch);
+            }
+        }
+        let replaced = match self.usage.tracks(&self.home) {
+            true => local::regular_len(&self.target).unwrap_or(0),
+            false => 0,
+        };
+        let synced = match self.durable {
+            true => self.file.sync_all(),
+            false => Ok(()),
+        };
+        let committed = synced.and_then(|()| {
+            local::commit(&self.partial, &self.target, self.overwrite, self.durable)
+        });
+        match committed {
+            Ok(()) => {
+                self.usage.remove(&self.home, replaced);
+                Ok(actual)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.discard_with(StoreError::Exists)
+            }
+            Err(e) => self.discard_with(StoreError::Failed("committing the file", e)),
+        }
+    }
+
+    fn discard(self: Box<Self>) {
+        let len = local::regular_len(&self.partial).unwrap_or(0);
+        if fs::remove_file(&self.partial).is_ok() {
+            self.usage.remove(&self.home, len);
+        }
+    }
+}
+
+/// A file on disk, opened for reading.
+struct DiskFile {
+    file: File,
+    len: u64,
+    mtime: u64,
+}
+
+impl StoredFile for DiskFile {
+    fn size(&self) -> u64 {
+        self.len
+    }
+
+    fn mtime(&self) -> u64 {
+        self.mtime
+    }
+
+    fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        self.file.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(&mut self.file))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_partial_file_maps_back_to_its_upload_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), false).unwrap();
+        let partial = dir
+            .path()
+            .join("alice/docs")
+            .join(PARTIAL_DIR)
+            .join("a.txt");
+        assert_eq!(store.key_of_partial(&partial).unwrap(), "alice/docs/a.txt");
+        let top = dir.path().join(PARTIAL_DIR).join("b");
+        assert_eq!(store.key_of_partial(&top).unwrap(), "b");
+        let (home, folder) = (names(&["alice"]), names(&["docs"]));
+        assert_eq!(Place::new(&home, &folder).key("a.txt"), "alice/docs/a.txt");
+        assert!(store.key_of_partial(&dir.path().join("x/y")).is_none());
+    }
+
+    #[test]
+    fn an_upload_lands_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), false).unwrap();
+        let home = names(&[]);
+        let at = Place::new(&home, &home);
+        let plan = UploadPlan {
+            filesize: 6,
+            resume: true,
+            hash: true,
+            overwrite: true,
+        };
+        let mut up = store.begin_upload(at, "f", plan).unwrap();
+        up.write(b"abc").unwrap();
+        drop(up);
+        assert_eq!(
+            store.file_len(at, "f").unwrap(),
+            None,
+            "invisible until done"
+        );
+        let mut up = store.begin_upload(at, "f", plan).unwrap();
+        assert_eq!(up.offset(), 3);
+        up.write(b"xyz").unwrap();
+        let wrong = blake3::hash(b"abcxyZ");
+        assert!(matches!(
+            up.finish(Some(wrong)),
+            Err(StoreError::DigestMismatch)
+        ));
+        assert_eq!(store.file_len(at, "f").unwrap(), None);
+        let mut up = store.begin_upload(at, "f", plan).unwrap();
+        assert_eq!(up.offset(), 0, "a mismatch discards the partial data");
+        up.write(b"abcxyz").unwrap();
+        let digest = up.finish(Some(blake3::hash(b"abcxyz"))).unwrap();
+        assert_eq!(digest, Some(blake3::hash(b"abcxyz")));
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"abcxyz");
+        let mut file = store.open_file(at, "f").unwrap();
+        let mut tail = String::new();
+        file.read_from(4)
+            .unwrap()
+            .read_to_string(&mut tail)
+            .unwrap();
+        assert_eq!((file.size(), tail.as_str()), (6, "yz"));
+    }
+}
