@@ -171,9 +171,11 @@ fn run(args: Args) -> Result<()> {
     logging::init(verbosity, args.log_format)?;
     let (accounts, secret_place) = load_accounts(&args)?;
     let tls = ServerIdentity::load_or_create(&identity_dir(&args)?)?;
+    let store = storage::open(&args.root, args.durable)?;
+    tracing::info!("files are kept in {}", store.describe());
     let config = Config {
         context: Context {
-            store: storage::open(&args.root, args.durable)?,
+            store,
             max_file_size: args.max_file_size.unwrap_or(u64::MAX),
             overwrite: !args.no_overwrite,
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),

@@ -197,7 +197,7 @@ impl Transport for Gone {}
 /// Whether the client's next command has already arrived.
 fn readable_now(conn: &Conn) -> bool {
     conn.fd()
-        .map_or(true, |fd| readable_within(fd, Duration::ZERO))
+        .is_none_or(|fd| readable_within(fd, Duration::ZERO))
 }
 
 /// The poller found the connection readable: a worker takes it.

@@ -17,6 +17,7 @@ use crate::wire::message::Listing;
 
 pub mod disk;
 pub mod local;
+pub mod s3;
 pub mod usage;
 
 pub use local::FolderError;
@@ -73,6 +74,8 @@ pub enum StoreError {
     /// The bytes that arrived do not have the digest the client sent; the
     /// partial data was discarded.
     DigestMismatch,
+    /// Another upload of that name is running (through another server).
+    Busy,
     /// The store ran out of room while writing.
     NoSpace(io::Error),
     /// The store failed while doing `.0`.
@@ -95,6 +98,7 @@ impl fmt::Display for StoreError {
             StoreError::Exists => f.write_str("already exists"),
             StoreError::NotEmpty => f.write_str("folder not empty"),
             StoreError::DigestMismatch => f.write_str("digest mismatch"),
+            StoreError::Busy => f.write_str("busy"),
             StoreError::NoSpace(e) => write!(f, "no space: {e}"),
             StoreError::Failed(what, e) => write!(f, "{what}: {e}"),
         }
@@ -201,5 +205,8 @@ pub trait Store: Send + Sync + fmt::Debug {
 ///
 /// Fails when the store cannot be reached or the folder created.
 pub fn open(root: &str, durable: bool) -> crate::Result<Arc<dyn Store>> {
-    Ok(Arc::new(disk::DiskStore::open(Path::new(root), durable)?))
+    match root.strip_prefix("s3://") {
+        Some(rest) => Ok(Arc::new(s3::S3Store::from_env(rest)?)),
+        None => Ok(Arc::new(disk::DiskStore::open(Path::new(root), durable)?)),
+    }
 }

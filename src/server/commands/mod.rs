@@ -46,6 +46,10 @@ pub(crate) fn store_refusal(e: StoreError, name: &str) -> ErrorReply {
                  the partial data was discarded, send the file again"
             ),
         ),
+        StoreError::Busy => ErrorReply::new(
+            ErrorCode::Busy,
+            format!("{name} is being uploaded through another server"),
+        ),
         StoreError::NoSpace(e) => internal("writing the file", &e),
         StoreError::Failed(what, e) => internal(what, &e),
     }

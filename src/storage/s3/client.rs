@@ -1,0 +1,374 @@
+//! The S3 requests the store makes, over blocking HTTP.
+//!
+//! rusty-s3 signs each request (as a pre-signed URL) and parses the XML
+//! replies; ureq sends it. Neither needs an async runtime, which a
+//! blocking server would only have to drive from its own threads.
+//! Every failure becomes an `io::Error` whose message says what S3 said;
+//! a missing object or upload is `NotFound`.
+
+use std::io::{self, Read};
+use std::time::Duration;
+
+use rusty_s3::actions::{
+    AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, DeleteObject, GetObject,
+    HeadObject, ListObjectsV2, ListObjectsV2Response, ListParts, PutObject, S3Action, UploadPart,
+};
+use rusty_s3::{Bucket, Credentials, UrlStyle};
+use ureq::http::{self, Response};
+use ureq::Body;
+
+/// How long a signed request stays valid: it is sent at once.
+const SIGNED_FOR: Duration = Duration::from_secs(600);
+
+/// How long a connection to the store may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the store may take to start answering a request.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Most parts one `ListParts` reply carries.
+const PARTS_PER_PAGE: u16 = 1000;
+
+/// Where the store is and who we are to it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `http://HOST:PORT` or `https://...`.
+    pub url: String,
+    /// The region to sign for.
+    pub region: String,
+    /// The bucket.
+    pub bucket: String,
+    /// The access key's id.
+    pub key_id: String,
+    /// The access key's secret.
+    pub secret: String,
+}
+
+/// One bucket, and an HTTP agent that keeps connections to it open.
+#[derive(Debug, Clone)]
+pub struct S3Client {
+    agent: ureq::Agent,
+    bucket: Bucket,
+    credentials: Credentials,
+}
+
+/// A part the store holds for a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPart {
+    /// Its number, from 1.
+    pub number: u16,
+    /// Its entity tag, as `CompleteMultipartUpload` wants it.
+    pub etag: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// An object's size and age, from `HEAD`.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectInfo {
+    /// Bytes.
+    pub size: u64,
+    /// Last modified, seconds since the epoch (0 if the store did not say).
+    pub mtime: u64,
+}
+
+impl S3Client {
+    /// A client for `endpoint`, with path-style addressing (what custom
+    /// endpoints such as Garage and MinIO expect).
+    ///
+    /// Fails when the URL is not one.
+    pub fn new(endpoint: &Endpoint) -> io::Result<S3Client> {
+        let url = endpoint
+            .url
+            .parse()
+            .map_err(|e| invalid(format!("AWS_ENDPOINT_URL {}: {e}", endpoint.url)))?;
+        let bucket = Bucket::new(
+            url,
+            UrlStyle::Path,
+            endpoint.bucket.clone(),
+            endpoint.region.clone(),
+        )
+        .map_err(|e| invalid(format!("bucket {}: {e}", endpoint.bucket)))?;
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_recv_response(Some(ANSWER_TIMEOUT))
+            .max_idle_connections_per_host(64)
+            .build();
+        Ok(S3Client {
+            agent: config.into(),
+            bucket,
+            credentials: Credentials::new(endpoint.key_id.clone(), endpoint.secret.clone()),
+        })
+    }
+
+    /// The bucket's name.
+    pub fn bucket(&self) -> &str {
+        self.bucket.name()
+    }
+
+    fn creds(&self) -> Option<&Credentials> {
+        Some(&self.credentials)
+    }
+
+    /// Sends one request and fails unless the store answers 2xx.
+    fn send(
+        &self,
+        method: http::Method,
+        url: url::Url,
+        range: Option<u64>,
+        body: impl ureq::AsSendBody,
+    ) -> io::Result<Response<Body>> {
+        let mut request = http::Request::builder().method(method).uri(url.as_str());
+        if let Some(from) = range {
+            request = request.header("range", format!("bytes={from}-"));
+        }
+        let request = request.body(body).map_err(io::Error::other)?;
+        let mut response = self.agent.run(request).map_err(from_ureq)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_string()
+            .unwrap_or_default();
+        Err(refusal(status, &text))
+    }
+
+    /// Checks that the bucket can be listed with these credentials.
+    ///
+    /// Fails with the store's own reason.
+    pub fn check(&self) -> io::Result<()> {
+        let mut list = ListObjectsV2::new(&self.bucket, self.creds());
+        list.with_max_keys(1);
+        self.send(http::Method::GET, list.sign(SIGNED_FOR), None, ())
+            .map(drop)
+    }
+
+    /// An object's size and modification time; `NotFound` when missing.
+    pub fn head(&self, key: &str) -> io::Result<ObjectInfo> {
+        let action = HeadObject::new(&self.bucket, self.creds(), key);
+        let response = self.send(http::Method::HEAD, action.sign(SIGNED_FOR), None, ())?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let size = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| invalid(format!("HEAD {key}: no Content-Length")))?;
+        let mtime = header("last-modified")
+            .and_then(|v| jiff::fmt::rfc2822::parse(&v).ok())
+            .map(|t| t.timestamp().as_second().max(0) as u64)
+            .unwrap_or(0);
+        Ok(ObjectInfo { size, mtime })
+    }
+
+    /// The bytes of `key` from `offset` to the end.
+    pub fn get_from(&self, key: &str, offset: u64) -> io::Result<impl Read + Send + 'static> {
+        let action = GetObject::new(&self.bucket, self.creds(), key);
+        let range = (offset > 0).then_some(offset);
+        let response = self.send(http::Method::GET, action.sign(SIGNED_FOR), range, ())?;
+        Ok(response.into_body().into_reader())
+    }
+
+    /// A small object, whole (state records).
+    pub fn get_small(&self, key: &str) -> io::Result<Vec<u8>> {
+        let action = GetObject::new(&self.bucket, self.creds(), key);
+        let mut response = self.send(http::Method::GET, action.sign(SIGNED_FOR), None, ())?;
+        response
+            .body_mut()
+            .with_config()
+            .limit(16 * 1024 * 1024)
+            .read_to_vec()
+            .map_err(from_ureq)
+    }
+
+    /// Stores `bytes` as `key`, replacing what was there.
+    pub fn put(&self, key: &str, bytes: &[u8]) -> io::Result<()> {
+        let action = PutObject::new(&self.bucket, self.creds(), key);
+        self.send(http::Method::PUT, action.sign(SIGNED_FOR), None, bytes)
+            .map(drop)
+    }
+
+    /// Deletes `key`; deleting what is not there succeeds.
+    pub fn delete(&self, key: &str) -> io::Result<()> {
+        let action = DeleteObject::new(&self.bucket, self.creds(), key);
+        self.send(http::Method::DELETE, action.sign(SIGNED_FOR), None, ())
+            .map(drop)
+    }
+
+    /// One page of the objects below `prefix`; with a `delimiter`, the
+    /// deeper ones are rolled into common prefixes.
+    pub fn list_page(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: Option<&str>,
+        max_keys: usize,
+    ) -> io::Result<ListObjectsV2Response> {
+        let mut list = ListObjectsV2::new(&self.bucket, self.creds());
+        list.with_prefix(prefix.to_string());
+        if let Some(d) = delimiter {
+            list.with_delimiter(d.to_string());
+        }
+        if let Some(t) = token {
+            list.with_continuation_token(t.to_string());
+        }
+        list.with_max_keys(max_keys);
+        let mut response = self.send(http::Method::GET, list.sign(SIGNED_FOR), None, ())?;
+        let text = read_text(&mut response)?;
+        ListObjectsV2::parse_response(&text).map_err(|e| invalid(format!("ListObjectsV2: {e}")))
+    }
+
+    /// Starts a multipart upload of `key`; returns its id.
+    pub fn create_multipart(&self, key: &str) -> io::Result<String> {
+        let action = CreateMultipartUpload::new(&self.bucket, self.creds(), key);
+        let mut response = self.send(http::Method::POST, action.sign(SIGNED_FOR), None, ())?;
+        let text = read_text(&mut response)?;
+        let created = CreateMultipartUpload::parse_response(&text)
+            .map_err(|e| invalid(format!("CreateMultipartUpload: {e}")))?;
+        Ok(created.upload_id().to_string())
+    }
+
+    /// Uploads part `number` of an upload; returns its entity tag.
+    pub fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u16,
+        bytes: &[u8],
+    ) -> io::Result<String> {
+        let action = UploadPart::new(&self.bucket, self.creds(), key, number, upload_id);
+        let response = self.send(http::Method::PUT, action.sign(SIGNED_FOR), None, bytes)?;
+        response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| invalid("UploadPart: the store sent no ETag".into()))
+    }
+
+    /// The parts the store holds for an upload; `NotFound` when the upload
+    /// is gone (completed or aborted).
+    pub fn list_parts(&self, key: &str, upload_id: &str) -> io::Result<Vec<StoredPart>> {
+        let mut parts = Vec::new();
+        let mut marker = None;
+        loop {
+            let mut action = ListParts::new(&self.bucket, self.creds(), key, upload_id);
+            action.set_max_parts(PARTS_PER_PAGE);
+            if let Some(m) = marker {
+                action.set_part_number_marker(m);
+            }
+            let mut response = self.send(http::Method::GET, action.sign(SIGNED_FOR), None, ())?;
+            let text = read_text(&mut response)?;
+            let page =
+                ListParts::parse_response(&text).map_err(|e| invalid(format!("ListParts: {e}")))?;
+            parts.extend(page.parts.iter().map(|p| StoredPart {
+                number: p.number,
+                etag: p.etag.clone(),
+                size: p.size,
+            }));
+            match page.next_part_number_marker {
+                Some(m) if page.parts.len() == usize::from(PARTS_PER_PAGE) => marker = Some(m),
+                _ => return Ok(parts),
+            }
+        }
+    }
+
+    /// Makes the upload's object from its parts, whole, at once.
+    pub fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        etags: &[String],
+    ) -> io::Result<()> {
+        let action = CompleteMultipartUpload::new(
+            &self.bucket,
+            self.creds(),
+            key,
+            upload_id,
+            etags.iter().map(String::as_str),
+        );
+        let url = action.sign(SIGNED_FOR);
+        let mut response = self.send(http::Method::POST, url, None, action.body())?;
+        // S3 may answer 200 and put the failure in the body.
+        let text = read_text(&mut response)?;
+        if text.contains("<Error>") {
+            return Err(refusal(http::StatusCode::INTERNAL_SERVER_ERROR, &text));
+        }
+        Ok(())
+    }
+
+    /// Throws an upload's parts away.
+    pub fn abort_multipart(&self, key: &str, upload_id: &str) -> io::Result<()> {
+        let action = AbortMultipartUpload::new(&self.bucket, self.creds(), key, upload_id);
+        self.send(http::Method::DELETE, action.sign(SIGNED_FOR), None, ())
+            .map(drop)
+    }
+}
+
+fn read_text(response: &mut Response<Body>) -> io::Result<String> {
+    response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .read_to_string()
+        .map_err(from_ureq)
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+fn from_ureq(e: ureq::Error) -> io::Error {
+    match e {
+        ureq::Error::Io(e) => e,
+        other => io::Error::other(format!("the object store cannot be reached: {other}")),
+    }
+}
+
+/// An error for a non-2xx answer, with S3's `<Code>` and `<Message>`.
+fn refusal(status: http::StatusCode, body: &str) -> io::Error {
+    let field = |name: &str| {
+        let open = format!("<{name}>");
+        let start = body.find(&open)? + open.len();
+        let len = body[start..].find("</")?;
+        Some(body[start..start + len].to_string())
+    };
+    let code = field("Code").unwrap_or_default();
+    let kind = match status.as_u16() {
+        404 => io::ErrorKind::NotFound,
+        401 | 403 => io::ErrorKind::PermissionDenied,
+        _ => io::ErrorKind::Other,
+    };
+    let said = match (code.is_empty(), field("Message")) {
+        (true, _) => String::new(),
+        (false, Some(m)) => format!(": {code}: {m}"),
+        (false, None) => format!(": {code}"),
+    };
+    io::Error::new(kind, format!("the object store answered {status}{said}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_carry_what_s3_said() {
+        let body = "<Error><Code>AccessDenied</Code><Message>Forbidden: bad key</Message></Error>";
+        let e = refusal(http::StatusCode::FORBIDDEN, body);
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            e.to_string(),
+            "the object store answered 403 Forbidden: AccessDenied: Forbidden: bad key"
+        );
+        let e = refusal(http::StatusCode::NOT_FOUND, "");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+}

@@ -1,0 +1,468 @@
+//! The store in an S3-compatible object store (Garage, MinIO, Ceph RGW,
+//! AWS S3), which several servers can share.
+//!
+//! A file is the object `PREFIX/HOME/FOLDER/NAME`; a folder is a common
+//! prefix, made visible while empty by a marker object `.../FOLDER/`.
+//! Uploads are described in [`upload`]. What several servers share and
+//! what each keeps to itself is in docs/DEPLOY.md.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::storage::local::MAX_LISTING;
+use crate::storage::{
+    Claim, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
+};
+use crate::wire::message::{Entry, EntryKind, Listing};
+use crate::wire::names::PARTIAL_DIR;
+
+pub mod client;
+pub mod tree;
+pub mod upload;
+
+use client::{Endpoint, S3Client};
+use upload::{S3Upload, Target};
+
+/// How long a home's usage, summed from a listing, is believed: a quota
+/// can be overrun by what other servers stored in that time.
+pub const USAGE_TTL: Duration = Duration::from_secs(5);
+
+/// Keys per listing request.
+const PAGE: usize = 1000;
+
+/// A bucket (and a prefix in it) as a store.
+#[derive(Debug)]
+pub struct S3Store {
+    client: S3Client,
+    endpoint: String,
+    /// `""` or `PREFIX/`.
+    prefix: String,
+    /// This process, as upload records name their owner.
+    owner: String,
+    usage: Mutex<HashMap<String, (u64, Instant)>>,
+}
+
+impl S3Store {
+    /// The store `BUCKET[/PREFIX]`, reached as the standard variables say:
+    /// `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`.
+    ///
+    /// Fails when a variable is missing, or the bucket cannot be listed
+    /// with these credentials.
+    pub fn from_env(bucket_and_prefix: &str) -> crate::Result<S3Store> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let need = |name: &str| {
+            var(name).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--root s3://... needs {name} (and AWS_ACCESS_KEY_ID, \
+                     AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL)"
+                ))
+            })
+        };
+        let region = var("AWS_REGION")
+            .or_else(|| var("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".into());
+        let url =
+            var("AWS_ENDPOINT_URL").unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        let (bucket, prefix) = match bucket_and_prefix.split_once('/') {
+            Some((b, p)) => (b, p.trim_matches('/')),
+            None => (bucket_and_prefix, ""),
+        };
+        if bucket.is_empty() {
+            return Err(Error::Usage(
+                "--root s3://BUCKET[/PREFIX] needs a bucket".into(),
+            ));
+        }
+        let endpoint = Endpoint {
+            url,
+            region,
+            bucket: bucket.to_string(),
+            key_id: need("AWS_ACCESS_KEY_ID")?,
+            secret: need("AWS_SECRET_ACCESS_KEY")?,
+        };
+        S3Store::open(&endpoint, prefix)
+    }
+
+    /// The store in `endpoint`'s bucket, below `prefix`.
+    ///
+    /// Fails when the bucket cannot be listed.
+    pub fn open(endpoint: &Endpoint, prefix: &str) -> crate::Result<S3Store> {
+        let client = S3Client::new(endpoint).map_err(|e| Error::io("the object store", e))?;
+        client.check().map_err(|e| {
+            let what = match e.kind() {
+                io::ErrorKind::PermissionDenied => format!(
+                    "the object store at {} refused access to bucket {} (check \
+                     AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+                    endpoint.url, endpoint.bucket
+                ),
+                _ => format!("bucket {} at {}", endpoint.bucket, endpoint.url),
+            };
+            Error::io(what, e)
+        })?;
+        let prefix = match prefix.trim_matches('/') {
+            "" => String::new(),
+            p => format!("{p}/"),
+        };
+        Ok(S3Store {
+            client,
+            endpoint: endpoint.url.clone(),
+            prefix,
+            owner: hex::encode(rand::random::<[u8; 8]>()),
+            usage: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The key prefix of a folder: `PREFIX/HOME/FOLDER/`, or `PREFIX`.
+    fn folder_prefix(&self, at: Place) -> String {
+        let mut key = self.prefix.clone();
+        for part in at.components() {
+            key.push_str(part);
+            key.push('/');
+        }
+        key
+    }
+
+    fn object(&self, at: Place, name: &str) -> String {
+        format!("{}{}", self.prefix, at.key(name))
+    }
+
+    fn target(&self, at: Place, name: &str) -> Target {
+        Target {
+            client: self.client.clone(),
+            object: self.object(at, name),
+            record: format!("{}{PARTIAL_DIR}/{}", self.prefix, at.key(name)),
+            owner: self.owner.clone(),
+        }
+    }
+
+    /// Whether anything is stored below `prefix` (a marker included).
+    fn any_below(&self, prefix: &str) -> io::Result<bool> {
+        let page = self.client.list_page(prefix, None, None, 1)?;
+        Ok(!page.contents.is_empty())
+    }
+
+    fn usage_book(&self) -> MutexGuard<'_, HashMap<String, (u64, Instant)>> {
+        self.usage.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Measures anew the next time: this server changed the home.
+    fn forget_usage(&self, home: &[String]) {
+        self.usage_book().remove(&home.join("/"));
+    }
+
+    /// Calls `each` with every object below `prefix`, page by page, until
+    /// it returns false.
+    fn walk(&self, prefix: &str, mut each: impl FnMut(&Listed) -> bool) -> io::Result<()> {
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_page(prefix, None, token.as_deref(), PAGE)?;
+            for c in &page.contents {
+                let object = Listed {
+                    key: &c.key,
+                    size: c.size.unwrap_or(0),
+                    mtime: c.last_modified.as_deref().map_or(0, unix_secs),
+                };
+                if !each(&object) {
+                    return Ok(());
+                }
+            }
+            match page.next_continuation_token {
+                Some(t) => token = Some(t),
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+/// An object as a listing shows it.
+struct Listed<'a> {
+    key: &'a str,
+    size: u64,
+    mtime: u64,
+}
+
+/// Seconds since the epoch of an RFC 3339 time.
+fn unix_secs(text: &str) -> u64 {
+    text.parse::<jiff::Timestamp>()
+        .map(|t| t.as_second().max(0) as u64)
+        .unwrap_or(0)
+}
+
+fn failed(what: &'static str) -> impl FnOnce(io::Error) -> StoreError {
+    StoreError::failed(what)
+}
+
+impl Store for S3Store {
+    fn describe(&self) -> String {
+        format!(
+            "bucket {}{} at {}",
+            self.client.bucket(),
+            match self.prefix.as_str() {
+                "" => String::new(),
+                p => format!(" under {}", p.trim_end_matches('/')),
+            },
+            self.endpoint
+        )
+    }
+
+    /// Homes need no marker: a folder exists once something is in it.
+    fn open_home(&self, _home: &[String]) -> StoreResult<()> {
+        Ok(())
+    }
+
+    fn check_folder(&self, at: Place) -> StoreResult<()> {
+        if at.folder.is_empty() {
+            return Ok(());
+        }
+        match self.any_below(&self.folder_prefix(at)) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(StoreError::Folder(crate::storage::FolderError::Missing(
+                crate::wire::names::display_folder(at.folder),
+            ))),
+            Err(e) => Err(StoreError::Failed("checking the folder", e)),
+        }
+    }
+
+    fn list(&self, at: Place) -> StoreResult<Listing> {
+        self.check_folder(at)?;
+        let prefix = self.folder_prefix(at);
+        let mut files = Vec::new();
+        let mut token: Option<String> = None;
+        let mut truncated = false;
+        loop {
+            let page = self
+                .client
+                .list_page(&prefix, Some("/"), token.as_deref(), PAGE)
+                .map_err(failed("listing"))?;
+            for c in &page.contents {
+                let name = &c.key[prefix.len().min(c.key.len())..];
+                if !name.is_empty() {
+                    files.push(Entry {
+                        name: name.to_string(),
+                        kind: EntryKind::File,
+                        size: c.size.unwrap_or(0),
+                        mtime: c.last_modified.as_deref().map_or(0, unix_secs),
+                    });
+                }
+            }
+            for p in &page.common_prefixes {
+                let name = p.prefix[prefix.len().min(p.prefix.len())..].trim_end_matches('/');
+                if !name.is_empty() && name != PARTIAL_DIR {
+                    files.push(Entry {
+                        name: name.to_string(),
+                        kind: EntryKind::Dir,
+                        size: 0,
+                        mtime: 0,
+                    });
+                }
+            }
+            if files.len() > MAX_LISTING {
+                truncated = true;
+                break;
+            }
+            match page.next_continuation_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        files.truncate(MAX_LISTING);
+        Ok(Listing { files, truncated })
+    }
+
+    /// Writes a marker for the folder and each parent without one.
+    fn make_folder(&self, at: Place) -> StoreResult<()> {
+        let target = self.folder_prefix(at);
+        if self
+            .any_below(&target)
+            .map_err(failed("checking the folder"))?
+        {
+            return Err(StoreError::Exists);
+        }
+        for depth in 1..=at.folder.len() {
+            let marker = self.folder_prefix(Place::new(at.home, &at.folder[..depth]));
+            let there = depth < at.folder.len()
+                && self
+                    .any_below(&marker)
+                    .map_err(failed("creating a folder"))?;
+            if !there {
+                self.client
+                    .put(&marker, b"")
+                    .map_err(failed("creating a folder"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn file_len(&self, at: Place, name: &str) -> StoreResult<Option<u64>> {
+        match self.client.head(&self.object(at, name)) {
+            Ok(info) => Ok(Some(info.size)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Failed("looking the file up", e)),
+        }
+    }
+
+    /// A file, or a folder that holds nothing but its marker.
+    fn remove(&self, at: Place, name: &str) -> StoreResult<()> {
+        let object = self.object(at, name);
+        match self.client.head(&object) {
+            Ok(_) => {
+                self.client.delete(&object).map_err(failed("removing"))?;
+                self.forget_usage(at.home);
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::Failed("removing", e)),
+        }
+        let marker = format!("{object}/");
+        let page = self
+            .client
+            .list_page(&marker, None, None, 2)
+            .map_err(failed("removing"))?;
+        match page.contents.as_slice() {
+            [] => Err(StoreError::File(io::ErrorKind::NotFound.into())),
+            [only] if only.key == marker => self.client.delete(&marker).map_err(failed("removing")),
+            _ => Err(StoreError::NotEmpty),
+        }
+    }
+
+    fn remove_partial(&self, at: Place, name: &str) -> StoreResult<bool> {
+        let target = self.target(at, name);
+        match target.load_state() {
+            Ok(Some(state)) => target
+                .forget(&state)
+                .map(|()| true)
+                .map_err(failed("removing the partial upload")),
+            Ok(None) => Ok(false),
+            Err(e) => Err(StoreError::Failed("removing the partial upload", e)),
+        }
+    }
+
+    fn kept(&self, at: Place, name: &str, filesize: u64) -> StoreResult<u64> {
+        self.target(at, name)
+            .kept(filesize)
+            .map_err(failed("reading the upload record"))
+    }
+
+    fn begin_upload(
+        &self,
+        at: Place,
+        name: &str,
+        plan: UploadPlan,
+    ) -> StoreResult<Box<dyn Upload>> {
+        // What this server stores changes the home's usage.
+        self.forget_usage(at.home);
+        let upload = S3Upload::begin(self.target(at, name), plan).map_err(|e| match e.kind() {
+            io::ErrorKind::ResourceBusy => StoreError::Busy,
+            _ => StoreError::Failed("starting the upload", e),
+        })?;
+        Ok(Box::new(upload))
+    }
+
+    fn open_file(&self, at: Place, name: &str) -> StoreResult<Box<dyn StoredFile>> {
+        let object = self.object(at, name);
+        let info = self.client.head(&object).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::File(e),
+            _ => StoreError::Failed("opening the file", e),
+        })?;
+        Ok(Box::new(S3File {
+            client: self.client.clone(),
+            object,
+            size: info.size,
+            mtime: info.mtime,
+        }))
+    }
+
+    fn usage(&self, home: &[String]) -> StoreResult<u64> {
+        let id = home.join("/");
+        if let Some(&(used, at)) = self.usage_book().get(&id) {
+            if at.elapsed() < USAGE_TTL {
+                return Ok(used);
+            }
+        }
+        let prefix = self.folder_prefix(Place::new(home, &[]));
+        let hidden = format!("{}{PARTIAL_DIR}/", self.prefix);
+        let mut used = 0u64;
+        self.walk(&prefix, |o| {
+            if !o.key.starts_with(&hidden) {
+                used = used.saturating_add(o.size);
+            }
+            true
+        })
+        .map_err(failed("measuring usage"))?;
+        self.usage_book().insert(id, (used, Instant::now()));
+        Ok(used)
+    }
+
+    /// An object store has no free space to speak of.
+    fn free_space(&self, _at: Place) -> StoreResult<Option<u64>> {
+        Ok(None)
+    }
+
+    /// Aborts multipart uploads whose record was last written `max_age`
+    /// ago or more.
+    fn sweep(&self, max_age: Duration, claim: Claim) -> usize {
+        let hidden = format!("{}{PARTIAL_DIR}/", self.prefix);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut stale = Vec::new();
+        let walked = self.walk(&hidden, |o| {
+            if now.saturating_sub(o.mtime) >= max_age.as_secs() {
+                stale.push(o.key[hidden.len()..].to_string());
+            }
+            true
+        });
+        if let Err(e) = walked {
+            tracing::warn!("sweeping partial uploads: {e}");
+            return 0;
+        }
+        let mut removed = 0;
+        for key in stale {
+            let Some(_held) = claim(&key) else { continue };
+            let target = Target {
+                client: self.client.clone(),
+                object: format!("{}{key}", self.prefix),
+                record: format!("{hidden}{key}"),
+                owner: self.owner.clone(),
+            };
+            if let Ok(Some(state)) = target.load_state() {
+                if target.forget(&state).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+}
+
+/// An object, opened for reading.
+struct S3File {
+    client: S3Client,
+    object: String,
+    size: u64,
+    mtime: u64,
+}
+
+impl StoredFile for S3File {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn mtime(&self) -> u64 {
+        self.mtime
+    }
+
+    /// A ranged GET; nothing is asked for at the very end.
+    fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        if offset >= self.size {
+            return Ok(Box::new(io::empty()));
+        }
+        Ok(Box::new(self.client.get_from(&self.object, offset)?))
+    }
+}

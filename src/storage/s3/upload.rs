@@ -1,0 +1,582 @@
+//! An upload into the object store.
+//!
+//! A file smaller than one part is held in memory and stored by one
+//! `PutObject` once its digest matched. A larger one becomes a multipart
+//! upload whose state lives in the store, in a record at
+//! `PREFIX.ftp-partial/KEY`: the upload id, the part size, and for each
+//! part its entity tag and BLAKE3 chaining value. Any server can resume
+//! it from there: the offset is the sum of the parts whose record and
+//! stored entity tag agree. Parts go to the store from a second thread
+//! while the next part arrives, so the network to the store and the one
+//! to the client are busy at once.
+
+use std::io;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::client::S3Client;
+use super::tree::{self, PartHash, PartHasher};
+use crate::storage::{StoreError, StoreResult, Upload, UploadPlan};
+
+/// The smallest part: S3 wants at least 5 MiB for all parts but the last;
+/// a power of two keeps every part a whole subtree of the BLAKE3 tree.
+pub const MIN_PART: u64 = 8 * 1024 * 1024;
+
+/// S3's limit on the parts of one upload.
+const MAX_PARTS: u64 = 10_000;
+
+/// How often a running upload rewrites its record, to show it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// A record rewritten this recently by another server belongs to an
+/// upload still running there; older ones were left by a server that
+/// stopped, and may be resumed.
+pub const LIVE_WINDOW: Duration = Duration::from_secs(6);
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The part size for a file of `filesize` bytes: at least [`MIN_PART`],
+/// a power of two, and few enough parts for S3.
+pub fn part_size(filesize: u64) -> u64 {
+    filesize
+        .div_ceil(MAX_PARTS)
+        .checked_next_power_of_two()
+        .unwrap_or(1 << 63)
+        .max(MIN_PART)
+}
+
+/// The record of a multipart upload, kept in the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadState {
+    /// The store's id of the multipart upload.
+    pub upload_id: String,
+    /// The whole file's size.
+    pub filesize: u64,
+    /// Every part's size but the last one's.
+    pub part_size: u64,
+    /// The parts stored so far, in order.
+    pub parts: Vec<PartRecord>,
+    /// The server running it (random per server process).
+    pub owner: String,
+    /// When it last wrote this record, seconds since the epoch.
+    pub updated: u64,
+}
+
+impl UploadState {
+    /// Whether another server is running this upload right now.
+    fn held_elsewhere(&self, me: &str) -> bool {
+        self.owner != me && now_secs().saturating_sub(self.updated) < LIVE_WINDOW.as_secs()
+    }
+}
+
+/// One stored part.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartRecord {
+    /// From 1.
+    pub number: u16,
+    /// The store's entity tag for it.
+    pub etag: String,
+    /// Its size.
+    pub len: u64,
+    /// Its BLAKE3 chaining value, hex.
+    pub cv: String,
+    /// The first part's own BLAKE3, hex.
+    pub root: Option<String>,
+}
+
+impl PartRecord {
+    fn hash(&self) -> Option<PartHash> {
+        let mut cv = [0u8; 32];
+        hex::decode_to_slice(&self.cv, &mut cv).ok()?;
+        let root = match &self.root {
+            Some(r) => Some(blake3::Hash::from_hex(r).ok()?),
+            None => None,
+        };
+        Some(PartHash {
+            cv,
+            len: self.len,
+            root,
+        })
+    }
+}
+
+/// Where an upload goes.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub(super) client: S3Client,
+    /// The object's key in the bucket.
+    pub(super) object: String,
+    /// The key of its upload record.
+    pub(super) record: String,
+    /// This server process, as records name their owner.
+    pub(super) owner: String,
+}
+
+impl Target {
+    /// The upload record, if there is one.
+    ///
+    /// Fails when the store fails, or the record is not one.
+    pub fn load_state(&self) -> io::Result<Option<UploadState>> {
+        match self.client.get_small(&self.record) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn save_state(&self, state: &mut UploadState) -> io::Result<()> {
+        state.owner.clone_from(&self.owner);
+        state.updated = now_secs();
+        let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
+        self.client.put(&self.record, &bytes)
+    }
+
+    /// Rewrites the record of the upload `state`, unless another upload
+    /// of the name (on another server) has replaced it meanwhile.
+    fn save_if_ours(&self, state: &mut UploadState) -> io::Result<()> {
+        self.check_ours(state)?;
+        self.save_state(state)
+    }
+
+    /// Fails when the record no longer names this upload.
+    fn check_ours(&self, state: &UploadState) -> io::Result<()> {
+        match self.load_state()? {
+            Some(now) if now.upload_id == state.upload_id => Ok(()),
+            _ => Err(taken_over()),
+        }
+    }
+
+    /// Throws away the upload the record names, and the record if it
+    /// still names that upload.
+    pub fn forget(&self, state: &UploadState) -> io::Result<()> {
+        match self.client.abort_multipart(&self.object, &state.upload_id) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        match self.check_ours(state) {
+            Ok(()) => self.client.delete(&self.record),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// The record of a resumable upload of `filesize` bytes, cut to the
+    /// parts the store still holds as recorded; `None` if there is none.
+    ///
+    /// Fails when the store fails.
+    pub fn resumable(&self, filesize: u64) -> io::Result<Option<UploadState>> {
+        let Some(state) = self.load_state()? else {
+            return Ok(None);
+        };
+        self.resumable_from(state, filesize)
+    }
+
+    fn resumable_from(
+        &self,
+        mut state: UploadState,
+        filesize: u64,
+    ) -> io::Result<Option<UploadState>> {
+        if state.filesize != filesize || state.part_size != part_size(filesize) {
+            return Ok(None);
+        }
+        let stored = match self.client.list_parts(&self.object, &state.upload_id) {
+            Ok(parts) => parts,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let good = state
+            .parts
+            .iter()
+            .zip(1u16..)
+            .take_while(|(record, number)| {
+                record.number == *number
+                    && stored.iter().any(|p| {
+                        p.number == *number && p.etag == record.etag && p.size == record.len
+                    })
+            })
+            .count();
+        state.parts.truncate(good);
+        Ok(Some(state))
+    }
+
+    /// Bytes of a resumable upload of `filesize` bytes the store holds.
+    pub fn kept(&self, filesize: u64) -> io::Result<u64> {
+        if filesize < MIN_PART {
+            return Ok(0);
+        }
+        Ok(self
+            .resumable(filesize)?
+            .map_or(0, |s| s.parts.iter().map(|p| p.len).sum()))
+    }
+}
+
+/// A part on its way to the store.
+struct Part {
+    number: u16,
+    bytes: Vec<u8>,
+    hash: PartHash,
+}
+
+/// An upload in progress.
+pub struct S3Upload {
+    target: Target,
+    plan: UploadPlan,
+    offset: u64,
+    way: Way,
+}
+
+enum Way {
+    /// The whole file in memory, stored by one request when complete.
+    Whole {
+        bytes: Vec<u8>,
+        hasher: blake3::Hasher,
+    },
+    Multipart(Multipart),
+}
+
+struct Multipart {
+    state: Arc<Mutex<UploadState>>,
+    part: Vec<u8>,
+    hasher: PartHasher,
+    /// Where the part being filled starts.
+    part_offset: u64,
+    sender: Option<SyncSender<Part>>,
+    worker: Option<JoinHandle<io::Result<()>>>,
+}
+
+fn lock(state: &Mutex<UploadState>) -> MutexGuard<'_, UploadState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn failed(e: io::Error) -> StoreError {
+    match e.kind() {
+        io::ErrorKind::ResourceBusy => StoreError::Busy,
+        _ => StoreError::Failed("storing in the object store", e),
+    }
+}
+
+impl S3Upload {
+    /// Begins (or, with `plan.resume`, resumes) an upload to `target`.
+    ///
+    /// Fails when the store fails.
+    pub fn begin(target: Target, plan: UploadPlan) -> io::Result<S3Upload> {
+        if plan.filesize < MIN_PART {
+            let way = Way::Whole {
+                bytes: Vec::with_capacity(plan.filesize as usize),
+                hasher: blake3::Hasher::new(),
+            };
+            return Ok(S3Upload {
+                target,
+                plan,
+                offset: 0,
+                way,
+            });
+        }
+        let existing = target.load_state()?;
+        if existing
+            .as_ref()
+            .is_some_and(|s| s.held_elsewhere(&target.owner))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "held elsewhere",
+            ));
+        }
+        let resumed = match (plan.resume, existing.clone()) {
+            (true, Some(state)) => target.resumable_from(state, plan.filesize)?,
+            _ => None,
+        };
+        let mut state = match resumed {
+            Some(state) => state,
+            None => {
+                if let Some(old) = existing {
+                    target.forget(&old)?;
+                }
+                UploadState {
+                    upload_id: target.client.create_multipart(&target.object)?,
+                    filesize: plan.filesize,
+                    part_size: part_size(plan.filesize),
+                    parts: Vec::new(),
+                    owner: String::new(),
+                    updated: 0,
+                }
+            }
+        };
+        target.save_state(&mut state)?;
+        let offset: u64 = state.parts.iter().map(|p| p.len).sum();
+        let part_size = state.part_size as usize;
+        let state = Arc::new(Mutex::new(state));
+        let (sender, receiver) = sync_channel(0);
+        let worker = {
+            let (target, state) = (target.clone(), state.clone());
+            thread::Builder::new()
+                .name("ftp-s3-parts".into())
+                .spawn(move || send_parts(&target, &state, receiver))?
+        };
+        let way = Way::Multipart(Multipart {
+            state,
+            part: Vec::with_capacity(part_size.min(plan.filesize as usize)),
+            hasher: PartHasher::new(offset),
+            part_offset: offset,
+            sender: Some(sender),
+            worker: Some(worker),
+        });
+        Ok(S3Upload {
+            target,
+            plan,
+            offset,
+            way,
+        })
+    }
+}
+
+/// The second thread: stores each part, then records it.
+fn send_parts(
+    target: &Target,
+    state: &Mutex<UploadState>,
+    parts: Receiver<Part>,
+) -> io::Result<()> {
+    let upload_id = lock(state).upload_id.clone();
+    loop {
+        let part = match parts.recv_timeout(HEARTBEAT) {
+            Ok(part) => part,
+            Err(RecvTimeoutError::Timeout) => {
+                let mut snapshot = lock(state).clone();
+                target.save_if_ours(&mut snapshot)?;
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        let etag =
+            target
+                .client
+                .upload_part(&target.object, &upload_id, part.number, &part.bytes)?;
+        let record = PartRecord {
+            number: part.number,
+            etag,
+            len: part.hash.len,
+            cv: hex::encode(part.hash.cv),
+            root: part.hash.root.map(|r| r.to_hex().to_string()),
+        };
+        let mut snapshot = {
+            let mut state = lock(state);
+            state.parts.push(record);
+            state.clone()
+        };
+        target.save_if_ours(&mut snapshot)?;
+    }
+}
+
+/// The error of an upload whose name another server's upload took.
+fn taken_over() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ResourceBusy,
+        "another upload of this name, through another server, took it over",
+    )
+}
+
+impl Multipart {
+    /// Hands the filled part to the second thread (waiting while it
+    /// stores the one before) and starts the next.
+    fn ship(&mut self, part_size: u64) -> io::Result<()> {
+        let Some(hash) = self.hasher.finish() else {
+            return Ok(());
+        };
+        let bytes = std::mem::replace(&mut self.part, Vec::with_capacity(part_size as usize));
+        let number = u16::try_from(self.part_offset / part_size + 1)
+            .map_err(|_| io::Error::other("too many parts"))?;
+        self.part_offset += hash.len;
+        self.hasher = PartHasher::new(self.part_offset);
+        let sent = match &self.sender {
+            Some(sender) => sender.send(Part {
+                number,
+                bytes,
+                hash,
+            }),
+            None => return Err(io::Error::other("the upload is closed")),
+        };
+        match sent {
+            Ok(()) => Ok(()),
+            // The thread stopped: its error says why.
+            Err(_) => Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| io::Error::other("the part uploader stopped"))),
+        }
+    }
+
+    /// Waits for the second thread to store what it was given.
+    fn join(&mut self) -> io::Result<()> {
+        self.sender = None;
+        match self.worker.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the part uploader failed")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for S3Upload {
+    /// A broken-off upload still records the part in flight, before its
+    /// lock goes, so that a resume finds every part stored.
+    fn drop(&mut self) {
+        if let Way::Multipart(m) = &mut self.way {
+            let _ = m.join();
+        }
+    }
+}
+
+impl Upload for S3Upload {
+    fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    fn counted(&self) -> u64 {
+        // The store's usage counts complete objects only.
+        0
+    }
+
+    fn write(&mut self, mut chunk: &[u8]) -> StoreResult<()> {
+        match &mut self.way {
+            Way::Whole { bytes, hasher } => {
+                hasher.update(chunk);
+                bytes.extend_from_slice(chunk);
+                Ok(())
+            }
+            Way::Multipart(m) => {
+                let part_size = lock(&m.state).part_size;
+                while !chunk.is_empty() {
+                    let room = (part_size - m.part.len() as u64).min(chunk.len() as u64);
+                    let (now, rest) = chunk.split_at(room as usize);
+                    m.part.extend_from_slice(now);
+                    m.hasher.update(now);
+                    chunk = rest;
+                    if m.part.len() as u64 == part_size {
+                        m.ship(part_size).map_err(failed)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(
+        mut self: Box<Self>,
+        expected: Option<blake3::Hash>,
+    ) -> StoreResult<Option<blake3::Hash>> {
+        let client = self.target.client.clone();
+        let actual = match &mut self.way {
+            Way::Whole { hasher, .. } => hasher.finalize(),
+            Way::Multipart(m) => {
+                let part_size = lock(&m.state).part_size;
+                m.ship(part_size).and_then(|()| m.join()).map_err(failed)?;
+                let state = lock(&m.state).clone();
+                let hashes: Option<Vec<PartHash>> =
+                    state.parts.iter().map(PartRecord::hash).collect();
+                let covered: u64 = state.parts.iter().map(|p| p.len).sum();
+                match hashes.and_then(|h| tree::root(&h)) {
+                    Some(root) if covered == state.filesize => root,
+                    _ => return self.discard_with(StoreError::DigestMismatch),
+                }
+            }
+        };
+        if expected.is_some_and(|e| e != actual) {
+            return self.discard_with(StoreError::DigestMismatch);
+        }
+        if !self.plan.overwrite {
+            match client.head(&self.target.object) {
+                Ok(_) => return self.discard_with(StoreError::Exists),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(failed(e)),
+            }
+        }
+        match &self.way {
+            Way::Whole { bytes, .. } => client.put(&self.target.object, bytes).map_err(failed)?,
+            Way::Multipart(m) => {
+                let state = lock(&m.state).clone();
+                self.complete(&state)?;
+            }
+        }
+        Ok(Some(actual))
+    }
+
+    fn discard(mut self: Box<Self>) {
+        if let Way::Multipart(m) = &mut self.way {
+            let _ = m.join();
+            let state = lock(&m.state).clone();
+            let _ = self.target.forget(&state);
+        }
+    }
+}
+
+impl S3Upload {
+    fn discard_with<T>(self: Box<Self>, e: StoreError) -> StoreResult<T> {
+        self.discard();
+        Err(e)
+    }
+
+    /// Checks that the store holds every part as recorded (another server
+    /// may have replaced one), then makes the object.
+    fn complete(&self, state: &UploadState) -> StoreResult<()> {
+        let (client, object) = (&self.target.client, &self.target.object);
+        self.target.check_ours(state).map_err(failed)?;
+        let stored = client
+            .list_parts(object, &state.upload_id)
+            .map_err(failed)?;
+        let intact = stored.len() == state.parts.len()
+            && stored
+                .iter()
+                .zip(&state.parts)
+                .all(|(s, r)| s.number == r.number && s.etag == r.etag && s.size == r.len);
+        if !intact {
+            let _ = self.target.forget(state);
+            return Err(StoreError::DigestMismatch);
+        }
+        let etags: Vec<String> = state.parts.iter().map(|p| p.etag.clone()).collect();
+        client
+            .complete_multipart(object, &state.upload_id, &etags)
+            .map_err(failed)?;
+        let _ = client.delete(&self.target.record);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_sizes_are_powers_of_two_within_s3_limits() {
+        assert_eq!(part_size(0), MIN_PART);
+        assert_eq!(part_size(1 << 30), MIN_PART);
+        let huge = 200u64 << 30;
+        let p = part_size(huge);
+        assert!(p.is_power_of_two() && huge.div_ceil(p) <= MAX_PARTS, "{p}");
+        assert_eq!(part_size(MAX_PARTS * MIN_PART + 1), 2 * MIN_PART);
+    }
+
+    #[test]
+    fn a_record_round_trips_to_the_part_hash() {
+        let mut h = PartHasher::new(0);
+        h.update(&[3u8; 5000]);
+        let hash = h.finish().unwrap();
+        let record = PartRecord {
+            number: 1,
+            etag: "\"e\"".into(),
+            len: hash.len,
+            cv: hex::encode(hash.cv),
+            root: hash.root.map(|r| r.to_hex().to_string()),
+        };
+        assert_eq!(record.hash(), Some(hash));
+        assert_eq!(tree::root(&[hash]), Some(blake3::hash(&[3u8; 5000])));
+    }
+}
