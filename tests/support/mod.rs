@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod garage;
 pub mod relay;
 
 use std::fs;
@@ -100,6 +101,21 @@ impl ServerProcess {
         extra: &[&str],
         secret: Option<&str>,
     ) -> ServerProcess {
+        let root = sandbox.root().to_string_lossy().into_owned();
+        ServerProcess::launch(sandbox, wrapper, &root, extra, secret, &[])
+            .unwrap_or_else(|log| panic!("the server did not start; log: {log}"))
+    }
+
+    /// Starts the server on `--root root` (a folder or s3://...) with
+    /// `env` added; `Err` holds its log when it exits instead of listening.
+    pub fn launch(
+        sandbox: &Sandbox,
+        wrapper: &[&str],
+        root: &str,
+        extra: &[&str],
+        secret: Option<&str>,
+        env: &[(&str, String)],
+    ) -> Result<ServerProcess, String> {
         let log = sandbox.path().join(format!("server-{}.log", unique()));
         let server = env!("CARGO_BIN_EXE_ftp-server");
         let mut cmd = match wrapper.split_first() {
@@ -110,12 +126,12 @@ impl ServerProcess {
             }
             None => Command::new(server),
         };
-        cmd.args(["--listen", "127.0.0.1:0", "--root"])
-            .arg(sandbox.root())
+        cmd.args(["--listen", "127.0.0.1:0", "--root", root])
             .args(extra)
             .env("HOME", sandbox.home())
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("FTP_SECRET")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(fs::File::create(&log).unwrap());
@@ -126,18 +142,12 @@ impl ServerProcess {
         let stdout = child.stdout.take().unwrap();
         let mut first = String::new();
         BufReader::new(stdout).read_line(&mut first).unwrap();
-        let addr = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "unexpected first line {first:?}; log: {}",
-                    fs::read_to_string(&log).unwrap_or_default()
-                )
-            })
-            .parse()
-            .unwrap();
-        ServerProcess { child, addr, log }
+        let Some(addr) = first.trim().strip_prefix("listening on ") else {
+            let _ = child.wait();
+            return Err(fs::read_to_string(&log).unwrap_or_default());
+        };
+        let addr = addr.parse().unwrap();
+        Ok(ServerProcess { child, addr, log })
     }
 
     pub fn addr_string(&self) -> String {

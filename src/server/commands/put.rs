@@ -59,10 +59,9 @@ impl Session<'_> {
         };
         let expected = self.read_digest(&req, s)?;
         let finished = match (write_error, expected) {
-            (Some(e), _) => {
-                prepared.upload.discard();
-                Err(e)
-            }
+            // What was stored before the error stays for a resume; the
+            // digest checks it then.
+            (Some(e), _) => Err(e),
             (None, Some(Err(reply))) => {
                 prepared.upload.discard();
                 return refuse(s, reply);

@@ -137,6 +137,10 @@ impl Target {
     fn save_state(&self, state: &mut UploadState) -> io::Result<()> {
         state.owner.clone_from(&self.owner);
         state.updated = now_secs();
+        self.write_state(state)
+    }
+
+    fn write_state(&self, state: &UploadState) -> io::Result<()> {
         let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
         self.client.put(&self.record, &bytes)
     }
@@ -251,6 +255,8 @@ struct Multipart {
     part_offset: u64,
     sender: Option<SyncSender<Part>>,
     worker: Option<JoinHandle<io::Result<()>>>,
+    /// Completed or discarded: nothing to let go of.
+    done: bool,
 }
 
 fn lock(state: &Mutex<UploadState>) -> MutexGuard<'_, UploadState> {
@@ -329,6 +335,7 @@ impl S3Upload {
             part_offset: offset,
             sender: Some(sender),
             worker: Some(worker),
+            done: false,
         });
         Ok(S3Upload {
             target,
@@ -427,10 +434,17 @@ impl Multipart {
 
 impl Drop for S3Upload {
     /// A broken-off upload still records the part in flight, before its
-    /// lock goes, so that a resume finds every part stored.
+    /// lock goes, so that a resume finds every part stored; then it lets
+    /// go of the record, so that any server may resume it at once.
     fn drop(&mut self) {
         if let Way::Multipart(m) = &mut self.way {
-            let _ = m.join();
+            if m.join().is_ok() && !m.done {
+                let mut state = lock(&m.state).clone();
+                state.updated = 0;
+                if self.target.check_ours(&state).is_ok() {
+                    let _ = self.target.write_state(&state);
+                }
+            }
         }
     }
 }
@@ -499,18 +513,25 @@ impl Upload for S3Upload {
                 Err(e) => return Err(failed(e)),
             }
         }
-        match &self.way {
-            Way::Whole { bytes, .. } => client.put(&self.target.object, bytes).map_err(failed)?,
-            Way::Multipart(m) => {
-                let state = lock(&m.state).clone();
-                self.complete(&state)?;
+        let multipart = match &mut self.way {
+            Way::Whole { bytes, .. } => {
+                client.put(&self.target.object, bytes).map_err(failed)?;
+                None
             }
+            Way::Multipart(m) => {
+                m.done = true;
+                Some(lock(&m.state).clone())
+            }
+        };
+        if let Some(state) = multipart {
+            self.complete(&state)?;
         }
         Ok(Some(actual))
     }
 
     fn discard(mut self: Box<Self>) {
         if let Way::Multipart(m) = &mut self.way {
+            m.done = true;
             let _ = m.join();
             let state = lock(&m.state).clone();
             let _ = self.target.forget(&state);

@@ -1,0 +1,399 @@
+//! Several servers on one S3 store (a real Garage started per test):
+//! files put through one are served by another, uploads resume on any
+//! server, parts are verified before the object appears, and quotas see
+//! what every server stored.
+
+mod support;
+
+use std::time::Duration;
+
+use support::garage::{Garage, BUCKET};
+use support::*;
+
+/// A server whose files are in the bucket under `prefix`.
+fn s3_server(sb: &Sandbox, garage: &Garage, prefix: &str, extra: &[&str]) -> ServerProcess {
+    let root = format!("s3://{BUCKET}/{prefix}");
+    ServerProcess::launch(sb, &[], &root, extra, Some(SECRET), &garage.env())
+        .unwrap_or_else(|log| panic!("the server did not start: {log}"))
+}
+
+/// The upload record of `name` (in the home of a single-secret server).
+fn record(garage: &Garage, prefix: &str, name: &str) -> Option<serde_json::Value> {
+    let key = format!("{prefix}/.ftp-partial/{name}");
+    let bytes = garage.client().get_small(&key).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Waits until the upload of `name` has stored at least one part.
+fn wait_for_a_part(garage: &Garage, prefix: &str, name: &str) -> serde_json::Value {
+    let mut found = None;
+    let stored = wait_until(Duration::from_secs(30), || {
+        found = record(garage, prefix, name)
+            .filter(|r| r["parts"].as_array().is_some_and(|p| !p.is_empty()));
+        found.is_some()
+    });
+    assert!(stored, "no part of {name} was stored");
+    found.unwrap()
+}
+
+fn object_exists(garage: &Garage, key: &str) -> bool {
+    garage.client().head(key).is_ok()
+}
+
+/// A slow put of `name`, for breaking off.
+fn slow_put(sb: &Sandbox, addr: &str, name: &str) -> std::process::Child {
+    let mut run = ClientRun::to(sb, addr, &["--limit-rate", "4MiB", "put", name]);
+    run.cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    run.cmd.spawn().unwrap()
+}
+
+#[test]
+fn files_put_through_one_server_are_listed_and_fetched_through_another() {
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let a = s3_server(&sb, &garage, "shared", &[]);
+    let b = s3_server(&sb, &garage, "shared", &[]);
+    let big = pattern(20 << 20, 1);
+    sb.local_file("big.bin", &big);
+    sb.local_file("small.txt", b"small and whole");
+    for name in ["big.bin", "small.txt"] {
+        let out = ClientRun::new(&sb, &a, &["put", name]).run();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = ClientRun::new(&sb, &b, &["ls"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listing = stdout(&out);
+    assert!(
+        listing.contains("20971520") && listing.contains("big.bin"),
+        "{listing}"
+    );
+    assert!(listing.contains("small.txt"), "{listing}");
+    let out = ClientRun::new(&sb, &b, &["get", "big.bin", "copy.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(sb.work().join("copy.bin")).unwrap(), big);
+
+    // Folders, seen from either server.
+    let out = ClientRun::new(&sb, &b, &[])
+        .run_with_input("mkdir docs\ncd docs\nput small.txt\npwd\nls\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("/docs"), "{}", stdout(&out));
+    assert!(object_exists(&garage, "shared/docs/small.txt"));
+    let out = ClientRun::new(&sb, &a, &[])
+        .run_with_input("rm docs\ncd docs\nrm small.txt\ncd /\nrm docs\nls\n");
+    assert!(
+        stderr(&out).contains("folder docs is not empty"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stdout(&out).contains("docs/"), "{}", stdout(&out));
+    assert!(!object_exists(&garage, "shared/docs/small.txt"));
+    assert!(!object_exists(&garage, "shared/docs/"));
+}
+
+#[test]
+fn a_put_killed_on_one_server_resumes_on_another() {
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let mut a = s3_server(&sb, &garage, "resume", &[]);
+    let b = s3_server(&sb, &garage, "resume", &[]);
+    let data = pattern(24 << 20, 2);
+    sb.local_file("big.bin", &data);
+    let client = slow_put(&sb, &a.addr_string(), "big.bin");
+    wait_for_a_part(&garage, "resume", "big.bin");
+    a.kill();
+    let out = wait_output(client, CLIENT_LIMIT);
+    assert!(!out.status.success());
+    // Until A's record is older than the live window, B calls it busy.
+    std::thread::sleep(Duration::from_secs(7));
+    let out = ClientRun::new(&sb, &b, &["put", "big.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("resumed at byte 8388608")
+            || stdout(&out).contains("resumed at byte 16777216"),
+        "{}",
+        stdout(&out)
+    );
+    let out = ClientRun::new(&sb, &b, &["get", "big.bin", "back.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(sb.work().join("back.bin")).unwrap(), data);
+    assert!(
+        record(&garage, "resume", "big.bin").is_none(),
+        "the record goes"
+    );
+}
+
+#[test]
+fn a_part_replaced_behind_the_servers_back_is_caught_before_complete() {
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let a = s3_server(&sb, &garage, "corrupt", &[]);
+    let data = pattern(24 << 20, 3);
+    sb.local_file("big.bin", &data);
+    let client = slow_put(&sb, &a.addr_string(), "big.bin");
+    let state = wait_for_a_part(&garage, "corrupt", "big.bin");
+    let upload_id = state["upload_id"].as_str().unwrap();
+    garage
+        .client()
+        .upload_part("corrupt/big.bin", upload_id, 1, &vec![0u8; 8 << 20])
+        .unwrap();
+    // The server refuses to complete; the client sends the file again.
+    let out = wait_output(client, CLIENT_LIMIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("did not match, so it was sent again"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(a.log_text().contains("put big.bin error digest_mismatch"));
+    let out = ClientRun::new(&sb, &a, &["get", "big.bin", "back.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(sb.work().join("back.bin")).unwrap(), data);
+}
+
+#[test]
+fn two_servers_racing_on_one_name_store_one_whole_file() {
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let a = s3_server(&sb, &garage, "race", &[]);
+    let b = s3_server(&sb, &garage, "race", &[]);
+    let (one, two) = (pattern(20 << 20, 4), pattern(20 << 20, 5));
+    let dir_one = sb.work().join("one");
+    let dir_two = sb.work().join("two");
+    std::fs::create_dir_all(&dir_one).unwrap();
+    std::fs::create_dir_all(&dir_two).unwrap();
+    std::fs::write(dir_one.join("f.bin"), &one).unwrap();
+    std::fs::write(dir_two.join("f.bin"), &two).unwrap();
+    let mut first = ClientRun::new(&sb, &a, &["--limit-rate", "8MiB", "put", "f.bin"]);
+    first.cmd.current_dir(&dir_one);
+    let mut second = ClientRun::new(&sb, &b, &["--limit-rate", "8MiB", "put", "f.bin"]);
+    second.cmd.current_dir(&dir_two);
+    let first = std::thread::spawn(move || first.run());
+    std::thread::sleep(Duration::from_millis(300));
+    let second = second.run();
+    let first = first.join().unwrap();
+    let won = [&first, &second]
+        .iter()
+        .filter(|o| o.status.success())
+        .count();
+    assert!(won >= 1, "{}\n{}", stderr(&first), stderr(&second));
+    if won == 1 {
+        assert!(
+            stderr(&second).contains("busy") || stderr(&first).contains("busy"),
+            "{}\n{}",
+            stderr(&first),
+            stderr(&second)
+        );
+    }
+    let out = ClientRun::new(&sb, &a, &["get", "f.bin", "stored.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stored = std::fs::read(sb.work().join("stored.bin")).unwrap();
+    assert!(stored == one || stored == two, "a mix was stored");
+}
+
+#[test]
+fn a_quota_counts_what_every_server_stored() {
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let users = sb.path().join("users.toml");
+    std::fs::write(
+        &users,
+        "[[user]]\nname = \"alice\"\nsecret = \"alice secret\"\nquota = \"30MiB\"\n",
+    )
+    .unwrap();
+    let users = users.to_string_lossy().into_owned();
+    let launch = || {
+        ServerProcess::launch(
+            &sb,
+            &[],
+            &format!("s3://{BUCKET}/quota"),
+            &["--users", &users],
+            None,
+            &garage.env(),
+        )
+        .unwrap_or_else(|log| panic!("{log}"))
+    };
+    let (a, b) = (launch(), launch());
+    sb.local_file("one.bin", &pattern(20 << 20, 6));
+    sb.local_file("two.bin", &pattern(20 << 20, 7));
+    let out = ClientRun::new(&sb, &a, &["put", "one.bin"])
+        .env("FTP_SECRET", "alice secret")
+        .run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(object_exists(&garage, "quota/alice/one.bin"));
+    let out = ClientRun::new(&sb, &b, &["put", "two.bin"])
+        .env("FTP_SECRET", "alice secret")
+        .run();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("server refused (quota_exceeded)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ClientRun::new(&sb, &b, &["quota"])
+        .env("FTP_SECRET", "alice secret")
+        .run();
+    assert!(
+        stdout(&out).contains("used 20.00 MiB of quota 30.00 MiB"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn bad_credentials_or_no_store_stop_the_server_with_the_reason() {
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let mut env = garage.env();
+    env.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY");
+    env.push(("AWS_SECRET_ACCESS_KEY", "f".repeat(64)));
+    let root = format!("s3://{BUCKET}/x");
+    let log = ServerProcess::launch(&sb, &[], &root, &[], Some(SECRET), &env)
+        .err()
+        .expect("refused");
+    assert!(log.contains("error: the object store at"), "{log}");
+    assert!(log.contains("refused access to bucket ftp"), "{log}");
+
+    let mut env = garage.env();
+    env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL", "http://127.0.0.1:9".into()));
+    let log = ServerProcess::launch(&sb, &[], &root, &[], Some(SECRET), &env)
+        .err()
+        .expect("refused");
+    assert!(
+        log.contains("error: bucket ftp at http://127.0.0.1:9"),
+        "{log}"
+    );
+    assert!(
+        log.contains("cannot be reached") || log.contains("refused"),
+        "{log}"
+    );
+}
+
+#[test]
+fn an_upload_resumes_once_the_store_is_back() {
+    let Some(mut garage) = Garage::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let a = s3_server(&sb, &garage, "away", &[]);
+    let data = pattern(24 << 20, 8);
+    sb.local_file("big.bin", &data);
+    let client = slow_put(&sb, &a.addr_string(), "big.bin");
+    wait_for_a_part(&garage, "away", "big.bin");
+    garage.stop();
+    let out = wait_output(client, CLIENT_LIMIT);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("error: put big.bin"),
+        "{}",
+        stderr(&out)
+    );
+    garage.restart();
+    let out = ClientRun::new(&sb, &a, &["put", "big.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("resumed at byte"), "{}", stdout(&out));
+    let out = ClientRun::new(&sb, &a, &["get", "big.bin", "back.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(sb.work().join("back.bin")).unwrap(), data);
+}
+
+/// HAProxy in TCP mode, balancing round-robin over `servers`; `None`
+/// (after saying so) when it is not installed and may be skipped.
+fn haproxy(sb: &Sandbox, servers: &[&ServerProcess]) -> Option<(std::process::Child, String)> {
+    let binary = [
+        "/usr/sbin/haproxy",
+        "/usr/local/sbin/haproxy",
+        "/usr/bin/haproxy",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).is_file());
+    let Some(binary) = binary else {
+        if std::env::var_os("FTP_REQUIRE_S3").is_some() {
+            panic!("FTP_REQUIRE_S3 is set but haproxy is not installed");
+        }
+        eprintln!("skipping the load-balancer test: no haproxy (apt-get install haproxy)");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let backends: String = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("  server s{i} {}\n", s.addr_string()))
+        .collect();
+    let config = format!(
+        "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+         frontend ftp\n  bind 127.0.0.1:{port}\n  default_backend servers\n\
+         backend servers\n  balance roundrobin\n{backends}"
+    );
+    let path = sb.path().join("haproxy.cfg");
+    std::fs::write(&path, config).unwrap();
+    let child = std::process::Command::new(binary)
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    }));
+    Some((child, addr))
+}
+
+#[test]
+fn behind_haproxy_a_put_cut_off_resumes_through_the_next_server() {
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let a = s3_server(&sb, &garage, "lb", &[]);
+    let b = s3_server(&sb, &garage, "lb", &[]);
+    let Some((mut proxy, addr)) = haproxy(&sb, &[&a, &b]) else {
+        return;
+    };
+    let data = pattern(24 << 20, 9);
+    sb.local_file("big.bin", &data);
+    let mut client = slow_put(&sb, &addr, "big.bin");
+    wait_for_a_part(&garage, "lb", "big.bin");
+    client.kill().unwrap();
+    client.wait().unwrap();
+    // The next connection goes to the other server, which resumes.
+    let out = ClientRun::to(&sb, &addr, &["put", "big.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("resumed at byte"), "{}", stdout(&out));
+    let logs = [a.log_text(), b.log_text()];
+    let resumed_on = logs
+        .iter()
+        .position(|l| l.contains("ok stored 25165824 bytes, resumed at"));
+    let cut_on = logs.iter().position(|l| l.contains("put big.bin aborted"));
+    assert!(
+        resumed_on.is_some() && cut_on.is_some() && resumed_on != cut_on,
+        "{logs:?}"
+    );
+    let out = ClientRun::to(&sb, &addr, &["get", "big.bin", "back.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(sb.work().join("back.bin")).unwrap(), data);
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+}
