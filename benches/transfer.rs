@@ -24,8 +24,12 @@ use ftp::config::secret::Secret;
 use ftp::wire::auth::respond;
 use ftp::wire::frame;
 
+#[path = "../tests/support/garage.rs"]
+mod garage;
 #[path = "support/limit.rs"]
 mod limit;
+#[path = "support/s3.rs"]
+mod s3_bench;
 #[path = "support/scp.rs"]
 mod scp_bench;
 #[path = "support/tls.rs"]
@@ -106,6 +110,9 @@ fn main() {
     }
     if wanted("scp") {
         scp_bench::section(&s, &scratch, &source, &ours);
+    }
+    if wanted("s3") {
+        s3_bench::section(&s, &scratch, &source);
     }
     if wanted("durable") {
         durable(&s, &source);

@@ -4,11 +4,13 @@
 //!
 //! Without a `garage` binary the S3 suite is skipped with one line saying
 //! how to install it, unless `FTP_REQUIRE_S3` is set (CI sets it), where
-//! a missing binary fails the suite instead.
+//! a missing binary fails the suite instead. The benchmark uses it too.
+
+#![allow(dead_code)]
 
 use std::fs;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -237,10 +239,6 @@ impl Garage {
         self.stop();
         self.run_server();
         self.wait_for_s3();
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

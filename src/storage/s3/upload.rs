@@ -14,7 +14,7 @@ use std::io;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,12 @@ const MAX_PARTS: u64 = 10_000;
 
 /// How often a running upload rewrites its record, to show it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// The record lists new parts at most this often while parts stream in
+/// (a request per part would hold the next part back); an upload that is
+/// cut off writes its whole record as it lets go, so only a server that
+/// dies loses up to this much of what a resume could skip.
+const RECORD_EVERY: Duration = Duration::from_secs(1);
 
 /// A record rewritten this recently by another server belongs to an
 /// upload still running there; older ones were left by a server that
@@ -255,6 +261,8 @@ struct Multipart {
     part_offset: u64,
     sender: Option<SyncSender<Part>>,
     worker: Option<JoinHandle<io::Result<()>>>,
+    /// A stored part's buffer, for the next part.
+    spare: Arc<Mutex<Option<Vec<u8>>>>,
     /// Completed or discarded: nothing to let go of.
     done: bool,
 }
@@ -322,11 +330,12 @@ impl S3Upload {
         let part_size = state.part_size as usize;
         let state = Arc::new(Mutex::new(state));
         let (sender, receiver) = sync_channel(0);
+        let spare = Arc::new(Mutex::new(None));
         let worker = {
-            let (target, state) = (target.clone(), state.clone());
+            let (target, state, spare) = (target.clone(), state.clone(), spare.clone());
             thread::Builder::new()
                 .name("ftp-s3-parts".into())
-                .spawn(move || send_parts(&target, &state, receiver))?
+                .spawn(move || send_parts(&target, &state, receiver, &spare))?
         };
         let way = Way::Multipart(Multipart {
             state,
@@ -335,6 +344,7 @@ impl S3Upload {
             part_offset: offset,
             sender: Some(sender),
             worker: Some(worker),
+            spare,
             done: false,
         });
         Ok(S3Upload {
@@ -346,19 +356,26 @@ impl S3Upload {
     }
 }
 
-/// The second thread: stores each part, then records it.
+/// The second thread: stores each part, then records it, and hands the
+/// part's buffer back for the one after next. While no part comes, it
+/// rewrites the record now and then to show the upload is alive, checking
+/// first that no other server has taken the name over (a per-part check
+/// would cost a request per part; the check before complete is final).
 fn send_parts(
     target: &Target,
     state: &Mutex<UploadState>,
     parts: Receiver<Part>,
+    spare: &Mutex<Option<Vec<u8>>>,
 ) -> io::Result<()> {
     let upload_id = lock(state).upload_id.clone();
+    let mut saved = Instant::now();
     loop {
         let part = match parts.recv_timeout(HEARTBEAT) {
             Ok(part) => part,
             Err(RecvTimeoutError::Timeout) => {
                 let mut snapshot = lock(state).clone();
                 target.save_if_ours(&mut snapshot)?;
+                saved = Instant::now();
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
@@ -374,12 +391,18 @@ fn send_parts(
             cv: hex::encode(part.hash.cv),
             root: part.hash.root.map(|r| r.to_hex().to_string()),
         };
+        let mut buffer = part.bytes;
+        buffer.clear();
+        *spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(buffer);
         let mut snapshot = {
             let mut state = lock(state);
             state.parts.push(record);
             state.clone()
         };
-        target.save_if_ours(&mut snapshot)?;
+        if saved.elapsed() >= RECORD_EVERY {
+            target.save_state(&mut snapshot)?;
+            saved = Instant::now();
+        }
     }
 }
 
@@ -398,7 +421,13 @@ impl Multipart {
         let Some(hash) = self.hasher.finish() else {
             return Ok(());
         };
-        let bytes = std::mem::replace(&mut self.part, Vec::with_capacity(part_size as usize));
+        let next = self
+            .spare
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(part_size as usize));
+        let bytes = std::mem::replace(&mut self.part, next);
         let number = u16::try_from(self.part_offset / part_size + 1)
             .map_err(|_| io::Error::other("too many parts"))?;
         self.part_offset += hash.len;
