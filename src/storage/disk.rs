@@ -195,12 +195,12 @@ impl Store for DiskStore {
             0 if self.usage.tracks(&home) => local::regular_len(&partial).unwrap_or(0),
             _ => 0,
         };
-        let file = local::open_partial(&partial, offset)
+        let file = local::open_partial(&home, &partial, offset)
             .map_err(StoreError::failed("creating the upload file"))?;
         self.usage.remove(&home, emptied);
         let mut hasher = plan.hash.then(blake3::Hasher::new);
         if let (Some(h), true) = (hasher.as_mut(), offset > 0) {
-            File::open(&partial)
+            local::open_beneath(&home, &partial, rustix::fs::OFlags::RDONLY)
                 .map_err(|e| Error::io("reading partial data", e))
                 .and_then(|mut f| hash_prefix(&mut f, offset, h))
                 .map_err(|e| StoreError::Failed("reading partial data", e.into()))?;
@@ -221,7 +221,8 @@ impl Store for DiskStore {
     }
 
     fn open_file(&self, at: Place, name: &str) -> StoreResult<Box<dyn StoredFile>> {
-        let file = local::open_regular(&self.folder(at)?.join(name)).map_err(StoreError::File)?;
+        let path = self.folder(at)?.join(name);
+        let file = local::open_regular(&self.home(at.home), &path).map_err(StoreError::File)?;
         let meta = file.metadata().map_err(StoreError::failed("stat"))?;
         Ok(Box::new(DiskFile {
             file,
@@ -441,5 +442,32 @@ mod tests {
             .read_to_string(&mut tail)
             .unwrap();
         assert_eq!((file.size(), tail.as_str()), (6, "yz"));
+    }
+
+    #[test]
+    fn a_link_planted_as_the_partial_folder_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), false).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join(PARTIAL_DIR)).unwrap();
+        let home = names(&[]);
+        let at = Place::new(&home, &home);
+        let plan = UploadPlan {
+            filesize: 3,
+            resume: false,
+            hash: false,
+            overwrite: true,
+        };
+        let refused = store.begin_upload(at, "f", plan).err().unwrap();
+        assert!(
+            matches!(refused, StoreError::Failed(_, ref e) if e.raw_os_error() == Some(libc::ELOOP))
+        );
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+        // A file reached through a linked folder is not served either.
+        fs::write(outside.path().join("secret"), b"s").unwrap();
+        let partial_home = names(&[PARTIAL_DIR]);
+        assert!(store
+            .open_file(Place::new(&home, &partial_home), "secret")
+            .is_err());
     }
 }

@@ -8,11 +8,12 @@
 //! the next upload of the same name can resume it.
 
 use std::collections::BinaryHeap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use crate::wire::message::{Entry, EntryKind, Listing};
 use crate::wire::names::{display_folder, PARTIAL_DIR};
@@ -183,16 +184,48 @@ pub fn usage(dir: &Path) -> io::Result<u64> {
     Ok(total)
 }
 
-/// Opens an existing regular file for reading without following a link at
-/// its last step.
+/// Opens `path`, which lies below the folder `base` (a home), letting the
+/// kernel resolve it in one call that refuses every symbolic link on the
+/// way and any step out of `base` (openat2 with RESOLVE_BENEATH and
+/// RESOLVE_NO_SYMLINKS): a link planted anywhere below the home, in
+/// `.ftp-partial/` say, or swapped in after a check, is never followed.
+/// Kernels without openat2 (before 5.6) get O_NOFOLLOW on the last step.
+///
+/// Fails with `ELOOP` for a link, and as `open` does.
+pub fn open_beneath(base: &Path, path: &Path, flags: OFlags) -> io::Result<File> {
+    let rel = path
+        .strip_prefix(base)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path outside the home"))?;
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let dir = rustix::fs::open(base, dir_flags, Mode::empty())?;
+    let flags = flags | OFlags::CLOEXEC;
+    // openat2 refuses a mode without O_CREAT.
+    let mode = match flags.contains(OFlags::CREATE) {
+        true => Mode::from_raw_mode(0o666),
+        false => Mode::empty(),
+    };
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+    let fd = match rustix::fs::openat2(&dir, rel, flags, mode, resolve) {
+        Err(rustix::io::Errno::NOSYS) => {
+            rustix::fs::openat(&dir, rel, flags | OFlags::NOFOLLOW, mode)?
+        }
+        other => other?,
+    };
+    Ok(File::from(fd))
+}
+
+/// Opens an existing regular file below `home` for reading, through no
+/// symbolic link (see [`open_beneath`]).
 ///
 /// Fails with `NotFound`, with `ELOOP` for a link, or with `InvalidInput`
 /// for something that is not a regular file.
-pub fn open_regular(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
+pub fn open_regular(home: &Path, path: &Path) -> io::Result<File> {
+    let file = open_beneath(home, path, OFlags::RDONLY | OFlags::NONBLOCK)?;
     if !file.metadata()?.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -207,19 +240,17 @@ pub fn partial_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(PARTIAL_DIR).join(name)
 }
 
-/// Opens the partial file for an upload: appending to what is there when
-/// `resume_at` is non-zero, empty otherwise.
+/// Opens the partial file at `path` below `home` for an upload, through
+/// no symbolic link (see [`open_beneath`]): appending to what is there
+/// when `resume_at` is non-zero, empty otherwise.
 ///
 /// Fails when the partial folder cannot be created or the file opened.
-pub fn open_partial(path: &Path, resume_at: u64) -> io::Result<File> {
-    let mut opts = OpenOptions::new();
-    opts.write(true).custom_flags(libc::O_NOFOLLOW);
-    if resume_at > 0 {
-        opts.append(true);
-    } else {
-        opts.create(true).truncate(true);
-    }
-    match opts.open(path) {
+pub fn open_partial(home: &Path, path: &Path, resume_at: u64) -> io::Result<File> {
+    let flags = match resume_at {
+        0 => OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
+        _ => OFlags::WRONLY | OFlags::APPEND,
+    };
+    match open_beneath(home, path, flags) {
         // The partial folder is made on first use only, not on every upload.
         Err(e) if e.kind() == io::ErrorKind::NotFound && resume_at == 0 => {
             if let Some(parent) = path.parent() {
@@ -229,7 +260,7 @@ pub fn open_partial(path: &Path, resume_at: u64) -> io::Result<File> {
                     Err(e) => return Err(e),
                 }
             }
-            opts.open(path)
+            open_beneath(home, path, flags)
         }
         other => other,
     }
@@ -370,7 +401,7 @@ mod tests {
         fs::write(dir.path().join("a"), b"").unwrap();
         fs::create_dir(dir.path().join("sub")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
-        open_partial(&partial_path(dir.path(), "c"), 0).unwrap();
+        open_partial(dir.path(), &partial_path(dir.path(), "c"), 0).unwrap();
         let l = list(dir.path()).unwrap();
         let names: Vec<_> = l.files.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["a", "b", "sub"]);
@@ -422,8 +453,8 @@ mod tests {
     fn open_regular_does_not_follow_links() {
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/etc/hostname", dir.path().join("l")).unwrap();
-        assert!(open_regular(&dir.path().join("l")).is_err());
-        assert!(open_regular(dir.path()).is_err());
+        assert!(open_regular(dir.path(), &dir.path().join("l")).is_err());
+        assert!(open_regular(dir.path(), dir.path()).is_err());
     }
 
     #[test]
@@ -431,12 +462,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("t");
         let p = partial_path(dir.path(), "t");
-        open_partial(&p, 0).unwrap().write_all(b"one").unwrap();
+        open_partial(dir.path(), &p, 0)
+            .unwrap()
+            .write_all(b"one")
+            .unwrap();
         commit(&p, &target, true, true).unwrap();
-        open_partial(&p, 0).unwrap().write_all(b"two").unwrap();
+        open_partial(dir.path(), &p, 0)
+            .unwrap()
+            .write_all(b"two")
+            .unwrap();
         commit(&p, &target, true, false).unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"two");
-        open_partial(&p, 0).unwrap().write_all(b"three").unwrap();
+        open_partial(dir.path(), &p, 0)
+            .unwrap()
+            .write_all(b"three")
+            .unwrap();
         let e = commit(&p, &target, false, false).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(fs::read(&target).unwrap(), b"two");
@@ -446,10 +486,16 @@ mod tests {
     fn resume_appends_and_partial_len_checks_size() {
         let dir = tempfile::tempdir().unwrap();
         let p = partial_path(dir.path(), "r");
-        open_partial(&p, 0).unwrap().write_all(b"abc").unwrap();
+        open_partial(dir.path(), &p, 0)
+            .unwrap()
+            .write_all(b"abc")
+            .unwrap();
         assert_eq!(partial_len(&p, 10), Some(3));
         assert_eq!(partial_len(&p, 2), None);
-        open_partial(&p, 3).unwrap().write_all(b"def").unwrap();
+        open_partial(dir.path(), &p, 3)
+            .unwrap()
+            .write_all(b"def")
+            .unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"abcdef");
         assert_eq!(usage(dir.path()).unwrap(), 6);
     }
@@ -458,7 +504,7 @@ mod tests {
     fn sweep_removes_only_old_partials() {
         let dir = tempfile::tempdir().unwrap();
         let p = partial_path(dir.path(), "old");
-        open_partial(&p, 0).unwrap();
+        open_partial(dir.path(), &p, 0).unwrap();
         let any = |_: &Path| Some(());
         assert_eq!(
             sweep_partials(dir.path(), Duration::from_secs(3600), 2, any),
