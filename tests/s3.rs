@@ -76,6 +76,11 @@ fn files_put_through_one_server_are_listed_and_fetched_through_another() {
     let out = ClientRun::new(&sb, &b, &["get", "big.bin", "copy.bin"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read(sb.work().join("copy.bin")).unwrap(), big);
+    // The large file's digest was recorded beside it, so B did not hash it.
+    assert!(object_exists(
+        &garage,
+        "shared/.ftp-partial/.ftp-partial/big.bin"
+    ));
 
     // Folders, seen from either server.
     let out = ClientRun::new(&sb, &b, &[])

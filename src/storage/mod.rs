@@ -152,6 +152,11 @@ pub trait StoredFile: Send {
     fn size(&self) -> u64;
     /// When it was last written, in seconds since the epoch.
     fn mtime(&self) -> u64;
+    /// Its BLAKE3, when the store recorded it as it was stored (then a
+    /// download need not hash what it sends).
+    fn digest(&self) -> Option<blake3::Hash> {
+        None
+    }
     /// Its bytes from `offset` to the end.
     fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>>;
 }

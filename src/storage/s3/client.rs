@@ -10,8 +10,9 @@ use std::io::{self, Read};
 use std::time::Duration;
 
 use rusty_s3::actions::{
-    AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, DeleteObject, GetObject,
-    HeadObject, ListObjectsV2, ListObjectsV2Response, ListParts, PutObject, S3Action, UploadPart,
+    AbortMultipartUpload, CompleteMultipartUpload, CompleteMultipartUploadResponse,
+    CreateMultipartUpload, DeleteObject, GetObject, HeadObject, ListObjectsV2,
+    ListObjectsV2Response, ListParts, PutObject, S3Action, UploadPart,
 };
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 use ureq::http::{self, Response};
@@ -63,13 +64,15 @@ pub struct StoredPart {
     pub size: u64,
 }
 
-/// An object's size and age, from `HEAD`.
-#[derive(Debug, Clone, Copy)]
+/// An object's size, age and entity tag, from `HEAD`.
+#[derive(Debug, Clone)]
 pub struct ObjectInfo {
     /// Bytes.
     pub size: u64,
     /// Last modified, seconds since the epoch (0 if the store did not say).
     pub mtime: u64,
+    /// Its entity tag, which changes whenever the object is written.
+    pub etag: String,
 }
 
 impl S3Client {
@@ -166,7 +169,8 @@ impl S3Client {
             .and_then(|v| jiff::fmt::rfc2822::parse(&v).ok())
             .map(|t| t.timestamp().as_second().max(0) as u64)
             .unwrap_or(0);
-        Ok(ObjectInfo { size, mtime })
+        let etag = header("etag").unwrap_or_default();
+        Ok(ObjectInfo { size, mtime, etag })
     }
 
     /// The bytes of `key` from `offset` to the end.
@@ -281,13 +285,14 @@ impl S3Client {
         }
     }
 
-    /// Makes the upload's object from its parts, whole, at once.
+    /// Makes the upload's object from its parts, whole, at once; returns
+    /// the object's entity tag.
     pub fn complete_multipart(
         &self,
         key: &str,
         upload_id: &str,
         etags: &[String],
-    ) -> io::Result<()> {
+    ) -> io::Result<String> {
         let action = CompleteMultipartUpload::new(
             &self.bucket,
             self.creds(),
@@ -299,10 +304,10 @@ impl S3Client {
         let mut response = self.send(http::Method::POST, url, None, action.body())?;
         // S3 may answer 200 and put the failure in the body.
         let text = read_text(&mut response)?;
-        if text.contains("<Error>") {
-            return Err(refusal(http::StatusCode::INTERNAL_SERVER_ERROR, &text));
+        match CompleteMultipartUploadResponse::parse(&text) {
+            Ok(done) => Ok(done.etag().to_string()),
+            Err(_) => Err(refusal(http::StatusCode::INTERNAL_SERVER_ERROR, &text)),
         }
-        Ok(())
     }
 
     /// Throws an upload's parts away.

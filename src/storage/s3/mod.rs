@@ -24,7 +24,7 @@ pub mod tree;
 pub mod upload;
 
 use client::{Endpoint, S3Client};
-use upload::{S3Upload, Target};
+use upload::{KnownDigest, S3Upload, Target, MIN_PART};
 
 /// How long a home's usage, summed from a listing, is believed: a quota
 /// can be overrun by what other servers stored in that time.
@@ -130,10 +130,20 @@ impl S3Store {
     }
 
     fn target(&self, at: Place, name: &str) -> Target {
+        self.target_of(&at.key(name))
+    }
+
+    /// Where the upload of the file with key `key` goes. Its record is at
+    /// `PREFIX/.ftp-partial/KEY`; its digest, once complete, at
+    /// `PREFIX/.ftp-partial/.ftp-partial/KEY`, which no record can be
+    /// (no folder may be called `.ftp-partial`).
+    fn target_of(&self, key: &str) -> Target {
+        let hidden = format!("{}{PARTIAL_DIR}/", self.prefix);
         Target {
             client: self.client.clone(),
-            object: self.object(at, name),
-            record: format!("{}{PARTIAL_DIR}/{}", self.prefix, at.key(name)),
+            object: format!("{}{key}", self.prefix),
+            record: format!("{hidden}{key}"),
+            digest: format!("{hidden}{PARTIAL_DIR}/{key}"),
             owner: self.owner.clone(),
         }
     }
@@ -313,6 +323,7 @@ impl Store for S3Store {
         match self.client.head(&object) {
             Ok(_) => {
                 self.client.delete(&object).map_err(failed("removing"))?;
+                let _ = self.client.delete(&self.target(at, name).digest);
                 self.forget_usage(at.home);
                 return Ok(());
             }
@@ -370,11 +381,22 @@ impl Store for S3Store {
             io::ErrorKind::NotFound => StoreError::File(e),
             _ => StoreError::Failed("opening the file", e),
         })?;
+        // Small files are hashed as they are served; large ones have
+        // their digest recorded.
+        let digest = match info.size >= MIN_PART {
+            true => self
+                .client
+                .get_small(&self.target(at, name).digest)
+                .ok()
+                .and_then(|bytes| KnownDigest::of(&bytes, &info.etag)),
+            false => None,
+        };
         Ok(Box::new(S3File {
             client: self.client.clone(),
             object,
             size: info.size,
             mtime: info.mtime,
+            digest,
         }))
     }
 
@@ -412,8 +434,9 @@ impl Store for S3Store {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let mut stale = Vec::new();
+        let digests = format!("{hidden}{PARTIAL_DIR}/");
         let walked = self.walk(&hidden, |o| {
-            if now.saturating_sub(o.mtime) >= max_age.as_secs() {
+            if !o.key.starts_with(&digests) && now.saturating_sub(o.mtime) >= max_age.as_secs() {
                 stale.push(o.key[hidden.len()..].to_string());
             }
             true
@@ -425,12 +448,7 @@ impl Store for S3Store {
         let mut removed = 0;
         for key in stale {
             let Some(_held) = claim(&key) else { continue };
-            let target = Target {
-                client: self.client.clone(),
-                object: format!("{}{key}", self.prefix),
-                record: format!("{hidden}{key}"),
-                owner: self.owner.clone(),
-            };
+            let target = self.target_of(&key);
             if let Ok(Some(state)) = target.load_state() {
                 if target.forget(&state).is_ok() {
                     removed += 1;
@@ -447,6 +465,7 @@ struct S3File {
     object: String,
     size: u64,
     mtime: u64,
+    digest: Option<blake3::Hash>,
 }
 
 impl StoredFile for S3File {
@@ -456,6 +475,10 @@ impl StoredFile for S3File {
 
     fn mtime(&self) -> u64 {
         self.mtime
+    }
+
+    fn digest(&self) -> Option<blake3::Hash> {
+        self.digest
     }
 
     /// A ranged GET; nothing is asked for at the very end.

@@ -114,6 +114,27 @@ impl PartRecord {
     }
 }
 
+/// A large object's BLAKE3, kept beside it once its upload completed, so
+/// that serving it needs no hashing. It holds for as long as the object's
+/// entity tag is the one recorded; a client still checks what arrives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KnownDigest {
+    /// The object's entity tag when the digest was recorded.
+    pub etag: String,
+    /// BLAKE3, hex.
+    pub blake3: String,
+}
+
+impl KnownDigest {
+    /// The digest, if it is still the one of an object tagged `etag`.
+    pub fn of(bytes: &[u8], etag: &str) -> Option<blake3::Hash> {
+        let known: KnownDigest = serde_json::from_slice(bytes).ok()?;
+        (!etag.is_empty() && known.etag == etag)
+            .then(|| blake3::Hash::from_hex(&known.blake3).ok())
+            .flatten()
+    }
+}
+
 /// Where an upload goes.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -122,6 +143,8 @@ pub struct Target {
     pub(super) object: String,
     /// The key of its upload record.
     pub(super) record: String,
+    /// The key of its [`KnownDigest`].
+    pub(super) digest: String,
     /// This server process, as records name their owner.
     pub(super) owner: String,
 }
@@ -553,7 +576,7 @@ impl Upload for S3Upload {
             }
         };
         if let Some(state) = multipart {
-            self.complete(&state)?;
+            self.complete(&state, actual)?;
         }
         Ok(Some(actual))
     }
@@ -575,8 +598,9 @@ impl S3Upload {
     }
 
     /// Checks that the store holds every part as recorded (another server
-    /// may have replaced one), then makes the object.
-    fn complete(&self, state: &UploadState) -> StoreResult<()> {
+    /// may have replaced one), then makes the object and records its
+    /// digest beside it.
+    fn complete(&self, state: &UploadState, digest: blake3::Hash) -> StoreResult<()> {
         let (client, object) = (&self.target.client, &self.target.object);
         self.target.check_ours(state).map_err(failed)?;
         let stored = client
@@ -592,10 +616,18 @@ impl S3Upload {
             return Err(StoreError::DigestMismatch);
         }
         let etags: Vec<String> = state.parts.iter().map(|p| p.etag.clone()).collect();
-        client
+        let etag = client
             .complete_multipart(object, &state.upload_id, &etags)
             .map_err(failed)?;
         let _ = client.delete(&self.target.record);
+        let known = KnownDigest {
+            etag,
+            blake3: digest.to_hex().to_string(),
+        };
+        // Without it, a get hashes the object as it serves it.
+        if let Ok(bytes) = serde_json::to_vec(&known) {
+            let _ = client.put(&self.target.digest, &bytes);
+        }
         Ok(())
     }
 }
