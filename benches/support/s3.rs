@@ -33,21 +33,36 @@ pub fn section(s: &Settings, scratch: &Scratch, source: &Path) {
     let work = scratch.dir.join("s3-work");
     fs::create_dir_all(&work).unwrap();
     let (mut raw_put, mut our_put, mut raw_get, mut our_get) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..s.rounds {
-        raw_put.push(raw_multipart(&client, "raw/source.bin", source, s.size));
-        fs::copy(source, work.join("source.bin")).unwrap();
-        our_put.push(run_client(ours.addr, &["put", "source.bin"], &work));
-        raw_get.push(raw_download(
-            &client,
-            "raw/source.bin",
-            &work.join("raw.bin"),
-        ));
-        let _ = fs::remove_file(work.join("back.bin"));
-        our_get.push(run_client(
-            ours.addr,
-            &["get", "source.bin", "back.bin"],
-            &work,
-        ));
+    for round in 0..s.rounds {
+        // The order turns each round, so that neither path always runs
+        // on a warmer store.
+        let raw_first = round % 2 == 0;
+        for raw in [raw_first, !raw_first] {
+            match raw {
+                true => raw_put.push(raw_multipart(&client, "raw/source.bin", source, s.size)),
+                false => {
+                    fs::copy(source, work.join("source.bin")).unwrap();
+                    our_put.push(run_client(ours.addr, &["put", "source.bin"], &work));
+                }
+            }
+        }
+        for raw in [raw_first, !raw_first] {
+            match raw {
+                true => raw_get.push(raw_download(
+                    &client,
+                    "raw/source.bin",
+                    &work.join("raw.bin"),
+                )),
+                false => {
+                    let _ = fs::remove_file(work.join("back.bin"));
+                    our_get.push(run_client(
+                        ours.addr,
+                        &["get", "source.bin", "back.bin"],
+                        &work,
+                    ));
+                }
+            }
+        }
     }
     print_rates(
         s.size,

@@ -454,7 +454,11 @@ impl Multipart {
         let number = u16::try_from(self.part_offset / part_size + 1)
             .map_err(|_| io::Error::other("too many parts"))?;
         self.part_offset += hash.len;
-        self.hasher = PartHasher::new(self.part_offset);
+        // Only a full part has another after it; the offset after the
+        // short last part is no chunk boundary for BLAKE3.
+        if hash.len == part_size {
+            self.hasher = PartHasher::new(self.part_offset);
+        }
         let sent = match &self.sender {
             Some(sender) => sender.send(Part {
                 number,
