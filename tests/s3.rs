@@ -318,6 +318,29 @@ fn an_upload_resumes_once_the_store_is_back() {
     assert_eq!(std::fs::read(sb.work().join("back.bin")).unwrap(), data);
 }
 
+#[test]
+fn the_sweeper_aborts_uploads_left_longer_than_the_partial_ttl() {
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let mut a = s3_server(&sb, &garage, "sweep", &[]);
+    sb.local_file("big.bin", &pattern(24 << 20, 10));
+    let client = slow_put(&sb, &a.addr_string(), "big.bin");
+    let state = wait_for_a_part(&garage, "sweep", "big.bin");
+    a.kill();
+    drop(wait_output(client, CLIENT_LIMIT));
+    // A server that keeps partial uploads for 0 hours sweeps at start.
+    let _b = s3_server(&sb, &garage, "sweep", &["--partial-ttl", "0"]);
+    assert!(wait_until(Duration::from_secs(20), || record(
+        &garage, "sweep", "big.bin"
+    )
+    .is_none()));
+    let upload_id = state["upload_id"].as_str().unwrap();
+    let parts = garage.client().list_parts("sweep/big.bin", upload_id);
+    assert!(parts.is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound));
+}
+
 /// HAProxy in TCP mode, balancing round-robin over `servers`; `None`
 /// (after saying so) when it is not installed and may be skipped.
 fn haproxy(sb: &Sandbox, servers: &[&ServerProcess]) -> Option<(std::process::Child, String)> {

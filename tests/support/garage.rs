@@ -61,10 +61,13 @@ impl Garage {
             if std::env::var_os("FTP_REQUIRE_S3").is_some() {
                 panic!("FTP_REQUIRE_S3 is set but there is no garage binary");
             }
-            eprintln!(
-                "skipping the S3 suite: no garage binary; run it with \
-                 `cargo install garage --version 2.5.0 --locked` first"
-            );
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                eprintln!(
+                    "skipping the S3 suite: no garage binary; run it with \
+                     `cargo install garage --version 2.5.0 --locked` first"
+                )
+            });
             return None;
         };
         let dir = tempfile::tempdir().expect("temp dir");
