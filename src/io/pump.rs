@@ -70,7 +70,8 @@ pub fn relay<R: Read + ?Sized, W: Write + ?Sized>(
     mut moved: impl FnMut(u64),
 ) -> Result<u64, PumpError> {
     let mut buf = buffer_for(len);
-    pump(from, len, &mut buf, |chunk| {
+    let mut from = Filling(from);
+    pump(&mut from, len, &mut buf, |chunk| {
         if let Some(h) = hasher.as_mut() {
             h.update(chunk);
         }
@@ -78,6 +79,30 @@ pub fn relay<R: Read + ?Sized, W: Write + ?Sized>(
         moved(chunk.len() as u64);
         Ok(())
     })
+}
+
+/// A reader that fills the whole buffer it is given unless the source
+/// ends or fails: a TLS stream hands over one 16 KiB record per read, and
+/// hashing and writing whole buffers instead costs a fraction of the
+/// system calls. Only for sources whose bytes are on their way (a known
+/// length), since it waits for more before handing any over.
+struct Filling<'a, R: ?Sized>(&'a mut R);
+
+impl<R: Read + ?Sized> Read for Filling<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.0.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // What arrived before the error goes first.
+                Err(_) if filled > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filled)
+    }
 }
 
 /// Hashes the first `len` bytes of `source` with BLAKE3: the part of a file
