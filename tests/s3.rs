@@ -36,6 +36,14 @@ fn wait_for_a_part(garage: &Garage, prefix: &str, name: &str) -> serde_json::Val
     found.unwrap()
 }
 
+/// Gets `name` through the server at `addr` and returns its bytes.
+fn fetch(sb: &Sandbox, addr: &str, name: &str) -> Vec<u8> {
+    let local = format!("fetched-{name}");
+    let out = ClientRun::to(sb, addr, &["get", name, &local]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::read(sb.work().join(local)).unwrap()
+}
+
 fn object_exists(garage: &Garage, key: &str) -> bool {
     garage.client().head(key).is_ok()
 }
@@ -74,9 +82,7 @@ fn files_put_through_one_server_are_listed_and_fetched_through_another() {
         "{listing}"
     );
     assert!(listing.contains("small.txt"), "{listing}");
-    let out = ClientRun::new(&sb, &b, &["get", "big.bin", "copy.bin"]).run();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(std::fs::read(sb.work().join("copy.bin")).unwrap(), big);
+    assert_eq!(fetch(&sb, &b.addr_string(), "big.bin"), big);
     // The large file's digest was recorded beside it, so B did not hash it.
     assert!(object_exists(
         &garage,
@@ -126,9 +132,7 @@ fn a_put_killed_on_one_server_resumes_on_another() {
         "{}",
         stdout(&out)
     );
-    let out = ClientRun::new(&sb, &b, &["get", "big.bin", "back.bin"]).run();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(std::fs::read(sb.work().join("back.bin")).unwrap(), data);
+    assert_eq!(fetch(&sb, &b.addr_string(), "big.bin"), data);
     assert!(
         record(&garage, "resume", "big.bin").is_none(),
         "the record goes"
@@ -160,9 +164,7 @@ fn a_part_replaced_behind_the_servers_back_is_caught_before_complete() {
         stdout(&out)
     );
     assert!(a.log_text().contains("put big.bin error digest_mismatch"));
-    let out = ClientRun::new(&sb, &a, &["get", "big.bin", "back.bin"]).run();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(std::fs::read(sb.work().join("back.bin")).unwrap(), data);
+    assert_eq!(fetch(&sb, &a.addr_string(), "big.bin"), data);
 }
 
 #[test]
@@ -201,9 +203,7 @@ fn two_servers_racing_on_one_name_store_one_whole_file() {
             stderr(&second)
         );
     }
-    let out = ClientRun::new(&sb, &a, &["get", "f.bin", "stored.bin"]).run();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let stored = std::fs::read(sb.work().join("stored.bin")).unwrap();
+    let stored = fetch(&sb, &a.addr_string(), "f.bin");
     assert!(stored == one || stored == two, "a mix was stored");
 }
 
@@ -313,9 +313,7 @@ fn an_upload_resumes_once_the_store_is_back() {
     let out = ClientRun::new(&sb, &a, &["put", "big.bin"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("resumed at byte"), "{}", stdout(&out));
-    let out = ClientRun::new(&sb, &a, &["get", "big.bin", "back.bin"]).run();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(std::fs::read(sb.work().join("back.bin")).unwrap(), data);
+    assert_eq!(fetch(&sb, &a.addr_string(), "big.bin"), data);
 }
 
 #[test]
@@ -420,9 +418,7 @@ fn behind_haproxy_a_put_cut_off_resumes_through_the_next_server() {
         resumed_on.is_some() && cut_on.is_some() && resumed_on != cut_on,
         "{logs:?}"
     );
-    let out = ClientRun::to(&sb, &addr, &["get", "big.bin", "back.bin"]).run();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(std::fs::read(sb.work().join("back.bin")).unwrap(), data);
+    assert_eq!(fetch(&sb, &addr, "big.bin"), data);
     let _ = proxy.kill();
     let _ = proxy.wait();
 }
