@@ -422,3 +422,25 @@ fn behind_haproxy_a_put_cut_off_resumes_through_the_next_server() {
     let _ = proxy.kill();
     let _ = proxy.wait();
 }
+
+#[test]
+fn empty_files_missing_names_and_empty_folders_on_the_object_store() {
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let a = s3_server(&sb, &garage, "edges", &[]);
+    sb.local_file("empty.txt", b"");
+    let out = ClientRun::new(&sb, &a, &["put", "empty.txt"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fetch(&sb, &a.addr_string(), "empty.txt"), b"");
+    let out = ClientRun::new(&sb, &a, &[]).run_with_input(
+        "get missing.bin\nrm missing.bin\ncd nowhere\nmkdir new\nmkdir new\ncd new\nls\npwd\n",
+    );
+    let (said, shown) = (stderr(&out), stdout(&out));
+    assert!(said.contains("no such file: missing.bin"), "{said}");
+    assert!(said.contains("no such folder: /nowhere"), "{said}");
+    assert!(said.contains("/new already exists"), "{said}");
+    assert!(shown.contains("/new"), "{shown}");
+    assert!(object_exists(&garage, "edges/new/"));
+}
