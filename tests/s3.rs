@@ -353,7 +353,11 @@ fn haproxy(sb: &Sandbox, servers: &[&ServerProcess]) -> Option<(std::process::Ch
         if std::env::var_os("FTP_REQUIRE_S3").is_some() {
             panic!("FTP_REQUIRE_S3 is set but haproxy is not installed");
         }
-        eprintln!("skipping the load-balancer test: no haproxy (apt-get install haproxy)");
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping the load-balancer test: no haproxy (apt-get install haproxy)"
+        );
         return None;
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 use std::fs;
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -62,11 +63,13 @@ impl Garage {
                 panic!("FTP_REQUIRE_S3 is set but there is no garage binary");
             }
             static SAID: std::sync::Once = std::sync::Once::new();
+            // Past the test harness's capture, which would hide it.
             SAID.call_once(|| {
-                eprintln!(
+                let _ = writeln!(
+                    std::io::stderr(),
                     "skipping the S3 suite: no garage binary; run it with \
                      `cargo install garage --version 2.5.0 --locked` first"
-                )
+                );
             });
             return None;
         };
