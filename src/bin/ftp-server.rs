@@ -22,7 +22,7 @@ use ftp::server::accounts::Accounts;
 use ftp::server::context::Context;
 use ftp::server::uploads::UploadLocks;
 use ftp::server::{fit_to_fd_limit, Config, Server};
-use ftp::storage;
+use ftp::storage::{self, Store};
 use ftp::Result;
 
 /// Connections served at once unless --max-connections says otherwise.
@@ -173,7 +173,27 @@ fn run(args: Args) -> Result<()> {
     let tls = ServerIdentity::load_or_create(&identity_dir(&args)?)?;
     let store = storage::open(&args.root, args.durable)?;
     tracing::info!("files are kept in {}", store.describe());
-    let config = Config {
+    let config = config(&args, store, accounts, tls.clone());
+    let server = Server::bind(args.listen, config)?;
+    if let Some(at) = args.metrics {
+        let bound = server.serve_metrics(at)?;
+        tracing::info!("metrics on {bound}");
+    }
+    let addr = server.local_addr()?;
+    announce(&tls, addr, &secret_place);
+    let mut stdout = std::io::stdout().lock();
+    // Scripts and tests read the real port from this first line.
+    writeln!(stdout, "listening on {addr}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| ftp::Error::io("writing to stdout", e))?;
+    drop(stdout);
+    let stop = stop_on_signals()?;
+    server.run(&stop, Duration::from_secs(args.shutdown_grace))
+}
+
+/// The server's settings from its flags.
+fn config(args: &Args, store: Arc<dyn Store>, accounts: Accounts, tls: ServerIdentity) -> Config {
+    Config {
         context: Context {
             store,
             max_file_size: args.max_file_size.unwrap_or(u64::MAX),
@@ -197,26 +217,11 @@ fn run(args: Args) -> Result<()> {
         ),
         max_per_address: args.max_per_address.max(1),
         partial_ttl: Duration::from_secs(args.partial_ttl.saturating_mul(3600)),
-        tls: tls.clone(),
+        tls,
         require_tls: args.require_tls,
         login_timeout: Duration::from_secs(args.login_timeout.clamp(1, args.idle_timeout.max(1))),
         anonymous_quota: args.anonymous.then_some(args.anonymous_quota),
-    };
-    let server = Server::bind(args.listen, config)?;
-    if let Some(at) = args.metrics {
-        let bound = server.serve_metrics(at)?;
-        tracing::info!("metrics on {bound}");
     }
-    let addr = server.local_addr()?;
-    announce(&tls, addr, &secret_place);
-    let mut stdout = std::io::stdout().lock();
-    // Scripts and tests read the real port from this first line.
-    writeln!(stdout, "listening on {addr}")
-        .and_then(|()| stdout.flush())
-        .map_err(|e| ftp::Error::io("writing to stdout", e))?;
-    drop(stdout);
-    let stop = stop_on_signals()?;
-    server.run(&stop, Duration::from_secs(args.shutdown_grace))
 }
 
 /// SIGTERM or SIGINT raise the flag: stop accepting, let running

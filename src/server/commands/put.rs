@@ -76,6 +76,19 @@ impl Session<'_> {
                 return refuse(s, self.put_refusal(e, &prepared.name, offset));
             }
         };
+        self.confirm_put(&req, &prepared.name, prepared.replaces, offset, digest, s)
+    }
+
+    /// Counts a stored upload and tells the client.
+    fn confirm_put<S: Transport>(
+        &self,
+        req: &PutRequest,
+        name: &str,
+        replaced: bool,
+        offset: u64,
+        digest: Option<blake3::Hash>,
+        s: &mut S,
+    ) -> Result<Outcome> {
         let body = req.filesize - offset;
         let metrics = &self.ctx.metrics;
         metrics.uploads_committed.inc();
@@ -84,10 +97,10 @@ impl Session<'_> {
             metrics.uploads_resumed.inc();
         }
         let done = PutDone {
-            filename: prepared.name.clone(),
+            filename: name.to_string(),
             size: req.filesize,
             received: body,
-            replaced: prepared.replaces,
+            replaced,
             blake3: req.digest.and(digest).map(|h| h.to_hex().to_string()),
         };
         frame::write_json(s, &Reply::Ok(done))?;
@@ -137,9 +150,31 @@ impl Session<'_> {
             hash: req.digest.is_some(),
             overwrite: self.ctx.overwrite && !self.anonymous,
         };
+        self.check_room(req, name, &key, existing.unwrap_or(0))?;
         let store = &self.ctx.store;
         let refused = |e| store_refusal(e, name);
-        let kept = match plan.resume {
+        let upload = store.begin_upload(at, name, plan).map_err(refused)?;
+        lock.set_counted(upload.counted());
+        Ok(PreparedPut {
+            name: name.to_string(),
+            upload,
+            replaces: existing.is_some(),
+            lock,
+        })
+    }
+
+    /// Refuses an upload of `name` that the store has no room for, or that
+    /// would take the home over its quota; `replaced` bytes go with it.
+    fn check_room(
+        &self,
+        req: &PutRequest,
+        name: &str,
+        key: &str,
+        replaced: u64,
+    ) -> Result<(), ErrorReply> {
+        let (store, at) = (&self.ctx.store, self.place());
+        let refused = |e| store_refusal(e, name);
+        let kept = match req.resume {
             true => store.kept(at, name, req.filesize).map_err(refused)?,
             false => 0,
         };
@@ -152,15 +187,7 @@ impl Session<'_> {
                 ));
             }
         }
-        self.check_quota(req.filesize, &key, kept, existing.unwrap_or(0))?;
-        let upload = store.begin_upload(at, name, plan).map_err(refused)?;
-        lock.set_counted(upload.counted());
-        Ok(PreparedPut {
-            name: name.to_string(),
-            upload,
-            replaces: existing.is_some(),
-            lock,
-        })
+        self.check_quota(req.filesize, key, kept, replaced)
     }
 
     /// The size of the file an upload would replace, if any; refuses a

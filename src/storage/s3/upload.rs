@@ -318,37 +318,57 @@ impl S3Upload {
                 way,
             });
         }
-        let existing = target.load_state()?;
-        if existing
-            .as_ref()
-            .is_some_and(|s| s.held_elsewhere(&target.owner))
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::ResourceBusy,
-                "held elsewhere",
-            ));
-        }
-        let resumed = match (plan.resume, existing.clone()) {
-            (true, Some(state)) => target.resumable_from(state, plan.filesize)?,
-            _ => None,
-        };
-        let mut state = match resumed {
-            Some(state) => state,
-            None => {
-                if let Some(old) = existing {
-                    target.forget(&old)?;
-                }
-                UploadState {
-                    upload_id: target.client.create_multipart(&target.object)?,
-                    filesize: plan.filesize,
-                    part_size: part_size(plan.filesize),
-                    parts: Vec::new(),
-                    owner: String::new(),
-                    updated: 0,
-                }
-            }
-        };
+        let mut state = claim(&target, plan)?;
         target.save_state(&mut state)?;
+        let offset: u64 = state.parts.iter().map(|p| p.len).sum();
+        let way = Way::Multipart(Multipart::start(&target, state, plan.filesize)?);
+        Ok(S3Upload {
+            target,
+            plan,
+            offset,
+            way,
+        })
+    }
+}
+
+/// The record of the multipart upload this upload goes on with: the one
+/// to resume, or a new one (throwing away one that cannot be resumed).
+/// Fails as busy when another server runs an upload of that name.
+fn claim(target: &Target, plan: UploadPlan) -> io::Result<UploadState> {
+    let existing = target.load_state()?;
+    if existing
+        .as_ref()
+        .is_some_and(|s| s.held_elsewhere(&target.owner))
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            "held elsewhere",
+        ));
+    }
+    let resumed = match (plan.resume, existing.clone()) {
+        (true, Some(state)) => target.resumable_from(state, plan.filesize)?,
+        _ => None,
+    };
+    if let Some(state) = resumed {
+        return Ok(state);
+    }
+    if let Some(old) = existing {
+        target.forget(&old)?;
+    }
+    Ok(UploadState {
+        upload_id: target.client.create_multipart(&target.object)?,
+        filesize: plan.filesize,
+        part_size: part_size(plan.filesize),
+        parts: Vec::new(),
+        owner: String::new(),
+        updated: 0,
+    })
+}
+
+impl Multipart {
+    /// Goes on with the upload `state` after its stored parts, with a
+    /// second thread for sending parts.
+    fn start(target: &Target, state: UploadState, filesize: u64) -> io::Result<Multipart> {
         let offset: u64 = state.parts.iter().map(|p| p.len).sum();
         let part_size = state.part_size as usize;
         let state = Arc::new(Mutex::new(state));
@@ -360,21 +380,15 @@ impl S3Upload {
                 .name("ftp-s3-parts".into())
                 .spawn(move || send_parts(&target, &state, receiver, &spare))?
         };
-        let way = Way::Multipart(Multipart {
+        Ok(Multipart {
             state,
-            part: Vec::with_capacity(part_size.min(plan.filesize as usize)),
+            part: Vec::with_capacity(part_size.min(filesize as usize)),
             hasher: PartHasher::new(offset),
             part_offset: offset,
             sender: Some(sender),
             worker: Some(worker),
             spare,
             done: false,
-        });
-        Ok(S3Upload {
-            target,
-            plan,
-            offset,
-            way,
         })
     }
 }
