@@ -76,6 +76,8 @@ pub enum StoreError {
     DigestMismatch,
     /// Another upload of that name is running (through another server).
     Busy,
+    /// The store takes no more uploads right now (memory, say).
+    Overloaded,
     /// The store ran out of room while writing.
     NoSpace(io::Error),
     /// The store failed while doing `.0`.
@@ -99,6 +101,7 @@ impl fmt::Display for StoreError {
             StoreError::NotEmpty => f.write_str("folder not empty"),
             StoreError::DigestMismatch => f.write_str("digest mismatch"),
             StoreError::Busy => f.write_str("busy"),
+            StoreError::Overloaded => f.write_str("overloaded"),
             StoreError::NoSpace(e) => write!(f, "no space: {e}"),
             StoreError::Failed(what, e) => write!(f, "{what}: {e}"),
         }

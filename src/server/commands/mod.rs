@@ -50,6 +50,10 @@ pub(crate) fn store_refusal(e: StoreError, name: &str) -> ErrorReply {
             ErrorCode::Busy,
             format!("{name} is being uploaded through another server"),
         ),
+        StoreError::Overloaded => ErrorReply::new(
+            ErrorCode::Busy,
+            "the server is busy with other uploads; try again shortly",
+        ),
         StoreError::NoSpace(e) => internal("writing the file", &e),
         StoreError::Failed(what, e) => internal(what, &e),
     }

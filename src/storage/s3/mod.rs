@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
@@ -19,6 +19,7 @@ use crate::storage::{
 use crate::wire::message::{Entry, EntryKind, Listing};
 use crate::wire::names::PARTIAL_DIR;
 
+pub mod budget;
 pub mod client;
 pub mod tree;
 pub mod upload;
@@ -42,6 +43,8 @@ pub struct S3Store {
     prefix: String,
     /// This process, as upload records name their owner.
     owner: String,
+    /// What running uploads may hold in memory.
+    memory: Arc<budget::Budget>,
     usage: Mutex<HashMap<String, (u64, Instant)>>,
 }
 
@@ -111,6 +114,7 @@ impl S3Store {
             endpoint: endpoint.url.clone(),
             prefix,
             owner: hex::encode(rand::random::<[u8; 8]>()),
+            memory: budget::Budget::new(budget::UPLOAD_MEMORY),
             usage: Mutex::new(HashMap::new()),
         })
     }
@@ -368,10 +372,14 @@ impl Store for S3Store {
     ) -> StoreResult<Box<dyn Upload>> {
         // What this server stores changes the home's usage.
         self.forget_usage(at.home);
-        let upload = S3Upload::begin(self.target(at, name), plan).map_err(|e| match e.kind() {
-            io::ErrorKind::ResourceBusy => StoreError::Busy,
-            _ => StoreError::Failed("starting the upload", e),
-        })?;
+        let Some(memory) = self.memory.take(upload::memory_for(plan.filesize)) else {
+            return Err(StoreError::Overloaded);
+        };
+        let upload =
+            S3Upload::begin(self.target(at, name), plan, memory).map_err(|e| match e.kind() {
+                io::ErrorKind::ResourceBusy => StoreError::Busy,
+                _ => StoreError::Failed("starting the upload", e),
+            })?;
         Ok(Box::new(upload))
     }
 

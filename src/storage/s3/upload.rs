@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::budget::Reservation;
 use super::client::S3Client;
 use super::tree::{self, PartHash, PartHasher};
 use crate::storage::{StoreError, StoreResult, Upload, UploadPlan};
@@ -57,6 +58,15 @@ pub fn part_size(filesize: u64) -> u64 {
         .checked_next_power_of_two()
         .unwrap_or(1 << 63)
         .max(MIN_PART)
+}
+
+/// The memory an upload of `filesize` bytes holds: the whole file when it
+/// is smaller than a part, else two parts (one filling, one sending).
+pub fn memory_for(filesize: u64) -> u64 {
+    match filesize < MIN_PART {
+        true => filesize,
+        false => 2 * part_size(filesize),
+    }
 }
 
 /// The record of a multipart upload, kept in the store.
@@ -261,6 +271,8 @@ struct Part {
 
 /// An upload in progress.
 pub struct S3Upload {
+    /// Held for as long as the upload's buffers are.
+    _memory: Reservation,
     target: Target,
     plan: UploadPlan,
     offset: u64,
@@ -305,13 +317,14 @@ impl S3Upload {
     /// Begins (or, with `plan.resume`, resumes) an upload to `target`.
     ///
     /// Fails when the store fails.
-    pub fn begin(target: Target, plan: UploadPlan) -> io::Result<S3Upload> {
+    pub fn begin(target: Target, plan: UploadPlan, memory: Reservation) -> io::Result<S3Upload> {
         if plan.filesize < MIN_PART {
             let way = Way::Whole {
                 bytes: Vec::with_capacity(plan.filesize as usize),
                 hasher: blake3::Hasher::new(),
             };
             return Ok(S3Upload {
+                _memory: memory,
                 target,
                 plan,
                 offset: 0,
@@ -323,6 +336,7 @@ impl S3Upload {
         let offset: u64 = state.parts.iter().map(|p| p.len).sum();
         let way = Way::Multipart(Multipart::start(&target, state, plan.filesize)?);
         Ok(S3Upload {
+            _memory: memory,
             target,
             plan,
             offset,
@@ -662,6 +676,13 @@ mod tests {
         let p = part_size(huge);
         assert!(p.is_power_of_two() && huge.div_ceil(p) <= MAX_PARTS, "{p}");
         assert_eq!(part_size(MAX_PARTS * MIN_PART + 1), 2 * MIN_PART);
+    }
+
+    #[test]
+    fn an_upload_holds_its_file_or_two_parts() {
+        assert_eq!(memory_for(1000), 1000);
+        assert_eq!(memory_for(MIN_PART), 2 * MIN_PART);
+        assert_eq!(memory_for(1 << 40), 2 * part_size(1 << 40));
     }
 
     #[test]
