@@ -137,13 +137,15 @@ fn put_trees(
 
 fn print_quota(out: &mut impl Write, u: &Usage) -> io::Result<()> {
     let (used, available) = (human(u.used), human(u.available));
-    match u.quota {
-        Some(q) => writeln!(
+    match (u.quota, u.available) {
+        (Some(q), _) => writeln!(
             out,
             "used {used} of quota {}; {available} available",
             human(q)
         ),
-        None => writeln!(out, "used {used} (no quota); {available} available"),
+        // An object store without a quota has no bound to report.
+        (None, u64::MAX) => writeln!(out, "used {used} (no quota; the store sets no limit)"),
+        (None, _) => writeln!(out, "used {used} (no quota); {available} available"),
     }
 }
 
@@ -385,6 +387,32 @@ pub fn human(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quota_lines_say_what_bounds_the_space() {
+        let line = |quota, available| {
+            let mut out = Vec::new();
+            let u = Usage {
+                used: 1024,
+                quota,
+                available,
+            };
+            print_quota(&mut out, &u).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            line(Some(4096), 3072),
+            "used 1.00 KiB of quota 4.00 KiB; 3.00 KiB available\n"
+        );
+        assert_eq!(
+            line(None, 2048),
+            "used 1.00 KiB (no quota); 2.00 KiB available\n"
+        );
+        assert_eq!(
+            line(None, u64::MAX),
+            "used 1.00 KiB (no quota; the store sets no limit)\n"
+        );
+    }
     use crate::wire::message::Entry;
 
     #[test]
