@@ -7,14 +7,6 @@ use crate::wire::message::{ErrorCode, ErrorReply, Folder, Listing, Removed};
 use crate::wire::names::{display_folder, resolve_folder, validate_name};
 
 impl Session<'_> {
-    /// Checks again, on every use, that the current folder is there.
-    pub(crate) fn folder(&self) -> Result<(), ErrorReply> {
-        self.ctx
-            .store
-            .check_folder(self.place())
-            .map_err(|e| store_refusal(e, ""))
-    }
-
     pub(crate) fn ls(&self) -> Result<Listing, ErrorReply> {
         self.ctx
             .store
@@ -62,7 +54,6 @@ impl Session<'_> {
     /// and remove folders that only held one.
     pub(crate) fn rm(&self, filename: &str) -> Result<Removed, ErrorReply> {
         let name = validate_name(filename).map_err(bad_name)?;
-        self.folder()?;
         let removed = Removed {
             filename: name.to_string(),
         };

@@ -130,7 +130,7 @@ impl Session<'_> {
                 ),
             ));
         }
-        self.folder()?;
+        // Checks the folder too.
         let existing = self.existing_len(name)?;
         let at = self.place();
         let key = at.key(name);

@@ -25,6 +25,7 @@ pub mod tree;
 pub mod upload;
 
 use client::{Endpoint, S3Client};
+use rusty_s3::actions::ListObjectsV2Response;
 use upload::{KnownDigest, S3Upload, Target, MIN_PART};
 
 /// How long a home's usage, summed from a listing, is believed: a quota
@@ -170,20 +171,32 @@ impl S3Store {
     /// Calls `each` with every object below `prefix`, page by page, until
     /// it returns false.
     fn walk(&self, prefix: &str, mut each: impl FnMut(&Listed) -> bool) -> io::Result<()> {
+        self.pages(prefix, None, |page| {
+            page.contents.iter().all(|c| {
+                each(&Listed {
+                    key: &c.key,
+                    size: c.size.unwrap_or(0),
+                    mtime: c.last_modified.as_deref().map_or(0, unix_secs),
+                })
+            })
+        })
+    }
+
+    /// Calls `each` with every page of the listing below `prefix` (rolled
+    /// up at `delimiter`, if given), until it returns false.
+    fn pages(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        mut each: impl FnMut(&ListObjectsV2Response) -> bool,
+    ) -> io::Result<()> {
         let mut token: Option<String> = None;
         loop {
             let page = self
                 .client
-                .list_page(prefix, None, token.as_deref(), PAGE)?;
-            for c in &page.contents {
-                let object = Listed {
-                    key: &c.key,
-                    size: c.size.unwrap_or(0),
-                    mtime: c.last_modified.as_deref().map_or(0, unix_secs),
-                };
-                if !each(&object) {
-                    return Ok(());
-                }
+                .list_page(prefix, delimiter, token.as_deref(), PAGE)?;
+            if !each(&page) {
+                return Ok(());
             }
             match page.next_continuation_token {
                 Some(t) => token = Some(t),
@@ -200,15 +213,18 @@ struct Listed<'a> {
     mtime: u64,
 }
 
+/// The error for a folder that is not there.
+fn missing(at: Place) -> StoreError {
+    StoreError::Folder(crate::storage::FolderError::Missing(
+        crate::wire::names::display_folder(at.folder),
+    ))
+}
+
 /// Seconds since the epoch of an RFC 3339 time.
 fn unix_secs(text: &str) -> u64 {
     text.parse::<jiff::Timestamp>()
         .map(|t| t.as_second().max(0) as u64)
         .unwrap_or(0)
-}
-
-fn failed(what: &'static str) -> impl FnOnce(io::Error) -> StoreError {
-    StoreError::failed(what)
 }
 
 impl Store for S3Store {
@@ -235,55 +251,43 @@ impl Store for S3Store {
         }
         match self.any_below(&self.folder_prefix(at)) {
             Ok(true) => Ok(()),
-            Ok(false) => Err(StoreError::Folder(crate::storage::FolderError::Missing(
-                crate::wire::names::display_folder(at.folder),
-            ))),
+            Ok(false) => Err(missing(at)),
             Err(e) => Err(StoreError::Failed("checking the folder", e)),
         }
     }
 
+    /// A folder with nothing below it, not even its marker, is missing
+    /// (the home excepted): the listing itself tells.
     fn list(&self, at: Place) -> StoreResult<Listing> {
-        self.check_folder(at)?;
         let prefix = self.folder_prefix(at);
-        let mut files = Vec::new();
-        let mut token: Option<String> = None;
-        let mut truncated = false;
-        loop {
-            let page = self
-                .client
-                .list_page(&prefix, Some("/"), token.as_deref(), PAGE)
-                .map_err(failed("listing"))?;
-            for c in &page.contents {
-                let name = &c.key[prefix.len().min(c.key.len())..];
-                if !name.is_empty() {
-                    files.push(Entry {
-                        name: name.to_string(),
-                        kind: EntryKind::File,
-                        size: c.size.unwrap_or(0),
-                        mtime: c.last_modified.as_deref().map_or(0, unix_secs),
-                    });
-                }
-            }
-            for p in &page.common_prefixes {
-                let name = p.prefix[prefix.len().min(p.prefix.len())..].trim_end_matches('/');
-                if !name.is_empty() && name != PARTIAL_DIR {
-                    files.push(Entry {
-                        name: name.to_string(),
-                        kind: EntryKind::Dir,
-                        size: 0,
-                        mtime: 0,
-                    });
-                }
-            }
-            if files.len() > MAX_LISTING {
-                truncated = true;
-                break;
-            }
-            match page.next_continuation_token {
-                Some(t) => token = Some(t),
-                None => break,
-            }
+        let below = |key: &str| key[prefix.len().min(key.len())..].to_string();
+        let (mut files, mut seen) = (Vec::new(), false);
+        self.pages(&prefix, Some("/"), |page| {
+            seen |= !page.contents.is_empty() || !page.common_prefixes.is_empty();
+            let objects = page.contents.iter().map(|c| Entry {
+                name: below(&c.key),
+                kind: EntryKind::File,
+                size: c.size.unwrap_or(0),
+                mtime: c.last_modified.as_deref().map_or(0, unix_secs),
+            });
+            let folders = page.common_prefixes.iter().map(|p| Entry {
+                name: below(&p.prefix).trim_end_matches('/').to_string(),
+                kind: EntryKind::Dir,
+                size: 0,
+                mtime: 0,
+            });
+            files.extend(
+                objects
+                    .chain(folders)
+                    .filter(|e| !e.name.is_empty() && e.name != PARTIAL_DIR),
+            );
+            files.len() <= MAX_LISTING
+        })
+        .map_err(StoreError::failed("listing"))?;
+        if !seen && !at.folder.is_empty() {
+            return Err(missing(at));
         }
+        let truncated = files.len() > MAX_LISTING;
         files.sort_by(|a, b| a.name.cmp(&b.name));
         files.truncate(MAX_LISTING);
         Ok(Listing { files, truncated })
@@ -294,7 +298,7 @@ impl Store for S3Store {
         let target = self.folder_prefix(at);
         if self
             .any_below(&target)
-            .map_err(failed("checking the folder"))?
+            .map_err(StoreError::failed("checking the folder"))?
         {
             return Err(StoreError::Exists);
         }
@@ -303,11 +307,11 @@ impl Store for S3Store {
             let there = depth < at.folder.len()
                 && self
                     .any_below(&marker)
-                    .map_err(failed("creating a folder"))?;
+                    .map_err(StoreError::failed("creating a folder"))?;
             if !there {
                 self.client
                     .put(&marker, b"")
-                    .map_err(failed("creating a folder"))?;
+                    .map_err(StoreError::failed("creating a folder"))?;
             }
         }
         Ok(())
@@ -326,7 +330,9 @@ impl Store for S3Store {
         let object = self.object(at, name);
         match self.client.head(&object) {
             Ok(_) => {
-                self.client.delete(&object).map_err(failed("removing"))?;
+                self.client
+                    .delete(&object)
+                    .map_err(StoreError::failed("removing"))?;
                 let _ = self.client.delete(&self.target(at, name).digest);
                 self.forget_usage(at.home);
                 return Ok(());
@@ -338,10 +344,13 @@ impl Store for S3Store {
         let page = self
             .client
             .list_page(&marker, None, None, 2)
-            .map_err(failed("removing"))?;
+            .map_err(StoreError::failed("removing"))?;
         match page.contents.as_slice() {
             [] => Err(StoreError::File(io::ErrorKind::NotFound.into())),
-            [only] if only.key == marker => self.client.delete(&marker).map_err(failed("removing")),
+            [only] if only.key == marker => self
+                .client
+                .delete(&marker)
+                .map_err(StoreError::failed("removing")),
             _ => Err(StoreError::NotEmpty),
         }
     }
@@ -352,7 +361,7 @@ impl Store for S3Store {
             Ok(Some(state)) => target
                 .forget(&state)
                 .map(|()| true)
-                .map_err(failed("removing the partial upload")),
+                .map_err(StoreError::failed("removing the partial upload")),
             Ok(None) => Ok(false),
             Err(e) => Err(StoreError::Failed("removing the partial upload", e)),
         }
@@ -361,7 +370,7 @@ impl Store for S3Store {
     fn kept(&self, at: Place, name: &str, filesize: u64) -> StoreResult<u64> {
         self.target(at, name)
             .kept(filesize)
-            .map_err(failed("reading the upload record"))
+            .map_err(StoreError::failed("reading the upload record"))
     }
 
     fn begin_upload(
@@ -375,11 +384,8 @@ impl Store for S3Store {
         let Some(memory) = self.memory.take(upload::memory_for(plan.filesize)) else {
             return Err(StoreError::Overloaded);
         };
-        let upload =
-            S3Upload::begin(self.target(at, name), plan, memory).map_err(|e| match e.kind() {
-                io::ErrorKind::ResourceBusy => StoreError::Busy,
-                _ => StoreError::Failed("starting the upload", e),
-            })?;
+        let upload = S3Upload::begin(self.target(at, name), plan, memory)
+            .map_err(upload::upload_error("starting the upload"))?;
         Ok(Box::new(upload))
     }
 
@@ -424,7 +430,7 @@ impl Store for S3Store {
             }
             true
         })
-        .map_err(failed("measuring usage"))?;
+        .map_err(StoreError::failed("measuring usage"))?;
         self.usage_book().insert(id, (used, Instant::now()));
         Ok(used)
     }

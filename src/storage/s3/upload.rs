@@ -306,11 +306,16 @@ fn lock(state: &Mutex<UploadState>) -> MutexGuard<'_, UploadState> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn failed(e: io::Error) -> StoreError {
-    match e.kind() {
+/// A store error while doing `what`; a name another server holds is busy.
+pub(super) fn upload_error(what: &'static str) -> impl Fn(io::Error) -> StoreError {
+    move |e| match e.kind() {
         io::ErrorKind::ResourceBusy => StoreError::Busy,
-        _ => StoreError::Failed("storing in the object store", e),
+        _ => StoreError::Failed(what, e),
     }
+}
+
+fn failed(e: io::Error) -> StoreError {
+    upload_error("storing in the object store")(e)
 }
 
 impl S3Upload {
