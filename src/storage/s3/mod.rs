@@ -61,8 +61,9 @@ impl S3Store {
         let need = |name: &str| {
             var(name).ok_or_else(|| {
                 Error::Usage(format!(
-                    "--root s3://... needs {name} (and AWS_ACCESS_KEY_ID, \
-                     AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL)"
+                    "--root s3://... needs {name} in the environment (the object store is \
+                     set by AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and \
+                     AWS_SECRET_ACCESS_KEY)"
                 ))
             })
         };
@@ -102,7 +103,15 @@ impl S3Store {
                      AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
                     endpoint.url, endpoint.bucket
                 ),
-                _ => format!("bucket {} at {}", endpoint.bucket, endpoint.url),
+                io::ErrorKind::ConnectionRefused
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::HostUnreachable
+                | io::ErrorKind::NetworkUnreachable => format!(
+                    "cannot reach the object store at {} (check AWS_ENDPOINT_URL)",
+                    endpoint.url
+                ),
+                _ => format!("cannot use bucket {} at {}", endpoint.bucket, endpoint.url),
             };
             Error::io(what, e)
         })?;
