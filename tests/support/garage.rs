@@ -199,10 +199,18 @@ impl Garage {
         ]);
     }
 
+    /// Waits until the bucket takes a write, not only a listing: right
+    /// after the layout is applied, writes can fail for a moment.
     fn wait_for_s3(&self) {
         let client = self.client();
         let started = Instant::now();
-        while let Err(e) = client.check() {
+        let probe = ".ready";
+        let writable = || {
+            client.check()?;
+            client.put(probe, b"")?;
+            client.delete(probe)
+        };
+        while let Err(e) = writable() {
             assert!(
                 started.elapsed() < START_LIMIT,
                 "S3 API not up: {e}; {}",
