@@ -90,16 +90,17 @@ fn raw_multipart(client: &S3Client, key: &str, source: &Path, size: u64) -> Dura
     let started = Instant::now();
     let part = part_size(size) as usize;
     let mut file = File::open(source).unwrap();
-    let mut buf = vec![0u8; part];
+    let mut buf = Vec::with_capacity(part);
     let upload = client.create_multipart(key).unwrap();
     let mut etags = Vec::new();
     for number in 1u16.. {
-        let n = read_full(&mut file, &mut buf).unwrap();
-        if n == 0 && number > 1 {
+        buf.clear();
+        (&mut file).take(part as u64).read_to_end(&mut buf).unwrap();
+        if buf.is_empty() && number > 1 {
             break;
         }
-        etags.push(client.upload_part(key, &upload, number, &buf[..n]).unwrap());
-        if n < part {
+        etags.push(client.upload_part(key, &upload, number, &buf).unwrap());
+        if buf.len() < part {
             break;
         }
     }
@@ -113,17 +114,6 @@ fn raw_download(client: &S3Client, key: &str, to: &Path) -> Duration {
     let mut body = client.get_from(key, 0).unwrap();
     io::copy(&mut body, &mut File::create(to).unwrap()).unwrap();
     started.elapsed()
-}
-
-fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 /// Small files per second: PutObject each, against `put` of them all.
