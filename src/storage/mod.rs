@@ -91,23 +91,6 @@ impl StoreError {
     }
 }
 
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreError::Folder(e) => write!(f, "{e:?}"),
-            StoreError::File(e) => write!(f, "{e}"),
-            StoreError::NotAFile => f.write_str("not a regular file"),
-            StoreError::Exists => f.write_str("already exists"),
-            StoreError::NotEmpty => f.write_str("folder not empty"),
-            StoreError::DigestMismatch => f.write_str("digest mismatch"),
-            StoreError::Busy => f.write_str("busy"),
-            StoreError::Overloaded => f.write_str("overloaded"),
-            StoreError::NoSpace(e) => write!(f, "no space: {e}"),
-            StoreError::Failed(what, e) => write!(f, "{what}: {e}"),
-        }
-    }
-}
-
 /// What a store's methods return.
 pub type StoreResult<T> = Result<T, StoreError>;
 
