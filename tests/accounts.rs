@@ -84,22 +84,14 @@ fn a_user_cannot_list_or_fetch_another_users_files() {
     let out = as_user(&sb, &server, ALICE, &["ls"]);
     assert_eq!(stdout(&out), "(no files)\n");
     let out = as_user(&sb, &server, ALICE, &["get", "bobs-plan.txt"]);
-    assert!(stderr(&out).contains("not_found"), "{}", stderr(&out));
+    assert_stderr_has(&out, "not_found");
     let script = "cd ../bob\npwd\nls\ncd /\ncd ..\npwd\nget ../bob/bobs-plan.txt\n";
     let out = ClientRun::new(&sb, &server, &[])
         .env("FTP_SECRET", ALICE)
         .run_with_input(script);
     assert!(!stdout(&out).contains("bobs-plan"), "{}", stdout(&out));
-    assert!(
-        stderr(&out).contains("no such folder: /bob"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        stderr(&out).contains("invalid remote name"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "no such folder: /bob");
+    assert_stderr_has(&out, "invalid remote name");
     assert!(!sb.work().join("bobs-plan.txt").exists());
 
     // Raw: names that try to reach the other home are refused.
@@ -122,11 +114,7 @@ fn uploads_over_quota_are_refused_and_nothing_is_stored() {
     sb.local_file("big.bin", &pattern(1536 * 1024, 30));
     let out = as_user(&sb, &server, ALICE, &["put", "big.bin"]);
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("server refused (quota_exceeded): quota exceeded: storing 1572864 bytes would use 1572864 of 1048576 bytes"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "server refused (quota_exceeded): quota exceeded: storing 1572864 bytes would use 1572864 of 1048576 bytes");
     assert!(!sb.root().join("alice/big.bin").exists());
     assert!(!sb.root().join("alice/.ftp-partial/big.bin").exists());
 
@@ -140,13 +128,12 @@ fn uploads_over_quota_are_refused_and_nothing_is_stored() {
     server.wait_for_log("put broken.bin aborted");
     sb.local_file("more.bin", &pattern(200 * 1024, 32));
     let out = as_user(&sb, &server, ALICE, &["quota"]);
-    assert!(
-        stdout(&out).contains("used 900.00 KiB of quota 1.00 MiB; 124.00 KiB available"),
-        "{}",
-        stdout(&out)
+    assert_stdout_has(
+        &out,
+        "used 900.00 KiB of quota 1.00 MiB; 124.00 KiB available",
     );
     let out = as_user(&sb, &server, ALICE, &["put", "more.bin"]);
-    assert!(stderr(&out).contains("quota_exceeded"), "{}", stderr(&out));
+    assert_stderr_has(&out, "quota_exceeded");
     assert!(!sb.root().join("alice/more.bin").exists());
 
     // A seed-style put over quota: the body is drained, nothing stored.
@@ -189,16 +176,12 @@ fn folders_inside_the_home() {
         o.starts_with("created /docs/2026\n/docs/2026\n/docs/2026\nstored n.txt"),
         "{o}"
     );
-    assert!(
-        stderr(&out).contains("folder 2026 is not empty"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "folder 2026 is not empty");
     assert!(
         o.ends_with("removed n.txt\n/docs\nremoved 2026\n/\nremoved docs\n(no files)\n"),
         "{o}"
     );
-    assert!(stderr(&out).contains("invalid name"), "{}", stderr(&out));
+    assert_stderr_has(&out, "invalid name");
     assert!(!sb.root().join("bob/docs").exists());
 }
 
@@ -284,11 +267,7 @@ fn the_client_refuses_an_impostor_server() {
             .stderr(Stdio::piped());
         let out = wait_output(cmd.spawn().unwrap(), Duration::from_secs(30));
         assert!(!out.status.success());
-        assert!(
-            stderr(&out).contains("the server did not prove it knows the secret"),
-            "{}",
-            stderr(&out)
-        );
+        assert_stderr_has(&out, "the server did not prove it knows the secret");
         let (answer, seen) = seen.join().unwrap();
         let text = String::from_utf8_lossy(&seen);
         assert!(
@@ -356,11 +335,7 @@ fn the_original_python_server_needs_the_explicit_flag() {
     let allowed = client(&["--allow-unproven-server"]);
     assert!(allowed.status.success(), "{}", stderr(&allowed));
     assert!(stderr(&allowed).contains("warning: not checking that the server knows the secret"));
-    assert!(
-        stdout(&allowed).contains("this server does not confirm uploads"),
-        "{}",
-        stdout(&allowed)
-    );
+    assert_stdout_has(&allowed, "this server does not confirm uploads");
     assert!(wait_until(Duration::from_secs(10), || size_of(
         &sb.root().join("to-seed.bin")
     ) == data.len()
@@ -387,7 +362,7 @@ fn uploads_in_flight_count_toward_the_quota() {
     assert!(wait_until(Duration::from_secs(20), || size_of(&partial) > 0));
     // Only a little of the first file is on disk, but all of it is coming.
     let out = as_user(&sb, &server, ALICE, &["put", "second.bin"]);
-    assert!(stderr(&out).contains("quota_exceeded"), "{}", stderr(&out));
+    assert_stderr_has(&out, "quota_exceeded");
     let mut slow = slow;
     assert!(wait_limited(&mut slow, Duration::from_secs(30)).success());
     assert!(sb.root().join("alice/first.bin").exists());

@@ -30,11 +30,7 @@ fn ls_hides_dot_files_unless_asked_and_shows_human_sizes() {
     );
     let bad = ClientRun::new(&sb, &server, &["ls", "-z"]).run();
     assert!(!bad.status.success());
-    assert!(
-        stderr(&bad).contains("error: usage: ls [-a] [-h]"),
-        "{}",
-        stderr(&bad)
-    );
+    assert_stderr_has(&bad, "error: usage: ls [-a] [-h]");
 }
 
 #[test]
@@ -66,11 +62,7 @@ fn both_programs_print_completions_and_a_man_page() {
             .unwrap()
             .to_str()
             .unwrap();
-        assert!(
-            stdout(&out).contains(&format!(".TH {name} 1")),
-            "{}",
-            stdout(&out)
-        );
+        assert_stdout_has(&out, &format!(".TH {name} 1"));
     }
 }
 

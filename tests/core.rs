@@ -130,11 +130,7 @@ fn echo_unknown_command_and_one_shot_mode() {
 
     let out = ClientRun::new(&sb, &server, &["frobnicate"]).run();
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("unknown command \"frobnicate\"; type 'help'"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "unknown command \"frobnicate\"; type 'help'");
 
     // The server answers an unknown command with an error and keeps going.
     let mut raw = Raw::login(server.addr, SECRET.as_bytes());

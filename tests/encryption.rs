@@ -36,11 +36,7 @@ fn an_eavesdropper_sees_neither_names_nor_bytes() {
         content
     );
     let out = ClientRun::to(&sb, &relay.addr_string(), &["ls"]).run();
-    assert!(
-        stdout(&out).contains("launch-plans.txt"),
-        "{}",
-        stdout(&out)
-    );
+    assert_stdout_has(&out, "launch-plans.txt");
     let capture = relay.capture();
     assert!(capture.len() > content.len(), "the relay saw the traffic");
     let text = String::from_utf8_lossy(&capture);
@@ -77,7 +73,7 @@ fn a_connection_cut_without_close_notify_never_commits() {
     assert!(!sb.root().join("cut.bin").exists());
     let out = ClientRun::new(&sb, &server, &["put", "cut.bin"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("resumed at byte"), "{}", stdout(&out));
+    assert_stdout_has(&out, "resumed at byte");
     assert_eq!(fs::read(sb.root().join("cut.bin")).unwrap(), data);
 }
 
@@ -164,11 +160,7 @@ fn a_first_contact_client_refuses_such_a_relay_at_the_channel_bound_proof() {
         .env("FTP_SECRET", STRONG)
         .run();
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("authentication failed"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "authentication failed");
     let seen = seen.join().unwrap();
     assert_eq!(
         seen.len(),
@@ -195,11 +187,7 @@ fn first_use_is_pinned_and_a_changed_certificate_is_refused_with_the_line_to_del
     let client = || ClientRun::to(&sb, &addr, &["echo", "hi"]).env("FTP_SECRET", STRONG);
     let out = client().run();
     assert_eq!(stdout(&out), "HI\n", "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("note: first contact with"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "note: first contact with");
     let known = sb.home().join(".config/ftp/known_servers");
     let line = fs::read_to_string(&known).unwrap();
     assert!(line.starts_with(&format!("{addr} SHA256:")), "{line}");
@@ -241,11 +229,7 @@ fn a_guessable_secret_goes_to_an_unknown_server_only_with_its_fingerprint() {
     let server = sb.start_server(&["--tls-dir", tls_dir.to_str().unwrap()]);
     let out = ClientRun::new(&sb, &server, &["echo", "hi"]).run();
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("pass --fingerprint SHA256:"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "pass --fingerprint SHA256:");
     let log = server.wait_for_log("--fingerprint SHA256:");
     let fp = log
         .split("--fingerprint ")
@@ -262,11 +246,7 @@ fn a_guessable_secret_goes_to_an_unknown_server_only_with_its_fingerprint() {
     assert_eq!(stdout(&out), "AGAIN\n", "{}", stderr(&out));
     let wrong = Fingerprint::of(b"another certificate").to_string();
     let out = ClientRun::new(&sb, &server, &["--fingerprint", &wrong, "echo", "hi"]).run();
-    assert!(
-        stderr(&out).contains("as given with --fingerprint"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "as given with --fingerprint");
 }
 
 #[test]

@@ -97,10 +97,9 @@ fn past_the_connection_cap_clients_are_told_at_once_and_others_unharmed() {
     let started = Instant::now();
     let out = ClientRun::new(&sb, &server, &["echo", "hi"]).run();
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("server busy: it is serving its limit of 20 connections"),
-        "{}",
-        stderr(&out)
+    assert_stderr_has(
+        &out,
+        "server busy: it is serving its limit of 20 connections",
     );
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -219,10 +218,9 @@ fn files_over_the_size_limit_are_refused_before_any_byte_is_written() {
     sb.local_file("big.bin", &[1u8; 1025]);
     let out = ClientRun::new(&sb, &server, &["put", "ok.bin", "big.bin"]).run();
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("server refused (too_large): file too large: 1025 > 1024 bytes"),
-        "{}",
-        stderr(&out)
+    assert_stderr_has(
+        &out,
+        "server refused (too_large): file too large: 1025 > 1024 bytes",
     );
     assert!(sb.root().join("ok.bin").exists());
     assert!(!sb.root().join("big.bin").exists());
@@ -264,11 +262,7 @@ fn a_full_disk_is_refused_up_front_or_stops_the_upload_and_keeps_it_for_a_resume
     // Too big for the free space: refused before any byte is written.
     sb.local_file("huge.bin", &pattern(5 * 1024 * 1024, 20));
     let out = ClientRun::new(&sb, &server, &["put", "huge.bin"]).run();
-    assert!(
-        stderr(&out).contains("server refused (no_space): not enough disk space"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "server refused (no_space): not enough disk space");
     assert!(!sb.root().join(".ftp-partial/huge.bin").exists());
 
     // Two uploads that each fit alone: the slow one runs out of space in
@@ -309,7 +303,7 @@ fn a_full_disk_is_refused_up_front_or_stops_the_upload_and_keeps_it_for_a_resume
     fs::remove_file(sb.root().join("fast.bin")).unwrap();
     let out = ClientRun::new(&sb, &server, &["put", "slow.bin"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("resumed at byte"), "{}", stdout(&out));
+    assert_stdout_has(&out, "resumed at byte");
     assert_eq!(fs::read(sb.root().join("slow.bin")).unwrap(), slow_data);
     // Still serving.
     let out = ClientRun::new(&sb, &server, &["ls"]).run();

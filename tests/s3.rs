@@ -93,15 +93,11 @@ fn files_put_through_one_server_are_listed_and_fetched_through_another() {
     let out = ClientRun::new(&sb, &b, &[])
         .run_with_input("mkdir docs\ncd docs\nput small.txt\npwd\nls\n");
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("/docs"), "{}", stdout(&out));
+    assert_stdout_has(&out, "/docs");
     assert!(object_exists(&garage, "shared/docs/small.txt"));
     let out = ClientRun::new(&sb, &a, &[])
         .run_with_input("rm docs\ncd docs\nrm small.txt\ncd /\nrm docs\nls\n");
-    assert!(
-        stderr(&out).contains("folder docs is not empty"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "folder docs is not empty");
     assert!(!stdout(&out).contains("docs/"), "{}", stdout(&out));
     assert!(!object_exists(&garage, "shared/docs/small.txt"));
     assert!(!object_exists(&garage, "shared/docs/"));
@@ -158,11 +154,7 @@ fn a_part_replaced_behind_the_servers_back_is_caught_before_complete() {
     // The server refuses to complete; the client sends the file again.
     let out = wait_output(client, CLIENT_LIMIT);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("did not match, so it was sent again"),
-        "{}",
-        stdout(&out)
-    );
+    assert_stdout_has(&out, "did not match, so it was sent again");
     assert!(a.log_text().contains("put big.bin error digest_mismatch"));
     assert_eq!(fetch(&sb, &a.addr_string(), "big.bin"), data);
 }
@@ -243,19 +235,11 @@ fn a_quota_counts_what_every_server_stored() {
         .env("FTP_SECRET", "alice secret")
         .run();
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("server refused (quota_exceeded)"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "server refused (quota_exceeded)");
     let out = ClientRun::new(&sb, &b, &["quota"])
         .env("FTP_SECRET", "alice secret")
         .run();
-    assert!(
-        stdout(&out).contains("used 20.00 MiB of quota 30.00 MiB"),
-        "{}",
-        stdout(&out)
-    );
+    assert_stdout_has(&out, "used 20.00 MiB of quota 30.00 MiB");
 }
 
 #[test]
@@ -303,15 +287,11 @@ fn an_upload_resumes_once_the_store_is_back() {
     garage.stop();
     let out = wait_output(client, CLIENT_LIMIT);
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("error: put big.bin"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "error: put big.bin");
     garage.restart();
     let out = ClientRun::new(&sb, &a, &["put", "big.bin"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("resumed at byte"), "{}", stdout(&out));
+    assert_stdout_has(&out, "resumed at byte");
     assert_eq!(fetch(&sb, &a.addr_string(), "big.bin"), data);
 }
 
@@ -411,7 +391,7 @@ fn behind_haproxy_a_put_cut_off_resumes_through_the_next_server() {
     // The next connection goes to the other server, which resumes.
     let out = ClientRun::to(&sb, &addr, &["put", "big.bin"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("resumed at byte"), "{}", stdout(&out));
+    assert_stdout_has(&out, "resumed at byte");
     let logs = [a.log_text(), b.log_text()];
     let resumed_on = logs
         .iter()

@@ -105,7 +105,7 @@ fn the_seed_echo_client_gets_its_text_back_upper_cased() {
         "hi\nquit\n",
         &sb.work(),
     );
-    assert!(stdout(&out).contains("HI\n"), "{}", stdout(&out));
+    assert_stdout_has(&out, "HI\n");
     server.wait_for_log("the seed's echo dialect");
 }
 
@@ -206,16 +206,8 @@ fn ftp_client_uploads_to_the_seed_ftp_server_with_the_flag() {
     )
     .run();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("no challenge came"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        stdout(&out).contains("this server does not confirm uploads"),
-        "{}",
-        stdout(&out)
-    );
+    assert_stderr_has(&out, "no challenge came");
+    assert_stdout_has(&out, "this server does not confirm uploads");
     let landed = root.join("to-seed.bin");
     assert!(wait_until(Duration::from_secs(10), || size_of(&landed)
         == data.len() as u64));
@@ -238,11 +230,7 @@ fn ftp_client_echoes_through_the_seed_echo_server_with_the_flag() {
     assert_eq!(stdout(&out), "HELLO SEED\n", "{}", stderr(&out));
     let out = ClientRun::to(&sb, &server.addr, &["--allow-unproven-server", "ls"]).run();
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("only echoes text"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "only echoes text");
     let out = ClientRun::to(&sb, &server.addr, &["echo", "hello"]).run();
     assert!(!out.status.success(), "without the flag nothing is sent");
 }

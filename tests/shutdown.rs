@@ -37,11 +37,7 @@ fn sigterm_refuses_newcomers_and_lets_the_running_upload_finish() {
     server.wait_for_log("shutting down");
     let newcomer = ClientRun::new(&sb, &server, &["echo", "hi"]).run();
     assert!(!newcomer.status.success());
-    assert!(
-        stderr(&newcomer).contains("shutting down"),
-        "{}",
-        stderr(&newcomer)
-    );
+    assert_stderr_has(&newcomer, "shutting down");
     let out = wait_output(upload, Duration::from_secs(30));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(fs::read(sb.root().join("late.bin")).unwrap(), data);
@@ -72,6 +68,6 @@ fn a_grace_period_that_runs_out_keeps_the_partial_for_a_resume() {
     let server = sb.start_server(&[]);
     let out = ClientRun::new(&sb, &server, &["put", "cut.bin"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("resumed at byte"), "{}", stdout(&out));
+    assert_stdout_has(&out, "resumed at byte");
     assert_eq!(fs::read(sb.root().join("cut.bin")).unwrap(), data);
 }

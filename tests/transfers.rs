@@ -82,10 +82,9 @@ fn corrupted_partial_data_is_detected_and_never_committed() {
 
     let out = ClientRun::new(&sb, &server, &["put", "big.bin"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("the server's partial data did not match, so it was sent again"),
-        "{}",
-        stdout(&out)
+    assert_stdout_has(
+        &out,
+        "the server's partial data did not match, so it was sent again",
     );
     let log = server.wait_for_log("put big.bin ok");
     assert!(log.contains("put big.bin error digest_mismatch"), "{log}");
@@ -176,11 +175,7 @@ fn get_of_a_missing_file_fails_clearly_and_leaves_nothing() {
     // A traversal name is refused before asking the server.
     let out = ClientRun::new(&sb, &server, &["get", "../../etc/passwd"]).run();
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("invalid remote name"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "invalid remote name");
 }
 
 #[test]
@@ -241,11 +236,7 @@ fn overwrite_replaces_by_default_and_can_be_refused() {
         .success());
     sb.local_file("f.txt", b"second version");
     let out = ClientRun::new(&sb, &server, &["put", "f.txt"]).run();
-    assert!(
-        stdout(&out).contains("replaced the existing file"),
-        "{}",
-        stdout(&out)
-    );
+    assert_stdout_has(&out, "replaced the existing file");
     assert_eq!(
         fs::read(sb.root().join("f.txt")).unwrap(),
         b"second version"
@@ -256,10 +247,9 @@ fn overwrite_replaces_by_default_and_can_be_refused() {
     sb.local_file("f.txt", b"third");
     let out = ClientRun::new(&sb, &server, &["put", "f.txt"]).run();
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("server refused (exists): f.txt already exists and this server does not overwrite files"),
-        "{}",
-        stderr(&out)
+    assert_stderr_has(
+        &out,
+        "server refused (exists): f.txt already exists and this server does not overwrite files",
     );
     assert_eq!(
         fs::read(sb.root().join("f.txt")).unwrap(),
@@ -282,16 +272,12 @@ fn get_does_not_follow_links_out_of_the_root() {
     std::os::unix::fs::symlink(&secret, sb.root().join("door")).unwrap();
     let out = ClientRun::new(&sb, &server, &["get", "door"]).run();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
+    assert_stderr_has(&out, "symbolic link");
     assert!(!sb.work().join("door").exists());
     // A put to that name is refused; the file behind the link is untouched.
     sb.local_file("door", b"replacement");
     let out = ClientRun::new(&sb, &server, &["put", "door"]).run();
-    assert!(
-        stderr(&out).contains("door exists and is not a regular file"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "door exists and is not a regular file");
     assert_eq!(fs::read(&secret).unwrap(), b"private");
 }
 
@@ -380,5 +366,5 @@ fn rm_also_removes_a_partial_upload_nobody_is_running() {
     assert_eq!(stdout(&out), "removed left.bin\n", "{}", stderr(&out));
     assert!(!partial.exists(), "the space is free again");
     let out = ClientRun::new(&sb, &server, &["rm", "left.bin"]).run();
-    assert!(stderr(&out).contains("no such file"), "{}", stderr(&out));
+    assert_stderr_has(&out, "no such file");
 }

@@ -306,6 +306,20 @@ pub fn wait_limited(child: &mut Child, limit: Duration) -> ExitStatus {
     }
 }
 
+/// Fails unless the process wrote `needle` to stderr, showing all of it.
+#[track_caller]
+pub fn assert_stderr_has(o: &Output, needle: &str) {
+    let said = stderr(o);
+    assert!(said.contains(needle), "no {needle:?} in stderr:\n{said}");
+}
+
+/// Fails unless the process wrote `needle` to stdout, showing all of it.
+#[track_caller]
+pub fn assert_stdout_has(o: &Output, needle: &str) {
+    let said = stdout(o);
+    assert!(said.contains(needle), "no {needle:?} in stdout:\n{said}");
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
