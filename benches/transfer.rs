@@ -150,16 +150,20 @@ fn bulk(s: &Settings, scratch: &Scratch, source: &Path, ours: &Server, seed: Opt
                     let _ = fs::remove_file(&raw_dst);
                 }
                 1 => {
+                    ours.forget_upload(source);
                     let t = Instant::now();
                     let mut c = client(ours.addr);
                     c.put(source, &mut NoProgress).expect("library put");
                     put_lib.push(t.elapsed());
                 }
-                2 => put_cli.push(run_client(
-                    ours.addr,
-                    &["put", source.to_str().unwrap()],
-                    &scratch.dir,
-                )),
+                2 => {
+                    ours.forget_upload(source);
+                    put_cli.push(run_client(
+                        ours.addr,
+                        &["put", source.to_str().unwrap()],
+                        &scratch.dir,
+                    ))
+                }
                 3 => {
                     get_cli.push(run_client(
                         ours.addr,
@@ -668,6 +672,7 @@ fn idle_cost(pid: u32, span: Duration) -> (usize, f64) {
 
 // ------------------------------------------------------------- helpers
 
+/// A server under test: its process, address and upload root.
 struct Server {
     child: Child,
     addr: SocketAddr,
@@ -719,6 +724,16 @@ impl Server {
             addr,
             root: root.to_path_buf(),
         })
+    }
+
+    /// Deletes what an earlier round stored under `source`'s name, outside
+    /// the timed part, as the baselines delete their copies: replacing a
+    /// 1 GiB file in tmpfs frees its pages inside the rename, which would
+    /// time the previous round's clean-up.
+    fn forget_upload(&self, source: &Path) {
+        if let Some(name) = source.file_name() {
+            let _ = fs::remove_file(self.root.join(name));
+        }
     }
 
     fn pid(&self) -> u32 {

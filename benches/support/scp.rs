@@ -114,7 +114,10 @@ pub fn section(s: &Settings, scratch: &Scratch, source: &Path, ours: &Server) {
             let which = (step + round) % (CIPHERS.len() + 1);
             let d = match CIPHERS.get(which) {
                 Some(cipher) => scp(&sshd, &dir, cipher, source, &dst),
-                None => run_client(ours.addr, &["put", source.to_str().unwrap()], &scratch.dir),
+                None => {
+                    ours.forget_upload(source);
+                    run_client(ours.addr, &["put", source.to_str().unwrap()], &scratch.dir)
+                }
             };
             runs[which].push(d);
             let _ = fs::remove_file(&dst);

@@ -75,15 +75,19 @@ pub fn section(s: &Settings, scratch: &Scratch, source: &Path, ours: &Server) {
                     let _ = fs::remove_file(&dst);
                 }
                 1 => {
+                    ours.forget_upload(source);
                     let t = Instant::now();
                     client(ours.addr).put(source, &mut NoProgress).unwrap();
                     lib.push(t.elapsed());
                 }
-                _ => cli.push(run_client(
-                    ours.addr,
-                    &["put", source.to_str().unwrap()],
-                    &scratch.dir,
-                )),
+                _ => {
+                    ours.forget_upload(source);
+                    cli.push(run_client(
+                        ours.addr,
+                        &["put", source.to_str().unwrap()],
+                        &scratch.dir,
+                    ))
+                }
             }
         }
     }
