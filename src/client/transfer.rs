@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::client::connect::{read_reply, Dialect};
 use crate::client::{Client, ClientOptions, GetReport, Progress, PutReport};
 use crate::error::{Error, Result};
+use crate::io::digest::Digester;
 use crate::io::interrupt::{is_interruption, Interruptible};
 use crate::io::pump::{hash_prefix, relay, PumpError};
 use crate::io::throttle::Throttle;
@@ -167,7 +168,7 @@ impl Client {
         name: &str,
         file: &mut File,
         len: u64,
-        hasher: Option<&mut blake3::Hasher>,
+        hasher: Option<&mut Digester>,
         progress: &mut dyn Progress,
     ) -> Result<()> {
         let options = self.options.clone();
@@ -230,6 +231,7 @@ impl Client {
             file.seek(SeekFrom::Start(0))
                 .map_err(|e| Error::io("reading the local file", e))?;
             hash_prefix(file, offset, &mut hasher)?;
+            let mut hasher = Digester::new(hasher, size - offset);
             progress.start(name, size, offset);
             c.send_body(name, file, size - offset, Some(&mut hasher), progress)?;
             frame::write_json(
@@ -314,10 +316,11 @@ impl Client {
             if ready.offset != offset || ready.filesize < offset {
                 return Err(Error::Malformed("server sent a different offset".into()));
             }
-            let (mut file, mut hasher) = open_partial_download(partial, offset)?;
+            let (mut file, hasher) = open_partial_download(partial, offset)?;
             progress.start(name, ready.filesize, offset);
             let body = ready.filesize - offset;
             let mut sink = paced(&mut file, &c.options);
+            let mut hasher = Digester::new(hasher, body);
             let got = relay(&mut c.stream, &mut sink, body, Some(&mut hasher), |n| {
                 progress.advance(n)
             });
@@ -386,7 +389,7 @@ fn open_partial_download(partial: &Path, offset: u64) -> Result<(File, blake3::H
 fn finish_download(
     name: &str,
     file: File,
-    hasher: blake3::Hasher,
+    hasher: Digester,
     digest: &Digest,
     partial: &Path,
     target: &Path,

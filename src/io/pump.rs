@@ -4,6 +4,7 @@
 use std::io::{self, Read, Write};
 
 use crate::error::{Error, Result};
+use crate::io::digest::Digester;
 
 /// Chunk size for bulk transfers. Large chunks keep the number of system
 /// calls low; `std::io::copy`'s 8 KiB is much slower from a socket.
@@ -66,7 +67,7 @@ pub fn relay<R: Read + ?Sized, W: Write + ?Sized>(
     from: &mut R,
     to: &mut W,
     len: u64,
-    mut hasher: Option<&mut blake3::Hasher>,
+    mut hasher: Option<&mut Digester>,
     mut moved: impl FnMut(u64),
 ) -> Result<u64, PumpError> {
     let mut buf = buffer_for(len);
@@ -164,7 +165,8 @@ mod tests {
     #[test]
     fn relay_copies_hashes_and_counts() {
         let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
-        let (mut out, mut h, mut counted) = (Vec::new(), blake3::Hasher::new(), 0);
+        let (mut out, mut counted) = (Vec::new(), 0);
+        let mut h = Digester::new(blake3::Hasher::new(), 600_000);
         let n = relay(
             &mut Cursor::new(&data),
             &mut out,

@@ -11,6 +11,7 @@ use super::local;
 use super::usage::UsageBook;
 use super::{Claim, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan};
 use crate::error::Error;
+use crate::io::digest::Digester;
 use crate::io::pump::hash_prefix;
 use crate::wire::message::Listing;
 use crate::wire::names::PARTIAL_DIR;
@@ -205,6 +206,7 @@ impl Store for DiskStore {
                 .and_then(|mut f| hash_prefix(&mut f, offset, h))
                 .map_err(|e| StoreError::Failed("reading partial data", e.into()))?;
         }
+        let hasher = hasher.map(|h| Digester::new(h, plan.filesize.saturating_sub(offset)));
         Ok(Box::new(DiskUpload {
             usage: self.usage.clone(),
             home,
@@ -263,7 +265,7 @@ struct DiskUpload {
     target: PathBuf,
     partial: PathBuf,
     file: File,
-    hasher: Option<blake3::Hasher>,
+    hasher: Option<Digester>,
     offset: u64,
     /// Bytes in the partial file, the kept ones included.
     written: u64,
@@ -312,10 +314,10 @@ impl Upload for DiskUpload {
     }
 
     fn finish(
-        self: Box<Self>,
+        mut self: Box<Self>,
         expected: Option<blake3::Hash>,
     ) -> StoreResult<Option<blake3::Hash>> {
-        let actual = self.hasher.as_ref().map(blake3::Hasher::finalize);
+        let actual = self.hasher.take().map(Digester::finalize);
         if let (Some(expected), Some(actual)) = (expected, actual) {
             // Hash equality is constant-time.
             if expected != actual {

@@ -3,6 +3,7 @@
 
 use super::{bad_name, store_refusal};
 use crate::error::{Error, Result};
+use crate::io::digest::Digester;
 use crate::io::pump::{hash_prefix, relay, PumpError};
 use crate::net::Transport;
 use crate::server::session::{refuse, Outcome, Session};
@@ -38,6 +39,7 @@ impl Session<'_> {
         }
         let body = filesize - req.offset;
         let mut rest = file.read_from(req.offset).map_err(reading)?;
+        let mut hasher = hasher.map(|h| Digester::new(h, body));
         relay(&mut rest, s, body, hasher.as_mut(), |_| {}).map_err(|e| match e {
             // The file shrank under us: the promised length cannot be kept.
             PumpError::Source(e) => e,
