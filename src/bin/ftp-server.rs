@@ -61,6 +61,12 @@ struct Args {
     /// [default: 10000]
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+    /// Threads for connections that are doing something (a login, a
+    /// command, a transfer); more such connections wait their turn. Idle
+    /// connections hold none. More are added only while all of these are
+    /// stuck on slow peers.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    workers: usize,
     /// Most connections one address may hold (an IPv6 /64 counts as one).
     #[arg(long, default_value_t = 1_000, value_name = "N")]
     max_per_address: usize,
@@ -215,6 +221,7 @@ fn config(args: &Args, store: Arc<dyn Store>, accounts: Accounts, tls: ServerIde
                 .max(1),
             args.max_connections.is_some(),
         ),
+        workers: args.workers.max(1),
         max_per_address: args.max_per_address.max(1),
         partial_ttl: Duration::from_secs(args.partial_ttl.saturating_mul(3600)),
         tls,

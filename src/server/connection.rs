@@ -1,21 +1,23 @@
-//! One connection's life: the login on a worker, then each command on a
-//! worker, with every wait between commands spent in the poller, holding
-//! no thread.
+//! One connection's life: the challenge sent from the accepting thread,
+//! the login and then each command on a worker, with every wait for the
+//! client (for its answer, for its next command) spent in the poller,
+//! holding no thread.
 
 use std::net::{IpAddr, TcpStream};
 use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::{contain, Shared, Slot};
+use super::{contain, run_or_refuse, Shared, Slot};
 use crate::error::Result;
 use crate::net::prefixed::Prefixed;
 use crate::net::{readable_within, Transport};
 use crate::server::accounts::Account;
 use crate::server::echo;
-use crate::server::login::{login, Dialect};
+use crate::server::login::{self, Dialect, Greeted, Login};
 use crate::server::poller::Parkable;
-use crate::server::session::{Flow, Session};
+use crate::server::session::{send_error, Flow, Session};
+use crate::wire::message::{ErrorCode, ErrorReply};
 
 /// Whose connection it is.
 #[derive(Debug, Clone, Copy)]
@@ -38,14 +40,34 @@ pub(super) struct Conn {
     _slot: Slot,
 }
 
-impl Parkable for Conn {
+/// A connection that was sent its challenge and waits for the answer.
+pub(super) struct Answering {
+    greeted: Greeted,
+    ip: IpAddr,
+    slot: Slot,
+    span: tracing::Span,
+    started: Instant,
+}
+
+/// What waits in the poller for the client.
+pub(super) enum Waiting {
+    /// The answer to the challenge.
+    Answer(Answering),
+    /// The next command.
+    Command(Conn),
+}
+
+impl Parkable for Waiting {
     fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.transport.socket()
+        match self {
+            Waiting::Answer(a) => a.greeted.socket(),
+            Waiting::Command(conn) => conn.transport.socket(),
+        }
     }
 }
 
-/// From accept to the first command: the login, the dialect, the home
-/// folder. `None` when the connection ends there.
+/// From accept to the first command, all on this thread: the login, the
+/// dialect, the home folder. `None` when the connection ends there.
 pub(super) fn open(
     shared: &Shared,
     stream: TcpStream,
@@ -54,8 +76,24 @@ pub(super) fn open(
     span: tracing::Span,
 ) -> Option<Conn> {
     let started = Instant::now();
-    let config = &shared.config;
-    let login = login(config, &shared.backoff, stream, ip)?;
+    let login = login::login(&shared.config, &shared.backoff, stream, ip)?;
+    establish(shared, login, slot, span, started)
+}
+
+/// The answer came: the rest of the login and the first command.
+fn answered(shared: &Shared, a: Answering) -> Option<Conn> {
+    let login = login::answer(&shared.config, &shared.backoff, a.greeted, a.ip)?;
+    establish(shared, login, a.slot, a.span, a.started)
+}
+
+/// A connection that passed its login, with its session started.
+fn establish(
+    shared: &Shared,
+    login: Login,
+    slot: Slot,
+    span: tracing::Span,
+    started: Instant,
+) -> Option<Conn> {
     let who = match (login.dialect, login.index) {
         (Dialect::Anonymous, _) => Who::Anonymous,
         (_, Some(index)) => Who::Account(index),
@@ -131,10 +169,13 @@ pub(super) fn run(shared: &Shared, mut conn: Conn) {
     let _busy = Running::new(shared);
     loop {
         if !conn.transport.has_buffered() && !readable_now(&conn) {
-            match shared.park(conn) {
+            acknowledge_now(&conn);
+            let idle = Instant::now() + shared.config.context.idle_timeout;
+            match shared.park(Waiting::Command(conn), idle) {
                 None => return,
                 // Not a socket the poller can watch: wait here instead.
-                Some(back) => conn = back,
+                Some(Waiting::Command(back)) => conn = back,
+                Some(Waiting::Answer(_)) => return,
             }
         }
         if conn.unsniffed {
@@ -196,34 +237,90 @@ impl Transport for Gone {}
 
 /// Whether the client's next command has already arrived.
 fn readable_now(conn: &Conn) -> bool {
-    conn.fd()
+    conn.transport
+        .socket()
         .is_none_or(|fd| readable_within(fd, Duration::ZERO))
 }
 
-/// The poller found the connection readable: a worker takes it.
-pub(super) fn resume(shared: &Weak<Shared>, conn: Conn) {
-    let Some(shared) = shared.upgrade() else {
-        return;
-    };
-    let job_shared = shared.clone();
-    let job = Box::new(move || {
-        let span = conn.span.clone();
-        let _entered = span.enter();
-        contain(|| run(&job_shared, conn));
-    });
-    if let Err(e) = shared.workers.run(job) {
-        tracing::warn!("cannot start a connection thread: {e}");
+/// Sends the ACK the kernel may be holding back for what the client sent
+/// last. A thread blocked in a read gets it sent at once; a socket handed
+/// to epoll does not, and a client whose next message waits behind Nagle's
+/// algorithm for that ACK (the seed's, after its login answer) would stall
+/// for the 40 ms delayed-ACK timer.
+fn acknowledge_now(conn: &Conn) {
+    if let Some(fd) = conn.transport.socket() {
+        let _ = rustix::net::sockopt::set_tcp_quickack(fd, true);
     }
 }
 
-/// The poller found the connection silent for the idle timeout.
-pub(super) fn expire(conn: Conn) {
-    let _entered = conn.span.enter();
-    tracing::info!("closed after the idle timeout");
+/// The client spoke (or the socket could not be parked): a worker takes
+/// the connection, in its turn.
+pub(super) fn resume(shared: &Arc<Shared>, waiting: Waiting) {
+    let job_shared = shared.clone();
+    let work = move |waiting| match waiting {
+        Waiting::Command(conn) => {
+            let span = conn.span.clone();
+            let _entered = span.enter();
+            contain(|| run(&job_shared, conn));
+        }
+        Waiting::Answer(answering) => {
+            let span = answering.span.clone();
+            let _entered = span.enter();
+            contain(|| {
+                let opened = {
+                    let _busy = Running::new(&job_shared);
+                    answered(&job_shared, answering)
+                };
+                if let Some(conn) = opened {
+                    run(&job_shared, conn);
+                }
+            });
+        }
+    };
+    run_or_refuse(shared, waiting, work, |waiting, e| match waiting {
+        Waiting::Command(mut conn) => {
+            let _entered = conn.span.clone().entered();
+            tracing::warn!("dropped: no thread for the next command: {e}");
+            let why = "server busy: it cannot start a thread now; try again shortly";
+            let _ = send_error(&mut conn.transport, ErrorReply::new(ErrorCode::Busy, why));
+        }
+        Waiting::Answer(answering) => {
+            let _entered = answering.span.enter();
+            tracing::warn!("dropped during login: no thread to finish it: {e}");
+        }
+    });
 }
 
-/// A new connection on the worker it was dispatched to: the login, then
-/// its commands until it goes quiet.
+/// The poller's `ready`: [`resume`] while the server lives.
+pub(super) fn wake(shared: &Weak<Shared>, waiting: Waiting) {
+    if let Some(shared) = shared.upgrade() {
+        resume(&shared, waiting);
+    }
+}
+
+/// The poller found the client silent until the deadline.
+pub(super) fn expire(waiting: Waiting) {
+    match waiting {
+        Waiting::Command(conn) => {
+            let _entered = conn.span.enter();
+            tracing::info!("closed after the idle timeout");
+        }
+        Waiting::Answer(answering) => {
+            let _entered = answering.span.enter();
+            tracing::info!("left during login: no answer to the challenge in time");
+        }
+    }
+}
+
+/// How long a worker that sent the challenge waits for the answer before
+/// it parks the connection in the poller and takes other work: a client
+/// nearby answers well within it, and one that does not costs a worker no
+/// more than this.
+const ANSWER_WAIT: Duration = Duration::from_millis(10);
+
+/// A new connection on the worker it was dispatched to: the challenge, the
+/// login, then its commands until it goes quiet. A client slow to answer
+/// the challenge waits for its answer in the poller.
 pub(super) fn start(
     shared: &Arc<Shared>,
     stream: TcpStream,
@@ -233,7 +330,33 @@ pub(super) fn start(
 ) {
     let opened = {
         let _busy = Running::new(shared);
-        open(shared, stream, ip, slot, span)
+        if !login::greets_at_once(&shared.config, &shared.backoff, ip) {
+            open(shared, stream, ip, slot, span)
+        } else {
+            let started = Instant::now();
+            let Some(greeted) = login::greet(&shared.config, stream) else {
+                return;
+            };
+            let answering = Answering {
+                greeted,
+                ip,
+                slot,
+                span,
+                started,
+            };
+            let answer_came = answering
+                .greeted
+                .socket()
+                .is_none_or(|fd| readable_within(fd, ANSWER_WAIT));
+            if !answer_came {
+                let deadline = answering.greeted.deadline;
+                if let Some(unparked) = shared.park(Waiting::Answer(answering), deadline) {
+                    resume(shared, unparked);
+                }
+                return;
+            }
+            answered(shared, answering)
+        }
     };
     if let Some(conn) = opened {
         run(shared, conn);

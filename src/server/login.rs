@@ -18,7 +18,8 @@ use crate::server::metrics::Metrics;
 use crate::server::session::send_error;
 use crate::server::Config;
 use crate::wire::auth::{
-    find_key, new_challenge, server_opening, Challenge, Opening, Response, RESPONSE_LEN,
+    find_key, new_challenge, read_opening, send_challenge, Challenge, Opening, Response,
+    RESPONSE_LEN,
 };
 use crate::wire::binding::{self, find_client, BINDING_LEN};
 use crate::wire::frame::{read_full, MAX_HEADER_LEN};
@@ -108,14 +109,68 @@ impl Backoff {
     }
 }
 
-/// The login, after the back-off delay `ip` has earned: the seed's
-/// challenge, then either TLS with a channel-bound proof or, unless TLS is
-/// required, the seed's plaintext HMAC-MD5 answer. Returns the account's
-/// index and the connection to serve; a failed login is answered
-/// `auth_failed` and closed.
+/// Whether a new connection from `ip` can be sent its challenge at once
+/// and, if the answer is slow, wait for it in the poller: unless its
+/// address has earned a delay, or an anonymous client may speak first.
+pub fn greets_at_once(config: &Config, backoff: &Backoff, ip: IpAddr) -> bool {
+    config.anonymous_quota.is_none() && backoff.delay(ip).is_zero()
+}
+
+/// A connection that was sent the seed's challenge and waits for the
+/// client's 16 bytes.
+pub struct Greeted {
+    transport: TcpTransport,
+    challenge: Challenge,
+    /// When the whole login, TLS included, must be over.
+    pub deadline: Instant,
+}
+
+impl Greeted {
+    /// The socket the answer comes on.
+    pub fn socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.transport.socket()
+    }
+}
+
+/// Readies an accepted socket and sends it the challenge: 32 bytes into an
+/// empty socket buffer, which never wait.
+pub fn greet(config: &Config, stream: TcpStream) -> Option<Greeted> {
+    prepare_socket(&stream, config.context.idle_timeout);
+    tracing::info!("connected");
+    greet_on(config, new_transport(config, stream)?)
+}
+
+fn new_transport(config: &Config, stream: TcpStream) -> Option<TcpTransport> {
+    match TcpTransport::new(stream, config.context.idle_timeout) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::info!("dropped: cannot set a timeout: {e}");
+            None
+        }
+    }
+}
+
+fn greet_on(config: &Config, mut transport: TcpTransport) -> Option<Greeted> {
+    let deadline = Instant::now() + config.login_timeout;
+    transport.set_deadline(Some(deadline));
+    let challenge = new_challenge();
+    match send_challenge(&mut transport, &challenge) {
+        Ok(()) => Some(Greeted {
+            transport,
+            challenge,
+            deadline,
+        }),
+        Err(e) => left(e),
+    }
+}
+
+/// The whole login on this thread, after the back-off delay `ip` has
+/// earned: the seed's challenge, then either TLS with a channel-bound
+/// proof or, unless TLS is required, the seed's plaintext HMAC-MD5 answer.
+/// Returns the account's index and the connection to serve; a failed login
+/// is answered `auth_failed` and closed.
 pub fn login(config: &Config, backoff: &Backoff, stream: TcpStream, ip: IpAddr) -> Option<Login> {
-    let ctx = &config.context;
-    prepare_socket(&stream, ctx.idle_timeout);
+    prepare_socket(&stream, config.context.idle_timeout);
     tracing::info!("connected");
     let delay = backoff.delay(ip);
     if !delay.is_zero() {
@@ -125,13 +180,7 @@ pub fn login(config: &Config, backoff: &Backoff, stream: TcpStream, ip: IpAddr) 
         );
         thread::sleep(delay);
     }
-    let mut transport = match TcpTransport::new(stream, ctx.idle_timeout) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::info!("dropped: cannot set a timeout: {e}");
-            return None;
-        }
-    };
+    let mut transport = new_transport(config, stream)?;
     if config.anonymous_quota.is_some() {
         match speaks_first(&mut transport, config.login_timeout) {
             Ok(Some(first)) => return anonymous_login(config, transport, first),
@@ -139,11 +188,18 @@ pub fn login(config: &Config, backoff: &Backoff, stream: TcpStream, ip: IpAddr) 
             Err(e) => return left(e),
         }
     }
-    // The whole login, TLS included, must fit in the login timeout.
-    transport.set_deadline(Some(Instant::now() + config.login_timeout));
-    let challenge = new_challenge();
-    let opening = server_opening(&mut transport, &challenge);
-    let result = match opening {
+    answer(config, backoff, greet_on(config, transport)?, ip)
+}
+
+/// The rest of the login, once the client's 16 bytes are on their way:
+/// the dialect they choose, and its proof.
+pub fn answer(config: &Config, backoff: &Backoff, greeted: Greeted, ip: IpAddr) -> Option<Login> {
+    let Greeted {
+        mut transport,
+        challenge,
+        ..
+    } = greeted;
+    let result = match read_opening(&mut transport) {
         Ok(Opening::Tls) => tls_login(config, transport),
         Ok(Opening::Answer(_)) if config.require_tls => {
             tracing::warn!("login refused: plaintext logins are off (--require-tls)");
@@ -205,7 +261,7 @@ fn prepare_socket(stream: &TcpStream, idle: Duration) {
     let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive);
 }
 
-fn left(e: impl std::fmt::Display) -> Option<Login> {
+fn left<T>(e: impl std::fmt::Display) -> Option<T> {
     tracing::info!("left during login: {e}");
     None
 }

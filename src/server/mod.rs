@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::net::readable_within;
 use crate::net::tls::ServerIdentity;
 use crate::server::accounts::Accounts;
-use crate::server::connection::Conn;
+use crate::server::connection::Waiting;
 use crate::server::context::Context;
 use crate::server::login::{host_key, Backoff};
 use crate::server::poller::Poller;
@@ -63,6 +63,10 @@ pub struct Config {
     pub accounts: Accounts,
     /// Most connections served at once; more are answered `busy`.
     pub max_connections: usize,
+    /// Worker threads for connections that have work (a login, a command,
+    /// a transfer); more work waits its turn, and more threads are added
+    /// only while all of these are stuck.
+    pub workers: usize,
     /// Most connections one host may hold open (an IPv6 host is its /64),
     /// so that one cannot take every slot.
     pub max_per_address: usize,
@@ -86,7 +90,7 @@ struct Shared {
     backoff: Backoff,
     workers: Workers,
     /// Where connections wait between commands; set once at bind.
-    poller: OnceLock<Poller<Conn>>,
+    poller: OnceLock<Poller<Waiting>>,
     /// Connections a worker is serving now (logging in, or in a command).
     running: AtomicUsize,
     /// Open connections by host (an IPv6 host is its /64).
@@ -94,11 +98,12 @@ struct Shared {
 }
 
 impl Shared {
-    /// Parks `conn` until its next command; gives it back if it cannot.
-    fn park(&self, conn: Conn) -> Option<Conn> {
+    /// Parks a connection until its client speaks or `deadline` passes;
+    /// gives it back if it cannot.
+    fn park(&self, waiting: Waiting, deadline: Instant) -> Option<Waiting> {
         match self.poller.get() {
-            Some(poller) => poller.park(conn),
-            None => Some(conn),
+            Some(poller) => poller.park(waiting, deadline),
+            None => Some(waiting),
         }
     }
 }
@@ -117,20 +122,19 @@ impl Server {
         let anonymous = config.anonymous_quota.is_some();
         let listener =
             listen(addr, anonymous).map_err(|e| Error::io(format!("listening on {addr}"), e))?;
-        let idle = config.context.idle_timeout;
+        let workers = Workers::new(THREAD_STACK, config.workers, config.max_connections);
         let shared = Arc::new(Shared {
             config,
             active: AtomicUsize::new(0),
             backoff: Backoff::default(),
-            workers: Workers::new(THREAD_STACK),
+            workers,
             poller: OnceLock::new(),
             running: AtomicUsize::new(0),
             per_host: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&shared);
         let poller = Poller::start(
-            idle,
-            move |conn| connection::resume(&weak, conn),
+            move |waiting| connection::wake(&weak, waiting),
             connection::expire,
         )
         .map_err(|e| Error::io("starting the poller", e))?;
@@ -204,6 +208,11 @@ impl Server {
             return;
         }
         loop {
+            // While every worker is busy, newcomers wait in the kernel's
+            // backlog, in arrival order.
+            if refusal.is_none() && !self.shared.workers.wait_for_room(ACCEPT_TICK) {
+                return;
+            }
             match self.listener.accept() {
                 Ok((stream, addr)) => match refusal {
                     None => dispatch(&self.shared, stream, addr),
@@ -360,28 +369,48 @@ fn dispatch(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
             return refuse_busy(stream, &why);
         }
     };
-    // The stream waits in a cell the job empties, so that a job that never
-    // runs (no thread could be made) leaves it behind to be answered.
-    let cell = Arc::new(Mutex::new(Some(stream)));
-    let handed = cell.clone();
-    let job = Box::new(move || {
-        let Some(stream) = handed.lock().unwrap_or_else(|p| p.into_inner()).take() else {
-            return;
-        };
-        let shared = slot.0.clone();
-        let span = tracing::info_span!("conn", peer = %addr, user = tracing::field::Empty);
-        let _entered = span.clone().entered();
-        contain(|| connection::start(&shared, stream, addr.ip(), slot, span));
-    });
-    if let Err(e) = shared.workers.run(job) {
-        tracing::warn!(peer = %addr, "refused: cannot start a connection thread: {e}");
-        metrics.refused_busy.inc();
-        let left = cell.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(stream) = left {
+    let span = tracing::info_span!("conn", peer = %addr, user = tracing::field::Empty);
+    run_or_refuse(
+        shared,
+        (stream, slot),
+        move |(stream, slot)| {
+            let shared = slot.0.clone();
+            let _entered = span.clone().entered();
+            contain(|| connection::start(&shared, stream, addr.ip(), slot, span));
+        },
+        |(stream, _slot), e| {
+            tracing::warn!(peer = %addr, "refused: cannot start a connection thread: {e}");
+            metrics.refused_busy.inc();
             refuse_busy(
                 stream,
                 "server busy: it cannot start a thread now; try again shortly",
             );
+        },
+    );
+}
+
+/// Runs `work(item)` on a worker; when no thread can take it, `refuse`
+/// gets the item back here instead, to answer the client.
+fn run_or_refuse<T: Send + 'static>(
+    shared: &Shared,
+    item: T,
+    work: impl FnOnce(T) + Send + 'static,
+    refuse: impl FnOnce(T, io::Error),
+) {
+    // The item waits in a cell the job empties, so that a job that never
+    // runs leaves it behind.
+    let cell = Arc::new(Mutex::new(Some(item)));
+    let handed = cell.clone();
+    let job = Box::new(move || {
+        let taken = handed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(item) = taken {
+            work(item);
+        }
+    });
+    if let Err(e) = shared.workers.run(job) {
+        let left = cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(item) = left {
+            refuse(item, e);
         }
     }
 }
@@ -435,6 +464,7 @@ mod tests {
                 context: crate::testing::context(dir.path()),
                 accounts: Accounts::single(secret),
                 max_connections: 10,
+                workers: 4,
                 max_per_address: 10,
                 partial_ttl: Duration::from_secs(60),
                 tls: ServerIdentity::load_or_create(dir.path()).unwrap(),
@@ -445,7 +475,7 @@ mod tests {
             active: AtomicUsize::new(0),
             backoff: Backoff::default(),
             // No thread can have a stack this large.
-            workers: Workers::new(usize::MAX / 2),
+            workers: Workers::new(usize::MAX / 2, 4, 10),
             poller: OnceLock::new(),
             running: AtomicUsize::new(0),
             per_host: Mutex::new(HashMap::new()),

@@ -49,16 +49,15 @@ impl<T> Inner<T> {
 /// The poller thread and its parked items.
 pub struct Poller<T> {
     inner: Arc<Inner<T>>,
-    idle: Duration,
 }
 
 impl<T: Parkable> Poller<T> {
     /// Starts the thread. `ready` gets each item whose socket turned
-    /// readable (or closed); `expired` each one silent for `idle`.
+    /// readable (or closed); `expired` each one still silent at its
+    /// deadline.
     ///
     /// Fails when epoll or the thread cannot be created.
     pub fn start(
-        idle: Duration,
         ready: impl Fn(T) + Send + 'static,
         expired: impl Fn(T) + Send + 'static,
     ) -> io::Result<Poller<T>> {
@@ -74,20 +73,22 @@ impl<T: Parkable> Poller<T> {
         thread::Builder::new()
             .name("ftp-poller".into())
             .spawn(move || watch(&watched, ready, expired))?;
-        Ok(Poller { inner, idle })
+        Ok(Poller { inner })
     }
 
-    /// Parks `item` until its socket is readable or it has been idle too
-    /// long. Gives it back when it has no socket or cannot be watched.
-    pub fn park(&self, item: T) -> Option<T> {
+    /// Parks `item` until its socket is readable or `deadline` passes.
+    /// Gives it back when it has no socket or cannot be watched.
+    pub fn park(&self, item: T, deadline: Instant) -> Option<T> {
         let Some(fd) = item.fd().map(|fd| fd.as_raw_fd()) else {
             return Some(item);
         };
-        let deadline = Instant::now() + self.idle;
         let mut parked = self.inner.lock();
         let key = parked.next_key;
         parked.next_key = parked.next_key.wrapping_add(1);
-        let was_empty = parked.deadlines.is_empty();
+        let sooner = parked
+            .deadlines
+            .first()
+            .is_none_or(|(first, _)| deadline < *first);
         // SAFETY: the socket stays open while the item is parked: it is
         // deleted from the poller in `take` before the item leaves.
         let added = unsafe { self.inner.poller.add(fd, Event::readable(key)) };
@@ -97,9 +98,9 @@ impl<T: Parkable> Poller<T> {
         parked.items.insert(key, (item, fd, deadline));
         parked.deadlines.insert((deadline, key));
         drop(parked);
-        // Deadlines only grow, so the poller needs waking only when it was
-        // waiting without one.
-        if was_empty {
+        // The poller sleeps until the first deadline: it needs waking only
+        // when this one comes sooner.
+        if sooner {
             let _ = self.inner.poller.notify();
         }
         None
@@ -185,7 +186,6 @@ mod tests {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (expired_tx, expired_rx) = mpsc::channel();
         let poller = Poller::start(
-            Duration::from_millis(300),
             move |s: TcpStream| ready_tx.send(s.peer_addr().unwrap()).unwrap(),
             move |s: TcpStream| expired_tx.send(s.peer_addr().unwrap()).unwrap(),
         )
@@ -193,7 +193,10 @@ mod tests {
         let mut talker = TcpStream::connect(addr).unwrap();
         let quiet = TcpStream::connect(addr).unwrap();
         for _ in 0..2 {
-            assert!(poller.park(listener.accept().unwrap().0).is_none());
+            let deadline = Instant::now() + Duration::from_millis(300);
+            assert!(poller
+                .park(listener.accept().unwrap().0, deadline)
+                .is_none());
         }
         assert_eq!(poller.len(), 2);
         talker.write_all(b"x").unwrap();
@@ -202,5 +205,34 @@ mod tests {
         let gone = expired_rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(gone, quiet.local_addr().unwrap());
         assert!(poller.is_empty());
+    }
+
+    #[test]
+    fn a_sooner_deadline_wakes_a_poller_waiting_for_a_later_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (expired_tx, expired_rx) = mpsc::channel();
+        let poller = Poller::start(
+            |_: TcpStream| {},
+            move |s: TcpStream| expired_tx.send(s.peer_addr().unwrap()).unwrap(),
+        )
+        .unwrap();
+        let (_late, soon) = (
+            TcpStream::connect(addr).unwrap(),
+            TcpStream::connect(addr).unwrap(),
+        );
+        let start = Instant::now();
+        poller.park(
+            listener.accept().unwrap().0,
+            start + Duration::from_secs(60),
+        );
+        poller.park(
+            listener.accept().unwrap().0,
+            start + Duration::from_millis(200),
+        );
+        let gone = expired_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(gone, soon.local_addr().unwrap());
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(poller.len(), 1, "the later one still waits");
     }
 }

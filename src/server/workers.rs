@@ -1,7 +1,14 @@
-//! Threads for connections. Every connection runs on a thread of its own,
-//! as the design asks; a thread whose connection has ended waits a few
-//! seconds for the next one instead of exiting, so a busy server does not
-//! create and destroy a thread for every short connection.
+//! The worker threads that run connections while they have work: a login,
+//! a command, a transfer.
+//!
+//! A bounded set of workers takes jobs in arrival order, so a burst of
+//! clients waits its turn in a queue, in order, instead of a thousand
+//! threads contending for two cores, where some finish at once and others
+//! wait half a second. The bound is not a wall, though: a worker may block
+//! on a slow peer (a long upload, a TLS handshake), and if every worker
+//! blocks, queued jobs would wait for them. So when the queue has not
+//! moved for [`STALL`], the pool grows, as .NET's thread pool does when it
+//! sees starvation; the extra threads leave once idle.
 
 use std::collections::VecDeque;
 use std::io;
@@ -12,67 +19,133 @@ use std::time::{Duration, Instant};
 /// Work for one connection.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
-/// How long a finished thread waits for a new connection.
+/// How long an idle thread waits for a job before it exits.
 const KEEP_IDLE: Duration = Duration::from_secs(5);
 
-/// Most finished threads kept waiting; more exit at once.
-const MAX_IDLE: usize = 64;
+/// How long queued jobs may wait without any worker taking one before the
+/// pool grows: long against a command's CPU time, short against a person.
+pub const STALL: Duration = Duration::from_millis(50);
 
-/// Runs each job on its own thread, reusing finished threads.
+/// Runs jobs on a bounded, growing set of threads, first come first served.
 #[derive(Clone)]
 pub struct Workers {
     inner: Arc<Inner>,
-    stack_size: usize,
 }
 
 struct Inner {
     state: Mutex<State>,
+    /// Wakes an idle worker for a queued job.
     wake: Condvar,
+    /// Wakes the stall watcher when the queue stops being empty.
+    watch: Condvar,
+    /// Wakes whoever waits for a free worker.
+    free: Condvar,
+    stack_size: usize,
+    /// Threads kept for a steady load.
+    core: usize,
+    /// Threads at most, however stalled.
+    max: usize,
 }
 
-/// Invariant: `jobs.len() <= idle`: a job is queued only for a thread
-/// that is waiting for it.
 #[derive(Default)]
 struct State {
     jobs: VecDeque<Job>,
     idle: usize,
+    threads: usize,
+    /// Callers of `wait_for_room`: work that waits outside the queue.
+    wanting: usize,
+    /// When a worker last took a job (or a thread was added).
+    moved: Option<Instant>,
+    watcher: bool,
+}
+
+impl State {
+    /// Work that waits for a thread, queued or not.
+    fn demand(&self) -> usize {
+        self.jobs.len() + self.wanting
+    }
 }
 
 impl Workers {
-    /// Workers whose threads have `stack_size` bytes of stack.
-    pub fn new(stack_size: usize) -> Workers {
+    /// Workers whose threads have `stack_size` bytes of stack: `core` of
+    /// them for a steady load, up to `max` when they all block.
+    pub fn new(stack_size: usize, core: usize, max: usize) -> Workers {
+        let core = core.max(1);
         Workers {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
                 wake: Condvar::new(),
+                watch: Condvar::new(),
+                free: Condvar::new(),
+                stack_size,
+                core,
+                max: max.max(core),
             }),
-            stack_size,
         }
     }
 
-    /// Runs `job` on a waiting thread, or on a new one.
+    /// Queues `job`; a waiting thread takes it, or a new one while there
+    /// are fewer than the core.
     ///
-    /// Fails when no thread is waiting and a new one cannot be created;
-    /// the job is dropped then.
+    /// Fails when there is no thread at all and none can be created; the
+    /// job is dropped then.
     pub fn run(&self, job: Job) -> io::Result<()> {
-        let mut state = self.inner.lock();
-        if state.idle > state.jobs.len() {
-            state.jobs.push_back(job);
+        let inner = &self.inner;
+        let mut state = inner.lock();
+        state.jobs.push_back(job);
+        if state.idle >= state.jobs.len() {
             drop(state);
-            self.inner.wake.notify_one();
+            inner.wake.notify_one();
             return Ok(());
         }
-        drop(state);
-        let inner = self.inner.clone();
-        thread::Builder::new()
-            .stack_size(self.stack_size)
-            .spawn(move || work(&inner, job))
-            .map(|_| ())
+        if state.threads < inner.core {
+            if let Err(e) = Inner::spawn(inner, &mut state) {
+                if state.threads == 0 {
+                    state.jobs.pop_back();
+                    return Err(e);
+                }
+            }
+            return Ok(());
+        }
+        // Every core thread is busy: the job waits its turn, and the
+        // watcher makes sure the turn comes.
+        Inner::watch_over(inner, &mut state);
+        Ok(())
     }
 
-    /// Threads waiting for a connection right now.
+    /// Waits up to `timeout` until a new job would start at once: a
+    /// thread is idle, or one may be added. Returns whether one would.
+    ///
+    /// New connections are accepted only then, so that while every worker
+    /// is busy they wait in the kernel's backlog, in arrival order, rather
+    /// than as runnable threads competing for the CPU.
+    pub fn wait_for_room(&self, timeout: Duration) -> bool {
+        let inner = &self.inner;
+        let has_room = |s: &State| s.idle > s.jobs.len() || s.threads < inner.core;
+        let mut state = inner.lock();
+        if has_room(&state) {
+            return true;
+        }
+        // Counted as demand, so that workers stuck on slow peers make the
+        // pool grow for it as for a queued job.
+        state.wanting += 1;
+        Inner::watch_over(inner, &mut state);
+        let (mut state, _) = inner
+            .free
+            .wait_timeout_while(state, timeout, |s| !has_room(s))
+            .unwrap_or_else(|p| p.into_inner());
+        state.wanting -= 1;
+        has_room(&state)
+    }
+
+    /// Threads waiting for a job right now.
     pub fn idle(&self) -> usize {
         self.inner.lock().idle
+    }
+
+    /// Threads there are now, busy or not.
+    pub fn threads(&self) -> usize {
+        self.inner.lock().threads
     }
 }
 
@@ -80,58 +153,110 @@ impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Makes sure the stall watcher runs, and tells it there is demand.
+    fn watch_over(inner: &Arc<Inner>, state: &mut State) {
+        if !state.watcher {
+            let watched = inner.clone();
+            let started = thread::Builder::new()
+                .name("ftp-workers".into())
+                .stack_size(64 * 1024)
+                .spawn(move || watch(&watched));
+            state.watcher = started.is_ok();
+        }
+        inner.watch.notify_one();
+    }
+
+    /// Starts one more worker.
+    fn spawn(inner: &Arc<Inner>, state: &mut State) -> io::Result<()> {
+        let worker = inner.clone();
+        thread::Builder::new()
+            .stack_size(inner.stack_size)
+            .spawn(move || work(&worker))?;
+        state.threads += 1;
+        state.moved = Some(Instant::now());
+        Ok(())
+    }
 }
 
-fn work(inner: &Inner, mut job: Job) {
+fn work(inner: &Inner) {
+    let mut state = inner.lock();
     loop {
-        job();
-        let mut state = inner.lock();
-        if state.idle >= MAX_IDLE {
-            return;
-        }
-        state.idle += 1;
-        let give_up = Instant::now() + KEEP_IDLE;
-        job = loop {
-            if let Some(next) = state.jobs.pop_front() {
-                state.idle -= 1;
-                break next;
+        let job = loop {
+            if let Some(job) = state.jobs.pop_front() {
+                state.moved = Some(Instant::now());
+                break job;
             }
-            let left = give_up.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                state.idle -= 1;
+            state.idle += 1;
+            inner.free.notify_all();
+            let (guard, waited) = inner
+                .wake
+                .wait_timeout(state, KEEP_IDLE)
+                .unwrap_or_else(|p| p.into_inner());
+            state = guard;
+            state.idle -= 1;
+            if waited.timed_out() && state.jobs.is_empty() {
+                state.threads -= 1;
+                inner.free.notify_all();
                 return;
             }
-            state = inner
-                .wake
-                .wait_timeout(state, left)
-                .map(|(guard, _)| guard)
-                .unwrap_or_else(|p| p.into_inner().0);
         };
+        drop(state);
+        job();
+        state = inner.lock();
+    }
+}
+
+/// Grows the pool while queued jobs wait and no worker takes one.
+fn watch(inner: &Arc<Inner>) {
+    let mut state = inner.lock();
+    loop {
+        while state.demand() == 0 {
+            state = inner.watch.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        let since = state.moved.map_or(STALL, |at| at.elapsed());
+        let waiting = state.demand().saturating_sub(state.idle);
+        if since >= STALL && waiting > 0 && state.threads < inner.max {
+            let add = waiting.min(inner.core).min(inner.max - state.threads);
+            tracing::debug!(
+                "all {} workers busy for {} ms with {waiting} jobs waiting: adding {add}",
+                state.threads,
+                since.as_millis()
+            );
+            for _ in 0..add {
+                if Inner::spawn(inner, &mut state).is_err() {
+                    break;
+                }
+            }
+            inner.free.notify_all();
+        }
+        // Look again when the queue will have been still for STALL, or a
+        // whole STALL from now when it already has (and nothing could be
+        // added).
+        let since = state.moved.map_or(STALL, |at| at.elapsed());
+        let next = match STALL.checked_sub(since) {
+            Some(left) if !left.is_zero() => left,
+            _ => STALL,
+        };
+        state = inner
+            .watch
+            .wait_timeout(state, next)
+            .map(|(guard, _)| guard)
+            .unwrap_or_else(|p| p.into_inner().0);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::mpsc;
 
     #[test]
     fn jobs_run_and_finished_threads_are_reused() {
-        let workers = Workers::new(128 * 1024);
+        let workers = Workers::new(128 * 1024, 4, 8);
         let (tx, rx) = mpsc::channel();
-        for i in 0..4 {
-            let tx = tx.clone();
-            workers
-                .run(Box::new(move || {
-                    tx.send((i, thread::current().id())).unwrap()
-                }))
-                .unwrap();
-            // Let the job finish so its thread waits for the next one.
-            let _ = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-            assert!(wait(|| workers.idle() == 1));
-        }
-        // Jobs one after another run on the one waiting thread.
-        let ids: std::collections::HashSet<_> = (0..3)
+        let ids: std::collections::HashSet<_> = (0..5)
             .map(|i| {
                 let tx = tx.clone();
                 workers
@@ -140,36 +265,77 @@ mod tests {
                     }))
                     .unwrap();
                 let got = rx.recv_timeout(Duration::from_secs(5)).unwrap().1;
+                // Let the job's thread go back to waiting.
                 assert!(wait(|| workers.idle() == 1));
                 got
             })
             .collect();
-        assert_eq!(ids.len(), 1);
+        assert_eq!(ids.len(), 1, "one job after another runs on one thread");
+        assert_eq!(workers.threads(), 1);
     }
 
     #[test]
-    fn concurrent_jobs_get_threads_of_their_own() {
-        let workers = Workers::new(128 * 1024);
-        let barrier = Arc::new(std::sync::Barrier::new(8));
+    fn a_full_pool_queues_jobs_until_a_worker_is_free() {
+        let workers = Workers::new(128 * 1024, 2, 2);
+        let (gate_tx, gate_rx) = mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate_rx));
         let (tx, rx) = mpsc::channel();
-        for _ in 0..8 {
-            let (barrier, tx) = (barrier.clone(), tx.clone());
+        // Two jobs hold both threads until the gate opens.
+        for _ in 0..2 {
+            let gate = gate.clone();
             workers
                 .run(Box::new(move || {
-                    // Every job waits for all the others: only works if
-                    // each has a thread.
-                    barrier.wait();
-                    tx.send(()).unwrap();
+                    let _ = gate.lock().unwrap().recv();
                 }))
                 .unwrap();
         }
-        for _ in 0..8 {
-            rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        for i in 0..6 {
+            let tx = tx.clone();
+            workers.run(Box::new(move || tx.send(i).unwrap())).unwrap();
         }
+        thread::sleep(STALL * 3);
+        assert_eq!(workers.threads(), 2, "never more than max");
+        assert!(rx.try_recv().is_err(), "queued jobs wait their turn");
+        gate_tx.send(()).unwrap();
+        gate_tx.send(()).unwrap();
+        let order: Vec<i32> = (0..6)
+            .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
+            .collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..6).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn blocked_workers_make_the_pool_grow() {
+        let workers = Workers::new(128 * 1024, 2, 100);
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let done = Arc::new(AtomicUsize::new(0));
+        for _ in 0..8 {
+            let (barrier, done) = (barrier.clone(), done.clone());
+            workers
+                .run(Box::new(move || {
+                    // Every job waits for all the others: only possible if
+                    // the pool grows past its core of 2.
+                    barrier.wait();
+                    done.fetch_add(1, Ordering::SeqCst);
+                }))
+                .unwrap();
+        }
+        assert!(wait(|| done.load(Ordering::SeqCst) == 8));
+        assert!(workers.threads() >= 8);
+    }
+
+    #[test]
+    fn a_pool_that_cannot_start_a_thread_refuses_the_job() {
+        // No thread can have a stack this large.
+        let workers = Workers::new(usize::MAX / 2, 2, 2);
+        assert!(workers.run(Box::new(|| {})).is_err());
+        assert_eq!(workers.threads(), 0);
     }
 
     fn wait(mut cond: impl FnMut() -> bool) -> bool {
-        let end = Instant::now() + Duration::from_secs(5);
+        let end = Instant::now() + Duration::from_secs(10);
         while Instant::now() < end {
             if cond() {
                 return true;

@@ -156,10 +156,25 @@ pub enum Opening {
 ///
 /// Fails when the peer stops before sending 16 bytes.
 pub fn server_opening<S: Read + Write>(stream: &mut S, challenge: &Challenge) -> Result<Opening> {
+    send_challenge(stream, challenge)?;
+    read_opening(stream)
+}
+
+/// The first half of the opening: the challenge.
+///
+/// Fails when it cannot be sent.
+pub fn send_challenge<S: Write>(stream: &mut S, challenge: &Challenge) -> Result<()> {
     stream
         .write_all(challenge)
         .and_then(|()| stream.flush())
-        .map_err(|e| Error::io("sending the challenge", e))?;
+        .map_err(|e| Error::io("sending the challenge", e))
+}
+
+/// The second half of the opening: the client's 16 bytes, which choose
+/// the dialect.
+///
+/// Fails when the peer stops before sending 16 bytes.
+pub fn read_opening<S: Read>(stream: &mut S) -> Result<Opening> {
     let mut response = [0u8; RESPONSE_LEN];
     let got = read_full(stream, &mut response)?;
     whole("authentication answer", got, RESPONSE_LEN)?;
