@@ -1,6 +1,6 @@
 //! Limits against a live server: idle timeouts, the connection cap, a burst
-//! of 1,000 clients, login back-off, file size and disk space, and the
-//! clean-up of stale partial uploads.
+//! of 1,000 clients, the worker pool, login back-off, file size and disk
+//! space, and the clean-up of stale partial uploads.
 
 mod support;
 
@@ -340,4 +340,58 @@ fn durable_mode_stores_files() {
     let out = ClientRun::new(&sb, &server, &["put", "d.bin"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(fs::read(sb.root().join("d.bin")).unwrap(), data);
+}
+
+/// Threads of a process now.
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn clients_that_never_answer_the_challenge_hold_no_worker() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["-q", "--workers", "2"]);
+    let threads_before = threads_of(server.child.id());
+    // Fifty logins that read the challenge and go silent: each would hold a
+    // worker until the login timeout if workers waited for answers.
+    let silent: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut challenge = [0u8; 32];
+            s.read_exact(&mut challenge).unwrap();
+            s
+        })
+        .collect();
+    let out = ClientRun::new(&sb, &server, &["echo", "still served"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_stdout_has(&out, "STILL SERVED");
+    let threads = threads_of(server.child.id());
+    assert!(
+        threads <= threads_before + 4,
+        "{threads} threads for 50 silent logins (from {threads_before}): they wait in the poller"
+    );
+    drop(silent);
+}
+
+#[test]
+fn a_worker_busy_with_a_slow_upload_does_not_keep_others_waiting() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["--workers", "1"]);
+    sb.local_file("slow.bin", &pattern(1 << 20, 3));
+    // About five seconds at this rate, all of it on the only core worker.
+    let mut slow = ClientRun::new(&sb, &server, &["--limit-rate", "200KiB", "put", "slow.bin"])
+        .spawn();
+    let partial = sb.root().join(".ftp-partial/slow.bin");
+    assert!(wait_until(Duration::from_secs(20), || size_of(&partial) > 0));
+    let out = ClientRun::new(&sb, &server, &["echo", "meanwhile"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_stdout_has(&out, "MEANWHILE");
+    assert!(
+        slow.try_wait().unwrap().is_none(),
+        "answered while the upload still runs, not after it"
+    );
+    assert!(size_of(&partial) < 1 << 20);
+    let _ = slow.kill();
+    let _ = slow.wait();
 }
