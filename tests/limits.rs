@@ -380,8 +380,8 @@ fn a_worker_busy_with_a_slow_upload_does_not_keep_others_waiting() {
     let server = sb.start_server(&["--workers", "1"]);
     sb.local_file("slow.bin", &pattern(1 << 20, 3));
     // About five seconds at this rate, all of it on the only core worker.
-    let mut slow = ClientRun::new(&sb, &server, &["--limit-rate", "200KiB", "put", "slow.bin"])
-        .spawn();
+    let mut slow =
+        ClientRun::new(&sb, &server, &["--limit-rate", "200KiB", "put", "slow.bin"]).spawn();
     let partial = sb.root().join(".ftp-partial/slow.bin");
     assert!(wait_until(Duration::from_secs(20), || size_of(&partial) > 0));
     let out = ClientRun::new(&sb, &server, &["echo", "meanwhile"]).run();

@@ -83,3 +83,55 @@ fn max_connections_fits_the_open_file_limit() {
     .status
     .success()));
 }
+
+#[test]
+fn out_of_file_descriptors_newcomers_are_told_busy_not_left_waiting() {
+    if std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return eprintln!("skipped: prlimit (util-linux) is not installed");
+    }
+    let sb = Sandbox::new();
+    // How many descriptors the server needs to start depends on what it
+    // inherits, so try limits upwards from one too few to start: at the
+    // first that starts, accepting a connection needs one more than it has.
+    let mut told = Vec::new();
+    for limit in 4..=24 {
+        let wrapper = format!("--nofile={limit}:{limit}");
+        let root = sb.root().to_string_lossy().into_owned();
+        let Ok(mut server) = ServerProcess::launch(
+            &sb,
+            &["prlimit", &wrapper, "--"],
+            &root,
+            &["-q"],
+            Some(SECRET),
+            &[],
+        ) else {
+            continue;
+        };
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut got = vec![0u8; 300];
+        let n = stream.read(&mut got).unwrap_or(0);
+        got.truncate(n);
+        server.kill();
+        assert!(
+            got.len() == 32 || is_busy(&got),
+            "with {limit} descriptors the client got {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        told.push(String::from_utf8_lossy(&got).into_owned());
+        if got.len() == 32 {
+            break;
+        }
+    }
+    assert!(
+        told.iter()
+            .any(|t| t.contains("run out of file descriptors")),
+        "no limit ran the server out of descriptors: {told:?}"
+    );
+}

@@ -112,6 +112,7 @@ impl Shared {
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
+    spare_fd: Mutex<Option<std::fs::File>>,
 }
 
 impl Server {
@@ -119,6 +120,9 @@ impl Server {
     ///
     /// Fails when the address cannot be bound.
     pub fn bind(addr: SocketAddr, config: Config) -> Result<Server> {
+        // Taken first, so that a server short of descriptors fails to
+        // start rather than run without it.
+        let spare_fd = open_spare_fd();
         let anonymous = config.anonymous_quota.is_some();
         let listener =
             listen(addr, anonymous).map_err(|e| Error::io(format!("listening on {addr}"), e))?;
@@ -139,7 +143,11 @@ impl Server {
         )
         .map_err(|e| Error::io("starting the poller", e))?;
         let _ = shared.poller.set(poller);
-        Ok(Server { listener, shared })
+        Ok(Server {
+            listener,
+            shared,
+            spare_fd: Mutex::new(spare_fd),
+        })
     }
 
     /// The address actually bound: the real port when asked for port 0.
@@ -219,6 +227,7 @@ impl Server {
                     Some(why) => refuse_busy(stream, why),
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if is_out_of_fds(&e) && self.refuse_with_spare_fd() => {}
                 Err(e) => {
                     // Out of file descriptors or similar: let the next
                     // tick try again, without spinning.
@@ -228,6 +237,30 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Out of descriptors, with clients waiting in the backlog: closes the
+    /// spare descriptor to accept the first of them and tell it `busy`,
+    /// then takes the spare again. Without it they would wait, unanswered,
+    /// until a descriptor came free. Returns whether one was answered.
+    fn refuse_with_spare_fd(&self) -> bool {
+        let mut spare = self.spare_fd.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.take().is_none() {
+            *spare = open_spare_fd();
+            return false;
+        }
+        let accepted = self.listener.accept();
+        let answered = accepted.is_ok();
+        if let Ok((stream, addr)) = accepted {
+            self.shared.config.context.metrics.refused_busy.inc();
+            tracing::warn!(peer = %addr, "refused: out of file descriptors");
+            refuse_busy(
+                stream,
+                "server busy: it has run out of file descriptors; try again shortly",
+            );
+        }
+        *spare = open_spare_fd();
+        answered
     }
 
     fn start_sweeper(&self) {
@@ -252,6 +285,16 @@ impl Server {
                 thread::sleep(SWEEP_INTERVAL);
             });
     }
+}
+
+/// The descriptor held in reserve for [`Server::refuse_with_spare_fd`].
+fn open_spare_fd() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+/// Whether an error means the process or the system has no descriptor left.
+fn is_out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// Descriptors kept free for the listener, logs, the users file, the
