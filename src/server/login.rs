@@ -135,19 +135,14 @@ impl Greeted {
 /// Readies an accepted socket and sends it the challenge: 32 bytes into an
 /// empty socket buffer, which never wait.
 pub fn greet(config: &Config, stream: TcpStream) -> Option<Greeted> {
-    prepare_socket(&stream, config.context.idle_timeout);
     tracing::info!("connected");
-    greet_on(config, new_transport(config, stream)?)
+    greet_on(config, accepted(config, stream))
 }
 
-fn new_transport(config: &Config, stream: TcpStream) -> Option<TcpTransport> {
-    match TcpTransport::new(stream, config.context.idle_timeout) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            tracing::info!("dropped: cannot set a timeout: {e}");
-            None
-        }
-    }
+/// The transport of an accepted stream, whose socket options the listener
+/// set (`tcp::configure_listener`).
+fn accepted(config: &Config, stream: TcpStream) -> TcpTransport {
+    TcpTransport::accepted(stream, config.context.idle_timeout)
 }
 
 fn greet_on(config: &Config, mut transport: TcpTransport) -> Option<Greeted> {
@@ -170,7 +165,6 @@ fn greet_on(config: &Config, mut transport: TcpTransport) -> Option<Greeted> {
 /// Returns the account's index and the connection to serve; a failed login
 /// is answered `auth_failed` and closed.
 pub fn login(config: &Config, backoff: &Backoff, stream: TcpStream, ip: IpAddr) -> Option<Login> {
-    prepare_socket(&stream, config.context.idle_timeout);
     tracing::info!("connected");
     let delay = backoff.delay(ip);
     if !delay.is_zero() {
@@ -180,7 +174,7 @@ pub fn login(config: &Config, backoff: &Backoff, stream: TcpStream, ip: IpAddr) 
         );
         thread::sleep(delay);
     }
-    let mut transport = new_transport(config, stream)?;
+    let mut transport = accepted(config, stream);
     if config.anonymous_quota.is_some() {
         match speaks_first(&mut transport, config.login_timeout) {
             Ok(Some(first)) => return anonymous_login(config, transport, first),
@@ -246,19 +240,6 @@ pub struct Login {
     pub transport: Box<dyn Transport>,
     /// How it logged in.
     pub dialect: Dialect,
-}
-
-/// Socket options for an accepted connection.
-fn prepare_socket(stream: &TcpStream, idle: Duration) {
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(idle));
-    // A peer whose host vanished frees its slot and its upload's name in
-    // about two and a half minutes (60 s, then the kernel's probes every
-    // 10 s), not only at the idle timeout.
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(60))
-        .with_interval(Duration::from_secs(10));
-    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive);
 }
 
 fn left<T>(e: impl std::fmt::Display) -> Option<T> {

@@ -51,6 +51,9 @@ pub const THREAD_STACK: usize = 512 * 1024;
 /// stop flag again.
 const ACCEPT_TICK: Duration = Duration::from_millis(200);
 
+/// What newcomers are told once the server is shutting down.
+const SHUTTING_DOWN: &str = "the server is shutting down; try again shortly";
+
 /// How often stale partial uploads are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -124,8 +127,8 @@ impl Server {
         // start rather than run without it.
         let spare_fd = open_spare_fd();
         let anonymous = config.anonymous_quota.is_some();
-        let listener =
-            listen(addr, anonymous).map_err(|e| Error::io(format!("listening on {addr}"), e))?;
+        let listener = listen(addr, anonymous, config.context.idle_timeout)
+            .map_err(|e| Error::io(format!("listening on {addr}"), e))?;
         let workers = Workers::new(THREAD_STACK, config.workers, config.max_connections);
         let shared = Arc::new(Shared {
             config,
@@ -183,12 +186,12 @@ impl Server {
     /// Fails when the listening socket cannot be watched.
     pub fn run(self, stop: &AtomicBool, grace: Duration) -> Result<()> {
         self.start_sweeper();
+        while !stop.load(Ordering::SeqCst) {
+            self.accept_one(stop);
+        }
         self.listener
             .set_nonblocking(true)
             .map_err(|e| Error::io("watching the listening socket", e))?;
-        while !stop.load(Ordering::SeqCst) {
-            self.accept_ready(None);
-        }
         let closed = self.shared.poller.get().map_or(0, |p| p.close_all());
         let running = self.shared.running.load(Ordering::SeqCst);
         tracing::info!(
@@ -198,7 +201,7 @@ impl Server {
         );
         let deadline = Instant::now() + grace;
         while self.shared.running.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            self.accept_ready(Some("the server is shutting down; try again shortly"));
+            self.refuse_ready();
         }
         match self.shared.running.load(Ordering::SeqCst) {
             0 => tracing::info!("shut down"),
@@ -209,32 +212,49 @@ impl Server {
         Ok(())
     }
 
-    /// Waits up to a tick for connections, and takes every one waiting:
-    /// served, or refused with `refusal`.
-    fn accept_ready(&self, refusal: Option<&str>) {
+    /// Serving: takes the next connection once a worker has room for it.
+    /// A blocking accept, one system call per connection; it gives up
+    /// after the socket's read timeout (at most a second), so that `stop`
+    /// is looked at.
+    fn accept_one(&self, stop: &AtomicBool) {
+        // While every worker is busy, newcomers wait in the kernel's
+        // backlog, in arrival order.
+        if !self.shared.workers.wait_for_room(ACCEPT_TICK) {
+            return;
+        }
+        match self.listener.accept() {
+            // Came in after the signal, while accept was blocked.
+            Ok((stream, _)) if stop.load(Ordering::SeqCst) => refuse_busy(stream, SHUTTING_DOWN),
+            Ok((stream, addr)) => dispatch(&self.shared, stream, addr),
+            Err(e) => self.accept_failed(&e),
+        }
+    }
+
+    /// Shutting down: waits up to a tick for connections, and turns away
+    /// every one waiting.
+    fn refuse_ready(&self) {
         if !readable_within(&self.listener, ACCEPT_TICK) {
             return;
         }
         loop {
-            // While every worker is busy, newcomers wait in the kernel's
-            // backlog, in arrival order.
-            if refusal.is_none() && !self.shared.workers.wait_for_room(ACCEPT_TICK) {
-                return;
-            }
             match self.listener.accept() {
-                Ok((stream, addr)) => match refusal {
-                    None => dispatch(&self.shared, stream, addr),
-                    Some(why) => refuse_busy(stream, why),
-                },
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if is_out_of_fds(&e) && self.refuse_with_spare_fd() => {}
-                Err(e) => {
-                    // Out of file descriptors or similar: let the next
-                    // tick try again, without spinning.
-                    tracing::warn!("accept failed: {e}");
-                    thread::sleep(Duration::from_millis(5));
-                    return;
-                }
+                Ok((stream, _)) => refuse_busy(stream, SHUTTING_DOWN),
+                Err(e) => return self.accept_failed(&e),
+            }
+        }
+    }
+
+    /// After accept failed: nothing, when it only timed out or was
+    /// interrupted.
+    fn accept_failed(&self, e: &io::Error) {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {}
+            _ if is_out_of_fds(e) && self.refuse_with_spare_fd() => {}
+            _ => {
+                // Out of file descriptors or similar: try again soon,
+                // without spinning.
+                tracing::warn!("accept failed: {e}");
+                thread::sleep(Duration::from_millis(5));
             }
         }
     }
@@ -342,9 +362,10 @@ pub fn fit_to_fd_limit(wanted: usize, explicit: bool) -> usize {
 /// buffer stay readable. A buffer this large holds a whole small upload.
 const ANONYMOUS_RCVBUF: usize = 4 * 1024 * 1024;
 
-fn listen(addr: SocketAddr, anonymous: bool) -> io::Result<TcpListener> {
+fn listen(addr: SocketAddr, anonymous: bool, idle: Duration) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    crate::net::tcp::configure_listener(&socket, idle)?;
     if anonymous {
         // Inherited by every accepted socket. It turns off autotuning,
         // so only servers that need it get it.

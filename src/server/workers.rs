@@ -154,6 +154,14 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Wakes whoever waits for room. Only when someone does: a wake-up is
+    /// a system call, and workers go idle after every job.
+    fn room_made(&self, state: &State) {
+        if state.wanting > 0 {
+            self.free.notify_all();
+        }
+    }
+
     /// Makes sure the stall watcher runs, and tells it there is demand.
     fn watch_over(inner: &Arc<Inner>, state: &mut State) {
         if !state.watcher {
@@ -188,7 +196,7 @@ fn work(inner: &Inner) {
                 break job;
             }
             state.idle += 1;
-            inner.free.notify_all();
+            inner.room_made(&state);
             let (guard, waited) = inner
                 .wake
                 .wait_timeout(state, KEEP_IDLE)
@@ -197,7 +205,7 @@ fn work(inner: &Inner) {
             state.idle -= 1;
             if waited.timed_out() && state.jobs.is_empty() {
                 state.threads -= 1;
-                inner.free.notify_all();
+                inner.room_made(&state);
                 return;
             }
         };
@@ -228,7 +236,7 @@ fn watch(inner: &Arc<Inner>) {
                     break;
                 }
             }
-            inner.free.notify_all();
+            inner.room_made(&state);
         }
         // Look again when the queue will have been still for STALL, or a
         // whole STALL from now when it already has (and nothing could be

@@ -80,22 +80,24 @@ impl Store for DiskStore {
     /// Creates the home folder on first login; refuses one that is a link.
     fn open_home(&self, home: &[String]) -> StoreResult<()> {
         let path = self.home(home);
-        match fs::create_dir(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                match fs::symlink_metadata(&path) {
-                    Ok(m) if m.is_dir() => Ok(()),
-                    Ok(_) => Err(StoreError::Failed(
-                        "creating the home folder",
-                        io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "the home folder is not a folder (or is a symbolic link)",
-                        ),
-                    )),
-                    Err(e) => Err(StoreError::Failed("creating the home folder", e)),
-                }
-            }
-            Err(e) => Err(StoreError::Failed("creating the home folder", e)),
+        let failed = |e| StoreError::Failed("creating the home folder", e);
+        // Looked at first: it is there on every login but the first.
+        let found = match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&path) {
+                Ok(()) => return Ok(()),
+                // Made by another login in between.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fs::symlink_metadata(&path),
+                Err(e) => return Err(failed(e)),
+            },
+            other => other,
+        };
+        match found {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(failed(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the home folder is not a folder (or is a symbolic link)",
+            ))),
+            Err(e) => Err(failed(e)),
         }
     }
 
