@@ -1,5 +1,6 @@
-//! The server: the listening socket, the connection limit, a worker thread
-//! per connection, and containment of anything that goes wrong in one.
+//! The server: the listening socket, the connection limit, the workers that
+//! run connections while they have work and the poller where they wait
+//! otherwise, and containment of anything that goes wrong in one.
 //!
 //! A connection passes through [`login`], then a [`session`] that runs
 //! [`commands`] until the client leaves.
@@ -43,7 +44,7 @@ use crate::wire::message::{ErrorCode, ErrorReply, Reply};
 /// `net.core.somaxconn`). std's default of 128 drops bursts of clients.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
-/// Stack for each connection thread. Memory is only committed as it is
+/// Stack for each worker thread. Memory is only committed as it is
 /// touched, so this bounds the worst case without costing idle connections.
 pub const THREAD_STACK: usize = 512 * 1024;
 
