@@ -26,6 +26,14 @@ fn first_bytes(from: &str, to: SocketAddr) -> (TcpStream, Vec<u8>) {
     (stream, got)
 }
 
+/// Whether `prlimit` is there to start the server with fewer descriptors.
+fn has_prlimit() -> bool {
+    std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_ok()
+}
+
 fn is_busy(bytes: &[u8]) -> bool {
     String::from_utf8_lossy(bytes).contains("too_many_connections")
 }
@@ -51,11 +59,7 @@ fn one_address_cannot_take_every_slot() {
 
 #[test]
 fn max_connections_fits_the_open_file_limit() {
-    if std::process::Command::new("prlimit")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    if !has_prlimit() {
         return eprintln!("skipped: prlimit (util-linux) is not installed");
     }
     let sb = Sandbox::new();
@@ -86,11 +90,7 @@ fn max_connections_fits_the_open_file_limit() {
 
 #[test]
 fn out_of_file_descriptors_newcomers_are_told_busy_not_left_waiting() {
-    if std::process::Command::new("prlimit")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    if !has_prlimit() {
         return eprintln!("skipped: prlimit (util-linux) is not installed");
     }
     let sb = Sandbox::new();
