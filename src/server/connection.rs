@@ -1,7 +1,7 @@
-//! One connection's life: the challenge sent from the accepting thread,
-//! the login and then each command on a worker, with every wait for the
-//! client (for its answer, for its next command) spent in the poller,
-//! holding no thread.
+//! One connection's life: the challenge, the login and then each command
+//! on a worker, with every wait for the client (for an answer slower than
+//! a few milliseconds, for its next command) spent in the poller, holding
+//! no thread.
 
 use std::net::{IpAddr, TcpStream};
 use std::os::fd::BorrowedFd;
@@ -245,8 +245,9 @@ fn readable_now(conn: &Conn) -> bool {
 /// Sends the ACK the kernel may be holding back for what the client sent
 /// last. A thread blocked in a read gets it sent at once; a socket handed
 /// to epoll does not, and a client whose next message waits behind Nagle's
-/// algorithm for that ACK (the seed's, after its login answer) would stall
-/// for the 40 ms delayed-ACK timer.
+/// algorithm for that ACK (the seed's, which writes its login answer and
+/// its command separately) waits longer. Measured over 200 serial
+/// seed-style puts: p50 0.33 ms without, 0.26 ms with.
 fn acknowledge_now(conn: &Conn) {
     if let Some(fd) = conn.transport.socket() {
         let _ = rustix::net::sockopt::set_tcp_quickack(fd, true);
@@ -330,7 +331,7 @@ pub(super) fn start(
 ) {
     let opened = {
         let _busy = Running::new(shared);
-        if !login::greets_at_once(&shared.config, &shared.backoff, ip) {
+        if !login::may_challenge_at_once(&shared.config, &shared.backoff, ip) {
             open(shared, stream, ip, slot, span)
         } else {
             let started = Instant::now();

@@ -112,7 +112,7 @@ impl Backoff {
 /// Whether a new connection from `ip` can be sent its challenge at once
 /// and, if the answer is slow, wait for it in the poller: unless its
 /// address has earned a delay, or an anonymous client may speak first.
-pub fn greets_at_once(config: &Config, backoff: &Backoff, ip: IpAddr) -> bool {
+pub fn may_challenge_at_once(config: &Config, backoff: &Backoff, ip: IpAddr) -> bool {
     config.anonymous_quota.is_none() && backoff.delay(ip).is_zero()
 }
 
