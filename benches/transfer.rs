@@ -235,7 +235,7 @@ fn raw_receive(dst: &Path) {
     std::io::stdout().flush().unwrap();
     for conn in listener.incoming() {
         let mut s = conn.unwrap();
-        copy_chunks(&mut s, &mut File::create(dst).unwrap());
+        copy_full_chunks(&mut s, &mut File::create(dst).unwrap());
         s.write_all(b"k").unwrap();
     }
 }
@@ -279,6 +279,26 @@ fn copy_chunks(from: &mut impl Read, to: &mut impl Write) {
             break;
         }
         to.write_all(&buf[..n]).unwrap();
+    }
+}
+
+/// Like [`copy_chunks`], but each write waits for a whole chunk (or the
+/// end): what ftp-server does with a body, so that the raw baseline does
+/// not pay for a page-cache write per partial socket read.
+fn copy_full_chunks(from: &mut impl Read, to: &mut impl Write) {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match from.read(&mut buf[filled..]).unwrap() {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        to.write_all(&buf[..filled]).unwrap();
     }
 }
 
