@@ -367,8 +367,10 @@ fn clients_that_never_answer_the_challenge_hold_no_worker() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_stdout_has(&out, "STILL SERVED");
     let threads = threads_of(server.child.id());
+    // Two workers, the pool's watcher, and room for it to have grown once
+    // or twice on a loaded machine; waiting in workers would take fifty.
     assert!(
-        threads <= threads_before + 4,
+        threads <= threads_before + 10,
         "{threads} threads for 50 silent logins (from {threads_before}): they wait in the poller"
     );
     drop(silent);
