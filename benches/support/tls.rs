@@ -5,7 +5,7 @@
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,16 +19,20 @@ use crate::{
 };
 
 /// The receiving end of the baseline, run as a process of its own like the
-/// server: TLS with the server's own certificate, bytes into `dst`, and "k"
-/// once the sender's close_notify has come.
-pub fn receive(identity_dir: &Path, dst: &Path) {
+/// server: TLS with the server's own certificate, bytes into `dst` (and on
+/// disk, with `sync`), and "k" once the sender's close_notify has come.
+pub fn receive(identity_dir: &Path, dst: &Path, sync: bool) {
     let identity = ServerIdentity::load_or_create(identity_dir).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     println!("listening on {}", listener.local_addr().unwrap());
     for stream in listener.incoming() {
         let transport = TcpTransport::new(stream.unwrap(), Duration::from_secs(60)).unwrap();
         let mut tls = TlsTransport::accept(identity.config.clone(), transport).unwrap();
-        copy_chunks(&mut tls, &mut File::create(dst).unwrap());
+        let mut file = File::create(dst).unwrap();
+        copy_chunks(&mut tls, &mut file);
+        if sync {
+            file.sync_all().unwrap();
+        }
         tls.write_all(b"k").unwrap();
         tls.flush().unwrap();
         drop(tls.close());
@@ -55,24 +59,63 @@ fn copy(addr: SocketAddr, config: Arc<rustls::ClientConfig>, source: &Path) -> (
     (t.elapsed(), suite)
 }
 
+/// A raw rustls copy into a file, with the server's own certificate: the
+/// receiver, a process of its own, and the sender's configuration.
+pub struct RawTls {
+    child: std::process::Child,
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    dst: PathBuf,
+}
+
+impl RawTls {
+    /// Starts the receiver, writing into `dst` (and syncing it, with
+    /// `sync`), with the identity the bench's servers use.
+    pub fn start(scratch: &Scratch, dst: &Path, sync: bool) -> RawTls {
+        let dir = scratch.dir.join("home/.config/ftp");
+        let pin = Pin::Exact(fingerprint_of_file(&dir.join(tls::CERT_FILE)).unwrap());
+        let config = tls::client_config(Arc::new(PinVerifier::new(pin))).unwrap();
+        let mut args = vec!["--tls-receive".as_ref(), dir.as_os_str(), dst.as_os_str()];
+        if sync {
+            args.push("--fsync".as_ref());
+        }
+        let (child, addr) = spawn_self(&args);
+        RawTls {
+            child,
+            addr,
+            config,
+            dst: dst.to_path_buf(),
+        }
+    }
+
+    /// One copy of `source`, deleted afterwards; the time and the suite.
+    pub fn copy(&self, source: &Path) -> (Duration, String) {
+        let done = copy(self.addr, self.config.clone(), source);
+        let _ = fs::remove_file(&self.dst);
+        done
+    }
+}
+
+impl Drop for RawTls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Bulk: the raw TLS copy, the library's put and ftp-client's put,
 /// interleaved; then handshake costs.
 pub fn section(s: &Settings, scratch: &Scratch, source: &Path, ours: &Server) {
-    let dir = scratch.dir.join("home/.config/ftp");
-    let pin = Pin::Exact(fingerprint_of_file(&dir.join(tls::CERT_FILE)).unwrap());
-    let config = tls::client_config(Arc::new(PinVerifier::new(pin))).unwrap();
-    let dst = scratch.dir.join("tls-raw.bin");
-    let (mut child, addr) = spawn_self(&["--tls-receive".as_ref(), dir.as_ref(), dst.as_ref()]);
+    let raw_tls = RawTls::start(scratch, &scratch.dir.join("tls-raw.bin"), false);
     let (mut raw, mut lib, mut cli, mut suite) =
         (Vec::new(), Vec::new(), Vec::new(), String::new());
     for round in 0..s.rounds {
         for step in 0..3 {
             match (step + round) % 3 {
                 0 => {
-                    let (d, used) = copy(addr, config.clone(), source);
+                    let (d, used) = raw_tls.copy(source);
                     raw.push(d);
                     suite = used;
-                    let _ = fs::remove_file(&dst);
                 }
                 1 => {
                     ours.forget_upload(source);
@@ -91,8 +134,7 @@ pub fn section(s: &Settings, scratch: &Scratch, source: &Path, ours: &Server) {
             }
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(raw_tls);
     println!(
         "\n## encrypted put of {} (median of {} interleaved rounds; suite {suite})",
         mib(s.size),
