@@ -397,3 +397,39 @@ fn a_worker_busy_with_a_slow_upload_does_not_keep_others_waiting() {
     let _ = slow.kill();
     let _ = slow.wait();
 }
+
+#[test]
+fn logins_delayed_by_the_back_off_hold_no_worker() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["--workers", "2"]);
+    for _ in 0..7 {
+        time_to_challenge("127.0.0.1", server.addr);
+    }
+    assert!(wait_until(Duration::from_secs(10), || server
+        .log_text()
+        .matches("login failed")
+        .count()
+        >= 7));
+    let threads_before = threads_of(server.child.id());
+    // Thirty connections from the failing address, each made to wait two
+    // seconds for its challenge: timers in the poller, not sleeping workers.
+    let delayed: Vec<TcpStream> = (0..30)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    assert!(wait_until(Duration::from_secs(10), || server
+        .log_text()
+        .matches("delaying the challenge")
+        .count()
+        >= 30));
+    let threads = threads_of(server.child.id());
+    assert!(
+        threads <= threads_before + 10,
+        "{threads} threads for 30 delayed logins (from {threads_before})"
+    );
+    // Each gets its challenge in the end.
+    for mut s in delayed {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut challenge = [0u8; 32];
+        s.read_exact(&mut challenge).unwrap();
+    }
+}

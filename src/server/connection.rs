@@ -4,7 +4,7 @@
 //! no thread.
 
 use std::net::{IpAddr, TcpStream};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -49,8 +49,21 @@ pub(super) struct Answering {
     started: Instant,
 }
 
-/// What waits in the poller for the client.
+/// A new connection whose address has earned a delay before its
+/// challenge (failed logins).
+pub(super) struct Delayed {
+    stream: TcpStream,
+    ip: IpAddr,
+    slot: Slot,
+    span: tracing::Span,
+    started: Instant,
+}
+
+/// What waits in the poller.
 pub(super) enum Waiting {
+    /// The back-off delay before the challenge: a timer, holding no
+    /// thread either.
+    Challenge(Delayed),
     /// The answer to the challenge.
     Answer(Answering),
     /// The next command.
@@ -60,6 +73,7 @@ pub(super) enum Waiting {
 impl Parkable for Waiting {
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         match self {
+            Waiting::Challenge(d) => Some(d.stream.as_fd()),
             Waiting::Answer(a) => a.greeted.socket(),
             Waiting::Command(conn) => conn.transport.socket(),
         }
@@ -175,7 +189,7 @@ pub(super) fn run(shared: &Shared, mut conn: Conn) {
                 None => return,
                 // Not a socket the poller can watch: wait here instead.
                 Some(Waiting::Command(back)) => conn = back,
-                Some(Waiting::Answer(_)) => return,
+                Some(_) => return,
             }
         }
         if conn.unsniffed {
@@ -259,6 +273,11 @@ fn acknowledge_now(conn: &Conn) {
 pub(super) fn resume(shared: &Arc<Shared>, waiting: Waiting) {
     let job_shared = shared.clone();
     let work = move |waiting| match waiting {
+        Waiting::Challenge(d) => {
+            let span = d.span.clone();
+            let _entered = span.enter();
+            contain(|| challenge(&job_shared, d.stream, d.ip, d.slot, d.span, d.started));
+        }
         Waiting::Command(conn) => {
             let span = conn.span.clone();
             let _entered = span.enter();
@@ -285,8 +304,8 @@ pub(super) fn resume(shared: &Arc<Shared>, waiting: Waiting) {
             let why = "server busy: it cannot start a thread now; try again shortly";
             let _ = send_error(&mut conn.transport, ErrorReply::new(ErrorCode::Busy, why));
         }
-        Waiting::Answer(answering) => {
-            let _entered = answering.span.enter();
+        Waiting::Answer(Answering { span, .. }) | Waiting::Challenge(Delayed { span, .. }) => {
+            let _entered = span.enter();
             tracing::warn!("dropped during login: no thread to finish it: {e}");
         }
     });
@@ -299,9 +318,11 @@ pub(super) fn wake(shared: &Weak<Shared>, waiting: Waiting) {
     }
 }
 
-/// The poller found the client silent until the deadline.
-pub(super) fn expire(waiting: Waiting) {
+/// The poller's `expired`: the deadline passed. Ends a connection whose
+/// client stayed silent; a delayed challenge is due now instead.
+pub(super) fn expire(shared: &Weak<Shared>, waiting: Waiting) {
     match waiting {
+        Waiting::Challenge(_) => wake(shared, waiting),
         Waiting::Command(conn) => {
             let _entered = conn.span.enter();
             tracing::info!("closed after the idle timeout");
@@ -329,35 +350,73 @@ pub(super) fn start(
     slot: Slot,
     span: tracing::Span,
 ) {
+    let started = Instant::now();
+    if shared.config.anonymous_quota.is_some() {
+        // A client may speak first: the whole login here, as it comes.
+        let opened = {
+            let _busy = Running::new(shared);
+            open(shared, stream, ip, slot, span)
+        };
+        if let Some(conn) = opened {
+            run(shared, conn);
+        }
+        return;
+    }
+    tracing::info!("connected");
+    let delay = shared.backoff.delay(ip);
+    if delay.is_zero() {
+        return challenge(shared, stream, ip, slot, span, started);
+    }
+    tracing::info!(
+        "delaying the challenge {} ms after repeated failed logins",
+        delay.as_millis()
+    );
+    let delayed = Delayed {
+        stream,
+        ip,
+        slot,
+        span,
+        started,
+    };
+    if let Some(unparked) = shared.park_until(Waiting::Challenge(delayed), Instant::now() + delay) {
+        resume(shared, unparked);
+    }
+}
+
+/// Sends the challenge and, when the answer comes soon, goes on with the
+/// login and the commands; otherwise parks the connection until it comes.
+fn challenge(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    ip: IpAddr,
+    slot: Slot,
+    span: tracing::Span,
+    started: Instant,
+) {
     let opened = {
         let _busy = Running::new(shared);
-        if !login::may_challenge_at_once(&shared.config, &shared.backoff, ip) {
-            open(shared, stream, ip, slot, span)
-        } else {
-            let started = Instant::now();
-            let Some(greeted) = login::greet(&shared.config, stream) else {
-                return;
-            };
-            let answering = Answering {
-                greeted,
-                ip,
-                slot,
-                span,
-                started,
-            };
-            let answer_came = answering
-                .greeted
-                .socket()
-                .is_none_or(|fd| readable_within(fd, ANSWER_WAIT));
-            if !answer_came {
-                let deadline = answering.greeted.deadline;
-                if let Some(unparked) = shared.park(Waiting::Answer(answering), deadline) {
-                    resume(shared, unparked);
-                }
-                return;
+        let Some(greeted) = login::greet(&shared.config, stream) else {
+            return;
+        };
+        let answering = Answering {
+            greeted,
+            ip,
+            slot,
+            span,
+            started,
+        };
+        let answer_came = answering
+            .greeted
+            .socket()
+            .is_none_or(|fd| readable_within(fd, ANSWER_WAIT));
+        if !answer_came {
+            let deadline = answering.greeted.deadline;
+            if let Some(unparked) = shared.park(Waiting::Answer(answering), deadline) {
+                resume(shared, unparked);
             }
-            answered(shared, answering)
+            return;
         }
+        answered(shared, answering)
     };
     if let Some(conn) = opened {
         run(shared, conn);

@@ -109,13 +109,6 @@ impl Backoff {
     }
 }
 
-/// Whether a new connection from `ip` can be sent its challenge at once
-/// and, if the answer is slow, wait for it in the poller: unless its
-/// address has earned a delay, or an anonymous client may speak first.
-pub fn may_challenge_at_once(config: &Config, backoff: &Backoff, ip: IpAddr) -> bool {
-    config.anonymous_quota.is_none() && backoff.delay(ip).is_zero()
-}
-
 /// A connection that was sent the seed's challenge and waits for the
 /// client's 16 bytes.
 pub struct Greeted {
@@ -135,7 +128,6 @@ impl Greeted {
 /// Readies an accepted socket and sends it the challenge: 32 bytes into an
 /// empty socket buffer, which never wait.
 pub fn greet(config: &Config, stream: TcpStream) -> Option<Greeted> {
-    tracing::info!("connected");
     greet_on(config, accepted(config, stream))
 }
 

@@ -110,6 +110,14 @@ impl Shared {
             None => Some(waiting),
         }
     }
+
+    /// Parks a connection until `deadline`, as a timer.
+    fn park_until(&self, waiting: Waiting, deadline: Instant) -> Option<Waiting> {
+        match self.poller.get() {
+            Some(poller) => poller.park_until(waiting, deadline),
+            None => Some(waiting),
+        }
+    }
 }
 
 /// A bound server, ready to run.
@@ -140,10 +148,10 @@ impl Server {
             running: AtomicUsize::new(0),
             per_host: Mutex::new(HashMap::new()),
         });
-        let weak = Arc::downgrade(&shared);
+        let (weak, expired) = (Arc::downgrade(&shared), Arc::downgrade(&shared));
         let poller = Poller::start(
             move |waiting| connection::wake(&weak, waiting),
-            connection::expire,
+            move |waiting| connection::expire(&expired, waiting),
         )
         .map_err(|e| Error::io("starting the poller", e))?;
         let _ = shared.poller.set(poller);

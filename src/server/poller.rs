@@ -79,6 +79,16 @@ impl<T: Parkable> Poller<T> {
     /// Parks `item` until its socket is readable or `deadline` passes.
     /// Gives it back when it has no socket or cannot be watched.
     pub fn park(&self, item: T, deadline: Instant) -> Option<T> {
+        self.add(item, deadline, Event::readable)
+    }
+
+    /// Parks `item` until `deadline` whatever its socket does (but an
+    /// error or hang-up, which epoll always reports, wakes it early).
+    pub fn park_until(&self, item: T, deadline: Instant) -> Option<T> {
+        self.add(item, deadline, Event::none)
+    }
+
+    fn add(&self, item: T, deadline: Instant, interest: fn(usize) -> Event) -> Option<T> {
         let Some(fd) = item.fd().map(|fd| fd.as_raw_fd()) else {
             return Some(item);
         };
@@ -91,7 +101,7 @@ impl<T: Parkable> Poller<T> {
             .is_none_or(|(first, _)| deadline < *first);
         // SAFETY: the socket stays open while the item is parked: it is
         // deleted from the poller in `take` before the item leaves.
-        let added = unsafe { self.inner.poller.add(fd, Event::readable(key)) };
+        let added = unsafe { self.inner.poller.add(fd, interest(key)) };
         if added.is_err() {
             return Some(item);
         }
@@ -205,6 +215,28 @@ mod tests {
         let gone = expired_rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(gone, quiet.local_addr().unwrap());
         assert!(poller.is_empty());
+    }
+
+    #[test]
+    fn a_timer_ignores_a_readable_socket_until_its_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (expired_tx, expired_rx) = mpsc::channel();
+        let poller = Poller::start(
+            move |_: TcpStream| ready_tx.send(()).unwrap(),
+            move |_: TcpStream| expired_tx.send(Instant::now()).unwrap(),
+        )
+        .unwrap();
+        let mut talker = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let start = Instant::now();
+        poller.park_until(
+            listener.accept().unwrap().0,
+            start + Duration::from_millis(300),
+        );
+        talker.write_all(b"x").unwrap();
+        let due = expired_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(due >= start + Duration::from_millis(300));
+        assert!(ready_rx.try_recv().is_err(), "its bytes did not wake it");
     }
 
     #[test]
