@@ -88,11 +88,12 @@ fn past_the_connection_cap_clients_are_told_at_once_and_others_unharmed() {
     let stalled: Vec<TcpStream> = (0..19)
         .map(|_| TcpStream::connect(server.addr).unwrap())
         .collect();
-    assert!(wait_until(Duration::from_secs(5), || server
-        .log_text()
-        .matches(" connected")
-        .count()
-        >= 20));
+    assert!(logged_times(
+        &server,
+        " connected",
+        20,
+        Duration::from_secs(5)
+    ));
 
     let started = Instant::now();
     let out = ClientRun::new(&sb, &server, &["echo", "hi"]).run();
@@ -187,17 +188,7 @@ fn time_to_challenge(from: &str, to: SocketAddr) -> Duration {
 fn repeated_failed_logins_slow_down_that_address_only() {
     let sb = Sandbox::new();
     let server = sb.start_server(&[]);
-    for _ in 0..7 {
-        time_to_challenge("127.0.0.1", server.addr);
-    }
-    // The client leaves as soon as it has answered; let the server count
-    // all seven before the eighth connects.
-    assert!(wait_until(Duration::from_secs(10), || server
-        .log_text()
-        .matches("login failed")
-        .count()
-        >= 7));
-    // After 7 failures, 127.0.0.1 waits 125 ms << 4 = 2 s for its challenge.
+    fail_seven_logins(&server);
     let slowed = time_to_challenge("127.0.0.1", server.addr);
     let other = time_to_challenge("127.0.0.2", server.addr);
     assert!(slowed >= Duration::from_millis(1500), "{slowed:?}");
@@ -342,6 +333,27 @@ fn durable_mode_stores_files() {
     assert_eq!(fs::read(sb.root().join("d.bin")).unwrap(), data);
 }
 
+/// Waits until the server's log holds `needle` at least `n` times.
+fn logged_times(server: &ServerProcess, needle: &str, n: usize, limit: Duration) -> bool {
+    wait_until(limit, || server.log_text().matches(needle).count() >= n)
+}
+
+/// Seven wrong answers from 127.0.0.1, counted by the server, which then
+/// makes that address wait 125 ms << 4 = 2 s for its challenges.
+fn fail_seven_logins(server: &ServerProcess) {
+    for _ in 0..7 {
+        time_to_challenge("127.0.0.1", server.addr);
+    }
+    // The client leaves as soon as it has answered; let the server count
+    // all seven.
+    assert!(logged_times(
+        server,
+        "login failed",
+        7,
+        Duration::from_secs(10)
+    ));
+}
+
 /// Threads of a process now.
 fn threads_of(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
@@ -402,25 +414,19 @@ fn a_worker_busy_with_a_slow_upload_does_not_keep_others_waiting() {
 fn logins_delayed_by_the_back_off_hold_no_worker() {
     let sb = Sandbox::new();
     let server = sb.start_server(&["--workers", "2"]);
-    for _ in 0..7 {
-        time_to_challenge("127.0.0.1", server.addr);
-    }
-    assert!(wait_until(Duration::from_secs(10), || server
-        .log_text()
-        .matches("login failed")
-        .count()
-        >= 7));
+    fail_seven_logins(&server);
     let threads_before = threads_of(server.child.id());
     // Thirty connections from the failing address, each made to wait two
     // seconds for its challenge: timers in the poller, not sleeping workers.
     let delayed: Vec<TcpStream> = (0..30)
         .map(|_| TcpStream::connect(server.addr).unwrap())
         .collect();
-    assert!(wait_until(Duration::from_secs(10), || server
-        .log_text()
-        .matches("delaying the challenge")
-        .count()
-        >= 30));
+    assert!(logged_times(
+        &server,
+        "delaying the challenge",
+        30,
+        Duration::from_secs(10)
+    ));
     let threads = threads_of(server.child.id());
     assert!(
         threads <= threads_before + 10,
