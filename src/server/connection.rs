@@ -40,23 +40,26 @@ pub(super) struct Conn {
     _slot: Slot,
 }
 
-/// A connection that was sent its challenge and waits for the answer.
-pub(super) struct Answering {
-    greeted: Greeted,
+/// A connection before its login is over: where it comes from, the slot
+/// it holds, its log span, and when it came.
+struct Arrival {
     ip: IpAddr,
     slot: Slot,
     span: tracing::Span,
     started: Instant,
 }
 
+/// A connection that was sent its challenge and waits for the answer.
+pub(super) struct Answering {
+    greeted: Greeted,
+    arrival: Arrival,
+}
+
 /// A new connection whose address has earned a delay before its
 /// challenge (failed logins).
 pub(super) struct Delayed {
     stream: TcpStream,
-    ip: IpAddr,
-    slot: Slot,
-    span: tracing::Span,
-    started: Instant,
+    arrival: Arrival,
 }
 
 /// What waits in the poller.
@@ -68,6 +71,17 @@ pub(super) enum Waiting {
     Answer(Answering),
     /// The next command.
     Command(Conn),
+}
+
+impl Waiting {
+    /// The connection's log span.
+    fn span(&self) -> &tracing::Span {
+        match self {
+            Waiting::Challenge(d) => &d.arrival.span,
+            Waiting::Answer(a) => &a.arrival.span,
+            Waiting::Command(conn) => &conn.span,
+        }
+    }
 }
 
 impl Parkable for Waiting {
@@ -82,32 +96,19 @@ impl Parkable for Waiting {
 
 /// From accept to the first command, all on this thread: the login, the
 /// dialect, the home folder. `None` when the connection ends there.
-pub(super) fn open(
-    shared: &Shared,
-    stream: TcpStream,
-    ip: IpAddr,
-    slot: Slot,
-    span: tracing::Span,
-) -> Option<Conn> {
-    let started = Instant::now();
-    let login = login::login(&shared.config, &shared.backoff, stream, ip)?;
-    establish(shared, login, slot, span, started)
+fn open(shared: &Shared, stream: TcpStream, arrival: Arrival) -> Option<Conn> {
+    let login = login::login(&shared.config, &shared.backoff, stream, arrival.ip)?;
+    establish(shared, login, arrival)
 }
 
 /// The answer came: the rest of the login and the first command.
 fn answered(shared: &Shared, a: Answering) -> Option<Conn> {
-    let login = login::answer(&shared.config, &shared.backoff, a.greeted, a.ip)?;
-    establish(shared, login, a.slot, a.span, a.started)
+    let login = login::answer(&shared.config, &shared.backoff, a.greeted, a.arrival.ip)?;
+    establish(shared, login, a.arrival)
 }
 
 /// A connection that passed its login, with its session started.
-fn establish(
-    shared: &Shared,
-    login: Login,
-    slot: Slot,
-    span: tracing::Span,
-    started: Instant,
-) -> Option<Conn> {
+fn establish(shared: &Shared, login: Login, arrival: Arrival) -> Option<Conn> {
     let who = match (login.dialect, login.index) {
         (Dialect::Anonymous, _) => Who::Anonymous,
         (_, Some(index)) => Who::Account(index),
@@ -118,9 +119,9 @@ fn establish(
         who,
         unsniffed: login.dialect == Dialect::Plaintext,
         cwd: Vec::new(),
-        span,
-        started,
-        _slot: slot,
+        span: arrival.span,
+        started: arrival.started,
+        _slot: arrival.slot,
     };
     let started = with_session(shared, &mut conn, |s, t| s.start(t));
     (started.ok()? == Flow::Continue).then_some(conn)
@@ -272,41 +273,25 @@ fn acknowledge_now(conn: &Conn) {
 /// the connection, in its turn.
 pub(super) fn resume(shared: &Arc<Shared>, waiting: Waiting) {
     let job_shared = shared.clone();
-    let work = move |waiting| match waiting {
-        Waiting::Challenge(d) => {
-            let span = d.span.clone();
-            let _entered = span.enter();
-            contain(|| challenge(&job_shared, d.stream, d.ip, d.slot, d.span, d.started));
-        }
-        Waiting::Command(conn) => {
-            let span = conn.span.clone();
-            let _entered = span.enter();
-            contain(|| run(&job_shared, conn));
-        }
-        Waiting::Answer(answering) => {
-            let span = answering.span.clone();
-            let _entered = span.enter();
-            contain(|| {
-                let opened = {
-                    let _busy = Running::new(&job_shared);
-                    answered(&job_shared, answering)
-                };
-                if let Some(conn) = opened {
-                    run(&job_shared, conn);
-                }
-            });
-        }
+    let work = move |waiting: Waiting| {
+        let _entered = waiting.span().clone().entered();
+        contain(|| match waiting {
+            Waiting::Challenge(d) => challenge(&job_shared, d.stream, d.arrival),
+            Waiting::Command(conn) => run(&job_shared, conn),
+            Waiting::Answer(answering) => {
+                log_in_then_run(&job_shared, || answered(&job_shared, answering))
+            }
+        });
     };
-    run_or_refuse(shared, waiting, work, |waiting, e| match waiting {
-        Waiting::Command(mut conn) => {
-            let _entered = conn.span.clone().entered();
-            tracing::warn!("dropped: no thread for the next command: {e}");
-            let why = "server busy: it cannot start a thread now; try again shortly";
-            let _ = send_error(&mut conn.transport, ErrorReply::new(ErrorCode::Busy, why));
-        }
-        Waiting::Answer(Answering { span, .. }) | Waiting::Challenge(Delayed { span, .. }) => {
-            let _entered = span.enter();
-            tracing::warn!("dropped during login: no thread to finish it: {e}");
+    run_or_refuse(shared, waiting, work, |waiting, e| {
+        let _entered = waiting.span().clone().entered();
+        match waiting {
+            Waiting::Command(mut conn) => {
+                tracing::warn!("dropped: no thread for the next command: {e}");
+                let why = "server busy: it cannot start a thread now; try again shortly";
+                let _ = send_error(&mut conn.transport, ErrorReply::new(ErrorCode::Busy, why));
+            }
+            _ => tracing::warn!("dropped during login: no thread to finish it: {e}"),
         }
     });
 }
@@ -321,15 +306,12 @@ pub(super) fn wake(shared: &Weak<Shared>, waiting: Waiting) {
 /// The poller's `expired`: the deadline passed. Ends a connection whose
 /// client stayed silent; a delayed challenge is due now instead.
 pub(super) fn expire(shared: &Weak<Shared>, waiting: Waiting) {
+    let _entered = waiting.span().clone().entered();
     match waiting {
         Waiting::Challenge(_) => wake(shared, waiting),
-        Waiting::Command(conn) => {
-            let _entered = conn.span.enter();
-            tracing::info!("closed after the idle timeout");
-        }
-        Waiting::Answer(answering) => {
-            let _entered = answering.span.enter();
-            tracing::info!("left during login: no answer to the challenge in time");
+        Waiting::Command(_) => tracing::info!("closed after the idle timeout"),
+        Waiting::Answer(_) => {
+            tracing::info!("left during login: no answer to the challenge in time")
         }
     }
 }
@@ -350,73 +332,57 @@ pub(super) fn start(
     slot: Slot,
     span: tracing::Span,
 ) {
-    let started = Instant::now();
+    let arrival = Arrival {
+        ip,
+        slot,
+        span,
+        started: Instant::now(),
+    };
     if shared.config.anonymous_quota.is_some() {
         // A client may speak first: the whole login here, as it comes.
-        let opened = {
-            let _busy = Running::new(shared);
-            open(shared, stream, ip, slot, span)
-        };
-        if let Some(conn) = opened {
-            run(shared, conn);
-        }
-        return;
+        return log_in_then_run(shared, || open(shared, stream, arrival));
     }
     tracing::info!("connected");
     let delay = shared.backoff.delay(ip);
     if delay.is_zero() {
-        return challenge(shared, stream, ip, slot, span, started);
+        return challenge(shared, stream, arrival);
     }
     tracing::info!(
         "delaying the challenge {} ms after repeated failed logins",
         delay.as_millis()
     );
-    let delayed = Delayed {
-        stream,
-        ip,
-        slot,
-        span,
-        started,
-    };
-    if let Some(unparked) = shared.park_until(Waiting::Challenge(delayed), Instant::now() + delay) {
+    let delayed = Waiting::Challenge(Delayed { stream, arrival });
+    if let Some(unparked) = shared.park_until(delayed, Instant::now() + delay) {
         resume(shared, unparked);
     }
 }
 
 /// Sends the challenge and, when the answer comes soon, goes on with the
 /// login and the commands; otherwise parks the connection until it comes.
-fn challenge(
-    shared: &Arc<Shared>,
-    stream: TcpStream,
-    ip: IpAddr,
-    slot: Slot,
-    span: tracing::Span,
-    started: Instant,
-) {
-    let opened = {
-        let _busy = Running::new(shared);
-        let Some(greeted) = login::greet(&shared.config, stream) else {
-            return;
-        };
-        let answering = Answering {
-            greeted,
-            ip,
-            slot,
-            span,
-            started,
-        };
-        let answer_came = answering
-            .greeted
+fn challenge(shared: &Arc<Shared>, stream: TcpStream, arrival: Arrival) {
+    log_in_then_run(shared, || {
+        let greeted = login::greet(&shared.config, stream)?;
+        let answer_came = greeted
             .socket()
             .is_none_or(|fd| readable_within(fd, ANSWER_WAIT));
+        let answering = Answering { greeted, arrival };
         if !answer_came {
             let deadline = answering.greeted.deadline;
             if let Some(unparked) = shared.park(Waiting::Answer(answering), deadline) {
                 resume(shared, unparked);
             }
-            return;
+            return None;
         }
         answered(shared, answering)
+    });
+}
+
+/// Runs `login`, counted as running for a graceful shutdown, then the
+/// connection's commands if it logged in.
+fn log_in_then_run(shared: &Shared, login: impl FnOnce() -> Option<Conn>) {
+    let opened = {
+        let _busy = Running::new(shared);
+        login()
     };
     if let Some(conn) = opened {
         run(shared, conn);
