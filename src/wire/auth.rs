@@ -153,16 +153,9 @@ pub enum Opening {
     Answer(Response),
 }
 
-/// Server side of the opening: send `challenge` and read the client's 16
-/// bytes, which choose the dialect.
-///
-/// Fails when the peer stops before sending 16 bytes.
-pub fn server_opening<S: Read + Write>(stream: &mut S, challenge: &Challenge) -> Result<Opening> {
-    send_challenge(stream, challenge)?;
-    read_opening(stream)
-}
-
-/// The first half of the opening: the challenge.
+/// The server's side of the opening, first half: the challenge. The
+/// answer is read with [`read_opening`], by whichever thread has the
+/// connection when it comes.
 ///
 /// Fails when it cannot be sent.
 pub fn send_challenge<S: Write>(stream: &mut S, challenge: &Challenge) -> Result<()> {
@@ -275,7 +268,8 @@ mod tests {
             input: Cursor::new(client.output.clone()),
             output: Vec::new(),
         };
-        let Opening::Answer(answer) = server_opening(&mut server, &c).unwrap() else {
+        send_challenge(&mut server, &c).unwrap();
+        let Opening::Answer(answer) = read_opening(&mut server).unwrap() else {
             panic!("an HMAC answer is no TLS marker");
         };
         assert_eq!(find_key(&[b"x".as_slice(), SEED_KEY], &c, &answer), Some(1));
@@ -285,7 +279,7 @@ mod tests {
             input: Cursor::new(crate::wire::binding::TLS_MARKER.to_vec()),
             output: Vec::new(),
         };
-        assert_eq!(server_opening(&mut tls, &c).unwrap(), Opening::Tls);
+        assert_eq!(read_opening(&mut tls).unwrap(), Opening::Tls);
     }
 
     #[test]
@@ -294,7 +288,7 @@ mod tests {
             input: Cursor::new(vec![1, 2, 3]),
             output: Vec::new(),
         };
-        let err = server_opening(&mut server, &counting_challenge()).unwrap_err();
+        let err = read_opening(&mut server).unwrap_err();
         assert!(err.is_disconnect(), "{err}");
     }
 }
