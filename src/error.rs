@@ -86,6 +86,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// A local file or folder that cannot be read, as the user named it.
+    pub fn cannot_read(what: impl fmt::Display, source: &io::Error) -> Error {
+        Error::Usage(format!("cannot read {what}: {}", reason(source)))
+    }
+
     /// Wraps an I/O error with a description of what was being done.
     pub fn io(context: impl Into<String>, source: io::Error) -> Error {
         Error::Io {
@@ -113,10 +118,20 @@ impl Error {
     }
 }
 
+/// An operating-system error as a person reads it: "No such file or
+/// directory", without the "(os error 2)" Rust's own rendering appends.
+pub fn reason(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => text[..at].to_string(),
+        _ => text,
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Io { context, source } => write!(f, "{context}: {}", reason(source)),
             Error::FrameTooLarge { len, max } => {
                 write!(f, "frame too large: {len} > {max} bytes")
             }
@@ -176,5 +191,22 @@ impl From<Error> for io::Error {
             Error::Io { source, .. } => source,
             other => io::Error::other(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_errors_read_without_their_number() {
+        let missing = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(reason(&missing), "No such file or directory");
+        assert_eq!(
+            Error::io("reading a.txt", missing).to_string(),
+            "reading a.txt: No such file or directory"
+        );
+        let other = io::Error::other("the store said no (os error 5)?");
+        assert_eq!(reason(&other), "the store said no (os error 5)?");
     }
 }

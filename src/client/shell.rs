@@ -233,13 +233,13 @@ fn put_tree(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<()> {
-    let meta = std::fs::symlink_metadata(local)
-        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", local.display())))?;
+    let meta =
+        std::fs::symlink_metadata(local).map_err(|e| Error::cannot_read(local.display(), &e))?;
     if !meta.is_dir() {
         return Err(Error::Usage(format!("{} is not a folder", local.display())));
     }
-    let absolute = std::fs::canonicalize(local)
-        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", local.display())))?;
+    let absolute =
+        std::fs::canonicalize(local).map_err(|e| Error::cannot_read(local.display(), &e))?;
     let name = local_upload_name(&absolute)?;
     let start = client.pwd()?;
     let remote = join_remote(&start, &name);
@@ -308,7 +308,7 @@ fn upload_folder(
     }
     client.cd(remote)?;
     let mut entries: Vec<_> = std::fs::read_dir(local)
-        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", local.display())))?
+        .map_err(|e| Error::cannot_read(local.display(), &e))?
         .filter_map(|e| e.ok())
         .collect();
     entries.sort_by_key(|e| e.file_name());

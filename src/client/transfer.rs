@@ -53,11 +53,10 @@ impl Client {
 
     fn put_attempt(&mut self, path: &Path, progress: &mut dyn Progress) -> Result<PutReport> {
         let name = local_upload_name(path)?;
-        let mut file = File::open(path)
-            .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+        let mut file = File::open(path).map_err(|e| Error::cannot_read(path.display(), &e))?;
         let meta = file
             .metadata()
-            .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+            .map_err(|e| Error::cannot_read(path.display(), &e))?;
         if !meta.is_file() {
             return Err(Error::Usage(format!(
                 "{} is not a regular file",
@@ -97,7 +96,7 @@ impl Client {
         let mut body = Vec::new();
         file.take(SMALL_FILE + 1)
             .read_to_end(&mut body)
-            .map_err(|e| Error::Usage(format!("cannot read {name}: {e}")))?;
+            .map_err(|e| Error::cannot_read(name, &e))?;
         if body.len() as u64 > SMALL_FILE {
             return Err(Error::Usage(format!(
                 "{name} grew while it was being read; try again"
