@@ -289,17 +289,10 @@ fn copy_chunks(from: &mut impl Read, to: &mut impl Write) {
 fn copy_full_chunks(from: &mut impl Read, to: &mut impl Write) {
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match from.read(&mut buf[filled..]).unwrap() {
-                0 => break,
-                n => filled += n,
-            }
+        match frame::read_full(from, &mut buf).unwrap() {
+            0 => break,
+            filled => to.write_all(&buf[..filled]).unwrap(),
         }
-        if filled == 0 {
-            break;
-        }
-        to.write_all(&buf[..filled]).unwrap();
     }
 }
 

@@ -110,7 +110,9 @@ pub(crate) fn whole(what: &'static str, got: usize, expected: usize) -> Result<(
 
 /// Fills `buf` as far as the reader allows; returns how many bytes arrived.
 /// Short only at end of input.
-pub(crate) fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize> {
+///
+/// Fails when the reader does.
+pub fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {
