@@ -70,6 +70,15 @@ struct Args {
     /// Most connections one address may hold (an IPv6 /64 counts as one).
     #[arg(long, default_value_t = 1_000, value_name = "N")]
     max_per_address: usize,
+    /// Most logins one address may have under way at once (an IPv6 /64
+    /// counts as one); its further connections wait for their turn. An
+    /// anonymous client's turn lasts until its first request is in.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    max_logins_per_address: usize,
+    /// Failed logins one address may make in a minute; after that it is
+    /// refused until the minute is over.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    max_failed_logins: u32,
     /// Drop a peer that sends nothing for this long, or takes this long for
     /// the login or one header.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
@@ -223,6 +232,8 @@ fn config(args: &Args, store: Arc<dyn Store>, accounts: Accounts, tls: ServerIde
         ),
         workers: args.workers.max(1),
         max_per_address: args.max_per_address.max(1),
+        max_logins_per_address: args.max_logins_per_address.max(1),
+        max_failed_logins: args.max_failed_logins.max(1),
         partial_ttl: Duration::from_secs(args.partial_ttl.saturating_mul(3600)),
         tls,
         require_tls: args.require_tls,

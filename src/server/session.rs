@@ -150,7 +150,7 @@ impl<'a> Session<'a> {
 
     /// Answers a frame whose length was unacceptable. The stream cannot be
     /// resynchronised after that, so the connection closes.
-    fn refuse_frame<S: Transport>(&mut self, e: &Error, stream: &mut S) -> Result<Flow> {
+    pub(crate) fn refuse_frame<S: Transport>(&mut self, e: &Error, stream: &mut S) -> Result<Flow> {
         let reply = ErrorReply::new(ErrorCode::BadRequest, e.to_string());
         self.log_command("?", "", Instant::now(), &Outcome::refused(&reply).closing());
         send_error(stream, reply)?;
@@ -158,7 +158,7 @@ impl<'a> Session<'a> {
     }
 
     /// Parses one header, runs it and logs it.
-    fn handle<S: Transport>(&mut self, header: &[u8], stream: &mut S) -> Result<Flow> {
+    pub(crate) fn handle<S: Transport>(&mut self, header: &[u8], stream: &mut S) -> Result<Flow> {
         let started = Instant::now();
         self.log_header(header);
         let request = match parse_request(header) {

@@ -173,7 +173,14 @@ pub fn read_opening<S: Read>(stream: &mut S) -> Result<Opening> {
     let mut response = [0u8; RESPONSE_LEN];
     let got = read_full(stream, &mut response)?;
     whole("authentication answer", got, RESPONSE_LEN)?;
-    Ok(match response == crate::wire::binding::TLS_MARKER {
+    decode_opening(&response).ok_or(Error::Closed)
+}
+
+/// The client's 16 bytes, decoded without any I/O: `None` until all have
+/// come.
+pub fn decode_opening(bytes: &[u8]) -> Option<Opening> {
+    let response: Response = *bytes.first_chunk()?;
+    Some(match response == crate::wire::binding::TLS_MARKER {
         true => Opening::Tls,
         false => Opening::Answer(response),
     })
@@ -280,6 +287,17 @@ mod tests {
             output: Vec::new(),
         };
         assert_eq!(read_opening(&mut tls).unwrap(), Opening::Tls);
+    }
+
+    #[test]
+    fn the_opening_decoder_waits_for_all_sixteen_bytes() {
+        let marker = crate::wire::binding::TLS_MARKER;
+        for n in 0..RESPONSE_LEN {
+            assert_eq!(decode_opening(&marker[..n]), None);
+        }
+        assert_eq!(decode_opening(&marker), Some(Opening::Tls));
+        let answer = respond(SEED_KEY, &counting_challenge());
+        assert_eq!(decode_opening(&answer), Some(Opening::Answer(answer)));
     }
 
     #[test]
