@@ -413,7 +413,9 @@ fn a_worker_busy_with_a_slow_upload_does_not_keep_others_waiting() {
 #[test]
 fn logins_delayed_by_the_back_off_hold_no_worker() {
     let sb = Sandbox::new();
-    let server = sb.start_server(&["--workers", "2"]);
+    // Room for thirty logins at once from one address, so that all wait
+    // out their delay together.
+    let server = sb.start_server(&["--workers", "2", "--max-logins-per-address", "64"]);
     fail_seven_logins(&server);
     let threads_before = threads_of(server.child.id());
     // Thirty connections from the failing address, each made to wait two

@@ -154,6 +154,7 @@ impl Parkable for Waiting {
 /// when one of its host's turns comes free.
 pub(super) fn accepted(shared: &Arc<Shared>, stream: TcpStream, arrival: Arrival) {
     let host = arrival.slot.1;
+    arrival.span.in_scope(|| tracing::info!("connected"));
     match shared.turns.begin(host, Queued { stream, arrival }) {
         Some(queued) => begin_login(shared, queued),
         None => tracing::debug!("waiting for a login turn"),
@@ -167,7 +168,6 @@ fn begin_login(shared: &Arc<Shared>, q: Queued) {
     if q.arrival.started.elapsed() >= shared.config.login_timeout {
         return tracing::info!("left during login: no login turn came in time");
     }
-    tracing::info!("connected");
     let next = Pending::begin(&login_context(shared, q.arrival.ip), q.stream);
     follow_login(shared, next, q.arrival, turn);
 }
