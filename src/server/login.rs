@@ -30,7 +30,7 @@ use crate::wire::message::{ErrorCode, ErrorReply, Reply};
 /// Such a client never reads a challenge, and if one sits unread when it
 /// closes, its kernel resets the connection and drops what it had not sent
 /// yet; so it is better never to send one.
-pub const SPEAK_FIRST_WAIT: Duration = Duration::from_millis(100);
+pub const SPEAK_FIRST_WAIT: Duration = Duration::from_millis(50);
 
 /// Who a connection is once logged in. A dialect comes with an account,
 /// and only an anonymous client has none.
@@ -256,6 +256,9 @@ impl Pending {
             let why = "this server takes only encrypted logins (--require-tls)";
             return self.refuse_plain(why);
         }
+        if let Some(left) = cx.backoff.locked_out(cx.ip) {
+            return self.refuse_plain(&locked_out(left));
+        }
         let accounts = &config.accounts;
         if let Some(index) = find_key(accounts.secrets(), challenge, &answer) {
             let name = accounts.get(index).map_or("?", |a| a.label());
@@ -320,6 +323,11 @@ impl Pending {
 
     fn prove(self, cx: &LoginContext<'_>, mut hs: Box<ServerHandshake>, tag: &[u8]) -> Next {
         let (accounts, metrics) = (&cx.config.accounts, &cx.config.context.metrics);
+        if let Some(left) = cx.backoff.locked_out(cx.ip) {
+            let _ = hs.send(self.stream.as_fd(), &refusal(&locked_out(left)));
+            let _ = hs.close(self.stream.as_fd());
+            return Next::Refused(self.stream);
+        }
         let exporter = match hs.exporter() {
             Ok(e) => e,
             Err(e) => return gone(format!("in the TLS login: {e}")),
@@ -377,6 +385,17 @@ fn anonymous(cx: &LoginContext<'_>, transport: Box<dyn Transport>, first: Incomi
         transport,
         incoming: first,
     })
+}
+
+/// Why a locked-out host is refused. A host that used up its failed
+/// logins for the minute gets no answer checked, even a right one, until
+/// the minute is over.
+fn locked_out(left: Duration) -> String {
+    tracing::warn!("login refused: too many failed logins from this address");
+    format!(
+        "too many failed logins from your address; try again in {} s",
+        left.as_secs().max(1)
+    )
 }
 
 /// The `auth_failed` frame a refused login is answered with.
