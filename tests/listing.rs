@@ -1,0 +1,119 @@
+//! A folder far bigger than one reply: 50,000 names of 250 bytes, mostly
+//! `"` (each escapes to two bytes of JSON, about 27 MB of listing in all).
+//! `ftp-client ls` lists all of it, and clients that ask for it and never
+//! read cost the server a bounded page each, until the whole-reply
+//! deadline closes them.
+
+mod support;
+
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::*;
+
+const NAMES: usize = 50_000;
+
+/// The `i`th name: a number to tell them apart, then quotes to 250 bytes.
+fn quoted_name(i: usize) -> String {
+    format!("{i:06}{}", "\"".repeat(244))
+}
+
+/// Creates the big folder as the home itself: the server's root in
+/// single-secret mode.
+fn fill_home(root: &Path) {
+    fs::create_dir_all(root).unwrap();
+    for i in 0..NAMES {
+        fs::File::create(root.join(quoted_name(i))).unwrap();
+    }
+}
+
+/// A field of /proc/PID/status in KiB, such as `VmRSS` or `VmHWM`.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in:\n{status}"))
+}
+
+/// What the server may hold at most, whatever the folder and the readers.
+const RSS_LIMIT_KIB: u64 = 256 * 1024;
+
+#[test]
+fn the_client_lists_a_folder_bigger_than_any_frame() {
+    let sb = Sandbox::new();
+    fill_home(&sb.root());
+    let server = sb.start_server(&[]);
+    let out = ClientRun::new(&sb, &server, &["ls", "-a"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), NAMES, "{}", stderr(&out));
+    for i in [0, 12_345, NAMES - 1] {
+        let name = quoted_name(i);
+        assert!(
+            text.lines().any(|l| l.ends_with(&format!("  {name}"))),
+            "{name} is not listed"
+        );
+    }
+}
+
+#[test]
+fn readers_that_never_read_hold_a_page_each_until_the_deadline() {
+    let sb = Sandbox::new();
+    fill_home(&sb.root());
+    let mut server = sb.start_server(&["--reply-timeout", "4"]);
+    let pid = server.child.id();
+    // Half ask for pages, half for the single frame older clients read.
+    let stalled: Vec<Raw> = (0..40)
+        .map(|i| {
+            let mut raw = Raw::login(server.addr, SECRET.as_bytes());
+            raw.send_json(&json!({"cmd":"ls","pages":i % 2 == 0}));
+            raw
+        })
+        .collect();
+    let started = Instant::now();
+    let client = ClientRun::new(&sb, &server, &["ls", "-a"])
+        .cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reader = std::thread::spawn(move || wait_output(client, CLIENT_LIMIT));
+    let mut peak = 0;
+    while !reader.is_finished() {
+        peak = peak.max(status_kib(pid, "VmRSS"));
+        assert!(peak <= RSS_LIMIT_KIB, "server RSS reached {peak} KiB");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = reader.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), NAMES);
+    assert!(server.is_running());
+
+    // Every stalled reply ends at its deadline, and its connection closes.
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            server.log_text().matches("ls  aborted").count() == stalled.len()
+        }),
+        "not every stalled ls was aborted:\n{}",
+        server.log_text()
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    for mut raw in stalled {
+        raw.stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut sink = Vec::new();
+        match raw.stream.read_to_end(&mut sink) {
+            Ok(_) => {}
+            Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::WouldBlock, "still open"),
+        }
+    }
+    let hwm = status_kib(pid, "VmHWM");
+    eprintln!("server RSS: highest sample {peak} KiB, high-water mark {hwm} KiB");
+    assert!(hwm <= RSS_LIMIT_KIB, "server RSS peaked at {hwm} KiB");
+}
