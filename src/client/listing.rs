@@ -162,6 +162,26 @@ mod tests {
     }
 
     #[test]
+    fn an_older_servers_single_frame_is_a_listing_of_one_page() {
+        let old = br#"{"status":"ok","files":[{"name":"a","kind":"file","size":1,"mtime":0}],"truncated":true}"#;
+        let bytes = crate::wire::frame::encode(old).unwrap();
+        let mut pages = 0;
+        let truncated = read_pages(&mut &bytes[..], |p| {
+            pages += 1;
+            assert_eq!(p.files[0].name, "a");
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(pages, 1);
+        assert!(truncated);
+        // One bigger than a page may be is refused from its length alone.
+        let mut huge = (MAX_PAGE_LEN as i32 + 1).to_le_bytes().to_vec();
+        huge.extend_from_slice(b"{");
+        let err = read_pages(&mut &huge[..], |_| Ok(())).unwrap_err();
+        assert!(matches!(err, Error::FrameTooLarge { .. }), "{err}");
+    }
+
+    #[test]
     fn a_reply_cut_in_the_middle_of_a_page_is_an_error() {
         let mut page = PageBuilder::new(1024);
         page.push(entry("a", EntryKind::File, 1)).unwrap();
