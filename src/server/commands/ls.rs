@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::io::deadline::ReplyWriter;
 use crate::net::Transport;
 use crate::server::session::{refuse, Outcome, Session};
-use crate::storage::Entries;
+use crate::storage::{Entries, StoreError};
 use crate::wire::listing::{PageBuilder, PageEnd, PAGE_BUDGET, SINGLE_BUDGET};
 
 /// What one listing sent, for the log.
@@ -36,20 +36,20 @@ impl Session<'_> {
         let budget = if pages { PAGE_BUDGET } else { SINGLE_BUDGET };
         let mut sent = Sent::default();
         match send_pages(entries, budget, pages, &mut out, &mut sent)? {
-            Ok(()) => Ok(Outcome::ok(
+            None => Ok(Outcome::ok(
                 format!("{} entries in {} frames", sent.entries, sent.frames),
                 sent.bytes,
             )),
             // The pages already sent stand; the error frame ends them.
-            Err(e) => refuse(&mut out, store_refusal(e, "")),
+            Some(e) => refuse(&mut out, store_refusal(e, "")),
         }
     }
 }
 
 /// Sends `entries` in pages of `budget` bytes; without `pages`, only the
 /// first page, marked truncated if the folder held more. Returns the
-/// store's error, when reading the folder failed part way, for the caller
-/// to send as the last frame.
+/// store's error when reading the folder failed part way, for the caller
+/// to send in place of the next page.
 ///
 /// Fails when the writer does.
 fn send_pages(
@@ -58,13 +58,13 @@ fn send_pages(
     pages: bool,
     out: &mut impl Write,
     sent: &mut Sent,
-) -> Result<std::result::Result<(), crate::storage::StoreError>> {
+) -> Result<Option<StoreError>> {
     let mut page = PageBuilder::new(budget);
     let mut end = PageEnd::Last;
     for entry in entries {
         let entry = match entry {
             Ok(entry) => entry,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Ok(Some(e)),
         };
         let Err(entry) = page.push(entry) else {
             continue;
@@ -78,7 +78,7 @@ fn send_pages(
         let _ = page.push(entry);
     }
     send(out, &mut page, end, sent)?;
-    Ok(Ok(()))
+    Ok(None)
 }
 
 /// Sends the page as one frame and empties it.
