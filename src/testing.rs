@@ -59,6 +59,7 @@ pub fn context(root: &Path) -> Context {
         max_file_size: u64::MAX,
         overwrite: true,
         idle_timeout: Duration::from_secs(5),
+        reply_timeout: Duration::from_secs(5),
         locks: UploadLocks::default(),
         metrics: Default::default(),
         min_rate: None,

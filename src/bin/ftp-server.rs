@@ -28,6 +28,11 @@ use ftp::Result;
 /// Connections served at once unless --max-connections says otherwise.
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
+/// The default --reply-timeout in idle timeouts: room for a listing of
+/// tens of megabytes over a slow link, while a peer that reads nothing
+/// holds its worker thread for minutes, not for ever.
+const REPLY_TIMEOUTS_PER_IDLE: u64 = 5;
+
 /// Authenticated file transfer server, wire-compatible with the classic
 /// Python socketserver FTP exercise.
 ///
@@ -83,6 +88,11 @@ struct Args {
     /// the login or one header.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     idle_timeout: u64,
+    /// Close a connection whose peer has not read the whole of one reply
+    /// (a long listing, say) this long after it began.
+    /// [default: five times --idle-timeout]
+    #[arg(long, value_name = "SECS")]
+    reply_timeout: Option<u64>,
     /// Drop an upload whose body comes slower than this (bytes per second,
     /// e.g. 1KiB; 0 for no floor), averaged over --min-rate-window. Its
     /// partial file stays for a resume.
@@ -214,6 +224,11 @@ fn config(args: &Args, store: Arc<dyn Store>, accounts: Accounts, tls: ServerIde
             max_file_size: args.max_file_size.unwrap_or(u64::MAX),
             overwrite: !args.no_overwrite,
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+            reply_timeout: Duration::from_secs(
+                args.reply_timeout
+                    .unwrap_or(args.idle_timeout.saturating_mul(REPLY_TIMEOUTS_PER_IDLE))
+                    .max(1),
+            ),
             locks: UploadLocks::default(),
             metrics: Default::default(),
             min_rate: (args.min_rate > 0).then(|| {

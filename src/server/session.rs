@@ -247,7 +247,7 @@ impl<'a> Session<'a> {
         match request {
             Request::Put(put) => self.put(put, s),
             Request::Get(get) => self.get(get, s),
-            Request::Ls {} => respond(s, self.ls(), |l| format!("{} entries", l.files.len())),
+            Request::Ls { pages } => self.ls(pages, s),
             Request::Echo { text } => {
                 let n = text.len() as u64;
                 respond(s, Ok(self.echo(&text)), |_| format!("{n} chars"))
@@ -296,7 +296,7 @@ fn describe(r: &Request) -> (&'static str, String) {
     match r {
         Request::Put(p) => ("put", p.filename.clone()),
         Request::Get(g) => ("get", g.filename.clone()),
-        Request::Ls {} => ("ls", String::new()),
+        Request::Ls { .. } => ("ls", String::new()),
         Request::Echo { .. } => ("echo", String::new()),
         Request::Prove { .. } => ("prove", String::new()),
         Request::Quota {} => ("quota", String::new()),

@@ -9,11 +9,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::local;
 use super::usage::UsageBook;
-use super::{Claim, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan};
+use super::{
+    Claim, Entries, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
+};
 use crate::error::Error;
 use crate::io::digest::Digester;
 use crate::io::pump::hash_prefix;
-use crate::wire::message::Listing;
 use crate::wire::names::PARTIAL_DIR;
 
 /// How deep the sweeper looks for partial uploads: a home, then folders
@@ -105,8 +106,11 @@ impl Store for DiskStore {
         self.folder(at).map(drop)
     }
 
-    fn list(&self, at: Place) -> StoreResult<Listing> {
-        local::list(&self.folder(at)?).map_err(StoreError::failed("listing"))
+    fn list(&self, at: Place) -> StoreResult<Entries<'_>> {
+        let entries = local::list(&self.folder(at)?).map_err(StoreError::failed("listing"))?;
+        Ok(Box::new(
+            entries.map(|e| e.map_err(|e| StoreError::Failed("listing", e))),
+        ))
     }
 
     /// Refuses to step through anything that is not a real folder.

@@ -7,7 +7,6 @@
 //! partial file that is left behind by a broken connection is kept, so that
 //! the next upload of the same name can resume it.
 
-use std::collections::BinaryHeap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,11 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
-use crate::wire::message::{Entry, EntryKind, Listing};
+use crate::wire::message::{Entry, EntryKind};
 use crate::wire::names::{display_folder, PARTIAL_DIR};
-
-/// Most entries one listing carries; the rest is reported as truncated.
-pub const MAX_LISTING: usize = 50_000;
 
 /// Why a folder path could not be used. Each variant carries the folder
 /// as the user wrote it, relative to the home.
@@ -62,32 +58,18 @@ pub fn is_no_space(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
-/// Lists files and folders in `dir`, sorted by name. Symbolic links, the
-/// partial-upload folder and names that are not UTF-8 are left out. A
-/// folder with more than [`MAX_LISTING`] entries gives the first ones in
-/// name order, and says it was truncated; memory stays bounded by keeping
-/// only the smallest names seen so far.
+/// Lists files and folders in `dir` as the directory stream yields them,
+/// a few at a time, so that a folder of any size costs bounded memory; the
+/// order is the file system's. Symbolic links, the partial-upload folder
+/// and names that are not UTF-8 are left out.
 ///
-/// Fails when the folder cannot be read.
-pub fn list(dir: &Path) -> io::Result<Listing> {
-    list_first(dir, MAX_LISTING)
-}
-
-fn list_first(dir: &Path, max: usize) -> io::Result<Listing> {
-    let mut kept = BinaryHeap::new();
-    let mut truncated = false;
-    for entry in fs::read_dir(dir)? {
-        let Some(entry) = listing_entry(entry?) else {
-            continue;
-        };
-        kept.push(ByName(entry));
-        if kept.len() > max {
-            kept.pop();
-            truncated = true;
-        }
-    }
-    let files = kept.into_sorted_vec().into_iter().map(|e| e.0).collect();
-    Ok(Listing { files, truncated })
+/// Fails when the folder cannot be opened; a failure while reading it
+/// comes as an item.
+pub fn list(dir: &Path) -> io::Result<impl Iterator<Item = io::Result<Entry>>> {
+    Ok(fs::read_dir(dir)?.filter_map(|entry| match entry {
+        Ok(entry) => listing_entry(entry).map(Ok),
+        Err(e) => Some(Err(e)),
+    }))
 }
 
 /// One entry as a listing shows it; `None` for what is not listed.
@@ -115,26 +97,6 @@ fn listing_entry(entry: fs::DirEntry) -> Option<Entry> {
         },
         mtime: unix_secs(meta.modified().unwrap_or(UNIX_EPOCH)),
     })
-}
-
-/// Orders listing entries by name, so a max-heap drops the largest.
-struct ByName(Entry);
-
-impl PartialEq for ByName {
-    fn eq(&self, other: &ByName) -> bool {
-        self.0.name == other.0.name
-    }
-}
-impl Eq for ByName {}
-impl PartialOrd for ByName {
-    fn partial_cmp(&self, other: &ByName) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for ByName {
-    fn cmp(&self, other: &ByName) -> std::cmp::Ordering {
-        self.0.name.cmp(&other.0.name)
-    }
 }
 
 /// Seconds since the Unix epoch, 0 for earlier times.
@@ -394,38 +356,47 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// Every entry `list` gives, sorted by name for comparing.
+    fn listed(dir: &Path) -> Vec<Entry> {
+        let mut all: Vec<_> = list(dir).unwrap().map(Result::unwrap).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
     #[test]
-    fn listing_hides_partials_and_links_and_sorts() {
+    fn listing_hides_partials_and_links() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("b"), b"12345").unwrap();
         fs::write(dir.path().join("a"), b"").unwrap();
         fs::create_dir(dir.path().join("sub")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
         open_partial(dir.path(), &partial_path(dir.path(), "c"), 0).unwrap();
-        let l = list(dir.path()).unwrap();
-        let names: Vec<_> = l.files.iter().map(|e| e.name.as_str()).collect();
+        let files = listed(dir.path());
+        let names: Vec<_> = files.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["a", "b", "sub"]);
-        assert_eq!(l.files[1].size, 5);
-        assert_eq!(l.files[2].kind, EntryKind::Dir);
-        assert!(!l.truncated);
+        assert_eq!(files[1].size, 5);
+        assert_eq!(files[2].kind, EntryKind::Dir);
     }
 
     #[test]
-    fn a_truncated_listing_holds_the_first_names_in_order() {
+    fn entries_are_looked_at_as_they_are_taken() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["m", "c", "x", "a", "k", "b"] {
-            fs::write(dir.path().join(name), b"").unwrap();
+        for i in 0..100 {
+            fs::write(dir.path().join(format!("f{i}")), b"").unwrap();
         }
-        let l = list_first(dir.path(), 3).unwrap();
-        let names: Vec<_> = l.files.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["a", "b", "c"]);
-        assert!(l.truncated);
+        let mut entries = list(dir.path()).unwrap();
+        assert!(entries.next().unwrap().is_ok());
+        // Files removed after the listing began are left out, not errors.
+        for i in 0..100 {
+            let _ = fs::remove_file(dir.path().join(format!("f{i}")));
+        }
+        assert!(entries.count() < 99);
     }
 
     #[test]
     fn empty_folder_lists_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(list(dir.path()).unwrap().files.is_empty());
+        assert!(listed(dir.path()).is_empty());
     }
 
     #[test]

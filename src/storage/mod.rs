@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::wire::message::Listing;
+use crate::wire::message::Entry;
 
 pub mod disk;
 pub mod local;
@@ -147,6 +147,11 @@ pub trait StoredFile: Send {
     fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>>;
 }
 
+/// A folder's entries, read a bounded part at a time: memory does not grow
+/// with the folder. No order is promised: a local folder comes in the
+/// order the file system returns, an object store in key order.
+pub type Entries<'a> = Box<dyn Iterator<Item = StoreResult<Entry>> + 'a>;
+
 /// Grants the partial upload with this key to the sweeper, for as long as
 /// the returned guard lives; `None` while a connection runs it.
 pub type Claim<'a> = &'a dyn Fn(&str) -> Option<Box<dyn Send>>;
@@ -159,8 +164,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn open_home(&self, home: &[String]) -> StoreResult<()>;
     /// Checks that a folder exists and may be used.
     fn check_folder(&self, at: Place) -> StoreResult<()>;
-    /// Files and folders in a folder, sorted by name.
-    fn list(&self, at: Place) -> StoreResult<Listing>;
+    /// Files and folders in a folder, read from the store as they are
+    /// taken, in the store's order (see [`Entries`]).
+    ///
+    /// Fails at once when the folder cannot be listed; a failure later on
+    /// comes as an item.
+    fn list(&self, at: Place) -> StoreResult<Entries<'_>>;
     /// Creates the folder `at` and any missing parents; fails with
     /// [`StoreError::Exists`] when it was there.
     fn make_folder(&self, at: Place) -> StoreResult<()>;
