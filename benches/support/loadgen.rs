@@ -27,6 +27,8 @@ use crate::{Load, Server, SECRET};
 const STUCK: Duration = Duration::from_secs(10);
 /// How often stuck puts are looked for.
 const SWEEP: Duration = Duration::from_millis(100);
+/// Connections opened at the start of a run between looks at the ready ones.
+const CONNECT_BATCH: usize = 32;
 /// Bytes in each put's file.
 const BODY: usize = 1024;
 /// Distinct file names the puts cycle through.
@@ -181,28 +183,22 @@ impl Driver {
     }
 
     fn run(mut self, secs: f64) -> Load {
+        let mut events = Vec::with_capacity(1024);
+        let timespec = |d: Duration| rustix::event::Timespec {
+            tv_sec: d.as_secs() as _,
+            tv_nsec: d.subsec_nanos() as _,
+        };
         for client in 0..self.conns.len() {
             self.start(client);
+            // Serves what is ready now and then, so that the first clients
+            // of a burst do not wait for the last to connect.
+            if client % CONNECT_BATCH == CONNECT_BATCH - 1 {
+                self.poll(&mut events, &timespec(Duration::ZERO));
+            }
         }
-        let mut events = Vec::with_capacity(1024);
         let mut last_sweep = Instant::now();
-        let sweep = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: SWEEP.as_nanos() as _,
-        };
         while self.conns.iter().any(Option::is_some) {
-            events.clear();
-            match epoll::wait(
-                &self.epoll,
-                rustix::buffer::spare_capacity(&mut events),
-                Some(&sweep),
-            ) {
-                Ok(_) | Err(Errno::INTR) => {}
-                Err(e) => panic!("epoll_wait: {e}"),
-            }
-            for event in &events {
-                self.advance(event.data.u64() as usize);
-            }
+            self.poll(&mut events, &timespec(SWEEP));
             if last_sweep.elapsed() >= SWEEP {
                 last_sweep = Instant::now();
                 self.fail_stuck();
@@ -214,6 +210,19 @@ impl Driver {
             failures: self.failures,
             secs,
             latencies: self.latencies,
+        }
+    }
+
+    /// Waits up to `timeout` for sockets to be ready and moves their puts on.
+    fn poll(&mut self, events: &mut Vec<epoll::Event>, timeout: &rustix::event::Timespec) {
+        events.clear();
+        let spare = rustix::buffer::spare_capacity(events);
+        match epoll::wait(&self.epoll, spare, Some(timeout)) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => panic!("epoll_wait: {e}"),
+        }
+        for event in events.iter() {
+            self.advance(event.data.u64() as usize);
         }
     }
 
