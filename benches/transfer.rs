@@ -676,7 +676,7 @@ fn idle(s: &Settings, ours: &Server, seed: Option<&Server>) {
 fn idle_cost(pid: u32, span: Duration) -> (usize, f64) {
     let before = loadgen::cpu_of(pid);
     thread::sleep(span);
-    let used = (loadgen::cpu_of(pid) - before).as_secs_f64();
+    let used = loadgen::cpu_of(pid).saturating_sub(before).as_secs_f64();
     let threads = fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
