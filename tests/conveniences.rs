@@ -68,7 +68,7 @@ fn both_programs_print_completions_and_a_man_page() {
 
 #[test]
 fn ctrl_c_stops_the_transfer_keeps_the_partial_and_returns_to_the_prompt() {
-    if !has_script() {
+    if !require("`script` (util-linux), for a pseudo-terminal", has_script()) {
         return;
     }
     let sb = Sandbox::new();
@@ -105,7 +105,7 @@ fn ctrl_c_stops_the_transfer_keeps_the_partial_and_returns_to_the_prompt() {
 
 #[test]
 fn the_prompt_lists_the_server_only_when_completion_needs_it() {
-    if !has_script() {
+    if !require("`script` (util-linux), for a pseudo-terminal", has_script()) {
         return;
     }
     let sb = Sandbox::new();

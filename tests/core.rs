@@ -54,7 +54,7 @@ fn wrong_secret_is_refused_and_logged() {
     // Raw: the server sends an auth_failed frame, then closes.
     let mut raw = Raw::login(server.addr, b"wrong");
     assert_eq!(raw.reply().unwrap()["code"], "auth_failed");
-    assert!(raw.closed_by_server());
+    assert!(raw.closed_within(Duration::from_secs(5)));
 }
 
 #[test]
@@ -205,7 +205,7 @@ fn malformed_header_gets_an_error_then_a_clean_close_and_the_server_lives() {
         raw.send_frame(&body);
         let reply = raw.reply().expect("an error reply");
         assert_eq!(reply["code"], "bad_request", "{reply}");
-        assert!(raw.closed_by_server());
+        assert!(raw.closed_within(Duration::from_secs(5)));
     }
     // Oversized and negative lengths, refused before reading a body.
     for len in [100_000_000i32, 65_537, -1] {
@@ -295,8 +295,7 @@ fn missing_local_file_is_a_local_error() {
 
 #[test]
 fn seed_python_client_uploads_intact() {
-    if !has_python() {
-        eprintln!("skipped: python3 is not installed, so the seed client cannot run");
+    if !require("python3, to run the seed client", has_python()) {
         return;
     }
     let sb = Sandbox::new();

@@ -267,8 +267,7 @@ fn a_wrong_secret_over_tls_gets_the_usual_message() {
 
 #[test]
 fn require_tls_turns_away_the_seed_client_and_serves_ftp_client() {
-    if !has_python() {
-        eprintln!("skipped: python3 is not installed, so the seed client cannot run");
+    if !require("python3, to run the seed client", has_python()) {
         return;
     }
     let sb = Sandbox::new();
