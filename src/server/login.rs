@@ -372,11 +372,6 @@ impl Pending {
 
 /// An anonymous session, starting with the frame bytes read so far.
 fn anonymous(cx: &LoginContext<'_>, transport: Box<dyn Transport>, first: Incoming) -> Next {
-    if cx.config.require_tls {
-        tracing::warn!("login refused: anonymous uploads are plaintext, and TLS is required");
-        cx.config.context.metrics.login("failed", "anonymous");
-        return Next::Gone;
-    }
     tracing::Span::current().record("user", "anonymous");
     tracing::info!("no login, a frame instead: anonymous session (--anonymous)");
     cx.config.context.metrics.login("ok", "anonymous");
