@@ -77,6 +77,62 @@ fn a_connection_cut_without_close_notify_never_commits() {
     assert_eq!(fs::read(sb.root().join("cut.bin")).unwrap(), data);
 }
 
+/// Pins the real server's certificate (a server run by the sandbox's user)
+/// for `addr`, a relay in front of it, as a client that met the server
+/// there before would have.
+fn pin_real_server_at(sb: &Sandbox, addr: &str) {
+    let real = tls::fingerprint_of_file(&sb.home().join(".config/ftp/server-cert.pem")).unwrap();
+    let known = sb.home().join(".config/ftp/known_servers");
+    fs::write(known, format!("{addr} {real}\n")).unwrap();
+}
+
+#[test]
+fn a_relay_that_cuts_tls_cannot_downgrade_a_pinned_server() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let content = b"pinned means encrypted, always. ".repeat(50);
+    sb.local_file("pinned.txt", &content);
+    for extra in [&[][..], &["--allow-unproven-server"]] {
+        // Cut right after the TLS marker, on the first connection only, so
+        // a plaintext retry would go through.
+        let relay = Relay::start(server.addr, Meddle::CutFirstAt(TLS_MARKER.len()));
+        pin_real_server_at(&sb, &relay.addr_string());
+        let args = [extra, &["put", "pinned.txt"]].concat();
+        let out = ClientRun::to(&sb, &relay.addr_string(), &args).run();
+        assert!(!out.status.success(), "{}", stderr(&out));
+        let err = stderr(&out);
+        let error = err.lines().find(|l| l.starts_with("error:")).unwrap();
+        assert!(
+            error.contains("is pinned (") && error.contains("known_servers line 1"),
+            "{err}"
+        );
+        assert!(!error.contains("--allow-unproven-server"), "{err}");
+        let text = String::from_utf8_lossy(&relay.capture()).into_owned();
+        assert!(!text.contains("pinned means"), "the file went in the clear");
+    }
+    assert!(!sb.root().join("pinned.txt").exists());
+}
+
+#[test]
+fn a_withheld_challenge_does_not_turn_a_pinned_server_into_one_without_login() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let content = b"only over TLS. ".repeat(50);
+    sb.local_file("late.txt", &content);
+    let late = ftp::client::connect::CHALLENGE_WAIT + Duration::from_millis(500);
+    let relay = Relay::start_both(server.addr, Meddle::Nothing, Meddle::Hold(late));
+    pin_real_server_at(&sb, &relay.addr_string());
+    let args = ["--allow-unproven-server", "put", "late.txt"];
+    let out = ClientRun::to(&sb, &relay.addr_string(), &args).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(sb.root().join("late.txt")).unwrap(), content);
+    let text = String::from_utf8_lossy(&relay.capture()).into_owned();
+    assert!(
+        !text.contains("only over TLS"),
+        "the file went in the clear"
+    );
+}
+
 /// A relay that ends TLS on both sides with a certificate of its own, as
 /// an attacker on the path would. Returns its address and, once done,
 /// what the client sent it inside TLS.

@@ -150,6 +150,37 @@ impl TlsClient {
         Some(Error::UntrustedServer(why))
     }
 
+    /// Whether a pin vouches for this server: `--fingerprint`, a line in
+    /// `known_servers`, or a certificate pinned earlier in this session.
+    /// Such a server has spoken TLS, so a failed handshake is a relay
+    /// blocking it, never a reason to fall back to plaintext.
+    pub(crate) fn is_pinned(&self) -> bool {
+        self.pinned_by().is_some()
+    }
+
+    fn pinned_by(&self) -> Option<String> {
+        match &self.source {
+            Source::Flag(fp, _) => Some(format!("--fingerprint {fp}")),
+            Source::Known(pin, path) => Some(format!("{} line {}", path.display(), pin.line)),
+            Source::FirstUse { .. } if self.pinned.load(Ordering::SeqCst) => {
+                Some("its certificate, pinned earlier in this session".into())
+            }
+            Source::FirstUse { .. } => None,
+        }
+    }
+
+    /// The error for a pinned server that did not get as far as TLS
+    /// (`why`); `None` when the server is not pinned. It does not suggest
+    /// `--allow-unproven-server`, which would not help and should not.
+    pub(crate) fn pinned_refusal(&self, why: &str) -> Option<Error> {
+        let pin = self.pinned_by()?;
+        Some(Error::UntrustedServer(format!(
+            "the server at {} is pinned ({pin}), but {why}. A pinned server is only spoken to \
+             over TLS, so someone on the path may be blocking it; nothing was sent",
+            self.server
+        )))
+    }
+
     /// After the handshake: whether the certificate is vouched for, and if
     /// not, whether the proof may be sent to it. With a secret that could be
     /// guessed from the proof (`guessable`), an unknown server needs the
