@@ -18,9 +18,9 @@ use ftp::wire::binding::{BINDING_LEN, TLS_MARKER};
 use support::relay::{Meddle, Relay};
 use support::*;
 
-/// A long random key: the client sends its proof to a server it meets for
-/// the first time without asking.
-const STRONG: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+/// A long random key, as the server generates them: the client sends its
+/// proof to a server it meets for the first time without asking.
+const STRONG: &str = "9c1f0e5a7b3d28c64e0f9a1b7c2d5e8f03a6b9c2d1e4f7a0b3c6d9e2f5a8b1c4";
 
 #[test]
 fn an_eavesdropper_sees_neither_names_nor_bytes() {
@@ -303,6 +303,28 @@ fn a_guessable_secret_goes_to_an_unknown_server_only_with_its_fingerprint() {
     let wrong = Fingerprint::of(b"another certificate").to_string();
     let out = ClientRun::new(&sb, &server, &["--fingerprint", &wrong, "echo", "hi"]).run();
     assert_stderr_has(&out, "as given with --fingerprint");
+}
+
+#[test]
+fn a_long_patterned_passphrase_is_not_taken_for_a_random_key() {
+    let long = "Summer2024Summer2024Summer2024Summer2024Summer";
+    let sb = Sandbox::new();
+    let server = ServerProcess::start(&sb, &[], Some(long));
+    // A client on another machine, meeting this server for the first time,
+    // with no terminal to ask at.
+    let elsewhere = sb.path().join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    let out = ClientRun::new(&sb, &server, &["echo", "hi"])
+        .env("HOME", elsewhere.to_str().unwrap())
+        .env("FTP_SECRET", long)
+        .run();
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert_stderr_has(&out, "not a long random key");
+    assert_stderr_has(&out, "pass --fingerprint SHA256:");
+    assert!(
+        !server.log_text().contains("login ok"),
+        "the proof was sent"
+    );
 }
 
 #[test]

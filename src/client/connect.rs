@@ -148,7 +148,7 @@ fn set_timeouts(s: &TcpStream, read: Duration, options: &ClientOptions) -> Resul
 /// proof over the same value, checked before anything else is sent.
 fn tls_login(mut stream: ClientTls, options: &ClientOptions, tls: &TlsClient) -> Result<Opened> {
     let secret = options.secret.as_bytes();
-    let contact = tls.check_contact(&options.trust, !options.secret.looks_random())?;
+    let contact = tls.check_contact(&options.trust, &options.secret)?;
     let exporter = tls::exporter(&stream.conn).map_err(|e| Error::io("TLS exporter", e))?;
     stream
         .write_all(&client_tag(secret, &exporter))

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::config::paths;
 use crate::config::pins::{KnownPin, KnownServers};
+use crate::config::secret::Secret;
 use crate::error::{Error, Result};
 use crate::net::tls::{self, fingerprint_of_file, Fingerprint, Pin, PinVerifier};
 
@@ -183,11 +184,11 @@ impl TlsClient {
 
     /// After the handshake: whether the certificate is vouched for, and if
     /// not, whether the proof may be sent to it. With a secret that could be
-    /// guessed from the proof (`guessable`), an unknown server needs the
-    /// user's yes.
+    /// guessed from the proof (not a random key), an unknown server needs
+    /// the user's yes.
     ///
     /// Fails when the user (or the lack of a terminal) says no.
-    pub(crate) fn check_contact(&self, trust: &Trust, guessable: bool) -> Result<Contact> {
+    pub(crate) fn check_contact(&self, trust: &Trust, secret: &Secret) -> Result<Contact> {
         let Some(seen) = self.verifier.seen() else {
             // No certificate was checked at all (a resumed session whose
             // first handshake belonged to another client): nothing to pin.
@@ -204,7 +205,8 @@ impl TlsClient {
         if local == Some(seen) {
             return Ok(Contact::Known);
         }
-        let accepted = !guessable
+        // Rated only here, on first contact: the estimate takes a while.
+        let accepted = secret.looks_random()
             || trust
                 .confirm
                 .as_ref()

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use rand::rngs::OsRng;
 use rand::RngCore;
 
-use crate::config::paths;
+use crate::config::{paths, strength};
 use crate::error::{Error, Result};
 
 /// The environment variable that holds the secret.
@@ -34,22 +34,13 @@ impl Secret {
         &self.0
     }
 
-    /// Whether the secret looks like a long random key rather than a
-    /// password: 64 or more hex digits (what the server generates), or 43
-    /// or more base64 characters (256 bits). A proof made with anything
+    /// Whether the secret is a random key rather than a password: 128
+    /// bits or more by zxcvbn's estimate (see [`strength`]), which the
+    /// 64 hex digits the server generates are. A proof made with anything
     /// else could be guessed offline by whoever receives it, so the client
     /// sends it to an unpinned server only after asking.
     pub fn looks_random(&self) -> bool {
-        let hex = self.0.len() >= 64 && self.0.iter().all(u8::is_ascii_hexdigit);
-        let b64 = self.0.len() >= 43
-            && self
-                .0
-                .iter()
-                .all(|&c| c.is_ascii_alphanumeric() || b"+/-_=".contains(&c))
-            && self.0.iter().any(u8::is_ascii_digit)
-            && self.0.iter().any(u8::is_ascii_uppercase)
-            && self.0.iter().any(u8::is_ascii_lowercase);
-        hex || b64
+        strength::is_random_key(&self.0)
     }
 }
 
@@ -229,11 +220,12 @@ mod tests {
     #[test]
     fn random_keys_are_told_from_passwords() {
         let key = |s: &str| Secret::new(s.as_bytes().to_vec()).unwrap();
-        assert!(key(&"ab12".repeat(16)).looks_random());
-        assert!(key("Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWpr").looks_random());
+        let dir = tempfile::tempdir().unwrap();
+        let generated = create_secret_file(&dir.path().join("secret")).unwrap();
+        assert!(generated.looks_random());
+        assert!(!key("Summer2024Summer2024Summer2024Summer2024Summer").looks_random());
         assert!(!key("linhaifeng bang bang bang").looks_random());
-        assert!(!key("correct horse battery staple").looks_random());
-        assert!(!key(&"a".repeat(63)).looks_random());
+        assert!(!key(&"a".repeat(64)).looks_random());
     }
 
     #[test]
