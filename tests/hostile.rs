@@ -302,6 +302,26 @@ fn a_symlink_inside_the_root_leads_nowhere() {
 }
 
 #[test]
+fn rm_does_not_follow_a_planted_partial_folder() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let outside = sb.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("notes.txt"), b"not the server's to delete").unwrap();
+    fs::create_dir_all(sb.root()).unwrap();
+    fs::write(sb.root().join("notes.txt"), b"uploaded").unwrap();
+    // A local user plants `.ftp-partial` as a link to a folder of theirs.
+    std::os::unix::fs::symlink(&outside, sb.root().join(".ftp-partial")).unwrap();
+    let out = ClientRun::new(&sb, &server, &["rm", "notes.txt"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!sb.root().join("notes.txt").exists());
+    assert_eq!(
+        fs::read(outside.join("notes.txt")).unwrap(),
+        b"not the server's to delete"
+    );
+}
+
+#[test]
 fn seed_corpus_replays_without_panics() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
     let dir = tempfile::tempdir().unwrap();
