@@ -99,9 +99,15 @@ pub fn default_secret_path() -> Result<PathBuf> {
 
 /// Reads a secret file. The bytes are taken literally, except that one
 /// trailing newline (`\n` or `\r\n`) is dropped, as editors and `echo` add it.
+/// A file other users can read is logged as a warning naming the `chmod`
+/// to run: every secret file goes through here (`--secret-file`, the
+/// default file, a users file's `secret_file`), so none is missed.
 ///
 /// Fails when the file cannot be read or is empty.
 pub fn read_secret_file(path: &Path) -> Result<Secret> {
+    if let Some(warning) = exposure_warning(path) {
+        tracing::warn!("{warning}");
+    }
     let mut bytes = fs::read(path).map_err(|e| {
         Error::Secret(format!(
             "cannot read the secret file {}: {e}",

@@ -10,6 +10,7 @@ mod upload;
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -43,24 +44,22 @@ pub struct DiskStore {
 }
 
 impl DiskStore {
-    /// The store in `root`, created if needed; what it stores is readable
-    /// by the server's user only (see [`DiskStore::with_modes`]).
+    /// The store in `root`, created if needed; new files and folders get
+    /// `modes` (the root too, when it is created here).
     ///
     /// Fails when the root cannot be created.
-    pub fn open(root: &Path, durable: bool) -> crate::Result<DiskStore> {
-        fs::create_dir_all(root)
+    pub fn open(root: &Path, durable: bool, modes: Modes) -> crate::Result<DiskStore> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(modes.dir)
+            .create(root)
             .map_err(|e| Error::io(format!("creating the upload root {}", root.display()), e))?;
         Ok(DiskStore {
             root: root.to_path_buf(),
             durable,
-            modes: Modes::PRIVATE,
+            modes,
             usage: UsageBook::default(),
         })
-    }
-
-    /// The same store, creating files and folders with `modes`.
-    pub fn with_modes(self, modes: Modes) -> DiskStore {
-        DiskStore { modes, ..self }
     }
 
     fn home(&self, home: &[String]) -> PathBuf {
@@ -317,7 +316,7 @@ mod tests {
     #[test]
     fn a_partial_file_maps_back_to_its_upload_key() {
         let dir = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path(), false).unwrap();
+        let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
         let partial = dir
             .path()
             .join("alice/docs")
@@ -334,7 +333,7 @@ mod tests {
     #[test]
     fn an_upload_lands_whole_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path(), false).unwrap();
+        let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
         let home = names(&[]);
         let at = Place::new(&home, &home);
         let plan = UploadPlan {
@@ -379,7 +378,7 @@ mod tests {
     fn rm_removes_nothing_through_a_planted_partial_folder() {
         let dir = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path(), false).unwrap();
+        let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
         fs::write(dir.path().join("a.txt"), b"mine").unwrap();
         fs::write(outside.path().join("a.txt"), b"not the server's").unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join(PARTIAL_DIR)).unwrap();
@@ -399,7 +398,7 @@ mod tests {
     fn a_link_planted_as_the_partial_folder_is_not_followed() {
         let dir = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path(), false).unwrap();
+        let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join(PARTIAL_DIR)).unwrap();
         let home = names(&[]);
         let at = Place::new(&home, &home);
