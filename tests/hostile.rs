@@ -322,6 +322,27 @@ fn rm_does_not_follow_a_planted_partial_folder() {
 }
 
 #[test]
+fn invisible_characters_in_names_are_shown_escaped() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    fs::create_dir_all(sb.root()).unwrap();
+    // Each would make a name read as another one on the terminal.
+    for name in ["zero\u{200b}width", "iso\u{2066}late", "line\u{2028}sep"] {
+        fs::write(sb.root().join(name), b"x").unwrap();
+    }
+    let out = ClientRun::new(&sb, &server, &["ls"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    for escaped in ["zero\\u{200b}width", "iso\\u{2066}late", "line\\u{2028}sep"] {
+        assert!(shown.contains(escaped), "{escaped} not in {shown}");
+    }
+    assert!(
+        !shown.contains(['\u{200b}', '\u{2066}', '\u{2028}']),
+        "{shown}"
+    );
+}
+
+#[test]
 fn seed_corpus_replays_without_panics() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
     let dir = tempfile::tempdir().unwrap();
