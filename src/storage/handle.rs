@@ -5,15 +5,30 @@
 //! or as a folder (`.ftp-partial` included), or swaps in after a check,
 //! therefore leads nowhere: the step that meets it fails.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Stat};
+use rustix::path::Arg;
 
 use crate::storage::local::FolderError;
 use crate::wire::names::{display_folder, PARTIAL_DIR};
+
+/// An entry of a folder, as `lstat` sees it.
+#[derive(Debug)]
+pub struct Found {
+    /// Its name, as the file system has it.
+    pub name: OsString,
+    /// What it is.
+    pub kind: Kind,
+    /// When its content last changed, in seconds since the Unix epoch (0
+    /// for earlier times).
+    pub mtime: u64,
+}
 
 /// The permissions new files and folders get (before the umask).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +110,7 @@ impl Folder {
     }
 
     /// The folder `name` in this one; fails for a link or a file.
-    pub fn child(&self, name: &str) -> io::Result<Folder> {
+    pub fn child(&self, name: impl Arg) -> io::Result<Folder> {
         let fd = rustix::fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty())?;
         Ok(Folder { fd })
     }
@@ -116,13 +131,8 @@ impl Folder {
     }
 
     /// What `name` is, not following a link.
-    pub fn kind(&self, name: &str) -> io::Result<Kind> {
-        let st = self.stat(name)?;
-        Ok(match FileType::from_raw_mode(st.st_mode) {
-            FileType::RegularFile => Kind::File(u64::try_from(st.st_size).unwrap_or(0)),
-            FileType::Directory => Kind::Dir,
-            _ => Kind::Other,
-        })
+    pub fn kind(&self, name: impl Arg) -> io::Result<Kind> {
+        Ok(kind_of(&self.stat(name)?))
     }
 
     /// The length of the regular file `name`; `None` for anything else.
@@ -133,12 +143,45 @@ impl Folder {
         }
     }
 
-    fn stat(&self, name: &str) -> io::Result<Stat> {
+    fn stat(&self, name: impl Arg) -> io::Result<Stat> {
         Ok(rustix::fs::statat(
             &self.fd,
             name,
             AtFlags::SYMLINK_NOFOLLOW,
         )?)
+    }
+
+    /// The entries of this folder (not `.` and `..`), each looked at
+    /// through this handle without following a link. An entry removed
+    /// before it is looked at is left out.
+    ///
+    /// Fails when the folder cannot be read; an item fails when an entry
+    /// cannot be looked at.
+    pub fn entries(&self) -> io::Result<impl Iterator<Item = io::Result<Found>> + '_> {
+        // The O_PATH handle cannot be read from; a second one, opened
+        // through it, can.
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let readable = rustix::fs::openat(&self.fd, ".", flags, Mode::empty())?;
+        let dir = rustix::fs::Dir::read_from(&readable)?;
+        Ok(dir.filter_map(move |entry| {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let name = entry.file_name();
+            if matches!(name.to_bytes(), b"." | b"..") {
+                return None;
+            }
+            match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => Some(Ok(Found {
+                    name: OsString::from_vec(name.to_bytes().to_vec()),
+                    kind: kind_of(&st),
+                    mtime: u64::try_from(st.st_mtime).unwrap_or(0),
+                })),
+                Err(rustix::io::Errno::NOENT) => None,
+                Err(e) => Some(Err(e.into())),
+            }
+        }))
     }
 
     /// Makes the folder `name`.
@@ -151,7 +194,7 @@ impl Folder {
     }
 
     /// Removes the file (or link) `name`, never what a link points to.
-    pub fn remove_file(&self, name: &str) -> io::Result<()> {
+    pub fn remove_file(&self, name: impl Arg) -> io::Result<()> {
         Ok(rustix::fs::unlinkat(&self.fd, name, AtFlags::empty())?)
     }
 
@@ -214,6 +257,14 @@ impl Folder {
     pub fn free_space(&self) -> io::Result<u64> {
         let st = rustix::fs::fstatvfs(&self.fd)?;
         Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+}
+
+fn kind_of(st: &Stat) -> Kind {
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => Kind::File(u64::try_from(st.st_size).unwrap_or(0)),
+        FileType::Directory => Kind::Dir,
+        _ => Kind::Other,
     }
 }
 

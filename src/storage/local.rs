@@ -8,12 +8,12 @@
 //! the next upload of the same name can resume it.
 
 use std::collections::BinaryHeap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::storage::handle::Folder;
+use crate::storage::handle::{Folder, Found, Kind};
 use crate::wire::message::{Entry, EntryKind, Listing};
 use crate::wire::names::PARTIAL_DIR;
 
@@ -39,22 +39,22 @@ pub fn is_no_space(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
-/// Lists files and folders in `dir`, sorted by name. Symbolic links, the
-/// partial-upload folder and names that are not UTF-8 are left out. A
-/// folder with more than [`MAX_LISTING`] entries gives the first ones in
-/// name order, and says it was truncated; memory stays bounded by keeping
-/// only the smallest names seen so far.
+/// Lists files and folders in `dir`, sorted by name, reading them through
+/// its handle. Symbolic links, the partial-upload folder and names that
+/// are not UTF-8 are left out. A folder with more than [`MAX_LISTING`]
+/// entries gives the first ones in name order, and says it was truncated;
+/// memory stays bounded by keeping only the smallest names seen so far.
 ///
 /// Fails when the folder cannot be read.
-pub fn list(dir: &Path) -> io::Result<Listing> {
+pub fn list(dir: &Folder) -> io::Result<Listing> {
     list_first(dir, MAX_LISTING)
 }
 
-fn list_first(dir: &Path, max: usize) -> io::Result<Listing> {
+fn list_first(dir: &Folder, max: usize) -> io::Result<Listing> {
     let mut kept = BinaryHeap::new();
     let mut truncated = false;
-    for entry in fs::read_dir(dir)? {
-        let Some(entry) = listing_entry(entry?) else {
+    for found in dir.entries()? {
+        let Some(entry) = listing_entry(found?) else {
             continue;
         };
         kept.push(ByName(entry));
@@ -68,29 +68,21 @@ fn list_first(dir: &Path, max: usize) -> io::Result<Listing> {
 }
 
 /// One entry as a listing shows it; `None` for what is not listed.
-fn listing_entry(entry: fs::DirEntry) -> Option<Entry> {
-    let name = entry.file_name().into_string().ok()?;
+fn listing_entry(found: Found) -> Option<Entry> {
+    let name = found.name.into_string().ok()?;
     if name == PARTIAL_DIR {
         return None;
     }
-    // DirEntry::metadata does not follow links.
-    let meta = entry.metadata().ok()?;
-    let kind = if meta.is_file() {
-        EntryKind::File
-    } else if meta.is_dir() {
-        EntryKind::Dir
-    } else {
-        return None;
+    let (kind, size) = match found.kind {
+        Kind::File(len) => (EntryKind::File, len),
+        Kind::Dir => (EntryKind::Dir, 0),
+        Kind::Other => return None,
     };
     Some(Entry {
         name,
         kind,
-        size: if kind == EntryKind::File {
-            meta.len()
-        } else {
-            0
-        },
-        mtime: unix_secs(meta.modified().unwrap_or(UNIX_EPOCH)),
+        size,
+        mtime: found.mtime,
     })
 }
 
@@ -121,32 +113,30 @@ pub fn unix_secs(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// Total size of the regular files below `dir`, partial uploads included.
-/// Links are not followed.
+/// Total size of the regular files below `dir`, partial uploads included,
+/// walked through folder handles: links are not followed.
 ///
 /// Fails when a folder cannot be read.
 pub fn usage(dir: &Path) -> io::Result<u64> {
     let mut total = 0u64;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = match fs::read_dir(&d) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = entry?;
-            // A file removed or renamed (a commit) while we walk is simply
-            // no longer there, not a failure.
-            let meta = match entry.metadata() {
-                Ok(meta) => meta,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if meta.is_file() {
-                total = total.saturating_add(meta.len());
+    let mut stack = match Folder::open(dir) {
+        Ok(folder) => vec![folder],
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    while let Some(folder) = stack.pop() {
+        for found in folder.entries()? {
+            let found = found?;
+            match found.kind {
+                Kind::File(len) => total = total.saturating_add(len),
+                // A folder removed or renamed while we walk is simply no
+                // longer there, not a failure.
+                Kind::Dir => match folder.child(found.name.as_os_str()) {
+                    Ok(child) => stack.push(child),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                },
+                Kind::Other => {}
             }
         }
     }
@@ -181,55 +171,62 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
 /// Removes partial uploads older than `max_age` anywhere below `root`
 /// (to `depth` folders), and returns how many were removed. `claim` must
 /// grant each one first (an upload that resumes it holds it), and the
-/// grant is held while the file is removed.
+/// grant is held while the file is removed. The walk goes through folder
+/// handles and never follows a link; the paths given to `claim` only name
+/// the partials.
 pub fn sweep_partials<G>(
     root: &Path,
     max_age: Duration,
     depth: usize,
     claim: impl Fn(&Path) -> Option<G>,
 ) -> usize {
-    let now = SystemTime::now();
+    let oldest = unix_secs(SystemTime::now().checked_sub(max_age).unwrap_or(UNIX_EPOCH));
     let mut removed = 0;
-    let mut stack = vec![(root.to_path_buf(), 0usize)];
-    while let Some((dir, d)) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
+    let Ok(top) = Folder::open(root) else {
+        return 0;
+    };
+    let mut stack = vec![(top, root.to_path_buf(), 0usize)];
+    while let Some((folder, path, d)) = stack.pop() {
+        let Ok(entries) = folder.entries() else {
             continue;
         };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            if !meta.is_dir() {
+        for found in entries.flatten() {
+            if found.kind != Kind::Dir {
                 continue;
             }
-            if entry.file_name() == PARTIAL_DIR {
-                // Removed through a handle on the folder (which refuses a
-                // link), not by path.
-                let Ok(held) = Folder::open(&entry.path()) else {
-                    continue;
-                };
-                let Ok(parts) = fs::read_dir(entry.path()) else {
-                    continue;
-                };
-                for part in parts.flatten() {
-                    let old = part
-                        .metadata()
-                        .and_then(|m| m.modified())
-                        .map(|t| now.duration_since(t).unwrap_or_default() >= max_age)
-                        .unwrap_or(false);
-                    let path = part.path();
-                    if !old {
-                        continue;
-                    }
-                    let Some(name) = part.file_name().to_str().map(str::to_owned) else {
-                        continue;
-                    };
-                    if let Some(_held) = claim(&path) {
-                        if held.remove_file(&name).is_ok() {
-                            removed += 1;
-                        }
-                    }
-                }
+            let Ok(child) = folder.child(found.name.as_os_str()) else {
+                continue;
+            };
+            let child_path = path.join(&found.name);
+            if found.name == PARTIAL_DIR {
+                removed += sweep_folder(&child, &child_path, oldest, &claim);
             } else if d < depth {
-                stack.push((entry.path(), d + 1));
+                stack.push((child, child_path, d + 1));
+            }
+        }
+    }
+    removed
+}
+
+/// Removes the partial files in `partials` (at `path`) last written
+/// before `oldest`, each once `claim` grants it.
+fn sweep_folder<G>(
+    partials: &Folder,
+    path: &Path,
+    oldest: u64,
+    claim: &impl Fn(&Path) -> Option<G>,
+) -> usize {
+    let Ok(entries) = partials.entries() else {
+        return 0;
+    };
+    let mut removed = 0;
+    for part in entries.flatten() {
+        if part.mtime > oldest {
+            continue;
+        }
+        if let Some(_held) = claim(&path.join(&part.name)) {
+            if partials.remove_file(part.name.as_os_str()).is_ok() {
+                removed += 1;
             }
         }
     }
@@ -239,6 +236,11 @@ pub fn sweep_partials<G>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+
+    fn at(dir: &Path) -> Folder {
+        Folder::open(dir).unwrap()
+    }
 
     #[test]
     fn listing_hides_partials_and_links_and_sorts() {
@@ -249,7 +251,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
         fs::create_dir(dir.path().join(PARTIAL_DIR)).unwrap();
         fs::write(partial_path(dir.path(), "c"), b"").unwrap();
-        let l = list(dir.path()).unwrap();
+        let l = list(&at(dir.path())).unwrap();
         let names: Vec<_> = l.files.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["a", "b", "sub"]);
         assert_eq!(l.files[1].size, 5);
@@ -263,7 +265,7 @@ mod tests {
         for name in ["m", "c", "x", "a", "k", "b"] {
             fs::write(dir.path().join(name), b"").unwrap();
         }
-        let l = list_first(dir.path(), 3).unwrap();
+        let l = list_first(&at(dir.path()), 3).unwrap();
         let names: Vec<_> = l.files.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["a", "b", "c"]);
         assert!(l.truncated);
@@ -272,7 +274,7 @@ mod tests {
     #[test]
     fn empty_folder_lists_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(list(dir.path()).unwrap().files.is_empty());
+        assert!(list(&at(dir.path())).unwrap().files.is_empty());
     }
 
     #[test]
@@ -293,5 +295,20 @@ mod tests {
         );
         assert_eq!(sweep_partials(dir.path(), Duration::ZERO, 2, any), 1);
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn usage_and_sweep_do_not_follow_a_linked_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("mine"), b"1234").unwrap();
+        fs::create_dir(outside.path().join(PARTIAL_DIR)).unwrap();
+        let theirs = outside.path().join(PARTIAL_DIR).join("theirs");
+        fs::write(&theirs, b"not ours to count or sweep").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("door")).unwrap();
+        assert_eq!(usage(dir.path()).unwrap(), 4);
+        let any = |_: &Path| Some(());
+        assert_eq!(sweep_partials(dir.path(), Duration::ZERO, 2, any), 0);
+        assert!(theirs.exists());
     }
 }

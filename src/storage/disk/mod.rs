@@ -129,10 +129,7 @@ impl Store for DiskStore {
     }
 
     fn list(&self, at: Place) -> StoreResult<Listing> {
-        self.folder(at)?;
-        let mut path = self.home(at.home);
-        path.extend(at.folder);
-        local::list(&path).map_err(StoreError::failed("listing"))
+        local::list(&self.folder(at)?).map_err(StoreError::failed("listing"))
     }
 
     /// Refuses to step through anything that is not a real folder.
