@@ -344,6 +344,7 @@ fn secret_file_flag_and_missing_secret_messages() {
     .env_remove("FTP_SECRET")
     .run();
     assert_eq!(stdout(&out), "K\n", "{}", stderr(&out));
+    assert_stderr_has(&out, &format!("warning: {}", exposure(&key, "644")));
     // The seed's key, from the environment, matches the file's.
     let out = ClientRun::new(&sb, &server, &["echo", "e"]).run();
     assert_eq!(stdout(&out), "E\n", "{}", stderr(&out));

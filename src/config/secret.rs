@@ -198,6 +198,17 @@ pub fn client_secret(secret_file: Option<&Path>) -> Result<Secret> {
     read_secret_file(&path)
 }
 
+/// The file [`client_secret`] reads the secret from, if it reads one:
+/// `--secret-file`, else, without `FTP_SECRET`, the default file. For the
+/// warning a client gives when others can read it.
+pub fn client_secret_file(secret_file: Option<&Path>) -> Option<PathBuf> {
+    match secret_file {
+        Some(path) => Some(path.to_path_buf()),
+        None if std::env::var_os(SECRET_ENV).is_some() => None,
+        None => default_secret_path().ok(),
+    }
+}
+
 /// Creates `path` with a new random secret (64 hex characters), readable
 /// only by its owner. Fails with `AlreadyExists` if it is there already.
 fn create_secret_file(path: &Path) -> std::io::Result<Secret> {
