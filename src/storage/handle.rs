@@ -67,7 +67,9 @@ pub enum Kind {
     File(u64),
     /// A folder.
     Dir,
-    /// A symbolic link, a device, a socket...
+    /// A symbolic link, never followed.
+    Link,
+    /// A device, a socket, a FIFO...
     Other,
 }
 
@@ -99,7 +101,7 @@ impl Folder {
                 }
                 Err(e) => {
                     return Err(match folder.kind(part) {
-                        Ok(Kind::Other) => FolderError::Link(shown()),
+                        Ok(Kind::Link) => FolderError::Link(shown()),
                         Ok(_) => FolderError::NotFolder(shown()),
                         Err(_) => FolderError::Io(shown(), e),
                     })
@@ -264,6 +266,7 @@ fn kind_of(st: &Stat) -> Kind {
     match FileType::from_raw_mode(st.st_mode) {
         FileType::RegularFile => Kind::File(u64::try_from(st.st_size).unwrap_or(0)),
         FileType::Directory => Kind::Dir,
+        FileType::Symlink => Kind::Link,
         _ => Kind::Other,
     }
 }
@@ -318,7 +321,7 @@ mod tests {
         let home = Folder::open(dir.path()).unwrap();
         assert!(home.open_regular("l").is_err());
         assert!(home.open_regular(".").is_err());
-        assert_eq!(home.kind("l").unwrap(), Kind::Other);
+        assert_eq!(home.kind("l").unwrap(), Kind::Link);
         home.remove_file("l").unwrap();
         assert_eq!(
             fs::read(&target).unwrap(),

@@ -76,7 +76,7 @@ fn listing_entry(found: Found) -> Option<Entry> {
     let (kind, size) = match found.kind {
         Kind::File(len) => (EntryKind::File, len),
         Kind::Dir => (EntryKind::Dir, 0),
-        Kind::Other => return None,
+        Kind::Link | Kind::Other => return None,
     };
     Some(Entry {
         name,
@@ -136,7 +136,7 @@ pub fn usage(dir: &Path) -> io::Result<u64> {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
                 },
-                Kind::Other => {}
+                Kind::Link | Kind::Other => {}
             }
         }
     }
