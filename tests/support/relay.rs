@@ -1,5 +1,5 @@
 //! A TCP relay between a client and a server on loopback that records both
-//! directions and can meddle with what the client sends: what a passive
+//! directions and can meddle with what either side sends: what a passive
 //! eavesdropper sees, and what an active one can do without keys.
 
 use std::io::{Read, Write};
