@@ -17,11 +17,12 @@ use ftp::config::logging::{self, LogFormat, Verbosity};
 use ftp::config::paths;
 use ftp::config::secret::{exposure_warning, server_secret, SecretSource, SECRET_ENV};
 use ftp::config::units::parse_size;
-use ftp::net::tls::ServerIdentity;
+use ftp::net::tls::{self, ServerIdentity};
 use ftp::server::accounts::Accounts;
 use ftp::server::context::Context;
 use ftp::server::uploads::UploadLocks;
 use ftp::server::{fit_to_fd_limit, Config, Server};
+use ftp::storage::handle::Modes;
 use ftp::storage::{self, Store};
 use ftp::Result;
 
@@ -114,6 +115,11 @@ struct Args {
     /// Refuse uploads whose name exists instead of replacing the file.
     #[arg(long)]
     no_overwrite: bool,
+    /// Make uploaded files (0644) and folders (0755) readable by every user
+    /// on this machine. Without it only the server's user can read them
+    /// (0600 and 0700).
+    #[arg(long)]
+    shared_files: bool,
     /// Answer ok only after the file and its folder entry are on disk (fsync).
     #[arg(long)]
     durable: bool,
@@ -195,8 +201,12 @@ fn run(args: Args) -> Result<()> {
     };
     logging::init(verbosity, args.log_format)?;
     let (accounts, secret_place) = load_accounts(&args)?;
-    let tls = ServerIdentity::load_or_create(&identity_dir(&args)?)?;
-    let store = storage::open(&args.root, args.durable)?;
+    let tls = identity(&args)?;
+    let modes = match args.shared_files {
+        true => Modes::SHARED,
+        false => Modes::PRIVATE,
+    };
+    let store = storage::open(&args.root, args.durable, modes)?;
     tracing::info!("files are kept in {}", store.describe());
     let config = config(&args, store, accounts, tls.clone());
     let server = Server::bind(args.listen, config)?;
@@ -284,9 +294,6 @@ fn load_accounts(args: &Args) -> Result<(Accounts, String)> {
     }
     let (secret, source) = server_secret(args.secret_file.as_deref())?;
     tracing::info!("{source}");
-    if let Some(warning) = args.secret_file.as_deref().and_then(exposure_warning) {
-        tracing::warn!("{warning}");
-    }
     let place = match source {
         SecretSource::Env => format!("set {SECRET_ENV} there to the same secret"),
         SecretSource::File(p) | SecretSource::Created(p) | SecretSource::Default(p) => {
@@ -294,6 +301,19 @@ fn load_accounts(args: &Args) -> Result<(Accounts, String)> {
         }
     };
     Ok((Accounts::single(secret), place))
+}
+
+/// The TLS identity, created on first start in a folder only the server's
+/// user can read; a key file others can read is logged as a warning.
+fn identity(args: &Args) -> Result<ServerIdentity> {
+    let dir = identity_dir(args)?;
+    paths::create_private_dir(&dir)
+        .map_err(|e| ftp::Error::io(format!("creating {}", dir.display()), e))?;
+    let tls = ServerIdentity::load_or_create(&dir)?;
+    if let Some(warning) = exposure_warning(&dir.join(tls::KEY_FILE)) {
+        tracing::warn!("{warning}");
+    }
+    Ok(tls)
 }
 
 /// Where the TLS identity lives: --tls-dir, else the per-user config

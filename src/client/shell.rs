@@ -284,7 +284,8 @@ fn put_folder_files(
                 Ok(()) => tally.stored += 1,
                 Err(e) => {
                     tally.failed += 1;
-                    let _ = writeln!(err, "error: put {}: {e}", path.display());
+                    let shown = escape(&path.display().to_string());
+                    let _ = writeln!(err, "error: put {shown}: {e}");
                     client.ensure_connected()?;
                     client.cd(remote)?;
                 }
@@ -293,7 +294,7 @@ fn put_folder_files(
             let _ = writeln!(
                 err,
                 "note: skipped {}: not a regular file or folder",
-                path.display()
+                escape(&path.display().to_string())
             );
         }
     }

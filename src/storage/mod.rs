@@ -16,6 +16,7 @@ use std::time::Duration;
 use crate::wire::message::Entry;
 
 pub mod disk;
+pub mod handle;
 pub mod local;
 pub mod s3;
 pub mod usage;
@@ -203,10 +204,16 @@ pub trait Store: Send + Sync + fmt::Debug {
 /// Opens the store `root` names: `s3://BUCKET[/PREFIX]` for an object
 /// store (configured from the standard `AWS_*` variables), else a folder.
 ///
+/// A folder's new files and folders get `modes`; an object store has none.
+///
 /// Fails when the store cannot be reached or the folder created.
-pub fn open(root: &str, durable: bool) -> crate::Result<Arc<dyn Store>> {
+pub fn open(root: &str, durable: bool, modes: handle::Modes) -> crate::Result<Arc<dyn Store>> {
     match root.strip_prefix("s3://") {
         Some(rest) => Ok(Arc::new(s3::S3Store::from_env(rest)?)),
-        None => Ok(Arc::new(disk::DiskStore::open(Path::new(root), durable)?)),
+        None => Ok(Arc::new(disk::DiskStore::open(
+            Path::new(root),
+            durable,
+            modes,
+        )?)),
     }
 }

@@ -1,0 +1,142 @@
+//! An upload into a partial file of the disk store, and a stored file
+//! opened for reading.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+
+use crate::io::digest::Digester;
+use crate::storage::handle::Folder;
+use crate::storage::usage::UsageBook;
+use crate::storage::{local, StoreError, StoreResult, StoredFile, Upload};
+
+/// An upload into a partial file.
+pub(super) struct DiskUpload {
+    pub(super) usage: UsageBook,
+    pub(super) home: PathBuf,
+    /// Where the file lands.
+    pub(super) folder: Folder,
+    /// Its `.ftp-partial` folder, which holds the partial file.
+    pub(super) partials: Folder,
+    pub(super) name: String,
+    pub(super) file: File,
+    pub(super) hasher: Option<Digester>,
+    pub(super) offset: u64,
+    /// Bytes in the partial file, the kept ones included.
+    pub(super) written: u64,
+    /// Up to where write-back was started, for `durable`.
+    pub(super) flushed: u64,
+    pub(super) durable: bool,
+    pub(super) overwrite: bool,
+}
+
+impl DiskUpload {
+    /// Deletes the partial file and answers `e`.
+    fn discard_with<T>(self: Box<Self>, e: StoreError) -> StoreResult<T> {
+        self.discard();
+        Err(e)
+    }
+
+    /// Puts the finished file under its name (see [`Folder::rename`]);
+    /// with `durable` the folder is flushed, so the name survives a power
+    /// cut.
+    fn commit(&self) -> io::Result<()> {
+        if self.durable {
+            self.file.sync_all()?;
+        }
+        let name = &self.name;
+        self.partials
+            .rename(name, &self.folder, name, self.overwrite)?;
+        if self.durable {
+            self.folder.sync()?;
+        }
+        Ok(())
+    }
+}
+
+impl Upload for DiskUpload {
+    fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    fn counted(&self) -> u64 {
+        self.written
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> StoreResult<()> {
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(chunk);
+        }
+        if let Err(e) = self.file.write_all(chunk) {
+            // Part of the chunk may be on disk: measure again.
+            self.usage.forget(&self.home);
+            return Err(match local::is_no_space(&e) {
+                true => StoreError::NoSpace(e),
+                false => StoreError::Failed("writing the file", e),
+            });
+        }
+        self.written += chunk.len() as u64;
+        self.usage.add(&self.home, chunk.len() as u64);
+        if self.durable && self.written - self.flushed >= local::WRITEBACK_STEP {
+            local::start_writeback(&self.file, self.flushed, self.written - self.flushed);
+            self.flushed = self.written;
+        }
+        Ok(())
+    }
+
+    fn finish(
+        mut self: Box<Self>,
+        expected: Option<blake3::Hash>,
+    ) -> StoreResult<Option<blake3::Hash>> {
+        let actual = self.hasher.take().map(Digester::finalize);
+        if let (Some(expected), Some(actual)) = (expected, actual) {
+            // Hash equality is constant-time.
+            if expected != actual {
+                return self.discard_with(StoreError::DigestMismatch);
+            }
+        }
+        let replaced = match self.usage.tracks(&self.home) {
+            true => self.folder.file_len(&self.name).unwrap_or(0),
+            false => 0,
+        };
+        match self.commit() {
+            Ok(()) => {
+                self.usage.remove(&self.home, replaced);
+                Ok(actual)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.discard_with(StoreError::Exists)
+            }
+            Err(e) => self.discard_with(StoreError::Failed("committing the file", e)),
+        }
+    }
+
+    fn discard(self: Box<Self>) {
+        let len = self.partials.file_len(&self.name).unwrap_or(0);
+        if self.partials.remove_file(&self.name).is_ok() {
+            self.usage.remove(&self.home, len);
+        }
+    }
+}
+
+/// A file on disk, opened for reading.
+pub(super) struct DiskFile {
+    pub(super) file: File,
+    pub(super) len: u64,
+    pub(super) mtime: u64,
+}
+
+impl StoredFile for DiskFile {
+    fn size(&self) -> u64 {
+        self.len
+    }
+
+    fn mtime(&self) -> u64 {
+        self.mtime
+    }
+
+    fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        self.file.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(&mut self.file))
+    }
+}
