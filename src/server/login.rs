@@ -223,6 +223,11 @@ impl Pending {
             );
             return Next::Gone;
         }
+        if cx.config.require_tls {
+            tracing::warn!("login refused: anonymous uploads are plaintext, and TLS is required");
+            cx.config.context.metrics.login("failed", "anonymous");
+            return self.refuse_plain("this server takes only encrypted logins (--require-tls)");
+        }
         anonymous(cx, Box::new(self.transport(cx)), first)
     }
 
