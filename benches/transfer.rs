@@ -708,6 +708,13 @@ impl Server {
                 "600",
                 "--max-connections",
                 "20000",
+                // Every client here comes from 127.0.0.1, where it stands
+                // for clients on many hosts: the per-host limits would
+                // otherwise queue or refuse the burst as one host's flood.
+                "--max-per-address",
+                "20000",
+                "--max-logins-per-address",
+                "20000",
             ])
             .arg("--root")
             .arg(root)

@@ -244,12 +244,16 @@ fn require_tls_refuses_plaintext_anonymous_uploads_too() {
     let sb = Sandbox::new();
     let server = sb.start_server(&["--anonymous", "--require-tls"]);
     let mut raw = Raw::connect(server.addr);
-    let mut put = frame::encode_json(&json!({"cmd":"put","filename":"a.txt","filesize":3})).unwrap();
+    let mut put =
+        frame::encode_json(&json!({"cmd":"put","filename":"a.txt","filesize":3})).unwrap();
     put.extend_from_slice(b"abc");
     raw.send(&put);
     let reply = raw.reply().expect("a refusal");
     assert_eq!(reply["code"], "auth_failed", "{reply}");
-    assert!(reply["message"].as_str().unwrap().contains("encrypted"), "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap().contains("encrypted"),
+        "{reply}"
+    );
     assert!(closed_within(&mut raw.stream, Duration::from_secs(5)));
     assert!(!sb.root().join("anonymous/a.txt").exists());
     server.wait_for_log("anonymous uploads are plaintext, and TLS is required");

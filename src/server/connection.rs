@@ -176,6 +176,7 @@ fn login_context(shared: &Shared, ip: IpAddr) -> LoginContext<'_> {
     LoginContext {
         config: &shared.config,
         backoff: &shared.backoff,
+        keys: &shared.answer_keys,
         ip,
     }
 }

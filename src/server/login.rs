@@ -19,7 +19,7 @@ use crate::net::Transport;
 use crate::server::hosts::Backoff;
 use crate::server::Config;
 use crate::wire::auth::{
-    decode_opening, find_key, new_challenge, Challenge, Opening, RESPONSE_LEN,
+    decode_opening, new_challenge, AnswerKeys, Challenge, Opening, RESPONSE_LEN,
 };
 use crate::wire::binding::{self, find_client, BINDING_LEN};
 use crate::wire::frame::{self, Incoming, MAX_HEADER_LEN};
@@ -50,6 +50,8 @@ pub struct LoginContext<'a> {
     pub config: &'a Config,
     /// Failed logins by host.
     pub backoff: &'a Backoff,
+    /// The accounts' answer keys, prepared.
+    pub keys: &'a AnswerKeys,
     /// The peer's address.
     pub ip: IpAddr,
 }
@@ -265,7 +267,7 @@ impl Pending {
             return self.refuse_plain(&locked_out(left));
         }
         let accounts = &config.accounts;
-        if let Some(index) = find_key(accounts.secrets(), challenge, &answer) {
+        if let Some(index) = cx.keys.find(challenge, &answer) {
             let name = accounts.get(index).map_or("?", |a| a.label());
             tracing::Span::current().record("user", name);
             tracing::info!("login ok as {name}; legacy plaintext session");

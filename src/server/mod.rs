@@ -38,6 +38,7 @@ use crate::server::context::Context;
 use crate::server::hosts::{host_key, Backoff, RefusalLog, Turns};
 use crate::server::poller::Poller;
 use crate::server::workers::Workers;
+use crate::wire::auth::AnswerKeys;
 use crate::wire::frame;
 use crate::wire::message::{ErrorCode, ErrorReply, Reply};
 
@@ -48,6 +49,9 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 /// Stack for each worker thread. Memory is only committed as it is
 /// touched, so this bounds the worst case without costing idle connections.
 pub const THREAD_STACK: usize = 512 * 1024;
+
+/// Most poller threads, whatever the number of cores.
+const MAX_POLLERS: usize = 8;
 
 /// How long the accept loop waits for a connection before it looks at the
 /// stop flag again.
@@ -101,8 +105,10 @@ struct Shared {
     active: AtomicUsize,
     backoff: Backoff,
     workers: Workers,
-    /// Where connections wait between commands; set once at bind.
-    poller: OnceLock<Poller<Waiting>>,
+    /// Where connections wait for their peer, one poller per core so that
+    /// logins (their cryptography) spread over the cores; set once at
+    /// bind. A connection goes to the poller its descriptor number picks.
+    pollers: OnceLock<Vec<Poller<Waiting>>>,
     /// Connections a worker is serving now (logging in, or in a command).
     running: AtomicUsize,
     /// Open connections by host (an IPv6 host is its /64).
@@ -111,17 +117,20 @@ struct Shared {
     turns: Turns<Queued>,
     /// When each host's refusals were last logged.
     refusals: RefusalLog,
+    /// The accounts' HMAC-MD5 keys, prepared once for checking answers.
+    answer_keys: AnswerKeys,
 }
 
 impl Shared {
     fn new(config: Config, workers: Workers) -> Shared {
         Shared {
+            answer_keys: AnswerKeys::new(config.accounts.secrets()),
             backoff: Backoff::new(config.max_failed_logins),
             turns: Turns::new(config.max_logins_per_address),
             config,
             active: AtomicUsize::new(0),
             workers,
-            poller: OnceLock::new(),
+            pollers: OnceLock::new(),
             running: AtomicUsize::new(0),
             per_host: Mutex::new(HashMap::new()),
             refusals: RefusalLog::default(),
@@ -131,15 +140,25 @@ impl Shared {
     /// Parks a connection until its client speaks or `deadline` passes;
     /// gives it back if it cannot.
     fn park(&self, waiting: Waiting, deadline: Instant) -> Option<Waiting> {
-        match self.poller.get() {
+        match self.poller_for(&waiting) {
             Some(poller) => poller.park(waiting, deadline),
             None => Some(waiting),
         }
     }
 
+    fn poller_for(&self, waiting: &Waiting) -> Option<&Poller<Waiting>> {
+        use crate::server::poller::Parkable;
+        use std::os::fd::AsRawFd;
+        let pollers = self.pollers.get()?;
+        let fd = waiting
+            .fd()
+            .map_or(0, |fd| fd.as_raw_fd().unsigned_abs() as usize);
+        pollers.get(fd % pollers.len().max(1))
+    }
+
     /// Parks a connection until `deadline`, as a timer.
     fn park_until(&self, waiting: Waiting, deadline: Instant) -> Option<Waiting> {
-        match self.poller.get() {
+        match self.poller_for(&waiting) {
             Some(poller) => poller.park_until(waiting, deadline),
             None => Some(waiting),
         }
@@ -166,13 +185,18 @@ impl Server {
             .map_err(|e| Error::io(format!("listening on {addr}"), e))?;
         let workers = Workers::new(THREAD_STACK, config.workers, config.max_connections);
         let shared = Arc::new(Shared::new(config, workers));
-        let (weak, expired) = (Arc::downgrade(&shared), Arc::downgrade(&shared));
-        let poller = Poller::start(
-            move |waiting| connection::wake(&weak, waiting),
-            move |waiting| connection::expire(&expired, waiting),
-        )
-        .map_err(|e| Error::io("starting the poller", e))?;
-        let _ = shared.poller.set(poller);
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        let pollers = (0..cores.min(MAX_POLLERS))
+            .map(|_| {
+                let (weak, expired) = (Arc::downgrade(&shared), Arc::downgrade(&shared));
+                Poller::start(
+                    move |waiting| connection::wake(&weak, waiting),
+                    move |waiting| connection::expire(&expired, waiting),
+                )
+            })
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| Error::io("starting the poller", e))?;
+        let _ = shared.pollers.set(pollers);
         Ok(Server {
             listener,
             shared,
@@ -219,8 +243,12 @@ impl Server {
         self.listener
             .set_nonblocking(true)
             .map_err(|e| Error::io("watching the listening socket", e))?;
-        let closed =
-            self.shared.poller.get().map_or(0, |p| p.close_all()) + self.shared.turns.drain().len();
+        let closed = self
+            .shared
+            .pollers
+            .get()
+            .map_or(0, |p| p.iter().map(Poller::close_all).sum())
+            + self.shared.turns.drain().len();
         let running = self.shared.running.load(Ordering::SeqCst);
         tracing::info!(
             "shutting down: closed {closed} idle connections; waiting up to {} s for {running} \

@@ -179,6 +179,7 @@ impl Inner {
     fn spawn(inner: &Arc<Inner>, state: &mut State) -> io::Result<()> {
         let worker = inner.clone();
         thread::Builder::new()
+            .name("ftp-worker".into())
             .stack_size(inner.stack_size)
             .spawn(move || work(&worker))?;
         state.threads += 1;
