@@ -25,4 +25,7 @@ pub struct Context {
     pub min_rate: Option<(u64, Duration)>,
     /// What the server counts, for `--metrics`.
     pub metrics: Arc<Metrics>,
+    /// Files and folders the anonymous drop box may hold, partial uploads
+    /// included (`--anonymous-max-files`).
+    pub anonymous_max_files: u64,
 }

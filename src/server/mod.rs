@@ -13,6 +13,7 @@ pub mod echo;
 pub mod login;
 pub mod metrics;
 pub mod poller;
+pub mod quota;
 pub mod session;
 pub mod uploads;
 pub mod workers;
@@ -301,7 +302,7 @@ impl Server {
             .stack_size(THREAD_STACK)
             .spawn(move || loop {
                 let claim = |key: &str| {
-                    let held = locks.try_lock(key, 0)?;
+                    let held = locks.try_lock(key)?;
                     Some(Box::new(held) as Box<dyn Send>)
                 };
                 let removed = store.sweep(ttl, &claim);

@@ -14,7 +14,7 @@ use crate::net::Transport;
 use crate::server::accounts::Account;
 use crate::server::commands::store_refusal;
 use crate::server::context::Context;
-use crate::storage::Place;
+use crate::storage::{Place, Usage};
 use crate::wire::frame::{self, MAX_HEADER_LEN};
 use crate::wire::message::{parse_request, ErrorCode, ErrorReply, Reply, Request, RequestError};
 use crate::wire::names::escape;
@@ -68,6 +68,8 @@ pub struct Session<'a> {
     pub(crate) cwd: Vec<String>,
     /// An anonymous client: it may only upload, and never replace a file.
     pub(crate) anonymous: bool,
+    /// Files and folders the home may hold, partial uploads included.
+    pub(crate) max_files: Option<u64>,
 }
 
 impl<'a> Session<'a> {
@@ -79,14 +81,17 @@ impl<'a> Session<'a> {
             home: account.home(),
             cwd: Vec::new(),
             anonymous: false,
+            max_files: account.max_files,
         }
     }
 
     /// A session for a client that did not log in: `put` only, into the
-    /// anonymous account's home, never replacing a file.
+    /// anonymous account's home, never replacing a file, within the
+    /// server's `--anonymous-max-files`.
     pub fn anonymous(ctx: &'a Context, account: &'a Account) -> Session<'a> {
         Session {
             anonymous: true,
+            max_files: Some(ctx.anonymous_max_files),
             ..Session::new(ctx, account)
         }
     }
@@ -140,6 +145,14 @@ impl<'a> Session<'a> {
     /// The current folder, for the store.
     pub(crate) fn place(&self) -> Place<'_> {
         Place::new(&self.home, &self.cwd)
+    }
+
+    /// What the home holds, for the quota.
+    pub(crate) fn used(&self) -> Result<Usage, ErrorReply> {
+        self.ctx
+            .store
+            .usage(&self.home)
+            .map_err(|e| store_refusal(e, ""))
     }
 
     /// Continues in `cwd` (from [`Session::into_cwd`]).

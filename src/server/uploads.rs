@@ -1,6 +1,7 @@
 //! Uploads running right now: so that two connections never write the
-//! same partial file, and so that a quota counts uploads that have not
-//! written their bytes yet.
+//! same partial file, so that only the account that started an upload
+//! may take it over, and so that a quota counts what running uploads
+//! have written (not what they declared).
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -8,10 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::server::quota::projected_bytes;
+
 /// The uploads running right now, by key (the file's path from the
-/// store's root, see [`crate::storage::Place::key`]), with their declared
-/// sizes: so that two connections never write the same partial file, and
-/// so that a quota counts uploads that have not written their bytes yet.
+/// store's root, see [`crate::storage::Place::key`]), with what each has
+/// written: so that two connections never write the same partial file,
+/// and so that a quota counts what running uploads stored.
 #[derive(Debug, Default, Clone)]
 pub struct UploadLocks(Arc<Shared>);
 
@@ -21,13 +24,39 @@ struct Shared {
     released: Condvar,
 }
 
+/// Who runs an upload: only the same account may take it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// A logged-in account, by name (`None`: the shared secret).
+    Account(Option<String>),
+    /// A client that did not log in. Anonymous clients are not one
+    /// account: none may cut or resume another's running upload.
+    Anonymous,
+}
+
+impl Owner {
+    /// Whether an upload of `self` may cut the running one of `holder`:
+    /// the same account running the upload again after losing the first.
+    fn may_take_over(&self, holder: &Owner) -> bool {
+        matches!((self, holder), (Owner::Account(a), Owner::Account(b)) if a == b)
+    }
+}
+
 #[derive(Debug)]
 struct Holder {
-    size: u64,
-    /// Bytes of this upload that the store's usage counts already.
-    counted: Arc<AtomicU64>,
+    owner: Owner,
+    tally: Arc<Tally>,
     /// The holder's socket, for a takeover to cut.
     socket: Option<OwnedFd>,
+}
+
+/// What one running upload stored.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Bytes charged against the quota: raised before a chunk is written.
+    charged: AtomicU64,
+    /// Bytes of it that the store's usage counts: noted after a write.
+    counted: AtomicU64,
 }
 
 /// Held while an upload runs; releases the name when dropped.
@@ -35,7 +64,7 @@ struct Holder {
 pub struct UploadLock {
     locks: UploadLocks,
     key: String,
-    counted: Arc<AtomicU64>,
+    tally: Arc<Tally>,
 }
 
 impl UploadLocks {
@@ -43,27 +72,35 @@ impl UploadLocks {
         self.0.holders.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Claims `key` for an upload of `size` bytes; `None` if another
-    /// upload holds it.
-    pub fn try_lock(&self, key: &str, size: u64) -> Option<UploadLock> {
-        self.take_over(key, size, None, Duration::ZERO)
+    /// Claims `key` for the server itself (removing a partial upload);
+    /// `None` if an upload holds it.
+    pub fn try_lock(&self, key: &str) -> Option<UploadLock> {
+        let mut holders = self.holders();
+        if holders.contains_key(key) {
+            return None;
+        }
+        Some(self.insert(&mut holders, key, Owner::Anonymous, None))
     }
 
-    /// Claims `key`, taking it over from the upload that holds it: a
-    /// client killed mid-upload and run again at once finds its old
-    /// connection still draining. The holder's socket is cut, and its
-    /// release awaited for up to `wait`. `socket` is this upload's, for
-    /// the next takeover. `None` if the holder did not let go in time.
+    /// Claims `key` for an upload by `owner`. When the same account holds
+    /// it, the holder is taken over: a client killed mid-upload and run
+    /// again at once finds its old connection still draining. The
+    /// holder's socket is cut, and its release awaited for up to `wait`.
+    /// `socket` is this upload's, for the next takeover. `None` if another
+    /// owner holds it, or the holder did not let go in time.
     pub fn take_over(
         &self,
         key: &str,
-        size: u64,
+        owner: Owner,
         socket: Option<OwnedFd>,
         wait: Duration,
     ) -> Option<UploadLock> {
         let deadline = Instant::now() + wait;
         let mut holders = self.holders();
         while let Some(holder) = holders.get_mut(key) {
+            if !owner.may_take_over(&holder.owner) {
+                return None;
+            }
             if let Some(old) = holder.socket.take() {
                 let _ = rustix::net::shutdown(&old, rustix::net::Shutdown::Both);
             }
@@ -78,43 +115,97 @@ impl UploadLocks {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        let counted = Arc::new(AtomicU64::new(0));
+        Some(self.insert(&mut holders, key, owner, socket))
+    }
+
+    fn insert(
+        &self,
+        holders: &mut HashMap<String, Holder>,
+        key: &str,
+        owner: Owner,
+        socket: Option<OwnedFd>,
+    ) -> UploadLock {
+        let tally = Arc::new(Tally::default());
         let holder = Holder {
-            size,
-            counted: counted.clone(),
+            owner,
+            tally: tally.clone(),
             socket,
         };
         holders.insert(key.to_string(), holder);
-        Some(UploadLock {
+        UploadLock {
             locks: self.clone(),
             key: key.to_string(),
-            counted,
-        })
-    }
-
-    /// The other uploads running below the folder with key `dir` (`""`
-    /// for the root): the sum of their declared sizes, and of the bytes
-    /// of theirs the store's usage counts already.
-    pub fn others_below(&self, dir: &str, except: &str) -> (u64, u64) {
-        let below = |k: &str| {
-            dir.is_empty()
-                || k.strip_prefix(dir)
-                    .is_some_and(|rest| rest.starts_with('/'))
-        };
-        self.holders()
-            .iter()
-            .filter(|(k, _)| below(k) && k.as_str() != except)
-            .fold((0u64, 0u64), |(size, counted), (_, h)| {
-                let c = h.counted.load(Ordering::Relaxed);
-                (size.saturating_add(h.size), counted.saturating_add(c))
-            })
+            tally,
+        }
     }
 }
 
+/// Sums what the uploads below the folder with key `dir` (`""` for the
+/// root) were charged, and what the store counts of it.
+fn running_below(holders: &HashMap<String, Holder>, dir: &str) -> (u64, u64) {
+    let below = |k: &str| {
+        dir.is_empty()
+            || k.strip_prefix(dir)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    holders
+        .iter()
+        .filter(|(k, _)| below(k))
+        .fold((0u64, 0u64), |(charged, counted), (_, h)| {
+            let t = &h.tally;
+            (
+                charged.saturating_add(t.charged.load(Ordering::Acquire)),
+                counted.saturating_add(t.counted.load(Ordering::Acquire)),
+            )
+        })
+}
+
 impl UploadLock {
-    /// Notes how many bytes of this upload the store's usage counts.
+    /// Notes how many bytes of this upload the store's usage counts; as
+    /// many are charged to it, at least.
     pub fn set_counted(&self, n: u64) {
-        self.counted.store(n, Ordering::Relaxed);
+        self.tally.charged.fetch_max(n, Ordering::AcqRel);
+        self.tally.counted.store(n, Ordering::Release);
+    }
+
+    /// Bytes the home with key `home` would hold with `n` more, counting
+    /// what every upload running in it was charged; `used` measures what
+    /// the store holds there. Charges nothing.
+    ///
+    /// Fails when `used` fails.
+    pub fn projected<E>(
+        &self,
+        home: &str,
+        n: u64,
+        used: impl FnOnce() -> Result<u64, E>,
+    ) -> Result<u64, E> {
+        let holders = self.locks.holders();
+        let (charged, counted) = running_below(&holders, home);
+        Ok(projected_bytes(used()?, charged, counted, n))
+    }
+
+    /// Charges `n` more bytes to this upload if the home with key `home`
+    /// then holds at most `quota` (see [`UploadLock::projected`]).
+    /// `Ok(Err(projected))` when it would not fit; nothing is charged then.
+    ///
+    /// Fails when `used` fails.
+    pub fn charge<E>(
+        &self,
+        home: &str,
+        n: u64,
+        quota: u64,
+        used: impl FnOnce() -> Result<u64, E>,
+    ) -> Result<Result<(), u64>, E> {
+        // Measured with the holders locked, so that no upload's chunk is
+        // charged between the measure and the sums.
+        let holders = self.locks.holders();
+        let (charged, counted) = running_below(&holders, home);
+        let projected = projected_bytes(used()?, charged, counted, n);
+        if projected > quota {
+            return Ok(Err(projected));
+        }
+        self.tally.charged.fetch_add(n, Ordering::AcqRel);
+        Ok(Ok(()))
     }
 }
 
@@ -129,19 +220,63 @@ impl Drop for UploadLock {
 mod tests {
     use super::*;
 
+    fn alice() -> Owner {
+        Owner::Account(Some("alice".into()))
+    }
+
+    fn lock(locks: &UploadLocks, key: &str, owner: Owner) -> Option<UploadLock> {
+        locks.take_over(key, owner, None, Duration::ZERO)
+    }
+
     #[test]
     fn locks_are_exclusive_until_dropped() {
         let locks = UploadLocks::default();
-        let a = locks.try_lock("h/x", 5).unwrap();
-        a.set_counted(2);
-        assert!(locks.try_lock("h/x", 5).is_none());
-        let _b = locks.try_lock("h/y", 7).unwrap();
-        let _c = locks.try_lock("other/z", 9).unwrap();
-        let _d = locks.try_lock("hh/z", 11).unwrap();
-        assert_eq!(locks.others_below("h", "h/y"), (5, 2));
-        assert_eq!(locks.others_below("", "h/y"), (25, 2));
+        let a = lock(&locks, "h/x", alice()).unwrap();
+        assert!(locks.try_lock("h/x").is_none());
+        assert!(lock(&locks, "h/x", Owner::Anonymous).is_none());
         drop(a);
-        assert!(locks.try_lock("h/x", 1).is_some());
+        assert!(locks.try_lock("h/x").is_some());
+    }
+
+    #[test]
+    fn only_the_same_account_takes_an_upload_over() {
+        let locks = UploadLocks::default();
+        let _a = lock(&locks, "h/x", alice()).unwrap();
+        let bob = Owner::Account(Some("bob".into()));
+        let long = Duration::from_secs(30);
+        let started = Instant::now();
+        assert!(locks.take_over("h/x", bob, None, long).is_none());
+        assert!(locks
+            .take_over("h/x", Owner::Account(None), None, long)
+            .is_none());
+        let _b = lock(&locks, "anonymous/y", Owner::Anonymous).unwrap();
+        assert!(locks
+            .take_over("anonymous/y", Owner::Anonymous, None, long)
+            .is_none());
+        assert!(
+            started.elapsed() < long,
+            "refused at once, not after a wait"
+        );
+    }
+
+    #[test]
+    fn a_chunk_is_charged_only_while_the_home_stays_within_its_quota() {
+        let locks = UploadLocks::default();
+        let a = lock(&locks, "h/x", alice()).unwrap();
+        let b = lock(&locks, "h/y", alice()).unwrap();
+        let elsewhere = lock(&locks, "hh/z", alice()).unwrap();
+        elsewhere.set_counted(1000);
+        let used = || Ok::<u64, ()>(0);
+        // Declared sizes play no part: each upload holds what it charged.
+        assert_eq!(a.charge("h", 60, 100, used), Ok(Ok(())));
+        assert_eq!(b.charge("h", 40, 100, used), Ok(Ok(())));
+        assert_eq!(b.charge("h", 1, 100, used), Ok(Err(101)));
+        // Written and counted by the store: not counted twice.
+        a.set_counted(60);
+        assert_eq!(a.charge("h", 1, 100, || Ok::<u64, ()>(60)), Ok(Err(101)));
+        drop(b);
+        assert_eq!(a.charge("h", 40, 100, || Ok::<u64, ()>(60)), Ok(Ok(())));
+        assert_eq!(a.charge("h", 1, 100, || Err(())), Err(()));
     }
 
     #[test]
@@ -153,7 +288,7 @@ mod tests {
         let path = "h/x";
         let socket = held.try_clone().unwrap().into();
         let lock = locks
-            .take_over(path, 5, Some(socket), Duration::ZERO)
+            .take_over(path, alice(), Some(socket), Duration::ZERO)
             .unwrap();
         // The holder notices its socket was cut and lets go.
         let holder = std::thread::spawn(move || {
@@ -161,9 +296,9 @@ mod tests {
             let _ = std::io::Read::read(&mut &held, &mut buf);
             drop(lock);
         });
-        let taken = locks.take_over(path, 5, None, Duration::from_secs(5));
+        let taken = locks.take_over(path, alice(), None, Duration::from_secs(5));
         assert!(taken.is_some());
         holder.join().unwrap();
-        assert!(locks.try_lock(path, 1).is_none(), "held by the new upload");
+        assert!(locks.try_lock(path).is_none(), "held by the new upload");
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::local;
-use super::usage::UsageBook;
+use super::usage::{Usage, UsageBook};
 use super::{Claim, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan};
 use crate::error::Error;
 use crate::io::digest::Digester;
@@ -114,11 +114,12 @@ impl Store for DiskStore {
         let Some((last, parents)) = at.folder.split_last() else {
             return Err(StoreError::Exists);
         };
-        let mut dir = self.home(at.home);
+        let home = self.home(at.home);
+        let mut dir = home.clone();
         for (i, part) in parents.iter().enumerate() {
             dir.push(part);
             match fs::create_dir(&dir) {
-                Ok(()) => {}
+                Ok(()) => self.usage.created(&home, 1),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     self.check_folder(Place::new(at.home, &parents[..=i]))?;
                 }
@@ -126,7 +127,10 @@ impl Store for DiskStore {
             }
         }
         match fs::create_dir(dir.join(last)) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.usage.created(&home, 1);
+                Ok(())
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(StoreError::Exists),
             Err(e) => Err(StoreError::Failed("creating a folder", e)),
         }
@@ -152,9 +156,11 @@ impl Store for DiskStore {
         };
         match result {
             Ok(()) => {
+                let home = self.home(at.home);
                 if meta.is_file() {
-                    self.usage.remove(&self.home(at.home), meta.len());
+                    self.usage.remove(&home, meta.len());
                 }
+                self.usage.deleted(&home, 1);
                 Ok(())
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Err(StoreError::NotEmpty),
@@ -167,7 +173,9 @@ impl Store for DiskStore {
         let len = local::regular_len(&partial).unwrap_or(0);
         match fs::remove_file(&partial) {
             Ok(()) => {
-                self.usage.remove(&self.home(at.home), len);
+                let home = self.home(at.home);
+                self.usage.remove(&home, len);
+                self.usage.deleted(&home, 1);
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -193,14 +201,18 @@ impl Store for DiskStore {
             true => local::partial_len(&partial, plan.filesize).unwrap_or(0),
             false => 0,
         };
-        // Starting from 0 empties a partial that was there.
-        let emptied = match offset {
-            0 if self.usage.tracks(&home) => local::regular_len(&partial).unwrap_or(0),
-            _ => 0,
+        // Starting from 0 empties a partial that was there, or makes one.
+        let before = match self.usage.tracks(&home) {
+            true => local::regular_len(&partial),
+            false => Some(0),
         };
         let file = local::open_partial(&home, &partial, offset)
             .map_err(StoreError::failed("creating the upload file"))?;
-        self.usage.remove(&home, emptied);
+        match (before, offset) {
+            (None, _) => self.usage.created(&home, 1),
+            (Some(len), 0) => self.usage.remove(&home, len),
+            _ => {}
+        }
         let mut hasher = plan.hash.then(blake3::Hasher::new);
         if let (Some(h), true) = (hasher.as_mut(), offset > 0) {
             local::open_beneath(&home, &partial, rustix::fs::OFlags::RDONLY)
@@ -221,6 +233,7 @@ impl Store for DiskStore {
             flushed: offset,
             durable: self.durable,
             overwrite: plan.overwrite,
+            finished: false,
         }))
     }
 
@@ -235,7 +248,7 @@ impl Store for DiskStore {
         }))
     }
 
-    fn usage(&self, home: &[String]) -> StoreResult<u64> {
+    fn usage(&self, home: &[String]) -> StoreResult<Usage> {
         self.usage
             .used(&self.home(home))
             .map_err(StoreError::failed("measuring usage"))
@@ -275,6 +288,9 @@ struct DiskUpload {
     flushed: u64,
     durable: bool,
     overwrite: bool,
+    /// Committed or discarded: the partial file is no longer this
+    /// upload's to remove.
+    finished: bool,
 }
 
 impl DiskUpload {
@@ -282,6 +298,16 @@ impl DiskUpload {
     fn discard_with<T>(self: Box<Self>, e: StoreError) -> StoreResult<T> {
         self.discard();
         Err(e)
+    }
+
+    /// Deletes the partial file, and notes that it is gone.
+    fn remove_partial(&mut self) {
+        self.finished = true;
+        let len = local::regular_len(&self.partial).unwrap_or(0);
+        if fs::remove_file(&self.partial).is_ok() {
+            self.usage.remove(&self.home, len);
+            self.usage.deleted(&self.home, 1);
+        }
     }
 }
 
@@ -327,8 +353,8 @@ impl Upload for DiskUpload {
             }
         }
         let replaced = match self.usage.tracks(&self.home) {
-            true => local::regular_len(&self.target).unwrap_or(0),
-            false => 0,
+            true => local::regular_len(&self.target),
+            false => None,
         };
         let synced = match self.durable {
             true => self.file.sync_all(),
@@ -339,7 +365,12 @@ impl Upload for DiskUpload {
         });
         match committed {
             Ok(()) => {
-                self.usage.remove(&self.home, replaced);
+                self.finished = true;
+                if let Some(len) = replaced {
+                    // The partial took the old file's place.
+                    self.usage.remove(&self.home, len);
+                    self.usage.deleted(&self.home, 1);
+                }
                 Ok(actual)
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -349,10 +380,17 @@ impl Upload for DiskUpload {
         }
     }
 
-    fn discard(self: Box<Self>) {
-        let len = local::regular_len(&self.partial).unwrap_or(0);
-        if fs::remove_file(&self.partial).is_ok() {
-            self.usage.remove(&self.home, len);
+    fn discard(mut self: Box<Self>) {
+        self.remove_partial();
+    }
+}
+
+impl Drop for DiskUpload {
+    /// An upload that wrote nothing has nothing to resume: its empty
+    /// partial file would only hold an entry of the quota.
+    fn drop(&mut self) {
+        if !self.finished && self.written == 0 {
+            self.remove_partial();
         }
     }
 }

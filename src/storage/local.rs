@@ -152,38 +152,6 @@ pub fn disk_free(path: &Path) -> io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
-/// Total size of the regular files below `dir`, partial uploads included.
-/// Links are not followed.
-///
-/// Fails when a folder cannot be read.
-pub fn usage(dir: &Path) -> io::Result<u64> {
-    let mut total = 0u64;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = match fs::read_dir(&d) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = entry?;
-            // A file removed or renamed (a commit) while we walk is simply
-            // no longer there, not a failure.
-            let meta = match entry.metadata() {
-                Ok(meta) => meta,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if meta.is_file() {
-                total = total.saturating_add(meta.len());
-            }
-        }
-    }
-    Ok(total)
-}
-
 /// Opens `path`, which lies below the folder `base` (a home), letting the
 /// kernel resolve it in one call that refuses every symbolic link on the
 /// way and any step out of `base` (openat2 with RESOLVE_BENEATH and
@@ -497,7 +465,6 @@ mod tests {
             .write_all(b"def")
             .unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"abcdef");
-        assert_eq!(usage(dir.path()).unwrap(), 6);
     }
 
     #[test]

@@ -30,7 +30,7 @@ impl Session<'_> {
     pub(crate) fn usage(&self) -> Result<Usage, ErrorReply> {
         let store = &self.ctx.store;
         let refused = |e| store_refusal(e, "");
-        let used = store.usage(&self.home).map_err(refused)?;
+        let used = self.used()?.bytes;
         let free = store
             .free_space(Place::new(&self.home, &[]))
             .map_err(refused)?

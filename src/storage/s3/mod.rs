@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::error::Error;
 use crate::storage::local::MAX_LISTING;
 use crate::storage::{
-    Claim, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
+    Claim, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan, Usage,
 };
 use crate::wire::message::{Entry, EntryKind, Listing};
 use crate::wire::names::PARTIAL_DIR;
@@ -46,7 +46,7 @@ pub struct S3Store {
     owner: String,
     /// What running uploads may hold in memory.
     memory: Arc<budget::Budget>,
-    usage: Mutex<HashMap<String, (u64, Instant)>>,
+    usage: Mutex<HashMap<String, (Usage, Instant)>>,
 }
 
 impl S3Store {
@@ -168,7 +168,7 @@ impl S3Store {
         Ok(!page.contents.is_empty())
     }
 
-    fn usage_book(&self) -> MutexGuard<'_, HashMap<String, (u64, Instant)>> {
+    fn usage_book(&self) -> MutexGuard<'_, HashMap<String, (Usage, Instant)>> {
         self.usage.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -423,7 +423,8 @@ impl Store for S3Store {
         }))
     }
 
-    fn usage(&self, home: &[String]) -> StoreResult<u64> {
+    /// Objects below the home, folder markers included (as entries).
+    fn usage(&self, home: &[String]) -> StoreResult<Usage> {
         let id = home.join("/");
         if let Some(&(used, at)) = self.usage_book().get(&id) {
             if at.elapsed() < USAGE_TTL {
@@ -432,10 +433,11 @@ impl Store for S3Store {
         }
         let prefix = self.folder_prefix(Place::new(home, &[]));
         let hidden = format!("{}{PARTIAL_DIR}/", self.prefix);
-        let mut used = 0u64;
+        let mut used = Usage::default();
         self.walk(&prefix, |o| {
             if !o.key.starts_with(&hidden) {
-                used = used.saturating_add(o.size);
+                used.bytes = used.bytes.saturating_add(o.size);
+                used.entries += 1;
             }
             true
         })
