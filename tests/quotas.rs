@@ -239,14 +239,51 @@ fn anonymous_clients_are_bounded_in_files_too() {
     assert_eq!(held_under(&sb.root().join("anonymous")), (0, 5));
 }
 
+/// Starts a server on the users file `text` with `extra` flags; `Err`
+/// holds its log when it refuses to start.
+fn launch_with_users(sb: &Sandbox, text: &str, extra: &[&str]) -> Result<ServerProcess, String> {
+    let users = sb.path().join("users.toml");
+    fs::write(&users, text).unwrap();
+    let mut args = vec!["--users", users.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let root = sb.root().to_string_lossy().into_owned();
+    ServerProcess::launch(sb, &[], &root, &args, None, &[])
+}
+
+#[test]
+fn secrets_that_are_one_hmac_key_are_refused_as_duplicates() {
+    use md5::Digest;
+    let sb = Sandbox::new();
+    let a = "[[user]]\nname = \"a\"\nsecret = \"k\"\n";
+    for b in ["secret = \"k\\u0000\"", "secret = \"k\\u0000\\u0000\""] {
+        let text = format!("{a}[[user]]\nname = \"b\"\n{b}\n");
+        let Err(log) = launch_with_users(&sb, &text, &[]) else {
+            panic!("the server started with {b}");
+        };
+        assert!(
+            log.contains("users.toml:5: user \"b\" has the same secret as another user"),
+            "{log}"
+        );
+    }
+    // A key longer than a block is hashed: its MD5 is the same key.
+    let long = "x".repeat(100);
+    let digest = md5::Md5::digest(long.as_bytes());
+    assert_ne!(digest.last(), Some(&b'\n'), "the file would lose that byte");
+    fs::write(sb.path().join("b.key"), digest).unwrap();
+    let text = format!(
+        "[[user]]\nname = \"a\"\nsecret = \"{long}\"\n[[user]]\nname = \"b\"\nsecret_file = \"b.key\"\n"
+    );
+    let Err(log) = launch_with_users(&sb, &text, &[]) else {
+        panic!("the server started with a key and its MD5");
+    };
+    assert!(log.contains("user \"b\" has the same secret"), "{log}");
+}
+
 #[test]
 fn a_user_named_anonymous_is_refused_beside_the_anonymous_drop_box() {
     let sb = Sandbox::new();
-    let users = sb.path().join("users.toml");
-    fs::write(&users, "[[user]]\nname = \"anonymous\"\nsecret = \"k\"\n").unwrap();
-    let args = ["--users", users.to_str().unwrap(), "--anonymous"];
-    let root = sb.root().to_string_lossy().into_owned();
-    let Err(log) = ServerProcess::launch(&sb, &[], &root, &args, None, &[]) else {
+    let text = "[[user]]\nname = \"anonymous\"\nsecret = \"k\"\n";
+    let Err(log) = launch_with_users(&sb, text, &["--anonymous"]) else {
         panic!("the server started");
     };
     assert!(
@@ -256,6 +293,6 @@ fn a_user_named_anonymous_is_refused_beside_the_anonymous_drop_box() {
         "{log}"
     );
     // Without --anonymous the name is an ordinary one.
-    let ok = ServerProcess::launch(&sb, &[], &root, &args[..2], None, &[]);
+    let ok = launch_with_users(&sb, text, &[]);
     assert!(ok.is_ok());
 }
