@@ -184,6 +184,12 @@ impl UploadLock {
         Ok(projected_bytes(used()?, charged, counted, n))
     }
 
+    /// Charges this upload at least `n` bytes: what it kept from an
+    /// earlier attempt.
+    pub fn hold(&self, n: u64) {
+        self.tally.charged.fetch_max(n, Ordering::AcqRel);
+    }
+
     /// Charges `n` more bytes to this upload if the home with key `home`
     /// then holds at most `quota` (see [`UploadLock::projected`]).
     /// `Ok(Err(projected))` when it would not fit; nothing is charged then.

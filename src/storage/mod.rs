@@ -16,6 +16,7 @@ use std::time::Duration;
 use crate::wire::message::Listing;
 
 pub mod disk;
+mod disk_upload;
 pub mod local;
 pub mod s3;
 pub mod usage;

@@ -177,6 +177,9 @@ impl Session<'_> {
         let store = &self.ctx.store;
         let refused = |e| store_refusal(e, name);
         let upload = store.begin_upload(at, name, plan).map_err(refused)?;
+        // What it kept is charged to it, whether the store's usage
+        // counts that already or leaves it to the upload.
+        lock.hold(upload.offset());
         lock.set_counted(upload.counted());
         Ok(PreparedPut {
             name: name.to_string(),
@@ -327,6 +330,9 @@ impl Session<'_> {
         };
         let home = self.home.join("/");
         let used = || self.ctx.store.usage(&self.home).map(|u| u.bytes);
+        // Measured once outside the lock, so that a store that lists its
+        // usage does not hold every upload up while it does.
+        used().map_err(|e| store_refusal(e, ""))?;
         match lock.charge(&home, n, quota, used) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(exceeded_while_storing(written, filesize, quota)),
