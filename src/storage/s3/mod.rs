@@ -359,6 +359,8 @@ impl Store for S3Store {
 
     fn remove_partial(&self, at: Place, name: &str) -> StoreResult<bool> {
         let target = self.target(at, name);
+        // Its parts counted in the home's usage.
+        self.forget_usage(at.home);
         match target.load_state() {
             Ok(Some(state)) => target
                 .forget(&state)
