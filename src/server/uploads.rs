@@ -32,13 +32,21 @@ pub enum Owner {
     /// A client that did not log in. Anonymous clients are not one
     /// account: none may cut or resume another's running upload.
     Anonymous,
+    /// The server itself, removing a partial upload for a moment: an
+    /// upload waits for it.
+    Server,
 }
 
 impl Owner {
-    /// Whether an upload of `self` may cut the running one of `holder`:
-    /// the same account running the upload again after losing the first.
+    /// Whether an upload of `self` may wait for `holder` to let go
+    /// (cutting its connection, if it has one): the same account running
+    /// the upload again after losing the first, or the server's brief hold.
     fn may_take_over(&self, holder: &Owner) -> bool {
-        matches!((self, holder), (Owner::Account(a), Owner::Account(b)) if a == b)
+        match (self, holder) {
+            (_, Owner::Server) => true,
+            (Owner::Account(a), Owner::Account(b)) => a == b,
+            _ => false,
+        }
     }
 }
 
@@ -79,7 +87,7 @@ impl UploadLocks {
         if holders.contains_key(key) {
             return None;
         }
-        Some(self.insert(&mut holders, key, Owner::Anonymous, None))
+        Some(self.insert(&mut holders, key, Owner::Server, None))
     }
 
     /// Claims `key` for an upload by `owner`. When the same account holds
@@ -263,6 +271,21 @@ mod tests {
             started.elapsed() < long,
             "refused at once, not after a wait"
         );
+    }
+
+    #[test]
+    fn an_upload_waits_for_the_servers_brief_hold() {
+        let locks = UploadLocks::default();
+        let held = locks.try_lock("anonymous/x").unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(held);
+        });
+        let wait = Duration::from_secs(5);
+        assert!(locks
+            .take_over("anonymous/x", Owner::Anonymous, None, wait)
+            .is_some());
+        release.join().unwrap();
     }
 
     #[test]

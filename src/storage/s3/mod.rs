@@ -304,6 +304,8 @@ impl Store for S3Store {
         {
             return Err(StoreError::Exists);
         }
+        // Its markers are entries of the home's quota.
+        self.forget_usage(at.home);
         for depth in 1..=at.folder.len() {
             let marker = self.folder_prefix(Place::new(at.home, &at.folder[..depth]));
             let there = depth < at.folder.len()
