@@ -135,25 +135,7 @@ impl Accounts {
         let mut accounts = Vec::new();
         for user in file.user {
             let name_span = Some(user.name.span());
-            let name = user.name.into_inner();
-            validate_name(&name).map_err(|e| {
-                fail(
-                    name_span.clone(),
-                    format!("invalid user name {name:?}: {e}"),
-                )
-            })?;
-            if !names.insert(name.clone()) {
-                return Err(fail(name_span, format!("user {name:?} is defined twice")));
-            }
-            if anonymous && name == ANONYMOUS {
-                return Err(fail(
-                    name_span,
-                    "user \"anonymous\" would share ROOT/anonymous, the drop box of clients \
-                     that do not log in (--anonymous); rename the user, or run the server \
-                     without --anonymous"
-                        .into(),
-                ));
-            }
+            let name = user_name(user.name, &mut names, anonymous, &fail)?;
             let entry = (user.secret, user.secret_file);
             let secret = user_secret(&name, name_span.clone(), entry, base, &fail)?;
             // The login tells accounts apart by the key HMAC really uses,
@@ -164,17 +146,7 @@ impl Accounts {
                     format!("user {name:?} has the same secret as another user"),
                 ));
             }
-            let quota = match user.quota {
-                Some(q) => {
-                    let span = q.span();
-                    Some(parse_size(q.get_ref()).map_err(|e| fail(Some(span), e))?)
-                }
-                None => None,
-            };
-            let max_files = user
-                .max_files
-                .map(Spanned::into_inner)
-                .or(quota.map(default_max_files));
+            let (quota, max_files) = user_limits(user.quota, user.max_files, &fail)?;
             accounts.push(Account {
                 name: Some(name),
                 secret,
@@ -186,6 +158,56 @@ impl Accounts {
     }
 }
 
+/// What may fail a users file: the span it is about, and why.
+type Fail<'a> = dyn Fn(Option<std::ops::Range<usize>>, String) -> Error + 'a;
+
+/// A user's name: valid, not defined before (`seen` holds the names
+/// before it), and not the drop box's on a server with `--anonymous`.
+fn user_name(
+    name: Spanned<String>,
+    seen: &mut HashSet<String>,
+    anonymous: bool,
+    fail: &Fail,
+) -> Result<String> {
+    let span = Some(name.span());
+    let name = name.into_inner();
+    validate_name(&name)
+        .map_err(|e| fail(span.clone(), format!("invalid user name {name:?}: {e}")))?;
+    if !seen.insert(name.clone()) {
+        return Err(fail(span, format!("user {name:?} is defined twice")));
+    }
+    if anonymous && name == ANONYMOUS {
+        return Err(fail(
+            span,
+            "user \"anonymous\" would share ROOT/anonymous, the drop box of clients \
+             that do not log in (--anonymous); rename the user, or run the server \
+             without --anonymous"
+                .into(),
+        ));
+    }
+    Ok(name)
+}
+
+/// A user's quota in bytes, and in files and folders: `max_files` as
+/// written, else the default that goes with a quota.
+fn user_limits(
+    quota: Option<Spanned<String>>,
+    max_files: Option<Spanned<u64>>,
+    fail: &Fail,
+) -> Result<(Option<u64>, Option<u64>)> {
+    let quota = match quota {
+        Some(q) => {
+            let span = q.span();
+            Some(parse_size(q.get_ref()).map_err(|e| fail(Some(span), e))?)
+        }
+        None => None,
+    };
+    let max_files = max_files
+        .map(Spanned::into_inner)
+        .or(quota.map(default_max_files));
+    Ok((quota, max_files))
+}
+
 /// A user's secret: given inline or in a file named relative to the users
 /// file, exactly one of the two.
 fn user_secret(
@@ -193,7 +215,7 @@ fn user_secret(
     name_span: Option<std::ops::Range<usize>>,
     (inline, file): (Option<Spanned<String>>, Option<Spanned<String>>),
     base: &Path,
-    fail: &impl Fn(Option<std::ops::Range<usize>>, String) -> Error,
+    fail: &Fail,
 ) -> Result<Secret> {
     match (inline, file) {
         (Some(s), None) => {

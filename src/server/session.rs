@@ -14,7 +14,7 @@ use crate::net::Transport;
 use crate::server::accounts::Account;
 use crate::server::commands::store_refusal;
 use crate::server::context::Context;
-use crate::storage::{Place, Usage};
+use crate::storage::Place;
 use crate::wire::frame::{self, MAX_HEADER_LEN};
 use crate::wire::message::{parse_request, ErrorCode, ErrorReply, Reply, Request, RequestError};
 use crate::wire::names::escape;
@@ -145,14 +145,6 @@ impl<'a> Session<'a> {
     /// The current folder, for the store.
     pub(crate) fn place(&self) -> Place<'_> {
         Place::new(&self.home, &self.cwd)
-    }
-
-    /// What the home holds, for the quota.
-    pub(crate) fn used(&self) -> Result<Usage, ErrorReply> {
-        self.ctx
-            .store
-            .usage(&self.home)
-            .map_err(|e| store_refusal(e, ""))
     }
 
     /// Continues in `cwd` (from [`Session::into_cwd`]).

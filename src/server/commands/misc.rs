@@ -2,7 +2,7 @@
 
 use super::store_refusal;
 use crate::server::session::Session;
-use crate::storage::Place;
+use crate::storage::{Place, Usage as Stored};
 use crate::wire::auth::{server_proof, NONCE_LEN};
 use crate::wire::message::{Echoed, ErrorCode, ErrorReply, Proof, Usage};
 
@@ -24,6 +24,14 @@ impl Session<'_> {
                 format!("nonce must be {NONCE_LEN} bytes in hex"),
             )),
         }
+    }
+
+    /// What the home holds, for the quota.
+    pub(crate) fn used(&self) -> Result<Stored, ErrorReply> {
+        self.ctx
+            .store
+            .usage(&self.home)
+            .map_err(|e| store_refusal(e, ""))
     }
 
     /// Space used by the home, its quota, and what can still be stored.

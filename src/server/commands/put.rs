@@ -42,9 +42,9 @@ struct PreparedPut {
 enum BodyEnd {
     /// Every byte was read; the first write error, if any.
     Read(Option<StoreError>),
-    /// Stopped at the chunk that would take the home over its quota; the
-    /// body is still coming.
-    OverQuota(ErrorReply),
+    /// Stopped at a chunk that the quota does not allow (or that could not
+    /// be checked against it); the body is still coming.
+    Refused(ErrorReply),
 }
 
 impl Session<'_> {
@@ -68,7 +68,7 @@ impl Session<'_> {
                 return refuse(s, reply).map(Outcome::closing);
             }
             // What it stored would only hold the quota that others filled.
-            Ok(BodyEnd::OverQuota(reply)) => {
+            Ok(BodyEnd::Refused(reply)) => {
                 self.ctx.metrics.uploads_failed.inc();
                 prepared.upload.discard();
                 return refuse(s, reply).map(Outcome::closing);
@@ -275,8 +275,8 @@ impl Session<'_> {
         let offset = prepared.upload.offset();
         let body = req.filesize - offset;
         let mut buf = buffer_for(body);
-        let mut write_error = None;
-        let mut over_quota = None;
+        let (mut write_error, mut over_quota) = (None, None);
+        let mut stored = offset;
         let mut floor = self
             .ctx
             .min_rate
@@ -287,13 +287,15 @@ impl Session<'_> {
                 floor.note(chunk.len())?;
             }
             if write_error.is_none() {
-                let written = upload.counted().max(offset);
-                if let Err(e) = self.charge(lock, chunk.len() as u64, written, req.filesize) {
+                if let Err(e) = self.charge(lock, chunk.len() as u64, stored, req.filesize) {
                     over_quota = Some(e);
                     return Err(io::Error::other("quota exceeded"));
                 }
                 match upload.write(chunk) {
-                    Ok(()) => lock.set_counted(upload.counted()),
+                    Ok(()) => {
+                        stored += chunk.len() as u64;
+                        lock.set_counted(upload.counted());
+                    }
                     // A full store stops the upload at once; what was
                     // written stays for a resume once there is room.
                     Err(StoreError::NoSpace(e)) => return Err(e),
@@ -303,7 +305,7 @@ impl Session<'_> {
             Ok(())
         });
         if let Some(reply) = over_quota {
-            return Ok(BodyEnd::OverQuota(reply));
+            return Ok(BodyEnd::Refused(reply));
         }
         match pumped {
             Ok(_) => Ok(BodyEnd::Read(write_error)),
