@@ -63,6 +63,7 @@ pub fn context(root: &Path) -> Context {
         metrics: Default::default(),
         min_rate: None,
         anonymous_max_files: crate::server::quota::MIN_DEFAULT_FILES,
+        entry_gates: Default::default(),
     }
 }
 

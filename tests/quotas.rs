@@ -224,6 +224,33 @@ fn a_quota_bounds_files_and_folders_and_an_ack_probe_leaves_nothing() {
 }
 
 #[test]
+fn clients_racing_to_add_files_and_folders_cannot_pass_the_limit_together() {
+    let sb = Sandbox::new();
+    let server = alice_server(&sb, "max_files = 20\n", &[]);
+    let racers: Vec<_> = (0..8)
+        .map(|r| {
+            let addr = server.addr;
+            std::thread::spawn(move || {
+                let mut raw = Raw::login(addr, ALICE.as_bytes());
+                for i in 0..6 {
+                    let request = match i % 2 {
+                        0 => json!({"cmd":"mkdir","path":format!("r{r}/d{i}")}),
+                        _ => json!({"cmd":"put","filename":format!("r{r}-f{i}"),"filesize":0}),
+                    };
+                    raw.send_json(&request);
+                    assert!(raw.reply().is_some(), "every request is answered");
+                }
+            })
+        })
+        .collect();
+    for racer in racers {
+        racer.join().unwrap();
+    }
+    let (_, entries) = held_under(&sb.root().join("alice"));
+    assert_eq!(entries, 20, "the limit is reached, never passed");
+}
+
+#[test]
 fn anonymous_clients_are_bounded_in_files_too() {
     let sb = Sandbox::new();
     let server = sb.start_server(&["--anonymous", "--anonymous-max-files", "5"]);

@@ -40,6 +40,9 @@ impl Session<'_> {
         if target.is_empty() {
             return Err(ErrorReply::new(ErrorCode::Exists, "the home folder exists"));
         }
+        // The check and the folders it allows are one step.
+        let home = self.home.join("/");
+        let _gate = self.max_files.map(|_| self.ctx.entry_gates.enter(&home));
         if let Some(max) = self.max_files {
             check_entries(self.used()?.entries, self.missing_folders(&target), max)?;
         }

@@ -173,6 +173,10 @@ impl Session<'_> {
             hash: req.digest.is_some(),
             overwrite: self.ctx.overwrite && !self.anonymous,
         };
+        // A new name's entry is checked and made in one step.
+        let home = self.home.join("/");
+        let _gate = (self.max_files.is_some() && existing.is_none())
+            .then(|| self.ctx.entry_gates.enter(&home));
         self.check_room(req, name, &lock, existing.is_none())?;
         let store = &self.ctx.store;
         let refused = |e| store_refusal(e, name);
