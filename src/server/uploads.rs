@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,8 +19,16 @@ pub struct UploadLocks(Arc<Shared>);
 
 #[derive(Debug, Default)]
 struct Shared {
-    holders: Mutex<HashMap<String, Holder>>,
+    registry: Mutex<Registry>,
     released: Condvar,
+}
+
+/// The running uploads by key, and what they hold summed by home, so
+/// that charging a chunk costs the same however many uploads run.
+#[derive(Debug, Default)]
+struct Registry {
+    names: HashMap<String, Holder>,
+    homes: HashMap<String, Tally>,
 }
 
 /// Who runs an upload: only the same account may take it over.
@@ -53,18 +60,52 @@ impl Owner {
 #[derive(Debug)]
 struct Holder {
     owner: Owner,
-    tally: Arc<Tally>,
+    /// The key of the home whose quota it counts against.
+    home: String,
+    tally: Tally,
     /// The holder's socket, for a takeover to cut.
     socket: Option<OwnedFd>,
 }
 
-/// What one running upload stored.
-#[derive(Debug, Default)]
+/// What running uploads stored: one upload's, or a home's sum.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Tally {
     /// Bytes charged against the quota: raised before a chunk is written.
-    charged: AtomicU64,
+    charged: u64,
     /// Bytes of it that the store's usage counts: noted after a write.
-    counted: AtomicU64,
+    counted: u64,
+}
+
+impl Registry {
+    /// Changes the tally of the upload `key`, and its home's sum with it.
+    fn adjust(&mut self, key: &str, change: impl FnOnce(&mut Tally)) {
+        let Registry { names, homes } = self;
+        let Some(holder) = names.get_mut(key) else {
+            return;
+        };
+        let before = holder.tally;
+        change(&mut holder.tally);
+        let after = holder.tally;
+        if before == after {
+            return;
+        }
+        if !homes.contains_key(&holder.home) {
+            homes.insert(holder.home.clone(), Tally::default());
+        }
+        if let Some(sum) = homes.get_mut(&holder.home) {
+            // A home's sum holds every term subtracted here.
+            sum.charged = sum.charged - before.charged + after.charged;
+            sum.counted = sum.counted - before.counted + after.counted;
+            if *sum == Tally::default() {
+                homes.remove(&holder.home);
+            }
+        }
+    }
+
+    /// What the uploads running in `home` hold.
+    fn sum(&self, home: &str) -> Tally {
+        self.homes.get(home).copied().unwrap_or_default()
+    }
 }
 
 /// Held while an upload runs; releases the name when dropped.
@@ -72,40 +113,42 @@ struct Tally {
 pub struct UploadLock {
     locks: UploadLocks,
     key: String,
-    tally: Arc<Tally>,
+    home: String,
 }
 
 impl UploadLocks {
-    fn holders(&self) -> MutexGuard<'_, HashMap<String, Holder>> {
-        self.0.holders.lock().unwrap_or_else(|p| p.into_inner())
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.0.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Claims `key` for the server itself (removing a partial upload);
     /// `None` if an upload holds it.
     pub fn try_lock(&self, key: &str) -> Option<UploadLock> {
-        let mut holders = self.holders();
-        if holders.contains_key(key) {
+        let mut registry = self.registry();
+        if registry.names.contains_key(key) {
             return None;
         }
-        Some(self.insert(&mut holders, key, Owner::Server, None))
+        Some(self.insert(&mut registry, key, "", Owner::Server, None))
     }
 
-    /// Claims `key` for an upload by `owner`. When the same account holds
-    /// it, the holder is taken over: a client killed mid-upload and run
-    /// again at once finds its old connection still draining. The
-    /// holder's socket is cut, and its release awaited for up to `wait`.
-    /// `socket` is this upload's, for the next takeover. `None` if another
-    /// owner holds it, or the holder did not let go in time.
+    /// Claims `key`, in the home with key `home`, for an upload by
+    /// `owner`. When the same account holds it, the holder is taken over:
+    /// a client killed mid-upload and run again at once finds its old
+    /// connection still draining. The holder's socket is cut, and its
+    /// release awaited for up to `wait`. `socket` is this upload's, for
+    /// the next takeover. `None` if another owner holds it, or the holder
+    /// did not let go in time.
     pub fn take_over(
         &self,
         key: &str,
+        home: &str,
         owner: Owner,
         socket: Option<OwnedFd>,
         wait: Duration,
     ) -> Option<UploadLock> {
         let deadline = Instant::now() + wait;
-        let mut holders = self.holders();
-        while let Some(holder) = holders.get_mut(key) {
+        let mut registry = self.registry();
+        while let Some(holder) = registry.names.get_mut(key) {
             if !owner.may_take_over(&holder.owner) {
                 return None;
             }
@@ -116,116 +159,96 @@ impl UploadLocks {
             if left.is_zero() {
                 return None;
             }
-            holders = self
+            registry = self
                 .0
                 .released
-                .wait_timeout(holders, left)
+                .wait_timeout(registry, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        Some(self.insert(&mut holders, key, owner, socket))
+        Some(self.insert(&mut registry, key, home, owner, socket))
     }
 
     fn insert(
         &self,
-        holders: &mut HashMap<String, Holder>,
+        registry: &mut Registry,
         key: &str,
+        home: &str,
         owner: Owner,
         socket: Option<OwnedFd>,
     ) -> UploadLock {
-        let tally = Arc::new(Tally::default());
         let holder = Holder {
             owner,
-            tally: tally.clone(),
+            home: home.to_string(),
+            tally: Tally::default(),
             socket,
         };
-        holders.insert(key.to_string(), holder);
+        registry.names.insert(key.to_string(), holder);
         UploadLock {
             locks: self.clone(),
             key: key.to_string(),
-            tally,
+            home: home.to_string(),
         }
     }
-}
-
-/// Sums what the uploads below the folder with key `dir` (`""` for the
-/// root) were charged, and what the store counts of it.
-fn running_below(holders: &HashMap<String, Holder>, dir: &str) -> (u64, u64) {
-    let below = |k: &str| {
-        dir.is_empty()
-            || k.strip_prefix(dir)
-                .is_some_and(|rest| rest.starts_with('/'))
-    };
-    holders
-        .iter()
-        .filter(|(k, _)| below(k))
-        .fold((0u64, 0u64), |(charged, counted), (_, h)| {
-            let t = &h.tally;
-            (
-                charged.saturating_add(t.charged.load(Ordering::Acquire)),
-                counted.saturating_add(t.counted.load(Ordering::Acquire)),
-            )
-        })
 }
 
 impl UploadLock {
     /// Notes how many bytes of this upload the store's usage counts; as
     /// many are charged to it, at least.
     pub fn set_counted(&self, n: u64) {
-        self.tally.charged.fetch_max(n, Ordering::AcqRel);
-        self.tally.counted.store(n, Ordering::Release);
-    }
-
-    /// Bytes the home with key `home` would hold with `n` more, counting
-    /// what every upload running in it was charged; `used` measures what
-    /// the store holds there. Charges nothing.
-    ///
-    /// Fails when `used` fails.
-    pub fn projected<E>(
-        &self,
-        home: &str,
-        n: u64,
-        used: impl FnOnce() -> Result<u64, E>,
-    ) -> Result<u64, E> {
-        let holders = self.locks.holders();
-        let (charged, counted) = running_below(&holders, home);
-        Ok(projected_bytes(used()?, charged, counted, n))
+        self.locks.registry().adjust(&self.key, |t| {
+            t.counted = n;
+            t.charged = t.charged.max(n);
+        });
     }
 
     /// Charges this upload at least `n` bytes: what it kept from an
     /// earlier attempt.
     pub fn hold(&self, n: u64) {
-        self.tally.charged.fetch_max(n, Ordering::AcqRel);
+        let mut registry = self.locks.registry();
+        registry.adjust(&self.key, |t| t.charged = t.charged.max(n));
     }
 
-    /// Charges `n` more bytes to this upload if the home with key `home`
-    /// then holds at most `quota` (see [`UploadLock::projected`]).
-    /// `Ok(Err(projected))` when it would not fit; nothing is charged then.
+    /// Bytes this upload's home would hold with `n` more, counting what
+    /// every upload running in it was charged; `used` measures what the
+    /// store holds there. Charges nothing.
+    ///
+    /// Fails when `used` fails.
+    pub fn projected<E>(&self, n: u64, used: impl FnOnce() -> Result<u64, E>) -> Result<u64, E> {
+        let sum = self.locks.registry().sum(&self.home);
+        Ok(projected_bytes(used()?, sum.charged, sum.counted, n))
+    }
+
+    /// Charges `n` more bytes to this upload if its home then holds at
+    /// most `quota` (see [`UploadLock::projected`]). `Ok(Err(projected))`
+    /// when it would not fit; nothing is charged then.
     ///
     /// Fails when `used` fails.
     pub fn charge<E>(
         &self,
-        home: &str,
         n: u64,
         quota: u64,
         used: impl FnOnce() -> Result<u64, E>,
     ) -> Result<Result<(), u64>, E> {
-        // Measured with the holders locked, so that no upload's chunk is
-        // charged between the measure and the sums.
-        let holders = self.locks.holders();
-        let (charged, counted) = running_below(&holders, home);
-        let projected = projected_bytes(used()?, charged, counted, n);
+        // Measured with the registry locked, so that no upload's chunk is
+        // charged between the measure and the sum.
+        let mut registry = self.locks.registry();
+        let sum = registry.sum(&self.home);
+        let projected = projected_bytes(used()?, sum.charged, sum.counted, n);
         if projected > quota {
             return Ok(Err(projected));
         }
-        self.tally.charged.fetch_add(n, Ordering::AcqRel);
+        registry.adjust(&self.key, |t| t.charged = t.charged.saturating_add(n));
         Ok(Ok(()))
     }
 }
 
 impl Drop for UploadLock {
     fn drop(&mut self) {
-        self.locks.holders().remove(&self.key);
+        let mut registry = self.locks.registry();
+        registry.adjust(&self.key, |t| *t = Tally::default());
+        registry.names.remove(&self.key);
+        drop(registry);
         self.locks.0.released.notify_all();
     }
 }
@@ -239,7 +262,8 @@ mod tests {
     }
 
     fn lock(locks: &UploadLocks, key: &str, owner: Owner) -> Option<UploadLock> {
-        locks.take_over(key, owner, None, Duration::ZERO)
+        let home = key.split('/').next().unwrap();
+        locks.take_over(key, home, owner, None, Duration::ZERO)
     }
 
     #[test]
@@ -259,13 +283,13 @@ mod tests {
         let bob = Owner::Account(Some("bob".into()));
         let long = Duration::from_secs(30);
         let started = Instant::now();
-        assert!(locks.take_over("h/x", bob, None, long).is_none());
-        assert!(locks
-            .take_over("h/x", Owner::Account(None), None, long)
-            .is_none());
+        assert!(locks.take_over("h/x", "h", bob, None, long).is_none());
+        let shared = Owner::Account(None);
+        assert!(locks.take_over("h/x", "", shared, None, long).is_none());
         let _b = lock(&locks, "anonymous/y", Owner::Anonymous).unwrap();
+        let anonymous = Owner::Anonymous;
         assert!(locks
-            .take_over("anonymous/y", Owner::Anonymous, None, long)
+            .take_over("anonymous/y", "anonymous", anonymous, None, long)
             .is_none());
         assert!(
             started.elapsed() < long,
@@ -283,7 +307,7 @@ mod tests {
         });
         let wait = Duration::from_secs(5);
         assert!(locks
-            .take_over("anonymous/x", Owner::Anonymous, None, wait)
+            .take_over("anonymous/x", "anonymous", Owner::Anonymous, None, wait)
             .is_some());
         release.join().unwrap();
     }
@@ -297,15 +321,25 @@ mod tests {
         elsewhere.set_counted(1000);
         let used = || Ok::<u64, ()>(0);
         // Declared sizes play no part: each upload holds what it charged.
-        assert_eq!(a.charge("h", 60, 100, used), Ok(Ok(())));
-        assert_eq!(b.charge("h", 40, 100, used), Ok(Ok(())));
-        assert_eq!(b.charge("h", 1, 100, used), Ok(Err(101)));
+        assert_eq!(a.charge(60, 100, used), Ok(Ok(())));
+        assert_eq!(b.charge(40, 100, used), Ok(Ok(())));
+        assert_eq!(b.charge(1, 100, used), Ok(Err(101)));
         // Written and counted by the store: not counted twice.
         a.set_counted(60);
-        assert_eq!(a.charge("h", 1, 100, || Ok::<u64, ()>(60)), Ok(Err(101)));
+        assert_eq!(a.charge(1, 100, || Ok::<u64, ()>(60)), Ok(Err(101)));
+        assert_eq!(a.projected(0, || Ok::<u64, ()>(60)), Ok(100));
         drop(b);
-        assert_eq!(a.charge("h", 40, 100, || Ok::<u64, ()>(60)), Ok(Ok(())));
-        assert_eq!(a.charge("h", 1, 100, || Err(())), Err(()));
+        assert_eq!(a.charge(40, 100, || Ok::<u64, ()>(60)), Ok(Ok(())));
+        assert_eq!(a.charge(1, 100, || Err(())), Err(()));
+        // What an upload kept is charged to it from the start.
+        let c = lock(&locks, "h/w", alice()).unwrap();
+        c.hold(30);
+        assert_eq!(c.projected(0, || Ok::<u64, ()>(60)), Ok(130));
+        drop((a, c));
+        // Gone with them: a new upload in the home sees the store alone.
+        let d = lock(&locks, "h/v", alice()).unwrap();
+        assert_eq!(d.projected(0, || Ok::<u64, ()>(60)), Ok(60));
+        assert_eq!(elsewhere.projected(0, || Ok::<u64, ()>(1000)), Ok(1000));
     }
 
     #[test]
@@ -317,7 +351,7 @@ mod tests {
         let path = "h/x";
         let socket = held.try_clone().unwrap().into();
         let lock = locks
-            .take_over(path, alice(), Some(socket), Duration::ZERO)
+            .take_over(path, "h", alice(), Some(socket), Duration::ZERO)
             .unwrap();
         // The holder notices its socket was cut and lets go.
         let holder = std::thread::spawn(move || {
@@ -325,7 +359,7 @@ mod tests {
             let _ = std::io::Read::read(&mut &held, &mut buf);
             drop(lock);
         });
-        let taken = locks.take_over(path, alice(), None, Duration::from_secs(5));
+        let taken = locks.take_over(path, "h", alice(), None, Duration::from_secs(5));
         assert!(taken.is_some());
         holder.join().unwrap();
         assert!(locks.try_lock(path).is_none(), "held by the new upload");

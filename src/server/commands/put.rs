@@ -157,10 +157,11 @@ impl Session<'_> {
             true => Owner::Anonymous,
             false => Owner::Account(self.account.name.clone()),
         };
+        let home = self.home.join("/");
         let lock = self
             .ctx
             .locks
-            .take_over(&key, owner, socket, TAKEOVER_WAIT)
+            .take_over(&key, &home, owner, socket, TAKEOVER_WAIT)
             .ok_or_else(|| {
                 ErrorReply::new(
                     ErrorCode::Busy,
@@ -174,7 +175,6 @@ impl Session<'_> {
             overwrite: self.ctx.overwrite && !self.anonymous,
         };
         // A new name's entry is checked and made in one step.
-        let home = self.home.join("/");
         let _gate = (self.max_files.is_some() && existing.is_none())
             .then(|| self.ctx.entry_gates.enter(&home));
         self.check_room(req, name, &lock, existing.is_none())?;
@@ -259,9 +259,8 @@ impl Session<'_> {
         let Some(quota) = quota else {
             return Ok(());
         };
-        let home = self.home.join("/");
         let projected = lock
-            .projected(&home, needed, || Ok(used.bytes))
+            .projected(needed, || Ok(used.bytes))
             .map_err(|e| store_refusal(e, ""))?;
         check_bytes(projected, needed, quota)
     }
@@ -334,12 +333,11 @@ impl Session<'_> {
         let Some(quota) = self.account.quota else {
             return Ok(());
         };
-        let home = self.home.join("/");
         let used = || self.ctx.store.usage(&self.home).map(|u| u.bytes);
         // Measured once outside the lock, so that a store that lists its
         // usage does not hold every upload up while it does.
         used().map_err(|e| store_refusal(e, ""))?;
-        match lock.charge(&home, n, quota, used) {
+        match lock.charge(n, quota, used) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(exceeded_while_storing(written, filesize, quota)),
             Err(e) => Err(store_refusal(e, "")),
