@@ -161,7 +161,10 @@ impl Store for DiskStore {
                 if meta.is_file() {
                     self.usage.remove(&home, meta.len());
                 }
-                self.usage.deleted(&home, 1);
+                // Links are no entries of the quota.
+                if meta.is_file() || meta.is_dir() {
+                    self.usage.deleted(&home, 1);
+                }
                 Ok(())
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Err(StoreError::NotEmpty),
