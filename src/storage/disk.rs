@@ -369,6 +369,46 @@ mod tests {
     }
 
     #[test]
+    fn the_book_counts_entries_as_a_walk_would_through_every_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), false).unwrap();
+        let (home, top) = (names(&["alice"]), names(&[]));
+        store.open_home(&home).unwrap();
+        let at = Place::new(&home, &top);
+        let walked = || crate::storage::usage::measure(&dir.path().join("alice")).unwrap();
+        let plan = |filesize| UploadPlan {
+            filesize,
+            resume: true,
+            hash: false,
+            overwrite: true,
+        };
+        assert_eq!(store.usage(&home).unwrap(), walked(), "measured first");
+        store
+            .make_folder(Place::new(&home, &names(&["a", "b"])))
+            .unwrap();
+        let mut up = store.begin_upload(at, "f", plan(4)).unwrap();
+        up.write(b"ab").unwrap();
+        drop(up);
+        assert_eq!(store.usage(&home).unwrap(), walked(), "with a partial");
+        let mut up = store.begin_upload(at, "f", plan(4)).unwrap();
+        up.write(b"cd").unwrap();
+        up.finish(None).unwrap();
+        let mut up = store.begin_upload(at, "f", plan(1)).unwrap();
+        up.write(b"e").unwrap();
+        up.finish(None).unwrap();
+        assert_eq!(store.usage(&home).unwrap(), walked(), "after a replacement");
+        // An upload that wrote nothing leaves nothing.
+        drop(store.begin_upload(at, "probe", plan(9)).unwrap());
+        store.begin_upload(at, "gone", plan(9)).unwrap().discard();
+        store
+            .remove(Place::new(&home, &names(&["a"])), "b")
+            .unwrap();
+        assert_eq!(store.usage(&home).unwrap(), walked(), "after removals");
+        let u = store.usage(&home).unwrap();
+        assert_eq!((u.bytes, u.entries), (1, 2), "the file f and the folder a");
+    }
+
+    #[test]
     fn a_link_planted_as_the_partial_folder_is_not_followed() {
         let dir = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
