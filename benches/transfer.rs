@@ -28,6 +28,8 @@ use ftp::wire::frame;
 mod garage;
 #[path = "support/limit.rs"]
 mod limit;
+#[path = "support/loadgen.rs"]
+mod loadgen;
 #[path = "support/s3.rs"]
 mod s3_bench;
 #[path = "support/scp.rs"]
@@ -406,26 +408,25 @@ fn small_puts(
         "{:<52} {:>9} {:>9} {:>9}",
         "workload", "ops/s", "p50 ms", "p99 ms"
     );
+    let mut generator = loadgen::Generator::default();
     for clients in [1usize, 16] {
         let mut cells = Vec::new();
-        let fresh = |srv: &Server| {
-            let addr = srv.addr;
-            run_load(clients, s.small_secs, move |i| one_connection_put(addr, i))
-        };
+        let mut fresh =
+            |name: &str, srv: &Server| generator.timed(name, srv, clients, s.small_secs);
         if let Some(seed) = seed {
             cells.push((
                 format!("seed Python server, new connection each, {clients} clients"),
-                fresh(seed),
+                fresh("seed Python server", seed),
             ));
         }
         let (mut limits, mut ourses) = (Vec::new(), Vec::new());
         for round in 0..s.rounds {
             if round % 2 == 0 {
-                limits.push(fresh(limit));
-                ourses.push(fresh(ours));
+                limits.push(fresh("limit", limit));
+                ourses.push(fresh("ftp-server", ours));
             } else {
-                ourses.push(fresh(ours));
-                limits.push(fresh(limit));
+                ourses.push(fresh("ftp-server", ours));
+                limits.push(fresh("limit", limit));
             }
         }
         let each: Vec<String> = limits
@@ -478,23 +479,7 @@ fn small_puts(
             each.join(" ")
         );
     }
-}
-
-/// connect, log in, seed-style put of 1 KiB, half-close, wait for the
-/// server to finish and close: the same bytes for both servers.
-fn one_connection_put(addr: SocketAddr, i: usize) -> bool {
-    let Some(mut s) = login(addr) else {
-        return false;
-    };
-    let header =
-        serde_json::json!({"cmd":"put","filename":format!("s{}.bin", i % 64),"filesize":1024});
-    let mut msg = frame::encode_json(&header).unwrap();
-    msg.extend_from_slice(&[b'x'; 1024]);
-    if s.write_all(&msg).is_err() || s.shutdown(std::net::Shutdown::Write).is_err() {
-        return false;
-    }
-    let mut sink = Vec::new();
-    s.read_to_end(&mut sink).is_ok()
+    generator.print_costs();
 }
 
 /// The run whose rate is the median.
@@ -521,14 +506,6 @@ impl Load {
         let i = ((p / 100.0) * (self.latencies.len() - 1) as f64).round() as usize;
         self.latencies[i].as_secs_f64() * 1e3
     }
-}
-
-fn run_load(clients: usize, secs: f64, op: impl Fn(usize) -> bool + Send + Sync + 'static) -> Load {
-    let op = Arc::new(op);
-    run_load_stateful(clients, secs, |_| (), {
-        let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        move |_: &mut ()| op(counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-    })
 }
 
 fn run_load_stateful<S: 'static>(
@@ -598,15 +575,18 @@ fn burst(s: &Settings, ours: &Server, seed: Option<&Server>, limit: &Server) {
         ("minimal reference server (limit)", Vec::new()),
         ("ftp-server", Vec::new()),
     ];
+    let mut generator = loadgen::Generator::default();
     for round in 0..s.rounds {
         for step in 0..2 {
             let which = (step + round) % 2;
-            let addr = [limit.addr, ours.addr][which];
-            rows[which].1.push(burst_once(s.burst, addr));
+            let (name, server) = [("limit", limit), ("ftp-server", ours)][which];
+            let load = generator.burst(name, server, s.burst, BURST_PUTS);
+            rows[which].1.push(load);
         }
     }
     if let Some(seed) = seed {
-        rows.push(("seed Python server", vec![burst_once(s.burst, seed.addr)]));
+        let load = generator.burst("seed Python server", seed, s.burst, BURST_PUTS);
+        rows.push(("seed Python server", vec![load]));
     }
     let mut p99s = Vec::new();
     for (name, loads) in &rows {
@@ -634,46 +614,7 @@ fn burst(s: &Settings, ours: &Server, seed: Option<&Server>, limit: &Server) {
         "ftp-server's p99 against the limit's: {:.2}x",
         p99s[1] / p99s[0]
     );
-}
-
-/// `clients` threads released at once, each making [`BURST_PUTS`] puts on a
-/// connection each; the latency of every put.
-fn burst_once(clients: usize, addr: SocketAddr) -> Load {
-    let barrier = Arc::new(Barrier::new(clients));
-    let handles: Vec<_> = (0..clients)
-        .map(|i| {
-            let barrier = barrier.clone();
-            thread::Builder::new()
-                .stack_size(64 * 1024)
-                .spawn(move || {
-                    barrier.wait();
-                    (0..BURST_PUTS)
-                        .map(|k| {
-                            let t = Instant::now();
-                            one_connection_put(addr, i * BURST_PUTS + k).then(|| t.elapsed())
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .unwrap()
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    let mut failures = 0;
-    for h in handles {
-        for put in h.join().unwrap() {
-            match put {
-                Some(d) => latencies.push(d),
-                None => failures += 1,
-            }
-        }
-    }
-    latencies.sort();
-    Load {
-        ops: latencies.len(),
-        failures,
-        secs: 1.0,
-        latencies,
-    }
+    generator.print_costs();
 }
 
 // ---------------------------------------------------------------- idle
@@ -733,17 +674,9 @@ fn idle(s: &Settings, ours: &Server, seed: Option<&Server>) {
 /// The process's thread count, and the share of one core it used while
 /// nothing happened for `span`.
 fn idle_cost(pid: u32, span: Duration) -> (usize, f64) {
-    let stat = |pid: u32| -> u64 {
-        let text = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let after_name = text.rsplit(')').next().unwrap_or("");
-        let f: Vec<&str> = after_name.split_whitespace().collect();
-        let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        field(11) + field(12)
-    };
-    let ticks_per_sec = 100.0;
-    let before = stat(pid);
+    let before = loadgen::cpu_of(pid);
     thread::sleep(span);
-    let used = (stat(pid) - before) as f64 / ticks_per_sec;
+    let used = loadgen::cpu_of(pid).saturating_sub(before).as_secs_f64();
     let threads = fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()

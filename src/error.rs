@@ -7,6 +7,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::wire::names::escape;
+
 /// Shorthand for results whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -156,7 +158,11 @@ impl fmt::Display for Error {
                  (use --allow-unproven-server to talk to it anyway)"
             ),
             Error::UntrustedServer(why) => f.write_str(why),
-            Error::Remote { code, message } => write!(f, "server refused ({code}): {message}"),
+            // What a server says is shown escaped, as names are: an
+            // impostor's message must not drive the terminal either.
+            Error::Remote { code, message } => {
+                write!(f, "server refused ({}): {}", escape(code), escape(message))
+            }
             Error::Usage(msg) => f.write_str(msg),
             Error::DigestMismatch { name } => write!(
                 f,
@@ -197,6 +203,18 @@ impl From<Error> for io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_servers_message_is_shown_escaped() {
+        let e = Error::Remote {
+            code: "not_found".into(),
+            message: "no file a\u{202e}txt.exe\x1b[2J".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "server refused (not_found): no file a\\u{202e}txt.exe\\u{1b}[2J"
+        );
+    }
 
     #[test]
     fn os_errors_read_without_their_number() {

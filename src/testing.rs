@@ -13,6 +13,7 @@ use crate::server::context::Context;
 use crate::server::session::Session;
 use crate::server::uploads::UploadLocks;
 use crate::storage::disk::DiskStore;
+use crate::storage::handle::Modes;
 
 /// A stream whose reads come from a fixed buffer and whose writes are
 /// collected.
@@ -55,10 +56,13 @@ impl Transport for MemoryStream {}
 /// on, not durable, silent.
 pub fn context(root: &Path) -> Context {
     Context {
-        store: Arc::new(DiskStore::open(root, false).unwrap_or_else(|e| panic!("{e}"))),
+        store: Arc::new(
+            DiskStore::open(root, false, Modes::PRIVATE).unwrap_or_else(|e| panic!("{e}")),
+        ),
         max_file_size: u64::MAX,
         overwrite: true,
         idle_timeout: Duration::from_secs(5),
+        reply_timeout: Duration::from_secs(5),
         locks: UploadLocks::default(),
         metrics: Default::default(),
         min_rate: None,

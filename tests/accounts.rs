@@ -42,8 +42,7 @@ fn as_user(
 
 #[test]
 fn two_users_with_the_seed_client_land_in_their_own_homes() {
-    if !has_python() {
-        eprintln!("skipped: python3 is not installed, so the seed client cannot run");
+    if !require("python3, to run the seed client", has_python()) {
         return;
     }
     let sb = Sandbox::new();
@@ -284,8 +283,7 @@ fn the_client_refuses_an_impostor_server() {
 
 #[test]
 fn the_original_python_server_needs_the_explicit_flag() {
-    if !has_python() {
-        eprintln!("skipped: python3 is not installed, so the seed server cannot run");
+    if !require("python3, to run the seed server", has_python()) {
         return;
     }
     let sb = Sandbox::new();

@@ -68,7 +68,7 @@ fn both_programs_print_completions_and_a_man_page() {
 
 #[test]
 fn ctrl_c_stops_the_transfer_keeps_the_partial_and_returns_to_the_prompt() {
-    if !has_script() {
+    if !require("`script` (util-linux), for a pseudo-terminal", has_script()) {
         return;
     }
     let sb = Sandbox::new();
@@ -105,7 +105,7 @@ fn ctrl_c_stops_the_transfer_keeps_the_partial_and_returns_to_the_prompt() {
 
 #[test]
 fn the_prompt_lists_the_server_only_when_completion_needs_it() {
-    if !has_script() {
+    if !require("`script` (util-linux), for a pseudo-terminal", has_script()) {
         return;
     }
     let sb = Sandbox::new();
@@ -140,17 +140,21 @@ fn scrape(addr: &str) -> String {
     text
 }
 
+/// Where a server started with `--metrics 127.0.0.1:0` serves them.
+fn metrics_addr(server: &ServerProcess) -> String {
+    let log = server.wait_for_log("metrics on ");
+    log.lines()
+        .find_map(|l| l.split("metrics on ").nth(1))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
 #[test]
 fn metrics_are_scraped_during_and_after_a_transfer() {
     let sb = Sandbox::new();
     let server = sb.start_server(&["--metrics", "127.0.0.1:0"]);
-    let log = server.wait_for_log("metrics on ");
-    let addr = log
-        .lines()
-        .find_map(|l| l.split("metrics on ").nth(1))
-        .unwrap()
-        .trim()
-        .to_string();
+    let addr = metrics_addr(&server);
     let data = pattern(2 << 20, 3);
     sb.local_file("m.bin", &data);
     let client = ClientRun::new(&sb, &server, &["--limit-rate", "1MiB", "put", "m.bin"]).spawn();
@@ -175,4 +179,43 @@ fn metrics_are_scraped_during_and_after_a_transfer() {
     ] {
         assert!(after.contains(line), "missing {line:?} in {after}");
     }
+}
+
+#[test]
+fn a_peer_dripping_its_request_holds_neither_the_metrics_nor_its_connection() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["--metrics", "127.0.0.1:0"]);
+    let addr = metrics_addr(&server);
+    let connected = Instant::now();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = slow.try_clone().unwrap();
+    // One byte every 300 ms, never the blank line that ends a request; it
+    // stops by itself once the server has hung up, or after 6 s.
+    let dripper = std::thread::spawn(move || {
+        for b in b"GET /metrics HTTP/1.1\r\nHost: s".iter().take(20) {
+            if writer.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let asked = Instant::now();
+    assert!(scrape(&addr).contains("ftp_connections_total 0\n"));
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "a scrape waited {:?} behind a slow peer",
+        asked.elapsed()
+    );
+    // The slow peer is hung up on at the request deadline (2 s).
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    let held = connected.elapsed();
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    assert!(held < Duration::from_millis(3500), "held {held:?}");
+    dripper.join().unwrap();
 }

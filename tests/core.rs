@@ -54,7 +54,7 @@ fn wrong_secret_is_refused_and_logged() {
     // Raw: the server sends an auth_failed frame, then closes.
     let mut raw = Raw::login(server.addr, b"wrong");
     assert_eq!(raw.reply().unwrap()["code"], "auth_failed");
-    assert!(raw.closed_by_server());
+    assert!(raw.closed_within(Duration::from_secs(5)));
 }
 
 #[test]
@@ -205,7 +205,7 @@ fn malformed_header_gets_an_error_then_a_clean_close_and_the_server_lives() {
         raw.send_frame(&body);
         let reply = raw.reply().expect("an error reply");
         assert_eq!(reply["code"], "bad_request", "{reply}");
-        assert!(raw.closed_by_server());
+        assert!(raw.closed_within(Duration::from_secs(5)));
     }
     // Oversized and negative lengths, refused before reading a body.
     for len in [100_000_000i32, 65_537, -1] {
@@ -246,6 +246,87 @@ fn zero_setup_secret_file_is_created_and_shared() {
     );
 }
 
+/// The permission bits of `path`.
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// This process's umask, which the servers it starts inherit.
+fn umask() -> u32 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+}
+
+/// The warning the server logs for a secret or key file others can read.
+fn exposure(path: &std::path::Path, mode: &str) -> String {
+    let p = path.display();
+    format!("{p} holds secrets but other users can read it (mode {mode}); run: chmod 600 {p}")
+}
+
+#[test]
+fn key_and_secret_files_others_can_read_are_named_at_start() {
+    let sb = Sandbox::new();
+    let bob = sb.path().join("bob.key");
+    fs::write(&bob, "bob's own key\n").unwrap();
+    chmod(&bob, 0o640);
+    let users = sb.path().join("users.toml");
+    fs::write(
+        &users,
+        "[[user]]\nname = \"bob\"\nsecret_file = \"bob.key\"\n",
+    )
+    .unwrap();
+    chmod(&users, 0o600);
+    let tls_dir = sb.path().join("tls");
+    let args = [
+        "--users",
+        users.to_str().unwrap(),
+        "--tls-dir",
+        tls_dir.to_str().unwrap(),
+    ];
+    let mut server = sb.start_server(&args);
+    server.wait_for_log(&exposure(&bob, "640"));
+    server.kill();
+    let key = tls_dir.join("server-key.pem");
+    chmod(&key, 0o644);
+    let server = sb.start_server(&args);
+    server.wait_for_log(&exposure(&key, "644"));
+    drop(server);
+    // The default secret file, created private, then opened up by hand.
+    let mut server = ServerProcess::start(&sb, &[], None);
+    let default = sb.home().join(".config/ftp/secret");
+    server.wait_for_log("created a new random secret");
+    server.kill();
+    chmod(&default, 0o604);
+    let server = ServerProcess::start(&sb, &[], None);
+    server.wait_for_log(&exposure(&default, "604"));
+}
+
+#[test]
+fn stored_files_and_folders_are_private_unless_shared() {
+    for (flags, file, dir) in [(&[][..], 0o600, 0o700), (&["--shared-files"], 0o644, 0o755)] {
+        let sb = Sandbox::new();
+        let server = sb.start_server(flags);
+        sb.local_file("a.txt", b"mine");
+        let out = ClientRun::new(&sb, &server, &[]).run_with_input("put a.txt\nmkdir docs\n");
+        assert!(out.status.success(), "{}", stderr(&out));
+        // The umask the server inherits takes its bits away.
+        let (file, dir) = (file & !umask(), dir & !umask());
+        assert_eq!(mode_of(&sb.root().join("a.txt")), file, "{flags:?}");
+        assert_eq!(mode_of(&sb.root().join("docs")), dir, "{flags:?}");
+        assert_eq!(mode_of(&sb.root()), dir, "{flags:?}");
+        // The secret came from the environment, yet the folder that holds
+        // the TLS key is private.
+        assert_eq!(mode_of(&sb.home().join(".config/ftp")), 0o700);
+    }
+}
+
 #[test]
 fn secret_file_flag_and_missing_secret_messages() {
     let sb = Sandbox::new();
@@ -263,6 +344,7 @@ fn secret_file_flag_and_missing_secret_messages() {
     .env_remove("FTP_SECRET")
     .run();
     assert_eq!(stdout(&out), "K\n", "{}", stderr(&out));
+    assert_stderr_has(&out, &format!("warning: {}", exposure(&key, "644")));
     // The seed's key, from the environment, matches the file's.
     let out = ClientRun::new(&sb, &server, &["echo", "e"]).run();
     assert_eq!(stdout(&out), "E\n", "{}", stderr(&out));
@@ -295,8 +377,7 @@ fn missing_local_file_is_a_local_error() {
 
 #[test]
 fn seed_python_client_uploads_intact() {
-    if !has_python() {
-        eprintln!("skipped: python3 is not installed, so the seed client cannot run");
+    if !require("python3, to run the seed client", has_python()) {
         return;
     }
     let sb = Sandbox::new();

@@ -18,9 +18,9 @@ use ftp::wire::binding::{BINDING_LEN, TLS_MARKER};
 use support::relay::{Meddle, Relay};
 use support::*;
 
-/// A long random key: the client sends its proof to a server it meets for
-/// the first time without asking.
-const STRONG: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+/// A long random key, as the server generates them: the client sends its
+/// proof to a server it meets for the first time without asking.
+const STRONG: &str = "9c1f0e5a7b3d28c64e0f9a1b7c2d5e8f03a6b9c2d1e4f7a0b3c6d9e2f5a8b1c4";
 
 #[test]
 fn an_eavesdropper_sees_neither_names_nor_bytes() {
@@ -75,6 +75,62 @@ fn a_connection_cut_without_close_notify_never_commits() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_stdout_has(&out, "resumed at byte");
     assert_eq!(fs::read(sb.root().join("cut.bin")).unwrap(), data);
+}
+
+/// Pins the real server's certificate (a server run by the sandbox's user)
+/// for `addr`, a relay in front of it, as a client that met the server
+/// there before would have.
+fn pin_real_server_at(sb: &Sandbox, addr: &str) {
+    let real = tls::fingerprint_of_file(&sb.home().join(".config/ftp/server-cert.pem")).unwrap();
+    let known = sb.home().join(".config/ftp/known_servers");
+    fs::write(known, format!("{addr} {real}\n")).unwrap();
+}
+
+#[test]
+fn a_relay_that_cuts_tls_cannot_downgrade_a_pinned_server() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let content = b"pinned means encrypted, always. ".repeat(50);
+    sb.local_file("pinned.txt", &content);
+    for extra in [&[][..], &["--allow-unproven-server"]] {
+        // Cut right after the TLS marker, on the first connection only, so
+        // a plaintext retry would go through.
+        let relay = Relay::start(server.addr, Meddle::CutFirstAt(TLS_MARKER.len()));
+        pin_real_server_at(&sb, &relay.addr_string());
+        let args = [extra, &["put", "pinned.txt"]].concat();
+        let out = ClientRun::to(&sb, &relay.addr_string(), &args).run();
+        assert!(!out.status.success(), "{}", stderr(&out));
+        let err = stderr(&out);
+        let error = err.lines().find(|l| l.starts_with("error:")).unwrap();
+        assert!(
+            error.contains("is pinned (") && error.contains("known_servers line 1"),
+            "{err}"
+        );
+        assert!(!error.contains("--allow-unproven-server"), "{err}");
+        let text = String::from_utf8_lossy(&relay.capture()).into_owned();
+        assert!(!text.contains("pinned means"), "the file went in the clear");
+    }
+    assert!(!sb.root().join("pinned.txt").exists());
+}
+
+#[test]
+fn a_withheld_challenge_does_not_turn_a_pinned_server_into_one_without_login() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let content = b"only over TLS. ".repeat(50);
+    sb.local_file("late.txt", &content);
+    let late = ftp::client::connect::CHALLENGE_WAIT + Duration::from_millis(500);
+    let relay = Relay::start_both(server.addr, Meddle::Nothing, Meddle::Hold(late));
+    pin_real_server_at(&sb, &relay.addr_string());
+    let args = ["--allow-unproven-server", "put", "late.txt"];
+    let out = ClientRun::to(&sb, &relay.addr_string(), &args).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(sb.root().join("late.txt")).unwrap(), content);
+    let text = String::from_utf8_lossy(&relay.capture()).into_owned();
+    assert!(
+        !text.contains("only over TLS"),
+        "the file went in the clear"
+    );
 }
 
 /// A relay that ends TLS on both sides with a certificate of its own, as
@@ -250,6 +306,28 @@ fn a_guessable_secret_goes_to_an_unknown_server_only_with_its_fingerprint() {
 }
 
 #[test]
+fn a_long_patterned_passphrase_is_not_taken_for_a_random_key() {
+    let long = "Summer2024Summer2024Summer2024Summer2024Summer";
+    let sb = Sandbox::new();
+    let server = ServerProcess::start(&sb, &[], Some(long));
+    // A client on another machine, meeting this server for the first time,
+    // with no terminal to ask at.
+    let elsewhere = sb.path().join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    let out = ClientRun::new(&sb, &server, &["echo", "hi"])
+        .env("HOME", elsewhere.to_str().unwrap())
+        .env("FTP_SECRET", long)
+        .run();
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert_stderr_has(&out, "not a long random key");
+    assert_stderr_has(&out, "pass --fingerprint SHA256:");
+    assert!(
+        !server.log_text().contains("login ok"),
+        "the proof was sent"
+    );
+}
+
+#[test]
 fn a_wrong_secret_over_tls_gets_the_usual_message() {
     let sb = Sandbox::new();
     let server = sb.start_server(&[]);
@@ -267,8 +345,7 @@ fn a_wrong_secret_over_tls_gets_the_usual_message() {
 
 #[test]
 fn require_tls_turns_away_the_seed_client_and_serves_ftp_client() {
-    if !has_python() {
-        eprintln!("skipped: python3 is not installed, so the seed client cannot run");
+    if !require("python3, to run the seed client", has_python()) {
         return;
     }
     let sb = Sandbox::new();

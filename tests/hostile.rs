@@ -302,6 +302,47 @@ fn a_symlink_inside_the_root_leads_nowhere() {
 }
 
 #[test]
+fn rm_does_not_follow_a_planted_partial_folder() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let outside = sb.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("notes.txt"), b"not the server's to delete").unwrap();
+    fs::create_dir_all(sb.root()).unwrap();
+    fs::write(sb.root().join("notes.txt"), b"uploaded").unwrap();
+    // A local user plants `.ftp-partial` as a link to a folder of theirs.
+    std::os::unix::fs::symlink(&outside, sb.root().join(".ftp-partial")).unwrap();
+    let out = ClientRun::new(&sb, &server, &["rm", "notes.txt"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!sb.root().join("notes.txt").exists());
+    assert_eq!(
+        fs::read(outside.join("notes.txt")).unwrap(),
+        b"not the server's to delete"
+    );
+}
+
+#[test]
+fn invisible_characters_in_names_are_shown_escaped() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    fs::create_dir_all(sb.root()).unwrap();
+    // Each would make a name read as another one on the terminal.
+    for name in ["zero\u{200b}width", "iso\u{2066}late", "line\u{2028}sep"] {
+        fs::write(sb.root().join(name), b"x").unwrap();
+    }
+    let out = ClientRun::new(&sb, &server, &["ls"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    for escaped in ["zero\\u{200b}width", "iso\\u{2066}late", "line\\u{2028}sep"] {
+        assert!(shown.contains(escaped), "{escaped} not in {shown}");
+    }
+    assert!(
+        !shown.contains(['\u{200b}', '\u{2066}', '\u{2028}']),
+        "{shown}"
+    );
+}
+
+#[test]
 fn seed_corpus_replays_without_panics() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
     let dir = tempfile::tempdir().unwrap();

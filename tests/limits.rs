@@ -13,24 +13,6 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::json;
 use support::*;
 
-/// Whether the server closes `stream` within `limit`.
-fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
-    stream.set_read_timeout(Some(limit)).unwrap();
-    let mut buf = [0u8; 256];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue, // an error frame before the close is fine
-            Err(e) => {
-                return !matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                )
-            }
-        }
-    }
-}
-
 #[test]
 fn stalled_peers_are_dropped_after_the_idle_timeout() {
     let sb = Sandbox::new();
@@ -245,10 +227,13 @@ impl Drop for SmallDisk {
 #[test]
 fn a_full_disk_is_refused_up_front_or_stops_the_upload_and_keeps_it_for_a_resume() {
     let sb = Sandbox::new();
-    let Some(_disk) = SmallDisk::mount(sb.root(), "4m") else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root), so no small disk to fill");
+    let disk = SmallDisk::mount(sb.root(), "4m");
+    if !require(
+        "a small tmpfs to fill (mounting one needs root)",
+        disk.is_some(),
+    ) {
         return;
-    };
+    }
     let server = sb.start_server(&[]);
     // Too big for the free space: refused before any byte is written.
     sb.local_file("huge.bin", &pattern(5 * 1024 * 1024, 20));
@@ -413,7 +398,9 @@ fn a_worker_busy_with_a_slow_upload_does_not_keep_others_waiting() {
 #[test]
 fn logins_delayed_by_the_back_off_hold_no_worker() {
     let sb = Sandbox::new();
-    let server = sb.start_server(&["--workers", "2"]);
+    // Room for thirty logins at once from one address, so that all wait
+    // out their delay together.
+    let server = sb.start_server(&["--workers", "2", "--max-logins-per-address", "64"]);
     fail_seven_logins(&server);
     let threads_before = threads_of(server.child.id());
     // Thirty connections from the failing address, each made to wait two

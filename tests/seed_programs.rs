@@ -82,8 +82,8 @@ fn seed_client_typing(script: &str, addr: &str, stdin: &str, cwd: &Path) -> std:
 
 #[test]
 fn the_seed_echo_client_gets_its_text_back_upper_cased() {
-    if !has_python() {
-        return eprintln!("skipped: python3 is not installed");
+    if !require("python3, to run the seed programs", has_python()) {
+        return;
     }
     let sb = Sandbox::new();
     let server = sb.start_server(&[]);
@@ -131,8 +131,8 @@ fn ftp_client_seed_put(sb: &Sandbox, addr: &str, file: &Path) -> std::process::O
 
 #[test]
 fn the_seed_ftp_client_uploads_only_to_an_anonymous_drop_box() {
-    if !has_python() {
-        return eprintln!("skipped: python3 is not installed");
+    if !require("python3, to run the seed programs", has_python()) {
+        return;
     }
     let sb = Sandbox::new();
     let data = pattern(300 * 1000, 11);
@@ -187,8 +187,8 @@ fn seed_ftp_server_root(dir: &Path) -> PathBuf {
 
 #[test]
 fn ftp_client_uploads_to_the_seed_ftp_server_with_the_flag() {
-    if !has_python() {
-        return eprintln!("skipped: python3 is not installed");
+    if !require("python3, to run the seed programs", has_python()) {
+        return;
     }
     let sb = Sandbox::new();
     let root = seed_ftp_server_root(sb.path());
@@ -216,8 +216,8 @@ fn ftp_client_uploads_to_the_seed_ftp_server_with_the_flag() {
 
 #[test]
 fn ftp_client_echoes_through_the_seed_echo_server_with_the_flag() {
-    if !has_python() {
-        return eprintln!("skipped: python3 is not installed");
+    if !require("python3, to run the seed programs", has_python()) {
+        return;
     }
     let sb = Sandbox::new();
     let server = SeedServer::start("seed_echo_server.py", sb.path());

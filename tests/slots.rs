@@ -26,14 +26,6 @@ fn first_bytes(from: &str, to: SocketAddr) -> (TcpStream, Vec<u8>) {
     (stream, got)
 }
 
-/// Whether `prlimit` is there to start the server with fewer descriptors.
-fn has_prlimit() -> bool {
-    std::process::Command::new("prlimit")
-        .arg("--version")
-        .output()
-        .is_ok()
-}
-
 fn is_busy(bytes: &[u8]) -> bool {
     String::from_utf8_lossy(bytes).contains("too_many_connections")
 }
@@ -59,8 +51,8 @@ fn one_address_cannot_take_every_slot() {
 
 #[test]
 fn max_connections_fits_the_open_file_limit() {
-    if !has_prlimit() {
-        return eprintln!("skipped: prlimit (util-linux) is not installed");
+    if !require("prlimit (util-linux)", has_prlimit()) {
+        return;
     }
     let sb = Sandbox::new();
     let server = ServerProcess::start_under(
@@ -90,8 +82,8 @@ fn max_connections_fits_the_open_file_limit() {
 
 #[test]
 fn out_of_file_descriptors_newcomers_are_told_busy_not_left_waiting() {
-    if !has_prlimit() {
-        return eprintln!("skipped: prlimit (util-linux) is not installed");
+    if !require("prlimit (util-linux)", has_prlimit()) {
+        return;
     }
     let sb = Sandbox::new();
     // How many descriptors the server needs to start depends on what it

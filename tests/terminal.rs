@@ -9,7 +9,7 @@ use support::*;
 
 #[test]
 fn prompt_with_completion_and_progress_at_a_terminal() {
-    if !has_script() {
+    if !require("`script` (util-linux), for a pseudo-terminal", has_script()) {
         return;
     }
     let sb = Sandbox::new();

@@ -282,6 +282,31 @@ fn get_does_not_follow_links_out_of_the_root() {
 }
 
 #[test]
+fn get_does_not_write_through_a_planted_partial_download_link() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    fs::create_dir_all(sb.root()).unwrap();
+    fs::write(sb.root().join("report.txt"), b"the server's report").unwrap();
+    let victim = sb.path().join("victim.txt");
+    fs::write(&victim, b"the user's own file").unwrap();
+    let planted = sb.work().join(".report.txt.ftp-part");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let out = ClientRun::new(&sb, &server, &["get", "report.txt"]).run();
+    assert!(!out.status.success());
+    assert_stderr_has(&out, ".report.txt.ftp-part is a symbolic link");
+    assert_eq!(fs::read(&victim).unwrap(), b"the user's own file");
+    assert!(!sb.work().join("report.txt").exists());
+    // Once the link is gone the same command works.
+    fs::remove_file(&planted).unwrap();
+    let out = ClientRun::new(&sb, &server, &["get", "report.txt"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        fs::read(sb.work().join("report.txt")).unwrap(),
+        b"the server's report"
+    );
+}
+
+#[test]
 fn put_r_uploads_a_tree_and_skips_links() {
     let sb = Sandbox::new();
     let server = sb.start_server(&[]);

@@ -13,7 +13,7 @@ use ftp::client::shell::{run_command, run_session, ShellOptions};
 use ftp::client::trust::Trust;
 use ftp::client::{Client, ClientOptions};
 use ftp::config::cli;
-use ftp::config::secret::client_secret;
+use ftp::config::secret::{client_secret, client_secret_file, exposure_warning};
 use ftp::config::units::parse_size;
 use ftp::net::tls::Fingerprint;
 use ftp::Result;
@@ -80,6 +80,10 @@ fn run(args: Args) -> Result<usize> {
         false => Some(Command::parse_words(&args.command).map_err(|e| ftp::Error::Usage(e.0))?),
     };
     let mut options = ClientOptions::new(client_secret(args.secret_file.as_deref())?);
+    let secret_file = client_secret_file(args.secret_file.as_deref());
+    if let Some(warning) = secret_file.as_deref().and_then(exposure_warning) {
+        eprintln!("warning: {warning}");
+    }
     if args.allow_unproven_server {
         options.require_proof = false;
         eprintln!(

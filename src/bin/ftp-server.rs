@@ -17,17 +17,23 @@ use ftp::config::logging::{self, LogFormat, Verbosity};
 use ftp::config::paths;
 use ftp::config::secret::{exposure_warning, server_secret, SecretSource, SECRET_ENV};
 use ftp::config::units::parse_size;
-use ftp::net::tls::ServerIdentity;
+use ftp::net::tls::{self, ServerIdentity};
 use ftp::server::accounts::Accounts;
 use ftp::server::context::Context;
 use ftp::server::quota::default_max_files;
 use ftp::server::uploads::UploadLocks;
 use ftp::server::{fit_to_fd_limit, Config, Server};
+use ftp::storage::handle::Modes;
 use ftp::storage::{self, Store};
 use ftp::Result;
 
 /// Connections served at once unless --max-connections says otherwise.
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// The default --reply-timeout in idle timeouts: room for a listing of
+/// tens of megabytes over a slow link, while a peer that reads nothing
+/// holds its worker thread for minutes, not for ever.
+const REPLY_TIMEOUTS_PER_IDLE: u64 = 5;
 
 /// Authenticated file transfer server, wire-compatible with the classic
 /// Python socketserver FTP exercise.
@@ -72,10 +78,24 @@ struct Args {
     /// Most connections one address may hold (an IPv6 /64 counts as one).
     #[arg(long, default_value_t = 1_000, value_name = "N")]
     max_per_address: usize,
+    /// Most logins one address may have under way at once (an IPv6 /64
+    /// counts as one); its further connections wait for their turn. An
+    /// anonymous client's turn lasts until its first request is in.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    max_logins_per_address: usize,
+    /// Failed logins one address may make in a minute; after that it is
+    /// refused until the minute is over.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    max_failed_logins: u32,
     /// Drop a peer that sends nothing for this long, or takes this long for
     /// the login or one header.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     idle_timeout: u64,
+    /// Close a connection whose peer has not read the whole of one reply
+    /// (a long listing, say) this long after it began.
+    /// [default: five times --idle-timeout]
+    #[arg(long, value_name = "SECS")]
+    reply_timeout: Option<u64>,
     /// Drop an upload whose body comes slower than this (bytes per second,
     /// e.g. 1KiB; 0 for no floor), averaged over --min-rate-window. Its
     /// partial file stays for a resume.
@@ -97,6 +117,11 @@ struct Args {
     /// Refuse uploads whose name exists instead of replacing the file.
     #[arg(long)]
     no_overwrite: bool,
+    /// Make uploaded files (0644) and folders (0755) readable by every user
+    /// on this machine. Without it only the server's user can read them
+    /// (0600 and 0700).
+    #[arg(long)]
+    shared_files: bool,
     /// Answer ok only after the file and its folder entry are on disk (fsync).
     #[arg(long)]
     durable: bool,
@@ -183,8 +208,12 @@ fn run(args: Args) -> Result<()> {
     };
     logging::init(verbosity, args.log_format)?;
     let (accounts, secret_place) = load_accounts(&args)?;
-    let tls = ServerIdentity::load_or_create(&identity_dir(&args)?)?;
-    let store = storage::open(&args.root, args.durable)?;
+    let tls = identity(&args)?;
+    let modes = match args.shared_files {
+        true => Modes::SHARED,
+        false => Modes::PRIVATE,
+    };
+    let store = storage::open(&args.root, args.durable, modes)?;
     tracing::info!("files are kept in {}", store.describe());
     let config = config(&args, store, accounts, tls.clone());
     let server = Server::bind(args.listen, config)?;
@@ -212,6 +241,11 @@ fn config(args: &Args, store: Arc<dyn Store>, accounts: Accounts, tls: ServerIde
             max_file_size: args.max_file_size.unwrap_or(u64::MAX),
             overwrite: !args.no_overwrite,
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+            reply_timeout: Duration::from_secs(
+                args.reply_timeout
+                    .unwrap_or(args.idle_timeout.saturating_mul(REPLY_TIMEOUTS_PER_IDLE))
+                    .max(1),
+            ),
             locks: UploadLocks::default(),
             metrics: Default::default(),
             anonymous_max_files: args
@@ -234,6 +268,8 @@ fn config(args: &Args, store: Arc<dyn Store>, accounts: Accounts, tls: ServerIde
         ),
         workers: args.workers.max(1),
         max_per_address: args.max_per_address.max(1),
+        max_logins_per_address: args.max_logins_per_address.max(1),
+        max_failed_logins: args.max_failed_logins.max(1),
         partial_ttl: Duration::from_secs(args.partial_ttl.saturating_mul(3600)),
         tls,
         require_tls: args.require_tls,
@@ -269,9 +305,6 @@ fn load_accounts(args: &Args) -> Result<(Accounts, String)> {
     }
     let (secret, source) = server_secret(args.secret_file.as_deref())?;
     tracing::info!("{source}");
-    if let Some(warning) = args.secret_file.as_deref().and_then(exposure_warning) {
-        tracing::warn!("{warning}");
-    }
     let place = match source {
         SecretSource::Env => format!("set {SECRET_ENV} there to the same secret"),
         SecretSource::File(p) | SecretSource::Created(p) | SecretSource::Default(p) => {
@@ -279,6 +312,19 @@ fn load_accounts(args: &Args) -> Result<(Accounts, String)> {
         }
     };
     Ok((Accounts::single(secret), place))
+}
+
+/// The TLS identity, created on first start in a folder only the server's
+/// user can read; a key file others can read is logged as a warning.
+fn identity(args: &Args) -> Result<ServerIdentity> {
+    let dir = identity_dir(args)?;
+    paths::create_private_dir(&dir)
+        .map_err(|e| ftp::Error::io(format!("creating {}", dir.display()), e))?;
+    let tls = ServerIdentity::load_or_create(&dir)?;
+    if let Some(warning) = exposure_warning(&dir.join(tls::KEY_FILE)) {
+        tracing::warn!("{warning}");
+    }
+    Ok(tls)
 }
 
 /// Where the TLS identity lives: --tls-dir, else the per-user config

@@ -48,11 +48,16 @@ pub(crate) struct Opened {
 }
 
 /// Connects and logs in over TLS, with the channel-bound proofs both ways.
-/// With `require_proof` off, a server that cannot do TLS (an older one, or
-/// the original Python one) is tried again in the seed's plaintext dialect.
+/// With `require_proof` off, a server that no pin vouches for and that
+/// cannot do TLS (an older one, or the original Python one) is tried again
+/// in the seed's plaintext dialect; a pinned one never is.
 pub(crate) fn open(addr: SocketAddr, options: &ClientOptions, tls: &TlsClient) -> Result<Opened> {
+    // A pinned server has spoken TLS with this client: whoever makes it
+    // look as if it cannot is on the path, and a fallback would hand them
+    // the login and the files.
+    let fallback = !options.require_proof && !tls.is_pinned();
     let mut tcp = dial(addr, options)?;
-    if !options.require_proof {
+    if fallback {
         // The seed's FtpServer never sends a challenge; a server of ours
         // sends it at once, so waiting a moment costs the normal case nothing.
         set_timeouts(&tcp, CHALLENGE_WAIT, options)?;
@@ -60,20 +65,23 @@ pub(crate) fn open(addr: SocketAddr, options: &ClientOptions, tls: &TlsClient) -
             Err(e) if is_timeout(&e) => return Ok(no_login(tcp)),
             other => other?,
         };
-        set_timeouts(&tcp, options.io_timeout, options)?;
     } else {
         // Longer than the longest back-off delay a server imposes.
         set_timeouts(&tcp, CHALLENGE_LIMIT.min(options.io_timeout), options)?;
         read_challenge(&mut tcp).map_err(|e| match is_timeout(&e) {
-            true => Error::ServerNotProven(format!(
-                "no challenge came within {} s: it is not an ftp-server (the original FtpServer \
-                 sends none; --allow-unproven-server uploads to it without a login)",
-                CHALLENGE_LIMIT.as_secs()
-            )),
+            true => {
+                let why = format!("no challenge came within {} s", CHALLENGE_LIMIT.as_secs());
+                tls.pinned_refusal(&why).unwrap_or_else(|| {
+                    Error::ServerNotProven(format!(
+                        "{why}: it is not an ftp-server (the original FtpServer sends none; \
+                         --allow-unproven-server uploads to it without a login)"
+                    ))
+                })
+            }
             false => e,
         })?;
-        set_timeouts(&tcp, options.io_timeout, options)?;
     }
+    set_timeouts(&tcp, options.io_timeout, options)?;
     tcp.write_all(&TLS_MARKER)
         .map_err(|e| Error::io("sending the TLS request", e))?;
     match tls::connect(tls.config.clone(), tcp) {
@@ -82,13 +90,15 @@ pub(crate) fn open(addr: SocketAddr, options: &ClientOptions, tls: &TlsClient) -
             if let Some(refusal) = tls.refusal() {
                 return Err(refusal);
             }
-            if !options.require_proof {
+            if fallback {
                 return open_plaintext(addr, options);
             }
-            Err(Error::ServerNotProven(format!(
-                "it did not complete a TLS handshake: {e}; an older ftp-server or the original \
-                 Python server cannot"
-            )))
+            let why = format!("it did not complete a TLS handshake: {e}");
+            Err(tls.pinned_refusal(&why).unwrap_or_else(|| {
+                Error::ServerNotProven(format!(
+                    "{why}; an older ftp-server or the original Python server cannot"
+                ))
+            }))
         }
     }
 }
@@ -138,7 +148,7 @@ fn set_timeouts(s: &TcpStream, read: Duration, options: &ClientOptions) -> Resul
 /// proof over the same value, checked before anything else is sent.
 fn tls_login(mut stream: ClientTls, options: &ClientOptions, tls: &TlsClient) -> Result<Opened> {
     let secret = options.secret.as_bytes();
-    let contact = tls.check_contact(&options.trust, !options.secret.looks_random())?;
+    let contact = tls.check_contact(&options.trust, &options.secret)?;
     let exporter = tls::exporter(&stream.conn).map_err(|e| Error::io("TLS exporter", e))?;
     stream
         .write_all(&client_tag(secret, &exporter))

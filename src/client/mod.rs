@@ -7,6 +7,7 @@
 
 pub mod command;
 pub mod connect;
+mod listing;
 mod progress;
 mod prompt;
 pub mod shell;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::client::connect::{open, read_reply, Dialect};
+use crate::client::listing::read_pages;
 use crate::client::stream::ClientStream;
 use crate::client::trust::{TlsClient, Trust};
 use crate::config::secret::Secret;
@@ -219,9 +221,21 @@ impl Client {
         Ok(r.text)
     }
 
-    /// Lists the current folder on the server.
-    pub fn ls(&mut self) -> Result<Listing> {
-        self.call(&Request::Ls {})
+    /// Lists the current folder on the server, handing each page to `each`
+    /// as it arrives, so that a folder of any size costs one page of
+    /// memory; a page comes sorted by name, the pages in the store's order.
+    /// Returns whether the server left names out (an older server that
+    /// sends one frame does, past 50,000 names).
+    ///
+    /// Fails when the server refuses, a page is larger than
+    /// [`crate::wire::listing::MAX_PAGE_LEN`], or `each` fails; pages
+    /// handed over before stand.
+    pub fn ls(&mut self, each: impl FnMut(Listing) -> Result<()>) -> Result<bool> {
+        self.require_replies()?;
+        self.guard(|c| {
+            frame::write_json(&mut c.stream, &Request::Ls { pages: true })?;
+            read_pages(&mut c.stream, each)
+        })
     }
 
     /// Shows used and available space.

@@ -134,6 +134,10 @@ fn history_file() -> Option<PathBuf> {
 /// How long completion trusts the names it fetched.
 const NAMES_TTL: Duration = Duration::from_secs(30);
 
+/// Most remote names kept for completion: a huge folder is still listed to
+/// its end, but completes from its first names only.
+const MAX_COMPLETIONS: usize = 10_000;
+
 /// Names in the server's current folder, for completion: fetched on the
 /// first Tab that needs them, kept for [`NAMES_TTL`], and forgotten after a
 /// command that changes them. Typing costs no round trip.
@@ -156,11 +160,15 @@ impl RemoteNames {
     /// listing completes nothing rather than showing an error mid-line.
     fn get(&mut self, client: &mut Client) -> &[String] {
         if !self.is_fresh() {
-            let listing = client.ensure_connected().and_then(|_| client.ls());
-            self.names = listing.map_or_else(
-                |_| Vec::new(),
-                |l| l.files.into_iter().map(|e| e.name).collect(),
-            );
+            let mut names = Vec::new();
+            let listing = client.ensure_connected().and_then(|_| {
+                client.ls(|page| {
+                    let room = MAX_COMPLETIONS.saturating_sub(names.len());
+                    names.extend(page.files.into_iter().take(room).map(|e| e.name));
+                    Ok(())
+                })
+            });
+            self.names = listing.map_or_else(|_| Vec::new(), |_| names);
             self.fetched = Some(Instant::now());
         }
         &self.names

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::client::command::{Command, ListOptions, HELP};
+use crate::client::listing::ListingPrinter;
 use crate::client::progress::progress_for;
 use crate::client::{local_upload_name, Client, GetReport, PutReport};
 use crate::error::{Error, Result};
-use crate::wire::message::{EntryKind, Listing, Usage};
+use crate::wire::message::Usage;
 use crate::wire::names::escape;
 
 pub use crate::client::prompt::run_session;
@@ -63,7 +64,7 @@ pub fn run_command(
             let report = client.get(name, local.as_deref().map(Path::new), bar.as_mut())?;
             wrote(print_get(out, name, &report))?;
         }
-        Command::Ls(how) => wrote(print_listing(out, &client.ls()?, *how))?,
+        Command::Ls(how) => list(client, *how, out)?,
         Command::Echo(text) => wrote(writeln!(out, "{}", escape(&client.echo(text)?)))?,
         Command::Quota => wrote(print_quota(out, &client.quota()?))?,
         Command::Mkdir(p) => wrote(writeln!(out, "created {}", escape(&client.mkdir(p)?)))?,
@@ -73,6 +74,13 @@ pub fn run_command(
         Command::Help | Command::Quit => {}
     }
     Ok(Next::Continue)
+}
+
+/// `ls`: prints each page as it arrives.
+fn list(client: &mut Client, how: ListOptions, out: &mut impl Write) -> Result<()> {
+    let mut printer = ListingPrinter::new(how);
+    let truncated = client.ls(|page| wrote(printer.page(out, &page)))?;
+    wrote(printer.finish(out, truncated))
 }
 
 /// `put FILE...`: every file is tried; a broken connection is reopened
@@ -276,7 +284,8 @@ fn put_folder_files(
                 Ok(()) => tally.stored += 1,
                 Err(e) => {
                     tally.failed += 1;
-                    let _ = writeln!(err, "error: put {}: {e}", path.display());
+                    let shown = escape(&path.display().to_string());
+                    let _ = writeln!(err, "error: put {shown}: {e}");
                     client.ensure_connected()?;
                     client.cd(remote)?;
                 }
@@ -285,7 +294,7 @@ fn put_folder_files(
             let _ = writeln!(
                 err,
                 "note: skipped {}: not a regular file or folder",
-                path.display()
+                escape(&path.display().to_string())
             );
         }
     }
@@ -340,45 +349,6 @@ fn rate(verb: &str, bytes: u64, elapsed: Duration) -> String {
     format!("{} {verb} in {secs:.2} s, {per_sec}/s", human(bytes))
 }
 
-/// Prints a listing: size, modification time (UTC) and name, folders with
-/// a trailing `/`. Names are escaped. Dot-files are left out unless
-/// `how.all`, as `ls` does.
-pub fn print_listing(out: &mut impl Write, listing: &Listing, how: ListOptions) -> io::Result<()> {
-    let shown: Vec<_> = listing
-        .files
-        .iter()
-        .filter(|e| how.all || !e.name.starts_with('.'))
-        .collect();
-    if shown.is_empty() {
-        return writeln!(out, "(no files)");
-    }
-    for e in shown {
-        let when = utc_time(e.mtime);
-        let slash = if e.kind == EntryKind::Dir { "/" } else { "" };
-        let size = match how.human {
-            true => human(e.size),
-            false => e.size.to_string(),
-        };
-        writeln!(out, "{size:>12}  {when}  {}{slash}", escape(&e.name))?;
-    }
-    if listing.truncated {
-        writeln!(
-            out,
-            "(listing truncated to the first {} names in order)",
-            listing.files.len()
-        )?;
-    }
-    Ok(())
-}
-
-/// A Unix time in seconds as an RFC 3339 UTC time, to the second.
-fn utc_time(secs: u64) -> String {
-    i64::try_from(secs)
-        .ok()
-        .and_then(|s| jiff::Timestamp::from_second(s).ok())
-        .map_or_else(|| "(time unknown)".into(), |t| t.to_string())
-}
-
 /// `1536` → `1.50 KiB`.
 pub fn human(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
@@ -413,85 +383,11 @@ mod tests {
             "used 1.00 KiB (no quota; the store sets no limit)\n"
         );
     }
-    use crate::wire::message::Entry;
 
     #[test]
     fn human_sizes() {
         assert_eq!(human(0), "0 B");
         assert_eq!(human(1536), "1.50 KiB");
         assert_eq!(human(3 << 30), "3.00 GiB");
-    }
-
-    #[test]
-    fn listing_escapes_names_and_marks_folders() {
-        let listing = Listing {
-            files: vec![
-                Entry {
-                    name: "evil\x1b[2J".into(),
-                    kind: EntryKind::File,
-                    size: 5,
-                    mtime: 0,
-                },
-                Entry {
-                    name: "sub".into(),
-                    kind: EntryKind::Dir,
-                    size: 0,
-                    mtime: 0,
-                },
-            ],
-            truncated: false,
-        };
-        let mut out = Vec::new();
-        print_listing(&mut out, &listing, ListOptions::default()).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(!text.contains('\x1b'));
-        assert!(text.contains("evil\\u{1b}[2J"));
-        assert!(text.contains("1970-01-01T00:00:00Z  sub/"));
-        let mut out = Vec::new();
-        let empty = Listing {
-            files: vec![],
-            truncated: false,
-        };
-        print_listing(&mut out, &empty, ListOptions::default()).unwrap();
-        assert_eq!(out, b"(no files)\n");
-    }
-
-    #[test]
-    fn dot_files_hidden_unless_all_and_sizes_human_on_request() {
-        let entry = |name: &str, size| Entry {
-            name: name.into(),
-            kind: EntryKind::File,
-            size,
-            mtime: 0,
-        };
-        let listing = Listing {
-            files: vec![entry(".gitkeep", 0), entry("big.bin", 3 << 20)],
-            truncated: false,
-        };
-        let text = |how| {
-            let mut out = Vec::new();
-            print_listing(&mut out, &listing, how).unwrap();
-            String::from_utf8(out).unwrap()
-        };
-        let plain = text(ListOptions::default());
-        assert!(
-            !plain.contains(".gitkeep") && plain.contains(" 3145728  "),
-            "{plain}"
-        );
-        let all = text(ListOptions {
-            all: true,
-            human: true,
-        });
-        assert!(
-            all.contains(".gitkeep") && all.contains("3.00 MiB  "),
-            "{all}"
-        );
-        let only_dots = Listing {
-            files: vec![entry(".hidden", 1)],
-            truncated: false,
-        };
-        let mut out = Vec::new();
-        print_listing(&mut out, &only_dots, ListOptions::default()).unwrap();
-        assert_eq!(out, b"(no files)\n");
     }
 }

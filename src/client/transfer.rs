@@ -3,6 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -300,11 +301,11 @@ impl Client {
         progress: &mut dyn Progress,
     ) -> Result<GetReport> {
         let started = Instant::now();
-        let offset = fs::symlink_metadata(partial)
-            .ok()
-            .filter(|m| m.is_file())
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let found = fs::symlink_metadata(partial).ok();
+        if found.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
+            return Err(planted_link(partial));
+        }
+        let offset = found.filter(|m| m.is_file()).map(|m| m.len()).unwrap_or(0);
         self.guard(|c| {
             let request = Request::Get(GetRequest {
                 filename: name.to_string(),
@@ -367,13 +368,19 @@ fn paced<'a>(sink: &'a mut dyn Write, options: &ClientOptions) -> Box<dyn Write 
 /// Opens a download's partial file at `offset`, with the digest of the
 /// bytes already there.
 fn open_partial_download(partial: &Path, offset: u64) -> Result<(File, blake3::Hasher)> {
+    // O_NOFOLLOW: a link planted (or swapped in after the check in
+    // get_once) would send the download into whatever file it names.
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(partial)
-        .map_err(|e| Error::Usage(format!("cannot write {}: {e}", partial.display())))?;
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => planted_link(partial),
+            _ => Error::Usage(format!("cannot write {}: {e}", partial.display())),
+        })?;
     let mut hasher = blake3::Hasher::new();
     hash_prefix(&mut file, offset, &mut hasher)?;
     file.set_len(offset)
@@ -381,6 +388,15 @@ fn open_partial_download(partial: &Path, offset: u64) -> Result<(File, blake3::H
     file.seek(SeekFrom::Start(offset))
         .map_err(|e| Error::io(format!("seeking {}", partial.display()), e))?;
     Ok((file, hasher))
+}
+
+/// The error for a download's partial file that is a symbolic link.
+fn planted_link(partial: &Path) -> Error {
+    Error::Usage(format!(
+        "{} is a symbolic link; a download is never written through one. Remove it if you \
+         did not make it, and run the command again",
+        partial.display()
+    ))
 }
 
 /// Checks a complete download against the server's digest and moves it

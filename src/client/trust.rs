@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::config::paths;
 use crate::config::pins::{KnownPin, KnownServers};
+use crate::config::secret::Secret;
 use crate::error::{Error, Result};
 use crate::net::tls::{self, fingerprint_of_file, Fingerprint, Pin, PinVerifier};
 
@@ -150,13 +151,44 @@ impl TlsClient {
         Some(Error::UntrustedServer(why))
     }
 
+    /// Whether a pin vouches for this server: `--fingerprint`, a line in
+    /// `known_servers`, or a certificate pinned earlier in this session.
+    /// Such a server has spoken TLS, so a failed handshake is a relay
+    /// blocking it, never a reason to fall back to plaintext.
+    pub(crate) fn is_pinned(&self) -> bool {
+        self.pinned_by().is_some()
+    }
+
+    fn pinned_by(&self) -> Option<String> {
+        match &self.source {
+            Source::Flag(fp, _) => Some(format!("--fingerprint {fp}")),
+            Source::Known(pin, path) => Some(format!("{} line {}", path.display(), pin.line)),
+            Source::FirstUse { .. } if self.pinned.load(Ordering::SeqCst) => {
+                Some("its certificate, pinned earlier in this session".into())
+            }
+            Source::FirstUse { .. } => None,
+        }
+    }
+
+    /// The error for a pinned server that did not get as far as TLS
+    /// (`why`); `None` when the server is not pinned. It does not suggest
+    /// `--allow-unproven-server`, which would not help and should not.
+    pub(crate) fn pinned_refusal(&self, why: &str) -> Option<Error> {
+        let pin = self.pinned_by()?;
+        Some(Error::UntrustedServer(format!(
+            "the server at {} is pinned ({pin}), but {why}. A pinned server is only spoken to \
+             over TLS, so someone on the path may be blocking it; nothing was sent",
+            self.server
+        )))
+    }
+
     /// After the handshake: whether the certificate is vouched for, and if
     /// not, whether the proof may be sent to it. With a secret that could be
-    /// guessed from the proof (`guessable`), an unknown server needs the
-    /// user's yes.
+    /// guessed from the proof (not a random key), an unknown server needs
+    /// the user's yes.
     ///
     /// Fails when the user (or the lack of a terminal) says no.
-    pub(crate) fn check_contact(&self, trust: &Trust, guessable: bool) -> Result<Contact> {
+    pub(crate) fn check_contact(&self, trust: &Trust, secret: &Secret) -> Result<Contact> {
         let Some(seen) = self.verifier.seen() else {
             // No certificate was checked at all (a resumed session whose
             // first handshake belonged to another client): nothing to pin.
@@ -173,7 +205,8 @@ impl TlsClient {
         if local == Some(seen) {
             return Ok(Contact::Known);
         }
-        let accepted = !guessable
+        // Rated only here, on first contact: the estimate takes a while.
+        let accepted = secret.looks_random()
             || trust
                 .confirm
                 .as_ref()

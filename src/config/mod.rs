@@ -6,4 +6,5 @@ pub mod logging;
 pub mod paths;
 pub mod pins;
 pub mod secret;
+pub mod strength;
 pub mod units;

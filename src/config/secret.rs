@@ -11,7 +11,7 @@ use md5::{Digest, Md5};
 use rand::rngs::OsRng;
 use rand::RngCore;
 
-use crate::config::paths;
+use crate::config::{paths, strength};
 use crate::error::{Error, Result};
 
 /// The environment variable that holds the secret.
@@ -53,22 +53,13 @@ impl Secret {
         key
     }
 
-    /// Whether the secret looks like a long random key rather than a
-    /// password: 64 or more hex digits (what the server generates), or 43
-    /// or more base64 characters (256 bits). A proof made with anything
+    /// Whether the secret is a random key rather than a password: 128
+    /// bits or more by zxcvbn's estimate (see [`strength`]), which the
+    /// 64 hex digits the server generates are. A proof made with anything
     /// else could be guessed offline by whoever receives it, so the client
     /// sends it to an unpinned server only after asking.
     pub fn looks_random(&self) -> bool {
-        let hex = self.0.len() >= 64 && self.0.iter().all(u8::is_ascii_hexdigit);
-        let b64 = self.0.len() >= 43
-            && self
-                .0
-                .iter()
-                .all(|&c| c.is_ascii_alphanumeric() || b"+/-_=".contains(&c))
-            && self.0.iter().any(u8::is_ascii_digit)
-            && self.0.iter().any(u8::is_ascii_uppercase)
-            && self.0.iter().any(u8::is_ascii_lowercase);
-        hex || b64
+        strength::is_random_key(&self.0)
     }
 }
 
@@ -127,9 +118,15 @@ pub fn default_secret_path() -> Result<PathBuf> {
 
 /// Reads a secret file. The bytes are taken literally, except that one
 /// trailing newline (`\n` or `\r\n`) is dropped, as editors and `echo` add it.
+/// A file other users can read is logged as a warning naming the `chmod`
+/// to run: every secret file goes through here (`--secret-file`, the
+/// default file, a users file's `secret_file`), so none is missed.
 ///
 /// Fails when the file cannot be read or is empty.
 pub fn read_secret_file(path: &Path) -> Result<Secret> {
+    if let Some(warning) = exposure_warning(path) {
+        tracing::warn!("{warning}");
+    }
     let mut bytes = fs::read(path).map_err(|e| {
         Error::Secret(format!(
             "cannot read the secret file {}: {e}",
@@ -220,6 +217,17 @@ pub fn client_secret(secret_file: Option<&Path>) -> Result<Secret> {
     read_secret_file(&path)
 }
 
+/// The file [`client_secret`] reads the secret from, if it reads one:
+/// `--secret-file`, else, without `FTP_SECRET`, the default file. For the
+/// warning a client gives when others can read it.
+pub fn client_secret_file(secret_file: Option<&Path>) -> Option<PathBuf> {
+    match secret_file {
+        Some(path) => Some(path.to_path_buf()),
+        None if std::env::var_os(SECRET_ENV).is_some() => None,
+        None => default_secret_path().ok(),
+    }
+}
+
 /// Creates `path` with a new random secret (64 hex characters), readable
 /// only by its owner. Fails with `AlreadyExists` if it is there already.
 fn create_secret_file(path: &Path) -> std::io::Result<Secret> {
@@ -248,11 +256,12 @@ mod tests {
     #[test]
     fn random_keys_are_told_from_passwords() {
         let key = |s: &str| Secret::new(s.as_bytes().to_vec()).unwrap();
-        assert!(key(&"ab12".repeat(16)).looks_random());
-        assert!(key("Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWpr").looks_random());
+        let dir = tempfile::tempdir().unwrap();
+        let generated = create_secret_file(&dir.path().join("secret")).unwrap();
+        assert!(generated.looks_random());
+        assert!(!key("Summer2024Summer2024Summer2024Summer2024Summer").looks_random());
         assert!(!key("linhaifeng bang bang bang").looks_random());
-        assert!(!key("correct horse battery staple").looks_random());
-        assert!(!key(&"a".repeat(63)).looks_random());
+        assert!(!key(&"a".repeat(64)).looks_random());
     }
 
     #[test]

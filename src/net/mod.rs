@@ -5,9 +5,10 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-pub mod prefixed;
+pub mod now;
 pub mod tcp;
 pub mod tls;
+pub mod tls_server;
 
 /// Whether `fd` has bytes to read (or a connection to accept) within
 /// `wait`; a zero `wait` asks without waiting.
@@ -34,11 +35,14 @@ pub trait Transport: Read + Write + Send {
         None
     }
 
-    /// Whether bytes already read from the socket wait in a buffer here (a
-    /// put-back prefix, decrypted TLS records): then the socket may never
-    /// turn readable for them, and the connection must not be parked.
-    fn has_buffered(&mut self) -> bool {
-        false
+    /// Reads what has already arrived, never waiting: `WouldBlock` when
+    /// nothing has, `Ok(0)` at the end. This is how the poller takes a
+    /// request header as it trickles in, while the worker's reads block.
+    ///
+    /// Fails when the stream does. Streams that are not sockets (tests)
+    /// never wait anyway, and read as usual.
+    fn read_now(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.read(buf)
     }
 }
 
@@ -50,7 +54,7 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     fn socket(&self) -> Option<BorrowedFd<'_>> {
         (**self).socket()
     }
-    fn has_buffered(&mut self) -> bool {
-        (**self).has_buffered()
+    fn read_now(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        (**self).read_now(buf)
     }
 }

@@ -147,6 +147,10 @@ impl Transport for TcpTransport {
         use std::os::fd::AsFd;
         Some(self.stream.as_fd())
     }
+    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::fd::AsFd;
+        crate::net::now::recv_now(self.stream.as_fd(), buf)
+    }
 }
 
 #[cfg(test)]

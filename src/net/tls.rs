@@ -15,7 +15,6 @@ use std::net::TcpStream;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
@@ -23,14 +22,12 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, ServerConfig, ServerConnection,
-    SignatureScheme, StreamOwned,
+    ClientConfig, ClientConnection, DigitallySignedStruct, ServerConfig, SignatureScheme,
+    StreamOwned,
 };
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::net::tcp::TcpTransport;
-use crate::net::{readable_within, Transport};
 use crate::wire::binding::{Tag, BINDING_LEN, EXPORTER_LABEL};
 
 /// The name the client asks for. Certificates are pinned, not checked
@@ -301,7 +298,7 @@ pub fn exporter<D>(conn: &rustls::ConnectionCommon<D>) -> io::Result<Tag> {
 }
 
 /// Runs a handshake to its end over a blocking socket.
-fn handshake<D, S: Read + Write>(
+pub(crate) fn handshake<D, S: Read + Write>(
     conn: &mut rustls::ConnectionCommon<D>,
     sock: &mut S,
 ) -> io::Result<()>
@@ -328,95 +325,4 @@ pub fn connect(config: Arc<ClientConfig>, tcp: TcpStream) -> io::Result<ClientTl
     Ok(stream)
 }
 
-/// The server end: TLS over the deadline-bound TCP transport, so that a
-/// peer that stalls inside TLS is dropped like any other.
-pub struct TlsTransport {
-    stream: StreamOwned<ServerConnection, TcpTransport>,
-}
-
-impl TlsTransport {
-    /// Accepts TLS on `transport` and finishes the handshake.
-    ///
-    /// Fails when the handshake fails or times out.
-    pub fn accept(config: Arc<ServerConfig>, transport: TcpTransport) -> io::Result<TlsTransport> {
-        let conn = ServerConnection::new(config).map_err(io::Error::other)?;
-        let mut stream = StreamOwned::new(conn, transport);
-        handshake(&mut *stream.conn, &mut stream.sock)?;
-        Ok(TlsTransport { stream })
-    }
-
-    /// This connection's channel-binding value.
-    ///
-    /// Fails only before the handshake is complete.
-    pub fn exporter(&self) -> io::Result<Tag> {
-        exporter(&self.stream.conn)
-    }
-
-    /// Sends close_notify and gives back the TCP stream, for a graceful
-    /// close after an error reply.
-    pub fn close(mut self) -> TcpStream {
-        self.stream.conn.send_close_notify();
-        let _ = self.stream.conn.complete_io(&mut self.stream.sock);
-        self.stream.sock.into_inner()
-    }
-}
-
-impl Read for TlsTransport {
-    /// Waits for at least one record, then takes every record that has
-    /// already arrived, without waiting for more. A TLS stream otherwise
-    /// yields one 16 KiB record per read, and an upload would pay a write
-    /// into the page cache for each; this keeps writes as large as a plain
-    /// TCP read would make them, and bytes still land as soon as they come.
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut n = match self.stream.read(buf) {
-            // A close without close_notify reads as a plain close, as over
-            // TCP: between commands it is how many clients leave, and in
-            // the middle of a message it is a truncation either way, which
-            // never commits an upload.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
-            other => other?,
-        };
-        while n > 0 && n < buf.len() {
-            match self.stream.conn.reader().read(&mut buf[n..]) {
-                Ok(got) if got > 0 => n += got,
-                _ if readable_within(self.stream.sock.tcp(), Duration::ZERO) => {
-                    // Errors stay with the connection and surface on the
-                    // next read; what was decrypted so far is good.
-                    let read = self.stream.conn.read_tls(&mut self.stream.sock);
-                    if !matches!(read, Ok(got) if got > 0)
-                        || self.stream.conn.process_new_packets().is_err()
-                    {
-                        break;
-                    }
-                }
-                _ => break,
-            }
-        }
-        Ok(n)
-    }
-}
-
-impl Write for TlsTransport {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.stream.flush()
-    }
-}
-
-impl Transport for TlsTransport {
-    fn set_deadline(&mut self, deadline: Option<Instant>) {
-        self.stream.sock.set_deadline(deadline);
-    }
-    fn socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.stream.sock.socket()
-    }
-    fn has_buffered(&mut self) -> bool {
-        // An error also counts: the next read reports it.
-        self.stream
-            .conn
-            .process_new_packets()
-            .map_or(true, |state| state.plaintext_bytes_to_read() > 0)
-    }
-}
+pub use crate::net::tls_server::{ServerHandshake, TlsTransport};

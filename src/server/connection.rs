@@ -1,85 +1,140 @@
-//! One connection's life: the challenge, the login and then each command
-//! on a worker, with every wait for the client (for an answer slower than
-//! a few milliseconds, for its next command) spent in the poller, holding
-//! no thread.
+//! One connection's life. Everything that waits on the peer happens in the
+//! poller, through sans-I/O steps that never block: the login (see
+//! [`login`]), each request header as it trickles in, the seed's echo
+//! dialect, and the close after a refusal. A worker is taken only when a
+//! whole request header is in hand, and runs that request.
 
-use std::net::{IpAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::{contain, run_or_refuse, Shared, Slot};
 use crate::error::Result;
-use crate::net::prefixed::Prefixed;
-use crate::net::{readable_within, Transport};
+use crate::net::now::recv_now;
+use crate::net::Transport;
 use crate::server::accounts::Account;
-use crate::server::echo;
-use crate::server::login::{self, Dialect, Greeted, Login};
+use crate::server::echo::{self, Echoed, FirstBytes};
+use crate::server::login::{Identity, LoggedIn, LoginContext, Next, Pending};
 use crate::server::poller::Parkable;
-use crate::server::session::{send_error, Flow, Session};
-use crate::wire::message::{ErrorCode, ErrorReply};
+use crate::server::session::{Flow, Session};
+use crate::wire::frame::{Incoming, MAX_HEADER_LEN};
 
-/// Whose connection it is.
-#[derive(Debug, Clone, Copy)]
-enum Who {
-    Account(usize),
-    Anonymous,
-}
+/// Most reads one step of a header makes before the connection waits its
+/// turn again, so that one fast peer cannot keep the poller to itself.
+const READS_PER_STEP: usize = 16;
 
-/// A logged-in connection between commands: all it needs to go on, and no
-/// buffer it does not need.
-pub(super) struct Conn {
-    transport: Box<dyn Transport>,
-    who: Who,
-    /// A plaintext connection whose first bytes are still to be told apart:
-    /// frames, or the seed's raw echo.
-    unsniffed: bool,
-    cwd: Vec<String>,
-    span: tracing::Span,
-    started: Instant,
-    _slot: Slot,
-}
+/// Most bytes a refused peer may still send while its refusal is read.
+const DRAIN_LIMIT: usize = 64 * 1024;
+/// How long a refused peer has to read its refusal and close.
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
 
-/// A connection before its login is over: where it comes from, the slot
+/// A connection from accept to its close: where it comes from, the slot
 /// it holds, its log span, and when it came.
-struct Arrival {
+pub(super) struct Arrival {
     ip: IpAddr,
     slot: Slot,
     span: tracing::Span,
     started: Instant,
 }
 
-/// A connection that was sent its challenge and waits for the answer.
-pub(super) struct Answering {
-    greeted: Greeted,
-    arrival: Arrival,
+impl Arrival {
+    pub(super) fn new(ip: IpAddr, slot: Slot, span: tracing::Span) -> Arrival {
+        Arrival {
+            ip,
+            slot,
+            span,
+            started: Instant::now(),
+        }
+    }
 }
 
-/// A new connection whose address has earned a delay before its
-/// challenge (failed logins).
-pub(super) struct Delayed {
+/// One of a host's login turns ([`super::hosts::Turns`]); the next
+/// connection of that host waiting for one starts when it is dropped.
+pub(super) struct Turn(Weak<Shared>, IpAddr);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        if let Some(next) = shared.turns.end(self.1) {
+            // Started by the poller, not here: this may run inside
+            // another connection's step.
+            let next = Waiting::Queued(next);
+            if let Some(Waiting::Queued(q)) = shared.park_until(next, Instant::now()) {
+                begin_login(&shared, q);
+            }
+        }
+    }
+}
+
+/// A connection waiting for one of its host's login turns.
+pub(super) struct Queued {
     stream: TcpStream,
     arrival: Arrival,
 }
 
+/// A connection in the middle of its login.
+pub(super) struct LoggingIn {
+    pending: Pending,
+    arrival: Arrival,
+    _turn: Turn,
+}
+
+/// A logged-in connection: who it is, where it is, and the request it is
+/// receiving.
+pub(super) struct Conn {
+    transport: Box<dyn Transport>,
+    identity: Identity,
+    incoming: Incoming,
+    /// A plaintext login whose first bytes may be the seed's raw echo.
+    sniffing: bool,
+    /// When one to three text bytes came, on a connection still sniffing.
+    text_since: Option<Instant>,
+    /// When the request now arriving must be whole.
+    header_deadline: Instant,
+    /// Whether the session's start (its home folder) is done.
+    started_session: bool,
+    cwd: Vec<String>,
+    echoed: u64,
+    /// An anonymous client holds its login turn until its first request
+    /// is in: it never proves who it is.
+    turn: Option<Turn>,
+    span: tracing::Span,
+    started: Instant,
+    _slot: Slot,
+}
+
+/// A refused connection, read from until its peer closes, so that the
+/// refusal is not lost to a reset.
+pub(super) struct Closing {
+    stream: TcpStream,
+    drained: usize,
+    span: tracing::Span,
+}
+
 /// What waits in the poller.
 pub(super) enum Waiting {
-    /// The back-off delay before the challenge: a timer, holding no
-    /// thread either.
-    Challenge(Delayed),
-    /// The answer to the challenge.
-    Answer(Answering),
-    /// The next command.
-    Command(Conn),
+    /// Its host's login turn came: a timer due now.
+    Queued(Queued),
+    /// The login, at whichever step it is.
+    Login(LoggingIn),
+    /// The next request header.
+    Request(Conn),
+    /// More text in the seed's echo dialect.
+    Echo(Conn),
+    /// The close after a refusal.
+    Closing(Closing),
 }
 
 impl Waiting {
-    /// The connection's log span.
     fn span(&self) -> &tracing::Span {
         match self {
-            Waiting::Challenge(d) => &d.arrival.span,
-            Waiting::Answer(a) => &a.arrival.span,
-            Waiting::Command(conn) => &conn.span,
+            Waiting::Queued(q) => &q.arrival.span,
+            Waiting::Login(l) => &l.arrival.span,
+            Waiting::Request(conn) | Waiting::Echo(conn) => &conn.span,
+            Waiting::Closing(c) => &c.span,
         }
     }
 }
@@ -87,119 +142,232 @@ impl Waiting {
 impl Parkable for Waiting {
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         match self {
-            Waiting::Challenge(d) => Some(d.stream.as_fd()),
-            Waiting::Answer(a) => a.greeted.socket(),
-            Waiting::Command(conn) => conn.transport.socket(),
+            Waiting::Queued(q) => Some(q.stream.as_fd()),
+            Waiting::Login(l) => Some(l.pending.socket()),
+            Waiting::Request(conn) | Waiting::Echo(conn) => conn.transport.socket(),
+            Waiting::Closing(c) => Some(c.stream.as_fd()),
         }
     }
 }
 
-/// From accept to the first command, all on this thread: the login, the
-/// dialect, the home folder. `None` when the connection ends there.
-fn open(shared: &Shared, stream: TcpStream, arrival: Arrival) -> Option<Conn> {
-    let login = login::login(&shared.config, &shared.backoff, stream, arrival.ip)?;
-    establish(shared, login, arrival)
+/// A connection just accepted, with its slot: its login starts now, or
+/// when one of its host's turns comes free.
+pub(super) fn accepted(shared: &Arc<Shared>, stream: TcpStream, arrival: Arrival) {
+    let host = arrival.slot.1;
+    arrival.span.in_scope(|| tracing::info!("connected"));
+    match shared.turns.begin(host, Queued { stream, arrival }) {
+        Some(queued) => begin_login(shared, queued),
+        None => tracing::debug!("waiting for a login turn"),
+    }
 }
 
-/// The answer came: the rest of the login and the first command.
-fn answered(shared: &Shared, a: Answering) -> Option<Conn> {
-    let login = login::answer(&shared.config, &shared.backoff, a.greeted, a.arrival.ip)?;
-    establish(shared, login, a.arrival)
+/// Starts the login of a connection that has its host's turn.
+fn begin_login(shared: &Arc<Shared>, q: Queued) {
+    let _entered = q.arrival.span.clone().entered();
+    let turn = Turn(Arc::downgrade(shared), q.arrival.slot.1);
+    if q.arrival.started.elapsed() >= shared.config.login_timeout {
+        return tracing::info!("left during login: no login turn came in time");
+    }
+    let next = Pending::begin(&login_context(shared, q.arrival.ip), q.stream);
+    follow_login(shared, next, q.arrival, turn);
 }
 
-/// A connection that passed its login, with its session started.
-fn establish(shared: &Shared, login: Login, arrival: Arrival) -> Option<Conn> {
-    let who = match (login.dialect, login.index) {
-        (Dialect::Anonymous, _) => Who::Anonymous,
-        (_, Some(index)) => Who::Account(index),
-        (_, None) => return None,
-    };
-    let mut conn = Conn {
-        transport: login.transport,
-        who,
-        unsniffed: login.dialect == Dialect::Plaintext,
-        cwd: Vec::new(),
-        span: arrival.span,
-        started: arrival.started,
-        _slot: arrival.slot,
-    };
-    let started = with_session(shared, &mut conn, |s, t| s.start(t));
-    (started.ok()? == Flow::Continue).then_some(conn)
+fn login_context(shared: &Shared, ip: IpAddr) -> LoginContext<'_> {
+    LoginContext {
+        config: &shared.config,
+        backoff: &shared.backoff,
+        ip,
+    }
 }
 
-/// After a plaintext login, once bytes came: the seed's echo client is
-/// answered here, to the end; anyone else goes on in frames.
-fn frames_or_echo(shared: &Shared, conn: &mut Conn) -> Option<()> {
-    let idle = shared.config.context.idle_timeout;
-    let mut transport = std::mem::replace(&mut conn.transport, Box::new(Gone));
-    match echo::sniff(&mut transport, idle) {
-        Ok(echo::Opening::Frames(head)) => {
-            conn.transport = Box::new(Prefixed::new(head, transport));
-            Some(())
+/// Acts on what a login step decided.
+fn follow_login(shared: &Arc<Shared>, next: Next, arrival: Arrival, turn: Turn) {
+    match next {
+        Next::Read(pending, at) => {
+            let waiting = Waiting::Login(LoggingIn {
+                pending,
+                arrival,
+                _turn: turn,
+            });
+            drop(shared.park(waiting, at));
         }
-        Ok(echo::Opening::Echo(first)) => {
-            tracing::info!("raw text instead of a frame: the seed's echo dialect");
-            match echo::serve(&mut transport, first) {
-                Ok(n) => tracing::info!("echoed {n} bytes"),
-                Err(e) => tracing::info!("connection dropped: {e}"),
+        Next::Sleep(pending, at) => {
+            let waiting = Waiting::Login(LoggingIn {
+                pending,
+                arrival,
+                _turn: turn,
+            });
+            drop(shared.park_until(waiting, at));
+        }
+        Next::In(logged_in) => {
+            let anonymous = logged_in.identity == Identity::Anonymous;
+            let turn = anonymous.then_some(turn);
+            let conn = Conn::new(shared, logged_in, arrival, turn);
+            next_request(shared, conn);
+        }
+        Next::Refused(stream) => close_after_refusal(shared, stream, arrival.span),
+        Next::Gone => {}
+    }
+}
+
+impl Conn {
+    fn new(shared: &Shared, logged_in: LoggedIn, arrival: Arrival, turn: Option<Turn>) -> Conn {
+        Conn {
+            transport: logged_in.transport,
+            sniffing: matches!(logged_in.identity, Identity::Plaintext(_)),
+            identity: logged_in.identity,
+            incoming: logged_in.incoming,
+            text_since: None,
+            header_deadline: Instant::now() + shared.config.context.idle_timeout,
+            started_session: false,
+            cwd: Vec::new(),
+            echoed: 0,
+            turn,
+            span: arrival.span,
+            started: arrival.started,
+            _slot: arrival.slot,
+        }
+    }
+
+    /// When the poller should give up waiting: the header's deadline, or
+    /// sooner when a few text bytes wait for [`echo::SNIFF_WAIT`].
+    fn wake_at(&self) -> Instant {
+        match self.text_since {
+            Some(at) => (at + echo::SNIFF_WAIT).min(self.header_deadline),
+            None => self.header_deadline,
+        }
+    }
+}
+
+/// What reading a request without waiting came to.
+enum Pulled {
+    /// A whole header (or a frame that cannot be one), for a worker.
+    Request(Conn, Result<Vec<u8>>),
+    /// The rest has not come yet.
+    Wait(Conn),
+    /// The seed's echo dialect, starting with these bytes.
+    Echo(Conn, Vec<u8>),
+    /// The connection is over (logged).
+    Ended,
+}
+
+/// Takes what has arrived of the next request, never waiting.
+fn pull(mut conn: Conn) -> Pulled {
+    let mut buf = [0u8; 16 * 1024];
+    for _ in 0..READS_PER_STEP {
+        let wanted = match conn.incoming.wanted(MAX_HEADER_LEN) {
+            Ok(0) => {
+                let header = std::mem::take(&mut conn.incoming).into_body();
+                conn.turn = None;
+                return Pulled::Request(conn, Ok(header));
             }
-            None
+            Ok(n) => n,
+            Err(e) => return Pulled::Request(conn, Err(e)),
+        };
+        let room = match conn.sniffing {
+            true => echo::SNIFF_LEN - conn.incoming.received().len(),
+            false => wanted,
+        };
+        let room = room.min(buf.len());
+        let n = match conn.transport.read_now(&mut buf[..room]) {
+            Ok(0) => return ended(&conn),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Pulled::Wait(conn),
+            Err(e) => {
+                tracing::info!("connection dropped: {e}");
+                return Pulled::Ended;
+            }
+        };
+        conn.incoming.extend(&buf[..n]);
+        if conn.sniffing {
+            match echo::classify(conn.incoming.received()) {
+                Some(FirstBytes::Echo) => {
+                    let (conn, first) = start_echo(conn);
+                    return Pulled::Echo(conn, first);
+                }
+                Some(FirstBytes::Frames) => conn.sniffing = false,
+                None => conn.text_since = conn.text_since.or(Some(Instant::now())),
+            }
         }
-        Ok(echo::Opening::Closed) => None,
-        Err(e) => {
-            tracing::info!("connection dropped: {e}");
-            None
-        }
+    }
+    Pulled::Wait(conn)
+}
+
+fn start_echo(mut conn: Conn) -> (Conn, Vec<u8>) {
+    tracing::info!("raw text instead of a frame: the seed's echo dialect");
+    let first = std::mem::take(&mut conn.incoming).received().to_vec();
+    conn.sniffing = false;
+    conn.text_since = None;
+    (conn, first)
+}
+
+/// The peer closed while a request was expected.
+fn ended(conn: &Conn) -> Pulled {
+    match conn.incoming.is_empty() {
+        true => tracing::info!("disconnected after {} s", conn.started.elapsed().as_secs()),
+        false => tracing::info!("connection dropped: closed in the middle of a request header"),
+    }
+    Pulled::Ended
+}
+
+/// After a login or a request: the next request if it is here, or the
+/// poller until it is.
+fn next_request(shared: &Arc<Shared>, conn: Conn) {
+    match pull(conn) {
+        Pulled::Request(conn, header) => to_worker(shared, conn, header),
+        Pulled::Wait(conn) => park_request(shared, conn),
+        Pulled::Echo(conn, first) => echo(shared, conn, first),
+        Pulled::Ended => {}
     }
 }
 
-/// Runs `f` with the connection's session, carrying the current folder
-/// from command to command.
-fn with_session(
-    shared: &Shared,
-    conn: &mut Conn,
-    f: impl FnOnce(&mut Session<'_>, &mut Box<dyn Transport>) -> Result<Flow>,
-) -> Result<Flow> {
-    let config = &shared.config;
-    let anonymous;
-    let mut session = match conn.who {
-        Who::Account(i) => match config.accounts.get(i) {
-            Some(account) => Session::new(&config.context, account),
-            None => return Ok(Flow::Close),
-        },
-        Who::Anonymous => {
-            anonymous = Account::anonymous(config.anonymous_quota.unwrap_or(0));
-            Session::anonymous(&config.context, &anonymous)
-        }
-    }
-    .in_folder(std::mem::take(&mut conn.cwd));
-    let flow = f(&mut session, &mut conn.transport);
-    conn.cwd = session.into_cwd();
-    flow
+fn park_request(shared: &Shared, conn: Conn) {
+    acknowledge_now(&conn);
+    let at = conn.wake_at();
+    drop(shared.park(Waiting::Request(conn), at));
 }
 
-/// Runs commands while the client keeps sending, and parks the connection
-/// in the poller, giving the thread back, whenever it goes quiet.
-pub(super) fn run(shared: &Shared, mut conn: Conn) {
+/// Echoes what came and waits for more.
+fn echo(shared: &Shared, mut conn: Conn, first: Vec<u8>) {
+    let Some(socket) = conn.transport.socket() else {
+        return;
+    };
+    match echo::echo_now(socket, first, &mut conn.echoed) {
+        Ok(Echoed::Open) => {
+            let idle = Instant::now() + shared.config.context.idle_timeout;
+            drop(shared.park(Waiting::Echo(conn), idle));
+        }
+        Ok(Echoed::Closed) => tracing::info!("echoed {} bytes", conn.echoed),
+        Err(e) => tracing::info!(
+            "connection dropped after echoing {} bytes: {e}",
+            conn.echoed
+        ),
+    }
+}
+
+/// A whole request goes to a worker, in its turn.
+fn to_worker(shared: &Arc<Shared>, conn: Conn, header: Result<Vec<u8>>) {
+    let job_shared = shared.clone();
+    let work = move |(conn, header): (Conn, Result<Vec<u8>>)| {
+        let _entered = conn.span.clone().entered();
+        contain(|| serve(&job_shared, conn, header));
+    };
+    run_or_refuse(shared, (conn, header), work, |(conn, _), e| {
+        let _entered = conn.span.enter();
+        tracing::warn!("dropped: no thread for the request: {e}");
+    });
+}
+
+/// On a worker: runs the request, then every one the client already sent
+/// behind it, and hands the connection back to the poller.
+fn serve(shared: &Arc<Shared>, mut conn: Conn, mut header: Result<Vec<u8>>) {
     let _busy = Running::new(shared);
     loop {
-        if !conn.transport.has_buffered() && !readable_now(&conn) {
-            acknowledge_now(&conn);
-            let idle = Instant::now() + shared.config.context.idle_timeout;
-            match shared.park(Waiting::Command(conn), idle) {
-                None => return,
-                // Not a socket the poller can watch: wait here instead.
-                Some(Waiting::Command(back)) => conn = back,
-                Some(_) => return,
-            }
-        }
-        if conn.unsniffed {
-            conn.unsniffed = false;
-            if frames_or_echo(shared, &mut conn).is_none() {
-                return;
-            }
-        }
-        match with_session(shared, &mut conn, |s, t| s.serve_one(t)) {
+        let flow = match header {
+            Ok(h) => with_session(shared, &mut conn, |s, t| s.handle(&h, t)),
+            Err(e) => with_session(shared, &mut conn, |s, t| s.refuse_frame(&e, t)),
+        };
+        match flow {
             Ok(Flow::Continue) => {}
             Ok(Flow::Close) => {
                 let secs = conn.started.elapsed().as_secs();
@@ -207,7 +375,46 @@ pub(super) fn run(shared: &Shared, mut conn: Conn) {
             }
             Err(e) => return tracing::info!("connection dropped: {e}"),
         }
+        conn.header_deadline = Instant::now() + shared.config.context.idle_timeout;
+        match pull(conn) {
+            Pulled::Request(next, h) => (conn, header) = (next, h),
+            Pulled::Wait(conn) => return park_request(shared, conn),
+            Pulled::Echo(conn, first) => return echo(shared, conn, first),
+            Pulled::Ended => return,
+        }
     }
+}
+
+/// Runs `f` with the connection's session, carrying the current folder
+/// from request to request; the session starts (its home is made) before
+/// the first.
+fn with_session(
+    shared: &Shared,
+    conn: &mut Conn,
+    f: impl FnOnce(&mut Session<'_>, &mut Box<dyn Transport>) -> Result<Flow>,
+) -> Result<Flow> {
+    let config = &shared.config;
+    let anonymous;
+    let mut session = match conn.identity {
+        Identity::Tls(i) | Identity::Plaintext(i) => match config.accounts.get(i) {
+            Some(account) => Session::new(&config.context, account),
+            None => return Ok(Flow::Close),
+        },
+        Identity::Anonymous => {
+            anonymous = Account::anonymous(config.anonymous_quota.unwrap_or(0));
+            Session::anonymous(&config.context, &anonymous)
+        }
+    }
+    .in_folder(std::mem::take(&mut conn.cwd));
+    if !conn.started_session {
+        conn.started_session = true;
+        if session.start(&mut conn.transport)? == Flow::Close {
+            return Ok(Flow::Close);
+        }
+    }
+    let flow = f(&mut session, &mut conn.transport);
+    conn.cwd = session.into_cwd();
+    flow
 }
 
 /// Counts a connection as running (in a worker) while it lives.
@@ -230,161 +437,100 @@ impl Drop for Running<'_> {
     }
 }
 
-/// Stands in for a transport taken out for a moment: a closed stream.
-struct Gone;
-
-impl std::io::Read for Gone {
-    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
-        Ok(0)
-    }
-}
-
-impl std::io::Write for Gone {
-    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
-        Err(std::io::ErrorKind::NotConnected.into())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Transport for Gone {}
-
-/// Whether the client's next command has already arrived.
-fn readable_now(conn: &Conn) -> bool {
-    conn.transport
-        .socket()
-        .is_none_or(|fd| readable_within(fd, Duration::ZERO))
-}
-
 /// Sends the ACK the kernel may be holding back for what the client sent
 /// last. A thread blocked in a read gets it sent at once; a socket handed
 /// to epoll does not, and a client whose next message waits behind Nagle's
 /// algorithm for that ACK (the seed's, which writes its login answer and
-/// its command separately) waits longer. Measured over 200 serial
-/// seed-style puts: p50 0.33 ms without, 0.26 ms with.
+/// its command separately) waits longer.
 fn acknowledge_now(conn: &Conn) {
     if let Some(fd) = conn.transport.socket() {
         let _ = rustix::net::sockopt::set_tcp_quickack(fd, true);
     }
 }
 
-/// The client spoke (or the socket could not be parked): a worker takes
-/// the connection, in its turn.
-pub(super) fn resume(shared: &Arc<Shared>, waiting: Waiting) {
-    let job_shared = shared.clone();
-    let work = move |waiting: Waiting| {
-        let _entered = waiting.span().clone().entered();
-        contain(|| match waiting {
-            Waiting::Challenge(d) => challenge(&job_shared, d.stream, d.arrival),
-            Waiting::Command(conn) => run(&job_shared, conn),
-            Waiting::Answer(answering) => {
-                log_in_then_run(&job_shared, || answered(&job_shared, answering))
-            }
-        });
-    };
-    run_or_refuse(shared, waiting, work, |waiting, e| {
-        let _entered = waiting.span().clone().entered();
-        match waiting {
-            Waiting::Command(mut conn) => {
-                tracing::warn!("dropped: no thread for the next command: {e}");
-                let why = "server busy: it cannot start a thread now; try again shortly";
-                let _ = send_error(&mut conn.transport, ErrorReply::new(ErrorCode::Busy, why));
-            }
-            _ => tracing::warn!("dropped during login: no thread to finish it: {e}"),
-        }
-    });
-}
-
-/// The poller's `ready`: [`resume`] while the server lives.
-pub(super) fn wake(shared: &Weak<Shared>, waiting: Waiting) {
-    if let Some(shared) = shared.upgrade() {
-        resume(&shared, waiting);
-    }
-}
-
-/// The poller's `expired`: the deadline passed. Ends a connection whose
-/// client stayed silent; a delayed challenge is due now instead.
-pub(super) fn expire(shared: &Weak<Shared>, waiting: Waiting) {
-    let _entered = waiting.span().clone().entered();
-    match waiting {
-        Waiting::Challenge(_) => wake(shared, waiting),
-        Waiting::Command(_) => tracing::info!("closed after the idle timeout"),
-        Waiting::Answer(_) => {
-            tracing::info!("left during login: no answer to the challenge in time")
-        }
-    }
-}
-
-/// How long a worker that sent the challenge waits for the answer before
-/// it parks the connection in the poller and takes other work: a client
-/// nearby answers well within it, and one that does not costs a worker no
-/// more than this.
-const ANSWER_WAIT: Duration = Duration::from_millis(10);
-
-/// A new connection on the worker it was dispatched to: the challenge, the
-/// login, then its commands until it goes quiet. A client slow to answer
-/// the challenge waits for its answer in the poller.
-pub(super) fn start(
-    shared: &Arc<Shared>,
-    stream: TcpStream,
-    ip: IpAddr,
-    slot: Slot,
-    span: tracing::Span,
-) {
-    let arrival = Arrival {
-        ip,
-        slot,
+/// After a refusal was sent: no more writing, and reading (a bounded
+/// amount, briefly) until the peer closes, since a close with unread input
+/// makes the kernel send a reset that can destroy the refusal before the
+/// client reads it.
+fn close_after_refusal(shared: &Shared, stream: TcpStream, span: tracing::Span) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let closing = Closing {
+        stream,
+        drained: 0,
         span,
-        started: Instant::now(),
     };
-    if shared.config.anonymous_quota.is_some() {
-        // A client may speak first: the whole login here, as it comes.
-        return log_in_then_run(shared, || open(shared, stream, arrival));
-    }
-    tracing::info!("connected");
-    let delay = shared.backoff.delay(ip);
-    if delay.is_zero() {
-        return challenge(shared, stream, arrival);
-    }
-    tracing::info!(
-        "delaying the challenge {} ms after repeated failed logins",
-        delay.as_millis()
-    );
-    let delayed = Waiting::Challenge(Delayed { stream, arrival });
-    if let Some(unparked) = shared.park_until(delayed, Instant::now() + delay) {
-        resume(shared, unparked);
-    }
+    drain(shared, closing);
 }
 
-/// Sends the challenge and, when the answer comes soon, goes on with the
-/// login and the commands; otherwise parks the connection until it comes.
-fn challenge(shared: &Arc<Shared>, stream: TcpStream, arrival: Arrival) {
-    log_in_then_run(shared, || {
-        let greeted = login::greet(&shared.config, stream)?;
-        let answer_came = greeted
-            .socket()
-            .is_none_or(|fd| readable_within(fd, ANSWER_WAIT));
-        let answering = Answering { greeted, arrival };
-        if !answer_came {
-            let deadline = answering.greeted.deadline;
-            if let Some(unparked) = shared.park(Waiting::Answer(answering), deadline) {
-                resume(shared, unparked);
-            }
-            return None;
+fn drain(shared: &Shared, mut c: Closing) {
+    let mut sink = [0u8; 4096];
+    loop {
+        match recv_now(c.stream.as_fd(), &mut sink) {
+            Ok(n) if n > 0 && c.drained + n < DRAIN_LIMIT => c.drained += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            _ => return,
         }
-        answered(shared, answering)
+    }
+    drop(shared.park(Waiting::Closing(c), Instant::now() + DRAIN_WAIT));
+}
+
+/// The poller's `ready`: the socket has something; the step runs here, on
+/// the poller's thread, since it never waits.
+pub(super) fn wake(shared: &Weak<Shared>, waiting: Waiting) {
+    let Some(shared) = shared.upgrade() else {
+        return;
+    };
+    let _entered = waiting.span().clone().entered();
+    contain(|| match waiting {
+        Waiting::Queued(q) => begin_login(&shared, q),
+        Waiting::Login(l) => {
+            let next = l.pending.readable(&login_context(&shared, l.arrival.ip));
+            follow_login(&shared, next, l.arrival, l._turn);
+        }
+        Waiting::Request(conn) => next_request(&shared, conn),
+        Waiting::Echo(conn) => echo(&shared, conn, Vec::new()),
+        Waiting::Closing(c) => drain(&shared, c),
     });
 }
 
-/// Runs `login`, counted as running for a graceful shutdown, then the
-/// connection's commands if it logged in.
-fn log_in_then_run(shared: &Shared, login: impl FnOnce() -> Option<Conn>) {
-    let opened = {
-        let _busy = Running::new(shared);
-        login()
+/// The poller's `expired`: the time a step set came with the socket
+/// silent.
+pub(super) fn expire(shared: &Weak<Shared>, waiting: Waiting) {
+    let Some(shared) = shared.upgrade() else {
+        return;
     };
-    if let Some(conn) = opened {
-        run(shared, conn);
+    let _entered = waiting.span().clone().entered();
+    contain(|| match waiting {
+        Waiting::Queued(q) => begin_login(&shared, q),
+        Waiting::Login(l) => {
+            let next = l.pending.expired(&login_context(&shared, l.arrival.ip));
+            follow_login(&shared, next, l.arrival, l._turn);
+        }
+        Waiting::Request(conn) if conn.text_since.is_some() => {
+            let (conn, first) = start_echo(conn);
+            echo(&shared, conn, first);
+        }
+        Waiting::Request(conn) if !conn.incoming.is_empty() => {
+            tracing::info!("connection dropped: the request header did not arrive in time")
+        }
+        Waiting::Request(_) | Waiting::Echo(_) => tracing::info!("closed after the idle timeout"),
+        Waiting::Closing(_) => {}
+    });
+}
+
+/// Turns away a host that failed too many logins this minute; returns
+/// whether it did.
+pub(super) fn locked_out(shared: &Shared, stream: &TcpStream, ip: IpAddr) -> bool {
+    let Some(left) = shared.backoff.locked_out(ip) else {
+        return false;
+    };
+    let why = format!(
+        "too many failed logins from your address; try again in {} s",
+        left.as_secs().max(1)
+    );
+    if let Some(skipped) = shared.refusals.should_log(super::hosts::host_key(ip)) {
+        tracing::warn!(peer = %ip, skipped, "refused: {why}");
     }
+    super::refuse_busy_ref(stream, &why);
+    true
 }

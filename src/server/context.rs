@@ -19,6 +19,9 @@ pub struct Context {
     pub overwrite: bool,
     /// How long a peer may stay silent, and how long one header may take.
     pub idle_timeout: Duration,
+    /// How long a peer may take to read one whole reply (a listing of many
+    /// pages, say), however it trickles; then the connection is closed.
+    pub reply_timeout: Duration,
     /// Names being uploaded right now.
     pub locks: UploadLocks,
     /// The least an upload's body must keep up, bytes per second averaged

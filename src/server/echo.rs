@@ -11,10 +11,10 @@
 //! text.
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
 
-use crate::error::{Error, Result};
-use crate::net::Transport;
+use crate::net::now::{recv_now, send_all_now};
 
 /// How long a client that sent one to three text bytes has to send more
 /// before it counts as an echo client (the seed's client sends "hi" and
@@ -22,125 +22,133 @@ use crate::net::Transport;
 pub const SNIFF_WAIT: Duration = Duration::from_millis(250);
 
 /// Most bytes echoed per chunk, as the seed's `recv(1024)`.
-const ECHO_CHUNK: usize = 1024;
+pub const ECHO_CHUNK: usize = 1024;
 
-/// What the first bytes after a plaintext login say.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Opening {
-    /// A frame starts with these bytes.
-    Frames(Vec<u8>),
-    /// Raw text to echo, starting with these bytes.
-    Echo(Vec<u8>),
-    /// The client left without a byte.
-    Closed,
+/// Most chunks echoed in one go before the connection waits its turn
+/// again, so that a client that keeps talking cannot keep the poller.
+const CHUNKS_PER_STEP: usize = 16;
+
+/// Bytes to look at before deciding.
+pub const SNIFF_LEN: usize = 4;
+
+/// What the first bytes after a plaintext login are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstBytes {
+    /// The start of a frame.
+    Frames,
+    /// Raw text to echo.
+    Echo,
 }
 
 fn is_text(b: u8) -> bool {
     matches!(b, b'\t' | b'\n' | b'\r' | 0x20..=0x7e | 0x80..=0xf4)
 }
 
-/// Reads the first bytes of a plaintext session and tells the dialect.
-/// The first byte may take the idle timeout; later ones [`SNIFF_WAIT`].
-///
-/// Fails when the connection breaks or stays silent past the idle timeout.
-pub fn sniff<S: Transport>(s: &mut S, idle: Duration) -> Result<Opening> {
-    let mut head = Vec::with_capacity(4);
-    let mut byte = [0u8; 4];
-    s.set_deadline(Some(Instant::now() + idle));
-    let first = s.read(&mut byte);
-    s.set_deadline(None);
-    match first {
-        Ok(0) => return Ok(Opening::Closed),
-        Ok(n) => head.extend_from_slice(&byte[..n]),
-        Err(e) => return Err(Error::io("reading the first command", e)),
+/// Tells the dialect from the first bytes after a plaintext login, without
+/// any I/O: `None` while one to three text bytes have come (then more
+/// bytes, or [`SNIFF_WAIT`] of silence, decide).
+pub fn classify(head: &[u8]) -> Option<FirstBytes> {
+    let head = &head[..head.len().min(SNIFF_LEN)];
+    if !head.iter().all(|&b| is_text(b)) {
+        return Some(FirstBytes::Frames);
     }
-    while head.len() < 4 && head.iter().all(|&b| is_text(b)) {
-        s.set_deadline(Some(Instant::now() + SNIFF_WAIT));
-        let more = s.read(&mut byte[..4 - head.len()]);
-        s.set_deadline(None);
-        match more {
-            Ok(0) => break,
-            Ok(n) => head.extend_from_slice(&byte[..n]),
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(Opening::Echo(head)),
-            Err(e) => return Err(Error::io("reading the first command", e)),
-        }
-    }
-    Ok(match head.iter().all(|&b| is_text(b)) {
-        true => Opening::Echo(head),
-        false => Opening::Frames(head),
-    })
+    (head.len() == SNIFF_LEN).then_some(FirstBytes::Echo)
 }
 
-/// Answers `first`, then every chunk until the client leaves, upper-cased
-/// (ASCII only, as Python's `bytes.upper`). Returns the bytes echoed.
+/// Whether an echo connection goes on after a step.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Echoed {
+    /// It waits for more text.
+    Open,
+    /// The client closed.
+    Closed,
+}
+
+/// Echoes `first` upper-cased (ASCII only, as Python's `bytes.upper`),
+/// with whatever else has arrived joined to it (the seed's client reads
+/// one reply per line), then every chunk that has come, without waiting;
+/// adds the bytes echoed to `total`.
 ///
-/// Fails when the connection breaks.
-pub fn serve<S: Transport>(s: &mut S, first: Vec<u8>) -> Result<u64> {
+/// Fails when the connection breaks, or when the client leaves its echoes
+/// unread until the socket's buffer is full.
+pub fn echo_now(socket: BorrowedFd<'_>, first: Vec<u8>, total: &mut u64) -> io::Result<Echoed> {
     let mut chunk = first;
     let mut buf = [0u8; ECHO_CHUNK];
-    // The rest of the first message is already here: answer it whole, as
-    // the seed's client reads one reply per line.
-    if chunk.len() == 4 {
-        s.set_deadline(Some(Instant::now() + Duration::from_millis(20)));
-        if let Ok(n) = s.read(&mut buf[..ECHO_CHUNK - 4]) {
-            chunk.extend_from_slice(&buf[..n]);
+    for _ in 0..CHUNKS_PER_STEP {
+        let room = ECHO_CHUNK.saturating_sub(chunk.len());
+        if room > 0 {
+            match recv_now(socket, &mut buf[..room]) {
+                Ok(0) if chunk.is_empty() => return Ok(Echoed::Closed),
+                Ok(n) => chunk.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
         }
-        s.set_deadline(None);
-    }
-    let mut total = 0u64;
-    loop {
+        if chunk.is_empty() {
+            return Ok(Echoed::Open);
+        }
         chunk.make_ascii_uppercase();
-        s.write_all(&chunk)
-            .and_then(|()| s.flush())
-            .map_err(|e| Error::io("echoing", e))?;
-        total += chunk.len() as u64;
-        let n = match s.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) => return Err(Error::io("reading text to echo", e)),
-        };
-        chunk = buf[..n].to_vec();
+        send_all_now(socket, &chunk)?;
+        *total += chunk.len() as u64;
+        chunk.clear();
     }
+    Ok(Echoed::Open)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::MemoryStream;
-
-    fn sniffed(input: &[u8]) -> Opening {
-        sniff(
-            &mut MemoryStream::new(input.to_vec()),
-            Duration::from_secs(1),
-        )
-        .unwrap()
-    }
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsFd;
 
     #[test]
     fn text_is_echo_and_frames_are_frames() {
-        assert_eq!(sniffed(b"hello world"), Opening::Echo(b"hell".to_vec()));
-        assert_eq!(sniffed(b"hi"), Opening::Echo(b"hi".to_vec()));
-        assert_eq!(
-            sniffed("你好".as_bytes()),
-            Opening::Echo("你好".as_bytes()[..4].to_vec())
-        );
+        assert_eq!(classify(b"hell"), Some(FirstBytes::Echo));
+        assert_eq!(classify(b"hi"), None, "more bytes or silence decide");
+        assert_eq!(classify(b""), None);
+        assert_eq!(classify(&"你好".as_bytes()[..4]), Some(FirstBytes::Echo));
         // A header of 60 bytes: '<' then zeros.
+        assert_eq!(classify(&[60, 0, 0, 0]), Some(FirstBytes::Frames));
+        assert_eq!(classify(&[60]), None, "'<' alone is text so far");
+        assert_eq!(classify(&[60, 0]), Some(FirstBytes::Frames));
         assert_eq!(
-            sniffed(&[60, 0, 0, 0, b'{']),
-            Opening::Frames(vec![60, 0, 0, 0])
+            classify(&[0xff, 0xff, 0xff, 0x7f]),
+            Some(FirstBytes::Frames)
         );
-        assert_eq!(
-            sniffed(&[0xff, 0xff, 0xff, 0x7f]),
-            Opening::Frames(vec![0xff, 0xff, 0xff, 0x7f])
-        );
-        assert_eq!(sniffed(b""), Opening::Closed);
+    }
+
+    #[test]
+    fn fed_one_byte_at_a_time_the_answer_is_the_same() {
+        for input in [&b"hello"[..], &[60, 0, 0, 0, b'{'][..]] {
+            let mut decided = None;
+            for n in 1..=input.len() {
+                decided = decided.or(classify(&input[..n]));
+            }
+            assert_eq!(decided, classify(input));
+        }
     }
 
     #[test]
     fn echo_upper_cases_ascii_only() {
-        let mut s = MemoryStream::new(b" and more".to_vec());
-        let n = serve(&mut s, "héllo".as_bytes().to_vec()).unwrap();
-        assert_eq!(s.output, "HéLLO AND MORE".as_bytes());
-        assert_eq!(n, s.output.len() as u64);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client.write_all(b" and more").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let mut total = 0;
+        let first = "héllo".as_bytes().to_vec();
+        assert_eq!(
+            echo_now(server.as_fd(), first, &mut total).unwrap(),
+            Echoed::Open
+        );
+        let mut got = vec![0u8; "HéLLO AND MORE".len()];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(got, "HéLLO AND MORE".as_bytes());
+        assert_eq!(total, got.len() as u64);
+        drop(client);
+        std::thread::sleep(Duration::from_millis(50));
+        let closed = echo_now(server.as_fd(), Vec::new(), &mut total).unwrap();
+        assert_eq!(closed, Echoed::Closed);
     }
 }

@@ -3,8 +3,10 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -169,35 +171,77 @@ impl Metrics {
 /// Most bytes of a scraper's request that are read.
 const MAX_REQUEST: u64 = 8 * 1024;
 
-/// Serves `GET /metrics` on `listener` from a thread of its own, one
-/// scrape at a time, each bounded in size and time.
+/// How long a scraper has to send its whole request, however it trickles
+/// in; then the connection is closed. Prometheus sends it at once.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+
+/// How long writing the answer may block on a peer that does not read.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most scrapes answered at once; past it a newcomer is closed at once, so
+/// that many slow peers cost threads only up to here, each for at most
+/// [`REQUEST_DEADLINE`] and [`WRITE_TIMEOUT`].
+const MAX_SCRAPES: usize = 16;
+
+/// Serves `GET /metrics` on `listener`: a thread accepts, and each scrape
+/// gets a thread of its own, so one slow peer delays no other; each is
+/// bounded in size and time, and their number is bounded.
 ///
 /// Fails when the thread cannot be started.
-pub fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) -> io::Result<()> {
+pub fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> io::Result<()> {
+    let running = Arc::new(AtomicUsize::new(0));
     thread::Builder::new()
         .name("ftp-metrics".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                if let Err(e) = answer(stream, &metrics) {
-                    tracing::debug!("metrics scrape failed: {e}");
+                if running.fetch_add(1, Ordering::SeqCst) >= MAX_SCRAPES {
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    continue;
+                }
+                let (metrics, running) = (metrics.clone(), running.clone());
+                let spawned = thread::Builder::new()
+                    .name("ftp-scrape".into())
+                    .spawn(move || {
+                        if let Err(e) = answer(stream, &metrics) {
+                            tracing::debug!("metrics scrape failed: {e}");
+                        }
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if let Err(e) = spawned {
+                    tracing::warn!("cannot start a thread for a metrics scrape: {e}");
                 }
             }
         })
         .map(|_| ())
 }
 
-fn answer(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+/// Reads a request head (up to the blank line) within the deadline.
+///
+/// Fails with `TimedOut` when the deadline passes first.
+fn read_head(stream: &TcpStream, deadline: Instant) -> io::Result<Vec<u8>> {
     let mut request = Vec::new();
-    let mut limited = (&stream).take(MAX_REQUEST);
+    let mut limited = stream.take(MAX_REQUEST);
     let mut buf = [0u8; 1024];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the request took too long",
+            ));
+        }
+        limited.get_ref().set_read_timeout(Some(left))?;
         match limited.read(&mut buf)? {
             0 => break,
             n => request.extend_from_slice(&buf[..n]),
         }
     }
+    Ok(request)
+}
+
+fn answer(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let request = read_head(&stream, Instant::now() + REQUEST_DEADLINE)?;
     let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
     let (status, kind, body) = if line.starts_with(b"GET /metrics ") || line.starts_with(b"GET / ")
     {
@@ -251,7 +295,7 @@ mod tests {
     fn the_responder_serves_metrics_and_refuses_other_paths() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let m = std::sync::Arc::new(Metrics::new());
+        let m = Arc::new(Metrics::new());
         m.connections.inc_by(3);
         serve(listener, m).unwrap();
         let get = |path: &str| {

@@ -10,6 +10,7 @@ pub mod commands;
 mod connection;
 pub mod context;
 pub mod echo;
+pub mod hosts;
 pub mod login;
 pub mod metrics;
 pub mod poller;
@@ -19,7 +20,7 @@ pub mod uploads;
 pub mod workers;
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,9 +34,9 @@ use crate::error::{Error, Result};
 use crate::net::readable_within;
 use crate::net::tls::ServerIdentity;
 use crate::server::accounts::Accounts;
-use crate::server::connection::Waiting;
+use crate::server::connection::{Arrival, Queued, Waiting};
 use crate::server::context::Context;
-use crate::server::login::{host_key, Backoff};
+use crate::server::hosts::{host_key, Backoff, RefusalLog, Turns};
 use crate::server::poller::Poller;
 use crate::server::workers::Workers;
 use crate::wire::frame;
@@ -87,6 +88,13 @@ pub struct Config {
     /// With a quota: let clients that skip the login (the seed's FtpClient)
     /// upload into `ROOT/anonymous`, and nothing else.
     pub anonymous_quota: Option<u64>,
+    /// Most logins one host may have under way at once; its further
+    /// connections wait for a turn (an anonymous client's turn lasts until
+    /// its first request is in).
+    pub max_logins_per_address: usize,
+    /// Failed logins one host may make in a minute; after that its
+    /// connections are refused until the minute is over.
+    pub max_failed_logins: u32,
 }
 
 struct Shared {
@@ -100,9 +108,27 @@ struct Shared {
     running: AtomicUsize,
     /// Open connections by host (an IPv6 host is its /64).
     per_host: Mutex<HashMap<IpAddr, usize>>,
+    /// Logins under way by host, and connections waiting for a turn.
+    turns: Turns<Queued>,
+    /// When each host's refusals were last logged.
+    refusals: RefusalLog,
 }
 
 impl Shared {
+    fn new(config: Config, workers: Workers) -> Shared {
+        Shared {
+            backoff: Backoff::new(config.max_failed_logins),
+            turns: Turns::new(config.max_logins_per_address),
+            config,
+            active: AtomicUsize::new(0),
+            workers,
+            poller: OnceLock::new(),
+            running: AtomicUsize::new(0),
+            per_host: Mutex::new(HashMap::new()),
+            refusals: RefusalLog::default(),
+        }
+    }
+
     /// Parks a connection until its client speaks or `deadline` passes;
     /// gives it back if it cannot.
     fn park(&self, waiting: Waiting, deadline: Instant) -> Option<Waiting> {
@@ -140,15 +166,7 @@ impl Server {
         let listener = listen(addr, anonymous, config.context.idle_timeout)
             .map_err(|e| Error::io(format!("listening on {addr}"), e))?;
         let workers = Workers::new(THREAD_STACK, config.workers, config.max_connections);
-        let shared = Arc::new(Shared {
-            config,
-            active: AtomicUsize::new(0),
-            backoff: Backoff::default(),
-            workers,
-            poller: OnceLock::new(),
-            running: AtomicUsize::new(0),
-            per_host: Mutex::new(HashMap::new()),
-        });
+        let shared = Arc::new(Shared::new(config, workers));
         let (weak, expired) = (Arc::downgrade(&shared), Arc::downgrade(&shared));
         let poller = Poller::start(
             move |waiting| connection::wake(&weak, waiting),
@@ -202,7 +220,8 @@ impl Server {
         self.listener
             .set_nonblocking(true)
             .map_err(|e| Error::io("watching the listening socket", e))?;
-        let closed = self.shared.poller.get().map_or(0, |p| p.close_all());
+        let closed =
+            self.shared.poller.get().map_or(0, |p| p.close_all()) + self.shared.turns.drain().len();
         let running = self.shared.running.load(Ordering::SeqCst);
         tracing::info!(
             "shutting down: closed {closed} idle connections; waiting up to {} s for {running} \
@@ -227,11 +246,6 @@ impl Server {
     /// after the socket's read timeout (at most a second), so that `stop`
     /// is looked at.
     fn accept_one(&self, stop: &AtomicBool) {
-        // While every worker is busy, newcomers wait in the kernel's
-        // backlog, in arrival order.
-        if !self.shared.workers.wait_for_room(ACCEPT_TICK) {
-            return;
-        }
         match self.listener.accept() {
             // Came in after the signal, while accept was blocked.
             Ok((stream, _)) if stop.load(Ordering::SeqCst) => refuse_busy(stream, SHUTTING_DOWN),
@@ -432,35 +446,28 @@ impl Drop for Slot {
     }
 }
 
+/// A connection just accepted, on the accept thread: its slot, then its
+/// login, which the poller drives from here on.
 fn dispatch(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
     let metrics = &shared.config.context.metrics;
     metrics.connections.inc();
-    let slot = match Slot::take(shared, host_key(addr.ip())) {
+    let host = host_key(addr.ip());
+    let slot = match Slot::take(shared, host) {
         Ok(slot) => slot,
         Err(why) => {
             metrics.refused_busy.inc();
-            tracing::warn!(peer = %addr, "refused: {why}");
+            if let Some(skipped) = shared.refusals.should_log(host) {
+                tracing::warn!(peer = %addr, skipped, "refused: {why}");
+            }
             return refuse_busy(stream, &why);
         }
     };
+    if connection::locked_out(shared, &stream, addr.ip()) {
+        metrics.refused_busy.inc();
+        return;
+    }
     let span = tracing::info_span!("conn", peer = %addr, user = tracing::field::Empty);
-    run_or_refuse(
-        shared,
-        (stream, slot),
-        move |(stream, slot)| {
-            let shared = slot.0.clone();
-            let _entered = span.clone().entered();
-            contain(|| connection::start(&shared, stream, addr.ip(), slot, span));
-        },
-        |(stream, _slot), e| {
-            tracing::warn!(peer = %addr, "refused: cannot start a connection thread: {e}");
-            metrics.refused_busy.inc();
-            refuse_busy(
-                stream,
-                "server busy: it cannot start a thread now; try again shortly",
-            );
-        },
-    );
+    connection::accepted(shared, stream, Arrival::new(addr.ip(), slot, span));
 }
 
 /// Runs `work(item)` on a worker; when no thread can take it, `refuse`
@@ -509,11 +516,17 @@ fn contain(work: impl FnOnce()) -> bool {
 /// Tells a client over the limit why it is turned away. The frame stands
 /// where the challenge would; clients of this crate recognise it, and the
 /// seed's client fails its login.
-fn refuse_busy(mut stream: TcpStream, why: &str) {
-    let _ = stream.set_nonblocking(true);
+fn refuse_busy(stream: TcpStream, why: &str) {
+    refuse_busy_ref(&stream, why);
+}
+
+/// [`refuse_busy`] on a stream the caller keeps: written without waiting
+/// into a socket buffer that holds nothing else.
+fn refuse_busy_ref(stream: &TcpStream, why: &str) {
+    use std::os::fd::AsFd;
     let reply = Reply::<()>::Error(ErrorReply::new(ErrorCode::TooManyConnections, why));
     if let Ok(frame) = frame::encode_json(&reply) {
-        let _ = stream.write_all(&frame);
+        let _ = crate::net::now::send_all_now(stream.as_fd(), &frame);
     }
     let _ = stream.shutdown(Shutdown::Write);
 }
@@ -526,45 +539,5 @@ mod tests {
     fn a_panic_in_a_connection_is_contained() {
         assert!(contain(|| panic!("boom")));
         assert!(!contain(|| {}));
-    }
-
-    #[test]
-    fn a_connection_without_a_thread_is_answered_busy() {
-        use std::io::Read;
-        let dir = tempfile::tempdir().unwrap();
-        let secret = crate::config::secret::Secret::new(b"k".to_vec()).unwrap();
-        let shared = Arc::new(Shared {
-            config: Config {
-                context: crate::testing::context(dir.path()),
-                accounts: Accounts::single(secret),
-                max_connections: 10,
-                workers: 4,
-                max_per_address: 10,
-                partial_ttl: Duration::from_secs(60),
-                tls: ServerIdentity::load_or_create(dir.path()).unwrap(),
-                require_tls: false,
-                login_timeout: Duration::from_secs(5),
-                anonymous_quota: None,
-            },
-            active: AtomicUsize::new(0),
-            backoff: Backoff::default(),
-            // No thread can have a stack this large.
-            workers: Workers::new(usize::MAX / 2, 4, 10),
-            poller: OnceLock::new(),
-            running: AtomicUsize::new(0),
-            per_host: Mutex::new(HashMap::new()),
-        });
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (stream, addr) = listener.accept().unwrap();
-        dispatch(&shared, stream, addr);
-        let mut said = String::new();
-        client.read_to_string(&mut said).unwrap();
-        assert!(said.contains("cannot start a thread"), "{said}");
-        assert_eq!(
-            shared.active.load(Ordering::SeqCst),
-            0,
-            "the slot is given back"
-        );
     }
 }

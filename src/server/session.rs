@@ -155,7 +155,7 @@ impl<'a> Session<'a> {
 
     /// Answers a frame whose length was unacceptable. The stream cannot be
     /// resynchronised after that, so the connection closes.
-    fn refuse_frame<S: Transport>(&mut self, e: &Error, stream: &mut S) -> Result<Flow> {
+    pub(crate) fn refuse_frame<S: Transport>(&mut self, e: &Error, stream: &mut S) -> Result<Flow> {
         let reply = ErrorReply::new(ErrorCode::BadRequest, e.to_string());
         self.log_command("?", "", Instant::now(), &Outcome::refused(&reply).closing());
         send_error(stream, reply)?;
@@ -163,7 +163,7 @@ impl<'a> Session<'a> {
     }
 
     /// Parses one header, runs it and logs it.
-    fn handle<S: Transport>(&mut self, header: &[u8], stream: &mut S) -> Result<Flow> {
+    pub(crate) fn handle<S: Transport>(&mut self, header: &[u8], stream: &mut S) -> Result<Flow> {
         let started = Instant::now();
         self.log_header(header);
         let request = match parse_request(header) {
@@ -252,7 +252,7 @@ impl<'a> Session<'a> {
         match request {
             Request::Put(put) => self.put(put, s),
             Request::Get(get) => self.get(get, s),
-            Request::Ls {} => respond(s, self.ls(), |l| format!("{} entries", l.files.len())),
+            Request::Ls { pages } => self.ls(pages, s),
             Request::Echo { text } => {
                 let n = text.len() as u64;
                 respond(s, Ok(self.echo(&text)), |_| format!("{n} chars"))
@@ -301,7 +301,7 @@ fn describe(r: &Request) -> (&'static str, String) {
     match r {
         Request::Put(p) => ("put", p.filename.clone()),
         Request::Get(g) => ("get", g.filename.clone()),
-        Request::Ls {} => ("ls", String::new()),
+        Request::Ls { .. } => ("ls", String::new()),
         Request::Echo { .. } => ("echo", String::new()),
         Request::Prove { .. } => ("prove", String::new()),
         Request::Quota {} => ("quota", String::new()),

@@ -13,10 +13,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::wire::message::Listing;
+use crate::wire::message::Entry;
 
 pub mod disk;
-mod disk_upload;
+pub mod handle;
 pub mod local;
 pub mod s3;
 pub mod usage;
@@ -150,6 +150,11 @@ pub trait StoredFile: Send {
     fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>>;
 }
 
+/// A folder's entries, read a bounded part at a time: memory does not grow
+/// with the folder. No order is promised: a local folder comes in the
+/// order the file system returns, an object store in key order.
+pub type Entries<'a> = Box<dyn Iterator<Item = StoreResult<Entry>> + 'a>;
+
 /// Grants the partial upload with this key to the sweeper, for as long as
 /// the returned guard lives; `None` while a connection runs it.
 pub type Claim<'a> = &'a dyn Fn(&str) -> Option<Box<dyn Send>>;
@@ -162,8 +167,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn open_home(&self, home: &[String]) -> StoreResult<()>;
     /// Checks that a folder exists and may be used.
     fn check_folder(&self, at: Place) -> StoreResult<()>;
-    /// Files and folders in a folder, sorted by name.
-    fn list(&self, at: Place) -> StoreResult<Listing>;
+    /// Files and folders in a folder, read from the store as they are
+    /// taken, in the store's order (see [`Entries`]).
+    ///
+    /// Fails at once when the folder cannot be listed; a failure later on
+    /// comes as an item.
+    fn list(&self, at: Place) -> StoreResult<Entries<'_>>;
     /// Creates the folder `at` and any missing parents; fails with
     /// [`StoreError::Exists`] when it was there.
     fn make_folder(&self, at: Place) -> StoreResult<()>;
@@ -198,10 +207,16 @@ pub trait Store: Send + Sync + fmt::Debug {
 /// Opens the store `root` names: `s3://BUCKET[/PREFIX]` for an object
 /// store (configured from the standard `AWS_*` variables), else a folder.
 ///
+/// A folder's new files and folders get `modes`; an object store has none.
+///
 /// Fails when the store cannot be reached or the folder created.
-pub fn open(root: &str, durable: bool) -> crate::Result<Arc<dyn Store>> {
+pub fn open(root: &str, durable: bool, modes: handle::Modes) -> crate::Result<Arc<dyn Store>> {
     match root.strip_prefix("s3://") {
         Some(rest) => Ok(Arc::new(s3::S3Store::from_env(rest)?)),
-        None => Ok(Arc::new(disk::DiskStore::open(Path::new(root), durable)?)),
+        None => Ok(Arc::new(disk::DiskStore::open(
+            Path::new(root),
+            durable,
+            modes,
+        )?)),
     }
 }

@@ -7,11 +7,11 @@
 //! a failed write, or a sweep of stale partials.
 
 use std::collections::HashMap;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::storage::handle::{Folder, Kind};
 use crate::wire::names::PARTIAL_DIR;
 
 /// What a home holds.
@@ -89,36 +89,40 @@ impl UsageBook {
 }
 
 /// What the folder `dir` holds: the size of its regular files and the
-/// number of its files and folders, at any depth. Links are not followed
-/// (nor counted).
+/// number of its files and folders, at any depth. The walk goes through
+/// folder handles, so a link is neither followed nor counted, not even
+/// one swapped in for a folder while the walk runs.
 ///
 /// Fails when a folder cannot be read.
 pub fn measure(dir: &Path) -> io::Result<Usage> {
     let mut total = Usage::default();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = match fs::read_dir(&d) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = entry?;
-            // A file removed or renamed (a commit) while we walk is simply
-            // no longer there, not a failure.
-            let meta = match entry.metadata() {
-                Ok(meta) => meta,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            if meta.is_dir() {
-                stack.push(entry.path());
-                if entry.file_name() != PARTIAL_DIR {
+    let mut stack = match Folder::open(dir) {
+        Ok(folder) => vec![folder],
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(total),
+        Err(e) => return Err(e),
+    };
+    while let Some(folder) = stack.pop() {
+        for found in folder.entries()? {
+            let found = found?;
+            match found.kind {
+                Kind::File(len) => {
+                    total.bytes = total.bytes.saturating_add(len);
                     total.entries += 1;
                 }
-            } else if meta.is_file() {
-                total.bytes = total.bytes.saturating_add(meta.len());
-                total.entries += 1;
+                // A folder removed or renamed while we walk is simply no
+                // longer there, not a failure.
+                Kind::Dir => match folder.child(found.name.as_os_str()) {
+                    Ok(child) => {
+                        stack.push(child);
+                        // The folders that hold partials are the server's.
+                        if found.name != PARTIAL_DIR {
+                            total.entries += 1;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                },
+                Kind::Link | Kind::Other => {}
             }
         }
     }

@@ -81,8 +81,17 @@ pub fn find_key<K: AsRef<[u8]>>(secrets: &[K], challenge: &[u8], response: &[u8]
     find_matching(secrets, response, |secret| respond(secret, challenge))
 }
 
+/// Keys are tried in groups of this many: a failed login costs the same
+/// for 1 account as for 16, and reveals the number of accounts only to
+/// the nearest multiple above it.
+pub(crate) const KEYS_TRIED_TOGETHER: usize = 16;
+
+/// What the padding tries in place of a key.
+const DECOY_KEY: &[u8] = b"not an account";
+
 /// Finds the index of the secret whose `expected` value equals `candidate`,
-/// trying every secret and combining the results in constant time.
+/// trying every secret, and decoys up to a multiple of
+/// [`KEYS_TRIED_TOGETHER`], and combining the results in constant time.
 pub(crate) fn find_matching<K: AsRef<[u8]>, const N: usize>(
     secrets: &[K],
     candidate: &[u8],
@@ -91,10 +100,15 @@ pub(crate) fn find_matching<K: AsRef<[u8]>, const N: usize>(
     if candidate.len() != N {
         return None;
     }
+    let tries = secrets.len().max(1).next_multiple_of(KEYS_TRIED_TOGETHER);
     let mut found = subtle::Choice::from(0u8);
     let mut index = 0u64;
-    for (i, secret) in secrets.iter().enumerate() {
-        let hit = expected(secret.as_ref()).ct_eq(candidate);
+    for i in 0..tries {
+        let (secret, real) = match secrets.get(i) {
+            Some(secret) => (secret.as_ref(), 1u8),
+            None => (DECOY_KEY, 0u8),
+        };
+        let hit = expected(secret).ct_eq(candidate) & subtle::Choice::from(real);
         index = u64::conditional_select(&index, &(i as u64), hit);
         found |= hit;
     }
@@ -173,7 +187,14 @@ pub fn read_opening<S: Read>(stream: &mut S) -> Result<Opening> {
     let mut response = [0u8; RESPONSE_LEN];
     let got = read_full(stream, &mut response)?;
     whole("authentication answer", got, RESPONSE_LEN)?;
-    Ok(match response == crate::wire::binding::TLS_MARKER {
+    decode_opening(&response).ok_or(Error::Closed)
+}
+
+/// The client's 16 bytes, decoded without any I/O: `None` until all have
+/// come.
+pub fn decode_opening(bytes: &[u8]) -> Option<Opening> {
+    let response: Response = *bytes.first_chunk()?;
+    Some(match response == crate::wire::binding::TLS_MARKER {
         true => Opening::Tls,
         false => Opening::Answer(response),
     })
@@ -237,6 +258,28 @@ mod tests {
     }
 
     #[test]
+    fn a_decoy_never_matches_and_the_work_is_padded_to_a_group() {
+        let c = new_challenge();
+        let decoy_answer = respond(DECOY_KEY, &c);
+        assert_eq!(find_key(&[b"alice".as_slice()], &c, &decoy_answer), None);
+        let tried = std::cell::Cell::new(0);
+        let count = |secret: &[u8]| {
+            tried.set(tried.get() + 1);
+            respond(secret, &c)
+        };
+        find_matching(&[b"a".as_slice()], &[0u8; 16], count);
+        assert_eq!(
+            tried.get(),
+            KEYS_TRIED_TOGETHER,
+            "one account costs a group"
+        );
+        tried.set(0);
+        let many: Vec<Vec<u8>> = (0..17).map(|i| vec![i]).collect();
+        find_matching(&many, &[0u8; 16], count);
+        assert_eq!(tried.get(), 2 * KEYS_TRIED_TOGETHER);
+    }
+
+    #[test]
     fn replayed_answer_fails_on_a_fresh_challenge() {
         let first = new_challenge();
         let answer = respond(SEED_KEY, &first);
@@ -280,6 +323,17 @@ mod tests {
             output: Vec::new(),
         };
         assert_eq!(read_opening(&mut tls).unwrap(), Opening::Tls);
+    }
+
+    #[test]
+    fn the_opening_decoder_waits_for_all_sixteen_bytes() {
+        let marker = crate::wire::binding::TLS_MARKER;
+        for n in 0..RESPONSE_LEN {
+            assert_eq!(decode_opening(&marker[..n]), None);
+        }
+        assert_eq!(decode_opening(&marker), Some(Opening::Tls));
+        let answer = respond(SEED_KEY, &counting_challenge());
+        assert_eq!(decode_opening(&answer), Some(Opening::Answer(answer)));
     }
 
     #[test]

@@ -69,6 +69,44 @@ pub fn read<R: Read>(reader: &mut R, max: usize) -> Result<Option<Vec<u8>>> {
         return Ok(None);
     }
     whole("frame length", got, LEN_PREFIX)?;
+    let len = body_len(prefix, max)?;
+    let mut body = vec![0u8; len];
+    let got = read_full(reader, &mut body)?;
+    whole("frame", got, len)?;
+    Ok(Some(body))
+}
+
+/// What the bytes of a frame received so far amount to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoded {
+    /// This many more bytes finish the part under way (the length, then
+    /// the body). Reading exactly that many never takes a byte past the
+    /// frame from the stream, so what follows stays there for whoever
+    /// reads next.
+    Need(usize),
+    /// The frame is whole: its body is everything after the length.
+    Whole,
+}
+
+/// Decodes the start of a frame without any I/O: `buf` holds the bytes
+/// received so far, never more than one frame.
+///
+/// Fails with [`Error::NegativeLength`] or [`Error::FrameTooLarge`] as soon
+/// as the length is in, before anything is allocated for the body.
+pub fn decode(buf: &[u8], max: usize) -> Result<Decoded> {
+    let Some(prefix) = buf.first_chunk::<LEN_PREFIX>() else {
+        return Ok(Decoded::Need(LEN_PREFIX - buf.len()));
+    };
+    let len = body_len(*prefix, max)?;
+    let have = buf.len() - LEN_PREFIX;
+    Ok(match have < len {
+        true => Decoded::Need(len - have),
+        false => Decoded::Whole,
+    })
+}
+
+/// The body length a prefix announces, if it is acceptable.
+fn body_len(prefix: [u8; LEN_PREFIX], max: usize) -> Result<usize> {
     let len = i32::from_le_bytes(prefix);
     if len < 0 {
         return Err(Error::NegativeLength(len));
@@ -80,10 +118,68 @@ pub fn read<R: Read>(reader: &mut R, max: usize) -> Result<Option<Vec<u8>>> {
             max: max as u64,
         });
     }
-    let mut body = vec![0u8; len];
-    let got = read_full(reader, &mut body)?;
-    whole("frame", got, len)?;
-    Ok(Some(body))
+    Ok(len)
+}
+
+/// Whether bytes that stand where a login answer should (16 of them) are
+/// the start of a frame instead: a small length, at least as long as those
+/// bytes so that all of them belong to the header, then `{`.
+pub fn starts_a_frame(bytes: &[u8]) -> bool {
+    let Some(prefix) = bytes.first_chunk::<LEN_PREFIX>() else {
+        return false;
+    };
+    let len = i32::from_le_bytes(*prefix);
+    let shortest = bytes.len().saturating_sub(LEN_PREFIX) as i32;
+    (shortest.max(1)..=MAX_HEADER_LEN as i32).contains(&len) && bytes.get(LEN_PREFIX) == Some(&b'{')
+}
+
+/// One frame arriving in pieces, for a poller that reads whatever has
+/// come and a worker that wants the whole header: memory grows with the
+/// bytes that arrived, never with the length a peer claims.
+#[derive(Debug, Default)]
+pub struct Incoming {
+    buf: Vec<u8>,
+}
+
+impl Incoming {
+    /// A frame whose first bytes (read to tell a dialect apart) are `start`.
+    pub fn starting_with(start: &[u8]) -> Incoming {
+        Incoming {
+            buf: start.to_vec(),
+        }
+    }
+
+    /// How many bytes to read next (0 when the frame is whole), under the
+    /// limit `max`.
+    ///
+    /// Fails like [`decode`].
+    pub fn wanted(&self, max: usize) -> Result<usize> {
+        Ok(match decode(&self.buf, max)? {
+            Decoded::Need(n) => n,
+            Decoded::Whole => 0,
+        })
+    }
+
+    /// Appends bytes that arrived.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Whether no byte of the frame has come yet.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Bytes received so far, for telling a dialect apart.
+    pub fn received(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The body of a whole frame.
+    pub fn into_body(mut self) -> Vec<u8> {
+        self.buf.drain(..LEN_PREFIX.min(self.buf.len()));
+        self.buf
+    }
 }
 
 /// Reads one frame and parses it as JSON into `T`.
@@ -210,5 +306,45 @@ mod tests {
             .unwrap()
             .is_some());
         assert!(read(&mut Cursor::new(frame(17, &body)), 16).is_err());
+    }
+
+    #[test]
+    fn the_decoder_asks_for_exactly_what_finishes_each_part() {
+        let bytes = frame(7, b"{\"a\":1}");
+        assert_eq!(decode(&[], 100).unwrap(), Decoded::Need(4));
+        assert_eq!(decode(&bytes[..3], 100).unwrap(), Decoded::Need(1));
+        assert_eq!(decode(&bytes[..4], 100).unwrap(), Decoded::Need(7));
+        assert_eq!(decode(&bytes[..9], 100).unwrap(), Decoded::Need(2));
+        assert_eq!(decode(&bytes, 100).unwrap(), Decoded::Whole);
+    }
+
+    #[test]
+    fn a_frame_fed_byte_by_byte_or_at_once_is_the_same_frame() {
+        let bytes = frame(7, b"{\"a\":1}");
+        let mut one_by_one = Incoming::default();
+        let mut reads = 0;
+        while one_by_one.wanted(100).unwrap() > 0 {
+            one_by_one.extend(&bytes[reads..reads + 1]);
+            reads += 1;
+        }
+        assert_eq!(reads, bytes.len(), "never asks past the frame");
+        let mut at_once = Incoming::default();
+        let mut at = 0;
+        while let n @ 1.. = at_once.wanted(100).unwrap() {
+            at_once.extend(&bytes[at..at + n]);
+            at += n;
+        }
+        assert_eq!(one_by_one.into_body(), b"{\"a\":1}");
+        assert_eq!(at_once.into_body(), b"{\"a\":1}");
+    }
+
+    #[test]
+    fn the_decoder_refuses_a_bad_length_before_the_body() {
+        let err = decode(&frame(100_000_000, b""), MAX_HEADER_LEN).unwrap_err();
+        assert_eq!(err.to_string(), "frame too large: 100000000 > 65536 bytes");
+        assert!(matches!(
+            Incoming::starting_with(&frame(-5, b"")).wanted(10),
+            Err(Error::NegativeLength(-5))
+        ));
     }
 }

@@ -28,7 +28,12 @@ pub enum Request {
     /// Download a file.
     Get(GetRequest),
     /// List the current folder.
-    Ls {},
+    Ls {
+        /// Take the listing in pages of bounded size, however big the
+        /// folder; without it, one frame that may be truncated.
+        #[serde(default, skip_serializing_if = "is_false")]
+        pages: bool,
+    },
     /// Upper-case some text (the seed's echo server).
     Echo {
         /// The text to echo.
@@ -229,8 +234,10 @@ mod tests {
 
     #[test]
     fn serializes_with_cmd_tag() {
-        let v = serde_json::to_value(Request::Ls {}).unwrap();
+        let v = serde_json::to_value(Request::Ls { pages: false }).unwrap();
         assert_eq!(v, serde_json::json!({"cmd": "ls"}));
+        let v = serde_json::to_value(Request::Ls { pages: true }).unwrap();
+        assert_eq!(v, serde_json::json!({"cmd": "ls", "pages": true}));
         let put = Request::Put(PutRequest {
             filename: "a".into(),
             filesize: 1,

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod binding;
 pub mod frame;
+pub mod listing;
 pub mod message;
 pub mod names;
 pub mod reply;

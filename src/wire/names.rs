@@ -150,12 +150,28 @@ fn is_control(c: char) -> bool {
     c.is_control()
 }
 
-/// Escapes control characters for printing: a name from the server can
-/// never move the cursor, change colours or rewrite the terminal title.
+/// Characters that show as nothing or reorder the text around them, so
+/// that a name holding them reads as another name (`invoice\u{202e}fdp.exe`
+/// shows as `invoiceexe.pdf`): zero-width ones, bidi controls, line and
+/// paragraph separators, and a few other invisible fillers. Names may hold
+/// them (Persian needs U+200C); they are only escaped when shown.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{ad}' | '\u{61c}' | '\u{180e}'
+        | '\u{200b}'..='\u{200f}'
+        | '\u{2028}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{feff}')
+}
+
+/// Escapes control and invisible characters for printing: a name from the
+/// server can never move the cursor, change colours, rewrite the terminal
+/// title, or pass for another name.
 pub fn escape(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {
-        if is_control(c) || c == '\u{202e}' || c == '\u{202d}' {
+        if is_control(c) || is_invisible(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -246,5 +262,24 @@ mod tests {
         assert_eq!(escape("a\x1b[2Jb"), "a\\u{1b}[2Jb");
         assert_eq!(escape("line\nbreak"), "line\\nbreak");
         assert_eq!(escape("plain"), "plain");
+    }
+
+    #[test]
+    fn escape_shows_invisible_and_reordering_characters() {
+        for c in ('\u{200b}'..='\u{200f}')
+            .chain('\u{202a}'..='\u{202e}')
+            .chain('\u{2066}'..='\u{2069}')
+            .chain(['\u{feff}', '\u{2060}', '\u{2028}', '\u{2029}'])
+        {
+            let shown = escape(&format!("a{c}b"));
+            assert_eq!(
+                shown,
+                format!("a\\u{{{:x}}}b", c as u32),
+                "U+{:04X}",
+                c as u32
+            );
+        }
+        assert_eq!(escape("Übung.pdf"), "Übung.pdf");
+        assert_eq!(escape("日本語"), "日本語");
     }
 }

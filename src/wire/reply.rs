@@ -190,14 +190,22 @@ pub enum EntryKind {
     Dir,
 }
 
-/// Reply to `ls`.
+/// Reply to `ls`, or one page of it (see [`crate::wire::listing`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listing {
-    /// Entries sorted by name.
+    /// Entries, sorted by name within the page.
     pub files: Vec<Entry>,
-    /// True when the folder held more entries than a listing carries.
+    /// True when the folder held more entries than this one-frame reply
+    /// carries (only a client that did not ask for pages sees it).
     #[serde(default)]
     pub truncated: bool,
+    /// True when another page of the listing follows this one.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub more: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Reply to `echo`.

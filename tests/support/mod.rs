@@ -8,7 +8,7 @@ pub mod garage;
 pub mod relay;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -392,16 +392,61 @@ impl Raw {
         }
     }
 
-    /// Whether the server has closed the connection (reads EOF or reset
-    /// within the timeout).
-    pub fn closed_by_server(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    /// Whether the server closes the connection within `limit`; see
+    /// [`closed_within`].
+    pub fn closed_within(&mut self, limit: Duration) -> bool {
+        closed_within(&mut self.stream, limit)
     }
 }
 
+/// Whether the peer closes `stream` within `limit`: true on an end of file
+/// or a reset, false when `limit` passes with the connection still open.
+/// Bytes that arrive first (an error frame before the close) are skipped.
+pub fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 256];
+    loop {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            return false;
+        };
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => match e.kind() {
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => return true,
+                ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted => continue,
+                _ => panic!("reading while waiting for the close: {e}"),
+            },
+        }
+    }
+}
+
+/// Whether a test that needs `what` can run, given whether it is `present`.
+/// When it is missing the test is skipped (false, after saying so) unless
+/// `FTP_REQUIRE_TOOLS` is set, as CI sets it: then the test fails, because a
+/// test that passes without running proves nothing.
+#[track_caller]
+pub fn require(what: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    if std::env::var_os("FTP_REQUIRE_TOOLS").is_some() {
+        panic!("FTP_REQUIRE_TOOLS is set but {test} cannot run: it needs {what}");
+    }
+    // Past the test harness's capture, which would hide it.
+    let _ = writeln!(std::io::stderr(), "skipped {test}: it needs {what}");
+    false
+}
+
 /// Whether python3 can run, for the tests that use the original Python
-/// client or server; they say they were skipped when it cannot.
+/// client or server.
 pub fn has_python() -> bool {
     Command::new("python3")
         .arg("--version")
@@ -427,14 +472,15 @@ pub fn seed_client(server: &ServerProcess, secret: &str, files: &[&Path]) -> Out
     wait_output(child, Duration::from_secs(60))
 }
 
-/// Whether `script` (util-linux) is here to make a pseudo-terminal; says
-/// that the test is skipped when it is not.
+/// Whether `script` (util-linux) is here to make a pseudo-terminal.
 pub fn has_script() -> bool {
-    let here = Command::new("script").arg("--version").output().is_ok();
-    if !here {
-        eprintln!("skipped: `script` (util-linux) is not installed, so no pseudo-terminal");
-    }
-    here
+    Command::new("script").arg("--version").output().is_ok()
+}
+
+/// Whether `prlimit` (util-linux) is here to start the server with fewer
+/// file descriptors.
+pub fn has_prlimit() -> bool {
+    Command::new("prlimit").arg("--version").output().is_ok()
 }
 
 /// Runs `ftp-client --server ADDR ARGS` on a pseudo-terminal made by

@@ -1,5 +1,5 @@
 //! A TCP relay between a client and a server on loopback that records both
-//! directions and can meddle with what the client sends: what a passive
+//! directions and can meddle with what either side sends: what a passive
 //! eavesdropper sees, and what an active one can do without keys.
 
 use std::io::{Read, Write};
@@ -18,6 +18,11 @@ pub enum Meddle {
     FlipAt(usize),
     /// Cut the connection (both ways, no close_notify) at this offset.
     CutAt(usize),
+    /// The same, on the first connection only: later ones pass untouched.
+    CutFirstAt(usize),
+    /// Hold the first bytes this long before passing them on (a challenge
+    /// that comes late).
+    Hold(Duration),
 }
 
 /// A running relay; stops accepting when dropped.
@@ -31,8 +36,15 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Relays every connection to `upstream`.
+    /// Relays every connection to `upstream`, meddling with what the
+    /// client sends.
     pub fn start(upstream: SocketAddr, meddle: Meddle) -> Relay {
+        Relay::start_both(upstream, meddle, Meddle::Nothing)
+    }
+
+    /// The same, meddling with the client's bytes (`up`) and with the
+    /// server's (`down`).
+    pub fn start_both(upstream: SocketAddr, up_meddle: Meddle, down_meddle: Meddle) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -48,13 +60,20 @@ impl Relay {
             relay.stop.clone(),
         );
         thread::spawn(move || {
+            let mut first = true;
             while !stop.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((client, _)) => {
                         client.set_nonblocking(false).unwrap();
                         let server = TcpStream::connect(upstream).unwrap();
-                        spawn_pump(&client, &server, up.clone(), meddle);
-                        spawn_pump(&server, &client, down.clone(), Meddle::Nothing);
+                        let only_first = |m| match m {
+                            Meddle::CutFirstAt(at) if first => Meddle::CutAt(at),
+                            Meddle::CutFirstAt(_) => Meddle::Nothing,
+                            m => m,
+                        };
+                        spawn_pump(&client, &server, up.clone(), only_first(up_meddle));
+                        spawn_pump(&server, &client, down.clone(), only_first(down_meddle));
+                        first = false;
                     }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
                 }
@@ -88,6 +107,9 @@ fn spawn_pump(from: &TcpStream, to: &TcpStream, record: Arc<Mutex<Vec<u8>>>, med
     thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
         let mut offset = 0usize;
+        if let Meddle::Hold(wait) = meddle {
+            thread::sleep(wait);
+        }
         loop {
             let n = match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,

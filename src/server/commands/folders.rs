@@ -1,20 +1,13 @@
-//! Folders inside the home: ls, pwd, cd, mkdir and rm.
+//! Folders inside the home: pwd, cd, mkdir and rm.
 
 use super::{bad_name, store_refusal};
 use crate::server::quota::check_entries;
 use crate::server::session::Session;
 use crate::storage::{Place, StoreError};
-use crate::wire::message::{ErrorCode, ErrorReply, Folder, Listing, Removed};
+use crate::wire::message::{ErrorCode, ErrorReply, Folder, Removed};
 use crate::wire::names::{display_folder, resolve_folder, validate_name};
 
 impl Session<'_> {
-    pub(crate) fn ls(&self) -> Result<Listing, ErrorReply> {
-        self.ctx
-            .store
-            .list(self.place())
-            .map_err(|e| store_refusal(e, ""))
-    }
-
     pub(crate) fn pwd(&self) -> Folder {
         Folder {
             path: display_folder(&self.cwd),

@@ -11,6 +11,7 @@ use crate::wire::names::{escape, NameError};
 
 mod folders;
 mod get;
+mod ls;
 mod misc;
 mod put;
 

@@ -11,15 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::storage::local::MAX_LISTING;
 use crate::storage::{
-    Claim, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan, Usage,
+    Claim, Entries, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan, Usage,
 };
-use crate::wire::message::{Entry, EntryKind, Listing};
 use crate::wire::names::PARTIAL_DIR;
 
 pub mod budget;
 pub mod client;
+mod listing;
 pub mod tree;
 pub mod upload;
 pub mod usage;
@@ -259,40 +258,15 @@ impl Store for S3Store {
     }
 
     /// A folder with nothing below it, not even its marker, is missing
-    /// (the home excepted): the listing itself tells.
-    fn list(&self, at: Place) -> StoreResult<Listing> {
-        let prefix = self.folder_prefix(at);
-        let below = |key: &str| key[prefix.len().min(key.len())..].to_string();
-        let (mut files, mut seen) = (Vec::new(), false);
-        self.pages(&prefix, Some("/"), |page| {
-            seen |= !page.contents.is_empty() || !page.common_prefixes.is_empty();
-            let objects = page.contents.iter().map(|c| Entry {
-                name: below(&c.key),
-                kind: EntryKind::File,
-                size: c.size.unwrap_or(0),
-                mtime: c.last_modified.as_deref().map_or(0, unix_secs),
-            });
-            let folders = page.common_prefixes.iter().map(|p| Entry {
-                name: below(&p.prefix).trim_end_matches('/').to_string(),
-                kind: EntryKind::Dir,
-                size: 0,
-                mtime: 0,
-            });
-            files.extend(
-                objects
-                    .chain(folders)
-                    .filter(|e| !e.name.is_empty() && e.name != PARTIAL_DIR),
-            );
-            files.len() <= MAX_LISTING
-        })
-        .map_err(StoreError::failed("listing"))?;
-        if !seen && !at.folder.is_empty() {
-            return Err(missing(at));
+    /// (the home excepted): the listing's first page tells.
+    fn list(&self, at: Place) -> StoreResult<Entries<'_>> {
+        let pages = listing::FolderPages::start(&self.client, self.folder_prefix(at))
+            .map_err(StoreError::failed("listing"))?;
+        match pages {
+            Some(pages) => Ok(Box::new(pages)),
+            None if at.folder.is_empty() => Ok(Box::new(std::iter::empty())),
+            None => Err(missing(at)),
         }
-        let truncated = files.len() > MAX_LISTING;
-        files.sort_by(|a, b| a.name.cmp(&b.name));
-        files.truncate(MAX_LISTING);
-        Ok(Listing { files, truncated })
     }
 
     /// Writes a marker for the folder and each parent without one.

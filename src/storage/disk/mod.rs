@@ -1,20 +1,31 @@
 //! The store on the local disk: a folder per home below the root, a
 //! partial file per running upload in `<folder>/.ftp-partial/`, and an
 //! atomic rename when the upload is complete (see [`super::local`]).
+//!
+//! Every operation below a home goes through folder handles
+//! ([`super::handle`]): nothing is opened, removed or renamed by path, so a
+//! link planted in the root is never followed.
 
-use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom};
+mod upload;
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::disk_upload::DiskUpload;
+use rustix::fs::OFlags;
+
+use self::upload::{DiskFile, DiskUpload};
+use super::handle::{Folder, Kind, Modes};
 use super::local;
 use super::usage::{Usage, UsageBook};
-use super::{Claim, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan};
+use super::{
+    Claim, Entries, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
+};
 use crate::error::Error;
 use crate::io::digest::Digester;
 use crate::io::pump::hash_prefix;
-use crate::wire::message::Listing;
 use crate::wire::names::PARTIAL_DIR;
 
 /// How deep the sweeper looks for partial uploads: a home, then folders
@@ -28,19 +39,26 @@ pub struct DiskStore {
     /// Whether a finished upload waits for its data and its folder entry
     /// to reach the disk.
     durable: bool,
+    /// What new files and folders may be read by.
+    modes: Modes,
     usage: UsageBook,
 }
 
 impl DiskStore {
-    /// The store in `root`, created if needed.
+    /// The store in `root`, created if needed; new files and folders get
+    /// `modes` (the root too, when it is created here).
     ///
     /// Fails when the root cannot be created.
-    pub fn open(root: &Path, durable: bool) -> crate::Result<DiskStore> {
-        fs::create_dir_all(root)
+    pub fn open(root: &Path, durable: bool, modes: Modes) -> crate::Result<DiskStore> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(modes.dir)
+            .create(root)
             .map_err(|e| Error::io(format!("creating the upload root {}", root.display()), e))?;
         Ok(DiskStore {
             root: root.to_path_buf(),
             durable,
+            modes,
             usage: UsageBook::default(),
         })
     }
@@ -51,8 +69,8 @@ impl DiskStore {
         path
     }
 
-    fn folder(&self, at: Place) -> StoreResult<PathBuf> {
-        local::folder(&self.home(at.home), at.folder).map_err(StoreError::Folder)
+    fn folder(&self, at: Place) -> StoreResult<Folder> {
+        Folder::walk(&self.home(at.home), at.folder).map_err(StoreError::Folder)
     }
 
     /// The key of the upload whose partial file is `partial`, for the
@@ -80,20 +98,25 @@ impl Store for DiskStore {
 
     /// Creates the home folder on first login; refuses one that is a link.
     fn open_home(&self, home: &[String]) -> StoreResult<()> {
-        let path = self.home(home);
         let failed = |e| StoreError::Failed("creating the home folder", e);
+        let Some((last, parents)) = home.split_last() else {
+            return Ok(());
+        };
+        let parent = Folder::walk(&self.root, parents).map_err(StoreError::Folder)?;
         // Looked at first: it is there on every login but the first.
-        let found = match fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&path) {
-                Ok(()) => return Ok(()),
-                // Made by another login in between.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fs::symlink_metadata(&path),
-                Err(e) => return Err(failed(e)),
-            },
+        let found = match parent.kind(last) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match parent.make_dir(last, self.modes) {
+                    Ok(()) => return Ok(()),
+                    // Made by another login in between.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => parent.kind(last),
+                    Err(e) => return Err(failed(e)),
+                }
+            }
             other => other,
         };
         match found {
-            Ok(m) if m.is_dir() => Ok(()),
+            Ok(Kind::Dir) => Ok(()),
             Ok(_) => Err(failed(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "the home folder is not a folder (or is a symbolic link)",
@@ -106,8 +129,11 @@ impl Store for DiskStore {
         self.folder(at).map(drop)
     }
 
-    fn list(&self, at: Place) -> StoreResult<Listing> {
-        local::list(&self.folder(at)?).map_err(StoreError::failed("listing"))
+    fn list(&self, at: Place) -> StoreResult<Entries<'_>> {
+        let entries = local::list(self.folder(at)?).map_err(StoreError::failed("listing"))?;
+        Ok(Box::new(
+            entries.map(|e| e.map_err(|e| StoreError::Failed("listing", e))),
+        ))
     }
 
     /// Refuses to step through anything that is not a real folder.
@@ -116,18 +142,16 @@ impl Store for DiskStore {
             return Err(StoreError::Exists);
         };
         let home = self.home(at.home);
-        let mut dir = home.clone();
+        let mut dir = self.folder(Place::new(at.home, &[]))?;
         for (i, part) in parents.iter().enumerate() {
-            dir.push(part);
-            match fs::create_dir(&dir) {
+            match dir.make_dir(part, self.modes) {
                 Ok(()) => self.usage.created(&home, 1),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    self.check_folder(Place::new(at.home, &parents[..=i]))?;
-                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(StoreError::Failed("creating a folder", e)),
             }
+            dir = self.folder(Place::new(at.home, &parents[..=i]))?;
         }
-        match fs::create_dir(dir.join(last)) {
+        match dir.make_dir(last, self.modes) {
             Ok(()) => {
                 self.usage.created(&home, 1);
                 Ok(())
@@ -138,31 +162,34 @@ impl Store for DiskStore {
     }
 
     fn file_len(&self, at: Place, name: &str) -> StoreResult<Option<u64>> {
-        match fs::symlink_metadata(self.folder(at)?.join(name)) {
-            Ok(m) if m.is_file() => Ok(Some(m.len())),
+        match self.folder(at)?.kind(name) {
+            Ok(Kind::File(len)) => Ok(Some(len)),
             Ok(_) => Err(StoreError::NotAFile),
             Err(_) => Ok(None),
         }
     }
 
     fn remove(&self, at: Place, name: &str) -> StoreResult<()> {
-        let path = self.folder(at)?.join(name);
-        let meta = fs::symlink_metadata(&path).map_err(StoreError::File)?;
-        let result = if meta.is_dir() {
-            // An empty partial-upload folder does not count as content.
-            let _ = fs::remove_dir(path.join(PARTIAL_DIR));
-            fs::remove_dir(&path)
-        } else {
-            fs::remove_file(&path)
+        let dir = self.folder(at)?;
+        let kind = dir.kind(name).map_err(StoreError::File)?;
+        let result = match kind {
+            Kind::Dir => {
+                // An empty partial-upload folder does not count as content.
+                if let Ok(inner) = dir.child(name) {
+                    let _ = inner.remove_dir(PARTIAL_DIR);
+                }
+                dir.remove_dir(name)
+            }
+            _ => dir.remove_file(name),
         };
         match result {
             Ok(()) => {
                 let home = self.home(at.home);
-                if meta.is_file() {
-                    self.usage.remove(&home, meta.len());
+                if let Kind::File(len) = kind {
+                    self.usage.remove(&home, len);
                 }
                 // Links are no entries of the quota.
-                if meta.is_file() || meta.is_dir() {
+                if matches!(kind, Kind::File(_) | Kind::Dir) {
                     self.usage.deleted(&home, 1);
                 }
                 Ok(())
@@ -172,14 +199,21 @@ impl Store for DiskStore {
         }
     }
 
+    /// A partial folder that is a link holds nothing of ours: nothing is
+    /// removed through it.
     fn remove_partial(&self, at: Place, name: &str) -> StoreResult<bool> {
-        let partial = local::partial_path(&self.folder(at)?, name);
-        let len = local::regular_len(&partial).unwrap_or(0);
-        match fs::remove_file(&partial) {
+        let Ok(partials) = self.folder(at)?.partials(false, self.modes) else {
+            return Ok(false);
+        };
+        let len = partials.file_len(name);
+        match partials.remove_file(name) {
             Ok(()) => {
-                let home = self.home(at.home);
-                self.usage.remove(&home, len);
-                self.usage.deleted(&home, 1);
+                // A link in its place was no entry of the quota.
+                if let Some(len) = len {
+                    let home = self.home(at.home);
+                    self.usage.remove(&home, len);
+                    self.usage.deleted(&home, 1);
+                }
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -188,8 +222,11 @@ impl Store for DiskStore {
     }
 
     fn kept(&self, at: Place, name: &str, filesize: u64) -> StoreResult<u64> {
-        let partial = local::partial_path(&self.folder(at)?, name);
-        Ok(local::partial_len(&partial, filesize).unwrap_or(0))
+        let kept = match self.folder(at)?.partials(false, self.modes) {
+            Ok(partials) => partials.file_len(name).filter(|&len| len <= filesize),
+            Err(_) => None,
+        };
+        Ok(kept.unwrap_or(0))
     }
 
     fn begin_upload(
@@ -198,28 +235,36 @@ impl Store for DiskStore {
         name: &str,
         plan: UploadPlan,
     ) -> StoreResult<Box<dyn Upload>> {
-        let dir = self.folder(at)?;
+        let folder = self.folder(at)?;
         let home = self.home(at.home);
-        let partial = local::partial_path(&dir, name);
+        let partials = folder
+            .partials(true, self.modes)
+            .map_err(StoreError::failed("creating the upload file"))?;
+        let kept = partials.file_len(name);
+        // Longer data cannot belong to this file: it is started again.
         let offset = match plan.resume {
-            true => local::partial_len(&partial, plan.filesize).unwrap_or(0),
+            true => kept.filter(|&len| len <= plan.filesize).unwrap_or(0),
             false => 0,
         };
-        // Starting from 0 empties a partial that was there, or makes one.
-        let before = match self.usage.tracks(&home) {
-            true => local::regular_len(&partial),
-            false => Some(0),
+        let flags = match offset {
+            0 => OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
+            _ => OFlags::WRONLY | OFlags::APPEND,
         };
-        let file = local::open_partial(&home, &partial, offset)
+        let file = partials
+            .open_file(name, flags, self.modes)
             .map_err(StoreError::failed("creating the upload file"))?;
-        match (before, offset) {
-            (None, _) => self.usage.created(&home, 1),
-            (Some(len), 0) => self.usage.remove(&home, len),
-            _ => {}
+        // Starting from 0 empties a partial that was there, or makes one.
+        if self.usage.tracks(&home) {
+            match (kept, offset) {
+                (None, _) => self.usage.created(&home, 1),
+                (Some(len), 0) => self.usage.remove(&home, len),
+                _ => {}
+            }
         }
         let mut hasher = plan.hash.then(blake3::Hasher::new);
         if let (Some(h), true) = (hasher.as_mut(), offset > 0) {
-            local::open_beneath(&home, &partial, rustix::fs::OFlags::RDONLY)
+            partials
+                .open_file(name, OFlags::RDONLY, self.modes)
                 .map_err(|e| Error::io("reading partial data", e))
                 .and_then(|mut f| hash_prefix(&mut f, offset, h))
                 .map_err(|e| StoreError::Failed("reading partial data", e.into()))?;
@@ -228,8 +273,9 @@ impl Store for DiskStore {
         Ok(Box::new(DiskUpload {
             usage: self.usage.clone(),
             home,
-            target: dir.join(name),
-            partial,
+            folder,
+            partials,
+            name: name.to_string(),
             file,
             hasher,
             offset,
@@ -242,8 +288,10 @@ impl Store for DiskStore {
     }
 
     fn open_file(&self, at: Place, name: &str) -> StoreResult<Box<dyn StoredFile>> {
-        let path = self.folder(at)?.join(name);
-        let file = local::open_regular(&self.home(at.home), &path).map_err(StoreError::File)?;
+        let file = self
+            .folder(at)?
+            .open_regular(name)
+            .map_err(StoreError::File)?;
         let meta = file.metadata().map_err(StoreError::failed("stat"))?;
         Ok(Box::new(DiskFile {
             file,
@@ -259,8 +307,8 @@ impl Store for DiskStore {
     }
 
     fn free_space(&self, at: Place) -> StoreResult<Option<u64>> {
-        let dir = self.folder(at)?;
-        local::disk_free(&dir)
+        self.folder(at)?
+            .free_space()
             .map(Some)
             .map_err(StoreError::failed("statvfs"))
     }
@@ -277,28 +325,6 @@ impl Store for DiskStore {
     }
 }
 
-/// A file on disk, opened for reading.
-struct DiskFile {
-    file: File,
-    len: u64,
-    mtime: u64,
-}
-
-impl StoredFile for DiskFile {
-    fn size(&self) -> u64 {
-        self.len
-    }
-
-    fn mtime(&self) -> u64 {
-        self.mtime
-    }
-
-    fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
-        self.file.seek(SeekFrom::Start(offset))?;
-        Ok(Box::new(&mut self.file))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,7 +336,7 @@ mod tests {
     #[test]
     fn a_partial_file_maps_back_to_its_upload_key() {
         let dir = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path(), false).unwrap();
+        let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
         let partial = dir
             .path()
             .join("alice/docs")
@@ -327,7 +353,7 @@ mod tests {
     #[test]
     fn an_upload_lands_whole_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path(), false).unwrap();
+        let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
         let home = names(&[]);
         let at = Place::new(&home, &home);
         let plan = UploadPlan {
@@ -371,7 +397,7 @@ mod tests {
     #[test]
     fn the_book_counts_entries_as_a_walk_would_through_every_change() {
         let dir = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path(), false).unwrap();
+        let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
         let (home, top) = (names(&["alice"]), names(&[]));
         store.open_home(&home).unwrap();
         let at = Place::new(&home, &top);
@@ -409,10 +435,30 @@ mod tests {
     }
 
     #[test]
+    fn rm_removes_nothing_through_a_planted_partial_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
+        fs::write(dir.path().join("a.txt"), b"mine").unwrap();
+        fs::write(outside.path().join("a.txt"), b"not the server's").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join(PARTIAL_DIR)).unwrap();
+        let home = names(&[]);
+        let at = Place::new(&home, &home);
+        store.remove(at, "a.txt").unwrap();
+        assert!(!store.remove_partial(at, "a.txt").unwrap());
+        assert_eq!(store.kept(at, "a.txt", 100).unwrap(), 0);
+        assert!(!dir.path().join("a.txt").exists());
+        assert_eq!(
+            fs::read(outside.path().join("a.txt")).unwrap(),
+            b"not the server's"
+        );
+    }
+
+    #[test]
     fn a_link_planted_as_the_partial_folder_is_not_followed() {
         let dir = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path(), false).unwrap();
+        let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join(PARTIAL_DIR)).unwrap();
         let home = names(&[]);
         let at = Place::new(&home, &home);
@@ -423,9 +469,9 @@ mod tests {
             overwrite: true,
         };
         let refused = store.begin_upload(at, "f", plan).err().unwrap();
-        assert!(
-            matches!(refused, StoreError::Failed(_, ref e) if e.raw_os_error() == Some(libc::ELOOP))
-        );
+        let refused_link =
+            |e: &io::Error| matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR));
+        assert!(matches!(refused, StoreError::Failed(_, ref e) if refused_link(e)));
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
         // A file reached through a linked folder is not served either.
         fs::write(outside.path().join("secret"), b"s").unwrap();

@@ -1,22 +1,25 @@
-//! An upload into the local disk store: a partial file in
-//! `<folder>/.ftp-partial/`, renamed into place once complete, with the
-//! home's usage book kept up to date as it goes.
+//! An upload into a partial file of the disk store, with the home's
+//! usage book kept up to date as it goes, and a stored file opened for
+//! reading.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
-use super::local;
-use super::usage::UsageBook;
-use super::{StoreError, StoreResult, Upload};
 use crate::io::digest::Digester;
+use crate::storage::handle::Folder;
+use crate::storage::usage::UsageBook;
+use crate::storage::{local, StoreError, StoreResult, StoredFile, Upload};
 
 /// An upload into a partial file.
 pub(super) struct DiskUpload {
     pub(super) usage: UsageBook,
     pub(super) home: PathBuf,
-    pub(super) target: PathBuf,
-    pub(super) partial: PathBuf,
+    /// Where the file lands.
+    pub(super) folder: Folder,
+    /// Its `.ftp-partial` folder, which holds the partial file.
+    pub(super) partials: Folder,
+    pub(super) name: String,
     pub(super) file: File,
     pub(super) hasher: Option<Digester>,
     pub(super) offset: u64,
@@ -41,11 +44,30 @@ impl DiskUpload {
     /// Deletes the partial file, and notes that it is gone.
     fn remove_partial(&mut self) {
         self.finished = true;
-        let len = local::regular_len(&self.partial).unwrap_or(0);
-        if fs::remove_file(&self.partial).is_ok() {
-            self.usage.remove(&self.home, len);
-            self.usage.deleted(&self.home, 1);
+        let len = self.partials.file_len(&self.name);
+        // A link in its place was no entry of the quota.
+        if self.partials.remove_file(&self.name).is_ok() {
+            if let Some(len) = len {
+                self.usage.remove(&self.home, len);
+                self.usage.deleted(&self.home, 1);
+            }
         }
+    }
+
+    /// Puts the finished file under its name (see [`Folder::rename`]);
+    /// with `durable` the folder is flushed, so the name survives a power
+    /// cut.
+    fn commit(&self) -> io::Result<()> {
+        if self.durable {
+            self.file.sync_all()?;
+        }
+        let name = &self.name;
+        self.partials
+            .rename(name, &self.folder, name, self.overwrite)?;
+        if self.durable {
+            self.folder.sync()?;
+        }
+        Ok(())
     }
 }
 
@@ -91,17 +113,10 @@ impl Upload for DiskUpload {
             }
         }
         let replaced = match self.usage.tracks(&self.home) {
-            true => local::regular_len(&self.target),
+            true => self.folder.file_len(&self.name),
             false => None,
         };
-        let synced = match self.durable {
-            true => self.file.sync_all(),
-            false => Ok(()),
-        };
-        let committed = synced.and_then(|()| {
-            local::commit(&self.partial, &self.target, self.overwrite, self.durable)
-        });
-        match committed {
+        match self.commit() {
             Ok(()) => {
                 self.finished = true;
                 if let Some(len) = replaced {
@@ -130,5 +145,27 @@ impl Drop for DiskUpload {
         if !self.finished && self.written == 0 {
             self.remove_partial();
         }
+    }
+}
+
+/// A file on disk, opened for reading.
+pub(super) struct DiskFile {
+    pub(super) file: File,
+    pub(super) len: u64,
+    pub(super) mtime: u64,
+}
+
+impl StoredFile for DiskFile {
+    fn size(&self) -> u64 {
+        self.len
+    }
+
+    fn mtime(&self) -> u64 {
+        self.mtime
+    }
+
+    fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        self.file.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(&mut self.file))
     }
 }

@@ -1,0 +1,191 @@
+//! `ls`: a folder's listing, sent in pages as the store reads it, so that
+//! the memory a reply holds is one page whatever the folder holds, and a
+//! peer that does not read it is dropped at the reply's deadline.
+
+use std::io::Write;
+
+use super::store_refusal;
+use crate::error::{Error, Result};
+use crate::io::deadline::ReplyWriter;
+use crate::net::Transport;
+use crate::server::session::{refuse, Outcome, Session};
+use crate::storage::{Entries, StoreError};
+use crate::wire::listing::{PageBuilder, PageEnd, PAGE_BUDGET, SINGLE_BUDGET};
+
+/// What one listing sent, for the log.
+#[derive(Default)]
+struct Sent {
+    entries: u64,
+    frames: u64,
+    bytes: u64,
+}
+
+impl Session<'_> {
+    /// Lists the current folder: in pages when the client asked for them,
+    /// else in one frame that stops at [`SINGLE_BUDGET`] and says it was
+    /// truncated, which is all a client that predates pages can read.
+    ///
+    /// Fails when the connection breaks or the reply's deadline passes;
+    /// the stream is then out of step and the connection closes.
+    pub(crate) fn ls<S: Transport>(&self, pages: bool, stream: &mut S) -> Result<Outcome> {
+        let entries = match self.ctx.store.list(self.place()) {
+            Ok(entries) => entries,
+            Err(e) => return refuse(stream, store_refusal(e, "")),
+        };
+        let mut out = ReplyWriter::new(stream, self.ctx.reply_timeout);
+        let budget = if pages { PAGE_BUDGET } else { SINGLE_BUDGET };
+        let mut sent = Sent::default();
+        match send_pages(entries, budget, pages, &mut out, &mut sent)? {
+            None => Ok(Outcome::ok(
+                format!("{} entries in {} frames", sent.entries, sent.frames),
+                sent.bytes,
+            )),
+            // The pages already sent stand; the error frame ends them.
+            Some(e) => refuse(&mut out, store_refusal(e, "")),
+        }
+    }
+}
+
+/// Sends `entries` in pages of `budget` bytes; without `pages`, only the
+/// first page, marked truncated if the folder held more. Returns the
+/// store's error when reading the folder failed part way, for the caller
+/// to send in place of the next page.
+///
+/// Fails when the writer does.
+fn send_pages(
+    entries: Entries,
+    budget: usize,
+    pages: bool,
+    out: &mut impl Write,
+    sent: &mut Sent,
+) -> Result<Option<StoreError>> {
+    let mut page = PageBuilder::new(budget);
+    let mut end = PageEnd::Last;
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => return Ok(Some(e)),
+        };
+        let Err(entry) = page.push(entry) else {
+            continue;
+        };
+        if !pages {
+            end = PageEnd::Truncated;
+            break;
+        }
+        send(out, &mut page, PageEnd::More, sent)?;
+        // An empty page takes any entry.
+        let _ = page.push(entry);
+    }
+    send(out, &mut page, end, sent)?;
+    Ok(None)
+}
+
+/// Sends the page as one frame and empties it.
+fn send(out: &mut impl Write, page: &mut PageBuilder, end: PageEnd, sent: &mut Sent) -> Result<()> {
+    sent.entries += page.len() as u64;
+    let frame = page.finish(end)?;
+    out.write_all(&frame)
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("sending the listing", e))?;
+    sent.frames += 1;
+    sent.bytes += frame.len() as u64;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{context, serve_bytes};
+    use crate::wire::frame::{self, encode_json};
+    use crate::wire::listing::{PAGE_BUDGET, SINGLE_BUDGET};
+    use serde_json::{json, Value};
+    use std::fs;
+
+    /// Every reply frame `bytes` holds, with its length.
+    fn frames(mut bytes: &[u8]) -> Vec<(usize, Value)> {
+        let mut out = Vec::new();
+        while let Ok(Some(body)) = frame::read(&mut bytes, usize::MAX) {
+            out.push((body.len(), serde_json::from_slice(&body).unwrap()));
+        }
+        out
+    }
+
+    /// A home of `n` files with 250-byte names of quotes, which JSON
+    /// doubles.
+    fn quoted_home(n: usize) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..n {
+            let name = format!("{i:06}{}", "\"".repeat(244));
+            fs::write(dir.path().join(name), b"").unwrap();
+        }
+        dir
+    }
+
+    fn requests(values: &[Value]) -> Vec<u8> {
+        values
+            .iter()
+            .flat_map(|v| encode_json(v).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_paged_listing_comes_in_bounded_pages_then_the_next_reply() {
+        let dir = quoted_home(1_000);
+        let ctx = context(dir.path());
+        let input = requests(&[
+            json!({"cmd":"ls","pages":true}),
+            json!({"cmd":"echo","text":"after"}),
+        ]);
+        let out = frames(&serve_bytes(&ctx, &input));
+        let (echo, pages) = out.split_last().unwrap();
+        assert_eq!(echo.1["text"], "AFTER");
+        assert!(pages.len() >= 8, "{} pages", pages.len());
+        let mut names = std::collections::HashSet::new();
+        for (i, (len, page)) in pages.iter().enumerate() {
+            assert!(*len <= PAGE_BUDGET + 1024, "page {i}: {len} bytes");
+            assert_eq!(page["status"], "ok");
+            assert_eq!(page["more"] == json!(true), i + 1 < pages.len(), "{i}");
+            for e in page["files"].as_array().unwrap() {
+                names.insert(e["name"].as_str().unwrap().to_string());
+            }
+        }
+        assert_eq!(names.len(), 1_000);
+    }
+
+    #[test]
+    fn a_client_that_asks_for_no_pages_gets_one_truncated_frame() {
+        let dir = quoted_home(3_000);
+        let ctx = context(dir.path());
+        let input = requests(&[json!({"cmd":"ls"}), json!({"cmd":"pwd"})]);
+        let out = frames(&serve_bytes(&ctx, &input));
+        assert_eq!(out.len(), 2);
+        let (len, listing) = &out[0];
+        assert!(*len <= SINGLE_BUDGET + 1024, "{len} bytes");
+        assert_eq!(listing["truncated"], true);
+        assert!(listing.get("more").is_none());
+        let shown = listing["files"].as_array().unwrap().len();
+        assert!((1_000..3_000).contains(&shown), "{shown} entries");
+        assert_eq!(out[1].1["path"], "/");
+    }
+
+    #[test]
+    fn a_small_folder_is_one_sorted_frame_either_way() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b", "c", "a"] {
+            fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let ctx = context(dir.path());
+        for request in [json!({"cmd":"ls"}), json!({"cmd":"ls","pages":true})] {
+            let out = frames(&serve_bytes(&ctx, &requests(&[request])));
+            assert_eq!(out.len(), 1);
+            let names: Vec<_> = out[0].1["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["name"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(names, ["a", "b", "c"]);
+            assert_eq!(out[0].1["truncated"], false);
+        }
+    }
+}
