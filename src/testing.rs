@@ -66,6 +66,8 @@ pub fn context(root: &Path) -> Context {
         locks: UploadLocks::default(),
         metrics: Default::default(),
         min_rate: None,
+        anonymous_max_files: crate::server::quota::MIN_DEFAULT_FILES,
+        entry_gates: Default::default(),
     }
 }
 
@@ -77,6 +79,7 @@ pub fn serve_bytes(ctx: &Context, input: &[u8]) -> Vec<u8> {
         name: None,
         secret: Secret::new(b"test secret".to_vec()).unwrap_or_else(|_| unreachable!()),
         quota: None,
+        max_files: None,
     };
     let mut stream = MemoryStream::new(input.to_vec());
     let _ = Session::new(ctx, &account).serve(&mut stream);

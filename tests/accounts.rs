@@ -344,7 +344,7 @@ fn the_original_python_server_needs_the_explicit_flag() {
 }
 
 #[test]
-fn uploads_in_flight_count_toward_the_quota() {
+fn uploads_in_flight_count_for_what_they_wrote_and_stop_at_the_quota() {
     let sb = Sandbox::new();
     let server = users_server(&sb);
     sb.local_file("first.bin", &pattern(600 * 1024, 60));
@@ -358,13 +358,16 @@ fn uploads_in_flight_count_toward_the_quota() {
     .spawn();
     let partial = sb.root().join("alice/.ftp-partial/first.bin");
     assert!(wait_until(Duration::from_secs(20), || size_of(&partial) > 0));
-    // Only a little of the first file is on disk, but all of it is coming.
+    // Only a little of the first file is on disk: the second fits beside
+    // it, and the first is stopped where the two would pass the quota.
     let out = as_user(&sb, &server, ALICE, &["put", "second.bin"]);
-    assert_stderr_has(&out, "quota_exceeded");
+    assert!(out.status.success(), "{}", stderr(&out));
     let mut slow = slow;
-    assert!(wait_limited(&mut slow, Duration::from_secs(30)).success());
-    assert!(sb.root().join("alice/first.bin").exists());
-    assert!(!sb.root().join("alice/second.bin").exists());
+    assert!(!wait_limited(&mut slow, Duration::from_secs(30)).success());
+    server.wait_for_log("put first.bin error quota_exceeded: quota exceeded after");
+    assert!(sb.root().join("alice/second.bin").exists());
+    assert!(!sb.root().join("alice/first.bin").exists());
+    assert!(bytes_under(&sb.root().join("alice")) <= 1 << 20);
 }
 
 /// Bytes of regular files under `dir`, partial uploads included: what the

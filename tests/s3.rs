@@ -243,6 +243,55 @@ fn a_quota_counts_what_every_server_stored() {
 }
 
 #[test]
+fn the_parts_of_an_abandoned_upload_count_against_the_quota_until_removed() {
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let users = sb.path().join("users.toml");
+    std::fs::write(
+        &users,
+        "[[user]]\nname = \"alice\"\nsecret = \"alice secret\"\nquota = \"30MiB\"\n",
+    )
+    .unwrap();
+    let users = users.to_string_lossy().into_owned();
+    let root = format!("s3://{BUCKET}/parts");
+    let server = ServerProcess::launch(&sb, &[], &root, &["--users", &users], None, &garage.env())
+        .unwrap_or_else(|log| panic!("{log}"));
+    let put = |name: &str| serde_json::json!({"cmd":"put","filename":name,"filesize":20 << 20,"ack":true});
+    // Two 8 MiB parts stored, then the client goes.
+    let mut raw = Raw::login(server.addr, b"alice secret");
+    raw.send_json(&put("big.bin"));
+    assert_eq!(raw.reply().unwrap()["offset"], 0);
+    raw.send(&pattern(17 << 20, 11));
+    drop(raw);
+    let abandoned = wait_until(Duration::from_secs(30), || {
+        record(&garage, "parts", "alice/big.bin").is_some_and(|r| {
+            r["updated"] == 0 && r["parts"].as_array().is_some_and(|p| p.len() == 2)
+        })
+    });
+    assert!(abandoned, "the record does not show two parts let go");
+    // 16 MiB of parts and 20 MiB more do not fit in 30 MiB.
+    let mut raw = Raw::login(server.addr, b"alice secret");
+    raw.send_json(&put("two.bin"));
+    let reply = raw.reply().unwrap();
+    assert_eq!(reply["code"], "quota_exceeded", "{reply}");
+    raw.send_json(&serde_json::json!({"cmd":"quota"}));
+    assert_eq!(raw.reply().unwrap()["used"], 16 << 20);
+    // Removing the partial upload frees its parts.
+    raw.send_json(&serde_json::json!({"cmd":"rm","filename":"big.bin"}));
+    assert_eq!(raw.reply().unwrap()["status"], "ok");
+    raw.send_json(&serde_json::json!({"cmd":"quota"}));
+    assert_eq!(raw.reply().unwrap()["used"], 0);
+    // A put that asks for `ready` and leaves stores no record.
+    raw.send_json(&put("probe.bin"));
+    assert_eq!(raw.reply().unwrap()["offset"], 0);
+    drop(raw);
+    server.wait_for_log("put probe.bin aborted");
+    assert!(record(&garage, "parts", "alice/probe.bin").is_none());
+}
+
+#[test]
 fn bad_credentials_or_no_store_stop_the_server_with_the_reason() {
     let Some(garage) = Garage::start() else {
         return;

@@ -20,6 +20,7 @@ use ftp::config::units::parse_size;
 use ftp::net::tls::{self, ServerIdentity};
 use ftp::server::accounts::Accounts;
 use ftp::server::context::Context;
+use ftp::server::quota::default_max_files;
 use ftp::server::uploads::UploadLocks;
 use ftp::server::{fit_to_fd_limit, Config, Server};
 use ftp::storage::handle::Modes;
@@ -59,7 +60,8 @@ struct Args {
     /// newline dropped).
     #[arg(long, value_name = "PATH")]
     secret_file: Option<PathBuf>,
-    /// Accounts file (TOML): one secret, home folder and quota per user.
+    /// Accounts file (TOML): one secret, home folder, quota and max_files
+    /// per user.
     #[arg(long, value_name = "FILE", conflicts_with = "secret_file")]
     users: Option<PathBuf>,
     /// Most connections served at once; more are told the server is busy.
@@ -147,6 +149,11 @@ struct Args {
     /// Space the anonymous uploads may use together.
     #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = size)]
     anonymous_quota: u64,
+    /// Files the anonymous uploads may leave together, partial uploads
+    /// included. [default: one per 4 KiB of --anonymous-quota, at least
+    /// 1000]
+    #[arg(long, value_name = "N")]
+    anonymous_max_files: Option<u64>,
     /// Folder of the TLS certificate and key (created on first start).
     /// Default: the per-user config folder, where local clients find it.
     #[arg(long, value_name = "DIR")]
@@ -241,6 +248,10 @@ fn config(args: &Args, store: Arc<dyn Store>, accounts: Accounts, tls: ServerIde
             ),
             locks: UploadLocks::default(),
             metrics: Default::default(),
+            anonymous_max_files: args
+                .anonymous_max_files
+                .unwrap_or(default_max_files(args.anonymous_quota)),
+            entry_gates: Default::default(),
             min_rate: (args.min_rate > 0).then(|| {
                 (
                     args.min_rate,
@@ -283,7 +294,7 @@ fn stop_on_signals() -> Result<Arc<AtomicBool>> {
 /// words, for the line that tells how to connect.
 fn load_accounts(args: &Args) -> Result<(Accounts, String)> {
     if let Some(path) = &args.users {
-        let accounts = Accounts::load(path)?;
+        let accounts = Accounts::load(path, args.anonymous)?;
         if let Some(warning) = exposure_warning(path) {
             tracing::warn!("{warning}");
         }

@@ -7,6 +7,7 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use md5::{Digest, Md5};
 use rand::rngs::OsRng;
 use rand::RngCore;
 
@@ -15,6 +16,9 @@ use crate::error::{Error, Result};
 
 /// The environment variable that holds the secret.
 pub const SECRET_ENV: &str = "FTP_SECRET";
+
+/// The block size of MD5, which HMAC-MD5 pads or hashes its key to.
+const HMAC_MD5_BLOCK: usize = 64;
 
 /// A shared secret. Its `Debug` never shows the bytes.
 #[derive(Clone, PartialEq, Eq)]
@@ -32,6 +36,21 @@ impl Secret {
     /// The secret's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// The key HMAC-MD5 really uses: the secret zero-padded to the 64-byte
+    /// block, or its MD5 padded when it is longer than a block. Two
+    /// secrets with the same effective key answer every challenge alike
+    /// (`k` and `k\0`, or a long key and its MD5), so the login could not
+    /// tell their owners apart.
+    pub fn hmac_md5_key(&self) -> [u8; HMAC_MD5_BLOCK] {
+        let mut key = [0u8; HMAC_MD5_BLOCK];
+        if self.0.len() > HMAC_MD5_BLOCK {
+            key[..16].copy_from_slice(&Md5::digest(&self.0));
+        } else {
+            key[..self.0.len()].copy_from_slice(&self.0);
+        }
+        key
     }
 
     /// Whether the secret is a random key rather than a password: 128
@@ -243,6 +262,28 @@ mod tests {
         assert!(!key("Summer2024Summer2024Summer2024Summer2024Summer").looks_random());
         assert!(!key("linhaifeng bang bang bang").looks_random());
         assert!(!key(&"a".repeat(64)).looks_random());
+    }
+
+    #[test]
+    fn secrets_with_the_same_hmac_key_are_told_apart_only_by_bytes() {
+        let key = |s: &[u8]| Secret::new(s.to_vec()).unwrap();
+        let challenge = [7u8; 32];
+        let same = |a: &Secret, b: &Secret| {
+            let (pa, pb) = (
+                crate::wire::auth::respond(a.as_bytes(), &challenge),
+                crate::wire::auth::respond(b.as_bytes(), &challenge),
+            );
+            (a.hmac_md5_key() == b.hmac_md5_key(), pa == pb)
+        };
+        assert_eq!(same(&key(b"k"), &key(b"k\0")), (true, true));
+        assert_eq!(same(&key(b"k"), &key(b"k\0\0\0")), (true, true));
+        assert_eq!(same(&key(b"k"), &key(b"j")), (false, false));
+        let long = vec![b'x'; 65];
+        let its_md5 = Md5::digest(&long).to_vec();
+        assert_eq!(same(&key(&long), &key(&its_md5)), (true, true));
+        // Exactly one block is used as it is, not hashed.
+        let block = vec![b'x'; 64];
+        assert_eq!(same(&key(&block), &key(&long)), (false, false));
     }
 
     #[test]

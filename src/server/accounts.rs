@@ -1,5 +1,5 @@
 //! Who may log in: one shared secret, or a users file with a secret, a home
-//! folder and an optional quota per user.
+//! folder and an optional quota (bytes and entries) per user.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -10,7 +10,11 @@ use toml::Spanned;
 use crate::config::secret::{read_secret_file, Secret};
 use crate::config::units::parse_size;
 use crate::error::{Error, Result};
+use crate::server::quota::default_max_files;
 use crate::wire::names::validate_name;
+
+/// The name of the anonymous account, and of its home below the root.
+pub const ANONYMOUS: &str = "anonymous";
 
 /// One account.
 #[derive(Debug, Clone)]
@@ -21,6 +25,8 @@ pub struct Account {
     pub secret: Secret,
     /// Bytes the user may store, partial uploads included.
     pub quota: Option<u64>,
+    /// Files and folders the user may hold, partial uploads included.
+    pub max_files: Option<u64>,
 }
 
 impl Account {
@@ -31,13 +37,15 @@ impl Account {
     }
 
     /// The account of clients that do not log in (`--anonymous`): home
-    /// `ROOT/anonymous`, with its own quota.
+    /// `ROOT/anonymous`, with its own quota. Its entry limit is the
+    /// server's `--anonymous-max-files`, which the session applies.
     pub fn anonymous(quota: u64) -> Account {
         Account {
-            name: Some("anonymous".into()),
+            name: Some(ANONYMOUS.into()),
             // Never compared: nobody logs in as this account.
             secret: Secret::new(b"-".to_vec()).unwrap_or_else(|_| unreachable!()),
             quota: Some(quota),
+            max_files: None,
         }
     }
 
@@ -62,6 +70,7 @@ impl Accounts {
             name: None,
             secret,
             quota: None,
+            max_files: None,
         }])
     }
 
@@ -90,24 +99,26 @@ impl Accounts {
         self.accounts.iter().any(|a| a.name.is_some())
     }
 
-    /// Reads a users file.
+    /// Reads a users file; `anonymous` says whether the server lets
+    /// clients that do not log in upload (`--anonymous`).
     ///
     /// Fails with [`Error::Config`], naming the line and the reason, for
     /// TOML errors, a missing or invalid name, a user without a secret or
     /// with two, an unreadable secret file, a bad quota, duplicate names,
-    /// duplicate secrets, or no users at all.
-    pub fn load(path: &Path) -> Result<Accounts> {
+    /// duplicate secrets (as HMAC-MD5 keys), a user named `anonymous` on a
+    /// server with `--anonymous`, or no users at all.
+    pub fn load(path: &Path, anonymous: bool) -> Result<Accounts> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             line: None,
             reason: format!("cannot read: {e}"),
         })?;
-        Accounts::parse(&text, path)
+        Accounts::parse(&text, path, anonymous)
     }
 
     /// Parses the text of a users file; `path` names it in errors and is
-    /// where relative `secret_file` paths start from.
-    pub fn parse(text: &str, path: &Path) -> Result<Accounts> {
+    /// where relative `secret_file` paths start from. See [`Accounts::load`].
+    pub fn parse(text: &str, path: &Path, anonymous: bool) -> Result<Accounts> {
         let fail = |span: Option<std::ops::Range<usize>>, reason: String| Error::Config {
             path: path.to_path_buf(),
             line: span.map(|s| line_of(text, s.start)),
@@ -124,39 +135,77 @@ impl Accounts {
         let mut accounts = Vec::new();
         for user in file.user {
             let name_span = Some(user.name.span());
-            let name = user.name.into_inner();
-            validate_name(&name).map_err(|e| {
-                fail(
-                    name_span.clone(),
-                    format!("invalid user name {name:?}: {e}"),
-                )
-            })?;
-            if !names.insert(name.clone()) {
-                return Err(fail(name_span, format!("user {name:?} is defined twice")));
-            }
+            let name = user_name(user.name, &mut names, anonymous, &fail)?;
             let entry = (user.secret, user.secret_file);
             let secret = user_secret(&name, name_span.clone(), entry, base, &fail)?;
-            if !keys.insert(secret.as_bytes().to_vec()) {
+            // The login tells accounts apart by the key HMAC really uses,
+            // not by the bytes written.
+            if !keys.insert(secret.hmac_md5_key()) {
                 return Err(fail(
                     name_span,
                     format!("user {name:?} has the same secret as another user"),
                 ));
             }
-            let quota = match user.quota {
-                Some(q) => {
-                    let span = q.span();
-                    Some(parse_size(q.get_ref()).map_err(|e| fail(Some(span), e))?)
-                }
-                None => None,
-            };
+            let (quota, max_files) = user_limits(user.quota, user.max_files, &fail)?;
             accounts.push(Account {
                 name: Some(name),
                 secret,
                 quota,
+                max_files,
             });
         }
         Ok(Accounts::from_vec(accounts))
     }
+}
+
+/// What may fail a users file: the span it is about, and why.
+type Fail<'a> = dyn Fn(Option<std::ops::Range<usize>>, String) -> Error + 'a;
+
+/// A user's name: valid, not defined before (`seen` holds the names
+/// before it), and not the drop box's on a server with `--anonymous`.
+fn user_name(
+    name: Spanned<String>,
+    seen: &mut HashSet<String>,
+    anonymous: bool,
+    fail: &Fail,
+) -> Result<String> {
+    let span = Some(name.span());
+    let name = name.into_inner();
+    validate_name(&name)
+        .map_err(|e| fail(span.clone(), format!("invalid user name {name:?}: {e}")))?;
+    if !seen.insert(name.clone()) {
+        return Err(fail(span, format!("user {name:?} is defined twice")));
+    }
+    if anonymous && name == ANONYMOUS {
+        return Err(fail(
+            span,
+            "user \"anonymous\" would share ROOT/anonymous, the drop box of clients \
+             that do not log in (--anonymous); rename the user, or run the server \
+             without --anonymous"
+                .into(),
+        ));
+    }
+    Ok(name)
+}
+
+/// A user's quota in bytes, and in files and folders: `max_files` as
+/// written, else the default that goes with a quota.
+fn user_limits(
+    quota: Option<Spanned<String>>,
+    max_files: Option<Spanned<u64>>,
+    fail: &Fail,
+) -> Result<(Option<u64>, Option<u64>)> {
+    let quota = match quota {
+        Some(q) => {
+            let span = q.span();
+            Some(parse_size(q.get_ref()).map_err(|e| fail(Some(span), e))?)
+        }
+        None => None,
+    };
+    let max_files = max_files
+        .map(Spanned::into_inner)
+        .or(quota.map(default_max_files));
+    Ok((quota, max_files))
 }
 
 /// A user's secret: given inline or in a file named relative to the users
@@ -166,7 +215,7 @@ fn user_secret(
     name_span: Option<std::ops::Range<usize>>,
     (inline, file): (Option<Spanned<String>>, Option<Spanned<String>>),
     base: &Path,
-    fail: &impl Fn(Option<std::ops::Range<usize>>, String) -> Error,
+    fail: &Fail,
 ) -> Result<Secret> {
     match (inline, file) {
         (Some(s), None) => {
@@ -204,6 +253,7 @@ struct UserEntry {
     secret: Option<Spanned<String>>,
     secret_file: Option<Spanned<String>>,
     quota: Option<Spanned<String>>,
+    max_files: Option<Spanned<u64>>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -215,7 +265,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Accounts> {
-        Accounts::parse(text, Path::new("users.toml"))
+        Accounts::parse(text, Path::new("users.toml"), true)
     }
 
     #[test]
@@ -227,9 +277,19 @@ mod tests {
         let alice = a.get(0).unwrap();
         assert_eq!(alice.label(), "alice");
         assert_eq!(alice.quota, Some(1 << 20));
+        assert_eq!(alice.max_files, Some(default_max_files(1 << 20)));
         assert_eq!(alice.home(), ["alice"]);
         assert_eq!(a.get(1).unwrap().quota, None);
+        assert_eq!(a.get(1).unwrap().max_files, None);
         assert!(a.is_multi_user());
+    }
+
+    #[test]
+    fn max_files_is_taken_as_written_and_anonymous_is_a_name_without_the_drop_box() {
+        let text = "[[user]]\nname = \"anonymous\"\nsecret = \"k\"\nmax_files = 7\n";
+        let a = Accounts::parse(text, Path::new("users.toml"), false).unwrap();
+        let only = a.get(0).unwrap();
+        assert_eq!((only.quota, only.max_files), (None, Some(7)));
     }
 
     #[test]
@@ -258,6 +318,18 @@ mod tests {
             (
                 "[[user]]\nname = \"a\"\nsecret = \"k\"\nshell = \"/bin/sh\"\n",
                 "users.toml:4: unknown field `shell`",
+            ),
+            (
+                "[[user]]\nname = \"a\"\nsecret = \"k\"\n[[user]]\nname = \"b\"\nsecret = \"k\\u0000\"\n",
+                "users.toml:5: user \"b\" has the same secret",
+            ),
+            (
+                "[[user]]\nname = \"anonymous\"\nsecret = \"k\"\n",
+                "users.toml:2: user \"anonymous\" would share ROOT/anonymous",
+            ),
+            (
+                "[[user]]\nname = \"a\"\nsecret = \"k\"\nmax_files = -1\n",
+                "users.toml:4:",
             ),
             ("[[user]\n", "users.toml:1:"),
             ("", "users.toml: no [[user]] entries"),

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::server::metrics::Metrics;
+use crate::server::quota::EntryGates;
 use crate::server::uploads::UploadLocks;
 use crate::storage::Store;
 
@@ -28,4 +29,9 @@ pub struct Context {
     pub min_rate: Option<(u64, Duration)>,
     /// What the server counts, for `--metrics`.
     pub metrics: Arc<Metrics>,
+    /// Files and folders the anonymous drop box may hold, partial uploads
+    /// included (`--anonymous-max-files`).
+    pub anonymous_max_files: u64,
+    /// Where commands that add entries to a home pass one at a time.
+    pub entry_gates: Arc<EntryGates>,
 }

@@ -14,6 +14,7 @@ pub mod hosts;
 pub mod login;
 pub mod metrics;
 pub mod poller;
+pub mod quota;
 pub mod session;
 pub mod uploads;
 pub mod workers;
@@ -343,7 +344,7 @@ impl Server {
             .stack_size(THREAD_STACK)
             .spawn(move || loop {
                 let claim = |key: &str| {
-                    let held = locks.try_lock(key, 0)?;
+                    let held = locks.try_lock(key)?;
                     Some(Box::new(held) as Box<dyn Send>)
                 };
                 let removed = store.sweep(ttl, &claim);

@@ -68,6 +68,8 @@ pub struct Session<'a> {
     pub(crate) cwd: Vec<String>,
     /// An anonymous client: it may only upload, and never replace a file.
     pub(crate) anonymous: bool,
+    /// Files and folders the home may hold, partial uploads included.
+    pub(crate) max_files: Option<u64>,
 }
 
 impl<'a> Session<'a> {
@@ -79,14 +81,17 @@ impl<'a> Session<'a> {
             home: account.home(),
             cwd: Vec::new(),
             anonymous: false,
+            max_files: account.max_files,
         }
     }
 
     /// A session for a client that did not log in: `put` only, into the
-    /// anonymous account's home, never replacing a file.
+    /// anonymous account's home, never replacing a file, within the
+    /// server's `--anonymous-max-files`.
     pub fn anonymous(ctx: &'a Context, account: &'a Account) -> Session<'a> {
         Session {
             anonymous: true,
+            max_files: Some(ctx.anonymous_max_files),
             ..Session::new(ctx, account)
         }
     }

@@ -75,36 +75,6 @@ pub fn unix_secs(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// Total size of the regular files below `dir`, partial uploads included,
-/// walked through folder handles: links are not followed.
-///
-/// Fails when a folder cannot be read.
-pub fn usage(dir: &Path) -> io::Result<u64> {
-    let mut total = 0u64;
-    let mut stack = match Folder::open(dir) {
-        Ok(folder) => vec![folder],
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    while let Some(folder) = stack.pop() {
-        for found in folder.entries()? {
-            let found = found?;
-            match found.kind {
-                Kind::File(len) => total = total.saturating_add(len),
-                // A folder removed or renamed while we walk is simply no
-                // longer there, not a failure.
-                Kind::Dir => match folder.child(found.name.as_os_str()) {
-                    Ok(child) => stack.push(child),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                },
-                Kind::Link | Kind::Other => {}
-            }
-        }
-    }
-    Ok(total)
-}
-
 /// Where the partial upload of `name` in `dir` lives.
 pub fn partial_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(PARTIAL_DIR).join(name)
@@ -277,7 +247,8 @@ mod tests {
         let theirs = outside.path().join(PARTIAL_DIR).join("theirs");
         fs::write(&theirs, b"not ours to count or sweep").unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("door")).unwrap();
-        assert_eq!(usage(dir.path()).unwrap(), 4);
+        let used = crate::storage::usage::measure(dir.path()).unwrap();
+        assert_eq!((used.bytes, used.entries), (4, 1), "mine, not the link");
         let any = |_: &Path| Some(());
         assert_eq!(sweep_partials(dir.path(), Duration::ZERO, 2, any), 0);
         assert!(theirs.exists());

@@ -22,6 +22,7 @@ pub mod s3;
 pub mod usage;
 
 pub use local::FolderError;
+pub use usage::Usage;
 
 /// A folder in a store: the home's path from the store's root, then the
 /// folder inside the home.
@@ -109,7 +110,8 @@ pub struct UploadPlan {
 }
 
 /// An upload in progress. Dropping it without [`Upload::finish`] keeps
-/// what was written for a later resume.
+/// what was written for a later resume; an upload that wrote nothing at
+/// all (a client that asked for `ready` and left) leaves nothing behind.
 pub trait Upload: Send {
     /// Where the body starts: the bytes kept from an earlier attempt.
     fn offset(&self) -> u64;
@@ -191,8 +193,9 @@ pub trait Store: Send + Sync + fmt::Debug {
         -> StoreResult<Box<dyn Upload>>;
     /// Opens the file `name` for reading.
     fn open_file(&self, at: Place, name: &str) -> StoreResult<Box<dyn StoredFile>>;
-    /// Bytes stored under `home`.
-    fn usage(&self, home: &[String]) -> StoreResult<u64>;
+    /// What is stored under `home`: bytes, and files and folders, partial
+    /// uploads included.
+    fn usage(&self, home: &[String]) -> StoreResult<Usage>;
     /// Bytes the store can still take below `at`, if it is bounded.
     fn free_space(&self, at: Place) -> StoreResult<Option<u64>>;
     /// Removes partial uploads untouched for `max_age` whose key `claim`

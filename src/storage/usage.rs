@@ -1,6 +1,7 @@
-//! What each home holds, measured once and then kept up to date by the
-//! server's own changes (bytes written, files replaced, removed, swept),
-//! so that a put with a quota does not walk the whole home.
+//! What each home holds (bytes, and files and folders), measured once and
+//! then kept up to date by the server's own changes (bytes written, files
+//! and folders created, replaced, removed, swept), so that a command
+//! under a quota does not walk the whole home.
 //!
 //! A home is measured again after anything the book cannot account for:
 //! a failed write, or a sweep of stale partials.
@@ -10,25 +11,36 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::storage::local;
+use crate::storage::handle::{Folder, Kind};
+use crate::wire::names::PARTIAL_DIR;
 
-/// Bytes under each home, partial uploads included.
+/// What a home holds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes of its files, partial uploads included.
+    pub bytes: u64,
+    /// Its files and folders, partial uploads included; the folders that
+    /// hold partial uploads are the server's, and not counted.
+    pub entries: u64,
+}
+
+/// What each home holds, partial uploads included.
 #[derive(Debug, Default, Clone)]
-pub struct UsageBook(Arc<Mutex<HashMap<PathBuf, u64>>>);
+pub struct UsageBook(Arc<Mutex<HashMap<PathBuf, Usage>>>);
 
 impl UsageBook {
-    fn book(&self) -> MutexGuard<'_, HashMap<PathBuf, u64>> {
+    fn book(&self) -> MutexGuard<'_, HashMap<PathBuf, Usage>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Bytes under `home`: from the book, or walked the first time.
+    /// What `home` holds: from the book, or walked the first time.
     ///
     /// Fails when the walk fails.
-    pub fn used(&self, home: &Path) -> io::Result<u64> {
+    pub fn used(&self, home: &Path) -> io::Result<Usage> {
         if let Some(&used) = self.book().get(home) {
             return Ok(used);
         }
-        let measured = local::usage(home)?;
+        let measured = measure(home)?;
         Ok(*self.book().entry(home.to_path_buf()).or_insert(measured))
     }
 
@@ -40,15 +52,27 @@ impl UsageBook {
 
     /// `n` more bytes were written under `home`.
     pub fn add(&self, home: &Path, n: u64) {
-        if let Some(used) = self.book().get_mut(home) {
-            *used = used.saturating_add(n);
-        }
+        self.change(home, |u| u.bytes = u.bytes.saturating_add(n));
     }
 
     /// `n` bytes under `home` were removed or replaced.
     pub fn remove(&self, home: &Path, n: u64) {
+        self.change(home, |u| u.bytes = u.bytes.saturating_sub(n));
+    }
+
+    /// `n` files or folders were created under `home`.
+    pub fn created(&self, home: &Path, n: u64) {
+        self.change(home, |u| u.entries = u.entries.saturating_add(n));
+    }
+
+    /// `n` files or folders under `home` went away.
+    pub fn deleted(&self, home: &Path, n: u64) {
+        self.change(home, |u| u.entries = u.entries.saturating_sub(n));
+    }
+
+    fn change(&self, home: &Path, f: impl FnOnce(&mut Usage)) {
         if let Some(used) = self.book().get_mut(home) {
-            *used = used.saturating_sub(n);
+            f(used);
         }
     }
 
@@ -64,6 +88,47 @@ impl UsageBook {
     }
 }
 
+/// What the folder `dir` holds: the size of its regular files and the
+/// number of its files and folders, at any depth. The walk goes through
+/// folder handles, so a link is neither followed nor counted, not even
+/// one swapped in for a folder while the walk runs.
+///
+/// Fails when a folder cannot be read.
+pub fn measure(dir: &Path) -> io::Result<Usage> {
+    let mut total = Usage::default();
+    let mut stack = match Folder::open(dir) {
+        Ok(folder) => vec![folder],
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(total),
+        Err(e) => return Err(e),
+    };
+    while let Some(folder) = stack.pop() {
+        for found in folder.entries()? {
+            let found = found?;
+            match found.kind {
+                Kind::File(len) => {
+                    total.bytes = total.bytes.saturating_add(len);
+                    total.entries += 1;
+                }
+                // A folder removed or renamed while we walk is simply no
+                // longer there, not a failure.
+                Kind::Dir => match folder.child(found.name.as_os_str()) {
+                    Ok(child) => {
+                        stack.push(child);
+                        // The folders that hold partials are the server's.
+                        if found.name != PARTIAL_DIR {
+                            total.entries += 1;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                },
+                Kind::Link | Kind::Other => {}
+            }
+        }
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,16 +139,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("a"), vec![0u8; 100]).unwrap();
         let book = UsageBook::default();
+        let used = |bytes, entries| Usage { bytes, entries };
         assert!(!book.tracks(dir.path()));
-        assert_eq!(book.used(dir.path()).unwrap(), 100);
+        assert_eq!(book.used(dir.path()).unwrap(), used(100, 1));
         assert!(book.tracks(dir.path()));
         // Not walked again: a file written behind the server's back is
         // not seen until the home is forgotten.
         fs::write(dir.path().join("b"), vec![0u8; 50]).unwrap();
         book.add(dir.path(), 10);
         book.remove(dir.path(), 30);
-        assert_eq!(book.used(dir.path()).unwrap(), 80);
+        book.created(dir.path(), 3);
+        book.deleted(dir.path(), 1);
+        assert_eq!(book.used(dir.path()).unwrap(), used(80, 3));
         book.forget(dir.path());
-        assert_eq!(book.used(dir.path()).unwrap(), 150);
+        assert_eq!(book.used(dir.path()).unwrap(), used(150, 2));
+    }
+
+    #[test]
+    fn files_and_folders_count_but_not_the_partial_folders_or_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        fs::create_dir_all(sub.join(PARTIAL_DIR)).unwrap();
+        fs::write(sub.join(PARTIAL_DIR).join("part"), b"abc").unwrap();
+        fs::write(sub.join("f"), b"de").unwrap();
+        fs::write(dir.path().join("empty"), b"").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir.path().join("l")).unwrap();
+        let u = measure(dir.path()).unwrap();
+        // sub, its partial, f and empty.
+        assert_eq!((u.bytes, u.entries), (5, 4));
     }
 }

@@ -1,6 +1,7 @@
 //! Folders inside the home: pwd, cd, mkdir and rm.
 
 use super::{bad_name, store_refusal};
+use crate::server::quota::check_entries;
 use crate::server::session::Session;
 use crate::storage::{Place, StoreError};
 use crate::wire::message::{ErrorCode, ErrorReply, Folder, Removed};
@@ -32,6 +33,12 @@ impl Session<'_> {
         if target.is_empty() {
             return Err(ErrorReply::new(ErrorCode::Exists, "the home folder exists"));
         }
+        // The check and the folders it allows are one step.
+        let home = self.home.join("/");
+        let _gate = self.max_files.map(|_| self.ctx.entry_gates.enter(&home));
+        if let Some(max) = self.max_files {
+            check_entries(self.used()?.entries, self.missing_folders(&target), max)?;
+        }
         match self.ctx.store.make_folder(Place::new(&self.home, &target)) {
             Ok(()) => Ok(Folder { path: shown }),
             Err(StoreError::Exists) => Err(ErrorReply::new(
@@ -40,6 +47,21 @@ impl Session<'_> {
             )),
             Err(e) => Err(store_refusal(e, &shown)),
         }
+    }
+
+    /// How many folders of the path `target` are not there yet: those a
+    /// mkdir would create.
+    fn missing_folders(&self, target: &[String]) -> u64 {
+        let store = &self.ctx.store;
+        let there = (0..=target.len())
+            .rev()
+            .find(|&n| {
+                store
+                    .check_folder(Place::new(&self.home, &target[..n]))
+                    .is_ok()
+            })
+            .unwrap_or(0);
+        (target.len() - there) as u64
     }
 
     /// Removes a file or an empty folder, and any partial upload of that
@@ -62,7 +84,7 @@ impl Session<'_> {
     /// returns whether there was one.
     fn remove_stale_partial(&self, name: &str) -> Result<bool, ErrorReply> {
         let at = self.place();
-        let Some(_held) = self.ctx.locks.try_lock(&at.key(name), 0) else {
+        let Some(_held) = self.ctx.locks.try_lock(&at.key(name)) else {
             return Ok(false);
         };
         self.ctx

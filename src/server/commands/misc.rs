@@ -2,7 +2,7 @@
 
 use super::store_refusal;
 use crate::server::session::Session;
-use crate::storage::Place;
+use crate::storage::{Place, Usage as Stored};
 use crate::wire::auth::{server_proof, NONCE_LEN};
 use crate::wire::message::{Echoed, ErrorCode, ErrorReply, Proof, Usage};
 
@@ -26,11 +26,19 @@ impl Session<'_> {
         }
     }
 
+    /// What the home holds, for the quota.
+    pub(crate) fn used(&self) -> Result<Stored, ErrorReply> {
+        self.ctx
+            .store
+            .usage(&self.home)
+            .map_err(|e| store_refusal(e, ""))
+    }
+
     /// Space used by the home, its quota, and what can still be stored.
     pub(crate) fn usage(&self) -> Result<Usage, ErrorReply> {
         let store = &self.ctx.store;
         let refused = |e| store_refusal(e, "");
-        let used = store.usage(&self.home).map_err(refused)?;
+        let used = self.used()?.bytes;
         let free = store
             .free_space(Place::new(&self.home, &[]))
             .map_err(refused)?

@@ -1,6 +1,7 @@
 //! Upload: every check that can be made before the body, then the body
 //! into the store, the digest check, and the atomic commit.
 
+use std::io;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -9,8 +10,9 @@ use crate::error::{Error, Result};
 use crate::io::pump::{buffer_for, pump, PumpError};
 use crate::io::throttle::RateFloor;
 use crate::net::Transport;
+use crate::server::quota::{check_bytes, check_entries, exceeded_while_storing};
 use crate::server::session::{refuse, Outcome, Session};
-use crate::server::uploads::UploadLock;
+use crate::server::uploads::{Owner, UploadLock};
 use crate::storage::{StoreError, Upload, UploadPlan};
 use crate::wire::frame::{self, MAX_HEADER_LEN};
 use crate::wire::message::{Digest, ErrorCode, ErrorReply, PutDone, PutReady, PutRequest, Reply};
@@ -21,9 +23,9 @@ use crate::wire::names::{escape, validate_name};
 /// connection stays usable. Larger bodies close the connection instead.
 pub const MAX_DRAIN: u64 = 64 * 1024 * 1024;
 
-/// How long a put waits for an earlier upload of the same name (whose
-/// connection it cuts) to let go: the same user running the upload again
-/// after killing the first takes it over.
+/// How long a put waits for an earlier upload of the same name by the
+/// same account (whose connection it cuts) to let go: the same user
+/// running the upload again after killing the first takes it over.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 
 /// An upload that passed every check, holds its name, and has begun in
@@ -34,6 +36,15 @@ struct PreparedPut {
     /// Whether a file of that name existed when the upload started.
     replaces: bool,
     lock: UploadLock,
+}
+
+/// How the body of an upload ended.
+enum BodyEnd {
+    /// Every byte was read; the first write error, if any.
+    Read(Option<StoreError>),
+    /// Stopped at a chunk that the quota does not allow (or that could not
+    /// be checked against it); the body is still coming.
+    Refused(ErrorReply),
 }
 
 impl Session<'_> {
@@ -47,15 +58,23 @@ impl Session<'_> {
         if req.wants_ready() {
             frame::write_json(s, &Reply::Ok(PutReady { offset }))?;
         }
-        // A broken connection leaves the partial data for a resume.
+        // A broken connection leaves the partial data for a resume. The
+        // body of a refused upload is still coming and cannot be skipped:
+        // the connection closes.
         let write_error = match self.receive_body(&req, &mut prepared, s) {
             Err(Error::DiskFull(e)) => {
                 self.ctx.metrics.uploads_failed.inc();
                 let reply = store_refusal(StoreError::NoSpace(e), &prepared.name);
-                // The body is still coming and cannot be skipped: close.
                 return refuse(s, reply).map(Outcome::closing);
             }
-            other => other?,
+            // What it stored would only hold the quota that others filled.
+            Ok(BodyEnd::Refused(reply)) => {
+                self.ctx.metrics.uploads_failed.inc();
+                prepared.upload.discard();
+                return refuse(s, reply).map(Outcome::closing);
+            }
+            Ok(BodyEnd::Read(write_error)) => write_error,
+            Err(e) => return Err(e),
         };
         let expected = self.read_digest(&req, s)?;
         let finished = match (write_error, expected) {
@@ -134,10 +153,15 @@ impl Session<'_> {
         let existing = self.existing_len(name)?;
         let at = self.place();
         let key = at.key(name);
+        let owner = match self.anonymous {
+            true => Owner::Anonymous,
+            false => Owner::Account(self.account.name.clone()),
+        };
+        let home = self.home.join("/");
         let lock = self
             .ctx
             .locks
-            .take_over(&key, req.filesize, socket, TAKEOVER_WAIT)
+            .take_over(&key, &home, owner, socket, TAKEOVER_WAIT)
             .ok_or_else(|| {
                 ErrorReply::new(
                     ErrorCode::Busy,
@@ -150,10 +174,16 @@ impl Session<'_> {
             hash: req.digest.is_some(),
             overwrite: self.ctx.overwrite && !self.anonymous,
         };
-        self.check_room(req, name, &key, existing.unwrap_or(0))?;
+        // A new name's entry is checked and made in one step.
+        let _gate = (self.max_files.is_some() && existing.is_none())
+            .then(|| self.ctx.entry_gates.enter(&home));
+        self.check_room(req, name, &lock, existing.is_none())?;
         let store = &self.ctx.store;
         let refused = |e| store_refusal(e, name);
         let upload = store.begin_upload(at, name, plan).map_err(refused)?;
+        // What it kept is charged to it, whether the store's usage
+        // counts that already or leaves it to the upload.
+        lock.hold(upload.offset());
         lock.set_counted(upload.counted());
         Ok(PreparedPut {
             name: name.to_string(),
@@ -164,13 +194,14 @@ impl Session<'_> {
     }
 
     /// Refuses an upload of `name` that the store has no room for, or that
-    /// would take the home over its quota; `replaced` bytes go with it.
+    /// would take the home over its quota; `new` when no file of that
+    /// name exists (the upload adds an entry).
     fn check_room(
         &self,
         req: &PutRequest,
         name: &str,
-        key: &str,
-        replaced: u64,
+        lock: &UploadLock,
+        new: bool,
     ) -> Result<(), ErrorReply> {
         let (store, at) = (&self.ctx.store, self.place());
         let refused = |e| store_refusal(e, name);
@@ -187,7 +218,8 @@ impl Session<'_> {
                 ));
             }
         }
-        self.check_quota(req.filesize, key, kept, replaced)
+        // A kept partial is an entry already.
+        self.check_quota(needed, lock, new && kept == 0)
     }
 
     /// The size of the file an upload would replace, if any; refuses a
@@ -210,57 +242,44 @@ impl Session<'_> {
         Ok(existing)
     }
 
-    /// Refuses an upload that would take the home over its quota once every
-    /// running upload is done and this file has replaced `replaced` bytes.
-    /// `kept` bytes of this upload are stored (and counted) already.
-    fn check_quota(
-        &self,
-        filesize: u64,
-        key: &str,
-        kept: u64,
-        replaced: u64,
-    ) -> Result<(), ErrorReply> {
-        let Some(quota) = self.account.quota else {
+    /// Refuses an upload whose `needed` bytes cannot fit in the quota
+    /// beside what is stored and what running uploads have written (not
+    /// what they declared), or that would add an entry (`new`) past the
+    /// entry limit. The file it replaces counts until it is replaced: so
+    /// does a partial left by a replacement that broke off.
+    fn check_quota(&self, needed: u64, lock: &UploadLock, new: bool) -> Result<(), ErrorReply> {
+        let quota = self.account.quota;
+        if quota.is_none() && self.max_files.is_none() {
+            return Ok(());
+        }
+        let used = self.used()?;
+        if let (Some(max), true) = (self.max_files, new) {
+            check_entries(used.entries, 1, max)?;
+        }
+        let Some(quota) = quota else {
             return Ok(());
         };
-        let used = self
-            .ctx
-            .store
-            .usage(&self.home)
+        let projected = lock
+            .projected(needed, || Ok(used.bytes))
             .map_err(|e| store_refusal(e, ""))?;
-        // Uploads still running count with their whole declared size, not
-        // just the part they have written.
-        let home = self.home.join("/");
-        let (declared, written) = self.ctx.locks.others_below(&home, key);
-        let projected = used
-            .saturating_sub(written)
-            .saturating_add(declared)
-            .saturating_sub(replaced)
-            .saturating_sub(kept)
-            .saturating_add(filesize);
-        if projected > quota {
-            return Err(ErrorReply::new(
-                ErrorCode::QuotaExceeded,
-                format!(
-                    "quota exceeded: storing {filesize} bytes would use {projected} of {quota} bytes"
-                ),
-            ));
-        }
-        Ok(())
+        check_bytes(projected, needed, quota)
     }
 
-    /// Reads the body into the store. A write error does not stop the
-    /// reading, so the stream stays in step for the error reply; it is
-    /// returned once the body is read. A full store stops it at once.
+    /// Reads the body into the store, charging each chunk to the quota
+    /// before it is written. A write error does not stop the reading, so
+    /// the stream stays in step for the error reply; it is returned once
+    /// the body is read. A full store, or a full quota, stops it at once.
     fn receive_body<S: Transport>(
         &self,
         req: &PutRequest,
         prepared: &mut PreparedPut,
         s: &mut S,
-    ) -> Result<Option<StoreError>> {
-        let body = req.filesize - prepared.upload.offset();
+    ) -> Result<BodyEnd> {
+        let offset = prepared.upload.offset();
+        let body = req.filesize - offset;
         let mut buf = buffer_for(body);
-        let mut write_error = None;
+        let (mut write_error, mut over_quota) = (None, None);
+        let mut stored = offset;
         let mut floor = self
             .ctx
             .min_rate
@@ -271,8 +290,15 @@ impl Session<'_> {
                 floor.note(chunk.len())?;
             }
             if write_error.is_none() {
+                if let Err(e) = self.charge(lock, chunk.len() as u64, stored, req.filesize) {
+                    over_quota = Some(e);
+                    return Err(io::Error::other("quota exceeded"));
+                }
                 match upload.write(chunk) {
-                    Ok(()) => lock.set_counted(upload.counted()),
+                    Ok(()) => {
+                        stored += chunk.len() as u64;
+                        lock.set_counted(upload.counted());
+                    }
                     // A full store stops the upload at once; what was
                     // written stays for a resume once there is room.
                     Err(StoreError::NoSpace(e)) => return Err(e),
@@ -281,14 +307,40 @@ impl Session<'_> {
             }
             Ok(())
         });
+        if let Some(reply) = over_quota {
+            return Ok(BodyEnd::Refused(reply));
+        }
         match pumped {
-            Ok(_) => Ok(write_error),
+            Ok(_) => Ok(BodyEnd::Read(write_error)),
             Err(PumpError::Source(e)) => Err(e),
             Err(PumpError::Sink(e)) if crate::storage::local::is_no_space(&e) => {
                 Err(Error::DiskFull(e))
             }
             // Too slow: dropped, and the partial stays for a resume.
             Err(PumpError::Sink(e)) => Err(Error::io("receiving the file", e)),
+        }
+    }
+
+    /// Charges the next `n` bytes of an upload of `filesize` bytes, of
+    /// which `written` are stored, to the home's quota, if it has one.
+    fn charge(
+        &self,
+        lock: &UploadLock,
+        n: u64,
+        written: u64,
+        filesize: u64,
+    ) -> Result<(), ErrorReply> {
+        let Some(quota) = self.account.quota else {
+            return Ok(());
+        };
+        let used = || self.ctx.store.usage(&self.home).map(|u| u.bytes);
+        // Measured once outside the lock, so that a store that lists its
+        // usage does not hold every upload up while it does.
+        used().map_err(|e| store_refusal(e, ""))?;
+        match lock.charge(n, quota, used) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(exceeded_while_storing(written, filesize, quota)),
+            Err(e) => Err(store_refusal(e, "")),
         }
     }
 

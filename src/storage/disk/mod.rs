@@ -19,7 +19,7 @@ use rustix::fs::OFlags;
 use self::upload::{DiskFile, DiskUpload};
 use super::handle::{Folder, Kind, Modes};
 use super::local;
-use super::usage::UsageBook;
+use super::usage::{Usage, UsageBook};
 use super::{
     Claim, Entries, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
 };
@@ -141,17 +141,21 @@ impl Store for DiskStore {
         let Some((last, parents)) = at.folder.split_last() else {
             return Err(StoreError::Exists);
         };
+        let home = self.home(at.home);
         let mut dir = self.folder(Place::new(at.home, &[]))?;
         for (i, part) in parents.iter().enumerate() {
             match dir.make_dir(part, self.modes) {
-                Ok(()) => {}
+                Ok(()) => self.usage.created(&home, 1),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(StoreError::Failed("creating a folder", e)),
             }
             dir = self.folder(Place::new(at.home, &parents[..=i]))?;
         }
         match dir.make_dir(last, self.modes) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.usage.created(&home, 1);
+                Ok(())
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(StoreError::Exists),
             Err(e) => Err(StoreError::Failed("creating a folder", e)),
         }
@@ -180,8 +184,13 @@ impl Store for DiskStore {
         };
         match result {
             Ok(()) => {
+                let home = self.home(at.home);
                 if let Kind::File(len) = kind {
-                    self.usage.remove(&self.home(at.home), len);
+                    self.usage.remove(&home, len);
+                }
+                // Links are no entries of the quota.
+                if matches!(kind, Kind::File(_) | Kind::Dir) {
+                    self.usage.deleted(&home, 1);
                 }
                 Ok(())
             }
@@ -196,10 +205,15 @@ impl Store for DiskStore {
         let Ok(partials) = self.folder(at)?.partials(false, self.modes) else {
             return Ok(false);
         };
-        let len = partials.file_len(name).unwrap_or(0);
+        let len = partials.file_len(name);
         match partials.remove_file(name) {
             Ok(()) => {
-                self.usage.remove(&self.home(at.home), len);
+                // A link in its place was no entry of the quota.
+                if let Some(len) = len {
+                    let home = self.home(at.home);
+                    self.usage.remove(&home, len);
+                    self.usage.deleted(&home, 1);
+                }
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -239,9 +253,13 @@ impl Store for DiskStore {
         let file = partials
             .open_file(name, flags, self.modes)
             .map_err(StoreError::failed("creating the upload file"))?;
-        // Starting from 0 empties a partial that was there.
-        if offset == 0 && self.usage.tracks(&home) {
-            self.usage.remove(&home, kept.unwrap_or(0));
+        // Starting from 0 empties a partial that was there, or makes one.
+        if self.usage.tracks(&home) {
+            match (kept, offset) {
+                (None, _) => self.usage.created(&home, 1),
+                (Some(len), 0) => self.usage.remove(&home, len),
+                _ => {}
+            }
         }
         let mut hasher = plan.hash.then(blake3::Hasher::new);
         if let (Some(h), true) = (hasher.as_mut(), offset > 0) {
@@ -265,6 +283,7 @@ impl Store for DiskStore {
             flushed: offset,
             durable: self.durable,
             overwrite: plan.overwrite,
+            finished: false,
         }))
     }
 
@@ -281,7 +300,7 @@ impl Store for DiskStore {
         }))
     }
 
-    fn usage(&self, home: &[String]) -> StoreResult<u64> {
+    fn usage(&self, home: &[String]) -> StoreResult<Usage> {
         self.usage
             .used(&self.home(home))
             .map_err(StoreError::failed("measuring usage"))
@@ -373,6 +392,46 @@ mod tests {
             .read_to_string(&mut tail)
             .unwrap();
         assert_eq!((file.size(), tail.as_str()), (6, "yz"));
+    }
+
+    #[test]
+    fn the_book_counts_entries_as_a_walk_would_through_every_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
+        let (home, top) = (names(&["alice"]), names(&[]));
+        store.open_home(&home).unwrap();
+        let at = Place::new(&home, &top);
+        let walked = || crate::storage::usage::measure(&dir.path().join("alice")).unwrap();
+        let plan = |filesize| UploadPlan {
+            filesize,
+            resume: true,
+            hash: false,
+            overwrite: true,
+        };
+        assert_eq!(store.usage(&home).unwrap(), walked(), "measured first");
+        store
+            .make_folder(Place::new(&home, &names(&["a", "b"])))
+            .unwrap();
+        let mut up = store.begin_upload(at, "f", plan(4)).unwrap();
+        up.write(b"ab").unwrap();
+        drop(up);
+        assert_eq!(store.usage(&home).unwrap(), walked(), "with a partial");
+        let mut up = store.begin_upload(at, "f", plan(4)).unwrap();
+        up.write(b"cd").unwrap();
+        up.finish(None).unwrap();
+        let mut up = store.begin_upload(at, "f", plan(1)).unwrap();
+        up.write(b"e").unwrap();
+        up.finish(None).unwrap();
+        assert_eq!(store.usage(&home).unwrap(), walked(), "after a replacement");
+        // An upload that wrote nothing leaves nothing.
+        drop(store.begin_upload(at, "probe", plan(9)).unwrap());
+        store.begin_upload(at, "gone", plan(9)).unwrap().discard();
+        store
+            .remove(Place::new(&home, &names(&["a"])), "b")
+            .unwrap();
+        assert_eq!(store.usage(&home).unwrap(), walked(), "after removals");
+        let u = store.usage(&home).unwrap();
+        assert_eq!((u.bytes, u.entries), (1, 2), "the file f and the folder a");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! An upload into a partial file of the disk store, and a stored file
-//! opened for reading.
+//! An upload into a partial file of the disk store, with the home's
+//! usage book kept up to date as it goes, and a stored file opened for
+//! reading.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -28,6 +29,9 @@ pub(super) struct DiskUpload {
     pub(super) flushed: u64,
     pub(super) durable: bool,
     pub(super) overwrite: bool,
+    /// Committed or discarded: the partial file is no longer this
+    /// upload's to remove.
+    pub(super) finished: bool,
 }
 
 impl DiskUpload {
@@ -35,6 +39,19 @@ impl DiskUpload {
     fn discard_with<T>(self: Box<Self>, e: StoreError) -> StoreResult<T> {
         self.discard();
         Err(e)
+    }
+
+    /// Deletes the partial file, and notes that it is gone.
+    fn remove_partial(&mut self) {
+        self.finished = true;
+        let len = self.partials.file_len(&self.name);
+        // A link in its place was no entry of the quota.
+        if self.partials.remove_file(&self.name).is_ok() {
+            if let Some(len) = len {
+                self.usage.remove(&self.home, len);
+                self.usage.deleted(&self.home, 1);
+            }
+        }
     }
 
     /// Puts the finished file under its name (see [`Folder::rename`]);
@@ -96,12 +113,17 @@ impl Upload for DiskUpload {
             }
         }
         let replaced = match self.usage.tracks(&self.home) {
-            true => self.folder.file_len(&self.name).unwrap_or(0),
-            false => 0,
+            true => self.folder.file_len(&self.name),
+            false => None,
         };
         match self.commit() {
             Ok(()) => {
-                self.usage.remove(&self.home, replaced);
+                self.finished = true;
+                if let Some(len) = replaced {
+                    // The partial took the old file's place.
+                    self.usage.remove(&self.home, len);
+                    self.usage.deleted(&self.home, 1);
+                }
                 Ok(actual)
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -111,10 +133,17 @@ impl Upload for DiskUpload {
         }
     }
 
-    fn discard(self: Box<Self>) {
-        let len = self.partials.file_len(&self.name).unwrap_or(0);
-        if self.partials.remove_file(&self.name).is_ok() {
-            self.usage.remove(&self.home, len);
+    fn discard(mut self: Box<Self>) {
+        self.remove_partial();
+    }
+}
+
+impl Drop for DiskUpload {
+    /// An upload that wrote nothing has nothing to resume: its empty
+    /// partial file would only hold an entry of the quota.
+    fn drop(&mut self) {
+        if !self.finished && self.written == 0 {
+            self.remove_partial();
         }
     }
 }

@@ -6,14 +6,13 @@
 //! Uploads are described in [`upload`]. What several servers share and
 //! what each keeps to itself is in docs/DEPLOY.md.
 
-use std::collections::HashMap;
 use std::io::{self, Read};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::Error;
 use crate::storage::{
-    Claim, Entries, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
+    Claim, Entries, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan, Usage,
 };
 use crate::wire::names::PARTIAL_DIR;
 
@@ -22,14 +21,12 @@ pub mod client;
 mod listing;
 pub mod tree;
 pub mod upload;
+pub mod usage;
 
 use client::{Endpoint, S3Client};
 use rusty_s3::actions::ListObjectsV2Response;
 use upload::{KnownDigest, S3Upload, Target, MIN_PART};
-
-/// How long a home's usage, summed from a listing, is believed: a quota
-/// can be overrun by what other servers stored in that time.
-pub const USAGE_TTL: Duration = Duration::from_secs(5);
+use usage::UsageCache;
 
 /// Keys per listing request.
 const PAGE: usize = 1000;
@@ -45,7 +42,7 @@ pub struct S3Store {
     owner: String,
     /// What running uploads may hold in memory.
     memory: Arc<budget::Budget>,
-    usage: Mutex<HashMap<String, (u64, Instant)>>,
+    usage: UsageCache,
 }
 
 impl S3Store {
@@ -124,7 +121,7 @@ impl S3Store {
             prefix,
             owner: hex::encode(rand::random::<[u8; 8]>()),
             memory: budget::Budget::new(budget::UPLOAD_MEMORY),
-            usage: Mutex::new(HashMap::new()),
+            usage: UsageCache::default(),
         })
     }
 
@@ -167,13 +164,9 @@ impl S3Store {
         Ok(!page.contents.is_empty())
     }
 
-    fn usage_book(&self) -> MutexGuard<'_, HashMap<String, (u64, Instant)>> {
-        self.usage.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Measures anew the next time: this server changed the home.
     fn forget_usage(&self, home: &[String]) {
-        self.usage_book().remove(&home.join("/"));
+        self.usage.forget(&home.join("/"));
     }
 
     /// Calls `each` with every object below `prefix`, page by page, until
@@ -285,6 +278,8 @@ impl Store for S3Store {
         {
             return Err(StoreError::Exists);
         }
+        // Its markers are entries of the home's quota.
+        self.forget_usage(at.home);
         for depth in 1..=at.folder.len() {
             let marker = self.folder_prefix(Place::new(at.home, &at.folder[..depth]));
             let there = depth < at.folder.len()
@@ -340,6 +335,8 @@ impl Store for S3Store {
 
     fn remove_partial(&self, at: Place, name: &str) -> StoreResult<bool> {
         let target = self.target(at, name);
+        // Its parts counted in the home's usage.
+        self.forget_usage(at.home);
         match target.load_state() {
             Ok(Some(state)) => target
                 .forget(&state)
@@ -367,7 +364,8 @@ impl Store for S3Store {
         let Some(memory) = self.memory.take(upload::memory_for(plan.filesize)) else {
             return Err(StoreError::Overloaded);
         };
-        let upload = S3Upload::begin(self.target(at, name), plan, memory)
+        let ended = (self.usage.clone(), at.home.join("/"));
+        let upload = S3Upload::begin(self.target(at, name), plan, memory, ended)
             .map_err(upload::upload_error("starting the upload"))?;
         Ok(Box::new(upload))
     }
@@ -397,24 +395,16 @@ impl Store for S3Store {
         }))
     }
 
-    fn usage(&self, home: &[String]) -> StoreResult<u64> {
+    /// See [`usage`]: believed for [`usage::USAGE_TTL`].
+    fn usage(&self, home: &[String]) -> StoreResult<Usage> {
         let id = home.join("/");
-        if let Some(&(used, at)) = self.usage_book().get(&id) {
-            if at.elapsed() < USAGE_TTL {
-                return Ok(used);
-            }
+        if let Some(used) = self.usage.fresh(&id) {
+            return Ok(used);
         }
-        let prefix = self.folder_prefix(Place::new(home, &[]));
-        let hidden = format!("{}{PARTIAL_DIR}/", self.prefix);
-        let mut used = 0u64;
-        self.walk(&prefix, |o| {
-            if !o.key.starts_with(&hidden) {
-                used = used.saturating_add(o.size);
-            }
-            true
-        })
-        .map_err(StoreError::failed("measuring usage"))?;
-        self.usage_book().insert(id, (used, Instant::now()));
+        let used = self
+            .measure(home)
+            .map_err(StoreError::failed("measuring usage"))?;
+        self.usage.insert(&id, used);
         Ok(used)
     }
 

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::budget::Reservation;
 use super::client::S3Client;
 use super::tree::{self, PartHash, PartHasher};
+use super::usage::UsageCache;
 use crate::storage::{StoreError, StoreResult, Upload, UploadPlan};
 
 /// The smallest part: S3 wants at least 5 MiB for all parts but the last;
@@ -273,6 +274,9 @@ struct Part {
 pub struct S3Upload {
     /// Held for as long as the upload's buffers are.
     _memory: Reservation,
+    /// The usage of its home, with the home's key: measured anew when
+    /// the upload ends, as its parts then count there (or its object).
+    usage: (UsageCache, String),
     target: Target,
     plan: UploadPlan,
     offset: u64,
@@ -322,7 +326,12 @@ impl S3Upload {
     /// Begins (or, with `plan.resume`, resumes) an upload to `target`.
     ///
     /// Fails when the store fails.
-    pub fn begin(target: Target, plan: UploadPlan, memory: Reservation) -> io::Result<S3Upload> {
+    pub fn begin(
+        target: Target,
+        plan: UploadPlan,
+        memory: Reservation,
+        usage: (UsageCache, String),
+    ) -> io::Result<S3Upload> {
         if plan.filesize < MIN_PART {
             let way = Way::Whole {
                 bytes: Vec::with_capacity(plan.filesize as usize),
@@ -330,6 +339,7 @@ impl S3Upload {
             };
             return Ok(S3Upload {
                 _memory: memory,
+                usage,
                 target,
                 plan,
                 offset: 0,
@@ -342,6 +352,7 @@ impl S3Upload {
         let way = Way::Multipart(Multipart::start(&target, state, plan.filesize)?);
         Ok(S3Upload {
             _memory: memory,
+            usage,
             target,
             plan,
             offset,
@@ -524,17 +535,24 @@ impl Multipart {
 impl Drop for S3Upload {
     /// A broken-off upload still records the part in flight, before its
     /// lock goes, so that a resume finds every part stored; then it lets
-    /// go of the record, so that any server may resume it at once.
+    /// go of the record, so that any server may resume it at once. One
+    /// that stored no part at all has nothing to resume, and leaves no
+    /// record (a client that asked for `ready` and left).
     fn drop(&mut self) {
         if let Way::Multipart(m) = &mut self.way {
             if m.join().is_ok() && !m.done {
                 let mut state = lock(&m.state).clone();
                 state.updated = 0;
                 if self.target.check_ours(&state).is_ok() {
-                    let _ = self.target.write_state(&state);
+                    let _ = match state.parts.is_empty() {
+                        true => self.target.forget(&state),
+                        false => self.target.write_state(&state),
+                    };
                 }
             }
         }
+        let (cache, home) = &self.usage;
+        cache.forget(home);
     }
 }
 
@@ -544,7 +562,8 @@ impl Upload for S3Upload {
     }
 
     fn counted(&self) -> u64 {
-        // The store's usage counts complete objects only.
+        // The store's usage leaves out the parts of a running upload: the
+        // server charges them as they arrive, the kept ones included.
         0
     }
 
