@@ -82,9 +82,9 @@ pub fn find_key<K: AsRef<[u8]>>(secrets: &[K], challenge: &[u8], response: &[u8]
 }
 
 /// Keys are tried in groups of this many: a failed login costs the same
-/// for 1 account as for 16, and reveals the number of accounts only to
+/// for 1 account as for 8, and reveals the number of accounts only to
 /// the nearest multiple above it.
-pub(crate) const KEYS_TRIED_TOGETHER: usize = 16;
+pub(crate) const KEYS_TRIED_TOGETHER: usize = 8;
 
 /// What the padding tries in place of a key.
 const DECOY_KEY: &[u8] = b"not an account";
