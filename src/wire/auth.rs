@@ -325,7 +325,7 @@ mod tests {
             "one account costs a group"
         );
         tried.set(0);
-        let many: Vec<Vec<u8>> = (0..17).map(|i| vec![i]).collect();
+        let many: Vec<Vec<u8>> = (0..=KEYS_TRIED_TOGETHER as u8).map(|i| vec![i]).collect();
         find_matching(&many, &[0u8; 16], count);
         assert_eq!(tried.get(), 2 * KEYS_TRIED_TOGETHER);
     }
