@@ -205,13 +205,7 @@ fn a_quota_counts_what_every_server_stored() {
         return;
     };
     let sb = Sandbox::new();
-    let users = sb.path().join("users.toml");
-    std::fs::write(
-        &users,
-        "[[user]]\nname = \"alice\"\nsecret = \"alice secret\"\nquota = \"30MiB\"\n",
-    )
-    .unwrap();
-    let users = users.to_string_lossy().into_owned();
+    let users = alice_with_30_mib(&sb);
     let launch = || {
         ServerProcess::launch(
             &sb,
@@ -248,13 +242,7 @@ fn the_parts_of_an_abandoned_upload_count_against_the_quota_until_removed() {
         return;
     };
     let sb = Sandbox::new();
-    let users = sb.path().join("users.toml");
-    std::fs::write(
-        &users,
-        "[[user]]\nname = \"alice\"\nsecret = \"alice secret\"\nquota = \"30MiB\"\n",
-    )
-    .unwrap();
-    let users = users.to_string_lossy().into_owned();
+    let users = alice_with_30_mib(&sb);
     let root = format!("s3://{BUCKET}/parts");
     let server = ServerProcess::launch(&sb, &[], &root, &["--users", &users], None, &garage.env())
         .unwrap_or_else(|log| panic!("{log}"));
@@ -475,4 +463,15 @@ fn empty_files_missing_names_and_empty_folders_on_the_object_store() {
     assert!(said.contains("/new already exists"), "{said}");
     assert!(shown.contains("/new"), "{shown}");
     assert!(object_exists(&garage, "edges/new/"));
+}
+
+/// A users file with one account, alice, whose quota is 30 MiB; its path.
+fn alice_with_30_mib(sb: &Sandbox) -> String {
+    let users = sb.path().join("users.toml");
+    std::fs::write(
+        &users,
+        "[[user]]\nname = \"alice\"\nsecret = \"alice secret\"\nquota = \"30MiB\"\n",
+    )
+    .unwrap();
+    users.to_string_lossy().into_owned()
 }

@@ -14,15 +14,12 @@ use crate::error::Result;
 use crate::net::now::recv_now;
 use crate::net::Transport;
 use crate::server::accounts::Account;
-use crate::server::echo::{self, Echoed, FirstBytes};
+use crate::server::echo::{self, Echoed};
+use crate::server::intake::{pull, start_echo, Pulled};
 use crate::server::login::{Identity, LoggedIn, LoginContext, Next, Pending};
 use crate::server::poller::Parkable;
 use crate::server::session::{Flow, Session};
-use crate::wire::frame::{Incoming, MAX_HEADER_LEN};
-
-/// Most reads one step of a header makes before the connection waits its
-/// turn again, so that one fast peer cannot keep the poller to itself.
-const READS_PER_STEP: usize = 16;
+use crate::wire::frame::Incoming;
 
 /// Most bytes a refused peer may still send while its refusal is read.
 const DRAIN_LIMIT: usize = 64 * 1024;
@@ -85,13 +82,13 @@ pub(super) struct LoggingIn {
 /// A logged-in connection: who it is, where it is, and the request it is
 /// receiving.
 pub(super) struct Conn {
-    transport: Box<dyn Transport>,
+    pub(super) transport: Box<dyn Transport>,
     identity: Identity,
-    incoming: Incoming,
+    pub(super) incoming: Incoming,
     /// A plaintext login whose first bytes may be the seed's raw echo.
-    sniffing: bool,
+    pub(super) sniffing: bool,
     /// When one to three text bytes came, on a connection still sniffing.
-    text_since: Option<Instant>,
+    pub(super) text_since: Option<Instant>,
     /// When the request now arriving must be whole.
     header_deadline: Instant,
     /// Whether the session's start (its home folder) is done.
@@ -100,9 +97,9 @@ pub(super) struct Conn {
     echoed: u64,
     /// An anonymous client holds its login turn until its first request
     /// is in: it never proves who it is.
-    turn: Option<Turn>,
+    pub(super) turn: Option<Turn>,
     span: tracing::Span,
-    started: Instant,
+    pub(super) started: Instant,
     _slot: Slot,
 }
 
@@ -238,77 +235,6 @@ impl Conn {
             None => self.header_deadline,
         }
     }
-}
-
-/// What reading a request without waiting came to.
-enum Pulled {
-    /// A whole header (or a frame that cannot be one), for a worker.
-    Request(Conn, Result<Vec<u8>>),
-    /// The rest has not come yet.
-    Wait(Conn),
-    /// The seed's echo dialect, starting with these bytes.
-    Echo(Conn, Vec<u8>),
-    /// The connection is over (logged).
-    Ended,
-}
-
-/// Takes what has arrived of the next request, never waiting.
-fn pull(mut conn: Conn) -> Pulled {
-    let mut buf = [0u8; 16 * 1024];
-    for _ in 0..READS_PER_STEP {
-        let wanted = match conn.incoming.wanted(MAX_HEADER_LEN) {
-            Ok(0) => {
-                let header = std::mem::take(&mut conn.incoming).into_body();
-                conn.turn = None;
-                return Pulled::Request(conn, Ok(header));
-            }
-            Ok(n) => n,
-            Err(e) => return Pulled::Request(conn, Err(e)),
-        };
-        let room = match conn.sniffing {
-            true => echo::SNIFF_LEN - conn.incoming.received().len(),
-            false => wanted,
-        };
-        let room = room.min(buf.len());
-        let n = match conn.transport.read_now(&mut buf[..room]) {
-            Ok(0) => return ended(&conn),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Pulled::Wait(conn),
-            Err(e) => {
-                tracing::info!("connection dropped: {e}");
-                return Pulled::Ended;
-            }
-        };
-        conn.incoming.extend(&buf[..n]);
-        if conn.sniffing {
-            match echo::classify(conn.incoming.received()) {
-                Some(FirstBytes::Echo) => {
-                    let (conn, first) = start_echo(conn);
-                    return Pulled::Echo(conn, first);
-                }
-                Some(FirstBytes::Frames) => conn.sniffing = false,
-                None => conn.text_since = conn.text_since.or(Some(Instant::now())),
-            }
-        }
-    }
-    Pulled::Wait(conn)
-}
-
-fn start_echo(mut conn: Conn) -> (Conn, Vec<u8>) {
-    tracing::info!("raw text instead of a frame: the seed's echo dialect");
-    let first = std::mem::take(&mut conn.incoming).received().to_vec();
-    conn.sniffing = false;
-    conn.text_since = None;
-    (conn, first)
-}
-
-/// The peer closed while a request was expected.
-fn ended(conn: &Conn) -> Pulled {
-    match conn.incoming.is_empty() {
-        true => tracing::info!("disconnected after {} s", conn.started.elapsed().as_secs()),
-        false => tracing::info!("connection dropped: closed in the middle of a request header"),
-    }
-    Pulled::Ended
 }
 
 /// After a login or a request: the next request if it is here, or the
@@ -475,14 +401,20 @@ fn drain(shared: &Shared, mut c: Closing) {
     drop(shared.park(Waiting::Closing(c), Instant::now() + DRAIN_WAIT));
 }
 
-/// The poller's `ready`: the socket has something; the step runs here, on
-/// the poller's thread, since it never waits.
-pub(super) fn wake(shared: &Weak<Shared>, waiting: Waiting) {
+/// Runs a poller's step for `waiting`, while the server lives, in the
+/// connection's log span, with a panic contained to the connection.
+fn in_poller(shared: &Weak<Shared>, waiting: Waiting, step: impl FnOnce(Arc<Shared>, Waiting)) {
     let Some(shared) = shared.upgrade() else {
         return;
     };
     let _entered = waiting.span().clone().entered();
-    contain(|| match waiting {
+    contain(|| step(shared, waiting));
+}
+
+/// The poller's `ready`: the socket has something; the step runs here, on
+/// the poller's thread, since it never waits.
+pub(super) fn wake(shared: &Weak<Shared>, waiting: Waiting) {
+    in_poller(shared, waiting, |shared, waiting| match waiting {
         Waiting::Queued(q) => begin_login(&shared, q),
         Waiting::Login(l) => {
             let next = l.pending.readable(&login_context(&shared, l.arrival.ip));
@@ -497,11 +429,7 @@ pub(super) fn wake(shared: &Weak<Shared>, waiting: Waiting) {
 /// The poller's `expired`: the time a step set came with the socket
 /// silent.
 pub(super) fn expire(shared: &Weak<Shared>, waiting: Waiting) {
-    let Some(shared) = shared.upgrade() else {
-        return;
-    };
-    let _entered = waiting.span().clone().entered();
-    contain(|| match waiting {
+    in_poller(shared, waiting, |shared, waiting| match waiting {
         Waiting::Queued(q) => begin_login(&shared, q),
         Waiting::Login(l) => {
             let next = l.pending.expired(&login_context(&shared, l.arrival.ip));

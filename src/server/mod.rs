@@ -11,6 +11,8 @@ mod connection;
 pub mod context;
 pub mod echo;
 pub mod hosts;
+mod intake;
+mod listener;
 pub mod login;
 pub mod metrics;
 pub mod poller;
@@ -28,8 +30,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Socket, Type};
-
 use crate::error::{Error, Result};
 use crate::net::readable_within;
 use crate::net::tls::ServerIdentity;
@@ -37,15 +37,13 @@ use crate::server::accounts::Accounts;
 use crate::server::connection::{Arrival, Queued, Waiting};
 use crate::server::context::Context;
 use crate::server::hosts::{host_key, Backoff, RefusalLog, Turns};
+pub use crate::server::listener::{fit_to_fd_limit, LISTEN_BACKLOG};
+use crate::server::listener::{is_out_of_fds, listen, open_spare_fd};
 use crate::server::poller::Poller;
 use crate::server::workers::Workers;
 use crate::wire::auth::AnswerKeys;
 use crate::wire::frame;
 use crate::wire::message::{ErrorCode, ErrorReply, Reply};
-
-/// Pending connections the kernel queues for us (capped by
-/// `net.core.somaxconn`). std's default of 128 drops bursts of clients.
-pub const LISTEN_BACKLOG: i32 = 4096;
 
 /// Stack for each worker thread. Memory is only committed as it is
 /// touched, so this bounds the worst case without costing idle connections.
@@ -357,75 +355,6 @@ impl Server {
                 thread::sleep(SWEEP_INTERVAL);
             });
     }
-}
-
-/// The descriptor held in reserve for [`Server::refuse_with_spare_fd`].
-fn open_spare_fd() -> Option<std::fs::File> {
-    std::fs::File::open("/dev/null").ok()
-}
-
-/// Whether an error means the process or the system has no descriptor left.
-fn is_out_of_fds(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
-}
-
-/// Descriptors kept free for the listener, logs, the users file, the
-/// sweeper and the like.
-const SPARE_FDS: u64 = 64;
-
-/// Raises the soft limit on open files to the hard one, and returns
-/// `wanted` connections, or fewer if the limit cannot hold them (each may
-/// hold a socket, a file and a duplicate of its socket for a takeover).
-/// Lowering a number the operator gave (`explicit`) is a warning; lowering
-/// the default is only noted.
-pub fn fit_to_fd_limit(wanted: usize, explicit: bool) -> usize {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
-        limit.current = limit.maximum;
-        if setrlimit(Resource::Nofile, limit).is_err() {
-            limit = getrlimit(Resource::Nofile);
-        }
-    }
-    let Some(open_files) = limit.current else {
-        return wanted;
-    };
-    let fits = usize::try_from(open_files.saturating_sub(SPARE_FDS) / 3).unwrap_or(usize::MAX);
-    let fits = fits.max(1);
-    if wanted <= fits {
-        return wanted;
-    }
-    if explicit {
-        tracing::warn!(
-            "--max-connections lowered from {wanted} to {fits} to fit the open-file limit of \
-             {open_files} (raise it with ulimit -n)"
-        );
-    } else {
-        tracing::info!(
-            "serving up to {fits} connections, what the open-file limit of {open_files} allows"
-        );
-    }
-    fits
-}
-
-/// Receive buffer for servers with anonymous uploads. The seed's FtpClient
-/// never reads the challenge, so its close resets the connection, and its
-/// kernel drops whatever it had not sent yet; bytes already in our receive
-/// buffer stay readable. A buffer this large holds a whole small upload.
-const ANONYMOUS_RCVBUF: usize = 4 * 1024 * 1024;
-
-fn listen(addr: SocketAddr, anonymous: bool, idle: Duration) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    crate::net::tcp::configure_listener(&socket, idle)?;
-    if anonymous {
-        // Inherited by every accepted socket. It turns off autotuning,
-        // so only servers that need it get it.
-        socket.set_recv_buffer_size(ANONYMOUS_RCVBUF)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
 }
 
 /// Releases a connection slot when the connection ends, however it ends.
