@@ -220,8 +220,11 @@ impl Transport for TlsTransport {
     fn socket(&self) -> Option<BorrowedFd<'_>> {
         self.stream.sock.socket()
     }
+    /// Bounded like a handshake step: a peer streaming records that hold
+    /// no data (empty ones, say) gets `WouldBlock` after a while, and its
+    /// socket, still readable, comes back in the poller's next round.
     fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
+        for _ in 0..READS_PER_STEP {
             match self.stream.conn.reader().read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
@@ -230,6 +233,12 @@ impl Transport for TlsTransport {
             if !self.pull_now()? {
                 return Ok(0);
             }
+        }
+        // What the last pull decrypted is taken now: the socket may never
+        // turn readable again for it.
+        match self.stream.conn.reader().read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+            other => other,
         }
     }
 }
