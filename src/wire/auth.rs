@@ -78,7 +78,7 @@ pub fn verify(secret: &[u8], challenge: &[u8], response: &[u8]) -> bool {
 /// Every key is tried and the results are combined without branching, so
 /// the time taken reveals neither which key matched nor whether one did.
 pub fn find_key<K: AsRef<[u8]>>(secrets: &[K], challenge: &[u8], response: &[u8]) -> Option<usize> {
-    find_matching(secrets, response, |secret| respond(secret, challenge))
+    AnswerKeys::new(secrets).find(challenge, response)
 }
 
 /// Keys are tried in groups of this many: a failed login costs the same
@@ -100,15 +100,31 @@ pub(crate) fn find_matching<K: AsRef<[u8]>, const N: usize>(
     if candidate.len() != N {
         return None;
     }
-    let tries = secrets.len().max(1).next_multiple_of(KEYS_TRIED_TOGETHER);
+    let tries = padded(secrets.len());
+    first_hit((0..tries).map(|i| {
+        let secret = secrets.get(i).map_or(DECOY_KEY, |s| s.as_ref());
+        expected(secret).ct_eq(candidate) & is_account(i, secrets.len())
+    }))
+}
+
+/// How many keys are tried for `accounts` accounts: a whole number of
+/// groups.
+fn padded(accounts: usize) -> usize {
+    accounts.max(1).next_multiple_of(KEYS_TRIED_TOGETHER)
+}
+
+/// Whether the key at `i` is an account's, not a decoy's, without a branch.
+fn is_account(i: usize, accounts: usize) -> subtle::Choice {
+    subtle::Choice::from(u8::from(i < accounts))
+}
+
+/// The index of the one hit among `hits`, combining them all without
+/// branching, so that the time taken reveals neither which one matched
+/// nor whether one did.
+fn first_hit(hits: impl Iterator<Item = subtle::Choice>) -> Option<usize> {
     let mut found = subtle::Choice::from(0u8);
     let mut index = 0u64;
-    for i in 0..tries {
-        let (secret, real) = match secrets.get(i) {
-            Some(secret) => (secret.as_ref(), 1u8),
-            None => (DECOY_KEY, 0u8),
-        };
-        let hit = expected(secret).ct_eq(candidate) & subtle::Choice::from(real);
+    for (i, hit) in hits.enumerate() {
         index = u64::conditional_select(&index, &(i as u64), hit);
         found |= hit;
     }
@@ -129,8 +145,7 @@ pub struct AnswerKeys {
 impl AnswerKeys {
     /// The prepared keys of `secrets`, in order.
     pub fn new<K: AsRef<[u8]>>(secrets: &[K]) -> AnswerKeys {
-        let tries = secrets.len().max(1).next_multiple_of(KEYS_TRIED_TOGETHER);
-        let keys = (0..tries)
+        let keys = (0..padded(secrets.len()))
             .map(|i| mac(secrets.get(i).map_or(DECOY_KEY, |s| s.as_ref())))
             .collect();
         AnswerKeys {
@@ -146,17 +161,11 @@ impl AnswerKeys {
         if response.len() != RESPONSE_LEN {
             return None;
         }
-        let mut found = subtle::Choice::from(0u8);
-        let mut index = 0u64;
-        for (i, key) in self.keys.iter().enumerate() {
+        first_hit(self.keys.iter().enumerate().map(|(i, key)| {
             let mut m = key.clone();
             m.update(challenge);
-            let real = subtle::Choice::from(u8::from(i < self.accounts));
-            let hit = m.finalize().into_bytes().as_slice().ct_eq(response) & real;
-            index = u64::conditional_select(&index, &(i as u64), hit);
-            found |= hit;
-        }
-        bool::from(found).then_some(index as usize)
+            m.finalize().into_bytes().as_slice().ct_eq(response) & is_account(i, self.accounts)
+        }))
     }
 }
 
