@@ -224,21 +224,22 @@ impl Transport for TlsTransport {
     /// no data (empty ones, say) gets `WouldBlock` after a while, and its
     /// socket, still readable, comes back in the poller's next round.
     fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        for _ in 0..READS_PER_STEP {
+        // The last round only reads: what its pull decrypted is taken
+        // before giving up, since the socket may never turn readable again
+        // for it.
+        for pulls_left in (0..=READS_PER_STEP).rev() {
             match self.stream.conn.reader().read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 other => return other,
             }
+            if pulls_left == 0 {
+                break;
+            }
             if !self.pull_now()? {
                 return Ok(0);
             }
         }
-        // What the last pull decrypted is taken now: the socket may never
-        // turn readable again for it.
-        match self.stream.conn.reader().read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
-            other => other,
-        }
+        Err(io::ErrorKind::WouldBlock.into())
     }
 }

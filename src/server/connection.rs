@@ -181,21 +181,9 @@ fn login_context(shared: &Shared, ip: IpAddr) -> LoginContext<'_> {
 /// Acts on what a login step decided.
 fn follow_login(shared: &Arc<Shared>, next: Next, arrival: Arrival, turn: Turn) {
     match next {
-        Next::Read(pending, at) => {
-            let waiting = Waiting::Login(LoggingIn {
-                pending,
-                arrival,
-                _turn: turn,
-            });
-            drop(shared.park(waiting, at));
-        }
+        Next::Read(pending, at) => park_login(shared, pending, arrival, turn, at, Shared::park),
         Next::Sleep(pending, at) => {
-            let waiting = Waiting::Login(LoggingIn {
-                pending,
-                arrival,
-                _turn: turn,
-            });
-            drop(shared.park_until(waiting, at));
+            park_login(shared, pending, arrival, turn, at, Shared::park_until)
         }
         Next::In(logged_in) => {
             let anonymous = logged_in.identity == Identity::Anonymous;
@@ -206,6 +194,23 @@ fn follow_login(shared: &Arc<Shared>, next: Next, arrival: Arrival, turn: Turn) 
         Next::Refused(stream) => close_after_refusal(shared, stream, arrival.span),
         Next::Gone => {}
     }
+}
+
+/// Parks a login until `at`, readable or as a timer (`park`).
+fn park_login(
+    shared: &Shared,
+    pending: Pending,
+    arrival: Arrival,
+    turn: Turn,
+    at: Instant,
+    park: fn(&Shared, Waiting, Instant) -> Option<Waiting>,
+) {
+    let waiting = Waiting::Login(LoggingIn {
+        pending,
+        arrival,
+        _turn: turn,
+    });
+    drop(park(shared, waiting, at));
 }
 
 impl Conn {
@@ -460,6 +465,6 @@ pub(super) fn locked_out(shared: &Shared, stream: &TcpStream, ip: IpAddr) -> boo
     if let Some(skipped) = shared.refusals.should_log(super::hosts::host_key(ip)) {
         tracing::warn!(peer = %ip, skipped, "refused: {why}");
     }
-    super::refuse_busy_ref(stream, &why);
+    super::refuse_busy(stream, &why);
     true
 }

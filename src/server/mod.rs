@@ -274,7 +274,7 @@ impl Server {
     fn accept_one(&self, stop: &AtomicBool) {
         match self.listener.accept() {
             // Came in after the signal, while accept was blocked.
-            Ok((stream, _)) if stop.load(Ordering::SeqCst) => refuse_busy(stream, SHUTTING_DOWN),
+            Ok((stream, _)) if stop.load(Ordering::SeqCst) => refuse_busy(&stream, SHUTTING_DOWN),
             Ok((stream, addr)) => dispatch(&self.shared, stream, addr),
             Err(e) => self.accept_failed(&e),
         }
@@ -288,7 +288,7 @@ impl Server {
         }
         loop {
             match self.listener.accept() {
-                Ok((stream, _)) => refuse_busy(stream, SHUTTING_DOWN),
+                Ok((stream, _)) => refuse_busy(&stream, SHUTTING_DOWN),
                 Err(e) => return self.accept_failed(&e),
             }
         }
@@ -325,7 +325,7 @@ impl Server {
             self.shared.config.context.metrics.refused_busy.inc();
             tracing::warn!(peer = %addr, "refused: out of file descriptors");
             refuse_busy(
-                stream,
+                &stream,
                 "server busy: it has run out of file descriptors; try again shortly",
             );
         }
@@ -416,7 +416,7 @@ fn dispatch(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
             if let Some(skipped) = shared.refusals.should_log(host) {
                 tracing::warn!(peer = %addr, skipped, "refused: {why}");
             }
-            return refuse_busy(stream, &why);
+            return refuse_busy(&stream, &why);
         }
     };
     if connection::locked_out(shared, &stream, addr.ip()) {
@@ -472,14 +472,9 @@ fn contain(work: impl FnOnce()) -> bool {
 
 /// Tells a client over the limit why it is turned away. The frame stands
 /// where the challenge would; clients of this crate recognise it, and the
-/// seed's client fails its login.
-fn refuse_busy(stream: TcpStream, why: &str) {
-    refuse_busy_ref(&stream, why);
-}
-
-/// [`refuse_busy`] on a stream the caller keeps: written without waiting
-/// into a socket buffer that holds nothing else.
-fn refuse_busy_ref(stream: &TcpStream, why: &str) {
+/// seed's client fails its login. Written without waiting, into a socket
+/// buffer that holds nothing else; the caller closes the stream.
+fn refuse_busy(stream: &TcpStream, why: &str) {
     use std::os::fd::AsFd;
     let reply = Reply::<()>::Error(ErrorReply::new(ErrorCode::TooManyConnections, why));
     if let Ok(frame) = frame::encode_json(&reply) {

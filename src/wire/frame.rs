@@ -128,9 +128,9 @@ pub fn starts_a_frame(bytes: &[u8]) -> bool {
     let Some(prefix) = bytes.first_chunk::<LEN_PREFIX>() else {
         return false;
     };
-    let len = i32::from_le_bytes(*prefix);
-    let shortest = bytes.len().saturating_sub(LEN_PREFIX) as i32;
-    (shortest.max(1)..=MAX_HEADER_LEN as i32).contains(&len) && bytes.get(LEN_PREFIX) == Some(&b'{')
+    let shortest = bytes.len().saturating_sub(LEN_PREFIX).max(1);
+    body_len(*prefix, MAX_HEADER_LEN).is_ok_and(|len| len >= shortest)
+        && bytes.get(LEN_PREFIX) == Some(&b'{')
 }
 
 /// One frame arriving in pieces, for a poller that reads whatever has
