@@ -76,7 +76,7 @@ pub(super) struct Queued {
 pub(super) struct LoggingIn {
     pending: Pending,
     arrival: Arrival,
-    _turn: Turn,
+    turn: Turn,
 }
 
 /// A logged-in connection: who it is, where it is, and the request it is
@@ -208,7 +208,7 @@ fn park_login(
     let waiting = Waiting::Login(LoggingIn {
         pending,
         arrival,
-        _turn: turn,
+        turn,
     });
     drop(park(shared, waiting, at));
 }
@@ -423,7 +423,7 @@ pub(super) fn wake(shared: &Weak<Shared>, waiting: Waiting) {
         Waiting::Queued(q) => begin_login(&shared, q),
         Waiting::Login(l) => {
             let next = l.pending.readable(&login_context(&shared, l.arrival.ip));
-            follow_login(&shared, next, l.arrival, l._turn);
+            follow_login(&shared, next, l.arrival, l.turn);
         }
         Waiting::Request(conn) => next_request(&shared, conn),
         Waiting::Echo(conn) => echo(&shared, conn, Vec::new()),
@@ -438,7 +438,7 @@ pub(super) fn expire(shared: &Weak<Shared>, waiting: Waiting) {
         Waiting::Queued(q) => begin_login(&shared, q),
         Waiting::Login(l) => {
             let next = l.pending.expired(&login_context(&shared, l.arrival.ip));
-            follow_login(&shared, next, l.arrival, l._turn);
+            follow_login(&shared, next, l.arrival, l.turn);
         }
         Waiting::Request(conn) if conn.text_since.is_some() => {
             let (conn, first) = start_echo(conn);
