@@ -117,6 +117,7 @@ mod tests {
             kind,
             size,
             mtime: 0,
+            blake3: None,
         }
     }
 

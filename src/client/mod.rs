@@ -30,7 +30,7 @@ use crate::client::trust::{TlsClient, Trust};
 use crate::config::secret::Secret;
 use crate::error::{Error, Result};
 use crate::wire::frame;
-use crate::wire::message::{Echoed, Folder, Listing, PutDone, Removed, Request, Usage};
+use crate::wire::message::{Echoed, Folder, Listing, LsRequest, PutDone, Removed, Request, Usage};
 
 pub use crate::client::transfer::{local_upload_name, partial_download_path, SMALL_FILE};
 
@@ -233,7 +233,13 @@ impl Client {
     pub fn ls(&mut self, each: impl FnMut(Listing) -> Result<()>) -> Result<bool> {
         self.require_replies()?;
         self.guard(|c| {
-            frame::write_json(&mut c.stream, &Request::Ls { pages: true })?;
+            frame::write_json(
+                &mut c.stream,
+                &Request::Ls(LsRequest {
+                    pages: true,
+                    ..LsRequest::default()
+                }),
+            )?;
             read_pages(&mut c.stream, each)
         })
     }
@@ -245,7 +251,10 @@ impl Client {
 
     /// Creates a folder on the server.
     pub fn mkdir(&mut self, path: &str) -> Result<String> {
-        let f: Folder = self.call(&Request::Mkdir { path: path.into() })?;
+        let f: Folder = self.call(&Request::Mkdir {
+            path: path.into(),
+            parents: false,
+        })?;
         Ok(f.path)
     }
 
@@ -265,6 +274,7 @@ impl Client {
     pub fn rm(&mut self, name: &str) -> Result<String> {
         let r: Removed = self.call(&Request::Rm {
             filename: name.into(),
+            recursive: false,
         })?;
         Ok(r.filename)
     }

@@ -252,7 +252,7 @@ impl<'a> Session<'a> {
         match request {
             Request::Put(put) => self.put(put, s),
             Request::Get(get) => self.get(get, s),
-            Request::Ls { pages } => self.ls(pages, s),
+            Request::Ls(ls) => self.ls(ls.pages, s),
             Request::Echo { text } => {
                 let n = text.len() as u64;
                 respond(s, Ok(self.echo(&text)), |_| format!("{n} chars"))
@@ -264,8 +264,12 @@ impl<'a> Session<'a> {
             }),
             Request::Pwd {} => respond(s, Ok(self.pwd()), |f| f.path.clone()),
             Request::Cd { path } => respond(s, self.cd(&path), |f| f.path.clone()),
-            Request::Mkdir { path } => respond(s, self.mkdir(&path), |f| f.path.clone()),
-            Request::Rm { filename } => respond(s, self.rm(&filename), |r| r.filename.clone()),
+            Request::Mkdir { path, .. } => respond(s, self.mkdir(&path), |f| f.path.clone()),
+            Request::Rm { filename, .. } => respond(s, self.rm(&filename), |r| r.filename.clone()),
+            Request::Mv { .. } => refuse(
+                s,
+                ErrorReply::new(ErrorCode::UnknownCommand, "mv is not supported yet"),
+            ),
         }
     }
 }
@@ -305,10 +309,11 @@ fn describe(r: &Request) -> (&'static str, String) {
         Request::Echo { .. } => ("echo", String::new()),
         Request::Prove { .. } => ("prove", String::new()),
         Request::Quota {} => ("quota", String::new()),
-        Request::Mkdir { path } => ("mkdir", path.clone()),
+        Request::Mkdir { path, .. } => ("mkdir", path.clone()),
         Request::Cd { path } => ("cd", path.clone()),
         Request::Pwd {} => ("pwd", String::new()),
-        Request::Rm { filename } => ("rm", filename.clone()),
+        Request::Rm { filename, .. } => ("rm", filename.clone()),
+        Request::Mv { from, .. } => ("mv", from.clone()),
     }
 }
 

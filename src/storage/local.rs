@@ -65,6 +65,7 @@ fn listing_entry(found: Found) -> Option<Entry> {
         kind,
         size,
         mtime: found.mtime,
+        blake3: None,
     })
 }
 

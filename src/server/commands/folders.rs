@@ -71,6 +71,7 @@ impl Session<'_> {
         let name = validate_name(filename).map_err(bad_name)?;
         let removed = Removed {
             filename: name.to_string(),
+            entries: 1,
         };
         let dropped_partial = self.remove_stale_partial(name)?;
         match self.ctx.store.remove(self.place(), name) {

@@ -26,6 +26,7 @@ impl Session<'_> {
                 filesize,
                 offset: req.offset,
                 mtime: file.mtime(),
+                mode: None,
             }),
         )?;
         let reading = |e| Error::io("reading the file", e);

@@ -55,12 +55,14 @@ impl<'s> FolderPages<'s> {
             kind: EntryKind::File,
             size: c.size.unwrap_or(0),
             mtime: c.last_modified.as_deref().map_or(0, unix_secs),
+            blake3: None,
         });
         let folders = page.common_prefixes.iter().map(|p| Entry {
             name: below(&p.prefix).trim_end_matches('/').to_string(),
             kind: EntryKind::Dir,
             size: 0,
             mtime: 0,
+            blake3: None,
         });
         let mut entries: Vec<_> = objects
             .chain(folders)
