@@ -222,6 +222,7 @@ mod tests {
             "{plain}"
         );
         let how = ListOptions {
+            recursive: false,
             all: true,
             human: true,
         };

@@ -5,14 +5,18 @@
 //! [`transfer`] moves files; [`shell`] and [`command`] are what a person
 //! at a terminal uses.
 
+pub mod batch;
 pub mod command;
 pub mod connect;
 mod listing;
+mod pipeline;
 mod progress;
 mod prompt;
 pub mod shell;
 mod stream;
+pub mod sync;
 pub mod transfer;
+pub mod tree;
 pub mod trust;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -30,7 +34,9 @@ use crate::client::trust::{TlsClient, Trust};
 use crate::config::secret::Secret;
 use crate::error::{Error, Result};
 use crate::wire::frame;
-use crate::wire::message::{Echoed, Folder, Listing, LsRequest, PutDone, Removed, Request, Usage};
+use crate::wire::message::{
+    Echoed, Folder, Listing, LsRequest, Moved, PutDone, Removed, Request, Usage,
+};
 
 pub use crate::client::transfer::{local_upload_name, partial_download_path, SMALL_FILE};
 
@@ -231,16 +237,35 @@ impl Client {
     /// [`crate::wire::listing::MAX_PAGE_LEN`], or `each` fails; pages
     /// handed over before stand.
     pub fn ls(&mut self, each: impl FnMut(Listing) -> Result<()>) -> Result<bool> {
+        let request = LsRequest {
+            pages: true,
+            ..LsRequest::default()
+        };
+        self.ls_with(request, each)
+    }
+
+    /// Lists as `request` asks (a folder given by path, everything below
+    /// it), page by page, like [`Client::ls`].
+    ///
+    /// Fails like [`Client::ls`].
+    pub fn ls_with(
+        &mut self,
+        request: LsRequest,
+        each: impl FnMut(Listing) -> Result<()>,
+    ) -> Result<bool> {
         self.require_replies()?;
         self.guard(|c| {
-            frame::write_json(
-                &mut c.stream,
-                &Request::Ls(LsRequest {
-                    pages: true,
-                    ..LsRequest::default()
-                }),
-            )?;
+            frame::write_json(&mut c.stream, &Request::Ls(request))?;
             read_pages(&mut c.stream, each)
+        })
+    }
+
+    /// Renames or moves a file or folder on the server; returns the old
+    /// and new paths from the home folder.
+    pub fn mv(&mut self, from: &str, to: &str) -> Result<Moved> {
+        self.call(&Request::Mv {
+            from: from.into(),
+            to: to.into(),
         })
     }
 

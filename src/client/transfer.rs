@@ -339,7 +339,7 @@ impl Client {
                 }
             }
             let digest: Digest = frame::read_json(&mut c.stream, MAX_REPLY_LEN)?;
-            finish_download(name, file, hasher, &digest, partial, target)?;
+            finish_download(name, file, hasher, &digest, partial, target, true)?;
             Ok(GetReport {
                 path: target.to_path_buf(),
                 size: ready.filesize,
@@ -354,7 +354,7 @@ impl Client {
 
 /// The sink a transfer writes to, held to the rate limit and stopped by
 /// the interrupt flag when the options ask for them.
-fn paced<'a>(sink: &'a mut dyn Write, options: &ClientOptions) -> Box<dyn Write + 'a> {
+pub(crate) fn paced<'a>(sink: &'a mut dyn Write, options: &ClientOptions) -> Box<dyn Write + 'a> {
     let sink: Box<dyn Write + 'a> = match &options.interrupt {
         Some(flag) => Box::new(Interruptible::new(sink, flag.clone())),
         None => Box::new(sink),
@@ -367,7 +367,7 @@ fn paced<'a>(sink: &'a mut dyn Write, options: &ClientOptions) -> Box<dyn Write 
 
 /// Opens a download's partial file at `offset`, with the digest of the
 /// bytes already there.
-fn open_partial_download(partial: &Path, offset: u64) -> Result<(File, blake3::Hasher)> {
+pub(crate) fn open_partial_download(partial: &Path, offset: u64) -> Result<(File, blake3::Hasher)> {
     // O_NOFOLLOW: a link planted (or swapped in after the check in
     // get_once) would send the download into whatever file it names.
     let mut file = OpenOptions::new()
@@ -391,7 +391,7 @@ fn open_partial_download(partial: &Path, offset: u64) -> Result<(File, blake3::H
 }
 
 /// The error for a download's partial file that is a symbolic link.
-fn planted_link(partial: &Path) -> Error {
+pub(crate) fn planted_link(partial: &Path) -> Error {
     Error::Usage(format!(
         "{} is a symbolic link; a download is never written through one. Remove it if you \
          did not make it, and run the command again",
@@ -400,21 +400,27 @@ fn planted_link(partial: &Path) -> Error {
 }
 
 /// Checks a complete download against the server's digest and moves it
-/// under its name; a mismatch deletes it.
-fn finish_download(
+/// under its name; a mismatch deletes it. With `flush`, the data is on
+/// disk before the rename; a batch flushes its file system once instead.
+pub(crate) fn finish_download(
     name: &str,
     file: File,
     hasher: Digester,
     digest: &Digest,
     partial: &Path,
     target: &Path,
+    flush: bool,
 ) -> Result<()> {
     // Hash equality is constant-time; hex of either case parses.
     if blake3::Hash::from_hex(&digest.blake3).map_or(true, |d| d != hasher.finalize()) {
         let _ = fs::remove_file(partial);
         return Err(Error::DigestMismatch { name: escape(name) });
     }
-    file.sync_all()
+    let flushed = match flush {
+        true => file.sync_all(),
+        false => Ok(()),
+    };
+    flushed
         .and_then(|()| fs::rename(partial, target))
         .map_err(|e| Error::io(format!("saving {}", target.display()), e))
 }
