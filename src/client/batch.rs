@@ -264,7 +264,8 @@ impl Client {
                 Ok(()) => self.batch_pass(&mut queue, options, &mut report, progress),
                 Err(e) => Err(Lost(e)),
             };
-            let Err(Lost(error)) = lost else { break };
+            // Done, or steps to try once more are queued again.
+            let Err(Lost(error)) = lost else { continue };
             self.broken = true;
             let interrupted = matches!(error, Error::Interrupted { .. });
             let reopened = match interrupted || reconnects >= RECONNECTS {
