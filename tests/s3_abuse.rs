@@ -153,3 +153,52 @@ fn abandoned_anonymous_parts_count_against_the_anonymous_quota() {
     let reply = raw.reply().unwrap();
     assert_eq!(reply["code"], "quota_exceeded", "{reply}");
 }
+
+#[test]
+fn a_path_too_long_for_an_s3_key_is_refused_before_anything_is_created() {
+    let Some(garage) = garage() else { return };
+    let sb = Sandbox::new();
+    let root = format!("s3://{BUCKET}/long");
+    let server = ServerProcess::launch(&sb, &[], &root, &[], Some(SECRET), &garage.env())
+        .unwrap_or_else(|log| panic!("{log}"));
+    let folder = vec!["d".repeat(250); 4].join("/");
+    let mut raw = Raw::login(server.addr, SECRET.as_bytes());
+    raw.send_json(&json!({"cmd":"mkdir","path":folder}));
+    assert_eq!(raw.reply().unwrap()["status"], "ok");
+    raw.send_json(&json!({"cmd":"cd","path":folder}));
+    assert_eq!(raw.reply().unwrap()["status"], "ok");
+    // "long/" and the folder take 1,009 bytes: an 11-byte name makes a
+    // 1,020-byte key, whose record (13 bytes longer) does not fit.
+    let data = pattern(9 << 20, 6);
+    for resume in [false, true] {
+        raw.send_json(
+            &json!({"cmd":"put","filename":"eleven-name","filesize":data.len(),
+            "ack":true,"resume":resume}),
+        );
+        let reply = raw.reply().unwrap();
+        assert_eq!(reply["code"], "bad_name", "{reply}");
+        let message = reply["message"].as_str().unwrap();
+        assert!(
+            message.contains("path too long for the object store")
+                && message.contains("1033 bytes, and at most 1024 fit"),
+            "{message}"
+        );
+    }
+    let key = format!("long/{folder}/eleven-name");
+    assert_eq!(key.len(), 1020);
+    assert!(garage.client().head(&key).is_err());
+    assert_eq!(
+        garage.unfinished_uploads(),
+        0,
+        "a multipart upload was created"
+    );
+    // A 1,011-byte key, whose record takes exactly 1,024, is stored.
+    let reply = put_whole(&mut raw, "ok", &data);
+    assert_eq!(reply["status"], "ok", "{reply}");
+    let key = format!("long/{folder}/ok");
+    assert_eq!(garage.client().head(&key).unwrap().size, data.len() as u64);
+    // A folder whose marker would pass 1,024 bytes is refused too.
+    raw.send_json(&json!({"cmd":"mkdir","path":"e".repeat(20)}));
+    let reply = raw.reply().unwrap();
+    assert_eq!(reply["code"], "bad_name", "{reply}");
+}

@@ -84,6 +84,19 @@ pub enum StoreError {
     NoSpace(io::Error),
     /// The store failed while doing `.0`.
     Failed(&'static str, io::Error),
+    /// The path names a key longer than the store takes: `bytes` where
+    /// at most `max` fit (S3 keys hold 1,024 bytes).
+    KeyTooLong {
+        /// The longest key the path would need.
+        bytes: usize,
+        /// The most the store takes for it.
+        max: usize,
+    },
+    /// The file is larger than the store can hold as one object.
+    TooLarge {
+        /// The largest file the store takes.
+        max: u64,
+    },
 }
 
 impl StoreError {

@@ -143,6 +143,13 @@ impl S3Store {
         self.target_of(&at.key(name))
     }
 
+    /// [`S3Store::target`], refused when its keys are too long for S3.
+    fn checked_target(&self, at: Place, name: &str) -> StoreResult<Target> {
+        let target = self.target(at, name);
+        target.check_key()?;
+        Ok(target)
+    }
+
     /// Where the upload of the file with key `key` goes. Its record is at
     /// `PREFIX/.ftp-partial/KEY`; its digest, once complete, at
     /// `PREFIX/.ftp-partial/.ftp-partial/KEY`, which no record can be
@@ -272,6 +279,10 @@ impl Store for S3Store {
     /// Writes a marker for the folder and each parent without one.
     fn make_folder(&self, at: Place) -> StoreResult<()> {
         let target = self.folder_prefix(at);
+        if target.len() > upload::MAX_KEY {
+            let (bytes, max) = (target.len(), upload::MAX_KEY);
+            return Err(StoreError::KeyTooLong { bytes, max });
+        }
         if self
             .any_below(&target)
             .map_err(StoreError::failed("checking the folder"))?
@@ -296,7 +307,12 @@ impl Store for S3Store {
     }
 
     fn file_len(&self, at: Place, name: &str) -> StoreResult<Option<u64>> {
-        match self.client.head(&self.object(at, name)) {
+        let object = self.object(at, name);
+        if object.len() > upload::MAX_KEY {
+            let (bytes, max) = (object.len(), upload::MAX_KEY);
+            return Err(StoreError::KeyTooLong { bytes, max });
+        }
+        match self.client.head(&object) {
             Ok(info) => Ok(Some(info.size)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::Failed("looking the file up", e)),
@@ -334,7 +350,10 @@ impl Store for S3Store {
     }
 
     fn remove_partial(&self, at: Place, name: &str) -> StoreResult<bool> {
-        let target = self.target(at, name);
+        let Ok(target) = self.checked_target(at, name) else {
+            // No upload can have a record too long to store.
+            return Ok(false);
+        };
         // Its parts counted in the home's usage.
         self.forget_usage(at.home);
         match target.load_state() {
@@ -348,7 +367,7 @@ impl Store for S3Store {
     }
 
     fn kept(&self, at: Place, name: &str, filesize: u64) -> StoreResult<u64> {
-        self.target(at, name)
+        self.checked_target(at, name)?
             .kept(filesize)
             .map_err(StoreError::failed("reading the upload record"))
     }
@@ -359,13 +378,18 @@ impl Store for S3Store {
         name: &str,
         plan: UploadPlan,
     ) -> StoreResult<Box<dyn Upload>> {
+        let target = self.checked_target(at, name)?;
+        if plan.filesize > upload::MAX_OBJECT {
+            let max = upload::MAX_OBJECT;
+            return Err(StoreError::TooLarge { max });
+        }
         // What this server stores changes the home's usage.
         self.forget_usage(at.home);
         let Some(memory) = self.memory.take(upload::memory_for(plan.filesize)) else {
             return Err(StoreError::Overloaded);
         };
         let ended = (self.usage.clone(), at.home.join("/"));
-        let upload = S3Upload::begin(self.target(at, name), plan, memory, ended)
+        let upload = S3Upload::begin(target, plan, memory, ended)
             .map_err(upload::upload_error("starting the upload"))?;
         Ok(Box::new(upload))
     }

@@ -31,6 +31,12 @@ pub const MIN_PART: u64 = 8 * 1024 * 1024;
 /// S3's limit on the parts of one upload.
 const MAX_PARTS: u64 = 10_000;
 
+/// S3's limit on a key, in bytes of UTF-8.
+pub const MAX_KEY: usize = 1024;
+
+/// S3's limit on one object: 5 TiB.
+pub const MAX_OBJECT: u64 = 5 << 40;
+
 /// How often a running upload rewrites its record, to show it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 
@@ -161,6 +167,20 @@ pub struct Target {
 }
 
 impl Target {
+    /// Refuses a file whose upload record's key (13 bytes longer than
+    /// the object's) would not fit in S3's [`MAX_KEY`]: checked before
+    /// anything is created, so that no multipart upload is left without
+    /// a record, where the sweeper would never see it.
+    pub fn check_key(&self) -> StoreResult<()> {
+        match self.record.len() <= MAX_KEY {
+            true => Ok(()),
+            false => Err(StoreError::KeyTooLong {
+                bytes: self.record.len(),
+                max: MAX_KEY,
+            }),
+        }
+    }
+
     /// The upload record, if there is one.
     ///
     /// Fails when the store fails, or the record is not one.
