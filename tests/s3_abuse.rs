@@ -202,3 +202,60 @@ fn a_path_too_long_for_an_s3_key_is_refused_before_anything_is_created() {
     let reply = raw.reply().unwrap();
     assert_eq!(reply["code"], "bad_name", "{reply}");
 }
+
+#[test]
+fn one_peer_cannot_take_the_upload_memory_from_another_user() {
+    let Some(garage) = garage() else { return };
+    let sb = Sandbox::new();
+    // One upload may hold 16 MiB (an 8 MiB file's two parts), one
+    // account 32 MiB, all 64 MiB.
+    let extra = ["--upload-memory", "64MiB", "--anonymous"];
+    let server = users_server(&sb, &garage, "hog", "10TiB", &extra);
+    let small = pattern(100_000, 7);
+    let bob_puts = |name: &str| {
+        let mut bob = Raw::login(server.addr, b"bob secret");
+        let reply = put_whole(&mut bob, name, &small);
+        assert_eq!(reply["status"], "ok", "{reply}");
+    };
+    // A peer that declares 3 TB is refused at once, saying why.
+    let mut alice = Raw::login(server.addr, b"alice secret");
+    alice.send_json(&put("huge.bin", 3_000_000_000_000));
+    let reply = alice.reply().unwrap();
+    assert_eq!(reply["code"], "too_large", "{reply}");
+    let message = reply["message"].as_str().unwrap();
+    assert!(message.contains("--upload-memory"), "{message}");
+    // Alice's uploads take her half; her third waits.
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let mut raw = Raw::login(server.addr, b"alice secret");
+        raw.send_json(&put(&format!("a{i}.bin"), 8 << 20));
+        held.push((raw.reply().unwrap(), raw));
+    }
+    let codes: Vec<_> = held.iter().map(|(r, _)| r["code"].clone()).collect();
+    assert_eq!(
+        codes,
+        [json!(null), json!(null), json!("busy")],
+        "{held:?}",
+        held = held.iter().map(|h| &h.0).collect::<Vec<_>>()
+    );
+    bob_puts("while-alice.bin");
+    drop(held);
+    for i in 0..2 {
+        server.wait_for_log(&format!("put a{i}.bin aborted"));
+    }
+    // Sixty-four clients without a secret, 8 MiB each: half the memory
+    // at most, and bob's small upload still goes through.
+    let mut anonymous = Vec::new();
+    for i in 0..64 {
+        let mut raw = Raw::connect(server.addr);
+        raw.send_json(&put(&format!("n{i}.bin"), 8 << 20));
+        anonymous.push((raw.reply().unwrap(), raw));
+    }
+    let replies: Vec<_> = anonymous.iter().map(|(r, _)| r).collect();
+    let ready = replies.iter().filter(|r| r["offset"] == 0).count();
+    assert_eq!(ready, 2, "{replies:?}");
+    assert!(replies
+        .iter()
+        .all(|r| r["offset"] == 0 || r["code"] == "busy"));
+    bob_puts("while-anonymous.bin");
+}

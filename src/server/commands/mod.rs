@@ -64,9 +64,9 @@ pub(crate) fn store_refusal(e: StoreError, name: &str) -> ErrorReply {
                  {bytes} bytes, and at most {max} fit; use a shorter name or folder"
             ),
         ),
-        StoreError::TooLarge { max } => ErrorReply::new(
+        StoreError::TooLarge { max, why } => ErrorReply::new(
             ErrorCode::TooLarge,
-            format!("file too large: the object store takes files up to {max} bytes"),
+            format!("file too large for this server's object store: at most {max} bytes ({why})"),
         ),
     }
 }

@@ -52,7 +52,8 @@ impl S3Store {
     ///
     /// Fails when a variable is missing, or the bucket cannot be listed
     /// with these credentials.
-    pub fn from_env(bucket_and_prefix: &str) -> crate::Result<S3Store> {
+    /// Uploads hold at most `memory` bytes of buffers together.
+    pub fn from_env(bucket_and_prefix: &str, memory: u64) -> crate::Result<S3Store> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let need = |name: &str| {
             var(name).ok_or_else(|| {
@@ -84,13 +85,14 @@ impl S3Store {
             key_id: need("AWS_ACCESS_KEY_ID")?,
             secret: need("AWS_SECRET_ACCESS_KEY")?,
         };
-        S3Store::open(&endpoint, prefix)
+        S3Store::open(&endpoint, prefix, memory)
     }
 
-    /// The store in `endpoint`'s bucket, below `prefix`.
+    /// The store in `endpoint`'s bucket, below `prefix`, whose uploads
+    /// hold at most `memory` bytes of buffers together.
     ///
     /// Fails when the bucket cannot be listed.
-    pub fn open(endpoint: &Endpoint, prefix: &str) -> crate::Result<S3Store> {
+    pub fn open(endpoint: &Endpoint, prefix: &str, memory: u64) -> crate::Result<S3Store> {
         let client = S3Client::new(endpoint).map_err(|e| Error::io("the object store", e))?;
         client.check().map_err(|e| {
             let what = match e.kind() {
@@ -120,7 +122,7 @@ impl S3Store {
             endpoint: endpoint.url.clone(),
             prefix,
             owner: hex::encode(rand::random::<[u8; 8]>()),
-            memory: budget::Budget::new(budget::UPLOAD_MEMORY),
+            memory: budget::Budget::new(memory),
             usage: UsageCache::default(),
         })
     }
@@ -380,14 +382,21 @@ impl Store for S3Store {
     ) -> StoreResult<Box<dyn Upload>> {
         let target = self.checked_target(at, name)?;
         if plan.filesize > upload::MAX_OBJECT {
-            let max = upload::MAX_OBJECT;
-            return Err(StoreError::TooLarge { max });
+            let (max, why) = (upload::MAX_OBJECT, "S3's limit on one object");
+            return Err(StoreError::TooLarge { max, why });
         }
+        let needed = upload::memory_for(plan.filesize);
+        let memory = match self.memory.take(&at.home.join("/"), needed) {
+            Ok(memory) => memory,
+            Err(budget::Refusal::Busy) => return Err(StoreError::Overloaded),
+            Err(budget::Refusal::TooMuch { most }) => {
+                let max = upload::largest_within(most);
+                let why = "what one upload may hold in memory: a quarter of --upload-memory";
+                return Err(StoreError::TooLarge { max, why });
+            }
+        };
         // What this server stores changes the home's usage.
         self.forget_usage(at.home);
-        let Some(memory) = self.memory.take(upload::memory_for(plan.filesize)) else {
-            return Err(StoreError::Overloaded);
-        };
         let ended = (self.usage.clone(), at.home.join("/"));
         let upload = S3Upload::begin(target, plan, memory, ended)
             .map_err(upload::upload_error("starting the upload"))?;

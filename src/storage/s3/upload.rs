@@ -76,6 +76,17 @@ pub fn memory_for(filesize: u64) -> u64 {
     }
 }
 
+/// The largest file whose upload holds at most `memory` bytes (see
+/// [`memory_for`]).
+pub fn largest_within(memory: u64) -> u64 {
+    if memory < 2 * MIN_PART {
+        return memory.min(MIN_PART - 1);
+    }
+    // The largest power of two that two parts of fit.
+    let part = 1u64 << (63 - (memory / 2).leading_zeros());
+    part.saturating_mul(MAX_PARTS)
+}
+
 /// The record of a multipart upload, kept in the store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UploadState {
@@ -720,6 +731,16 @@ mod tests {
         let p = part_size(huge);
         assert!(p.is_power_of_two() && huge.div_ceil(p) <= MAX_PARTS, "{p}");
         assert_eq!(part_size(MAX_PARTS * MIN_PART + 1), 2 * MIN_PART);
+    }
+
+    #[test]
+    fn the_largest_file_within_a_memory_bound_fits_it_and_one_byte_more_does_not() {
+        for memory in [1000, 3 * MIN_PART, 256 << 20, 1 << 30, (1 << 30) + 5] {
+            let largest = largest_within(memory);
+            assert!(memory_for(largest) <= memory, "{memory}");
+            assert!(memory_for(largest + 1) > memory, "{memory}");
+        }
+        assert_eq!(largest_within(256 << 20), MAX_PARTS * (128 << 20));
     }
 
     #[test]
