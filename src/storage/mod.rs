@@ -84,6 +84,21 @@ pub enum StoreError {
     NoSpace(io::Error),
     /// The store failed while doing `.0`.
     Failed(&'static str, io::Error),
+    /// The path names a key longer than the store takes: `bytes` where
+    /// at most `max` fit (S3 keys hold 1,024 bytes).
+    KeyTooLong {
+        /// The longest key the path would need.
+        bytes: usize,
+        /// The most the store takes for it.
+        max: usize,
+    },
+    /// The file is larger than the store takes.
+    TooLarge {
+        /// The largest file the store takes.
+        max: u64,
+        /// What sets that bound.
+        why: &'static str,
+    },
 }
 
 impl StoreError {
@@ -208,11 +223,18 @@ pub trait Store: Send + Sync + fmt::Debug {
 /// store (configured from the standard `AWS_*` variables), else a folder.
 ///
 /// A folder's new files and folders get `modes`; an object store has none.
+/// An object store's uploads hold at most `upload_memory` bytes of buffers
+/// together; a folder's hold none.
 ///
 /// Fails when the store cannot be reached or the folder created.
-pub fn open(root: &str, durable: bool, modes: handle::Modes) -> crate::Result<Arc<dyn Store>> {
+pub fn open(
+    root: &str,
+    durable: bool,
+    modes: handle::Modes,
+    upload_memory: u64,
+) -> crate::Result<Arc<dyn Store>> {
     match root.strip_prefix("s3://") {
-        Some(rest) => Ok(Arc::new(s3::S3Store::from_env(rest)?)),
+        Some(rest) => Ok(Arc::new(s3::S3Store::from_env(rest, upload_memory)?)),
         None => Ok(Arc::new(disk::DiskStore::open(
             Path::new(root),
             durable,

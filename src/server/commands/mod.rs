@@ -57,6 +57,17 @@ pub(crate) fn store_refusal(e: StoreError, name: &str) -> ErrorReply {
         ),
         StoreError::NoSpace(e) => internal("writing the file", &e),
         StoreError::Failed(what, e) => internal(what, &e),
+        StoreError::KeyTooLong { bytes, max } => ErrorReply::new(
+            ErrorCode::BadName,
+            format!(
+                "path too long for the object store: {name} in this folder needs a key of \
+                 {bytes} bytes, and at most {max} fit; use a shorter name or folder"
+            ),
+        ),
+        StoreError::TooLarge { max, why } => ErrorReply::new(
+            ErrorCode::TooLarge,
+            format!("file too large for this server's object store: at most {max} bytes ({why})"),
+        ),
     }
 }
 

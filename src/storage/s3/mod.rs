@@ -52,7 +52,8 @@ impl S3Store {
     ///
     /// Fails when a variable is missing, or the bucket cannot be listed
     /// with these credentials.
-    pub fn from_env(bucket_and_prefix: &str) -> crate::Result<S3Store> {
+    /// Uploads hold at most `memory` bytes of buffers together.
+    pub fn from_env(bucket_and_prefix: &str, memory: u64) -> crate::Result<S3Store> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let need = |name: &str| {
             var(name).ok_or_else(|| {
@@ -84,13 +85,14 @@ impl S3Store {
             key_id: need("AWS_ACCESS_KEY_ID")?,
             secret: need("AWS_SECRET_ACCESS_KEY")?,
         };
-        S3Store::open(&endpoint, prefix)
+        S3Store::open(&endpoint, prefix, memory)
     }
 
-    /// The store in `endpoint`'s bucket, below `prefix`.
+    /// The store in `endpoint`'s bucket, below `prefix`, whose uploads
+    /// hold at most `memory` bytes of buffers together.
     ///
     /// Fails when the bucket cannot be listed.
-    pub fn open(endpoint: &Endpoint, prefix: &str) -> crate::Result<S3Store> {
+    pub fn open(endpoint: &Endpoint, prefix: &str, memory: u64) -> crate::Result<S3Store> {
         let client = S3Client::new(endpoint).map_err(|e| Error::io("the object store", e))?;
         client.check().map_err(|e| {
             let what = match e.kind() {
@@ -120,7 +122,7 @@ impl S3Store {
             endpoint: endpoint.url.clone(),
             prefix,
             owner: hex::encode(rand::random::<[u8; 8]>()),
-            memory: budget::Budget::new(budget::UPLOAD_MEMORY),
+            memory: budget::Budget::new(memory),
             usage: UsageCache::default(),
         })
     }
@@ -141,6 +143,13 @@ impl S3Store {
 
     fn target(&self, at: Place, name: &str) -> Target {
         self.target_of(&at.key(name))
+    }
+
+    /// [`S3Store::target`], refused when its keys are too long for S3.
+    fn checked_target(&self, at: Place, name: &str) -> StoreResult<Target> {
+        let target = self.target(at, name);
+        target.check_key()?;
+        Ok(target)
     }
 
     /// Where the upload of the file with key `key` goes. Its record is at
@@ -272,6 +281,10 @@ impl Store for S3Store {
     /// Writes a marker for the folder and each parent without one.
     fn make_folder(&self, at: Place) -> StoreResult<()> {
         let target = self.folder_prefix(at);
+        if target.len() > upload::MAX_KEY {
+            let (bytes, max) = (target.len(), upload::MAX_KEY);
+            return Err(StoreError::KeyTooLong { bytes, max });
+        }
         if self
             .any_below(&target)
             .map_err(StoreError::failed("checking the folder"))?
@@ -296,7 +309,12 @@ impl Store for S3Store {
     }
 
     fn file_len(&self, at: Place, name: &str) -> StoreResult<Option<u64>> {
-        match self.client.head(&self.object(at, name)) {
+        let object = self.object(at, name);
+        if object.len() > upload::MAX_KEY {
+            let (bytes, max) = (object.len(), upload::MAX_KEY);
+            return Err(StoreError::KeyTooLong { bytes, max });
+        }
+        match self.client.head(&object) {
             Ok(info) => Ok(Some(info.size)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::Failed("looking the file up", e)),
@@ -334,7 +352,10 @@ impl Store for S3Store {
     }
 
     fn remove_partial(&self, at: Place, name: &str) -> StoreResult<bool> {
-        let target = self.target(at, name);
+        let Ok(target) = self.checked_target(at, name) else {
+            // No upload can have a record too long to store.
+            return Ok(false);
+        };
         // Its parts counted in the home's usage.
         self.forget_usage(at.home);
         match target.load_state() {
@@ -348,7 +369,7 @@ impl Store for S3Store {
     }
 
     fn kept(&self, at: Place, name: &str, filesize: u64) -> StoreResult<u64> {
-        self.target(at, name)
+        self.checked_target(at, name)?
             .kept(filesize)
             .map_err(StoreError::failed("reading the upload record"))
     }
@@ -359,13 +380,25 @@ impl Store for S3Store {
         name: &str,
         plan: UploadPlan,
     ) -> StoreResult<Box<dyn Upload>> {
+        let target = self.checked_target(at, name)?;
+        if plan.filesize > upload::MAX_OBJECT {
+            let (max, why) = (upload::MAX_OBJECT, "S3's limit on one object");
+            return Err(StoreError::TooLarge { max, why });
+        }
+        let needed = upload::memory_for(plan.filesize);
+        let memory = match self.memory.take(&at.home.join("/"), needed) {
+            Ok(memory) => memory,
+            Err(budget::Refusal::Busy) => return Err(StoreError::Overloaded),
+            Err(budget::Refusal::TooMuch { most }) => {
+                let max = upload::largest_within(most);
+                let why = "what one upload may hold in memory: a quarter of --upload-memory";
+                return Err(StoreError::TooLarge { max, why });
+            }
+        };
         // What this server stores changes the home's usage.
         self.forget_usage(at.home);
-        let Some(memory) = self.memory.take(upload::memory_for(plan.filesize)) else {
-            return Err(StoreError::Overloaded);
-        };
         let ended = (self.usage.clone(), at.home.join("/"));
-        let upload = S3Upload::begin(self.target(at, name), plan, memory, ended)
+        let upload = S3Upload::begin(target, plan, memory, ended)
             .map_err(upload::upload_error("starting the upload"))?;
         Ok(Box::new(upload))
     }
