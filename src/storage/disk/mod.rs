@@ -6,27 +6,30 @@
 //! ([`super::handle`]): nothing is opened, removed or renamed by path, so a
 //! link planted in the root is never followed.
 
+mod digest;
+mod tree;
 mod upload;
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use rustix::fs::OFlags;
 
+use self::tree::{Remover, Tree};
 use self::upload::{DiskFile, DiskUpload};
 use super::handle::{Folder, Kind, Modes};
 use super::local;
 use super::usage::{Usage, UsageBook};
 use super::{
-    Claim, Entries, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
+    Claim, Entries, ListHow, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
 };
 use crate::error::Error;
 use crate::io::digest::Digester;
 use crate::io::pump::hash_prefix;
-use crate::wire::names::PARTIAL_DIR;
+use crate::wire::names::{display_folder, PARTIAL_DIR};
 
 /// How deep the sweeper looks for partial uploads: a home, then folders
 /// as deep as a path may go.
@@ -129,11 +132,9 @@ impl Store for DiskStore {
         self.folder(at).map(drop)
     }
 
-    fn list(&self, at: Place) -> StoreResult<Entries<'_>> {
-        let entries = local::list(self.folder(at)?).map_err(StoreError::failed("listing"))?;
-        Ok(Box::new(
-            entries.map(|e| e.map_err(|e| StoreError::Failed("listing", e))),
-        ))
+    fn list(&self, at: Place, how: ListHow) -> StoreResult<Entries<'_>> {
+        let tree = Tree::new(self.folder(at)?, how).map_err(StoreError::failed("listing"))?;
+        Ok(Box::new(tree))
     }
 
     /// Refuses to step through anything that is not a real folder.
@@ -196,6 +197,58 @@ impl Store for DiskStore {
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Err(StoreError::NotEmpty),
             Err(e) => Err(StoreError::Failed("removing", e)),
+        }
+    }
+
+    /// Goes down through folder handles: a link inside is removed as a
+    /// link, never followed. The usage book is told what went.
+    fn remove_tree(&self, at: Place, name: &str, claim: Claim) -> StoreResult<u64> {
+        let parent = self.folder(at)?;
+        match parent.kind(name).map_err(StoreError::File)? {
+            Kind::Dir => {}
+            _ => return self.remove(at, name).map(|()| 1),
+        }
+        let mut remover = Remover {
+            claim,
+            done: Default::default(),
+        };
+        let mut path = at.folder.to_vec();
+        path.push(name.to_string());
+        let shown = display_folder(&path);
+        let walked = remover.remove(&parent, name.as_ref(), &shown, &at.key(name), 0);
+        let done = remover.done;
+        let home = self.home(at.home);
+        self.usage.remove(&home, done.bytes);
+        self.usage.deleted(&home, done.entries);
+        walked.map_err(StoreError::failed("removing"))?;
+        match done.left {
+            Some(left) => Err(StoreError::Left {
+                removed: done.removed,
+                left,
+            }),
+            None => Ok(done.removed),
+        }
+    }
+
+    /// One `renameat` between two folder handles, refusing to replace
+    /// anything (see [`Folder::rename`]).
+    fn rename(&self, from_at: Place, from: &str, to_at: Place, to: &str) -> StoreResult<()> {
+        let source = self.folder(from_at)?;
+        let dest = self.folder(to_at)?;
+        match source.kind(from).map_err(StoreError::File)? {
+            Kind::Link => {
+                let link = io::Error::from_raw_os_error(libc::ELOOP);
+                return Err(StoreError::File(link));
+            }
+            Kind::Other => return Err(StoreError::NotAFile),
+            Kind::File(_) | Kind::Dir => {}
+        }
+        match source.rename(from, &dest, to, false) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(StoreError::Exists),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Err(StoreError::Exists),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::File(e)),
+            Err(e) => Err(StoreError::Failed("moving", e)),
         }
     }
 
@@ -282,7 +335,7 @@ impl Store for DiskStore {
             written: offset,
             flushed: offset,
             durable: self.durable,
-            overwrite: plan.overwrite,
+            plan,
             finished: false,
         }))
     }
@@ -294,9 +347,10 @@ impl Store for DiskStore {
             .map_err(StoreError::File)?;
         let meta = file.metadata().map_err(StoreError::failed("stat"))?;
         Ok(Box::new(DiskFile {
-            file,
             len: meta.len(),
             mtime: local::unix_secs(meta.modified().unwrap_or(UNIX_EPOCH)),
+            mode: meta.permissions().mode() & 0o777,
+            file,
         }))
     }
 
@@ -361,6 +415,8 @@ mod tests {
             resume: true,
             hash: true,
             overwrite: true,
+            mtime: None,
+            mode: None,
         };
         let mut up = store.begin_upload(at, "f", plan).unwrap();
         up.write(b"abc").unwrap();
@@ -407,6 +463,8 @@ mod tests {
             resume: true,
             hash: false,
             overwrite: true,
+            mtime: None,
+            mode: None,
         };
         assert_eq!(store.usage(&home).unwrap(), walked(), "measured first");
         store
@@ -467,6 +525,8 @@ mod tests {
             resume: false,
             hash: false,
             overwrite: true,
+            mtime: None,
+            mode: None,
         };
         let refused = store.begin_upload(at, "f", plan).err().unwrap();
         let refused_link =
