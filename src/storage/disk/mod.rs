@@ -18,7 +18,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use rustix::fs::OFlags;
 
-use self::tree::{Remover, Tree};
+use self::tree::Tree;
 use self::upload::{DiskFile, DiskUpload};
 use super::handle::{Folder, Kind, Modes};
 use super::local;
@@ -29,7 +29,7 @@ use super::{
 use crate::error::Error;
 use crate::io::digest::Digester;
 use crate::io::pump::hash_prefix;
-use crate::wire::names::{display_folder, PARTIAL_DIR};
+use crate::wire::names::PARTIAL_DIR;
 
 /// How deep the sweeper looks for partial uploads: a home, then folders
 /// as deep as a path may go.
@@ -200,56 +200,13 @@ impl Store for DiskStore {
         }
     }
 
-    /// Goes down through folder handles: a link inside is removed as a
-    /// link, never followed. The usage book is told what went.
+    /// Through folder handles, never following a link (see [`tree`]).
     fn remove_tree(&self, at: Place, name: &str, claim: Claim) -> StoreResult<u64> {
-        let parent = self.folder(at)?;
-        match parent.kind(name).map_err(StoreError::File)? {
-            Kind::Dir => {}
-            _ => return self.remove(at, name).map(|()| 1),
-        }
-        let mut remover = Remover {
-            claim,
-            done: Default::default(),
-        };
-        let mut path = at.folder.to_vec();
-        path.push(name.to_string());
-        let shown = display_folder(&path);
-        let walked = remover.remove(&parent, name.as_ref(), &shown, &at.key(name), 0);
-        let done = remover.done;
-        let home = self.home(at.home);
-        self.usage.remove(&home, done.bytes);
-        self.usage.deleted(&home, done.entries);
-        walked.map_err(StoreError::failed("removing"))?;
-        match done.left {
-            Some(left) => Err(StoreError::Left {
-                removed: done.removed,
-                left,
-            }),
-            None => Ok(done.removed),
-        }
+        self.remove_folder(at, name, claim)
     }
 
-    /// One `renameat` between two folder handles, refusing to replace
-    /// anything (see [`Folder::rename`]).
     fn rename(&self, from_at: Place, from: &str, to_at: Place, to: &str) -> StoreResult<()> {
-        let source = self.folder(from_at)?;
-        let dest = self.folder(to_at)?;
-        match source.kind(from).map_err(StoreError::File)? {
-            Kind::Link => {
-                let link = io::Error::from_raw_os_error(libc::ELOOP);
-                return Err(StoreError::File(link));
-            }
-            Kind::Other => return Err(StoreError::NotAFile),
-            Kind::File(_) | Kind::Dir => {}
-        }
-        match source.rename(from, &dest, to, false) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(StoreError::Exists),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Err(StoreError::Exists),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::File(e)),
-            Err(e) => Err(StoreError::Failed("moving", e)),
-        }
+        self.move_entry(from_at, from, to_at, to)
     }
 
     /// A partial folder that is a link holds nothing of ours: nothing is

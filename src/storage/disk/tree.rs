@@ -7,11 +7,12 @@ use std::ffi::OsStr;
 use std::io;
 
 use super::digest::digest_of;
+use super::DiskStore;
 use crate::storage::handle::{Folder, Found, Kind};
 use crate::storage::local::listing_entry;
-use crate::storage::{Claim, ListHow, StoreError, StoreResult};
+use crate::storage::{Claim, ListHow, Place, Store, StoreError, StoreResult};
 use crate::wire::message::{Entry, EntryKind};
-use crate::wire::names::{MAX_PATH_DEPTH, PARTIAL_DIR};
+use crate::wire::names::{display_folder, MAX_PATH_DEPTH, PARTIAL_DIR};
 
 /// Deepest a removal goes: deeper than any path the protocol makes, so
 /// only a tree planted by a local user stops it (and is then left).
@@ -104,6 +105,66 @@ impl Iterator for Tree {
             if let Some(entry) = listing_entry(found) {
                 return Some(Ok(self.complete(entry)));
             }
+        }
+    }
+}
+
+impl DiskStore {
+    /// Goes down through folder handles: a link inside is removed as a
+    /// link, never followed. The usage book is told what went.
+    pub(super) fn remove_folder(&self, at: Place, name: &str, claim: Claim) -> StoreResult<u64> {
+        let parent = self.folder(at)?;
+        match parent.kind(name).map_err(StoreError::File)? {
+            Kind::Dir => {}
+            _ => return self.remove(at, name).map(|()| 1),
+        }
+        let mut remover = Remover {
+            claim,
+            done: Default::default(),
+        };
+        let mut path = at.folder.to_vec();
+        path.push(name.to_string());
+        let shown = display_folder(&path);
+        let walked = remover.remove(&parent, name.as_ref(), &shown, &at.key(name), 0);
+        let done = remover.done;
+        let home = self.home(at.home);
+        self.usage.remove(&home, done.bytes);
+        self.usage.deleted(&home, done.entries);
+        walked.map_err(StoreError::failed("removing"))?;
+        match done.left {
+            Some(left) => Err(StoreError::Left {
+                removed: done.removed,
+                left,
+            }),
+            None => Ok(done.removed),
+        }
+    }
+
+    /// One `renameat` between two folder handles, refusing to replace
+    /// anything (see [`Folder::rename`]).
+    pub(super) fn move_entry(
+        &self,
+        from_at: Place,
+        from: &str,
+        to_at: Place,
+        to: &str,
+    ) -> StoreResult<()> {
+        let source = self.folder(from_at)?;
+        let dest = self.folder(to_at)?;
+        match source.kind(from).map_err(StoreError::File)? {
+            Kind::Link => {
+                let link = io::Error::from_raw_os_error(libc::ELOOP);
+                return Err(StoreError::File(link));
+            }
+            Kind::Other => return Err(StoreError::NotAFile),
+            Kind::File(_) | Kind::Dir => {}
+        }
+        match source.rename(from, &dest, to, false) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(StoreError::Exists),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Err(StoreError::Exists),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::File(e)),
+            Err(e) => Err(StoreError::Failed("moving", e)),
         }
     }
 }
