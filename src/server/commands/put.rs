@@ -151,6 +151,12 @@ impl Session<'_> {
                 ),
             ));
         }
+        // An object store has no folders to fail on: a folder of the path
+        // other than the current one (checked by `cd`) is looked up.
+        if folder != self.cwd {
+            let store = &self.ctx.store;
+            store.check_folder(at).map_err(|e| store_refusal(e, ""))?;
+        }
         // Checks the folder too.
         let existing = self.existing_len(at, name)?;
         let key = at.key(name);
