@@ -199,6 +199,23 @@ fn hostile_cases() -> Vec<(String, Vec<u8>, Expect)> {
         long.as_str(),
         ".ftp-partial",
     ];
+    // Paths resolve inside the home (`..` stops there) into folders that
+    // are not there.
+    for path in [
+        "../../../../etc/passwd",
+        "/etc/passwd",
+        "//server/share",
+        "a/b",
+        "....//x",
+        ".../...//x",
+    ] {
+        cases.push((format!("path {path:?}"), put_named(path), Code("not_found")));
+        cases.push((
+            format!("get path {path:?}"),
+            json_frame(json!({"cmd":"get","filename":path})),
+            Code("not_found"),
+        ));
+    }
     for name in names {
         cases.push((format!("name {name:?}"), put_named(name), Code("bad_name")));
         cases.push((
