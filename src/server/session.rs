@@ -262,14 +262,10 @@ impl<'a> Session<'a> {
                 respond(s, self.mkdir(&path, parents), |f| f.path.clone())
             }
             Request::Rm {
-                filename,
-                recursive,
-            } => respond(s, self.rm(&filename, recursive), |r| {
-                format!("{} ({} entries)", r.filename, r.entries)
-            }),
-            Request::Mv { from, to } => respond(s, self.mv(&from, &to), |m| {
-                format!("{} -> {}", m.from, m.to)
-            }),
+                filename: f,
+                recursive: r,
+            } => respond(s, self.rm(&f, r), |r| format!("{} entries", r.entries)),
+            Request::Mv { from, to } => respond(s, self.mv(&from, &to), |m| m.to.clone()),
         }
     }
 }
