@@ -328,6 +328,31 @@ impl S3Client {
         }
     }
 
+    /// Copies the object `from` to `to` inside the bucket, on the store's
+    /// side (`PutObject` with `x-amz-copy-source`; up to 5 GiB, S3's limit
+    /// for one copy).
+    pub fn copy(&self, from: &str, to: &str) -> io::Result<()> {
+        let source = format!("/{}/{}", self.bucket.name(), encode_key(from));
+        let mut action = PutObject::new(&self.bucket, self.creds(), to);
+        action
+            .headers_mut()
+            .insert("x-amz-copy-source", source.clone());
+        let url = action.sign(SIGNED_FOR);
+        let request = http::Request::builder()
+            .method(http::Method::PUT)
+            .uri(url.as_str())
+            .header("x-amz-copy-source", source)
+            .body(())
+            .map_err(io::Error::other)?;
+        let mut response = self.agent.run(request).map_err(from_ureq)?;
+        // S3 may answer 200 and put the failure in the body.
+        let text = read_text(&mut response)?;
+        match response.status().is_success() && !text.contains("<Error>") {
+            true => Ok(()),
+            false => Err(refusal(response.status(), &text)),
+        }
+    }
+
     /// Throws an upload's parts away.
     pub fn abort_multipart(&self, key: &str, upload_id: &str) -> io::Result<()> {
         let action = AbortMultipartUpload::new(&self.bucket, self.creds(), key, upload_id);
@@ -375,6 +400,21 @@ fn is_stale(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe
     )
+}
+
+/// A key as a copy source names it: each byte but the unreserved ones
+/// and `/` percent-encoded.
+fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 fn read_text(response: &mut Response<Body>) -> io::Result<String> {

@@ -12,12 +12,14 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::storage::{
-    Claim, Entries, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan, Usage,
+    Claim, Entries, ListHow, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
+    Usage,
 };
 use crate::wire::names::PARTIAL_DIR;
 
 pub mod budget;
 pub mod client;
+mod folders;
 mod listing;
 pub mod tree;
 pub mod upload;
@@ -26,6 +28,7 @@ pub mod usage;
 use client::{Endpoint, S3Client};
 use rusty_s3::actions::ListObjectsV2Response;
 use upload::{KnownDigest, S3Upload, Target, MIN_PART};
+
 use usage::UsageCache;
 
 /// Keys per listing request.
@@ -266,16 +269,9 @@ impl Store for S3Store {
         }
     }
 
-    /// A folder with nothing below it, not even its marker, is missing
-    /// (the home excepted): the listing's first page tells.
-    fn list(&self, at: Place) -> StoreResult<Entries<'_>> {
-        let pages = listing::FolderPages::start(&self.client, self.folder_prefix(at))
-            .map_err(StoreError::failed("listing"))?;
-        match pages {
-            Some(pages) => Ok(Box::new(pages)),
-            None if at.folder.is_empty() => Ok(Box::new(std::iter::empty())),
-            None => Err(missing(at)),
-        }
+    /// See [`folders`].
+    fn list(&self, at: Place, how: ListHow) -> StoreResult<Entries<'_>> {
+        self.list_folder(at, how)
     }
 
     /// Writes a marker for the folder and each parent without one.
@@ -349,6 +345,16 @@ impl Store for S3Store {
                 .map_err(StoreError::failed("removing")),
             _ => Err(StoreError::NotEmpty),
         }
+    }
+
+    /// See [`folders`].
+    fn remove_tree(&self, at: Place, name: &str, claim: Claim) -> StoreResult<u64> {
+        self.remove_prefix(at, name, claim)
+    }
+
+    /// See [`folders`].
+    fn rename(&self, from_at: Place, from: &str, to_at: Place, to: &str) -> StoreResult<()> {
+        self.move_file(from_at, from, to_at, to)
     }
 
     fn remove_partial(&self, at: Place, name: &str) -> StoreResult<bool> {
