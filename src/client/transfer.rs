@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::client::connect::{read_reply, Dialect};
+use crate::client::overwrite::{confirm_early, land_download, Landing};
 use crate::client::{Client, ClientOptions, GetReport, Progress, PutReport};
 use crate::error::{Error, Result};
 use crate::io::digest::Digester;
@@ -53,6 +54,7 @@ impl Client {
     }
 
     fn put_attempt(&mut self, path: &Path, progress: &mut dyn Progress) -> Result<PutReport> {
+        self.require_folder()?;
         let name = local_upload_name(path)?;
         let mut file = File::open(path).map_err(|e| Error::cannot_read(path.display(), &e))?;
         let meta = file
@@ -316,6 +318,11 @@ impl Client {
             if ready.offset != offset || ready.filesize < offset {
                 return Err(Error::Malformed("server sent a different offset".into()));
             }
+            let agreed = confirm_early(&c.options, target, ready.filesize).inspect_err(|_| {
+                // The server is sending the file already: this connection
+                // is out of step.
+                c.broken = true;
+            })?;
             let (mut file, hasher) = open_partial_download(partial, offset)?;
             progress.start(name, ready.filesize, offset);
             let body = ready.filesize - offset;
@@ -339,7 +346,8 @@ impl Client {
                 }
             }
             let digest: Digest = frame::read_json(&mut c.stream, MAX_REPLY_LEN)?;
-            finish_download(name, file, hasher, &digest, partial, target)?;
+            let download = (file, hasher, ready.filesize);
+            finish_download(c, name, download, &digest, partial, target, agreed)?;
             Ok(GetReport {
                 path: target.to_path_buf(),
                 size: ready.filesize,
@@ -399,24 +407,27 @@ fn planted_link(partial: &Path) -> Error {
     ))
 }
 
-/// Checks a complete download against the server's digest and moves it
-/// under its name; a mismatch deletes it.
+/// Checks a complete download against the server's digest (a mismatch
+/// deletes it) and lands it under its name as the overwrite policy says.
 fn finish_download(
+    c: &Client,
     name: &str,
-    file: File,
-    hasher: Digester,
+    download: (File, Digester, u64),
     digest: &Digest,
     partial: &Path,
     target: &Path,
-) -> Result<()> {
+    agreed: bool,
+) -> Result<Landing> {
+    let (file, hasher, size) = download;
     // Hash equality is constant-time; hex of either case parses.
-    if blake3::Hash::from_hex(&digest.blake3).map_or(true, |d| d != hasher.finalize()) {
+    let ours = hasher.finalize();
+    if blake3::Hash::from_hex(&digest.blake3).map_or(true, |d| d != ours) {
         let _ = fs::remove_file(partial);
         return Err(Error::DigestMismatch { name: escape(name) });
     }
     file.sync_all()
-        .and_then(|()| fs::rename(partial, target))
-        .map_err(|e| Error::io(format!("saving {}", target.display()), e))
+        .map_err(|e| Error::io(format!("saving {}", partial.display()), e))?;
+    land_download(&c.options, partial, target, size, &ours, agreed)
 }
 
 /// The name a local file or folder is uploaded under: its base name, which
