@@ -108,26 +108,7 @@ fn run(args: Args) -> Result<usize> {
         _ => {}
     }
     let server = server(args.server.as_deref())?;
-    let mut options = ClientOptions::new(client_secret(args.secret_file.as_deref())?);
-    let secret_file = client_secret_file(args.secret_file.as_deref());
-    if let Some(warning) = secret_file.as_deref().and_then(exposure_warning) {
-        eprintln!("warning: {warning}");
-    }
-    if args.allow_unproven_server {
-        options.require_proof = false;
-        eprintln!(
-            "warning: not checking that the server knows the secret if it cannot do TLS; such a \
-             server is spoken to unencrypted, and an impostor could receive your files"
-        );
-    }
-    options.limit_rate = args.limit_rate;
-    options.stall_timeout = Duration::from_secs(args.stall_timeout);
-    options.overwrite = overwrite_policy(args.force, args.quiet);
-    options.trust = Trust {
-        fingerprint: args.fingerprint,
-        confirm: Some(Arc::new(confirm_at_terminal)),
-        ..Trust::from_config_dir()
-    };
+    let options = client_options(&args)?;
     let shell = ShellOptions { quiet: args.quiet };
     let mut client = Client::connect(&server, options)?;
     if let Some(notice) = client.take_notice() {
@@ -174,6 +155,31 @@ fn about(words: &[String]) -> Option<Result<()>> {
         [first] if first == "man" => Some(cli::man_page(Args::command(), &mut out)),
         _ => None,
     }
+}
+
+/// The client's settings from its flags, with the secret.
+fn client_options(args: &Args) -> Result<ClientOptions> {
+    let mut options = ClientOptions::new(client_secret(args.secret_file.as_deref())?);
+    let secret_file = client_secret_file(args.secret_file.as_deref());
+    if let Some(warning) = secret_file.as_deref().and_then(exposure_warning) {
+        eprintln!("warning: {warning}");
+    }
+    if args.allow_unproven_server {
+        options.require_proof = false;
+        eprintln!(
+            "warning: not checking that the server knows the secret if it cannot do TLS; such a \
+             server is spoken to unencrypted, and an impostor could receive your files"
+        );
+    }
+    options.limit_rate = args.limit_rate;
+    options.stall_timeout = Duration::from_secs(args.stall_timeout);
+    options.overwrite = overwrite_policy(args.force, args.quiet);
+    options.trust = Trust {
+        fingerprint: args.fingerprint,
+        confirm: Some(Arc::new(confirm_at_terminal)),
+        ..Trust::from_config_dir()
+    };
+    Ok(options)
 }
 
 /// The server to use: --server, else $FTP_SERVER, else this machine;

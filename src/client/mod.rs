@@ -454,3 +454,32 @@ fn raw_echo(stream: &mut ClientStream, text: &str) -> Result<String> {
     }
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_taken_from_the_lost_folder() {
+        assert_eq!(from_folder("/tree/sub", ".."), "/tree");
+        assert_eq!(from_folder("/tree/sub", "../other/./x"), "/tree/other/x");
+        assert_eq!(from_folder("/tree", "../../.."), "/");
+        assert_eq!(from_folder("/", "a b"), "/a b");
+    }
+
+    #[test]
+    fn a_broken_or_stalled_connection_says_the_command_resumes() {
+        let stalled = std::io::Error::new(std::io::ErrorKind::TimedOut, "nothing moved");
+        let lost = connection_lost(Error::io("sending file data", stalled));
+        assert_eq!(
+            lost.to_string(),
+            "connection lost (sending file data: nothing moved); run the same command to resume"
+        );
+        assert!(matches!(
+            connection_lost(Error::Closed),
+            Error::ConnectionLost { .. }
+        ));
+        let refused = connection_lost(Error::DigestMismatch { name: "a".into() });
+        assert!(matches!(refused, Error::DigestMismatch { .. }));
+    }
+}

@@ -318,11 +318,9 @@ impl Client {
             if ready.offset != offset || ready.filesize < offset {
                 return Err(Error::Malformed("server sent a different offset".into()));
             }
-            let agreed = confirm_early(&c.options, target, ready.filesize).inspect_err(|_| {
-                // The server is sending the file already: this connection
-                // is out of step.
-                c.broken = true;
-            })?;
+            // A no leaves the file unread on the wire: out of step.
+            let agreed = confirm_early(&c.options, target, ready.filesize)
+                .inspect_err(|_| c.broken = true)?;
             let (mut file, hasher) = open_partial_download(partial, offset)?;
             progress.start(name, ready.filesize, offset);
             let body = ready.filesize - offset;

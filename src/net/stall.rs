@@ -64,7 +64,7 @@ impl StallGuard {
         io::Error::new(
             io::ErrorKind::TimedOut,
             format!(
-                "nothing moved for {} s (--stall-timeout)",
+                "nothing moved for {} s, the stall timeout",
                 self.stall.as_secs_f64()
             ),
         )
@@ -130,7 +130,10 @@ mod tests {
         let started = Instant::now();
         let err = guard.read(&mut [0u8; 8]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert!(err.to_string().contains("nothing moved for 0.2 s"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "nothing moved for 0.2 s, the stall timeout"
+        );
         assert!(started.elapsed() < Duration::from_secs(2));
         let again = Instant::now();
         assert!(guard.write(b"x").is_err() && guard.read(&mut [0u8; 1]).is_err());
