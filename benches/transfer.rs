@@ -6,6 +6,7 @@
 //! `cargo bench --bench transfer -- --quick` tiny sizes, for CI
 //!
 //! Environment: FTP_BENCH_SIZE (bytes for bulk), FTP_BENCH_ROUNDS,
+//! FTP_BENCH_FILES (files in the folder benchmark),
 //! FTP_BENCH_IDLE (idle connections), FTP_BENCH_DISK_DIR (where the durable
 //! comparison writes; default target/bench-disk).
 
@@ -24,8 +25,12 @@ use ftp::config::secret::Secret;
 use ftp::wire::auth::respond;
 use ftp::wire::frame;
 
+#[path = "support/folders.rs"]
+mod folders;
 #[path = "../tests/support/garage.rs"]
 mod garage;
+#[path = "../tests/support/latency.rs"]
+mod latency;
 #[path = "support/limit.rs"]
 mod limit;
 #[path = "support/loadgen.rs"]
@@ -46,6 +51,7 @@ struct Settings {
     small_secs: f64,
     burst: usize,
     idle: usize,
+    folder_files: usize,
 }
 
 fn settings() -> Settings {
@@ -57,6 +63,7 @@ fn settings() -> Settings {
         small_secs: if quick { 0.3 } else { 3.0 },
         burst: if quick { 50 } else { 1000 },
         idle: env("FTP_BENCH_IDLE").unwrap_or(if quick { 100 } else { 10_000 }) as usize,
+        folder_files: env("FTP_BENCH_FILES").unwrap_or(if quick { 200 } else { 10_000 }) as usize,
     }
 }
 
@@ -64,6 +71,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--raw-receive") {
         raw_receive(Path::new(&args[i + 1]));
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--tar-receive") {
+        folders::tar_receive(Path::new(&args[i + 1]));
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--limit-server") {
@@ -113,6 +124,9 @@ fn main() {
     }
     if wanted("scp") {
         scp_bench::section(&s, &scratch, &source, &ours);
+    }
+    if wanted("folders") {
+        folders::section(&s, &scratch, &ours);
     }
     if wanted("s3") {
         s3_bench::section(&s, &scratch, &source);

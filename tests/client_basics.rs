@@ -378,7 +378,7 @@ fn help_needs_no_server_and_no_secret() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_stdout_has(&out, "get NAME [LOCAL]");
+    assert_stdout_has(&out, "download files");
     let out = client().arg("--help").output().unwrap();
     assert_stdout_has(&out, "mkdir PATH");
     let out = client().arg("man").output().unwrap();

@@ -14,9 +14,9 @@ use crate::{median, mib, run_client, Scratch, Server, Settings};
 const SSHD: &str = "/usr/sbin/sshd";
 const CIPHERS: [&str; 2] = ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"];
 
-struct Sshd {
+pub(crate) struct Sshd {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Sshd {
@@ -36,7 +36,7 @@ fn keygen(path: &Path) {
     assert!(ok, "ssh-keygen failed");
 }
 
-fn start_sshd(dir: &Path) -> Option<Sshd> {
+pub(crate) fn start_sshd(dir: &Path) -> Option<Sshd> {
     fs::create_dir_all(dir).ok()?;
     keygen(&dir.join("host_key"));
     keygen(&dir.join("user_key"));

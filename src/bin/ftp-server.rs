@@ -157,6 +157,12 @@ struct Args {
     /// 1000]
     #[arg(long, value_name = "N")]
     anonymous_max_files: Option<u64>,
+    /// With an object store (--root s3://...): memory all uploads may hold
+    /// for their parts and small files together. One upload may hold a
+    /// quarter of it, one account's uploads (or all anonymous ones) half;
+    /// a file whose parts would not fit in a quarter is refused.
+    #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = size)]
+    upload_memory: u64,
     /// Folder of the TLS certificate and key (created on first start).
     /// Default: the per-user config folder, where local clients find it.
     #[arg(long, value_name = "DIR")]
@@ -216,7 +222,7 @@ fn run(args: Args) -> Result<()> {
         true => Modes::SHARED,
         false => Modes::PRIVATE,
     };
-    let store = storage::open(&args.root, args.durable, modes)?;
+    let store = storage::open(&args.root, args.durable, modes, args.upload_memory)?;
     tracing::info!("files are kept in {}", store.describe());
     let config = config(&args, store, accounts, tls.clone());
     let server = Server::bind(args.listen, config)?;

@@ -3,22 +3,22 @@
 
 use std::fmt;
 
+use crate::wire::names::escape;
+
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Upload local files.
-    Put(Vec<String>),
-    /// Upload local folders with everything in them (`put -r`).
-    PutTree(Vec<String>),
-    /// Download a file, optionally to a local path.
-    Get {
-        /// Remote name.
-        name: String,
-        /// Local path or folder.
-        local: Option<String>,
+    /// Upload local files (wildcards allowed) or, with `-r`, folders.
+    Put(Transfer),
+    /// Download files or, with `-r`, folders (server wildcards allowed).
+    Get(Transfer),
+    /// List a folder on the server.
+    Ls {
+        /// The folder; the current one when absent.
+        path: Option<String>,
+        /// How to show it.
+        how: ListOptions,
     },
-    /// List the server's current folder.
-    Ls(ListOptions),
     /// Upper-case text on the server.
     Echo(String),
     /// Show used and free space.
@@ -29,34 +29,98 @@ pub enum Command {
     Cd(String),
     /// Show the server's current folder.
     Pwd,
-    /// Remove a file or empty folder on the server.
-    Rm(String),
+    /// Remove files, empty folders, or with `-r` folders and all they hold.
+    Rm {
+        /// Paths on the server (wildcards allowed).
+        paths: Vec<String>,
+        /// Folders with everything in them.
+        recursive: bool,
+    },
+    /// Rename or move a file or folder on the server.
+    Mv {
+        /// What to move.
+        from: String,
+        /// Where to; into it when it is a folder.
+        to: String,
+    },
+    /// Bring a folder up to date from another, in either direction.
+    Sync(SyncOptions),
     /// Show the commands.
     Help,
     /// End the session.
     Quit,
 }
 
+/// `put` and `get`: what to move and how.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transfer {
+    /// What to send or fetch: local paths for `put`, server paths for
+    /// `get`, each maybe a wildcard pattern.
+    pub sources: Vec<String>,
+    /// `get` only: the local file or folder to write to.
+    pub local: Option<String>,
+    /// Folders with everything in them (`-r`).
+    pub recursive: bool,
+    /// Keep permission bits (`-p`); modification times are always kept.
+    pub preserve: bool,
+    /// Name every file as it is moved (`-v`).
+    pub verbose: bool,
+}
+
+/// `sync SRC DST`: one of the two is on the server, written with a leading `:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncOptions {
+    /// Where the files come from.
+    pub source: String,
+    /// What is brought up to date.
+    pub target: String,
+    /// Remove what the source does not have (`--delete`).
+    pub delete: bool,
+    /// Print what would be done, and do nothing (`-n`, `--dry-run`).
+    pub dry_run: bool,
+    /// Compare by BLAKE3 instead of size and modification time (`-c`, `--checksum`).
+    pub checksum: bool,
+    /// Keep permission bits (`-p`).
+    pub preserve: bool,
+    /// Name every file as it is moved (`-v`).
+    pub verbose: bool,
+}
+
 /// The help text, one command a line.
 pub const HELP: &str = "\
-commands:
-  put FILE...          upload files (an interrupted upload resumes)
-  put -r FOLDER...     upload folders with everything in them
-  get NAME [LOCAL]     download a file (an interrupted download resumes)
-  ls [-a] [-h]         list files (-a: dot-files too, -h: human sizes)
-  echo TEXT            the server answers TEXT in upper case
-  quota                show used and available space
-  mkdir PATH           create a folder on the server
-  cd PATH              change folder on the server (/ is your home)
-  pwd                  show the folder on the server
-  rm NAME              remove a file or an empty folder on the server
-  help                 this text
-  quit, exit           leave (so does end of input)
-names with spaces go in quotes: put \"my file.txt\"";
+commands (paths on the server are relative to its current folder):
+  put [-rpv] FILE...        upload files or, with -r, folders (wildcards work:
+                            put *.log); an interrupted upload resumes
+  get [-rpv] PATH... [LOCAL]  download files or, with -r, folders, into the
+                            working folder or LOCAL (wildcards work on the
+                            server's names: get 'logs/*.gz')
+  ls [-ahR] [PATH]          list a folder (-a: dot-files too, -h: human sizes,
+                            -R: everything below it)
+  rm [-r] PATH...           remove files or empty folders (-r: folders and
+                            all they hold)
+  mv FROM TO                rename or move a file or folder on the server
+  sync [-ncpv] [--delete] SRC DST
+                            bring DST up to date with SRC, sending only what
+                            differs; the server's side starts with ':'
+                            (sync photos :photos sends, sync :photos photos
+                            fetches); -n: only show what it would do,
+                            -c: compare by BLAKE3, not size and time,
+                            --delete: remove what SRC does not have
+  mkdir PATH                create a folder (and its parents) on the server
+  cd PATH                   change folder on the server (/ is your home)
+  pwd                       show the folder on the server
+  echo TEXT                 the server answers TEXT in upper case
+  quota                     show used and available space
+  help                      this text
+  quit, exit                leave (so does end of input)
+-p keeps permission bits; modification times are always kept.
+names with spaces go in quotes: put \"my file.txt\"; a name that starts
+with '-' goes after --: rm -- -old.txt";
 
 /// Every command word, for completion.
 pub const WORDS: &[&str] = &[
-    "put", "get", "ls", "echo", "quota", "mkdir", "cd", "pwd", "rm", "help", "quit", "exit",
+    "put", "get", "ls", "rm", "mv", "sync", "mkdir", "cd", "pwd", "echo", "quota", "help", "quit",
+    "exit",
 ];
 
 /// How `ls` shows a listing.
@@ -66,29 +130,8 @@ pub struct ListOptions {
     pub all: bool,
     /// Sizes in KiB, MiB... instead of bytes (`-h`).
     pub human: bool,
-}
-
-impl ListOptions {
-    /// Reads `-a`, `-h` and their combinations such as `-ah`.
-    ///
-    /// Fails on any other word.
-    fn parse(args: &[String]) -> Result<ListOptions, ParseError> {
-        let mut options = ListOptions::default();
-        for arg in args {
-            let flags = arg.strip_prefix('-').filter(|f| !f.is_empty());
-            for flag in flags.map(str::chars).into_iter().flatten() {
-                match flag {
-                    'a' => options.all = true,
-                    'h' => options.human = true,
-                    _ => return Err(ParseError("usage: ls [-a] [-h]".into())),
-                }
-            }
-            if flags.is_none() {
-                return Err(ParseError("usage: ls [-a] [-h]".into()));
-            }
-        }
-        Ok(options)
-    }
+    /// Everything below the folder (`-R`).
+    pub recursive: bool,
 }
 
 /// A line that is not a command.
@@ -103,6 +146,80 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// A command's options and operands, split the POSIX way: options first,
+/// `--` ends them, and an option after an operand is a mistake (most often
+/// a flag of ftp-client itself, written after the command).
+struct Words<'a> {
+    flags: Vec<char>,
+    long: Vec<&'a str>,
+    operands: Vec<String>,
+}
+
+impl<'a> Words<'a> {
+    fn split(
+        cmd: &str,
+        args: &'a [String],
+        short: &str,
+        long: &[&'a str],
+        usage: &str,
+    ) -> Result<Words<'a>, ParseError> {
+        let mut words = Words {
+            flags: Vec::new(),
+            long: Vec::new(),
+            operands: Vec::new(),
+        };
+        let mut options_end = false;
+        for arg in args {
+            if options_end || arg == "-" || !arg.starts_with('-') {
+                words.operands.push(arg.clone());
+                continue;
+            }
+            if arg == "--" {
+                options_end = true;
+                continue;
+            }
+            if !words.operands.is_empty() {
+                return Err(ParseError(format!(
+                    "{cmd}: option {} after a name; options go first ({usage}), options of \
+                     ftp-client itself go before the command, and a name that starts with '-' \
+                     goes after --",
+                    escape(arg)
+                )));
+            }
+            if let Some(name) = arg.strip_prefix("--") {
+                match long.iter().find(|l| **l == name) {
+                    Some(l) => words.long.push(l),
+                    None => {
+                        return Err(ParseError(format!(
+                            "{cmd}: unknown option {}; usage: {usage}",
+                            escape(arg)
+                        )))
+                    }
+                }
+                continue;
+            }
+            for flag in arg[1..].chars() {
+                if !short.contains(flag) {
+                    return Err(ParseError(format!(
+                        "{cmd}: unknown option -{}; usage: {usage}",
+                        escape(&flag.to_string())
+                    )));
+                }
+                words.flags.push(flag);
+            }
+        }
+        Ok(words)
+    }
+
+    fn has(&self, flag: char) -> bool {
+        self.flags.contains(&flag)
+    }
+
+    fn has_long(&self, name: &str) -> bool {
+        self.long.contains(&name)
+    }
+}
+
 impl Command {
     /// Whether the command can change the names in the server's current
     /// folder, which completion then fetches again.
@@ -110,11 +227,17 @@ impl Command {
         matches!(
             self,
             Command::Put(_)
-                | Command::PutTree(_)
-                | Command::Rm(_)
+                | Command::Rm { .. }
+                | Command::Mv { .. }
                 | Command::Mkdir(_)
                 | Command::Cd(_)
+                | Command::Sync(_)
         )
+    }
+
+    /// Whether the command needs no server.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Command::Help | Command::Quit)
     }
 
     /// Parses a prompt line. Returns `Ok(None)` for a blank line.
@@ -141,56 +264,129 @@ impl Command {
         let Some((first, args)) = words.split_first() else {
             return Err(ParseError("no command given; try 'help'".into()));
         };
+        let cmd = first.as_str();
+        let usage_error = |usage: &str| ParseError(format!("usage: {usage}"));
         let one = |what: &str| -> Result<String, ParseError> {
-            match args {
+            let usage = format!("{cmd} {what}");
+            let w = Words::split(cmd, args, "", &[], &usage)?;
+            match w.operands.as_slice() {
                 [a] => Ok(a.clone()),
-                [] => Err(ParseError(format!("usage: {first} {what}"))),
+                [] => Err(usage_error(&usage)),
                 _ => Err(ParseError(format!(
-                    "{first} takes one {what}; put names with spaces in quotes"
+                    "{cmd} takes one {what}; put names with spaces in quotes"
                 ))),
             }
         };
-        let none = |cmd: Command| -> Result<Command, ParseError> {
-            if args.is_empty() {
-                Ok(cmd)
-            } else {
-                Err(ParseError(format!("{first} takes no arguments")))
+        let none = |command: Command| -> Result<Command, ParseError> {
+            match args.is_empty() {
+                true => Ok(command),
+                false => Err(ParseError(format!("{cmd} takes no arguments"))),
             }
         };
-        match first.as_str() {
-            "put" if args.is_empty() => Err(ParseError("usage: put FILE...".into())),
-            "put" if args[0] == "-r" && args.len() == 1 => {
-                Err(ParseError("usage: put -r FOLDER...".into()))
-            }
-            "put" if args[0] == "-r" => Ok(Command::PutTree(args[1..].to_vec())),
-            "put" => Ok(Command::Put(args.to_vec())),
-            "get" => match args {
-                [name] => Ok(Command::Get {
-                    name: name.clone(),
+        match cmd {
+            "put" => {
+                let usage = "put [-rpv] FILE...";
+                let w = Words::split(cmd, args, "rpv", &[], usage)?;
+                if w.operands.is_empty() {
+                    return Err(usage_error(usage));
+                }
+                Ok(Command::Put(Transfer {
+                    recursive: w.has('r'),
+                    preserve: w.has('p'),
+                    verbose: w.has('v'),
+                    sources: w.operands,
                     local: None,
-                }),
-                [name, local] => Ok(Command::Get {
-                    name: name.clone(),
-                    local: Some(local.clone()),
-                }),
-                _ => Err(ParseError("usage: get NAME [LOCAL]".into())),
-            },
+                }))
+            }
+            "get" => {
+                let usage = "get [-rpv] PATH... [LOCAL]";
+                let mut w = Words::split(cmd, args, "rpv", &[], usage)?;
+                let local = match w.operands.len() {
+                    0 => return Err(usage_error(usage)),
+                    1 => None,
+                    _ => w.operands.pop(),
+                };
+                Ok(Command::Get(Transfer {
+                    recursive: w.has('r'),
+                    preserve: w.has('p'),
+                    verbose: w.has('v'),
+                    sources: w.operands,
+                    local,
+                }))
+            }
+            "ls" => {
+                let usage = "ls [-ahR] [PATH]";
+                let w = Words::split(cmd, args, "ahR", &[], usage)?;
+                if w.operands.len() > 1 {
+                    return Err(usage_error(usage));
+                }
+                let how = ListOptions {
+                    all: w.has('a'),
+                    human: w.has('h'),
+                    recursive: w.has('R'),
+                };
+                let path = w.operands.into_iter().next();
+                Ok(Command::Ls { path, how })
+            }
+            "rm" => {
+                let usage = "rm [-r] PATH...";
+                let w = Words::split(cmd, args, "r", &[], usage)?;
+                if w.operands.is_empty() {
+                    return Err(usage_error(usage));
+                }
+                Ok(Command::Rm {
+                    recursive: w.has('r'),
+                    paths: w.operands,
+                })
+            }
+            "mv" | "rename" => {
+                let usage = "mv FROM TO";
+                let w = Words::split(cmd, args, "", &[], usage)?;
+                match <[String; 2]>::try_from(w.operands) {
+                    Ok([from, to]) => Ok(Command::Mv { from, to }),
+                    Err(_) => Err(usage_error(usage)),
+                }
+            }
+            "sync" => parse_sync(args),
             "echo" if args.is_empty() => Err(ParseError("usage: echo TEXT".into())),
             "echo" => Ok(Command::Echo(args.join(" "))),
-            "ls" => ListOptions::parse(args).map(Command::Ls),
             "quota" | "df" => none(Command::Quota),
             "pwd" => none(Command::Pwd),
             "help" | "?" => none(Command::Help),
             "quit" | "exit" => none(Command::Quit),
             "mkdir" => one("PATH").map(Command::Mkdir),
             "cd" => one("PATH").map(Command::Cd),
-            "rm" => one("NAME").map(Command::Rm),
             other => Err(ParseError(format!(
                 "unknown command {:?}; type 'help' for the list",
-                crate::wire::names::escape(other)
+                escape(other)
             ))),
         }
     }
+}
+
+fn parse_sync(args: &[String]) -> Result<Command, ParseError> {
+    let usage = "sync [-ncpv] [--delete] [--dry-run] [--checksum] SRC DST";
+    let long = ["delete", "dry-run", "checksum"];
+    let w = Words::split("sync", args, "ncpv", &long, usage)?;
+    let Ok([source, target]) = <[String; 2]>::try_from(w.operands.clone()) else {
+        return Err(ParseError(format!("usage: {usage}")));
+    };
+    if source.starts_with(':') == target.starts_with(':') {
+        return Err(ParseError(
+            "sync: exactly one side is on the server, written with a leading ':' \
+             (sync photos :photos sends, sync :photos photos fetches)"
+                .into(),
+        ));
+    }
+    Ok(Command::Sync(SyncOptions {
+        source,
+        target,
+        delete: w.has_long("delete"),
+        dry_run: w.has('n') || w.has_long("dry-run"),
+        checksum: w.has('c') || w.has_long("checksum"),
+        preserve: w.has('p'),
+        verbose: w.has('v'),
+    }))
 }
 
 /// Splits a line into words, honouring single and double quotes and
@@ -260,44 +456,109 @@ mod tests {
         Command::parse_line(line)
     }
 
+    fn files(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
     #[test]
     fn commands_parse() {
         assert_eq!(p("   ").unwrap(), None);
         assert_eq!(
             p("put a b").unwrap(),
-            Some(Command::Put(vec!["a".into(), "b".into()]))
+            Some(Command::Put(Transfer {
+                sources: files(&["a", "b"]),
+                ..Transfer::default()
+            }))
         );
         assert_eq!(
             p("put \"my file.txt\" 'x y'").unwrap(),
-            Some(Command::Put(vec!["my file.txt".into(), "x y".into()]))
+            Some(Command::Put(Transfer {
+                sources: files(&["my file.txt", "x y"]),
+                ..Transfer::default()
+            }))
         );
         assert_eq!(
             p("get a.txt /tmp/b").unwrap(),
-            Some(Command::Get {
-                name: "a.txt".into(),
-                local: Some("/tmp/b".into())
-            })
+            Some(Command::Get(Transfer {
+                sources: files(&["a.txt"]),
+                local: Some("/tmp/b".into()),
+                ..Transfer::default()
+            }))
+        );
+        assert_eq!(
+            p("get -rp tree").unwrap(),
+            Some(Command::Get(Transfer {
+                sources: files(&["tree"]),
+                recursive: true,
+                preserve: true,
+                ..Transfer::default()
+            }))
         );
         assert_eq!(
             p("echo  hello   world ").unwrap(),
             Some(Command::Echo("hello   world".into()))
         );
-        assert_eq!(p("ls").unwrap(), Some(Command::Ls(ListOptions::default())));
-        let both = ListOptions {
-            all: true,
-            human: true,
+        let ls = |path: Option<&str>, all, human, recursive| Command::Ls {
+            path: path.map(str::to_string),
+            how: ListOptions {
+                all,
+                human,
+                recursive,
+            },
         };
-        assert_eq!(p("ls -ah").unwrap(), Some(Command::Ls(both)));
-        assert_eq!(p("ls -h -a").unwrap(), Some(Command::Ls(both)));
-        assert!(p("ls -l").unwrap_err().0.contains("usage: ls [-a] [-h]"));
-        assert!(p("ls docs").is_err());
+        assert_eq!(p("ls").unwrap(), Some(ls(None, false, false, false)));
+        assert_eq!(p("ls -ah").unwrap(), Some(ls(None, true, true, false)));
+        assert_eq!(p("ls -h -a").unwrap(), Some(ls(None, true, true, false)));
+        assert_eq!(
+            p("ls -R docs").unwrap(),
+            Some(ls(Some("docs"), false, false, true))
+        );
+        assert!(p("ls -l")
+            .unwrap_err()
+            .0
+            .contains("usage: ls [-ahR] [PATH]"));
         assert_eq!(p("exit").unwrap(), Some(Command::Quit));
         assert_eq!(
             p("put -r docs").unwrap(),
-            Some(Command::PutTree(vec!["docs".into()]))
+            Some(Command::Put(Transfer {
+                sources: files(&["docs"]),
+                recursive: true,
+                ..Transfer::default()
+            }))
         );
-        assert_eq!(p("put -r").unwrap_err().0, "usage: put -r FOLDER...");
+        assert_eq!(p("put -r").unwrap_err().0, "usage: put [-rpv] FILE...");
         assert_eq!(p("cd a\\ b").unwrap(), Some(Command::Cd("a b".into())));
+        assert_eq!(
+            p("rm -r old 'x y'").unwrap(),
+            Some(Command::Rm {
+                paths: files(&["old", "x y"]),
+                recursive: true
+            })
+        );
+        assert_eq!(
+            p("rm -- -old").unwrap(),
+            Some(Command::Rm {
+                paths: files(&["-old"]),
+                recursive: false
+            })
+        );
+        assert_eq!(
+            p("mv a b/c").unwrap(),
+            Some(Command::Mv {
+                from: "a".into(),
+                to: "b/c".into()
+            })
+        );
+        assert_eq!(
+            p("sync -n --delete photos :photos").unwrap(),
+            Some(Command::Sync(SyncOptions {
+                source: "photos".into(),
+                target: ":photos".into(),
+                delete: true,
+                dry_run: true,
+                ..SyncOptions::default()
+            }))
+        );
     }
 
     #[test]
@@ -306,10 +567,27 @@ mod tests {
             .unwrap_err()
             .0
             .contains("unknown command \"frobnicate\""));
-        assert_eq!(p("put").unwrap_err().0, "usage: put FILE...");
-        assert_eq!(p("get").unwrap_err().0, "usage: get NAME [LOCAL]");
-        assert!(p("ls -l").unwrap_err().0.contains("usage: ls"));
+        assert_eq!(p("put").unwrap_err().0, "usage: put [-rpv] FILE...");
+        assert_eq!(p("get").unwrap_err().0, "usage: get [-rpv] PATH... [LOCAL]");
         assert!(p("put \"open").unwrap_err().0.contains("unclosed"));
         assert!(p("cd a b").unwrap_err().0.contains("quotes"));
+        assert!(p("mv a").unwrap_err().0.contains("usage: mv FROM TO"));
+        assert!(p("sync a b").unwrap_err().0.contains("leading ':'"));
+        assert!(p("sync :a :b").unwrap_err().0.contains("leading ':'"));
+        assert!(p("sync --frob a :b")
+            .unwrap_err()
+            .0
+            .contains("unknown option --frob"));
+    }
+
+    #[test]
+    fn flags_after_the_names_are_refused_not_taken_for_names() {
+        let e = p("put m300.bin --limit-rate 20MiB").unwrap_err().0;
+        assert!(e.contains("option --limit-rate after a name"), "{e}");
+        assert!(e.contains("before the command"), "{e}");
+        let e = p("put -x a").unwrap_err().0;
+        assert!(e.contains("unknown option -x"), "{e}");
+        let e = p("get a -r").unwrap_err().0;
+        assert!(e.contains("option -r after a name"), "{e}");
     }
 }

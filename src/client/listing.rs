@@ -117,6 +117,7 @@ mod tests {
             kind,
             size,
             mtime: 0,
+            blake3: None,
         }
     }
 
@@ -221,6 +222,7 @@ mod tests {
             "{plain}"
         );
         let how = ListOptions {
+            recursive: false,
             all: true,
             human: true,
         };

@@ -5,15 +5,20 @@
 //! [`transfer`] moves files; [`shell`] and [`command`] are what a person
 //! at a terminal uses.
 
+pub mod batch;
 pub mod command;
 pub mod connect;
 mod listing;
+mod lost;
 pub mod overwrite;
+mod pipeline;
 mod progress;
 mod prompt;
 pub mod shell;
 mod stream;
+pub mod sync;
 pub mod transfer;
+pub mod tree;
 pub mod trust;
 
 use std::net::SocketAddr;
@@ -26,6 +31,7 @@ use serde::de::DeserializeOwned;
 
 use crate::client::connect::{open, read_reply, Dialect};
 use crate::client::listing::read_pages;
+use crate::client::lost::{connection_lost, from_folder};
 use crate::client::overwrite::Overwrite;
 use crate::client::stream::ClientStream;
 use crate::client::trust::{TlsClient, Trust};
@@ -33,7 +39,9 @@ use crate::config::address::ServerAddress;
 use crate::config::secret::Secret;
 use crate::error::{Error, Result};
 use crate::wire::frame;
-use crate::wire::message::{Echoed, Folder, Listing, PutDone, Removed, Request, Usage};
+use crate::wire::message::{
+    Echoed, Folder, Listing, LsRequest, Moved, PutDone, Removed, Request, Usage,
+};
 
 pub use crate::client::transfer::{local_upload_name, partial_download_path, SMALL_FILE};
 
@@ -307,10 +315,35 @@ impl Client {
     /// [`crate::wire::listing::MAX_PAGE_LEN`], or `each` fails; pages
     /// handed over before stand.
     pub fn ls(&mut self, each: impl FnMut(Listing) -> Result<()>) -> Result<bool> {
+        let request = LsRequest {
+            pages: true,
+            ..LsRequest::default()
+        };
+        self.ls_with(request, each)
+    }
+
+    /// Lists as `request` asks (a folder given by path, everything below
+    /// it), page by page, like [`Client::ls`].
+    ///
+    /// Fails like [`Client::ls`].
+    pub fn ls_with(
+        &mut self,
+        request: LsRequest,
+        each: impl FnMut(Listing) -> Result<()>,
+    ) -> Result<bool> {
         self.require_replies()?;
         self.guard(|c| {
-            frame::write_json(&mut c.stream, &Request::Ls { pages: true })?;
+            frame::write_json(&mut c.stream, &Request::Ls(request))?;
             read_pages(&mut c.stream, each)
+        })
+    }
+
+    /// Renames or moves a file or folder on the server; returns the old
+    /// and new paths from the home folder.
+    pub fn mv(&mut self, from: &str, to: &str) -> Result<Moved> {
+        self.call(&Request::Mv {
+            from: from.into(),
+            to: to.into(),
         })
     }
 
@@ -321,7 +354,10 @@ impl Client {
 
     /// Creates a folder on the server.
     pub fn mkdir(&mut self, path: &str) -> Result<String> {
-        let f: Folder = self.call(&Request::Mkdir { path: path.into() })?;
+        let f: Folder = self.call(&Request::Mkdir {
+            path: path.into(),
+            parents: false,
+        })?;
         Ok(f.path)
     }
 
@@ -350,6 +386,7 @@ impl Client {
     pub fn rm(&mut self, name: &str) -> Result<String> {
         let r: Removed = self.call(&Request::Rm {
             filename: name.into(),
+            recursive: false,
         })?;
         Ok(r.filename)
     }
@@ -413,32 +450,6 @@ impl Drop for Client {
     }
 }
 
-/// A disconnect or a stall as [`Error::ConnectionLost`]; other errors as
-/// they are.
-fn connection_lost(e: Error) -> Error {
-    match e {
-        e @ Error::ConnectionLost { .. } => e,
-        e if e.is_disconnect() => Error::ConnectionLost { cause: Box::new(e) },
-        e => e,
-    }
-}
-
-/// `path` taken from `folder` (`/a/b`), as an absolute path: `..` and `.`
-/// resolved, the rest left for the server to check.
-fn from_folder(folder: &str, path: &str) -> String {
-    let mut parts: Vec<&str> = folder.split('/').filter(|p| !p.is_empty()).collect();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
 /// One exchange with the seed's echo server.
 fn raw_echo(stream: &mut ClientStream, text: &str) -> Result<String> {
     use std::io::{Read, Write};
@@ -453,33 +464,4 @@ fn raw_echo(stream: &mut ClientStream, text: &str) -> Result<String> {
         return Err(Error::Closed);
     }
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_path_is_taken_from_the_lost_folder() {
-        assert_eq!(from_folder("/tree/sub", ".."), "/tree");
-        assert_eq!(from_folder("/tree/sub", "../other/./x"), "/tree/other/x");
-        assert_eq!(from_folder("/tree", "../../.."), "/");
-        assert_eq!(from_folder("/", "a b"), "/a b");
-    }
-
-    #[test]
-    fn a_broken_or_stalled_connection_says_the_command_resumes() {
-        let stalled = std::io::Error::new(std::io::ErrorKind::TimedOut, "nothing moved");
-        let lost = connection_lost(Error::io("sending file data", stalled));
-        assert_eq!(
-            lost.to_string(),
-            "connection lost (sending file data: nothing moved); run the same command to resume"
-        );
-        assert!(matches!(
-            connection_lost(Error::Closed),
-            Error::ConnectionLost { .. }
-        ));
-        let refused = connection_lost(Error::DigestMismatch { name: "a".into() });
-        assert!(matches!(refused, Error::DigestMismatch { .. }));
-    }
 }

@@ -12,7 +12,6 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::client::ClientOptions;
 use crate::error::{Error, Result};
 
 /// Asked before a different local file is replaced: `(path) -> yes?`.
@@ -62,8 +61,8 @@ pub enum Landing {
 /// [`land_download`]; `false` when nothing was asked.
 ///
 /// Fails when the user says no; the caller must then not download.
-pub(crate) fn confirm_early(options: &ClientOptions, target: &Path, size: u64) -> Result<bool> {
-    let Overwrite::Ask(confirm) = &options.overwrite else {
+pub(crate) fn confirm_early(policy: &Overwrite, target: &Path, size: u64) -> Result<bool> {
+    let Overwrite::Ask(confirm) = policy else {
         return Ok(false);
     };
     match fs::symlink_metadata(target) {
@@ -76,7 +75,8 @@ pub(crate) fn confirm_early(options: &ClientOptions, target: &Path, size: u64) -
 }
 
 /// Moves a complete download, whose digest was checked, from `partial` to
-/// `target` as the overwrite policy in `options` says: onto a free name at
+/// `target` as the overwrite `policy` (the client's
+/// [`crate::client::ClientOptions::overwrite`]) says: onto a free name at
 /// once; over an identical file not at all (the partial is removed and the
 /// file keeps its time); over a different one after asking or followed by
 /// a note, as the policy says, unless `agreed` (a yes from
@@ -85,7 +85,7 @@ pub(crate) fn confirm_early(options: &ClientOptions, target: &Path, size: u64) -
 /// Fails when the user says no (the partial is removed and the local file
 /// kept), when `target` is a folder, or when the file cannot be renamed.
 pub(crate) fn land_download(
-    options: &ClientOptions,
+    policy: &Overwrite,
     partial: &Path,
     target: &Path,
     size: u64,
@@ -109,7 +109,7 @@ pub(crate) fn land_download(
         Ok(_) => Landing::Replaced,
     };
     if landing == Landing::Replaced && !agreed {
-        if let Overwrite::Ask(confirm) = &options.overwrite {
+        if let Overwrite::Ask(confirm) = policy {
             if !confirm(target) {
                 let _ = fs::remove_file(partial);
                 return Err(kept(target));
@@ -118,7 +118,7 @@ pub(crate) fn land_download(
     }
     fs::rename(partial, target)
         .map_err(|e| Error::io(format!("saving {}", target.display()), e))?;
-    if let (Landing::Replaced, Overwrite::ReplaceAndTell(tell)) = (landing, &options.overwrite) {
+    if let (Landing::Replaced, Overwrite::ReplaceAndTell(tell)) = (landing, policy) {
         tell(target);
     }
     Ok(landing)
@@ -143,14 +143,10 @@ fn kept(target: &Path) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::secret::Secret;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn options(overwrite: Overwrite) -> ClientOptions {
-        ClientOptions {
-            overwrite,
-            ..ClientOptions::new(Secret::new(b"k".to_vec()).unwrap())
-        }
+    fn options(overwrite: Overwrite) -> Overwrite {
+        overwrite
     }
 
     /// A finished download of `bytes` in `dir`, and where it goes.
@@ -160,7 +156,7 @@ mod tests {
         (partial, dir.join("a.txt"))
     }
 
-    fn land(o: &ClientOptions, dir: &Path, bytes: &[u8], agreed: bool) -> Result<Landing> {
+    fn land(o: &Overwrite, dir: &Path, bytes: &[u8], agreed: bool) -> Result<Landing> {
         let (partial, target) = download(dir, bytes);
         let digest = blake3::hash(bytes);
         land_download(o, &partial, &target, bytes.len() as u64, &digest, agreed)

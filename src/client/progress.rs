@@ -47,3 +47,20 @@ impl Progress for Bar {
         }
     }
 }
+
+/// One bar for a whole batch: files done of all, bytes, rate and time
+/// left; `None` when nothing is to be drawn (quiet, or not a terminal).
+pub(crate) fn batch_bar(quiet: bool, files: u64, bytes: u64) -> Option<ProgressBar> {
+    if quiet || !io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(Some(bytes), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(format!("0/{files} files"));
+    Some(bar)
+}

@@ -78,6 +78,46 @@ impl ClientStream {
     }
 }
 
+impl ClientStream {
+    /// Reads what has already arrived, without waiting: `None` when
+    /// nothing has. A pipelined batch takes its replies this way between
+    /// writes, so that the server never blocks on a reply the client has
+    /// not read while the client blocks on a request the server has not.
+    pub(crate) fn read_arrived(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        if let ClientStream::Tls(t) = self {
+            match t.conn.reader().read(buf) {
+                Ok(n) => return Ok(Some(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.sock().set_nonblocking(true)?;
+        let got = match self {
+            ClientStream::Plain(s) => s.read(buf),
+            ClientStream::Tls(t) => match t.conn.read_tls(&mut t.sock) {
+                Ok(0) => Ok(0),
+                Ok(_) => match t.conn.process_new_packets() {
+                    Ok(_) => match t.conn.reader().read(buf) {
+                        // Only a part of a record came: nothing to hand over yet.
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            Err(io::ErrorKind::WouldBlock.into())
+                        }
+                        other => other,
+                    },
+                    Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+                },
+                Err(e) => Err(e),
+            },
+        };
+        self.sock().set_nonblocking(false)?;
+        match got {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 impl Read for ClientStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {

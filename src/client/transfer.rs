@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::client::connect::{read_reply, Dialect};
-use crate::client::overwrite::{confirm_early, land_download, Landing};
+use crate::client::overwrite::{confirm_early, land_download};
 use crate::client::{Client, ClientOptions, GetReport, Progress, PutReport};
 use crate::error::{Error, Result};
 use crate::io::digest::Digester;
@@ -319,7 +319,7 @@ impl Client {
                 return Err(Error::Malformed("server sent a different offset".into()));
             }
             // A no leaves the file unread on the wire: out of step.
-            let agreed = confirm_early(&c.options, target, ready.filesize)
+            let agreed = confirm_early(&c.options.overwrite, target, ready.filesize)
                 .inspect_err(|_| c.broken = true)?;
             let (mut file, hasher) = open_partial_download(partial, offset)?;
             progress.start(name, ready.filesize, offset);
@@ -344,8 +344,15 @@ impl Client {
                 }
             }
             let digest: Digest = frame::read_json(&mut c.stream, MAX_REPLY_LEN)?;
-            let download = (file, hasher, ready.filesize);
-            finish_download(c, name, download, &digest, partial, target, agreed)?;
+            let ours = check_download(name, file, hasher, &digest, partial, true)?;
+            land_download(
+                &c.options.overwrite,
+                partial,
+                target,
+                ready.filesize,
+                &ours,
+                agreed,
+            )?;
             Ok(GetReport {
                 path: target.to_path_buf(),
                 size: ready.filesize,
@@ -360,7 +367,7 @@ impl Client {
 
 /// The sink a transfer writes to, held to the rate limit and stopped by
 /// the interrupt flag when the options ask for them.
-fn paced<'a>(sink: &'a mut dyn Write, options: &ClientOptions) -> Box<dyn Write + 'a> {
+pub(crate) fn paced<'a>(sink: &'a mut dyn Write, options: &ClientOptions) -> Box<dyn Write + 'a> {
     let sink: Box<dyn Write + 'a> = match &options.interrupt {
         Some(flag) => Box::new(Interruptible::new(sink, flag.clone())),
         None => Box::new(sink),
@@ -373,7 +380,7 @@ fn paced<'a>(sink: &'a mut dyn Write, options: &ClientOptions) -> Box<dyn Write 
 
 /// Opens a download's partial file at `offset`, with the digest of the
 /// bytes already there.
-fn open_partial_download(partial: &Path, offset: u64) -> Result<(File, blake3::Hasher)> {
+pub(crate) fn open_partial_download(partial: &Path, offset: u64) -> Result<(File, blake3::Hasher)> {
     // O_NOFOLLOW: a link planted (or swapped in after the check in
     // get_once) would send the download into whatever file it names.
     let mut file = OpenOptions::new()
@@ -397,7 +404,7 @@ fn open_partial_download(partial: &Path, offset: u64) -> Result<(File, blake3::H
 }
 
 /// The error for a download's partial file that is a symbolic link.
-fn planted_link(partial: &Path) -> Error {
+pub(crate) fn planted_link(partial: &Path) -> Error {
     Error::Usage(format!(
         "{} is a symbolic link; a download is never written through one. Remove it if you \
          did not make it, and run the command again",
@@ -405,27 +412,46 @@ fn planted_link(partial: &Path) -> Error {
     ))
 }
 
-/// Checks a complete download against the server's digest (a mismatch
-/// deletes it) and lands it under its name as the overwrite policy says.
-fn finish_download(
-    c: &Client,
+/// Checks a complete download against the server's digest and moves it
+/// under its name, replacing whatever is there; a mismatch deletes it.
+/// With `flush`, the data is on disk before the rename; a batch flushes its
+/// file system once instead. (`Client::get` lands it through
+/// [`land_download`] instead, which applies the overwrite policy.)
+pub(crate) fn finish_download(
     name: &str,
-    download: (File, Digester, u64),
+    file: File,
+    hasher: Digester,
     digest: &Digest,
     partial: &Path,
     target: &Path,
-    agreed: bool,
-) -> Result<Landing> {
-    let (file, hasher, size) = download;
+    flush: bool,
+) -> Result<()> {
+    check_download(name, file, hasher, digest, partial, flush)?;
+    fs::rename(partial, target).map_err(|e| Error::io(format!("saving {}", target.display()), e))
+}
+
+/// Checks a complete download against the server's digest (a mismatch
+/// deletes it) and, with `flush`, puts its data on disk. Returns its
+/// digest.
+fn check_download(
+    name: &str,
+    file: File,
+    hasher: Digester,
+    digest: &Digest,
+    partial: &Path,
+    flush: bool,
+) -> Result<blake3::Hash> {
     // Hash equality is constant-time; hex of either case parses.
     let ours = hasher.finalize();
     if blake3::Hash::from_hex(&digest.blake3).map_or(true, |d| d != ours) {
         let _ = fs::remove_file(partial);
         return Err(Error::DigestMismatch { name: escape(name) });
     }
-    file.sync_all()
-        .map_err(|e| Error::io(format!("saving {}", partial.display()), e))?;
-    land_download(&c.options, partial, target, size, &ours, agreed)
+    if flush {
+        file.sync_all()
+            .map_err(|e| Error::io(format!("saving {}", partial.display()), e))?;
+    }
+    Ok(ours)
 }
 
 /// The name a local file or folder is uploaded under: its base name, which

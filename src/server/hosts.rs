@@ -20,6 +20,10 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const MAX_TRACKED_ADDRESSES: usize = 65_536;
 /// Refusals of one host are logged at most this often.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
+/// TLS handshakes one host may start in a second, after a burst of as
+/// many: each costs the server an ECDHE and a signature, and a replayed
+/// ClientHello costs its sender nothing.
+pub const HANDSHAKES_PER_SECOND: u32 = 16;
 
 /// The host an address belongs to, for limits and back-off: an IPv4
 /// address, or the /64 an IPv6 address is in (one host often has many).
@@ -45,11 +49,16 @@ struct Failures {
     window_start: Instant,
 }
 
-/// Failed logins by host: the delay they earn, and the cap per minute.
+/// Failed logins by host: the delay they earn, and the cap per minute;
+/// and the pace of each host's TLS handshakes.
 #[derive(Debug)]
 pub struct Backoff {
     failures: Mutex<HashMap<IpAddr, Failures>>,
     per_minute: u32,
+    /// By host, when its next handshake would be due if they came at the
+    /// allowed pace (a generic cell rate: a burst of
+    /// [`HANDSHAKES_PER_SECOND`] is let through at once).
+    handshakes: Mutex<HashMap<IpAddr, Instant>>,
 }
 
 impl Default for Backoff {
@@ -65,7 +74,25 @@ impl Backoff {
         Backoff {
             failures: Mutex::new(HashMap::new()),
             per_minute,
+            handshakes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Books a TLS handshake for `ip`: how long it must wait so that its
+    /// host starts at most [`HANDSHAKES_PER_SECOND`] a second (after a
+    /// burst of as many). The wait is booked whether or not it is taken.
+    pub fn handshake_wait(&self, ip: IpAddr) -> Duration {
+        let interval = Duration::from_secs(1) / HANDSHAKES_PER_SECOND;
+        let burst = interval * (HANDSHAKES_PER_SECOND - 1);
+        let now = Instant::now();
+        let mut due = self.handshakes.lock().unwrap_or_else(|p| p.into_inner());
+        if due.len() >= MAX_TRACKED_ADDRESSES {
+            due.retain(|_, at| *at > now);
+        }
+        let at = due.entry(host_key(ip)).or_insert(now);
+        let next = (*at).max(now);
+        *at = next + interval;
+        next.saturating_duration_since(now + burst)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Failures>> {
@@ -261,6 +288,21 @@ mod tests {
         assert_eq!(backoff.delay(good), Duration::ZERO);
         backoff.forget(bad);
         assert_eq!(backoff.delay(bad), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_host_starts_a_burst_of_handshakes_then_a_paced_few() {
+        let backoff = Backoff::default();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        for _ in 0..HANDSHAKES_PER_SECOND {
+            assert_eq!(backoff.handshake_wait(a), Duration::ZERO);
+        }
+        let interval = Duration::from_secs(1) / HANDSHAKES_PER_SECOND;
+        let first = backoff.handshake_wait(a);
+        assert!(first > Duration::ZERO && first <= interval, "{first:?}");
+        let later = backoff.handshake_wait(a);
+        assert!(later > first + interval / 2, "{later:?}");
+        assert_eq!(backoff.handshake_wait(b), Duration::ZERO, "another host");
     }
 
     #[test]

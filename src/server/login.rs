@@ -72,6 +72,9 @@ enum State {
     Listening(Incoming),
     /// The challenge went out; the client's 16 bytes come in.
     Answer { challenge: Challenge, got: Vec<u8> },
+    /// The client asked for TLS; its host's handshakes come faster than
+    /// they may, so this one waits for its turn.
+    TlsPaced,
     /// The TLS handshake, then the client's tag over its exporter.
     Tls {
         handshake: Box<ServerHandshake>,
@@ -160,9 +163,11 @@ impl Pending {
     pub fn expired(self, cx: &LoginContext<'_>) -> Next {
         match &self.state {
             State::Delayed => self.after_delay(cx),
+            State::TlsPaced => self.start_tls(cx),
             State::Listening(first) if first.is_empty() && Instant::now() < self.deadline => {
                 self.challenge()
             }
+            State::Tls { .. } => abandoned(cx, "the TLS login took too long"),
             _ => gone("no answer to the challenge in time"),
         }
     }
@@ -174,6 +179,7 @@ impl Pending {
         match state {
             // A timer wakes early only for an error or a hang-up.
             State::Delayed => gone("closed while its challenge was delayed"),
+            State::TlsPaced => abandoned(cx, "closed while its TLS handshake waited"),
             State::Listening(first) => self.spoke_first(cx, first),
             State::Answer { challenge, got } => self.answer(cx, challenge, got),
             State::Tls { handshake, tag } => self.tls(cx, handshake, tag),
@@ -244,12 +250,40 @@ impl Pending {
             Some(true) => {}
         }
         match decode_opening(&got) {
-            Some(Opening::Tls) => match ServerHandshake::new(cx.config.tls.config.clone()) {
-                Ok(handshake) => self.tls(cx, Box::new(handshake), Vec::new()),
-                Err(e) => gone(format!("starting TLS: {e}")),
-            },
+            Some(Opening::Tls) => self.pace_tls(cx),
             Some(Opening::Answer(answer)) => self.plaintext(cx, &challenge, answer),
             None => Next::Gone,
+        }
+    }
+
+    /// Starts the TLS handshake now, or once its host's pace allows (the
+    /// ClientHello waits in the socket meanwhile); one that could not
+    /// start before the login's deadline is not waited for.
+    fn pace_tls(mut self, cx: &LoginContext<'_>) -> Next {
+        // A host locked out since its challenge went out costs no more
+        // handshakes.
+        if let Some(left) = cx.backoff.locked_out(cx.ip) {
+            return gone(locked_out(left));
+        }
+        let wait = cx.backoff.handshake_wait(cx.ip);
+        if wait.is_zero() {
+            return self.start_tls(cx);
+        }
+        let at = Instant::now() + wait;
+        if at >= self.deadline {
+            return abandoned(cx, "its address starts TLS handshakes too fast");
+        }
+        self.state = State::TlsPaced;
+        Next::Sleep(self, at)
+    }
+
+    fn start_tls(self, cx: &LoginContext<'_>) -> Next {
+        if let Some(left) = cx.backoff.locked_out(cx.ip) {
+            return gone(locked_out(left));
+        }
+        match ServerHandshake::new(cx.config.tls.config.clone()) {
+            Ok(handshake) => self.tls(cx, Box::new(handshake), Vec::new()),
+            Err(e) => gone(format!("starting TLS: {e}")),
         }
     }
 
@@ -307,7 +341,7 @@ impl Pending {
         mut tag: Vec<u8>,
     ) -> Next {
         match hs.advance(self.stream.as_fd()) {
-            Err(e) => return gone(format!("in the TLS handshake: {e}")),
+            Err(e) => return abandoned(cx, format!("in the TLS handshake: {e}")),
             Ok(false) => {
                 self.state = State::Tls { handshake: hs, tag };
                 return self.waiting();
@@ -319,7 +353,7 @@ impl Pending {
         match hs.read_plaintext(&mut buf[..need]) {
             Ok(n) => tag.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return gone(format!("in the TLS login: {e}")),
+            Err(e) => return abandoned(cx, format!("in the TLS login: {e}")),
         }
         if tag.len() < BINDING_LEN {
             self.state = State::Tls { handshake: hs, tag };
@@ -409,6 +443,14 @@ fn refusal(why: &str) -> Vec<u8> {
 fn left<T>(e: impl std::fmt::Display) -> Option<T> {
     tracing::info!("left during login: {e}");
     None
+}
+
+/// A TLS login left unfinished: the server may have paid for the
+/// handshake, so it counts as a failed login of the host (back-off, and
+/// the per-minute cap).
+fn abandoned(cx: &LoginContext<'_>, e: impl std::fmt::Display) -> Next {
+    cx.backoff.note_failure(cx.ip);
+    gone(format!("{e} (counted as a failed login)"))
 }
 
 fn gone(e: impl std::fmt::Display) -> Next {

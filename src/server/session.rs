@@ -14,7 +14,6 @@ use crate::net::Transport;
 use crate::server::accounts::Account;
 use crate::server::commands::store_refusal;
 use crate::server::context::Context;
-use crate::storage::Place;
 use crate::wire::frame::{self, MAX_HEADER_LEN};
 use crate::wire::message::{parse_request, ErrorCode, ErrorReply, Reply, Request, RequestError};
 use crate::wire::names::escape;
@@ -142,11 +141,6 @@ impl<'a> Session<'a> {
         self.cwd
     }
 
-    /// The current folder, for the store.
-    pub(crate) fn place(&self) -> Place<'_> {
-        Place::new(&self.home, &self.cwd)
-    }
-
     /// Continues in `cwd` (from [`Session::into_cwd`]).
     pub fn in_folder(mut self, cwd: Vec<String>) -> Session<'a> {
         self.cwd = cwd;
@@ -252,7 +246,7 @@ impl<'a> Session<'a> {
         match request {
             Request::Put(put) => self.put(put, s),
             Request::Get(get) => self.get(get, s),
-            Request::Ls { pages } => self.ls(pages, s),
+            Request::Ls(ls) => self.ls(&ls, s),
             Request::Echo { text } => {
                 let n = text.len() as u64;
                 respond(s, Ok(self.echo(&text)), |_| format!("{n} chars"))
@@ -264,8 +258,14 @@ impl<'a> Session<'a> {
             }),
             Request::Pwd {} => respond(s, Ok(self.pwd()), |f| f.path.clone()),
             Request::Cd { path } => respond(s, self.cd(&path), |f| f.path.clone()),
-            Request::Mkdir { path } => respond(s, self.mkdir(&path), |f| f.path.clone()),
-            Request::Rm { filename } => respond(s, self.rm(&filename), |r| r.filename.clone()),
+            Request::Mkdir { path, parents } => {
+                respond(s, self.mkdir(&path, parents), |f| f.path.clone())
+            }
+            Request::Rm {
+                filename: f,
+                recursive: r,
+            } => respond(s, self.rm(&f, r), |r| format!("{} entries", r.entries)),
+            Request::Mv { from, to } => respond(s, self.mv(&from, &to), |m| m.to.clone()),
         }
     }
 }
@@ -301,14 +301,15 @@ fn describe(r: &Request) -> (&'static str, String) {
     match r {
         Request::Put(p) => ("put", p.filename.clone()),
         Request::Get(g) => ("get", g.filename.clone()),
-        Request::Ls { .. } => ("ls", String::new()),
+        Request::Ls(ls) => ("ls", ls.path.clone().unwrap_or_default()),
         Request::Echo { .. } => ("echo", String::new()),
         Request::Prove { .. } => ("prove", String::new()),
         Request::Quota {} => ("quota", String::new()),
-        Request::Mkdir { path } => ("mkdir", path.clone()),
+        Request::Mkdir { path, .. } => ("mkdir", path.clone()),
         Request::Cd { path } => ("cd", path.clone()),
         Request::Pwd {} => ("pwd", String::new()),
-        Request::Rm { filename } => ("rm", filename.clone()),
+        Request::Rm { filename, .. } => ("rm", filename.clone()),
+        Request::Mv { from, .. } => ("mv", from.clone()),
     }
 }
 
@@ -396,7 +397,10 @@ mod tests {
     fn refused_seed_put_is_drained_and_the_session_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let ctx = context(dir.path());
-        let mut input = with_body(json!({"cmd":"put","filename":"../x","filesize":4}), b"evil");
+        let mut input = with_body(
+            json!({"cmd":"put","filename":"..\\x","filesize":4}),
+            b"evil",
+        );
         input.extend(frames(&[json!({"cmd":"echo","text":"next"})]));
         let out = replies(&serve_bytes(&ctx, &input));
         assert_eq!(out[0]["code"], "bad_name");

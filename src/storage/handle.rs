@@ -219,7 +219,7 @@ impl Folder {
     }
 
     /// Removes the empty folder `name`.
-    pub fn remove_dir(&self, name: &str) -> io::Result<()> {
+    pub fn remove_dir(&self, name: impl Arg) -> io::Result<()> {
         Ok(rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR)?)
     }
 

@@ -50,7 +50,7 @@ pub fn list(dir: Folder) -> io::Result<impl Iterator<Item = io::Result<Entry>>> 
 }
 
 /// One entry as a listing shows it; `None` for what is not listed.
-fn listing_entry(found: Found) -> Option<Entry> {
+pub(crate) fn listing_entry(found: Found) -> Option<Entry> {
     let name = found.name.into_string().ok()?;
     if name == PARTIAL_DIR {
         return None;
@@ -65,6 +65,7 @@ fn listing_entry(found: Found) -> Option<Entry> {
         kind,
         size,
         mtime: found.mtime,
+        blake3: None,
     })
 }
 

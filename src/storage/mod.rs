@@ -84,6 +84,31 @@ pub enum StoreError {
     NoSpace(io::Error),
     /// The store failed while doing `.0`.
     Failed(&'static str, io::Error),
+    /// The path names a key longer than the store takes: `bytes` where
+    /// at most `max` fit (S3 keys hold 1,024 bytes).
+    KeyTooLong {
+        /// The longest key the path would need.
+        bytes: usize,
+        /// The most the store takes for it.
+        max: usize,
+    },
+    /// The file is larger than the store takes.
+    TooLarge {
+        /// The largest file the store takes.
+        max: u64,
+        /// What sets that bound.
+        why: &'static str,
+    },
+    /// The store cannot do this; `.0` says what to do instead.
+    Unsupported(&'static str),
+    /// A tree was removed only in part: `left` (a folder's path from the
+    /// home) holds an upload still running, or what came meanwhile.
+    Left {
+        /// Files and folders that went.
+        removed: u64,
+        /// The first folder that could not go.
+        left: String,
+    },
 }
 
 impl StoreError {
@@ -107,6 +132,12 @@ pub struct UploadPlan {
     pub hash: bool,
     /// Whether the upload may replace a file of that name.
     pub overwrite: bool,
+    /// The modification time to give the stored file (seconds since the
+    /// epoch); the time of the commit when `None`.
+    pub mtime: Option<u64>,
+    /// Permission bits (`0o777` at most) to give the stored file; the
+    /// store's default when `None`.
+    pub mode: Option<u32>,
 }
 
 /// An upload in progress. Dropping it without [`Upload::finish`] keeps
@@ -146,8 +177,23 @@ pub trait StoredFile: Send {
     fn digest(&self) -> Option<blake3::Hash> {
         None
     }
+    /// Its permission bits, when the store keeps them.
+    fn mode(&self) -> Option<u32> {
+        None
+    }
     /// Its bytes from `offset` to the end.
     fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>>;
+}
+
+/// What a listing holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListHow {
+    /// Everything below the folder too, depth first, a folder before what
+    /// it holds, each entry named by its path from the listed folder.
+    pub recursive: bool,
+    /// Each file's BLAKE3, from what the store kept where it can (computed
+    /// and kept when it cannot).
+    pub digests: bool,
 }
 
 /// A folder's entries, read a bounded part at a time: memory does not grow
@@ -167,12 +213,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn open_home(&self, home: &[String]) -> StoreResult<()>;
     /// Checks that a folder exists and may be used.
     fn check_folder(&self, at: Place) -> StoreResult<()>;
-    /// Files and folders in a folder, read from the store as they are
-    /// taken, in the store's order (see [`Entries`]).
+    /// Files and folders in a folder (and below it, as `how` says), read
+    /// from the store as they are taken, in the store's order (see
+    /// [`Entries`]).
     ///
     /// Fails at once when the folder cannot be listed; a failure later on
     /// comes as an item.
-    fn list(&self, at: Place) -> StoreResult<Entries<'_>>;
+    fn list(&self, at: Place, how: ListHow) -> StoreResult<Entries<'_>>;
     /// Creates the folder `at` and any missing parents; fails with
     /// [`StoreError::Exists`] when it was there.
     fn make_folder(&self, at: Place) -> StoreResult<()>;
@@ -182,6 +229,18 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn file_len(&self, at: Place, name: &str) -> StoreResult<Option<u64>>;
     /// Removes a file or an empty folder.
     fn remove(&self, at: Place, name: &str) -> StoreResult<()>;
+    /// Removes the folder `name` and everything below it, partial uploads
+    /// included once `claim` grants them (it refuses those a connection
+    /// runs); never follows a link. Returns how many files and folders
+    /// went, `name` included.
+    ///
+    /// Fails with [`StoreError::Left`] when something could not go.
+    fn remove_tree(&self, at: Place, name: &str, claim: Claim) -> StoreResult<u64>;
+    /// Renames the file or folder `from` in `from_at` to `to` in `to_at`.
+    ///
+    /// Fails with [`StoreError::Exists`] when something is at `to`, and
+    /// [`StoreError::File`] when nothing is at `from` (or a link is).
+    fn rename(&self, from_at: Place, from: &str, to_at: Place, to: &str) -> StoreResult<()>;
     /// Removes the partial data of an upload of `name` that no connection
     /// runs (the caller holds its lock); returns whether there was any.
     fn remove_partial(&self, at: Place, name: &str) -> StoreResult<bool>;
@@ -208,11 +267,18 @@ pub trait Store: Send + Sync + fmt::Debug {
 /// store (configured from the standard `AWS_*` variables), else a folder.
 ///
 /// A folder's new files and folders get `modes`; an object store has none.
+/// An object store's uploads hold at most `upload_memory` bytes of buffers
+/// together; a folder's hold none.
 ///
 /// Fails when the store cannot be reached or the folder created.
-pub fn open(root: &str, durable: bool, modes: handle::Modes) -> crate::Result<Arc<dyn Store>> {
+pub fn open(
+    root: &str,
+    durable: bool,
+    modes: handle::Modes,
+    upload_memory: u64,
+) -> crate::Result<Arc<dyn Store>> {
     match root.strip_prefix("s3://") {
-        Some(rest) => Ok(Arc::new(s3::S3Store::from_env(rest)?)),
+        Some(rest) => Ok(Arc::new(s3::S3Store::from_env(rest, upload_memory)?)),
         None => Ok(Arc::new(disk::DiskStore::open(
             Path::new(root),
             durable,

@@ -188,6 +188,7 @@ mod tests {
             kind: EntryKind::File,
             size: 7,
             mtime: 1_764_072_000,
+            blake3: None,
         }
     }
 

@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use crate::wire::reply::{
-    Echoed, Entry, EntryKind, ErrorCode, ErrorReply, Folder, GetReady, Listing, Proof, PutDone,
-    PutReady, Removed, Reply, Usage,
+    Echoed, Entry, EntryKind, ErrorCode, ErrorReply, Folder, GetReady, Listing, Moved, Proof,
+    PutDone, PutReady, Removed, Reply, Usage,
 };
 
 /// The commands a server understands, with their `cmd` names.
 pub const COMMANDS: &[&str] = &[
-    "put", "get", "ls", "echo", "prove", "quota", "mkdir", "cd", "pwd", "rm",
+    "put", "get", "ls", "echo", "prove", "quota", "mkdir", "cd", "pwd", "rm", "mv",
 ];
 
 /// A request header, tagged by its `cmd` field. Unknown extra fields are
@@ -27,13 +27,8 @@ pub enum Request {
     Put(PutRequest),
     /// Download a file.
     Get(GetRequest),
-    /// List the current folder.
-    Ls {
-        /// Take the listing in pages of bounded size, however big the
-        /// folder; without it, one frame that may be truncated.
-        #[serde(default, skip_serializing_if = "is_false")]
-        pages: bool,
-    },
+    /// List a folder (the current one by default).
+    Ls(LsRequest),
     /// Upper-case some text (the seed's echo server).
     Echo {
         /// The text to echo.
@@ -50,6 +45,9 @@ pub enum Request {
     Mkdir {
         /// Path relative to the current folder.
         path: String,
+        /// Succeed when the folder exists already (`mkdir -p`).
+        #[serde(default, skip_serializing_if = "is_false")]
+        parents: bool,
     },
     /// Change the current folder.
     Cd {
@@ -60,9 +58,40 @@ pub enum Request {
     Pwd {},
     /// Remove a file or an empty folder.
     Rm {
-        /// Name in the current folder.
+        /// Path of the file or folder, relative to the current folder.
         filename: String,
+        /// Remove a folder with everything in it.
+        #[serde(default, skip_serializing_if = "is_false")]
+        recursive: bool,
     },
+    /// Rename or move a file or folder inside the home folder.
+    Mv {
+        /// Path of what is moved, relative to the current folder.
+        from: String,
+        /// Its new path, relative to the current folder; nothing may be there.
+        to: String,
+    },
+}
+
+/// The `ls` header.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LsRequest {
+    /// Take the listing in pages of bounded size, however big the folder;
+    /// without it, one frame that may be truncated.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pages: bool,
+    /// The folder to list, relative to the current folder; the current
+    /// folder when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Everything below the folder too: each entry's name is then its path
+    /// from the listed folder (`sub/a.txt`), and a folder comes before what
+    /// it holds.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub recursive: bool,
+    /// Give each file's BLAKE3 (computed once and kept by the server).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub digests: bool,
 }
 
 /// The `put` header.
@@ -84,6 +113,14 @@ pub struct PutRequest {
     /// committed only if it matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<DigestAlgorithm>,
+    /// Modification time to give the stored file, seconds since the Unix
+    /// epoch; the time of the upload when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<u64>,
+    /// Permission bits to give the stored file (`0o777` at most); the
+    /// server's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
 }
 
 impl PutRequest {
@@ -95,6 +132,8 @@ impl PutRequest {
             ack: false,
             resume: false,
             digest: None,
+            mtime: None,
+            mode: None,
         }
     }
 
@@ -221,7 +260,9 @@ mod tests {
                 filesize: 123,
                 ack: false,
                 resume: false,
-                digest: None
+                digest: None,
+                mtime: None,
+                mode: None,
             })
         );
     }
@@ -234,16 +275,18 @@ mod tests {
 
     #[test]
     fn serializes_with_cmd_tag() {
-        let v = serde_json::to_value(Request::Ls { pages: false }).unwrap();
+        let v = serde_json::to_value(Request::Ls(LsRequest::default())).unwrap();
         assert_eq!(v, serde_json::json!({"cmd": "ls"}));
-        let v = serde_json::to_value(Request::Ls { pages: true }).unwrap();
+        let paged = LsRequest {
+            pages: true,
+            ..LsRequest::default()
+        };
+        let v = serde_json::to_value(Request::Ls(paged)).unwrap();
         assert_eq!(v, serde_json::json!({"cmd": "ls", "pages": true}));
         let put = Request::Put(PutRequest {
-            filename: "a".into(),
-            filesize: 1,
-            ack: false,
             resume: true,
             digest: Some(DigestAlgorithm::Blake3),
+            ..PutRequest::plain("a", 1)
         });
         let v = serde_json::to_value(&put).unwrap();
         assert_eq!(

@@ -141,6 +141,24 @@ pub fn resolve_folder(current: &[String], path: &str) -> Result<Vec<String>, Nam
     Ok(out)
 }
 
+/// Splits a file path given to `put`, `get`, `rm` or `mv` into its folder
+/// (resolved as [`resolve_folder`] does) and its name, the last component,
+/// which must pass [`validate_name`] itself: `a/b/c.txt` from `/x` is
+/// `(["x", "a", "b"], "c.txt")`; `/c.txt` is in the home. A path that
+/// ends in `/`, `.` or `..` names no file and is refused.
+pub fn resolve_file(current: &[String], path: &str) -> Result<(Vec<String>, String), NameError> {
+    if path.len() > MAX_PATH_LEN {
+        return Err(NameError::PathTooLong);
+    }
+    let (folder, name) = match path.rfind('/') {
+        Some(i) => (&path[..=i], &path[i + 1..]),
+        None => ("", path),
+    };
+    let name = validate_name(name)?;
+    let folder = resolve_folder(current, folder)?;
+    Ok((folder, name.to_string()))
+}
+
 /// Shows a folder path from the home folder as `/a/b`.
 pub fn display_folder(components: &[String]) -> String {
     format!("/{}", components.join("/"))
@@ -255,6 +273,36 @@ mod tests {
         assert!(resolve_folder(&here, "x/\x1b").is_err());
         assert!(resolve_folder(&here, &"d/".repeat(40)).is_err());
         assert_eq!(display_folder(&here), "/a");
+    }
+
+    #[test]
+    fn files_resolve_to_a_folder_and_a_name() {
+        let here = vec!["a".to_string()];
+        let split = |p: &str| resolve_file(&here, p);
+        assert_eq!(split("f.txt").unwrap(), (here.clone(), "f.txt".into()));
+        assert_eq!(
+            split("b/c/f.txt").unwrap(),
+            (vec!["a".into(), "b".into(), "c".into()], "f.txt".into())
+        );
+        assert_eq!(split("/f").unwrap(), (vec![], "f".into()));
+        assert_eq!(split("../../f").unwrap(), (vec![], "f".into()));
+        assert_eq!(split("./x/../f").unwrap(), (here.clone(), "f".into()));
+        for bad in [
+            "",
+            "/",
+            "b/",
+            "..",
+            "b/..",
+            ".",
+            "a\\b",
+            "x/\x1b/f",
+            "b/.ftp-partial",
+        ] {
+            assert!(split(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(split(&"d/".repeat(40)).is_err());
+        assert!(split(&format!("/{}f", "d/".repeat(33))).is_err());
+        assert!(split(&format!("/{}f", "d/".repeat(32))).is_ok());
     }
 
     #[test]

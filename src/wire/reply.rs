@@ -165,6 +165,9 @@ pub struct GetReady {
     pub offset: u64,
     /// Modification time, seconds since the Unix epoch.
     pub mtime: u64,
+    /// Permission bits of the stored file, when the store keeps them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
 }
 
 /// One entry of a listing.
@@ -178,6 +181,9 @@ pub struct Entry {
     pub size: u64,
     /// Modification time, seconds since the Unix epoch.
     pub mtime: u64,
+    /// The file's BLAKE3, hex-encoded, when the listing asked for digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
 }
 
 /// What an entry is.
@@ -247,6 +253,23 @@ pub struct Folder {
 pub struct Removed {
     /// The name removed.
     pub filename: String,
+    /// How many files and folders went, the named one included (more than
+    /// one only for a recursive `rm`).
+    #[serde(default = "one")]
+    pub entries: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// Reply to `mv`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moved {
+    /// The old path, as a path from the home folder starting with `/`.
+    pub from: String,
+    /// The new path, likewise.
+    pub to: String,
 }
 
 /// Recognises an error frame where a challenge was expected: a busy server

@@ -220,6 +220,21 @@ impl Garage {
         }
     }
 
+    /// How many multipart uploads in the bucket are unfinished, as
+    /// Garage's admin API counts them.
+    pub fn unfinished_uploads(&self) -> u64 {
+        let out = self.cli_ok(&[
+            "json-api",
+            "GetBucketInfo",
+            &format!("{{\"globalAlias\":\"{BUCKET}\"}}"),
+        ]);
+        let info: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("GetBucketInfo: {e}: {out}"));
+        info["unfinishedMultipartUploads"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("GetBucketInfo: no count of uploads: {out}"))
+    }
+
     /// Garage's own log, for failure messages.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("garage.log")).unwrap_or_default()

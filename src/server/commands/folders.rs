@@ -1,11 +1,12 @@
-//! Folders inside the home: pwd, cd, mkdir and rm.
+//! Folders inside the home: pwd, cd, mkdir, rm (of a file, an empty
+//! folder, or a whole tree) and mv.
 
 use super::{bad_name, store_refusal};
 use crate::server::quota::check_entries;
 use crate::server::session::Session;
 use crate::storage::{Place, StoreError};
-use crate::wire::message::{ErrorCode, ErrorReply, Folder, Removed};
-use crate::wire::names::{display_folder, resolve_folder, validate_name};
+use crate::wire::message::{ErrorCode, ErrorReply, Folder, Moved, Removed};
+use crate::wire::names::{display_folder, escape, resolve_folder};
 
 impl Session<'_> {
     pub(crate) fn pwd(&self) -> Folder {
@@ -26,12 +27,16 @@ impl Session<'_> {
     }
 
     /// Creates a folder and any missing parents, refusing to step through
-    /// anything that is not a real folder.
-    pub(crate) fn mkdir(&self, path: &str) -> Result<Folder, ErrorReply> {
+    /// anything that is not a real folder. With `parents` a folder that
+    /// is there already is no error (a file in the way still is).
+    pub(crate) fn mkdir(&self, path: &str, parents: bool) -> Result<Folder, ErrorReply> {
         let target = resolve_folder(&self.cwd, path).map_err(bad_name)?;
         let shown = display_folder(&target);
         if target.is_empty() {
-            return Err(ErrorReply::new(ErrorCode::Exists, "the home folder exists"));
+            return match parents {
+                true => Ok(Folder { path: shown }),
+                false => Err(ErrorReply::new(ErrorCode::Exists, "the home folder exists")),
+            };
         }
         // The check and the folders it allows are one step.
         let home = self.home.join("/");
@@ -39,8 +44,13 @@ impl Session<'_> {
         if let Some(max) = self.max_files {
             check_entries(self.used()?.entries, self.missing_folders(&target), max)?;
         }
-        match self.ctx.store.make_folder(Place::new(&self.home, &target)) {
+        let at = Place::new(&self.home, &target);
+        match self.ctx.store.make_folder(at) {
             Ok(()) => Ok(Folder { path: shown }),
+            Err(StoreError::Exists) if parents => match self.ctx.store.check_folder(at) {
+                Ok(()) => Ok(Folder { path: shown }),
+                Err(e) => Err(store_refusal(e, &shown)),
+            },
             Err(StoreError::Exists) => Err(ErrorReply::new(
                 ErrorCode::Exists,
                 format!("{shown} already exists"),
@@ -66,24 +76,55 @@ impl Session<'_> {
 
     /// Removes a file or an empty folder, and any partial upload of that
     /// name that no connection is running, so that a user can free quota
-    /// and remove folders that only held one.
-    pub(crate) fn rm(&self, filename: &str) -> Result<Removed, ErrorReply> {
-        let name = validate_name(filename).map_err(bad_name)?;
-        let removed = Removed {
-            filename: name.to_string(),
+    /// and remove folders that only held one. With `recursive`, a folder
+    /// goes with everything in it.
+    pub(crate) fn rm(&self, path: &str, recursive: bool) -> Result<Removed, ErrorReply> {
+        let (folder, name) = self.resolve_file(path)?;
+        let at = Place::new(&self.home, &folder);
+        let removed = |entries| Removed {
+            filename: path.to_string(),
+            entries,
         };
-        let dropped_partial = self.remove_stale_partial(name)?;
-        match self.ctx.store.remove(self.place(), name) {
-            Ok(()) => Ok(removed),
-            Err(StoreError::File(_)) if dropped_partial => Ok(removed),
-            Err(e) => Err(store_refusal(e, name)),
+        let dropped_partial = self.remove_stale_partial(at, &name)?;
+        match self.ctx.store.remove(at, &name) {
+            Ok(()) => Ok(removed(1)),
+            Err(StoreError::File(_)) if dropped_partial => Ok(removed(1)),
+            Err(StoreError::NotEmpty) if recursive => self.rm_tree(at, &name).map(removed),
+            Err(e) => Err(store_refusal(e, path)),
+        }
+    }
+
+    /// Removes the folder `name` in `at` and all it holds, partial uploads
+    /// included unless an upload runs into one; returns how many files and
+    /// folders went.
+    fn rm_tree(&self, at: Place, name: &str) -> Result<u64, ErrorReply> {
+        let locks = &self.ctx.locks;
+        let claim = |key: &str| {
+            let held = locks.try_lock(key)?;
+            Some(Box::new(held) as Box<dyn Send>)
+        };
+        let mut inside = at.folder.to_vec();
+        inside.push(name.to_string());
+        let shown = display_folder(&inside);
+        match self.ctx.store.remove_tree(at, name, &claim) {
+            Ok(n) => Ok(n),
+            Err(StoreError::Left { removed, left }) => Err(ErrorReply::new(
+                ErrorCode::Busy,
+                format!(
+                    "removed {removed} files and folders of {}, but {} is left: an upload \
+                     into it is running (or something was added meanwhile); run rm -r \
+                     again once it is done",
+                    escape(&shown),
+                    escape(&left)
+                ),
+            )),
+            Err(e) => Err(store_refusal(e, &shown)),
         }
     }
 
     /// Deletes the partial upload of `name` unless an upload holds it;
     /// returns whether there was one.
-    fn remove_stale_partial(&self, name: &str) -> Result<bool, ErrorReply> {
-        let at = self.place();
+    fn remove_stale_partial(&self, at: Place, name: &str) -> Result<bool, ErrorReply> {
         let Some(_held) = self.ctx.locks.try_lock(&at.key(name)) else {
             return Ok(false);
         };
@@ -91,5 +132,43 @@ impl Session<'_> {
             .store
             .remove_partial(at, name)
             .map_err(|e| store_refusal(e, name))
+    }
+
+    /// Renames or moves a file or a folder inside the home. Nothing may be
+    /// at `to`, and a folder cannot go inside itself.
+    pub(crate) fn mv(&self, from: &str, to: &str) -> Result<Moved, ErrorReply> {
+        let (from_folder, from_name) = self.resolve_file(from)?;
+        let (to_folder, to_name) = self.resolve_file(to)?;
+        let full = |folder: &[String], name: &str| {
+            let mut path = folder.to_vec();
+            path.push(name.to_string());
+            path
+        };
+        let (source, dest) = (full(&from_folder, &from_name), full(&to_folder, &to_name));
+        let moved = Moved {
+            from: display_folder(&source),
+            to: display_folder(&dest),
+        };
+        if dest.starts_with(&source) {
+            let why = match dest == source {
+                true => "is where it is already",
+                false => "cannot go inside itself",
+            };
+            return Err(ErrorReply::new(
+                ErrorCode::BadName,
+                format!("{} {why}", escape(&moved.from)),
+            ));
+        }
+        let from_at = Place::new(&self.home, &from_folder);
+        let to_at = Place::new(&self.home, &to_folder);
+        match self.ctx.store.rename(from_at, &from_name, to_at, &to_name) {
+            Ok(()) => Ok(moved),
+            Err(StoreError::Exists) => Err(ErrorReply::new(
+                ErrorCode::Exists,
+                format!("{} already exists", escape(&moved.to)),
+            )),
+            Err(e @ StoreError::File(_)) => Err(store_refusal(e, &moved.from)),
+            Err(e) => Err(store_refusal(e, &moved.to)),
+        }
     }
 }

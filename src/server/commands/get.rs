@@ -1,31 +1,31 @@
 //! Download: a `ready` reply, the bytes from the asked offset, and the
 //! digest of the whole file.
 
-use super::{bad_name, store_refusal};
+use super::store_refusal;
 use crate::error::{Error, Result};
 use crate::io::digest::Digester;
 use crate::io::pump::{hash_prefix, relay, PumpError};
 use crate::net::Transport;
 use crate::server::session::{refuse, Outcome, Session};
-use crate::storage::StoredFile;
+use crate::storage::{Place, StoredFile};
 use crate::wire::frame;
 use crate::wire::message::{Digest, ErrorCode, ErrorReply, GetReady, GetRequest, Reply};
-use crate::wire::names::validate_name;
 
 impl Session<'_> {
     pub(crate) fn get<S: Transport>(&mut self, req: GetRequest, s: &mut S) -> Result<Outcome> {
-        let (name, mut file) = match self.open_download(&req) {
-            Ok(v) => v,
+        let mut file = match self.open_download(&req) {
+            Ok(file) => file,
             Err(reply) => return refuse(s, reply),
         };
         let filesize = file.size();
         frame::write_json(
             s,
             &Reply::Ok(GetReady {
-                filename: name,
+                filename: req.filename.clone(),
                 filesize,
                 offset: req.offset,
                 mtime: file.mtime(),
+                mode: file.mode(),
             }),
         )?;
         let reading = |e| Error::io("reading the file", e);
@@ -58,13 +58,13 @@ impl Session<'_> {
     }
 
     /// Opens the file a get asks for and checks its offset.
-    fn open_download(&self, req: &GetRequest) -> Result<(String, Box<dyn StoredFile>), ErrorReply> {
-        let name = validate_name(&req.filename).map_err(bad_name)?;
+    fn open_download(&self, req: &GetRequest) -> Result<Box<dyn StoredFile>, ErrorReply> {
+        let (folder, name) = self.resolve_file(&req.filename)?;
         let file = self
             .ctx
             .store
-            .open_file(self.place(), name)
-            .map_err(|e| store_refusal(e, name))?;
+            .open_file(Place::new(&self.home, &folder), &name)
+            .map_err(|e| store_refusal(e, &req.filename))?;
         if req.offset > file.size() {
             return Err(ErrorReply::new(
                 ErrorCode::InvalidOffset,
@@ -75,6 +75,6 @@ impl Session<'_> {
                 ),
             ));
         }
-        Ok((name.to_string(), file))
+        Ok(file)
     }
 }

@@ -4,13 +4,15 @@
 
 use std::io::Write;
 
-use super::store_refusal;
+use super::{bad_name, store_refusal};
 use crate::error::{Error, Result};
 use crate::io::deadline::ReplyWriter;
 use crate::net::Transport;
 use crate::server::session::{refuse, Outcome, Session};
-use crate::storage::{Entries, StoreError};
+use crate::storage::{Entries, ListHow, Place, StoreError};
 use crate::wire::listing::{PageBuilder, PageEnd, PAGE_BUDGET, SINGLE_BUDGET};
+use crate::wire::message::LsRequest;
+use crate::wire::names::resolve_folder;
 
 /// What one listing sent, for the log.
 #[derive(Default)]
@@ -21,14 +23,28 @@ struct Sent {
 }
 
 impl Session<'_> {
-    /// Lists the current folder: in pages when the client asked for them,
-    /// else in one frame that stops at [`SINGLE_BUDGET`] and says it was
-    /// truncated, which is all a client that predates pages can read.
+    /// Lists a folder (the current one unless the request names another),
+    /// and with `recursive` all below it: in pages when the client asked
+    /// for them, else in one frame that stops at [`SINGLE_BUDGET`] and says
+    /// it was truncated, which is all a client that predates pages can
+    /// read.
     ///
     /// Fails when the connection breaks or the reply's deadline passes;
     /// the stream is then out of step and the connection closes.
-    pub(crate) fn ls<S: Transport>(&self, pages: bool, stream: &mut S) -> Result<Outcome> {
-        let entries = match self.ctx.store.list(self.place()) {
+    pub(crate) fn ls<S: Transport>(&self, req: &LsRequest, stream: &mut S) -> Result<Outcome> {
+        let folder = match &req.path {
+            Some(path) => match resolve_folder(&self.cwd, path) {
+                Ok(folder) => folder,
+                Err(e) => return refuse(stream, bad_name(e)),
+            },
+            None => self.cwd.clone(),
+        };
+        let how = ListHow {
+            recursive: req.recursive,
+            digests: req.digests,
+        };
+        let pages = req.pages;
+        let entries = match self.ctx.store.list(Place::new(&self.home, &folder), how) {
             Ok(entries) => entries,
             Err(e) => return refuse(stream, store_refusal(e, "")),
         };

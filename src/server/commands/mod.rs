@@ -4,16 +4,28 @@
 
 use std::io;
 
+use crate::server::session::Session;
 use crate::storage::local::{is_no_space, FolderError};
 use crate::storage::StoreError;
 use crate::wire::message::{ErrorCode, ErrorReply};
-use crate::wire::names::{escape, NameError};
+use crate::wire::names::{escape, resolve_file, NameError};
 
 mod folders;
 mod get;
 mod ls;
 mod misc;
 mod put;
+
+impl Session<'_> {
+    /// The folder (from the home) and the name of the file a command's
+    /// path names, resolved against the current folder as `cd` resolves
+    /// a folder: `a/b/c.txt`, or `/a/b/c.txt` from the home. Whether the
+    /// folder exists (and holds no link on the way) is the store's to
+    /// check when the command reaches it.
+    pub(crate) fn resolve_file(&self, path: &str) -> Result<(Vec<String>, String), ErrorReply> {
+        resolve_file(&self.cwd, path).map_err(bad_name)
+    }
+}
 
 /// An error reply for a failure of the server's own file system.
 pub(crate) fn internal(what: &str, e: &io::Error) -> ErrorReply {
@@ -55,8 +67,28 @@ pub(crate) fn store_refusal(e: StoreError, name: &str) -> ErrorReply {
             ErrorCode::Busy,
             "the server is busy with other uploads; try again shortly",
         ),
+        StoreError::Left { removed, left } => ErrorReply::new(
+            ErrorCode::Busy,
+            format!(
+                "removed {removed} files and folders of {name}, but {} is left: \
+                 something in it is in use",
+                escape(&left)
+            ),
+        ),
+        StoreError::Unsupported(why) => ErrorReply::new(ErrorCode::Forbidden, why),
         StoreError::NoSpace(e) => internal("writing the file", &e),
         StoreError::Failed(what, e) => internal(what, &e),
+        StoreError::KeyTooLong { bytes, max } => ErrorReply::new(
+            ErrorCode::BadName,
+            format!(
+                "path too long for the object store: {name} in this folder needs a key of \
+                 {bytes} bytes, and at most {max} fit; use a shorter name or folder"
+            ),
+        ),
+        StoreError::TooLarge { max, why } => ErrorReply::new(
+            ErrorCode::TooLarge,
+            format!("file too large for this server's object store: at most {max} bytes ({why})"),
+        ),
     }
 }
 
@@ -96,3 +128,6 @@ fn not_found(name: &str, e: &io::Error) -> ErrorReply {
         _ => internal(&format!("opening {name}"), e),
     }
 }
+
+#[cfg(test)]
+mod tests;

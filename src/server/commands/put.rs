@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use super::{bad_name, store_refusal};
+use super::store_refusal;
 use crate::error::{Error, Result};
 use crate::io::pump::{buffer_for, pump, PumpError};
 use crate::io::throttle::RateFloor;
@@ -13,10 +13,10 @@ use crate::net::Transport;
 use crate::server::quota::{check_bytes, check_entries, exceeded_while_storing};
 use crate::server::session::{refuse, Outcome, Session};
 use crate::server::uploads::{Owner, UploadLock};
-use crate::storage::{StoreError, Upload, UploadPlan};
+use crate::storage::{Place, StoreError, Upload, UploadPlan};
 use crate::wire::frame::{self, MAX_HEADER_LEN};
 use crate::wire::message::{Digest, ErrorCode, ErrorReply, PutDone, PutReady, PutRequest, Reply};
-use crate::wire::names::{escape, validate_name};
+use crate::wire::names::escape;
 
 /// A refused upload from a client that does not wait for `ready` still
 /// sends its body; up to this many bytes are read and dropped so that the
@@ -31,6 +31,7 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 /// An upload that passed every check, holds its name, and has begun in
 /// the store.
 struct PreparedPut {
+    /// The path as the client sent it, for replies.
     name: String,
     upload: Box<dyn Upload>,
     /// Whether a file of that name existed when the upload started.
@@ -139,7 +140,8 @@ impl Session<'_> {
         req: &PutRequest,
         socket: Option<OwnedFd>,
     ) -> Result<PreparedPut, ErrorReply> {
-        let name = validate_name(&req.filename).map_err(bad_name)?;
+        let (folder, name) = self.resolve_file(&req.filename)?;
+        let (name, at) = (name.as_str(), Place::new(&self.home, &folder));
         if req.filesize > self.ctx.max_file_size {
             return Err(ErrorReply::new(
                 ErrorCode::TooLarge,
@@ -149,9 +151,14 @@ impl Session<'_> {
                 ),
             ));
         }
+        // An object store has no folders to fail on: a folder of the path
+        // other than the current one (checked by `cd`) is looked up.
+        if folder != self.cwd {
+            let store = &self.ctx.store;
+            store.check_folder(at).map_err(|e| store_refusal(e, ""))?;
+        }
         // Checks the folder too.
-        let existing = self.existing_len(name)?;
-        let at = self.place();
+        let existing = self.existing_len(at, name)?;
         let key = at.key(name);
         let owner = match self.anonymous {
             true => Owner::Anonymous,
@@ -165,7 +172,10 @@ impl Session<'_> {
             .ok_or_else(|| {
                 ErrorReply::new(
                     ErrorCode::Busy,
-                    format!("{} is being uploaded by another connection", escape(name)),
+                    format!(
+                        "{} is being uploaded by another connection",
+                        escape(&req.filename)
+                    ),
                 )
             })?;
         let plan = UploadPlan {
@@ -173,20 +183,22 @@ impl Session<'_> {
             resume: req.resume,
             hash: req.digest.is_some(),
             overwrite: self.ctx.overwrite && !self.anonymous,
+            mtime: req.mtime,
+            mode: req.mode.map(|m| m & 0o777),
         };
         // A new name's entry is checked and made in one step.
         let _gate = (self.max_files.is_some() && existing.is_none())
             .then(|| self.ctx.entry_gates.enter(&home));
-        self.check_room(req, name, &lock, existing.is_none())?;
+        self.check_room(req, at, name, &lock, existing.is_none())?;
         let store = &self.ctx.store;
-        let refused = |e| store_refusal(e, name);
+        let refused = |e| store_refusal(e, &req.filename);
         let upload = store.begin_upload(at, name, plan).map_err(refused)?;
         // What it kept is charged to it, whether the store's usage
         // counts that already or leaves it to the upload.
         lock.hold(upload.offset());
         lock.set_counted(upload.counted());
         Ok(PreparedPut {
-            name: name.to_string(),
+            name: req.filename.clone(),
             upload,
             replaces: existing.is_some(),
             lock,
@@ -199,12 +211,13 @@ impl Session<'_> {
     fn check_room(
         &self,
         req: &PutRequest,
+        at: Place,
         name: &str,
         lock: &UploadLock,
         new: bool,
     ) -> Result<(), ErrorReply> {
-        let (store, at) = (&self.ctx.store, self.place());
-        let refused = |e| store_refusal(e, name);
+        let store = &self.ctx.store;
+        let refused = |e| store_refusal(e, &req.filename);
         let kept = match req.resume {
             true => store.kept(at, name, req.filesize).map_err(refused)?,
             false => 0,
@@ -224,11 +237,11 @@ impl Session<'_> {
 
     /// The size of the file an upload would replace, if any; refuses a
     /// name that holds something else, or any file when overwriting is off.
-    fn existing_len(&self, name: &str) -> Result<Option<u64>, ErrorReply> {
+    fn existing_len(&self, at: Place, name: &str) -> Result<Option<u64>, ErrorReply> {
         let existing = self
             .ctx
             .store
-            .file_len(self.place(), name)
+            .file_len(at, name)
             .map_err(|e| store_refusal(e, name))?;
         if existing.is_some() && (self.anonymous || !self.ctx.overwrite) {
             return Err(ErrorReply::new(

@@ -6,22 +6,25 @@
 //! ([`super::handle`]): nothing is opened, removed or renamed by path, so a
 //! link planted in the root is never followed.
 
+mod digest;
+mod tree;
 mod upload;
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use rustix::fs::OFlags;
 
+use self::tree::Tree;
 use self::upload::{DiskFile, DiskUpload};
 use super::handle::{Folder, Kind, Modes};
 use super::local;
 use super::usage::{Usage, UsageBook};
 use super::{
-    Claim, Entries, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
+    Claim, Entries, ListHow, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
 };
 use crate::error::Error;
 use crate::io::digest::Digester;
@@ -129,11 +132,9 @@ impl Store for DiskStore {
         self.folder(at).map(drop)
     }
 
-    fn list(&self, at: Place) -> StoreResult<Entries<'_>> {
-        let entries = local::list(self.folder(at)?).map_err(StoreError::failed("listing"))?;
-        Ok(Box::new(
-            entries.map(|e| e.map_err(|e| StoreError::Failed("listing", e))),
-        ))
+    fn list(&self, at: Place, how: ListHow) -> StoreResult<Entries<'_>> {
+        let tree = Tree::new(self.folder(at)?, how).map_err(StoreError::failed("listing"))?;
+        Ok(Box::new(tree))
     }
 
     /// Refuses to step through anything that is not a real folder.
@@ -197,6 +198,15 @@ impl Store for DiskStore {
             Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Err(StoreError::NotEmpty),
             Err(e) => Err(StoreError::Failed("removing", e)),
         }
+    }
+
+    /// Through folder handles, never following a link (see [`tree`]).
+    fn remove_tree(&self, at: Place, name: &str, claim: Claim) -> StoreResult<u64> {
+        self.remove_folder(at, name, claim)
+    }
+
+    fn rename(&self, from_at: Place, from: &str, to_at: Place, to: &str) -> StoreResult<()> {
+        self.move_entry(from_at, from, to_at, to)
     }
 
     /// A partial folder that is a link holds nothing of ours: nothing is
@@ -282,7 +292,7 @@ impl Store for DiskStore {
             written: offset,
             flushed: offset,
             durable: self.durable,
-            overwrite: plan.overwrite,
+            plan,
             finished: false,
         }))
     }
@@ -294,9 +304,10 @@ impl Store for DiskStore {
             .map_err(StoreError::File)?;
         let meta = file.metadata().map_err(StoreError::failed("stat"))?;
         Ok(Box::new(DiskFile {
-            file,
             len: meta.len(),
             mtime: local::unix_secs(meta.modified().unwrap_or(UNIX_EPOCH)),
+            mode: meta.permissions().mode() & 0o777,
+            file,
         }))
     }
 
@@ -361,6 +372,8 @@ mod tests {
             resume: true,
             hash: true,
             overwrite: true,
+            mtime: None,
+            mode: None,
         };
         let mut up = store.begin_upload(at, "f", plan).unwrap();
         up.write(b"abc").unwrap();
@@ -407,6 +420,8 @@ mod tests {
             resume: true,
             hash: false,
             overwrite: true,
+            mtime: None,
+            mode: None,
         };
         assert_eq!(store.usage(&home).unwrap(), walked(), "measured first");
         store
@@ -467,6 +482,8 @@ mod tests {
             resume: false,
             hash: false,
             overwrite: true,
+            mtime: None,
+            mode: None,
         };
         let refused = store.begin_upload(at, "f", plan).err().unwrap();
         let refused_link =

@@ -6,10 +6,13 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
+use rustix::fs::{Mode, Timespec, Timestamps, UTIME_OMIT};
+
+use super::digest;
 use crate::io::digest::Digester;
 use crate::storage::handle::Folder;
 use crate::storage::usage::UsageBook;
-use crate::storage::{local, StoreError, StoreResult, StoredFile, Upload};
+use crate::storage::{local, StoreError, StoreResult, StoredFile, Upload, UploadPlan};
 
 /// An upload into a partial file.
 pub(super) struct DiskUpload {
@@ -28,7 +31,8 @@ pub(super) struct DiskUpload {
     /// Up to where write-back was started, for `durable`.
     pub(super) flushed: u64,
     pub(super) durable: bool,
-    pub(super) overwrite: bool,
+    /// What was asked for: whether to overwrite, the time and mode to give.
+    pub(super) plan: UploadPlan,
     /// Committed or discarded: the partial file is no longer this
     /// upload's to remove.
     pub(super) finished: bool,
@@ -54,18 +58,50 @@ impl DiskUpload {
         }
     }
 
-    /// Puts the finished file under its name (see [`Folder::rename`]);
-    /// with `durable` the folder is flushed, so the name survives a power
-    /// cut.
-    fn commit(&self) -> io::Result<()> {
+    /// Gives the finished file what the client asked for, its digest for
+    /// later listings, and puts it under its name (see
+    /// [`Folder::rename`]); with `durable` the folder is flushed, so the
+    /// name survives a power cut.
+    fn commit(&self, digest: Option<blake3::Hash>) -> io::Result<()> {
+        self.set_times_and_mode()?;
+        // Kept last: it holds for the file's size and time as they are now.
+        match digest {
+            Some(digest) => digest::keep(&self.file, &digest),
+            None => digest::forget(&self.file),
+        }
         if self.durable {
             self.file.sync_all()?;
         }
         let name = &self.name;
         self.partials
-            .rename(name, &self.folder, name, self.overwrite)?;
+            .rename(name, &self.folder, name, self.plan.overwrite)?;
         if self.durable {
             self.folder.sync()?;
+        }
+        Ok(())
+    }
+}
+
+impl DiskUpload {
+    /// The modification time and the permission bits the client sent. The
+    /// owner's read bit stays, so that the server can serve the file.
+    fn set_times_and_mode(&self) -> io::Result<()> {
+        if let Some(mode) = self.plan.mode {
+            rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode & 0o777 | 0o400))?;
+        }
+        if let Some(secs) = self.plan.mtime {
+            let omit = Timespec {
+                tv_sec: 0,
+                tv_nsec: UTIME_OMIT,
+            };
+            let times = Timestamps {
+                last_access: omit,
+                last_modification: Timespec {
+                    tv_sec: i64::try_from(secs).unwrap_or(i64::MAX),
+                    tv_nsec: 0,
+                },
+            };
+            rustix::fs::futimens(&self.file, &times)?;
         }
         Ok(())
     }
@@ -116,7 +152,7 @@ impl Upload for DiskUpload {
             true => self.folder.file_len(&self.name),
             false => None,
         };
-        match self.commit() {
+        match self.commit(actual) {
             Ok(()) => {
                 self.finished = true;
                 if let Some(len) = replaced {
@@ -153,6 +189,7 @@ pub(super) struct DiskFile {
     pub(super) file: File,
     pub(super) len: u64,
     pub(super) mtime: u64,
+    pub(super) mode: u32,
 }
 
 impl StoredFile for DiskFile {
@@ -162,6 +199,10 @@ impl StoredFile for DiskFile {
 
     fn mtime(&self) -> u64 {
         self.mtime
+    }
+
+    fn mode(&self) -> Option<u32> {
+        Some(self.mode)
     }
 
     fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {

@@ -46,9 +46,18 @@ pub struct Endpoint {
 }
 
 /// One bucket, and an HTTP agent that keeps connections to it open.
+///
+/// A kept connection may have been closed by the store just as a request
+/// goes out on it (its keep-alive ran out), which surfaced as `Peer
+/// disconnected`. So an idempotent request that fails that way is sent
+/// once more on a fresh connection, and the two requests that are not
+/// idempotent (creating and completing a multipart upload) always go on
+/// a fresh one.
 #[derive(Debug, Clone)]
 pub struct S3Client {
     agent: ureq::Agent,
+    /// An agent that keeps no connection: every request opens its own.
+    fresh: ureq::Agent,
     bucket: Bucket,
     credentials: Credentials,
 }
@@ -92,14 +101,18 @@ impl S3Client {
             endpoint.region.clone(),
         )
         .map_err(|e| invalid(format!("bucket {}: {e}", endpoint.bucket)))?;
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_recv_response(Some(ANSWER_TIMEOUT))
-            .max_idle_connections_per_host(64)
-            .build();
+        let config = |kept: usize| {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_connect(Some(CONNECT_TIMEOUT))
+                .timeout_recv_response(Some(ANSWER_TIMEOUT))
+                .max_idle_connections(kept)
+                .max_idle_connections_per_host(kept)
+                .build()
+        };
         Ok(S3Client {
-            agent: config.into(),
+            agent: config(64).into(),
+            fresh: config(0).into(),
             bucket,
             credentials: Credentials::new(endpoint.key_id.clone(), endpoint.secret.clone()),
         })
@@ -114,31 +127,36 @@ impl S3Client {
         Some(&self.credentials)
     }
 
-    /// Sends one request and fails unless the store answers 2xx.
-    fn send(
+    /// Sends one idempotent request and fails unless the store answers
+    /// 2xx; on a kept connection that turns out dead, once more on a
+    /// fresh one.
+    fn send<B: ureq::AsSendBody + Copy>(
         &self,
         method: http::Method,
         url: url::Url,
         range: Option<u64>,
+        body: B,
+    ) -> io::Result<Response<Body>> {
+        let request = || build(method.clone(), &url, range, body);
+        match self.agent.run(request()?).map_err(from_ureq) {
+            Err(e) if is_stale(&e) => {
+                tracing::debug!("the object store dropped a kept connection ({e}); sending again");
+                checked(self.fresh.run(request()?).map_err(from_ureq)?)
+            }
+            answered => checked(answered?),
+        }
+    }
+
+    /// Sends one request that must not be repeated, on a fresh connection
+    /// (a kept one may be dead, and it could not be sent again).
+    fn send_once(
+        &self,
+        method: http::Method,
+        url: url::Url,
         body: impl ureq::AsSendBody,
     ) -> io::Result<Response<Body>> {
-        let mut request = http::Request::builder().method(method).uri(url.as_str());
-        if let Some(from) = range {
-            request = request.header("range", format!("bytes={from}-"));
-        }
-        let request = request.body(body).map_err(io::Error::other)?;
-        let mut response = self.agent.run(request).map_err(from_ureq)?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024)
-            .read_to_string()
-            .unwrap_or_default();
-        Err(refusal(status, &text))
+        let request = build(method, &url, None, body)?;
+        checked(self.fresh.run(request).map_err(from_ureq)?)
     }
 
     /// Checks that the bucket can be listed with these credentials.
@@ -233,7 +251,7 @@ impl S3Client {
     /// Starts a multipart upload of `key`; returns its id.
     pub fn create_multipart(&self, key: &str) -> io::Result<String> {
         let action = CreateMultipartUpload::new(&self.bucket, self.creds(), key);
-        let mut response = self.send(http::Method::POST, action.sign(SIGNED_FOR), None, ())?;
+        let mut response = self.send_once(http::Method::POST, action.sign(SIGNED_FOR), ())?;
         let text = read_text(&mut response)?;
         let created = CreateMultipartUpload::parse_response(&text)
             .map_err(|e| invalid(format!("CreateMultipartUpload: {e}")))?;
@@ -301,12 +319,37 @@ impl S3Client {
             etags.iter().map(String::as_str),
         );
         let url = action.sign(SIGNED_FOR);
-        let mut response = self.send(http::Method::POST, url, None, action.body())?;
+        let mut response = self.send_once(http::Method::POST, url, action.body())?;
         // S3 may answer 200 and put the failure in the body.
         let text = read_text(&mut response)?;
         match CompleteMultipartUploadResponse::parse(&text) {
             Ok(done) => Ok(done.etag().to_string()),
             Err(_) => Err(refusal(http::StatusCode::INTERNAL_SERVER_ERROR, &text)),
+        }
+    }
+
+    /// Copies the object `from` to `to` inside the bucket, on the store's
+    /// side (`PutObject` with `x-amz-copy-source`; up to 5 GiB, S3's limit
+    /// for one copy).
+    pub fn copy(&self, from: &str, to: &str) -> io::Result<()> {
+        let source = format!("/{}/{}", self.bucket.name(), encode_key(from));
+        let mut action = PutObject::new(&self.bucket, self.creds(), to);
+        action
+            .headers_mut()
+            .insert("x-amz-copy-source", source.clone());
+        let url = action.sign(SIGNED_FOR);
+        let request = http::Request::builder()
+            .method(http::Method::PUT)
+            .uri(url.as_str())
+            .header("x-amz-copy-source", source)
+            .body(())
+            .map_err(io::Error::other)?;
+        let mut response = self.agent.run(request).map_err(from_ureq)?;
+        // S3 may answer 200 and put the failure in the body.
+        let text = read_text(&mut response)?;
+        match response.status().is_success() && !text.contains("<Error>") {
+            true => Ok(()),
+            false => Err(refusal(response.status(), &text)),
         }
     }
 
@@ -316,6 +359,62 @@ impl S3Client {
         self.send(http::Method::DELETE, action.sign(SIGNED_FOR), None, ())
             .map(drop)
     }
+}
+
+/// A request to `url`, for bytes from `range` on if given.
+fn build<B>(
+    method: http::Method,
+    url: &url::Url,
+    range: Option<u64>,
+    body: B,
+) -> io::Result<http::Request<B>> {
+    let mut request = http::Request::builder().method(method).uri(url.as_str());
+    if let Some(from) = range {
+        request = request.header("range", format!("bytes={from}-"));
+    }
+    request.body(body).map_err(io::Error::other)
+}
+
+/// The response if it is a 2xx, else an error with what the store said.
+fn checked(mut response: Response<Body>) -> io::Result<Response<Body>> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    Err(refusal(status, &text))
+}
+
+/// Whether a request failed because its connection was dead: the store
+/// closed a kept connection just as the request went out on it.
+fn is_stale(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
+/// A key as a copy source names it: each byte but the unreserved ones
+/// and `/` percent-encoded.
+fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 fn read_text(response: &mut Response<Body>) -> io::Result<String> {
@@ -375,5 +474,51 @@ mod tests {
         );
         let e = refusal(http::StatusCode::NOT_FOUND, "");
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    /// Reads one request's head (these requests have no body).
+    fn read_head(stream: &mut std::net::TcpStream) {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(
+                stream.read(&mut byte).unwrap(),
+                1,
+                "the request ended early"
+            );
+            head.push(byte[0]);
+        }
+    }
+
+    #[test]
+    fn a_request_on_a_connection_the_store_dropped_goes_again_on_a_fresh_one() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let store = std::thread::spawn(move || {
+            // Keeps the first connection after one answer, then takes the
+            // next request on it and closes it unanswered: a keep-alive
+            // that ran out just as the request went out.
+            let (mut kept, _) = listener.accept().unwrap();
+            read_head(&mut kept);
+            kept.write_all(answer).unwrap();
+            read_head(&mut kept);
+            drop(kept);
+            let (mut fresh, _) = listener.accept().unwrap();
+            read_head(&mut fresh);
+            fresh.write_all(answer).unwrap();
+        });
+        let client = S3Client::new(&Endpoint {
+            url,
+            region: "r".into(),
+            bucket: "bucket".into(),
+            key_id: "k".into(),
+            secret: "s".into(),
+        })
+        .unwrap();
+        assert_eq!(client.get_small("x").unwrap(), b"ok");
+        assert_eq!(client.get_small("x").unwrap(), b"ok");
+        store.join().unwrap();
     }
 }

@@ -12,12 +12,14 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::storage::{
-    Claim, Entries, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan, Usage,
+    Claim, Entries, ListHow, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
+    Usage,
 };
 use crate::wire::names::PARTIAL_DIR;
 
 pub mod budget;
 pub mod client;
+mod folders;
 mod listing;
 pub mod tree;
 pub mod upload;
@@ -26,6 +28,7 @@ pub mod usage;
 use client::{Endpoint, S3Client};
 use rusty_s3::actions::ListObjectsV2Response;
 use upload::{KnownDigest, S3Upload, Target, MIN_PART};
+
 use usage::UsageCache;
 
 /// Keys per listing request.
@@ -52,7 +55,8 @@ impl S3Store {
     ///
     /// Fails when a variable is missing, or the bucket cannot be listed
     /// with these credentials.
-    pub fn from_env(bucket_and_prefix: &str) -> crate::Result<S3Store> {
+    /// Uploads hold at most `memory` bytes of buffers together.
+    pub fn from_env(bucket_and_prefix: &str, memory: u64) -> crate::Result<S3Store> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let need = |name: &str| {
             var(name).ok_or_else(|| {
@@ -84,13 +88,14 @@ impl S3Store {
             key_id: need("AWS_ACCESS_KEY_ID")?,
             secret: need("AWS_SECRET_ACCESS_KEY")?,
         };
-        S3Store::open(&endpoint, prefix)
+        S3Store::open(&endpoint, prefix, memory)
     }
 
-    /// The store in `endpoint`'s bucket, below `prefix`.
+    /// The store in `endpoint`'s bucket, below `prefix`, whose uploads
+    /// hold at most `memory` bytes of buffers together.
     ///
     /// Fails when the bucket cannot be listed.
-    pub fn open(endpoint: &Endpoint, prefix: &str) -> crate::Result<S3Store> {
+    pub fn open(endpoint: &Endpoint, prefix: &str, memory: u64) -> crate::Result<S3Store> {
         let client = S3Client::new(endpoint).map_err(|e| Error::io("the object store", e))?;
         client.check().map_err(|e| {
             let what = match e.kind() {
@@ -120,7 +125,7 @@ impl S3Store {
             endpoint: endpoint.url.clone(),
             prefix,
             owner: hex::encode(rand::random::<[u8; 8]>()),
-            memory: budget::Budget::new(budget::UPLOAD_MEMORY),
+            memory: budget::Budget::new(memory),
             usage: UsageCache::default(),
         })
     }
@@ -141,6 +146,13 @@ impl S3Store {
 
     fn target(&self, at: Place, name: &str) -> Target {
         self.target_of(&at.key(name))
+    }
+
+    /// [`S3Store::target`], refused when its keys are too long for S3.
+    fn checked_target(&self, at: Place, name: &str) -> StoreResult<Target> {
+        let target = self.target(at, name);
+        target.check_key()?;
+        Ok(target)
     }
 
     /// Where the upload of the file with key `key` goes. Its record is at
@@ -257,21 +269,18 @@ impl Store for S3Store {
         }
     }
 
-    /// A folder with nothing below it, not even its marker, is missing
-    /// (the home excepted): the listing's first page tells.
-    fn list(&self, at: Place) -> StoreResult<Entries<'_>> {
-        let pages = listing::FolderPages::start(&self.client, self.folder_prefix(at))
-            .map_err(StoreError::failed("listing"))?;
-        match pages {
-            Some(pages) => Ok(Box::new(pages)),
-            None if at.folder.is_empty() => Ok(Box::new(std::iter::empty())),
-            None => Err(missing(at)),
-        }
+    /// See [`folders`].
+    fn list(&self, at: Place, how: ListHow) -> StoreResult<Entries<'_>> {
+        self.list_folder(at, how)
     }
 
     /// Writes a marker for the folder and each parent without one.
     fn make_folder(&self, at: Place) -> StoreResult<()> {
         let target = self.folder_prefix(at);
+        if target.len() > upload::MAX_KEY {
+            let (bytes, max) = (target.len(), upload::MAX_KEY);
+            return Err(StoreError::KeyTooLong { bytes, max });
+        }
         if self
             .any_below(&target)
             .map_err(StoreError::failed("checking the folder"))?
@@ -296,7 +305,12 @@ impl Store for S3Store {
     }
 
     fn file_len(&self, at: Place, name: &str) -> StoreResult<Option<u64>> {
-        match self.client.head(&self.object(at, name)) {
+        let object = self.object(at, name);
+        if object.len() > upload::MAX_KEY {
+            let (bytes, max) = (object.len(), upload::MAX_KEY);
+            return Err(StoreError::KeyTooLong { bytes, max });
+        }
+        match self.client.head(&object) {
             Ok(info) => Ok(Some(info.size)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::Failed("looking the file up", e)),
@@ -333,8 +347,21 @@ impl Store for S3Store {
         }
     }
 
+    /// See [`folders`].
+    fn remove_tree(&self, at: Place, name: &str, claim: Claim) -> StoreResult<u64> {
+        self.remove_prefix(at, name, claim)
+    }
+
+    /// See [`folders`].
+    fn rename(&self, from_at: Place, from: &str, to_at: Place, to: &str) -> StoreResult<()> {
+        self.move_file(from_at, from, to_at, to)
+    }
+
     fn remove_partial(&self, at: Place, name: &str) -> StoreResult<bool> {
-        let target = self.target(at, name);
+        let Ok(target) = self.checked_target(at, name) else {
+            // No upload can have a record too long to store.
+            return Ok(false);
+        };
         // Its parts counted in the home's usage.
         self.forget_usage(at.home);
         match target.load_state() {
@@ -348,7 +375,7 @@ impl Store for S3Store {
     }
 
     fn kept(&self, at: Place, name: &str, filesize: u64) -> StoreResult<u64> {
-        self.target(at, name)
+        self.checked_target(at, name)?
             .kept(filesize)
             .map_err(StoreError::failed("reading the upload record"))
     }
@@ -359,13 +386,25 @@ impl Store for S3Store {
         name: &str,
         plan: UploadPlan,
     ) -> StoreResult<Box<dyn Upload>> {
+        let target = self.checked_target(at, name)?;
+        if plan.filesize > upload::MAX_OBJECT {
+            let (max, why) = (upload::MAX_OBJECT, "S3's limit on one object");
+            return Err(StoreError::TooLarge { max, why });
+        }
+        let needed = upload::memory_for(plan.filesize);
+        let memory = match self.memory.take(&at.home.join("/"), needed) {
+            Ok(memory) => memory,
+            Err(budget::Refusal::Busy) => return Err(StoreError::Overloaded),
+            Err(budget::Refusal::TooMuch { most }) => {
+                let max = upload::largest_within(most);
+                let why = "what one upload may hold in memory: a quarter of --upload-memory";
+                return Err(StoreError::TooLarge { max, why });
+            }
+        };
         // What this server stores changes the home's usage.
         self.forget_usage(at.home);
-        let Some(memory) = self.memory.take(upload::memory_for(plan.filesize)) else {
-            return Err(StoreError::Overloaded);
-        };
         let ended = (self.usage.clone(), at.home.join("/"));
-        let upload = S3Upload::begin(self.target(at, name), plan, memory, ended)
+        let upload = S3Upload::begin(target, plan, memory, ended)
             .map_err(upload::upload_error("starting the upload"))?;
         Ok(Box::new(upload))
     }

@@ -31,6 +31,12 @@ pub const MIN_PART: u64 = 8 * 1024 * 1024;
 /// S3's limit on the parts of one upload.
 const MAX_PARTS: u64 = 10_000;
 
+/// S3's limit on a key, in bytes of UTF-8.
+pub const MAX_KEY: usize = 1024;
+
+/// S3's limit on one object: 5 TiB.
+pub const MAX_OBJECT: u64 = 5 << 40;
+
 /// How often a running upload rewrites its record, to show it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 
@@ -68,6 +74,17 @@ pub fn memory_for(filesize: u64) -> u64 {
         true => filesize,
         false => 2 * part_size(filesize),
     }
+}
+
+/// The largest file whose upload holds at most `memory` bytes (see
+/// [`memory_for`]).
+pub fn largest_within(memory: u64) -> u64 {
+    if memory < 2 * MIN_PART {
+        return memory.min(MIN_PART - 1);
+    }
+    // The largest power of two that two parts of fit.
+    let part = 1u64 << (63 - (memory / 2).leading_zeros());
+    part.saturating_mul(MAX_PARTS)
 }
 
 /// The record of a multipart upload, kept in the store.
@@ -161,6 +178,20 @@ pub struct Target {
 }
 
 impl Target {
+    /// Refuses a file whose upload record's key (13 bytes longer than
+    /// the object's) would not fit in S3's [`MAX_KEY`]: checked before
+    /// anything is created, so that no multipart upload is left without
+    /// a record, where the sweeper would never see it.
+    pub fn check_key(&self) -> StoreResult<()> {
+        match self.record.len() <= MAX_KEY {
+            true => Ok(()),
+            false => Err(StoreError::KeyTooLong {
+                bytes: self.record.len(),
+                max: MAX_KEY,
+            }),
+        }
+    }
+
     /// The upload record, if there is one.
     ///
     /// Fails when the store fails, or the record is not one.
@@ -700,6 +731,16 @@ mod tests {
         let p = part_size(huge);
         assert!(p.is_power_of_two() && huge.div_ceil(p) <= MAX_PARTS, "{p}");
         assert_eq!(part_size(MAX_PARTS * MIN_PART + 1), 2 * MIN_PART);
+    }
+
+    #[test]
+    fn the_largest_file_within_a_memory_bound_fits_it_and_one_byte_more_does_not() {
+        for memory in [1000, 3 * MIN_PART, 256 << 20, 1 << 30, (1 << 30) + 5] {
+            let largest = largest_within(memory);
+            assert!(memory_for(largest) <= memory, "{memory}");
+            assert!(memory_for(largest + 1) > memory, "{memory}");
+        }
+        assert_eq!(largest_within(256 << 20), MAX_PARTS * (128 << 20));
     }
 
     #[test]

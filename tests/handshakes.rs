@@ -1,0 +1,138 @@
+//! A flood of replayed ClientHellos from one address: each costs the
+//! server an ECDHE and a signature and its sender nothing. Abandoned
+//! handshakes count as failed logins of their host, and a host starts
+//! only so many handshakes a second, so a user on another address is
+//! served as if nothing happened.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ftp::wire::auth::respond;
+use ftp::wire::binding::TLS_MARKER;
+use ftp::wire::frame;
+use serde_json::json;
+use support::*;
+
+/// Threads that flood from 127.0.0.1, each starting [`PER_THREAD`]
+/// handshakes one after the other (the host's sixteen login turns).
+const THREADS: usize = 16;
+const PER_THREAD: usize = 19;
+
+/// A TLS 1.3 ClientHello, as a replaying attacker sends it again and again.
+fn client_hello() -> Vec<u8> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = "localhost".try_into().unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    hello
+}
+
+/// One abandoned handshake: the challenge, the TLS marker and a
+/// ClientHello, then the connection is dropped without a look at the
+/// server's answer.
+fn abandon_a_handshake(addr: SocketAddr, hello: &[u8]) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return;
+    };
+    // Past the longest back-off delay.
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut challenge = [0u8; 32];
+    if s.read_exact(&mut challenge).is_err() {
+        return;
+    }
+    let _ = s.write_all(&TLS_MARKER);
+    let _ = s.write_all(hello);
+    // Long enough for the server to read it all before the close.
+    let mut first = [0u8; 1];
+    let _ = s.read(&mut first);
+}
+
+/// A user's plaintext login and `ls` from 127.0.0.2; how long it took.
+fn login_and_list(addr: SocketAddr) -> Result<Duration, String> {
+    let started = Instant::now();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .map_err(|e| e.to_string())?;
+    let local: SocketAddr = "127.0.0.2:0".parse().unwrap();
+    socket.bind(&local.into()).map_err(|e| e.to_string())?;
+    socket.connect(&addr.into()).map_err(|e| e.to_string())?;
+    let mut s: TcpStream = socket.into();
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .map_err(|e| e.to_string())?;
+    let mut challenge = [0u8; 32];
+    s.read_exact(&mut challenge)
+        .map_err(|e| format!("no challenge: {e}"))?;
+    s.write_all(&respond(SECRET.as_bytes(), &challenge))
+        .map_err(|e| e.to_string())?;
+    s.write_all(&frame::encode_json(&json!({"cmd":"ls"})).unwrap())
+        .map_err(|e| e.to_string())?;
+    let reply = frame::read(&mut s, frame::MAX_REPLY_LEN)
+        .map_err(|e| e.to_string())?
+        .ok_or("closed without a reply")?;
+    let reply: serde_json::Value = serde_json::from_slice(&reply).map_err(|e| e.to_string())?;
+    match reply["status"] == "ok" {
+        true => Ok(started.elapsed()),
+        false => Err(format!("refused: {reply}")),
+    }
+}
+
+#[test]
+fn replayed_client_hellos_from_one_address_are_paced_and_slow_no_one_else() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["--max-failed-logins", "10"]);
+    login_and_list(server.addr).expect("served before the flood");
+    let hello = client_hello();
+    let addr = server.addr;
+    let started = Instant::now();
+    let flood: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let hello = hello.clone();
+            std::thread::spawn(move || {
+                for _ in 0..PER_THREAD {
+                    abandon_a_handshake(addr, &hello);
+                }
+            })
+        })
+        .collect();
+    let mut times: Vec<Duration> = (0..10)
+        .map(|i| {
+            std::thread::sleep(Duration::from_millis(50));
+            login_and_list(server.addr).unwrap_or_else(|e| panic!("try {i}: {e}"))
+        })
+        .collect();
+    for thread in flood {
+        thread.join().unwrap();
+    }
+    let flood_took = started.elapsed();
+    println!("user times {times:?}, flood took {flood_took:?}");
+    times.sort();
+    let (median, worst) = (times[5], times[9]);
+    assert!(
+        median <= Duration::from_millis(200) && worst <= Duration::from_secs(1),
+        "median {median:?}, worst {worst:?}: {times:?}"
+    );
+    // Abandoned handshakes count as failed logins: after the minute's
+    // ten, the address is turned away before any handshake (a turn's
+    // worth were under way then).
+    let log = server.log_text();
+    let counted = log.matches("counted as a failed login").count();
+    println!("counted {counted}");
+    assert!(
+        (10..=10 + THREADS).contains(&counted),
+        "{counted} handshakes were abandoned and counted in {flood_took:?}"
+    );
+    assert!(
+        log.contains("too many failed logins"),
+        "the address was never turned away"
+    );
+    assert!(flood_took < Duration::from_secs(30), "{flood_took:?}");
+}
