@@ -74,6 +74,20 @@ pub enum Error {
         /// `upload` or `download`.
         what: &'static str,
     },
+    /// The connection broke, or stalled, in the middle of a command. What
+    /// a transfer moved is kept, so the same command resumes it.
+    ConnectionLost {
+        /// What happened: the I/O error (a stall is a `TimedOut` one).
+        cause: Box<Error>,
+    },
+    /// After a reconnect the client could not enter the server folder it
+    /// was in again, so it refused to run the command anywhere else.
+    FolderLost {
+        /// The folder, as the server showed it (`/tree/sub`).
+        folder: String,
+        /// Why it could not be entered.
+        cause: Box<Error>,
+    },
     /// The secret could not be found or read.
     Secret(String),
     /// A configuration file is invalid.
@@ -105,7 +119,7 @@ impl Error {
     /// rather than that it sent something wrong.
     pub fn is_disconnect(&self) -> bool {
         match self {
-            Error::Closed | Error::Truncated { .. } => true,
+            Error::Closed | Error::Truncated { .. } | Error::ConnectionLost { .. } => true,
             Error::Io { source, .. } => matches!(
                 source.kind(),
                 io::ErrorKind::UnexpectedEof
@@ -173,6 +187,16 @@ impl fmt::Display for Error {
                 f,
                 "{what} interrupted; what was sent is kept, so the same command resumes it"
             ),
+            Error::ConnectionLost { cause } => write!(
+                f,
+                "connection lost ({cause}); run the same command to resume"
+            ),
+            Error::FolderLost { folder, cause } => write!(
+                f,
+                "the connection was reopened, but the server folder {} could not be entered \
+                 again ({cause}), so nothing was run; cd to a folder to go on",
+                escape(folder)
+            ),
             Error::Secret(msg) => f.write_str(msg),
             Error::Config { path, line, reason } => match line {
                 Some(line) => write!(f, "{}:{line}: {reason}", path.display()),
@@ -186,6 +210,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
+            Error::ConnectionLost { cause } | Error::FolderLost { cause, .. } => Some(&**cause),
             _ => None,
         }
     }

@@ -2,35 +2,40 @@
 
 use std::io::IsTerminal;
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
-use ftp::client::command::Command;
+use ftp::client::command::{Command, HELP, WORDS};
+use ftp::client::overwrite::Overwrite;
 use ftp::client::shell::{run_command, run_session, ShellOptions};
 use ftp::client::trust::Trust;
-use ftp::client::{Client, ClientOptions};
+use ftp::client::{Client, ClientOptions, STALL_TIMEOUT};
+use ftp::config::address::ServerAddress;
 use ftp::config::cli;
 use ftp::config::secret::{client_secret, client_secret_file, exposure_warning};
 use ftp::config::units::parse_size;
 use ftp::net::tls::Fingerprint;
+use ftp::wire::names::escape;
 use ftp::Result;
 
 /// Client for ftp-server. With a COMMAND it runs that one command and exits;
 /// without, it reads commands at a `>>: ` prompt (or line by line from a
-/// pipe). Type `help` for the commands. `ftp-client completions SHELL` and
-/// `ftp-client man` print a completion script and the man page.
+/// pipe). `ftp-client completions SHELL` and `ftp-client man` print a
+/// completion script and the man page.
 ///
 /// The secret comes from --secret-file, else $FTP_SECRET, else the file a
 /// server on this machine created.
 #[derive(Parser, Debug)]
-#[command(name = "ftp-client", version)]
+#[command(name = "ftp-client", version, after_help = HELP)]
 struct Args {
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
-    server: String,
+    /// The server: HOST, HOST:PORT, [IPv6]:PORT or an IPv6 address; the
+    /// port defaults to 8080. [default: $FTP_SERVER, else 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    server: Option<String>,
     /// Read the shared secret from this file.
     #[arg(long, value_name = "PATH")]
     secret_file: Option<PathBuf>,
@@ -50,10 +55,24 @@ struct Args {
     /// Most bytes per second a transfer may move, e.g. 500KiB or 10MiB.
     #[arg(long, value_name = "RATE", value_parser = rate)]
     limit_rate: Option<u64>,
+    /// Give up on a command when no byte has moved, either way, for this
+    /// many seconds (a lost link); the same command then resumes.
+    #[arg(long, value_name = "SECS", default_value_t = STALL_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    stall_timeout: u64,
+    /// Let get replace a different local file without asking or telling.
+    #[arg(short, long)]
+    force: bool,
     /// One command to run, e.g. `put a.txt` or `get a.txt`.
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<String>,
 }
+
+/// The variable that names the server when --server is not given.
+const SERVER_ENV: &str = "FTP_SERVER";
+
+/// The server when neither --server nor $FTP_SERVER names one.
+const DEFAULT_SERVER: &str = "127.0.0.1:8080";
 
 fn rate(s: &str) -> std::result::Result<u64, String> {
     parse_size(s)
@@ -79,26 +98,19 @@ fn run(args: Args) -> Result<usize> {
         true => None,
         false => Some(Command::parse_words(&args.command).map_err(|e| ftp::Error::Usage(e.0))?),
     };
-    let mut options = ClientOptions::new(client_secret(args.secret_file.as_deref())?);
-    let secret_file = client_secret_file(args.secret_file.as_deref());
-    if let Some(warning) = secret_file.as_deref().and_then(exposure_warning) {
-        eprintln!("warning: {warning}");
+    // Neither needs a server, nor a secret.
+    match one_shot {
+        Some(Command::Help) => {
+            println!("{HELP}");
+            return Ok(0);
+        }
+        Some(Command::Quit) => return Ok(0),
+        _ => {}
     }
-    if args.allow_unproven_server {
-        options.require_proof = false;
-        eprintln!(
-            "warning: not checking that the server knows the secret if it cannot do TLS; such a \
-             server is spoken to unencrypted, and an impostor could receive your files"
-        );
-    }
-    options.limit_rate = args.limit_rate;
-    options.trust = Trust {
-        fingerprint: args.fingerprint,
-        confirm: Some(Arc::new(confirm_at_terminal)),
-        ..Trust::from_config_dir()
-    };
+    let server = server(args.server.as_deref())?;
+    let options = client_options(&args)?;
     let shell = ShellOptions { quiet: args.quiet };
-    let mut client = Client::connect(&args.server, options)?;
+    let mut client = Client::connect(&server, options)?;
     if let Some(notice) = client.take_notice() {
         if !args.quiet {
             eprintln!("note: {notice}");
@@ -132,7 +144,10 @@ fn about(words: &[String]) -> Option<Result<()>> {
     let mut out = std::io::stdout();
     match words {
         [first, shell] if first == "completions" => {
-            Some(cli::completions(Args::command(), shell, &mut out))
+            let mut words = WORDS.to_vec();
+            words.extend(["completions", "man"]);
+            let cmd = cli::with_command_words(Args::command(), HELP, &words);
+            Some(cli::completions(cmd, shell, &mut out))
         }
         [first, ..] if first == "completions" => Some(Err(ftp::Error::Usage(
             "usage: ftp-client completions SHELL (bash, zsh, fish, elvish, powershell)".into(),
@@ -140,6 +155,75 @@ fn about(words: &[String]) -> Option<Result<()>> {
         [first] if first == "man" => Some(cli::man_page(Args::command(), &mut out)),
         _ => None,
     }
+}
+
+/// The client's settings from its flags, with the secret.
+fn client_options(args: &Args) -> Result<ClientOptions> {
+    let mut options = ClientOptions::new(client_secret(args.secret_file.as_deref())?);
+    let secret_file = client_secret_file(args.secret_file.as_deref());
+    if let Some(warning) = secret_file.as_deref().and_then(exposure_warning) {
+        eprintln!("warning: {warning}");
+    }
+    if args.allow_unproven_server {
+        options.require_proof = false;
+        eprintln!(
+            "warning: not checking that the server knows the secret if it cannot do TLS; such a \
+             server is spoken to unencrypted, and an impostor could receive your files"
+        );
+    }
+    options.limit_rate = args.limit_rate;
+    options.stall_timeout = Duration::from_secs(args.stall_timeout);
+    options.overwrite = overwrite_policy(args.force, args.quiet);
+    options.trust = Trust {
+        fingerprint: args.fingerprint,
+        confirm: Some(Arc::new(confirm_at_terminal)),
+        ..Trust::from_config_dir()
+    };
+    Ok(options)
+}
+
+/// The server to use: --server, else $FTP_SERVER, else this machine;
+/// checked here so that a bad one is refused before anything else.
+fn server(flag: Option<&str>) -> Result<String> {
+    let from_env = std::env::var(SERVER_ENV)
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    let (text, from) = match (flag, from_env) {
+        (Some(flag), _) => (flag.to_string(), "--server"),
+        (None, Some(env)) => (env, SERVER_ENV),
+        (None, None) => return Ok(DEFAULT_SERVER.to_string()),
+    };
+    ServerAddress::parse(&text)
+        .map(|a| a.to_string())
+        .map_err(|e| ftp::Error::Usage(format!("{from}: {e}")))
+}
+
+/// What get does to a different local file: replace it quietly with
+/// --force; ask at a terminal; in a script, replace it and say so (as sftp
+/// replaces it, silently).
+fn overwrite_policy(force: bool, quiet: bool) -> Overwrite {
+    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    match (force, terminal, quiet) {
+        (true, _, _) => Overwrite::Replace,
+        (false, true, _) => Overwrite::Ask(Arc::new(confirm_overwrite)),
+        (false, false, true) => Overwrite::Replace,
+        (false, false, false) => Overwrite::ReplaceAndTell(Arc::new(|path: &Path| {
+            eprintln!("note: replaced the existing local file {}", shown(path));
+        })),
+    }
+}
+
+/// Asks `overwrite LOCAL? [y/N]`; anything but yes keeps the file.
+fn confirm_overwrite(path: &Path) -> bool {
+    eprint!("overwrite {}? [y/N] ", shown(path));
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let read = std::io::stdin().lock().read_line(&mut answer);
+    read.is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
+fn shown(path: &Path) -> String {
+    escape(&path.display().to_string())
 }
 
 /// Asks at the terminal whether to trust a server seen for the first time;

@@ -12,6 +12,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+use ftp::config::address::parse_listen;
 use ftp::config::cli;
 use ftp::config::logging::{self, LogFormat, Verbosity};
 use ftp::config::paths;
@@ -43,8 +44,10 @@ const REPLY_TIMEOUTS_PER_IDLE: u64 = 5;
 #[derive(Parser, Debug)]
 #[command(name = "ftp-server", version, args_override_self = true)]
 struct Args {
-    /// Address to listen on; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address to listen on: IP:PORT, [IPv6]:PORT, or PORT and :PORT for
+    /// every interface (0.0.0.0); an IP alone takes port 8080. Port 0
+    /// picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR", value_parser = parse_listen)]
     listen: SocketAddr,
     /// Where uploads land: a folder (created if missing), or
     /// s3://BUCKET[/PREFIX] for an S3-compatible object store, configured

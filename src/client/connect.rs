@@ -12,6 +12,7 @@ use crate::client::stream::ClientStream;
 use crate::client::trust::{Contact, TlsClient};
 use crate::client::ClientOptions;
 use crate::error::{Error, Result};
+use crate::net::stall::StallGuard;
 use crate::net::tls::{self, ClientTls};
 use crate::wire::auth::{
     client_handshake, new_nonce, read_challenge, verify_server_proof as verify_server_proof_md5,
@@ -62,12 +63,12 @@ pub(crate) fn open(addr: SocketAddr, options: &ClientOptions, tls: &TlsClient) -
         // sends it at once, so waiting a moment costs the normal case nothing.
         set_timeouts(&tcp, CHALLENGE_WAIT, options)?;
         match read_challenge(&mut tcp) {
-            Err(e) if is_timeout(&e) => return Ok(no_login(tcp)),
+            Err(e) if is_timeout(&e) => return no_login(tcp, options),
             other => other?,
         };
     } else {
         // Longer than the longest back-off delay a server imposes.
-        set_timeouts(&tcp, CHALLENGE_LIMIT.min(options.io_timeout), options)?;
+        set_timeouts(&tcp, CHALLENGE_LIMIT.min(options.stall_timeout), options)?;
         read_challenge(&mut tcp).map_err(|e| match is_timeout(&e) {
             true => {
                 let why = format!("no challenge came within {} s", CHALLENGE_LIMIT.as_secs());
@@ -81,10 +82,10 @@ pub(crate) fn open(addr: SocketAddr, options: &ClientOptions, tls: &TlsClient) -
             false => e,
         })?;
     }
-    set_timeouts(&tcp, options.io_timeout, options)?;
+    set_timeouts(&tcp, options.stall_timeout, options)?;
     tcp.write_all(&TLS_MARKER)
         .map_err(|e| Error::io("sending the TLS request", e))?;
-    match tls::connect(tls.config.clone(), tcp) {
+    match tls::connect(tls.config.clone(), watched(tcp, options)?) {
         Ok(stream) => tls_login(stream, options, tls),
         Err(e) => {
             if let Some(refusal) = tls.refusal() {
@@ -112,16 +113,21 @@ pub const CHALLENGE_WAIT: Duration = Duration::from_millis(1500);
 pub const CHALLENGE_LIMIT: Duration = Duration::from_secs(10);
 
 /// The seed's FtpServer: no login, puts in the seed's form, no replies.
-fn no_login(tcp: TcpStream) -> Opened {
-    Opened {
-        stream: ClientStream::Plain(tcp),
+fn no_login(tcp: TcpStream, options: &ClientOptions) -> Result<Opened> {
+    Ok(Opened {
+        stream: ClientStream::Plain(watched(tcp, options)?),
         dialect: Dialect::Original,
         notice: Some(format!(
             "no challenge came within {} ms: uploading without a login, as to the original \
              FtpServer; nothing is encrypted or confirmed",
             CHALLENGE_WAIT.as_millis()
         )),
-    }
+    })
+}
+
+/// The logged-in stream: from here on, a stall ends the connection.
+fn watched(tcp: TcpStream, options: &ClientOptions) -> Result<StallGuard> {
+    StallGuard::new(tcp, options.stall_timeout).map_err(|e| Error::io("setting timeouts", e))
 }
 
 /// The TCP connection, with timeouts set.
@@ -134,19 +140,23 @@ fn dial(addr: SocketAddr, options: &ClientOptions) -> Result<TcpStream> {
         Error::io(format!("cannot connect to {addr}{hint}"), e)
     })?;
     let _ = stream.set_nodelay(true);
-    set_timeouts(&stream, options.io_timeout, options)?;
+    set_timeouts(&stream, options.stall_timeout, options)?;
     Ok(stream)
 }
 
 fn set_timeouts(s: &TcpStream, read: Duration, options: &ClientOptions) -> Result<()> {
     s.set_read_timeout(Some(read))
-        .and_then(|()| s.set_write_timeout(Some(options.io_timeout)))
+        .and_then(|()| s.set_write_timeout(Some(options.stall_timeout)))
         .map_err(|e| Error::io("setting timeouts", e))
 }
 
 /// Inside TLS: our tag over this connection's exporter, then the server's
 /// proof over the same value, checked before anything else is sent.
-fn tls_login(mut stream: ClientTls, options: &ClientOptions, tls: &TlsClient) -> Result<Opened> {
+fn tls_login(
+    mut stream: ClientTls<StallGuard>,
+    options: &ClientOptions,
+    tls: &TlsClient,
+) -> Result<Opened> {
     let secret = options.secret.as_bytes();
     let contact = tls.check_contact(&options.trust, &options.secret)?;
     let exporter = tls::exporter(&stream.conn).map_err(|e| Error::io("TLS exporter", e))?;
@@ -190,12 +200,12 @@ fn open_plaintext(addr: SocketAddr, options: &ClientOptions) -> Result<Opened> {
     stream
         .write_all(&prove)
         .map_err(|e| Error::io("asking the server to prove itself", e))?;
-    set_timeouts(&stream, PROOF_TIMEOUT.min(options.io_timeout), options)?;
+    set_timeouts(&stream, PROOF_TIMEOUT.min(options.stall_timeout), options)?;
     let answer = read_proof(&mut stream, &prove);
-    set_timeouts(&stream, options.io_timeout, options)?;
+    set_timeouts(&stream, options.stall_timeout, options)?;
     if let Ok(ProofAnswer::Echoed) = answer {
         return Ok(Opened {
-            stream: ClientStream::Plain(stream),
+            stream: ClientStream::Plain(watched(stream, options)?),
             dialect: Dialect::Echo,
             notice: Some("the server echoes what it is sent: the seed's echo server".into()),
         });
@@ -206,7 +216,7 @@ fn open_plaintext(addr: SocketAddr, options: &ClientOptions) -> Result<Opened> {
     });
     let dialect = plaintext_dialect(options, &nonce, answer)?;
     Ok(Opened {
-        stream: ClientStream::Plain(stream),
+        stream: ClientStream::Plain(watched(stream, options)?),
         dialect,
         notice: None,
     })

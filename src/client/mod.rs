@@ -9,6 +9,8 @@ pub mod batch;
 pub mod command;
 pub mod connect;
 mod listing;
+mod lost;
+pub mod overwrite;
 mod pipeline;
 mod progress;
 mod prompt;
@@ -19,7 +21,7 @@ pub mod transfer;
 pub mod tree;
 pub mod trust;
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -29,8 +31,11 @@ use serde::de::DeserializeOwned;
 
 use crate::client::connect::{open, read_reply, Dialect};
 use crate::client::listing::read_pages;
+use crate::client::lost::{connection_lost, from_folder};
+use crate::client::overwrite::Overwrite;
 use crate::client::stream::ClientStream;
 use crate::client::trust::{TlsClient, Trust};
+use crate::config::address::ServerAddress;
 use crate::config::secret::Secret;
 use crate::error::{Error, Result};
 use crate::wire::frame;
@@ -39,6 +44,10 @@ use crate::wire::message::{
 };
 
 pub use crate::client::transfer::{local_upload_name, partial_download_path, SMALL_FILE};
+
+/// How long a connection may go without moving a byte before the
+/// command fails, unless the options say otherwise.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How a client connects.
 #[derive(Debug, Clone)]
@@ -53,28 +62,35 @@ pub struct ClientOptions {
     pub trust: Trust,
     /// Longest wait for the TCP connection.
     pub connect_timeout: Duration,
-    /// Longest wait for any single read or write.
-    pub io_timeout: Duration,
+    /// How long a connection may go without moving a byte, either way,
+    /// before the command fails (a lost link, a server gone silent). It
+    /// bounds the wait for a reply as well as every read and write of a
+    /// transfer; the login's own waits are shorter.
+    pub stall_timeout: Duration,
     /// Most bytes per second a transfer may move; `None` for no limit.
     pub limit_rate: Option<u64>,
     /// Raised (by a Ctrl-C handler) to stop the running transfer between
     /// two chunks. The connection is then dropped and reopened on the next
     /// command; partial data stays for a resume.
     pub interrupt: Option<Arc<AtomicBool>>,
+    /// What a download does to a different local file of the same name.
+    pub overwrite: Overwrite,
 }
 
 impl ClientOptions {
-    /// Options with the defaults: proof required, 10 s to connect, 120 s per
-    /// read or write, no rate limit.
+    /// Options with the defaults: proof required, 10 s to connect, a
+    /// [`STALL_TIMEOUT`] stall timeout, no rate limit, downloads that
+    /// replace local files without asking.
     pub fn new(secret: Secret) -> ClientOptions {
         ClientOptions {
             secret,
             require_proof: true,
             trust: Trust::default(),
             connect_timeout: Duration::from_secs(10),
-            io_timeout: Duration::from_secs(120),
+            stall_timeout: STALL_TIMEOUT,
             limit_rate: None,
             interrupt: None,
+            overwrite: Overwrite::default(),
         }
     }
 }
@@ -141,22 +157,29 @@ pub struct Client {
     /// Set when a failure left the stream out of step; the next command
     /// reconnects.
     broken: bool,
+    /// The server folder this client is in, as the last `cd` reply showed
+    /// it (`/` at first): where a new connection goes before anything else.
+    folder: String,
+    /// Why the folder could not be entered again after a reconnect; until
+    /// a `cd` succeeds, commands that touch files are refused.
+    lost: Option<Error>,
 }
 
 impl Client {
-    /// Connects to `server` (`host:port`), logs in and, unless the options
-    /// say otherwise, has the server prove that it knows the secret.
+    /// Connects to `server` (`HOST`, `HOST:PORT`, `[IPv6]:PORT`, as
+    /// [`ServerAddress::parse`] reads it; the port defaults to 8080), logs
+    /// in and, unless the options say otherwise, has the server prove that
+    /// it knows the secret.
     ///
-    /// Fails when the address does not resolve, the connection is refused
-    /// or times out, the server rejects the secret ([`Error::AuthFailed`]),
-    /// or it cannot prove itself ([`Error::ServerNotProven`]).
+    /// Fails when the address is malformed or does not resolve, the
+    /// connection is refused or times out, the server rejects the secret
+    /// ([`Error::AuthFailed`]), or it cannot prove itself
+    /// ([`Error::ServerNotProven`]).
     pub fn connect(server: &str, options: ClientOptions) -> Result<Client> {
-        let addr = server
-            .to_socket_addrs()
-            .map_err(|e| Error::Usage(format!("cannot resolve {server}: {e}")))?
-            .next()
-            .ok_or_else(|| Error::Usage(format!("{server} has no address")))?;
-        let tls = TlsClient::new(server, &options.trust)?;
+        let server = ServerAddress::parse(server).map_err(Error::Usage)?;
+        let addr = server.resolve()?;
+        // Pins are kept under one spelling, whichever way it was written.
+        let tls = TlsClient::new(&server.to_string(), &options.trust)?;
         let opened = open(addr, &options, &tls)?;
         Ok(Client {
             addr,
@@ -166,6 +189,8 @@ impl Client {
             tls,
             notice: opened.notice,
             broken: false,
+            folder: "/".into(),
+            lost: None,
         })
     }
 
@@ -180,10 +205,13 @@ impl Client {
     }
 
     /// Opens a new connection if the current one is broken or the server
-    /// has closed it (for example after its idle timeout). Returns whether
-    /// it reconnected.
+    /// has closed it (for example after its idle timeout), and goes back to
+    /// the server folder the client was in. Returns whether it reconnected.
     ///
-    /// Fails like [`Client::connect`].
+    /// Fails like [`Client::connect`], and with [`Error::FolderLost`] when
+    /// the folder cannot be entered again (it was removed, say); commands
+    /// that touch files are then refused until a `cd` succeeds, so that
+    /// none runs in the wrong folder.
     pub fn ensure_connected(&mut self) -> Result<bool> {
         if !self.broken && !self.stream.peer_closed() {
             return Ok(false);
@@ -191,7 +219,57 @@ impl Client {
         let opened = open(self.addr, &self.options, &self.tls)?;
         (self.stream, self.dialect) = (opened.stream, opened.dialect);
         self.broken = false;
+        self.return_to_folder()?;
         Ok(true)
+    }
+
+    /// On a new connection, which starts at `/`: `cd` to where the old one
+    /// was.
+    fn return_to_folder(&mut self) -> Result<()> {
+        if self.folder == "/" || self.dialect != Dialect::Replies {
+            self.lost = None;
+            return Ok(());
+        }
+        let folder = self.folder.clone();
+        match self.exchange::<Folder>(&Request::Cd {
+            path: folder.clone(),
+        }) {
+            Ok(f) => {
+                self.folder = f.path;
+                self.lost = None;
+                Ok(())
+            }
+            // The connection broke again: the next command retries.
+            Err(e) if e.is_disconnect() => Err(e),
+            Err(cause) => {
+                self.lost = Some(cause);
+                self.require_folder()
+            }
+        }
+    }
+
+    /// Fails with [`Error::FolderLost`] while the folder is lost.
+    fn require_folder(&self) -> Result<()> {
+        let Some(cause) = &self.lost else {
+            return Ok(());
+        };
+        let cause = match cause {
+            Error::Remote { code, message } => Error::Remote {
+                code: code.clone(),
+                message: message.clone(),
+            },
+            other => Error::Usage(other.to_string()),
+        };
+        Err(Error::FolderLost {
+            folder: self.folder.clone(),
+            cause: Box::new(cause),
+        })
+    }
+
+    /// The server folder this client is in, as the server last showed it
+    /// (`/` is the home folder); a new connection goes back to it.
+    pub fn folder(&self) -> &str {
+        &self.folder
     }
 
     /// Closes this connection and opens a new one. Over TLS the new one
@@ -223,7 +301,7 @@ impl Client {
         if self.dialect == Dialect::Echo {
             return self.guard(|c| raw_echo(&mut c.stream, text));
         }
-        let r: Echoed = self.call(&Request::Echo { text: text.into() })?;
+        let r: Echoed = self.exchange(&Request::Echo { text: text.into() })?;
         Ok(r.text)
     }
 
@@ -271,7 +349,7 @@ impl Client {
 
     /// Shows used and available space.
     pub fn quota(&mut self) -> Result<Usage> {
-        self.call(&Request::Quota {})
+        self.exchange(&Request::Quota {})
     }
 
     /// Creates a folder on the server.
@@ -283,9 +361,18 @@ impl Client {
         Ok(f.path)
     }
 
-    /// Changes the current folder on the server.
+    /// Changes the current folder on the server, and remembers it for
+    /// reconnects. While the folder is lost (see
+    /// [`Client::ensure_connected`]), a relative `path` is taken from the
+    /// lost folder, as the user thinks of it.
     pub fn cd(&mut self, path: &str) -> Result<String> {
-        let f: Folder = self.call(&Request::Cd { path: path.into() })?;
+        let path = match &self.lost {
+            Some(_) if !path.starts_with('/') => from_folder(&self.folder, path),
+            _ => path.to_string(),
+        };
+        let f: Folder = self.exchange(&Request::Cd { path })?;
+        self.folder = f.path.clone();
+        self.lost = None;
         Ok(f.path)
     }
 
@@ -304,7 +391,15 @@ impl Client {
         Ok(r.filename)
     }
 
+    /// Fails unless the server answers requests and the client is in the
+    /// folder it means to be in: the check before any command that touches
+    /// files.
     pub(crate) fn require_replies(&self) -> Result<()> {
+        self.require_dialect()?;
+        self.require_folder()
+    }
+
+    fn require_dialect(&self) -> Result<()> {
         match self.dialect {
             Dialect::Replies => Ok(()),
             Dialect::Original => Err(Error::Usage(
@@ -317,24 +412,33 @@ impl Client {
         }
     }
 
-    /// Sends one request and reads its reply.
+    /// Sends one request about files and reads its reply.
     pub(crate) fn call<T: DeserializeOwned>(&mut self, request: &Request) -> Result<T> {
         self.require_replies()?;
+        self.exchange(request)
+    }
+
+    /// Sends one request and reads its reply, in whatever folder.
+    fn exchange<T: DeserializeOwned>(&mut self, request: &Request) -> Result<T> {
+        self.require_dialect()?;
         self.guard(|c| {
             frame::write_json(&mut c.stream, request)?;
             read_reply(&mut c.stream)
         })
     }
 
-    /// Runs `f`, marking the connection broken if `f` leaves it out of step.
+    /// Runs `f`, marking the connection broken if `f` leaves it out of
+    /// step. A connection that broke or stalled becomes
+    /// [`Error::ConnectionLost`], which says that the same command resumes.
     pub(crate) fn guard<T>(&mut self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
-        let result = f(self);
-        if let Err(e) = &result {
-            if !matches!(e, Error::Remote { .. } | Error::Usage(_)) {
+        match f(self) {
+            Ok(v) => Ok(v),
+            Err(e @ (Error::Remote { .. } | Error::Usage(_))) => Err(e),
+            Err(e) => {
                 self.broken = true;
+                Err(connection_lost(e))
             }
         }
-        result
     }
 }
 

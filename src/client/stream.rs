@@ -1,28 +1,34 @@
 //! The client's connection, plain (the seed's dialect) or TLS.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 
+use crate::net::stall::StallGuard;
 use crate::net::tls::ClientTls;
 
-/// A logged-in connection in the dialect the login chose.
+/// A logged-in connection in the dialect the login chose, failing once
+/// nothing moved for the stall timeout.
 pub(crate) enum ClientStream {
     /// The seed's plaintext dialect (only with `--allow-unproven-server`).
-    Plain(TcpStream),
+    Plain(StallGuard),
     /// TLS 1.3, the default.
-    Tls(Box<ClientTls>),
+    Tls(Box<ClientTls<StallGuard>>),
 }
 
 impl ClientStream {
-    fn tcp(&self) -> &TcpStream {
+    fn sock(&mut self) -> &mut StallGuard {
         match self {
             ClientStream::Plain(s) => s,
-            ClientStream::Tls(t) => &t.sock,
+            ClientStream::Tls(t) => &mut t.sock,
         }
     }
 
     /// Says goodbye: TLS close_notify, so the server sees a clean end.
+    /// Nothing is tried on a stalled connection.
     pub(crate) fn close(&mut self) {
+        if self.sock().has_stalled() {
+            return;
+        }
         if let ClientStream::Tls(t) = self {
             t.conn.send_close_notify();
             let _ = t.conn.complete_io(&mut t.sock);
@@ -30,15 +36,19 @@ impl ClientStream {
     }
 
     /// Closes both directions at once, without waiting.
-    pub(crate) fn shutdown(&self) {
-        let _ = self.tcp().shutdown(Shutdown::Both);
+    pub(crate) fn shutdown(&mut self) {
+        let _ = self.sock().tcp().shutdown(Shutdown::Both);
     }
 
     /// Reads what the server sent before the connection broke, without
     /// writing anything more (TLS would try to flush first, and fail):
-    /// how a refusal that came mid-upload is still heard.
+    /// how a refusal that came mid-upload is still heard. A stalled
+    /// connection has nothing to say and is not waited for again.
     pub(crate) fn salvage(&mut self) -> Vec<u8> {
         let mut got = Vec::new();
+        if self.sock().has_stalled() {
+            return got;
+        }
         match self {
             ClientStream::Plain(s) => {
                 let _ = s.take(1 << 16).read_to_end(&mut got);
@@ -56,7 +66,7 @@ impl ClientStream {
     /// timeout, say). Anything that arrives unasked also counts: between
     /// commands the stream would be out of step.
     pub(crate) fn peer_closed(&mut self) -> bool {
-        if self.tcp().set_nonblocking(true).is_err() {
+        if self.sock().set_nonblocking(true).is_err() {
             return true;
         }
         let mut probe = [0u8; 1];
@@ -64,7 +74,7 @@ impl ClientStream {
             Err(e) => e.kind() != io::ErrorKind::WouldBlock,
             Ok(_) => true,
         };
-        self.tcp().set_nonblocking(false).is_err() || closed
+        self.sock().set_nonblocking(false).is_err() || closed
     }
 }
 
@@ -81,7 +91,7 @@ impl ClientStream {
                 Err(e) => return Err(e),
             }
         }
-        self.tcp().set_nonblocking(true)?;
+        self.sock().set_nonblocking(true)?;
         let got = match self {
             ClientStream::Plain(s) => s.read(buf),
             ClientStream::Tls(t) => match t.conn.read_tls(&mut t.sock) {
@@ -99,7 +109,7 @@ impl ClientStream {
                 Err(e) => Err(e),
             },
         };
-        self.tcp().set_nonblocking(false)?;
+        self.sock().set_nonblocking(false)?;
         match got {
             Ok(n) => Ok(Some(n)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),

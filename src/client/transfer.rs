@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::client::connect::{read_reply, Dialect};
+use crate::client::overwrite::{confirm_early, land_download};
 use crate::client::{Client, ClientOptions, GetReport, Progress, PutReport};
 use crate::error::{Error, Result};
 use crate::io::digest::Digester;
@@ -53,6 +54,7 @@ impl Client {
     }
 
     fn put_attempt(&mut self, path: &Path, progress: &mut dyn Progress) -> Result<PutReport> {
+        self.require_folder()?;
         let name = local_upload_name(path)?;
         let mut file = File::open(path).map_err(|e| Error::cannot_read(path.display(), &e))?;
         let meta = file
@@ -316,6 +318,9 @@ impl Client {
             if ready.offset != offset || ready.filesize < offset {
                 return Err(Error::Malformed("server sent a different offset".into()));
             }
+            // A no leaves the file unread on the wire: out of step.
+            let agreed = confirm_early(&c.options.overwrite, target, ready.filesize)
+                .inspect_err(|_| c.broken = true)?;
             let (mut file, hasher) = open_partial_download(partial, offset)?;
             progress.start(name, ready.filesize, offset);
             let body = ready.filesize - offset;
@@ -339,7 +344,15 @@ impl Client {
                 }
             }
             let digest: Digest = frame::read_json(&mut c.stream, MAX_REPLY_LEN)?;
-            finish_download(name, file, hasher, &digest, partial, target, true)?;
+            let ours = check_download(name, file, hasher, &digest, partial, true)?;
+            land_download(
+                &c.options.overwrite,
+                partial,
+                target,
+                ready.filesize,
+                &ours,
+                agreed,
+            )?;
             Ok(GetReport {
                 path: target.to_path_buf(),
                 size: ready.filesize,
@@ -400,8 +413,10 @@ pub(crate) fn planted_link(partial: &Path) -> Error {
 }
 
 /// Checks a complete download against the server's digest and moves it
-/// under its name; a mismatch deletes it. With `flush`, the data is on
-/// disk before the rename; a batch flushes its file system once instead.
+/// under its name, replacing whatever is there; a mismatch deletes it.
+/// With `flush`, the data is on disk before the rename; a batch flushes its
+/// file system once instead. (`Client::get` lands it through
+/// [`land_download`] instead, which applies the overwrite policy.)
 pub(crate) fn finish_download(
     name: &str,
     file: File,
@@ -411,18 +426,32 @@ pub(crate) fn finish_download(
     target: &Path,
     flush: bool,
 ) -> Result<()> {
+    check_download(name, file, hasher, digest, partial, flush)?;
+    fs::rename(partial, target).map_err(|e| Error::io(format!("saving {}", target.display()), e))
+}
+
+/// Checks a complete download against the server's digest (a mismatch
+/// deletes it) and, with `flush`, puts its data on disk. Returns its
+/// digest.
+fn check_download(
+    name: &str,
+    file: File,
+    hasher: Digester,
+    digest: &Digest,
+    partial: &Path,
+    flush: bool,
+) -> Result<blake3::Hash> {
     // Hash equality is constant-time; hex of either case parses.
-    if blake3::Hash::from_hex(&digest.blake3).map_or(true, |d| d != hasher.finalize()) {
+    let ours = hasher.finalize();
+    if blake3::Hash::from_hex(&digest.blake3).map_or(true, |d| d != ours) {
         let _ = fs::remove_file(partial);
         return Err(Error::DigestMismatch { name: escape(name) });
     }
-    let flushed = match flush {
-        true => file.sync_all(),
-        false => Ok(()),
-    };
-    flushed
-        .and_then(|()| fs::rename(partial, target))
-        .map_err(|e| Error::io(format!("saving {}", target.display()), e))
+    if flush {
+        file.sync_all()
+            .map_err(|e| Error::io(format!("saving {}", partial.display()), e))?;
+    }
+    Ok(ours)
 }
 
 /// The name a local file or folder is uploaded under: its base name, which

@@ -32,6 +32,40 @@ pub fn man_page(cmd: clap::Command, out: &mut impl Write) -> Result<()> {
         .map_err(|e| Error::io("writing the man page", e))
 }
 
+/// `cmd` with one subcommand per word of a command language, described by
+/// the line of `help` that names it (`  put FILE...   upload files`), so
+/// that shell completion offers the words where a command goes. Only for
+/// the completion script: the program itself parses the words.
+pub fn with_command_words(
+    mut cmd: clap::Command,
+    help: &str,
+    words: &[&'static str],
+) -> clap::Command {
+    // The language's own `help` stands in for clap's.
+    cmd = cmd.disable_help_subcommand(true);
+    for word in words {
+        let mut sub = clap::Command::new(*word);
+        if let Some(about) = described(help, word) {
+            sub = sub.about(about.to_string());
+        }
+        cmd = cmd.subcommand(sub);
+    }
+    cmd
+}
+
+/// What the help line of `word` says about it: the text after the gap of
+/// two or more spaces that follows the command's usage.
+fn described<'h>(help: &'h str, word: &str) -> Option<&'h str> {
+    help.lines().find_map(|line| {
+        let (usage, about) = line.trim_start().split_once("  ")?;
+        let names = usage.split([' ', ',']).take_while(|w| !w.starts_with('['));
+        names
+            .filter(|w| !w.is_empty())
+            .any(|w| w == word)
+            .then(|| about.trim())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +85,23 @@ mod tests {
         );
         let err = completions(program(), "tcsh", &mut Vec::new()).unwrap_err();
         assert!(err.to_string().contains("unknown shell \"tcsh\""));
+    }
+
+    #[test]
+    fn command_words_become_completions_with_their_help() {
+        let help = "commands:\n  put FILE...    upload files\n  quit, exit     leave\n";
+        let cmd = with_command_words(program(), help, &["put", "exit", "ls", "help"]);
+        let about = |name: &str| {
+            let sub = cmd.find_subcommand(name).unwrap();
+            sub.get_about().map(|a| a.to_string())
+        };
+        assert_eq!(about("put").as_deref(), Some("upload files"));
+        assert_eq!(about("exit").as_deref(), Some("leave"));
+        assert_eq!(about("ls"), None);
+        let mut out = Vec::new();
+        completions(cmd, "bash", &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("put") && text.contains("exit"), "{text}");
     }
 
     #[test]

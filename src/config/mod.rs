@@ -1,6 +1,7 @@
 //! What both programs read before they talk: the secret, where per-user
 //! files live, and sizes written by people.
 
+pub mod address;
 pub mod cli;
 pub mod logging;
 pub mod paths;

@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 pub mod now;
+pub mod stall;
 pub mod tcp;
 pub mod tls;
 pub mod tls_server;

@@ -311,16 +311,17 @@ where
     Ok(())
 }
 
-/// The client end: TLS over a plain blocking socket.
-pub type ClientTls = StreamOwned<ClientConnection, TcpStream>;
+/// The client end: TLS over a blocking socket (plain TCP, or the client's
+/// [`crate::net::stall::StallGuard`]).
+pub type ClientTls<S = TcpStream> = StreamOwned<ClientConnection, S>;
 
-/// Opens TLS on `tcp` and finishes the handshake.
+/// Opens TLS on `sock` and finishes the handshake.
 ///
 /// Fails when the handshake fails, the certificate among other reasons.
-pub fn connect(config: Arc<ClientConfig>, tcp: TcpStream) -> io::Result<ClientTls> {
+pub fn connect<S: Read + Write>(config: Arc<ClientConfig>, sock: S) -> io::Result<ClientTls<S>> {
     let name = ServerName::try_from(SERVER_NAME).map_err(io::Error::other)?;
     let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
-    let mut stream = StreamOwned::new(conn, tcp);
+    let mut stream = StreamOwned::new(conn, sock);
     handshake(&mut *stream.conn, &mut stream.sock)?;
     Ok(stream)
 }
