@@ -323,8 +323,8 @@ fn put_r_uploads_a_tree_and_skips_links() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("stored a.txt (3 bytes") && text.contains("stored c.txt (4 bytes"),
-        "{text}"
+        text.starts_with("put: 3 files, 195.32 KiB moved"),
+        "one summary line: {text}"
     );
     assert!(
         text.ends_with("/\n"),
@@ -342,10 +342,16 @@ fn put_r_uploads_a_tree_and_skips_links() {
     assert!(root.join("empty").is_dir());
     assert!(!root.join("link").exists());
 
-    // Again: the folders exist already, the files are replaced.
-    let out = ClientRun::new(&sb, &server, &["put", "-r", "tree"]).run();
+    // Again: the folders exist already, the files are replaced; -v names
+    // every file.
+    let out = ClientRun::new(&sb, &server, &["put", "-rv", "tree"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("replaced the existing file"));
+    let text = stdout(&out);
+    assert!(
+        text.contains("stored tree/a.txt (3 bytes")
+            && text.contains("stored tree/sub/deeper/c.txt (4 bytes"),
+        "{text}"
+    );
 }
 
 #[test]

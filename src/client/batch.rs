@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::client::connect::read_reply;
+use crate::client::overwrite::{land_download, Overwrite};
 use crate::client::pipeline::{Pipe, Window};
 use crate::client::transfer::{
-    finish_download, open_partial_download, paced, partial_download_path, planted_link,
+    check_download, open_partial_download, paced, partial_download_path, planted_link,
 };
 use crate::client::{Client, SMALL_FILE};
 use crate::error::{Error, Result};
@@ -116,6 +117,9 @@ impl Step {
 pub struct BatchOptions {
     /// Keep permission bits (`-p`); modification times are always kept.
     pub preserve_mode: bool,
+    /// Apply the client's overwrite policy to local files a download would
+    /// replace (`get`); off, they are replaced (`sync`, whose point that is).
+    pub ask_before_replacing: bool,
 }
 
 /// A step that ended.
@@ -804,7 +808,15 @@ fn receive(
         }
     }
     let digest: Digest = frame::read_json(pipe, MAX_REPLY_LEN).map_err(Lost)?;
-    if let Err(e) = finish_download(&d.remote, file, hasher, &digest, partial, &d.local, false) {
+    let landed =
+        check_download(&d.remote, file, hasher, &digest, partial, false).and_then(|ours| {
+            let policy = match options.ask_before_replacing {
+                true => &client.overwrite,
+                false => &Overwrite::Replace,
+            };
+            land_download(policy, partial, &d.local, ready.filesize, &ours, false)
+        });
+    if let Err(e) = landed {
         return Ok(Err(e));
     }
     keep_times(

@@ -183,6 +183,7 @@ fn put(
     let lines = t.verbose || !t.recursive;
     let batch = BatchOptions {
         preserve_mode: t.preserve,
+        ask_before_replacing: false,
     };
     let mut report = run_batch(client, steps, batch, options, lines, out, err);
     report
@@ -323,6 +324,7 @@ fn get(
     let lines = t.verbose || !t.recursive;
     let batch = BatchOptions {
         preserve_mode: t.preserve,
+        ask_before_replacing: true,
     };
     let report = run_batch(client, steps, batch, options, lines, out, err);
     summarize("get", &report, 0, options, out)
@@ -442,6 +444,7 @@ fn sync(
     }
     let batch = BatchOptions {
         preserve_mode: how.preserve,
+        ask_before_replacing: false,
     };
     let report = run_batch(client, plan.steps, batch, options, how.verbose, out, err);
     let removed = plan.local_removals.len() as u64;

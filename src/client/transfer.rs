@@ -268,12 +268,15 @@ impl Client {
         progress: &mut dyn Progress,
     ) -> Result<GetReport> {
         self.require_replies()?;
-        let name = validate_name(name)
+        // The server resolves a path; the local file is named after its
+        // last part, which must be a name the rules allow.
+        let base = name.rsplit('/').next().unwrap_or(name);
+        let base = validate_name(base)
             .map_err(|e| Error::Usage(format!("invalid remote name {:?}: {e}", escape(name))))?;
         let target = match local {
-            Some(p) if p.is_dir() => p.join(name),
+            Some(p) if p.is_dir() => p.join(base),
             Some(p) => p.to_path_buf(),
-            None => PathBuf::from(name),
+            None => PathBuf::from(base),
         };
         let partial = partial_download_path(&target)?;
         let started = Instant::now();
@@ -412,28 +415,10 @@ pub(crate) fn planted_link(partial: &Path) -> Error {
     ))
 }
 
-/// Checks a complete download against the server's digest and moves it
-/// under its name, replacing whatever is there; a mismatch deletes it.
-/// With `flush`, the data is on disk before the rename; a batch flushes its
-/// file system once instead. (`Client::get` lands it through
-/// [`land_download`] instead, which applies the overwrite policy.)
-pub(crate) fn finish_download(
-    name: &str,
-    file: File,
-    hasher: Digester,
-    digest: &Digest,
-    partial: &Path,
-    target: &Path,
-    flush: bool,
-) -> Result<()> {
-    check_download(name, file, hasher, digest, partial, flush)?;
-    fs::rename(partial, target).map_err(|e| Error::io(format!("saving {}", target.display()), e))
-}
-
 /// Checks a complete download against the server's digest (a mismatch
 /// deletes it) and, with `flush`, puts its data on disk. Returns its
 /// digest.
-fn check_download(
+pub(crate) fn check_download(
     name: &str,
     file: File,
     hasher: Digester,
