@@ -298,19 +298,18 @@ pub fn send_error<S: Write>(s: &mut S, reply: ErrorReply) -> Result<()> {
 
 /// The command's name and what it is about, for the log.
 fn describe(r: &Request) -> (&'static str, String) {
-    match r {
-        Request::Put(p) => ("put", p.filename.clone()),
-        Request::Get(g) => ("get", g.filename.clone()),
-        Request::Ls(ls) => ("ls", ls.path.clone().unwrap_or_default()),
-        Request::Echo { .. } => ("echo", String::new()),
-        Request::Prove { .. } => ("prove", String::new()),
-        Request::Quota {} => ("quota", String::new()),
-        Request::Mkdir { path, .. } => ("mkdir", path.clone()),
-        Request::Cd { path } => ("cd", path.clone()),
-        Request::Pwd {} => ("pwd", String::new()),
-        Request::Rm { filename, .. } => ("rm", filename.clone()),
-        Request::Mv { from, .. } => ("mv", from.clone()),
-    }
+    let subject = match r {
+        Request::Put(p) => p.filename.clone(),
+        Request::Get(g) => g.filename.clone(),
+        Request::Ls(ls) => ls.path.clone().unwrap_or_default(),
+        Request::Mkdir { path, .. } | Request::Cd { path } => path.clone(),
+        Request::Rm { filename, .. } => filename.clone(),
+        Request::Mv { from, to } => format!("{from} -> {to}"),
+        Request::Echo { .. } | Request::Prove { .. } | Request::Quota {} | Request::Pwd {} => {
+            String::new()
+        }
+    };
+    (r.cmd(), subject)
 }
 
 #[cfg(test)]

@@ -13,15 +13,20 @@ pub use crate::wire::reply::{
     PutDone, PutReady, Removed, Reply, Usage,
 };
 
-/// The commands a server understands, with their `cmd` names.
-pub const COMMANDS: &[&str] = &[
-    "put", "get", "ls", "echo", "prove", "quota", "mkdir", "cd", "pwd", "rm", "mv",
-];
+/// The commands a server understands, with their `cmd` names: derived
+/// from [`Request`], so that a new command is written in one place.
+pub const COMMANDS: &[&str] = <Cmd as strum::VariantNames>::VARIANTS;
 
 /// A request header, tagged by its `cmd` field. Unknown extra fields are
 /// ignored, so that newer clients can add optional fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::EnumDiscriminants)]
 #[serde(tag = "cmd", rename_all = "lowercase")]
+#[strum_discriminants(
+    name(Cmd),
+    derive(strum::VariantNames, strum::IntoStaticStr),
+    strum(serialize_all = "lowercase"),
+    doc = "A request's kind: its `cmd` name."
+)]
 pub enum Request {
     /// Upload a file; `filesize` raw bytes follow the header.
     Put(PutRequest),
@@ -121,6 +126,13 @@ pub struct PutRequest {
     /// server's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
+}
+
+impl Request {
+    /// The request's `cmd` name.
+    pub fn cmd(&self) -> &'static str {
+        Cmd::from(self).into()
+    }
 }
 
 impl PutRequest {
@@ -293,6 +305,18 @@ mod tests {
             v,
             serde_json::json!({"cmd":"put","filename":"a","filesize":1,"resume":true,"digest":"blake3"})
         );
+    }
+
+    #[test]
+    fn the_command_list_is_the_request_variants() {
+        assert_eq!(
+            COMMANDS,
+            ["put", "get", "ls", "echo", "prove", "quota", "mkdir", "cd", "pwd", "rm", "mv"]
+        );
+        let ls = Request::Ls(LsRequest::default());
+        assert_eq!(ls.cmd(), "ls");
+        let json = serde_json::to_value(&ls).unwrap();
+        assert_eq!(json["cmd"], ls.cmd(), "serde and strum agree on the names");
     }
 
     #[test]

@@ -11,8 +11,9 @@ use crate::wire::frame::{read_full, MAX_REPLY_LEN};
 
 /// Machine-readable error codes, stable across versions. Clients show the
 /// message; scripts match on the code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     /// The header is not a valid request; the server closes the connection.
     BadRequest,
@@ -52,27 +53,9 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// The code as it appears on the wire.
+    /// The code as it appears on the wire (what serde writes).
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::UnknownCommand => "unknown_command",
-            ErrorCode::BadName => "bad_name",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::Exists => "exists",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::NoSpace => "no_space",
-            ErrorCode::QuotaExceeded => "quota_exceeded",
-            ErrorCode::DigestMismatch => "digest_mismatch",
-            ErrorCode::Busy => "busy",
-            ErrorCode::InvalidOffset => "invalid_offset",
-            ErrorCode::NotEmpty => "not_empty",
-            ErrorCode::TooManyConnections => "too_many_connections",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::AuthFailed => "auth_failed",
-            ErrorCode::Internal => "internal",
-            ErrorCode::Other => "other",
-        }
+        self.into()
     }
 }
 
@@ -298,6 +281,18 @@ pub(crate) fn error_reply_in<R: Read>(start: &[u8], rest: &mut R) -> Option<Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_read_as_serde_writes_them() {
+        for code in [
+            ErrorCode::BadRequest,
+            ErrorCode::TooManyConnections,
+            ErrorCode::Other,
+        ] {
+            let json = serde_json::to_value(code).unwrap();
+            assert_eq!(json, code.as_str());
+        }
+    }
 
     #[test]
     fn reply_round_trip() {
