@@ -298,3 +298,26 @@ fn options_after_the_command_are_refused_not_taken_for_names() {
     assert_stderr_has(&out, "option --limit-rate after a name");
     assert!(!sb.root().join("m.bin").exists(), "nothing was sent");
 }
+
+#[test]
+fn dash_p_keeps_permission_bits_both_ways() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let tree = sb.work().join("tree");
+    fs::create_dir(&tree).unwrap();
+    let script = tree.join("run.sh");
+    fs::write(&script, b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o750)).unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let out = ClientRun::new(&sb, &server, &["put", "-rp", "tree"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(&sb.root().join("tree/run.sh")), 0o750);
+    let out = ClientRun::new(&sb, &server, &["get", "-rp", "tree", "back"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(&sb.work().join("back/run.sh")), 0o750);
+    // Without -p the server's default holds.
+    let out = ClientRun::new(&sb, &server, &["put", "-r", "back"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(&sb.root().join("back/run.sh")), 0o600);
+}
