@@ -222,3 +222,32 @@ fn a_peer_dripping_its_request_holds_neither_the_metrics_nor_its_connection() {
     assert!(held < Duration::from_millis(3500), "held {held:?}");
     dripper.join().unwrap();
 }
+
+#[test]
+fn output_closed_by_its_reader_ends_the_client_quietly_with_success() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    for args in [&["echo", "x"][..], &[][..]] {
+        let mut child = ClientRun::new(&sb, &server, args).cmd;
+        let mut child = child
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before anything is written: `| true`.
+        drop(child.stdout.take());
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            let _ = stdin.write_all(b"echo one\necho two\n");
+        }
+        let out = wait_output(child, std::time::Duration::from_secs(20));
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("error"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}

@@ -11,7 +11,7 @@ use clap::{CommandFactory, Parser};
 
 use ftp::client::command::{Command, HELP, WORDS};
 use ftp::client::overwrite::Overwrite;
-use ftp::client::shell::{run_command, run_session, ShellOptions};
+use ftp::client::shell::{output_closed, run_command, run_session, ShellOptions};
 use ftp::client::trust::Trust;
 use ftp::client::{Client, ClientOptions, STALL_TIMEOUT};
 use ftp::config::address::ServerAddress;
@@ -82,6 +82,7 @@ fn main() -> ExitCode {
     match run(Args::parse()) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
+        Err(e) if output_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -17,7 +17,7 @@ use rustyline::validate::Validator;
 use rustyline::{Context as LineContext, Editor, Helper};
 
 use crate::client::command::{split_words, Command, WORDS};
-use crate::client::shell::{run_command, Next, ShellOptions};
+use crate::client::shell::{output_closed, run_command, Next, ShellOptions};
 use crate::client::Client;
 use crate::config::paths;
 use crate::wire::names::escape;
@@ -65,6 +65,8 @@ fn step(client: &mut Client, options: ShellOptions, line: &str) -> (Next, usize)
     };
     match run_command(client, &command, options, &mut out, &mut err) {
         Ok(next) => (next, 0),
+        // Whoever read the output has gone (`| head`): stop, quietly.
+        Err(e) if output_closed(&e) => (Next::Quit, 0),
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
             (Next::Continue, 1)

@@ -729,9 +729,20 @@ fn print_get(out: &mut impl Write, name: &str, r: &GetReport) -> io::Result<()> 
     )
 }
 
+/// What a failure to print is about.
+const WRITING_OUTPUT: &str = "writing output";
+
 /// Turns a failure to print into the library's error.
 fn wrote(r: io::Result<()>) -> Result<()> {
-    r.map_err(|e| Error::io("writing output", e))
+    r.map_err(|e| Error::io(WRITING_OUTPUT, e))
+}
+
+/// Whether `e` says the output was closed by whoever read it (`| head`,
+/// `| true`): not a failure of the command, so the program ends quietly
+/// with success, as other command-line tools do.
+pub fn output_closed(e: &Error) -> bool {
+    matches!(e, Error::Io { context, source }
+        if context == WRITING_OUTPUT && source.kind() == io::ErrorKind::BrokenPipe)
 }
 
 /// Bytes moved in this run and their rate; resumed bytes are not counted.
