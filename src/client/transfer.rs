@@ -395,7 +395,12 @@ pub(crate) fn open_partial_download(partial: &Path, offset: u64) -> Result<(File
         .open(partial)
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) => planted_link(partial),
-            _ => Error::Usage(format!("cannot write {}: {e}", partial.display())),
+            // The hidden partial file is named for what it is about: the target.
+            _ => Error::Usage(format!(
+                "cannot write {}: {}",
+                partial.with_file_name(target_name(partial)).display(),
+                crate::error::reason(&e)
+            )),
         })?;
     let mut hasher = blake3::Hasher::new();
     hash_prefix(&mut file, offset, &mut hasher)?;
@@ -466,4 +471,12 @@ pub fn partial_download_path(target: &Path) -> Result<PathBuf> {
     hidden.push(name);
     hidden.push(".ftp-part");
     Ok(target.with_file_name(hidden))
+}
+
+/// The target's name back from its partial file's (`.NAME.ftp-part`), for
+/// messages: the user asked for NAME and knows nothing of the hidden file.
+fn target_name(partial: &Path) -> std::ffi::OsString {
+    let name = partial.file_name().unwrap_or_default().to_string_lossy();
+    let bare = name.strip_prefix('.').unwrap_or(&name);
+    bare.strip_suffix(".ftp-part").unwrap_or(bare).into()
 }

@@ -129,8 +129,9 @@ pub fn read_secret_file(path: &Path) -> Result<Secret> {
     }
     let mut bytes = fs::read(path).map_err(|e| {
         Error::Secret(format!(
-            "cannot read the secret file {}: {e}",
-            path.display()
+            "cannot read the secret file {}: {}",
+            path.display(),
+            crate::error::reason(&e)
         ))
     })?;
     if bytes.ends_with(b"\n") {

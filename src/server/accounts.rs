@@ -111,7 +111,7 @@ impl Accounts {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             line: None,
-            reason: format!("cannot read: {e}"),
+            reason: format!("cannot read: {}", crate::error::reason(&e)),
         })?;
         Accounts::parse(&text, path, anonymous)
     }
