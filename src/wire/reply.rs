@@ -101,7 +101,7 @@ impl From<ErrorReply> for Error {
             ErrorCode::AuthFailed => Error::AuthFailed,
             code => Error::Remote {
                 code: code.as_str().to_string(),
-                message: e.message,
+                message: crate::error::clip(e.message),
             },
         }
     }
