@@ -19,8 +19,8 @@ use crate::wire::auth::{
 };
 use crate::wire::binding::{client_tag, verify_server_proof, BINDING_LEN, TLS_MARKER};
 use crate::wire::frame::{self, read_full, MAX_REPLY_LEN};
-use crate::wire::message::{Proof, Reply, Request};
-use crate::wire::reply::error_reply_in;
+use crate::wire::message::{Proof, Request};
+use crate::wire::reply::{error_reply_in, parse_reply};
 
 /// How long a server may take to answer the proof request. The original
 /// Python server never answers it (it ignores unknown commands).
@@ -211,7 +211,7 @@ fn open_plaintext(addr: SocketAddr, options: &ClientOptions) -> Result<Opened> {
         });
     }
     let answer = answer.and_then(|a| match a {
-        ProofAnswer::Reply(reply) => reply.into_result(),
+        ProofAnswer::Reply(reply) => reply,
         ProofAnswer::Echoed => unreachable!(),
     });
     let dialect = plaintext_dialect(options, &nonce, answer)?;
@@ -265,7 +265,7 @@ fn plaintext_dialect(
 /// What came back for the `prove` request.
 enum ProofAnswer {
     /// A reply frame.
-    Reply(Reply<Proof>),
+    Reply(Result<Proof>),
     /// The request itself, upper-cased: the seed's echo server.
     Echoed,
 }
@@ -276,9 +276,10 @@ fn read_proof(stream: &mut TcpStream, request: &[u8]) -> Result<ProofAnswer> {
     if body == request[4..].to_ascii_uppercase() {
         return Ok(ProofAnswer::Echoed);
     }
-    serde_json::from_slice(&body)
-        .map(ProofAnswer::Reply)
-        .map_err(|e| Error::Malformed(format!("reply to prove: {e}")))
+    match parse_reply(&body) {
+        Err(Error::Malformed(why)) => Err(Error::Malformed(format!("reply to prove: {why}"))),
+        answer => Ok(ProofAnswer::Reply(answer)),
+    }
 }
 
 fn is_timeout(e: &Error) -> bool {
@@ -286,8 +287,10 @@ fn is_timeout(e: &Error) -> bool {
         if matches!(source.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
 }
 
-/// Reads a reply frame and turns an error reply into [`Error::Remote`].
+/// Reads a reply frame and turns an error reply into [`Error::Remote`]:
+/// the frame's bytes and what it holds, never a copy of it as a tree of
+/// values (see [`parse_reply`]).
 pub(crate) fn read_reply<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T> {
-    let reply: Reply<T> = frame::read_json(r, MAX_REPLY_LEN)?;
-    reply.into_result()
+    let body = frame::read(r, MAX_REPLY_LEN)?.ok_or(Error::Closed)?;
+    parse_reply(&body)
 }

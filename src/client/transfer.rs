@@ -15,7 +15,7 @@ use crate::io::digest::Digester;
 use crate::io::interrupt::{is_interruption, Interruptible};
 use crate::io::pump::{hash_prefix, relay, PumpError};
 use crate::io::throttle::Throttle;
-use crate::wire::frame::{self, MAX_REPLY_LEN};
+use crate::wire::frame::{self, MAX_HEADER_LEN};
 use crate::wire::message::{
     Digest, DigestAlgorithm, GetReady, GetRequest, PutDone, PutReady, PutRequest, Request,
 };
@@ -346,7 +346,7 @@ impl Client {
                     return Err(Error::io(format!("writing {}", partial.display()), e));
                 }
             }
-            let digest: Digest = frame::read_json(&mut c.stream, MAX_REPLY_LEN)?;
+            let digest: Digest = frame::read_json(&mut c.stream, MAX_HEADER_LEN)?;
             let ours = check_download(name, file, hasher, &digest, partial, true)?;
             land_download(
                 &c.options.overwrite,
