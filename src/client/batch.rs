@@ -18,7 +18,7 @@ use crate::client::connect::read_reply;
 use crate::client::overwrite::{land_download, Overwrite};
 use crate::client::pipeline::{Pipe, Window};
 use crate::client::transfer::{
-    check_download, open_partial_download, paced, partial_download_path, planted_link,
+    check_download, check_stored, open_partial_download, paced, partial_download_path, planted_link,
 };
 use crate::client::{Client, SMALL_FILE};
 use crate::error::{Error, Result};
@@ -30,7 +30,6 @@ use crate::wire::message::{
     Digest, DigestAlgorithm, Folder, GetReady, GetRequest, PutDone, PutReady, PutRequest, Removed,
     Request,
 };
-use crate::wire::names::escape;
 
 /// One thing a batch does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -734,24 +733,6 @@ fn retried(e: &Error, done: &InFlight) -> bool {
         Error::DigestMismatch { .. } => matches!(done.sent, Sent::Get { offset, .. } if offset > 0),
         _ => false,
     }
-}
-
-/// Checks the server's reply against what was sent: a server that says
-/// `ok` to another name, size or digest did not store this file.
-fn check_stored(done: &PutDone, remote: &str, size: u64, digest: &blake3::Hash) -> Result<PutDone> {
-    let digest_differs = done
-        .blake3
-        .as_deref()
-        .is_some_and(|d| blake3::Hash::from_hex(d).map_or(true, |d| &d != digest));
-    if done.filename != remote || done.size != size || digest_differs {
-        return Err(Error::Malformed(format!(
-            "the server confirmed {:?} of {} bytes, not what was sent ({:?}, {size} bytes)",
-            escape(&done.filename),
-            done.size,
-            escape(remote)
-        )));
-    }
-    Ok(done.clone())
 }
 
 /// Takes one download's reply, body and digest. The outer error means the

@@ -111,8 +111,9 @@ impl Client {
             ..PutRequest::plain(name, size)
         }))?;
         message.extend_from_slice(&body);
+        let digest = blake3::hash(&body);
         message.extend(frame::encode_json(&Digest {
-            blake3: blake3::hash(&body).to_hex().to_string(),
+            blake3: digest.to_hex().to_string(),
         })?);
         progress.start(name, size, 0);
         self.guard(|c| {
@@ -123,7 +124,7 @@ impl Client {
             progress.finish();
             let done: PutDone = read_reply(&mut c.stream)?;
             Ok(PutReport {
-                done,
+                done: check_stored(&done, name, size, &digest)?,
                 resumed_from: 0,
                 restarted: false,
                 confirmed: true,
@@ -236,15 +237,16 @@ impl Client {
             let mut hasher = Digester::new(hasher, size - offset);
             progress.start(name, size, offset);
             c.send_body(name, file, size - offset, Some(&mut hasher), progress)?;
+            let digest = hasher.finalize();
             frame::write_json(
                 &mut c.stream,
                 &Digest {
-                    blake3: hasher.finalize().to_hex().to_string(),
+                    blake3: digest.to_hex().to_string(),
                 },
             )?;
             let done: PutDone = read_reply(&mut c.stream)?;
             Ok(PutReport {
-                done,
+                done: check_stored(&done, name, size, &digest)?,
                 resumed_from: offset,
                 restarted: false,
                 confirmed: true,
@@ -366,6 +368,33 @@ impl Client {
             })
         })
     }
+}
+
+/// Checks the server's reply to a put against what was sent: a server
+/// that says `ok` to another name, size or digest did not store this file,
+/// whatever it says. (A digest it leaves out is not checked: an older
+/// server sends none.)
+///
+/// Fails with [`Error::Malformed`], naming both, on any difference.
+pub(crate) fn check_stored(
+    done: &PutDone,
+    remote: &str,
+    size: u64,
+    digest: &blake3::Hash,
+) -> Result<PutDone> {
+    let digest_differs = done
+        .blake3
+        .as_deref()
+        .is_some_and(|d| blake3::Hash::from_hex(d).map_or(true, |d| &d != digest));
+    if done.filename != remote || done.size != size || digest_differs {
+        let theirs = done.blake3.as_deref().unwrap_or("no digest");
+        return Err(Error::Malformed(format!(
+            "the server confirmed {:?} of {} bytes (BLAKE3 {theirs}), not what was sent \
+             ({:?}, {size} bytes, BLAKE3 {digest}); it is not known to be stored",
+            done.filename, done.size, remote
+        )));
+    }
+    Ok(done.clone())
 }
 
 /// The sink a transfer writes to, held to the rate limit and stopped by
