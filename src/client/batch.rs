@@ -14,11 +14,12 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use crate::client::checks::{check_room, check_stored};
 use crate::client::connect::read_reply;
 use crate::client::overwrite::{land_download, Overwrite};
 use crate::client::pipeline::{Pipe, Window};
 use crate::client::transfer::{
-    check_download, check_stored, open_partial_download, paced, partial_download_path, planted_link,
+    check_download, open_partial_download, paced, partial_download_path, planted_link,
 };
 use crate::client::{Client, SMALL_FILE};
 use crate::error::{Error, Result};
@@ -762,6 +763,8 @@ fn receive(
         )));
     }
     let body = ready.filesize - offset;
+    // Refused before a byte is written; the body is on its way regardless.
+    check_room(partial, body).map_err(Lost)?;
     let (mut file, hasher) = match open_partial_download(partial, offset) {
         Ok(opened) => opened,
         Err(e) => {

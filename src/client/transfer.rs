@@ -7,6 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::client::checks::{check_room, check_stored};
 use crate::client::connect::{read_reply, Dialect};
 use crate::client::overwrite::{confirm_early, land_download};
 use crate::client::{Client, ClientOptions, GetReport, Progress, PutReport};
@@ -323,7 +324,8 @@ impl Client {
             if ready.offset != offset || ready.filesize < offset {
                 return Err(Error::Malformed("server sent a different offset".into()));
             }
-            // A no leaves the file unread on the wire: out of step.
+            // A no, or no room, leaves the file unread on the wire: out of step.
+            check_room(partial, ready.filesize - offset).inspect_err(|_| c.broken = true)?;
             let agreed = confirm_early(&c.options.overwrite, target, ready.filesize)
                 .inspect_err(|_| c.broken = true)?;
             let (mut file, hasher) = open_partial_download(partial, offset)?;
@@ -368,33 +370,6 @@ impl Client {
             })
         })
     }
-}
-
-/// Checks the server's reply to a put against what was sent: a server
-/// that says `ok` to another name, size or digest did not store this file,
-/// whatever it says. (A digest it leaves out is not checked: an older
-/// server sends none.)
-///
-/// Fails with [`Error::Malformed`], naming both, on any difference.
-pub(crate) fn check_stored(
-    done: &PutDone,
-    remote: &str,
-    size: u64,
-    digest: &blake3::Hash,
-) -> Result<PutDone> {
-    let digest_differs = done
-        .blake3
-        .as_deref()
-        .is_some_and(|d| blake3::Hash::from_hex(d).map_or(true, |d| &d != digest));
-    if done.filename != remote || done.size != size || digest_differs {
-        let theirs = done.blake3.as_deref().unwrap_or("no digest");
-        return Err(Error::Malformed(format!(
-            "the server confirmed {:?} of {} bytes (BLAKE3 {theirs}), not what was sent \
-             ({:?}, {size} bytes, BLAKE3 {digest}); it is not known to be stored",
-            done.filename, done.size, remote
-        )));
-    }
-    Ok(done.clone())
 }
 
 /// The sink a transfer writes to, held to the rate limit and stopped by
