@@ -20,7 +20,7 @@ use crate::client::command::{split_words, Command, WORDS};
 use crate::client::shell::{run_command, Next, ShellOptions};
 use crate::client::Client;
 use crate::config::paths;
-use crate::wire::names::escape;
+use crate::wire::names::{escape, validate_name};
 
 /// Reads commands until `quit` or end of input and runs them. With a
 /// terminal on stdin it shows the `>>: ` prompt with line editing, history
@@ -164,7 +164,8 @@ impl RemoteNames {
             let listing = client.ensure_connected().and_then(|_| {
                 client.ls(|page| {
                     let room = MAX_COMPLETIONS.saturating_sub(names.len());
-                    names.extend(page.files.into_iter().take(room).map(|e| e.name));
+                    let fit = page.files.into_iter().filter(|e| completable(&e.name));
+                    names.extend(fit.take(room).map(|e| e.name));
                     Ok(())
                 })
             });
@@ -206,10 +207,24 @@ impl Completer for LineHelper<'_, '_> {
                 .map(|w| pair(w));
             return Ok((0, words.collect()));
         }
-        let first = split_words(before).ok().and_then(|w| w.into_iter().next());
-        match first.as_deref() {
-            Some("put") => self.files.complete(line, pos, ctx),
-            Some("get") | Some("rm") | Some("cd") => {
+        let words = split_words(before).unwrap_or_default();
+        // Operands typed before the word under the cursor, flags aside.
+        let typed = words.len().saturating_sub(match start == pos {
+            true => 0,
+            false => 1,
+        });
+        let operands = words
+            .iter()
+            .take(typed)
+            .skip(1)
+            .filter(|w| !w.starts_with('-'))
+            .count();
+        match (words.first().map(String::as_str), operands) {
+            (Some("put"), _) => self.files.complete(line, pos, ctx),
+            // get's LOCAL is a path here: a server's name is never offered
+            // for where a download goes.
+            (Some("get"), 1..) => self.files.complete(line, pos, ctx),
+            (Some("get" | "rm" | "cd"), _) => {
                 let mut remote = self.remote.borrow_mut();
                 let Ok(mut client) = self.client.try_borrow_mut() else {
                     return Ok((pos, Vec::new()));
@@ -224,6 +239,14 @@ impl Completer for LineHelper<'_, '_> {
             _ => Ok((pos, Vec::new())),
         }
     }
+}
+
+/// Whether a server's name may be put into the line being edited: one the
+/// naming rules allow (no `/`, no `..`) and that shows as it is, without a
+/// control, invisible or reordering character that would act on the
+/// terminal or pass for another name. Others are not offered at all.
+fn completable(name: &str) -> bool {
+    validate_name(name).is_ok() && escape(name) == name
 }
 
 fn quote_if_needed(s: &str) -> String {
@@ -244,6 +267,21 @@ impl Helper for LineHelper<'_, '_> {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_would_act_on_the_terminal_or_leave_the_folder_are_not_offered() {
+        for bad in [
+            "a\x1b]52;c;cm0gLXJmIH4=\x07",
+            "/etc/cron.d/x",
+            "../../x",
+            "..",
+            "a\u{202e}txt.exe",
+            "zero\u{200b}width",
+        ] {
+            assert!(!completable(bad), "{bad:?}");
+        }
+        assert!(completable("report 2026.txt") && completable("Übung.pdf"));
+    }
 
     #[test]
     fn completion_quotes_spaces() {
