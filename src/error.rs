@@ -115,6 +115,16 @@ impl Error {
         }
     }
 
+    /// True when Ctrl-C (the interrupt flag) stopped a read or write of
+    /// the connection.
+    pub fn is_interruption(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => crate::io::interrupt::is_interruption(source),
+            Error::ConnectionLost { cause } => cause.is_interruption(),
+            _ => false,
+        }
+    }
+
     /// True when the error means the peer went away or stopped answering,
     /// rather than that it sent something wrong.
     pub fn is_disconnect(&self) -> bool {

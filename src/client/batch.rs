@@ -271,7 +271,7 @@ impl Client {
             // Done, or steps to try once more are queued again.
             let Err(Lost(error)) = lost else { continue };
             self.broken = true;
-            let interrupted = matches!(error, Error::Interrupted { .. });
+            let interrupted = matches!(error, Error::Interrupted { .. }) || error.is_interruption();
             let reopened = match interrupted || reconnects >= RECONNECTS {
                 true => Err(error),
                 false => self.ensure_connected().map(|_| ()),

@@ -131,6 +131,10 @@ fn history_file() -> Option<PathBuf> {
     Some(dir.join("history"))
 }
 
+/// Longest a Tab waits on the server (for each step of a reconnect, and
+/// for the listing); it then completes nothing.
+const COMPLETION_LIMIT: Duration = Duration::from_secs(2);
+
 /// How long completion trusts the names it fetched.
 const NAMES_TTL: Duration = Duration::from_secs(30);
 
@@ -161,7 +165,10 @@ impl RemoteNames {
     fn get(&mut self, client: &mut Client) -> &[String] {
         if !self.is_fresh() {
             let mut names = Vec::new();
-            let listing = client.ensure_connected().and_then(|_| {
+            // The terminal is in raw mode meanwhile, where Ctrl-C is only a
+            // key: a server that trickles its listing must not hold it.
+            let listing = client.within(COMPLETION_LIMIT, |client| {
+                client.ensure_connected()?;
                 client.ls(|page| {
                     let room = MAX_COMPLETIONS.saturating_sub(names.len());
                     let fit = page.files.into_iter().filter(|e| completable(&e.name));

@@ -340,7 +340,12 @@ impl Client {
             progress.finish();
             match got {
                 Ok(_) => {}
-                Err(PumpError::Source(e)) => return Err(e),
+                Err(PumpError::Source(e)) if !e.is_interruption() => return Err(e),
+                // Ctrl-C, seen by the file's writer or while the read waited.
+                Err(PumpError::Source(_)) => {
+                    let _ = file.sync_all();
+                    return Err(Error::Interrupted { what: "download" });
+                }
                 Err(PumpError::Sink(e)) if is_interruption(&e) => {
                     let _ = file.sync_all();
                     return Err(Error::Interrupted { what: "download" });
