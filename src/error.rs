@@ -115,6 +115,16 @@ impl Error {
         }
     }
 
+    /// True when Ctrl-C (the interrupt flag) stopped a read or write of
+    /// the connection.
+    pub fn is_interruption(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => crate::io::interrupt::is_interruption(source),
+            Error::ConnectionLost { cause } => cause.is_interruption(),
+            _ => false,
+        }
+    }
+
     /// True when the error means the peer went away or stopped answering,
     /// rather than that it sent something wrong.
     pub fn is_disconnect(&self) -> bool {
@@ -144,8 +154,41 @@ pub fn reason(e: &io::Error) -> String {
     }
 }
 
+/// The longest server message an error keeps, in bytes: a message is for
+/// people, and one of megabytes would only flood the terminal.
+pub const MAX_REMOTE_MESSAGE: usize = 1024;
+
+/// `message` cut to [`MAX_REMOTE_MESSAGE`] bytes (at a character
+/// boundary), marked with `…` when it was cut.
+pub(crate) fn clip(mut message: String) -> String {
+    if message.len() > MAX_REMOTE_MESSAGE {
+        let mut end = MAX_REMOTE_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}
+
+/// Every error is shown escaped, whole: much of what it says can come from
+/// the peer (an error reply's code and message, serde's "unknown variant"
+/// quoting a reply, a busy frame read before any login), and one place
+/// that escapes all of it cannot miss a field. Escaping is idempotent, so
+/// an error nested in another is not escaped twice.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = String::new();
+        self.render(&mut text)?;
+        f.write_str(&escape(&text))
+    }
+}
+
+impl Error {
+    /// The error's text before escaping.
+    fn render(&self, f: &mut String) -> fmt::Result {
+        use fmt::Write as _;
         match self {
             Error::Io { context, source } => write!(f, "{context}: {}", reason(source)),
             Error::FrameTooLarge { len, max } => {
@@ -172,11 +215,7 @@ impl fmt::Display for Error {
                  (use --allow-unproven-server to talk to it anyway)"
             ),
             Error::UntrustedServer(why) => f.write_str(why),
-            // What a server says is shown escaped, as names are: an
-            // impostor's message must not drive the terminal either.
-            Error::Remote { code, message } => {
-                write!(f, "server refused ({}): {}", escape(code), escape(message))
-            }
+            Error::Remote { code, message } => write!(f, "server refused ({code}): {message}"),
             Error::Usage(msg) => f.write_str(msg),
             Error::DigestMismatch { name } => write!(
                 f,
@@ -193,9 +232,8 @@ impl fmt::Display for Error {
             ),
             Error::FolderLost { folder, cause } => write!(
                 f,
-                "the connection was reopened, but the server folder {} could not be entered \
-                 again ({cause}), so nothing was run; cd to a folder to go on",
-                escape(folder)
+                "the connection was reopened, but the server folder {folder} could not be entered \
+                 again ({cause}), so nothing was run; cd to a folder to go on"
             ),
             Error::Secret(msg) => f.write_str(msg),
             Error::Config { path, line, reason } => match line {
@@ -239,6 +277,45 @@ mod tests {
             e.to_string(),
             "server refused (not_found): no file a\\u{202e}txt.exe\\u{1b}[2J"
         );
+    }
+
+    #[test]
+    fn everything_a_peer_could_have_written_is_shown_escaped() {
+        // serde quotes the reply it could not read.
+        let bad =
+            serde_json::from_str::<crate::wire::message::EntryKind>("\"\\u001b]0;pwned\\u0007\"")
+                .map_err(|e| Error::Malformed(e.to_string()))
+                .unwrap_err();
+        let shown = bad.to_string();
+        assert!(
+            !shown.contains('\x1b') && !shown.contains('\x07'),
+            "{shown:?}"
+        );
+        assert!(shown.contains("\\u{1b}]0;pwned\\u{7}"), "{shown}");
+        let nested = Error::ConnectionLost {
+            cause: Box::new(Error::io(
+                "reading a\u{2066}b",
+                io::Error::other("x\u{200b}y"),
+            )),
+        };
+        assert_eq!(
+            nested.to_string(),
+            "connection lost (reading a\\u{2066}b: x\\u{200b}y); run the same command to resume",
+            "escaped once, not twice"
+        );
+        let folder = Error::FolderLost {
+            folder: "/t\x1b[2J".into(),
+            cause: Box::new(Error::Closed),
+        };
+        assert!(folder.to_string().contains("/t\\u{1b}[2J"), "{folder}");
+    }
+
+    #[test]
+    fn long_messages_are_clipped() {
+        let long = clip("é".repeat(MAX_REMOTE_MESSAGE));
+        assert!(long.len() <= MAX_REMOTE_MESSAGE + '…'.len_utf8());
+        assert!(long.ends_with('…'));
+        assert_eq!(clip("short".into()), "short");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use ftp::client::command::{Command, HELP, WORDS};
 use ftp::client::overwrite::Overwrite;
 use ftp::client::shell::{output_closed, run_command, run_session, ShellOptions};
 use ftp::client::trust::Trust;
-use ftp::client::{Client, ClientOptions, STALL_TIMEOUT};
+use ftp::client::{Client, ClientOptions, REPLY_TIMEOUT, STALL_TIMEOUT};
 use ftp::config::address::ServerAddress;
 use ftp::config::cli;
 use ftp::config::secret::{client_secret, client_secret_file, exposure_warning};
@@ -60,6 +60,13 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = STALL_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     stall_timeout: u64,
+    /// Give up on a command that has waited on the server this many
+    /// seconds in all, however it trickles its bytes; each KiB moved earns
+    /// a second more, so only a transfer slower than 1 KiB/s ends. Also
+    /// bounds each part of the login (10 s, or this if shorter).
+    #[arg(long, value_name = "SECS", default_value_t = REPLY_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    reply_timeout: u64,
     /// Let get replace a different local file without asking or telling.
     #[arg(short, long)]
     force: bool,
@@ -174,6 +181,7 @@ fn client_options(args: &Args) -> Result<ClientOptions> {
     }
     options.limit_rate = args.limit_rate;
     options.stall_timeout = Duration::from_secs(args.stall_timeout);
+    options.reply_timeout = Duration::from_secs(args.reply_timeout);
     options.overwrite = overwrite_policy(args.force, args.quiet);
     options.trust = Trust {
         fingerprint: args.fingerprint,

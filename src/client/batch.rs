@@ -14,6 +14,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use crate::client::checks::{check_room, check_stored};
 use crate::client::connect::read_reply;
 use crate::client::overwrite::{land_download, Overwrite};
 use crate::client::pipeline::{Pipe, Window};
@@ -30,7 +31,6 @@ use crate::wire::message::{
     Digest, DigestAlgorithm, Folder, GetReady, GetRequest, PutDone, PutReady, PutRequest, Removed,
     Request,
 };
-use crate::wire::names::escape;
 
 /// One thing a batch does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,7 +271,7 @@ impl Client {
             // Done, or steps to try once more are queued again.
             let Err(Lost(error)) = lost else { continue };
             self.broken = true;
-            let interrupted = matches!(error, Error::Interrupted { .. });
+            let interrupted = matches!(error, Error::Interrupted { .. }) || error.is_interruption();
             let reopened = match interrupted || reconnects >= RECONNECTS {
                 true => Err(error),
                 false => self.ensure_connected().map(|_| ()),
@@ -736,24 +736,6 @@ fn retried(e: &Error, done: &InFlight) -> bool {
     }
 }
 
-/// Checks the server's reply against what was sent: a server that says
-/// `ok` to another name, size or digest did not store this file.
-fn check_stored(done: &PutDone, remote: &str, size: u64, digest: &blake3::Hash) -> Result<PutDone> {
-    let digest_differs = done
-        .blake3
-        .as_deref()
-        .is_some_and(|d| blake3::Hash::from_hex(d).map_or(true, |d| &d != digest));
-    if done.filename != remote || done.size != size || digest_differs {
-        return Err(Error::Malformed(format!(
-            "the server confirmed {:?} of {} bytes, not what was sent ({:?}, {size} bytes)",
-            escape(&done.filename),
-            done.size,
-            escape(remote)
-        )));
-    }
-    Ok(done.clone())
-}
-
 /// Takes one download's reply, body and digest. The outer error means the
 /// connection is out of step; the inner one that only this file failed.
 fn receive(
@@ -781,6 +763,8 @@ fn receive(
         )));
     }
     let body = ready.filesize - offset;
+    // Refused before a byte is written; the body is on its way regardless.
+    check_room(partial, body).map_err(Lost)?;
     let (mut file, hasher) = match open_partial_download(partial, offset) {
         Ok(opened) => opened,
         Err(e) => {

@@ -18,9 +18,9 @@ use crate::wire::auth::{
     client_handshake, new_nonce, read_challenge, verify_server_proof as verify_server_proof_md5,
 };
 use crate::wire::binding::{client_tag, verify_server_proof, BINDING_LEN, TLS_MARKER};
-use crate::wire::frame::{self, read_full, MAX_REPLY_LEN};
-use crate::wire::message::{Proof, Reply, Request};
-use crate::wire::reply::error_reply_in;
+use crate::wire::frame::{self, read_full, MAX_HEADER_LEN, MAX_REPLY_LEN};
+use crate::wire::message::{Proof, Request};
+use crate::wire::reply::{error_reply_in, parse_reply};
 
 /// How long a server may take to answer the proof request. The original
 /// Python server never answers it (it ignores unknown commands).
@@ -57,21 +57,25 @@ pub(crate) fn open(addr: SocketAddr, options: &ClientOptions, tls: &TlsClient) -
     // look as if it cannot is on the path, and a fallback would hand them
     // the login and the files.
     let fallback = !options.require_proof && !tls.is_pinned();
-    let mut tcp = dial(addr, options)?;
+    // The challenge, or a busy frame in its place, comes whole within the
+    // login's limit however it trickles: it is read before TLS and before
+    // any pin is checked, from whatever answers at the address.
+    let limit = login_limit(options);
+    let mut sock = watched(dial(addr, options)?, options, limit)?;
     if fallback {
         // The seed's FtpServer never sends a challenge; a server of ours
         // sends it at once, so waiting a moment costs the normal case nothing.
-        set_timeouts(&tcp, CHALLENGE_WAIT, options)?;
-        match read_challenge(&mut tcp) {
-            Err(e) if is_timeout(&e) => return no_login(tcp, options),
+        sock.set_stall(CHALLENGE_WAIT);
+        match read_challenge(&mut sock) {
+            Err(e) if is_timeout(&e) && sock.moved() == 0 => {
+                return no_login(sock.into_inner(), options)
+            }
             other => other?,
         };
     } else {
-        // Longer than the longest back-off delay a server imposes.
-        set_timeouts(&tcp, CHALLENGE_LIMIT.min(options.stall_timeout), options)?;
-        read_challenge(&mut tcp).map_err(|e| match is_timeout(&e) {
+        read_challenge(&mut sock).map_err(|e| match is_timeout(&e) {
             true => {
-                let why = format!("no challenge came within {} s", CHALLENGE_LIMIT.as_secs());
+                let why = format!("no challenge came within {} s", limit.as_secs_f64());
                 tls.pinned_refusal(&why).unwrap_or_else(|| {
                     Error::ServerNotProven(format!(
                         "{why}: it is not an ftp-server (the original FtpServer sends none; \
@@ -82,10 +86,12 @@ pub(crate) fn open(addr: SocketAddr, options: &ClientOptions, tls: &TlsClient) -
             false => e,
         })?;
     }
-    set_timeouts(&tcp, options.stall_timeout, options)?;
-    tcp.write_all(&TLS_MARKER)
+    // The rest of the login (TLS, both proofs) has as long again.
+    sock.set_stall(options.stall_timeout);
+    sock.restart(limit, None);
+    sock.write_all(&TLS_MARKER)
         .map_err(|e| Error::io("sending the TLS request", e))?;
-    match tls::connect(tls.config.clone(), watched(tcp, options)?) {
+    match tls::connect(tls.config.clone(), sock) {
         Ok(stream) => tls_login(stream, options, tls),
         Err(e) => {
             if let Some(refusal) = tls.refusal() {
@@ -104,6 +110,13 @@ pub(crate) fn open(addr: SocketAddr, options: &ClientOptions, tls: &TlsClient) -
     }
 }
 
+/// How long each part of the login may take, however the server trickles
+/// it: the challenge (or a busy frame in its place), then TLS and the
+/// proofs. [`CHALLENGE_LIMIT`], or the reply timeout when that is shorter.
+pub(crate) fn login_limit(options: &ClientOptions) -> Duration {
+    CHALLENGE_LIMIT.min(options.reply_timeout)
+}
+
 /// How long a client that allows unproven servers waits for a challenge
 /// before it takes the server for the seed's FtpServer, which has no login.
 pub const CHALLENGE_WAIT: Duration = Duration::from_millis(1500);
@@ -115,7 +128,7 @@ pub const CHALLENGE_LIMIT: Duration = Duration::from_secs(10);
 /// The seed's FtpServer: no login, puts in the seed's form, no replies.
 fn no_login(tcp: TcpStream, options: &ClientOptions) -> Result<Opened> {
     Ok(Opened {
-        stream: ClientStream::Plain(watched(tcp, options)?),
+        stream: ClientStream::Plain(watched(tcp, options, options.reply_timeout)?),
         dialect: Dialect::Original,
         notice: Some(format!(
             "no challenge came within {} ms: uploading without a login, as to the original \
@@ -125,12 +138,16 @@ fn no_login(tcp: TcpStream, options: &ClientOptions) -> Result<Opened> {
     })
 }
 
-/// The logged-in stream: from here on, a stall ends the connection.
-fn watched(tcp: TcpStream, options: &ClientOptions) -> Result<StallGuard> {
-    StallGuard::new(tcp, options.stall_timeout).map_err(|e| Error::io("setting timeouts", e))
+/// The stream, watched: a stall, a reply past its budget (`grace` until
+/// the next restart) or Ctrl-C ends what it is doing.
+fn watched(tcp: TcpStream, options: &ClientOptions, grace: Duration) -> Result<StallGuard> {
+    let mut sock = StallGuard::new(tcp, options.stall_timeout, grace)
+        .map_err(|e| Error::io("setting timeouts", e))?;
+    sock.set_interrupt(options.interrupt.clone());
+    Ok(sock)
 }
 
-/// The TCP connection, with timeouts set.
+/// The TCP connection.
 fn dial(addr: SocketAddr, options: &ClientOptions) -> Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&addr, options.connect_timeout).map_err(|e| {
         let hint = match e.kind() {
@@ -140,14 +157,7 @@ fn dial(addr: SocketAddr, options: &ClientOptions) -> Result<TcpStream> {
         Error::io(format!("cannot connect to {addr}{hint}"), e)
     })?;
     let _ = stream.set_nodelay(true);
-    set_timeouts(&stream, options.stall_timeout, options)?;
     Ok(stream)
-}
-
-fn set_timeouts(s: &TcpStream, read: Duration, options: &ClientOptions) -> Result<()> {
-    s.set_read_timeout(Some(read))
-        .and_then(|()| s.set_write_timeout(Some(options.stall_timeout)))
-        .map_err(|e| Error::io("setting timeouts", e))
 }
 
 /// Inside TLS: our tag over this connection's exporter, then the server's
@@ -191,32 +201,35 @@ fn tls_login(
 /// The seed's plaintext dialect: HMAC-MD5 login, then the `prove` request
 /// in which a server of ours shows it holds the secret.
 fn open_plaintext(addr: SocketAddr, options: &ClientOptions) -> Result<Opened> {
-    let mut stream = dial(addr, options)?;
-    client_handshake(&mut stream, options.secret.as_bytes())?;
+    let limit = login_limit(options);
+    let mut sock = watched(dial(addr, options)?, options, limit)?;
+    client_handshake(&mut sock, options.secret.as_bytes())?;
     let nonce = new_nonce();
     let prove = frame::encode_json(&Request::Prove {
         nonce: hex::encode(nonce),
     })?;
-    stream
-        .write_all(&prove)
+    sock.write_all(&prove)
         .map_err(|e| Error::io("asking the server to prove itself", e))?;
-    set_timeouts(&stream, PROOF_TIMEOUT.min(options.stall_timeout), options)?;
-    let answer = read_proof(&mut stream, &prove);
-    set_timeouts(&stream, options.stall_timeout, options)?;
+    sock.set_stall(PROOF_TIMEOUT.min(options.stall_timeout));
+    sock.restart(PROOF_TIMEOUT.min(limit), None);
+    let answer = read_proof(&mut sock, &prove);
+    // A seed server never answers: the wait for the proof ended in a
+    // timeout, and the connection goes on unwatched by it.
+    let stream = ClientStream::Plain(watched(sock.into_inner(), options, options.reply_timeout)?);
     if let Ok(ProofAnswer::Echoed) = answer {
         return Ok(Opened {
-            stream: ClientStream::Plain(watched(stream, options)?),
+            stream,
             dialect: Dialect::Echo,
             notice: Some("the server echoes what it is sent: the seed's echo server".into()),
         });
     }
     let answer = answer.and_then(|a| match a {
-        ProofAnswer::Reply(reply) => reply.into_result(),
+        ProofAnswer::Reply(reply) => reply,
         ProofAnswer::Echoed => unreachable!(),
     });
     let dialect = plaintext_dialect(options, &nonce, answer)?;
     Ok(Opened {
-        stream: ClientStream::Plain(watched(stream, options)?),
+        stream,
         dialect,
         notice: None,
     })
@@ -265,20 +278,21 @@ fn plaintext_dialect(
 /// What came back for the `prove` request.
 enum ProofAnswer {
     /// A reply frame.
-    Reply(Reply<Proof>),
+    Reply(Result<Proof>),
     /// The request itself, upper-cased: the seed's echo server.
     Echoed,
 }
 
 /// Reads the answer to `prove`, recognising a server that echoes.
-fn read_proof(stream: &mut TcpStream, request: &[u8]) -> Result<ProofAnswer> {
-    let body = frame::read(stream, MAX_REPLY_LEN)?.ok_or(Error::Closed)?;
+fn read_proof<R: Read>(stream: &mut R, request: &[u8]) -> Result<ProofAnswer> {
+    let body = frame::read(stream, MAX_HEADER_LEN)?.ok_or(Error::Closed)?;
     if body == request[4..].to_ascii_uppercase() {
         return Ok(ProofAnswer::Echoed);
     }
-    serde_json::from_slice(&body)
-        .map(ProofAnswer::Reply)
-        .map_err(|e| Error::Malformed(format!("reply to prove: {e}")))
+    match parse_reply(&body) {
+        Err(Error::Malformed(why)) => Err(Error::Malformed(format!("reply to prove: {why}"))),
+        answer => Ok(ProofAnswer::Reply(answer)),
+    }
 }
 
 fn is_timeout(e: &Error) -> bool {
@@ -286,8 +300,10 @@ fn is_timeout(e: &Error) -> bool {
         if matches!(source.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
 }
 
-/// Reads a reply frame and turns an error reply into [`Error::Remote`].
+/// Reads a reply frame and turns an error reply into [`Error::Remote`]:
+/// the frame's bytes and what it holds, never a copy of it as a tree of
+/// values (see [`parse_reply`]).
 pub(crate) fn read_reply<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T> {
-    let reply: Reply<T> = frame::read_json(r, MAX_REPLY_LEN)?;
-    reply.into_result()
+    let body = frame::read(r, MAX_REPLY_LEN)?.ok_or(Error::Closed)?;
+    parse_reply(&body)
 }

@@ -6,6 +6,7 @@
 //! at a terminal uses.
 
 pub mod batch;
+mod checks;
 pub mod command;
 pub mod connect;
 mod listing;
@@ -49,6 +50,16 @@ pub use crate::client::transfer::{local_upload_name, partial_download_path, SMAL
 /// command fails, unless the options say otherwise.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a command may wait on the server in all, unless the options
+/// say otherwise, before what it moved earns it more (see [`MIN_RATE`]).
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Bytes a second a command must average once its reply timeout is
+/// spent: each KiB moved, either way, earns a second more. A server that
+/// trickles a reply, a listing, a body or a digest ends the command; a
+/// slow link that moves a KiB a second does not.
+pub const MIN_RATE: u64 = 1024;
+
 /// How a client connects.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -67,6 +78,13 @@ pub struct ClientOptions {
     /// bounds the wait for a reply as well as every read and write of a
     /// transfer; the login's own waits are shorter.
     pub stall_timeout: Duration,
+    /// How long one command may wait on the server in all, however the
+    /// server trickles its bytes (each stays inside the stall timeout):
+    /// a reply, a listing, a download's body and its digest. Every KiB
+    /// moved earns a second more ([`MIN_RATE`]), so a long transfer ends
+    /// only when it averages less than that. Bounds each part of the
+    /// login too, with [`connect::CHALLENGE_LIMIT`] when that is shorter.
+    pub reply_timeout: Duration,
     /// Most bytes per second a transfer may move; `None` for no limit.
     pub limit_rate: Option<u64>,
     /// Raised (by a Ctrl-C handler) to stop the running transfer between
@@ -88,6 +106,7 @@ impl ClientOptions {
             trust: Trust::default(),
             connect_timeout: Duration::from_secs(10),
             stall_timeout: STALL_TIMEOUT,
+            reply_timeout: REPLY_TIMEOUT,
             limit_rate: None,
             interrupt: None,
             overwrite: Overwrite::default(),
@@ -194,9 +213,31 @@ impl Client {
         })
     }
 
-    /// Stops transfers between chunks whenever `flag` is raised.
+    /// Stops the running command whenever `flag` is raised: a transfer
+    /// between two chunks, and any wait on the server within a fraction
+    /// of a second.
     pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.stream.set_interrupt(Some(flag.clone()));
         self.options.interrupt = Some(flag);
+    }
+
+    /// Starts the budget of a command: [`ClientOptions::reply_timeout`]
+    /// of waiting on the server, and a second more per KiB moved.
+    fn restart_budget(&mut self) {
+        let grace = self.options.reply_timeout;
+        self.stream.restart(grace, Some(MIN_RATE));
+    }
+
+    /// Runs `f` with the reply timeout and the connect timeout cut to
+    /// `limit`: for work the user cannot stop, such as the listing a Tab
+    /// completion asks for while the terminal is in raw mode.
+    pub(crate) fn within<T>(&mut self, limit: Duration, f: impl FnOnce(&mut Client) -> T) -> T {
+        let saved = (self.options.reply_timeout, self.options.connect_timeout);
+        self.options.reply_timeout = saved.0.min(limit);
+        self.options.connect_timeout = saved.1.min(limit);
+        let done = f(self);
+        (self.options.reply_timeout, self.options.connect_timeout) = saved;
+        done
     }
 
     /// The server's address.
@@ -214,11 +255,13 @@ impl Client {
     /// none runs in the wrong folder.
     pub fn ensure_connected(&mut self) -> Result<bool> {
         if !self.broken && !self.stream.peer_closed() {
+            self.restart_budget();
             return Ok(false);
         }
         let opened = open(self.addr, &self.options, &self.tls)?;
         (self.stream, self.dialect) = (opened.stream, opened.dialect);
         self.broken = false;
+        self.restart_budget();
         self.return_to_folder()?;
         Ok(true)
     }
@@ -430,10 +473,19 @@ impl Client {
     /// Runs `f`, marking the connection broken if `f` leaves it out of
     /// step. A connection that broke or stalled becomes
     /// [`Error::ConnectionLost`], which says that the same command resumes.
+    ///
+    /// Each run starts the command's budget (see
+    /// [`ClientOptions::reply_timeout`]); one stopped by Ctrl-C becomes
+    /// [`Error::Interrupted`].
     pub(crate) fn guard<T>(&mut self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        self.restart_budget();
         match f(self) {
             Ok(v) => Ok(v),
             Err(e @ (Error::Remote { .. } | Error::Usage(_))) => Err(e),
+            Err(e) if e.is_interruption() => {
+                self.broken = true;
+                Err(Error::Interrupted { what: "command" })
+            }
             Err(e) => {
                 self.broken = true;
                 Err(connection_lost(e))

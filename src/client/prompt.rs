@@ -20,7 +20,7 @@ use crate::client::command::{split_words, Command, WORDS};
 use crate::client::shell::{output_closed, run_command, Next, ShellOptions};
 use crate::client::Client;
 use crate::config::paths;
-use crate::wire::names::escape;
+use crate::wire::names::{escape, validate_name};
 
 /// Reads commands until `quit` or end of input and runs them. With a
 /// terminal on stdin it shows the `>>: ` prompt with line editing, history
@@ -133,6 +133,10 @@ fn history_file() -> Option<PathBuf> {
     Some(dir.join("history"))
 }
 
+/// Longest a Tab waits on the server (for each step of a reconnect, and
+/// for the listing); it then completes nothing.
+const COMPLETION_LIMIT: Duration = Duration::from_secs(2);
+
 /// How long completion trusts the names it fetched.
 const NAMES_TTL: Duration = Duration::from_secs(30);
 
@@ -163,10 +167,14 @@ impl RemoteNames {
     fn get(&mut self, client: &mut Client) -> &[String] {
         if !self.is_fresh() {
             let mut names = Vec::new();
-            let listing = client.ensure_connected().and_then(|_| {
+            // The terminal is in raw mode meanwhile, where Ctrl-C is only a
+            // key: a server that trickles its listing must not hold it.
+            let listing = client.within(COMPLETION_LIMIT, |client| {
+                client.ensure_connected()?;
                 client.ls(|page| {
                     let room = MAX_COMPLETIONS.saturating_sub(names.len());
-                    names.extend(page.files.into_iter().take(room).map(|e| e.name));
+                    let fit = page.files.into_iter().filter(|e| completable(&e.name));
+                    names.extend(fit.take(room).map(|e| e.name));
                     Ok(())
                 })
             });
@@ -208,10 +216,24 @@ impl Completer for LineHelper<'_, '_> {
                 .map(|w| pair(w));
             return Ok((0, words.collect()));
         }
-        let first = split_words(before).ok().and_then(|w| w.into_iter().next());
-        match first.as_deref() {
-            Some("put") => self.files.complete(line, pos, ctx),
-            Some("get") | Some("rm") | Some("cd") => {
+        let words = split_words(before).unwrap_or_default();
+        // Operands typed before the word under the cursor, flags aside.
+        let typed = words.len().saturating_sub(match start == pos {
+            true => 0,
+            false => 1,
+        });
+        let operands = words
+            .iter()
+            .take(typed)
+            .skip(1)
+            .filter(|w| !w.starts_with('-'))
+            .count();
+        match (words.first().map(String::as_str), operands) {
+            (Some("put"), _) => self.files.complete(line, pos, ctx),
+            // get's LOCAL is a path here: a server's name is never offered
+            // for where a download goes.
+            (Some("get"), 1..) => self.files.complete(line, pos, ctx),
+            (Some("get" | "rm" | "cd"), _) => {
                 let mut remote = self.remote.borrow_mut();
                 let Ok(mut client) = self.client.try_borrow_mut() else {
                     return Ok((pos, Vec::new()));
@@ -226,6 +248,14 @@ impl Completer for LineHelper<'_, '_> {
             _ => Ok((pos, Vec::new())),
         }
     }
+}
+
+/// Whether a server's name may be put into the line being edited: one the
+/// naming rules allow (no `/`, no `..`) and that shows as it is, without a
+/// control, invisible or reordering character that would act on the
+/// terminal or pass for another name. Others are not offered at all.
+fn completable(name: &str) -> bool {
+    validate_name(name).is_ok() && escape(name) == name
 }
 
 fn quote_if_needed(s: &str) -> String {
@@ -246,6 +276,21 @@ impl Helper for LineHelper<'_, '_> {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_would_act_on_the_terminal_or_leave_the_folder_are_not_offered() {
+        for bad in [
+            "a\x1b]52;c;cm0gLXJmIH4=\x07",
+            "/etc/cron.d/x",
+            "../../x",
+            "..",
+            "a\u{202e}txt.exe",
+            "zero\u{200b}width",
+        ] {
+            assert!(!completable(bad), "{bad:?}");
+        }
+        assert!(completable("report 2026.txt") && completable("Übung.pdf"));
+    }
 
     #[test]
     fn completion_quotes_spaces() {

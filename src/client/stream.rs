@@ -2,6 +2,9 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::net::stall::StallGuard;
 use crate::net::tls::ClientTls;
@@ -21,6 +24,16 @@ impl ClientStream {
             ClientStream::Plain(s) => s,
             ClientStream::Tls(t) => &mut t.sock,
         }
+    }
+
+    /// Starts a new budget for a command (see [`StallGuard::restart`]).
+    pub(crate) fn restart(&mut self, grace: Duration, rate: Option<u64>) {
+        self.sock().restart(grace, rate);
+    }
+
+    /// Stops any wait on the server once `flag` is raised.
+    pub(crate) fn set_interrupt(&mut self, flag: Option<Arc<AtomicBool>>) {
+        self.sock().set_interrupt(flag);
     }
 
     /// Says goodbye: TLS close_notify, so the server sees a clean end.

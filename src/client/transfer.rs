@@ -7,6 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::client::checks::{check_room, check_stored};
 use crate::client::connect::{read_reply, Dialect};
 use crate::client::overwrite::{confirm_early, land_download};
 use crate::client::{Client, ClientOptions, GetReport, Progress, PutReport};
@@ -15,7 +16,7 @@ use crate::io::digest::Digester;
 use crate::io::interrupt::{is_interruption, Interruptible};
 use crate::io::pump::{hash_prefix, relay, PumpError};
 use crate::io::throttle::Throttle;
-use crate::wire::frame::{self, MAX_REPLY_LEN};
+use crate::wire::frame::{self, MAX_HEADER_LEN};
 use crate::wire::message::{
     Digest, DigestAlgorithm, GetReady, GetRequest, PutDone, PutReady, PutRequest, Request,
 };
@@ -111,8 +112,9 @@ impl Client {
             ..PutRequest::plain(name, size)
         }))?;
         message.extend_from_slice(&body);
+        let digest = blake3::hash(&body);
         message.extend(frame::encode_json(&Digest {
-            blake3: blake3::hash(&body).to_hex().to_string(),
+            blake3: digest.to_hex().to_string(),
         })?);
         progress.start(name, size, 0);
         self.guard(|c| {
@@ -123,7 +125,7 @@ impl Client {
             progress.finish();
             let done: PutDone = read_reply(&mut c.stream)?;
             Ok(PutReport {
-                done,
+                done: check_stored(&done, name, size, &digest)?,
                 resumed_from: 0,
                 restarted: false,
                 confirmed: true,
@@ -236,15 +238,16 @@ impl Client {
             let mut hasher = Digester::new(hasher, size - offset);
             progress.start(name, size, offset);
             c.send_body(name, file, size - offset, Some(&mut hasher), progress)?;
+            let digest = hasher.finalize();
             frame::write_json(
                 &mut c.stream,
                 &Digest {
-                    blake3: hasher.finalize().to_hex().to_string(),
+                    blake3: digest.to_hex().to_string(),
                 },
             )?;
             let done: PutDone = read_reply(&mut c.stream)?;
             Ok(PutReport {
-                done,
+                done: check_stored(&done, name, size, &digest)?,
                 resumed_from: offset,
                 restarted: false,
                 confirmed: true,
@@ -321,7 +324,8 @@ impl Client {
             if ready.offset != offset || ready.filesize < offset {
                 return Err(Error::Malformed("server sent a different offset".into()));
             }
-            // A no leaves the file unread on the wire: out of step.
+            // A no, or no room, leaves the file unread on the wire: out of step.
+            check_room(partial, ready.filesize - offset).inspect_err(|_| c.broken = true)?;
             let agreed = confirm_early(&c.options.overwrite, target, ready.filesize)
                 .inspect_err(|_| c.broken = true)?;
             let (mut file, hasher) = open_partial_download(partial, offset)?;
@@ -336,7 +340,12 @@ impl Client {
             progress.finish();
             match got {
                 Ok(_) => {}
-                Err(PumpError::Source(e)) => return Err(e),
+                Err(PumpError::Source(e)) if !e.is_interruption() => return Err(e),
+                // Ctrl-C, seen by the file's writer or while the read waited.
+                Err(PumpError::Source(_)) => {
+                    let _ = file.sync_all();
+                    return Err(Error::Interrupted { what: "download" });
+                }
                 Err(PumpError::Sink(e)) if is_interruption(&e) => {
                     let _ = file.sync_all();
                     return Err(Error::Interrupted { what: "download" });
@@ -346,7 +355,7 @@ impl Client {
                     return Err(Error::io(format!("writing {}", partial.display()), e));
                 }
             }
-            let digest: Digest = frame::read_json(&mut c.stream, MAX_REPLY_LEN)?;
+            let digest: Digest = frame::read_json(&mut c.stream, MAX_HEADER_LEN)?;
             let ours = check_download(name, file, hasher, &digest, partial, true)?;
             land_download(
                 &c.options.overwrite,

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::wire::frame::LEN_PREFIX;
-use crate::wire::reply::{Entry, Listing, Reply};
+use crate::wire::reply::{parse_reply, Entry, Listing, Reply};
 
 /// The JSON bytes a page holds before the server closes it and starts the
 /// next: small against memory, large against the cost of a frame.
@@ -171,10 +171,14 @@ pub fn decode_page(buf: &mut Vec<u8>, max: usize) -> Result<Step> {
     if buf.len() < end {
         return Ok(Step::Need(end - buf.len()));
     }
-    let parsed = serde_json::from_slice::<Reply<Listing>>(&buf[LEN_PREFIX..end]);
+    let parsed = parse_reply::<Listing>(&buf[LEN_PREFIX..end]);
     buf.drain(..end);
-    let reply = parsed.map_err(|e| Error::Malformed(format!("listing page: {e}")))?;
-    reply.into_result().map(Step::Page)
+    parsed
+        .map_err(|e| match e {
+            Error::Malformed(why) => Error::Malformed(format!("listing page: {why}")),
+            other => other,
+        })
+        .map(Step::Page)
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! Replies: what a server answers, `ok` with a payload or `error` with a
 //! stable code. Pure data, no I/O beyond recognising an error frame.
 
+use std::borrow::Cow;
 use std::io::Read;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::wire::frame::{read_full, MAX_REPLY_LEN};
+use crate::wire::frame::{read_full, whole};
 
 /// Machine-readable error codes, stable across versions. Clients show the
 /// message; scripts match on the code.
@@ -84,7 +86,7 @@ impl From<ErrorReply> for Error {
             ErrorCode::AuthFailed => Error::AuthFailed,
             code => Error::Remote {
                 code: code.as_str().to_string(),
-                message: e.message,
+                message: crate::error::clip(e.message),
             },
         }
     }
@@ -108,6 +110,36 @@ impl<T> Reply<T> {
             Reply::Ok(t) => Ok(t),
             Reply::Error(e) => Err(e.into()),
         }
+    }
+}
+
+/// Parses the body of a reply as `T` when its status is `ok`, and as an
+/// [`Error`] when it is `error`.
+///
+/// Serde's internally tagged [`Reply`] would buffer the whole body as a
+/// tree of values before it finds the tag (a reply of 16 MiB took the
+/// client past 270 MiB); here a small struct that skips every other field
+/// reads the status first, and the body is then parsed once, into what it
+/// holds.
+///
+/// Fails with [`Error::Malformed`] when the body is not a reply of that
+/// shape, and with the server's error for an error reply.
+pub fn parse_reply<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    #[derive(Deserialize)]
+    struct Status<'a> {
+        #[serde(borrow)]
+        status: Cow<'a, str>,
+    }
+    let malformed = |e: serde_json::Error| Error::Malformed(e.to_string());
+    let status: Status = serde_json::from_slice(body).map_err(malformed)?;
+    match &*status.status {
+        "ok" => serde_json::from_slice(body).map_err(malformed),
+        "error" => Err(serde_json::from_slice::<ErrorReply>(body)
+            .map_err(malformed)?
+            .into()),
+        other => Err(Error::Malformed(format!(
+            "a reply whose status is {other:?}, neither ok nor error"
+        ))),
     }
 }
 
@@ -255,27 +287,50 @@ pub struct Moved {
     pub to: String,
 }
 
+/// Longest error frame taken in place of a challenge or a login proof: a
+/// busy server's refusal is a short sentence.
+pub const MAX_REFUSAL_LEN: usize = 4096;
+
 /// Recognises an error frame where a challenge was expected: a busy server
 /// answers a new connection with one instead of a challenge. `start` holds
-/// the bytes read so far; the rest of the frame is read from `rest`.
+/// the bytes read so far; the rest of the frame is read from `rest`, which
+/// the caller holds to the login's deadline.
 ///
-/// A random challenge looks like this with a chance of about 2^-80.
+/// Returns `None` when `start` is not the start of an error frame (a
+/// random challenge looks like one with a chance of about 2^-80); else the
+/// server's error, or why its frame could not be taken: longer than
+/// [`MAX_REFUSAL_LEN`], cut short, or not a reply.
 pub(crate) fn error_reply_in<R: Read>(start: &[u8], rest: &mut R) -> Option<Error> {
     const MARKER: &[u8] = b"{\"status\":\"error\"";
     if start.len() < 4 + MARKER.len() || !start[4..].starts_with(MARKER) {
         return None;
     }
     let len = i32::from_le_bytes([start[0], start[1], start[2], start[3]]);
-    let len = usize::try_from(len).ok().filter(|&l| l <= MAX_REPLY_LEN)?;
+    let len = match usize::try_from(len) {
+        Ok(len) if len <= MAX_REFUSAL_LEN => len,
+        _ => {
+            return Some(Error::Malformed(format!(
+                "the server sent an error frame of {len} bytes before the login \
+                 (at most {MAX_REFUSAL_LEN} are read)"
+            )))
+        }
+    };
     let mut body = start[4..].to_vec();
     if body.len() < len {
         let mut more = vec![0u8; len - body.len()];
-        let got = read_full(rest, &mut more).ok()?;
-        body.extend_from_slice(&more[..got]);
+        let got = match read_full(rest, &mut more) {
+            Ok(got) => got,
+            Err(e) => return Some(e),
+        };
+        if let Err(e) = whole("error frame", got, more.len()) {
+            return Some(e);
+        }
+        body.extend_from_slice(&more);
     }
     body.truncate(len);
-    let reply: Reply<Value> = serde_json::from_slice(&body).ok()?;
-    reply.into_result().err()
+    Some(parse_reply::<Value>(&body).err().unwrap_or_else(|| {
+        Error::Malformed("the server sent an ok frame where the login was expected".into())
+    }))
 }
 
 #[cfg(test)]
@@ -305,6 +360,40 @@ mod tests {
         let future: Reply<Echoed> =
             serde_json::from_str(r#"{"status":"error","code":"brand_new","message":"?"}"#).unwrap();
         assert!(future.into_result().is_err());
+    }
+
+    #[test]
+    fn replies_parse_status_first_then_once_into_what_they_hold() {
+        let ok: Echoed =
+            parse_reply(br#"{"text":"HI","status":"ok","extra":[1,{"a":2}]}"#).unwrap();
+        assert_eq!(ok.text, "HI");
+        let err = parse_reply::<Echoed>(br#"{"status":"error","code":"not_found","message":"no"}"#)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Remote { ref code, .. } if code == "not_found"),
+            "{err}"
+        );
+        // An escaped status is still read; an unknown one is refused, shown escaped.
+        assert!(parse_reply::<Echoed>(br#"{"status":"\u006fk","text":"x"}"#).is_ok());
+        let odd = parse_reply::<Echoed>(b"{\"status\":\"\\u001b[2J\"}").unwrap_err();
+        assert!(matches!(odd, Error::Malformed(_)), "{odd}");
+        assert!(!odd.to_string().contains('\x1b'), "{odd}");
+        assert!(matches!(
+            parse_reply::<Echoed>(br#"{"text":"x"}"#),
+            Err(Error::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_busy_frame_too_long_or_cut_short_is_an_error_not_a_challenge() {
+        let mut head = ((MAX_REFUSAL_LEN + 1) as i32).to_le_bytes().to_vec();
+        head.extend_from_slice(br#"{"status":"error","code":"busy","message":"#);
+        let err = error_reply_in(&head[..32], &mut std::io::empty()).unwrap();
+        assert!(err.to_string().contains("4097 bytes"), "{err}");
+        let mut head = 100i32.to_le_bytes().to_vec();
+        head.extend_from_slice(br#"{"status":"error","code":"busy","message":"#);
+        let err = error_reply_in(&head[..32], &mut &head[32..]).unwrap();
+        assert!(err.is_disconnect(), "{err}");
     }
 
     #[test]

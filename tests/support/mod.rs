@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod garage;
+pub mod hostile;
 pub mod latency;
 pub mod relay;
 
