@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::io::digest::Digester;
 use crate::io::interrupt::is_interruption;
 use crate::io::pump::{hash_prefix, relay, PumpError};
-use crate::wire::frame::{self, MAX_REPLY_LEN};
+use crate::wire::frame::{self, MAX_HEADER_LEN};
 use crate::wire::message::{
     Digest, DigestAlgorithm, Folder, GetReady, GetRequest, PutDone, PutReady, PutRequest, Removed,
     Request,
@@ -645,6 +645,10 @@ fn answer(
     later: &mut Vec<Queued>,
 ) -> Result<(), Unanswered> {
     let step = &done.step;
+    // Set when the reply came whole but the step failed on our side (a
+    // lying reply, a local file that cannot be written): the connection is
+    // in step, only the step fails.
+    let mut whole = false;
     let outcome = match (&done.step, &done.sent) {
         (Step::MakeFolder(path), _) => read_reply::<_, Folder>(pipe).map(|_| {
             progress.finished(&Finished::Made(path));
@@ -665,7 +669,10 @@ fn answer(
                 resumed_from,
             },
         ) => read_reply::<_, PutDone>(pipe)
-            .and_then(|d| check_stored(&d, &u.remote, *size, digest))
+            .and_then(|d| {
+                whole = true;
+                check_stored(&d, &u.remote, *size, digest)
+            })
             .map(|d| {
                 progress.finished(&Finished::Stored {
                     remote: &u.remote,
@@ -680,6 +687,7 @@ fn answer(
                 Ok(got) => got,
                 Err(lost) => return Err(unanswered(lost, done)),
             };
+            whole = true;
             got.map(|(size, received)| {
                 progress.finished(&Finished::Saved {
                     local: &d.local,
@@ -701,7 +709,7 @@ fn answer(
             });
             Ok(())
         }
-        Err(e @ (Error::Remote { .. } | Error::DigestMismatch { .. } | Error::Usage(_))) => {
+        Err(e) if whole || matches!(e, Error::Remote { .. } | Error::Usage(_)) => {
             fail(report, progress, step, e);
             Ok(())
         }
@@ -764,7 +772,11 @@ fn receive(
     }
     let body = ready.filesize - offset;
     // Refused before a byte is written; the body is on its way regardless.
-    check_room(partial, body).map_err(Lost)?;
+    if let Err(e) = check_room(partial, body) {
+        // Only this file does not fit: its bytes are skipped, the rest go on.
+        skip(pipe, body)?;
+        return Ok(Err(e));
+    }
     let (mut file, hasher) = match open_partial_download(partial, offset) {
         Ok(opened) => opened,
         Err(e) => {
@@ -791,7 +803,7 @@ fn receive(
             return Err(Lost(Error::io(format!("writing {}", partial.display()), e)));
         }
     }
-    let digest: Digest = frame::read_json(pipe, MAX_REPLY_LEN).map_err(Lost)?;
+    let digest: Digest = frame::read_json(pipe, MAX_HEADER_LEN).map_err(Lost)?;
     let landed =
         check_download(&d.remote, file, hasher, &digest, partial, false).and_then(|ours| {
             let policy = match options.ask_before_replacing {
@@ -818,7 +830,7 @@ fn skip(pipe: &mut Pipe, len: u64) -> Result<(), Lost> {
     if copied < len {
         return Err(Lost(Error::Closed));
     }
-    frame::read_json::<_, Digest>(pipe, MAX_REPLY_LEN).map_err(Lost)?;
+    frame::read_json::<_, Digest>(pipe, MAX_HEADER_LEN).map_err(Lost)?;
     Ok(())
 }
 
