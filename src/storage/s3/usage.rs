@@ -12,7 +12,7 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::upload::{UploadState, LIVE_WINDOW};
+use super::record::{UploadState, LIVE_WINDOW};
 use super::S3Store;
 use crate::storage::{Place, Usage};
 use crate::wire::names::PARTIAL_DIR;
@@ -117,7 +117,7 @@ fn abandoned_bytes(state: &UploadState, now: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::s3::upload::PartRecord;
+    use crate::storage::s3::record::PartRecord;
 
     fn state(updated: u64, lens: &[u64]) -> UploadState {
         UploadState {
