@@ -5,8 +5,7 @@
 use std::io;
 
 use crate::server::session::Session;
-use crate::storage::local::{is_no_space, FolderError};
-use crate::storage::StoreError;
+use crate::storage::{is_no_space, FolderError, StoreError};
 use crate::wire::message::{ErrorCode, ErrorReply};
 use crate::wire::names::{escape, resolve_file, NameError};
 

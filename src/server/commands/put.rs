@@ -326,9 +326,7 @@ impl Session<'_> {
         match pumped {
             Ok(_) => Ok(BodyEnd::Read(write_error)),
             Err(PumpError::Source(e)) => Err(e),
-            Err(PumpError::Sink(e)) if crate::storage::local::is_no_space(&e) => {
-                Err(Error::DiskFull(e))
-            }
+            Err(PumpError::Sink(e)) if crate::storage::is_no_space(&e) => Err(Error::DiskFull(e)),
             // Too slow: dropped, and the partial stays for a resume.
             Err(PumpError::Sink(e)) => Err(Error::io("receiving the file", e)),
         }

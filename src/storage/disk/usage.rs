@@ -11,18 +11,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::storage::handle::{Folder, Kind};
+use super::handle::{Folder, Kind};
+use crate::storage::Usage;
 use crate::wire::names::PARTIAL_DIR;
-
-/// What a home holds.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Usage {
-    /// Bytes of its files, partial uploads included.
-    pub bytes: u64,
-    /// Its files and folders, partial uploads included; the folders that
-    /// hold partial uploads are the server's, and not counted.
-    pub entries: u64,
-}
 
 /// What each home holds, partial uploads included.
 #[derive(Debug, Default, Clone)]
