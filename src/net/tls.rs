@@ -14,10 +14,11 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
+use parking_lot::Mutex;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -213,17 +214,17 @@ impl PinVerifier {
 
     /// Holds to `pin` from now on.
     pub fn set_pin(&self, pin: Pin) {
-        *self.pin.lock().unwrap_or_else(|p| p.into_inner()) = pin;
+        *self.pin.lock() = pin;
     }
 
     /// The pin in force.
     pub fn pin(&self) -> Pin {
-        *self.pin.lock().unwrap_or_else(|p| p.into_inner())
+        *self.pin.lock()
     }
 
     /// The fingerprint of the last certificate presented.
     pub fn seen(&self) -> Option<Fingerprint> {
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner())
+        *self.seen.lock()
     }
 }
 
@@ -237,7 +238,7 @@ impl ServerCertVerifier for PinVerifier {
         _now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
         let seen = Fingerprint::of(end_entity);
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(seen);
+        *self.seen.lock() = Some(seen);
         match self.pin() {
             Pin::Exact(pinned) if pinned != seen => Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::ApplicationVerificationFailure,

@@ -9,7 +9,9 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use super::handle::{Folder, Kind};
 use crate::storage::Usage;
@@ -21,7 +23,7 @@ pub struct UsageBook(Arc<Mutex<HashMap<PathBuf, Usage>>>);
 
 impl UsageBook {
     fn book(&self) -> MutexGuard<'_, HashMap<PathBuf, Usage>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.lock()
     }
 
     /// What `home` holds: from the book, or walked the first time.

@@ -9,9 +9,11 @@
 
 use std::io;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use super::budget::Reservation;
 use super::record::{
@@ -91,10 +93,6 @@ struct Multipart {
     spare: Arc<Mutex<Option<Vec<u8>>>>,
     /// Completed or discarded: nothing to let go of.
     done: bool,
-}
-
-fn lock(state: &Mutex<UploadState>) -> MutexGuard<'_, UploadState> {
-    state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A store error while doing `what`; a name another server holds is busy.
@@ -187,13 +185,13 @@ fn send_parts(
     parts: Receiver<Part>,
     spare: &Mutex<Option<Vec<u8>>>,
 ) -> io::Result<()> {
-    let upload_id = lock(state).upload_id.clone();
+    let upload_id = state.lock().upload_id.clone();
     let mut saved = Instant::now();
     loop {
         let part = match parts.recv_timeout(HEARTBEAT) {
             Ok(part) => part,
             Err(RecvTimeoutError::Timeout) => {
-                let mut snapshot = lock(state).clone();
+                let mut snapshot = state.lock().clone();
                 target.save_if_ours(&mut snapshot)?;
                 saved = Instant::now();
                 continue;
@@ -213,9 +211,9 @@ fn send_parts(
         };
         let mut buffer = part.bytes;
         buffer.clear();
-        *spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(buffer);
+        *spare.lock() = Some(buffer);
         let mut snapshot = {
-            let mut state = lock(state);
+            let mut state = state.lock();
             state.parts.push(record);
             state.clone()
         };
@@ -236,7 +234,6 @@ impl Multipart {
         let next = self
             .spare
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .take()
             .unwrap_or_else(|| Vec::with_capacity(part_size as usize));
         let bytes = std::mem::replace(&mut self.part, next);
@@ -286,7 +283,7 @@ impl Drop for S3Upload {
     fn drop(&mut self) {
         if let Way::Multipart(m) = &mut self.way {
             if m.join().is_ok() && !m.done {
-                let mut state = lock(&m.state).clone();
+                let mut state = m.state.lock().clone();
                 state.updated = 0;
                 if self.target.check_ours(&state).is_ok() {
                     let _ = match state.parts.is_empty() {
@@ -320,7 +317,7 @@ impl Upload for S3Upload {
                 Ok(())
             }
             Way::Multipart(m) => {
-                let part_size = lock(&m.state).part_size;
+                let part_size = m.state.lock().part_size;
                 while !chunk.is_empty() {
                     let room = (part_size - m.part.len() as u64).min(chunk.len() as u64);
                     let (now, rest) = chunk.split_at(room as usize);
@@ -344,9 +341,9 @@ impl Upload for S3Upload {
         let actual = match &mut self.way {
             Way::Whole { hasher, .. } => hasher.finalize(),
             Way::Multipart(m) => {
-                let part_size = lock(&m.state).part_size;
+                let part_size = m.state.lock().part_size;
                 m.ship(part_size).and_then(|()| m.join()).map_err(failed)?;
-                let state = lock(&m.state).clone();
+                let state = m.state.lock().clone();
                 let hashes: Option<Vec<PartHash>> =
                     state.parts.iter().map(PartRecord::hash).collect();
                 let covered: u64 = state.parts.iter().map(|p| p.len).sum();
@@ -373,7 +370,7 @@ impl Upload for S3Upload {
             }
             Way::Multipart(m) => {
                 m.done = true;
-                Some(lock(&m.state).clone())
+                Some(m.state.lock().clone())
             }
         };
         if let Some(state) = multipart {
@@ -386,7 +383,7 @@ impl Upload for S3Upload {
         if let Way::Multipart(m) = &mut self.way {
             m.done = true;
             let _ = m.join();
-            let state = lock(&m.state).clone();
+            let state = m.state.lock().clone();
             let _ = self.target.forget(&state);
         }
     }

@@ -9,8 +9,10 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use super::record::{UploadState, LIVE_WINDOW};
 use super::S3Store;
@@ -28,7 +30,7 @@ pub struct UsageCache(Arc<Mutex<HashMap<String, (Usage, Instant)>>>);
 
 impl UsageCache {
     fn book(&self) -> MutexGuard<'_, HashMap<String, (Usage, Instant)>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.lock()
     }
 
     /// The usage of the home with key `home`, if measured recently.
