@@ -437,24 +437,28 @@ fn from_ureq(e: ureq::Error) -> io::Error {
     }
 }
 
-/// An error for a non-2xx answer, with S3's `<Code>` and `<Message>`.
+/// What an S3 error body says: `<Error><Code>…</Code><Message>…</Message>
+/// …</Error>`; the other fields (resource, request id, region) are left.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ErrorBody {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+/// An error for a non-2xx answer, with S3's `<Code>` and `<Message>` when
+/// the body is an S3 error (a proxy's page, say, is not).
 fn refusal(status: http::StatusCode, body: &str) -> io::Error {
-    let field = |name: &str| {
-        let open = format!("<{name}>");
-        let start = body.find(&open)? + open.len();
-        let len = body[start..].find("</")?;
-        Some(body[start..start + len].to_string())
-    };
-    let code = field("Code").unwrap_or_default();
+    let said: ErrorBody = quick_xml::de::from_str(body).unwrap_or_default();
     let kind = match status.as_u16() {
         404 => io::ErrorKind::NotFound,
         401 | 403 => io::ErrorKind::PermissionDenied,
         _ => io::ErrorKind::Other,
     };
-    let said = match (code.is_empty(), field("Message")) {
-        (true, _) => String::new(),
-        (false, Some(m)) => format!(": {code}: {m}"),
-        (false, None) => format!(": {code}"),
+    let said = match (said.code.filter(|c| !c.is_empty()), said.message) {
+        (None, _) => String::new(),
+        (Some(code), Some(m)) => format!(": {code}: {m}"),
+        (Some(code), None) => format!(": {code}"),
     };
     io::Error::new(kind, format!("the object store answered {status}{said}"))
 }
@@ -463,17 +467,68 @@ fn refusal(status: http::StatusCode, body: &str) -> io::Error {
 mod tests {
     use super::*;
 
+    /// Bodies as Garage 2.5 sent them (an unsigned request, and a GET of
+    /// a missing key).
+    const GARAGE_DENIED: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error>\
+        <Code>AccessDenied</Code><Message>Forbidden: Garage does not support anonymous \
+        access yet</Message><Resource>/ftp/some/key</Resource><Region>garage</Region></Error>";
+    const GARAGE_NO_KEY: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error>\
+        <Code>NoSuchKey</Code><Message>Key not found</Message>\
+        <Resource>/ftp/docs/a%20%26%20b.txt</Resource><Region>garage</Region></Error>";
+
+    fn said(status: http::StatusCode, body: &str) -> (io::ErrorKind, String) {
+        let e = refusal(status, body);
+        (e.kind(), e.to_string())
+    }
+
     #[test]
     fn refusals_carry_what_s3_said() {
-        let body = "<Error><Code>AccessDenied</Code><Message>Forbidden: bad key</Message></Error>";
-        let e = refusal(http::StatusCode::FORBIDDEN, body);
-        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
         assert_eq!(
-            e.to_string(),
-            "the object store answered 403 Forbidden: AccessDenied: Forbidden: bad key"
+            said(http::StatusCode::FORBIDDEN, GARAGE_DENIED),
+            (
+                io::ErrorKind::PermissionDenied,
+                "the object store answered 403 Forbidden: AccessDenied: Forbidden: \
+                 Garage does not support anonymous access yet"
+                    .into()
+            )
+        );
+        assert_eq!(
+            said(http::StatusCode::NOT_FOUND, GARAGE_NO_KEY),
+            (
+                io::ErrorKind::NotFound,
+                "the object store answered 404 Not Found: NoSuchKey: Key not found".into()
+            )
         );
         let e = refusal(http::StatusCode::NOT_FOUND, "");
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_refusal_body_is_parsed_as_xml_not_scraped() {
+        // AWS's layout: indented, with a request id; escaped text comes
+        // out as the store meant it.
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>\n  \
+            <Code>SlowDown</Code>\n  <Message>Reduce your request rate &amp; retry</Message>\n  \
+            <RequestId>4442587FB7D0A2F9</RequestId>\n</Error>";
+        assert_eq!(
+            said(http::StatusCode::SERVICE_UNAVAILABLE, body).1,
+            "the object store answered 503 Service Unavailable: SlowDown: \
+             Reduce your request rate & retry"
+        );
+        let code_only = "<Error><Code>InternalError</Code></Error>";
+        assert_eq!(
+            said(http::StatusCode::INTERNAL_SERVER_ERROR, code_only).1,
+            "the object store answered 500 Internal Server Error: InternalError"
+        );
+        // A proxy's page in front of the store says nothing S3 would.
+        let page = "<html><body><h1>502 Bad Gateway</h1></body></html>";
+        assert_eq!(
+            said(http::StatusCode::BAD_GATEWAY, page),
+            (
+                io::ErrorKind::Other,
+                "the object store answered 502 Bad Gateway".into()
+            )
+        );
     }
 
     /// Reads one request's head (these requests have no body).
