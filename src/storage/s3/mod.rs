@@ -16,6 +16,7 @@ use crate::storage::{
 };
 use crate::wire::names::PARTIAL_DIR;
 
+mod answer;
 pub mod budget;
 pub mod client;
 mod connect;
