@@ -66,9 +66,6 @@ pub enum Error {
         /// The file concerned.
         name: String,
     },
-    /// The disk filled up while a file was being written; what was written
-    /// is kept.
-    DiskFull(io::Error),
     /// The user stopped a transfer (Ctrl-C); what it moved is kept.
     Interrupted {
         /// `upload` or `download`.
@@ -221,7 +218,6 @@ impl Error {
                 f,
                 "integrity check failed for {name}: the data received does not match the sender's digest"
             ),
-            Error::DiskFull(e) => write!(f, "the disk is full ({e}); what was written is kept"),
             Error::Interrupted { what } => write!(
                 f,
                 "{what} interrupted; what was sent is kept, so the same command resumes it"

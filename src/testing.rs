@@ -13,7 +13,7 @@ use crate::server::context::Context;
 use crate::server::session::Session;
 use crate::server::uploads::UploadLocks;
 use crate::storage::disk::DiskStore;
-use crate::storage::handle::Modes;
+use crate::storage::Modes;
 
 /// A stream whose reads come from a fixed buffer and whose writes are
 /// collected.

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ftp::storage::s3::client::S3Client;
-use ftp::storage::s3::upload::part_size;
+use ftp::storage::s3::record::part_size;
 
 use crate::garage::Garage;
 use crate::{median, mib, print_rates, run_client, Scratch, Server, Settings};

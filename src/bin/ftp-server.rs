@@ -24,7 +24,7 @@ use ftp::server::context::Context;
 use ftp::server::quota::default_max_files;
 use ftp::server::uploads::UploadLocks;
 use ftp::server::{fit_to_fd_limit, Config, Server};
-use ftp::storage::handle::Modes;
+use ftp::storage::Modes;
 use ftp::storage::{self, Store};
 use ftp::Result;
 

@@ -1,6 +1,7 @@
 //! Moving a known number of bytes from a reader to a sink in large chunks,
 //! hashing them on the way: the one loop behind put and get on both sides.
 
+use std::convert::Infallible;
 use std::io::{self, Read, Write};
 
 use crate::error::{Error, Result};
@@ -16,13 +17,24 @@ pub fn buffer_for(len: u64) -> Vec<u8> {
     vec![0u8; len.clamp(1, CHUNK as u64) as usize]
 }
 
-/// Why a pump stopped.
+/// Why a pump stopped. `E` is the sink's own error, handed back as the
+/// sink returned it: a store's refusal reaches its reply unchanged.
 #[derive(Debug)]
-pub enum PumpError {
+pub enum PumpError<E = io::Error> {
     /// The source ended or failed before `len` bytes.
     Source(Error),
     /// The sink refused a chunk.
-    Sink(io::Error),
+    Sink(E),
+}
+
+/// A pump whose sink cannot fail can only stop at its source.
+impl From<PumpError<Infallible>> for Error {
+    fn from(e: PumpError<Infallible>) -> Error {
+        match e {
+            PumpError::Source(e) => e,
+            PumpError::Sink(never) => match never {},
+        }
+    }
 }
 
 /// Reads exactly `len` bytes from `source`, hands each chunk to `sink`, and
@@ -31,12 +43,12 @@ pub enum PumpError {
 /// Fails with [`PumpError::Source`] when the source ends early or fails
 /// (`moved` tells how far it got through `progress`), and with
 /// [`PumpError::Sink`] when the sink returns an error.
-pub fn pump<R: Read + ?Sized>(
+pub fn pump<R: Read + ?Sized, E>(
     source: &mut R,
     len: u64,
     buf: &mut [u8],
-    mut sink: impl FnMut(&[u8]) -> io::Result<()>,
-) -> Result<u64, PumpError> {
+    mut sink: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<u64, PumpError<E>> {
     let mut moved = 0u64;
     while moved < len {
         let want = (len - moved).min(buf.len() as u64) as usize;
@@ -114,13 +126,9 @@ pub fn hash_prefix<R: Read>(source: &mut R, len: u64, hasher: &mut blake3::Hashe
     let mut buf = buffer_for(len);
     pump(source, len, &mut buf, |chunk| {
         hasher.update(chunk);
-        Ok(())
-    })
-    .map(|_| ())
-    .map_err(|e| match e {
-        PumpError::Source(e) => e,
-        PumpError::Sink(e) => Error::io("hashing", e),
-    })
+        Ok::<_, Infallible>(())
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -136,7 +144,7 @@ mod tests {
         let mut buf = [0u8; 64];
         let n = pump(&mut src, 600, &mut buf, |c| {
             out.extend_from_slice(c);
-            Ok(())
+            Ok::<_, Infallible>(())
         })
         .unwrap();
         assert_eq!(n, 600);
@@ -147,7 +155,9 @@ mod tests {
     #[test]
     fn short_source_is_truncated() {
         let mut buf = [0u8; 8];
-        match pump(&mut Cursor::new(vec![1u8; 5]), 10, &mut buf, |_| Ok(())) {
+        match pump(&mut Cursor::new(vec![1u8; 5]), 10, &mut buf, |_| {
+            Ok::<_, Infallible>(())
+        }) {
             Err(PumpError::Source(e)) => assert!(e.is_disconnect(), "{e}"),
             other => panic!("{other:?}"),
         }
@@ -156,10 +166,16 @@ mod tests {
     #[test]
     fn sink_error_stops_the_pump() {
         let mut buf = [0u8; 8];
+        let mut chunks = 0;
         let r = pump(&mut Cursor::new(vec![1u8; 20]), 20, &mut buf, |_| {
-            Err(io::Error::other("disk full"))
+            chunks += 1;
+            Err("full")
         });
-        assert!(matches!(r, Err(PumpError::Sink(_))));
+        assert!(
+            matches!(r, Err(PumpError::Sink("full"))),
+            "the sink's own error"
+        );
+        assert_eq!(chunks, 1);
     }
 
     #[test]

@@ -14,12 +14,14 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
+use parking_lot::Mutex;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, ServerConfig, SignatureScheme,
@@ -114,17 +116,12 @@ impl ServerIdentity {
         let read = |path: &Path| {
             fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))
         };
-        let cert = pem_der(&read(&cert_path)?, &cert_path, "CERTIFICATE")?;
-        let key = pem_der(&read(&key_path)?, &key_path, "PRIVATE KEY")?;
-        let key = PrivateKeyDer::try_from(key)
-            .map_err(|e| Error::Secret(format!("{}: {e}", key_path.display())))?;
+        let cert: CertificateDer = pem_item(&read(&cert_path)?, &cert_path, "CERTIFICATE")?;
+        let key: PrivateKeyDer = pem_item(&read(&key_path)?, &key_path, "PRIVATE KEY")?;
         let fingerprint = Fingerprint::of(&cert);
         let config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .and_then(|b| {
-                b.with_no_client_auth()
-                    .with_single_cert(vec![CertificateDer::from(cert)], key)
-            })
+            .and_then(|b| b.with_no_client_auth().with_single_cert(vec![cert], key))
             .map_err(|e| Error::Secret(format!("the TLS identity in {}: {e}", dir.display())))?;
         Ok(ServerIdentity {
             config: Arc::new(config),
@@ -156,30 +153,22 @@ fn create_identity(dir: &Path, key_path: &Path, cert_path: &Path) -> Result<()> 
     write(cert_path, made.cert.pem(), 0o644)
 }
 
-/// The DER bytes inside the first PEM block labelled `label`.
-fn pem_der(text: &[u8], path: &Path, label: &str) -> Result<Vec<u8>> {
-    let text = String::from_utf8_lossy(text);
-    let (begin, end) = (
-        format!("-----BEGIN {label}-----"),
-        format!("-----END {label}-----"),
-    );
-    let body = text
-        .split_once(&begin)
-        .and_then(|(_, rest)| rest.split_once(&end))
-        .map(|(body, _)| body.split_whitespace().collect::<String>())
-        .ok_or_else(|| Error::Secret(format!("{} holds no {label} block", path.display())))?;
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .map_err(|e| Error::Secret(format!("{}: bad PEM: {e}", path.display())))
+/// The first PEM block of the kind `T` in `text`, the contents of `path`;
+/// `what` names the kind for the error.
+fn pem_item<T: PemObject>(text: &[u8], path: &Path, what: &str) -> Result<T> {
+    T::from_pem_slice(text).map_err(|e| match e {
+        pem::Error::NoItemsFound => {
+            Error::Secret(format!("{} holds no {what} block", path.display()))
+        }
+        e => Error::Secret(format!("{}: bad PEM: {e}", path.display())),
+    })
 }
 
 /// The fingerprint of the certificate in a PEM file, if it can be read:
 /// how a client on the server's machine pins it without being told.
 pub fn fingerprint_of_file(path: &Path) -> Option<Fingerprint> {
-    let text = fs::read(path).ok()?;
-    pem_der(&text, path, "CERTIFICATE")
-        .ok()
-        .map(|der| Fingerprint::of(&der))
+    let cert = CertificateDer::from_pem_file(path).ok()?;
+    Some(Fingerprint::of(&cert))
 }
 
 /// Which server certificate a client accepts.
@@ -213,17 +202,17 @@ impl PinVerifier {
 
     /// Holds to `pin` from now on.
     pub fn set_pin(&self, pin: Pin) {
-        *self.pin.lock().unwrap_or_else(|p| p.into_inner()) = pin;
+        *self.pin.lock() = pin;
     }
 
     /// The pin in force.
     pub fn pin(&self) -> Pin {
-        *self.pin.lock().unwrap_or_else(|p| p.into_inner())
+        *self.pin.lock()
     }
 
     /// The fingerprint of the last certificate presented.
     pub fn seen(&self) -> Option<Fingerprint> {
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner())
+        *self.seen.lock()
     }
 }
 
@@ -237,7 +226,7 @@ impl ServerCertVerifier for PinVerifier {
         _now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
         let seen = Fingerprint::of(end_entity);
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(seen);
+        *self.seen.lock() = Some(seen);
         match self.pin() {
             Pin::Exact(pinned) if pinned != seen => Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::ApplicationVerificationFailure,
@@ -327,3 +316,53 @@ pub fn connect<S: Read + Write>(config: Arc<ClientConfig>, sock: S) -> io::Resul
 }
 
 pub use crate::net::tls_server::{ServerHandshake, TlsTransport};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message of a refused identity.
+    fn refusal(dir: &Path) -> String {
+        match ServerIdentity::load_or_create(dir) {
+            Err(Error::Secret(message)) => message,
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn an_identity_made_once_loads_again_with_its_certificate_file_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = ServerIdentity::load_or_create(dir.path()).unwrap();
+        assert!(made.created);
+        let loaded = ServerIdentity::load_or_create(dir.path()).unwrap();
+        assert!(!loaded.created);
+        assert_eq!(loaded.fingerprint, made.fingerprint);
+        let cert = dir.path().join(CERT_FILE);
+        assert_eq!(fingerprint_of_file(&cert), Some(made.fingerprint));
+        assert_eq!(fingerprint_of_file(&dir.path().join("none.pem")), None);
+    }
+
+    #[test]
+    fn a_file_without_its_block_or_with_bad_base64_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        ServerIdentity::load_or_create(dir.path()).unwrap();
+        let key = dir.path().join(KEY_FILE);
+        let cert = dir.path().join(CERT_FILE);
+        let good_cert = fs::read(&cert).unwrap();
+        // A key file that holds a certificate holds no key.
+        fs::write(&key, &good_cert).unwrap();
+        let said = refusal(dir.path());
+        assert!(
+            said.ends_with("server-key.pem holds no PRIVATE KEY block"),
+            "{said}"
+        );
+        fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let said = refusal(dir.path());
+        assert!(said.contains("server-cert.pem: bad PEM"), "{said}");
+        assert_eq!(fingerprint_of_file(&cert), None);
+    }
+}

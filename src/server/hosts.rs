@@ -2,11 +2,11 @@
 //! the back-off its failed logins earned, how many it failed this minute,
 //! how many of its logins run at once (the rest wait their turn), and when
 //! its last refusal was logged.
-
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, MutexGuard};
 
 /// Failed logins from one address that are answered without delay.
 const FREE_FAILURES: u32 = 3;
@@ -85,7 +85,7 @@ impl Backoff {
         let interval = Duration::from_secs(1) / HANDSHAKES_PER_SECOND;
         let burst = interval * (HANDSHAKES_PER_SECOND - 1);
         let now = Instant::now();
-        let mut due = self.handshakes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut due = self.handshakes.lock();
         if due.len() >= MAX_TRACKED_ADDRESSES {
             due.retain(|_, at| *at > now);
         }
@@ -95,8 +95,8 @@ impl Backoff {
         next.saturating_duration_since(now + burst)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Failures>> {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, Failures>> {
+        self.failures.lock()
     }
 
     /// How long to wait before challenging `ip`.
@@ -187,8 +187,8 @@ impl<T> Turns<T> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, HostTurns<T>>> {
-        self.hosts.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, HostTurns<T>>> {
+        self.hosts.lock()
     }
 
     /// Gives `host` a turn now and returns `item`, or queues it behind
@@ -245,7 +245,7 @@ impl RefusalLog {
     /// Whether to log a refusal of `host` now; if so, also how many went
     /// unlogged since the last line.
     pub fn should_log(&self, host: IpAddr) -> Option<u64> {
-        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut hosts = self.hosts.lock();
         let now = Instant::now();
         if hosts.len() >= MAX_TRACKED_ADDRESSES {
             hosts.retain(|_, (at, _)| now.duration_since(*at) < REFUSAL_LOG_EVERY);

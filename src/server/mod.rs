@@ -26,9 +26,11 @@ use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::net::readable_within;
@@ -314,7 +316,7 @@ impl Server {
     /// then takes the spare again. Without it they would wait, unanswered,
     /// until a descriptor came free. Returns whether one was answered.
     fn refuse_with_spare_fd(&self) -> bool {
-        let mut spare = self.spare_fd.lock().unwrap_or_else(|p| p.into_inner());
+        let mut spare = self.spare_fd.lock();
         if spare.take().is_none() {
             *spare = open_spare_fd();
             return false;
@@ -372,7 +374,7 @@ impl Slot {
                 "server busy: it is serving its limit of {max} connections; try again shortly"
             ));
         }
-        let mut hosts = shared.per_host.lock().unwrap_or_else(|p| p.into_inner());
+        let mut hosts = shared.per_host.lock();
         let count = hosts.entry(host).or_insert(0);
         if *count >= config.max_per_address {
             shared.active.fetch_sub(1, Ordering::SeqCst);
@@ -390,7 +392,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut hosts = self.0.per_host.lock().unwrap_or_else(|p| p.into_inner());
+        let mut hosts = self.0.per_host.lock();
         if let Some(count) = hosts.get_mut(&self.1) {
             *count -= 1;
             if *count == 0 {
@@ -440,13 +442,13 @@ fn run_or_refuse<T: Send + 'static>(
     let cell = Arc::new(Mutex::new(Some(item)));
     let handed = cell.clone();
     let job = Box::new(move || {
-        let taken = handed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let taken = handed.lock().take();
         if let Some(item) = taken {
             work(item);
         }
     });
     if let Err(e) = shared.workers.run(job) {
-        let left = cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let left = cell.lock().take();
         if let Some(item) = left {
             refuse(item, e);
         }

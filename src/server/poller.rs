@@ -6,10 +6,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use parking_lot::{Mutex, MutexGuard};
 use polling::{Event, Events};
 
 /// Something that waits in the poller: a connection, with the socket it
@@ -32,7 +33,7 @@ struct Inner<T> {
 
 impl<T> Inner<T> {
     fn lock(&self) -> MutexGuard<'_, Parked<T>> {
-        self.parked.lock().unwrap_or_else(|p| p.into_inner())
+        self.parked.lock()
     }
 
     /// Takes an item out, unregistering its socket first, so that the

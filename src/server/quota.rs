@@ -6,10 +6,10 @@
 //! nothing it has not stored. Each chunk is charged before it is written,
 //! so uploads that race past the quota together are refused at the chunk
 //! that would take the home over it.
-
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::{Mutex, MutexGuard};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::wire::message::{ErrorCode, ErrorReply};
 
@@ -53,7 +53,7 @@ impl EntryGates {
         let mut hasher = DefaultHasher::new();
         home.hash(&mut hasher);
         let gate = &self.0[(hasher.finish() % GATES as u64) as usize];
-        gate.lock().unwrap_or_else(|p| p.into_inner())
+        gate.lock()
     }
 }
 

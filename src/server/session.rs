@@ -389,7 +389,7 @@ mod tests {
         let out = replies(&serve_bytes(&ctx, &input));
         assert_eq!(out[0]["code"], "digest_mismatch");
         assert!(!dir.path().join("d").exists());
-        assert!(!crate::storage::local::partial_path(dir.path(), "d").exists());
+        assert!(!crate::storage::disk::files::partial_path(dir.path(), "d").exists());
     }
 
     #[test]
@@ -432,7 +432,7 @@ mod tests {
         let input = with_body(json!({"cmd":"put","filename":"r","filesize":10}), b"12345");
         assert!(replies(&serve_bytes(&ctx, &input)).is_empty());
         assert!(!dir.path().join("r").exists());
-        let partial = crate::storage::local::partial_path(dir.path(), "r");
+        let partial = crate::storage::disk::files::partial_path(dir.path(), "r");
         assert_eq!(fs::read(&partial).unwrap(), b"12345");
         // Resume: the server offers offset 5, takes the rest, checks the
         // digest of the whole file.

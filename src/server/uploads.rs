@@ -5,8 +5,10 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::server::quota::projected_bytes;
 
@@ -118,7 +120,7 @@ pub struct UploadLock {
 
 impl UploadLocks {
     fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.0.registry.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.registry.lock()
     }
 
     /// Claims `key` for the server itself (removing a partial upload);
@@ -159,12 +161,7 @@ impl UploadLocks {
             if left.is_zero() {
                 return None;
             }
-            registry = self
-                .0
-                .released
-                .wait_timeout(registry, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            self.0.released.wait_for(&mut registry, left);
         }
         Some(self.insert(&mut registry, key, home, owner, socket))
     }

@@ -12,9 +12,11 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 /// Work for one connection.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -130,10 +132,9 @@ impl Workers {
         // pool grow for it as for a queued job.
         state.wanting += 1;
         Inner::watch_over(inner, &mut state);
-        let (mut state, _) = inner
+        inner
             .free
-            .wait_timeout_while(state, timeout, |s| !has_room(s))
-            .unwrap_or_else(|p| p.into_inner());
+            .wait_while_for(&mut state, |s| !has_room(s), timeout);
         state.wanting -= 1;
         has_room(&state)
     }
@@ -151,7 +152,7 @@ impl Workers {
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock()
     }
 
     /// Wakes whoever waits for room. Only when someone does: a wake-up is
@@ -198,11 +199,7 @@ fn work(inner: &Inner) {
             }
             state.idle += 1;
             inner.room_made(&state);
-            let (guard, waited) = inner
-                .wake
-                .wait_timeout(state, KEEP_IDLE)
-                .unwrap_or_else(|p| p.into_inner());
-            state = guard;
+            let waited = inner.wake.wait_for(&mut state, KEEP_IDLE);
             state.idle -= 1;
             if waited.timed_out() && state.jobs.is_empty() {
                 state.threads -= 1;
@@ -221,7 +218,7 @@ fn watch(inner: &Arc<Inner>) {
     let mut state = inner.lock();
     loop {
         while state.demand() == 0 {
-            state = inner.watch.wait(state).unwrap_or_else(|p| p.into_inner());
+            inner.watch.wait(&mut state);
         }
         let since = state.moved.map_or(STALL, |at| at.elapsed());
         let waiting = state.demand().saturating_sub(state.idle);
@@ -247,11 +244,7 @@ fn watch(inner: &Arc<Inner>) {
             Some(left) if !left.is_zero() => left,
             _ => STALL,
         };
-        state = inner
-            .watch
-            .wait_timeout(state, next)
-            .map(|(guard, _)| guard)
-            .unwrap_or_else(|p| p.into_inner().0);
+        inner.watch.wait_for(&mut state, next);
     }
 }
 
@@ -294,7 +287,7 @@ mod tests {
             let gate = gate.clone();
             workers
                 .run(Box::new(move || {
-                    let _ = gate.lock().unwrap().recv();
+                    let _ = gate.lock().recv();
                 }))
                 .unwrap();
         }

@@ -16,13 +16,9 @@ use std::time::Duration;
 use crate::wire::message::Entry;
 
 pub mod disk;
-pub mod handle;
-pub mod local;
 pub mod s3;
-pub mod usage;
 
-pub use local::FolderError;
-pub use usage::Usage;
+pub use disk::handle::Modes;
 
 /// A folder in a store: the home's path from the store's root, then the
 /// folder inside the home.
@@ -58,6 +54,35 @@ impl<'a> Place<'a> {
         }
         key
     }
+}
+
+/// Why a folder path could not be used. Each variant carries the folder
+/// as the user wrote it, relative to the home.
+#[derive(Debug)]
+pub enum FolderError {
+    /// A step is missing.
+    Missing(String),
+    /// A step is a symbolic link, which is never followed.
+    Link(String),
+    /// A step is a file or something else that is not a folder.
+    NotFolder(String),
+    /// The file system failed while checking a step.
+    Io(String, io::Error),
+}
+
+/// Whether an I/O error means the disk or the quota is full.
+pub fn is_no_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// What a home holds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes of its files, partial uploads included.
+    pub bytes: u64,
+    /// Its files and folders, partial uploads included; the folders that
+    /// hold partial uploads are the server's, and not counted.
+    pub entries: u64,
 }
 
 /// Why a store refused or failed. The session turns these into replies.
@@ -274,7 +299,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 pub fn open(
     root: &str,
     durable: bool,
-    modes: handle::Modes,
+    modes: Modes,
     upload_memory: u64,
 ) -> crate::Result<Arc<dyn Store>> {
     match root.strip_prefix("s3://") {

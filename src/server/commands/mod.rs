@@ -5,8 +5,7 @@
 use std::io;
 
 use crate::server::session::Session;
-use crate::storage::local::{is_no_space, FolderError};
-use crate::storage::StoreError;
+use crate::storage::{is_no_space, FolderError, StoreError};
 use crate::wire::message::{ErrorCode, ErrorReply};
 use crate::wire::names::{escape, resolve_file, NameError};
 
@@ -30,12 +29,16 @@ impl Session<'_> {
 /// An error reply for a failure of the server's own file system.
 pub(crate) fn internal(what: &str, e: &io::Error) -> ErrorReply {
     if is_no_space(e) {
-        return ErrorReply::new(
-            ErrorCode::NoSpace,
-            format!("{what}: the server's disk is full"),
-        );
+        return disk_full(what);
     }
     ErrorReply::new(ErrorCode::Internal, format!("{what}: {e}"))
+}
+
+fn disk_full(what: &str) -> ErrorReply {
+    ErrorReply::new(
+        ErrorCode::NoSpace,
+        format!("{what}: the server's disk is full"),
+    )
 }
 
 /// The reply to a store's refusal of something done to `name`.
@@ -76,7 +79,7 @@ pub(crate) fn store_refusal(e: StoreError, name: &str) -> ErrorReply {
             ),
         ),
         StoreError::Unsupported(why) => ErrorReply::new(ErrorCode::Forbidden, why),
-        StoreError::NoSpace(e) => internal("writing the file", &e),
+        StoreError::NoSpace(_) => disk_full("writing the file"),
         StoreError::Failed(what, e) => internal(what, &e),
         StoreError::KeyTooLong { bytes, max } => ErrorReply::new(
             ErrorCode::BadName,

@@ -1,6 +1,7 @@
 //! Upload: every check that can be made before the body, then the body
 //! into the store, the digest check, and the atomic commit.
 
+use std::convert::Infallible;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
@@ -46,6 +47,19 @@ enum BodyEnd {
     /// Stopped at a chunk that the quota does not allow (or that could not
     /// be checked against it); the body is still coming.
     Refused(ErrorReply),
+    /// Stopped because the store is full; what was written stays for a
+    /// resume once there is room, and the body is still coming.
+    Full(StoreError),
+}
+
+/// Why the body stopped going into the store before its end.
+enum Stop {
+    /// The client sends more slowly than the rate floor allows.
+    Slow(io::Error),
+    /// The quota does not allow the next chunk.
+    Quota(ErrorReply),
+    /// The store is full.
+    Full(StoreError),
 }
 
 impl Session<'_> {
@@ -63,9 +77,9 @@ impl Session<'_> {
         // body of a refused upload is still coming and cannot be skipped:
         // the connection closes.
         let write_error = match self.receive_body(&req, &mut prepared, s) {
-            Err(Error::DiskFull(e)) => {
+            Ok(BodyEnd::Full(e)) => {
                 self.ctx.metrics.uploads_failed.inc();
-                let reply = store_refusal(StoreError::NoSpace(e), &prepared.name);
+                let reply = store_refusal(e, &prepared.name);
                 return refuse(s, reply).map(Outcome::closing);
             }
             // What it stored would only hold the quota that others filled.
@@ -291,7 +305,7 @@ impl Session<'_> {
         let offset = prepared.upload.offset();
         let body = req.filesize - offset;
         let mut buf = buffer_for(body);
-        let (mut write_error, mut over_quota) = (None, None);
+        let mut write_error = None;
         let mut stored = offset;
         let mut floor = self
             .ctx
@@ -300,13 +314,11 @@ impl Session<'_> {
         let (upload, lock) = (&mut prepared.upload, &prepared.lock);
         let pumped = pump(s, body, &mut buf, |chunk| {
             if let Some(floor) = floor.as_mut() {
-                floor.note(chunk.len())?;
+                floor.note(chunk.len()).map_err(Stop::Slow)?;
             }
             if write_error.is_none() {
-                if let Err(e) = self.charge(lock, chunk.len() as u64, stored, req.filesize) {
-                    over_quota = Some(e);
-                    return Err(io::Error::other("quota exceeded"));
-                }
+                self.charge(lock, chunk.len() as u64, stored, req.filesize)
+                    .map_err(Stop::Quota)?;
                 match upload.write(chunk) {
                     Ok(()) => {
                         stored += chunk.len() as u64;
@@ -314,23 +326,19 @@ impl Session<'_> {
                     }
                     // A full store stops the upload at once; what was
                     // written stays for a resume once there is room.
-                    Err(StoreError::NoSpace(e)) => return Err(e),
+                    Err(e @ StoreError::NoSpace(_)) => return Err(Stop::Full(e)),
                     Err(e) => write_error = Some(e),
                 }
             }
             Ok(())
         });
-        if let Some(reply) = over_quota {
-            return Ok(BodyEnd::Refused(reply));
-        }
         match pumped {
             Ok(_) => Ok(BodyEnd::Read(write_error)),
             Err(PumpError::Source(e)) => Err(e),
-            Err(PumpError::Sink(e)) if crate::storage::local::is_no_space(&e) => {
-                Err(Error::DiskFull(e))
-            }
+            Err(PumpError::Sink(Stop::Quota(reply))) => Ok(BodyEnd::Refused(reply)),
+            Err(PumpError::Sink(Stop::Full(e))) => Ok(BodyEnd::Full(e)),
             // Too slow: dropped, and the partial stays for a resume.
-            Err(PumpError::Sink(e)) => Err(Error::io("receiving the file", e)),
+            Err(PumpError::Sink(Stop::Slow(e))) => Err(Error::io("receiving the file", e)),
         }
     }
 
@@ -407,10 +415,7 @@ fn refuse_put<S: Transport>(req: &PutRequest, reply: ErrorReply, s: &mut S) -> R
         return refuse(s, reply).map(Outcome::closing);
     }
     let mut buf = buffer_for(req.filesize);
-    pump(s, req.filesize, &mut buf, |_| Ok(())).map_err(|e| match e {
-        PumpError::Source(e) => e,
-        PumpError::Sink(e) => Error::io("draining", e),
-    })?;
+    pump(s, req.filesize, &mut buf, |_| Ok::<_, Infallible>(()))?;
     if req.digest.is_some() {
         frame::read(s, MAX_HEADER_LEN)?;
     }

@@ -9,7 +9,7 @@ use std::io;
 
 use rustix::fs::{Stat, XattrFlags};
 
-use crate::storage::handle::Folder;
+use super::handle::Folder;
 
 /// The attribute's name; the `user.` namespace is the one a file's owner
 /// may write.

@@ -1,14 +1,17 @@
 //! The store on the local disk: a folder per home below the root, a
 //! partial file per running upload in `<folder>/.ftp-partial/`, and an
-//! atomic rename when the upload is complete (see [`super::local`]).
+//! atomic rename when the upload is complete (see [`files`]).
 //!
 //! Every operation below a home goes through folder handles
-//! ([`super::handle`]): nothing is opened, removed or renamed by path, so a
+//! ([`handle`]): nothing is opened, removed or renamed by path, so a
 //! link planted in the root is never followed.
 
 mod digest;
+pub mod files;
+pub mod handle;
 mod tree;
 mod upload;
+pub mod usage;
 
 use std::fs;
 use std::io;
@@ -18,13 +21,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use rustix::fs::OFlags;
 
+use self::handle::{Folder, Kind, Modes};
 use self::tree::Tree;
 use self::upload::{DiskFile, DiskUpload};
-use super::handle::{Folder, Kind, Modes};
-use super::local;
-use super::usage::{Usage, UsageBook};
+use self::usage::UsageBook;
 use super::{
     Claim, Entries, ListHow, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
+    Usage,
 };
 use crate::error::Error;
 use crate::io::digest::Digester;
@@ -74,23 +77,6 @@ impl DiskStore {
 
     fn folder(&self, at: Place) -> StoreResult<Folder> {
         Folder::walk(&self.home(at.home), at.folder).map_err(StoreError::Folder)
-    }
-
-    /// The key of the upload whose partial file is `partial`, for the
-    /// sweeper's claim: its final path from the root.
-    fn key_of_partial(&self, partial: &Path) -> Option<String> {
-        let rel = partial.strip_prefix(&self.root).ok()?;
-        let parts: Vec<&str> = rel.iter().map(|c| c.to_str()).collect::<Option<_>>()?;
-        let (name, rest) = parts.split_last()?;
-        let (partial_dir, folder) = rest.split_last()?;
-        (*partial_dir == PARTIAL_DIR).then(|| {
-            let mut key = folder.join("/");
-            if !key.is_empty() {
-                key.push('/');
-            }
-            key.push_str(name);
-            key
-        })
     }
 }
 
@@ -305,7 +291,7 @@ impl Store for DiskStore {
         let meta = file.metadata().map_err(StoreError::failed("stat"))?;
         Ok(Box::new(DiskFile {
             len: meta.len(),
-            mtime: local::unix_secs(meta.modified().unwrap_or(UNIX_EPOCH)),
+            mtime: files::unix_secs(meta.modified().unwrap_or(UNIX_EPOCH)),
             mode: meta.permissions().mode() & 0o777,
             file,
         }))
@@ -325,8 +311,8 @@ impl Store for DiskStore {
     }
 
     fn sweep(&self, max_age: Duration, claim: Claim) -> usize {
-        let removed = local::sweep_partials(&self.root, max_age, SWEEP_DEPTH, |partial| {
-            self.key_of_partial(partial).and_then(|key| claim(&key))
+        let removed = files::sweep_partials(&self.root, max_age, SWEEP_DEPTH, |partial| {
+            files::partial_key(&self.root, partial).and_then(|key| claim(&key))
         });
         if removed > 0 {
             // Partials went from homes the book keeps: measure again.
@@ -342,23 +328,6 @@ mod tests {
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn a_partial_file_maps_back_to_its_upload_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
-        let partial = dir
-            .path()
-            .join("alice/docs")
-            .join(PARTIAL_DIR)
-            .join("a.txt");
-        assert_eq!(store.key_of_partial(&partial).unwrap(), "alice/docs/a.txt");
-        let top = dir.path().join(PARTIAL_DIR).join("b");
-        assert_eq!(store.key_of_partial(&top).unwrap(), "b");
-        let (home, folder) = (names(&["alice"]), names(&["docs"]));
-        assert_eq!(Place::new(&home, &folder).key("a.txt"), "alice/docs/a.txt");
-        assert!(store.key_of_partial(&dir.path().join("x/y")).is_none());
     }
 
     #[test]
@@ -414,7 +383,7 @@ mod tests {
         let (home, top) = (names(&["alice"]), names(&[]));
         store.open_home(&home).unwrap();
         let at = Place::new(&home, &top);
-        let walked = || crate::storage::usage::measure(&dir.path().join("alice")).unwrap();
+        let walked = || usage::measure(&dir.path().join("alice")).unwrap();
         let plan = |filesize| UploadPlan {
             filesize,
             resume: true,

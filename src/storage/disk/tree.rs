@@ -7,9 +7,9 @@ use std::ffi::OsStr;
 use std::io;
 
 use super::digest::digest_of;
+use super::files::listing_entry;
+use super::handle::{Folder, Found, Kind};
 use super::DiskStore;
-use crate::storage::handle::{Folder, Found, Kind};
-use crate::storage::local::listing_entry;
 use crate::storage::{Claim, ListHow, Place, Store, StoreError, StoreResult};
 use crate::wire::message::{Entry, EntryKind};
 use crate::wire::names::{display_folder, MAX_PATH_DEPTH, PARTIAL_DIR};

@@ -9,10 +9,11 @@ use std::path::PathBuf;
 use rustix::fs::{Mode, Timespec, Timestamps, UTIME_OMIT};
 
 use super::digest;
+use super::files;
+use super::handle::Folder;
+use super::usage::UsageBook;
 use crate::io::digest::Digester;
-use crate::storage::handle::Folder;
-use crate::storage::usage::UsageBook;
-use crate::storage::{local, StoreError, StoreResult, StoredFile, Upload, UploadPlan};
+use crate::storage::{is_no_space, StoreError, StoreResult, StoredFile, Upload, UploadPlan};
 
 /// An upload into a partial file.
 pub(super) struct DiskUpload {
@@ -123,15 +124,15 @@ impl Upload for DiskUpload {
         if let Err(e) = self.file.write_all(chunk) {
             // Part of the chunk may be on disk: measure again.
             self.usage.forget(&self.home);
-            return Err(match local::is_no_space(&e) {
+            return Err(match is_no_space(&e) {
                 true => StoreError::NoSpace(e),
                 false => StoreError::Failed("writing the file", e),
             });
         }
         self.written += chunk.len() as u64;
         self.usage.add(&self.home, chunk.len() as u64);
-        if self.durable && self.written - self.flushed >= local::WRITEBACK_STEP {
-            local::start_writeback(&self.file, self.flushed, self.written - self.flushed);
+        if self.durable && self.written - self.flushed >= files::WRITEBACK_STEP {
+            files::start_writeback(&self.file, self.flushed, self.written - self.flushed);
             self.flushed = self.written;
         }
         Ok(())

@@ -11,7 +11,9 @@
 //! account's upload still finds room.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 /// One upload may hold this fraction of the whole.
 const UPLOAD_SHARE: u64 = 4;
@@ -64,7 +66,7 @@ impl Budget {
     }
 
     fn book(&self) -> MutexGuard<'_, Book> {
-        self.book.lock().unwrap_or_else(|p| p.into_inner())
+        self.book.lock()
     }
 
     /// The most one upload may hold.

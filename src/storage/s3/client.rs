@@ -4,7 +4,7 @@
 //! replies; ureq sends it. Neither needs an async runtime, which a
 //! blocking server would only have to drive from its own threads.
 //! Every failure becomes an `io::Error` whose message says what S3 said;
-//! a missing object or upload is `NotFound`.
+//! a missing object or upload is `NotFound` (see [`super::answer`]).
 
 use std::io::{self, Read};
 use std::time::Duration;
@@ -17,6 +17,8 @@ use rusty_s3::actions::{
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 use ureq::http::{self, Response};
 use ureq::Body;
+
+use super::answer::{checked, from_ureq, invalid, is_stale, read_text, refusal};
 
 /// How long a signed request stays valid: it is sent at once.
 const SIGNED_FOR: Duration = Duration::from_secs(600);
@@ -375,33 +377,6 @@ fn build<B>(
     request.body(body).map_err(io::Error::other)
 }
 
-/// The response if it is a 2xx, else an error with what the store said.
-fn checked(mut response: Response<Body>) -> io::Result<Response<Body>> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let text = response
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024)
-        .read_to_string()
-        .unwrap_or_default();
-    Err(refusal(status, &text))
-}
-
-/// Whether a request failed because its connection was dead: the store
-/// closed a kept connection just as the request went out on it.
-fn is_stale(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
-}
-
 /// A key as a copy source names it: each byte but the unreserved ones
 /// and `/` percent-encoded.
 fn encode_key(key: &str) -> String {
@@ -417,64 +392,9 @@ fn encode_key(key: &str) -> String {
     out
 }
 
-fn read_text(response: &mut Response<Body>) -> io::Result<String> {
-    response
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024 * 1024)
-        .read_to_string()
-        .map_err(from_ureq)
-}
-
-fn invalid(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
-}
-
-fn from_ureq(e: ureq::Error) -> io::Error {
-    match e {
-        ureq::Error::Io(e) => e,
-        other => io::Error::other(format!("the object store cannot be reached: {other}")),
-    }
-}
-
-/// An error for a non-2xx answer, with S3's `<Code>` and `<Message>`.
-fn refusal(status: http::StatusCode, body: &str) -> io::Error {
-    let field = |name: &str| {
-        let open = format!("<{name}>");
-        let start = body.find(&open)? + open.len();
-        let len = body[start..].find("</")?;
-        Some(body[start..start + len].to_string())
-    };
-    let code = field("Code").unwrap_or_default();
-    let kind = match status.as_u16() {
-        404 => io::ErrorKind::NotFound,
-        401 | 403 => io::ErrorKind::PermissionDenied,
-        _ => io::ErrorKind::Other,
-    };
-    let said = match (code.is_empty(), field("Message")) {
-        (true, _) => String::new(),
-        (false, Some(m)) => format!(": {code}: {m}"),
-        (false, None) => format!(": {code}"),
-    };
-    io::Error::new(kind, format!("the object store answered {status}{said}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refusals_carry_what_s3_said() {
-        let body = "<Error><Code>AccessDenied</Code><Message>Forbidden: bad key</Message></Error>";
-        let e = refusal(http::StatusCode::FORBIDDEN, body);
-        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
-        assert_eq!(
-            e.to_string(),
-            "the object store answered 403 Forbidden: AccessDenied: Forbidden: bad key"
-        );
-        let e = refusal(http::StatusCode::NOT_FOUND, "");
-        assert_eq!(e.kind(), io::ErrorKind::NotFound);
-    }
 
     /// Reads one request's head (these requests have no body).
     fn read_head(stream: &mut std::net::TcpStream) {

@@ -5,7 +5,7 @@
 
 use std::io;
 
-use super::upload::{self, KnownDigest};
+use super::record::{self, KnownDigest};
 use super::{listing, missing, S3Store, PAGE};
 use crate::storage::{Claim, Entries, ListHow, Place, Store, StoreError, StoreResult};
 use crate::wire::names::PARTIAL_DIR;
@@ -215,7 +215,7 @@ fn recently(updated: u64) -> bool {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    now.saturating_sub(updated) < upload::LIVE_WINDOW.as_secs()
+    now.saturating_sub(updated) < record::LIVE_WINDOW.as_secs()
 }
 
 #[cfg(test)]

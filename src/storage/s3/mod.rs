@@ -10,24 +10,27 @@ use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::Error;
 use crate::storage::{
     Claim, Entries, ListHow, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
     Usage,
 };
 use crate::wire::names::PARTIAL_DIR;
 
+mod answer;
 pub mod budget;
 pub mod client;
+mod connect;
 mod folders;
 mod listing;
+pub mod record;
 pub mod tree;
 pub mod upload;
 pub mod usage;
 
-use client::{Endpoint, S3Client};
+use client::S3Client;
+use record::{KnownDigest, Target, MAX_KEY, MAX_OBJECT, MIN_PART};
 use rusty_s3::actions::ListObjectsV2Response;
-use upload::{KnownDigest, S3Upload, Target, MIN_PART};
+use upload::S3Upload;
 
 use usage::UsageCache;
 
@@ -49,87 +52,6 @@ pub struct S3Store {
 }
 
 impl S3Store {
-    /// The store `BUCKET[/PREFIX]`, reached as the standard variables say:
-    /// `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID` and
-    /// `AWS_SECRET_ACCESS_KEY`.
-    ///
-    /// Fails when a variable is missing, or the bucket cannot be listed
-    /// with these credentials.
-    /// Uploads hold at most `memory` bytes of buffers together.
-    pub fn from_env(bucket_and_prefix: &str, memory: u64) -> crate::Result<S3Store> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let need = |name: &str| {
-            var(name).ok_or_else(|| {
-                Error::Usage(format!(
-                    "--root s3://... needs {name} in the environment (the object store is \
-                     set by AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and \
-                     AWS_SECRET_ACCESS_KEY)"
-                ))
-            })
-        };
-        let region = var("AWS_REGION")
-            .or_else(|| var("AWS_DEFAULT_REGION"))
-            .unwrap_or_else(|| "us-east-1".into());
-        let url =
-            var("AWS_ENDPOINT_URL").unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
-        let (bucket, prefix) = match bucket_and_prefix.split_once('/') {
-            Some((b, p)) => (b, p.trim_matches('/')),
-            None => (bucket_and_prefix, ""),
-        };
-        if bucket.is_empty() {
-            return Err(Error::Usage(
-                "--root s3://BUCKET[/PREFIX] needs a bucket".into(),
-            ));
-        }
-        let endpoint = Endpoint {
-            url,
-            region,
-            bucket: bucket.to_string(),
-            key_id: need("AWS_ACCESS_KEY_ID")?,
-            secret: need("AWS_SECRET_ACCESS_KEY")?,
-        };
-        S3Store::open(&endpoint, prefix, memory)
-    }
-
-    /// The store in `endpoint`'s bucket, below `prefix`, whose uploads
-    /// hold at most `memory` bytes of buffers together.
-    ///
-    /// Fails when the bucket cannot be listed.
-    pub fn open(endpoint: &Endpoint, prefix: &str, memory: u64) -> crate::Result<S3Store> {
-        let client = S3Client::new(endpoint).map_err(|e| Error::io("the object store", e))?;
-        client.check().map_err(|e| {
-            let what = match e.kind() {
-                io::ErrorKind::PermissionDenied => format!(
-                    "the object store at {} refused access to bucket {} (check \
-                     AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
-                    endpoint.url, endpoint.bucket
-                ),
-                io::ErrorKind::ConnectionRefused
-                | io::ErrorKind::ConnectionReset
-                | io::ErrorKind::TimedOut
-                | io::ErrorKind::HostUnreachable
-                | io::ErrorKind::NetworkUnreachable => format!(
-                    "cannot reach the object store at {} (check AWS_ENDPOINT_URL)",
-                    endpoint.url
-                ),
-                _ => format!("cannot use bucket {} at {}", endpoint.bucket, endpoint.url),
-            };
-            Error::io(what, e)
-        })?;
-        let prefix = match prefix.trim_matches('/') {
-            "" => String::new(),
-            p => format!("{p}/"),
-        };
-        Ok(S3Store {
-            client,
-            endpoint: endpoint.url.clone(),
-            prefix,
-            owner: hex::encode(rand::random::<[u8; 8]>()),
-            memory: budget::Budget::new(memory),
-            usage: UsageCache::default(),
-        })
-    }
-
     /// The key prefix of a folder: `PREFIX/HOME/FOLDER/`, or `PREFIX`.
     fn folder_prefix(&self, at: Place) -> String {
         let mut key = self.prefix.clone();
@@ -277,8 +199,8 @@ impl Store for S3Store {
     /// Writes a marker for the folder and each parent without one.
     fn make_folder(&self, at: Place) -> StoreResult<()> {
         let target = self.folder_prefix(at);
-        if target.len() > upload::MAX_KEY {
-            let (bytes, max) = (target.len(), upload::MAX_KEY);
+        if target.len() > MAX_KEY {
+            let (bytes, max) = (target.len(), MAX_KEY);
             return Err(StoreError::KeyTooLong { bytes, max });
         }
         if self
@@ -306,8 +228,8 @@ impl Store for S3Store {
 
     fn file_len(&self, at: Place, name: &str) -> StoreResult<Option<u64>> {
         let object = self.object(at, name);
-        if object.len() > upload::MAX_KEY {
-            let (bytes, max) = (object.len(), upload::MAX_KEY);
+        if object.len() > MAX_KEY {
+            let (bytes, max) = (object.len(), MAX_KEY);
             return Err(StoreError::KeyTooLong { bytes, max });
         }
         match self.client.head(&object) {
@@ -387,8 +309,8 @@ impl Store for S3Store {
         plan: UploadPlan,
     ) -> StoreResult<Box<dyn Upload>> {
         let target = self.checked_target(at, name)?;
-        if plan.filesize > upload::MAX_OBJECT {
-            let (max, why) = (upload::MAX_OBJECT, "S3's limit on one object");
+        if plan.filesize > MAX_OBJECT {
+            let (max, why) = (MAX_OBJECT, "S3's limit on one object");
             return Err(StoreError::TooLarge { max, why });
         }
         let needed = upload::memory_for(plan.filesize);

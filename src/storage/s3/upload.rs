@@ -2,40 +2,26 @@
 //!
 //! A file smaller than one part is held in memory and stored by one
 //! `PutObject` once its digest matched. A larger one becomes a multipart
-//! upload whose state lives in the store, in a record at
-//! `PREFIX.ftp-partial/KEY`: the upload id, the part size, and for each
-//! part its entity tag and BLAKE3 chaining value. Any server can resume
-//! it from there: the offset is the sum of the parts whose record and
-//! stored entity tag agree. Parts go to the store from a second thread
-//! while the next part arrives, so the network to the store and the one
-//! to the client are busy at once.
+//! upload whose state lives in the store, in its [`record`](super::record),
+//! from which any server can resume it. Parts go to the store from a
+//! second thread while the next part arrives, so the network to the store
+//! and the one to the client are busy at once.
 
 use std::io;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use parking_lot::Mutex;
 
 use super::budget::Reservation;
-use super::client::S3Client;
+use super::record::{
+    claim, part_size, KnownDigest, PartRecord, Target, UploadState, MAX_PARTS, MIN_PART,
+};
 use super::tree::{self, PartHash, PartHasher};
 use super::usage::UsageCache;
 use crate::storage::{StoreError, StoreResult, Upload, UploadPlan};
-
-/// The smallest part: S3 wants at least 5 MiB for all parts but the last;
-/// a power of two keeps every part a whole subtree of the BLAKE3 tree.
-pub const MIN_PART: u64 = 8 * 1024 * 1024;
-
-/// S3's limit on the parts of one upload.
-const MAX_PARTS: u64 = 10_000;
-
-/// S3's limit on a key, in bytes of UTF-8.
-pub const MAX_KEY: usize = 1024;
-
-/// S3's limit on one object: 5 TiB.
-pub const MAX_OBJECT: u64 = 5 << 40;
 
 /// How often a running upload rewrites its record, to show it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -45,27 +31,6 @@ const HEARTBEAT: Duration = Duration::from_secs(2);
 /// cut off writes its whole record as it lets go, so only a server that
 /// dies loses up to this much of what a resume could skip.
 const RECORD_EVERY: Duration = Duration::from_secs(1);
-
-/// A record rewritten this recently by another server belongs to an
-/// upload still running there; older ones were left by a server that
-/// stopped, and may be resumed.
-pub const LIVE_WINDOW: Duration = Duration::from_secs(6);
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// The part size for a file of `filesize` bytes: at least [`MIN_PART`],
-/// a power of two, and few enough parts for S3.
-pub fn part_size(filesize: u64) -> u64 {
-    filesize
-        .div_ceil(MAX_PARTS)
-        .checked_next_power_of_two()
-        .unwrap_or(1 << 63)
-        .max(MIN_PART)
-}
 
 /// The memory an upload of `filesize` bytes holds: the whole file when it
 /// is smaller than a part, else two parts (one filling, one sending).
@@ -85,213 +50,6 @@ pub fn largest_within(memory: u64) -> u64 {
     // The largest power of two that two parts of fit.
     let part = 1u64 << (63 - (memory / 2).leading_zeros());
     part.saturating_mul(MAX_PARTS)
-}
-
-/// The record of a multipart upload, kept in the store.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UploadState {
-    /// The store's id of the multipart upload.
-    pub upload_id: String,
-    /// The whole file's size.
-    pub filesize: u64,
-    /// Every part's size but the last one's.
-    pub part_size: u64,
-    /// The parts stored so far, in order.
-    pub parts: Vec<PartRecord>,
-    /// The server running it (random per server process).
-    pub owner: String,
-    /// When it last wrote this record, seconds since the epoch.
-    pub updated: u64,
-}
-
-impl UploadState {
-    /// Whether another server is running this upload right now.
-    fn held_elsewhere(&self, me: &str) -> bool {
-        self.owner != me && now_secs().saturating_sub(self.updated) < LIVE_WINDOW.as_secs()
-    }
-}
-
-/// One stored part.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PartRecord {
-    /// From 1.
-    pub number: u16,
-    /// The store's entity tag for it.
-    pub etag: String,
-    /// Its size.
-    pub len: u64,
-    /// Its BLAKE3 chaining value, hex.
-    pub cv: String,
-    /// The first part's own BLAKE3, hex.
-    pub root: Option<String>,
-}
-
-impl PartRecord {
-    fn hash(&self) -> Option<PartHash> {
-        let mut cv = [0u8; 32];
-        hex::decode_to_slice(&self.cv, &mut cv).ok()?;
-        let root = match &self.root {
-            Some(r) => Some(blake3::Hash::from_hex(r).ok()?),
-            None => None,
-        };
-        Some(PartHash {
-            cv,
-            len: self.len,
-            root,
-        })
-    }
-}
-
-/// A large object's BLAKE3, kept beside it once its upload completed, so
-/// that serving it needs no hashing. It holds for as long as the object's
-/// entity tag is the one recorded; a client still checks what arrives.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KnownDigest {
-    /// The object's entity tag when the digest was recorded.
-    pub etag: String,
-    /// BLAKE3, hex.
-    pub blake3: String,
-}
-
-impl KnownDigest {
-    /// The digest, if it is still the one of an object tagged `etag`.
-    pub fn of(bytes: &[u8], etag: &str) -> Option<blake3::Hash> {
-        let known: KnownDigest = serde_json::from_slice(bytes).ok()?;
-        (!etag.is_empty() && known.etag == etag)
-            .then(|| blake3::Hash::from_hex(&known.blake3).ok())
-            .flatten()
-    }
-}
-
-/// Where an upload goes.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub(super) client: S3Client,
-    /// The object's key in the bucket.
-    pub(super) object: String,
-    /// The key of its upload record.
-    pub(super) record: String,
-    /// The key of its [`KnownDigest`].
-    pub(super) digest: String,
-    /// This server process, as records name their owner.
-    pub(super) owner: String,
-}
-
-impl Target {
-    /// Refuses a file whose upload record's key (13 bytes longer than
-    /// the object's) would not fit in S3's [`MAX_KEY`]: checked before
-    /// anything is created, so that no multipart upload is left without
-    /// a record, where the sweeper would never see it.
-    pub fn check_key(&self) -> StoreResult<()> {
-        match self.record.len() <= MAX_KEY {
-            true => Ok(()),
-            false => Err(StoreError::KeyTooLong {
-                bytes: self.record.len(),
-                max: MAX_KEY,
-            }),
-        }
-    }
-
-    /// The upload record, if there is one.
-    ///
-    /// Fails when the store fails, or the record is not one.
-    pub fn load_state(&self) -> io::Result<Option<UploadState>> {
-        match self.client.get_small(&self.record) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn save_state(&self, state: &mut UploadState) -> io::Result<()> {
-        state.owner.clone_from(&self.owner);
-        state.updated = now_secs();
-        self.write_state(state)
-    }
-
-    fn write_state(&self, state: &UploadState) -> io::Result<()> {
-        let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
-        self.client.put(&self.record, &bytes)
-    }
-
-    /// Rewrites the record of the upload `state`, unless another upload
-    /// of the name (on another server) has replaced it meanwhile.
-    fn save_if_ours(&self, state: &mut UploadState) -> io::Result<()> {
-        self.check_ours(state)?;
-        self.save_state(state)
-    }
-
-    /// Fails when the record no longer names this upload.
-    fn check_ours(&self, state: &UploadState) -> io::Result<()> {
-        match self.load_state()? {
-            Some(now) if now.upload_id == state.upload_id => Ok(()),
-            _ => Err(taken_over()),
-        }
-    }
-
-    /// Throws away the upload the record names, and the record if it
-    /// still names that upload.
-    pub fn forget(&self, state: &UploadState) -> io::Result<()> {
-        match self.client.abort_multipart(&self.object, &state.upload_id) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        match self.check_ours(state) {
-            Ok(()) => self.client.delete(&self.record),
-            Err(_) => Ok(()),
-        }
-    }
-
-    /// The record of a resumable upload of `filesize` bytes, cut to the
-    /// parts the store still holds as recorded; `None` if there is none.
-    ///
-    /// Fails when the store fails.
-    pub fn resumable(&self, filesize: u64) -> io::Result<Option<UploadState>> {
-        let Some(state) = self.load_state()? else {
-            return Ok(None);
-        };
-        self.resumable_from(state, filesize)
-    }
-
-    fn resumable_from(
-        &self,
-        mut state: UploadState,
-        filesize: u64,
-    ) -> io::Result<Option<UploadState>> {
-        if state.filesize != filesize || state.part_size != part_size(filesize) {
-            return Ok(None);
-        }
-        let stored = match self.client.list_parts(&self.object, &state.upload_id) {
-            Ok(parts) => parts,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let good = state
-            .parts
-            .iter()
-            .zip(1u16..)
-            .take_while(|(record, number)| {
-                record.number == *number
-                    && stored.iter().any(|p| {
-                        p.number == *number && p.etag == record.etag && p.size == record.len
-                    })
-            })
-            .count();
-        state.parts.truncate(good);
-        Ok(Some(state))
-    }
-
-    /// Bytes of a resumable upload of `filesize` bytes the store holds.
-    pub fn kept(&self, filesize: u64) -> io::Result<u64> {
-        if filesize < MIN_PART {
-            return Ok(0);
-        }
-        Ok(self
-            .resumable(filesize)?
-            .map_or(0, |s| s.parts.iter().map(|p| p.len).sum()))
-    }
 }
 
 /// A part on its way to the store.
@@ -335,10 +93,6 @@ struct Multipart {
     spare: Arc<Mutex<Option<Vec<u8>>>>,
     /// Completed or discarded: nothing to let go of.
     done: bool,
-}
-
-fn lock(state: &Mutex<UploadState>) -> MutexGuard<'_, UploadState> {
-    state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A store error while doing `what`; a name another server holds is busy.
@@ -392,40 +146,6 @@ impl S3Upload {
     }
 }
 
-/// The record of the multipart upload this upload goes on with: the one
-/// to resume, or a new one (throwing away one that cannot be resumed).
-/// Fails as busy when another server runs an upload of that name.
-fn claim(target: &Target, plan: UploadPlan) -> io::Result<UploadState> {
-    let existing = target.load_state()?;
-    if existing
-        .as_ref()
-        .is_some_and(|s| s.held_elsewhere(&target.owner))
-    {
-        return Err(io::Error::new(
-            io::ErrorKind::ResourceBusy,
-            "held elsewhere",
-        ));
-    }
-    let resumed = match (plan.resume, existing.clone()) {
-        (true, Some(state)) => target.resumable_from(state, plan.filesize)?,
-        _ => None,
-    };
-    if let Some(state) = resumed {
-        return Ok(state);
-    }
-    if let Some(old) = existing {
-        target.forget(&old)?;
-    }
-    Ok(UploadState {
-        upload_id: target.client.create_multipart(&target.object)?,
-        filesize: plan.filesize,
-        part_size: part_size(plan.filesize),
-        parts: Vec::new(),
-        owner: String::new(),
-        updated: 0,
-    })
-}
-
 impl Multipart {
     /// Goes on with the upload `state` after its stored parts, with a
     /// second thread for sending parts.
@@ -465,13 +185,13 @@ fn send_parts(
     parts: Receiver<Part>,
     spare: &Mutex<Option<Vec<u8>>>,
 ) -> io::Result<()> {
-    let upload_id = lock(state).upload_id.clone();
+    let upload_id = state.lock().upload_id.clone();
     let mut saved = Instant::now();
     loop {
         let part = match parts.recv_timeout(HEARTBEAT) {
             Ok(part) => part,
             Err(RecvTimeoutError::Timeout) => {
-                let mut snapshot = lock(state).clone();
+                let mut snapshot = state.lock().clone();
                 target.save_if_ours(&mut snapshot)?;
                 saved = Instant::now();
                 continue;
@@ -491,9 +211,9 @@ fn send_parts(
         };
         let mut buffer = part.bytes;
         buffer.clear();
-        *spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(buffer);
+        *spare.lock() = Some(buffer);
         let mut snapshot = {
-            let mut state = lock(state);
+            let mut state = state.lock();
             state.parts.push(record);
             state.clone()
         };
@@ -502,14 +222,6 @@ fn send_parts(
             saved = Instant::now();
         }
     }
-}
-
-/// The error of an upload whose name another server's upload took.
-fn taken_over() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ResourceBusy,
-        "another upload of this name, through another server, took it over",
-    )
 }
 
 impl Multipart {
@@ -522,7 +234,6 @@ impl Multipart {
         let next = self
             .spare
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .take()
             .unwrap_or_else(|| Vec::with_capacity(part_size as usize));
         let bytes = std::mem::replace(&mut self.part, next);
@@ -572,7 +283,7 @@ impl Drop for S3Upload {
     fn drop(&mut self) {
         if let Way::Multipart(m) = &mut self.way {
             if m.join().is_ok() && !m.done {
-                let mut state = lock(&m.state).clone();
+                let mut state = m.state.lock().clone();
                 state.updated = 0;
                 if self.target.check_ours(&state).is_ok() {
                     let _ = match state.parts.is_empty() {
@@ -606,7 +317,7 @@ impl Upload for S3Upload {
                 Ok(())
             }
             Way::Multipart(m) => {
-                let part_size = lock(&m.state).part_size;
+                let part_size = m.state.lock().part_size;
                 while !chunk.is_empty() {
                     let room = (part_size - m.part.len() as u64).min(chunk.len() as u64);
                     let (now, rest) = chunk.split_at(room as usize);
@@ -630,9 +341,9 @@ impl Upload for S3Upload {
         let actual = match &mut self.way {
             Way::Whole { hasher, .. } => hasher.finalize(),
             Way::Multipart(m) => {
-                let part_size = lock(&m.state).part_size;
+                let part_size = m.state.lock().part_size;
                 m.ship(part_size).and_then(|()| m.join()).map_err(failed)?;
-                let state = lock(&m.state).clone();
+                let state = m.state.lock().clone();
                 let hashes: Option<Vec<PartHash>> =
                     state.parts.iter().map(PartRecord::hash).collect();
                 let covered: u64 = state.parts.iter().map(|p| p.len).sum();
@@ -659,7 +370,7 @@ impl Upload for S3Upload {
             }
             Way::Multipart(m) => {
                 m.done = true;
-                Some(lock(&m.state).clone())
+                Some(m.state.lock().clone())
             }
         };
         if let Some(state) = multipart {
@@ -672,7 +383,7 @@ impl Upload for S3Upload {
         if let Way::Multipart(m) = &mut self.way {
             m.done = true;
             let _ = m.join();
-            let state = lock(&m.state).clone();
+            let state = m.state.lock().clone();
             let _ = self.target.forget(&state);
         }
     }
@@ -724,16 +435,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn part_sizes_are_powers_of_two_within_s3_limits() {
-        assert_eq!(part_size(0), MIN_PART);
-        assert_eq!(part_size(1 << 30), MIN_PART);
-        let huge = 200u64 << 30;
-        let p = part_size(huge);
-        assert!(p.is_power_of_two() && huge.div_ceil(p) <= MAX_PARTS, "{p}");
-        assert_eq!(part_size(MAX_PARTS * MIN_PART + 1), 2 * MIN_PART);
-    }
-
-    #[test]
     fn the_largest_file_within_a_memory_bound_fits_it_and_one_byte_more_does_not() {
         for memory in [1000, 3 * MIN_PART, 256 << 20, 1 << 30, (1 << 30) + 5] {
             let largest = largest_within(memory);
@@ -748,21 +449,5 @@ mod tests {
         assert_eq!(memory_for(1000), 1000);
         assert_eq!(memory_for(MIN_PART), 2 * MIN_PART);
         assert_eq!(memory_for(1 << 40), 2 * part_size(1 << 40));
-    }
-
-    #[test]
-    fn a_record_round_trips_to_the_part_hash() {
-        let mut h = PartHasher::new(0);
-        h.update(&[3u8; 5000]);
-        let hash = h.finish().unwrap();
-        let record = PartRecord {
-            number: 1,
-            etag: "\"e\"".into(),
-            len: hash.len,
-            cv: hex::encode(hash.cv),
-            root: hash.root.map(|r| r.to_hex().to_string()),
-        };
-        assert_eq!(record.hash(), Some(hash));
-        assert_eq!(tree::root(&[hash]), Some(blake3::hash(&[3u8; 5000])));
     }
 }

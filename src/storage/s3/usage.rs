@@ -9,10 +9,12 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::upload::{UploadState, LIVE_WINDOW};
+use parking_lot::{Mutex, MutexGuard};
+
+use super::record::{UploadState, LIVE_WINDOW};
 use super::S3Store;
 use crate::storage::{Place, Usage};
 use crate::wire::names::PARTIAL_DIR;
@@ -28,7 +30,7 @@ pub struct UsageCache(Arc<Mutex<HashMap<String, (Usage, Instant)>>>);
 
 impl UsageCache {
     fn book(&self) -> MutexGuard<'_, HashMap<String, (Usage, Instant)>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.lock()
     }
 
     /// The usage of the home with key `home`, if measured recently.
@@ -117,7 +119,7 @@ fn abandoned_bytes(state: &UploadState, now: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::s3::upload::PartRecord;
+    use crate::storage::s3::record::PartRecord;
 
     fn state(updated: u64, lens: &[u64]) -> UploadState {
         UploadState {

@@ -15,7 +15,7 @@ use std::path::Path;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, Stat};
 use rustix::path::Arg;
 
-use crate::storage::local::FolderError;
+use crate::storage::FolderError;
 use crate::wire::names::{display_folder, PARTIAL_DIR};
 
 /// An entry of a folder, as `lstat` sees it.

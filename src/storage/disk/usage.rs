@@ -9,20 +9,13 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use crate::storage::handle::{Folder, Kind};
+use parking_lot::{Mutex, MutexGuard};
+
+use super::handle::{Folder, Kind};
+use crate::storage::Usage;
 use crate::wire::names::PARTIAL_DIR;
-
-/// What a home holds.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Usage {
-    /// Bytes of its files, partial uploads included.
-    pub bytes: u64,
-    /// Its files and folders, partial uploads included; the folders that
-    /// hold partial uploads are the server's, and not counted.
-    pub entries: u64,
-}
 
 /// What each home holds, partial uploads included.
 #[derive(Debug, Default, Clone)]
@@ -30,7 +23,7 @@ pub struct UsageBook(Arc<Mutex<HashMap<PathBuf, Usage>>>);
 
 impl UsageBook {
     fn book(&self) -> MutexGuard<'_, HashMap<PathBuf, Usage>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.lock()
     }
 
     /// What `home` holds: from the book, or walked the first time.

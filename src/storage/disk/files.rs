@@ -1,5 +1,5 @@
-//! The upload root on disk: folders, listings, partial uploads and the
-//! atomic commit that puts a finished file under its name.
+//! The disk store's file-system helpers: listings, times, partial uploads
+//! and their sweep, and early writeback for durable uploads.
 //!
 //! A file being uploaded lives in `<folder>/.ftp-partial/<name>` until all
 //! its bytes have arrived (and its digest matched); it is then renamed into
@@ -12,28 +12,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::storage::handle::{Folder, Found, Kind};
+use super::handle::{Folder, Found, Kind};
 use crate::wire::message::{Entry, EntryKind};
 use crate::wire::names::PARTIAL_DIR;
-
-/// Why a folder path could not be used. Each variant carries the folder
-/// as the user wrote it, relative to the home.
-#[derive(Debug)]
-pub enum FolderError {
-    /// A step is missing.
-    Missing(String),
-    /// A step is a symbolic link, which is never followed.
-    Link(String),
-    /// A step is a file or something else that is not a folder.
-    NotFolder(String),
-    /// The file system failed while checking a step.
-    Io(String, io::Error),
-}
-
-/// Whether an I/O error means the disk or the quota is full.
-pub fn is_no_space(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
-}
 
 /// Lists files and folders in `dir` as the directory stream yields them,
 /// looked at through its handle one by one, so that a folder of any size
@@ -79,6 +60,23 @@ pub fn unix_secs(t: SystemTime) -> u64 {
 /// Where the partial upload of `name` in `dir` lives.
 pub fn partial_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(PARTIAL_DIR).join(name)
+}
+
+/// The key of the upload whose partial file is `partial` below `root`,
+/// for the sweeper's claim: its final path from the root.
+pub fn partial_key(root: &Path, partial: &Path) -> Option<String> {
+    let rel = partial.strip_prefix(root).ok()?;
+    let parts: Vec<&str> = rel.iter().map(|c| c.to_str()).collect::<Option<_>>()?;
+    let (name, rest) = parts.split_last()?;
+    let (partial_dir, folder) = rest.split_last()?;
+    (*partial_dir == PARTIAL_DIR).then(|| {
+        let mut key = folder.join("/");
+        if !key.is_empty() {
+            key.push('/');
+        }
+        key.push_str(name);
+        key
+    })
 }
 
 /// How much written data a durable upload lets pile up before it asks the
@@ -214,6 +212,19 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_file_maps_back_to_its_upload_key() {
+        let root = Path::new("/srv/ftp");
+        let partial = root.join("alice/docs").join(PARTIAL_DIR).join("a.txt");
+        assert_eq!(partial_key(root, &partial).unwrap(), "alice/docs/a.txt");
+        let top = root.join(PARTIAL_DIR).join("b");
+        assert_eq!(partial_key(root, &top).unwrap(), "b");
+        let (home, folder) = (["alice".to_string()], ["docs".to_string()]);
+        let place = crate::storage::Place::new(&home, &folder);
+        assert_eq!(place.key("a.txt"), "alice/docs/a.txt");
+        assert!(partial_key(root, &root.join("x/y")).is_none());
+    }
+
+    #[test]
     fn empty_folder_lists_nothing() {
         let dir = tempfile::tempdir().unwrap();
         assert!(listed(dir.path()).is_empty());
@@ -248,7 +259,7 @@ mod tests {
         let theirs = outside.path().join(PARTIAL_DIR).join("theirs");
         fs::write(&theirs, b"not ours to count or sweep").unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("door")).unwrap();
-        let used = crate::storage::usage::measure(dir.path()).unwrap();
+        let used = crate::storage::disk::usage::measure(dir.path()).unwrap();
         assert_eq!((used.bytes, used.entries), (4, 1), "mine, not the link");
         let any = |_: &Path| Some(());
         assert_eq!(sweep_partials(dir.path(), Duration::ZERO, 2, any), 0);
