@@ -1,0 +1,237 @@
+//! Answering a batch's steps: each reply read in order, checked, and
+//! reported; a download's body and digest taken with it.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::client::checks::{check_room, check_stored};
+use crate::client::connect::read_reply;
+use crate::client::overwrite::{land_download, Overwrite};
+use crate::client::pipeline::Pipe;
+use crate::client::transfer::{check_download, open_partial_download, paced};
+use crate::error::{Error, Result};
+use crate::io::digest::Digester;
+use crate::io::interrupt::is_interruption;
+use crate::io::pump::{relay, PumpError};
+use crate::wire::frame::{self, MAX_HEADER_LEN};
+use crate::wire::message::{Digest, Folder, GetReady, PutDone, Removed};
+
+use super::{
+    fail, BatchOptions, BatchProgress, BatchReport, Download, Finished, InFlight, Lost, Queued,
+    Sent, Step, Unanswered, TRIES,
+};
+
+/// Reads the reply to the oldest step in flight and reports it.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn answer(
+    pipe: &mut Pipe,
+    done: InFlight,
+    options: BatchOptions,
+    client: &crate::client::ClientOptions,
+    report: &mut BatchReport,
+    progress: &mut dyn BatchProgress,
+    later: &mut Vec<Queued>,
+) -> Result<(), Unanswered> {
+    let step = &done.step;
+    // Set when the reply came whole but the step failed on our side (a
+    // lying reply, a local file that cannot be written): the connection is
+    // in step, only the step fails.
+    let mut whole = false;
+    let outcome = match (&done.step, &done.sent) {
+        (Step::MakeFolder(path), _) => read_reply::<_, Folder>(pipe).map(|_| {
+            progress.finished(&Finished::Made(path));
+            report.folders += 1;
+        }),
+        (Step::Remove { path, .. }, _) => read_reply::<_, Removed>(pipe).map(|r| {
+            progress.finished(&Finished::Removed {
+                path,
+                entries: r.entries,
+            });
+            report.removed += 1;
+        }),
+        (
+            Step::Upload(u),
+            Sent::Put {
+                size,
+                digest,
+                resumed_from,
+            },
+        ) => read_reply::<_, PutDone>(pipe)
+            .and_then(|d| {
+                whole = true;
+                check_stored(&d, &u.remote, *size, digest)
+            })
+            .map(|d| {
+                progress.finished(&Finished::Stored {
+                    remote: &u.remote,
+                    size: d.size,
+                    resumed_from: *resumed_from,
+                });
+                report.files += 1;
+                report.bytes += d.received;
+            }),
+        (Step::Download(d), Sent::Get { offset, partial }) => {
+            let got = match receive(pipe, d, *offset, partial, options, client, progress) {
+                Ok(got) => got,
+                Err(lost) => return Err(unanswered(lost, done)),
+            };
+            whole = true;
+            got.map(|(size, received)| {
+                progress.finished(&Finished::Saved {
+                    local: &d.local,
+                    size,
+                    resumed_from: *offset,
+                });
+                report.files += 1;
+                report.bytes += received;
+            })
+        }
+        _ => unreachable!("a step is sent with its own kind of record"),
+    };
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(e) if retried(&e, &done) && done.tries + 1 < TRIES => {
+            later.push(Queued {
+                step: done.step,
+                tries: done.tries + 1,
+            });
+            Ok(())
+        }
+        Err(e) if whole || matches!(e, Error::Remote { .. } | Error::Usage(_)) => {
+            fail(report, progress, step, e);
+            Ok(())
+        }
+        // The reply did not come whole: the step goes again.
+        Err(e) => Err(unanswered(Lost(e), done)),
+    }
+}
+
+pub(super) fn requeued(done: InFlight) -> Queued {
+    Queued {
+        step: done.step,
+        tries: done.tries,
+    }
+}
+
+fn unanswered(lost: Lost, done: InFlight) -> Unanswered {
+    Unanswered(lost, Box::new(requeued(done)))
+}
+
+/// Whether a failed step is worth another try: a name another upload
+/// holds, or stale partial data on either side (already discarded).
+fn retried(e: &Error, done: &InFlight) -> bool {
+    match e {
+        Error::Remote { code, .. } => {
+            code == "busy"
+                || code == "invalid_offset"
+                || (code == "digest_mismatch"
+                    && matches!(done.sent, Sent::Put { resumed_from, .. } if resumed_from > 0))
+        }
+        Error::DigestMismatch { .. } => matches!(done.sent, Sent::Get { offset, .. } if offset > 0),
+        _ => false,
+    }
+}
+
+/// Takes one download's reply, body and digest. The outer error means the
+/// connection is out of step; the inner one that only this file failed.
+fn receive(
+    pipe: &mut Pipe,
+    d: &Download,
+    offset: u64,
+    partial: &Path,
+    options: BatchOptions,
+    client: &crate::client::ClientOptions,
+    progress: &mut dyn BatchProgress,
+) -> Result<Result<(u64, u64)>, Lost> {
+    let ready: GetReady = match read_reply(pipe) {
+        Ok(ready) => ready,
+        Err(e @ Error::Remote { .. }) => {
+            if offset > 0 && matches!(&e, Error::Remote { code, .. } if code == "invalid_offset") {
+                let _ = fs::remove_file(partial);
+            }
+            return Ok(Err(e));
+        }
+        Err(e) => return Err(Lost(e)),
+    };
+    if ready.offset != offset || ready.filesize < offset {
+        return Err(Lost(Error::Malformed(
+            "server sent a different offset".into(),
+        )));
+    }
+    let body = ready.filesize - offset;
+    // Refused before a byte is written; the body is on its way regardless.
+    if let Err(e) = check_room(partial, body) {
+        // Only this file does not fit: its bytes are skipped, the rest go on.
+        skip(pipe, body)?;
+        return Ok(Err(e));
+    }
+    let (mut file, hasher) = match open_partial_download(partial, offset) {
+        Ok(opened) => opened,
+        Err(e) => {
+            // The bytes are on their way whatever happens here.
+            skip(pipe, body)?;
+            return Ok(Err(e));
+        }
+    };
+    progress.advance(offset);
+    let mut hasher = Digester::new(hasher, body);
+    let mut sink = paced(&mut file, client);
+    let got = relay(pipe, &mut sink, body, Some(&mut hasher), |n| {
+        progress.advance(n)
+    });
+    drop(sink);
+    match got {
+        Ok(_) => {}
+        Err(PumpError::Source(e)) => return Err(Lost(e)),
+        Err(PumpError::Sink(e)) if is_interruption(&e) => {
+            return Err(Lost(Error::Interrupted { what: "download" }))
+        }
+        Err(PumpError::Sink(e)) => {
+            let _ = fs::remove_file(partial);
+            return Err(Lost(Error::io(format!("writing {}", partial.display()), e)));
+        }
+    }
+    let digest: Digest = frame::read_json(pipe, MAX_HEADER_LEN).map_err(Lost)?;
+    let landed =
+        check_download(&d.remote, file, hasher, &digest, partial, false).and_then(|ours| {
+            let policy = match options.ask_before_replacing {
+                true => &client.overwrite,
+                false => &Overwrite::Replace,
+            };
+            land_download(policy, partial, &d.local, ready.filesize, &ours, false)
+        });
+    if let Err(e) = landed {
+        return Ok(Err(e));
+    }
+    keep_times(
+        &d.local,
+        ready.mtime,
+        ready.mode.filter(|_| options.preserve_mode),
+    );
+    Ok(Ok((ready.filesize, body)))
+}
+
+/// Reads and drops `len` bytes of a body nobody will keep, and its digest.
+fn skip(pipe: &mut Pipe, len: u64) -> Result<(), Lost> {
+    let copied = std::io::copy(&mut pipe.take(len), &mut std::io::sink())
+        .map_err(|e| Lost(Error::io("reading a download", e)))?;
+    if copied < len {
+        return Err(Lost(Error::Closed));
+    }
+    frame::read_json::<_, Digest>(pipe, MAX_HEADER_LEN).map_err(Lost)?;
+    Ok(())
+}
+
+/// Gives a downloaded file the server's modification time, and its
+/// permission bits when asked.
+pub(crate) fn keep_times(path: &Path, mtime: u64, mode: Option<u32>) {
+    if let Ok(file) = File::options().write(true).open(path) {
+        let _ = file.set_modified(UNIX_EPOCH + Duration::from_secs(mtime));
+    }
+    if let Some(mode) = mode {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o777));
+    }
+}

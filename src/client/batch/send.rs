@@ -1,0 +1,204 @@
+//! Sending a batch's steps: each request, with a small file's bytes and
+//! digest in the same write; a large file after its `ready`.
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::time::UNIX_EPOCH;
+
+use crate::client::connect::read_reply;
+use crate::client::pipeline::Pipe;
+use crate::client::transfer::{paced, partial_download_path, planted_link};
+use crate::client::SMALL_FILE;
+use crate::error::{Error, Result};
+use crate::io::digest::Digester;
+use crate::io::interrupt::is_interruption;
+use crate::io::pump::{hash_prefix, relay, PumpError};
+use crate::wire::frame::{self};
+use crate::wire::message::{Digest, DigestAlgorithm, GetRequest, PutReady, PutRequest, Request};
+
+use super::{BatchOptions, BatchProgress, Download, Sent, Step, Upload};
+
+/// Why a step could not be sent.
+pub(super) enum Sending {
+    /// Something local (a file that cannot be read): only this step fails.
+    Local(Error),
+    /// The connection failed before the step went out whole: try it again.
+    Lost(Error),
+    /// The connection is out of step because of this step (its file
+    /// changed size mid-body): it fails, and the batch reconnects.
+    LostWith(Error),
+}
+
+fn lost(e: impl Into<Error>) -> Sending {
+    Sending::Lost(e.into())
+}
+
+pub(super) fn send(
+    pipe: &mut Pipe,
+    step: &Step,
+    options: BatchOptions,
+    client: &crate::client::ClientOptions,
+    progress: &mut dyn BatchProgress,
+) -> Result<Sent, Sending> {
+    let header = match step {
+        Step::MakeFolder(path) => Request::Mkdir {
+            path: path.clone(),
+            parents: true,
+        },
+        Step::Remove { path, recursive } => Request::Rm {
+            filename: path.clone(),
+            recursive: *recursive,
+        },
+        Step::Download(d) => return send_get(pipe, d),
+        Step::Upload(u) => return send_put(pipe, u, options, client, progress),
+    };
+    let bytes = frame::encode_json(&header).map_err(Sending::Local)?;
+    pipe.send_request(&bytes)
+        .map_err(|e| lost(Error::io("sending requests", e)))?;
+    Ok(Sent::Plain)
+}
+
+fn send_get(pipe: &mut Pipe, d: &Download) -> Result<Sent, Sending> {
+    let partial = partial_download_path(&d.local).map_err(Sending::Local)?;
+    let found = fs::symlink_metadata(&partial).ok();
+    if found.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
+        return Err(Sending::Local(planted_link(&partial)));
+    }
+    let offset = found.filter(|m| m.is_file()).map_or(0, |m| m.len());
+    let request = Request::Get(GetRequest {
+        filename: d.remote.clone(),
+        offset,
+    });
+    let bytes = frame::encode_json(&request).map_err(Sending::Local)?;
+    pipe.send_request(&bytes)
+        .map_err(|e| lost(Error::io("sending requests", e)))?;
+    Ok(Sent::Get { offset, partial })
+}
+
+/// A local file's modification time, whole seconds since the epoch.
+pub(crate) fn unix_mtime(meta: &fs::Metadata) -> Option<u64> {
+    let t = meta.modified().ok()?;
+    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
+}
+
+fn send_put(
+    pipe: &mut Pipe,
+    u: &Upload,
+    options: BatchOptions,
+    client: &crate::client::ClientOptions,
+    progress: &mut dyn BatchProgress,
+) -> Result<Sent, Sending> {
+    let cannot_read = |e: std::io::Error| Sending::Local(Error::cannot_read(u.local.display(), &e));
+    let mut file = File::open(&u.local).map_err(cannot_read)?;
+    let meta = file.metadata().map_err(cannot_read)?;
+    if !meta.is_file() {
+        let what = format!("{} is not a regular file", u.local.display());
+        return Err(Sending::Local(Error::Usage(what)));
+    }
+    let size = meta.len();
+    let header = PutRequest {
+        digest: Some(DigestAlgorithm::Blake3),
+        mtime: unix_mtime(&meta),
+        mode: options
+            .preserve_mode
+            .then(|| std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777),
+        ..PutRequest::plain(&u.remote, size)
+    };
+    if size > SMALL_FILE {
+        return send_large_put(pipe, u, header, &mut file, client, progress);
+    }
+    let mut body = Vec::with_capacity(size as usize);
+    (&mut file)
+        .take(SMALL_FILE + 1)
+        .read_to_end(&mut body)
+        .map_err(cannot_read)?;
+    if body.len() as u64 != size {
+        let what = format!("{} changed while it was read; try again", u.local.display());
+        return Err(Sending::Local(Error::Usage(what)));
+    }
+    let digest = blake3::hash(&body);
+    let mut message = frame::encode_json(&Request::Put(header)).map_err(Sending::Local)?;
+    message.extend_from_slice(&body);
+    message.extend(
+        frame::encode_json(&Digest {
+            blake3: digest.to_hex().to_string(),
+        })
+        .map_err(Sending::Local)?,
+    );
+    pipe.send_request(&message)
+        .map_err(|e| lost(Error::io("sending files", e)))?;
+    progress.advance(size);
+    Ok(Sent::Put {
+        size,
+        digest,
+        resumed_from: 0,
+    })
+}
+
+/// A large file: the server says where to resume before the body goes, so
+/// this waits for one reply (every earlier one has been read by then).
+fn send_large_put(
+    pipe: &mut Pipe,
+    u: &Upload,
+    header: PutRequest,
+    file: &mut File,
+    client: &crate::client::ClientOptions,
+    progress: &mut dyn BatchProgress,
+) -> Result<Sent, Sending> {
+    let size = header.filesize;
+    let request = Request::Put(PutRequest {
+        ack: true,
+        resume: true,
+        ..header
+    });
+    let bytes = frame::encode_json(&request).map_err(Sending::Local)?;
+    pipe.send_request(&bytes)
+        .map_err(|e| lost(Error::io("sending requests", e)))?;
+    let ready: PutReady = match read_reply(pipe) {
+        Ok(ready) => ready,
+        Err(e @ Error::Remote { .. }) => return Err(Sending::Local(e)),
+        Err(e) => return Err(lost(e)),
+    };
+    let offset = ready.offset;
+    if offset > size {
+        let what = format!("server asked to resume at {offset}, beyond the file's {size} bytes");
+        return Err(lost(Error::Malformed(what)));
+    }
+    let mut hasher = blake3::Hasher::new();
+    let read_err = |e| Sending::LostWith(Error::cannot_read(u.local.display(), &e));
+    file.seek(SeekFrom::Start(0)).map_err(read_err)?;
+    hash_prefix(file, offset, &mut hasher).map_err(Sending::LostWith)?;
+    progress.advance(offset);
+    let mut hasher = Digester::new(hasher, size - offset);
+    let stream = pipe
+        .direct()
+        .map_err(|e| lost(Error::io("sending files", e)))?;
+    let mut sink = paced(stream, client);
+    let sent = relay(file, &mut sink, size - offset, Some(&mut hasher), |n| {
+        progress.advance(n)
+    });
+    drop(sink);
+    match sent {
+        Ok(_) => {}
+        Err(PumpError::Source(e)) => {
+            let what = format!("{} changed size while it was sent ({e})", u.local.display());
+            return Err(Sending::LostWith(Error::Usage(what)));
+        }
+        Err(PumpError::Sink(e)) if is_interruption(&e) => {
+            return Err(lost(Error::Interrupted { what: "upload" }))
+        }
+        Err(PumpError::Sink(e)) => return Err(lost(Error::io("sending file data", e))),
+    }
+    let digest = hasher.finalize();
+    let frame = frame::encode_json(&Digest {
+        blake3: digest.to_hex().to_string(),
+    })
+    .map_err(Sending::Local)?;
+    pipe.send_request(&frame)
+        .map_err(|e| lost(Error::io("sending files", e)))?;
+    Ok(Sent::Put {
+        size,
+        digest,
+        resumed_from: offset,
+    })
+}
