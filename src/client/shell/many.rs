@@ -1,0 +1,298 @@
+//! Commands on many files: put, get and rm of files, wildcards and
+//! folders, each run as one pipelined batch.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::client::batch::{BatchOptions, Download, Failure, Step, Upload};
+use crate::client::command::Transfer;
+use crate::client::progress::progress_for;
+use crate::client::tree::{
+    clean_relative, expand_local, has_wildcard, join, local_path, walk_local,
+};
+use crate::client::{local_upload_name, Client};
+use crate::error::{Error, Result};
+use crate::wire::message::EntryKind;
+use crate::wire::names::escape;
+
+use super::{print_get, print_put, run_batch, summarize, wrote, ShellOptions};
+
+/// `put`: one plain file the way it always went (a line with what the
+/// server said); anything more as one pipelined batch.
+pub(super) fn put(
+    client: &mut Client,
+    t: &Transfer,
+    options: ShellOptions,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<()> {
+    let mut steps = Vec::new();
+    let mut skipped = 0;
+    let mut unreadable = Vec::new();
+    for source in &t.sources {
+        let paths = match expand_local(source) {
+            Ok(paths) => paths,
+            Err(error) => {
+                unreadable.push((source.into(), error));
+                continue;
+            }
+        };
+        for path in paths {
+            let meta = match fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) => {
+                    let error = Error::cannot_read(path.display(), &e);
+                    unreadable.push((path, error));
+                    continue;
+                }
+            };
+            if meta.is_dir() {
+                if !t.recursive {
+                    let why = "a folder; put -r sends a folder with all it holds";
+                    unreadable.push((path, Error::Usage(why.into())));
+                    continue;
+                }
+                skipped += plan_folder_upload(&path, &mut steps, options, err)?;
+            } else if meta.file_type().is_symlink() {
+                skipped += 1;
+                note_skipped(err, options, &path, "a symbolic link, not followed");
+            } else {
+                let name = match local_upload_name(&path) {
+                    Ok(name) => name,
+                    Err(error) => {
+                        unreadable.push((path, error));
+                        continue;
+                    }
+                };
+                steps.push(Step::Upload(Upload {
+                    local: path,
+                    remote: name,
+                    size: meta.len(),
+                }));
+            }
+        }
+    }
+    if steps.is_empty() {
+        if let [(path, error)] = unreadable.as_slice() {
+            return Err(Error::Usage(format!("put {}: {error}", path.display())));
+        }
+    }
+    for (path, error) in &unreadable {
+        let _ = writeln!(
+            err,
+            "error: put {}: {error}",
+            escape(&path.display().to_string())
+        );
+    }
+    if let [Step::Upload(one)] = steps.as_slice() {
+        if !t.recursive && !t.preserve && unreadable.is_empty() {
+            let mut bar = progress_for(options.quiet);
+            let report = client
+                .put(&one.local, bar.as_mut())
+                .map_err(|e| Error::Usage(format!("put {}: {e}", one.local.display())))?;
+            return wrote(print_put(out, &report));
+        }
+    }
+    let lines = t.verbose || !t.recursive;
+    let batch = BatchOptions {
+        preserve_mode: t.preserve,
+        ask_before_replacing: false,
+    };
+    let mut report = run_batch(client, steps, batch, options, lines, out, err);
+    report
+        .failures
+        .extend(unreadable.into_iter().map(|(path, error)| Failure {
+            verb: "put",
+            subject: path.display().to_string(),
+            error,
+        }));
+    summarize("put", &report, skipped, options, out)
+}
+
+/// Plans a folder's upload: the folder of the same name in the current
+/// server folder, everything below it made and sent. Returns how many
+/// entries were skipped (links, special files, unusable names).
+fn plan_folder_upload(
+    path: &Path,
+    steps: &mut Vec<Step>,
+    options: ShellOptions,
+    err: &mut impl Write,
+) -> Result<usize> {
+    let absolute = fs::canonicalize(path).map_err(|e| Error::cannot_read(path.display(), &e))?;
+    let name = local_upload_name(&absolute)?;
+    let tree = walk_local(&absolute)?;
+    for (skipped, why) in &tree.skipped {
+        note_skipped(err, options, skipped, why);
+    }
+    steps.push(Step::MakeFolder(name.clone()));
+    steps.extend(
+        tree.folders
+            .iter()
+            .map(|f| Step::MakeFolder(join(&name, f))),
+    );
+    steps.extend(tree.files.into_iter().map(|f| {
+        Step::Upload(Upload {
+            remote: join(&name, &f.relative),
+            local: f.path,
+            size: f.size,
+        })
+    }));
+    Ok(tree.skipped.len())
+}
+
+pub(super) fn note_skipped(err: &mut impl Write, options: ShellOptions, path: &Path, why: &str) {
+    if !options.quiet {
+        let shown = escape(&path.display().to_string());
+        let _ = writeln!(err, "note: skipped {shown}: {why}");
+    }
+}
+
+/// `get`: one plain file the way it always went; anything more (several
+/// files, wildcards, folders) as one pipelined batch.
+pub(super) fn get(
+    client: &mut Client,
+    t: &Transfer,
+    options: ShellOptions,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<()> {
+    let single = matches!(t.sources.as_slice(), [one] if !has_wildcard(one));
+    if single && !t.recursive && !t.preserve {
+        let name = &t.sources[0];
+        let mut bar = progress_for(options.quiet);
+        let local = t.local.as_deref().map(Path::new);
+        let report = client.get(name, local, bar.as_mut())?;
+        return wrote(print_get(out, name, &report));
+    }
+    let mut found = Vec::new();
+    for source in &t.sources {
+        found.extend(client.expand_remote(source)?);
+    }
+    let several = found.len() > 1 || t.recursive;
+    let into = match &t.local {
+        Some(local) => PathBuf::from(local),
+        None => PathBuf::from("."),
+    };
+    // Several things, or a folder, go into LOCAL, which must be a folder;
+    // one folder into a LOCAL that does not exist becomes LOCAL (as cp -r).
+    let own_name = into.is_dir() || t.local.is_none();
+    if several && !own_name && found.len() > 1 {
+        return Err(Error::Usage(format!(
+            "{} is not a folder; several files go into a folder",
+            into.display()
+        )));
+    }
+    let mut steps = Vec::new();
+    for (path, kind) in found {
+        let base = path.rsplit('/').next().unwrap_or(&path).to_string();
+        let base = clean_relative(&base).map_err(|_| {
+            Error::Usage(format!("cannot name a local file after {}", escape(&path)))
+        })?;
+        let target = match own_name {
+            true => into.join(&base),
+            false => into.clone(),
+        };
+        if kind == EntryKind::Dir || t.recursive {
+            let entries = match client.list_tree(&path, false) {
+                Ok(entries) => entries,
+                // A file named on the command line, with -r.
+                Err(Error::Remote { code, .. })
+                    if code == "bad_name" || code == "not_found" && kind == EntryKind::File =>
+                {
+                    steps.push(Step::Download(Download {
+                        remote: path,
+                        local: target,
+                        size: 0,
+                    }));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if !t.recursive {
+                return Err(Error::Usage(format!(
+                    "{} is a folder; get -r fetches a folder with all it holds",
+                    escape(&path)
+                )));
+            }
+            make_local_folder(&target)?;
+            for e in entries {
+                let local = local_path(&target, &e.relative);
+                match e.kind {
+                    EntryKind::Dir => make_local_folder(&local)?,
+                    EntryKind::File => steps.push(Step::Download(Download {
+                        remote: join(&path, &e.relative),
+                        local,
+                        size: e.size,
+                    })),
+                }
+            }
+        } else {
+            steps.push(Step::Download(Download {
+                remote: path,
+                local: target,
+                size: 0,
+            }));
+        }
+    }
+    let lines = t.verbose || !t.recursive;
+    let batch = BatchOptions {
+        preserve_mode: t.preserve,
+        ask_before_replacing: true,
+    };
+    let report = run_batch(client, steps, batch, options, lines, out, err);
+    summarize("get", &report, 0, options, out)
+}
+
+pub(super) fn make_local_folder(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Usage(format!(
+            "{} exists and is not a folder",
+            path.display()
+        ))),
+        Err(_) => fs::create_dir_all(path)
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e)),
+    }
+}
+
+/// `rm [-r] PATH...`: every path (wildcards expanded) in one batch.
+pub(super) fn remove(
+    client: &mut Client,
+    paths: &[String],
+    recursive: bool,
+    options: ShellOptions,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<()> {
+    let mut steps = Vec::new();
+    for pattern in paths {
+        for (path, _) in client.expand_remote(pattern)? {
+            steps.push(Step::Remove { path, recursive });
+        }
+    }
+    let report = run_batch(
+        client,
+        steps,
+        BatchOptions::default(),
+        options,
+        true,
+        out,
+        err,
+    );
+    match report.failures.len() {
+        0 => Ok(()),
+        1 if report.removed == 0 => {
+            let f = &report.failures[0];
+            Err(Error::Usage(format!(
+                "rm {}: {}",
+                escape(&f.subject),
+                f.error
+            )))
+        }
+        n => Err(Error::Usage(format!(
+            "{n} of {} removals failed",
+            n as u64 + report.removed
+        ))),
+    }
+}

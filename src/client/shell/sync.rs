@@ -1,0 +1,124 @@
+//! `sync SRC DST`: list both sides, plan, and run the plan as a batch.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::client::batch::{BatchOptions, Step};
+use crate::client::command::SyncOptions;
+use crate::client::sync::{plan_fetch, plan_send, remove_local, Compare, SyncPlan};
+use crate::client::tree::{walk_local, LocalTree};
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::wire::names::escape;
+
+use super::{make_local_folder, note_skipped, run_batch, summarize, wrote, ShellOptions};
+
+/// `sync SRC DST`.
+pub(super) fn sync(
+    client: &mut Client,
+    how: &SyncOptions,
+    options: ShellOptions,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<()> {
+    let compare = match how.checksum {
+        true => Compare::Checksum,
+        false => Compare::SizeAndTime,
+    };
+    let sending = how.target.starts_with(':');
+    let remote = match sending {
+        true => &how.target[1..],
+        false => &how.source[1..],
+    };
+    let remote = remote.trim_end_matches('/');
+    let local = Path::new(match sending {
+        true => &how.source,
+        false => &how.target,
+    });
+    let theirs = match client.list_tree(remote, how.checksum) {
+        Ok(entries) => entries,
+        Err(Error::Remote { code, .. }) if code == "not_found" && sending => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let plan = match sending {
+        true => {
+            let ours = walk_local(local)?;
+            for (skipped, why) in &ours.skipped {
+                note_skipped(err, options, skipped, why);
+            }
+            plan_send(&ours, remote, &theirs, compare, how.delete)
+        }
+        false => {
+            let ours = match local.exists() {
+                true => walk_local(local)?,
+                false => LocalTree::default(),
+            };
+            plan_fetch(&theirs, remote, local, &ours, compare, how.delete)
+        }
+    };
+    if how.dry_run {
+        return print_plan(&plan, out);
+    }
+    for gone in &plan.local_removals {
+        remove_local(gone).map_err(|e| Error::io(format!("removing {}", gone.display()), e))?;
+        if how.verbose {
+            wrote(writeln!(
+                out,
+                "removed {}",
+                escape(&gone.display().to_string())
+            ))?;
+        }
+    }
+    for folder in &plan.local_folders {
+        make_local_folder(folder)?;
+    }
+    let batch = BatchOptions {
+        preserve_mode: how.preserve,
+        ask_before_replacing: false,
+    };
+    let report = run_batch(client, plan.steps, batch, options, how.verbose, out, err);
+    let removed = plan.local_removals.len() as u64;
+    if !options.quiet {
+        wrote(writeln!(
+            out,
+            "sync: {} files sent or fetched, {} up to date, {} removed",
+            report.files,
+            plan.unchanged,
+            removed + report.removed
+        ))?;
+    }
+    summarize("sync", &report, 0, options, out)
+}
+
+/// `sync -n`: what would be done.
+fn print_plan(plan: &SyncPlan, out: &mut impl Write) -> Result<()> {
+    for gone in &plan.local_removals {
+        wrote(writeln!(
+            out,
+            "would remove {}",
+            escape(&gone.display().to_string())
+        ))?;
+    }
+    for step in &plan.steps {
+        let line = match step {
+            Step::MakeFolder(p) => format!("would make folder :{}", escape(p)),
+            Step::Upload(u) => format!(
+                "would send {} to :{}",
+                escape(&u.local.display().to_string()),
+                escape(&u.remote)
+            ),
+            Step::Download(d) => format!(
+                "would fetch :{} to {}",
+                escape(&d.remote),
+                escape(&d.local.display().to_string())
+            ),
+            Step::Remove { path, .. } => format!("would remove :{}", escape(path)),
+        };
+        wrote(writeln!(out, "{line}"))?;
+    }
+    wrote(writeln!(
+        out,
+        "{} files up to date; nothing was changed (dry run)",
+        plan.unchanged
+    ))
+}
