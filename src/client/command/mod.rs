@@ -5,6 +5,10 @@ use std::fmt;
 
 use crate::wire::names::escape;
 
+mod words;
+
+use words::Words;
+
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -145,80 +149,6 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
-
-/// A command's options and operands, split the POSIX way: options first,
-/// `--` ends them, and an option after an operand is a mistake (most often
-/// a flag of ftp-client itself, written after the command).
-struct Words<'a> {
-    flags: Vec<char>,
-    long: Vec<&'a str>,
-    operands: Vec<String>,
-}
-
-impl<'a> Words<'a> {
-    fn split(
-        cmd: &str,
-        args: &'a [String],
-        short: &str,
-        long: &[&'a str],
-        usage: &str,
-    ) -> Result<Words<'a>, ParseError> {
-        let mut words = Words {
-            flags: Vec::new(),
-            long: Vec::new(),
-            operands: Vec::new(),
-        };
-        let mut options_end = false;
-        for arg in args {
-            if options_end || arg == "-" || !arg.starts_with('-') {
-                words.operands.push(arg.clone());
-                continue;
-            }
-            if arg == "--" {
-                options_end = true;
-                continue;
-            }
-            if !words.operands.is_empty() {
-                return Err(ParseError(format!(
-                    "{cmd}: option {} after a name; options go first ({usage}), options of \
-                     ftp-client itself go before the command, and a name that starts with '-' \
-                     goes after --",
-                    escape(arg)
-                )));
-            }
-            if let Some(name) = arg.strip_prefix("--") {
-                match long.iter().find(|l| **l == name) {
-                    Some(l) => words.long.push(l),
-                    None => {
-                        return Err(ParseError(format!(
-                            "{cmd}: unknown option {}; usage: {usage}",
-                            escape(arg)
-                        )))
-                    }
-                }
-                continue;
-            }
-            for flag in arg[1..].chars() {
-                if !short.contains(flag) {
-                    return Err(ParseError(format!(
-                        "{cmd}: unknown option -{}; usage: {usage}",
-                        escape(&flag.to_string())
-                    )));
-                }
-                words.flags.push(flag);
-            }
-        }
-        Ok(words)
-    }
-
-    fn has(&self, flag: char) -> bool {
-        self.flags.contains(&flag)
-    }
-
-    fn has_long(&self, name: &str) -> bool {
-        self.long.contains(&name)
-    }
-}
 
 impl Command {
     /// Whether the command can change the names in the server's current
@@ -389,63 +319,14 @@ fn parse_sync(args: &[String]) -> Result<Command, ParseError> {
     }))
 }
 
-/// Splits a line into words, honouring single and double quotes and
-/// backslash escapes outside single quotes.
+/// Splits a line into words the way a POSIX shell does: single and double
+/// quotes, and backslash escapes outside single quotes (`shlex`, rather
+/// than a hand-written splitter).
 ///
-/// Fails on an unclosed quote.
+/// Fails on an unclosed quote or a trailing backslash.
 pub fn split_words(line: &str) -> Result<Vec<String>, ParseError> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => cur.push(c),
-                        None => return Err(ParseError("unclosed ' quote".into())),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c) => cur.push(c),
-                            None => return Err(ParseError("unclosed \" quote".into())),
-                        },
-                        Some(c) => cur.push(c),
-                        None => return Err(ParseError("unclosed \" quote".into())),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(c) = chars.next() {
-                    cur.push(c);
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
+    shlex::split(line)
+        .ok_or_else(|| ParseError("unclosed quote (or a backslash at the end of the line)".into()))
 }
 
 #[cfg(test)]

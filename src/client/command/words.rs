@@ -1,0 +1,79 @@
+//! A command's words: options split from operands.
+
+use crate::wire::names::escape;
+
+use super::ParseError;
+
+/// A command's options and operands, split the POSIX way: options first,
+/// `--` ends them, and an option after an operand is a mistake (most often
+/// a flag of ftp-client itself, written after the command).
+pub(super) struct Words<'a> {
+    flags: Vec<char>,
+    long: Vec<&'a str>,
+    pub(super) operands: Vec<String>,
+}
+
+impl<'a> Words<'a> {
+    pub(super) fn split(
+        cmd: &str,
+        args: &'a [String],
+        short: &str,
+        long: &[&'a str],
+        usage: &str,
+    ) -> Result<Words<'a>, ParseError> {
+        let mut words = Words {
+            flags: Vec::new(),
+            long: Vec::new(),
+            operands: Vec::new(),
+        };
+        let mut options_end = false;
+        for arg in args {
+            if options_end || arg == "-" || !arg.starts_with('-') {
+                words.operands.push(arg.clone());
+                continue;
+            }
+            if arg == "--" {
+                options_end = true;
+                continue;
+            }
+            if !words.operands.is_empty() {
+                return Err(ParseError(format!(
+                    "{cmd}: option {} after a name; options go first ({usage}), options of \
+                     ftp-client itself go before the command, and a name that starts with '-' \
+                     goes after --",
+                    escape(arg)
+                )));
+            }
+            if let Some(name) = arg.strip_prefix("--") {
+                match long.iter().find(|l| **l == name) {
+                    Some(l) => words.long.push(l),
+                    None => {
+                        return Err(ParseError(format!(
+                            "{cmd}: unknown option {}; usage: {usage}",
+                            escape(arg)
+                        )))
+                    }
+                }
+                continue;
+            }
+            for flag in arg[1..].chars() {
+                if !short.contains(flag) {
+                    return Err(ParseError(format!(
+                        "{cmd}: unknown option -{}; usage: {usage}",
+                        escape(&flag.to_string())
+                    )));
+                }
+                words.flags.push(flag);
+            }
+        }
+        Ok(words)
+    }
+
+    pub(super) fn has(&self, flag: char) -> bool {
+        self.flags.contains(&flag)
+    }
+
+    pub(super) fn has_long(&self, name: &str) -> bool {
+        self.long.contains(&name)
+    }
+}
