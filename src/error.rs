@@ -54,8 +54,9 @@ pub enum Error {
     UntrustedServer(String),
     /// The server answered with an error reply.
     Remote {
-        /// The machine-readable error code, e.g. `bad_name`.
-        code: String,
+        /// The machine-readable error code, e.g. [`ErrorCode::BadName`];
+        /// a code from a newer server is [`ErrorCode::Unknown`].
+        code: crate::wire::reply::ErrorCode,
         /// The server's message.
         message: String,
     },
@@ -266,7 +267,7 @@ mod tests {
     #[test]
     fn a_servers_message_is_shown_escaped() {
         let e = Error::Remote {
-            code: "not_found".into(),
+            code: crate::wire::reply::ErrorCode::NotFound,
             message: "no file a\u{202e}txt.exe\x1b[2J".into(),
         };
         assert_eq!(

@@ -20,6 +20,7 @@ use crate::wire::auth::{
 use crate::wire::binding::{client_tag, verify_server_proof, BINDING_LEN, TLS_MARKER};
 use crate::wire::frame::{self, read_full, MAX_HEADER_LEN, MAX_REPLY_LEN};
 use crate::wire::message::{Proof, Request};
+use crate::wire::reply::ErrorCode;
 use crate::wire::reply::{error_reply_in, parse_reply};
 
 /// How long a server may take to answer the proof request. The original
@@ -177,7 +178,10 @@ fn tls_login(
     let mut proof = [0u8; BINDING_LEN];
     let got = read_full(&mut stream, &mut proof)?;
     match error_reply_in(&proof[..got], &mut stream) {
-        Some(Error::Remote { code, .. }) if code == "auth_failed" => return Err(Error::AuthFailed),
+        Some(Error::Remote {
+            code: ErrorCode::AuthFailed,
+            ..
+        }) => return Err(Error::AuthFailed),
         Some(other) => return Err(other),
         None if got == 0 => return Err(Error::AuthFailed),
         None => {}

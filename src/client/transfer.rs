@@ -21,6 +21,7 @@ use crate::wire::message::{
     Digest, DigestAlgorithm, GetReady, GetRequest, PutDone, PutReady, PutRequest, Request,
 };
 use crate::wire::names::{escape, validate_name};
+use crate::wire::reply::ErrorCode;
 
 /// How many times a put refused `busy` is tried, and the pause between.
 const BUSY_TRIES: u32 = 3;
@@ -45,7 +46,10 @@ impl Client {
             match self.put_attempt(path, progress) {
                 // Another connection still holds the name (the server waits
                 // a while for it first): try again a few times.
-                Err(Error::Remote { code, .. }) if code == "busy" && tries < BUSY_TRIES => {
+                Err(Error::Remote {
+                    code: ErrorCode::Busy,
+                    ..
+                }) if tries < BUSY_TRIES => {
                     std::thread::sleep(BUSY_PAUSE);
                     tries += 1;
                 }
@@ -75,7 +79,10 @@ impl Client {
             return self.put_small(&name, &mut file, progress);
         }
         match self.put_once(&name, &mut file, meta.len(), true, progress) {
-            Err(Error::Remote { code, .. }) if code == "digest_mismatch" => {
+            Err(Error::Remote {
+                code: ErrorCode::DigestMismatch,
+                ..
+            }) => {
                 // The server's partial data did not belong to this file; it
                 // has discarded it. Send everything once more.
                 let mut report = self.put_once(&name, &mut file, meta.len(), false, progress)?;
@@ -287,7 +294,7 @@ impl Client {
         let first = self.get_once(name, &target, &partial, progress);
         let stale_partial = match &first {
             Err(Error::DigestMismatch { .. }) => true,
-            Err(Error::Remote { code, .. }) => code == "invalid_offset",
+            Err(Error::Remote { code, .. }) => *code == ErrorCode::InvalidOffset,
             _ => false,
         };
         if !(resuming && stale_partial) {

@@ -321,7 +321,7 @@ mod tests {
         let mut buf = encode_in_place(&reply).unwrap();
         match decode_page(&mut buf, MAX_PAGE_LEN) {
             Err(Error::Remote { code, message }) => {
-                assert_eq!(code, "not_found");
+                assert_eq!(code, ErrorCode::NotFound);
                 assert_eq!(message, "no such folder: /x");
             }
             other => panic!("{other:?}"),

@@ -13,8 +13,11 @@ use crate::wire::frame::{read_full, whole};
 
 /// Machine-readable error codes, stable across versions. Clients show the
 /// message; scripts match on the code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
-#[serde(rename_all = "snake_case")]
+///
+/// On the wire a code is a snake_case string; one this version does not
+/// know is kept as [`ErrorCode::Unknown`], so that a newer server's code
+/// still reaches the user and a script.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString)]
 #[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     /// The header is not a valid request; the server closes the connection.
@@ -49,15 +52,39 @@ pub enum ErrorCode {
     AuthFailed,
     /// The server failed to do something it should have been able to do.
     Internal,
-    /// A code this version does not know yet.
-    #[serde(other)]
-    Other,
+    /// A code this version does not know yet, as the server wrote it.
+    #[strum(disabled)]
+    Unknown(String),
 }
 
 impl ErrorCode {
-    /// The code as it appears on the wire (what serde writes).
-    pub fn as_str(self) -> &'static str {
-        self.into()
+    /// The code as it appears on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorCode::Unknown(code) => code,
+            known => known.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ErrorCode, D::Error> {
+        let code = Cow::<str>::deserialize(d)?;
+        Ok(code
+            .parse()
+            .unwrap_or_else(|_| ErrorCode::Unknown(code.into_owned())))
     }
 }
 
@@ -85,7 +112,7 @@ impl From<ErrorReply> for Error {
         match e.code {
             ErrorCode::AuthFailed => Error::AuthFailed,
             code => Error::Remote {
-                code: code.as_str().to_string(),
+                code,
                 message: crate::error::clip(e.message),
             },
         }
@@ -342,10 +369,12 @@ mod tests {
         for code in [
             ErrorCode::BadRequest,
             ErrorCode::TooManyConnections,
-            ErrorCode::Other,
+            ErrorCode::Unknown("brand_new".into()),
         ] {
-            let json = serde_json::to_value(code).unwrap();
+            let json = serde_json::to_value(&code).unwrap();
             assert_eq!(json, code.as_str());
+            let back: ErrorCode = serde_json::from_value(json).unwrap();
+            assert_eq!(back, code, "a code, known or not, reads back as itself");
         }
     }
 
@@ -356,10 +385,21 @@ mod tests {
         assert_eq!(s, r#"{"status":"ok","text":"HI"}"#);
         let err: Reply<Echoed> =
             serde_json::from_str(r#"{"status":"error","code":"bad_name","message":"no"}"#).unwrap();
-        assert!(matches!(err.into_result(), Err(Error::Remote { code, .. }) if code == "bad_name"));
+        assert!(matches!(
+            err.into_result(),
+            Err(Error::Remote {
+                code: ErrorCode::BadName,
+                ..
+            })
+        ));
         let future: Reply<Echoed> =
             serde_json::from_str(r#"{"status":"error","code":"brand_new","message":"?"}"#).unwrap();
-        assert!(future.into_result().is_err());
+        match future.into_result() {
+            Err(Error::Remote { code, .. }) => {
+                assert_eq!(code, ErrorCode::Unknown("brand_new".into()))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -370,7 +410,13 @@ mod tests {
         let err = parse_reply::<Echoed>(br#"{"status":"error","code":"not_found","message":"no"}"#)
             .unwrap_err();
         assert!(
-            matches!(err, Error::Remote { ref code, .. } if code == "not_found"),
+            matches!(
+                err,
+                Error::Remote {
+                    code: ErrorCode::NotFound,
+                    ..
+                }
+            ),
             "{err}"
         );
         // An escaped status is still read; an unknown one is refused, shown escaped.

@@ -16,7 +16,7 @@ use crate::io::digest::Digester;
 use crate::io::interrupt::is_interruption;
 use crate::io::pump::{relay, PumpError};
 use crate::wire::frame::{self, MAX_HEADER_LEN};
-use crate::wire::message::{Digest, Folder, GetReady, PutDone, Removed};
+use crate::wire::message::{Digest, ErrorCode, Folder, GetReady, PutDone, Removed};
 
 use super::{
     fail, BatchOptions, BatchProgress, BatchReport, Download, Finished, InFlight, Lost, Queued,
@@ -124,9 +124,9 @@ fn unanswered(lost: Lost, done: InFlight) -> Unanswered {
 fn retried(e: &Error, done: &InFlight) -> bool {
     match e {
         Error::Remote { code, .. } => {
-            code == "busy"
-                || code == "invalid_offset"
-                || (code == "digest_mismatch"
+            *code == ErrorCode::Busy
+                || *code == ErrorCode::InvalidOffset
+                || (*code == ErrorCode::DigestMismatch
                     && matches!(done.sent, Sent::Put { resumed_from, .. } if resumed_from > 0))
         }
         Error::DigestMismatch { .. } => matches!(done.sent, Sent::Get { offset, .. } if offset > 0),
@@ -148,7 +148,15 @@ fn receive(
     let ready: GetReady = match read_reply(pipe) {
         Ok(ready) => ready,
         Err(e @ Error::Remote { .. }) => {
-            if offset > 0 && matches!(&e, Error::Remote { code, .. } if code == "invalid_offset") {
+            if offset > 0
+                && matches!(
+                    &e,
+                    Error::Remote {
+                        code: ErrorCode::InvalidOffset,
+                        ..
+                    }
+                )
+            {
                 let _ = fs::remove_file(partial);
             }
             return Ok(Err(e));

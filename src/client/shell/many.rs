@@ -15,6 +15,7 @@ use crate::client::{local_upload_name, Client};
 use crate::error::{Error, Result};
 use crate::wire::message::EntryKind;
 use crate::wire::names::escape;
+use crate::wire::reply::ErrorCode;
 
 use super::{print_get, print_put, run_batch, summarize, wrote, ShellOptions};
 
@@ -198,7 +199,8 @@ pub(super) fn get(
                 Ok(entries) => entries,
                 // A file named on the command line, with -r.
                 Err(Error::Remote { code, .. })
-                    if code == "bad_name" || code == "not_found" && kind == EntryKind::File =>
+                    if code == ErrorCode::BadName
+                        || code == ErrorCode::NotFound && kind == EntryKind::File =>
                 {
                     steps.push(Step::Download(Download {
                         remote: path,

@@ -10,6 +10,7 @@ use crate::client::tree::{walk_local, LocalTree};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::wire::names::escape;
+use crate::wire::reply::ErrorCode;
 
 use super::{make_local_folder, note_skipped, run_batch, summarize, wrote, ShellOptions};
 
@@ -37,7 +38,10 @@ pub(super) fn sync(
     });
     let theirs = match client.list_tree(remote, how.checksum) {
         Ok(entries) => entries,
-        Err(Error::Remote { code, .. }) if code == "not_found" && sending => Vec::new(),
+        Err(Error::Remote {
+            code: ErrorCode::NotFound,
+            ..
+        }) if sending => Vec::new(),
         Err(e) => return Err(e),
     };
     let plan = match sending {
