@@ -4,7 +4,7 @@
 //! replies; ureq sends it. Neither needs an async runtime, which a
 //! blocking server would only have to drive from its own threads.
 //! Every failure becomes an `io::Error` whose message says what S3 said;
-//! a missing object or upload is `NotFound` (see [`super::answer`]).
+//! a missing object or upload is `NotFound` (see `answer.rs`).
 
 use std::io::{self, Read};
 use std::time::Duration;
