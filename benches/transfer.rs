@@ -27,6 +27,8 @@ use ftp::wire::frame;
 
 #[path = "support/folders.rs"]
 mod folders;
+// The tests' Garage; the bench uses only part of it.
+#[allow(dead_code)]
 #[path = "../tests/support/garage.rs"]
 mod garage;
 #[path = "../tests/support/latency.rs"]

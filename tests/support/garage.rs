@@ -6,8 +6,6 @@
 //! how to install it, unless `FTP_REQUIRE_S3` is set (CI sets it), where
 //! a missing binary fails the suite instead. The benchmark uses it too.
 
-#![allow(dead_code)]
-
 use std::fs;
 use std::io::Write;
 use std::net::TcpListener;

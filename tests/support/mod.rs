@@ -2,8 +2,6 @@
 //! 127.0.0.1:0 in its own temp dir, the real `ftp-client` with a time
 //! limit, and a raw protocol connection for sending exact bytes.
 
-#![allow(dead_code)]
-
 pub mod garage;
 pub mod hostile;
 pub mod latency;

@@ -3,14 +3,12 @@
 //! batch, an interrupted batch run again, and a link with latency on which
 //! a round trip per file would show.
 
-mod support;
-
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use support::latency::Latency;
-use support::*;
+use crate::support::latency::Latency;
+use crate::support::*;
 
 /// 2001-09-09 01:46:40 UTC: a time no test run could give a file.
 const OLD: u64 = 1_000_000_000;

@@ -4,13 +4,11 @@
 //! peer cannot take the upload memory from everyone else, and a key too
 //! long for S3 is refused before anything is created.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::garage::{Garage, BUCKET};
+use crate::support::*;
 use serde_json::json;
-use support::garage::{Garage, BUCKET};
-use support::*;
 
 /// A Garage; the suite fails (never skips) under `FTP_REQUIRE_S3`.
 fn garage() -> Option<Garage> {

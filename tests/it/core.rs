@@ -1,12 +1,10 @@
 //! The core product, end to end: the real binaries on loopback.
 
-mod support;
-
 use std::fs;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 #[test]
 fn put_of_empty_small_and_multi_megabyte_files_arrives_identical() {

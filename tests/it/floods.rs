@@ -4,17 +4,15 @@
 //! is served as if nothing happened, and the server holds no thread and
 //! little memory for them.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use ftp::wire::auth::respond;
 use ftp::wire::binding::TLS_MARKER;
 use ftp::wire::frame;
 use serde_json::json;
-use support::*;
 
 /// Connections in each flood, all from 127.0.0.1.
 const FLOOD: usize = 990;

@@ -2,16 +2,14 @@
 //! of 1,000 clients, the worker pool, login back-off, file size and disk
 //! space, and the clean-up of stale partial uploads.
 
-mod support;
-
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 #[test]
 fn stalled_peers_are_dropped_after_the_idle_timeout() {

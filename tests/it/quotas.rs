@@ -4,15 +4,13 @@
 //! exceed it, a replacement's partial counts, and a quota bounds files
 //! and folders as well as bytes.
 
-mod support;
-
 use std::fs;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 const ALICE: &str = "alice's long secret";
 

@@ -1,11 +1,9 @@
 //! The client at a real terminal: prompt, line editing, completion and
 //! progress bar, driven through a pseudo-terminal made by `script`.
 
-mod support;
-
 use std::fs;
 
-use support::*;
+use crate::support::*;
 
 #[test]
 fn prompt_with_completion_and_progress_at_a_terminal() {

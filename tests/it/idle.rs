@@ -2,12 +2,10 @@
 //! threads: a hundred of them leave a handful of threads, and each still
 //! answers when it speaks again, in either dialect.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 fn threads_of(pid: u32) -> usize {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -4,15 +4,13 @@
 //! read cost the server a bounded page each, until the whole-reply
 //! deadline closes them.
 
-mod support;
-
 use std::fs;
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 const NAMES: usize = 50_000;
 

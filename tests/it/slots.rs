@@ -1,13 +1,11 @@
 //! Connection slots: no host can take them all, and the server never
 //! promises more connections than its open-file limit can hold.
 
-mod support;
-
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 /// Connects from `from` and reads what comes first: a challenge (32 bytes)
 /// or a busy frame.

@@ -3,8 +3,6 @@
 //! finds servers by name with the default port, shows its help with no
 //! server, and does not replace a local file behind the user's back.
 
-mod support;
-
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -14,8 +12,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::relay::{Meddle, Relay};
-use support::*;
+use crate::support::relay::{Meddle, Relay};
+use crate::support::*;
 
 /// A scripted session whose input comes in parts: `parts[i]` is written
 /// after waiting `parts[i].0` ms; stdin closes after the last.

@@ -2,13 +2,11 @@
 //! commands finish within --shutdown-grace, keeps the partial files of
 //! those it cuts off, and exits 0.
 
-mod support;
-
 use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn sigterm(server: &ServerProcess) {
     let ok = Command::new("kill")

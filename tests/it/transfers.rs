@@ -1,12 +1,10 @@
 //! get, ls, resume after every kind of interruption, integrity checks and
 //! the overwrite policy, through the real binaries.
 
-mod support;
-
 use std::fs;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const BIG: usize = 16 * 1024 * 1024;
 

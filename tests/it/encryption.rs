@@ -3,8 +3,6 @@
 //! the client treats certificates it knows, does not know, or knew as
 //! another.
 
-mod support;
-
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -12,11 +10,11 @@ use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::support::relay::{Meddle, Relay};
+use crate::support::*;
 use ftp::net::tcp::TcpTransport;
 use ftp::net::tls::{self, Fingerprint, Pin, PinVerifier, ServerIdentity, TlsTransport};
 use ftp::wire::binding::{BINDING_LEN, TLS_MARKER};
-use support::relay::{Meddle, Relay};
-use support::*;
 
 /// A long random key, as the server generates them: the client sends its
 /// proof to a server it meets for the first time without asking.

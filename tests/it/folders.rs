@@ -2,14 +2,12 @@
 //! of a path, recursive and with digests, `rm -r`, `mv`, `mkdir -p`, and
 //! kept modification times, on the disk store and on a real Garage.
 
-mod support;
-
 use std::fs;
 use std::os::unix::fs::symlink;
 
+use crate::support::garage::{Garage, BUCKET};
+use crate::support::*;
 use serde_json::{json, Value};
-use support::garage::{Garage, BUCKET};
-use support::*;
 
 fn hex(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()

@@ -4,18 +4,16 @@
 //! only so many handshakes a second, so a user on another address is
 //! served as if nothing happened.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use ftp::wire::auth::respond;
 use ftp::wire::binding::TLS_MARKER;
 use ftp::wire::frame;
 use serde_json::json;
-use support::*;
 
 /// Threads that flood from 127.0.0.1, each starting [`PER_THREAD`]
 /// handshakes one after the other (the host's sixteen login turns).

@@ -3,12 +3,10 @@
 //! server, parts are verified before the object appears, and quotas see
 //! what every server stored.
 
-mod support;
-
 use std::time::Duration;
 
-use support::garage::{Garage, BUCKET};
-use support::*;
+use crate::support::garage::{Garage, BUCKET};
+use crate::support::*;
 
 /// A server whose files are in the bucket under `prefix`.
 fn s3_server(sb: &Sandbox, garage: &Garage, prefix: &str, extra: &[&str]) -> ServerProcess {

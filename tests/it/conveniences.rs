@@ -2,11 +2,9 @@
 //! dot-files, shell completions and man pages, Ctrl-C that stops only the
 //! transfer, and a prompt that does not list the server on every line.
 
-mod support;
-
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 #[test]
 fn ls_hides_dot_files_unless_asked_and_shows_human_sizes() {

@@ -2,16 +2,14 @@
 //! clean close, the server stays up, and nothing lands outside the root.
 //! Then property tests over the same session code with random input.
 
-mod support;
-
 use std::fs;
 use std::io::Read;
 use std::net::Shutdown;
 use std::path::Path;
 
+use crate::support::*;
 use proptest::prelude::*;
 use serde_json::json;
-use support::*;
 
 /// What a case must produce.
 #[derive(Debug)]

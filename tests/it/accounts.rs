@@ -1,16 +1,14 @@
 //! Accounts: per-user secrets and homes, quotas, folders, and the server
 //! proving itself to the client.
 
-mod support;
-
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 const ALICE: &str = "alice's long secret";
 const BOB: &str = "bob's other secret";

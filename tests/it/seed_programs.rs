@@ -3,15 +3,13 @@
 //! joined pair that the other tests use. The seed's programs are in
 //! `tests/seed_*.py`, as written apart from Python 3's necessities.
 
-mod support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 const SEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
 

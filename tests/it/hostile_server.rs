@@ -10,8 +10,6 @@
 //! proxy rewriting its replies, would need TLS broken open or code in the
 //! product that only tests use.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Stdio;
@@ -23,8 +21,8 @@ use serde_json::{json, Value};
 
 use ftp::wire::frame;
 
-use support::hostile::*;
-use support::*;
+use crate::support::hostile::*;
+use crate::support::*;
 
 /// A drip slower than any real server, faster than the stall timeout.
 const DRIP: Duration = Duration::from_millis(300);

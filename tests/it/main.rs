@@ -1,0 +1,31 @@
+//! The integration tests, one crate with a module per area (as ripgrep's
+//! are), so that the helpers in `support` compile once and every one of
+//! them is used by some test. Each test spawns the real binaries on
+//! 127.0.0.1:0 in a temporary folder. Run one area with
+//! `cargo test --test it batches::`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod accounts;
+mod batches;
+mod client_basics;
+mod conveniences;
+mod core;
+mod encryption;
+mod floods;
+mod folders;
+mod handshakes;
+mod hostile;
+mod hostile_server;
+mod idle;
+mod limits;
+mod listing;
+mod quotas;
+mod s3;
+mod s3_abuse;
+mod seed_programs;
+mod shutdown;
+mod slots;
+mod terminal;
+mod transfers;
