@@ -131,6 +131,78 @@ impl ClientStream {
     }
 }
 
+impl ClientStream {
+    /// Writes what it can of `buf` without waiting: how many bytes were
+    /// taken (0 when the socket is full). Under TLS the bytes taken may
+    /// still wait in the session ([`ClientStream::wants_write`]).
+    pub(crate) fn write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sock().set_nonblocking(true)?;
+        let taken = match self {
+            ClientStream::Plain(s) => would_block_is_none(s.write(buf)),
+            ClientStream::Tls(t) => {
+                let flushed = flush_tls(t)?;
+                let taken = match flushed {
+                    true => t.conn.writer().write(buf)?,
+                    false => 0,
+                };
+                flush_tls(t)?;
+                Ok(Some(taken))
+            }
+        };
+        self.sock().set_nonblocking(false)?;
+        Ok(taken?.unwrap_or(0))
+    }
+
+    /// Whether bytes taken by [`ClientStream::write_now`] still wait to go.
+    pub(crate) fn wants_write(&self) -> bool {
+        match self {
+            ClientStream::Plain(_) => false,
+            ClientStream::Tls(t) => t.conn.wants_write(),
+        }
+    }
+
+    /// Whether decrypted bytes wait to be read, with no need to wait on
+    /// the socket.
+    fn has_plaintext(&mut self) -> bool {
+        match self {
+            ClientStream::Plain(_) => false,
+            ClientStream::Tls(t) => t.conn.process_new_packets().is_ok_and(|s| s.plaintext_bytes_to_read() > 0),
+        }
+    }
+
+    /// Waits until the server sent something, or until the socket takes
+    /// more when `write`; at once when decrypted bytes wait already.
+    ///
+    /// Fails at the stall timeout, the command's budget, or Ctrl-C.
+    pub(crate) fn wait(&mut self, write: bool) -> io::Result<()> {
+        if self.has_plaintext() {
+            return Ok(());
+        }
+        self.sock().wait(write)
+    }
+}
+
+/// Sends the TLS records the session holds, without waiting; whether all
+/// of them went.
+fn flush_tls(t: &mut ClientTls<StallGuard>) -> io::Result<bool> {
+    while t.conn.wants_write() {
+        match t.conn.write_tls(&mut t.sock) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+fn would_block_is_none(r: io::Result<usize>) -> io::Result<Option<usize>> {
+    match r {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl Read for ClientStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {

@@ -198,6 +198,57 @@ impl StallGuard {
         Ok(())
     }
 
+    /// Waits until the socket can be read, or written as well when
+    /// `write`, under the same stall timeout, budget and interrupt flag as
+    /// a blocking call: how a pipelined batch, whose calls never block,
+    /// waits for the server.
+    ///
+    /// Fails like a blocking call that waited as long.
+    pub fn wait(&mut self, write: bool) -> io::Result<()> {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let began = Instant::now();
+        let result = loop {
+            if self.stalled {
+                break Err(self.stall_error());
+            }
+            if self.expired {
+                break Err(self.late_error());
+            }
+            if self.interrupted() {
+                break Err(io::Error::other(Interrupted));
+            }
+            let waiting = began.elapsed();
+            let stall_left = self.stall.saturating_sub(waiting);
+            let budget_left = self.budget.left(waiting);
+            if stall_left.is_zero() {
+                self.stalled = true;
+                continue;
+            }
+            if budget_left.is_zero() {
+                self.expired = true;
+                continue;
+            }
+            let slice = stall_left.min(budget_left).min(TICK);
+            let timeout = Timespec {
+                tv_sec: slice.as_secs() as i64,
+                tv_nsec: i64::from(slice.subsec_nanos()),
+            };
+            let flags = match write {
+                true => PollFlags::IN | PollFlags::OUT,
+                false => PollFlags::IN,
+            };
+            let mut fds = [PollFd::new(&self.tcp, flags)];
+            match poll(&mut fds, Some(&timeout)) {
+                Ok(0) => {}
+                Ok(_) => break Ok(()),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => break Err(e.into()),
+            }
+        };
+        self.budget.waited += began.elapsed();
+        result
+    }
+
     fn interrupted(&self) -> bool {
         self.interrupt
             .as_ref()

@@ -313,7 +313,10 @@ impl Client {
                     return Err(Lost(Error::Interrupted { what: "batch" }));
                 }
                 let cost = Window::cost(next.step.remote());
-                while !window.has_room(cost) || large_upload(&next.step) && !in_flight.is_empty() {
+                while !window.has_room(cost)
+                    || pipe.backlogged()
+                    || large_upload(&next.step) && !in_flight.is_empty()
+                {
                     let done = in_flight
                         .pop_front()
                         .expect("a full window has a step in flight");
