@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::client::pipeline::{Pipe, Window};
-use crate::client::{Client, SMALL_FILE};
+use crate::client::{Client, ClientOptions, SMALL_FILE};
 use crate::error::{Error, Result};
 
 mod answer;
@@ -296,129 +296,147 @@ impl Client {
         report: &mut BatchReport,
         progress: &mut dyn BatchProgress,
     ) -> Result<(), Lost> {
-        let client_options = self.options.clone();
-        let interrupt = client_options.interrupt.clone();
-        let mut pipe = Pipe::new(&mut self.stream);
-        let mut window = Window::new();
-        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-        let mut later: Vec<Queued> = Vec::new();
-        let mut unanswered_step: Option<Queued> = None;
-        let result = (|| -> Result<(), Lost> {
-            while let Some(next) = queue.pop_front() {
-                if interrupt
-                    .as_ref()
-                    .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
-                {
-                    queue.push_front(next);
-                    return Err(Lost(Error::Interrupted { what: "batch" }));
-                }
-                let cost = Window::cost(next.step.remote());
-                while !window.has_room(cost)
-                    || pipe.backlogged()
-                    || large_upload(&next.step) && !in_flight.is_empty()
-                {
-                    let done = in_flight
-                        .pop_front()
-                        .expect("a full window has a step in flight");
-                    window.answered(done.cost);
-                    if let Err(Unanswered(lost, step)) = answer(
-                        &mut pipe,
-                        done,
-                        options,
-                        &client_options,
-                        report,
-                        progress,
-                        &mut later,
-                    ) {
-                        unanswered_step = Some(*step);
-                        return Err(lost);
-                    }
-                }
-                let sent = match send(&mut pipe, &next.step, options, &client_options, progress) {
-                    Ok(sent) => sent,
-                    Err(Sending::Local(error)) => {
-                        fail(report, progress, &next.step, error);
-                        continue;
-                    }
-                    Err(Sending::Lost(error)) => {
-                        queue.push_front(next);
-                        return Err(Lost(error));
-                    }
-                    Err(Sending::LostWith(error)) => {
-                        let why = Error::Usage(format!("{error}; nothing was stored"));
-                        fail(report, progress, &next.step, why);
-                        return Err(Lost(error));
-                    }
-                };
-                window.sent(cost);
-                in_flight.push_back(InFlight {
-                    step: next.step,
-                    cost,
-                    tries: next.tries,
-                    sent,
-                });
-                if queue.is_empty() {
-                    queue.extend(later.drain(..));
-                }
-                // Take replies that are here already, so the window seldom
-                // has to wait for one.
-                while pipe.has_input() {
-                    let Some(done) = in_flight.pop_front() else {
-                        break;
-                    };
-                    window.answered(done.cost);
-                    if let Err(Unanswered(lost, step)) = answer(
-                        &mut pipe,
-                        done,
-                        options,
-                        &client_options,
-                        report,
-                        progress,
-                        &mut later,
-                    ) {
-                        unanswered_step = Some(*step);
-                        return Err(lost);
-                    }
-                    if queue.is_empty() {
-                        queue.extend(later.drain(..));
-                    }
-                }
-            }
-            while let Some(done) = in_flight.pop_front() {
-                window.answered(done.cost);
-                if let Err(Unanswered(lost, step)) = answer(
-                    &mut pipe,
-                    done,
-                    options,
-                    &client_options,
-                    report,
-                    progress,
-                    &mut later,
-                ) {
-                    unanswered_step = Some(*step);
-                    return Err(lost);
-                }
-                if in_flight.is_empty() && !later.is_empty() {
-                    // Steps to try once more (a name another upload held):
-                    // after a pause, through the same window.
-                    std::thread::sleep(BUSY_PAUSE);
-                    queue.extend(later.drain(..));
-                    return Ok(());
-                }
-            }
-            Ok(())
-        })();
+        let client = self.options.clone();
+        let mut pass = Pass {
+            pipe: Pipe::new(&mut self.stream),
+            window: Window::new(),
+            in_flight: VecDeque::new(),
+            later: Vec::new(),
+            unanswered: None,
+            options,
+            client: &client,
+            report,
+            progress,
+        };
+        let result = pass.run(queue);
         if result.is_err() {
             // Unanswered steps go first when the batch goes on.
-            for f in in_flight.into_iter().rev() {
+            for f in pass.in_flight.drain(..).rev() {
                 queue.push_front(requeued(f));
             }
-            if let Some(step) = unanswered_step {
+            if let Some(step) = pass.unanswered.take() {
                 queue.push_front(step);
             }
         }
-        queue.extend(later);
+        queue.extend(pass.later.drain(..));
         result
+    }
+}
+
+/// One pass of a batch over one connection.
+struct Pass<'a, 'p> {
+    pipe: Pipe<'a>,
+    window: Window,
+    in_flight: VecDeque<InFlight>,
+    /// Steps to try once more, after the queue.
+    later: Vec<Queued>,
+    /// The step whose reply was being read when the connection was lost.
+    unanswered: Option<Queued>,
+    options: BatchOptions,
+    client: &'a ClientOptions,
+    report: &'a mut BatchReport,
+    progress: &'p mut dyn BatchProgress,
+}
+
+impl Pass<'_, '_> {
+    fn run(&mut self, queue: &mut VecDeque<Queued>) -> Result<(), Lost> {
+        while let Some(next) = queue.pop_front() {
+            if self.interrupted() {
+                queue.push_front(next);
+                return Err(Lost(Error::Interrupted { what: "batch" }));
+            }
+            let cost = Window::cost(next.step.remote());
+            while !self.window.has_room(cost)
+                || self.pipe.backlogged()
+                || large_upload(&next.step) && !self.in_flight.is_empty()
+            {
+                self.answer_oldest()?;
+            }
+            self.send(next, cost, queue)?;
+            if queue.is_empty() {
+                queue.extend(self.later.drain(..));
+            }
+            // Take replies that are here already, so the window seldom
+            // has to wait for one.
+            while self.pipe.has_input() && !self.in_flight.is_empty() {
+                self.answer_oldest()?;
+                if queue.is_empty() {
+                    queue.extend(self.later.drain(..));
+                }
+            }
+        }
+        while !self.in_flight.is_empty() {
+            self.answer_oldest()?;
+            if self.in_flight.is_empty() && !self.later.is_empty() {
+                // Steps to try once more (a name another upload held):
+                // after a pause, through the same window.
+                std::thread::sleep(BUSY_PAUSE);
+                queue.extend(self.later.drain(..));
+            }
+        }
+        Ok(())
+    }
+
+    fn interrupted(&self) -> bool {
+        let flag = self.client.interrupt.as_ref();
+        flag.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Sends one step; a failure that is the step's alone is reported,
+    /// one that loses the connection ends the pass.
+    fn send(
+        &mut self,
+        next: Queued,
+        cost: usize,
+        queue: &mut VecDeque<Queued>,
+    ) -> Result<(), Lost> {
+        let (options, client) = (self.options, self.client);
+        let sent = match send(&mut self.pipe, &next.step, options, client, self.progress) {
+            Ok(sent) => sent,
+            Err(Sending::Local(error)) => {
+                fail(self.report, self.progress, &next.step, error);
+                return Ok(());
+            }
+            Err(Sending::Lost(error)) => {
+                queue.push_front(next);
+                return Err(Lost(error));
+            }
+            Err(Sending::LostWith(error)) => {
+                let why = Error::Usage(format!("{error}; nothing was stored"));
+                fail(self.report, self.progress, &next.step, why);
+                return Err(Lost(error));
+            }
+        };
+        self.window.sent(cost);
+        self.in_flight.push_back(InFlight {
+            step: next.step,
+            cost,
+            tries: next.tries,
+            sent,
+        });
+        Ok(())
+    }
+
+    /// Reads and reports the reply to the oldest step in flight.
+    fn answer_oldest(&mut self) -> Result<(), Lost> {
+        let done = self
+            .in_flight
+            .pop_front()
+            .expect("a step is in flight when a reply is awaited");
+        self.window.answered(done.cost);
+        let step = answer(
+            &mut self.pipe,
+            done,
+            self.options,
+            self.client,
+            self.report,
+            self.progress,
+            &mut self.later,
+        );
+        step.map_err(|Unanswered(lost, step)| {
+            self.unanswered = Some(*step);
+            lost
+        })
     }
 }
 
