@@ -214,50 +214,8 @@ impl Command {
             }
         };
         match cmd {
-            "put" => {
-                let usage = "put [-rpv] FILE...";
-                let w = Words::split(cmd, args, "rpv", &[], usage)?;
-                if w.operands.is_empty() {
-                    return Err(usage_error(usage));
-                }
-                Ok(Command::Put(Transfer {
-                    recursive: w.has('r'),
-                    preserve: w.has('p'),
-                    verbose: w.has('v'),
-                    sources: w.operands,
-                    local: None,
-                }))
-            }
-            "get" => {
-                let usage = "get [-rpv] PATH... [LOCAL]";
-                let mut w = Words::split(cmd, args, "rpv", &[], usage)?;
-                let local = match w.operands.len() {
-                    0 => return Err(usage_error(usage)),
-                    1 => None,
-                    _ => w.operands.pop(),
-                };
-                Ok(Command::Get(Transfer {
-                    recursive: w.has('r'),
-                    preserve: w.has('p'),
-                    verbose: w.has('v'),
-                    sources: w.operands,
-                    local,
-                }))
-            }
-            "ls" => {
-                let usage = "ls [-ahR] [PATH]";
-                let w = Words::split(cmd, args, "ahR", &[], usage)?;
-                if w.operands.len() > 1 {
-                    return Err(usage_error(usage));
-                }
-                let how = ListOptions {
-                    all: w.has('a'),
-                    human: w.has('h'),
-                    recursive: w.has('R'),
-                };
-                let path = w.operands.into_iter().next();
-                Ok(Command::Ls { path, how })
-            }
+            "put" | "get" => parse_transfer(cmd, args),
+            "ls" => parse_ls(args),
             "rm" => {
                 let usage = "rm [-r] PATH...";
                 let w = Words::split(cmd, args, "r", &[], usage)?;
@@ -292,6 +250,50 @@ impl Command {
             ))),
         }
     }
+}
+
+/// `put [-rpv] FILE...` and `get [-rpv] PATH... [LOCAL]`.
+fn parse_transfer(cmd: &str, args: &[String]) -> Result<Command, ParseError> {
+    let usage = match cmd {
+        "put" => "put [-rpv] FILE...",
+        _ => "get [-rpv] PATH... [LOCAL]",
+    };
+    let mut w = Words::split(cmd, args, "rpv", &[], usage)?;
+    if w.operands.is_empty() {
+        return Err(ParseError(format!("usage: {usage}")));
+    }
+    // get's last name is where to, when there are two or more.
+    let local = match cmd == "get" && w.operands.len() > 1 {
+        true => w.operands.pop(),
+        false => None,
+    };
+    let transfer = Transfer {
+        recursive: w.has('r'),
+        preserve: w.has('p'),
+        verbose: w.has('v'),
+        sources: w.operands,
+        local,
+    };
+    Ok(match cmd {
+        "put" => Command::Put(transfer),
+        _ => Command::Get(transfer),
+    })
+}
+
+/// `ls [-ahR] [PATH]`.
+fn parse_ls(args: &[String]) -> Result<Command, ParseError> {
+    let usage = "ls [-ahR] [PATH]";
+    let w = Words::split("ls", args, "ahR", &[], usage)?;
+    if w.operands.len() > 1 {
+        return Err(ParseError(format!("usage: {usage}")));
+    }
+    let how = ListOptions {
+        all: w.has('a'),
+        human: w.has('h'),
+        recursive: w.has('R'),
+    };
+    let path = w.operands.into_iter().next();
+    Ok(Command::Ls { path, how })
 }
 
 fn parse_sync(args: &[String]) -> Result<Command, ParseError> {
@@ -375,6 +377,10 @@ mod tests {
                 ..Transfer::default()
             }))
         );
+    }
+
+    #[test]
+    fn listing_and_folder_commands_parse() {
         assert_eq!(
             p("echo  hello   world ").unwrap(),
             Some(Command::Echo("hello   world".into()))
