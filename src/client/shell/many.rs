@@ -28,52 +28,11 @@ pub(super) fn put(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<()> {
-    let mut steps = Vec::new();
-    let mut skipped = 0;
-    let mut unreadable = Vec::new();
-    for source in &t.sources {
-        let paths = match expand_local(source) {
-            Ok(paths) => paths,
-            Err(error) => {
-                unreadable.push((source.into(), error));
-                continue;
-            }
-        };
-        for path in paths {
-            let meta = match fs::symlink_metadata(&path) {
-                Ok(meta) => meta,
-                Err(e) => {
-                    let error = Error::cannot_read(path.display(), &e);
-                    unreadable.push((path, error));
-                    continue;
-                }
-            };
-            if meta.is_dir() {
-                if !t.recursive {
-                    let why = "a folder; put -r sends a folder with all it holds";
-                    unreadable.push((path, Error::Usage(why.into())));
-                    continue;
-                }
-                skipped += plan_folder_upload(&path, &mut steps, options, err)?;
-            } else if meta.file_type().is_symlink() {
-                skipped += 1;
-                note_skipped(err, options, &path, "a symbolic link, not followed");
-            } else {
-                let name = match local_upload_name(&path) {
-                    Ok(name) => name,
-                    Err(error) => {
-                        unreadable.push((path, error));
-                        continue;
-                    }
-                };
-                steps.push(Step::Upload(Upload {
-                    local: path,
-                    remote: name,
-                    size: meta.len(),
-                }));
-            }
-        }
-    }
+    let Planned {
+        steps,
+        skipped,
+        unreadable,
+    } = plan_uploads(t, options, err)?;
     if steps.is_empty() {
         if let [(path, error)] = unreadable.as_slice() {
             return Err(Error::Usage(format!("put {}: {error}", path.display())));
@@ -109,6 +68,63 @@ pub(super) fn put(
             error,
         }));
     summarize("put", &report, skipped, options, out)
+}
+
+/// What `put` will do, and what it cannot.
+struct Planned {
+    steps: Vec<Step>,
+    /// Entries left out (links, special files), each noted already.
+    skipped: usize,
+    /// Sources that cannot be sent, and why.
+    unreadable: Vec<(PathBuf, Error)>,
+}
+
+/// Turns `put`'s sources (wildcards expanded) into steps: files as they
+/// are, folders with `-r` as everything below them.
+fn plan_uploads(t: &Transfer, options: ShellOptions, err: &mut impl Write) -> Result<Planned> {
+    let mut plan = Planned {
+        steps: Vec::new(),
+        skipped: 0,
+        unreadable: Vec::new(),
+    };
+    for source in &t.sources {
+        let paths = match expand_local(source) {
+            Ok(paths) => paths,
+            Err(error) => {
+                plan.unreadable.push((source.into(), error));
+                continue;
+            }
+        };
+        for path in paths {
+            let meta = match fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) => {
+                    let error = Error::cannot_read(path.display(), &e);
+                    plan.unreadable.push((path, error));
+                    continue;
+                }
+            };
+            if meta.is_dir() && t.recursive {
+                plan.skipped += plan_folder_upload(&path, &mut plan.steps, options, err)?;
+            } else if meta.is_dir() {
+                let why = "a folder; put -r sends a folder with all it holds";
+                plan.unreadable.push((path, Error::Usage(why.into())));
+            } else if meta.file_type().is_symlink() {
+                plan.skipped += 1;
+                note_skipped(err, options, &path, "a symbolic link, not followed");
+            } else {
+                match local_upload_name(&path) {
+                    Ok(remote) => plan.steps.push(Step::Upload(Upload {
+                        local: path,
+                        remote,
+                        size: meta.len(),
+                    })),
+                    Err(error) => plan.unreadable.push((path, error)),
+                }
+            }
+        }
+    }
+    Ok(plan)
 }
 
 /// Plans a folder's upload: the folder of the same name in the current
@@ -194,47 +210,13 @@ pub(super) fn get(
             true => into.join(&base),
             false => into.clone(),
         };
-        if kind == EntryKind::Dir || t.recursive {
-            let entries = match client.list_tree(&path, false) {
-                Ok(entries) => entries,
-                // A file named on the command line, with -r.
-                Err(Error::Remote { code, .. })
-                    if code == ErrorCode::BadName
-                        || code == ErrorCode::NotFound && kind == EntryKind::File =>
-                {
-                    steps.push(Step::Download(Download {
-                        remote: path,
-                        local: target,
-                        size: 0,
-                    }));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if !t.recursive {
-                return Err(Error::Usage(format!(
-                    "{} is a folder; get -r fetches a folder with all it holds",
-                    escape(&path)
-                )));
-            }
-            make_local_folder(&target)?;
-            for e in entries {
-                let local = local_path(&target, &e.relative);
-                match e.kind {
-                    EntryKind::Dir => make_local_folder(&local)?,
-                    EntryKind::File => steps.push(Step::Download(Download {
-                        remote: join(&path, &e.relative),
-                        local,
-                        size: e.size,
-                    })),
-                }
-            }
-        } else {
-            steps.push(Step::Download(Download {
+        match kind == EntryKind::Dir || t.recursive {
+            true => plan_folder_download(client, path, kind, target, t.recursive, &mut steps)?,
+            false => steps.push(Step::Download(Download {
                 remote: path,
                 local: target,
                 size: 0,
-            }));
+            })),
         }
     }
     let lines = t.verbose || !t.recursive;
@@ -244,6 +226,53 @@ pub(super) fn get(
     };
     let report = run_batch(client, steps, batch, options, lines, out, err);
     summarize("get", &report, 0, options, out)
+}
+
+/// Plans the download of the server folder `path` into `target`: its
+/// folders made here now, its files as steps. A file named with `-r` is
+/// one download.
+fn plan_folder_download(
+    client: &mut Client,
+    path: String,
+    kind: EntryKind,
+    target: PathBuf,
+    recursive: bool,
+    steps: &mut Vec<Step>,
+) -> Result<()> {
+    let entries = match client.list_tree(&path, false) {
+        Ok(entries) => entries,
+        Err(Error::Remote { code, .. })
+            if code == ErrorCode::BadName
+                || code == ErrorCode::NotFound && kind == EntryKind::File =>
+        {
+            steps.push(Step::Download(Download {
+                remote: path,
+                local: target,
+                size: 0,
+            }));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    if !recursive {
+        return Err(Error::Usage(format!(
+            "{} is a folder; get -r fetches a folder with all it holds",
+            escape(&path)
+        )));
+    }
+    make_local_folder(&target)?;
+    for e in entries {
+        let local = local_path(&target, &e.relative);
+        match e.kind {
+            EntryKind::Dir => make_local_folder(&local)?,
+            EntryKind::File => steps.push(Step::Download(Download {
+                remote: join(&path, &e.relative),
+                local,
+                size: e.size,
+            })),
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn make_local_folder(path: &Path) -> Result<()> {
