@@ -34,7 +34,6 @@ pub(super) fn answer(
     progress: &mut dyn BatchProgress,
     later: &mut Vec<Queued>,
 ) -> Result<(), Unanswered> {
-    let step = &done.step;
     // Set when the reply came whole but the step failed on our side (a
     // lying reply, a local file that cannot be written): the connection is
     // in step, only the step fails.
@@ -90,22 +89,33 @@ pub(super) fn answer(
         }
         _ => unreachable!("a step is sent with its own kind of record"),
     };
-    match outcome {
-        Ok(()) => Ok(()),
-        Err(e) if retried(&e, &done) && done.tries + 1 < TRIES => {
-            later.push(Queued {
-                step: done.step,
-                tries: done.tries + 1,
-            });
-            Ok(())
-        }
-        Err(e) if whole || matches!(e, Error::Remote { .. } | Error::Usage(_)) => {
-            fail(report, progress, step, e);
-            Ok(())
-        }
-        // The reply did not come whole: the step goes again.
-        Err(e) => Err(unanswered(Lost(e), done)),
+    let Err(e) = outcome else { return Ok(()) };
+    settle(e, whole, done, report, progress, later)
+}
+
+/// What becomes of a step that failed: tried again later, reported as
+/// failed (the connection is in step), or sent again at once on a new
+/// connection (its reply did not come whole).
+fn settle(
+    e: Error,
+    whole: bool,
+    done: InFlight,
+    report: &mut BatchReport,
+    progress: &mut dyn BatchProgress,
+    later: &mut Vec<Queued>,
+) -> Result<(), Unanswered> {
+    if retried(&e, &done) && done.tries + 1 < TRIES {
+        later.push(Queued {
+            step: done.step,
+            tries: done.tries + 1,
+        });
+        return Ok(());
     }
+    if whole || matches!(e, Error::Remote { .. } | Error::Usage(_)) {
+        fail(report, progress, &done.step, e);
+        return Ok(());
+    }
+    Err(unanswered(Lost(e), done))
 }
 
 pub(super) fn requeued(done: InFlight) -> Queued {
@@ -145,29 +155,10 @@ fn receive(
     client: &crate::client::ClientOptions,
     progress: &mut dyn BatchProgress,
 ) -> Result<Result<(u64, u64)>, Lost> {
-    let ready: GetReady = match read_reply(pipe) {
+    let ready = match read_ready(pipe, offset, partial)? {
         Ok(ready) => ready,
-        Err(e @ Error::Remote { .. }) => {
-            if offset > 0
-                && matches!(
-                    &e,
-                    Error::Remote {
-                        code: ErrorCode::InvalidOffset,
-                        ..
-                    }
-                )
-            {
-                let _ = fs::remove_file(partial);
-            }
-            return Ok(Err(e));
-        }
-        Err(e) => return Err(Lost(e)),
+        Err(refused) => return Ok(Err(refused)),
     };
-    if ready.offset != offset || ready.filesize < offset {
-        return Err(Lost(Error::Malformed(
-            "server sent a different offset".into(),
-        )));
-    }
     let body = ready.filesize - offset;
     // Refused before a byte is written; the body is on its way regardless.
     if let Err(e) = check_room(partial, body) {
@@ -202,23 +193,57 @@ fn receive(
         }
     }
     let digest: Digest = frame::read_json(pipe, MAX_HEADER_LEN).map_err(Lost)?;
-    let landed =
-        check_download(&d.remote, file, hasher, &digest, partial, false).and_then(|ours| {
-            let policy = match options.ask_before_replacing {
-                true => &client.overwrite,
-                false => &Overwrite::Replace,
-            };
-            land_download(policy, partial, &d.local, ready.filesize, &ours, false)
-        });
-    if let Err(e) = landed {
-        return Ok(Err(e));
+    let landed = check_download(&d.remote, file, hasher, &digest, partial, false)
+        .and_then(|ours| land(d, partial, &ready, &ours, options, client));
+    Ok(landed.map(|()| (ready.filesize, body)))
+}
+
+/// A download's `ready` reply, checked against the offset asked for. A
+/// refusal is the file's alone; a stale partial it names is removed.
+fn read_ready(pipe: &mut Pipe, offset: u64, partial: &Path) -> Result<Result<GetReady>, Lost> {
+    let ready: GetReady = match read_reply(pipe) {
+        Ok(ready) => ready,
+        Err(e @ Error::Remote { .. }) => {
+            let stale = matches!(
+                &e,
+                Error::Remote {
+                    code: ErrorCode::InvalidOffset,
+                    ..
+                }
+            );
+            if offset > 0 && stale {
+                let _ = fs::remove_file(partial);
+            }
+            return Ok(Err(e));
+        }
+        Err(e) => return Err(Lost(e)),
+    };
+    if ready.offset != offset || ready.filesize < offset {
+        return Err(Lost(Error::Malformed(
+            "server sent a different offset".into(),
+        )));
     }
-    keep_times(
-        &d.local,
-        ready.mtime,
-        ready.mode.filter(|_| options.preserve_mode),
-    );
-    Ok(Ok((ready.filesize, body)))
+    Ok(Ok(ready))
+}
+
+/// Puts a checked download under its name, as the overwrite policy says
+/// (a sync replaces), with the server's times and, with `-p`, its mode.
+fn land(
+    d: &Download,
+    partial: &Path,
+    ready: &GetReady,
+    digest: &blake3::Hash,
+    options: BatchOptions,
+    client: &crate::client::ClientOptions,
+) -> Result<()> {
+    let policy = match options.ask_before_replacing {
+        true => &client.overwrite,
+        false => &Overwrite::Replace,
+    };
+    land_download(policy, partial, &d.local, ready.filesize, digest, false)?;
+    let mode = ready.mode.filter(|_| options.preserve_mode);
+    keep_times(&d.local, ready.mtime, mode);
+    Ok(())
 }
 
 /// Reads and drops `len` bytes of a body nobody will keep, and its digest.

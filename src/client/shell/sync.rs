@@ -22,44 +22,7 @@ pub(super) fn sync(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<()> {
-    let compare = match how.checksum {
-        true => Compare::Checksum,
-        false => Compare::SizeAndTime,
-    };
-    let sending = how.target.starts_with(':');
-    let remote = match sending {
-        true => &how.target[1..],
-        false => &how.source[1..],
-    };
-    let remote = remote.trim_end_matches('/');
-    let local = Path::new(match sending {
-        true => &how.source,
-        false => &how.target,
-    });
-    let theirs = match client.list_tree(remote, how.checksum) {
-        Ok(entries) => entries,
-        Err(Error::Remote {
-            code: ErrorCode::NotFound,
-            ..
-        }) if sending => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    let plan = match sending {
-        true => {
-            let ours = walk_local(local)?;
-            for (skipped, why) in &ours.skipped {
-                note_skipped(err, options, skipped, why);
-            }
-            plan_send(&ours, remote, &theirs, compare, how.delete)
-        }
-        false => {
-            let ours = match local.exists() {
-                true => walk_local(local)?,
-                false => LocalTree::default(),
-            };
-            plan_fetch(&theirs, remote, local, &ours, compare, how.delete)
-        }
-    };
+    let plan = plan_sync(client, how, options, err)?;
     if how.dry_run {
         return print_plan(&plan, out);
     }
@@ -92,6 +55,48 @@ pub(super) fn sync(
         ))?;
     }
     summarize("sync", &report, 0, options, out)
+}
+
+/// Lists both sides and plans what differs.
+fn plan_sync(
+    client: &mut Client,
+    how: &SyncOptions,
+    options: ShellOptions,
+    err: &mut impl Write,
+) -> Result<SyncPlan> {
+    let compare = match how.checksum {
+        true => Compare::Checksum,
+        false => Compare::SizeAndTime,
+    };
+    let sending = how.target.starts_with(':');
+    let (remote, local) = match sending {
+        true => (&how.target[1..], Path::new(&how.source)),
+        false => (&how.source[1..], Path::new(&how.target)),
+    };
+    let remote = remote.trim_end_matches('/');
+    let theirs = match client.list_tree(remote, how.checksum) {
+        Ok(entries) => entries,
+        // Sending into a folder that is not there yet.
+        Err(Error::Remote {
+            code: ErrorCode::NotFound,
+            ..
+        }) if sending => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    if sending {
+        let ours = walk_local(local)?;
+        for (skipped, why) in &ours.skipped {
+            note_skipped(err, options, skipped, why);
+        }
+        return Ok(plan_send(&ours, remote, &theirs, compare, how.delete));
+    }
+    let ours = match local.exists() {
+        true => walk_local(local)?,
+        false => LocalTree::default(),
+    };
+    Ok(plan_fetch(
+        &theirs, remote, local, &ours, compare, how.delete,
+    ))
 }
 
 /// `sync -n`: what would be done.
