@@ -10,10 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use ftp::wire::auth::respond;
 use ftp::wire::binding::TLS_MARKER;
-use ftp::wire::frame;
-use serde_json::json;
 
 /// Threads that flood from 127.0.0.1, each starting [`PER_THREAD`]
 /// handshakes one after the other (the host's sixteen login turns).
@@ -53,34 +50,6 @@ fn abandon_a_handshake(addr: SocketAddr, hello: &[u8]) {
     // Long enough for the server to read it all before the close.
     let mut first = [0u8; 1];
     let _ = s.read(&mut first);
-}
-
-/// A user's plaintext login and `ls` from 127.0.0.2; how long it took.
-fn login_and_list(addr: SocketAddr) -> Result<Duration, String> {
-    let started = Instant::now();
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .map_err(|e| e.to_string())?;
-    let local: SocketAddr = "127.0.0.2:0".parse().unwrap();
-    socket.bind(&local.into()).map_err(|e| e.to_string())?;
-    socket.connect(&addr.into()).map_err(|e| e.to_string())?;
-    let mut s: TcpStream = socket.into();
-    s.set_read_timeout(Some(Duration::from_secs(15)))
-        .map_err(|e| e.to_string())?;
-    let mut challenge = [0u8; 32];
-    s.read_exact(&mut challenge)
-        .map_err(|e| format!("no challenge: {e}"))?;
-    s.write_all(&respond(SECRET.as_bytes(), &challenge))
-        .map_err(|e| e.to_string())?;
-    s.write_all(&frame::encode_json(&json!({"cmd":"ls"})).unwrap())
-        .map_err(|e| e.to_string())?;
-    let reply = frame::read(&mut s, frame::MAX_REPLY_LEN)
-        .map_err(|e| e.to_string())?
-        .ok_or("closed without a reply")?;
-    let reply: serde_json::Value = serde_json::from_slice(&reply).map_err(|e| e.to_string())?;
-    match reply["status"] == "ok" {
-        true => Ok(started.elapsed()),
-        false => Err(format!("refused: {reply}")),
-    }
 }
 
 #[test]
