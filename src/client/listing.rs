@@ -68,7 +68,7 @@ impl ListingPrinter {
         let shown = page
             .files
             .iter()
-            .filter(|e| self.how.all || !e.name.starts_with('.'));
+            .filter(|e| self.how.all || !e.name.split('/').any(|part| part.starts_with('.')));
         for e in shown {
             let when = utc_time(e.mtime);
             let slash = if e.kind == EntryKind::Dir { "/" } else { "" };

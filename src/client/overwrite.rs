@@ -135,7 +135,7 @@ fn same_bytes(path: &Path, digest: &blake3::Hash) -> bool {
 fn kept(target: &Path) -> Error {
     Error::Usage(format!(
         "kept {}: it differs from the file on the server; get it under another name, or \
-         replace it with --force",
+         replace it with get -f (or ftp-client --force)",
         target.display()
     ))
 }

@@ -7,6 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::client::batch::{keep_times, unix_mtime};
 use crate::client::checks::{check_room, check_stored};
 use crate::client::connect::{read_reply, Dialect};
 use crate::client::overwrite::{confirm_early, land_download};
@@ -116,6 +117,7 @@ impl Client {
         let size = body.len() as u64;
         let mut message = frame::encode_json(&Request::Put(PutRequest {
             digest: Some(DigestAlgorithm::Blake3),
+            mtime: file_mtime(file),
             ..PutRequest::plain(name, size)
         }))?;
         message.extend_from_slice(&body);
@@ -228,6 +230,7 @@ impl Client {
                 ack: true,
                 resume,
                 digest: Some(DigestAlgorithm::Blake3),
+                mtime: file_mtime(file),
                 ..PutRequest::plain(name, size)
             });
             frame::write_json(&mut c.stream, &request)?;
@@ -372,6 +375,7 @@ impl Client {
                 &ours,
                 agreed,
             )?;
+            keep_times(target, ready.mtime, None);
             Ok(GetReport {
                 path: target.to_path_buf(),
                 size: ready.filesize,
@@ -495,4 +499,10 @@ fn target_name(partial: &Path) -> std::ffi::OsString {
     let name = partial.file_name().unwrap_or_default().to_string_lossy();
     let bare = name.strip_prefix('.').unwrap_or(&name);
     bare.strip_suffix(".ftp-part").unwrap_or(bare).into()
+}
+
+/// A file's modification time in whole seconds, which a put sends so that
+/// the server keeps it.
+fn file_mtime(file: &File) -> Option<u64> {
+    file.metadata().ok().as_ref().and_then(unix_mtime)
 }

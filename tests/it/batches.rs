@@ -319,3 +319,53 @@ fn dash_p_keeps_permission_bits_both_ways() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(mode(&sb.root().join("back/run.sh")), 0o600);
 }
+
+#[test]
+fn named_links_are_followed_and_single_files_keep_their_times() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let real = sb.local_file("real.txt", b"behind a link");
+    set_mtime(&real, OLD);
+    std::os::unix::fs::symlink(&real, sb.work().join("alias.txt")).unwrap();
+    let out = ClientRun::new(&sb, &server, &["put", "alias.txt"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        fs::read(sb.root().join("alias.txt")).unwrap(),
+        b"behind a link"
+    );
+    assert_eq!(
+        mtime(&sb.root().join("alias.txt")),
+        OLD,
+        "a plain put keeps the time"
+    );
+    let out = ClientRun::new(&sb, &server, &["get", "alias.txt", "back.txt"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        mtime(&sb.work().join("back.txt")),
+        OLD,
+        "a plain get keeps it too"
+    );
+    // So a sync right after finds nothing to do.
+    fs::create_dir(sb.work().join("one")).unwrap();
+    fs::copy(&real, sb.work().join("one/real.txt")).unwrap();
+    set_mtime(&sb.work().join("one/real.txt"), OLD);
+    let out = ClientRun::new(&sb, &server, &["put", "-r", "one"]).run();
+    assert_stdout_has(&out, "put: 1 file,");
+    let out = ClientRun::new(&sb, &server, &["sync", "-n", "one", ":one"]).run();
+    assert_stdout_has(&out, "1 file up to date");
+}
+
+#[test]
+fn dot_files_below_stay_hidden_in_a_recursive_listing_without_a() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    fs::create_dir_all(sb.root().join("d/sub")).unwrap();
+    fs::write(sb.root().join("d/sub/.hidden"), b"h").unwrap();
+    fs::write(sb.root().join("d/sub/shown"), b"s").unwrap();
+    let out = ClientRun::new(&sb, &server, &["ls", "-R"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains(".hidden"), "{}", stdout(&out));
+    assert_stdout_has(&out, "d/sub/shown");
+    let out = ClientRun::new(&sb, &server, &["ls", "-aR"]).run();
+    assert_stdout_has(&out, "d/sub/.hidden");
+}

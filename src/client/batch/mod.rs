@@ -23,6 +23,7 @@ mod send;
 use answer::{answer, requeued};
 use send::{send, Sending};
 
+pub(crate) use answer::keep_times;
 pub(crate) use send::unix_mtime;
 
 /// One thing a batch does.

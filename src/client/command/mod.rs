@@ -69,6 +69,8 @@ pub struct Transfer {
     pub preserve: bool,
     /// Name every file as it is moved (`-v`).
     pub verbose: bool,
+    /// `get` only: replace different local files without asking (`-f`).
+    pub force: bool,
 }
 
 /// `sync SRC DST`: one of the two is on the server, written with a leading `:`.
@@ -95,9 +97,10 @@ pub const HELP: &str = "\
 commands (paths on the server are relative to its current folder):
   put [-rpv] FILE...        upload files or, with -r, folders (wildcards work:
                             put *.log); an interrupted upload resumes
-  get [-rpv] PATH... [LOCAL]  download files or, with -r, folders, into the
+  get [-rpvf] PATH... [LOCAL]  download files or, with -r, folders, into the
                             working folder or LOCAL (wildcards work on the
-                            server's names: get 'logs/*.gz')
+                            server's names: get 'logs/*.gz'); -f replaces a
+                            different local file without asking
   ls [-ahR] [PATH]          list a folder (-a: dot-files too, -h: human sizes,
                             -R: everything below it)
   rm [-r] PATH...           remove files or empty folders (-r: folders and
@@ -254,11 +257,11 @@ impl Command {
 
 /// `put [-rpv] FILE...` and `get [-rpv] PATH... [LOCAL]`.
 fn parse_transfer(cmd: &str, args: &[String]) -> Result<Command, ParseError> {
-    let usage = match cmd {
-        "put" => "put [-rpv] FILE...",
-        _ => "get [-rpv] PATH... [LOCAL]",
+    let (usage, flags) = match cmd {
+        "put" => ("put [-rpv] FILE...", "rpv"),
+        _ => ("get [-rpvf] PATH... [LOCAL]", "rpvf"),
     };
-    let mut w = Words::split(cmd, args, "rpv", &[], usage)?;
+    let mut w = Words::split(cmd, args, flags, &[], usage)?;
     if w.operands.is_empty() {
         return Err(ParseError(format!("usage: {usage}")));
     }
@@ -271,6 +274,7 @@ fn parse_transfer(cmd: &str, args: &[String]) -> Result<Command, ParseError> {
         recursive: w.has('r'),
         preserve: w.has('p'),
         verbose: w.has('v'),
+        force: w.has('f'),
         sources: w.operands,
         local,
     };
@@ -455,7 +459,10 @@ mod tests {
             .0
             .contains("unknown command \"frobnicate\""));
         assert_eq!(p("put").unwrap_err().0, "usage: put [-rpv] FILE...");
-        assert_eq!(p("get").unwrap_err().0, "usage: get [-rpv] PATH... [LOCAL]");
+        assert_eq!(
+            p("get").unwrap_err().0,
+            "usage: get [-rpvf] PATH... [LOCAL]"
+        );
         assert!(p("put \"open").unwrap_err().0.contains("unclosed"));
         assert!(p("cd a b").unwrap_err().0.contains("quotes"));
         assert!(p("mv a").unwrap_err().0.contains("usage: mv FROM TO"));

@@ -96,7 +96,9 @@ fn plan_uploads(t: &Transfer, options: ShellOptions, err: &mut impl Write) -> Re
             }
         };
         for path in paths {
-            let meta = match fs::symlink_metadata(&path) {
+            // A link named here is followed, as scp and cp do; links met
+            // inside a folder are not.
+            let meta = match fs::metadata(&path) {
                 Ok(meta) => meta,
                 Err(e) => {
                     let error = Error::cannot_read(path.display(), &e);
@@ -109,9 +111,9 @@ fn plan_uploads(t: &Transfer, options: ShellOptions, err: &mut impl Write) -> Re
             } else if meta.is_dir() {
                 let why = "a folder; put -r sends a folder with all it holds";
                 plan.unreadable.push((path, Error::Usage(why.into())));
-            } else if meta.file_type().is_symlink() {
-                plan.skipped += 1;
-                note_skipped(err, options, &path, "a symbolic link, not followed");
+            } else if !meta.is_file() {
+                let why = "not a regular file or folder";
+                plan.unreadable.push((path, Error::Usage(why.into())));
             } else {
                 match local_upload_name(&path) {
                     Ok(remote) => plan.steps.push(Step::Upload(Upload {
@@ -137,7 +139,9 @@ fn plan_folder_upload(
     err: &mut impl Write,
 ) -> Result<usize> {
     let absolute = fs::canonicalize(path).map_err(|e| Error::cannot_read(path.display(), &e))?;
-    let name = local_upload_name(&absolute)?;
+    // Named as given (a link keeps its own name); `.` and `..` by what
+    // they are.
+    let name = local_upload_name(path).or_else(|_| local_upload_name(&absolute))?;
     let tree = walk_local(&absolute)?;
     for (skipped, why) in &tree.skipped {
         note_skipped(err, options, skipped, why);
@@ -168,6 +172,23 @@ pub(super) fn note_skipped(err: &mut impl Write, options: ShellOptions, path: &P
 /// `get`: one plain file the way it always went; anything more (several
 /// files, wildcards, folders) as one pipelined batch.
 pub(super) fn get(
+    client: &mut Client,
+    t: &Transfer,
+    options: ShellOptions,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<()> {
+    if !t.force {
+        return get_as_asked(client, t, options, out, err);
+    }
+    // -f: this command replaces without asking; the next one asks again.
+    let policy = std::mem::take(&mut client.options.overwrite);
+    let got = get_as_asked(client, t, options, out, err);
+    client.options.overwrite = policy;
+    got
+}
+
+fn get_as_asked(
     client: &mut Client,
     t: &Transfer,
     options: ShellOptions,

@@ -144,11 +144,10 @@ pub(super) fn summarize(
     out: &mut impl Write,
 ) -> Result<()> {
     let failed = report.failures.len();
-    let many = report.files + failed as u64 > 1 || skipped > 0;
-    if many && !options.quiet && verb != "sync" {
+    if !options.quiet && verb != "sync" {
         let mut line = format!(
-            "{verb}: {} files, {}",
-            report.files,
+            "{verb}: {}, {}",
+            files(report.files),
             rate("moved", report.bytes, report.elapsed)
         );
         if skipped > 0 {
@@ -182,5 +181,13 @@ pub(super) fn summarize(
                 .join(", ")
                 + if n > 5 { ", ..." } else { "" }
         ))),
+    }
+}
+
+/// `1 file`, `2 files`.
+pub(super) fn files(n: u64) -> String {
+    match n {
+        1 => "1 file".into(),
+        n => format!("{n} files"),
     }
 }

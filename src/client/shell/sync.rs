@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::wire::names::escape;
 use crate::wire::reply::ErrorCode;
 
+use super::shown::files;
 use super::{make_local_folder, note_skipped, run_batch, summarize, wrote, ShellOptions};
 
 /// `sync SRC DST`.
@@ -48,8 +49,8 @@ pub(super) fn sync(
     if !options.quiet {
         wrote(writeln!(
             out,
-            "sync: {} files sent or fetched, {} up to date, {} removed",
-            report.files,
+            "sync: {} sent or fetched, {} up to date, {} removed",
+            files(report.files),
             plan.unchanged,
             removed + report.removed
         ))?;
@@ -127,7 +128,7 @@ fn print_plan(plan: &SyncPlan, out: &mut impl Write) -> Result<()> {
     }
     wrote(writeln!(
         out,
-        "{} files up to date; nothing was changed (dry run)",
-        plan.unchanged
+        "{} up to date; nothing was changed (dry run)",
+        files(plan.unchanged)
     ))
 }
