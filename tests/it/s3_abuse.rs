@@ -154,7 +154,7 @@ fn abandoned_anonymous_parts_count_against_the_anonymous_quota() {
 
 #[test]
 fn a_path_too_long_for_an_s3_key_is_refused_before_anything_is_created() {
-    let Some(garage) = garage() else { return };
+    let Some(mut garage) = garage() else { return };
     let sb = Sandbox::new();
     let root = format!("s3://{BUCKET}/long");
     let server = ServerProcess::launch(&sb, &[], &root, &[], Some(SECRET), &garage.env())

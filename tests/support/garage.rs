@@ -75,9 +75,34 @@ impl Garage {
             });
             return None;
         };
+        let _one_at_a_time = SETTING_UP.lock().unwrap_or_else(|p| p.into_inner());
+        // A node that cannot take its ports (another test's node, still
+        // going away, holds one) is given up and started again on others.
+        let mut tries = 0;
+        loop {
+            let mut garage = Garage::configure(binary.clone());
+            garage.run_server();
+            match garage.set_up() {
+                Ok(()) => {
+                    garage.wait_for_s3();
+                    return Some(garage);
+                }
+                Err(why) if tries < 2 => {
+                    tries += 1;
+                    let _ = writeln!(std::io::stderr(), "garage again on new ports: {why}");
+                }
+                Err(why) => panic!("garage did not start: {why}; {}", garage.log()),
+            }
+        }
+    }
+
+    /// A node of its own: a temp dir, free ports, and a secret no other
+    /// test's node has, so that its command line can never reach another.
+    fn configure(binary: PathBuf) -> Garage {
         let dir = tempfile::tempdir().expect("temp dir");
         let (s3_port, rpc_port) = (free_port(), free_port());
         let root = dir.path();
+        let secret: [u8; 32] = rand::random();
         let config = format!(
             "metadata_dir = \"{meta}\"\n\
              data_dir = \"{data}\"\n\
@@ -93,20 +118,15 @@ impl Garage {
              root_domain = \".s3.garage.localhost\"\n",
             meta = root.join("meta").display(),
             data = root.join("data").display(),
-            secret = "1799bccfd7411eddcf9ebd316bc1f5287ad12a68094e1c6ac6abde7e6feae1ec",
+            secret = hex::encode(secret),
         );
         fs::write(root.join("garage.toml"), config).unwrap();
-        let mut garage = Garage {
+        Garage {
             binary,
             dir,
             child: None,
             s3_port,
-        };
-        let _one_at_a_time = SETTING_UP.lock().unwrap_or_else(|p| p.into_inner());
-        garage.run_server();
-        garage.set_up();
-        garage.wait_for_s3();
-        Some(garage)
+        }
     }
 
     fn config(&self) -> PathBuf {
@@ -147,7 +167,10 @@ impl Garage {
     /// loaded machine, a call can time out. One that timed out may still
     /// have been carried out, so "already exists" (or, for the layout, an
     /// "invalid new layout version") counts as done.
-    fn cli_ok(&self, args: &[&str]) -> String {
+    ///
+    /// Fails with what Garage said once [`START_LIMIT`] has passed, or at
+    /// once when the node has exited.
+    fn cli_ok(&mut self, args: &[&str]) -> Result<String, String> {
         let started = Instant::now();
         loop {
             let out = self.cli(args);
@@ -155,46 +178,44 @@ impl Garage {
                 "{}{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
-            )
-            .to_lowercase();
-            let done_before =
-                said.contains("already exist") || said.contains("invalid new layout version");
-            if out.status.success() || done_before {
-                return String::from_utf8_lossy(&out.stdout).into_owned();
-            }
-            assert!(
-                started.elapsed() < START_LIMIT,
-                "garage {args:?}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
             );
+            let lower = said.to_lowercase();
+            let done_before =
+                lower.contains("already exist") || lower.contains("invalid new layout version");
+            if out.status.success() || done_before {
+                return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+            }
+            if started.elapsed() > START_LIMIT || self.has_exited() {
+                return Err(format!("garage {args:?}: {said}"));
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
+    /// Whether the node's process has ended (it could not bind, say).
+    fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| !matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Layout, bucket and key, once the node answers.
-    fn set_up(&self) {
-        let started = Instant::now();
-        let node = loop {
-            let out = self.cli(&["node", "id", "-q"]);
-            if out.status.success() {
-                break String::from_utf8_lossy(&out.stdout).trim().to_string();
-            }
-            assert!(
-                started.elapsed() < START_LIMIT,
-                "garage did not start: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let id = node.split('@').next().unwrap_or_default().to_string();
-        self.cli_ok(&["layout", "assign", "-z", "dc1", "-c", "1G", &id]);
-        self.cli_ok(&["layout", "apply", "--version", "1"]);
-        self.cli_ok(&["bucket", "create", BUCKET]);
-        self.cli_ok(&["key", "import", "--yes", "-n", "ftp", KEY_ID, KEY_SECRET]);
+    fn set_up(&mut self) -> Result<(), String> {
+        let node = self.cli_ok(&["node", "id", "-q"])?;
+        let id = node
+            .trim()
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        self.cli_ok(&["layout", "assign", "-z", "dc1", "-c", "1G", &id])?;
+        self.cli_ok(&["layout", "apply", "--version", "1"])?;
+        self.cli_ok(&["bucket", "create", BUCKET])?;
+        self.cli_ok(&["key", "import", "--yes", "-n", "ftp", KEY_ID, KEY_SECRET])?;
         self.cli_ok(&[
             "bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", "ftp",
-        ]);
+        ])?;
+        Ok(())
     }
 
     /// Waits until the bucket takes a write, not only a listing: right
@@ -220,12 +241,14 @@ impl Garage {
 
     /// How many multipart uploads in the bucket are unfinished, as
     /// Garage's admin API counts them.
-    pub fn unfinished_uploads(&self) -> u64 {
-        let out = self.cli_ok(&[
-            "json-api",
-            "GetBucketInfo",
-            &format!("{{\"globalAlias\":\"{BUCKET}\"}}"),
-        ]);
+    pub fn unfinished_uploads(&mut self) -> u64 {
+        let out = self
+            .cli_ok(&[
+                "json-api",
+                "GetBucketInfo",
+                &format!("{{\"globalAlias\":\"{BUCKET}\"}}"),
+            ])
+            .unwrap_or_else(|e| panic!("{e}"));
         let info: serde_json::Value =
             serde_json::from_str(&out).unwrap_or_else(|e| panic!("GetBucketInfo: {e}: {out}"));
         info["unfinishedMultipartUploads"]
