@@ -364,11 +364,15 @@ fn secret_file_flag_and_missing_secret_messages() {
         .env("HOME", sb.path().join("nohome").to_str().unwrap())
         .run();
     assert!(!out.status.success());
+    let said = stderr(&out);
+    let file = sb.path().join("nohome/.config/ftp/secret");
     assert!(
-        stderr(&out).starts_with("error: no secret: set FTP_SECRET"),
-        "{}",
-        stderr(&out)
+        said.starts_with(&format!("error: no secret: {} does not exist", file.display())),
+        "{said}"
     );
+    // Both cases: copy the server's file here, or start a server here.
+    assert!(said.contains("copy the secret file its log names"), "{said}");
+    assert!(said.contains("start ftp-server once"), "{said}");
 }
 
 #[test]
