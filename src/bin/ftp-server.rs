@@ -359,6 +359,16 @@ fn announce(tls: &ServerIdentity, addr: SocketAddr, secret_place: &str) {
     let fp = tls.fingerprint;
     let verb = if tls.created { "created" } else { "using" };
     tracing::info!("{verb} TLS certificate {} ({fp})", tls.cert_path.display());
+    if let Some(old) = &tls.set_aside {
+        tracing::warn!(
+            "only one of {} and {} was there, so both were made anew and the lone one was \
+             moved to {}; clients that pinned the old certificate will refuse this one \
+             until they are given the new fingerprint with --fingerprint {fp}",
+            tls::KEY_FILE,
+            tls::CERT_FILE,
+            old.display()
+        );
+    }
     let port = addr.port();
     // A loopback or wildcard address is not what another machine dials.
     let (reach, server) = match addr.ip() {
