@@ -36,8 +36,9 @@ const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// holds its worker thread for minutes, not for ever.
 const REPLY_TIMEOUTS_PER_IDLE: u64 = 5;
 
-/// Authenticated file transfer server, wire-compatible with the classic
-/// Python socketserver FTP exercise.
+/// authenticated, encrypted file transfer server
+///
+/// Wire-compatible with the classic Python socketserver FTP exercise.
 ///
 /// The secret comes from --secret-file, else $FTP_SECRET, else a per-user
 /// file that is created with a random secret on first start.
@@ -207,7 +208,9 @@ fn run(args: Args) -> Result<()> {
         Some(About::Completions { shell }) => {
             return cli::completions(Args::command(), shell, &mut std::io::stdout())
         }
-        Some(About::Man) => return cli::man_page(Args::command(), &mut std::io::stdout()),
+        Some(About::Man) => {
+            return cli::man_page(Args::command(), &man_sections(), &mut std::io::stdout())
+        }
         None => {}
     }
     let verbosity = match (args.quiet, args.verbose) {
@@ -296,6 +299,43 @@ fn stop_on_signals() -> Result<Arc<AtomicBool>> {
             .map_err(|e| ftp::Error::io("installing the signal handler", e))?;
     }
     Ok(stop)
+}
+
+/// What the man page says beyond the flags: the files and the environment.
+fn man_sections() -> Vec<cli::ManSection> {
+    let files = [
+        (
+            "~/.config/ftp/secret",
+            "the shared secret, unless --secret-file, FTP_SECRET or \
+          --users gives one; created with a random secret (mode 0600) on first start",
+        ),
+        (
+            "~/.config/ftp/server-cert.pem, ~/.config/ftp/server-key.pem",
+            "the TLS certificate \
+          and key (or in --tls-dir), created on first start; when only one is there it is moved \
+          to NAME.old and both are made anew",
+        ),
+        (
+            "file_upload",
+            "where uploads land, unless --root says otherwise",
+        ),
+    ];
+    let environment = [
+        (
+            "FTP_SECRET",
+            "the shared secret, when --secret-file is not given",
+        ),
+        ("XDG_CONFIG_HOME", "replaces ~/.config in the paths above"),
+        ("RUST_LOG", "what is logged, overriding -v and -q"),
+        (
+            "AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY",
+            "the object store, with --root s3://BUCKET",
+        ),
+    ];
+    vec![
+        cli::ManSection::new("FILES", "", &files),
+        cli::ManSection::new("ENVIRONMENT", "", &environment),
+    ]
 }
 
 /// The users file, or one account holding the secret, with warnings for
