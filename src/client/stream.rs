@@ -166,7 +166,10 @@ impl ClientStream {
     fn has_plaintext(&mut self) -> bool {
         match self {
             ClientStream::Plain(_) => false,
-            ClientStream::Tls(t) => t.conn.process_new_packets().is_ok_and(|s| s.plaintext_bytes_to_read() > 0),
+            ClientStream::Tls(t) => t
+                .conn
+                .process_new_packets()
+                .is_ok_and(|s| s.plaintext_bytes_to_read() > 0),
         }
     }
 

@@ -150,8 +150,7 @@ fn set_aside(path: &Path) -> Result<PathBuf> {
     let mut old = path.as_os_str().to_owned();
     old.push(".old");
     let old = PathBuf::from(old);
-    fs::rename(path, &old)
-        .map_err(|e| Error::io(format!("moving {} aside", path.display()), e))?;
+    fs::rename(path, &old).map_err(|e| Error::io(format!("moving {} aside", path.display()), e))?;
     Ok(old)
 }
 
@@ -373,14 +372,21 @@ mod tests {
         for missing in [CERT_FILE, KEY_FILE] {
             fs::remove_file(dir.path().join(missing)).unwrap();
             let made = ServerIdentity::load_or_create(dir.path()).unwrap();
-            let lone = if missing == CERT_FILE { KEY_FILE } else { CERT_FILE };
+            let lone = if missing == CERT_FILE {
+                KEY_FILE
+            } else {
+                CERT_FILE
+            };
             let old = dir.path().join(format!("{lone}.old"));
             assert!(made.created);
             assert_eq!(made.set_aside.as_deref(), Some(old.as_path()));
             assert!(old.exists());
             assert_ne!(made.fingerprint, first.fingerprint);
             let again = ServerIdentity::load_or_create(dir.path()).unwrap();
-            assert_eq!((again.fingerprint, again.created), (made.fingerprint, false));
+            assert_eq!(
+                (again.fingerprint, again.created),
+                (made.fingerprint, false)
+            );
         }
     }
 

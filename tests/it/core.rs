@@ -367,11 +367,17 @@ fn secret_file_flag_and_missing_secret_messages() {
     let said = stderr(&out);
     let file = sb.path().join("nohome/.config/ftp/secret");
     assert!(
-        said.starts_with(&format!("error: no secret: {} does not exist", file.display())),
+        said.starts_with(&format!(
+            "error: no secret: {} does not exist",
+            file.display()
+        )),
         "{said}"
     );
     // Both cases: copy the server's file here, or start a server here.
-    assert!(said.contains("copy the secret file its log names"), "{said}");
+    assert!(
+        said.contains("copy the secret file its log names"),
+        "{said}"
+    );
     assert!(said.contains("start ftp-server once"), "{said}");
 }
 

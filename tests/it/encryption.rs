@@ -278,7 +278,10 @@ fn first_use_is_pinned_and_a_changed_certificate_is_refused_until_its_fingerprin
 
     // Its new fingerprint, checked out of band, replaces the pin.
     let new = tls::fingerprint_of_file(&server_home.join("server-cert.pem")).unwrap();
-    assert!(err.contains(&format!("run again with --fingerprint {new}")), "{err}");
+    assert!(
+        err.contains(&format!("run again with --fingerprint {new}")),
+        "{err}"
+    );
     let new = new.to_string();
     let out = ClientRun::to(&sb, &addr, &["--fingerprint", &new, "echo", "hi"])
         .env("FTP_SECRET", STRONG)
