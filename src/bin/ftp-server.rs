@@ -356,9 +356,16 @@ fn load_accounts(args: &Args) -> Result<(Accounts, String)> {
     tracing::info!("{source}");
     let place = match source {
         SecretSource::Env => format!("set {SECRET_ENV} there to the same secret"),
-        SecretSource::File(p) | SecretSource::Created(p) | SecretSource::Default(p) => {
-            format!("copy {} there (it holds the secret)", p.display())
-        }
+        SecretSource::File(p) => format!(
+            "copy {} there (it holds the secret; keep it mode 0600) and pass it with \
+             --secret-file",
+            p.display()
+        ),
+        SecretSource::Created(p) | SecretSource::Default(p) => format!(
+            "copy {} to ~/.config/ftp/secret there (it holds the secret; mkdir -p ~/.config/ftp \
+             first, keep it mode 0600)",
+            p.display()
+        ),
     };
     Ok((Accounts::single(secret), place))
 }

@@ -240,6 +240,14 @@ fn zero_setup_secret_file_is_created_and_shared() {
     let secret_file = sb.home().join(".config/ftp/secret");
     let log = server.wait_for_log("created a new random secret");
     assert!(log.contains(secret_file.to_str().unwrap()), "{log}");
+    // The line for another machine says where the copy goes, and to make
+    // its folder first.
+    let log = server.wait_for_log("from another machine");
+    let copy = format!(
+        "copy {} to ~/.config/ftp/secret there (it holds the secret; mkdir -p ~/.config/ftp",
+        secret_file.display()
+    );
+    assert!(log.contains(&copy), "{log}");
     use std::os::unix::fs::PermissionsExt;
     let mode = fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
