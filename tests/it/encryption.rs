@@ -276,23 +276,32 @@ fn first_use_is_pinned_and_a_changed_certificate_is_refused_until_its_fingerprin
     server.wait_for_log("server-key.pem.old");
     assert!(server_home.join("server-key.pem.old").exists());
 
-    // Its new fingerprint, checked out of band, replaces the pin.
     let new = tls::fingerprint_of_file(&server_home.join("server-cert.pem")).unwrap();
     assert!(
         err.contains(&format!("run again with --fingerprint {new}")),
         "{err}"
     );
-    let new = new.to_string();
-    let out = ClientRun::to(&sb, &addr, &["--fingerprint", &new, "echo", "hi"])
-        .env("FTP_SECRET", STRONG)
-        .run();
+    repin_with_checked_fingerprint(&sb, &addr, &new.to_string());
+}
+
+/// The fingerprint of the certificate at `addr`, checked out of band, is
+/// given once: it replaces the pin, and later runs need no flag.
+fn repin_with_checked_fingerprint(sb: &Sandbox, addr: &str, new: &str) {
+    let client = |extra: &[&str]| {
+        let args: Vec<&str> = extra.iter().copied().chain(["echo", "hi"]).collect();
+        ClientRun::to(sb, addr, &args)
+            .env("FTP_SECRET", STRONG)
+            .run()
+    };
+    let out = client(&["--fingerprint", new]);
     assert_eq!(stdout(&out), "HI\n", "{}", stderr(&out));
     assert_stderr_has(&out, "replaced its pinned certificate");
+    let known = sb.home().join(".config/ftp/known_servers");
     assert_eq!(
         fs::read_to_string(&known).unwrap(),
         format!("{addr} {new}\n")
     );
-    let out = client().run();
+    let out = client(&[]);
     assert_eq!(stdout(&out), "HI\n", "{}", stderr(&out));
 }
 
