@@ -22,10 +22,12 @@ use ftp::net::tls::Fingerprint;
 use ftp::wire::names::escape;
 use ftp::Result;
 
-/// Client for ftp-server. With a COMMAND it runs that one command and exits;
-/// without, it reads commands at a `>>: ` prompt (or line by line from a
-/// pipe). `ftp-client completions SHELL` and `ftp-client man` print a
-/// completion script and the man page.
+/// upload, download and list files on an ftp-server
+///
+/// With a COMMAND it runs that one command and exits; without, it reads
+/// commands at a `>>: ` prompt (or line by line from a pipe).
+/// `ftp-client completions SHELL` and `ftp-client man` print a completion
+/// script and the man page.
 ///
 /// The secret comes from --secret-file, else $FTP_SECRET, else the file a
 /// server on this machine created.
@@ -160,9 +162,54 @@ fn about(words: &[String]) -> Option<Result<()>> {
         [first, ..] if first == "completions" => Some(Err(ftp::Error::Usage(
             "usage: ftp-client completions SHELL (bash, zsh, fish, elvish, powershell)".into(),
         ))),
-        [first] if first == "man" => Some(cli::man_page(Args::command(), &mut out)),
+        [first] if first == "man" => {
+            Some(cli::man_page(Args::command(), &man_sections(), &mut out))
+        }
         _ => None,
     }
+}
+
+/// What the man page says beyond the flags: the commands, the files and
+/// the environment.
+fn man_sections() -> Vec<cli::ManSection> {
+    let files = [
+        (
+            "~/.config/ftp/secret",
+            "the shared secret, unless --secret-file or FTP_SECRET gives one: \
+          the file a server on this machine creates, or a copy of the server's (mode 0600)",
+        ),
+        (
+            "~/.config/ftp/known_servers",
+            "pinned server certificates, one HOST:PORT SHA256:... \
+          line per server; a matching --fingerprint replaces a server's line",
+        ),
+        (
+            "~/.config/ftp/server-cert.pem",
+            "the certificate of a server run by the same user on \
+          this machine, trusted without asking",
+        ),
+        ("~/.local/state/ftp/history", "the prompt's history"),
+    ];
+    let environment = [
+        (
+            "FTP_SERVER",
+            "the server when --server is not given (default 127.0.0.1:8080)",
+        ),
+        (
+            "FTP_SECRET",
+            "the shared secret, when --secret-file is not given",
+        ),
+        ("XDG_CONFIG_HOME", "replaces ~/.config in the paths above"),
+        (
+            "XDG_STATE_HOME",
+            "replaces ~/.local/state in the paths above",
+        ),
+    ];
+    vec![
+        cli::ManSection::commands(HELP),
+        cli::ManSection::new("FILES", "", &files),
+        cli::ManSection::new("ENVIRONMENT", "", &environment),
+    ]
 }
 
 /// The client's settings from its flags, with the secret.

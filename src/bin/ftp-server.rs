@@ -36,8 +36,9 @@ const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// holds its worker thread for minutes, not for ever.
 const REPLY_TIMEOUTS_PER_IDLE: u64 = 5;
 
-/// Authenticated file transfer server, wire-compatible with the classic
-/// Python socketserver FTP exercise.
+/// authenticated, encrypted file transfer server
+///
+/// Wire-compatible with the classic Python socketserver FTP exercise.
 ///
 /// The secret comes from --secret-file, else $FTP_SECRET, else a per-user
 /// file that is created with a random secret on first start.
@@ -207,7 +208,9 @@ fn run(args: Args) -> Result<()> {
         Some(About::Completions { shell }) => {
             return cli::completions(Args::command(), shell, &mut std::io::stdout())
         }
-        Some(About::Man) => return cli::man_page(Args::command(), &mut std::io::stdout()),
+        Some(About::Man) => {
+            return cli::man_page(Args::command(), &man_sections(), &mut std::io::stdout())
+        }
         None => {}
     }
     let verbosity = match (args.quiet, args.verbose) {
@@ -298,6 +301,43 @@ fn stop_on_signals() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// What the man page says beyond the flags: the files and the environment.
+fn man_sections() -> Vec<cli::ManSection> {
+    let files = [
+        (
+            "~/.config/ftp/secret",
+            "the shared secret, unless --secret-file, FTP_SECRET or \
+          --users gives one; created with a random secret (mode 0600) on first start",
+        ),
+        (
+            "~/.config/ftp/server-cert.pem, ~/.config/ftp/server-key.pem",
+            "the TLS certificate \
+          and key (or in --tls-dir), created on first start; when only one is there it is moved \
+          to NAME.old and both are made anew",
+        ),
+        (
+            "file_upload",
+            "where uploads land, unless --root says otherwise",
+        ),
+    ];
+    let environment = [
+        (
+            "FTP_SECRET",
+            "the shared secret, when --secret-file is not given",
+        ),
+        ("XDG_CONFIG_HOME", "replaces ~/.config in the paths above"),
+        ("RUST_LOG", "what is logged, overriding -v and -q"),
+        (
+            "AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY",
+            "the object store, with --root s3://BUCKET",
+        ),
+    ];
+    vec![
+        cli::ManSection::new("FILES", "", &files),
+        cli::ManSection::new("ENVIRONMENT", "", &environment),
+    ]
+}
+
 /// The users file, or one account holding the secret, with warnings for
 /// files others can read; and where a client's secret comes from, in
 /// words, for the line that tells how to connect.
@@ -316,9 +356,16 @@ fn load_accounts(args: &Args) -> Result<(Accounts, String)> {
     tracing::info!("{source}");
     let place = match source {
         SecretSource::Env => format!("set {SECRET_ENV} there to the same secret"),
-        SecretSource::File(p) | SecretSource::Created(p) | SecretSource::Default(p) => {
-            format!("copy {} there (it holds the secret)", p.display())
-        }
+        SecretSource::File(p) => format!(
+            "copy {} there (it holds the secret; keep it mode 0600) and pass it with \
+             --secret-file",
+            p.display()
+        ),
+        SecretSource::Created(p) | SecretSource::Default(p) => format!(
+            "copy {} to ~/.config/ftp/secret there (it holds the secret; mkdir -p ~/.config/ftp \
+             first, keep it mode 0600)",
+            p.display()
+        ),
     };
     Ok((Accounts::single(secret), place))
 }
@@ -359,6 +406,16 @@ fn announce(tls: &ServerIdentity, addr: SocketAddr, secret_place: &str) {
     let fp = tls.fingerprint;
     let verb = if tls.created { "created" } else { "using" };
     tracing::info!("{verb} TLS certificate {} ({fp})", tls.cert_path.display());
+    if let Some(old) = &tls.set_aside {
+        tracing::warn!(
+            "only one of {} and {} was there, so both were made anew and the lone one was \
+             moved to {}; clients that pinned the old certificate will refuse this one \
+             until they are given the new fingerprint with --fingerprint {fp}",
+            tls::KEY_FILE,
+            tls::CERT_FILE,
+            old.display()
+        );
+    }
     let port = addr.port();
     // A loopback or wildcard address is not what another machine dials.
     let (reach, server) = match addr.ip() {

@@ -60,9 +60,11 @@ impl Trust {
 /// Why a certificate is trusted, decided once for a client's server.
 #[derive(Debug, Clone)]
 enum Source {
-    /// `--fingerprint`; `true` when `known_servers` has no line for the
-    /// server yet, so that the pin is written there too.
-    Flag(Fingerprint, bool),
+    /// `--fingerprint`, with the pin `known_servers` holds for the server
+    /// if any. Unless that pin is the same, the fingerprint is written
+    /// there once the server has proved itself: a first pin, or a new one
+    /// for a certificate that was replaced and checked out of band.
+    Flag(Fingerprint, Option<KnownPin>),
     Known(KnownPin, PathBuf),
     FirstUse {
         local: Option<Fingerprint>,
@@ -100,7 +102,7 @@ impl TlsClient {
             None => None,
         };
         let source = match (trust.fingerprint, known) {
-            (Some(fp), known) => Source::Flag(fp, known.is_none()),
+            (Some(fp), known) => Source::Flag(fp, known.map(|(pin, _)| pin)),
             (None, Some((pin, path))) => Source::Known(pin, path),
             (None, None) => Source::FirstUse {
                 local: trust.local_cert.as_deref().and_then(fingerprint_of_file),
@@ -135,8 +137,10 @@ impl TlsClient {
             ),
             (Source::Known(pin, path), _) => format!(
                 "the server at {server} presented certificate {seen}, but {} line {} pins {}. \
-                 If its key was replaced on purpose, delete line {} of {} and connect again; \
-                 otherwise someone may be impersonating it. Nothing was sent",
+                 If its key was replaced on purpose, check the new fingerprint with the \
+                 server's operator and run again with --fingerprint {seen}, which replaces the \
+                 pin (or delete line {} of {}); otherwise someone may be impersonating it. \
+                 Nothing was sent",
                 path.display(),
                 pin.line,
                 pin.fingerprint,
@@ -197,7 +201,10 @@ impl TlsClient {
         let local = match (&self.source, self.verifier.pin()) {
             (Source::FirstUse { local }, Pin::FirstUse) => *local,
             // Vouched for by the user: worth remembering, once.
-            (Source::Flag(fp, true), _) if !self.pinned.load(Ordering::SeqCst) => {
+            (Source::Flag(fp, known), _)
+                if known.is_none_or(|k| k.fingerprint != *fp)
+                    && !self.pinned.load(Ordering::SeqCst) =>
+            {
                 return Ok(Contact::New(*fp))
             }
             _ => return Ok(Contact::Known),
@@ -228,8 +235,21 @@ impl TlsClient {
     pub(crate) fn pin(&self, trust: &Trust, seen: Fingerprint) -> Result<String> {
         self.verifier.set_pin(Pin::Exact(seen));
         self.pinned.store(true, Ordering::SeqCst);
-        match &trust.known {
-            Some(known) => {
+        let replaced = match &self.source {
+            Source::Flag(_, Some(old)) => Some(old.fingerprint),
+            _ => None,
+        };
+        match (&trust.known, replaced) {
+            (Some(known), Some(old)) => {
+                known.remember(&self.server, seen)?;
+                Ok(format!(
+                    "{}: replaced its pinned certificate {old} with {seen}, as given with \
+                     --fingerprint, in {}",
+                    self.server,
+                    known.path().display()
+                ))
+            }
+            (Some(known), None) => {
                 known.remember(&self.server, seen)?;
                 Ok(format!(
                     "first contact with {}: remembered its certificate {seen} in {}",
@@ -237,7 +257,7 @@ impl TlsClient {
                     known.path().display()
                 ))
             }
-            None => Ok(format!(
+            (None, _) => Ok(format!(
                 "first contact with {}: its certificate is {seen}",
                 self.server
             )),

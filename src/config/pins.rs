@@ -69,22 +69,42 @@ impl KnownServers {
         Ok(None)
     }
 
-    /// Appends a pin for `server`, creating the file (mode 0600) and its
-    /// folder (0700) if needed.
+    /// Pins `fingerprint` for `server`, in place of any line it had,
+    /// creating the file (mode 0600) and its folder (0700) if needed. The
+    /// file is rewritten whole and renamed into place, so a crash leaves
+    /// the old one.
     ///
-    /// Fails when the file cannot be written.
+    /// Fails when the file cannot be read or written.
     pub fn remember(&self, server: &str, fingerprint: Fingerprint) -> Result<()> {
         let fail = |e| Error::io(format!("writing {}", self.path.display()), e);
+        let mut text = match fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(Error::io(format!("reading {}", self.path.display()), e)),
+        };
+        text = text
+            .lines()
+            .filter(|line| line.split_whitespace().next() != Some(server))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        text.push_str(&format!("{server} {fingerprint}\n"));
         if let Some(dir) = self.path.parent() {
             paths::create_private_dir(dir).map_err(fail)?;
         }
+        let mut fresh = self.path.as_os_str().to_owned();
+        fresh.push(".new");
+        let fresh = PathBuf::from(fresh);
         let mut file = fs::OpenOptions::new()
-            .append(true)
+            .write(true)
             .create(true)
+            .truncate(true)
             .mode(0o600)
-            .open(&self.path)
+            .open(&fresh)
             .map_err(fail)?;
-        writeln!(file, "{server} {fingerprint}").map_err(fail)
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .and_then(|()| fs::rename(&fresh, &self.path))
+            .map_err(fail)
     }
 }
 
@@ -104,6 +124,10 @@ mod tests {
         assert_eq!((pin.fingerprint, pin.line), (fb, 2));
         assert_eq!(known.lookup("a:1").unwrap().unwrap().fingerprint, fa);
         assert_eq!(known.lookup("a:2").unwrap(), None);
+        // A new pin replaces the old line; the others stay.
+        known.remember("a:1", fb).unwrap();
+        let text = fs::read_to_string(known.path()).unwrap();
+        assert_eq!(text, format!("b:2 {fb}\na:1 {fb}\n"));
     }
 
     #[test]

@@ -210,9 +210,13 @@ pub fn client_secret(secret_file: Option<&Path>) -> Result<Secret> {
     let path = default_secret_path()?;
     if !path.exists() {
         return Err(Error::Secret(format!(
-            "no secret: set {SECRET_ENV}, pass --secret-file, or start ftp-server once on this \
-             machine so that it creates {}",
-            path.display()
+            "no secret: {path} does not exist. For a server on another machine, copy the secret \
+             file its log names (by default ~/.config/ftp/secret there) to {path} here, with \
+             mode 0600 (`mkdir -p {dir}` first), or pass --secret-file PATH, or set \
+             {SECRET_ENV}. For a server on this machine run as you, start ftp-server once: it \
+             creates {path}",
+            path = path.display(),
+            dir = path.parent().unwrap_or(&path).display(),
         )));
     }
     read_secret_file(&path)

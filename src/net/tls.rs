@@ -94,6 +94,9 @@ pub struct ServerIdentity {
     pub cert_path: PathBuf,
     /// Whether it was just created.
     pub created: bool,
+    /// When one of the two files was missing, the other one, moved aside
+    /// (to `*.old`) so that both could be made anew.
+    pub set_aside: Option<PathBuf>,
 }
 
 impl fmt::Debug for ServerIdentity {
@@ -104,11 +107,19 @@ impl fmt::Debug for ServerIdentity {
 
 impl ServerIdentity {
     /// Loads the identity from `dir`, creating a self-signed one (key mode
-    /// 0600) on first start.
+    /// 0600) on first start. When only one of the key and the certificate
+    /// is there, it is moved aside to `NAME.old` and both are made anew:
+    /// one is no use without the other.
     ///
     /// Fails when the files cannot be read, written or parsed.
     pub fn load_or_create(dir: &Path) -> Result<ServerIdentity> {
         let (key_path, cert_path) = (dir.join(KEY_FILE), dir.join(CERT_FILE));
+        let lone = match (key_path.exists(), cert_path.exists()) {
+            (true, true) | (false, false) => None,
+            (true, false) => Some(&key_path),
+            (false, true) => Some(&cert_path),
+        };
+        let set_aside = lone.map(|path| set_aside(path)).transpose()?;
         let created = !key_path.exists();
         if created {
             create_identity(dir, &key_path, &cert_path)?;
@@ -128,8 +139,19 @@ impl ServerIdentity {
             fingerprint,
             cert_path,
             created,
+            set_aside,
         })
     }
+}
+
+/// Renames `path` to `path.old` (replacing an older one), returning the
+/// new name.
+fn set_aside(path: &Path) -> Result<PathBuf> {
+    let mut old = path.as_os_str().to_owned();
+    old.push(".old");
+    let old = PathBuf::from(old);
+    fs::rename(path, &old).map_err(|e| Error::io(format!("moving {} aside", path.display()), e))?;
+    Ok(old)
 }
 
 /// Makes a self-signed certificate and writes it and its key.
@@ -340,6 +362,32 @@ mod tests {
         let cert = dir.path().join(CERT_FILE);
         assert_eq!(fingerprint_of_file(&cert), Some(made.fingerprint));
         assert_eq!(fingerprint_of_file(&dir.path().join("none.pem")), None);
+    }
+
+    #[test]
+    fn a_lone_key_or_certificate_is_set_aside_and_both_are_made_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ServerIdentity::load_or_create(dir.path()).unwrap();
+        assert_eq!(first.set_aside, None);
+        for missing in [CERT_FILE, KEY_FILE] {
+            fs::remove_file(dir.path().join(missing)).unwrap();
+            let made = ServerIdentity::load_or_create(dir.path()).unwrap();
+            let lone = if missing == CERT_FILE {
+                KEY_FILE
+            } else {
+                CERT_FILE
+            };
+            let old = dir.path().join(format!("{lone}.old"));
+            assert!(made.created);
+            assert_eq!(made.set_aside.as_deref(), Some(old.as_path()));
+            assert!(old.exists());
+            assert_ne!(made.fingerprint, first.fingerprint);
+            let again = ServerIdentity::load_or_create(dir.path()).unwrap();
+            assert_eq!(
+                (again.fingerprint, again.created),
+                (made.fingerprint, false)
+            );
+        }
     }
 
     #[test]

@@ -64,6 +64,18 @@ fn both_programs_print_completions_and_a_man_page() {
             .to_str()
             .unwrap();
         assert_stdout_has(&out, &format!(".TH {name} 1"));
+        let page = stdout(&out);
+        // NAME is one line, "name \- what it is"; then the other sections.
+        let name_section = page.split(".SH NAME\n").nth(1).unwrap();
+        let next = name_section.lines().nth(1).unwrap_or_default();
+        assert!(next.starts_with(".SH SYNOPSIS"), "{name_section}");
+        let mut wanted = vec![".SH OPTIONS", ".SH FILES", ".SH ENVIRONMENT"];
+        if name == "ftp-client" {
+            wanted.insert(1, ".SH COMMANDS");
+        }
+        let at: Vec<usize> = wanted.iter().map(|s| page.find(s).unwrap()).collect();
+        assert!(at.is_sorted(), "{wanted:?} in order: {page}");
+        assert_stdout_has(&out, "FTP_SECRET");
     }
 }
 

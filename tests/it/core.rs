@@ -240,6 +240,14 @@ fn zero_setup_secret_file_is_created_and_shared() {
     let secret_file = sb.home().join(".config/ftp/secret");
     let log = server.wait_for_log("created a new random secret");
     assert!(log.contains(secret_file.to_str().unwrap()), "{log}");
+    // The line for another machine says where the copy goes, and to make
+    // its folder first.
+    let log = server.wait_for_log("from another machine");
+    let copy = format!(
+        "copy {} to ~/.config/ftp/secret there (it holds the secret; mkdir -p ~/.config/ftp",
+        secret_file.display()
+    );
+    assert!(log.contains(&copy), "{log}");
     use std::os::unix::fs::PermissionsExt;
     let mode = fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
@@ -364,11 +372,21 @@ fn secret_file_flag_and_missing_secret_messages() {
         .env("HOME", sb.path().join("nohome").to_str().unwrap())
         .run();
     assert!(!out.status.success());
+    let said = stderr(&out);
+    let file = sb.path().join("nohome/.config/ftp/secret");
     assert!(
-        stderr(&out).starts_with("error: no secret: set FTP_SECRET"),
-        "{}",
-        stderr(&out)
+        said.starts_with(&format!(
+            "error: no secret: {} does not exist",
+            file.display()
+        )),
+        "{said}"
     );
+    // Both cases: copy the server's file here, or start a server here.
+    assert!(
+        said.contains("copy the secret file its log names"),
+        "{said}"
+    );
+    assert!(said.contains("start ftp-server once"), "{said}");
 }
 
 #[test]

@@ -229,7 +229,7 @@ fn a_first_contact_client_refuses_such_a_relay_at_the_channel_bound_proof() {
 }
 
 #[test]
-fn first_use_is_pinned_and_a_changed_certificate_is_refused_with_the_line_to_delete() {
+fn first_use_is_pinned_and_a_changed_certificate_is_refused_until_its_fingerprint_is_given() {
     let sb = Sandbox::new();
     let server_home = sb.path().join("server-home");
     let mut server = ServerProcess::start(
@@ -253,11 +253,10 @@ fn first_use_is_pinned_and_a_changed_certificate_is_refused_with_the_line_to_del
         stderr(&out)
     );
 
-    // The server gets a new key at the same address.
+    // The certificate is lost: the server makes a new pair and says so.
     server.kill();
-    fs::remove_file(server_home.join("server-key.pem")).unwrap();
     fs::remove_file(server_home.join("server-cert.pem")).unwrap();
-    let _server = ServerProcess::start(
+    let server = ServerProcess::start(
         &sb,
         &[
             "--tls-dir",
@@ -274,6 +273,36 @@ fn first_use_is_pinned_and_a_changed_certificate_is_refused_with_the_line_to_del
         err.contains(&format!("delete line 1 of {}", known.display())),
         "{err}"
     );
+    server.wait_for_log("server-key.pem.old");
+    assert!(server_home.join("server-key.pem.old").exists());
+
+    let new = tls::fingerprint_of_file(&server_home.join("server-cert.pem")).unwrap();
+    assert!(
+        err.contains(&format!("run again with --fingerprint {new}")),
+        "{err}"
+    );
+    repin_with_checked_fingerprint(&sb, &addr, &new.to_string());
+}
+
+/// The fingerprint of the certificate at `addr`, checked out of band, is
+/// given once: it replaces the pin, and later runs need no flag.
+fn repin_with_checked_fingerprint(sb: &Sandbox, addr: &str, new: &str) {
+    let client = |extra: &[&str]| {
+        let args: Vec<&str> = extra.iter().copied().chain(["echo", "hi"]).collect();
+        ClientRun::to(sb, addr, &args)
+            .env("FTP_SECRET", STRONG)
+            .run()
+    };
+    let out = client(&["--fingerprint", new]);
+    assert_eq!(stdout(&out), "HI\n", "{}", stderr(&out));
+    assert_stderr_has(&out, "replaced its pinned certificate");
+    let known = sb.home().join(".config/ftp/known_servers");
+    assert_eq!(
+        fs::read_to_string(&known).unwrap(),
+        format!("{addr} {new}\n")
+    );
+    let out = client(&[]);
+    assert_eq!(stdout(&out), "HI\n", "{}", stderr(&out));
 }
 
 #[test]
