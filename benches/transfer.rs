@@ -42,6 +42,8 @@ mod s3_bench;
 mod scp_bench;
 #[path = "support/servers.rs"]
 mod servers;
+#[path = "../tests/support/shared.rs"]
+mod shared;
 #[path = "support/small.rs"]
 mod small;
 #[path = "support/tls.rs"]

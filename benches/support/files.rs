@@ -4,6 +4,8 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::shared::Pattern;
+
 /// The size of every read and write of the bench's own copies.
 pub const CHUNK: usize = 256 * 1024;
 
@@ -21,16 +23,11 @@ pub fn copy_chunks(from: &mut impl Read, to: &mut impl Write) {
 
 pub fn write_pattern(path: &Path, size: u64) {
     let mut f = File::create(path).unwrap();
-    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let mut pattern = Pattern::new(0);
     let mut buf = vec![0u8; CHUNK];
     let mut left = size;
     while left > 0 {
-        for b in buf.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
+        pattern.fill(&mut buf);
         let n = left.min(CHUNK as u64) as usize;
         f.write_all(&buf[..n]).unwrap();
         left -= n as u64;

@@ -3,7 +3,6 @@
 //! binary.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,9 +11,9 @@ use std::time::{Duration, Instant};
 use ftp::client::trust::Trust;
 use ftp::client::{Client, ClientOptions};
 use ftp::config::secret::Secret;
-use ftp::wire::auth::respond;
 
 use crate::limit;
+use crate::shared::{answer_challenge, listening_addr};
 use crate::{Scratch, SECRET};
 
 /// A server under test: its process, address and upload root.
@@ -106,23 +105,14 @@ impl Drop for Server {
 }
 
 pub fn first_line_addr(child: &mut Child) -> SocketAddr {
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    line.trim()
-        .trim_start_matches("listening on ")
-        .parse()
-        .expect("listening line")
+    listening_addr(child).expect("listening line")
 }
 
 pub fn login(addr: SocketAddr) -> Option<TcpStream> {
     let mut s = TcpStream::connect(addr).ok()?;
     // A connection the server leaves unanswered this long counts as failed.
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let mut c = [0u8; 32];
-    s.read_exact(&mut c).ok()?;
-    s.write_all(&respond(SECRET.as_bytes(), &c)).ok()?;
+    answer_challenge(&mut s, SECRET.as_bytes()).ok()?;
     Some(s)
 }
 
