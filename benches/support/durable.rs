@@ -51,7 +51,7 @@ pub fn section(s: &Settings, scratch: &Scratch, source: &Path) {
     println!(
         "\n## durable put of {} to disk ({}; median of {} rounds)",
         mib(s.size),
-        dir.display(),
+        shown(&dir),
         s.rounds
     );
     println!("{:<44} {:>10} {:>8}", "path", "MB/s", "vs dd");
@@ -68,4 +68,15 @@ pub fn section(s: &Settings, scratch: &Scratch, source: &Path) {
     println!("durable put against the raw rustls copy + fsync: {ratio:.2}x");
     drop((durable, plain, raw_tls));
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// How the report names `dir`: relative to the project when it is inside
+/// (`target/bench-disk`), so that figures quoted from it do not carry one
+/// machine's folders; otherwise as `FTP_BENCH_DISK_DIR` gave it.
+fn shown(dir: &Path) -> String {
+    let project = Path::new(env!("CARGO_MANIFEST_DIR"));
+    dir.strip_prefix(project)
+        .unwrap_or(dir)
+        .display()
+        .to_string()
 }
