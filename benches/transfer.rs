@@ -51,7 +51,7 @@ mod tls_bench;
 
 // The helpers every section uses, under the crate's root.
 use figures::{median, mib, print_rates, rss_kib, Load};
-use files::{copy_chunks, write_pattern, Scratch, CHUNK};
+use files::{copy_chunks, copy_full_chunks, write_pattern, Scratch};
 use servers::{client, limit_server, login, raise_fd_limit, run_client, spawn_self, Server};
 
 const SECRET: &str = "benchmark secret";
@@ -128,7 +128,8 @@ fn helper_mode(args: &[String]) -> bool {
         limit::serve(Path::new(&rest[0]), &rest[1]);
     } else if let Some(rest) = at("--tls-receive") {
         let sync = args.iter().any(|a| a == "--fsync");
-        tls_bench::receive(Path::new(&rest[0]), Path::new(&rest[1]), sync);
+        let plain = args.iter().any(|a| a == "--plain");
+        tls_bench::receive(Path::new(&rest[0]), Path::new(&rest[1]), sync, plain);
     } else {
         return false;
     }

@@ -12,8 +12,8 @@ use ftp::client::NoProgress;
 use ftp::wire::frame;
 
 use crate::{
-    client, copy_chunks, login, mib, print_rates, rss_kib, run_client, spawn_self, Scratch, Server,
-    Settings, CHUNK,
+    client, copy_chunks, copy_full_chunks, login, mib, print_rates, rss_kib, run_client,
+    spawn_self, Scratch, Server, Settings,
 };
 
 /// The section's paths, in the order their rows are printed; the first is
@@ -162,19 +162,6 @@ pub fn raw_receive(dst: &Path) {
         let mut s = conn.unwrap();
         copy_full_chunks(&mut s, &mut File::create(dst).unwrap());
         s.write_all(b"k").unwrap();
-    }
-}
-
-/// Like [`copy_chunks`], but each write waits for a whole chunk (or the
-/// end): what ftp-server does with a body, so that the raw baseline does
-/// not pay for a page-cache write per partial socket read.
-fn copy_full_chunks(from: &mut impl Read, to: &mut impl Write) {
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        match frame::read_full(from, &mut buf).unwrap() {
-            0 => break,
-            filled => to.write_all(&buf[..filled]).unwrap(),
-        }
     }
 }
 

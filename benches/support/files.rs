@@ -4,10 +4,12 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use ftp::wire::frame;
+
 use crate::shared::Pattern;
 
 /// The size of every read and write of the bench's own copies.
-pub const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 256 * 1024;
 
 /// Copies until the end of `from`, 256 KiB at a time: the baseline loop.
 pub fn copy_chunks(from: &mut impl Read, to: &mut impl Write) {
@@ -18,6 +20,19 @@ pub fn copy_chunks(from: &mut impl Read, to: &mut impl Write) {
             break;
         }
         to.write_all(&buf[..n]).unwrap();
+    }
+}
+
+/// Like [`copy_chunks`], but each write waits for a whole chunk (or the
+/// end): what ftp-server does with a body, so that the raw baseline does
+/// not pay for a page-cache write per partial socket read.
+pub fn copy_full_chunks(from: &mut impl Read, to: &mut impl Write) {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match frame::read_full(from, &mut buf).unwrap() {
+            0 => break,
+            filled => to.write_all(&buf[..filled]).unwrap(),
+        }
     }
 }
 
