@@ -8,7 +8,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -132,12 +132,9 @@ pub fn section(s: &Settings, scratch: &Scratch, ours: &Server) {
     let work = scratch.dir.join("folders");
     let tree = work.join("tree");
     make_tree(&tree, files);
-    let bytes = (files * FILE_SIZE) as u64;
-    let link = Latency::start(ours.addr, DELAY);
     let tar_dst = work.join("tar-dst");
     let (mut receiver, receiver_addr) =
         crate::spawn_self(&["--tar-receive".as_ref(), tar_dst.as_ref()]);
-    let tar_link = Latency::start(receiver_addr, DELAY);
     let sshd = match (Path::new("/usr/sbin/sshd").exists(), has("rsync")) {
         (true, true) => start_sshd(&work.join("ssh")),
         _ => None,
@@ -145,61 +142,123 @@ pub fn section(s: &Settings, scratch: &Scratch, ours: &Server) {
     let ssh_link = sshd
         .as_ref()
         .map(|d| Latency::start(SocketAddr::from(([127, 0, 0, 1], d.port)), DELAY));
-    let remote_tree = ours.root.join("tree");
-    let got = work.join("got");
-    let rsync_dst = work.join("rsync-dst");
-    let at = |l: &Latency| l.addr_string();
-    // Login alone through the link, so that a sync's own round trips show.
-    let mut login = Vec::new();
-    let (mut put, mut get, mut sync, mut tar, mut rsync) = (vec![], vec![], vec![], vec![], vec![]);
-    let (mut put_local, mut tar_local) = (vec![], vec![]);
+    let folders = Folders {
+        files,
+        ours,
+        link: Latency::start(ours.addr, DELAY),
+        tar_link: Latency::start(receiver_addr, DELAY),
+        receiver: receiver_addr,
+        sshd,
+        ssh_link,
+        remote_tree: ours.root.join("tree"),
+        got: work.join("got"),
+        rsync_dst: work.join("rsync-dst"),
+        tar_dst,
+        tree,
+        work,
+    };
+    let mut times = vec![Vec::new(); PATHS];
     for round in 0..s.rounds {
-        for step in 0..8 {
-            match (step + round) % 8 {
-                0 => {
-                    let _ = fs::remove_dir_all(&remote_tree);
-                    put.push(run_client_at(&at(&link), &["put", "-r", "tree"], &work));
-                    assert_eq!(files_under(&remote_tree), files);
-                }
-                1 => {
-                    let _ = fs::remove_dir_all(&got);
-                    if !remote_tree.exists() {
-                        run_client(ours.addr, &["put", "-r", "tree"], &work);
-                    }
-                    get.push(run_client_at(
-                        &at(&link),
-                        &["get", "-r", "tree", "got"],
-                        &work,
-                    ));
-                    assert_eq!(files_under(&got), files);
-                }
-                2 => {
-                    if !remote_tree.exists() {
-                        run_client(ours.addr, &["put", "-r", "tree"], &work);
-                    }
-                    sync.push(run_client_at(&at(&link), &["sync", "tree", ":tree"], &work));
-                }
-                3 => login.push(run_client_at(&at(&link), &["pwd"], &work)),
-                4 => {
-                    tar.push(tar_over_tcp(tar_link.addr, &tree));
-                    assert_eq!(files_under(&tar_dst), files);
-                }
-                5 => {
-                    if let (Some(d), Some(l)) = (&sshd, &ssh_link) {
-                        let key = work.join("ssh/user_key");
-                        rsync.push(rsync_over_ssh(d, l.addr.port(), &key, &tree, &rsync_dst));
-                    }
-                }
-                6 => {
-                    let _ = fs::remove_dir_all(&remote_tree);
-                    put_local.push(run_client(ours.addr, &["put", "-r", "tree"], &work));
-                }
-                _ => tar_local.push(tar_over_tcp(receiver_addr, &tree)),
+        for step in 0..PATHS {
+            let path = (step + round) % PATHS;
+            if let Some(took) = folders.run(path) {
+                times[path].push(took);
             }
         }
     }
     let _ = receiver.kill();
     let _ = receiver.wait();
+    report(s, &times);
+}
+
+/// How many paths a round runs: see [`Folders::run`].
+const PATHS: usize = 8;
+
+/// What every round of the section works with.
+struct Folders<'a> {
+    files: usize,
+    ours: &'a Server,
+    /// The proxies with latency: to ours, to the tar receiver, to sshd.
+    link: Latency,
+    tar_link: Latency,
+    ssh_link: Option<Latency>,
+    /// The tar receiver without the proxy.
+    receiver: SocketAddr,
+    sshd: Option<Sshd>,
+    work: PathBuf,
+    tree: PathBuf,
+    remote_tree: PathBuf,
+    got: PathBuf,
+    rsync_dst: PathBuf,
+    tar_dst: PathBuf,
+}
+
+impl Folders<'_> {
+    /// Times path `path` once: through the link, 0 put -r, 1 get -r, 2
+    /// sync, 3 the login alone, 4 tar, 5 rsync (`None` without sshd and
+    /// rsync); on loopback, 6 put -r and 7 tar.
+    fn run(&self, path: usize) -> Option<Duration> {
+        let (files, work, link) = (self.files, &self.work, &self.link.addr_string());
+        let put_r = ["put", "-r", "tree"];
+        match path {
+            0 => {
+                let _ = fs::remove_dir_all(&self.remote_tree);
+                let took = run_client_at(link, &put_r, work);
+                assert_eq!(files_under(&self.remote_tree), files);
+                Some(took)
+            }
+            1 => {
+                let _ = fs::remove_dir_all(&self.got);
+                self.ensure_remote_tree();
+                let took = run_client_at(link, &["get", "-r", "tree", "got"], work);
+                assert_eq!(files_under(&self.got), files);
+                Some(took)
+            }
+            2 => {
+                self.ensure_remote_tree();
+                Some(run_client_at(link, &["sync", "tree", ":tree"], work))
+            }
+            3 => Some(run_client_at(link, &["pwd"], work)),
+            4 => {
+                let took = tar_over_tcp(self.tar_link.addr, &self.tree);
+                assert_eq!(files_under(&self.tar_dst), files);
+                Some(took)
+            }
+            5 => {
+                let (d, l) = (self.sshd.as_ref()?, self.ssh_link.as_ref()?);
+                let key = work.join("ssh/user_key");
+                Some(rsync_over_ssh(
+                    d,
+                    l.addr.port(),
+                    &key,
+                    &self.tree,
+                    &self.rsync_dst,
+                ))
+            }
+            6 => {
+                let _ = fs::remove_dir_all(&self.remote_tree);
+                Some(run_client(self.ours.addr, &put_r, work))
+            }
+            _ => Some(tar_over_tcp(self.receiver, &self.tree)),
+        }
+    }
+
+    /// Puts the tree to the server without the link, untimed, when an
+    /// earlier path of the round removed it.
+    fn ensure_remote_tree(&self) {
+        if !self.remote_tree.exists() {
+            run_client(self.ours.addr, &["put", "-r", "tree"], &self.work);
+        }
+    }
+}
+
+/// The two tables, from each path's times in [`Folders::run`]'s order.
+fn report(s: &Settings, times: &[Vec<Duration>]) {
+    let [put, get, sync, login, tar, rsync, put_local, tar_local] = times else {
+        unreachable!("one list of times a path");
+    };
+    let files = s.folder_files;
+    let bytes = (files * FILE_SIZE) as u64;
     let rtt = DELAY * 2;
     println!(
         "\n## a folder of {files} files of 4 KiB ({:.1} MB) through a link of {} ms round trip \
@@ -209,7 +268,7 @@ pub fn section(s: &Settings, scratch: &Scratch, ours: &Server) {
         s.rounds
     );
     println!("{:<52} {:>9} {:>12}", "path", "seconds", "vs tar/TCP");
-    let base = median(&tar).as_secs_f64();
+    let base = median(tar).as_secs_f64();
     let row = |name: &str, runs: &[Duration]| {
         if runs.is_empty() {
             return;
@@ -217,25 +276,25 @@ pub fn section(s: &Settings, scratch: &Scratch, ours: &Server) {
         let secs = median(runs).as_secs_f64();
         println!("{name:<52} {secs:>9.2} {:>11.2}x", secs / base);
     };
-    row("tar streamed over one TCP connection (baseline)", &tar);
-    row("ftp-client put -r (login included)", &put);
-    row("ftp-client get -r (login included)", &get);
+    row("tar streamed over one TCP connection (baseline)", tar);
+    row("ftp-client put -r (login included)", put);
+    row("ftp-client get -r (login included)", get);
     match rsync.is_empty() {
         true => println!("(sshd or rsync missing: rsync comparison skipped; apt-get install openssh-server rsync)"),
-        false => row("rsync -a over ssh (login included)", &rsync),
+        false => row("rsync -a over ssh (login included)", rsync),
     }
-    row("ftp-client sync of the unchanged tree", &sync);
-    row("ftp-client pwd: the login alone", &login);
-    let rounds = (median(&sync).as_secs_f64() - median(&login).as_secs_f64()) / rtt.as_secs_f64();
+    row("ftp-client sync of the unchanged tree", sync);
+    row("ftp-client pwd: the login alone", login);
+    let rounds = (median(sync).as_secs_f64() - median(login).as_secs_f64()) / rtt.as_secs_f64();
     println!("the sync's own round trips (sync - login) / RTT: {rounds:.1}");
     println!("\n## the same folder on loopback, no delay");
-    let base = median(&tar_local).as_secs_f64();
+    let base = median(tar_local).as_secs_f64();
     println!("{:<52} {:>9} {:>12}", "path", "seconds", "vs tar/TCP");
     println!(
         "{:<52} {base:>9.2} {:>11.2}x",
         "tar | tar over TCP (baseline)", 1.0
     );
-    let secs = median(&put_local).as_secs_f64();
+    let secs = median(put_local).as_secs_f64();
     println!(
         "{:<52} {secs:>9.2} {:>11.2}x",
         "ftp-client put -r",

@@ -32,38 +32,7 @@ pub fn section(s: &Settings, scratch: &Scratch, source: &Path) {
     let client = garage.client();
     let work = scratch.dir.join("s3-work");
     fs::create_dir_all(&work).unwrap();
-    let (mut raw_put, mut our_put, mut raw_get, mut our_get) = (vec![], vec![], vec![], vec![]);
-    for round in 0..s.rounds {
-        // The order turns each round, so that neither path always runs
-        // on a warmer store.
-        let raw_first = round % 2 == 0;
-        for raw in [raw_first, !raw_first] {
-            match raw {
-                true => raw_put.push(raw_multipart(&client, "raw/source.bin", source, s.size)),
-                false => {
-                    fs::copy(source, work.join("source.bin")).unwrap();
-                    our_put.push(run_client(ours.addr, &["put", "source.bin"], &work));
-                }
-            }
-        }
-        for raw in [raw_first, !raw_first] {
-            match raw {
-                true => raw_get.push(raw_download(
-                    &client,
-                    "raw/source.bin",
-                    &work.join("raw.bin"),
-                )),
-                false => {
-                    let _ = fs::remove_file(work.join("back.bin"));
-                    our_get.push(run_client(
-                        ours.addr,
-                        &["get", "source.bin", "back.bin"],
-                        &work,
-                    ));
-                }
-            }
-        }
-    }
+    let [raw_put, our_put, raw_get, our_get] = rounds(s, &client, &ours, &work, source);
     print_rates(
         s.size,
         &[
@@ -82,6 +51,50 @@ pub fn section(s: &Settings, scratch: &Scratch, source: &Path) {
         ratio(&raw_get, &our_get)
     );
     small_files(s, &client, &ours, &work);
+}
+
+/// The interleaved rounds: the raw multipart upload, our put, the raw GET
+/// and our get, each path's times.
+fn rounds(
+    s: &Settings,
+    client: &S3Client,
+    ours: &Server,
+    work: &Path,
+    source: &Path,
+) -> [Vec<Duration>; 4] {
+    let (mut raw_put, mut our_put, mut raw_get, mut our_get) = (vec![], vec![], vec![], vec![]);
+    for round in 0..s.rounds {
+        // The order turns each round, so that neither path always runs
+        // on a warmer store.
+        let raw_first = round % 2 == 0;
+        for raw in [raw_first, !raw_first] {
+            match raw {
+                true => raw_put.push(raw_multipart(client, "raw/source.bin", source, s.size)),
+                false => {
+                    fs::copy(source, work.join("source.bin")).unwrap();
+                    our_put.push(run_client(ours.addr, &["put", "source.bin"], work));
+                }
+            }
+        }
+        for raw in [raw_first, !raw_first] {
+            match raw {
+                true => raw_get.push(raw_download(
+                    client,
+                    "raw/source.bin",
+                    &work.join("raw.bin"),
+                )),
+                false => {
+                    let _ = fs::remove_file(work.join("back.bin"));
+                    our_get.push(run_client(
+                        ours.addr,
+                        &["get", "source.bin", "back.bin"],
+                        work,
+                    ));
+                }
+            }
+        }
+    }
+    [raw_put, our_put, raw_get, our_get]
 }
 
 /// The same bytes as a multipart upload with the server's part size,

@@ -14,29 +14,46 @@ use ftp::net::tcp::TcpTransport;
 use ftp::net::tls::{self, fingerprint_of_file, Pin, PinVerifier, ServerIdentity, TlsTransport};
 
 use crate::{
-    client, copy_chunks, median, mib, print_rates, run_client, spawn_self, Scratch, Server,
-    Settings,
+    client, copy_chunks, copy_full_chunks, median, mib, print_rates, run_client, spawn_self,
+    Scratch, Server, Settings,
 };
 
 /// The receiving end of the baseline, run as a process of its own like the
 /// server: TLS with the server's own certificate, bytes into `dst` (and on
 /// disk, with `sync`), and "k" once the sender's close_notify has come.
-pub fn receive(identity_dir: &Path, dst: &Path, sync: bool) {
+/// With `plain`, the TLS is rustls' own `StreamOwned` on the bare socket
+/// instead of the server's `TlsTransport`.
+pub fn receive(identity_dir: &Path, dst: &Path, sync: bool, plain: bool) {
     let identity = ServerIdentity::load_or_create(identity_dir).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     println!("listening on {}", listener.local_addr().unwrap());
     for stream in listener.incoming() {
-        let transport = TcpTransport::new(stream.unwrap(), Duration::from_secs(60)).unwrap();
-        let mut tls = TlsTransport::accept(identity.config.clone(), transport).unwrap();
+        let stream = stream.unwrap();
         let mut file = File::create(dst).unwrap();
-        copy_chunks(&mut tls, &mut file);
-        if sync {
-            file.sync_all().unwrap();
+        if plain {
+            let conn = rustls::ServerConnection::new(identity.config.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, stream);
+            copy_full_chunks(&mut tls, &mut file);
+            finish(&mut file, &mut tls, sync);
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        } else {
+            let transport = TcpTransport::new(stream, Duration::from_secs(60)).unwrap();
+            let mut tls = TlsTransport::accept(identity.config.clone(), transport).unwrap();
+            copy_chunks(&mut tls, &mut file);
+            finish(&mut file, &mut tls, sync);
+            drop(tls.close());
         }
-        tls.write_all(b"k").unwrap();
-        tls.flush().unwrap();
-        drop(tls.close());
     }
+}
+
+/// Syncs the received file when asked, then tells the sender it is done.
+fn finish(file: &mut File, tls: &mut impl Write, sync: bool) {
+    if sync {
+        file.sync_all().unwrap();
+    }
+    tls.write_all(b"k").unwrap();
+    tls.flush().unwrap();
 }
 
 /// One baseline copy: TLS to the receiver, the file in 256 KiB writes,
@@ -72,12 +89,21 @@ impl RawTls {
     /// Starts the receiver, writing into `dst` (and syncing it, with
     /// `sync`), with the identity the bench's servers use.
     pub fn start(scratch: &Scratch, dst: &Path, sync: bool) -> RawTls {
+        RawTls::start_as(scratch, dst, sync, false)
+    }
+
+    /// The same, with rustls' plain `StreamOwned` on both ends (`plain`)
+    /// or the server's `TlsTransport` receiving.
+    pub fn start_as(scratch: &Scratch, dst: &Path, sync: bool, plain: bool) -> RawTls {
         let dir = scratch.dir.join("home/.config/ftp");
         let pin = Pin::Exact(fingerprint_of_file(&dir.join(tls::CERT_FILE)).unwrap());
         let config = tls::client_config(Arc::new(PinVerifier::new(pin))).unwrap();
         let mut args = vec!["--tls-receive".as_ref(), dir.as_os_str(), dst.as_os_str()];
         if sync {
             args.push("--fsync".as_ref());
+        }
+        if plain {
+            args.push("--plain".as_ref());
         }
         let (child, addr) = spawn_self(&args);
         RawTls {
@@ -103,38 +129,38 @@ impl Drop for RawTls {
     }
 }
 
-/// Bulk: the raw TLS copy, the library's put and ftp-client's put,
+/// Bulk: the raw TLS copy into the server's `TlsTransport`, a plain
+/// rustls `StreamOwned` copy, the library's put and ftp-client's put,
 /// interleaved; then handshake costs.
 pub fn section(s: &Settings, scratch: &Scratch, source: &Path, ours: &Server) {
     let raw_tls = RawTls::start(scratch, &scratch.dir.join("tls-raw.bin"), false);
-    let (mut raw, mut lib, mut cli, mut suite) =
-        (Vec::new(), Vec::new(), Vec::new(), String::new());
+    let plain_tls = RawTls::start_as(scratch, &scratch.dir.join("tls-plain.bin"), false, true);
+    let mut times = vec![Vec::new(); 4];
+    let mut suite = String::new();
     for round in 0..s.rounds {
-        for step in 0..3 {
-            match (step + round) % 3 {
-                0 => {
-                    let (d, used) = raw_tls.copy(source);
-                    raw.push(d);
+        for step in 0..times.len() {
+            let path = (step + round) % times.len();
+            let took = match path {
+                0 | 1 => {
+                    let (d, used) = [&raw_tls, &plain_tls][path].copy(source);
                     suite = used;
+                    d
                 }
-                1 => {
+                2 => {
                     ours.forget_upload(source);
                     let t = Instant::now();
                     client(ours.addr).put(source, &mut NoProgress).unwrap();
-                    lib.push(t.elapsed());
+                    t.elapsed()
                 }
                 _ => {
                     ours.forget_upload(source);
-                    cli.push(run_client(
-                        ours.addr,
-                        &["put", source.to_str().unwrap()],
-                        &scratch.dir,
-                    ))
+                    run_client(ours.addr, &["put", source.to_str().unwrap()], &scratch.dir)
                 }
-            }
+            };
+            times[path].push(took);
         }
     }
-    drop(raw_tls);
+    drop((raw_tls, plain_tls));
     println!(
         "\n## encrypted put of {} (median of {} interleaved rounds; suite {suite})",
         mib(s.size),
@@ -144,9 +170,10 @@ pub fn section(s: &Settings, scratch: &Scratch, source: &Path, ours: &Server) {
     print_rates(
         s.size,
         &[
-            ("raw rustls copy, 256 KiB writes (baseline)", &raw),
-            ("put, library client over TLS", &lib),
-            ("put, ftp-client process over TLS", &cli),
+            ("raw rustls copy, 256 KiB writes (baseline)", &times[0]),
+            ("plain rustls copy, StreamOwned receiver", &times[1]),
+            ("put, library client over TLS", &times[2]),
+            ("put, ftp-client process over TLS", &times[3]),
         ],
     );
     handshakes(s, ours);

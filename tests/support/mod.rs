@@ -6,9 +6,10 @@ pub mod garage;
 pub mod hostile;
 pub mod latency;
 pub mod relay;
+pub mod shared;
 
 use std::fs;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -16,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use ftp::wire::auth::respond;
 use ftp::wire::frame;
+
+use shared::{answer_challenge, listening_addr, Pattern};
 
 /// The secret every test server uses unless a test says otherwise.
 pub const SECRET: &str = "linhaifeng bang bang bang";
@@ -67,17 +70,9 @@ impl Sandbox {
 
 /// Deterministic pseudo-random bytes, so failures are reproducible.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    let mut bytes = vec![0u8; len];
+    Pattern::new(seed).fill(&mut bytes);
+    bytes
 }
 
 /// A running `ftp-server`, killed on drop.
@@ -139,14 +134,10 @@ impl ServerProcess {
             cmd.env("FTP_SECRET", s);
         }
         let mut child = cmd.spawn().expect("spawn ftp-server");
-        let stdout = child.stdout.take().unwrap();
-        let mut first = String::new();
-        BufReader::new(stdout).read_line(&mut first).unwrap();
-        let Some(addr) = first.trim().strip_prefix("listening on ") else {
+        let Some(addr) = listening_addr(&mut child) else {
             let _ = child.wait();
             return Err(fs::read_to_string(&log).unwrap_or_default());
         };
-        let addr = addr.parse().unwrap();
         Ok(ServerProcess { child, addr, log })
     }
 
@@ -363,9 +354,7 @@ impl Raw {
     /// Connects and answers the challenge with `secret`.
     pub fn login(addr: SocketAddr, secret: &[u8]) -> Raw {
         let mut raw = Raw::connect(addr);
-        let mut challenge = [0u8; 32];
-        raw.stream.read_exact(&mut challenge).unwrap();
-        raw.stream.write_all(&respond(secret, &challenge)).unwrap();
+        answer_challenge(&mut raw.stream, secret).unwrap();
         raw
     }
 

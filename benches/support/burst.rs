@@ -1,0 +1,67 @@
+//! Many clients at once, each making a few puts on a connection each: the
+//! latency of admission under a burst.
+
+use crate::loadgen;
+use crate::{Load, Server, Settings};
+
+/// Puts each client of the burst makes, each on a connection of its own.
+const BURST_PUTS: usize = 3;
+
+/// The burst against the limit server, interleaved over the rounds (a
+/// single burst's p99 is its 30th-worst put, and this machine is noisy),
+/// then once against the seed's server.
+pub fn section(s: &Settings, ours: &Server, seed: Option<&Server>, limit: &Server) {
+    println!(
+        "\n## {} clients at once, {} puts of 1 KiB each, a connection per put (medians of {} \
+         interleaved rounds)",
+        s.burst, BURST_PUTS, s.rounds
+    );
+    println!(
+        "{:<36} {:>7} {:>7} {:>8}   p99 of each round",
+        "server", "failed", "p50 ms", "p99 ms"
+    );
+    let mut rows: Vec<(&str, Vec<Load>)> = vec![
+        ("minimal reference server (limit)", Vec::new()),
+        ("ftp-server", Vec::new()),
+    ];
+    let mut generator = loadgen::Generator::default();
+    for round in 0..s.rounds {
+        for step in 0..2 {
+            let which = (step + round) % 2;
+            let (name, server) = [("limit", limit), ("ftp-server", ours)][which];
+            let load = generator.burst(name, server, s.burst, BURST_PUTS);
+            rows[which].1.push(load);
+        }
+    }
+    if let Some(seed) = seed {
+        let load = generator.burst("seed Python server", seed, s.burst, BURST_PUTS);
+        rows.push(("seed Python server", vec![load]));
+    }
+    let mut p99s = Vec::new();
+    for (name, loads) in &rows {
+        let failed: usize = loads.iter().map(|l| l.failures).sum();
+        let middle = |pct: f64| {
+            let mut v: Vec<f64> = loads.iter().map(|l| l.pct(pct)).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let each: Vec<String> = loads
+            .iter()
+            .map(|l| format!("{:.0}", l.pct(99.0)))
+            .collect();
+        println!(
+            "{:<36} {:>7} {:>7.1} {:>8.1}   {}",
+            name,
+            failed,
+            middle(50.0),
+            middle(99.0),
+            each.join(" ")
+        );
+        p99s.push(middle(99.0));
+    }
+    println!(
+        "ftp-server's p99 against the limit's: {:.2}x",
+        p99s[1] / p99s[0]
+    );
+    generator.print_costs();
+}
