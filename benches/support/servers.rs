@@ -41,6 +41,8 @@ impl Server {
                 "20000",
                 "--max-logins-per-address",
                 "20000",
+                "--max-handshakes-per-second",
+                "1000000",
             ])
             .arg("--root")
             .arg(root)

@@ -91,6 +91,11 @@ struct Args {
     /// refused until the minute is over.
     #[arg(long, default_value_t = 30, value_name = "N")]
     max_failed_logins: u32,
+    /// TLS handshakes one address may start in a second, after a burst of
+    /// as many (each costs the server a key exchange and a signature,
+    /// whoever sends it); more wait their turn.
+    #[arg(long, default_value_t = ftp::server::hosts::HANDSHAKES_PER_SECOND, value_name = "N")]
+    max_handshakes_per_second: u32,
     /// Drop a peer that sends nothing for this long, or takes this long for
     /// the login or one header.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
@@ -282,6 +287,7 @@ fn config(args: &Args, store: Arc<dyn Store>, accounts: Accounts, tls: ServerIde
         max_per_address: args.max_per_address.max(1),
         max_logins_per_address: args.max_logins_per_address.max(1),
         max_failed_logins: args.max_failed_logins.max(1),
+        max_handshakes_per_second: args.max_handshakes_per_second.max(1),
         partial_ttl: Duration::from_secs(args.partial_ttl.saturating_mul(3600)),
         tls,
         require_tls: args.require_tls,

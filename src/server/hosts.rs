@@ -21,9 +21,11 @@ const MAX_TRACKED_ADDRESSES: usize = 65_536;
 /// Refusals of one host are logged at most this often.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
 /// TLS handshakes one host may start in a second, after a burst of as
-/// many: each costs the server an ECDHE and a signature, and a replayed
-/// ClientHello costs its sender nothing.
-pub const HANDSHAKES_PER_SECOND: u32 = 16;
+/// many, unless the server is told otherwise: each costs the server an
+/// ECDHE and a signature, and a replayed ClientHello costs its sender
+/// nothing. Enough for an office behind one address, and a script that
+/// runs one command after another.
+pub const HANDSHAKES_PER_SECOND: u32 = 64;
 
 /// The host an address belongs to, for limits and back-off: an IPv4
 /// address, or the /64 an IPv6 address is in (one host often has many).
@@ -59,31 +61,35 @@ pub struct Backoff {
     /// allowed pace (a generic cell rate: a burst of
     /// [`HANDSHAKES_PER_SECOND`] is let through at once).
     handshakes: Mutex<HashMap<IpAddr, Instant>>,
+    handshakes_per_second: u32,
 }
 
 impl Default for Backoff {
     fn default() -> Backoff {
-        Backoff::new(u32::MAX)
+        Backoff::new(u32::MAX, HANDSHAKES_PER_SECOND)
     }
 }
 
 impl Backoff {
     /// Remembers failures, refusing a host that failed `per_minute` times
-    /// within a minute until that minute is over.
-    pub fn new(per_minute: u32) -> Backoff {
+    /// within a minute until that minute is over, and paces each host's
+    /// TLS handshakes to `handshakes_per_second` (at least 1).
+    pub fn new(per_minute: u32, handshakes_per_second: u32) -> Backoff {
         Backoff {
             failures: Mutex::new(HashMap::new()),
             per_minute,
             handshakes: Mutex::new(HashMap::new()),
+            handshakes_per_second: handshakes_per_second.max(1),
         }
     }
 
     /// Books a TLS handshake for `ip`: how long it must wait so that its
-    /// host starts at most [`HANDSHAKES_PER_SECOND`] a second (after a
-    /// burst of as many). The wait is booked whether or not it is taken.
+    /// host starts at most the set number a second (after a burst of as
+    /// many). The wait is booked whether or not it is taken.
     pub fn handshake_wait(&self, ip: IpAddr) -> Duration {
-        let interval = Duration::from_secs(1) / HANDSHAKES_PER_SECOND;
-        let burst = interval * (HANDSHAKES_PER_SECOND - 1);
+        let rate = self.handshakes_per_second;
+        let interval = Duration::from_secs(1) / rate;
+        let burst = interval * (rate - 1);
         let now = Instant::now();
         let mut due = self.handshakes.lock();
         if due.len() >= MAX_TRACKED_ADDRESSES {
@@ -322,7 +328,7 @@ mod tests {
 
     #[test]
     fn a_host_that_fails_too_often_in_a_minute_is_locked_out() {
-        let backoff = Backoff::new(5);
+        let backoff = Backoff::new(5, HANDSHAKES_PER_SECOND);
         let bad: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..4 {
             backoff.note_failure(bad);

@@ -99,6 +99,9 @@ pub struct Config {
     /// Failed logins one host may make in a minute; after that its
     /// connections are refused until the minute is over.
     pub max_failed_logins: u32,
+    /// TLS handshakes one host may start in a second, after a burst of as
+    /// many.
+    pub max_handshakes_per_second: u32,
 }
 
 struct Shared {
@@ -126,7 +129,7 @@ impl Shared {
     fn new(config: Config, workers: Workers) -> Shared {
         Shared {
             answer_keys: AnswerKeys::new(config.accounts.secrets()),
-            backoff: Backoff::new(config.max_failed_logins),
+            backoff: Backoff::new(config.max_failed_logins, config.max_handshakes_per_second),
             turns: Turns::new(config.max_logins_per_address),
             config,
             active: AtomicUsize::new(0),

@@ -55,7 +55,12 @@ fn abandon_a_handshake(addr: SocketAddr, hello: &[u8]) {
 #[test]
 fn replayed_client_hellos_from_one_address_are_paced_and_slow_no_one_else() {
     let sb = Sandbox::new();
-    let server = sb.start_server(&["--max-failed-logins", "10"]);
+    let server = sb.start_server(&[
+        "--max-failed-logins",
+        "10",
+        "--max-handshakes-per-second",
+        "16",
+    ]);
     login_and_list(server.addr).expect("served before the flood");
     let hello = client_hello();
     let addr = server.addr;
