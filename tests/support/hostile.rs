@@ -5,7 +5,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -17,7 +16,7 @@ use ftp::net::tls::{ServerIdentity, TlsTransport};
 use ftp::wire::binding::{server_proof, BINDING_LEN, TLS_MARKER};
 use ftp::wire::frame;
 
-use super::{wait_output, ClientRun, Sandbox, SECRET};
+use super::{ClientRun, Sandbox, SECRET};
 
 /// What the hostile server does with each connection once it is logged
 /// in (or, for [`Hostile::raw`], straight after the accept).
@@ -158,43 +157,4 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// `ftp-client --server ADDR ARGS` at a pseudo-terminal; see
-/// [`at_terminal`].
-pub fn at_terminal_to(
-    sb: &Sandbox,
-    addr: &str,
-    args: &[String],
-    keys: Vec<(u64, &'static [u8])>,
-) -> Output {
-    let client = format!(
-        "exec {} --server {} {}",
-        env!("CARGO_BIN_EXE_ftp-client"),
-        addr,
-        args.join(" ")
-    );
-    let mut child = Command::new("script")
-        .args(["-qfec", &client, "/dev/null"])
-        .current_dir(sb.work())
-        .env("HOME", sb.home())
-        .env_remove("XDG_STATE_HOME")
-        .env("FTP_SECRET", SECRET)
-        .env("TERM", "xterm")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let typist = thread::spawn(move || {
-        for (delay, k) in keys {
-            thread::sleep(Duration::from_millis(delay));
-            input.write_all(k).unwrap();
-        }
-        thread::sleep(Duration::from_millis(400));
-    });
-    let out = wait_output(child, Duration::from_secs(60));
-    typist.join().unwrap();
-    out
 }

@@ -482,13 +482,25 @@ pub fn at_terminal(
     args: &[&str],
     keys: Vec<(u64, &'static [u8])>,
 ) -> Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    at_terminal_to(sb, &server.addr_string(), &args, keys)
+}
+
+/// `ftp-client --server ADDR ARGS` at a pseudo-terminal made by `script`,
+/// typing `keys` (each after its delay in ms); see [`at_terminal`].
+pub fn at_terminal_to(
+    sb: &Sandbox,
+    addr: &str,
+    args: &[String],
+    keys: Vec<(u64, &'static [u8])>,
+) -> Output {
     // `exec`, so that no shell stays between `script` and the client: dash
     // does not exec a `-c` command itself, and a Ctrl-C aimed at the client
     // would make that shell exit 130 once the client is done.
     let client = format!(
         "exec {} --server {} {}",
         env!("CARGO_BIN_EXE_ftp-client"),
-        server.addr_string(),
+        addr,
         args.join(" ")
     );
     let mut child = Command::new("script")
