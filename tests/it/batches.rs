@@ -369,3 +369,13 @@ fn dot_files_below_stay_hidden_in_a_recursive_listing_without_a() {
     let out = ClientRun::new(&sb, &server, &["ls", "-aR"]).run();
     assert_stdout_has(&out, "d/sub/.hidden");
 }
+
+#[test]
+fn get_of_a_folder_without_r_says_to_use_r() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    fs::create_dir(sb.root().join("photos")).unwrap();
+    let out = ClientRun::new(&sb, &server, &["get", "photos"]).run();
+    assert!(!out.status.success());
+    assert_stderr_has(&out, "get -r fetches it");
+}

@@ -200,7 +200,9 @@ fn get_as_asked(
         let name = &t.sources[0];
         let mut bar = progress_for(options.quiet);
         let local = t.local.as_deref().map(Path::new);
-        let report = client.get(name, local, bar.as_mut())?;
+        let report = client
+            .get(name, local, bar.as_mut())
+            .map_err(|e| folder_hint(e, name))?;
         return wrote(print_get(out, name, &report));
     }
     let mut found = Vec::new();
@@ -247,6 +249,21 @@ fn get_as_asked(
     };
     let report = run_batch(client, steps, batch, options, lines, out, err);
     summarize("get", &report, 0, options, out)
+}
+
+/// The server's "not a regular file" for `get NAME` of a folder, with
+/// what to type instead.
+fn folder_hint(e: Error, name: &str) -> Error {
+    match e {
+        Error::Remote {
+            code: ErrorCode::NotFound,
+            ref message,
+        } if message.ends_with("is not a regular file") => Error::Usage(format!(
+            "{} is not a regular file; if it is a folder, get -r fetches it with all it holds",
+            escape(name)
+        )),
+        other => other,
+    }
 }
 
 /// Plans the download of the server folder `path` into `target`: its
