@@ -13,6 +13,7 @@ mod listing;
 mod lost;
 pub mod options;
 pub mod overwrite;
+mod partial;
 mod pipeline;
 mod progress;
 mod prompt;
@@ -45,7 +46,8 @@ use crate::wire::message::{
     Echoed, Folder, Listing, LsRequest, Moved, PutDone, Removed, Request, Usage,
 };
 
-pub use crate::client::transfer::{local_upload_name, partial_download_path, SMALL_FILE};
+pub use crate::client::partial::{local_upload_name, partial_download_path};
+pub use crate::client::transfer::SMALL_FILE;
 
 /// Told how a transfer advances, to draw a progress bar.
 pub trait Progress {

@@ -1,9 +1,8 @@
 //! Moving files: put (in one round trip when small, resumable when not,
 //! or the seed's way), and get with resume, both checked by digest.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -11,6 +10,9 @@ use crate::client::batch::{keep_times, unix_mtime};
 use crate::client::checks::{check_room, check_stored};
 use crate::client::connect::{read_reply, Dialect};
 use crate::client::overwrite::{confirm_early, land_download};
+use crate::client::partial::{
+    check_download, local_upload_name, open_partial_download, partial_download_path, planted_link,
+};
 use crate::client::{Client, ClientOptions, GetReport, Progress, PutReport};
 use crate::error::{Error, Result};
 use crate::io::digest::Digester;
@@ -348,23 +350,7 @@ impl Client {
             });
             drop(sink);
             progress.finish();
-            match got {
-                Ok(_) => {}
-                Err(PumpError::Source(e)) if !e.is_interruption() => return Err(e),
-                // Ctrl-C, seen by the file's writer or while the read waited.
-                Err(PumpError::Source(_)) => {
-                    let _ = file.sync_all();
-                    return Err(Error::Interrupted { what: "download" });
-                }
-                Err(PumpError::Sink(e)) if is_interruption(&e) => {
-                    let _ = file.sync_all();
-                    return Err(Error::Interrupted { what: "download" });
-                }
-                Err(PumpError::Sink(e)) => {
-                    let _ = fs::remove_file(partial);
-                    return Err(Error::io(format!("writing {}", partial.display()), e));
-                }
-            }
+            body_taken(got, &file, partial)?;
             let digest: Digest = frame::read_json(&mut c.stream, MAX_HEADER_LEN)?;
             let ours = check_download(name, file, hasher, &digest, partial, true)?;
             land_download(
@@ -401,108 +387,31 @@ pub(crate) fn paced<'a>(sink: &'a mut dyn Write, options: &ClientOptions) -> Box
     }
 }
 
-/// Opens a download's partial file at `offset`, with the digest of the
-/// bytes already there.
-pub(crate) fn open_partial_download(partial: &Path, offset: u64) -> Result<(File, blake3::Hasher)> {
-    // O_NOFOLLOW: a link planted (or swapped in after the check in
-    // get_once) would send the download into whatever file it names.
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(partial)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => planted_link(partial),
-            // The hidden partial file is named for what it is about: the target.
-            _ => Error::Usage(format!(
-                "cannot write {}: {}",
-                partial.with_file_name(target_name(partial)).display(),
-                crate::error::reason(&e)
-            )),
-        })?;
-    let mut hasher = blake3::Hasher::new();
-    hash_prefix(&mut file, offset, &mut hasher)?;
-    file.set_len(offset)
-        .map_err(|e| Error::io(format!("truncating {}", partial.display()), e))?;
-    file.seek(SeekFrom::Start(offset))
-        .map_err(|e| Error::io(format!("seeking {}", partial.display()), e))?;
-    Ok((file, hasher))
-}
-
-/// The error for a download's partial file that is a symbolic link.
-pub(crate) fn planted_link(partial: &Path) -> Error {
-    Error::Usage(format!(
-        "{} is a symbolic link; a download is never written through one. Remove it if you \
-         did not make it, and run the command again",
-        partial.display()
-    ))
-}
-
-/// Checks a complete download against the server's digest (a mismatch
-/// deletes it) and, with `flush`, puts its data on disk. Returns its
-/// digest.
-pub(crate) fn check_download(
-    name: &str,
-    file: File,
-    hasher: Digester,
-    digest: &Digest,
-    partial: &Path,
-    flush: bool,
-) -> Result<blake3::Hash> {
-    // Hash equality is constant-time; hex of either case parses.
-    let ours = hasher.finalize();
-    if blake3::Hash::from_hex(&digest.blake3).map_or(true, |d| d != ours) {
-        let _ = fs::remove_file(partial);
-        return Err(Error::DigestMismatch { name: escape(name) });
-    }
-    if flush {
-        file.sync_all()
-            .map_err(|e| Error::io(format!("saving {}", partial.display()), e))?;
-    }
-    Ok(ours)
-}
-
-/// The name a local file or folder is uploaded under: its base name, which
-/// must follow the server's naming rules.
-///
-/// Fails when the path has no base name, it is not UTF-8, or the server
-/// would refuse it.
-pub fn local_upload_name(path: &Path) -> Result<String> {
-    let base = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-        Error::Usage(format!(
-            "{} has no name that can be uploaded (it must be valid UTF-8)",
-            path.display()
-        ))
-    })?;
-    validate_name(base)
-        .map(str::to_string)
-        .map_err(|e| Error::Usage(format!("cannot upload {}: {e}", path.display())))
-}
-
-/// The hidden file a download is written to before it is complete:
-/// `.NAME.ftp-part` next to the target.
-pub fn partial_download_path(target: &Path) -> Result<PathBuf> {
-    let name = target
-        .file_name()
-        .ok_or_else(|| Error::Usage(format!("{} is not a file path", target.display())))?;
-    let mut hidden = std::ffi::OsString::from(".");
-    hidden.push(name);
-    hidden.push(".ftp-part");
-    Ok(target.with_file_name(hidden))
-}
-
-/// The target's name back from its partial file's (`.NAME.ftp-part`), for
-/// messages: the user asked for NAME and knows nothing of the hidden file.
-fn target_name(partial: &Path) -> std::ffi::OsString {
-    let name = partial.file_name().unwrap_or_default().to_string_lossy();
-    let bare = name.strip_prefix('.').unwrap_or(&name);
-    bare.strip_suffix(".ftp-part").unwrap_or(bare).into()
-}
-
 /// A file's modification time in whole seconds, which a put sends so that
 /// the server keeps it.
 fn file_mtime(file: &File) -> Option<u64> {
     file.metadata().ok().as_ref().and_then(unix_mtime)
+}
+
+/// What a download's body coming in ended with: all of it, a Ctrl-C (the
+/// partial is flushed for a resume), or a failure to write it here (the
+/// partial goes).
+fn body_taken(got: std::result::Result<u64, PumpError>, file: &File, partial: &Path) -> Result<()> {
+    match got {
+        Ok(_) => Ok(()),
+        Err(PumpError::Source(e)) if !e.is_interruption() => Err(e),
+        // Ctrl-C, seen by the file's writer or while the read waited.
+        Err(PumpError::Source(_)) => {
+            let _ = file.sync_all();
+            Err(Error::Interrupted { what: "download" })
+        }
+        Err(PumpError::Sink(e)) if is_interruption(&e) => {
+            let _ = file.sync_all();
+            Err(Error::Interrupted { what: "download" })
+        }
+        Err(PumpError::Sink(e)) => {
+            let _ = fs::remove_file(partial);
+            Err(Error::io(format!("writing {}", partial.display()), e))
+        }
+    }
 }

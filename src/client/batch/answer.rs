@@ -9,8 +9,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use crate::client::checks::{check_room, check_stored};
 use crate::client::connect::read_reply;
 use crate::client::overwrite::{land_download, Overwrite};
+use crate::client::partial::{check_download, open_partial_download};
 use crate::client::pipeline::Pipe;
-use crate::client::transfer::{check_download, open_partial_download, paced};
+use crate::client::transfer::paced;
 use crate::error::{Error, Result};
 use crate::io::digest::Digester;
 use crate::io::interrupt::is_interruption;
@@ -57,20 +58,10 @@ pub(super) fn answer(
                 digest,
                 resumed_from,
             },
-        ) => read_reply::<_, PutDone>(pipe)
-            .and_then(|d| {
-                whole = true;
-                check_stored(&d, &u.remote, *size, digest)
-            })
-            .map(|d| {
-                progress.finished(&Finished::Stored {
-                    remote: &u.remote,
-                    size: d.size,
-                    resumed_from: *resumed_from,
-                });
-                report.files += 1;
-                report.bytes += d.received;
-            }),
+        ) => {
+            let sent = (*size, digest, *resumed_from);
+            stored(pipe, &u.remote, sent, &mut whole, report, progress)
+        }
         (Step::Download(d), Sent::Get { offset, partial }) => {
             let got = match receive(pipe, d, *offset, partial, options, client, progress) {
                 Ok(got) => got,
@@ -91,6 +82,30 @@ pub(super) fn answer(
     };
     let Err(e) = outcome else { return Ok(()) };
     settle(e, whole, done, report, progress, later)
+}
+
+/// The reply to an upload, checked against what was sent (`size`,
+/// `digest`, where it resumed) and reported. `whole` is set once the
+/// reply was read whole.
+fn stored(
+    pipe: &mut Pipe,
+    remote: &str,
+    (size, digest, resumed_from): (u64, &blake3::Hash, u64),
+    whole: &mut bool,
+    report: &mut BatchReport,
+    progress: &mut dyn BatchProgress,
+) -> Result<()> {
+    let done: PutDone = read_reply(pipe)?;
+    *whole = true;
+    let done = check_stored(&done, remote, size, digest)?;
+    progress.finished(&Finished::Stored {
+        remote,
+        size: done.size,
+        resumed_from,
+    });
+    report.files += 1;
+    report.bytes += done.received;
+    Ok(())
 }
 
 /// What becomes of a step that failed: tried again later, reported as

@@ -6,8 +6,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::time::UNIX_EPOCH;
 
 use crate::client::connect::read_reply;
+use crate::client::partial::{partial_download_path, planted_link};
 use crate::client::pipeline::Pipe;
-use crate::client::transfer::{paced, partial_download_path, planted_link};
+use crate::client::transfer::paced;
 use crate::client::SMALL_FILE;
 use crate::error::{Error, Result};
 use crate::io::digest::Digester;
@@ -154,41 +155,14 @@ fn send_large_put(
     let bytes = frame::encode_json(&request).map_err(Sending::Local)?;
     pipe.send_request(&bytes)
         .map_err(|e| lost(Error::io("sending requests", e)))?;
-    let ready: PutReady = match read_reply(pipe) {
-        Ok(ready) => ready,
-        Err(e @ Error::Remote { .. }) => return Err(Sending::Local(e)),
-        Err(e) => return Err(lost(e)),
-    };
-    let offset = ready.offset;
-    if offset > size {
-        let what = format!("server asked to resume at {offset}, beyond the file's {size} bytes");
-        return Err(lost(Error::Malformed(what)));
-    }
+    let offset = ready_offset(pipe, size)?;
     let mut hasher = blake3::Hasher::new();
     let read_err = |e| Sending::LostWith(Error::cannot_read(u.local.display(), &e));
     file.seek(SeekFrom::Start(0)).map_err(read_err)?;
     hash_prefix(file, offset, &mut hasher).map_err(Sending::LostWith)?;
     progress.advance(offset);
     let mut hasher = Digester::new(hasher, size - offset);
-    let stream = pipe
-        .direct()
-        .map_err(|e| lost(Error::io("sending files", e)))?;
-    let mut sink = paced(stream, client);
-    let sent = relay(file, &mut sink, size - offset, Some(&mut hasher), |n| {
-        progress.advance(n)
-    });
-    drop(sink);
-    match sent {
-        Ok(_) => {}
-        Err(PumpError::Source(e)) => {
-            let what = format!("{} changed size while it was sent ({e})", u.local.display());
-            return Err(Sending::LostWith(Error::Usage(what)));
-        }
-        Err(PumpError::Sink(e)) if is_interruption(&e) => {
-            return Err(lost(Error::Interrupted { what: "upload" }))
-        }
-        Err(PumpError::Sink(e)) => return Err(lost(Error::io("sending file data", e))),
-    }
+    send_body(pipe, u, file, size - offset, &mut hasher, client, progress)?;
     let digest = hasher.finalize();
     let frame = frame::encode_json(&Digest {
         blake3: digest.to_hex().to_string(),
@@ -201,4 +175,51 @@ fn send_large_put(
         digest,
         resumed_from: offset,
     })
+}
+
+/// The offset the server's `ready` names: where the body starts.
+fn ready_offset(pipe: &mut Pipe, size: u64) -> Result<u64, Sending> {
+    let ready: PutReady = match read_reply(pipe) {
+        Ok(ready) => ready,
+        Err(e @ Error::Remote { .. }) => return Err(Sending::Local(e)),
+        Err(e) => return Err(lost(e)),
+    };
+    if ready.offset > size {
+        let what = format!(
+            "server asked to resume at {}, beyond the file's {size} bytes",
+            ready.offset
+        );
+        return Err(lost(Error::Malformed(what)));
+    }
+    Ok(ready.offset)
+}
+
+/// `len` bytes of `file` from where it stands, straight to the socket
+/// (everything queued before goes first), hashed on the way.
+fn send_body(
+    pipe: &mut Pipe,
+    u: &Upload,
+    file: &mut File,
+    len: u64,
+    hasher: &mut Digester,
+    client: &crate::client::ClientOptions,
+    progress: &mut dyn BatchProgress,
+) -> Result<(), Sending> {
+    let stream = pipe
+        .direct()
+        .map_err(|e| lost(Error::io("sending files", e)))?;
+    let mut sink = paced(stream, client);
+    let sent = relay(file, &mut sink, len, Some(hasher), |n| progress.advance(n));
+    drop(sink);
+    match sent {
+        Ok(_) => Ok(()),
+        Err(PumpError::Source(e)) => {
+            let what = format!("{} changed size while it was sent ({e})", u.local.display());
+            Err(Sending::LostWith(Error::Usage(what)))
+        }
+        Err(PumpError::Sink(e)) if is_interruption(&e) => {
+            Err(lost(Error::Interrupted { what: "upload" }))
+        }
+        Err(PumpError::Sink(e)) => Err(lost(Error::io("sending file data", e))),
+    }
 }

@@ -419,6 +419,10 @@ mod tests {
         );
         assert_eq!(p("put -r").unwrap_err().0, "usage: put [-rpv] FILE...");
         assert_eq!(p("cd a\\ b").unwrap(), Some(Command::Cd("a b".into())));
+    }
+
+    #[test]
+    fn rm_mv_and_sync_parse() {
         assert_eq!(
             p("rm -r old 'x y'").unwrap(),
             Some(Command::Rm {

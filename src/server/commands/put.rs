@@ -173,25 +173,8 @@ impl Session<'_> {
         }
         // Checks the folder too.
         let existing = self.existing_len(at, name)?;
-        let key = at.key(name);
-        let owner = match self.anonymous {
-            true => Owner::Anonymous,
-            false => Owner::Account(self.account.name.clone()),
-        };
+        let lock = self.lock_name(&req.filename, &at.key(name), socket)?;
         let home = self.home.join("/");
-        let lock = self
-            .ctx
-            .locks
-            .take_over(&key, &home, owner, socket, TAKEOVER_WAIT)
-            .ok_or_else(|| {
-                ErrorReply::new(
-                    ErrorCode::Busy,
-                    format!(
-                        "{} is being uploaded by another connection",
-                        escape(&req.filename)
-                    ),
-                )
-            })?;
         let plan = UploadPlan {
             filesize: req.filesize,
             resume: req.resume,
@@ -217,6 +200,30 @@ impl Session<'_> {
             replaces: existing.is_some(),
             lock,
         })
+    }
+
+    /// Takes the name `key` for this upload, taking it over from another
+    /// connection of the same account (see the lock's `take_over`).
+    fn lock_name(
+        &self,
+        shown: &str,
+        key: &str,
+        socket: Option<OwnedFd>,
+    ) -> Result<UploadLock, ErrorReply> {
+        let owner = match self.anonymous {
+            true => Owner::Anonymous,
+            false => Owner::Account(self.account.name.clone()),
+        };
+        let home = self.home.join("/");
+        self.ctx
+            .locks
+            .take_over(key, &home, owner, socket, TAKEOVER_WAIT)
+            .ok_or_else(|| {
+                ErrorReply::new(
+                    ErrorCode::Busy,
+                    format!("{} is being uploaded by another connection", escape(shown)),
+                )
+            })
     }
 
     /// Refuses an upload of `name` that the store has no room for, or that
