@@ -2,10 +2,15 @@
 //! 127.0.0.1:0 in its own temp dir, the real `ftp-client` with a time
 //! limit, and a raw protocol connection for sending exact bytes.
 
+pub mod elsewhere;
 pub mod garage;
 pub mod hostile;
 pub mod latency;
 pub mod relay;
+pub mod terminal;
+
+pub use elsewhere::login_and_list;
+pub use terminal::{at_terminal, at_terminal_to};
 pub mod shared;
 
 use std::fs;
@@ -15,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use ftp::wire::auth::respond;
 use ftp::wire::frame;
 
 use shared::{answer_challenge, listening_addr, Pattern};
@@ -470,95 +474,4 @@ pub fn has_script() -> bool {
 /// file descriptors.
 pub fn has_prlimit() -> bool {
     Command::new("prlimit").arg("--version").output().is_ok()
-}
-
-/// Runs `ftp-client --server ADDR ARGS` on a pseudo-terminal made by
-/// `script`, in the sandbox's work folder, typing each key string after
-/// waiting its delay; returns what the terminal showed once the client
-/// exits.
-pub fn at_terminal(
-    sb: &Sandbox,
-    server: &ServerProcess,
-    args: &[&str],
-    keys: Vec<(u64, &'static [u8])>,
-) -> Output {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    at_terminal_to(sb, &server.addr_string(), &args, keys)
-}
-
-/// `ftp-client --server ADDR ARGS` at a pseudo-terminal made by `script`,
-/// typing `keys` (each after its delay in ms); see [`at_terminal`].
-pub fn at_terminal_to(
-    sb: &Sandbox,
-    addr: &str,
-    args: &[String],
-    keys: Vec<(u64, &'static [u8])>,
-) -> Output {
-    // `exec`, so that no shell stays between `script` and the client: dash
-    // does not exec a `-c` command itself, and a Ctrl-C aimed at the client
-    // would make that shell exit 130 once the client is done.
-    let client = format!(
-        "exec {} --server {} {}",
-        env!("CARGO_BIN_EXE_ftp-client"),
-        addr,
-        args.join(" ")
-    );
-    let mut child = Command::new("script")
-        .args(["-qfec", &client, "/dev/null"])
-        .current_dir(sb.work())
-        .env("HOME", sb.home())
-        .env_remove("XDG_STATE_HOME")
-        .env("FTP_SECRET", SECRET)
-        .env("TERM", "xterm")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let typist = std::thread::spawn(move || {
-        for (delay, k) in keys {
-            std::thread::sleep(Duration::from_millis(delay));
-            input.write_all(k).unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(400));
-    });
-    let out = wait_output(child, Duration::from_secs(60));
-    typist.join().unwrap();
-    out
-}
-
-/// A connection from 127.0.0.2: another host, as far as the server knows.
-pub fn connect_from_elsewhere(addr: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let local: SocketAddr = "127.0.0.2:0".parse().unwrap();
-    socket.bind(&local.into()).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    stream
-}
-
-/// A user's login and `ls` from another address; how long it took, or
-/// why it failed.
-pub fn login_and_list(addr: SocketAddr) -> Result<Duration, String> {
-    let started = Instant::now();
-    let mut s = connect_from_elsewhere(addr);
-    let mut challenge = [0u8; 32];
-    s.read_exact(&mut challenge)
-        .map_err(|e| format!("no challenge: {e}"))?;
-    s.write_all(&respond(SECRET.as_bytes(), &challenge))
-        .map_err(|e| e.to_string())?;
-    s.write_all(&frame::encode_json(&serde_json::json!({"cmd":"ls"})).unwrap())
-        .map_err(|e| e.to_string())?;
-    let reply = frame::read(&mut s, frame::MAX_REPLY_LEN)
-        .map_err(|e| e.to_string())?
-        .ok_or("closed without a reply")?;
-    let reply: serde_json::Value = serde_json::from_slice(&reply).map_err(|e| e.to_string())?;
-    if reply["status"] != "ok" {
-        return Err(format!("refused: {reply}"));
-    }
-    Ok(started.elapsed())
 }
