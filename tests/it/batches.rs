@@ -379,3 +379,22 @@ fn get_of_a_folder_without_r_says_to_use_r() {
     assert!(!out.status.success());
     assert_stderr_has(&out, "get -r fetches it");
 }
+
+#[test]
+fn mv_into_a_folder_moves_the_file_there() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    fs::create_dir(sb.root().join("box")).unwrap();
+    fs::write(sb.root().join("a.txt"), b"a").unwrap();
+    fs::write(sb.root().join("b.txt"), b"b").unwrap();
+    let script = "mv a.txt box\nmv b.txt box/\n";
+    let out = ClientRun::new(&sb, &server, &[]).run_with_input(script);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(sb.root().join("box/a.txt")).unwrap(), b"a");
+    assert_eq!(fs::read(sb.root().join("box/b.txt")).unwrap(), b"b");
+    // Onto an existing file it is still refused, not replaced.
+    fs::write(sb.root().join("c.txt"), b"c").unwrap();
+    let out = ClientRun::new(&sb, &server, &["mv", "c.txt", "box/a.txt"]).run();
+    assert!(!out.status.success());
+    assert_eq!(fs::read(sb.root().join("box/a.txt")).unwrap(), b"a");
+}

@@ -106,6 +106,7 @@ commands (paths on the server are relative to its current folder):
   rm [-r] PATH...           remove files or empty folders (-r: folders and
                             all they hold)
   mv FROM TO                rename or move a file or folder on the server
+                            (into TO when TO is a folder)
   sync [-ncpv] [--delete] SRC DST
                             bring DST up to date with SRC, sending only what
                             differs; the server's side starts with ':'

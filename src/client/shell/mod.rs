@@ -8,7 +8,7 @@ use crate::client::command::{Command, ListOptions, HELP};
 use crate::client::listing::ListingPrinter;
 use crate::client::{Client, GetReport, PutReport};
 use crate::error::{Error, Result};
-use crate::wire::message::{LsRequest, Usage};
+use crate::wire::message::{ErrorCode, LsRequest, Moved, Usage};
 use crate::wire::names::escape;
 
 mod many;
@@ -73,7 +73,7 @@ pub fn run_command(
         Command::Pwd => wrote(writeln!(out, "{}", escape(&client.pwd()?)))?,
         Command::Rm { paths, recursive } => remove(client, paths, *recursive, options, out, err)?,
         Command::Mv { from, to } => {
-            let moved = client.mv(from, to)?;
+            let moved = move_to(client, from, to)?;
             let (from, to) = (escape(&moved.from), escape(&moved.to));
             wrote(writeln!(out, "moved {from} to {to}"))?
         }
@@ -81,6 +81,39 @@ pub fn run_command(
         Command::Help | Command::Quit => {}
     }
     Ok(Next::Continue)
+}
+
+/// `mv FROM TO`, where TO may be a folder to move into, as `mv` does:
+/// `TO/` always is, and a TO that exists is one when the server lists it
+/// as a folder.
+fn move_to(client: &mut Client, from: &str, to: &str) -> Result<Moved> {
+    let base = from
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(from);
+    if to.ends_with('/') && !base.is_empty() {
+        return client.mv(from, &format!("{to}{base}"));
+    }
+    match client.mv(from, to) {
+        Err(Error::Remote {
+            code: ErrorCode::Exists,
+            ..
+        }) if !base.is_empty() && is_folder(client, to) => {
+            client.mv(from, &format!("{}/{base}", to.trim_end_matches('/')))
+        }
+        other => other,
+    }
+}
+
+/// Whether the server lists `path` as a folder.
+fn is_folder(client: &mut Client, path: &str) -> bool {
+    let request = LsRequest {
+        pages: true,
+        path: Some(path.to_string()),
+        ..LsRequest::default()
+    };
+    client.ls_with(request, |_| Ok(())).is_ok()
 }
 
 /// `ls [PATH]`, `ls -R`: prints each page as it arrives.
