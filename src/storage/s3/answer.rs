@@ -73,6 +73,8 @@ pub(super) fn refusal(status: http::StatusCode, body: &str) -> io::Error {
     let kind = match status.as_u16() {
         404 => io::ErrorKind::NotFound,
         401 | 403 => io::ErrorKind::PermissionDenied,
+        // "Slow down" or "try again": an idempotent request may go again.
+        500 | 503 => io::ErrorKind::ResourceBusy,
         _ => io::ErrorKind::Other,
     };
     let said = match (said.code.filter(|c| !c.is_empty()), said.message) {

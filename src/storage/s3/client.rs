@@ -22,6 +22,8 @@ use super::answer::{checked, from_ureq, invalid, is_stale, read_text, refusal};
 
 /// How long a signed request stays valid: it is sent at once.
 const SIGNED_FOR: Duration = Duration::from_secs(600);
+/// A busy store is asked again after 50, 200 and 800 ms, then given up on.
+const BUSY_PAUSE_LIMIT: Duration = Duration::from_millis(3200);
 
 /// How long a connection to the store may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -131,7 +133,9 @@ impl S3Client {
 
     /// Sends one idempotent request and fails unless the store answers
     /// 2xx; on a kept connection that turns out dead, once more on a
-    /// fresh one.
+    /// fresh one; on a 500 or 503 (a store under load says "try again":
+    /// Garage's SQLite answers "database is locked" so), again after a
+    /// pause, a few times.
     fn send<B: ureq::AsSendBody + Copy>(
         &self,
         method: http::Method,
@@ -139,7 +143,27 @@ impl S3Client {
         range: Option<u64>,
         body: B,
     ) -> io::Result<Response<Body>> {
-        let request = || build(method.clone(), &url, range, body);
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.send_kept(method.clone(), &url, range, body) {
+                Err(e) if e.kind() == io::ErrorKind::ResourceBusy && pause < BUSY_PAUSE_LIMIT => {
+                    tracing::debug!("the object store is busy ({e}); trying again");
+                    std::thread::sleep(pause);
+                    pause *= 4;
+                }
+                answered => return answered,
+            }
+        }
+    }
+
+    fn send_kept<B: ureq::AsSendBody + Copy>(
+        &self,
+        method: http::Method,
+        url: &url::Url,
+        range: Option<u64>,
+        body: B,
+    ) -> io::Result<Response<Body>> {
+        let request = || build(method.clone(), url, range, body);
         match self.agent.run(request()?).map_err(from_ureq) {
             Err(e) if is_stale(&e) => {
                 tracing::debug!("the object store dropped a kept connection ({e}); sending again");
@@ -408,6 +432,40 @@ mod tests {
             );
             head.push(byte[0]);
         }
+    }
+
+    #[test]
+    fn a_store_that_says_try_again_is_asked_again() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let busy =
+            "<Error><Code>ServiceUnavailable</Code><Message>database is locked</Message></Error>";
+        let store = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            for _ in 0..2 {
+                read_head(&mut conn);
+                let head = format!(
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-length: {}\r\n\r\n",
+                    busy.len()
+                );
+                conn.write_all(head.as_bytes()).unwrap();
+                conn.write_all(busy.as_bytes()).unwrap();
+            }
+            read_head(&mut conn);
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .unwrap();
+        });
+        let client = S3Client::new(&Endpoint {
+            url,
+            region: "r".into(),
+            bucket: "bucket".into(),
+            key_id: "k".into(),
+            secret: "s".into(),
+        })
+        .unwrap();
+        assert_eq!(client.get_small("x").unwrap(), b"ok");
+        store.join().unwrap();
     }
 
     #[test]
