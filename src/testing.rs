@@ -85,3 +85,14 @@ pub fn serve_bytes(ctx: &Context, input: &[u8]) -> Vec<u8> {
     let _ = Session::new(ctx, &account).serve(&mut stream);
     stream.output
 }
+
+/// Request headers as the frames a client sends, one after another.
+///
+/// # Panics
+/// On a value serde cannot write, which a test's `json!` never is.
+pub fn request_frames(values: &[serde_json::Value]) -> Vec<u8> {
+    values
+        .iter()
+        .flat_map(|v| crate::wire::frame::encode_json(v).expect("a JSON value encodes"))
+        .collect()
+}

@@ -315,18 +315,11 @@ fn describe(r: &Request) -> (&'static str, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{context, serve_bytes};
+    use crate::testing::{context, request_frames, serve_bytes};
     use crate::wire::frame::encode_json;
     use crate::wire::message::Listing;
     use serde_json::{json, Value};
     use std::fs;
-
-    fn frames(values: &[Value]) -> Vec<u8> {
-        values
-            .iter()
-            .flat_map(|v| encode_json(v).unwrap())
-            .collect()
-    }
 
     fn replies(mut bytes: &[u8]) -> Vec<Value> {
         let mut out = Vec::new();
@@ -366,7 +359,7 @@ mod tests {
             json!({"cmd":"put","filename":"d","filesize":body.len(),"ack":true,"digest":"blake3"}),
             body,
         );
-        input.extend(frames(&[
+        input.extend(request_frames(&[
             json!({"blake3": blake3::hash(body).to_hex().to_string()}),
         ]));
         let out = replies(&serve_bytes(&ctx, &input));
@@ -383,7 +376,7 @@ mod tests {
             json!({"cmd":"put","filename":"d","filesize":3,"digest":"blake3"}),
             b"abc",
         );
-        input.extend(frames(&[
+        input.extend(request_frames(&[
             json!({"blake3": blake3::hash(b"abd").to_hex().to_string()}),
         ]));
         let out = replies(&serve_bytes(&ctx, &input));
@@ -400,7 +393,7 @@ mod tests {
             json!({"cmd":"put","filename":"..\\x","filesize":4}),
             b"evil",
         );
-        input.extend(frames(&[json!({"cmd":"echo","text":"next"})]));
+        input.extend(request_frames(&[json!({"cmd":"echo","text":"next"})]));
         let out = replies(&serve_bytes(&ctx, &input));
         assert_eq!(out[0]["code"], "bad_name");
         assert_eq!(out[1]["text"], "NEXT");
@@ -411,12 +404,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut ctx = context(dir.path());
         ctx.max_file_size = 10;
-        let input = frames(&[json!({"cmd":"put","filename":"big","filesize":11,"ack":true})]);
+        let input =
+            request_frames(&[json!({"cmd":"put","filename":"big","filesize":11,"ack":true})]);
         let out = replies(&serve_bytes(&ctx, &input));
         assert_eq!(out[0]["code"], "too_large");
         assert!(out[0]["message"].as_str().unwrap().contains("11 > 10"));
         // A huge unannounced body is not drained: reply, then close.
-        let input = frames(&[
+        let input = request_frames(&[
             json!({"cmd":"put","filename":"big","filesize":1u64 << 40}),
             json!({"cmd":"echo","text":"never"}),
         ]);
@@ -440,7 +434,7 @@ mod tests {
             json!({"cmd":"put","filename":"r","filesize":10,"resume":true,"digest":"blake3"}),
             b"67890",
         );
-        input.extend(frames(&[
+        input.extend(request_frames(&[
             json!({"blake3": blake3::hash(b"1234567890").to_hex().to_string()}),
         ]));
         let out = replies(&serve_bytes(&ctx, &input));
@@ -454,7 +448,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("g"), b"0123456789").unwrap();
         let ctx = context(dir.path());
-        let input = frames(&[json!({"cmd":"get","filename":"g","offset":4})]);
+        let input = request_frames(&[json!({"cmd":"get","filename":"g","offset":4})]);
         let out = serve_bytes(&ctx, &input);
         let mut cur = out.as_slice();
         let ready: Value = frame::read_json(&mut cur, 1 << 20).unwrap();
@@ -463,7 +457,7 @@ mod tests {
         cur = &cur[6..];
         let digest: crate::wire::message::Digest = frame::read_json(&mut cur, 1 << 20).unwrap();
         assert_eq!(digest.blake3, blake3::hash(b"0123456789").to_hex().as_str());
-        let input = frames(&[json!({"cmd":"get","filename":"g","offset":11})]);
+        let input = request_frames(&[json!({"cmd":"get","filename":"g","offset":11})]);
         assert_eq!(
             replies(&serve_bytes(&ctx, &input))[0]["code"],
             "invalid_offset"
@@ -474,7 +468,7 @@ mod tests {
     fn folders_stay_inside_the_home() {
         let dir = tempfile::tempdir().unwrap();
         let ctx = context(dir.path());
-        let input = frames(&[
+        let input = request_frames(&[
             json!({"cmd":"mkdir","path":"a/b"}),
             json!({"cmd":"cd","path":"a/b"}),
             json!({"cmd":"cd","path":"../../../.."}),

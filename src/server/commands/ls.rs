@@ -111,8 +111,8 @@ fn send(out: &mut impl Write, page: &mut PageBuilder, end: PageEnd, sent: &mut S
 
 #[cfg(test)]
 mod tests {
-    use crate::testing::{context, serve_bytes};
-    use crate::wire::frame::{self, encode_json};
+    use crate::testing::{context, request_frames, serve_bytes};
+    use crate::wire::frame;
     use crate::wire::listing::{PAGE_BUDGET, SINGLE_BUDGET};
     use serde_json::{json, Value};
     use std::fs;
@@ -137,18 +137,11 @@ mod tests {
         dir
     }
 
-    fn requests(values: &[Value]) -> Vec<u8> {
-        values
-            .iter()
-            .flat_map(|v| encode_json(v).unwrap())
-            .collect()
-    }
-
     #[test]
     fn a_paged_listing_comes_in_bounded_pages_then_the_next_reply() {
         let dir = quoted_home(1_000);
         let ctx = context(dir.path());
-        let input = requests(&[
+        let input = request_frames(&[
             json!({"cmd":"ls","pages":true}),
             json!({"cmd":"echo","text":"after"}),
         ]);
@@ -172,7 +165,7 @@ mod tests {
     fn a_client_that_asks_for_no_pages_gets_one_truncated_frame() {
         let dir = quoted_home(3_000);
         let ctx = context(dir.path());
-        let input = requests(&[json!({"cmd":"ls"}), json!({"cmd":"pwd"})]);
+        let input = request_frames(&[json!({"cmd":"ls"}), json!({"cmd":"pwd"})]);
         let out = frames(&serve_bytes(&ctx, &input));
         assert_eq!(out.len(), 2);
         let (len, listing) = &out[0];
@@ -192,7 +185,7 @@ mod tests {
         }
         let ctx = context(dir.path());
         for request in [json!({"cmd":"ls"}), json!({"cmd":"ls","pages":true})] {
-            let out = frames(&serve_bytes(&ctx, &requests(&[request])));
+            let out = frames(&serve_bytes(&ctx, &request_frames(&[request])));
             assert_eq!(out.len(), 1);
             let names: Vec<_> = out[0].1["files"]
                 .as_array()

@@ -7,15 +7,8 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::testing::{context, serve_bytes};
+use crate::testing::{context, request_frames, serve_bytes};
 use crate::wire::frame::{self, encode_json};
-
-fn frames(values: &[Value]) -> Vec<u8> {
-    values
-        .iter()
-        .flat_map(|v| encode_json(v).unwrap())
-        .collect()
-}
 
 fn replies(mut bytes: &[u8]) -> Vec<Value> {
     let mut out = Vec::new();
@@ -36,7 +29,7 @@ fn put(name: &str, body: &[u8], extra: Value) -> Vec<u8> {
     }
     let mut out = encode_json(&header).unwrap();
     out.extend_from_slice(body);
-    out.extend(frames(&[
+    out.extend(request_frames(&[
         json!({"blake3": blake3::hash(body).to_hex().to_string()}),
     ]));
     out
@@ -55,7 +48,7 @@ fn names(pages: &[Value]) -> Vec<String> {
 fn files_are_named_by_paths_in_put_get_and_rm() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path());
-    let mut input = frames(&[
+    let mut input = request_frames(&[
         json!({"cmd":"mkdir","path":"a/b"}),
         json!({"cmd":"cd","path":"a"}),
     ]);
@@ -66,7 +59,7 @@ fn files_are_named_by_paths_in_put_get_and_rm() {
     ));
     input.extend(put("/top.txt", b"top", json!({})));
     input.extend(put("nowhere/f.txt", b"lost", json!({})));
-    input.extend(frames(&[
+    input.extend(request_frames(&[
         json!({"cmd":"rm","filename":"nowhere/x"}),
         json!({"cmd":"get","filename":"nowhere/x"}),
     ]));
@@ -78,7 +71,10 @@ fn files_are_named_by_paths_in_put_get_and_rm() {
     assert_eq!(out[6]["code"], "not_found", "{}", out[6]);
     // The first frame of a get is its ready reply.
     let ready = |name: &str| {
-        let out = serve_bytes(&ctx, &frames(&[json!({"cmd":"get","filename":name})]));
+        let out = serve_bytes(
+            &ctx,
+            &request_frames(&[json!({"cmd":"get","filename":name})]),
+        );
         frame::read_json::<_, Value>(&mut out.as_slice(), 1 << 20).unwrap()
     };
     let got = ready("a/b/f.txt");
@@ -89,7 +85,7 @@ fn files_are_named_by_paths_in_put_get_and_rm() {
     assert_eq!(got["mtime"], 1_000_000_000u64);
     assert_eq!(got["mode"], 0o640);
     assert_eq!(ready("../top.txt")["filesize"], 3);
-    let input = frames(&[json!({"cmd":"rm","filename":"/a/b/f.txt"})]);
+    let input = request_frames(&[json!({"cmd":"rm","filename":"/a/b/f.txt"})]);
     assert_eq!(replies(&serve_bytes(&ctx, &input))[0]["entries"], 1);
     assert_eq!(ready("a/b/f.txt")["code"], "not_found");
     assert!(!dir.path().join("a/b/f.txt").exists());
@@ -136,7 +132,7 @@ fn a_recursive_listing_walks_the_tree_depth_first_without_links() {
     let (dir, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     tree(dir.path(), outside.path());
     let ctx = context(dir.path());
-    let input = frames(&[
+    let input = request_frames(&[
         json!({"cmd":"ls","pages":true,"recursive":true}),
         json!({"cmd":"ls","pages":true,"path":"sub"}),
         json!({"cmd":"ls","pages":true,"path":"sub/door"}),
@@ -167,7 +163,9 @@ fn digests_are_listed_kept_and_computed_again_for_a_changed_file() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path());
     let mut input = put("up.bin", b"uploaded", json!({}));
-    input.extend(frames(&[json!({"cmd":"ls","pages":true,"digests":true})]));
+    input.extend(request_frames(&[
+        json!({"cmd":"ls","pages":true,"digests":true}),
+    ]));
     fs::write(dir.path().join("behind"), b"one").unwrap();
     let out = replies(&serve_bytes(&ctx, &input));
     let digest_of = |page: &Value, name: &str| {
@@ -201,7 +199,7 @@ fn digests_are_listed_kept_and_computed_again_for_a_changed_file() {
         .unwrap();
     let out = replies(&serve_bytes(
         &ctx,
-        &frames(&[json!({"cmd":"ls","digests":true})]),
+        &request_frames(&[json!({"cmd":"ls","digests":true})]),
     ));
     assert_eq!(
         digest_of(&out[0], "behind"),
@@ -214,7 +212,7 @@ fn rm_r_removes_a_tree_and_only_the_link_of_a_planted_link() {
     let (dir, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     tree(dir.path(), outside.path());
     let ctx = context(dir.path());
-    let input = frames(&[
+    let input = request_frames(&[
         json!({"cmd":"rm","filename":"sub"}),
         json!({"cmd":"rm","filename":"sub","recursive":true}),
         json!({"cmd":"rm","filename":"empty","recursive":true}),
@@ -240,7 +238,7 @@ fn rm_r_leaves_a_running_upload_and_says_so() {
     let held = ctx.locks.try_lock("d/f").unwrap();
     let out = replies(&serve_bytes(
         &ctx,
-        &frames(&[json!({"cmd":"rm","filename":"d","recursive":true})]),
+        &request_frames(&[json!({"cmd":"rm","filename":"d","recursive":true})]),
     ));
     assert_eq!(out[0]["code"], "busy", "{}", out[0]);
     assert!(
@@ -252,7 +250,7 @@ fn rm_r_leaves_a_running_upload_and_says_so() {
     drop(held);
     let out = replies(&serve_bytes(
         &ctx,
-        &frames(&[json!({"cmd":"rm","filename":"d","recursive":true})]),
+        &request_frames(&[json!({"cmd":"rm","filename":"d","recursive":true})]),
     ));
     assert_eq!(out[0]["entries"], 1, "{}", out[0]);
     assert!(!dir.path().join("d").exists());
@@ -266,7 +264,7 @@ fn mv_renames_files_and_folders_inside_the_home() {
     fs::write(dir.path().join("x"), b"x").unwrap();
     symlink("/etc", dir.path().join("link")).unwrap();
     let ctx = context(dir.path());
-    let input = frames(&[
+    let input = request_frames(&[
         json!({"cmd":"mv","from":"a/b/f","to":"a/g"}),
         json!({"cmd":"mv","from":"a","to":"c"}),
         json!({"cmd":"mv","from":"c","to":"c/b/inside"}),
@@ -300,7 +298,7 @@ fn mkdir_with_parents_takes_an_existing_folder_but_not_a_file() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("f"), b"").unwrap();
     let ctx = context(dir.path());
-    let input = frames(&[
+    let input = request_frames(&[
         json!({"cmd":"mkdir","path":"a/b","parents":true}),
         json!({"cmd":"mkdir","path":"a/b","parents":true}),
         json!({"cmd":"mkdir","path":"a/b"}),
