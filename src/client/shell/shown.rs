@@ -100,10 +100,7 @@ impl<O: Write, E: Write> BatchProgress for Shown<'_, O, E> {
                 size,
                 resumed_from,
             } => {
-                let resumed = match resumed_from {
-                    0 => String::new(),
-                    n => format!("; resumed at byte {n}"),
-                };
+                let resumed = resumed_note(*resumed_from);
                 format!("stored {} ({size} bytes{resumed})", escape(remote))
             }
             Finished::Saved {
@@ -111,10 +108,7 @@ impl<O: Write, E: Write> BatchProgress for Shown<'_, O, E> {
                 size,
                 resumed_from,
             } => {
-                let resumed = match resumed_from {
-                    0 => String::new(),
-                    n => format!("; resumed at byte {n}"),
-                };
+                let resumed = resumed_note(*resumed_from);
                 format!(
                     "saved {} ({size} bytes{resumed})",
                     escape(&local.display().to_string())
@@ -189,5 +183,13 @@ pub(super) fn files(n: u64) -> String {
     match n {
         1 => "1 file".into(),
         n => format!("{n} files"),
+    }
+}
+
+/// `; resumed at byte N` for a transfer that resumed, else nothing.
+fn resumed_note(from: u64) -> String {
+    match from {
+        0 => String::new(),
+        n => format!("; resumed at byte {n}"),
     }
 }
