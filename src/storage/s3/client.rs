@@ -434,6 +434,18 @@ mod tests {
         }
     }
 
+    /// A client of the fake store at `url`.
+    fn fake_store_client(url: String) -> S3Client {
+        S3Client::new(&Endpoint {
+            url,
+            region: "r".into(),
+            bucket: "bucket".into(),
+            key_id: "k".into(),
+            secret: "s".into(),
+        })
+        .unwrap()
+    }
+
     #[test]
     fn a_store_that_says_try_again_is_asked_again() {
         use std::io::Write;
@@ -456,14 +468,7 @@ mod tests {
             conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                 .unwrap();
         });
-        let client = S3Client::new(&Endpoint {
-            url,
-            region: "r".into(),
-            bucket: "bucket".into(),
-            key_id: "k".into(),
-            secret: "s".into(),
-        })
-        .unwrap();
+        let client = fake_store_client(url);
         assert_eq!(client.get_small("x").unwrap(), b"ok");
         store.join().unwrap();
     }
@@ -487,14 +492,7 @@ mod tests {
             read_head(&mut fresh);
             fresh.write_all(answer).unwrap();
         });
-        let client = S3Client::new(&Endpoint {
-            url,
-            region: "r".into(),
-            bucket: "bucket".into(),
-            key_id: "k".into(),
-            secret: "s".into(),
-        })
-        .unwrap();
+        let client = fake_store_client(url);
         assert_eq!(client.get_small("x").unwrap(), b"ok");
         assert_eq!(client.get_small("x").unwrap(), b"ok");
         store.join().unwrap();
