@@ -79,15 +79,8 @@ impl ClientStream {
     /// timeout, say). Anything that arrives unasked also counts: between
     /// commands the stream would be out of step.
     pub(crate) fn peer_closed(&mut self) -> bool {
-        if self.sock().set_nonblocking(true).is_err() {
-            return true;
-        }
         let mut probe = [0u8; 1];
-        let closed = match self.read(&mut probe) {
-            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-            Ok(_) => true,
-        };
-        self.sock().set_nonblocking(false).is_err() || closed
+        !matches!(self.read_arrived(&mut probe), Ok(None))
     }
 }
 
