@@ -22,13 +22,7 @@ struct Bar(Option<ProgressBar>);
 impl Progress for Bar {
     fn start(&mut self, name: &str, total: u64, offset: u64) {
         // The bar covers only this run's bytes, so rate and ETA are true.
-        let bar = ProgressBar::with_draw_target(Some(total - offset), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-        bar.set_style(style);
+        let bar = byte_bar(total - offset);
         let mut msg = escape(name);
         if offset > 0 {
             msg.push_str(&format!(" (resuming at {})", human(offset)));
@@ -54,13 +48,19 @@ pub(crate) fn batch_bar(quiet: bool, files: u64, bytes: u64) -> Option<ProgressB
     if quiet || !io::stderr().is_terminal() {
         return None;
     }
-    let bar = ProgressBar::with_draw_target(Some(bytes), ProgressDrawTarget::stderr());
+    let bar = byte_bar(bytes);
+    bar.set_message(format!("0/{files} files"));
+    Some(bar)
+}
+
+/// A bar on stderr for `total` bytes: message, bar, bytes, rate, ETA.
+fn byte_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     let style = ProgressStyle::with_template(
         "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ");
     bar.set_style(style);
-    bar.set_message(format!("0/{files} files"));
-    Some(bar)
+    bar
 }
