@@ -145,7 +145,13 @@ impl Error {
 /// An operating-system error as a person reads it: "No such file or
 /// directory", without the "(os error 2)" Rust's own rendering appends.
 pub fn reason(e: &io::Error) -> String {
-    let text = e.to_string();
+    without_os_code(e.to_string())
+}
+
+/// `text` without the " (os error N)" that Rust's rendering of an
+/// operating-system error ends with, for a text built from one (a log
+/// line, say).
+pub fn without_os_code(text: String) -> String {
     match text.rfind(" (os error ") {
         Some(at) if text.ends_with(')') => text[..at].to_string(),
         _ => text,

@@ -50,7 +50,7 @@ pub(super) fn pull(mut conn: Conn) -> Pulled {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Pulled::Wait(conn),
             Err(e) => {
-                tracing::info!("connection dropped: {e}");
+                tracing::info!("connection dropped: {}", crate::error::reason(&e));
                 return Pulled::Ended;
             }
         };

@@ -441,7 +441,7 @@ fn refusal(why: &str) -> Vec<u8> {
 }
 
 fn left<T>(e: impl std::fmt::Display) -> Option<T> {
-    tracing::info!("left during login: {e}");
+    log_left(e);
     None
 }
 
@@ -450,10 +450,17 @@ fn left<T>(e: impl std::fmt::Display) -> Option<T> {
 /// the per-minute cap).
 fn abandoned(cx: &LoginContext<'_>, e: impl std::fmt::Display) -> Next {
     cx.backoff.note_failure(cx.ip);
-    gone(format!("{e} (counted as a failed login)"))
+    let why = crate::error::without_os_code(e.to_string());
+    gone(format!("{why} (counted as a failed login)"))
 }
 
 fn gone(e: impl std::fmt::Display) -> Next {
-    tracing::info!("left during login: {e}");
+    log_left(e);
     Next::Gone
+}
+
+/// Logs why a login ended early, an OS error's text as a person reads it.
+fn log_left(e: impl std::fmt::Display) {
+    let why = crate::error::without_os_code(e.to_string());
+    tracing::info!("left during login: {why}");
 }
