@@ -79,22 +79,23 @@ fn outermost(mut paths: Vec<String>) -> Vec<String> {
 }
 
 /// Plans sending the local tree at `local` to the server folder `remote`,
-/// which holds `theirs` (empty when it does not exist).
+/// which holds `theirs` (`None` when it does not exist: it is made).
 pub fn plan_send(
     ours: &LocalTree,
     remote: &str,
-    theirs: &[RemoteEntry],
+    theirs: Option<&[RemoteEntry]>,
     compare: Compare,
     delete: bool,
 ) -> SyncPlan {
+    let mut folders = Vec::new();
+    if theirs.is_none() && !remote.is_empty() {
+        folders.push(Step::MakeFolder(remote.to_string()));
+    }
+    let theirs = theirs.unwrap_or_default();
     let there: HashMap<&str, &RemoteEntry> =
         theirs.iter().map(|e| (e.relative.as_str(), e)).collect();
     let mut plan = SyncPlan::default();
     let mut removals = Vec::new();
-    let mut folders = Vec::new();
-    if !remote.is_empty() {
-        folders.push(Step::MakeFolder(remote.to_string()));
-    }
     let mut wanted: HashSet<&str> = HashSet::new();
     for folder in &ours.folders {
         wanted.insert(folder);
@@ -263,9 +264,15 @@ mod tests {
             ("a/x", EntryKind::File, 3, 100),
             ("y", EntryKind::File, 0, 7),
         ]);
-        let plan = plan_send(&ours, "dst", &theirs, Compare::SizeAndTime, true);
-        assert_eq!(describe(&plan.steps), ["mkdir dst"]);
+        let plan = plan_send(&ours, "dst", Some(&theirs), Compare::SizeAndTime, true);
+        assert_eq!(describe(&plan.steps), Vec::<String>::new());
         assert_eq!(plan.unchanged, 2);
+        // Into a folder that is not there yet: it is made first.
+        let fresh = plan_send(&ours, "dst", None, Compare::SizeAndTime, true);
+        assert_eq!(
+            describe(&fresh.steps),
+            ["mkdir dst", "mkdir dst/a", "put dst/a/x", "put dst/y"]
+        );
     }
 
     #[test]
@@ -282,12 +289,12 @@ mod tests {
             ("gone/deep", EntryKind::File, 1, 1),
             ("y", EntryKind::File, 5, 7),
         ]);
-        let plan = plan_send(&ours, "", &theirs, Compare::SizeAndTime, true);
+        let plan = plan_send(&ours, "", Some(&theirs), Compare::SizeAndTime, true);
         assert_eq!(
             describe(&plan.steps),
             ["rm b", "rm gone", "mkdir b", "put a/x", "put b/new"]
         );
-        let keep = plan_send(&ours, "", &theirs, Compare::SizeAndTime, false);
+        let keep = plan_send(&ours, "", Some(&theirs), Compare::SizeAndTime, false);
         assert_eq!(
             describe(&keep.steps),
             ["rm b", "mkdir b", "put a/x", "put b/new"]

@@ -76,12 +76,12 @@ fn plan_sync(
     };
     let remote = remote.trim_end_matches('/');
     let theirs = match client.list_tree(remote, how.checksum) {
-        Ok(entries) => entries,
+        Ok(entries) => Some(entries),
         // Sending into a folder that is not there yet.
         Err(Error::Remote {
             code: ErrorCode::NotFound,
             ..
-        }) if sending => Vec::new(),
+        }) if sending => None,
         Err(e) => return Err(e),
     };
     if sending {
@@ -89,12 +89,14 @@ fn plan_sync(
         for (skipped, why) in &ours.skipped {
             note_skipped(err, options, skipped, why);
         }
-        return Ok(plan_send(&ours, remote, &theirs, compare, how.delete));
+        let theirs = theirs.as_deref();
+        return Ok(plan_send(&ours, remote, theirs, compare, how.delete));
     }
     let ours = match local.exists() {
         true => walk_local(local)?,
         false => LocalTree::default(),
     };
+    let theirs = theirs.unwrap_or_default();
     Ok(plan_fetch(
         &theirs, remote, local, &ours, compare, how.delete,
     ))

@@ -53,7 +53,10 @@ impl Session<'_> {
         let mut sent = Sent::default();
         match send_pages(entries, budget, pages, &mut out, &mut sent)? {
             None => Ok(Outcome::ok(
-                format!("{} entries in {} frames", sent.entries, sent.frames),
+                match sent.frames {
+                    1 => format!("{} entries in 1 frame", sent.entries),
+                    n => format!("{} entries in {n} frames", sent.entries),
+                },
                 sent.bytes,
             )),
             // The pages already sent stand; the error frame ends them.
