@@ -45,6 +45,24 @@ pub trait Transport: Read + Write + Send {
     fn read_now(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.read(buf)
     }
+
+    /// Writes what the socket takes now, never waiting: `WouldBlock` when
+    /// it takes nothing. This is how a reply goes out without holding a
+    /// thread for the peer's pace.
+    ///
+    /// Fails when the stream does. Streams that are not sockets (tests)
+    /// write as usual.
+    fn write_now(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write(buf)
+    }
+
+    /// Sends what the stream itself still holds (encrypted records),
+    /// never waiting; `Ok(true)` once nothing is left.
+    ///
+    /// Fails when the stream does.
+    fn flush_now(&mut self) -> std::io::Result<bool> {
+        self.flush().map(|()| true)
+    }
 }
 
 /// A connection whose dialect was chosen at login: plain TCP or TLS.
@@ -58,4 +76,21 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     fn read_now(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         (**self).read_now(buf)
     }
+    fn write_now(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        (**self).write_now(buf)
+    }
+    fn flush_now(&mut self) -> std::io::Result<bool> {
+        (**self).flush_now()
+    }
+}
+
+/// Whether `fd` has room to write within `wait`.
+pub fn writable_within(fd: impl AsFd, wait: Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let wait = Timespec {
+        tv_sec: wait.as_secs() as i64,
+        tv_nsec: i64::from(wait.subsec_nanos()),
+    };
+    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+    matches!(poll(&mut fds, Some(&wait)), Ok(1))
 }

@@ -151,6 +151,13 @@ impl Transport for TcpTransport {
         use std::os::fd::AsFd;
         crate::net::now::recv_now(self.stream.as_fd(), buf)
     }
+    fn write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use std::os::fd::AsFd;
+        crate::net::now::send_now(self.stream.as_fd(), buf)
+    }
+    fn flush_now(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
 }
 
 #[cfg(test)]

@@ -242,4 +242,33 @@ impl Transport for TlsTransport {
         }
         Err(io::ErrorKind::WouldBlock.into())
     }
+
+    /// Takes at most what rustls buffers (64 KiB of records by default),
+    /// and only once the records before are out, so the bytes a slow
+    /// peer leaves waiting stay bounded.
+    fn write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.flush_now()? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let taken = self.stream.conn.writer().write(buf)?;
+        self.flush_now()?;
+        match taken {
+            0 if !buf.is_empty() => Err(io::ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        }
+    }
+
+    fn flush_now(&mut self) -> io::Result<bool> {
+        let Some(socket) = self.stream.sock.socket() else {
+            return Ok(true);
+        };
+        while self.stream.conn.wants_write() {
+            match self.stream.conn.write_tls(&mut Now(socket)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
 }

@@ -18,7 +18,8 @@ use crate::server::echo::{self, Echoed};
 use crate::server::intake::{pull, start_echo, Pulled};
 use crate::server::login::{Identity, LoggedIn, LoginContext, Next, Pending};
 use crate::server::poller::Parkable;
-use crate::server::session::{Flow, Session};
+use crate::server::reply::{Outbox, Pace, Progress, Replying};
+use crate::server::session::{Flow, Handled, Session};
 use crate::wire::frame::Incoming;
 
 /// Most bytes a refused peer may still send while its refusal is read.
@@ -94,6 +95,15 @@ pub(super) struct Conn {
     /// Whether the session's start (its home folder) is done.
     started_session: bool,
     cwd: Vec<String>,
+    /// The reply on its way out; the next request is read only once it is
+    /// empty, so a peer that pipelines requests without reading the
+    /// replies stops being read.
+    outbox: Outbox,
+    /// Close once the reply is out (it refused a frame that leaves the
+    /// stream out of step).
+    close_after_reply: bool,
+    /// Counts the connection as running while its reply goes out.
+    replying: Option<Running>,
     echoed: u64,
     /// An anonymous client holds its login turn until its first request
     /// is in: it never proves who it is.
@@ -119,6 +129,8 @@ pub(super) enum Waiting {
     Login(LoggingIn),
     /// The next request header.
     Request(Conn),
+    /// Room to send more of a reply.
+    Reply(Conn),
     /// More text in the seed's echo dialect.
     Echo(Conn),
     /// The close after a refusal.
@@ -130,7 +142,7 @@ impl Waiting {
         match self {
             Waiting::Queued(q) => &q.arrival.span,
             Waiting::Login(l) => &l.arrival.span,
-            Waiting::Request(conn) | Waiting::Echo(conn) => &conn.span,
+            Waiting::Request(conn) | Waiting::Reply(conn) | Waiting::Echo(conn) => &conn.span,
             Waiting::Closing(c) => &c.span,
         }
     }
@@ -141,7 +153,9 @@ impl Parkable for Waiting {
         match self {
             Waiting::Queued(q) => Some(q.stream.as_fd()),
             Waiting::Login(l) => Some(l.pending.socket()),
-            Waiting::Request(conn) | Waiting::Echo(conn) => conn.transport.socket(),
+            Waiting::Request(conn) | Waiting::Reply(conn) | Waiting::Echo(conn) => {
+                conn.transport.socket()
+            }
             Waiting::Closing(c) => Some(c.stream.as_fd()),
         }
     }
@@ -224,6 +238,9 @@ impl Conn {
             header_deadline: Instant::now() + shared.config.context.idle_timeout,
             started_session: false,
             cwd: Vec::new(),
+            outbox: Outbox::default(),
+            close_after_reply: false,
+            replying: None,
             echoed: 0,
             turn,
             span: arrival.span,
@@ -246,7 +263,7 @@ impl Conn {
 /// poller until it is.
 fn next_request(shared: &Arc<Shared>, conn: Conn) {
     match pull(conn) {
-        Pulled::Request(conn, header) => to_worker(shared, conn, header),
+        Pulled::Request(conn, header) => to_worker(shared, conn, Work::Request(header)),
         Pulled::Wait(conn) => park_request(shared, conn),
         Pulled::Echo(conn, first) => echo(shared, conn, first),
         Pulled::Ended => {}
@@ -277,39 +294,50 @@ fn echo(shared: &Shared, mut conn: Conn, first: Vec<u8>) {
     }
 }
 
-/// A whole request goes to a worker, in its turn.
-fn to_worker(shared: &Arc<Shared>, conn: Conn, header: Result<Vec<u8>>) {
+/// What a worker does for a connection.
+enum Work {
+    /// Runs a whole request (or answers a frame that cannot be one).
+    Request(Result<Vec<u8>>),
+    /// Makes the next chunks of the reply on its way out.
+    Reply,
+}
+
+/// Work for a connection goes to a worker, in its turn.
+fn to_worker(shared: &Arc<Shared>, conn: Conn, work: Work) {
     let job_shared = shared.clone();
-    let work = move |(conn, header): (Conn, Result<Vec<u8>>)| {
+    let job = move |(conn, work): (Conn, Work)| {
         let _entered = conn.span.clone().entered();
-        contain(|| serve(&job_shared, conn, header));
+        contain(|| serve(&job_shared, conn, work));
     };
-    run_or_refuse(shared, (conn, header), work, |(conn, _), e| {
+    run_or_refuse(shared, (conn, work), job, |(conn, _), e| {
         let _entered = conn.span.enter();
         tracing::warn!("dropped: no thread for the request: {e}");
     });
 }
 
-/// On a worker: runs the request, then every one the client already sent
-/// behind it, and hands the connection back to the poller.
-fn serve(shared: &Arc<Shared>, mut conn: Conn, mut header: Result<Vec<u8>>) {
+/// On a worker: runs the request, sends its reply as far as the socket
+/// takes it without waiting, then runs every request the client already
+/// sent behind it. The connection goes back to the poller when its peer
+/// must read (the reply is blocked) or speak (no request is whole).
+fn serve(shared: &Arc<Shared>, mut conn: Conn, mut work: Work) {
     let _busy = Running::new(shared);
     loop {
-        let flow = match header {
-            Ok(h) => with_session(shared, &mut conn, |s, t| s.handle(&h, t)),
-            Err(e) => with_session(shared, &mut conn, |s, t| s.refuse_frame(&e, t)),
-        };
-        match flow {
-            Ok(Flow::Continue) => {}
-            Ok(Flow::Close) => {
-                let secs = conn.started.elapsed().as_secs();
-                return tracing::info!("disconnected after {secs} s");
+        if let Work::Request(header) = work {
+            match run_request(shared, &mut conn, header) {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Close) => conn.close_after_reply = true,
+                Err(e) => return tracing::info!("connection dropped: {e}"),
             }
+        }
+        match conn.outbox.drive(&mut *conn.transport, true) {
+            Ok(Progress::Blocked) => return park_reply(shared, conn),
+            Ok(_) if conn.close_after_reply => return closed(&conn),
+            Ok(_) => conn.replying = None,
             Err(e) => return tracing::info!("connection dropped: {e}"),
         }
         conn.header_deadline = Instant::now() + shared.config.context.idle_timeout;
         match pull(conn) {
-            Pulled::Request(next, h) => (conn, header) = (next, h),
+            Pulled::Request(next, h) => (conn, work) = (next, Work::Request(h)),
             Pulled::Wait(conn) => return park_request(shared, conn),
             Pulled::Echo(conn, first) => return echo(shared, conn, first),
             Pulled::Ended => return,
@@ -317,20 +345,79 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn, mut header: Result<Vec<u8>>) {
     }
 }
 
+/// Runs one request; its reply is in the outbox, the body to come with it.
+fn run_request(shared: &Arc<Shared>, conn: &mut Conn, header: Result<Vec<u8>>) -> Result<Flow> {
+    let handled = match header {
+        Ok(h) => with_session(shared, conn, |s, t| s.handle(&h, t)),
+        Err(e) => with_session(shared, conn, |s, t| {
+            s.refuse_frame(&e, t).map(Handled::done)
+        }),
+    }?;
+    if let Some(body) = handled.body {
+        let ctx = &shared.config.context;
+        let pace = Pace::new(ctx.reply_timeout, ctx.min_rate, body.len_hint());
+        conn.outbox.set_body(body, pace);
+    }
+    Ok(handled.flow)
+}
+
+fn closed(conn: &Conn) {
+    tracing::info!("disconnected after {} s", conn.started.elapsed().as_secs());
+}
+
+/// Waits in the poller for room to send more of the reply, counted as
+/// running meanwhile.
+fn park_reply(shared: &Arc<Shared>, mut conn: Conn) {
+    if conn.replying.is_none() {
+        conn.replying = Some(Running::new(shared));
+    }
+    let at = conn.outbox.wake_at(shared.config.context.idle_timeout);
+    drop(shared.park_writable(Waiting::Reply(conn), at));
+}
+
+/// In the poller, with room in the socket: sends what the reply has made,
+/// and hands it to a worker to make more.
+fn write_more(shared: &Arc<Shared>, mut conn: Conn) {
+    match conn.outbox.drive(&mut *conn.transport, false) {
+        Ok(Progress::Blocked) => park_reply(shared, conn),
+        Ok(Progress::NeedsBody) => to_worker(shared, conn, Work::Reply),
+        Ok(Progress::Done) if conn.close_after_reply => closed(&conn),
+        Ok(Progress::Done) => {
+            conn.replying = None;
+            conn.header_deadline = Instant::now() + shared.config.context.idle_timeout;
+            next_request(shared, conn);
+        }
+        Err(e) => tracing::info!("connection dropped: {e}"),
+    }
+}
+
+/// In the poller, with the socket still full at the reply's check: the
+/// reply goes on waiting if it keeps its pace.
+fn reply_stalled(shared: &Arc<Shared>, mut conn: Conn) {
+    match conn.outbox.check_pace(Instant::now()) {
+        Ok(Some(_)) => park_reply(shared, conn),
+        Ok(None) => tracing::info!(
+            "connection dropped: the peer read none of its reply for {} s",
+            shared.config.context.idle_timeout.as_secs()
+        ),
+        Err(e) => tracing::info!("connection dropped: {e}"),
+    }
+}
+
 /// Runs `f` with the connection's session, carrying the current folder
 /// from request to request; the session starts (its home is made) before
-/// the first.
+/// the first. What the session writes goes through the outbox.
 fn with_session(
     shared: &Shared,
     conn: &mut Conn,
-    f: impl FnOnce(&mut Session<'_>, &mut Box<dyn Transport>) -> Result<Flow>,
-) -> Result<Flow> {
+    f: impl FnOnce(&mut Session<'_>, &mut Replying<'_>) -> Result<Handled>,
+) -> Result<Handled> {
     let config = &shared.config;
     let anonymous;
     let mut session = match conn.identity {
         Identity::Tls(i) | Identity::Plaintext(i) => match config.accounts.get(i) {
             Some(account) => Session::new(&config.context, account),
-            None => return Ok(Flow::Close),
+            None => return Ok(Handled::done(Flow::Close)),
         },
         Identity::Anonymous => {
             anonymous = Account::anonymous(config.anonymous_quota.unwrap_or(0));
@@ -338,30 +425,33 @@ fn with_session(
         }
     }
     .in_folder(std::mem::take(&mut conn.cwd));
+    let wait = config.context.idle_timeout;
+    let mut replying = Replying::new(&mut *conn.transport, &mut conn.outbox, wait);
     if !conn.started_session {
         conn.started_session = true;
-        if session.start(&mut conn.transport)? == Flow::Close {
-            return Ok(Flow::Close);
+        if session.start(&mut replying)? == Flow::Close {
+            return Ok(Handled::done(Flow::Close));
         }
     }
-    let flow = f(&mut session, &mut conn.transport);
+    let handled = f(&mut session, &mut replying);
     conn.cwd = session.into_cwd();
-    flow
+    handled
 }
 
-/// Counts a connection as running (in a worker) while it lives.
-struct Running<'a>(&'a Shared);
+/// Counts a connection as running (in a worker, or sending a reply) while
+/// it lives: a shutdown gives those their grace.
+struct Running(Arc<Shared>);
 
-impl<'a> Running<'a> {
-    fn new(shared: &'a Shared) -> Running<'a> {
+impl Running {
+    fn new(shared: &Arc<Shared>) -> Running {
         shared
             .running
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Running(shared)
+        Running(shared.clone())
     }
 }
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
         self.0
             .running
@@ -426,6 +516,7 @@ pub(super) fn wake(shared: &Weak<Shared>, waiting: Waiting) {
             follow_login(&shared, next, l.arrival, l.turn);
         }
         Waiting::Request(conn) => next_request(&shared, conn),
+        Waiting::Reply(conn) => write_more(&shared, conn),
         Waiting::Echo(conn) => echo(&shared, conn, Vec::new()),
         Waiting::Closing(c) => drain(&shared, c),
     });
@@ -447,6 +538,7 @@ pub(super) fn expire(shared: &Weak<Shared>, waiting: Waiting) {
         Waiting::Request(conn) if !conn.incoming.is_empty() => {
             tracing::info!("connection dropped: the request header did not arrive in time")
         }
+        Waiting::Reply(conn) => reply_stalled(&shared, conn),
         Waiting::Request(_) | Waiting::Echo(_) => tracing::info!("closed after the idle timeout"),
         Waiting::Closing(_) => {}
     });

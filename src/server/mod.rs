@@ -17,6 +17,7 @@ pub mod login;
 pub mod metrics;
 pub mod poller;
 pub mod quota;
+pub(crate) mod reply;
 pub mod session;
 pub mod uploads;
 pub mod workers;
@@ -158,6 +159,15 @@ impl Shared {
             .fd()
             .map_or(0, |fd| fd.as_raw_fd().unsigned_abs() as usize);
         pollers.get(fd % pollers.len().max(1))
+    }
+
+    /// Parks a connection until its socket has room to write or
+    /// `deadline` passes; gives it back if it cannot.
+    fn park_writable(&self, waiting: Waiting, deadline: Instant) -> Option<Waiting> {
+        match self.poller_for(&waiting) {
+            Some(poller) => poller.park_writable(waiting, deadline),
+            None => Some(waiting),
+        }
     }
 
     /// Parks a connection until `deadline`, as a timer.

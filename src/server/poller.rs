@@ -83,6 +83,12 @@ impl<T: Parkable> Poller<T> {
         self.add(item, deadline, Event::readable)
     }
 
+    /// Parks `item` until its socket has room to write or `deadline`
+    /// passes: a reply waiting for its peer to read.
+    pub fn park_writable(&self, item: T, deadline: Instant) -> Option<T> {
+        self.add(item, deadline, Event::writable)
+    }
+
     /// Parks `item` until `deadline` whatever its socket does (but an
     /// error or hang-up, which epoll always reports, wakes it early).
     pub fn park_until(&self, item: T, deadline: Instant) -> Option<T> {

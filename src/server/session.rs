@@ -14,6 +14,7 @@ use crate::net::Transport;
 use crate::server::accounts::Account;
 use crate::server::commands::store_refusal;
 use crate::server::context::Context;
+use crate::server::reply::{Body, Outbox, Pace};
 use crate::wire::frame::{self, MAX_HEADER_LEN};
 use crate::wire::message::{parse_request, ErrorCode, ErrorReply, Reply, Request, RequestError};
 use crate::wire::names::escape;
@@ -27,12 +28,29 @@ pub enum Flow {
     Close,
 }
 
-/// The result of one command, for the log line.
+/// The result of one command, for the log line, and the rest of its
+/// reply when that is long.
 pub(crate) struct Outcome {
     pub(crate) flow: Flow,
     ok: bool,
     what: String,
     bytes: u64,
+    body: Option<Box<dyn Body>>,
+}
+
+/// What handling one request leaves to do: whether the connection goes
+/// on, and the body of its reply, which whoever drives the connection
+/// sends as the peer reads.
+pub(crate) struct Handled {
+    pub(crate) flow: Flow,
+    pub(crate) body: Option<Box<dyn Body>>,
+}
+
+impl Handled {
+    /// A reply that is whole already.
+    pub(crate) fn done(flow: Flow) -> Handled {
+        Handled { flow, body: None }
+    }
 }
 
 impl Outcome {
@@ -42,7 +60,13 @@ impl Outcome {
             ok: true,
             what: format!("ok {}", what.into()),
             bytes,
+            body: None,
         }
+    }
+    /// The reply goes on with `body`.
+    pub(crate) fn with_body(mut self, body: Box<dyn Body>) -> Outcome {
+        self.body = Some(body);
+        self
     }
     pub(crate) fn refused(e: &ErrorReply) -> Outcome {
         Outcome {
@@ -50,6 +74,7 @@ impl Outcome {
             ok: false,
             what: format!("error {}: {}", e.code.as_str(), e.message),
             bytes: 0,
+            body: None,
         }
     }
     pub(crate) fn closing(mut self) -> Outcome {
@@ -128,12 +153,19 @@ impl<'a> Session<'a> {
         stream.set_deadline(Some(Instant::now() + self.ctx.idle_timeout));
         let header = frame::read(stream, MAX_HEADER_LEN);
         stream.set_deadline(None);
-        match header {
-            Ok(Some(h)) => self.handle(&h, stream),
-            Ok(None) => Ok(Flow::Close),
-            Err(e) if e.is_disconnect() => Err(e),
-            Err(e) => self.refuse_frame(&e, stream),
+        let handled = match header {
+            Ok(Some(h)) => self.handle(&h, stream)?,
+            Ok(None) => return Ok(Flow::Close),
+            Err(e) if e.is_disconnect() => return Err(e),
+            Err(e) => return self.refuse_frame(&e, stream),
+        };
+        if let Some(body) = handled.body {
+            let mut outbox = Outbox::default();
+            let pace = Pace::new(self.ctx.reply_timeout, self.ctx.min_rate, body.len_hint());
+            outbox.set_body(body, pace);
+            outbox.drive_to_end(stream, self.ctx.idle_timeout)?;
         }
+        Ok(handled.flow)
     }
 
     /// The folder the session is in, to carry to the next command.
@@ -157,12 +189,16 @@ impl<'a> Session<'a> {
     }
 
     /// Parses one header, runs it and logs it.
-    pub(crate) fn handle<S: Transport>(&mut self, header: &[u8], stream: &mut S) -> Result<Flow> {
+    pub(crate) fn handle<S: Transport>(
+        &mut self,
+        header: &[u8],
+        stream: &mut S,
+    ) -> Result<Handled> {
         let started = Instant::now();
         self.log_header(header);
         let request = match parse_request(header) {
             Ok(r) => r,
-            Err(e) => return self.refuse_request(&e, started, stream),
+            Err(e) => return self.refuse_request(&e, started, stream).map(Handled::done),
         };
         let (cmd, subject) = describe(&request);
         let outcome = self.run(request, stream);
@@ -172,7 +208,7 @@ impl<'a> Session<'a> {
                 .transfer_seconds
                 .observe(started.elapsed().as_secs_f64());
         }
-        let outcome = match outcome {
+        let mut outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
                 metrics.command(cmd, "aborted");
@@ -188,7 +224,10 @@ impl<'a> Session<'a> {
             }
         };
         self.log_command(cmd, &subject, started, &outcome);
-        Ok(outcome.flow)
+        Ok(Handled {
+            flow: outcome.flow,
+            body: outcome.body.take(),
+        })
     }
 
     fn log_header(&self, header: &[u8]) {

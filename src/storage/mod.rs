@@ -208,6 +208,9 @@ pub trait StoredFile: Send {
     }
     /// Its bytes from `offset` to the end.
     fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>>;
+    /// Its bytes from `offset` to the end, through a reader that owns the
+    /// file: a download's body, which outlives the request that opened it.
+    fn into_reader(self: Box<Self>, offset: u64) -> io::Result<Box<dyn Read + Send>>;
 }
 
 /// What a listing holds.
@@ -224,7 +227,9 @@ pub struct ListHow {
 /// A folder's entries, read a bounded part at a time: memory does not grow
 /// with the folder. No order is promised: a local folder comes in the
 /// order the file system returns, an object store in key order.
-pub type Entries<'a> = Box<dyn Iterator<Item = StoreResult<Entry>> + 'a>;
+/// It owns what it reads from, so that a listing's reply can outlive the
+/// request that began it.
+pub type Entries = Box<dyn Iterator<Item = StoreResult<Entry>> + Send>;
 
 /// Grants the partial upload with this key to the sweeper, for as long as
 /// the returned guard lives; `None` while a connection runs it.
@@ -244,7 +249,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     ///
     /// Fails at once when the folder cannot be listed; a failure later on
     /// comes as an item.
-    fn list(&self, at: Place, how: ListHow) -> StoreResult<Entries<'_>>;
+    fn list(&self, at: Place, how: ListHow) -> StoreResult<Entries>;
     /// Creates the folder `at` and any missing parents; fails with
     /// [`StoreError::Exists`] when it was there.
     fn make_folder(&self, at: Place) -> StoreResult<()>;

@@ -59,6 +59,9 @@ fn the_client_lists_a_folder_bigger_than_any_frame() {
     }
 }
 
+/// What the log says of a reply its peer did not read in time.
+const CUT_OFF: &str = "connection dropped: the peer did not take the whole reply within 4 s";
+
 #[test]
 fn readers_that_never_read_hold_a_page_each_until_the_deadline() {
     let sb = Sandbox::new();
@@ -90,19 +93,13 @@ fn readers_that_never_read_hold_a_page_each_until_the_deadline() {
         peak = peak.max(status_kib(pid, "VmRSS"));
         assert!(peak <= RSS_LIMIT_KIB, "server RSS reached {peak} KiB");
         let log = server.log_text();
-        // The other client's ls is one of the ok ones.
-        log.matches("ls  aborted").count() + log.matches("ls ok").count() == stalled.len() + 1
+        // The other client's listing is one of those sent.
+        log.matches(CUT_OFF).count() + log.matches("reply sent").count() == stalled.len() + 1
     });
     let log = server.log_text();
     assert!(all_ended, "not every stalled ls ended:\n{log}");
-    let aborted = log.matches("ls  aborted after").count();
+    let aborted = log.matches(CUT_OFF).count();
     assert!(aborted >= stalled.len() / 2, "{aborted} aborted:\n{log}");
-    assert_eq!(
-        log.matches("the peer did not take the whole reply within 4 s")
-            .count(),
-        2 * aborted,
-        "{log}"
-    );
     let took = started.elapsed();
     assert!(took < Duration::from_secs(30), "{took:?}");
     assert!(server.is_running());

@@ -1,15 +1,15 @@
-//! Download: a `ready` reply, the bytes from the asked offset, and the
-//! digest of the whole file.
+//! Download: a `ready` reply, then, as the peer reads, the bytes from the
+//! asked offset and the digest of the whole file (a [`FileBody`]).
 
 use super::store_refusal;
 use crate::error::{Error, Result};
-use crate::io::digest::Digester;
-use crate::io::pump::{hash_prefix, relay, PumpError};
+use crate::io::pump::hash_prefix;
 use crate::net::Transport;
+use crate::server::reply::FileBody;
 use crate::server::session::{refuse, Outcome, Session};
 use crate::storage::{Place, StoredFile};
 use crate::wire::frame;
-use crate::wire::message::{Digest, ErrorCode, ErrorReply, GetReady, GetRequest, Reply};
+use crate::wire::message::{ErrorCode, ErrorReply, GetReady, GetRequest, Reply};
 
 impl Session<'_> {
     pub(crate) fn get<S: Transport>(&mut self, req: GetRequest, s: &mut S) -> Result<Outcome> {
@@ -29,7 +29,7 @@ impl Session<'_> {
             }),
         )?;
         let reading = |e| Error::io("reading the file", e);
-        // A digest the store recorded spares hashing the file (and, for a
+        // A digest the store kept spares hashing the file (and, for a
         // resumed download, reading its first part at all).
         let known = file.digest();
         let mut hasher = known.is_none().then(blake3::Hasher::new);
@@ -37,24 +37,17 @@ impl Session<'_> {
             let mut prefix = file.read_from(0).map_err(reading)?;
             hash_prefix(&mut prefix, req.offset, h)?;
         }
-        let body = filesize - req.offset;
-        let mut rest = file.read_from(req.offset).map_err(reading)?;
-        let mut hasher = hasher.map(|h| Digester::new(h, body));
-        relay(&mut rest, s, body, hasher.as_mut(), |_| {}).map_err(|e| match e {
-            // The file shrank under us: the promised length cannot be kept.
-            PumpError::Source(e) => e,
-            PumpError::Sink(e) => Error::io("sending file data", e),
-        })?;
-        let digest = known.unwrap_or_else(|| hasher.unwrap_or_default().finalize());
-        let blake3 = digest.to_hex().to_string();
-        frame::write_json(s, &Digest { blake3 })?;
-        self.ctx.metrics.bytes_out.inc_by(body);
+        let len = filesize - req.offset;
+        let rest = file.into_reader(req.offset).map_err(reading)?;
+        let metrics = self.ctx.metrics.clone();
+        let body = FileBody::new(rest, len, known, hasher, metrics);
         let from = if req.offset > 0 {
             format!(" from {}", req.offset)
         } else {
             String::new()
         };
-        Ok(Outcome::ok(format!("sent {filesize} bytes{from}"), body))
+        let sending = format!("sending {filesize} bytes{from}");
+        Ok(Outcome::ok(sending, len).with_body(Box::new(body)))
     }
 
     /// Opens the file a get asks for and checks its offset.

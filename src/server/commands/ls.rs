@@ -1,36 +1,26 @@
 //! `ls`: a folder's listing, sent in pages as the store reads it, so that
 //! the memory a reply holds is one page whatever the folder holds, and a
-//! peer that does not read it is dropped at the reply's deadline.
-
-use std::io::Write;
+//! peer that does not read it holds no thread and is dropped at the
+//! reply's deadline.
 
 use super::{bad_name, store_refusal};
-use crate::error::{Error, Result};
-use crate::io::deadline::ReplyWriter;
+use crate::error::Result;
 use crate::net::Transport;
+use crate::server::reply::ListingBody;
 use crate::server::session::{refuse, Outcome, Session};
-use crate::storage::{Entries, ListHow, Place, StoreError};
-use crate::wire::listing::{PageBuilder, PageEnd, PAGE_BUDGET, SINGLE_BUDGET};
+use crate::storage::{ListHow, Place};
+use crate::wire::listing::{PAGE_BUDGET, SINGLE_BUDGET};
 use crate::wire::message::LsRequest;
 use crate::wire::names::resolve_folder;
-
-/// What one listing sent, for the log.
-#[derive(Default)]
-struct Sent {
-    entries: u64,
-    frames: u64,
-    bytes: u64,
-}
 
 impl Session<'_> {
     /// Lists a folder (the current one unless the request names another),
     /// and with `recursive` all below it: in pages when the client asked
     /// for them, else in one frame that stops at [`SINGLE_BUDGET`] and says
     /// it was truncated, which is all a client that predates pages can
-    /// read.
+    /// read. The pages go out as the peer reads them (a [`ListingBody`]).
     ///
-    /// Fails when the connection breaks or the reply's deadline passes;
-    /// the stream is then out of step and the connection closes.
+    /// Fails when the refusal cannot be sent.
     pub(crate) fn ls<S: Transport>(&self, req: &LsRequest, stream: &mut S) -> Result<Outcome> {
         let folder = match &req.path {
             Some(path) => match resolve_folder(&self.cwd, path) {
@@ -43,73 +33,18 @@ impl Session<'_> {
             recursive: req.recursive,
             digests: req.digests,
         };
-        let pages = req.pages;
         let entries = match self.ctx.store.list(Place::new(&self.home, &folder), how) {
             Ok(entries) => entries,
             Err(e) => return refuse(stream, store_refusal(e, "")),
         };
-        let mut out = ReplyWriter::new(stream, self.ctx.reply_timeout);
-        let budget = if pages { PAGE_BUDGET } else { SINGLE_BUDGET };
-        let mut sent = Sent::default();
-        match send_pages(entries, budget, pages, &mut out, &mut sent)? {
-            None => Ok(Outcome::ok(
-                match sent.frames {
-                    1 => format!("{} entries in 1 frame", sent.entries),
-                    n => format!("{} entries in {n} frames", sent.entries),
-                },
-                sent.bytes,
-            )),
-            // The pages already sent stand; the error frame ends them.
-            Some(e) => refuse(&mut out, store_refusal(e, "")),
-        }
-    }
-}
-
-/// Sends `entries` in pages of `budget` bytes; without `pages`, only the
-/// first page, marked truncated if the folder held more. Returns the
-/// store's error when reading the folder failed part way, for the caller
-/// to send in place of the next page.
-///
-/// Fails when the writer does.
-fn send_pages(
-    entries: Entries,
-    budget: usize,
-    pages: bool,
-    out: &mut impl Write,
-    sent: &mut Sent,
-) -> Result<Option<StoreError>> {
-    let mut page = PageBuilder::new(budget);
-    let mut end = PageEnd::Last;
-    for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => return Ok(Some(e)),
+        let budget = if req.pages {
+            PAGE_BUDGET
+        } else {
+            SINGLE_BUDGET
         };
-        let Err(entry) = page.push(entry) else {
-            continue;
-        };
-        if !pages {
-            end = PageEnd::Truncated;
-            break;
-        }
-        send(out, &mut page, PageEnd::More, sent)?;
-        // An empty page takes any entry.
-        let _ = page.push(entry);
+        let body = ListingBody::new(entries, budget, req.pages);
+        Ok(Outcome::ok("listing", 0).with_body(Box::new(body)))
     }
-    send(out, &mut page, end, sent)?;
-    Ok(None)
-}
-
-/// Sends the page as one frame and empties it.
-fn send(out: &mut impl Write, page: &mut PageBuilder, end: PageEnd, sent: &mut Sent) -> Result<()> {
-    sent.entries += page.len() as u64;
-    let frame = page.finish(end)?;
-    out.write_all(&frame)
-        .and_then(|()| out.flush())
-        .map_err(|e| Error::io("sending the listing", e))?;
-    sent.frames += 1;
-    sent.bytes += frame.len() as u64;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -72,6 +72,12 @@ pub(super) fn forget(file: &File) {
     let _ = rustix::fs::fremovexattr(file, ATTRIBUTE);
 }
 
+/// The digest kept for `file` as it is now, if there is one: what a
+/// download sends instead of hashing the file again.
+pub(super) fn kept_now(file: &File) -> Option<blake3::Hash> {
+    kept(file, Stamp::of(file).ok()?)
+}
+
 /// The digest kept for `file`, if it still fits the file.
 fn kept(file: &File, stamp: Stamp) -> Option<blake3::Hash> {
     let mut buf = [0u8; MAX_VALUE];

@@ -118,7 +118,7 @@ impl Store for DiskStore {
         self.folder(at).map(drop)
     }
 
-    fn list(&self, at: Place, how: ListHow) -> StoreResult<Entries<'_>> {
+    fn list(&self, at: Place, how: ListHow) -> StoreResult<Entries> {
         let tree = Tree::new(self.folder(at)?, how).map_err(StoreError::failed("listing"))?;
         Ok(Box::new(tree))
     }
@@ -290,6 +290,7 @@ impl Store for DiskStore {
             .map_err(StoreError::File)?;
         let meta = file.metadata().map_err(StoreError::failed("stat"))?;
         Ok(Box::new(DiskFile {
+            digest: digest::kept_now(&file),
             len: meta.len(),
             mtime: files::unix_secs(meta.modified().unwrap_or(UNIX_EPOCH)),
             mode: meta.permissions().mode() & 0o777,

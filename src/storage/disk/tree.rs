@@ -24,7 +24,7 @@ struct Level {
     /// The folder's path from the listed one, ending in `/` (empty at the
     /// top).
     prefix: String,
-    entries: Box<dyn Iterator<Item = io::Result<Found>>>,
+    entries: Box<dyn Iterator<Item = io::Result<Found>> + Send>,
 }
 
 impl Level {

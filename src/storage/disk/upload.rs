@@ -191,9 +191,15 @@ pub(super) struct DiskFile {
     pub(super) len: u64,
     pub(super) mtime: u64,
     pub(super) mode: u32,
+    /// The digest kept for it, when it still fits it.
+    pub(super) digest: Option<blake3::Hash>,
 }
 
 impl StoredFile for DiskFile {
+    fn digest(&self) -> Option<blake3::Hash> {
+        self.digest
+    }
+
     fn size(&self) -> u64 {
         self.len
     }
@@ -209,5 +215,10 @@ impl StoredFile for DiskFile {
     fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
         self.file.seek(SeekFrom::Start(offset))?;
         Ok(Box::new(&mut self.file))
+    }
+
+    fn into_reader(mut self: Box<Self>, offset: u64) -> io::Result<Box<dyn Read + Send>> {
+        self.file.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(self.file))
     }
 }

@@ -14,9 +14,9 @@ impl S3Store {
     /// A folder's entries (or all below it), with digests if asked for. A
     /// folder with nothing below it, not even its marker, is missing (the
     /// home excepted): the listing's first page tells.
-    pub(super) fn list_folder(&self, at: Place, how: ListHow) -> StoreResult<Entries<'_>> {
+    pub(super) fn list_folder(&self, at: Place, how: ListHow) -> StoreResult<Entries> {
         let prefix = self.folder_prefix(at);
-        let pages = listing::FolderPages::start(&self.client, prefix.clone(), how.recursive)
+        let pages = listing::FolderPages::start(self.client.clone(), prefix.clone(), how.recursive)
             .map_err(StoreError::failed("listing"))?;
         let Some(pages) = pages else {
             return match at.folder.is_empty() {
@@ -24,11 +24,13 @@ impl S3Store {
                 false => Err(missing(at)),
             };
         };
+        // The listing outlives this call (a reply sends it page by page).
+        let store = self.clone();
         Ok(Box::new(pages.map(move |listed| {
             let (mut entry, etag) = listed?;
             if let (true, Some(etag)) = (how.digests, etag) {
                 let object = format!("{prefix}{}", entry.name);
-                entry.blake3 = self
+                entry.blake3 = store
                     .digest_of(&object, &etag)
                     .map(|d| d.to_hex().to_string());
             }

@@ -23,8 +23,8 @@ use crate::wire::names::PARTIAL_DIR;
 pub(super) type Listed = (Entry, Option<String>);
 
 /// The entries of one folder (or of everything below it), page by page.
-pub(super) struct FolderPages<'s> {
-    client: &'s S3Client,
+pub(super) struct FolderPages {
+    client: S3Client,
     /// The folder's key prefix, ending in `/`.
     prefix: String,
     recursive: bool,
@@ -37,16 +37,16 @@ pub(super) struct FolderPages<'s> {
     open: Vec<String>,
 }
 
-impl<'s> FolderPages<'s> {
+impl FolderPages {
     /// Asks for the first page. Returns `None` when nothing at all is
     /// stored below `prefix`, not even a folder's marker.
     ///
     /// Fails when the store cannot be listed.
     pub(super) fn start(
-        client: &'s S3Client,
+        client: S3Client,
         prefix: String,
         recursive: bool,
-    ) -> std::io::Result<Option<FolderPages<'s>>> {
+    ) -> std::io::Result<Option<FolderPages>> {
         let first = client.list_page(&prefix, delimiter(recursive), None, PAGE)?;
         if first.contents.is_empty() && first.common_prefixes.is_empty() {
             return Ok(None);
@@ -150,7 +150,7 @@ fn folder(name: String, mtime: u64) -> Entry {
     }
 }
 
-impl Iterator for FolderPages<'_> {
+impl Iterator for FolderPages {
     type Item = StoreResult<Listed>;
 
     fn next(&mut self) -> Option<StoreResult<Listed>> {

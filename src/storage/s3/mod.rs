@@ -38,7 +38,7 @@ use usage::UsageCache;
 const PAGE: usize = 1000;
 
 /// A bucket (and a prefix in it) as a store.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct S3Store {
     client: S3Client,
     endpoint: String,
@@ -192,7 +192,7 @@ impl Store for S3Store {
     }
 
     /// See [`folders`].
-    fn list(&self, at: Place, how: ListHow) -> StoreResult<Entries<'_>> {
+    fn list(&self, at: Place, how: ListHow) -> StoreResult<Entries> {
         self.list_folder(at, how)
     }
 
@@ -431,6 +431,13 @@ impl StoredFile for S3File {
 
     /// A ranged GET; nothing is asked for at the very end.
     fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        if offset >= self.size {
+            return Ok(Box::new(io::empty()));
+        }
+        Ok(Box::new(self.client.get_from(&self.object, offset)?))
+    }
+
+    fn into_reader(self: Box<Self>, offset: u64) -> io::Result<Box<dyn Read + Send>> {
         if offset >= self.size {
             return Ok(Box::new(io::empty()));
         }
