@@ -371,7 +371,13 @@ fn park_reply(shared: &Arc<Shared>, mut conn: Conn) {
     if conn.replying.is_none() {
         conn.replying = Some(Running::new(shared));
     }
-    let at = conn.outbox.wake_at(shared.config.context.idle_timeout);
+    let ctx = &shared.config.context;
+    conn.outbox
+        .ensure_pace(|| Pace::new(ctx.reply_timeout, ctx.min_rate, 0));
+    let at = conn
+        .outbox
+        .wake_at()
+        .unwrap_or_else(|| Instant::now() + ctx.idle_timeout);
     drop(shared.park_writable(Waiting::Reply(conn), at));
 }
 
@@ -395,11 +401,7 @@ fn write_more(shared: &Arc<Shared>, mut conn: Conn) {
 /// reply goes on waiting if it keeps its pace.
 fn reply_stalled(shared: &Arc<Shared>, mut conn: Conn) {
     match conn.outbox.check_pace(Instant::now()) {
-        Ok(Some(_)) => park_reply(shared, conn),
-        Ok(None) => tracing::info!(
-            "connection dropped: the peer read none of its reply for {} s",
-            shared.config.context.idle_timeout.as_secs()
-        ),
+        Ok(()) => park_reply(shared, conn),
         Err(e) => tracing::info!("connection dropped: {e}"),
     }
 }

@@ -142,6 +142,8 @@ pub(crate) struct Outbox {
     /// Bytes sent since the reply began, for its pace.
     sent: u64,
     pace: Option<Pace>,
+    /// Whether the reply had a body, whose end the log tells.
+    had_body: bool,
 }
 
 impl Outbox {
@@ -154,6 +156,15 @@ impl Outbox {
     pub(crate) fn set_body(&mut self, body: Box<dyn Body>, pace: Pace) {
         self.body = Some(body);
         self.pace = Some(pace);
+        self.had_body = true;
+    }
+
+    /// Gives a reply that waits for its peer a pace, if it has none yet:
+    /// a short one must keep to the floor and the deadline too.
+    pub(crate) fn ensure_pace(&mut self, pace: impl FnOnce() -> Pace) {
+        if self.pace.is_none() {
+            self.pace = Some(pace());
+        }
     }
 
     /// Whether nothing waits to be sent or made.
@@ -161,21 +172,21 @@ impl Outbox {
         self.from == self.pending.len() && self.body.is_none()
     }
 
-    /// The pace of a reply that has a body, checked at `now`; `None` when
-    /// it has none. Fails as [`Pace::check`] does.
-    pub(crate) fn check_pace(&mut self, now: Instant) -> io::Result<Option<Instant>> {
+    /// Checks the reply's pace at `now`.
+    ///
+    /// Fails as [`Pace::check`] does.
+    pub(crate) fn check_pace(&mut self, now: Instant) -> io::Result<()> {
         let sent = self.sent;
         match &mut self.pace {
-            Some(pace) => pace.check(now, sent).map(|()| Some(pace.next_check())),
-            None => Ok(None),
+            Some(pace) => pace.check(now, sent),
+            None => Ok(()),
         }
     }
 
     /// When the poller must look at this reply again even if the socket
-    /// stays full: its pace's next check, or `idle` from now.
-    pub(crate) fn wake_at(&self, idle: Duration) -> Instant {
-        self.pace
-            .map_or_else(|| Instant::now() + idle, |p| p.next_check())
+    /// stays full: its pace's next check.
+    pub(crate) fn wake_at(&self) -> Option<Instant> {
+        self.pace.map(|p| p.next_check())
     }
 
     /// Sends what the transport takes without waiting; with `make`, the
@@ -228,7 +239,7 @@ impl Outbox {
     /// keeps none. The end of a long one is logged, since its command's
     /// line was written when it began.
     fn finished(&mut self) -> Progress {
-        if let Some(pace) = self.pace {
+        if let (Some(pace), true) = (self.pace, self.had_body) {
             let ms = pace.started.elapsed().as_millis();
             tracing::info!("reply sent: {} bytes in {ms} ms", self.sent);
         }

@@ -47,10 +47,6 @@ fn open_flood(addr: SocketAddr, stall: Stall) -> Vec<TcpStream> {
         .collect()
 }
 
-fn threads_of(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
-}
-
 /// Ten logins and listings from another address while `stall` floods the
 /// server from 127.0.0.1: median at most 100 ms, worst at most 1 s, and
 /// no thread per flooding connection.
@@ -101,20 +97,11 @@ fn stalled_large_headers_on_an_anonymous_server_do_not_slow_anyone_else() {
     user_is_served_during(Stall::LargeHeader, &["--anonymous"]);
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_parked_connection_holds_no_more_than_its_header_so_far() {
     let sb = Sandbox::new();
     let server = sb.start_server(&["-q", "--idle-timeout", "60"]);
-    let before = rss_kib(server.child.id());
+    let before = status_kib(server.child.id(), "VmRSS");
     // Logged-in users' requests that claim 64 KiB and send 60 KiB of it.
     let mut header = (frame::MAX_HEADER_LEN as i32).to_le_bytes().to_vec();
     header.push(b'{');
@@ -128,10 +115,10 @@ fn a_parked_connection_holds_no_more_than_its_header_so_far() {
         })
         .collect();
     assert!(wait_until(Duration::from_secs(10), || {
-        rss_kib(server.child.id()) >= before + (n as u64 * 50)
+        status_kib(server.child.id(), "VmRSS") >= before + (n as u64 * 50)
     }));
     std::thread::sleep(Duration::from_millis(300));
-    let per_conn = (rss_kib(server.child.id()) - before) / n as u64;
+    let per_conn = (status_kib(server.child.id(), "VmRSS") - before) / n as u64;
     assert!(
         per_conn <= 100,
         "{per_conn} KiB per connection parked with 60 KiB of a header"

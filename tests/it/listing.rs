@@ -28,16 +28,6 @@ fn fill_home(root: &Path) {
     }
 }
 
-/// A field of /proc/PID/status in KiB, such as `VmRSS` or `VmHWM`.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in:\n{status}"))
-}
-
 /// What the server may hold at most, whatever the folder and the readers.
 const RSS_LIMIT_KIB: u64 = 256 * 1024;
 

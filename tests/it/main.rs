@@ -27,5 +27,6 @@ mod s3_abuse;
 mod seed_programs;
 mod shutdown;
 mod slots;
+mod slow_readers;
 mod terminal;
 mod transfers;

@@ -6,10 +6,12 @@ pub mod elsewhere;
 pub mod garage;
 pub mod hostile;
 pub mod latency;
+pub mod process;
 pub mod relay;
 pub mod terminal;
 
 pub use elsewhere::login_and_list;
+pub use process::{fds_of, status_kib, threads_of};
 pub use terminal::{at_terminal, at_terminal_to};
 pub mod shared;
 

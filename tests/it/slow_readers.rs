@@ -1,0 +1,122 @@
+//! One account that asks and never reads: downloads, deep listings and
+//! pipelined requests whose replies it leaves in the socket. A reply waits
+//! in the poller for room, so the server's threads stay at its workers,
+//! its memory stays bounded, another user is served as if nothing
+//! happened, and every stalled reply ends at its rate floor.
+
+use std::fs;
+use std::io::Write;
+use std::time::Duration;
+
+use crate::support::*;
+use ftp::wire::frame;
+use serde_json::json;
+
+/// Downloads asked for and never read.
+const READERS: usize = 300;
+/// Connections that pipeline requests without reading a reply.
+const PIPELINERS: usize = 20;
+/// Requests each pipeliner sends (as many as the socket takes).
+const PIPELINED: usize = 10_000;
+/// Worker threads the server gets.
+const WORKERS: usize = 4;
+/// The window of the rate floor: 1 KiB/s over this many seconds.
+const WINDOW_SECS: u64 = 3;
+/// What the server may hold at most while it is attacked.
+const RSS_LIMIT_KIB: u64 = 256 * 1024;
+
+/// Threads the server may have: its workers, its pollers, and a few of
+/// its own (the accepting thread, the sweeper, the pool's watcher).
+fn thread_limit() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    WORKERS + cores.min(8) + 8
+}
+
+/// `n` connections that each ask for `big.bin` and read nothing.
+fn stalled_downloads(server: &ServerProcess, n: usize) -> Vec<Raw> {
+    (0..n)
+        .map(|_| {
+            let mut raw = Raw::login(server.addr, SECRET.as_bytes());
+            raw.send_json(&json!({"cmd":"get","filename":"big.bin"}));
+            raw
+        })
+        .collect()
+}
+
+/// `n` connections that each send [`PIPELINED`] requests, as many as the
+/// socket takes, and read nothing.
+fn stalled_pipelines(server: &ServerProcess, n: usize) -> Vec<Raw> {
+    let echo = frame::encode_json(&json!({"cmd":"echo","text":"x".repeat(1000)})).unwrap();
+    let burst: Vec<u8> = echo.repeat(PIPELINED);
+    (0..n)
+        .map(|_| {
+            let mut raw = Raw::login(server.addr, SECRET.as_bytes());
+            raw.stream
+                .set_write_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            // Stops when neither end's buffers take more.
+            let _ = raw.stream.write_all(&burst);
+            raw
+        })
+        .collect()
+}
+
+/// Ten logins and listings from another address: all served, median at
+/// most 100 ms, worst at most 1 s.
+fn another_user_is_served(server: &ServerProcess) {
+    let mut times: Vec<Duration> = (0..10)
+        .map(|i| login_and_list(server.addr).unwrap_or_else(|e| panic!("try {i}: {e}")))
+        .collect();
+    times.sort();
+    let (median, worst) = (times[5], times[9]);
+    assert!(
+        median <= Duration::from_millis(100) && worst <= Duration::from_secs(1),
+        "median {median:?}, worst {worst:?}: {times:?}"
+    );
+}
+
+#[test]
+fn replies_nobody_reads_hold_no_thread_and_end_at_the_floor() {
+    let sb = Sandbox::new();
+    fs::create_dir_all(sb.root()).unwrap();
+    fs::write(sb.root().join("big.bin"), pattern(8 << 20, 1)).unwrap();
+    let workers = WORKERS.to_string();
+    let window = WINDOW_SECS.to_string();
+    let server = sb.start_server(&[
+        "--workers",
+        &workers,
+        "--max-per-address",
+        "2000",
+        "--min-rate",
+        "1KiB",
+        "--min-rate-window",
+        &window,
+    ]);
+    let pid = server.child.id();
+    let downloads = stalled_downloads(&server, READERS);
+    let pipelines = stalled_pipelines(&server, PIPELINERS);
+    another_user_is_served(&server);
+    let threads = threads_of(pid);
+    let rss = status_kib(pid, "VmRSS");
+    eprintln!("under attack: {threads} threads, {rss} KiB resident");
+    assert!(threads <= thread_limit(), "{threads} threads");
+    assert!(rss <= RSS_LIMIT_KIB, "server RSS {rss} KiB");
+
+    // Each stalled reply ends at its floor: the first window's bytes went
+    // into the kernel's buffers, the next windows move nothing.
+    let ended = wait_until(Duration::from_secs(10 * WINDOW_SECS + 30), || {
+        server.log_text().matches("below the floor").count() >= READERS + PIPELINERS
+    });
+    let log = server.log_text();
+    let floors = log.matches("below the floor").count();
+    assert!(
+        ended,
+        "{floors} of {} replies ended at the floor",
+        READERS + PIPELINERS
+    );
+    let peak = status_kib(pid, "VmHWM");
+    eprintln!("peak {peak} KiB resident");
+    assert!(peak <= RSS_LIMIT_KIB, "server RSS peaked at {peak} KiB");
+    drop((downloads, pipelines));
+    another_user_is_served(&server);
+}
