@@ -21,6 +21,7 @@ use ftp::config::units::parse_size;
 use ftp::net::tls::{self, ServerIdentity};
 use ftp::server::accounts::Accounts;
 use ftp::server::context::Context;
+use ftp::server::descriptors::FdBudget;
 use ftp::server::quota::default_max_files;
 use ftp::server::uploads::UploadLocks;
 use ftp::server::{fit_to_fd_limit, Config, Server};
@@ -269,6 +270,7 @@ fn config(args: &Args, store: Arc<dyn Store>, accounts: Accounts, tls: ServerIde
                 .anonymous_max_files
                 .unwrap_or(default_max_files(args.anonymous_quota)),
             entry_gates: Default::default(),
+            fds: Arc::new(FdBudget::for_this_process()),
             min_rate: (args.min_rate > 0).then(|| {
                 (
                     args.min_rate,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::server::descriptors::FdBudget;
 use crate::server::metrics::Metrics;
 use crate::server::quota::EntryGates;
 use crate::server::uploads::UploadLocks;
@@ -34,4 +35,6 @@ pub struct Context {
     pub anonymous_max_files: u64,
     /// Where commands that add entries to a home pass one at a time.
     pub entry_gates: Arc<EntryGates>,
+    /// The descriptors replies may hold open, by account.
+    pub fds: Arc<FdBudget>,
 }

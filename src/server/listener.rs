@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
+use super::descriptors::{raise_open_file_limit, SPARE_FDS};
+
 /// Pending connections the kernel queues for us (capped by
 /// `net.core.somaxconn`). std's default of 128 drops bursts of clients.
 pub const LISTEN_BACKLOG: i32 = 4096;
@@ -22,28 +24,18 @@ pub(super) fn is_out_of_fds(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
-/// Descriptors kept free for the listener, logs, the users file, the
-/// sweeper and the like.
-const SPARE_FDS: u64 = 64;
-
 /// Raises the soft limit on open files to the hard one, and returns
-/// `wanted` connections, or fewer if the limit cannot hold them (each may
-/// hold a socket, a file and a duplicate of its socket for a takeover).
-/// Lowering a number the operator gave (`explicit`) is a warning; lowering
-/// the default is only noted.
+/// `wanted` connections, or fewer if the limit cannot hold them: their
+/// sockets get half of the descriptors after a reserve, and what replies
+/// hold open the other half ([`super::descriptors`]). Lowering a number
+/// the operator gave (`explicit`) is a warning; lowering the default is
+/// only noted.
 pub fn fit_to_fd_limit(wanted: usize, explicit: bool) -> usize {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
-        limit.current = limit.maximum;
-        if setrlimit(Resource::Nofile, limit).is_err() {
-            limit = getrlimit(Resource::Nofile);
-        }
-    }
-    let Some(open_files) = limit.current else {
+    let open_files = raise_open_file_limit();
+    if open_files == u64::MAX {
         return wanted;
-    };
-    let fits = usize::try_from(open_files.saturating_sub(SPARE_FDS) / 3).unwrap_or(usize::MAX);
+    }
+    let fits = usize::try_from(open_files.saturating_sub(SPARE_FDS) / 2).unwrap_or(usize::MAX);
     let fits = fits.max(1);
     if wanted <= fits {
         return wanted;

@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod commands;
 mod connection;
 pub mod context;
+pub mod descriptors;
 pub mod echo;
 pub mod hosts;
 mod intake;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::net::{writable_within, Transport};
 use crate::server::commands::store_refusal;
+use crate::server::descriptors::FdLease;
 use crate::server::metrics::Metrics;
 use crate::storage::{Entries, StoreError};
 use crate::wire::frame;
@@ -340,17 +341,19 @@ pub(crate) struct FileBody {
     known: Option<blake3::Hash>,
     trailer_sent: bool,
     metrics: std::sync::Arc<Metrics>,
+    /// The file's descriptor, counted against its account.
+    _lease: FdLease,
 }
 
 impl FileBody {
-    /// `len` bytes of `reader`, then the digest: `known`, or what
-    /// `hasher` makes of them.
+    /// `len` bytes of `reader`, then the digest: the one `known`, or what
+    /// the hasher makes of them.
     pub(crate) fn new(
         reader: Box<dyn Read + Send>,
         len: u64,
-        known: Option<blake3::Hash>,
-        hasher: Option<blake3::Hasher>,
+        (known, hasher): (Option<blake3::Hash>, Option<blake3::Hasher>),
         metrics: std::sync::Arc<Metrics>,
+        lease: FdLease,
     ) -> FileBody {
         FileBody {
             reader,
@@ -359,6 +362,7 @@ impl FileBody {
             known,
             trailer_sent: false,
             metrics,
+            _lease: lease,
         }
     }
 }
@@ -420,16 +424,19 @@ pub(crate) struct ListingBody {
     /// truncated.
     pages: bool,
     done: bool,
+    /// The folders' descriptors, counted against the account.
+    _lease: FdLease,
 }
 
 impl ListingBody {
     /// `entries` in pages of `budget` bytes.
-    pub(crate) fn new(entries: Entries, budget: usize, pages: bool) -> ListingBody {
+    pub(crate) fn new(entries: Entries, budget: usize, pages: bool, lease: FdLease) -> Self {
         ListingBody {
             entries,
             page: PageBuilder::new(budget),
             pages,
             done: false,
+            _lease: lease,
         }
     }
 

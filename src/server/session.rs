@@ -14,6 +14,7 @@ use crate::net::Transport;
 use crate::server::accounts::Account;
 use crate::server::commands::store_refusal;
 use crate::server::context::Context;
+use crate::server::descriptors::FdLease;
 use crate::server::reply::{Body, Outbox, Pace};
 use crate::wire::frame::{self, MAX_HEADER_LEN};
 use crate::wire::message::{parse_request, ErrorCode, ErrorReply, Reply, Request, RequestError};
@@ -166,6 +167,21 @@ impl<'a> Session<'a> {
             outbox.drive_to_end(stream, self.ctx.idle_timeout)?;
         }
         Ok(handled.flow)
+    }
+
+    /// Takes `n` of the descriptors replies may hold, for this account.
+    ///
+    /// Fails with a `busy` reply when its share, or the server's pool, is
+    /// held.
+    pub(crate) fn lease_fds(&self, n: usize) -> Result<FdLease, ErrorReply> {
+        let account = match self.anonymous {
+            true => "\0anonymous".to_string(),
+            false => self.home.join("/"),
+        };
+        self.ctx
+            .fds
+            .take(&account, n)
+            .map_err(|e| ErrorReply::new(ErrorCode::Busy, e.to_string()))
     }
 
     /// The folder the session is in, to carry to the next command.

@@ -120,3 +120,77 @@ fn replies_nobody_reads_hold_no_thread_and_end_at_the_floor() {
     drop((downloads, pipelines));
     another_user_is_served(&server);
 }
+
+/// The attacker's secret; the other user logs in with [`SECRET`].
+const MALLORY: &str = "mallory's own long secret";
+/// The open-file limit the server runs under in the descriptor test.
+const NOFILE: usize = 4096;
+/// Recursive listings the attacker leaves unread.
+const LISTINGS: usize = 40;
+
+/// Two accounts: `alice` (whose secret is [`SECRET`], as the other
+/// address's user logs in with) and `mallory`.
+fn two_accounts(sb: &Sandbox) -> String {
+    let users = sb.path().join("users.toml");
+    fs::write(
+        &users,
+        format!(
+            "[[user]]\nname = \"alice\"\nsecret = \"{SECRET}\"\n\n\
+             [[user]]\nname = \"mallory\"\nsecret = \"{MALLORY}\"\n"
+        ),
+    )
+    .unwrap();
+    users.to_string_lossy().into_owned()
+}
+
+/// A 32-level folder in `home` with `names` long names at the bottom.
+fn deep_tree(home: &std::path::Path, names: usize) {
+    let mut deep = home.to_path_buf();
+    for level in 0..31 {
+        deep.push(format!("level-{level:02}"));
+    }
+    fs::create_dir_all(&deep).unwrap();
+    for i in 0..names {
+        fs::File::create(deep.join(format!("{i:05}-{}", "n".repeat(180)))).unwrap();
+    }
+}
+
+#[test]
+fn unread_deep_listings_of_one_account_stop_at_its_share_of_descriptors() {
+    assert!(require("prlimit", has_prlimit()));
+    let sb = Sandbox::new();
+    let users = two_accounts(&sb);
+    deep_tree(&sb.root().join("mallory"), 10_000);
+    fs::create_dir_all(sb.root().join("alice")).unwrap();
+    let nofile = format!("--nofile={NOFILE}");
+    let server = ServerProcess::start_under(
+        &sb,
+        &["prlimit", &nofile, "--"],
+        &["--users", &users, "--max-per-address", "2000"],
+        None,
+    );
+    let pid = server.child.id();
+    let mut busy = 0;
+    let stalled: Vec<Raw> = (0..LISTINGS)
+        .map(|_| {
+            let mut raw = Raw::login(server.addr, MALLORY.as_bytes());
+            raw.send_json(&json!({"cmd":"ls","recursive":true,"pages":true}));
+            // The first frame: a page, or the refusal; the rest is left.
+            let first = raw.reply().expect("a first frame");
+            if first["code"] == "busy" {
+                assert!(
+                    first["message"].as_str().unwrap().contains("open files"),
+                    "{first}"
+                );
+                busy += 1;
+            }
+            raw
+        })
+        .collect();
+    let fds = fds_of(pid);
+    eprintln!("{busy} of {LISTINGS} listings refused; the server holds {fds} descriptors");
+    assert!(busy > 0 && busy < LISTINGS, "{busy} refused");
+    assert!(fds < NOFILE / 2, "{fds} descriptors open");
+    another_user_is_served(&server);
+    drop(stalled);
+}

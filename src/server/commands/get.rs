@@ -13,6 +13,11 @@ use crate::wire::message::{ErrorCode, ErrorReply, GetReady, GetRequest, Reply};
 
 impl Session<'_> {
     pub(crate) fn get<S: Transport>(&mut self, req: GetRequest, s: &mut S) -> Result<Outcome> {
+        // The file stays open while the peer reads it.
+        let lease = match self.lease_fds(1) {
+            Ok(lease) => lease,
+            Err(reply) => return refuse(s, reply),
+        };
         let mut file = match self.open_download(&req) {
             Ok(file) => file,
             Err(reply) => return refuse(s, reply),
@@ -40,7 +45,7 @@ impl Session<'_> {
         let len = filesize - req.offset;
         let rest = file.into_reader(req.offset).map_err(reading)?;
         let metrics = self.ctx.metrics.clone();
-        let body = FileBody::new(rest, len, known, hasher, metrics);
+        let body = FileBody::new(rest, len, (known, hasher), metrics, lease);
         let from = if req.offset > 0 {
             format!(" from {}", req.offset)
         } else {

@@ -11,7 +11,11 @@ use crate::server::session::{refuse, Outcome, Session};
 use crate::storage::{ListHow, Place};
 use crate::wire::listing::{PAGE_BUDGET, SINGLE_BUDGET};
 use crate::wire::message::LsRequest;
-use crate::wire::names::resolve_folder;
+use crate::wire::names::{resolve_folder, MAX_PATH_DEPTH};
+
+/// Descriptors a listing holds for each level of folders it is in: the
+/// folder's handle, a second for reading it, and the reader's own.
+const FDS_PER_LEVEL: usize = 3;
 
 impl Session<'_> {
     /// Lists a folder (the current one unless the request names another),
@@ -33,6 +37,12 @@ impl Session<'_> {
             recursive: req.recursive,
             digests: req.digests,
         };
+        // Taken before the store opens anything.
+        let levels = if req.recursive { MAX_PATH_DEPTH } else { 1 };
+        let lease = match self.lease_fds(levels * FDS_PER_LEVEL) {
+            Ok(lease) => lease,
+            Err(reply) => return refuse(stream, reply),
+        };
         let entries = match self.ctx.store.list(Place::new(&self.home, &folder), how) {
             Ok(entries) => entries,
             Err(e) => return refuse(stream, store_refusal(e, "")),
@@ -42,7 +52,7 @@ impl Session<'_> {
         } else {
             SINGLE_BUDGET
         };
-        let body = ListingBody::new(entries, budget, req.pages);
+        let body = ListingBody::new(entries, budget, req.pages, lease);
         Ok(Outcome::ok("listing", 0).with_body(Box::new(body)))
     }
 }
