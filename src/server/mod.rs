@@ -53,6 +53,11 @@ use crate::wire::message::{ErrorCode, ErrorReply, Reply};
 /// touched, so this bounds the worst case without costing idle connections.
 pub const THREAD_STACK: usize = 512 * 1024;
 
+/// Threads the worker pool may add past `--workers` while every worker is
+/// held (by uploads whose bodies come slowly, within `--min-rate`): room
+/// for other users' requests, and a bound. Replies never hold a worker.
+pub const EXTRA_WORKERS: usize = 16;
+
 /// Most poller threads, whatever the number of cores.
 const MAX_POLLERS: usize = 8;
 
@@ -198,7 +203,7 @@ impl Server {
         let anonymous = config.anonymous_quota.is_some();
         let listener = listen(addr, anonymous, config.context.idle_timeout)
             .map_err(|e| Error::io(format!("listening on {addr}"), e))?;
-        let workers = Workers::new(THREAD_STACK, config.workers, config.max_connections);
+        let workers = Workers::new(THREAD_STACK, config.workers, config.workers + EXTRA_WORKERS);
         let shared = Arc::new(Shared::new(config, workers));
         let cores = thread::available_parallelism().map_or(1, |n| n.get());
         let pollers = (0..cores.min(MAX_POLLERS))

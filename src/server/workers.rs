@@ -8,7 +8,8 @@
 //! on a slow peer (a long upload, a TLS handshake), and if every worker
 //! blocks, queued jobs would wait for them. So when the queue has not
 //! moved for [`STALL`], the pool grows, as .NET's thread pool does when it
-//! sees starvation; the extra threads leave once idle.
+//! sees starvation, up to a fixed bound; the extra threads leave once
+//! idle.
 
 use std::collections::VecDeque;
 use std::io;

@@ -337,11 +337,6 @@ fn fail_seven_logins(server: &ServerProcess) {
     ));
 }
 
-/// Threads of a process now.
-fn threads_of(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
-}
-
 #[test]
 fn clients_that_never_answer_the_challenge_hold_no_worker() {
     let sb = Sandbox::new();
