@@ -27,5 +27,6 @@ mod s3_abuse;
 mod seed_programs;
 mod shutdown;
 mod slots;
+mod startup;
 mod terminal;
 mod transfers;
