@@ -390,9 +390,15 @@ mod tests {
                 })
                 .collect();
             let made: Vec<_> = racers.into_iter().map(|t| t.join().unwrap()).collect();
-            let prints: Vec<_> = made.iter().map(|m| m.as_ref().unwrap().fingerprint).collect();
+            let prints: Vec<_> = made
+                .iter()
+                .map(|m| m.as_ref().unwrap().fingerprint)
+                .collect();
             assert!(prints.iter().all(|p| *p == prints[0]), "{prints:?}");
-            assert_eq!(made.iter().filter(|m| m.as_ref().unwrap().created).count(), 1);
+            assert_eq!(
+                made.iter().filter(|m| m.as_ref().unwrap().created).count(),
+                1
+            );
         }
     }
 

@@ -10,6 +10,7 @@ mod support;
 mod accounts;
 mod batches;
 mod client_basics;
+mod config_file;
 mod conveniences;
 mod core;
 mod encryption;
