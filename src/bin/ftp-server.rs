@@ -20,6 +20,7 @@ use ftp::config::server::flags::ServerFlags;
 use ftp::config::server::settings::Settings;
 use ftp::net::tls::{self, ServerIdentity};
 use ftp::server::accounts::Accounts;
+use ftp::server::reload::Reloads;
 use ftp::server::Server;
 use ftp::storage;
 use ftp::Result;
@@ -103,6 +104,12 @@ fn run(args: Args) -> Result<()> {
         let bound = server.serve_metrics(at)?;
         tracing::info!("metrics on {bound}");
     }
+    Reloads {
+        book: server.accounts(),
+        users: settings.users.clone(),
+        anonymous: settings.anonymous,
+    }
+    .start(|_| {})?;
     let addr = server.local_addr()?;
     announce(&tls, addr, &secret_place);
     // Scripts and tests read the real port from this first line.

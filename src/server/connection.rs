@@ -18,8 +18,9 @@ use crate::server::echo::{self, Echoed};
 use crate::server::intake::{pull, start_echo, Pulled};
 use crate::server::login::{Identity, LoggedIn, LoginContext, Next, Pending};
 use crate::server::poller::Parkable;
-use crate::server::session::{Flow, Session};
+use crate::server::session::{send_error, Flow, Session};
 use crate::wire::frame::Incoming;
+use crate::wire::message::{ErrorCode, ErrorReply};
 
 /// Most bytes a refused peer may still send while its refusal is read.
 const DRAIN_LIMIT: usize = 64 * 1024;
@@ -84,6 +85,8 @@ pub(super) struct LoggingIn {
 pub(super) struct Conn {
     pub(super) transport: Box<dyn Transport>,
     identity: Identity,
+    /// The account's name, looked up afresh for each request.
+    user: Option<String>,
     pub(super) incoming: Incoming,
     /// A plaintext login whose first bytes may be the seed's raw echo.
     pub(super) sniffing: bool,
@@ -173,7 +176,7 @@ fn login_context(shared: &Shared, ip: IpAddr) -> LoginContext<'_> {
     LoginContext {
         config: &shared.config,
         backoff: &shared.backoff,
-        keys: &shared.answer_keys,
+        roster: shared.accounts.current(),
         ip,
     }
 }
@@ -219,6 +222,7 @@ impl Conn {
             transport: logged_in.transport,
             sniffing: matches!(logged_in.identity, Identity::Plaintext(_)),
             identity: logged_in.identity,
+            user: logged_in.user,
             incoming: logged_in.incoming,
             text_since: None,
             header_deadline: Instant::now() + shared.config.context.idle_timeout,
@@ -327,10 +331,11 @@ fn with_session(
 ) -> Result<Flow> {
     let config = &shared.config;
     let anonymous;
+    let roster = shared.accounts.current();
     let mut session = match conn.identity {
-        Identity::Tls(i) | Identity::Plaintext(i) => match config.accounts.get(i) {
+        Identity::Tls(_) | Identity::Plaintext(_) => match roster.find(conn.user.as_deref()) {
             Some(account) => Session::new(&config.context, account),
-            None => return Ok(Flow::Close),
+            None => return removed(conn),
         },
         Identity::Anonymous => {
             anonymous = Account::anonymous(config.anonymous_quota.unwrap_or(0));
@@ -347,6 +352,20 @@ fn with_session(
     let flow = f(&mut session, &mut conn.transport);
     conn.cwd = session.into_cwd();
     flow
+}
+
+/// The connection's account was removed by a reload: the client is told
+/// so, and the connection ends.
+fn removed(conn: &mut Conn) -> Result<Flow> {
+    let name = conn.user.as_deref().unwrap_or("(shared secret)");
+    tracing::info!("closed: account {name} was removed from the users file");
+    let why =
+        format!("your account {name} was removed from this server; ask its operator for a new one");
+    let _ = send_error(
+        &mut conn.transport,
+        ErrorReply::new(ErrorCode::AuthFailed, why),
+    );
+    Ok(Flow::Close)
 }
 
 /// Counts a connection as running (in a worker) while it lives.

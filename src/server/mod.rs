@@ -17,6 +17,7 @@ pub mod login;
 pub mod metrics;
 pub mod poller;
 pub mod quota;
+pub mod reload;
 pub mod session;
 pub mod uploads;
 pub mod workers;
@@ -35,7 +36,7 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::net::readable_within;
 use crate::net::tls::ServerIdentity;
-use crate::server::accounts::Accounts;
+use crate::server::accounts::{AccountBook, Accounts};
 use crate::server::connection::{Arrival, Queued, Waiting};
 use crate::server::context::Context;
 use crate::server::hosts::{host_key, Backoff, RefusalLog, Turns};
@@ -43,7 +44,6 @@ pub use crate::server::listener::{fit_to_fd_limit, LISTEN_BACKLOG};
 use crate::server::listener::{is_out_of_fds, listen, open_spare_fd};
 use crate::server::poller::Poller;
 use crate::server::workers::Workers;
-use crate::wire::auth::AnswerKeys;
 use crate::wire::frame;
 use crate::wire::message::{ErrorCode, ErrorReply, Reply};
 
@@ -121,14 +121,14 @@ struct Shared {
     turns: Turns<Queued>,
     /// When each host's refusals were last logged.
     refusals: RefusalLog,
-    /// The accounts' HMAC-MD5 keys, prepared once for checking answers.
-    answer_keys: AnswerKeys,
+    /// The accounts in force, which a reload replaces.
+    accounts: Arc<AccountBook>,
 }
 
 impl Shared {
     fn new(config: Config, workers: Workers) -> Shared {
         Shared {
-            answer_keys: AnswerKeys::new(config.accounts.secrets()),
+            accounts: Arc::new(AccountBook::new(config.accounts.clone())),
             backoff: Backoff::new(config.max_failed_logins, config.max_handshakes_per_second),
             turns: Turns::new(config.max_logins_per_address),
             config,
@@ -215,6 +215,11 @@ impl Server {
         self.listener
             .local_addr()
             .map_err(|e| Error::io("reading the bound address", e))
+    }
+
+    /// The accounts in force, for a reload to replace.
+    pub fn accounts(&self) -> Arc<AccountBook> {
+        self.shared.accounts.clone()
     }
 
     /// Serves the metrics on `addr` (port 0 picks one) from a thread of

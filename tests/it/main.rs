@@ -23,6 +23,7 @@ mod idle;
 mod limits;
 mod listing;
 mod quotas;
+mod reload;
 mod s3;
 mod s3_abuse;
 mod seed_programs;
