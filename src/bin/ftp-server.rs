@@ -16,13 +16,13 @@ use ftp::config::cli;
 use ftp::config::logging;
 use ftp::config::paths;
 use ftp::config::secret::{exposure_warning, server_secret, SecretSource, SECRET_ENV};
-use ftp::config::server::flags::ServerFlags;
+use ftp::config::server::flags::{ServerFlags, Size};
 use ftp::config::server::settings::Settings;
+use ftp::config::users::{self, NewUser};
 use ftp::net::tls::{self, ServerIdentity};
 use ftp::server::accounts::Accounts;
 use ftp::server::reload::Reloads;
 use ftp::server::Server;
-use ftp::storage;
 use ftp::Result;
 
 /// authenticated, encrypted file transfer server
@@ -59,6 +59,12 @@ enum About {
     },
     /// Print the man page (roff).
     Man,
+    /// Add, remove or list the accounts of the users file (--users, or
+    /// `users` in the config file). A running server picks the change up.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Print the settings in force (the config file and the flags over the
     /// defaults) as a config file, and exit.
     Config,
@@ -74,6 +80,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// What `ftp-server user` does.
+#[derive(Subcommand, Debug)]
+enum UserAction {
+    /// Add NAME with a new random secret, and print the line that user
+    /// runs to connect.
+    Add {
+        /// The user's name, also their home folder below the root.
+        name: String,
+        /// Bytes the user may store, e.g. 10GiB.
+        #[arg(long, value_name = "SIZE")]
+        quota: Option<Size>,
+        /// Files and folders the user may hold. [default: one per 4 KiB
+        /// of --quota, at least 1000]
+        #[arg(long, value_name = "N")]
+        max_files: Option<u64>,
+    },
+    /// Remove NAME; their files stay.
+    Remove {
+        /// The user's name.
+        name: String,
+    },
+    /// List the users with their quota, and the space and files their
+    /// homes hold now.
+    List,
+}
+
 fn run(args: Args) -> Result<()> {
     match &args.about {
         Some(About::Completions { shell }) => {
@@ -85,18 +117,15 @@ fn run(args: Args) -> Result<()> {
         _ => {}
     }
     let settings = Settings::gather(args.flags, args.config.as_deref())?;
-    if let Some(About::Config) = args.about {
-        return print(&settings.to_toml()?);
+    match args.about {
+        Some(About::Config) => return print(&settings.to_toml()?),
+        Some(About::User { action }) => return user(&settings, action),
+        _ => {}
     }
     logging::init(settings.verbosity, settings.log_format)?;
     let (accounts, secret_place) = load_accounts(&settings)?;
     let tls = identity(&settings)?;
-    let store = storage::open(
-        &settings.root,
-        settings.durable,
-        settings.modes(),
-        settings.upload_memory,
-    )?;
+    let store = settings.open_store()?;
     tracing::info!("files are kept in {}", store.describe());
     let config = settings.server_config(store, accounts, tls.clone());
     let server = Server::bind(settings.listen, config)?;
@@ -116,6 +145,41 @@ fn run(args: Args) -> Result<()> {
     print(&format!("listening on {addr}\n"))?;
     let stop = stop_on_signals()?;
     server.run(&stop, Duration::from_secs(settings.shutdown_grace))
+}
+
+/// `ftp-server user ...`.
+fn user(settings: &Settings, action: UserAction) -> Result<()> {
+    let path = settings.users.as_deref().ok_or_else(|| {
+        ftp::Error::Usage(
+            "no users file: pass --users FILE, or set users in the --config file".into(),
+        )
+    })?;
+    match action {
+        UserAction::Add {
+            name,
+            quota,
+            max_files,
+        } => {
+            let new = NewUser {
+                name,
+                quota: quota.map(|q| q.0),
+                max_files,
+            };
+            let secret = users::add(path, &new, settings.anonymous)?;
+            let cert = identity_dir(settings)?.join(tls::CERT_FILE);
+            let line =
+                users::client_line(&secret, settings.listen, tls::fingerprint_of_file(&cert));
+            print(&format!("{line}\n"))
+        }
+        UserAction::Remove { name } => users::remove(path, &name, settings.anonymous),
+        UserAction::List => {
+            let accounts = Accounts::load(path, settings.anonymous)?;
+            let store = settings.open_store()?;
+            let mut out = Vec::new();
+            users::list(&accounts, &*store, &mut out)?;
+            print(&String::from_utf8_lossy(&out))
+        }
+    }
 }
 
 /// Writes `text` to stdout at once.

@@ -10,3 +10,4 @@ pub mod secret;
 pub mod server;
 pub mod strength;
 pub mod units;
+pub mod users;

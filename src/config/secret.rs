@@ -244,16 +244,22 @@ fn create_secret_file(path: &Path) -> std::io::Result<Secret> {
     if let Some(dir) = dir {
         paths::create_private_dir(dir)?;
     }
-    let mut raw = [0u8; 32];
-    OsRng.fill_bytes(&mut raw);
-    let text = hex::encode(raw);
+    let text = random_secret_text();
     let staged = dir
         .unwrap_or(Path::new("."))
-        .join(format!(".secret-{}.new", hex::encode(&raw[..8])));
+        .join(format!(".secret-{}.new", &text[..16]));
     let written = write_private(&staged, text.as_bytes());
     let linked = written.and_then(|()| fs::hard_link(&staged, path));
     let _ = fs::remove_file(&staged);
     linked.map(|()| Secret(text.into_bytes()))
+}
+
+/// A new random secret: 32 bytes from the operating system, as 64 hex
+/// characters, so it can be pasted and typed.
+pub fn random_secret_text() -> String {
+    let mut raw = [0u8; 32];
+    OsRng.fill_bytes(&mut raw);
+    hex::encode(raw)
 }
 
 /// Writes `bytes` to a new file at `path`, mode exactly 0600, on disk.

@@ -32,3 +32,4 @@ mod slots;
 mod startup;
 mod terminal;
 mod transfers;
+mod user_command;

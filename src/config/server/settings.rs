@@ -255,12 +255,16 @@ impl Settings {
         Ok(text)
     }
 
-    /// How uploaded files and folders are made.
-    pub fn modes(&self) -> Modes {
-        match self.shared_files {
+    /// Opens the store at `root` as these settings say.
+    ///
+    /// Fails when the folder cannot be made or the object store is not
+    /// configured.
+    pub fn open_store(&self) -> Result<Arc<dyn Store>> {
+        let modes = match self.shared_files {
             true => Modes::SHARED,
             false => Modes::PRIVATE,
-        }
+        };
+        crate::storage::open(&self.root, self.durable, modes, self.upload_memory)
     }
 
     /// The server's configuration, with its store, accounts and identity.
