@@ -4,11 +4,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
-
-use signal_hook::consts::{SIGINT, SIGTERM};
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -20,9 +17,11 @@ use ftp::config::server::flags::{ServerFlags, Size};
 use ftp::config::server::settings::Settings;
 use ftp::config::users::{self, NewUser};
 use ftp::net::tls::{self, ServerIdentity};
+use ftp::server::accounts::AccountBook;
 use ftp::server::accounts::Accounts;
-use ftp::server::reload::Reloads;
-use ftp::server::Server;
+use ftp::server::{Bind, Server};
+use ftp::service::reload::Reloads;
+use ftp::service::systemd;
 use ftp::Result;
 
 /// authenticated, encrypted file transfer server
@@ -127,23 +126,31 @@ fn run(args: Args) -> Result<()> {
     let tls = identity(&settings)?;
     let store = settings.open_store()?;
     tracing::info!("files are kept in {}", store.describe());
-    let config = settings.server_config(store, accounts, tls.clone());
-    let server = Server::bind(settings.listen, config)?;
+    let book = Arc::new(AccountBook::new(accounts));
+    let config = settings.server_config(store, book.clone(), tls.clone());
+    let metrics = config.context.metrics.clone();
+    let at = match systemd::passed_listener()? {
+        Some(listener) => Bind::Passed(listener),
+        None => Bind::Addr(settings.listen),
+    };
+    let server = Server::bind(at, config)?;
     if let Some(at) = settings.metrics {
         let bound = server.serve_metrics(at)?;
         tracing::info!("metrics on {bound}");
     }
     Reloads {
-        book: server.accounts(),
+        book,
         users: settings.users.clone(),
         anonymous: settings.anonymous,
     }
-    .start(|_| {})?;
+    .start(systemd::reload_phase)?;
     let addr = server.local_addr()?;
     announce(&tls, addr, &secret_place);
+    let stop = systemd::stop_on_signals()?;
     // Scripts and tests read the real port from this first line.
     print(&format!("listening on {addr}\n"))?;
-    let stop = stop_on_signals()?;
+    systemd::ready(&metrics);
+    systemd::start_heartbeat(metrics)?;
     server.run(&stop, Duration::from_secs(settings.shutdown_grace))
 }
 
@@ -189,17 +196,6 @@ fn print(text: &str) -> Result<()> {
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
         .map_err(|e| ftp::Error::io("writing to stdout", e))
-}
-
-/// SIGTERM or SIGINT raise the flag: stop accepting, let running
-/// commands finish.
-fn stop_on_signals() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [SIGTERM, SIGINT] {
-        signal_hook::flag::register(signal, stop.clone())
-            .map_err(|e| ftp::Error::io("installing the signal handler", e))?;
-    }
-    Ok(stop)
 }
 
 /// What the man page says beyond the flags: the files and the environment.

@@ -176,7 +176,7 @@ fn login_context(shared: &Shared, ip: IpAddr) -> LoginContext<'_> {
     LoginContext {
         config: &shared.config,
         backoff: &shared.backoff,
-        roster: shared.accounts.current(),
+        roster: shared.config.accounts.current(),
         ip,
     }
 }
@@ -331,7 +331,7 @@ fn with_session(
 ) -> Result<Flow> {
     let config = &shared.config;
     let anonymous;
-    let roster = shared.accounts.current();
+    let roster = shared.config.accounts.current();
     let mut session = match conn.identity {
         Identity::Tls(_) | Identity::Plaintext(_) => match roster.find(conn.user.as_deref()) {
             Some(account) => Session::new(&config.context, account),

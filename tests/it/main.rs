@@ -30,6 +30,7 @@ mod seed_programs;
 mod shutdown;
 mod slots;
 mod startup;
+mod systemd;
 mod terminal;
 mod transfers;
 mod user_command;

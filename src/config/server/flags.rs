@@ -271,7 +271,10 @@ impl std::fmt::Display for Size {
             (1 << 20, "MiB"),
             (1 << 10, "KiB"),
         ];
-        match units.iter().find(|(n, _)| self.0 >= *n && self.0.is_multiple_of(*n)) {
+        match units
+            .iter()
+            .find(|(n, _)| self.0 >= *n && self.0.is_multiple_of(*n))
+        {
             Some((n, unit)) => write!(f, "{}{unit}", self.0 / n),
             None => write!(f, "{}", self.0),
         }

@@ -12,7 +12,7 @@ use crate::config::logging::{LogFormat, Verbosity};
 use crate::config::server::flags::{Listen, ServerFlags, Size};
 use crate::error::{Error, Result};
 use crate::net::tls::ServerIdentity;
-use crate::server::accounts::Accounts;
+use crate::server::accounts::AccountBook;
 use crate::server::context::Context;
 use crate::server::quota::default_max_files;
 use crate::server::uploads::UploadLocks;
@@ -272,7 +272,7 @@ impl Settings {
     pub fn server_config(
         &self,
         store: Arc<dyn Store>,
-        accounts: Accounts,
+        accounts: Arc<AccountBook>,
         tls: ServerIdentity,
     ) -> Config {
         let secs = Duration::from_secs;
