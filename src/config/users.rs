@@ -191,6 +191,13 @@ fn write(path: &Path, text: &str, anonymous: bool) -> Result<()> {
         .and_then(|mut f| {
             // The mode above is filtered by the umask.
             f.set_permissions(fs::Permissions::from_mode(0o600))?;
+            // Run as root for a server run as its own user, the file must
+            // stay that user's, or the server could no longer read it.
+            // Anyone else cannot give a file away, and need not.
+            if let Ok(old) = fs::metadata(path) {
+                use std::os::unix::fs::MetadataExt;
+                let _ = std::os::unix::fs::fchown(&f, Some(old.uid()), Some(old.gid()));
+            }
             f.write_all(text.as_bytes())?;
             f.sync_all()
         })
