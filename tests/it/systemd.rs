@@ -137,3 +137,88 @@ fn a_listener_passed_as_fd_3_is_served_and_connections_made_before_the_start_wai
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(server.is_running());
 }
+
+/// The shipped unit's ExecStart, run as systemd would (a notify socket,
+/// no terminal) with its config file path pointed at a temp dir: the
+/// command line the unit gives must start a server that says READY=1 and
+/// serves a user added with `ftp-server user add`.
+#[test]
+fn the_shipped_units_command_starts_a_server_that_serves_an_added_user() {
+    let sb = Sandbox::new();
+    let unit = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dist/ftp-server.service"
+    ))
+    .unwrap();
+    assert!(unit.lines().any(|l| l == "Type=notify"), "{unit}");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let config = sb.path().join("server.toml");
+    let users = sb.path().join("users.toml");
+    let server_bin = env!("CARGO_BIN_EXE_ftp-server");
+    let run = |args: &[&str]| {
+        let child = Command::new(server_bin)
+            .args(args)
+            .env("HOME", sb.home())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_output(child, CLIENT_LIMIT)
+    };
+    let root = sb.root().to_string_lossy().into_owned();
+    let written = run(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--root",
+        &root,
+        "--users",
+        users.to_str().unwrap(),
+        "config",
+    ]);
+    fs::write(&config, stdout(&written)).unwrap();
+    let added = run(&["--config", config.to_str().unwrap(), "user", "add", "alice"]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let secret = stdout(&added)
+        .trim_start_matches("FTP_SECRET=")
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let words: Vec<String> = exec
+        .split_whitespace()
+        .map(|w| match w {
+            "/usr/local/bin/ftp-server" => server_bin.to_string(),
+            "/etc/ftp-server/server.toml" => config.to_string_lossy().into_owned(),
+            other => other.to_string(),
+        })
+        .collect();
+    let notify = sb.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let log = sb.path().join("unit.log");
+    let mut child = Command::new(&words[0])
+        .args(&words[1..])
+        .env("HOME", sb.home())
+        .env("NOTIFY_SOCKET", &notify)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let addr = listening_addr(&mut child);
+    let server = ServerProcess {
+        child,
+        addr: addr.unwrap_or(([127, 0, 0, 1], 0).into()),
+        log,
+    };
+    assert!(addr.is_some(), "{}", server.log_text());
+    let ready = messages_until(&sock, Duration::from_secs(10), |m| !m.is_empty());
+    assert!(ready[0].starts_with("READY=1"), "{ready:?}");
+    let out = ClientRun::new(&sb, &server, &["ls"])
+        .env("FTP_SECRET", &secret)
+        .run();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
