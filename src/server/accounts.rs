@@ -377,7 +377,7 @@ mod tests {
         let changed = book.replace(
             parse(
                 "[[user]]\nname = \"carol\"\nsecret = \"c\"\n\
-                 [[user]]\nname = \"alice\"\nsecret = \"a2\"\nquota = 2048\nmax_files = 7\n",
+                 [[user]]\nname = \"alice\"\nsecret = \"a2\"\nquota = \"2KiB\"\nmax_files = 7\n",
             )
             .unwrap(),
         );

@@ -325,14 +325,29 @@ mod tests {
     #[test]
     fn printed_settings_load_back_to_the_same_settings() {
         for text in [
-            "",
-            "workers = 3\nmax-file-size = \"10MiB\"\nmetrics = \"127.0.0.1:0\"\nquiet = true\n",
-            "users = \"/etc/ftp/users.toml\"\nanonymous = true\nanonymous-quota = 1000\n",
+            "root = \"/srv/ftp\"\n",
+            "workers = 3\nmax-file-size = \"10MiB\"\nmetrics = \"127.0.0.1:0\"\nquiet = true\n\
+             root = \"s3://bucket/prefix\"\n",
+            "users = \"/etc/ftp/users.toml\"\nanonymous = true\nanonymous-quota = 1000\n\
+             root = \"/srv/ftp\"\n",
         ] {
             let settings = from_text(text).unwrap();
             let printed = settings.to_toml().unwrap();
             assert_eq!(from_text(&printed).unwrap(), settings, "{printed}");
         }
+    }
+
+    #[test]
+    fn relative_paths_are_printed_whole() {
+        let printed = from_text("root = \"files\"\ntls-dir = \"tls\"\n")
+            .unwrap()
+            .to_toml()
+            .unwrap();
+        let here = std::env::current_dir().unwrap();
+        let root = format!("root = \"{}\"", here.join("files").display());
+        let tls = format!("tls-dir = \"{}\"", here.join("tls").display());
+        assert!(printed.lines().any(|l| l == root), "{printed}");
+        assert!(printed.lines().any(|l| l == tls), "{printed}");
     }
 
     #[test]
