@@ -160,6 +160,7 @@ impl ServerIdentity {
 fn lock_folder(dir: &Path) -> Result<fs::File> {
     let path = dir.join(LOCK_FILE);
     let fail = |e: io::Error| Error::io(format!("locking {}", path.display()), e);
+    crate::config::paths::create_private_dir(dir).map_err(fail)?;
     let file = fs::OpenOptions::new()
         .write(true)
         .create(true)

@@ -38,8 +38,9 @@ pub struct Settings {
     pub secret_file: Option<PathBuf>,
     /// The users file, if there is one.
     pub users: Option<PathBuf>,
-    /// Most connections at once, before the open-file limit is applied.
-    pub max_connections: usize,
+    /// Most connections at once, before the open-file limit is applied;
+    /// `None` for the default, which is fitted to that limit quietly.
+    pub max_connections: Option<usize>,
     /// Worker threads.
     pub workers: usize,
     /// Most connections per address.
@@ -141,7 +142,7 @@ impl Settings {
             root: f.root.unwrap_or_else(|| "file_upload".into()),
             secret_file: f.secret_file,
             users: f.users,
-            max_connections: f.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS).max(1),
+            max_connections: f.max_connections.map(|n| n.max(1)),
             workers: f.workers.unwrap_or(64).max(1),
             max_per_address: f.max_per_address.unwrap_or(1_000).max(1),
             max_logins_per_address: f.max_logins_per_address.unwrap_or(16).max(1),
@@ -186,7 +187,7 @@ impl Settings {
             root: Some(self.root.clone()),
             secret_file: self.secret_file.clone(),
             users: self.users.clone(),
-            max_connections: Some(self.max_connections),
+            max_connections: self.max_connections,
             workers: Some(self.workers),
             max_per_address: Some(self.max_per_address),
             max_logins_per_address: Some(self.max_logins_per_address),
@@ -293,8 +294,8 @@ impl Settings {
             // The default is lowered quietly; a number the operator wrote,
             // with a warning.
             max_connections: fit_to_fd_limit(
-                self.max_connections,
-                self.max_connections != DEFAULT_MAX_CONNECTIONS,
+                self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+                self.max_connections.is_some(),
             ),
             workers: self.workers,
             max_per_address: self.max_per_address,
@@ -361,6 +362,7 @@ mod tests {
             "anonymous-max-files = 262144",
             "# metrics is not set",
             "# max-file-size is not set",
+            "# max-connections is not set",
         ] {
             assert!(
                 printed.lines().any(|l| l == line),
