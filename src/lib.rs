@@ -37,6 +37,7 @@ pub mod error;
 pub mod io;
 pub mod net;
 pub mod server;
+pub mod service;
 pub mod storage;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

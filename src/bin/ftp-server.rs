@@ -4,38 +4,25 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
-
 use clap::{CommandFactory, Parser, Subcommand};
 
-use ftp::config::address::parse_listen;
 use ftp::config::cli;
-use ftp::config::logging::{self, LogFormat, Verbosity};
+use ftp::config::logging;
 use ftp::config::paths;
 use ftp::config::secret::{exposure_warning, server_secret, SecretSource, SECRET_ENV};
-use ftp::config::units::parse_size;
+use ftp::config::server::flags::{ServerFlags, Size};
+use ftp::config::server::settings::Settings;
+use ftp::config::users::{self, NewUser};
 use ftp::net::tls::{self, ServerIdentity};
+use ftp::server::accounts::AccountBook;
 use ftp::server::accounts::Accounts;
-use ftp::server::context::Context;
-use ftp::server::descriptors::FdBudget;
-use ftp::server::quota::default_max_files;
-use ftp::server::uploads::UploadLocks;
-use ftp::server::{fit_to_fd_limit, Config, Server};
-use ftp::storage::Modes;
-use ftp::storage::{self, Store};
+use ftp::server::{Bind, Server};
+use ftp::service::reload::Reloads;
+use ftp::service::systemd;
 use ftp::Result;
-
-/// Connections served at once unless --max-connections says otherwise.
-const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-
-/// The default --reply-timeout in idle timeouts: room for a listing of
-/// tens of megabytes over a slow link, while a peer that reads nothing
-/// holds its worker thread for minutes, not for ever.
-const REPLY_TIMEOUTS_PER_IDLE: u64 = 5;
 
 /// authenticated, encrypted file transfer server
 ///
@@ -43,141 +30,19 @@ const REPLY_TIMEOUTS_PER_IDLE: u64 = 5;
 ///
 /// The secret comes from --secret-file, else $FTP_SECRET, else a per-user
 /// file that is created with a random secret on first start.
+///
+/// Every flag can also be set in a config file (--config FILE, TOML) under
+/// a key of the same name (`max-file-size = "10GiB"`); a flag given on the
+/// command line wins. `ftp-server config` prints the settings in force.
 #[derive(Parser, Debug)]
 #[command(name = "ftp-server", version, args_override_self = true)]
 struct Args {
-    /// Address to listen on: IP:PORT, [IPv6]:PORT, or PORT and :PORT for
-    /// every interface (0.0.0.0); an IP alone takes port 8080. Port 0
-    /// picks a free port.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR", value_parser = parse_listen)]
-    listen: SocketAddr,
-    /// Where uploads land: a folder (created if missing), or
-    /// s3://BUCKET[/PREFIX] for an S3-compatible object store, configured
-    /// by AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and
-    /// AWS_SECRET_ACCESS_KEY.
-    #[arg(
-        long,
-        default_value = "file_upload",
-        value_name = "FOLDER|s3://BUCKET[/PREFIX]"
-    )]
-    root: String,
-    /// Read the shared secret from this file (taken literally, one trailing
-    /// newline dropped).
-    #[arg(long, value_name = "PATH")]
-    secret_file: Option<PathBuf>,
-    /// Accounts file (TOML): one secret, home folder, quota and max_files
-    /// per user.
-    #[arg(long, value_name = "FILE", conflicts_with = "secret_file")]
-    users: Option<PathBuf>,
-    /// Most connections served at once; more are told the server is busy.
-    /// Lowered to what the open-file limit allows, with a log line.
-    /// [default: 10000]
-    #[arg(long, value_name = "N")]
-    max_connections: Option<usize>,
-    /// Threads for connections that are doing something (a login, a
-    /// command, a transfer); more such connections wait their turn. Idle
-    /// connections hold none. More are added only while all of these are
-    /// stuck on slow peers.
-    #[arg(long, default_value_t = 64, value_name = "N")]
-    workers: usize,
-    /// Most connections one address may hold (an IPv6 /64 counts as one).
-    #[arg(long, default_value_t = 1_000, value_name = "N")]
-    max_per_address: usize,
-    /// Most logins one address may have under way at once (an IPv6 /64
-    /// counts as one); its further connections wait for their turn. An
-    /// anonymous client's turn lasts until its first request is in.
-    #[arg(long, default_value_t = 16, value_name = "N")]
-    max_logins_per_address: usize,
-    /// Failed logins one address may make in a minute; after that it is
-    /// refused until the minute is over.
-    #[arg(long, default_value_t = 30, value_name = "N")]
-    max_failed_logins: u32,
-    /// TLS handshakes one address may start in a second, after a burst of
-    /// as many (each costs the server a key exchange and a signature,
-    /// whoever sends it); more wait their turn.
-    #[arg(long, default_value_t = ftp::server::hosts::HANDSHAKES_PER_SECOND, value_name = "N")]
-    max_handshakes_per_second: u32,
-    /// Drop a peer that sends nothing for this long, or takes this long for
-    /// the login or one header.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    idle_timeout: u64,
-    /// Close a connection whose peer has not read the whole of one reply
-    /// (a long listing, say) this long after it began.
-    /// [default: five times --idle-timeout]
-    #[arg(long, value_name = "SECS")]
-    reply_timeout: Option<u64>,
-    /// Drop an upload whose body comes slower than this (bytes per second,
-    /// e.g. 1KiB; 0 for no floor), averaged over --min-rate-window. Its
-    /// partial file stays for a resume.
-    #[arg(long, default_value = "1KiB", value_name = "RATE", value_parser = size)]
-    min_rate: u64,
-    /// The window --min-rate is averaged over.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    min_rate_window: u64,
-    /// On SIGTERM or SIGINT, how long running commands may take to finish
-    /// before the server exits anyway (their partial uploads stay).
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
-    shutdown_grace: u64,
-    /// Drop a peer that has not logged in this long after connecting.
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
-    login_timeout: u64,
-    /// Largest file accepted, e.g. 10GiB.
-    #[arg(long, value_name = "SIZE", value_parser = size)]
-    max_file_size: Option<u64>,
-    /// Refuse uploads whose name exists instead of replacing the file.
-    #[arg(long)]
-    no_overwrite: bool,
-    /// Make uploaded files (0644) and folders (0755) readable by every user
-    /// on this machine. Without it only the server's user can read them
-    /// (0600 and 0700).
-    #[arg(long)]
-    shared_files: bool,
-    /// Answer ok only after the file and its folder entry are on disk (fsync).
-    #[arg(long)]
-    durable: bool,
-    /// Delete partial uploads untouched for this many hours.
-    #[arg(long, default_value_t = 168, value_name = "HOURS")]
-    partial_ttl: u64,
-    /// Log more (each frame).
-    #[arg(short, long, conflicts_with = "quiet")]
-    verbose: bool,
-    /// Log nothing but errors.
-    #[arg(short, long)]
-    quiet: bool,
-    /// How log lines are written: text, or json (one object per line).
-    /// RUST_LOG, when set, picks what is logged.
-    #[arg(long, default_value = "text", value_name = "FORMAT")]
-    log_format: LogFormat,
-    /// Refuse the original protocol's plaintext login; serve only clients
-    /// that use TLS (ftp-client does by default).
-    #[arg(long)]
-    require_tls: bool,
-    /// Let clients that skip the login (the original FtpClient) upload into
-    /// ROOT/anonymous: put only, never replacing a file. Off by default.
-    #[arg(long)]
-    anonymous: bool,
-    /// Space the anonymous uploads may use together.
-    #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = size)]
-    anonymous_quota: u64,
-    /// Files the anonymous uploads may leave together, partial uploads
-    /// included. [default: one per 4 KiB of --anonymous-quota, at least
-    /// 1000]
-    #[arg(long, value_name = "N")]
-    anonymous_max_files: Option<u64>,
-    /// With an object store (--root s3://...): memory all uploads may hold
-    /// for their parts and small files together. One upload may hold a
-    /// quarter of it, one account's uploads (or all anonymous ones) half;
-    /// a file whose parts would not fit in a quarter is refused.
-    #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = size)]
-    upload_memory: u64,
-    /// Folder of the TLS certificate and key (created on first start).
-    /// Default: the per-user config folder, where local clients find it.
-    #[arg(long, value_name = "DIR")]
-    tls_dir: Option<PathBuf>,
-    /// Serve Prometheus metrics over HTTP on this address (port 0 picks a
-    /// free one; the log says which).
-    #[arg(long, value_name = "ADDR")]
-    metrics: Option<SocketAddr>,
+    /// Read settings from this TOML file, one key per flag; flags given
+    /// here win over it.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    flags: ServerFlags,
     #[command(subcommand)]
     about: Option<About>,
 }
@@ -193,10 +58,15 @@ enum About {
     },
     /// Print the man page (roff).
     Man,
-}
-
-fn size(s: &str) -> std::result::Result<u64, String> {
-    parse_size(s)
+    /// Add, remove or list the accounts of the users file (--users, or
+    /// `users` in the config file). A running server picks the change up.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Print the settings in force (the config file and the flags over the
+    /// defaults) as a config file, and exit.
+    Config,
 }
 
 fn main() -> ExitCode {
@@ -209,6 +79,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// What `ftp-server user` does.
+#[derive(Subcommand, Debug)]
+enum UserAction {
+    /// Add NAME with a new random secret, and print the line that user
+    /// runs to connect.
+    Add {
+        /// The user's name, also their home folder below the root.
+        name: String,
+        /// Bytes the user may store, e.g. 10GiB.
+        #[arg(long, value_name = "SIZE")]
+        quota: Option<Size>,
+        /// Files and folders the user may hold. [default: one per 4 KiB
+        /// of --quota, at least 1000]
+        #[arg(long, value_name = "N")]
+        max_files: Option<u64>,
+    },
+    /// Remove NAME; their files stay.
+    Remove {
+        /// The user's name.
+        name: String,
+    },
+    /// List the users with their quota, and the space and files their
+    /// homes hold now.
+    List,
+}
+
 fn run(args: Args) -> Result<()> {
     match &args.about {
         Some(About::Completions { shell }) => {
@@ -217,96 +113,89 @@ fn run(args: Args) -> Result<()> {
         Some(About::Man) => {
             return cli::man_page(Args::command(), &man_sections(), &mut std::io::stdout())
         }
-        None => {}
+        _ => {}
     }
-    let verbosity = match (args.quiet, args.verbose) {
-        (true, _) => Verbosity::Quiet,
-        (_, true) => Verbosity::Verbose,
-        _ => Verbosity::Normal,
-    };
-    logging::init(verbosity, args.log_format)?;
-    let (accounts, secret_place) = load_accounts(&args)?;
-    let tls = identity(&args)?;
-    let modes = match args.shared_files {
-        true => Modes::SHARED,
-        false => Modes::PRIVATE,
-    };
-    let store = storage::open(&args.root, args.durable, modes, args.upload_memory)?;
+    let settings = Settings::gather(args.flags, args.config.as_deref())?;
+    match args.about {
+        Some(About::Config) => return print(&settings.to_toml()?),
+        Some(About::User { action }) => return user(&settings, action),
+        _ => {}
+    }
+    logging::init(settings.verbosity, settings.log_format)?;
+    let (accounts, secret_place) = load_accounts(&settings)?;
+    let tls = identity(&settings)?;
+    let store = settings.open_store()?;
     tracing::info!("files are kept in {}", store.describe());
-    let config = config(&args, store, accounts, tls.clone());
-    let server = Server::bind(args.listen, config)?;
-    if let Some(at) = args.metrics {
+    let book = Arc::new(AccountBook::new(accounts));
+    let config = settings.server_config(store, book.clone(), tls.clone());
+    let metrics = config.context.metrics.clone();
+    let at = match systemd::passed_listener()? {
+        Some(listener) => Bind::Passed(listener),
+        None => Bind::Addr(settings.listen),
+    };
+    let server = Server::bind(at, config)?;
+    if let Some(at) = settings.metrics {
         let bound = server.serve_metrics(at)?;
         tracing::info!("metrics on {bound}");
     }
+    Reloads {
+        book,
+        users: settings.users.clone(),
+        anonymous: settings.anonymous,
+    }
+    .start(systemd::reload_phase)?;
     let addr = server.local_addr()?;
     announce(&tls, addr, &secret_place);
-    let mut stdout = std::io::stdout().lock();
+    let stop = systemd::stop_on_signals()?;
     // Scripts and tests read the real port from this first line.
-    writeln!(stdout, "listening on {addr}")
+    print(&format!("listening on {addr}\n"))?;
+    systemd::ready(&metrics);
+    systemd::start_heartbeat(metrics)?;
+    server.run(&stop, Duration::from_secs(settings.shutdown_grace))
+}
+
+/// `ftp-server user ...`.
+fn user(settings: &Settings, action: UserAction) -> Result<()> {
+    let path = settings.users.as_deref().ok_or_else(|| {
+        ftp::Error::Usage(
+            "no users file: pass --users FILE, or set users in the --config file".into(),
+        )
+    })?;
+    match action {
+        UserAction::Add {
+            name,
+            quota,
+            max_files,
+        } => {
+            let new = NewUser {
+                name,
+                quota: quota.map(|q| q.0),
+                max_files,
+            };
+            let secret = users::add(path, &new, settings.anonymous)?;
+            let cert = identity_dir(settings)?.join(tls::CERT_FILE);
+            let line =
+                users::client_line(&secret, settings.listen, tls::fingerprint_of_file(&cert));
+            print(&format!("{line}\n"))
+        }
+        UserAction::Remove { name } => users::remove(path, &name, settings.anonymous),
+        UserAction::List => {
+            let accounts = Accounts::load(path, settings.anonymous)?;
+            let store = settings.open_store()?;
+            let mut out = Vec::new();
+            users::list(&accounts, &*store, &mut out)?;
+            print(&String::from_utf8_lossy(&out))
+        }
+    }
+}
+
+/// Writes `text` to stdout at once.
+fn print(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
-        .map_err(|e| ftp::Error::io("writing to stdout", e))?;
-    drop(stdout);
-    let stop = stop_on_signals()?;
-    server.run(&stop, Duration::from_secs(args.shutdown_grace))
-}
-
-/// The server's settings from its flags.
-fn config(args: &Args, store: Arc<dyn Store>, accounts: Accounts, tls: ServerIdentity) -> Config {
-    Config {
-        context: Context {
-            store,
-            max_file_size: args.max_file_size.unwrap_or(u64::MAX),
-            overwrite: !args.no_overwrite,
-            idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
-            reply_timeout: Duration::from_secs(
-                args.reply_timeout
-                    .unwrap_or(args.idle_timeout.saturating_mul(REPLY_TIMEOUTS_PER_IDLE))
-                    .max(1),
-            ),
-            locks: UploadLocks::default(),
-            metrics: Default::default(),
-            anonymous_max_files: args
-                .anonymous_max_files
-                .unwrap_or(default_max_files(args.anonymous_quota)),
-            entry_gates: Default::default(),
-            fds: Arc::new(FdBudget::for_this_process()),
-            min_rate: (args.min_rate > 0).then(|| {
-                (
-                    args.min_rate,
-                    Duration::from_secs(args.min_rate_window.max(1)),
-                )
-            }),
-        },
-        accounts,
-        max_connections: fit_to_fd_limit(
-            args.max_connections
-                .unwrap_or(DEFAULT_MAX_CONNECTIONS)
-                .max(1),
-            args.max_connections.is_some(),
-        ),
-        workers: args.workers.max(1),
-        max_per_address: args.max_per_address.max(1),
-        max_logins_per_address: args.max_logins_per_address.max(1),
-        max_failed_logins: args.max_failed_logins.max(1),
-        max_handshakes_per_second: args.max_handshakes_per_second.max(1),
-        partial_ttl: Duration::from_secs(args.partial_ttl.saturating_mul(3600)),
-        tls,
-        require_tls: args.require_tls,
-        login_timeout: Duration::from_secs(args.login_timeout.clamp(1, args.idle_timeout.max(1))),
-        anonymous_quota: args.anonymous.then_some(args.anonymous_quota),
-    }
-}
-
-/// SIGTERM or SIGINT raise the flag: stop accepting, let running
-/// commands finish.
-fn stop_on_signals() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [SIGTERM, SIGINT] {
-        signal_hook::flag::register(signal, stop.clone())
-            .map_err(|e| ftp::Error::io("installing the signal handler", e))?;
-    }
-    Ok(stop)
+        .map_err(|e| ftp::Error::io("writing to stdout", e))
 }
 
 /// What the man page says beyond the flags: the files and the environment.
@@ -349,7 +238,7 @@ fn man_sections() -> Vec<cli::ManSection> {
 /// The users file, or one account holding the secret, with warnings for
 /// files others can read; and where a client's secret comes from, in
 /// words, for the line that tells how to connect.
-fn load_accounts(args: &Args) -> Result<(Accounts, String)> {
+fn load_accounts(args: &Settings) -> Result<(Accounts, String)> {
     if let Some(path) = &args.users {
         let accounts = Accounts::load(path, args.anonymous)?;
         if let Some(warning) = exposure_warning(path) {
@@ -380,7 +269,7 @@ fn load_accounts(args: &Args) -> Result<(Accounts, String)> {
 
 /// The TLS identity, created on first start in a folder only the server's
 /// user can read; a key file others can read is logged as a warning.
-fn identity(args: &Args) -> Result<ServerIdentity> {
+fn identity(args: &Settings) -> Result<ServerIdentity> {
     let dir = identity_dir(args)?;
     paths::create_private_dir(&dir)
         .map_err(|e| ftp::Error::io(format!("creating {}", dir.display()), e))?;
@@ -395,7 +284,7 @@ fn identity(args: &Args) -> Result<ServerIdentity> {
 /// folder (beside the default secret), where clients run by the same user
 /// find the certificate and trust it without asking. Without a HOME, the
 /// folder of --secret-file.
-fn identity_dir(args: &Args) -> Result<PathBuf> {
+fn identity_dir(args: &Settings) -> Result<PathBuf> {
     if let Some(dir) = &args.tls_dir {
         return Ok(dir.clone());
     }

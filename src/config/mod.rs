@@ -7,5 +7,7 @@ pub mod logging;
 pub mod paths;
 pub mod pins;
 pub mod secret;
+pub mod server;
 pub mod strength;
 pub mod units;
+pub mod users;

@@ -235,13 +235,35 @@ pub fn client_secret_file(secret_file: Option<&Path>) -> Option<PathBuf> {
 
 /// Creates `path` with a new random secret (64 hex characters), readable
 /// only by its owner. Fails with `AlreadyExists` if it is there already.
+///
+/// The secret is written to a file of its own first and then linked to
+/// `path`, which fails if `path` exists: a second server starting at the
+/// same moment reads the first one's whole secret, never an empty file.
 fn create_secret_file(path: &Path) -> std::io::Result<Secret> {
-    if let Some(dir) = path.parent() {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
         paths::create_private_dir(dir)?;
     }
+    let text = random_secret_text();
+    let staged = dir
+        .unwrap_or(Path::new("."))
+        .join(format!(".secret-{}.new", &text[..16]));
+    let written = write_private(&staged, text.as_bytes());
+    let linked = written.and_then(|()| fs::hard_link(&staged, path));
+    let _ = fs::remove_file(&staged);
+    linked.map(|()| Secret(text.into_bytes()))
+}
+
+/// A new random secret: 32 bytes from the operating system, as 64 hex
+/// characters, so it can be pasted and typed.
+pub fn random_secret_text() -> String {
     let mut raw = [0u8; 32];
     OsRng.fill_bytes(&mut raw);
-    let text = hex::encode(raw);
+    hex::encode(raw)
+}
+
+/// Writes `bytes` to a new file at `path`, mode exactly 0600, on disk.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -249,9 +271,8 @@ fn create_secret_file(path: &Path) -> std::io::Result<Secret> {
         .open(path)?;
     // The mode above is filtered by the umask; make sure it is exactly 0600.
     file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    Ok(Secret(text.into_bytes()))
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 #[cfg(test)]

@@ -32,6 +32,9 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::wire::binding::{Tag, BINDING_LEN, EXPORTER_LABEL};
 
+/// The file a server locks while it creates its identity, beside it.
+pub const LOCK_FILE: &str = "server-identity.lock";
+
 /// The name the client asks for. Certificates are pinned, not checked
 /// against host names, so every server answers to this one.
 pub const SERVER_NAME: &str = "ftp-server";
@@ -114,6 +117,14 @@ impl ServerIdentity {
     /// Fails when the files cannot be read, written or parsed.
     pub fn load_or_create(dir: &Path) -> Result<ServerIdentity> {
         let (key_path, cert_path) = (dir.join(KEY_FILE), dir.join(CERT_FILE));
+        // Two servers sharing this folder may start at the same moment:
+        // whoever holds the lock checks and creates, and the other then
+        // finds both files and reads them. An identity that is complete
+        // needs no lock, so a read-only folder still serves.
+        let _lock = match key_path.exists() && cert_path.exists() {
+            true => None,
+            false => Some(lock_folder(dir)?),
+        };
         let lone = match (key_path.exists(), cert_path.exists()) {
             (true, true) | (false, false) => None,
             (true, false) => Some(&key_path),
@@ -142,6 +153,24 @@ impl ServerIdentity {
             set_aside,
         })
     }
+}
+
+/// Holds an exclusive lock on `dir`'s [`LOCK_FILE`] until dropped,
+/// waiting for a server that holds it to finish.
+fn lock_folder(dir: &Path) -> Result<fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let fail = |e: io::Error| Error::io(format!("locking {}", path.display()), e);
+    crate::config::paths::create_private_dir(dir).map_err(fail)?;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(fail)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| fail(e.into()))?;
+    Ok(file)
 }
 
 /// Renames `path` to `path.old` (replacing an older one), returning the
@@ -348,6 +377,29 @@ mod tests {
         match ServerIdentity::load_or_create(dir) {
             Err(Error::Secret(message)) => message,
             other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn servers_starting_together_in_one_folder_all_get_the_one_identity() {
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let racers: Vec<_> = (0..4)
+                .map(|_| {
+                    let dir = dir.path().to_path_buf();
+                    std::thread::spawn(move || ServerIdentity::load_or_create(&dir))
+                })
+                .collect();
+            let made: Vec<_> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+            let prints: Vec<_> = made
+                .iter()
+                .map(|m| m.as_ref().unwrap().fingerprint)
+                .collect();
+            assert!(prints.iter().all(|p| *p == prints[0]), "{prints:?}");
+            assert_eq!(
+                made.iter().filter(|m| m.as_ref().unwrap().created).count(),
+                1
+            );
         }
     }
 

@@ -3,6 +3,9 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -11,6 +14,7 @@ use crate::config::secret::{read_secret_file, Secret};
 use crate::config::units::parse_size;
 use crate::error::{Error, Result};
 use crate::server::quota::default_max_files;
+use crate::wire::auth::AnswerKeys;
 use crate::wire::names::validate_name;
 
 /// The name of the anonymous account, and of its home below the root.
@@ -158,6 +162,99 @@ impl Accounts {
     }
 }
 
+/// The accounts in force and their answer keys, prepared together so
+/// that a login checks a key and finds its account in the same list.
+#[derive(Debug)]
+pub struct Roster {
+    /// Who may log in.
+    pub accounts: Accounts,
+    /// Their HMAC-MD5 keys, prepared once for checking answers.
+    pub keys: AnswerKeys,
+}
+
+impl Roster {
+    /// The account named `name` (`None`: the shared secret's).
+    pub fn find(&self, name: Option<&str>) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.name.as_deref() == name)
+    }
+}
+
+/// The roster a reload replaces whole. A login step, and each request,
+/// takes the one in force when it starts, so a changed secret applies
+/// from the next login and a changed quota from the next request; a
+/// request that finds its user gone ends the connection.
+#[derive(Debug)]
+pub struct AccountBook {
+    current: RwLock<Arc<Roster>>,
+}
+
+impl AccountBook {
+    /// A book holding `accounts`.
+    pub fn new(accounts: Accounts) -> AccountBook {
+        AccountBook {
+            current: RwLock::new(Arc::new(Roster::of(accounts))),
+        }
+    }
+
+    /// The roster in force.
+    pub fn current(&self) -> Arc<Roster> {
+        self.current.read().clone()
+    }
+
+    /// Puts `accounts` in force, and says what changed from before, one
+    /// phrase per account, for the log.
+    pub fn replace(&self, accounts: Accounts) -> Vec<String> {
+        let new = Arc::new(Roster::of(accounts));
+        let old = std::mem::replace(&mut *self.current.write(), new.clone());
+        changes(&old.accounts, &new.accounts)
+    }
+}
+
+impl Roster {
+    fn of(accounts: Accounts) -> Roster {
+        Roster {
+            keys: AnswerKeys::new(accounts.secrets()),
+            accounts,
+        }
+    }
+}
+
+/// What differs between two sets of accounts, for the log: who was added
+/// or removed, and whose secret or limits changed (never the secrets).
+pub fn changes(old: &Accounts, new: &Accounts) -> Vec<String> {
+    let find = |set: &'_ Accounts, name: &Option<String>| -> Option<Account> {
+        set.iter().find(|a| &a.name == name).cloned()
+    };
+    let mut said = Vec::new();
+    for a in new.iter() {
+        let Some(before) = find(old, &a.name) else {
+            said.push(format!("added {}", a.label()));
+            continue;
+        };
+        if before.secret.as_bytes() != a.secret.as_bytes() {
+            said.push(format!("{}: secret changed", a.label()));
+        }
+        let show = |v: Option<u64>| v.map_or("none".to_string(), |n| n.to_string());
+        for (what, was, now) in [
+            ("quota", before.quota, a.quota),
+            ("max_files", before.max_files, a.max_files),
+        ] {
+            if was != now {
+                said.push(format!(
+                    "{}: {what} {} -> {}",
+                    a.label(),
+                    show(was),
+                    show(now)
+                ));
+            }
+        }
+    }
+    for a in old.iter().filter(|a| find(new, &a.name).is_none()) {
+        said.push(format!("removed {}", a.label()));
+    }
+    said
+}
+
 /// What may fail a users file: the span it is about, and why.
 type Fail<'a> = dyn Fn(Option<std::ops::Range<usize>>, String) -> Error + 'a;
 
@@ -266,6 +363,38 @@ mod tests {
 
     fn parse(text: &str) -> Result<Accounts> {
         Accounts::parse(text, Path::new("users.toml"), true)
+    }
+
+    #[test]
+    fn a_replaced_roster_says_who_came_went_and_changed_and_finds_by_name() {
+        let book = AccountBook::new(
+            parse(
+                "[[user]]\nname = \"alice\"\nsecret = \"a\"\nquota = \"1MiB\"\n\
+                 [[user]]\nname = \"bob\"\nsecret = \"b\"\n",
+            )
+            .unwrap(),
+        );
+        let changed = book.replace(
+            parse(
+                "[[user]]\nname = \"carol\"\nsecret = \"c\"\n\
+                 [[user]]\nname = \"alice\"\nsecret = \"a2\"\nquota = \"2KiB\"\nmax_files = 7\n",
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            changed,
+            [
+                "added carol",
+                "alice: secret changed",
+                "alice: quota 1048576 -> 2048",
+                "alice: max_files 1000 -> 7",
+                "removed bob",
+            ]
+        );
+        let now = book.current();
+        assert_eq!(now.find(Some("alice")).unwrap().quota, Some(2048));
+        assert!(now.find(Some("bob")).is_none());
+        assert_eq!(now.keys.find(&[0; 32], &[0; 16]), None);
     }
 
     #[test]

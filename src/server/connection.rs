@@ -19,8 +19,9 @@ use crate::server::intake::{pull, start_echo, Pulled};
 use crate::server::login::{Identity, LoggedIn, LoginContext, Next, Pending};
 use crate::server::poller::Parkable;
 use crate::server::reply::{Outbox, Pace, Progress, Replying};
-use crate::server::session::{Flow, Handled, Session};
+use crate::server::session::{send_error, Flow, Handled, Session};
 use crate::wire::frame::Incoming;
+use crate::wire::message::{ErrorCode, ErrorReply};
 
 /// Most bytes a refused peer may still send while its refusal is read.
 const DRAIN_LIMIT: usize = 64 * 1024;
@@ -85,6 +86,8 @@ pub(super) struct LoggingIn {
 pub(super) struct Conn {
     pub(super) transport: Box<dyn Transport>,
     identity: Identity,
+    /// The account's name, looked up afresh for each request.
+    user: Option<String>,
     pub(super) incoming: Incoming,
     /// A plaintext login whose first bytes may be the seed's raw echo.
     pub(super) sniffing: bool,
@@ -187,7 +190,7 @@ fn login_context(shared: &Shared, ip: IpAddr) -> LoginContext<'_> {
     LoginContext {
         config: &shared.config,
         backoff: &shared.backoff,
-        keys: &shared.answer_keys,
+        roster: shared.config.accounts.current(),
         ip,
     }
 }
@@ -233,6 +236,7 @@ impl Conn {
             transport: logged_in.transport,
             sniffing: matches!(logged_in.identity, Identity::Plaintext(_)),
             identity: logged_in.identity,
+            user: logged_in.user,
             incoming: logged_in.incoming,
             text_since: None,
             header_deadline: Instant::now() + shared.config.context.idle_timeout,
@@ -416,10 +420,11 @@ fn with_session(
 ) -> Result<Handled> {
     let config = &shared.config;
     let anonymous;
+    let roster = shared.config.accounts.current();
     let mut session = match conn.identity {
-        Identity::Tls(i) | Identity::Plaintext(i) => match config.accounts.get(i) {
+        Identity::Tls(_) | Identity::Plaintext(_) => match roster.find(conn.user.as_deref()) {
             Some(account) => Session::new(&config.context, account),
-            None => return Ok(Handled::done(Flow::Close)),
+            None => return removed(conn).map(Handled::done),
         },
         Identity::Anonymous => {
             anonymous = Account::anonymous(config.anonymous_quota.unwrap_or(0));
@@ -438,6 +443,19 @@ fn with_session(
     let handled = f(&mut session, &mut replying);
     conn.cwd = session.into_cwd();
     handled
+}
+
+/// The connection's account was removed by a reload: the client is told
+/// so, and the connection ends.
+fn removed(conn: &mut Conn) -> Result<Flow> {
+    let name = conn.user.as_deref().unwrap_or("(shared secret)");
+    tracing::info!("closed: account {name} was removed from the users file");
+    let why =
+        format!("your account {name} was removed from this server; ask its operator for a new one");
+    let wait = Duration::ZERO;
+    let mut replying = Replying::new(&mut *conn.transport, &mut conn.outbox, wait);
+    let _ = send_error(&mut replying, ErrorReply::new(ErrorCode::AuthFailed, why));
+    Ok(Flow::Close)
 }
 
 /// Counts a connection as running (in a worker, or sending a reply) while

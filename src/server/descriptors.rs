@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 
 /// Descriptors kept free for the listener, logs, the users file, the
 /// sweeper and the requests the workers run.
-pub const SPARE_FDS: u64 = 256;
+pub const SPARE_FDS: u64 = 64;
 
 /// The share of the pool one account may hold: a quarter.
 const ACCOUNT_SHARE: usize = 4;

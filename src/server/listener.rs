@@ -59,16 +59,58 @@ pub fn fit_to_fd_limit(wanted: usize, explicit: bool) -> usize {
 /// buffer stay readable. A buffer this large holds a whole small upload.
 const ANONYMOUS_RCVBUF: usize = 4 * 1024 * 1024;
 
-pub(super) fn listen(addr: SocketAddr, anonymous: bool, idle: Duration) -> io::Result<TcpListener> {
+/// Where the server listens.
+#[derive(Debug)]
+pub enum Bind {
+    /// An address to bind.
+    Addr(SocketAddr),
+    /// A socket listening already, passed by systemd's socket activation
+    /// (`LISTEN_FDS`), so that connections made while the server restarts
+    /// wait in its backlog.
+    Passed(TcpListener),
+}
+
+impl std::fmt::Display for Bind {
+    /// What the server was doing with it, for an error.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bind::Addr(addr) => write!(f, "listening on {addr}"),
+            Bind::Passed(_) => f.write_str("taking the socket systemd passed (LISTEN_FDS)"),
+        }
+    }
+}
+
+pub(super) fn listen(at: Bind, anonymous: bool, idle: Duration) -> io::Result<TcpListener> {
+    let addr = match at {
+        Bind::Addr(addr) => addr,
+        Bind::Passed(listener) => {
+            // Someone else's socket, taken as if it were our own: the
+            // same options, which accepted sockets inherit, and the read
+            // timeout the accept loop relies on to look at its stop flag.
+            let socket = socket2::SockRef::from(&listener);
+            let listening = rustix::net::sockopt::socket_acceptconn(&listener)?;
+            if !listening || socket.r#type()? != Type::STREAM {
+                let not = "not a listening TCP socket";
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, not));
+            }
+            configure(&socket, anonymous, idle)?;
+            return Ok(listener);
+        }
+    };
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
-    crate::net::tcp::configure_listener(&socket, idle)?;
+    configure(&socket, anonymous, idle)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+fn configure(socket: &Socket, anonymous: bool, idle: Duration) -> io::Result<()> {
+    crate::net::tcp::configure_listener(socket, idle)?;
     if anonymous {
         // Inherited by every accepted socket. It turns off autotuning,
         // so only servers that need it get it.
         socket.set_recv_buffer_size(ANONYMOUS_RCVBUF)?;
     }
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
+    Ok(())
 }

@@ -10,17 +10,17 @@
 use std::io;
 use std::net::{IpAddr, TcpStream};
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::net::now::{recv_now, send_all_now};
 use crate::net::tcp::TcpTransport;
 use crate::net::tls::ServerHandshake;
 use crate::net::Transport;
+use crate::server::accounts::Roster;
 use crate::server::hosts::Backoff;
 use crate::server::Config;
-use crate::wire::auth::{
-    decode_opening, new_challenge, AnswerKeys, Challenge, Opening, RESPONSE_LEN,
-};
+use crate::wire::auth::{decode_opening, new_challenge, Challenge, Opening, RESPONSE_LEN};
 use crate::wire::binding::{self, find_client, BINDING_LEN};
 use crate::wire::frame::{self, Incoming, MAX_HEADER_LEN};
 use crate::wire::message::{ErrorCode, ErrorReply, Reply};
@@ -50,8 +50,9 @@ pub struct LoginContext<'a> {
     pub config: &'a Config,
     /// Failed logins by host.
     pub backoff: &'a Backoff,
-    /// The accounts' answer keys, prepared.
-    pub keys: &'a AnswerKeys,
+    /// The accounts in force when this step began, with their answer
+    /// keys: a key and its account always come from the same list.
+    pub roster: Arc<Roster>,
     /// The peer's address.
     pub ip: IpAddr,
 }
@@ -86,6 +87,9 @@ enum State {
 pub struct LoggedIn {
     /// Who it is.
     pub identity: Identity,
+    /// The account's name, by which each request finds the account in
+    /// the accounts then in force (`None` for a shared secret).
+    pub user: Option<String>,
     /// The connection, ready for a worker.
     pub transport: Box<dyn Transport>,
     /// The start of the first request, from a client that sent one in
@@ -300,8 +304,8 @@ impl Pending {
         if let Some(left) = cx.backoff.locked_out(cx.ip) {
             return self.refuse_plain(&locked_out(left));
         }
-        let accounts = &config.accounts;
-        if let Some(index) = cx.keys.find(challenge, &answer) {
+        let accounts = &cx.roster.accounts;
+        if let Some(index) = cx.roster.keys.find(challenge, &answer) {
             let name = accounts.get(index).map_or("?", |a| a.label());
             tracing::Span::current().record("user", name);
             tracing::info!("login ok as {name}; legacy plaintext session");
@@ -309,6 +313,7 @@ impl Pending {
             cx.backoff.forget(cx.ip);
             return Next::In(LoggedIn {
                 identity: Identity::Plaintext(index),
+                user: accounts.get(index).and_then(|a| a.name.clone()),
                 transport: Box::new(self.transport(cx)),
                 incoming: Incoming::default(),
             });
@@ -363,7 +368,7 @@ impl Pending {
     }
 
     fn prove(self, cx: &LoginContext<'_>, mut hs: Box<ServerHandshake>, tag: &[u8]) -> Next {
-        let (accounts, metrics) = (&cx.config.accounts, &cx.config.context.metrics);
+        let (accounts, metrics) = (&cx.roster.accounts, &cx.config.context.metrics);
         if let Some(left) = cx.backoff.locked_out(cx.ip) {
             let _ = hs.send(self.stream.as_fd(), &refusal(&locked_out(left)));
             let _ = hs.close(self.stream.as_fd());
@@ -394,6 +399,7 @@ impl Pending {
         let transport = hs.into_transport(self.transport(cx));
         Next::In(LoggedIn {
             identity: Identity::Tls(index),
+            user: account.name.clone(),
             transport: Box::new(transport),
             incoming: Incoming::default(),
         })
@@ -418,6 +424,7 @@ fn anonymous(cx: &LoginContext<'_>, transport: Box<dyn Transport>, first: Incomi
     cx.config.context.metrics.login("ok", "anonymous");
     Next::In(LoggedIn {
         identity: Identity::Anonymous,
+        user: None,
         transport,
         incoming: first,
     })

@@ -37,15 +37,14 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::net::readable_within;
 use crate::net::tls::ServerIdentity;
-use crate::server::accounts::Accounts;
+use crate::server::accounts::AccountBook;
 use crate::server::connection::{Arrival, Queued, Waiting};
 use crate::server::context::Context;
 use crate::server::hosts::{host_key, Backoff, RefusalLog, Turns};
-pub use crate::server::listener::{fit_to_fd_limit, LISTEN_BACKLOG};
+pub use crate::server::listener::{fit_to_fd_limit, Bind, LISTEN_BACKLOG};
 use crate::server::listener::{is_out_of_fds, listen, open_spare_fd};
 use crate::server::poller::Poller;
 use crate::server::workers::Workers;
-use crate::wire::auth::AnswerKeys;
 use crate::wire::frame;
 use crate::wire::message::{ErrorCode, ErrorReply, Reply};
 
@@ -76,8 +75,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 pub struct Config {
     /// What each connection shares: root, limits, policies, logger.
     pub context: Context,
-    /// Who may log in.
-    pub accounts: Accounts,
+    /// Who may log in: the accounts in force, which a reload replaces.
+    pub accounts: Arc<AccountBook>,
     /// Most connections served at once; more are answered `busy`.
     pub max_connections: usize,
     /// Worker threads for connections that have work (a login, a command,
@@ -128,14 +127,11 @@ struct Shared {
     turns: Turns<Queued>,
     /// When each host's refusals were last logged.
     refusals: RefusalLog,
-    /// The accounts' HMAC-MD5 keys, prepared once for checking answers.
-    answer_keys: AnswerKeys,
 }
 
 impl Shared {
     fn new(config: Config, workers: Workers) -> Shared {
         Shared {
-            answer_keys: AnswerKeys::new(config.accounts.secrets()),
             backoff: Backoff::new(config.max_failed_logins, config.max_handshakes_per_second),
             turns: Turns::new(config.max_logins_per_address),
             config,
@@ -193,16 +189,18 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `addr` with a large backlog.
+    /// Binds `at` with a large backlog, or takes the socket passed.
     ///
-    /// Fails when the address cannot be bound.
-    pub fn bind(addr: SocketAddr, config: Config) -> Result<Server> {
+    /// Fails when the address cannot be bound, or what was passed is not
+    /// a listening TCP socket.
+    pub fn bind(at: Bind, config: Config) -> Result<Server> {
         // Taken first, so that a server short of descriptors fails to
         // start rather than run without it.
         let spare_fd = open_spare_fd();
         let anonymous = config.anonymous_quota.is_some();
-        let listener = listen(addr, anonymous, config.context.idle_timeout)
-            .map_err(|e| Error::io(format!("listening on {addr}"), e))?;
+        let what = at.to_string();
+        let listener =
+            listen(at, anonymous, config.context.idle_timeout).map_err(|e| Error::io(what, e))?;
         let workers = Workers::new(THREAD_STACK, config.workers, config.workers + EXTRA_WORKERS);
         let shared = Arc::new(Shared::new(config, workers));
         let cores = thread::available_parallelism().map_or(1, |n| n.get());

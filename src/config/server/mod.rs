@@ -1,0 +1,6 @@
+//! The server's settings: its flags and config file as written
+//! ([`flags`]), and what they come to once checked and completed
+//! ([`settings`]).
+
+pub mod flags;
+pub mod settings;

@@ -1,0 +1,5 @@
+//! Running the server as a service: accounts reloaded while it runs
+//! ([`reload`]), and the systemd protocols ([`systemd`]).
+
+pub mod reload;
+pub mod systemd;

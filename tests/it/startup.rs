@@ -1,0 +1,47 @@
+//! Starting up: servers that share one config folder and start at the
+//! same moment.
+
+use std::thread;
+
+use crate::support::*;
+
+/// The fingerprint a server's log announces for its certificate.
+fn fingerprint(server: &ServerProcess) -> String {
+    let log = server.wait_for_log("TLS certificate");
+    let line = log.lines().find(|l| l.contains("TLS certificate")).unwrap();
+    let (_, after) = line.rsplit_once('(').unwrap();
+    after.trim_end_matches(')').to_string()
+}
+
+#[test]
+fn two_servers_starting_together_in_one_config_folder_both_start_with_one_identity() {
+    for _ in 0..3 {
+        let sb = Sandbox::new();
+        // No secret given: both create (or read) the default secret file
+        // too, in the same folder as the identity.
+        let started: Vec<_> = thread::scope(|s| {
+            let racers: Vec<_> = (0..2)
+                .map(|_| {
+                    let root = sb.root().to_string_lossy().into_owned();
+                    let sb = &sb;
+                    s.spawn(move || ServerProcess::launch(sb, &[], &root, &[], None, &[]))
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let servers: Vec<ServerProcess> = started
+            .into_iter()
+            .map(|s| s.unwrap_or_else(|log| panic!("a server did not start: {log}")))
+            .collect();
+        assert_eq!(fingerprint(&servers[0]), fingerprint(&servers[1]));
+        let dir = sb.home().join(".config/ftp");
+        let secret = std::fs::read_to_string(dir.join("secret")).unwrap();
+        assert_eq!(secret.len(), 64, "{secret:?}");
+        for server in &servers {
+            let out = ClientRun::new(&sb, server, &["ls"])
+                .env_remove("FTP_SECRET")
+                .run();
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! `ftp-server user add | remove | list` against the users file of a
+//! running server, which picks each change up.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output, Stdio};
+
+use crate::support::*;
+
+const HEAD: &str = "# Our team. Keep this file 0600.\n[[user]]\nname = \"alice\" # the admin\nsecret = \"alice's long secret\"\n";
+
+fn user_command(sb: &Sandbox, users: &str, args: &[&str]) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
+        .args(["--users", users, "--root"])
+        .arg(sb.root())
+        .arg("user")
+        .args(args)
+        .env("HOME", sb.home())
+        .env_remove("XDG_CONFIG_HOME")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_output(child, CLIENT_LIMIT)
+}
+
+#[test]
+fn a_user_added_logs_in_at_once_shows_in_the_list_and_is_gone_when_removed() {
+    let sb = Sandbox::new();
+    let path = sb.path().join("users.toml");
+    fs::write(&path, HEAD).unwrap();
+    let users = path.to_str().unwrap();
+    let server = sb.start_server(&["--users", users]);
+
+    let added = user_command(
+        &sb,
+        users,
+        &["add", "bob", "--quota", "1MiB", "--max-files", "50"],
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    let line = stdout(&added);
+    let (secret, rest) = line
+        .trim_end()
+        .strip_prefix("FTP_SECRET=")
+        .and_then(|l| l.split_once(' '))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        rest.starts_with("ftp-client --server 127.0.0.1:8080 --fingerprint "),
+        "{line}"
+    );
+    assert_eq!(line.lines().count(), 1, "{line}");
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with(HEAD), "{text}");
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    server.wait_for_log("added bob");
+    sb.local_file("hello.txt", b"hello, world");
+    let put = ClientRun::new(&sb, &server, &["put", "hello.txt"])
+        .env("FTP_SECRET", secret)
+        .run();
+    assert!(put.status.success(), "{}", stderr(&put));
+    assert_eq!(
+        fs::read(sb.root().join("bob/hello.txt")).unwrap(),
+        b"hello, world"
+    );
+
+    let listed = user_command(&sb, users, &["list"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let rows = stdout(&listed);
+    let bob: Vec<_> = rows
+        .lines()
+        .find(|l| l.starts_with("bob "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(bob, ["bob", "1MiB", "50", "12", "1"], "{rows}");
+    let alice: Vec<_> = rows
+        .lines()
+        .find(|l| l.starts_with("alice "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(alice, ["alice", "-", "-", "0", "0"], "{rows}");
+
+    let removed = user_command(&sb, users, &["remove", "bob"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    server.wait_for_log("removed bob");
+    let refused = ClientRun::new(&sb, &server, &["ls"])
+        .env("FTP_SECRET", secret)
+        .run();
+    assert!(!refused.status.success());
+    assert!(fs::read_to_string(&path).unwrap().starts_with(HEAD));
+}
+
+#[test]
+fn user_commands_refuse_clearly_and_exit_non_zero() {
+    let sb = Sandbox::new();
+    let path = sb.path().join("users.toml");
+    fs::write(&path, HEAD).unwrap();
+    let users = path.to_str().unwrap();
+    for (args, want) in [
+        (&["add", "alice"][..], "already has a user \"alice\""),
+        (&["remove", "zed"][..], "has no user \"zed\""),
+        (&["add", "../up"][..], "invalid user name"),
+    ] {
+        let out = user_command(&sb, users, args);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).starts_with("error: ") && stderr(&out).contains(want),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(fs::read_to_string(&path).unwrap(), HEAD);
+}
