@@ -78,6 +78,18 @@ pub enum Error {
         /// What happened: the I/O error (a stall is a `TimedOut` one).
         cause: Box<Error>,
     },
+    /// A command on many files stopped before its end: Ctrl-C, or a
+    /// connection that could not be reopened. What landed is kept.
+    Stopped {
+        /// The command as it is typed again to finish (`put -r tree`).
+        command: String,
+        /// Why: [`Error::Interrupted`] or [`Error::ConnectionLost`].
+        cause: Box<Error>,
+        /// Files the server confirmed, or saved here.
+        landed: u64,
+        /// Files not moved, or not confirmed.
+        missing: u64,
+    },
     /// After a reconnect the client could not enter the server folder it
     /// was in again, so it refused to run the command anywhere else.
     FolderLost {
@@ -119,6 +131,8 @@ impl Error {
         match self {
             Error::Io { source, .. } => crate::io::interrupt::is_interruption(source),
             Error::ConnectionLost { cause } => cause.is_interruption(),
+            Error::Interrupted { .. } => true,
+            Error::Stopped { cause, .. } => cause.is_interruption(),
             _ => false,
         }
     }
@@ -233,6 +247,24 @@ impl Error {
                 f,
                 "connection lost ({cause}); run the same command to resume"
             ),
+            Error::Stopped {
+                command,
+                cause,
+                landed,
+                missing,
+            } => {
+                let why = match &**cause {
+                    Error::Interrupted { .. } => "interrupted".to_string(),
+                    Error::ConnectionLost { cause } => format!("connection lost: {cause}"),
+                    other => other.to_string(),
+                };
+                write!(
+                    f,
+                    "{command} stopped ({why}): {landed} of {} files landed, {missing} did not; \
+                     run `{command}` again to finish",
+                    landed + missing
+                )
+            }
             Error::FolderLost { folder, cause } => write!(
                 f,
                 "the connection was reopened, but the server folder {folder} could not be entered \
@@ -251,7 +283,9 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
-            Error::ConnectionLost { cause } | Error::FolderLost { cause, .. } => Some(&**cause),
+            Error::ConnectionLost { cause }
+            | Error::FolderLost { cause, .. }
+            | Error::Stopped { cause, .. } => Some(&**cause),
             _ => None,
         }
     }

@@ -92,6 +92,12 @@ fn main() -> ExitCode {
         Ok(0) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
         Err(e) if output_closed(&e) => ExitCode::SUCCESS,
+        // Stopped by Ctrl-C: said what stopped, and exits as the shell's
+        // own interrupted commands do.
+        Err(e) if e.is_interruption() => {
+            eprintln!("error: {e}");
+            ExitCode::from(INTERRUPTED)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -128,6 +134,7 @@ fn run(args: Args) -> Result<usize> {
     }
     match one_shot {
         Some(command) => {
+            stop_on_ctrl_c(&mut client);
             let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
             run_command(&mut client, &command, shell, &mut out, &mut err)?;
             Ok(0)
@@ -146,6 +153,20 @@ fn run(args: Args) -> Result<usize> {
             Ok(run_session(&mut client, shell))
         }
     }
+}
+
+/// The exit status of a command stopped by Ctrl-C (128 + SIGINT).
+const INTERRUPTED: u8 = 130;
+
+/// The first Ctrl-C stops the command where it stands, so that it can say
+/// what landed and how to finish; a second one ends the program at once
+/// (a question waiting for its answer, say).
+fn stop_on_ctrl_c(client: &mut Client) {
+    use signal_hook::consts::SIGINT;
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _ = signal_hook::flag::register_conditional_shutdown(SIGINT, INTERRUPTED.into(), flag.clone());
+    let _ = signal_hook::flag::register(SIGINT, flag.clone());
+    client.set_interrupt(flag);
 }
 
 /// `completions SHELL` and `man` print something about the program

@@ -134,7 +134,7 @@ impl Client {
         let addr = server.resolve()?;
         // Pins are kept under one spelling, whichever way it was written.
         let tls = TlsClient::new(&server.to_string(), &options.trust)?;
-        let opened = open(addr, &options, &tls)?;
+        let opened = open(addr, &options, &tls, false)?;
         Ok(Client {
             addr,
             options,
@@ -193,7 +193,7 @@ impl Client {
             self.restart_budget();
             return Ok(false);
         }
-        let opened = open(self.addr, &self.options, &self.tls)?;
+        let opened = open(self.addr, &self.options, &self.tls, true)?;
         (self.stream, self.dialect) = (opened.stream, opened.dialect);
         self.broken = false;
         self.restart_budget();
@@ -417,6 +417,10 @@ impl Client {
         match f(self) {
             Ok(v) => Ok(v),
             Err(e @ (Error::Remote { .. } | Error::Usage(_))) => Err(e),
+            Err(e @ Error::Interrupted { .. }) => {
+                self.broken = true;
+                Err(e)
+            }
             Err(e) if e.is_interruption() => {
                 self.broken = true;
                 Err(Error::Interrupted { what: "command" })

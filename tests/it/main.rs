@@ -22,6 +22,7 @@ mod idle;
 mod limits;
 mod listing;
 mod quotas;
+mod reruns;
 mod s3;
 mod s3_abuse;
 mod seed_programs;

@@ -141,7 +141,7 @@ pub(super) fn requeued(done: InFlight) -> Queued {
 }
 
 fn unanswered(lost: Lost, done: InFlight) -> Unanswered {
-    Unanswered(lost, Box::new(requeued(done)))
+    Unanswered(lost, Box::new(done))
 }
 
 /// Whether a failed step is worth another try: a name another upload

@@ -13,6 +13,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::client::lost::connection_lost;
 use crate::client::pipeline::{Pipe, Window};
 use crate::client::{Client, ClientOptions, SMALL_FILE};
 use crate::error::{Error, Result};
@@ -193,6 +194,11 @@ pub struct BatchReport {
     pub removed: u64,
     /// Steps that failed.
     pub failures: Vec<Failure>,
+    /// Why the batch stopped before its end (Ctrl-C, a connection that
+    /// could not be reopened); `None` when every step was tried.
+    pub stopped: Option<Error>,
+    /// Steps not done, or not confirmed by the server, when it stopped.
+    pub unfinished: Vec<Step>,
     /// From start to end.
     pub elapsed: Duration,
 }
@@ -232,7 +238,7 @@ struct Queued {
 struct Lost(Error);
 
 /// A lost connection while a step's reply was read: the step goes again.
-struct Unanswered(Lost, Box<Queued>);
+struct Unanswered(Lost, Box<InFlight>);
 
 impl Client {
     /// Runs `steps` in order, pipelined, and reports what happened to each
@@ -265,18 +271,21 @@ impl Client {
             // Done, or steps to try once more are queued again.
             let Err(Lost(error)) = lost else { continue };
             self.broken = true;
-            let interrupted = matches!(error, Error::Interrupted { .. }) || error.is_interruption();
-            let reopened = match interrupted || reconnects >= RECONNECTS {
-                true => Err(error),
-                false => self.ensure_connected().map(|_| ()),
-            };
+            let interrupted = error.is_interruption();
+            // A connection that cannot be reopened is told by what broke
+            // it: the refusal of a server that went away says less.
+            let reopened = !interrupted
+                && reconnects < RECONNECTS
+                && self.ensure_connected().is_ok();
             reconnects += 1;
-            if let Err(error) = reopened {
-                let why = format!("{error}; run the same command to resume");
-                for q in queue.drain(..) {
-                    let error = Error::Usage(why.clone());
-                    fail(&mut report, progress, &q.step, error);
-                }
+            if !reopened {
+                // One reason for all that is left, not one line per file.
+                report.stopped = Some(match interrupted {
+                    true => Error::Interrupted { what: "batch" },
+                    false => connection_lost(error),
+                });
+                let files = queue.drain(..).filter(|q| q.step.is_file());
+                report.unfinished.extend(files.map(|q| q.step));
             }
         }
         if let Some(folder) = download_folder {
@@ -310,13 +319,18 @@ impl Client {
             progress,
         };
         let result = pass.run(queue);
+        if let Err(Lost(e)) = &result {
+            if e.is_interruption() {
+                pass.settle_in_flight();
+            }
+        }
         if result.is_err() {
             // Unanswered steps go first when the batch goes on.
             for f in pass.in_flight.drain(..).rev() {
                 queue.push_front(requeued(f));
             }
             if let Some(step) = pass.unanswered.take() {
-                queue.push_front(step);
+                queue.push_front(requeued(step));
             }
         }
         queue.extend(pass.later.drain(..));
@@ -332,7 +346,7 @@ struct Pass<'a, 'p> {
     /// Steps to try once more, after the queue.
     later: Vec<Queued>,
     /// The step whose reply was being read when the connection was lost.
-    unanswered: Option<Queued>,
+    unanswered: Option<InFlight>,
     options: BatchOptions,
     client: &'a ClientOptions,
     report: &'a mut BatchReport,
@@ -351,7 +365,11 @@ impl Pass<'_, '_> {
                 || self.pipe.backlogged()
                 || large_upload(&next.step) && !self.in_flight.is_empty()
             {
-                self.answer_oldest()?;
+                if let Err(lost) = self.answer_oldest() {
+                    // Not sent yet: it goes again with the rest.
+                    queue.push_front(next);
+                    return Err(lost);
+                }
             }
             self.send(next, cost, queue)?;
             if queue.is_empty() {
@@ -439,7 +457,32 @@ impl Pass<'_, '_> {
             lost
         })
     }
+
+    /// After Ctrl-C: the replies to what was already sent are read for a
+    /// moment more, so that a file the server stored is counted as stored,
+    /// never as not done. Downloads are not waited for (their bodies may
+    /// be large); nor is anything once a reply is late or out of step.
+    fn settle_in_flight(&mut self) {
+        if let Some(step) = self.unanswered.take() {
+            self.window.sent(step.cost);
+            self.in_flight.push_front(step);
+        }
+        let stream = self.pipe.stream();
+        stream.set_interrupt(None);
+        stream.restart(SETTLE, None);
+        let _ = self.pipe.flush_out();
+        while let Some(next) = self.in_flight.front() {
+            if matches!(next.sent, Sent::Get { .. }) || self.answer_oldest().is_err() {
+                break;
+            }
+        }
+        let flag = self.client.interrupt.clone();
+        self.pipe.stream().set_interrupt(flag);
+    }
 }
+
+/// How long replies to steps already sent are awaited after Ctrl-C.
+const SETTLE: Duration = Duration::from_secs(2);
 
 /// Pause before a step refused `busy` is tried again.
 const BUSY_PAUSE: Duration = Duration::from_secs(1);

@@ -5,8 +5,11 @@ use std::fmt;
 
 use crate::wire::names::escape;
 
+mod again;
+mod transfer;
 mod words;
 
+use transfer::parse_transfer;
 use words::Words;
 
 /// What the user asked for.
@@ -63,6 +66,9 @@ pub struct Transfer {
     pub sources: Vec<String>,
     /// `get` only: the local file or folder to write to.
     pub local: Option<String>,
+    /// `put` only, with two names: the name on the server (a folder to
+    /// go into when it ends with `/` or is one there).
+    pub remote: Option<String>,
     /// Folders with everything in them (`-r`).
     pub recursive: bool,
     /// Keep permission bits (`-p`); modification times are always kept.
@@ -71,6 +77,15 @@ pub struct Transfer {
     pub verbose: bool,
     /// `get` only: replace different local files without asking (`-f`).
     pub force: bool,
+    /// With `-r`: a file the other side has is the same when its BLAKE3 is
+    /// (`-c`), not its size and modification time.
+    pub checksum: bool,
+    /// With `-r`: send every file again, even one the other side has
+    /// (`--force-all`).
+    pub force_all: bool,
+    /// Where to write the names of the files that failed or were not
+    /// moved (`--failed-list FILE`).
+    pub failed_list: Option<String>,
 }
 
 /// `sync SRC DST`: one of the two is on the server, written with a leading `:`.
@@ -256,35 +271,6 @@ impl Command {
     }
 }
 
-/// `put [-rpv] FILE...` and `get [-rpv] PATH... [LOCAL]`.
-fn parse_transfer(cmd: &str, args: &[String]) -> Result<Command, ParseError> {
-    let (usage, flags) = match cmd {
-        "put" => ("put [-rpv] FILE...", "rpv"),
-        _ => ("get [-rpvf] PATH... [LOCAL]", "rpvf"),
-    };
-    let mut w = Words::split(cmd, args, flags, &[], usage)?;
-    if w.operands.is_empty() {
-        return Err(ParseError(format!("usage: {usage}")));
-    }
-    // get's last name is where to, when there are two or more.
-    let local = match cmd == "get" && w.operands.len() > 1 {
-        true => w.operands.pop(),
-        false => None,
-    };
-    let transfer = Transfer {
-        recursive: w.has('r'),
-        preserve: w.has('p'),
-        verbose: w.has('v'),
-        force: w.has('f'),
-        sources: w.operands,
-        local,
-    };
-    Ok(match cmd {
-        "put" => Command::Put(transfer),
-        _ => Command::Get(transfer),
-    })
-}
-
 /// `ls [-ahR] [PATH]`.
 fn parse_ls(args: &[String]) -> Result<Command, ParseError> {
     let usage = "ls [-ahR] [PATH]";
@@ -352,16 +338,16 @@ mod tests {
     fn commands_parse() {
         assert_eq!(p("   ").unwrap(), None);
         assert_eq!(
-            p("put a b").unwrap(),
+            p("put a b c").unwrap(),
             Some(Command::Put(Transfer {
-                sources: files(&["a", "b"]),
+                sources: files(&["a", "b", "c"]),
                 ..Transfer::default()
             }))
         );
         assert_eq!(
-            p("put \"my file.txt\" 'x y'").unwrap(),
+            p("put \"my file.txt\" 'x y' z").unwrap(),
             Some(Command::Put(Transfer {
-                sources: files(&["my file.txt", "x y"]),
+                sources: files(&["my file.txt", "x y", "z"]),
                 ..Transfer::default()
             }))
         );
@@ -418,7 +404,7 @@ mod tests {
                 ..Transfer::default()
             }))
         );
-        assert_eq!(p("put -r").unwrap_err().0, "usage: put [-rpv] FILE...");
+        assert!(p("put -r").unwrap_err().0.starts_with("usage: put [-rpvc]"));
         assert_eq!(p("cd a\\ b").unwrap(), Some(Command::Cd("a b".into())));
     }
 
@@ -463,11 +449,8 @@ mod tests {
             .unwrap_err()
             .0
             .contains("unknown command \"frobnicate\""));
-        assert_eq!(p("put").unwrap_err().0, "usage: put [-rpv] FILE...");
-        assert_eq!(
-            p("get").unwrap_err().0,
-            "usage: get [-rpvf] PATH... [LOCAL]"
-        );
+        assert!(p("put").unwrap_err().0.starts_with("usage: put [-rpvc]"));
+        assert!(p("get").unwrap_err().0.starts_with("usage: get [-rpvfc]"));
         assert!(p("put \"open").unwrap_err().0.contains("unclosed"));
         assert!(p("cd a b").unwrap_err().0.contains("quotes"));
         assert!(p("mv a").unwrap_err().0.contains("usage: mv FROM TO"));

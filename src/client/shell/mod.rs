@@ -12,6 +12,7 @@ use crate::wire::message::{ErrorCode, LsRequest, Moved, Usage};
 use crate::wire::names::escape;
 
 mod many;
+mod rerun;
 mod shown;
 mod sync;
 

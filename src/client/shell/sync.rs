@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::wire::names::escape;
 use crate::wire::reply::ErrorCode;
 
-use super::shown::files;
+use super::shown::{files, Ending};
 use super::{make_local_folder, note_skipped, run_batch, summarize, wrote, ShellOptions};
 
 /// `sync SRC DST`.
@@ -55,7 +55,15 @@ pub(super) fn sync(
             removed + report.removed
         ))?;
     }
-    summarize("sync", &report, 0, options, out)
+    let end = Ending {
+        verb: "sync",
+        again: how.line(),
+        skipped: 0,
+        up_to_date: plan.unchanged,
+        verbose: how.verbose,
+        failed_list: None,
+    };
+    summarize(&end, report, options, out, err)
 }
 
 /// Lists both sides and plans what differs.

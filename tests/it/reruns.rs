@@ -1,0 +1,162 @@
+//! A batch that breaks, as a person meets it: Ctrl-C or a lost link says
+//! one thing (what happened, how many landed, the command that finishes
+//! the job), and running that command sends only what is missing.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use crate::support::latency::Latency;
+use crate::support::*;
+
+/// 2,000 small files and, every 100th, one past the pipelined size, so
+/// that a rate limit makes the batch last seconds.
+fn large_tree(at: &Path) -> usize {
+    fs::create_dir_all(at).unwrap();
+    for i in 0..2000u64 {
+        let len = match i % 100 {
+            50 => 200_000,
+            _ => 2048,
+        };
+        fs::write(at.join(format!("f{i:04}")), pattern(len, i)).unwrap();
+    }
+    2000
+}
+
+/// Regular files directly in `folder` (partial uploads live elsewhere).
+fn files_in(folder: &Path) -> usize {
+    fs::read_dir(folder).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .count()
+    })
+}
+
+fn spawn_with_output(run: ClientRun) -> Child {
+    let mut cmd = run.cmd;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.spawn().expect("spawn ftp-client")
+}
+
+/// The number before `word` in `text` ("120 of 2000 files landed").
+fn number_before(text: &str, word: &str) -> u64 {
+    let at = text.find(word).unwrap_or_else(|| panic!("{word:?} in {text}"));
+    let digits: String = text[..at]
+        .trim_end()
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.chars().rev().collect::<String>().parse().unwrap()
+}
+
+#[test]
+fn ctrl_c_in_a_large_batch_says_one_thing_and_the_rerun_sends_only_the_rest() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let link = Latency::start(server.addr, Duration::from_millis(25));
+    let tree = sb.work().join("tree");
+    let total = large_tree(&tree);
+    let args = ["--limit-rate", "1MiB", "put", "-r", "tree"];
+    let mut child = spawn_with_output(ClientRun::to(&sb, &link.addr_string(), &args));
+    let landed_dir = sb.root().join("tree");
+    assert!(
+        wait_until(Duration::from_secs(30), || files_in(&landed_dir) >= 300),
+        "the batch got going"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = &mut child;
+    let out = wait_output(child, Duration::from_secs(30));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.lines().count() <= 5, "one thing, not a flood:\n{err}");
+    assert!(err.contains("put -r tree stopped (interrupted)"), "{err}");
+    assert!(err.contains("run `put -r tree` again to finish"), "{err}");
+    assert!(!err.contains(&sb.work().display().to_string()), "{err}");
+    let on_server = files_in(&landed_dir);
+    let landed = number_before(&err, "of");
+    assert_eq!(
+        landed, on_server as u64,
+        "stored is counted from the server's replies: {err}"
+    );
+    assert!(on_server < total, "Ctrl-C stopped it early: {on_server}");
+    let missing = number_before(&err, "did not");
+    assert_eq!(landed + missing, total as u64, "{err}");
+
+    // The rerun sends only what is missing.
+    let out = ClientRun::to(&sb, &link.addr_string(), &["put", "-r", "tree"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = stdout(&out);
+    let sent = total - on_server;
+    assert!(
+        summary.contains(&format!("put: {sent} files,"))
+            && summary.contains(&format!("{on_server} already there")),
+        "{summary}"
+    );
+    assert_eq!(files_in(&landed_dir), total);
+    for i in [0u64, 50, 1999] {
+        let name = format!("f{i:04}");
+        assert_eq!(
+            fs::read(landed_dir.join(&name)).unwrap(),
+            fs::read(tree.join(&name)).unwrap()
+        );
+    }
+}
+
+#[test]
+fn a_lost_link_says_so_once_and_never_blames_a_missing_server() {
+    let sb = Sandbox::new();
+    let mut server = sb.start_server(&[]);
+    let tree = sb.work().join("tree");
+    let total = large_tree(&tree);
+    let args = ["--limit-rate", "1MiB", "put", "-r", "tree"];
+    let child = spawn_with_output(ClientRun::new(&sb, &server, &args));
+    let landed_dir = sb.root().join("tree");
+    assert!(wait_until(Duration::from_secs(30), || files_in(
+        &landed_dir
+    ) >= 300));
+    server.kill();
+    let out = wait_output(child, Duration::from_secs(40));
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.lines().count() <= 5, "one thing, not a flood:\n{err}");
+    assert!(err.contains("put -r tree stopped (connection lost"), "{err}");
+    assert!(!err.contains("is ftp-server running there"), "{err}");
+    let landed = number_before(&err, "of");
+    assert!(landed as usize <= files_in(&landed_dir), "{err}");
+    assert_eq!(landed + number_before(&err, "did not"), total as u64);
+}
+
+#[test]
+fn failures_are_counted_and_the_failed_list_names_them_all() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let tree = sb.work().join("tree");
+    fs::create_dir(&tree).unwrap();
+    for i in 0..8 {
+        fs::write(tree.join(format!("g{i}")), pattern(1000, i)).unwrap();
+    }
+    // A folder on the server where six of the files would go.
+    for i in 0..6 {
+        fs::create_dir_all(sb.root().join(format!("tree/g{i}/in"))).unwrap();
+    }
+    let args = ["put", "-r", "--failed-list", "left.txt", "tree"];
+    let out = ClientRun::new(&sb, &server, &args).run();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.lines().count() <= 5, "{err}");
+    assert!(err.contains("6 of 8 files failed"), "{err}");
+    let listed = fs::read_to_string(sb.work().join("left.txt")).unwrap();
+    let mut names: Vec<&str> = listed.lines().collect();
+    names.sort();
+    let expected: Vec<String> = (0..6).map(|i| format!("tree/g{i}")).collect();
+    assert_eq!(names, expected, "named as typed");
+    // With -v every failure is named as it happens.
+    let out = ClientRun::new(&sb, &server, &["put", "-rv", "tree"]).run();
+    let err = stderr(&out);
+    assert_eq!(err.matches("error: put tree/g").count(), 6, "{err}");
+}
