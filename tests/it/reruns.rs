@@ -160,3 +160,106 @@ fn failures_are_counted_and_the_failed_list_names_them_all() {
     let err = stderr(&out);
     assert_eq!(err.matches("error: put tree/g").count(), 6, "{err}");
 }
+
+fn set_mtime(path: &Path, secs: u64) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+        .unwrap();
+}
+
+#[test]
+fn reruns_of_get_r_and_put_r_move_only_what_differs() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let remote = sb.root().join("tree");
+    fs::create_dir_all(remote.join("sub")).unwrap();
+    for i in 0..20 {
+        fs::write(remote.join(format!("sub/h{i:02}")), pattern(500, i)).unwrap();
+    }
+    let get = |extra: &[&str]| {
+        let args = [&["get", "-r"], extra, &["tree"]].concat();
+        let out = ClientRun::new(&sb, &server, &args).run();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert!(get(&[]).contains("get: 20 files,"));
+    fs::write(remote.join("sub/h07"), b"changed on the server").unwrap();
+    let again = get(&[]);
+    assert!(
+        again.contains("get: 1 file,") && again.contains("19 already there"),
+        "{again}"
+    );
+    assert_eq!(
+        fs::read(sb.work().join("tree/sub/h07")).unwrap(),
+        b"changed on the server"
+    );
+    assert!(get(&["--force-all"]).contains("get: 20 files,"));
+
+    // Same size and time, other bytes: only -c sees it.
+    let local = sb.work().join("tree/sub/h03");
+    let theirs = fs::metadata(remote.join("sub/h03")).unwrap();
+    let when = theirs
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    fs::write(&local, pattern(500, 99)).unwrap();
+    set_mtime(&local, when);
+    let put = |extra: &[&str]| {
+        let args = [&["put", "-r"], extra, &["tree"]].concat();
+        let out = ClientRun::new(&sb, &server, &args).run();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let plain = put(&[]);
+    assert!(plain.contains("put: 0 files,"), "{plain}");
+    let checked = put(&["-c"]);
+    assert!(
+        checked.contains("put: 1 file,") && checked.contains("19 already there"),
+        "{checked}"
+    );
+    assert_eq!(fs::read(remote.join("sub/h03")).unwrap(), pattern(500, 99));
+}
+
+#[test]
+fn put_with_two_names_stores_under_the_second_as_sftp_does() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    sb.local_file("big.bin", &pattern(100_000, 1));
+    sb.local_file("a.txt", b"a");
+    sb.local_file("b.txt", b"b");
+    sb.local_file("c.txt", b"c");
+    let run = |args: &[&str]| {
+        let out = ClientRun::new(&sb, &server, args).run();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    };
+    run(&["put", "big.bin", "big-r.bin"]);
+    assert_eq!(
+        fs::read(sb.root().join("big-r.bin")).unwrap(),
+        pattern(100_000, 1)
+    );
+    assert!(!sb.root().join("big.bin").exists());
+    // Into a folder that is there, or one named with a trailing /.
+    fs::create_dir(sb.root().join("box")).unwrap();
+    run(&["put", "a.txt", "box"]);
+    assert_eq!(fs::read(sb.root().join("box/a.txt")).unwrap(), b"a");
+    run(&["put", "a.txt", "new/"]);
+    assert_eq!(fs::read(sb.root().join("new/a.txt")).unwrap(), b"a");
+    // Three names or more: every one is uploaded, as before.
+    run(&["put", "a.txt", "b.txt", "c.txt"]);
+    assert_eq!(fs::read(sb.root().join("c.txt")).unwrap(), b"c");
+    assert_eq!(fs::read(sb.root().join("b.txt")).unwrap(), b"b");
+    // A folder under another name.
+    fs::create_dir_all(sb.work().join("tree/in")).unwrap();
+    fs::write(sb.work().join("tree/in/x"), b"x").unwrap();
+    run(&["put", "-r", "tree", "copy"]);
+    assert_eq!(fs::read(sb.root().join("copy/in/x")).unwrap(), b"x");
+    // A wildcard of several files needs a folder.
+    let out = ClientRun::new(&sb, &server, &["put", "*.txt", "one-name"]).run();
+    assert!(!out.status.success());
+    assert_stderr_has(&out, "end one-name with / to name one");
+}
