@@ -49,6 +49,10 @@ use crate::wire::message::{
 pub use crate::client::partial::{local_upload_name, partial_download_path};
 pub use crate::client::transfer::SMALL_FILE;
 
+/// Most bytes a command may have sent for its failure to be taken for
+/// the server's idle close: a request, not a file's body.
+const IDLE_CLOSE_SENT: u64 = 64 * 1024;
+
 /// Told how a transfer advances, to draw a progress bar.
 pub trait Progress {
     /// A transfer of `total` bytes starts; `offset` of them were moved by an
@@ -173,6 +177,28 @@ impl Client {
         let done = f(self);
         (self.options.reply_timeout, self.options.connect_timeout) = saved;
         done
+    }
+
+    /// Where the connection stands before a command, to tell afterwards
+    /// whether it met the server's idle close (see [`Client::met_idle_close`]).
+    pub(crate) fn mark(&mut self) -> [u64; 2] {
+        self.stream.totals()
+    }
+
+    /// Whether the command begun at `mark` failed because the server had
+    /// just closed the idle connection: the connection broke before a byte
+    /// of an answer came and after no more than a request went out, and
+    /// not by a stall or Ctrl-C. The server never read that request, so
+    /// running the command again on a new connection is safe.
+    pub(crate) fn met_idle_close(&mut self, mark: [u64; 2]) -> bool {
+        let [received, sent] = self.stream.totals();
+        let flag = self.options.interrupt.as_ref();
+        let interrupted = flag.is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst));
+        self.broken
+            && received == mark[0]
+            && sent - mark[1] <= IDLE_CLOSE_SENT
+            && !self.stream.has_stalled()
+            && !interrupted
     }
 
     /// The server's address.

@@ -28,5 +28,6 @@ mod s3_abuse;
 mod seed_programs;
 mod shutdown;
 mod slots;
+mod stalls;
 mod terminal;
 mod transfers;

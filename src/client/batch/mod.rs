@@ -274,7 +274,10 @@ impl Client {
             let interrupted = error.is_interruption();
             // A connection that cannot be reopened is told by what broke
             // it: the refusal of a server that went away says less.
+            // Nor is a stalled one: the stall timeout is when it gives up,
+            // not when it starts over.
             let reopened = !interrupted
+                && !self.stream.has_stalled()
                 && reconnects < RECONNECTS
                 && self.ensure_connected().is_ok();
             reconnects += 1;
