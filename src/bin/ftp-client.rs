@@ -164,7 +164,8 @@ const INTERRUPTED: u8 = 130;
 fn stop_on_ctrl_c(client: &mut Client) {
     use signal_hook::consts::SIGINT;
     let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let _ = signal_hook::flag::register_conditional_shutdown(SIGINT, INTERRUPTED.into(), flag.clone());
+    let _ =
+        signal_hook::flag::register_conditional_shutdown(SIGINT, INTERRUPTED.into(), flag.clone());
     let _ = signal_hook::flag::register(SIGINT, flag.clone());
     client.set_interrupt(flag);
 }

@@ -44,7 +44,9 @@ fn spawn_with_output(run: ClientRun) -> Child {
 
 /// The number before `word` in `text` ("120 of 2000 files landed").
 fn number_before(text: &str, word: &str) -> u64 {
-    let at = text.find(word).unwrap_or_else(|| panic!("{word:?} in {text}"));
+    let at = text
+        .find(word)
+        .unwrap_or_else(|| panic!("{word:?} in {text}"));
     let digits: String = text[..at]
         .trim_end()
         .chars()
@@ -124,7 +126,10 @@ fn a_lost_link_says_so_once_and_never_blames_a_missing_server() {
     let err = stderr(&out);
     assert!(!out.status.success());
     assert!(err.lines().count() <= 5, "one thing, not a flood:\n{err}");
-    assert!(err.contains("put -r tree stopped (connection lost"), "{err}");
+    assert!(
+        err.contains("put -r tree stopped (connection lost"),
+        "{err}"
+    );
     assert!(!err.contains("is ftp-server running there"), "{err}");
     let landed = number_before(&err, "of");
     assert!(landed as usize <= files_in(&landed_dir), "{err}");

@@ -72,7 +72,10 @@ fn gives_up_after(sb: &Sandbox, child: Child, cut: impl FnOnce()) -> Duration {
     assert!(err.contains("nothing moved for 5 s"), "{err}");
     assert!(err.contains("run `put -r tree` again"), "{err}");
     assert!(err.lines().count() <= 5, "{err}");
-    assert!(took >= EARLIEST && took <= LATEST, "gave up after {took:?}: {err}");
+    assert!(
+        took >= EARLIEST && took <= LATEST,
+        "gave up after {took:?}: {err}"
+    );
     took
 }
 
@@ -212,6 +215,9 @@ fn a_command_that_meets_the_idle_close_runs_again_on_a_new_connection() {
     let out = wait_output(child, CLIENT_LIMIT);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
-    assert!(!err.contains("close_notify") && !err.contains("https://"), "{err}");
+    assert!(
+        !err.contains("close_notify") && !err.contains("https://"),
+        "{err}"
+    );
     assert_eq!(fs::read(sb.work().join("here.txt")).unwrap(), b"here");
 }

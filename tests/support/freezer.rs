@@ -98,4 +98,3 @@ fn forward(from: &TcpStream, to: &TcpStream, freeze_at: Option<usize>, flags: Fl
         let _ = to.shutdown(Shutdown::Write);
     });
 }
-

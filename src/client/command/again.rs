@@ -37,8 +37,6 @@ impl Transfer {
     }
 }
 
-
-
 impl SyncOptions {
     /// The `sync` command as it would be typed again.
     pub fn line(&self) -> String {
@@ -58,7 +56,10 @@ impl SyncOptions {
         if self.delete {
             words.push("--delete".into());
         }
-        if [&self.source, &self.target].iter().any(|s| s.starts_with('-')) {
+        if [&self.source, &self.target]
+            .iter()
+            .any(|s| s.starts_with('-'))
+        {
             words.push("--".into());
         }
         words.extend([quoted(&self.source), quoted(&self.target)]);

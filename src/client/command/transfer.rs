@@ -83,5 +83,4 @@ mod tests {
         let e = Command::parse_line("put --failed-list").unwrap_err();
         assert!(e.0.contains("--failed-list needs a value"), "{e}");
     }
-
 }
