@@ -23,6 +23,7 @@ pub mod sync;
 pub mod transfer;
 pub mod tree;
 pub mod trust;
+mod typeahead;
 
 pub use crate::client::options::{ClientOptions, MIN_RATE, REPLY_TIMEOUT, STALL_TIMEOUT};
 

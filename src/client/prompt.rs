@@ -18,6 +18,7 @@ use rustyline::{Context as LineContext, Editor, Helper};
 
 use crate::client::command::{split_words, Command, WORDS};
 use crate::client::shell::{output_closed, run_command, Next, ShellOptions};
+use crate::client::typeahead::{self, Typed};
 use crate::client::Client;
 use crate::config::paths;
 use crate::wire::names::{escape, validate_name};
@@ -98,17 +99,32 @@ fn interactive(client: &mut Client, options: ShellOptions) -> usize {
         let _ = editor.load_history(h);
     }
     let mut failures = 0;
+    // Lines typed while a command ran, run next as a shell runs them.
+    let mut typed = Typed::default();
     loop {
-        let line = match editor.readline(">>: ") {
-            Ok(line) => line,
-            Err(ReadlineError::Interrupted) => continue,
-            Err(_) => break,
+        let line = match typed.lines.pop_front() {
+            Some(line) => {
+                println!("{PROMPT}{line}");
+                line
+            }
+            None => {
+                let partial = std::mem::take(&mut typed.partial);
+                match editor.readline_with_initial(PROMPT, (&partial, "")) {
+                    Ok(line) => line,
+                    Err(ReadlineError::Interrupted) => continue,
+                    Err(_) => break,
+                }
+            }
         };
         if !line.trim().is_empty() {
             let _ = editor.add_history_entry(line.as_str());
         }
         interrupt.store(false, Ordering::SeqCst);
+        let held = typeahead::hold();
         let (next, f) = step(&mut client.borrow_mut(), options, &line);
+        if let Some(held) = held {
+            typed.append(held.release());
+        }
         failures += f;
         if next == Next::Quit {
             break;
@@ -124,6 +140,9 @@ fn interactive(client: &mut Client, options: ShellOptions) -> usize {
     }
     failures
 }
+
+/// What the prompt shows.
+const PROMPT: &str = ">>: ";
 
 /// The prompt's history: `$XDG_STATE_HOME/ftp/history`, beside neither
 /// the secret nor the configuration.

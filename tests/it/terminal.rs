@@ -44,3 +44,43 @@ fn prompt_with_completion_and_progress_at_a_terminal() {
         b"quarterly numbers"
     );
 }
+
+#[test]
+fn lines_typed_during_a_transfer_run_after_it_and_stay_out_of_the_bar() {
+    if !require("`script` (util-linux), for a pseudo-terminal", has_script()) {
+        return;
+    }
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    fs::create_dir(sb.work().join("tree")).unwrap();
+    fs::write(sb.work().join("tree/big.bin"), pattern(3 << 20, 3)).unwrap();
+    fs::write(sb.work().join("tree/small.txt"), b"small").unwrap();
+    // Three seconds of upload; two lines and a half typed meanwhile.
+    let keys: Vec<(u64, &[u8])> = vec![
+        (400, b"put -r tree\r"),
+        (700, b"pwd\r"),
+        (100, b"echo one\r"),
+        (100, b"echo tw"),
+        (4000, b"o\r"),
+        (600, b"quit\r"),
+    ];
+    let out = at_terminal(&sb, &server, &["--limit-rate", "1MiB"], keys);
+    let screen = stdout(&out);
+    let at = |what: &str| {
+        screen
+            .find(what)
+            .unwrap_or_else(|| panic!("{what:?} on the screen: {screen}"))
+    };
+    let summary = at("put: 2 files");
+    assert!(at("ONE") > summary && at("TWO") > at("ONE"), "{screen}");
+    assert!(at(">>: pwd") > summary, "run after the command: {screen}");
+    assert!(
+        !screen[..summary].contains("echo one"),
+        "nothing typed shows in the bar: {screen}"
+    );
+    let history = fs::read_to_string(sb.home().join(".local/state/ftp/history")).unwrap();
+    assert!(
+        history.contains("echo one") && history.contains("echo two"),
+        "{history}"
+    );
+}
