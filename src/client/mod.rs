@@ -8,6 +8,7 @@
 pub mod batch;
 mod checks;
 pub mod command;
+mod complete;
 pub mod connect;
 mod listing;
 mod lost;

@@ -84,3 +84,46 @@ fn lines_typed_during_a_transfer_run_after_it_and_stay_out_of_the_bar() {
         "{history}"
     );
 }
+
+#[test]
+fn tab_completes_server_paths_at_any_depth_and_local_ones_for_sync() {
+    if !require("`script` (util-linux), for a pseudo-terminal", has_script()) {
+        return;
+    }
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    fs::create_dir_all(sb.root().join("tree/subfolder")).unwrap();
+    fs::write(sb.root().join("tree/subfolder/deep-file.txt"), b"deep").unwrap();
+    fs::create_dir_all(sb.work().join("local-only/inner")).unwrap();
+    fs::write(sb.work().join("local-only/inner/mine.txt"), b"mine").unwrap();
+    let keys: Vec<(u64, &[u8])> = vec![
+        // Two Tabs: the folder (with its /), then the file inside it.
+        (400, b"get tr\t"),
+        (300, b"s\t"),
+        (300, b"d\t\r"),
+        // sync's server side after its ':', its local side from the disk.
+        (600, b"sync :tr\t"),
+        (300, b" back\r"),
+        (600, b"sync local-o\t"),
+        (300, b"i\t"),
+        (300, b" :up\r"),
+        (600, b"quit\r"),
+    ];
+    let out = at_terminal(&sb, &server, &[], keys);
+    let screen = stdout(&out);
+    assert_eq!(
+        fs::read(sb.work().join("deep-file.txt")).unwrap_or_default(),
+        b"deep",
+        "{screen}"
+    );
+    assert_eq!(
+        fs::read(sb.work().join("back/subfolder/deep-file.txt")).unwrap_or_default(),
+        b"deep",
+        "{screen}"
+    );
+    assert_eq!(
+        fs::read(sb.root().join("up/mine.txt")).unwrap_or_default(),
+        b"mine",
+        "{screen}"
+    );
+}
