@@ -15,14 +15,15 @@ use std::time::{Duration, Instant};
 
 use crate::client::lost::connection_lost;
 use crate::client::pipeline::{Pipe, Window};
-use crate::client::{Client, ClientOptions, SMALL_FILE};
+use crate::client::Client;
 use crate::error::{Error, Result};
 
 mod answer;
+mod pass;
 mod send;
 
-use answer::{answer, requeued};
-use send::{send, Sending};
+use answer::requeued;
+use pass::Pass;
 
 pub(crate) use answer::keep_times;
 pub(crate) use send::unix_mtime;
@@ -341,160 +342,10 @@ impl Client {
     }
 }
 
-/// One pass of a batch over one connection.
-struct Pass<'a, 'p> {
-    pipe: Pipe<'a>,
-    window: Window,
-    in_flight: VecDeque<InFlight>,
-    /// Steps to try once more, after the queue.
-    later: Vec<Queued>,
-    /// The step whose reply was being read when the connection was lost.
-    unanswered: Option<InFlight>,
-    options: BatchOptions,
-    client: &'a ClientOptions,
-    report: &'a mut BatchReport,
-    progress: &'p mut dyn BatchProgress,
-}
-
-impl Pass<'_, '_> {
-    fn run(&mut self, queue: &mut VecDeque<Queued>) -> Result<(), Lost> {
-        while let Some(next) = queue.pop_front() {
-            if self.interrupted() {
-                queue.push_front(next);
-                return Err(Lost(Error::Interrupted { what: "batch" }));
-            }
-            let cost = Window::cost(next.step.remote());
-            while !self.window.has_room(cost)
-                || self.pipe.backlogged()
-                || large_upload(&next.step) && !self.in_flight.is_empty()
-            {
-                if let Err(lost) = self.answer_oldest() {
-                    // Not sent yet: it goes again with the rest.
-                    queue.push_front(next);
-                    return Err(lost);
-                }
-            }
-            self.send(next, cost, queue)?;
-            if queue.is_empty() {
-                queue.extend(self.later.drain(..));
-            }
-            // Take replies that are here already, so the window seldom
-            // has to wait for one.
-            while self.pipe.has_input() && !self.in_flight.is_empty() {
-                self.answer_oldest()?;
-                if queue.is_empty() {
-                    queue.extend(self.later.drain(..));
-                }
-            }
-        }
-        while !self.in_flight.is_empty() {
-            self.answer_oldest()?;
-            if self.in_flight.is_empty() && !self.later.is_empty() {
-                // Steps to try once more (a name another upload held):
-                // after a pause, through the same window.
-                std::thread::sleep(BUSY_PAUSE);
-                queue.extend(self.later.drain(..));
-            }
-        }
-        Ok(())
-    }
-
-    fn interrupted(&self) -> bool {
-        let flag = self.client.interrupt.as_ref();
-        flag.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// Sends one step; a failure that is the step's alone is reported,
-    /// one that loses the connection ends the pass.
-    fn send(
-        &mut self,
-        next: Queued,
-        cost: usize,
-        queue: &mut VecDeque<Queued>,
-    ) -> Result<(), Lost> {
-        let (options, client) = (self.options, self.client);
-        let sent = match send(&mut self.pipe, &next.step, options, client, self.progress) {
-            Ok(sent) => sent,
-            Err(Sending::Local(error)) => {
-                fail(self.report, self.progress, &next.step, error);
-                return Ok(());
-            }
-            Err(Sending::Lost(error)) => {
-                queue.push_front(next);
-                return Err(Lost(error));
-            }
-            Err(Sending::LostWith(error)) => {
-                let why = Error::Usage(format!("{error}; nothing was stored"));
-                fail(self.report, self.progress, &next.step, why);
-                return Err(Lost(error));
-            }
-        };
-        self.window.sent(cost);
-        self.in_flight.push_back(InFlight {
-            step: next.step,
-            cost,
-            tries: next.tries,
-            sent,
-        });
-        Ok(())
-    }
-
-    /// Reads and reports the reply to the oldest step in flight.
-    fn answer_oldest(&mut self) -> Result<(), Lost> {
-        let done = self
-            .in_flight
-            .pop_front()
-            .expect("a step is in flight when a reply is awaited");
-        self.window.answered(done.cost);
-        let step = answer(
-            &mut self.pipe,
-            done,
-            self.options,
-            self.client,
-            self.report,
-            self.progress,
-            &mut self.later,
-        );
-        step.map_err(|Unanswered(lost, step)| {
-            self.unanswered = Some(*step);
-            lost
-        })
-    }
-
-    /// After Ctrl-C: the replies to what was already sent are read for a
-    /// moment more, so that a file the server stored is counted as stored,
-    /// never as not done. Downloads are not waited for (their bodies may
-    /// be large); nor is anything once a reply is late or out of step.
-    fn settle_in_flight(&mut self) {
-        if let Some(step) = self.unanswered.take() {
-            self.window.sent(step.cost);
-            self.in_flight.push_front(step);
-        }
-        let stream = self.pipe.stream();
-        stream.set_interrupt(None);
-        stream.restart(SETTLE, None);
-        let _ = self.pipe.flush_out();
-        while let Some(next) = self.in_flight.front() {
-            if matches!(next.sent, Sent::Get { .. }) || self.answer_oldest().is_err() {
-                break;
-            }
-        }
-        let flag = self.client.interrupt.clone();
-        self.pipe.stream().set_interrupt(flag);
-    }
-}
-
-/// How long replies to steps already sent are awaited after Ctrl-C.
-const SETTLE: Duration = Duration::from_secs(2);
-
 /// Pause before a step refused `busy` is tried again.
 const BUSY_PAUSE: Duration = Duration::from_secs(1);
 /// How often a step is tried: `busy`, or a stale partial on either side.
 const TRIES: u32 = 3;
-
-fn large_upload(step: &Step) -> bool {
-    matches!(step, Step::Upload(u) if u.size > SMALL_FILE)
-}
 
 fn fail(report: &mut BatchReport, progress: &mut dyn BatchProgress, step: &Step, error: Error) {
     progress.finished(&Finished::Failed {
