@@ -10,6 +10,7 @@ mod checks;
 pub mod command;
 mod complete;
 pub mod connect;
+pub mod filter;
 mod listing;
 mod lost;
 pub mod options;

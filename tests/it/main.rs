@@ -13,6 +13,7 @@ mod client_basics;
 mod conveniences;
 mod core;
 mod encryption;
+mod filters;
 mod floods;
 mod folders;
 mod handshakes;

@@ -1,6 +1,8 @@
 //! A command written back as it would be typed again: what a stopped
 //! batch tells the user to run to finish it.
 
+use crate::client::filter::Filters;
+
 use super::{SyncOptions, Transfer};
 
 impl Transfer {
@@ -27,6 +29,7 @@ impl Transfer {
         if let Some(list) = &self.failed_list {
             words.push(format!("--failed-list {}", quoted(list)));
         }
+        filter_words(&self.filters, &mut words);
         let names = self.sources.iter().chain(&self.remote).chain(&self.local);
         // A name that starts with '-' goes after --, as it was typed.
         if self.sources.iter().any(|s| s.starts_with('-')) {
@@ -56,6 +59,7 @@ impl SyncOptions {
         if self.delete {
             words.push("--delete".into());
         }
+        filter_words(&self.filters, &mut words);
         if [&self.source, &self.target]
             .iter()
             .any(|s| s.starts_with('-'))
@@ -64,6 +68,18 @@ impl SyncOptions {
         }
         words.extend([quoted(&self.source), quoted(&self.target)]);
         words.join(" ")
+    }
+}
+
+/// The filter options, each as typed.
+fn filter_words(filters: &Filters, words: &mut Vec<String>) {
+    let given = [
+        ("--exclude-from", &filters.exclude_from),
+        ("--exclude", &filters.exclude),
+        ("--include", &filters.include),
+    ];
+    for (option, values) in given {
+        words.extend(values.iter().map(|v| format!("{option} {}", quoted(v))));
     }
 }
 
@@ -85,6 +101,7 @@ mod tests {
             "put a.bin b.bin",
             "put -- -odd.txt",
             "sync -c --delete photos :photos",
+            "put -r --exclude-from list --exclude '*.log' --include keep.log tree",
         ] {
             let again = match Command::parse_line(line) {
                 Ok(Some(Command::Put(t))) => t.line("put"),

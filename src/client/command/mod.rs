@@ -3,13 +3,14 @@
 
 use std::fmt;
 
+use crate::client::filter::Filters;
 use crate::wire::names::escape;
 
 mod again;
 mod transfer;
 mod words;
 
-use transfer::parse_transfer;
+use transfer::{filters, parse_transfer, FILTERS};
 use words::Words;
 
 /// What the user asked for.
@@ -86,6 +87,9 @@ pub struct Transfer {
     /// Where to write the names of the files that failed or were not
     /// moved (`--failed-list FILE`).
     pub failed_list: Option<String>,
+    /// With `-r`: what to leave out (`--exclude`, `--include`,
+    /// `--exclude-from`).
+    pub filters: Filters,
 }
 
 /// `sync SRC DST`: one of the two is on the server, written with a leading `:`.
@@ -105,6 +109,8 @@ pub struct SyncOptions {
     pub preserve: bool,
     /// Name every file as it is moved (`-v`).
     pub verbose: bool,
+    /// What to leave out (`--exclude`, `--include`, `--exclude-from`).
+    pub filters: Filters,
 }
 
 /// The help text, one command a line.
@@ -288,9 +294,10 @@ fn parse_ls(args: &[String]) -> Result<Command, ParseError> {
 }
 
 fn parse_sync(args: &[String]) -> Result<Command, ParseError> {
-    let usage = "sync [-ncpv] [--delete] [--dry-run] [--checksum] SRC DST";
+    let usage = "sync [-ncpv] [--delete] [--dry-run] [--checksum] [--exclude PATTERN] \
+                 [--include PATTERN] [--exclude-from FILE] SRC DST";
     let long = ["delete", "dry-run", "checksum"];
-    let w = Words::split("sync", args, "ncpv", &long, usage)?;
+    let w = Words::split_valued("sync", args, "ncpv", &long, &FILTERS, usage)?;
     let Ok([source, target]) = <[String; 2]>::try_from(w.operands.clone()) else {
         return Err(ParseError(format!("usage: {usage}")));
     };
@@ -309,6 +316,7 @@ fn parse_sync(args: &[String]) -> Result<Command, ParseError> {
         checksum: w.has('c') || w.has_long("checksum"),
         preserve: w.has('p'),
         verbose: w.has('v'),
+        filters: filters(&w),
     }))
 }
 

@@ -1,7 +1,21 @@
 //! `put` and `get`: their words parsed.
 
+use crate::client::filter::Filters;
+
 use super::words::Words;
 use super::{Command, ParseError, Transfer};
+
+/// The filter options, which take a value each.
+pub(super) const FILTERS: [&str; 3] = ["exclude", "include", "exclude-from"];
+
+/// The filter options given.
+pub(super) fn filters(w: &Words) -> Filters {
+    Filters {
+        exclude: w.values("exclude"),
+        include: w.values("include"),
+        exclude_from: w.values("exclude-from"),
+    }
+}
 
 /// `put [-rpvc] [--force-all] [--failed-list FILE] FILE... | LOCAL REMOTE`
 /// and `get [-rpvfc] ... PATH... [LOCAL]`.
@@ -15,7 +29,7 @@ pub(super) fn parse_transfer(cmd: &str, args: &[String]) -> Result<Command, Pars
         _ => (GET_USAGE, "rpvfc"),
     };
     let long = ["force-all"];
-    let valued = ["failed-list"];
+    let valued = ["failed-list", FILTERS[0], FILTERS[1], FILTERS[2]];
     let mut w = Words::split_valued(cmd, args, flags, &long, &valued, usage)?;
     if w.operands.is_empty() {
         return Err(ParseError(format!("usage: {usage}")));
@@ -36,6 +50,7 @@ pub(super) fn parse_transfer(cmd: &str, args: &[String]) -> Result<Command, Pars
         checksum: w.has('c'),
         force_all: w.has_long("force-all"),
         failed_list: w.value("failed-list"),
+        filters: filters(&w),
         sources: w.operands,
         local,
         remote,
@@ -46,8 +61,10 @@ pub(super) fn parse_transfer(cmd: &str, args: &[String]) -> Result<Command, Pars
     })
 }
 
-const PUT_USAGE: &str = "put [-rpvc] [--force-all] [--failed-list FILE] FILE... (or LOCAL REMOTE)";
-const GET_USAGE: &str = "get [-rpvfc] [--force-all] [--failed-list FILE] PATH... [LOCAL]";
+const PUT_USAGE: &str = "put [-rpvc] [--force-all] [--failed-list FILE] [--exclude PATTERN] \
+                         [--include PATTERN] [--exclude-from FILE] FILE... (or LOCAL REMOTE)";
+const GET_USAGE: &str = "get [-rpvfc] [--force-all] [--failed-list FILE] [--exclude PATTERN] \
+                         [--include PATTERN] [--exclude-from FILE] PATH... [LOCAL]";
 
 #[cfg(test)]
 mod tests {

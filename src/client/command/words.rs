@@ -107,6 +107,12 @@ impl<'a> Words<'a> {
         self.long.contains(&name)
     }
 
+    /// Every value given to a long option, in order.
+    pub(super) fn values(&self, name: &str) -> Vec<String> {
+        let given = self.values.iter().filter(|(n, _)| *n == name);
+        given.map(|(_, v)| v.clone()).collect()
+    }
+
     /// The value given to a long option last, if any.
     pub(super) fn value(&self, name: &str) -> Option<String> {
         let given = self.values.iter().rev().find(|(n, _)| *n == name);

@@ -17,8 +17,10 @@ use crate::wire::message::EntryKind;
 use crate::wire::names::escape;
 use crate::wire::reply::ErrorCode;
 
+use crate::client::filter::{Filter, Filters};
 use crate::client::sync::Compare;
 
+use super::filtered::{prune_local, prune_remote};
 use super::rerun::{already_here, compare, skip_uploaded};
 use super::shown::Ending;
 use super::{is_folder, print_get, print_put, run_batch, summarize, wrote, ShellOptions};
@@ -196,7 +198,7 @@ fn plan_source(
         }
     };
     if meta.is_dir() && t.recursive {
-        let root = plan_folder_upload(&path, target, &mut plan.steps, options, err)?;
+        let root = plan_folder_upload(&path, target, &t.filters, &mut plan.steps, options, err)?;
         plan.skipped += root.skipped;
         plan.roots.push(root.name);
     } else if meta.is_dir() {
@@ -230,6 +232,7 @@ struct Root {
 fn plan_folder_upload(
     path: &Path,
     target: &Target,
+    filters: &Filters,
     steps: &mut Vec<Step>,
     options: ShellOptions,
     err: &mut impl Write,
@@ -239,10 +242,11 @@ fn plan_folder_upload(
     // they are.
     let name = local_upload_name(path).or_else(|_| local_upload_name(&absolute))?;
     let name = target.name(name);
-    let tree = walk_local(&absolute)?;
+    let mut tree = walk_local(&absolute)?;
     for (skipped, why) in &tree.skipped {
         note_skipped(err, options, skipped, why);
     }
+    prune_local(&mut tree, &Filter::new(filters, Some(&absolute))?);
     steps.push(Step::MakeFolder(name.clone()));
     steps.extend(
         tree.folders
@@ -326,6 +330,7 @@ fn get_as_asked(
     }
     let mut steps = Vec::new();
     let rerun = (!t.force_all).then(|| compare(t.checksum));
+    let filter = Filter::new(&t.filters, None)?;
     let mut up_to_date = 0;
     for (path, kind) in found {
         let base = path.rsplit('/').next().unwrap_or(&path).to_string();
@@ -339,7 +344,8 @@ fn get_as_asked(
         match kind == EntryKind::Dir || t.recursive {
             true => {
                 let folder = (path, kind, target);
-                up_to_date += plan_folder_download(client, folder, t.recursive, rerun, &mut steps)?
+                let how = (t.recursive, rerun, &filter);
+                up_to_date += plan_folder_download(client, folder, how, &mut steps)?
             }
             false => steps.push(Step::Download(Download {
                 remote: path,
@@ -379,12 +385,11 @@ fn folder_hint(e: Error, name: &str) -> Error {
 fn plan_folder_download(
     client: &mut Client,
     (path, kind, target): (String, EntryKind, PathBuf),
-    recursive: bool,
-    rerun: Option<Compare>,
+    (recursive, rerun, filter): (bool, Option<Compare>, &Filter),
     steps: &mut Vec<Step>,
 ) -> Result<u64> {
     let digests = rerun == Some(Compare::Checksum);
-    let entries = match client.list_tree(&path, digests) {
+    let mut entries = match client.list_tree(&path, digests) {
         Ok(entries) => entries,
         Err(Error::Remote { code, .. })
             if code == ErrorCode::BadName
@@ -405,6 +410,7 @@ fn plan_folder_download(
             escape(&path)
         )));
     }
+    prune_remote(&mut entries, filter);
     make_local_folder(&target)?;
     let mut up_to_date = 0;
     for e in entries {

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::wire::message::{ErrorCode, LsRequest, Moved, Usage};
 use crate::wire::names::escape;
 
+mod filtered;
 mod many;
 mod rerun;
 mod shown;

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::client::batch::{BatchOptions, Step};
 use crate::client::command::SyncOptions;
+use crate::client::filter::Filter;
 use crate::client::sync::{plan_fetch, plan_send, remove_local, Compare, SyncPlan};
 use crate::client::tree::{walk_local, LocalTree};
 use crate::client::Client;
@@ -12,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::wire::names::escape;
 use crate::wire::reply::ErrorCode;
 
+use super::filtered::{prune_local, prune_remote, spare_local, spare_remote};
 use super::shown::{files, Ending};
 use super::{make_local_folder, note_skipped, run_batch, summarize, wrote, ShellOptions};
 
@@ -83,7 +85,8 @@ fn plan_sync(
         false => (&how.source[1..], Path::new(&how.target)),
     };
     let remote = remote.trim_end_matches('/');
-    let theirs = match client.list_tree(remote, how.checksum) {
+    let filter = Filter::new(&how.filters, Some(local))?;
+    let mut theirs = match client.list_tree(remote, how.checksum) {
         Ok(entries) => Some(entries),
         // Sending into a folder that is not there yet.
         Err(Error::Remote {
@@ -92,22 +95,35 @@ fn plan_sync(
         }) if sending => None,
         Err(e) => return Err(e),
     };
+    let excluded_there = theirs
+        .as_mut()
+        .map(|t| prune_remote(t, &filter))
+        .unwrap_or_default();
     if sending {
-        let ours = walk_local(local)?;
+        let mut ours = walk_local(local)?;
         for (skipped, why) in &ours.skipped {
             note_skipped(err, options, skipped, why);
         }
+        prune_local(&mut ours, &filter);
         let theirs = theirs.as_deref();
-        return Ok(plan_send(&ours, remote, theirs, compare, how.delete));
+        let mut plan = plan_send(&ours, remote, theirs, compare, how.delete);
+        spare_remote(
+            &mut plan.steps,
+            remote,
+            &excluded_there,
+            theirs.unwrap_or_default(),
+        );
+        return Ok(plan);
     }
-    let ours = match local.exists() {
+    let mut ours = match local.exists() {
         true => walk_local(local)?,
         false => LocalTree::default(),
     };
+    let excluded_here = prune_local(&mut ours, &filter);
     let theirs = theirs.unwrap_or_default();
-    Ok(plan_fetch(
-        &theirs, remote, local, &ours, compare, how.delete,
-    ))
+    let mut plan = plan_fetch(&theirs, remote, local, &ours, compare, how.delete);
+    spare_local(&mut plan.local_removals, local, &excluded_here, &ours);
+    Ok(plan)
 }
 
 /// `sync -n`: what would be done.
