@@ -233,7 +233,12 @@ impl Error {
                  (use --allow-unproven-server to talk to it anyway)"
             ),
             Error::UntrustedServer(why) => f.write_str(why),
-            Error::Remote { code, message } => write!(f, "server refused ({code}): {message}"),
+            // The code as words (`not found`), as a person reads it.
+            Error::Remote { code, message } => write!(
+                f,
+                "server refused ({}): {message}",
+                code.to_string().replace('_', " ")
+            ),
             Error::Usage(msg) => f.write_str(msg),
             Error::DigestMismatch { name } => write!(
                 f,
@@ -312,7 +317,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "server refused (not_found): no file a\\u{202e}txt.exe\\u{1b}[2J"
+            "server refused (not found): no file a\\u{202e}txt.exe\\u{1b}[2J"
         );
     }
 

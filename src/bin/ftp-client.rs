@@ -126,7 +126,7 @@ fn run(args: Args) -> Result<usize> {
     let server = server(args.server.as_deref())?;
     let options = client_options(&args)?;
     let shell = ShellOptions { quiet: args.quiet };
-    let mut client = Client::connect(&server, options)?;
+    let mut client = Client::connect(&server, options).map_err(|e| name_the_secret(e, &args))?;
     if let Some(notice) = client.take_notice() {
         if !args.quiet {
             eprintln!("note: {notice}");
@@ -153,6 +153,22 @@ fn run(args: Args) -> Result<usize> {
             Ok(run_session(&mut client, shell))
         }
     }
+}
+
+/// A refused secret, said with where it came from: the file the user
+/// copied, most often, is the one to check.
+fn name_the_secret(e: ftp::Error, args: &Args) -> ftp::Error {
+    if !matches!(e, ftp::Error::AuthFailed) {
+        return e;
+    }
+    let from = match client_secret_file(args.secret_file.as_deref()) {
+        Some(file) => format!("the secret file {}", shown(&file)),
+        None => "FTP_SECRET".to_string(),
+    };
+    ftp::Error::Secret(format!(
+        "authentication failed: the server rejected the secret from {from}; it must be a copy \
+         of the server's secret file (its log names it)"
+    ))
 }
 
 /// The exit status of a command stopped by Ctrl-C (128 + SIGINT).

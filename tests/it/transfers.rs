@@ -166,7 +166,7 @@ fn get_of_a_missing_file_fails_clearly_and_leaves_nothing() {
     assert!(!out.status.success());
     assert_eq!(
         stderr(&out),
-        "error: server refused (not_found): no such file: absent.txt\n"
+        "error: server refused (not found): no such file: absent.txt\n"
     );
     let left: Vec<_> = fs::read_dir(sb.work()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
