@@ -108,3 +108,46 @@ fn sync_delete_never_removes_what_is_excluded() {
     assert!(!copy.join("mine/other.txt").exists());
     assert!(copy.join("sub/c.txt").is_file() && !copy.join("extra.log").exists());
 }
+
+#[test]
+fn sync_itemizes_each_change_and_sums_up_bytes_time_and_direction() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let here = sb.work().join("docs");
+    fs::create_dir_all(here.join("new-folder")).unwrap();
+    fs::write(here.join("same.txt"), b"same").unwrap();
+    fs::write(here.join("changed.txt"), b"changed here").unwrap();
+    fs::write(here.join("new-folder/fresh.txt"), b"fresh").unwrap();
+    let out = ClientRun::new(&sb, &server, &["sync", "docs", ":docs"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    fs::write(here.join("changed.txt"), b"changed again").unwrap();
+    fs::remove_dir_all(here.join("new-folder")).unwrap();
+    fs::create_dir(here.join("other")).unwrap();
+    fs::write(here.join("other/o.txt"), b"o").unwrap();
+    let args = ["sync", "-i", "--delete", "docs", ":docs"];
+    let out = ClientRun::new(&sb, &server, &args).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for line in [
+        "*deleting :docs/new-folder\n",
+        "cd+ :docs/other\n",
+        ">f~ :docs/changed.txt\n",
+        ">f+ :docs/other/o.txt\n",
+    ] {
+        assert!(text.contains(line), "{line:?} in {text}");
+    }
+    assert!(!text.contains("same.txt"), "{text}");
+    assert!(
+        text.contains("sync docs to :docs: 2 files sent, 14 B sent in ")
+            && text.contains("; 1 up to date; 1 removed"),
+        "{text}"
+    );
+    // Fetching says so, with what it received.
+    let out = ClientRun::new(&sb, &server, &["sync", "-i", ":docs", "back"]).run();
+    let text = stdout(&out);
+    assert!(text.contains("<f+ back/other/o.txt"), "{text}");
+    assert!(
+        text.contains("sync :docs to back: 3 files fetched, 18 B received in "),
+        "{text}"
+    );
+}

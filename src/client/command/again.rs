@@ -48,6 +48,7 @@ impl SyncOptions {
             (self.checksum, 'c'),
             (self.preserve, 'p'),
             (self.verbose, 'v'),
+            (self.itemize, 'i'),
         ]
         .iter()
         .filter_map(|(on, f)| on.then_some(*f))

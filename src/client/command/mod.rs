@@ -109,6 +109,8 @@ pub struct SyncOptions {
     pub preserve: bool,
     /// Name every file as it is moved (`-v`).
     pub verbose: bool,
+    /// One line per change, as rsync's `-i` (`-i`, `--itemize`).
+    pub itemize: bool,
     /// What to leave out (`--exclude`, `--include`, `--exclude-from`).
     pub filters: Filters,
 }
@@ -116,25 +118,35 @@ pub struct SyncOptions {
 /// The help text, one command a line.
 pub const HELP: &str = "\
 commands (paths on the server are relative to its current folder):
-  put [-rpv] FILE...        upload files or, with -r, folders (wildcards work:
-                            put *.log); an interrupted upload resumes
-  get [-rpvf] PATH... [LOCAL]  download files or, with -r, folders, into the
+  put [-rpvc] FILE...       upload files or, with -r, folders (wildcards work:
+                            put *.log); an interrupted upload resumes;
+                            put LOCAL REMOTE (two names) stores LOCAL as
+                            REMOTE, or in it when REMOTE ends with / or is
+                            a folder there
+  get [-rpvfc] PATH... [LOCAL]  download files or, with -r, folders, into the
                             working folder or LOCAL (wildcards work on the
                             server's names: get 'logs/*.gz'); -f replaces a
                             different local file without asking
+  put -r and get -r skip files the other side has with the same size and
+  time (-c: the same BLAKE3), so the same command finishes a stopped one;
+  --force-all sends everything; --failed-list FILE writes the names of the
+  files not moved; --exclude PATTERN, --include PATTERN, --exclude-from FILE
+  (also for sync) leave files out with .gitignore rules, as does a
+  .ftpignore file at the top of the local folder (put -r, sync)
   ls [-ahR] [PATH]          list a folder (-a: dot-files too, -h: human sizes,
                             -R: everything below it)
   rm [-r] PATH...           remove files or empty folders (-r: folders and
                             all they hold)
   mv FROM TO                rename or move a file or folder on the server
                             (into TO when TO is a folder)
-  sync [-ncpv] [--delete] SRC DST
+  sync [-ncpvi] [--delete] SRC DST
                             bring DST up to date with SRC, sending only what
                             differs; the server's side starts with ':'
                             (sync photos :photos sends, sync :photos photos
                             fetches); -n: only show what it would do,
                             -c: compare by BLAKE3, not size and time,
-                            --delete: remove what SRC does not have
+                            -i: one line per change, --delete: remove what
+                            SRC does not have (never what is excluded)
   mkdir PATH                create a folder (and its parents) on the server
   cd PATH                   change folder on the server (/ is your home)
   pwd                       show the folder on the server
@@ -294,10 +306,10 @@ fn parse_ls(args: &[String]) -> Result<Command, ParseError> {
 }
 
 fn parse_sync(args: &[String]) -> Result<Command, ParseError> {
-    let usage = "sync [-ncpv] [--delete] [--dry-run] [--checksum] [--exclude PATTERN] \
-                 [--include PATTERN] [--exclude-from FILE] SRC DST";
-    let long = ["delete", "dry-run", "checksum"];
-    let w = Words::split_valued("sync", args, "ncpv", &long, &FILTERS, usage)?;
+    let usage = "sync [-ncpvi] [--delete] [--dry-run] [--checksum] [--itemize] \
+                 [--exclude PATTERN] [--include PATTERN] [--exclude-from FILE] SRC DST";
+    let long = ["delete", "dry-run", "checksum", "itemize"];
+    let w = Words::split_valued("sync", args, "ncpvi", &long, &FILTERS, usage)?;
     let Ok([source, target]) = <[String; 2]>::try_from(w.operands.clone()) else {
         return Err(ParseError(format!("usage: {usage}")));
     };
@@ -316,6 +328,7 @@ fn parse_sync(args: &[String]) -> Result<Command, ParseError> {
         checksum: w.has('c') || w.has_long("checksum"),
         preserve: w.has('p'),
         verbose: w.has('v'),
+        itemize: w.has('i') || w.has_long("itemize"),
         filters: filters(&w),
     }))
 }

@@ -1,5 +1,6 @@
 //! `sync SRC DST`: list both sides, plan, and run the plan as a batch.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 
@@ -7,7 +8,7 @@ use crate::client::batch::{BatchOptions, Step};
 use crate::client::command::SyncOptions;
 use crate::client::filter::Filter;
 use crate::client::sync::{plan_fetch, plan_send, remove_local, Compare, SyncPlan};
-use crate::client::tree::{walk_local, LocalTree};
+use crate::client::tree::{join, local_path, walk_local, LocalTree};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::wire::names::escape;
@@ -15,7 +16,7 @@ use crate::wire::reply::ErrorCode;
 
 use super::filtered::{prune_local, prune_remote, spare_local, spare_remote};
 use super::shown::{files, Ending};
-use super::{make_local_folder, note_skipped, run_batch, summarize, wrote, ShellOptions};
+use super::{make_local_folder, note_skipped, rate, run_batch, summarize, wrote, ShellOptions};
 
 /// `sync SRC DST`.
 pub(super) fn sync(
@@ -25,7 +26,10 @@ pub(super) fn sync(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<()> {
-    let plan = plan_sync(client, how, options, err)?;
+    let (plan, there) = plan_sync(client, how, options, err)?;
+    if how.itemize {
+        itemize(&plan, &there, out)?;
+    }
     if how.dry_run {
         return print_plan(&plan, out);
     }
@@ -49,10 +53,17 @@ pub(super) fn sync(
     let report = run_batch(client, plan.steps, batch, options, how.verbose, out, err);
     let removed = plan.local_removals.len() as u64;
     if !options.quiet {
+        let (verb, moved) = match how.target.starts_with(':') {
+            true => ("sent", "sent"),
+            false => ("fetched", "received"),
+        };
         wrote(writeln!(
             out,
-            "sync: {} sent or fetched, {} up to date, {} removed",
+            "sync {} to {}: {} {verb}, {}; {} up to date; {} removed",
+            escape(&how.source),
+            escape(&how.target),
             files(report.files),
+            rate(moved, report.bytes, report.elapsed),
             plan.unchanged,
             removed + report.removed
         ))?;
@@ -68,13 +79,14 @@ pub(super) fn sync(
     summarize(&end, report, options, out, err)
 }
 
-/// Lists both sides and plans what differs.
+/// Lists both sides and plans what differs; also returns the paths that
+/// exist on the side brought up to date, as the plan names them.
 fn plan_sync(
     client: &mut Client,
     how: &SyncOptions,
     options: ShellOptions,
     err: &mut impl Write,
-) -> Result<SyncPlan> {
+) -> Result<(SyncPlan, HashSet<String>)> {
     let compare = match how.checksum {
         true => Compare::Checksum,
         false => Compare::SizeAndTime,
@@ -105,15 +117,11 @@ fn plan_sync(
             note_skipped(err, options, skipped, why);
         }
         prune_local(&mut ours, &filter);
-        let theirs = theirs.as_deref();
-        let mut plan = plan_send(&ours, remote, theirs, compare, how.delete);
-        spare_remote(
-            &mut plan.steps,
-            remote,
-            &excluded_there,
-            theirs.unwrap_or_default(),
-        );
-        return Ok(plan);
+        let mut plan = plan_send(&ours, remote, theirs.as_deref(), compare, how.delete);
+        let theirs = theirs.unwrap_or_default();
+        spare_remote(&mut plan.steps, remote, &excluded_there, &theirs);
+        let there = theirs.iter().map(|e| join(remote, &e.relative)).collect();
+        return Ok((plan, there));
     }
     let mut ours = match local.exists() {
         true => walk_local(local)?,
@@ -123,7 +131,42 @@ fn plan_sync(
     let theirs = theirs.unwrap_or_default();
     let mut plan = plan_fetch(&theirs, remote, local, &ours, compare, how.delete);
     spare_local(&mut plan.local_removals, local, &excluded_here, &ours);
-    Ok(plan)
+    let files = ours.files.iter().map(|f| &f.relative);
+    let here = files.chain(&ours.folders);
+    let there = here.map(|r| local_path(local, r).display().to_string());
+    Ok((plan, there.collect()))
+}
+
+/// `sync -i`: one line per change, as rsync's `--itemize-changes` writes
+/// it: `>f+` a file sent that is new there, `>f~` one sent over a
+/// different one, `<f+` and `<f~` the same fetched, `cd+` a folder made,
+/// `*deleting` a removal.
+fn itemize(plan: &SyncPlan, there: &HashSet<String>, out: &mut impl Write) -> Result<()> {
+    let mark = |path: &str| if there.contains(path) { '~' } else { '+' };
+    for gone in &plan.local_removals {
+        let shown = gone.display().to_string();
+        wrote(writeln!(out, "*deleting {}", escape(&shown)))?;
+    }
+    for folder in &plan.local_folders {
+        let shown = folder.display().to_string();
+        if !there.contains(&shown) && !folder.is_dir() {
+            wrote(writeln!(out, "cd+ {}", escape(&shown)))?;
+        }
+    }
+    for step in &plan.steps {
+        let line = match step {
+            Step::MakeFolder(p) if there.contains(p) => continue,
+            Step::MakeFolder(p) => format!("cd+ :{}", escape(p)),
+            Step::Upload(u) => format!(">f{} :{}", mark(&u.remote), escape(&u.remote)),
+            Step::Download(d) => {
+                let shown = d.local.display().to_string();
+                format!("<f{} {}", mark(&shown), escape(&shown))
+            }
+            Step::Remove { path, .. } => format!("*deleting :{}", escape(path)),
+        };
+        wrote(writeln!(out, "{line}"))?;
+    }
+    Ok(())
 }
 
 /// `sync -n`: what would be done.
