@@ -268,3 +268,43 @@ fn put_with_two_names_stores_under_the_second_as_sftp_does() {
     assert!(!out.status.success());
     assert_stderr_has(&out, "end one-name with / to name one");
 }
+
+fn mtime_of(path: &Path) -> u64 {
+    fs::metadata(path)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn get_r_and_sync_keep_the_servers_folder_times() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let there = sb.root().join("tree/inner/deeper");
+    fs::create_dir_all(&there).unwrap();
+    fs::write(there.join("f.txt"), b"f").unwrap();
+    // Folder times set after their files, as a tree restored from a backup.
+    for (folder, when) in [
+        ("tree/inner/deeper", 1_100_000_000),
+        ("tree/inner", 1_200_000_000),
+    ] {
+        fs::File::open(sb.root().join(folder))
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(when))
+            .unwrap();
+    }
+    let out = ClientRun::new(&sb, &server, &["get", "-r", "tree", "got"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mtime_of(&sb.work().join("got/inner")), 1_200_000_000);
+    assert_eq!(mtime_of(&sb.work().join("got/inner/deeper")), 1_100_000_000);
+    let out = ClientRun::new(&sb, &server, &["sync", ":tree", "synced"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mtime_of(&sb.work().join("synced/inner")), 1_200_000_000);
+    assert_eq!(
+        mtime_of(&sb.work().join("synced/inner/deeper")),
+        1_100_000_000
+    );
+}

@@ -5,7 +5,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::client::batch::{BatchOptions, Download, Failure, Step, Upload};
+use crate::client::batch::{keep_folder_times, BatchOptions, Download, Failure, Step, Upload};
 use crate::client::command::Transfer;
 use crate::client::progress::progress_for;
 use crate::client::tree::{
@@ -332,6 +332,7 @@ fn get_as_asked(
     let rerun = (!t.force_all).then(|| compare(t.checksum));
     let filter = Filter::new(&t.filters, None)?;
     let mut up_to_date = 0;
+    let mut folder_times = Vec::new();
     for (path, kind) in found {
         let base = path.rsplit('/').next().unwrap_or(&path).to_string();
         let base = clean_relative(&base).map_err(|_| {
@@ -345,7 +346,9 @@ fn get_as_asked(
             true => {
                 let folder = (path, kind, target);
                 let how = (t.recursive, rerun, &filter);
-                up_to_date += plan_folder_download(client, folder, how, &mut steps)?
+                let fetched = plan_folder_download(client, folder, how, &mut steps)?;
+                up_to_date += fetched.up_to_date;
+                folder_times.extend(fetched.folder_times);
             }
             false => steps.push(Step::Download(Download {
                 remote: path,
@@ -360,6 +363,7 @@ fn get_as_asked(
         ask_before_replacing: true,
     };
     let report = run_batch(client, steps, batch, options, lines, out, err);
+    keep_folder_times(&folder_times);
     summarize(&ending("get", t, 0, up_to_date), report, options, out, err)
 }
 
@@ -381,13 +385,13 @@ fn folder_hint(e: Error, name: &str) -> Error {
 /// Plans the download of the server folder `path` into `target`: its
 /// folders made here now, its files as steps. A file named with `-r` is
 /// one download. With `rerun`, a file that is here already, the same, is
-/// left out; returns how many were.
+/// left out.
 fn plan_folder_download(
     client: &mut Client,
     (path, kind, target): (String, EntryKind, PathBuf),
     (recursive, rerun, filter): (bool, Option<Compare>, &Filter),
     steps: &mut Vec<Step>,
-) -> Result<u64> {
+) -> Result<Fetched> {
     let digests = rerun == Some(Compare::Checksum);
     let mut entries = match client.list_tree(&path, digests) {
         Ok(entries) => entries,
@@ -400,7 +404,7 @@ fn plan_folder_download(
                 local: target,
                 size: 0,
             }));
-            return Ok(0);
+            return Ok(Fetched::default());
         }
         Err(e) => return Err(e),
     };
@@ -412,13 +416,16 @@ fn plan_folder_download(
     }
     prune_remote(&mut entries, filter);
     make_local_folder(&target)?;
-    let mut up_to_date = 0;
+    let mut fetched = Fetched::default();
     for e in entries {
         let local = local_path(&target, &e.relative);
         match e.kind {
-            EntryKind::Dir => make_local_folder(&local)?,
+            EntryKind::Dir => {
+                make_local_folder(&local)?;
+                fetched.folder_times.push((local, e.mtime));
+            }
             EntryKind::File if rerun.is_some_and(|how| already_here(&local, &e, how)) => {
-                up_to_date += 1
+                fetched.up_to_date += 1
             }
             EntryKind::File => steps.push(Step::Download(Download {
                 remote: join(&path, &e.relative),
@@ -427,7 +434,16 @@ fn plan_folder_download(
             })),
         }
     }
-    Ok(up_to_date)
+    Ok(fetched)
+}
+
+/// What planning a folder's download found besides its steps.
+#[derive(Default)]
+struct Fetched {
+    /// Files here already, the same.
+    up_to_date: u64,
+    /// Folders below it, with the server's times, to set once filled.
+    folder_times: Vec<(PathBuf, u64)>,
 }
 
 pub(super) fn make_local_folder(path: &Path) -> Result<()> {

@@ -2,15 +2,16 @@
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::client::batch::{BatchOptions, Step};
+use crate::client::batch::{keep_folder_times, BatchOptions, Step};
 use crate::client::command::SyncOptions;
 use crate::client::filter::Filter;
 use crate::client::sync::{plan_fetch, plan_send, remove_local, Compare, SyncPlan};
 use crate::client::tree::{join, local_path, walk_local, LocalTree};
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::wire::message::EntryKind;
 use crate::wire::names::escape;
 use crate::wire::reply::ErrorCode;
 
@@ -26,7 +27,11 @@ pub(super) fn sync(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<()> {
-    let (plan, there) = plan_sync(client, how, options, err)?;
+    let Planned {
+        plan,
+        there,
+        folder_times,
+    } = plan_sync(client, how, options, err)?;
     if how.itemize {
         itemize(&plan, &there, out)?;
     }
@@ -51,6 +56,7 @@ pub(super) fn sync(
         ask_before_replacing: false,
     };
     let report = run_batch(client, plan.steps, batch, options, how.verbose, out, err);
+    keep_folder_times(&folder_times);
     let removed = plan.local_removals.len() as u64;
     if !options.quiet {
         let (verb, moved) = match how.target.starts_with(':') {
@@ -79,14 +85,23 @@ pub(super) fn sync(
     summarize(&end, report, options, out, err)
 }
 
-/// Lists both sides and plans what differs; also returns the paths that
-/// exist on the side brought up to date, as the plan names them.
+/// A sync's plan, and what it found on the way.
+struct Planned {
+    plan: SyncPlan,
+    /// The paths on the side brought up to date, as the plan names them.
+    there: HashSet<String>,
+    /// Fetching: the local folders with the server's times, to set once
+    /// they are filled.
+    folder_times: Vec<(PathBuf, u64)>,
+}
+
+/// Lists both sides and plans what differs.
 fn plan_sync(
     client: &mut Client,
     how: &SyncOptions,
     options: ShellOptions,
     err: &mut impl Write,
-) -> Result<(SyncPlan, HashSet<String>)> {
+) -> Result<Planned> {
     let compare = match how.checksum {
         true => Compare::Checksum,
         false => Compare::SizeAndTime,
@@ -121,7 +136,12 @@ fn plan_sync(
         let theirs = theirs.unwrap_or_default();
         spare_remote(&mut plan.steps, remote, &excluded_there, &theirs);
         let there = theirs.iter().map(|e| join(remote, &e.relative)).collect();
-        return Ok((plan, there));
+        let folder_times = Vec::new();
+        return Ok(Planned {
+            plan,
+            there,
+            folder_times,
+        });
     }
     let mut ours = match local.exists() {
         true => walk_local(local)?,
@@ -134,7 +154,15 @@ fn plan_sync(
     let files = ours.files.iter().map(|f| &f.relative);
     let here = files.chain(&ours.folders);
     let there = here.map(|r| local_path(local, r).display().to_string());
-    Ok((plan, there.collect()))
+    let folders = theirs.iter().filter(|e| e.kind == EntryKind::Dir);
+    let folder_times = folders
+        .map(|e| (local_path(local, &e.relative), e.mtime))
+        .collect();
+    Ok(Planned {
+        plan,
+        there: there.collect(),
+        folder_times,
+    })
 }
 
 /// `sync -i`: one line per change, as rsync's `--itemize-changes` writes
