@@ -308,3 +308,22 @@ fn get_r_and_sync_keep_the_servers_folder_times() {
         1_100_000_000
     );
 }
+
+#[test]
+fn get_of_a_file_identical_to_the_local_one_fetches_nothing_and_says_so() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    sb.local_file("notes.txt", &pattern(50_000, 4));
+    let out = ClientRun::new(&sb, &server, &["put", "notes.txt"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ClientRun::new(&sb, &server, &["get", "notes.txt"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_stdout_has(&out, "notes.txt is already the server's notes.txt");
+    assert_stdout_has(&out, "nothing was fetched");
+    // Changed on the server: fetched again.
+    fs::write(sb.root().join("notes.txt"), b"newer").unwrap();
+    let out = ClientRun::new(&sb, &server, &["get", "-f", "notes.txt"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_stdout_has(&out, "saved notes.txt");
+    assert_eq!(fs::read(sb.work().join("notes.txt")).unwrap(), b"newer");
+}

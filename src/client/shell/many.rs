@@ -21,7 +21,7 @@ use crate::client::filter::{Filter, Filters};
 use crate::client::sync::Compare;
 
 use super::filtered::{prune_local, prune_remote};
-use super::rerun::{already_here, compare, skip_uploaded};
+use super::rerun::{already_here, compare, fetched_already, skip_uploaded};
 use super::shown::Ending;
 use super::{is_folder, print_get, print_put, run_batch, summarize, wrote, ShellOptions};
 
@@ -305,6 +305,15 @@ fn get_as_asked(
         let name = &t.sources[0];
         let mut bar = progress_for(options.quiet);
         let local = t.local.as_deref().map(Path::new);
+        let same = (!t.force_all).then(|| fetched_already(client, name, local));
+        if let Some(Some(here)) = same {
+            let here = escape(&here.display().to_string());
+            return wrote(writeln!(
+                out,
+                "{here} is already the server's {} (same size and time); nothing was fetched",
+                escape(name)
+            ));
+        }
         let report = client
             .get(name, local, bar.as_mut())
             .map_err(|e| folder_hint(e, name))?;
