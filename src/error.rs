@@ -78,6 +78,18 @@ pub enum Error {
         /// What happened: the I/O error (a stall is a `TimedOut` one).
         cause: Box<Error>,
     },
+    /// A command on many files stopped before its end: Ctrl-C, or a
+    /// connection that could not be reopened. What landed is kept.
+    Stopped {
+        /// The command as it is typed again to finish (`put -r tree`).
+        command: String,
+        /// Why: [`Error::Interrupted`] or [`Error::ConnectionLost`].
+        cause: Box<Error>,
+        /// Files the server confirmed, or saved here.
+        landed: u64,
+        /// Files not moved, or not confirmed.
+        missing: u64,
+    },
     /// After a reconnect the client could not enter the server folder it
     /// was in again, so it refused to run the command anywhere else.
     FolderLost {
@@ -119,6 +131,8 @@ impl Error {
         match self {
             Error::Io { source, .. } => crate::io::interrupt::is_interruption(source),
             Error::ConnectionLost { cause } => cause.is_interruption(),
+            Error::Interrupted { .. } => true,
+            Error::Stopped { cause, .. } => cause.is_interruption(),
             _ => false,
         }
     }
@@ -219,7 +233,12 @@ impl Error {
                  (use --allow-unproven-server to talk to it anyway)"
             ),
             Error::UntrustedServer(why) => f.write_str(why),
-            Error::Remote { code, message } => write!(f, "server refused ({code}): {message}"),
+            // The code as words (`not found`), as a person reads it.
+            Error::Remote { code, message } => write!(
+                f,
+                "server refused ({}): {message}",
+                code.to_string().replace('_', " ")
+            ),
             Error::Usage(msg) => f.write_str(msg),
             Error::DigestMismatch { name } => write!(
                 f,
@@ -233,6 +252,24 @@ impl Error {
                 f,
                 "connection lost ({cause}); run the same command to resume"
             ),
+            Error::Stopped {
+                command,
+                cause,
+                landed,
+                missing,
+            } => {
+                let why = match &**cause {
+                    Error::Interrupted { .. } => "interrupted".to_string(),
+                    Error::ConnectionLost { cause } => format!("connection lost: {cause}"),
+                    other => other.to_string(),
+                };
+                write!(
+                    f,
+                    "{command} stopped ({why}): {landed} of {} files landed, {missing} did not; \
+                     run `{command}` again to finish",
+                    landed + missing
+                )
+            }
             Error::FolderLost { folder, cause } => write!(
                 f,
                 "the connection was reopened, but the server folder {folder} could not be entered \
@@ -251,7 +288,9 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
-            Error::ConnectionLost { cause } | Error::FolderLost { cause, .. } => Some(&**cause),
+            Error::ConnectionLost { cause }
+            | Error::FolderLost { cause, .. }
+            | Error::Stopped { cause, .. } => Some(&**cause),
             _ => None,
         }
     }
@@ -278,7 +317,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "server refused (not_found): no file a\\u{202e}txt.exe\\u{1b}[2J"
+            "server refused (not found): no file a\\u{202e}txt.exe\\u{1b}[2J"
         );
     }
 

@@ -92,6 +92,12 @@ fn main() -> ExitCode {
         Ok(0) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
         Err(e) if output_closed(&e) => ExitCode::SUCCESS,
+        // Stopped by Ctrl-C: said what stopped, and exits as the shell's
+        // own interrupted commands do.
+        Err(e) if e.is_interruption() => {
+            eprintln!("error: {e}");
+            ExitCode::from(INTERRUPTED)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -120,7 +126,7 @@ fn run(args: Args) -> Result<usize> {
     let server = server(args.server.as_deref())?;
     let options = client_options(&args)?;
     let shell = ShellOptions { quiet: args.quiet };
-    let mut client = Client::connect(&server, options)?;
+    let mut client = Client::connect(&server, options).map_err(|e| name_the_secret(e, &args))?;
     if let Some(notice) = client.take_notice() {
         if !args.quiet {
             eprintln!("note: {notice}");
@@ -128,6 +134,7 @@ fn run(args: Args) -> Result<usize> {
     }
     match one_shot {
         Some(command) => {
+            stop_on_ctrl_c(&mut client);
             let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
             run_command(&mut client, &command, shell, &mut out, &mut err)?;
             Ok(0)
@@ -146,6 +153,37 @@ fn run(args: Args) -> Result<usize> {
             Ok(run_session(&mut client, shell))
         }
     }
+}
+
+/// A refused secret, said with where it came from: the file the user
+/// copied, most often, is the one to check.
+fn name_the_secret(e: ftp::Error, args: &Args) -> ftp::Error {
+    if !matches!(e, ftp::Error::AuthFailed) {
+        return e;
+    }
+    let from = match client_secret_file(args.secret_file.as_deref()) {
+        Some(file) => format!("the secret file {}", shown(&file)),
+        None => "FTP_SECRET".to_string(),
+    };
+    ftp::Error::Secret(format!(
+        "authentication failed: the server rejected the secret from {from}; it must be a copy \
+         of the server's secret file (its log names it)"
+    ))
+}
+
+/// The exit status of a command stopped by Ctrl-C (128 + SIGINT).
+const INTERRUPTED: u8 = 130;
+
+/// The first Ctrl-C stops the command where it stands, so that it can say
+/// what landed and how to finish; a second one ends the program at once
+/// (a question waiting for its answer, say).
+fn stop_on_ctrl_c(client: &mut Client) {
+    use signal_hook::consts::SIGINT;
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _ =
+        signal_hook::flag::register_conditional_shutdown(SIGINT, INTERRUPTED.into(), flag.clone());
+    let _ = signal_hook::flag::register(SIGINT, flag.clone());
+    client.set_interrupt(flag);
 }
 
 /// `completions SHELL` and `man` print something about the program

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::client::shell::human;
 use crate::error::{Error, Result};
 use crate::wire::message::PutDone;
 
@@ -25,9 +26,10 @@ pub(crate) fn check_room(partial: &Path, need: u64) -> Result<()> {
     let free = fs.f_bavail.saturating_mul(fs.f_frsize);
     if need > free {
         return Err(Error::Usage(format!(
-            "the download needs {need} more bytes, but {} has {free} bytes free; \
-             nothing was written",
-            folder.display()
+            "the download needs {} more, but {} has {} free; nothing was written",
+            human(need),
+            folder.display(),
+            human(free)
         )));
     }
     Ok(())
@@ -63,6 +65,20 @@ pub(crate) fn check_stored(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_download_too_big_for_the_disk_is_refused_in_human_sizes() {
+        let e = check_room(Path::new("x.part"), u64::MAX).unwrap_err();
+        let said = e.to_string();
+        assert!(
+            said.starts_with("the download needs 16.00 EiB more, but . has "),
+            "{said}"
+        );
+        assert!(
+            said.ends_with("free; nothing was written") && !said.contains("bytes"),
+            "{said}"
+        );
+    }
 
     fn done(name: &str, size: u64, blake3: Option<String>) -> PutDone {
         PutDone {

@@ -53,7 +53,15 @@ pub(crate) struct Opened {
 /// With `require_proof` off, a server that no pin vouches for and that
 /// cannot do TLS (an older one, or the original Python one) is tried again
 /// in the seed's plaintext dialect; a pinned one never is.
-pub(crate) fn open(addr: SocketAddr, options: &ClientOptions, tls: &TlsClient) -> Result<Opened> {
+///
+/// `again` says the client was connected before (a reconnect): a refusal
+/// then means the server went away, not that it was never there.
+pub(crate) fn open(
+    addr: SocketAddr,
+    options: &ClientOptions,
+    tls: &TlsClient,
+    again: bool,
+) -> Result<Opened> {
     // A pinned server has spoken TLS with this client: whoever makes it
     // look as if it cannot is on the path, and a fallback would hand them
     // the login and the files.
@@ -62,7 +70,7 @@ pub(crate) fn open(addr: SocketAddr, options: &ClientOptions, tls: &TlsClient) -
     // login's limit however it trickles: it is read before TLS and before
     // any pin is checked, from whatever answers at the address.
     let limit = login_limit(options);
-    let mut sock = watched(dial(addr, options)?, options, limit)?;
+    let mut sock = watched(dial(addr, options, again)?, options, limit)?;
     if fallback {
         // The seed's FtpServer never sends a challenge; a server of ours
         // sends it at once, so waiting a moment costs the normal case nothing.
@@ -99,7 +107,7 @@ pub(crate) fn open(addr: SocketAddr, options: &ClientOptions, tls: &TlsClient) -
                 return Err(refusal);
             }
             if fallback {
-                return open_plaintext(addr, options);
+                return open_plaintext(addr, options, again);
             }
             let why = format!("it did not complete a TLS handshake: {e}");
             Err(tls.pinned_refusal(&why).unwrap_or_else(|| {
@@ -148,11 +156,12 @@ fn watched(tcp: TcpStream, options: &ClientOptions, grace: Duration) -> Result<S
     Ok(sock)
 }
 
-/// The TCP connection.
-fn dial(addr: SocketAddr, options: &ClientOptions) -> Result<TcpStream> {
+/// The TCP connection; `again` when it replaces one that was made.
+fn dial(addr: SocketAddr, options: &ClientOptions, again: bool) -> Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&addr, options.connect_timeout).map_err(|e| {
-        let hint = match e.kind() {
-            io::ErrorKind::ConnectionRefused => " (is ftp-server running there?)",
+        let hint = match (e.kind(), again) {
+            (_, true) => " again",
+            (io::ErrorKind::ConnectionRefused, false) => " (is ftp-server running there?)",
             _ => "",
         };
         Error::io(format!("cannot connect to {addr}{hint}"), e)
@@ -204,9 +213,9 @@ fn tls_login(
 
 /// The seed's plaintext dialect: HMAC-MD5 login, then the `prove` request
 /// in which a server of ours shows it holds the secret.
-fn open_plaintext(addr: SocketAddr, options: &ClientOptions) -> Result<Opened> {
+fn open_plaintext(addr: SocketAddr, options: &ClientOptions, again: bool) -> Result<Opened> {
     let limit = login_limit(options);
-    let mut sock = watched(dial(addr, options)?, options, limit)?;
+    let mut sock = watched(dial(addr, options, again)?, options, limit)?;
     client_handshake(&mut sock, options.secret.as_bytes())?;
     let nonce = new_nonce();
     let prove = frame::encode_json(&Request::Prove {

@@ -9,7 +9,7 @@ use crate::client::shell::human;
 use crate::error::{Error, Result};
 use crate::wire::frame::{read_full, whole};
 use crate::wire::listing::{decode_page, Step, MAX_PAGE_LEN};
-use crate::wire::message::{EntryKind, Listing};
+use crate::wire::message::{Entry, EntryKind, Listing};
 use crate::wire::names::escape;
 
 /// Reads the pages of one listing, handing each to `each` as it arrives,
@@ -50,43 +50,78 @@ pub(crate) fn read_pages<R: Read>(
 /// Prints a listing page by page: size, modification time (UTC) and name,
 /// folders with a trailing `/`. Names are escaped. Dot-files are left out
 /// unless `all`, as `ls` does.
+///
+/// A recursive listing is held to its end and printed sorted, each
+/// folder's entries together (the top folder's first, then each folder
+/// below in name order), as `ls -R` does: the server sorts each page, not
+/// the whole tree, so printed as it came one folder's files could show up
+/// in several places.
 pub(crate) struct ListingPrinter {
     how: ListOptions,
     shown: u64,
+    /// A recursive listing's entries, until it ends.
+    held: Vec<Entry>,
 }
+
+/// Most entries a recursive listing holds before it is printed.
+const MAX_HELD: usize = crate::client::tree::MAX_TREE_ENTRIES;
 
 impl ListingPrinter {
     /// A printer that has shown nothing yet.
     pub(crate) fn new(how: ListOptions) -> ListingPrinter {
-        ListingPrinter { how, shown: 0 }
+        ListingPrinter {
+            how,
+            shown: 0,
+            held: Vec::new(),
+        }
     }
 
-    /// Prints the entries of one page.
+    /// Prints the entries of one page, or holds them for a recursive
+    /// listing.
     ///
-    /// Fails when `out` does.
+    /// Fails when `out` does, or a recursive listing holds more than
+    /// [`MAX_HELD`] entries.
     pub(crate) fn page(&mut self, out: &mut impl Write, page: &Listing) -> io::Result<()> {
+        let all = self.how.all;
         let shown = page
             .files
             .iter()
-            .filter(|e| self.how.all || !e.name.split('/').any(|part| part.starts_with('.')));
+            .filter(|e| all || !e.name.split('/').any(|part| part.starts_with('.')));
+        if self.how.recursive {
+            self.held.extend(shown.cloned());
+            if self.held.len() > MAX_HELD {
+                let why = format!("the server listed more than {MAX_HELD} entries");
+                return Err(io::Error::other(why));
+            }
+            return Ok(());
+        }
         for e in shown {
-            let when = utc_time(e.mtime);
-            let slash = if e.kind == EntryKind::Dir { "/" } else { "" };
-            let size = match self.how.human {
-                true => human(e.size),
-                false => e.size.to_string(),
-            };
-            writeln!(out, "{size:>12}  {when}  {}{slash}", escape(&e.name))?;
-            self.shown += 1;
+            self.line(out, e)?;
         }
         Ok(())
     }
 
-    /// Ends the listing: says so when nothing was shown, or when the
-    /// server left names out.
+    fn line(&mut self, out: &mut impl Write, e: &Entry) -> io::Result<()> {
+        let when = utc_time(e.mtime);
+        let slash = if e.kind == EntryKind::Dir { "/" } else { "" };
+        let size = match self.how.human {
+            true => human(e.size),
+            false => e.size.to_string(),
+        };
+        self.shown += 1;
+        writeln!(out, "{size:>12}  {when}  {}{slash}", escape(&e.name))
+    }
+
+    /// Ends the listing: prints what a recursive one held, and says so
+    /// when nothing was shown, or when the server left names out.
     ///
     /// Fails when `out` does.
-    pub(crate) fn finish(&self, out: &mut impl Write, truncated: bool) -> io::Result<()> {
+    pub(crate) fn finish(&mut self, out: &mut impl Write, truncated: bool) -> io::Result<()> {
+        let mut held = std::mem::take(&mut self.held);
+        held.sort_by(|a, b| folder_order(&a.name).cmp(&folder_order(&b.name)));
+        for e in &held {
+            self.line(out, e)?;
+        }
         if self.shown == 0 {
             writeln!(out, "(no files)")?;
         }
@@ -94,6 +129,15 @@ impl ListingPrinter {
             writeln!(out, "(the server listed only part of this folder)")?;
         }
         Ok(())
+    }
+}
+
+/// Where a path below the listed folder goes in a recursive listing: by
+/// its folder, component by component, then by its own name.
+fn folder_order(path: &str) -> (Vec<&str>, &str) {
+    match path.rsplit_once('/') {
+        Some((folder, name)) => (folder.split('/').collect(), name),
+        None => (Vec::new(), path),
     }
 }
 
@@ -109,7 +153,6 @@ fn utc_time(secs: u64) -> String {
 mod tests {
     use super::*;
     use crate::wire::listing::{PageBuilder, PageEnd};
-    use crate::wire::message::Entry;
 
     fn entry(name: &str, kind: EntryKind, size: u64) -> Entry {
         Entry {
@@ -243,5 +286,40 @@ mod tests {
         let text = printed(&[one, two], ListOptions::default(), true);
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(text.ends_with("  b\n(the server listed only part of this folder)\n"));
+    }
+
+    #[test]
+    fn a_recursive_listing_prints_each_folder_together_whatever_the_pages() {
+        let file = |n: &str| entry(n, EntryKind::File, 1);
+        let pages = [
+            listing(vec![
+                file("b/x"),
+                file("top2"),
+                entry("b", EntryKind::Dir, 0),
+            ]),
+            listing(vec![
+                file("a/deep/z"),
+                file("top1"),
+                entry("a", EntryKind::Dir, 0),
+            ]),
+            listing(vec![
+                file("a/y"),
+                file("b/w"),
+                entry("a/deep", EntryKind::Dir, 0),
+            ]),
+        ];
+        let how = ListOptions {
+            recursive: true,
+            ..ListOptions::default()
+        };
+        let text = printed(&pages, how, false);
+        let names: Vec<&str> = text
+            .lines()
+            .map(|l| l.rsplit("  ").next().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["a/", "b/", "top1", "top2", "a/deep/", "a/y", "a/deep/z", "b/w", "b/x"]
+        );
     }
 }

@@ -8,7 +8,9 @@
 pub mod batch;
 mod checks;
 pub mod command;
+mod complete;
 pub mod connect;
+pub mod filter;
 mod listing;
 mod lost;
 pub mod options;
@@ -23,6 +25,7 @@ pub mod sync;
 pub mod transfer;
 pub mod tree;
 pub mod trust;
+mod typeahead;
 
 pub use crate::client::options::{ClientOptions, MIN_RATE, REPLY_TIMEOUT, STALL_TIMEOUT};
 
@@ -48,6 +51,10 @@ use crate::wire::message::{
 
 pub use crate::client::partial::{local_upload_name, partial_download_path};
 pub use crate::client::transfer::SMALL_FILE;
+
+/// Most bytes a command may have sent for its failure to be taken for
+/// the server's idle close: a request, not a file's body.
+const IDLE_CLOSE_SENT: u64 = 64 * 1024;
 
 /// Told how a transfer advances, to draw a progress bar.
 pub trait Progress {
@@ -134,7 +141,7 @@ impl Client {
         let addr = server.resolve()?;
         // Pins are kept under one spelling, whichever way it was written.
         let tls = TlsClient::new(&server.to_string(), &options.trust)?;
-        let opened = open(addr, &options, &tls)?;
+        let opened = open(addr, &options, &tls, false)?;
         Ok(Client {
             addr,
             options,
@@ -175,6 +182,28 @@ impl Client {
         done
     }
 
+    /// Where the connection stands before a command, to tell afterwards
+    /// whether it met the server's idle close (see [`Client::met_idle_close`]).
+    pub(crate) fn mark(&mut self) -> [u64; 2] {
+        self.stream.totals()
+    }
+
+    /// Whether the command begun at `mark` failed because the server had
+    /// just closed the idle connection: the connection broke before a byte
+    /// of an answer came and after no more than a request went out, and
+    /// not by a stall or Ctrl-C. The server never read that request, so
+    /// running the command again on a new connection is safe.
+    pub(crate) fn met_idle_close(&mut self, mark: [u64; 2]) -> bool {
+        let [received, sent] = self.stream.totals();
+        let flag = self.options.interrupt.as_ref();
+        let interrupted = flag.is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst));
+        self.broken
+            && received == mark[0]
+            && sent - mark[1] <= IDLE_CLOSE_SENT
+            && !self.stream.has_stalled()
+            && !interrupted
+    }
+
     /// The server's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -193,7 +222,7 @@ impl Client {
             self.restart_budget();
             return Ok(false);
         }
-        let opened = open(self.addr, &self.options, &self.tls)?;
+        let opened = open(self.addr, &self.options, &self.tls, true)?;
         (self.stream, self.dialect) = (opened.stream, opened.dialect);
         self.broken = false;
         self.restart_budget();
@@ -417,6 +446,10 @@ impl Client {
         match f(self) {
             Ok(v) => Ok(v),
             Err(e @ (Error::Remote { .. } | Error::Usage(_))) => Err(e),
+            Err(e @ Error::Interrupted { .. }) => {
+                self.broken = true;
+                Err(e)
+            }
             Err(e) if e.is_interruption() => {
                 self.broken = true;
                 Err(Error::Interrupted { what: "command" })

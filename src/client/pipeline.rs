@@ -145,6 +145,11 @@ impl<'a> Pipe<'a> {
         Ok(self.stream)
     }
 
+    /// The stream, to change how it is watched (not to read or write it).
+    pub(crate) fn stream(&mut self) -> &mut ClientStream {
+        self.stream
+    }
+
     /// Whether replies wait in the read-ahead buffer.
     pub(crate) fn has_input(&self) -> bool {
         self.taken < self.input.len()

@@ -48,6 +48,16 @@ impl ClientStream {
         }
     }
 
+    /// Bytes read, and bytes written, since the connection was made.
+    pub(crate) fn totals(&mut self) -> [u64; 2] {
+        self.sock().totals()
+    }
+
+    /// Whether the connection was given up for a stall or a late reply.
+    pub(crate) fn has_stalled(&mut self) -> bool {
+        self.sock().has_stalled()
+    }
+
     /// Closes both directions at once, without waiting.
     pub(crate) fn shutdown(&mut self) {
         let _ = self.sock().tcp().shutdown(Shutdown::Both);
@@ -94,7 +104,7 @@ impl ClientStream {
             match t.conn.reader().read(buf) {
                 Ok(n) => return Ok(Some(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(plain_eof(e)),
             }
         }
         self.sock().set_nonblocking(true)?;
@@ -108,7 +118,7 @@ impl ClientStream {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             Err(io::ErrorKind::WouldBlock.into())
                         }
-                        other => other,
+                        other => other.map_err(plain_eof),
                     },
                     Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e)),
                 },
@@ -203,8 +213,21 @@ impl Read for ClientStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             ClientStream::Plain(s) => s.read(buf),
-            ClientStream::Tls(t) => t.read(buf),
+            ClientStream::Tls(t) => t.read(buf).map_err(plain_eof),
         }
+    }
+}
+
+/// A server that hangs up without TLS's goodbye (its idle timeout, a
+/// crash) is a closed connection to the user: rustls's own text for it
+/// names the protocol's alert and a documentation link.
+fn plain_eof(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the server closed the connection",
+        ),
+        _ => e,
     }
 }
 

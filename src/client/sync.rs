@@ -39,7 +39,7 @@ pub enum Compare {
 }
 
 /// A file on the local side, as the planner sees it.
-fn local_differs(
+pub(crate) fn local_differs(
     local: &crate::client::tree::LocalFile,
     remote: &RemoteEntry,
     compare: Compare,

@@ -47,6 +47,9 @@ pub struct StallGuard {
     /// The socket timeouts last set, read and write, to set each only when
     /// it changes.
     timeouts: [Option<Duration>; 2],
+    /// Bytes read and written in the stream's life, never reset: whether
+    /// a request met any answer at all, and how much it had sent.
+    totals: [u64; 2],
 }
 
 /// What one reply may take: time spent waiting on the peer, counted since
@@ -101,6 +104,7 @@ impl StallGuard {
             },
             interrupt: None,
             timeouts: [None, None],
+            totals: [0, 0],
         };
         guard.set_timeout(Way::Read, guard.stall)?;
         guard.set_timeout(Way::Write, guard.stall)?;
@@ -133,6 +137,11 @@ impl StallGuard {
     /// Bytes moved either way since the last restart.
     pub fn moved(&self) -> u64 {
         self.budget.moved
+    }
+
+    /// Bytes read, and bytes written, since the stream was made.
+    pub fn totals(&self) -> [u64; 2] {
+        self.totals
     }
 
     /// The socket, for shutting it down or asking about it.
@@ -273,7 +282,7 @@ impl StallGuard {
         }
         if self.nonblocking {
             let got = op(&mut self.tcp);
-            self.budget.moved += *got.as_ref().unwrap_or(&0) as u64;
+            self.count(way, *got.as_ref().unwrap_or(&0));
             return got;
         }
         let began = Instant::now();
@@ -305,9 +314,14 @@ impl StallGuard {
         };
         self.budget.waited += began.elapsed();
         if let Ok(n) = result {
-            self.budget.moved += n as u64;
+            self.count(way, n);
         }
         result
+    }
+
+    fn count(&mut self, way: Way, n: usize) {
+        self.budget.moved += n as u64;
+        self.totals[way as usize] += n as u64;
     }
 }
 

@@ -112,7 +112,7 @@ fn uploads_over_quota_are_refused_and_nothing_is_stored() {
     sb.local_file("big.bin", &pattern(1536 * 1024, 30));
     let out = as_user(&sb, &server, ALICE, &["put", "big.bin"]);
     assert!(!out.status.success());
-    assert_stderr_has(&out, "server refused (quota_exceeded): quota exceeded: storing 1572864 bytes would use 1572864 of 1048576 bytes");
+    assert_stderr_has(&out, "server refused (quota exceeded): quota exceeded: storing 1572864 bytes would use 1572864 of 1048576 bytes");
     assert!(!sb.root().join("alice/big.bin").exists());
     assert!(!sb.root().join("alice/.ftp-partial/big.bin").exists());
 

@@ -178,13 +178,14 @@ fn sync_sends_only_what_differs_and_deletes_only_when_asked() {
     }
     let out = ClientRun::new(&sb, &server, &["sync", "photos", ":photos"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_stdout_has(&out, "30 files sent or fetched");
+    assert_stdout_has(&out, "sync photos to :photos: 30 files sent, ");
     assert_eq!(contents(&sb.root().join("photos")), contents(&photos));
 
     // Nothing changed: nothing moves.
     let out = ClientRun::new(&sb, &server, &["sync", "photos", ":photos"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_stdout_has(&out, "0 files sent or fetched, 30 up to date");
+    assert_stdout_has(&out, ": 0 files sent, 0 B sent in");
+    assert_stdout_has(&out, "; 30 up to date; 0 removed");
 
     // One changed, one new, one gone.
     fs::write(photos.join("2025/p3.jpg"), b"edited").unwrap();
@@ -208,7 +209,7 @@ fn sync_sends_only_what_differs_and_deletes_only_when_asked() {
 
     let out = ClientRun::new(&sb, &server, &["sync", "photos", ":photos"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_stdout_has(&out, "2 files sent or fetched");
+    assert_stdout_has(&out, "2 files sent, 9 B sent in");
     assert!(
         sb.root().join("photos/2025/p7.jpg").exists(),
         "no --delete, no removal"

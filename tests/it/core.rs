@@ -47,8 +47,17 @@ fn wrong_secret_is_refused_and_logged() {
         "{}",
         stderr(&out)
     );
+    assert_stderr_has(&out, "the secret from FTP_SECRET");
     assert!(!sb.root().join("a.txt").exists());
     server.wait_for_log("login failed");
+    // From a file: the error names the file to check.
+    let copied = sb.path().join("copied-secret");
+    std::fs::write(&copied, "a bad copy").unwrap();
+    let file = copied.display().to_string();
+    let out = ClientRun::new(&sb, &server, &["--secret-file", &file, "put", "a.txt"])
+        .env_remove("FTP_SECRET")
+        .run();
+    assert_stderr_has(&out, &format!("the secret from the secret file {file}"));
     // Raw: the server sends an auth_failed frame, then closes.
     let mut raw = Raw::login(server.addr, b"wrong");
     assert_eq!(raw.reply().unwrap()["code"], "auth_failed");

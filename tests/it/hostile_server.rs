@@ -457,7 +457,7 @@ fn a_16_mib_reply_keeps_the_client_under_64_mib() {
     let said = heard.lock().unwrap().clone();
     assert!(answered && !status.success(), "{status:?}");
     assert!(
-        said.contains("server refused (not_found): \"\"\"") && said.contains('…'),
+        said.contains("server refused (not found): \"\"\"") && said.contains('…'),
         "{}",
         &said[..said.len().min(300)]
     );

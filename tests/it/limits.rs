@@ -191,7 +191,7 @@ fn files_over_the_size_limit_are_refused_before_any_byte_is_written() {
     assert!(!out.status.success());
     assert_stderr_has(
         &out,
-        "server refused (too_large): file too large: 1025 > 1024 bytes",
+        "server refused (too large): file too large: 1025 > 1024 bytes",
     );
     assert!(sb.root().join("ok.bin").exists());
     assert!(!sb.root().join("big.bin").exists());
@@ -236,7 +236,7 @@ fn a_full_disk_is_refused_up_front_or_stops_the_upload_and_keeps_it_for_a_resume
     // Too big for the free space: refused before any byte is written.
     sb.local_file("huge.bin", &pattern(5 * 1024 * 1024, 20));
     let out = ClientRun::new(&sb, &server, &["put", "huge.bin"]).run();
-    assert_stderr_has(&out, "server refused (no_space): not enough disk space");
+    assert_stderr_has(&out, "server refused (no space): not enough disk space");
     assert!(!sb.root().join(".ftp-partial/huge.bin").exists());
 
     // Two uploads that each fit alone: the slow one runs out of space in
@@ -261,7 +261,7 @@ fn a_full_disk_is_refused_up_front_or_stops_the_upload_and_keeps_it_for_a_resume
     assert!(!slow_out.status.success());
     assert!(
         stderr(&slow_out)
-            .contains("server refused (no_space): writing the file: the server's disk is full"),
+            .contains("server refused (no space): writing the file: the server's disk is full"),
         "{}",
         stderr(&slow_out)
     );

@@ -110,3 +110,39 @@ fn readers_that_never_read_hold_a_page_each_until_the_deadline() {
     );
     assert!(hwm <= RSS_LIMIT_KIB, "server RSS peaked at {hwm} KiB");
 }
+
+#[test]
+fn ls_r_prints_each_folder_together_and_sorted_across_many_pages() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let root = sb.root();
+    // Enough names for several 64 KiB pages, in folders at three depths.
+    for folder in ["", "a", "a/deep", "b"] {
+        std::fs::create_dir_all(root.join(folder)).unwrap();
+        for i in (0..400).rev() {
+            let name = format!("file-with-a-longish-name-{i:04}.txt");
+            std::fs::write(root.join(folder).join(name), b"x").unwrap();
+        }
+    }
+    let out = ClientRun::new(&sb, &server, &["ls", "-R"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let names: Vec<&str> = text
+        .lines()
+        .map(|l| l.rsplit("  ").next().unwrap())
+        .collect();
+    assert_eq!(names.len(), 1603, "{}", &text[..200]);
+    let folder_of = |n: &str| {
+        n.trim_end_matches('/')
+            .rsplit_once('/')
+            .map_or("", |(f, _)| f)
+            .to_string()
+    };
+    // Each folder's entries in one run, the folders in order.
+    let mut runs: Vec<String> = names.iter().map(|n| folder_of(n)).collect();
+    runs.dedup();
+    assert_eq!(runs, ["", "a", "a/deep", "b"]);
+    let mut sorted = names.clone();
+    sorted.sort_by_key(|n| (folder_of(n), n.to_string()));
+    assert_eq!(names, sorted);
+}

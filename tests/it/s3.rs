@@ -227,7 +227,7 @@ fn a_quota_counts_what_every_server_stored() {
         .env("FTP_SECRET", "alice secret")
         .run();
     assert!(!out.status.success());
-    assert_stderr_has(&out, "server refused (quota_exceeded)");
+    assert_stderr_has(&out, "server refused (quota exceeded)");
     let out = ClientRun::new(&sb, &b, &["quota"])
         .env("FTP_SECRET", "alice secret")
         .run();

@@ -166,7 +166,7 @@ fn get_of_a_missing_file_fails_clearly_and_leaves_nothing() {
     assert!(!out.status.success());
     assert_eq!(
         stderr(&out),
-        "error: server refused (not_found): no such file: absent.txt\n"
+        "error: server refused (not found): no such file: absent.txt\n"
     );
     let left: Vec<_> = fs::read_dir(sb.work()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
@@ -185,7 +185,8 @@ fn get_round_trip_and_to_a_chosen_path() {
     let data = pattern(3 * 1024 * 1024 + 1, 14);
     sb.local_file("up.bin", &data);
     sb.local_file("empty", b"");
-    let out = ClientRun::new(&sb, &server, &["put", "up.bin", "empty"]).run();
+    // Two names would be LOCAL REMOTE: one command each.
+    let out = ClientRun::new(&sb, &server, &[]).run_with_input("put up.bin\nput empty\n");
     assert!(out.status.success(), "{}", stderr(&out));
     fs::create_dir(sb.work().join("down")).unwrap();
     let script = "get up.bin down/copy.bin\nget up.bin down\nget empty down/e\n";
@@ -342,9 +343,13 @@ fn put_r_uploads_a_tree_and_skips_links() {
     assert!(root.join("empty").is_dir());
     assert!(!root.join("link").exists());
 
-    // Again: the folders exist already, the files are replaced; -v names
-    // every file.
-    let out = ClientRun::new(&sb, &server, &["put", "-rv", "tree"]).run();
+    // Again: nothing differs, so nothing is sent.
+    let out = ClientRun::new(&sb, &server, &["put", "-r", "tree"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("put: 0 files"), "{}", stdout(&out));
+    // With --force-all the folders exist already, the files are replaced;
+    // -v names every file.
+    let out = ClientRun::new(&sb, &server, &["put", "-rv", "--force-all", "tree"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(

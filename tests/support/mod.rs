@@ -3,6 +3,7 @@
 //! limit, and a raw protocol connection for sending exact bytes.
 
 pub mod elsewhere;
+pub mod freezer;
 pub mod garage;
 pub mod hostile;
 pub mod latency;

@@ -3,7 +3,7 @@
 
 use std::fs::{self, File};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::client::checks::{check_room, check_stored};
@@ -141,7 +141,7 @@ pub(super) fn requeued(done: InFlight) -> Queued {
 }
 
 fn unanswered(lost: Lost, done: InFlight) -> Unanswered {
-    Unanswered(lost, Box::new(requeued(done)))
+    Unanswered(lost, Box::new(done))
 }
 
 /// Whether a failed step is worth another try: a name another upload
@@ -270,6 +270,17 @@ fn skip(pipe: &mut Pipe, len: u64) -> Result<(), Lost> {
     }
     frame::read_json::<_, Digest>(pipe, MAX_HEADER_LEN).map_err(Lost)?;
     Ok(())
+}
+
+/// Gives downloaded folders the server's modification times, once what
+/// goes into them is there (every file written into a folder changes its
+/// time).
+pub(crate) fn keep_folder_times(folders: &[(PathBuf, u64)]) {
+    for (path, mtime) in folders {
+        if let Ok(folder) = File::open(path) {
+            let _ = folder.set_modified(UNIX_EPOCH + Duration::from_secs(*mtime));
+        }
+    }
 }
 
 /// Gives a downloaded file the server's modification time, and its

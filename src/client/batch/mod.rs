@@ -13,17 +13,19 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::client::lost::connection_lost;
 use crate::client::pipeline::{Pipe, Window};
-use crate::client::{Client, ClientOptions, SMALL_FILE};
+use crate::client::Client;
 use crate::error::{Error, Result};
 
 mod answer;
+mod pass;
 mod send;
 
-use answer::{answer, requeued};
-use send::{send, Sending};
+use answer::requeued;
+use pass::Pass;
 
-pub(crate) use answer::keep_times;
+pub(crate) use answer::{keep_folder_times, keep_times};
 pub(crate) use send::unix_mtime;
 
 /// One thing a batch does.
@@ -193,6 +195,11 @@ pub struct BatchReport {
     pub removed: u64,
     /// Steps that failed.
     pub failures: Vec<Failure>,
+    /// Why the batch stopped before its end (Ctrl-C, a connection that
+    /// could not be reopened); `None` when every step was tried.
+    pub stopped: Option<Error>,
+    /// Steps not done, or not confirmed by the server, when it stopped.
+    pub unfinished: Vec<Step>,
     /// From start to end.
     pub elapsed: Duration,
 }
@@ -232,7 +239,7 @@ struct Queued {
 struct Lost(Error);
 
 /// A lost connection while a step's reply was read: the step goes again.
-struct Unanswered(Lost, Box<Queued>);
+struct Unanswered(Lost, Box<InFlight>);
 
 impl Client {
     /// Runs `steps` in order, pipelined, and reports what happened to each
@@ -265,18 +272,24 @@ impl Client {
             // Done, or steps to try once more are queued again.
             let Err(Lost(error)) = lost else { continue };
             self.broken = true;
-            let interrupted = matches!(error, Error::Interrupted { .. }) || error.is_interruption();
-            let reopened = match interrupted || reconnects >= RECONNECTS {
-                true => Err(error),
-                false => self.ensure_connected().map(|_| ()),
-            };
+            let interrupted = error.is_interruption();
+            // A connection that cannot be reopened is told by what broke
+            // it: the refusal of a server that went away says less.
+            // Nor is a stalled one: the stall timeout is when it gives up,
+            // not when it starts over.
+            let reopened = !interrupted
+                && !self.stream.has_stalled()
+                && reconnects < RECONNECTS
+                && self.ensure_connected().is_ok();
             reconnects += 1;
-            if let Err(error) = reopened {
-                let why = format!("{error}; run the same command to resume");
-                for q in queue.drain(..) {
-                    let error = Error::Usage(why.clone());
-                    fail(&mut report, progress, &q.step, error);
-                }
+            if !reopened {
+                // One reason for all that is left, not one line per file.
+                report.stopped = Some(match interrupted {
+                    true => Error::Interrupted { what: "batch" },
+                    false => connection_lost(error),
+                });
+                let files = queue.drain(..).filter(|q| q.step.is_file());
+                report.unfinished.extend(files.map(|q| q.step));
             }
         }
         if let Some(folder) = download_folder {
@@ -310,13 +323,18 @@ impl Client {
             progress,
         };
         let result = pass.run(queue);
+        if let Err(Lost(e)) = &result {
+            if e.is_interruption() {
+                pass.settle_in_flight();
+            }
+        }
         if result.is_err() {
             // Unanswered steps go first when the batch goes on.
             for f in pass.in_flight.drain(..).rev() {
                 queue.push_front(requeued(f));
             }
             if let Some(step) = pass.unanswered.take() {
-                queue.push_front(step);
+                queue.push_front(requeued(step));
             }
         }
         queue.extend(pass.later.drain(..));
@@ -324,131 +342,10 @@ impl Client {
     }
 }
 
-/// One pass of a batch over one connection.
-struct Pass<'a, 'p> {
-    pipe: Pipe<'a>,
-    window: Window,
-    in_flight: VecDeque<InFlight>,
-    /// Steps to try once more, after the queue.
-    later: Vec<Queued>,
-    /// The step whose reply was being read when the connection was lost.
-    unanswered: Option<Queued>,
-    options: BatchOptions,
-    client: &'a ClientOptions,
-    report: &'a mut BatchReport,
-    progress: &'p mut dyn BatchProgress,
-}
-
-impl Pass<'_, '_> {
-    fn run(&mut self, queue: &mut VecDeque<Queued>) -> Result<(), Lost> {
-        while let Some(next) = queue.pop_front() {
-            if self.interrupted() {
-                queue.push_front(next);
-                return Err(Lost(Error::Interrupted { what: "batch" }));
-            }
-            let cost = Window::cost(next.step.remote());
-            while !self.window.has_room(cost)
-                || self.pipe.backlogged()
-                || large_upload(&next.step) && !self.in_flight.is_empty()
-            {
-                self.answer_oldest()?;
-            }
-            self.send(next, cost, queue)?;
-            if queue.is_empty() {
-                queue.extend(self.later.drain(..));
-            }
-            // Take replies that are here already, so the window seldom
-            // has to wait for one.
-            while self.pipe.has_input() && !self.in_flight.is_empty() {
-                self.answer_oldest()?;
-                if queue.is_empty() {
-                    queue.extend(self.later.drain(..));
-                }
-            }
-        }
-        while !self.in_flight.is_empty() {
-            self.answer_oldest()?;
-            if self.in_flight.is_empty() && !self.later.is_empty() {
-                // Steps to try once more (a name another upload held):
-                // after a pause, through the same window.
-                std::thread::sleep(BUSY_PAUSE);
-                queue.extend(self.later.drain(..));
-            }
-        }
-        Ok(())
-    }
-
-    fn interrupted(&self) -> bool {
-        let flag = self.client.interrupt.as_ref();
-        flag.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// Sends one step; a failure that is the step's alone is reported,
-    /// one that loses the connection ends the pass.
-    fn send(
-        &mut self,
-        next: Queued,
-        cost: usize,
-        queue: &mut VecDeque<Queued>,
-    ) -> Result<(), Lost> {
-        let (options, client) = (self.options, self.client);
-        let sent = match send(&mut self.pipe, &next.step, options, client, self.progress) {
-            Ok(sent) => sent,
-            Err(Sending::Local(error)) => {
-                fail(self.report, self.progress, &next.step, error);
-                return Ok(());
-            }
-            Err(Sending::Lost(error)) => {
-                queue.push_front(next);
-                return Err(Lost(error));
-            }
-            Err(Sending::LostWith(error)) => {
-                let why = Error::Usage(format!("{error}; nothing was stored"));
-                fail(self.report, self.progress, &next.step, why);
-                return Err(Lost(error));
-            }
-        };
-        self.window.sent(cost);
-        self.in_flight.push_back(InFlight {
-            step: next.step,
-            cost,
-            tries: next.tries,
-            sent,
-        });
-        Ok(())
-    }
-
-    /// Reads and reports the reply to the oldest step in flight.
-    fn answer_oldest(&mut self) -> Result<(), Lost> {
-        let done = self
-            .in_flight
-            .pop_front()
-            .expect("a step is in flight when a reply is awaited");
-        self.window.answered(done.cost);
-        let step = answer(
-            &mut self.pipe,
-            done,
-            self.options,
-            self.client,
-            self.report,
-            self.progress,
-            &mut self.later,
-        );
-        step.map_err(|Unanswered(lost, step)| {
-            self.unanswered = Some(*step);
-            lost
-        })
-    }
-}
-
 /// Pause before a step refused `busy` is tried again.
 const BUSY_PAUSE: Duration = Duration::from_secs(1);
 /// How often a step is tried: `busy`, or a stale partial on either side.
 const TRIES: u32 = 3;
-
-fn large_upload(step: &Step) -> bool {
-    matches!(step, Step::Upload(u) if u.size > SMALL_FILE)
-}
 
 fn fail(report: &mut BatchReport, progress: &mut dyn BatchProgress, step: &Step, error: Error) {
     progress.finished(&Finished::Failed {

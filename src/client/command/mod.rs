@@ -3,10 +3,14 @@
 
 use std::fmt;
 
+use crate::client::filter::Filters;
 use crate::wire::names::escape;
 
+mod again;
+mod transfer;
 mod words;
 
+use transfer::{filters, parse_transfer, FILTERS};
 use words::Words;
 
 /// What the user asked for.
@@ -63,6 +67,9 @@ pub struct Transfer {
     pub sources: Vec<String>,
     /// `get` only: the local file or folder to write to.
     pub local: Option<String>,
+    /// `put` only, with two names: the name on the server (a folder to
+    /// go into when it ends with `/` or is one there).
+    pub remote: Option<String>,
     /// Folders with everything in them (`-r`).
     pub recursive: bool,
     /// Keep permission bits (`-p`); modification times are always kept.
@@ -71,6 +78,18 @@ pub struct Transfer {
     pub verbose: bool,
     /// `get` only: replace different local files without asking (`-f`).
     pub force: bool,
+    /// With `-r`: a file the other side has is the same when its BLAKE3 is
+    /// (`-c`), not its size and modification time.
+    pub checksum: bool,
+    /// With `-r`: send every file again, even one the other side has
+    /// (`--force-all`).
+    pub force_all: bool,
+    /// Where to write the names of the files that failed or were not
+    /// moved (`--failed-list FILE`).
+    pub failed_list: Option<String>,
+    /// With `-r`: what to leave out (`--exclude`, `--include`,
+    /// `--exclude-from`).
+    pub filters: Filters,
 }
 
 /// `sync SRC DST`: one of the two is on the server, written with a leading `:`.
@@ -90,30 +109,44 @@ pub struct SyncOptions {
     pub preserve: bool,
     /// Name every file as it is moved (`-v`).
     pub verbose: bool,
+    /// One line per change, as rsync's `-i` (`-i`, `--itemize`).
+    pub itemize: bool,
+    /// What to leave out (`--exclude`, `--include`, `--exclude-from`).
+    pub filters: Filters,
 }
 
 /// The help text, one command a line.
 pub const HELP: &str = "\
 commands (paths on the server are relative to its current folder):
-  put [-rpv] FILE...        upload files or, with -r, folders (wildcards work:
-                            put *.log); an interrupted upload resumes
-  get [-rpvf] PATH... [LOCAL]  download files or, with -r, folders, into the
+  put [-rpvc] FILE...       upload files or, with -r, folders (wildcards work:
+                            put *.log); an interrupted upload resumes;
+                            put LOCAL REMOTE (two names) stores LOCAL as
+                            REMOTE, or in it when REMOTE ends with / or is
+                            a folder there
+  get [-rpvfc] PATH... [LOCAL]  download files or, with -r, folders, into the
                             working folder or LOCAL (wildcards work on the
                             server's names: get 'logs/*.gz'); -f replaces a
                             different local file without asking
+  put -r and get -r skip files the other side has with the same size and
+  time (-c: the same BLAKE3), so the same command finishes a stopped one;
+  --force-all sends everything; --failed-list FILE writes the names of the
+  files not moved; --exclude PATTERN, --include PATTERN, --exclude-from FILE
+  (also for sync) leave files out with .gitignore rules, as does a
+  .ftpignore file at the top of the local folder (put -r, sync)
   ls [-ahR] [PATH]          list a folder (-a: dot-files too, -h: human sizes,
                             -R: everything below it)
   rm [-r] PATH...           remove files or empty folders (-r: folders and
                             all they hold)
   mv FROM TO                rename or move a file or folder on the server
                             (into TO when TO is a folder)
-  sync [-ncpv] [--delete] SRC DST
+  sync [-ncpvi] [--delete] SRC DST
                             bring DST up to date with SRC, sending only what
                             differs; the server's side starts with ':'
                             (sync photos :photos sends, sync :photos photos
                             fetches); -n: only show what it would do,
                             -c: compare by BLAKE3, not size and time,
-                            --delete: remove what SRC does not have
+                            -i: one line per change, --delete: remove what
+                            SRC does not have (never what is excluded)
   mkdir PATH                create a folder (and its parents) on the server
   cd PATH                   change folder on the server (/ is your home)
   pwd                       show the folder on the server
@@ -256,35 +289,6 @@ impl Command {
     }
 }
 
-/// `put [-rpv] FILE...` and `get [-rpv] PATH... [LOCAL]`.
-fn parse_transfer(cmd: &str, args: &[String]) -> Result<Command, ParseError> {
-    let (usage, flags) = match cmd {
-        "put" => ("put [-rpv] FILE...", "rpv"),
-        _ => ("get [-rpvf] PATH... [LOCAL]", "rpvf"),
-    };
-    let mut w = Words::split(cmd, args, flags, &[], usage)?;
-    if w.operands.is_empty() {
-        return Err(ParseError(format!("usage: {usage}")));
-    }
-    // get's last name is where to, when there are two or more.
-    let local = match cmd == "get" && w.operands.len() > 1 {
-        true => w.operands.pop(),
-        false => None,
-    };
-    let transfer = Transfer {
-        recursive: w.has('r'),
-        preserve: w.has('p'),
-        verbose: w.has('v'),
-        force: w.has('f'),
-        sources: w.operands,
-        local,
-    };
-    Ok(match cmd {
-        "put" => Command::Put(transfer),
-        _ => Command::Get(transfer),
-    })
-}
-
 /// `ls [-ahR] [PATH]`.
 fn parse_ls(args: &[String]) -> Result<Command, ParseError> {
     let usage = "ls [-ahR] [PATH]";
@@ -302,9 +306,10 @@ fn parse_ls(args: &[String]) -> Result<Command, ParseError> {
 }
 
 fn parse_sync(args: &[String]) -> Result<Command, ParseError> {
-    let usage = "sync [-ncpv] [--delete] [--dry-run] [--checksum] SRC DST";
-    let long = ["delete", "dry-run", "checksum"];
-    let w = Words::split("sync", args, "ncpv", &long, usage)?;
+    let usage = "sync [-ncpvi] [--delete] [--dry-run] [--checksum] [--itemize] \
+                 [--exclude PATTERN] [--include PATTERN] [--exclude-from FILE] SRC DST";
+    let long = ["delete", "dry-run", "checksum", "itemize"];
+    let w = Words::split_valued("sync", args, "ncpvi", &long, &FILTERS, usage)?;
     let Ok([source, target]) = <[String; 2]>::try_from(w.operands.clone()) else {
         return Err(ParseError(format!("usage: {usage}")));
     };
@@ -323,6 +328,8 @@ fn parse_sync(args: &[String]) -> Result<Command, ParseError> {
         checksum: w.has('c') || w.has_long("checksum"),
         preserve: w.has('p'),
         verbose: w.has('v'),
+        itemize: w.has('i') || w.has_long("itemize"),
+        filters: filters(&w),
     }))
 }
 
@@ -352,16 +359,16 @@ mod tests {
     fn commands_parse() {
         assert_eq!(p("   ").unwrap(), None);
         assert_eq!(
-            p("put a b").unwrap(),
+            p("put a b c").unwrap(),
             Some(Command::Put(Transfer {
-                sources: files(&["a", "b"]),
+                sources: files(&["a", "b", "c"]),
                 ..Transfer::default()
             }))
         );
         assert_eq!(
-            p("put \"my file.txt\" 'x y'").unwrap(),
+            p("put \"my file.txt\" 'x y' z").unwrap(),
             Some(Command::Put(Transfer {
-                sources: files(&["my file.txt", "x y"]),
+                sources: files(&["my file.txt", "x y", "z"]),
                 ..Transfer::default()
             }))
         );
@@ -418,7 +425,7 @@ mod tests {
                 ..Transfer::default()
             }))
         );
-        assert_eq!(p("put -r").unwrap_err().0, "usage: put [-rpv] FILE...");
+        assert!(p("put -r").unwrap_err().0.starts_with("usage: put [-rpvc]"));
         assert_eq!(p("cd a\\ b").unwrap(), Some(Command::Cd("a b".into())));
     }
 
@@ -463,11 +470,8 @@ mod tests {
             .unwrap_err()
             .0
             .contains("unknown command \"frobnicate\""));
-        assert_eq!(p("put").unwrap_err().0, "usage: put [-rpv] FILE...");
-        assert_eq!(
-            p("get").unwrap_err().0,
-            "usage: get [-rpvf] PATH... [LOCAL]"
-        );
+        assert!(p("put").unwrap_err().0.starts_with("usage: put [-rpvc]"));
+        assert!(p("get").unwrap_err().0.starts_with("usage: get [-rpvfc]"));
         assert!(p("put \"open").unwrap_err().0.contains("unclosed"));
         assert!(p("cd a b").unwrap_err().0.contains("quotes"));
         assert!(p("mv a").unwrap_err().0.contains("usage: mv FROM TO"));

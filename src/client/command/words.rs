@@ -10,6 +10,8 @@ use super::ParseError;
 pub(super) struct Words<'a> {
     flags: Vec<char>,
     long: Vec<&'a str>,
+    /// Long options that take a value, with it (`--failed-list FILE`).
+    values: Vec<(&'a str, String)>,
     pub(super) operands: Vec<String>,
 }
 
@@ -21,13 +23,28 @@ impl<'a> Words<'a> {
         long: &[&'a str],
         usage: &str,
     ) -> Result<Words<'a>, ParseError> {
+        Words::split_valued(cmd, args, short, long, &[], usage)
+    }
+
+    /// Like [`Words::split`], with long options in `valued` that take a
+    /// value, as the next word or after `=`.
+    pub(super) fn split_valued(
+        cmd: &str,
+        args: &'a [String],
+        short: &str,
+        long: &[&'a str],
+        valued: &[&'a str],
+        usage: &str,
+    ) -> Result<Words<'a>, ParseError> {
         let mut words = Words {
             flags: Vec::new(),
             long: Vec::new(),
+            values: Vec::new(),
             operands: Vec::new(),
         };
         let mut options_end = false;
-        for arg in args {
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
             if options_end || arg == "-" || !arg.starts_with('-') {
                 words.operands.push(arg.clone());
                 continue;
@@ -45,6 +62,19 @@ impl<'a> Words<'a> {
                 )));
             }
             if let Some(name) = arg.strip_prefix("--") {
+                let (key, inline) = match name.split_once('=') {
+                    Some((key, value)) => (key, Some(value.to_string())),
+                    None => (name, None),
+                };
+                if let Some(v) = valued.iter().find(|v| **v == key) {
+                    let Some(value) = inline.or_else(|| args.next().cloned()) else {
+                        return Err(ParseError(format!(
+                            "{cmd}: option --{v} needs a value; usage: {usage}"
+                        )));
+                    };
+                    words.values.push((v, value));
+                    continue;
+                }
                 match long.iter().find(|l| **l == name) {
                     Some(l) => words.long.push(l),
                     None => {
@@ -75,5 +105,17 @@ impl<'a> Words<'a> {
 
     pub(super) fn has_long(&self, name: &str) -> bool {
         self.long.contains(&name)
+    }
+
+    /// Every value given to a long option, in order.
+    pub(super) fn values(&self, name: &str) -> Vec<String> {
+        let given = self.values.iter().filter(|(n, _)| *n == name);
+        given.map(|(_, v)| v.clone()).collect()
+    }
+
+    /// The value given to a long option last, if any.
+    pub(super) fn value(&self, name: &str) -> Option<String> {
+        let given = self.values.iter().rev().find(|(n, _)| *n == name);
+        given.map(|(_, v)| v.clone())
     }
 }

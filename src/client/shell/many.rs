@@ -5,7 +5,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::client::batch::{BatchOptions, Download, Failure, Step, Upload};
+use crate::client::batch::{keep_folder_times, BatchOptions, Download, Failure, Step, Upload};
 use crate::client::command::Transfer;
 use crate::client::progress::progress_for;
 use crate::client::tree::{
@@ -17,7 +17,13 @@ use crate::wire::message::EntryKind;
 use crate::wire::names::escape;
 use crate::wire::reply::ErrorCode;
 
-use super::{print_get, print_put, run_batch, summarize, wrote, ShellOptions};
+use crate::client::filter::{Filter, Filters};
+use crate::client::sync::Compare;
+
+use super::filtered::{prune_local, prune_remote};
+use super::rerun::{already_here, compare, fetched_already, skip_uploaded};
+use super::shown::Ending;
+use super::{is_folder, print_get, print_put, run_batch, summarize, wrote, ShellOptions};
 
 /// `put`: one plain file the way it always went (a line with what the
 /// server said); anything more as one pipelined batch.
@@ -29,10 +35,11 @@ pub(super) fn put(
     err: &mut impl Write,
 ) -> Result<()> {
     let Planned {
-        steps,
+        mut steps,
         skipped,
         unreadable,
-    } = plan_uploads(t, options, err)?;
+        roots,
+    } = plan_uploads(client, t, options, err)?;
     if steps.is_empty() {
         if let [(path, error)] = unreadable.as_slice() {
             return Err(Error::Usage(format!("put {}: {error}", path.display())));
@@ -46,7 +53,7 @@ pub(super) fn put(
         );
     }
     if let [Step::Upload(one)] = steps.as_slice() {
-        if !t.recursive && !t.preserve && unreadable.is_empty() {
+        if !t.recursive && !t.preserve && unreadable.is_empty() && t.remote.is_none() {
             let mut bar = progress_for(options.quiet);
             let report = client
                 .put(&one.local, bar.as_mut())
@@ -54,6 +61,10 @@ pub(super) fn put(
             return wrote(print_put(out, &report));
         }
     }
+    let up_to_date = match t.recursive && !t.force_all {
+        true => skip_uploaded(client, &mut steps, &roots, compare(t.checksum))?,
+        false => 0,
+    };
     let lines = t.verbose || !t.recursive;
     let batch = BatchOptions {
         preserve_mode: t.preserve,
@@ -67,7 +78,20 @@ pub(super) fn put(
             subject: path.display().to_string(),
             error,
         }));
-    summarize("put", &report, skipped, options, out)
+    let end = ending("put", t, skipped, up_to_date);
+    summarize(&end, report, options, out, err)
+}
+
+/// How `put` or `get` ends: what its summary says besides the report.
+fn ending<'a>(verb: &'static str, t: &'a Transfer, skipped: usize, up_to_date: u64) -> Ending<'a> {
+    Ending {
+        verb,
+        again: t.line(verb),
+        skipped,
+        up_to_date,
+        verbose: t.verbose,
+        failed_list: t.failed_list.as_deref(),
+    }
 }
 
 /// What `put` will do, and what it cannot.
@@ -77,16 +101,28 @@ struct Planned {
     skipped: usize,
     /// Sources that cannot be sent, and why.
     unreadable: Vec<(PathBuf, Error)>,
+    /// The server folders that folders are sent to, to see what they hold.
+    roots: Vec<String>,
 }
 
 /// Turns `put`'s sources (wildcards expanded) into steps: files as they
 /// are, folders with `-r` as everything below them.
-fn plan_uploads(t: &Transfer, options: ShellOptions, err: &mut impl Write) -> Result<Planned> {
+fn plan_uploads(
+    client: &mut Client,
+    t: &Transfer,
+    options: ShellOptions,
+    err: &mut impl Write,
+) -> Result<Planned> {
     let mut plan = Planned {
         steps: Vec::new(),
         skipped: 0,
         unreadable: Vec::new(),
+        roots: Vec::new(),
     };
+    let target = Target::of(client, t.remote.as_deref());
+    if let Target::Into(folder) = &target {
+        plan.steps.push(Step::MakeFolder(folder.clone()));
+    }
     for source in &t.sources {
         let paths = match expand_local(source) {
             Ok(paths) => paths,
@@ -95,57 +131,122 @@ fn plan_uploads(t: &Transfer, options: ShellOptions, err: &mut impl Write) -> Re
                 continue;
             }
         };
+        if let (Target::As(remote), [_, _, ..]) = (&target, paths.as_slice()) {
+            return Err(Error::Usage(format!(
+                "put: {} names {} files, which go into a folder: end {} with / to name one",
+                escape(source),
+                paths.len(),
+                escape(remote)
+            )));
+        }
         for path in paths {
-            // A link named here is followed, as scp and cp do; links met
-            // inside a folder are not.
-            let meta = match fs::metadata(&path) {
-                Ok(meta) => meta,
-                Err(e) => {
-                    let error = Error::cannot_read(path.display(), &e);
-                    plan.unreadable.push((path, error));
-                    continue;
-                }
-            };
-            if meta.is_dir() && t.recursive {
-                plan.skipped += plan_folder_upload(&path, &mut plan.steps, options, err)?;
-            } else if meta.is_dir() {
-                let why = "a folder; put -r sends a folder with all it holds";
-                plan.unreadable.push((path, Error::Usage(why.into())));
-            } else if !meta.is_file() {
-                let why = "not a regular file or folder";
-                plan.unreadable.push((path, Error::Usage(why.into())));
-            } else {
-                match local_upload_name(&path) {
-                    Ok(remote) => plan.steps.push(Step::Upload(Upload {
-                        local: path,
-                        remote,
-                        size: meta.len(),
-                    })),
-                    Err(error) => plan.unreadable.push((path, error)),
-                }
-            }
+            plan_source(path, t, &target, &mut plan, options, err)?;
         }
     }
     Ok(plan)
 }
 
-/// Plans a folder's upload: the folder of the same name in the current
-/// server folder, everything below it made and sent. Returns how many
-/// entries were skipped (links, special files, unusable names).
+/// Where `put` sends its sources on the server (see README, "Two names").
+enum Target {
+    /// The current folder, each under its own name.
+    Here,
+    /// A folder, each under its own name: REMOTE ended with `/` (made when
+    /// missing), or names a folder there.
+    Into(String),
+    /// The one source, under the name REMOTE.
+    As(String),
+}
+
+impl Target {
+    fn of(client: &mut Client, remote: Option<&str>) -> Target {
+        match remote {
+            None => Target::Here,
+            Some(r) if r.ends_with('/') => Target::Into(r.to_string()),
+            Some(r) if is_folder(client, r) => Target::Into(r.to_string()),
+            Some(r) => Target::As(r.to_string()),
+        }
+    }
+
+    /// The server name for a source whose own name is `base`.
+    fn name(&self, base: String) -> String {
+        match self {
+            Target::Here => base,
+            Target::Into(folder) if folder.ends_with('/') => format!("{folder}{base}"),
+            Target::Into(folder) => format!("{folder}/{base}"),
+            Target::As(remote) => remote.clone(),
+        }
+    }
+}
+
+/// Plans one source of `put`: a file, or with `-r` a folder.
+fn plan_source(
+    path: PathBuf,
+    t: &Transfer,
+    target: &Target,
+    plan: &mut Planned,
+    options: ShellOptions,
+    err: &mut impl Write,
+) -> Result<()> {
+    // A link named here is followed, as scp and cp do; links met
+    // inside a folder are not.
+    let meta = match fs::metadata(&path) {
+        Ok(meta) => meta,
+        Err(e) => {
+            let error = Error::cannot_read(path.display(), &e);
+            plan.unreadable.push((path, error));
+            return Ok(());
+        }
+    };
+    if meta.is_dir() && t.recursive {
+        let root = plan_folder_upload(&path, target, &t.filters, &mut plan.steps, options, err)?;
+        plan.skipped += root.skipped;
+        plan.roots.push(root.name);
+    } else if meta.is_dir() {
+        let why = "a folder; put -r sends a folder with all it holds";
+        plan.unreadable.push((path, Error::Usage(why.into())));
+    } else if !meta.is_file() {
+        let why = "not a regular file or folder";
+        plan.unreadable.push((path, Error::Usage(why.into())));
+    } else {
+        match local_upload_name(&path) {
+            Ok(base) => plan.steps.push(Step::Upload(Upload {
+                local: path,
+                remote: target.name(base),
+                size: meta.len(),
+            })),
+            Err(error) => plan.unreadable.push((path, error)),
+        }
+    }
+    Ok(())
+}
+
+/// A folder `put -r` sends: its name on the server, and how many entries
+/// were left out (links, special files, unusable names).
+struct Root {
+    name: String,
+    skipped: usize,
+}
+
+/// Plans a folder's upload: the folder of the same name in the target
+/// server folder, everything below it made and sent.
 fn plan_folder_upload(
     path: &Path,
+    target: &Target,
+    filters: &Filters,
     steps: &mut Vec<Step>,
     options: ShellOptions,
     err: &mut impl Write,
-) -> Result<usize> {
+) -> Result<Root> {
     let absolute = fs::canonicalize(path).map_err(|e| Error::cannot_read(path.display(), &e))?;
     // Named as given (a link keeps its own name); `.` and `..` by what
     // they are.
     let name = local_upload_name(path).or_else(|_| local_upload_name(&absolute))?;
-    let tree = walk_local(&absolute)?;
+    let name = target.name(name);
+    let mut tree = walk_local(&absolute)?;
     for (skipped, why) in &tree.skipped {
         note_skipped(err, options, skipped, why);
     }
+    prune_local(&mut tree, &Filter::new(filters, Some(&absolute))?);
     steps.push(Step::MakeFolder(name.clone()));
     steps.extend(
         tree.folders
@@ -155,11 +256,15 @@ fn plan_folder_upload(
     steps.extend(tree.files.into_iter().map(|f| {
         Step::Upload(Upload {
             remote: join(&name, &f.relative),
-            local: f.path,
+            // Named from what the user typed, in messages too.
+            local: path.join(&f.relative),
             size: f.size,
         })
     }));
-    Ok(tree.skipped.len())
+    Ok(Root {
+        name,
+        skipped: tree.skipped.len(),
+    })
 }
 
 pub(super) fn note_skipped(err: &mut impl Write, options: ShellOptions, path: &Path, why: &str) {
@@ -200,6 +305,15 @@ fn get_as_asked(
         let name = &t.sources[0];
         let mut bar = progress_for(options.quiet);
         let local = t.local.as_deref().map(Path::new);
+        let same = (!t.force_all).then(|| fetched_already(client, name, local));
+        if let Some(Some(here)) = same {
+            let here = escape(&here.display().to_string());
+            return wrote(writeln!(
+                out,
+                "{here} is already the server's {} (same size and time); nothing was fetched",
+                escape(name)
+            ));
+        }
         let report = client
             .get(name, local, bar.as_mut())
             .map_err(|e| folder_hint(e, name))?;
@@ -224,6 +338,10 @@ fn get_as_asked(
         )));
     }
     let mut steps = Vec::new();
+    let rerun = (!t.force_all).then(|| compare(t.checksum));
+    let filter = Filter::new(&t.filters, None)?;
+    let mut up_to_date = 0;
+    let mut folder_times = Vec::new();
     for (path, kind) in found {
         let base = path.rsplit('/').next().unwrap_or(&path).to_string();
         let base = clean_relative(&base).map_err(|_| {
@@ -234,7 +352,13 @@ fn get_as_asked(
             false => into.clone(),
         };
         match kind == EntryKind::Dir || t.recursive {
-            true => plan_folder_download(client, path, kind, target, t.recursive, &mut steps)?,
+            true => {
+                let folder = (path, kind, target);
+                let how = (t.recursive, rerun, &filter);
+                let fetched = plan_folder_download(client, folder, how, &mut steps)?;
+                up_to_date += fetched.up_to_date;
+                folder_times.extend(fetched.folder_times);
+            }
             false => steps.push(Step::Download(Download {
                 remote: path,
                 local: target,
@@ -248,7 +372,8 @@ fn get_as_asked(
         ask_before_replacing: true,
     };
     let report = run_batch(client, steps, batch, options, lines, out, err);
-    summarize("get", &report, 0, options, out)
+    keep_folder_times(&folder_times);
+    summarize(&ending("get", t, 0, up_to_date), report, options, out, err)
 }
 
 /// The server's "not a regular file" for `get NAME` of a folder, with
@@ -268,16 +393,16 @@ fn folder_hint(e: Error, name: &str) -> Error {
 
 /// Plans the download of the server folder `path` into `target`: its
 /// folders made here now, its files as steps. A file named with `-r` is
-/// one download.
+/// one download. With `rerun`, a file that is here already, the same, is
+/// left out.
 fn plan_folder_download(
     client: &mut Client,
-    path: String,
-    kind: EntryKind,
-    target: PathBuf,
-    recursive: bool,
+    (path, kind, target): (String, EntryKind, PathBuf),
+    (recursive, rerun, filter): (bool, Option<Compare>, &Filter),
     steps: &mut Vec<Step>,
-) -> Result<()> {
-    let entries = match client.list_tree(&path, false) {
+) -> Result<Fetched> {
+    let digests = rerun == Some(Compare::Checksum);
+    let mut entries = match client.list_tree(&path, digests) {
         Ok(entries) => entries,
         Err(Error::Remote { code, .. })
             if code == ErrorCode::BadName
@@ -288,7 +413,7 @@ fn plan_folder_download(
                 local: target,
                 size: 0,
             }));
-            return Ok(());
+            return Ok(Fetched::default());
         }
         Err(e) => return Err(e),
     };
@@ -298,11 +423,19 @@ fn plan_folder_download(
             escape(&path)
         )));
     }
+    prune_remote(&mut entries, filter);
     make_local_folder(&target)?;
+    let mut fetched = Fetched::default();
     for e in entries {
         let local = local_path(&target, &e.relative);
         match e.kind {
-            EntryKind::Dir => make_local_folder(&local)?,
+            EntryKind::Dir => {
+                make_local_folder(&local)?;
+                fetched.folder_times.push((local, e.mtime));
+            }
+            EntryKind::File if rerun.is_some_and(|how| already_here(&local, &e, how)) => {
+                fetched.up_to_date += 1
+            }
             EntryKind::File => steps.push(Step::Download(Download {
                 remote: join(&path, &e.relative),
                 local,
@@ -310,7 +443,16 @@ fn plan_folder_download(
             })),
         }
     }
-    Ok(())
+    Ok(fetched)
+}
+
+/// What planning a folder's download found besides its steps.
+#[derive(Default)]
+struct Fetched {
+    /// Files here already, the same.
+    up_to_date: u64,
+    /// Folders below it, with the server's times, to set once filled.
+    folder_times: Vec<(PathBuf, u64)>,
 }
 
 pub(super) fn make_local_folder(path: &Path) -> Result<()> {

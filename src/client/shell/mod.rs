@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::wire::message::{ErrorCode, LsRequest, Moved, Usage};
 use crate::wire::names::escape;
 
+mod filtered;
 mod many;
+mod rerun;
 mod shown;
 mod sync;
 
@@ -62,6 +64,27 @@ pub fn run_command(
             client.addr()
         );
     }
+    let mark = client.mark();
+    match run(client, command, options, out, err) {
+        // The server closed the idle connection as the command went out:
+        // it never saw it, so it runs once more on a new connection.
+        Err(_) if client.met_idle_close(mark) => {
+            client.ensure_connected()?;
+            run(client, command, options, out, err)?;
+        }
+        other => other?,
+    }
+    Ok(Next::Continue)
+}
+
+/// Runs a command on a connected client.
+fn run(
+    client: &mut Client,
+    command: &Command,
+    options: ShellOptions,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<()> {
     match command {
         Command::Put(t) => put(client, t, options, out, err)?,
         Command::Get(t) => get(client, t, options, out, err)?,
@@ -80,7 +103,7 @@ pub fn run_command(
         Command::Sync(how) => sync(client, how, options, out, err)?,
         Command::Help | Command::Quit => {}
     }
-    Ok(Next::Continue)
+    Ok(())
 }
 
 /// `mv FROM TO`, where TO may be a folder to move into, as `mv` does:

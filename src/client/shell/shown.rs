@@ -30,6 +30,7 @@ pub(super) fn run_batch(
         bar: None,
         quiet: options.quiet,
         lines,
+        echoed: 0,
         files_done: 0,
         files: 0,
     };
@@ -44,6 +45,8 @@ struct Shown<'a, O: Write, E: Write> {
     bar: Option<indicatif::ProgressBar>,
     quiet: bool,
     lines: bool,
+    /// Failures named so far.
+    echoed: usize,
     files_done: u64,
     files: u64,
 }
@@ -86,11 +89,15 @@ impl<O: Write, E: Write> BatchProgress for Shown<'_, O, E> {
         }
         let line = match what {
             Finished::Failed { .. } if !self.echo_failures => return,
+            // Past a few, failures are counted in the summary, not each
+            // named, unless every file is named anyway.
+            Finished::Failed { .. } if !self.lines && self.echoed >= ECHOED => return,
             Finished::Failed {
                 verb,
                 subject,
                 error,
             } => {
+                self.echoed += 1;
                 let line = format!("error: {verb} {}: {error}", escape(subject));
                 return self.print(true, line);
             }
@@ -129,28 +136,78 @@ impl<O: Write, E: Write> BatchProgress for Shown<'_, O, E> {
     }
 }
 
-/// The summary line of a batch; the command fails when any step did.
+/// Failures named as they happen in a batch that does not name every
+/// file; the summary counts the rest.
+const ECHOED: usize = 3;
+
+/// How a batch command ends, beyond its report.
+pub(super) struct Ending<'a> {
+    /// `put`, `get`, `sync`.
+    pub(super) verb: &'static str,
+    /// The command as it is typed again to finish a stopped run.
+    pub(super) again: String,
+    /// Entries left out while planning (links, special files).
+    pub(super) skipped: usize,
+    /// Files left out because the other side has them, the same.
+    pub(super) up_to_date: u64,
+    /// Name every file not moved (`-v`).
+    pub(super) verbose: bool,
+    /// Where to write the names of the files not moved.
+    pub(super) failed_list: Option<&'a str>,
+}
+
+/// The summary line of a batch; the command fails when any step did, and
+/// says in one sentence why a batch stopped and how to finish it.
 pub(super) fn summarize(
-    verb: &str,
-    report: &BatchReport,
-    skipped: usize,
+    end: &Ending,
+    mut report: BatchReport,
     options: ShellOptions,
     out: &mut impl Write,
+    err: &mut impl Write,
 ) -> Result<()> {
     let failed = report.failures.len();
-    if !options.quiet && verb != "sync" {
+    let unfinished = report.unfinished.len();
+    if !options.quiet && end.verb != "sync" {
         let mut line = format!(
-            "{verb}: {}, {}",
+            "{}: {}, {}",
+            end.verb,
             files(report.files),
             rate("moved", report.bytes, report.elapsed)
         );
-        if skipped > 0 {
-            line.push_str(&format!("; {skipped} skipped"));
+        if end.up_to_date > 0 {
+            line.push_str(&format!("; {} already there", end.up_to_date));
+        }
+        if end.skipped > 0 {
+            line.push_str(&format!("; {} skipped", end.skipped));
         }
         if failed > 0 {
             line.push_str(&format!("; {failed} failed"));
         }
+        if unfinished > 0 {
+            line.push_str(&format!("; {unfinished} not done"));
+        }
         wrote(writeln!(out, "{line}"))?;
+    }
+    let left = report
+        .failures
+        .iter()
+        .map(|f| f.subject.clone())
+        .chain(report.unfinished.iter().map(Step::subject));
+    if let Some(path) = end.failed_list {
+        write_list(path, left.clone())?;
+    }
+    if end.verbose {
+        for name in report.unfinished.iter().map(Step::subject) {
+            wrote(writeln!(err, "not done: {}", escape(&name)))?;
+        }
+    }
+    if let Some(cause) = report.stopped.take() {
+        return Err(Error::Stopped {
+            command: end.again.clone(),
+            cause: Box::new(cause),
+            landed: report.files,
+            missing: (failed + unfinished) as u64,
+        });
     }
     match failed {
         0 => Ok(()),
@@ -163,19 +220,28 @@ pub(super) fn summarize(
                 f.error
             )))
         }
-        n => Err(Error::Usage(format!(
-            "{n} of {} files failed: {}",
-            n as u64 + report.files,
-            report
-                .failures
-                .iter()
-                .take(5)
-                .map(|f| escape(&f.subject))
-                .collect::<Vec<_>>()
-                .join(", ")
-                + if n > 5 { ", ..." } else { "" }
-        ))),
+        n => {
+            let mut named: Vec<String> = left.take(5).map(|s| escape(&s)).collect();
+            if n > 5 {
+                named.push("... (-v or --failed-list FILE names them all)".into());
+            }
+            Err(Error::Usage(format!(
+                "{n} of {} files failed: {}",
+                n as u64 + report.files,
+                named.join(", ")
+            )))
+        }
     }
+}
+
+/// Writes one name a line, for a rerun or a script to read.
+fn write_list(path: &str, names: impl Iterator<Item = String>) -> Result<()> {
+    let mut text = String::new();
+    for name in names {
+        text.push_str(&name);
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(|e| Error::io(format!("writing {path}"), e))
 }
 
 /// `1 file`, `2 files`.

@@ -1,19 +1,23 @@
 //! `sync SRC DST`: list both sides, plan, and run the plan as a batch.
 
+use std::collections::HashSet;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::client::batch::{BatchOptions, Step};
+use crate::client::batch::{keep_folder_times, BatchOptions, Step};
 use crate::client::command::SyncOptions;
+use crate::client::filter::Filter;
 use crate::client::sync::{plan_fetch, plan_send, remove_local, Compare, SyncPlan};
-use crate::client::tree::{walk_local, LocalTree};
+use crate::client::tree::{join, local_path, walk_local, LocalTree};
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::wire::message::EntryKind;
 use crate::wire::names::escape;
 use crate::wire::reply::ErrorCode;
 
-use super::shown::files;
-use super::{make_local_folder, note_skipped, run_batch, summarize, wrote, ShellOptions};
+use super::filtered::{prune_local, prune_remote, spare_local, spare_remote};
+use super::shown::{files, Ending};
+use super::{make_local_folder, note_skipped, rate, run_batch, summarize, wrote, ShellOptions};
 
 /// `sync SRC DST`.
 pub(super) fn sync(
@@ -23,7 +27,14 @@ pub(super) fn sync(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<()> {
-    let plan = plan_sync(client, how, options, err)?;
+    let Planned {
+        plan,
+        there,
+        folder_times,
+    } = plan_sync(client, how, options, err)?;
+    if how.itemize {
+        itemize(&plan, &there, out)?;
+    }
     if how.dry_run {
         return print_plan(&plan, out);
     }
@@ -45,17 +56,43 @@ pub(super) fn sync(
         ask_before_replacing: false,
     };
     let report = run_batch(client, plan.steps, batch, options, how.verbose, out, err);
+    keep_folder_times(&folder_times);
     let removed = plan.local_removals.len() as u64;
     if !options.quiet {
+        let (verb, moved) = match how.target.starts_with(':') {
+            true => ("sent", "sent"),
+            false => ("fetched", "received"),
+        };
         wrote(writeln!(
             out,
-            "sync: {} sent or fetched, {} up to date, {} removed",
+            "sync {} to {}: {} {verb}, {}; {} up to date; {} removed",
+            escape(&how.source),
+            escape(&how.target),
             files(report.files),
+            rate(moved, report.bytes, report.elapsed),
             plan.unchanged,
             removed + report.removed
         ))?;
     }
-    summarize("sync", &report, 0, options, out)
+    let end = Ending {
+        verb: "sync",
+        again: how.line(),
+        skipped: 0,
+        up_to_date: plan.unchanged,
+        verbose: how.verbose,
+        failed_list: None,
+    };
+    summarize(&end, report, options, out, err)
+}
+
+/// A sync's plan, and what it found on the way.
+struct Planned {
+    plan: SyncPlan,
+    /// The paths on the side brought up to date, as the plan names them.
+    there: HashSet<String>,
+    /// Fetching: the local folders with the server's times, to set once
+    /// they are filled.
+    folder_times: Vec<(PathBuf, u64)>,
 }
 
 /// Lists both sides and plans what differs.
@@ -64,7 +101,7 @@ fn plan_sync(
     how: &SyncOptions,
     options: ShellOptions,
     err: &mut impl Write,
-) -> Result<SyncPlan> {
+) -> Result<Planned> {
     let compare = match how.checksum {
         true => Compare::Checksum,
         false => Compare::SizeAndTime,
@@ -75,7 +112,8 @@ fn plan_sync(
         false => (&how.source[1..], Path::new(&how.target)),
     };
     let remote = remote.trim_end_matches('/');
-    let theirs = match client.list_tree(remote, how.checksum) {
+    let filter = Filter::new(&how.filters, Some(local))?;
+    let mut theirs = match client.list_tree(remote, how.checksum) {
         Ok(entries) => Some(entries),
         // Sending into a folder that is not there yet.
         Err(Error::Remote {
@@ -84,22 +122,79 @@ fn plan_sync(
         }) if sending => None,
         Err(e) => return Err(e),
     };
+    let excluded_there = theirs
+        .as_mut()
+        .map(|t| prune_remote(t, &filter))
+        .unwrap_or_default();
     if sending {
-        let ours = walk_local(local)?;
+        let mut ours = walk_local(local)?;
         for (skipped, why) in &ours.skipped {
             note_skipped(err, options, skipped, why);
         }
-        let theirs = theirs.as_deref();
-        return Ok(plan_send(&ours, remote, theirs, compare, how.delete));
+        prune_local(&mut ours, &filter);
+        let mut plan = plan_send(&ours, remote, theirs.as_deref(), compare, how.delete);
+        let theirs = theirs.unwrap_or_default();
+        spare_remote(&mut plan.steps, remote, &excluded_there, &theirs);
+        let there = theirs.iter().map(|e| join(remote, &e.relative)).collect();
+        let folder_times = Vec::new();
+        return Ok(Planned {
+            plan,
+            there,
+            folder_times,
+        });
     }
-    let ours = match local.exists() {
+    let mut ours = match local.exists() {
         true => walk_local(local)?,
         false => LocalTree::default(),
     };
+    let excluded_here = prune_local(&mut ours, &filter);
     let theirs = theirs.unwrap_or_default();
-    Ok(plan_fetch(
-        &theirs, remote, local, &ours, compare, how.delete,
-    ))
+    let mut plan = plan_fetch(&theirs, remote, local, &ours, compare, how.delete);
+    spare_local(&mut plan.local_removals, local, &excluded_here, &ours);
+    let files = ours.files.iter().map(|f| &f.relative);
+    let here = files.chain(&ours.folders);
+    let there = here.map(|r| local_path(local, r).display().to_string());
+    let folders = theirs.iter().filter(|e| e.kind == EntryKind::Dir);
+    let folder_times = folders
+        .map(|e| (local_path(local, &e.relative), e.mtime))
+        .collect();
+    Ok(Planned {
+        plan,
+        there: there.collect(),
+        folder_times,
+    })
+}
+
+/// `sync -i`: one line per change, as rsync's `--itemize-changes` writes
+/// it: `>f+` a file sent that is new there, `>f~` one sent over a
+/// different one, `<f+` and `<f~` the same fetched, `cd+` a folder made,
+/// `*deleting` a removal.
+fn itemize(plan: &SyncPlan, there: &HashSet<String>, out: &mut impl Write) -> Result<()> {
+    let mark = |path: &str| if there.contains(path) { '~' } else { '+' };
+    for gone in &plan.local_removals {
+        let shown = gone.display().to_string();
+        wrote(writeln!(out, "*deleting {}", escape(&shown)))?;
+    }
+    for folder in &plan.local_folders {
+        let shown = folder.display().to_string();
+        if !there.contains(&shown) && !folder.is_dir() {
+            wrote(writeln!(out, "cd+ {}", escape(&shown)))?;
+        }
+    }
+    for step in &plan.steps {
+        let line = match step {
+            Step::MakeFolder(p) if there.contains(p) => continue,
+            Step::MakeFolder(p) => format!("cd+ :{}", escape(p)),
+            Step::Upload(u) => format!(">f{} :{}", mark(&u.remote), escape(&u.remote)),
+            Step::Download(d) => {
+                let shown = d.local.display().to_string();
+                format!("<f{} {}", mark(&shown), escape(&shown))
+            }
+            Step::Remove { path, .. } => format!("*deleting :{}", escape(path)),
+        };
+        wrote(writeln!(out, "{line}"))?;
+    }
+    Ok(())
 }
 
 /// `sync -n`: what would be done.
