@@ -268,7 +268,7 @@ fn config(args: &Args, store: Arc<dyn Store>, accounts: Accounts, tls: ServerIde
             anonymous_max_files: args
                 .anonymous_max_files
                 .unwrap_or(default_max_files(args.anonymous_quota)),
-            entry_gates: Default::default(),
+            name_order: Default::default(),
             min_rate: (args.min_rate > 0).then(|| {
                 (
                     args.min_rate,

@@ -15,6 +15,7 @@ mod intake;
 mod listener;
 pub mod login;
 pub mod metrics;
+pub mod order;
 pub mod poller;
 pub mod quota;
 pub mod session;

@@ -21,6 +21,7 @@ mod hostile_server;
 mod idle;
 mod limits;
 mod listing;
+mod namespace;
 mod quotas;
 mod s3;
 mod s3_abuse;

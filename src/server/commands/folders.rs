@@ -4,7 +4,7 @@
 use super::{bad_name, store_refusal};
 use crate::server::quota::check_entries;
 use crate::server::session::Session;
-use crate::storage::{Place, StoreError};
+use crate::storage::{FolderError, Place, StoreError};
 use crate::wire::message::{ErrorCode, ErrorReply, Folder, Moved, Removed};
 use crate::wire::names::{display_folder, escape, resolve_folder};
 
@@ -27,34 +27,31 @@ impl Session<'_> {
     }
 
     /// Creates a folder and any missing parents, refusing to step through
-    /// anything that is not a real folder. With `parents` a folder that
-    /// is there already is no error (a file in the way still is).
-    pub(crate) fn mkdir(&self, path: &str, parents: bool) -> Result<Folder, ErrorReply> {
+    /// anything that is not a real folder. A folder that is there already
+    /// is no error, as with `mkdir -p` (older clients ask for that with
+    /// `parents`; it is the rule now); a file in the way still is.
+    pub(crate) fn mkdir(&self, path: &str, _parents: bool) -> Result<Folder, ErrorReply> {
         let target = resolve_folder(&self.cwd, path).map_err(bad_name)?;
         let shown = display_folder(&target);
         if target.is_empty() {
-            return match parents {
-                true => Ok(Folder { path: shown }),
-                false => Err(ErrorReply::new(ErrorCode::Exists, "the home folder exists")),
-            };
+            return Ok(Folder { path: shown });
         }
         // The check and the folders it allows are one step.
-        let home = self.home.join("/");
-        let _gate = self.max_files.map(|_| self.ctx.entry_gates.enter(&home));
+        let _turn = self.turn();
         if let Some(max) = self.max_files {
             check_entries(self.used()?.entries, self.missing_folders(&target), max)?;
         }
         let at = Place::new(&self.home, &target);
         match self.ctx.store.make_folder(at) {
             Ok(()) => Ok(Folder { path: shown }),
-            Err(StoreError::Exists) if parents => match self.ctx.store.check_folder(at) {
+            Err(StoreError::Exists) => match self.ctx.store.check_folder(at) {
                 Ok(()) => Ok(Folder { path: shown }),
+                Err(StoreError::Folder(FolderError::NotFolder(_))) => Err(ErrorReply::new(
+                    ErrorCode::Exists,
+                    format!("{} exists and is not a folder", escape(&shown)),
+                )),
                 Err(e) => Err(store_refusal(e, &shown)),
             },
-            Err(StoreError::Exists) => Err(ErrorReply::new(
-                ErrorCode::Exists,
-                format!("{shown} already exists"),
-            )),
             Err(e) => Err(store_refusal(e, &shown)),
         }
     }
@@ -85,6 +82,7 @@ impl Session<'_> {
             filename: path.to_string(),
             entries,
         };
+        let _turn = self.turn();
         let dropped_partial = self.remove_stale_partial(at, &name)?;
         match self.ctx.store.remove(at, &name) {
             Ok(()) => Ok(removed(1)),
@@ -161,6 +159,18 @@ impl Session<'_> {
         }
         let from_at = Place::new(&self.home, &from_folder);
         let to_at = Place::new(&self.home, &to_folder);
+        let _turn = self.turn();
+        // A running upload's lock and partial file are found by its path:
+        // a folder above one stays where it is until the upload is done.
+        if self.ctx.locks.runs_below(&from_at.key(&from_name)) {
+            return Err(ErrorReply::new(
+                ErrorCode::Busy,
+                format!(
+                    "{} holds an upload that is running; move it once the upload is done",
+                    escape(&moved.from)
+                ),
+            ));
+        }
         match self.ctx.store.rename(from_at, &from_name, to_at, &to_name) {
             Ok(()) => Ok(moved),
             Err(StoreError::Exists) => Err(ErrorReply::new(

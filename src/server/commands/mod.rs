@@ -4,6 +4,7 @@
 
 use std::io;
 
+use crate::server::order::Turn;
 use crate::server::session::Session;
 use crate::storage::{is_no_space, FolderError, StoreError};
 use crate::wire::message::{ErrorCode, ErrorReply};
@@ -23,6 +24,12 @@ impl Session<'_> {
     /// check when the command reaches it.
     pub(crate) fn resolve_file(&self, path: &str) -> Result<(Vec<String>, String), ErrorReply> {
         resolve_file(&self.cwd, path).map_err(bad_name)
+    }
+
+    /// Waits for this home's turn to change its names (see
+    /// [`crate::server::order`]).
+    pub(crate) fn turn(&self) -> Turn<'_> {
+        self.ctx.name_order.enter(&self.home.join("/"))
     }
 }
 

@@ -1,0 +1,191 @@
+//! One account's folder under two connections at once: a replacement
+//! racing a `mv` cannot open the quota, a folder above a running upload
+//! stays where it is, a replacement is an entry until it commits, and the
+//! quota book agrees with what is on disk afterwards.
+
+use std::fs;
+use std::path::Path;
+
+use crate::support::*;
+use serde_json::{json, Value};
+
+const ALICE: &str = "alice's long secret";
+
+fn alice_server(sb: &Sandbox, limits: &str) -> ServerProcess {
+    let users = sb.path().join("users.toml");
+    fs::write(
+        &users,
+        format!("[[user]]\nname = \"alice\"\nsecret = \"{ALICE}\"\n{limits}"),
+    )
+    .unwrap();
+    sb.start_server(&["--users", users.to_str().unwrap()])
+}
+
+/// Bytes and entries (files and folders, the partial-upload folders not
+/// counted) under `dir`, as `du` would add them up.
+fn on_disk(dir: &Path) -> (u64, u64) {
+    let (mut bytes, mut entries) = (0, 0);
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            let (b, e) = on_disk(&entry.path());
+            bytes += b;
+            entries += e + u64::from(entry.file_name() != ".ftp-partial");
+        } else {
+            bytes += meta.len();
+            entries += 1;
+        }
+    }
+    (bytes, entries)
+}
+
+fn ask(raw: &mut Raw, request: Value) -> Value {
+    raw.send_json(&request);
+    raw.reply().expect("every request is answered")
+}
+
+/// Uploads `data` as `name` with its digest, the body in one piece.
+fn put(raw: &mut Raw, name: &str, data: &[u8]) -> Value {
+    let request = json!({"cmd":"put","filename":name,"filesize":data.len(),"digest":"blake3"});
+    raw.send_json(&request);
+    raw.send(data);
+    raw.send_json(&json!({"blake3": blake3::hash(data).to_hex().to_string()}));
+    raw.reply().expect("a put is answered")
+}
+
+/// Starts an upload of `data` as `name` and sends its first `sent` bytes.
+fn start_put(raw: &mut Raw, name: &str, data: &[u8], sent: usize) {
+    let request = json!({"cmd":"put","filename":name,"filesize":data.len(),
+                         "ack":true,"digest":"blake3"});
+    let ready = ask(raw, request);
+    assert_eq!(ready["offset"], 0, "{ready}");
+    raw.send(&data[..sent]);
+}
+
+/// Sends the rest of an upload begun with [`start_put`], and its digest.
+fn finish_put(raw: &mut Raw, data: &[u8], sent: usize) -> Value {
+    raw.send(&data[sent..]);
+    raw.send_json(&json!({"blake3": blake3::hash(data).to_hex().to_string()}));
+    raw.reply().expect("a put is answered")
+}
+
+fn used(raw: &mut Raw) -> u64 {
+    let quota = ask(raw, json!({"cmd":"quota"}));
+    quota["used"].as_u64().expect("quota says what is used")
+}
+
+#[test]
+fn a_replacement_racing_a_mv_leaves_the_quota_book_equal_to_the_disk() {
+    let sb = Sandbox::new();
+    let server = alice_server(&sb, "quota = \"4MiB\"\n");
+    let home = sb.root().join("alice");
+    let data = pattern(64 * 1024, 1);
+    let mut setup = Raw::login(server.addr, ALICE.as_bytes());
+    assert_eq!(put(&mut setup, "x", &data)["status"], "ok");
+    const ROUNDS: usize = 300;
+    let addr = server.addr;
+    let putter = std::thread::spawn(move || {
+        let mut raw = Raw::login(addr, ALICE.as_bytes());
+        for _ in 0..ROUNDS {
+            let reply = put(&mut raw, "x", &pattern(64 * 1024, 1));
+            let code = reply.get("code").and_then(Value::as_str);
+            // The quota may be full of moved copies; never anything else.
+            assert!(matches!(code, None | Some("quota_exceeded")), "{reply}");
+            if code.is_some() {
+                let _ = ask(&mut raw, json!({"cmd":"rm","filename":"y"}));
+            }
+        }
+    });
+    let mut mover = Raw::login(server.addr, ALICE.as_bytes());
+    for _ in 0..ROUNDS {
+        let moved = ask(&mut mover, json!({"cmd":"mv","from":"x","to":"y"}));
+        if moved["status"] == "ok" {
+            let removed = ask(&mut mover, json!({"cmd":"rm","filename":"y"}));
+            assert_eq!(removed["status"], "ok", "{removed}");
+        }
+    }
+    putter.join().unwrap();
+    let (bytes, _) = on_disk(&home);
+    assert_eq!(used(&mut mover), bytes, "the book is what is on disk");
+    assert!(bytes <= 4 << 20, "{bytes} bytes stored over the quota");
+}
+
+#[test]
+fn a_folder_above_a_running_upload_is_neither_moved_nor_removed() {
+    let sb = Sandbox::new();
+    let server = alice_server(&sb, "quota = \"8MiB\"\n");
+    let home = sb.root().join("alice");
+    let (a_data, b_data) = (pattern(512 * 1024, 2), pattern(512 * 1024, 3));
+    let mut a = Raw::login(server.addr, ALICE.as_bytes());
+    let mut b = Raw::login(server.addr, ALICE.as_bytes());
+    assert_eq!(ask(&mut b, json!({"cmd":"mkdir","path":"d/sub"}))["status"], "ok");
+    start_put(&mut a, "d/sub/f", &a_data, 256 * 1024);
+    let partial = home.join("d/sub/.ftp-partial/f");
+    assert!(wait_until(std::time::Duration::from_secs(20), || {
+        size_of(&partial) == 256 * 1024
+    }));
+
+    // Neither the folder nor one above it moves; rm -r leaves the upload.
+    for from in ["d", "d/sub"] {
+        let moved = ask(&mut b, json!({"cmd":"mv","from":from,"to":"e"}));
+        assert_eq!(moved["code"], "busy", "{moved}");
+        assert!(moved["message"].as_str().unwrap().contains("upload"), "{moved}");
+    }
+    let removed = ask(&mut b, json!({"cmd":"rm","filename":"d","recursive":true}));
+    assert_eq!(removed["code"], "busy", "{removed}");
+    assert_eq!(size_of(&partial), 256 * 1024, "the partial is untouched");
+
+    // The upload ends as it began; then the folder moves, and a second
+    // upload at the new path is its own.
+    assert_eq!(finish_put(&mut a, &a_data, 256 * 1024)["status"], "ok");
+    assert_eq!(fs::read(home.join("d/sub/f")).unwrap(), a_data);
+    let moved = ask(&mut b, json!({"cmd":"mv","from":"d","to":"e"}));
+    assert_eq!(moved["status"], "ok", "{moved}");
+    assert_eq!(put(&mut b, "e/sub/f", &b_data)["status"], "ok");
+    assert_eq!(fs::read(home.join("e/sub/f")).unwrap(), b_data);
+    let listed = ask(
+        &mut b,
+        json!({"cmd":"ls","path":"e/sub","digests":true,"pages":true}),
+    );
+    let entry = &listed["files"][0];
+    assert_eq!(entry["blake3"], blake3::hash(&b_data).to_hex().to_string());
+    let (bytes, _) = on_disk(&home);
+    assert_eq!(used(&mut b), bytes);
+}
+
+#[test]
+fn a_replacement_is_an_entry_until_it_commits() {
+    let sb = Sandbox::new();
+    let server = alice_server(&sb, "max_files = 3\n");
+    let home = sb.root().join("alice");
+    let mut raw = Raw::login(server.addr, ALICE.as_bytes());
+    for name in ["a", "b", "c"] {
+        assert_eq!(put(&mut raw, name, b"one")["status"], "ok");
+    }
+    // Its partial would be a fourth entry beside the three files.
+    let reply = put(&mut raw, "a", b"two");
+    assert_eq!(reply["code"], "quota_exceeded", "{reply}");
+    assert_eq!(on_disk(&home), (9, 3));
+    assert_eq!(ask(&mut raw, json!({"cmd":"rm","filename":"c"}))["status"], "ok");
+    assert_eq!(put(&mut raw, "a", b"two")["status"], "ok");
+    assert_eq!(fs::read(home.join("a")).unwrap(), b"two");
+    // Committed, it is one entry again: a new name still fits.
+    assert_eq!(put(&mut raw, "c", b"new")["status"], "ok");
+    assert_eq!(on_disk(&home), (9, 3));
+}
+
+#[test]
+fn mkdir_of_a_folder_that_exists_succeeds_and_of_a_file_fails() {
+    let sb = Sandbox::new();
+    let server = alice_server(&sb, "");
+    let mut raw = Raw::login(server.addr, ALICE.as_bytes());
+    for _ in 0..2 {
+        let made = ask(&mut raw, json!({"cmd":"mkdir","path":"a/b"}));
+        assert_eq!(made["status"], "ok", "{made}");
+    }
+    assert_eq!(put(&mut raw, "a/f", b"x")["status"], "ok");
+    let refused = ask(&mut raw, json!({"cmd":"mkdir","path":"a/f"}));
+    assert_eq!(refused["code"], "exists", "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("not a folder"));
+    assert!(sb.root().join("alice/a/f").is_file());
+}
