@@ -11,14 +11,16 @@ use serde_json::{json, Value};
 
 const ALICE: &str = "alice's long secret";
 
-fn alice_server(sb: &Sandbox, limits: &str) -> ServerProcess {
+fn alice_server(sb: &Sandbox, limits: &str, extra: &[&str]) -> ServerProcess {
     let users = sb.path().join("users.toml");
     fs::write(
         &users,
         format!("[[user]]\nname = \"alice\"\nsecret = \"{ALICE}\"\n{limits}"),
     )
     .unwrap();
-    sb.start_server(&["--users", users.to_str().unwrap()])
+    let mut args = vec!["--users", users.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    sb.start_server(&args)
 }
 
 /// Bytes and entries (files and folders, the partial-upload folders not
@@ -46,7 +48,8 @@ fn ask(raw: &mut Raw, request: Value) -> Value {
 
 /// Uploads `data` as `name` with its digest, the body in one piece.
 fn put(raw: &mut Raw, name: &str, data: &[u8]) -> Value {
-    let request = json!({"cmd":"put","filename":name,"filesize":data.len(),"digest":"blake3"});
+    let request = json!({"cmd":"put","filename":name,"filesize":data.len(),"digest":"blake3",
+                         "mode":0o640,"mtime":1_700_000_000});
     raw.send_json(&request);
     raw.send(data);
     raw.send_json(&json!({"blake3": blake3::hash(data).to_hex().to_string()}));
@@ -77,17 +80,20 @@ fn used(raw: &mut Raw) -> u64 {
 #[test]
 fn a_replacement_racing_a_mv_leaves_the_quota_book_equal_to_the_disk() {
     let sb = Sandbox::new();
-    let server = alice_server(&sb, "quota = \"4MiB\"\n");
+    // With --durable a commit waits for the disk between reading the size
+    // of the file it replaces and the rename: the window a `mv` raced.
+    let server = alice_server(&sb, "quota = \"4MiB\"\n", &["--durable"]);
     let home = sb.root().join("alice");
-    let data = pattern(64 * 1024, 1);
+    let data = pattern(4096, 1);
     let mut setup = Raw::login(server.addr, ALICE.as_bytes());
     assert_eq!(put(&mut setup, "x", &data)["status"], "ok");
     const ROUNDS: usize = 300;
-    let addr = server.addr;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (addr, finished) = (server.addr, done.clone());
     let putter = std::thread::spawn(move || {
         let mut raw = Raw::login(addr, ALICE.as_bytes());
         for _ in 0..ROUNDS {
-            let reply = put(&mut raw, "x", &pattern(64 * 1024, 1));
+            let reply = put(&mut raw, "x", &pattern(4096, 1));
             let code = reply.get("code").and_then(Value::as_str);
             // The quota may be full of moved copies; never anything else.
             assert!(matches!(code, None | Some("quota_exceeded")), "{reply}");
@@ -95,11 +101,22 @@ fn a_replacement_racing_a_mv_leaves_the_quota_book_equal_to_the_disk() {
                 let _ = ask(&mut raw, json!({"cmd":"rm","filename":"y"}));
             }
         }
+        finished.store(true, std::sync::atomic::Ordering::SeqCst);
     });
+    // Moves as long as the putter replaces (each move is much quicker
+    // than a durable put), so that many land inside a commit.
     let mut mover = Raw::login(server.addr, ALICE.as_bytes());
-    for _ in 0..ROUNDS {
+    let mut moves = 0;
+    while !done.load(std::sync::atomic::Ordering::SeqCst) && moves < 50 * ROUNDS {
         let moved = ask(&mut mover, json!({"cmd":"mv","from":"x","to":"y"}));
-        if moved["status"] == "ok" {
+        if moved["status"] != "ok" {
+            continue;
+        }
+        // Moved back, so that a commit mostly finds a file to replace;
+        // when one committed meanwhile, the moved copy goes.
+        moves += 1;
+        let back = ask(&mut mover, json!({"cmd":"mv","from":"y","to":"x"}));
+        if back["status"] != "ok" {
             let removed = ask(&mut mover, json!({"cmd":"rm","filename":"y"}));
             assert_eq!(removed["status"], "ok", "{removed}");
         }
@@ -113,7 +130,7 @@ fn a_replacement_racing_a_mv_leaves_the_quota_book_equal_to_the_disk() {
 #[test]
 fn a_folder_above_a_running_upload_is_neither_moved_nor_removed() {
     let sb = Sandbox::new();
-    let server = alice_server(&sb, "quota = \"8MiB\"\n");
+    let server = alice_server(&sb, "quota = \"8MiB\"\n", &[]);
     let home = sb.root().join("alice");
     let (a_data, b_data) = (pattern(512 * 1024, 2), pattern(512 * 1024, 3));
     let mut a = Raw::login(server.addr, ALICE.as_bytes());
@@ -156,7 +173,7 @@ fn a_folder_above_a_running_upload_is_neither_moved_nor_removed() {
 #[test]
 fn a_replacement_is_an_entry_until_it_commits() {
     let sb = Sandbox::new();
-    let server = alice_server(&sb, "max_files = 3\n");
+    let server = alice_server(&sb, "max_files = 3\n", &[]);
     let home = sb.root().join("alice");
     let mut raw = Raw::login(server.addr, ALICE.as_bytes());
     for name in ["a", "b", "c"] {
@@ -177,7 +194,7 @@ fn a_replacement_is_an_entry_until_it_commits() {
 #[test]
 fn mkdir_of_a_folder_that_exists_succeeds_and_of_a_file_fails() {
     let sb = Sandbox::new();
-    let server = alice_server(&sb, "");
+    let server = alice_server(&sb, "", &[]);
     let mut raw = Raw::login(server.addr, ALICE.as_bytes());
     for _ in 0..2 {
         let made = ask(&mut raw, json!({"cmd":"mkdir","path":"a/b"}));
