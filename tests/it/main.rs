@@ -21,6 +21,7 @@ mod hostile_server;
 mod idle;
 mod limits;
 mod listing;
+mod modes;
 mod namespace;
 mod quotas;
 mod s3;

@@ -279,6 +279,7 @@ impl Store for DiskStore {
             flushed: offset,
             durable: self.durable,
             plan,
+            modes: self.modes,
             finished: false,
         }))
     }

@@ -10,7 +10,7 @@ use rustix::fs::{Mode, Timespec, Timestamps, UTIME_OMIT};
 
 use super::digest;
 use super::files;
-use super::handle::Folder;
+use super::handle::{Folder, Modes};
 use super::usage::UsageBook;
 use crate::io::digest::Digester;
 use crate::storage::{is_no_space, StoreError, StoreResult, StoredFile, Upload, UploadPlan};
@@ -34,6 +34,8 @@ pub(super) struct DiskUpload {
     pub(super) durable: bool,
     /// What was asked for: whether to overwrite, the time and mode to give.
     pub(super) plan: UploadPlan,
+    /// What the server's new files may be read by.
+    pub(super) modes: Modes,
     /// Committed or discarded: the partial file is no longer this
     /// upload's to remove.
     pub(super) finished: bool,
@@ -64,12 +66,16 @@ impl DiskUpload {
     /// [`Folder::rename`]); with `durable` the folder is flushed, so the
     /// name survives a power cut.
     fn commit(&self, digest: Option<blake3::Hash>) -> io::Result<()> {
-        self.set_times_and_mode()?;
-        // Kept last: it holds for the file's size and time as they are now.
+        self.set_time()?;
+        // After the time: it holds for the file's size and time as they
+        // are now. Before the mode: a file the client wants read-only
+        // takes no attribute once its owner's write bit is gone (unless
+        // the server runs as root).
         match digest {
             Some(digest) => digest::keep(&self.file, &digest),
             None => digest::forget(&self.file),
         }
+        self.set_mode()?;
         if self.durable {
             self.file.sync_all()?;
         }
@@ -84,12 +90,22 @@ impl DiskUpload {
 }
 
 impl DiskUpload {
-    /// The modification time and the permission bits the client sent. The
-    /// owner's read bit stays, so that the server can serve the file.
-    fn set_times_and_mode(&self) -> io::Result<()> {
+    /// The permission bits the client sent, within what the server's
+    /// files may have: never a write bit for the group or others, nor
+    /// setuid, setgid or sticky (anything else in the server's name would
+    /// be someone else's to change), and no group or other bit at all
+    /// unless the server shares its files. The owner's read bit stays, so
+    /// that the server can serve the file.
+    fn set_mode(&self) -> io::Result<()> {
         if let Some(mode) = self.plan.mode {
-            rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode & 0o777 | 0o400))?;
+            let mode = mode & allowed_bits(self.modes) | 0o400;
+            rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode))?;
         }
+        Ok(())
+    }
+
+    /// The modification time the client sent.
+    fn set_time(&self) -> io::Result<()> {
         if let Some(secs) = self.plan.mtime {
             let omit = Timespec {
                 tv_sec: 0,
@@ -185,6 +201,14 @@ impl Drop for DiskUpload {
     }
 }
 
+/// The permission bits an upload may ask for: the owner's, and for the
+/// group and others what reading needs (read and execute) when the
+/// server's files are readable by them.
+fn allowed_bits(modes: Modes) -> u32 {
+    let read = modes.file & 0o044;
+    0o700 | read | read >> 2
+}
+
 /// A file on disk, opened for reading.
 pub(super) struct DiskFile {
     pub(super) file: File,
@@ -209,5 +233,19 @@ impl StoredFile for DiskFile {
     fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
         self.file.seek(SeekFrom::Start(offset))?;
         Ok(Box::new(&mut self.file))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_asks_for_no_write_bit_of_others_and_no_special_bit() {
+        let asked = 0o7777;
+        assert_eq!(asked & allowed_bits(Modes::PRIVATE), 0o700);
+        assert_eq!(asked & allowed_bits(Modes::SHARED), 0o755);
+        assert_eq!(0o444 & allowed_bits(Modes::SHARED) | 0o400, 0o444);
+        assert_eq!(0o000 & allowed_bits(Modes::PRIVATE) | 0o400, 0o400);
     }
 }
