@@ -206,3 +206,29 @@ fn mkdir_of_a_folder_that_exists_succeeds_and_of_a_file_fails() {
     assert!(refused["message"].as_str().unwrap().contains("not a folder"));
     assert!(sb.root().join("alice/a/f").is_file());
 }
+
+#[test]
+fn the_partial_folder_goes_with_its_last_partial_upload() {
+    let sb = Sandbox::new();
+    let server = alice_server(&sb, "", &[]);
+    let folder = sb.root().join("alice/d");
+    let partials = folder.join(".ftp-partial");
+    let mut raw = Raw::login(server.addr, ALICE.as_bytes());
+    assert_eq!(ask(&mut raw, json!({"cmd":"mkdir","path":"d"}))["status"], "ok");
+    assert_eq!(put(&mut raw, "d/f", b"whole")["status"], "ok");
+    assert!(!partials.exists(), "gone once the upload committed");
+    // A broken upload keeps its partial (and the folder) for a resume.
+    let data = pattern(10_000, 4);
+    let mut broken = Raw::login(server.addr, ALICE.as_bytes());
+    start_put(&mut broken, "d/g", &data, 5_000);
+    assert!(wait_until(std::time::Duration::from_secs(20), || {
+        size_of(&partials.join("g")) == 5_000
+    }));
+    drop(broken);
+    server.wait_for_log("put d/g aborted");
+    assert!(partials.join("g").exists());
+    // rm of the name removes the partial, and the folder with it.
+    assert_eq!(ask(&mut raw, json!({"cmd":"rm","filename":"d/g"}))["status"], "ok");
+    assert!(!partials.exists());
+    assert_eq!(fs::read_dir(&folder).unwrap().count(), 1, "only f is left");
+}

@@ -131,6 +131,7 @@ pub fn sweep_partials<G>(
             let child_path = path.join(&found.name);
             if found.name == PARTIAL_DIR {
                 removed += sweep_folder(&child, &child_path, oldest, &claim);
+                folder.tidy_partials();
             } else if d < depth {
                 stack.push((child, child_path, d + 1));
             }

@@ -198,12 +198,14 @@ impl Store for DiskStore {
     /// A partial folder that is a link holds nothing of ours: nothing is
     /// removed through it.
     fn remove_partial(&self, at: Place, name: &str) -> StoreResult<bool> {
-        let Ok(partials) = self.folder(at)?.partials(false, self.modes) else {
+        let folder = self.folder(at)?;
+        let Ok(partials) = folder.partials(false, self.modes) else {
             return Ok(false);
         };
         let len = partials.file_len(name);
         match partials.remove_file(name) {
             Ok(()) => {
+                folder.tidy_partials();
                 // A link in its place was no entry of the quota.
                 if let Some(len) = len {
                     let home = self.home(at.home);
@@ -246,9 +248,15 @@ impl Store for DiskStore {
             0 => OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
             _ => OFlags::WRONLY | OFlags::APPEND,
         };
-        let file = partials
-            .open_file(name, flags, self.modes)
-            .map_err(StoreError::failed("creating the upload file"))?;
+        let opened = match partials.open_file(name, flags, self.modes) {
+            // The partial folder went with the last partial of another
+            // upload (see `Folder::tidy_partials`) between the two steps.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && offset == 0 => folder
+                .partials(true, self.modes)
+                .and_then(|again| Ok((again.open_file(name, flags, self.modes)?, again))),
+            other => other.map(|file| (file, partials)),
+        };
+        let (file, partials) = opened.map_err(StoreError::failed("creating the upload file"))?;
         // Starting from 0 empties a partial that was there, or makes one.
         if self.usage.tracks(&home) {
             match (kept, offset) {

@@ -58,6 +58,7 @@ impl DiskUpload {
                 self.usage.remove(&self.home, len);
                 self.usage.deleted(&self.home, 1);
             }
+            self.folder.tidy_partials();
         }
     }
 
@@ -172,6 +173,7 @@ impl Upload for DiskUpload {
         match self.commit(actual) {
             Ok(()) => {
                 self.finished = true;
+                self.folder.tidy_partials();
                 if let Some(len) = replaced {
                     // The partial took the old file's place.
                     self.usage.remove(&self.home, len);
