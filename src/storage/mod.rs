@@ -127,13 +127,27 @@ pub enum StoreError {
     /// The store cannot do this; `.0` says what to do instead.
     Unsupported(&'static str),
     /// A tree was removed only in part: `left` (a folder's path from the
-    /// home) holds an upload still running, or what came meanwhile.
+    /// home) could not go, for the reason `why`.
     Left {
         /// Files and folders that went.
         removed: u64,
         /// The first folder that could not go.
         left: String,
+        /// Why it stayed.
+        why: Leftover,
     },
+}
+
+/// Why a folder stayed when the tree it is in was removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftover {
+    /// An upload into it is running.
+    Upload,
+    /// It is deeper than a removal goes (only a local user can make such
+    /// a tree; the protocol's limits cannot).
+    TooDeep,
+    /// It was not empty once emptied: something came meanwhile.
+    Added,
 }
 
 impl StoreError {

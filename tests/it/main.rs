@@ -12,6 +12,7 @@ mod batches;
 mod client_basics;
 mod conveniences;
 mod core;
+mod depth;
 mod encryption;
 mod floods;
 mod folders;

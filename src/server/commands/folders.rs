@@ -4,9 +4,11 @@
 use super::{bad_name, store_refusal};
 use crate::server::quota::check_entries;
 use crate::server::session::Session;
-use crate::storage::{FolderError, Place, StoreError};
-use crate::wire::message::{ErrorCode, ErrorReply, Folder, Moved, Removed};
-use crate::wire::names::{display_folder, escape, resolve_folder};
+use crate::storage::{FolderError, ListHow, Place, StoreError};
+use crate::wire::message::{EntryKind, ErrorCode, ErrorReply, Folder, Moved, Removed};
+use crate::wire::names::{
+    display_folder, escape, fits_below, resolve_folder, MAX_PATH_DEPTH, MAX_PATH_LEN,
+};
 
 impl Session<'_> {
     pub(crate) fn pwd(&self) -> Folder {
@@ -103,21 +105,10 @@ impl Session<'_> {
         };
         let mut inside = at.folder.to_vec();
         inside.push(name.to_string());
-        let shown = display_folder(&inside);
-        match self.ctx.store.remove_tree(at, name, &claim) {
-            Ok(n) => Ok(n),
-            Err(StoreError::Left { removed, left }) => Err(ErrorReply::new(
-                ErrorCode::Busy,
-                format!(
-                    "removed {removed} files and folders of {}, but {} is left: an upload \
-                     into it is running (or something was added meanwhile); run rm -r \
-                     again once it is done",
-                    escape(&shown),
-                    escape(&left)
-                ),
-            )),
-            Err(e) => Err(store_refusal(e, &shown)),
-        }
+        self.ctx
+            .store
+            .remove_tree(at, name, &claim)
+            .map_err(|e| store_refusal(e, &display_folder(&inside)))
     }
 
     /// Deletes the partial upload of `name` unless an upload holds it;
@@ -171,6 +162,7 @@ impl Session<'_> {
                 ),
             ));
         }
+        self.check_fits(&source, &dest, &moved)?;
         match self.ctx.store.rename(from_at, &from_name, to_at, &to_name) {
             Ok(()) => Ok(moved),
             Err(StoreError::Exists) => Err(ErrorReply::new(
@@ -180,5 +172,50 @@ impl Session<'_> {
             Err(e @ StoreError::File(_)) => Err(store_refusal(e, &moved.from)),
             Err(e) => Err(store_refusal(e, &moved.to)),
         }
+    }
+}
+
+impl Session<'_> {
+    /// Refuses a move of the folder `source` to `dest` that would take a
+    /// name below it past the depth or the length limit (see
+    /// [`fits_below`]); the tree is walked in the turn that moves it, so
+    /// nothing grows below it meanwhile. A file's new path was checked as
+    /// the request was read.
+    fn check_fits(&self, source: &[String], dest: &[String], moved: &Moved) -> Result<(), ErrorReply> {
+        let store = &self.ctx.store;
+        let at = Place::new(&self.home, source);
+        if store.check_folder(at).is_err() {
+            return Ok(());
+        }
+        let too_deep = || {
+            ErrorReply::new(
+                ErrorCode::BadName,
+                format!(
+                    "{} cannot go to {}: a path below it would be deeper than \
+                     {MAX_PATH_DEPTH} folders or longer than {MAX_PATH_LEN} bytes",
+                    escape(&moved.from),
+                    escape(&moved.to)
+                ),
+            )
+        };
+        if !fits_below(dest, 0, 0) {
+            return Err(too_deep());
+        }
+        let how = ListHow {
+            recursive: true,
+            digests: false,
+        };
+        let (mut depth, mut len) = (0, 0);
+        let entries = store.list(at, how).map_err(|e| store_refusal(e, &moved.from))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| store_refusal(e, &moved.from))?;
+            let folders = entry.name.matches('/').count() + usize::from(entry.kind == EntryKind::Dir);
+            depth = depth.max(folders);
+            len = len.max(entry.name.len());
+            if !fits_below(dest, depth, len) {
+                return Err(too_deep());
+            }
+        }
+        Ok(())
     }
 }

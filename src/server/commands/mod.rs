@@ -6,7 +6,7 @@ use std::io;
 
 use crate::server::order::Turn;
 use crate::server::session::Session;
-use crate::storage::{is_no_space, FolderError, StoreError};
+use crate::storage::{is_no_space, FolderError, Leftover, StoreError};
 use crate::wire::message::{ErrorCode, ErrorReply};
 use crate::wire::names::{escape, resolve_file, NameError};
 
@@ -77,14 +77,30 @@ pub(crate) fn store_refusal(e: StoreError, name: &str) -> ErrorReply {
             ErrorCode::Busy,
             "the server is busy with other uploads; try again shortly",
         ),
-        StoreError::Left { removed, left } => ErrorReply::new(
-            ErrorCode::Busy,
-            format!(
-                "removed {removed} files and folders of {name}, but {} is left: \
-                 something in it is in use",
-                escape(&left)
-            ),
-        ),
+        StoreError::Left { removed, left, why } => {
+            let (code, reason) = match why {
+                Leftover::Upload => (
+                    ErrorCode::Busy,
+                    "an upload into it is running; run rm -r again once it is done",
+                ),
+                Leftover::Added => (
+                    ErrorCode::Busy,
+                    "something was added to it meanwhile; run rm -r again",
+                ),
+                Leftover::TooDeep => (
+                    ErrorCode::Forbidden,
+                    "it is deeper than a removal goes (made on the server's machine, \
+                     not through this server); remove it there",
+                ),
+            };
+            ErrorReply::new(
+                code,
+                format!(
+                    "removed {removed} files and folders of {name}, but {} is left: {reason}",
+                    escape(&left)
+                ),
+            )
+        }
         StoreError::Unsupported(why) => ErrorReply::new(ErrorCode::Forbidden, why),
         StoreError::NoSpace(_) => disk_full("writing the file"),
         StoreError::Failed(what, e) => internal(what, &e),

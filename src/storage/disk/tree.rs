@@ -10,7 +10,7 @@ use super::digest::digest_of;
 use super::files::listing_entry;
 use super::handle::{Folder, Found, Kind};
 use super::DiskStore;
-use crate::storage::{Claim, ListHow, Place, Store, StoreError, StoreResult};
+use crate::storage::{Claim, Leftover, ListHow, Place, Store, StoreError, StoreResult};
 use crate::wire::message::{Entry, EntryKind};
 use crate::wire::names::{display_folder, MAX_PATH_DEPTH, PARTIAL_DIR};
 
@@ -132,9 +132,10 @@ impl DiskStore {
         self.usage.deleted(&home, done.entries);
         walked.map_err(StoreError::failed("removing"))?;
         match done.left {
-            Some(left) => Err(StoreError::Left {
+            Some((left, why)) => Err(StoreError::Left {
                 removed: done.removed,
                 left,
+                why,
             }),
             None => Ok(done.removed),
         }
@@ -179,8 +180,8 @@ pub(super) struct Removal {
     /// Entries as the usage book counts them (files and folders, partial
     /// uploads included; not links).
     pub(super) entries: u64,
-    /// The first folder that could not be emptied, from the home.
-    pub(super) left: Option<String>,
+    /// The first folder that could not be emptied, from the home, and why.
+    pub(super) left: Option<(String, Leftover)>,
 }
 
 /// Walks down removing, holding the folder's path from the home (for
@@ -212,7 +213,7 @@ impl Remover<'_> {
             Err(e) => return Err(e),
         };
         if depth >= MAX_REMOVE_DEPTH {
-            self.done.left.get_or_insert_with(|| shown.to_string());
+            self.leave(shown, Leftover::TooDeep);
             return Ok(());
         }
         for found in dir.entries()? {
@@ -231,12 +232,19 @@ impl Remover<'_> {
                 self.done.entries += 1;
                 Ok(())
             }
+            // Emptied above, unless something stayed (and was noted) or
+            // came meanwhile.
             Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
-                self.done.left.get_or_insert_with(|| shown.to_string());
+                self.leave(shown, Leftover::Added);
                 Ok(())
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Notes that `shown` stays, for `why`, unless something stayed first.
+    fn leave(&mut self, shown: &str, why: Leftover) {
+        self.done.left.get_or_insert_with(|| (shown.to_string(), why));
     }
 
     /// Removes a file, a link (never what it points to) or anything else
@@ -275,7 +283,7 @@ impl Remover<'_> {
                 Some(name) => match (self.claim)(&format!("{key}/{name}")) {
                     Some(held) => Some(held),
                     None => {
-                        self.done.left.get_or_insert_with(|| shown.to_string());
+                        self.leave(shown, Leftover::Upload);
                         continue;
                     }
                 },
