@@ -22,6 +22,7 @@ mod hostile_server;
 mod idle;
 mod limits;
 mod listing;
+mod local_links;
 mod modes;
 mod namespace;
 mod quotas;

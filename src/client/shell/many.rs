@@ -6,8 +6,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::client::batch::{BatchOptions, Download, Failure, Step, Upload};
+use crate::client::beneath::{make_below, make_parent_below};
 use crate::client::command::Transfer;
 use crate::client::progress::progress_for;
+use crate::client::sync::make_local_folder;
 use crate::client::tree::{
     clean_relative, expand_local, has_wildcard, join, local_path, walk_local,
 };
@@ -223,7 +225,7 @@ fn get_as_asked(
             into.display()
         )));
     }
-    let mut steps = Vec::new();
+    let (mut steps, mut refused) = (Vec::new(), Vec::new());
     for (path, kind) in found {
         let base = path.rsplit('/').next().unwrap_or(&path).to_string();
         let base = clean_relative(&base).map_err(|_| {
@@ -234,7 +236,15 @@ fn get_as_asked(
             false => into.clone(),
         };
         match kind == EntryKind::Dir || t.recursive {
-            true => plan_folder_download(client, path, kind, target, t.recursive, &mut steps)?,
+            true => plan_folder_download(
+                client,
+                path,
+                kind,
+                target,
+                t.recursive,
+                &mut steps,
+                &mut refused,
+            )?,
             false => steps.push(Step::Download(Download {
                 remote: path,
                 local: target,
@@ -247,7 +257,12 @@ fn get_as_asked(
         preserve_mode: t.preserve,
         ask_before_replacing: true,
     };
-    let report = run_batch(client, steps, batch, options, lines, out, err);
+    let mut report = run_batch(client, steps, batch, options, lines, out, err);
+    for failure in &refused {
+        let shown = escape(&failure.subject);
+        let _ = writeln!(err, "error: get {shown}: {}", failure.error);
+    }
+    report.failures.extend(refused);
     summarize("get", &report, 0, options, out)
 }
 
@@ -276,6 +291,7 @@ fn plan_folder_download(
     target: PathBuf,
     recursive: bool,
     steps: &mut Vec<Step>,
+    refused: &mut Vec<Failure>,
 ) -> Result<()> {
     let entries = match client.list_tree(&path, false) {
         Ok(entries) => entries,
@@ -299,11 +315,22 @@ fn plan_folder_download(
         )));
     }
     make_local_folder(&target)?;
+    // Below the target, every folder is reached without following a
+    // link: a listing cannot lead a download through one kept there.
     for e in entries {
         let local = local_path(&target, &e.relative);
-        match e.kind {
-            EntryKind::Dir => make_local_folder(&local)?,
-            EntryKind::File => steps.push(Step::Download(Download {
+        let made = match e.kind {
+            EntryKind::Dir => make_below(&target, &e.relative).map(drop),
+            EntryKind::File => make_parent_below(&target, &e.relative),
+        };
+        match (made, e.kind) {
+            (Err(why), _) => refused.push(Failure {
+                verb: "get",
+                error: why.error(&local),
+                subject: local.display().to_string(),
+            }),
+            (Ok(()), EntryKind::Dir) => {}
+            (Ok(()), EntryKind::File) => steps.push(Step::Download(Download {
                 remote: join(&path, &e.relative),
                 local,
                 size: e.size,
@@ -311,18 +338,6 @@ fn plan_folder_download(
         }
     }
     Ok(())
-}
-
-pub(super) fn make_local_folder(path: &Path) -> Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Error::Usage(format!(
-            "{} exists and is not a folder",
-            path.display()
-        ))),
-        Err(_) => fs::create_dir_all(path)
-            .map_err(|e| Error::io(format!("creating {}", path.display()), e)),
-    }
 }
 
 /// `rm [-r] PATH...`: every path (wildcards expanded) in one batch.

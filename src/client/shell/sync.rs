@@ -3,9 +3,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::client::batch::{BatchOptions, Step};
+use crate::client::batch::{BatchOptions, Failure, Step};
 use crate::client::command::SyncOptions;
-use crate::client::sync::{plan_fetch, plan_send, remove_local, Compare, SyncPlan};
+use crate::client::sync::{
+    plan_fetch, plan_send, prepare_fetch, remove_local, Compare, SyncPlan,
+};
 use crate::client::tree::{walk_local, LocalTree};
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -13,7 +15,7 @@ use crate::wire::names::escape;
 use crate::wire::reply::ErrorCode;
 
 use super::shown::files;
-use super::{make_local_folder, note_skipped, run_batch, summarize, wrote, ShellOptions};
+use super::{note_skipped, run_batch, summarize, wrote, ShellOptions};
 
 /// `sync SRC DST`.
 pub(super) fn sync(
@@ -23,28 +25,35 @@ pub(super) fn sync(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<()> {
-    let plan = plan_sync(client, how, options, err)?;
+    let mut plan = plan_sync(client, how, options, err)?;
     if how.dry_run {
         return print_plan(&plan, out);
     }
-    for gone in &plan.local_removals {
+    let refused = prepare_fetch(&mut plan, |gone| {
         remove_local(gone).map_err(|e| Error::io(format!("removing {}", gone.display()), e))?;
-        if how.verbose {
-            wrote(writeln!(
-                out,
-                "removed {}",
-                escape(&gone.display().to_string())
-            ))?;
+        match how.verbose {
+            true => wrote(writeln!(out, "removed {}", escape(&gone.display().to_string()))),
+            false => Ok(()),
         }
-    }
-    for folder in &plan.local_folders {
-        make_local_folder(folder)?;
-    }
+    })?;
     let batch = BatchOptions {
         preserve_mode: how.preserve,
         ask_before_replacing: false,
     };
-    let report = run_batch(client, plan.steps, batch, options, how.verbose, out, err);
+    let mut report = run_batch(client, plan.steps, batch, options, how.verbose, out, err);
+    let clashed = plan.clashes.into_iter().map(|folder| {
+        let why = "a folder here and a file on the server: kept (sync --delete replaces it)";
+        (folder, Error::Usage(why.into()))
+    });
+    for (path, error) in refused.into_iter().chain(clashed) {
+        let shown = escape(&path.display().to_string());
+        let _ = writeln!(err, "error: sync {shown}: {error}");
+        report.failures.push(Failure {
+            verb: "sync",
+            subject: path.display().to_string(),
+            error,
+        });
+    }
     let removed = plan.local_removals.len() as u64;
     if !options.quiet {
         wrote(writeln!(
