@@ -343,6 +343,7 @@ impl Server {
         let config = &self.shared.config;
         let (store, ttl) = (config.context.store.clone(), config.partial_ttl);
         let locks = config.context.locks.clone();
+        let context = config.context.clone();
         let _ = thread::Builder::new()
             .name("ftp-sweeper".into())
             .stack_size(THREAD_STACK)
@@ -358,6 +359,8 @@ impl Server {
                         ttl.as_secs()
                     );
                 }
+                // The same hour: the quota book against the disk.
+                quota::check_books(&context);
                 thread::sleep(SWEEP_INTERVAL);
             });
     }

@@ -190,6 +190,14 @@ impl UploadLocks {
 }
 
 impl UploadLocks {
+    /// Whether an upload runs in the home with key `home` (or the server
+    /// holds a partial's name for a moment: it could be in any home).
+    pub fn runs_in(&self, home: &str) -> bool {
+        let registry = self.registry();
+        let mut holders = registry.names.values();
+        holders.any(|h| h.home == home || h.owner == Owner::Server)
+    }
+
     /// Whether an upload runs anywhere below the folder with key `folder`
     /// (a `mv` or `rm -r` of it would take the upload's name away).
     pub fn runs_below(&self, folder: &str) -> bool {

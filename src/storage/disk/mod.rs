@@ -12,6 +12,7 @@ pub mod handle;
 mod tree;
 mod upload;
 pub mod usage;
+mod walk;
 
 use std::fs;
 use std::io;
@@ -310,6 +311,20 @@ impl Store for DiskStore {
         self.usage
             .used(&self.home(home))
             .map_err(StoreError::failed("measuring usage"))
+    }
+
+    fn counted_homes(&self) -> Vec<Vec<String>> {
+        let below_root = |home: PathBuf| {
+            let rel = home.strip_prefix(&self.root).ok()?;
+            rel.iter().map(|c| c.to_str().map(String::from)).collect()
+        };
+        self.usage.homes().into_iter().filter_map(below_root).collect()
+    }
+
+    fn recount(&self, home: &[String]) -> StoreResult<Option<(Option<Usage>, Usage)>> {
+        let path = self.home(home);
+        let measured = usage::measure(&path).map_err(StoreError::failed("measuring usage"))?;
+        Ok(Some((self.usage.set(&path, measured), measured)))
     }
 
     fn free_space(&self, at: Place) -> StoreResult<Option<u64>> {
