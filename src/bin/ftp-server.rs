@@ -22,6 +22,7 @@ use ftp::net::tls::{self, ServerIdentity};
 use ftp::server::accounts::Accounts;
 use ftp::server::context::Context;
 use ftp::server::quota::default_max_files;
+use ftp::server::recount;
 use ftp::server::uploads::UploadLocks;
 use ftp::server::{fit_to_fd_limit, Config, Server};
 use ftp::storage::Modes;
@@ -192,6 +193,13 @@ enum About {
     },
     /// Print the man page (roff).
     Man,
+    /// Measure each home below --root (or USER's) with the server's own
+    /// walk, print what it holds, and fail if one is over its quota or
+    /// max_files.
+    CheckUsage {
+        /// Only this user's home.
+        user: Option<String>,
+    },
 }
 
 fn size(s: &str) -> std::result::Result<u64, String> {
@@ -215,6 +223,15 @@ fn run(args: Args) -> Result<()> {
         }
         Some(About::Man) => {
             return cli::man_page(Args::command(), &man_sections(), &mut std::io::stdout())
+        }
+        Some(About::CheckUsage { user }) => {
+            let anonymous = args.anonymous.then(|| {
+                let quota = args.anonymous_quota;
+                (quota, args.anonymous_max_files.unwrap_or(default_max_files(quota)))
+            });
+            let users = args.users.as_deref();
+            let out = &mut std::io::stdout();
+            return recount::check_usage_command(&args.root, users, anonymous, user.as_deref(), out);
         }
         None => {}
     }

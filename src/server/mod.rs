@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod order;
 pub mod poller;
 pub mod quota;
+pub mod recount;
 pub mod session;
 pub mod uploads;
 pub mod workers;
@@ -360,7 +361,7 @@ impl Server {
                     );
                 }
                 // The same hour: the quota book against the disk.
-                quota::check_books(&context);
+                recount::check_books(&context);
                 thread::sleep(SWEEP_INTERVAL);
             });
     }

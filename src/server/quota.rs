@@ -7,10 +7,7 @@
 //! so uploads that race past the quota together are refused at the chunk
 //! that would take the home over it.
 
-use crate::server::commands::store_refusal;
-use crate::server::context::Context;
 use crate::wire::message::{ErrorCode, ErrorReply};
-use crate::wire::names::display_folder;
 
 /// What one entry costs on disk at the least: a folder takes a block of
 /// this size, and a file an inode beside its bytes.
@@ -26,43 +23,6 @@ pub const MIN_DEFAULT_FILES: u64 = 1000;
 /// [`MIN_DEFAULT_FILES`].
 pub fn default_max_files(quota: u64) -> u64 {
     (quota / BYTES_PER_ENTRY).max(MIN_DEFAULT_FILES)
-}
-
-/// The periodic check of the quota book: every home the store counts is
-/// measured again with the store's own walk, and its count set to what
-/// was measured, each in its home's turn (see [`crate::server::order`])
-/// and only while no upload runs in it, whose writes are counted outside
-/// the turn: nothing can change the home between the measure and the
-/// correction. A home with an upload running waits for the next check.
-/// Each drift is logged. Returns how many homes had drifted.
-pub fn check_books(ctx: &Context) -> usize {
-    let mut drifted = 0;
-    for home in ctx.store.counted_homes() {
-        let key = home.join("/");
-        let _turn = ctx.name_order.enter(&key);
-        if ctx.locks.runs_in(&key) {
-            continue;
-        }
-        match ctx.store.recount(&home) {
-            Ok(Some((Some(kept), measured))) if kept != measured => {
-                drifted += 1;
-                tracing::warn!(
-                    home = %display_folder(&home),
-                    kept_bytes = kept.bytes,
-                    kept_entries = kept.entries,
-                    measured_bytes = measured.bytes,
-                    measured_entries = measured.entries,
-                    "the quota book had drifted from the disk; corrected"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => {
-                let why = store_refusal(e, "").message;
-                tracing::warn!(home = %display_folder(&home), "checking the quota book: {why}");
-            }
-        }
-    }
-    drifted
 }
 
 /// Bytes a home would hold after `adding` more: `used` as the store
@@ -113,25 +73,6 @@ pub fn check_entries(used: u64, adding: u64, max_files: u64) -> Result<(), Error
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_drifted_book_is_measured_again_and_corrected_unless_an_upload_runs() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = crate::testing::context(dir.path());
-        let home = vec!["alice".to_string()];
-        ctx.store.open_home(&home).unwrap();
-        assert_eq!(ctx.store.usage(&home).unwrap().bytes, 0, "counted from now");
-        std::fs::write(dir.path().join("alice/behind"), b"12345").unwrap();
-        let running = ctx.locks.try_lock("alice/f");
-        // The server's brief hold could be in any home: not checked now.
-        assert_eq!(check_books(&ctx), 0);
-        assert_eq!(ctx.store.usage(&home).unwrap().bytes, 0);
-        drop(running);
-        assert_eq!(check_books(&ctx), 1);
-        let used = ctx.store.usage(&home).unwrap();
-        assert_eq!((used.bytes, used.entries), (5, 1));
-        assert_eq!(check_books(&ctx), 0, "in step now");
-    }
 
     #[test]
     fn the_default_entry_limit_follows_the_quota_with_a_floor() {

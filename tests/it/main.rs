@@ -33,3 +33,4 @@ mod shutdown;
 mod slots;
 mod terminal;
 mod transfers;
+mod usage_check;
