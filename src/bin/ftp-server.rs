@@ -227,11 +227,20 @@ fn run(args: Args) -> Result<()> {
         Some(About::CheckUsage { user }) => {
             let anonymous = args.anonymous.then(|| {
                 let quota = args.anonymous_quota;
-                (quota, args.anonymous_max_files.unwrap_or(default_max_files(quota)))
+                (
+                    quota,
+                    args.anonymous_max_files.unwrap_or(default_max_files(quota)),
+                )
             });
             let users = args.users.as_deref();
             let out = &mut std::io::stdout();
-            return recount::check_usage_command(&args.root, users, anonymous, user.as_deref(), out);
+            return recount::check_usage_command(
+                &args.root,
+                users,
+                anonymous,
+                user.as_deref(),
+                out,
+            );
         }
         None => {}
     }

@@ -124,6 +124,10 @@ mod tests {
         assert!(matches!(through, Refused::Link(_)));
         let in_the_way = make_parent_below(&target, "file/x").unwrap_err();
         assert!(matches!(in_the_way, Refused::NotFolder(_)));
-        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "nothing outside");
+        assert_eq!(
+            fs::read_dir(&outside).unwrap().count(),
+            0,
+            "nothing outside"
+        );
     }
 }

@@ -77,8 +77,8 @@ pub fn check_usage<'a>(
         let home = account.home();
         let mut path = root.to_path_buf();
         path.extend(&home);
-        let used = measure(&path)
-            .map_err(|e| Error::io(format!("measuring {}", path.display()), e))?;
+        let used =
+            measure(&path).map_err(|e| Error::io(format!("measuring {}", path.display()), e))?;
         let mut over = Vec::new();
         if let Some(quota) = account.quota.filter(|&q| used.bytes > q) {
             over.push(format!("over its quota of {quota} bytes"));
@@ -130,7 +130,10 @@ pub fn check_usage_command(
         ));
     }
     let mut accounts: Vec<Account> = match users {
-        Some(path) => Accounts::load(path, anonymous.is_some())?.iter().cloned().collect(),
+        Some(path) => Accounts::load(path, anonymous.is_some())?
+            .iter()
+            .cloned()
+            .collect(),
         None => vec![Account {
             name: None,
             quota: None,
@@ -180,5 +183,4 @@ mod tests {
         assert_eq!((used.bytes, used.entries), (5, 1));
         assert_eq!(check_books(&ctx), 0, "in step now");
     }
-
 }

@@ -240,10 +240,7 @@ mod tests {
             resolve_folder(&deep, &long('z')),
             Err(NameError::PathTooLong)
         );
-        assert_eq!(
-            resolve_file(&deep, &long('z')),
-            Err(NameError::PathTooLong)
-        );
+        assert_eq!(resolve_file(&deep, &long('z')), Err(NameError::PathTooLong));
         assert!(resolve_file(&deep, &"f".repeat(79)).is_ok());
         assert_eq!(
             resolve_file(&deep, &"f".repeat(80)),

@@ -30,9 +30,14 @@ fn lister(entries: &'static [(&'static str, bool)]) -> Hostile {
                     let ready = json!({"status": "ok", "filename": "x", "filesize": 5,
                                        "offset": 0, "mtime": 0});
                     let digest = blake3::hash(b"hello").to_hex().to_string();
-                    send_json(s, &ready) && send(s, b"hello") && send_json(s, &json!({"blake3": digest}))
+                    send_json(s, &ready)
+                        && send(s, b"hello")
+                        && send_json(s, &json!({"blake3": digest}))
                 }
-                _ => send_json(s, &json!({"status": "error", "code": "not_found", "message": "no"})),
+                _ => send_json(
+                    s,
+                    &json!({"status": "error", "code": "not_found", "message": "no"}),
+                ),
             };
             if !ok {
                 return;
@@ -94,7 +99,9 @@ fn sync_writes_nothing_through_a_link_below_its_target() {
     assert_stderr_has(&out, "mirror/docs, a symbolic link");
     untouched(&outside);
     assert_eq!(fs::read(target.join("ok.txt")).unwrap(), b"hello");
-    assert!(fs::symlink_metadata(target.join("docs")).unwrap().is_symlink());
+    assert!(fs::symlink_metadata(target.join("docs"))
+        .unwrap()
+        .is_symlink());
 }
 
 #[test]
@@ -110,7 +117,9 @@ fn sync_without_delete_keeps_a_folder_the_server_lists_as_a_file() {
     assert_eq!(fs::read(target.join("docs/draft.txt")).unwrap(), b"keep me");
     assert_eq!(fs::read(target.join("ok.txt")).unwrap(), b"hello");
     // Asked to, it goes.
-    let out = server.client(&sb, &["sync", "--delete", ":proj", "mirror"]).run();
+    let out = server
+        .client(&sb, &["sync", "--delete", ":proj", "mirror"])
+        .run();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(fs::read(target.join("docs")).unwrap(), b"hello");
 }

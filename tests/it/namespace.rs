@@ -135,7 +135,10 @@ fn a_folder_above_a_running_upload_is_neither_moved_nor_removed() {
     let (a_data, b_data) = (pattern(512 * 1024, 2), pattern(512 * 1024, 3));
     let mut a = Raw::login(server.addr, ALICE.as_bytes());
     let mut b = Raw::login(server.addr, ALICE.as_bytes());
-    assert_eq!(ask(&mut b, json!({"cmd":"mkdir","path":"d/sub"}))["status"], "ok");
+    assert_eq!(
+        ask(&mut b, json!({"cmd":"mkdir","path":"d/sub"}))["status"],
+        "ok"
+    );
     start_put(&mut a, "d/sub/f", &a_data, 256 * 1024);
     let partial = home.join("d/sub/.ftp-partial/f");
     assert!(wait_until(std::time::Duration::from_secs(20), || {
@@ -146,7 +149,10 @@ fn a_folder_above_a_running_upload_is_neither_moved_nor_removed() {
     for from in ["d", "d/sub"] {
         let moved = ask(&mut b, json!({"cmd":"mv","from":from,"to":"e"}));
         assert_eq!(moved["code"], "busy", "{moved}");
-        assert!(moved["message"].as_str().unwrap().contains("upload"), "{moved}");
+        assert!(
+            moved["message"].as_str().unwrap().contains("upload"),
+            "{moved}"
+        );
     }
     let removed = ask(&mut b, json!({"cmd":"rm","filename":"d","recursive":true}));
     assert_eq!(removed["code"], "busy", "{removed}");
@@ -183,7 +189,10 @@ fn a_replacement_is_an_entry_until_it_commits() {
     let reply = put(&mut raw, "a", b"two");
     assert_eq!(reply["code"], "quota_exceeded", "{reply}");
     assert_eq!(on_disk(&home), (9, 3));
-    assert_eq!(ask(&mut raw, json!({"cmd":"rm","filename":"c"}))["status"], "ok");
+    assert_eq!(
+        ask(&mut raw, json!({"cmd":"rm","filename":"c"}))["status"],
+        "ok"
+    );
     assert_eq!(put(&mut raw, "a", b"two")["status"], "ok");
     assert_eq!(fs::read(home.join("a")).unwrap(), b"two");
     // Committed, it is one entry again: a new name still fits.
@@ -203,7 +212,10 @@ fn mkdir_of_a_folder_that_exists_succeeds_and_of_a_file_fails() {
     assert_eq!(put(&mut raw, "a/f", b"x")["status"], "ok");
     let refused = ask(&mut raw, json!({"cmd":"mkdir","path":"a/f"}));
     assert_eq!(refused["code"], "exists", "{refused}");
-    assert!(refused["message"].as_str().unwrap().contains("not a folder"));
+    assert!(refused["message"]
+        .as_str()
+        .unwrap()
+        .contains("not a folder"));
     assert!(sb.root().join("alice/a/f").is_file());
 }
 
@@ -214,7 +226,10 @@ fn the_partial_folder_goes_with_its_last_partial_upload() {
     let folder = sb.root().join("alice/d");
     let partials = folder.join(".ftp-partial");
     let mut raw = Raw::login(server.addr, ALICE.as_bytes());
-    assert_eq!(ask(&mut raw, json!({"cmd":"mkdir","path":"d"}))["status"], "ok");
+    assert_eq!(
+        ask(&mut raw, json!({"cmd":"mkdir","path":"d"}))["status"],
+        "ok"
+    );
     assert_eq!(put(&mut raw, "d/f", b"whole")["status"], "ok");
     assert!(!partials.exists(), "gone once the upload committed");
     // A broken upload keeps its partial (and the folder) for a resume.
@@ -228,7 +243,10 @@ fn the_partial_folder_goes_with_its_last_partial_upload() {
     server.wait_for_log("put d/g aborted");
     assert!(partials.join("g").exists());
     // rm of the name removes the partial, and the folder with it.
-    assert_eq!(ask(&mut raw, json!({"cmd":"rm","filename":"d/g"}))["status"], "ok");
+    assert_eq!(
+        ask(&mut raw, json!({"cmd":"rm","filename":"d/g"}))["status"],
+        "ok"
+    );
     assert!(!partials.exists());
     assert_eq!(fs::read_dir(&folder).unwrap().count(), 1, "only f is left");
 }

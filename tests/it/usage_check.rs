@@ -52,7 +52,10 @@ fn a_home_over_its_quota_is_named_and_the_check_fails() {
     fs::write(home.join("big"), vec![0u8; 2 << 20]).unwrap();
     let out = check_usage(&sb, &["alice"]);
     assert!(!out.status.success());
-    assert_stdout_has(&out, "alice /alice: 2097152 bytes, 1 files and folders (over its quota");
+    assert_stdout_has(
+        &out,
+        "alice /alice: 2097152 bytes, 1 files and folders (over its quota",
+    );
     assert!(!stdout(&out).contains("bob"), "only the user asked for");
     assert_stderr_has(&out, "error: 1 of 1 homes are over a limit");
     let out = check_usage(&sb, &["carol"]);

@@ -5,9 +5,7 @@ use std::path::Path;
 
 use crate::client::batch::{BatchOptions, Failure, Step};
 use crate::client::command::SyncOptions;
-use crate::client::sync::{
-    plan_fetch, plan_send, prepare_fetch, remove_local, Compare, SyncPlan,
-};
+use crate::client::sync::{plan_fetch, plan_send, prepare_fetch, remove_local, Compare, SyncPlan};
 use crate::client::tree::{walk_local, LocalTree};
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -32,7 +30,11 @@ pub(super) fn sync(
     let refused = prepare_fetch(&mut plan, |gone| {
         remove_local(gone).map_err(|e| Error::io(format!("removing {}", gone.display()), e))?;
         match how.verbose {
-            true => wrote(writeln!(out, "removed {}", escape(&gone.display().to_string()))),
+            true => wrote(writeln!(
+                out,
+                "removed {}",
+                escape(&gone.display().to_string())
+            )),
             false => Ok(()),
         }
     })?;

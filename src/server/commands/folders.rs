@@ -181,7 +181,12 @@ impl Session<'_> {
     /// [`fits_below`]); the tree is walked in the turn that moves it, so
     /// nothing grows below it meanwhile. A file's new path was checked as
     /// the request was read.
-    fn check_fits(&self, source: &[String], dest: &[String], moved: &Moved) -> Result<(), ErrorReply> {
+    fn check_fits(
+        &self,
+        source: &[String],
+        dest: &[String],
+        moved: &Moved,
+    ) -> Result<(), ErrorReply> {
         let store = &self.ctx.store;
         let at = Place::new(&self.home, source);
         if store.check_folder(at).is_err() {
@@ -206,10 +211,13 @@ impl Session<'_> {
             digests: false,
         };
         let (mut depth, mut len) = (0, 0);
-        let entries = store.list(at, how).map_err(|e| store_refusal(e, &moved.from))?;
+        let entries = store
+            .list(at, how)
+            .map_err(|e| store_refusal(e, &moved.from))?;
         for entry in entries {
             let entry = entry.map_err(|e| store_refusal(e, &moved.from))?;
-            let folders = entry.name.matches('/').count() + usize::from(entry.kind == EntryKind::Dir);
+            let folders =
+                entry.name.matches('/').count() + usize::from(entry.kind == EntryKind::Dir);
             depth = depth.max(folders);
             len = len.max(entry.name.len());
             if !fits_below(dest, depth, len) {

@@ -318,7 +318,11 @@ impl Store for DiskStore {
             let rel = home.strip_prefix(&self.root).ok()?;
             rel.iter().map(|c| c.to_str().map(String::from)).collect()
         };
-        self.usage.homes().into_iter().filter_map(below_root).collect()
+        self.usage
+            .homes()
+            .into_iter()
+            .filter_map(below_root)
+            .collect()
     }
 
     fn recount(&self, home: &[String]) -> StoreResult<Option<(Option<Usage>, Usage)>> {

@@ -244,7 +244,9 @@ impl Remover<'_> {
 
     /// Notes that `shown` stays, for `why`, unless something stayed first.
     fn leave(&mut self, shown: &str, why: Leftover) {
-        self.done.left.get_or_insert_with(|| (shown.to_string(), why));
+        self.done
+            .left
+            .get_or_insert_with(|| (shown.to_string(), why));
     }
 
     /// Removes a file, a link (never what it points to) or anything else

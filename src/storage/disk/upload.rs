@@ -248,6 +248,6 @@ mod tests {
         assert_eq!(asked & allowed_bits(Modes::PRIVATE), 0o700);
         assert_eq!(asked & allowed_bits(Modes::SHARED), 0o755);
         assert_eq!(0o444 & allowed_bits(Modes::SHARED) | 0o400, 0o444);
-        assert_eq!(0o000 & allowed_bits(Modes::PRIVATE) | 0o400, 0o400);
+        assert_eq!(0o070 & allowed_bits(Modes::PRIVATE) | 0o400, 0o400);
     }
 }
