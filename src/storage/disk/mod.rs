@@ -288,7 +288,6 @@ impl Store for DiskStore {
             flushed: offset,
             durable: self.durable,
             plan,
-            modes: self.modes,
             finished: false,
         }))
     }

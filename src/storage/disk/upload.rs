@@ -10,7 +10,7 @@ use rustix::fs::{Mode, Timespec, Timestamps, UTIME_OMIT};
 
 use super::digest;
 use super::files;
-use super::handle::{Folder, Modes};
+use super::handle::Folder;
 use super::usage::UsageBook;
 use crate::io::digest::Digester;
 use crate::storage::{is_no_space, StoreError, StoreResult, StoredFile, Upload, UploadPlan};
@@ -34,8 +34,6 @@ pub(super) struct DiskUpload {
     pub(super) durable: bool,
     /// What was asked for: whether to overwrite, the time and mode to give.
     pub(super) plan: UploadPlan,
-    /// What the server's new files may be read by.
-    pub(super) modes: Modes,
     /// Committed or discarded: the partial file is no longer this
     /// upload's to remove.
     pub(super) finished: bool,
@@ -91,15 +89,15 @@ impl DiskUpload {
 }
 
 impl DiskUpload {
-    /// The permission bits the client sent, within what the server's
-    /// files may have: never a write bit for the group or others, nor
-    /// setuid, setgid or sticky (anything else in the server's name would
-    /// be someone else's to change), and no group or other bit at all
-    /// unless the server shares its files. The owner's read bit stays, so
-    /// that the server can serve the file.
+    /// The permission bits the client sent, but never a write bit for the
+    /// group or others, nor setuid, setgid or sticky: a file in the
+    /// server's name would be someone else's to change. (On a private
+    /// server the folders above keep others out whatever the file's read
+    /// bits.) The owner's read bit stays, so that the server can serve
+    /// the file.
     fn set_mode(&self) -> io::Result<()> {
         if let Some(mode) = self.plan.mode {
-            let mode = mode & allowed_bits(self.modes) | 0o400;
+            let mode = mode & ALLOWED_BITS | 0o400;
             rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode))?;
         }
         Ok(())
@@ -203,13 +201,9 @@ impl Drop for DiskUpload {
     }
 }
 
-/// The permission bits an upload may ask for: the owner's, and for the
-/// group and others what reading needs (read and execute) when the
-/// server's files are readable by them.
-fn allowed_bits(modes: Modes) -> u32 {
-    let read = modes.file & 0o044;
-    0o700 | read | read >> 2
-}
+/// The permission bits an upload may ask for: the owner's, and reading
+/// (and running) for the group and others.
+const ALLOWED_BITS: u32 = 0o755;
 
 /// A file on disk, opened for reading.
 pub(super) struct DiskFile {
@@ -244,10 +238,10 @@ mod tests {
 
     #[test]
     fn an_upload_asks_for_no_write_bit_of_others_and_no_special_bit() {
-        let asked = 0o7777;
-        assert_eq!(asked & allowed_bits(Modes::PRIVATE), 0o700);
-        assert_eq!(asked & allowed_bits(Modes::SHARED), 0o755);
-        assert_eq!(0o444 & allowed_bits(Modes::SHARED) | 0o400, 0o444);
-        assert_eq!(0o070 & allowed_bits(Modes::PRIVATE) | 0o400, 0o400);
+        let given = |asked: u32| asked & ALLOWED_BITS | 0o400;
+        assert_eq!(given(0o7777), 0o755);
+        assert_eq!(given(0o666), 0o644);
+        assert_eq!(given(0o444), 0o444);
+        assert_eq!(given(0o070), 0o450);
     }
 }
