@@ -4,42 +4,9 @@
 //! quota book agrees with what is on disk afterwards.
 
 use std::fs;
-use std::path::Path;
 
 use crate::support::*;
 use serde_json::{json, Value};
-
-const ALICE: &str = "alice's long secret";
-
-fn alice_server(sb: &Sandbox, limits: &str, extra: &[&str]) -> ServerProcess {
-    let users = sb.path().join("users.toml");
-    fs::write(
-        &users,
-        format!("[[user]]\nname = \"alice\"\nsecret = \"{ALICE}\"\n{limits}"),
-    )
-    .unwrap();
-    let mut args = vec!["--users", users.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    sb.start_server(&args)
-}
-
-/// Bytes and entries (files and folders, the partial-upload folders not
-/// counted) under `dir`, as `du` would add them up.
-fn on_disk(dir: &Path) -> (u64, u64) {
-    let (mut bytes, mut entries) = (0, 0);
-    for entry in fs::read_dir(dir).unwrap().flatten() {
-        let meta = entry.metadata().unwrap();
-        if meta.is_dir() {
-            let (b, e) = on_disk(&entry.path());
-            bytes += b;
-            entries += e + u64::from(entry.file_name() != ".ftp-partial");
-        } else {
-            bytes += meta.len();
-            entries += 1;
-        }
-    }
-    (bytes, entries)
-}
 
 fn ask(raw: &mut Raw, request: Value) -> Value {
     raw.send_json(&request);
@@ -122,7 +89,7 @@ fn a_replacement_racing_a_mv_leaves_the_quota_book_equal_to_the_disk() {
         }
     }
     putter.join().unwrap();
-    let (bytes, _) = on_disk(&home);
+    let (bytes, _) = held_under(&home);
     assert_eq!(used(&mut mover), bytes, "the book is what is on disk");
     assert!(bytes <= 4 << 20, "{bytes} bytes stored over the quota");
 }
@@ -172,7 +139,7 @@ fn a_folder_above_a_running_upload_is_neither_moved_nor_removed() {
     );
     let entry = &listed["files"][0];
     assert_eq!(entry["blake3"], blake3::hash(&b_data).to_hex().to_string());
-    let (bytes, _) = on_disk(&home);
+    let (bytes, _) = held_under(&home);
     assert_eq!(used(&mut b), bytes);
 }
 
@@ -188,7 +155,7 @@ fn a_replacement_is_an_entry_until_it_commits() {
     // Its partial would be a fourth entry beside the three files.
     let reply = put(&mut raw, "a", b"two");
     assert_eq!(reply["code"], "quota_exceeded", "{reply}");
-    assert_eq!(on_disk(&home), (9, 3));
+    assert_eq!(held_under(&home), (9, 3));
     assert_eq!(
         ask(&mut raw, json!({"cmd":"rm","filename":"c"}))["status"],
         "ok"
@@ -197,7 +164,7 @@ fn a_replacement_is_an_entry_until_it_commits() {
     assert_eq!(fs::read(home.join("a")).unwrap(), b"two");
     // Committed, it is one entry again: a new name still fits.
     assert_eq!(put(&mut raw, "c", b"new")["status"], "ok");
-    assert_eq!(on_disk(&home), (9, 3));
+    assert_eq!(held_under(&home), (9, 3));
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::io;
 
 use super::digest::digest_of;
 use super::files::listing_entry;
-use super::handle::{Folder, Found, Kind};
+use super::handle::{Folder, Kind};
 use super::DiskStore;
 use crate::storage::{Claim, Leftover, ListHow, Place, Store, StoreError, StoreResult};
 use crate::wire::message::{Entry, EntryKind};
@@ -18,25 +18,9 @@ use crate::wire::names::{display_folder, MAX_PATH_DEPTH, PARTIAL_DIR};
 /// only a tree planted by a local user stops it (and is then left).
 const MAX_REMOVE_DEPTH: usize = 2 * MAX_PATH_DEPTH;
 
-/// One open folder of a walk.
-struct Level {
-    folder: Folder,
-    /// The folder's path from the listed one, ending in `/` (empty at the
-    /// top).
-    prefix: String,
-    entries: Box<dyn Iterator<Item = io::Result<Found>>>,
-}
-
-impl Level {
-    fn open(folder: Folder, prefix: String) -> io::Result<Level> {
-        let entries = Box::new(folder.try_clone()?.into_entries()?);
-        Ok(Level {
-            folder,
-            prefix,
-            entries,
-        })
-    }
-}
+/// One open folder of a listing, named by its path from the listed one,
+/// ending in `/` (empty at the top).
+type Level = super::walk::Level<String>;
 
 /// A folder's entries, and with `recursive` everything below it, depth
 /// first: a folder comes right before what it holds. Each level keeps the
@@ -65,7 +49,7 @@ impl Tree {
             return entry;
         };
         let name = std::mem::take(&mut entry.name);
-        entry.name = format!("{}{name}", level.prefix);
+        entry.name = format!("{}{name}", level.name);
         match entry.kind {
             // A file that went or changed into something else meanwhile
             // is listed without a digest; the client hashes it as new.

@@ -9,20 +9,23 @@ use std::path::PathBuf;
 
 use super::handle::{Folder, Found, Kind};
 
-/// One open folder of the walk.
-struct Level {
-    folder: Folder,
-    /// Its path, for what the visitor names.
-    path: PathBuf,
-    entries: Box<dyn Iterator<Item = io::Result<Found>>>,
+/// One open folder of a walk (this one, or a listing's): its handle, what
+/// the walk calls it (`T`: a path, a prefix), and its directory stream.
+pub(super) struct Level<T> {
+    pub(super) folder: Folder,
+    pub(super) name: T,
+    pub(super) entries: Box<dyn Iterator<Item = io::Result<Found>>>,
 }
 
-impl Level {
-    fn open(folder: Folder, path: PathBuf) -> io::Result<Level> {
+impl<T> Level<T> {
+    /// Opens `folder`'s stream, through a second handle on it.
+    ///
+    /// Fails when no descriptor is left or the folder cannot be read.
+    pub(super) fn open(folder: Folder, name: T) -> io::Result<Level<T>> {
         let entries = Box::new(folder.try_clone()?.into_entries()?);
         Ok(Level {
             folder,
-            path,
+            name,
             entries,
         })
     }
@@ -74,7 +77,7 @@ pub(super) fn walk(
         };
         let enter = visit(Visit {
             folder: &level.folder,
-            path: &level.path,
+            path: &level.name,
             found: &found,
         });
         if !enter || found.kind != Kind::Dir || depth >= max_depth {
@@ -83,7 +86,7 @@ pub(super) fn walk(
         let opened = level
             .folder
             .child(found.name.as_os_str())
-            .and_then(|child| Level::open(child, level.path.join(&found.name)));
+            .and_then(|child| Level::open(child, level.name.join(&found.name)));
         match opened {
             Ok(below) => stack.push(below),
             Err(e) if gone(&e) => {}
