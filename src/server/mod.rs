@@ -342,26 +342,12 @@ impl Server {
 
     fn start_sweeper(&self) {
         let config = &self.shared.config;
-        let (store, ttl) = (config.context.store.clone(), config.partial_ttl);
-        let locks = config.context.locks.clone();
-        let context = config.context.clone();
+        let (context, ttl) = (config.context.clone(), config.partial_ttl);
         let _ = thread::Builder::new()
             .name("ftp-sweeper".into())
             .stack_size(THREAD_STACK)
             .spawn(move || loop {
-                let claim = |key: &str| {
-                    let held = locks.try_lock(key)?;
-                    Some(Box::new(held) as Box<dyn Send>)
-                };
-                let removed = store.sweep(ttl, &claim);
-                if removed > 0 {
-                    tracing::info!(
-                        "removed {removed} partial uploads untouched for {} s",
-                        ttl.as_secs()
-                    );
-                }
-                // The same hour: the quota book against the disk.
-                recount::check_books(&context);
+                recount::hourly(&context, ttl);
                 thread::sleep(SWEEP_INTERVAL);
             });
     }

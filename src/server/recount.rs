@@ -1,9 +1,11 @@
-//! Homes measured again with the store's own walk: the periodic check
-//! that keeps the quota book in step with the disk, and `ftp-server
-//! check-usage`, which measures homes for an administrator.
+//! Homes measured again with the store's own walk: the hourly check that
+//! keeps the quota book in step with the disk (run with the sweep of
+//! stale partial uploads), and `ftp-server check-usage`, which measures
+//! homes for an administrator.
 
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::server::accounts::{Account, Accounts};
@@ -11,6 +13,24 @@ use crate::server::commands::store_refusal;
 use crate::server::context::Context;
 use crate::storage::disk::usage::measure;
 use crate::wire::names::display_folder;
+
+/// The sweeper's hour: partial uploads untouched for `ttl` that no
+/// connection runs are removed, then the quota books are checked (see
+/// [`check_books`]).
+pub fn hourly(ctx: &Context, ttl: Duration) {
+    let claim = |key: &str| {
+        let held = ctx.locks.try_lock(key)?;
+        Some(Box::new(held) as Box<dyn Send>)
+    };
+    let removed = ctx.store.sweep(ttl, &claim);
+    if removed > 0 {
+        tracing::info!(
+            "removed {removed} partial uploads untouched for {} s",
+            ttl.as_secs()
+        );
+    }
+    check_books(ctx);
+}
 
 /// The periodic check of the quota book: every home the store counts is
 /// measured again with the store's own walk, and its count set to what

@@ -225,6 +225,31 @@ fn get_as_asked(
             into.display()
         )));
     }
+    let (steps, refused) = plan_downloads(client, found, t, &into, own_name)?;
+    let lines = t.verbose || !t.recursive;
+    let batch = BatchOptions {
+        preserve_mode: t.preserve,
+        ask_before_replacing: true,
+    };
+    let mut report = run_batch(client, steps, batch, options, lines, out, err);
+    for failure in &refused {
+        let shown = escape(&failure.subject);
+        let _ = writeln!(err, "error: get {shown}: {}", failure.error);
+    }
+    report.failures.extend(refused);
+    summarize("get", &report, 0, options, out)
+}
+
+/// Plans the downloads of what `get` found on the server into `into`
+/// (each under its own name there when `own_name`), folders with all they
+/// hold; returns the steps, and what was refused below a target.
+fn plan_downloads(
+    client: &mut Client,
+    found: Vec<(String, EntryKind)>,
+    t: &Transfer,
+    into: &Path,
+    own_name: bool,
+) -> Result<(Vec<Step>, Vec<Failure>)> {
     let (mut steps, mut refused) = (Vec::new(), Vec::new());
     for (path, kind) in found {
         let base = path.rsplit('/').next().unwrap_or(&path).to_string();
@@ -233,7 +258,7 @@ fn get_as_asked(
         })?;
         let target = match own_name {
             true => into.join(&base),
-            false => into.clone(),
+            false => into.to_path_buf(),
         };
         match kind == EntryKind::Dir || t.recursive {
             true => plan_folder_download(
@@ -252,18 +277,7 @@ fn get_as_asked(
             })),
         }
     }
-    let lines = t.verbose || !t.recursive;
-    let batch = BatchOptions {
-        preserve_mode: t.preserve,
-        ask_before_replacing: true,
-    };
-    let mut report = run_batch(client, steps, batch, options, lines, out, err);
-    for failure in &refused {
-        let shown = escape(&failure.subject);
-        let _ = writeln!(err, "error: get {shown}: {}", failure.error);
-    }
-    report.failures.extend(refused);
-    summarize("get", &report, 0, options, out)
+    Ok((steps, refused))
 }
 
 /// The server's "not a regular file" for `get NAME` of a folder, with

@@ -77,30 +77,7 @@ pub(crate) fn store_refusal(e: StoreError, name: &str) -> ErrorReply {
             ErrorCode::Busy,
             "the server is busy with other uploads; try again shortly",
         ),
-        StoreError::Left { removed, left, why } => {
-            let (code, reason) = match why {
-                Leftover::Upload => (
-                    ErrorCode::Busy,
-                    "an upload into it is running; run rm -r again once it is done",
-                ),
-                Leftover::Added => (
-                    ErrorCode::Busy,
-                    "something was added to it meanwhile; run rm -r again",
-                ),
-                Leftover::TooDeep => (
-                    ErrorCode::Forbidden,
-                    "it is deeper than a removal goes (made on the server's machine, \
-                     not through this server); remove it there",
-                ),
-            };
-            ErrorReply::new(
-                code,
-                format!(
-                    "removed {removed} files and folders of {name}, but {} is left: {reason}",
-                    escape(&left)
-                ),
-            )
-        }
+        StoreError::Left { removed, left, why } => left_behind(removed, &name, &left, why),
         StoreError::Unsupported(why) => ErrorReply::new(ErrorCode::Forbidden, why),
         StoreError::NoSpace(_) => disk_full("writing the file"),
         StoreError::Failed(what, e) => internal(what, &e),
@@ -116,6 +93,33 @@ pub(crate) fn store_refusal(e: StoreError, name: &str) -> ErrorReply {
             format!("file too large for this server's object store: at most {max} bytes ({why})"),
         ),
     }
+}
+
+/// The reply to a removal of the tree `name` (escaped) that left the
+/// folder `left` behind, for the reason `why`, after `removed` went.
+fn left_behind(removed: u64, name: &str, left: &str, why: Leftover) -> ErrorReply {
+    let (code, reason) = match why {
+        Leftover::Upload => (
+            ErrorCode::Busy,
+            "an upload into it is running; run rm -r again once it is done",
+        ),
+        Leftover::Added => (
+            ErrorCode::Busy,
+            "something was added to it meanwhile; run rm -r again",
+        ),
+        Leftover::TooDeep => (
+            ErrorCode::Forbidden,
+            "it is deeper than a removal goes (made on the server's machine, \
+             not through this server); remove it there",
+        ),
+    };
+    ErrorReply::new(
+        code,
+        format!(
+            "removed {removed} files and folders of {name}, but {} is left: {reason}",
+            escape(left)
+        ),
+    )
 }
 
 fn bad_name(e: NameError) -> ErrorReply {
