@@ -67,7 +67,7 @@ pub fn context(root: &Path) -> Context {
         metrics: Default::default(),
         min_rate: None,
         anonymous_max_files: crate::server::quota::MIN_DEFAULT_FILES,
-        entry_gates: Default::default(),
+        name_order: Default::default(),
         fds: Arc::new(crate::server::descriptors::FdBudget::new(1 << 20, 1 << 18)),
     }
 }

@@ -19,6 +19,7 @@ use ftp::config::users::{self, NewUser};
 use ftp::net::tls::{self, ServerIdentity};
 use ftp::server::accounts::AccountBook;
 use ftp::server::accounts::Accounts;
+use ftp::server::recount;
 use ftp::server::{Bind, Server};
 use ftp::service::reload::Reloads;
 use ftp::service::systemd;
@@ -67,6 +68,13 @@ enum About {
     /// Print the settings in force (the config file and the flags over the
     /// defaults) as a config file, and exit.
     Config,
+    /// Measure each home below the root (or USER's) with the server's own
+    /// walk, print what it holds, and fail if one is over its quota or
+    /// max_files.
+    CheckUsage {
+        /// Only this user's home.
+        user: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -119,6 +127,7 @@ fn run(args: Args) -> Result<()> {
     match args.about {
         Some(About::Config) => return print(&settings.to_toml()?),
         Some(About::User { action }) => return user(&settings, action),
+        Some(About::CheckUsage { user }) => return check_usage(&settings, user.as_deref()),
         _ => {}
     }
     logging::init(settings.verbosity, settings.log_format)?;
@@ -187,6 +196,16 @@ fn user(settings: &Settings, action: UserAction) -> Result<()> {
             print(&String::from_utf8_lossy(&out))
         }
     }
+}
+
+/// `ftp-server check-usage [USER]`.
+fn check_usage(settings: &Settings, user: Option<&str>) -> Result<()> {
+    let anonymous = settings
+        .anonymous
+        .then_some((settings.anonymous_quota, settings.anonymous_max_files));
+    let users = settings.users.as_deref();
+    let out = &mut std::io::stdout();
+    recount::check_usage_command(&settings.root, users, anonymous, user, out)
 }
 
 /// Writes `text` to stdout at once.

@@ -6,6 +6,7 @@
 //! at a terminal uses.
 
 pub mod batch;
+mod beneath;
 mod checks;
 pub mod command;
 mod complete;

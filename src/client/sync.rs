@@ -12,7 +12,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::client::batch::{Download, Step, Upload};
+use crate::client::beneath::{make_below, make_parent_below, Refused};
 use crate::client::tree::{join, local_path, LocalTree, RemoteEntry};
+use crate::error::{Error, Result};
 use crate::wire::message::EntryKind;
 
 /// What a sync does.
@@ -27,6 +29,9 @@ pub struct SyncPlan {
     pub local_removals: Vec<PathBuf>,
     /// Files already up to date.
     pub unchanged: u64,
+    /// Local folders the server has a file for (fetching without
+    /// `--delete`): kept, and reported.
+    pub clashes: Vec<PathBuf>,
 }
 
 /// How two files are compared.
@@ -173,6 +178,11 @@ pub fn plan_fetch(
             EntryKind::File => {
                 let fetch = match found {
                     None => true,
+                    // A folder goes for a file only when asked to.
+                    Some(None) if !delete => {
+                        plan.clashes.push(local_path(local, &entry.relative));
+                        false
+                    }
                     Some(None) => {
                         removals.push(entry.relative.clone());
                         true
@@ -199,6 +209,62 @@ pub fn plan_fetch(
         .map(|r| local_path(local, r))
         .collect();
     plan
+}
+
+/// Carries out a fetch's local side below its target: the removals
+/// (each handed to `remove`), then the folders, reached one handle at a
+/// time from the target (see [`crate::client::beneath`]); and leaves out
+/// the removals, folders and downloads that would go through a symbolic
+/// link (or a file) below it. Returns what was left out, with why.
+///
+/// Fails when the target cannot be made, or `remove` fails.
+pub fn prepare_fetch(
+    plan: &mut SyncPlan,
+    mut remove: impl FnMut(&Path) -> Result<()>,
+) -> Result<Vec<(PathBuf, Error)>> {
+    let Some(root) = plan.local_folders.first().cloned() else {
+        return Ok(Vec::new());
+    };
+    make_local_folder(&root)?;
+    let below = |path: &Path| {
+        let relative = path.strip_prefix(&root).unwrap_or(path);
+        relative.to_string_lossy().into_owned()
+    };
+    let mut refused = Vec::new();
+    let mut check = |path: &Path, made: std::result::Result<(), Refused>| match made {
+        Ok(()) => true,
+        Err(why) => {
+            refused.push((path.to_path_buf(), why.error(path)));
+            false
+        }
+    };
+    for gone in &plan.local_removals {
+        if check(gone, make_parent_below(&root, &below(gone))) {
+            remove(gone)?;
+        }
+    }
+    for folder in &plan.local_folders[1..] {
+        check(folder, make_below(&root, &below(folder)).map(drop));
+    }
+    plan.steps.retain(|step| match step {
+        Step::Download(d) => check(&d.local, make_parent_below(&root, &below(&d.local))),
+        _ => true,
+    });
+    Ok(refused)
+}
+
+/// Makes the folder `path` (and its parents) unless it is there; fails
+/// when something else is.
+pub fn make_local_folder(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Usage(format!(
+            "{} exists and is not a folder",
+            path.display()
+        ))),
+        Err(_) => fs::create_dir_all(path)
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e)),
+    }
 }
 
 /// Removes a local file, or a folder with all it holds (links are

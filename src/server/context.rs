@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::server::descriptors::FdBudget;
 use crate::server::metrics::Metrics;
-use crate::server::quota::EntryGates;
+use crate::server::order::NameOrder;
 use crate::server::uploads::UploadLocks;
 use crate::storage::Store;
 
@@ -33,8 +33,9 @@ pub struct Context {
     /// Files and folders the anonymous drop box may hold, partial uploads
     /// included (`--anonymous-max-files`).
     pub anonymous_max_files: u64,
-    /// Where commands that add entries to a home pass one at a time.
-    pub entry_gates: Arc<EntryGates>,
+    /// The turns in which commands change a home's names (see
+    /// [`crate::server::order`]).
+    pub name_order: Arc<NameOrder>,
     /// The descriptors replies may hold open, by account.
     pub fds: Arc<FdBudget>,
 }

@@ -16,8 +16,10 @@ mod intake;
 mod listener;
 pub mod login;
 pub mod metrics;
+pub mod order;
 pub mod poller;
 pub mod quota;
+pub mod recount;
 pub(crate) mod reply;
 pub mod session;
 pub mod uploads;
@@ -354,23 +356,12 @@ impl Server {
 
     fn start_sweeper(&self) {
         let config = &self.shared.config;
-        let (store, ttl) = (config.context.store.clone(), config.partial_ttl);
-        let locks = config.context.locks.clone();
+        let (context, ttl) = (config.context.clone(), config.partial_ttl);
         let _ = thread::Builder::new()
             .name("ftp-sweeper".into())
             .stack_size(THREAD_STACK)
             .spawn(move || loop {
-                let claim = |key: &str| {
-                    let held = locks.try_lock(key)?;
-                    Some(Box::new(held) as Box<dyn Send>)
-                };
-                let removed = store.sweep(ttl, &claim);
-                if removed > 0 {
-                    tracing::info!(
-                        "removed {removed} partial uploads untouched for {} s",
-                        ttl.as_secs()
-                    );
-                }
+                recount::hourly(&context, ttl);
                 thread::sleep(SWEEP_INTERVAL);
             });
     }

@@ -6,10 +6,6 @@
 //! nothing it has not stored. Each chunk is charged before it is written,
 //! so uploads that race past the quota together are refused at the chunk
 //! that would take the home over it.
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
-
-use parking_lot::{Mutex, MutexGuard};
 
 use crate::wire::message::{ErrorCode, ErrorReply};
 
@@ -27,34 +23,6 @@ pub const MIN_DEFAULT_FILES: u64 = 1000;
 /// [`MIN_DEFAULT_FILES`].
 pub fn default_max_files(quota: u64) -> u64 {
     (quota / BYTES_PER_ENTRY).max(MIN_DEFAULT_FILES)
-}
-
-/// How many homes' entry checks can run at once (homes share a gate by
-/// the hash of their key).
-const GATES: usize = 64;
-
-/// Makes the entry check and the creation of the entry one step per
-/// home: commands that add files or folders to the same home (a put of a
-/// new name, a mkdir) pass one at a time, so that several cannot pass an
-/// entry limit together.
-#[derive(Debug)]
-pub struct EntryGates([Mutex<()>; GATES]);
-
-impl Default for EntryGates {
-    fn default() -> EntryGates {
-        EntryGates(std::array::from_fn(|_| Mutex::new(())))
-    }
-}
-
-impl EntryGates {
-    /// Waits for the gate of the home with key `home`, and holds it until
-    /// the guard is dropped.
-    pub fn enter(&self, home: &str) -> MutexGuard<'_, ()> {
-        let mut hasher = DefaultHasher::new();
-        home.hash(&mut hasher);
-        let gate = &self.0[(hasher.finish() % GATES as u64) as usize];
-        gate.lock()
-    }
 }
 
 /// Bytes a home would hold after `adding` more: `used` as the store

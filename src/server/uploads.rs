@@ -189,6 +189,24 @@ impl UploadLocks {
     }
 }
 
+impl UploadLocks {
+    /// Whether an upload runs in the home with key `home` (or the server
+    /// holds a partial's name for a moment: it could be in any home).
+    pub fn runs_in(&self, home: &str) -> bool {
+        let registry = self.registry();
+        let mut holders = registry.names.values();
+        holders.any(|h| h.home == home || h.owner == Owner::Server)
+    }
+
+    /// Whether an upload runs anywhere below the folder with key `folder`
+    /// (a `mv` or `rm -r` of it would take the upload's name away).
+    pub fn runs_below(&self, folder: &str) -> bool {
+        let prefix = format!("{folder}/");
+        let registry = self.registry();
+        registry.names.keys().any(|key| key.starts_with(&prefix))
+    }
+}
+
 impl UploadLock {
     /// Notes how many bytes of this upload the store's usage counts; as
     /// many are charged to it, at least.
@@ -271,6 +289,18 @@ mod tests {
         assert!(lock(&locks, "h/x", Owner::Anonymous).is_none());
         drop(a);
         assert!(locks.try_lock("h/x").is_some());
+    }
+
+    #[test]
+    fn an_upload_is_seen_below_every_folder_above_it_and_no_other() {
+        let locks = UploadLocks::default();
+        let _a = lock(&locks, "h/d/e/f", alice()).unwrap();
+        assert!(locks.runs_below("h/d/e"));
+        assert!(locks.runs_below("h/d"));
+        assert!(locks.runs_below("h"));
+        assert!(!locks.runs_below("h/d/e/f"), "a file holds nothing below");
+        assert!(!locks.runs_below("h/d/ee"));
+        assert!(!locks.runs_below("h/dd"));
     }
 
     #[test]

@@ -127,13 +127,27 @@ pub enum StoreError {
     /// The store cannot do this; `.0` says what to do instead.
     Unsupported(&'static str),
     /// A tree was removed only in part: `left` (a folder's path from the
-    /// home) holds an upload still running, or what came meanwhile.
+    /// home) could not go, for the reason `why`.
     Left {
         /// Files and folders that went.
         removed: u64,
         /// The first folder that could not go.
         left: String,
+        /// Why it stayed.
+        why: Leftover,
     },
+}
+
+/// Why a folder stayed when the tree it is in was removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftover {
+    /// An upload into it is running.
+    Upload,
+    /// It is deeper than a removal goes (only a local user can make such
+    /// a tree; the protocol's limits cannot).
+    TooDeep,
+    /// It was not empty once emptied: something came meanwhile.
+    Added,
 }
 
 impl StoreError {
@@ -285,6 +299,20 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// What is stored under `home`: bytes, and files and folders, partial
     /// uploads included.
     fn usage(&self, home: &[String]) -> StoreResult<Usage>;
+    /// The homes whose usage the store keeps counted in memory (see
+    /// [`Store::recount`]), by their components from the root.
+    fn counted_homes(&self) -> Vec<Vec<String>> {
+        Vec::new()
+    }
+    /// Measures `home` with the store's own walk and sets what the store
+    /// keeps counted for it to that; returns what it had counted (`None`
+    /// when it kept nothing) and what was measured. A store that keeps no
+    /// count answers `Ok(None)`.
+    ///
+    /// Fails when the measure fails; the count is then left as it was.
+    fn recount(&self, _home: &[String]) -> StoreResult<Option<(Option<Usage>, Usage)>> {
+        Ok(None)
+    }
     /// Bytes the store can still take below `at`, if it is bounded.
     fn free_space(&self, at: Place) -> StoreResult<Option<u64>>;
     /// Removes partial uploads untouched for `max_age` whose key `claim`

@@ -6,7 +6,9 @@ use std::fmt;
 /// Longest name accepted, in bytes: the usual file system limit.
 pub const MAX_NAME_LEN: usize = 255;
 
-/// Longest folder path accepted by `cd` and `mkdir`, in bytes.
+/// Longest path accepted, in bytes: as a request gives it, and as it is
+/// from the home once resolved (`/a/b/c`, see [`path_len`]), so that no
+/// name a client can make is too long to name again from the home.
 pub const MAX_PATH_LEN: usize = 4096;
 
 /// Deepest folder path accepted, in components.
@@ -138,7 +140,29 @@ pub fn resolve_folder(current: &[String], path: &str) -> Result<Vec<String>, Nam
             return Err(NameError::PathTooLong);
         }
     }
+    // A relative path from a deep current folder can be short itself.
+    if path_len(&out) > MAX_PATH_LEN {
+        return Err(NameError::PathTooLong);
+    }
     Ok(out)
+}
+
+/// The length in bytes of the path `/c1/c2/...` from the home.
+pub fn path_len(components: &[String]) -> usize {
+    components.iter().map(|c| c.len() + 1).sum::<usize>().max(1)
+}
+
+/// Whether a tree moved to `to` (its full path from the home) keeps every
+/// name within the limits, when its deepest folder is `depth` levels
+/// below its top and its longest path below the top (`a/b/c`) has `len`
+/// bytes. A folder's path holds at most [`MAX_PATH_DEPTH`] folders, and
+/// a file's folder as many.
+pub fn fits_below(to: &[String], depth: usize, len: usize) -> bool {
+    let below = match len {
+        0 => 0,
+        len => len + 1,
+    };
+    to.len() + depth <= MAX_PATH_DEPTH && path_len(to) + below <= MAX_PATH_LEN
 }
 
 /// Splits a file path given to `put`, `get`, `rm` or `mv` into its folder
@@ -156,6 +180,9 @@ pub fn resolve_file(current: &[String], path: &str) -> Result<(Vec<String>, Stri
     };
     let name = validate_name(name)?;
     let folder = resolve_folder(current, folder)?;
+    if path_len(&folder) + 1 + name.len() > MAX_PATH_LEN {
+        return Err(NameError::PathTooLong);
+    }
     Ok((folder, name.to_string()))
 }
 
@@ -201,6 +228,35 @@ pub fn escape(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relative_path_from_a_deep_folder_is_bounded_once_resolved() {
+        let long = |c: char| c.to_string().repeat(250);
+        // 16 folders of 250 bytes: 4,016 bytes from the home.
+        let deep: Vec<String> = (0..16).map(|i| long((b'a' + i) as char)).collect();
+        assert_eq!(path_len(&deep), 4016);
+        assert!(resolve_folder(&deep, "x").is_ok());
+        assert_eq!(
+            resolve_folder(&deep, &long('z')),
+            Err(NameError::PathTooLong)
+        );
+        assert_eq!(resolve_file(&deep, &long('z')), Err(NameError::PathTooLong));
+        assert!(resolve_file(&deep, &"f".repeat(79)).is_ok());
+        assert_eq!(
+            resolve_file(&deep, &"f".repeat(80)),
+            Err(NameError::PathTooLong)
+        );
+    }
+
+    #[test]
+    fn a_tree_fits_below_a_place_only_within_both_limits() {
+        let at = |n: usize| vec!["d".to_string(); n];
+        assert!(fits_below(&at(1), 31, 100));
+        assert!(!fits_below(&at(2), 31, 100));
+        assert!(fits_below(&at(32), 0, 0), "an empty folder at the limit");
+        assert!(fits_below(&at(1), 0, 4093));
+        assert!(!fits_below(&at(1), 0, 4094));
+    }
 
     #[test]
     fn plain_names_pass() {

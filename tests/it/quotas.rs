@@ -12,26 +12,6 @@ use std::time::Duration;
 use crate::support::*;
 use serde_json::json;
 
-const ALICE: &str = "alice's long secret";
-
-/// Bytes and entries (files and folders, the partial-upload folders not
-/// counted) under `dir`: what a quota must bound.
-fn held_under(dir: &Path) -> (u64, u64) {
-    let (mut bytes, mut entries) = (0, 0);
-    for entry in fs::read_dir(dir).unwrap().flatten() {
-        let meta = entry.metadata().unwrap();
-        if meta.is_dir() {
-            let (b, e) = held_under(&entry.path());
-            bytes += b;
-            entries += e + u64::from(entry.file_name() != ".ftp-partial");
-        } else {
-            bytes += meta.len();
-            entries += 1;
-        }
-    }
-    (bytes, entries)
-}
-
 fn partial(sb: &Sandbox, home: &str, name: &str) -> std::path::PathBuf {
     sb.root().join(home).join(".ftp-partial").join(name)
 }
@@ -61,18 +41,6 @@ fn stored(path: &Path, len: usize) {
         path.display(),
         size_of(path)
     );
-}
-
-fn alice_server(sb: &Sandbox, limits: &str, extra: &[&str]) -> ServerProcess {
-    let users = sb.path().join("users.toml");
-    fs::write(
-        &users,
-        format!("[[user]]\nname = \"alice\"\nsecret = \"{ALICE}\"\n{limits}"),
-    )
-    .unwrap();
-    let mut args = vec!["--users", users.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    sb.start_server(&args)
 }
 
 #[test]

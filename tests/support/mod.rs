@@ -5,6 +5,7 @@
 pub mod elsewhere;
 pub mod freezer;
 pub mod garage;
+pub mod homes;
 pub mod hostile;
 pub mod latency;
 pub mod process;
@@ -26,6 +27,8 @@ use std::time::{Duration, Instant};
 use ftp::wire::frame;
 
 use shared::{answer_challenge, listening_addr, Pattern};
+
+pub use homes::{alice_server, held_under, ALICE};
 
 /// The secret every test server uses unless a test says otherwise.
 pub const SECRET: &str = "linhaifeng bang bang bang";

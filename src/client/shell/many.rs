@@ -6,8 +6,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::client::batch::{keep_folder_times, BatchOptions, Download, Failure, Step, Upload};
+use crate::client::beneath::{make_below, make_parent_below};
 use crate::client::command::Transfer;
 use crate::client::progress::progress_for;
+use crate::client::sync::make_local_folder;
 use crate::client::tree::{
     clean_relative, expand_local, has_wildcard, join, local_path, walk_local,
 };
@@ -338,6 +340,7 @@ fn get_as_asked(
         )));
     }
     let mut steps = Vec::new();
+    let mut refused = Vec::new();
     let rerun = (!t.force_all).then(|| compare(t.checksum));
     let filter = Filter::new(&t.filters, None)?;
     let mut up_to_date = 0;
@@ -349,13 +352,13 @@ fn get_as_asked(
         })?;
         let target = match own_name {
             true => into.join(&base),
-            false => into.clone(),
+            false => into.to_path_buf(),
         };
         match kind == EntryKind::Dir || t.recursive {
             true => {
                 let folder = (path, kind, target);
                 let how = (t.recursive, rerun, &filter);
-                let fetched = plan_folder_download(client, folder, how, &mut steps)?;
+                let fetched = plan_folder_download(client, folder, how, &mut steps, &mut refused)?;
                 up_to_date += fetched.up_to_date;
                 folder_times.extend(fetched.folder_times);
             }
@@ -371,7 +374,12 @@ fn get_as_asked(
         preserve_mode: t.preserve,
         ask_before_replacing: true,
     };
-    let report = run_batch(client, steps, batch, options, lines, out, err);
+    let mut report = run_batch(client, steps, batch, options, lines, out, err);
+    for failure in &refused {
+        let shown = escape(&failure.subject);
+        let _ = writeln!(err, "error: get {shown}: {}", failure.error);
+    }
+    report.failures.extend(refused);
     keep_folder_times(&folder_times);
     summarize(&ending("get", t, 0, up_to_date), report, options, out, err)
 }
@@ -400,6 +408,7 @@ fn plan_folder_download(
     (path, kind, target): (String, EntryKind, PathBuf),
     (recursive, rerun, filter): (bool, Option<Compare>, &Filter),
     steps: &mut Vec<Step>,
+    refused: &mut Vec<Failure>,
 ) -> Result<Fetched> {
     let digests = rerun == Some(Compare::Checksum);
     let mut entries = match client.list_tree(&path, digests) {
@@ -426,13 +435,24 @@ fn plan_folder_download(
     prune_remote(&mut entries, filter);
     make_local_folder(&target)?;
     let mut fetched = Fetched::default();
+    // Below the target, every folder is reached without following a
+    // link: a listing cannot lead a download through one kept there.
     for e in entries {
         let local = local_path(&target, &e.relative);
+        let made = match e.kind {
+            EntryKind::Dir => make_below(&target, &e.relative).map(drop),
+            EntryKind::File => make_parent_below(&target, &e.relative),
+        };
+        if let Err(why) = made {
+            refused.push(Failure {
+                verb: "get",
+                error: why.error(&local),
+                subject: local.display().to_string(),
+            });
+            continue;
+        }
         match e.kind {
-            EntryKind::Dir => {
-                make_local_folder(&local)?;
-                fetched.folder_times.push((local, e.mtime));
-            }
+            EntryKind::Dir => fetched.folder_times.push((local, e.mtime)),
             EntryKind::File if rerun.is_some_and(|how| already_here(&local, &e, how)) => {
                 fetched.up_to_date += 1
             }
@@ -453,18 +473,6 @@ struct Fetched {
     up_to_date: u64,
     /// Folders below it, with the server's times, to set once filled.
     folder_times: Vec<(PathBuf, u64)>,
-}
-
-pub(super) fn make_local_folder(path: &Path) -> Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Error::Usage(format!(
-            "{} exists and is not a folder",
-            path.display()
-        ))),
-        Err(_) => fs::create_dir_all(path)
-            .map_err(|e| Error::io(format!("creating {}", path.display()), e)),
-    }
 }
 
 /// `rm [-r] PATH...`: every path (wildcards expanded) in one batch.

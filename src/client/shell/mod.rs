@@ -18,7 +18,7 @@ mod shown;
 mod sync;
 
 use self::sync::sync;
-use many::{get, make_local_folder, note_skipped, put, remove};
+use many::{get, note_skipped, put, remove};
 use shown::{run_batch, summarize};
 
 pub use crate::client::prompt::run_session;

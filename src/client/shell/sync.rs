@@ -4,10 +4,10 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::client::batch::{keep_folder_times, BatchOptions, Step};
+use crate::client::batch::{keep_folder_times, BatchOptions, Failure, Step};
 use crate::client::command::SyncOptions;
 use crate::client::filter::Filter;
-use crate::client::sync::{plan_fetch, plan_send, remove_local, Compare, SyncPlan};
+use crate::client::sync::{plan_fetch, plan_send, prepare_fetch, remove_local, Compare, SyncPlan};
 use crate::client::tree::{join, local_path, walk_local, LocalTree};
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -17,7 +17,7 @@ use crate::wire::reply::ErrorCode;
 
 use super::filtered::{prune_local, prune_remote, spare_local, spare_remote};
 use super::shown::{files, Ending};
-use super::{make_local_folder, note_skipped, rate, run_batch, summarize, wrote, ShellOptions};
+use super::{note_skipped, rate, run_batch, summarize, wrote, ShellOptions};
 
 /// `sync SRC DST`.
 pub(super) fn sync(
@@ -28,7 +28,7 @@ pub(super) fn sync(
     err: &mut impl Write,
 ) -> Result<()> {
     let Planned {
-        plan,
+        mut plan,
         there,
         folder_times,
     } = plan_sync(client, how, options, err)?;
@@ -38,25 +38,36 @@ pub(super) fn sync(
     if how.dry_run {
         return print_plan(&plan, out);
     }
-    for gone in &plan.local_removals {
+    let refused = prepare_fetch(&mut plan, |gone| {
         remove_local(gone).map_err(|e| Error::io(format!("removing {}", gone.display()), e))?;
-        if how.verbose {
-            wrote(writeln!(
+        match how.verbose {
+            true => wrote(writeln!(
                 out,
                 "removed {}",
                 escape(&gone.display().to_string())
-            ))?;
+            )),
+            false => Ok(()),
         }
-    }
-    for folder in &plan.local_folders {
-        make_local_folder(folder)?;
-    }
+    })?;
     let batch = BatchOptions {
         preserve_mode: how.preserve,
         ask_before_replacing: false,
     };
-    let report = run_batch(client, plan.steps, batch, options, how.verbose, out, err);
+    let mut report = run_batch(client, plan.steps, batch, options, how.verbose, out, err);
     keep_folder_times(&folder_times);
+    let clashed = plan.clashes.into_iter().map(|folder| {
+        let why = "a folder here and a file on the server: kept (sync --delete replaces it)";
+        (folder, Error::Usage(why.into()))
+    });
+    for (path, error) in refused.into_iter().chain(clashed) {
+        let shown = escape(&path.display().to_string());
+        let _ = writeln!(err, "error: sync {shown}: {error}");
+        report.failures.push(Failure {
+            verb: "sync",
+            subject: path.display().to_string(),
+            error,
+        });
+    }
     let removed = plan.local_removals.len() as u64;
     if !options.quiet {
         let (verb, moved) = match how.target.starts_with(':') {

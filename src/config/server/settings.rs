@@ -288,7 +288,7 @@ impl Settings {
                 locks: UploadLocks::default(),
                 metrics: Default::default(),
                 anonymous_max_files: self.anonymous_max_files,
-                entry_gates: Default::default(),
+                name_order: Default::default(),
                 fds: Arc::new(FdBudget::for_this_process()),
                 min_rate: (self.min_rate > 0).then(|| (self.min_rate, secs(self.min_rate_window))),
             },

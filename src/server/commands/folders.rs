@@ -4,9 +4,11 @@
 use super::{bad_name, store_refusal};
 use crate::server::quota::check_entries;
 use crate::server::session::Session;
-use crate::storage::{Place, StoreError};
-use crate::wire::message::{ErrorCode, ErrorReply, Folder, Moved, Removed};
-use crate::wire::names::{display_folder, escape, resolve_folder};
+use crate::storage::{FolderError, ListHow, Place, StoreError};
+use crate::wire::message::{EntryKind, ErrorCode, ErrorReply, Folder, Moved, Removed};
+use crate::wire::names::{
+    display_folder, escape, fits_below, resolve_folder, MAX_PATH_DEPTH, MAX_PATH_LEN,
+};
 
 impl Session<'_> {
     pub(crate) fn pwd(&self) -> Folder {
@@ -27,34 +29,31 @@ impl Session<'_> {
     }
 
     /// Creates a folder and any missing parents, refusing to step through
-    /// anything that is not a real folder. With `parents` a folder that
-    /// is there already is no error (a file in the way still is).
-    pub(crate) fn mkdir(&self, path: &str, parents: bool) -> Result<Folder, ErrorReply> {
+    /// anything that is not a real folder. A folder that is there already
+    /// is no error, as with `mkdir -p` (older clients ask for that with
+    /// `parents`; it is the rule now); a file in the way still is.
+    pub(crate) fn mkdir(&self, path: &str, _parents: bool) -> Result<Folder, ErrorReply> {
         let target = resolve_folder(&self.cwd, path).map_err(bad_name)?;
         let shown = display_folder(&target);
         if target.is_empty() {
-            return match parents {
-                true => Ok(Folder { path: shown }),
-                false => Err(ErrorReply::new(ErrorCode::Exists, "the home folder exists")),
-            };
+            return Ok(Folder { path: shown });
         }
         // The check and the folders it allows are one step.
-        let home = self.home.join("/");
-        let _gate = self.max_files.map(|_| self.ctx.entry_gates.enter(&home));
+        let _turn = self.turn();
         if let Some(max) = self.max_files {
             check_entries(self.used()?.entries, self.missing_folders(&target), max)?;
         }
         let at = Place::new(&self.home, &target);
         match self.ctx.store.make_folder(at) {
             Ok(()) => Ok(Folder { path: shown }),
-            Err(StoreError::Exists) if parents => match self.ctx.store.check_folder(at) {
+            Err(StoreError::Exists) => match self.ctx.store.check_folder(at) {
                 Ok(()) => Ok(Folder { path: shown }),
+                Err(StoreError::Folder(FolderError::NotFolder(_))) => Err(ErrorReply::new(
+                    ErrorCode::Exists,
+                    format!("{} exists and is not a folder", escape(&shown)),
+                )),
                 Err(e) => Err(store_refusal(e, &shown)),
             },
-            Err(StoreError::Exists) => Err(ErrorReply::new(
-                ErrorCode::Exists,
-                format!("{shown} already exists"),
-            )),
             Err(e) => Err(store_refusal(e, &shown)),
         }
     }
@@ -85,6 +84,7 @@ impl Session<'_> {
             filename: path.to_string(),
             entries,
         };
+        let _turn = self.turn();
         let dropped_partial = self.remove_stale_partial(at, &name)?;
         match self.ctx.store.remove(at, &name) {
             Ok(()) => Ok(removed(1)),
@@ -105,21 +105,10 @@ impl Session<'_> {
         };
         let mut inside = at.folder.to_vec();
         inside.push(name.to_string());
-        let shown = display_folder(&inside);
-        match self.ctx.store.remove_tree(at, name, &claim) {
-            Ok(n) => Ok(n),
-            Err(StoreError::Left { removed, left }) => Err(ErrorReply::new(
-                ErrorCode::Busy,
-                format!(
-                    "removed {removed} files and folders of {}, but {} is left: an upload \
-                     into it is running (or something was added meanwhile); run rm -r \
-                     again once it is done",
-                    escape(&shown),
-                    escape(&left)
-                ),
-            )),
-            Err(e) => Err(store_refusal(e, &shown)),
-        }
+        self.ctx
+            .store
+            .remove_tree(at, name, &claim)
+            .map_err(|e| store_refusal(e, &display_folder(&inside)))
     }
 
     /// Deletes the partial upload of `name` unless an upload holds it;
@@ -161,6 +150,19 @@ impl Session<'_> {
         }
         let from_at = Place::new(&self.home, &from_folder);
         let to_at = Place::new(&self.home, &to_folder);
+        let _turn = self.turn();
+        // A running upload's lock and partial file are found by its path:
+        // a folder above one stays where it is until the upload is done.
+        if self.ctx.locks.runs_below(&from_at.key(&from_name)) {
+            return Err(ErrorReply::new(
+                ErrorCode::Busy,
+                format!(
+                    "{} holds an upload that is running; move it once the upload is done",
+                    escape(&moved.from)
+                ),
+            ));
+        }
+        self.check_fits(&source, &dest, &moved)?;
         match self.ctx.store.rename(from_at, &from_name, to_at, &to_name) {
             Ok(()) => Ok(moved),
             Err(StoreError::Exists) => Err(ErrorReply::new(
@@ -170,5 +172,58 @@ impl Session<'_> {
             Err(e @ StoreError::File(_)) => Err(store_refusal(e, &moved.from)),
             Err(e) => Err(store_refusal(e, &moved.to)),
         }
+    }
+}
+
+impl Session<'_> {
+    /// Refuses a move of the folder `source` to `dest` that would take a
+    /// name below it past the depth or the length limit (see
+    /// [`fits_below`]); the tree is walked in the turn that moves it, so
+    /// nothing grows below it meanwhile. A file's new path was checked as
+    /// the request was read.
+    fn check_fits(
+        &self,
+        source: &[String],
+        dest: &[String],
+        moved: &Moved,
+    ) -> Result<(), ErrorReply> {
+        let store = &self.ctx.store;
+        let at = Place::new(&self.home, source);
+        if store.check_folder(at).is_err() {
+            return Ok(());
+        }
+        let too_deep = || {
+            ErrorReply::new(
+                ErrorCode::BadName,
+                format!(
+                    "{} cannot go to {}: a path below it would be deeper than \
+                     {MAX_PATH_DEPTH} folders or longer than {MAX_PATH_LEN} bytes",
+                    escape(&moved.from),
+                    escape(&moved.to)
+                ),
+            )
+        };
+        if !fits_below(dest, 0, 0) {
+            return Err(too_deep());
+        }
+        let how = ListHow {
+            recursive: true,
+            digests: false,
+        };
+        let (mut depth, mut len) = (0, 0);
+        let entries = store
+            .list(at, how)
+            .map_err(|e| store_refusal(e, &moved.from))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| store_refusal(e, &moved.from))?;
+            let folders =
+                entry.name.matches('/').count() + usize::from(entry.kind == EntryKind::Dir);
+            depth = depth.max(folders);
+            len = len.max(entry.name.len());
+            if !fits_below(dest, depth, len) {
+                return Err(too_deep());
+            }
+        }
+        Ok(())
     }
 }

@@ -26,8 +26,10 @@ impl Session<'_> {
         }
     }
 
-    /// What the home holds, for the quota.
+    /// What the home holds, for the quota; measured in the home's turn,
+    /// when the store measures, so that no name moves under the walk.
     pub(crate) fn used(&self) -> Result<Stored, ErrorReply> {
+        let _turn = self.turn();
         self.ctx
             .store
             .usage(&self.home)

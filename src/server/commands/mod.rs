@@ -4,8 +4,9 @@
 
 use std::io;
 
+use crate::server::order::Turn;
 use crate::server::session::Session;
-use crate::storage::{is_no_space, FolderError, StoreError};
+use crate::storage::{is_no_space, FolderError, Leftover, StoreError};
 use crate::wire::message::{ErrorCode, ErrorReply};
 use crate::wire::names::{escape, resolve_file, NameError};
 
@@ -23,6 +24,12 @@ impl Session<'_> {
     /// check when the command reaches it.
     pub(crate) fn resolve_file(&self, path: &str) -> Result<(Vec<String>, String), ErrorReply> {
         resolve_file(&self.cwd, path).map_err(bad_name)
+    }
+
+    /// Waits for this home's turn to change its names (see
+    /// [`crate::server::order`]).
+    pub(crate) fn turn(&self) -> Turn<'_> {
+        self.ctx.name_order.enter(&self.home.join("/"))
     }
 }
 
@@ -70,14 +77,7 @@ pub(crate) fn store_refusal(e: StoreError, name: &str) -> ErrorReply {
             ErrorCode::Busy,
             "the server is busy with other uploads; try again shortly",
         ),
-        StoreError::Left { removed, left } => ErrorReply::new(
-            ErrorCode::Busy,
-            format!(
-                "removed {removed} files and folders of {name}, but {} is left: \
-                 something in it is in use",
-                escape(&left)
-            ),
-        ),
+        StoreError::Left { removed, left, why } => left_behind(removed, &name, &left, why),
         StoreError::Unsupported(why) => ErrorReply::new(ErrorCode::Forbidden, why),
         StoreError::NoSpace(_) => disk_full("writing the file"),
         StoreError::Failed(what, e) => internal(what, &e),
@@ -93,6 +93,33 @@ pub(crate) fn store_refusal(e: StoreError, name: &str) -> ErrorReply {
             format!("file too large for this server's object store: at most {max} bytes ({why})"),
         ),
     }
+}
+
+/// The reply to a removal of the tree `name` (escaped) that left the
+/// folder `left` behind, for the reason `why`, after `removed` went.
+fn left_behind(removed: u64, name: &str, left: &str, why: Leftover) -> ErrorReply {
+    let (code, reason) = match why {
+        Leftover::Upload => (
+            ErrorCode::Busy,
+            "an upload into it is running; run rm -r again once it is done",
+        ),
+        Leftover::Added => (
+            ErrorCode::Busy,
+            "something was added to it meanwhile; run rm -r again",
+        ),
+        Leftover::TooDeep => (
+            ErrorCode::Forbidden,
+            "it is deeper than a removal goes (made on the server's machine, \
+             not through this server); remove it there",
+        ),
+    };
+    ErrorReply::new(
+        code,
+        format!(
+            "removed {removed} files and folders of {name}, but {} is left: {reason}",
+            escape(left)
+        ),
+    )
 }
 
 fn bad_name(e: NameError) -> ErrorReply {

@@ -85,7 +85,7 @@ impl Session<'_> {
             // What it stored would only hold the quota that others filled.
             Ok(BodyEnd::Refused(reply)) => {
                 self.ctx.metrics.uploads_failed.inc();
-                prepared.upload.discard();
+                self.discard(prepared.upload);
                 return refuse(s, reply).map(Outcome::closing);
             }
             Ok(BodyEnd::Read(write_error)) => write_error,
@@ -97,10 +97,16 @@ impl Session<'_> {
             // digest checks it then.
             (Some(e), _) => Err(e),
             (None, Some(Err(reply))) => {
-                prepared.upload.discard();
+                self.discard(prepared.upload);
                 return refuse(s, reply);
             }
-            (None, expected) => prepared.upload.finish(expected.and_then(Result::ok)),
+            // The commit is a namespace step: the size of the file it
+            // replaces, the rename and the book's change happen in one
+            // turn, so no `mv` or `rm` can come between them.
+            (None, expected) => {
+                let _turn = self.turn();
+                prepared.upload.finish(expected.and_then(Result::ok))
+            }
         };
         drop(prepared.lock);
         let digest = match finished {
@@ -111,6 +117,13 @@ impl Session<'_> {
             }
         };
         self.confirm_put(&req, &prepared.name, prepared.replaces, offset, digest, s)
+    }
+
+    /// Throws an upload's partial data away, in the home's turn: the
+    /// entry goes from the book while no measure walks the home.
+    fn discard(&self, upload: Box<dyn Upload>) {
+        let _turn = self.turn();
+        upload.discard();
     }
 
     /// Counts a stored upload and tells the client.
@@ -174,7 +187,6 @@ impl Session<'_> {
         // Checks the folder too.
         let existing = self.existing_len(at, name)?;
         let lock = self.lock_name(&req.filename, &at.key(name), socket)?;
-        let home = self.home.join("/");
         let plan = UploadPlan {
             filesize: req.filesize,
             resume: req.resume,
@@ -183,10 +195,11 @@ impl Session<'_> {
             mtime: req.mtime,
             mode: req.mode.map(|m| m & 0o777),
         };
-        // A new name's entry is checked and made in one step.
-        let _gate = (self.max_files.is_some() && existing.is_none())
-            .then(|| self.ctx.entry_gates.enter(&home));
-        self.check_room(req, at, name, &lock, existing.is_none())?;
+        // The checks and the partial file they allow are one step: a
+        // partial is an entry of its own until it commits, replacement
+        // or not.
+        let _turn = self.turn();
+        self.check_room(req, at, name, &lock)?;
         let store = &self.ctx.store;
         let refused = |e| store_refusal(e, &req.filename);
         let upload = store.begin_upload(at, name, plan).map_err(refused)?;
@@ -227,15 +240,13 @@ impl Session<'_> {
     }
 
     /// Refuses an upload of `name` that the store has no room for, or that
-    /// would take the home over its quota; `new` when no file of that
-    /// name exists (the upload adds an entry).
+    /// would take the home over its quota.
     fn check_room(
         &self,
         req: &PutRequest,
         at: Place,
         name: &str,
         lock: &UploadLock,
-        new: bool,
     ) -> Result<(), ErrorReply> {
         let store = &self.ctx.store;
         let refused = |e| store_refusal(e, &req.filename);
@@ -252,8 +263,9 @@ impl Session<'_> {
                 ));
             }
         }
-        // A kept partial is an entry already.
-        self.check_quota(needed, lock, new && kept == 0)
+        // A kept partial is an entry already; a new one is an entry
+        // beside the file it would replace until it commits.
+        self.check_quota(needed, lock, kept == 0)
     }
 
     /// The size of the file an upload would replace, if any; refuses a
@@ -362,9 +374,10 @@ impl Session<'_> {
             return Ok(());
         };
         let used = || self.ctx.store.usage(&self.home).map(|u| u.bytes);
-        // Measured once outside the lock, so that a store that lists its
-        // usage does not hold every upload up while it does.
-        used().map_err(|e| store_refusal(e, ""))?;
+        // Measured once outside the lock (and in the home's turn), so
+        // that a store that lists its usage does not hold every upload up
+        // while it does.
+        self.used()?;
         match lock.charge(n, quota, used) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(exceeded_while_storing(written, filesize, quota)),

@@ -294,7 +294,7 @@ fn mv_renames_files_and_folders_inside_the_home() {
 }
 
 #[test]
-fn mkdir_with_parents_takes_an_existing_folder_but_not_a_file() {
+fn mkdir_takes_an_existing_folder_but_not_a_file() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("f"), b"").unwrap();
     let ctx = context(dir.path());
@@ -308,7 +308,7 @@ fn mkdir_with_parents_takes_an_existing_folder_but_not_a_file() {
     let out = replies(&serve_bytes(&ctx, &input));
     assert_eq!(out[0]["path"], "/a/b");
     assert_eq!(out[1]["path"], "/a/b");
-    assert_eq!(out[2]["code"], "exists");
-    assert_eq!(out[3]["code"], "bad_name", "{}", out[3]);
+    assert_eq!(out[2]["path"], "/a/b", "as mkdir -p, parents or not");
+    assert_eq!(out[3]["code"], "exists", "{}", out[3]);
     assert_eq!(out[4]["path"], "/");
 }

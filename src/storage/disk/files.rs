@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::handle::{Folder, Found, Kind};
+use super::walk::{walk, Visit};
 use crate::wire::message::{Entry, EntryKind};
 use crate::wire::names::PARTIAL_DIR;
 
@@ -116,26 +117,19 @@ pub fn sweep_partials<G>(
     let Ok(top) = Folder::open(root) else {
         return 0;
     };
-    let mut stack = vec![(top, root.to_path_buf(), 0usize)];
-    while let Some((folder, path, d)) = stack.pop() {
-        let Ok(entries) = folder.entries() else {
-            continue;
-        };
-        for found in entries.flatten() {
-            if found.kind != Kind::Dir {
-                continue;
-            }
-            let Ok(child) = folder.child(found.name.as_os_str()) else {
-                continue;
-            };
-            let child_path = path.join(&found.name);
-            if found.name == PARTIAL_DIR {
-                removed += sweep_folder(&child, &child_path, oldest, &claim);
-            } else if d < depth {
-                stack.push((child, child_path, d + 1));
-            }
+    let sweep = |seen: Visit| {
+        if seen.found.kind != Kind::Dir || seen.found.name != PARTIAL_DIR {
+            return true;
         }
-    }
+        if let Ok(partials) = seen.folder.child(PARTIAL_DIR) {
+            let path = seen.path.join(PARTIAL_DIR);
+            removed += sweep_folder(&partials, &path, oldest, &claim);
+            seen.folder.tidy_partials();
+        }
+        false
+    };
+    // A folder that cannot be read is left for the next sweep.
+    let _ = walk(top, root.to_path_buf(), depth, sweep, |_| Ok(()));
     removed
 }
 

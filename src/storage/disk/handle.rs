@@ -149,6 +149,13 @@ impl Folder {
         }
     }
 
+    /// Removes the partial-upload folder in this one if it holds
+    /// nothing: its last partial upload just went. Best effort: one that
+    /// holds a partial, or is a link, stays.
+    pub fn tidy_partials(&self) {
+        let _ = self.remove_dir(PARTIAL_DIR);
+    }
+
     /// What `name` is, not following a link.
     pub fn kind(&self, name: impl Arg) -> io::Result<Kind> {
         Ok(kind_of(&self.stat(name)?))

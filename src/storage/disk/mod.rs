@@ -12,6 +12,7 @@ pub mod handle;
 mod tree;
 mod upload;
 pub mod usage;
+mod walk;
 
 use std::fs;
 use std::io;
@@ -198,12 +199,14 @@ impl Store for DiskStore {
     /// A partial folder that is a link holds nothing of ours: nothing is
     /// removed through it.
     fn remove_partial(&self, at: Place, name: &str) -> StoreResult<bool> {
-        let Ok(partials) = self.folder(at)?.partials(false, self.modes) else {
+        let folder = self.folder(at)?;
+        let Ok(partials) = folder.partials(false, self.modes) else {
             return Ok(false);
         };
         let len = partials.file_len(name);
         match partials.remove_file(name) {
             Ok(()) => {
+                folder.tidy_partials();
                 // A link in its place was no entry of the quota.
                 if let Some(len) = len {
                     let home = self.home(at.home);
@@ -246,9 +249,15 @@ impl Store for DiskStore {
             0 => OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
             _ => OFlags::WRONLY | OFlags::APPEND,
         };
-        let file = partials
-            .open_file(name, flags, self.modes)
-            .map_err(StoreError::failed("creating the upload file"))?;
+        let opened = match partials.open_file(name, flags, self.modes) {
+            // The partial folder went with the last partial of another
+            // upload (see `Folder::tidy_partials`) between the two steps.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && offset == 0 => folder
+                .partials(true, self.modes)
+                .and_then(|again| Ok((again.open_file(name, flags, self.modes)?, again))),
+            other => other.map(|file| (file, partials)),
+        };
+        let (file, partials) = opened.map_err(StoreError::failed("creating the upload file"))?;
         // Starting from 0 empties a partial that was there, or makes one.
         if self.usage.tracks(&home) {
             match (kept, offset) {
@@ -302,6 +311,24 @@ impl Store for DiskStore {
         self.usage
             .used(&self.home(home))
             .map_err(StoreError::failed("measuring usage"))
+    }
+
+    fn counted_homes(&self) -> Vec<Vec<String>> {
+        let below_root = |home: PathBuf| {
+            let rel = home.strip_prefix(&self.root).ok()?;
+            rel.iter().map(|c| c.to_str().map(String::from)).collect()
+        };
+        self.usage
+            .homes()
+            .into_iter()
+            .filter_map(below_root)
+            .collect()
+    }
+
+    fn recount(&self, home: &[String]) -> StoreResult<Option<(Option<Usage>, Usage)>> {
+        let path = self.home(home);
+        let measured = usage::measure(&path).map_err(StoreError::failed("measuring usage"))?;
+        Ok(Some((self.usage.set(&path, measured), measured)))
     }
 
     fn free_space(&self, at: Place) -> StoreResult<Option<u64>> {

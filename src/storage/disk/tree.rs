@@ -8,9 +8,9 @@ use std::io;
 
 use super::digest::digest_of;
 use super::files::listing_entry;
-use super::handle::{Folder, Found, Kind};
+use super::handle::{Folder, Kind};
 use super::DiskStore;
-use crate::storage::{Claim, ListHow, Place, Store, StoreError, StoreResult};
+use crate::storage::{Claim, Leftover, ListHow, Place, Store, StoreError, StoreResult};
 use crate::wire::message::{Entry, EntryKind};
 use crate::wire::names::{display_folder, MAX_PATH_DEPTH, PARTIAL_DIR};
 
@@ -18,25 +18,9 @@ use crate::wire::names::{display_folder, MAX_PATH_DEPTH, PARTIAL_DIR};
 /// only a tree planted by a local user stops it (and is then left).
 const MAX_REMOVE_DEPTH: usize = 2 * MAX_PATH_DEPTH;
 
-/// One open folder of a walk.
-struct Level {
-    folder: Folder,
-    /// The folder's path from the listed one, ending in `/` (empty at the
-    /// top).
-    prefix: String,
-    entries: Box<dyn Iterator<Item = io::Result<Found>> + Send>,
-}
-
-impl Level {
-    fn open(folder: Folder, prefix: String) -> io::Result<Level> {
-        let entries = Box::new(folder.try_clone()?.into_entries()?);
-        Ok(Level {
-            folder,
-            prefix,
-            entries,
-        })
-    }
-}
+/// One open folder of a listing, named by its path from the listed one,
+/// ending in `/` (empty at the top).
+type Level = super::walk::Level<String>;
 
 /// A folder's entries, and with `recursive` everything below it, depth
 /// first: a folder comes right before what it holds. Each level keeps the
@@ -65,7 +49,7 @@ impl Tree {
             return entry;
         };
         let name = std::mem::take(&mut entry.name);
-        entry.name = format!("{}{name}", level.prefix);
+        entry.name = format!("{}{name}", level.name);
         match entry.kind {
             // A file that went or changed into something else meanwhile
             // is listed without a digest; the client hashes it as new.
@@ -132,9 +116,10 @@ impl DiskStore {
         self.usage.deleted(&home, done.entries);
         walked.map_err(StoreError::failed("removing"))?;
         match done.left {
-            Some(left) => Err(StoreError::Left {
+            Some((left, why)) => Err(StoreError::Left {
                 removed: done.removed,
                 left,
+                why,
             }),
             None => Ok(done.removed),
         }
@@ -179,8 +164,8 @@ pub(super) struct Removal {
     /// Entries as the usage book counts them (files and folders, partial
     /// uploads included; not links).
     pub(super) entries: u64,
-    /// The first folder that could not be emptied, from the home.
-    pub(super) left: Option<String>,
+    /// The first folder that could not be emptied, from the home, and why.
+    pub(super) left: Option<(String, Leftover)>,
 }
 
 /// Walks down removing, holding the folder's path from the home (for
@@ -212,7 +197,7 @@ impl Remover<'_> {
             Err(e) => return Err(e),
         };
         if depth >= MAX_REMOVE_DEPTH {
-            self.done.left.get_or_insert_with(|| shown.to_string());
+            self.leave(shown, Leftover::TooDeep);
             return Ok(());
         }
         for found in dir.entries()? {
@@ -231,12 +216,21 @@ impl Remover<'_> {
                 self.done.entries += 1;
                 Ok(())
             }
+            // Emptied above, unless something stayed (and was noted) or
+            // came meanwhile.
             Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
-                self.done.left.get_or_insert_with(|| shown.to_string());
+                self.leave(shown, Leftover::Added);
                 Ok(())
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Notes that `shown` stays, for `why`, unless something stayed first.
+    fn leave(&mut self, shown: &str, why: Leftover) {
+        self.done
+            .left
+            .get_or_insert_with(|| (shown.to_string(), why));
     }
 
     /// Removes a file, a link (never what it points to) or anything else
@@ -275,7 +269,7 @@ impl Remover<'_> {
                 Some(name) => match (self.claim)(&format!("{key}/{name}")) {
                     Some(held) => Some(held),
                     None => {
-                        self.done.left.get_or_insert_with(|| shown.to_string());
+                        self.leave(shown, Leftover::Upload);
                         continue;
                     }
                 },

@@ -56,6 +56,7 @@ impl DiskUpload {
                 self.usage.remove(&self.home, len);
                 self.usage.deleted(&self.home, 1);
             }
+            self.folder.tidy_partials();
         }
     }
 
@@ -64,12 +65,16 @@ impl DiskUpload {
     /// [`Folder::rename`]); with `durable` the folder is flushed, so the
     /// name survives a power cut.
     fn commit(&self, digest: Option<blake3::Hash>) -> io::Result<()> {
-        self.set_times_and_mode()?;
-        // Kept last: it holds for the file's size and time as they are now.
+        self.set_time()?;
+        // After the time: it holds for the file's size and time as they
+        // are now. Before the mode: a file the client wants read-only
+        // takes no attribute once its owner's write bit is gone (unless
+        // the server runs as root).
         match digest {
             Some(digest) => digest::keep(&self.file, &digest),
             None => digest::forget(&self.file),
         }
+        self.set_mode()?;
         if self.durable {
             self.file.sync_all()?;
         }
@@ -84,12 +89,22 @@ impl DiskUpload {
 }
 
 impl DiskUpload {
-    /// The modification time and the permission bits the client sent. The
-    /// owner's read bit stays, so that the server can serve the file.
-    fn set_times_and_mode(&self) -> io::Result<()> {
+    /// The permission bits the client sent, but never a write bit for the
+    /// group or others, nor setuid, setgid or sticky: a file in the
+    /// server's name would be someone else's to change. (On a private
+    /// server the folders above keep others out whatever the file's read
+    /// bits.) The owner's read bit stays, so that the server can serve
+    /// the file.
+    fn set_mode(&self) -> io::Result<()> {
         if let Some(mode) = self.plan.mode {
-            rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode & 0o777 | 0o400))?;
+            let mode = mode & ALLOWED_BITS | 0o400;
+            rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode))?;
         }
+        Ok(())
+    }
+
+    /// The modification time the client sent.
+    fn set_time(&self) -> io::Result<()> {
         if let Some(secs) = self.plan.mtime {
             let omit = Timespec {
                 tv_sec: 0,
@@ -156,6 +171,7 @@ impl Upload for DiskUpload {
         match self.commit(actual) {
             Ok(()) => {
                 self.finished = true;
+                self.folder.tidy_partials();
                 if let Some(len) = replaced {
                     // The partial took the old file's place.
                     self.usage.remove(&self.home, len);
@@ -184,6 +200,10 @@ impl Drop for DiskUpload {
         }
     }
 }
+
+/// The permission bits an upload may ask for: the owner's, and reading
+/// (and running) for the group and others.
+const ALLOWED_BITS: u32 = 0o755;
 
 /// A file on disk, opened for reading.
 pub(super) struct DiskFile {
@@ -220,5 +240,19 @@ impl StoredFile for DiskFile {
     fn into_reader(mut self: Box<Self>, offset: u64) -> io::Result<Box<dyn Read + Send>> {
         self.file.seek(SeekFrom::Start(offset))?;
         Ok(Box::new(self.file))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_asks_for_no_write_bit_of_others_and_no_special_bit() {
+        let given = |asked: u32| asked & ALLOWED_BITS | 0o400;
+        assert_eq!(given(0o7777), 0o755);
+        assert_eq!(given(0o666), 0o644);
+        assert_eq!(given(0o444), 0o444);
+        assert_eq!(given(0o070), 0o450);
     }
 }

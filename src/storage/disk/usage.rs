@@ -14,8 +14,9 @@ use std::sync::Arc;
 use parking_lot::{Mutex, MutexGuard};
 
 use super::handle::{Folder, Kind};
+use super::walk::{walk, Visit};
 use crate::storage::Usage;
-use crate::wire::names::PARTIAL_DIR;
+use crate::wire::names::{MAX_PATH_DEPTH, PARTIAL_DIR};
 
 /// What each home holds, partial uploads included.
 #[derive(Debug, Default, Clone)]
@@ -75,50 +76,55 @@ impl UsageBook {
         self.book().remove(home);
     }
 
+    /// Every home in the book.
+    pub fn homes(&self) -> Vec<PathBuf> {
+        self.book().keys().cloned().collect()
+    }
+
+    /// Sets what `home` holds to `used` (just measured); returns what the
+    /// book said before.
+    pub fn set(&self, home: &Path, used: Usage) -> Option<Usage> {
+        self.book().insert(home.to_path_buf(), used)
+    }
+
     /// The same for every home (after a sweep).
     pub fn forget_all(&self) {
         self.book().clear();
     }
 }
 
+/// How deep a measure goes: deeper than any path the protocol makes (a
+/// local user's deeper tree is not counted below this).
+const MAX_MEASURE_DEPTH: usize = 2 * MAX_PATH_DEPTH;
+
 /// What the folder `dir` holds: the size of its regular files and the
-/// number of its files and folders, at any depth. The walk goes through
-/// folder handles, so a link is neither followed nor counted, not even
-/// one swapped in for a folder while the walk runs.
+/// number of its files and folders, at any depth (to
+/// [`MAX_MEASURE_DEPTH`]). The walk goes through folder handles, so a
+/// link is neither followed nor counted, not even one swapped in for a
+/// folder while the walk runs; and it holds one open folder per level,
+/// not one per folder waiting (see [`walk`]).
 ///
 /// Fails when a folder cannot be read.
 pub fn measure(dir: &Path) -> io::Result<Usage> {
     let mut total = Usage::default();
-    let mut stack = match Folder::open(dir) {
-        Ok(folder) => vec![folder],
+    let top = match Folder::open(dir) {
+        Ok(folder) => folder,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(total),
         Err(e) => return Err(e),
     };
-    while let Some(folder) = stack.pop() {
-        for found in folder.entries()? {
-            let found = found?;
-            match found.kind {
-                Kind::File(len) => {
-                    total.bytes = total.bytes.saturating_add(len);
-                    total.entries += 1;
-                }
-                // A folder removed or renamed while we walk is simply no
-                // longer there, not a failure.
-                Kind::Dir => match folder.child(found.name.as_os_str()) {
-                    Ok(child) => {
-                        stack.push(child);
-                        // The folders that hold partials are the server's.
-                        if found.name != PARTIAL_DIR {
-                            total.entries += 1;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                },
-                Kind::Link | Kind::Other => {}
+    let count = |seen: Visit| {
+        match seen.found.kind {
+            Kind::File(len) => {
+                total.bytes = total.bytes.saturating_add(len);
+                total.entries += 1;
             }
+            // The folders that hold partials are the server's.
+            Kind::Dir if seen.found.name != PARTIAL_DIR => total.entries += 1,
+            Kind::Dir | Kind::Link | Kind::Other => {}
         }
-    }
+        true
+    };
+    walk(top, dir.to_path_buf(), MAX_MEASURE_DEPTH, count, Err)?;
     Ok(total)
 }
 

@@ -60,7 +60,8 @@ impl S3Store {
             .map_err(StoreError::failed("removing"))?;
         if held {
             let left = crate::wire::names::display_folder(&inside);
-            return Err(StoreError::Left { removed, left });
+            let why = crate::storage::Leftover::Upload;
+            return Err(StoreError::Left { removed, left, why });
         }
         if removed == 0 {
             return Err(StoreError::File(io::ErrorKind::NotFound.into()));
