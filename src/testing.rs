@@ -4,7 +4,6 @@
 use std::io::{self, Cursor, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::config::secret::Secret;
 use crate::net::Transport;
@@ -61,11 +60,9 @@ pub fn context(root: &Path) -> Context {
         ),
         max_file_size: u64::MAX,
         overwrite: true,
-        idle_timeout: Duration::from_secs(5),
-        reply_timeout: Duration::from_secs(5),
+        timings: crate::server::timings::Timings::from_flags(5, 5, 5, (0, 60)),
         locks: UploadLocks::default(),
         metrics: Default::default(),
-        min_rate: None,
         anonymous_max_files: crate::server::quota::MIN_DEFAULT_FILES,
         name_order: Default::default(),
         fds: Arc::new(crate::server::descriptors::FdBudget::new(1 << 20, 1 << 18)),

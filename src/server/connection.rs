@@ -4,75 +4,22 @@
 //! dialect, and the close after a refusal. A worker is taken only when a
 //! whole request header is in hand, and runs that request.
 
-use std::net::{IpAddr, Shutdown, TcpStream};
+use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::{contain, run_or_refuse, Shared, Slot};
-use crate::error::Result;
-use crate::net::now::recv_now;
+use super::admission::Slot;
+use super::admission::{begin_login, close_after_refusal, drain, Arrival, Closing, Queued, Turn};
+use super::serving::{reply_stalled, to_worker, write_more, Running, Work};
+use super::{contain, Shared};
 use crate::net::Transport;
-use crate::server::accounts::Account;
 use crate::server::echo::{self, Echoed};
 use crate::server::intake::{pull, start_echo, Pulled};
 use crate::server::login::{Identity, LoggedIn, LoginContext, Next, Pending};
 use crate::server::poller::Parkable;
-use crate::server::reply::{Outbox, Pace, Progress, Replying};
-use crate::server::session::{send_error, Flow, Handled, Session};
+use crate::server::reply::Outbox;
 use crate::wire::frame::Incoming;
-use crate::wire::message::{ErrorCode, ErrorReply};
-
-/// Most bytes a refused peer may still send while its refusal is read.
-const DRAIN_LIMIT: usize = 64 * 1024;
-/// How long a refused peer has to read its refusal and close.
-const DRAIN_WAIT: Duration = Duration::from_secs(1);
-
-/// A connection from accept to its close: where it comes from, the slot
-/// it holds, its log span, and when it came.
-pub(super) struct Arrival {
-    ip: IpAddr,
-    slot: Slot,
-    span: tracing::Span,
-    started: Instant,
-}
-
-impl Arrival {
-    pub(super) fn new(ip: IpAddr, slot: Slot, span: tracing::Span) -> Arrival {
-        Arrival {
-            ip,
-            slot,
-            span,
-            started: Instant::now(),
-        }
-    }
-}
-
-/// One of a host's login turns ([`super::hosts::Turns`]); the next
-/// connection of that host waiting for one starts when it is dropped.
-pub(super) struct Turn(Weak<Shared>, IpAddr);
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        let Some(shared) = self.0.upgrade() else {
-            return;
-        };
-        if let Some(next) = shared.turns.end(self.1) {
-            // Started by the poller, not here: this may run inside
-            // another connection's step.
-            let next = Waiting::Queued(next);
-            if let Some(Waiting::Queued(q)) = shared.park_until(next, Instant::now()) {
-                begin_login(&shared, q);
-            }
-        }
-    }
-}
-
-/// A connection waiting for one of its host's login turns.
-pub(super) struct Queued {
-    stream: TcpStream,
-    arrival: Arrival,
-}
 
 /// A connection in the middle of its login.
 pub(super) struct LoggingIn {
@@ -85,43 +32,35 @@ pub(super) struct LoggingIn {
 /// receiving.
 pub(super) struct Conn {
     pub(super) transport: Box<dyn Transport>,
-    identity: Identity,
+    pub(super) identity: Identity,
     /// The account's name, looked up afresh for each request.
-    user: Option<String>,
+    pub(super) user: Option<String>,
     pub(super) incoming: Incoming,
     /// A plaintext login whose first bytes may be the seed's raw echo.
     pub(super) sniffing: bool,
     /// When one to three text bytes came, on a connection still sniffing.
     pub(super) text_since: Option<Instant>,
     /// When the request now arriving must be whole.
-    header_deadline: Instant,
+    pub(super) header_deadline: Instant,
     /// Whether the session's start (its home folder) is done.
-    started_session: bool,
-    cwd: Vec<String>,
+    pub(super) started_session: bool,
+    pub(super) cwd: Vec<String>,
     /// The reply on its way out; the next request is read only once it is
     /// empty, so a peer that pipelines requests without reading the
     /// replies stops being read.
-    outbox: Outbox,
+    pub(super) outbox: Outbox,
     /// Close once the reply is out (it refused a frame that leaves the
     /// stream out of step).
-    close_after_reply: bool,
+    pub(super) close_after_reply: bool,
     /// Counts the connection as running while its reply goes out.
-    replying: Option<Running>,
-    echoed: u64,
+    pub(super) replying: Option<Running>,
+    pub(super) echoed: u64,
     /// An anonymous client holds its login turn until its first request
     /// is in: it never proves who it is.
     pub(super) turn: Option<Turn>,
-    span: tracing::Span,
+    pub(super) span: tracing::Span,
     pub(super) started: Instant,
-    _slot: Slot,
-}
-
-/// A refused connection, read from until its peer closes, so that the
-/// refusal is not lost to a reset.
-pub(super) struct Closing {
-    stream: TcpStream,
-    drained: usize,
-    span: tracing::Span,
+    pub(super) _slot: Slot,
 }
 
 /// What waits in the poller.
@@ -164,29 +103,7 @@ impl Parkable for Waiting {
     }
 }
 
-/// A connection just accepted, with its slot: its login starts now, or
-/// when one of its host's turns comes free.
-pub(super) fn accepted(shared: &Arc<Shared>, stream: TcpStream, arrival: Arrival) {
-    let host = arrival.slot.1;
-    arrival.span.in_scope(|| tracing::info!("connected"));
-    match shared.turns.begin(host, Queued { stream, arrival }) {
-        Some(queued) => begin_login(shared, queued),
-        None => tracing::debug!("waiting for a login turn"),
-    }
-}
-
-/// Starts the login of a connection that has its host's turn.
-fn begin_login(shared: &Arc<Shared>, q: Queued) {
-    let _entered = q.arrival.span.clone().entered();
-    let turn = Turn(Arc::downgrade(shared), q.arrival.slot.1);
-    if q.arrival.started.elapsed() >= shared.config.login_timeout {
-        return tracing::info!("left during login: no login turn came in time");
-    }
-    let next = Pending::begin(&login_context(shared, q.arrival.ip), q.stream);
-    follow_login(shared, next, q.arrival, turn);
-}
-
-fn login_context(shared: &Shared, ip: IpAddr) -> LoginContext<'_> {
+pub(super) fn login_context(shared: &Shared, ip: IpAddr) -> LoginContext<'_> {
     LoginContext {
         config: &shared.config,
         backoff: &shared.backoff,
@@ -196,7 +113,7 @@ fn login_context(shared: &Shared, ip: IpAddr) -> LoginContext<'_> {
 }
 
 /// Acts on what a login step decided.
-fn follow_login(shared: &Arc<Shared>, next: Next, arrival: Arrival, turn: Turn) {
+pub(super) fn follow_login(shared: &Arc<Shared>, next: Next, arrival: Arrival, turn: Turn) {
     match next {
         Next::Read(pending, at) => park_login(shared, pending, arrival, turn, at, Shared::park),
         Next::Sleep(pending, at) => {
@@ -239,7 +156,7 @@ impl Conn {
             user: logged_in.user,
             incoming: logged_in.incoming,
             text_since: None,
-            header_deadline: Instant::now() + shared.config.context.idle_timeout,
+            header_deadline: Instant::now() + shared.config.context.timings.idle,
             started_session: false,
             cwd: Vec::new(),
             outbox: Outbox::default(),
@@ -254,10 +171,10 @@ impl Conn {
     }
 
     /// When the poller should give up waiting: the header's deadline, or
-    /// sooner when a few text bytes wait for [`echo::SNIFF_WAIT`].
-    fn wake_at(&self) -> Instant {
+    /// sooner when a few text bytes wait to be told apart (`sniff`).
+    fn wake_at(&self, sniff: Duration) -> Instant {
         match self.text_since {
-            Some(at) => (at + echo::SNIFF_WAIT).min(self.header_deadline),
+            Some(at) => (at + sniff).min(self.header_deadline),
             None => self.header_deadline,
         }
     }
@@ -265,7 +182,7 @@ impl Conn {
 
 /// After a login or a request: the next request if it is here, or the
 /// poller until it is.
-fn next_request(shared: &Arc<Shared>, conn: Conn) {
+pub(super) fn next_request(shared: &Arc<Shared>, conn: Conn) {
     match pull(conn) {
         Pulled::Request(conn, header) => to_worker(shared, conn, Work::Request(header)),
         Pulled::Wait(conn) => park_request(shared, conn),
@@ -274,20 +191,20 @@ fn next_request(shared: &Arc<Shared>, conn: Conn) {
     }
 }
 
-fn park_request(shared: &Shared, conn: Conn) {
+pub(super) fn park_request(shared: &Shared, conn: Conn) {
     acknowledge_now(&conn);
-    let at = conn.wake_at();
+    let at = conn.wake_at(shared.config.context.timings.sniff);
     drop(shared.park(Waiting::Request(conn), at));
 }
 
 /// Echoes what came and waits for more.
-fn echo(shared: &Shared, mut conn: Conn, first: Vec<u8>) {
+pub(super) fn echo(shared: &Shared, mut conn: Conn, first: Vec<u8>) {
     let Some(socket) = conn.transport.socket() else {
         return;
     };
     match echo::echo_now(socket, first, &mut conn.echoed) {
         Ok(Echoed::Open) => {
-            let idle = Instant::now() + shared.config.context.idle_timeout;
+            let idle = Instant::now() + shared.config.context.timings.idle;
             drop(shared.park(Waiting::Echo(conn), idle));
         }
         Ok(Echoed::Closed) => tracing::info!("echoed {} bytes", conn.echoed),
@@ -295,187 +212,6 @@ fn echo(shared: &Shared, mut conn: Conn, first: Vec<u8>) {
             "connection dropped after echoing {} bytes: {e}",
             conn.echoed
         ),
-    }
-}
-
-/// What a worker does for a connection.
-enum Work {
-    /// Runs a whole request (or answers a frame that cannot be one).
-    Request(Result<Vec<u8>>),
-    /// Makes the next chunks of the reply on its way out.
-    Reply,
-}
-
-/// Work for a connection goes to a worker, in its turn.
-fn to_worker(shared: &Arc<Shared>, conn: Conn, work: Work) {
-    let job_shared = shared.clone();
-    let job = move |(conn, work): (Conn, Work)| {
-        let _entered = conn.span.clone().entered();
-        contain(|| serve(&job_shared, conn, work));
-    };
-    run_or_refuse(shared, (conn, work), job, |(conn, _), e| {
-        let _entered = conn.span.enter();
-        tracing::warn!("dropped: no thread for the request: {e}");
-    });
-}
-
-/// On a worker: runs the request, sends its reply as far as the socket
-/// takes it without waiting, then runs every request the client already
-/// sent behind it. The connection goes back to the poller when its peer
-/// must read (the reply is blocked) or speak (no request is whole).
-fn serve(shared: &Arc<Shared>, mut conn: Conn, mut work: Work) {
-    let _busy = Running::new(shared);
-    loop {
-        if let Work::Request(header) = work {
-            match run_request(shared, &mut conn, header) {
-                Ok(Flow::Continue) => {}
-                Ok(Flow::Close) => conn.close_after_reply = true,
-                Err(e) => return tracing::info!("connection dropped: {e}"),
-            }
-        }
-        match conn.outbox.drive(&mut *conn.transport, true) {
-            Ok(Progress::Blocked) => return park_reply(shared, conn),
-            Ok(_) if conn.close_after_reply => return closed(&conn),
-            Ok(_) => conn.replying = None,
-            Err(e) => return tracing::info!("connection dropped: {e}"),
-        }
-        conn.header_deadline = Instant::now() + shared.config.context.idle_timeout;
-        match pull(conn) {
-            Pulled::Request(next, h) => (conn, work) = (next, Work::Request(h)),
-            Pulled::Wait(conn) => return park_request(shared, conn),
-            Pulled::Echo(conn, first) => return echo(shared, conn, first),
-            Pulled::Ended => return,
-        }
-    }
-}
-
-/// Runs one request; its reply is in the outbox, the body to come with it.
-fn run_request(shared: &Arc<Shared>, conn: &mut Conn, header: Result<Vec<u8>>) -> Result<Flow> {
-    let handled = match header {
-        Ok(h) => with_session(shared, conn, |s, t| s.handle(&h, t)),
-        Err(e) => with_session(shared, conn, |s, t| {
-            s.refuse_frame(&e, t).map(Handled::done)
-        }),
-    }?;
-    if let Some(body) = handled.body {
-        let ctx = &shared.config.context;
-        let pace = Pace::new(ctx.reply_timeout, ctx.min_rate, body.len_hint());
-        conn.outbox.set_body(body, pace);
-    }
-    Ok(handled.flow)
-}
-
-fn closed(conn: &Conn) {
-    tracing::info!("disconnected after {} s", conn.started.elapsed().as_secs());
-}
-
-/// Waits in the poller for room to send more of the reply, counted as
-/// running meanwhile.
-fn park_reply(shared: &Arc<Shared>, mut conn: Conn) {
-    if conn.replying.is_none() {
-        conn.replying = Some(Running::new(shared));
-    }
-    let ctx = &shared.config.context;
-    conn.outbox
-        .ensure_pace(|| Pace::new(ctx.reply_timeout, ctx.min_rate, 0));
-    let at = conn
-        .outbox
-        .wake_at()
-        .unwrap_or_else(|| Instant::now() + ctx.idle_timeout);
-    drop(shared.park_writable(Waiting::Reply(conn), at));
-}
-
-/// In the poller, with room in the socket: sends what the reply has made,
-/// and hands it to a worker to make more.
-fn write_more(shared: &Arc<Shared>, mut conn: Conn) {
-    match conn.outbox.drive(&mut *conn.transport, false) {
-        Ok(Progress::Blocked) => park_reply(shared, conn),
-        Ok(Progress::NeedsBody) => to_worker(shared, conn, Work::Reply),
-        Ok(Progress::Done) if conn.close_after_reply => closed(&conn),
-        Ok(Progress::Done) => {
-            conn.replying = None;
-            conn.header_deadline = Instant::now() + shared.config.context.idle_timeout;
-            next_request(shared, conn);
-        }
-        Err(e) => tracing::info!("connection dropped: {e}"),
-    }
-}
-
-/// In the poller, with the socket still full at the reply's check: the
-/// reply goes on waiting if it keeps its pace.
-fn reply_stalled(shared: &Arc<Shared>, mut conn: Conn) {
-    match conn.outbox.check_pace(Instant::now()) {
-        Ok(()) => park_reply(shared, conn),
-        Err(e) => tracing::info!("connection dropped: {e}"),
-    }
-}
-
-/// Runs `f` with the connection's session, carrying the current folder
-/// from request to request; the session starts (its home is made) before
-/// the first. What the session writes goes through the outbox.
-fn with_session(
-    shared: &Shared,
-    conn: &mut Conn,
-    f: impl FnOnce(&mut Session<'_>, &mut Replying<'_>) -> Result<Handled>,
-) -> Result<Handled> {
-    let config = &shared.config;
-    let anonymous;
-    let roster = shared.config.accounts.current();
-    let mut session = match conn.identity {
-        Identity::Tls(_) | Identity::Plaintext(_) => match roster.find(conn.user.as_deref()) {
-            Some(account) => Session::new(&config.context, account),
-            None => return removed(conn).map(Handled::done),
-        },
-        Identity::Anonymous => {
-            anonymous = Account::anonymous(config.anonymous_quota.unwrap_or(0));
-            Session::anonymous(&config.context, &anonymous)
-        }
-    }
-    .in_folder(std::mem::take(&mut conn.cwd));
-    let wait = config.context.idle_timeout;
-    let mut replying = Replying::new(&mut *conn.transport, &mut conn.outbox, wait);
-    if !conn.started_session {
-        conn.started_session = true;
-        if session.start(&mut replying)? == Flow::Close {
-            return Ok(Handled::done(Flow::Close));
-        }
-    }
-    let handled = f(&mut session, &mut replying);
-    conn.cwd = session.into_cwd();
-    handled
-}
-
-/// The connection's account was removed by a reload: the client is told
-/// so, and the connection ends.
-fn removed(conn: &mut Conn) -> Result<Flow> {
-    let name = conn.user.as_deref().unwrap_or("(shared secret)");
-    tracing::info!("closed: account {name} was removed from the users file");
-    let why =
-        format!("your account {name} was removed from this server; ask its operator for a new one");
-    let wait = Duration::ZERO;
-    let mut replying = Replying::new(&mut *conn.transport, &mut conn.outbox, wait);
-    let _ = send_error(&mut replying, ErrorReply::new(ErrorCode::AuthFailed, why));
-    Ok(Flow::Close)
-}
-
-/// Counts a connection as running (in a worker, or sending a reply) while
-/// it lives: a shutdown gives those their grace.
-struct Running(Arc<Shared>);
-
-impl Running {
-    fn new(shared: &Arc<Shared>) -> Running {
-        shared
-            .running
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Running(shared.clone())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0
-            .running
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -488,32 +224,6 @@ fn acknowledge_now(conn: &Conn) {
     if let Some(fd) = conn.transport.socket() {
         let _ = rustix::net::sockopt::set_tcp_quickack(fd, true);
     }
-}
-
-/// After a refusal was sent: no more writing, and reading (a bounded
-/// amount, briefly) until the peer closes, since a close with unread input
-/// makes the kernel send a reset that can destroy the refusal before the
-/// client reads it.
-fn close_after_refusal(shared: &Shared, stream: TcpStream, span: tracing::Span) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let closing = Closing {
-        stream,
-        drained: 0,
-        span,
-    };
-    drain(shared, closing);
-}
-
-fn drain(shared: &Shared, mut c: Closing) {
-    let mut sink = [0u8; 4096];
-    loop {
-        match recv_now(c.stream.as_fd(), &mut sink) {
-            Ok(n) if n > 0 && c.drained + n < DRAIN_LIMIT => c.drained += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            _ => return,
-        }
-    }
-    drop(shared.park(Waiting::Closing(c), Instant::now() + DRAIN_WAIT));
 }
 
 /// Runs a poller's step for `waiting`, while the server lives, in the
@@ -562,21 +272,4 @@ pub(super) fn expire(shared: &Weak<Shared>, waiting: Waiting) {
         Waiting::Request(_) | Waiting::Echo(_) => tracing::info!("closed after the idle timeout"),
         Waiting::Closing(_) => {}
     });
-}
-
-/// Turns away a host that failed too many logins this minute; returns
-/// whether it did.
-pub(super) fn locked_out(shared: &Shared, stream: &TcpStream, ip: IpAddr) -> bool {
-    let Some(left) = shared.backoff.locked_out(ip) else {
-        return false;
-    };
-    let why = format!(
-        "too many failed logins from your address; try again in {} s",
-        left.as_secs().max(1)
-    );
-    if let Some(skipped) = shared.refusals.should_log(super::hosts::host_key(ip)) {
-        tracing::warn!(peer = %ip, skipped, "refused: {why}");
-    }
-    super::refuse_busy(stream, &why);
-    true
 }

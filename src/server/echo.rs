@@ -5,21 +5,15 @@
 //! The rule (docs/PROTOCOL.md): the first bytes after the login are text
 //! when each is printable ASCII, tab, CR, LF, or a byte of a UTF-8
 //! multibyte sequence. Four text bytes, or one to three followed by
-//! [`SNIFF_WAIT`] of silence, make an echo connection. Any other byte
+//! [`Timings::sniff`](crate::server::timings::Timings::sniff) of silence, make an echo connection. Any other byte
 //! makes a framed one: a frame length below 16 MiB always has a zero
 //! fourth byte, so no frame, however slowly it trickles in, is taken for
 //! text.
 
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::time::Duration;
 
 use crate::net::now::{recv_now, send_all_now};
-
-/// How long a client that sent one to three text bytes has to send more
-/// before it counts as an echo client (the seed's client sends "hi" and
-/// waits for the answer).
-pub const SNIFF_WAIT: Duration = Duration::from_millis(250);
 
 /// Most bytes echoed per chunk, as the seed's `recv(1024)`.
 pub const ECHO_CHUNK: usize = 1024;
@@ -46,7 +40,7 @@ fn is_text(b: u8) -> bool {
 
 /// Tells the dialect from the first bytes after a plaintext login, without
 /// any I/O: `None` while one to three text bytes have come (then more
-/// bytes, or [`SNIFF_WAIT`] of silence, decide).
+/// bytes, or [`Timings::sniff`](crate::server::timings::Timings::sniff) of silence, decide).
 pub fn classify(head: &[u8]) -> Option<FirstBytes> {
     let head = &head[..head.len().min(SNIFF_LEN)];
     if !head.iter().all(|&b| is_text(b)) {
@@ -135,7 +129,7 @@ mod tests {
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         client.write_all(b" and more").unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(std::time::Duration::from_millis(50));
         let mut total = 0;
         let first = "héllo".as_bytes().to_vec();
         assert_eq!(
@@ -147,7 +141,7 @@ mod tests {
         assert_eq!(got, "HéLLO AND MORE".as_bytes());
         assert_eq!(total, got.len() as u64);
         drop(client);
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(std::time::Duration::from_millis(50));
         let closed = echo_now(server.as_fd(), Vec::new(), &mut total).unwrap();
         assert_eq!(closed, Echoed::Closed);
     }

@@ -10,8 +10,6 @@ use parking_lot::{Mutex, MutexGuard};
 
 /// Failed logins from one address that are answered without delay.
 const FREE_FAILURES: u32 = 3;
-/// Longest delay before a challenge to an address that keeps failing.
-const MAX_AUTH_DELAY: Duration = Duration::from_secs(8);
 /// How long an address's failures are remembered.
 const FAILURE_MEMORY: Duration = Duration::from_secs(15 * 60);
 /// The window the per-minute cap on failures counts in.
@@ -62,20 +60,25 @@ pub struct Backoff {
     /// [`HANDSHAKES_PER_SECOND`] is let through at once).
     handshakes: Mutex<HashMap<IpAddr, Instant>>,
     handshakes_per_second: u32,
+    /// Longest delay before a challenge to an address that keeps failing.
+    max_delay: Duration,
 }
 
 impl Default for Backoff {
     fn default() -> Backoff {
-        Backoff::new(u32::MAX, HANDSHAKES_PER_SECOND)
+        let max_delay = crate::server::timings::Timings::default().max_backoff;
+        Backoff::new(u32::MAX, HANDSHAKES_PER_SECOND, max_delay)
     }
 }
 
 impl Backoff {
     /// Remembers failures, refusing a host that failed `per_minute` times
     /// within a minute until that minute is over, and paces each host's
-    /// TLS handshakes to `handshakes_per_second` (at least 1).
-    pub fn new(per_minute: u32, handshakes_per_second: u32) -> Backoff {
+    /// TLS handshakes to `handshakes_per_second` (at least 1); the delay
+    /// before a challenge grows to `max_delay` at most.
+    pub fn new(per_minute: u32, handshakes_per_second: u32, max_delay: Duration) -> Backoff {
         Backoff {
+            max_delay,
             failures: Mutex::new(HashMap::new()),
             per_minute,
             handshakes: Mutex::new(HashMap::new()),
@@ -110,7 +113,7 @@ impl Backoff {
         match self.lock().get(&host_key(ip)) {
             Some(f) if f.count >= FREE_FAILURES && f.last.elapsed() < FAILURE_MEMORY => {
                 let shift = (f.count - FREE_FAILURES).min(6);
-                Duration::from_millis(125 << shift).min(MAX_AUTH_DELAY)
+                Duration::from_millis(125 << shift).min(self.max_delay)
             }
             _ => Duration::ZERO,
         }
@@ -181,7 +184,8 @@ pub struct Turns<T> {
 #[derive(Debug)]
 struct HostTurns<T> {
     running: usize,
-    queue: VecDeque<T>,
+    /// Those waiting, with when each began to.
+    queue: VecDeque<(Instant, T)>,
 }
 
 impl<T> Turns<T> {
@@ -209,7 +213,7 @@ impl<T> Turns<T> {
             turns.running += 1;
             return Some(item);
         }
-        turns.queue.push_back(item);
+        turns.queue.push_back((Instant::now(), item));
         None
     }
 
@@ -218,7 +222,7 @@ impl<T> Turns<T> {
     pub fn end(&self, host: IpAddr) -> Option<T> {
         let mut hosts = self.lock();
         let turns = hosts.get_mut(&host)?;
-        if let Some(next) = turns.queue.pop_front() {
+        if let Some((_, next)) = turns.queue.pop_front() {
             return Some(next);
         }
         turns.running = turns.running.saturating_sub(1);
@@ -236,7 +240,30 @@ impl<T> Turns<T> {
     /// Takes every waiting item, for a shutdown.
     pub fn drain(&self) -> Vec<T> {
         let mut hosts = self.lock();
-        hosts.values_mut().flat_map(|t| t.queue.drain(..)).collect()
+        hosts
+            .values_mut()
+            .flat_map(|t| t.queue.drain(..).map(|(_, item)| item))
+            .collect()
+    }
+
+    /// Takes the items that have waited `wait` or longer, with how many
+    /// logins their host has under way: they are told to come back.
+    pub fn overdue(&self, wait: Duration) -> Vec<(T, usize)> {
+        let mut hosts = self.lock();
+        let mut out = Vec::new();
+        for turns in hosts.values_mut() {
+            // Each queue is in arrival order.
+            while turns
+                .queue
+                .front()
+                .is_some_and(|(at, _)| at.elapsed() >= wait)
+            {
+                if let Some((_, item)) = turns.queue.pop_front() {
+                    out.push((item, turns.running));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -290,7 +317,7 @@ mod tests {
         for _ in 0..20 {
             backoff.note_failure(bad);
         }
-        assert_eq!(backoff.delay(bad), MAX_AUTH_DELAY);
+        assert_eq!(backoff.delay(bad), Duration::from_secs(8));
         assert_eq!(backoff.delay(good), Duration::ZERO);
         backoff.forget(bad);
         assert_eq!(backoff.delay(bad), Duration::ZERO);
@@ -328,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_host_that_fails_too_often_in_a_minute_is_locked_out() {
-        let backoff = Backoff::new(5, HANDSHAKES_PER_SECOND);
+        let backoff = Backoff::new(5, HANDSHAKES_PER_SECOND, Duration::from_secs(8));
         let bad: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..4 {
             backoff.note_failure(bad);
@@ -357,6 +384,19 @@ mod tests {
         assert_eq!(turns.end(a), None);
         assert_eq!(turns.end(a), None);
         assert_eq!(turns.begin(a, 6), Some(6), "its turns came back");
+    }
+
+    #[test]
+    fn a_turn_waited_for_too_long_is_given_up_in_order() {
+        let turns = Turns::new(1);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(turns.begin(a, 1), Some(1));
+        assert_eq!(turns.begin(a, 2), None);
+        assert_eq!(turns.begin(a, 3), None);
+        assert!(turns.overdue(Duration::from_secs(60)).is_empty());
+        assert_eq!(turns.overdue(Duration::ZERO), vec![(2, 1), (3, 1)]);
+        assert_eq!(turns.waiting(a), 0);
+        assert_eq!(turns.end(a), None, "nobody was left to take the turn");
     }
 
     #[test]

@@ -25,13 +25,6 @@ use crate::wire::binding::{self, find_client, BINDING_LEN};
 use crate::wire::frame::{self, Incoming, MAX_HEADER_LEN};
 use crate::wire::message::{ErrorCode, ErrorReply, Reply};
 
-/// How long a server with `--anonymous` waits, before it sends the
-/// challenge, for a client that speaks first (the seed's FtpClient does).
-/// Such a client never reads a challenge, and if one sits unread when it
-/// closes, its kernel resets the connection and drops what it had not sent
-/// yet; so it is better never to send one.
-pub const SPEAK_FIRST_WAIT: Duration = Duration::from_millis(50);
-
 /// Who a connection is once logged in. A dialect comes with an account,
 /// and only an anonymous client has none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +114,7 @@ impl Pending {
         let pending = Pending {
             stream,
             state: State::Delayed,
-            deadline: Instant::now() + cx.config.login_timeout,
+            deadline: Instant::now() + cx.config.context.timings.login,
         };
         let delay = cx.backoff.delay(cx.ip);
         if delay.is_zero() {
@@ -140,10 +133,11 @@ impl Pending {
     }
 
     fn after_delay(mut self, cx: &LoginContext<'_>) -> Next {
-        self.deadline = Instant::now() + cx.config.login_timeout;
+        self.deadline = Instant::now() + cx.config.context.timings.login;
         if cx.config.anonymous_quota.is_some() {
             self.state = State::Listening(Incoming::default());
-            return Next::Read(self, Instant::now() + SPEAK_FIRST_WAIT);
+            let wait = cx.config.context.timings.speak_first;
+            return Next::Read(self, Instant::now() + wait);
         }
         self.challenge()
     }
@@ -408,7 +402,7 @@ impl Pending {
     /// The socket as a worker's transport, with reads bounded by the idle
     /// timeout.
     fn transport(self, cx: &LoginContext<'_>) -> TcpTransport {
-        TcpTransport::accepted(self.stream, cx.config.context.idle_timeout)
+        TcpTransport::accepted(self.stream, cx.config.context.timings.idle)
     }
 
     fn refuse_plain(self, why: &str) -> Next {

@@ -6,6 +6,8 @@
 //! [`commands`] until the client leaves.
 
 pub mod accounts;
+mod admission;
+pub(crate) mod bodies;
 pub mod commands;
 mod connection;
 pub mod context;
@@ -21,7 +23,9 @@ pub mod poller;
 pub mod quota;
 pub mod recount;
 pub(crate) mod reply;
+mod serving;
 pub mod session;
+pub mod timings;
 pub mod uploads;
 pub mod workers;
 
@@ -40,9 +44,10 @@ use crate::error::{Error, Result};
 use crate::net::readable_within;
 use crate::net::tls::ServerIdentity;
 use crate::server::accounts::AccountBook;
-use crate::server::connection::{Arrival, Queued, Waiting};
+use crate::server::admission::Queued;
+use crate::server::connection::Waiting;
 use crate::server::context::Context;
-use crate::server::hosts::{host_key, Backoff, RefusalLog, Turns};
+use crate::server::hosts::{Backoff, RefusalLog, Turns};
 pub use crate::server::listener::{fit_to_fd_limit, Bind, LISTEN_BACKLOG};
 use crate::server::listener::{is_out_of_fds, listen, open_spare_fd};
 use crate::server::poller::Poller;
@@ -94,9 +99,6 @@ pub struct Config {
     pub tls: ServerIdentity,
     /// Refuse the seed's plaintext login; serve only TLS.
     pub require_tls: bool,
-    /// The whole login, from accept to the proof, must fit in this; a
-    /// slot held by a peer that never logs in is freed after it.
-    pub login_timeout: Duration,
     /// With a quota: let clients that skip the login (the seed's FtpClient)
     /// upload into `ROOT/anonymous`, and nothing else.
     pub anonymous_quota: Option<u64>,
@@ -134,7 +136,11 @@ struct Shared {
 impl Shared {
     fn new(config: Config, workers: Workers) -> Shared {
         Shared {
-            backoff: Backoff::new(config.max_failed_logins, config.max_handshakes_per_second),
+            backoff: Backoff::new(
+                config.max_failed_logins,
+                config.max_handshakes_per_second,
+                config.context.timings.max_backoff,
+            ),
             turns: Turns::new(config.max_logins_per_address),
             config,
             active: AtomicUsize::new(0),
@@ -202,7 +208,7 @@ impl Server {
         let anonymous = config.anonymous_quota.is_some();
         let what = at.to_string();
         let listener =
-            listen(at, anonymous, config.context.idle_timeout).map_err(|e| Error::io(what, e))?;
+            listen(at, anonymous, config.context.timings.idle).map_err(|e| Error::io(what, e))?;
         let workers = Workers::new(THREAD_STACK, config.workers, config.workers + EXTRA_WORKERS);
         let shared = Arc::new(Shared::new(config, workers));
         let cores = thread::available_parallelism().map_or(1, |n| n.get());
@@ -217,6 +223,7 @@ impl Server {
             .collect::<io::Result<Vec<_>>>()
             .map_err(|e| Error::io("starting the poller", e))?;
         let _ = shared.pollers.set(pollers);
+        admission::watch_turns(&shared);
         Ok(Server {
             listener,
             shared,
@@ -296,7 +303,7 @@ impl Server {
         match self.listener.accept() {
             // Came in after the signal, while accept was blocked.
             Ok((stream, _)) if stop.load(Ordering::SeqCst) => refuse_busy(&stream, SHUTTING_DOWN),
-            Ok((stream, addr)) => dispatch(&self.shared, stream, addr),
+            Ok((stream, addr)) => admission::dispatch(&self.shared, stream, addr),
             Err(e) => self.accept_failed(&e),
         }
     }
@@ -365,76 +372,6 @@ impl Server {
                 thread::sleep(SWEEP_INTERVAL);
             });
     }
-}
-
-/// Releases a connection slot when the connection ends, however it ends.
-struct Slot(Arc<Shared>, IpAddr);
-
-impl Slot {
-    /// Takes a slot for a connection from `host`, if the server and that
-    /// host are under their limits; says which limit is reached if not.
-    fn take(shared: &Arc<Shared>, host: IpAddr) -> std::result::Result<Slot, String> {
-        let config = &shared.config;
-        let max = config.max_connections;
-        if shared.active.fetch_add(1, Ordering::SeqCst) >= max {
-            shared.active.fetch_sub(1, Ordering::SeqCst);
-            return Err(format!(
-                "server busy: it is serving its limit of {max} connections; try again shortly"
-            ));
-        }
-        let mut hosts = shared.per_host.lock();
-        let count = hosts.entry(host).or_insert(0);
-        if *count >= config.max_per_address {
-            shared.active.fetch_sub(1, Ordering::SeqCst);
-            return Err(format!(
-                "server busy: your address has its limit of {} connections open; close one or \
-                 try again shortly",
-                config.max_per_address
-            ));
-        }
-        *count += 1;
-        config.context.metrics.connections_active.inc();
-        Ok(Slot(shared.clone(), host))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut hosts = self.0.per_host.lock();
-        if let Some(count) = hosts.get_mut(&self.1) {
-            *count -= 1;
-            if *count == 0 {
-                hosts.remove(&self.1);
-            }
-        }
-        drop(hosts);
-        self.0.active.fetch_sub(1, Ordering::SeqCst);
-        self.0.config.context.metrics.connections_active.dec();
-    }
-}
-
-/// A connection just accepted, on the accept thread: its slot, then its
-/// login, which the poller drives from here on.
-fn dispatch(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
-    let metrics = &shared.config.context.metrics;
-    metrics.connections.inc();
-    let host = host_key(addr.ip());
-    let slot = match Slot::take(shared, host) {
-        Ok(slot) => slot,
-        Err(why) => {
-            metrics.refused_busy.inc();
-            if let Some(skipped) = shared.refusals.should_log(host) {
-                tracing::warn!(peer = %addr, skipped, "refused: {why}");
-            }
-            return refuse_busy(&stream, &why);
-        }
-    };
-    if connection::locked_out(shared, &stream, addr.ip()) {
-        metrics.refused_busy.inc();
-        return;
-    }
-    let span = tracing::info_span!("conn", peer = %addr, user = tracing::field::Empty);
-    connection::accepted(shared, stream, Arrival::new(addr.ip(), slot, span));
 }
 
 /// Runs `work(item)` on a worker; when no thread can take it, `refuse`

@@ -16,6 +16,7 @@ use crate::server::accounts::AccountBook;
 use crate::server::context::Context;
 use crate::server::descriptors::FdBudget;
 use crate::server::quota::default_max_files;
+use crate::server::timings::Timings;
 use crate::server::uploads::UploadLocks;
 use crate::server::{fit_to_fd_limit, Config};
 use crate::storage::{Modes, Store};
@@ -269,6 +270,17 @@ impl Settings {
         crate::storage::open(&self.root, self.durable, modes, self.upload_memory)
     }
 
+    /// The server's timings from these settings.
+    pub fn timings(&self) -> Timings {
+        let floor = (self.min_rate, self.min_rate_window);
+        Timings::from_flags(
+            self.idle_timeout,
+            self.reply_timeout,
+            self.login_timeout,
+            floor,
+        )
+    }
+
     /// The server's configuration, with its store, accounts and identity.
     /// The connection limit is fitted to the open-file limit here.
     pub fn server_config(
@@ -283,14 +295,12 @@ impl Settings {
                 store,
                 max_file_size: self.max_file_size.unwrap_or(u64::MAX),
                 overwrite: !self.no_overwrite,
-                idle_timeout: secs(self.idle_timeout),
-                reply_timeout: secs(self.reply_timeout),
                 locks: UploadLocks::default(),
                 metrics: Default::default(),
                 anonymous_max_files: self.anonymous_max_files,
                 name_order: Default::default(),
                 fds: Arc::new(FdBudget::for_this_process()),
-                min_rate: (self.min_rate > 0).then(|| (self.min_rate, secs(self.min_rate_window))),
+                timings: self.timings(),
             },
             accounts,
             // The default is lowered quietly; a number the operator wrote,
@@ -307,7 +317,6 @@ impl Settings {
             partial_ttl: secs(self.partial_ttl.saturating_mul(3600)),
             tls,
             require_tls: self.require_tls,
-            login_timeout: secs(self.login_timeout),
             anonymous_quota: self.anonymous.then_some(self.anonymous_quota),
         }
     }

@@ -5,7 +5,7 @@ use super::store_refusal;
 use crate::error::{Error, Result};
 use crate::io::pump::hash_prefix;
 use crate::net::Transport;
-use crate::server::reply::FileBody;
+use crate::server::bodies::FileBody;
 use crate::server::session::{refuse, Outcome, Session};
 use crate::storage::{Place, StoredFile};
 use crate::wire::frame;

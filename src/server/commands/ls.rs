@@ -6,7 +6,7 @@
 use super::{bad_name, store_refusal};
 use crate::error::Result;
 use crate::net::Transport;
-use crate::server::reply::ListingBody;
+use crate::server::bodies::ListingBody;
 use crate::server::session::{refuse, Outcome, Session};
 use crate::storage::{ListHow, Place};
 use crate::wire::listing::{PAGE_BUDGET, SINGLE_BUDGET};

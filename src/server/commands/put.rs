@@ -328,6 +328,7 @@ impl Session<'_> {
         let mut stored = offset;
         let mut floor = self
             .ctx
+            .timings
             .min_rate
             .map(|(rate, window)| RateFloor::new(rate, window));
         let (upload, lock) = (&mut prepared.upload, &prepared.lock);
@@ -395,7 +396,7 @@ impl Session<'_> {
         if req.digest.is_none() {
             return Ok(None);
         }
-        s.set_deadline(Some(Instant::now() + self.ctx.idle_timeout));
+        s.set_deadline(Some(Instant::now() + self.ctx.timings.idle));
         let digest = frame::read_json::<_, Digest>(s, MAX_HEADER_LEN);
         s.set_deadline(None);
         // Hex of either case parses.

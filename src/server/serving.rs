@@ -1,0 +1,200 @@
+//! A connection on a worker: its request runs, its reply goes out as far
+//! as the socket takes it without waiting, and the requests already sent
+//! behind it run next. The connection goes back to the poller when its
+//! peer must read (the reply waits for room) or speak (no request is
+//! whole); the poller gives it back when the socket has room, and a worker
+//! makes the next chunks of a long reply.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::connection::{echo, next_request, park_request, Conn, Waiting};
+use super::{contain, run_or_refuse, Shared};
+use crate::error::Result;
+use crate::server::accounts::Account;
+use crate::server::intake::{pull, Pulled};
+use crate::server::login::Identity;
+use crate::server::reply::{Pace, Progress, Replying};
+use crate::server::session::{send_error, Flow, Handled, Session};
+use crate::wire::message::{ErrorCode, ErrorReply};
+
+/// What a worker does for a connection.
+pub(super) enum Work {
+    /// Runs a whole request (or answers a frame that cannot be one).
+    Request(Result<Vec<u8>>),
+    /// Makes the next chunks of the reply on its way out.
+    Reply,
+}
+
+/// Work for a connection goes to a worker, in its turn.
+pub(super) fn to_worker(shared: &Arc<Shared>, conn: Conn, work: Work) {
+    let job_shared = shared.clone();
+    let job = move |(conn, work): (Conn, Work)| {
+        let _entered = conn.span.clone().entered();
+        contain(|| serve(&job_shared, conn, work));
+    };
+    run_or_refuse(shared, (conn, work), job, |(conn, _), e| {
+        let _entered = conn.span.enter();
+        tracing::warn!("dropped: no thread for the request: {e}");
+    });
+}
+
+/// On a worker: runs the request, sends its reply as far as the socket
+/// takes it without waiting, then runs every request the client already
+/// sent behind it. The connection goes back to the poller when its peer
+/// must read (the reply is blocked) or speak (no request is whole).
+fn serve(shared: &Arc<Shared>, mut conn: Conn, mut work: Work) {
+    let _busy = Running::new(shared);
+    loop {
+        if let Work::Request(header) = work {
+            match run_request(shared, &mut conn, header) {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Close) => conn.close_after_reply = true,
+                Err(e) => return tracing::info!("connection dropped: {e}"),
+            }
+        }
+        match conn.outbox.drive(&mut *conn.transport, true) {
+            Ok(Progress::Blocked) => return park_reply(shared, conn),
+            Ok(_) if conn.close_after_reply => return closed(&conn),
+            Ok(_) => conn.replying = None,
+            Err(e) => return tracing::info!("connection dropped: {e}"),
+        }
+        conn.header_deadline = Instant::now() + shared.config.context.timings.idle;
+        match pull(conn) {
+            Pulled::Request(next, h) => (conn, work) = (next, Work::Request(h)),
+            Pulled::Wait(conn) => return park_request(shared, conn),
+            Pulled::Echo(conn, first) => return echo(shared, conn, first),
+            Pulled::Ended => return,
+        }
+    }
+}
+
+/// Runs one request; its reply is in the outbox, the body to come with it.
+fn run_request(shared: &Arc<Shared>, conn: &mut Conn, header: Result<Vec<u8>>) -> Result<Flow> {
+    let handled = match header {
+        Ok(h) => with_session(shared, conn, |s, t| s.handle(&h, t)),
+        Err(e) => with_session(shared, conn, |s, t| {
+            s.refuse_frame(&e, t).map(Handled::done)
+        }),
+    }?;
+    if let Some(body) = handled.body {
+        let ctx = &shared.config.context;
+        let pace = Pace::new(ctx.timings.reply, ctx.timings.min_rate, body.len_hint());
+        conn.outbox.set_body(body, pace);
+    }
+    Ok(handled.flow)
+}
+
+fn closed(conn: &Conn) {
+    tracing::info!("disconnected after {} s", conn.started.elapsed().as_secs());
+}
+
+/// Waits in the poller for room to send more of the reply, counted as
+/// running meanwhile.
+fn park_reply(shared: &Arc<Shared>, mut conn: Conn) {
+    if conn.replying.is_none() {
+        conn.replying = Some(Running::new(shared));
+    }
+    let ctx = &shared.config.context;
+    conn.outbox
+        .ensure_pace(|| Pace::new(ctx.timings.reply, ctx.timings.min_rate, 0));
+    let at = conn
+        .outbox
+        .wake_at()
+        .unwrap_or_else(|| Instant::now() + ctx.timings.idle);
+    drop(shared.park_writable(Waiting::Reply(conn), at));
+}
+
+/// In the poller, with room in the socket: sends what the reply has made,
+/// and hands it to a worker to make more.
+pub(super) fn write_more(shared: &Arc<Shared>, mut conn: Conn) {
+    match conn.outbox.drive(&mut *conn.transport, false) {
+        Ok(Progress::Blocked) => park_reply(shared, conn),
+        Ok(Progress::NeedsBody) => to_worker(shared, conn, Work::Reply),
+        Ok(Progress::Done) if conn.close_after_reply => closed(&conn),
+        Ok(Progress::Done) => {
+            conn.replying = None;
+            conn.header_deadline = Instant::now() + shared.config.context.timings.idle;
+            next_request(shared, conn);
+        }
+        Err(e) => tracing::info!("connection dropped: {e}"),
+    }
+}
+
+/// In the poller, with the socket still full at the reply's check: the
+/// reply goes on waiting if it keeps its pace.
+pub(super) fn reply_stalled(shared: &Arc<Shared>, mut conn: Conn) {
+    match conn.outbox.check_pace(Instant::now()) {
+        Ok(()) => park_reply(shared, conn),
+        Err(e) => tracing::info!("connection dropped: {e}"),
+    }
+}
+
+/// Runs `f` with the connection's session, carrying the current folder
+/// from request to request; the session starts (its home is made) before
+/// the first. What the session writes goes through the outbox.
+fn with_session(
+    shared: &Shared,
+    conn: &mut Conn,
+    f: impl FnOnce(&mut Session<'_>, &mut Replying<'_>) -> Result<Handled>,
+) -> Result<Handled> {
+    let config = &shared.config;
+    let anonymous;
+    let roster = shared.config.accounts.current();
+    let mut session = match conn.identity {
+        Identity::Tls(_) | Identity::Plaintext(_) => match roster.find(conn.user.as_deref()) {
+            Some(account) => Session::new(&config.context, account),
+            None => return removed(conn).map(Handled::done),
+        },
+        Identity::Anonymous => {
+            anonymous = Account::anonymous(config.anonymous_quota.unwrap_or(0));
+            Session::anonymous(&config.context, &anonymous)
+        }
+    }
+    .in_folder(std::mem::take(&mut conn.cwd));
+    let wait = config.context.timings.idle;
+    let mut replying = Replying::new(&mut *conn.transport, &mut conn.outbox, wait);
+    if !conn.started_session {
+        conn.started_session = true;
+        if session.start(&mut replying)? == Flow::Close {
+            return Ok(Handled::done(Flow::Close));
+        }
+    }
+    let handled = f(&mut session, &mut replying);
+    conn.cwd = session.into_cwd();
+    handled
+}
+
+/// The connection's account was removed by a reload: the client is told
+/// so, and the connection ends.
+fn removed(conn: &mut Conn) -> Result<Flow> {
+    let name = conn.user.as_deref().unwrap_or("(shared secret)");
+    tracing::info!("closed: account {name} was removed from the users file");
+    let why =
+        format!("your account {name} was removed from this server; ask its operator for a new one");
+    let wait = Duration::ZERO;
+    let mut replying = Replying::new(&mut *conn.transport, &mut conn.outbox, wait);
+    let _ = send_error(&mut replying, ErrorReply::new(ErrorCode::AuthFailed, why));
+    Ok(Flow::Close)
+}
+
+/// Counts a connection as running (in a worker, or sending a reply) while
+/// it lives: a shutdown gives those their grace.
+pub(super) struct Running(Arc<Shared>);
+
+impl Running {
+    fn new(shared: &Arc<Shared>) -> Running {
+        shared
+            .running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running(shared.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
