@@ -13,7 +13,7 @@ use super::{contain, run_or_refuse, Shared, Slot};
 use crate::error::Result;
 use crate::net::now::recv_now;
 use crate::net::Transport;
-use crate::server::accounts::Account;
+use crate::server::accounts::{Account, Seat};
 use crate::server::echo::{self, Echoed};
 use crate::server::intake::{pull, start_echo, Pulled};
 use crate::server::login::{Identity, LoggedIn, LoginContext, Next, Pending};
@@ -85,8 +85,9 @@ pub(super) struct LoggingIn {
 pub(super) struct Conn {
     pub(super) transport: Box<dyn Transport>,
     identity: Identity,
-    /// The account's name, looked up afresh for each request.
-    user: Option<String>,
+    /// The account's seat, by whose name the account is looked up afresh
+    /// for each request.
+    seat: Option<Seat>,
     pub(super) incoming: Incoming,
     /// A plaintext login whose first bytes may be the seed's raw echo.
     pub(super) sniffing: bool,
@@ -222,7 +223,7 @@ impl Conn {
             transport: logged_in.transport,
             sniffing: matches!(logged_in.identity, Identity::Plaintext(_)),
             identity: logged_in.identity,
-            user: logged_in.user,
+            seat: logged_in.seat,
             incoming: logged_in.incoming,
             text_since: None,
             header_deadline: Instant::now() + shared.config.context.idle_timeout,
@@ -333,10 +334,12 @@ fn with_session(
     let anonymous;
     let roster = shared.config.accounts.current();
     let mut session = match conn.identity {
-        Identity::Tls(_) | Identity::Plaintext(_) => match roster.find(conn.user.as_deref()) {
-            Some(account) => Session::new(&config.context, account),
-            None => return removed(conn),
-        },
+        Identity::Tls(_) | Identity::Plaintext(_) => {
+            match conn.seat.as_ref().and_then(|s| roster.find(s.name())) {
+                Some(account) => Session::new(&config.context, account),
+                None => return removed(conn),
+            }
+        }
         Identity::Anonymous => {
             anonymous = Account::anonymous(config.anonymous_quota.unwrap_or(0));
             Session::anonymous(&config.context, &anonymous)
@@ -357,7 +360,11 @@ fn with_session(
 /// The connection's account was removed by a reload: the client is told
 /// so, and the connection ends.
 fn removed(conn: &mut Conn) -> Result<Flow> {
-    let name = conn.user.as_deref().unwrap_or("(shared secret)");
+    let name = conn
+        .seat
+        .as_ref()
+        .and_then(Seat::name)
+        .unwrap_or("(shared secret)");
     tracing::info!("closed: account {name} was removed from the users file");
     let why =
         format!("your account {name} was removed from this server; ask its operator for a new one");

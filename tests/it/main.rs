@@ -34,3 +34,4 @@ mod systemd;
 mod terminal;
 mod transfers;
 mod user_command;
+mod user_limits;

@@ -38,7 +38,10 @@ impl Session<'_> {
             hash_prefix(&mut prefix, req.offset, h)?;
         }
         let body = filesize - req.offset;
-        let mut rest = file.read_from(req.offset).map_err(reading)?;
+        let mut rest = self
+            .account
+            .limits
+            .paced_down(file.read_from(req.offset).map_err(reading)?);
         let mut hasher = hasher.map(|h| Digester::new(h, body));
         relay(&mut rest, s, body, hasher.as_mut(), |_| {}).map_err(|e| match e {
             // The file shrank under us: the promised length cannot be kept.

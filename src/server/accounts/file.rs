@@ -1,125 +1,23 @@
-//! Who may log in: one shared secret, or a users file with a secret, a home
-//! folder and an optional quota (bytes and entries) per user.
+//! The users file: one `[[user]]` table per account, read whole or not
+//! at all, every error naming its line.
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
-
-use parking_lot::RwLock;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::{Account, Accounts, Limits, Rates};
+use crate::config::cidr::Cidr;
 use crate::config::secret::{read_secret_file, Secret};
 use crate::config::units::parse_size;
 use crate::error::{Error, Result};
 use crate::server::quota::default_max_files;
-use crate::wire::auth::AnswerKeys;
 use crate::wire::names::validate_name;
 
-/// The name of the anonymous account, and of its home below the root.
-pub const ANONYMOUS: &str = "anonymous";
-
-/// One account.
-#[derive(Debug, Clone)]
-pub struct Account {
-    /// The user's name; `None` in single-secret mode.
-    pub name: Option<String>,
-    /// The key the user answers challenges with.
-    pub secret: Secret,
-    /// Bytes the user may store, partial uploads included.
-    pub quota: Option<u64>,
-    /// Files and folders the user may hold, partial uploads included.
-    pub max_files: Option<u64>,
-}
-
-impl Account {
-    /// The user's home folder, as its path from the store's root: `NAME`,
-    /// or the root itself in single-secret mode.
-    pub fn home(&self) -> Vec<String> {
-        self.name.iter().cloned().collect()
-    }
-
-    /// The account of clients that do not log in (`--anonymous`): home
-    /// `ROOT/anonymous`, with its own quota. Its entry limit is the
-    /// server's `--anonymous-max-files`, which the session applies.
-    pub fn anonymous(quota: u64) -> Account {
-        Account {
-            name: Some(ANONYMOUS.into()),
-            // Never compared: nobody logs in as this account.
-            secret: Secret::new(b"-".to_vec()).unwrap_or_else(|_| unreachable!()),
-            quota: Some(quota),
-            max_files: None,
-        }
-    }
-
-    /// The name to show in logs.
-    pub fn label(&self) -> &str {
-        // A server with one shared secret has no user names.
-        self.name.as_deref().unwrap_or("(shared secret)")
-    }
-}
-
-/// Everyone who may log in.
-#[derive(Debug, Clone)]
-pub struct Accounts {
-    accounts: Vec<Account>,
-    secrets: Vec<Secret>,
-}
+use super::ANONYMOUS;
 
 impl Accounts {
-    /// Single-secret mode: whoever knows `secret` uses the whole root.
-    pub fn single(secret: Secret) -> Accounts {
-        Accounts::from_vec(vec![Account {
-            name: None,
-            secret,
-            quota: None,
-            max_files: None,
-        }])
-    }
-
-    fn from_vec(accounts: Vec<Account>) -> Accounts {
-        let secrets = accounts.iter().map(|a| a.secret.clone()).collect();
-        Accounts { accounts, secrets }
-    }
-
-    /// The keys, in account order, for [`crate::wire::auth::find_key`].
-    pub fn secrets(&self) -> &[Secret] {
-        &self.secrets
-    }
-
-    /// The account at `index`.
-    pub fn get(&self, index: usize) -> Option<&Account> {
-        self.accounts.get(index)
-    }
-
-    /// All accounts.
-    pub fn iter(&self) -> impl Iterator<Item = &Account> {
-        self.accounts.iter()
-    }
-
-    /// Whether accounts have homes of their own.
-    pub fn is_multi_user(&self) -> bool {
-        self.accounts.iter().any(|a| a.name.is_some())
-    }
-
-    /// Reads a users file; `anonymous` says whether the server lets
-    /// clients that do not log in upload (`--anonymous`).
-    ///
-    /// Fails with [`Error::Config`], naming the line and the reason, for
-    /// TOML errors, a missing or invalid name, a user without a secret or
-    /// with two, an unreadable secret file, a bad quota, duplicate names,
-    /// duplicate secrets (as HMAC-MD5 keys), a user named `anonymous` on a
-    /// server with `--anonymous`, or no users at all.
-    pub fn load(path: &Path, anonymous: bool) -> Result<Accounts> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
-            path: path.to_path_buf(),
-            line: None,
-            reason: format!("cannot read: {}", crate::error::reason(&e)),
-        })?;
-        Accounts::parse(&text, path, anonymous)
-    }
-
     /// Parses the text of a users file; `path` names it in errors and is
     /// where relative `secret_file` paths start from. See [`Accounts::load`].
     pub fn parse(text: &str, path: &Path, anonymous: bool) -> Result<Accounts> {
@@ -151,108 +49,23 @@ impl Accounts {
                 ));
             }
             let (quota, max_files) = user_limits(user.quota, user.max_files, &fail)?;
+            let rules = UserRules {
+                max_connections: user.max_connections,
+                read_only: user.read_only,
+                allowed_from: user.allowed_from,
+                rate: user.rate,
+            };
+            let limits = user_rules(rules, &fail)?;
             accounts.push(Account {
                 name: Some(name),
                 secret,
                 quota,
                 max_files,
+                limits,
             });
         }
         Ok(Accounts::from_vec(accounts))
     }
-}
-
-/// The accounts in force and their answer keys, prepared together so
-/// that a login checks a key and finds its account in the same list.
-#[derive(Debug)]
-pub struct Roster {
-    /// Who may log in.
-    pub accounts: Accounts,
-    /// Their HMAC-MD5 keys, prepared once for checking answers.
-    pub keys: AnswerKeys,
-}
-
-impl Roster {
-    /// The account named `name` (`None`: the shared secret's).
-    pub fn find(&self, name: Option<&str>) -> Option<&Account> {
-        self.accounts.iter().find(|a| a.name.as_deref() == name)
-    }
-}
-
-/// The roster a reload replaces whole. A login step, and each request,
-/// takes the one in force when it starts, so a changed secret applies
-/// from the next login and a changed quota from the next request; a
-/// request that finds its user gone ends the connection.
-#[derive(Debug)]
-pub struct AccountBook {
-    current: RwLock<Arc<Roster>>,
-}
-
-impl AccountBook {
-    /// A book holding `accounts`.
-    pub fn new(accounts: Accounts) -> AccountBook {
-        AccountBook {
-            current: RwLock::new(Arc::new(Roster::of(accounts))),
-        }
-    }
-
-    /// The roster in force.
-    pub fn current(&self) -> Arc<Roster> {
-        self.current.read().clone()
-    }
-
-    /// Puts `accounts` in force, and says what changed from before, one
-    /// phrase per account, for the log.
-    pub fn replace(&self, accounts: Accounts) -> Vec<String> {
-        let new = Arc::new(Roster::of(accounts));
-        let old = std::mem::replace(&mut *self.current.write(), new.clone());
-        changes(&old.accounts, &new.accounts)
-    }
-}
-
-impl Roster {
-    fn of(accounts: Accounts) -> Roster {
-        Roster {
-            keys: AnswerKeys::new(accounts.secrets()),
-            accounts,
-        }
-    }
-}
-
-/// What differs between two sets of accounts, for the log: who was added
-/// or removed, and whose secret or limits changed (never the secrets).
-pub fn changes(old: &Accounts, new: &Accounts) -> Vec<String> {
-    let find = |set: &'_ Accounts, name: &Option<String>| -> Option<Account> {
-        set.iter().find(|a| &a.name == name).cloned()
-    };
-    let mut said = Vec::new();
-    for a in new.iter() {
-        let Some(before) = find(old, &a.name) else {
-            said.push(format!("added {}", a.label()));
-            continue;
-        };
-        if before.secret.as_bytes() != a.secret.as_bytes() {
-            said.push(format!("{}: secret changed", a.label()));
-        }
-        let show = |v: Option<u64>| v.map_or("none".to_string(), |n| n.to_string());
-        for (what, was, now) in [
-            ("quota", before.quota, a.quota),
-            ("max_files", before.max_files, a.max_files),
-        ] {
-            if was != now {
-                said.push(format!(
-                    "{}: {what} {} -> {}",
-                    a.label(),
-                    show(was),
-                    show(now)
-                ));
-            }
-        }
-    }
-    for a in old.iter().filter(|a| find(new, &a.name).is_none()) {
-        said.push(format!("removed {}", a.label()));
-    }
-    said
 }
 
 /// What may fail a users file: the span it is about, and why.
@@ -305,6 +118,41 @@ fn user_limits(
     Ok((quota, max_files))
 }
 
+/// A user's limits beyond the quota, each checked where it is written.
+fn user_rules(rules: UserRules, fail: &Fail) -> Result<Limits> {
+    let allowed_from = match rules.allowed_from {
+        Some(ranges) => Some(
+            ranges
+                .into_iter()
+                .map(|r| {
+                    let span = r.span();
+                    r.get_ref().parse::<Cidr>().map_err(|e| fail(Some(span), e))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+        None => None,
+    };
+    let rate = match rules.rate {
+        Some(r) => {
+            let span = r.span();
+            let per_second = parse_size(r.get_ref().trim_end_matches("/s"))
+                .map_err(|e| fail(Some(span.clone()), format!("rate: {e} (bytes per second)")))?;
+            if per_second == 0 {
+                let why = "rate = \"0\" would stop every transfer; leave rate out for no limit";
+                return Err(fail(Some(span), why.into()));
+            }
+            Some(Rates::new(per_second))
+        }
+        None => None,
+    };
+    Ok(Limits {
+        max_connections: rules.max_connections,
+        read_only: rules.read_only.unwrap_or(false),
+        allowed_from,
+        rate,
+    })
+}
+
 /// A user's secret: given inline or in a file named relative to the users
 /// file, exactly one of the two.
 fn user_secret(
@@ -351,6 +199,18 @@ struct UserEntry {
     secret_file: Option<Spanned<String>>,
     quota: Option<Spanned<String>>,
     max_files: Option<Spanned<u64>>,
+    max_connections: Option<usize>,
+    read_only: Option<bool>,
+    allowed_from: Option<Vec<Spanned<String>>>,
+    rate: Option<Spanned<String>>,
+}
+
+/// The limits a `[[user]]` table may add to its quota.
+struct UserRules {
+    max_connections: Option<usize>,
+    read_only: Option<bool>,
+    allowed_from: Option<Vec<Spanned<String>>>,
+    rate: Option<Spanned<String>>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -363,38 +223,6 @@ mod tests {
 
     fn parse(text: &str) -> Result<Accounts> {
         Accounts::parse(text, Path::new("users.toml"), true)
-    }
-
-    #[test]
-    fn a_replaced_roster_says_who_came_went_and_changed_and_finds_by_name() {
-        let book = AccountBook::new(
-            parse(
-                "[[user]]\nname = \"alice\"\nsecret = \"a\"\nquota = \"1MiB\"\n\
-                 [[user]]\nname = \"bob\"\nsecret = \"b\"\n",
-            )
-            .unwrap(),
-        );
-        let changed = book.replace(
-            parse(
-                "[[user]]\nname = \"carol\"\nsecret = \"c\"\n\
-                 [[user]]\nname = \"alice\"\nsecret = \"a2\"\nquota = \"2KiB\"\nmax_files = 7\n",
-            )
-            .unwrap(),
-        );
-        assert_eq!(
-            changed,
-            [
-                "added carol",
-                "alice: secret changed",
-                "alice: quota 1048576 -> 2048",
-                "alice: max_files 1000 -> 7",
-                "removed bob",
-            ]
-        );
-        let now = book.current();
-        assert_eq!(now.find(Some("alice")).unwrap().quota, Some(2048));
-        assert!(now.find(Some("bob")).is_none());
-        assert_eq!(now.keys.find(&[0; 32], &[0; 16]), None);
     }
 
     #[test]
@@ -419,6 +247,25 @@ mod tests {
         let a = Accounts::parse(text, Path::new("users.toml"), false).unwrap();
         let only = a.get(0).unwrap();
         assert_eq!((only.quota, only.max_files), (None, Some(7)));
+    }
+
+    #[test]
+    fn limits_are_read_as_written() {
+        let a = parse(
+            "[[user]]\nname = \"a\"\nsecret = \"k\"\nmax_connections = 2\nread_only = true\n\
+             allowed_from = [\"192.0.2.0/24\", \"2001:db8::/32\"]\nrate = \"1MiB/s\"\n\
+             [[user]]\nname = \"b\"\nsecret = \"j\"\n",
+        )
+        .unwrap();
+        let limits = &a.get(0).unwrap().limits;
+        assert_eq!(limits.max_connections, Some(2));
+        assert!(limits.read_only);
+        assert!(limits.allows("192.0.2.9".parse().unwrap()));
+        assert!(!limits.allows("127.0.0.1".parse().unwrap()));
+        assert_eq!(limits.rate.as_ref().map(|r| r.per_second()), Some(1 << 20));
+        let open = &a.get(1).unwrap().limits;
+        assert!(!open.read_only && open.rate.is_none() && open.max_connections.is_none());
+        assert!(open.allows("203.0.113.1".parse().unwrap()));
     }
 
     #[test]
@@ -455,6 +302,22 @@ mod tests {
             (
                 "[[user]]\nname = \"anonymous\"\nsecret = \"k\"\n",
                 "users.toml:2: user \"anonymous\" would share ROOT/anonymous",
+            ),
+            (
+                "[[user]]\nname = \"a\"\nsecret = \"k\"\nallowed_from = [\"10.0.0.0/8\", \"10.1.2.3/8\"]\n",
+                "users.toml:4: invalid address range \"10.1.2.3/8\"",
+            ),
+            (
+                "[[user]]\nname = \"a\"\nsecret = \"k\"\n\nrate = \"fast\"\n",
+                "users.toml:5: rate: invalid size \"fast\"",
+            ),
+            (
+                "[[user]]\nname = \"a\"\nsecret = \"k\"\nrate = \"0\"\n",
+                "users.toml:4: rate = \"0\" would stop every transfer",
+            ),
+            (
+                "[[user]]\nname = \"a\"\nsecret = \"k\"\nread_only = \"yes\"\n",
+                "users.toml:4: invalid type: string \"yes\", expected a boolean",
             ),
             (
                 "[[user]]\nname = \"a\"\nsecret = \"k\"\nmax_files = -1\n",
