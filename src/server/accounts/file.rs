@@ -23,7 +23,7 @@ impl Accounts {
     pub fn parse(text: &str, path: &Path, anonymous: bool) -> Result<Accounts> {
         let fail = |span: Option<std::ops::Range<usize>>, reason: String| Error::Config {
             path: path.to_path_buf(),
-            line: span.map(|s| line_of(text, s.start)),
+            line: span.map(|s| crate::error::line_of(text, s.start)),
             reason,
         };
         let file: UsersFile =
@@ -211,10 +211,6 @@ struct UserRules {
     read_only: Option<bool>,
     allowed_from: Option<Vec<Spanned<String>>>,
     rate: Option<Spanned<String>>,
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 #[cfg(test)]
