@@ -20,7 +20,7 @@ use ftp::net::tls::{self, ServerIdentity};
 use ftp::server::accounts::AccountBook;
 use ftp::server::accounts::Accounts;
 use ftp::server::{Bind, Server};
-use ftp::service::reload::Reloads;
+use ftp::service::reload::{ConfigFile, Reloads};
 use ftp::service::systemd;
 use ftp::Result;
 
@@ -115,6 +115,7 @@ fn run(args: Args) -> Result<()> {
         }
         _ => {}
     }
+    let cli = args.flags.clone();
     let settings = Settings::gather(args.flags, args.config.as_deref())?;
     match args.about {
         Some(About::Config) => return print(&settings.to_toml()?),
@@ -142,6 +143,11 @@ fn run(args: Args) -> Result<()> {
         book,
         users: settings.users.clone(),
         anonymous: settings.anonymous,
+        config: args.config.map(|path| ConfigFile {
+            path,
+            cli,
+            in_force: settings.clone(),
+        }),
     }
     .start(systemd::reload_phase)?;
     let addr = server.local_addr()?;

@@ -256,6 +256,20 @@ impl Settings {
         Ok(text)
     }
 
+    /// What differs from `other`, one `key: old -> new` per setting, in
+    /// the config file's words.
+    pub fn changes(&self, other: &Settings) -> Vec<String> {
+        let table = |s: &Settings| toml::Value::try_from(s.to_flags()).ok();
+        let (Some(was), Some(now)) = (table(self), table(other)) else {
+            return Vec::new();
+        };
+        let show = |v: Option<&toml::Value>| v.map_or("unset".to_string(), |v| v.to_string());
+        ServerFlags::keys()
+            .filter(|k| was.get(k) != now.get(k))
+            .map(|k| format!("{k}: {} -> {}", show(was.get(&k)), show(now.get(&k))))
+            .collect()
+    }
+
     /// Opens the store at `root` as these settings say.
     ///
     /// Fails when the folder cannot be made or the object store is not
@@ -369,6 +383,17 @@ mod tests {
                 "no {line:?} in\n{printed}"
             );
         }
+    }
+
+    #[test]
+    fn changes_name_each_key_with_its_old_and_new_value() {
+        let before = from_text("workers = 3\nmax-file-size = \"1MiB\"\n").unwrap();
+        let after = from_text("workers = 3\ndurable = true\n").unwrap();
+        assert_eq!(
+            before.changes(&after),
+            ["max-file-size: \"1MiB\" -> unset", "durable: false -> true"]
+        );
+        assert!(before.changes(&before).is_empty());
     }
 
     #[test]
