@@ -222,6 +222,15 @@ fn man_sections() -> Vec<cli::ManSection> {
             "file_upload",
             "where uploads land, unless --root says otherwise",
         ),
+        (
+            "--users FILE",
+            "the accounts; read again when it changes and on SIGHUP, and \
+          refused whole (the accounts in force stay) when it does not load",
+        ),
+        (
+            "--config FILE",
+            "the settings, one key per flag; checked again on SIGHUP, applied at restart",
+        ),
     ];
     let environment = [
         (
@@ -234,10 +243,23 @@ fn man_sections() -> Vec<cli::ManSection> {
             "AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY",
             "the object store, with --root s3://BUCKET",
         ),
+        (
+            "NOTIFY_SOCKET, WATCHDOG_USEC, LISTEN_FDS, LISTEN_PID",
+            "set by systemd: readiness and watchdog pings (Type=notify), and the listening \
+          socket of a .socket unit, taken in place of --listen",
+        ),
+    ];
+    let signals = [
+        ("SIGHUP", "reload the users file; check the config file"),
+        (
+            "SIGTERM, SIGINT",
+            "stop accepting, and give running commands --shutdown-grace to finish",
+        ),
     ];
     vec![
         cli::ManSection::new("FILES", "", &files),
         cli::ManSection::new("ENVIRONMENT", "", &environment),
+        cli::ManSection::new("SIGNALS", "", &signals),
     ]
 }
 

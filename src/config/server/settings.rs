@@ -123,16 +123,7 @@ impl Settings {
                     .into(),
             ));
         }
-        let verbosity = match (f.quiet == Some(true), f.verbose == Some(true)) {
-            (true, true) => {
-                return Err(Error::Usage(
-                    "both verbose and quiet are set; keep one".into(),
-                ))
-            }
-            (true, false) => Verbosity::Quiet,
-            (false, true) => Verbosity::Verbose,
-            (false, false) => Verbosity::Normal,
-        };
+        let verbosity = verbosity(&f)?;
         let idle_timeout = f.idle_timeout.unwrap_or(60).max(1);
         let anonymous_quota = size_or(f.anonymous_quota, 1 << 30);
         Ok(Settings {
@@ -322,6 +313,18 @@ impl Settings {
             login_timeout: secs(self.login_timeout),
             anonymous_quota: self.anonymous.then_some(self.anonymous_quota),
         }
+    }
+}
+
+/// How much is logged: `quiet` and `verbose` are one setting.
+fn verbosity(f: &ServerFlags) -> Result<Verbosity> {
+    match (f.quiet == Some(true), f.verbose == Some(true)) {
+        (true, true) => Err(Error::Usage(
+            "both verbose and quiet are set; keep one".into(),
+        )),
+        (true, false) => Ok(Verbosity::Quiet),
+        (false, true) => Ok(Verbosity::Verbose),
+        (false, false) => Ok(Verbosity::Normal),
     }
 }
 
