@@ -97,17 +97,20 @@ impl ConfigFile {
 impl Reloads {
     /// Takes `SIGHUP` from now on, watches the users file, and reloads on
     /// either from a thread of its own; `phase` is told before and after
-    /// each reload.
+    /// each reload. A watch that cannot be set up is logged, and leaves
+    /// `SIGHUP`.
     ///
-    /// Fails when the signal handler, the watch or the thread cannot be
-    /// set up.
+    /// Fails when the signal handler or the threads cannot be set up.
     pub fn start(self, phase: impl Fn(Phase) + Send + 'static) -> Result<()> {
         let (tx, rx) = mpsc::channel();
         forward_signals(tx.clone())?;
-        let watcher = match &self.users {
-            Some(path) => Some(watch(path, tx)?),
-            None => None,
-        };
+        // Without a watch (out of inotify watches, say) the server still
+        // runs, and reloads on SIGHUP.
+        let watcher = self.users.as_deref().and_then(|path| {
+            watch(path, tx)
+                .inspect_err(|e| tracing::warn!("{e}; edits of the users file need a SIGHUP"))
+                .ok()
+        });
         thread::Builder::new()
             .name("ftp-reload".into())
             .stack_size(THREAD_STACK)
