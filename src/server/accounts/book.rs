@@ -19,12 +19,16 @@ pub struct Roster {
     pub accounts: Accounts,
     /// Their HMAC-MD5 keys, prepared once for checking answers.
     pub keys: AnswerKeys,
+    /// Where each name is in `accounts`: each request looks its account
+    /// up by name.
+    by_name: HashMap<Option<String>, usize>,
 }
 
 impl Roster {
     /// The account named `name` (`None`: the shared secret's).
     pub fn find(&self, name: Option<&str>) -> Option<&Account> {
-        self.accounts.iter().find(|a| a.name.as_deref() == name)
+        let at = self.by_name.get(&name.map(str::to_string))?;
+        self.accounts.get(*at)
     }
 }
 
@@ -145,20 +149,25 @@ impl Roster {
     fn of(accounts: Accounts) -> Roster {
         Roster {
             keys: AnswerKeys::new(accounts.secrets()),
+            by_name: index(&accounts),
             accounts,
         }
     }
 }
 
+/// Where each account's name is in `accounts`.
+fn index(accounts: &Accounts) -> HashMap<Option<String>, usize> {
+    let names = accounts.iter().map(|a| a.name.clone());
+    names.enumerate().map(|(i, name)| (name, i)).collect()
+}
+
 /// What differs between two sets of accounts, for the log: who was added
 /// or removed, and whose secret or limits changed (never the secrets).
 pub fn changes(old: &Accounts, new: &Accounts) -> Vec<String> {
-    let find = |set: &'_ Accounts, name: &Option<String>| -> Option<Account> {
-        set.iter().find(|a| &a.name == name).cloned()
-    };
+    let (before_at, now_at) = (index(old), index(new));
     let mut said = Vec::new();
     for a in new.iter() {
-        let Some(before) = find(old, &a.name) else {
+        let Some(before) = before_at.get(&a.name).and_then(|i| old.get(*i)) else {
             said.push(format!("added {}", a.label()));
             continue;
         };
@@ -196,7 +205,7 @@ pub fn changes(old: &Accounts, new: &Accounts) -> Vec<String> {
             }
         }
     }
-    for a in old.iter().filter(|a| find(new, &a.name).is_none()) {
+    for a in old.iter().filter(|a| !now_at.contains_key(&a.name)) {
         said.push(format!("removed {}", a.label()));
     }
     said
