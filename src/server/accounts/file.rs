@@ -264,6 +264,17 @@ mod tests {
         assert!(open.allows("203.0.113.1".parse().unwrap()));
     }
 
+    /// Each text is refused with an error that starts as written.
+    fn refused_with(cases: &[(&str, &str)]) {
+        for (text, want) in cases {
+            let got = parse(text).unwrap_err().to_string();
+            assert!(
+                got.starts_with(want),
+                "for {text:?}:\n got {got}\nwant {want}"
+            );
+        }
+    }
+
     #[test]
     fn bad_limits_name_the_line_and_reason() {
         let cases = [
@@ -284,13 +295,7 @@ mod tests {
                 "users.toml:4: invalid type: string \"yes\", expected a boolean",
             ),
         ];
-        for (text, want) in cases {
-            let got = parse(text).unwrap_err().to_string();
-            assert!(
-                got.starts_with(want),
-                "for {text:?}:\n got {got}\nwant {want}"
-            );
-        }
+        refused_with(&cases);
     }
 
     #[test]
@@ -339,12 +344,6 @@ mod tests {
                 "users.toml:3: cannot read the secret file",
             ),
         ];
-        for (text, want) in cases {
-            let got = parse(text).unwrap_err().to_string();
-            assert!(
-                got.starts_with(want),
-                "for {text:?}:\n got {got}\nwant {want}"
-            );
-        }
+        refused_with(&cases);
     }
 }
