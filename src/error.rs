@@ -162,6 +162,12 @@ pub fn reason(e: &io::Error) -> String {
     without_os_code(e.to_string())
 }
 
+/// The 1-based line of byte `offset` in `text`, for an [`Error::Config`]
+/// built from a parser's span.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
 /// `text` without the " (os error N)" that Rust's rendering of an
 /// operating-system error ends with, for a text built from one (a log
 /// line, say).

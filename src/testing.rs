@@ -73,12 +73,8 @@ pub fn context(root: &Path) -> Context {
 /// handshake) in single-secret mode, and returns what the server sent.
 /// Never panics for any input: that is what the fuzz target checks.
 pub fn serve_bytes(ctx: &Context, input: &[u8]) -> Vec<u8> {
-    let account = Account {
-        name: None,
-        secret: Secret::new(b"test secret".to_vec()).unwrap_or_else(|_| unreachable!()),
-        quota: None,
-        max_files: None,
-    };
+    let account =
+        Account::shared(Secret::new(b"test secret".to_vec()).unwrap_or_else(|_| unreachable!()));
     let mut stream = MemoryStream::new(input.to_vec());
     let _ = Session::new(ctx, &account).serve(&mut stream);
     stream.output

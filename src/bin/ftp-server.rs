@@ -21,7 +21,7 @@ use ftp::server::accounts::AccountBook;
 use ftp::server::accounts::Accounts;
 use ftp::server::recount;
 use ftp::server::{Bind, Server};
-use ftp::service::reload::Reloads;
+use ftp::service::reload::{ConfigFile, Reloads};
 use ftp::service::systemd;
 use ftp::Result;
 
@@ -123,6 +123,7 @@ fn run(args: Args) -> Result<()> {
         }
         _ => {}
     }
+    let cli = args.flags.clone();
     let settings = Settings::gather(args.flags, args.config.as_deref())?;
     match args.about {
         Some(About::Config) => return print(&settings.to_toml()?),
@@ -151,6 +152,11 @@ fn run(args: Args) -> Result<()> {
         book,
         users: settings.users.clone(),
         anonymous: settings.anonymous,
+        config: args.config.map(|path| ConfigFile {
+            path,
+            cli,
+            in_force: settings.clone(),
+        }),
     }
     .start(systemd::reload_phase)?;
     let addr = server.local_addr()?;
@@ -235,6 +241,15 @@ fn man_sections() -> Vec<cli::ManSection> {
             "file_upload",
             "where uploads land, unless --root says otherwise",
         ),
+        (
+            "--users FILE",
+            "the accounts; read again when it changes and on SIGHUP, and \
+          refused whole (the accounts in force stay) when it does not load",
+        ),
+        (
+            "--config FILE",
+            "the settings, one key per flag; checked again on SIGHUP, applied at restart",
+        ),
     ];
     let environment = [
         (
@@ -247,10 +262,23 @@ fn man_sections() -> Vec<cli::ManSection> {
             "AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY",
             "the object store, with --root s3://BUCKET",
         ),
+        (
+            "NOTIFY_SOCKET, WATCHDOG_USEC, LISTEN_FDS, LISTEN_PID",
+            "set by systemd: readiness and watchdog pings (Type=notify), and the listening \
+          socket of a .socket unit, taken in place of --listen",
+        ),
+    ];
+    let signals = [
+        ("SIGHUP", "reload the users file; check the config file"),
+        (
+            "SIGTERM, SIGINT",
+            "stop accepting, and give running commands --shutdown-grace to finish",
+        ),
     ];
     vec![
         cli::ManSection::new("FILES", "", &files),
         cli::ManSection::new("ENVIRONMENT", "", &environment),
+        cli::ManSection::new("SIGNALS", "", &signals),
     ]
 }
 

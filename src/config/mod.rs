@@ -2,6 +2,7 @@
 //! files live, and sizes written by people.
 
 pub mod address;
+pub mod cidr;
 pub mod cli;
 pub mod logging;
 pub mod paths;

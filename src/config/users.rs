@@ -153,9 +153,7 @@ fn read(path: &Path) -> Result<DocumentMut> {
     text.parse()
         .map_err(|e: toml_edit::TomlError| Error::Config {
             path: path.to_path_buf(),
-            line: e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
+            line: e.span().map(|s| crate::error::line_of(&text, s.start)),
             reason: e.message().to_string(),
         })
 }

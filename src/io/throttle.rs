@@ -2,31 +2,70 @@
 //! that a transfer must keep above.
 
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Wraps a reader or writer so that it moves at most `rate` bytes per
-/// second, averaged from the first byte. It sleeps after each call that
-/// got ahead of the schedule, so the peer's flow control slows the other
-/// end to match. Each call moves at most a tenth of a second's worth, so
-/// the rate holds over short spans too.
+use parking_lot::Mutex;
+
+/// A rate in bytes per second that several transfers share: each books
+/// the bytes it moves on one schedule, and waits for its turn on it, so
+/// that together they move no more than the rate (an account's
+/// connections, say). Time nobody used is not banked for a later burst.
+#[derive(Debug)]
+pub struct SharedRate {
+    per_second: u64,
+    next: Mutex<Option<Instant>>,
+}
+
+impl SharedRate {
+    /// A schedule of `per_second` bytes per second (at least 1).
+    pub fn new(per_second: u64) -> SharedRate {
+        SharedRate {
+            per_second: per_second.max(1),
+            next: Mutex::new(None),
+        }
+    }
+
+    /// The rate, in bytes per second.
+    pub fn per_second(&self) -> u64 {
+        self.per_second
+    }
+
+    /// Books `n` bytes just moved, and returns how long their mover must
+    /// wait before it moves more: until the schedule, with every transfer
+    /// that shares it, has made room for them.
+    pub fn book(&self, n: usize) -> Duration {
+        let now = Instant::now();
+        let mut next = self.next.lock();
+        let start = next.map_or(now, |t| t.max(now));
+        let end = start + Duration::from_secs_f64(n as f64 / self.per_second as f64);
+        *next = Some(end);
+        end.saturating_duration_since(now)
+    }
+}
+
+/// Wraps a reader or writer so that it moves at most a rate of bytes per
+/// second, its own or one it shares with others ([`SharedRate`]). It
+/// sleeps after each call for as long as the bytes it moved are due, so
+/// the peer's flow control slows the other end to match. Each call moves
+/// at most a tenth of a second's worth, so the rate holds over short
+/// spans too.
 #[derive(Debug)]
 pub struct Throttle<T> {
     inner: T,
-    rate: u64,
-    started: Option<Instant>,
-    moved: u64,
+    rate: Arc<SharedRate>,
 }
 
 impl<T> Throttle<T> {
     /// Holds `inner` to `rate` bytes per second (at least 1).
     pub fn new(inner: T, rate: u64) -> Throttle<T> {
-        Throttle {
-            inner,
-            rate: rate.max(1),
-            started: None,
-            moved: 0,
-        }
+        Throttle::shared(inner, Arc::new(SharedRate::new(rate)))
+    }
+
+    /// Holds `inner` to a rate it shares with other throttles.
+    pub fn shared(inner: T, rate: Arc<SharedRate>) -> Throttle<T> {
+        Throttle { inner, rate }
     }
 
     /// The wrapped reader or writer.
@@ -36,18 +75,13 @@ impl<T> Throttle<T> {
 
     /// Most bytes one call may move.
     fn slice(&self, wanted: usize) -> usize {
-        let tenth = (self.rate / 10).max(1);
+        let tenth = (self.rate.per_second / 10).max(1);
         wanted.min(usize::try_from(tenth).unwrap_or(usize::MAX))
     }
 
-    /// Counts `n` bytes moved and sleeps until the schedule catches up.
+    /// Books `n` bytes moved and sleeps until the schedule catches up.
     fn account(&mut self, n: usize) {
-        let started = *self.started.get_or_insert_with(Instant::now);
-        self.moved = self.moved.saturating_add(n as u64);
-        let due = Duration::from_secs_f64(self.moved as f64 / self.rate as f64);
-        if let Some(wait) = due.checked_sub(started.elapsed()) {
-            thread::sleep(wait);
-        }
+        thread::sleep(self.rate.book(n));
     }
 }
 
@@ -132,6 +166,43 @@ mod tests {
         assert_eq!(out, data);
         // 3,000 bytes at 10,000/s take at least 0.3 s, less the first slice.
         assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn throttles_sharing_a_rate_move_no_more_than_it_together() {
+        let rate = Arc::new(SharedRate::new(20_000));
+        let started = Instant::now();
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let rate = rate.clone();
+                thread::spawn(move || {
+                    let data = vec![1u8; 4000];
+                    let mut out = Vec::new();
+                    Throttle::shared(&data[..], rate)
+                        .read_to_end(&mut out)
+                        .unwrap();
+                    out.len()
+                })
+            })
+            .collect();
+        let moved: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
+        assert_eq!(moved, 8000);
+        // 8,000 bytes at 20,000/s together: 0.4 s; each alone would be
+        // done in 0.2 s.
+        assert!(
+            started.elapsed() >= Duration::from_millis(380),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn time_unused_is_not_banked_for_a_burst() {
+        let rate = SharedRate::new(1000);
+        assert_eq!(rate.book(0), Duration::ZERO);
+        thread::sleep(Duration::from_millis(50));
+        let wait = rate.book(100);
+        assert!(wait > Duration::from_millis(90), "{wait:?}");
     }
 
     #[test]

@@ -10,7 +10,6 @@ use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use super::connection::{follow_login, login_context, Waiting};
@@ -214,29 +213,13 @@ pub(super) fn locked_out(shared: &Shared, stream: &TcpStream, ip: IpAddr) -> boo
 
 /// How often waiting connections are looked at for a turn they have
 /// waited too long for.
-const TURN_CHECK: Duration = Duration::from_millis(250);
-
-/// Starts the thread that tells connections waiting too long for a login
-/// turn that the server is busy; it ends with the server.
-pub(super) fn watch_turns(shared: &Arc<Shared>) {
-    let weak = Arc::downgrade(shared);
-    let _ = thread::Builder::new()
-        .name("ftp-turns".into())
-        .stack_size(64 * 1024)
-        .spawn(move || loop {
-            thread::sleep(TURN_CHECK);
-            let Some(shared) = weak.upgrade() else {
-                return;
-            };
-            give_up_overdue_turns(&shared);
-        });
-}
+pub(super) const TURN_CHECK: Duration = Duration::from_millis(250);
 
 /// Answers `busy` to each connection that has waited [`Timings::turn`]
 /// for its host's login turn.
 ///
 /// [`Timings::turn`]: crate::server::timings::Timings::turn
-fn give_up_overdue_turns(shared: &Shared) {
+pub(super) fn give_up_overdue_turns(shared: &Shared) {
     let wait = shared.config.context.timings.turn;
     for (q, running) in shared.turns.overdue(wait) {
         let _entered = q.arrival.span.enter();

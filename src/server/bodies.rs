@@ -5,8 +5,10 @@
 
 use std::io::{self, Read};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::io::throttle::SharedRate;
 use crate::server::commands::store_refusal;
 use crate::server::descriptors::FdLease;
 use crate::server::metrics::Metrics;
@@ -27,6 +29,9 @@ pub(crate) struct FileBody {
     known: Option<blake3::Hash>,
     trailer_sent: bool,
     metrics: Arc<Metrics>,
+    /// The account's download rate, and when the next chunk is due by it.
+    rate: Option<Arc<SharedRate>>,
+    due_at: Option<Instant>,
     /// The file's descriptor, counted against its account.
     _lease: FdLease,
 }
@@ -38,7 +43,7 @@ impl FileBody {
         reader: Box<dyn Read + Send>,
         len: u64,
         (known, hasher): (Option<blake3::Hash>, Option<blake3::Hasher>),
-        metrics: Arc<Metrics>,
+        (metrics, rate): (Arc<Metrics>, Option<Arc<SharedRate>>),
         lease: FdLease,
     ) -> FileBody {
         FileBody {
@@ -48,6 +53,8 @@ impl FileBody {
             known,
             trailer_sent: false,
             metrics,
+            rate,
+            due_at: None,
             _lease: lease,
         }
     }
@@ -80,6 +87,9 @@ impl Body for FileBody {
             }
             self.left -= n as u64;
             self.metrics.bytes_out.inc_by(n as u64);
+            if let Some(rate) = &self.rate {
+                self.due_at = Some(Instant::now() + rate.book(n));
+            }
             return Ok(true);
         }
         if self.trailer_sent {
@@ -98,6 +108,10 @@ impl Body for FileBody {
 
     fn len_hint(&self) -> u64 {
         self.left
+    }
+
+    fn due_at(&self) -> Option<Instant> {
+        self.due_at
     }
 }
 

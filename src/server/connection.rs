@@ -14,6 +14,7 @@ use super::admission::{begin_login, close_after_refusal, drain, Arrival, Closing
 use super::serving::{reply_stalled, to_worker, write_more, Running, Work};
 use super::{contain, Shared};
 use crate::net::Transport;
+use crate::server::accounts::Seat;
 use crate::server::echo::{self, Echoed};
 use crate::server::intake::{pull, start_echo, Pulled};
 use crate::server::login::{Identity, LoggedIn, LoginContext, Next, Pending};
@@ -33,8 +34,9 @@ pub(super) struct LoggingIn {
 pub(super) struct Conn {
     pub(super) transport: Box<dyn Transport>,
     pub(super) identity: Identity,
-    /// The account's name, looked up afresh for each request.
-    pub(super) user: Option<String>,
+    /// The account's seat, by whose name the account is looked up afresh
+    /// for each request.
+    pub(super) seat: Option<Seat>,
     pub(super) incoming: Incoming,
     /// A plaintext login whose first bytes may be the seed's raw echo.
     pub(super) sniffing: bool,
@@ -73,6 +75,8 @@ pub(super) enum Waiting {
     Request(Conn),
     /// Room to send more of a reply.
     Reply(Conn),
+    /// The time its reply's next chunk is due (the account's rate).
+    Paced(Conn),
     /// More text in the seed's echo dialect.
     Echo(Conn),
     /// The close after a refusal.
@@ -84,7 +88,10 @@ impl Waiting {
         match self {
             Waiting::Queued(q) => &q.arrival.span,
             Waiting::Login(l) => &l.arrival.span,
-            Waiting::Request(conn) | Waiting::Reply(conn) | Waiting::Echo(conn) => &conn.span,
+            Waiting::Request(conn)
+            | Waiting::Reply(conn)
+            | Waiting::Paced(conn)
+            | Waiting::Echo(conn) => &conn.span,
             Waiting::Closing(c) => &c.span,
         }
     }
@@ -95,9 +102,10 @@ impl Parkable for Waiting {
         match self {
             Waiting::Queued(q) => Some(q.stream.as_fd()),
             Waiting::Login(l) => Some(l.pending.socket()),
-            Waiting::Request(conn) | Waiting::Reply(conn) | Waiting::Echo(conn) => {
-                conn.transport.socket()
-            }
+            Waiting::Request(conn)
+            | Waiting::Reply(conn)
+            | Waiting::Paced(conn)
+            | Waiting::Echo(conn) => conn.transport.socket(),
             Waiting::Closing(c) => Some(c.stream.as_fd()),
         }
     }
@@ -153,7 +161,7 @@ impl Conn {
             transport: logged_in.transport,
             sniffing: matches!(logged_in.identity, Identity::Plaintext(_)),
             identity: logged_in.identity,
-            user: logged_in.user,
+            seat: logged_in.seat,
             incoming: logged_in.incoming,
             text_since: None,
             header_deadline: Instant::now() + shared.config.context.timings.idle,
@@ -247,6 +255,9 @@ pub(super) fn wake(shared: &Weak<Shared>, waiting: Waiting) {
         }
         Waiting::Request(conn) => next_request(&shared, conn),
         Waiting::Reply(conn) => write_more(&shared, conn),
+        // A timer wakes early only for an error or a hang-up, which the
+        // next write meets.
+        Waiting::Paced(conn) => to_worker(&shared, conn, Work::Reply),
         Waiting::Echo(conn) => echo(&shared, conn, Vec::new()),
         Waiting::Closing(c) => drain(&shared, c),
     });
@@ -269,6 +280,7 @@ pub(super) fn expire(shared: &Weak<Shared>, waiting: Waiting) {
             tracing::info!("connection dropped: the request header did not arrive in time")
         }
         Waiting::Reply(conn) => reply_stalled(&shared, conn),
+        Waiting::Paced(conn) => to_worker(&shared, conn, Work::Reply),
         Waiting::Request(_) | Waiting::Echo(_) => tracing::info!("closed after the idle timeout"),
         Waiting::Closing(_) => {}
     });

@@ -17,7 +17,7 @@ use crate::net::now::{recv_now, send_all_now};
 use crate::net::tcp::TcpTransport;
 use crate::net::tls::ServerHandshake;
 use crate::net::Transport;
-use crate::server::accounts::Roster;
+use crate::server::accounts::{Account, Roster, Seat};
 use crate::server::hosts::Backoff;
 use crate::server::Config;
 use crate::wire::auth::{decode_opening, new_challenge, Challenge, Opening, RESPONSE_LEN};
@@ -80,9 +80,9 @@ enum State {
 pub struct LoggedIn {
     /// Who it is.
     pub identity: Identity,
-    /// The account's name, by which each request finds the account in
-    /// the accounts then in force (`None` for a shared secret).
-    pub user: Option<String>,
+    /// The account's seat, by whose name each request finds the account
+    /// in the accounts then in force; `None` for an anonymous client.
+    pub seat: Option<Seat>,
     /// The connection, ready for a worker.
     pub transport: Box<dyn Transport>,
     /// The start of the first request, from a client that sent one in
@@ -299,15 +299,19 @@ impl Pending {
             return self.refuse_plain(&locked_out(left));
         }
         let accounts = &cx.roster.accounts;
-        if let Some(index) = cx.roster.keys.find(challenge, &answer) {
-            let name = accounts.get(index).map_or("?", |a| a.label());
+        let found = cx.roster.keys.find(challenge, &answer);
+        if let Some((index, account)) = found.and_then(|i| Some((i, accounts.get(i)?))) {
+            let Some(seat) = admit(cx, account, "legacy") else {
+                return self.refuse_plain("authentication failed");
+            };
+            let name = account.label();
             tracing::Span::current().record("user", name);
             tracing::info!("login ok as {name}; legacy plaintext session");
             metrics.login("ok", "legacy");
             cx.backoff.forget(cx.ip);
             return Next::In(LoggedIn {
                 identity: Identity::Plaintext(index),
-                user: accounts.get(index).and_then(|a| a.name.clone()),
+                seat: Some(seat),
                 transport: Box::new(self.transport(cx)),
                 incoming: Incoming::default(),
             });
@@ -364,9 +368,7 @@ impl Pending {
     fn prove(self, cx: &LoginContext<'_>, mut hs: Box<ServerHandshake>, tag: &[u8]) -> Next {
         let (accounts, metrics) = (&cx.roster.accounts, &cx.config.context.metrics);
         if let Some(left) = cx.backoff.locked_out(cx.ip) {
-            let _ = hs.send(self.stream.as_fd(), &refusal(&locked_out(left)));
-            let _ = hs.close(self.stream.as_fd());
-            return Next::Refused(self.stream);
+            return self.refuse_tls(hs, &locked_out(left));
         }
         let exporter = match hs.exporter() {
             Ok(e) => e,
@@ -377,10 +379,10 @@ impl Pending {
             tracing::warn!("login failed: wrong proof over TLS");
             metrics.login("failed", "tls");
             cx.backoff.note_failure(cx.ip);
-            let reply = refusal("authentication failed");
-            let _ = hs.send(self.stream.as_fd(), &reply);
-            let _ = hs.close(self.stream.as_fd());
-            return Next::Refused(self.stream);
+            return self.refuse_tls(hs, "authentication failed");
+        };
+        let Some(seat) = admit(cx, account, "tls") else {
+            return self.refuse_tls(hs, "authentication failed");
         };
         let proof = binding::server_proof(account.secret.as_bytes(), &exporter);
         if let Err(e) = hs.send(self.stream.as_fd(), &proof) {
@@ -393,7 +395,7 @@ impl Pending {
         let transport = hs.into_transport(self.transport(cx));
         Next::In(LoggedIn {
             identity: Identity::Tls(index),
-            user: account.name.clone(),
+            seat: Some(seat),
             transport: Box::new(transport),
             incoming: Incoming::default(),
         })
@@ -405,9 +407,31 @@ impl Pending {
         TcpTransport::accepted(self.stream, cx.config.context.timings.idle)
     }
 
+    /// Refuses inside TLS: the error frame, close_notify, and the close.
+    fn refuse_tls(self, mut hs: Box<ServerHandshake>, why: &str) -> Next {
+        let _ = hs.send(self.stream.as_fd(), &refusal(why));
+        let _ = hs.close(self.stream.as_fd());
+        Next::Refused(self.stream)
+    }
+
     fn refuse_plain(self, why: &str) -> Next {
         let _ = send_all_now(self.stream.as_fd(), &refusal(why));
         Next::Refused(self.stream)
+    }
+}
+
+/// The account's rules, once its secret is proved: a seat, or `None`
+/// after the log says which rule refused the login. The client is told
+/// only that authentication failed, as for a wrong secret, so that the
+/// rules of an account are not shown to whoever holds its secret.
+fn admit(cx: &LoginContext<'_>, account: &Account, dialect: &'static str) -> Option<Seat> {
+    match cx.config.accounts.admit(account, cx.ip) {
+        Ok(seat) => Some(seat),
+        Err(rule) => {
+            tracing::warn!("login refused as {}: {rule}", account.label());
+            cx.config.context.metrics.login("refused", dialect);
+            None
+        }
     }
 }
 
@@ -418,7 +442,7 @@ fn anonymous(cx: &LoginContext<'_>, transport: Box<dyn Transport>, first: Incomi
     cx.config.context.metrics.login("ok", "anonymous");
     Next::In(LoggedIn {
         identity: Identity::Anonymous,
-        user: None,
+        seat: None,
         transport,
         incoming: first,
     })

@@ -222,8 +222,15 @@ impl Server {
             })
             .collect::<io::Result<Vec<_>>>()
             .map_err(|e| Error::io("starting the poller", e))?;
+        if let Some(first) = pollers.first() {
+            let weak = Arc::downgrade(&shared);
+            first.every(admission::TURN_CHECK, move || {
+                if let Some(shared) = weak.upgrade() {
+                    admission::give_up_overdue_turns(&shared);
+                }
+            });
+        }
         let _ = shared.pollers.set(pollers);
-        admission::watch_turns(&shared);
         Ok(Server {
             listener,
             shared,

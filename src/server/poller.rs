@@ -1,7 +1,9 @@
 //! Where connections wait between commands: one thread watches every idle
 //! socket with epoll and hands a readable one back to a worker, as Apache
 //! httpd's event MPM does. An idle connection holds no thread, and idle
-//! timeouts live in one ordered set, not in sleeping threads.
+//! timeouts live in one ordered set, not in sleeping threads. A small
+//! periodic chore (giving up login turns waited for too long) runs here
+//! too, rather than on a thread of its own.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
@@ -26,9 +28,17 @@ struct Parked<T> {
     next_key: usize,
 }
 
+/// Work the poller's thread does every so often, besides its sockets.
+struct Chore {
+    every: Duration,
+    next: Instant,
+    work: Box<dyn Fn() + Send>,
+}
+
 struct Inner<T> {
     poller: polling::Poller,
     parked: Mutex<Parked<T>>,
+    chore: Mutex<Option<Chore>>,
 }
 
 impl<T> Inner<T> {
@@ -69,6 +79,7 @@ impl<T: Parkable> Poller<T> {
                 deadlines: BTreeSet::new(),
                 next_key: 0,
             }),
+            chore: Mutex::new(None),
         });
         let watched = inner.clone();
         thread::Builder::new()
@@ -123,6 +134,18 @@ impl<T: Parkable> Poller<T> {
         None
     }
 
+    /// Has the poller's thread run `work` every `every` as well, between
+    /// its rounds: small chores that would otherwise need a thread of
+    /// their own. `work` must not wait.
+    pub fn every(&self, every: Duration, work: impl Fn() + Send + 'static) {
+        *self.inner.chore.lock() = Some(Chore {
+            every,
+            next: Instant::now() + every,
+            work: Box::new(work),
+        });
+        let _ = self.inner.poller.notify();
+    }
+
     /// Closes every waiting item (dropping it), for a shutdown; returns how
     /// many there were.
     pub fn close_all(&self) -> usize {
@@ -151,6 +174,11 @@ fn watch<T>(inner: &Inner<T>, ready: impl Fn(T), expired: impl Fn(T)) {
     let mut events = Events::new();
     loop {
         let next = inner.lock().deadlines.first().map(|(at, _)| *at);
+        let chore = inner.chore.lock().as_ref().map(|c| c.next);
+        let next = match (next, chore) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let timeout = next.map(|at| at.saturating_duration_since(Instant::now()));
         events.clear();
         if inner.poller.wait(&mut events, timeout).is_err() {
@@ -179,6 +207,16 @@ fn watch<T>(inner: &Inner<T>, ready: impl Fn(T), expired: impl Fn(T)) {
                 .collect()
         };
         stale.into_iter().for_each(&expired);
+        do_chore(inner, now);
+    }
+}
+
+/// Runs the chore when it is due.
+fn do_chore<T>(inner: &Inner<T>, now: Instant) {
+    let mut chore = inner.chore.lock();
+    if let Some(c) = chore.as_mut().filter(|c| c.next <= now) {
+        c.next = now + c.every;
+        (c.work)();
     }
 }
 

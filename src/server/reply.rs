@@ -37,6 +37,12 @@ pub(crate) trait Body: Send {
     fn len_hint(&self) -> u64 {
         0
     }
+
+    /// When its next chunk is due, if it keeps to a rate and the chunk is
+    /// not due yet.
+    fn due_at(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// What driving an outbox came to.
@@ -48,6 +54,9 @@ pub(crate) enum Progress {
     Blocked,
     /// The bytes made so far are out; the body must make its next chunk.
     NeedsBody,
+    /// The bytes made so far are out; the next chunk is due at this
+    /// instant (the account's rate).
+    Paced(Instant),
 }
 
 /// How a reply must keep moving: the deadline of the whole, and a floor
@@ -220,6 +229,9 @@ impl Outbox {
             let Some(body) = self.body.as_mut() else {
                 return Ok(self.finished());
             };
+            if let Some(at) = body.due_at().filter(|at| *at > Instant::now()) {
+                return Ok(Progress::Paced(at));
+            }
             if !make {
                 return Ok(Progress::NeedsBody);
             }
@@ -251,6 +263,7 @@ impl Outbox {
         loop {
             match self.drive(t, true)? {
                 Progress::Done | Progress::NeedsBody => return Ok(()),
+                Progress::Paced(at) => std::thread::sleep(at - Instant::now()),
                 Progress::Blocked => {
                     let room = t.socket().is_none_or(|fd| writable_within(fd, wait));
                     if !room {

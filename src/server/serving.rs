@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::connection::{echo, next_request, park_request, Conn, Waiting};
 use super::{contain, run_or_refuse, Shared};
 use crate::error::Result;
-use crate::server::accounts::Account;
+use crate::server::accounts::{Account, Seat};
 use crate::server::intake::{pull, Pulled};
 use crate::server::login::Identity;
 use crate::server::reply::{Pace, Progress, Replying};
@@ -55,6 +55,7 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn, mut work: Work) {
         }
         match conn.outbox.drive(&mut *conn.transport, true) {
             Ok(Progress::Blocked) => return park_reply(shared, conn),
+            Ok(Progress::Paced(at)) => return park_paced(shared, conn, at),
             Ok(_) if conn.close_after_reply => return closed(&conn),
             Ok(_) => conn.replying = None,
             Err(e) => return tracing::info!("connection dropped: {e}"),
@@ -105,12 +106,22 @@ fn park_reply(shared: &Arc<Shared>, mut conn: Conn) {
     drop(shared.park_writable(Waiting::Reply(conn), at));
 }
 
+/// Waits in the poller, as a timer, until the reply's next chunk is due
+/// by its account's rate; then a worker makes it.
+fn park_paced(shared: &Arc<Shared>, mut conn: Conn, at: Instant) {
+    if conn.replying.is_none() {
+        conn.replying = Some(Running::new(shared));
+    }
+    drop(shared.park_until(Waiting::Paced(conn), at));
+}
+
 /// In the poller, with room in the socket: sends what the reply has made,
 /// and hands it to a worker to make more.
 pub(super) fn write_more(shared: &Arc<Shared>, mut conn: Conn) {
     match conn.outbox.drive(&mut *conn.transport, false) {
         Ok(Progress::Blocked) => park_reply(shared, conn),
         Ok(Progress::NeedsBody) => to_worker(shared, conn, Work::Reply),
+        Ok(Progress::Paced(at)) => park_paced(shared, conn, at),
         Ok(Progress::Done) if conn.close_after_reply => closed(&conn),
         Ok(Progress::Done) => {
             conn.replying = None;
@@ -142,10 +153,12 @@ fn with_session(
     let anonymous;
     let roster = shared.config.accounts.current();
     let mut session = match conn.identity {
-        Identity::Tls(_) | Identity::Plaintext(_) => match roster.find(conn.user.as_deref()) {
-            Some(account) => Session::new(&config.context, account),
-            None => return removed(conn).map(Handled::done),
-        },
+        Identity::Tls(_) | Identity::Plaintext(_) => {
+            match conn.seat.as_ref().and_then(|s| roster.find(s.name())) {
+                Some(account) => Session::new(&config.context, account),
+                None => return removed(conn).map(Handled::done),
+            }
+        }
         Identity::Anonymous => {
             anonymous = Account::anonymous(config.anonymous_quota.unwrap_or(0));
             Session::anonymous(&config.context, &anonymous)
@@ -168,7 +181,11 @@ fn with_session(
 /// The connection's account was removed by a reload: the client is told
 /// so, and the connection ends.
 fn removed(conn: &mut Conn) -> Result<Flow> {
-    let name = conn.user.as_deref().unwrap_or("(shared secret)");
+    let name = conn
+        .seat
+        .as_ref()
+        .and_then(Seat::name)
+        .unwrap_or("(shared secret)");
     tracing::info!("closed: account {name} was removed from the users file");
     let why =
         format!("your account {name} was removed from this server; ask its operator for a new one");

@@ -302,6 +302,10 @@ impl<'a> Session<'a> {
             );
             return refuse(s, reply);
         }
+        if self.account.limits.read_only && request.writes() {
+            let why = "this account is read-only: it may list and download, not change files";
+            return refuse(s, ErrorReply::new(ErrorCode::Forbidden, why));
+        }
         match request {
             Request::Put(put) => self.put(put, s),
             Request::Get(get) => self.get(get, s),

@@ -13,6 +13,8 @@ use notify::{RecursiveMode, Watcher};
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
+use crate::config::server::flags::ServerFlags;
+use crate::config::server::settings::Settings;
 use crate::error::{Error, Result};
 use crate::server::accounts::{AccountBook, Accounts};
 use crate::server::THREAD_STACK;
@@ -50,22 +52,65 @@ pub struct Reloads {
     /// Whether the server takes anonymous uploads (`anonymous`), which
     /// rules out a user of that name.
     pub anonymous: bool,
+    /// The config file, if the server has one, with the command line
+    /// over it and the settings in force: a `SIGHUP` checks it again.
+    pub config: Option<ConfigFile>,
+}
+
+/// The server's config file, as a reload reads it again.
+pub struct ConfigFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// The command line, which wins over it.
+    pub cli: ServerFlags,
+    /// What the server runs with.
+    pub in_force: Settings,
+}
+
+impl ConfigFile {
+    /// Reads the file again and says what differs from the settings in
+    /// force. They stay in force either way (the listener, the workers
+    /// and the store are built from them at start), so that a restart
+    /// is what applies the change, and a file that would not start the
+    /// server is caught now rather than then.
+    fn check(&self) {
+        let path = self.path.display();
+        match Settings::gather(self.cli.clone(), Some(&self.path)) {
+            Err(e) => tracing::warn!(
+                "SIGHUP: the config file would not start the server: {e}; the settings in force \
+                 stay"
+            ),
+            Ok(read) => match self.in_force.changes(&read) {
+                changed if changed.is_empty() => {
+                    tracing::info!("SIGHUP: the config file {path} is as the server runs it")
+                }
+                changed => tracing::warn!(
+                    "SIGHUP: the config file {path} changed: {}; a restart applies it (the \
+                     accounts and their limits, in the users file, apply at once)",
+                    changed.join("; ")
+                ),
+            },
+        }
+    }
 }
 
 impl Reloads {
     /// Takes `SIGHUP` from now on, watches the users file, and reloads on
     /// either from a thread of its own; `phase` is told before and after
-    /// each reload.
+    /// each reload. A watch that cannot be set up is logged, and leaves
+    /// `SIGHUP`.
     ///
-    /// Fails when the signal handler, the watch or the thread cannot be
-    /// set up.
+    /// Fails when the signal handler or the threads cannot be set up.
     pub fn start(self, phase: impl Fn(Phase) + Send + 'static) -> Result<()> {
         let (tx, rx) = mpsc::channel();
         forward_signals(tx.clone())?;
-        let watcher = match &self.users {
-            Some(path) => Some(watch(path, tx)?),
-            None => None,
-        };
+        // Without a watch (out of inotify watches, say) the server still
+        // runs, and reloads on SIGHUP.
+        let watcher = self.users.as_deref().and_then(|path| {
+            watch(path, tx)
+                .inspect_err(|e| tracing::warn!("{e}; edits of the users file need a SIGHUP"))
+                .ok()
+        });
         thread::Builder::new()
             .name("ftp-reload".into())
             .stack_size(THREAD_STACK)
@@ -90,6 +135,9 @@ impl Reloads {
                 }
             }
             phase(Phase::Reloading);
+            if let (Trigger::Signal, Some(config)) = (trigger, &self.config) {
+                config.check();
+            }
             self.reload(trigger);
             phase(Phase::Ready);
         }

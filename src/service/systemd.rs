@@ -74,11 +74,15 @@ fn status(metrics: &Metrics) -> String {
     format!("serving; {open} connections open")
 }
 
-/// Refreshes `STATUS=` every [`STATUS_EVERY`], and pings the watchdog at
-/// half its interval when systemd set one, from a thread of its own.
+/// Under systemd (`NOTIFY_SOCKET` set): refreshes `STATUS=` every
+/// [`STATUS_EVERY`], and pings the watchdog at half its interval when
+/// systemd set one, from a thread of its own.
 ///
 /// Fails when the thread cannot start.
 pub fn start_heartbeat(metrics: Arc<Metrics>) -> Result<()> {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return Ok(());
+    }
     let watchdog = sd_notify::watchdog_enabled();
     let every = watchdog.map_or(STATUS_EVERY, |w| (w / 2).min(STATUS_EVERY));
     thread::Builder::new()

@@ -133,6 +133,15 @@ impl Request {
     pub fn cmd(&self) -> &'static str {
         Cmd::from(self).into()
     }
+
+    /// Whether the request changes what is stored: what a read-only
+    /// account may not send.
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            Request::Put(_) | Request::Mkdir { .. } | Request::Rm { .. } | Request::Mv { .. }
+        )
+    }
 }
 
 impl PutRequest {

@@ -2,25 +2,8 @@
 //! and a flag on the command line wins over it.
 
 use std::fs;
-use std::process::{Command, Output, Stdio};
 
 use crate::support::*;
-
-/// `ftp-server ARGS` run to its end in the sandbox, without serving.
-fn server_command(sb: &Sandbox, args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
-        .args(args)
-        .current_dir(sb.path())
-        .env("HOME", sb.home())
-        .env_remove("XDG_CONFIG_HOME")
-        .env("FTP_SECRET", SECRET)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_output(child, CLIENT_LIMIT)
-}
 
 #[test]
 fn a_printed_config_loads_back_to_the_same_settings_and_serves_them() {

@@ -43,3 +43,4 @@ mod terminal;
 mod transfers;
 mod usage_check;
 mod user_command;
+mod user_limits;

@@ -155,3 +155,46 @@ fn a_removed_user_is_told_at_the_next_request_and_a_changed_quota_applies_at_onc
     assert!(!ls_as(&sb, &server, ALICE).status.success());
     assert!(ls_as(&sb, &server, "alice's new secret").status.success());
 }
+
+#[test]
+fn sighup_checks_the_config_file_and_names_what_a_restart_would_change() {
+    let sb = Sandbox::new();
+    let users = sb.path().join("users.toml");
+    fs::write(&users, alice("1MiB")).unwrap();
+    let config = sb.path().join("server.toml");
+    fs::write(
+        &config,
+        "users = \"users.toml\"\nmax-file-size = \"1MiB\"\n",
+    )
+    .unwrap();
+    let mut server = sb.start_server(&["--config", config.to_str().unwrap()]);
+
+    fs::write(
+        &config,
+        "users = \"users.toml\"\nmax-file-size = \"2MiB\"\n",
+    )
+    .unwrap();
+    sighup(&server);
+    let said = server.wait_for_log("a restart applies it");
+    assert!(
+        said.contains("changed: max-file-size: \"1MiB\" -> \"2MiB\";"),
+        "{said}"
+    );
+
+    fs::write(
+        &config,
+        "users = \"users.toml\"\nmax-file-size = \"huge\"\n",
+    )
+    .unwrap();
+    sighup(&server);
+    let said = server.wait_for_log("the settings in force stay");
+    assert!(
+        said.contains("would not start the server:")
+            && said.contains("server.toml:2: invalid size \"huge\""),
+        "{said}"
+    );
+    // The accounts were reloaded each time, and the server runs on.
+    reload_line(&server, 2);
+    assert!(server.is_running());
+    assert!(ls_as(&sb, &server, ALICE).status.success());
+}

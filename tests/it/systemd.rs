@@ -158,16 +158,7 @@ fn the_shipped_units_command_starts_a_server_that_serves_an_added_user() {
     let config = sb.path().join("server.toml");
     let users = sb.path().join("users.toml");
     let server_bin = env!("CARGO_BIN_EXE_ftp-server");
-    let run = |args: &[&str]| {
-        let child = Command::new(server_bin)
-            .args(args)
-            .env("HOME", sb.home())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_output(child, CLIENT_LIMIT)
-    };
+    let run = |args: &[&str]| server_command(&sb, args);
     let root = sb.root().to_string_lossy().into_owned();
     let written = run(&[
         "--listen",

@@ -3,26 +3,16 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use crate::support::*;
 
 const HEAD: &str = "# Our team. Keep this file 0600.\n[[user]]\nname = \"alice\" # the admin\nsecret = \"alice's long secret\"\n";
 
 fn user_command(sb: &Sandbox, users: &str, args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
-        .args(["--users", users, "--root"])
-        .arg(sb.root())
-        .arg("user")
-        .args(args)
-        .env("HOME", sb.home())
-        .env_remove("XDG_CONFIG_HOME")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_output(child, CLIENT_LIMIT)
+    let root = sb.root().to_string_lossy().into_owned();
+    let all = [&["--users", users, "--root", &root, "user"][..], args].concat();
+    server_command(sb, &all)
 }
 
 #[test]

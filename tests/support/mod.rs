@@ -265,6 +265,23 @@ impl ClientRun {
     }
 }
 
+/// `ftp-server ARGS` run to its end in the sandbox without serving
+/// (`config`, `user ...`), with the test secret in the environment.
+pub fn server_command(sandbox: &Sandbox, args: &[&str]) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
+        .args(args)
+        .current_dir(sandbox.path())
+        .env("HOME", sandbox.home())
+        .env_remove("XDG_CONFIG_HOME")
+        .env("FTP_SECRET", SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ftp-server");
+    wait_output(child, CLIENT_LIMIT)
+}
+
 /// Waits for `child` with a time limit, collecting its output.
 pub fn wait_output(mut child: Child, limit: Duration) -> Output {
     let mut stdout = child.stdout.take();

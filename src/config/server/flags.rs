@@ -198,7 +198,7 @@ impl ServerFlags {
     pub fn parse(text: &str, path: &Path) -> Result<ServerFlags> {
         toml::from_str(text).map_err(|e| Error::Config {
             path: path.to_path_buf(),
-            line: e.span().map(|s| line_of(text, s.start)),
+            line: e.span().map(|s| crate::error::line_of(text, s.start)),
             reason: e.message().trim_end().replace('\n', "; "),
         })
     }
@@ -222,10 +222,6 @@ impl ServerFlags {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
 /// The address to listen on, as `--listen` takes it (`8080` alone, say).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listen(pub SocketAddr);
@@ -245,9 +241,18 @@ impl Serialize for Listen {
 
 impl<'de> Deserialize<'de> for Listen {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Listen, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
+        from_text(d)
     }
+}
+
+/// A value written as the text its flag takes, with the flag's error.
+fn from_text<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
 }
 
 /// A number of bytes, written as a number or as a size such as `10GiB`.
@@ -313,8 +318,7 @@ impl Serialize for LogFormat {
 
 impl<'de> Deserialize<'de> for LogFormat {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<LogFormat, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
+        from_text(d)
     }
 }
 

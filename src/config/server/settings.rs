@@ -125,16 +125,7 @@ impl Settings {
                     .into(),
             ));
         }
-        let verbosity = match (f.quiet == Some(true), f.verbose == Some(true)) {
-            (true, true) => {
-                return Err(Error::Usage(
-                    "both verbose and quiet are set; keep one".into(),
-                ))
-            }
-            (true, false) => Verbosity::Quiet,
-            (false, true) => Verbosity::Verbose,
-            (false, false) => Verbosity::Normal,
-        };
+        let verbosity = verbosity(&f)?;
         let idle_timeout = f.idle_timeout.unwrap_or(60).max(1);
         let anonymous_quota = size_or(f.anonymous_quota, 1 << 30);
         Ok(Settings {
@@ -258,6 +249,20 @@ impl Settings {
         Ok(text)
     }
 
+    /// What differs from `other`, one `key: old -> new` per setting, in
+    /// the config file's words.
+    pub fn changes(&self, other: &Settings) -> Vec<String> {
+        let table = |s: &Settings| toml::Value::try_from(s.to_flags()).ok();
+        let (Some(was), Some(now)) = (table(self), table(other)) else {
+            return Vec::new();
+        };
+        let show = |v: Option<&toml::Value>| v.map_or("unset".to_string(), |v| v.to_string());
+        ServerFlags::keys()
+            .filter(|k| was.get(k) != now.get(k))
+            .map(|k| format!("{k}: {} -> {}", show(was.get(&k)), show(now.get(&k))))
+            .collect()
+    }
+
     /// Opens the store at `root` as these settings say.
     ///
     /// Fails when the folder cannot be made or the object store is not
@@ -322,6 +327,18 @@ impl Settings {
     }
 }
 
+/// How much is logged: `quiet` and `verbose` are one setting.
+fn verbosity(f: &ServerFlags) -> Result<Verbosity> {
+    match (f.quiet == Some(true), f.verbose == Some(true)) {
+        (true, true) => Err(Error::Usage(
+            "both verbose and quiet are set; keep one".into(),
+        )),
+        (true, false) => Ok(Verbosity::Quiet),
+        (false, true) => Ok(Verbosity::Verbose),
+        (false, false) => Ok(Verbosity::Normal),
+    }
+}
+
 fn size_or(size: Option<Size>, default: u64) -> u64 {
     size.map_or(default, |s| s.0)
 }
@@ -380,6 +397,17 @@ mod tests {
                 "no {line:?} in\n{printed}"
             );
         }
+    }
+
+    #[test]
+    fn changes_name_each_key_with_its_old_and_new_value() {
+        let before = from_text("workers = 3\nmax-file-size = \"1MiB\"\n").unwrap();
+        let after = from_text("workers = 3\ndurable = true\n").unwrap();
+        assert_eq!(
+            before.changes(&after),
+            ["max-file-size: \"1MiB\" -> unset", "durable: false -> true"]
+        );
+        assert!(before.changes(&before).is_empty());
     }
 
     #[test]

@@ -45,7 +45,8 @@ impl Session<'_> {
         let len = filesize - req.offset;
         let rest = file.into_reader(req.offset).map_err(reading)?;
         let metrics = self.ctx.metrics.clone();
-        let body = FileBody::new(rest, len, (known, hasher), metrics, lease);
+        let rate = self.account.limits.down_rate();
+        let body = FileBody::new(rest, len, (known, hasher), (metrics, rate), lease);
         let from = if req.offset > 0 {
             format!(" from {}", req.offset)
         } else {

@@ -333,6 +333,7 @@ impl Session<'_> {
             .map(|(rate, window)| RateFloor::new(rate, window));
         let (upload, lock) = (&mut prepared.upload, &prepared.lock);
         let pumped = pump(s, body, &mut buf, |chunk| {
+            self.account.limits.pace_up(chunk.len());
             if let Some(floor) = floor.as_mut() {
                 floor.note(chunk.len()).map_err(Stop::Slow)?;
             }
