@@ -310,7 +310,7 @@ fn get_as_asked(
             let here = escape(&here.display().to_string());
             return wrote(writeln!(
                 out,
-                "{here} is already the server's {} (same size and time); nothing was fetched",
+                "{here} is already the server's {} (same size and BLAKE3); nothing was fetched",
                 escape(name)
             ));
         }
