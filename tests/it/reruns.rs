@@ -327,3 +327,23 @@ fn get_of_a_file_identical_to_the_local_one_fetches_nothing_and_says_so() {
     assert_stdout_has(&out, "saved notes.txt");
     assert_eq!(fs::read(sb.work().join("notes.txt")).unwrap(), b"newer");
 }
+
+#[test]
+fn ctrl_c_in_a_one_shot_transfer_says_what_stopped_and_how_to_resume() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    sb.local_file("big.bin", &pattern(8 << 20, 8));
+    let args = ["--limit-rate", "1MiB", "put", "big.bin"];
+    let child = spawn_with_output(ClientRun::new(&sb, &server, &args));
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = wait_output(child, Duration::from_secs(30));
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("put big.bin: upload interrupted"), "{err}");
+    assert!(err.contains("the same command resumes it"), "{err}");
+    let out = ClientRun::new(&sb, &server, &["put", "big.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_stdout_has(&out, "resumed at byte");
+}

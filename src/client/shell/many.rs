@@ -23,7 +23,8 @@ use crate::client::sync::Compare;
 use super::filtered::{prune_local, prune_remote};
 use super::rerun::{already_here, compare, fetched_already, skip_uploaded};
 use super::shown::Ending;
-use super::{is_folder, print_get, print_put, run_batch, summarize, wrote, ShellOptions};
+use super::target::Target;
+use super::{print_get, print_put, run_batch, summarize, wrote, ShellOptions};
 
 /// `put`: one plain file the way it always went (a line with what the
 /// server said); anything more as one pipelined batch.
@@ -78,20 +79,8 @@ pub(super) fn put(
             subject: path.display().to_string(),
             error,
         }));
-    let end = ending("put", t, skipped, up_to_date);
+    let end = Ending::of("put", t, skipped, up_to_date);
     summarize(&end, report, options, out, err)
-}
-
-/// How `put` or `get` ends: what its summary says besides the report.
-fn ending<'a>(verb: &'static str, t: &'a Transfer, skipped: usize, up_to_date: u64) -> Ending<'a> {
-    Ending {
-        verb,
-        again: t.line(verb),
-        skipped,
-        up_to_date,
-        verbose: t.verbose,
-        failed_list: t.failed_list.as_deref(),
-    }
 }
 
 /// What `put` will do, and what it cannot.
@@ -144,38 +133,6 @@ fn plan_uploads(
         }
     }
     Ok(plan)
-}
-
-/// Where `put` sends its sources on the server (see README, "Two names").
-enum Target {
-    /// The current folder, each under its own name.
-    Here,
-    /// A folder, each under its own name: REMOTE ended with `/` (made when
-    /// missing), or names a folder there.
-    Into(String),
-    /// The one source, under the name REMOTE.
-    As(String),
-}
-
-impl Target {
-    fn of(client: &mut Client, remote: Option<&str>) -> Target {
-        match remote {
-            None => Target::Here,
-            Some(r) if r.ends_with('/') => Target::Into(r.to_string()),
-            Some(r) if is_folder(client, r) => Target::Into(r.to_string()),
-            Some(r) => Target::As(r.to_string()),
-        }
-    }
-
-    /// The server name for a source whose own name is `base`.
-    fn name(&self, base: String) -> String {
-        match self {
-            Target::Here => base,
-            Target::Into(folder) if folder.ends_with('/') => format!("{folder}{base}"),
-            Target::Into(folder) => format!("{folder}/{base}"),
-            Target::As(remote) => remote.clone(),
-        }
-    }
 }
 
 /// Plans one source of `put`: a file, or with `-r` a folder.
@@ -302,22 +259,7 @@ fn get_as_asked(
 ) -> Result<()> {
     let single = matches!(t.sources.as_slice(), [one] if !has_wildcard(one));
     if single && !t.recursive && !t.preserve {
-        let name = &t.sources[0];
-        let mut bar = progress_for(options.quiet);
-        let local = t.local.as_deref().map(Path::new);
-        let same = (!t.force_all).then(|| fetched_already(client, name, local));
-        if let Some(Some(here)) = same {
-            let here = escape(&here.display().to_string());
-            return wrote(writeln!(
-                out,
-                "{here} is already the server's {} (same size and BLAKE3); nothing was fetched",
-                escape(name)
-            ));
-        }
-        let report = client
-            .get(name, local, bar.as_mut())
-            .map_err(|e| folder_hint(e, name))?;
-        return wrote(print_get(out, name, &report));
+        return get_one(client, t, options, out);
     }
     let mut found = Vec::new();
     for source in &t.sources {
@@ -337,11 +279,31 @@ fn get_as_asked(
             into.display()
         )));
     }
+    let (steps, fetched) = plan_downloads(client, t, found, &into, own_name)?;
+    let lines = t.verbose || !t.recursive;
+    let batch = BatchOptions {
+        preserve_mode: t.preserve,
+        ask_before_replacing: true,
+    };
+    let report = run_batch(client, steps, batch, options, lines, out, err);
+    keep_folder_times(&fetched.folder_times);
+    let end = Ending::of("get", t, 0, fetched.up_to_date);
+    summarize(&end, report, options, out, err)
+}
+
+/// The downloads of what `get` found: each into `into`, under its own
+/// name when `own_name`; folders with all they hold.
+fn plan_downloads(
+    client: &mut Client,
+    t: &Transfer,
+    found: Vec<(String, EntryKind)>,
+    into: &Path,
+    own_name: bool,
+) -> Result<(Vec<Step>, Fetched)> {
     let mut steps = Vec::new();
     let rerun = (!t.force_all).then(|| compare(t.checksum));
     let filter = Filter::new(&t.filters, None)?;
-    let mut up_to_date = 0;
-    let mut folder_times = Vec::new();
+    let mut all = Fetched::default();
     for (path, kind) in found {
         let base = path.rsplit('/').next().unwrap_or(&path).to_string();
         let base = clean_relative(&base).map_err(|_| {
@@ -349,15 +311,15 @@ fn get_as_asked(
         })?;
         let target = match own_name {
             true => into.join(&base),
-            false => into.clone(),
+            false => into.to_path_buf(),
         };
         match kind == EntryKind::Dir || t.recursive {
             true => {
                 let folder = (path, kind, target);
                 let how = (t.recursive, rerun, &filter);
                 let fetched = plan_folder_download(client, folder, how, &mut steps)?;
-                up_to_date += fetched.up_to_date;
-                folder_times.extend(fetched.folder_times);
+                all.up_to_date += fetched.up_to_date;
+                all.folder_times.extend(fetched.folder_times);
             }
             false => steps.push(Step::Download(Download {
                 remote: path,
@@ -366,14 +328,33 @@ fn get_as_asked(
             })),
         }
     }
-    let lines = t.verbose || !t.recursive;
-    let batch = BatchOptions {
-        preserve_mode: t.preserve,
-        ask_before_replacing: true,
-    };
-    let report = run_batch(client, steps, batch, options, lines, out, err);
-    keep_folder_times(&folder_times);
-    summarize(&ending("get", t, 0, up_to_date), report, options, out, err)
+    Ok((steps, all))
+}
+
+/// `get NAME [LOCAL]` of one plain file, the way it always went, unless
+/// the local file is the server's already.
+fn get_one(
+    client: &mut Client,
+    t: &Transfer,
+    options: ShellOptions,
+    out: &mut impl Write,
+) -> Result<()> {
+    let name = &t.sources[0];
+    let local = t.local.as_deref().map(Path::new);
+    let same = (!t.force_all).then(|| fetched_already(client, name, local));
+    if let Some(Some(here)) = same {
+        let here = escape(&here.display().to_string());
+        return wrote(writeln!(
+            out,
+            "{here} is already the server's {} (same size and BLAKE3); nothing was fetched",
+            escape(name)
+        ));
+    }
+    let mut bar = progress_for(options.quiet);
+    let report = client
+        .get(name, local, bar.as_mut())
+        .map_err(|e| folder_hint(e, name))?;
+    wrote(print_get(out, name, &report))
 }
 
 /// The server's "not a regular file" for `get NAME` of a folder, with

@@ -4,11 +4,11 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::client::batch::{keep_folder_times, BatchOptions, Step};
+use crate::client::batch::{keep_folder_times, BatchOptions, BatchReport, Step};
 use crate::client::command::SyncOptions;
 use crate::client::filter::Filter;
 use crate::client::sync::{plan_fetch, plan_send, remove_local, Compare, SyncPlan};
-use crate::client::tree::{join, local_path, walk_local, LocalTree};
+use crate::client::tree::{join, local_path, walk_local, LocalTree, RemoteEntry};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::wire::message::EntryKind;
@@ -28,7 +28,7 @@ pub(super) fn sync(
     err: &mut impl Write,
 ) -> Result<()> {
     let Planned {
-        plan,
+        mut plan,
         there,
         folder_times,
     } = plan_sync(client, how, options, err)?;
@@ -38,41 +38,16 @@ pub(super) fn sync(
     if how.dry_run {
         return print_plan(&plan, out);
     }
-    for gone in &plan.local_removals {
-        remove_local(gone).map_err(|e| Error::io(format!("removing {}", gone.display()), e))?;
-        if how.verbose {
-            wrote(writeln!(
-                out,
-                "removed {}",
-                escape(&gone.display().to_string())
-            ))?;
-        }
-    }
-    for folder in &plan.local_folders {
-        make_local_folder(folder)?;
-    }
+    prepare_local(&plan, how.verbose, out)?;
     let batch = BatchOptions {
         preserve_mode: how.preserve,
         ask_before_replacing: false,
     };
-    let report = run_batch(client, plan.steps, batch, options, how.verbose, out, err);
+    let steps = std::mem::take(&mut plan.steps);
+    let report = run_batch(client, steps, batch, options, how.verbose, out, err);
     keep_folder_times(&folder_times);
-    let removed = plan.local_removals.len() as u64;
     if !options.quiet {
-        let (verb, moved) = match how.target.starts_with(':') {
-            true => ("sent", "sent"),
-            false => ("fetched", "received"),
-        };
-        wrote(writeln!(
-            out,
-            "sync {} to {}: {} {verb}, {}; {} up to date; {} removed",
-            escape(&how.source),
-            escape(&how.target),
-            files(report.files),
-            rate(moved, report.bytes, report.elapsed),
-            plan.unchanged,
-            removed + report.removed
-        ))?;
+        wrote(writeln!(out, "{}", summary_line(how, &plan, &report)))?;
     }
     let end = Ending {
         verb: "sync",
@@ -83,6 +58,40 @@ pub(super) fn sync(
         failed_list: None,
     };
     summarize(&end, report, options, out, err)
+}
+
+/// Before the batch: the local removals the plan makes (fetching), and
+/// the local folders it fills.
+fn prepare_local(plan: &SyncPlan, verbose: bool, out: &mut impl Write) -> Result<()> {
+    for gone in &plan.local_removals {
+        remove_local(gone).map_err(|e| Error::io(format!("removing {}", gone.display()), e))?;
+        if verbose {
+            let shown = escape(&gone.display().to_string());
+            wrote(writeln!(out, "removed {shown}"))?;
+        }
+    }
+    for folder in &plan.local_folders {
+        make_local_folder(folder)?;
+    }
+    Ok(())
+}
+
+/// `sync photos to :photos: 2 files sent, 1.20 MiB sent in 0.41 s, ...`:
+/// the direction, files and bytes moved, time, rate, and the rest.
+fn summary_line(how: &SyncOptions, plan: &SyncPlan, report: &BatchReport) -> String {
+    let (verb, moved) = match how.target.starts_with(':') {
+        true => ("sent", "sent"),
+        false => ("fetched", "received"),
+    };
+    format!(
+        "sync {} to {}: {} {verb}, {}; {} up to date; {} removed",
+        escape(&how.source),
+        escape(&how.target),
+        files(report.files),
+        rate(moved, report.bytes, report.elapsed),
+        plan.unchanged,
+        plan.local_removals.len() as u64 + report.removed
+    )
 }
 
 /// A sync's plan, and what it found on the way.
@@ -143,13 +152,25 @@ fn plan_sync(
             folder_times,
         });
     }
+    let theirs = theirs.unwrap_or_default();
+    plan_fetching(&theirs, remote, local, &filter, (compare, how.delete))
+}
+
+/// Plans fetching the server folder `remote`, which holds `theirs`
+/// (filtered already), into `local`.
+fn plan_fetching(
+    theirs: &[RemoteEntry],
+    remote: &str,
+    local: &Path,
+    filter: &Filter,
+    (compare, delete): (Compare, bool),
+) -> Result<Planned> {
     let mut ours = match local.exists() {
         true => walk_local(local)?,
         false => LocalTree::default(),
     };
-    let excluded_here = prune_local(&mut ours, &filter);
-    let theirs = theirs.unwrap_or_default();
-    let mut plan = plan_fetch(&theirs, remote, local, &ours, compare, how.delete);
+    let excluded_here = prune_local(&mut ours, filter);
+    let mut plan = plan_fetch(theirs, remote, local, &ours, compare, delete);
     spare_local(&mut plan.local_removals, local, &excluded_here, &ours);
     let files = ours.files.iter().map(|f| &f.relative);
     let here = files.chain(&ours.folders);
