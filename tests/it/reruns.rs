@@ -88,6 +88,10 @@ fn ctrl_c_in_a_large_batch_says_one_thing_and_the_rerun_sends_only_the_rest() {
     assert!(on_server < total, "Ctrl-C stopped it early: {on_server}");
     let missing = number_before(&err, "did not");
     assert_eq!(landed + missing, total as u64, "{err}");
+    eprintln!(
+        "after Ctrl-C, stderr was {} line(s): {err}",
+        err.lines().count()
+    );
 
     // The rerun sends only what is missing.
     let out = ClientRun::to(&sb, &link.addr_string(), &["put", "-r", "tree"]).run();
