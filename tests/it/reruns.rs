@@ -267,6 +267,12 @@ fn put_with_two_names_stores_under_the_second_as_sftp_does() {
     fs::write(sb.work().join("tree/in/x"), b"x").unwrap();
     run(&["put", "-r", "tree", "copy"]);
     assert_eq!(fs::read(sb.root().join("copy/in/x")).unwrap(), b"x");
+    // get's LOCAL with a trailing / is a folder, made when missing.
+    run(&["get", "big-r.bin", "inbox/"]);
+    assert_eq!(
+        fs::read(sb.work().join("inbox/big-r.bin")).unwrap(),
+        pattern(100_000, 1)
+    );
     // A wildcard of several files needs a folder.
     let out = ClientRun::new(&sb, &server, &["put", "*.txt", "one-name"]).run();
     assert!(!out.status.success());

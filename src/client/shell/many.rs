@@ -257,6 +257,10 @@ fn get_as_asked(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<()> {
+    // LOCAL ending with / is a folder, made when missing (as put's REMOTE/).
+    if let Some(folder) = t.local.as_deref().filter(|l| l.ends_with('/')) {
+        make_local_folder(Path::new(folder))?;
+    }
     let single = matches!(t.sources.as_slice(), [one] if !has_wildcard(one));
     if single && !t.recursive && !t.preserve {
         return get_one(client, t, options, out);
