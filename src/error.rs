@@ -250,6 +250,23 @@ impl Error {
                 f,
                 "integrity check failed for {name}: the data received does not match the sender's digest"
             ),
+            Error::Interrupted { .. }
+            | Error::ConnectionLost { .. }
+            | Error::Stopped { .. }
+            | Error::FolderLost { .. } => self.render_broken(f),
+            Error::Secret(msg) => f.write_str(msg),
+            Error::Config { path, line, reason } => match line {
+                Some(line) => write!(f, "{}:{line}: {reason}", path.display()),
+                None => write!(f, "{}: {reason}", path.display()),
+            },
+        }
+    }
+
+    /// The text of a command that broke off: stopped, or its connection
+    /// or folder lost.
+    fn render_broken(&self, f: &mut String) -> fmt::Result {
+        use fmt::Write as _;
+        match self {
             Error::Interrupted { what } => write!(
                 f,
                 "{what} interrupted; what was sent is kept, so the same command resumes it"
@@ -263,30 +280,29 @@ impl Error {
                 cause,
                 landed,
                 missing,
-            } => {
-                let why = match &**cause {
-                    Error::Interrupted { .. } => "interrupted".to_string(),
-                    Error::ConnectionLost { cause } => format!("connection lost: {cause}"),
-                    other => other.to_string(),
-                };
-                write!(
-                    f,
-                    "{command} stopped ({why}): {landed} of {} files landed, {missing} did not; \
-                     run `{command}` again to finish",
-                    landed + missing
-                )
-            }
+            } => write!(
+                f,
+                "{command} stopped ({}): {landed} of {} files landed, {missing} did not; \
+                 run `{command}` again to finish",
+                why_stopped(cause),
+                landed + missing
+            ),
             Error::FolderLost { folder, cause } => write!(
                 f,
                 "the connection was reopened, but the server folder {folder} could not be entered \
                  again ({cause}), so nothing was run; cd to a folder to go on"
             ),
-            Error::Secret(msg) => f.write_str(msg),
-            Error::Config { path, line, reason } => match line {
-                Some(line) => write!(f, "{}:{line}: {reason}", path.display()),
-                None => write!(f, "{}: {reason}", path.display()),
-            },
+            _ => Ok(()),
         }
+    }
+}
+
+/// Why a batch stopped, in a few words.
+fn why_stopped(cause: &Error) -> String {
+    match cause {
+        Error::Interrupted { .. } => "interrupted".to_string(),
+        Error::ConnectionLost { cause } => format!("connection lost: {cause}"),
+        other => other.to_string(),
     }
 }
 

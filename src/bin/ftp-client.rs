@@ -13,7 +13,7 @@ use ftp::client::command::{Command, HELP, WORDS};
 use ftp::client::overwrite::Overwrite;
 use ftp::client::shell::{output_closed, run_command, run_session, ShellOptions};
 use ftp::client::trust::Trust;
-use ftp::client::{Client, ClientOptions, REPLY_TIMEOUT, STALL_TIMEOUT};
+use ftp::client::{with_echo, Client, ClientOptions, REPLY_TIMEOUT, STALL_TIMEOUT};
 use ftp::config::address::ServerAddress;
 use ftp::config::cli;
 use ftp::config::secret::{client_secret, client_secret_file, exposure_warning};
@@ -312,7 +312,8 @@ fn confirm_overwrite(path: &Path) -> bool {
     eprint!("overwrite {}? [y/N] ", shown(path));
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
-    let read = std::io::stdin().lock().read_line(&mut answer);
+    // Asked while a command runs, when typing is not echoed otherwise.
+    let read = with_echo(|| std::io::stdin().lock().read_line(&mut answer));
     read.is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
 }
 

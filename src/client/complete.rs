@@ -189,7 +189,7 @@ impl Completer for LineHelper<'_, '_> {
         ctx: &LineContext<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let before = &line[..pos];
-        let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        let start = word_start(before);
         let word = &before[start..];
         match wanted(before, start, pos) {
             Wanted::Command => {
@@ -206,6 +206,13 @@ impl Completer for LineHelper<'_, '_> {
             Wanted::Nothing => Ok((pos, Vec::new())),
         }
     }
+}
+
+/// Where the word before the cursor starts: after the last whitespace,
+/// which may be wider than a byte (an ideographic space).
+fn word_start(before: &str) -> usize {
+    let last = before.char_indices().rev().find(|(_, c)| c.is_whitespace());
+    last.map_or(0, |(at, c)| at + c.len_utf8())
 }
 
 /// Whether a server's name may be put into the line being edited: one the
@@ -257,11 +264,15 @@ mod tests {
     }
 
     #[test]
+    fn a_wide_space_before_the_cursor_is_a_word_break_not_a_panic() {
+        assert_eq!(word_start("get\u{3000}tr"), "get\u{3000}".len());
+        assert_eq!(word_start("get a b"), 6);
+        assert_eq!(word_start("ls"), 0);
+    }
+
+    #[test]
     fn each_word_completes_from_the_right_side() {
-        let at = |line: &str| {
-            let start = line.rfind(' ').map_or(0, |i| i + 1);
-            wanted(line, start, line.len())
-        };
+        let at = |line: &str| wanted(line, word_start(line), line.len());
         assert_eq!(at("ge"), Wanted::Command);
         assert_eq!(at("get tree/su"), Wanted::Remote);
         assert_eq!(at("get tree/a.txt lo"), Wanted::Local);

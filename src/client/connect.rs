@@ -83,15 +83,7 @@ pub(crate) fn open(
         };
     } else {
         read_challenge(&mut sock).map_err(|e| match is_timeout(&e) {
-            true => {
-                let why = format!("no challenge came within {} s", limit.as_secs_f64());
-                tls.pinned_refusal(&why).unwrap_or_else(|| {
-                    Error::ServerNotProven(format!(
-                        "{why}: it is not an ftp-server (the original FtpServer sends none; \
-                         --allow-unproven-server uploads to it without a login)"
-                    ))
-                })
-            }
+            true => no_challenge(tls, limit),
             false => e,
         })?;
     }
@@ -117,6 +109,17 @@ pub(crate) fn open(
             }))
         }
     }
+}
+
+/// What a server that sent no challenge in time is told as.
+fn no_challenge(tls: &TlsClient, limit: Duration) -> Error {
+    let why = format!("no challenge came within {} s", limit.as_secs_f64());
+    tls.pinned_refusal(&why).unwrap_or_else(|| {
+        Error::ServerNotProven(format!(
+            "{why}: it is not an ftp-server (the original FtpServer sends none; \
+             --allow-unproven-server uploads to it without a login)"
+        ))
+    })
 }
 
 /// How long each part of the login may take, however the server trickles

@@ -52,6 +52,7 @@ use crate::wire::message::{
 
 pub use crate::client::partial::{local_upload_name, partial_download_path};
 pub use crate::client::transfer::SMALL_FILE;
+pub use crate::client::typeahead::with_echo;
 
 /// Most bytes a command may have sent for its failure to be taken for
 /// the server's idle close: a request, not a file's body.

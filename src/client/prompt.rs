@@ -93,19 +93,10 @@ fn interactive(client: &mut Client, options: ShellOptions) -> usize {
     // Lines typed while a command ran, run next as a shell runs them.
     let mut typed = Typed::default();
     loop {
-        let line = match typed.lines.pop_front() {
-            Some(line) => {
-                println!("{PROMPT}{line}");
-                line
-            }
-            None => {
-                let partial = std::mem::take(&mut typed.partial);
-                match editor.readline_with_initial(PROMPT, (&partial, "")) {
-                    Ok(line) => line,
-                    Err(ReadlineError::Interrupted) => continue,
-                    Err(_) => break,
-                }
-            }
+        let line = match next_line(&mut editor, &mut typed) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(_) => break,
         };
         if !line.trim().is_empty() {
             let _ = editor.add_history_entry(line.as_str());
@@ -130,6 +121,21 @@ fn interactive(client: &mut Client, options: ShellOptions) -> usize {
         let _ = editor.save_history(h);
     }
     failures
+}
+
+/// The next line to run: one typed while the last command ran, shown
+/// after the prompt as if typed now, else one read at the prompt, with a
+/// line begun meanwhile already in the editor.
+fn next_line(
+    editor: &mut Editor<LineHelper, DefaultHistory>,
+    typed: &mut Typed,
+) -> rustyline::Result<String> {
+    if let Some(line) = typed.lines.pop_front() {
+        println!("{PROMPT}{line}");
+        return Ok(line);
+    }
+    let partial = std::mem::take(&mut typed.partial);
+    editor.readline_with_initial(PROMPT, (&partial, ""))
 }
 
 /// What the prompt shows.

@@ -57,6 +57,21 @@ impl Held {
     }
 }
 
+/// Runs `f` with the terminal's echo on: a question asked during a
+/// command (overwrite this file?) shows its answer as it is typed.
+pub fn with_echo<T>(f: impl FnOnce() -> T) -> T {
+    let stdin = io::stdin();
+    let Ok(saved) = termios::tcgetattr(stdin.as_fd()) else {
+        return f();
+    };
+    let mut echoing = saved.clone();
+    echoing.local_modes.insert(LocalModes::ECHO);
+    let _ = termios::tcsetattr(stdin.as_fd(), OptionalActions::Now, &echoing);
+    let answer = f();
+    let _ = termios::tcsetattr(stdin.as_fd(), OptionalActions::Now, &saved);
+    answer
+}
+
 /// Most typed-ahead bytes kept: far more than a person types during a
 /// command, and a bound on what a paste can queue.
 const MAX_TYPED: usize = 64 * 1024;

@@ -81,7 +81,7 @@ fn a_user_cannot_list_or_fetch_another_users_files() {
     let out = as_user(&sb, &server, ALICE, &["ls"]);
     assert_eq!(stdout(&out), "(no files)\n");
     let out = as_user(&sb, &server, ALICE, &["get", "bobs-plan.txt"]);
-    assert_stderr_has(&out, "not_found");
+    assert_stderr_has(&out, "(not found)");
     let script = "cd ../bob\npwd\nls\ncd /\ncd ..\npwd\nget ../bob/bobs-plan.txt\n";
     let out = ClientRun::new(&sb, &server, &[])
         .env("FTP_SECRET", ALICE)
@@ -131,7 +131,7 @@ fn uploads_over_quota_are_refused_and_nothing_is_stored() {
         "used 900.00 KiB of quota 1.00 MiB; 124.00 KiB available",
     );
     let out = as_user(&sb, &server, ALICE, &["put", "more.bin"]);
-    assert_stderr_has(&out, "quota_exceeded");
+    assert_stderr_has(&out, "(quota exceeded)");
     assert!(!sb.root().join("alice/more.bin").exists());
 
     // A seed-style put over quota: the body is drained, nothing stored.

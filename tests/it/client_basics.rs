@@ -344,7 +344,10 @@ fn at_a_terminal_get_asks_before_replacing_a_different_file() {
     ];
     let out = at_terminal(&sb, &server, &[], keys);
     let screen = stdout(&out);
-    assert!(screen.contains("overwrite a.txt? [y/N]"), "{screen}");
+    assert!(
+        screen.contains("overwrite a.txt? [y/N] n"),
+        "the answer shows as it is typed: {screen}"
+    );
     assert!(screen.contains("error: kept a.txt"), "{screen}");
     assert_eq!(fs::read(&a).unwrap(), b"mine");
     assert!(screen.contains("overwrite b.txt? [y/N]"), "{screen}");

@@ -359,7 +359,7 @@ fn a_declared_size_past_the_free_space_writes_nothing() {
     let said = fails_within(
         server.client(&sb, &["get", "big"]),
         Duration::from_secs(10),
-        "the download needs 4611686018427387904 more bytes",
+        "the download needs 4.00 EiB more",
     );
     assert!(said.contains("nothing was written"), "{said}");
     let left: Vec<_> = std::fs::read_dir(sb.work()).unwrap().collect();
@@ -448,7 +448,7 @@ fn a_16_mib_reply_keeps_the_client_under_64_mib() {
     // rm's error is the last thing it says; the client then waits for a
     // line, still running, so its peak can be read.
     let answered = wait_until(Duration::from_secs(30), || {
-        heard.lock().unwrap().contains("not_found")
+        heard.lock().unwrap().contains("(not found)")
     });
     let peak = peak_rss_kib(child.id());
     drop(input);

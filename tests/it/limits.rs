@@ -187,7 +187,7 @@ fn files_over_the_size_limit_are_refused_before_any_byte_is_written() {
     let server = sb.start_server(&["--max-file-size", "1KiB"]);
     sb.local_file("ok.bin", &[1u8; 1024]);
     sb.local_file("big.bin", &[1u8; 1025]);
-    let out = ClientRun::new(&sb, &server, &["put", "ok.bin", "big.bin"]).run();
+    let out = ClientRun::new(&sb, &server, &["put", "*.bin"]).run();
     assert!(!out.status.success());
     assert_stderr_has(
         &out,

@@ -88,6 +88,10 @@ fn ctrl_c_in_a_large_batch_says_one_thing_and_the_rerun_sends_only_the_rest() {
     assert!(on_server < total, "Ctrl-C stopped it early: {on_server}");
     let missing = number_before(&err, "did not");
     assert_eq!(landed + missing, total as u64, "{err}");
+    eprintln!(
+        "after Ctrl-C, stderr was {} line(s): {err}",
+        err.lines().count()
+    );
 
     // The rerun sends only what is missing.
     let out = ClientRun::to(&sb, &link.addr_string(), &["put", "-r", "tree"]).run();
@@ -263,6 +267,12 @@ fn put_with_two_names_stores_under_the_second_as_sftp_does() {
     fs::write(sb.work().join("tree/in/x"), b"x").unwrap();
     run(&["put", "-r", "tree", "copy"]);
     assert_eq!(fs::read(sb.root().join("copy/in/x")).unwrap(), b"x");
+    // get's LOCAL with a trailing / is a folder, made when missing.
+    run(&["get", "big-r.bin", "inbox/"]);
+    assert_eq!(
+        fs::read(sb.work().join("inbox/big-r.bin")).unwrap(),
+        pattern(100_000, 1)
+    );
     // A wildcard of several files needs a folder.
     let out = ClientRun::new(&sb, &server, &["put", "*.txt", "one-name"]).run();
     assert!(!out.status.success());
@@ -326,4 +336,24 @@ fn get_of_a_file_identical_to_the_local_one_fetches_nothing_and_says_so() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_stdout_has(&out, "saved notes.txt");
     assert_eq!(fs::read(sb.work().join("notes.txt")).unwrap(), b"newer");
+}
+
+#[test]
+fn ctrl_c_in_a_one_shot_transfer_says_what_stopped_and_how_to_resume() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    sb.local_file("big.bin", &pattern(8 << 20, 8));
+    let args = ["--limit-rate", "1MiB", "put", "big.bin"];
+    let child = spawn_with_output(ClientRun::new(&sb, &server, &args));
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = wait_output(child, Duration::from_secs(30));
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("put big.bin: upload interrupted"), "{err}");
+    assert!(err.contains("the same command resumes it"), "{err}");
+    let out = ClientRun::new(&sb, &server, &["put", "big.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_stdout_has(&out, "resumed at byte");
 }

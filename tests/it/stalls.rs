@@ -76,6 +76,7 @@ fn gives_up_after(sb: &Sandbox, child: Child, cut: impl FnOnce()) -> Duration {
         took >= EARLIEST && took <= LATEST,
         "gave up after {took:?}: {err}"
     );
+    eprintln!("gave up {took:?} after the link broke: {err}");
     took
 }
 

@@ -62,28 +62,8 @@ impl<'a> Words<'a> {
                 )));
             }
             if let Some(name) = arg.strip_prefix("--") {
-                let (key, inline) = match name.split_once('=') {
-                    Some((key, value)) => (key, Some(value.to_string())),
-                    None => (name, None),
-                };
-                if let Some(v) = valued.iter().find(|v| **v == key) {
-                    let Some(value) = inline.or_else(|| args.next().cloned()) else {
-                        return Err(ParseError(format!(
-                            "{cmd}: option --{v} needs a value; usage: {usage}"
-                        )));
-                    };
-                    words.values.push((v, value));
-                    continue;
-                }
-                match long.iter().find(|l| **l == name) {
-                    Some(l) => words.long.push(l),
-                    None => {
-                        return Err(ParseError(format!(
-                            "{cmd}: unknown option {}; usage: {usage}",
-                            escape(arg)
-                        )))
-                    }
-                }
+                let next = || args.next().cloned();
+                words.take_long(name, next, (long, valued), (cmd, usage))?;
                 continue;
             }
             for flag in arg[1..].chars() {
@@ -97,6 +77,41 @@ impl<'a> Words<'a> {
             }
         }
         Ok(words)
+    }
+
+    /// Takes the long option `--name` (or `--name=value`): a flag in
+    /// `long`, or one in `valued` with its value, from `next` when not
+    /// after `=`.
+    fn take_long(
+        &mut self,
+        name: &str,
+        next: impl FnOnce() -> Option<String>,
+        (long, valued): (&[&'a str], &[&'a str]),
+        (cmd, usage): (&str, &str),
+    ) -> Result<(), ParseError> {
+        let (key, inline) = match name.split_once('=') {
+            Some((key, value)) => (key, Some(value.to_string())),
+            None => (name, None),
+        };
+        if let Some(v) = valued.iter().find(|v| **v == key) {
+            let Some(value) = inline.or_else(next) else {
+                return Err(ParseError(format!(
+                    "{cmd}: option --{v} needs a value; usage: {usage}"
+                )));
+            };
+            self.values.push((v, value));
+            return Ok(());
+        }
+        match long.iter().find(|l| **l == name) {
+            Some(l) => {
+                self.long.push(l);
+                Ok(())
+            }
+            None => Err(ParseError(format!(
+                "{cmd}: unknown option --{}; usage: {usage}",
+                escape(name)
+            ))),
+        }
     }
 
     pub(super) fn has(&self, flag: char) -> bool {

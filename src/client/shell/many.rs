@@ -25,7 +25,8 @@ use crate::client::sync::Compare;
 use super::filtered::{prune_local, prune_remote};
 use super::rerun::{already_here, compare, fetched_already, skip_uploaded};
 use super::shown::Ending;
-use super::{is_folder, print_get, print_put, run_batch, summarize, wrote, ShellOptions};
+use super::target::Target;
+use super::{print_get, print_put, run_batch, summarize, wrote, ShellOptions};
 
 /// `put`: one plain file the way it always went (a line with what the
 /// server said); anything more as one pipelined batch.
@@ -80,20 +81,8 @@ pub(super) fn put(
             subject: path.display().to_string(),
             error,
         }));
-    let end = ending("put", t, skipped, up_to_date);
+    let end = Ending::of("put", t, skipped, up_to_date);
     summarize(&end, report, options, out, err)
-}
-
-/// How `put` or `get` ends: what its summary says besides the report.
-fn ending<'a>(verb: &'static str, t: &'a Transfer, skipped: usize, up_to_date: u64) -> Ending<'a> {
-    Ending {
-        verb,
-        again: t.line(verb),
-        skipped,
-        up_to_date,
-        verbose: t.verbose,
-        failed_list: t.failed_list.as_deref(),
-    }
 }
 
 /// What `put` will do, and what it cannot.
@@ -146,38 +135,6 @@ fn plan_uploads(
         }
     }
     Ok(plan)
-}
-
-/// Where `put` sends its sources on the server (see README, "Two names").
-enum Target {
-    /// The current folder, each under its own name.
-    Here,
-    /// A folder, each under its own name: REMOTE ended with `/` (made when
-    /// missing), or names a folder there.
-    Into(String),
-    /// The one source, under the name REMOTE.
-    As(String),
-}
-
-impl Target {
-    fn of(client: &mut Client, remote: Option<&str>) -> Target {
-        match remote {
-            None => Target::Here,
-            Some(r) if r.ends_with('/') => Target::Into(r.to_string()),
-            Some(r) if is_folder(client, r) => Target::Into(r.to_string()),
-            Some(r) => Target::As(r.to_string()),
-        }
-    }
-
-    /// The server name for a source whose own name is `base`.
-    fn name(&self, base: String) -> String {
-        match self {
-            Target::Here => base,
-            Target::Into(folder) if folder.ends_with('/') => format!("{folder}{base}"),
-            Target::Into(folder) => format!("{folder}/{base}"),
-            Target::As(remote) => remote.clone(),
-        }
-    }
 }
 
 /// Plans one source of `put`: a file, or with `-r` a folder.
@@ -302,24 +259,13 @@ fn get_as_asked(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<()> {
+    // LOCAL ending with / is a folder, made when missing (as put's REMOTE/).
+    if let Some(folder) = t.local.as_deref().filter(|l| l.ends_with('/')) {
+        make_local_folder(Path::new(folder))?;
+    }
     let single = matches!(t.sources.as_slice(), [one] if !has_wildcard(one));
     if single && !t.recursive && !t.preserve {
-        let name = &t.sources[0];
-        let mut bar = progress_for(options.quiet);
-        let local = t.local.as_deref().map(Path::new);
-        let same = (!t.force_all).then(|| fetched_already(client, name, local));
-        if let Some(Some(here)) = same {
-            let here = escape(&here.display().to_string());
-            return wrote(writeln!(
-                out,
-                "{here} is already the server's {} (same size and time); nothing was fetched",
-                escape(name)
-            ));
-        }
-        let report = client
-            .get(name, local, bar.as_mut())
-            .map_err(|e| folder_hint(e, name))?;
-        return wrote(print_get(out, name, &report));
+        return get_one(client, t, options, out);
     }
     let mut found = Vec::new();
     for source in &t.sources {
@@ -339,12 +285,36 @@ fn get_as_asked(
             into.display()
         )));
     }
+    let (steps, fetched) = plan_downloads(client, t, found, &into, own_name)?;
+    let lines = t.verbose || !t.recursive;
+    let batch = BatchOptions {
+        preserve_mode: t.preserve,
+        ask_before_replacing: true,
+    };
+    let mut report = run_batch(client, steps, batch, options, lines, out, err);
+    for failure in &fetched.refused {
+        let shown = escape(&failure.subject);
+        let _ = writeln!(err, "error: get {shown}: {}", failure.error);
+    }
+    report.failures.extend(fetched.refused);
+    keep_folder_times(&fetched.folder_times);
+    let end = Ending::of("get", t, 0, fetched.up_to_date);
+    summarize(&end, report, options, out, err)
+}
+
+/// The downloads of what `get` found: each into `into`, under its own
+/// name when `own_name`; folders with all they hold.
+fn plan_downloads(
+    client: &mut Client,
+    t: &Transfer,
+    found: Vec<(String, EntryKind)>,
+    into: &Path,
+    own_name: bool,
+) -> Result<(Vec<Step>, Fetched)> {
     let mut steps = Vec::new();
-    let mut refused = Vec::new();
     let rerun = (!t.force_all).then(|| compare(t.checksum));
     let filter = Filter::new(&t.filters, None)?;
-    let mut up_to_date = 0;
-    let mut folder_times = Vec::new();
+    let mut all = Fetched::default();
     for (path, kind) in found {
         let base = path.rsplit('/').next().unwrap_or(&path).to_string();
         let base = clean_relative(&base).map_err(|_| {
@@ -358,9 +328,10 @@ fn get_as_asked(
             true => {
                 let folder = (path, kind, target);
                 let how = (t.recursive, rerun, &filter);
-                let fetched = plan_folder_download(client, folder, how, &mut steps, &mut refused)?;
-                up_to_date += fetched.up_to_date;
-                folder_times.extend(fetched.folder_times);
+                let refused = &mut all.refused;
+                let fetched = plan_folder_download(client, folder, how, &mut steps, refused)?;
+                all.up_to_date += fetched.up_to_date;
+                all.folder_times.extend(fetched.folder_times);
             }
             false => steps.push(Step::Download(Download {
                 remote: path,
@@ -369,19 +340,33 @@ fn get_as_asked(
             })),
         }
     }
-    let lines = t.verbose || !t.recursive;
-    let batch = BatchOptions {
-        preserve_mode: t.preserve,
-        ask_before_replacing: true,
-    };
-    let mut report = run_batch(client, steps, batch, options, lines, out, err);
-    for failure in &refused {
-        let shown = escape(&failure.subject);
-        let _ = writeln!(err, "error: get {shown}: {}", failure.error);
+    Ok((steps, all))
+}
+
+/// `get NAME [LOCAL]` of one plain file, the way it always went, unless
+/// the local file is the server's already.
+fn get_one(
+    client: &mut Client,
+    t: &Transfer,
+    options: ShellOptions,
+    out: &mut impl Write,
+) -> Result<()> {
+    let name = &t.sources[0];
+    let local = t.local.as_deref().map(Path::new);
+    let same = (!t.force_all).then(|| fetched_already(client, name, local));
+    if let Some(Some(here)) = same {
+        let here = escape(&here.display().to_string());
+        return wrote(writeln!(
+            out,
+            "{here} is already the server's {} (same size and BLAKE3); nothing was fetched",
+            escape(name)
+        ));
     }
-    report.failures.extend(refused);
-    keep_folder_times(&folder_times);
-    summarize(&ending("get", t, 0, up_to_date), report, options, out, err)
+    let mut bar = progress_for(options.quiet);
+    let report = client
+        .get(name, local, bar.as_mut())
+        .map_err(|e| folder_hint(e, name))?;
+    wrote(print_get(out, name, &report))
 }
 
 /// The server's "not a regular file" for `get NAME` of a folder, with
@@ -473,6 +458,8 @@ struct Fetched {
     up_to_date: u64,
     /// Folders below it, with the server's times, to set once filled.
     folder_times: Vec<(PathBuf, u64)>,
+    /// What was refused below the target (a name through a local link).
+    refused: Vec<Failure>,
 }
 
 /// `rm [-r] PATH...`: every path (wildcards expanded) in one batch.

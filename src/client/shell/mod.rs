@@ -16,6 +16,7 @@ mod many;
 mod rerun;
 mod shown;
 mod sync;
+mod target;
 
 use self::sync::sync;
 use many::{get, note_skipped, put, remove};

@@ -70,9 +70,10 @@ pub(super) fn already_here(local: &Path, entry: &RemoteEntry, compare: Compare) 
 }
 
 /// For `get NAME [LOCAL]`: the local file it would write, when that is
-/// the server's file already (the same size and modification time, as
-/// `sync` compares them). Costs one listing of the file's server folder,
-/// and only when the local file exists.
+/// the server's file already: the same size and BLAKE3 (not only the same
+/// time, which a file written in the same second shares). Costs one
+/// listing of the file's server folder, with the digests the server
+/// keeps, and reading the local file, only when it exists.
 pub(super) fn fetched_already(
     client: &mut Client,
     name: &str,
@@ -92,6 +93,7 @@ pub(super) fn fetched_already(
     let request = LsRequest {
         pages: true,
         path: folder,
+        digests: true,
         ..LsRequest::default()
     };
     let mut theirs = None;
@@ -103,13 +105,13 @@ pub(super) fn fetched_already(
                 kind: e.kind,
                 size: e.size,
                 mtime: e.mtime,
-                blake3: None,
+                blake3: e.blake3,
             });
         }
         Ok(())
     });
     let theirs = theirs.filter(|_| listed.is_ok())?;
-    already_here(&target, &theirs, Compare::SizeAndTime).then_some(target)
+    already_here(&target, &theirs, Compare::Checksum).then_some(target)
 }
 
 /// A regular local file as the comparison sees it; `None` for anything

@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use crate::client::batch::{BatchOptions, BatchProgress, BatchReport, Finished, Step};
+use crate::client::command::Transfer;
 use crate::client::progress::batch_bar;
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -156,6 +157,20 @@ pub(super) struct Ending<'a> {
     pub(super) failed_list: Option<&'a str>,
 }
 
+impl<'a> Ending<'a> {
+    /// How `put` or `get` ends.
+    pub(super) fn of(verb: &'static str, t: &'a Transfer, skipped: usize, up_to_date: u64) -> Self {
+        Ending {
+            verb,
+            again: t.line(verb),
+            skipped,
+            up_to_date,
+            verbose: t.verbose,
+            failed_list: t.failed_list.as_deref(),
+        }
+    }
+}
+
 /// The summary line of a batch; the command fails when any step did, and
 /// says in one sentence why a batch stopped and how to finish it.
 pub(super) fn summarize(
@@ -165,36 +180,17 @@ pub(super) fn summarize(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<()> {
-    let failed = report.failures.len();
-    let unfinished = report.unfinished.len();
     if !options.quiet && end.verb != "sync" {
-        let mut line = format!(
-            "{}: {}, {}",
-            end.verb,
-            files(report.files),
-            rate("moved", report.bytes, report.elapsed)
-        );
-        if end.up_to_date > 0 {
-            line.push_str(&format!("; {} already there", end.up_to_date));
-        }
-        if end.skipped > 0 {
-            line.push_str(&format!("; {} skipped", end.skipped));
-        }
-        if failed > 0 {
-            line.push_str(&format!("; {failed} failed"));
-        }
-        if unfinished > 0 {
-            line.push_str(&format!("; {unfinished} not done"));
-        }
-        wrote(writeln!(out, "{line}"))?;
+        wrote(writeln!(out, "{}", summary_line(end, &report)))?;
     }
-    let left = report
+    let left: Vec<String> = report
         .failures
         .iter()
         .map(|f| f.subject.clone())
-        .chain(report.unfinished.iter().map(Step::subject));
+        .chain(report.unfinished.iter().map(Step::subject))
+        .collect();
     if let Some(path) = end.failed_list {
-        write_list(path, left.clone())?;
+        write_list(path, &left)?;
     }
     if end.verbose {
         for name in report.unfinished.iter().map(Step::subject) {
@@ -206,22 +202,20 @@ pub(super) fn summarize(
             command: end.again.clone(),
             cause: Box::new(cause),
             landed: report.files,
-            missing: (failed + unfinished) as u64,
+            missing: left.len() as u64,
         });
     }
-    match failed {
-        0 => Ok(()),
-        1 if report.files == 0 => {
-            let f = &report.failures[0];
-            Err(Error::Usage(format!(
-                "{} {}: {}",
-                f.verb,
-                escape(&f.subject),
-                f.error
-            )))
-        }
-        n => {
-            let mut named: Vec<String> = left.take(5).map(|s| escape(&s)).collect();
+    match report.failures.as_slice() {
+        [] => Ok(()),
+        [f] if report.files == 0 => Err(Error::Usage(format!(
+            "{} {}: {}",
+            f.verb,
+            escape(&f.subject),
+            f.error
+        ))),
+        failures => {
+            let n = failures.len();
+            let mut named: Vec<String> = left.iter().take(5).map(|s| escape(s)).collect();
             if n > 5 {
                 named.push("... (-v or --failed-list FILE names them all)".into());
             }
@@ -234,11 +228,33 @@ pub(super) fn summarize(
     }
 }
 
+/// `put: 3 files, 1.00 MiB moved in 0.10 s, 10.00 MiB/s; 2 already there`.
+fn summary_line(end: &Ending, report: &BatchReport) -> String {
+    let mut line = format!(
+        "{}: {}, {}",
+        end.verb,
+        files(report.files),
+        rate("moved", report.bytes, report.elapsed)
+    );
+    let counts = [
+        (end.up_to_date, "already there"),
+        (end.skipped as u64, "skipped"),
+        (report.failures.len() as u64, "failed"),
+        (report.unfinished.len() as u64, "not done"),
+    ];
+    for (n, what) in counts {
+        if n > 0 {
+            line.push_str(&format!("; {n} {what}"));
+        }
+    }
+    line
+}
+
 /// Writes one name a line, for a rerun or a script to read.
-fn write_list(path: &str, names: impl Iterator<Item = String>) -> Result<()> {
+fn write_list(path: &str, names: &[String]) -> Result<()> {
     let mut text = String::new();
     for name in names {
-        text.push_str(&name);
+        text.push_str(name);
         text.push('\n');
     }
     std::fs::write(path, text).map_err(|e| Error::io(format!("writing {path}"), e))
