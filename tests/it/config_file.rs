@@ -27,9 +27,12 @@ fn a_printed_config_loads_back_to_the_same_settings_and_serves_them() {
     let server = sb.start_server(&["--config", file.to_str().unwrap()]);
     sb.local_file("ok.bin", &[1u8; 1024]);
     sb.local_file("big.bin", &[1u8; 1025]);
-    let out = ClientRun::new(&sb, &server, &["put", "ok.bin", "big.bin"]).run();
-    assert_stderr_has(&out, "file too large: 1025 > 1024 bytes");
+    let out = ClientRun::new(&sb, &server, &["put", "ok.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(sb.root().join("ok.bin").exists());
+    let out = ClientRun::new(&sb, &server, &["put", "big.bin"]).run();
+    assert_stderr_has(&out, "file too large: 1025 > 1024 bytes");
+    assert!(!sb.root().join("big.bin").exists());
 }
 
 #[test]
