@@ -51,6 +51,32 @@ pub fn send_all_now(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Unsent bytes a socket may hold once a reply has had to wait for its
+/// peer. What the peer has not acknowledged is bounded by its receive
+/// window; this bounds the rest, so a thousand peers that read nothing
+/// hold a few hundred kilobytes of kernel memory each, not the four
+/// megabytes an autotuned send buffer grows to.
+pub const NOTSENT_LOWAT: u32 = 128 * 1024;
+
+/// Caps the bytes `fd` holds unsent at [`NOTSENT_LOWAT`]: past it, a send
+/// says `WouldBlock` and epoll reports no room, however large the send
+/// buffer. Best effort: a kernel without the option keeps its buffer.
+pub fn cap_unsent(fd: BorrowedFd<'_>) {
+    use std::os::fd::AsRawFd;
+    let value = NOTSENT_LOWAT as libc::c_int;
+    // SAFETY: a valid socket, an option that takes an int, and a pointer
+    // to one that outlives the call.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 /// A socket as a `Read + Write` whose calls never wait, for a sans-I/O
 /// state machine such as rustls' `read_tls`/`write_tls`.
 pub struct Now<'a>(pub BorrowedFd<'a>);

@@ -157,6 +157,11 @@ fn park_login(
 
 impl Conn {
     fn new(shared: &Shared, logged_in: LoggedIn, arrival: Arrival, turn: Option<Turn>) -> Conn {
+        // Before its first reply: the kernel then holds little unsent for
+        // a peer that falls behind, whatever its send buffer grows to.
+        if let Some(fd) = logged_in.transport.socket() {
+            crate::net::now::cap_unsent(fd);
+        }
         Conn {
             transport: logged_in.transport,
             sniffing: matches!(logged_in.identity, Identity::Plaintext(_)),

@@ -96,6 +96,7 @@ fn park_reply(shared: &Arc<Shared>, mut conn: Conn) {
     if conn.replying.is_none() {
         conn.replying = Some(Running::new(shared));
     }
+
     let ctx = &shared.config.context;
     conn.outbox
         .ensure_pace(|| Pace::new(ctx.timings.reply, ctx.timings.min_rate, 0));
