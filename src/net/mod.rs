@@ -14,12 +14,21 @@ pub mod tls_server;
 /// Whether `fd` has bytes to read (or a connection to accept) within
 /// `wait`; a zero `wait` asks without waiting.
 pub fn readable_within(fd: impl AsFd, wait: Duration) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    ready_within(fd, rustix::event::PollFlags::IN, wait)
+}
+
+/// Whether `fd` has room to write within `wait`.
+pub fn writable_within(fd: impl AsFd, wait: Duration) -> bool {
+    ready_within(fd, rustix::event::PollFlags::OUT, wait)
+}
+
+fn ready_within(fd: impl AsFd, flags: rustix::event::PollFlags, wait: Duration) -> bool {
+    use rustix::event::{poll, PollFd, Timespec};
     let wait = Timespec {
         tv_sec: wait.as_secs() as i64,
         tv_nsec: i64::from(wait.subsec_nanos()),
     };
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let mut fds = [PollFd::new(&fd, flags)];
     matches!(poll(&mut fds, Some(&wait)), Ok(1))
 }
 
@@ -82,15 +91,4 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     fn flush_now(&mut self) -> std::io::Result<bool> {
         (**self).flush_now()
     }
-}
-
-/// Whether `fd` has room to write within `wait`.
-pub fn writable_within(fd: impl AsFd, wait: Duration) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let wait = Timespec {
-        tv_sec: wait.as_secs() as i64,
-        tv_nsec: i64::from(wait.subsec_nanos()),
-    };
-    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
-    matches!(poll(&mut fds, Some(&wait)), Ok(1))
 }

@@ -12,7 +12,7 @@ pub mod process;
 pub mod relay;
 pub mod terminal;
 
-pub use elsewhere::login_and_list;
+pub use elsewhere::{login_and_list, served_quickly_from_elsewhere};
 pub use process::{fds_of, status_kib, threads_of};
 pub use terminal::{at_terminal, at_terminal_to};
 pub mod shared;
