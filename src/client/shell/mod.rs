@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::wire::message::{ErrorCode, LsRequest, Moved, Usage};
 use crate::wire::names::escape;
 
+mod fetch;
 mod filtered;
 mod many;
 mod rerun;
@@ -19,7 +20,8 @@ mod sync;
 mod target;
 
 use self::sync::sync;
-use many::{get, note_skipped, put, remove};
+use fetch::get;
+use many::{note_skipped, put, remove};
 use shown::{run_batch, summarize};
 
 pub use crate::client::prompt::run_session;
