@@ -11,7 +11,7 @@ use crate::client::beneath::{make_below, make_parent_below};
 use crate::client::command::Transfer;
 use crate::client::progress::progress_for;
 use crate::client::sync::make_local_folder;
-use crate::client::tree::{clean_relative, has_wildcard, join, local_path};
+use crate::client::tree::{clean_relative, has_wildcard, join, local_path, RemoteEntry};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::wire::message::EntryKind;
@@ -207,14 +207,34 @@ fn plan_folder_download(
     }
     prune_remote(&mut entries, filter);
     make_local_folder(&target)?;
+    Ok(plan_entries(
+        entries,
+        (&path, &target),
+        rerun,
+        steps,
+        refused,
+    ))
+}
+
+/// The steps for a folder's listed entries: the folders below `target`
+/// made (one handle at a time, never through a link), the files that
+/// differ (with `rerun`) fetched into them; what would pass through a
+/// link is refused.
+fn plan_entries(
+    entries: Vec<RemoteEntry>,
+    (path, target): (&str, &Path),
+    rerun: Option<Compare>,
+    steps: &mut Vec<Step>,
+    refused: &mut Vec<Failure>,
+) -> Fetched {
     let mut fetched = Fetched::default();
     // Below the target, every folder is reached without following a
     // link: a listing cannot lead a download through one kept there.
     for e in entries {
-        let local = local_path(&target, &e.relative);
+        let local = local_path(target, &e.relative);
         let made = match e.kind {
-            EntryKind::Dir => make_below(&target, &e.relative).map(drop),
-            EntryKind::File => make_parent_below(&target, &e.relative),
+            EntryKind::Dir => make_below(target, &e.relative).map(drop),
+            EntryKind::File => make_parent_below(target, &e.relative),
         };
         if let Err(why) = made {
             refused.push(Failure {
@@ -230,13 +250,13 @@ fn plan_folder_download(
                 fetched.up_to_date += 1
             }
             EntryKind::File => steps.push(Step::Download(Download {
-                remote: join(&path, &e.relative),
+                remote: join(path, &e.relative),
                 local,
                 size: e.size,
             })),
         }
     }
-    Ok(fetched)
+    fetched
 }
 /// What planning a folder's download found besides its steps.
 #[derive(Default)]

@@ -56,19 +56,8 @@ pub(super) fn sync(
     let steps = std::mem::take(&mut plan.steps);
     let mut report = run_batch(client, steps, batch, options, how.verbose, out, err);
     keep_folder_times(&folder_times);
-    let clashed = std::mem::take(&mut plan.clashes).into_iter().map(|folder| {
-        let why = "a folder here and a file on the server: kept (sync --delete replaces it)";
-        (folder, Error::Usage(why.into()))
-    });
-    for (path, error) in refused.into_iter().chain(clashed) {
-        let shown = escape(&path.display().to_string());
-        let _ = writeln!(err, "error: sync {shown}: {error}");
-        report.failures.push(Failure {
-            verb: "sync",
-            subject: path.display().to_string(),
-            error,
-        });
-    }
+    let clashes = std::mem::take(&mut plan.clashes);
+    report_left_out(refused, clashes, &mut report, err);
     if !options.quiet {
         wrote(writeln!(out, "{}", summary_line(how, &plan, &report)))?;
     }
@@ -81,6 +70,30 @@ pub(super) fn sync(
         failed_list: None,
     };
     summarize(&end, report, options, out, err)
+}
+
+/// Reports, and counts as failed, what the plan left out below the
+/// target (a name through a local link), and each local folder kept
+/// where the server has a file.
+fn report_left_out(
+    refused: Vec<(PathBuf, Error)>,
+    clashes: Vec<PathBuf>,
+    report: &mut BatchReport,
+    err: &mut impl Write,
+) {
+    let clashed = clashes.into_iter().map(|folder| {
+        let why = "a folder here and a file on the server: kept (sync --delete replaces it)";
+        (folder, Error::Usage(why.into()))
+    });
+    for (path, error) in refused.into_iter().chain(clashed) {
+        let shown = escape(&path.display().to_string());
+        let _ = writeln!(err, "error: sync {shown}: {error}");
+        report.failures.push(Failure {
+            verb: "sync",
+            subject: path.display().to_string(),
+            error,
+        });
+    }
 }
 
 /// `sync photos to :photos: 2 files sent, 1.20 MiB sent in 0.41 s, ...`:
