@@ -15,6 +15,7 @@ use super::serving::{reply_stalled, to_worker, write_more, Running, Work};
 use super::{contain, Shared};
 use crate::net::Transport;
 use crate::server::accounts::Seat;
+use crate::server::commands::staged::PendingPut;
 use crate::server::echo::{self, Echoed};
 use crate::server::intake::{pull, start_echo, Pulled};
 use crate::server::login::{Identity, LoggedIn, LoginContext, Next, Pending};
@@ -54,6 +55,8 @@ pub(super) struct Conn {
     /// Close once the reply is out (it refused a frame that leaves the
     /// stream out of step).
     pub(super) close_after_reply: bool,
+    /// Puts staged for their group's commit, whose replies come then.
+    pub(super) group: Vec<PendingPut>,
     /// Counts the connection as running while its reply goes out.
     pub(super) replying: Option<Running>,
     pub(super) echoed: u64,
@@ -174,6 +177,7 @@ impl Conn {
             cwd: Vec::new(),
             outbox: Outbox::default(),
             close_after_reply: false,
+            group: Vec::new(),
             replying: None,
             echoed: 0,
             turn,
@@ -200,7 +204,7 @@ pub(super) fn next_request(shared: &Arc<Shared>, conn: Conn) {
         Pulled::Request(conn, header) => to_worker(shared, conn, Work::Request(header)),
         Pulled::Wait(conn) => park_request(shared, conn),
         Pulled::Echo(conn, first) => echo(shared, conn, first),
-        Pulled::Ended => {}
+        Pulled::Ended(conn) => drop(conn),
     }
 }
 

@@ -23,8 +23,9 @@ pub(super) enum Pulled {
     Wait(Conn),
     /// The seed's echo dialect, starting with these bytes.
     Echo(Conn, Vec<u8>),
-    /// The connection is over (logged).
-    Ended,
+    /// The connection is over (logged); what it still holds (a group of
+    /// staged puts) is the caller's to finish.
+    Ended(Conn),
 }
 
 /// Takes what has arrived of the next request, never waiting.
@@ -46,12 +47,12 @@ pub(super) fn pull(mut conn: Conn) -> Pulled {
         };
         let room = room.min(buf.len());
         let n = match conn.transport.read_now(&mut buf[..room]) {
-            Ok(0) => return ended(&conn),
+            Ok(0) => return ended(conn),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Pulled::Wait(conn),
             Err(e) => {
                 tracing::info!("connection dropped: {}", crate::error::reason(&e));
-                return Pulled::Ended;
+                return Pulled::Ended(conn);
             }
         };
         conn.incoming.extend(&buf[..n]);
@@ -78,10 +79,10 @@ pub(super) fn start_echo(mut conn: Conn) -> (Conn, Vec<u8>) {
 }
 
 /// The peer closed while a request was expected.
-fn ended(conn: &Conn) -> Pulled {
+fn ended(conn: Conn) -> Pulled {
     match conn.incoming.is_empty() {
         true => tracing::info!("disconnected after {} s", conn.started.elapsed().as_secs()),
         false => tracing::info!("connection dropped: closed in the middle of a request header"),
     }
-    Pulled::Ended
+    Pulled::Ended(conn)
 }

@@ -15,7 +15,8 @@ use crate::server::accounts::{Account, Seat};
 use crate::server::intake::{pull, Pulled};
 use crate::server::login::Identity;
 use crate::server::reply::{Pace, Progress, Replying};
-use crate::server::session::{send_error, Flow, Handled, Session};
+use crate::server::session::{commit_group, send_error, Flow, Handled, Session};
+use crate::wire::message::{parse_request, Request};
 use crate::wire::message::{ErrorCode, ErrorReply};
 
 /// What a worker does for a connection.
@@ -53,6 +54,17 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn, mut work: Work) {
                 Err(e) => return tracing::info!("connection dropped: {e}"),
             }
         }
+        if !conn.group.is_empty() {
+            match grow_group(shared, conn) {
+                Grown::Next(next, h) => {
+                    (conn, work) = (next, Work::Request(h));
+                    continue;
+                }
+                Grown::Committed(next) => conn = next,
+                Grown::Echo(next, first) => return echo(shared, next, first),
+                Grown::Ended => return,
+            }
+        }
         match conn.outbox.drive(&mut *conn.transport, true) {
             Ok(Progress::Blocked) => return park_reply(shared, conn),
             Ok(Progress::Paced(at)) => return park_paced(shared, conn, at),
@@ -65,7 +77,73 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn, mut work: Work) {
             Pulled::Request(next, h) => (conn, work) = (next, Work::Request(h)),
             Pulled::Wait(conn) => return park_request(shared, conn),
             Pulled::Echo(conn, first) => return echo(shared, conn, first),
-            Pulled::Ended => return,
+            Pulled::Ended(_) => return,
+        }
+    }
+}
+
+/// Most puts one group commits at once: their replies wait for it.
+const MAX_GROUP: usize = 256;
+
+/// Where a connection with staged puts goes next.
+enum Grown {
+    /// This request comes next (another put, joining the group; or, with
+    /// the group committed, anything else).
+    Next(Conn, Result<Vec<u8>>),
+    /// The group is committed and its replies are in the outbox.
+    Committed(Conn),
+    /// The group is committed; the seed's echo dialect follows.
+    Echo(Conn, Vec<u8>),
+    /// The group is committed; the peer is gone.
+    Ended,
+}
+
+/// A staged put's group grows while the next request, already sent, is
+/// another put; anything else (no whole request yet, another command, the
+/// peer gone) commits it first (see `commands::staged`).
+fn grow_group(shared: &Arc<Shared>, mut conn: Conn) -> Grown {
+    if conn.close_after_reply || conn.group.len() >= MAX_GROUP {
+        commit_staged(shared, &mut conn);
+        return Grown::Committed(conn);
+    }
+    conn.header_deadline = Instant::now() + shared.config.context.timings.idle;
+    match pull(conn) {
+        Pulled::Request(next, h) if is_put(&h) => Grown::Next(next, h),
+        Pulled::Request(mut next, h) => {
+            commit_staged(shared, &mut next);
+            Grown::Next(next, h)
+        }
+        Pulled::Wait(mut next) => {
+            commit_staged(shared, &mut next);
+            Grown::Committed(next)
+        }
+        Pulled::Echo(mut next, first) => {
+            commit_staged(shared, &mut next);
+            Grown::Echo(next, first)
+        }
+        Pulled::Ended(mut next) => {
+            commit_staged(shared, &mut next);
+            Grown::Ended
+        }
+    }
+}
+
+fn is_put(header: &Result<Vec<u8>>) -> bool {
+    let put = |h: &Vec<u8>| matches!(parse_request(h), Ok(Request::Put(_)));
+    header.as_ref().is_ok_and(put)
+}
+
+/// Commits the connection's group of staged puts, their replies into its
+/// outbox.
+fn commit_staged(shared: &Arc<Shared>, conn: &mut Conn) {
+    let group = std::mem::take(&mut conn.group);
+    let ctx = &shared.config.context;
+    let puts = group.len();
+    let mut replying = Replying::new(&mut *conn.transport, &mut conn.outbox, ctx.timings.idle);
+    match commit_group(ctx, group, &mut replying) {
+        Ok(()) => tracing::info!("committed a group of {puts} puts with two flushes"),
+        Err(e) => {
+            tracing::info!("committed a group of {puts} puts; their replies were cut off: {e}")
         }
     }
 }
@@ -78,6 +156,9 @@ fn run_request(shared: &Arc<Shared>, conn: &mut Conn, header: Result<Vec<u8>>) -
             s.refuse_frame(&e, t).map(Handled::done)
         }),
     }?;
+    if let Some(pending) = handled.commit {
+        conn.group.push(pending);
+    }
     if let Some(body) = handled.body {
         let ctx = &shared.config.context;
         let pace = Pace::new(ctx.timings.reply, ctx.timings.min_rate, body.len_hint());

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::net::Transport;
 use crate::server::accounts::Account;
+use crate::server::commands::staged::{flush_failed, PendingPut};
 use crate::server::commands::store_refusal;
 use crate::server::context::Context;
 use crate::server::descriptors::FdLease;
@@ -37,6 +38,7 @@ pub(crate) struct Outcome {
     what: String,
     bytes: u64,
     body: Option<Box<dyn Body>>,
+    commit: Option<PendingPut>,
 }
 
 /// What handling one request leaves to do: whether the connection goes
@@ -45,12 +47,18 @@ pub(crate) struct Outcome {
 pub(crate) struct Handled {
     pub(crate) flow: Flow,
     pub(crate) body: Option<Box<dyn Body>>,
+    /// A put staged for its group's commit, whose reply comes then.
+    pub(crate) commit: Option<PendingPut>,
 }
 
 impl Handled {
     /// A reply that is whole already.
     pub(crate) fn done(flow: Flow) -> Handled {
-        Handled { flow, body: None }
+        Handled {
+            flow,
+            body: None,
+            commit: None,
+        }
     }
 }
 
@@ -62,8 +70,15 @@ impl Outcome {
             what: format!("ok {}", what.into()),
             bytes,
             body: None,
+            commit: None,
         }
     }
+    /// The put's reply waits for its group's commit.
+    pub(crate) fn with_commit(mut self, pending: PendingPut) -> Outcome {
+        self.commit = Some(pending);
+        self
+    }
+
     /// The reply goes on with `body`.
     pub(crate) fn with_body(mut self, body: Box<dyn Body>) -> Outcome {
         self.body = Some(body);
@@ -76,6 +91,7 @@ impl Outcome {
             what: format!("error {}: {}", e.code.as_str(), e.message),
             bytes: 0,
             body: None,
+            commit: None,
         }
     }
     pub(crate) fn closing(mut self) -> Outcome {
@@ -160,6 +176,9 @@ impl<'a> Session<'a> {
             Err(e) if e.is_disconnect() => return Err(e),
             Err(e) => return self.refuse_frame(&e, stream),
         };
+        if let Some(pending) = handled.commit {
+            commit_group(self.ctx, vec![pending], stream)?;
+        }
         if let Some(body) = handled.body {
             let mut outbox = Outbox::default();
             let pace = Pace::new(
@@ -247,6 +266,7 @@ impl<'a> Session<'a> {
         Ok(Handled {
             flow: outcome.flow,
             body: outcome.body.take(),
+            commit: outcome.commit.take(),
         })
     }
 
@@ -352,6 +372,38 @@ fn respond<S: Write, T: Serialize>(
         }
         Err(e) => refuse(s, e),
     }
+}
+
+/// Commits a group of staged puts in the one order that keeps `ok`
+/// meaning durable: their data flushed at once, each name taken, the
+/// names flushed at once, and only then the replies, in order (written to
+/// `s`).
+///
+/// Fails when a reply cannot be written.
+pub(crate) fn commit_group(
+    ctx: &Context,
+    group: Vec<PendingPut>,
+    s: &mut impl Write,
+) -> Result<()> {
+    let data = ctx.store.flush();
+    let mut answers = Vec::with_capacity(group.len());
+    for pending in group {
+        match &data {
+            Ok(()) => answers.push(pending.commit(ctx)),
+            // Nothing of the group is confirmed: their partials stay for a
+            // resume.
+            Err(e) => answers.push(pending.abandon(flush_failed(e))),
+        }
+    }
+    let names = data.and_then(|()| ctx.store.flush());
+    for (answer, committed) in answers {
+        let committed = match &names {
+            Ok(()) => committed,
+            Err(e) => committed.and(Err(flush_failed(e))),
+        };
+        answer.send(ctx, committed, s)?;
+    }
+    Ok(())
 }
 
 /// Sends an error reply.

@@ -203,6 +203,35 @@ pub trait Upload: Send {
         -> StoreResult<Option<blake3::Hash>>;
     /// Throws away what this upload stored.
     fn discard(self: Box<Self>);
+    /// Checks the digest as [`Upload::finish`] does and readies the file
+    /// for its name, leaving out the flushes a durable store makes: for a
+    /// group of uploads committed together, whose data one
+    /// [`Store::flush`] writes out before each [`Staged::commit`], and a
+    /// second flush their names after. A store with nothing to flush
+    /// commits at once.
+    ///
+    /// Fails as [`Upload::finish`] does.
+    fn stage(self: Box<Self>, expected: Option<blake3::Hash>) -> StoreResult<Stage> {
+        self.finish(expected).map(Stage::Done)
+    }
+}
+
+/// Where [`Upload::stage`] left an upload.
+pub enum Stage {
+    /// Committed already, with its BLAKE3 if it was computed.
+    Done(Option<blake3::Hash>),
+    /// Waiting for its group's flush, then its commit.
+    Waiting(Box<dyn Staged>),
+}
+
+/// An upload whose data is checked and ready, waiting to take its name.
+pub trait Staged: Send {
+    /// Makes the file visible under its name, whole, as [`Upload::finish`]
+    /// does; returns its BLAKE3 if it was computed.
+    ///
+    /// Fails with [`StoreError::Exists`] when a file of that name appeared
+    /// and may not be replaced, or a store failure.
+    fn commit(self: Box<Self>) -> StoreResult<Option<blake3::Hash>>;
 }
 
 /// A stored file, opened for reading.
@@ -253,6 +282,14 @@ pub type Claim<'a> = &'a dyn Fn(&str) -> Option<Box<dyn Send>>;
 pub trait Store: Send + Sync + fmt::Debug {
     /// Says where the files are, for the log.
     fn describe(&self) -> String;
+    /// Writes out what staged uploads wrote (their data, or after their
+    /// commits their names), for a group commit; a store that flushes
+    /// nothing itself does nothing.
+    ///
+    /// Fails when the flush does: nothing of the group may be confirmed.
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
     /// Makes sure `home` exists before the first command of a session.
     fn open_home(&self, home: &[String]) -> StoreResult<()>;
     /// Checks that a folder exists and may be used.

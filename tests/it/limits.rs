@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::support::*;
+use ftp::wire::frame;
 use serde_json::json;
 
 #[test]
@@ -314,6 +315,45 @@ fn durable_mode_stores_files() {
     let out = ClientRun::new(&sb, &server, &["put", "d.bin"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(fs::read(sb.root().join("d.bin")).unwrap(), data);
+}
+
+#[test]
+fn durable_pipelined_puts_commit_as_groups_and_all_land() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["--durable"]);
+    let tree = sb.work().join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    for i in 0..300 {
+        fs::write(tree.join(format!("f{i:03}")), pattern(4096, i)).unwrap();
+    }
+    let out = ClientRun::new(&sb, &server, &["put", "-r", "tree"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for i in [0, 150, 299] {
+        let landed = fs::read(sb.root().join(format!("tree/f{i:03}"))).unwrap();
+        assert_eq!(landed, pattern(4096, i));
+    }
+    assert_eq!(fs::read_dir(sb.root().join("tree")).unwrap().count(), 300);
+    // The batch's puts came pipelined: they were committed in groups, each
+    // with one flush of their data and one of their names.
+    let log = server.log_text();
+    let groups = log.matches("committed a group of").count();
+    assert!((1..300).contains(&groups), "{groups} groups:\n{log}");
+}
+
+#[test]
+fn a_durable_put_whose_client_leaves_at_once_still_lands() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["--durable", "--anonymous"]);
+    // The seed's FtpClient: a put, its body, and the close, reading nothing.
+    let mut raw = Raw::connect(server.addr);
+    let mut put =
+        frame::encode_json(&json!({"cmd":"put","filename":"seed.txt","filesize":5})).unwrap();
+    put.extend_from_slice(b"hello");
+    raw.send(&put);
+    drop(raw);
+    let landed = sb.root().join("anonymous/seed.txt");
+    assert!(wait_until(Duration::from_secs(10), || landed.exists()));
+    assert_eq!(fs::read(landed).unwrap(), b"hello");
 }
 
 /// Waits until the server's log holds `needle` at least `n` times.

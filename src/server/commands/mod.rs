@@ -15,6 +15,7 @@ mod get;
 mod ls;
 mod misc;
 mod put;
+pub(crate) mod staged;
 
 impl Session<'_> {
     /// The folder (from the home) and the name of the file a command's

@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
+use super::staged::{confirm, put_refusal, Landed, PendingPut};
 use super::store_refusal;
 use crate::error::{Error, Result};
 use crate::io::pump::{buffer_for, pump, PumpError};
@@ -14,9 +15,9 @@ use crate::net::Transport;
 use crate::server::quota::{check_bytes, check_entries, exceeded_while_storing};
 use crate::server::session::{refuse, Outcome, Session};
 use crate::server::uploads::{Owner, UploadLock};
-use crate::storage::{Place, StoreError, Upload, UploadPlan};
+use crate::storage::{Place, Stage, StoreError, Upload, UploadPlan};
 use crate::wire::frame::{self, MAX_HEADER_LEN};
-use crate::wire::message::{Digest, ErrorCode, ErrorReply, PutDone, PutReady, PutRequest, Reply};
+use crate::wire::message::{Digest, ErrorCode, ErrorReply, PutReady, PutRequest, Reply};
 use crate::wire::names::escape;
 
 /// A refused upload from a client that does not wait for `ready` still
@@ -102,21 +103,34 @@ impl Session<'_> {
             }
             // The commit is a namespace step: the size of the file it
             // replaces, the rename and the book's change happen in one
-            // turn, so no `mv` or `rm` can come between them.
+            // turn, so no `mv` or `rm` can come between them. A durable
+            // store stages it for its group's flush (see `staged`).
             (None, expected) => {
                 let _turn = self.turn();
-                prepared.upload.finish(expected.and_then(Result::ok))
+                prepared.upload.stage(expected.and_then(Result::ok))
             }
         };
-        drop(prepared.lock);
-        let digest = match finished {
-            Ok(digest) => digest,
+        let landed = Landed {
+            name: prepared.name,
+            replaced: prepared.replaces,
+            offset,
+        };
+        match finished {
+            Ok(Stage::Done(digest)) => {
+                drop(prepared.lock);
+                confirm(self.ctx, &req, &landed, digest, s)
+            }
+            Ok(Stage::Waiting(staged)) => {
+                let home = self.home.join("/");
+                let pending = PendingPut::new(staged, prepared.lock, home, req, landed);
+                Ok(Outcome::ok("staged for its group's flush", 0).with_commit(pending))
+            }
             Err(e) => {
+                drop(prepared.lock);
                 self.ctx.metrics.uploads_failed.inc();
-                return refuse(s, self.put_refusal(e, &prepared.name, offset));
+                refuse(s, put_refusal(e, &landed))
             }
-        };
-        self.confirm_put(&req, &prepared.name, prepared.replaces, offset, digest, s)
+        }
     }
 
     /// Throws an upload's partial data away, in the home's turn: the
@@ -124,39 +138,6 @@ impl Session<'_> {
     fn discard(&self, upload: Box<dyn Upload>) {
         let _turn = self.turn();
         upload.discard();
-    }
-
-    /// Counts a stored upload and tells the client.
-    fn confirm_put<S: Transport>(
-        &self,
-        req: &PutRequest,
-        name: &str,
-        replaced: bool,
-        offset: u64,
-        digest: Option<blake3::Hash>,
-        s: &mut S,
-    ) -> Result<Outcome> {
-        let body = req.filesize - offset;
-        let metrics = &self.ctx.metrics;
-        metrics.uploads_committed.inc();
-        metrics.bytes_in.inc_by(body);
-        if offset > 0 {
-            metrics.uploads_resumed.inc();
-        }
-        let done = PutDone {
-            filename: name.to_string(),
-            size: req.filesize,
-            received: body,
-            replaced,
-            blake3: req.digest.and(digest).map(|h| h.to_hex().to_string()),
-        };
-        frame::write_json(s, &Reply::Ok(done))?;
-        let resumed = match offset {
-            0 => String::new(),
-            at => format!(", resumed at {at}"),
-        };
-        let what = format!("stored {} bytes{resumed}", req.filesize);
-        Ok(Outcome::ok(what, body))
     }
 
     /// Checks everything about an upload that can be checked before its
@@ -404,25 +385,6 @@ impl Session<'_> {
         Ok(Some(blake3::Hash::from_hex(&digest?.blake3).map_err(
             |_| ErrorReply::new(ErrorCode::DigestMismatch, "the digest is not BLAKE3 in hex"),
         )))
-    }
-
-    /// The reply to an upload the store did not take.
-    fn put_refusal(&self, e: StoreError, name: &str, offset: u64) -> ErrorReply {
-        match e {
-            StoreError::DigestMismatch => ErrorReply::new(
-                ErrorCode::DigestMismatch,
-                format!(
-                    "digest mismatch for {}: the data does not match (resumed at {offset}); \
-                     the partial data was discarded, send the file again",
-                    escape(name)
-                ),
-            ),
-            StoreError::Exists => ErrorReply::new(
-                ErrorCode::Exists,
-                format!("{} was created meanwhile; not overwritten", escape(name)),
-            ),
-            e => store_refusal(e, name),
-        }
     }
 }
 

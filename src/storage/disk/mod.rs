@@ -86,6 +86,15 @@ impl Store for DiskStore {
         format!("folder {}", self.root.display())
     }
 
+    /// One `syncfs` of the root's file system: a group's data (or names)
+    /// in one journal commit, where a flush per file costs one each.
+    fn flush(&self) -> io::Result<()> {
+        match self.durable {
+            true => Ok(rustix::fs::syncfs(std::fs::File::open(&self.root)?)?),
+            false => Ok(()),
+        }
+    }
+
     /// Creates the home folder on first login; refuses one that is a link.
     fn open_home(&self, home: &[String]) -> StoreResult<()> {
         let failed = |e| StoreError::Failed("creating the home folder", e);

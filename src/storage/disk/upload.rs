@@ -13,7 +13,9 @@ use super::files;
 use super::handle::Folder;
 use super::usage::UsageBook;
 use crate::io::digest::Digester;
-use crate::storage::{is_no_space, StoreError, StoreResult, StoredFile, Upload, UploadPlan};
+use crate::storage::{
+    is_no_space, Stage, Staged, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
+};
 
 /// An upload into a partial file.
 pub(super) struct DiskUpload {
@@ -60,11 +62,9 @@ impl DiskUpload {
         }
     }
 
-    /// Gives the finished file what the client asked for, its digest for
-    /// later listings, and puts it under its name (see
-    /// [`Folder::rename`]); with `durable` the folder is flushed, so the
-    /// name survives a power cut.
-    fn commit(&self, digest: Option<blake3::Hash>) -> io::Result<()> {
+    /// Gives the finished file what the client asked for and its digest
+    /// for later listings, everything but its name.
+    fn ready(&self, digest: Option<blake3::Hash>) -> io::Result<()> {
         self.set_time()?;
         // After the time: it holds for the file's size and time as they
         // are now. Before the mode: a file the client wants read-only
@@ -74,17 +74,85 @@ impl DiskUpload {
             Some(digest) => digest::keep(&self.file, &digest),
             None => digest::forget(&self.file),
         }
-        self.set_mode()?;
+        self.set_mode()
+    }
+
+    /// Readies the file and puts it under its name (see
+    /// [`Folder::rename`]); with `durable` its data is flushed first and the
+    /// folder after, so the name survives a power cut with the data.
+    fn commit(&self, digest: Option<blake3::Hash>) -> io::Result<()> {
+        self.ready(digest)?;
         if self.durable {
             self.file.sync_all()?;
         }
-        let name = &self.name;
-        self.partials
-            .rename(name, &self.folder, name, self.plan.overwrite)?;
+        self.rename()?;
         if self.durable {
             self.folder.sync()?;
         }
         Ok(())
+    }
+
+    fn rename(&self) -> io::Result<()> {
+        let name = &self.name;
+        self.partials
+            .rename(name, &self.folder, name, self.plan.overwrite)
+    }
+
+    /// After the rename: the upload is done, the old file's entry goes.
+    fn committed(&mut self, replaced: Option<u64>) {
+        self.finished = true;
+        self.folder.tidy_partials();
+        if let Some(len) = replaced {
+            // The partial took the old file's place.
+            self.usage.remove(&self.home, len);
+            self.usage.deleted(&self.home, 1);
+        }
+    }
+
+    /// The size of the file the upload replaces, when the book counts it.
+    fn replaced_len(&self) -> Option<u64> {
+        match self.usage.tracks(&self.home) {
+            true => self.folder.file_len(&self.name),
+            false => None,
+        }
+    }
+
+    /// The digest of what was written, checked against `expected`.
+    fn checked_digest(
+        &mut self,
+        expected: Option<blake3::Hash>,
+    ) -> Result<Option<blake3::Hash>, ()> {
+        let actual = self.hasher.take().map(Digester::finalize);
+        match (expected, actual) {
+            // Hash equality is constant-time.
+            (Some(expected), Some(actual)) if expected != actual => Err(()),
+            _ => Ok(actual),
+        }
+    }
+}
+
+/// A durable upload staged for a group commit: its data waits for the
+/// group's flush, its name for [`Staged::commit`].
+struct StagedDisk {
+    upload: Box<DiskUpload>,
+    digest: Option<blake3::Hash>,
+}
+
+impl Staged for StagedDisk {
+    fn commit(mut self: Box<Self>) -> StoreResult<Option<blake3::Hash>> {
+        let replaced = self.upload.replaced_len();
+        match self.upload.rename() {
+            Ok(()) => {
+                self.upload.committed(replaced);
+                Ok(self.digest)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.upload.discard_with(StoreError::Exists)
+            }
+            Err(e) => self
+                .upload
+                .discard_with(StoreError::Failed("committing the file", e)),
+        }
     }
 }
 
@@ -157,26 +225,13 @@ impl Upload for DiskUpload {
         mut self: Box<Self>,
         expected: Option<blake3::Hash>,
     ) -> StoreResult<Option<blake3::Hash>> {
-        let actual = self.hasher.take().map(Digester::finalize);
-        if let (Some(expected), Some(actual)) = (expected, actual) {
-            // Hash equality is constant-time.
-            if expected != actual {
-                return self.discard_with(StoreError::DigestMismatch);
-            }
-        }
-        let replaced = match self.usage.tracks(&self.home) {
-            true => self.folder.file_len(&self.name),
-            false => None,
+        let Ok(actual) = self.checked_digest(expected) else {
+            return self.discard_with(StoreError::DigestMismatch);
         };
+        let replaced = self.replaced_len();
         match self.commit(actual) {
             Ok(()) => {
-                self.finished = true;
-                self.folder.tidy_partials();
-                if let Some(len) = replaced {
-                    // The partial took the old file's place.
-                    self.usage.remove(&self.home, len);
-                    self.usage.deleted(&self.home, 1);
-                }
+                self.committed(replaced);
                 Ok(actual)
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -184,6 +239,24 @@ impl Upload for DiskUpload {
             }
             Err(e) => self.discard_with(StoreError::Failed("committing the file", e)),
         }
+    }
+
+    /// A durable upload leaves its flushes to the group; any other
+    /// commits at once.
+    fn stage(mut self: Box<Self>, expected: Option<blake3::Hash>) -> StoreResult<Stage> {
+        if !self.durable {
+            return self.finish(expected).map(Stage::Done);
+        }
+        let Ok(digest) = self.checked_digest(expected) else {
+            return self.discard_with(StoreError::DigestMismatch);
+        };
+        if let Err(e) = self.ready(digest) {
+            return self.discard_with(StoreError::Failed("committing the file", e));
+        }
+        Ok(Stage::Waiting(Box::new(StagedDisk {
+            upload: self,
+            digest,
+        })))
     }
 
     fn discard(mut self: Box<Self>) {
