@@ -125,7 +125,7 @@ fn helper_mode(args: &[String]) -> bool {
     } else if let Some(rest) = at("--tar-receive") {
         folders::tar_receive(Path::new(&rest[0]));
     } else if let Some(rest) = at("--limit-server") {
-        limit::serve(Path::new(&rest[0]), &rest[1]);
+        limit::serve(Path::new(&rest[0]), &rest[1], limit::Landing::from_args(rest));
     } else if let Some(rest) = at("--tls-receive") {
         let sync = args.iter().any(|a| a == "--fsync");
         let plain = args.iter().any(|a| a == "--plain");
@@ -163,11 +163,17 @@ fn run_sections(
     if wanted("durable") {
         durable::section(s, scratch, source);
     }
+    let limits = || {
+        [
+            limit_server(scratch, limit::Landing::Plain),
+            limit_server(scratch, limit::Landing::Atomic),
+        ]
+    };
     if wanted("small") {
-        small::section(s, scratch, ours, seed, &limit_server(scratch));
+        small::section(s, scratch, ours, seed, &limits());
     }
     if wanted("burst") {
-        burst::section(s, ours, seed, &limit_server(scratch));
+        burst::section(s, ours, seed, &limits());
     }
     if wanted("idle") {
         idle::section(s, ours, seed);

@@ -12,7 +12,7 @@ use ftp::client::trust::Trust;
 use ftp::client::{Client, ClientOptions};
 use ftp::config::secret::Secret;
 
-use crate::limit;
+use crate::limit::{self, Landing};
 use crate::shared::{answer_challenge, listening_addr};
 use crate::{Scratch, SECRET};
 
@@ -143,10 +143,16 @@ pub fn run_client(addr: SocketAddr, args: &[&str], cwd: &Path) -> Duration {
     t.elapsed()
 }
 
-/// The minimal reference server, started afresh for a section.
-pub fn limit_server(scratch: &Scratch) -> Server {
-    let root = scratch.dir.join("limit-root");
-    let (child, addr) = limit::start(&root, SECRET);
+/// The minimal reference server, started afresh for a section, landing
+/// its uploads as `landing` says, in a root of its own in the scratch
+/// folder (a tmpfs where there is one, as ftp-server's root is).
+pub fn limit_server(scratch: &Scratch, landing: Landing) -> Server {
+    let root = scratch.dir.join(match landing {
+        Landing::Plain => "limit-root",
+        Landing::Atomic => "atomic-limit-root",
+        Landing::Durable => "durable-limit-root",
+    });
+    let (child, addr) = limit::start(&root, SECRET, landing);
     Server { child, addr, root }
 }
 
