@@ -152,8 +152,17 @@ pub fn limit_server(scratch: &Scratch, landing: Landing) -> Server {
         Landing::Atomic => "atomic-limit-root",
         Landing::Durable => "durable-limit-root",
     });
-    let (child, addr) = limit::start(&root, SECRET, landing);
-    Server { child, addr, root }
+    limit_server_at(&root, landing)
+}
+
+/// The minimal reference server with its root at `root`.
+pub fn limit_server_at(root: &Path, landing: Landing) -> Server {
+    let (child, addr) = limit::start(root, SECRET, landing);
+    Server {
+        child,
+        addr,
+        root: root.to_path_buf(),
+    }
 }
 
 /// Starts this bench binary again in one of its helper modes (`--raw-
