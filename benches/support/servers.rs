@@ -21,6 +21,9 @@ pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     pub root: PathBuf,
+    /// Whether it answers each put (all but the seed's server do): the
+    /// load generator then counts a put as done only on an `ok`.
+    pub replies: bool,
 }
 
 impl Server {
@@ -62,6 +65,7 @@ impl Server {
             child,
             addr,
             root: root.to_path_buf(),
+            replies: true,
         }
     }
 
@@ -81,6 +85,7 @@ impl Server {
             child,
             addr,
             root: root.to_path_buf(),
+            replies: false,
         })
     }
 
@@ -162,6 +167,7 @@ pub fn limit_server_at(root: &Path, landing: Landing) -> Server {
         child,
         addr,
         root: root.to_path_buf(),
+        replies: true,
     }
 }
 
