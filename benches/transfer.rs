@@ -131,7 +131,11 @@ fn helper_mode(args: &[String]) -> bool {
     } else if let Some(rest) = at("--tar-receive") {
         folders::tar_receive(Path::new(&rest[0]));
     } else if let Some(rest) = at("--limit-server") {
-        limit::serve(Path::new(&rest[0]), &rest[1], limit::Landing::from_args(rest));
+        limit::serve(
+            Path::new(&rest[0]),
+            &rest[1],
+            limit::Landing::from_args(rest),
+        );
     } else if let Some(rest) = at("--tls-receive") {
         let sync = args.iter().any(|a| a == "--fsync");
         let plain = args.iter().any(|a| a == "--plain");

@@ -75,9 +75,15 @@ impl Groups<'_> {
         ];
         let medians = took.each_ref().map(|t| median(t).as_secs_f64());
         for ((name, m), t) in rows.iter().zip(medians).zip(&took) {
-            let each: Vec<String> = t.iter().map(|d| format!("{:.2}", d.as_secs_f64())).collect();
+            let each: Vec<String> = t
+                .iter()
+                .map(|d| format!("{:.2}", d.as_secs_f64()))
+                .collect();
             let rate = self.files.len() as f64 / m;
-            println!("{name:<52} {m:>9.2} {rate:>9.0}   rounds: {}", each.join(" "));
+            println!(
+                "{name:<52} {m:>9.2} {rate:>9.0}   rounds: {}",
+                each.join(" ")
+            );
         }
         println!(
             "durable / without, ftp-server: {:.2}x; the atomic limit flushing each file: {:.2}x",

@@ -103,7 +103,9 @@ fn handle(mut conn: TcpStream, root: &Path, secret: &[u8], landing: Landing) -> 
         let reply = match landing {
             Landing::Plain => {
                 let mut file = File::create(root.join(name)).ok()?;
-                receive(&mut conn, &mut buf, size, |chunk| file.write_all(chunk).ok())?;
+                receive(&mut conn, &mut buf, size, |chunk| {
+                    file.write_all(chunk).ok()
+                })?;
                 serde_json::json!({"status": "ok"})
             }
             Landing::Atomic | Landing::Durable => {

@@ -80,7 +80,10 @@ impl Small<'_> {
         // Each round's ratio of ftp-server to each limit, to show the spread.
         let each = |limit: &[Load]| -> String {
             let ratios = limit.iter().zip(&runs[2]).map(|(l, o)| o.rate() / l.rate());
-            ratios.map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ")
+            ratios
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         };
         let each = [each(&runs[0]), each(&runs[1])];
         let [plain, atomic, ours] = runs.map(median_by_rate);

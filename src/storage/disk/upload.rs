@@ -34,6 +34,9 @@ pub(super) struct DiskUpload {
     pub(super) durable: bool,
     /// What was asked for: whether to overwrite, the time and mode to give.
     pub(super) plan: UploadPlan,
+    /// The partial file was made by this upload, so it carries no digest
+    /// of an earlier one to drop (most uploads: it saves a system call).
+    pub(super) fresh: bool,
     /// Committed or discarded: the partial file is no longer this
     /// upload's to remove.
     pub(super) finished: bool,
@@ -72,7 +75,8 @@ impl DiskUpload {
         // the server runs as root).
         match digest {
             Some(digest) => digest::keep(&self.file, &digest),
-            None => digest::forget(&self.file),
+            None if !self.fresh => digest::forget(&self.file),
+            None => {}
         }
         self.set_mode()?;
         if self.durable {
