@@ -177,6 +177,6 @@ pub fn start(root: &Path, secret: &str, landing: Landing) -> (Child, SocketAddr)
     std::fs::create_dir_all(root).unwrap();
     let mut args: Vec<&std::ffi::OsStr> =
         vec!["--limit-server".as_ref(), root.as_ref(), secret.as_ref()];
-    args.extend(landing.flags().iter().map(|f| std::ffi::OsStr::new(f)));
+    args.extend(landing.flags().iter().map(std::ffi::OsStr::new));
     spawn_self(&args)
 }

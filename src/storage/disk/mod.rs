@@ -408,34 +408,6 @@ mod tests {
     }
 
     #[test]
-    fn a_partial_made_again_over_one_with_a_digest_keeps_none_of_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
-        let home = names(&[]);
-        let at = Place::new(&home, &home);
-        let plan = UploadPlan {
-            filesize: 6,
-            resume: false,
-            hash: false,
-            overwrite: true,
-            mtime: None,
-            mode: None,
-        };
-        // A partial left by an upload that stopped between its digest and
-        // its rename, with the digest of other bytes.
-        let mut up = store.begin_upload(at, "f", plan).unwrap();
-        up.write(b"abcdef").unwrap();
-        drop(up);
-        let partial = dir.path().join(PARTIAL_DIR).join("f");
-        digest::keep(&fs::File::open(&partial).unwrap(), &blake3::hash(b"other"));
-        let mut up = store.begin_upload(at, "f", plan).unwrap();
-        up.write(b"abcdef").unwrap();
-        assert_eq!(up.finish(None).unwrap(), None);
-        let stored = store.open_file(at, "f").unwrap();
-        assert_eq!((stored.size(), stored.digest()), (6, None));
-    }
-
-    #[test]
     fn the_book_counts_entries_as_a_walk_would_through_every_change() {
         let dir = tempfile::tempdir().unwrap();
         let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();

@@ -250,6 +250,10 @@ impl StoredFile for DiskFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::disk::handle::Modes;
+    use crate::storage::disk::DiskStore;
+    use crate::storage::{Place, Store};
+    use crate::wire::names::PARTIAL_DIR;
 
     #[test]
     fn an_upload_asks_for_no_write_bit_of_others_and_no_special_bit() {
@@ -258,5 +262,33 @@ mod tests {
         assert_eq!(given(0o666), 0o644);
         assert_eq!(given(0o444), 0o444);
         assert_eq!(given(0o070), 0o450);
+    }
+
+    #[test]
+    fn a_partial_made_again_over_one_with_a_digest_keeps_none_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
+        let home: Vec<String> = Vec::new();
+        let at = Place::new(&home, &home);
+        let plan = UploadPlan {
+            filesize: 6,
+            resume: false,
+            hash: false,
+            overwrite: true,
+            mtime: None,
+            mode: None,
+        };
+        // A partial left by an upload that stopped between its digest and
+        // its rename, with the digest of other bytes.
+        let mut up = store.begin_upload(at, "f", plan).unwrap();
+        up.write(b"abcdef").unwrap();
+        drop(up);
+        let partial = dir.path().join(PARTIAL_DIR).join("f");
+        digest::keep(&File::open(&partial).unwrap(), &blake3::hash(b"other"));
+        let mut up = store.begin_upload(at, "f", plan).unwrap();
+        up.write(b"abcdef").unwrap();
+        assert_eq!(up.finish(None).unwrap(), None);
+        let stored = store.open_file(at, "f").unwrap();
+        assert_eq!((stored.size(), stored.digest()), (6, None));
     }
 }
