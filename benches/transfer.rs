@@ -8,7 +8,7 @@
 //! Environment: FTP_BENCH_SIZE (bytes for bulk), FTP_BENCH_ROUNDS,
 //! FTP_BENCH_FILES (files in the folder benchmark),
 //! FTP_BENCH_IDLE (idle connections), FTP_BENCH_DISK_DIR (where the durable
-//! comparison writes; default target/bench-disk).
+//! comparison and its pipelined groups write; default target/bench-disk).
 
 use std::path::Path;
 
@@ -24,6 +24,8 @@ mod figures;
 mod files;
 #[path = "support/folders.rs"]
 mod folders;
+#[path = "support/groups.rs"]
+mod groups;
 #[path = "support/idle.rs"]
 mod idle;
 // The tests' Garage; the bench uses only part of it.
@@ -52,7 +54,9 @@ mod tls_bench;
 // The helpers every section uses, under the crate's root.
 use figures::{median, mib, print_rates, rss_kib, Load};
 use files::{copy_chunks, copy_full_chunks, write_pattern, Scratch};
-use servers::{client, limit_server, login, raise_fd_limit, run_client, spawn_self, Server};
+use servers::{
+    client, limit_server, limit_server_at, login, raise_fd_limit, run_client, spawn_self, Server,
+};
 
 const SECRET: &str = "benchmark secret";
 
@@ -63,6 +67,7 @@ struct Settings {
     burst: usize,
     idle: usize,
     folder_files: usize,
+    group_files: usize,
 }
 
 fn settings() -> Settings {
@@ -75,6 +80,7 @@ fn settings() -> Settings {
         burst: if quick { 50 } else { 1000 },
         idle: env("FTP_BENCH_IDLE").unwrap_or(if quick { 100 } else { 10_000 }) as usize,
         folder_files: env("FTP_BENCH_FILES").unwrap_or(if quick { 200 } else { 10_000 }) as usize,
+        group_files: if quick { 50 } else { 1000 },
     }
 }
 
@@ -125,7 +131,11 @@ fn helper_mode(args: &[String]) -> bool {
     } else if let Some(rest) = at("--tar-receive") {
         folders::tar_receive(Path::new(&rest[0]));
     } else if let Some(rest) = at("--limit-server") {
-        limit::serve(Path::new(&rest[0]), &rest[1]);
+        limit::serve(
+            Path::new(&rest[0]),
+            &rest[1],
+            limit::Landing::from_args(rest),
+        );
     } else if let Some(rest) = at("--tls-receive") {
         let sync = args.iter().any(|a| a == "--fsync");
         let plain = args.iter().any(|a| a == "--plain");
@@ -163,11 +173,17 @@ fn run_sections(
     if wanted("durable") {
         durable::section(s, scratch, source);
     }
+    let limits = || {
+        [
+            limit_server(scratch, limit::Landing::Plain),
+            limit_server(scratch, limit::Landing::Atomic),
+        ]
+    };
     if wanted("small") {
-        small::section(s, scratch, ours, seed, &limit_server(scratch));
+        small::section(s, scratch, ours, seed, &limits());
     }
     if wanted("burst") {
-        burst::section(s, ours, seed, &limit_server(scratch));
+        burst::section(s, ours, seed, &limits());
     }
     if wanted("idle") {
         idle::section(s, ours, seed);

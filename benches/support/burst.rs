@@ -7,28 +7,34 @@ use crate::{Load, Server, Settings};
 /// Puts each client of the burst makes, each on a connection of its own.
 const BURST_PUTS: usize = 3;
 
-/// The burst against the limit server, interleaved over the rounds (a
+/// The burst against both limit servers, interleaved over the rounds (a
 /// single burst's p99 is its 30th-worst put, and this machine is noisy),
 /// then once against the seed's server.
-pub fn section(s: &Settings, ours: &Server, seed: Option<&Server>, limit: &Server) {
+pub fn section(s: &Settings, ours: &Server, seed: Option<&Server>, limits: &[Server; 2]) {
     println!(
         "\n## {} clients at once, {} puts of 1 KiB each, a connection per put (medians of {} \
          interleaved rounds)",
         s.burst, BURST_PUTS, s.rounds
     );
     println!(
-        "{:<36} {:>7} {:>7} {:>8}   p99 of each round",
+        "{:<40} {:>7} {:>7} {:>8}   p99 of each round",
         "server", "failed", "p50 ms", "p99 ms"
     );
     let mut rows: Vec<(&str, Vec<Load>)> = vec![
         ("minimal reference server (limit)", Vec::new()),
+        ("atomic limit (partial, BLAKE3, rename)", Vec::new()),
         ("ftp-server", Vec::new()),
+    ];
+    let servers = [
+        ("limit", &limits[0]),
+        ("atomic limit", &limits[1]),
+        ("ftp-server", ours),
     ];
     let mut generator = loadgen::Generator::default();
     for round in 0..s.rounds {
-        for step in 0..2 {
-            let which = (step + round) % 2;
-            let (name, server) = [("limit", limit), ("ftp-server", ours)][which];
+        for step in 0..3 {
+            let which = (step + round) % 3;
+            let (name, server) = servers[which];
             let load = generator.burst(name, server, s.burst, BURST_PUTS);
             rows[which].1.push(load);
         }
@@ -50,7 +56,7 @@ pub fn section(s: &Settings, ours: &Server, seed: Option<&Server>, limit: &Serve
             .map(|l| format!("{:.0}", l.pct(99.0)))
             .collect();
         println!(
-            "{:<36} {:>7} {:>7.1} {:>8.1}   {}",
+            "{:<40} {:>7} {:>7.1} {:>8.1}   {}",
             name,
             failed,
             middle(50.0),
@@ -60,8 +66,9 @@ pub fn section(s: &Settings, ours: &Server, seed: Option<&Server>, limit: &Serve
         p99s.push(middle(99.0));
     }
     println!(
-        "ftp-server's p99 against the limit's: {:.2}x",
-        p99s[1] / p99s[0]
+        "ftp-server's p99 against the limit's: {:.2}x; against the atomic limit's: {:.2}x",
+        p99s[2] / p99s[0],
+        p99s[2] / p99s[1]
     );
     generator.print_costs();
 }

@@ -1,13 +1,16 @@
 //! Durable put to a real disk against `dd conv=fsync`, the same put without
-//! `--durable`, and a raw rustls copy that syncs its file.
+//! `--durable`, and a raw rustls copy that syncs its file; then many small
+//! puts pipelined, with and without `--durable` (`groups`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use crate::groups::Groups;
+use crate::limit::Landing;
 use crate::tls_bench;
-use crate::{median, mib, print_rates, run_client, Scratch, Server, Settings};
+use crate::{limit_server_at, median, mib, print_rates, run_client, Scratch, Server, Settings};
 
 pub fn section(s: &Settings, scratch: &Scratch, source: &Path) {
     let dir = std::env::var_os("FTP_BENCH_DISK_DIR")
@@ -66,7 +69,16 @@ pub fn section(s: &Settings, scratch: &Scratch, source: &Path) {
     );
     let ratio = median(&tls_synced).as_secs_f64() / median(&synced).as_secs_f64();
     println!("durable put against the raw rustls copy + fsync: {ratio:.2}x");
-    drop((durable, plain, raw_tls));
+    drop(raw_tls);
+    Groups {
+        files: Groups::files(&scratch.dir.join("groups"), s.group_files),
+        durable: &durable,
+        plain: &plain,
+        limit_durable: &limit_server_at(&dir.join("limit-durable"), Landing::Durable),
+        limit_atomic: &limit_server_at(&dir.join("limit-atomic"), Landing::Atomic),
+    }
+    .section(s, &shown(&dir));
+    drop((durable, plain));
     let _ = fs::remove_dir_all(&dir);
 }
 

@@ -8,7 +8,12 @@
 //! Each put is the seed client's, the same bytes for every server: connect,
 //! read the 32-byte challenge, send the 16-byte answer and one put frame of
 //! 1 KiB, half-close, read to the end. Its latency runs from the connect to
-//! that end.
+//! that end. Each client puts its own file (`s{client}.bin`), as separate
+//! users do: ftp-server lets an account's new upload of a name take over
+//! one still running (it cuts that connection, for a client killed and run
+//! again), so names shared between clients of one account would measure
+//! takeovers instead of puts. A server that answers puts must have answered `ok`: a put
+//! refused, or cut off before its reply, counts as failed.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -31,8 +36,8 @@ const SWEEP: Duration = Duration::from_millis(100);
 const CONNECT_BATCH: usize = 32;
 /// Bytes in each put's file.
 const BODY: usize = 1024;
-/// Distinct file names the puts cycle through.
-const NAMES: usize = 64;
+/// Bytes of a reply kept to check it: an `ok` frame is far shorter.
+const REPLY_KEPT: usize = 4096;
 
 /// The load generator, with the CPU time it and each server spent under
 /// its load.
@@ -100,7 +105,7 @@ impl Generator {
         secs: f64,
     ) -> Load {
         let (own, served, started) = (own_cpu(), cpu_of(server.pid()), Instant::now());
-        let load = Driver::new(server.addr, clients, until).run(secs);
+        let load = Driver::new(server, clients, until).run(secs);
         let costs = match self.costs.iter_mut().position(|c| c.server == name) {
             Some(i) => &mut self.costs[i],
             None => {
@@ -139,7 +144,8 @@ struct Conn {
     step: Step,
     challenge: [u8; CHALLENGE_LEN],
     out: Vec<u8>,
-    request: usize,
+    /// The first bytes the server sent after the challenge.
+    reply: Vec<u8>,
     /// Whether epoll also reports it writable (only once a write blocked).
     writable: bool,
 }
@@ -148,19 +154,20 @@ struct Conn {
 struct Driver {
     epoll: OwnedFd,
     addr: SocketAddr,
+    /// Whether the server answers each put (see [`Server::replies`]).
+    replies: bool,
     until: Until,
-    /// The put frames, each with its 1 KiB body, built once.
+    /// Each client's put frame, with its 1 KiB body, built once.
     requests: Vec<Vec<u8>>,
     conns: Vec<Option<Conn>>,
     made: Vec<usize>,
-    next_request: usize,
     latencies: Vec<Duration>,
     failures: usize,
 }
 
 impl Driver {
-    fn new(addr: SocketAddr, clients: usize, until: Until) -> Driver {
-        let requests = (0..NAMES)
+    fn new(server: &Server, clients: usize, until: Until) -> Driver {
+        let requests = (0..clients)
             .map(|i| {
                 let header =
                     serde_json::json!({"cmd":"put","filename":format!("s{i}.bin"),"filesize":BODY});
@@ -171,12 +178,12 @@ impl Driver {
             .collect();
         Driver {
             epoll: epoll::create(epoll::CreateFlags::CLOEXEC).expect("epoll"),
-            addr,
+            addr: server.addr,
+            replies: server.replies,
             until,
             requests,
             conns: (0..clients).map(|_| None).collect(),
             made: vec![0; clients],
-            next_request: 0,
             latencies: Vec::new(),
             failures: 0,
         }
@@ -233,7 +240,6 @@ impl Driver {
             Until::Count(n) => self.made[client] < n,
         } {
             self.made[client] += 1;
-            self.next_request = (self.next_request + 1) % NAMES;
             match self.connect(client) {
                 Ok(conn) => {
                     self.conns[client] = Some(conn);
@@ -265,7 +271,7 @@ impl Driver {
             step: Step::Challenge(0),
             challenge: [0; CHALLENGE_LEN],
             out: Vec::new(),
-            request: self.next_request,
+            reply: Vec::new(),
             writable: false,
         })
     }
@@ -278,8 +284,10 @@ impl Driver {
         };
         match conn.advance(&self.requests, &self.epoll, client) {
             Ok(false) => return,
-            Ok(true) => self.latencies.push(conn.started.elapsed()),
-            Err(_) => self.failures += 1,
+            Ok(true) if !self.replies || conn.answered_ok() => {
+                self.latencies.push(conn.started.elapsed())
+            }
+            Ok(true) | Err(_) => self.failures += 1,
         }
         self.conns[client] = None;
         self.start(client);
@@ -319,7 +327,7 @@ impl Conn {
                     }
                     self.out
                         .extend_from_slice(&respond(SECRET.as_bytes(), &self.challenge));
-                    self.out.extend_from_slice(&requests[self.request]);
+                    self.out.extend_from_slice(&requests[key]);
                     self.step = Step::Send(0);
                 }
                 Step::Send(sent) => {
@@ -344,11 +352,25 @@ impl Conn {
                     match again(rustix::io::read(&self.fd, &mut sink))? {
                         None => return Ok(false),
                         Some(0) => return Ok(true),
-                        Some(_) => {}
+                        Some(n) => {
+                            let room = REPLY_KEPT.saturating_sub(self.reply.len());
+                            self.reply.extend_from_slice(&sink[..n.min(room)]);
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+impl Conn {
+    /// Whether the server's first frame after the put says `ok`.
+    fn answered_ok(&self) -> bool {
+        let Ok(Some(header)) = frame::read(&mut &self.reply[..], REPLY_KEPT) else {
+            return false;
+        };
+        serde_json::from_slice::<serde_json::Value>(&header)
+            .is_ok_and(|reply| reply["status"] == "ok")
     }
 }
 

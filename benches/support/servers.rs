@@ -12,7 +12,7 @@ use ftp::client::trust::Trust;
 use ftp::client::{Client, ClientOptions};
 use ftp::config::secret::Secret;
 
-use crate::limit;
+use crate::limit::{self, Landing};
 use crate::shared::{answer_challenge, listening_addr};
 use crate::{Scratch, SECRET};
 
@@ -21,6 +21,9 @@ pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     pub root: PathBuf,
+    /// Whether it answers each put (all but the seed's server do): the
+    /// load generator then counts a put as done only on an `ok`.
+    pub replies: bool,
 }
 
 impl Server {
@@ -62,6 +65,7 @@ impl Server {
             child,
             addr,
             root: root.to_path_buf(),
+            replies: true,
         }
     }
 
@@ -81,6 +85,7 @@ impl Server {
             child,
             addr,
             root: root.to_path_buf(),
+            replies: false,
         })
     }
 
@@ -143,11 +148,27 @@ pub fn run_client(addr: SocketAddr, args: &[&str], cwd: &Path) -> Duration {
     t.elapsed()
 }
 
-/// The minimal reference server, started afresh for a section.
-pub fn limit_server(scratch: &Scratch) -> Server {
-    let root = scratch.dir.join("limit-root");
-    let (child, addr) = limit::start(&root, SECRET);
-    Server { child, addr, root }
+/// The minimal reference server, started afresh for a section, landing
+/// its uploads as `landing` says, in a root of its own in the scratch
+/// folder (a tmpfs where there is one, as ftp-server's root is).
+pub fn limit_server(scratch: &Scratch, landing: Landing) -> Server {
+    let root = scratch.dir.join(match landing {
+        Landing::Plain => "limit-root",
+        Landing::Atomic => "atomic-limit-root",
+        Landing::Durable => "durable-limit-root",
+    });
+    limit_server_at(&root, landing)
+}
+
+/// The minimal reference server with its root at `root`.
+pub fn limit_server_at(root: &Path, landing: Landing) -> Server {
+    let (child, addr) = limit::start(root, SECRET, landing);
+    Server {
+        child,
+        addr,
+        root: root.to_path_buf(),
+        replies: true,
+    }
 }
 
 /// Starts this bench binary again in one of its helper modes (`--raw-

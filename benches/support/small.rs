@@ -1,6 +1,7 @@
-//! 1 KiB puts for a fixed time per cell: the minimal reference server and
-//! ftp-server with a connection per put, and the client library on one
-//! connection, at 1 and 16 clients.
+//! 1 KiB puts for a fixed time per cell: the minimal reference server (as
+//! it is, and paying ftp-server's atomic landing) and ftp-server with a
+//! connection per put, and the client library on one connection, at 1 and
+//! 16 clients.
 
 use std::fs;
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ pub fn section(
     scratch: &Scratch,
     ours: &Server,
     seed: Option<&Server>,
-    limit: &Server,
+    limits: &[Server; 2],
 ) {
     let small_dir = scratch.dir.join("small");
     fs::create_dir_all(&small_dir).unwrap();
@@ -26,9 +27,9 @@ pub fn section(
         write_pattern(&small_dir.join(format!("small{i}.bin")), 1024);
     }
     println!(
-        "\n## 1 KiB puts for {:.1} s per cell (limit and ftp-server with a connection each: \
-         median of {} interleaved cells)",
-        s.small_secs, s.rounds
+        "\n## 1 KiB puts for {:.1} s per cell into {} (the limits and ftp-server with a \
+         connection each: median of {} interleaved cells)",
+        s.small_secs, scratch.kind, s.rounds
     );
     println!(
         "{:<52} {:>9} {:>9} {:>9}",
@@ -38,7 +39,7 @@ pub fn section(
         s,
         ours,
         seed,
-        limit,
+        limits,
         dir: small_dir,
     };
     let mut generator = loadgen::Generator::default();
@@ -53,9 +54,17 @@ struct Small<'a> {
     s: &'a Settings,
     ours: &'a Server,
     seed: Option<&'a Server>,
-    limit: &'a Server,
+    limits: &'a [Server; 2],
     dir: PathBuf,
 }
+
+/// The servers measured with a connection per put, in the order of their
+/// rows: the plain limit, the atomic limit, ftp-server.
+const FRESH: [&str; 3] = [
+    "minimal reference server (limit)",
+    "atomic limit (partial, BLAKE3, rename)",
+    "ftp-server, new connection each",
+];
 
 impl Small<'_> {
     /// Measures and prints the cells for `clients` clients at once.
@@ -67,54 +76,49 @@ impl Small<'_> {
                 generator.timed("seed Python server", seed, clients, self.s.small_secs),
             ));
         }
-        let (limits, ourses) = self.interleaved(generator, clients);
-        let each: Vec<String> = limits
-            .iter()
-            .zip(&ourses)
-            .map(|(l, o)| format!("{:.2}", o.rate() / l.rate()))
-            .collect();
-        let (limit_rate, ours_fresh) = (median_by_rate(limits), median_by_rate(ourses));
-        let vs_limit = ours_fresh.rate() / limit_rate.rate();
-        cells.push((
-            format!("minimal reference server (limit), {clients} clients"),
-            limit_rate,
-        ));
-        cells.push((
-            format!("ftp-server, new connection each, {clients} clients"),
-            ours_fresh,
-        ));
+        let runs = self.interleaved(generator, clients);
+        // Each round's ratio of ftp-server to each limit, to show the spread.
+        let each = |limit: &[Load]| -> String {
+            let ratios = limit.iter().zip(&runs[2]).map(|(l, o)| o.rate() / l.rate());
+            ratios
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let each = [each(&runs[0]), each(&runs[1])];
+        let [plain, atomic, ours] = runs.map(median_by_rate);
+        let vs = [ours.rate() / plain.rate(), ours.rate() / atomic.rate()];
+        for (name, load) in FRESH.iter().zip([plain, atomic, ours]) {
+            cells.push((format!("{name}, {clients} clients"), load));
+        }
         cells.push((
             format!("ftp-server, ftp client library, one connection, {clients} clients"),
             self.one_connection(clients),
         ));
         print_cells(&cells);
-        println!(
-            "ftp-server against the limit, new connection each: {vs_limit:.2}x the rate (each \
-             round: {})",
-            each.join(" ")
-        );
+        for (i, which) in ["limit", "atomic limit"].iter().enumerate() {
+            println!(
+                "ftp-server / {which}, new connection each, {clients} clients: {:.2}x the rate \
+                 (each round: {})",
+                vs[i], each[i]
+            );
+        }
     }
 
-    /// The limit's and ftp-server's cells of a connection per put, one of
-    /// each a round, in alternating order.
-    fn interleaved(
-        &self,
-        generator: &mut loadgen::Generator,
-        clients: usize,
-    ) -> (Vec<Load>, Vec<Load>) {
+    /// The limits' and ftp-server's cells of a connection per put, one of
+    /// each a round, the order rotating from round to round.
+    fn interleaved(&self, generator: &mut loadgen::Generator, clients: usize) -> [Vec<Load>; 3] {
         let secs = self.s.small_secs;
-        let mut fresh = |name: &str, srv: &Server| generator.timed(name, srv, clients, secs);
-        let (mut limits, mut ourses) = (Vec::new(), Vec::new());
+        let servers = [&self.limits[0], &self.limits[1], self.ours];
+        let mut runs: [Vec<Load>; 3] = Default::default();
         for round in 0..self.s.rounds {
-            if round % 2 == 0 {
-                limits.push(fresh("limit", self.limit));
-                ourses.push(fresh("ftp-server", self.ours));
-            } else {
-                ourses.push(fresh("ftp-server", self.ours));
-                limits.push(fresh("limit", self.limit));
+            for step in 0..3 {
+                let which = (step + round) % 3;
+                let load = generator.timed(FRESH[which], servers[which], clients, secs);
+                runs[which].push(load);
             }
         }
-        (limits, ourses)
+        runs
     }
 
     /// The client library, `put` after `put` on one connection a client.

@@ -36,6 +36,9 @@ pub(super) struct DiskUpload {
     pub(super) durable: bool,
     /// What was asked for: whether to overwrite, the time and mode to give.
     pub(super) plan: UploadPlan,
+    /// The partial file was made by this upload, so it carries no digest
+    /// of an earlier one to drop (most uploads: it saves a system call).
+    pub(super) fresh: bool,
     /// Committed or discarded: the partial file is no longer this
     /// upload's to remove.
     pub(super) finished: bool,
@@ -72,7 +75,8 @@ impl DiskUpload {
         // the server runs as root).
         match digest {
             Some(digest) => digest::keep(&self.file, &digest),
-            None => digest::forget(&self.file),
+            None if !self.fresh => digest::forget(&self.file),
+            None => {}
         }
         self.set_mode()
     }
@@ -319,6 +323,10 @@ impl StoredFile for DiskFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::disk::handle::Modes;
+    use crate::storage::disk::DiskStore;
+    use crate::storage::{Place, Store};
+    use crate::wire::names::PARTIAL_DIR;
 
     #[test]
     fn an_upload_asks_for_no_write_bit_of_others_and_no_special_bit() {
@@ -327,5 +335,33 @@ mod tests {
         assert_eq!(given(0o666), 0o644);
         assert_eq!(given(0o444), 0o444);
         assert_eq!(given(0o070), 0o450);
+    }
+
+    #[test]
+    fn a_partial_made_again_over_one_with_a_digest_keeps_none_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
+        let home: Vec<String> = Vec::new();
+        let at = Place::new(&home, &home);
+        let plan = UploadPlan {
+            filesize: 6,
+            resume: false,
+            hash: false,
+            overwrite: true,
+            mtime: None,
+            mode: None,
+        };
+        // A partial left by an upload that stopped between its digest and
+        // its rename, with the digest of other bytes.
+        let mut up = store.begin_upload(at, "f", plan).unwrap();
+        up.write(b"abcdef").unwrap();
+        drop(up);
+        let partial = dir.path().join(PARTIAL_DIR).join("f");
+        digest::keep(&File::open(&partial).unwrap(), &blake3::hash(b"other"));
+        let mut up = store.begin_upload(at, "f", plan).unwrap();
+        up.write(b"abcdef").unwrap();
+        assert_eq!(up.finish(None).unwrap(), None);
+        let stored = store.open_file(at, "f").unwrap();
+        assert_eq!((stored.size(), stored.digest()), (6, None));
     }
 }

@@ -1,0 +1,144 @@
+//! The disk store's tests: uploads, the usage book and planted links.
+
+use super::*;
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn an_upload_lands_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
+    let home = names(&[]);
+    let at = Place::new(&home, &home);
+    let plan = UploadPlan {
+        filesize: 6,
+        resume: true,
+        hash: true,
+        overwrite: true,
+        mtime: None,
+        mode: None,
+    };
+    let mut up = store.begin_upload(at, "f", plan).unwrap();
+    up.write(b"abc").unwrap();
+    drop(up);
+    assert_eq!(
+        store.file_len(at, "f").unwrap(),
+        None,
+        "invisible until done"
+    );
+    let mut up = store.begin_upload(at, "f", plan).unwrap();
+    assert_eq!(up.offset(), 3);
+    up.write(b"xyz").unwrap();
+    let wrong = blake3::hash(b"abcxyZ");
+    assert!(matches!(
+        up.finish(Some(wrong)),
+        Err(StoreError::DigestMismatch)
+    ));
+    assert_eq!(store.file_len(at, "f").unwrap(), None);
+    let mut up = store.begin_upload(at, "f", plan).unwrap();
+    assert_eq!(up.offset(), 0, "a mismatch discards the partial data");
+    up.write(b"abcxyz").unwrap();
+    let digest = up.finish(Some(blake3::hash(b"abcxyz"))).unwrap();
+    assert_eq!(digest, Some(blake3::hash(b"abcxyz")));
+    assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"abcxyz");
+    let mut file = store.open_file(at, "f").unwrap();
+    let mut tail = String::new();
+    file.read_from(4)
+        .unwrap()
+        .read_to_string(&mut tail)
+        .unwrap();
+    assert_eq!((file.size(), tail.as_str()), (6, "yz"));
+}
+
+#[test]
+fn the_book_counts_entries_as_a_walk_would_through_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
+    let (home, top) = (names(&["alice"]), names(&[]));
+    store.open_home(&home).unwrap();
+    let at = Place::new(&home, &top);
+    let walked = || usage::measure(&dir.path().join("alice")).unwrap();
+    let plan = |filesize| UploadPlan {
+        filesize,
+        resume: true,
+        hash: false,
+        overwrite: true,
+        mtime: None,
+        mode: None,
+    };
+    assert_eq!(store.usage(&home).unwrap(), walked(), "measured first");
+    store
+        .make_folder(Place::new(&home, &names(&["a", "b"])))
+        .unwrap();
+    let mut up = store.begin_upload(at, "f", plan(4)).unwrap();
+    up.write(b"ab").unwrap();
+    drop(up);
+    assert_eq!(store.usage(&home).unwrap(), walked(), "with a partial");
+    let mut up = store.begin_upload(at, "f", plan(4)).unwrap();
+    up.write(b"cd").unwrap();
+    up.finish(None).unwrap();
+    let mut up = store.begin_upload(at, "f", plan(1)).unwrap();
+    up.write(b"e").unwrap();
+    up.finish(None).unwrap();
+    assert_eq!(store.usage(&home).unwrap(), walked(), "after a replacement");
+    // An upload that wrote nothing leaves nothing.
+    drop(store.begin_upload(at, "probe", plan(9)).unwrap());
+    store.begin_upload(at, "gone", plan(9)).unwrap().discard();
+    store
+        .remove(Place::new(&home, &names(&["a"])), "b")
+        .unwrap();
+    assert_eq!(store.usage(&home).unwrap(), walked(), "after removals");
+    let u = store.usage(&home).unwrap();
+    assert_eq!((u.bytes, u.entries), (1, 2), "the file f and the folder a");
+}
+
+#[test]
+fn rm_removes_nothing_through_a_planted_partial_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
+    fs::write(dir.path().join("a.txt"), b"mine").unwrap();
+    fs::write(outside.path().join("a.txt"), b"not the server's").unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join(PARTIAL_DIR)).unwrap();
+    let home = names(&[]);
+    let at = Place::new(&home, &home);
+    store.remove(at, "a.txt").unwrap();
+    assert!(!store.remove_partial(at, "a.txt").unwrap());
+    assert_eq!(store.kept(at, "a.txt", 100).unwrap(), 0);
+    assert!(!dir.path().join("a.txt").exists());
+    assert_eq!(
+        fs::read(outside.path().join("a.txt")).unwrap(),
+        b"not the server's"
+    );
+}
+
+#[test]
+fn a_link_planted_as_the_partial_folder_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join(PARTIAL_DIR)).unwrap();
+    let home = names(&[]);
+    let at = Place::new(&home, &home);
+    let plan = UploadPlan {
+        filesize: 3,
+        resume: false,
+        hash: false,
+        overwrite: true,
+        mtime: None,
+        mode: None,
+    };
+    let refused = store.begin_upload(at, "f", plan).err().unwrap();
+    let refused_link =
+        |e: &io::Error| matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR));
+    assert!(matches!(refused, StoreError::Failed(_, ref e) if refused_link(e)));
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+    // A file reached through a linked folder is not served either.
+    fs::write(outside.path().join("secret"), b"s").unwrap();
+    let partial_home = names(&[PARTIAL_DIR]);
+    assert!(store
+        .open_file(Place::new(&home, &partial_home), "secret")
+        .is_err());
+}
