@@ -15,7 +15,7 @@ use super::serving::{reply_stalled, to_worker, write_more, Running, Work};
 use super::{contain, Shared};
 use crate::net::Transport;
 use crate::server::accounts::Seat;
-use crate::server::commands::staged::PendingPut;
+use crate::server::commands::staged::InGroup;
 use crate::server::echo::{self, Echoed};
 use crate::server::intake::{pull, start_echo, Pulled};
 use crate::server::login::{Identity, LoggedIn, LoginContext, Next, Pending};
@@ -56,7 +56,7 @@ pub(super) struct Conn {
     /// stream out of step).
     pub(super) close_after_reply: bool,
     /// Puts staged for their group's commit, whose replies come then.
-    pub(super) group: Vec<PendingPut>,
+    pub(super) group: Vec<InGroup>,
     /// Counts the connection as running while its reply goes out.
     pub(super) replying: Option<Running>,
     pub(super) echoed: u64,

@@ -147,12 +147,31 @@ pub(crate) struct Outbox {
     pace: Option<Pace>,
     /// Whether the reply had a body, whose end the log tells.
     had_body: bool,
+    /// Replies held back behind those of a group of staged puts, which
+    /// come first ([`Outbox::hold`]).
+    held: Option<Vec<u8>>,
 }
 
 impl Outbox {
     /// Queues bytes a command wrote.
     pub(crate) fn push(&mut self, bytes: &[u8]) {
-        self.pending.extend_from_slice(bytes);
+        match &mut self.held {
+            Some(held) => held.extend_from_slice(bytes),
+            None => self.pending.extend_from_slice(bytes),
+        }
+    }
+
+    /// Holds back what is written from now on: the replies of requests
+    /// run while earlier puts wait for their group's commit, whose replies
+    /// must go first.
+    pub(crate) fn hold(&mut self) {
+        self.held.get_or_insert_with(Vec::new);
+    }
+
+    /// Stops holding, and gives back what was held: to be written after
+    /// the group's replies.
+    pub(crate) fn take_held(&mut self) -> Option<Vec<u8>> {
+        self.held.take()
     }
 
     /// Gives the reply its body, and its pace.
@@ -249,7 +268,12 @@ impl Outbox {
             let ms = pace.started.elapsed().as_millis();
             tracing::info!("reply sent: {} bytes in {ms} ms", self.sent);
         }
-        *self = Outbox::default();
+        // What is held waits for its group, not for this reply.
+        let held = self.held.take();
+        *self = Outbox {
+            held,
+            ..Outbox::default()
+        };
         Progress::Done
     }
 

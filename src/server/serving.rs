@@ -12,6 +12,7 @@ use super::connection::{echo, next_request, park_request, Conn, Waiting};
 use super::{contain, run_or_refuse, Shared};
 use crate::error::Result;
 use crate::server::accounts::{Account, Seat};
+use crate::server::commands::staged::InGroup;
 use crate::server::intake::{pull, Pulled};
 use crate::server::login::Identity;
 use crate::server::reply::{Pace, Progress, Replying};
@@ -48,6 +49,9 @@ fn serve(shared: &Arc<Shared>, mut conn: Conn, mut work: Work) {
     let _busy = Running::new(shared);
     loop {
         if let Work::Request(header) = work {
+            if !conn.group.is_empty() {
+                conn.outbox.hold();
+            }
             match run_request(shared, &mut conn, header) {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Close) => conn.close_after_reply = true,
@@ -128,8 +132,10 @@ fn grow_group(shared: &Arc<Shared>, mut conn: Conn) -> Grown {
     }
 }
 
+/// Whether `header` is a put that may join a group: one that asks for no
+/// `ready`, which would have to go out before the group's replies.
 fn is_put(header: &Result<Vec<u8>>) -> bool {
-    let put = |h: &Vec<u8>| matches!(parse_request(h), Ok(Request::Put(_)));
+    let put = |h: &Vec<u8>| matches!(parse_request(h), Ok(Request::Put(p)) if !p.wants_ready());
     header.as_ref().is_ok_and(put)
 }
 
@@ -156,8 +162,12 @@ fn run_request(shared: &Arc<Shared>, conn: &mut Conn, header: Result<Vec<u8>>) -
             s.refuse_frame(&e, t).map(Handled::done)
         }),
     }?;
+    // While a group waits, what this request wrote waits in its turn.
+    if let Some(held) = conn.outbox.take_held().filter(|h| !h.is_empty()) {
+        conn.group.push(InGroup::Reply(held));
+    }
     if let Some(pending) = handled.commit {
-        conn.group.push(pending);
+        conn.group.push(InGroup::Put(pending));
     }
     if let Some(body) = handled.body {
         let ctx = &shared.config.context;

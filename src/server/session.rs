@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::net::Transport;
 use crate::server::accounts::Account;
-use crate::server::commands::staged::{flush_failed, PendingPut};
+use crate::server::commands::staged::{flush_failed, Answer, InGroup, PendingPut};
 use crate::server::commands::store_refusal;
 use crate::server::context::Context;
 use crate::server::descriptors::FdLease;
@@ -177,7 +177,7 @@ impl<'a> Session<'a> {
             Err(e) => return self.refuse_frame(&e, stream),
         };
         if let Some(pending) = handled.commit {
-            commit_group(self.ctx, vec![pending], stream)?;
+            commit_group(self.ctx, vec![InGroup::Put(pending)], stream)?;
         }
         if let Some(body) = handled.body {
             let mut outbox = Outbox::default();
@@ -376,34 +376,46 @@ fn respond<S: Write, T: Serialize>(
 
 /// Commits a group of staged puts in the one order that keeps `ok`
 /// meaning durable: their data flushed at once, each name taken, the
-/// names flushed at once, and only then the replies, in order (written to
-/// `s`).
+/// names flushed at once, and only then the replies, in the order the
+/// requests came (written to `s`), those of requests refused meanwhile in
+/// their turn.
 ///
 /// Fails when a reply cannot be written.
-pub(crate) fn commit_group(
-    ctx: &Context,
-    group: Vec<PendingPut>,
-    s: &mut impl Write,
-) -> Result<()> {
+pub(crate) fn commit_group(ctx: &Context, group: Vec<InGroup>, s: &mut impl Write) -> Result<()> {
     let data = ctx.store.flush();
     let mut answers = Vec::with_capacity(group.len());
-    for pending in group {
-        match &data {
-            Ok(()) => answers.push(pending.commit(ctx)),
+    for item in group {
+        answers.push(match (item, &data) {
+            (InGroup::Put(pending), Ok(())) => Answered::Put(pending.commit(ctx)),
             // Nothing of the group is confirmed: their partials stay for a
             // resume.
-            Err(e) => answers.push(pending.abandon(flush_failed(e))),
-        }
+            (InGroup::Put(pending), Err(e)) => Answered::Put(pending.abandon(flush_failed(e))),
+            (InGroup::Reply(bytes), _) => Answered::Reply(bytes),
+        });
     }
     let names = data.and_then(|()| ctx.store.flush());
-    for (answer, committed) in answers {
-        let committed = match &names {
-            Ok(()) => committed,
-            Err(e) => committed.and(Err(flush_failed(e))),
-        };
-        answer.send(ctx, committed, s)?;
+    for answered in answers {
+        match answered {
+            Answered::Put((answer, committed)) => {
+                let committed = match &names {
+                    Ok(()) => committed,
+                    Err(e) => committed.and(Err(flush_failed(e))),
+                };
+                answer.send(ctx, committed, s)?;
+            }
+            Answered::Reply(bytes) => s
+                .write_all(&bytes)
+                .map_err(|e| Error::io("sending a reply", e))?,
+        }
     }
     Ok(())
+}
+
+/// A group's member once its name is taken: a put to answer, or a reply
+/// written already.
+enum Answered {
+    Put((Answer, crate::storage::StoreResult<Option<blake3::Hash>>)),
+    Reply(Vec<u8>),
 }
 
 /// Sends an error reply.

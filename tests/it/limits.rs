@@ -341,6 +341,26 @@ fn durable_pipelined_puts_commit_as_groups_and_all_land() {
 }
 
 #[test]
+fn a_refused_put_inside_a_durable_group_is_answered_in_its_turn() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&["--durable"]);
+    let mut raw = Raw::login(server.addr, SECRET.as_bytes());
+    let mut pipelined = Vec::new();
+    let too_long = "b".repeat(300);
+    for name in ["a.txt", too_long.as_str(), "c.txt"] {
+        let put = json!({"cmd":"put","filename":name,"filesize":3});
+        pipelined.extend(frame::encode_json(&put).unwrap());
+        pipelined.extend_from_slice(b"abc");
+    }
+    raw.send(&pipelined);
+    let replies: Vec<_> = (0..3).map(|_| raw.reply().expect("a reply")).collect();
+    assert_eq!(replies[0]["filename"], "a.txt", "{replies:?}");
+    assert_eq!(replies[1]["code"], "bad_name", "{replies:?}");
+    assert_eq!(replies[2]["filename"], "c.txt", "{replies:?}");
+    assert!(sb.root().join("a.txt").exists() && sb.root().join("c.txt").exists());
+}
+
+#[test]
 fn a_durable_put_whose_client_leaves_at_once_still_lands() {
     let sb = Sandbox::new();
     let server = sb.start_server(&["--durable", "--anonymous"]);

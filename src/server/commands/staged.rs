@@ -20,6 +20,14 @@ use crate::wire::frame;
 use crate::wire::message::{ErrorCode, ErrorReply, PutDone, PutRequest, Reply};
 use crate::wire::names::escape;
 
+/// A member of a group, in the order its request came: a staged put, or
+/// the reply of a request that ended meanwhile (a put refused), held
+/// until the puts before it are answered.
+pub(crate) enum InGroup {
+    Put(PendingPut),
+    Reply(Vec<u8>),
+}
+
 /// Where an upload lands, for its reply.
 pub(crate) struct Landed {
     pub(crate) name: String,
