@@ -34,12 +34,18 @@ impl Session<'_> {
     }
 }
 
-/// An error reply for a failure of the server's own file system.
+/// An error reply for a failure of the server's own file system. The
+/// detail (the system's error, which may name the server's paths) goes to
+/// the log; the client is told what failed and where to look.
 pub(crate) fn internal(what: &str, e: &io::Error) -> ErrorReply {
     if is_no_space(e) {
         return disk_full(what);
     }
-    ErrorReply::new(ErrorCode::Internal, format!("{what}: {e}"))
+    tracing::warn!("internal error: {what}: {}", crate::error::reason(e));
+    ErrorReply::new(
+        ErrorCode::Internal,
+        format!("{what} failed on the server; its log says why"),
+    )
 }
 
 fn disk_full(what: &str) -> ErrorReply {
