@@ -327,6 +327,17 @@ impl From<Error> for io::Error {
     }
 }
 
+/// The context of a failure to print a program's output.
+pub const WRITING_OUTPUT: &str = "writing output";
+
+/// Whether `e` says the output was closed by whoever read it (`| head`,
+/// `| true`): not a failure of the command, so a program ends quietly
+/// with success, as other command-line tools do.
+pub fn output_closed(e: &Error) -> bool {
+    matches!(e, Error::Io { context, source }
+        if context == WRITING_OUTPUT && source.kind() == io::ErrorKind::BrokenPipe)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,7 +117,9 @@ fn run(args: Args) -> Result<usize> {
     // Neither needs a server, nor a secret.
     match one_shot {
         Some(Command::Help) => {
-            println!("{HELP}");
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{HELP}")
+                .map_err(|e| ftp::Error::io(ftp::error::WRITING_OUTPUT, e))?;
             return Ok(0);
         }
         Some(Command::Quit) => return Ok(0),

@@ -80,6 +80,7 @@ enum About {
 fn main() -> ExitCode {
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if ftp::error::output_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -220,7 +221,7 @@ fn print(text: &str) -> Result<()> {
     stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
-        .map_err(|e| ftp::Error::io("writing to stdout", e))
+        .map_err(|e| ftp::Error::io(ftp::error::WRITING_OUTPUT, e))
 }
 
 /// What the man page says beyond the flags: the files and the environment.

@@ -19,8 +19,11 @@ pub fn completions(mut cmd: clap::Command, shell: &str, out: &mut impl Write) ->
         ))
     })?;
     let name = cmd.get_name().to_string();
-    clap_complete::generate(shell, &mut cmd, name, out);
-    Ok(())
+    // Made whole first: the generator panics when its output is closed.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, name, &mut script);
+    out.write_all(&script)
+        .map_err(|e| Error::io(crate::error::WRITING_OUTPUT, e))
 }
 
 /// A man page section beyond those clap writes: a title (`FILES`), an
@@ -128,7 +131,7 @@ pub fn man_page(cmd: clap::Command, sections: &[ManSection], out: &mut impl Writ
             false => Ok(()),
         })
         .and_then(|()| out.write_all(&once_preamble(&String::from_utf8_lossy(&page))))
-        .map_err(|e| Error::io("writing the man page", e))
+        .map_err(|e| Error::io(crate::error::WRITING_OUTPUT, e))
 }
 
 /// `page` with the two-line preamble roff puts before each part it

@@ -261,3 +261,32 @@ fn output_closed_by_its_reader_ends_the_client_quietly_with_success() {
         );
     }
 }
+
+#[test]
+fn output_closed_early_ends_quietly_with_success() {
+    use std::process::{Command, Stdio};
+    let runs: [(&str, &[&str]); 5] = [
+        (env!("CARGO_BIN_EXE_ftp-client"), &["help"]),
+        (env!("CARGO_BIN_EXE_ftp-client"), &["completions", "bash"]),
+        (env!("CARGO_BIN_EXE_ftp-client"), &["man"]),
+        (env!("CARGO_BIN_EXE_ftp-server"), &["completions", "zsh"]),
+        (env!("CARGO_BIN_EXE_ftp-server"), &["config"]),
+    ];
+    let sb = Sandbox::new();
+    for (program, args) in runs {
+        // The reader is gone before the program writes: `| true`.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let child = Command::new(program)
+            .args(args)
+            .env("HOME", sb.path())
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = wait_output(child, CLIENT_LIMIT);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::client::command::{Command, ListOptions, HELP};
 use crate::client::listing::ListingPrinter;
 use crate::client::{Client, GetReport, PutReport};
-use crate::error::{Error, Result};
+use crate::error::{WRITING_OUTPUT, Error, Result};
 use crate::wire::message::{ErrorCode, LsRequest, Moved, Usage};
 use crate::wire::names::escape;
 
@@ -222,21 +222,12 @@ fn print_get(out: &mut impl Write, name: &str, r: &GetReport) -> io::Result<()> 
     )
 }
 
-/// What a failure to print is about.
-const WRITING_OUTPUT: &str = "writing output";
-
 /// Turns a failure to print into the library's error.
 fn wrote(r: io::Result<()>) -> Result<()> {
     r.map_err(|e| Error::io(WRITING_OUTPUT, e))
 }
 
-/// Whether `e` says the output was closed by whoever read it (`| head`,
-/// `| true`): not a failure of the command, so the program ends quietly
-/// with success, as other command-line tools do.
-pub fn output_closed(e: &Error) -> bool {
-    matches!(e, Error::Io { context, source }
-        if context == WRITING_OUTPUT && source.kind() == io::ErrorKind::BrokenPipe)
-}
+pub use crate::error::output_closed;
 
 /// Bytes moved in this run and their rate; resumed bytes are not counted.
 fn rate(verb: &str, bytes: u64, elapsed: Duration) -> String {
