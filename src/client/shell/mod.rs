@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::client::command::{Command, ListOptions, HELP};
 use crate::client::listing::ListingPrinter;
 use crate::client::{Client, GetReport, PutReport};
-use crate::error::{WRITING_OUTPUT, Error, Result};
+use crate::error::{Error, Result, WRITING_OUTPUT};
 use crate::wire::message::{ErrorCode, LsRequest, Moved, Usage};
 use crate::wire::names::escape;
 

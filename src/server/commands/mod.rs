@@ -67,7 +67,8 @@ pub(crate) fn store_refusal(e: StoreError, name: &str) -> ErrorReply {
         ),
         StoreError::Exists => ErrorReply::new(ErrorCode::Exists, format!("{name} already exists")),
         StoreError::NotEmpty => {
-            ErrorReply::new(ErrorCode::NotEmpty, format!("folder {name} is not empty"))
+            let why = format!("folder {name} is not empty; rm -r removes it with all it holds");
+            ErrorReply::new(ErrorCode::NotEmpty, why)
         }
         StoreError::DigestMismatch => ErrorReply::new(
             ErrorCode::DigestMismatch,
