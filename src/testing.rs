@@ -5,11 +5,8 @@ use std::io::{self, Cursor, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::secret::Secret;
 use crate::net::Transport;
-use crate::server::accounts::Account;
 use crate::server::context::Context;
-use crate::server::session::Session;
 use crate::server::uploads::UploadLocks;
 use crate::storage::disk::DiskStore;
 use crate::storage::Modes;
@@ -69,16 +66,7 @@ pub fn context(root: &Path) -> Context {
     }
 }
 
-/// Runs one logged-in session over `input` (everything after the
-/// handshake) in single-secret mode, and returns what the server sent.
-/// Never panics for any input: that is what the fuzz target checks.
-pub fn serve_bytes(ctx: &Context, input: &[u8]) -> Vec<u8> {
-    let account =
-        Account::shared(Secret::new(b"test secret".to_vec()).unwrap_or_else(|_| unreachable!()));
-    let mut stream = MemoryStream::new(input.to_vec());
-    let _ = Session::new(ctx, &account).serve(&mut stream);
-    stream.output
-}
+pub use crate::server::harness::serve_bytes;
 
 /// Request headers as the frames a client sends, one after another.
 ///

@@ -1,4 +1,6 @@
-//! A whole logged-in session on arbitrary bytes, against a real folder:
+//! A whole logged-in connection on arbitrary bytes, through the server's own
+//! request path (the poller's header decoder, the worker's loop, the
+//! outbox), against a real folder:
 //! never a panic, and nothing created outside the root.
 #![no_main]
 

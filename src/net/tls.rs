@@ -173,6 +173,32 @@ fn lock_folder(dir: &Path) -> Result<fs::File> {
     Ok(file)
 }
 
+impl ServerIdentity {
+    /// A self-signed identity held only in memory: for a server
+    /// configuration whose logins a test never runs.
+    ///
+    /// Fails when the certificate cannot be made.
+    pub fn ephemeral() -> Result<ServerIdentity> {
+        let made = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string()])
+            .map_err(|e| Error::Secret(format!("creating a TLS certificate: {e}")))?;
+        let cert = made.cert.der().clone();
+        let key = PrivateKeyDer::try_from(made.signing_key.serialize_der())
+            .map_err(|e| Error::Secret(format!("the TLS key: {e}")))?;
+        let fingerprint = Fingerprint::of(&cert);
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .and_then(|b| b.with_no_client_auth().with_single_cert(vec![cert], key))
+            .map_err(|e| Error::Secret(format!("the TLS identity: {e}")))?;
+        Ok(ServerIdentity {
+            config: Arc::new(config),
+            fingerprint,
+            cert_path: PathBuf::new(),
+            created: true,
+            set_aside: None,
+        })
+    }
+}
+
 /// Renames `path` to `path.old` (replacing an older one), returning the
 /// new name.
 fn set_aside(path: &Path) -> Result<PathBuf> {

@@ -27,7 +27,7 @@ pub(super) struct Slot(Arc<Shared>, pub(super) IpAddr);
 impl Slot {
     /// Takes a slot for a connection from `host`, if the server and that
     /// host are under their limits; says which limit is reached if not.
-    fn take(shared: &Arc<Shared>, host: IpAddr) -> std::result::Result<Slot, String> {
+    pub(super) fn take(shared: &Arc<Shared>, host: IpAddr) -> std::result::Result<Slot, String> {
         let config = &shared.config;
         let max = config.max_connections;
         if shared.active.fetch_add(1, Ordering::SeqCst) >= max {

@@ -159,7 +159,12 @@ fn park_login(
 }
 
 impl Conn {
-    fn new(shared: &Shared, logged_in: LoggedIn, arrival: Arrival, turn: Option<Turn>) -> Conn {
+    pub(super) fn new(
+        shared: &Shared,
+        logged_in: LoggedIn,
+        arrival: Arrival,
+        turn: Option<Turn>,
+    ) -> Conn {
         // Before its first reply: the kernel then holds little unsent for
         // a peer that falls behind, whatever its send buffer grows to.
         if let Some(fd) = logged_in.transport.socket() {

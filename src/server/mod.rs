@@ -13,6 +13,8 @@ mod connection;
 pub mod context;
 pub mod descriptors;
 pub mod echo;
+#[cfg(any(test, feature = "testing"))]
+pub(crate) mod harness;
 pub mod hosts;
 mod intake;
 mod listener;

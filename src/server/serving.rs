@@ -45,7 +45,7 @@ pub(super) fn to_worker(shared: &Arc<Shared>, conn: Conn, work: Work) {
 /// takes it without waiting, then runs every request the client already
 /// sent behind it. The connection goes back to the poller when its peer
 /// must read (the reply is blocked) or speak (no request is whole).
-fn serve(shared: &Arc<Shared>, mut conn: Conn, mut work: Work) {
+pub(super) fn serve(shared: &Arc<Shared>, mut conn: Conn, mut work: Work) {
     let _busy = Running::new(shared);
     loop {
         if let Work::Request(header) = work {

@@ -1,8 +1,9 @@
-//! One authenticated connection on the server: read a header, run the
-//! command it names, send the reply, until the client hangs up.
-//!
-//! Generic over the stream, so tests drive it with byte buffers. The
-//! commands themselves are in [`crate::server::commands`].
+//! What one request of a logged-in connection does: parse its header, run
+//! the command it names, write its reply (or leave a long body, or a put
+//! staged for its group, to whoever drives the connection), and log it.
+//! The connection's loop is `server::serving`; tests drive the same loop
+//! over byte buffers (`server::harness`). The commands themselves are in
+//! [`crate::server::commands`].
 
 use std::io::Write;
 use std::time::Instant;
@@ -16,8 +17,8 @@ use crate::server::commands::staged::{flush_failed, Answer, InGroup, PendingPut}
 use crate::server::commands::store_refusal;
 use crate::server::context::Context;
 use crate::server::descriptors::FdLease;
-use crate::server::reply::{Body, Outbox, Pace};
-use crate::wire::frame::{self, MAX_HEADER_LEN};
+use crate::server::reply::Body;
+use crate::wire::frame;
 use crate::wire::message::{parse_request, ErrorCode, ErrorReply, Reply, Request, RequestError};
 use crate::wire::names::escape;
 
@@ -137,18 +138,6 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Serves commands until the client hangs up.
-    ///
-    /// Returns `Ok` when the client closes between commands or after a
-    /// malformed header was answered; fails when the connection breaks.
-    pub fn serve<S: Transport>(&mut self, stream: &mut S) -> Result<()> {
-        if self.start(stream)? == Flow::Close {
-            return Ok(());
-        }
-        while self.serve_one(stream)? == Flow::Continue {}
-        Ok(())
-    }
-
     /// What a session does once, before its first command: make sure the
     /// home folder is there. Returns `Close` when it cannot be.
     ///
@@ -159,37 +148,6 @@ impl<'a> Session<'a> {
             return Ok(Flow::Close);
         }
         Ok(Flow::Continue)
-    }
-
-    /// Reads one header and runs its command. Returns `Close` when the
-    /// client hung up between commands or the stream cannot go on.
-    ///
-    /// Fails when the connection breaks.
-    pub fn serve_one<S: Transport>(&mut self, stream: &mut S) -> Result<Flow> {
-        // The whole header must arrive within the idle timeout.
-        stream.set_deadline(Some(Instant::now() + self.ctx.timings.idle));
-        let header = frame::read(stream, MAX_HEADER_LEN);
-        stream.set_deadline(None);
-        let handled = match header {
-            Ok(Some(h)) => self.handle(&h, stream)?,
-            Ok(None) => return Ok(Flow::Close),
-            Err(e) if e.is_disconnect() => return Err(e),
-            Err(e) => return self.refuse_frame(&e, stream),
-        };
-        if let Some(pending) = handled.commit {
-            commit_group(self.ctx, vec![InGroup::Put(pending)], stream)?;
-        }
-        if let Some(body) = handled.body {
-            let mut outbox = Outbox::default();
-            let pace = Pace::new(
-                self.ctx.timings.reply,
-                self.ctx.timings.min_rate,
-                body.len_hint(),
-            );
-            outbox.set_body(body, pace);
-            outbox.drive_to_end(stream, self.ctx.timings.idle)?;
-        }
-        Ok(handled.flow)
     }
 
     /// Takes `n` of the descriptors replies may hold, for this account.
