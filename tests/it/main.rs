@@ -14,6 +14,7 @@ mod config_file;
 mod conveniences;
 mod core;
 mod depth;
+mod docs;
 mod encryption;
 mod filters;
 mod floods;
