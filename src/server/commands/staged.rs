@@ -120,7 +120,12 @@ impl Answer {
             Ok(digest) => confirm(ctx, &self.req, &self.landed, digest, s),
             Err(e) => {
                 ctx.metrics.uploads_failed.inc();
-                refuse(s, put_refusal(e, &self.landed))
+                let reply = put_refusal(e, &self.landed);
+                // Its request's line said it was staged; this says how it
+                // ended.
+                let name = escape(&self.landed.name);
+                tracing::info!("put {name} not committed: {}", reply.message);
+                refuse(s, reply)
             }
         }
     }
