@@ -87,6 +87,12 @@ pub(super) enum Waiting {
 }
 
 impl Waiting {
+    /// Whether a reply is under way: a shutdown lets it finish within its
+    /// grace, as it does a running command.
+    pub(super) fn is_replying(&self) -> bool {
+        matches!(self, Waiting::Reply(_) | Waiting::Paced(_))
+    }
+
     fn span(&self) -> &tracing::Span {
         match self {
             Waiting::Queued(q) => &q.arrival.span,

@@ -279,12 +279,9 @@ impl Server {
         self.listener
             .set_nonblocking(true)
             .map_err(|e| Error::io("watching the listening socket", e))?;
-        let closed = self
-            .shared
-            .pollers
-            .get()
-            .map_or(0, |p| p.iter().map(Poller::close_all).sum())
-            + self.shared.turns.drain().len();
+        let closed = self.shared.pollers.get().map_or(0, |p| {
+            p.iter().map(|p| p.close_unless(Waiting::is_replying)).sum()
+        }) + self.shared.turns.drain().len();
         let running = self.shared.running.load(Ordering::SeqCst);
         tracing::info!(
             "shutting down: closed {closed} idle connections; waiting up to {} s for {running} \

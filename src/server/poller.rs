@@ -149,8 +149,19 @@ impl<T: Parkable> Poller<T> {
     /// Closes every waiting item (dropping it), for a shutdown; returns how
     /// many there were.
     pub fn close_all(&self) -> usize {
+        self.close_unless(|_| false)
+    }
+
+    /// Closes every waiting item but those `keep` picks (for a shutdown
+    /// that lets replies under way finish); returns how many it closed.
+    pub fn close_unless(&self, keep: impl Fn(&T) -> bool) -> usize {
         let mut parked = self.inner.lock();
-        let keys: Vec<usize> = parked.items.keys().copied().collect();
+        let keys: Vec<usize> = parked
+            .items
+            .iter()
+            .filter(|(_, (item, _, _))| !keep(item))
+            .map(|(key, _)| *key)
+            .collect();
         let items: Vec<T> = keys
             .into_iter()
             .filter_map(|k| self.inner.take(&mut parked, k))

@@ -44,6 +44,33 @@ fn sigterm_refuses_newcomers_and_lets_the_running_upload_finish() {
 }
 
 #[test]
+fn sigterm_lets_a_download_under_way_finish() {
+    let sb = Sandbox::new();
+    fs::create_dir_all(sb.root()).unwrap();
+    // Larger than both ends' socket buffers can hold (a receive buffer
+    // here grows to 32 MiB), so the reply is still under way at the signal.
+    let data = pattern(48 << 20, 22);
+    fs::write(sb.root().join("big.bin"), &data).unwrap();
+    let mut server = sb.start_server(&[]);
+    let into = sb.work().join("dl");
+    fs::create_dir_all(&into).unwrap();
+    let get = ["--limit-rate", "12MiB", "get", "big.bin", "dl/"];
+    let download = ClientRun::new(&sb, &server, &get).spawn();
+    let landed = into.join("big.bin");
+    // Under way: some of it is here, not all.
+    assert!(wait_until(Duration::from_secs(10), || {
+        fs::read_dir(&into).is_ok_and(|mut d| d.next().is_some())
+    }));
+    sigterm(&server);
+    server.wait_for_log("shutting down");
+    let out = wait_output(download, Duration::from_secs(30));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(&landed).unwrap(), data);
+    let status = wait_limited(&mut server.child, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
 fn a_grace_period_that_runs_out_keeps_the_partial_for_a_resume() {
     let sb = Sandbox::new();
     let mut server = sb.start_server(&["--shutdown-grace", "1"]);
