@@ -146,12 +146,6 @@ impl<T: Parkable> Poller<T> {
         let _ = self.inner.poller.notify();
     }
 
-    /// Closes every waiting item (dropping it), for a shutdown; returns how
-    /// many there were.
-    pub fn close_all(&self) -> usize {
-        self.close_unless(|_| false)
-    }
-
     /// Closes every waiting item but those `keep` picks (for a shutdown
     /// that lets replies under way finish); returns how many it closed.
     pub fn close_unless(&self, keep: impl Fn(&T) -> bool) -> usize {
