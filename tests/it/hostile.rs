@@ -427,11 +427,22 @@ proptest! {
         }
         let out = ftp::testing::serve_bytes(&ftp::testing::context(&root), &input);
         // Whatever comes back starts with a well-formed reply (a put whose
-        // body was cut short gets none: the peer hung up).
+        // body was cut short gets none: the peer hung up). A refusal is
+        // one a user can act on: a code the client knows, and a message
+        // without the system's error numbers.
         let mut cur = out.as_slice();
         if !out.is_empty() {
             let first: serde_json::Value = ftp::wire::frame::read_json(&mut cur, 1 << 24).unwrap();
-            prop_assert!(first["status"] == "ok" || first["status"] == "error");
+            match first["status"].as_str() {
+                Some("ok") => {}
+                Some("error") => {
+                    let code = serde_json::from_value::<ftp::wire::reply::ErrorCode>(first["code"].clone());
+                    prop_assert!(code.is_ok(), "unknown code in {}", first);
+                    let message = first["message"].as_str().unwrap_or_default();
+                    prop_assert!(!message.is_empty() && !message.contains("os error"), "{}", first);
+                }
+                _ => prop_assert!(false, "not a reply: {}", first),
+            }
         }
         prop_assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
