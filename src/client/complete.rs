@@ -234,6 +234,7 @@ fn quote_if_needed(s: &str) -> String {
 impl Hinter for LineHelper<'_, '_> {
     type Hint = String;
 }
+
 impl Highlighter for LineHelper<'_, '_> {}
 impl Validator for LineHelper<'_, '_> {}
 impl Helper for LineHelper<'_, '_> {}

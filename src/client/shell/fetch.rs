@@ -44,6 +44,7 @@ pub(super) fn get(
     client.options.overwrite = policy;
     got
 }
+
 fn get_as_asked(
     client: &mut Client,
     t: &Transfer,
@@ -93,6 +94,7 @@ fn get_as_asked(
     let end = Ending::of("get", t, 0, fetched.up_to_date);
     summarize(&end, report, options, out, err)
 }
+
 /// The downloads of what `get` found: each into `into`, under its own
 /// name when `own_name`; folders with all they hold.
 fn plan_downloads(
@@ -133,6 +135,7 @@ fn plan_downloads(
     }
     Ok((steps, all))
 }
+
 /// `get NAME [LOCAL]` of one plain file, the way it always went, unless
 /// the local file is the server's already.
 fn get_one(
@@ -158,6 +161,7 @@ fn get_one(
         .map_err(|e| folder_hint(e, name))?;
     wrote(print_get(out, name, &report))
 }
+
 /// The server's "not a regular file" for `get NAME` of a folder, with
 /// what to type instead.
 fn folder_hint(e: Error, name: &str) -> Error {
@@ -172,6 +176,7 @@ fn folder_hint(e: Error, name: &str) -> Error {
         other => other,
     }
 }
+
 /// Plans the download of the server folder `path` into `target`: its
 /// folders made here now, its files as steps. A file named with `-r` is
 /// one download. With `rerun`, a file that is here already, the same, is
