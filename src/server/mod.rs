@@ -13,6 +13,7 @@ mod connection;
 pub mod context;
 pub mod descriptors;
 pub mod echo;
+pub mod hooks;
 pub mod hosts;
 mod intake;
 mod listener;

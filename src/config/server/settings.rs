@@ -15,6 +15,8 @@ use crate::net::tls::ServerIdentity;
 use crate::server::accounts::AccountBook;
 use crate::server::context::Context;
 use crate::server::descriptors::FdBudget;
+use crate::server::hooks::{Attempts, Hook, HookSet, Hooks};
+use crate::server::metrics::Metrics;
 use crate::server::quota::default_max_files;
 use crate::server::timings::Timings;
 use crate::server::uploads::UploadLocks;
@@ -28,6 +30,15 @@ const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// tens of megabytes over a slow link, while a peer that reads nothing
 /// holds its worker thread for minutes, not for ever.
 const REPLY_TIMEOUTS_PER_IDLE: u64 = 5;
+
+/// Runs of a failed hook after the first: a receiver restarting or a
+/// moment's load is over by then; one that is down stays counted.
+const HOOK_RETRIES: u32 = 3;
+
+/// The pause before a hook's first retry; it doubles each time (0.25 s,
+/// 0.5 s, 1 s), so a failing hook holds its thread for under 2 s more
+/// than its runs.
+const HOOK_BACKOFF: Duration = Duration::from_millis(250);
 
 /// Every server setting, with its value in force.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +104,12 @@ pub struct Settings {
     pub tls_dir: Option<PathBuf>,
     /// Where metrics are served, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// The hook of each event.
+    pub hooks: HookSet,
+    /// Seconds one run of a hook may take.
+    pub hook_timeout: u64,
+    /// Events that may wait for their hook.
+    pub hook_queue: usize,
 }
 
 impl Settings {
@@ -169,6 +186,13 @@ impl Settings {
             upload_memory: size_or(f.upload_memory, 1 << 30),
             tls_dir: f.tls_dir,
             metrics: f.metrics,
+            hooks: HookSet {
+                on_upload: hook(f.on_upload.as_deref(), "on-upload")?,
+                on_download: hook(f.on_download.as_deref(), "on-download")?,
+                on_delete: hook(f.on_delete.as_deref(), "on-delete")?,
+            },
+            hook_timeout: f.hook_timeout.unwrap_or(30).max(1),
+            hook_queue: f.hook_queue.unwrap_or(1_000).max(1),
         })
     }
 
@@ -207,6 +231,11 @@ impl Settings {
             upload_memory: Some(Size(self.upload_memory)),
             tls_dir: self.tls_dir.clone(),
             metrics: self.metrics,
+            on_upload: self.hooks.on_upload.as_ref().map(Hook::to_string),
+            on_download: self.hooks.on_download.as_ref().map(Hook::to_string),
+            on_delete: self.hooks.on_delete.as_ref().map(Hook::to_string),
+            hook_timeout: Some(self.hook_timeout),
+            hook_queue: Some(self.hook_queue),
         }
     }
 
@@ -287,21 +316,33 @@ impl Settings {
     }
 
     /// The server's configuration, with its store, accounts and identity.
-    /// The connection limit is fitted to the open-file limit here.
+    /// The connection limit is fitted to the open-file limit here, and
+    /// the hooks' threads are started.
+    ///
+    /// Fails when a hook thread cannot be started.
     pub fn server_config(
         &self,
         store: Arc<dyn Store>,
         accounts: Arc<AccountBook>,
         tls: ServerIdentity,
-    ) -> Config {
+    ) -> Result<Config> {
         let secs = Duration::from_secs;
-        Config {
+        let metrics = Arc::new(Metrics::new());
+        let attempts = Attempts {
+            timeout: secs(self.hook_timeout),
+            retries: HOOK_RETRIES,
+            backoff: HOOK_BACKOFF,
+        };
+        let hooks = Hooks::start(self.hooks.clone(), attempts, self.hook_queue, metrics.clone())
+            .map_err(|e| Error::io("starting the hook threads", e))?;
+        Ok(Config {
             context: Context {
                 store,
                 max_file_size: self.max_file_size.unwrap_or(u64::MAX),
                 overwrite: !self.no_overwrite,
                 locks: UploadLocks::default(),
-                metrics: Default::default(),
+                metrics,
+                hooks: Arc::new(hooks),
                 anonymous_max_files: self.anonymous_max_files,
                 name_order: Default::default(),
                 fds: Arc::new(FdBudget::for_this_process()),
@@ -323,7 +364,7 @@ impl Settings {
             tls,
             require_tls: self.require_tls,
             anonymous_quota: self.anonymous.then_some(self.anonymous_quota),
-        }
+        })
     }
 }
 
@@ -337,6 +378,12 @@ fn verbosity(f: &ServerFlags) -> Result<Verbosity> {
         (false, true) => Ok(Verbosity::Verbose),
         (false, false) => Ok(Verbosity::Normal),
     }
+}
+
+/// The hook a setting `key` names, if set.
+fn hook(text: Option<&str>, key: &str) -> Result<Option<Hook>> {
+    text.map(|t| Hook::parse(t).map_err(|reason| Error::Usage(format!("{key}: {reason}"))))
+        .transpose()
 }
 
 fn size_or(size: Option<Size>, default: u64) -> u64 {

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::io::pump::{buffer_for, pump, PumpError};
 use crate::io::throttle::RateFloor;
 use crate::net::Transport;
+use crate::server::hooks::EventKind;
 use crate::server::quota::{check_bytes, check_entries, exceeded_while_storing};
 use crate::server::session::{refuse, Outcome, Session};
 use crate::server::uploads::{Owner, UploadLock};
@@ -114,6 +115,7 @@ impl Session<'_> {
             name: prepared.name,
             replaced: prepared.replaces,
             offset,
+            event: self.event(EventKind::Upload, &req.filename),
         };
         match finished {
             Ok(Stage::Done(digest)) => {
