@@ -18,6 +18,7 @@ mod encryption;
 mod filters;
 mod floods;
 mod folders;
+mod hooks;
 mod handshakes;
 mod hostile;
 mod hostile_server;
