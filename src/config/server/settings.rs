@@ -406,6 +406,8 @@ mod tests {
              root = \"s3://bucket/prefix\"\n",
             "users = \"/etc/ftp/users.toml\"\nanonymous = true\nanonymous-quota = 1000\n\
              root = \"/srv/ftp\"\n",
+            "on-upload = \"scan --quick '/srv/a b'\"\non-delete = \"https://hooks.example/d\"\n\
+             hook-timeout = 5\nhook-queue = 10\nroot = \"/srv/ftp\"\n",
         ] {
             let settings = from_text(text).unwrap();
             let printed = settings.to_toml().unwrap();
@@ -465,6 +467,8 @@ mod tests {
                 "both users and secret-file",
             ),
             ("verbose = true\nquiet = true\n", "both verbose and quiet"),
+            ("on-upload = \"scan 'x\"\n", "on-upload: cannot split"),
+            ("on-delete = \" \"\n", "on-delete: empty; give a command"),
         ] {
             let got = from_text(text).unwrap_err().to_string();
             assert!(got.contains(want), "{got}");

@@ -201,3 +201,36 @@ fn drain(rx: &Mutex<Receiver<Job>>, attempts: &Attempts, metrics: &Metrics) {
 
 /// The default time one run of a hook may take.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_is_split_as_a_shell_would_and_a_url_is_kept() {
+        let hook = Hook::parse("scan --db '/var/lib/a b' x\\ y").unwrap();
+        let Hook::Command { argv, .. } = &hook else {
+            panic!("{hook:?}")
+        };
+        assert_eq!(argv, &["scan", "--db", "/var/lib/a b", "x y"]);
+        assert_eq!(hook.to_string(), "scan --db '/var/lib/a b' x\\ y");
+        let url = "https://hooks.example/up?x=1";
+        assert_eq!(Hook::parse(url).unwrap(), Hook::Url(url.into()));
+        assert!(Hook::parse("scan \"open").is_err());
+        assert!(Hook::parse("").is_err());
+    }
+
+    #[test]
+    fn no_hook_set_starts_no_thread_and_fire_does_nothing() {
+        let metrics = Arc::new(Metrics::new());
+        let attempts = Attempts {
+            timeout: Duration::from_secs(1),
+            retries: 0,
+            backoff: Duration::ZERO,
+        };
+        let hooks = Hooks::start(HookSet::default(), attempts, 1, metrics.clone()).unwrap();
+        assert!(hooks.queue.is_none());
+        hooks.fire(Event::now(EventKind::Upload, &[], "a"));
+        assert!(!metrics.render().contains("ftp_hooks_total{"));
+    }
+}

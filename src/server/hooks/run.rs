@@ -151,3 +151,46 @@ fn post(url: &str, event: &Event, timeout: Duration) -> Result<(), Failure> {
         status => Err(Failure::Status(status)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::hooks::EventKind;
+
+    fn command(text: &str) -> Hook {
+        Hook::parse(text).unwrap()
+    }
+
+    fn count(metrics: &Metrics, result: &str) -> bool {
+        let line = format!("ftp_hooks_total{{event=\"upload\",result=\"{result}\"}} ");
+        metrics.render().lines().any(|l| l.starts_with(&line))
+    }
+
+    #[test]
+    fn a_failing_command_is_tried_again_then_given_up() {
+        let metrics = Metrics::new();
+        let attempts = Attempts {
+            timeout: Duration::from_secs(5),
+            retries: 2,
+            backoff: Duration::from_millis(1),
+        };
+        let event = Event::now(EventKind::Upload, &[], "a");
+        deliver(&command("false"), &event, &attempts, &metrics);
+        let text = metrics.render();
+        assert!(text.contains("result=\"attempt_failed\"} 3"), "{text}");
+        assert!(text.contains("result=\"failed\"} 1"), "{text}");
+        deliver(&command("true"), &event, &attempts, &metrics);
+        assert!(count(&metrics, "ok"));
+    }
+
+    #[test]
+    fn a_command_past_its_timeout_is_killed() {
+        let event = Event::now(EventKind::Upload, &[], "a");
+        let started = Instant::now();
+        let got = run_once(&command("sleep 20"), &event, Duration::from_millis(200));
+        assert!(matches!(got, Err(Failure::Timeout(_))), "{got:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let missing = run_once(&command("/nonexistent/hook"), &event, Duration::from_secs(1));
+        assert!(matches!(missing, Err(Failure::Spawn(..))), "{missing:?}");
+    }
+}
