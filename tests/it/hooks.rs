@@ -201,3 +201,52 @@ fn past_the_queue_bound_events_are_dropped_and_counted() {
     assert_eq!(hook_count(&text, "upload", "dropped"), 5, "{text}");
     server.wait_for_log("hook queue full");
 }
+
+/// Whether `name` left anything in the root, partial data included.
+fn kept_anything(sb: &Sandbox, name: &str) -> bool {
+    sb.root().join(name).exists() || sb.root().join(".ftp-partial").join(name).exists()
+}
+
+#[test]
+fn an_upload_check_refuses_with_its_reason_and_keeps_nothing() {
+    let sb = Sandbox::new();
+    // A scanner reads the upload on stdin, says what it found on stdout.
+    let scanner = "sh -c 'if grep -q EICAR; then echo \"stdin: Eicar-Test-Signature FOUND\"; \
+                   exit 1; fi'";
+    let server = sb.start_server(&["--on-upload-check", scanner, "--metrics", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&server);
+    sb.local_file("clean.txt", b"nothing to see");
+    sb.local_file("bad.txt", b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!");
+    let ok = ClientRun::new(&sb, &server, &["put", "clean.txt"]).run();
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(std::fs::read(sb.root().join("clean.txt")).unwrap(), b"nothing to see");
+    let refused = ClientRun::new(&sb, &server, &["put", "bad.txt"]).run();
+    assert!(!refused.status.success());
+    assert_stderr_has(&refused, "stdin: Eicar-Test-Signature FOUND");
+    assert!(!kept_anything(&sb, "bad.txt"));
+    let text = scrape(&metrics);
+    assert_eq!(hook_count(&text, "upload_check", "ok"), 1, "{text}");
+    assert_eq!(hook_count(&text, "upload_check", "refused"), 1, "{text}");
+}
+
+#[test]
+fn an_upload_check_that_hangs_errs_or_is_down_refuses_the_upload() {
+    let sb = Sandbox::new();
+    sb.local_file("f.txt", b"some bytes");
+    let refusing = Receiver::start(403, Duration::ZERO);
+    let failing = Receiver::start(500, Duration::ZERO);
+    let down = down_url();
+    for check in ["sleep 30", "/nonexistent/scanner", &failing.url, &down, &refusing.url] {
+        let server = sb.start_server(&["--on-upload-check", check, "--hook-timeout", "1"]);
+        let out = ClientRun::new(&sb, &server, &["put", "f.txt"]).run();
+        assert!(!out.status.success(), "{check}");
+        let why = match check == refusing.url {
+            true => "upload check refused it: HTTP 403",
+            false => "upload check could not decide",
+        };
+        assert_stderr_has(&out, why);
+        assert!(!kept_anything(&sb, "f.txt"), "{check}");
+    }
+    // The URL was sent the upload's bytes.
+    assert_eq!(refusing.bodies(), ["some bytes"]);
+}

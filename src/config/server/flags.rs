@@ -185,6 +185,12 @@ server_flags! {
     /// Like --on-upload, after an rm removed a file or folder.
     #[arg(long, value_name = "COMMAND|URL")]
     on_delete: String,
+    /// Run on each upload's bytes (a command's stdin; a URL's POST body)
+    /// before it takes its name: a non-zero exit or an HTTP 4xx refuses
+    /// the upload, with the first line of the output as the reason. A
+    /// check that fails or times out refuses it too. Folder roots only.
+    #[arg(long, value_name = "COMMAND|URL")]
+    on_upload_check: String,
     /// What one run of a hook may take; a command is then killed. A hook
     /// that failed runs up to 3 more times. [default: 30]
     #[arg(long, value_name = "SECS")]

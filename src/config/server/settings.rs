@@ -143,6 +143,7 @@ impl Settings {
             ));
         }
         let verbosity = verbosity(&f)?;
+        let on_upload_check = upload_check(&f)?;
         let idle_timeout = f.idle_timeout.unwrap_or(60).max(1);
         let anonymous_quota = size_or(f.anonymous_quota, 1 << 30);
         Ok(Settings {
@@ -190,6 +191,7 @@ impl Settings {
                 on_upload: hook(f.on_upload.as_deref(), "on-upload")?,
                 on_download: hook(f.on_download.as_deref(), "on-download")?,
                 on_delete: hook(f.on_delete.as_deref(), "on-delete")?,
+                on_upload_check,
             },
             hook_timeout: f.hook_timeout.unwrap_or(30).max(1),
             hook_queue: f.hook_queue.unwrap_or(1_000).max(1),
@@ -234,6 +236,7 @@ impl Settings {
             on_upload: self.hooks.on_upload.as_ref().map(Hook::to_string),
             on_download: self.hooks.on_download.as_ref().map(Hook::to_string),
             on_delete: self.hooks.on_delete.as_ref().map(Hook::to_string),
+            on_upload_check: self.hooks.on_upload_check.as_ref().map(Hook::to_string),
             hook_timeout: Some(self.hook_timeout),
             hook_queue: Some(self.hook_queue),
         }
@@ -386,6 +389,20 @@ fn hook(text: Option<&str>, key: &str) -> Result<Option<Hook>> {
         .transpose()
 }
 
+/// The upload check, which reads the upload's local file: an object
+/// store keeps none.
+fn upload_check(f: &ServerFlags) -> Result<Option<Hook>> {
+    let check = hook(f.on_upload_check.as_deref(), "on-upload-check")?;
+    if check.is_some() && f.root.as_deref().is_some_and(|r| r.starts_with("s3://")) {
+        return Err(Error::Usage(
+            "on-upload-check needs a folder root: an s3:// root keeps no local copy of an \
+             upload to check"
+                .into(),
+        ));
+    }
+    Ok(check)
+}
+
 fn size_or(size: Option<Size>, default: u64) -> u64 {
     size.map_or(default, |s| s.0)
 }
@@ -469,6 +486,10 @@ mod tests {
             ("verbose = true\nquiet = true\n", "both verbose and quiet"),
             ("on-upload = \"scan 'x\"\n", "on-upload: cannot split"),
             ("on-delete = \" \"\n", "on-delete: empty; give a command"),
+            (
+                "on-upload-check = \"scan\"\nroot = \"s3://b\"\n",
+                "on-upload-check needs a folder root",
+            ),
         ] {
             let got = from_text(text).unwrap_err().to_string();
             assert!(got.contains(want), "{got}");

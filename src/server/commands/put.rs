@@ -107,6 +107,10 @@ impl Session<'_> {
             // turn, so no `mv` or `rm` can come between them. A durable
             // store stages it for its group's flush (see `staged`).
             (None, expected) => {
+                if let Err(reply) = self.vet(&req, &*prepared.upload) {
+                    self.discard(prepared.upload);
+                    return refuse(s, reply);
+                }
                 let _turn = self.turn();
                 prepared.upload.stage(expected.and_then(Result::ok))
             }
@@ -133,6 +137,18 @@ impl Session<'_> {
                 refuse(s, put_refusal(e, &landed))
             }
         }
+    }
+
+    /// Runs the server's upload check, if any, on what `upload` stored,
+    /// before the upload takes its name.
+    fn vet(&self, req: &PutRequest, upload: &dyn Upload) -> Result<(), ErrorReply> {
+        if !self.ctx.hooks.checks_uploads() {
+            return Ok(());
+        }
+        let event = self.event(EventKind::Upload, &req.filename);
+        let event = event.sized(req.filesize, None, upload.offset() > 0);
+        let verdict = self.ctx.hooks.check_upload(&event, upload.contents());
+        verdict.allows(&req.filename)
     }
 
     /// Throws an upload's partial data away, in the home's turn: the

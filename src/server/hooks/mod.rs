@@ -6,13 +6,16 @@
 //! hook delays no transfer and no other user. Past the queue's bound an
 //! event is dropped and counted; nothing waits in unbounded memory.
 
+mod check;
 mod event;
 mod run;
 
+use std::fs::File;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use check::Verdict;
 pub use event::{Event, EventKind};
 pub use run::Attempts;
 
@@ -77,6 +80,8 @@ pub struct HookSet {
     pub on_download: Option<Hook>,
     /// Run after an `rm` removed a file or a folder.
     pub on_delete: Option<Hook>,
+    /// Run on an upload's bytes before it takes its name; may refuse it.
+    pub on_upload_check: Option<Hook>,
 }
 
 impl HookSet {
@@ -106,6 +111,8 @@ pub struct Hooks {
     /// `None` when no hook is set: no thread runs then.
     queue: Option<SyncSender<Job>>,
     metrics: Arc<Metrics>,
+    /// What one run of the upload check may take.
+    check_timeout: Duration,
 }
 
 impl std::fmt::Debug for Job {
@@ -126,11 +133,13 @@ impl Hooks {
         bound: usize,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Hooks> {
+        let check_timeout = attempts.timeout;
         if set.is_empty() {
             return Ok(Hooks {
                 set,
                 queue: None,
                 metrics,
+                check_timeout,
             });
         }
         let (tx, rx) = mpsc::sync_channel(bound.max(1));
@@ -145,7 +154,39 @@ impl Hooks {
             set,
             queue: Some(tx),
             metrics,
+            check_timeout,
         })
+    }
+
+    /// Whether an upload check is set.
+    pub fn checks_uploads(&self) -> bool {
+        self.set.on_upload_check.is_some()
+    }
+
+    /// Runs the upload check, if one is set, on `contents` (the upload's
+    /// stored bytes): in this thread, within the hook timeout, once.
+    /// Logs and counts what it decided.
+    pub fn check_upload(&self, event: &Event, contents: std::io::Result<File>) -> Verdict {
+        let Some(hook) = &self.set.on_upload_check else {
+            return Verdict::Pass;
+        };
+        let verdict = match check::rewound(contents) {
+            Ok(file) => check::check(hook, event, file, self.check_timeout),
+            Err(e) => Verdict::Failed(format!("cannot read the upload: {e}")),
+        };
+        let result = match &verdict {
+            Verdict::Pass => "ok",
+            Verdict::Refused(reason) => {
+                tracing::info!("upload check refused {}: {reason}", event.path);
+                "refused"
+            }
+            Verdict::Failed(why) => {
+                tracing::warn!("upload check for {} failed, refused: {why}", event.path);
+                "failed"
+            }
+        };
+        self.metrics.hook("upload_check", result);
+        verdict
     }
 
     /// Whether a hook is set for `kind`: what only its event needs is

@@ -24,7 +24,7 @@ pub struct Attempts {
 
 /// Why one run failed, for the log.
 #[derive(Debug)]
-enum Failure {
+pub(super) enum Failure {
     Spawn(String, std::io::Error),
     Timeout(Duration),
     Exit(ExitStatus),
@@ -112,16 +112,22 @@ fn run_command(argv: &[String], event: &Event, timeout: Duration) -> Result<(), 
         // stdin is not at fault.
         let _ = stdin.write_all(&event.to_json());
     }
-    match wait_within(&mut child, timeout)? {
+    match wait_within(&mut child, timeout, &mut || {})? {
         status if status.success() => Ok(()),
         status => Err(Failure::Exit(status)),
     }
 }
 
-/// The child's exit status, or a timeout once it was killed.
-fn wait_within(child: &mut Child, timeout: Duration) -> Result<ExitStatus, Failure> {
+/// The child's exit status, or a timeout once it was killed; `tick` runs
+/// each time it is looked at.
+pub(super) fn wait_within(
+    child: &mut Child,
+    timeout: Duration,
+    tick: &mut dyn FnMut(),
+) -> Result<ExitStatus, Failure> {
     let deadline = Instant::now() + timeout;
     loop {
+        tick();
         if let Some(status) = child.try_wait().map_err(Failure::Wait)? {
             return Ok(status);
         }
