@@ -68,10 +68,9 @@ fn a_hook_command_gets_the_event_as_json_on_stdin_and_in_its_environment() {
     assert!(jiff::Timestamp::now().duration_since(time).as_secs() < 60);
 
     alice(&sb, &server, &["rm", "docs/a b.txt"]);
-    assert!(wait_until(Duration::from_secs(10), || std::fs::read_to_string(
-        &env
-    )
-    .is_ok_and(|t| t.contains("FTP_RESUMED"))));
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&env).is_ok_and(|t| t.contains("FTP_RESUMED"))
+    }));
     let vars = std::fs::read_to_string(&env).unwrap();
     for line in [
         "FTP_EVENT=delete",
@@ -104,7 +103,10 @@ fn a_slow_http_hook_delays_no_put_and_gets_the_download_event() {
     let started = Instant::now();
     let put = |name| ClientRun::new(&sb, &server, &["put", name]).run();
     assert!(put("one.bin").status.success());
-    assert!(wait_until(Duration::from_secs(10), || receiver.bodies().len() == 1));
+    assert!(wait_until(Duration::from_secs(10), || receiver
+        .bodies()
+        .len()
+        == 1));
     // The receiver holds the first event for 4 s; the next put is done
     // before it answers.
     assert!(put("two.bin").status.success());
@@ -121,7 +123,10 @@ fn a_slow_http_hook_delays_no_put_and_gets_the_download_event() {
     let bodies = receiver.bodies();
     let download = bodies.iter().find(|b| b.contains("\"download\"")).unwrap();
     let event: serde_json::Value = serde_json::from_str(download).unwrap();
-    assert_eq!((event["path"].as_str(), event["size"].as_u64()), (Some("/one.bin"), Some(1000)));
+    assert_eq!(
+        (event["path"].as_str(), event["size"].as_u64()),
+        (Some("/one.bin"), Some(1000))
+    );
     assert_eq!(event["user"], serde_json::Value::Null);
 }
 
@@ -141,7 +146,10 @@ fn a_failing_http_hook_is_retried_then_counted() {
     assert_eq!(hook_count(&text, "upload", "attempt_failed"), 4, "{text}");
     assert_eq!(receiver.bodies().len(), 4);
     let log = server.wait_for_log("gave up");
-    assert!(log.contains("upload hook for /f.bin (4 of 4): answered HTTP 500"), "{log}");
+    assert!(
+        log.contains("upload hook for /f.bin (4 of 4): answered HTTP 500"),
+        "{log}"
+    );
     assert_eq!(std::fs::read(sb.root().join("f.bin")).unwrap(), b"data");
 }
 
@@ -216,10 +224,16 @@ fn an_upload_check_refuses_with_its_reason_and_keeps_nothing() {
     let server = sb.start_server(&["--on-upload-check", scanner, "--metrics", "127.0.0.1:0"]);
     let metrics = metrics_addr(&server);
     sb.local_file("clean.txt", b"nothing to see");
-    sb.local_file("bad.txt", b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!");
+    sb.local_file(
+        "bad.txt",
+        b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!",
+    );
     let ok = ClientRun::new(&sb, &server, &["put", "clean.txt"]).run();
     assert!(ok.status.success(), "{}", stderr(&ok));
-    assert_eq!(std::fs::read(sb.root().join("clean.txt")).unwrap(), b"nothing to see");
+    assert_eq!(
+        std::fs::read(sb.root().join("clean.txt")).unwrap(),
+        b"nothing to see"
+    );
     let refused = ClientRun::new(&sb, &server, &["put", "bad.txt"]).run();
     assert!(!refused.status.success());
     assert_stderr_has(&refused, "stdin: Eicar-Test-Signature FOUND");
@@ -236,7 +250,13 @@ fn an_upload_check_that_hangs_errs_or_is_down_refuses_the_upload() {
     let refusing = Receiver::start(403, Duration::ZERO);
     let failing = Receiver::start(500, Duration::ZERO);
     let down = down_url();
-    for check in ["sleep 30", "/nonexistent/scanner", &failing.url, &down, &refusing.url] {
+    for check in [
+        "sleep 30",
+        "/nonexistent/scanner",
+        &failing.url,
+        &down,
+        &refusing.url,
+    ] {
         let server = sb.start_server(&["--on-upload-check", check, "--hook-timeout", "1"]);
         let out = ClientRun::new(&sb, &server, &["put", "f.txt"]).run();
         assert!(!out.status.success(), "{check}");

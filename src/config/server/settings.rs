@@ -336,8 +336,13 @@ impl Settings {
             retries: HOOK_RETRIES,
             backoff: HOOK_BACKOFF,
         };
-        let hooks = Hooks::start(self.hooks.clone(), attempts, self.hook_queue, metrics.clone())
-            .map_err(|e| Error::io("starting the hook threads", e))?;
+        let hooks = Hooks::start(
+            self.hooks.clone(),
+            attempts,
+            self.hook_queue,
+            metrics.clone(),
+        )
+        .map_err(|e| Error::io("starting the hook threads", e))?;
         Ok(Config {
             context: Context {
                 store,

@@ -119,7 +119,7 @@ impl Session<'_> {
             name: prepared.name,
             replaced: prepared.replaces,
             offset,
-            event: self.event(EventKind::Upload, &req.filename),
+            event: Box::new(self.event(EventKind::Upload, &req.filename)),
         };
         match finished {
             Ok(Stage::Done(digest)) => {

@@ -41,7 +41,10 @@ impl Verdict {
                 .to_string(),
         };
         let name = crate::wire::names::escape(name);
-        Err(ErrorReply::new(ErrorCode::Forbidden, format!("{name} not stored: {why}")))
+        Err(ErrorReply::new(
+            ErrorCode::Forbidden,
+            format!("{name} not stored: {why}"),
+        ))
     }
 }
 
@@ -173,15 +176,24 @@ mod tests {
         assert_eq!(run("grep -q clean", b"all clean"), Verdict::Pass);
         let said = run("sh -c 'echo; echo \"  EICAR found\x07\"; exit 1'", b"x");
         assert_eq!(said, Verdict::Refused("EICAR found".into()));
-        assert_eq!(run("false", b"x"), Verdict::Refused("exit status: 1".into()));
+        assert_eq!(
+            run("false", b"x"),
+            Verdict::Refused("exit status: 1".into())
+        );
     }
 
     #[test]
     fn a_check_that_cannot_run_or_hangs_fails_closed() {
-        assert!(matches!(run("/nonexistent/scanner", b"x"), Verdict::Failed(_)));
+        assert!(matches!(
+            run("/nonexistent/scanner", b"x"),
+            Verdict::Failed(_)
+        ));
         let hook = Hook::parse("sleep 20").unwrap();
         let event = Event::now(EventKind::Upload, &[], "f");
         let got = check(&hook, &event, contents(b"x"), Duration::from_millis(200));
-        assert!(matches!(got, Verdict::Failed(ref r) if r.contains("killed")), "{got:?}");
+        assert!(
+            matches!(got, Verdict::Failed(ref r) if r.contains("killed")),
+            "{got:?}"
+        );
     }
 }

@@ -125,7 +125,11 @@ mod tests {
         assert_eq!(json["blake3"], serde_json::Value::Null);
         assert_eq!(json["peer"], "127.0.0.1");
         assert_eq!(json["resumed"], false);
-        assert!(json["time"].as_str().unwrap().parse::<jiff::Timestamp>().is_ok());
+        assert!(json["time"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .is_ok());
         let env = event.environment();
         assert!(env.contains(&("FTP_PATH", "/docs/a b.txt".into())));
         assert!(env.contains(&("FTP_BLAKE3", String::new())));

@@ -196,7 +196,11 @@ mod tests {
         let got = run_once(&command("sleep 20"), &event, Duration::from_millis(200));
         assert!(matches!(got, Err(Failure::Timeout(_))), "{got:?}");
         assert!(started.elapsed() < Duration::from_secs(10));
-        let missing = run_once(&command("/nonexistent/hook"), &event, Duration::from_secs(1));
+        let missing = run_once(
+            &command("/nonexistent/hook"),
+            &event,
+            Duration::from_secs(1),
+        );
         assert!(matches!(missing, Err(Failure::Spawn(..))), "{missing:?}");
     }
 }
