@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use crate::config::logging::{LogFormat, Verbosity};
 use crate::config::server::flags::{Listen, ServerFlags, Size};
+use crate::config::server::hooks;
 use crate::error::{Error, Result};
 use crate::net::tls::ServerIdentity;
 use crate::server::accounts::AccountBook;
 use crate::server::context::Context;
 use crate::server::descriptors::FdBudget;
-use crate::server::hooks::{Attempts, Hook, HookSet, Hooks};
+use crate::server::hooks::{Hook, HookSet};
 use crate::server::metrics::Metrics;
 use crate::server::quota::default_max_files;
 use crate::server::timings::Timings;
@@ -30,15 +31,6 @@ const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// tens of megabytes over a slow link, while a peer that reads nothing
 /// holds its worker thread for minutes, not for ever.
 const REPLY_TIMEOUTS_PER_IDLE: u64 = 5;
-
-/// Runs of a failed hook after the first: a receiver restarting or a
-/// moment's load is over by then; one that is down stays counted.
-const HOOK_RETRIES: u32 = 3;
-
-/// The pause before a hook's first retry; it doubles each time (0.25 s,
-/// 0.5 s, 1 s), so a failing hook holds its thread for under 2 s more
-/// than its runs.
-const HOOK_BACKOFF: Duration = Duration::from_millis(250);
 
 /// Every server setting, with its value in force.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,7 +135,7 @@ impl Settings {
             ));
         }
         let verbosity = verbosity(&f)?;
-        let on_upload_check = upload_check(&f)?;
+        let hooks = hooks::hook_set(&f)?;
         let idle_timeout = f.idle_timeout.unwrap_or(60).max(1);
         let anonymous_quota = size_or(f.anonymous_quota, 1 << 30);
         Ok(Settings {
@@ -187,12 +179,7 @@ impl Settings {
             upload_memory: size_or(f.upload_memory, 1 << 30),
             tls_dir: f.tls_dir,
             metrics: f.metrics,
-            hooks: HookSet {
-                on_upload: hook(f.on_upload.as_deref(), "on-upload")?,
-                on_download: hook(f.on_download.as_deref(), "on-download")?,
-                on_delete: hook(f.on_delete.as_deref(), "on-delete")?,
-                on_upload_check,
-            },
+            hooks,
             hook_timeout: f.hook_timeout.unwrap_or(30).max(1),
             hook_queue: f.hook_queue.unwrap_or(1_000).max(1),
         })
@@ -331,18 +318,7 @@ impl Settings {
     ) -> Result<Config> {
         let secs = Duration::from_secs;
         let metrics = Arc::new(Metrics::new());
-        let attempts = Attempts {
-            timeout: secs(self.hook_timeout),
-            retries: HOOK_RETRIES,
-            backoff: HOOK_BACKOFF,
-        };
-        let hooks = Hooks::start(
-            self.hooks.clone(),
-            attempts,
-            self.hook_queue,
-            metrics.clone(),
-        )
-        .map_err(|e| Error::io("starting the hook threads", e))?;
+        let hooks = hooks::start(&self.hooks, self.hook_timeout, self.hook_queue, &metrics)?;
         Ok(Config {
             context: Context {
                 store,
@@ -386,26 +362,6 @@ fn verbosity(f: &ServerFlags) -> Result<Verbosity> {
         (false, true) => Ok(Verbosity::Verbose),
         (false, false) => Ok(Verbosity::Normal),
     }
-}
-
-/// The hook a setting `key` names, if set.
-fn hook(text: Option<&str>, key: &str) -> Result<Option<Hook>> {
-    text.map(|t| Hook::parse(t).map_err(|reason| Error::Usage(format!("{key}: {reason}"))))
-        .transpose()
-}
-
-/// The upload check, which reads the upload's local file: an object
-/// store keeps none.
-fn upload_check(f: &ServerFlags) -> Result<Option<Hook>> {
-    let check = hook(f.on_upload_check.as_deref(), "on-upload-check")?;
-    if check.is_some() && f.root.as_deref().is_some_and(|r| r.starts_with("s3://")) {
-        return Err(Error::Usage(
-            "on-upload-check needs a folder root: an s3:// root keeps no local copy of an \
-             upload to check"
-                .into(),
-        ));
-    }
-    Ok(check)
 }
 
 fn size_or(size: Option<Size>, default: u64) -> u64 {
@@ -489,12 +445,6 @@ mod tests {
                 "both users and secret-file",
             ),
             ("verbose = true\nquiet = true\n", "both verbose and quiet"),
-            ("on-upload = \"scan 'x\"\n", "on-upload: cannot split"),
-            ("on-delete = \" \"\n", "on-delete: empty; give a command"),
-            (
-                "on-upload-check = \"scan\"\nroot = \"s3://b\"\n",
-                "on-upload-check needs a folder root",
-            ),
         ] {
             let got = from_text(text).unwrap_err().to_string();
             assert!(got.contains(want), "{got}");

@@ -98,22 +98,20 @@ impl Session<'_> {
             // What was stored before the error stays for a resume; the
             // digest checks it then.
             (Some(e), _) => Err(e),
-            (None, Some(Err(reply))) => {
-                self.discard(prepared.upload);
-                return refuse(s, reply);
-            }
             // The commit is a namespace step: the size of the file it
             // replaces, the rename and the book's change happen in one
             // turn, so no `mv` or `rm` can come between them. A durable
             // store stages it for its group's flush (see `staged`).
-            (None, expected) => {
-                if let Err(reply) = self.vet(&req, &*prepared.upload) {
+            (None, expected) => match self.vet(&req, &*prepared.upload, expected) {
+                Ok(expected) => {
+                    let _turn = self.turn();
+                    prepared.upload.stage(expected)
+                }
+                Err(reply) => {
                     self.discard(prepared.upload);
                     return refuse(s, reply);
                 }
-                let _turn = self.turn();
-                prepared.upload.stage(expected.and_then(Result::ok))
-            }
+            },
         };
         let landed = Landed {
             name: prepared.name,
@@ -139,16 +137,23 @@ impl Session<'_> {
         }
     }
 
-    /// Runs the server's upload check, if any, on what `upload` stored,
-    /// before the upload takes its name.
-    fn vet(&self, req: &PutRequest, upload: &dyn Upload) -> Result<(), ErrorReply> {
-        if !self.ctx.hooks.checks_uploads() {
-            return Ok(());
+    /// The digest the upload is checked against, once the server's upload
+    /// check, if any, passed what `upload` stored; or why it may not take
+    /// its name (a bad digest line, the check's refusal).
+    fn vet(
+        &self,
+        req: &PutRequest,
+        upload: &dyn Upload,
+        expected: Option<Result<blake3::Hash, ErrorReply>>,
+    ) -> Result<Option<blake3::Hash>, ErrorReply> {
+        let expected = expected.transpose()?;
+        if self.ctx.hooks.checks_uploads() {
+            let event = self.event(EventKind::Upload, &req.filename);
+            let event = event.sized(req.filesize, None, upload.offset() > 0);
+            let verdict = self.ctx.hooks.check_upload(&event, upload.contents());
+            verdict.allows(&req.filename)?;
         }
-        let event = self.event(EventKind::Upload, &req.filename);
-        let event = event.sized(req.filesize, None, upload.offset() > 0);
-        let verdict = self.ctx.hooks.check_upload(&event, upload.contents());
-        verdict.allows(&req.filename)
+        Ok(expected)
     }
 
     /// Throws an upload's partial data away, in the home's turn: the
