@@ -186,9 +186,11 @@ fn a_hook_that_is_down_or_hangs_is_counted_and_the_transfer_goes_on() {
 #[test]
 fn past_the_queue_bound_events_are_dropped_and_counted() {
     let sb = Sandbox::new();
-    // Two threads hold one event each for 30 s, and one waits: the rest
-    // are dropped.
+    // Two threads hold one event each for 30 s, and one waits in the
+    // queue: the rest are dropped. Durable puts sent together commit as a group, whose
+    // events are fired as each reply goes out.
     let server = sb.start_server(&[
+        "--durable",
         "--on-upload",
         "sleep 30",
         "--hook-queue",
@@ -205,9 +207,13 @@ fn past_the_queue_bound_events_are_dropped_and_counted() {
     args.extend(names.iter().map(String::as_str));
     let out = ClientRun::new(&sb, &server, &args).run();
     assert!(out.status.success(), "{}", stderr(&out));
+    // At most three are held (two running, one waiting), at least the
+    // first is: how many more depends on when the threads take theirs.
     let text = wait_for_count(&metrics, "upload", "dropped", 5);
-    assert_eq!(hook_count(&text, "upload", "dropped"), 5, "{text}");
-    server.wait_for_log("hook queue full");
+    let dropped = hook_count(&text, "upload", "dropped");
+    assert!((5..=7).contains(&dropped), "{text}");
+    let log = server.wait_for_log("hook queue full");
+    assert!(log.contains("committed a group of"), "{log}");
 }
 
 /// Whether `name` left anything in the root, partial data included.
