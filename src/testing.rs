@@ -60,6 +60,7 @@ pub fn context(root: &Path) -> Context {
         timings: crate::server::timings::Timings::from_flags(5, 5, 5, (0, 60)),
         locks: UploadLocks::default(),
         metrics: Default::default(),
+        hooks: Default::default(),
         anonymous_max_files: crate::server::quota::MIN_DEFAULT_FILES,
         name_order: Default::default(),
         fds: Arc::new(crate::server::descriptors::FdBudget::new(1 << 20, 1 << 18)),

@@ -138,7 +138,7 @@ fn run(args: Args) -> Result<()> {
     let store = settings.open_store()?;
     tracing::info!("files are kept in {}", store.describe());
     let book = Arc::new(AccountBook::new(accounts));
-    let config = settings.server_config(store, book.clone(), tls.clone());
+    let config = settings.server_config(store, book.clone(), tls.clone())?;
     let metrics = config.context.metrics.clone();
     let at = match systemd::passed_listener()? {
         Some(listener) => Bind::Passed(listener),

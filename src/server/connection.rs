@@ -48,6 +48,8 @@ pub(super) struct Conn {
     /// Whether the session's start (its home folder) is done.
     pub(super) started_session: bool,
     pub(super) cwd: Vec<String>,
+    /// The client's address, for the hooks' events.
+    pub(super) peer: std::net::IpAddr,
     /// The reply on its way out; the next request is read only once it is
     /// empty, so a peer that pipelines requests without reading the
     /// replies stops being read.
@@ -186,6 +188,7 @@ impl Conn {
             header_deadline: Instant::now() + shared.config.context.timings.idle,
             started_session: false,
             cwd: Vec::new(),
+            peer: arrival.ip,
             outbox: Outbox::default(),
             close_after_reply: false,
             group: Vec::new(),

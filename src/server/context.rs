@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::server::descriptors::FdBudget;
+use crate::server::hooks::Hooks;
 use crate::server::metrics::Metrics;
 use crate::server::order::NameOrder;
 use crate::server::timings::Timings;
@@ -24,6 +25,8 @@ pub struct Context {
     pub timings: Timings,
     /// What the server counts, for `--metrics`.
     pub metrics: Arc<Metrics>,
+    /// The hooks told of uploads, downloads and deletes.
+    pub hooks: Arc<Hooks>,
     /// Files and folders the anonymous drop box may hold, partial uploads
     /// included (`--anonymous-max-files`).
     pub anonymous_max_files: u64,

@@ -16,6 +16,16 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// Which hook ran, and how it ended: `ok`, `attempt_failed` (one run,
+/// retried or not), `failed` (given up) or `dropped` (the queue was full).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabels {
+    /// `upload`, `download` or `delete`.
+    pub event: &'static str,
+    /// How it ended.
+    pub result: &'static str,
+}
+
 /// How a login ended, and in which dialect.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LoginLabels {
@@ -60,6 +70,8 @@ pub struct Metrics {
     pub uploads_resumed: Counter,
     /// Seconds each put or get took.
     pub transfer_seconds: Histogram,
+    /// Hook runs by event and result.
+    pub hooks: Family<HookLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -85,6 +97,7 @@ impl Metrics {
             uploads_resumed: Counter::default(),
             // 1 ms to about 9 hours.
             transfer_seconds: Histogram::new(exponential_buckets(0.001, 4.0, 13)),
+            hooks: Family::default(),
         };
         m.register_all();
         m
@@ -143,6 +156,8 @@ impl Metrics {
             "Duration of each put and get",
             seconds,
         );
+        let hooks = self.hooks.clone();
+        r.register("hooks", "Hook runs by event and result", hooks);
     }
 
     /// Counts a command that ended with `result`.
@@ -150,6 +165,14 @@ impl Metrics {
         self.commands
             .get_or_create(&CommandLabels { command, result })
             .inc();
+    }
+
+    /// Counts a hook run of `event` that ended with `result`; returns the
+    /// count before.
+    pub fn hook(&self, event: &'static str, result: &'static str) -> u64 {
+        self.hooks
+            .get_or_create(&HookLabels { event, result })
+            .inc()
     }
 
     /// Counts a login.

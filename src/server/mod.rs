@@ -15,6 +15,7 @@ pub mod descriptors;
 pub mod echo;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) mod harness;
+pub mod hooks;
 pub mod hosts;
 mod intake;
 mod listener;

@@ -256,7 +256,8 @@ fn with_session(
             Session::anonymous(&config.context, &anonymous)
         }
     }
-    .in_folder(std::mem::take(&mut conn.cwd));
+    .in_folder(std::mem::take(&mut conn.cwd))
+    .from_peer(conn.peer);
     let wait = config.context.timings.idle;
     let mut replying = Replying::new(&mut *conn.transport, &mut conn.outbox, wait);
     if !conn.started_session {

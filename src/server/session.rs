@@ -6,6 +6,7 @@
 //! [`crate::server::commands`].
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -112,6 +113,8 @@ pub struct Session<'a> {
     pub(crate) anonymous: bool,
     /// Files and folders the home may hold, partial uploads included.
     pub(crate) max_files: Option<u64>,
+    /// The client's address, for the hooks' events.
+    pub(crate) peer: Option<IpAddr>,
 }
 
 impl<'a> Session<'a> {
@@ -124,6 +127,7 @@ impl<'a> Session<'a> {
             cwd: Vec::new(),
             anonymous: false,
             max_files: account.max_files,
+            peer: None,
         }
     }
 
@@ -173,6 +177,12 @@ impl<'a> Session<'a> {
     /// Continues in `cwd` (from [`Session::into_cwd`]).
     pub fn in_folder(mut self, cwd: Vec<String>) -> Session<'a> {
         self.cwd = cwd;
+        self
+    }
+
+    /// The session of a client at `peer`.
+    pub fn from_peer(mut self, peer: IpAddr) -> Session<'a> {
+        self.peer = Some(peer);
         self
     }
 

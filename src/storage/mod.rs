@@ -203,6 +203,14 @@ pub trait Upload: Send {
         -> StoreResult<Option<blake3::Hash>>;
     /// Throws away what this upload stored.
     fn discard(self: Box<Self>);
+    /// The bytes stored so far, for a check before the commit; an error
+    /// for a store that keeps no local file.
+    fn contents(&self) -> std::io::Result<std::fs::File> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this store keeps no local copy of an upload",
+        ))
+    }
     /// Checks the digest as [`Upload::finish`] does and readies the file
     /// for its name, leaving out the flushes a durable store makes: for a
     /// group of uploads committed together, whose data one

@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+use crate::support::http::{metrics_addr, scrape};
 use crate::support::*;
 
 #[test]
@@ -139,28 +140,6 @@ fn the_prompt_lists_the_server_only_when_completion_needs_it() {
     assert!(screen.contains("removed notes.txt"), "{screen}");
     let log = server.wait_for_log("rm notes.txt ok");
     assert_eq!(log.matches(" ls ok").count(), 1, "{log}");
-}
-
-/// The body of `GET /metrics` from `addr`.
-fn scrape(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
-    text
-}
-
-/// Where a server started with `--metrics 127.0.0.1:0` serves them.
-fn metrics_addr(server: &ServerProcess) -> String {
-    let log = server.wait_for_log("metrics on ");
-    log.lines()
-        .find_map(|l| l.split("metrics on ").nth(1))
-        .unwrap()
-        .trim()
-        .to_string()
 }
 
 #[test]

@@ -20,6 +20,7 @@ mod filters;
 mod floods;
 mod folders;
 mod handshakes;
+mod hooks;
 mod hostile;
 mod hostile_server;
 mod idle;

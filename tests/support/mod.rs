@@ -7,15 +7,16 @@ pub mod freezer;
 pub mod garage;
 pub mod homes;
 pub mod hostile;
+pub mod http;
 pub mod latency;
 pub mod process;
 pub mod relay;
+pub mod shared;
 pub mod terminal;
 
 pub use elsewhere::{login_and_list, served_quickly_from_elsewhere};
 pub use process::{fds_of, status_kib, threads_of};
 pub use terminal::{at_terminal, at_terminal_to};
-pub mod shared;
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
@@ -461,8 +462,7 @@ pub fn require(what: &str, present: bool) -> bool {
     false
 }
 
-/// Whether python3 can run, for the tests that use the original Python
-/// client or server.
+/// Whether python3 can run, for the tests of the original Python programs.
 pub fn has_python() -> bool {
     Command::new("python3")
         .arg("--version")

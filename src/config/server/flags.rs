@@ -174,6 +174,31 @@ server_flags! {
     /// free one; the log says which).
     #[arg(long, value_name = "ADDR")]
     metrics: SocketAddr,
+    /// Run after each upload is stored: a command (split like a shell
+    /// would, run without one; the event as JSON on stdin and in FTP_*
+    /// variables) or an http(s):// URL (the event POSTed as JSON).
+    #[arg(long, value_name = "COMMAND|URL")]
+    on_upload: String,
+    /// Like --on-upload, when a download starts.
+    #[arg(long, value_name = "COMMAND|URL")]
+    on_download: String,
+    /// Like --on-upload, after an rm removed a file or folder.
+    #[arg(long, value_name = "COMMAND|URL")]
+    on_delete: String,
+    /// Run on each upload's bytes (a command's stdin; a URL's POST body)
+    /// before it takes its name: a non-zero exit or an HTTP 4xx refuses
+    /// the upload, with the first line of the output as the reason. A
+    /// check that fails or times out refuses it too. Folder roots only.
+    #[arg(long, value_name = "COMMAND|URL")]
+    on_upload_check: String,
+    /// What one run of a hook may take; a command is then killed. A hook
+    /// that failed runs up to 3 more times. [default: 30]
+    #[arg(long, value_name = "SECS")]
+    hook_timeout: u64,
+    /// Events that may wait for their hook; more are dropped, counted and
+    /// logged. [default: 1000]
+    #[arg(long, value_name = "N")]
+    hook_queue: usize,
 }
 
 impl ServerFlags {

@@ -3,4 +3,5 @@
 //! ([`settings`]).
 
 pub mod flags;
+mod hooks;
 pub mod settings;

@@ -10,11 +10,14 @@ use std::time::Duration;
 
 use crate::config::logging::{LogFormat, Verbosity};
 use crate::config::server::flags::{Listen, ServerFlags, Size};
+use crate::config::server::hooks;
 use crate::error::{Error, Result};
 use crate::net::tls::ServerIdentity;
 use crate::server::accounts::AccountBook;
 use crate::server::context::Context;
 use crate::server::descriptors::FdBudget;
+use crate::server::hooks::{Hook, HookSet};
+use crate::server::metrics::Metrics;
 use crate::server::quota::default_max_files;
 use crate::server::timings::Timings;
 use crate::server::uploads::UploadLocks;
@@ -93,6 +96,12 @@ pub struct Settings {
     pub tls_dir: Option<PathBuf>,
     /// Where metrics are served, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// The hook of each event.
+    pub hooks: HookSet,
+    /// Seconds one run of a hook may take.
+    pub hook_timeout: u64,
+    /// Events that may wait for their hook.
+    pub hook_queue: usize,
 }
 
 impl Settings {
@@ -126,6 +135,7 @@ impl Settings {
             ));
         }
         let verbosity = verbosity(&f)?;
+        let hooks = hooks::hook_set(&f)?;
         let idle_timeout = f.idle_timeout.unwrap_or(60).max(1);
         let anonymous_quota = size_or(f.anonymous_quota, 1 << 30);
         Ok(Settings {
@@ -169,6 +179,9 @@ impl Settings {
             upload_memory: size_or(f.upload_memory, 1 << 30),
             tls_dir: f.tls_dir,
             metrics: f.metrics,
+            hooks,
+            hook_timeout: f.hook_timeout.unwrap_or(30).max(1),
+            hook_queue: f.hook_queue.unwrap_or(1_000).max(1),
         })
     }
 
@@ -207,6 +220,12 @@ impl Settings {
             upload_memory: Some(Size(self.upload_memory)),
             tls_dir: self.tls_dir.clone(),
             metrics: self.metrics,
+            on_upload: self.hooks.on_upload.as_ref().map(Hook::to_string),
+            on_download: self.hooks.on_download.as_ref().map(Hook::to_string),
+            on_delete: self.hooks.on_delete.as_ref().map(Hook::to_string),
+            on_upload_check: self.hooks.on_upload_check.as_ref().map(Hook::to_string),
+            hook_timeout: Some(self.hook_timeout),
+            hook_queue: Some(self.hook_queue),
         }
     }
 
@@ -287,21 +306,27 @@ impl Settings {
     }
 
     /// The server's configuration, with its store, accounts and identity.
-    /// The connection limit is fitted to the open-file limit here.
+    /// The connection limit is fitted to the open-file limit here, and
+    /// the hooks' threads are started.
+    ///
+    /// Fails when a hook thread cannot be started.
     pub fn server_config(
         &self,
         store: Arc<dyn Store>,
         accounts: Arc<AccountBook>,
         tls: ServerIdentity,
-    ) -> Config {
+    ) -> Result<Config> {
         let secs = Duration::from_secs;
-        Config {
+        let metrics = Arc::new(Metrics::new());
+        let hooks = hooks::start(&self.hooks, self.hook_timeout, self.hook_queue, &metrics)?;
+        Ok(Config {
             context: Context {
                 store,
                 max_file_size: self.max_file_size.unwrap_or(u64::MAX),
                 overwrite: !self.no_overwrite,
                 locks: UploadLocks::default(),
-                metrics: Default::default(),
+                metrics,
+                hooks: Arc::new(hooks),
                 anonymous_max_files: self.anonymous_max_files,
                 name_order: Default::default(),
                 fds: Arc::new(FdBudget::for_this_process()),
@@ -323,7 +348,7 @@ impl Settings {
             tls,
             require_tls: self.require_tls,
             anonymous_quota: self.anonymous.then_some(self.anonymous_quota),
-        }
+        })
     }
 }
 
@@ -359,6 +384,8 @@ mod tests {
              root = \"s3://bucket/prefix\"\n",
             "users = \"/etc/ftp/users.toml\"\nanonymous = true\nanonymous-quota = 1000\n\
              root = \"/srv/ftp\"\n",
+            "on-upload = \"scan --quick '/srv/a b'\"\non-delete = \"https://hooks.example/d\"\n\
+             hook-timeout = 5\nhook-queue = 10\nroot = \"/srv/ftp\"\n",
         ] {
             let settings = from_text(text).unwrap();
             let printed = settings.to_toml().unwrap();

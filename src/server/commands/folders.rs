@@ -2,6 +2,7 @@
 //! folder, or a whole tree) and mv.
 
 use super::{bad_name, store_refusal};
+use crate::server::hooks::{Event, EventKind};
 use crate::server::quota::check_entries;
 use crate::server::session::Session;
 use crate::storage::{FolderError, ListHow, Place, StoreError};
@@ -85,13 +86,29 @@ impl Session<'_> {
             entries,
         };
         let _turn = self.turn();
+        let event = self.delete_event(path, at, &name);
         let dropped_partial = self.remove_stale_partial(at, &name)?;
-        match self.ctx.store.remove(at, &name) {
+        let done = match self.ctx.store.remove(at, &name) {
             Ok(()) => Ok(removed(1)),
             Err(StoreError::File(_)) if dropped_partial => Ok(removed(1)),
             Err(StoreError::NotEmpty) if recursive => self.rm_tree(at, &name).map(removed),
             Err(e) => Err(store_refusal(e, path)),
+        };
+        if let (Ok(_), Some(event)) = (&done, event) {
+            self.ctx.hooks.fire(event);
         }
+        done
+    }
+
+    /// The delete hook's event for `path`, if that hook is set, with the
+    /// size of the file it names (0 for a folder).
+    fn delete_event(&self, path: &str, at: Place, name: &str) -> Option<Event> {
+        if !self.ctx.hooks.wants(EventKind::Delete) {
+            return None;
+        }
+        let size = self.ctx.store.file_len(at, name).ok().flatten();
+        let event = self.event(EventKind::Delete, path);
+        Some(event.sized(size.unwrap_or(0), None, false))
     }
 
     /// Removes the folder `name` in `at` and all it holds, partial uploads

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::io::pump::hash_prefix;
 use crate::net::Transport;
 use crate::server::bodies::FileBody;
+use crate::server::hooks::EventKind;
 use crate::server::session::{refuse, Outcome, Session};
 use crate::storage::{Place, StoredFile};
 use crate::wire::frame;
@@ -33,10 +34,13 @@ impl Session<'_> {
                 mode: file.mode(),
             }),
         )?;
+        let event = self.event(EventKind::Download, &req.filename);
+        let resumed = req.offset > 0;
         let reading = |e| Error::io("reading the file", e);
         // A digest the store kept spares hashing the file (and, for a
         // resumed download, reading its first part at all).
         let known = file.digest();
+        self.ctx.hooks.fire(event.sized(filesize, known, resumed));
         let mut hasher = known.is_none().then(blake3::Hasher::new);
         if let (Some(h), true) = (hasher.as_mut(), req.offset > 0) {
             let mut prefix = file.read_from(0).map_err(reading)?;

@@ -4,6 +4,7 @@
 
 use std::io;
 
+use crate::server::hooks::{Event, EventKind};
 use crate::server::order::Turn;
 use crate::server::session::Session;
 use crate::storage::{is_no_space, FolderError, Leftover, StoreError};
@@ -25,6 +26,18 @@ impl Session<'_> {
     /// check when the command reaches it.
     pub(crate) fn resolve_file(&self, path: &str) -> Result<(Vec<String>, String), ErrorReply> {
         resolve_file(&self.cwd, path).map_err(bad_name)
+    }
+
+    /// An event of `kind` for `path` (as the client named it), by this
+    /// session's account and peer, for the hooks.
+    pub(crate) fn event(&self, kind: EventKind, path: &str) -> Event {
+        let (folder, name) = self
+            .resolve_file(path)
+            .unwrap_or_else(|_| (self.cwd.clone(), path.to_string()));
+        let mut event = Event::now(kind, &folder, &name);
+        event.user = self.account.name.clone();
+        event.peer = self.peer;
+        event
     }
 
     /// Waits for this home's turn to change its names (see

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::io::pump::{buffer_for, pump, PumpError};
 use crate::io::throttle::RateFloor;
 use crate::net::Transport;
+use crate::server::hooks::EventKind;
 use crate::server::quota::{check_bytes, check_entries, exceeded_while_storing};
 use crate::server::session::{refuse, Outcome, Session};
 use crate::server::uploads::{Owner, UploadLock};
@@ -97,23 +98,26 @@ impl Session<'_> {
             // What was stored before the error stays for a resume; the
             // digest checks it then.
             (Some(e), _) => Err(e),
-            (None, Some(Err(reply))) => {
-                self.discard(prepared.upload);
-                return refuse(s, reply);
-            }
             // The commit is a namespace step: the size of the file it
             // replaces, the rename and the book's change happen in one
             // turn, so no `mv` or `rm` can come between them. A durable
             // store stages it for its group's flush (see `staged`).
-            (None, expected) => {
-                let _turn = self.turn();
-                prepared.upload.stage(expected.and_then(Result::ok))
-            }
+            (None, expected) => match self.vet(&req, &*prepared.upload, expected) {
+                Ok(expected) => {
+                    let _turn = self.turn();
+                    prepared.upload.stage(expected)
+                }
+                Err(reply) => {
+                    self.discard(prepared.upload);
+                    return refuse(s, reply);
+                }
+            },
         };
         let landed = Landed {
             name: prepared.name,
             replaced: prepared.replaces,
             offset,
+            event: Box::new(self.event(EventKind::Upload, &req.filename)),
         };
         match finished {
             Ok(Stage::Done(digest)) => {
@@ -131,6 +135,25 @@ impl Session<'_> {
                 refuse(s, put_refusal(e, &landed))
             }
         }
+    }
+
+    /// The digest the upload is checked against, once the server's upload
+    /// check, if any, passed what `upload` stored; or why it may not take
+    /// its name (a bad digest line, the check's refusal).
+    fn vet(
+        &self,
+        req: &PutRequest,
+        upload: &dyn Upload,
+        expected: Option<Result<blake3::Hash, ErrorReply>>,
+    ) -> Result<Option<blake3::Hash>, ErrorReply> {
+        let expected = expected.transpose()?;
+        if self.ctx.hooks.checks_uploads() {
+            let event = self.event(EventKind::Upload, &req.filename);
+            let event = event.sized(req.filesize, None, upload.offset() > 0);
+            let verdict = self.ctx.hooks.check_upload(&event, upload.contents());
+            verdict.allows(&req.filename)?;
+        }
+        Ok(expected)
     }
 
     /// Throws an upload's partial data away, in the home's turn: the

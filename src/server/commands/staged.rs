@@ -13,6 +13,7 @@ use std::io::Write;
 use super::store_refusal;
 use crate::error::Result;
 use crate::server::context::Context;
+use crate::server::hooks::Event;
 use crate::server::session::{refuse, Outcome};
 use crate::server::uploads::UploadLock;
 use crate::storage::{Staged, StoreError, StoreResult};
@@ -35,6 +36,9 @@ pub(crate) struct Landed {
     pub(crate) replaced: bool,
     /// Where its body started (a resume).
     pub(crate) offset: u64,
+    /// What the upload hook is told, once the file is stored (boxed: a
+    /// group holds many of these, and most servers set no hook).
+    pub(crate) event: Box<Event>,
 }
 
 /// A put staged for its group: the store's part, its name's lock (no other
@@ -154,6 +158,9 @@ pub(crate) fn confirm(
         blake3: req.digest.and(digest).map(|h| h.to_hex().to_string()),
     };
     frame::write_json(s, &Reply::Ok(done))?;
+    let event = (*landed.event).clone();
+    ctx.hooks
+        .fire(event.sized(req.filesize, digest, landed.offset > 0));
     let resumed = match landed.offset {
         0 => String::new(),
         at => format!(", resumed at {at}"),

@@ -200,6 +200,10 @@ impl Upload for DiskUpload {
         self.offset
     }
 
+    fn contents(&self) -> io::Result<File> {
+        self.partials.open_regular(&self.name)
+    }
+
     fn counted(&self) -> u64 {
         self.written
     }
