@@ -16,7 +16,7 @@ use crate::server::hooks::EventKind;
 use crate::server::quota::{check_bytes, check_entries, exceeded_while_storing};
 use crate::server::session::{refuse, Outcome, Session};
 use crate::server::uploads::{Owner, UploadLock};
-use crate::storage::{Place, Stage, StoreError, Upload, UploadPlan};
+use crate::storage::{Place, Stage, StoreError, StoreResult, Upload, UploadPlan};
 use crate::wire::frame::{self, MAX_HEADER_LEN};
 use crate::wire::message::{Digest, ErrorCode, ErrorReply, PutReady, PutRequest, Reply};
 use crate::wire::names::escape;
@@ -113,24 +113,38 @@ impl Session<'_> {
                 }
             },
         };
+        let kept = (prepared.name, prepared.replaces, prepared.lock);
+        self.land(req, kept, offset, finished, s)
+    }
+
+    /// Answers an upload as the store left it: committed, staged for its
+    /// group's flush (answered then), or refused.
+    fn land<S: Transport>(
+        &self,
+        req: PutRequest,
+        (name, replaced, lock): (String, bool, UploadLock),
+        offset: u64,
+        finished: StoreResult<Stage>,
+        s: &mut S,
+    ) -> Result<Outcome> {
         let landed = Landed {
-            name: prepared.name,
-            replaced: prepared.replaces,
+            name,
+            replaced,
             offset,
             event: Box::new(self.event(EventKind::Upload, &req.filename)),
         };
         match finished {
             Ok(Stage::Done(digest)) => {
-                drop(prepared.lock);
+                drop(lock);
                 confirm(self.ctx, &req, &landed, digest, s)
             }
             Ok(Stage::Waiting(staged)) => {
                 let home = self.home.join("/");
-                let pending = PendingPut::new(staged, prepared.lock, home, req, landed);
+                let pending = PendingPut::new(staged, lock, home, req, landed);
                 Ok(Outcome::ok("staged for its group's flush", 0).with_commit(pending))
             }
             Err(e) => {
-                drop(prepared.lock);
+                drop(lock);
                 self.ctx.metrics.uploads_failed.inc();
                 refuse(s, put_refusal(e, &landed))
             }

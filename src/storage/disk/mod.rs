@@ -81,6 +81,28 @@ impl DiskStore {
     }
 }
 
+impl DiskStore {
+    /// The digest of an upload, when it wants one, already over the bytes
+    /// a resume keeps.
+    fn hasher_for(
+        &self,
+        partials: &Folder,
+        name: &str,
+        plan: &UploadPlan,
+        offset: u64,
+    ) -> StoreResult<Option<Digester>> {
+        let mut hasher = plan.hash.then(blake3::Hasher::new);
+        if let (Some(h), true) = (hasher.as_mut(), offset > 0) {
+            partials
+                .open_file(name, OFlags::RDONLY, self.modes)
+                .map_err(|e| Error::io("reading partial data", e))
+                .and_then(|mut f| hash_prefix(&mut f, offset, h))
+                .map_err(|e| StoreError::Failed("reading partial data", e.into()))?;
+        }
+        Ok(hasher.map(|h| Digester::new(h, plan.filesize.saturating_sub(offset))))
+    }
+}
+
 impl Store for DiskStore {
     fn describe(&self) -> String {
         format!("folder {}", self.root.display())
@@ -275,15 +297,7 @@ impl Store for DiskStore {
                 _ => {}
             }
         }
-        let mut hasher = plan.hash.then(blake3::Hasher::new);
-        if let (Some(h), true) = (hasher.as_mut(), offset > 0) {
-            partials
-                .open_file(name, OFlags::RDONLY, self.modes)
-                .map_err(|e| Error::io("reading partial data", e))
-                .and_then(|mut f| hash_prefix(&mut f, offset, h))
-                .map_err(|e| StoreError::Failed("reading partial data", e.into()))?;
-        }
-        let hasher = hasher.map(|h| Digester::new(h, plan.filesize.saturating_sub(offset)));
+        let hasher = self.hasher_for(&partials, name, &plan, offset)?;
         Ok(Box::new(DiskUpload {
             usage: self.usage.clone(),
             home,
