@@ -169,7 +169,8 @@ fn name_the_secret(e: ftp::Error, args: &Args) -> ftp::Error {
     };
     ftp::Error::Secret(format!(
         "authentication failed: the server rejected the secret from {from}; it must be a copy \
-         of the server's secret file (its log names it)"
+         of the server's secret file (its log names it), or, on a server with a users file, \
+         the secret `ftp-server user add` printed for your account"
     ))
 }
 
