@@ -107,9 +107,9 @@ impl<W: Write> Write for Throttle<W> {
 }
 
 /// The least a transfer must keep up: `rate` bytes per second averaged
-/// over each `window`. A peer that trickles a body slower than that holds
-/// a slot and an upload's name for nothing.
-#[derive(Debug)]
+/// over each `window`. A peer that trickles a body, or reads a reply,
+/// slower than that holds a slot (and an upload's name) for nothing.
+#[derive(Debug, Clone, Copy)]
 pub struct RateFloor {
     rate: u64,
     window: Duration,
@@ -117,38 +117,75 @@ pub struct RateFloor {
     moved: u64,
 }
 
+/// A window that went by below the floor: what moved in it, over how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shortfall {
+    /// Bytes moved in the window.
+    pub moved: u64,
+    /// How long the window lasted.
+    pub over: Duration,
+}
+
 impl RateFloor {
-    /// A floor of `rate` bytes per second over `window`.
+    /// A floor of `rate` bytes per second over `window`, from now.
     pub fn new(rate: u64, window: Duration) -> RateFloor {
+        RateFloor::starting(rate, window, Instant::now())
+    }
+
+    /// A floor of `rate` bytes per second over `window`, from `at`.
+    pub fn starting(rate: u64, window: Duration, at: Instant) -> RateFloor {
         RateFloor {
             rate,
             window,
-            started: Instant::now(),
+            started: at,
             moved: 0,
         }
     }
 
-    /// Counts `n` more bytes; fails with `TimedOut` when a whole window
-    /// went by below the floor.
-    pub fn note(&mut self, n: usize) -> io::Result<()> {
-        self.moved = self.moved.saturating_add(n as u64);
-        let elapsed = self.started.elapsed();
-        if elapsed < self.window {
+    /// The floor, in bytes per second.
+    pub fn rate(&self) -> u64 {
+        self.rate
+    }
+
+    /// When the window under way ends: the first time a check can fail.
+    pub fn window_ends(&self) -> Instant {
+        self.started + self.window
+    }
+
+    /// Counts `n` more bytes at `now`; once a whole window went by, judges
+    /// it and starts the next.
+    ///
+    /// Fails with what the window moved when that is below the floor.
+    pub fn note_at(&mut self, n: u64, now: Instant) -> Result<(), Shortfall> {
+        self.moved = self.moved.saturating_add(n);
+        let over = now.saturating_duration_since(self.started);
+        if over < self.window {
             return Ok(());
         }
-        let wanted = (self.rate as f64 * elapsed.as_secs_f64()) as u64;
+        let wanted = (self.rate as f64 * over.as_secs_f64()) as u64;
         if self.moved < wanted {
-            return Err(io::Error::new(
+            return Err(Shortfall {
+                moved: self.moved,
+                over,
+            });
+        }
+        (self.started, self.moved) = (now, 0);
+        Ok(())
+    }
+
+    /// Counts `n` more bytes of a body; fails with `TimedOut` when a whole
+    /// window went by below the floor.
+    pub fn note(&mut self, n: usize) -> io::Result<()> {
+        self.note_at(n as u64, Instant::now()).map_err(|s| {
+            io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
                     "the body came at {} bytes/s, below the server's floor of {} bytes/s",
-                    (self.moved as f64 / elapsed.as_secs_f64()) as u64,
+                    (s.moved as f64 / s.over.as_secs_f64()) as u64,
                     self.rate
                 ),
-            ));
-        }
-        (self.started, self.moved) = (Instant::now(), 0);
-        Ok(())
+            )
+        })
     }
 }
 

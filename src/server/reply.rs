@@ -14,6 +14,7 @@ use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::io::throttle::RateFloor;
 use crate::net::{writable_within, Transport};
 
 /// The most a body makes at a time, and so the most a blocked reply keeps
@@ -66,9 +67,9 @@ pub(crate) struct Pace {
     started: Instant,
     deadline: Instant,
     within: Duration,
-    floor: Option<(u64, Duration)>,
-    window_start: Instant,
-    sent_at_start: u64,
+    floor: Option<RateFloor>,
+    /// Bytes sent that the floor has counted.
+    counted: u64,
 }
 
 impl Pace {
@@ -76,25 +77,31 @@ impl Pace {
     /// read within `reply_timeout` plus the time `len` takes at the floor
     /// (at least 1 KiB/s, when there is no floor).
     pub(crate) fn new(reply_timeout: Duration, floor: Option<(u64, Duration)>, len: u64) -> Pace {
+        Pace::starting(reply_timeout, floor, len, Instant::now())
+    }
+
+    /// [`Pace::new`], for a reply that started at `at`.
+    fn starting(
+        reply_timeout: Duration,
+        floor: Option<(u64, Duration)>,
+        len: u64,
+        at: Instant,
+    ) -> Pace {
         let rate = floor.map_or(1024, |(rate, _)| rate.max(1024));
         let within = reply_timeout.saturating_add(Duration::from_secs(len / rate));
-        let now = Instant::now();
         Pace {
-            started: now,
-            deadline: now + within,
+            started: at,
+            deadline: at + within,
             within,
-            floor,
-            window_start: now,
-            sent_at_start: 0,
+            floor: floor.map(|(rate, window)| RateFloor::starting(rate, window, at)),
+            counted: 0,
         }
     }
 
     /// When the pace must be checked next.
     pub(crate) fn next_check(&self) -> Instant {
-        match self.floor {
-            Some((_, window)) => (self.window_start + window).min(self.deadline),
-            None => self.deadline,
-        }
+        self.floor
+            .map_or(self.deadline, |f| f.window_ends().min(self.deadline))
     }
 
     /// Checks the reply at `now`, `sent` bytes in.
@@ -111,26 +118,23 @@ impl Pace {
                 ),
             ));
         }
-        let Some((rate, window)) = self.floor else {
+        let Some(floor) = self.floor.as_mut() else {
             return Ok(());
         };
-        if now < self.window_start + window {
-            return Ok(());
-        }
-        let moved = sent - self.sent_at_start;
-        let needed = rate.saturating_mul(window.as_secs().max(1));
-        if moved < needed {
-            return Err(io::Error::new(
+        let new = sent - self.counted;
+        self.counted = sent;
+        floor.note_at(new, now).map_err(|short| {
+            io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
-                    "the peer read {moved} bytes of the reply in {} s, below the floor of {rate} \
+                    "the peer read {} bytes of the reply in {} s, below the floor of {} \
                      bytes/s",
-                    window.as_secs()
+                    short.moved,
+                    short.over.as_secs(),
+                    floor.rate()
                 ),
-            ));
-        }
-        (self.window_start, self.sent_at_start) = (now, sent);
-        Ok(())
+            )
+        })
     }
 }
 
@@ -399,15 +403,14 @@ mod tests {
     #[test]
     fn a_pace_below_its_floor_or_past_its_deadline_fails() {
         let floor = Some((1000, Duration::from_secs(10)));
-        let mut pace = Pace::new(Duration::from_secs(300), floor, 0);
-        let start = pace.window_start;
+        let start = Instant::now();
+        let mut pace = Pace::starting(Duration::from_secs(300), floor, 0, start);
         assert!(pace.check(start + Duration::from_secs(5), 0).is_ok());
         let e = pace
             .check(start + Duration::from_secs(10), 9_999)
             .unwrap_err();
         assert!(e.to_string().contains("9999 bytes"), "{e}");
-        let mut pace = Pace::new(Duration::from_secs(300), floor, 0);
-        let start = pace.window_start;
+        let mut pace = Pace::starting(Duration::from_secs(300), floor, 0, start);
         assert!(pace.check(start + Duration::from_secs(10), 10_000).is_ok());
         assert_eq!(pace.next_check(), start + Duration::from_secs(20));
         let e = pace.check(start + Duration::from_secs(301), u64::MAX / 2);
