@@ -184,10 +184,7 @@ fn closed(conn: &Conn) {
 /// Waits in the poller for room to send more of the reply, counted as
 /// running meanwhile.
 fn park_reply(shared: &Arc<Shared>, mut conn: Conn) {
-    if conn.replying.is_none() {
-        conn.replying = Some(Running::new(shared));
-    }
-
+    conn.replying.get_or_insert_with(|| Running::new(shared));
     let ctx = &shared.config.context;
     conn.outbox
         .ensure_pace(|| Pace::new(ctx.timings.reply, ctx.timings.min_rate, 0));
@@ -201,9 +198,7 @@ fn park_reply(shared: &Arc<Shared>, mut conn: Conn) {
 /// Waits in the poller, as a timer, until the reply's next chunk is due
 /// by its account's rate; then a worker makes it.
 fn park_paced(shared: &Arc<Shared>, mut conn: Conn, at: Instant) {
-    if conn.replying.is_none() {
-        conn.replying = Some(Running::new(shared));
-    }
+    conn.replying.get_or_insert_with(|| Running::new(shared));
     drop(shared.park_until(Waiting::Paced(conn), at));
 }
 
