@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
-use crate::net::now::{send_all_now, Now};
+use crate::net::now::Now;
 use crate::net::tcp::TcpTransport;
 use crate::net::tls::{exporter, handshake};
 use crate::net::{readable_within, Transport};
@@ -19,10 +19,11 @@ use crate::wire::binding::Tag;
 /// readable and the next round goes on.
 const READS_PER_STEP: usize = 16;
 
-/// A server handshake fed from a socket without ever waiting on it: each
-/// [`ServerHandshake::advance`] takes what has arrived and sends what is
-/// due. Then the client's first application bytes (its login tag) are
-/// read the same way.
+/// A server handshake over bytes, with no socket inside: the login feeds
+/// it what arrived ([`ServerHandshake::feed`]) and sends what it writes
+/// into an output buffer, so that it can be driven by the poller and
+/// tested one byte at a time. Then the client's first application bytes
+/// (its login tag) are read the same way.
 pub struct ServerHandshake {
     conn: ServerConnection,
 }
@@ -36,40 +37,31 @@ impl ServerHandshake {
         Ok(ServerHandshake { conn })
     }
 
-    /// Feeds the records that have arrived and sends the answers due.
-    /// Returns whether the handshake is over.
+    /// Takes the records in `bytes` (all of them: rustls buffers a partial
+    /// record) and appends the answers due to `out`. Returns whether the
+    /// handshake is over.
     ///
-    /// Fails when the peer closes, breaks the protocol (after its alert
-    /// was sent), or leaves the server's flight unread.
-    pub fn advance(&mut self, socket: BorrowedFd<'_>) -> io::Result<bool> {
-        let result = self.take_records(socket);
-        // Sent even after an error: it may be the alert that says why.
-        let sent = self.send_due(socket);
-        result.and(sent)?;
+    /// Fails when the peer breaks the protocol; the alert that says why is
+    /// in `out` all the same.
+    pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<u8>) -> io::Result<bool> {
+        let mut result = Ok(());
+        while !bytes.is_empty() && result.is_ok() {
+            result = self.conn.read_tls(&mut bytes).and_then(|_| {
+                self.conn
+                    .process_new_packets()
+                    .map(drop)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+            });
+        }
+        // Written even after an error: it may be the alert that says why.
+        self.flight(out)?;
+        result?;
         Ok(!self.conn.is_handshaking())
     }
 
-    fn take_records(&mut self, socket: BorrowedFd<'_>) -> io::Result<()> {
-        for _ in 0..READS_PER_STEP {
-            match self.conn.read_tls(&mut Now(socket)) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(_) => {
-                    self.conn
-                        .process_new_packets()
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    fn send_due(&mut self, socket: BorrowedFd<'_>) -> io::Result<()> {
+    fn flight(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
         while self.conn.wants_write() {
-            let mut flight = Vec::new();
-            self.conn.write_tls(&mut flight)?;
-            send_all_now(socket, &flight)?;
+            self.conn.write_tls(out)?;
         }
         Ok(())
     }
@@ -85,12 +77,12 @@ impl ServerHandshake {
         }
     }
 
-    /// Encrypts `bytes` and sends them, without waiting.
+    /// Encrypts `bytes` into `out`.
     ///
-    /// Fails when they do not fit the socket's buffer now.
-    pub fn send(&mut self, socket: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<()> {
+    /// Fails only when rustls refuses to (a closed connection).
+    pub fn send(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         self.conn.writer().write_all(bytes)?;
-        self.send_due(socket)
+        self.flight(out)
     }
 
     /// This connection's channel-binding value.
@@ -100,12 +92,10 @@ impl ServerHandshake {
         exporter(&self.conn)
     }
 
-    /// Sends close_notify, without waiting.
-    ///
-    /// Fails when it does not fit the socket's buffer now.
-    pub fn close(&mut self, socket: BorrowedFd<'_>) -> io::Result<()> {
+    /// Appends close_notify to `out`.
+    pub fn close(&mut self, out: &mut Vec<u8>) {
         self.conn.send_close_notify();
-        self.send_due(socket)
+        let _ = self.flight(out);
     }
 
     /// The stream a worker uses from now on, over `transport`'s socket.

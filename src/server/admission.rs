@@ -16,7 +16,7 @@ use super::connection::{follow_login, login_context, Waiting};
 use super::hosts::host_key;
 use super::Shared;
 use crate::net::now::recv_now;
-use crate::server::login::Pending;
+use crate::server::login::Login;
 
 /// Most bytes a refused peer may still send while its refusal is read.
 const DRAIN_LIMIT: usize = 64 * 1024;
@@ -163,8 +163,8 @@ pub(super) fn begin_login(shared: &Arc<Shared>, q: Queued) {
     if q.arrival.started.elapsed() >= shared.config.context.timings.login {
         return tracing::info!("left during login: no login turn came in time");
     }
-    let next = Pending::begin(&login_context(shared, q.arrival.ip), q.stream);
-    follow_login(shared, next, q.arrival, turn);
+    let step = Login::begin(&login_context(shared, q.arrival.ip));
+    follow_login(shared, q.stream, step, q.arrival, turn);
 }
 
 /// After a refusal was sent: no more writing, and reading (a bounded

@@ -4,7 +4,7 @@
 //! dialect, and the close after a refusal. A worker is taken only when a
 //! whole request header is in hand, and runs that request.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -13,19 +13,22 @@ use super::admission::Slot;
 use super::admission::{begin_login, close_after_refusal, drain, Arrival, Closing, Queued, Turn};
 use super::serving::{reply_stalled, to_worker, write_more, Running, Work};
 use super::{contain, Shared};
+use crate::net::now::{recv_now, send_all_now};
+use crate::net::tcp::TcpTransport;
 use crate::net::Transport;
 use crate::server::accounts::Seat;
 use crate::server::commands::staged::InGroup;
 use crate::server::echo::{self, Echoed};
-use crate::server::intake::{pull, start_echo, Pulled};
-use crate::server::login::{Identity, LoggedIn, LoginContext, Next, Pending};
+use crate::server::intake::{pull, Intake, Pulled};
+use crate::server::login::{self, Admitted, Identity, LoggedIn, Login, LoginContext, Next, Step};
 use crate::server::poller::Parkable;
 use crate::server::reply::Outbox;
-use crate::wire::frame::Incoming;
 
-/// A connection in the middle of its login.
+/// A connection in the middle of its login: the socket is here, the
+/// login's state machine beside it never touches it.
 pub(super) struct LoggingIn {
-    pending: Pending,
+    stream: TcpStream,
+    login: Login,
     arrival: Arrival,
     turn: Turn,
 }
@@ -38,11 +41,8 @@ pub(super) struct Conn {
     /// The account's seat, by whose name the account is looked up afresh
     /// for each request.
     pub(super) seat: Option<Seat>,
-    pub(super) incoming: Incoming,
-    /// A plaintext login whose first bytes may be the seed's raw echo.
-    pub(super) sniffing: bool,
-    /// When one to three text bytes came, on a connection still sniffing.
-    pub(super) text_since: Option<Instant>,
+    /// The next request as it arrives.
+    pub(super) intake: Intake,
     /// When the request now arriving must be whole.
     pub(super) header_deadline: Instant,
     /// Whether the session's start (its home folder) is done.
@@ -112,7 +112,7 @@ impl Parkable for Waiting {
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         match self {
             Waiting::Queued(q) => Some(q.stream.as_fd()),
-            Waiting::Login(l) => Some(l.pending.socket()),
+            Waiting::Login(l) => Some(l.stream.as_fd()),
             Waiting::Request(conn)
             | Waiting::Reply(conn)
             | Waiting::Paced(conn)
@@ -131,39 +131,86 @@ pub(super) fn login_context(shared: &Shared, ip: IpAddr) -> LoginContext<'_> {
     }
 }
 
-/// Acts on what a login step decided.
-pub(super) fn follow_login(shared: &Arc<Shared>, next: Next, arrival: Arrival, turn: Turn) {
-    match next {
-        Next::Read(pending, at) => park_login(shared, pending, arrival, turn, at, Shared::park),
-        Next::Sleep(pending, at) => {
-            park_login(shared, pending, arrival, turn, at, Shared::park_until)
-        }
-        Next::In(logged_in) => {
-            let anonymous = logged_in.identity == Identity::Anonymous;
-            let turn = anonymous.then_some(turn);
-            let conn = Conn::new(shared, logged_in, arrival, turn);
-            next_request(shared, conn);
-        }
-        Next::Refused(stream) => close_after_refusal(shared, stream, arrival.span),
-        Next::Gone => {}
-    }
-}
+/// How a login waits: for its socket ([`Shared::park`]) or for a timer
+/// ([`Shared::park_until`]).
+type Park = fn(&Shared, Waiting, Instant) -> Option<Waiting>;
 
-/// Parks a login until `at`, readable or as a timer (`park`).
-fn park_login(
-    shared: &Shared,
-    pending: Pending,
+/// Acts on what a login step decided: sends its bytes, then parks the
+/// login, starts the session, or closes.
+pub(super) fn follow_login(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    step: Step,
     arrival: Arrival,
     turn: Turn,
-    at: Instant,
-    park: fn(&Shared, Waiting, Instant) -> Option<Waiting>,
 ) {
+    let sent = send_all_now(stream.as_fd(), &step.send);
+    let (login, at, park): (_, _, Park) = match (step.next, sent) {
+        (Next::Read(login, at), Ok(())) => (login, at, Shared::park),
+        (Next::Sleep(login, at), Ok(())) => (login, at, Shared::park_until),
+        (Next::Read(login, _) | Next::Sleep(login, _), Err(e)) => {
+            return drop(login.unsent(&login_context(shared, arrival.ip), e));
+        }
+        (Next::In(admitted), Ok(())) => {
+            return start_session(shared, stream, admitted, arrival, turn);
+        }
+        (Next::In(_), Err(e)) => {
+            let why = crate::error::reason(&e);
+            return tracing::info!("left during login: sending to the client: {why}");
+        }
+        (Next::Refused, _) => return close_after_refusal(shared, stream, arrival.span),
+        (Next::Gone, _) => return,
+    };
     let waiting = Waiting::Login(LoggingIn {
-        pending,
+        stream,
+        login,
         arrival,
         turn,
     });
     drop(park(shared, waiting, at));
+}
+
+/// A login's socket turned readable: passes on what the login wants of
+/// what came.
+fn login_readable(shared: &Arc<Shared>, l: LoggingIn) {
+    let cx = login_context(shared, l.arrival.ip);
+    let mut buf = [0u8; login::MOST_READ];
+    let step = match l.login.wants() {
+        // A timer wakes early only for an error or a hang-up.
+        None => l.login.ended(&cx, "closed"),
+        Some(want) => match recv_now(l.stream.as_fd(), &mut buf[..want.min(login::MOST_READ)]) {
+            Ok(0) => l.login.ended(&cx, "closed"),
+            Ok(n) => l.login.received(&cx, &buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => l.login.still_waiting(),
+            Err(e) => l.login.ended(&cx, e),
+        },
+    };
+    follow_login(shared, l.stream, step, l.arrival, l.turn);
+}
+
+/// The session of a finished login, on the socket it came over (through
+/// its TLS session, if it has one).
+fn start_session(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    admitted: Admitted,
+    arrival: Arrival,
+    turn: Turn,
+) {
+    let tcp = TcpTransport::accepted(stream, shared.config.context.timings.idle);
+    let transport: Box<dyn Transport> = match admitted.tls {
+        Some(tls) => Box::new(tls.into_transport(tcp)),
+        None => Box::new(tcp),
+    };
+    let anonymous = admitted.identity == Identity::Anonymous;
+    let logged_in = LoggedIn {
+        identity: admitted.identity,
+        seat: admitted.seat,
+        transport,
+        incoming: admitted.incoming,
+    };
+    let conn = Conn::new(shared, logged_in, arrival, anonymous.then_some(turn));
+    next_request(shared, conn);
 }
 
 impl Conn {
@@ -180,11 +227,12 @@ impl Conn {
         }
         Conn {
             transport: logged_in.transport,
-            sniffing: matches!(logged_in.identity, Identity::Plaintext(_)),
+            intake: Intake::new(
+                logged_in.incoming,
+                matches!(logged_in.identity, Identity::Plaintext(_)),
+            ),
             identity: logged_in.identity,
             seat: logged_in.seat,
-            incoming: logged_in.incoming,
-            text_since: None,
             header_deadline: Instant::now() + shared.config.context.timings.idle,
             started_session: false,
             cwd: Vec::new(),
@@ -204,10 +252,7 @@ impl Conn {
     /// When the poller should give up waiting: the header's deadline, or
     /// sooner when a few text bytes wait to be told apart (`sniff`).
     fn wake_at(&self, sniff: Duration) -> Instant {
-        match self.text_since {
-            Some(at) => (at + sniff).min(self.header_deadline),
-            None => self.header_deadline,
-        }
+        self.intake.wake_at(sniff, self.header_deadline)
     }
 }
 
@@ -272,10 +317,7 @@ fn in_poller(shared: &Weak<Shared>, waiting: Waiting, step: impl FnOnce(Arc<Shar
 pub(super) fn wake(shared: &Weak<Shared>, waiting: Waiting) {
     in_poller(shared, waiting, |shared, waiting| match waiting {
         Waiting::Queued(q) => begin_login(&shared, q),
-        Waiting::Login(l) => {
-            let next = l.pending.readable(&login_context(&shared, l.arrival.ip));
-            follow_login(&shared, next, l.arrival, l.turn);
-        }
+        Waiting::Login(l) => login_readable(&shared, l),
         Waiting::Request(conn) => next_request(&shared, conn),
         Waiting::Reply(conn) => write_more(&shared, conn),
         // A timer wakes early only for an error or a hang-up, which the
@@ -292,14 +334,14 @@ pub(super) fn expire(shared: &Weak<Shared>, waiting: Waiting) {
     in_poller(shared, waiting, |shared, waiting| match waiting {
         Waiting::Queued(q) => begin_login(&shared, q),
         Waiting::Login(l) => {
-            let next = l.pending.expired(&login_context(&shared, l.arrival.ip));
-            follow_login(&shared, next, l.arrival, l.turn);
+            let step = l.login.expired(&login_context(&shared, l.arrival.ip));
+            follow_login(&shared, l.stream, step, l.arrival, l.turn);
         }
-        Waiting::Request(conn) if conn.text_since.is_some() => {
-            let (conn, first) = start_echo(conn);
+        Waiting::Request(mut conn) if conn.intake.has_text() => {
+            let first = conn.intake.start_echo();
             echo(&shared, conn, first);
         }
-        Waiting::Request(conn) if !conn.incoming.is_empty() => {
+        Waiting::Request(conn) if !conn.intake.is_empty() => {
             tracing::info!("connection dropped: the request header did not arrive in time")
         }
         Waiting::Reply(conn) => reply_stalled(&shared, conn),

@@ -59,16 +59,12 @@ fn identity() -> ServerIdentity {
         .clone()
 }
 
-/// Runs `input` (everything a client sends after its login) through the
-/// server's request path on a connection of the single account, and
-/// returns what the server sent. Never panics for any input: that is what
-/// the fuzz target checks.
-pub fn serve_bytes(ctx: &Context, input: &[u8]) -> Vec<u8> {
-    let secret = Secret::new(b"test secret".to_vec()).unwrap_or_else(|_| unreachable!());
-    let book = Arc::new(AccountBook::new(Accounts::single(secret)));
-    let config = Config {
+/// A server's settings around `ctx` and its accounts, at the smallest
+/// limits: what the harness and the login's tests run with.
+pub(crate) fn config(ctx: &Context, accounts: Arc<AccountBook>) -> Config {
+    Config {
         context: ctx.clone(),
-        accounts: book.clone(),
+        accounts,
         max_connections: 1,
         workers: 1,
         max_per_address: 1,
@@ -79,7 +75,17 @@ pub fn serve_bytes(ctx: &Context, input: &[u8]) -> Vec<u8> {
         max_logins_per_address: 1,
         max_failed_logins: 1,
         max_handshakes_per_second: 1,
-    };
+    }
+}
+
+/// Runs `input` (everything a client sends after its login) through the
+/// server's request path on a connection of the single account, and
+/// returns what the server sent. Never panics for any input: that is what
+/// the fuzz target checks.
+pub fn serve_bytes(ctx: &Context, input: &[u8]) -> Vec<u8> {
+    let secret = Secret::new(b"test secret".to_vec()).unwrap_or_else(|_| unreachable!());
+    let book = Arc::new(AccountBook::new(Accounts::single(secret)));
+    let config = config(ctx, book.clone());
     let shared = Arc::new(Shared::new(config, Workers::new(THREAD_STACK, 1, 1)));
     let output = Arc::new(Mutex::new(Vec::new()));
     let stream = Buffered {

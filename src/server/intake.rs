@@ -1,19 +1,118 @@
 //! Taking the next request off a logged-in connection without ever
-//! waiting: the bytes that have arrived go into the frame decoder, and the
-//! first bytes of a plaintext session are told apart from the seed's raw
-//! echo. The poller calls this when the socket turns readable, and a worker
-//! after each request, for the next one already sent behind it.
+//! waiting. [`Intake`] is the state machine, with no I/O inside: the bytes
+//! that came go in, and it says how many more it takes, when a whole header
+//! is in hand, or that the first bytes of a plaintext session are the
+//! seed's raw echo. [`pull`] feeds it from the connection's transport; the
+//! poller calls that when the socket turns readable, and a worker after
+//! each request, for the next one already sent behind it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::connection::Conn;
 use crate::error::Result;
 use crate::server::echo::{self, FirstBytes};
-use crate::wire::frame::MAX_HEADER_LEN;
+use crate::wire::frame::{Incoming, MAX_HEADER_LEN};
 
 /// Most reads one step of a header makes before the connection waits its
 /// turn again, so that one fast peer cannot keep the poller to itself.
 const READS_PER_STEP: usize = 16;
+
+/// The request header arriving, and on a plaintext login, whether the
+/// session speaks in frames at all.
+#[derive(Debug)]
+pub(super) struct Intake {
+    incoming: Incoming,
+    /// A plaintext login whose first bytes may be the seed's raw echo.
+    sniffing: bool,
+    /// When one to three text bytes came, on a connection still sniffing.
+    text_since: Option<Instant>,
+}
+
+/// What the intake needs next.
+#[derive(Debug)]
+pub(super) enum Wanted {
+    /// At most this many more bytes: a header's rest, never past it.
+    Bytes(usize),
+    /// A whole header (or a frame that cannot be one), for a worker.
+    Header(Result<Vec<u8>>),
+}
+
+impl Intake {
+    /// A session's intake, starting with what its login took of the first
+    /// request; `sniffing` when the seed's echo may come instead.
+    pub(super) fn new(incoming: Incoming, sniffing: bool) -> Intake {
+        Intake {
+            incoming,
+            sniffing,
+            text_since: None,
+        }
+    }
+
+    /// How many bytes to read next, or the header that is whole.
+    pub(super) fn wanted(&mut self) -> Wanted {
+        match self.incoming.wanted(MAX_HEADER_LEN) {
+            Ok(0) => Wanted::Header(Ok(std::mem::take(&mut self.incoming).into_body())),
+            Ok(n) if self.sniffing => {
+                Wanted::Bytes(n.min(echo::SNIFF_LEN.saturating_sub(self.received())))
+            }
+            Ok(n) => Wanted::Bytes(n),
+            Err(e) => Wanted::Header(Err(e)),
+        }
+    }
+
+    fn received(&self) -> usize {
+        self.incoming.received().len()
+    }
+
+    /// Takes bytes that came (at most what [`Intake::wanted`] said), at
+    /// `now`. Returns the text to echo when they are the seed's echo
+    /// dialect rather than a frame.
+    pub(super) fn received_bytes(&mut self, bytes: &[u8], now: Instant) -> Option<Vec<u8>> {
+        self.incoming.extend(bytes);
+        if !self.sniffing {
+            return None;
+        }
+        match echo::classify(self.incoming.received()) {
+            Some(FirstBytes::Echo) => Some(self.start_echo()),
+            Some(FirstBytes::Frames) => {
+                self.sniffing = false;
+                None
+            }
+            None => {
+                self.text_since = self.text_since.or(Some(now));
+                None
+            }
+        }
+    }
+
+    /// Gives up telling a few text bytes apart: they are the echo dialect
+    /// (the seed's echo client may send fewer than four). Returns them.
+    pub(super) fn start_echo(&mut self) -> Vec<u8> {
+        tracing::info!("raw text instead of a frame: the seed's echo dialect");
+        self.sniffing = false;
+        self.text_since = None;
+        std::mem::take(&mut self.incoming).received().to_vec()
+    }
+
+    /// Whether a few text bytes wait to be told apart.
+    pub(super) fn has_text(&self) -> bool {
+        self.text_since.is_some()
+    }
+
+    /// Whether part of a header came.
+    pub(super) fn is_empty(&self) -> bool {
+        self.incoming.is_empty()
+    }
+
+    /// When to give up waiting: the header's `deadline`, or `sniff` after
+    /// text bytes came, whichever is sooner.
+    pub(super) fn wake_at(&self, sniff: Duration, deadline: Instant) -> Instant {
+        match self.text_since {
+            Some(at) => (at + sniff).min(deadline),
+            None => deadline,
+        }
+    }
+}
 
 /// What reading a request without waiting came to.
 pub(super) enum Pulled {
@@ -32,20 +131,13 @@ pub(super) enum Pulled {
 pub(super) fn pull(mut conn: Conn) -> Pulled {
     let mut buf = [0u8; 16 * 1024];
     for _ in 0..READS_PER_STEP {
-        let wanted = match conn.incoming.wanted(MAX_HEADER_LEN) {
-            Ok(0) => {
-                let header = std::mem::take(&mut conn.incoming).into_body();
+        let room = match conn.intake.wanted() {
+            Wanted::Header(header) => {
                 conn.turn = None;
-                return Pulled::Request(conn, Ok(header));
+                return Pulled::Request(conn, header);
             }
-            Ok(n) => n,
-            Err(e) => return Pulled::Request(conn, Err(e)),
+            Wanted::Bytes(n) => n.min(buf.len()),
         };
-        let room = match conn.sniffing {
-            true => echo::SNIFF_LEN - conn.incoming.received().len(),
-            false => wanted,
-        };
-        let room = room.min(buf.len());
         let n = match conn.transport.read_now(&mut buf[..room]) {
             Ok(0) => return ended(conn),
             Ok(n) => n,
@@ -55,34 +147,108 @@ pub(super) fn pull(mut conn: Conn) -> Pulled {
                 return Pulled::Ended(conn);
             }
         };
-        conn.incoming.extend(&buf[..n]);
-        if conn.sniffing {
-            match echo::classify(conn.incoming.received()) {
-                Some(FirstBytes::Echo) => {
-                    let (conn, first) = start_echo(conn);
-                    return Pulled::Echo(conn, first);
-                }
-                Some(FirstBytes::Frames) => conn.sniffing = false,
-                None => conn.text_since = conn.text_since.or(Some(Instant::now())),
-            }
+        if let Some(first) = conn.intake.received_bytes(&buf[..n], Instant::now()) {
+            return Pulled::Echo(conn, first);
         }
     }
     Pulled::Wait(conn)
 }
 
-pub(super) fn start_echo(mut conn: Conn) -> (Conn, Vec<u8>) {
-    tracing::info!("raw text instead of a frame: the seed's echo dialect");
-    let first = std::mem::take(&mut conn.incoming).received().to_vec();
-    conn.sniffing = false;
-    conn.text_since = None;
-    (conn, first)
-}
-
 /// The peer closed while a request was expected.
 fn ended(conn: Conn) -> Pulled {
-    match conn.incoming.is_empty() {
+    match conn.intake.is_empty() {
         true => tracing::info!("disconnected after {} s", conn.started.elapsed().as_secs()),
         false => tracing::info!("connection dropped: closed in the middle of a request header"),
     }
     Pulled::Ended(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::frame;
+
+    /// Feeds `bytes` in pieces of at most `piece`, as [`pull`] does, and
+    /// returns what the intake came to and the bytes it left unread.
+    fn feed(intake: &mut Intake, mut bytes: &[u8], piece: usize) -> (Option<Wanted>, usize) {
+        let now = Instant::now();
+        loop {
+            let want = match intake.wanted() {
+                Wanted::Bytes(n) if !bytes.is_empty() => n,
+                other => return (Some(other), bytes.len()),
+            };
+            let n = want.min(piece).min(bytes.len());
+            if let Some(first) = intake.received_bytes(&bytes[..n], now) {
+                assert!(!first.is_empty(), "echo text comes with its first bytes");
+                return (None, bytes.len() - n);
+            }
+            bytes = &bytes[n..];
+        }
+    }
+
+    fn header(wanted: Option<Wanted>) -> Vec<u8> {
+        match wanted {
+            Some(Wanted::Header(Ok(header))) => header,
+            other => panic!("no whole header: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_header_fed_byte_by_byte_or_whole_stops_at_its_end() {
+        let first = frame::encode_json(&serde_json::json!({"action": "ls"})).expect("a frame");
+        let second = frame::encode_json(&serde_json::json!({"action": "pwd"})).expect("a frame");
+        let both = [first.clone(), second].concat();
+        for piece in [1, 3, both.len()] {
+            for sniffing in [false, true] {
+                let mut intake = Intake::new(Incoming::default(), sniffing);
+                let (wanted, unread) = feed(&mut intake, &both, piece);
+                assert_eq!(header(wanted), first[frame::LEN_PREFIX..]);
+                assert_eq!(
+                    unread,
+                    both.len() - first.len(),
+                    "the next request stays unread"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn text_after_a_plaintext_login_is_the_echo_dialect() {
+        for piece in [1, 4, 64] {
+            let mut intake = Intake::new(Incoming::default(), true);
+            let (wanted, unread) = feed(&mut intake, b"hello, echo\n", piece);
+            assert!(wanted.is_none(), "told apart as echo text");
+            assert_eq!(
+                unread,
+                12 - echo::SNIFF_LEN,
+                "the rest is echoed as it comes"
+            );
+        }
+        let mut intake = Intake::new(Incoming::default(), false);
+        let (wanted, _) = feed(&mut intake, b"hello, echo\n", 1);
+        assert!(
+            matches!(wanted, Some(Wanted::Header(Err(_)))),
+            "over TLS text is a bad frame"
+        );
+    }
+
+    #[test]
+    fn a_few_text_bytes_wake_the_poller_early() {
+        let mut intake = Intake::new(Incoming::default(), true);
+        let now = Instant::now();
+        assert!(intake.received_bytes(b"hi", now).is_none());
+        assert!(intake.has_text());
+        let (sniff, deadline) = (Duration::from_millis(200), now + Duration::from_secs(60));
+        assert_eq!(intake.wake_at(sniff, deadline), now + sniff);
+        assert_eq!(intake.start_echo(), b"hi");
+        assert_eq!(intake.wake_at(sniff, deadline), deadline);
+    }
+
+    #[test]
+    fn a_length_past_the_header_limit_is_refused_before_its_bytes() {
+        let mut intake = Intake::new(Incoming::default(), false);
+        let (wanted, unread) = feed(&mut intake, &u32::MAX.to_le_bytes(), 1);
+        assert!(matches!(wanted, Some(Wanted::Header(Err(_)))));
+        assert_eq!(unread, 0);
+    }
 }
