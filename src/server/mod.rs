@@ -20,6 +20,7 @@ pub mod hosts;
 mod intake;
 mod listener;
 pub mod login;
+mod memory;
 pub mod metrics;
 pub mod order;
 pub mod poller;
@@ -227,10 +228,12 @@ impl Server {
             .map_err(|e| Error::io("starting the poller", e))?;
         if let Some(first) = pollers.first() {
             let weak = Arc::downgrade(&shared);
+            let trimmer = memory::Trimmer::default();
             first.every(admission::TURN_CHECK, move || {
                 if let Some(shared) = weak.upgrade() {
                     admission::give_up_overdue_turns(&shared);
                 }
+                trimmer.now_and_then();
             });
         }
         let _ = shared.pollers.set(pollers);
