@@ -67,7 +67,7 @@ pub fn context(root: &Path) -> Context {
     }
 }
 
-pub use crate::server::harness::serve_bytes;
+pub use crate::server::harness::{login_bytes, serve_bytes, LoginEnd};
 
 /// Request headers as the frames a client sends, one after another.
 ///

@@ -22,7 +22,8 @@ use crate::net::tls::ServerIdentity;
 use crate::net::Transport;
 use crate::server::accounts::{Account, AccountBook, Accounts};
 use crate::server::context::Context;
-use crate::server::login::{Identity, LoggedIn};
+use crate::server::hosts::Backoff;
+use crate::server::login::{Identity, LoggedIn, Login, LoginContext, Next};
 use crate::wire::frame::Incoming;
 
 /// A stream over a buffer whose output the harness keeps after the
@@ -111,4 +112,58 @@ pub fn serve_bytes(ctx: &Context, input: &[u8]) -> Vec<u8> {
     }
     let sent = std::mem::take(&mut *output.lock());
     sent
+}
+
+/// How a login fed bytes in memory ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginEnd {
+    /// It waits for more bytes.
+    Waiting,
+    /// Logged in.
+    In,
+    /// Refused with an `auth_failed` frame.
+    Refused,
+    /// Dropped: the peer broke the protocol.
+    Gone,
+}
+
+/// Runs the login's state machine (the one the poller drives) over
+/// `input`, all a client sends from its first byte, `piece` bytes at a
+/// time and never more than the login takes, with the timers it sets
+/// taken as passed. Returns what the server sent and how the login ended.
+/// Never panics for any input: that is what the fuzz target checks.
+pub fn login_bytes(
+    ctx: &Context,
+    anonymous: bool,
+    input: &[u8],
+    piece: usize,
+) -> (Vec<u8>, LoginEnd) {
+    let secret = Secret::new(b"test secret".to_vec()).unwrap_or_else(|_| unreachable!());
+    let mut config = config(ctx, Arc::new(AccountBook::new(Accounts::single(secret))));
+    config.anonymous_quota = anonymous.then_some(1 << 20);
+    let backoff = Backoff::new(u32::MAX, u32::MAX, std::time::Duration::ZERO);
+    let cx = LoginContext {
+        config: &config,
+        backoff: &backoff,
+        roster: config.accounts.current(),
+        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    let (mut sent, mut rest) = (Vec::new(), input);
+    let mut step = Login::begin(&cx);
+    loop {
+        sent.append(&mut step.send);
+        step = match step.next {
+            Next::Read(..) if rest.is_empty() => return (sent, LoginEnd::Waiting),
+            Next::Read(login, _) => {
+                let n = login.wants().unwrap_or(0).min(piece.max(1)).min(rest.len());
+                let (now, later) = rest.split_at(n);
+                rest = later;
+                login.received(&cx, now)
+            }
+            Next::Sleep(login, _) => login.expired(&cx),
+            Next::In(_) => return (sent, LoginEnd::In),
+            Next::Refused => return (sent, LoginEnd::Refused),
+            Next::Gone => return (sent, LoginEnd::Gone),
+        };
+    }
 }

@@ -413,6 +413,39 @@ proptest! {
     }
 
     #[test]
+    fn random_logins_are_refused_in_a_frame_or_dropped_never_a_panic(
+        tls in any::<bool>(),
+        anonymous in any::<bool>(),
+        piece in 1usize..64,
+        bytes in proptest::collection::vec(any::<u8>(), 0..600),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = ftp::testing::context(dir.path());
+        // Half the cases ask for TLS first, so random bytes reach the
+        // handshake rather than only the answer to the challenge.
+        let mut input = match tls {
+            true => ftp::wire::binding::TLS_MARKER.to_vec(),
+            false => Vec::new(),
+        };
+        input.extend(&bytes);
+        let (sent, end) = ftp::testing::login_bytes(&ctx, anonymous, &input, piece);
+        // Only an anonymous server lets in a client that sends a frame's
+        // length first; nothing random proves a secret.
+        if end == ftp::testing::LoginEnd::In {
+            prop_assert!(anonymous && !tls, "random bytes logged in");
+        }
+        if end == ftp::testing::LoginEnd::Refused && !tls {
+            // After the challenge (none on an anonymous server), one
+            // auth_failed frame a user can read.
+            let challenge = if anonymous { 0 } else { 32 };
+            let mut frame = &sent[challenge..];
+            let reply: serde_json::Value = ftp::wire::frame::read_json(&mut frame, 1 << 16).unwrap();
+            prop_assert_eq!(reply["code"].as_str(), Some("auth_failed"), "{}", reply);
+            prop_assert!(frame.is_empty(), "nothing after the refusal");
+        }
+    }
+
+    #[test]
     fn random_headers_get_replies_and_never_escape(
         headers in proptest::collection::vec(any_header(), 1..6),
         body in proptest::collection::vec(any::<u8>(), 0..64),
