@@ -233,6 +233,7 @@ impl<T> Turns<T> {
     }
 
     /// How many of `host`'s connections wait for a turn.
+    #[cfg(test)]
     pub fn waiting(&self, host: IpAddr) -> usize {
         self.lock().get(&host).map_or(0, |t| t.queue.len())
     }

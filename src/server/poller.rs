@@ -165,11 +165,13 @@ impl<T: Parkable> Poller<T> {
     }
 
     /// How many items wait now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.inner.lock().items.len()
     }
 
     /// Whether nothing waits.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

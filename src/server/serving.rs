@@ -252,7 +252,7 @@ fn with_session(
         }
     }
     .in_folder(std::mem::take(&mut conn.cwd))
-    .from_peer(conn.peer);
+    .with_peer(conn.peer);
     let wait = config.context.timings.idle;
     let mut replying = Replying::new(&mut *conn.transport, &mut conn.outbox, wait);
     if !conn.started_session {

@@ -181,7 +181,7 @@ impl<'a> Session<'a> {
     }
 
     /// The session of a client at `peer`.
-    pub fn from_peer(mut self, peer: IpAddr) -> Session<'a> {
+    pub fn with_peer(mut self, peer: IpAddr) -> Session<'a> {
         self.peer = Some(peer);
         self
     }

@@ -41,8 +41,6 @@ struct Inner {
     wake: Condvar,
     /// Wakes the stall watcher when the queue stops being empty.
     watch: Condvar,
-    /// Wakes whoever waits for a free worker.
-    free: Condvar,
     stack_size: usize,
     /// Threads kept for a steady load.
     core: usize,
@@ -55,8 +53,6 @@ struct State {
     jobs: VecDeque<Job>,
     idle: usize,
     threads: usize,
-    /// Callers of `wait_for_room`: work that waits outside the queue.
-    wanting: usize,
     /// When a worker last took a job (or a thread was added).
     moved: Option<Instant>,
     watcher: bool,
@@ -65,7 +61,7 @@ struct State {
 impl State {
     /// Work that waits for a thread, queued or not.
     fn demand(&self) -> usize {
-        self.jobs.len() + self.wanting
+        self.jobs.len()
     }
 }
 
@@ -79,7 +75,6 @@ impl Workers {
                 state: Mutex::new(State::default()),
                 wake: Condvar::new(),
                 watch: Condvar::new(),
-                free: Condvar::new(),
                 stack_size,
                 core,
                 max: max.max(core),
@@ -116,36 +111,14 @@ impl Workers {
         Ok(())
     }
 
-    /// Waits up to `timeout` until a new job would start at once: a
-    /// thread is idle, or one may be added. Returns whether one would.
-    ///
-    /// New connections are accepted only then, so that while every worker
-    /// is busy they wait in the kernel's backlog, in arrival order, rather
-    /// than as runnable threads competing for the CPU.
-    pub fn wait_for_room(&self, timeout: Duration) -> bool {
-        let inner = &self.inner;
-        let has_room = |s: &State| s.idle > s.jobs.len() || s.threads < inner.core;
-        let mut state = inner.lock();
-        if has_room(&state) {
-            return true;
-        }
-        // Counted as demand, so that workers stuck on slow peers make the
-        // pool grow for it as for a queued job.
-        state.wanting += 1;
-        Inner::watch_over(inner, &mut state);
-        inner
-            .free
-            .wait_while_for(&mut state, |s| !has_room(s), timeout);
-        state.wanting -= 1;
-        has_room(&state)
-    }
-
     /// Threads waiting for a job right now.
+    #[cfg(test)]
     pub fn idle(&self) -> usize {
         self.inner.lock().idle
     }
 
     /// Threads there are now, busy or not.
+    #[cfg(test)]
     pub fn threads(&self) -> usize {
         self.inner.lock().threads
     }
@@ -154,14 +127,6 @@ impl Workers {
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock()
-    }
-
-    /// Wakes whoever waits for room. Only when someone does: a wake-up is
-    /// a system call, and workers go idle after every job.
-    fn room_made(&self, state: &State) {
-        if state.wanting > 0 {
-            self.free.notify_all();
-        }
     }
 
     /// Makes sure the stall watcher runs, and tells it there is demand.
@@ -199,12 +164,10 @@ fn work(inner: &Inner) {
                 break job;
             }
             state.idle += 1;
-            inner.room_made(&state);
             let waited = inner.wake.wait_for(&mut state, KEEP_IDLE);
             state.idle -= 1;
             if waited.timed_out() && state.jobs.is_empty() {
                 state.threads -= 1;
-                inner.room_made(&state);
                 return;
             }
         };
@@ -235,7 +198,6 @@ fn watch(inner: &Arc<Inner>) {
                     break;
                 }
             }
-            inner.room_made(&state);
         }
         // Look again when the queue will have been still for STALL, or a
         // whole STALL from now when it already has (and nothing could be

@@ -240,9 +240,6 @@ fn drain(rx: &Mutex<Receiver<Job>>, attempts: &Attempts, metrics: &Metrics) {
     }
 }
 
-/// The default time one run of a hook may take.
-pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
-
 #[cfg(test)]
 mod tests {
     use super::*;
