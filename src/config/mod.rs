@@ -2,13 +2,13 @@
 //! files live, and sizes written by people.
 
 pub mod address;
-pub mod cidr;
+pub(crate) mod cidr;
 pub mod cli;
 pub mod logging;
 pub mod paths;
-pub mod pins;
+pub(crate) mod pins;
 pub mod secret;
 pub mod server;
-pub mod strength;
+pub(crate) mod strength;
 pub mod units;
 pub mod users;

@@ -2,7 +2,7 @@
 //! run beside it, a throttle that
 //! holds any reader or writer to a rate, and a writer that Ctrl-C stops.
 
-pub mod digest;
-pub mod interrupt;
-pub mod pump;
-pub mod throttle;
+pub(crate) mod digest;
+pub(crate) mod interrupt;
+pub(crate) mod pump;
+pub(crate) mod throttle;

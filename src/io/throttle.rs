@@ -69,6 +69,7 @@ impl<T> Throttle<T> {
     }
 
     /// The wrapped reader or writer.
+    #[cfg(test)]
     pub fn into_inner(self) -> T {
         self.inner
     }

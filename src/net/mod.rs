@@ -5,11 +5,11 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-pub mod now;
-pub mod stall;
+pub(crate) mod now;
+pub(crate) mod stall;
 pub mod tcp;
 pub mod tls;
-pub mod tls_server;
+pub(crate) mod tls_server;
 
 /// Whether `fd` has bytes to read (or a connection to accept) within
 /// `wait`; a zero `wait` asks without waiting.

@@ -213,18 +213,28 @@ fn set_aside(path: &Path) -> Result<PathBuf> {
 fn create_identity(dir: &Path, key_path: &Path, cert_path: &Path) -> Result<()> {
     let made = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string()])
         .map_err(|e| Error::Secret(format!("creating a TLS certificate: {e}")))?;
+    // Each file is written whole under a temporary name, then renamed: a
+    // server that starts meanwhile without taking the lock (it finds both
+    // names) never reads a file half written.
     let write = |path: &Path, text: String, mode: u32| {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let partial = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         fs::create_dir_all(dir)
             .and_then(|()| {
                 let mut f = fs::OpenOptions::new()
                     .write(true)
-                    .create_new(true)
+                    .create(true)
+                    .truncate(true)
                     .mode(mode)
-                    .open(path)?;
+                    .open(&partial)?;
                 f.write_all(text.as_bytes())?;
-                f.sync_all()
+                f.sync_all()?;
+                fs::rename(&partial, path)
             })
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+            .map_err(|e| {
+                let _ = fs::remove_file(&partial);
+                Error::io(format!("writing {}", path.display()), e)
+            })
     };
     write(key_path, made.signing_key.serialize_pem(), 0o600)?;
     write(cert_path, made.cert.pem(), 0o644)

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::wire::message::Entry;
 
-pub mod disk;
+pub(crate) mod disk;
 pub mod s3;
 
 pub use disk::handle::Modes;

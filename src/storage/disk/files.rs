@@ -8,8 +8,7 @@
 //! the next upload of the same name can resume it.
 
 use std::fs::File;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::handle::{Folder, Found, Kind};
@@ -24,7 +23,8 @@ use crate::wire::names::PARTIAL_DIR;
 ///
 /// Fails when the folder cannot be opened; a failure while reading it
 /// comes as an item.
-pub fn list(dir: Folder) -> io::Result<impl Iterator<Item = io::Result<Entry>>> {
+#[cfg(test)]
+pub fn list(dir: Folder) -> std::io::Result<impl Iterator<Item = std::io::Result<Entry>>> {
     Ok(dir.into_entries()?.filter_map(|found| match found {
         Ok(found) => listing_entry(found).map(Ok),
         Err(e) => Some(Err(e)),
@@ -59,7 +59,8 @@ pub fn unix_secs(t: SystemTime) -> u64 {
 }
 
 /// Where the partial upload of `name` in `dir` lives.
-pub fn partial_path(dir: &Path, name: &str) -> PathBuf {
+#[cfg(test)]
+pub fn partial_path(dir: &Path, name: &str) -> std::path::PathBuf {
     dir.join(PARTIAL_DIR).join(name)
 }
 

@@ -7,11 +7,11 @@
 //! link planted in the root is never followed.
 
 mod digest;
-pub mod files;
-pub mod handle;
+pub(crate) mod files;
+pub(crate) mod handle;
 mod tree;
 mod upload;
-pub mod usage;
+pub(crate) mod usage;
 mod walk;
 
 use std::fs;

@@ -17,15 +17,15 @@ use crate::storage::{
 use crate::wire::names::PARTIAL_DIR;
 
 mod answer;
-pub mod budget;
+pub(crate) mod budget;
 pub mod client;
 mod connect;
 mod folders;
 mod listing;
 pub mod record;
-pub mod tree;
-pub mod upload;
-pub mod usage;
+pub(crate) mod tree;
+pub(crate) mod upload;
+pub(crate) mod usage;
 
 use client::S3Client;
 use record::{KnownDigest, Target, MAX_KEY, MAX_OBJECT, MIN_PART};
