@@ -26,6 +26,9 @@ struct Parked<T> {
     items: HashMap<usize, (T, RawFd, Instant)>,
     deadlines: BTreeSet<(Instant, usize)>,
     next_key: usize,
+    /// When the poller's thread wakes by itself (`None`: it does not, or
+    /// it is not waiting): a new deadline before it needs a wake-up.
+    sleeps_until: Option<Instant>,
 }
 
 /// Work the poller's thread does every so often, besides its sockets.
@@ -78,6 +81,7 @@ impl<T: Parkable> Poller<T> {
                 items: HashMap::new(),
                 deadlines: BTreeSet::new(),
                 next_key: 0,
+                sleeps_until: None,
             }),
             chore: Mutex::new(None),
         });
@@ -113,10 +117,7 @@ impl<T: Parkable> Poller<T> {
         let mut parked = self.inner.lock();
         let key = parked.next_key;
         parked.next_key = parked.next_key.wrapping_add(1);
-        let sooner = parked
-            .deadlines
-            .first()
-            .is_none_or(|(first, _)| deadline < *first);
+        let sooner = parked.sleeps_until.is_none_or(|at| deadline < at);
         // SAFETY: the socket stays open while the item is parked: it is
         // deleted from the poller in `take` before the item leaves.
         let added = unsafe { self.inner.poller.add(fd, interest(key)) };
@@ -180,11 +181,17 @@ impl<T: Parkable> Poller<T> {
 fn watch<T>(inner: &Inner<T>, ready: impl Fn(T), expired: impl Fn(T)) {
     let mut events = Events::new();
     loop {
-        let next = inner.lock().deadlines.first().map(|(at, _)| *at);
         let chore = inner.chore.lock().as_ref().map(|c| c.next);
-        let next = match (next, chore) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let next = {
+            let mut parked = inner.lock();
+            let next = match (parked.deadlines.first().map(|(at, _)| *at), chore) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            // Set under the lock that `add` reads it under: a deadline
+            // added after this is either seen here or wakes the wait.
+            parked.sleeps_until = next;
+            next
         };
         let timeout = next.map(|at| at.saturating_duration_since(Instant::now()));
         events.clear();
