@@ -23,6 +23,7 @@ use crate::server::intake::{pull, Intake, Pulled};
 use crate::server::login::{self, Admitted, Identity, LoggedIn, Login, LoginContext, Next, Step};
 use crate::server::poller::Parkable;
 use crate::server::reply::Outbox;
+use crate::server::workers::JobKey;
 
 /// A connection in the middle of its login: the socket is here, the
 /// login's state machine beside it never touches it.
@@ -50,6 +51,9 @@ pub(super) struct Conn {
     pub(super) cwd: Vec<String>,
     /// The client's address, for the hooks' events.
     pub(super) peer: std::net::IpAddr,
+    /// Whose line its work waits in: one account's requests never queue
+    /// ahead of another's more than a turn.
+    pub(super) job_key: JobKey,
     /// The reply on its way out; the next request is read only once it is
     /// empty, so a peer that pipelines requests without reading the
     /// replies stops being read.
@@ -225,6 +229,7 @@ impl Conn {
         if let Some(fd) = logged_in.transport.socket() {
             crate::net::now::cap_unsent(fd);
         }
+        let job_key = job_key(logged_in.seat.as_ref(), arrival.ip);
         Conn {
             transport: logged_in.transport,
             intake: Intake::new(
@@ -237,6 +242,7 @@ impl Conn {
             started_session: false,
             cwd: Vec::new(),
             peer: arrival.ip,
+            job_key,
             outbox: Outbox::default(),
             close_after_reply: false,
             group: Vec::new(),
@@ -254,6 +260,18 @@ impl Conn {
     fn wake_at(&self, sniff: Duration) -> Instant {
         self.intake.wake_at(sniff, self.header_deadline)
     }
+}
+
+/// The worker line of a connection: its account's, or where clients share
+/// one secret or log in anonymously, its host's (an IPv6 /64).
+fn job_key(seat: Option<&Seat>, ip: IpAddr) -> JobKey {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match seat.and_then(Seat::name) {
+        Some(name) => name.hash(&mut hasher),
+        None => crate::server::hosts::host_key(ip).hash(&mut hasher),
+    }
+    hasher.finish()
 }
 
 /// After a login or a request: the next request if it is here, or the

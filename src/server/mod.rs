@@ -13,6 +13,7 @@ mod connection;
 pub(crate) mod context;
 pub(crate) mod descriptors;
 pub(crate) mod echo;
+mod fair;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) mod harness;
 pub(crate) mod hooks;
@@ -388,6 +389,7 @@ impl Server {
 /// gets the item back here instead, to answer the client.
 fn run_or_refuse<T: Send + 'static>(
     shared: &Shared,
+    key: workers::JobKey,
     item: T,
     work: impl FnOnce(T) + Send + 'static,
     refuse: impl FnOnce(T, io::Error),
@@ -402,7 +404,7 @@ fn run_or_refuse<T: Send + 'static>(
             work(item);
         }
     });
-    if let Err(e) = shared.workers.run(job) {
+    if let Err(e) = shared.workers.run(key, job) {
         let left = cell.lock().take();
         if let Some(item) = left {
             refuse(item, e);

@@ -35,7 +35,8 @@ pub(super) fn to_worker(shared: &Arc<Shared>, conn: Conn, work: Work) {
         let _entered = conn.span.clone().entered();
         contain(|| serve(&job_shared, conn, work));
     };
-    run_or_refuse(shared, (conn, work), job, |(conn, _), e| {
+    let key = conn.job_key;
+    run_or_refuse(shared, key, (conn, work), job, |(conn, _), e| {
         let _entered = conn.span.enter();
         tracing::warn!("dropped: no thread for the request: {e}");
     });
@@ -47,7 +48,9 @@ pub(super) fn to_worker(shared: &Arc<Shared>, conn: Conn, work: Work) {
 /// must read (the reply is blocked) or speak (no request is whole).
 pub(super) fn serve(shared: &Arc<Shared>, mut conn: Conn, mut work: Work) {
     let _busy = Running::new(shared);
+    let mut turn = 0;
     loop {
+        turn += 1;
         if let Work::Request(header) = work {
             if !conn.group.is_empty() {
                 conn.outbox.hold();
@@ -78,6 +81,11 @@ pub(super) fn serve(shared: &Arc<Shared>, mut conn: Conn, mut work: Work) {
         }
         conn.header_deadline = Instant::now() + shared.config.context.timings.idle;
         match pull(conn) {
+            // A pipelining client gets a turn, not the worker: its next
+            // request waits in its account's line behind other accounts'.
+            Pulled::Request(next, h) if turn >= REQUESTS_PER_TURN && next.group.is_empty() => {
+                return to_worker(shared, next, Work::Request(h));
+            }
             Pulled::Request(next, h) => (conn, work) = (next, Work::Request(h)),
             Pulled::Wait(conn) => return park_request(shared, conn),
             Pulled::Echo(conn, first) => return echo(shared, conn, first),
@@ -85,6 +93,12 @@ pub(super) fn serve(shared: &Arc<Shared>, mut conn: Conn, mut work: Work) {
         }
     }
 }
+
+/// Requests one worker runs for a connection before the connection goes
+/// back in line: enough that a pipeline costs few hand-offs, few enough
+/// that another account's request waits for a turn of 32 small requests,
+/// not for a pipeline of thousands.
+const REQUESTS_PER_TURN: usize = 32;
 
 /// Most puts one group commits at once: their replies wait for it.
 const MAX_GROUP: usize = 256;

@@ -1,7 +1,8 @@
 //! The worker threads that run connections while they have work: a login,
 //! a command, a transfer.
 //!
-//! A bounded set of workers takes jobs in arrival order, so a burst of
+//! A bounded set of workers takes jobs in arrival order within each
+//! account, the accounts taking turns ([`FairQueue`]), so a burst of
 //! clients waits its turn in a queue, in order, instead of a thousand
 //! threads contending for two cores, where some finish at once and others
 //! wait half a second. The bound is not a wall, though: a worker may block
@@ -11,7 +12,6 @@
 //! sees starvation, up to a fixed bound; the extra threads leave once
 //! idle.
 
-use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::thread;
@@ -19,8 +19,14 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use super::fair::FairQueue;
+
 /// Work for one connection.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Whose work a job is: jobs of one key run in order, and keys take
+/// turns. The server uses the account (or an anonymous client's host).
+pub type JobKey = u64;
 
 /// How long an idle thread waits for a job before it exits.
 const KEEP_IDLE: Duration = Duration::from_secs(5);
@@ -50,7 +56,7 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    jobs: VecDeque<Job>,
+    jobs: FairQueue<JobKey, Job>,
     idle: usize,
     threads: usize,
     /// When a worker last took a job (or a thread was added).
@@ -82,15 +88,15 @@ impl Workers {
         }
     }
 
-    /// Queues `job`; a waiting thread takes it, or a new one while there
-    /// are fewer than the core.
+    /// Queues `job` in `key`'s line; a waiting thread takes it, or a new
+    /// one while there are fewer than the core.
     ///
     /// Fails when there is no thread at all and none can be created; the
     /// job is dropped then.
-    pub fn run(&self, job: Job) -> io::Result<()> {
+    pub fn run(&self, key: JobKey, job: Job) -> io::Result<()> {
         let inner = &self.inner;
         let mut state = inner.lock();
-        state.jobs.push_back(job);
+        state.jobs.push(key, job);
         if state.idle >= state.jobs.len() {
             drop(state);
             inner.wake.notify_one();
@@ -99,7 +105,7 @@ impl Workers {
         if state.threads < inner.core {
             if let Err(e) = Inner::spawn(inner, &mut state) {
                 if state.threads == 0 {
-                    state.jobs.pop_back();
+                    state.jobs.unpush(&key);
                     return Err(e);
                 }
             }
@@ -159,7 +165,7 @@ fn work(inner: &Inner) {
     let mut state = inner.lock();
     loop {
         let job = loop {
-            if let Some(job) = state.jobs.pop_front() {
+            if let Some(job) = state.jobs.pop() {
                 state.moved = Some(Instant::now());
                 break job;
             }
@@ -225,9 +231,10 @@ mod tests {
             .map(|i| {
                 let tx = tx.clone();
                 workers
-                    .run(Box::new(move || {
-                        tx.send((i, thread::current().id())).unwrap()
-                    }))
+                    .run(
+                        0,
+                        Box::new(move || tx.send((i, thread::current().id())).unwrap()),
+                    )
                     .unwrap();
                 let got = rx.recv_timeout(Duration::from_secs(5)).unwrap().1;
                 // Let the job's thread go back to waiting.
@@ -249,14 +256,19 @@ mod tests {
         for _ in 0..2 {
             let gate = gate.clone();
             workers
-                .run(Box::new(move || {
-                    let _ = gate.lock().recv();
-                }))
+                .run(
+                    0,
+                    Box::new(move || {
+                        let _ = gate.lock().recv();
+                    }),
+                )
                 .unwrap();
         }
         for i in 0..6 {
             let tx = tx.clone();
-            workers.run(Box::new(move || tx.send(i).unwrap())).unwrap();
+            workers
+                .run(0, Box::new(move || tx.send(i).unwrap()))
+                .unwrap();
         }
         thread::sleep(STALL * 3);
         assert_eq!(workers.threads(), 2, "never more than max");
@@ -279,12 +291,15 @@ mod tests {
         for _ in 0..8 {
             let (barrier, done) = (barrier.clone(), done.clone());
             workers
-                .run(Box::new(move || {
-                    // Every job waits for all the others: only possible if
-                    // the pool grows past its core of 2.
-                    barrier.wait();
-                    done.fetch_add(1, Ordering::SeqCst);
-                }))
+                .run(
+                    0,
+                    Box::new(move || {
+                        // Every job waits for all the others: only possible if
+                        // the pool grows past its core of 2.
+                        barrier.wait();
+                        done.fetch_add(1, Ordering::SeqCst);
+                    }),
+                )
                 .unwrap();
         }
         assert!(wait(|| done.load(Ordering::SeqCst) == 8));
@@ -295,7 +310,7 @@ mod tests {
     fn a_pool_that_cannot_start_a_thread_refuses_the_job() {
         // No thread can have a stack this large.
         let workers = Workers::new(usize::MAX / 2, 2, 2);
-        assert!(workers.run(Box::new(|| {})).is_err());
+        assert!(workers.run(0, Box::new(|| {})).is_err());
         assert_eq!(workers.threads(), 0);
     }
 
