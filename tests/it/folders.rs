@@ -176,9 +176,7 @@ fn a_tree_on_disk_is_listed_moved_and_removed_through_paths() {
 
 #[test]
 fn a_tree_on_garage_is_listed_moved_and_removed_through_paths() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
     let root = format!("s3://{BUCKET}/folders");
     let server = ServerProcess::launch(&sb, &[], &root, &[], Some(SECRET), &garage.env())

@@ -1,7 +1,7 @@
-//! Several servers on one S3 store (a real Garage started per test):
-//! files put through one are served by another, uploads resume on any
-//! server, parts are verified before the object appears, and quotas see
-//! what every server stored.
+//! Several servers on one S3 store (one real Garage that the tests share,
+//! each test under a prefix of its own): files put through one are served
+//! by another, uploads resume on any server, parts are verified before
+//! the object appears, and quotas see what every server stored.
 
 use std::time::Duration;
 
@@ -58,9 +58,7 @@ fn slow_put(sb: &Sandbox, addr: &str, name: &str) -> std::process::Child {
 
 #[test]
 fn files_put_through_one_server_are_listed_and_fetched_through_another() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
     let a = s3_server(&sb, &garage, "shared", &[]);
     let b = s3_server(&sb, &garage, "shared", &[]);
@@ -103,9 +101,7 @@ fn files_put_through_one_server_are_listed_and_fetched_through_another() {
 
 #[test]
 fn a_put_killed_on_one_server_resumes_on_another() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
     let mut a = s3_server(&sb, &garage, "resume", &[]);
     let b = s3_server(&sb, &garage, "resume", &[]);
@@ -135,9 +131,7 @@ fn a_put_killed_on_one_server_resumes_on_another() {
 
 #[test]
 fn a_part_replaced_behind_the_servers_back_is_caught_before_complete() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
     let a = s3_server(&sb, &garage, "corrupt", &[]);
     let data = pattern(24 << 20, 3);
@@ -159,9 +153,7 @@ fn a_part_replaced_behind_the_servers_back_is_caught_before_complete() {
 
 #[test]
 fn two_servers_racing_on_one_name_store_one_whole_file() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
     let a = s3_server(&sb, &garage, "race", &[]);
     let b = s3_server(&sb, &garage, "race", &[]);
@@ -199,9 +191,7 @@ fn two_servers_racing_on_one_name_store_one_whole_file() {
 
 #[test]
 fn a_quota_counts_what_every_server_stored() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
     let users = alice_with_30_mib(&sb);
     let launch = || {
@@ -236,9 +226,7 @@ fn a_quota_counts_what_every_server_stored() {
 
 #[test]
 fn the_parts_of_an_abandoned_upload_count_against_the_quota_until_removed() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
     let users = alice_with_30_mib(&sb);
     let root = format!("s3://{BUCKET}/parts");
@@ -279,9 +267,7 @@ fn the_parts_of_an_abandoned_upload_count_against_the_quota_until_removed() {
 
 #[test]
 fn bad_credentials_or_no_store_stop_the_server_with_the_reason() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
     let mut env = garage.env();
     env.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY");
@@ -310,9 +296,8 @@ fn bad_credentials_or_no_store_stop_the_server_with_the_reason() {
 
 #[test]
 fn an_upload_resumes_once_the_store_is_back() {
-    let Some(mut garage) = Garage::start() else {
-        return;
-    };
+    // The store stops and comes back: a node of this test's own.
+    let mut garage = Garage::own();
     let sb = Sandbox::new();
     let a = s3_server(&sb, &garage, "away", &[]);
     let data = pattern(24 << 20, 8);
@@ -332,9 +317,7 @@ fn an_upload_resumes_once_the_store_is_back() {
 
 #[test]
 fn the_sweeper_aborts_uploads_left_longer_than_the_partial_ttl() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
     let mut a = s3_server(&sb, &garage, "sweep", &[]);
     sb.local_file("big.bin", &pattern(24 << 20, 10));
@@ -353,9 +336,9 @@ fn the_sweeper_aborts_uploads_left_longer_than_the_partial_ttl() {
     assert!(parts.is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound));
 }
 
-/// HAProxy in TCP mode, balancing round-robin over `servers`; `None`
-/// (after saying so) when it is not installed and may be skipped.
-fn haproxy(sb: &Sandbox, servers: &[&ServerProcess]) -> Option<(std::process::Child, String)> {
+/// HAProxy in TCP mode, balancing round-robin over `servers`: the
+/// process and its address.
+fn haproxy(sb: &Sandbox, servers: &[&ServerProcess]) -> (std::process::Child, String) {
     let binary = [
         "/usr/sbin/haproxy",
         "/usr/local/sbin/haproxy",
@@ -363,17 +346,7 @@ fn haproxy(sb: &Sandbox, servers: &[&ServerProcess]) -> Option<(std::process::Ch
     ]
     .into_iter()
     .find(|p| std::path::Path::new(p).is_file());
-    let Some(binary) = binary else {
-        if std::env::var_os("FTP_REQUIRE_S3").is_some() {
-            panic!("FTP_REQUIRE_S3 is set but haproxy is not installed");
-        }
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipping the load-balancer test: no haproxy (apt-get install haproxy)"
-        );
-        return None;
-    };
+    let binary = binary.expect("no haproxy: apt-get install haproxy");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()
@@ -403,20 +376,16 @@ fn haproxy(sb: &Sandbox, servers: &[&ServerProcess]) -> Option<(std::process::Ch
     assert!(wait_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(&addr).is_ok()
     }));
-    Some((child, addr))
+    (child, addr)
 }
 
 #[test]
 fn behind_haproxy_a_put_cut_off_resumes_through_the_next_server() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
     let a = s3_server(&sb, &garage, "lb", &[]);
     let b = s3_server(&sb, &garage, "lb", &[]);
-    let Some((mut proxy, addr)) = haproxy(&sb, &[&a, &b]) else {
-        return;
-    };
+    let (mut proxy, addr) = haproxy(&sb, &[&a, &b]);
     let data = pattern(24 << 20, 9);
     sb.local_file("big.bin", &data);
     let mut client = slow_put(&sb, &addr, "big.bin");
@@ -443,9 +412,7 @@ fn behind_haproxy_a_put_cut_off_resumes_through_the_next_server() {
 
 #[test]
 fn empty_files_missing_names_and_empty_folders_on_the_object_store() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
     let a = s3_server(&sb, &garage, "edges", &[]);
     sb.local_file("empty.txt", b"");
