@@ -11,6 +11,7 @@ mod checks;
 pub mod command;
 mod complete;
 pub mod connect;
+mod files;
 pub mod filter;
 mod listing;
 mod lost;

@@ -6,19 +6,18 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::client::batch::{keep_times, unix_mtime};
 use crate::client::checks::{check_room, check_stored};
 use crate::client::connect::{read_reply, Dialect};
+use crate::client::files::{keep_times, paced, unix_mtime};
 use crate::client::overwrite::{confirm_early, land_download};
 use crate::client::partial::{
     check_download, local_upload_name, open_partial_download, partial_download_path, planted_link,
 };
-use crate::client::{Client, ClientOptions, GetReport, Progress, PutReport};
+use crate::client::{Client, GetReport, Progress, PutReport};
 use crate::error::{Error, Result};
 use crate::io::digest::Digester;
-use crate::io::interrupt::{is_interruption, Interruptible};
+use crate::io::interrupt::is_interruption;
 use crate::io::pump::{hash_prefix, relay, PumpError};
-use crate::io::throttle::Throttle;
 use crate::wire::frame::{self, MAX_HEADER_LEN};
 use crate::wire::message::{
     Digest, DigestAlgorithm, GetReady, GetRequest, PutDone, PutReady, PutRequest, Request,
@@ -371,19 +370,6 @@ impl Client {
                 elapsed: started.elapsed(),
             })
         })
-    }
-}
-
-/// The sink a transfer writes to, held to the rate limit and stopped by
-/// the interrupt flag when the options ask for them.
-pub(crate) fn paced<'a>(sink: &'a mut dyn Write, options: &ClientOptions) -> Box<dyn Write + 'a> {
-    let sink: Box<dyn Write + 'a> = match &options.interrupt {
-        Some(flag) => Box::new(Interruptible::new(sink, flag.clone())),
-        None => Box::new(sink),
-    };
-    match options.limit_rate {
-        Some(rate) => Box::new(Throttle::new(sink, rate)),
-        None => sink,
     }
 }
 

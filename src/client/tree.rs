@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::client::batch::unix_mtime;
+use crate::client::files::unix_mtime;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::wire::message::{EntryKind, LsRequest};

@@ -3,12 +3,11 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
-use std::time::UNIX_EPOCH;
 
 use crate::client::connect::read_reply;
+use crate::client::files::{paced, unix_mtime};
 use crate::client::partial::{partial_download_path, planted_link};
 use crate::client::pipeline::Pipe;
-use crate::client::transfer::paced;
 use crate::client::SMALL_FILE;
 use crate::error::{Error, Result};
 use crate::io::digest::Digester;
@@ -74,12 +73,6 @@ fn send_get(pipe: &mut Pipe, d: &Download) -> Result<Sent, Sending> {
     pipe.send_request(&bytes)
         .map_err(|e| lost(Error::io("sending requests", e)))?;
     Ok(Sent::Get { offset, partial })
-}
-
-/// A local file's modification time, whole seconds since the epoch.
-pub(crate) fn unix_mtime(meta: &fs::Metadata) -> Option<u64> {
-    let t = meta.modified().ok()?;
-    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
 fn send_put(
