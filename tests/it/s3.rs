@@ -396,10 +396,15 @@ fn behind_haproxy_a_put_cut_off_resumes_through_the_next_server() {
     let out = ClientRun::to(&sb, &addr, &["put", "big.bin"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_stdout_has(&out, "resumed at byte");
-    let logs = [a.log_text(), b.log_text()];
-    let resumed_on = logs
-        .iter()
-        .position(|l| l.contains("ok stored 25165824 bytes, resumed at"));
+    // A server logs the stored file after its reply: the client can be
+    // done first.
+    let resumed = "ok stored 25165824 bytes, resumed at";
+    let logs = || [a.log_text(), b.log_text()];
+    wait_until(Duration::from_secs(10), || {
+        logs().iter().any(|l| l.contains(resumed))
+    });
+    let logs = logs();
+    let resumed_on = logs.iter().position(|l| l.contains(resumed));
     let cut_on = logs.iter().position(|l| l.contains("put big.bin aborted"));
     assert!(
         resumed_on.is_some() && cut_on.is_some() && resumed_on != cut_on,
