@@ -336,9 +336,19 @@ fn the_sweeper_aborts_uploads_left_longer_than_the_partial_ttl() {
     assert!(parts.is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound));
 }
 
+/// A running HAProxy, stopped when dropped, even by a failed assertion.
+struct Proxy(std::process::Child);
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// HAProxy in TCP mode, balancing round-robin over `servers`: the
 /// process and its address.
-fn haproxy(sb: &Sandbox, servers: &[&ServerProcess]) -> (std::process::Child, String) {
+fn haproxy(sb: &Sandbox, servers: &[&ServerProcess]) -> (Proxy, String) {
     let binary = [
         "/usr/sbin/haproxy",
         "/usr/local/sbin/haproxy",
@@ -363,7 +373,7 @@ fn haproxy(sb: &Sandbox, servers: &[&ServerProcess]) -> (std::process::Child, St
     );
     let path = sb.path().join("haproxy.cfg");
     std::fs::write(&path, config).unwrap();
-    let child = std::process::Command::new(binary)
+    let proxy = std::process::Command::new(binary)
         .arg("-db")
         .arg("-f")
         .arg(&path)
@@ -371,12 +381,13 @@ fn haproxy(sb: &Sandbox, servers: &[&ServerProcess]) -> (std::process::Child, St
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
+        .map(Proxy)
         .unwrap();
     let addr = format!("127.0.0.1:{port}");
     assert!(wait_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(&addr).is_ok()
     }));
-    (child, addr)
+    (proxy, addr)
 }
 
 #[test]
@@ -385,7 +396,7 @@ fn behind_haproxy_a_put_cut_off_resumes_through_the_next_server() {
     let sb = Sandbox::new();
     let a = s3_server(&sb, &garage, "lb", &[]);
     let b = s3_server(&sb, &garage, "lb", &[]);
-    let (mut proxy, addr) = haproxy(&sb, &[&a, &b]);
+    let (_proxy, addr) = haproxy(&sb, &[&a, &b]);
     let data = pattern(24 << 20, 9);
     sb.local_file("big.bin", &data);
     let mut client = slow_put(&sb, &addr, "big.bin");
@@ -411,8 +422,6 @@ fn behind_haproxy_a_put_cut_off_resumes_through_the_next_server() {
         "{logs:?}"
     );
     assert_eq!(fetch(&sb, &addr, "big.bin"), data);
-    let _ = proxy.kill();
-    let _ = proxy.wait();
 }
 
 #[test]
