@@ -9,6 +9,25 @@ use std::path::PathBuf;
 
 use crate::wire::names::escape;
 
+/// The error an `Interruptible` writer fails with once its flag is up:
+/// Ctrl-C, not the writer, ended the write.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Whether `e` came from a raised interrupt flag rather than from the
+/// writer.
+pub fn is_interruption(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Interrupted>())
+}
+
 /// Shorthand for results whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -129,7 +148,7 @@ impl Error {
     /// the connection.
     pub fn is_interruption(&self) -> bool {
         match self {
-            Error::Io { source, .. } => crate::io::interrupt::is_interruption(source),
+            Error::Io { source, .. } => is_interruption(source),
             Error::ConnectionLost { cause } => cause.is_interruption(),
             Error::Interrupted { .. } => true,
             Error::Stopped { cause, .. } => cause.is_interruption(),

@@ -12,7 +12,7 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -160,7 +160,12 @@ impl ServerIdentity {
 fn lock_folder(dir: &Path) -> Result<fs::File> {
     let path = dir.join(LOCK_FILE);
     let fail = |e: io::Error| Error::io(format!("locking {}", path.display()), e);
-    crate::config::paths::create_private_dir(dir).map_err(fail)?;
+    // Readable by the server's user alone: it holds the private key.
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(fail)?;
     let file = fs::OpenOptions::new()
         .write(true)
         .create(true)
