@@ -81,6 +81,24 @@ pub enum Error {
     },
     /// A problem with what the user asked for, found before talking to the peer.
     Usage(String),
+    /// A local file could not be read.
+    LocalFile {
+        /// The file, as the user named it.
+        file: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// An upload stopped in the middle of its body for a local reason (its
+    /// file changed size, or could not be read): the server stored
+    /// nothing of it, and the connection waits for bytes that will not
+    /// come.
+    NotStored {
+        /// The local file.
+        file: PathBuf,
+        /// What went wrong with the file; `None` where the step's own
+        /// failure tells it.
+        cause: Option<Box<Error>>,
+    },
     /// A file's digest did not match after the transfer.
     DigestMismatch {
         /// The file concerned.
@@ -132,8 +150,17 @@ pub enum Error {
 
 impl Error {
     /// A local file or folder that cannot be read, as the user named it.
-    pub fn cannot_read(what: impl fmt::Display, source: &io::Error) -> Error {
-        Error::Usage(format!("cannot read {what}: {}", reason(source)))
+    pub fn cannot_read(what: impl fmt::Display, source: io::Error) -> Error {
+        Error::LocalFile {
+            file: what.to_string(),
+            source,
+        }
+    }
+
+    /// True for a problem found on this side, which leaves the connection
+    /// in step: what the user asked for, or a local file.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Error::Usage(_) | Error::LocalFile { .. })
     }
 
     /// Wraps an I/O error with a description of what was being done.
@@ -265,6 +292,10 @@ impl Error {
                 code.to_string().replace('_', " ")
             ),
             Error::Usage(msg) => f.write_str(msg),
+            Error::LocalFile { file, source } => {
+                write!(f, "cannot read {file}: {}", reason(source))
+            }
+            Error::NotStored { file, cause } => render_not_stored(f, file, cause.as_deref()),
             Error::DigestMismatch { name } => write!(
                 f,
                 "integrity check failed for {name}: the data received does not match the sender's digest"
@@ -316,6 +347,24 @@ impl Error {
     }
 }
 
+/// An upload that stopped mid-body, and why when known.
+fn render_not_stored(f: &mut String, file: &std::path::Path, cause: Option<&Error>) -> fmt::Result {
+    use fmt::Write as _;
+    let file = file.display();
+    match cause {
+        // The file ended before the size its header declared.
+        Some(cause @ Error::Truncated { .. }) => write!(
+            f,
+            "{file} changed size while it was sent ({cause}); nothing was stored"
+        ),
+        Some(cause) => write!(f, "{cause}; nothing was stored"),
+        None => write!(
+            f,
+            "the upload of {file} stopped in the middle; nothing was stored"
+        ),
+    }
+}
+
 /// Why a batch stopped, in a few words.
 fn why_stopped(cause: &Error) -> String {
     match cause {
@@ -328,7 +377,8 @@ fn why_stopped(cause: &Error) -> String {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } => Some(source),
+            Error::Io { source, .. } | Error::LocalFile { source, .. } => Some(source),
+            Error::NotStored { cause, .. } => cause.as_deref().map(|c| c as _),
             Error::ConnectionLost { cause }
             | Error::FolderLost { cause, .. }
             | Error::Stopped { cause, .. } => Some(&**cause),
@@ -360,6 +410,56 @@ pub fn output_closed(e: &Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn an_unreadable_file_keeps_its_os_error_and_is_local() {
+        let denied = io::Error::from_raw_os_error(13);
+        let e = Error::cannot_read("notes.txt", denied);
+        assert_eq!(e.to_string(), "cannot read notes.txt: Permission denied");
+        let source = e.source().and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(source.map(io::Error::raw_os_error), Some(Some(13)));
+        assert!(e.is_local());
+        assert!(!Error::Closed.is_local());
+    }
+
+    #[test]
+    fn an_upload_cut_by_its_file_says_nothing_was_stored_and_why() {
+        let shrank = Error::NotStored {
+            file: "big.bin".into(),
+            cause: Some(Box::new(Error::Truncated {
+                what: "file data",
+                expected: 10,
+                got: 4,
+            })),
+        };
+        assert_eq!(
+            shrank.to_string(),
+            "big.bin changed size while it was sent (connection closed in the middle of the \
+             file data: got 4 of 10 bytes); nothing was stored"
+        );
+        assert!(shrank.source().is_some());
+        let unreadable = Error::NotStored {
+            file: "big.bin".into(),
+            cause: Some(Box::new(Error::cannot_read(
+                "big.bin",
+                io::Error::from_raw_os_error(5),
+            ))),
+        };
+        assert_eq!(
+            unreadable.to_string(),
+            "cannot read big.bin: Input/output error; nothing was stored"
+        );
+        let told = Error::NotStored {
+            file: "big.bin".into(),
+            cause: None,
+        };
+        assert_eq!(
+            told.to_string(),
+            "the upload of big.bin stopped in the middle; nothing was stored"
+        );
+        assert!(!told.is_local(), "the connection is out of step");
+    }
 
     #[test]
     fn a_servers_message_is_shown_escaped() {

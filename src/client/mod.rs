@@ -448,7 +448,11 @@ impl Client {
         self.restart_budget();
         match f(self) {
             Ok(v) => Ok(v),
-            Err(e @ (Error::Remote { .. } | Error::Usage(_))) => Err(e),
+            // A refusal came whole, and a local problem touched no byte
+            // of the connection: either way it is still in step. An upload
+            // that stopped mid-body marked the connection broken itself.
+            Err(e @ (Error::Remote { .. } | Error::NotStored { .. })) => Err(e),
+            Err(e) if e.is_local() => Err(e),
             Err(e @ Error::Interrupted { .. }) => {
                 self.broken = true;
                 Err(e)

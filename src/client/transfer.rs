@@ -63,10 +63,10 @@ impl Client {
     fn put_attempt(&mut self, path: &Path, progress: &mut dyn Progress) -> Result<PutReport> {
         self.require_folder()?;
         let name = local_upload_name(path)?;
-        let mut file = File::open(path).map_err(|e| Error::cannot_read(path.display(), &e))?;
+        let mut file = File::open(path).map_err(|e| Error::cannot_read(path.display(), e))?;
         let meta = file
             .metadata()
-            .map_err(|e| Error::cannot_read(path.display(), &e))?;
+            .map_err(|e| Error::cannot_read(path.display(), e))?;
         if !meta.is_file() {
             return Err(Error::Usage(format!(
                 "{} is not a regular file",
@@ -109,7 +109,7 @@ impl Client {
         let mut body = Vec::new();
         file.take(SMALL_FILE + 1)
             .read_to_end(&mut body)
-            .map_err(|e| Error::cannot_read(name, &e))?;
+            .map_err(|e| Error::cannot_read(name, e))?;
         if body.len() as u64 > SMALL_FILE {
             return Err(Error::Usage(format!(
                 "{name} grew while it was being read; try again"
@@ -195,9 +195,10 @@ impl Client {
             Err(PumpError::Source(e)) => {
                 // The header promised bytes that will not come: out of step.
                 self.broken = true;
-                Err(Error::Usage(format!(
-                    "{name} changed size while it was being sent ({e}); nothing was stored"
-                )))
+                Err(Error::NotStored {
+                    file: PathBuf::from(name),
+                    cause: Some(Box::new(e)),
+                })
             }
             Err(PumpError::Sink(e)) if is_interruption(&e) => {
                 // Closing now lets the server keep the partial and free the

@@ -125,7 +125,8 @@ fn settle(
         });
         return Ok(());
     }
-    if whole || matches!(e, Error::Remote { .. } | Error::Usage(_)) {
+    // A refusal is a whole reply too.
+    if whole || matches!(e, Error::Remote { .. }) {
         fail(report, progress, &done.step, e);
         return Ok(());
     }

@@ -144,7 +144,7 @@ fn plan_source(
     let meta = match fs::metadata(&path) {
         Ok(meta) => meta,
         Err(e) => {
-            let error = Error::cannot_read(path.display(), &e);
+            let error = Error::cannot_read(path.display(), e);
             plan.unreadable.push((path, error));
             return Ok(());
         }
@@ -189,7 +189,7 @@ fn plan_folder_upload(
     options: ShellOptions,
     err: &mut impl Write,
 ) -> Result<Root> {
-    let absolute = fs::canonicalize(path).map_err(|e| Error::cannot_read(path.display(), &e))?;
+    let absolute = fs::canonicalize(path).map_err(|e| Error::cannot_read(path.display(), e))?;
     // Named as given (a link keeps its own name); `.` and `..` by what
     // they are.
     let name = local_upload_name(path).or_else(|_| local_upload_name(&absolute))?;
