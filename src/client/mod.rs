@@ -21,6 +21,8 @@ mod partial;
 mod pipeline;
 mod progress;
 mod prompt;
+#[cfg(test)]
+mod scripted;
 pub mod shell;
 mod stream;
 pub mod sync;
@@ -492,3 +494,6 @@ fn raw_echo(stream: &mut ClientStream, text: &str) -> Result<String> {
     }
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
+
+#[cfg(test)]
+mod tests;

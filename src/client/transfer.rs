@@ -38,8 +38,8 @@ impl Client {
     /// partial data the server kept from an earlier attempt, and checking
     /// the whole file's digest before the server commits it.
     ///
-    /// Fails with [`Error::Usage`] when the local file cannot be read or has
-    /// no usable name, with [`Error::Remote`] when the server refuses, and
+    /// Fails with [`Error::LocalFile`] when the local file cannot be read,
+    /// with [`Error::Usage`] when it has no usable name, with [`Error::Remote`] when the server refuses, and
     /// with an I/O error when the connection breaks (run it again to
     /// resume).
     pub fn put(&mut self, path: &Path, progress: &mut dyn Progress) -> Result<PutReport> {

@@ -371,3 +371,6 @@ fn sync_downloads(folder: &Path, report: &BatchReport) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
