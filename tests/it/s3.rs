@@ -60,8 +60,8 @@ fn slow_put(sb: &Sandbox, addr: &str, name: &str) -> std::process::Child {
 fn files_put_through_one_server_are_listed_and_fetched_through_another() {
     let garage = Garage::shared();
     let sb = Sandbox::new();
-    let a = s3_server(&sb, &garage, "shared", &[]);
-    let b = s3_server(&sb, &garage, "shared", &[]);
+    let a = s3_server(&sb, garage, "shared", &[]);
+    let b = s3_server(&sb, garage, "shared", &[]);
     // Not a whole number of parts, nor of BLAKE3 chunks.
     let big = pattern((20 << 20) + 12345, 1);
     sb.local_file("big.bin", &big);
@@ -81,7 +81,7 @@ fn files_put_through_one_server_are_listed_and_fetched_through_another() {
     assert_eq!(fetch(&sb, &b.addr_string(), "big.bin"), big);
     // The large file's digest was recorded beside it, so B did not hash it.
     assert!(object_exists(
-        &garage,
+        garage,
         "shared/.ftp-partial/.ftp-partial/big.bin"
     ));
 
@@ -90,25 +90,25 @@ fn files_put_through_one_server_are_listed_and_fetched_through_another() {
         .run_with_input("mkdir docs\ncd docs\nput small.txt\npwd\nls\n");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_stdout_has(&out, "/docs");
-    assert!(object_exists(&garage, "shared/docs/small.txt"));
+    assert!(object_exists(garage, "shared/docs/small.txt"));
     let out = ClientRun::new(&sb, &a, &[])
         .run_with_input("rm docs\ncd docs\nrm small.txt\ncd /\nrm docs\nls\n");
     assert_stderr_has(&out, "folder docs is not empty");
     assert!(!stdout(&out).contains("docs/"), "{}", stdout(&out));
-    assert!(!object_exists(&garage, "shared/docs/small.txt"));
-    assert!(!object_exists(&garage, "shared/docs/"));
+    assert!(!object_exists(garage, "shared/docs/small.txt"));
+    assert!(!object_exists(garage, "shared/docs/"));
 }
 
 #[test]
 fn a_put_killed_on_one_server_resumes_on_another() {
     let garage = Garage::shared();
     let sb = Sandbox::new();
-    let mut a = s3_server(&sb, &garage, "resume", &[]);
-    let b = s3_server(&sb, &garage, "resume", &[]);
+    let mut a = s3_server(&sb, garage, "resume", &[]);
+    let b = s3_server(&sb, garage, "resume", &[]);
     let data = pattern(24 << 20, 2);
     sb.local_file("big.bin", &data);
     let client = slow_put(&sb, &a.addr_string(), "big.bin");
-    wait_for_a_part(&garage, "resume", "big.bin");
+    wait_for_a_part(garage, "resume", "big.bin");
     a.kill();
     let out = wait_output(client, CLIENT_LIMIT);
     assert!(!out.status.success());
@@ -124,7 +124,7 @@ fn a_put_killed_on_one_server_resumes_on_another() {
     );
     assert_eq!(fetch(&sb, &b.addr_string(), "big.bin"), data);
     assert!(
-        record(&garage, "resume", "big.bin").is_none(),
+        record(garage, "resume", "big.bin").is_none(),
         "the record goes"
     );
 }
@@ -133,11 +133,11 @@ fn a_put_killed_on_one_server_resumes_on_another() {
 fn a_part_replaced_behind_the_servers_back_is_caught_before_complete() {
     let garage = Garage::shared();
     let sb = Sandbox::new();
-    let a = s3_server(&sb, &garage, "corrupt", &[]);
+    let a = s3_server(&sb, garage, "corrupt", &[]);
     let data = pattern(24 << 20, 3);
     sb.local_file("big.bin", &data);
     let client = slow_put(&sb, &a.addr_string(), "big.bin");
-    let state = wait_for_a_part(&garage, "corrupt", "big.bin");
+    let state = wait_for_a_part(garage, "corrupt", "big.bin");
     let upload_id = state["upload_id"].as_str().unwrap();
     garage
         .client()
@@ -155,8 +155,8 @@ fn a_part_replaced_behind_the_servers_back_is_caught_before_complete() {
 fn two_servers_racing_on_one_name_store_one_whole_file() {
     let garage = Garage::shared();
     let sb = Sandbox::new();
-    let a = s3_server(&sb, &garage, "race", &[]);
-    let b = s3_server(&sb, &garage, "race", &[]);
+    let a = s3_server(&sb, garage, "race", &[]);
+    let b = s3_server(&sb, garage, "race", &[]);
     let (one, two) = (pattern(20 << 20, 4), pattern(20 << 20, 5));
     let dir_one = sb.work().join("one");
     let dir_two = sb.work().join("two");
@@ -212,7 +212,7 @@ fn a_quota_counts_what_every_server_stored() {
         .env("FTP_SECRET", "alice secret")
         .run();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(object_exists(&garage, "quota/alice/one.bin"));
+    assert!(object_exists(garage, "quota/alice/one.bin"));
     let out = ClientRun::new(&sb, &b, &["put", "two.bin"])
         .env("FTP_SECRET", "alice secret")
         .run();
@@ -240,7 +240,7 @@ fn the_parts_of_an_abandoned_upload_count_against_the_quota_until_removed() {
     raw.send(&pattern(17 << 20, 11));
     drop(raw);
     let abandoned = wait_until(Duration::from_secs(30), || {
-        record(&garage, "parts", "alice/big.bin").is_some_and(|r| {
+        record(garage, "parts", "alice/big.bin").is_some_and(|r| {
             r["updated"] == 0 && r["parts"].as_array().is_some_and(|p| p.len() == 2)
         })
     });
@@ -262,7 +262,7 @@ fn the_parts_of_an_abandoned_upload_count_against_the_quota_until_removed() {
     assert_eq!(raw.reply().unwrap()["offset"], 0);
     drop(raw);
     server.wait_for_log("put probe.bin aborted");
-    assert!(record(&garage, "parts", "alice/probe.bin").is_none());
+    assert!(record(garage, "parts", "alice/probe.bin").is_none());
 }
 
 #[test]
@@ -319,16 +319,16 @@ fn an_upload_resumes_once_the_store_is_back() {
 fn the_sweeper_aborts_uploads_left_longer_than_the_partial_ttl() {
     let garage = Garage::shared();
     let sb = Sandbox::new();
-    let mut a = s3_server(&sb, &garage, "sweep", &[]);
+    let mut a = s3_server(&sb, garage, "sweep", &[]);
     sb.local_file("big.bin", &pattern(24 << 20, 10));
     let client = slow_put(&sb, &a.addr_string(), "big.bin");
-    let state = wait_for_a_part(&garage, "sweep", "big.bin");
+    let state = wait_for_a_part(garage, "sweep", "big.bin");
     a.kill();
     drop(wait_output(client, CLIENT_LIMIT));
     // A server that keeps partial uploads for 0 hours sweeps at start.
-    let _b = s3_server(&sb, &garage, "sweep", &["--partial-ttl", "0"]);
+    let _b = s3_server(&sb, garage, "sweep", &["--partial-ttl", "0"]);
     assert!(wait_until(Duration::from_secs(20), || record(
-        &garage, "sweep", "big.bin"
+        garage, "sweep", "big.bin"
     )
     .is_none()));
     let upload_id = state["upload_id"].as_str().unwrap();
@@ -394,13 +394,13 @@ fn haproxy(sb: &Sandbox, servers: &[&ServerProcess]) -> (Proxy, String) {
 fn behind_haproxy_a_put_cut_off_resumes_through_the_next_server() {
     let garage = Garage::shared();
     let sb = Sandbox::new();
-    let a = s3_server(&sb, &garage, "lb", &[]);
-    let b = s3_server(&sb, &garage, "lb", &[]);
+    let a = s3_server(&sb, garage, "lb", &[]);
+    let b = s3_server(&sb, garage, "lb", &[]);
     let (_proxy, addr) = haproxy(&sb, &[&a, &b]);
     let data = pattern(24 << 20, 9);
     sb.local_file("big.bin", &data);
     let mut client = slow_put(&sb, &addr, "big.bin");
-    wait_for_a_part(&garage, "lb", "big.bin");
+    wait_for_a_part(garage, "lb", "big.bin");
     client.kill().unwrap();
     client.wait().unwrap();
     // The next connection goes to the other server, which resumes.
@@ -428,7 +428,7 @@ fn behind_haproxy_a_put_cut_off_resumes_through_the_next_server() {
 fn empty_files_missing_names_and_empty_folders_on_the_object_store() {
     let garage = Garage::shared();
     let sb = Sandbox::new();
-    let a = s3_server(&sb, &garage, "edges", &[]);
+    let a = s3_server(&sb, garage, "edges", &[]);
     sb.local_file("empty.txt", b"");
     let out = ClientRun::new(&sb, &a, &["put", "empty.txt"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -442,7 +442,7 @@ fn empty_files_missing_names_and_empty_folders_on_the_object_store() {
     // A folder that is there already is made again, as mkdir -p does.
     assert!(!said.contains("already exists"), "{said}");
     assert!(shown.contains("/new"), "{shown}");
-    assert!(object_exists(&garage, "edges/new/"));
+    assert!(object_exists(garage, "edges/new/"));
 }
 
 /// A users file with one account, alice, whose quota is 30 MiB; its path.

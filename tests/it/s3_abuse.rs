@@ -77,7 +77,7 @@ fn put_whole(raw: &mut Raw, name: &str, data: &[u8]) -> serde_json::Value {
 fn resuming_an_abandoned_upload_cannot_pass_the_quota() {
     let garage = Garage::shared();
     let sb = Sandbox::new();
-    let server = users_server(&sb, &garage, "resume-quota", "20MiB", &[]);
+    let server = users_server(&sb, garage, "resume-quota", "20MiB", &[]);
     // 16 MiB of parts of a 17 MiB file, left behind.
     let big = pattern(17 << 20, 1);
     let mut raw = Raw::login(server.addr, b"alice secret");
@@ -85,7 +85,7 @@ fn resuming_an_abandoned_upload_cannot_pass_the_quota() {
     assert_eq!(raw.reply().unwrap()["offset"], 0);
     raw.send(&big[..(16 << 20) + 4096]);
     drop(raw);
-    wait_abandoned(&garage, "resume-quota", "alice/big.bin", 2);
+    wait_abandoned(garage, "resume-quota", "alice/big.bin", 2);
     // 4 MiB more fit beside them, exactly.
     let mut raw = Raw::login(server.addr, b"alice secret");
     let reply = put_whole(&mut raw, "four.bin", &pattern(4 << 20, 2));
@@ -133,7 +133,7 @@ fn abandoned_anonymous_parts_count_against_the_anonymous_quota() {
         assert_eq!(raw.reply().unwrap()["offset"], 0);
         raw.send(&pattern((8 << 20) + 4096, 4));
         drop(raw);
-        wait_abandoned(&garage, "anon", &format!("anonymous/{name}"), 1);
+        wait_abandoned(garage, "anon", &format!("anonymous/{name}"), 1);
     }
     // 16 MiB held: 8 MiB more do not fit in 20, 4 MiB do.
     let mut raw = anonymous_put("c.bin", 8 << 20);
@@ -207,7 +207,7 @@ fn one_peer_cannot_take_the_upload_memory_from_another_user() {
     // One upload may hold 16 MiB (an 8 MiB file's two parts), one
     // account 32 MiB, all 64 MiB.
     let extra = ["--upload-memory", "64MiB", "--anonymous"];
-    let server = users_server(&sb, &garage, "hog", "10TiB", &extra);
+    let server = users_server(&sb, garage, "hog", "10TiB", &extra);
     let small = pattern(100_000, 7);
     let bob_puts = |name: &str| {
         let mut bob = Raw::login(server.addr, b"bob secret");
