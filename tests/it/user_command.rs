@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::support::*;
@@ -14,6 +14,13 @@ fn user_command(sb: &Sandbox, users: &str, args: &[&str]) -> Output {
     let root = sb.root().to_string_lossy().into_owned();
     let all = [&["--users", users, "--root", &root, "user"][..], args].concat();
     server_command(sb, &all)
+}
+
+/// A users file holding [`HEAD`]; its path.
+fn users_file(sb: &Sandbox) -> PathBuf {
+    let path = sb.path().join("users.toml");
+    fs::write(&path, HEAD).unwrap();
+    path
 }
 
 /// `user add bob` with a quota and a file limit: one line with bob's
@@ -58,8 +65,7 @@ fn listed_row(rows: &str, name: &str) -> Vec<String> {
 #[test]
 fn a_user_added_logs_in_at_once_shows_in_the_list_and_is_gone_when_removed() {
     let sb = Sandbox::new();
-    let path = sb.path().join("users.toml");
-    fs::write(&path, HEAD).unwrap();
+    let path = users_file(&sb);
     let users = path.to_str().unwrap();
     let server = sb.start_server(&["--users", users]);
     let secret = add_bob(&sb, users, &path);
@@ -103,8 +109,7 @@ fn a_user_added_logs_in_at_once_shows_in_the_list_and_is_gone_when_removed() {
 #[test]
 fn user_commands_refuse_clearly_and_exit_non_zero() {
     let sb = Sandbox::new();
-    let path = sb.path().join("users.toml");
-    fs::write(&path, HEAD).unwrap();
+    let path = users_file(&sb);
     let users = path.to_str().unwrap();
     for (args, want) in [
         (&["add", "alice"][..], "already has a user \"alice\""),

@@ -55,6 +55,14 @@ fn served(remote: &str, data: &[u8], claimed: &[u8], mtime: u64) -> Exchange {
     answer_then(&[ready], &then)
 }
 
+/// The one step that failed.
+fn the_failure(report: &BatchReport) -> &Failure {
+    let [failure] = &report.failures[..] else {
+        panic!("{:?}", report.failures)
+    };
+    failure
+}
+
 fn commands(sent: &[Recorded]) -> Vec<&str> {
     sent.iter()
         .map(|r| r.header["cmd"].as_str().unwrap_or("?"))
@@ -113,9 +121,7 @@ fn a_refused_step_fails_alone_with_the_servers_code() {
     let (report, sent) = run(script, steps);
     assert_eq!(commands(&sent), ["mkdir", "rm"]);
     assert_eq!(report.removed, 1);
-    let [failure] = &report.failures[..] else {
-        panic!("{:?}", report.failures)
-    };
+    let failure = the_failure(&report);
     assert_eq!((failure.verb, failure.subject.as_str()), ("mkdir", "bad/"));
     assert!(
         matches!(
@@ -150,9 +156,7 @@ fn a_download_whose_digest_differs_is_not_kept() {
     let local = dir.path().join("bad.bin");
     let script = vec![served("bad.bin", b"what came", b"what was meant", 0)];
     let (report, _) = run(script, vec![download("bad.bin", &local, 9)]);
-    let [failure] = &report.failures[..] else {
-        panic!("{:?}", report.failures)
-    };
+    let failure = the_failure(&report);
     assert!(
         matches!(failure.error, Error::DigestMismatch { .. }),
         "{}",
@@ -173,9 +177,7 @@ fn an_unreadable_upload_fails_alone_and_sends_nothing() {
     let (report, sent) = run(script, steps);
     assert_eq!(commands(&sent), ["mkdir"], "the put went out");
     assert_eq!(report.folders, 1);
-    let [failure] = &report.failures[..] else {
-        panic!("{:?}", report.failures)
-    };
+    let failure = the_failure(&report);
     assert!(
         matches!(failure.error, Error::LocalFile { .. }),
         "{}",
