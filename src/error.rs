@@ -81,6 +81,8 @@ pub enum Error {
     },
     /// A problem with what the user asked for, found before talking to the peer.
     Usage(String),
+    /// The TLS library refused a configuration or a connection.
+    Tls(rustls::Error),
     /// A local file could not be read.
     LocalFile {
         /// The file, as the user named it.
@@ -292,6 +294,7 @@ impl Error {
                 code.to_string().replace('_', " ")
             ),
             Error::Usage(msg) => f.write_str(msg),
+            Error::Tls(e) => write!(f, "TLS: {e}"),
             Error::LocalFile { file, source } => {
                 write!(f, "cannot read {file}: {}", reason(source))
             }
@@ -379,6 +382,7 @@ impl std::error::Error for Error {
         match self {
             Error::Io { source, .. } | Error::LocalFile { source, .. } => Some(source),
             Error::NotStored { cause, .. } => cause.as_deref().map(|c| c as _),
+            Error::Tls(e) => Some(e),
             Error::ConnectionLost { cause }
             | Error::FolderLost { cause, .. }
             | Error::Stopped { cause, .. } => Some(&**cause),

@@ -101,3 +101,12 @@ fn os_errors_read_without_their_number() {
     let other = io::Error::other("the store said no (os error 5)?");
     assert_eq!(reason(&other), "the store said no (os error 5)?");
 }
+
+#[test]
+fn a_tls_refusal_keeps_the_libraries_error() {
+    let e = Error::Tls(rustls::Error::General("no TLS 1.3".into()));
+    assert!(e.to_string().starts_with("TLS: "), "{e}");
+    assert!(e.to_string().contains("no TLS 1.3"), "{e}");
+    let source = e.source().and_then(|s| s.downcast_ref::<rustls::Error>());
+    assert!(matches!(source, Some(rustls::Error::General(_))), "{e}");
+}

@@ -353,7 +353,7 @@ impl ServerCertVerifier for PinVerifier {
 pub fn client_config(verifier: Arc<PinVerifier>) -> Result<Arc<ClientConfig>> {
     let config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| Error::Usage(format!("TLS: {e}")))?
+        .map_err(Error::Tls)?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
