@@ -83,6 +83,14 @@ pub enum Error {
     Usage(String),
     /// The TLS library refused a configuration or a connection.
     Tls(rustls::Error),
+    /// A command on one file failed: which, and why. What the cause says
+    /// of itself (an interruption, a lost connection) still holds.
+    Command {
+        /// The command and its file, e.g. `put notes.txt`.
+        what: String,
+        /// Why it failed.
+        cause: Box<Error>,
+    },
     /// A local file could not be read.
     LocalFile {
         /// The file, as the user named it.
@@ -162,7 +170,11 @@ impl Error {
     /// True for a problem found on this side, which leaves the connection
     /// in step: what the user asked for, or a local file.
     pub fn is_local(&self) -> bool {
-        matches!(self, Error::Usage(_) | Error::LocalFile { .. })
+        match self {
+            Error::Usage(_) | Error::LocalFile { .. } => true,
+            Error::Command { cause, .. } => cause.is_local(),
+            _ => false,
+        }
     }
 
     /// Wraps an I/O error with a description of what was being done.
@@ -180,7 +192,7 @@ impl Error {
             Error::Io { source, .. } => is_interruption(source),
             Error::ConnectionLost { cause } => cause.is_interruption(),
             Error::Interrupted { .. } => true,
-            Error::Stopped { cause, .. } => cause.is_interruption(),
+            Error::Stopped { cause, .. } | Error::Command { cause, .. } => cause.is_interruption(),
             _ => false,
         }
     }
@@ -190,6 +202,7 @@ impl Error {
     pub fn is_disconnect(&self) -> bool {
         match self {
             Error::Closed | Error::Truncated { .. } | Error::ConnectionLost { .. } => true,
+            Error::Command { cause, .. } => cause.is_disconnect(),
             Error::Io { source, .. } => matches!(
                 source.kind(),
                 io::ErrorKind::UnexpectedEof
@@ -295,6 +308,7 @@ impl Error {
             ),
             Error::Usage(msg) => f.write_str(msg),
             Error::Tls(e) => write!(f, "TLS: {e}"),
+            Error::Command { what, cause } => write!(f, "{what}: {cause}"),
             Error::LocalFile { file, source } => {
                 write!(f, "cannot read {file}: {}", reason(source))
             }
@@ -385,7 +399,8 @@ impl std::error::Error for Error {
             Error::Tls(e) => Some(e),
             Error::ConnectionLost { cause }
             | Error::FolderLost { cause, .. }
-            | Error::Stopped { cause, .. } => Some(&**cause),
+            | Error::Stopped { cause, .. }
+            | Error::Command { cause, .. } => Some(&**cause),
             _ => None,
         }
     }

@@ -110,3 +110,19 @@ fn a_tls_refusal_keeps_the_libraries_error() {
     let source = e.source().and_then(|s| s.downcast_ref::<rustls::Error>());
     assert!(matches!(source, Some(rustls::Error::General(_))), "{e}");
 }
+
+#[test]
+fn a_command_named_in_front_of_its_cause_keeps_what_the_cause_is() {
+    let wrap = |cause| Error::Command {
+        what: "put big.bin".into(),
+        cause: Box::new(cause),
+    };
+    let interrupted = wrap(Error::Interrupted { what: "upload" });
+    assert!(interrupted.is_interruption());
+    assert!(interrupted
+        .to_string()
+        .starts_with("put big.bin: upload interrupted"));
+    assert!(wrap(Error::Closed).is_disconnect());
+    assert!(wrap(Error::Usage("no such file".into())).is_local());
+    assert!(wrap(Error::Closed).source().is_some());
+}
