@@ -218,16 +218,24 @@ fn set_aside(path: &Path) -> Result<PathBuf> {
 fn create_identity(dir: &Path, key_path: &Path, cert_path: &Path) -> Result<()> {
     let made = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string()])
         .map_err(|e| Error::Secret(format!("creating a TLS certificate: {e}")))?;
+    // Each file is written aside and renamed into place: a server that
+    // starts meanwhile and finds both names reads them without the lock,
+    // so neither may ever be seen half written.
     let write = |path: &Path, text: String, mode: u32| {
+        let aside = path.with_extension("new");
         fs::create_dir_all(dir)
             .and_then(|()| {
+                // One left by a start that died is ours to replace: we hold
+                // the lock.
+                let _ = fs::remove_file(&aside);
                 let mut f = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(mode)
-                    .open(path)?;
+                    .open(&aside)?;
                 f.write_all(text.as_bytes())?;
-                f.sync_all()
+                f.sync_all()?;
+                fs::rename(&aside, path)
             })
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))
     };
