@@ -9,6 +9,25 @@ use std::path::PathBuf;
 
 use crate::wire::names::escape;
 
+/// The error an `Interruptible` writer fails with once its flag is up:
+/// Ctrl-C, not the writer, ended the write.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Whether `e` came from a raised interrupt flag rather than from the
+/// writer.
+pub fn is_interruption(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Interrupted>())
+}
+
 /// Shorthand for results whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -62,6 +81,34 @@ pub enum Error {
     },
     /// A problem with what the user asked for, found before talking to the peer.
     Usage(String),
+    /// The TLS library refused a configuration or a connection.
+    Tls(rustls::Error),
+    /// A command on one file failed: which, and why. What the cause says
+    /// of itself (an interruption, a lost connection) still holds.
+    Command {
+        /// The command and its file, e.g. `put notes.txt`.
+        what: String,
+        /// Why it failed.
+        cause: Box<Error>,
+    },
+    /// A local file could not be read.
+    LocalFile {
+        /// The file, as the user named it.
+        file: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// An upload stopped in the middle of its body for a local reason (its
+    /// file changed size, or could not be read): the server stored
+    /// nothing of it, and the connection waits for bytes that will not
+    /// come.
+    NotStored {
+        /// The local file.
+        file: PathBuf,
+        /// What went wrong with the file; `None` where the step's own
+        /// failure tells it.
+        cause: Option<Box<Error>>,
+    },
     /// A file's digest did not match after the transfer.
     DigestMismatch {
         /// The file concerned.
@@ -113,8 +160,21 @@ pub enum Error {
 
 impl Error {
     /// A local file or folder that cannot be read, as the user named it.
-    pub fn cannot_read(what: impl fmt::Display, source: &io::Error) -> Error {
-        Error::Usage(format!("cannot read {what}: {}", reason(source)))
+    pub fn cannot_read(what: impl fmt::Display, source: io::Error) -> Error {
+        Error::LocalFile {
+            file: what.to_string(),
+            source,
+        }
+    }
+
+    /// True for a problem found on this side, which leaves the connection
+    /// in step: what the user asked for, or a local file.
+    pub fn is_local(&self) -> bool {
+        match self {
+            Error::Usage(_) | Error::LocalFile { .. } => true,
+            Error::Command { cause, .. } => cause.is_local(),
+            _ => false,
+        }
     }
 
     /// Wraps an I/O error with a description of what was being done.
@@ -129,10 +189,10 @@ impl Error {
     /// the connection.
     pub fn is_interruption(&self) -> bool {
         match self {
-            Error::Io { source, .. } => crate::io::interrupt::is_interruption(source),
+            Error::Io { source, .. } => is_interruption(source),
             Error::ConnectionLost { cause } => cause.is_interruption(),
             Error::Interrupted { .. } => true,
-            Error::Stopped { cause, .. } => cause.is_interruption(),
+            Error::Stopped { cause, .. } | Error::Command { cause, .. } => cause.is_interruption(),
             _ => false,
         }
     }
@@ -142,6 +202,7 @@ impl Error {
     pub fn is_disconnect(&self) -> bool {
         match self {
             Error::Closed | Error::Truncated { .. } | Error::ConnectionLost { .. } => true,
+            Error::Command { cause, .. } => cause.is_disconnect(),
             Error::Io { source, .. } => matches!(
                 source.kind(),
                 io::ErrorKind::UnexpectedEof
@@ -246,6 +307,12 @@ impl Error {
                 code.to_string().replace('_', " ")
             ),
             Error::Usage(msg) => f.write_str(msg),
+            Error::Tls(e) => write!(f, "TLS: {e}"),
+            Error::Command { what, cause } => write!(f, "{what}: {cause}"),
+            Error::LocalFile { file, source } => {
+                write!(f, "cannot read {file}: {}", reason(source))
+            }
+            Error::NotStored { file, cause } => render_not_stored(f, file, cause.as_deref()),
             Error::DigestMismatch { name } => write!(
                 f,
                 "integrity check failed for {name}: the data received does not match the sender's digest"
@@ -297,6 +364,24 @@ impl Error {
     }
 }
 
+/// An upload that stopped mid-body, and why when known.
+fn render_not_stored(f: &mut String, file: &std::path::Path, cause: Option<&Error>) -> fmt::Result {
+    use fmt::Write as _;
+    let file = file.display();
+    match cause {
+        // The file ended before the size its header declared.
+        Some(cause @ Error::Truncated { .. }) => write!(
+            f,
+            "{file} changed size while it was sent ({cause}); nothing was stored"
+        ),
+        Some(cause) => write!(f, "{cause}; nothing was stored"),
+        None => write!(
+            f,
+            "the upload of {file} stopped in the middle; nothing was stored"
+        ),
+    }
+}
+
 /// Why a batch stopped, in a few words.
 fn why_stopped(cause: &Error) -> String {
     match cause {
@@ -309,10 +394,13 @@ fn why_stopped(cause: &Error) -> String {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } => Some(source),
+            Error::Io { source, .. } | Error::LocalFile { source, .. } => Some(source),
+            Error::NotStored { cause, .. } => cause.as_deref().map(|c| c as _),
+            Error::Tls(e) => Some(e),
             Error::ConnectionLost { cause }
             | Error::FolderLost { cause, .. }
-            | Error::Stopped { cause, .. } => Some(&**cause),
+            | Error::Stopped { cause, .. }
+            | Error::Command { cause, .. } => Some(&**cause),
             _ => None,
         }
     }
@@ -339,69 +427,4 @@ pub fn output_closed(e: &Error) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_servers_message_is_shown_escaped() {
-        let e = Error::Remote {
-            code: crate::wire::reply::ErrorCode::NotFound,
-            message: "no file a\u{202e}txt.exe\x1b[2J".into(),
-        };
-        assert_eq!(
-            e.to_string(),
-            "server refused (not found): no file a\\u{202e}txt.exe\\u{1b}[2J"
-        );
-    }
-
-    #[test]
-    fn everything_a_peer_could_have_written_is_shown_escaped() {
-        // serde quotes the reply it could not read.
-        let bad =
-            serde_json::from_str::<crate::wire::message::EntryKind>("\"\\u001b]0;pwned\\u0007\"")
-                .map_err(|e| Error::Malformed(e.to_string()))
-                .unwrap_err();
-        let shown = bad.to_string();
-        assert!(
-            !shown.contains('\x1b') && !shown.contains('\x07'),
-            "{shown:?}"
-        );
-        assert!(shown.contains("\\u{1b}]0;pwned\\u{7}"), "{shown}");
-        let nested = Error::ConnectionLost {
-            cause: Box::new(Error::io(
-                "reading a\u{2066}b",
-                io::Error::other("x\u{200b}y"),
-            )),
-        };
-        assert_eq!(
-            nested.to_string(),
-            "connection lost (reading a\\u{2066}b: x\\u{200b}y); run the same command to resume",
-            "escaped once, not twice"
-        );
-        let folder = Error::FolderLost {
-            folder: "/t\x1b[2J".into(),
-            cause: Box::new(Error::Closed),
-        };
-        assert!(folder.to_string().contains("/t\\u{1b}[2J"), "{folder}");
-    }
-
-    #[test]
-    fn long_messages_are_clipped() {
-        let long = clip("é".repeat(MAX_REMOTE_MESSAGE));
-        assert!(long.len() <= MAX_REMOTE_MESSAGE + '…'.len_utf8());
-        assert!(long.ends_with('…'));
-        assert_eq!(clip("short".into()), "short");
-    }
-
-    #[test]
-    fn os_errors_read_without_their_number() {
-        let missing = io::Error::from_raw_os_error(libc::ENOENT);
-        assert_eq!(reason(&missing), "No such file or directory");
-        assert_eq!(
-            Error::io("reading a.txt", missing).to_string(),
-            "reading a.txt: No such file or directory"
-        );
-        let other = io::Error::other("the store said no (os error 5)?");
-        assert_eq!(reason(&other), "the store said no (os error 5)?");
-    }
-}
+mod tests;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::client::shell::human;
+use crate::config::units::human;
 use crate::error::{Error, Result};
 use crate::wire::message::PutDone;
 

@@ -5,7 +5,7 @@
 use std::io::{self, Read, Write};
 
 use crate::client::command::ListOptions;
-use crate::client::shell::human;
+use crate::config::units::human;
 use crate::error::{Error, Result};
 use crate::wire::frame::{read_full, whole};
 use crate::wire::listing::{decode_page, Step, MAX_PAGE_LEN};

@@ -11,6 +11,7 @@ mod checks;
 pub mod command;
 mod complete;
 pub mod connect;
+mod files;
 pub(crate) mod filter;
 mod listing;
 mod lost;
@@ -20,6 +21,8 @@ mod partial;
 mod pipeline;
 mod progress;
 mod prompt;
+#[cfg(test)]
+mod scripted;
 pub mod shell;
 mod stream;
 pub(crate) mod sync;
@@ -447,7 +450,11 @@ impl Client {
         self.restart_budget();
         match f(self) {
             Ok(v) => Ok(v),
-            Err(e @ (Error::Remote { .. } | Error::Usage(_))) => Err(e),
+            // A refusal came whole, and a local problem touched no byte
+            // of the connection: either way it is still in step. An upload
+            // that stopped mid-body marked the connection broken itself.
+            Err(e @ (Error::Remote { .. } | Error::NotStored { .. })) => Err(e),
+            Err(e) if e.is_local() => Err(e),
             Err(e @ Error::Interrupted { .. }) => {
                 self.broken = true;
                 Err(e)
@@ -487,3 +494,6 @@ fn raw_echo(stream: &mut ClientStream, text: &str) -> Result<String> {
     }
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,8 +4,8 @@ use std::io::{self, IsTerminal};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::client::shell::human;
 use crate::client::{NoProgress, Progress};
+use crate::config::units::human;
 use crate::wire::names::escape;
 
 /// A progress bar on stderr when it is a terminal and not `quiet`.

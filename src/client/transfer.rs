@@ -6,19 +6,18 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::client::batch::{keep_times, unix_mtime};
 use crate::client::checks::{check_room, check_stored};
 use crate::client::connect::{read_reply, Dialect};
+use crate::client::files::{keep_times, paced, unix_mtime};
 use crate::client::overwrite::{confirm_early, land_download};
 use crate::client::partial::{
     check_download, local_upload_name, open_partial_download, partial_download_path, planted_link,
 };
-use crate::client::{Client, ClientOptions, GetReport, Progress, PutReport};
+use crate::client::{Client, GetReport, Progress, PutReport};
 use crate::error::{Error, Result};
 use crate::io::digest::Digester;
-use crate::io::interrupt::{is_interruption, Interruptible};
+use crate::io::interrupt::is_interruption;
 use crate::io::pump::{hash_prefix, relay, PumpError};
-use crate::io::throttle::Throttle;
 use crate::wire::frame::{self, MAX_HEADER_LEN};
 use crate::wire::message::{
     Digest, DigestAlgorithm, GetReady, GetRequest, PutDone, PutReady, PutRequest, Request,
@@ -39,8 +38,8 @@ impl Client {
     /// partial data the server kept from an earlier attempt, and checking
     /// the whole file's digest before the server commits it.
     ///
-    /// Fails with [`Error::Usage`] when the local file cannot be read or has
-    /// no usable name, with [`Error::Remote`] when the server refuses, and
+    /// Fails with [`Error::LocalFile`] when the local file cannot be read,
+    /// with [`Error::Usage`] when it has no usable name, with [`Error::Remote`] when the server refuses, and
     /// with an I/O error when the connection breaks (run it again to
     /// resume).
     pub fn put(&mut self, path: &Path, progress: &mut dyn Progress) -> Result<PutReport> {
@@ -64,10 +63,10 @@ impl Client {
     fn put_attempt(&mut self, path: &Path, progress: &mut dyn Progress) -> Result<PutReport> {
         self.require_folder()?;
         let name = local_upload_name(path)?;
-        let mut file = File::open(path).map_err(|e| Error::cannot_read(path.display(), &e))?;
+        let mut file = File::open(path).map_err(|e| Error::cannot_read(path.display(), e))?;
         let meta = file
             .metadata()
-            .map_err(|e| Error::cannot_read(path.display(), &e))?;
+            .map_err(|e| Error::cannot_read(path.display(), e))?;
         if !meta.is_file() {
             return Err(Error::Usage(format!(
                 "{} is not a regular file",
@@ -110,7 +109,7 @@ impl Client {
         let mut body = Vec::new();
         file.take(SMALL_FILE + 1)
             .read_to_end(&mut body)
-            .map_err(|e| Error::cannot_read(name, &e))?;
+            .map_err(|e| Error::cannot_read(name, e))?;
         if body.len() as u64 > SMALL_FILE {
             return Err(Error::Usage(format!(
                 "{name} grew while it was being read; try again"
@@ -196,9 +195,10 @@ impl Client {
             Err(PumpError::Source(e)) => {
                 // The header promised bytes that will not come: out of step.
                 self.broken = true;
-                Err(Error::Usage(format!(
-                    "{name} changed size while it was being sent ({e}); nothing was stored"
-                )))
+                Err(Error::NotStored {
+                    file: PathBuf::from(name),
+                    cause: Some(Box::new(e)),
+                })
             }
             Err(PumpError::Sink(e)) if is_interruption(&e) => {
                 // Closing now lets the server keep the partial and free the
@@ -371,19 +371,6 @@ impl Client {
                 elapsed: started.elapsed(),
             })
         })
-    }
-}
-
-/// The sink a transfer writes to, held to the rate limit and stopped by
-/// the interrupt flag when the options ask for them.
-pub(crate) fn paced<'a>(sink: &'a mut dyn Write, options: &ClientOptions) -> Box<dyn Write + 'a> {
-    let sink: Box<dyn Write + 'a> = match &options.interrupt {
-        Some(flag) => Box::new(Interruptible::new(sink, flag.clone())),
-        None => Box::new(sink),
-    };
-    match options.limit_rate {
-        Some(rate) => Box::new(Throttle::new(sink, rate)),
-        None => sink,
     }
 }
 

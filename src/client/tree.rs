@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::client::batch::unix_mtime;
+use crate::client::files::unix_mtime;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::wire::message::{EntryKind, LsRequest};
@@ -46,7 +46,7 @@ const MAX_DEPTH: usize = 32;
 ///
 /// Fails when `root` itself cannot be read or is not a folder.
 pub fn walk_local(root: &Path) -> Result<LocalTree> {
-    let meta = fs::symlink_metadata(root).map_err(|e| Error::cannot_read(root.display(), &e))?;
+    let meta = fs::symlink_metadata(root).map_err(|e| Error::cannot_read(root.display(), e))?;
     if !meta.is_dir() {
         return Err(Error::Usage(format!("{} is not a folder", root.display())));
     }

@@ -1,4 +1,5 @@
-//! Sizes and rates written by people: `10MiB`, `1 GiB`, `500KB`.
+//! Sizes and rates written by people: `10MiB`, `1 GiB`, `500KB`, and
+//! sizes written for people: `1.50 KiB`.
 //!
 //! IEC units are powers of 1024 and SI units powers of 1000, as their
 //! names say: `1MiB` is 1,048,576 bytes and `1MB` is 1,000,000.
@@ -25,9 +26,21 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     })
 }
 
+/// `1536` → `1.50 KiB`.
+pub fn human(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human(0), "0 B");
+        assert_eq!(human(1536), "1.50 KiB");
+        assert_eq!(human(3 << 30), "3.00 GiB");
+    }
 
     #[test]
     fn iec_units_are_binary_and_si_units_decimal() {

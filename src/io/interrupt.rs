@@ -1,27 +1,13 @@
 //! A writer that stops when a flag is raised: how Ctrl-C ends a transfer
 //! between two chunks without ending the program.
 
-use std::fmt;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// The error an [`Interruptible`] writer fails with once its flag is up.
-#[derive(Debug)]
-pub struct Interrupted;
-
-impl fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("interrupted")
-    }
-}
-
-impl std::error::Error for Interrupted {}
-
-/// Whether `e` came from a raised flag rather than from the writer.
-pub fn is_interruption(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<Interrupted>())
-}
+// The error and its test live beside the crate's error type, which tells
+// an interruption apart without importing this module.
+pub use crate::error::{is_interruption, Interrupted};
 
 /// Passes writes through until `flag` is set, then fails every write with
 /// [`Interrupted`].

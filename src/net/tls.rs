@@ -12,7 +12,7 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -160,7 +160,12 @@ impl ServerIdentity {
 fn lock_folder(dir: &Path) -> Result<fs::File> {
     let path = dir.join(LOCK_FILE);
     let fail = |e: io::Error| Error::io(format!("locking {}", path.display()), e);
-    crate::config::paths::create_private_dir(dir).map_err(fail)?;
+    // Readable by the server's user alone: it holds the private key.
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(fail)?;
     let file = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -213,28 +218,26 @@ fn set_aside(path: &Path) -> Result<PathBuf> {
 fn create_identity(dir: &Path, key_path: &Path, cert_path: &Path) -> Result<()> {
     let made = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string()])
         .map_err(|e| Error::Secret(format!("creating a TLS certificate: {e}")))?;
-    // Each file is written whole under a temporary name, then renamed: a
-    // server that starts meanwhile without taking the lock (it finds both
-    // names) never reads a file half written.
+    // Each file is written aside and renamed into place: a server that
+    // starts meanwhile and finds both names reads them without the lock,
+    // so neither may ever be seen half written.
     let write = |path: &Path, text: String, mode: u32| {
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let partial = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let aside = path.with_extension("new");
         fs::create_dir_all(dir)
             .and_then(|()| {
+                // One left by a start that died is ours to replace: we hold
+                // the lock.
+                let _ = fs::remove_file(&aside);
                 let mut f = fs::OpenOptions::new()
                     .write(true)
-                    .create(true)
-                    .truncate(true)
+                    .create_new(true)
                     .mode(mode)
-                    .open(&partial)?;
+                    .open(&aside)?;
                 f.write_all(text.as_bytes())?;
                 f.sync_all()?;
-                fs::rename(&partial, path)
+                fs::rename(&aside, path)
             })
-            .map_err(|e| {
-                let _ = fs::remove_file(&partial);
-                Error::io(format!("writing {}", path.display()), e)
-            })
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
     };
     write(key_path, made.signing_key.serialize_pem(), 0o600)?;
     write(cert_path, made.cert.pem(), 0o644)
@@ -358,7 +361,7 @@ impl ServerCertVerifier for PinVerifier {
 pub fn client_config(verifier: Arc<PinVerifier>) -> Result<Arc<ClientConfig>> {
     let config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| Error::Usage(format!("TLS: {e}")))?
+        .map_err(Error::Tls)?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();

@@ -12,7 +12,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::wire::auth::find_matching;
+use crate::wire::matching::find_matching;
 
 type HmacSha256 = Hmac<Sha256>;
 

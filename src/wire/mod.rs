@@ -8,6 +8,7 @@ pub mod auth;
 pub mod binding;
 pub mod frame;
 pub mod listing;
+mod matching;
 pub mod message;
 pub mod names;
 pub mod reply;

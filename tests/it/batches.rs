@@ -4,7 +4,8 @@
 //! a round trip per file would show.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::support::latency::Latency;
@@ -163,10 +164,15 @@ fn a_refused_file_does_not_stop_the_batch() {
     assert!(!sb.root().join("tree/f10").exists());
 }
 
-#[test]
-fn sync_sends_only_what_differs_and_deletes_only_when_asked() {
-    let sb = Sandbox::new();
-    let server = sb.start_server(&[]);
+/// Runs `ftp-client ARGS`, which must succeed.
+fn sync_ok(sb: &Sandbox, server: &ServerProcess, args: &[&str]) -> Output {
+    let out = ClientRun::new(sb, server, args).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    out
+}
+
+/// Thirty photos under `work/photos/2025`; the folder.
+fn thirty_photos(sb: &Sandbox) -> PathBuf {
     let photos = sb.work().join("photos");
     fs::create_dir_all(photos.join("2025")).unwrap();
     for i in 0..30 {
@@ -176,28 +182,16 @@ fn sync_sends_only_what_differs_and_deletes_only_when_asked() {
         )
         .unwrap();
     }
-    let out = ClientRun::new(&sb, &server, &["sync", "photos", ":photos"]).run();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_stdout_has(&out, "sync photos to :photos: 30 files sent, ");
-    assert_eq!(contents(&sb.root().join("photos")), contents(&photos));
+    photos
+}
 
-    // Nothing changed: nothing moves.
-    let out = ClientRun::new(&sb, &server, &["sync", "photos", ":photos"]).run();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_stdout_has(&out, ": 0 files sent, 0 B sent in");
-    assert_stdout_has(&out, "; 30 up to date; 0 removed");
-
-    // One changed, one new, one gone.
+/// One photo edited, one new, one gone; a dry run with `--delete` names
+/// them and changes nothing on the server.
+fn change_three_and_preview(sb: &Sandbox, server: &ServerProcess, photos: &Path) {
     fs::write(photos.join("2025/p3.jpg"), b"edited").unwrap();
     fs::write(photos.join("new.jpg"), b"new").unwrap();
     fs::remove_file(photos.join("2025/p7.jpg")).unwrap();
-    let dry = ClientRun::new(
-        &sb,
-        &server,
-        &["sync", "-n", "--delete", "photos", ":photos"],
-    )
-    .run();
-    assert!(dry.status.success(), "{}", stderr(&dry));
+    let dry = sync_ok(sb, server, &["sync", "-n", "--delete", "photos", ":photos"]);
     let d = stdout(&dry);
     assert!(d.contains("would send") && d.contains("p3.jpg"), "{d}");
     assert!(d.contains("would remove :photos/2025/p7.jpg"), "{d}");
@@ -206,34 +200,51 @@ fn sync_sends_only_what_differs_and_deletes_only_when_asked() {
         "a dry run changes nothing"
     );
     assert!(!sb.root().join("photos/new.jpg").exists());
+}
 
-    let out = ClientRun::new(&sb, &server, &["sync", "photos", ":photos"]).run();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_stdout_has(&out, "2 files sent, 9 B sent in");
-    assert!(
-        sb.root().join("photos/2025/p7.jpg").exists(),
-        "no --delete, no removal"
-    );
-    let out = ClientRun::new(&sb, &server, &["sync", "--delete", "photos", ":photos"]).run();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(contents(&sb.root().join("photos")), contents(&photos));
-
-    // And back: a copy made by sync, then brought up to date.
-    let out = ClientRun::new(&sb, &server, &["sync", ":photos", "copy"]).run();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(contents(&sb.work().join("copy")), contents(&photos));
+/// And back: a copy made by sync, then brought up to date with `-c` and
+/// `--delete` after the server's side changed and a stray appeared here.
+fn sync_back_down(sb: &Sandbox, server: &ServerProcess, photos: &Path) {
+    sync_ok(sb, server, &["sync", ":photos", "copy"]);
+    assert_eq!(contents(&sb.work().join("copy")), contents(photos));
     fs::write(sb.work().join("copy/stray.txt"), b"x").unwrap();
     fs::write(
         sb.root().join("photos/2025/p1.jpg"),
         b"changed on the server",
     )
     .unwrap();
-    let out = ClientRun::new(&sb, &server, &["sync", "-c", "--delete", ":photos", "copy"]).run();
-    assert!(out.status.success(), "{}", stderr(&out));
+    sync_ok(sb, server, &["sync", "-c", "--delete", ":photos", "copy"]);
     assert_eq!(
         contents(&sb.work().join("copy")),
         contents(&sb.root().join("photos"))
     );
+}
+
+#[test]
+fn sync_sends_only_what_differs_and_deletes_only_when_asked() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let photos = thirty_photos(&sb);
+    let out = sync_ok(&sb, &server, &["sync", "photos", ":photos"]);
+    assert_stdout_has(&out, "sync photos to :photos: 30 files sent, ");
+    assert_eq!(contents(&sb.root().join("photos")), contents(&photos));
+
+    // Nothing changed: nothing moves.
+    let out = sync_ok(&sb, &server, &["sync", "photos", ":photos"]);
+    assert_stdout_has(&out, ": 0 files sent, 0 B sent in");
+    assert_stdout_has(&out, "; 30 up to date; 0 removed");
+
+    change_three_and_preview(&sb, &server, &photos);
+    let out = sync_ok(&sb, &server, &["sync", "photos", ":photos"]);
+    assert_stdout_has(&out, "2 files sent, 9 B sent in");
+    assert!(
+        sb.root().join("photos/2025/p7.jpg").exists(),
+        "no --delete, no removal"
+    );
+    sync_ok(&sb, &server, &["sync", "--delete", "photos", ":photos"]);
+    assert_eq!(contents(&sb.root().join("photos")), contents(&photos));
+
+    sync_back_down(&sb, &server, &photos);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::os::unix::fs::symlink;
+use std::path::PathBuf;
 
 use crate::support::garage::{Garage, BUCKET};
 use crate::support::*;
@@ -105,6 +106,53 @@ fn check_tree_listing(raw: &mut Raw) {
     assert_eq!(names(&one), ["ünï"]);
 }
 
+/// Links a local user planted in the tree, to a folder outside the root
+/// holding `target.txt`; that folder.
+fn plant_links(sb: &Sandbox) -> PathBuf {
+    let outside = sb.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("target.txt"), b"must survive").unwrap();
+    symlink(&outside, sb.root().join("tree/sub dir/door")).unwrap();
+    symlink(outside.join("target.txt"), sb.root().join("tree/file-link")).unwrap();
+    outside
+}
+
+/// A file and a folder moved through paths; a folder into itself, or
+/// onto a name that is taken, refused.
+fn move_through_paths(raw: &mut Raw, sb: &Sandbox) {
+    let r = ask(
+        raw,
+        json!({"cmd":"mv","from":"tree/a.txt","to":"tree/empty/a.txt"}),
+    );
+    assert_eq!(
+        (r["from"].as_str(), r["to"].as_str()),
+        (Some("/tree/a.txt"), Some("/tree/empty/a.txt"))
+    );
+    let r = ask(raw, json!({"cmd":"mv","from":"tree/sub dir","to":"moved"}));
+    assert_eq!(r["to"], "/moved", "{r}");
+    let r = ask(raw, json!({"cmd":"mv","from":"moved","to":"moved/inner"}));
+    assert_eq!(r["code"], "bad_name");
+    let r = ask(raw, json!({"cmd":"mv","from":"tree","to":"moved"}));
+    assert_eq!(r["code"], "exists");
+    assert_eq!(
+        fs::read(sb.root().join("moved/ünï/b c.txt")).unwrap(),
+        b"beta"
+    );
+}
+
+/// A folder that holds something is removed only when asked to be,
+/// with all it holds.
+fn remove_through_paths(raw: &mut Raw, sb: &Sandbox) {
+    let r = ask(raw, json!({"cmd":"rm","filename":"moved"}));
+    assert_eq!(r["code"], "not_empty");
+    let r = ask(raw, json!({"cmd":"rm","filename":"moved","recursive":true}));
+    // moved, ünï, b c.txt and the link door.
+    assert_eq!(r["entries"], 4, "{r}");
+    let r = ask(raw, json!({"cmd":"rm","filename":"tree","recursive":true}));
+    assert_eq!(r["filename"], "tree", "{r}");
+    assert!(!sb.root().join("tree").exists() && !sb.root().join("moved").exists());
+}
+
 #[test]
 fn a_tree_on_disk_is_listed_moved_and_removed_through_paths() {
     let sb = Sandbox::new();
@@ -112,11 +160,7 @@ fn a_tree_on_disk_is_listed_moved_and_removed_through_paths() {
     let mut raw = Raw::login(server.addr, SECRET.as_bytes());
     build_tree(&mut raw);
     // Planted on disk by a local user: never followed, never listed.
-    let outside = sb.path().join("outside");
-    fs::create_dir_all(&outside).unwrap();
-    fs::write(outside.join("target.txt"), b"must survive").unwrap();
-    symlink(&outside, sb.root().join("tree/sub dir/door")).unwrap();
-    symlink(outside.join("target.txt"), sb.root().join("tree/file-link")).unwrap();
+    let outside = plant_links(&sb);
     check_tree_listing(&mut raw);
     let all = listing(&mut raw, json!({"cmd":"ls","pages":true,"path":"tree"}));
     assert_eq!(entry(&all, "a.txt")["mtime"], 1_600_000_000u64);
@@ -129,45 +173,8 @@ fn a_tree_on_disk_is_listed_moved_and_removed_through_paths() {
     let all = listing(&mut raw, json!({"cmd":"ls","path":"tree","digests":true}));
     assert_eq!(entry(&all, "a.txt")["blake3"], hex(b"ALPHA"));
 
-    let r = ask(
-        &mut raw,
-        json!({"cmd":"mv","from":"tree/a.txt","to":"tree/empty/a.txt"}),
-    );
-    assert_eq!(
-        (r["from"].as_str(), r["to"].as_str()),
-        (Some("/tree/a.txt"), Some("/tree/empty/a.txt"))
-    );
-    let r = ask(
-        &mut raw,
-        json!({"cmd":"mv","from":"tree/sub dir","to":"moved"}),
-    );
-    assert_eq!(r["to"], "/moved", "{r}");
-    let r = ask(
-        &mut raw,
-        json!({"cmd":"mv","from":"moved","to":"moved/inner"}),
-    );
-    assert_eq!(r["code"], "bad_name");
-    let r = ask(&mut raw, json!({"cmd":"mv","from":"tree","to":"moved"}));
-    assert_eq!(r["code"], "exists");
-    assert_eq!(
-        fs::read(sb.root().join("moved/ünï/b c.txt")).unwrap(),
-        b"beta"
-    );
-
-    let r = ask(&mut raw, json!({"cmd":"rm","filename":"moved"}));
-    assert_eq!(r["code"], "not_empty");
-    let r = ask(
-        &mut raw,
-        json!({"cmd":"rm","filename":"moved","recursive":true}),
-    );
-    // moved, ünï, b c.txt and the link door.
-    assert_eq!(r["entries"], 4, "{r}");
-    let r = ask(
-        &mut raw,
-        json!({"cmd":"rm","filename":"tree","recursive":true}),
-    );
-    assert_eq!(r["status"], "ok", "{r}");
-    assert!(!sb.root().join("tree").exists() && !sb.root().join("moved").exists());
+    move_through_paths(&mut raw, &sb);
+    remove_through_paths(&mut raw, &sb);
     assert_eq!(
         fs::read(outside.join("target.txt")).unwrap(),
         b"must survive"
@@ -176,9 +183,7 @@ fn a_tree_on_disk_is_listed_moved_and_removed_through_paths() {
 
 #[test]
 fn a_tree_on_garage_is_listed_moved_and_removed_through_paths() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
     let root = format!("s3://{BUCKET}/folders");
     let server = ServerProcess::launch(&sb, &[], &root, &[], Some(SECRET), &garage.env())

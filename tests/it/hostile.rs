@@ -372,12 +372,14 @@ fn seed_corpus_replays_without_panics() {
     );
 }
 
+/// The commands the server knows, of those the headers are made with.
+const KNOWN: [&str; 10] = [
+    "put", "get", "ls", "echo", "mkdir", "cd", "rm", "prove", "quota", "pwd",
+];
+
 fn any_header() -> impl Strategy<Value = Vec<u8>> {
     let cmd = prop_oneof![
-        proptest::sample::select(vec![
-            "put", "get", "ls", "echo", "mkdir", "cd", "rm", "prove", "quota", "pwd",
-        ])
-        .prop_map(String::from),
+        proptest::sample::select(KNOWN.to_vec()).prop_map(String::from),
         "[a-z]{0,8}",
     ];
     let name = prop_oneof![
@@ -460,14 +462,19 @@ proptest! {
         }
         let out = ftp::testing::serve_bytes(&ftp::testing::context(&root), &input);
         // Whatever comes back starts with a well-formed reply (a put whose
-        // body was cut short gets none: the peer hung up). A refusal is
-        // one a user can act on: a code the client knows, and a message
-        // without the system's error numbers.
+        // body was cut short gets none: the peer hung up). A success
+        // answers a command the server knows, never a made-up one; a
+        // refusal is one a user can act on: a code the client knows, and
+        // a message without the system's error numbers.
         let mut cur = out.as_slice();
         if !out.is_empty() {
             let first: serde_json::Value = ftp::wire::frame::read_json(&mut cur, 1 << 24).unwrap();
+            let asked: serde_json::Value = serde_json::from_slice(&headers[0]).unwrap();
             match first["status"].as_str() {
-                Some("ok") => {}
+                Some("ok") => {
+                    let cmd = asked["cmd"].as_str().unwrap_or_default();
+                    prop_assert!(KNOWN.contains(&cmd), "{} answered ok: {}", cmd, first);
+                }
                 Some("error") => {
                     let code = serde_json::from_value::<ftp::wire::reply::ErrorCode>(first["code"].clone());
                     prop_assert!(code.is_ok(), "unknown code in {}", first);

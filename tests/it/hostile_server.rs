@@ -13,8 +13,8 @@
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
-use std::thread;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -402,10 +402,10 @@ fn a_put_reply_that_names_something_else_is_an_error() {
     }
 }
 
-#[test]
-fn a_16_mib_reply_keeps_the_client_under_64_mib() {
-    let sb = Sandbox::new();
-    let server = Hostile::new(|s| {
+/// A server whose every reply is just under 16 MiB: a folder name for
+/// `pwd`, an error message for anything else.
+fn sixteen_mib_replies() -> Hostile {
+    Hostile::new(|s| {
         while let Some(req) = request(s) {
             // Just under 16 MiB of JSON: a quote takes two bytes there.
             let big = "\"".repeat((8 << 20) - 64) + "\u{2066}";
@@ -417,7 +417,26 @@ fn a_16_mib_reply_keeps_the_client_under_64_mib() {
                 return;
             }
         }
-    });
+    })
+}
+
+/// A thread that gathers what `from` says into `heard`, until it closes.
+fn gather(mut from: impl Read + Send + 'static, heard: Arc<Mutex<String>>) -> JoinHandle<()> {
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            heard
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+}
+
+#[test]
+fn a_16_mib_reply_keeps_the_client_under_64_mib() {
+    let sb = Sandbox::new();
+    let server = sixteen_mib_replies();
     let mut cmd = server.client(&sb, &[]).cmd;
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -427,22 +446,13 @@ fn a_16_mib_reply_keeps_the_client_under_64_mib() {
         .unwrap();
     let mut input = child.stdin.take().unwrap();
     let mut output = child.stdout.take().unwrap();
-    let mut errors = child.stderr.take().unwrap();
     let printed = thread::spawn(move || {
         let mut v = Vec::new();
         let _ = output.read_to_end(&mut v);
         v.len()
     });
-    let heard = Arc::new(std::sync::Mutex::new(String::new()));
-    let ear = heard.clone();
-    let complained = thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = errors.read(&mut buf) {
-            ear.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
+    let heard = Arc::new(Mutex::new(String::new()));
+    let complained = gather(child.stderr.take().unwrap(), heard.clone());
     input.write_all(b"pwd\nrm x\n").unwrap();
     input.flush().unwrap();
     // rm's error is the last thing it says; the client then waits for a

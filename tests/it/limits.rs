@@ -223,6 +223,33 @@ impl Drop for SmallDisk {
     }
 }
 
+/// Two uploads that each fit alone on the 4 MiB disk: the slow one runs
+/// out of space in the middle of its write, while the fast one lands.
+/// What the slow one's client printed.
+fn slow_upload_meets_a_full_disk(sb: &Sandbox, server: &ServerProcess) -> std::process::Output {
+    let fast_data = pattern(3 * 1024 * 1024, 22);
+    sb.local_file("fast.bin", &fast_data);
+    let slow = ClientRun::new(sb, server, &["--limit-rate", "1MiB", "put", "slow.bin"]);
+    let mut slow_cmd = slow.cmd;
+    slow_cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let slow_child = slow_cmd.spawn().unwrap();
+    let partial = sb.root().join(".ftp-partial/slow.bin");
+    assert!(wait_until(Duration::from_secs(20), || size_of(&partial) >= 256 * 1024));
+    let fast = ClientRun::new(sb, server, &["put", "fast.bin"]).run();
+    assert!(fast.status.success(), "{}", stderr(&fast));
+    let started = std::time::Instant::now();
+    let slow_out = wait_output(slow_child, Duration::from_secs(60));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "told at once, not after the body"
+    );
+    assert_eq!(fs::read(sb.root().join("fast.bin")).unwrap(), fast_data);
+    slow_out
+}
+
 #[test]
 fn a_full_disk_is_refused_up_front_or_stops_the_upload_and_keeps_it_for_a_resume() {
     let sb = Sandbox::new();
@@ -240,25 +267,10 @@ fn a_full_disk_is_refused_up_front_or_stops_the_upload_and_keeps_it_for_a_resume
     assert_stderr_has(&out, "server refused (no space): not enough disk space");
     assert!(!sb.root().join(".ftp-partial/huge.bin").exists());
 
-    // Two uploads that each fit alone: the slow one runs out of space in
-    // the middle of its write, is told at once, and keeps what it wrote.
+    // The slow upload is told at once, and keeps what it wrote.
     let slow_data = pattern(3 * 1024 * 1024, 21);
-    let fast_data = pattern(3 * 1024 * 1024, 22);
     sb.local_file("slow.bin", &slow_data);
-    sb.local_file("fast.bin", &fast_data);
-    let slow = ClientRun::new(&sb, &server, &["--limit-rate", "1MiB", "put", "slow.bin"]);
-    let mut slow_cmd = slow.cmd;
-    slow_cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let slow_child = slow_cmd.spawn().unwrap();
-    let partial = sb.root().join(".ftp-partial/slow.bin");
-    assert!(wait_until(Duration::from_secs(20), || size_of(&partial) >= 256 * 1024));
-    let fast = ClientRun::new(&sb, &server, &["put", "fast.bin"]).run();
-    assert!(fast.status.success(), "{}", stderr(&fast));
-    let started = std::time::Instant::now();
-    let slow_out = wait_output(slow_child, Duration::from_secs(60));
+    let slow_out = slow_upload_meets_a_full_disk(&sb, &server);
     assert!(!slow_out.status.success());
     assert!(
         stderr(&slow_out)
@@ -266,14 +278,9 @@ fn a_full_disk_is_refused_up_front_or_stops_the_upload_and_keeps_it_for_a_resume
         "{}",
         stderr(&slow_out)
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "told at once, not after the body"
-    );
-    let kept = size_of(&partial);
+    let kept = size_of(&sb.root().join(".ftp-partial/slow.bin"));
     assert!(kept > 0, "what was written is kept");
     assert!(!sb.root().join("slow.bin").exists());
-    assert_eq!(fs::read(sb.root().join("fast.bin")).unwrap(), fast_data);
     // Once there is room, the upload resumes where it stopped.
     fs::remove_file(sb.root().join("fast.bin")).unwrap();
     let out = ClientRun::new(&sb, &server, &["put", "slow.bin"]).run();

@@ -345,13 +345,22 @@ fn ctrl_c_in_a_one_shot_transfer_says_what_stopped_and_how_to_resume() {
     sb.local_file("big.bin", &pattern(8 << 20, 8));
     let args = ["--limit-rate", "1MiB", "put", "big.bin"];
     let child = spawn_with_output(ClientRun::new(&sb, &server, &args));
-    std::thread::sleep(Duration::from_millis(1500));
+    let partial = sb.root().join(".ftp-partial/big.bin");
+    assert!(
+        wait_until(Duration::from_secs(30), || size_of(&partial) > 0),
+        "the upload got going"
+    );
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = wait_output(child, Duration::from_secs(30));
     let err = stderr(&out);
-    assert!(!out.status.success());
+    // As a shell's own interrupted commands end (128 + SIGINT), with the
+    // file named.
+    assert_eq!(out.status.code(), Some(130), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("put big.bin: upload interrupted"), "{err}");
+    assert!(
+        err.contains("error: put big.bin: upload interrupted"),
+        "{err}"
+    );
     assert!(err.contains("the same command resumes it"), "{err}");
     let out = ClientRun::new(&sb, &server, &["put", "big.bin"]).run();
     assert!(out.status.success(), "{}", stderr(&out));

@@ -1,7 +1,7 @@
-//! Several servers on one S3 store (a real Garage started per test):
-//! files put through one are served by another, uploads resume on any
-//! server, parts are verified before the object appears, and quotas see
-//! what every server stored.
+//! Several servers on one S3 store (one real Garage that the tests share,
+//! each test under a prefix of its own): files put through one are served
+//! by another, uploads resume on any server, parts are verified before
+//! the object appears, and quotas see what every server stored.
 
 use std::time::Duration;
 
@@ -58,12 +58,10 @@ fn slow_put(sb: &Sandbox, addr: &str, name: &str) -> std::process::Child {
 
 #[test]
 fn files_put_through_one_server_are_listed_and_fetched_through_another() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
-    let a = s3_server(&sb, &garage, "shared", &[]);
-    let b = s3_server(&sb, &garage, "shared", &[]);
+    let a = s3_server(&sb, garage, "shared", &[]);
+    let b = s3_server(&sb, garage, "shared", &[]);
     // Not a whole number of parts, nor of BLAKE3 chunks.
     let big = pattern((20 << 20) + 12345, 1);
     sb.local_file("big.bin", &big);
@@ -83,7 +81,7 @@ fn files_put_through_one_server_are_listed_and_fetched_through_another() {
     assert_eq!(fetch(&sb, &b.addr_string(), "big.bin"), big);
     // The large file's digest was recorded beside it, so B did not hash it.
     assert!(object_exists(
-        &garage,
+        garage,
         "shared/.ftp-partial/.ftp-partial/big.bin"
     ));
 
@@ -92,27 +90,25 @@ fn files_put_through_one_server_are_listed_and_fetched_through_another() {
         .run_with_input("mkdir docs\ncd docs\nput small.txt\npwd\nls\n");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_stdout_has(&out, "/docs");
-    assert!(object_exists(&garage, "shared/docs/small.txt"));
+    assert!(object_exists(garage, "shared/docs/small.txt"));
     let out = ClientRun::new(&sb, &a, &[])
         .run_with_input("rm docs\ncd docs\nrm small.txt\ncd /\nrm docs\nls\n");
     assert_stderr_has(&out, "folder docs is not empty");
     assert!(!stdout(&out).contains("docs/"), "{}", stdout(&out));
-    assert!(!object_exists(&garage, "shared/docs/small.txt"));
-    assert!(!object_exists(&garage, "shared/docs/"));
+    assert!(!object_exists(garage, "shared/docs/small.txt"));
+    assert!(!object_exists(garage, "shared/docs/"));
 }
 
 #[test]
 fn a_put_killed_on_one_server_resumes_on_another() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
-    let mut a = s3_server(&sb, &garage, "resume", &[]);
-    let b = s3_server(&sb, &garage, "resume", &[]);
+    let mut a = s3_server(&sb, garage, "resume", &[]);
+    let b = s3_server(&sb, garage, "resume", &[]);
     let data = pattern(24 << 20, 2);
     sb.local_file("big.bin", &data);
     let client = slow_put(&sb, &a.addr_string(), "big.bin");
-    wait_for_a_part(&garage, "resume", "big.bin");
+    wait_for_a_part(garage, "resume", "big.bin");
     a.kill();
     let out = wait_output(client, CLIENT_LIMIT);
     assert!(!out.status.success());
@@ -128,22 +124,20 @@ fn a_put_killed_on_one_server_resumes_on_another() {
     );
     assert_eq!(fetch(&sb, &b.addr_string(), "big.bin"), data);
     assert!(
-        record(&garage, "resume", "big.bin").is_none(),
+        record(garage, "resume", "big.bin").is_none(),
         "the record goes"
     );
 }
 
 #[test]
 fn a_part_replaced_behind_the_servers_back_is_caught_before_complete() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
-    let a = s3_server(&sb, &garage, "corrupt", &[]);
+    let a = s3_server(&sb, garage, "corrupt", &[]);
     let data = pattern(24 << 20, 3);
     sb.local_file("big.bin", &data);
     let client = slow_put(&sb, &a.addr_string(), "big.bin");
-    let state = wait_for_a_part(&garage, "corrupt", "big.bin");
+    let state = wait_for_a_part(garage, "corrupt", "big.bin");
     let upload_id = state["upload_id"].as_str().unwrap();
     garage
         .client()
@@ -159,12 +153,10 @@ fn a_part_replaced_behind_the_servers_back_is_caught_before_complete() {
 
 #[test]
 fn two_servers_racing_on_one_name_store_one_whole_file() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
-    let a = s3_server(&sb, &garage, "race", &[]);
-    let b = s3_server(&sb, &garage, "race", &[]);
+    let a = s3_server(&sb, garage, "race", &[]);
+    let b = s3_server(&sb, garage, "race", &[]);
     let (one, two) = (pattern(20 << 20, 4), pattern(20 << 20, 5));
     let dir_one = sb.work().join("one");
     let dir_two = sb.work().join("two");
@@ -199,9 +191,7 @@ fn two_servers_racing_on_one_name_store_one_whole_file() {
 
 #[test]
 fn a_quota_counts_what_every_server_stored() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
     let users = alice_with_30_mib(&sb);
     let launch = || {
@@ -222,7 +212,7 @@ fn a_quota_counts_what_every_server_stored() {
         .env("FTP_SECRET", "alice secret")
         .run();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(object_exists(&garage, "quota/alice/one.bin"));
+    assert!(object_exists(garage, "quota/alice/one.bin"));
     let out = ClientRun::new(&sb, &b, &["put", "two.bin"])
         .env("FTP_SECRET", "alice secret")
         .run();
@@ -236,9 +226,7 @@ fn a_quota_counts_what_every_server_stored() {
 
 #[test]
 fn the_parts_of_an_abandoned_upload_count_against_the_quota_until_removed() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
     let users = alice_with_30_mib(&sb);
     let root = format!("s3://{BUCKET}/parts");
@@ -252,7 +240,7 @@ fn the_parts_of_an_abandoned_upload_count_against_the_quota_until_removed() {
     raw.send(&pattern(17 << 20, 11));
     drop(raw);
     let abandoned = wait_until(Duration::from_secs(30), || {
-        record(&garage, "parts", "alice/big.bin").is_some_and(|r| {
+        record(garage, "parts", "alice/big.bin").is_some_and(|r| {
             r["updated"] == 0 && r["parts"].as_array().is_some_and(|p| p.len() == 2)
         })
     });
@@ -274,14 +262,12 @@ fn the_parts_of_an_abandoned_upload_count_against_the_quota_until_removed() {
     assert_eq!(raw.reply().unwrap()["offset"], 0);
     drop(raw);
     server.wait_for_log("put probe.bin aborted");
-    assert!(record(&garage, "parts", "alice/probe.bin").is_none());
+    assert!(record(garage, "parts", "alice/probe.bin").is_none());
 }
 
 #[test]
 fn bad_credentials_or_no_store_stop_the_server_with_the_reason() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
     let mut env = garage.env();
     env.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY");
@@ -310,9 +296,8 @@ fn bad_credentials_or_no_store_stop_the_server_with_the_reason() {
 
 #[test]
 fn an_upload_resumes_once_the_store_is_back() {
-    let Some(mut garage) = Garage::start() else {
-        return;
-    };
+    // The store stops and comes back: a node of this test's own.
+    let mut garage = Garage::own();
     let sb = Sandbox::new();
     let a = s3_server(&sb, &garage, "away", &[]);
     let data = pattern(24 << 20, 8);
@@ -332,20 +317,18 @@ fn an_upload_resumes_once_the_store_is_back() {
 
 #[test]
 fn the_sweeper_aborts_uploads_left_longer_than_the_partial_ttl() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
-    let mut a = s3_server(&sb, &garage, "sweep", &[]);
+    let mut a = s3_server(&sb, garage, "sweep", &[]);
     sb.local_file("big.bin", &pattern(24 << 20, 10));
     let client = slow_put(&sb, &a.addr_string(), "big.bin");
-    let state = wait_for_a_part(&garage, "sweep", "big.bin");
+    let state = wait_for_a_part(garage, "sweep", "big.bin");
     a.kill();
     drop(wait_output(client, CLIENT_LIMIT));
     // A server that keeps partial uploads for 0 hours sweeps at start.
-    let _b = s3_server(&sb, &garage, "sweep", &["--partial-ttl", "0"]);
+    let _b = s3_server(&sb, garage, "sweep", &["--partial-ttl", "0"]);
     assert!(wait_until(Duration::from_secs(20), || record(
-        &garage, "sweep", "big.bin"
+        garage, "sweep", "big.bin"
     )
     .is_none()));
     let upload_id = state["upload_id"].as_str().unwrap();
@@ -353,9 +336,19 @@ fn the_sweeper_aborts_uploads_left_longer_than_the_partial_ttl() {
     assert!(parts.is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound));
 }
 
-/// HAProxy in TCP mode, balancing round-robin over `servers`; `None`
-/// (after saying so) when it is not installed and may be skipped.
-fn haproxy(sb: &Sandbox, servers: &[&ServerProcess]) -> Option<(std::process::Child, String)> {
+/// A running HAProxy, stopped when dropped, even by a failed assertion.
+struct Proxy(std::process::Child);
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// HAProxy in TCP mode, balancing round-robin over `servers`: the
+/// process and its address.
+fn haproxy(sb: &Sandbox, servers: &[&ServerProcess]) -> (Proxy, String) {
     let binary = [
         "/usr/sbin/haproxy",
         "/usr/local/sbin/haproxy",
@@ -363,17 +356,7 @@ fn haproxy(sb: &Sandbox, servers: &[&ServerProcess]) -> Option<(std::process::Ch
     ]
     .into_iter()
     .find(|p| std::path::Path::new(p).is_file());
-    let Some(binary) = binary else {
-        if std::env::var_os("FTP_REQUIRE_S3").is_some() {
-            panic!("FTP_REQUIRE_S3 is set but haproxy is not installed");
-        }
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipping the load-balancer test: no haproxy (apt-get install haproxy)"
-        );
-        return None;
-    };
+    let binary = binary.expect("no haproxy: apt-get install haproxy");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()
@@ -390,7 +373,7 @@ fn haproxy(sb: &Sandbox, servers: &[&ServerProcess]) -> Option<(std::process::Ch
     );
     let path = sb.path().join("haproxy.cfg");
     std::fs::write(&path, config).unwrap();
-    let child = std::process::Command::new(binary)
+    let proxy = std::process::Command::new(binary)
         .arg("-db")
         .arg("-f")
         .arg(&path)
@@ -398,56 +381,54 @@ fn haproxy(sb: &Sandbox, servers: &[&ServerProcess]) -> Option<(std::process::Ch
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
+        .map(Proxy)
         .unwrap();
     let addr = format!("127.0.0.1:{port}");
     assert!(wait_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(&addr).is_ok()
     }));
-    Some((child, addr))
+    (proxy, addr)
 }
 
 #[test]
 fn behind_haproxy_a_put_cut_off_resumes_through_the_next_server() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
-    let a = s3_server(&sb, &garage, "lb", &[]);
-    let b = s3_server(&sb, &garage, "lb", &[]);
-    let Some((mut proxy, addr)) = haproxy(&sb, &[&a, &b]) else {
-        return;
-    };
+    let a = s3_server(&sb, garage, "lb", &[]);
+    let b = s3_server(&sb, garage, "lb", &[]);
+    let (_proxy, addr) = haproxy(&sb, &[&a, &b]);
     let data = pattern(24 << 20, 9);
     sb.local_file("big.bin", &data);
     let mut client = slow_put(&sb, &addr, "big.bin");
-    wait_for_a_part(&garage, "lb", "big.bin");
+    wait_for_a_part(garage, "lb", "big.bin");
     client.kill().unwrap();
     client.wait().unwrap();
     // The next connection goes to the other server, which resumes.
     let out = ClientRun::to(&sb, &addr, &["put", "big.bin"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_stdout_has(&out, "resumed at byte");
-    let logs = [a.log_text(), b.log_text()];
-    let resumed_on = logs
-        .iter()
-        .position(|l| l.contains("ok stored 25165824 bytes, resumed at"));
+    // A server logs the stored file after its reply: the client can be
+    // done first.
+    let resumed = "ok stored 25165824 bytes, resumed at";
+    let logs = || [a.log_text(), b.log_text()];
+    wait_until(Duration::from_secs(10), || {
+        logs().iter().any(|l| l.contains(resumed))
+    });
+    let logs = logs();
+    let resumed_on = logs.iter().position(|l| l.contains(resumed));
     let cut_on = logs.iter().position(|l| l.contains("put big.bin aborted"));
     assert!(
         resumed_on.is_some() && cut_on.is_some() && resumed_on != cut_on,
         "{logs:?}"
     );
     assert_eq!(fetch(&sb, &addr, "big.bin"), data);
-    let _ = proxy.kill();
-    let _ = proxy.wait();
 }
 
 #[test]
 fn empty_files_missing_names_and_empty_folders_on_the_object_store() {
-    let Some(garage) = Garage::start() else {
-        return;
-    };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
-    let a = s3_server(&sb, &garage, "edges", &[]);
+    let a = s3_server(&sb, garage, "edges", &[]);
     sb.local_file("empty.txt", b"");
     let out = ClientRun::new(&sb, &a, &["put", "empty.txt"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -461,7 +442,7 @@ fn empty_files_missing_names_and_empty_folders_on_the_object_store() {
     // A folder that is there already is made again, as mkdir -p does.
     assert!(!said.contains("already exists"), "{said}");
     assert!(shown.contains("/new"), "{shown}");
-    assert!(object_exists(&garage, "edges/new/"));
+    assert!(object_exists(garage, "edges/new/"));
 }
 
 /// A users file with one account, alice, whose quota is 30 MiB; its path.

@@ -1,19 +1,15 @@
-//! The object store under abuse (a real Garage started per test): the
-//! parts of abandoned uploads count against a user's quota and against
-//! the anonymous one, resuming such an upload cannot pass the quota, one
-//! peer cannot take the upload memory from everyone else, and a key too
-//! long for S3 is refused before anything is created.
+//! The object store under abuse (one real Garage that the tests share,
+//! each test under a prefix of its own): the parts of abandoned uploads
+//! count against a user's quota and against the anonymous one, resuming
+//! such an upload cannot pass the quota, one peer cannot take the upload
+//! memory from everyone else, and a key too long for S3 is refused before
+//! anything is created.
 
 use std::time::Duration;
 
 use crate::support::garage::{Garage, BUCKET};
 use crate::support::*;
 use serde_json::json;
-
-/// A Garage; the suite fails (never skips) under `FTP_REQUIRE_S3`.
-fn garage() -> Option<Garage> {
-    Garage::start()
-}
 
 /// A server on the bucket under `prefix`, with a users file holding
 /// alice (quota `quota`) and bob (no quota).
@@ -79,9 +75,9 @@ fn put_whole(raw: &mut Raw, name: &str, data: &[u8]) -> serde_json::Value {
 
 #[test]
 fn resuming_an_abandoned_upload_cannot_pass_the_quota() {
-    let Some(garage) = garage() else { return };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
-    let server = users_server(&sb, &garage, "resume-quota", "20MiB", &[]);
+    let server = users_server(&sb, garage, "resume-quota", "20MiB", &[]);
     // 16 MiB of parts of a 17 MiB file, left behind.
     let big = pattern(17 << 20, 1);
     let mut raw = Raw::login(server.addr, b"alice secret");
@@ -89,7 +85,7 @@ fn resuming_an_abandoned_upload_cannot_pass_the_quota() {
     assert_eq!(raw.reply().unwrap()["offset"], 0);
     raw.send(&big[..(16 << 20) + 4096]);
     drop(raw);
-    wait_abandoned(&garage, "resume-quota", "alice/big.bin", 2);
+    wait_abandoned(garage, "resume-quota", "alice/big.bin", 2);
     // 4 MiB more fit beside them, exactly.
     let mut raw = Raw::login(server.addr, b"alice secret");
     let reply = put_whole(&mut raw, "four.bin", &pattern(4 << 20, 2));
@@ -120,7 +116,7 @@ fn resuming_an_abandoned_upload_cannot_pass_the_quota() {
 
 #[test]
 fn abandoned_anonymous_parts_count_against_the_anonymous_quota() {
-    let Some(garage) = garage() else { return };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
     let root = format!("s3://{BUCKET}/anon");
     let args = ["--anonymous", "--anonymous-quota", "20MiB"];
@@ -137,7 +133,7 @@ fn abandoned_anonymous_parts_count_against_the_anonymous_quota() {
         assert_eq!(raw.reply().unwrap()["offset"], 0);
         raw.send(&pattern((8 << 20) + 4096, 4));
         drop(raw);
-        wait_abandoned(&garage, "anon", &format!("anonymous/{name}"), 1);
+        wait_abandoned(garage, "anon", &format!("anonymous/{name}"), 1);
     }
     // 16 MiB held: 8 MiB more do not fit in 20, 4 MiB do.
     let mut raw = anonymous_put("c.bin", 8 << 20);
@@ -154,9 +150,11 @@ fn abandoned_anonymous_parts_count_against_the_anonymous_quota() {
 
 #[test]
 fn a_path_too_long_for_an_s3_key_is_refused_before_anything_is_created() {
-    let Some(mut garage) = garage() else { return };
+    let garage = Garage::shared();
+    // It counts the multipart uploads of a whole bucket: one of its own.
+    let bucket = garage.bucket("long-keys");
     let sb = Sandbox::new();
-    let root = format!("s3://{BUCKET}/long");
+    let root = format!("s3://{bucket}/long");
     let server = ServerProcess::launch(&sb, &[], &root, &[], Some(SECRET), &garage.env())
         .unwrap_or_else(|log| panic!("{log}"));
     let folder = vec!["d".repeat(250); 4].join("/");
@@ -184,9 +182,10 @@ fn a_path_too_long_for_an_s3_key_is_refused_before_anything_is_created() {
     }
     let key = format!("long/{folder}/eleven-name");
     assert_eq!(key.len(), 1020);
-    assert!(garage.client().head(&key).is_err());
+    let store = garage.client_of(&bucket);
+    assert!(store.head(&key).is_err());
     assert_eq!(
-        garage.unfinished_uploads(),
+        garage.unfinished_uploads(&bucket),
         0,
         "a multipart upload was created"
     );
@@ -194,7 +193,7 @@ fn a_path_too_long_for_an_s3_key_is_refused_before_anything_is_created() {
     let reply = put_whole(&mut raw, "ok", &data);
     assert_eq!(reply["status"], "ok", "{reply}");
     let key = format!("long/{folder}/ok");
-    assert_eq!(garage.client().head(&key).unwrap().size, data.len() as u64);
+    assert_eq!(store.head(&key).unwrap().size, data.len() as u64);
     // A folder whose marker would pass 1,024 bytes is refused too.
     raw.send_json(&json!({"cmd":"mkdir","path":"e".repeat(20)}));
     let reply = raw.reply().unwrap();
@@ -203,12 +202,12 @@ fn a_path_too_long_for_an_s3_key_is_refused_before_anything_is_created() {
 
 #[test]
 fn one_peer_cannot_take_the_upload_memory_from_another_user() {
-    let Some(garage) = garage() else { return };
+    let garage = Garage::shared();
     let sb = Sandbox::new();
     // One upload may hold 16 MiB (an 8 MiB file's two parts), one
     // account 32 MiB, all 64 MiB.
     let extra = ["--upload-memory", "64MiB", "--anonymous"];
-    let server = users_server(&sb, &garage, "hog", "10TiB", &extra);
+    let server = users_server(&sb, garage, "hog", "10TiB", &extra);
     let small = pattern(100_000, 7);
     let bob_puts = |name: &str| {
         let mut bob = Raw::login(server.addr, b"bob secret");

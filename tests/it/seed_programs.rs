@@ -193,10 +193,17 @@ fn ftp_client_uploads_to_the_seed_ftp_server_with_the_flag() {
     let server = SeedServer::start("seed_ftp_server.py", sb.path());
     let data = pattern(200_000, 12);
     sb.local_file("to-seed.bin", &data);
-    let refused = ClientRun::to(&sb, &server.addr, &["put", "to-seed.bin"])
-        .env("FTP_SECRET", SECRET)
-        .run();
+    // Without the flag the client waits its whole login limit for the
+    // challenge: the reply timeout, set short here, bounds it.
+    let refused = ClientRun::to(
+        &sb,
+        &server.addr,
+        &["--reply-timeout", "2", "put", "to-seed.bin"],
+    )
+    .env("FTP_SECRET", SECRET)
+    .run();
     assert!(!refused.status.success());
+    assert_stderr_has(&refused, "no challenge came within 2 s");
     let out = ClientRun::to(
         &sb,
         &server.addr,

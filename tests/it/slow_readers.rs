@@ -52,7 +52,7 @@ fn stalled_pipelines(server: &ServerProcess, n: usize) -> Vec<Raw> {
         .map(|_| {
             let mut raw = Raw::login(server.addr, SECRET.as_bytes());
             raw.stream
-                .set_write_timeout(Some(Duration::from_millis(300)))
+                .set_write_timeout(Some(Duration::from_millis(100)))
                 .unwrap();
             // Stops when neither end's buffers take more.
             let _ = raw.stream.write_all(&burst);
@@ -78,7 +78,7 @@ fn replies_nobody_reads_hold_no_thread_and_end_at_the_floor() {
         "--min-rate-window",
         &window,
         "--idle-timeout",
-        "10",
+        "5",
     ]);
     let pid = server.child.id();
     let downloads = stalled_downloads(&server, READERS);

@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -138,27 +139,13 @@ fn a_listener_passed_as_fd_3_is_served_and_connections_made_before_the_start_wai
     assert!(server.is_running());
 }
 
-/// The shipped unit's ExecStart, run as systemd would (a notify socket,
-/// no terminal) with its config file path pointed at a temp dir: the
-/// command line the unit gives must start a server that says READY=1 and
-/// serves a user added with `ftp-server user add`.
-#[test]
-fn the_shipped_units_command_starts_a_server_that_serves_an_added_user() {
-    let sb = Sandbox::new();
-    let unit = fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/dist/ftp-server.service"
-    ))
-    .unwrap();
-    assert!(unit.lines().any(|l| l == "Type=notify"), "{unit}");
-    let exec = unit
-        .lines()
-        .find_map(|l| l.strip_prefix("ExecStart="))
-        .unwrap();
+/// A config file written by `ftp-server config`, with a users file that
+/// `ftp-server user add alice` filled: the config's path and alice's
+/// secret.
+fn config_with_alice(sb: &Sandbox) -> (PathBuf, String) {
     let config = sb.path().join("server.toml");
     let users = sb.path().join("users.toml");
-    let server_bin = env!("CARGO_BIN_EXE_ftp-server");
-    let run = |args: &[&str]| server_command(&sb, args);
+    let run = |args: &[&str]| server_command(sb, args);
     let root = sb.root().to_string_lossy().into_owned();
     let written = run(&[
         "--listen",
@@ -178,15 +165,40 @@ fn the_shipped_units_command_starts_a_server_that_serves_an_added_user() {
         .next()
         .unwrap()
         .to_string();
+    (config, secret)
+}
 
-    let words: Vec<String> = exec
-        .split_whitespace()
+/// The unit's `ExecStart=` command line, with this build's binary and
+/// `config` in place of the installed paths.
+fn unit_command(unit: &str, config: &Path) -> Vec<String> {
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    exec.split_whitespace()
         .map(|w| match w {
-            "/usr/local/bin/ftp-server" => server_bin.to_string(),
+            "/usr/local/bin/ftp-server" => env!("CARGO_BIN_EXE_ftp-server").to_string(),
             "/etc/ftp-server/server.toml" => config.to_string_lossy().into_owned(),
             other => other.to_string(),
         })
-        .collect();
+        .collect()
+}
+
+/// The shipped unit's ExecStart, run as systemd would (a notify socket,
+/// no terminal) with its config file path pointed at a temp dir: the
+/// command line the unit gives must start a server that says READY=1 and
+/// serves a user added with `ftp-server user add`.
+#[test]
+fn the_shipped_units_command_starts_a_server_that_serves_an_added_user() {
+    let sb = Sandbox::new();
+    let unit = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dist/ftp-server.service"
+    ))
+    .unwrap();
+    assert!(unit.lines().any(|l| l == "Type=notify"), "{unit}");
+    let (config, secret) = config_with_alice(&sb);
+    let words = unit_command(&unit, &config);
     let notify = sb.path().join("notify.sock");
     let sock = UnixDatagram::bind(&notify).unwrap();
     let log = sb.path().join("unit.log");

@@ -96,20 +96,22 @@ fn tab_completes_server_paths_at_any_depth_and_local_ones_for_sync() {
     fs::write(sb.root().join("tree/subfolder/deep-file.txt"), b"deep").unwrap();
     fs::create_dir_all(sb.work().join("local-only/inner")).unwrap();
     fs::write(sb.work().join("local-only/inner/mine.txt"), b"mine").unwrap();
-    let keys: Vec<(u64, &[u8])> = vec![
+    // A line is typed once the prompt is back: keys that come while a
+    // command runs are kept for after it, where a Tab completes nothing.
+    let keys: Vec<(When, &[u8])> = vec![
         // Two Tabs: the folder (with its /), then the file inside it.
-        (400, b"get tr\t"),
-        (300, b"s\t"),
-        (300, b"d\t\r"),
+        (When::Shows(&[">>: "]), b"get tr\t"),
+        (When::After(300), b"s\t"),
+        (When::After(300), b"d\t\r"),
         // sync's server side after its ':', its local side from the disk.
-        (600, b"sync :tr\t"),
-        (300, b" back\r"),
-        (600, b"sync local-o\t"),
-        (300, b"i\t"),
-        (300, b" :up\r"),
-        (600, b"quit\r"),
+        (When::Shows(&["saved ", ">>: "]), b"sync :tr\t"),
+        (When::After(300), b" back\r"),
+        (When::Shows(&[" removed", ">>: "]), b"sync local-o\t"),
+        (When::After(300), b"i\t"),
+        (When::After(300), b" :up\r"),
+        (When::Shows(&[" removed", ">>: "]), b"quit\r"),
     ];
-    let out = at_terminal(&sb, &server, &[], keys);
+    let out = at_terminal_when(&sb, &server, &[], keys);
     let screen = stdout(&out);
     assert_eq!(
         fs::read(sb.work().join("deep-file.txt")).unwrap_or_default(),

@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::support::*;
@@ -15,16 +16,18 @@ fn user_command(sb: &Sandbox, users: &str, args: &[&str]) -> Output {
     server_command(sb, &all)
 }
 
-#[test]
-fn a_user_added_logs_in_at_once_shows_in_the_list_and_is_gone_when_removed() {
-    let sb = Sandbox::new();
+/// A users file holding [`HEAD`]; its path.
+fn users_file(sb: &Sandbox) -> PathBuf {
     let path = sb.path().join("users.toml");
     fs::write(&path, HEAD).unwrap();
-    let users = path.to_str().unwrap();
-    let server = sb.start_server(&["--users", users]);
+    path
+}
 
+/// `user add bob` with a quota and a file limit: one line with bob's
+/// secret and the client command, the file kept private; the secret.
+fn add_bob(sb: &Sandbox, users: &str, path: &Path) -> String {
     let added = user_command(
-        &sb,
+        sb,
         users,
         &["add", "bob", "--quota", "1MiB", "--max-files", "50"],
     );
@@ -40,17 +43,37 @@ fn a_user_added_logs_in_at_once_shows_in_the_list_and_is_gone_when_removed() {
         "{line}"
     );
     assert_eq!(line.lines().count(), 1, "{line}");
-    let text = fs::read_to_string(&path).unwrap();
+    let text = fs::read_to_string(path).unwrap();
     assert!(text.starts_with(HEAD), "{text}");
     assert_eq!(
-        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        fs::metadata(path).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    secret.to_string()
+}
+
+/// The words of `user list`'s row for `name`.
+fn listed_row(rows: &str, name: &str) -> Vec<String> {
+    rows.lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {rows}"))
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_user_added_logs_in_at_once_shows_in_the_list_and_is_gone_when_removed() {
+    let sb = Sandbox::new();
+    let path = users_file(&sb);
+    let users = path.to_str().unwrap();
+    let server = sb.start_server(&["--users", users]);
+    let secret = add_bob(&sb, users, &path);
 
     server.wait_for_log("added bob");
     sb.local_file("hello.txt", b"hello, world");
     let put = ClientRun::new(&sb, &server, &["put", "hello.txt"])
-        .env("FTP_SECRET", secret)
+        .env("FTP_SECRET", &secret)
         .run();
     assert!(put.status.success(), "{}", stderr(&put));
     assert_eq!(
@@ -61,36 +84,32 @@ fn a_user_added_logs_in_at_once_shows_in_the_list_and_is_gone_when_removed() {
     let listed = user_command(&sb, users, &["list"]);
     assert!(listed.status.success(), "{}", stderr(&listed));
     let rows = stdout(&listed);
-    let bob: Vec<_> = rows
-        .lines()
-        .find(|l| l.starts_with("bob "))
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    assert_eq!(bob, ["bob", "1MiB", "50", "12", "1"], "{rows}");
-    let alice: Vec<_> = rows
-        .lines()
-        .find(|l| l.starts_with("alice "))
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    assert_eq!(alice, ["alice", "-", "-", "0", "0"], "{rows}");
+    assert_eq!(
+        listed_row(&rows, "bob"),
+        ["bob", "1MiB", "50", "12", "1"],
+        "{rows}"
+    );
+    assert_eq!(
+        listed_row(&rows, "alice"),
+        ["alice", "-", "-", "0", "0"],
+        "{rows}"
+    );
 
     let removed = user_command(&sb, users, &["remove", "bob"]);
     assert!(removed.status.success(), "{}", stderr(&removed));
     server.wait_for_log("removed bob");
     let refused = ClientRun::new(&sb, &server, &["ls"])
-        .env("FTP_SECRET", secret)
+        .env("FTP_SECRET", &secret)
         .run();
     assert!(!refused.status.success());
+    assert_stderr_has(&refused, "authentication failed");
     assert!(fs::read_to_string(&path).unwrap().starts_with(HEAD));
 }
 
 #[test]
 fn user_commands_refuse_clearly_and_exit_non_zero() {
     let sb = Sandbox::new();
-    let path = sb.path().join("users.toml");
-    fs::write(&path, HEAD).unwrap();
+    let path = users_file(&sb);
     let users = path.to_str().unwrap();
     for (args, want) in [
         (&["add", "alice"][..], "already has a user \"alice\""),

@@ -2,15 +2,20 @@
 //! ports in a temp dir (SQLite metadata, replication factor 1), set up
 //! the way Garage's quick start does: layout, bucket, key.
 //!
-//! Without a `garage` binary the S3 suite is skipped with one line saying
-//! how to install it, unless `FTP_REQUIRE_S3` is set (CI sets it), where
-//! a missing binary fails the suite instead. The benchmark uses it too.
+//! The S3 tests share one node ([`Garage::shared`]), started by the first
+//! that asks, each test under a prefix (or a bucket) of its own: starting
+//! a node takes seconds, and a node per test made the suite wait for each.
+//! A test that stops the store has a node of its own ([`Garage::own`]).
+//! A missing `garage` binary fails the test, saying how to install it.
+//! The benchmark uses this file too.
 
 use std::fs;
 use std::io::Write;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ftp::storage::s3::client::{Endpoint, S3Client};
@@ -24,15 +29,21 @@ const KEY_SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef012345
 /// How long Garage may take to come up.
 const START_LIMIT: Duration = Duration::from_secs(60);
 
-/// Tests run in parallel; their Garages are set up one at a time, so that
-/// ten nodes starting at once on two cores do not time each other out.
-static SETTING_UP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// What to run without a `garage` binary.
+const INSTALL: &str = "cargo install garage --version 2.5.0 --locked";
+
+/// Nodes are set up one at a time, so that two starting at once on two
+/// cores do not time each other out.
+static SETTING_UP: Mutex<()> = Mutex::new(());
+
+/// The node the S3 tests share.
+static SHARED: OnceLock<Garage> = OnceLock::new();
 
 /// A running Garage, stopped when dropped.
 pub struct Garage {
     binary: PathBuf,
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    child: Mutex<Option<Child>>,
     s3_port: u16,
 }
 
@@ -57,43 +68,78 @@ fn free_port() -> u16 {
 }
 
 impl Garage {
-    /// Starts Garage with an empty bucket, or `None` (after saying so)
-    /// when it is not installed and the suite may be skipped.
+    /// The node the S3 tests share, started by the first test that asks.
+    ///
+    /// It is started from a thread that lives as long as the test process
+    /// and told to die with that thread, so however the process ends (a
+    /// kill, a timeout) the node goes too; an ordinary exit also stops it
+    /// and removes its folder.
+    pub fn shared() -> &'static Garage {
+        SHARED.get_or_init(|| {
+            let binary = find_binary().unwrap_or_else(|| panic!("no garage binary: {INSTALL}"));
+            let (started, start) = mpsc::channel();
+            std::thread::Builder::new()
+                .name("garage keeper".into())
+                .spawn(move || {
+                    let _ = started.send(Garage::launch(binary));
+                    loop {
+                        std::thread::park();
+                    }
+                })
+                .expect("a thread for the shared garage");
+            let garage = start
+                .recv()
+                .expect("the garage keeper answers")
+                .unwrap_or_else(|why| panic!("{why}"));
+            // SAFETY: registers a plain function, which touches only the
+            // static that is set below before any exit can run it.
+            unsafe { libc::atexit(stop_shared) };
+            garage
+        })
+    }
+
+    /// A node for one test alone: one that stops and restarts the store.
+    pub fn own() -> Garage {
+        Garage::start().unwrap_or_else(|| panic!("no garage binary: {INSTALL}"))
+    }
+
+    /// A node of its own with an empty bucket, or `None` when Garage is
+    /// not installed (the benchmark then leaves its S3 figures out).
     pub fn start() -> Option<Garage> {
-        let Some(binary) = find_binary() else {
-            if std::env::var_os("FTP_REQUIRE_S3").is_some() {
-                panic!("FTP_REQUIRE_S3 is set but there is no garage binary");
-            }
-            static SAID: std::sync::Once = std::sync::Once::new();
-            // Past the test harness's capture, which would hide it.
-            SAID.call_once(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "skipping the S3 suite: no garage binary; run it with \
-                     `cargo install garage --version 2.5.0 --locked` first"
-                );
-            });
-            return None;
-        };
+        let binary = find_binary()?;
+        Some(Garage::launch(binary).unwrap_or_else(|why| panic!("{why}")))
+    }
+
+    /// A node with the bucket and the key, taking a write.
+    fn launch(binary: PathBuf) -> Result<Garage, String> {
         let _one_at_a_time = SETTING_UP.lock().unwrap_or_else(|p| p.into_inner());
         // A node that cannot take its ports (another test's node, still
         // going away, holds one) is given up and started again on others.
         let mut tries = 0;
         loop {
-            let mut garage = Garage::configure(binary.clone());
+            let garage = Garage::configure(binary.clone());
             garage.run_server();
             match garage.set_up() {
                 Ok(()) => {
-                    garage.wait_for_s3();
-                    return Some(garage);
+                    garage.wait_for_s3(BUCKET)?;
+                    return Ok(garage);
                 }
                 Err(why) if tries < 2 => {
                     tries += 1;
                     let _ = writeln!(std::io::stderr(), "garage again on new ports: {why}");
                 }
-                Err(why) => panic!("garage did not start: {why}; {}", garage.log()),
+                Err(why) => return Err(format!("garage did not start: {why}; {}", garage.log())),
             }
         }
+    }
+
+    /// A bucket of its own on this node, for a test that counts what the
+    /// whole bucket holds; `name` is the test's to keep apart.
+    pub fn bucket(&self, name: &str) -> String {
+        self.allow(name)
+            .unwrap_or_else(|why| panic!("bucket {name}: {why}"));
+        self.wait_for_s3(name).unwrap_or_else(|why| panic!("{why}"));
+        name.to_string()
     }
 
     /// A node of its own: a temp dir, free ports, and a secret no other
@@ -124,7 +170,7 @@ impl Garage {
         Garage {
             binary,
             dir,
-            child: None,
+            child: Mutex::new(None),
             s3_port,
         }
     }
@@ -133,23 +179,32 @@ impl Garage {
         self.dir.path().join("garage.toml")
     }
 
-    fn run_server(&mut self) {
+    /// Starts the node, which dies with the thread that started it.
+    fn run_server(&self) {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("garage.log"))
             .unwrap();
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .arg("-c")
             .arg(self.config())
             .arg("server")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn garage");
-        self.child = Some(child);
+            .stderr(log);
+        // SAFETY: prctl is async-signal-safe and touches no memory of the
+        // parent's between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn().expect("spawn garage");
+        *self.lock_child() = Some(child);
     }
 
     /// Runs `garage ARGS` against this node.
@@ -170,7 +225,7 @@ impl Garage {
     ///
     /// Fails with what Garage said once [`START_LIMIT`] has passed, or at
     /// once when the node has exited.
-    fn cli_ok(&mut self, args: &[&str]) -> Result<String, String> {
+    fn cli_ok(&self, args: &[&str]) -> Result<String, String> {
         let started = Instant::now();
         loop {
             let out = self.cli(args);
@@ -193,14 +248,18 @@ impl Garage {
     }
 
     /// Whether the node's process has ended (it could not bind, say).
-    fn has_exited(&mut self) -> bool {
-        self.child
+    fn has_exited(&self) -> bool {
+        self.lock_child()
             .as_mut()
             .is_none_or(|c| !matches!(c.try_wait(), Ok(None)))
     }
 
+    fn lock_child(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Layout, bucket and key, once the node answers.
-    fn set_up(&mut self) -> Result<(), String> {
+    fn set_up(&self) -> Result<(), String> {
         let node = self.cli_ok(&["node", "id", "-q"])?;
         let id = node
             .trim()
@@ -210,18 +269,23 @@ impl Garage {
             .to_string();
         self.cli_ok(&["layout", "assign", "-z", "dc1", "-c", "1G", &id])?;
         self.cli_ok(&["layout", "apply", "--version", "1"])?;
-        self.cli_ok(&["bucket", "create", BUCKET])?;
         self.cli_ok(&["key", "import", "--yes", "-n", "ftp", KEY_ID, KEY_SECRET])?;
+        self.allow(BUCKET)
+    }
+
+    /// Makes `bucket` and lets the key read and write it.
+    fn allow(&self, bucket: &str) -> Result<(), String> {
+        self.cli_ok(&["bucket", "create", bucket])?;
         self.cli_ok(&[
-            "bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", "ftp",
+            "bucket", "allow", "--read", "--write", "--owner", bucket, "--key", "ftp",
         ])?;
         Ok(())
     }
 
-    /// Waits until the bucket takes a write, not only a listing: right
+    /// Waits until `bucket` takes a write, not only a listing: right
     /// after the layout is applied, writes can fail for a moment.
-    fn wait_for_s3(&self) {
-        let client = self.client();
+    fn wait_for_s3(&self, bucket: &str) -> Result<(), String> {
+        let client = self.client_of(bucket);
         let started = Instant::now();
         let probe = ".ready";
         let writable = || {
@@ -230,23 +294,22 @@ impl Garage {
             client.delete(probe)
         };
         while let Err(e) = writable() {
-            assert!(
-                started.elapsed() < START_LIMIT,
-                "S3 API not up: {e}; {}",
-                self.log()
-            );
+            if started.elapsed() > START_LIMIT {
+                return Err(format!("S3 API not up: {e}; {}", self.log()));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
+        Ok(())
     }
 
-    /// How many multipart uploads in the bucket are unfinished, as
-    /// Garage's admin API counts them.
-    pub fn unfinished_uploads(&mut self) -> u64 {
+    /// How many multipart uploads in `bucket` are unfinished, as Garage's
+    /// admin API counts them.
+    pub fn unfinished_uploads(&self, bucket: &str) -> u64 {
         let out = self
             .cli_ok(&[
                 "json-api",
                 "GetBucketInfo",
-                &format!("{{\"globalAlias\":\"{BUCKET}\"}}"),
+                &format!("{{\"globalAlias\":\"{bucket}\"}}"),
             ])
             .unwrap_or_else(|e| panic!("{e}"));
         let info: serde_json::Value =
@@ -261,12 +324,12 @@ impl Garage {
         fs::read_to_string(self.dir.path().join("garage.log")).unwrap_or_default()
     }
 
-    /// Where the store is, and the key to it.
-    pub fn endpoint(&self) -> Endpoint {
+    /// Where `bucket` is, and the key to it.
+    fn endpoint_of(&self, bucket: &str) -> Endpoint {
         Endpoint {
             url: self.url(),
             region: REGION.into(),
-            bucket: BUCKET.into(),
+            bucket: bucket.into(),
             key_id: KEY_ID.into(),
             secret: KEY_SECRET.into(),
         }
@@ -278,7 +341,12 @@ impl Garage {
 
     /// A client of the bucket, for looking behind the servers' backs.
     pub fn client(&self) -> S3Client {
-        S3Client::new(&self.endpoint()).unwrap()
+        self.client_of(BUCKET)
+    }
+
+    /// A client of another bucket of this node's.
+    pub fn client_of(&self, bucket: &str) -> S3Client {
+        S3Client::new(&self.endpoint_of(bucket)).unwrap()
     }
 
     /// The variables a server reads its store from.
@@ -291,9 +359,14 @@ impl Garage {
         ]
     }
 
-    /// The store goes away (its process is killed).
+    /// The store goes away (its process is killed). Only a node of one
+    /// test's own can be stopped: the shared one is never `mut`.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        self.kill();
+    }
+
+    fn kill(&self) {
+        if let Some(mut child) = self.lock_child().take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -303,12 +376,22 @@ impl Garage {
     pub fn restart(&mut self) {
         self.stop();
         self.run_server();
-        self.wait_for_s3();
+        self.wait_for_s3(BUCKET)
+            .unwrap_or_else(|why| panic!("{why}"));
     }
 }
 
 impl Drop for Garage {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Stops the shared node at the test process's exit, and removes its
+/// folder, which a static never drops.
+extern "C" fn stop_shared() {
+    if let Some(garage) = SHARED.get() {
+        garage.kill();
+        let _ = fs::remove_dir_all(garage.dir.path());
     }
 }

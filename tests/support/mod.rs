@@ -16,7 +16,7 @@ pub mod terminal;
 
 pub use elsewhere::{login_and_list, served_quickly_from_elsewhere};
 pub use process::{fds_of, status_kib, threads_of};
-pub use terminal::{at_terminal, at_terminal_to};
+pub use terminal::{at_terminal, at_terminal_to, at_terminal_when, When};
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};

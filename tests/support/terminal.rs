@@ -1,9 +1,12 @@
 //! The real `ftp-client` at a pseudo-terminal made by `script`, with
-//! keys typed at set delays: what a person at a terminal does.
+//! keys typed at set delays, or once the screen shows what a person would
+//! wait to see: what a person at a terminal does.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::{wait_output, Sandbox, ServerProcess, SECRET};
 
@@ -17,8 +20,33 @@ pub fn at_terminal(
     args: &[&str],
     keys: Vec<(u64, &'static [u8])>,
 ) -> Output {
+    let keys = keys
+        .into_iter()
+        .map(|(ms, k)| (When::After(ms), k))
+        .collect();
+    at_terminal_when(sb, server, args, keys)
+}
+
+/// When a key string is typed.
+pub enum When {
+    /// This many milliseconds after the one before.
+    After(u64),
+    /// Once the screen has shown each of these texts, in order, after
+    /// what the string before waited for: the reply to the last command
+    /// and then the prompt, say, so that no key lands while a command
+    /// still runs however slow the machine.
+    Shows(&'static [&'static str]),
+}
+
+/// Like [`at_terminal`], each key string typed when its [`When`] says.
+pub fn at_terminal_when(
+    sb: &Sandbox,
+    server: &ServerProcess,
+    args: &[&str],
+    keys: Vec<(When, &'static [u8])>,
+) -> Output {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    at_terminal_to(sb, &server.addr_string(), &args, keys)
+    run_at_terminal(sb, &server.addr_string(), &args, keys)
 }
 
 /// `ftp-client --server ADDR ARGS` at a pseudo-terminal made by `script`,
@@ -28,6 +56,19 @@ pub fn at_terminal_to(
     addr: &str,
     args: &[String],
     keys: Vec<(u64, &'static [u8])>,
+) -> Output {
+    let keys = keys
+        .into_iter()
+        .map(|(ms, k)| (When::After(ms), k))
+        .collect();
+    run_at_terminal(sb, addr, args, keys)
+}
+
+fn run_at_terminal(
+    sb: &Sandbox,
+    addr: &str,
+    args: &[String],
+    keys: Vec<(When, &'static [u8])>,
 ) -> Output {
     // `exec`, so that no shell stays between `script` and the client: dash
     // does not exec a `-c` command itself, and a Ctrl-C aimed at the client
@@ -50,15 +91,75 @@ pub fn at_terminal_to(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let shown = watch(child.stdout.take().unwrap(), screen.clone());
     let mut input = child.stdin.take().unwrap();
-    let typist = std::thread::spawn(move || {
-        for (delay, k) in keys {
-            std::thread::sleep(Duration::from_millis(delay));
-            input.write_all(k).unwrap();
+    let seen = screen.clone();
+    // Gives up (closing the client's input, which ends it) on a text the
+    // screen never shows, and says which.
+    let typist = std::thread::spawn(move || -> Result<(), &'static str> {
+        let mut from = 0;
+        for (when, k) in keys {
+            match when {
+                When::After(ms) => std::thread::sleep(Duration::from_millis(ms)),
+                When::Shows(texts) => from = wait_to_see(&seen, from, texts)?,
+            }
+            // A client that has ended takes no more keys; the test then
+            // says what its screen showed.
+            if input.write_all(k).is_err() {
+                return Ok(());
+            }
         }
         std::thread::sleep(Duration::from_millis(400));
+        Ok(())
     });
-    let out = wait_output(child, Duration::from_secs(60));
-    typist.join().unwrap();
+    let mut out = wait_output(child, Duration::from_secs(60));
+    let typed = typist.join().unwrap();
+    shown.join().unwrap();
+    out.stdout = std::mem::take(&mut *screen.lock().unwrap());
+    if let Err(text) = typed {
+        panic!(
+            "the screen never showed {text:?}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
     out
+}
+
+/// Copies what the terminal shows into `screen` as it comes.
+fn watch(mut from: impl Read + Send + 'static, screen: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            screen.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    })
+}
+
+/// Waits (30 s at most) until `screen`, past byte `from`, shows each of
+/// `texts` in order; where the last one ends, or the text not shown.
+fn wait_to_see(
+    screen: &Mutex<Vec<u8>>,
+    mut from: usize,
+    texts: &[&'static str],
+) -> Result<usize, &'static str> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for text in texts {
+        loop {
+            let shown = screen.lock().unwrap();
+            let found = shown[from.min(shown.len())..]
+                .windows(text.len())
+                .position(|w| w == text.as_bytes());
+            if let Some(at) = found {
+                from += at + text.len();
+                break;
+            }
+            drop(shown);
+            if Instant::now() > deadline {
+                return Err(text);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(from)
 }

@@ -1,17 +1,16 @@
 //! Answering a batch's steps: each reply read in order, checked, and
 //! reported; a download's body and digest taken with it.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::path::Path;
 
 use crate::client::checks::{check_room, check_stored};
 use crate::client::connect::read_reply;
+use crate::client::files::{keep_times, paced};
 use crate::client::overwrite::{land_download, Overwrite};
 use crate::client::partial::{check_download, open_partial_download};
 use crate::client::pipeline::Pipe;
-use crate::client::transfer::paced;
 use crate::error::{Error, Result};
 use crate::io::digest::Digester;
 use crate::io::interrupt::is_interruption;
@@ -126,7 +125,8 @@ fn settle(
         });
         return Ok(());
     }
-    if whole || matches!(e, Error::Remote { .. } | Error::Usage(_)) {
+    // A refusal is a whole reply too.
+    if whole || matches!(e, Error::Remote { .. }) {
         fail(report, progress, &done.step, e);
         return Ok(());
     }
@@ -270,27 +270,4 @@ fn skip(pipe: &mut Pipe, len: u64) -> Result<(), Lost> {
     }
     frame::read_json::<_, Digest>(pipe, MAX_HEADER_LEN).map_err(Lost)?;
     Ok(())
-}
-
-/// Gives downloaded folders the server's modification times, once what
-/// goes into them is there (every file written into a folder changes its
-/// time).
-pub(crate) fn keep_folder_times(folders: &[(PathBuf, u64)]) {
-    for (path, mtime) in folders {
-        if let Ok(folder) = File::open(path) {
-            let _ = folder.set_modified(UNIX_EPOCH + Duration::from_secs(*mtime));
-        }
-    }
-}
-
-/// Gives a downloaded file the server's modification time, and its
-/// permission bits when asked.
-pub(crate) fn keep_times(path: &Path, mtime: u64, mode: Option<u32>) {
-    if let Ok(file) = File::options().write(true).open(path) {
-        let _ = file.set_modified(UNIX_EPOCH + Duration::from_secs(mtime));
-    }
-    if let Some(mode) = mode {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o777));
-    }
 }

@@ -25,9 +25,6 @@ mod send;
 use answer::requeued;
 use pass::Pass;
 
-pub(crate) use answer::{keep_folder_times, keep_times};
-pub(crate) use send::unix_mtime;
-
 /// One thing a batch does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -374,3 +371,6 @@ fn sync_downloads(folder: &Path, report: &BatchReport) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

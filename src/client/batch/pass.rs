@@ -98,10 +98,19 @@ impl Pass<'_, '_> {
                 queue.push_front(next);
                 return Err(Lost(error));
             }
-            Err(Sending::LostWith(error)) => {
-                let why = Error::Usage(format!("{error}; nothing was stored"));
+            Err(Sending::LostWith { file, cause }) => {
+                // The step fails with what went wrong; the connection is
+                // lost because of it, which the reconnect needs no more of.
+                let lost = Error::NotStored {
+                    file: file.clone(),
+                    cause: None,
+                };
+                let why = Error::NotStored {
+                    file,
+                    cause: Some(Box::new(cause)),
+                };
                 fail(self.report, self.progress, &next.step, why);
-                return Err(Lost(error));
+                return Err(Lost(lost));
             }
         };
         self.window.sent(cost);

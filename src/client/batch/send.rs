@@ -3,12 +3,12 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
-use std::time::UNIX_EPOCH;
+use std::path::PathBuf;
 
 use crate::client::connect::read_reply;
+use crate::client::files::{paced, unix_mtime};
 use crate::client::partial::{partial_download_path, planted_link};
 use crate::client::pipeline::Pipe;
-use crate::client::transfer::paced;
 use crate::client::SMALL_FILE;
 use crate::error::{Error, Result};
 use crate::io::digest::Digester;
@@ -26,8 +26,14 @@ pub(super) enum Sending {
     /// The connection failed before the step went out whole: try it again.
     Lost(Error),
     /// The connection is out of step because of this step (its file
-    /// changed size mid-body): it fails, and the batch reconnects.
-    LostWith(Error),
+    /// changed size mid-body, or could not be read): it fails, and the
+    /// batch reconnects.
+    LostWith {
+        /// The step's local file.
+        file: PathBuf,
+        /// What went wrong with it.
+        cause: Error,
+    },
 }
 
 fn lost(e: impl Into<Error>) -> Sending {
@@ -76,12 +82,6 @@ fn send_get(pipe: &mut Pipe, d: &Download) -> Result<Sent, Sending> {
     Ok(Sent::Get { offset, partial })
 }
 
-/// A local file's modification time, whole seconds since the epoch.
-pub(crate) fn unix_mtime(meta: &fs::Metadata) -> Option<u64> {
-    let t = meta.modified().ok()?;
-    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
-}
-
 fn send_put(
     pipe: &mut Pipe,
     u: &Upload,
@@ -89,7 +89,7 @@ fn send_put(
     client: &crate::client::ClientOptions,
     progress: &mut dyn BatchProgress,
 ) -> Result<Sent, Sending> {
-    let cannot_read = |e: std::io::Error| Sending::Local(Error::cannot_read(u.local.display(), &e));
+    let cannot_read = |e: std::io::Error| Sending::Local(Error::cannot_read(u.local.display(), e));
     let mut file = File::open(&u.local).map_err(cannot_read)?;
     let meta = file.metadata().map_err(cannot_read)?;
     if !meta.is_file() {
@@ -157,9 +157,13 @@ fn send_large_put(
         .map_err(|e| lost(Error::io("sending requests", e)))?;
     let offset = ready_offset(pipe, size)?;
     let mut hasher = blake3::Hasher::new();
-    let read_err = |e| Sending::LostWith(Error::cannot_read(u.local.display(), &e));
-    file.seek(SeekFrom::Start(0)).map_err(read_err)?;
-    hash_prefix(file, offset, &mut hasher).map_err(Sending::LostWith)?;
+    let broke_off = |cause| Sending::LostWith {
+        file: u.local.clone(),
+        cause,
+    };
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| broke_off(Error::cannot_read(u.local.display(), e)))?;
+    hash_prefix(file, offset, &mut hasher).map_err(broke_off)?;
     progress.advance(offset);
     let mut hasher = Digester::new(hasher, size - offset);
     send_body(pipe, u, file, size - offset, &mut hasher, client, progress)?;
@@ -213,10 +217,10 @@ fn send_body(
     drop(sink);
     match sent {
         Ok(_) => Ok(()),
-        Err(PumpError::Source(e)) => {
-            let what = format!("{} changed size while it was sent ({e})", u.local.display());
-            Err(Sending::LostWith(Error::Usage(what)))
-        }
+        Err(PumpError::Source(cause)) => Err(Sending::LostWith {
+            file: u.local.clone(),
+            cause,
+        }),
         Err(PumpError::Sink(e)) if is_interruption(&e) => {
             Err(lost(Error::Interrupted { what: "upload" }))
         }

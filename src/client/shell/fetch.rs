@@ -6,9 +6,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::client::batch::{keep_folder_times, BatchOptions, Download, Failure, Step};
+use crate::client::batch::{BatchOptions, Download, Failure, Step};
 use crate::client::beneath::{make_below, make_parent_below};
 use crate::client::command::Transfer;
+use crate::client::files::keep_folder_times;
 use crate::client::progress::progress_for;
 use crate::client::sync::make_local_folder;
 use crate::client::tree::{clean_relative, has_wildcard, join, local_path, RemoteEntry};

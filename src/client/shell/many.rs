@@ -33,12 +33,12 @@ pub(super) fn put(
     let Planned {
         mut steps,
         skipped,
-        unreadable,
+        mut unreadable,
         roots,
     } = plan_uploads(client, t, options, err)?;
-    if steps.is_empty() {
-        if let [(path, error)] = unreadable.as_slice() {
-            return Err(Error::Usage(format!("put {}: {error}", path.display())));
+    if steps.is_empty() && unreadable.len() == 1 {
+        if let Some((path, error)) = unreadable.pop() {
+            return Err(put_failed(&path, error));
         }
     }
     for (path, error) in &unreadable {
@@ -53,7 +53,7 @@ pub(super) fn put(
             let mut bar = progress_for(options.quiet);
             let report = client
                 .put(&one.local, bar.as_mut())
-                .map_err(|e| Error::Usage(format!("put {}: {e}", one.local.display())))?;
+                .map_err(|e| put_failed(&one.local, e))?;
             return wrote(print_put(out, &report));
         }
     }
@@ -144,7 +144,7 @@ fn plan_source(
     let meta = match fs::metadata(&path) {
         Ok(meta) => meta,
         Err(e) => {
-            let error = Error::cannot_read(path.display(), &e);
+            let error = Error::cannot_read(path.display(), e);
             plan.unreadable.push((path, error));
             return Ok(());
         }
@@ -189,7 +189,7 @@ fn plan_folder_upload(
     options: ShellOptions,
     err: &mut impl Write,
 ) -> Result<Root> {
-    let absolute = fs::canonicalize(path).map_err(|e| Error::cannot_read(path.display(), &e))?;
+    let absolute = fs::canonicalize(path).map_err(|e| Error::cannot_read(path.display(), e))?;
     // Named as given (a link keeps its own name); `.` and `..` by what
     // they are.
     let name = local_upload_name(path).or_else(|_| local_upload_name(&absolute))?;
@@ -264,5 +264,14 @@ pub(super) fn remove(
             "{n} of {} removals failed",
             n as u64 + report.removed
         ))),
+    }
+}
+
+/// A put of one file that failed, said with the file's name; the cause
+/// keeps its kind (Ctrl-C still ends the program as interrupted).
+fn put_failed(path: &Path, cause: Error) -> Error {
+    Error::Command {
+        what: format!("put {}", path.display()),
+        cause: Box::new(cause),
     }
 }

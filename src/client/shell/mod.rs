@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::client::command::{Command, ListOptions, HELP};
 use crate::client::listing::ListingPrinter;
 use crate::client::{Client, GetReport, PutReport};
+use crate::config::units::human;
 use crate::error::{Error, Result, WRITING_OUTPUT};
 use crate::wire::message::{ErrorCode, LsRequest, Moved, Usage};
 use crate::wire::names::escape;
@@ -236,11 +237,6 @@ fn rate(verb: &str, bytes: u64, elapsed: Duration) -> String {
     format!("{} {verb} in {secs:.2} s, {per_sec}/s", human(bytes))
 }
 
-/// `1536` → `1.50 KiB`.
-pub fn human(n: u64) -> String {
-    indicatif::HumanBytes(n).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,12 +265,5 @@ mod tests {
             line(None, u64::MAX),
             "used 1.00 KiB (no quota; the store sets no limit)\n"
         );
-    }
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human(0), "0 B");
-        assert_eq!(human(1536), "1.50 KiB");
-        assert_eq!(human(3 << 30), "3.00 GiB");
     }
 }

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::client::batch::{unix_mtime, Step};
+use crate::client::batch::Step;
+use crate::client::files::unix_mtime;
 use crate::client::sync::{local_differs, Compare};
 use crate::client::tree::{LocalFile, RemoteEntry};
 use crate::client::Client;

@@ -4,8 +4,9 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::client::batch::{keep_folder_times, BatchOptions, BatchReport, Failure, Step};
+use crate::client::batch::{BatchOptions, BatchReport, Failure, Step};
 use crate::client::command::SyncOptions;
+use crate::client::files::keep_folder_times;
 use crate::client::filter::Filter;
 use crate::client::sync::{plan_fetch, plan_send, prepare_fetch, remove_local, Compare, SyncPlan};
 use crate::client::tree::{join, local_path, walk_local, LocalTree, RemoteEntry};
