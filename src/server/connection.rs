@@ -13,6 +13,7 @@ use super::admission::Slot;
 use super::admission::{begin_login, close_after_refusal, drain, Arrival, Closing, Queued, Turn};
 use super::serving::{reply_stalled, to_worker, write_more, Running, Work};
 use super::{contain, Shared};
+use crate::config::logging::{Event, Kind};
 use crate::net::Transport;
 use crate::server::accounts::Seat;
 use crate::server::commands::staged::InGroup;
@@ -238,11 +239,13 @@ pub(super) fn echo(shared: &Shared, mut conn: Conn, first: Vec<u8>) {
             let idle = Instant::now() + shared.config.context.timings.idle;
             drop(shared.park(Waiting::Echo(conn), idle));
         }
-        Ok(Echoed::Closed) => tracing::info!("echoed {} bytes", conn.echoed),
-        Err(e) => tracing::info!(
+        Ok(Echoed::Closed) => {
+            Event::new(Kind::Echo).info(format_args!("echoed {} bytes", conn.echoed))
+        }
+        Err(e) => Event::new(Kind::Dropped).info(format_args!(
             "connection dropped after echoing {} bytes: {e}",
             conn.echoed
-        ),
+        )),
     }
 }
 
@@ -299,12 +302,14 @@ pub(super) fn expire(shared: &Weak<Shared>, waiting: Waiting) {
             let (conn, first) = start_echo(conn);
             echo(&shared, conn, first);
         }
-        Waiting::Request(conn) if !conn.incoming.is_empty() => {
-            tracing::info!("connection dropped: the request header did not arrive in time")
-        }
+        Waiting::Request(conn) if !conn.incoming.is_empty() => Event::new(Kind::Dropped).info(
+            format_args!("connection dropped: the request header did not arrive in time"),
+        ),
         Waiting::Reply(conn) => reply_stalled(&shared, conn),
         Waiting::Paced(conn) => to_worker(&shared, conn, Work::Reply),
-        Waiting::Request(_) | Waiting::Echo(_) => tracing::info!("closed after the idle timeout"),
+        Waiting::Request(_) | Waiting::Echo(_) => {
+            Event::new(Kind::Dropped).info(format_args!("closed after the idle timeout"))
+        }
         Waiting::Closing(_) => {}
     });
 }

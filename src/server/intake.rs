@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use super::connection::Conn;
+use crate::config::logging::{Event, Kind};
 use crate::error::Result;
 use crate::server::echo::{self, FirstBytes};
 use crate::wire::frame::MAX_HEADER_LEN;
@@ -51,7 +52,10 @@ pub(super) fn pull(mut conn: Conn) -> Pulled {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Pulled::Wait(conn),
             Err(e) => {
-                tracing::info!("connection dropped: {}", crate::error::reason(&e));
+                Event::new(Kind::Dropped).info(format_args!(
+                    "connection dropped: {}",
+                    crate::error::reason(&e)
+                ));
                 return Pulled::Ended(conn);
             }
         };
@@ -71,7 +75,9 @@ pub(super) fn pull(mut conn: Conn) -> Pulled {
 }
 
 pub(super) fn start_echo(mut conn: Conn) -> (Conn, Vec<u8>) {
-    tracing::info!("raw text instead of a frame: the seed's echo dialect");
+    Event::new(Kind::Echo).info(format_args!(
+        "raw text instead of a frame: the seed's echo dialect"
+    ));
     let first = std::mem::take(&mut conn.incoming).received().to_vec();
     conn.sniffing = false;
     conn.text_since = None;
@@ -81,8 +87,13 @@ pub(super) fn start_echo(mut conn: Conn) -> (Conn, Vec<u8>) {
 /// The peer closed while a request was expected.
 fn ended(conn: Conn) -> Pulled {
     match conn.incoming.is_empty() {
-        true => tracing::info!("disconnected after {} s", conn.started.elapsed().as_secs()),
-        false => tracing::info!("connection dropped: closed in the middle of a request header"),
+        true => Event::new(Kind::Disconnected).info(format_args!(
+            "disconnected after {} s",
+            conn.started.elapsed().as_secs()
+        )),
+        false => Event::new(Kind::Dropped).info(format_args!(
+            "connection dropped: closed in the middle of a request header"
+        )),
     }
     Pulled::Ended(conn)
 }

@@ -13,6 +13,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::config::logging::{Event, Kind};
 use crate::net::now::{recv_now, send_all_now};
 use crate::net::tcp::TcpTransport;
 use crate::net::tls::ServerHandshake;
@@ -120,10 +121,10 @@ impl Pending {
         if delay.is_zero() {
             return pending.after_delay(cx);
         }
-        tracing::info!(
+        Event::login("delayed").info(format_args!(
             "delaying the challenge {} ms after repeated failed logins",
             delay.as_millis()
-        );
+        ));
         Next::Sleep(pending, Instant::now() + delay)
     }
 
@@ -224,13 +225,15 @@ impl Pending {
             return self.waiting();
         }
         if first.wanted(MAX_HEADER_LEN).is_err() {
-            tracing::warn!(
+            Event::login("refused").warn(format_args!(
                 "login refused: the client spoke before the challenge, and not in frames"
-            );
+            ));
             return Next::Gone;
         }
         if cx.config.require_tls {
-            tracing::warn!("login refused: anonymous uploads are plaintext, and TLS is required");
+            Event::login("refused").warn(format_args!(
+                "login refused: anonymous uploads are plaintext, and TLS is required"
+            ));
             cx.config.context.metrics.login("failed", "anonymous");
             return self.refuse_plain("this server takes only encrypted logins (--require-tls)");
         }
@@ -290,7 +293,9 @@ impl Pending {
     fn plaintext(self, cx: &LoginContext<'_>, challenge: &Challenge, answer: [u8; 16]) -> Next {
         let (config, metrics) = (cx.config, &cx.config.context.metrics);
         if config.require_tls {
-            tracing::warn!("login refused: plaintext logins are off (--require-tls)");
+            Event::login("refused").warn(format_args!(
+                "login refused: plaintext logins are off (--require-tls)"
+            ));
             metrics.login("failed", "legacy");
             let why = "this server takes only encrypted logins (--require-tls)";
             return self.refuse_plain(why);
@@ -306,7 +311,7 @@ impl Pending {
             };
             let name = account.label();
             tracing::Span::current().record("user", name);
-            tracing::info!("login ok as {name}; legacy plaintext session");
+            Event::login("ok").info(format_args!("login ok as {name}; legacy plaintext session"));
             metrics.login("ok", "legacy");
             cx.backoff.forget(cx.ip);
             return Next::In(LoggedIn {
@@ -321,15 +326,15 @@ impl Pending {
                 let first = Incoming::starting_with(&answer);
                 return anonymous(cx, Box::new(self.transport(cx)), first);
             }
-            tracing::warn!(
+            Event::login("failed").warn(format_args!(
                 "login failed: a frame came instead of the answer to the challenge (a client \
                  that does not log in, such as the seed's FtpClient; --anonymous accepts its \
                  uploads)"
-            );
+            ));
             metrics.login("failed", "legacy");
             return self.refuse_plain("authentication failed");
         }
-        tracing::warn!("login failed: wrong answer to the challenge");
+        Event::login("failed").warn(format_args!("login failed: wrong answer to the challenge"));
         metrics.login("failed", "legacy");
         cx.backoff.note_failure(cx.ip);
         self.refuse_plain("authentication failed")
@@ -376,7 +381,7 @@ impl Pending {
         };
         let found = find_client(accounts.secrets(), &exporter, tag);
         let Some((index, account)) = found.and_then(|i| Some((i, accounts.get(i)?))) else {
-            tracing::warn!("login failed: wrong proof over TLS");
+            Event::login("failed").warn(format_args!("login failed: wrong proof over TLS"));
             metrics.login("failed", "tls");
             cx.backoff.note_failure(cx.ip);
             return self.refuse_tls(hs, "authentication failed");
@@ -389,7 +394,7 @@ impl Pending {
             return gone(format!("sending the server's proof: {e}"));
         }
         tracing::Span::current().record("user", account.label());
-        tracing::info!("login ok as {} over TLS", account.label());
+        Event::login("ok").info(format_args!("login ok as {} over TLS", account.label()));
         metrics.login("ok", "tls");
         cx.backoff.forget(cx.ip);
         let transport = hs.into_transport(self.transport(cx));
@@ -428,7 +433,9 @@ fn admit(cx: &LoginContext<'_>, account: &Account, dialect: &'static str) -> Opt
     match cx.config.accounts.admit(account, cx.ip) {
         Ok(seat) => Some(seat),
         Err(rule) => {
-            tracing::warn!("login refused as {}: {rule}", account.label());
+            Event::login("refused")
+                .user(account.label())
+                .warn(format_args!("login refused as {}: {rule}", account.label()));
             cx.config.context.metrics.login("refused", dialect);
             None
         }
@@ -438,7 +445,9 @@ fn admit(cx: &LoginContext<'_>, account: &Account, dialect: &'static str) -> Opt
 /// An anonymous session, starting with the frame bytes read so far.
 fn anonymous(cx: &LoginContext<'_>, transport: Box<dyn Transport>, first: Incoming) -> Next {
     tracing::Span::current().record("user", "anonymous");
-    tracing::info!("no login, a frame instead: anonymous session (--anonymous)");
+    Event::login("ok").info(format_args!(
+        "no login, a frame instead: anonymous session (--anonymous)"
+    ));
     cx.config.context.metrics.login("ok", "anonymous");
     Next::In(LoggedIn {
         identity: Identity::Anonymous,
@@ -452,7 +461,9 @@ fn anonymous(cx: &LoginContext<'_>, transport: Box<dyn Transport>, first: Incomi
 /// logins for the minute gets no answer checked, even a right one, until
 /// the minute is over.
 fn locked_out(left: Duration) -> String {
-    tracing::warn!("login refused: too many failed logins from this address");
+    Event::login("refused").warn(format_args!(
+        "login refused: too many failed logins from this address"
+    ));
     format!(
         "too many failed logins from your address; try again in {} s",
         left.as_secs().max(1)
@@ -487,5 +498,5 @@ fn gone(e: impl std::fmt::Display) -> Next {
 /// Logs why a login ended early, an OS error's text as a person reads it.
 fn log_left(e: impl std::fmt::Display) {
     let why = crate::error::without_os_code(e.to_string());
-    tracing::info!("left during login: {why}");
+    Event::new(Kind::Dropped).info(format_args!("left during login: {why}"));
 }

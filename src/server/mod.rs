@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::config::logging::{Event, Kind};
 use crate::error::{Error, Result};
 use crate::net::readable_within;
 use crate::net::tls::ServerIdentity;
@@ -284,20 +285,20 @@ impl Server {
             p.iter().map(|p| p.close_unless(Waiting::is_replying)).sum()
         }) + self.shared.turns.drain().len();
         let running = self.shared.running.load(Ordering::SeqCst);
-        tracing::info!(
+        Event::new(Kind::Shutdown).info(format_args!(
             "shutting down: closed {closed} idle connections; waiting up to {} s for {running} \
              running",
             grace.as_secs()
-        );
+        ));
         let deadline = Instant::now() + grace;
         while self.shared.running.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             self.refuse_ready();
         }
         match self.shared.running.load(Ordering::SeqCst) {
-            0 => tracing::info!("shut down"),
-            left => tracing::info!(
+            0 => Event::new(Kind::Shutdown).info(format_args!("shut down")),
+            left => Event::new(Kind::Shutdown).info(format_args!(
                 "shut down; {left} commands cut off (their partial uploads are kept)"
-            ),
+            )),
         }
         Ok(())
     }
@@ -338,7 +339,7 @@ impl Server {
             _ => {
                 // Out of file descriptors or similar: try again soon,
                 // without spinning.
-                tracing::warn!("accept failed: {e}");
+                Event::new(Kind::Internal).warn(format_args!("accept failed: {e}"));
                 thread::sleep(Duration::from_millis(5));
             }
         }
@@ -358,7 +359,9 @@ impl Server {
         let answered = accepted.is_ok();
         if let Ok((stream, addr)) = accepted {
             self.shared.config.context.metrics.refused_busy.inc();
-            tracing::warn!(peer = %addr, "refused: out of file descriptors");
+            Event::new(Kind::Refused)
+                .peer(addr)
+                .warn(format_args!("refused: out of file descriptors"));
             refuse_busy(
                 &stream,
                 "server busy: it has run out of file descriptors; try again shortly",
@@ -418,7 +421,7 @@ fn contain(work: impl FnOnce()) -> bool {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            tracing::warn!("connection thread panicked: {what}");
+            Event::new(Kind::Internal).warn(format_args!("connection thread panicked: {what}"));
             true
         }
     }

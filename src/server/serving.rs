@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::connection::{echo, next_request, park_request, Conn, Waiting};
 use super::{contain, run_or_refuse, Shared};
+use crate::config::logging::{Event, Kind};
 use crate::error::Result;
 use crate::server::accounts::{Account, Seat};
 use crate::server::commands::staged::InGroup;
@@ -37,7 +38,7 @@ pub(super) fn to_worker(shared: &Arc<Shared>, conn: Conn, work: Work) {
     };
     run_or_refuse(shared, (conn, work), job, |(conn, _), e| {
         let _entered = conn.span.enter();
-        tracing::warn!("dropped: no thread for the request: {e}");
+        Event::new(Kind::Internal).warn(format_args!("dropped: no thread for the request: {e}"));
     });
 }
 
@@ -55,7 +56,9 @@ pub(super) fn serve(shared: &Arc<Shared>, mut conn: Conn, mut work: Work) {
             match run_request(shared, &mut conn, header) {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Close) => conn.close_after_reply = true,
-                Err(e) => return tracing::info!("connection dropped: {e}"),
+                Err(e) => {
+                    return Event::new(Kind::Dropped).info(format_args!("connection dropped: {e}"))
+                }
             }
         }
         if !conn.group.is_empty() {
@@ -74,7 +77,9 @@ pub(super) fn serve(shared: &Arc<Shared>, mut conn: Conn, mut work: Work) {
             Ok(Progress::Paced(at)) => return park_paced(shared, conn, at),
             Ok(_) if conn.close_after_reply => return closed(&conn),
             Ok(_) => conn.replying = None,
-            Err(e) => return tracing::info!("connection dropped: {e}"),
+            Err(e) => {
+                return Event::new(Kind::Dropped).info(format_args!("connection dropped: {e}"))
+            }
         }
         conn.header_deadline = Instant::now() + shared.config.context.timings.idle;
         match pull(conn) {
@@ -147,10 +152,12 @@ fn commit_staged(shared: &Arc<Shared>, conn: &mut Conn) {
     let puts = group.len();
     let mut replying = Replying::new(&mut *conn.transport, &mut conn.outbox, ctx.timings.idle);
     match commit_group(ctx, group, &mut replying) {
-        Ok(()) => tracing::info!("committed a group of {puts} puts with two flushes"),
-        Err(e) => {
-            tracing::info!("committed a group of {puts} puts; their replies were cut off: {e}")
-        }
+        Ok(()) => Event::new(Kind::Commit).info(format_args!(
+            "committed a group of {puts} puts with two flushes"
+        )),
+        Err(e) => Event::new(Kind::Commit).info(format_args!(
+            "committed a group of {puts} puts; their replies were cut off: {e}"
+        )),
     }
 }
 
@@ -178,7 +185,10 @@ fn run_request(shared: &Arc<Shared>, conn: &mut Conn, header: Result<Vec<u8>>) -
 }
 
 fn closed(conn: &Conn) {
-    tracing::info!("disconnected after {} s", conn.started.elapsed().as_secs());
+    Event::new(Kind::Disconnected).info(format_args!(
+        "disconnected after {} s",
+        conn.started.elapsed().as_secs()
+    ));
 }
 
 /// Waits in the poller for room to send more of the reply, counted as
@@ -215,7 +225,7 @@ pub(super) fn write_more(shared: &Arc<Shared>, mut conn: Conn) {
             conn.header_deadline = Instant::now() + shared.config.context.timings.idle;
             next_request(shared, conn);
         }
-        Err(e) => tracing::info!("connection dropped: {e}"),
+        Err(e) => Event::new(Kind::Dropped).info(format_args!("connection dropped: {e}")),
     }
 }
 
@@ -224,7 +234,7 @@ pub(super) fn write_more(shared: &Arc<Shared>, mut conn: Conn) {
 pub(super) fn reply_stalled(shared: &Arc<Shared>, mut conn: Conn) {
     match conn.outbox.check_pace(Instant::now()) {
         Ok(()) => park_reply(shared, conn),
-        Err(e) => tracing::info!("connection dropped: {e}"),
+        Err(e) => Event::new(Kind::Dropped).info(format_args!("connection dropped: {e}")),
     }
 }
 
@@ -274,7 +284,9 @@ fn removed(conn: &mut Conn) -> Result<Flow> {
         .as_ref()
         .and_then(Seat::name)
         .unwrap_or("(shared secret)");
-    tracing::info!("closed: account {name} was removed from the users file");
+    Event::new(Kind::Dropped).info(format_args!(
+        "closed: account {name} was removed from the users file"
+    ));
     let why =
         format!("your account {name} was removed from this server; ask its operator for a new one");
     let wait = Duration::ZERO;

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::config::logging::{Event, Kind};
 use crate::error::{Error, Result};
 use crate::net::Transport;
 use crate::server::accounts::Account;
@@ -39,6 +40,12 @@ pub(crate) struct Outcome {
     ok: bool,
     what: String,
     bytes: u64,
+    /// The error code the client got, when refused.
+    code: Option<ErrorCode>,
+    /// Whether a transfer went on from an offset.
+    resumed: Option<bool>,
+    /// The file's BLAKE3 in hex, when the server knows it.
+    digest: Option<String>,
     body: Option<Box<dyn Body>>,
     commit: Option<PendingPut>,
 }
@@ -71,9 +78,18 @@ impl Outcome {
             ok: true,
             what: format!("ok {}", what.into()),
             bytes,
+            code: None,
+            resumed: None,
+            digest: None,
             body: None,
             commit: None,
         }
+    }
+    /// Whether the transfer went on from an offset, and the file's digest.
+    pub(crate) fn transfer(mut self, resumed: bool, digest: Option<blake3::Hash>) -> Outcome {
+        self.resumed = Some(resumed);
+        self.digest = digest.map(|h| h.to_hex().to_string());
+        self
     }
     /// The put's reply waits for its group's commit.
     pub(crate) fn with_commit(mut self, pending: PendingPut) -> Outcome {
@@ -92,6 +108,9 @@ impl Outcome {
             ok: false,
             what: format!("error {}: {}", e.code.as_str(), e.message),
             bytes: 0,
+            code: Some(e.code.clone()),
+            resumed: None,
+            digest: None,
             body: None,
             commit: None,
         }
@@ -99,6 +118,35 @@ impl Outcome {
     pub(crate) fn closing(mut self) -> Outcome {
         self.flow = Flow::Close;
         self
+    }
+
+    /// The command's log event: its fields, and the sentence the text
+    /// format shows. `took` is none for a put answered at its group's
+    /// commit, whose request was logged (staged) already.
+    pub(crate) fn log(&self, cmd: &str, subject: &str, took: Option<std::time::Duration>) {
+        let shown = if subject.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", escape(subject))
+        };
+        let mut event = Event::new(Kind::Command)
+            .cmd(cmd)
+            .path(subject)
+            .result(if self.ok { "ok" } else { "error" })
+            .code(self.code.as_ref().map(ErrorCode::as_str))
+            .bytes(self.bytes)
+            .resumed(self.resumed)
+            .digest(self.digest.as_deref());
+        let (what, bytes) = (&self.what, self.bytes);
+        match took {
+            Some(took) => {
+                event = event.took(took);
+                let ms = took.as_millis();
+                event.info(format_args!("{cmd}{shown} {what} ({bytes} bytes, {ms} ms)"));
+            }
+            None if self.ok => event.info(format_args!("{cmd}{shown} committed: {what}")),
+            None => event.info(format_args!("{cmd}{shown} not committed: {what}")),
+        }
     }
 }
 
@@ -222,11 +270,17 @@ impl<'a> Session<'a> {
                 if cmd == "put" {
                     metrics.uploads_failed.inc();
                 }
-                tracing::info!(
-                    "{cmd} {} aborted after {} ms: {e}",
-                    escape(&subject),
-                    started.elapsed().as_millis()
-                );
+                let took = started.elapsed();
+                Event::new(Kind::Command)
+                    .cmd(cmd)
+                    .path(&subject)
+                    .result("aborted")
+                    .took(took)
+                    .info(format_args!(
+                        "{cmd} {} aborted after {} ms: {e}",
+                        escape(&subject),
+                        took.as_millis()
+                    ));
                 return Err(e);
             }
         };
@@ -241,7 +295,11 @@ impl<'a> Session<'a> {
     fn log_header(&self, header: &[u8]) {
         if tracing::enabled!(tracing::Level::DEBUG) {
             let shown = String::from_utf8_lossy(&header[..header.len().min(200)]);
-            tracing::debug!("header of {} bytes: {}", header.len(), escape(&shown));
+            Event::new(Kind::Debug).debug(format_args!(
+                "header of {} bytes: {}",
+                header.len(),
+                escape(&shown)
+            ));
         }
     }
 
@@ -268,17 +326,7 @@ impl<'a> Session<'a> {
     fn log_command(&self, cmd: &'static str, subject: &str, started: Instant, o: &Outcome) {
         let result = if o.ok { "ok" } else { "error" };
         self.ctx.metrics.command(cmd, result);
-        let subject = if subject.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", escape(subject))
-        };
-        tracing::info!(
-            "{cmd}{subject} {} ({} bytes, {} ms)",
-            o.what,
-            o.bytes,
-            started.elapsed().as_millis()
-        );
+        o.log(cmd, subject, Some(started.elapsed()));
     }
 
     /// Runs one request: the one place that maps commands to handlers.

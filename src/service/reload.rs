@@ -13,6 +13,7 @@ use notify::{RecursiveMode, Watcher};
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
+use crate::config::logging::{Event, Kind};
 use crate::config::server::flags::ServerFlags;
 use crate::config::server::settings::Settings;
 use crate::error::{Error, Result};
@@ -76,19 +77,21 @@ impl ConfigFile {
     fn check(&self) {
         let path = self.path.display();
         match Settings::gather(self.cli.clone(), Some(&self.path)) {
-            Err(e) => tracing::warn!(
+            Err(e) => Event::new(Kind::Reload)
+                .result("refused")
+                .warn(format_args!(
                 "SIGHUP: the config file would not start the server: {e}; the settings in force \
                  stay"
-            ),
+            )),
             Ok(read) => match self.in_force.changes(&read) {
-                changed if changed.is_empty() => {
-                    tracing::info!("SIGHUP: the config file {path} is as the server runs it")
-                }
-                changed => tracing::warn!(
+                changed if changed.is_empty() => Event::new(Kind::Reload).info(format_args!(
+                    "SIGHUP: the config file {path} is as the server runs it"
+                )),
+                changed => Event::new(Kind::Reload).warn(format_args!(
                     "SIGHUP: the config file {path} changed: {}; a restart applies it (the \
                      accounts and their limits, in the users file, apply at once)",
                     changed.join("; ")
-                ),
+                )),
             },
         }
     }
@@ -108,7 +111,10 @@ impl Reloads {
         // runs, and reloads on SIGHUP.
         let watcher = self.users.as_deref().and_then(|path| {
             watch(path, tx)
-                .inspect_err(|e| tracing::warn!("{e}; edits of the users file need a SIGHUP"))
+                .inspect_err(|e| {
+                    Event::new(Kind::Warning)
+                        .warn(format_args!("{e}; edits of the users file need a SIGHUP"))
+                })
                 .ok()
         });
         thread::Builder::new()
@@ -151,7 +157,8 @@ impl Reloads {
             Trigger::Edit => "the users file changed",
         };
         let Some(path) = &self.users else {
-            return tracing::info!("{why}: nothing to reload (no users file)");
+            return Event::new(Kind::Reload)
+                .info(format_args!("{why}: nothing to reload (no users file)"));
         };
         match Accounts::load(path, self.anonymous) {
             Ok(accounts) => {
@@ -160,14 +167,16 @@ impl Reloads {
                     true => "no change".to_string(),
                     false => changed.join("; "),
                 };
-                tracing::info!(
+                Event::new(Kind::Reload).result("ok").info(format_args!(
                     "{why}: reloaded the accounts from {}: {what}",
                     path.display()
-                );
+                ));
             }
-            Err(e) => {
-                tracing::warn!("{why}: the accounts in force stay, the users file is refused: {e}")
-            }
+            Err(e) => Event::new(Kind::Reload)
+                .result("refused")
+                .warn(format_args!(
+                    "{why}: the accounts in force stay, the users file is refused: {e}"
+                )),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::io;
 
+use crate::config::logging::{Event as LogEvent, Kind};
 use crate::server::hooks::{Event, EventKind};
 use crate::server::order::Turn;
 use crate::server::session::Session;
@@ -54,7 +55,10 @@ pub(crate) fn internal(what: &str, e: &io::Error) -> ErrorReply {
     if is_no_space(e) {
         return disk_full(what);
     }
-    tracing::warn!("internal error: {what}: {}", crate::error::reason(e));
+    LogEvent::new(Kind::Internal).warn(format_args!(
+        "internal error: {what}: {}",
+        crate::error::reason(e)
+    ));
     ErrorReply::new(
         ErrorCode::Internal,
         format!("{what} failed on the server; its log says why"),

@@ -120,18 +120,16 @@ impl Answer {
         committed: StoreResult<Option<blake3::Hash>>,
         s: &mut impl Write,
     ) -> Result<Outcome> {
-        match committed {
-            Ok(digest) => confirm(ctx, &self.req, &self.landed, digest, s),
+        // Its request's line said it was staged; this says how it ended.
+        let outcome = match committed {
+            Ok(digest) => confirm(ctx, &self.req, &self.landed, digest, s)?,
             Err(e) => {
                 ctx.metrics.uploads_failed.inc();
-                let reply = put_refusal(e, &self.landed);
-                // Its request's line said it was staged; this says how it
-                // ended.
-                let name = escape(&self.landed.name);
-                tracing::info!("put {name} not committed: {}", reply.message);
-                refuse(s, reply)
+                refuse(s, put_refusal(e, &self.landed))?
             }
-        }
+        };
+        outcome.log("put", &self.landed.name, None);
+        Ok(outcome)
     }
 }
 
@@ -166,7 +164,7 @@ pub(crate) fn confirm(
         at => format!(", resumed at {at}"),
     };
     let what = format!("stored {} bytes{resumed}", req.filesize);
-    Ok(Outcome::ok(what, body))
+    Ok(Outcome::ok(what, body).transfer(landed.offset > 0, digest))
 }
 
 /// The reply to an upload the store did not take.

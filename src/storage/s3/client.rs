@@ -19,6 +19,7 @@ use ureq::http::{self, Response};
 use ureq::Body;
 
 use super::answer::{checked, from_ureq, invalid, is_stale, read_text, refusal};
+use crate::config::logging::{Event, Kind};
 
 /// How long a signed request stays valid: it is sent at once.
 const SIGNED_FOR: Duration = Duration::from_secs(600);
@@ -147,7 +148,8 @@ impl S3Client {
         loop {
             match self.send_kept(method.clone(), &url, range, body) {
                 Err(e) if e.kind() == io::ErrorKind::ResourceBusy && pause < BUSY_PAUSE_LIMIT => {
-                    tracing::debug!("the object store is busy ({e}); trying again");
+                    Event::new(Kind::Debug)
+                        .debug(format_args!("the object store is busy ({e}); trying again"));
                     std::thread::sleep(pause);
                     pause *= 4;
                 }
@@ -166,7 +168,9 @@ impl S3Client {
         let request = || build(method.clone(), url, range, body);
         match self.agent.run(request()?).map_err(from_ureq) {
             Err(e) if is_stale(&e) => {
-                tracing::debug!("the object store dropped a kept connection ({e}); sending again");
+                Event::new(Kind::Debug).debug(format_args!(
+                    "the object store dropped a kept connection ({e}); sending again"
+                ));
                 checked(self.fresh.run(request()?).map_err(from_ureq)?)
             }
             answered => checked(answered?),

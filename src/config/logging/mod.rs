@@ -3,7 +3,14 @@
 //! Every connection runs inside a `conn` span that carries the peer's
 //! address and, after the login, the user, so event messages need not
 //! repeat them. Names in messages are escaped, so a file name cannot forge
-//! a log line; secrets are never logged.
+//! a log line; secrets are never logged. Each event is an [`Event`] with a
+//! [`Kind`] and fields (see `event`); the JSON format writes them flat,
+//! the text format writes the sentence only.
+
+mod event;
+mod format;
+
+pub use event::{Event, Kind};
 
 use std::io::IsTerminal;
 use std::str::FromStr;
@@ -70,9 +77,13 @@ pub fn init(verbosity: Verbosity, format: LogFormat) -> Result<()> {
         .with_target(false);
     let installed = match format {
         LogFormat::Text => builder
+            .fmt_fields(format::TextFields)
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(format::FlatJson)
+            .try_init(),
     };
     installed.map_err(|e| Error::Usage(format!("cannot set up logging: {e}")))
 }
