@@ -167,7 +167,7 @@ pub(super) fn begin_login(shared: &Arc<Shared>, q: Queued) {
     let _entered = q.arrival.span.clone().entered();
     let turn = Turn(Arc::downgrade(shared), q.arrival.slot.1);
     if q.arrival.started.elapsed() >= shared.config.context.timings.login {
-        return Event::new(Kind::Dropped).info(format_args!(
+        return Event::login("left").info(format_args!(
             "left during login: no login turn came in time"
         ));
     }

@@ -302,13 +302,16 @@ pub(super) fn expire(shared: &Weak<Shared>, waiting: Waiting) {
             let (conn, first) = start_echo(conn);
             echo(&shared, conn, first);
         }
-        Waiting::Request(conn) if !conn.incoming.is_empty() => Event::new(Kind::Dropped).info(
-            format_args!("connection dropped: the request header did not arrive in time"),
-        ),
+        Waiting::Request(conn) if !conn.incoming.is_empty() => Event::new(Kind::Dropped)
+            .result("header_timeout")
+            .info(format_args!(
+                "connection dropped: the request header did not arrive in time"
+            )),
         Waiting::Reply(conn) => reply_stalled(&shared, conn),
         Waiting::Paced(conn) => to_worker(&shared, conn, Work::Reply),
         Waiting::Request(_) | Waiting::Echo(_) => {
-            Event::new(Kind::Dropped).info(format_args!("closed after the idle timeout"))
+            let idle = Event::new(Kind::Dropped).result("idle_timeout");
+            idle.info(format_args!("closed after the idle timeout"))
         }
         Waiting::Closing(_) => {}
     });

@@ -13,7 +13,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::logging::{Event, Kind};
+use crate::config::logging::Event;
 use crate::net::now::{recv_now, send_all_now};
 use crate::net::tcp::TcpTransport;
 use crate::net::tls::ServerHandshake;
@@ -498,5 +498,5 @@ fn gone(e: impl std::fmt::Display) -> Next {
 /// Logs why a login ended early, an OS error's text as a person reads it.
 fn log_left(e: impl std::fmt::Display) {
     let why = crate::error::without_os_code(e.to_string());
-    Event::new(Kind::Dropped).info(format_args!("left during login: {why}"));
+    Event::login("left").info(format_args!("left during login: {why}"));
 }

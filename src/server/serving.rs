@@ -284,9 +284,11 @@ fn removed(conn: &mut Conn) -> Result<Flow> {
         .as_ref()
         .and_then(Seat::name)
         .unwrap_or("(shared secret)");
-    Event::new(Kind::Dropped).info(format_args!(
-        "closed: account {name} was removed from the users file"
-    ));
+    Event::new(Kind::Dropped)
+        .result("account_removed")
+        .info(format_args!(
+            "closed: account {name} was removed from the users file"
+        ));
     let why =
         format!("your account {name} was removed from this server; ask its operator for a new one");
     let wait = Duration::ZERO;

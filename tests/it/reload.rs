@@ -45,12 +45,12 @@ fn ls_as(sb: &Sandbox, server: &ServerProcess, secret: &str) -> std::process::Ou
 fn reload_line(server: &ServerProcess, n: usize) -> String {
     let mut found = None;
     let seen = wait_until(Duration::from_secs(10), || {
-        let log = server.log_text();
-        found = log
-            .lines()
-            .filter(|l| l.contains("reloaded the accounts") || l.contains("is refused"))
-            .nth(n - 1)
-            .map(str::to_string);
+        found = server
+            .events_with(&[("event", "reload")])
+            .iter()
+            .map(|e| message(e).to_string())
+            .filter(|m| m.contains("reloaded the accounts") || m.contains("is refused"))
+            .nth(n - 1);
         found.is_some()
     });
     assert!(seen, "no reload {n} in:\n{}", server.log_text());
@@ -96,7 +96,10 @@ fn sighup_reloads_and_no_longer_ends_the_server() {
     // One shared secret: nothing to reload, and the server goes on.
     let mut plain = sb.start_server(&[]);
     sighup(&plain);
-    plain.wait_for_log("SIGHUP: nothing to reload (no users file)");
+    plain.wait_for_said(
+        &[("event", "reload")],
+        "SIGHUP: nothing to reload (no users file)",
+    );
     assert!(plain.is_running());
     assert!(ClientRun::new(&sb, &plain, &["ls"]).run().status.success());
 }
@@ -175,9 +178,9 @@ fn sighup_checks_the_config_file_and_names_what_a_restart_would_change() {
     )
     .unwrap();
     sighup(&server);
-    let said = server.wait_for_log("a restart applies it");
+    let said = server.wait_for_said(&[("event", "reload")], "a restart applies it");
     assert!(
-        said.contains("changed: max-file-size: \"1MiB\" -> \"2MiB\";"),
+        message(&said).contains("changed: max-file-size: \"1MiB\" -> \"2MiB\";"),
         "{said}"
     );
 
@@ -187,7 +190,11 @@ fn sighup_checks_the_config_file_and_names_what_a_restart_would_change() {
     )
     .unwrap();
     sighup(&server);
-    let said = server.wait_for_log("the settings in force stay");
+    let said = server.wait_for_said(
+        &[("event", "reload"), ("result", "refused")],
+        "the settings in force stay",
+    );
+    let said = message(&said);
     assert!(
         said.contains("would not start the server:")
             && said.contains("server.toml:2: invalid size \"huge\""),

@@ -22,7 +22,9 @@ pub enum Kind {
     Connected,
     /// A connection was refused before its login (limits, floods).
     Refused,
-    /// A login ended: `result` is `ok`, `failed` or `refused`.
+    /// A login ended: `result` is `ok`, `failed` (a wrong secret),
+    /// `refused` (a rule), `left` (the peer left or ran out of time) or
+    /// `delayed` (its challenge waits after failed logins).
     Login,
     /// A request was answered: `cmd`, `path`, `result`, `code`, `bytes`,
     /// `duration_ms`, and for uploads `resumed` and `digest`.
@@ -33,7 +35,8 @@ pub enum Kind {
     Reply,
     /// A connection ended in order.
     Disconnected,
-    /// A connection ended early: a timeout, a cut, a removed account.
+    /// A connection ended early: a cut, or (in `result`) `idle_timeout`,
+    /// `header_timeout`, `account_removed`.
     Dropped,
     /// A connection spoke the seed's raw echo dialect.
     Echo,
