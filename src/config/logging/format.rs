@@ -7,11 +7,41 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
-use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
+use tracing_subscriber::fmt::format::{DefaultVisitor, JsonFields, Writer};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
 
 use super::event::STRUCTURED;
+use super::LogFormat;
+
+/// The subscriber for `format`, writing to `writer`: one place for both
+/// the server and the tests below.
+pub(super) fn subscriber<W>(
+    filter: EnvFilter,
+    format: LogFormat,
+    ansi: bool,
+    writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_target(false)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => Box::new(builder.fmt_fields(TextFields).finish()),
+        LogFormat::Json => Box::new(
+            builder
+                .fmt_fields(JsonFields::new())
+                .event_format(FlatJson)
+                .finish(),
+        ),
+    }
+}
 
 /// The text format's fields: the sentence and any ad-hoc fields, but not
 /// the structured ones, which the sentence says already.
@@ -126,5 +156,92 @@ impl Visit for Fields<'_> {
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.put(field, format!("{value:?}").into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::config::logging::{Event, Kind};
+
+    /// What the subscriber wrote, shared with the test.
+    #[derive(Clone, Default)]
+    struct Written(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Written {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// One upload's event inside a connection's span, as `format` writes it.
+    fn logged(format: LogFormat) -> String {
+        let written = Written::default();
+        let out = written.clone();
+        let subscriber = subscriber(EnvFilter::new("info"), format, false, move || out.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let span =
+                tracing::info_span!("conn", peer = "10.0.0.1:4000", user = tracing::field::Empty);
+            let _in = span.enter();
+            span.record("user", "alice");
+            Event::new(Kind::Command)
+                .cmd("put")
+                .path("a b.txt")
+                .result("ok")
+                .bytes(3)
+                .took(std::time::Duration::from_millis(7))
+                .resumed(Some(false))
+                .digest(Some("abc"))
+                .info(format_args!("put a b.txt ok stored 3 bytes"));
+        });
+        let bytes = written.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn json_lines_carry_the_span_and_the_event_fields_at_the_top() {
+        let text = logged(LogFormat::Json);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let line: Value = serde_json::from_str(&text).unwrap();
+        let expected = [
+            ("event", Value::from("command")),
+            ("peer", "10.0.0.1:4000".into()),
+            ("user", "alice".into()),
+            ("cmd", "put".into()),
+            ("path", "a b.txt".into()),
+            ("result", "ok".into()),
+            ("bytes", 3.into()),
+            ("duration_ms", 7.into()),
+            ("resumed", false.into()),
+            ("digest", "abc".into()),
+            ("level", "INFO".into()),
+            ("message", "put a b.txt ok stored 3 bytes".into()),
+        ];
+        for (key, value) in expected {
+            assert_eq!(line[key], value, "{key} in {text}");
+        }
+        assert!(line["timestamp"].is_string(), "{text}");
+        // Fields not set are left out, not written as null.
+        assert!(
+            line.get("code").is_none() && line.get("skipped").is_none(),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn text_lines_keep_the_sentence_and_the_span_only() {
+        let text = logged(LogFormat::Text);
+        assert!(
+            text.trim_end().ends_with(
+                "INFO conn{peer=\"10.0.0.1:4000\" user=\"alice\"}: put a b.txt ok stored 3 bytes"
+            ),
+            "{text}"
+        );
     }
 }

@@ -15,6 +15,7 @@ pub use event::{Event, Kind};
 use std::io::IsTerminal;
 use std::str::FromStr;
 
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::error::{Error, Result};
@@ -71,19 +72,7 @@ pub fn init(verbosity: Verbosity, format: LogFormat) -> Result<()> {
             .map_err(|e| Error::Usage(format!("invalid RUST_LOG {spec:?}: {e}")))?,
         _ => EnvFilter::new(directives(verbosity)),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    let installed = match format {
-        LogFormat::Text => builder
-            .fmt_fields(format::TextFields)
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-        LogFormat::Json => builder
-            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-            .event_format(format::FlatJson)
-            .try_init(),
-    };
+    let ansi = format == LogFormat::Text && std::io::stderr().is_terminal();
+    let installed = format::subscriber(filter, format, ansi, std::io::stderr).try_init();
     installed.map_err(|e| Error::Usage(format!("cannot set up logging: {e}")))
 }
