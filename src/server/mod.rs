@@ -22,6 +22,7 @@ mod listener;
 pub mod login;
 pub mod metrics;
 pub mod order;
+pub(crate) mod outcome;
 pub mod poller;
 pub mod quota;
 pub mod recount;

@@ -19,6 +19,8 @@ use crate::server::commands::staged::{flush_failed, Answer, InGroup, PendingPut}
 use crate::server::commands::store_refusal;
 use crate::server::context::Context;
 use crate::server::descriptors::FdLease;
+pub(crate) use crate::server::outcome::Outcome;
+use crate::server::outcome::Said;
 use crate::server::reply::Body;
 use crate::wire::frame;
 use crate::wire::message::{parse_request, ErrorCode, ErrorReply, Reply, Request, RequestError};
@@ -31,23 +33,6 @@ pub enum Flow {
     Continue,
     /// Close the connection.
     Close,
-}
-
-/// The result of one command, for the log line, and the rest of its
-/// reply when that is long.
-pub(crate) struct Outcome {
-    pub(crate) flow: Flow,
-    ok: bool,
-    what: String,
-    bytes: u64,
-    /// The error code the client got, when refused.
-    code: Option<ErrorCode>,
-    /// Whether a transfer went on from an offset.
-    resumed: Option<bool>,
-    /// The file's BLAKE3 in hex, when the server knows it.
-    digest: Option<String>,
-    body: Option<Box<dyn Body>>,
-    commit: Option<PendingPut>,
 }
 
 /// What handling one request leaves to do: whether the connection goes
@@ -67,85 +52,6 @@ impl Handled {
             flow,
             body: None,
             commit: None,
-        }
-    }
-}
-
-impl Outcome {
-    pub(crate) fn ok(what: impl Into<String>, bytes: u64) -> Outcome {
-        Outcome {
-            flow: Flow::Continue,
-            ok: true,
-            what: format!("ok {}", what.into()),
-            bytes,
-            code: None,
-            resumed: None,
-            digest: None,
-            body: None,
-            commit: None,
-        }
-    }
-    /// Whether the transfer went on from an offset, and the file's digest.
-    pub(crate) fn transfer(mut self, resumed: bool, digest: Option<blake3::Hash>) -> Outcome {
-        self.resumed = Some(resumed);
-        self.digest = digest.map(|h| h.to_hex().to_string());
-        self
-    }
-    /// The put's reply waits for its group's commit.
-    pub(crate) fn with_commit(mut self, pending: PendingPut) -> Outcome {
-        self.commit = Some(pending);
-        self
-    }
-
-    /// The reply goes on with `body`.
-    pub(crate) fn with_body(mut self, body: Box<dyn Body>) -> Outcome {
-        self.body = Some(body);
-        self
-    }
-    pub(crate) fn refused(e: &ErrorReply) -> Outcome {
-        Outcome {
-            flow: Flow::Continue,
-            ok: false,
-            what: format!("error {}: {}", e.code.as_str(), e.message),
-            bytes: 0,
-            code: Some(e.code.clone()),
-            resumed: None,
-            digest: None,
-            body: None,
-            commit: None,
-        }
-    }
-    pub(crate) fn closing(mut self) -> Outcome {
-        self.flow = Flow::Close;
-        self
-    }
-
-    /// The command's log event: its fields, and the sentence the text
-    /// format shows. `took` is none for a put answered at its group's
-    /// commit, whose request was logged (staged) already.
-    pub(crate) fn log(&self, cmd: &str, subject: &str, took: Option<std::time::Duration>) {
-        let shown = if subject.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", escape(subject))
-        };
-        let mut event = Event::new(Kind::Command)
-            .cmd(cmd)
-            .path(subject)
-            .result(if self.ok { "ok" } else { "error" })
-            .code(self.code.as_ref().map(ErrorCode::as_str))
-            .bytes(self.bytes)
-            .resumed(self.resumed)
-            .digest(self.digest.as_deref());
-        let (what, bytes) = (&self.what, self.bytes);
-        match took {
-            Some(took) => {
-                event = event.took(took);
-                let ms = took.as_millis();
-                event.info(format_args!("{cmd}{shown} {what} ({bytes} bytes, {ms} ms)"));
-            }
-            None if self.ok => event.info(format_args!("{cmd}{shown} committed: {what}")),
-            None => event.info(format_args!("{cmd}{shown} not committed: {what}")),
         }
     }
 }
@@ -238,7 +144,8 @@ impl<'a> Session<'a> {
     /// resynchronised after that, so the connection closes.
     pub(crate) fn refuse_frame<S: Transport>(&mut self, e: &Error, stream: &mut S) -> Result<Flow> {
         let reply = ErrorReply::new(ErrorCode::BadRequest, e.to_string());
-        self.log_command("?", "", Instant::now(), &Outcome::refused(&reply).closing());
+        let outcome = Outcome::refused(&reply).closing();
+        self.log_command(&Said::unparsed(), Instant::now(), &outcome);
         send_error(stream, reply)?;
         Ok(Flow::Close)
     }
@@ -255,7 +162,8 @@ impl<'a> Session<'a> {
             Ok(r) => r,
             Err(e) => return self.refuse_request(&e, started, stream).map(Handled::done),
         };
-        let (cmd, subject) = describe(&request);
+        let said = Said::of(&request, |name| self.home_path(name));
+        let cmd = said.cmd();
         let outcome = self.run(request, stream);
         let metrics = &self.ctx.metrics;
         if matches!(cmd, "put" | "get") {
@@ -270,21 +178,11 @@ impl<'a> Session<'a> {
                 if cmd == "put" {
                     metrics.uploads_failed.inc();
                 }
-                let took = started.elapsed();
-                Event::new(Kind::Command)
-                    .cmd(cmd)
-                    .path(&subject)
-                    .result("aborted")
-                    .took(took)
-                    .info(format_args!(
-                        "{cmd} {} aborted after {} ms: {e}",
-                        escape(&subject),
-                        took.as_millis()
-                    ));
+                said.aborted(started.elapsed(), &e);
                 return Err(e);
             }
         };
-        self.log_command(cmd, &subject, started, &outcome);
+        self.log_command(&said, started, &outcome);
         Ok(Handled {
             flow: outcome.flow,
             body: outcome.body.take(),
@@ -318,15 +216,14 @@ impl<'a> Session<'a> {
         let reply = ErrorReply::new(code, e.to_string());
         let mut outcome = Outcome::refused(&reply);
         outcome.flow = flow;
-        self.log_command("?", "", started, &outcome);
+        self.log_command(&Said::unparsed(), started, &outcome);
         send_error(stream, reply)?;
         Ok(flow)
     }
 
-    fn log_command(&self, cmd: &'static str, subject: &str, started: Instant, o: &Outcome) {
-        let result = if o.ok { "ok" } else { "error" };
-        self.ctx.metrics.command(cmd, result);
-        o.log(cmd, subject, Some(started.elapsed()));
+    fn log_command(&self, said: &Said, started: Instant, o: &Outcome) {
+        self.ctx.metrics.command(said.cmd(), o.result());
+        o.log(said, Some(started.elapsed()));
     }
 
     /// Runs one request: the one place that maps commands to handlers.
@@ -437,22 +334,6 @@ enum Answered {
 /// Sends an error reply.
 pub fn send_error<S: Write>(s: &mut S, reply: ErrorReply) -> Result<()> {
     frame::write_json(s, &Reply::<()>::Error(reply))
-}
-
-/// The command's name and what it is about, for the log.
-fn describe(r: &Request) -> (&'static str, String) {
-    let subject = match r {
-        Request::Put(p) => p.filename.clone(),
-        Request::Get(g) => g.filename.clone(),
-        Request::Ls(ls) => ls.path.clone().unwrap_or_default(),
-        Request::Mkdir { path, .. } | Request::Cd { path } => path.clone(),
-        Request::Rm { filename, .. } => filename.clone(),
-        Request::Mv { from, to } => format!("{from} -> {to}"),
-        Request::Echo { .. } | Request::Prove { .. } | Request::Quota {} | Request::Pwd {} => {
-            String::new()
-        }
-    };
-    (r.cmd(), subject)
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ fn two_users_with_the_seed_client_land_in_their_own_homes() {
         let out = seed_client(&server, secret, &[file]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    server.wait_for_event(&[("cmd", "put"), ("path", "from-bob.txt"), ("result", "ok")]);
+    server.wait_for_event(&[("cmd", "put"), ("path", "/from-bob.txt"), ("result", "ok")]);
     assert_eq!(
         fs::read(sb.root().join("alice/from-alice.txt")).unwrap(),
         b"alice was here"
@@ -125,7 +125,7 @@ fn uploads_over_quota_are_refused_and_nothing_is_stored() {
     drop(raw);
     server.wait_for_event(&[
         ("cmd", "put"),
-        ("path", "broken.bin"),
+        ("path", "/broken.bin"),
         ("result", "aborted"),
     ]);
     sb.local_file("more.bin", &pattern(200 * 1024, 32));
@@ -369,7 +369,7 @@ fn uploads_in_flight_count_for_what_they_wrote_and_stop_at_the_quota() {
     assert!(!wait_limited(&mut slow, Duration::from_secs(30)).success());
     let refused = [
         ("cmd", "put"),
-        ("path", "first.bin"),
+        ("path", "/first.bin"),
         ("code", "quota_exceeded"),
     ];
     let put = server.wait_for_event(&refused);
@@ -434,6 +434,6 @@ fn the_quota_book_stays_exact_through_puts_replacements_removals_and_breaks() {
     raw.send_json(&json!({"cmd":"put","filename":"cut.bin","filesize":500_000}));
     raw.send(&pattern(150_000, 4));
     drop(raw);
-    server.wait_for_event(&[("cmd", "put"), ("path", "cut.bin"), ("result", "aborted")]);
+    server.wait_for_event(&[("cmd", "put"), ("path", "/cut.bin"), ("result", "aborted")]);
     assert_eq!(used(&sb), shown(bytes_under(&home)), "with a partial");
 }

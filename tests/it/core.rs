@@ -30,7 +30,7 @@ fn put_of_empty_small_and_multi_megabyte_files_arrives_identical() {
     );
     assert_eq!(fs::read(sb.root().join("big.bin")).unwrap(), big);
     // The log line is written just after the reply.
-    let put = server.wait_for_event(&[("cmd", "put"), ("path", "big.bin"), ("result", "ok")]);
+    let put = server.wait_for_event(&[("cmd", "put"), ("path", "/big.bin"), ("result", "ok")]);
     assert_eq!(put["bytes"], 5242893, "{put}");
     assert_eq!(put["digest"], blake3::hash(&big).to_hex().as_str(), "{put}");
 }
@@ -202,7 +202,7 @@ fn client_killed_mid_upload_leaves_nothing_under_the_final_name() {
     let partial = sb.root().join(".ftp-partial").join("torn.bin");
     assert!(wait_until(Duration::from_secs(10), || size_of(&partial) == 300_000));
     drop(raw);
-    server.wait_for_event(&[("cmd", "put"), ("path", "torn.bin"), ("result", "aborted")]);
+    server.wait_for_event(&[("cmd", "put"), ("path", "/torn.bin"), ("result", "aborted")]);
     assert!(!sb.root().join("torn.bin").exists());
     // The listing does not show it either.
     let out = ClientRun::new(&sb, &server, &["ls"]).run();
@@ -433,7 +433,7 @@ fn seed_python_client_uploads_intact() {
     let blob = sb.local_file("blob.bin", &pattern(2 * 1024 * 1024 + 7, 3));
     let out = seed_client(&server, SECRET, &[&text, &blob]);
     assert!(out.status.success(), "{}", stderr(&out));
-    server.wait_for_event(&[("cmd", "put"), ("path", "blob.bin"), ("result", "ok")]);
+    server.wait_for_event(&[("cmd", "put"), ("path", "/blob.bin"), ("result", "ok")]);
     assert_eq!(
         fs::read(sb.root().join("notes.txt")).unwrap(),
         fs::read(&text).unwrap()

@@ -67,7 +67,7 @@ fn a_connection_cut_without_close_notify_never_commits() {
     let relay = Relay::start(server.addr, Meddle::CutAt(900_000));
     let out = ClientRun::to(&sb, &relay.addr_string(), &["put", "cut.bin"]).run();
     assert!(!out.status.success());
-    server.wait_for_event(&[("cmd", "put"), ("path", "cut.bin"), ("result", "aborted")]);
+    server.wait_for_event(&[("cmd", "put"), ("path", "/cut.bin"), ("result", "aborted")]);
     assert!(!sb.root().join("cut.bin").exists());
     let out = ClientRun::new(&sb, &server, &["put", "cut.bin"]).run();
     assert!(out.status.success(), "{}", stderr(&out));

@@ -154,6 +154,15 @@ fn a_failing_http_hook_is_retried_then_counted() {
             .any(|e| message(e) == "upload hook for /f.bin (4 of 4): answered HTTP 500"),
         "{failed:?}"
     );
+    // One select by path finds the upload and its hook's lines alike.
+    let about_f = server.events_with(&[("path", "/f.bin")]);
+    let names: Vec<_> = about_f.iter().filter_map(|e| field(e, "event")).collect();
+    assert!(names.starts_with(&["command".to_string()]), "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| *n == "hook").count(),
+        5,
+        "{names:?}"
+    );
     assert_eq!(std::fs::read(sb.root().join("f.bin")).unwrap(), b"data");
 }
 

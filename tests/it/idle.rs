@@ -93,7 +93,7 @@ fn a_body_that_trickles_below_the_floor_is_dropped_and_kept_for_a_resume() {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
-        let aborted = [("cmd", "put"), ("path", "drip.bin"), ("result", "aborted")];
+        let aborted = [("cmd", "put"), ("path", "/drip.bin"), ("result", "aborted")];
         if !server.events_with(&aborted).is_empty() {
             dropped = true;
             break;
@@ -101,7 +101,7 @@ fn a_body_that_trickles_below_the_floor_is_dropped_and_kept_for_a_resume() {
     }
     assert!(dropped, "the trickle was never dropped");
     let aborted =
-        server.wait_for_event(&[("cmd", "put"), ("path", "drip.bin"), ("result", "aborted")]);
+        server.wait_for_event(&[("cmd", "put"), ("path", "/drip.bin"), ("result", "aborted")]);
     assert!(
         message(&aborted).contains("below the server's floor"),
         "{aborted}"

@@ -54,7 +54,11 @@ fn stalled_peers_are_dropped_after_the_idle_timeout() {
     raw.send(&[1u8; 10]);
     assert!(closed_within(&mut raw.stream, limit), "mid-body stall");
     assert!(!sb.root().join("stall.bin").exists());
-    server.wait_for_event(&[("cmd", "put"), ("path", "stall.bin"), ("result", "aborted")]);
+    server.wait_for_event(&[
+        ("cmd", "put"),
+        ("path", "/stall.bin"),
+        ("result", "aborted"),
+    ]);
     // The peer silent during the handshake was dropped at the login.
     server.wait_for_event(&[("event", "login"), ("result", "left")]);
 }
@@ -345,7 +349,7 @@ fn durable_pipelined_puts_commit_as_groups_and_all_land() {
         server.log_text()
     );
     // Each put of a group is logged as it commits, under its own name.
-    let put = [("cmd", "put"), ("path", "tree/f150"), ("result", "ok")];
+    let put = [("cmd", "put"), ("path", "/tree/f150"), ("result", "ok")];
     let committed = server.events_with(&put);
     assert!(
         committed.iter().any(|e| e["bytes"] == 4096),

@@ -22,7 +22,7 @@ fn every_line_about_one_upload_is_found_by_its_path() {
     let script = "put x.bin\nput other.bin\nget x.bin back.bin\nrm other.bin\n";
     let out = ClientRun::new(&sb, &server, &[]).run_with_input(script);
     assert!(out.status.success(), "{}", stderr(&out));
-    server.wait_for_event(&[("cmd", "rm"), ("path", "other.bin")]);
+    server.wait_for_event(&[("cmd", "rm"), ("path", "/other.bin")]);
 
     let lines = server.log_text();
     assert!(!lines.contains(SECRET), "the secret is never logged");
@@ -34,7 +34,8 @@ fn every_line_about_one_upload_is_found_by_its_path() {
         }
     }
 
-    let selected = select_path(&server, "x.bin");
+    // A path is written from the user's home, as the hooks' events write it.
+    let selected = select_path(&server, "/x.bin");
     let cmds: Vec<_> = selected.iter().filter_map(|e| field(e, "cmd")).collect();
     assert_eq!(cmds, ["put", "get"], "{selected:?}");
     let digest = blake3::hash(&data).to_hex().to_string();
@@ -79,7 +80,7 @@ fn a_refused_request_names_its_code_and_an_error_has_no_digest() {
     let server = sb.start_server(&[]);
     let out = ClientRun::new(&sb, &server, &["rm", "nothing.txt"]).run();
     assert!(!out.status.success());
-    let rm = server.wait_for_event(&[("cmd", "rm"), ("path", "nothing.txt")]);
+    let rm = server.wait_for_event(&[("cmd", "rm"), ("path", "/nothing.txt")]);
     assert_eq!(
         (&rm["result"], &rm["code"]),
         (&json!("error"), &json!("not_found"))

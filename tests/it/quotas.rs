@@ -69,7 +69,7 @@ fn an_anonymous_upload_cannot_be_cut_or_resumed_by_another_anonymous_client() {
     c.send(&data[..600]);
     stored(&partial(&sb, "anonymous", "dead.bin"), 600);
     drop(c);
-    server.wait_for_event(&[("cmd", "put"), ("path", "dead.bin"), ("result", "aborted")]);
+    server.wait_for_event(&[("cmd", "put"), ("path", "/dead.bin"), ("result", "aborted")]);
     let mut d = anonymous_put(&server, "dead.bin", 1000, &[("resume", true)]);
     let ready = d.reply().unwrap();
     assert_eq!(ready["offset"], 600, "{ready}");
@@ -118,7 +118,7 @@ fn uploads_racing_past_the_quota_are_stopped_where_they_would_exceed_it() {
     let _ = a.stream.write_all(&a_data[300 * 1024..]);
     let refused = [
         ("cmd", "put"),
-        ("path", "a.bin"),
+        ("path", "/a.bin"),
         ("code", "quota_exceeded"),
     ];
     let put = server.wait_for_event(&refused);
@@ -192,7 +192,7 @@ fn a_quota_bounds_files_and_folders_and_an_ack_probe_leaves_nothing() {
         drop(probe);
         server.wait_for_event(&[
             ("cmd", "put"),
-            ("path", &format!("p{i}")),
+            ("path", &format!("/p{i}")),
             ("result", "aborted"),
         ]);
     }

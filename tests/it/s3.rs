@@ -155,7 +155,7 @@ fn a_part_replaced_behind_the_servers_back_is_caught_before_complete() {
     assert_stdout_has(&out, "did not match, so it was sent again");
     let refused = [
         ("cmd", "put"),
-        ("path", "big.bin"),
+        ("path", "/big.bin"),
         ("code", "digest_mismatch"),
     ];
     assert!(!a.events_with(&refused).is_empty(), "{}", a.log_text());
@@ -278,7 +278,11 @@ fn the_parts_of_an_abandoned_upload_count_against_the_quota_until_removed() {
     raw.send_json(&put("probe.bin"));
     assert_eq!(raw.reply().unwrap()["offset"], 0);
     drop(raw);
-    server.wait_for_event(&[("cmd", "put"), ("path", "probe.bin"), ("result", "aborted")]);
+    server.wait_for_event(&[
+        ("cmd", "put"),
+        ("path", "/probe.bin"),
+        ("result", "aborted"),
+    ]);
     assert!(record(&garage, "parts", "alice/probe.bin").is_none());
 }
 
@@ -432,7 +436,7 @@ fn behind_haproxy_a_put_cut_off_resumes_through_the_next_server() {
     let out = ClientRun::to(&sb, &addr, &["put", "big.bin"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_stdout_has(&out, "resumed at byte");
-    let put = |result| [("cmd", "put"), ("path", "big.bin"), ("result", result)];
+    let put = |result| [("cmd", "put"), ("path", "/big.bin"), ("result", result)];
     let logs = [a.log_text(), b.log_text()];
     let resumed_on = [&a, &b].iter().position(|s| {
         let ok = s.events_with(&put("ok"));

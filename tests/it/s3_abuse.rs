@@ -241,7 +241,7 @@ fn one_peer_cannot_take_the_upload_memory_from_another_user() {
     for i in 0..2 {
         server.wait_for_event(&[
             ("cmd", "put"),
-            ("path", &format!("a{i}.bin")),
+            ("path", &format!("/a{i}.bin")),
             ("result", "aborted"),
         ]);
     }

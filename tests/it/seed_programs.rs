@@ -151,14 +151,14 @@ fn the_seed_ftp_client_uploads_only_to_an_anonymous_drop_box() {
     // connection: everything it sent must land all the same.
     assert!(wait_until(Duration::from_secs(10), || size_of(&landed)
         == data.len() as u64));
-    server.wait_for_event(&[("cmd", "put"), ("path", "drop.bin"), ("result", "ok")]);
+    server.wait_for_event(&[("cmd", "put"), ("path", "/drop.bin"), ("result", "ok")]);
     assert_eq!(fs::read(&landed).unwrap(), data);
     // A name that exists is not replaced.
     let other = sb.local_file("drop.bin", b"replacement");
     let _ = ftp_client_seed_put(&sb, &server.addr_string(), &other);
     server.wait_for_event(&[
         ("cmd", "put"),
-        ("path", "drop.bin"),
+        ("path", "/drop.bin"),
         ("result", "error"),
         ("code", "exists"),
     ]);

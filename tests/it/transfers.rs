@@ -17,7 +17,11 @@ fn killed_put(sb: &Sandbox, server: &ServerProcess, name: &str, at_least: u64) -
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(reached, "the upload never got going");
-    server.wait_for_event(&[("cmd", "put"), ("path", name), ("result", "aborted")]);
+    server.wait_for_event(&[
+        ("cmd", "put"),
+        ("path", &format!("/{name}")),
+        ("result", "aborted"),
+    ]);
     assert!(
         !sb.root().join(name).exists(),
         "nothing under the final name yet"
@@ -57,7 +61,7 @@ fn put_killed_with_sigkill_resumes_and_sends_only_the_rest() {
         )),
         "{text}"
     );
-    let put = server.wait_for_event(&[("cmd", "put"), ("path", "big.bin"), ("result", "ok")]);
+    let put = server.wait_for_event(&[("cmd", "put"), ("path", "/big.bin"), ("result", "ok")]);
     assert_eq!(put["resumed"], true, "{put}");
     assert_eq!(put["bytes"], rest, "{put}");
     assert!(
@@ -86,7 +90,7 @@ fn corrupted_partial_data_is_detected_and_never_committed() {
         &out,
         "the server's partial data did not match, so it was sent again",
     );
-    let put = [("cmd", "put"), ("path", "big.bin")];
+    let put = [("cmd", "put"), ("path", "/big.bin")];
     server.wait_for_event(&[put[0], put[1], ("result", "ok")]);
     let refused = [
         put[0],
@@ -408,7 +412,7 @@ fn rm_also_removes_a_partial_upload_nobody_is_running() {
     raw.send_json(&serde_json::json!({"cmd":"put","filename":"left.bin","filesize":1_000_000}));
     raw.send(&pattern(300_000, 4));
     drop(raw);
-    server.wait_for_event(&[("cmd", "put"), ("path", "left.bin"), ("result", "aborted")]);
+    server.wait_for_event(&[("cmd", "put"), ("path", "/left.bin"), ("result", "aborted")]);
     let partial = sb.root().join(".ftp-partial/left.bin");
     assert_eq!(size_of(&partial), 300_000);
     let out = ClientRun::new(&sb, &server, &["rm", "left.bin"]).run();

@@ -14,7 +14,8 @@ use super::store_refusal;
 use crate::error::Result;
 use crate::server::context::Context;
 use crate::server::hooks::Event;
-use crate::server::session::{refuse, Outcome};
+use crate::server::outcome::{Outcome, Said};
+use crate::server::session::refuse;
 use crate::server::uploads::UploadLock;
 use crate::storage::{Staged, StoreError, StoreResult};
 use crate::wire::frame;
@@ -128,7 +129,8 @@ impl Answer {
                 refuse(s, put_refusal(e, &self.landed))?
             }
         };
-        outcome.log("put", &self.landed.name, None);
+        let said = Said::committed_put(&self.landed.name, &self.landed.event.path);
+        outcome.log(&said, None);
         Ok(outcome)
     }
 }

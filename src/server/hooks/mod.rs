@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use check::Verdict;
-pub use event::{Event, EventKind};
+pub use event::{home_path, Event, EventKind};
 pub use run::Attempts;
 
 use crate::config::logging::{Event as LogEvent, Kind};
