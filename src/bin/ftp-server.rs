@@ -140,6 +140,7 @@ fn run(args: Args) -> Result<()> {
     let book = Arc::new(AccountBook::new(accounts));
     let config = settings.server_config(store, book.clone(), tls.clone())?;
     let metrics = config.context.metrics.clone();
+    let live = config.context.live.clone();
     let at = match systemd::passed_listener()? {
         Some(listener) => Bind::Passed(listener),
         None => Bind::Addr(settings.listen),
@@ -157,6 +158,7 @@ fn run(args: Args) -> Result<()> {
             path,
             cli,
             in_force: settings.clone(),
+            live: live.clone(),
         }),
     }
     .start(systemd::reload_phase)?;

@@ -39,12 +39,13 @@ impl Slot {
         }
         let mut hosts = shared.per_host.lock();
         let count = hosts.entry(host).or_insert(0);
-        if *count >= config.max_per_address {
+        let max_per_address = config.context.live.get().max_per_address;
+        if *count >= max_per_address {
             shared.active.fetch_sub(1, Ordering::SeqCst);
             return Err(format!(
                 "server busy: your address has its limit of {} connections open; close one or \
                  try again shortly",
-                config.max_per_address
+                max_per_address
             ));
         }
         *count += 1;

@@ -135,7 +135,7 @@ impl Pending {
 
     fn after_delay(mut self, cx: &LoginContext<'_>) -> Next {
         self.deadline = Instant::now() + cx.config.context.timings.login;
-        if cx.config.anonymous_quota.is_some() {
+        if cx.config.anonymous {
             self.state = State::Listening(Incoming::default());
             let wait = cx.config.context.timings.speak_first;
             return Next::Read(self, Instant::now() + wait);
@@ -322,7 +322,7 @@ impl Pending {
             });
         }
         if frame::starts_a_frame(&answer) {
-            if config.anonymous_quota.is_some() {
+            if config.anonymous {
                 let first = Incoming::starting_with(&answer);
                 return anonymous(cx, Box::new(self.transport(cx)), first);
             }

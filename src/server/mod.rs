@@ -19,6 +19,7 @@ pub mod hooks;
 pub mod hosts;
 mod intake;
 mod listener;
+pub mod live;
 pub mod login;
 pub mod metrics;
 pub mod order;
@@ -95,18 +96,15 @@ pub struct Config {
     /// a transfer); more work waits its turn, and more threads are added
     /// only while all of these are stuck.
     pub workers: usize,
-    /// Most connections one host may hold open (an IPv6 host is its /64),
-    /// so that one cannot take every slot.
-    pub max_per_address: usize,
     /// Partial uploads untouched this long are deleted.
     pub partial_ttl: Duration,
     /// The certificate and key the encrypted dialect uses.
     pub tls: ServerIdentity,
     /// Refuse the seed's plaintext login; serve only TLS.
     pub require_tls: bool,
-    /// With a quota: let clients that skip the login (the seed's FtpClient)
-    /// upload into `ROOT/anonymous`, and nothing else.
-    pub anonymous_quota: Option<u64>,
+    /// Let clients that skip the login (the seed's FtpClient) upload into
+    /// `ROOT/anonymous`, and nothing else, within the anonymous quota.
+    pub anonymous: bool,
     /// Most logins one host may have under way at once; its further
     /// connections wait for a turn (an anonymous client's turn lasts until
     /// its first request is in).
@@ -210,7 +208,7 @@ impl Server {
         // Taken first, so that a server short of descriptors fails to
         // start rather than run without it.
         let spare_fd = open_spare_fd();
-        let anonymous = config.anonymous_quota.is_some();
+        let anonymous = config.anonymous;
         let what = at.to_string();
         let listener =
             listen(at, anonymous, config.context.timings.idle).map_err(|e| Error::io(what, e))?;

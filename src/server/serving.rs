@@ -178,7 +178,8 @@ fn run_request(shared: &Arc<Shared>, conn: &mut Conn, header: Result<Vec<u8>>) -
     }
     if let Some(body) = handled.body {
         let ctx = &shared.config.context;
-        let pace = Pace::new(ctx.timings.reply, ctx.timings.min_rate, body.len_hint());
+        let floor = ctx.live.get().floor;
+        let pace = Pace::new(ctx.timings.reply, floor, body.len_hint());
         conn.outbox.set_body(body, pace);
     }
     Ok(handled.flow)
@@ -197,7 +198,7 @@ fn park_reply(shared: &Arc<Shared>, mut conn: Conn) {
     conn.replying.get_or_insert_with(|| Running::new(shared));
     let ctx = &shared.config.context;
     conn.outbox
-        .ensure_pace(|| Pace::new(ctx.timings.reply, ctx.timings.min_rate, 0));
+        .ensure_pace(|| Pace::new(ctx.timings.reply, ctx.live.get().floor, 0));
     let at = conn
         .outbox
         .wake_at()
@@ -257,7 +258,7 @@ fn with_session(
             }
         }
         Identity::Anonymous => {
-            anonymous = Account::anonymous(config.anonymous_quota.unwrap_or(0));
+            anonymous = Account::anonymous(config.context.live.get().anonymous_quota);
             Session::anonymous(&config.context, &anonymous)
         }
     }

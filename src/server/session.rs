@@ -91,7 +91,7 @@ impl<'a> Session<'a> {
     pub fn anonymous(ctx: &'a Context, account: &'a Account) -> Session<'a> {
         Session {
             anonymous: true,
-            max_files: Some(ctx.anonymous_max_files),
+            max_files: Some(ctx.live.get().anonymous_max_files),
             ..Session::new(ctx, account)
         }
     }

@@ -1,5 +1,6 @@
-//! Accounts changed without a restart: an edit of the users file or a
-//! SIGHUP reloads it; a file that does not load is refused whole.
+//! Accounts and limits changed without a restart: an edit of the users
+//! file or a SIGHUP reloads it, and a SIGHUP applies the config file's
+//! limits; a file that does not load is refused whole.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -160,28 +161,48 @@ fn a_removed_user_is_told_at_the_next_request_and_a_changed_quota_applies_at_onc
 }
 
 #[test]
-fn sighup_checks_the_config_file_and_names_what_a_restart_would_change() {
+fn sighup_applies_the_config_files_limits_and_names_what_needs_a_restart() {
     let sb = Sandbox::new();
     let users = sb.path().join("users.toml");
-    fs::write(&users, alice("1MiB")).unwrap();
+    fs::write(&users, alice("10MiB")).unwrap();
     let config = sb.path().join("server.toml");
-    fs::write(
-        &config,
-        "users = \"users.toml\"\nmax-file-size = \"1MiB\"\n",
-    )
-    .unwrap();
+    let settings = |size: &str, workers: u32| {
+        let text =
+            format!("users = \"users.toml\"\nmax-file-size = \"{size}\"\nworkers = {workers}\n");
+        fs::write(&config, text).unwrap();
+    };
+    settings("1MiB", 8);
     let mut server = sb.start_server(&["--config", config.to_str().unwrap()]);
+    sb.local_file("big.bin", &pattern(1536 << 10, 9));
+    let put = || {
+        ClientRun::new(&sb, &server, &["put", "big.bin"])
+            .env("FTP_SECRET", ALICE)
+            .run()
+    };
+    let refused = put();
+    assert!(!refused.status.success());
+    assert_stderr_has(&refused, "file too large: 1572864 > 1048576 bytes");
 
-    fs::write(
-        &config,
-        "users = \"users.toml\"\nmax-file-size = \"2MiB\"\n",
-    )
-    .unwrap();
+    // The limit applies at once; the workers wait for a restart.
+    settings("2MiB", 4);
     sighup(&server);
-    let said = server.wait_for_said(&[("event", "reload")], "a restart applies it");
+    let applied = server.wait_for_event(&[("event", "reload"), ("result", "applied")]);
     assert!(
-        message(&said).contains("changed: max-file-size: \"1MiB\" -> \"2MiB\";"),
-        "{said}"
+        message(&applied).contains("changed: max-file-size: \"1MiB\" -> \"2MiB\"; in force now"),
+        "{applied}"
+    );
+    let later = server.wait_for_event(&[("event", "reload"), ("result", "needs_restart")]);
+    let later = message(&later);
+    assert!(
+        later.contains("changed: workers: 8 -> 4; a restart applies it"),
+        "{later}"
+    );
+    assert!(!later.contains("max-file-size"), "{later}");
+    let stored = put();
+    assert!(stored.status.success(), "{}", stderr(&stored));
+    assert_eq!(
+        fs::read(sb.root().join("alice/big.bin")).unwrap(),
+        pattern(1536 << 10, 9)
     );
 
     fs::write(
