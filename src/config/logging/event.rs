@@ -16,8 +16,6 @@ use std::time::Duration;
 pub enum Kind {
     /// A fact about the server as it starts: its store, identity, accounts.
     Start,
-    /// The server listens on its address.
-    Listening,
     /// A peer connected.
     Connected,
     /// A connection was refused before its login (limits, floods).
