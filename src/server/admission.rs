@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use super::connection::{follow_login, login_context, Waiting};
 use super::hosts::host_key;
 use super::Shared;
-use crate::config::logging::{Event, Kind};
+use crate::config::logging::{connection_span, Event, Kind};
 use crate::net::now::recv_now;
 use crate::server::login::Pending;
 
@@ -92,7 +92,7 @@ pub(super) fn dispatch(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr
         metrics.refused_busy.inc();
         return;
     }
-    let span = tracing::info_span!("conn", peer = %addr, user = tracing::field::Empty);
+    let span = connection_span(addr);
     accepted(shared, stream, Arrival::new(addr.ip(), slot, span));
 }
 

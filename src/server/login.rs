@@ -13,7 +13,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::logging::Event;
+use crate::config::logging::{set_user, Event};
 use crate::net::now::{recv_now, send_all_now};
 use crate::net::tcp::TcpTransport;
 use crate::net::tls::ServerHandshake;
@@ -310,7 +310,7 @@ impl Pending {
                 return self.refuse_plain("authentication failed");
             };
             let name = account.label();
-            tracing::Span::current().record("user", name);
+            set_user(name);
             Event::login("ok").info(format_args!("login ok as {name}; legacy plaintext session"));
             metrics.login("ok", "legacy");
             cx.backoff.forget(cx.ip);
@@ -393,7 +393,7 @@ impl Pending {
         if let Err(e) = hs.send(self.stream.as_fd(), &proof) {
             return gone(format!("sending the server's proof: {e}"));
         }
-        tracing::Span::current().record("user", account.label());
+        set_user(account.label());
         Event::login("ok").info(format_args!("login ok as {} over TLS", account.label()));
         metrics.login("ok", "tls");
         cx.backoff.forget(cx.ip);
@@ -444,7 +444,7 @@ fn admit(cx: &LoginContext<'_>, account: &Account, dialect: &'static str) -> Opt
 
 /// An anonymous session, starting with the frame bytes read so far.
 fn anonymous(cx: &LoginContext<'_>, transport: Box<dyn Transport>, first: Incoming) -> Next {
-    tracing::Span::current().record("user", "anonymous");
+    set_user("anonymous");
     Event::login("ok").info(format_args!(
         "no login, a frame instead: anonymous session (--anonymous)"
     ));

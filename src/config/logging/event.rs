@@ -63,6 +63,17 @@ impl Kind {
     }
 }
 
+/// The span a connection's events are in: its `peer`, and its `user`
+/// once logged in ([`set_user`]), which every event inside carries.
+pub fn connection_span(peer: impl fmt::Display) -> tracing::Span {
+    tracing::info_span!("conn", peer = %peer, user = tracing::field::Empty)
+}
+
+/// Names the current connection's user, for its events from now on.
+pub fn set_user(name: &str) {
+    tracing::Span::current().record("user", name);
+}
+
 /// The fields the text format leaves out: its sentence says them already.
 pub(crate) const STRUCTURED: &[&str] = &[
     "event",

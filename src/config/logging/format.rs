@@ -164,7 +164,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::config::logging::{Event, Kind};
+    use crate::config::logging::{connection_span, set_user, Event, Kind};
 
     /// What the subscriber wrote, shared with the test.
     #[derive(Clone, Default)]
@@ -186,10 +186,9 @@ mod tests {
         let out = written.clone();
         let subscriber = subscriber(EnvFilter::new("info"), format, false, move || out.clone());
         tracing::subscriber::with_default(subscriber, || {
-            let span =
-                tracing::info_span!("conn", peer = "10.0.0.1:4000", user = tracing::field::Empty);
+            let span = connection_span("10.0.0.1:4000");
             let _in = span.enter();
-            span.record("user", "alice");
+            set_user("alice");
             Event::new(Kind::Command)
                 .cmd("put")
                 .path("a b.txt")
@@ -239,7 +238,7 @@ mod tests {
         let text = logged(LogFormat::Text);
         assert!(
             text.trim_end().ends_with(
-                "INFO conn{peer=\"10.0.0.1:4000\" user=\"alice\"}: put a b.txt ok stored 3 bytes"
+                "INFO conn{peer=10.0.0.1:4000 user=\"alice\"}: put a b.txt ok stored 3 bytes"
             ),
             "{text}"
         );
