@@ -213,10 +213,9 @@ fn set_aside(path: &Path) -> Result<PathBuf> {
 fn create_identity(dir: &Path, key_path: &Path, cert_path: &Path) -> Result<()> {
     let made = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string()])
         .map_err(|e| Error::Secret(format!("creating a TLS certificate: {e}")))?;
-    // Each file is written whole under a name of its own and then renamed
-    // into place, the certificate last: a server starting meanwhile reads
-    // without the lock once both names exist, so neither may exist half
-    // written. The lock keeps other creators off the staging names.
+    // Each file is written whole aside and renamed into place, the
+    // certificate last: a server starting meanwhile reads without the lock
+    // once both names exist, so neither may be there half written.
     let write = |path: &Path, text: String, mode: u32| {
         let staged = path.with_extension("pem.new");
         fs::create_dir_all(dir)

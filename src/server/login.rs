@@ -13,7 +13,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::logging::{set_user, Event};
+use crate::config::logging::{logged_in, Event};
 use crate::net::now::{recv_now, send_all_now};
 use crate::net::tcp::TcpTransport;
 use crate::net::tls::ServerHandshake;
@@ -310,8 +310,7 @@ impl Pending {
                 return self.refuse_plain("authentication failed");
             };
             let name = account.label();
-            set_user(name);
-            Event::login("ok").info(format_args!("login ok as {name}; legacy plaintext session"));
+            logged_in(name).info(format_args!("login ok as {name}; legacy plaintext session"));
             metrics.login("ok", "legacy");
             cx.backoff.forget(cx.ip);
             return Next::In(LoggedIn {
@@ -393,8 +392,7 @@ impl Pending {
         if let Err(e) = hs.send(self.stream.as_fd(), &proof) {
             return gone(format!("sending the server's proof: {e}"));
         }
-        set_user(account.label());
-        Event::login("ok").info(format_args!("login ok as {} over TLS", account.label()));
+        logged_in(account.label()).info(format_args!("login ok as {} over TLS", account.label()));
         metrics.login("ok", "tls");
         cx.backoff.forget(cx.ip);
         let transport = hs.into_transport(self.transport(cx));
@@ -444,10 +442,8 @@ fn admit(cx: &LoginContext<'_>, account: &Account, dialect: &'static str) -> Opt
 
 /// An anonymous session, starting with the frame bytes read so far.
 fn anonymous(cx: &LoginContext<'_>, transport: Box<dyn Transport>, first: Incoming) -> Next {
-    set_user("anonymous");
-    Event::login("ok").info(format_args!(
-        "no login, a frame instead: anonymous session (--anonymous)"
-    ));
+    let anonymous = "no login, a frame instead: anonymous session (--anonymous)";
+    logged_in("anonymous").info(format_args!("{anonymous}"));
     cx.config.context.metrics.login("ok", "anonymous");
     Next::In(LoggedIn {
         identity: Identity::Anonymous,

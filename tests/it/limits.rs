@@ -54,11 +54,12 @@ fn stalled_peers_are_dropped_after_the_idle_timeout() {
     raw.send(&[1u8; 10]);
     assert!(closed_within(&mut raw.stream, limit), "mid-body stall");
     assert!(!sb.root().join("stall.bin").exists());
-    server.wait_for_event(&[
+    let aborted = [
         ("cmd", "put"),
         ("path", "/stall.bin"),
         ("result", "aborted"),
-    ]);
+    ];
+    server.wait_for_event(&aborted);
     // The peer silent during the handshake was dropped at the login.
     server.wait_for_event(&[("event", "login"), ("result", "left")]);
 }
@@ -74,12 +75,7 @@ fn past_the_connection_cap_clients_are_told_at_once_and_others_unharmed() {
     let stalled: Vec<TcpStream> = (0..19)
         .map(|_| TcpStream::connect(server.addr).unwrap())
         .collect();
-    assert!(logged_times(
-        &server,
-        &[("event", "connected")],
-        20,
-        Duration::from_secs(5)
-    ));
+    assert!(logged_times(&server, &[("event", "connected")], 20));
 
     let started = Instant::now();
     let out = ClientRun::new(&sb, &server, &["echo", "hi"]).run();
@@ -343,11 +339,8 @@ fn durable_pipelined_puts_commit_as_groups_and_all_land() {
     // The batch's puts came pipelined: they were committed in groups, each
     // with one flush of their data and one of their names.
     let groups = server.events_with(&[("event", "commit")]).len();
-    assert!(
-        (1..300).contains(&groups),
-        "{groups} groups:\n{}",
-        server.log_text()
-    );
+    let log = server.log_text();
+    assert!((1..300).contains(&groups), "{groups} groups:\n{log}");
     // Each put of a group is logged as it commits, under its own name.
     let put = [("cmd", "put"), ("path", "/tree/f150"), ("result", "ok")];
     let committed = server.events_with(&put);
@@ -393,14 +386,12 @@ fn a_durable_put_whose_client_leaves_at_once_still_lands() {
     assert_eq!(fs::read(landed).unwrap(), b"hello");
 }
 
-/// Waits until the server's log holds at least `n` events with `fields`.
-fn logged_times(
-    server: &ServerProcess,
-    fields: &[(&str, &str)],
-    n: usize,
-    limit: Duration,
-) -> bool {
-    wait_until(limit, || server.events_with(fields).len() >= n)
+/// Waits up to 10 s until the server's log holds at least `n` events with
+/// `fields`.
+fn logged_times(server: &ServerProcess, fields: &[(&str, &str)], n: usize) -> bool {
+    wait_until(Duration::from_secs(10), || {
+        server.events_with(fields).len() >= n
+    })
 }
 
 /// Seven wrong answers from 127.0.0.1, counted by the server, which then
@@ -411,12 +402,8 @@ fn fail_seven_logins(server: &ServerProcess) {
     }
     // The client leaves as soon as it has answered; let the server count
     // all seven.
-    assert!(logged_times(
-        server,
-        &[("event", "login"), ("result", "failed")],
-        7,
-        Duration::from_secs(10)
-    ));
+    let failed = [("event", "login"), ("result", "failed")];
+    assert!(logged_times(server, &failed, 7));
 }
 
 #[test]
@@ -485,12 +472,8 @@ fn logins_delayed_by_the_back_off_hold_no_worker() {
     let delayed: Vec<TcpStream> = (0..30)
         .map(|_| TcpStream::connect(server.addr).unwrap())
         .collect();
-    assert!(logged_times(
-        &server,
-        &[("event", "login"), ("result", "delayed")],
-        30,
-        Duration::from_secs(10)
-    ));
+    let challenge_delayed = [("event", "login"), ("result", "delayed")];
+    assert!(logged_times(&server, &challenge_delayed, 30));
     let threads = threads_of(server.child.id());
     assert!(
         threads <= threads_before + 10,

@@ -74,6 +74,18 @@ pub fn set_user(name: &str) {
     tracing::Span::current().record("user", name);
 }
 
+/// A login that succeeded as `user`: names the connection's user
+/// ([`set_user`]) and gives the `login` event to write.
+pub fn logged_in(user: &str) -> Event<'static> {
+    set_user(user);
+    Event::login("ok")
+}
+
+/// Writes a detail for `-v` (a `debug` event).
+pub fn detail(message: fmt::Arguments<'_>) {
+    Event::new(Kind::Debug).debug(message);
+}
+
 /// The fields the text format leaves out: its sentence says them already.
 pub(crate) const STRUCTURED: &[&str] = &[
     "event",

@@ -10,7 +10,7 @@
 mod event;
 mod format;
 
-pub use event::{connection_span, set_user, Event, Kind};
+pub use event::{connection_span, detail, logged_in, set_user, Event, Kind};
 
 use std::io::IsTerminal;
 use std::str::FromStr;
