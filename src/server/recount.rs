@@ -52,18 +52,21 @@ pub fn check_books(ctx: &Context) -> usize {
             Ok(Some((Some(kept), measured))) if kept != measured => {
                 drifted += 1;
                 let folder = display_folder(&home);
-                Event::new(Kind::Recount).path(&folder).warn(format_args!(
-                    "the quota book of {folder} had drifted from the disk (it said {} bytes \
+                // The home is named in the sentence: `path` is a path inside
+                // one.
+                Event::new(Kind::Recount)
+                    .result("corrected")
+                    .warn(format_args!(
+                        "the quota book of {folder} had drifted from the disk (it said {} bytes \
                      in {} entries, the disk holds {} in {}); corrected",
-                    kept.bytes, kept.entries, measured.bytes, measured.entries
-                ));
+                        kept.bytes, kept.entries, measured.bytes, measured.entries
+                    ));
             }
             Ok(_) => {}
             Err(e) => {
                 let why = store_refusal(e, "").message;
                 let folder = display_folder(&home);
                 Event::new(Kind::Recount)
-                    .path(&folder)
                     .result("failed")
                     .warn(format_args!("checking the quota book of {folder}: {why}"));
             }

@@ -54,6 +54,9 @@ pub enum Kind {
     Shutdown,
     /// Detail for `-v`: headers, retries, the metrics endpoint's scrapes.
     Debug,
+    /// A library's own event (its `target` names it): what the server
+    /// uses logs only its warnings.
+    Library,
 }
 
 impl Kind {

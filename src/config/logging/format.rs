@@ -13,7 +13,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFi
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
-use super::event::STRUCTURED;
+use super::event::{Kind, STRUCTURED};
 use super::LogFormat;
 
 /// The subscriber for `format`, writing to `writer`: one place for both
@@ -124,6 +124,10 @@ where
             }
         }
         event.record(&mut Fields(&mut line));
+        if !line.contains_key("event") {
+            line.insert("event".into(), Kind::Library.name().into());
+            line.insert("target".into(), event.metadata().target().into());
+        }
         writeln!(writer, "{}", Value::Object(line))
     }
 }
@@ -164,7 +168,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::config::logging::{connection_span, set_user, Event, Kind};
+    use crate::config::logging::{connection_span, set_user, Event};
 
     /// What the subscriber wrote, shared with the test.
     #[derive(Clone, Default)]
@@ -242,5 +246,22 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_librarys_own_event_is_named_too() {
+        let written = Written::default();
+        let out = written.clone();
+        let subscriber = subscriber(EnvFilter::new("warn"), LogFormat::Json, false, move || {
+            out.clone()
+        });
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "rustls::conn", "a peer sent an alert");
+        });
+        let text = String::from_utf8(written.0.lock().unwrap().clone()).unwrap();
+        let line: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(line["event"], "library", "{text}");
+        assert_eq!(line["target"], "rustls::conn", "{text}");
+        assert_eq!(line["message"], "a peer sent an alert", "{text}");
     }
 }
