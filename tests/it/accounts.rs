@@ -367,12 +367,7 @@ fn uploads_in_flight_count_for_what_they_wrote_and_stop_at_the_quota() {
     assert!(out.status.success(), "{}", stderr(&out));
     let mut slow = slow;
     assert!(!wait_limited(&mut slow, Duration::from_secs(30)).success());
-    let refused = [
-        ("cmd", "put"),
-        ("path", "/first.bin"),
-        ("code", "quota_exceeded"),
-    ];
-    let put = server.wait_for_event(&refused);
+    let put = server.wait_for_refused_put("/first.bin", "quota_exceeded");
     assert!(message(&put).contains("quota exceeded after"), "{put}");
     assert!(sb.root().join("alice/second.bin").exists());
     assert!(!sb.root().join("alice/first.bin").exists());

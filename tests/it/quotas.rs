@@ -116,12 +116,7 @@ fn uploads_racing_past_the_quota_are_stopped_where_they_would_exceed_it() {
     // A's rest would take the drop box past 1 MiB: A is stopped there,
     // and what it stored goes.
     let _ = a.stream.write_all(&a_data[300 * 1024..]);
-    let refused = [
-        ("cmd", "put"),
-        ("path", "/a.bin"),
-        ("code", "quota_exceeded"),
-    ];
-    let put = server.wait_for_event(&refused);
+    let put = server.wait_for_refused_put("/a.bin", "quota_exceeded");
     assert!(message(&put).contains("quota exceeded after"), "{put}");
     assert!(!partial(&sb, "anonymous", "a.bin").exists());
     b.send(&b_data[500 * 1024..]);

@@ -156,12 +156,7 @@ fn the_seed_ftp_client_uploads_only_to_an_anonymous_drop_box() {
     // A name that exists is not replaced.
     let other = sb.local_file("drop.bin", b"replacement");
     let _ = ftp_client_seed_put(&sb, &server.addr_string(), &other);
-    server.wait_for_event(&[
-        ("cmd", "put"),
-        ("path", "/drop.bin"),
-        ("result", "error"),
-        ("code", "exists"),
-    ]);
+    server.wait_for_refused_put("/drop.bin", "exists");
     assert_eq!(fs::read(&landed).unwrap(), data);
 }
 

@@ -50,6 +50,18 @@ impl ServerProcess {
         events
     }
 
+    /// Waits up to 10 s for the `put` of `path` (from the home) refused
+    /// with `code`, and returns its event.
+    pub fn wait_for_refused_put(&self, path: &str, code: &str) -> Value {
+        let want = [
+            ("cmd", "put"),
+            ("path", path),
+            ("result", "error"),
+            ("code", code),
+        ];
+        self.wait_for_event(&want)
+    }
+
     /// Waits up to 10 s for an event with each field of `want`, and
     /// returns it.
     pub fn wait_for_event(&self, want: &[(&str, &str)]) -> Value {
