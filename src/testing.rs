@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::net::Transport;
 use crate::server::context::Context;
+use crate::server::live::{Limits, Live};
 use crate::server::uploads::UploadLocks;
 use crate::storage::disk::DiskStore;
 use crate::storage::Modes;
@@ -55,13 +56,18 @@ pub fn context(root: &Path) -> Context {
         store: Arc::new(
             DiskStore::open(root, false, Modes::PRIVATE).unwrap_or_else(|e| panic!("{e}")),
         ),
-        max_file_size: u64::MAX,
         overwrite: true,
-        timings: crate::server::timings::Timings::from_flags(5, 5, 5, (0, 60)),
+        timings: crate::server::timings::Timings::from_flags(5, 5, 5),
         locks: UploadLocks::default(),
         metrics: Default::default(),
         hooks: Default::default(),
-        anonymous_max_files: crate::server::quota::MIN_DEFAULT_FILES,
+        live: Arc::new(Live::new(Limits {
+            max_file_size: u64::MAX,
+            floor: None,
+            max_per_address: 1_000,
+            anonymous_quota: 1 << 30,
+            anonymous_max_files: crate::server::quota::MIN_DEFAULT_FILES,
+        })),
         name_order: Default::default(),
         fds: Arc::new(crate::server::descriptors::FdBudget::new(1 << 20, 1 << 18)),
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use ftp::config::cli;
-use ftp::config::logging;
+use ftp::config::logging::{self, Event, Kind};
 use ftp::config::paths;
 use ftp::config::secret::{exposure_warning, server_secret, SecretSource, SECRET_ENV};
 use ftp::config::server::flags::{ServerFlags, Size};
@@ -136,10 +136,11 @@ fn run(args: Args) -> Result<()> {
     let (accounts, secret_place) = load_accounts(&settings)?;
     let tls = identity(&settings)?;
     let store = settings.open_store()?;
-    tracing::info!("files are kept in {}", store.describe());
+    Event::new(Kind::Start).info(format_args!("files are kept in {}", store.describe()));
     let book = Arc::new(AccountBook::new(accounts));
     let config = settings.server_config(store, book.clone(), tls.clone())?;
     let metrics = config.context.metrics.clone();
+    let live = config.context.live.clone();
     let at = match systemd::passed_listener()? {
         Some(listener) => Bind::Passed(listener),
         None => Bind::Addr(settings.listen),
@@ -147,7 +148,7 @@ fn run(args: Args) -> Result<()> {
     let server = Server::bind(at, config)?;
     if let Some(at) = settings.metrics {
         let bound = server.serve_metrics(at)?;
-        tracing::info!("metrics on {bound}");
+        Event::new(Kind::Start).info(format_args!("metrics on {bound}"));
     }
     Reloads {
         book,
@@ -157,6 +158,7 @@ fn run(args: Args) -> Result<()> {
             path,
             cli,
             in_force: settings.clone(),
+            live: live.clone(),
         }),
     }
     .start(systemd::reload_phase)?;
@@ -290,15 +292,15 @@ fn load_accounts(args: &Settings) -> Result<(Accounts, String)> {
     if let Some(path) = &args.users {
         let accounts = Accounts::load(path, args.anonymous)?;
         if let Some(warning) = exposure_warning(path) {
-            tracing::warn!("{warning}");
+            Event::new(Kind::Warning).warn(format_args!("{warning}"));
         }
         let count = accounts.iter().count();
-        tracing::info!("{count} accounts from {}", path.display());
+        Event::new(Kind::Start).info(format_args!("{count} accounts from {}", path.display()));
         let place = format!("give each user their secret from {}", path.display());
         return Ok((accounts, place));
     }
     let (secret, source) = server_secret(args.secret_file.as_deref())?;
-    tracing::info!("{source}");
+    Event::new(Kind::Start).info(format_args!("{source}"));
     let place = match source {
         SecretSource::Env => format!("set {SECRET_ENV} there to the same secret"),
         SecretSource::File(p) => format!(
@@ -323,7 +325,7 @@ fn identity(args: &Settings) -> Result<ServerIdentity> {
         .map_err(|e| ftp::Error::io(format!("creating {}", dir.display()), e))?;
     let tls = ServerIdentity::load_or_create(&dir)?;
     if let Some(warning) = exposure_warning(&dir.join(tls::KEY_FILE)) {
-        tracing::warn!("{warning}");
+        Event::new(Kind::Warning).warn(format_args!("{warning}"));
     }
     Ok(tls)
 }
@@ -350,16 +352,19 @@ fn identity_dir(args: &Settings) -> Result<PathBuf> {
 fn announce(tls: &ServerIdentity, addr: SocketAddr, secret_place: &str) {
     let fp = tls.fingerprint;
     let verb = if tls.created { "created" } else { "using" };
-    tracing::info!("{verb} TLS certificate {} ({fp})", tls.cert_path.display());
+    Event::new(Kind::Start).info(format_args!(
+        "{verb} TLS certificate {} ({fp})",
+        tls.cert_path.display()
+    ));
     if let Some(old) = &tls.set_aside {
-        tracing::warn!(
+        Event::new(Kind::Warning).warn(format_args!(
             "only one of {} and {} was there, so both were made anew and the lone one was \
              moved to {}; clients that pinned the old certificate will refuse this one \
              until they are given the new fingerprint with --fingerprint {fp}",
             tls::KEY_FILE,
             tls::CERT_FILE,
             old.display()
-        );
+        ));
     }
     let port = addr.port();
     // A loopback or wildcard address is not what another machine dials.
@@ -371,8 +376,8 @@ fn announce(tls: &ServerIdentity, addr: SocketAddr, secret_place: &str) {
         ip if ip.is_unspecified() => (String::new(), format!("THIS-HOST:{port}")),
         _ => (String::new(), addr.to_string()),
     };
-    tracing::info!(
+    Event::new(Kind::Start).info(format_args!(
         "from another machine: {reach}{secret_place}, then run: \
          ftp-client --server {server} --fingerprint {fp}"
-    );
+    ));
 }

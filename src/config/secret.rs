@@ -11,6 +11,7 @@ use md5::{Digest, Md5};
 use rand::rngs::OsRng;
 use rand::RngCore;
 
+use crate::config::logging::{Event, Kind};
 use crate::config::{paths, strength};
 use crate::error::{Error, Result};
 
@@ -125,7 +126,7 @@ pub fn default_secret_path() -> Result<PathBuf> {
 /// Fails when the file cannot be read or is empty.
 pub fn read_secret_file(path: &Path) -> Result<Secret> {
     if let Some(warning) = exposure_warning(path) {
-        tracing::warn!("{warning}");
+        Event::new(Kind::Warning).warn(format_args!("{warning}"));
     }
     let mut bytes = fs::read(path).map_err(|e| {
         Error::Secret(format!(

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use super::connection::{follow_login, login_context, Waiting};
 use super::hosts::host_key;
 use super::Shared;
+use crate::config::logging::{connection_span, Event, Kind};
 use crate::net::now::recv_now;
 use crate::server::login::Login;
 
@@ -38,12 +39,13 @@ impl Slot {
         }
         let mut hosts = shared.per_host.lock();
         let count = hosts.entry(host).or_insert(0);
-        if *count >= config.max_per_address {
+        let max_per_address = config.context.live.get().max_per_address;
+        if *count >= max_per_address {
             shared.active.fetch_sub(1, Ordering::SeqCst);
             return Err(format!(
                 "server busy: your address has its limit of {} connections open; close one or \
                  try again shortly",
-                config.max_per_address
+                max_per_address
             ));
         }
         *count += 1;
@@ -78,7 +80,10 @@ pub(super) fn dispatch(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr
         Err(why) => {
             metrics.refused_busy.inc();
             if let Some(skipped) = shared.refusals.should_log(host) {
-                tracing::warn!(peer = %addr, skipped, "refused: {why}");
+                Event::new(Kind::Refused)
+                    .peer(addr)
+                    .skipped(skipped)
+                    .warn(format_args!("refused: {why}"));
             }
             return super::refuse_busy(&stream, &why);
         }
@@ -87,7 +92,7 @@ pub(super) fn dispatch(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr
         metrics.refused_busy.inc();
         return;
     }
-    let span = tracing::info_span!("conn", peer = %addr, user = tracing::field::Empty);
+    let span = connection_span(addr);
     accepted(shared, stream, Arrival::new(addr.ip(), slot, span));
 }
 
@@ -149,10 +154,12 @@ pub(super) struct Closing {
 /// when one of its host's turns comes free.
 pub(super) fn accepted(shared: &Arc<Shared>, stream: TcpStream, arrival: Arrival) {
     let host = arrival.slot.1;
-    arrival.span.in_scope(|| tracing::info!("connected"));
+    arrival
+        .span
+        .in_scope(|| Event::new(Kind::Connected).info(format_args!("connected")));
     match shared.turns.begin(host, Queued { stream, arrival }) {
         Some(queued) => begin_login(shared, queued),
-        None => tracing::debug!("waiting for a login turn"),
+        None => Event::new(Kind::Debug).debug(format_args!("waiting for a login turn")),
     }
 }
 
@@ -161,7 +168,9 @@ pub(super) fn begin_login(shared: &Arc<Shared>, q: Queued) {
     let _entered = q.arrival.span.clone().entered();
     let turn = Turn(Arc::downgrade(shared), q.arrival.slot.1);
     if q.arrival.started.elapsed() >= shared.config.context.timings.login {
-        return tracing::info!("left during login: no login turn came in time");
+        return Event::login("left").info(format_args!(
+            "left during login: no login turn came in time"
+        ));
     }
     let step = Login::begin(&login_context(shared, q.arrival.ip));
     follow_login(shared, q.stream, step, q.arrival, turn);
@@ -205,7 +214,10 @@ pub(super) fn locked_out(shared: &Shared, stream: &TcpStream, ip: IpAddr) -> boo
         left.as_secs().max(1)
     );
     if let Some(skipped) = shared.refusals.should_log(super::hosts::host_key(ip)) {
-        tracing::warn!(peer = %ip, skipped, "refused: {why}");
+        Event::new(Kind::Refused)
+            .peer(ip)
+            .skipped(skipped)
+            .warn(format_args!("refused: {why}"));
     }
     super::refuse_busy(stream, &why);
     true
@@ -229,7 +241,7 @@ pub(super) fn give_up_overdue_turns(shared: &Shared) {
              for its turn; try again shortly",
             wait.as_secs()
         );
-        tracing::info!("refused: {why}");
+        Event::new(Kind::Refused).info(format_args!("refused: {why}"));
         super::refuse_busy(&q.stream, &why);
     }
 }

@@ -13,6 +13,7 @@ use super::admission::Slot;
 use super::admission::{begin_login, close_after_refusal, drain, Arrival, Closing, Queued, Turn};
 use super::serving::{reply_stalled, to_worker, write_more, Running, Work};
 use super::{contain, Shared};
+use crate::config::logging::{Event, Kind};
 use crate::net::now::{recv_now, send_all_now};
 use crate::net::tcp::TcpTransport;
 use crate::net::Transport;
@@ -160,7 +161,10 @@ pub(super) fn follow_login(
         }
         (Next::In(_), Err(e)) => {
             let why = crate::error::reason(&e);
-            return tracing::info!("left during login: sending to the client: {why}");
+            let left = Event::login("left");
+            return left.info(format_args!(
+                "left during login: sending to the client: {why}"
+            ));
         }
         (Next::Refused, _) => return close_after_refusal(shared, stream, arrival.span),
         (Next::Gone, _) => return,
@@ -301,11 +305,13 @@ pub(super) fn echo(shared: &Shared, mut conn: Conn, first: Vec<u8>) {
             let idle = Instant::now() + shared.config.context.timings.idle;
             drop(shared.park(Waiting::Echo(conn), idle));
         }
-        Ok(Echoed::Closed) => tracing::info!("echoed {} bytes", conn.echoed),
-        Err(e) => tracing::info!(
+        Ok(Echoed::Closed) => {
+            Event::new(Kind::Echo).info(format_args!("echoed {} bytes", conn.echoed))
+        }
+        Err(e) => Event::new(Kind::Dropped).info(format_args!(
             "connection dropped after echoing {} bytes: {e}",
             conn.echoed
-        ),
+        )),
     }
 }
 
@@ -359,12 +365,17 @@ pub(super) fn expire(shared: &Weak<Shared>, waiting: Waiting) {
             let first = conn.intake.start_echo();
             echo(&shared, conn, first);
         }
-        Waiting::Request(conn) if !conn.intake.is_empty() => {
-            tracing::info!("connection dropped: the request header did not arrive in time")
-        }
+        Waiting::Request(conn) if !conn.intake.is_empty() => Event::new(Kind::Dropped)
+            .result("header_timeout")
+            .info(format_args!(
+                "connection dropped: the request header did not arrive in time"
+            )),
         Waiting::Reply(conn) => reply_stalled(&shared, conn),
         Waiting::Paced(conn) => to_worker(&shared, conn, Work::Reply),
-        Waiting::Request(_) | Waiting::Echo(_) => tracing::info!("closed after the idle timeout"),
+        Waiting::Request(_) | Waiting::Echo(_) => {
+            let idle = Event::new(Kind::Dropped).result("idle_timeout");
+            idle.info(format_args!("closed after the idle timeout"))
+        }
         Waiting::Closing(_) => {}
     });
 }

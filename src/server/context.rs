@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::server::descriptors::FdBudget;
 use crate::server::hooks::Hooks;
+use crate::server::live::Live;
 use crate::server::metrics::Metrics;
 use crate::server::order::NameOrder;
 use crate::server::timings::Timings;
@@ -15,8 +16,6 @@ use crate::storage::Store;
 pub struct Context {
     /// Where the files are.
     pub store: Arc<dyn Store>,
-    /// Largest file accepted.
-    pub max_file_size: u64,
     /// Whether a put may replace an existing file.
     pub overwrite: bool,
     /// Names being uploaded right now.
@@ -27,9 +26,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The hooks told of uploads, downloads and deletes.
     pub hooks: Arc<Hooks>,
-    /// Files and folders the anonymous drop box may hold, partial uploads
-    /// included (`--anonymous-max-files`).
-    pub anonymous_max_files: u64,
+    /// The limits, rates and quotas a reload of the config file changes.
+    pub live: Arc<Live>,
     /// The turns in which commands change a home's names (see
     /// [`crate::server::order`]).
     pub name_order: Arc<NameOrder>,

@@ -68,11 +68,10 @@ pub(crate) fn config(ctx: &Context, accounts: Arc<AccountBook>) -> Config {
         accounts,
         max_connections: 1,
         workers: 1,
-        max_per_address: 1,
         partial_ttl: std::time::Duration::from_secs(3600),
         tls: identity(),
         require_tls: false,
-        anonymous_quota: None,
+        anonymous: false,
         max_logins_per_address: 1,
         max_failed_logins: 1,
         max_handshakes_per_second: 1,
@@ -140,7 +139,7 @@ pub fn login_bytes(
 ) -> (Vec<u8>, LoginEnd) {
     let secret = Secret::new(b"test secret".to_vec()).unwrap_or_else(|_| unreachable!());
     let mut config = config(ctx, Arc::new(AccountBook::new(Accounts::single(secret))));
-    config.anonymous_quota = anonymous.then_some(1 << 20);
+    config.anonymous = anonymous;
     let backoff = Backoff::new(u32::MAX, u32::MAX, std::time::Duration::ZERO);
     let cx = LoginContext {
         config: &config,

@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use super::connection::Conn;
+use crate::config::logging::{Event, Kind};
 use crate::error::Result;
 use crate::server::echo::{self, FirstBytes};
 use crate::wire::frame::{Incoming, MAX_HEADER_LEN};
@@ -88,7 +89,9 @@ impl Intake {
     /// Gives up telling a few text bytes apart: they are the echo dialect
     /// (the seed's echo client may send fewer than four). Returns them.
     pub(super) fn start_echo(&mut self) -> Vec<u8> {
-        tracing::info!("raw text instead of a frame: the seed's echo dialect");
+        Event::new(Kind::Echo).info(format_args!(
+            "raw text instead of a frame: the seed's echo dialect"
+        ));
         self.sniffing = false;
         self.text_since = None;
         std::mem::take(&mut self.incoming).received().to_vec()
@@ -143,7 +146,10 @@ pub(super) fn pull(mut conn: Conn) -> Pulled {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Pulled::Wait(conn),
             Err(e) => {
-                tracing::info!("connection dropped: {}", crate::error::reason(&e));
+                Event::new(Kind::Dropped).info(format_args!(
+                    "connection dropped: {}",
+                    crate::error::reason(&e)
+                ));
                 return Pulled::Ended(conn);
             }
         };
@@ -157,8 +163,13 @@ pub(super) fn pull(mut conn: Conn) -> Pulled {
 /// The peer closed while a request was expected.
 fn ended(conn: Conn) -> Pulled {
     match conn.intake.is_empty() {
-        true => tracing::info!("disconnected after {} s", conn.started.elapsed().as_secs()),
-        false => tracing::info!("connection dropped: closed in the middle of a request header"),
+        true => Event::new(Kind::Disconnected).info(format_args!(
+            "disconnected after {} s",
+            conn.started.elapsed().as_secs()
+        )),
+        false => Event::new(Kind::Dropped).info(format_args!(
+            "connection dropped: closed in the middle of a request header"
+        )),
     }
     Pulled::Ended(conn)
 }

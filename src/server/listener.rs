@@ -9,6 +9,7 @@ use std::time::Duration;
 use socket2::{Domain, Socket, Type};
 
 use super::descriptors::{raise_open_file_limit, SPARE_FDS};
+use crate::config::logging::{Event, Kind};
 
 /// Pending connections the kernel queues for us (capped by
 /// `net.core.somaxconn`). std's default of 128 drops bursts of clients.
@@ -41,14 +42,14 @@ pub fn fit_to_fd_limit(wanted: usize, explicit: bool) -> usize {
         return wanted;
     }
     if explicit {
-        tracing::warn!(
+        Event::new(Kind::Warning).warn(format_args!(
             "--max-connections lowered from {wanted} to {fits} to fit the open-file limit of \
              {open_files} (raise it with ulimit -n)"
-        );
+        ));
     } else {
-        tracing::info!(
+        Event::new(Kind::Start).info(format_args!(
             "serving up to {fits} connections, what the open-file limit of {open_files} allows"
-        );
+        ));
     }
     fits
 }

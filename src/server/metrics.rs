@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::config::logging::{Event, Kind};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -226,12 +227,15 @@ pub fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> io::Result<()> {
                     .name("ftp-scrape".into())
                     .spawn(move || {
                         if let Err(e) = answer(stream, &metrics) {
-                            tracing::debug!("metrics scrape failed: {e}");
+                            Event::new(Kind::Debug)
+                                .debug(format_args!("metrics scrape failed: {e}"));
                         }
                         running.fetch_sub(1, Ordering::SeqCst);
                     });
                 if let Err(e) = spawned {
-                    tracing::warn!("cannot start a thread for a metrics scrape: {e}");
+                    Event::new(Kind::Internal).warn(format_args!(
+                        "cannot start a thread for a metrics scrape: {e}"
+                    ));
                 }
             }
         })

@@ -20,10 +20,12 @@ pub(crate) mod hooks;
 pub(crate) mod hosts;
 mod intake;
 mod listener;
+pub(crate) mod live;
 pub(crate) mod login;
 mod memory;
 pub(crate) mod metrics;
 pub(crate) mod order;
+pub(crate) mod outcome;
 pub(crate) mod poller;
 pub(crate) mod quota;
 pub mod recount;
@@ -45,6 +47,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::config::logging::{Event, Kind};
 use crate::error::{Error, Result};
 use crate::net::readable_within;
 use crate::net::tls::ServerIdentity;
@@ -95,18 +98,15 @@ pub struct Config {
     /// a transfer); more work waits its turn, and more threads are added
     /// only while all of these are stuck.
     pub workers: usize,
-    /// Most connections one host may hold open (an IPv6 host is its /64),
-    /// so that one cannot take every slot.
-    pub max_per_address: usize,
     /// Partial uploads untouched this long are deleted.
     pub partial_ttl: Duration,
     /// The certificate and key the encrypted dialect uses.
     pub tls: ServerIdentity,
     /// Refuse the seed's plaintext login; serve only TLS.
     pub require_tls: bool,
-    /// With a quota: let clients that skip the login (the seed's FtpClient)
-    /// upload into `ROOT/anonymous`, and nothing else.
-    pub anonymous_quota: Option<u64>,
+    /// Let clients that skip the login (the seed's FtpClient) upload into
+    /// `ROOT/anonymous`, and nothing else, within the anonymous quota.
+    pub anonymous: bool,
     /// Most logins one host may have under way at once; its further
     /// connections wait for a turn (an anonymous client's turn lasts until
     /// its first request is in).
@@ -210,7 +210,7 @@ impl Server {
         // Taken first, so that a server short of descriptors fails to
         // start rather than run without it.
         let spare_fd = open_spare_fd();
-        let anonymous = config.anonymous_quota.is_some();
+        let anonymous = config.anonymous;
         let what = at.to_string();
         let listener =
             listen(at, anonymous, config.context.timings.idle).map_err(|e| Error::io(what, e))?;
@@ -288,20 +288,20 @@ impl Server {
             p.iter().map(|p| p.close_unless(Waiting::is_replying)).sum()
         }) + self.shared.turns.drain().len();
         let running = self.shared.running.load(Ordering::SeqCst);
-        tracing::info!(
+        Event::new(Kind::Shutdown).info(format_args!(
             "shutting down: closed {closed} idle connections; waiting up to {} s for {running} \
              running",
             grace.as_secs()
-        );
+        ));
         let deadline = Instant::now() + grace;
         while self.shared.running.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             self.refuse_ready();
         }
         match self.shared.running.load(Ordering::SeqCst) {
-            0 => tracing::info!("shut down"),
-            left => tracing::info!(
+            0 => Event::new(Kind::Shutdown).info(format_args!("shut down")),
+            left => Event::new(Kind::Shutdown).info(format_args!(
                 "shut down; {left} commands cut off (their partial uploads are kept)"
-            ),
+            )),
         }
         Ok(())
     }
@@ -342,7 +342,7 @@ impl Server {
             _ => {
                 // Out of file descriptors or similar: try again soon,
                 // without spinning.
-                tracing::warn!("accept failed: {e}");
+                Event::new(Kind::Internal).warn(format_args!("accept failed: {e}"));
                 thread::sleep(Duration::from_millis(5));
             }
         }
@@ -362,7 +362,9 @@ impl Server {
         let answered = accepted.is_ok();
         if let Ok((stream, addr)) = accepted {
             self.shared.config.context.metrics.refused_busy.inc();
-            tracing::warn!(peer = %addr, "refused: out of file descriptors");
+            Event::new(Kind::Refused)
+                .peer(addr)
+                .warn(format_args!("refused: out of file descriptors"));
             refuse_busy(
                 &stream,
                 "server busy: it has run out of file descriptors; try again shortly",
@@ -423,7 +425,7 @@ fn contain(work: impl FnOnce()) -> bool {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            tracing::warn!("connection thread panicked: {what}");
+            Event::new(Kind::Internal).warn(format_args!("connection thread panicked: {what}"));
             true
         }
     }

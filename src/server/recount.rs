@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::config::logging::{Event, Kind};
 use crate::error::{Error, Result};
 use crate::server::accounts::{Account, Accounts};
 use crate::server::commands::store_refusal;
@@ -24,10 +25,10 @@ pub fn hourly(ctx: &Context, ttl: Duration) {
     };
     let removed = ctx.store.sweep(ttl, &claim);
     if removed > 0 {
-        tracing::info!(
+        Event::new(Kind::Recount).info(format_args!(
             "removed {removed} partial uploads untouched for {} s",
             ttl.as_secs()
-        );
+        ));
     }
     check_books(ctx);
 }
@@ -50,19 +51,24 @@ pub fn check_books(ctx: &Context) -> usize {
         match ctx.store.recount(&home) {
             Ok(Some((Some(kept), measured))) if kept != measured => {
                 drifted += 1;
-                tracing::warn!(
-                    home = %display_folder(&home),
-                    kept_bytes = kept.bytes,
-                    kept_entries = kept.entries,
-                    measured_bytes = measured.bytes,
-                    measured_entries = measured.entries,
-                    "the quota book had drifted from the disk; corrected"
-                );
+                let folder = display_folder(&home);
+                // The home is named in the sentence: `path` is a path inside
+                // one.
+                Event::new(Kind::Recount)
+                    .result("corrected")
+                    .warn(format_args!(
+                        "the quota book of {folder} had drifted from the disk (it said {} bytes \
+                     in {} entries, the disk holds {} in {}); corrected",
+                        kept.bytes, kept.entries, measured.bytes, measured.entries
+                    ));
             }
             Ok(_) => {}
             Err(e) => {
                 let why = store_refusal(e, "").message;
-                tracing::warn!(home = %display_folder(&home), "checking the quota book: {why}");
+                let folder = display_folder(&home);
+                Event::new(Kind::Recount)
+                    .result("failed")
+                    .warn(format_args!("checking the quota book of {folder}: {why}"));
             }
         }
     }

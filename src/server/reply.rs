@@ -13,6 +13,7 @@
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
+use crate::config::logging::{Event, Kind};
 use crate::error::{Error, Result};
 use crate::io::throttle::RateFloor;
 use crate::net::{writable_within, Transport};
@@ -269,8 +270,12 @@ impl Outbox {
     /// line was written when it began.
     fn finished(&mut self) -> Progress {
         if let (Some(pace), true) = (self.pace, self.had_body) {
-            let ms = pace.started.elapsed().as_millis();
-            tracing::info!("reply sent: {} bytes in {ms} ms", self.sent);
+            let took = pace.started.elapsed();
+            let (sent, ms) = (self.sent, took.as_millis());
+            Event::new(Kind::Reply)
+                .bytes(sent)
+                .took(took)
+                .info(format_args!("reply sent: {sent} bytes in {ms} ms"));
         }
         // What is held waits for its group, not for this reply.
         let held = self.held.take();

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::connection::{echo, next_request, park_request, Conn, Waiting};
 use super::{contain, run_or_refuse, Shared};
+use crate::config::logging::{Event, Kind};
 use crate::error::Result;
 use crate::server::accounts::{Account, Seat};
 use crate::server::commands::staged::InGroup;
@@ -38,7 +39,7 @@ pub(super) fn to_worker(shared: &Arc<Shared>, conn: Conn, work: Work) {
     let key = conn.job_key;
     run_or_refuse(shared, key, (conn, work), job, |(conn, _), e| {
         let _entered = conn.span.enter();
-        tracing::warn!("dropped: no thread for the request: {e}");
+        Event::new(Kind::Internal).warn(format_args!("dropped: no thread for the request: {e}"));
     });
 }
 
@@ -58,7 +59,9 @@ pub(super) fn serve(shared: &Arc<Shared>, mut conn: Conn, mut work: Work) {
             match run_request(shared, &mut conn, header) {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Close) => conn.close_after_reply = true,
-                Err(e) => return tracing::info!("connection dropped: {e}"),
+                Err(e) => {
+                    return Event::new(Kind::Dropped).info(format_args!("connection dropped: {e}"))
+                }
             }
         }
         if !conn.group.is_empty() {
@@ -77,7 +80,9 @@ pub(super) fn serve(shared: &Arc<Shared>, mut conn: Conn, mut work: Work) {
             Ok(Progress::Paced(at)) => return park_paced(shared, conn, at),
             Ok(_) if conn.close_after_reply => return closed(&conn),
             Ok(_) => conn.replying = None,
-            Err(e) => return tracing::info!("connection dropped: {e}"),
+            Err(e) => {
+                return Event::new(Kind::Dropped).info(format_args!("connection dropped: {e}"))
+            }
         }
         conn.header_deadline = Instant::now() + shared.config.context.timings.idle;
         match pull(conn) {
@@ -161,10 +166,12 @@ fn commit_staged(shared: &Arc<Shared>, conn: &mut Conn) {
     let puts = group.len();
     let mut replying = Replying::new(&mut *conn.transport, &mut conn.outbox, ctx.timings.idle);
     match commit_group(ctx, group, &mut replying) {
-        Ok(()) => tracing::info!("committed a group of {puts} puts with two flushes"),
-        Err(e) => {
-            tracing::info!("committed a group of {puts} puts; their replies were cut off: {e}")
-        }
+        Ok(()) => Event::new(Kind::Commit).info(format_args!(
+            "committed a group of {puts} puts with two flushes"
+        )),
+        Err(e) => Event::new(Kind::Commit).info(format_args!(
+            "committed a group of {puts} puts; their replies were cut off: {e}"
+        )),
     }
 }
 
@@ -185,14 +192,18 @@ fn run_request(shared: &Arc<Shared>, conn: &mut Conn, header: Result<Vec<u8>>) -
     }
     if let Some(body) = handled.body {
         let ctx = &shared.config.context;
-        let pace = Pace::new(ctx.timings.reply, ctx.timings.min_rate, body.len_hint());
+        let floor = ctx.live.get().floor;
+        let pace = Pace::new(ctx.timings.reply, floor, body.len_hint());
         conn.outbox.set_body(body, pace);
     }
     Ok(handled.flow)
 }
 
 fn closed(conn: &Conn) {
-    tracing::info!("disconnected after {} s", conn.started.elapsed().as_secs());
+    Event::new(Kind::Disconnected).info(format_args!(
+        "disconnected after {} s",
+        conn.started.elapsed().as_secs()
+    ));
 }
 
 /// Waits in the poller for room to send more of the reply, counted as
@@ -201,7 +212,7 @@ fn park_reply(shared: &Arc<Shared>, mut conn: Conn) {
     conn.replying.get_or_insert_with(|| Running::new(shared));
     let ctx = &shared.config.context;
     conn.outbox
-        .ensure_pace(|| Pace::new(ctx.timings.reply, ctx.timings.min_rate, 0));
+        .ensure_pace(|| Pace::new(ctx.timings.reply, ctx.live.get().floor, 0));
     let at = conn
         .outbox
         .wake_at()
@@ -229,7 +240,7 @@ pub(super) fn write_more(shared: &Arc<Shared>, mut conn: Conn) {
             conn.header_deadline = Instant::now() + shared.config.context.timings.idle;
             next_request(shared, conn);
         }
-        Err(e) => tracing::info!("connection dropped: {e}"),
+        Err(e) => Event::new(Kind::Dropped).info(format_args!("connection dropped: {e}")),
     }
 }
 
@@ -238,7 +249,7 @@ pub(super) fn write_more(shared: &Arc<Shared>, mut conn: Conn) {
 pub(super) fn reply_stalled(shared: &Arc<Shared>, mut conn: Conn) {
     match conn.outbox.check_pace(Instant::now()) {
         Ok(()) => park_reply(shared, conn),
-        Err(e) => tracing::info!("connection dropped: {e}"),
+        Err(e) => Event::new(Kind::Dropped).info(format_args!("connection dropped: {e}")),
     }
 }
 
@@ -261,7 +272,7 @@ fn with_session(
             }
         }
         Identity::Anonymous => {
-            anonymous = Account::anonymous(config.anonymous_quota.unwrap_or(0));
+            anonymous = Account::anonymous(config.context.live.get().anonymous_quota);
             Session::anonymous(&config.context, &anonymous)
         }
     }
@@ -288,7 +299,11 @@ fn removed(conn: &mut Conn) -> Result<Flow> {
         .as_ref()
         .and_then(Seat::name)
         .unwrap_or("(shared secret)");
-    tracing::info!("closed: account {name} was removed from the users file");
+    Event::new(Kind::Dropped)
+        .result("account_removed")
+        .info(format_args!(
+            "closed: account {name} was removed from the users file"
+        ));
     let why =
         format!("your account {name} was removed from this server; ask its operator for a new one");
     let wait = Duration::ZERO;

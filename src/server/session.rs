@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::config::logging::{Event, Kind};
 use crate::error::{Error, Result};
 use crate::net::Transport;
 use crate::server::accounts::Account;
@@ -18,6 +19,8 @@ use crate::server::commands::staged::{flush_failed, Answer, InGroup, PendingPut}
 use crate::server::commands::store_refusal;
 use crate::server::context::Context;
 use crate::server::descriptors::FdLease;
+pub(crate) use crate::server::outcome::Outcome;
+use crate::server::outcome::Said;
 use crate::server::reply::Body;
 use crate::wire::frame;
 use crate::wire::message::{parse_request, ErrorCode, ErrorReply, Reply, Request, RequestError};
@@ -30,17 +33,6 @@ pub enum Flow {
     Continue,
     /// Close the connection.
     Close,
-}
-
-/// The result of one command, for the log line, and the rest of its
-/// reply when that is long.
-pub(crate) struct Outcome {
-    pub(crate) flow: Flow,
-    ok: bool,
-    what: String,
-    bytes: u64,
-    body: Option<Box<dyn Body>>,
-    commit: Option<PendingPut>,
 }
 
 /// What handling one request leaves to do: whether the connection goes
@@ -61,44 +53,6 @@ impl Handled {
             body: None,
             commit: None,
         }
-    }
-}
-
-impl Outcome {
-    pub(crate) fn ok(what: impl Into<String>, bytes: u64) -> Outcome {
-        Outcome {
-            flow: Flow::Continue,
-            ok: true,
-            what: format!("ok {}", what.into()),
-            bytes,
-            body: None,
-            commit: None,
-        }
-    }
-    /// The put's reply waits for its group's commit.
-    pub(crate) fn with_commit(mut self, pending: PendingPut) -> Outcome {
-        self.commit = Some(pending);
-        self
-    }
-
-    /// The reply goes on with `body`.
-    pub(crate) fn with_body(mut self, body: Box<dyn Body>) -> Outcome {
-        self.body = Some(body);
-        self
-    }
-    pub(crate) fn refused(e: &ErrorReply) -> Outcome {
-        Outcome {
-            flow: Flow::Continue,
-            ok: false,
-            what: format!("error {}: {}", e.code.as_str(), e.message),
-            bytes: 0,
-            body: None,
-            commit: None,
-        }
-    }
-    pub(crate) fn closing(mut self) -> Outcome {
-        self.flow = Flow::Close;
-        self
     }
 }
 
@@ -137,7 +91,7 @@ impl<'a> Session<'a> {
     pub fn anonymous(ctx: &'a Context, account: &'a Account) -> Session<'a> {
         Session {
             anonymous: true,
-            max_files: Some(ctx.anonymous_max_files),
+            max_files: Some(ctx.live.get().anonymous_max_files),
             ..Session::new(ctx, account)
         }
     }
@@ -190,7 +144,8 @@ impl<'a> Session<'a> {
     /// resynchronised after that, so the connection closes.
     pub(crate) fn refuse_frame<S: Transport>(&mut self, e: &Error, stream: &mut S) -> Result<Flow> {
         let reply = ErrorReply::new(ErrorCode::BadRequest, e.to_string());
-        self.log_command("?", "", Instant::now(), &Outcome::refused(&reply).closing());
+        let outcome = Outcome::refused(&reply).closing();
+        self.log_command(&Said::unparsed(), Instant::now(), &outcome);
         send_error(stream, reply)?;
         Ok(Flow::Close)
     }
@@ -207,7 +162,8 @@ impl<'a> Session<'a> {
             Ok(r) => r,
             Err(e) => return self.refuse_request(&e, started, stream).map(Handled::done),
         };
-        let (cmd, subject) = describe(&request);
+        let said = Said::of(&request, |name| self.home_path(name));
+        let cmd = said.cmd();
         let outcome = self.run(request, stream);
         let metrics = &self.ctx.metrics;
         if matches!(cmd, "put" | "get") {
@@ -222,15 +178,11 @@ impl<'a> Session<'a> {
                 if cmd == "put" {
                     metrics.uploads_failed.inc();
                 }
-                tracing::info!(
-                    "{cmd} {} aborted after {} ms: {e}",
-                    escape(&subject),
-                    started.elapsed().as_millis()
-                );
+                said.aborted(started.elapsed(), &e);
                 return Err(e);
             }
         };
-        self.log_command(cmd, &subject, started, &outcome);
+        self.log_command(&said, started, &outcome);
         Ok(Handled {
             flow: outcome.flow,
             body: outcome.body.take(),
@@ -241,7 +193,11 @@ impl<'a> Session<'a> {
     fn log_header(&self, header: &[u8]) {
         if tracing::enabled!(tracing::Level::DEBUG) {
             let shown = String::from_utf8_lossy(&header[..header.len().min(200)]);
-            tracing::debug!("header of {} bytes: {}", header.len(), escape(&shown));
+            Event::new(Kind::Debug).debug(format_args!(
+                "header of {} bytes: {}",
+                header.len(),
+                escape(&shown)
+            ));
         }
     }
 
@@ -260,25 +216,14 @@ impl<'a> Session<'a> {
         let reply = ErrorReply::new(code, e.to_string());
         let mut outcome = Outcome::refused(&reply);
         outcome.flow = flow;
-        self.log_command("?", "", started, &outcome);
+        self.log_command(&Said::unparsed(), started, &outcome);
         send_error(stream, reply)?;
         Ok(flow)
     }
 
-    fn log_command(&self, cmd: &'static str, subject: &str, started: Instant, o: &Outcome) {
-        let result = if o.ok { "ok" } else { "error" };
-        self.ctx.metrics.command(cmd, result);
-        let subject = if subject.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", escape(subject))
-        };
-        tracing::info!(
-            "{cmd}{subject} {} ({} bytes, {} ms)",
-            o.what,
-            o.bytes,
-            started.elapsed().as_millis()
-        );
+    fn log_command(&self, said: &Said, started: Instant, o: &Outcome) {
+        self.ctx.metrics.command(said.cmd(), o.result());
+        o.log(said, Some(started.elapsed()));
     }
 
     /// Runs one request: the one place that maps commands to handlers.
@@ -389,22 +334,6 @@ enum Answered {
 /// Sends an error reply.
 pub fn send_error<S: Write>(s: &mut S, reply: ErrorReply) -> Result<()> {
     frame::write_json(s, &Reply::<()>::Error(reply))
-}
-
-/// The command's name and what it is about, for the log.
-fn describe(r: &Request) -> (&'static str, String) {
-    let subject = match r {
-        Request::Put(p) => p.filename.clone(),
-        Request::Get(g) => g.filename.clone(),
-        Request::Ls(ls) => ls.path.clone().unwrap_or_default(),
-        Request::Mkdir { path, .. } | Request::Cd { path } => path.clone(),
-        Request::Rm { filename, .. } => filename.clone(),
-        Request::Mv { from, to } => format!("{from} -> {to}"),
-        Request::Echo { .. } | Request::Prove { .. } | Request::Quota {} | Request::Pwd {} => {
-            String::new()
-        }
-    };
-    (r.cmd(), subject)
 }
 
 #[cfg(test)]

@@ -89,7 +89,13 @@ fn refused_seed_put_is_drained_and_the_session_goes_on() {
 fn too_large_is_refused_before_the_body() {
     let dir = tempfile::tempdir().unwrap();
     let mut ctx = context(dir.path());
-    ctx.max_file_size = 10;
+    let limits = ctx.live.get();
+    ctx.live = std::sync::Arc::new(crate::server::live::Live::new(
+        crate::server::live::Limits {
+            max_file_size: 10,
+            ..limits
+        },
+    ));
     let input = request_frames(&[json!({"cmd":"put","filename":"big","filesize":11,"ack":true})]);
     let out = replies(&serve_bytes(&ctx, &input));
     assert_eq!(out[0]["code"], "too_large");

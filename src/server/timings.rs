@@ -35,10 +35,6 @@ pub struct Timings {
     /// One whole reply, however the peer trickles its reads
     /// (`--reply-timeout`); a long body has its length at the floor more.
     pub reply: Duration,
-    /// The least an upload's body, and a reply waiting for its peer, must
-    /// keep up: bytes a second averaged over a window (`--min-rate`,
-    /// `--min-rate-window`).
-    pub min_rate: Option<(u64, Duration)>,
     /// How long a refused peer has to read its refusal before the close.
     pub refusal_drain: Duration,
 }
@@ -54,7 +50,6 @@ impl Default for Timings {
             sniff: Duration::from_millis(250),
             idle: Duration::from_secs(60),
             reply: Duration::from_secs(300),
-            min_rate: Some((1024, Duration::from_secs(60))),
             refusal_drain: Duration::from_secs(1),
         }
     }
@@ -62,15 +57,15 @@ impl Default for Timings {
 
 impl Timings {
     /// The timings a server with these flags runs by: the idle timeout,
-    /// the reply timeout, the login timeout (at most the idle timeout), and
-    /// the floor (none when `min_rate` is 0).
-    pub fn from_flags(idle: u64, reply: u64, login: u64, (min_rate, window): (u64, u64)) -> Self {
+    /// the reply timeout and the login timeout (at most the idle timeout).
+    /// The floor (`--min-rate`) is one of the limits a reload changes, in
+    /// [`crate::server::live`].
+    pub fn from_flags(idle: u64, reply: u64, login: u64) -> Self {
         let idle = Duration::from_secs(idle.max(1));
         Timings {
             idle,
             reply: Duration::from_secs(reply.max(1)),
             login: Duration::from_secs(login.max(1)).min(idle),
-            min_rate: (min_rate > 0).then(|| (min_rate, Duration::from_secs(window.max(1)))),
             ..Timings::default()
         }
     }
@@ -89,10 +84,9 @@ mod tests {
 
     #[test]
     fn flags_become_timings_with_the_login_inside_the_idle_timeout() {
-        let t = Timings::from_flags(5, 25, 10, (0, 60));
+        let t = Timings::from_flags(5, 25, 10);
         assert_eq!(t.idle, Duration::from_secs(5));
         assert_eq!(t.login, Duration::from_secs(5));
         assert_eq!(t.reply, Duration::from_secs(25));
-        assert_eq!(t.min_rate, None);
     }
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::config::logging::{Event, Kind};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::fair::FairQueue;
@@ -194,11 +195,11 @@ fn watch(inner: &Arc<Inner>) {
         let waiting = state.demand().saturating_sub(state.idle);
         if since >= STALL && waiting > 0 && state.threads < inner.max {
             let add = waiting.min(inner.core).min(inner.max - state.threads);
-            tracing::debug!(
+            Event::new(Kind::Debug).debug(format_args!(
                 "all {} workers busy for {} ms with {waiting} jobs waiting: adding {add}",
                 state.threads,
                 since.as_millis()
-            );
+            ));
             for _ in 0..add {
                 if Inner::spawn(inner, &mut state).is_err() {
                     break;

@@ -1,7 +1,8 @@
-//! Changing the accounts while the server runs: `SIGHUP` (what
-//! `systemctl reload` sends), or an edit of the users file, reloads it.
-//! A file that does not load is refused whole and the accounts in force
-//! stay; the log says why, or names what changed.
+//! Changing the accounts and limits while the server runs: `SIGHUP` (what
+//! `systemctl reload` sends), or an edit of the users file, reloads it;
+//! `SIGHUP` also reads the config file again and applies its limits,
+//! rates and quotas. A file that does not load is refused whole and what
+//! is in force stays; the log says why, or names what changed.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -13,10 +14,13 @@ use notify::{RecursiveMode, Watcher};
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
+use crate::config::logging::{Event, Kind};
 use crate::config::server::flags::ServerFlags;
+use crate::config::server::live::Changes;
 use crate::config::server::settings::Settings;
 use crate::error::{Error, Result};
 use crate::server::accounts::{AccountBook, Accounts};
+use crate::server::live::Live;
 use crate::server::THREAD_STACK;
 
 /// How long the users file must stay quiet after a change before it is
@@ -65,31 +69,55 @@ pub struct ConfigFile {
     pub cli: ServerFlags,
     /// What the server runs with.
     pub in_force: Settings,
+    /// The limits, rates and quotas the running server reads.
+    pub live: Arc<Live>,
 }
 
 impl ConfigFile {
-    /// Reads the file again and says what differs from the settings in
-    /// force. They stay in force either way (the listener, the workers
-    /// and the store are built from them at start), so that a restart
-    /// is what applies the change, and a file that would not start the
-    /// server is caught now rather than then.
-    fn check(&self) {
+    /// Reads the file again: its limits, rates and quotas are put in
+    /// force at once, and the log names them; the other settings it
+    /// changed are named as needing a restart (the listener, the workers,
+    /// the store and the identity are built from them at start). A file
+    /// that would not start the server is refused whole, so it is caught
+    /// now rather than at the next restart.
+    fn apply(&mut self) {
         let path = self.path.display();
-        match Settings::gather(self.cli.clone(), Some(&self.path)) {
-            Err(e) => tracing::warn!(
-                "SIGHUP: the config file would not start the server: {e}; the settings in force \
-                 stay"
-            ),
-            Ok(read) => match self.in_force.changes(&read) {
-                changed if changed.is_empty() => {
-                    tracing::info!("SIGHUP: the config file {path} is as the server runs it")
-                }
-                changed => tracing::warn!(
-                    "SIGHUP: the config file {path} changed: {}; a restart applies it (the \
-                     accounts and their limits, in the users file, apply at once)",
-                    changed.join("; ")
-                ),
-            },
+        let read = match Settings::gather(self.cli.clone(), Some(&self.path)) {
+            Ok(read) => read,
+            Err(e) => {
+                return Event::new(Kind::Reload)
+                    .result("refused")
+                    .warn(format_args!(
+                        "SIGHUP: the config file would not start the server: {e}; the settings in \
+                     force stay"
+                    ))
+            }
+        };
+        let changes = self.in_force.reload_from(&read);
+        self.live.set(self.in_force.limits());
+        if changes == Changes::default() {
+            Event::new(Kind::Reload)
+                .result("unchanged")
+                .info(format_args!(
+                    "SIGHUP: the config file {path} is as the server runs it"
+                ));
+        }
+        if !changes.applied.is_empty() {
+            Event::new(Kind::Reload)
+                .result("applied")
+                .info(format_args!(
+                    "SIGHUP: the config file {path} changed: {}; in force now",
+                    changes.applied.join("; ")
+                ));
+        }
+        if !changes.need_restart.is_empty() {
+            Event::new(Kind::Reload)
+                .result("needs_restart")
+                .warn(format_args!(
+                "SIGHUP: the config file {path} changed: {}; a restart applies it (limits, rates \
+                 and quotas apply at once, and the accounts, in the users file)",
+                changes.need_restart.join("; ")
+            ));
         }
     }
 }
@@ -108,7 +136,10 @@ impl Reloads {
         // runs, and reloads on SIGHUP.
         let watcher = self.users.as_deref().and_then(|path| {
             watch(path, tx)
-                .inspect_err(|e| tracing::warn!("{e}; edits of the users file need a SIGHUP"))
+                .inspect_err(|e| {
+                    Event::new(Kind::Warning)
+                        .warn(format_args!("{e}; edits of the users file need a SIGHUP"))
+                })
                 .ok()
         });
         thread::Builder::new()
@@ -123,7 +154,7 @@ impl Reloads {
             .map_err(|e| Error::io("starting the reload thread", e))
     }
 
-    fn serve(&self, rx: &Receiver<Trigger>, phase: &dyn Fn(Phase)) {
+    fn serve(mut self, rx: &Receiver<Trigger>, phase: &dyn Fn(Phase)) {
         while let Ok(mut trigger) = rx.recv() {
             // Edits come in bursts: wait until the file has been quiet.
             loop {
@@ -135,8 +166,8 @@ impl Reloads {
                 }
             }
             phase(Phase::Reloading);
-            if let (Trigger::Signal, Some(config)) = (trigger, &self.config) {
-                config.check();
+            if let (Trigger::Signal, Some(config)) = (trigger, &mut self.config) {
+                config.apply();
             }
             self.reload(trigger);
             phase(Phase::Ready);
@@ -151,7 +182,8 @@ impl Reloads {
             Trigger::Edit => "the users file changed",
         };
         let Some(path) = &self.users else {
-            return tracing::info!("{why}: nothing to reload (no users file)");
+            return Event::new(Kind::Reload)
+                .info(format_args!("{why}: nothing to reload (no users file)"));
         };
         match Accounts::load(path, self.anonymous) {
             Ok(accounts) => {
@@ -160,14 +192,16 @@ impl Reloads {
                     true => "no change".to_string(),
                     false => changed.join("; "),
                 };
-                tracing::info!(
+                Event::new(Kind::Reload).result("ok").info(format_args!(
                     "{why}: reloaded the accounts from {}: {what}",
                     path.display()
-                );
+                ));
             }
-            Err(e) => {
-                tracing::warn!("{why}: the accounts in force stay, the users file is refused: {e}")
-            }
+            Err(e) => Event::new(Kind::Reload)
+                .result("refused")
+                .warn(format_args!(
+                    "{why}: the accounts in force stay, the users file is refused: {e}"
+                )),
         }
     }
 }

@@ -15,6 +15,7 @@ use sd_notify::NotifyState;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::config::logging::{Event, Kind};
 use crate::error::{Error, Result};
 use crate::server::metrics::Metrics;
 use crate::server::THREAD_STACK;
@@ -48,7 +49,10 @@ pub fn passed_listener() -> Result<Option<TcpListener>> {
 /// server serves whether or not its manager hears it.
 fn tell(state: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(state) {
-        tracing::debug!("telling systemd failed: {}", crate::error::reason(&e));
+        Event::new(Kind::Debug).debug(format_args!(
+            "telling systemd failed: {}",
+            crate::error::reason(&e)
+        ));
     }
 }
 

@@ -51,7 +51,7 @@ fn two_users_with_the_seed_client_land_in_their_own_homes() {
         let out = seed_client(&server, secret, &[file]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    server.wait_for_log("put from-bob.txt ok");
+    server.wait_for_event(&[("cmd", "put"), ("path", "/from-bob.txt"), ("result", "ok")]);
     assert_eq!(
         fs::read(sb.root().join("alice/from-alice.txt")).unwrap(),
         b"alice was here"
@@ -61,11 +61,11 @@ fn two_users_with_the_seed_client_land_in_their_own_homes() {
         b"bob was here"
     );
     assert!(!sb.root().join("from-alice.txt").exists());
-    let log = server.log_text();
-    assert!(
-        log.contains("login ok as alice") && log.contains("login ok as bob"),
-        "{log}"
-    );
+    for user in ["alice", "bob"] {
+        server.wait_for_event(&[("event", "login"), ("result", "ok"), ("user", user)]);
+        // The connection's user is on its commands' events too.
+        server.wait_for_event(&[("event", "command"), ("cmd", "put"), ("user", user)]);
+    }
 }
 
 #[test]
@@ -123,7 +123,11 @@ fn uploads_over_quota_are_refused_and_nothing_is_stored() {
     let partial = sb.root().join("alice/.ftp-partial/broken.bin");
     assert!(wait_until(Duration::from_secs(10), || size_of(&partial) == 900 * 1024));
     drop(raw);
-    server.wait_for_log("put broken.bin aborted");
+    server.wait_for_event(&[
+        ("cmd", "put"),
+        ("path", "/broken.bin"),
+        ("result", "aborted"),
+    ]);
     sb.local_file("more.bin", &pattern(200 * 1024, 32));
     let out = as_user(&sb, &server, ALICE, &["quota"]);
     assert_stdout_has(
@@ -157,7 +161,7 @@ fn an_unknown_key_is_refused() {
         "{}",
         stderr(&out)
     );
-    server.wait_for_log("login failed");
+    server.wait_for_event(&[("event", "login"), ("result", "failed")]);
 }
 
 #[test]
@@ -363,7 +367,8 @@ fn uploads_in_flight_count_for_what_they_wrote_and_stop_at_the_quota() {
     assert!(out.status.success(), "{}", stderr(&out));
     let mut slow = slow;
     assert!(!wait_limited(&mut slow, Duration::from_secs(30)).success());
-    server.wait_for_log("put first.bin error quota_exceeded: quota exceeded after");
+    let put = server.wait_for_refused_put("/first.bin", "quota_exceeded");
+    assert!(message(&put).contains("quota exceeded after"), "{put}");
     assert!(sb.root().join("alice/second.bin").exists());
     assert!(!sb.root().join("alice/first.bin").exists());
     assert!(bytes_under(&sb.root().join("alice")) <= 1 << 20);
@@ -424,6 +429,6 @@ fn the_quota_book_stays_exact_through_puts_replacements_removals_and_breaks() {
     raw.send_json(&json!({"cmd":"put","filename":"cut.bin","filesize":500_000}));
     raw.send(&pattern(150_000, 4));
     drop(raw);
-    server.wait_for_log("put cut.bin aborted");
+    server.wait_for_event(&[("cmd", "put"), ("path", "/cut.bin"), ("result", "aborted")]);
     assert_eq!(used(&sb), shown(bytes_under(&home)), "with a partial");
 }

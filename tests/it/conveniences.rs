@@ -138,8 +138,9 @@ fn the_prompt_lists_the_server_only_when_completion_needs_it() {
     let out = at_terminal(&sb, &server, &[], keys);
     let screen = stdout(&out);
     assert!(screen.contains("removed notes.txt"), "{screen}");
-    let log = server.wait_for_log("rm notes.txt ok");
-    assert_eq!(log.matches(" ls ok").count(), 1, "{log}");
+    server.wait_for_event(&[("cmd", "rm"), ("path", "/notes.txt"), ("result", "ok")]);
+    let listings = server.events_with(&[("cmd", "ls"), ("result", "ok")]);
+    assert_eq!(listings.len(), 1, "{}", server.log_text());
 }
 
 #[test]
@@ -159,7 +160,7 @@ fn metrics_are_scraped_during_and_after_a_transfer() {
     );
     let out = wait_output(client, std::time::Duration::from_secs(30));
     assert!(out.status.success(), "{}", stderr(&out));
-    server.wait_for_log("put m.bin ok");
+    server.wait_for_event(&[("cmd", "put"), ("path", "/m.bin"), ("result", "ok")]);
     let after = scrape(&addr);
     for line in [
         "ftp_connections_total 1\n",

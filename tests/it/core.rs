@@ -30,7 +30,9 @@ fn put_of_empty_small_and_multi_megabyte_files_arrives_identical() {
     );
     assert_eq!(fs::read(sb.root().join("big.bin")).unwrap(), big);
     // The log line is written just after the reply.
-    server.wait_for_log("put big.bin ok stored 5242893 bytes");
+    let put = server.wait_for_event(&[("cmd", "put"), ("path", "/big.bin"), ("result", "ok")]);
+    assert_eq!(put["bytes"], 5242893, "{put}");
+    assert_eq!(put["digest"], blake3::hash(&big).to_hex().as_str(), "{put}");
 }
 
 #[test]
@@ -49,7 +51,7 @@ fn wrong_secret_is_refused_and_logged() {
     );
     assert_stderr_has(&out, "the secret from FTP_SECRET");
     assert!(!sb.root().join("a.txt").exists());
-    server.wait_for_log("login failed");
+    server.wait_for_event(&[("event", "login"), ("result", "failed")]);
     // From a file: the error names the file to check.
     let copied = sb.path().join("copied-secret");
     std::fs::write(&copied, "a bad copy").unwrap();
@@ -200,7 +202,7 @@ fn client_killed_mid_upload_leaves_nothing_under_the_final_name() {
     let partial = sb.root().join(".ftp-partial").join("torn.bin");
     assert!(wait_until(Duration::from_secs(10), || size_of(&partial) == 300_000));
     drop(raw);
-    server.wait_for_log("put torn.bin aborted");
+    server.wait_for_event(&[("cmd", "put"), ("path", "/torn.bin"), ("result", "aborted")]);
     assert!(!sb.root().join("torn.bin").exists());
     // The listing does not show it either.
     let out = ClientRun::new(&sb, &server, &["ls"]).run();
@@ -247,11 +249,15 @@ fn zero_setup_secret_file_is_created_and_shared() {
     let sb = Sandbox::new();
     let server = ServerProcess::start(&sb, &[], None);
     let secret_file = sb.home().join(".config/ftp/secret");
-    let log = server.wait_for_log("created a new random secret");
-    assert!(log.contains(secret_file.to_str().unwrap()), "{log}");
+    let created = server.wait_for_said(&[("event", "start")], "created a new random secret");
+    assert!(
+        message(&created).contains(secret_file.to_str().unwrap()),
+        "{created}"
+    );
     // The line for another machine says where the copy goes, and to make
     // its folder first.
-    let log = server.wait_for_log("from another machine");
+    let elsewhere = server.wait_for_said(&[("event", "start")], "from another machine");
+    let log = message(&elsewhere);
     let copy = format!(
         "copy {} to ~/.config/ftp/secret there (it holds the secret; mkdir -p ~/.config/ftp",
         secret_file.display()
@@ -318,21 +324,21 @@ fn key_and_secret_files_others_can_read_are_named_at_start() {
         tls_dir.to_str().unwrap(),
     ];
     let mut server = sb.start_server(&args);
-    server.wait_for_log(&exposure(&bob, "640"));
+    server.wait_for_said(&[("event", "warning")], &exposure(&bob, "640"));
     server.kill();
     let key = tls_dir.join("server-key.pem");
     chmod(&key, 0o644);
     let server = sb.start_server(&args);
-    server.wait_for_log(&exposure(&key, "644"));
+    server.wait_for_said(&[("event", "warning")], &exposure(&key, "644"));
     drop(server);
     // The default secret file, created private, then opened up by hand.
     let mut server = ServerProcess::start(&sb, &[], None);
     let default = sb.home().join(".config/ftp/secret");
-    server.wait_for_log("created a new random secret");
+    server.wait_for_said(&[("event", "start")], "created a new random secret");
     server.kill();
     chmod(&default, 0o604);
     let server = ServerProcess::start(&sb, &[], None);
-    server.wait_for_log(&exposure(&default, "604"));
+    server.wait_for_said(&[("event", "warning")], &exposure(&default, "604"));
 }
 
 #[test]
@@ -362,7 +368,8 @@ fn secret_file_flag_and_missing_secret_messages() {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
     let server = ServerProcess::start(&sb, &["--secret-file", key.to_str().unwrap()], None);
-    server.wait_for_log("other users can read it (mode 644); run: chmod 600");
+    let exposed = "other users can read it (mode 644); run: chmod 600";
+    server.wait_for_said(&[("event", "warning")], exposed);
     let out = ClientRun::new(
         &sb,
         &server,
@@ -426,7 +433,7 @@ fn seed_python_client_uploads_intact() {
     let blob = sb.local_file("blob.bin", &pattern(2 * 1024 * 1024 + 7, 3));
     let out = seed_client(&server, SECRET, &[&text, &blob]);
     assert!(out.status.success(), "{}", stderr(&out));
-    server.wait_for_log("put blob.bin ok");
+    server.wait_for_event(&[("cmd", "put"), ("path", "/blob.bin"), ("result", "ok")]);
     assert_eq!(
         fs::read(sb.root().join("notes.txt")).unwrap(),
         fs::read(&text).unwrap()
@@ -443,11 +450,10 @@ fn verbose_logs_each_header_and_quiet_logs_nothing() {
     let server = sb.start_server(&["-v"]);
     let out = ClientRun::new(&sb, &server, &["echo", "loud"]).run();
     assert!(out.status.success());
-    let log = server.wait_for_log("echo ok");
-    assert!(
-        log.contains(r#"header of 28 bytes: {"cmd":"echo","text":"loud"}"#),
-        "{log}"
-    );
+    server.wait_for_event(&[("event", "command"), ("cmd", "echo"), ("result", "ok")]);
+    let header = r#"header of 28 bytes: {"cmd":"echo","text":"loud"}"#;
+    server.wait_for_said(&[("event", "debug")], header);
+    let log = server.log_text();
     assert!(!log.contains(SECRET), "the secret is never logged");
     drop(server);
 

@@ -67,7 +67,7 @@ fn a_connection_cut_without_close_notify_never_commits() {
     let relay = Relay::start(server.addr, Meddle::CutAt(900_000));
     let out = ClientRun::to(&sb, &relay.addr_string(), &["put", "cut.bin"]).run();
     assert!(!out.status.success());
-    server.wait_for_log("put cut.bin aborted");
+    server.wait_for_event(&[("cmd", "put"), ("path", "/cut.bin"), ("result", "aborted")]);
     assert!(!sb.root().join("cut.bin").exists());
     let out = ClientRun::new(&sb, &server, &["put", "cut.bin"]).run();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -273,7 +273,7 @@ fn first_use_is_pinned_and_a_changed_certificate_is_refused_until_its_fingerprin
         err.contains(&format!("delete line 1 of {}", known.display())),
         "{err}"
     );
-    server.wait_for_log("server-key.pem.old");
+    server.wait_for_said(&[("event", "warning")], "server-key.pem.old");
     assert!(server_home.join("server-key.pem.old").exists());
 
     let new = tls::fingerprint_of_file(&server_home.join("server-cert.pem")).unwrap();
@@ -313,8 +313,8 @@ fn a_guessable_secret_goes_to_an_unknown_server_only_with_its_fingerprint() {
     let out = ClientRun::new(&sb, &server, &["echo", "hi"]).run();
     assert!(!out.status.success());
     assert_stderr_has(&out, "pass --fingerprint SHA256:");
-    let log = server.wait_for_log("--fingerprint SHA256:");
-    let fp = log
+    let start = server.wait_for_said(&[("event", "start")], "--fingerprint SHA256:");
+    let fp = message(&start)
         .split("--fingerprint ")
         .nth(1)
         .unwrap()
@@ -349,7 +349,9 @@ fn a_long_patterned_passphrase_is_not_taken_for_a_random_key() {
     assert_stderr_has(&out, "not a long random key");
     assert_stderr_has(&out, "pass --fingerprint SHA256:");
     assert!(
-        !server.log_text().contains("login ok"),
+        server
+            .events_with(&[("event", "login"), ("result", "ok")])
+            .is_empty(),
         "the proof was sent"
     );
 }
@@ -367,7 +369,8 @@ fn a_wrong_secret_over_tls_gets_the_usual_message() {
         "{}",
         stderr(&out)
     );
-    server.wait_for_log("login failed: wrong proof over TLS");
+    let failed = [("event", "login"), ("result", "failed")];
+    server.wait_for_said(&failed, "wrong proof over TLS");
 }
 
 #[test]
@@ -379,7 +382,8 @@ fn require_tls_turns_away_the_seed_client_and_serves_ftp_client() {
     let server = sb.start_server(&["--require-tls"]);
     let file = sb.local_file("plain.txt", b"in the clear");
     let _ = seed_client(&server, SECRET, &[&file]);
-    server.wait_for_log("plaintext logins are off");
+    let refused = [("event", "login"), ("result", "refused")];
+    server.wait_for_said(&refused, "plaintext logins are off");
     assert!(!sb.root().join("plain.txt").exists());
     let out = ClientRun::new(&sb, &server, &["put", "plain.txt"]).run();
     assert!(out.status.success(), "{}", stderr(&out));

@@ -146,7 +146,11 @@ fn wrong_guesses_from_one_address_stop_at_the_cap_per_minute() {
             break;
         }
     }
-    let wrong = server.log_text().matches("wrong answer").count();
+    let failed = server.events_with(&[("event", "login"), ("result", "failed")]);
+    let wrong = failed
+        .iter()
+        .filter(|e| message(e).contains("wrong answer"))
+        .count();
     assert!(wrong <= 5, "{wrong} wrong answers were checked");
     assert!(answered + locked_out > 0);
     // The address is refused with a reason, at once.
@@ -167,16 +171,22 @@ fn refusals_of_one_address_are_logged_once_a_second() {
         .filter_map(|_| TcpStream::connect(server.addr).ok())
         .collect();
     let secs = started.elapsed().as_secs() + 1;
-    assert!(wait_until(Duration::from_secs(5), || server
-        .log_text()
-        .contains("refused")));
+    let refused = [("event", "refused")];
+    assert!(wait_until(Duration::from_secs(5), || !server
+        .events_with(&refused)
+        .is_empty()));
     std::thread::sleep(Duration::from_millis(300));
-    let lines = server.log_text().matches("refused:").count() as u64;
+    let refusals = server.events_with(&refused);
+    let lines = refusals.len() as u64;
     assert!(
         lines <= secs + 1,
         "{lines} refusal lines for 295 refusals in {secs} s"
     );
-    assert!(server.log_text().contains("skipped"));
+    // Each line says how many like it were left out.
+    assert!(
+        refusals.iter().all(|e| e["skipped"].is_u64()),
+        "{refusals:?}"
+    );
     drop(held);
 }
 
@@ -197,5 +207,9 @@ fn require_tls_refuses_plaintext_anonymous_uploads_too() {
     );
     assert!(closed_within(&mut raw.stream, Duration::from_secs(5)));
     assert!(!sb.root().join("anonymous/a.txt").exists());
-    server.wait_for_log("anonymous uploads are plaintext, and TLS is required");
+    let refused = [("event", "login"), ("result", "refused")];
+    server.wait_for_said(
+        &refused,
+        "anonymous uploads are plaintext, and TLS is required",
+    );
 }

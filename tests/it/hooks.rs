@@ -145,10 +145,23 @@ fn a_failing_http_hook_is_retried_then_counted() {
     // The first run and three retries.
     assert_eq!(hook_count(&text, "upload", "attempt_failed"), 4, "{text}");
     assert_eq!(receiver.bodies().len(), 4);
-    let log = server.wait_for_log("gave up");
+    let hook = |result| [("event", "hook"), ("path", "/f.bin"), ("result", result)];
+    server.wait_for_event(&hook("gave_up"));
+    let failed = server.events_with(&hook("failed"));
     assert!(
-        log.contains("upload hook for /f.bin (4 of 4): answered HTTP 500"),
-        "{log}"
+        failed
+            .iter()
+            .any(|e| message(e) == "upload hook for /f.bin (4 of 4): answered HTTP 500"),
+        "{failed:?}"
+    );
+    // One select by path finds the upload and its hook's lines alike.
+    let about_f = server.events_with(&[("path", "/f.bin")]);
+    let names: Vec<_> = about_f.iter().filter_map(|e| field(e, "event")).collect();
+    assert!(names.starts_with(&["command".to_string()]), "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| *n == "hook").count(),
+        5,
+        "{names:?}"
     );
     assert_eq!(std::fs::read(sb.root().join("f.bin")).unwrap(), b"data");
 }
@@ -180,7 +193,10 @@ fn a_hook_that_is_down_or_hangs_is_counted_and_the_transfer_goes_on() {
         .success());
     assert_eq!(std::fs::read(sb.work().join("f.bin")).unwrap(), b"data");
     wait_for_count(&metrics, "upload", "failed", 1);
-    server.wait_for_log("download hook for /f.bin (1 of 4): still running after 1s; killed");
+    server.wait_for_said(
+        &[("event", "hook"), ("path", "/f.bin"), ("result", "failed")],
+        "download hook for /f.bin (1 of 4): still running after 1s; killed",
+    );
 }
 
 #[test]
@@ -212,8 +228,11 @@ fn past_the_queue_bound_events_are_dropped_and_counted() {
     let text = wait_for_count(&metrics, "upload", "dropped", 5);
     let dropped = hook_count(&text, "upload", "dropped");
     assert!((5..=7).contains(&dropped), "{text}");
-    let log = server.wait_for_log("hook queue full");
-    assert!(log.contains("committed a group of"), "{log}");
+    server.wait_for_said(
+        &[("event", "hook"), ("result", "dropped")],
+        "hook queue full",
+    );
+    assert!(!server.events_with(&[("event", "commit")]).is_empty());
 }
 
 /// Whether `name` left anything in the root, partial data included.

@@ -58,7 +58,7 @@ fn the_poller_enforces_the_idle_timeout() {
     raw.send_json(&json!({"cmd":"echo","text":"x"}));
     assert_eq!(raw.reply().unwrap()["text"], "X");
     assert!(raw.closed_within(Duration::from_secs(10)));
-    server.wait_for_log("closed after the idle timeout");
+    server.wait_for_event(&[("event", "dropped"), ("result", "idle_timeout")]);
 }
 
 #[test]
@@ -75,7 +75,7 @@ fn a_peer_that_never_logs_in_is_dropped_at_the_login_timeout() {
         "{:?}",
         started.elapsed()
     );
-    server.wait_for_log("left during login");
+    server.wait_for_event(&[("event", "login"), ("result", "left")]);
 }
 
 #[test]
@@ -93,14 +93,19 @@ fn a_body_that_trickles_below_the_floor_is_dropped_and_kept_for_a_resume() {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
-        if server.log_text().contains("put drip.bin aborted") {
+        let aborted = [("cmd", "put"), ("path", "/drip.bin"), ("result", "aborted")];
+        if !server.events_with(&aborted).is_empty() {
             dropped = true;
             break;
         }
     }
     assert!(dropped, "the trickle was never dropped");
-    let log = server.wait_for_log("put drip.bin aborted");
-    assert!(log.contains("below the server's floor"), "{log}");
+    let aborted =
+        server.wait_for_event(&[("cmd", "put"), ("path", "/drip.bin"), ("result", "aborted")]);
+    assert!(
+        message(&aborted).contains("below the server's floor"),
+        "{aborted}"
+    );
     assert!(
         size_of(&sb.root().join(".ftp-partial/drip.bin")) > 0,
         "kept for a resume"

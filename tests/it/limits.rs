@@ -54,8 +54,14 @@ fn stalled_peers_are_dropped_after_the_idle_timeout() {
     raw.send(&[1u8; 10]);
     assert!(closed_within(&mut raw.stream, limit), "mid-body stall");
     assert!(!sb.root().join("stall.bin").exists());
-    let log = server.wait_for_log("put stall.bin aborted");
-    assert!(log.contains("left during login"), "{log}");
+    let aborted = [
+        ("cmd", "put"),
+        ("path", "/stall.bin"),
+        ("result", "aborted"),
+    ];
+    server.wait_for_event(&aborted);
+    // The peer silent during the handshake was dropped at the login.
+    server.wait_for_event(&[("event", "login"), ("result", "left")]);
 }
 
 #[test]
@@ -69,12 +75,7 @@ fn past_the_connection_cap_clients_are_told_at_once_and_others_unharmed() {
     let stalled: Vec<TcpStream> = (0..19)
         .map(|_| TcpStream::connect(server.addr).unwrap())
         .collect();
-    assert!(logged_times(
-        &server,
-        " connected",
-        20,
-        Duration::from_secs(5)
-    ));
+    assert!(logged_times(&server, &[("event", "connected")], 20));
 
     let started = Instant::now();
     let out = ClientRun::new(&sb, &server, &["echo", "hi"]).run();
@@ -174,12 +175,14 @@ fn repeated_failed_logins_slow_down_that_address_only() {
     let other = time_to_challenge("127.0.0.2", server.addr);
     assert!(slowed >= Duration::from_millis(1500), "{slowed:?}");
     assert!(other < Duration::from_millis(1000), "{other:?}");
-    let log = server.log_text();
+    let failed = server.events_with(&[("event", "login"), ("result", "failed")]);
     assert!(
-        log.contains("127.0.0.1:") && log.contains("login failed"),
-        "{log}"
+        failed
+            .iter()
+            .any(|e| field(e, "peer").is_some_and(|p| p.starts_with("127.0.0.1:"))),
+        "{failed:?}"
     );
-    assert!(log.contains("delaying the challenge"), "{log}");
+    server.wait_for_event(&[("event", "login"), ("result", "delayed")]);
 }
 
 #[test]
@@ -308,7 +311,7 @@ fn stale_partial_uploads_are_removed_and_fresh_ones_kept() {
         .set_modified(old)
         .unwrap();
     let server = sb.start_server(&["--partial-ttl", "168"]);
-    server.wait_for_log("removed 1 partial uploads");
+    server.wait_for_said(&[("event", "recount")], "removed 1 partial uploads");
     assert!(!parts.join("old.bin").exists());
     assert!(parts.join("new.bin").exists());
 }
@@ -342,9 +345,16 @@ fn durable_pipelined_puts_commit_as_groups_and_all_land() {
     assert_eq!(fs::read_dir(sb.root().join("tree")).unwrap().count(), 300);
     // The batch's puts came pipelined: they were committed in groups, each
     // with one flush of their data and one of their names.
+    let groups = server.events_with(&[("event", "commit")]).len();
     let log = server.log_text();
-    let groups = log.matches("committed a group of").count();
     assert!((1..300).contains(&groups), "{groups} groups:\n{log}");
+    // Each put of a group is logged as it commits, under its own name.
+    let put = [("cmd", "put"), ("path", "/tree/f150"), ("result", "ok")];
+    let committed = server.events_with(&put);
+    assert!(
+        committed.iter().any(|e| e["bytes"] == 4096),
+        "{committed:?}"
+    );
 }
 
 #[test]
@@ -383,9 +393,12 @@ fn a_durable_put_whose_client_leaves_at_once_still_lands() {
     assert_eq!(fs::read(landed).unwrap(), b"hello");
 }
 
-/// Waits until the server's log holds `needle` at least `n` times.
-fn logged_times(server: &ServerProcess, needle: &str, n: usize, limit: Duration) -> bool {
-    wait_until(limit, || server.log_text().matches(needle).count() >= n)
+/// Waits up to 10 s until the server's log holds at least `n` events with
+/// `fields`.
+fn logged_times(server: &ServerProcess, fields: &[(&str, &str)], n: usize) -> bool {
+    wait_until(Duration::from_secs(10), || {
+        server.events_with(fields).len() >= n
+    })
 }
 
 /// Seven wrong answers from 127.0.0.1, counted by the server, which then
@@ -396,12 +409,8 @@ fn fail_seven_logins(server: &ServerProcess) {
     }
     // The client leaves as soon as it has answered; let the server count
     // all seven.
-    assert!(logged_times(
-        server,
-        "login failed",
-        7,
-        Duration::from_secs(10)
-    ));
+    let failed = [("event", "login"), ("result", "failed")];
+    assert!(logged_times(server, &failed, 7));
 }
 
 #[test]
@@ -470,12 +479,8 @@ fn logins_delayed_by_the_back_off_hold_no_worker() {
     let delayed: Vec<TcpStream> = (0..30)
         .map(|_| TcpStream::connect(server.addr).unwrap())
         .collect();
-    assert!(logged_times(
-        &server,
-        "delaying the challenge",
-        30,
-        Duration::from_secs(10)
-    ));
+    let challenge_delayed = [("event", "login"), ("result", "delayed")];
+    assert!(logged_times(&server, &challenge_delayed, 30));
     let threads = threads_of(server.child.id());
     assert!(
         threads <= threads_before + 10,

@@ -27,6 +27,7 @@ mod idle;
 mod limits;
 mod listing;
 mod local_links;
+mod logs;
 mod modes;
 mod namespace;
 mod quotas;

@@ -207,7 +207,7 @@ fn the_partial_folder_goes_with_its_last_partial_upload() {
         size_of(&partials.join("g")) == 5_000
     }));
     drop(broken);
-    server.wait_for_log("put d/g aborted");
+    server.wait_for_event(&[("cmd", "put"), ("path", "/d/g"), ("result", "aborted")]);
     assert!(partials.join("g").exists());
     // rm of the name removes the partial, and the folder with it.
     assert_eq!(

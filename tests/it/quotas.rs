@@ -69,7 +69,7 @@ fn an_anonymous_upload_cannot_be_cut_or_resumed_by_another_anonymous_client() {
     c.send(&data[..600]);
     stored(&partial(&sb, "anonymous", "dead.bin"), 600);
     drop(c);
-    server.wait_for_log("put dead.bin aborted");
+    server.wait_for_event(&[("cmd", "put"), ("path", "/dead.bin"), ("result", "aborted")]);
     let mut d = anonymous_put(&server, "dead.bin", 1000, &[("resume", true)]);
     let ready = d.reply().unwrap();
     assert_eq!(ready["offset"], 600, "{ready}");
@@ -116,7 +116,8 @@ fn uploads_racing_past_the_quota_are_stopped_where_they_would_exceed_it() {
     // A's rest would take the drop box past 1 MiB: A is stopped there,
     // and what it stored goes.
     let _ = a.stream.write_all(&a_data[300 * 1024..]);
-    server.wait_for_log("put a.bin error quota_exceeded: quota exceeded after");
+    let put = server.wait_for_refused_put("/a.bin", "quota_exceeded");
+    assert!(message(&put).contains("quota exceeded after"), "{put}");
     assert!(!partial(&sb, "anonymous", "a.bin").exists());
     b.send(&b_data[500 * 1024..]);
     let reply = b.reply().unwrap();
@@ -184,7 +185,11 @@ fn a_quota_bounds_files_and_folders_and_an_ack_probe_leaves_nothing() {
         let put = json!({"cmd":"put","filename":format!("p{i}"),"filesize":100,"ack":true});
         assert_eq!(answer(&mut probe, put), None);
         drop(probe);
-        server.wait_for_log(&format!("put p{i} aborted"));
+        server.wait_for_event(&[
+            ("cmd", "put"),
+            ("path", &format!("/p{i}")),
+            ("result", "aborted"),
+        ]);
     }
     assert_eq!(held_under(&home), (0, 11));
 }

@@ -1,5 +1,6 @@
-//! Accounts changed without a restart: an edit of the users file or a
-//! SIGHUP reloads it; a file that does not load is refused whole.
+//! Accounts and limits changed without a restart: an edit of the users
+//! file or a SIGHUP reloads it, and a SIGHUP applies the config file's
+//! limits; a file that does not load is refused whole.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -45,12 +46,12 @@ fn ls_as(sb: &Sandbox, server: &ServerProcess, secret: &str) -> std::process::Ou
 fn reload_line(server: &ServerProcess, n: usize) -> String {
     let mut found = None;
     let seen = wait_until(Duration::from_secs(10), || {
-        let log = server.log_text();
-        found = log
-            .lines()
-            .filter(|l| l.contains("reloaded the accounts") || l.contains("is refused"))
-            .nth(n - 1)
-            .map(str::to_string);
+        found = server
+            .events_with(&[("event", "reload")])
+            .iter()
+            .map(|e| message(e).to_string())
+            .filter(|m| m.contains("reloaded the accounts") || m.contains("is refused"))
+            .nth(n - 1);
         found.is_some()
     });
     assert!(seen, "no reload {n} in:\n{}", server.log_text());
@@ -96,7 +97,10 @@ fn sighup_reloads_and_no_longer_ends_the_server() {
     // One shared secret: nothing to reload, and the server goes on.
     let mut plain = sb.start_server(&[]);
     sighup(&plain);
-    plain.wait_for_log("SIGHUP: nothing to reload (no users file)");
+    plain.wait_for_said(
+        &[("event", "reload")],
+        "SIGHUP: nothing to reload (no users file)",
+    );
     assert!(plain.is_running());
     assert!(ClientRun::new(&sb, &plain, &["ls"]).run().status.success());
 }
@@ -157,10 +161,56 @@ fn a_removed_user_is_told_at_the_next_request_and_a_changed_quota_applies_at_onc
 }
 
 #[test]
-fn sighup_checks_the_config_file_and_names_what_a_restart_would_change() {
+fn sighup_applies_the_config_files_limits_and_names_what_needs_a_restart() {
     let sb = Sandbox::new();
     let users = sb.path().join("users.toml");
-    fs::write(&users, alice("1MiB")).unwrap();
+    fs::write(&users, alice("10MiB")).unwrap();
+    let config = sb.path().join("server.toml");
+    let settings = |size: &str, workers: u32| {
+        let text =
+            format!("users = \"users.toml\"\nmax-file-size = \"{size}\"\nworkers = {workers}\n");
+        fs::write(&config, text).unwrap();
+    };
+    settings("1MiB", 8);
+    let mut server = sb.start_server(&["--config", config.to_str().unwrap()]);
+    sb.local_file("big.bin", &pattern(1536 << 10, 9));
+    let put = || {
+        ClientRun::new(&sb, &server, &["put", "big.bin"])
+            .env("FTP_SECRET", ALICE)
+            .run()
+    };
+    let refused = put();
+    assert!(!refused.status.success());
+    assert_stderr_has(&refused, "file too large: 1572864 > 1048576 bytes");
+
+    // The limit applies at once; the workers wait for a restart.
+    settings("2MiB", 4);
+    sighup(&server);
+    let applied = server.wait_for_event(&[("event", "reload"), ("result", "applied")]);
+    assert!(
+        message(&applied).contains("changed: max-file-size: \"1MiB\" -> \"2MiB\"; in force now"),
+        "{applied}"
+    );
+    let later = server.wait_for_event(&[("event", "reload"), ("result", "needs_restart")]);
+    let later = message(&later);
+    assert!(
+        later.contains("changed: workers: 8 -> 4; a restart applies it"),
+        "{later}"
+    );
+    assert!(!later.contains("max-file-size"), "{later}");
+    let stored = put();
+    assert!(stored.status.success(), "{}", stderr(&stored));
+    assert_eq!(
+        fs::read(sb.root().join("alice/big.bin")).unwrap(),
+        pattern(1536 << 10, 9)
+    );
+    assert!(server.is_running());
+}
+
+#[test]
+fn sighup_refuses_a_config_file_that_would_not_start_the_server() {
+    let sb = Sandbox::new();
+    fs::write(sb.path().join("users.toml"), alice("1MiB")).unwrap();
     let config = sb.path().join("server.toml");
     fs::write(
         &config,
@@ -168,33 +218,24 @@ fn sighup_checks_the_config_file_and_names_what_a_restart_would_change() {
     )
     .unwrap();
     let mut server = sb.start_server(&["--config", config.to_str().unwrap()]);
-
-    fs::write(
-        &config,
-        "users = \"users.toml\"\nmax-file-size = \"2MiB\"\n",
-    )
-    .unwrap();
-    sighup(&server);
-    let said = server.wait_for_log("a restart applies it");
-    assert!(
-        said.contains("changed: max-file-size: \"1MiB\" -> \"2MiB\";"),
-        "{said}"
-    );
-
     fs::write(
         &config,
         "users = \"users.toml\"\nmax-file-size = \"huge\"\n",
     )
     .unwrap();
     sighup(&server);
-    let said = server.wait_for_log("the settings in force stay");
+    let said = server.wait_for_said(
+        &[("event", "reload"), ("result", "refused")],
+        "the settings in force stay",
+    );
+    let said = message(&said);
     assert!(
         said.contains("would not start the server:")
             && said.contains("server.toml:2: invalid size \"huge\""),
         "{said}"
     );
-    // The accounts were reloaded each time, and the server runs on.
-    reload_line(&server, 2);
+    // The accounts were reloaded all the same, and the server runs on.
+    reload_line(&server, 1);
     assert!(server.is_running());
     assert!(ls_as(&sb, &server, ALICE).status.success());
 }

@@ -147,7 +147,12 @@ fn a_part_replaced_behind_the_servers_back_is_caught_before_complete() {
     let out = wait_output(client, CLIENT_LIMIT);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_stdout_has(&out, "did not match, so it was sent again");
-    assert!(a.log_text().contains("put big.bin error digest_mismatch"));
+    let refused = [
+        ("cmd", "put"),
+        ("path", "/big.bin"),
+        ("code", "digest_mismatch"),
+    ];
+    assert!(!a.events_with(&refused).is_empty(), "{}", a.log_text());
     assert_eq!(fetch(&sb, &a.addr_string(), "big.bin"), data);
 }
 
@@ -261,7 +266,11 @@ fn the_parts_of_an_abandoned_upload_count_against_the_quota_until_removed() {
     raw.send_json(&put("probe.bin"));
     assert_eq!(raw.reply().unwrap()["offset"], 0);
     drop(raw);
-    server.wait_for_log("put probe.bin aborted");
+    server.wait_for_event(&[
+        ("cmd", "put"),
+        ("path", "/probe.bin"),
+        ("result", "aborted"),
+    ]);
     assert!(record(garage, "parts", "alice/probe.bin").is_none());
 }
 
@@ -409,14 +418,18 @@ fn behind_haproxy_a_put_cut_off_resumes_through_the_next_server() {
     assert_stdout_has(&out, "resumed at byte");
     // A server logs the stored file after its reply: the client can be
     // done first.
-    let resumed = "ok stored 25165824 bytes, resumed at";
-    let logs = || [a.log_text(), b.log_text()];
-    wait_until(Duration::from_secs(10), || {
-        logs().iter().any(|l| l.contains(resumed))
-    });
-    let logs = logs();
-    let resumed_on = logs.iter().position(|l| l.contains(resumed));
-    let cut_on = logs.iter().position(|l| l.contains("put big.bin aborted"));
+    let put = |result| [("cmd", "put"), ("path", "/big.bin"), ("result", result)];
+    let resumed_on = |s: &ServerProcess| {
+        let ok = s.events_with(&put("ok"));
+        ok.iter()
+            .any(|e| e["resumed"] == true && e["bytes"].as_u64() < Some(25165824))
+    };
+    wait_until(Duration::from_secs(10), || resumed_on(&a) || resumed_on(&b));
+    let logs = [a.log_text(), b.log_text()];
+    let resumed_on = [&a, &b].iter().position(|s| resumed_on(s));
+    let cut_on = [&a, &b]
+        .iter()
+        .position(|s| !s.events_with(&put("aborted")).is_empty());
     assert!(
         resumed_on.is_some() && cut_on.is_some() && resumed_on != cut_on,
         "{logs:?}"

@@ -238,7 +238,11 @@ fn one_peer_cannot_take_the_upload_memory_from_another_user() {
     bob_puts("while-alice.bin");
     drop(held);
     for i in 0..2 {
-        server.wait_for_log(&format!("put a{i}.bin aborted"));
+        server.wait_for_event(&[
+            ("cmd", "put"),
+            ("path", &format!("/a{i}.bin")),
+            ("result", "aborted"),
+        ]);
     }
     // Sixty-four clients without a secret, 8 MiB each: half the memory
     // at most, and bob's small upload still goes through.

@@ -104,7 +104,7 @@ fn the_seed_echo_client_gets_its_text_back_upper_cased() {
         &sb.work(),
     );
     assert_stdout_has(&out, "HI\n");
-    server.wait_for_log("the seed's echo dialect");
+    server.wait_for_said(&[("event", "echo")], "the seed's echo dialect");
 }
 
 #[test]
@@ -139,7 +139,8 @@ fn the_seed_ftp_client_uploads_only_to_an_anonymous_drop_box() {
     // Without --anonymous nothing is stored, and the log says why.
     let closed = sb.start_server(&[]);
     let _ = ftp_client_seed_put(&sb, &closed.addr_string(), &file);
-    closed.wait_for_log("a frame came instead of the answer");
+    let failed = [("event", "login"), ("result", "failed")];
+    closed.wait_for_said(&failed, "a frame came instead of the answer");
     assert!(!sb.root().join("anonymous/drop.bin").exists());
     drop(closed);
 
@@ -150,12 +151,12 @@ fn the_seed_ftp_client_uploads_only_to_an_anonymous_drop_box() {
     // connection: everything it sent must land all the same.
     assert!(wait_until(Duration::from_secs(10), || size_of(&landed)
         == data.len() as u64));
-    server.wait_for_log("put drop.bin ok");
+    server.wait_for_event(&[("cmd", "put"), ("path", "/drop.bin"), ("result", "ok")]);
     assert_eq!(fs::read(&landed).unwrap(), data);
     // A name that exists is not replaced.
     let other = sb.local_file("drop.bin", b"replacement");
     let _ = ftp_client_seed_put(&sb, &server.addr_string(), &other);
-    server.wait_for_log("put drop.bin error exists");
+    server.wait_for_refused_put("/drop.bin", "exists");
     assert_eq!(fs::read(&landed).unwrap(), data);
 }
 

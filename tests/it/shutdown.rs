@@ -32,7 +32,7 @@ fn sigterm_refuses_newcomers_and_lets_the_running_upload_finish() {
     let partial = sb.root().join(".ftp-partial/late.bin");
     assert!(wait_until(Duration::from_secs(10), || size_of(&partial) > 0));
     sigterm(&server);
-    server.wait_for_log("shutting down");
+    server.wait_for_said(&[("event", "shutdown")], "shutting down");
     let newcomer = ClientRun::new(&sb, &server, &["echo", "hi"]).run();
     assert!(!newcomer.status.success());
     assert_stderr_has(&newcomer, "shutting down");
@@ -62,7 +62,7 @@ fn sigterm_lets_a_download_under_way_finish() {
         fs::read_dir(&into).is_ok_and(|mut d| d.next().is_some())
     }));
     sigterm(&server);
-    server.wait_for_log("shutting down");
+    server.wait_for_said(&[("event", "shutdown")], "shutting down");
     let out = wait_output(download, Duration::from_secs(30));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(fs::read(&landed).unwrap(), data);
@@ -82,8 +82,11 @@ fn a_grace_period_that_runs_out_keeps_the_partial_for_a_resume() {
     sigterm(&server);
     let status = wait_limited(&mut server.child, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
+    let shutdown = server.events_with(&[("event", "shutdown")]);
     assert!(
-        server.log_text().contains("commands cut off"),
+        shutdown
+            .iter()
+            .any(|e| message(e).contains("commands cut off")),
         "{}",
         server.log_text()
     );

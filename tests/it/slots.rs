@@ -61,7 +61,10 @@ fn max_connections_fits_the_open_file_limit() {
     );
     // Half of (90 - 64 spare) for the sockets = 13: fewer than one
     // address's login turns, so that all are challenged at once.
-    server.wait_for_log("--max-connections lowered from 10000 to 13");
+    server.wait_for_said(
+        &[("event", "warning")],
+        "--max-connections lowered from 10000 to 13",
+    );
     let held: Vec<_> = (0..13)
         .map(|_| first_bytes("127.0.0.1", server.addr))
         .collect();

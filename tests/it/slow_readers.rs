@@ -94,23 +94,23 @@ fn replies_nobody_reads_hold_no_thread_and_end_at_the_floor() {
     // into the kernel's buffers, the next windows move nothing. A pipeliner
     // whose last request the socket took only in part is waiting for the
     // rest of it, not for room: that one ends at the idle timeout.
-    let ended = |log: &str| {
-        let floors = log.matches("below the floor").count();
-        let headers = log
-            .matches("the request header did not arrive in time")
+    let at_floor = |e: &serde_json::Value| message(e).contains("below the floor");
+    let ended = |dropped: &[serde_json::Value]| {
+        let floors = dropped.iter().filter(|e| at_floor(e)).count();
+        let headers = dropped
+            .iter()
+            .filter(|e| has_fields(e, &[("result", "header_timeout")]))
             .count();
         (floors, floors + headers)
     };
+    let dropped = [("event", "dropped")];
     let all = READERS + PIPELINERS;
     let done = wait_until(Duration::from_secs(10 * WINDOW_SECS + 30), || {
-        ended(&server.log_text()).1 >= all
+        ended(&server.events_with(&dropped)).1 >= all
     });
-    let log = server.log_text();
-    let (floors, total) = ended(&log);
-    let others: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("dropped") && !l.contains("below the floor"))
-        .collect();
+    let mut others = server.events_with(&dropped);
+    let (floors, total) = ended(&others);
+    others.retain(|e| !at_floor(e));
     assert!(done, "{total} of {all} ended; others: {others:#?}");
     assert!(floors >= READERS, "{floors} ended at the floor");
     let peak = status_kib(pid, "VmHWM");

@@ -7,9 +7,8 @@ use crate::support::*;
 
 /// The fingerprint a server's log announces for its certificate.
 fn fingerprint(server: &ServerProcess) -> String {
-    let log = server.wait_for_log("TLS certificate");
-    let line = log.lines().find(|l| l.contains("TLS certificate")).unwrap();
-    let (_, after) = line.rsplit_once('(').unwrap();
+    let start = server.wait_for_said(&[("event", "start")], "TLS certificate");
+    let (_, after) = message(&start).rsplit_once('(').unwrap();
     after.trim_end_matches(')').to_string()
 }
 

@@ -17,7 +17,11 @@ fn killed_put(sb: &Sandbox, server: &ServerProcess, name: &str, at_least: u64) -
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(reached, "the upload never got going");
-    server.wait_for_log(&format!("put {name} aborted"));
+    server.wait_for_event(&[
+        ("cmd", "put"),
+        ("path", &format!("/{name}")),
+        ("result", "aborted"),
+    ]);
     assert!(
         !sb.root().join(name).exists(),
         "nothing under the final name yet"
@@ -57,10 +61,12 @@ fn put_killed_with_sigkill_resumes_and_sends_only_the_rest() {
         )),
         "{text}"
     );
-    let log = server.wait_for_log("put big.bin ok");
+    let put = server.wait_for_event(&[("cmd", "put"), ("path", "/big.bin"), ("result", "ok")]);
+    assert_eq!(put["resumed"], true, "{put}");
+    assert_eq!(put["bytes"], rest, "{put}");
     assert!(
-        log.contains(&format!("resumed at {offset} ({rest} bytes,")),
-        "{log}"
+        message(&put).contains(&format!("resumed at {offset} ")),
+        "{put}"
     );
     assert_eq!(fs::read(sb.root().join("big.bin")).unwrap(), data);
     assert!(!sb.root().join(".ftp-partial/big.bin").exists());
@@ -84,8 +90,19 @@ fn corrupted_partial_data_is_detected_and_never_committed() {
         &out,
         "the server's partial data did not match, so it was sent again",
     );
-    let log = server.wait_for_log("put big.bin ok");
-    assert!(log.contains("put big.bin error digest_mismatch"), "{log}");
+    let put = [("cmd", "put"), ("path", "/big.bin")];
+    server.wait_for_event(&[put[0], put[1], ("result", "ok")]);
+    let refused = [
+        put[0],
+        put[1],
+        ("result", "error"),
+        ("code", "digest_mismatch"),
+    ];
+    assert!(
+        !server.events_with(&refused).is_empty(),
+        "{}",
+        server.log_text()
+    );
     assert_eq!(fs::read(sb.root().join("big.bin")).unwrap(), data);
 }
 
@@ -395,7 +412,7 @@ fn rm_also_removes_a_partial_upload_nobody_is_running() {
     raw.send_json(&serde_json::json!({"cmd":"put","filename":"left.bin","filesize":1_000_000}));
     raw.send(&pattern(300_000, 4));
     drop(raw);
-    server.wait_for_log("put left.bin aborted");
+    server.wait_for_event(&[("cmd", "put"), ("path", "/left.bin"), ("result", "aborted")]);
     let partial = sb.root().join(".ftp-partial/left.bin");
     assert_eq!(size_of(&partial), 300_000);
     let out = ClientRun::new(&sb, &server, &["rm", "left.bin"]).run();

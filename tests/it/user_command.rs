@@ -70,7 +70,7 @@ fn a_user_added_logs_in_at_once_shows_in_the_list_and_is_gone_when_removed() {
     let server = sb.start_server(&["--users", users]);
     let secret = add_bob(&sb, users, &path);
 
-    server.wait_for_log("added bob");
+    server.wait_for_said(&[("event", "reload"), ("result", "ok")], "added bob");
     sb.local_file("hello.txt", b"hello, world");
     let put = ClientRun::new(&sb, &server, &["put", "hello.txt"])
         .env("FTP_SECRET", &secret)
@@ -97,7 +97,7 @@ fn a_user_added_logs_in_at_once_shows_in_the_list_and_is_gone_when_removed() {
 
     let removed = user_command(&sb, users, &["remove", "bob"]);
     assert!(removed.status.success(), "{}", stderr(&removed));
-    server.wait_for_log("removed bob");
+    server.wait_for_said(&[("event", "reload"), ("result", "ok")], "removed bob");
     let refused = ClientRun::new(&sb, &server, &["ls"])
         .env("FTP_SECRET", &secret)
         .run();

@@ -81,10 +81,10 @@ fn a_login_from_outside_allowed_from_is_refused_as_a_wrong_secret_is() {
         (&reply["code"], &reply["message"]),
         (&json!("auth_failed"), &json!("authentication failed"))
     );
-    let log =
-        server.wait_for_log("login refused as alice: allowed_from: 127.0.0.1 is not in its ranges");
+    let refused = [("event", "login"), ("result", "refused"), ("user", "alice")];
+    server.wait_for_said(&refused, "allowed_from: 127.0.0.1 is not in its ranges");
     assert!(
-        !log.contains("10.0.0.0"),
+        !server.log_text().contains("10.0.0.0"),
         "the log names the rule, not the ranges"
     );
     let bob = ClientRun::new(&sb, &server, &["ls"])
@@ -110,7 +110,8 @@ fn max_connections_refuses_the_one_past_it_until_one_closes() {
         "{}",
         stderr(&out)
     );
-    server.wait_for_log("login refused as alice: max_connections: 2 are open already");
+    let refused = [("event", "login"), ("result", "refused"), ("user", "alice")];
+    server.wait_for_said(&refused, "max_connections: 2 are open already");
     // Another account is not held to alice's limit.
     assert!(ClientRun::new(&sb, &server, &["ls"])
         .env("FTP_SECRET", BOB)

@@ -118,10 +118,7 @@ pub fn scrape(addr: &str) -> String {
 
 /// Where a server started with `--metrics 127.0.0.1:0` serves them.
 pub fn metrics_addr(server: &ServerProcess) -> String {
-    let log = server.wait_for_log("metrics on ");
-    log.lines()
-        .find_map(|l| l.split("metrics on ").nth(1))
-        .unwrap()
-        .trim()
-        .to_string()
+    let start = server.wait_for_said(&[("event", "start")], "metrics on ");
+    let said = super::log::message(&start);
+    said.trim_start_matches("metrics on ").trim().to_string()
 }

@@ -9,6 +9,7 @@ pub mod homes;
 pub mod hostile;
 pub mod http;
 pub mod latency;
+pub mod log;
 pub mod process;
 pub mod relay;
 pub mod shared;
@@ -30,6 +31,7 @@ use ftp::wire::frame;
 use shared::{answer_challenge, listening_addr, Pattern};
 
 pub use homes::{alice_server, held_under, ALICE};
+pub use log::{field, has_fields, message};
 
 /// The secret every test server uses unless a test says otherwise.
 pub const SECRET: &str = "linhaifeng bang bang bang";
@@ -132,8 +134,13 @@ impl ServerProcess {
             }
             None => Command::new(server),
         };
-        cmd.args(["--listen", "127.0.0.1:0", "--root", root])
-            .args(extra)
+        cmd.args(["--listen", "127.0.0.1:0", "--root", root]);
+        // Tests read the log by its fields, as a shipper does, unless they
+        // ask for a format.
+        if !extra.contains(&"--log-format") {
+            cmd.args(["--log-format", "json"]);
+        }
+        cmd.args(extra)
             .env("HOME", sandbox.home())
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("FTP_SECRET")
@@ -164,22 +171,6 @@ impl ServerProcess {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Waits until the log contains `needle`, for up to 10 s.
-    pub fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = self.log_text();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "log never said {needle:?}:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     pub fn kill(&mut self) {

@@ -17,6 +17,7 @@ use crate::server::accounts::AccountBook;
 use crate::server::context::Context;
 use crate::server::descriptors::FdBudget;
 use crate::server::hooks::{Hook, HookSet};
+use crate::server::live::Live;
 use crate::server::metrics::Metrics;
 use crate::server::quota::default_max_files;
 use crate::server::timings::Timings;
@@ -296,13 +297,7 @@ impl Settings {
 
     /// The server's timings from these settings.
     pub fn timings(&self) -> Timings {
-        let floor = (self.min_rate, self.min_rate_window);
-        Timings::from_flags(
-            self.idle_timeout,
-            self.reply_timeout,
-            self.login_timeout,
-            floor,
-        )
+        Timings::from_flags(self.idle_timeout, self.reply_timeout, self.login_timeout)
     }
 
     /// The server's configuration, with its store, accounts and identity.
@@ -322,12 +317,11 @@ impl Settings {
         Ok(Config {
             context: Context {
                 store,
-                max_file_size: self.max_file_size.unwrap_or(u64::MAX),
                 overwrite: !self.no_overwrite,
                 locks: UploadLocks::default(),
                 metrics,
                 hooks: Arc::new(hooks),
-                anonymous_max_files: self.anonymous_max_files,
+                live: Arc::new(Live::new(self.limits())),
                 name_order: Default::default(),
                 fds: Arc::new(FdBudget::for_this_process()),
                 timings: self.timings(),
@@ -340,14 +334,13 @@ impl Settings {
                 self.max_connections.is_some(),
             ),
             workers: self.workers,
-            max_per_address: self.max_per_address,
             max_logins_per_address: self.max_logins_per_address,
             max_failed_logins: self.max_failed_logins,
             max_handshakes_per_second: self.max_handshakes_per_second,
             partial_ttl: secs(self.partial_ttl.saturating_mul(3600)),
             tls,
             require_tls: self.require_tls,
-            anonymous_quota: self.anonymous.then_some(self.anonymous_quota),
+            anonymous: self.anonymous,
         })
     }
 }

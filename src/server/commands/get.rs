@@ -57,7 +57,8 @@ impl Session<'_> {
             String::new()
         };
         let sending = format!("sending {filesize} bytes{from}");
-        Ok(Outcome::ok(sending, len).with_body(Box::new(body)))
+        let outcome = Outcome::ok(sending, len).transfer(resumed, known);
+        Ok(outcome.with_body(Box::new(body)))
     }
 
     /// Opens the file a get asks for and checks its offset.

@@ -4,7 +4,8 @@
 
 use std::io;
 
-use crate::server::hooks::{Event, EventKind};
+use crate::config::logging::{Event as LogEvent, Kind};
+use crate::server::hooks::{home_path, Event, EventKind};
 use crate::server::order::Turn;
 use crate::server::session::Session;
 use crate::storage::{is_no_space, FolderError, Leftover, StoreError};
@@ -26,6 +27,16 @@ impl Session<'_> {
     /// check when the command reaches it.
     pub(crate) fn resolve_file(&self, path: &str) -> Result<(Vec<String>, String), ErrorReply> {
         resolve_file(&self.cwd, path).map_err(bad_name)
+    }
+
+    /// `path` (as the client named it) from the home, as the hooks' events
+    /// and the log's `path` field write it: `/docs/a.txt`. A name that
+    /// does not resolve is kept as the client sent it.
+    pub(crate) fn home_path(&self, path: &str) -> String {
+        match self.resolve_file(path) {
+            Ok((folder, name)) => home_path(&folder, &name),
+            Err(_) => path.to_string(),
+        }
     }
 
     /// An event of `kind` for `path` (as the client named it), by this
@@ -54,7 +65,10 @@ pub(crate) fn internal(what: &str, e: &io::Error) -> ErrorReply {
     if is_no_space(e) {
         return disk_full(what);
     }
-    tracing::warn!("internal error: {what}: {}", crate::error::reason(e));
+    LogEvent::new(Kind::Internal).warn(format_args!(
+        "internal error: {what}: {}",
+        crate::error::reason(e)
+    ));
     ErrorReply::new(
         ErrorCode::Internal,
         format!("{what} failed on the server; its log says why"),

@@ -187,12 +187,13 @@ impl Session<'_> {
     ) -> Result<PreparedPut, ErrorReply> {
         let (folder, name) = self.resolve_file(&req.filename)?;
         let (name, at) = (name.as_str(), Place::new(&self.home, &folder));
-        if req.filesize > self.ctx.max_file_size {
+        let max_file_size = self.ctx.live.get().max_file_size;
+        if req.filesize > max_file_size {
             return Err(ErrorReply::new(
                 ErrorCode::TooLarge,
                 format!(
                     "file too large: {} > {} bytes (the server's --max-file-size)",
-                    req.filesize, self.ctx.max_file_size
+                    req.filesize, max_file_size
                 ),
             ));
         }
@@ -344,11 +345,8 @@ impl Session<'_> {
         let mut buf = buffer_for(body);
         let mut write_error = None;
         let mut stored = offset;
-        let mut floor = self
-            .ctx
-            .timings
-            .min_rate
-            .map(|(rate, window)| RateFloor::new(rate, window));
+        let mut floor =
+            (self.ctx.live.get().floor).map(|(rate, window)| RateFloor::new(rate, window));
         let (upload, lock) = (&mut prepared.upload, &prepared.lock);
         let pumped = pump(s, body, &mut buf, |chunk| {
             self.account.limits.pace_up(chunk.len());

@@ -14,7 +14,8 @@ use super::store_refusal;
 use crate::error::Result;
 use crate::server::context::Context;
 use crate::server::hooks::Event;
-use crate::server::session::{refuse, Outcome};
+use crate::server::outcome::{Outcome, Said};
+use crate::server::session::refuse;
 use crate::server::uploads::UploadLock;
 use crate::storage::{Staged, StoreError, StoreResult};
 use crate::wire::frame;
@@ -120,18 +121,17 @@ impl Answer {
         committed: StoreResult<Option<blake3::Hash>>,
         s: &mut impl Write,
     ) -> Result<Outcome> {
-        match committed {
-            Ok(digest) => confirm(ctx, &self.req, &self.landed, digest, s),
+        // Its request's line said it was staged; this says how it ended.
+        let outcome = match committed {
+            Ok(digest) => confirm(ctx, &self.req, &self.landed, digest, s)?,
             Err(e) => {
                 ctx.metrics.uploads_failed.inc();
-                let reply = put_refusal(e, &self.landed);
-                // Its request's line said it was staged; this says how it
-                // ended.
-                let name = escape(&self.landed.name);
-                tracing::info!("put {name} not committed: {}", reply.message);
-                refuse(s, reply)
+                refuse(s, put_refusal(e, &self.landed))?
             }
-        }
+        };
+        let said = Said::committed_put(&self.landed.name, &self.landed.event.path);
+        outcome.log(&said, None);
+        Ok(outcome)
     }
 }
 
@@ -166,7 +166,7 @@ pub(crate) fn confirm(
         at => format!(", resumed at {at}"),
     };
     let what = format!("stored {} bytes{resumed}", req.filesize);
-    Ok(Outcome::ok(what, body))
+    Ok(Outcome::ok(what, body).transfer(landed.offset > 0, digest))
 }
 
 /// The reply to an upload the store did not take.

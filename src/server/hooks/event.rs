@@ -52,19 +52,25 @@ pub struct Event {
     pub resumed: bool,
 }
 
+/// A file's path from its home: its folders, then its name, each after a
+/// `/`.
+pub fn home_path(folder: &[String], name: &str) -> String {
+    let mut path = String::new();
+    for part in folder.iter().map(String::as_str).chain([name]) {
+        path.push('/');
+        path.push_str(part);
+    }
+    path
+}
+
 impl Event {
     /// An event of `kind` for `path` in a home (its folders, then its
     /// name), at this moment; the rest is filled in by the caller.
     pub fn now(kind: EventKind, folder: &[String], name: &str) -> Event {
-        let mut path = String::new();
-        for part in folder.iter().map(String::as_str).chain([name]) {
-            path.push('/');
-            path.push_str(part);
-        }
         Event {
             kind,
             user: None,
-            path,
+            path: home_path(folder, name),
             size: 0,
             blake3: None,
             peer: None,

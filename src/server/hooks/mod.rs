@@ -16,9 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use check::Verdict;
-pub use event::{Event, EventKind};
+pub use event::{home_path, Event, EventKind};
 pub use run::Attempts;
 
+use crate::config::logging::{Event as LogEvent, Kind};
 use crate::server::metrics::Metrics;
 
 /// Threads that run hooks: a hook that hangs until its timeout holds one,
@@ -177,11 +178,23 @@ impl Hooks {
         let result = match &verdict {
             Verdict::Pass => "ok",
             Verdict::Refused(reason) => {
-                tracing::info!("upload check refused {}: {reason}", event.path);
+                LogEvent::new(Kind::UploadCheck)
+                    .path(&event.path)
+                    .result("refused")
+                    .info(format_args!(
+                        "upload check refused {}: {reason}",
+                        event.path
+                    ));
                 "refused"
             }
             Verdict::Failed(why) => {
-                tracing::warn!("upload check for {} failed, refused: {why}", event.path);
+                LogEvent::new(Kind::UploadCheck)
+                    .path(&event.path)
+                    .result("failed")
+                    .warn(format_args!(
+                        "upload check for {} failed, refused: {why}",
+                        event.path
+                    ));
                 "failed"
             }
         };
@@ -213,14 +226,18 @@ impl Hooks {
                 // One line per power of two, so a flood of events cannot
                 // flood the log as well.
                 if before.is_power_of_two() || before == 0 {
-                    tracing::warn!(
-                        "hook queue full: dropped the {job:?} ({} dropped so far)",
-                        before + 1
-                    );
+                    LogEvent::new(Kind::Hook)
+                        .result("dropped")
+                        .warn(format_args!(
+                            "hook queue full: dropped the {job:?} ({} dropped so far)",
+                            before + 1
+                        ));
                 }
             }
             Err(TrySendError::Disconnected(job)) => {
-                tracing::warn!("hook threads gone: dropped the {job:?}");
+                LogEvent::new(Kind::Hook)
+                    .result("dropped")
+                    .warn(format_args!("hook threads gone: dropped the {job:?}"));
             }
         }
     }

@@ -6,6 +6,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{Event, Hook};
+use crate::config::logging::{Event as LogEvent, Kind};
 use crate::server::metrics::Metrics;
 
 /// How often a running command is looked at for its end.
@@ -69,10 +70,13 @@ pub(super) fn deliver(hook: &Hook, event: &Event, attempts: &Attempts, metrics: 
             Err(failure) => failure,
         };
         metrics.hook(kind, "attempt_failed");
-        tracing::warn!(
-            "{kind} hook for {} ({attempt} of {tries}): {failure}",
-            event.path
-        );
+        LogEvent::new(Kind::Hook)
+            .path(&event.path)
+            .result("failed")
+            .warn(format_args!(
+                "{kind} hook for {} ({attempt} of {tries}): {failure}",
+                event.path
+            ));
         if failure.is_final() {
             break;
         }
@@ -82,7 +86,10 @@ pub(super) fn deliver(hook: &Hook, event: &Event, attempts: &Attempts, metrics: 
         }
     }
     metrics.hook(kind, "failed");
-    tracing::warn!("{kind} hook for {}: gave up", event.path);
+    LogEvent::new(Kind::Hook)
+        .path(&event.path)
+        .result("gave_up")
+        .warn(format_args!("{kind} hook for {}: gave up", event.path));
 }
 
 fn run_once(hook: &Hook, event: &Event, timeout: Duration) -> Result<(), Failure> {

@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::config::logging::{logged_in, Event};
 use crate::net::tls::ServerHandshake;
 use crate::net::Transport;
 use crate::server::accounts::{Account, Roster, Seat};
@@ -171,10 +172,10 @@ impl Login {
         if delay.is_zero() {
             return login.after_delay(cx);
         }
-        tracing::info!(
+        Event::login("delayed").info(format_args!(
             "delaying the challenge {} ms after repeated failed logins",
             delay.as_millis()
-        );
+        ));
         Step::next(Next::Sleep(login, Instant::now() + delay))
     }
 
@@ -194,7 +195,7 @@ impl Login {
 
     fn after_delay(mut self, cx: &LoginContext<'_>) -> Step {
         self.deadline = Instant::now() + cx.config.context.timings.login;
-        if cx.config.anonymous_quota.is_some() {
+        if cx.config.anonymous {
             self.state = State::Listening(Incoming::default());
             let wait = cx.config.context.timings.speak_first;
             return Step::next(Next::Read(self, Instant::now() + wait));
@@ -290,13 +291,15 @@ impl Login {
             return Step::next(self.waiting());
         }
         if first.wanted(MAX_HEADER_LEN).is_err() {
-            tracing::warn!(
+            Event::login("refused").warn(format_args!(
                 "login refused: the client spoke before the challenge, and not in frames"
-            );
+            ));
             return Step::next(Next::Gone);
         }
         if cx.config.require_tls {
-            tracing::warn!("login refused: anonymous uploads are plaintext, and TLS is required");
+            Event::login("refused").warn(format_args!(
+                "login refused: anonymous uploads are plaintext, and TLS is required"
+            ));
             cx.config.context.metrics.login("failed", "anonymous");
             return refuse_plain("this server takes only encrypted logins (--require-tls)");
         }
@@ -398,7 +401,9 @@ impl Login {
 fn plaintext(cx: &LoginContext<'_>, challenge: &Challenge, answer: [u8; 16]) -> Step {
     let (config, metrics) = (cx.config, &cx.config.context.metrics);
     if config.require_tls {
-        tracing::warn!("login refused: plaintext logins are off (--require-tls)");
+        Event::login("refused").warn(format_args!(
+            "login refused: plaintext logins are off (--require-tls)"
+        ));
         metrics.login("failed", "legacy");
         return refuse_plain("this server takes only encrypted logins (--require-tls)");
     }
@@ -412,8 +417,7 @@ fn plaintext(cx: &LoginContext<'_>, challenge: &Challenge, answer: [u8; 16]) -> 
             return refuse_plain("authentication failed");
         };
         let name = account.label();
-        tracing::Span::current().record("user", name);
-        tracing::info!("login ok as {name}; legacy plaintext session");
+        logged_in(name).info(format_args!("login ok as {name}; legacy plaintext session"));
         metrics.login("ok", "legacy");
         cx.backoff.forget(cx.ip);
         return Step::next(Next::In(Admitted {
@@ -424,18 +428,18 @@ fn plaintext(cx: &LoginContext<'_>, challenge: &Challenge, answer: [u8; 16]) -> 
         }));
     }
     if frame::starts_a_frame(&answer) {
-        if config.anonymous_quota.is_some() {
+        if config.anonymous {
             return anonymous(cx, Incoming::starting_with(&answer));
         }
-        tracing::warn!(
+        Event::login("failed").warn(format_args!(
             "login failed: a frame came instead of the answer to the challenge (a client \
              that does not log in, such as the seed's FtpClient; --anonymous accepts its \
              uploads)"
-        );
+        ));
         metrics.login("failed", "legacy");
         return refuse_plain("authentication failed");
     }
-    tracing::warn!("login failed: wrong answer to the challenge");
+    Event::login("failed").warn(format_args!("login failed: wrong answer to the challenge"));
     metrics.login("failed", "legacy");
     cx.backoff.note_failure(cx.ip);
     refuse_plain("authentication failed")
@@ -454,7 +458,7 @@ fn prove(cx: &LoginContext<'_>, mut hs: Box<ServerHandshake>, tag: &[u8]) -> Ste
     };
     let found = find_client(accounts.secrets(), &exporter, tag);
     let Some((index, account)) = found.and_then(|i| Some((i, accounts.get(i)?))) else {
-        tracing::warn!("login failed: wrong proof over TLS");
+        Event::login("failed").warn(format_args!("login failed: wrong proof over TLS"));
         metrics.login("failed", "tls");
         cx.backoff.note_failure(cx.ip);
         return refuse_tls(hs, "authentication failed");
@@ -467,8 +471,7 @@ fn prove(cx: &LoginContext<'_>, mut hs: Box<ServerHandshake>, tag: &[u8]) -> Ste
     if let Err(e) = hs.send(&proof, &mut send) {
         return Step::gone(format!("sending the server's proof: {e}"));
     }
-    tracing::Span::current().record("user", account.label());
-    tracing::info!("login ok as {} over TLS", account.label());
+    logged_in(account.label()).info(format_args!("login ok as {} over TLS", account.label()));
     metrics.login("ok", "tls");
     cx.backoff.forget(cx.ip);
     Step {
@@ -502,7 +505,9 @@ fn admit(cx: &LoginContext<'_>, account: &Account, dialect: &'static str) -> Opt
     match cx.config.accounts.admit(account, cx.ip) {
         Ok(seat) => Some(seat),
         Err(rule) => {
-            tracing::warn!("login refused as {}: {rule}", account.label());
+            Event::login("refused")
+                .user(account.label())
+                .warn(format_args!("login refused as {}: {rule}", account.label()));
             cx.config.context.metrics.login("refused", dialect);
             None
         }
@@ -511,8 +516,8 @@ fn admit(cx: &LoginContext<'_>, account: &Account, dialect: &'static str) -> Opt
 
 /// An anonymous session, starting with the frame bytes read so far.
 fn anonymous(cx: &LoginContext<'_>, first: Incoming) -> Step {
-    tracing::Span::current().record("user", "anonymous");
-    tracing::info!("no login, a frame instead: anonymous session (--anonymous)");
+    let anonymous = "no login, a frame instead: anonymous session (--anonymous)";
+    logged_in("anonymous").info(format_args!("{anonymous}"));
     cx.config.context.metrics.login("ok", "anonymous");
     Step::next(Next::In(Admitted {
         identity: Identity::Anonymous,
@@ -526,7 +531,9 @@ fn anonymous(cx: &LoginContext<'_>, first: Incoming) -> Step {
 /// logins for the minute gets no answer checked, even a right one, until
 /// the minute is over.
 fn locked_out(left: Duration) -> String {
-    tracing::warn!("login refused: too many failed logins from this address");
+    Event::login("refused").warn(format_args!(
+        "login refused: too many failed logins from this address"
+    ));
     format!(
         "too many failed logins from your address; try again in {} s",
         left.as_secs().max(1)
@@ -551,5 +558,5 @@ fn abandoned(cx: &LoginContext<'_>, e: impl std::fmt::Display) -> Step {
 /// Logs why a login ended early, an OS error's text as a person reads it.
 fn log_left(e: impl std::fmt::Display) {
     let why = crate::error::without_os_code(e.to_string());
-    tracing::info!("left during login: {why}");
+    Event::login("left").info(format_args!("left during login: {why}"));
 }

@@ -30,7 +30,7 @@ impl Server {
         let secret = Secret::new(SECRET.to_vec()).expect("a usable secret");
         let book = Arc::new(AccountBook::new(Accounts::single(secret)));
         let mut config = crate::server::harness::config(&ctx, book);
-        config.anonymous_quota = anonymous.then_some(1 << 20);
+        config.anonymous = anonymous;
         // One failed login locks the host out: the tests see each failure count.
         let backoff = Backoff::new(1, 1000, Duration::from_secs(1));
         Server {

@@ -19,6 +19,7 @@ use ureq::http::{self, Response};
 use ureq::Body;
 
 use super::answer::{checked, from_ureq, invalid, is_stale, read_text, refusal};
+use crate::config::logging::detail;
 
 /// How long a signed request stays valid: it is sent at once.
 const SIGNED_FOR: Duration = Duration::from_secs(600);
@@ -132,10 +133,9 @@ impl S3Client {
     }
 
     /// Sends one idempotent request and fails unless the store answers
-    /// 2xx; on a kept connection that turns out dead, once more on a
-    /// fresh one; on a 500 or 503 (a store under load says "try again":
-    /// Garage's SQLite answers "database is locked" so), again after a
-    /// pause, a few times.
+    /// 2xx; on a kept connection that turns out dead, once more on a fresh
+    /// one; on a 500 or 503 (a store under load says "try again", as
+    /// Garage's SQLite "database is locked"), again after a pause, a few times.
     fn send<B: ureq::AsSendBody + Copy>(
         &self,
         method: http::Method,
@@ -147,7 +147,7 @@ impl S3Client {
         loop {
             match self.send_kept(method.clone(), &url, range, body) {
                 Err(e) if e.kind() == io::ErrorKind::ResourceBusy && pause < BUSY_PAUSE_LIMIT => {
-                    tracing::debug!("the object store is busy ({e}); trying again");
+                    detail(format_args!("the object store is busy ({e}); trying again"));
                     std::thread::sleep(pause);
                     pause *= 4;
                 }
@@ -166,7 +166,7 @@ impl S3Client {
         let request = || build(method.clone(), url, range, body);
         match self.agent.run(request()?).map_err(from_ureq) {
             Err(e) if is_stale(&e) => {
-                tracing::debug!("the object store dropped a kept connection ({e}); sending again");
+                detail(format_args!("kept connection closed ({e}); sending again"));
                 checked(self.fresh.run(request()?).map_err(from_ureq)?)
             }
             answered => checked(answered?),

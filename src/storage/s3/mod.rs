@@ -10,6 +10,7 @@ use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::logging::{Event, Kind};
 use crate::storage::{
     Claim, Entries, ListHow, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
     Usage,
@@ -390,7 +391,7 @@ impl Store for S3Store {
             true
         });
         if let Err(e) = walked {
-            tracing::warn!("sweeping partial uploads: {e}");
+            Event::new(Kind::Warning).warn(format_args!("sweeping partial uploads: {e}"));
             return 0;
         }
         let mut removed = 0;

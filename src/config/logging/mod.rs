@@ -3,11 +3,19 @@
 //! Every connection runs inside a `conn` span that carries the peer's
 //! address and, after the login, the user, so event messages need not
 //! repeat them. Names in messages are escaped, so a file name cannot forge
-//! a log line; secrets are never logged.
+//! a log line; secrets are never logged. Each event is an [`Event`] with a
+//! [`Kind`] and fields (see `event`); the JSON format writes them flat,
+//! the text format writes the sentence only.
+
+mod event;
+mod format;
+
+pub use event::{connection_span, detail, logged_in, set_user, Event, Kind};
 
 use std::io::IsTerminal;
 use std::str::FromStr;
 
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::error::{Error, Result};
@@ -64,15 +72,7 @@ pub fn init(verbosity: Verbosity, format: LogFormat) -> Result<()> {
             .map_err(|e| Error::Usage(format!("invalid RUST_LOG {spec:?}: {e}")))?,
         _ => EnvFilter::new(directives(verbosity)),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    let installed = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).try_init(),
-    };
+    let ansi = format == LogFormat::Text && std::io::stderr().is_terminal();
+    let installed = format::subscriber(filter, format, ansi, std::io::stderr).try_init();
     installed.map_err(|e| Error::Usage(format!("cannot set up logging: {e}")))
 }
