@@ -107,7 +107,10 @@ mod tests {
             .map(|c| u64::from(c.len))
             .sum();
         // One or two chunks around the insertion change, no more.
-        assert!(fresh <= 2 * u64::from(MAX_CHUNK) + 1000, "{fresh} bytes changed");
+        assert!(
+            fresh <= 2 * u64::from(MAX_CHUNK) + 1000,
+            "{fresh} bytes changed"
+        );
     }
 
     #[test]

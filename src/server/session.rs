@@ -297,6 +297,7 @@ impl<'a> Session<'a> {
         match request {
             Request::Put(put) => self.put(put, s),
             Request::Get(get) => self.get(get, s),
+            Request::Sig { filename } => self.sig(filename, s),
             Request::Ls(ls) => self.ls(&ls, s),
             Request::Echo { text } => {
                 let n = text.len() as u64;
@@ -396,6 +397,7 @@ fn describe(r: &Request) -> (&'static str, String) {
     let subject = match r {
         Request::Put(p) => p.filename.clone(),
         Request::Get(g) => g.filename.clone(),
+        Request::Sig { filename } => filename.clone(),
         Request::Ls(ls) => ls.path.clone().unwrap_or_default(),
         Request::Mkdir { path, .. } | Request::Cd { path } => path.clone(),
         Request::Rm { filename, .. } => filename.clone(),

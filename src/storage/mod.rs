@@ -264,6 +264,20 @@ pub trait StoredFile: Send {
     fn into_reader(self: Box<Self>, offset: u64) -> io::Result<Box<dyn Read + Send>>;
 }
 
+/// A file's delta signature (see [`crate::wire::delta`]), as a store
+/// keeps it: its entries are read as they are sent, never held whole.
+pub struct Signature {
+    /// The file's size.
+    pub size: u64,
+    /// How many chunks.
+    pub chunks: u64,
+    /// The whole file's BLAKE3.
+    pub blake3: blake3::Hash,
+    /// The entries, `chunks` of them, each
+    /// [`crate::wire::delta::signature::ENTRY_LEN`] bytes.
+    pub entries: Box<dyn Read + Send>,
+}
+
 /// What a listing holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ListHow {
@@ -339,6 +353,17 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Starts an upload of `name`, or resumes the stored part of one.
     fn begin_upload(&self, at: Place, name: &str, plan: UploadPlan)
         -> StoreResult<Box<dyn Upload>>;
+    /// The delta signature of the file `name`: the one kept if it still
+    /// fits the file, else cut now (and kept).
+    ///
+    /// Fails as [`Store::open_file`] does, or with
+    /// [`StoreError::Unsupported`] on a store that keeps none: the client
+    /// then sends or fetches the whole file.
+    fn signature(&self, _at: Place, _name: &str) -> StoreResult<Signature> {
+        Err(StoreError::Unsupported(
+            "this server's store keeps no signatures; the whole file is sent",
+        ))
+    }
     /// Opens the file `name` for reading.
     fn open_file(&self, at: Place, name: &str) -> StoreResult<Box<dyn StoredFile>>;
     /// What is stored under `home`: bytes, and files and folders, partial

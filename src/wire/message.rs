@@ -32,6 +32,12 @@ pub enum Request {
     Put(PutRequest),
     /// Download a file.
     Get(GetRequest),
+    /// A file's delta signature: its chunks' lengths and BLAKE3s (see
+    /// [`crate::wire::delta`]).
+    Sig {
+        /// Path of the file, relative to the current folder.
+        filename: String,
+    },
     /// List a folder (the current one by default).
     Ls(LsRequest),
     /// Upper-case some text (the seed's echo server).

@@ -212,6 +212,21 @@ pub struct GetReady {
     pub mode: Option<u32>,
 }
 
+/// Reply to a `sig`, sent before its `chunks` entries of
+/// [`crate::wire::delta::signature::ENTRY_LEN`] bytes each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigReady {
+    /// The file's name, as asked.
+    pub filename: String,
+    /// The file's size: the chunks add up to it.
+    pub filesize: u64,
+    /// How many entries follow.
+    pub chunks: u64,
+    /// The whole file's BLAKE3, hex-encoded: names the version the
+    /// signature describes.
+    pub blake3: String,
+}
+
 /// One entry of a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {

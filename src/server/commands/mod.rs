@@ -16,6 +16,7 @@ mod get;
 mod ls;
 mod misc;
 mod put;
+mod sig;
 pub(crate) mod staged;
 
 impl Session<'_> {

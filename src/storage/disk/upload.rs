@@ -11,6 +11,7 @@ use rustix::fs::{Mode, Timespec, Timestamps, UTIME_OMIT};
 use super::digest;
 use super::files;
 use super::handle::Folder;
+use super::signature;
 use super::usage::UsageBook;
 use crate::io::digest::Digester;
 use crate::storage::{
@@ -105,6 +106,11 @@ impl DiskUpload {
     /// After the rename: the upload is done, the old file's entry goes.
     fn committed(&mut self, replaced: Option<u64>) {
         self.finished = true;
+        // The replaced file's signature no longer holds: cut again when
+        // asked for.
+        if let Some(len) = signature::forget(&self.folder, &self.name) {
+            self.usage.remove(&self.home, len);
+        }
         self.folder.tidy_partials();
         if let Some(len) = replaced {
             // The partial took the old file's place.

@@ -258,11 +258,13 @@ pub fn plan(ops: &[Op], offsets: &[u64], size: u64) -> Result<Vec<Piece>, DeltaE
 /// Appends `piece`, joined to the last one when they are contiguous.
 fn merge(pieces: &mut Vec<Piece>, piece: Piece) {
     match (pieces.last_mut(), piece) {
-        (Some(Piece::Copy { from, len }), Piece::Copy { from: next, len: more })
-            if *from + *len == next =>
-        {
-            *len += more
-        }
+        (
+            Some(Piece::Copy { from, len }),
+            Piece::Copy {
+                from: next,
+                len: more,
+            },
+        ) if *from + *len == next => *len += more,
         (Some(Piece::Data { len }), Piece::Data { len: more }) => *len += more,
         _ => pieces.push(piece),
     }
@@ -335,7 +337,10 @@ mod tests {
         ];
         assert_eq!(
             plan(&ops, &OFFSETS, 200).unwrap(),
-            [Piece::Copy { from: 100, len: 200 }]
+            [Piece::Copy {
+                from: 100,
+                len: 200
+            }]
         );
     }
 
@@ -344,10 +349,7 @@ mod tests {
         let mut b = RecipeBuilder::default();
         b.data(u64::from(u32::MAX) + 5);
         b.data(1);
-        assert_eq!(
-            b.ops(),
-            [Op::Data { len: u32::MAX }, Op::Data { len: 6 }]
-        );
+        assert_eq!(b.ops(), [Op::Data { len: u32::MAX }, Op::Data { len: 6 }]);
     }
 
     #[test]
@@ -355,20 +357,47 @@ mod tests {
         // A chunk index out of range, and a count that runs past the end.
         let out = [Op::Copy { first: 3, count: 1 }];
         let e = plan(&out, &OFFSETS, 50).unwrap_err();
-        assert_eq!(e.to_string(), "the recipe copies chunks 3..4 of an old file that has 3");
-        let past = [Op::Copy { first: 2, count: u32::MAX }];
-        assert!(matches!(plan(&past, &OFFSETS, 50), Err(DeltaError::ChunkOutOfRange { .. })));
+        assert_eq!(
+            e.to_string(),
+            "the recipe copies chunks 3..4 of an old file that has 3"
+        );
+        let past = [Op::Copy {
+            first: 2,
+            count: u32::MAX,
+        }];
+        assert!(matches!(
+            plan(&past, &OFFSETS, 50),
+            Err(DeltaError::ChunkOutOfRange { .. })
+        ));
         // No old file at all.
         assert!(plan(&[Op::Copy { first: 0, count: 1 }], &[], 1).is_err());
         // A terabyte from one chunk: refused once it passes the size.
         let many = vec![Op::Copy { first: 0, count: 1 }; 1000];
         let e = plan(&many, &OFFSETS, 1 << 40).unwrap_err();
-        assert!(matches!(e, DeltaError::RecipeSize { builds: 100_000, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                DeltaError::RecipeSize {
+                    builds: 100_000,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let e = plan(&many, &OFFSETS, 5_000).unwrap_err();
-        assert!(matches!(e, DeltaError::RecipeSize { builds: 5_100, .. }), "{e}");
+        assert!(
+            matches!(e, DeltaError::RecipeSize { builds: 5_100, .. }),
+            "{e}"
+        );
         // Unknown tags, empty operations, truncated ones, too long.
-        assert!(matches!(decode_all(&[9]), Err(DeltaError::UnknownOp { tag: 9, at: 0 })));
-        assert!(matches!(decode_all(&[DATA, 0, 0, 0, 0]), Err(DeltaError::EmptyOp { .. })));
+        assert!(matches!(
+            decode_all(&[9]),
+            Err(DeltaError::UnknownOp { tag: 9, at: 0 })
+        ));
+        assert!(matches!(
+            decode_all(&[DATA, 0, 0, 0, 0]),
+            Err(DeltaError::EmptyOp { .. })
+        ));
         assert!(matches!(
             decode_all(&[COPY, 0, 0, 0, 0, 0, 0, 0, 0]),
             Err(DeltaError::EmptyOp { .. })

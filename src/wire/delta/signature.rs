@@ -126,7 +126,12 @@ pub fn decode_all(size: u64, chunks: u64, bytes: &[u8]) -> Result<Vec<Chunk>, De
                 })
             }
             Step::Done if at == bytes.len() => return Ok(out),
-            Step::Done => return Err(DeltaError::TooManyChunks { chunks: chunks + 1, size }),
+            Step::Done => {
+                return Err(DeltaError::TooManyChunks {
+                    chunks: chunks + 1,
+                    size,
+                })
+            }
         }
     }
 }
@@ -193,7 +198,10 @@ mod tests {
         // A short chunk in the middle.
         let lens = [10, MIN_CHUNK];
         let e = decode_all(size(&lens), 2, &entries(&lens)).unwrap_err();
-        assert!(matches!(e, DeltaError::ShortChunk { index: 0, len: 10 }), "{e}");
+        assert!(
+            matches!(e, DeltaError::ShortChunk { index: 0, len: 10 }),
+            "{e}"
+        );
         // Chunks that run past the file, or stop short of its end.
         let e = decode_all(100, 1, &entries(&[101])).unwrap_err();
         assert!(matches!(e, DeltaError::SizeMismatch { .. }), "{e}");
@@ -211,6 +219,9 @@ mod tests {
     #[test]
     fn error_messages_carry_the_numbers() {
         let e = DeltaError::ChunkLength { index: 3, len: 0 };
-        assert_eq!(e.to_string(), "chunk 3 is 0 bytes long; chunks are 1 to 262144 bytes");
+        assert_eq!(
+            e.to_string(),
+            "chunk 3 is 0 bytes long; chunks are 1 to 262144 bytes"
+        );
     }
 }
