@@ -11,6 +11,7 @@ mod checks;
 pub mod command;
 mod complete;
 pub mod connect;
+mod delta;
 pub mod filter;
 mod listing;
 mod lost;
@@ -89,6 +90,9 @@ pub struct PutReport {
     pub confirmed: bool,
     /// Time on the wire.
     pub elapsed: Duration,
+    /// Bytes the server copied from the file it had (a delta upload)
+    /// instead of receiving them.
+    pub matched: u64,
 }
 
 /// What a get did.

@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::client::batch::{keep_times, unix_mtime};
 use crate::client::checks::{check_room, check_stored};
 use crate::client::connect::{read_reply, Dialect};
+use crate::client::delta::DELTA_FROM;
 use crate::client::overwrite::{confirm_early, land_download};
 use crate::client::partial::{
     check_download, local_upload_name, open_partial_download, partial_download_path, planted_link,
@@ -81,6 +82,22 @@ impl Client {
         if meta.len() <= SMALL_FILE {
             return self.put_small(&name, &mut file, progress);
         }
+        if meta.len() >= DELTA_FROM && !self.options.whole_file {
+            if let Some(base) = self.remote_signature(&name, meta.len())? {
+                let delta = self.put_delta(&name, &mut file, meta.len(), &base, progress);
+                match delta {
+                    Ok(Some(report)) => return Ok(report),
+                    // The built file did not match: it was discarded, and
+                    // the whole file goes below.
+                    Ok(None)
+                    | Err(Error::Remote {
+                        code: ErrorCode::DigestMismatch,
+                        ..
+                    }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         match self.put_once(&name, &mut file, meta.len(), true, progress) {
             Err(Error::Remote {
                 code: ErrorCode::DigestMismatch,
@@ -141,6 +158,7 @@ impl Client {
                 restarted: false,
                 confirmed: true,
                 elapsed: started.elapsed(),
+                matched: 0,
             })
         })
     }
@@ -172,6 +190,7 @@ impl Client {
                 restarted: false,
                 confirmed: false,
                 elapsed: started.elapsed(),
+                matched: 0,
             })
         })
     }
@@ -264,6 +283,7 @@ impl Client {
                 restarted: false,
                 confirmed: true,
                 elapsed: started.elapsed(),
+                matched: 0,
             })
         })
     }
@@ -389,7 +409,7 @@ pub(crate) fn paced<'a>(sink: &'a mut dyn Write, options: &ClientOptions) -> Box
 
 /// A file's modification time in whole seconds, which a put sends so that
 /// the server keeps it.
-fn file_mtime(file: &File) -> Option<u64> {
+pub(crate) fn file_mtime(file: &File) -> Option<u64> {
     file.metadata().ok().as_ref().and_then(unix_mtime)
 }
 

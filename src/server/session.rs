@@ -355,10 +355,10 @@ pub(crate) fn commit_group(ctx: &Context, group: Vec<InGroup>, s: &mut impl Writ
     let mut answers = Vec::with_capacity(group.len());
     for item in group {
         answers.push(match (item, &data) {
-            (InGroup::Put(pending), Ok(())) => Answered::Put(pending.commit(ctx)),
+            (InGroup::Put(pending), Ok(())) => Answered::Put((*pending).commit(ctx)),
             // Nothing of the group is confirmed: their partials stay for a
             // resume.
-            (InGroup::Put(pending), Err(e)) => Answered::Put(pending.abandon(flush_failed(e))),
+            (InGroup::Put(pending), Err(e)) => Answered::Put((*pending).abandon(flush_failed(e))),
             (InGroup::Reply(bytes), _) => Answered::Reply(bytes),
         });
     }

@@ -132,6 +132,20 @@ pub struct PutRequest {
     /// server's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
+    /// Build the file from the stored one's chunks and new bytes: the
+    /// body is a recipe, then the new bytes (see [`crate::wire::delta`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaBase>,
+}
+
+/// What a delta upload builds on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaBase {
+    /// The BLAKE3 (hex) of the stored file whose signature the recipe
+    /// names chunks of, as the `sig` reply gave it.
+    pub base: String,
+    /// The recipe's length in bytes: the first bytes of the body.
+    pub recipe: u64,
 }
 
 impl Request {
@@ -161,6 +175,7 @@ impl PutRequest {
             digest: None,
             mtime: None,
             mode: None,
+            delta: None,
         }
     }
 
@@ -290,6 +305,7 @@ mod tests {
                 digest: None,
                 mtime: None,
                 mode: None,
+                delta: None,
             })
         );
     }

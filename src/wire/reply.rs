@@ -52,6 +52,9 @@ pub enum ErrorCode {
     AuthFailed,
     /// The server failed to do something it should have been able to do.
     Internal,
+    /// A delta upload's old file is no longer the one its signature
+    /// described (or has none to copy from): send the whole file.
+    BaseChanged,
     /// A code this version does not know yet, as the server wrote it.
     #[strum(disabled)]
     Unknown(String),

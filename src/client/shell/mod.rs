@@ -195,6 +195,10 @@ fn print_put(out: &mut impl Write, r: &PutReport) -> io::Result<()> {
         notes.push("replaced the existing file".into());
     }
     notes.push(rate("sent", d.received, r.elapsed));
+    if r.matched > 0 {
+        let share = r.matched as f64 * 100.0 / d.size.max(1) as f64;
+        notes.push(format!("{share:.1}% matched the stored file"));
+    }
     writeln!(
         out,
         "stored {} ({} bytes; {})",

@@ -1,0 +1,267 @@
+//! Delta upload, the client's side: ask the server for the stored file's
+//! signature, cut the local file the same way, and send a recipe (copy
+//! these chunks, here are new bytes) with only the new bytes. Whatever
+//! stops a delta before its body (no stored file, a store that keeps no
+//! signatures, an older server, a file that changed meanwhile) ends in a
+//! whole upload, without asking the user.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::Instant;
+
+use crate::client::checks::check_stored;
+use crate::client::connect::read_reply;
+use crate::client::transfer::{file_mtime, paced};
+use crate::client::{Client, Progress, PutReport};
+use crate::error::{Error, Result};
+use crate::io::chunks;
+use crate::io::pump::{relay, PumpError};
+use crate::wire::delta::recipe::{plan, Piece, RecipeBuilder, MAX_RECIPE_LEN};
+use crate::wire::delta::signature::{Chunk, SignatureDecoder, ENTRY_LEN};
+use crate::wire::delta::{max_chunks, DeltaError, Step};
+use crate::wire::frame;
+use crate::wire::message::{
+    DeltaBase, Digest, DigestAlgorithm, PutDone, PutReady, PutRequest, Request,
+};
+use crate::wire::reply::{ErrorCode, SigReady};
+
+/// Files smaller than this are sent whole: the signature's round trip
+/// costs more than their bytes.
+pub const DELTA_FROM: u64 = 1024 * 1024;
+
+/// The stored file's signature, as the server sent it.
+pub(crate) struct RemoteSignature {
+    /// The stored file's BLAKE3, hex: what the recipe builds on.
+    blake3: String,
+    /// Its size.
+    size: u64,
+    chunks: Vec<Chunk>,
+}
+
+impl Client {
+    /// The signature of the stored file `name`; `None` when there is none
+    /// to build on: no such file, a store that keeps none, a server that
+    /// does not know `sig`, or a stored file far bigger than `local_size`
+    /// (its entries are then read and dropped, never held).
+    ///
+    /// Fails when the connection does, or the signature breaks the
+    /// contract's rules (the connection is then out of step).
+    pub(crate) fn remote_signature(
+        &mut self,
+        name: &str,
+        local_size: u64,
+    ) -> Result<Option<RemoteSignature>> {
+        self.guard(|c| {
+            let request = Request::Sig {
+                filename: name.to_string(),
+            };
+            frame::write_json(&mut c.stream, &request)?;
+            let ready: SigReady = match read_reply(&mut c.stream) {
+                Ok(ready) => ready,
+                Err(Error::Remote { code, .. }) if no_signature(&code) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            // More chunks than the local file could share are not kept.
+            let keep = ready.chunks <= 2 * max_chunks(local_size) + 64;
+            let mut decoder = SignatureDecoder::new(ready.filesize, ready.chunks).map_err(bad)?;
+            let mut chunks = Vec::new();
+            let mut entry = [0u8; ENTRY_LEN];
+            while decoder.decode(&[]).map_err(bad)? != Step::Done {
+                c.stream
+                    .read_exact(&mut entry)
+                    .map_err(|e| Error::io("receiving a signature", e))?;
+                if let Step::Item(chunk, _) = decoder.decode(&entry).map_err(bad)? {
+                    if keep {
+                        chunks.push(chunk);
+                    }
+                }
+            }
+            Ok(keep.then_some(RemoteSignature {
+                blake3: ready.blake3,
+                size: ready.filesize,
+                chunks,
+            }))
+        })
+    }
+
+    /// Uploads `file` (`size` bytes) as `name` by a recipe on `base`;
+    /// `None` when it should go whole instead: nothing in it matches, the
+    /// recipe would be too long, or the stored file changed since its
+    /// signature was read.
+    ///
+    /// Fails as a whole put does.
+    pub(crate) fn put_delta(
+        &mut self,
+        name: &str,
+        file: &mut File,
+        size: u64,
+        base: &RemoteSignature,
+        progress: &mut dyn Progress,
+    ) -> Result<Option<PutReport>> {
+        let started = Instant::now();
+        let Some(Recipe {
+            bytes: recipe,
+            pieces,
+            digest,
+        }) = recipe_for(file, size, base)?
+        else {
+            return Ok(None);
+        };
+        let request = Request::Put(PutRequest {
+            resume: true,
+            digest: Some(DigestAlgorithm::Blake3),
+            mtime: file_mtime(file),
+            delta: Some(DeltaBase {
+                base: base.blake3.clone(),
+                recipe: recipe.len() as u64,
+            }),
+            ..PutRequest::plain(name, size)
+        });
+        self.guard(|c| {
+            frame::write_json(&mut c.stream, &request)?;
+            let ready: PutReady = match read_reply(&mut c.stream) {
+                Ok(ready) => ready,
+                Err(Error::Remote {
+                    code: ErrorCode::BaseChanged,
+                    ..
+                }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let offset = ready.offset;
+            if offset > size {
+                return Err(Error::Malformed(format!(
+                    "server asked to resume at {offset}, beyond the file's {size} bytes"
+                )));
+            }
+            c.stream
+                .write_all(&recipe)
+                .map_err(|e| Error::io("sending the recipe", e))?;
+            progress.start(name, size, offset);
+            let sent = c.send_pieces(name, file, &pieces, offset, progress);
+            progress.finish();
+            let sent = sent?;
+            let blake3 = digest.to_hex().to_string();
+            frame::write_json(&mut c.stream, &Digest { blake3 })?;
+            let done: PutDone = read_reply(&mut c.stream)?;
+            Ok(Some(PutReport {
+                done: check_stored(&done, name, size, &digest)?,
+                resumed_from: offset,
+                restarted: false,
+                confirmed: true,
+                elapsed: started.elapsed(),
+                matched: size - offset - sent,
+            }))
+        })
+    }
+
+    /// Sends the new bytes of `pieces` from `offset` on (what the server
+    /// kept from an earlier attempt is not sent again), counting copied
+    /// ranges as done; returns the new bytes sent.
+    fn send_pieces(
+        &mut self,
+        name: &str,
+        file: &mut File,
+        pieces: &[Piece],
+        offset: u64,
+        progress: &mut dyn Progress,
+    ) -> Result<u64> {
+        let options = self.options.clone();
+        let (mut at, mut sent) = (0u64, 0u64);
+        for piece in pieces {
+            let (len, new) = match *piece {
+                Piece::Copy { len, .. } => (len, false),
+                Piece::Data { len } => (len, true),
+            };
+            let skip = offset.saturating_sub(at).min(len);
+            let start = at + skip;
+            at += len;
+            if !new {
+                progress.advance(len - skip);
+                continue;
+            }
+            file.seek(SeekFrom::Start(start))
+                .map_err(|e| Error::cannot_read(name, &e))?;
+            let mut sink = paced(&mut self.stream, &options);
+            let moved = relay(file, &mut sink, len - skip, None, |n| progress.advance(n));
+            match moved {
+                Ok(n) => sent += n,
+                Err(PumpError::Source(e)) => {
+                    drop(sink);
+                    self.broken = true;
+                    return Err(Error::Usage(format!(
+                        "{name} changed while it was being sent ({e}); nothing was stored"
+                    )));
+                }
+                Err(PumpError::Sink(e)) => return Err(Error::io("sending file data", e)),
+            }
+        }
+        Ok(sent)
+    }
+}
+
+/// A recipe ready to send: its bytes, the byte ranges it builds from, and
+/// the whole local file's BLAKE3.
+struct Recipe {
+    bytes: Vec<u8>,
+    pieces: Vec<Piece>,
+    digest: blake3::Hash,
+}
+
+/// The codes that mean "no signature to build on": send the whole file.
+fn no_signature(code: &ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::NotFound
+            | ErrorCode::Forbidden
+            | ErrorCode::UnknownCommand
+            | ErrorCode::BaseChanged
+            | ErrorCode::Exists
+    )
+}
+
+fn bad(e: DeltaError) -> Error {
+    Error::Malformed(format!("the server sent a bad signature: {e}"))
+}
+
+/// Cuts `file` against `base`: the encoded recipe, the byte ranges it
+/// builds from, and the whole file's BLAKE3. `None` when a whole upload
+/// is the better deal (nothing matches) or the only one (the recipe would
+/// pass [`MAX_RECIPE_LEN`]).
+fn recipe_for(file: &mut File, size: u64, base: &RemoteSignature) -> Result<Option<Recipe>> {
+    let mut known = HashMap::with_capacity(base.chunks.len());
+    for (index, chunk) in base.chunks.iter().enumerate().rev() {
+        // The first of equal chunks wins; any would do.
+        known.insert(chunk.hash, index as u32);
+    }
+    let mut builder = RecipeBuilder::default();
+    let mut whole = blake3::Hasher::new();
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io("reading the local file", e))?;
+    let cut = chunks::cut(&mut *file, |chunk, bytes| {
+        whole.update(bytes);
+        match known.get(&chunk.hash) {
+            Some(&index) => builder.copy(index),
+            None => builder.data(u64::from(chunk.len)),
+        }
+        Ok(())
+    })
+    .map_err(|e| Error::io("reading the local file", e))?;
+    let matched = builder
+        .ops()
+        .iter()
+        .any(|op| matches!(op, crate::wire::delta::recipe::Op::Copy { .. }));
+    if cut != size || !matched || builder.encoded_len() > MAX_RECIPE_LEN {
+        return Ok(None);
+    }
+    let mut offsets: Vec<u64> = base.chunks.iter().map(|c| c.offset).collect();
+    offsets.push(base.size);
+    let Ok(pieces) = plan(builder.ops(), &offsets, size) else {
+        return Ok(None);
+    };
+    Ok(Some(Recipe {
+        bytes: builder.encode(),
+        pieces,
+        digest: whole.finalize(),
+    }))
+}
