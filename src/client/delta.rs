@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::Instant;
 
-use crate::client::checks::check_stored;
+use crate::client::checks::{check_offset, check_stored};
 use crate::client::connect::read_reply;
 use crate::client::transfer::{file_mtime, paced};
 use crate::client::{Client, Progress, PutReport};
@@ -129,11 +129,7 @@ impl Client {
                 Err(e) => return Err(e),
             };
             let offset = ready.offset;
-            if offset > size {
-                return Err(Error::Malformed(format!(
-                    "server asked to resume at {offset}, beyond the file's {size} bytes"
-                )));
-            }
+            check_offset(offset, size)?;
             c.stream
                 .write_all(&recipe)
                 .map_err(|e| Error::io("sending the recipe", e))?;

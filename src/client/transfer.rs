@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::client::batch::{keep_times, unix_mtime};
-use crate::client::checks::{check_room, check_stored};
+use crate::client::checks::{check_offset, check_room, check_stored};
 use crate::client::connect::{read_reply, Dialect};
 use crate::client::delta::DELTA_FROM;
 use crate::client::overwrite::{confirm_early, land_download};
@@ -257,11 +257,7 @@ impl Client {
             frame::write_json(&mut c.stream, &request)?;
             let ready: PutReady = read_reply(&mut c.stream)?;
             let offset = ready.offset;
-            if offset > size {
-                return Err(Error::Malformed(format!(
-                    "server asked to resume at {offset}, beyond the file's {size} bytes"
-                )));
-            }
+            check_offset(offset, size)?;
             let mut hasher = blake3::Hasher::new();
             file.seek(SeekFrom::Start(0))
                 .map_err(|e| Error::io("reading the local file", e))?;

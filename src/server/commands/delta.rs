@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::io::pump::{buffer_for, pump, PumpError};
 use crate::io::throttle::RateFloor;
 use crate::net::Transport;
-use crate::server::session::Session;
+use crate::server::session::{refuse, Outcome, Session};
 use crate::storage::{Place, StoreError, StoredFile};
 use crate::wire::delta::recipe::{self, Piece, MAX_RECIPE_LEN};
 use crate::wire::delta::signature::{SignatureDecoder, ENTRY_LEN};
@@ -198,6 +198,21 @@ impl Session<'_> {
             self.store_chunk(req, prepared, &buf[..want], sink)?;
         }
         Ok(())
+    }
+}
+
+/// Answers a delta upload refused before `ready`. A client that does not
+/// wait for `ready` is sending a body of a length the header does not
+/// give: the stream is out of step, and the connection closes.
+pub(super) fn refuse_delta<S: Transport>(
+    req: &PutRequest,
+    reply: ErrorReply,
+    s: &mut S,
+) -> Result<Outcome> {
+    let refused = refuse(s, reply);
+    match req.wants_ready() {
+        true => refused,
+        false => refused.map(Outcome::closing),
     }
 }
 

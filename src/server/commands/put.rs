@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
+use super::delta::{refuse_delta, Base};
 use super::staged::{confirm, put_refusal, Landed, PendingPut};
 use super::store_refusal;
 use crate::error::{Error, Result};
@@ -68,13 +69,8 @@ impl Session<'_> {
     pub(crate) fn put<S: Transport>(&mut self, req: PutRequest, s: &mut S) -> Result<Outcome> {
         // A delta upload's old file is checked before anything begins.
         let base = match req.delta.as_ref().map(|d| self.delta_base(&req, d)) {
-            // A body of unknown length may be on its way: out of step.
-            Some(Err(reply)) if !req.wants_ready() => {
-                return refuse(s, reply).map(Outcome::closing)
-            }
-            Some(Err(reply)) => return refuse_put(&req, reply, s),
-            Some(Ok(base)) => Some(base),
-            None => None,
+            Some(Err(reply)) => return refuse_delta(&req, reply, s),
+            base => base.transpose().ok().flatten(),
         };
         let socket = s.socket().and_then(|fd| fd.try_clone_to_owned().ok());
         let mut prepared = match self.prepare_put(&req, socket) {
@@ -85,13 +81,7 @@ impl Session<'_> {
         if req.wants_ready() {
             frame::write_json(s, &Reply::Ok(PutReady { offset }))?;
         }
-        let (body, received) = match base {
-            Some(base) => self.receive_delta(&req, &mut prepared, base, s)?,
-            None => (
-                self.receive_body(&req, &mut prepared, s)?,
-                req.filesize - offset,
-            ),
-        };
+        let (body, received) = self.receive(&req, &mut prepared, base, s)?;
         // A broken connection leaves the partial data for a resume. The
         // body of a refused upload is still coming and cannot be skipped:
         // the connection closes.
@@ -344,6 +334,24 @@ impl Session<'_> {
             .projected(needed, || Ok(used.bytes))
             .map_err(|e| store_refusal(e, ""))?;
         check_bytes(projected, needed, quota)
+    }
+
+    /// The body, whole or built by a delta's recipe, with how many of its
+    /// bytes crossed the network.
+    fn receive<S: Transport>(
+        &self,
+        req: &PutRequest,
+        prepared: &mut PreparedPut,
+        base: Option<Base>,
+        s: &mut S,
+    ) -> Result<(BodyEnd, u64)> {
+        match base {
+            Some(base) => self.receive_delta(req, prepared, base, s),
+            None => {
+                let sent = req.filesize - prepared.upload.offset();
+                Ok((self.receive_body(req, prepared, s)?, sent))
+            }
+        }
     }
 
     /// Reads the body into the store, charging each chunk to the quota
