@@ -33,7 +33,7 @@ pub const DELTA_FROM: u64 = 1024 * 1024;
 /// The stored file's signature, as the server sent it.
 pub(crate) struct RemoteSignature {
     /// The stored file's BLAKE3, hex: what the recipe builds on.
-    blake3: String,
+    pub(crate) blake3: String,
     /// Its size.
     size: u64,
     chunks: Vec<Chunk>,
@@ -62,26 +62,7 @@ impl Client {
                 Err(Error::Remote { code, .. }) if no_signature(&code) => return Ok(None),
                 Err(e) => return Err(e),
             };
-            // More chunks than the local file could share are not kept.
-            let keep = ready.chunks <= 2 * max_chunks(local_size) + 64;
-            let mut decoder = SignatureDecoder::new(ready.filesize, ready.chunks).map_err(bad)?;
-            let mut chunks = Vec::new();
-            let mut entry = [0u8; ENTRY_LEN];
-            while decoder.decode(&[]).map_err(bad)? != Step::Done {
-                c.stream
-                    .read_exact(&mut entry)
-                    .map_err(|e| Error::io("receiving a signature", e))?;
-                if let Step::Item(chunk, _) = decoder.decode(&entry).map_err(bad)? {
-                    if keep {
-                        chunks.push(chunk);
-                    }
-                }
-            }
-            Ok(keep.then_some(RemoteSignature {
-                blake3: ready.blake3,
-                size: ready.filesize,
-                chunks,
-            }))
+            read_signature(&mut c.stream, ready, local_size)
         })
     }
 
@@ -151,9 +132,8 @@ impl Client {
         })
     }
 
-    /// Sends the new bytes of `pieces` from `offset` on (what the server
-    /// kept from an earlier attempt is not sent again), counting copied
-    /// ranges as done; returns the new bytes sent.
+    /// Sends the new bytes of `pieces` from `offset` on, as
+    /// [`send_pieces`] does; returns the new bytes sent.
     fn send_pieces(
         &mut self,
         name: &str,
@@ -163,49 +143,99 @@ impl Client {
         progress: &mut dyn Progress,
     ) -> Result<u64> {
         let options = self.options.clone();
-        let (mut at, mut sent) = (0u64, 0u64);
-        for piece in pieces {
-            let (len, new) = match *piece {
-                Piece::Copy { len, .. } => (len, false),
-                Piece::Data { len } => (len, true),
-            };
-            let skip = offset.saturating_sub(at).min(len);
-            let start = at + skip;
-            at += len;
-            if !new {
-                progress.advance(len - skip);
-                continue;
+        let mut sink = paced(&mut self.stream, &options);
+        let sent = send_pieces(&mut sink, file, pieces, offset, |n| progress.advance(n));
+        drop(sink);
+        match sent {
+            Ok(n) => Ok(n),
+            Err(PumpError::Source(e)) => {
+                self.broken = true;
+                Err(Error::Usage(format!(
+                    "{name} changed while it was being sent ({e}); nothing was stored"
+                )))
             }
-            file.seek(SeekFrom::Start(start))
-                .map_err(|e| Error::cannot_read(name, &e))?;
-            let mut sink = paced(&mut self.stream, &options);
-            let moved = relay(file, &mut sink, len - skip, None, |n| progress.advance(n));
-            match moved {
-                Ok(n) => sent += n,
-                Err(PumpError::Source(e)) => {
-                    drop(sink);
-                    self.broken = true;
-                    return Err(Error::Usage(format!(
-                        "{name} changed while it was being sent ({e}); nothing was stored"
-                    )));
-                }
-                Err(PumpError::Sink(e)) => return Err(Error::io("sending file data", e)),
+            Err(PumpError::Sink(e)) => Err(Error::io("sending file data", e)),
+        }
+    }
+}
+
+/// Reads the entries of the signature `ready` announced from `stream`,
+/// checking each; keeps them only when the local file (of `local_size`
+/// bytes) could use them (else `None`, the entries read and dropped).
+///
+/// Fails when the stream does, or on an entry that breaks the contract's
+/// rules (the stream is then out of step).
+pub(crate) fn read_signature(
+    stream: &mut impl Read,
+    ready: SigReady,
+    local_size: u64,
+) -> Result<Option<RemoteSignature>> {
+    let keep = ready.chunks <= 2 * max_chunks(local_size) + 64;
+    let mut decoder = SignatureDecoder::new(ready.filesize, ready.chunks).map_err(bad)?;
+    let mut chunks = Vec::new();
+    let mut entry = [0u8; ENTRY_LEN];
+    while decoder.decode(&[]).map_err(bad)? != Step::Done {
+        stream
+            .read_exact(&mut entry)
+            .map_err(|e| Error::io("receiving a signature", e))?;
+        if let Step::Item(chunk, _) = decoder.decode(&entry).map_err(bad)? {
+            if keep {
+                chunks.push(chunk);
             }
         }
-        Ok(sent)
     }
+    Ok(keep.then_some(RemoteSignature {
+        blake3: ready.blake3,
+        size: ready.filesize,
+        chunks,
+    }))
+}
+
+/// Sends to `sink` the new bytes of `pieces` (read from `file` where the
+/// recipe puts them), from byte `offset` of the built file on, and tells
+/// `advance` of every byte built, copied or sent; returns the new bytes
+/// sent.
+///
+/// Fails with [`PumpError::Source`] when the file cannot be read as far
+/// as its recipe said (it changed), [`PumpError::Sink`] when the sink
+/// fails.
+pub(crate) fn send_pieces(
+    sink: &mut dyn Write,
+    file: &mut File,
+    pieces: &[Piece],
+    offset: u64,
+    mut advance: impl FnMut(u64),
+) -> std::result::Result<u64, PumpError> {
+    let (mut at, mut sent) = (0u64, 0u64);
+    for piece in pieces {
+        let (len, new) = match *piece {
+            Piece::Copy { len, .. } => (len, false),
+            Piece::Data { len } => (len, true),
+        };
+        let skip = offset.saturating_sub(at).min(len);
+        let start = at + skip;
+        at += len;
+        if !new {
+            advance(len - skip);
+            continue;
+        }
+        file.seek(SeekFrom::Start(start))
+            .map_err(|e| PumpError::Source(Error::io("reading the local file", e)))?;
+        sent += relay(file, sink, len - skip, None, &mut advance)?;
+    }
+    Ok(sent)
 }
 
 /// A recipe ready to send: its bytes, the byte ranges it builds from, and
 /// the whole local file's BLAKE3.
-struct Recipe {
-    bytes: Vec<u8>,
-    pieces: Vec<Piece>,
-    digest: blake3::Hash,
+pub(crate) struct Recipe {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) pieces: Vec<Piece>,
+    pub(crate) digest: blake3::Hash,
 }
 
 /// The codes that mean "no signature to build on": send the whole file.
-fn no_signature(code: &ErrorCode) -> bool {
+pub(crate) fn no_signature(code: &ErrorCode) -> bool {
     matches!(
         code,
         ErrorCode::NotFound
@@ -224,7 +254,11 @@ fn bad(e: DeltaError) -> Error {
 /// builds from, and the whole file's BLAKE3. `None` when a whole upload
 /// is the better deal (nothing matches) or the only one (the recipe would
 /// pass [`MAX_RECIPE_LEN`]).
-fn recipe_for(file: &mut File, size: u64, base: &RemoteSignature) -> Result<Option<Recipe>> {
+pub(crate) fn recipe_for(
+    file: &mut File,
+    size: u64,
+    base: &RemoteSignature,
+) -> Result<Option<Recipe>> {
     let mut known = HashMap::with_capacity(base.chunks.len());
     for (index, chunk) in base.chunks.iter().enumerate().rev() {
         // The first of equal chunks wins; any would do.

@@ -251,3 +251,50 @@ fn a_killed_delta_upload_resumes_and_ends_identical() {
     assert!(offset >= kept, "{text}");
     assert!(matched(&text) > 20.0, "{text}");
 }
+
+/// The bytes the server took over the network for its `nth` put of
+/// `name`, as its log says (`put NAME ok stored S bytes (N bytes, ...)`).
+fn received_by(server: &ServerProcess, name: &str, nth: usize) -> u64 {
+    let needle = format!("put {name} ok stored ");
+    assert!(wait_until(Duration::from_secs(10), || {
+        server.log_text().matches(&needle).count() >= nth
+    }));
+    let log = server.log_text();
+    let line = log
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .nth(nth - 1)
+        .unwrap();
+    let after = &line[line.find("bytes (").unwrap() + "bytes (".len()..];
+    after.split(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn put_r_and_sync_send_only_a_changed_files_changes() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let tree = sb.work().join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    let old = pattern(OLD, 13);
+    fs::write(tree.join("big.bin"), &old).unwrap();
+    fs::write(tree.join("small.txt"), b"small").unwrap();
+    let run = |args: &[&str]| {
+        let out = ClientRun::new(&sb, &server, args).run();
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    run(&["put", "-r", "tree"]);
+    let changed = spliced(&old, OLD / 2, 0, &pattern(50_000, 14));
+    fs::write(tree.join("big.bin"), &changed).unwrap();
+    run(&["put", "-r", "tree"]);
+    assert_eq!(fs::read(sb.root().join("tree/big.bin")).unwrap(), changed);
+    assert_eq!(received_by(&server, "tree/big.bin", 1), OLD as u64);
+    let sent = received_by(&server, "tree/big.bin", 2);
+    assert!(sent < OLD as u64 / 4, "{sent} bytes for a 50 kB change");
+
+    let again = spliced(&changed, 1000, 0, &pattern(30_000, 15));
+    fs::write(tree.join("big.bin"), &again).unwrap();
+    run(&["sync", "tree", ":tree"]);
+    assert_eq!(fs::read(sb.root().join("tree/big.bin")).unwrap(), again);
+    let sent = received_by(&server, "tree/big.bin", 3);
+    assert!(sent < OLD as u64 / 4, "{sent} bytes for a 30 kB change");
+}
