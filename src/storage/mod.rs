@@ -192,6 +192,16 @@ pub trait Upload: Send {
     /// Fails with [`StoreError::NoSpace`] when the store is full, or
     /// another error; either way the upload cannot go on.
     fn write(&mut self, chunk: &[u8]) -> StoreResult<()>;
+    /// Stores the next bytes of the body, `chunk`, which `from` holds at
+    /// `at` (a delta upload's unchanged range): a store that can copies
+    /// them from there (on disk `copy_file_range`, a reflink on XFS and
+    /// btrfs), else writes them. The digest is of `chunk`.
+    ///
+    /// Fails as [`Upload::write`] does.
+    fn copy(&mut self, from: &std::fs::File, at: u64, chunk: &[u8]) -> StoreResult<()> {
+        let _ = (from, at);
+        self.write(chunk)
+    }
     /// Checks the digest when `expected` is given, then makes the file
     /// visible under its name at once, whole. Returns the file's BLAKE3 if
     /// it was computed.
@@ -255,6 +265,10 @@ pub trait StoredFile: Send {
     }
     /// Its permission bits, when the store keeps them.
     fn mode(&self) -> Option<u32> {
+        None
+    }
+    /// The open file, when the store keeps it on the local disk.
+    fn local(&self) -> Option<&std::fs::File> {
         None
     }
     /// Its bytes from `offset` to the end.

@@ -83,11 +83,29 @@ impl Session<'_> {
         Ok(Base { file, offsets })
     }
 
+    /// The body, whole or built by a delta's recipe, with how many of its
+    /// bytes crossed the network.
+    pub(super) fn receive<S: Transport>(
+        &self,
+        req: &PutRequest,
+        prepared: &mut PreparedPut,
+        base: Option<Base>,
+        s: &mut S,
+    ) -> Result<(BodyEnd, u64)> {
+        match base {
+            Some(base) => self.receive_delta(req, prepared, base, s),
+            None => {
+                let sent = req.filesize - prepared.upload.offset();
+                Ok((self.receive_body(req, prepared, s)?, sent))
+            }
+        }
+    }
+
     /// Reads a delta upload's recipe and builds the file from it and the
     /// new bytes that follow, from the upload's offset on (what a resume
     /// kept stays). Returns how the body ended and how many bytes it
     /// took from the network.
-    pub(super) fn receive_delta<S: Transport>(
+    fn receive_delta<S: Transport>(
         &self,
         req: &PutRequest,
         prepared: &mut PreparedPut,
@@ -130,7 +148,8 @@ impl Session<'_> {
                     if let Some(floor) = floor.as_mut() {
                         floor.note(chunk.len()).map_err(Stop::Slow)?;
                     }
-                    self.store_chunk(req, prepared, chunk, (&mut *sink.0, &mut *sink.1))
+                    let sink = (&mut *sink.0, &mut *sink.1);
+                    self.store_chunk(req, prepared, (chunk, None), sink)
                 }),
             };
             match ended {
@@ -179,6 +198,8 @@ impl Session<'_> {
         if len == 0 || write_error.is_some() {
             return Ok(());
         }
+        // A second handle: the stored file is read and copied from at once.
+        let local = file.local().and_then(|f| f.try_clone().ok());
         let mut source = match file.read_from(from) {
             Ok(reader) => reader.take(len),
             Err(e) => {
@@ -186,16 +207,16 @@ impl Session<'_> {
                 return Ok(());
             }
         };
-        let mut left = len;
-        while left > 0 && write_error.is_none() {
-            let want = left.min(buf.len() as u64) as usize;
+        let (mut at, end) = (from, from + len);
+        while at < end && write_error.is_none() {
+            let want = (end - at).min(buf.len() as u64) as usize;
             if let Err(e) = source.read_exact(&mut buf[..want]) {
                 *write_error = Some(StoreError::Failed("reading the stored file", e));
                 break;
             }
-            left -= want as u64;
-            let sink = (&mut *stored, &mut *write_error);
-            self.store_chunk(req, prepared, &buf[..want], sink)?;
+            let chunk = (&buf[..want], local.as_ref().map(|f| (f, at)));
+            self.store_chunk(req, prepared, chunk, (&mut *stored, &mut *write_error))?;
+            at += want as u64;
         }
         Ok(())
     }

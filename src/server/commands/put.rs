@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use super::delta::{refuse_delta, Base};
+use super::delta::refuse_delta;
 use super::staged::{confirm, put_refusal, Landed, PendingPut};
 use super::store_refusal;
 use crate::error::{Error, Result};
@@ -336,29 +336,11 @@ impl Session<'_> {
         check_bytes(projected, needed, quota)
     }
 
-    /// The body, whole or built by a delta's recipe, with how many of its
-    /// bytes crossed the network.
-    fn receive<S: Transport>(
-        &self,
-        req: &PutRequest,
-        prepared: &mut PreparedPut,
-        base: Option<Base>,
-        s: &mut S,
-    ) -> Result<(BodyEnd, u64)> {
-        match base {
-            Some(base) => self.receive_delta(req, prepared, base, s),
-            None => {
-                let sent = req.filesize - prepared.upload.offset();
-                Ok((self.receive_body(req, prepared, s)?, sent))
-            }
-        }
-    }
-
     /// Reads the body into the store, charging each chunk to the quota
     /// before it is written. A write error does not stop the reading, so
     /// the stream stays in step for the error reply; it is returned once
     /// the body is read. A full store, or a full quota, stops it at once.
-    fn receive_body<S: Transport>(
+    pub(super) fn receive_body<S: Transport>(
         &self,
         req: &PutRequest,
         prepared: &mut PreparedPut,
@@ -379,18 +361,24 @@ impl Session<'_> {
             if let Some(floor) = floor.as_mut() {
                 floor.note(chunk.len()).map_err(Stop::Slow)?;
             }
-            self.store_chunk(req, prepared, chunk, (&mut stored, &mut write_error))
+            self.store_chunk(
+                req,
+                prepared,
+                (chunk, None),
+                (&mut stored, &mut write_error),
+            )
         });
         body_end(pumped, write_error)
     }
 
-    /// Charges `chunk` to the quota and writes it, unless a write failed
+    /// Charges `chunk` to the quota and stores it (copied from the file
+    /// and offset `from` that hold it, when given), unless a write failed
     /// before (`stored` bytes are in; the first write error is kept).
     pub(super) fn store_chunk(
         &self,
         req: &PutRequest,
         prepared: &mut PreparedPut,
-        chunk: &[u8],
+        (chunk, from): (&[u8], Option<(&std::fs::File, u64)>),
         (stored, write_error): (&mut u64, &mut Option<StoreError>),
     ) -> Result<(), Stop> {
         if write_error.is_some() {
@@ -399,7 +387,11 @@ impl Session<'_> {
         let (upload, lock) = (&mut prepared.upload, &prepared.lock);
         self.charge(lock, chunk.len() as u64, *stored, req.filesize)
             .map_err(Stop::Quota)?;
-        match upload.write(chunk) {
+        let written = match from {
+            Some((file, at)) => upload.copy(file, at, chunk),
+            None => upload.write(chunk),
+        };
+        match written {
             Ok(()) => {
                 *stored += chunk.len() as u64;
                 lock.set_counted(upload.counted());
