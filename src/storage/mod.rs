@@ -375,7 +375,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// then sends or fetches the whole file.
     fn signature(&self, _at: Place, _name: &str) -> StoreResult<Signature> {
         Err(StoreError::Unsupported(
-            "this server's store keeps no signatures; the whole file is sent",
+            "this server's store keeps no signatures (delta transfers over an object \
+             store are not built yet), so a changed file is sent whole",
         ))
     }
     /// Opens the file `name` for reading.

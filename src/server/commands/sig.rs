@@ -8,10 +8,11 @@ use crate::error::Result;
 use crate::net::Transport;
 use crate::server::bodies::SignatureBody;
 use crate::server::session::{refuse, Outcome, Session};
-use crate::storage::Place;
+use crate::storage::{Place, StoreError};
 use crate::wire::delta::signature::ENTRY_LEN;
 use crate::wire::frame;
 use crate::wire::message::Reply;
+use crate::wire::names::escape;
 use crate::wire::reply::SigReady;
 
 impl Session<'_> {
@@ -28,6 +29,13 @@ impl Session<'_> {
         let at = Place::new(&self.home, &folder);
         let signature = match self.ctx.store.signature(at, &name) {
             Ok(signature) => signature,
+            Err(StoreError::Unsupported(why)) => {
+                // Said once per file asked for, so that an operator sees
+                // why changed files cross the network whole.
+                tracing::info!("sig {}: {why}", escape(&filename));
+                let reply = store_refusal(StoreError::Unsupported(why), &filename);
+                return refuse(s, reply);
+            }
             Err(e) => return refuse(s, store_refusal(e, &filename)),
         };
         let len = signature.chunks * ENTRY_LEN as u64;
