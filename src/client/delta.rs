@@ -35,14 +35,22 @@ pub(crate) struct RemoteSignature {
     /// The stored file's BLAKE3, hex: what the recipe builds on.
     pub(crate) blake3: String,
     /// Its size.
-    size: u64,
-    chunks: Vec<Chunk>,
+    pub(crate) size: u64,
+    /// Its modification time, seconds since the epoch.
+    pub(crate) mtime: u64,
+    pub(crate) chunks: Vec<Chunk>,
+}
+
+/// How many chunks of a stored file's signature are worth holding for a
+/// put of a local file of `size` bytes: more could not match.
+pub(crate) fn keep_for_put(size: u64) -> u64 {
+    2 * max_chunks(size) + 64
 }
 
 impl Client {
     /// The signature of the stored file `name`; `None` when there is none
     /// to build on: no such file, a store that keeps none, a server that
-    /// does not know `sig`, or a stored file far bigger than `local_size`
+    /// does not know `sig`, or one of more than `keep_at_most` chunks
     /// (its entries are then read and dropped, never held).
     ///
     /// Fails when the connection does, or the signature breaks the
@@ -50,7 +58,7 @@ impl Client {
     pub(crate) fn remote_signature(
         &mut self,
         name: &str,
-        local_size: u64,
+        keep_at_most: u64,
     ) -> Result<Option<RemoteSignature>> {
         self.guard(|c| {
             let request = Request::Sig {
@@ -62,7 +70,7 @@ impl Client {
                 Err(Error::Remote { code, .. }) if no_signature(&code) => return Ok(None),
                 Err(e) => return Err(e),
             };
-            read_signature(&mut c.stream, ready, local_size)
+            read_signature(&mut c.stream, ready, keep_at_most)
         })
     }
 
@@ -160,17 +168,17 @@ impl Client {
 }
 
 /// Reads the entries of the signature `ready` announced from `stream`,
-/// checking each; keeps them only when the local file (of `local_size`
-/// bytes) could use them (else `None`, the entries read and dropped).
+/// checking each; keeps them only when there are at most `keep_at_most`
+/// (else `None`, the entries read and dropped).
 ///
 /// Fails when the stream does, or on an entry that breaks the contract's
 /// rules (the stream is then out of step).
 pub(crate) fn read_signature(
     stream: &mut impl Read,
     ready: SigReady,
-    local_size: u64,
+    keep_at_most: u64,
 ) -> Result<Option<RemoteSignature>> {
-    let keep = ready.chunks <= 2 * max_chunks(local_size) + 64;
+    let keep = ready.chunks <= keep_at_most;
     let mut decoder = SignatureDecoder::new(ready.filesize, ready.chunks).map_err(bad)?;
     let mut chunks = Vec::new();
     let mut entry = [0u8; ENTRY_LEN];
@@ -187,6 +195,7 @@ pub(crate) fn read_signature(
     Ok(keep.then_some(RemoteSignature {
         blake3: ready.blake3,
         size: ready.filesize,
+        mtime: ready.mtime,
         chunks,
     }))
 }

@@ -12,6 +12,7 @@ pub mod command;
 mod complete;
 pub mod connect;
 mod delta;
+mod delta_get;
 pub mod filter;
 mod listing;
 mod lost;
@@ -111,6 +112,9 @@ pub struct GetReport {
     pub restarted: bool,
     /// Time on the wire.
     pub elapsed: Duration,
+    /// Bytes taken from the local file it replaced (a delta download)
+    /// instead of fetched.
+    pub matched: u64,
 }
 
 /// A logged-in connection to a server.

@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::client::batch::{keep_times, unix_mtime};
 use crate::client::checks::{check_offset, check_room, check_stored};
 use crate::client::connect::{read_reply, Dialect};
-use crate::client::delta::DELTA_FROM;
+use crate::client::delta::{keep_for_put, DELTA_FROM};
 use crate::client::overwrite::{confirm_early, land_download};
 use crate::client::partial::{
     check_download, local_upload_name, open_partial_download, partial_download_path, planted_link,
@@ -83,7 +83,7 @@ impl Client {
             return self.put_small(&name, &mut file, progress);
         }
         if meta.len() >= DELTA_FROM && !self.options.whole_file {
-            if let Some(base) = self.remote_signature(&name, meta.len())? {
+            if let Some(base) = self.remote_signature(&name, keep_for_put(meta.len()))? {
                 let delta = self.put_delta(&name, &mut file, meta.len(), &base, progress);
                 match delta {
                     Ok(Some(report)) => return Ok(report),
@@ -312,6 +312,19 @@ impl Client {
         let partial = partial_download_path(&target)?;
         let started = Instant::now();
         let resuming = fs::symlink_metadata(&partial).is_ok();
+        if !resuming && !self.options.whole_file {
+            match self.get_delta(name, &target, &partial, progress) {
+                Ok(Some(report)) => return Ok(report),
+                Ok(None) => {}
+                // A built file that is not the server's was thrown away:
+                // the whole file comes below, on a connection in step.
+                Err(Error::DigestMismatch { .. }) => {
+                    let _ = fs::remove_file(&partial);
+                    self.ensure_connected()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let first = self.get_once(name, &target, &partial, progress);
         let stale_partial = match &first {
             Err(Error::DigestMismatch { .. }) => true,
@@ -346,6 +359,7 @@ impl Client {
             let request = Request::Get(GetRequest {
                 filename: name.to_string(),
                 offset,
+                length: None,
             });
             frame::write_json(&mut c.stream, &request)?;
             let ready: GetReady = read_reply(&mut c.stream)?;
@@ -385,6 +399,7 @@ impl Client {
                 resumed_from: offset,
                 restarted: false,
                 elapsed: started.elapsed(),
+                matched: 0,
             })
         })
     }

@@ -287,6 +287,8 @@ pub struct Signature {
     pub chunks: u64,
     /// The whole file's BLAKE3.
     pub blake3: blake3::Hash,
+    /// When the file was last written, seconds since the epoch.
+    pub mtime: u64,
     /// The entries, `chunks` of them, each
     /// [`crate::wire::delta::signature::ENTRY_LEN`] bytes.
     pub entries: Box<dyn Read + Send>,

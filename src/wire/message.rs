@@ -193,6 +193,10 @@ pub struct GetRequest {
     /// First byte to send: the length of the client's partial copy.
     #[serde(default)]
     pub offset: u64,
+    /// Send only this many bytes from `offset` (a delta download's
+    /// missing chunks); the digest frame is then of those bytes alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
 }
 
 /// Digest algorithms a transfer can be checked with.

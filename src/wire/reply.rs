@@ -228,6 +228,9 @@ pub struct SigReady {
     /// The whole file's BLAKE3, hex-encoded: names the version the
     /// signature describes.
     pub blake3: String,
+    /// Its modification time, seconds since the Unix epoch.
+    #[serde(default)]
+    pub mtime: u64,
 }
 
 /// One entry of a listing.

@@ -298,3 +298,70 @@ fn put_r_and_sync_send_only_a_changed_files_changes() {
     let sent = received_by(&server, "tree/big.bin", 3);
     assert!(sent < OLD as u64 / 4, "{sent} bytes for a 30 kB change");
 }
+
+/// Gets `name` over the local file holding `local`, the server holding
+/// `remote`; the local file must end as `remote`. Returns stdout.
+fn get_over(
+    sb: &Sandbox,
+    server: &ServerProcess,
+    name: &str,
+    (local, remote): (&[u8], &[u8]),
+) -> String {
+    fs::write(sb.root().join(name), remote).unwrap();
+    sb.local_file(name, local);
+    let out = ClientRun::new(sb, server, &["get", "-f", name]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = fs::read(sb.work().join(name)).unwrap();
+    assert!(
+        blake3::hash(&got) == blake3::hash(remote),
+        "{name}: fetched file differs"
+    );
+    stdout(&out)
+}
+
+fn matched_locally(text: &str) -> f64 {
+    let end = text
+        .find("% matched the local copy")
+        .unwrap_or_else(|| panic!("no match: {text}"));
+    let start = text[..end].rfind(' ').unwrap() + 1;
+    text[start..end].parse().unwrap()
+}
+
+#[test]
+fn a_get_over_an_old_copy_fetches_only_the_change() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let old = pattern(OLD, 31);
+    let new_bytes = pattern(100_000, 32);
+    let cases: Vec<(&str, Vec<u8>, f64)> = vec![
+        ("insert_start", spliced(&old, 0, 0, &new_bytes), 85.0),
+        ("insert_middle", spliced(&old, OLD / 2, 0, &new_bytes), 85.0),
+        ("insert_end", spliced(&old, OLD, 0, &new_bytes), 85.0),
+        ("delete_middle", spliced(&old, OLD / 2, 200_000, &[]), 85.0),
+        ("truncate", old[..OLD - 700_000].to_vec(), 85.0),
+        ("append", [old.clone(), pattern(OLD / 2, 33)].concat(), 60.0),
+        (
+            "grow_10x",
+            [old.clone(), pattern(9 * OLD, 34)].concat(),
+            9.0,
+        ),
+    ];
+    for (name, new, at_least) in cases {
+        let text = get_over(&sb, &server, name, (&old, &new));
+        let share = matched_locally(&text);
+        assert!(share >= at_least, "{name}: only {share}% matched: {text}");
+    }
+    // Shrunk to nothing, and nothing in common: whole downloads.
+    get_over(&sb, &server, "shrink", (&old, &[]));
+    let text = get_over(&sb, &server, "other", (&old, &pattern(OLD, 35)));
+    assert!(!text.contains("matched"), "{text}");
+    // --whole-file fetches everything.
+    fs::write(sb.root().join("w"), spliced(&old, 5, 0, b"w")).unwrap();
+    sb.local_file("w", &old);
+    let out = ClientRun::new(&sb, &server, &["--whole-file", "get", "-f", "w"]).run();
+    assert!(
+        out.status.success() && !stdout(&out).contains("matched"),
+        "{}",
+        stdout(&out)
+    );
+}

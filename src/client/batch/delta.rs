@@ -10,7 +10,7 @@ use super::{BatchProgress, Sent, Upload};
 use crate::client::checks::check_offset;
 use crate::client::connect::read_reply;
 use crate::client::delta::{
-    no_signature, read_signature, recipe_for, send_pieces, RemoteSignature,
+    keep_for_put, no_signature, read_signature, recipe_for, send_pieces, RemoteSignature,
 };
 use crate::client::pipeline::Pipe;
 use crate::client::transfer::paced;
@@ -87,7 +87,7 @@ fn signature(pipe: &mut Pipe, remote: &str, size: u64) -> Result<Option<RemoteSi
     request_out(pipe, &request)?;
     match read_reply::<_, SigReady>(pipe) {
         // A bad signature leaves the stream out of step, through this step.
-        Ok(ready) => read_signature(pipe, ready, size).map_err(Sending::LostWith),
+        Ok(ready) => read_signature(pipe, ready, keep_for_put(size)).map_err(Sending::LostWith),
         Err(Error::Remote { code, .. }) if no_signature(&code) => Ok(None),
         Err(e @ Error::Remote { .. }) => Err(Sending::Local(e)),
         Err(e) => Err(lost(e)),

@@ -70,6 +70,7 @@ fn send_get(pipe: &mut Pipe, d: &Download) -> Result<Sent, Sending> {
     let request = Request::Get(GetRequest {
         filename: d.remote.clone(),
         offset,
+        length: None,
     });
     let bytes = frame::encode_json(&request).map_err(Sending::Local)?;
     pipe.send_request(&bytes)

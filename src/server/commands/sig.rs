@@ -46,6 +46,7 @@ impl Session<'_> {
                 filesize: signature.size,
                 chunks: signature.chunks,
                 blake3: signature.blake3.to_hex().to_string(),
+                mtime: signature.mtime,
             }),
         )?;
         let metrics = self.ctx.metrics.clone();

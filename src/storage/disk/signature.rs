@@ -43,6 +43,11 @@ struct Stamp {
 }
 
 impl Stamp {
+    /// Its modification time in whole seconds since the epoch.
+    fn secs(&self) -> u64 {
+        u64::try_from(self.mtime_ns.div_euclid(1_000_000_000)).unwrap_or(0)
+    }
+
     fn of(file: &File) -> io::Result<Stamp> {
         let meta = file.metadata()?;
         Ok(Stamp {
@@ -96,6 +101,7 @@ pub(super) fn signature_of(
         size: stamp.size,
         chunks,
         blake3,
+        mtime: stamp.secs(),
         entries: Box::new(out.take(chunks * ENTRY_LEN as u64)),
     };
     Ok((kept, change))
@@ -128,6 +134,7 @@ fn read_kept(dir: &Folder, name: &str, stamp: Stamp) -> Option<Signature> {
         size: stamp.size,
         chunks,
         blake3,
+        mtime: stamp.secs(),
         entries: Box::new(file.take(chunks * ENTRY_LEN as u64)),
     })
 }
