@@ -162,11 +162,8 @@ impl Client {
     fn ask_ranges(&mut self, name: &str, ranges: &[(u64, u64)]) -> Result<()> {
         let mut bytes = Vec::new();
         for &(offset, len) in ranges {
-            bytes.extend(frame::encode_json(&Request::Get(GetRequest {
-                filename: name.to_string(),
-                offset,
-                length: Some(len),
-            }))?);
+            let request = Request::Get(GetRequest::ranged(name, offset, Some(len)));
+            bytes.extend(frame::encode_json(&request)?);
         }
         self.stream
             .write_all(&bytes)

@@ -356,11 +356,8 @@ impl Client {
         }
         let offset = found.filter(|m| m.is_file()).map(|m| m.len()).unwrap_or(0);
         self.guard(|c| {
-            let request = Request::Get(GetRequest {
-                filename: name.to_string(),
-                offset,
-                length: None,
-            });
+            let length = None;
+            let request = Request::Get(GetRequest::ranged(name, offset, length));
             frame::write_json(&mut c.stream, &request)?;
             let ready: GetReady = read_reply(&mut c.stream)?;
             if ready.offset != offset || ready.filesize < offset {

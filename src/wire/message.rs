@@ -199,6 +199,18 @@ pub struct GetRequest {
     pub length: Option<u64>,
 }
 
+impl GetRequest {
+    /// A get of `filename` from `offset`, of `length` bytes (to the end
+    /// when `None`).
+    pub fn ranged(filename: &str, offset: u64, length: Option<u64>) -> GetRequest {
+        GetRequest {
+            filename: filename.to_string(),
+            offset,
+            length,
+        }
+    }
+}
+
 /// Digest algorithms a transfer can be checked with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

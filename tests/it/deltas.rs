@@ -9,6 +9,7 @@ use std::time::Duration;
 use ftp::wire::delta::recipe::RecipeBuilder;
 use serde_json::json;
 
+use crate::support::latency::{Latency, Line};
 use crate::support::*;
 
 const OLD: usize = 3 * 1024 * 1024;
@@ -219,7 +220,7 @@ fn hostile_recipes_are_refused_before_anything_is_written() {
 }
 
 #[test]
-fn a_killed_delta_upload_resumes_and_ends_identical() {
+fn a_delta_upload_killed_on_a_slow_link_resumes_and_ends_identical() {
     let sb = Sandbox::new();
     let server = sb.start_server(&[]);
     let old = pattern(OLD, 11);
@@ -228,8 +229,15 @@ fn a_killed_delta_upload_resumes_and_ends_identical() {
     let mut new = old.clone();
     new[OLD / 3..2 * OLD / 3].copy_from_slice(&pattern(OLD / 3, 12));
     sb.local_file("big.bin", &new);
-    let mut child =
-        ClientRun::new(&sb, &server, &["--limit-rate", "256KiB", "put", "big.bin"]).spawn();
+    // The client's own pace: a killed process's socket buffer would
+    // otherwise still deliver what it had written.
+    let line = Line {
+        delay: Duration::from_millis(10),
+        rate: Some(4 << 20),
+    };
+    let link = Latency::line(server.addr, line);
+    let args = ["--limit-rate", "256KiB", "put", "big.bin"];
+    let mut child = ClientRun::to(&sb, &link.addr_string(), &args).spawn();
     let partial = sb.root().join(".ftp-partial/big.bin");
     let target = OLD as u64 / 3 + 300_000;
     let reached = wait_until(Duration::from_secs(30), || size_of(&partial) >= target);
@@ -239,7 +247,12 @@ fn a_killed_delta_upload_resumes_and_ends_identical() {
     server.wait_for_log("put big.bin aborted");
     let kept = size_of(&partial);
 
-    let text = put(&sb, &server, "big.bin", &new, &[]);
+    // Again, through the same link: only what did not arrive crosses it.
+    let before = link.bytes();
+    let out = ClientRun::to(&sb, &link.addr_string(), &["put", "big.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(sb.root().join("big.bin")).unwrap(), new);
+    let text = stdout(&out);
     let at = text.find("resumed at byte ").expect("resumed") + "resumed at byte ".len();
     let offset: u64 = text[at..]
         .split(';')
@@ -249,7 +262,12 @@ fn a_killed_delta_upload_resumes_and_ends_identical() {
         .parse()
         .unwrap();
     assert!(offset >= kept, "{text}");
-    assert!(matched(&text) > 20.0, "{text}");
+    let rest = 2 * OLD as u64 / 3 - kept;
+    let moved = link.bytes() - before;
+    assert!(
+        moved < rest + 64 * 1024,
+        "{moved} bytes for the {rest} not yet there"
+    );
 }
 
 /// The bytes the server took over the network for its `nth` put of
