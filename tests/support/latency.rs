@@ -28,7 +28,7 @@ pub struct Latency {
     stop: Arc<AtomicBool>,
     /// Bytes carried towards the upstream, and back, over every
     /// connection so far.
-    pub carried: Arc<[AtomicU64; 2]>,
+    carried: Arc<[AtomicU64; 2]>,
 }
 
 /// How a link treats its bytes: the delay each way, and the most bytes a
