@@ -63,6 +63,46 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
+    /// One round of every row: puts of `new` over `old`, then gets.
+    fn round(&self, old: &[u8], new: &[u8], rows: &mut [(&str, Runs)]) {
+        let remote = self.server.root.join("big.bin");
+        let local = self.client_dir().join("big.bin");
+        let puts = [
+            &["--whole-file", "put", "big.bin"][..],
+            &["put", "big.bin"][..],
+        ];
+        for (i, args) in puts.iter().enumerate() {
+            fs::write(&remote, old).unwrap();
+            fs::write(&local, new).unwrap();
+            let (d, b) = self.ours(args);
+            push(&mut rows[i].1, d, b, None);
+        }
+        let dst = self.work.join("rsync-dst/big.bin");
+        fs::write(&dst, old).unwrap();
+        let to = format!("{}@127.0.0.1:{}", user(), dst.display());
+        if let Some((d, b, t)) = self.rsync(local.to_str().unwrap(), &to) {
+            push(&mut rows[2].1, d, b, Some(t));
+        }
+        let gets = [
+            &["--whole-file", "get", "-f", "big.bin"][..],
+            &["get", "-f", "big.bin"][..],
+        ];
+        for (i, args) in gets.iter().enumerate() {
+            fs::write(&remote, new).unwrap();
+            fs::write(&local, old).unwrap();
+            let (d, b) = self.ours(args);
+            push(&mut rows[3 + i].1, d, b, None);
+        }
+        let src = self.work.join("rsync-src/big.bin");
+        fs::write(&src, new).unwrap();
+        let here = self.work.join("rsync-local/big.bin");
+        fs::write(&here, old).unwrap();
+        let from = format!("{}@127.0.0.1:{}", user(), src.display());
+        if let Some((d, b, t)) = self.rsync(&from, here.to_str().unwrap()) {
+            push(&mut rows[5].1, d, b, Some(t));
+        }
+    }
+
     fn client_dir(&self) -> PathBuf {
         self.work.join("client")
     }
@@ -158,63 +198,16 @@ pub fn section(s: &Settings, scratch: &Scratch) {
     .into_iter()
     .map(|name| (name, Runs::default()))
     .collect();
-    let remote = bench.server.root.join("big.bin");
-    let local = bench.client_dir().join("big.bin");
     for _ in 0..s.rounds {
-        for (i, args) in [
-            &["--whole-file", "put", "big.bin"][..],
-            &["put", "big.bin"][..],
-        ]
-        .iter()
-        .enumerate()
-        {
-            fs::write(&remote, &old).unwrap();
-            fs::write(&local, &new).unwrap();
-            let (d, b) = bench.ours(args);
-            rows[i].1.times.push(d);
-            rows[i].1.bytes.push(b);
-        }
-        fs::write(work.join("rsync-dst/big.bin"), &old).unwrap();
-        let to = format!(
-            "{}@127.0.0.1:{}",
-            user(),
-            work.join("rsync-dst/big.bin").display()
-        );
-        if let Some((d, b, t)) = bench.rsync(local.to_str().unwrap(), &to) {
-            push(&mut rows[2].1, d, b, t);
-        }
-        for (i, args) in [
-            &["--whole-file", "get", "-f", "big.bin"][..],
-            &["get", "-f", "big.bin"][..],
-        ]
-        .iter()
-        .enumerate()
-        {
-            fs::write(&remote, &new).unwrap();
-            fs::write(&local, &old).unwrap();
-            let (d, b) = bench.ours(args);
-            rows[3 + i].1.times.push(d);
-            rows[3 + i].1.bytes.push(b);
-        }
-        fs::write(work.join("rsync-src/big.bin"), &new).unwrap();
-        let here = work.join("rsync-local/big.bin");
-        fs::write(&here, &old).unwrap();
-        let from = format!(
-            "{}@127.0.0.1:{}",
-            user(),
-            work.join("rsync-src/big.bin").display()
-        );
-        if let Some((d, b, t)) = bench.rsync(&from, here.to_str().unwrap()) {
-            push(&mut rows[5].1, d, b, t);
-        }
+        bench.round(&old, &new, &mut rows);
     }
     print(size as u64, s.rounds, &rows);
 }
 
-fn push(runs: &mut Runs, d: Duration, bytes: u64, totals: u64) {
+fn push(runs: &mut Runs, d: Duration, bytes: u64, totals: Option<u64>) {
     runs.times.push(d);
     runs.bytes.push(bytes);
-    runs.rsync_totals.push(totals);
+    runs.rsync_totals.extend(totals);
 }
 
 fn which(tool: &str) -> bool {

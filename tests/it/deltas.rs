@@ -203,10 +203,21 @@ fn hostile_recipes_are_refused_before_anything_is_written() {
         assert!(!partial.exists(), "nothing written for {reply}");
         assert_eq!(fs::read(sb.root().join("f")).unwrap(), old);
     }
+}
+
+#[test]
+fn a_changed_base_or_too_long_a_recipe_is_refused_before_ready() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let old = pattern(OLD, 8);
+    put(&sb, &server, "f", &old, &[]);
+    let partial = sb.root().join(".ftp-partial/f");
+    let (mut raw, base, _) = raw_signature(&server, "f");
+    let mut data = RecipeBuilder::default();
+    data.data(10);
     // A base that is not the stored file's: the client sends it whole.
-    let mut raw = Raw::login(server.addr, SECRET.as_bytes());
     let other = blake3::hash(b"other").to_hex().to_string();
-    let reply = hostile_put(&mut raw, &other, 10, &recipe(&|b| b.data(10)));
+    let reply = hostile_put(&mut raw, &other, 10, &data.encode());
     assert_eq!(reply["code"], "base_changed", "{reply}");
     // A recipe past the limit is refused from its announced length.
     raw.send_json(&json!({

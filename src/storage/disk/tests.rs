@@ -204,6 +204,33 @@ fn a_signature_is_kept_hidden_counted_and_cut_again_when_stale() {
         .collect();
     assert_eq!(listed, ["big"]);
 
+    // Removing the file takes its signature; so does removing a folder.
+    store.remove(at, "big").unwrap();
+    assert!(!kept.exists());
+    assert_eq!(store.usage(&home).unwrap(), Usage::default());
+    let sub = names(&["sub"]);
+    store.make_folder(Place::new(&home, &sub)).unwrap();
+    fs::write(dir.path().join("alice/sub/f"), b"abc").unwrap();
+    let (_, _) = signature_of(&store, Place::new(&home, &sub), "f");
+    fs::remove_file(dir.path().join("alice/sub/f")).unwrap();
+    store.remove(at, "sub").unwrap();
+    assert!(!dir.path().join("alice/sub").exists());
+    assert_eq!(store.usage(&home).unwrap(), Usage::default());
+}
+
+#[test]
+fn a_kept_signature_is_read_back_and_cut_again_once_stale() {
+    use crate::wire::delta::signature::decode_all;
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
+    let (home, top) = (names(&["alice"]), names(&[]));
+    store.open_home(&home).unwrap();
+    let at = Place::new(&home, &top);
+    let path = dir.path().join("alice/big");
+    let data = noise(1 << 20, 3);
+    fs::write(&path, &data).unwrap();
+    let (_, entries) = signature_of(&store, at, "big");
+    let kept = dir.path().join("alice/.ftp-partial/.ftp-partial/big");
     // Asked again: read back, not cut again.
     let stamp = fs::metadata(&kept).unwrap().modified().unwrap();
     let (_, again) = signature_of(&store, at, "big");
@@ -229,19 +256,6 @@ fn a_signature_is_kept_hidden_counted_and_cut_again_when_stale() {
         usage::measure(&dir.path().join("alice")).unwrap(),
         store.usage(&home).unwrap()
     );
-
-    // Removing the file takes its signature; so does removing a folder.
-    store.remove(at, "big").unwrap();
-    assert!(!kept.exists());
-    assert_eq!(store.usage(&home).unwrap(), Usage::default());
-    let sub = names(&["sub"]);
-    store.make_folder(Place::new(&home, &sub)).unwrap();
-    fs::write(dir.path().join("alice/sub/f"), b"abc").unwrap();
-    let (_, _) = signature_of(&store, Place::new(&home, &sub), "f");
-    fs::remove_file(dir.path().join("alice/sub/f")).unwrap();
-    store.remove(at, "sub").unwrap();
-    assert!(!dir.path().join("alice/sub").exists());
-    assert_eq!(store.usage(&home).unwrap(), Usage::default());
 }
 
 #[test]
