@@ -74,7 +74,8 @@ impl Client {
         })
     }
 
-    /// Uploads `file` (`size` bytes) as `name` by a recipe on `base`;
+    /// Uploads `file` (`size` bytes, cut as `local` says) as `name` by a
+    /// recipe on `base`;
     /// `None` when it should go whole instead: nothing in it matches, the
     /// recipe would be too long, or the stored file changed since its
     /// signature was read.
@@ -83,9 +84,8 @@ impl Client {
     pub(crate) fn put_delta(
         &mut self,
         name: &str,
-        file: &mut File,
-        size: u64,
-        base: &RemoteSignature,
+        (file, size): (&mut File, u64),
+        (local, base): (&LocalCut, &RemoteSignature),
         progress: &mut dyn Progress,
     ) -> Result<Option<PutReport>> {
         let started = Instant::now();
@@ -93,7 +93,7 @@ impl Client {
             bytes: recipe,
             pieces,
             digest,
-        }) = recipe_for(file, size, base)?
+        }) = recipe_for(local, size, base)
         else {
             return Ok(None);
         };
@@ -259,48 +259,83 @@ fn bad(e: DeltaError) -> Error {
     Error::Malformed(format!("the server sent a bad signature: {e}"))
 }
 
-/// Cuts `file` against `base`: the encoded recipe, the byte ranges it
-/// builds from, and the whole file's BLAKE3. `None` when a whole upload
-/// is the better deal (nothing matches) or the only one (the recipe would
-/// pass [`MAX_RECIPE_LEN`]).
-pub(crate) fn recipe_for(
-    file: &mut File,
-    size: u64,
-    base: &RemoteSignature,
-) -> Result<Option<Recipe>> {
+/// A local file cut as the contract says.
+pub(crate) struct LocalCut {
+    /// Its chunks, in order.
+    pub(crate) chunks: Vec<Chunk>,
+    /// The whole file's BLAKE3.
+    pub(crate) digest: blake3::Hash,
+    /// How many bytes were cut.
+    pub(crate) size: u64,
+}
+
+/// Cuts `file` from its start.
+///
+/// Fails when it cannot be read.
+pub(crate) fn cut_local(file: &mut File) -> std::io::Result<LocalCut> {
+    file.seek(SeekFrom::Start(0))?;
+    let (mut found, mut whole) = (Vec::new(), blake3::Hasher::new());
+    let size = chunks::cut(&mut *file, |chunk, bytes| {
+        whole.update(bytes);
+        found.push(chunk);
+        Ok(())
+    })?;
+    Ok(LocalCut {
+        chunks: found,
+        digest: whole.finalize(),
+        size,
+    })
+}
+
+/// Runs `ask` (a signature's round trip) while another thread cuts
+/// `file`: on a big file the two take about as long, so the cut costs
+/// no time of its own.
+pub(crate) fn cut_while<T>(file: &File, ask: impl FnOnce() -> T) -> (std::io::Result<LocalCut>, T) {
+    let mut own = match file.try_clone() {
+        Ok(own) => own,
+        Err(e) => return (Err(e), ask()),
+    };
+    std::thread::scope(|scope| {
+        let cutting = scope.spawn(move || cut_local(&mut own));
+        let answer = ask();
+        let cut = cutting
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("cutting the local file failed")));
+        (cut, answer)
+    })
+}
+
+/// The recipe that builds `local` (`size` bytes, cut as `local` says)
+/// from `base`'s chunks: its encoding, the byte ranges it builds from,
+/// and the file's BLAKE3. `None` when a whole upload is the better deal
+/// (nothing matches, or the file changed since it was cut) or the only
+/// one (the recipe would pass [`MAX_RECIPE_LEN`]).
+pub(crate) fn recipe_for(local: &LocalCut, size: u64, base: &RemoteSignature) -> Option<Recipe> {
     let mut known = HashMap::with_capacity(base.chunks.len());
     for (index, chunk) in base.chunks.iter().enumerate().rev() {
         // The first of equal chunks wins; any would do.
         known.insert(chunk.hash, index as u32);
     }
     let mut builder = RecipeBuilder::default();
-    let mut whole = blake3::Hasher::new();
-    file.seek(SeekFrom::Start(0))
-        .map_err(|e| Error::io("reading the local file", e))?;
-    let cut = chunks::cut(&mut *file, |chunk, bytes| {
-        whole.update(bytes);
+    let mut matched = false;
+    for chunk in &local.chunks {
         match known.get(&chunk.hash) {
-            Some(&index) => builder.copy(index),
+            Some(&index) => {
+                builder.copy(index);
+                matched = true;
+            }
             None => builder.data(u64::from(chunk.len)),
         }
-        Ok(())
-    })
-    .map_err(|e| Error::io("reading the local file", e))?;
-    let matched = builder
-        .ops()
-        .iter()
-        .any(|op| matches!(op, crate::wire::delta::recipe::Op::Copy { .. }));
-    if cut != size || !matched || builder.encoded_len() > MAX_RECIPE_LEN {
-        return Ok(None);
+    }
+    if local.size != size || !matched || builder.encoded_len() > MAX_RECIPE_LEN {
+        return None;
     }
     let mut offsets: Vec<u64> = base.chunks.iter().map(|c| c.offset).collect();
     offsets.push(base.size);
-    let Ok(pieces) = plan(builder.ops(), &offsets, size) else {
-        return Ok(None);
-    };
-    Ok(Some(Recipe {
+    let pieces = plan(builder.ops(), &offsets, size).ok()?;
+    Some(Recipe {
         bytes: builder.encode(),
         pieces,
-        digest: whole.finalize(),
-    }))
+        digest: local.digest,
+    })
 }

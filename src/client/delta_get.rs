@@ -19,12 +19,11 @@ use std::time::Instant;
 use crate::client::batch::keep_times;
 use crate::client::checks::check_room;
 use crate::client::connect::read_reply;
-use crate::client::delta::{RemoteSignature, DELTA_FROM};
+use crate::client::delta::{cut_while, LocalCut, RemoteSignature, DELTA_FROM};
 use crate::client::overwrite::{confirm_early, land_download};
 use crate::client::partial::open_partial_download;
 use crate::client::{Client, GetReport, Progress};
 use crate::error::{Error, Result};
-use crate::io::chunks;
 use crate::wire::delta::max_chunks;
 use crate::wire::frame::{self, MAX_HEADER_LEN};
 use crate::wire::message::{Digest, GetReady, GetRequest, Request};
@@ -69,10 +68,12 @@ impl Client {
         // The signature is held whole: bounded by what the local file
         // could share, with room to grow.
         let cap = 4 * max_chunks(local_size) + 65_536;
-        let Some(base) = self.remote_signature(name, cap)? else {
+        let (cut, base) = cut_while(&local, || self.remote_signature(name, cap));
+        let Some(base) = base? else {
             return Ok(None);
         };
-        let Some(runs) = runs_for(&mut local, &base)? else {
+        let cut = cut.map_err(|e| Error::cannot_read("the local copy", &e))?;
+        let Some(runs) = runs_for(&cut, &base) else {
             return Ok(None);
         };
         check_room(partial, base.size)?;
@@ -215,17 +216,12 @@ impl Client {
 /// The runs that build the server's file from `base`'s chunks, each
 /// taken from the local file where it has a chunk of that BLAKE3;
 /// neighbours merged. `None` when the local file has none of them.
-fn runs_for(local: &mut File, base: &RemoteSignature) -> Result<Option<Vec<Run>>> {
+fn runs_for(local: &LocalCut, base: &RemoteSignature) -> Option<Vec<Run>> {
     let mut have = HashMap::new();
-    local
-        .seek(SeekFrom::Start(0))
-        .map_err(|e| Error::cannot_read("the local copy", &e))?;
-    chunks::cut(&mut *local, |chunk, _| {
+    for chunk in &local.chunks {
         have.entry(chunk.hash)
             .or_insert((chunk.offset, u64::from(chunk.len)));
-        Ok(())
-    })
-    .map_err(|e| Error::cannot_read("the local copy", &e))?;
+    }
     let mut runs: Vec<Run> = Vec::new();
     for chunk in &base.chunks {
         let len = u64::from(chunk.len);
@@ -255,7 +251,7 @@ fn runs_for(local: &mut File, base: &RemoteSignature) -> Result<Option<Vec<Run>>
         }
     }
     let any_local = runs.iter().any(|r| matches!(r, Run::Local { .. }));
-    Ok(any_local.then_some(runs))
+    any_local.then_some(runs)
 }
 
 #[cfg(test)]
@@ -287,7 +283,8 @@ mod tests {
     fn local_bytes_are_taken_only_where_this_side_cut_them() {
         let data = noise(1 << 20, 41);
         let (_dir, mut file) = local(&data);
-        let mine = chunks::signature(&data[..]).unwrap();
+        let cut = crate::client::delta::cut_local(&mut file).unwrap();
+        let mine = cut.chunks.clone();
         // A server that names a local chunk's hash with another length,
         // or at another place, gets its bytes fetched, not read from here.
         let lying = Chunk {
@@ -305,7 +302,7 @@ mod tests {
             mtime: 0,
             chunks: vec![lying, honest],
         };
-        let runs = runs_for(&mut file, &base).unwrap().unwrap();
+        let runs = runs_for(&cut, &base).unwrap();
         assert_eq!(
             runs,
             [
@@ -327,6 +324,6 @@ mod tests {
             }],
             ..base
         };
-        assert_eq!(runs_for(&mut file, &other).unwrap(), None);
+        assert_eq!(runs_for(&cut, &other), None);
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::client::batch::{keep_times, unix_mtime};
 use crate::client::checks::{check_offset, check_room, check_stored};
 use crate::client::connect::{read_reply, Dialect};
-use crate::client::delta::{keep_for_put, DELTA_FROM};
+use crate::client::delta::{cut_while, keep_for_put, DELTA_FROM};
 use crate::client::overwrite::{confirm_early, land_download};
 use crate::client::partial::{
     check_download, local_upload_name, open_partial_download, partial_download_path, planted_link,
@@ -83,8 +83,11 @@ impl Client {
             return self.put_small(&name, &mut file, progress);
         }
         if meta.len() >= DELTA_FROM && !self.options.whole_file {
-            if let Some(base) = self.remote_signature(&name, keep_for_put(meta.len()))? {
-                let delta = self.put_delta(&name, &mut file, meta.len(), &base, progress);
+            let keep = keep_for_put(meta.len());
+            let (cut, base) = cut_while(&file, || self.remote_signature(&name, keep));
+            if let Some(base) = base? {
+                let cut = cut.map_err(|e| Error::cannot_read(path.display(), &e))?;
+                let delta = self.put_delta(&name, (&mut file, meta.len()), (&cut, &base), progress);
                 match delta {
                     Ok(Some(report)) => return Ok(report),
                     // The built file did not match: it was discarded, and

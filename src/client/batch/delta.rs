@@ -10,7 +10,7 @@ use super::{BatchProgress, Sent, Upload};
 use crate::client::checks::check_offset;
 use crate::client::connect::read_reply;
 use crate::client::delta::{
-    keep_for_put, no_signature, read_signature, recipe_for, send_pieces, RemoteSignature,
+    cut_while, keep_for_put, no_signature, read_signature, recipe_for, send_pieces, RemoteSignature,
 };
 use crate::client::pipeline::Pipe;
 use crate::client::transfer::paced;
@@ -32,10 +32,12 @@ pub(super) fn send_delta_put(
     progress: &mut dyn BatchProgress,
 ) -> Result<Option<Sent>, Sending> {
     let size = header.filesize;
-    let Some(base) = signature(pipe, &u.remote, size)? else {
+    let (cut, base) = cut_while(file, || signature(pipe, &u.remote, size));
+    let Some(base) = base? else {
         return Ok(None);
     };
-    let Some(recipe) = recipe_for(file, size, &base).map_err(Sending::Local)? else {
+    let cut = cut.map_err(|e| Sending::Local(Error::cannot_read(u.local.display(), &e)))?;
+    let Some(recipe) = recipe_for(&cut, size, &base) else {
         return Ok(None);
     };
     let request = Request::Put(PutRequest {
