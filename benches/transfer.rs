@@ -6,7 +6,8 @@
 //! `cargo bench --bench transfer -- --quick` tiny sizes, for CI
 //!
 //! Environment: FTP_BENCH_SIZE (bytes for bulk), FTP_BENCH_ROUNDS,
-//! FTP_BENCH_FILES (files in the folder benchmark),
+//! FTP_BENCH_FILES (files in the folder benchmark), FTP_BENCH_DELTA_SIZE
+//! (the changed file of the delta section: 256 MiB, 8 MiB quick),
 //! FTP_BENCH_IDLE (idle connections), FTP_BENCH_DISK_DIR (where the durable
 //! comparison and its pipelined groups write; default target/bench-disk).
 
@@ -16,6 +17,8 @@ use std::path::Path;
 mod bulk;
 #[path = "support/burst.rs"]
 mod burst;
+#[path = "support/delta.rs"]
+mod delta;
 #[path = "support/durable.rs"]
 mod durable;
 #[path = "support/figures.rs"]
@@ -68,6 +71,8 @@ struct Settings {
     idle: usize,
     folder_files: usize,
     group_files: usize,
+    /// The big file the delta section changes.
+    delta_size: usize,
 }
 
 fn settings() -> Settings {
@@ -81,6 +86,8 @@ fn settings() -> Settings {
         idle: env("FTP_BENCH_IDLE").unwrap_or(if quick { 100 } else { 10_000 }) as usize,
         folder_files: env("FTP_BENCH_FILES").unwrap_or(if quick { 200 } else { 10_000 }) as usize,
         group_files: if quick { 50 } else { 1000 },
+        delta_size: env("FTP_BENCH_DELTA_SIZE").unwrap_or(if quick { 8 << 20 } else { 256 << 20 })
+            as usize,
     }
 }
 
@@ -166,6 +173,9 @@ fn run_sections(
     }
     if wanted("folders") {
         folders::section(s, scratch, ours);
+    }
+    if wanted("delta") {
+        delta::section(s, scratch);
     }
     if wanted("s3") {
         s3_bench::section(s, scratch, source);

@@ -72,6 +72,10 @@ struct Args {
     /// Let get replace a different local file without asking or telling.
     #[arg(short, long)]
     force: bool,
+    /// Always send (or fetch) the whole file, never only a changed file's
+    /// changes.
+    #[arg(long)]
+    whole_file: bool,
     /// One command to run, e.g. `put a.txt` or `get a.txt`.
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -271,6 +275,7 @@ fn client_options(args: &Args) -> Result<ClientOptions> {
     options.stall_timeout = Duration::from_secs(args.stall_timeout);
     options.reply_timeout = Duration::from_secs(args.reply_timeout);
     options.overwrite = overwrite_policy(args.force, args.quiet);
+    options.whole_file = args.whole_file;
     options.trust = Trust {
         fingerprint: args.fingerprint,
         confirm: Some(Arc::new(confirm_at_terminal)),

@@ -35,6 +35,16 @@ pub(crate) fn check_room(partial: &Path, need: u64) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a resume offset past the end of the file being sent.
+pub(crate) fn check_offset(offset: u64, size: u64) -> Result<()> {
+    match offset > size {
+        true => Err(Error::Malformed(format!(
+            "server asked to resume at {offset}, beyond the file's {size} bytes"
+        ))),
+        false => Ok(()),
+    }
+}
+
 /// Checks the server's reply to a put against what was sent: a server
 /// that says `ok` to another name, size or digest did not store this file,
 /// whatever it says. (A digest it leaves out is not checked: an older

@@ -11,6 +11,8 @@ mod checks;
 pub mod command;
 mod complete;
 pub mod connect;
+mod delta;
+mod delta_get;
 mod files;
 pub(crate) mod filter;
 mod listing;
@@ -92,6 +94,9 @@ pub struct PutReport {
     pub confirmed: bool,
     /// Time on the wire.
     pub elapsed: Duration,
+    /// Bytes the server copied from the file it had (a delta upload)
+    /// instead of receiving them.
+    pub matched: u64,
 }
 
 /// What a get did.
@@ -110,6 +115,9 @@ pub struct GetReport {
     pub restarted: bool,
     /// Time on the wire.
     pub elapsed: Duration,
+    /// Bytes taken from the local file it replaced (a delta download)
+    /// instead of fetched.
+    pub matched: u64,
 }
 
 /// A logged-in connection to a server.

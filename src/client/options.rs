@@ -55,6 +55,9 @@ pub struct ClientOptions {
     pub interrupt: Option<Arc<AtomicBool>>,
     /// What a download does to a different local file of the same name.
     pub overwrite: Overwrite,
+    /// Never send or fetch only a changed file's changes (a delta): always
+    /// the whole file.
+    pub whole_file: bool,
 }
 
 impl ClientOptions {
@@ -72,6 +75,7 @@ impl ClientOptions {
             limit_rate: None,
             interrupt: None,
             overwrite: Overwrite::default(),
+            whole_file: false,
         }
     }
 }

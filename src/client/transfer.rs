@@ -6,8 +6,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::client::checks::{check_room, check_stored};
+use crate::client::checks::{check_offset, check_room, check_stored};
 use crate::client::connect::{read_reply, Dialect};
+use crate::client::delta::{cut_while, keep_for_put, DELTA_FROM};
 use crate::client::files::{keep_times, paced, unix_mtime};
 use crate::client::overwrite::{confirm_early, land_download};
 use crate::client::partial::{
@@ -80,6 +81,25 @@ impl Client {
         if meta.len() <= SMALL_FILE {
             return self.put_small(&name, &mut file, progress);
         }
+        if meta.len() >= DELTA_FROM && !self.options.whole_file {
+            let keep = keep_for_put(meta.len());
+            let (cut, base) = cut_while(&file, || self.remote_signature(&name, keep));
+            if let Some(base) = base? {
+                let cut = cut.map_err(|e| Error::cannot_read(path.display(), e))?;
+                let delta = self.put_delta(&name, (&mut file, meta.len()), (&cut, &base), progress);
+                match delta {
+                    Ok(Some(report)) => return Ok(report),
+                    // The built file did not match: it was discarded, and
+                    // the whole file goes below.
+                    Ok(None)
+                    | Err(Error::Remote {
+                        code: ErrorCode::DigestMismatch,
+                        ..
+                    }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         match self.put_once(&name, &mut file, meta.len(), true, progress) {
             Err(Error::Remote {
                 code: ErrorCode::DigestMismatch,
@@ -140,6 +160,7 @@ impl Client {
                 restarted: false,
                 confirmed: true,
                 elapsed: started.elapsed(),
+                matched: 0,
             })
         })
     }
@@ -171,6 +192,7 @@ impl Client {
                 restarted: false,
                 confirmed: false,
                 elapsed: started.elapsed(),
+                matched: 0,
             })
         })
     }
@@ -238,11 +260,7 @@ impl Client {
             frame::write_json(&mut c.stream, &request)?;
             let ready: PutReady = read_reply(&mut c.stream)?;
             let offset = ready.offset;
-            if offset > size {
-                return Err(Error::Malformed(format!(
-                    "server asked to resume at {offset}, beyond the file's {size} bytes"
-                )));
-            }
+            check_offset(offset, size)?;
             let mut hasher = blake3::Hasher::new();
             file.seek(SeekFrom::Start(0))
                 .map_err(|e| Error::io("reading the local file", e))?;
@@ -264,6 +282,7 @@ impl Client {
                 restarted: false,
                 confirmed: true,
                 elapsed: started.elapsed(),
+                matched: 0,
             })
         })
     }
@@ -296,6 +315,19 @@ impl Client {
         let partial = partial_download_path(&target)?;
         let started = Instant::now();
         let resuming = fs::symlink_metadata(&partial).is_ok();
+        if !resuming && !self.options.whole_file {
+            match self.get_delta(name, &target, &partial, progress) {
+                Ok(Some(report)) => return Ok(report),
+                Ok(None) => {}
+                // A built file that is not the server's was thrown away:
+                // the whole file comes below, on a connection in step.
+                Err(Error::DigestMismatch { .. }) => {
+                    let _ = fs::remove_file(&partial);
+                    self.ensure_connected()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let first = self.get_once(name, &target, &partial, progress);
         let stale_partial = match &first {
             Err(Error::DigestMismatch { .. }) => true,
@@ -327,10 +359,8 @@ impl Client {
         }
         let offset = found.filter(|m| m.is_file()).map(|m| m.len()).unwrap_or(0);
         self.guard(|c| {
-            let request = Request::Get(GetRequest {
-                filename: name.to_string(),
-                offset,
-            });
+            let length = None;
+            let request = Request::Get(GetRequest::ranged(name, offset, length));
             frame::write_json(&mut c.stream, &request)?;
             let ready: GetReady = read_reply(&mut c.stream)?;
             if ready.offset != offset || ready.filesize < offset {
@@ -369,6 +399,7 @@ impl Client {
                 resumed_from: offset,
                 restarted: false,
                 elapsed: started.elapsed(),
+                matched: 0,
             })
         })
     }
@@ -376,7 +407,7 @@ impl Client {
 
 /// A file's modification time in whole seconds, which a put sends so that
 /// the server keeps it.
-fn file_mtime(file: &File) -> Option<u64> {
+pub(crate) fn file_mtime(file: &File) -> Option<u64> {
     file.metadata().ok().as_ref().and_then(unix_mtime)
 }
 

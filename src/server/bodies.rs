@@ -181,3 +181,62 @@ impl Body for ListingBody {
         }
     }
 }
+
+/// A signature's body: its entries, read from where the store keeps them
+/// as the client takes them, so that a big file's signature is never
+/// held whole.
+pub(crate) struct SignatureBody {
+    entries: Box<dyn Read + Send>,
+    left: u64,
+    metrics: Arc<Metrics>,
+    _lease: FdLease,
+}
+
+impl SignatureBody {
+    /// `len` bytes of `entries`.
+    pub(crate) fn new(
+        entries: Box<dyn Read + Send>,
+        len: u64,
+        metrics: Arc<Metrics>,
+        lease: FdLease,
+    ) -> SignatureBody {
+        SignatureBody {
+            entries,
+            left: len,
+            metrics,
+            _lease: lease,
+        }
+    }
+}
+
+impl Body for SignatureBody {
+    fn next(&mut self, out: &mut Vec<u8>) -> Result<bool> {
+        if self.left == 0 {
+            return Ok(false);
+        }
+        let start = out.len();
+        let want = self.left.min(BODY_CHUNK as u64) as usize;
+        out.resize(start + want, 0);
+        let n = loop {
+            match self.entries.read(&mut out[start..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other.map_err(|e| Error::io("reading a signature", e))?,
+            }
+        };
+        out.truncate(start + n);
+        if n == 0 {
+            return Err(Error::Truncated {
+                what: "signature",
+                expected: self.left,
+                got: 0,
+            });
+        }
+        self.left -= n as u64;
+        self.metrics.bytes_out.inc_by(n as u64);
+        Ok(true)
+    }
+
+    fn len_hint(&self) -> u64 {
+        self.left
+    }
+}

@@ -137,6 +137,7 @@ impl Said {
         let (subject, target) = match r {
             Request::Put(p) => (p.filename.clone(), Some(&p.filename)),
             Request::Get(g) => (g.filename.clone(), Some(&g.filename)),
+            Request::Sig { filename } => (filename.clone(), Some(filename)),
             Request::Ls(ls) => (ls.path.clone().unwrap_or_default(), ls.path.as_ref()),
             Request::Mkdir { path, .. } | Request::Cd { path } => (path.clone(), Some(path)),
             Request::Rm { filename, .. } => (filename.clone(), Some(filename)),

@@ -188,7 +188,7 @@ fn run_request(shared: &Arc<Shared>, conn: &mut Conn, header: Result<Vec<u8>>) -
         conn.group.push(InGroup::Reply(held));
     }
     if let Some(pending) = handled.commit {
-        conn.group.push(InGroup::Put(pending));
+        conn.group.push(InGroup::Put(Box::new(pending)));
     }
     if let Some(body) = handled.body {
         let ctx = &shared.config.context;

@@ -242,6 +242,7 @@ impl<'a> Session<'a> {
         match request {
             Request::Put(put) => self.put(put, s),
             Request::Get(get) => self.get(get, s),
+            Request::Sig { filename } => self.sig(filename, s),
             Request::Ls(ls) => self.ls(&ls, s),
             Request::Echo { text } => {
                 let n = text.len() as u64;
@@ -299,10 +300,10 @@ pub(crate) fn commit_group(ctx: &Context, group: Vec<InGroup>, s: &mut impl Writ
     let mut answers = Vec::with_capacity(group.len());
     for item in group {
         answers.push(match (item, &data) {
-            (InGroup::Put(pending), Ok(())) => Answered::Put(pending.commit(ctx)),
+            (InGroup::Put(pending), Ok(())) => Answered::Put((*pending).commit(ctx)),
             // Nothing of the group is confirmed: their partials stay for a
             // resume.
-            (InGroup::Put(pending), Err(e)) => Answered::Put(pending.abandon(flush_failed(e))),
+            (InGroup::Put(pending), Err(e)) => Answered::Put((*pending).abandon(flush_failed(e))),
             (InGroup::Reply(bytes), _) => Answered::Reply(bytes),
         });
     }

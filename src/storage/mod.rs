@@ -192,6 +192,16 @@ pub trait Upload: Send {
     /// Fails with [`StoreError::NoSpace`] when the store is full, or
     /// another error; either way the upload cannot go on.
     fn write(&mut self, chunk: &[u8]) -> StoreResult<()>;
+    /// Stores the next bytes of the body, `chunk`, which `from` holds at
+    /// `at` (a delta upload's unchanged range): a store that can copies
+    /// them from there (on disk `copy_file_range`, a reflink on XFS and
+    /// btrfs), else writes them. The digest is of `chunk`.
+    ///
+    /// Fails as [`Upload::write`] does.
+    fn copy(&mut self, from: &std::fs::File, at: u64, chunk: &[u8]) -> StoreResult<()> {
+        let _ = (from, at);
+        self.write(chunk)
+    }
     /// Checks the digest when `expected` is given, then makes the file
     /// visible under its name at once, whole. Returns the file's BLAKE3 if
     /// it was computed.
@@ -257,11 +267,31 @@ pub trait StoredFile: Send {
     fn mode(&self) -> Option<u32> {
         None
     }
+    /// The open file, when the store keeps it on the local disk.
+    fn local(&self) -> Option<&std::fs::File> {
+        None
+    }
     /// Its bytes from `offset` to the end.
     fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>>;
     /// Its bytes from `offset` to the end, through a reader that owns the
     /// file: a download's body, which outlives the request that opened it.
     fn into_reader(self: Box<Self>, offset: u64) -> io::Result<Box<dyn Read + Send>>;
+}
+
+/// A file's delta signature (see [`crate::wire::delta`]), as a store
+/// keeps it: its entries are read as they are sent, never held whole.
+pub struct Signature {
+    /// The file's size.
+    pub size: u64,
+    /// How many chunks.
+    pub chunks: u64,
+    /// The whole file's BLAKE3.
+    pub blake3: blake3::Hash,
+    /// When the file was last written, seconds since the epoch.
+    pub mtime: u64,
+    /// The entries, `chunks` of them, each
+    /// [`crate::wire::delta::signature::ENTRY_LEN`] bytes.
+    pub entries: Box<dyn Read + Send>,
 }
 
 /// What a listing holds.
@@ -339,6 +369,18 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Starts an upload of `name`, or resumes the stored part of one.
     fn begin_upload(&self, at: Place, name: &str, plan: UploadPlan)
         -> StoreResult<Box<dyn Upload>>;
+    /// The delta signature of the file `name`: the one kept if it still
+    /// fits the file, else cut now (and kept).
+    ///
+    /// Fails as [`Store::open_file`] does, or with
+    /// [`StoreError::Unsupported`] on a store that keeps none: the client
+    /// then sends or fetches the whole file.
+    fn signature(&self, _at: Place, _name: &str) -> StoreResult<Signature> {
+        Err(StoreError::Unsupported(
+            "this server's store keeps no signatures (delta transfers over an object \
+             store are not built yet), so a changed file is sent whole",
+        ))
+    }
     /// Opens the file `name` for reading.
     fn open_file(&self, at: Place, name: &str) -> StoreResult<Box<dyn StoredFile>>;
     /// What is stored under `home`: bytes, and files and folders, partial

@@ -32,6 +32,12 @@ pub enum Request {
     Put(PutRequest),
     /// Download a file.
     Get(GetRequest),
+    /// A file's delta signature: its chunks' lengths and BLAKE3s (see
+    /// [`crate::wire::delta`]).
+    Sig {
+        /// Path of the file, relative to the current folder.
+        filename: String,
+    },
     /// List a folder (the current one by default).
     Ls(LsRequest),
     /// Upper-case some text (the seed's echo server).
@@ -126,6 +132,20 @@ pub struct PutRequest {
     /// server's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
+    /// Build the file from the stored one's chunks and new bytes: the
+    /// body is a recipe, then the new bytes (see [`crate::wire::delta`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaBase>,
+}
+
+/// What a delta upload builds on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaBase {
+    /// The BLAKE3 (hex) of the stored file whose signature the recipe
+    /// names chunks of, as the `sig` reply gave it.
+    pub base: String,
+    /// The recipe's length in bytes: the first bytes of the body.
+    pub recipe: u64,
 }
 
 impl Request {
@@ -155,6 +175,7 @@ impl PutRequest {
             digest: None,
             mtime: None,
             mode: None,
+            delta: None,
         }
     }
 
@@ -172,6 +193,22 @@ pub struct GetRequest {
     /// First byte to send: the length of the client's partial copy.
     #[serde(default)]
     pub offset: u64,
+    /// Send only this many bytes from `offset` (a delta download's
+    /// missing chunks); the digest frame is then of those bytes alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
+}
+
+impl GetRequest {
+    /// A get of `filename` from `offset`, of `length` bytes (to the end
+    /// when `None`).
+    pub fn ranged(filename: &str, offset: u64, length: Option<u64>) -> GetRequest {
+        GetRequest {
+            filename: filename.to_string(),
+            offset,
+            length,
+        }
+    }
 }
 
 /// Digest algorithms a transfer can be checked with.
@@ -284,6 +321,7 @@ mod tests {
                 digest: None,
                 mtime: None,
                 mode: None,
+                delta: None,
             })
         );
     }

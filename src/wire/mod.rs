@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod binding;
+pub mod delta;
 pub mod frame;
 pub mod listing;
 mod matching;

@@ -52,6 +52,9 @@ pub enum ErrorCode {
     AuthFailed,
     /// The server failed to do something it should have been able to do.
     Internal,
+    /// A delta upload's old file is no longer the one its signature
+    /// described (or has none to copy from): send the whole file.
+    BaseChanged,
     /// A code this version does not know yet, as the server wrote it.
     #[strum(disabled)]
     Unknown(String),
@@ -210,6 +213,24 @@ pub struct GetReady {
     /// Permission bits of the stored file, when the store keeps them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
+}
+
+/// Reply to a `sig`, sent before its `chunks` entries of
+/// [`crate::wire::delta::signature::ENTRY_LEN`] bytes each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigReady {
+    /// The file's name, as asked.
+    pub filename: String,
+    /// The file's size: the chunks add up to it.
+    pub filesize: u64,
+    /// How many entries follow.
+    pub chunks: u64,
+    /// The whole file's BLAKE3, hex-encoded: names the version the
+    /// signature describes.
+    pub blake3: String,
+    /// Its modification time, seconds since the Unix epoch.
+    #[serde(default)]
+    pub mtime: u64,
 }
 
 /// One entry of a listing.

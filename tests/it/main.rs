@@ -13,6 +13,7 @@ mod client_basics;
 mod config_file;
 mod conveniences;
 mod core;
+mod deltas;
 mod depth;
 mod docs;
 mod encryption;

@@ -468,3 +468,29 @@ fn alice_with_30_mib(sb: &Sandbox) -> String {
     .unwrap();
     users.to_string_lossy().into_owned()
 }
+
+#[test]
+fn a_changed_file_on_an_object_store_goes_whole_and_the_log_says_why() {
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let server = s3_server(&sb, &garage, "delta", &[]);
+    let addr = server.addr_string();
+    let old = pattern(2 * 1024 * 1024, 21);
+    sb.local_file("big.bin", &old);
+    let put = |sb: &Sandbox| {
+        let out = ClientRun::to(sb, &addr, &["put", "big.bin"]).run();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    put(&sb);
+    let mut new = old.clone();
+    new[1_000_000..1_000_010].copy_from_slice(b"0123456789");
+    sb.local_file("big.bin", &new);
+    let text = put(&sb);
+    assert!(!text.contains("matched"), "{text}");
+    let sig = [("cmd", "sig"), ("path", "/big.bin")];
+    server.wait_for_said(&sig, "this server's store keeps no signatures");
+    assert_eq!(fetch(&sb, &addr, "big.bin"), new);
+}

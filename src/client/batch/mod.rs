@@ -19,6 +19,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 
 mod answer;
+mod delta;
 mod pass;
 mod send;
 

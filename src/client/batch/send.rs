@@ -6,6 +6,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use crate::client::connect::read_reply;
+use crate::client::delta::DELTA_FROM;
 use crate::client::files::{paced, unix_mtime};
 use crate::client::partial::{partial_download_path, planted_link};
 use crate::client::pipeline::Pipe;
@@ -36,7 +37,7 @@ pub(super) enum Sending {
     },
 }
 
-fn lost(e: impl Into<Error>) -> Sending {
+pub(super) fn lost(e: impl Into<Error>) -> Sending {
     Sending::Lost(e.into())
 }
 
@@ -75,6 +76,7 @@ fn send_get(pipe: &mut Pipe, d: &Download) -> Result<Sent, Sending> {
     let request = Request::Get(GetRequest {
         filename: d.remote.clone(),
         offset,
+        length: None,
     });
     let bytes = frame::encode_json(&request).map_err(Sending::Local)?;
     pipe.send_request(&bytes)
@@ -105,6 +107,12 @@ fn send_put(
             .then(|| std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777),
         ..PutRequest::plain(&u.remote, size)
     };
+    if size >= DELTA_FROM && !client.whole_file {
+        let delta = super::delta::send_delta_put(pipe, u, &header, &mut file, client, progress)?;
+        if let Some(sent) = delta {
+            return Ok(sent);
+        }
+    }
     if size > SMALL_FILE {
         return send_large_put(pipe, u, header, &mut file, client, progress);
     }
@@ -182,7 +190,7 @@ fn send_large_put(
 }
 
 /// The offset the server's `ready` names: where the body starts.
-fn ready_offset(pipe: &mut Pipe, size: u64) -> Result<u64, Sending> {
+pub(super) fn ready_offset(pipe: &mut Pipe, size: u64) -> Result<u64, Sending> {
     let ready: PutReady = match read_reply(pipe) {
         Ok(ready) => ready,
         Err(e @ Error::Remote { .. }) => return Err(Sending::Local(e)),
@@ -215,6 +223,11 @@ fn send_body(
     let mut sink = paced(stream, client);
     let sent = relay(file, &mut sink, len, Some(hasher), |n| progress.advance(n));
     drop(sink);
+    body_sent(u, sent)
+}
+
+/// What sending a file's bytes came to, for the batch.
+pub(super) fn body_sent(u: &Upload, sent: Result<u64, PumpError>) -> Result<(), Sending> {
     match sent {
         Ok(_) => Ok(()),
         Err(PumpError::Source(cause)) => Err(Sending::LostWith {

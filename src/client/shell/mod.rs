@@ -196,6 +196,10 @@ fn print_put(out: &mut impl Write, r: &PutReport) -> io::Result<()> {
         notes.push("replaced the existing file".into());
     }
     notes.push(rate("sent", d.received, r.elapsed));
+    if r.matched > 0 {
+        let share = r.matched as f64 * 100.0 / d.size.max(1) as f64;
+        notes.push(format!("{share:.1}% matched the stored file"));
+    }
     writeln!(
         out,
         "stored {} ({} bytes; {})",
@@ -213,6 +217,10 @@ fn print_get(out: &mut impl Write, name: &str, r: &GetReport) -> io::Result<()> 
         notes.push(format!("resumed at byte {}", r.resumed_from));
     }
     notes.push(rate("received", r.received, r.elapsed));
+    if r.matched > 0 {
+        let share = r.matched as f64 * 100.0 / r.size.max(1) as f64;
+        notes.push(format!("{share:.1}% matched the local copy"));
+    }
     writeln!(
         out,
         "saved {} to {} ({} bytes; {})",

@@ -37,16 +37,18 @@ impl Session<'_> {
         let event = self.event(EventKind::Download, &req.filename);
         let resumed = req.offset > 0;
         let reading = |e| Error::io("reading the file", e);
+        // A range's digest is of the range: only what is sent is hashed.
+        let ranged = req.length.is_some();
         // A digest the store kept spares hashing the file (and, for a
         // resumed download, reading its first part at all).
-        let known = file.digest();
+        let known = file.digest().filter(|_| !ranged);
         self.ctx.hooks.fire(event.sized(filesize, known, resumed));
         let mut hasher = known.is_none().then(blake3::Hasher::new);
-        if let (Some(h), true) = (hasher.as_mut(), req.offset > 0) {
+        if let (Some(h), true) = (hasher.as_mut(), req.offset > 0 && !ranged) {
             let mut prefix = file.read_from(0).map_err(reading)?;
             hash_prefix(&mut prefix, req.offset, h)?;
         }
-        let len = filesize - req.offset;
+        let len = req.length.unwrap_or(filesize - req.offset);
         let rest = file.into_reader(req.offset).map_err(reading)?;
         let metrics = self.ctx.metrics.clone();
         let rate = self.account.limits.down_rate();
@@ -69,12 +71,15 @@ impl Session<'_> {
             .store
             .open_file(Place::new(&self.home, &folder), &name)
             .map_err(|e| store_refusal(e, &req.filename))?;
-        if req.offset > file.size() {
+        let end = req.offset.checked_add(req.length.unwrap_or(0));
+        if end.is_none_or(|end| end > file.size()) {
             return Err(ErrorReply::new(
                 ErrorCode::InvalidOffset,
                 format!(
-                    "offset {} is beyond the end of the file ({} bytes)",
+                    "offset {}{} is beyond the end of the file ({} bytes)",
                     req.offset,
+                    req.length
+                        .map_or(String::new(), |n| format!(" plus length {n}")),
                     file.size()
                 ),
             ));

@@ -12,11 +12,13 @@ use crate::storage::{is_no_space, FolderError, Leftover, StoreError};
 use crate::wire::message::{ErrorCode, ErrorReply};
 use crate::wire::names::{escape, resolve_file, NameError};
 
+mod delta;
 mod folders;
 mod get;
 mod ls;
 mod misc;
 mod put;
+mod sig;
 pub(crate) mod staged;
 
 impl Session<'_> {

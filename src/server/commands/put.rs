@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
+use super::delta::refuse_delta;
 use super::staged::{confirm, put_refusal, Landed, PendingPut};
 use super::store_refusal;
 use crate::error::{Error, Result};
@@ -33,17 +34,17 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 
 /// An upload that passed every check, holds its name, and has begun in
 /// the store.
-struct PreparedPut {
+pub(super) struct PreparedPut {
     /// The path as the client sent it, for replies.
     name: String,
-    upload: Box<dyn Upload>,
+    pub(super) upload: Box<dyn Upload>,
     /// Whether a file of that name existed when the upload started.
     replaces: bool,
     lock: UploadLock,
 }
 
 /// How the body of an upload ended.
-enum BodyEnd {
+pub(super) enum BodyEnd {
     /// Every byte was read; the first write error, if any.
     Read(Option<StoreError>),
     /// Stopped at a chunk that the quota does not allow (or that could not
@@ -55,7 +56,7 @@ enum BodyEnd {
 }
 
 /// Why the body stopped going into the store before its end.
-enum Stop {
+pub(super) enum Stop {
     /// The client sends more slowly than the rate floor allows.
     Slow(io::Error),
     /// The quota does not allow the next chunk.
@@ -66,6 +67,11 @@ enum Stop {
 
 impl Session<'_> {
     pub(crate) fn put<S: Transport>(&mut self, req: PutRequest, s: &mut S) -> Result<Outcome> {
+        // A delta upload's old file is checked before anything begins.
+        let base = match req.delta.as_ref().map(|d| self.delta_base(&req, d)) {
+            Some(Err(reply)) => return refuse_delta(&req, reply, s),
+            base => base.transpose().ok().flatten(),
+        };
         let socket = s.socket().and_then(|fd| fd.try_clone_to_owned().ok());
         let mut prepared = match self.prepare_put(&req, socket) {
             Ok(p) => p,
@@ -75,23 +81,23 @@ impl Session<'_> {
         if req.wants_ready() {
             frame::write_json(s, &Reply::Ok(PutReady { offset }))?;
         }
+        let (body, received) = self.receive(&req, &mut prepared, base, s)?;
         // A broken connection leaves the partial data for a resume. The
         // body of a refused upload is still coming and cannot be skipped:
         // the connection closes.
-        let write_error = match self.receive_body(&req, &mut prepared, s) {
-            Ok(BodyEnd::Full(e)) => {
+        let write_error = match body {
+            BodyEnd::Full(e) => {
                 self.ctx.metrics.uploads_failed.inc();
                 let reply = store_refusal(e, &prepared.name);
                 return refuse(s, reply).map(Outcome::closing);
             }
             // What it stored would only hold the quota that others filled.
-            Ok(BodyEnd::Refused(reply)) => {
+            BodyEnd::Refused(reply) => {
                 self.ctx.metrics.uploads_failed.inc();
                 self.discard(prepared.upload);
                 return refuse(s, reply).map(Outcome::closing);
             }
-            Ok(BodyEnd::Read(write_error)) => write_error,
-            Err(e) => return Err(e),
+            BodyEnd::Read(write_error) => write_error,
         };
         let expected = self.read_digest(&req, s)?;
         let finished = match (write_error, expected) {
@@ -114,7 +120,7 @@ impl Session<'_> {
             },
         };
         let kept = (prepared.name, prepared.replaces, prepared.lock);
-        self.land(req, kept, offset, finished, s)
+        self.land(req, kept, (offset, received), finished, s)
     }
 
     /// Answers an upload as the store left it: committed, staged for its
@@ -123,7 +129,7 @@ impl Session<'_> {
         &self,
         req: PutRequest,
         (name, replaced, lock): (String, bool, UploadLock),
-        offset: u64,
+        (offset, received): (u64, u64),
         finished: StoreResult<Stage>,
         s: &mut S,
     ) -> Result<Outcome> {
@@ -131,6 +137,7 @@ impl Session<'_> {
             name,
             replaced,
             offset,
+            received,
             event: Box::new(self.event(EventKind::Upload, &req.filename)),
         };
         match finished {
@@ -334,7 +341,7 @@ impl Session<'_> {
     /// before it is written. A write error does not stop the reading, so
     /// the stream stays in step for the error reply; it is returned once
     /// the body is read. A full store, or a full quota, stops it at once.
-    fn receive_body<S: Transport>(
+    pub(super) fn receive_body<S: Transport>(
         &self,
         req: &PutRequest,
         prepared: &mut PreparedPut,
@@ -347,36 +354,52 @@ impl Session<'_> {
         let mut stored = offset;
         let mut floor =
             (self.ctx.live.get().floor).map(|(rate, window)| RateFloor::new(rate, window));
-        let (upload, lock) = (&mut prepared.upload, &prepared.lock);
         let pumped = pump(s, body, &mut buf, |chunk| {
             self.account.limits.pace_up(chunk.len());
             if let Some(floor) = floor.as_mut() {
                 floor.note(chunk.len()).map_err(Stop::Slow)?;
             }
-            if write_error.is_none() {
-                self.charge(lock, chunk.len() as u64, stored, req.filesize)
-                    .map_err(Stop::Quota)?;
-                match upload.write(chunk) {
-                    Ok(()) => {
-                        stored += chunk.len() as u64;
-                        lock.set_counted(upload.counted());
-                    }
-                    // A full store stops the upload at once; what was
-                    // written stays for a resume once there is room.
-                    Err(e @ StoreError::NoSpace(_)) => return Err(Stop::Full(e)),
-                    Err(e) => write_error = Some(e),
-                }
-            }
-            Ok(())
+            self.store_chunk(
+                req,
+                prepared,
+                (chunk, None),
+                (&mut stored, &mut write_error),
+            )
         });
-        match pumped {
-            Ok(_) => Ok(BodyEnd::Read(write_error)),
-            Err(PumpError::Source(e)) => Err(e),
-            Err(PumpError::Sink(Stop::Quota(reply))) => Ok(BodyEnd::Refused(reply)),
-            Err(PumpError::Sink(Stop::Full(e))) => Ok(BodyEnd::Full(e)),
-            // Too slow: dropped, and the partial stays for a resume.
-            Err(PumpError::Sink(Stop::Slow(e))) => Err(Error::io("receiving the file", e)),
+        body_end(pumped, write_error)
+    }
+
+    /// Charges `chunk` to the quota and stores it (copied from the file
+    /// and offset `from` that hold it, when given), unless a write failed
+    /// before (`stored` bytes are in; the first write error is kept).
+    pub(super) fn store_chunk(
+        &self,
+        req: &PutRequest,
+        prepared: &mut PreparedPut,
+        (chunk, from): (&[u8], Option<(&std::fs::File, u64)>),
+        (stored, write_error): (&mut u64, &mut Option<StoreError>),
+    ) -> Result<(), Stop> {
+        if write_error.is_some() {
+            return Ok(());
         }
+        let (upload, lock) = (&mut prepared.upload, &prepared.lock);
+        self.charge(lock, chunk.len() as u64, *stored, req.filesize)
+            .map_err(Stop::Quota)?;
+        let written = match from {
+            Some((file, at)) => upload.copy(file, at, chunk),
+            None => upload.write(chunk),
+        };
+        match written {
+            Ok(()) => {
+                *stored += chunk.len() as u64;
+                lock.set_counted(upload.counted());
+            }
+            // A full store stops the upload at once; what was written
+            // stays for a resume once there is room.
+            Err(e @ StoreError::NoSpace(_)) => return Err(Stop::Full(e)),
+            Err(e) => *write_error = Some(e),
+        }
+        Ok(())
     }
 
     /// Charges the next `n` bytes of an upload of `filesize` bytes, of
@@ -420,6 +443,21 @@ impl Session<'_> {
         Ok(Some(blake3::Hash::from_hex(&digest?.blake3).map_err(
             |_| ErrorReply::new(ErrorCode::DigestMismatch, "the digest is not BLAKE3 in hex"),
         )))
+    }
+}
+
+/// How a body's pump ended, as the upload sees it.
+pub(super) fn body_end<T>(
+    pumped: Result<T, PumpError<Stop>>,
+    write_error: Option<StoreError>,
+) -> Result<BodyEnd> {
+    match pumped {
+        Ok(_) => Ok(BodyEnd::Read(write_error)),
+        Err(PumpError::Source(e)) => Err(e),
+        Err(PumpError::Sink(Stop::Quota(reply))) => Ok(BodyEnd::Refused(reply)),
+        Err(PumpError::Sink(Stop::Full(e))) => Ok(BodyEnd::Full(e)),
+        // Too slow: dropped, and the partial stays for a resume.
+        Err(PumpError::Sink(Stop::Slow(e))) => Err(Error::io("receiving the file", e)),
     }
 }
 

@@ -26,7 +26,7 @@ use crate::wire::names::escape;
 /// the reply of a request that ended meanwhile (a put refused), held
 /// until the puts before it are answered.
 pub(crate) enum InGroup {
-    Put(PendingPut),
+    Put(Box<PendingPut>),
     Reply(Vec<u8>),
 }
 
@@ -37,6 +37,9 @@ pub(crate) struct Landed {
     pub(crate) replaced: bool,
     /// Where its body started (a resume).
     pub(crate) offset: u64,
+    /// Bytes of its body that crossed the network (a delta upload's
+    /// recipe and new bytes).
+    pub(crate) received: u64,
     /// What the upload hook is told, once the file is stored (boxed: a
     /// group holds many of these, and most servers set no hook).
     pub(crate) event: Box<Event>,
@@ -143,7 +146,7 @@ pub(crate) fn confirm(
     digest: Option<blake3::Hash>,
     s: &mut impl Write,
 ) -> Result<Outcome> {
-    let body = req.filesize - landed.offset;
+    let body = landed.received;
     let metrics = &ctx.metrics;
     metrics.uploads_committed.inc();
     metrics.bytes_in.inc_by(body);

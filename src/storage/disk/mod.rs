@@ -9,6 +9,7 @@
 mod digest;
 pub(crate) mod files;
 pub(crate) mod handle;
+mod signature;
 mod tree;
 mod upload;
 pub(crate) mod usage;
@@ -27,8 +28,8 @@ use self::tree::Tree;
 use self::upload::{DiskFile, DiskUpload};
 use self::usage::UsageBook;
 use super::{
-    Claim, Entries, ListHow, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
-    Usage,
+    Claim, Entries, ListHow, Place, Signature, Store, StoreError, StoreResult, StoredFile, Upload,
+    UploadPlan, Usage,
 };
 use crate::error::Error;
 use crate::io::digest::Digester;
@@ -82,6 +83,14 @@ impl DiskStore {
 }
 
 impl DiskStore {
+    /// Forgets the kept signature of `name` in `dir` (of `at`), which went
+    /// or moved, and its bytes.
+    fn forget_signature(&self, dir: &Folder, at: Place, name: &str) {
+        if let Some(len) = signature::forget(dir, name) {
+            self.usage.remove(&self.home(at.home), len);
+        }
+    }
+
     /// The digest of an upload, when it wants one, already over the bytes
     /// a resume keeps.
     fn hasher_for(
@@ -193,14 +202,20 @@ impl Store for DiskStore {
         let kind = dir.kind(name).map_err(StoreError::File)?;
         let result = match kind {
             Kind::Dir => {
-                // An empty partial-upload folder does not count as content.
+                // An empty partial-upload folder does not count as content,
+                // nor do the signatures of files no longer there.
                 if let Ok(inner) = dir.child(name) {
+                    let gone = signature::forget_all(&inner);
+                    self.usage.remove(&self.home(at.home), gone);
                     let _ = inner.remove_dir(PARTIAL_DIR);
                 }
                 dir.remove_dir(name)
             }
             _ => dir.remove_file(name),
         };
+        if result.is_ok() && matches!(kind, Kind::File(_)) {
+            self.forget_signature(&dir, at, name);
+        }
         match result {
             Ok(()) => {
                 let home = self.home(at.home);
@@ -316,6 +331,22 @@ impl Store for DiskStore {
             fresh: kept.is_none(),
             finished: false,
         }))
+    }
+
+    fn signature(&self, at: Place, name: &str) -> StoreResult<Signature> {
+        let folder = self.folder(at)?;
+        let (signature, change) =
+            signature::signature_of(&folder, name, self.modes).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound | io::ErrorKind::InvalidInput => StoreError::File(e),
+                _ if e.raw_os_error() == Some(libc::ELOOP) => StoreError::File(e),
+                _ => StoreError::Failed("cutting the file's signature", e),
+            })?;
+        let home = self.home(at.home);
+        match change {
+            n if n > 0 => self.usage.add(&home, n.unsigned_abs()),
+            n => self.usage.remove(&home, n.unsigned_abs()),
+        }
+        Ok(signature)
     }
 
     fn open_file(&self, at: Place, name: &str) -> StoreResult<Box<dyn StoredFile>> {

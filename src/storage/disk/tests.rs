@@ -142,3 +142,135 @@ fn a_link_planted_as_the_partial_folder_is_not_followed() {
         .open_file(Place::new(&home, &partial_home), "secret")
         .is_err());
 }
+
+/// The signature the store gives for `name`, decoded as a client would.
+fn signature_of(store: &DiskStore, at: Place, name: &str) -> (Signature, Vec<u8>) {
+    let mut sig = store.signature(at, name).unwrap();
+    let mut entries = Vec::new();
+    sig.entries.read_to_end(&mut entries).unwrap();
+    (sig, entries)
+}
+
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_signature_is_kept_hidden_counted_and_cut_again_when_stale() {
+    use crate::wire::delta::signature::decode_all;
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
+    let (home, top) = (names(&["alice"]), names(&[]));
+    store.open_home(&home).unwrap();
+    let at = Place::new(&home, &top);
+    let path = dir.path().join("alice/big");
+    let data = noise(1 << 20, 3);
+    fs::write(&path, &data).unwrap();
+    let before = store.usage(&home).unwrap();
+
+    let (sig, entries) = signature_of(&store, at, "big");
+    assert_eq!(
+        (sig.size, sig.blake3),
+        (data.len() as u64, blake3::hash(&data))
+    );
+    let chunks = decode_all(sig.size, sig.chunks, &entries).unwrap();
+    assert_eq!(chunks, crate::io::chunks::signature(&data[..]).unwrap());
+    let kept = dir.path().join("alice/.ftp-partial/.ftp-partial/big");
+    let kept_len = fs::metadata(&kept).unwrap().len();
+    assert!(kept_len > entries.len() as u64);
+    // Its bytes count, its entry does not; a listing does not show it.
+    let after = store.usage(&home).unwrap();
+    assert_eq!(after.bytes, before.bytes + kept_len);
+    assert_eq!(after.entries, before.entries);
+    assert_eq!(usage::measure(&dir.path().join("alice")).unwrap(), after);
+    let listed: Vec<_> = store
+        .list(
+            at,
+            ListHow {
+                recursive: true,
+                digests: false,
+            },
+        )
+        .unwrap()
+        .map(|e| e.unwrap().name)
+        .collect();
+    assert_eq!(listed, ["big"]);
+
+    // Removing the file takes its signature; so does removing a folder.
+    store.remove(at, "big").unwrap();
+    assert!(!kept.exists());
+    assert_eq!(store.usage(&home).unwrap(), Usage::default());
+    let sub = names(&["sub"]);
+    store.make_folder(Place::new(&home, &sub)).unwrap();
+    fs::write(dir.path().join("alice/sub/f"), b"abc").unwrap();
+    let (_, _) = signature_of(&store, Place::new(&home, &sub), "f");
+    fs::remove_file(dir.path().join("alice/sub/f")).unwrap();
+    store.remove(at, "sub").unwrap();
+    assert!(!dir.path().join("alice/sub").exists());
+    assert_eq!(store.usage(&home).unwrap(), Usage::default());
+}
+
+#[test]
+fn a_kept_signature_is_read_back_and_cut_again_once_stale() {
+    use crate::wire::delta::signature::decode_all;
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
+    let (home, top) = (names(&["alice"]), names(&[]));
+    store.open_home(&home).unwrap();
+    let at = Place::new(&home, &top);
+    let path = dir.path().join("alice/big");
+    let data = noise(1 << 20, 3);
+    fs::write(&path, &data).unwrap();
+    let (_, entries) = signature_of(&store, at, "big");
+    let kept = dir.path().join("alice/.ftp-partial/.ftp-partial/big");
+    // Asked again: read back, not cut again.
+    let stamp = fs::metadata(&kept).unwrap().modified().unwrap();
+    let (_, again) = signature_of(&store, at, "big");
+    assert_eq!(again, entries);
+    assert_eq!(fs::metadata(&kept).unwrap().modified().unwrap(), stamp);
+
+    // Changed behind the server's back: same size, a later time.
+    let mut changed = data.clone();
+    changed[500_000..500_010].copy_from_slice(b"0123456789");
+    fs::write(&path, &changed).unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(5);
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let (sig, entries) = signature_of(&store, at, "big");
+    assert_eq!(sig.blake3, blake3::hash(&changed));
+    let chunks = decode_all(sig.size, sig.chunks, &entries).unwrap();
+    assert_eq!(chunks, crate::io::chunks::signature(&changed[..]).unwrap());
+    assert_eq!(
+        usage::measure(&dir.path().join("alice")).unwrap(),
+        store.usage(&home).unwrap()
+    );
+}
+
+#[test]
+fn a_tree_with_signatures_is_removed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(dir.path(), false, Modes::PRIVATE).unwrap();
+    let (home, top, sub) = (names(&["alice"]), names(&[]), names(&["sub"]));
+    store.open_home(&home).unwrap();
+    store.make_folder(Place::new(&home, &sub)).unwrap();
+    fs::write(dir.path().join("alice/sub/f"), noise(100_000, 1)).unwrap();
+    let _ = signature_of(&store, Place::new(&home, &sub), "f");
+    let removed = store
+        .remove_tree(Place::new(&home, &top), "sub", &|_| Some(Box::new(())))
+        .unwrap();
+    assert_eq!(removed, 2);
+    assert!(!dir.path().join("alice/sub").exists());
+    assert_eq!(store.usage(&home).unwrap(), Usage::default());
+}

@@ -9,6 +9,7 @@ use std::io;
 use super::digest::digest_of;
 use super::files::listing_entry;
 use super::handle::{Folder, Kind};
+use super::signature::{self, SIGNATURE_DIR};
 use super::DiskStore;
 use crate::storage::{Claim, Leftover, ListHow, Place, Store, StoreError, StoreResult};
 use crate::wire::message::{Entry, EntryKind};
@@ -136,7 +137,8 @@ impl DiskStore {
     ) -> StoreResult<()> {
         let source = self.folder(from_at)?;
         let dest = self.folder(to_at)?;
-        match source.kind(from).map_err(StoreError::File)? {
+        let kind = source.kind(from).map_err(StoreError::File)?;
+        match kind {
             Kind::Link => {
                 let link = io::Error::from_raw_os_error(libc::ELOOP);
                 return Err(StoreError::File(link));
@@ -145,7 +147,13 @@ impl DiskStore {
             Kind::File(_) | Kind::Dir => {}
         }
         match source.rename(from, &dest, to, false) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // Cut again under its new name when it is asked for.
+                if let Kind::File(_) = kind {
+                    self.forget_signature(&source, from_at, from);
+                }
+                Ok(())
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(StoreError::Exists),
             Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Err(StoreError::Exists),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::File(e)),
@@ -265,6 +273,11 @@ impl Remover<'_> {
         };
         for found in partials.entries()? {
             let found = found?;
+            if found.name == SIGNATURE_DIR && found.kind == Kind::Dir {
+                // Signatures are bytes of the home, but no entries of it.
+                self.done.bytes += signature::forget_all(dir);
+                continue;
+            }
             let held = match found.name.to_str() {
                 Some(name) => match (self.claim)(&format!("{key}/{name}")) {
                     Some(held) => Some(held),

@@ -11,6 +11,7 @@ use rustix::fs::{Mode, Timespec, Timestamps, UTIME_OMIT};
 use super::digest;
 use super::files;
 use super::handle::Folder;
+use super::signature;
 use super::usage::UsageBook;
 use crate::io::digest::Digester;
 use crate::storage::{
@@ -49,6 +50,34 @@ impl DiskUpload {
     fn discard_with<T>(self: Box<Self>, e: StoreError) -> StoreResult<T> {
         self.discard();
         Err(e)
+    }
+
+    /// Hashes `chunk` and puts it at the end of the partial file: copied
+    /// from `from` (the file that holds it, and where) when given, else
+    /// written.
+    fn store(&mut self, chunk: &[u8], from: Option<(&File, u64)>) -> StoreResult<()> {
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(chunk);
+        }
+        let stored = match from {
+            Some((source, at)) => copy_range(source, at, &mut self.file, chunk),
+            None => self.file.write_all(chunk),
+        };
+        if let Err(e) = stored {
+            // Part of the chunk may be on disk: measure again.
+            self.usage.forget(&self.home);
+            return Err(match is_no_space(&e) {
+                true => StoreError::NoSpace(e),
+                false => StoreError::Failed("writing the file", e),
+            });
+        }
+        self.written += chunk.len() as u64;
+        self.usage.add(&self.home, chunk.len() as u64);
+        if self.durable && self.written - self.flushed >= files::WRITEBACK_STEP {
+            files::start_writeback(&self.file, self.flushed, self.written - self.flushed);
+            self.flushed = self.written;
+        }
+        Ok(())
     }
 
     /// Deletes the partial file, and notes that it is gone.
@@ -105,6 +134,11 @@ impl DiskUpload {
     /// After the rename: the upload is done, the old file's entry goes.
     fn committed(&mut self, replaced: Option<u64>) {
         self.finished = true;
+        // The replaced file's signature no longer holds: cut again when
+        // asked for.
+        if let Some(len) = signature::forget(&self.folder, &self.name) {
+            self.usage.remove(&self.home, len);
+        }
         self.folder.tidy_partials();
         if let Some(len) = replaced {
             // The partial took the old file's place.
@@ -209,24 +243,11 @@ impl Upload for DiskUpload {
     }
 
     fn write(&mut self, chunk: &[u8]) -> StoreResult<()> {
-        if let Some(h) = self.hasher.as_mut() {
-            h.update(chunk);
-        }
-        if let Err(e) = self.file.write_all(chunk) {
-            // Part of the chunk may be on disk: measure again.
-            self.usage.forget(&self.home);
-            return Err(match is_no_space(&e) {
-                true => StoreError::NoSpace(e),
-                false => StoreError::Failed("writing the file", e),
-            });
-        }
-        self.written += chunk.len() as u64;
-        self.usage.add(&self.home, chunk.len() as u64);
-        if self.durable && self.written - self.flushed >= files::WRITEBACK_STEP {
-            files::start_writeback(&self.file, self.flushed, self.written - self.flushed);
-            self.flushed = self.written;
-        }
-        Ok(())
+        self.store(chunk, None)
+    }
+
+    fn copy(&mut self, from: &File, at: u64, chunk: &[u8]) -> StoreResult<()> {
+        self.store(chunk, Some((from, at)))
     }
 
     fn finish(
@@ -282,6 +303,27 @@ impl Drop for DiskUpload {
     }
 }
 
+/// Puts `chunk`, which `source` holds at `at`, at the end of `dest` with
+/// `copy_file_range`: a reflink on XFS and btrfs, a copy in the kernel
+/// elsewhere. What the kernel does not copy (another file system, a file
+/// opened to append for a resume) is written. The bytes were hashed as
+/// read; the server never rewrites a stored file in place, so the copy is
+/// of the same bytes.
+fn copy_range(source: &File, mut at: u64, dest: &mut File, chunk: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < chunk.len() {
+        match rustix::fs::copy_file_range(source, Some(&mut at), &*dest, None, chunk.len() - done) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if matches!(e, rustix::io::Errno::NOSPC | rustix::io::Errno::DQUOT) => {
+                return Err(e.into())
+            }
+            Err(_) => break,
+        }
+    }
+    dest.write_all(&chunk[done..])
+}
+
 /// The permission bits an upload may ask for: the owner's, and reading
 /// (and running) for the group and others.
 const ALLOWED_BITS: u32 = 0o755;
@@ -299,6 +341,10 @@ pub(super) struct DiskFile {
 impl StoredFile for DiskFile {
     fn digest(&self) -> Option<blake3::Hash> {
         self.digest
+    }
+
+    fn local(&self) -> Option<&File> {
+        Some(&self.file)
     }
 
     fn size(&self) -> u64 {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, MutexGuard};
 
 use super::handle::{Folder, Kind};
+use super::signature::SIGNATURE_DIR;
 use super::walk::{walk, Visit};
 use crate::storage::Usage;
 use crate::wire::names::{MAX_PATH_DEPTH, PARTIAL_DIR};
@@ -116,7 +117,10 @@ pub fn measure(dir: &Path) -> io::Result<Usage> {
         match seen.found.kind {
             Kind::File(len) => {
                 total.bytes = total.bytes.saturating_add(len);
-                total.entries += 1;
+                // A kept signature is the server's: bytes, but no entry.
+                if !is_signature_dir(seen.path) {
+                    total.entries += 1;
+                }
             }
             // The folders that hold partials are the server's.
             Kind::Dir if seen.found.name != PARTIAL_DIR => total.entries += 1,
@@ -126,6 +130,12 @@ pub fn measure(dir: &Path) -> io::Result<Usage> {
     };
     walk(top, dir.to_path_buf(), MAX_MEASURE_DEPTH, count, Err)?;
     Ok(total)
+}
+
+/// Whether `path` is a folder of kept signatures (see [`super::signature`]).
+fn is_signature_dir(path: &Path) -> bool {
+    let mut last = path.iter().rev();
+    last.next() == Some(SIGNATURE_DIR.as_ref()) && last.next() == Some(PARTIAL_DIR.as_ref())
 }
 
 #[cfg(test)]

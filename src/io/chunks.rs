@@ -1,0 +1,121 @@
+//! Cutting a stream into the chunks of its signature (see
+//! [`crate::wire::delta`]): FastCDC v2020 with the contract's sizes, each
+//! chunk named by its BLAKE3. Memory is one chunk buffer, at most
+//! [`MAX_CHUNK`] bytes, whatever the stream's length.
+
+use std::io::{self, Read};
+
+use fastcdc::v2020::{Normalization, StreamCDC};
+
+use crate::wire::delta::signature::Chunk;
+use crate::wire::delta::{AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
+
+/// Calls `each` with every chunk of `reader`, in order, and its bytes;
+/// returns the stream's length.
+///
+/// Fails when the reader fails, or when `each` does.
+pub(crate) fn cut<R: Read>(
+    reader: R,
+    mut each: impl FnMut(Chunk, &[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    let chunker = StreamCDC::with_level(
+        reader,
+        MIN_CHUNK as usize,
+        AVG_CHUNK as usize,
+        MAX_CHUNK as usize,
+        Normalization::Level1,
+    );
+    let mut total = 0;
+    for data in chunker {
+        let data = data.map_err(io::Error::from)?;
+        let chunk = Chunk {
+            offset: data.offset,
+            // At most MAX_CHUNK: the chunker never makes a longer one.
+            len: data.length as u32,
+            hash: *blake3::hash(&data.data).as_bytes(),
+        };
+        total = chunk.end();
+        each(chunk, &data.data)?;
+    }
+    Ok(total)
+}
+
+/// The signature of `reader`: its chunks, in order.
+///
+/// Fails when the reader fails.
+#[cfg(test)]
+pub(crate) fn signature<R: Read>(reader: R) -> io::Result<Vec<Chunk>> {
+    let mut chunks = Vec::new();
+    cut(reader, |chunk, _| {
+        chunks.push(chunk);
+        Ok(())
+    })?;
+    Ok(chunks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::delta::signature::{decode_all, encode_entry};
+
+    /// Bytes that look random, the same on every run.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunks_cover_the_stream_within_the_contract_sizes() {
+        let data = noise(3 << 20, 7);
+        let chunks = signature(&data[..]).unwrap();
+        let mut at = 0;
+        for (i, c) in chunks.iter().enumerate() {
+            assert_eq!(c.offset, at);
+            assert!(c.len <= MAX_CHUNK);
+            assert!(c.len >= MIN_CHUNK || i + 1 == chunks.len());
+            let bytes = &data[c.offset as usize..c.end() as usize];
+            assert_eq!(&c.hash, blake3::hash(bytes).as_bytes());
+            at = c.end();
+        }
+        assert_eq!(at, data.len() as u64);
+        // What a peer decodes from it is what was cut.
+        let mut wire = Vec::new();
+        for c in &chunks {
+            encode_entry(c.len, &c.hash, &mut wire);
+        }
+        let back = decode_all(at, chunks.len() as u64, &wire).unwrap();
+        assert_eq!(back, chunks);
+    }
+
+    #[test]
+    fn an_insertion_moves_only_the_boundaries_near_it() {
+        let old = noise(4 << 20, 11);
+        let mut new = old.clone();
+        new.splice(2 << 20..2 << 20, noise(1000, 3));
+        let before = signature(&old[..]).unwrap();
+        let after = signature(&new[..]).unwrap();
+        let known: std::collections::HashSet<_> = before.iter().map(|c| c.hash).collect();
+        let fresh: u64 = after
+            .iter()
+            .filter(|c| !known.contains(&c.hash))
+            .map(|c| u64::from(c.len))
+            .sum();
+        // One or two chunks around the insertion change, no more.
+        assert!(
+            fresh <= 2 * u64::from(MAX_CHUNK) + 1000,
+            "{fresh} bytes changed"
+        );
+    }
+
+    #[test]
+    fn an_empty_stream_has_no_chunks() {
+        assert!(signature(&[][..]).unwrap().is_empty());
+    }
+}
