@@ -17,7 +17,7 @@ use crate::wire::frame::{self};
 use crate::wire::message::{Digest, DigestAlgorithm, GetRequest, PutReady, PutRequest, Request};
 
 use super::delta::send_delta_put;
-use super::sending::{body_sent, lost, request_out, Sending};
+use super::sending::{body_sent, local, lost, request_out, Sending};
 use super::{BatchOptions, BatchProgress, Download, Sent, Step, Upload};
 
 pub(super) fn send(
@@ -44,7 +44,7 @@ pub(super) fn send(
 }
 
 fn send_get(pipe: &mut Pipe, d: &Download) -> Result<Sent, Sending> {
-    let partial = partial_download_path(&d.local).map_err(Sending::Local)?;
+    let partial = partial_download_path(&d.local).map_err(local)?;
     let found = fs::symlink_metadata(&partial).ok();
     if found.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
         return Err(Sending::Local(planted_link(&partial)));
@@ -101,13 +101,13 @@ fn send_put(
         return Err(Sending::Local(Error::Usage(what)));
     }
     let digest = blake3::hash(&body);
-    let mut message = frame::encode_json(&Request::Put(header)).map_err(Sending::Local)?;
+    let mut message = frame::encode_json(&Request::Put(header)).map_err(local)?;
     message.extend_from_slice(&body);
     message.extend(
         frame::encode_json(&Digest {
             blake3: digest.to_hex().to_string(),
         })
-        .map_err(Sending::Local)?,
+        .map_err(local)?,
     );
     pipe.send_request(&message)
         .map_err(|e| lost(Error::io("sending files", e)))?;
@@ -152,7 +152,7 @@ fn send_large_put(
     let frame = frame::encode_json(&Digest {
         blake3: digest.to_hex().to_string(),
     })
-    .map_err(Sending::Local)?;
+    .map_err(local)?;
     pipe.send_request(&frame)
         .map_err(|e| lost(Error::io("sending files", e)))?;
     Ok(Sent::Put {

@@ -34,9 +34,13 @@ pub(super) fn lost(e: impl Into<Error>) -> Sending {
     Sending::Lost(e.into())
 }
 
+pub(super) fn local(e: impl Into<Error>) -> Sending {
+    Sending::Local(e.into())
+}
+
 /// One request out on the pipe, queued behind those before it.
 pub(super) fn request_out(pipe: &mut Pipe, message: &impl serde::Serialize) -> Result<(), Sending> {
-    let bytes = frame::encode_json(message).map_err(Sending::Local)?;
+    let bytes = frame::encode_json(message).map_err(local)?;
     pipe.send_request(&bytes)
         .map_err(|e| lost(Error::io("sending requests", e)))
 }
