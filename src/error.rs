@@ -1,4 +1,5 @@
-//! The one error type of the library.
+//! The error type of the library. The wire format has its own,
+//! [`WireError`], which becomes the variant of the same name here.
 //!
 //! Every variant renders as a short lowercase sentence a user can act on, and
 //! carries the numbers or the path it is about.
@@ -7,7 +8,12 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::wire::code::ErrorCode;
+use crate::wire::error::WireError;
 use crate::wire::names::escape;
+use crate::wire::reply::ErrorReply;
+
+pub use crate::wire::reply::MAX_REMOTE_MESSAGE;
 
 /// The error an `Interruptible` writer fails with once its flag is up:
 /// Ctrl-C, not the writer, ended the write.
@@ -75,7 +81,7 @@ pub enum Error {
     Remote {
         /// The machine-readable error code, e.g. [`ErrorCode::BadName`];
         /// a code from a newer server is [`ErrorCode::Unknown`].
-        code: crate::wire::reply::ErrorCode,
+        code: ErrorCode,
         /// The server's message.
         message: String,
     },
@@ -239,24 +245,6 @@ pub fn without_os_code(text: String) -> String {
     }
 }
 
-/// The longest server message an error keeps, in bytes: a message is for
-/// people, and one of megabytes would only flood the terminal.
-pub const MAX_REMOTE_MESSAGE: usize = 1024;
-
-/// `message` cut to [`MAX_REMOTE_MESSAGE`] bytes (at a character
-/// boundary), marked with `…` when it was cut.
-pub(crate) fn clip(mut message: String) -> String {
-    if message.len() > MAX_REMOTE_MESSAGE {
-        let mut end = MAX_REMOTE_MESSAGE;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-        message.push('…');
-    }
-    message
-}
-
 /// Every error is shown escaped, whole: much of what it says can come from
 /// the peer (an error reply's code and message, serde's "unknown variant"
 /// quoting a reply, a busy frame read before any login), and one place
@@ -276,36 +264,19 @@ impl Error {
         use fmt::Write as _;
         match self {
             Error::Io { context, source } => write!(f, "{context}: {}", reason(source)),
-            Error::FrameTooLarge { len, max } => {
-                write!(f, "frame too large: {len} > {max} bytes")
-            }
-            Error::NegativeLength(n) => write!(f, "invalid frame length: {n} is negative"),
-            Error::Truncated {
-                what,
-                expected,
-                got,
-            } => write!(
-                f,
-                "connection closed in the middle of the {what}: got {got} of {expected} bytes"
-            ),
-            Error::Closed => write!(f, "connection closed by peer"),
-            Error::Malformed(why) => write!(f, "malformed message: {why}"),
-            Error::AuthFailed => write!(
-                f,
-                "authentication failed: the server rejected our secret (check FTP_SECRET or --secret-file)"
-            ),
+            Error::FrameTooLarge { .. }
+            | Error::NegativeLength(_)
+            | Error::Truncated { .. }
+            | Error::Closed
+            | Error::Malformed(_)
+            | Error::AuthFailed
+            | Error::Remote { .. } => self.render_wire(f),
             Error::ServerNotProven(why) => write!(
                 f,
                 "the server did not prove it knows the secret ({why}); refusing to transfer files \
                  (use --allow-unproven-server to talk to it anyway)"
             ),
             Error::UntrustedServer(why) => f.write_str(why),
-            // The code as words (`not found`), as a person reads it.
-            Error::Remote { code, message } => write!(
-                f,
-                "server refused ({}): {message}",
-                code.to_string().replace('_', " ")
-            ),
             Error::Usage(msg) => f.write_str(msg),
             Error::Tls(e) => write!(f, "TLS: {e}"),
             Error::Command { what, cause } => write!(f, "{what}: {cause}"),
@@ -327,6 +298,37 @@ impl Error {
                 None => write!(f, "{}: {reason}", path.display()),
             },
         }
+    }
+
+    /// The text of a failure of the wire format, or of an error reply: the
+    /// wire's own words for it, so that both types read the same.
+    fn render_wire(&self, f: &mut String) -> fmt::Result {
+        use fmt::Write as _;
+        let wire = match self {
+            Error::FrameTooLarge { len, max } => WireError::FrameTooLarge {
+                len: *len,
+                max: *max,
+            },
+            Error::NegativeLength(n) => WireError::NegativeLength(*n),
+            Error::Truncated {
+                what,
+                expected,
+                got,
+            } => WireError::Truncated {
+                what,
+                expected: *expected,
+                got: *got,
+            },
+            Error::Closed => WireError::Closed,
+            Error::Malformed(why) => WireError::Malformed(why.clone()),
+            Error::AuthFailed => WireError::AuthFailed,
+            Error::Remote { code, message } => WireError::Remote {
+                code: code.clone(),
+                message: message.clone(),
+            },
+            _ => return Ok(()),
+        };
+        write!(f, "{wire}")
     }
 
     /// The text of a command that broke off: stopped, or its connection
@@ -403,6 +405,38 @@ impl std::error::Error for Error {
             | Error::Command { cause, .. } => Some(&**cause),
             _ => None,
         }
+    }
+}
+
+/// Each failure of the wire becomes the variant of the same name, so
+/// that callers match on [`Error`] alone; an I/O one keeps its context.
+impl From<WireError> for Error {
+    fn from(e: WireError) -> Error {
+        match e {
+            WireError::Io { context, source } => Error::io(context, source),
+            WireError::FrameTooLarge { len, max } => Error::FrameTooLarge { len, max },
+            WireError::NegativeLength(n) => Error::NegativeLength(n),
+            WireError::Truncated {
+                what,
+                expected,
+                got,
+            } => Error::Truncated {
+                what,
+                expected,
+                got,
+            },
+            WireError::Closed => Error::Closed,
+            WireError::Malformed(why) => Error::Malformed(why),
+            WireError::AuthFailed => Error::AuthFailed,
+            WireError::Remote { code, message } => Error::Remote { code, message },
+        }
+    }
+}
+
+/// A server's error reply, as the error it means.
+impl From<ErrorReply> for Error {
+    fn from(e: ErrorReply) -> Error {
+        WireError::from(e).into()
     }
 }
 

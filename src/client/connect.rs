@@ -75,17 +75,19 @@ pub(crate) fn open(
         // The seed's FtpServer never sends a challenge; a server of ours
         // sends it at once, so waiting a moment costs the normal case nothing.
         sock.set_stall(CHALLENGE_WAIT);
-        match read_challenge(&mut sock) {
+        match read_challenge(&mut sock).map_err(Error::from) {
             Err(e) if is_timeout(&e) && sock.moved() == 0 => {
                 return no_login(sock.into_inner(), options)
             }
             other => other?,
         };
     } else {
-        read_challenge(&mut sock).map_err(|e| match is_timeout(&e) {
-            true => no_challenge(tls, limit),
-            false => e,
-        })?;
+        read_challenge(&mut sock)
+            .map_err(Error::from)
+            .map_err(|e| match is_timeout(&e) {
+                true => no_challenge(tls, limit),
+                false => e,
+            })?;
     }
     // The rest of the login (TLS, both proofs) has as long again.
     sock.set_stall(options.stall_timeout);
@@ -189,7 +191,7 @@ fn tls_login(
         .map_err(|e| Error::io("sending the login proof", e))?;
     let mut proof = [0u8; BINDING_LEN];
     let got = read_full(&mut stream, &mut proof)?;
-    match error_reply_in(&proof[..got], &mut stream) {
+    match error_reply_in(&proof[..got], &mut stream).map(Error::from) {
         Some(Error::Remote {
             code: ErrorCode::AuthFailed,
             ..
@@ -305,7 +307,7 @@ fn read_proof<R: Read>(stream: &mut R, request: &[u8]) -> Result<ProofAnswer> {
     if body == request[4..].to_ascii_uppercase() {
         return Ok(ProofAnswer::Echoed);
     }
-    match parse_reply(&body) {
+    match parse_reply(&body).map_err(Error::from) {
         Err(Error::Malformed(why)) => Err(Error::Malformed(format!("reply to prove: {why}"))),
         answer => Ok(ProofAnswer::Reply(answer)),
     }
@@ -321,5 +323,5 @@ fn is_timeout(e: &Error) -> bool {
 /// values (see [`parse_reply`]).
 pub(crate) fn read_reply<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T> {
     let body = frame::read(r, MAX_REPLY_LEN)?.ok_or(Error::Closed)?;
-    parse_reply(&body)
+    Ok(parse_reply(&body)?)
 }

@@ -12,8 +12,7 @@ use std::time::Instant;
 
 use crate::client::checks::{check_offset, check_stored};
 use crate::client::connect::read_reply;
-use crate::client::files::paced;
-use crate::client::transfer::file_mtime;
+use crate::client::files::{file_mtime, paced};
 use crate::client::{Client, Progress, PutReport};
 use crate::error::{Error, Result};
 use crate::io::chunks;

@@ -41,6 +41,12 @@ pub(crate) fn unix_mtime(meta: &fs::Metadata) -> Option<u64> {
     t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
+/// A file's modification time in whole seconds, which a put sends so that
+/// the server keeps it.
+pub(crate) fn file_mtime(file: &File) -> Option<u64> {
+    file.metadata().ok().as_ref().and_then(unix_mtime)
+}
+
 /// The sink a transfer writes to, held to the rate limit and stopped by
 /// the interrupt flag when the options ask for them.
 pub(crate) fn paced<'a>(sink: &'a mut dyn Write, options: &ClientOptions) -> Box<dyn Write + 'a> {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::client::checks::{check_offset, check_room, check_stored};
 use crate::client::connect::{read_reply, Dialect};
 use crate::client::delta::{cut_while, keep_for_put, DELTA_FROM};
-use crate::client::files::{keep_times, paced, unix_mtime};
+use crate::client::files::{file_mtime, keep_times, paced};
 use crate::client::overwrite::{confirm_early, land_download};
 use crate::client::partial::{
     check_download, local_upload_name, open_partial_download, partial_download_path, planted_link,
@@ -403,12 +403,6 @@ impl Client {
             })
         })
     }
-}
-
-/// A file's modification time in whole seconds, which a put sends so that
-/// the server keeps it.
-pub(crate) fn file_mtime(file: &File) -> Option<u64> {
-    file.metadata().ok().as_ref().and_then(unix_mtime)
 }
 
 /// What a download's body coming in ended with: all of it, a Ctrl-C (the

@@ -83,14 +83,6 @@ fn everything_a_peer_could_have_written_is_shown_escaped() {
 }
 
 #[test]
-fn long_messages_are_clipped() {
-    let long = clip("é".repeat(MAX_REMOTE_MESSAGE));
-    assert!(long.len() <= MAX_REMOTE_MESSAGE + '…'.len_utf8());
-    assert!(long.ends_with('…'));
-    assert_eq!(clip("short".into()), "short");
-}
-
-#[test]
 fn os_errors_read_without_their_number() {
     let missing = io::Error::from_raw_os_error(libc::ENOENT);
     assert_eq!(reason(&missing), "No such file or directory");
@@ -125,4 +117,58 @@ fn a_command_named_in_front_of_its_cause_keeps_what_the_cause_is() {
     assert!(wrap(Error::Closed).is_disconnect());
     assert!(wrap(Error::Usage("no such file".into())).is_local());
     assert!(wrap(Error::Closed).source().is_some());
+}
+
+#[test]
+fn a_wire_failure_becomes_the_error_of_the_same_name_and_reads_the_same() {
+    let remote = || WireError::Remote {
+        code: ErrorCode::NotFound,
+        message: "no such file".into(),
+    };
+    let truncated = || WireError::Truncated {
+        what: "frame",
+        expected: 10,
+        got: 4,
+    };
+    /// A wire failure, and whether an error is the variant of its name.
+    type Case = (fn() -> WireError, fn(&Error) -> bool);
+    let cases: [Case; 7] = [
+        (
+            || WireError::FrameTooLarge { len: 9, max: 8 },
+            |e| matches!(e, Error::FrameTooLarge { len: 9, max: 8 }),
+        ),
+        (
+            || WireError::NegativeLength(-1),
+            |e| matches!(e, Error::NegativeLength(-1)),
+        ),
+        (truncated, |e| matches!(e, Error::Truncated { got: 4, .. })),
+        (|| WireError::Closed, |e| matches!(e, Error::Closed)),
+        (
+            || WireError::Malformed("x".into()),
+            |e| matches!(e, Error::Malformed(why) if why == "x"),
+        ),
+        (|| WireError::AuthFailed, |e| matches!(e, Error::AuthFailed)),
+        (remote, |e| {
+            matches!(
+                e,
+                Error::Remote {
+                    code: ErrorCode::NotFound,
+                    ..
+                }
+            )
+        }),
+    ];
+    for (wire, is_same) in cases {
+        let error = Error::from(wire());
+        assert!(is_same(&error), "{error:?}");
+        assert_eq!(error.to_string(), wire().to_string());
+    }
+    let io = Error::from(WireError::io(
+        "sending a message",
+        io::Error::from_raw_os_error(32),
+    ));
+    assert_eq!(io.to_string(), "sending a message: Broken pipe");
+    assert!(io.is_disconnect());
+    let refused = Error::from(ErrorReply::new(ErrorCode::AuthFailed, "wrong secret"));
+    assert!(matches!(refused, Error::AuthFailed), "{refused:?}");
 }

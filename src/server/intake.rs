@@ -57,7 +57,7 @@ impl Intake {
                 Wanted::Bytes(n.min(echo::SNIFF_LEN.saturating_sub(self.received())))
             }
             Ok(n) => Wanted::Bytes(n),
-            Err(e) => Wanted::Header(Err(e)),
+            Err(e) => Wanted::Header(Err(e.into())),
         }
     }
 

@@ -334,7 +334,7 @@ enum Answered {
 
 /// Sends an error reply.
 pub fn send_error<S: Write>(s: &mut S, reply: ErrorReply) -> Result<()> {
-    frame::write_json(s, &Reply::<()>::Error(reply))
+    Ok(frame::write_json(s, &Reply::<()>::Error(reply))?)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 use subtle::ConstantTimeEq;
 
-use crate::error::{Error, Result};
+use crate::wire::error::{Result, WireError};
 use crate::wire::frame::{read_full, whole};
 use crate::wire::matching::{first_hit, is_account, padded, DECOY_KEY};
 
@@ -146,7 +146,7 @@ pub fn verify_server_proof(secret: &[u8], nonce: &[u8], proof: &[u8]) -> bool {
 /// Reads the server's challenge.
 ///
 /// A busy server sends an error frame instead of a challenge; that is
-/// recognised and returned as [`Error::Remote`]. Fails when the connection
+/// recognised and returned as [`WireError::Remote`]. Fails when the connection
 /// closes before the challenge is complete.
 pub fn read_challenge<R: Read>(stream: &mut R) -> Result<Challenge> {
     let mut challenge = [0u8; CHALLENGE_LEN];
@@ -167,7 +167,7 @@ pub fn client_handshake<S: Read + Write>(stream: &mut S, secret: &[u8]) -> Resul
     stream
         .write_all(&respond(secret, &challenge))
         .and_then(|()| stream.flush())
-        .map_err(|e| Error::io("sending the authentication answer", e))
+        .map_err(|e| WireError::io("sending the authentication answer", e))
 }
 
 /// What a client sent in answer to the challenge.
@@ -188,7 +188,7 @@ pub fn send_challenge<S: Write>(stream: &mut S, challenge: &Challenge) -> Result
     stream
         .write_all(challenge)
         .and_then(|()| stream.flush())
-        .map_err(|e| Error::io("sending the challenge", e))
+        .map_err(|e| WireError::io("sending the challenge", e))
 }
 
 /// The second half of the opening: the client's 16 bytes, which choose
@@ -199,7 +199,7 @@ pub fn read_opening<S: Read>(stream: &mut S) -> Result<Opening> {
     let mut response = [0u8; RESPONSE_LEN];
     let got = read_full(stream, &mut response)?;
     whole("authentication answer", got, RESPONSE_LEN)?;
-    decode_opening(&response).ok_or(Error::Closed)
+    decode_opening(&response).ok_or(WireError::Closed)
 }
 
 /// The client's 16 bytes, decoded without any I/O: `None` until all have
@@ -354,6 +354,6 @@ mod tests {
             output: Vec::new(),
         };
         let err = read_opening(&mut server).unwrap_err();
-        assert!(err.is_disconnect(), "{err}");
+        assert!(matches!(err, WireError::Truncated { .. }), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::wire::error::{Result, WireError};
 
 /// Size of the length prefix.
 pub const LEN_PREFIX: usize = 4;
@@ -27,7 +27,7 @@ pub const MAX_REPLY_LEN: usize = 16 * 1024 * 1024;
 ///
 /// Fails when the body does not fit the signed 32-bit length.
 pub fn encode(body: &[u8]) -> Result<Vec<u8>> {
-    let len = i32::try_from(body.len()).map_err(|_| Error::FrameTooLarge {
+    let len = i32::try_from(body.len()).map_err(|_| WireError::FrameTooLarge {
         len: body.len() as u64,
         max: i32::MAX as u64,
     })?;
@@ -39,7 +39,7 @@ pub fn encode(body: &[u8]) -> Result<Vec<u8>> {
 
 /// Serializes `value` as JSON and encodes it as one frame.
 pub fn encode_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    let body = serde_json::to_vec(value).map_err(|e| Error::Malformed(e.to_string()))?;
+    let body = serde_json::to_vec(value).map_err(|e| WireError::Malformed(e.to_string()))?;
     encode(&body)
 }
 
@@ -52,15 +52,15 @@ pub fn write_json<W: Write, T: Serialize>(writer: &mut W, value: &T) -> Result<(
     writer
         .write_all(&frame)
         .and_then(|()| writer.flush())
-        .map_err(|e| Error::io("sending a message", e))
+        .map_err(|e| WireError::io("sending a message", e))
 }
 
 /// Reads one frame's body, at most `max` bytes long.
 ///
 /// Returns `Ok(None)` when the reader is at its end before the first byte
 /// of a frame: the peer hung up between messages. Fails with
-/// [`Error::NegativeLength`] or [`Error::FrameTooLarge`] before reading or
-/// allocating the body, and with [`Error::Truncated`] if the peer stops
+/// [`WireError::NegativeLength`] or [`WireError::FrameTooLarge`] before reading or
+/// allocating the body, and with [`WireError::Truncated`] if the peer stops
 /// inside the frame.
 pub fn read<R: Read>(reader: &mut R, max: usize) -> Result<Option<Vec<u8>>> {
     let mut prefix = [0u8; LEN_PREFIX];
@@ -91,7 +91,7 @@ pub enum Decoded {
 /// Decodes the start of a frame without any I/O: `buf` holds the bytes
 /// received so far, never more than one frame.
 ///
-/// Fails with [`Error::NegativeLength`] or [`Error::FrameTooLarge`] as soon
+/// Fails with [`WireError::NegativeLength`] or [`WireError::FrameTooLarge`] as soon
 /// as the length is in, before anything is allocated for the body.
 pub fn decode(buf: &[u8], max: usize) -> Result<Decoded> {
     let Some(prefix) = buf.first_chunk::<LEN_PREFIX>() else {
@@ -109,11 +109,11 @@ pub fn decode(buf: &[u8], max: usize) -> Result<Decoded> {
 fn body_len(prefix: [u8; LEN_PREFIX], max: usize) -> Result<usize> {
     let len = i32::from_le_bytes(prefix);
     if len < 0 {
-        return Err(Error::NegativeLength(len));
+        return Err(WireError::NegativeLength(len));
     }
     let len = len as usize;
     if len > max {
-        return Err(Error::FrameTooLarge {
+        return Err(WireError::FrameTooLarge {
             len: len as u64,
             max: max as u64,
         });
@@ -184,18 +184,18 @@ impl Incoming {
 
 /// Reads one frame and parses it as JSON into `T`.
 ///
-/// Fails like [`read`], with [`Error::Closed`] at a clean end of input, and
-/// with [`Error::Malformed`] when the body is not the expected JSON.
+/// Fails like [`read`], with [`WireError::Closed`] at a clean end of input, and
+/// with [`WireError::Malformed`] when the body is not the expected JSON.
 pub fn read_json<R: Read, T: DeserializeOwned>(reader: &mut R, max: usize) -> Result<T> {
-    let body = read(reader, max)?.ok_or(Error::Closed)?;
-    serde_json::from_slice(&body).map_err(|e| Error::Malformed(e.to_string()))
+    let body = read(reader, max)?.ok_or(WireError::Closed)?;
+    serde_json::from_slice(&body).map_err(|e| WireError::Malformed(e.to_string()))
 }
 
-/// Fails with [`Error::Truncated`] unless `got` bytes of `what` are all
+/// Fails with [`WireError::Truncated`] unless `got` bytes of `what` are all
 /// `expected`: what follows a [`read_full`] that needed every byte.
 pub(crate) fn whole(what: &'static str, got: usize, expected: usize) -> Result<()> {
     if got < expected {
-        return Err(Error::Truncated {
+        return Err(WireError::Truncated {
             what,
             expected: expected as u64,
             got: got as u64,
@@ -215,7 +215,7 @@ pub fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize> {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io("reading from the connection", e)),
+            Err(e) => return Err(WireError::io("reading from the connection", e)),
         }
     }
     Ok(filled)
@@ -267,7 +267,7 @@ mod tests {
     #[test]
     fn negative_length_is_refused() {
         let err = read(&mut Cursor::new(frame(-1, b"")), MAX_HEADER_LEN).unwrap_err();
-        assert!(matches!(err, Error::NegativeLength(-1)), "{err}");
+        assert!(matches!(err, WireError::NegativeLength(-1)), "{err}");
     }
 
     #[test]
@@ -288,7 +288,7 @@ mod tests {
     fn malformed_json_is_an_error_not_a_panic() {
         let err =
             read_json::<_, serde_json::Value>(&mut Cursor::new(frame(3, b"{x}")), 100).unwrap_err();
-        assert!(matches!(err, Error::Malformed(_)), "{err}");
+        assert!(matches!(err, WireError::Malformed(_)), "{err}");
     }
 
     #[test]
@@ -344,7 +344,7 @@ mod tests {
         assert_eq!(err.to_string(), "frame too large: 100000000 > 65536 bytes");
         assert!(matches!(
             Incoming::starting_with(&frame(-5, b"")).wanted(10),
-            Err(Error::NegativeLength(-5))
+            Err(WireError::NegativeLength(-5))
         ));
     }
 }

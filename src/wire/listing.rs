@@ -11,7 +11,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::wire::error::{Result, WireError};
 use crate::wire::frame::LEN_PREFIX;
 use crate::wire::reply::{parse_reply, Entry, Listing, Reply};
 
@@ -109,9 +109,9 @@ impl PageBuilder {
 /// afterwards, so that a page is never copied from a body into a frame.
 fn encode_in_place<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     let mut frame = vec![0u8; LEN_PREFIX];
-    serde_json::to_writer(&mut frame, value).map_err(|e| Error::Malformed(e.to_string()))?;
+    serde_json::to_writer(&mut frame, value).map_err(|e| WireError::Malformed(e.to_string()))?;
     let body = frame.len() - LEN_PREFIX;
-    let len = i32::try_from(body).map_err(|_| Error::FrameTooLarge {
+    let len = i32::try_from(body).map_err(|_| WireError::FrameTooLarge {
         len: body as u64,
         max: i32::MAX as u64,
     })?;
@@ -151,18 +151,18 @@ pub enum Step {
 /// bytes it needs. A frame longer than `max` is refused as soon as its
 /// length is known, before its body arrives.
 ///
-/// Fails with [`Error::NegativeLength`] or [`Error::FrameTooLarge`] for a
-/// bad length, [`Error::Malformed`] for a body that is not a listing, and
-/// [`Error::Remote`] when the frame is an error reply, which ends the
+/// Fails with [`WireError::NegativeLength`] or [`WireError::FrameTooLarge`] for a
+/// bad length, [`WireError::Malformed`] for a body that is not a listing, and
+/// [`WireError::Remote`] when the frame is an error reply, which ends the
 /// listing.
 pub fn decode_page(buf: &mut Vec<u8>, max: usize) -> Result<Step> {
     if buf.len() < LEN_PREFIX {
         return Ok(Step::Need(LEN_PREFIX - buf.len()));
     }
     let len = i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
-    let len = usize::try_from(len).map_err(|_| Error::NegativeLength(len))?;
+    let len = usize::try_from(len).map_err(|_| WireError::NegativeLength(len))?;
     if len > max {
-        return Err(Error::FrameTooLarge {
+        return Err(WireError::FrameTooLarge {
             len: len as u64,
             max: max as u64,
         });
@@ -175,7 +175,7 @@ pub fn decode_page(buf: &mut Vec<u8>, max: usize) -> Result<Step> {
     buf.drain(..end);
     parsed
         .map_err(|e| match e {
-            Error::Malformed(why) => Error::Malformed(format!("listing page: {why}")),
+            WireError::Malformed(why) => WireError::Malformed(format!("listing page: {why}")),
             other => other,
         })
         .map(Step::Page)
@@ -311,7 +311,7 @@ mod tests {
         let mut buf = (-5i32).to_le_bytes().to_vec();
         assert!(matches!(
             decode_page(&mut buf, MAX_PAGE_LEN),
-            Err(Error::NegativeLength(-5))
+            Err(WireError::NegativeLength(-5))
         ));
     }
 
@@ -320,7 +320,7 @@ mod tests {
         let reply = Reply::<()>::Error(ErrorReply::new(ErrorCode::NotFound, "no such folder: /x"));
         let mut buf = encode_in_place(&reply).unwrap();
         match decode_page(&mut buf, MAX_PAGE_LEN) {
-            Err(Error::Remote { code, message }) => {
+            Err(WireError::Remote { code, message }) => {
                 assert_eq!(code, ErrorCode::NotFound);
                 assert_eq!(message, "no such folder: /x");
             }
@@ -329,7 +329,7 @@ mod tests {
         let mut junk = crate::wire::frame::encode(b"{\"status\":\"ok\"}").unwrap();
         assert!(matches!(
             decode_page(&mut junk, MAX_PAGE_LEN),
-            Err(Error::Malformed(_))
+            Err(WireError::Malformed(_))
         ));
     }
 }

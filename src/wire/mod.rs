@@ -6,7 +6,9 @@
 
 pub mod auth;
 pub mod binding;
+pub mod code;
 pub mod delta;
+pub mod error;
 pub mod frame;
 pub mod listing;
 mod matching;

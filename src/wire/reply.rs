@@ -8,88 +8,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::Error;
+pub use crate::wire::code::ErrorCode;
+use crate::wire::error::WireError;
 use crate::wire::frame::{read_full, whole};
-
-/// Machine-readable error codes, stable across versions. Clients show the
-/// message; scripts match on the code.
-///
-/// On the wire a code is a snake_case string; one this version does not
-/// know is kept as [`ErrorCode::Unknown`], so that a newer server's code
-/// still reaches the user and a script.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString)]
-#[strum(serialize_all = "snake_case")]
-pub enum ErrorCode {
-    /// The header is not a valid request; the server closes the connection.
-    BadRequest,
-    /// The `cmd` is not known.
-    UnknownCommand,
-    /// The file name breaks the naming rules.
-    BadName,
-    /// No such file or folder.
-    NotFound,
-    /// The name exists and the server refuses to overwrite it.
-    Exists,
-    /// The file is larger than the server's limit.
-    TooLarge,
-    /// Not enough free disk space.
-    NoSpace,
-    /// The upload would exceed the user's quota.
-    QuotaExceeded,
-    /// The digest after the body does not match the data.
-    DigestMismatch,
-    /// Another connection is uploading the same name right now.
-    Busy,
-    /// A `get` offset beyond the end of the file.
-    InvalidOffset,
-    /// `rm` of a folder that is not empty.
-    NotEmpty,
-    /// The server is at its connection limit.
-    TooManyConnections,
-    /// This client may not run the command (an anonymous one, say).
-    Forbidden,
-    /// The client failed authentication.
-    AuthFailed,
-    /// The server failed to do something it should have been able to do.
-    Internal,
-    /// A delta upload's old file is no longer the one its signature
-    /// described (or has none to copy from): send the whole file.
-    BaseChanged,
-    /// A code this version does not know yet, as the server wrote it.
-    #[strum(disabled)]
-    Unknown(String),
-}
-
-impl ErrorCode {
-    /// The code as it appears on the wire.
-    pub fn as_str(&self) -> &str {
-        match self {
-            ErrorCode::Unknown(code) => code,
-            known => known.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for ErrorCode {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for ErrorCode {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ErrorCode, D::Error> {
-        let code = Cow::<str>::deserialize(d)?;
-        Ok(code
-            .parse()
-            .unwrap_or_else(|_| ErrorCode::Unknown(code.into_owned())))
-    }
-}
 
 /// The body of an error reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,16 +31,34 @@ impl ErrorReply {
     }
 }
 
-impl From<ErrorReply> for Error {
-    fn from(e: ErrorReply) -> Error {
+impl From<ErrorReply> for WireError {
+    fn from(e: ErrorReply) -> WireError {
         match e.code {
-            ErrorCode::AuthFailed => Error::AuthFailed,
-            code => Error::Remote {
+            ErrorCode::AuthFailed => WireError::AuthFailed,
+            code => WireError::Remote {
                 code,
-                message: crate::error::clip(e.message),
+                message: clip(e.message),
             },
         }
     }
+}
+
+/// The longest server message an error keeps, in bytes: a message is for
+/// people, and one of megabytes would only flood the terminal.
+pub const MAX_REMOTE_MESSAGE: usize = 1024;
+
+/// `message` cut to [`MAX_REMOTE_MESSAGE`] bytes (at a character
+/// boundary), marked with `…` when it was cut.
+pub(crate) fn clip(mut message: String) -> String {
+    if message.len() > MAX_REMOTE_MESSAGE {
+        let mut end = MAX_REMOTE_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
 }
 
 /// A reply: `{"status":"ok", ...T's fields}` or
@@ -135,7 +74,7 @@ pub enum Reply<T> {
 
 impl<T> Reply<T> {
     /// Turns the reply into a `Result`.
-    pub fn into_result(self) -> Result<T, Error> {
+    pub fn into_result(self) -> Result<T, WireError> {
         match self {
             Reply::Ok(t) => Ok(t),
             Reply::Error(e) => Err(e.into()),
@@ -144,7 +83,7 @@ impl<T> Reply<T> {
 }
 
 /// Parses the body of a reply as `T` when its status is `ok`, and as an
-/// [`Error`] when it is `error`.
+/// [`WireError`] when it is `error`.
 ///
 /// Serde's internally tagged [`Reply`] would buffer the whole body as a
 /// tree of values before it finds the tag (a reply of 16 MiB took the
@@ -152,22 +91,22 @@ impl<T> Reply<T> {
 /// reads the status first, and the body is then parsed once, into what it
 /// holds.
 ///
-/// Fails with [`Error::Malformed`] when the body is not a reply of that
+/// Fails with [`WireError::Malformed`] when the body is not a reply of that
 /// shape, and with the server's error for an error reply.
-pub fn parse_reply<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+pub fn parse_reply<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
     #[derive(Deserialize)]
     struct Status<'a> {
         #[serde(borrow)]
         status: Cow<'a, str>,
     }
-    let malformed = |e: serde_json::Error| Error::Malformed(e.to_string());
+    let malformed = |e: serde_json::Error| WireError::Malformed(e.to_string());
     let status: Status = serde_json::from_slice(body).map_err(malformed)?;
     match &*status.status {
         "ok" => serde_json::from_slice(body).map_err(malformed),
         "error" => Err(serde_json::from_slice::<ErrorReply>(body)
             .map_err(malformed)?
             .into()),
-        other => Err(Error::Malformed(format!(
+        other => Err(WireError::Malformed(format!(
             "a reply whose status is {other:?}, neither ok nor error"
         ))),
     }
@@ -348,7 +287,7 @@ pub const MAX_REFUSAL_LEN: usize = 4096;
 /// random challenge looks like one with a chance of about 2^-80); else the
 /// server's error, or why its frame could not be taken: longer than
 /// [`MAX_REFUSAL_LEN`], cut short, or not a reply.
-pub(crate) fn error_reply_in<R: Read>(start: &[u8], rest: &mut R) -> Option<Error> {
+pub(crate) fn error_reply_in<R: Read>(start: &[u8], rest: &mut R) -> Option<WireError> {
     const MARKER: &[u8] = b"{\"status\":\"error\"";
     if start.len() < 4 + MARKER.len() || !start[4..].starts_with(MARKER) {
         return None;
@@ -357,7 +296,7 @@ pub(crate) fn error_reply_in<R: Read>(start: &[u8], rest: &mut R) -> Option<Erro
     let len = match usize::try_from(len) {
         Ok(len) if len <= MAX_REFUSAL_LEN => len,
         _ => {
-            return Some(Error::Malformed(format!(
+            return Some(WireError::Malformed(format!(
                 "the server sent an error frame of {len} bytes before the login \
                  (at most {MAX_REFUSAL_LEN} are read)"
             )))
@@ -377,27 +316,13 @@ pub(crate) fn error_reply_in<R: Read>(start: &[u8], rest: &mut R) -> Option<Erro
     }
     body.truncate(len);
     Some(parse_reply::<Value>(&body).err().unwrap_or_else(|| {
-        Error::Malformed("the server sent an ok frame where the login was expected".into())
+        WireError::Malformed("the server sent an ok frame where the login was expected".into())
     }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_codes_read_as_serde_writes_them() {
-        for code in [
-            ErrorCode::BadRequest,
-            ErrorCode::TooManyConnections,
-            ErrorCode::Unknown("brand_new".into()),
-        ] {
-            let json = serde_json::to_value(&code).unwrap();
-            assert_eq!(json, code.as_str());
-            let back: ErrorCode = serde_json::from_value(json).unwrap();
-            assert_eq!(back, code, "a code, known or not, reads back as itself");
-        }
-    }
 
     #[test]
     fn reply_round_trip() {
@@ -408,7 +333,7 @@ mod tests {
             serde_json::from_str(r#"{"status":"error","code":"bad_name","message":"no"}"#).unwrap();
         assert!(matches!(
             err.into_result(),
-            Err(Error::Remote {
+            Err(WireError::Remote {
                 code: ErrorCode::BadName,
                 ..
             })
@@ -416,7 +341,7 @@ mod tests {
         let future: Reply<Echoed> =
             serde_json::from_str(r#"{"status":"error","code":"brand_new","message":"?"}"#).unwrap();
         match future.into_result() {
-            Err(Error::Remote { code, .. }) => {
+            Err(WireError::Remote { code, .. }) => {
                 assert_eq!(code, ErrorCode::Unknown("brand_new".into()))
             }
             other => panic!("{other:?}"),
@@ -433,7 +358,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                Error::Remote {
+                WireError::Remote {
                     code: ErrorCode::NotFound,
                     ..
                 }
@@ -443,12 +368,20 @@ mod tests {
         // An escaped status is still read; an unknown one is refused, shown escaped.
         assert!(parse_reply::<Echoed>(br#"{"status":"\u006fk","text":"x"}"#).is_ok());
         let odd = parse_reply::<Echoed>(b"{\"status\":\"\\u001b[2J\"}").unwrap_err();
-        assert!(matches!(odd, Error::Malformed(_)), "{odd}");
+        assert!(matches!(odd, WireError::Malformed(_)), "{odd}");
         assert!(!odd.to_string().contains('\x1b'), "{odd}");
         assert!(matches!(
             parse_reply::<Echoed>(br#"{"text":"x"}"#),
-            Err(Error::Malformed(_))
+            Err(WireError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn long_messages_are_clipped() {
+        let long = clip("é".repeat(MAX_REMOTE_MESSAGE));
+        assert!(long.len() <= MAX_REMOTE_MESSAGE + '…'.len_utf8());
+        assert!(long.ends_with('…'));
+        assert_eq!(clip("short".into()), "short");
     }
 
     #[test]
@@ -460,7 +393,7 @@ mod tests {
         let mut head = 100i32.to_le_bytes().to_vec();
         head.extend_from_slice(br#"{"status":"error","code":"busy","message":"#);
         let err = error_reply_in(&head[..32], &mut &head[32..]).unwrap();
-        assert!(err.is_disconnect(), "{err}");
+        assert!(matches!(err, WireError::Truncated { .. }), "{err}");
     }
 
     #[test]

@@ -207,7 +207,7 @@ fn receive(
             return Err(Lost(Error::io(format!("writing {}", partial.display()), e)));
         }
     }
-    let digest: Digest = frame::read_json(pipe, MAX_HEADER_LEN).map_err(Lost)?;
+    let digest: Digest = frame::read_json(pipe, MAX_HEADER_LEN).map_err(|e| Lost(e.into()))?;
     let landed = check_download(&d.remote, file, hasher, &digest, partial, false)
         .and_then(|ours| land(d, partial, &ready, &ours, options, client));
     Ok(landed.map(|()| (ready.filesize, body)))
@@ -268,6 +268,6 @@ fn skip(pipe: &mut Pipe, len: u64) -> Result<(), Lost> {
     if copied < len {
         return Err(Lost(Error::Closed));
     }
-    frame::read_json::<_, Digest>(pipe, MAX_HEADER_LEN).map_err(Lost)?;
+    frame::read_json::<_, Digest>(pipe, MAX_HEADER_LEN).map_err(|e| Lost(e.into()))?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 
 use std::fs::File;
 
-use super::send::{body_sent, lost, Sending};
+use super::sending::{body_sent, lost, request_out, Sending};
 use super::{BatchProgress, Sent, Upload};
 use crate::client::checks::check_offset;
 use crate::client::connect::read_reply;
@@ -16,7 +16,6 @@ use crate::client::files::paced;
 use crate::client::pipeline::Pipe;
 use crate::client::ClientOptions;
 use crate::error::Error;
-use crate::wire::frame;
 use crate::wire::message::{DeltaBase, Digest, PutReady, PutRequest, Request};
 use crate::wire::reply::{ErrorCode, SigReady};
 
@@ -99,10 +98,4 @@ fn signature(pipe: &mut Pipe, u: &Upload, size: u64) -> Result<Option<RemoteSign
         Err(e @ Error::Remote { .. }) => Err(Sending::Local(e)),
         Err(e) => Err(lost(e)),
     }
-}
-
-fn request_out(pipe: &mut Pipe, message: &impl serde::Serialize) -> Result<(), Sending> {
-    let bytes = frame::encode_json(message).map_err(Sending::Local)?;
-    pipe.send_request(&bytes)
-        .map_err(|e| lost(Error::io("sending requests", e)))
 }

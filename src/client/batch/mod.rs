@@ -22,6 +22,7 @@ mod answer;
 mod delta;
 mod pass;
 mod send;
+mod sending;
 
 use answer::requeued;
 use pass::Pass;

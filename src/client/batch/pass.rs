@@ -10,7 +10,8 @@ use crate::client::{ClientOptions, SMALL_FILE};
 use crate::error::Error;
 
 use super::answer::answer;
-use super::send::{send, Sending};
+use super::send::send;
+use super::sending::Sending;
 use super::{
     fail, BatchOptions, BatchProgress, BatchReport, InFlight, Lost, Queued, Sent, Step, Unanswered,
     BUSY_PAUSE,

@@ -3,7 +3,6 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
 
 use crate::client::connect::read_reply;
 use crate::client::delta::DELTA_FROM;
@@ -13,33 +12,13 @@ use crate::client::pipeline::Pipe;
 use crate::client::SMALL_FILE;
 use crate::error::{Error, Result};
 use crate::io::digest::Digester;
-use crate::io::interrupt::is_interruption;
-use crate::io::pump::{hash_prefix, relay, PumpError};
+use crate::io::pump::{hash_prefix, relay};
 use crate::wire::frame::{self};
 use crate::wire::message::{Digest, DigestAlgorithm, GetRequest, PutReady, PutRequest, Request};
 
+use super::delta::send_delta_put;
+use super::sending::{body_sent, local, lost, request_out, Sending};
 use super::{BatchOptions, BatchProgress, Download, Sent, Step, Upload};
-
-/// Why a step could not be sent.
-pub(super) enum Sending {
-    /// Something local (a file that cannot be read): only this step fails.
-    Local(Error),
-    /// The connection failed before the step went out whole: try it again.
-    Lost(Error),
-    /// The connection is out of step because of this step (its file
-    /// changed size mid-body, or could not be read): it fails, and the
-    /// batch reconnects.
-    LostWith {
-        /// The step's local file.
-        file: PathBuf,
-        /// What went wrong with it.
-        cause: Error,
-    },
-}
-
-pub(super) fn lost(e: impl Into<Error>) -> Sending {
-    Sending::Lost(e.into())
-}
 
 pub(super) fn send(
     pipe: &mut Pipe,
@@ -60,14 +39,12 @@ pub(super) fn send(
         Step::Download(d) => return send_get(pipe, d),
         Step::Upload(u) => return send_put(pipe, u, options, client, progress),
     };
-    let bytes = frame::encode_json(&header).map_err(Sending::Local)?;
-    pipe.send_request(&bytes)
-        .map_err(|e| lost(Error::io("sending requests", e)))?;
+    request_out(pipe, &header)?;
     Ok(Sent::Plain)
 }
 
 fn send_get(pipe: &mut Pipe, d: &Download) -> Result<Sent, Sending> {
-    let partial = partial_download_path(&d.local).map_err(Sending::Local)?;
+    let partial = partial_download_path(&d.local).map_err(local)?;
     let found = fs::symlink_metadata(&partial).ok();
     if found.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
         return Err(Sending::Local(planted_link(&partial)));
@@ -78,9 +55,7 @@ fn send_get(pipe: &mut Pipe, d: &Download) -> Result<Sent, Sending> {
         offset,
         length: None,
     });
-    let bytes = frame::encode_json(&request).map_err(Sending::Local)?;
-    pipe.send_request(&bytes)
-        .map_err(|e| lost(Error::io("sending requests", e)))?;
+    request_out(pipe, &request)?;
     Ok(Sent::Get { offset, partial })
 }
 
@@ -108,7 +83,7 @@ fn send_put(
         ..PutRequest::plain(&u.remote, size)
     };
     if size >= DELTA_FROM && !client.whole_file {
-        let delta = super::delta::send_delta_put(pipe, u, &header, &mut file, client, progress)?;
+        let delta = send_delta_put(pipe, u, &header, &mut file, client, progress)?;
         if let Some(sent) = delta {
             return Ok(sent);
         }
@@ -126,13 +101,13 @@ fn send_put(
         return Err(Sending::Local(Error::Usage(what)));
     }
     let digest = blake3::hash(&body);
-    let mut message = frame::encode_json(&Request::Put(header)).map_err(Sending::Local)?;
+    let mut message = frame::encode_json(&Request::Put(header)).map_err(local)?;
     message.extend_from_slice(&body);
     message.extend(
         frame::encode_json(&Digest {
             blake3: digest.to_hex().to_string(),
         })
-        .map_err(Sending::Local)?,
+        .map_err(local)?,
     );
     pipe.send_request(&message)
         .map_err(|e| lost(Error::io("sending files", e)))?;
@@ -160,9 +135,7 @@ fn send_large_put(
         resume: true,
         ..header
     });
-    let bytes = frame::encode_json(&request).map_err(Sending::Local)?;
-    pipe.send_request(&bytes)
-        .map_err(|e| lost(Error::io("sending requests", e)))?;
+    request_out(pipe, &request)?;
     let offset = ready_offset(pipe, size)?;
     let mut hasher = blake3::Hasher::new();
     let broke_off = |cause| Sending::LostWith {
@@ -179,7 +152,7 @@ fn send_large_put(
     let frame = frame::encode_json(&Digest {
         blake3: digest.to_hex().to_string(),
     })
-    .map_err(Sending::Local)?;
+    .map_err(local)?;
     pipe.send_request(&frame)
         .map_err(|e| lost(Error::io("sending files", e)))?;
     Ok(Sent::Put {
@@ -224,19 +197,4 @@ fn send_body(
     let sent = relay(file, &mut sink, len, Some(hasher), |n| progress.advance(n));
     drop(sink);
     body_sent(u, sent)
-}
-
-/// What sending a file's bytes came to, for the batch.
-pub(super) fn body_sent(u: &Upload, sent: Result<u64, PumpError>) -> Result<(), Sending> {
-    match sent {
-        Ok(_) => Ok(()),
-        Err(PumpError::Source(cause)) => Err(Sending::LostWith {
-            file: u.local.clone(),
-            cause,
-        }),
-        Err(PumpError::Sink(e)) if is_interruption(&e) => {
-            Err(lost(Error::Interrupted { what: "upload" }))
-        }
-        Err(PumpError::Sink(e)) => Err(lost(Error::io("sending file data", e))),
-    }
 }
