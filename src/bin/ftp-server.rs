@@ -10,12 +10,12 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use ftp::config::cli;
-use ftp::config::logging::{self, Event, Kind};
 use ftp::config::paths;
 use ftp::config::secret::{exposure_warning, server_secret, SecretSource, SECRET_ENV};
 use ftp::config::server::flags::{ServerFlags, Size};
 use ftp::config::server::settings::Settings;
 use ftp::config::users::{self, NewUser};
+use ftp::logging::{self, Event, Kind};
 use ftp::net::tls::{self, ServerIdentity};
 use ftp::server::accounts::AccountBook;
 use ftp::server::accounts::Accounts;

@@ -4,7 +4,6 @@
 pub mod address;
 pub(crate) mod cidr;
 pub mod cli;
-pub mod logging;
 pub mod paths;
 pub(crate) mod pins;
 pub mod secret;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use super::connection::{follow_login, login_context, Waiting};
 use super::hosts::host_key;
 use super::Shared;
-use crate::config::logging::{connection_span, Event, Kind};
+use crate::logging::{connection_span, Event, Kind};
 use crate::net::now::recv_now;
 use crate::server::login::Login;
 

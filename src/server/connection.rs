@@ -13,7 +13,7 @@ use super::admission::Slot;
 use super::admission::{begin_login, close_after_refusal, drain, Arrival, Closing, Queued, Turn};
 use super::serving::{reply_stalled, to_worker, write_more, Running, Work};
 use super::{contain, Shared};
-use crate::config::logging::{Event, Kind};
+use crate::logging::{Event, Kind};
 use crate::net::now::{recv_now, send_all_now};
 use crate::net::tcp::TcpTransport;
 use crate::net::Transport;

@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use super::connection::Conn;
-use crate::config::logging::{Event, Kind};
 use crate::error::Result;
+use crate::logging::{Event, Kind};
 use crate::server::echo::{self, FirstBytes};
 use crate::wire::frame::{Incoming, MAX_HEADER_LEN};
 

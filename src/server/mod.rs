@@ -47,8 +47,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::config::logging::{Event, Kind};
 use crate::error::{Error, Result};
+use crate::logging::{Event, Kind};
 use crate::net::readable_within;
 use crate::net::tls::ServerIdentity;
 use crate::server::accounts::AccountBook;

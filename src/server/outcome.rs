@@ -6,7 +6,7 @@
 use std::fmt::Display;
 use std::time::Duration;
 
-use crate::config::logging::{Event, Kind};
+use crate::logging::{Event, Kind};
 use crate::server::commands::staged::PendingPut;
 use crate::server::reply::Body;
 use crate::server::session::Flow;

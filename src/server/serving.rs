@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use super::connection::{echo, next_request, park_request, Conn, Waiting};
 use super::{contain, run_or_refuse, Shared};
-use crate::config::logging::{Event, Kind};
 use crate::error::Result;
+use crate::logging::{Event, Kind};
 use crate::server::accounts::{Account, Seat};
 use crate::server::commands::staged::InGroup;
 use crate::server::intake::{pull, Pulled};

@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::config::logging::{Event, Kind};
 use crate::error::{Error, Result};
+use crate::logging::{Event, Kind};
 use crate::net::Transport;
 use crate::server::accounts::Account;
 use crate::server::commands::staged::{flush_failed, Answer, InGroup, PendingPut};

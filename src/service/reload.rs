@@ -14,11 +14,11 @@ use notify::{RecursiveMode, Watcher};
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
-use crate::config::logging::{Event, Kind};
 use crate::config::server::flags::ServerFlags;
 use crate::config::server::live::Changes;
 use crate::config::server::settings::Settings;
 use crate::error::{Error, Result};
+use crate::logging::{Event, Kind};
 use crate::server::accounts::{AccountBook, Accounts};
 use crate::server::live::Live;
 use crate::server::THREAD_STACK;

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::address::parse_listen;
-use crate::config::logging::LogFormat;
 use crate::config::units::parse_size;
 use crate::error::{Error, Result};
+use crate::logging::LogFormat;
 
 /// Declares [`ServerFlags`]: each field is a flag (clap) and a key of the
 /// config file (serde), and `overlay` lets the command line win field by

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::logging::{LogFormat, Verbosity};
 use crate::config::server::flags::{Listen, ServerFlags, Size};
 use crate::config::server::hooks;
 use crate::error::{Error, Result};
+use crate::logging::{LogFormat, Verbosity};
 use crate::net::tls::ServerIdentity;
 use crate::server::accounts::AccountBook;
 use crate::server::context::Context;

@@ -4,7 +4,7 @@
 
 use std::io;
 
-use crate::config::logging::{Event as LogEvent, Kind};
+use crate::logging::{Event as LogEvent, Kind};
 use crate::server::hooks::{home_path, Event, EventKind};
 use crate::server::order::Turn;
 use crate::server::session::Session;

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::logging::{logged_in, Event};
+use crate::logging::{logged_in, Event};
 use crate::net::tls::ServerHandshake;
 use crate::net::Transport;
 use crate::server::accounts::{Account, Roster, Seat};
