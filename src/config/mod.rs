@@ -7,7 +7,5 @@ pub mod cli;
 pub mod paths;
 pub(crate) mod pins;
 pub mod secret;
-pub mod server;
 pub(crate) mod strength;
 pub mod units;
-pub mod users;

@@ -32,6 +32,7 @@ pub mod recount;
 pub(crate) mod reply;
 mod serving;
 pub(crate) mod session;
+pub mod settings;
 pub(crate) mod timings;
 pub(crate) mod uploads;
 pub(crate) mod workers;

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::server::flags::{Listen, ServerFlags, Size};
-use crate::config::server::hooks;
+use super::hooks;
+use crate::config::units::Size;
 use crate::error::{Error, Result};
 use crate::logging::{LogFormat, Verbosity};
 use crate::net::tls::ServerIdentity;
@@ -20,6 +20,7 @@ use crate::server::hooks::{Hook, HookSet};
 use crate::server::live::Live;
 use crate::server::metrics::Metrics;
 use crate::server::quota::default_max_files;
+use crate::server::settings::flags::{Listen, ServerFlags};
 use crate::server::timings::Timings;
 use crate::server::uploads::UploadLocks;
 use crate::server::{fit_to_fd_limit, Config};
