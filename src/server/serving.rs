@@ -16,8 +16,9 @@ use crate::server::accounts::{Account, Seat};
 use crate::server::commands::staged::InGroup;
 use crate::server::intake::{pull, Pulled};
 use crate::server::login::Identity;
+use crate::server::outcome::{send_error, Flow};
 use crate::server::reply::{Pace, Progress, Replying};
-use crate::server::session::{commit_group, send_error, Flow, Handled, Session};
+use crate::server::session::{commit_group, Handled, Session};
 use crate::wire::message::{parse_request, Request};
 use crate::wire::message::{ErrorCode, ErrorReply};
 

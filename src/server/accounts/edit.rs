@@ -16,7 +16,7 @@ use crate::config::secret::random_secret_text;
 use crate::config::units::Size;
 use crate::error::{Error, Result};
 use crate::net::tls::Fingerprint;
-use crate::server::commands::store_refusal;
+use crate::server::commands::refusals::store_refusal;
 use crate::storage::{Store, StoreError};
 use crate::wire::names::validate_name;
 
