@@ -23,6 +23,7 @@
 //! |---|---|
 //! | [`wire`] | frames, messages, the handshake, name rules: no I/O, both ends |
 //! | [`io`] | the copy loop that hashes as it goes, the rate throttle |
+//! | [`logging`] | the log's events and its text or JSON lines, for every module |
 //! | [`net`] | the [`net::Transport`] trait: streams with deadlines |
 //! | [`storage`] | where the bytes live: partial files, atomic commit, listings |
 //! | [`server`] | accept, login, session, commands, uploads, accounts, workers |
@@ -35,6 +36,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod io;
+pub mod logging;
 pub mod net;
 pub mod server;
 pub mod service;

@@ -10,16 +10,17 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use ftp::config::cli;
-use ftp::config::logging::{self, Event, Kind};
 use ftp::config::paths;
 use ftp::config::secret::{exposure_warning, server_secret, SecretSource, SECRET_ENV};
-use ftp::config::server::flags::{ServerFlags, Size};
-use ftp::config::server::settings::Settings;
-use ftp::config::users::{self, NewUser};
+use ftp::config::units::Size;
+use ftp::logging::{self, Event, Kind};
 use ftp::net::tls::{self, ServerIdentity};
+use ftp::server::accounts::edit::{self, NewUser};
 use ftp::server::accounts::AccountBook;
 use ftp::server::accounts::Accounts;
 use ftp::server::recount;
+use ftp::server::settings::flags::ServerFlags;
+use ftp::server::settings::Settings;
 use ftp::server::{Bind, Server};
 use ftp::service::reload::{ConfigFile, Reloads};
 use ftp::service::systemd;
@@ -190,18 +191,17 @@ fn user(settings: &Settings, action: UserAction) -> Result<()> {
                 quota: quota.map(|q| q.0),
                 max_files,
             };
-            let secret = users::add(path, &new, settings.anonymous)?;
+            let secret = edit::add(path, &new, settings.anonymous)?;
             let cert = identity_dir(settings)?.join(tls::CERT_FILE);
-            let line =
-                users::client_line(&secret, settings.listen, tls::fingerprint_of_file(&cert));
+            let line = edit::client_line(&secret, settings.listen, tls::fingerprint_of_file(&cert));
             print(&format!("{line}\n"))
         }
-        UserAction::Remove { name } => users::remove(path, &name, settings.anonymous),
+        UserAction::Remove { name } => edit::remove(path, &name, settings.anonymous),
         UserAction::List => {
             let accounts = Accounts::load(path, settings.anonymous)?;
             let store = settings.open_store()?;
             let mut out = Vec::new();
-            users::list(&accounts, &*store, &mut out)?;
+            edit::list(&accounts, &*store, &mut out)?;
             print(&String::from_utf8_lossy(&out))
         }
     }

@@ -4,11 +4,8 @@
 pub mod address;
 pub(crate) mod cidr;
 pub mod cli;
-pub mod logging;
 pub mod paths;
 pub(crate) mod pins;
 pub mod secret;
-pub mod server;
 pub(crate) mod strength;
 pub mod units;
-pub mod users;

@@ -11,9 +11,9 @@ use md5::{Digest, Md5};
 use rand::rngs::OsRng;
 use rand::RngCore;
 
-use crate::config::logging::{Event, Kind};
 use crate::config::{paths, strength};
 use crate::error::{Error, Result};
+use crate::logging::{Event, Kind};
 
 /// The environment variable that holds the secret.
 pub const SECRET_ENV: &str = "FTP_SECRET";

@@ -4,6 +4,8 @@
 //! IEC units are powers of 1024 and SI units powers of 1000, as their
 //! names say: `1MiB` is 1,048,576 bytes and `1MB` is 1,000,000.
 
+use serde::{Deserialize, Serialize};
+
 /// Parses a size such as `1048576`, `512KiB`, `1.5 MiB`, `2GB` or `1TiB`.
 ///
 /// Fails with a message that shows an accepted form.
@@ -29,6 +31,58 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// `1536` → `1.50 KiB`.
 pub fn human(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
+}
+
+/// A number of bytes, written as a number or as a size such as `10GiB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl std::str::FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Size, String> {
+        parse_size(s).map(Size)
+    }
+}
+
+impl std::fmt::Display for Size {
+    /// The largest binary unit that divides the size exactly, so a
+    /// printed size reads back to the same number.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let units = [
+            (1 << 40, "TiB"),
+            (1 << 30, "GiB"),
+            (1 << 20, "MiB"),
+            (1 << 10, "KiB"),
+        ];
+        match units
+            .iter()
+            .find(|(n, _)| self.0 >= *n && self.0.is_multiple_of(*n))
+        {
+            Some((n, unit)) => write!(f, "{}{unit}", self.0 / n),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl Serialize for Size {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Size, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "a size such as 10GiB, or a number of bytes")]
+        enum Written {
+            Bytes(u64),
+            Text(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Bytes(n) => Ok(Size(n)),
+            Written::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -60,5 +114,19 @@ mod tests {
             .unwrap_err()
             .starts_with("invalid size unit \"parsecs\""));
         assert!(parse_size("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn sizes_print_in_the_largest_exact_unit_and_read_back() {
+        for (n, text) in [
+            (1 << 30, "1GiB"),
+            (1024, "1KiB"),
+            (1000, "1000"),
+            (0, "0"),
+            (3 << 19, "1536KiB"),
+        ] {
+            assert_eq!(Size(n).to_string(), text);
+            assert_eq!(text.parse::<Size>().unwrap(), Size(n));
+        }
     }
 }

@@ -1,73 +1,31 @@
-//! A connection from accept to the start of its login: the slot it takes,
-//! its host's login turn (a host has so many logins under way at once;
-//! the rest wait, and one that waits longer than [`Timings::turn`] is told
-//! `busy` before its client stops waiting for a challenge), and the close
+//! A connection from accept to the start of its session: the slot it
+//! takes, its host's login turn (a host has so many logins under way at
+//! once; the rest wait, and one that waits longer than [`Timings::turn`]
+//! is told `busy` before its client stops waiting for a challenge), the
+//! login's steps as the poller drives them (see [`login`]), and the close
 //! after a refusal.
 //!
 //! [`Timings::turn`]: crate::server::timings::Timings::turn
 
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsFd;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::connection::{follow_login, login_context, Waiting};
+use super::arrival::{Arrival, Closing, Queued, Slot, Turn};
+use super::conn::Conn;
 use super::hosts::host_key;
+use super::serving::next_request;
+use super::waiting::{LoggingIn, Waiting};
 use super::Shared;
-use crate::config::logging::{connection_span, Event, Kind};
-use crate::net::now::recv_now;
-use crate::server::login::Login;
+use crate::logging::{connection_span, Event, Kind};
+use crate::net::now::{recv_now, send_all_now};
+use crate::net::tcp::TcpTransport;
+use crate::net::Transport;
+use crate::server::login::{self, Admitted, Identity, LoggedIn, Login, LoginContext, Next, Step};
 
 /// Most bytes a refused peer may still send while its refusal is read.
 const DRAIN_LIMIT: usize = 64 * 1024;
-
-/// Releases a connection slot when the connection ends, however it ends.
-pub(super) struct Slot(Arc<Shared>, pub(super) IpAddr);
-
-impl Slot {
-    /// Takes a slot for a connection from `host`, if the server and that
-    /// host are under their limits; says which limit is reached if not.
-    pub(super) fn take(shared: &Arc<Shared>, host: IpAddr) -> std::result::Result<Slot, String> {
-        let config = &shared.config;
-        let max = config.max_connections;
-        if shared.active.fetch_add(1, Ordering::SeqCst) >= max {
-            shared.active.fetch_sub(1, Ordering::SeqCst);
-            return Err(format!(
-                "server busy: it is serving its limit of {max} connections; try again shortly"
-            ));
-        }
-        let mut hosts = shared.per_host.lock();
-        let count = hosts.entry(host).or_insert(0);
-        let max_per_address = config.context.live.get().max_per_address;
-        if *count >= max_per_address {
-            shared.active.fetch_sub(1, Ordering::SeqCst);
-            return Err(format!(
-                "server busy: your address has its limit of {} connections open; close one or \
-                 try again shortly",
-                max_per_address
-            ));
-        }
-        *count += 1;
-        config.context.metrics.connections_active.inc();
-        Ok(Slot(shared.clone(), host))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut hosts = self.0.per_host.lock();
-        if let Some(count) = hosts.get_mut(&self.1) {
-            *count -= 1;
-            if *count == 0 {
-                hosts.remove(&self.1);
-            }
-        }
-        drop(hosts);
-        self.0.active.fetch_sub(1, Ordering::SeqCst);
-        self.0.config.context.metrics.connections_active.dec();
-    }
-}
 
 /// A connection just accepted, on the accept thread: its slot, then its
 /// login, which the poller drives from here on.
@@ -96,60 +54,6 @@ pub(super) fn dispatch(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr
     accepted(shared, stream, Arrival::new(addr.ip(), slot, span));
 }
 
-/// A connection from accept to its close: where it comes from, the slot
-/// it holds, its log span, and when it came.
-pub(super) struct Arrival {
-    pub(super) ip: IpAddr,
-    pub(super) slot: Slot,
-    pub(super) span: tracing::Span,
-    pub(super) started: Instant,
-}
-
-impl Arrival {
-    pub(super) fn new(ip: IpAddr, slot: Slot, span: tracing::Span) -> Arrival {
-        Arrival {
-            ip,
-            slot,
-            span,
-            started: Instant::now(),
-        }
-    }
-}
-
-/// One of a host's login turns ([`super::hosts::Turns`]); the next
-/// connection of that host waiting for one starts when it is dropped.
-pub(super) struct Turn(Weak<Shared>, IpAddr);
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        let Some(shared) = self.0.upgrade() else {
-            return;
-        };
-        if let Some(next) = shared.turns.end(self.1) {
-            // Started by the poller, not here: this may run inside
-            // another connection's step.
-            let next = Waiting::Queued(next);
-            if let Some(Waiting::Queued(q)) = shared.park_until(next, Instant::now()) {
-                begin_login(&shared, q);
-            }
-        }
-    }
-}
-
-/// A connection waiting for one of its host's login turns.
-pub(super) struct Queued {
-    pub(super) stream: TcpStream,
-    pub(super) arrival: Arrival,
-}
-
-/// A refused connection, read from until its peer closes, so that the
-/// refusal is not lost to a reset.
-pub(super) struct Closing {
-    pub(super) stream: TcpStream,
-    drained: usize,
-    pub(super) span: tracing::Span,
-}
-
 /// A connection just accepted, with its slot: its login starts now, or
 /// when one of its host's turns comes free.
 pub(super) fn accepted(shared: &Arc<Shared>, stream: TcpStream, arrival: Arrival) {
@@ -174,6 +78,119 @@ pub(super) fn begin_login(shared: &Arc<Shared>, q: Queued) {
     }
     let step = Login::begin(&login_context(shared, q.arrival.ip));
     follow_login(shared, q.stream, step, q.arrival, turn);
+}
+
+pub(super) fn login_context(shared: &Shared, ip: IpAddr) -> LoginContext<'_> {
+    LoginContext {
+        config: &shared.config,
+        backoff: &shared.backoff,
+        roster: shared.config.accounts.current(),
+        ip,
+    }
+}
+
+/// How a login waits: for its socket ([`Shared::park`]) or for a timer
+/// ([`Shared::park_until`]).
+type Park = fn(&Shared, Waiting, Instant) -> Option<Waiting>;
+
+/// Acts on what a login step decided: sends its bytes, then parks the
+/// login, starts the session, or closes.
+pub(super) fn follow_login(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    step: Step,
+    arrival: Arrival,
+    turn: Turn,
+) {
+    let sent = send_all_now(stream.as_fd(), &step.send);
+    let (login, at, park): (_, _, Park) = match (step.next, sent) {
+        (Next::Read(login, at), Ok(())) => (login, at, Shared::park),
+        (Next::Sleep(login, at), Ok(())) => (login, at, Shared::park_until),
+        (Next::Read(login, _) | Next::Sleep(login, _), Err(e)) => {
+            return drop(login.unsent(&login_context(shared, arrival.ip), e));
+        }
+        (Next::In(admitted), Ok(())) => {
+            return start_session(shared, stream, admitted, arrival, turn);
+        }
+        (Next::In(_), Err(e)) => {
+            let why = crate::error::reason(&e);
+            let left = Event::login("left");
+            return left.info(format_args!(
+                "left during login: sending to the client: {why}"
+            ));
+        }
+        (Next::Refused, _) => return close_after_refusal(shared, stream, arrival.span),
+        (Next::Gone, _) => return,
+    };
+    let waiting = Waiting::Login(LoggingIn {
+        stream,
+        login,
+        arrival,
+        turn,
+    });
+    drop(park(shared, waiting, at));
+}
+
+/// A login's socket turned readable: passes on what the login wants of
+/// what came.
+pub(super) fn login_readable(shared: &Arc<Shared>, l: LoggingIn) {
+    let cx = login_context(shared, l.arrival.ip);
+    let mut buf = [0u8; login::MOST_READ];
+    let step = match l.login.wants() {
+        // A timer wakes early only for an error or a hang-up.
+        None => l.login.ended(&cx, "closed"),
+        Some(want) => match recv_now(l.stream.as_fd(), &mut buf[..want.min(login::MOST_READ)]) {
+            Ok(0) => l.login.ended(&cx, "closed"),
+            Ok(n) => l.login.received(&cx, &buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => l.login.still_waiting(),
+            Err(e) => l.login.ended(&cx, e),
+        },
+    };
+    follow_login(shared, l.stream, step, l.arrival, l.turn);
+}
+
+/// The session of a finished login, on the socket it came over (through
+/// its TLS session, if it has one).
+fn start_session(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    admitted: Admitted,
+    arrival: Arrival,
+    turn: Turn,
+) {
+    let tcp = TcpTransport::accepted(stream, shared.config.context.timings.idle);
+    let transport: Box<dyn Transport> = match admitted.tls {
+        Some(tls) => Box::new(tls.into_transport(tcp)),
+        None => Box::new(tcp),
+    };
+    let anonymous = admitted.identity == Identity::Anonymous;
+    let logged_in = LoggedIn {
+        identity: admitted.identity,
+        seat: admitted.seat,
+        transport,
+        incoming: admitted.incoming,
+    };
+    let conn = Conn::new(shared, logged_in, arrival, anonymous.then_some(turn));
+    next_request(shared, conn);
+}
+
+/// The end of a login turn starts its host's next waiting login. The
+/// turn is a plain value in `arrival` (a connection carries it through its
+/// login, an anonymous one to its first request); this is its end's step.
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        if let Some(next) = shared.turns.end(self.1) {
+            // Started by the poller, not here: this may run inside
+            // another connection's step.
+            let next = Waiting::Queued(next);
+            if let Some(Waiting::Queued(q)) = shared.park_until(next, Instant::now()) {
+                begin_login(&shared, q);
+            }
+        }
+    }
 }
 
 /// After a refusal was sent: no more writing, and reading (a bounded

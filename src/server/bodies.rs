@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::io::throttle::SharedRate;
-use crate::server::commands::store_refusal;
+use crate::server::commands::refusals::store_refusal;
 use crate::server::descriptors::FdLease;
 use crate::server::metrics::Metrics;
 use crate::server::reply::{Body, BODY_CHUNK};

@@ -11,9 +11,8 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
-use super::admission::{Arrival, Slot};
-use super::connection::Conn;
-use super::intake::{pull, Pulled};
+use super::arrival::{Arrival, Slot};
+use super::conn::{pull, Conn, Pulled};
 use super::serving::{serve, Work};
 use super::workers::Workers;
 use super::{Config, Shared, THREAD_STACK};

@@ -2,21 +2,14 @@
 //! waiting. [`Intake`] is the state machine, with no I/O inside: the bytes
 //! that came go in, and it says how many more it takes, when a whole header
 //! is in hand, or that the first bytes of a plaintext session are the
-//! seed's raw echo. [`pull`] feeds it from the connection's transport; the
-//! poller calls that when the socket turns readable, and a worker after
-//! each request, for the next one already sent behind it.
+//! seed's raw echo. The connection's `pull` feeds it from its transport.
 
 use std::time::{Duration, Instant};
 
-use super::connection::Conn;
-use crate::config::logging::{Event, Kind};
 use crate::error::Result;
+use crate::logging::{Event, Kind};
 use crate::server::echo::{self, FirstBytes};
 use crate::wire::frame::{Incoming, MAX_HEADER_LEN};
-
-/// Most reads one step of a header makes before the connection waits its
-/// turn again, so that one fast peer cannot keep the poller to itself.
-const READS_PER_STEP: usize = 16;
 
 /// The request header arriving, and on a plaintext login, whether the
 /// session speaks in frames at all.
@@ -117,69 +110,12 @@ impl Intake {
     }
 }
 
-/// What reading a request without waiting came to.
-pub(super) enum Pulled {
-    /// A whole header (or a frame that cannot be one), for a worker.
-    Request(Conn, Result<Vec<u8>>),
-    /// The rest has not come yet.
-    Wait(Conn),
-    /// The seed's echo dialect, starting with these bytes.
-    Echo(Conn, Vec<u8>),
-    /// The connection is over (logged); what it still holds (a group of
-    /// staged puts) is the caller's to finish.
-    Ended(Conn),
-}
-
-/// Takes what has arrived of the next request, never waiting.
-pub(super) fn pull(mut conn: Conn) -> Pulled {
-    let mut buf = [0u8; 16 * 1024];
-    for _ in 0..READS_PER_STEP {
-        let room = match conn.intake.wanted() {
-            Wanted::Header(header) => {
-                conn.turn = None;
-                return Pulled::Request(conn, header);
-            }
-            Wanted::Bytes(n) => n.min(buf.len()),
-        };
-        let n = match conn.transport.read_now(&mut buf[..room]) {
-            Ok(0) => return ended(conn),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Pulled::Wait(conn),
-            Err(e) => {
-                Event::new(Kind::Dropped).info(format_args!(
-                    "connection dropped: {}",
-                    crate::error::reason(&e)
-                ));
-                return Pulled::Ended(conn);
-            }
-        };
-        if let Some(first) = conn.intake.received_bytes(&buf[..n], Instant::now()) {
-            return Pulled::Echo(conn, first);
-        }
-    }
-    Pulled::Wait(conn)
-}
-
-/// The peer closed while a request was expected.
-fn ended(conn: Conn) -> Pulled {
-    match conn.intake.is_empty() {
-        true => Event::new(Kind::Disconnected).info(format_args!(
-            "disconnected after {} s",
-            conn.started.elapsed().as_secs()
-        )),
-        false => Event::new(Kind::Dropped).info(format_args!(
-            "connection dropped: closed in the middle of a request header"
-        )),
-    }
-    Pulled::Ended(conn)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::wire::frame;
 
-    /// Feeds `bytes` in pieces of at most `piece`, as [`pull`] does, and
+    /// Feeds `bytes` in pieces of at most `piece`, as `conn::pull` does, and
     /// returns what the intake came to and the bytes it left unread.
     fn feed(intake: &mut Intake, mut bytes: &[u8], piece: usize) -> (Option<Wanted>, usize) {
         let now = Instant::now();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use socket2::{Domain, Socket, Type};
 
 use super::descriptors::{raise_open_file_limit, SPARE_FDS};
-use crate::config::logging::{Event, Kind};
+use crate::logging::{Event, Kind};
 
 /// Pending connections the kernel queues for us (capped by
 /// `net.core.somaxconn`). std's default of 128 drops bursts of clients.

@@ -7,8 +7,10 @@
 
 pub mod accounts;
 mod admission;
+mod arrival;
 pub(crate) mod bodies;
 pub(crate) mod commands;
+mod conn;
 mod connection;
 pub(crate) mod context;
 pub(crate) mod descriptors;
@@ -32,8 +34,10 @@ pub mod recount;
 pub(crate) mod reply;
 mod serving;
 pub(crate) mod session;
+pub mod settings;
 pub(crate) mod timings;
 pub(crate) mod uploads;
+mod waiting;
 pub(crate) mod workers;
 
 use std::collections::HashMap;
@@ -47,18 +51,18 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::config::logging::{Event, Kind};
 use crate::error::{Error, Result};
+use crate::logging::{Event, Kind};
 use crate::net::readable_within;
 use crate::net::tls::ServerIdentity;
 use crate::server::accounts::AccountBook;
-use crate::server::admission::Queued;
-use crate::server::connection::Waiting;
+use crate::server::arrival::Queued;
 use crate::server::context::Context;
 use crate::server::hosts::{Backoff, RefusalLog, Turns};
 pub use crate::server::listener::{fit_to_fd_limit, Bind, LISTEN_BACKLOG};
 use crate::server::listener::{is_out_of_fds, listen, open_spare_fd};
 use crate::server::poller::Poller;
+use crate::server::waiting::Waiting;
 use crate::server::workers::Workers;
 use crate::wire::frame;
 use crate::wire::message::{ErrorCode, ErrorReply, Reply};

@@ -1,17 +1,29 @@
 //! How one request ended, and what the log says of it: one `command`
 //! event per request, whose `path` is the file's path from the home (as
 //! the hooks' events name it), so that one select finds every line about
-//! one file.
+//! one file. A refusal's reply is written here too, with the outcome that
+//! notes it.
 
 use std::fmt::Display;
+use std::io::Write;
 use std::time::Duration;
 
-use crate::config::logging::{Event, Kind};
+use crate::error::Result;
+use crate::logging::{Event, Kind};
 use crate::server::commands::staged::PendingPut;
 use crate::server::reply::Body;
-use crate::server::session::Flow;
-use crate::wire::message::{ErrorCode, ErrorReply, Request};
+use crate::wire::frame;
+use crate::wire::message::{ErrorCode, ErrorReply, Reply, Request};
 use crate::wire::names::escape;
+
+/// Whether the connection goes on after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Read the next command.
+    Continue,
+    /// Close the connection.
+    Close,
+}
 
 /// The result of one command, for the log line, and the rest of its
 /// reply when that is long.
@@ -187,4 +199,15 @@ impl Said {
     fn event(&self) -> Event<'_> {
         Event::new(Kind::Command).cmd(self.cmd).path(&self.path)
     }
+}
+
+/// Sends an error reply to a command and notes the refusal for the log.
+pub(crate) fn refuse<S: Write>(s: &mut S, reply: ErrorReply) -> Result<Outcome> {
+    send_error(s, reply.clone())?;
+    Ok(Outcome::refused(&reply))
+}
+
+/// Sends an error reply.
+pub fn send_error<S: Write>(s: &mut S, reply: ErrorReply) -> Result<()> {
+    Ok(frame::write_json(s, &Reply::<()>::Error(reply))?)
 }

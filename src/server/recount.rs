@@ -7,10 +7,10 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::logging::{Event, Kind};
 use crate::error::{Error, Result};
+use crate::logging::{Event, Kind};
 use crate::server::accounts::{Account, Accounts};
-use crate::server::commands::store_refusal;
+use crate::server::commands::refusals::store_refusal;
 use crate::server::context::Context;
 use crate::storage::disk::usage::measure;
 use crate::wire::names::display_folder;

@@ -13,9 +13,9 @@
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
-use crate::config::logging::{Event, Kind};
 use crate::error::{Error, Result};
 use crate::io::throttle::RateFloor;
+use crate::logging::{Event, Kind};
 use crate::net::{writable_within, Transport};
 
 /// The most a body makes at a time, and so the most a blocked reply keeps

@@ -8,16 +8,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::connection::{echo, next_request, park_request, Conn, Waiting};
+use super::conn::{pull, Conn, Pulled, Running};
+use super::waiting::{echo, park_request, Waiting};
 use super::{contain, run_or_refuse, Shared};
-use crate::config::logging::{Event, Kind};
 use crate::error::Result;
+use crate::logging::{Event, Kind};
 use crate::server::accounts::{Account, Seat};
 use crate::server::commands::staged::InGroup;
-use crate::server::intake::{pull, Pulled};
 use crate::server::login::Identity;
+use crate::server::outcome::{send_error, Flow};
 use crate::server::reply::{Pace, Progress, Replying};
-use crate::server::session::{commit_group, send_error, Flow, Handled, Session};
+use crate::server::session::{commit_group, Handled, Session};
 use crate::wire::message::{parse_request, Request};
 use crate::wire::message::{ErrorCode, ErrorReply};
 
@@ -96,6 +97,17 @@ pub(super) fn serve(shared: &Arc<Shared>, mut conn: Conn, mut work: Work) {
             Pulled::Echo(conn, first) => return echo(shared, conn, first),
             Pulled::Ended(_) => return,
         }
+    }
+}
+
+/// After a login or a request: the next request if it is here, or the
+/// poller until it is.
+pub(super) fn next_request(shared: &Arc<Shared>, conn: Conn) {
+    match pull(conn) {
+        Pulled::Request(conn, header) => to_worker(shared, conn, Work::Request(header)),
+        Pulled::Wait(conn) => park_request(shared, conn),
+        Pulled::Echo(conn, first) => echo(shared, conn, first),
+        Pulled::Ended(conn) => drop(conn),
     }
 }
 
@@ -310,25 +322,4 @@ fn removed(conn: &mut Conn) -> Result<Flow> {
     let mut replying = Replying::new(&mut *conn.transport, &mut conn.outbox, wait);
     let _ = send_error(&mut replying, ErrorReply::new(ErrorCode::AuthFailed, why));
     Ok(Flow::Close)
-}
-
-/// Counts a connection as running (in a worker, or sending a reply) while
-/// it lives: a shutdown gives those their grace.
-pub(super) struct Running(Arc<Shared>);
-
-impl Running {
-    fn new(shared: &Arc<Shared>) -> Running {
-        shared
-            .running
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Running(shared.clone())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0
-            .running
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
 }

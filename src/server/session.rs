@@ -11,29 +11,19 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::config::logging::{Event, Kind};
 use crate::error::{Error, Result};
+use crate::logging::{Event, Kind};
 use crate::net::Transport;
 use crate::server::accounts::Account;
+use crate::server::commands::refusals::store_refusal;
 use crate::server::commands::staged::{flush_failed, Answer, InGroup, PendingPut};
-use crate::server::commands::store_refusal;
 use crate::server::context::Context;
 use crate::server::descriptors::FdLease;
-pub(crate) use crate::server::outcome::Outcome;
-use crate::server::outcome::Said;
+use crate::server::outcome::{refuse, send_error, Flow, Outcome, Said};
 use crate::server::reply::Body;
 use crate::wire::frame;
 use crate::wire::message::{parse_request, ErrorCode, ErrorReply, Reply, Request, RequestError};
 use crate::wire::names::escape;
-
-/// Whether the connection goes on after a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    /// Read the next command.
-    Continue,
-    /// Close the connection.
-    Close,
-}
 
 /// What handling one request leaves to do: whether the connection goes
 /// on, and the body of its reply, which whoever drives the connection
@@ -267,12 +257,6 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Sends an error reply to a command and notes the refusal for the log.
-pub(crate) fn refuse<S: Write>(s: &mut S, reply: ErrorReply) -> Result<Outcome> {
-    send_error(s, reply.clone())?;
-    Ok(Outcome::refused(&reply))
-}
-
 fn respond<S: Write, T: Serialize>(
     s: &mut S,
     reply: Result<T, ErrorReply>,
@@ -330,11 +314,6 @@ pub(crate) fn commit_group(ctx: &Context, group: Vec<InGroup>, s: &mut impl Writ
 enum Answered {
     Put((Answer, crate::storage::StoreResult<Option<blake3::Hash>>)),
     Reply(Vec<u8>),
-}
-
-/// Sends an error reply.
-pub fn send_error<S: Write>(s: &mut S, reply: ErrorReply) -> Result<()> {
-    Ok(frame::write_json(s, &Reply::<()>::Error(reply))?)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::config::logging::{Event, Kind};
+use crate::logging::{Event, Kind};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::fair::FairQueue;

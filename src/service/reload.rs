@@ -14,13 +14,13 @@ use notify::{RecursiveMode, Watcher};
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
-use crate::config::logging::{Event, Kind};
-use crate::config::server::flags::ServerFlags;
-use crate::config::server::live::Changes;
-use crate::config::server::settings::Settings;
 use crate::error::{Error, Result};
+use crate::logging::{Event, Kind};
 use crate::server::accounts::{AccountBook, Accounts};
 use crate::server::live::Live;
+use crate::server::settings::flags::ServerFlags;
+use crate::server::settings::live::Changes;
+use crate::server::settings::Settings;
 use crate::server::THREAD_STACK;
 
 /// How long the users file must stay quiet after a change before it is

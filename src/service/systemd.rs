@@ -15,8 +15,8 @@ use sd_notify::NotifyState;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::config::logging::{Event, Kind};
 use crate::error::{Error, Result};
+use crate::logging::{Event, Kind};
 use crate::server::metrics::Metrics;
 use crate::server::THREAD_STACK;
 use crate::service::reload::Phase;

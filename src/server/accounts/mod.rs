@@ -1,8 +1,10 @@
 //! Who may log in: one shared secret, or a users file ([`file`]) with a
 //! secret, a home folder, a quota (bytes and entries) and limits per user;
-//! and the accounts in force, which a reload replaces ([`book`]).
+//! and the accounts in force, which a reload replaces ([`book`]); and the
+//! users file edited by `ftp-server user` ([`edit`]).
 
 mod book;
+pub mod edit;
 mod file;
 
 use std::net::IpAddr;

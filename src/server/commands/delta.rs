@@ -8,13 +8,14 @@
 use std::io::{BufReader, Read};
 use std::time::Instant;
 
-use super::put::{body_end, BodyEnd, PreparedPut, Stop};
-use super::store_refusal;
+use super::body::{body_end, BodyEnd, PreparedPut, Stop};
+use super::refusals::store_refusal;
 use crate::error::{Error, Result};
 use crate::io::pump::{buffer_for, pump, PumpError};
 use crate::io::throttle::RateFloor;
 use crate::net::Transport;
-use crate::server::session::{refuse, Outcome, Session};
+use crate::server::outcome::{refuse, Outcome};
+use crate::server::session::Session;
 use crate::storage::{Place, StoreError, StoredFile};
 use crate::wire::delta::recipe::{self, Piece, MAX_RECIPE_LEN};
 use crate::wire::delta::signature::{SignatureDecoder, ENTRY_LEN};
@@ -79,7 +80,7 @@ impl Session<'_> {
             ));
         }
         let offsets = offsets(signature.size, signature.chunks, signature.entries)
-            .map_err(|e| super::internal("reading a signature", &e))?;
+            .map_err(|e| super::refusals::internal("reading a signature", &e))?;
         Ok(Base { file, offsets })
     }
 

@@ -1,7 +1,7 @@
 //! Folders inside the home: pwd, cd, mkdir, rm (of a file, an empty
 //! folder, or a whole tree) and mv.
 
-use super::{bad_name, store_refusal};
+use super::refusals::{bad_name, store_refusal};
 use crate::server::hooks::{Event, EventKind};
 use crate::server::quota::check_entries;
 use crate::server::session::Session;

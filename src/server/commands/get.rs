@@ -1,13 +1,14 @@
 //! Download: a `ready` reply, then, as the peer reads, the bytes from the
 //! asked offset and the digest of the whole file (a [`FileBody`]).
 
-use super::store_refusal;
+use super::refusals::store_refusal;
 use crate::error::{Error, Result};
 use crate::io::pump::hash_prefix;
 use crate::net::Transport;
 use crate::server::bodies::FileBody;
 use crate::server::hooks::EventKind;
-use crate::server::session::{refuse, Outcome, Session};
+use crate::server::outcome::{refuse, Outcome};
+use crate::server::session::Session;
 use crate::storage::{Place, StoredFile};
 use crate::wire::frame;
 use crate::wire::message::{ErrorCode, ErrorReply, GetReady, GetRequest, Reply};

@@ -3,11 +3,12 @@
 //! peer that does not read it holds no thread and is dropped at the
 //! reply's deadline.
 
-use super::{bad_name, store_refusal};
+use super::refusals::{bad_name, store_refusal};
 use crate::error::Result;
 use crate::net::Transport;
 use crate::server::bodies::ListingBody;
-use crate::server::session::{refuse, Outcome, Session};
+use crate::server::outcome::{refuse, Outcome};
+use crate::server::session::Session;
 use crate::storage::{ListHow, Place};
 use crate::wire::listing::{PAGE_BUDGET, SINGLE_BUDGET};
 use crate::wire::message::LsRequest;

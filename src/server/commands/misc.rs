@@ -1,6 +1,6 @@
 //! Commands that touch no file: echo, the server's proof, and quota.
 
-use super::store_refusal;
+use super::refusals::store_refusal;
 use crate::server::session::Session;
 use crate::storage::{Place, Usage as Stored};
 use crate::wire::auth::{server_proof, NONCE_LEN};

@@ -3,11 +3,12 @@
 //! cuts it again when the file changed; the entries follow the reply as a
 //! body, read as the client takes them.
 
-use super::store_refusal;
+use super::refusals::store_refusal;
 use crate::error::Result;
 use crate::net::Transport;
 use crate::server::bodies::SignatureBody;
-use crate::server::session::{refuse, Outcome, Session};
+use crate::server::outcome::{refuse, Outcome};
+use crate::server::session::Session;
 use crate::storage::{Place, StoreError};
 use crate::wire::delta::signature::ENTRY_LEN;
 use crate::wire::frame;

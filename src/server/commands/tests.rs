@@ -317,10 +317,11 @@ fn mkdir_takes_an_existing_folder_but_not_a_file() {
 fn an_internal_error_tells_the_client_what_failed_not_the_systems_text() {
     use crate::wire::message::ErrorCode;
     let e = std::io::Error::from_raw_os_error(libc::EACCES);
-    let reply = super::internal("opening x", &e);
+    let reply = super::refusals::internal("opening x", &e);
     assert_eq!(reply.code, ErrorCode::Internal);
     assert!(!reply.message.contains("os error"), "{}", reply.message);
     assert!(!reply.message.contains("Permission"), "{}", reply.message);
-    let full = super::internal("writing", &std::io::Error::from_raw_os_error(libc::ENOSPC));
+    let full =
+        super::refusals::internal("writing", &std::io::Error::from_raw_os_error(libc::ENOSPC));
     assert_eq!(full.code, ErrorCode::NoSpace);
 }

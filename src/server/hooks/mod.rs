@@ -19,7 +19,7 @@ pub use check::Verdict;
 pub use event::{home_path, Event, EventKind};
 pub use run::Attempts;
 
-use crate::config::logging::{Event as LogEvent, Kind};
+use crate::logging::{Event as LogEvent, Kind};
 use crate::server::metrics::Metrics;
 
 /// Threads that run hooks: a hook that hangs until its timeout holds one,

@@ -6,7 +6,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{Event, Hook};
-use crate::config::logging::{Event as LogEvent, Kind};
+use crate::logging::{Event as LogEvent, Kind};
 use crate::server::metrics::Metrics;
 
 /// How often a running command is looked at for its end.

@@ -6,7 +6,7 @@
 //! The machine does no I/O, as rustls and postgres-protocol do not: the
 //! bytes that came go in ([`Login::received`]), and each step returns the
 //! bytes to send and what comes next ([`Step`]). The poller owns the socket
-//! (`connection.rs`), so a peer that sends one byte a minute costs a parked
+//! (`admission.rs`), so a peer that sends one byte a minute costs a parked
 //! socket and a few bytes, not a thread, and the tests feed recorded logins
 //! one byte at a time.
 
@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::logging::{logged_in, Event};
+use crate::logging::{logged_in, Event};
 use crate::net::tls::ServerHandshake;
 use crate::net::Transport;
 use crate::server::accounts::{Account, Roster, Seat};

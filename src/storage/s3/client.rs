@@ -19,7 +19,7 @@ use ureq::http::{self, Response};
 use ureq::Body;
 
 use super::answer::{checked, from_ureq, invalid, is_stale, read_text, refusal};
-use crate::config::logging::detail;
+use crate::logging::detail;
 
 /// How long a signed request stays valid: it is sent at once.
 const SIGNED_FOR: Duration = Duration::from_secs(600);

@@ -10,7 +10,7 @@ use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::logging::{Event, Kind};
+use crate::logging::{Event, Kind};
 use crate::storage::{
     Claim, Entries, ListHow, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
     Usage,

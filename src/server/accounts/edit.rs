@@ -11,12 +11,12 @@ use std::path::Path;
 
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table};
 
+use super::Accounts;
 use crate::config::secret::random_secret_text;
-use crate::config::server::flags::Size;
+use crate::config::units::Size;
 use crate::error::{Error, Result};
 use crate::net::tls::Fingerprint;
-use crate::server::accounts::Accounts;
-use crate::server::commands::store_refusal;
+use crate::server::commands::refusals::store_refusal;
 use crate::storage::{Store, StoreError};
 use crate::wire::names::validate_name;
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::settings::Settings;
+use super::Settings;
 use crate::server::live::Limits;
 
 /// The config file's keys that a reload applies at once.
@@ -65,7 +65,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::server::flags::ServerFlags;
+    use crate::server::settings::flags::ServerFlags;
 
     fn settings(text: &str) -> Settings {
         let flags: ServerFlags = toml::from_str(text).unwrap();

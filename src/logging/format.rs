@@ -168,7 +168,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::config::logging::{connection_span, set_user, Event};
+    use crate::logging::{connection_span, set_user, Event};
 
     /// What the subscriber wrote, shared with the test.
     #[derive(Clone, Default)]

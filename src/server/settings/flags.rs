@@ -1,7 +1,7 @@
 //! The server's settings as written: on its command line and in its
 //! config file (`--config FILE`, TOML), with one key per flag of the same
 //! name. Nothing here is defaulted or checked against other settings:
-//! [`super::settings::Settings`] does that, once, for both sources.
+//! [`super::Settings`] does that, once, for both sources.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::address::parse_listen;
-use crate::config::logging::LogFormat;
-use crate::config::units::parse_size;
+use crate::config::units::Size;
 use crate::error::{Error, Result};
+use crate::logging::LogFormat;
 
 /// Declares [`ServerFlags`]: each field is a flag (clap) and a key of the
 /// config file (serde), and `overlay` lets the command line win field by
@@ -280,58 +280,6 @@ where
     text.parse().map_err(serde::de::Error::custom)
 }
 
-/// A number of bytes, written as a number or as a size such as `10GiB`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Size(pub u64);
-
-impl std::str::FromStr for Size {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Size, String> {
-        parse_size(s).map(Size)
-    }
-}
-
-impl std::fmt::Display for Size {
-    /// The largest binary unit that divides the size exactly, so a
-    /// printed size reads back to the same number.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let units = [
-            (1 << 40, "TiB"),
-            (1 << 30, "GiB"),
-            (1 << 20, "MiB"),
-            (1 << 10, "KiB"),
-        ];
-        match units
-            .iter()
-            .find(|(n, _)| self.0 >= *n && self.0.is_multiple_of(*n))
-        {
-            Some((n, unit)) => write!(f, "{}{unit}", self.0 / n),
-            None => write!(f, "{}", self.0),
-        }
-    }
-}
-
-impl Serialize for Size {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Size, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged, expecting = "a size such as 10GiB, or a number of bytes")]
-        enum Written {
-            Bytes(u64),
-            Text(String),
-        }
-        match Written::deserialize(d)? {
-            Written::Bytes(n) => Ok(Size(n)),
-            Written::Text(t) => t.parse().map_err(serde::de::Error::custom),
-        }
-    }
-}
-
 impl Serialize for LogFormat {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.serialize_str(match self {
@@ -436,19 +384,5 @@ mod tests {
         assert_eq!(flags.users.unwrap(), Path::new("/srv/ftp/users.toml"));
         assert_eq!(flags.root.unwrap(), "s3://b/p");
         assert_eq!(flags.tls_dir.unwrap(), Path::new("/etc/ftp"));
-    }
-
-    #[test]
-    fn sizes_print_in_the_largest_exact_unit_and_read_back() {
-        for (n, text) in [
-            (1 << 30, "1GiB"),
-            (1024, "1KiB"),
-            (1000, "1000"),
-            (0, "0"),
-            (3 << 19, "1536KiB"),
-        ] {
-            assert_eq!(Size(n).to_string(), text);
-            assert_eq!(text.parse::<Size>().unwrap(), Size(n));
-        }
     }
 }

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::server::flags::ServerFlags;
 use crate::error::{Error, Result};
 use crate::server::hooks::{Attempts, Hook, HookSet, Hooks};
 use crate::server::metrics::Metrics;
+use crate::server::settings::flags::ServerFlags;
 
 /// Runs of a failed hook after the first: a receiver restarting or a
 /// moment's load is over by then; one that is down stays counted.
