@@ -29,9 +29,11 @@
 //! | [`server`] | accept, login, session, commands, uploads, accounts, workers |
 //! | [`client`] | connect, transfers, the shell and its command language |
 //! | [`config`] | the secret, per-user paths, size units |
+//! | [`app`] | the two programs' command lines; `src/bin` only calls them |
 
 #![warn(missing_docs)]
 
+pub mod app;
 pub mod client;
 pub mod config;
 pub mod error;
