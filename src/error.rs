@@ -13,12 +13,10 @@ use crate::wire::error::WireError;
 use crate::wire::names::escape;
 use crate::wire::reply::ErrorReply;
 
-pub use crate::wire::reply::MAX_REMOTE_MESSAGE;
-
 /// The error an `Interruptible` writer fails with once its flag is up:
 /// Ctrl-C, not the writer, ended the write.
 #[derive(Debug)]
-pub struct Interrupted;
+pub(crate) struct Interrupted;
 
 impl fmt::Display for Interrupted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -166,7 +164,7 @@ pub enum Error {
 
 impl Error {
     /// A local file or folder that cannot be read, as the user named it.
-    pub fn cannot_read(what: impl fmt::Display, source: io::Error) -> Error {
+    pub(crate) fn cannot_read(what: impl fmt::Display, source: io::Error) -> Error {
         Error::LocalFile {
             file: what.to_string(),
             source,
@@ -175,7 +173,7 @@ impl Error {
 
     /// True for a problem found on this side, which leaves the connection
     /// in step: what the user asked for, or a local file.
-    pub fn is_local(&self) -> bool {
+    pub(crate) fn is_local(&self) -> bool {
         match self {
             Error::Usage(_) | Error::LocalFile { .. } => true,
             Error::Command { cause, .. } => cause.is_local(),
@@ -184,7 +182,7 @@ impl Error {
     }
 
     /// Wraps an I/O error with a description of what was being done.
-    pub fn io(context: impl Into<String>, source: io::Error) -> Error {
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Error {
         Error::Io {
             context: context.into(),
             source,
@@ -193,7 +191,7 @@ impl Error {
 
     /// True when Ctrl-C (the interrupt flag) stopped a read or write of
     /// the connection.
-    pub fn is_interruption(&self) -> bool {
+    pub(crate) fn is_interruption(&self) -> bool {
         match self {
             Error::Io { source, .. } => is_interruption(source),
             Error::ConnectionLost { cause } => cause.is_interruption(),
@@ -205,7 +203,7 @@ impl Error {
 
     /// True when the error means the peer went away or stopped answering,
     /// rather than that it sent something wrong.
-    pub fn is_disconnect(&self) -> bool {
+    pub(crate) fn is_disconnect(&self) -> bool {
         match self {
             Error::Closed | Error::Truncated { .. } | Error::ConnectionLost { .. } => true,
             Error::Command { cause, .. } => cause.is_disconnect(),
@@ -225,7 +223,7 @@ impl Error {
 
 /// An operating-system error as a person reads it: "No such file or
 /// directory", without the "(os error 2)" Rust's own rendering appends.
-pub fn reason(e: &io::Error) -> String {
+pub(crate) fn reason(e: &io::Error) -> String {
     without_os_code(e.to_string())
 }
 
@@ -238,7 +236,7 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
 /// `text` without the " (os error N)" that Rust's rendering of an
 /// operating-system error ends with, for a text built from one (a log
 /// line, say).
-pub fn without_os_code(text: String) -> String {
+pub(crate) fn without_os_code(text: String) -> String {
     match text.rfind(" (os error ") {
         Some(at) if text.ends_with(')') => text[..at].to_string(),
         _ => text,
@@ -450,12 +448,12 @@ impl From<Error> for io::Error {
 }
 
 /// The context of a failure to print a program's output.
-pub const WRITING_OUTPUT: &str = "writing output";
+pub(crate) const WRITING_OUTPUT: &str = "writing output";
 
 /// Whether `e` says the output was closed by whoever read it (`| head`,
 /// `| true`): not a failure of the command, so a program ends quietly
 /// with success, as other command-line tools do.
-pub fn output_closed(e: &Error) -> bool {
+pub(crate) fn output_closed(e: &Error) -> bool {
     matches!(e, Error::Io { context, source }
         if context == WRITING_OUTPUT && source.kind() == io::ErrorKind::BrokenPipe)
 }

@@ -137,7 +137,7 @@ pub const CHALLENGE_WAIT: Duration = Duration::from_millis(1500);
 
 /// How long any client waits for the challenge: more than a server's
 /// longest back-off delay (8 s).
-pub const CHALLENGE_LIMIT: Duration = Duration::from_secs(10);
+pub(crate) const CHALLENGE_LIMIT: Duration = Duration::from_secs(10);
 
 /// The seed's FtpServer: no login, puts in the seed's form, no replies.
 fn no_login(tcp: TcpStream, options: &ClientOptions) -> Result<Opened> {

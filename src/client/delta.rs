@@ -28,7 +28,7 @@ use crate::wire::reply::{ErrorCode, SigReady};
 
 /// Files smaller than this are sent whole: the signature's round trip
 /// costs more than their bytes.
-pub const DELTA_FROM: u64 = 1024 * 1024;
+pub(crate) const DELTA_FROM: u64 = 1024 * 1024;
 
 /// The stored file's signature, as the server sent it.
 pub(crate) struct RemoteSignature {

@@ -18,24 +18,17 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use crate::error::{Error, Result};
 
 /// The name of the ignore file read at the top of a local folder.
-pub const IGNORE_FILE: &str = ".ftpignore";
+pub(crate) const IGNORE_FILE: &str = ".ftpignore";
 
 /// Filter options as typed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filters {
+pub(crate) struct Filters {
     /// `--exclude PATTERN`, in order.
-    pub exclude: Vec<String>,
+    pub(crate) exclude: Vec<String>,
     /// `--include PATTERN`, in order.
-    pub include: Vec<String>,
+    pub(crate) include: Vec<String>,
     /// `--exclude-from FILE`, in order.
-    pub exclude_from: Vec<String>,
-}
-
-impl Filters {
-    /// Whether no option was given.
-    pub fn is_empty(&self) -> bool {
-        self.exclude.is_empty() && self.include.is_empty() && self.exclude_from.is_empty()
-    }
+    pub(crate) exclude_from: Vec<String>,
 }
 
 /// The rules of one transfer, compiled.

@@ -8,7 +8,7 @@
 pub mod batch;
 mod beneath;
 mod checks;
-pub mod command;
+pub(crate) mod command;
 mod complete;
 pub mod connect;
 mod delta;
@@ -18,14 +18,14 @@ pub(crate) mod filter;
 mod listing;
 mod lost;
 pub(crate) mod options;
-pub mod overwrite;
+pub(crate) mod overwrite;
 mod partial;
 mod pipeline;
 mod progress;
 mod prompt;
 #[cfg(test)]
 mod scripted;
-pub mod shell;
+pub(crate) mod shell;
 mod stream;
 pub(crate) mod sync;
 pub(crate) mod transfer;
@@ -55,9 +55,9 @@ use crate::wire::message::{
     Echoed, Folder, Listing, LsRequest, Moved, PutDone, Removed, Request, Usage,
 };
 
-pub use crate::client::partial::{local_upload_name, partial_download_path};
-pub use crate::client::transfer::SMALL_FILE;
-pub use crate::client::typeahead::with_echo;
+pub(crate) use crate::client::partial::local_upload_name;
+pub(crate) use crate::client::transfer::SMALL_FILE;
+pub(crate) use crate::client::typeahead::with_echo;
 
 /// Most bytes a command may have sent for its failure to be taken for
 /// the server's idle close: a request, not a file's body.
@@ -83,41 +83,41 @@ impl Progress for NoProgress {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutReport {
     /// The server's reply.
-    pub done: PutDone,
+    pub(crate) done: PutDone,
     /// Where the upload resumed; 0 when sent from the start.
-    pub resumed_from: u64,
+    pub(crate) resumed_from: u64,
     /// Whether the partial data on the server was found bad and the file
     /// was sent again from the start.
-    pub restarted: bool,
+    pub(crate) restarted: bool,
     /// Whether the server confirmed the upload. A server that speaks only
     /// the original protocol never does.
-    pub confirmed: bool,
+    pub(crate) confirmed: bool,
     /// Time on the wire.
-    pub elapsed: Duration,
+    pub(crate) elapsed: Duration,
     /// Bytes the server copied from the file it had (a delta upload)
     /// instead of receiving them.
-    pub matched: u64,
+    pub(crate) matched: u64,
 }
 
 /// What a get did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GetReport {
     /// Where the file was written.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Its size.
-    pub size: u64,
+    pub(crate) size: u64,
     /// Bytes received in this run.
-    pub received: u64,
+    pub(crate) received: u64,
     /// Where the download resumed; 0 when fetched from the start.
-    pub resumed_from: u64,
+    pub(crate) resumed_from: u64,
     /// Whether local partial data was found bad and the file was fetched
     /// again.
-    pub restarted: bool,
+    pub(crate) restarted: bool,
     /// Time on the wire.
-    pub elapsed: Duration,
+    pub(crate) elapsed: Duration,
     /// Bytes taken from the local file it replaced (a delta download)
     /// instead of fetched.
-    pub matched: u64,
+    pub(crate) matched: u64,
 }
 
 /// A logged-in connection to a server.

@@ -26,38 +26,38 @@ pub const MIN_RATE: u64 = 1024;
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// The shared secret.
-    pub secret: Secret,
+    pub(crate) secret: Secret,
     /// Refuse to transfer files unless the server proves it knows the
     /// secret. Off, a server that cannot do TLS is spoken to in the seed's
     /// plaintext dialect.
-    pub require_proof: bool,
+    pub(crate) require_proof: bool,
     /// Which server certificates are trusted.
     pub trust: Trust,
     /// Longest wait for the TCP connection.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// How long a connection may go without moving a byte, either way,
     /// before the command fails (a lost link, a server gone silent). It
     /// bounds the wait for a reply as well as every read and write of a
     /// transfer; the login's own waits are shorter.
-    pub stall_timeout: Duration,
+    pub(crate) stall_timeout: Duration,
     /// How long one command may wait on the server in all, however the
     /// server trickles its bytes (each stays inside the stall timeout):
     /// a reply, a listing, a download's body and its digest. Every KiB
     /// moved earns a second more ([`MIN_RATE`]), so a long transfer ends
     /// only when it averages less than that. Bounds each part of the
     /// login too, with [`connect::CHALLENGE_LIMIT`] when that is shorter.
-    pub reply_timeout: Duration,
+    pub(crate) reply_timeout: Duration,
     /// Most bytes per second a transfer may move; `None` for no limit.
-    pub limit_rate: Option<u64>,
+    pub(crate) limit_rate: Option<u64>,
     /// Raised (by a Ctrl-C handler) to stop the running transfer between
     /// two chunks. The connection is then dropped and reopened on the next
     /// command; partial data stays for a resume.
-    pub interrupt: Option<Arc<AtomicBool>>,
+    pub(crate) interrupt: Option<Arc<AtomicBool>>,
     /// What a download does to a different local file of the same name.
-    pub overwrite: Overwrite,
+    pub(crate) overwrite: Overwrite,
     /// Never send or fetch only a changed file's changes (a delta): always
     /// the whole file.
-    pub whole_file: bool,
+    pub(crate) whole_file: bool,
 }
 
 impl ClientOptions {

@@ -15,14 +15,14 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 
 /// Asked before a different local file is replaced: `(path) -> yes?`.
-pub type ConfirmReplace = Arc<dyn Fn(&Path) -> bool + Send + Sync>;
+pub(crate) type ConfirmReplace = Arc<dyn Fn(&Path) -> bool + Send + Sync>;
 
 /// Told after a different local file was replaced.
-pub type Replaced = Arc<dyn Fn(&Path) + Send + Sync>;
+pub(crate) type Replaced = Arc<dyn Fn(&Path) + Send + Sync>;
 
 /// What a download does to a different local file of the same name.
 #[derive(Clone, Default)]
-pub enum Overwrite {
+pub(crate) enum Overwrite {
     /// Replace it without a word (`--force`; the library's default).
     #[default]
     Replace,
@@ -45,7 +45,7 @@ impl fmt::Debug for Overwrite {
 
 /// What became of a download's target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Landing {
+pub(crate) enum Landing {
     /// There was no file: the download is now there.
     Created,
     /// The same bytes were there already: that file was kept as it is.

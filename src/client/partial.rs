@@ -81,7 +81,7 @@ pub(crate) fn check_download(
 ///
 /// Fails when the path has no base name, it is not UTF-8, or the server
 /// would refuse it.
-pub fn local_upload_name(path: &Path) -> Result<String> {
+pub(crate) fn local_upload_name(path: &Path) -> Result<String> {
     let base = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
         Error::Usage(format!(
             "{} has no name that can be uploaded (it must be valid UTF-8)",
@@ -95,7 +95,7 @@ pub fn local_upload_name(path: &Path) -> Result<String> {
 
 /// The hidden file a download is written to before it is complete:
 /// `.NAME.ftp-part` next to the target.
-pub fn partial_download_path(target: &Path) -> Result<PathBuf> {
+pub(crate) fn partial_download_path(target: &Path) -> Result<PathBuf> {
     let name = target
         .file_name()
         .ok_or_else(|| Error::Usage(format!("{} is not a file path", target.display())))?;

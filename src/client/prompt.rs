@@ -23,7 +23,7 @@ use crate::config::paths;
 /// and completion; otherwise it reads plain lines without a prompt.
 ///
 /// Returns the number of commands that failed.
-pub fn run_session(client: &mut Client, options: ShellOptions) -> usize {
+pub(crate) fn run_session(client: &mut Client, options: ShellOptions) -> usize {
     if io::stdin().is_terminal() {
         interactive(client, options)
     } else {

@@ -19,24 +19,24 @@ use crate::wire::message::EntryKind;
 
 /// What a sync does.
 #[derive(Debug, Default)]
-pub struct SyncPlan {
+pub(crate) struct SyncPlan {
     /// Work on the server, and transfers, in order.
-    pub steps: Vec<Step>,
+    pub(crate) steps: Vec<Step>,
     /// Local folders to make before the downloads (fetching).
-    pub local_folders: Vec<PathBuf>,
+    pub(crate) local_folders: Vec<PathBuf>,
     /// Local files and folders to remove first (fetching): extras with
     /// `--delete`, and whatever stands where the other kind must go.
-    pub local_removals: Vec<PathBuf>,
+    pub(crate) local_removals: Vec<PathBuf>,
     /// Files already up to date.
-    pub unchanged: u64,
+    pub(crate) unchanged: u64,
     /// Local folders the server has a file for (fetching without
     /// `--delete`): kept, and reported.
-    pub clashes: Vec<PathBuf>,
+    pub(crate) clashes: Vec<PathBuf>,
 }
 
 /// How two files are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compare {
+pub(crate) enum Compare {
     /// Size and modification time.
     SizeAndTime,
     /// BLAKE3 (when the sizes are equal).
@@ -85,7 +85,7 @@ fn outermost(mut paths: Vec<String>) -> Vec<String> {
 
 /// Plans sending the local tree at `local` to the server folder `remote`,
 /// which holds `theirs` (`None` when it does not exist: it is made).
-pub fn plan_send(
+pub(crate) fn plan_send(
     ours: &LocalTree,
     remote: &str,
     theirs: Option<&[RemoteEntry]>,
@@ -150,7 +150,7 @@ pub fn plan_send(
 /// Plans fetching the server folder `remote`, which holds `theirs`, into
 /// the local folder `local`, which holds `ours` (empty when it does not
 /// exist).
-pub fn plan_fetch(
+pub(crate) fn plan_fetch(
     theirs: &[RemoteEntry],
     remote: &str,
     local: &Path,
@@ -218,7 +218,7 @@ pub fn plan_fetch(
 /// link (or a file) below it. Returns what was left out, with why.
 ///
 /// Fails when the target cannot be made, or `remove` fails.
-pub fn prepare_fetch(
+pub(crate) fn prepare_fetch(
     plan: &mut SyncPlan,
     mut remove: impl FnMut(&Path) -> Result<()>,
 ) -> Result<Vec<(PathBuf, Error)>> {
@@ -255,7 +255,7 @@ pub fn prepare_fetch(
 
 /// Makes the folder `path` (and its parents) unless it is there; fails
 /// when something else is.
-pub fn make_local_folder(path: &Path) -> Result<()> {
+pub(crate) fn make_local_folder(path: &Path) -> Result<()> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(Error::Usage(format!(
@@ -269,7 +269,7 @@ pub fn make_local_folder(path: &Path) -> Result<()> {
 
 /// Removes a local file, or a folder with all it holds (links are
 /// removed, never followed).
-pub fn remove_local(path: &Path) -> std::io::Result<()> {
+pub(crate) fn remove_local(path: &Path) -> std::io::Result<()> {
     match fs::symlink_metadata(path)?.is_dir() {
         true => fs::remove_dir_all(path),
         false => fs::remove_file(path),

@@ -32,7 +32,7 @@ const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Files up to this size are sent in one round trip, without asking the
 /// server for a resume offset first.
-pub const SMALL_FILE: u64 = 64 * 1024;
+pub(crate) const SMALL_FILE: u64 = 64 * 1024;
 
 impl Client {
     /// Uploads the local file at `path` under its base name, resuming

@@ -16,27 +16,27 @@ use crate::wire::names::{escape, validate_name};
 
 /// A local file found by a walk.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalFile {
+pub(crate) struct LocalFile {
     /// Where it is.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Its path below the walked folder, components joined by `/`.
-    pub relative: String,
+    pub(crate) relative: String,
     /// Its size.
-    pub size: u64,
+    pub(crate) size: u64,
     /// Its modification time, whole seconds.
-    pub mtime: u64,
+    pub(crate) mtime: u64,
 }
 
 /// What a walk of a local folder found.
 #[derive(Debug, Default)]
-pub struct LocalTree {
+pub(crate) struct LocalTree {
     /// Folders below the walked one, parents before children.
-    pub folders: Vec<String>,
+    pub(crate) folders: Vec<String>,
     /// Regular files.
-    pub files: Vec<LocalFile>,
+    pub(crate) files: Vec<LocalFile>,
     /// What was left out and why: symbolic links, special files, names
     /// the server would refuse, folders that could not be read.
-    pub skipped: Vec<(PathBuf, String)>,
+    pub(crate) skipped: Vec<(PathBuf, String)>,
 }
 
 /// Folders deeper than this are not walked (the server allows 32 levels).
@@ -45,7 +45,7 @@ const MAX_DEPTH: usize = 32;
 /// Walks `root`, never following a symbolic link.
 ///
 /// Fails when `root` itself cannot be read or is not a folder.
-pub fn walk_local(root: &Path) -> Result<LocalTree> {
+pub(crate) fn walk_local(root: &Path) -> Result<LocalTree> {
     let meta = fs::symlink_metadata(root).map_err(|e| Error::cannot_read(root.display(), e))?;
     if !meta.is_dir() {
         return Err(Error::Usage(format!("{} is not a folder", root.display())));
@@ -110,7 +110,7 @@ fn walk_into(folder: &Path, relative: &str, depth: usize, tree: &mut LocalTree) 
 }
 
 /// `a` and `b` joined by `/`; `b` alone when `a` is empty.
-pub fn join(a: &str, b: &str) -> String {
+pub(crate) fn join(a: &str, b: &str) -> String {
     match a.trim_end_matches('/') {
         "" if !a.starts_with('/') => b.to_string(),
         a => format!("{a}/{b}"),
@@ -121,19 +121,19 @@ pub fn join(a: &str, b: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteEntry {
     /// Its path below the listed folder, checked component by component.
-    pub relative: String,
+    pub(crate) relative: String,
     /// File or folder.
-    pub kind: EntryKind,
+    pub(crate) kind: EntryKind,
     /// Size in bytes.
-    pub size: u64,
+    pub(crate) size: u64,
     /// Modification time, seconds.
-    pub mtime: u64,
+    pub(crate) mtime: u64,
     /// BLAKE3, when asked for.
-    pub blake3: Option<String>,
+    pub(crate) blake3: Option<String>,
 }
 
 /// Most entries a recursive listing may hold in the client's memory.
-pub const MAX_TREE_ENTRIES: usize = 4_000_000;
+pub(crate) const MAX_TREE_ENTRIES: usize = 4_000_000;
 
 impl Client {
     /// Lists the folder `path` on the server and everything below it.
@@ -220,14 +220,14 @@ impl Client {
 }
 
 /// Whether a word holds a wildcard.
-pub fn has_wildcard(word: &str) -> bool {
+pub(crate) fn has_wildcard(word: &str) -> bool {
     word.contains(['*', '?', '['])
 }
 
 /// The local paths a pattern names: itself when it has no wildcard.
 ///
 /// Fails when a pattern matches nothing.
-pub fn expand_local(pattern: &str) -> Result<Vec<PathBuf>> {
+pub(crate) fn expand_local(pattern: &str) -> Result<Vec<PathBuf>> {
     if !has_wildcard(pattern) {
         return Ok(vec![PathBuf::from(pattern)]);
     }
@@ -244,7 +244,7 @@ pub fn expand_local(pattern: &str) -> Result<Vec<PathBuf>> {
 /// part.
 ///
 /// Fails for anything else, naming it escaped.
-pub fn clean_relative(name: &str) -> Result<String> {
+pub(crate) fn clean_relative(name: &str) -> Result<String> {
     let ok = !name.is_empty() && name.split('/').all(|part| validate_name(part).is_ok());
     match ok {
         true => Ok(name.to_string()),
@@ -256,7 +256,7 @@ pub fn clean_relative(name: &str) -> Result<String> {
 }
 
 /// The local path for a server path below a local folder.
-pub fn local_path(folder: &Path, relative: &str) -> PathBuf {
+pub(crate) fn local_path(folder: &Path, relative: &str) -> PathBuf {
     relative
         .split('/')
         .fold(folder.to_path_buf(), |p, c| p.join(c))

@@ -16,19 +16,19 @@ use crate::net::tls::{self, fingerprint_of_file, Fingerprint, Pin, PinVerifier};
 
 /// Asked, on first contact, whether to send a guessable proof to a server
 /// whose certificate nobody vouches for: `(server, fingerprint) -> yes?`.
-pub type Confirm = Arc<dyn Fn(&str, Fingerprint) -> bool + Send + Sync>;
+pub(crate) type Confirm = Arc<dyn Fn(&str, Fingerprint) -> bool + Send + Sync>;
 
 /// Where a client looks for pins.
 #[derive(Clone, Default)]
 pub struct Trust {
     /// A fingerprint the user gave (`--fingerprint`): the only one accepted.
-    pub fingerprint: Option<Fingerprint>,
+    pub(crate) fingerprint: Option<Fingerprint>,
     /// The pins file, read and appended to.
-    pub known: Option<KnownServers>,
+    pub(crate) known: Option<KnownServers>,
     /// A server certificate on this machine, trusted without asking.
-    pub local_cert: Option<PathBuf>,
+    pub(crate) local_cert: Option<PathBuf>,
     /// Asks the user on first contact when the secret could be guessed.
-    pub confirm: Option<Confirm>,
+    pub(crate) confirm: Option<Confirm>,
 }
 
 impl fmt::Debug for Trust {

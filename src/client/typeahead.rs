@@ -59,7 +59,7 @@ impl Held {
 
 /// Runs `f` with the terminal's echo on: a question asked during a
 /// command (overwrite this file?) shows its answer as it is typed.
-pub fn with_echo<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn with_echo<T>(f: impl FnOnce() -> T) -> T {
     let stdin = io::stdin();
     let Ok(saved) = termios::tcgetattr(stdin.as_fd()) else {
         return f();

@@ -10,15 +10,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use crate::error::{Error, Result};
 
 /// The port both programs use when none is given.
-pub const DEFAULT_PORT: u16 = 8080;
+pub(crate) const DEFAULT_PORT: u16 = 8080;
 
 /// A server to connect to: a host name or IP address, and a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerAddress {
+pub(crate) struct ServerAddress {
     /// A host name, an IPv4 address, or an IPv6 address without brackets.
-    pub host: String,
+    pub(crate) host: String,
     /// The TCP port.
-    pub port: u16,
+    pub(crate) port: u16,
 }
 
 impl ServerAddress {
@@ -26,7 +26,7 @@ impl ServerAddress {
     /// address (which cannot carry a port: put it in brackets for that).
     ///
     /// Fails with a message that shows the accepted forms.
-    pub fn parse(text: &str) -> std::result::Result<ServerAddress, String> {
+    pub(crate) fn parse(text: &str) -> std::result::Result<ServerAddress, String> {
         let bad = |why: &str| {
             format!(
                 "invalid server address {text:?}: {why}; write HOST, HOST:PORT or [IPv6]:PORT, \
@@ -64,7 +64,7 @@ impl ServerAddress {
     /// The first address the host resolves to.
     ///
     /// Fails when the name does not resolve.
-    pub fn resolve(&self) -> Result<SocketAddr> {
+    pub(crate) fn resolve(&self) -> Result<SocketAddr> {
         (self.host.as_str(), self.port)
             .to_socket_addrs()
             .map_err(|e| Error::Usage(format!("cannot resolve {}: {}", self.host, e)))?
@@ -90,7 +90,7 @@ impl fmt::Display for ServerAddress {
 /// is `127.0.0.1`. Port 0 picks a free port.
 ///
 /// Fails with a message that shows the accepted forms.
-pub fn parse_listen(text: &str) -> std::result::Result<SocketAddr, String> {
+pub(crate) fn parse_listen(text: &str) -> std::result::Result<SocketAddr, String> {
     let bad = |why: &str| {
         format!(
             "invalid listen address {text:?}: {why}; write PORT, :PORT, IP or IP:PORT, e.g. \

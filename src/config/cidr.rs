@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 /// A range of addresses: a network and the length of its prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
+pub(crate) struct Cidr {
     network: IpAddr,
     prefix: u8,
 }
@@ -15,7 +15,7 @@ pub struct Cidr {
 impl Cidr {
     /// Whether `ip` is in the range. An IPv4 peer reaching an IPv6 socket
     /// shows as `::ffff:a.b.c.d`, and is matched as the IPv4 address.
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,

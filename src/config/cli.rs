@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 /// powershell) for the program `cmd` describes.
 ///
 /// Fails for an unknown shell or when `out` cannot be written.
-pub fn completions(mut cmd: clap::Command, shell: &str, out: &mut impl Write) -> Result<()> {
+pub(crate) fn completions(mut cmd: clap::Command, shell: &str, out: &mut impl Write) -> Result<()> {
     let shell = Shell::from_str(shell).map_err(|_| {
         Error::Usage(format!(
             "unknown shell {shell:?}: use bash, zsh, fish, elvish or powershell"
@@ -29,18 +29,18 @@ pub fn completions(mut cmd: clap::Command, shell: &str, out: &mut impl Write) ->
 /// A man page section beyond those clap writes: a title (`FILES`), an
 /// opening paragraph, and entries, each a term and what it means.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ManSection {
+pub(crate) struct ManSection {
     /// The heading, in capitals.
-    pub title: String,
+    pub(crate) title: String,
     /// The paragraph before the entries; may be empty.
-    pub text: String,
+    pub(crate) text: String,
     /// `(term, meaning)`, each shown as a tagged paragraph.
-    pub entries: Vec<(String, String)>,
+    pub(crate) entries: Vec<(String, String)>,
 }
 
 impl ManSection {
     /// A section from borrowed parts.
-    pub fn new(title: &str, text: &str, entries: &[(&str, &str)]) -> ManSection {
+    pub(crate) fn new(title: &str, text: &str, entries: &[(&str, &str)]) -> ManSection {
         ManSection {
             title: title.to_string(),
             text: text.to_string(),
@@ -56,7 +56,7 @@ impl ManSection {
     /// entry (usage, a gap of two or more spaces, what it does), deeper
     /// lines go on with the entry before, and the lines after the entries
     /// close it.
-    pub fn commands(help: &str) -> ManSection {
+    pub(crate) fn commands(help: &str) -> ManSection {
         let mut lines = help.lines();
         let mut section = ManSection {
             title: "COMMANDS".into(),
@@ -95,7 +95,11 @@ impl ManSection {
 /// VERSION. The NAME line is `cmd`'s `about`, so keep that to one line.
 ///
 /// Fails when `out` cannot be written.
-pub fn man_page(cmd: clap::Command, sections: &[ManSection], out: &mut impl Write) -> Result<()> {
+pub(crate) fn man_page(
+    cmd: clap::Command,
+    sections: &[ManSection],
+    out: &mut impl Write,
+) -> Result<()> {
     use clap_mangen::roff::{bold, roman, Roff};
     let subcommands = cmd.get_subcommands().any(|c| !c.is_hide_set());
     let version = cmd.get_version().is_some();
@@ -164,7 +168,7 @@ fn once_preamble(page: &str) -> Vec<u8> {
 /// the line of `help` that names it (`  put FILE...   upload files`), so
 /// that shell completion offers the words where a command goes. Only for
 /// the completion script: the program itself parses the words.
-pub fn with_command_words(
+pub(crate) fn with_command_words(
     mut cmd: clap::Command,
     help: &str,
     words: &[&'static str],

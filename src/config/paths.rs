@@ -23,7 +23,7 @@ fn base(var: &str, fallback: &str) -> Option<PathBuf> {
 /// `$XDG_CONFIG_HOME/ftp`, or `$HOME/.config/ftp`.
 ///
 /// Fails when neither variable is set.
-pub fn config_dir() -> Result<PathBuf> {
+pub(crate) fn config_dir() -> Result<PathBuf> {
     base("XDG_CONFIG_HOME", ".config")
         .map(|b| b.join(APP))
         .ok_or_else(|| Error::Secret("HOME is not set, so there is no config folder".into()))
@@ -31,7 +31,7 @@ pub fn config_dir() -> Result<PathBuf> {
 
 /// `$XDG_STATE_HOME/ftp`, or `$HOME/.local/state/ftp`: for the prompt's
 /// history, which is neither configuration nor a secret.
-pub fn state_dir() -> Option<PathBuf> {
+pub(crate) fn state_dir() -> Option<PathBuf> {
     base("XDG_STATE_HOME", ".local/state").map(|b| b.join(APP))
 }
 
@@ -39,7 +39,7 @@ pub fn state_dir() -> Option<PathBuf> {
 /// (0700): it holds secrets, pins or history.
 ///
 /// Fails when a folder cannot be created.
-pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

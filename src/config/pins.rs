@@ -13,27 +13,27 @@ use crate::net::tls::Fingerprint;
 /// A pin found in the file, with the line it is on (1-based), so that an
 /// error can say which line to delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KnownPin {
+pub(crate) struct KnownPin {
     /// The pinned fingerprint.
-    pub fingerprint: Fingerprint,
+    pub(crate) fingerprint: Fingerprint,
     /// Its line.
-    pub line: usize,
+    pub(crate) line: usize,
 }
 
 /// The `known_servers` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KnownServers {
+pub(crate) struct KnownServers {
     path: PathBuf,
 }
 
 impl KnownServers {
     /// The file at `path`, which need not exist yet.
-    pub fn at(path: impl Into<PathBuf>) -> KnownServers {
+    pub(crate) fn at(path: impl Into<PathBuf>) -> KnownServers {
         KnownServers { path: path.into() }
     }
 
     /// Where the file is.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -41,7 +41,7 @@ impl KnownServers {
     ///
     /// Fails when the file exists but cannot be read, or when the line
     /// for `server` holds no valid fingerprint.
-    pub fn lookup(&self, server: &str) -> Result<Option<KnownPin>> {
+    pub(crate) fn lookup(&self, server: &str) -> Result<Option<KnownPin>> {
         let text = match fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -75,7 +75,7 @@ impl KnownServers {
     /// the old one.
     ///
     /// Fails when the file cannot be read or written.
-    pub fn remember(&self, server: &str, fingerprint: Fingerprint) -> Result<()> {
+    pub(crate) fn remember(&self, server: &str, fingerprint: Fingerprint) -> Result<()> {
         let fail = |e| Error::io(format!("writing {}", self.path.display()), e);
         let mut text = match fs::read_to_string(&self.path) {
             Ok(t) => t,

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::logging::{Event, Kind};
 
 /// The environment variable that holds the secret.
-pub const SECRET_ENV: &str = "FTP_SECRET";
+pub(crate) const SECRET_ENV: &str = "FTP_SECRET";
 
 /// The block size of MD5, which HMAC-MD5 pads or hashes its key to.
 const HMAC_MD5_BLOCK: usize = 64;
@@ -35,7 +35,7 @@ impl Secret {
     }
 
     /// The secret's bytes.
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
@@ -44,7 +44,7 @@ impl Secret {
     /// secrets with the same effective key answer every challenge alike
     /// (`k` and `k\0`, or a long key and its MD5), so the login could not
     /// tell their owners apart.
-    pub fn hmac_md5_key(&self) -> [u8; HMAC_MD5_BLOCK] {
+    pub(crate) fn hmac_md5_key(&self) -> [u8; HMAC_MD5_BLOCK] {
         let mut key = [0u8; HMAC_MD5_BLOCK];
         if self.0.len() > HMAC_MD5_BLOCK {
             key[..16].copy_from_slice(&Md5::digest(&self.0));
@@ -59,7 +59,7 @@ impl Secret {
     /// 64 hex digits the server generates are. A proof made with anything
     /// else could be guessed offline by whoever receives it, so the client
     /// sends it to an unpinned server only after asking.
-    pub fn looks_random(&self) -> bool {
+    pub(crate) fn looks_random(&self) -> bool {
         strength::is_random_key(&self.0)
     }
 }
@@ -78,7 +78,7 @@ impl fmt::Debug for Secret {
 
 /// Where a secret was found, for the start-up message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
+pub(crate) enum SecretSource {
     /// From `--secret-file`.
     File(PathBuf),
     /// From the environment variable.
@@ -107,7 +107,7 @@ impl fmt::Display for SecretSource {
 
 /// The default secret file: `$XDG_CONFIG_HOME/ftp/secret`, or
 /// `$HOME/.config/ftp/secret`. Fails when neither variable is set.
-pub fn default_secret_path() -> Result<PathBuf> {
+pub(crate) fn default_secret_path() -> Result<PathBuf> {
     let dir = paths::config_dir().map_err(|_| {
         Error::Secret(format!(
             "no secret: set {SECRET_ENV} or pass --secret-file (HOME is not set, so there is no \
@@ -124,7 +124,7 @@ pub fn default_secret_path() -> Result<PathBuf> {
 /// default file, a users file's `secret_file`), so none is missed.
 ///
 /// Fails when the file cannot be read or is empty.
-pub fn read_secret_file(path: &Path) -> Result<Secret> {
+pub(crate) fn read_secret_file(path: &Path) -> Result<Secret> {
     if let Some(warning) = exposure_warning(path) {
         Event::new(Kind::Warning).warn(format_args!("{warning}"));
     }
@@ -158,7 +158,7 @@ fn from_env() -> Result<Option<Secret>> {
 /// A warning when a file holding secrets can be read by other users, as
 /// ssh gives for private keys; `None` when it is private or cannot be
 /// checked.
-pub fn exposure_warning(path: &Path) -> Option<String> {
+pub(crate) fn exposure_warning(path: &Path) -> Option<String> {
     let mode = fs::metadata(path).ok()?.permissions().mode() & 0o777;
     (mode & 0o077 != 0).then(|| {
         format!(
@@ -174,7 +174,7 @@ pub fn exposure_warning(path: &Path) -> Option<String> {
 ///
 /// Fails when a named file cannot be read, or the default one can be
 /// neither read nor created.
-pub fn server_secret(secret_file: Option<&Path>) -> Result<(Secret, SecretSource)> {
+pub(crate) fn server_secret(secret_file: Option<&Path>) -> Result<(Secret, SecretSource)> {
     if let Some(path) = secret_file {
         return Ok((
             read_secret_file(path)?,
@@ -201,7 +201,7 @@ pub fn server_secret(secret_file: Option<&Path>) -> Result<(Secret, SecretSource
 /// default file that a server on this machine created.
 ///
 /// Fails with a message saying how to provide one when none is found.
-pub fn client_secret(secret_file: Option<&Path>) -> Result<Secret> {
+pub(crate) fn client_secret(secret_file: Option<&Path>) -> Result<Secret> {
     if let Some(path) = secret_file {
         return read_secret_file(path);
     }
@@ -226,7 +226,7 @@ pub fn client_secret(secret_file: Option<&Path>) -> Result<Secret> {
 /// The file [`client_secret`] reads the secret from, if it reads one:
 /// `--secret-file`, else, without `FTP_SECRET`, the default file. For the
 /// warning a client gives when others can read it.
-pub fn client_secret_file(secret_file: Option<&Path>) -> Option<PathBuf> {
+pub(crate) fn client_secret_file(secret_file: Option<&Path>) -> Option<PathBuf> {
     match secret_file {
         Some(path) => Some(path.to_path_buf()),
         None if std::env::var_os(SECRET_ENV).is_some() => None,
@@ -257,7 +257,7 @@ fn create_secret_file(path: &Path) -> std::io::Result<Secret> {
 
 /// A new random secret: 32 bytes from the operating system, as 64 hex
 /// characters, so it can be pasted and typed.
-pub fn random_secret_text() -> String {
+pub(crate) fn random_secret_text() -> String {
     let mut raw = [0u8; 32];
     OsRng.fill_bytes(&mut raw);
     hex::encode(raw)

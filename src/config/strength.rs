@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 
 /// Bits at or above which a secret counts as a random key.
-pub const RANDOM_KEY_BITS: f64 = 128.0;
+pub(crate) const RANDOM_KEY_BITS: f64 = 128.0;
 
 /// The longest piece zxcvbn rates without reaching its `u64` ceiling: it
 /// counts a character it cannot explain as 10 guesses, and 10^19 < 2^64.
@@ -30,7 +30,7 @@ const REPEAT_CHARS: usize = 8;
 
 /// Estimated bits of guessing work to find `secret` (bytes that are not
 /// UTF-8 count as U+FFFD, which only lowers the estimate).
-pub fn estimate_bits(secret: &[u8]) -> f64 {
+pub(crate) fn estimate_bits(secret: &[u8]) -> f64 {
     let text = String::from_utf8_lossy(secret);
     let whole = bits(&text);
     if whole < CEILING_BITS {
@@ -45,7 +45,7 @@ pub fn estimate_bits(secret: &[u8]) -> f64 {
 
 /// Whether `secret` is hard enough to guess to be sent to an unknown
 /// server without asking.
-pub fn is_random_key(secret: &[u8]) -> bool {
+pub(crate) fn is_random_key(secret: &[u8]) -> bool {
     estimate_bits(secret) >= RANDOM_KEY_BITS
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// Parses a size such as `1048576`, `512KiB`, `1.5 MiB`, `2GB` or `1TiB`.
 ///
 /// Fails with a message that shows an accepted form.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     parse_size::Config::new().parse_size(t).map_err(|e| {
         // The crate says "invalid digit" for an unknown unit; name the unit.
@@ -29,13 +29,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// `1536` → `1.50 KiB`.
-pub fn human(n: u64) -> String {
+pub(crate) fn human(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
 }
 
 /// A number of bytes, written as a number or as a size such as `10GiB`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Size(pub u64);
+pub(crate) struct Size(pub u64);
 
 impl std::str::FromStr for Size {
     type Err = String;

@@ -12,13 +12,13 @@ use std::thread::{self, JoinHandle};
 
 /// Streams shorter than this are hashed inline: a thread and its buffers
 /// are not worth it.
-pub const BACKGROUND_FROM: u64 = 8 * 1024 * 1024;
+pub(crate) const BACKGROUND_FROM: u64 = 8 * 1024 * 1024;
 
 /// Chunks in flight to the helper before the feeder waits for it.
 const DEPTH: usize = 4;
 
 /// A BLAKE3 hasher that may run on a helper thread.
-pub struct Digester(Inner);
+pub(crate) struct Digester(Inner);
 
 impl Default for Digester {
     /// An empty digest, hashed inline.
@@ -43,7 +43,7 @@ struct Background {
 impl Digester {
     /// Continues `hasher` over the next `remaining` bytes, on a helper
     /// thread when they are many (and a thread can be had).
-    pub fn new(hasher: blake3::Hasher, remaining: u64) -> Digester {
+    pub(crate) fn new(hasher: blake3::Hasher, remaining: u64) -> Digester {
         if remaining < BACKGROUND_FROM {
             return Digester(Inner::Inline(Box::new(hasher)));
         }
@@ -75,7 +75,7 @@ impl Digester {
     }
 
     /// Adds `bytes` to the digest.
-    pub fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         match &mut self.0 {
             Inner::Inline(h) => {
                 h.update(bytes);
@@ -85,7 +85,7 @@ impl Digester {
     }
 
     /// The digest of everything added, once the helper has caught up.
-    pub fn finalize(self) -> blake3::Hash {
+    pub(crate) fn finalize(self) -> blake3::Hash {
         match self.0 {
             Inner::Inline(h) => h.finalize(),
             Inner::Background(mut bg) => {

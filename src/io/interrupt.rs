@@ -7,19 +7,19 @@ use std::sync::Arc;
 
 // The error and its test live beside the crate's error type, which tells
 // an interruption apart without importing this module.
-pub use crate::error::{is_interruption, Interrupted};
+pub(crate) use crate::error::{is_interruption, Interrupted};
 
 /// Passes writes through until `flag` is set, then fails every write with
 /// [`Interrupted`].
 #[derive(Debug)]
-pub struct Interruptible<W> {
+pub(crate) struct Interruptible<W> {
     inner: W,
     flag: Arc<AtomicBool>,
 }
 
 impl<W> Interruptible<W> {
     /// Watches `flag` for writes to `inner`.
-    pub fn new(inner: W, flag: Arc<AtomicBool>) -> Interruptible<W> {
+    pub(crate) fn new(inner: W, flag: Arc<AtomicBool>) -> Interruptible<W> {
         Interruptible { inner, flag }
     }
 }

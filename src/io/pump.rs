@@ -9,18 +9,18 @@ use crate::io::digest::Digester;
 
 /// Chunk size for bulk transfers. Large chunks keep the number of system
 /// calls low; `std::io::copy`'s 8 KiB is much slower from a socket.
-pub const CHUNK: usize = 256 * 1024;
+pub(crate) const CHUNK: usize = 256 * 1024;
 
 /// Allocates a transfer buffer for `len` bytes: no bigger than needed, so a
 /// connection that sends small files keeps little memory.
-pub fn buffer_for(len: u64) -> Vec<u8> {
+pub(crate) fn buffer_for(len: u64) -> Vec<u8> {
     vec![0u8; len.clamp(1, CHUNK as u64) as usize]
 }
 
 /// Why a pump stopped. `E` is the sink's own error, handed back as the
 /// sink returned it: a store's refusal reaches its reply unchanged.
 #[derive(Debug)]
-pub enum PumpError<E = io::Error> {
+pub(crate) enum PumpError<E = io::Error> {
     /// The source ended or failed before `len` bytes.
     Source(Error),
     /// The sink refused a chunk.
@@ -43,7 +43,7 @@ impl From<PumpError<Infallible>> for Error {
 /// Fails with [`PumpError::Source`] when the source ends early or fails
 /// (`moved` tells how far it got through `progress`), and with
 /// [`PumpError::Sink`] when the sink returns an error.
-pub fn pump<R: Read + ?Sized, E>(
+pub(crate) fn pump<R: Read + ?Sized, E>(
     source: &mut R,
     len: u64,
     buf: &mut [u8],
@@ -75,7 +75,7 @@ pub fn pump<R: Read + ?Sized, E>(
 /// behind sending a file and receiving a download.
 ///
 /// Fails like [`pump`], with [`PumpError::Sink`] when `to` refuses a chunk.
-pub fn relay<R: Read + ?Sized, W: Write + ?Sized>(
+pub(crate) fn relay<R: Read + ?Sized, W: Write + ?Sized>(
     from: &mut R,
     to: &mut W,
     len: u64,
@@ -122,7 +122,11 @@ impl<R: Read + ?Sized> Read for Filling<'_, R> {
 /// that an earlier, interrupted transfer already moved.
 ///
 /// Fails when the source is shorter than `len` or cannot be read.
-pub fn hash_prefix<R: Read>(source: &mut R, len: u64, hasher: &mut blake3::Hasher) -> Result<()> {
+pub(crate) fn hash_prefix<R: Read>(
+    source: &mut R,
+    len: u64,
+    hasher: &mut blake3::Hasher,
+) -> Result<()> {
     let mut buf = buffer_for(len);
     pump(source, len, &mut buf, |chunk| {
         hasher.update(chunk);

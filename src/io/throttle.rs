@@ -13,14 +13,14 @@ use parking_lot::Mutex;
 /// that together they move no more than the rate (an account's
 /// connections, say). Time nobody used is not banked for a later burst.
 #[derive(Debug)]
-pub struct SharedRate {
+pub(crate) struct SharedRate {
     per_second: u64,
     next: Mutex<Option<Instant>>,
 }
 
 impl SharedRate {
     /// A schedule of `per_second` bytes per second (at least 1).
-    pub fn new(per_second: u64) -> SharedRate {
+    pub(crate) fn new(per_second: u64) -> SharedRate {
         SharedRate {
             per_second: per_second.max(1),
             next: Mutex::new(None),
@@ -28,14 +28,14 @@ impl SharedRate {
     }
 
     /// The rate, in bytes per second.
-    pub fn per_second(&self) -> u64 {
+    pub(crate) fn per_second(&self) -> u64 {
         self.per_second
     }
 
     /// Books `n` bytes just moved, and returns how long their mover must
     /// wait before it moves more: until the schedule, with every transfer
     /// that shares it, has made room for them.
-    pub fn book(&self, n: usize) -> Duration {
+    pub(crate) fn book(&self, n: usize) -> Duration {
         let now = Instant::now();
         let mut next = self.next.lock();
         let start = next.map_or(now, |t| t.max(now));
@@ -52,25 +52,25 @@ impl SharedRate {
 /// at most a tenth of a second's worth, so the rate holds over short
 /// spans too.
 #[derive(Debug)]
-pub struct Throttle<T> {
+pub(crate) struct Throttle<T> {
     inner: T,
     rate: Arc<SharedRate>,
 }
 
 impl<T> Throttle<T> {
     /// Holds `inner` to `rate` bytes per second (at least 1).
-    pub fn new(inner: T, rate: u64) -> Throttle<T> {
+    pub(crate) fn new(inner: T, rate: u64) -> Throttle<T> {
         Throttle::shared(inner, Arc::new(SharedRate::new(rate)))
     }
 
     /// Holds `inner` to a rate it shares with other throttles.
-    pub fn shared(inner: T, rate: Arc<SharedRate>) -> Throttle<T> {
+    pub(crate) fn shared(inner: T, rate: Arc<SharedRate>) -> Throttle<T> {
         Throttle { inner, rate }
     }
 
     /// The wrapped reader or writer.
     #[cfg(test)]
-    pub fn into_inner(self) -> T {
+    pub(crate) fn into_inner(self) -> T {
         self.inner
     }
 
@@ -111,7 +111,7 @@ impl<W: Write> Write for Throttle<W> {
 /// over each `window`. A peer that trickles a body, or reads a reply,
 /// slower than that holds a slot (and an upload's name) for nothing.
 #[derive(Debug, Clone, Copy)]
-pub struct RateFloor {
+pub(crate) struct RateFloor {
     rate: u64,
     window: Duration,
     started: Instant,
@@ -120,21 +120,21 @@ pub struct RateFloor {
 
 /// A window that went by below the floor: what moved in it, over how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shortfall {
+pub(crate) struct Shortfall {
     /// Bytes moved in the window.
-    pub moved: u64,
+    pub(crate) moved: u64,
     /// How long the window lasted.
-    pub over: Duration,
+    pub(crate) over: Duration,
 }
 
 impl RateFloor {
     /// A floor of `rate` bytes per second over `window`, from now.
-    pub fn new(rate: u64, window: Duration) -> RateFloor {
+    pub(crate) fn new(rate: u64, window: Duration) -> RateFloor {
         RateFloor::starting(rate, window, Instant::now())
     }
 
     /// A floor of `rate` bytes per second over `window`, from `at`.
-    pub fn starting(rate: u64, window: Duration, at: Instant) -> RateFloor {
+    pub(crate) fn starting(rate: u64, window: Duration, at: Instant) -> RateFloor {
         RateFloor {
             rate,
             window,
@@ -144,12 +144,12 @@ impl RateFloor {
     }
 
     /// The floor, in bytes per second.
-    pub fn rate(&self) -> u64 {
+    pub(crate) fn rate(&self) -> u64 {
         self.rate
     }
 
     /// When the window under way ends: the first time a check can fail.
-    pub fn window_ends(&self) -> Instant {
+    pub(crate) fn window_ends(&self) -> Instant {
         self.started + self.window
     }
 
@@ -157,7 +157,7 @@ impl RateFloor {
     /// it and starts the next.
     ///
     /// Fails with what the window moved when that is below the floor.
-    pub fn note_at(&mut self, n: u64, now: Instant) -> Result<(), Shortfall> {
+    pub(crate) fn note_at(&mut self, n: u64, now: Instant) -> Result<(), Shortfall> {
         self.moved = self.moved.saturating_add(n);
         let over = now.saturating_duration_since(self.started);
         if over < self.window {
@@ -176,7 +176,7 @@ impl RateFloor {
 
     /// Counts `n` more bytes of a body; fails with `TimedOut` when a whole
     /// window went by below the floor.
-    pub fn note(&mut self, n: usize) -> io::Result<()> {
+    pub(crate) fn note(&mut self, n: usize) -> io::Result<()> {
         self.note_at(n as u64, Instant::now()).map_err(|s| {
             io::Error::new(
                 io::ErrorKind::TimedOut,

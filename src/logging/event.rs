@@ -13,7 +13,7 @@ use std::time::Duration;
 /// wherever the server says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
 #[strum(serialize_all = "snake_case")]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A fact about the server as it starts: its store, identity, accounts.
     Start,
     /// A peer connected.
@@ -61,31 +61,31 @@ pub enum Kind {
 
 impl Kind {
     /// The name written in the `event` field.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         self.into()
     }
 }
 
 /// The span a connection's events are in: its `peer`, and its `user`
 /// once logged in ([`set_user`]), which every event inside carries.
-pub fn connection_span(peer: impl fmt::Display) -> tracing::Span {
+pub(crate) fn connection_span(peer: impl fmt::Display) -> tracing::Span {
     tracing::info_span!("conn", peer = %peer, user = tracing::field::Empty)
 }
 
 /// Names the current connection's user, for its events from now on.
-pub fn set_user(name: &str) {
+pub(crate) fn set_user(name: &str) {
     tracing::Span::current().record("user", name);
 }
 
 /// A login that succeeded as `user`: names the connection's user
 /// ([`set_user`]) and gives the `login` event to write.
-pub fn logged_in(user: &str) -> Event<'static> {
+pub(crate) fn logged_in(user: &str) -> Event<'static> {
     set_user(user);
     Event::login("ok")
 }
 
 /// Writes a detail for `-v` (a `debug` event).
-pub fn detail(message: fmt::Arguments<'_>) {
+pub(crate) fn detail(message: fmt::Arguments<'_>) {
     Event::new(Kind::Debug).debug(message);
 }
 
@@ -108,7 +108,7 @@ pub(crate) const STRUCTURED: &[&str] = &[
 /// only for an event outside one (a refusal before the span exists) or
 /// about another user (a refused login).
 #[must_use = "an event is written by info, warn, error or debug"]
-pub struct Event<'a> {
+pub(crate) struct Event<'a> {
     kind: Kind,
     peer: Option<String>,
     user: Option<&'a str>,
@@ -125,7 +125,7 @@ pub struct Event<'a> {
 
 impl<'a> Event<'a> {
     /// An event of `kind` with no fields yet.
-    pub fn new(kind: Kind) -> Event<'a> {
+    pub(crate) fn new(kind: Kind) -> Event<'a> {
         Event {
             kind,
             peer: None,
@@ -142,80 +142,76 @@ impl<'a> Event<'a> {
         }
     }
     /// A login's end: `ok`, `failed` (a wrong secret), `refused` (a rule).
-    pub fn login(result: &'a str) -> Event<'a> {
+    pub(crate) fn login(result: &'a str) -> Event<'a> {
         Event::new(Kind::Login).result(result)
     }
     /// The peer's address.
-    pub fn peer(mut self, peer: impl fmt::Display) -> Self {
+    pub(crate) fn peer(mut self, peer: impl fmt::Display) -> Self {
         self.peer = Some(peer.to_string());
         self
     }
     /// The account the event is about.
-    pub fn user(mut self, user: &'a str) -> Self {
+    pub(crate) fn user(mut self, user: &'a str) -> Self {
         self.user = Some(user);
         self
     }
     /// The request's command (`put`, `get`, ...).
-    pub fn cmd(mut self, cmd: &'a str) -> Self {
+    pub(crate) fn cmd(mut self, cmd: &'a str) -> Self {
         self.cmd = Some(cmd);
         self
     }
     /// The path the event is about, as the client named it; none when empty.
-    pub fn path(mut self, path: &'a str) -> Self {
+    pub(crate) fn path(mut self, path: &'a str) -> Self {
         self.path = Some(path).filter(|p| !p.is_empty());
         self
     }
     /// How it ended: `ok`, `error`, `aborted`, `failed`, `refused`...
-    pub fn result(mut self, result: &'a str) -> Self {
+    pub(crate) fn result(mut self, result: &'a str) -> Self {
         self.result = Some(result);
         self
     }
     /// The error code the client got.
-    pub fn code(mut self, code: Option<&'a str>) -> Self {
+    pub(crate) fn code(mut self, code: Option<&'a str>) -> Self {
         self.code = code;
         self
     }
     /// Bytes moved.
-    pub fn bytes(mut self, bytes: u64) -> Self {
+    pub(crate) fn bytes(mut self, bytes: u64) -> Self {
         self.bytes = Some(bytes);
         self
     }
     /// How long it took.
-    pub fn took(mut self, took: Duration) -> Self {
+    pub(crate) fn took(mut self, took: Duration) -> Self {
         self.duration_ms = Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
         self
     }
     /// Whether an upload or download went on from an offset.
-    pub fn resumed(mut self, resumed: Option<bool>) -> Self {
+    pub(crate) fn resumed(mut self, resumed: Option<bool>) -> Self {
         self.resumed = resumed;
         self
     }
     /// The file's BLAKE3, in hex.
-    pub fn digest(mut self, digest: Option<&'a str>) -> Self {
+    pub(crate) fn digest(mut self, digest: Option<&'a str>) -> Self {
         self.digest = digest;
         self
     }
     /// Like lines left out since the last one, so that a flood cannot
     /// fill the log.
-    pub fn skipped(mut self, skipped: u64) -> Self {
+    pub(crate) fn skipped(mut self, skipped: u64) -> Self {
         self.skipped = Some(skipped);
         self
     }
 
     /// Writes the event at `INFO` with `message` as its sentence.
-    pub fn info(self, message: fmt::Arguments<'_>) {
+    pub(crate) fn info(self, message: fmt::Arguments<'_>) {
         self.emit(tracing::Level::INFO, message);
     }
     /// Writes the event at `WARN`.
-    pub fn warn(self, message: fmt::Arguments<'_>) {
+    pub(crate) fn warn(self, message: fmt::Arguments<'_>) {
         self.emit(tracing::Level::WARN, message);
     }
-    /// Writes the event at `ERROR`.
-    pub fn error(self, message: fmt::Arguments<'_>) {
-        self.emit(tracing::Level::ERROR, message);
-    }
     /// Writes the event at `DEBUG`.
-    pub fn debug(self, message: fmt::Arguments<'_>) {
+    pub(crate) fn debug(self, message: fmt::Arguments<'_>) {
         self.emit(tracing::Level::DEBUG, message);
     }
 

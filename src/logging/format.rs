@@ -168,7 +168,8 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::logging::{connection_span, set_user, Event};
+    use crate::logging::event::set_user;
+    use crate::logging::{connection_span, Event};
 
     /// What the subscriber wrote, shared with the test.
     #[derive(Clone, Default)]

@@ -10,7 +10,7 @@
 mod event;
 mod format;
 
-pub use event::{connection_span, detail, logged_in, set_user, Event, Kind};
+pub(crate) use event::{connection_span, detail, logged_in, Event, Kind};
 
 use std::io::IsTerminal;
 use std::str::FromStr;
@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 
 /// How much the server says, from `-q` / `-v`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verbosity {
+pub(crate) enum Verbosity {
     /// Only errors.
     Quiet,
     /// Connections, logins and commands.
@@ -33,7 +33,7 @@ pub enum Verbosity {
 
 /// How each log line is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// One human-readable line per event.
     #[default]
     Text,
@@ -66,7 +66,7 @@ fn directives(verbosity: Verbosity) -> &'static str {
 /// the filter that `verbosity` picks.
 ///
 /// Fails when `RUST_LOG` does not parse or a subscriber is already set.
-pub fn init(verbosity: Verbosity, format: LogFormat) -> Result<()> {
+pub(crate) fn init(verbosity: Verbosity, format: LogFormat) -> Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec)
             .map_err(|e| Error::Usage(format!("invalid RUST_LOG {spec:?}: {e}")))?,

@@ -6,19 +6,19 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 pub(crate) mod now;
-pub(crate) mod stall;
+pub mod stall;
 pub mod tcp;
 pub mod tls;
 pub(crate) mod tls_server;
 
 /// Whether `fd` has bytes to read (or a connection to accept) within
 /// `wait`; a zero `wait` asks without waiting.
-pub fn readable_within(fd: impl AsFd, wait: Duration) -> bool {
+pub(crate) fn readable_within(fd: impl AsFd, wait: Duration) -> bool {
     ready_within(fd, rustix::event::PollFlags::IN, wait)
 }
 
 /// Whether `fd` has room to write within `wait`.
-pub fn writable_within(fd: impl AsFd, wait: Duration) -> bool {
+pub(crate) fn writable_within(fd: impl AsFd, wait: Duration) -> bool {
     ready_within(fd, rustix::event::PollFlags::OUT, wait)
 }
 
@@ -34,7 +34,7 @@ fn ready_within(fd: impl AsFd, flags: rustix::event::PollFlags, wait: Duration) 
 
 /// A stream that can be told to give up reading at a point in time, and
 /// parked in the poller between commands.
-pub trait Transport: Read + Write + Send {
+pub(crate) trait Transport: Read + Write + Send {
     /// Makes reads fail with `TimedOut` after `deadline`; `None` restores the
     /// idle timeout for each read.
     fn set_deadline(&mut self, _deadline: Option<Instant>) {}

@@ -11,7 +11,7 @@ use rustix::net::{recv, send, RecvFlags, SendFlags};
 /// nothing has, `Ok(0)` when the peer closed.
 ///
 /// Fails when the socket does.
-pub fn recv_now(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn recv_now(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match recv(fd, &mut *buf, RecvFlags::DONTWAIT) {
             Ok((n, _)) => return Ok(n),
@@ -25,7 +25,7 @@ pub fn recv_now(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 /// does.
 ///
 /// Fails when the socket does (a reset peer among other reasons).
-pub fn send_now(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+pub(crate) fn send_now(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     loop {
         match send(fd, buf, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
             Ok(n) => return Ok(n),
@@ -41,7 +41,7 @@ pub fn send_now(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
 /// that leaves that much unread is not waited for.
 ///
 /// Fails with `WouldBlock` when the peer has not read enough for it to fit.
-pub fn send_all_now(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+pub(crate) fn send_all_now(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
         match send_now(fd, buf)? {
             0 => return Err(io::ErrorKind::WriteZero.into()),
@@ -56,12 +56,12 @@ pub fn send_all_now(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
 /// window; this bounds the rest, so a thousand peers that read nothing
 /// hold a few hundred kilobytes of kernel memory each, not the four
 /// megabytes an autotuned send buffer grows to.
-pub const NOTSENT_LOWAT: u32 = 128 * 1024;
+pub(crate) const NOTSENT_LOWAT: u32 = 128 * 1024;
 
 /// Caps the bytes `fd` holds unsent at [`NOTSENT_LOWAT`]: past it, a send
 /// says `WouldBlock` and epoll reports no room, however large the send
 /// buffer. Best effort: a kernel without the option keeps its buffer.
-pub fn cap_unsent(fd: BorrowedFd<'_>) {
+pub(crate) fn cap_unsent(fd: BorrowedFd<'_>) {
     use std::os::fd::AsRawFd;
     let value = NOTSENT_LOWAT as libc::c_int;
     // SAFETY: a valid socket, an option that takes an int, and a pointer
@@ -79,7 +79,7 @@ pub fn cap_unsent(fd: BorrowedFd<'_>) {
 
 /// A socket as a `Read + Write` whose calls never wait, for a sans-I/O
 /// state machine such as rustls' `read_tls`/`write_tls`.
-pub struct Now<'a>(pub BorrowedFd<'a>);
+pub(crate) struct Now<'a>(pub BorrowedFd<'a>);
 
 impl Read for Now<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {

@@ -26,14 +26,14 @@ use std::time::{Duration, Instant};
 use crate::io::interrupt::Interrupted;
 
 /// How often a blocked call looks at the interrupt flag.
-pub const TICK: Duration = Duration::from_millis(200);
+pub(crate) const TICK: Duration = Duration::from_millis(200);
 
 /// A blocking TCP stream whose reads and writes fail with `TimedOut` once
 /// one of them has waited the stall timeout without moving a byte, or the
 /// reply under way has used up its budget; and with [`Interrupted`] once
 /// the interrupt flag is up.
 #[derive(Debug)]
-pub struct StallGuard {
+pub(crate) struct StallGuard {
     tcp: TcpStream,
     stall: Duration,
     /// Set by the first stall: nothing more is tried on this stream.
@@ -89,7 +89,7 @@ impl StallGuard {
     /// `grace` (flat) until the first [`StallGuard::restart`].
     ///
     /// Fails when the timeouts cannot be set.
-    pub fn new(tcp: TcpStream, stall: Duration, grace: Duration) -> io::Result<StallGuard> {
+    pub(crate) fn new(tcp: TcpStream, stall: Duration, grace: Duration) -> io::Result<StallGuard> {
         let mut guard = StallGuard {
             tcp,
             stall: stall.max(Duration::from_millis(1)),
@@ -114,7 +114,7 @@ impl StallGuard {
     /// Starts a new budget: from now on the time spent waiting on the peer
     /// may not pass `grace`, plus one second per `rate` bytes moved when
     /// a rate is given.
-    pub fn restart(&mut self, grace: Duration, rate: Option<u64>) {
+    pub(crate) fn restart(&mut self, grace: Duration, rate: Option<u64>) {
         self.budget = Budget {
             grace,
             rate,
@@ -125,32 +125,32 @@ impl StallGuard {
 
     /// Sets the stall timeout (the login waits for a challenge less long
     /// than a command waits for a byte).
-    pub fn set_stall(&mut self, stall: Duration) {
+    pub(crate) fn set_stall(&mut self, stall: Duration) {
         self.stall = stall.max(Duration::from_millis(1));
     }
 
     /// Stops blocked calls within [`TICK`] once `flag` is raised.
-    pub fn set_interrupt(&mut self, flag: Option<Arc<AtomicBool>>) {
+    pub(crate) fn set_interrupt(&mut self, flag: Option<Arc<AtomicBool>>) {
         self.interrupt = flag;
     }
 
     /// Bytes moved either way since the last restart.
-    pub fn moved(&self) -> u64 {
+    pub(crate) fn moved(&self) -> u64 {
         self.budget.moved
     }
 
     /// Bytes read, and bytes written, since the stream was made.
-    pub fn totals(&self) -> [u64; 2] {
+    pub(crate) fn totals(&self) -> [u64; 2] {
         self.totals
     }
 
     /// The socket, for shutting it down or asking about it.
-    pub fn tcp(&self) -> &TcpStream {
+    pub(crate) fn tcp(&self) -> &TcpStream {
         &self.tcp
     }
 
     /// The socket, no longer watched.
-    pub fn into_inner(self) -> TcpStream {
+    pub(crate) fn into_inner(self) -> TcpStream {
         self.tcp
     }
 
@@ -158,14 +158,14 @@ impl StallGuard {
     /// waiting) and back.
     ///
     /// Fails when the socket refuses.
-    pub fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
+    pub(crate) fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
         self.tcp.set_nonblocking(on)?;
         self.nonblocking = on;
         Ok(())
     }
 
     /// Whether a call has stalled or run out of budget.
-    pub fn has_stalled(&self) -> bool {
+    pub(crate) fn has_stalled(&self) -> bool {
         self.stalled || self.expired
     }
 
@@ -213,7 +213,7 @@ impl StallGuard {
     /// waits for the server.
     ///
     /// Fails like a blocking call that waited as long.
-    pub fn wait(&mut self, write: bool) -> io::Result<()> {
+    pub(crate) fn wait(&mut self, write: bool) -> io::Result<()> {
         use rustix::event::{poll, PollFd, PollFlags, Timespec};
         let began = Instant::now();
         let result = loop {

@@ -40,7 +40,7 @@ fn probe_for(idle: Duration) -> Duration {
 /// then the kernel's probes every 10 s), not only at the idle timeout.
 ///
 /// Fails when an option cannot be set.
-pub fn configure_listener(socket: &socket2::Socket, idle: Duration) -> io::Result<()> {
+pub(crate) fn configure_listener(socket: &socket2::Socket, idle: Duration) -> io::Result<()> {
     socket.set_tcp_nodelay(true)?;
     socket.set_write_timeout(Some(idle))?;
     socket.set_read_timeout(Some(probe_for(idle)))?;
@@ -62,7 +62,7 @@ impl TcpTransport {
     /// Wraps a stream accepted from a listener set up by
     /// [`configure_listener`] with the same idle timeout, which gave it its
     /// read timeout already.
-    pub fn accepted(stream: TcpStream, idle: Duration) -> TcpTransport {
+    pub(crate) fn accepted(stream: TcpStream, idle: Duration) -> TcpTransport {
         let probe = probe_for(idle);
         TcpTransport {
             stream,
@@ -74,12 +74,12 @@ impl TcpTransport {
     }
 
     /// The socket, for asking about it without reading.
-    pub fn tcp(&self) -> &TcpStream {
+    pub(crate) fn tcp(&self) -> &TcpStream {
         &self.stream
     }
 
     /// The stream, for closing it gracefully.
-    pub fn into_inner(self) -> TcpStream {
+    pub(crate) fn into_inner(self) -> TcpStream {
         self.stream
     }
 }

@@ -33,14 +33,14 @@ use crate::error::{Error, Result};
 use crate::wire::binding::{Tag, BINDING_LEN, EXPORTER_LABEL};
 
 /// The file a server locks while it creates its identity, beside it.
-pub const LOCK_FILE: &str = "server-identity.lock";
+pub(crate) const LOCK_FILE: &str = "server-identity.lock";
 
 /// The name the client asks for. Certificates are pinned, not checked
 /// against host names, so every server answers to this one.
-pub const SERVER_NAME: &str = "ftp-server";
+pub(crate) const SERVER_NAME: &str = "ftp-server";
 
 /// File names of the server's identity, in its folder.
-pub const KEY_FILE: &str = "server-key.pem";
+pub(crate) const KEY_FILE: &str = "server-key.pem";
 /// The certificate, which clients on the same machine pin.
 pub const CERT_FILE: &str = "server-cert.pem";
 
@@ -94,12 +94,12 @@ pub struct ServerIdentity {
     /// What clients pin.
     pub fingerprint: Fingerprint,
     /// Where the certificate is.
-    pub cert_path: PathBuf,
+    pub(crate) cert_path: PathBuf,
     /// Whether it was just created.
-    pub created: bool,
+    pub(crate) created: bool,
     /// When one of the two files was missing, the other one, moved aside
     /// (to `*.old`) so that both could be made anew.
-    pub set_aside: Option<PathBuf>,
+    pub(crate) set_aside: Option<PathBuf>,
 }
 
 impl fmt::Debug for ServerIdentity {
@@ -183,7 +183,7 @@ impl ServerIdentity {
     /// configuration whose logins a test never runs.
     ///
     /// Fails when the certificate cannot be made.
-    pub fn ephemeral() -> Result<ServerIdentity> {
+    pub(crate) fn ephemeral() -> Result<ServerIdentity> {
         let made = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string()])
             .map_err(|e| Error::Secret(format!("creating a TLS certificate: {e}")))?;
         let cert = made.cert.der().clone();
@@ -291,17 +291,17 @@ impl PinVerifier {
     }
 
     /// Holds to `pin` from now on.
-    pub fn set_pin(&self, pin: Pin) {
+    pub(crate) fn set_pin(&self, pin: Pin) {
         *self.pin.lock() = pin;
     }
 
     /// The pin in force.
-    pub fn pin(&self) -> Pin {
+    pub(crate) fn pin(&self) -> Pin {
         *self.pin.lock()
     }
 
     /// The fingerprint of the last certificate presented.
-    pub fn seen(&self) -> Option<Fingerprint> {
+    pub(crate) fn seen(&self) -> Option<Fingerprint> {
         *self.seen.lock()
     }
 }
@@ -371,7 +371,7 @@ pub fn client_config(verifier: Arc<PinVerifier>) -> Result<Arc<ClientConfig>> {
 /// The RFC 9266 channel-binding value of an established connection.
 ///
 /// Fails when the handshake is not complete.
-pub fn exporter<D>(conn: &rustls::ConnectionCommon<D>) -> io::Result<Tag> {
+pub(crate) fn exporter<D>(conn: &rustls::ConnectionCommon<D>) -> io::Result<Tag> {
     conn.export_keying_material([0u8; BINDING_LEN], EXPORTER_LABEL, None)
         .map_err(io::Error::other)
 }
@@ -392,7 +392,7 @@ where
 
 /// The client end: TLS over a blocking socket (plain TCP, or the client's
 /// [`crate::net::stall::StallGuard`]).
-pub type ClientTls<S = TcpStream> = StreamOwned<ClientConnection, S>;
+pub(crate) type ClientTls<S = TcpStream> = StreamOwned<ClientConnection, S>;
 
 /// Opens TLS on `sock` and finishes the handshake.
 ///

@@ -32,7 +32,7 @@ impl ServerHandshake {
     /// A handshake about to start.
     ///
     /// Fails when the configuration is unusable.
-    pub fn new(config: Arc<ServerConfig>) -> io::Result<ServerHandshake> {
+    pub(crate) fn new(config: Arc<ServerConfig>) -> io::Result<ServerHandshake> {
         let conn = ServerConnection::new(config).map_err(io::Error::other)?;
         Ok(ServerHandshake { conn })
     }
@@ -43,7 +43,7 @@ impl ServerHandshake {
     ///
     /// Fails when the peer breaks the protocol; the alert that says why is
     /// in `out` all the same.
-    pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<u8>) -> io::Result<bool> {
+    pub(crate) fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<u8>) -> io::Result<bool> {
         let mut result = Ok(());
         while !bytes.is_empty() && result.is_ok() {
             result = self.conn.read_tls(&mut bytes).and_then(|_| {
@@ -70,7 +70,7 @@ impl ServerHandshake {
     /// `WouldBlock` when none has.
     ///
     /// Fails when the peer closed.
-    pub fn read_plaintext(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) fn read_plaintext(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.conn.reader().read(buf) {
             Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
             other => other,
@@ -80,7 +80,7 @@ impl ServerHandshake {
     /// Encrypts `bytes` into `out`.
     ///
     /// Fails only when rustls refuses to (a closed connection).
-    pub fn send(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    pub(crate) fn send(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         self.conn.writer().write_all(bytes)?;
         self.flight(out)
     }
@@ -88,18 +88,18 @@ impl ServerHandshake {
     /// This connection's channel-binding value.
     ///
     /// Fails only before the handshake is complete.
-    pub fn exporter(&self) -> io::Result<Tag> {
+    pub(crate) fn exporter(&self) -> io::Result<Tag> {
         exporter(&self.conn)
     }
 
     /// Appends close_notify to `out`.
-    pub fn close(&mut self, out: &mut Vec<u8>) {
+    pub(crate) fn close(&mut self, out: &mut Vec<u8>) {
         self.conn.send_close_notify();
         let _ = self.flight(out);
     }
 
     /// The stream a worker uses from now on, over `transport`'s socket.
-    pub fn into_transport(self, transport: TcpTransport) -> TlsTransport {
+    pub(crate) fn into_transport(self, transport: TcpTransport) -> TlsTransport {
         TlsTransport {
             stream: StreamOwned::new(self.conn, transport),
         }

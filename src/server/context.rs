@@ -15,22 +15,22 @@ use crate::storage::Store;
 #[derive(Debug, Clone)]
 pub struct Context {
     /// Where the files are.
-    pub store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     /// Whether a put may replace an existing file.
-    pub overwrite: bool,
+    pub(crate) overwrite: bool,
     /// Names being uploaded right now.
-    pub locks: UploadLocks,
+    pub(crate) locks: UploadLocks,
     /// Every wait, window and deadline.
-    pub timings: Timings,
+    pub(crate) timings: Timings,
     /// What the server counts, for `--metrics`.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// The hooks told of uploads, downloads and deletes.
-    pub hooks: Arc<Hooks>,
+    pub(crate) hooks: Arc<Hooks>,
     /// The limits, rates and quotas a reload of the config file changes.
-    pub live: Arc<Live>,
+    pub(crate) live: Arc<Live>,
     /// The turns in which commands change a home's names (see
     /// [`crate::server::order`]).
-    pub name_order: Arc<NameOrder>,
+    pub(crate) name_order: Arc<NameOrder>,
     /// The descriptors replies may hold open, by account.
-    pub fds: Arc<FdBudget>,
+    pub(crate) fds: Arc<FdBudget>,
 }

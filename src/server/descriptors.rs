@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 
 /// Descriptors kept free for the listener, logs, the users file, the
 /// sweeper and the requests the workers run.
-pub const SPARE_FDS: u64 = 64;
+pub(crate) const SPARE_FDS: u64 = 64;
 
 /// The share of the pool one account may hold: a quarter.
 const ACCOUNT_SHARE: usize = 4;
@@ -33,7 +33,7 @@ struct Held {
 
 /// The pool of descriptors that replies hold, with each account's bound.
 #[derive(Debug)]
-pub struct FdBudget {
+pub(crate) struct FdBudget {
     pool: usize,
     per_account: usize,
     held: Mutex<Held>,
@@ -41,7 +41,7 @@ pub struct FdBudget {
 
 /// Why a reply could not have its descriptors.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FdRefusal {
+pub(crate) enum FdRefusal {
     /// The account holds its share already.
     Account {
         /// Held now by the account's replies.
@@ -72,7 +72,7 @@ impl fmt::Display for FdRefusal {
 impl FdBudget {
     /// A pool of `pool` descriptors, each account holding at most
     /// `per_account`.
-    pub fn new(pool: usize, per_account: usize) -> FdBudget {
+    pub(crate) fn new(pool: usize, per_account: usize) -> FdBudget {
         FdBudget {
             pool,
             per_account: per_account.min(pool),
@@ -83,23 +83,18 @@ impl FdBudget {
     /// The pool that the process's open-file limit leaves after the
     /// connections' half (see the module's note); each account a quarter.
     /// The limit is raised to its hard limit first.
-    pub fn for_this_process() -> FdBudget {
+    pub(crate) fn for_this_process() -> FdBudget {
         let pool = usize::try_from(raise_open_file_limit().saturating_sub(SPARE_FDS) / 2)
             .unwrap_or(usize::MAX)
             .max(ACCOUNT_SHARE);
         FdBudget::new(pool, pool / ACCOUNT_SHARE)
     }
 
-    /// Most descriptors one account's replies may hold.
-    pub fn per_account(&self) -> usize {
-        self.per_account
-    }
-
     /// Takes `n` descriptors of the pool for a reply of `account`, until
     /// the lease drops.
     ///
     /// Fails when the account or the pool has too few left.
-    pub fn take(self: &Arc<Self>, account: &str, n: usize) -> Result<FdLease, FdRefusal> {
+    pub(crate) fn take(self: &Arc<Self>, account: &str, n: usize) -> Result<FdLease, FdRefusal> {
         let mut held = self.held.lock();
         let mine = held.by_account.get(account).copied().unwrap_or(0);
         if mine + n > self.per_account {
@@ -121,7 +116,8 @@ impl FdBudget {
     }
 
     /// Descriptors the replies of `account` hold now.
-    pub fn held_by(&self, account: &str) -> usize {
+    #[cfg(test)]
+    pub(crate) fn held_by(&self, account: &str) -> usize {
         self.held
             .lock()
             .by_account
@@ -133,7 +129,7 @@ impl FdBudget {
 
 /// Descriptors of the pool held by one reply; given back on drop.
 #[derive(Debug)]
-pub struct FdLease {
+pub(crate) struct FdLease {
     budget: Arc<FdBudget>,
     account: String,
     n: usize,

@@ -16,18 +16,18 @@ use std::os::fd::BorrowedFd;
 use crate::net::now::{recv_now, send_all_now};
 
 /// Most bytes echoed per chunk, as the seed's `recv(1024)`.
-pub const ECHO_CHUNK: usize = 1024;
+pub(crate) const ECHO_CHUNK: usize = 1024;
 
 /// Most chunks echoed in one go before the connection waits its turn
 /// again, so that a client that keeps talking cannot keep the poller.
 const CHUNKS_PER_STEP: usize = 16;
 
 /// Bytes to look at before deciding.
-pub const SNIFF_LEN: usize = 4;
+pub(crate) const SNIFF_LEN: usize = 4;
 
 /// What the first bytes after a plaintext login are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FirstBytes {
+pub(crate) enum FirstBytes {
     /// The start of a frame.
     Frames,
     /// Raw text to echo.
@@ -41,7 +41,7 @@ fn is_text(b: u8) -> bool {
 /// Tells the dialect from the first bytes after a plaintext login, without
 /// any I/O: `None` while one to three text bytes have come (then more
 /// bytes, or [`Timings::sniff`](crate::server::timings::Timings::sniff) of silence, decide).
-pub fn classify(head: &[u8]) -> Option<FirstBytes> {
+pub(crate) fn classify(head: &[u8]) -> Option<FirstBytes> {
     let head = &head[..head.len().min(SNIFF_LEN)];
     if !head.iter().all(|&b| is_text(b)) {
         return Some(FirstBytes::Frames);
@@ -51,7 +51,7 @@ pub fn classify(head: &[u8]) -> Option<FirstBytes> {
 
 /// Whether an echo connection goes on after a step.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Echoed {
+pub(crate) enum Echoed {
     /// It waits for more text.
     Open,
     /// The client closed.
@@ -65,7 +65,11 @@ pub enum Echoed {
 ///
 /// Fails when the connection breaks, or when the client leaves its echoes
 /// unread until the socket's buffer is full.
-pub fn echo_now(socket: BorrowedFd<'_>, first: Vec<u8>, total: &mut u64) -> io::Result<Echoed> {
+pub(crate) fn echo_now(
+    socket: BorrowedFd<'_>,
+    first: Vec<u8>,
+    total: &mut u64,
+) -> io::Result<Echoed> {
     let mut chunk = first;
     let mut buf = [0u8; ECHO_CHUNK];
     for _ in 0..CHUNKS_PER_STEP {

@@ -23,11 +23,11 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
 /// ECDHE and a signature, and a replayed ClientHello costs its sender
 /// nothing. Enough for an office behind one address, and a script that
 /// runs one command after another.
-pub const HANDSHAKES_PER_SECOND: u32 = 64;
+pub(crate) const HANDSHAKES_PER_SECOND: u32 = 64;
 
 /// The host an address belongs to, for limits and back-off: an IPv4
 /// address, or the /64 an IPv6 address is in (one host often has many).
-pub fn host_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn host_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -52,7 +52,7 @@ struct Failures {
 /// Failed logins by host: the delay they earn, and the cap per minute;
 /// and the pace of each host's TLS handshakes.
 #[derive(Debug)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     failures: Mutex<HashMap<IpAddr, Failures>>,
     per_minute: u32,
     /// By host, when its next handshake would be due if they came at the
@@ -76,7 +76,7 @@ impl Backoff {
     /// within a minute until that minute is over, and paces each host's
     /// TLS handshakes to `handshakes_per_second` (at least 1); the delay
     /// before a challenge grows to `max_delay` at most.
-    pub fn new(per_minute: u32, handshakes_per_second: u32, max_delay: Duration) -> Backoff {
+    pub(crate) fn new(per_minute: u32, handshakes_per_second: u32, max_delay: Duration) -> Backoff {
         Backoff {
             max_delay,
             failures: Mutex::new(HashMap::new()),
@@ -89,7 +89,7 @@ impl Backoff {
     /// Books a TLS handshake for `ip`: how long it must wait so that its
     /// host starts at most the set number a second (after a burst of as
     /// many). The wait is booked whether or not it is taken.
-    pub fn handshake_wait(&self, ip: IpAddr) -> Duration {
+    pub(crate) fn handshake_wait(&self, ip: IpAddr) -> Duration {
         let rate = self.handshakes_per_second;
         let interval = Duration::from_secs(1) / rate;
         let burst = interval * (rate - 1);
@@ -109,7 +109,7 @@ impl Backoff {
     }
 
     /// How long to wait before challenging `ip`.
-    pub fn delay(&self, ip: IpAddr) -> Duration {
+    pub(crate) fn delay(&self, ip: IpAddr) -> Duration {
         match self.lock().get(&host_key(ip)) {
             Some(f) if f.count >= FREE_FAILURES && f.last.elapsed() < FAILURE_MEMORY => {
                 let shift = (f.count - FREE_FAILURES).min(6);
@@ -121,7 +121,7 @@ impl Backoff {
 
     /// When `ip` has used up its failures for this minute: how long until
     /// it may try again.
-    pub fn locked_out(&self, ip: IpAddr) -> Option<Duration> {
+    pub(crate) fn locked_out(&self, ip: IpAddr) -> Option<Duration> {
         let map = self.lock();
         let f = map.get(&host_key(ip))?;
         let left = FAILURE_WINDOW.checked_sub(f.window_start.elapsed())?;
@@ -129,7 +129,7 @@ impl Backoff {
     }
 
     /// Records a failed login from `ip`.
-    pub fn note_failure(&self, ip: IpAddr) {
+    pub(crate) fn note_failure(&self, ip: IpAddr) {
         let ip = host_key(ip);
         let mut map = self.lock();
         if map.len() >= MAX_TRACKED_ADDRESSES && !map.contains_key(&ip) {
@@ -155,7 +155,7 @@ impl Backoff {
     }
 
     /// Forgets `ip`'s failures after a good login.
-    pub fn forget(&self, ip: IpAddr) {
+    pub(crate) fn forget(&self, ip: IpAddr) {
         self.lock().remove(&host_key(ip));
     }
 }
@@ -176,7 +176,7 @@ fn make_room(map: &mut HashMap<IpAddr, Failures>) {
 /// Logins under way per host, and the connections waiting for a turn:
 /// one host can have only so many logins running, however many it opens.
 #[derive(Debug)]
-pub struct Turns<T> {
+pub(crate) struct Turns<T> {
     hosts: Mutex<HashMap<IpAddr, HostTurns<T>>>,
     per_host: usize,
 }
@@ -190,7 +190,7 @@ struct HostTurns<T> {
 
 impl<T> Turns<T> {
     /// At most `per_host` logins at once per host.
-    pub fn new(per_host: usize) -> Turns<T> {
+    pub(crate) fn new(per_host: usize) -> Turns<T> {
         Turns {
             hosts: Mutex::new(HashMap::new()),
             per_host: per_host.max(1),
@@ -203,7 +203,7 @@ impl<T> Turns<T> {
 
     /// Gives `host` a turn now and returns `item`, or queues it behind
     /// the host's running logins and returns `None`.
-    pub fn begin(&self, host: IpAddr, item: T) -> Option<T> {
+    pub(crate) fn begin(&self, host: IpAddr, item: T) -> Option<T> {
         let mut hosts = self.lock();
         let turns = hosts.entry(host).or_insert_with(|| HostTurns {
             running: 0,
@@ -219,7 +219,7 @@ impl<T> Turns<T> {
 
     /// Ends one of `host`'s turns; returns the next item in its queue,
     /// which has the turn now.
-    pub fn end(&self, host: IpAddr) -> Option<T> {
+    pub(crate) fn end(&self, host: IpAddr) -> Option<T> {
         let mut hosts = self.lock();
         let turns = hosts.get_mut(&host)?;
         if let Some((_, next)) = turns.queue.pop_front() {
@@ -234,12 +234,12 @@ impl<T> Turns<T> {
 
     /// How many of `host`'s connections wait for a turn.
     #[cfg(test)]
-    pub fn waiting(&self, host: IpAddr) -> usize {
+    pub(crate) fn waiting(&self, host: IpAddr) -> usize {
         self.lock().get(&host).map_or(0, |t| t.queue.len())
     }
 
     /// Takes every waiting item, for a shutdown.
-    pub fn drain(&self) -> Vec<T> {
+    pub(crate) fn drain(&self) -> Vec<T> {
         let mut hosts = self.lock();
         hosts
             .values_mut()
@@ -249,7 +249,7 @@ impl<T> Turns<T> {
 
     /// Takes the items that have waited `wait` or longer, with how many
     /// logins their host has under way: they are told to come back.
-    pub fn overdue(&self, wait: Duration) -> Vec<(T, usize)> {
+    pub(crate) fn overdue(&self, wait: Duration) -> Vec<(T, usize)> {
         let mut hosts = self.lock();
         let mut out = Vec::new();
         for turns in hosts.values_mut() {
@@ -271,14 +271,14 @@ impl<T> Turns<T> {
 /// When each host's refusals were last logged, so that a host turned away
 /// thousands of times a second costs one log line a second.
 #[derive(Debug, Default)]
-pub struct RefusalLog {
+pub(crate) struct RefusalLog {
     hosts: Mutex<HashMap<IpAddr, (Instant, u64)>>,
 }
 
 impl RefusalLog {
     /// Whether to log a refusal of `host` now; if so, also how many went
     /// unlogged since the last line.
-    pub fn should_log(&self, host: IpAddr) -> Option<u64> {
+    pub(crate) fn should_log(&self, host: IpAddr) -> Option<u64> {
         let mut hosts = self.hosts.lock();
         let now = Instant::now();
         if hosts.len() >= MAX_TRACKED_ADDRESSES {

@@ -13,7 +13,7 @@ use crate::logging::{Event, Kind};
 
 /// Pending connections the kernel queues for us (capped by
 /// `net.core.somaxconn`). std's default of 128 drops bursts of clients.
-pub const LISTEN_BACKLOG: i32 = 4096;
+pub(crate) const LISTEN_BACKLOG: i32 = 4096;
 
 /// The descriptor held in reserve for `Server::refuse_with_spare_fd`.
 pub(super) fn open_spare_fd() -> Option<std::fs::File> {
@@ -31,7 +31,7 @@ pub(super) fn is_out_of_fds(e: &io::Error) -> bool {
 /// hold open the other half ([`super::descriptors`]). Lowering a number
 /// the operator gave (`explicit`) is a warning; lowering the default is
 /// only noted.
-pub fn fit_to_fd_limit(wanted: usize, explicit: bool) -> usize {
+pub(crate) fn fit_to_fd_limit(wanted: usize, explicit: bool) -> usize {
     let open_files = raise_open_file_limit();
     if open_files == u64::MAX {
         return wanted;
@@ -62,7 +62,7 @@ const ANONYMOUS_RCVBUF: usize = 4 * 1024 * 1024;
 
 /// Where the server listens.
 #[derive(Debug)]
-pub enum Bind {
+pub(crate) enum Bind {
     /// An address to bind.
     Addr(SocketAddr),
     /// A socket listening already, passed by systemd's socket activation

@@ -11,39 +11,39 @@ use parking_lot::RwLock;
 
 /// The values in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Largest file accepted (`max-file-size`; `u64::MAX` for no limit).
-    pub max_file_size: u64,
+    pub(crate) max_file_size: u64,
     /// The least an upload's body, and a reply waiting for its peer, must
     /// keep up: bytes a second averaged over a window (`min-rate`,
     /// `min-rate-window`); none when `min-rate` is 0.
-    pub floor: Option<(u64, Duration)>,
+    pub(crate) floor: Option<(u64, Duration)>,
     /// Most connections one host may hold open (`max-per-address`).
-    pub max_per_address: usize,
+    pub(crate) max_per_address: usize,
     /// Bytes the anonymous drop box may use (`anonymous-quota`).
-    pub anonymous_quota: u64,
+    pub(crate) anonymous_quota: u64,
     /// Files and folders it may hold, partial uploads included
     /// (`anonymous-max-files`).
-    pub anonymous_max_files: u64,
+    pub(crate) anonymous_max_files: u64,
 }
 
 /// The limits of a running server, which a reload replaces whole.
 #[derive(Debug)]
-pub struct Live(RwLock<Limits>);
+pub(crate) struct Live(RwLock<Limits>);
 
 impl Live {
     /// Limits in force from the start.
-    pub fn new(limits: Limits) -> Live {
+    pub(crate) fn new(limits: Limits) -> Live {
         Live(RwLock::new(limits))
     }
 
     /// The limits in force now.
-    pub fn get(&self) -> Limits {
+    pub(crate) fn get(&self) -> Limits {
         *self.0.read()
     }
 
     /// Puts `limits` in force for what starts from now on.
-    pub fn set(&self, limits: Limits) {
+    pub(crate) fn set(&self, limits: Limits) {
         *self.0.write() = limits;
     }
 }

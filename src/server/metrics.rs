@@ -20,59 +20,59 @@ use prometheus_client::registry::Registry;
 /// Which hook ran, and how it ended: `ok`, `attempt_failed` (one run,
 /// retried or not), `failed` (given up) or `dropped` (the queue was full).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HookLabels {
+pub(crate) struct HookLabels {
     /// `upload`, `download` or `delete`.
-    pub event: &'static str,
+    pub(crate) event: &'static str,
     /// How it ended.
-    pub result: &'static str,
+    pub(crate) result: &'static str,
 }
 
 /// How a login ended, and in which dialect.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LoginLabels {
+pub(crate) struct LoginLabels {
     /// `ok` or `failed`.
-    pub result: &'static str,
+    pub(crate) result: &'static str,
     /// `legacy` for the seed's plaintext HMAC-MD5 login.
-    pub dialect: &'static str,
+    pub(crate) dialect: &'static str,
 }
 
 /// One command and how it ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CommandLabels {
+pub(crate) struct CommandLabels {
     /// The command's name, or `?` for a header that was no request.
-    pub command: &'static str,
+    pub(crate) command: &'static str,
     /// `ok`, `error` (refused with a reply) or `aborted` (connection lost).
-    pub result: &'static str,
+    pub(crate) result: &'static str,
 }
 
 /// Every figure the server exports. Cheap to update: atomics only.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     /// Connections open now.
-    pub connections_active: Gauge,
+    pub(crate) connections_active: Gauge,
     /// Connections accepted since start.
-    pub connections: Counter,
+    pub(crate) connections: Counter,
     /// Connections turned away at the connection limit.
-    pub refused_busy: Counter,
+    pub(crate) refused_busy: Counter,
     /// Logins by result and dialect.
-    pub logins: Family<LoginLabels, Counter>,
+    pub(crate) logins: Family<LoginLabels, Counter>,
     /// Commands by name and result.
-    pub commands: Family<CommandLabels, Counter>,
+    pub(crate) commands: Family<CommandLabels, Counter>,
     /// File bytes received by puts.
-    pub bytes_in: Counter,
+    pub(crate) bytes_in: Counter,
     /// File bytes sent by gets.
-    pub bytes_out: Counter,
+    pub(crate) bytes_out: Counter,
     /// Uploads stored under their name.
-    pub uploads_committed: Counter,
+    pub(crate) uploads_committed: Counter,
     /// Uploads refused after their body began, or cut off.
-    pub uploads_failed: Counter,
+    pub(crate) uploads_failed: Counter,
     /// Uploads that resumed earlier partial data.
-    pub uploads_resumed: Counter,
+    pub(crate) uploads_resumed: Counter,
     /// Seconds each put or get took.
-    pub transfer_seconds: Histogram,
+    pub(crate) transfer_seconds: Histogram,
     /// Hook runs by event and result.
-    pub hooks: Family<HookLabels, Counter>,
+    pub(crate) hooks: Family<HookLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -83,7 +83,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Every metric, registered under the `ftp_` prefix.
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let mut m = Metrics {
             registry: Registry::with_prefix("ftp"),
             connections_active: Gauge::default(),
@@ -162,7 +162,7 @@ impl Metrics {
     }
 
     /// Counts a command that ended with `result`.
-    pub fn command(&self, command: &'static str, result: &'static str) {
+    pub(crate) fn command(&self, command: &'static str, result: &'static str) {
         self.commands
             .get_or_create(&CommandLabels { command, result })
             .inc();
@@ -170,21 +170,21 @@ impl Metrics {
 
     /// Counts a hook run of `event` that ended with `result`; returns the
     /// count before.
-    pub fn hook(&self, event: &'static str, result: &'static str) -> u64 {
+    pub(crate) fn hook(&self, event: &'static str, result: &'static str) -> u64 {
         self.hooks
             .get_or_create(&HookLabels { event, result })
             .inc()
     }
 
     /// Counts a login.
-    pub fn login(&self, result: &'static str, dialect: &'static str) {
+    pub(crate) fn login(&self, result: &'static str, dialect: &'static str) {
         self.logins
             .get_or_create(&LoginLabels { result, dialect })
             .inc();
     }
 
     /// Everything, in the OpenMetrics text format.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut text, &self.registry);
@@ -197,7 +197,7 @@ const MAX_REQUEST: u64 = 8 * 1024;
 
 /// How long a scraper has to send its whole request, however it trickles
 /// in; then the connection is closed. Prometheus sends it at once.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
 /// How long writing the answer may block on a peer that does not read.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -212,7 +212,7 @@ const MAX_SCRAPES: usize = 16;
 /// bounded in size and time, and their number is bounded.
 ///
 /// Fails when the thread cannot be started.
-pub fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> io::Result<()> {
+pub(crate) fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> io::Result<()> {
     let running = Arc::new(AtomicUsize::new(0));
     thread::Builder::new()
         .name("ftp-metrics".into())

@@ -5,7 +5,7 @@
 //! A connection passes through [`login`], then a [`session`] that runs
 //! [`commands`] until the client leaves.
 
-pub mod accounts;
+pub(crate) mod accounts;
 mod admission;
 mod arrival;
 pub(crate) mod bodies;
@@ -30,11 +30,11 @@ pub(crate) mod order;
 pub(crate) mod outcome;
 pub(crate) mod poller;
 pub(crate) mod quota;
-pub mod recount;
+pub(crate) mod recount;
 pub(crate) mod reply;
 mod serving;
 pub(crate) mod session;
-pub mod settings;
+pub(crate) mod settings;
 pub(crate) mod timings;
 pub(crate) mod uploads;
 mod waiting;
@@ -59,7 +59,7 @@ use crate::server::accounts::AccountBook;
 use crate::server::arrival::Queued;
 use crate::server::context::Context;
 use crate::server::hosts::{Backoff, RefusalLog, Turns};
-pub use crate::server::listener::{fit_to_fd_limit, Bind, LISTEN_BACKLOG};
+pub(crate) use crate::server::listener::{fit_to_fd_limit, Bind};
 use crate::server::listener::{is_out_of_fds, listen, open_spare_fd};
 use crate::server::poller::Poller;
 use crate::server::waiting::Waiting;
@@ -69,12 +69,12 @@ use crate::wire::message::{ErrorCode, ErrorReply, Reply};
 
 /// Stack for each worker thread. Memory is only committed as it is
 /// touched, so this bounds the worst case without costing idle connections.
-pub const THREAD_STACK: usize = 512 * 1024;
+pub(crate) const THREAD_STACK: usize = 512 * 1024;
 
 /// Threads the worker pool may add past `--workers` while every worker is
 /// held (by uploads whose bodies come slowly, within `--min-rate`): room
 /// for other users' requests, and a bound. Replies never hold a worker.
-pub const EXTRA_WORKERS: usize = 16;
+pub(crate) const EXTRA_WORKERS: usize = 16;
 
 /// Most poller threads, whatever the number of cores.
 const MAX_POLLERS: usize = 8;
@@ -91,36 +91,36 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Everything the server needs to run.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// What each connection shares: root, limits, policies, logger.
-    pub context: Context,
+    pub(crate) context: Context,
     /// Who may log in: the accounts in force, which a reload replaces.
-    pub accounts: Arc<AccountBook>,
+    pub(crate) accounts: Arc<AccountBook>,
     /// Most connections served at once; more are answered `busy`.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Worker threads for connections that have work (a login, a command,
     /// a transfer); more work waits its turn, and more threads are added
     /// only while all of these are stuck.
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// Partial uploads untouched this long are deleted.
-    pub partial_ttl: Duration,
+    pub(crate) partial_ttl: Duration,
     /// The certificate and key the encrypted dialect uses.
-    pub tls: ServerIdentity,
+    pub(crate) tls: ServerIdentity,
     /// Refuse the seed's plaintext login; serve only TLS.
-    pub require_tls: bool,
+    pub(crate) require_tls: bool,
     /// Let clients that skip the login (the seed's FtpClient) upload into
     /// `ROOT/anonymous`, and nothing else, within the anonymous quota.
-    pub anonymous: bool,
+    pub(crate) anonymous: bool,
     /// Most logins one host may have under way at once; its further
     /// connections wait for a turn (an anonymous client's turn lasts until
     /// its first request is in).
-    pub max_logins_per_address: usize,
+    pub(crate) max_logins_per_address: usize,
     /// Failed logins one host may make in a minute; after that its
     /// connections are refused until the minute is over.
-    pub max_failed_logins: u32,
+    pub(crate) max_failed_logins: u32,
     /// TLS handshakes one host may start in a second, after a burst of as
     /// many.
-    pub max_handshakes_per_second: u32,
+    pub(crate) max_handshakes_per_second: u32,
 }
 
 struct Shared {
@@ -199,7 +199,7 @@ impl Shared {
 }
 
 /// A bound server, ready to run.
-pub struct Server {
+pub(crate) struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
     spare_fd: Mutex<Option<std::fs::File>>,

@@ -35,7 +35,7 @@ const TURNS: usize = 64;
 
 /// The turns of every home of one server.
 #[derive(Debug)]
-pub struct NameOrder([ReentrantMutex<()>; TURNS]);
+pub(crate) struct NameOrder([ReentrantMutex<()>; TURNS]);
 
 impl Default for NameOrder {
     fn default() -> NameOrder {
@@ -44,12 +44,12 @@ impl Default for NameOrder {
 }
 
 /// Held while a command changes a home's names; the next one waits.
-pub type Turn<'a> = ReentrantMutexGuard<'a, ()>;
+pub(crate) type Turn<'a> = ReentrantMutexGuard<'a, ()>;
 
 impl NameOrder {
     /// Waits for the turn of the home with key `home`, and holds it until
     /// the guard is dropped.
-    pub fn enter(&self, home: &str) -> Turn<'_> {
+    pub(crate) fn enter(&self, home: &str) -> Turn<'_> {
         let mut hasher = DefaultHasher::new();
         home.hash(&mut hasher);
         self.0[(hasher.finish() % TURNS as u64) as usize].lock()

@@ -18,7 +18,7 @@ use crate::wire::names::escape;
 
 /// Whether the connection goes on after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
+pub(crate) enum Flow {
     /// Read the next command.
     Continue,
     /// Close the connection.
@@ -208,6 +208,6 @@ pub(crate) fn refuse<S: Write>(s: &mut S, reply: ErrorReply) -> Result<Outcome> 
 }
 
 /// Sends an error reply.
-pub fn send_error<S: Write>(s: &mut S, reply: ErrorReply) -> Result<()> {
+pub(crate) fn send_error<S: Write>(s: &mut S, reply: ErrorReply) -> Result<()> {
     Ok(frame::write_json(s, &Reply::<()>::Error(reply))?)
 }

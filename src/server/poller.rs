@@ -17,7 +17,7 @@ use polling::{Event, Events};
 
 /// Something that waits in the poller: a connection, with the socket it
 /// owns. The socket must stay open for as long as the item lives.
-pub trait Parkable: Send + 'static {
+pub(crate) trait Parkable: Send + 'static {
     /// The socket to watch.
     fn fd(&self) -> Option<BorrowedFd<'_>>;
 }
@@ -61,7 +61,7 @@ impl<T> Inner<T> {
 }
 
 /// The poller thread and its parked items.
-pub struct Poller<T> {
+pub(crate) struct Poller<T> {
     inner: Arc<Inner<T>>,
 }
 
@@ -71,7 +71,7 @@ impl<T: Parkable> Poller<T> {
     /// deadline.
     ///
     /// Fails when epoll or the thread cannot be created.
-    pub fn start(
+    pub(crate) fn start(
         ready: impl Fn(T) + Send + 'static,
         expired: impl Fn(T) + Send + 'static,
     ) -> io::Result<Poller<T>> {
@@ -94,19 +94,19 @@ impl<T: Parkable> Poller<T> {
 
     /// Parks `item` until its socket is readable or `deadline` passes.
     /// Gives it back when it has no socket or cannot be watched.
-    pub fn park(&self, item: T, deadline: Instant) -> Option<T> {
+    pub(crate) fn park(&self, item: T, deadline: Instant) -> Option<T> {
         self.add(item, deadline, Event::readable)
     }
 
     /// Parks `item` until its socket has room to write or `deadline`
     /// passes: a reply waiting for its peer to read.
-    pub fn park_writable(&self, item: T, deadline: Instant) -> Option<T> {
+    pub(crate) fn park_writable(&self, item: T, deadline: Instant) -> Option<T> {
         self.add(item, deadline, Event::writable)
     }
 
     /// Parks `item` until `deadline` whatever its socket does (but an
     /// error or hang-up, which epoll always reports, wakes it early).
-    pub fn park_until(&self, item: T, deadline: Instant) -> Option<T> {
+    pub(crate) fn park_until(&self, item: T, deadline: Instant) -> Option<T> {
         self.add(item, deadline, Event::none)
     }
 
@@ -138,7 +138,7 @@ impl<T: Parkable> Poller<T> {
     /// Has the poller's thread run `work` every `every` as well, between
     /// its rounds: small chores that would otherwise need a thread of
     /// their own. `work` must not wait.
-    pub fn every(&self, every: Duration, work: impl Fn() + Send + 'static) {
+    pub(crate) fn every(&self, every: Duration, work: impl Fn() + Send + 'static) {
         *self.inner.chore.lock() = Some(Chore {
             every,
             next: Instant::now() + every,
@@ -149,7 +149,7 @@ impl<T: Parkable> Poller<T> {
 
     /// Closes every waiting item but those `keep` picks (for a shutdown
     /// that lets replies under way finish); returns how many it closed.
-    pub fn close_unless(&self, keep: impl Fn(&T) -> bool) -> usize {
+    pub(crate) fn close_unless(&self, keep: impl Fn(&T) -> bool) -> usize {
         let mut parked = self.inner.lock();
         let keys: Vec<usize> = parked
             .items
@@ -167,13 +167,13 @@ impl<T: Parkable> Poller<T> {
 
     /// How many items wait now.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.inner.lock().items.len()
     }
 
     /// Whether nothing waits.
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

@@ -11,30 +11,30 @@ use crate::wire::message::{ErrorCode, ErrorReply};
 
 /// What one entry costs on disk at the least: a folder takes a block of
 /// this size, and a file an inode beside its bytes.
-pub const BYTES_PER_ENTRY: u64 = 4096;
+pub(crate) const BYTES_PER_ENTRY: u64 = 4096;
 
 /// The fewest entries a default limit allows, so that a small quota still
 /// holds an ordinary tree of small files.
-pub const MIN_DEFAULT_FILES: u64 = 1000;
+pub(crate) const MIN_DEFAULT_FILES: u64 = 1000;
 
 /// The entry limit of an account whose users file gives a quota but no
 /// `max_files`: one entry per [`BYTES_PER_ENTRY`] of quota, so that what
 /// its entries cost on disk stays near the quota itself, and at least
 /// [`MIN_DEFAULT_FILES`].
-pub fn default_max_files(quota: u64) -> u64 {
+pub(crate) fn default_max_files(quota: u64) -> u64 {
     (quota / BYTES_PER_ENTRY).max(MIN_DEFAULT_FILES)
 }
 
 /// Bytes a home would hold after `adding` more: `used` as the store
 /// counts it, plus what running uploads were charged (`charged`) beyond
 /// what the store counts of them already (`counted`).
-pub fn projected_bytes(used: u64, charged: u64, counted: u64, adding: u64) -> u64 {
+pub(crate) fn projected_bytes(used: u64, charged: u64, counted: u64, adding: u64) -> u64 {
     used.saturating_add(charged.saturating_sub(counted))
         .saturating_add(adding)
 }
 
 /// Refuses `projected` bytes over `quota`; `adding` is what was asked.
-pub fn check_bytes(projected: u64, adding: u64, quota: u64) -> Result<(), ErrorReply> {
+pub(crate) fn check_bytes(projected: u64, adding: u64, quota: u64) -> Result<(), ErrorReply> {
     if projected <= quota {
         return Ok(());
     }
@@ -46,7 +46,7 @@ pub fn check_bytes(projected: u64, adding: u64, quota: u64) -> Result<(), ErrorR
 
 /// The reply to an upload stopped after `written` of its `filesize`
 /// bytes, because other uploads filled the quota meanwhile.
-pub fn exceeded_while_storing(written: u64, filesize: u64, quota: u64) -> ErrorReply {
+pub(crate) fn exceeded_while_storing(written: u64, filesize: u64, quota: u64) -> ErrorReply {
     ErrorReply::new(
         ErrorCode::QuotaExceeded,
         format!(
@@ -57,7 +57,7 @@ pub fn exceeded_while_storing(written: u64, filesize: u64, quota: u64) -> ErrorR
 }
 
 /// Refuses `adding` entries beside `used` over `max_files`.
-pub fn check_entries(used: u64, adding: u64, max_files: u64) -> Result<(), ErrorReply> {
+pub(crate) fn check_entries(used: u64, adding: u64, max_files: u64) -> Result<(), ErrorReply> {
     if used.checked_add(adding).is_some_and(|n| n <= max_files) {
         return Ok(());
     }

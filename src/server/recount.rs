@@ -18,7 +18,7 @@ use crate::wire::names::display_folder;
 /// The sweeper's hour: partial uploads untouched for `ttl` that no
 /// connection runs are removed, then the quota books are checked (see
 /// [`check_books`]).
-pub fn hourly(ctx: &Context, ttl: Duration) {
+pub(crate) fn hourly(ctx: &Context, ttl: Duration) {
     let claim = |key: &str| {
         let held = ctx.locks.try_lock(key)?;
         Some(Box::new(held) as Box<dyn Send>)
@@ -40,7 +40,7 @@ pub fn hourly(ctx: &Context, ttl: Duration) {
 /// the turn: nothing can change the home between the measure and the
 /// correction. A home with an upload running waits for the next check.
 /// Each drift is logged. Returns how many homes had drifted.
-pub fn check_books(ctx: &Context) -> usize {
+pub(crate) fn check_books(ctx: &Context) -> usize {
     let mut drifted = 0;
     for home in ctx.store.counted_homes() {
         let key = home.join("/");
@@ -77,15 +77,15 @@ pub fn check_books(ctx: &Context) -> usize {
 
 /// What `check-usage` found in one home.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HomeUsage {
+pub(crate) struct HomeUsage {
     /// The account's name, as the log shows it.
-    pub label: String,
+    pub(crate) label: String,
     /// Bytes of its files, partial uploads included.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Its files and folders, partial uploads included.
-    pub entries: u64,
+    pub(crate) entries: u64,
     /// What it is over: its quota, its `max_files`, both or neither.
-    pub over: Vec<String>,
+    pub(crate) over: Vec<String>,
 }
 
 /// Measures the home of each of `accounts` below the folder `root` with
@@ -93,7 +93,7 @@ pub struct HomeUsage {
 /// the limits it is over. Returns what was found.
 ///
 /// Fails when a home cannot be measured, or `out` cannot be written.
-pub fn check_usage<'a>(
+pub(crate) fn check_usage<'a>(
     root: &Path,
     accounts: impl IntoIterator<Item = &'a Account>,
     out: &mut impl Write,
@@ -141,7 +141,7 @@ pub fn check_usage<'a>(
 ///
 /// Fails when `root` is an object store, `user` names nobody, a home
 /// cannot be measured, or a home is over one of its limits.
-pub fn check_usage_command(
+pub(crate) fn check_usage_command(
     root: &str,
     users: Option<&Path>,
     anonymous: Option<(u64, u64)>,

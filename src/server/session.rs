@@ -47,7 +47,7 @@ impl Handled {
 }
 
 /// One logged-in user's connection.
-pub struct Session<'a> {
+pub(crate) struct Session<'a> {
     pub(crate) ctx: &'a Context,
     pub(crate) account: &'a Account,
     /// The home's path from the store's root.
@@ -63,7 +63,7 @@ pub struct Session<'a> {
 
 impl<'a> Session<'a> {
     /// A session for `account`, starting in its home folder.
-    pub fn new(ctx: &'a Context, account: &'a Account) -> Session<'a> {
+    pub(crate) fn new(ctx: &'a Context, account: &'a Account) -> Session<'a> {
         Session {
             ctx,
             account,
@@ -78,7 +78,7 @@ impl<'a> Session<'a> {
     /// A session for a client that did not log in: `put` only, into the
     /// anonymous account's home, never replacing a file, within the
     /// server's `--anonymous-max-files`.
-    pub fn anonymous(ctx: &'a Context, account: &'a Account) -> Session<'a> {
+    pub(crate) fn anonymous(ctx: &'a Context, account: &'a Account) -> Session<'a> {
         Session {
             anonymous: true,
             max_files: Some(ctx.live.get().anonymous_max_files),
@@ -90,7 +90,7 @@ impl<'a> Session<'a> {
     /// home folder is there. Returns `Close` when it cannot be.
     ///
     /// Fails only when the error reply cannot be sent.
-    pub fn start<S: Transport>(&mut self, stream: &mut S) -> Result<Flow> {
+    pub(crate) fn start<S: Transport>(&mut self, stream: &mut S) -> Result<Flow> {
         if let Err(e) = self.ctx.store.open_home(&self.home) {
             send_error(stream, store_refusal(e, ""))?;
             return Ok(Flow::Close);
@@ -114,18 +114,18 @@ impl<'a> Session<'a> {
     }
 
     /// The folder the session is in, to carry to the next command.
-    pub fn into_cwd(self) -> Vec<String> {
+    pub(crate) fn into_cwd(self) -> Vec<String> {
         self.cwd
     }
 
     /// Continues in `cwd` (from [`Session::into_cwd`]).
-    pub fn in_folder(mut self, cwd: Vec<String>) -> Session<'a> {
+    pub(crate) fn in_folder(mut self, cwd: Vec<String>) -> Session<'a> {
         self.cwd = cwd;
         self
     }
 
     /// The session of a client at `peer`.
-    pub fn with_peer(mut self, peer: IpAddr) -> Session<'a> {
+    pub(crate) fn with_peer(mut self, peer: IpAddr) -> Session<'a> {
         self.peer = Some(peer);
         self
     }

@@ -13,30 +13,30 @@ use std::time::Duration;
 
 /// The server's timings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timings {
+pub(crate) struct Timings {
     /// The whole login, from its turn to the proof (`--login-timeout`).
-    pub login: Duration,
+    pub(crate) login: Duration,
     /// How long a connection waits for one of its address's login turns
     /// before it is answered `busy`.
-    pub turn: Duration,
+    pub(crate) turn: Duration,
     /// The longest delay before a challenge that repeated failed logins
     /// earn an address (125 ms, doubling from the fourth failure).
-    pub max_backoff: Duration,
+    pub(crate) max_backoff: Duration,
     /// With `--anonymous`: how long the server listens, before it sends
     /// the challenge, for a client that speaks first (the seed's FtpClient
     /// never reads a challenge, and its close would reset the connection).
-    pub speak_first: Duration,
+    pub(crate) speak_first: Duration,
     /// How long one to three text bytes wait before the connection is
     /// taken for the seed's raw echo dialect.
-    pub sniff: Duration,
+    pub(crate) sniff: Duration,
     /// Silence allowed between requests, and the time one header may take
     /// however it trickles (`--idle-timeout`).
-    pub idle: Duration,
+    pub(crate) idle: Duration,
     /// One whole reply, however the peer trickles its reads
     /// (`--reply-timeout`); a long body has its length at the floor more.
-    pub reply: Duration,
+    pub(crate) reply: Duration,
     /// How long a refused peer has to read its refusal before the close.
-    pub refusal_drain: Duration,
+    pub(crate) refusal_drain: Duration,
 }
 
 impl Default for Timings {
@@ -60,7 +60,7 @@ impl Timings {
     /// the reply timeout and the login timeout (at most the idle timeout).
     /// The floor (`--min-rate`) is one of the limits a reload changes, in
     /// [`crate::server::live`].
-    pub fn from_flags(idle: u64, reply: u64, login: u64) -> Self {
+    pub(crate) fn from_flags(idle: u64, reply: u64, login: u64) -> Self {
         let idle = Duration::from_secs(idle.max(1));
         Timings {
             idle,

@@ -17,7 +17,7 @@ use crate::server::quota::projected_bytes;
 /// written: so that two connections never write the same partial file,
 /// and so that a quota counts what running uploads stored.
 #[derive(Debug, Default, Clone)]
-pub struct UploadLocks(Arc<Shared>);
+pub(crate) struct UploadLocks(Arc<Shared>);
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -35,7 +35,7 @@ struct Registry {
 
 /// Who runs an upload: only the same account may take it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owner {
+pub(crate) enum Owner {
     /// A logged-in account, by name (`None`: the shared secret).
     Account(Option<String>),
     /// A client that did not log in. Anonymous clients are not one
@@ -112,7 +112,7 @@ impl Registry {
 
 /// Held while an upload runs; releases the name when dropped.
 #[derive(Debug)]
-pub struct UploadLock {
+pub(crate) struct UploadLock {
     locks: UploadLocks,
     key: String,
     home: String,
@@ -125,7 +125,7 @@ impl UploadLocks {
 
     /// Claims `key` for the server itself (removing a partial upload);
     /// `None` if an upload holds it.
-    pub fn try_lock(&self, key: &str) -> Option<UploadLock> {
+    pub(crate) fn try_lock(&self, key: &str) -> Option<UploadLock> {
         let mut registry = self.registry();
         if registry.names.contains_key(key) {
             return None;
@@ -140,7 +140,7 @@ impl UploadLocks {
     /// release awaited for up to `wait`. `socket` is this upload's, for
     /// the next takeover. `None` if another owner holds it, or the holder
     /// did not let go in time.
-    pub fn take_over(
+    pub(crate) fn take_over(
         &self,
         key: &str,
         home: &str,
@@ -192,7 +192,7 @@ impl UploadLocks {
 impl UploadLocks {
     /// Whether an upload runs in the home with key `home` (or the server
     /// holds a partial's name for a moment: it could be in any home).
-    pub fn runs_in(&self, home: &str) -> bool {
+    pub(crate) fn runs_in(&self, home: &str) -> bool {
         let registry = self.registry();
         let mut holders = registry.names.values();
         holders.any(|h| h.home == home || h.owner == Owner::Server)
@@ -200,7 +200,7 @@ impl UploadLocks {
 
     /// Whether an upload runs anywhere below the folder with key `folder`
     /// (a `mv` or `rm -r` of it would take the upload's name away).
-    pub fn runs_below(&self, folder: &str) -> bool {
+    pub(crate) fn runs_below(&self, folder: &str) -> bool {
         let prefix = format!("{folder}/");
         let registry = self.registry();
         registry.names.keys().any(|key| key.starts_with(&prefix))
@@ -210,7 +210,7 @@ impl UploadLocks {
 impl UploadLock {
     /// Notes how many bytes of this upload the store's usage counts; as
     /// many are charged to it, at least.
-    pub fn set_counted(&self, n: u64) {
+    pub(crate) fn set_counted(&self, n: u64) {
         self.locks.registry().adjust(&self.key, |t| {
             t.counted = n;
             t.charged = t.charged.max(n);
@@ -219,7 +219,7 @@ impl UploadLock {
 
     /// Charges this upload at least `n` bytes: what it kept from an
     /// earlier attempt.
-    pub fn hold(&self, n: u64) {
+    pub(crate) fn hold(&self, n: u64) {
         let mut registry = self.locks.registry();
         registry.adjust(&self.key, |t| t.charged = t.charged.max(n));
     }
@@ -229,7 +229,11 @@ impl UploadLock {
     /// store holds there. Charges nothing.
     ///
     /// Fails when `used` fails.
-    pub fn projected<E>(&self, n: u64, used: impl FnOnce() -> Result<u64, E>) -> Result<u64, E> {
+    pub(crate) fn projected<E>(
+        &self,
+        n: u64,
+        used: impl FnOnce() -> Result<u64, E>,
+    ) -> Result<u64, E> {
         let sum = self.locks.registry().sum(&self.home);
         Ok(projected_bytes(used()?, sum.charged, sum.counted, n))
     }
@@ -239,7 +243,7 @@ impl UploadLock {
     /// when it would not fit; nothing is charged then.
     ///
     /// Fails when `used` fails.
-    pub fn charge<E>(
+    pub(crate) fn charge<E>(
         &self,
         n: u64,
         quota: u64,

@@ -23,22 +23,22 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use super::fair::FairQueue;
 
 /// Work for one connection.
-pub type Job = Box<dyn FnOnce() + Send + 'static>;
+pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// Whose work a job is: jobs of one key run in order, and keys take
 /// turns. The server uses the account (or an anonymous client's host).
-pub type JobKey = u64;
+pub(crate) type JobKey = u64;
 
 /// How long an idle thread waits for a job before it exits.
 const KEEP_IDLE: Duration = Duration::from_secs(5);
 
 /// How long queued jobs may wait without any worker taking one before the
 /// pool grows: long against a command's CPU time, short against a person.
-pub const STALL: Duration = Duration::from_millis(50);
+pub(crate) const STALL: Duration = Duration::from_millis(50);
 
 /// Runs jobs on a bounded, growing set of threads, first come first served.
 #[derive(Clone)]
-pub struct Workers {
+pub(crate) struct Workers {
     inner: Arc<Inner>,
 }
 
@@ -75,7 +75,7 @@ impl State {
 impl Workers {
     /// Workers whose threads have `stack_size` bytes of stack: `core` of
     /// them for a steady load, up to `max` when they all block.
-    pub fn new(stack_size: usize, core: usize, max: usize) -> Workers {
+    pub(crate) fn new(stack_size: usize, core: usize, max: usize) -> Workers {
         let core = core.max(1);
         Workers {
             inner: Arc::new(Inner {
@@ -94,7 +94,7 @@ impl Workers {
     ///
     /// Fails when there is no thread at all and none can be created; the
     /// job is dropped then.
-    pub fn run(&self, key: JobKey, job: Job) -> io::Result<()> {
+    pub(crate) fn run(&self, key: JobKey, job: Job) -> io::Result<()> {
         let inner = &self.inner;
         let mut state = inner.lock();
         state.jobs.push(key, job);
@@ -120,13 +120,13 @@ impl Workers {
 
     /// Threads waiting for a job right now.
     #[cfg(test)]
-    pub fn idle(&self) -> usize {
+    pub(crate) fn idle(&self) -> usize {
         self.inner.lock().idle
     }
 
     /// Threads there are now, busy or not.
     #[cfg(test)]
-    pub fn threads(&self) -> usize {
+    pub(crate) fn threads(&self) -> usize {
         self.inner.lock().threads
     }
 }

@@ -1,5 +1,5 @@
 //! Running the server as a service: accounts reloaded while it runs
 //! ([`reload`]), and the systemd protocols ([`systemd`]).
 
-pub mod reload;
-pub mod systemd;
+pub(crate) mod reload;
+pub(crate) mod systemd;

@@ -26,11 +26,11 @@ use crate::server::THREAD_STACK;
 /// How long the users file must stay quiet after a change before it is
 /// read: an editor's save (write, rename, chmod) is one reload, and a file
 /// half written is not read while its writer is still at it.
-pub const SETTLE: Duration = Duration::from_millis(250);
+pub(crate) const SETTLE: Duration = Duration::from_millis(250);
 
 /// Why the accounts are read again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// `SIGHUP`.
     Signal,
     /// The users file changed.
@@ -39,7 +39,7 @@ pub enum Trigger {
 
 /// Where a reload stands, for a service manager to be told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// About to read the file.
     Reloading,
     /// Done, whether the file was taken or refused.
@@ -47,30 +47,30 @@ pub enum Phase {
 }
 
 /// What a reload reads, and where it puts it.
-pub struct Reloads {
+pub(crate) struct Reloads {
     /// The accounts in force.
-    pub book: Arc<AccountBook>,
+    pub(crate) book: Arc<AccountBook>,
     /// The users file; `None` for a server with one shared secret, which
     /// has nothing to reload (a `SIGHUP` is logged, and does not stop it).
-    pub users: Option<PathBuf>,
+    pub(crate) users: Option<PathBuf>,
     /// Whether the server takes anonymous uploads (`anonymous`), which
     /// rules out a user of that name.
-    pub anonymous: bool,
+    pub(crate) anonymous: bool,
     /// The config file, if the server has one, with the command line
     /// over it and the settings in force: a `SIGHUP` checks it again.
-    pub config: Option<ConfigFile>,
+    pub(crate) config: Option<ConfigFile>,
 }
 
 /// The server's config file, as a reload reads it again.
-pub struct ConfigFile {
+pub(crate) struct ConfigFile {
     /// Where it is.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The command line, which wins over it.
-    pub cli: ServerFlags,
+    pub(crate) cli: ServerFlags,
     /// What the server runs with.
-    pub in_force: Settings,
+    pub(crate) in_force: Settings,
     /// The limits, rates and quotas the running server reads.
-    pub live: Arc<Live>,
+    pub(crate) live: Arc<Live>,
 }
 
 impl ConfigFile {
@@ -129,7 +129,7 @@ impl Reloads {
     /// `SIGHUP`.
     ///
     /// Fails when the signal handler or the threads cannot be set up.
-    pub fn start(self, phase: impl Fn(Phase) + Send + 'static) -> Result<()> {
+    pub(crate) fn start(self, phase: impl Fn(Phase) + Send + 'static) -> Result<()> {
         let (tx, rx) = mpsc::channel();
         forward_signals(tx.clone())?;
         // Without a watch (out of inotify watches, say) the server still
@@ -176,7 +176,7 @@ impl Reloads {
 
     /// Reads the users file again and puts it in force, or keeps the
     /// accounts in force when it does not load.
-    pub fn reload(&self, trigger: Trigger) {
+    pub(crate) fn reload(&self, trigger: Trigger) {
         let why = match trigger {
             Trigger::Signal => "SIGHUP",
             Trigger::Edit => "the users file changed",

@@ -22,13 +22,13 @@ use crate::server::THREAD_STACK;
 use crate::service::reload::Phase;
 
 /// How often `STATUS=` is refreshed when no watchdog asks for more.
-pub const STATUS_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// The listening socket systemd passed, if it passed one.
 ///
 /// Fails when `LISTEN_FDS` is malformed or names more than one socket:
 /// the server listens on one address, and the unit should say so.
-pub fn passed_listener() -> Result<Option<TcpListener>> {
+pub(crate) fn passed_listener() -> Result<Option<TcpListener>> {
     let fds = sd_notify::listen_fds()
         .map_err(|e| Error::Usage(format!("LISTEN_FDS from systemd: {e}")))?;
     let fds: Vec<_> = fds.collect();
@@ -57,12 +57,12 @@ fn tell(state: &[NotifyState]) {
 }
 
 /// The server listens: `READY=1`, with a first status.
-pub fn ready(metrics: &Metrics) {
+pub(crate) fn ready(metrics: &Metrics) {
     tell(&[NotifyState::Ready, NotifyState::Status(&status(metrics))]);
 }
 
 /// Before and after a reload.
-pub fn reload_phase(phase: Phase) {
+pub(crate) fn reload_phase(phase: Phase) {
     match phase {
         Phase::Reloading => match NotifyState::monotonic_usec_now() {
             // systemd matches the reload to its request by this time.
@@ -83,7 +83,7 @@ fn status(metrics: &Metrics) -> String {
 /// systemd set one, from a thread of its own.
 ///
 /// Fails when the thread cannot start.
-pub fn start_heartbeat(metrics: Arc<Metrics>) -> Result<()> {
+pub(crate) fn start_heartbeat(metrics: Arc<Metrics>) -> Result<()> {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return Ok(());
     }
@@ -109,7 +109,7 @@ pub fn start_heartbeat(metrics: Arc<Metrics>) -> Result<()> {
 /// finish.
 ///
 /// Fails when the handler or its thread cannot be set up.
-pub fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+pub(crate) fn stop_on_signals() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut signals = Signals::new([SIGTERM, SIGINT])
         .map_err(|e| Error::io("installing the signal handler", e))?;

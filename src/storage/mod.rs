@@ -15,36 +15,36 @@ use std::time::Duration;
 
 use crate::wire::message::Entry;
 
-pub(crate) mod disk;
+pub mod disk;
 pub mod s3;
 
-pub use disk::handle::Modes;
+pub(crate) use disk::handle::Modes;
 
 /// A folder in a store: the home's path from the store's root, then the
 /// folder inside the home.
 #[derive(Debug, Clone, Copy)]
-pub struct Place<'a> {
+pub(crate) struct Place<'a> {
     /// The home's path from the root (empty: the root is the home).
-    pub home: &'a [String],
+    pub(crate) home: &'a [String],
     /// The folder's path from the home.
-    pub folder: &'a [String],
+    pub(crate) folder: &'a [String],
 }
 
 impl<'a> Place<'a> {
     /// The folder `folder` of the home `home`.
-    pub fn new(home: &'a [String], folder: &'a [String]) -> Place<'a> {
+    pub(crate) fn new(home: &'a [String], folder: &'a [String]) -> Place<'a> {
         Place { home, folder }
     }
 
     /// Every component from the root down to the folder.
-    pub fn components(&self) -> impl Iterator<Item = &'a str> {
+    pub(crate) fn components(&self) -> impl Iterator<Item = &'a str> {
         self.home.iter().chain(self.folder).map(String::as_str)
     }
 
     /// The path of `name` in this folder from the store's root, with `/`
     /// between components: what names an upload across connections (and,
     /// for an object store, across servers).
-    pub fn key(&self, name: &str) -> String {
+    pub(crate) fn key(&self, name: &str) -> String {
         let mut key = String::new();
         for part in self.components().chain([name]) {
             if !key.is_empty() {
@@ -59,7 +59,7 @@ impl<'a> Place<'a> {
 /// Why a folder path could not be used. Each variant carries the folder
 /// as the user wrote it, relative to the home.
 #[derive(Debug)]
-pub enum FolderError {
+pub(crate) enum FolderError {
     /// A step is missing.
     Missing(String),
     /// A step is a symbolic link, which is never followed.
@@ -71,23 +71,23 @@ pub enum FolderError {
 }
 
 /// Whether an I/O error means the disk or the quota is full.
-pub fn is_no_space(e: &io::Error) -> bool {
+pub(crate) fn is_no_space(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// What a home holds.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Usage {
+pub(crate) struct Usage {
     /// Bytes of its files, partial uploads included.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Its files and folders, partial uploads included; the folders that
     /// hold partial uploads are the server's, and not counted.
-    pub entries: u64,
+    pub(crate) entries: u64,
 }
 
 /// Why a store refused or failed. The session turns these into replies.
 #[derive(Debug)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// The folder cannot be used.
     Folder(FolderError),
     /// The file cannot be opened: missing, a link, or not a regular file.
@@ -106,7 +106,7 @@ pub enum StoreError {
     /// The store takes no more uploads right now (memory, say).
     Overloaded,
     /// The store ran out of room while writing.
-    NoSpace(io::Error),
+    NoSpace,
     /// The store failed while doing `.0`.
     Failed(&'static str, io::Error),
     /// The path names a key longer than the store takes: `bytes` where
@@ -140,7 +140,7 @@ pub enum StoreError {
 
 /// Why a folder stayed when the tree it is in was removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Leftover {
+pub(crate) enum Leftover {
     /// An upload into it is running.
     Upload,
     /// It is deeper than a removal goes (only a local user can make such
@@ -152,37 +152,37 @@ pub enum Leftover {
 
 impl StoreError {
     /// Wraps an I/O error as a failure while doing `what`.
-    pub fn failed(what: &'static str) -> impl FnOnce(io::Error) -> StoreError {
+    pub(crate) fn failed(what: &'static str) -> impl FnOnce(io::Error) -> StoreError {
         move |e| StoreError::Failed(what, e)
     }
 }
 
 /// What a store's methods return.
-pub type StoreResult<T> = Result<T, StoreError>;
+pub(crate) type StoreResult<T> = Result<T, StoreError>;
 
 /// What an upload asks of the store.
 #[derive(Debug, Clone, Copy)]
-pub struct UploadPlan {
+pub(crate) struct UploadPlan {
     /// The file's whole size.
-    pub filesize: u64,
+    pub(crate) filesize: u64,
     /// Keep what an earlier attempt stored, and go on from there.
-    pub resume: bool,
+    pub(crate) resume: bool,
     /// Compute the file's BLAKE3 (always done when the client sends one).
-    pub hash: bool,
+    pub(crate) hash: bool,
     /// Whether the upload may replace a file of that name.
-    pub overwrite: bool,
+    pub(crate) overwrite: bool,
     /// The modification time to give the stored file (seconds since the
     /// epoch); the time of the commit when `None`.
-    pub mtime: Option<u64>,
+    pub(crate) mtime: Option<u64>,
     /// Permission bits (`0o777` at most) to give the stored file; the
     /// store's default when `None`.
-    pub mode: Option<u32>,
+    pub(crate) mode: Option<u32>,
 }
 
 /// An upload in progress. Dropping it without [`Upload::finish`] keeps
 /// what was written for a later resume; an upload that wrote nothing at
 /// all (a client that asked for `ready` and left) leaves nothing behind.
-pub trait Upload: Send {
+pub(crate) trait Upload: Send {
     /// Where the body starts: the bytes kept from an earlier attempt.
     fn offset(&self) -> u64;
     /// Bytes of this upload that [`Store::usage`] counts already.
@@ -235,7 +235,7 @@ pub trait Upload: Send {
 }
 
 /// Where [`Upload::stage`] left an upload.
-pub enum Stage {
+pub(crate) enum Stage {
     /// Committed already, with its BLAKE3 if it was computed.
     Done(Option<blake3::Hash>),
     /// Waiting for its group's flush, then its commit.
@@ -243,7 +243,7 @@ pub enum Stage {
 }
 
 /// An upload whose data is checked and ready, waiting to take its name.
-pub trait Staged: Send {
+pub(crate) trait Staged: Send {
     /// Makes the file visible under its name, whole, as [`Upload::finish`]
     /// does; returns its BLAKE3 if it was computed.
     ///
@@ -253,7 +253,7 @@ pub trait Staged: Send {
 }
 
 /// A stored file, opened for reading.
-pub trait StoredFile: Send {
+pub(crate) trait StoredFile: Send {
     /// Its size in bytes.
     fn size(&self) -> u64;
     /// When it was last written, in seconds since the epoch.
@@ -280,29 +280,29 @@ pub trait StoredFile: Send {
 
 /// A file's delta signature (see [`crate::wire::delta`]), as a store
 /// keeps it: its entries are read as they are sent, never held whole.
-pub struct Signature {
+pub(crate) struct Signature {
     /// The file's size.
-    pub size: u64,
+    pub(crate) size: u64,
     /// How many chunks.
-    pub chunks: u64,
+    pub(crate) chunks: u64,
     /// The whole file's BLAKE3.
-    pub blake3: blake3::Hash,
+    pub(crate) blake3: blake3::Hash,
     /// When the file was last written, seconds since the epoch.
-    pub mtime: u64,
+    pub(crate) mtime: u64,
     /// The entries, `chunks` of them, each
     /// [`crate::wire::delta::signature::ENTRY_LEN`] bytes.
-    pub entries: Box<dyn Read + Send>,
+    pub(crate) entries: Box<dyn Read + Send>,
 }
 
 /// What a listing holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ListHow {
+pub(crate) struct ListHow {
     /// Everything below the folder too, depth first, a folder before what
     /// it holds, each entry named by its path from the listed folder.
-    pub recursive: bool,
+    pub(crate) recursive: bool,
     /// Each file's BLAKE3, from what the store kept where it can (computed
     /// and kept when it cannot).
-    pub digests: bool,
+    pub(crate) digests: bool,
 }
 
 /// A folder's entries, read a bounded part at a time: memory does not grow
@@ -310,14 +310,14 @@ pub struct ListHow {
 /// order the file system returns, an object store in key order.
 /// It owns what it reads from, so that a listing's reply can outlive the
 /// request that began it.
-pub type Entries = Box<dyn Iterator<Item = StoreResult<Entry>> + Send>;
+pub(crate) type Entries = Box<dyn Iterator<Item = StoreResult<Entry>> + Send>;
 
 /// Grants the partial upload with this key to the sweeper, for as long as
 /// the returned guard lives; `None` while a connection runs it.
-pub type Claim<'a> = &'a dyn Fn(&str) -> Option<Box<dyn Send>>;
+pub(crate) type Claim<'a> = &'a dyn Fn(&str) -> Option<Box<dyn Send>>;
 
 /// Where the bytes live. Every method may be called from many threads.
-pub trait Store: Send + Sync + fmt::Debug {
+pub(crate) trait Store: Send + Sync + fmt::Debug {
     /// Says where the files are, for the log.
     fn describe(&self) -> String;
     /// Writes out what staged uploads wrote (their data, or after their
@@ -416,7 +416,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 /// together; a folder's hold none.
 ///
 /// Fails when the store cannot be reached or the folder created.
-pub fn open(
+pub(crate) fn open(
     root: &str,
     durable: bool,
     modes: Modes,

@@ -60,16 +60,16 @@ pub struct Upload {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Download {
     /// Its path on the server, relative to the current folder.
-    pub remote: String,
+    pub(crate) remote: String,
     /// Where it goes.
-    pub local: PathBuf,
+    pub(crate) local: PathBuf,
     /// Its size as listed, for the progress bar.
-    pub size: u64,
+    pub(crate) size: u64,
 }
 
 impl Step {
     /// What the step is about, as shown to the user.
-    pub fn subject(&self) -> String {
+    pub(crate) fn subject(&self) -> String {
         match self {
             Step::MakeFolder(p) | Step::Remove { path: p, .. } => p.clone(),
             Step::Upload(u) => u.local.display().to_string(),
@@ -111,10 +111,10 @@ impl Step {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BatchOptions {
     /// Keep permission bits (`-p`); modification times are always kept.
-    pub preserve_mode: bool,
+    pub(crate) preserve_mode: bool,
     /// Apply the client's overwrite policy to local files a download would
     /// replace (`get`); off, they are replaced (`sync`, whose point that is).
-    pub ask_before_replacing: bool,
+    pub(crate) ask_before_replacing: bool,
 }
 
 /// A step that ended.
@@ -174,33 +174,33 @@ pub trait BatchProgress {
 #[derive(Debug)]
 pub struct Failure {
     /// `put`, `get`, `mkdir`, `rm`.
-    pub verb: &'static str,
+    pub(crate) verb: &'static str,
     /// What it was about.
-    pub subject: String,
+    pub(crate) subject: String,
     /// Why.
-    pub error: Error,
+    pub(crate) error: Error,
 }
 
 /// What a batch did.
 #[derive(Debug, Default)]
 pub struct BatchReport {
     /// Files moved.
-    pub files: u64,
+    pub(crate) files: u64,
     /// Bytes that crossed the network.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Folders made (or found there already).
-    pub folders: u64,
+    pub(crate) folders: u64,
     /// Removals on the server.
-    pub removed: u64,
+    pub(crate) removed: u64,
     /// Steps that failed.
     pub failures: Vec<Failure>,
     /// Why the batch stopped before its end (Ctrl-C, a connection that
     /// could not be reopened); `None` when every step was tried.
     pub stopped: Option<Error>,
     /// Steps not done, or not confirmed by the server, when it stopped.
-    pub unfinished: Vec<Step>,
+    pub(crate) unfinished: Vec<Step>,
     /// From start to end.
-    pub elapsed: Duration,
+    pub(crate) elapsed: Duration,
 }
 
 /// How often a batch reopens a lost connection before it gives up.

@@ -8,7 +8,7 @@ use super::{SyncOptions, Transfer};
 impl Transfer {
     /// The command as it would be typed again, `verb` (`put`, `get`)
     /// first: what a stopped batch tells the user to run to finish it.
-    pub fn line(&self, verb: &str) -> String {
+    pub(crate) fn line(&self, verb: &str) -> String {
         let flags: String = [
             (self.recursive, 'r'),
             (self.preserve, 'p'),
@@ -42,7 +42,7 @@ impl Transfer {
 
 impl SyncOptions {
     /// The `sync` command as it would be typed again.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         let flags: String = [
             (self.dry_run, 'n'),
             (self.checksum, 'c'),

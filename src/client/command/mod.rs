@@ -15,7 +15,7 @@ use words::Words;
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// Upload local files (wildcards allowed) or, with `-r`, folders.
     Put(Transfer),
     /// Download files or, with `-r`, folders (server wildcards allowed).
@@ -61,62 +61,62 @@ pub enum Command {
 
 /// `put` and `get`: what to move and how.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Transfer {
+pub(crate) struct Transfer {
     /// What to send or fetch: local paths for `put`, server paths for
     /// `get`, each maybe a wildcard pattern.
-    pub sources: Vec<String>,
+    pub(crate) sources: Vec<String>,
     /// `get` only: the local file or folder to write to.
-    pub local: Option<String>,
+    pub(crate) local: Option<String>,
     /// `put` only, with two names: the name on the server (a folder to
     /// go into when it ends with `/` or is one there).
-    pub remote: Option<String>,
+    pub(crate) remote: Option<String>,
     /// Folders with everything in them (`-r`).
-    pub recursive: bool,
+    pub(crate) recursive: bool,
     /// Keep permission bits (`-p`); modification times are always kept.
-    pub preserve: bool,
+    pub(crate) preserve: bool,
     /// Name every file as it is moved (`-v`).
-    pub verbose: bool,
+    pub(crate) verbose: bool,
     /// `get` only: replace different local files without asking (`-f`).
-    pub force: bool,
+    pub(crate) force: bool,
     /// With `-r`: a file the other side has is the same when its BLAKE3 is
     /// (`-c`), not its size and modification time.
-    pub checksum: bool,
+    pub(crate) checksum: bool,
     /// With `-r`: send every file again, even one the other side has
     /// (`--force-all`).
-    pub force_all: bool,
+    pub(crate) force_all: bool,
     /// Where to write the names of the files that failed or were not
     /// moved (`--failed-list FILE`).
-    pub failed_list: Option<String>,
+    pub(crate) failed_list: Option<String>,
     /// With `-r`: what to leave out (`--exclude`, `--include`,
     /// `--exclude-from`).
-    pub filters: Filters,
+    pub(crate) filters: Filters,
 }
 
 /// `sync SRC DST`: one of the two is on the server, written with a leading `:`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SyncOptions {
+pub(crate) struct SyncOptions {
     /// Where the files come from.
-    pub source: String,
+    pub(crate) source: String,
     /// What is brought up to date.
-    pub target: String,
+    pub(crate) target: String,
     /// Remove what the source does not have (`--delete`).
-    pub delete: bool,
+    pub(crate) delete: bool,
     /// Print what would be done, and do nothing (`-n`, `--dry-run`).
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Compare by BLAKE3 instead of size and modification time (`-c`, `--checksum`).
-    pub checksum: bool,
+    pub(crate) checksum: bool,
     /// Keep permission bits (`-p`).
-    pub preserve: bool,
+    pub(crate) preserve: bool,
     /// Name every file as it is moved (`-v`).
-    pub verbose: bool,
+    pub(crate) verbose: bool,
     /// One line per change, as rsync's `-i` (`-i`, `--itemize`).
-    pub itemize: bool,
+    pub(crate) itemize: bool,
     /// What to leave out (`--exclude`, `--include`, `--exclude-from`).
-    pub filters: Filters,
+    pub(crate) filters: Filters,
 }
 
 /// The help text, one command a line.
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 commands (paths on the server are relative to its current folder):
   put [-rpvc] FILE...       upload files or, with -r, folders (wildcards work:
                             put *.log); an interrupted upload resumes;
@@ -159,25 +159,25 @@ names with spaces go in quotes: put \"my file.txt\"; a name that starts
 with '-' goes after --: rm -- -old.txt";
 
 /// Every command word, for completion.
-pub const WORDS: &[&str] = &[
+pub(crate) const WORDS: &[&str] = &[
     "put", "get", "ls", "rm", "mv", "sync", "mkdir", "cd", "pwd", "echo", "quota", "help", "quit",
     "exit",
 ];
 
 /// How `ls` shows a listing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ListOptions {
+pub(crate) struct ListOptions {
     /// Show names that start with a dot (`-a`).
-    pub all: bool,
+    pub(crate) all: bool,
     /// Sizes in KiB, MiB... instead of bytes (`-h`).
-    pub human: bool,
+    pub(crate) human: bool,
     /// Everything below the folder (`-R`).
-    pub recursive: bool,
+    pub(crate) recursive: bool,
 }
 
 /// A line that is not a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError(pub String);
+pub(crate) struct ParseError(pub String);
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -190,7 +190,7 @@ impl std::error::Error for ParseError {}
 impl Command {
     /// Whether the command can change the names in the server's current
     /// folder, which completion then fetches again.
-    pub fn changes_names(&self) -> bool {
+    pub(crate) fn changes_names(&self) -> bool {
         matches!(
             self,
             Command::Put(_)
@@ -202,16 +202,11 @@ impl Command {
         )
     }
 
-    /// Whether the command needs no server.
-    pub fn is_local(&self) -> bool {
-        matches!(self, Command::Help | Command::Quit)
-    }
-
     /// Parses a prompt line. Returns `Ok(None)` for a blank line.
     ///
     /// Fails for an unknown command, missing or extra arguments, or an
     /// unclosed quote, with a one-line hint.
-    pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
+    pub(crate) fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
         let words = split_words(line)?;
         if words.is_empty() {
             return Ok(None);
@@ -227,7 +222,7 @@ impl Command {
     /// Parses words already split, as from the command line.
     ///
     /// Fails like [`Command::parse_line`].
-    pub fn parse_words(words: &[String]) -> Result<Command, ParseError> {
+    pub(crate) fn parse_words(words: &[String]) -> Result<Command, ParseError> {
         let Some((first, args)) = words.split_first() else {
             return Err(ParseError("no command given; try 'help'".into()));
         };
@@ -338,7 +333,7 @@ fn parse_sync(args: &[String]) -> Result<Command, ParseError> {
 /// than a hand-written splitter).
 ///
 /// Fails on an unclosed quote or a trailing backslash.
-pub fn split_words(line: &str) -> Result<Vec<String>, ParseError> {
+pub(crate) fn split_words(line: &str) -> Result<Vec<String>, ParseError> {
     shlex::split(line)
         .ok_or_else(|| ParseError("unclosed quote (or a backslash at the end of the line)".into()))
 }

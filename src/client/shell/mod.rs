@@ -25,18 +25,18 @@ use fetch::get;
 use many::{note_skipped, put, remove};
 use shown::{run_batch, summarize};
 
-pub use crate::client::prompt::run_session;
+pub(crate) use crate::client::prompt::run_session;
 
 /// How the shell behaves.
 #[derive(Debug, Clone, Copy)]
-pub struct ShellOptions {
+pub(crate) struct ShellOptions {
     /// No progress bars and no informational notes.
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 /// Whether the session should go on after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Read another command.
     Continue,
     /// The user asked to leave.
@@ -47,7 +47,7 @@ pub enum Next {
 ///
 /// Fails with the first error of the command; for a command on many
 /// files every file is tried, and the error says how many failed.
-pub fn run_command(
+pub(crate) fn run_command(
     client: &mut Client,
     command: &Command,
     options: ShellOptions,
@@ -236,7 +236,7 @@ fn wrote(r: io::Result<()>) -> Result<()> {
     r.map_err(|e| Error::io(WRITING_OUTPUT, e))
 }
 
-pub use crate::error::output_closed;
+pub(crate) use crate::error::output_closed;
 
 /// Bytes moved in this run and their rate; resumed bytes are not counted.
 fn rate(verb: &str, bytes: u64, elapsed: Duration) -> String {

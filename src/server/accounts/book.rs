@@ -14,11 +14,11 @@ use crate::wire::auth::AnswerKeys;
 /// The accounts in force and their answer keys, prepared together so
 /// that a login checks a key and finds its account in the same list.
 #[derive(Debug)]
-pub struct Roster {
+pub(crate) struct Roster {
     /// Who may log in.
-    pub accounts: Accounts,
+    pub(crate) accounts: Accounts,
     /// Their HMAC-MD5 keys, prepared once for checking answers.
-    pub keys: AnswerKeys,
+    pub(crate) keys: AnswerKeys,
     /// Where each name is in `accounts`: each request looks its account
     /// up by name.
     by_name: HashMap<Option<String>, usize>,
@@ -26,7 +26,7 @@ pub struct Roster {
 
 impl Roster {
     /// The account named `name` (`None`: the shared secret's).
-    pub fn find(&self, name: Option<&str>) -> Option<&Account> {
+    pub(crate) fn find(&self, name: Option<&str>) -> Option<&Account> {
         let at = self.by_name.get(&name.map(str::to_string))?;
         self.accounts.get(*at)
     }
@@ -37,7 +37,7 @@ impl Roster {
 /// from the next login and a changed quota from the next request; a
 /// request that finds its user gone ends the connection.
 #[derive(Debug)]
-pub struct AccountBook {
+pub(crate) struct AccountBook {
     current: RwLock<Arc<Roster>>,
     /// Connections open per account name (`None`: the shared secret's),
     /// kept across reloads.
@@ -46,7 +46,7 @@ pub struct AccountBook {
 
 /// Why a login with the right secret is refused: a rule of the account's.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The peer's address is outside the account's `allowed_from`.
     AllowedFrom(IpAddr),
     /// The account has its `max_connections` open.
@@ -66,14 +66,14 @@ impl fmt::Display for Refusal {
 /// each request finds the account in force, and one of its
 /// `max_connections`, given back when the connection ends.
 #[derive(Debug)]
-pub struct Seat {
+pub(crate) struct Seat {
     book: Arc<AccountBook>,
     name: Option<String>,
 }
 
 impl Seat {
     /// The account's name (`None`: the shared secret's).
-    pub fn name(&self) -> Option<&str> {
+    pub(crate) fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
 }
@@ -92,7 +92,7 @@ impl Drop for Seat {
 
 impl AccountBook {
     /// A book holding `accounts`.
-    pub fn new(accounts: Accounts) -> AccountBook {
+    pub(crate) fn new(accounts: Accounts) -> AccountBook {
         AccountBook {
             current: RwLock::new(Arc::new(Roster::of(accounts))),
             seats: Mutex::new(HashMap::new()),
@@ -102,7 +102,7 @@ impl AccountBook {
     /// Lets `account`, whose secret the peer at `ip` proved, log in if its
     /// rules allow: a seat while the connection lasts, or the rule that
     /// refuses it.
-    pub fn admit(self: &Arc<Self>, account: &Account, ip: IpAddr) -> Result<Seat, Refusal> {
+    pub(crate) fn admit(self: &Arc<Self>, account: &Account, ip: IpAddr) -> Result<Seat, Refusal> {
         if !account.limits.allows(ip) {
             return Err(Refusal::AllowedFrom(ip));
         }
@@ -121,13 +121,13 @@ impl AccountBook {
     }
 
     /// The roster in force.
-    pub fn current(&self) -> Arc<Roster> {
+    pub(crate) fn current(&self) -> Arc<Roster> {
         self.current.read().clone()
     }
 
     /// Puts `accounts` in force, and says what changed from before, one
     /// phrase per account, for the log.
-    pub fn replace(&self, mut accounts: Accounts) -> Vec<String> {
+    pub(crate) fn replace(&self, mut accounts: Accounts) -> Vec<String> {
         // An unchanged rate keeps its schedule, so that transfers under
         // way and those after the reload still share one.
         let old = self.current();
@@ -163,7 +163,7 @@ fn index(accounts: &Accounts) -> HashMap<Option<String>, usize> {
 
 /// What differs between two sets of accounts, for the log: who was added
 /// or removed, and whose secret or limits changed (never the secrets).
-pub fn changes(old: &Accounts, new: &Accounts) -> Vec<String> {
+pub(crate) fn changes(old: &Accounts, new: &Accounts) -> Vec<String> {
     let (before_at, now_at) = (index(old), index(new));
     let mut said = Vec::new();
     for a in new.iter() {

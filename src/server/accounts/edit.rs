@@ -22,13 +22,13 @@ use crate::wire::names::validate_name;
 
 /// What `user add` is asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NewUser {
+pub(crate) struct NewUser {
     /// The user's name, which is also their home folder.
-    pub name: String,
+    pub(crate) name: String,
     /// Bytes they may store.
-    pub quota: Option<u64>,
+    pub(crate) quota: Option<u64>,
     /// Files and folders they may hold.
-    pub max_files: Option<u64>,
+    pub(crate) max_files: Option<u64>,
 }
 
 /// Adds `user` to the users file at `path` (made if missing) with a new
@@ -36,7 +36,7 @@ pub struct NewUser {
 ///
 /// Fails when the name is invalid or taken, or the file cannot be read,
 /// parsed or written; the file is then left as it was.
-pub fn add(path: &Path, user: &NewUser, anonymous: bool) -> Result<String> {
+pub(crate) fn add(path: &Path, user: &NewUser, anonymous: bool) -> Result<String> {
     validate_name(&user.name)
         .map_err(|e| Error::Usage(format!("invalid user name {:?}: {e}", user.name)))?;
     let mut doc = read(path)?;
@@ -68,7 +68,7 @@ pub fn add(path: &Path, user: &NewUser, anonymous: bool) -> Result<String> {
 /// Fails when there is no such user, when they are the only one (a users
 /// file without users is refused by the server), or the file cannot be
 /// read, parsed or written.
-pub fn remove(path: &Path, name: &str, anonymous: bool) -> Result<()> {
+pub(crate) fn remove(path: &Path, name: &str, anonymous: bool) -> Result<()> {
     let mut doc = read(path)?;
     let users = user_tables(&mut doc, path)?;
     let Some(at) = users.iter().position(|t| name_of(t) == Some(name)) else {
@@ -92,7 +92,7 @@ pub fn remove(path: &Path, name: &str, anonymous: bool) -> Result<()> {
 ///
 /// Fails when `out` cannot be written; a home the store cannot measure
 /// says why on its line.
-pub fn list(accounts: &Accounts, store: &dyn Store, out: &mut impl Write) -> Result<()> {
+pub(crate) fn list(accounts: &Accounts, store: &dyn Store, out: &mut impl Write) -> Result<()> {
     let fail = |e| Error::io("writing the list", e);
     writeln!(
         out,
@@ -129,7 +129,11 @@ pub fn list(accounts: &Accounts, store: &dyn Store, out: &mut impl Write) -> Res
 /// The one line a new user runs to connect: their secret, the server's
 /// address (`THIS-HOST` when it listens on every interface) and, when the
 /// server's certificate is known, its fingerprint to pin.
-pub fn client_line(secret: &str, listen: SocketAddr, fingerprint: Option<Fingerprint>) -> String {
+pub(crate) fn client_line(
+    secret: &str,
+    listen: SocketAddr,
+    fingerprint: Option<Fingerprint>,
+) -> String {
     let server = match listen.ip().is_unspecified() {
         true => format!("THIS-HOST:{}", listen.port()),
         false => listen.to_string(),

@@ -20,7 +20,7 @@ use super::ANONYMOUS;
 impl Accounts {
     /// Parses the text of a users file; `path` names it in errors and is
     /// where relative `secret_file` paths start from. See [`Accounts::load`].
-    pub fn parse(text: &str, path: &Path, anonymous: bool) -> Result<Accounts> {
+    pub(crate) fn parse(text: &str, path: &Path, anonymous: bool) -> Result<Accounts> {
         let fail = |span: Option<std::ops::Range<usize>>, reason: String| Error::Config {
             path: path.to_path_buf(),
             line: span.map(|s| crate::error::line_of(text, s.start)),

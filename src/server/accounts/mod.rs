@@ -4,14 +4,14 @@
 //! users file edited by `ftp-server user` ([`edit`]).
 
 mod book;
-pub mod edit;
+pub(crate) mod edit;
 mod file;
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use book::{changes, AccountBook, Refusal, Roster, Seat};
+pub(crate) use book::{AccountBook, Roster, Seat};
 
 use crate::config::cidr::Cidr;
 use crate::config::secret::Secret;
@@ -19,50 +19,50 @@ use crate::error::{Error, Result};
 use crate::io::throttle::SharedRate;
 
 /// The name of the anonymous account, and of its home below the root.
-pub const ANONYMOUS: &str = "anonymous";
+pub(crate) const ANONYMOUS: &str = "anonymous";
 
 /// One account.
 #[derive(Debug, Clone)]
-pub struct Account {
+pub(crate) struct Account {
     /// The user's name; `None` in single-secret mode.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// The key the user answers challenges with.
-    pub secret: Secret,
+    pub(crate) secret: Secret,
     /// Bytes the user may store, partial uploads included.
-    pub quota: Option<u64>,
+    pub(crate) quota: Option<u64>,
     /// Files and folders the user may hold, partial uploads included.
-    pub max_files: Option<u64>,
+    pub(crate) max_files: Option<u64>,
     /// What else bounds the account.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
 }
 
 /// What bounds an account beyond its quota. A login that breaks one is
 /// refused as a wrong secret is, and the log says which.
 #[derive(Debug, Clone, Default)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Most connections the account may have open at once.
-    pub max_connections: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
     /// Downloads, listings and the like only: no put, rm, mv or mkdir.
-    pub read_only: bool,
+    pub(crate) read_only: bool,
     /// The addresses the account may log in from; anywhere if `None`.
-    pub allowed_from: Option<Vec<Cidr>>,
+    pub(crate) allowed_from: Option<Vec<Cidr>>,
     /// Bytes per second the account's connections may move together,
     /// one schedule for uploads and one for downloads.
-    pub rate: Option<Rates>,
+    pub(crate) rate: Option<Rates>,
 }
 
 /// An account's shared rate schedules, one per direction.
 #[derive(Debug, Clone)]
-pub struct Rates {
+pub(crate) struct Rates {
     /// What uploads share.
-    pub up: Arc<SharedRate>,
+    pub(crate) up: Arc<SharedRate>,
     /// What downloads share.
-    pub down: Arc<SharedRate>,
+    pub(crate) down: Arc<SharedRate>,
 }
 
 impl Rates {
     /// New schedules of `per_second` bytes per second each.
-    pub fn new(per_second: u64) -> Rates {
+    pub(crate) fn new(per_second: u64) -> Rates {
         Rates {
             up: Arc::new(SharedRate::new(per_second)),
             down: Arc::new(SharedRate::new(per_second)),
@@ -70,14 +70,14 @@ impl Rates {
     }
 
     /// The rate, in bytes per second.
-    pub fn per_second(&self) -> u64 {
+    pub(crate) fn per_second(&self) -> u64 {
         self.up.per_second()
     }
 }
 
 impl Limits {
     /// Whether `ip` may log in to the account.
-    pub fn allows(&self, ip: IpAddr) -> bool {
+    pub(crate) fn allows(&self, ip: IpAddr) -> bool {
         self.allowed_from
             .as_ref()
             .is_none_or(|ranges| ranges.iter().any(|r| r.contains(ip)))
@@ -86,13 +86,13 @@ impl Limits {
     /// The account's download `rate`, shared by all its downloads, if it
     /// has one: a reply books each chunk with it and waits in the poller
     /// until the chunk is due, holding no thread.
-    pub fn down_rate(&self) -> Option<Arc<SharedRate>> {
+    pub(crate) fn down_rate(&self) -> Option<Arc<SharedRate>> {
         self.rate.as_ref().map(|rates| rates.down.clone())
     }
 
     /// Waits until `n` upload bytes just read fit the account's `rate`
     /// shared by all its uploads; the client's sending slows to match.
-    pub fn pace_up(&self, n: usize) {
+    pub(crate) fn pace_up(&self, n: usize) {
         if let Some(rates) = &self.rate {
             std::thread::sleep(rates.up.book(n));
         }
@@ -102,14 +102,14 @@ impl Limits {
 impl Account {
     /// The user's home folder, as its path from the store's root: `NAME`,
     /// or the root itself in single-secret mode.
-    pub fn home(&self) -> Vec<String> {
+    pub(crate) fn home(&self) -> Vec<String> {
         self.name.iter().cloned().collect()
     }
 
     /// The account of clients that do not log in (`--anonymous`): home
     /// `ROOT/anonymous`, with its own quota. Its entry limit is the
     /// server's `--anonymous-max-files`, which the session applies.
-    pub fn anonymous(quota: u64) -> Account {
+    pub(crate) fn anonymous(quota: u64) -> Account {
         Account {
             name: Some(ANONYMOUS.into()),
             // Never compared: nobody logs in as this account.
@@ -122,7 +122,7 @@ impl Account {
 
     /// The account of a server with one shared secret: the whole root,
     /// no limits.
-    pub fn shared(secret: Secret) -> Account {
+    pub(crate) fn shared(secret: Secret) -> Account {
         Account {
             name: None,
             secret,
@@ -133,7 +133,7 @@ impl Account {
     }
 
     /// The name to show in logs.
-    pub fn label(&self) -> &str {
+    pub(crate) fn label(&self) -> &str {
         // A server with one shared secret has no user names.
         self.name.as_deref().unwrap_or("(shared secret)")
     }
@@ -141,14 +141,14 @@ impl Account {
 
 /// Everyone who may log in.
 #[derive(Debug, Clone)]
-pub struct Accounts {
+pub(crate) struct Accounts {
     accounts: Vec<Account>,
     secrets: Vec<Secret>,
 }
 
 impl Accounts {
     /// Single-secret mode: whoever knows `secret` uses the whole root.
-    pub fn single(secret: Secret) -> Accounts {
+    pub(crate) fn single(secret: Secret) -> Accounts {
         Accounts::from_vec(vec![Account::shared(secret)])
     }
 
@@ -158,22 +158,23 @@ impl Accounts {
     }
 
     /// The keys, in account order, for [`crate::wire::auth::find_key`].
-    pub fn secrets(&self) -> &[Secret] {
+    pub(crate) fn secrets(&self) -> &[Secret] {
         &self.secrets
     }
 
     /// The account at `index`.
-    pub fn get(&self, index: usize) -> Option<&Account> {
+    pub(crate) fn get(&self, index: usize) -> Option<&Account> {
         self.accounts.get(index)
     }
 
     /// All accounts.
-    pub fn iter(&self) -> impl Iterator<Item = &Account> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Account> {
         self.accounts.iter()
     }
 
     /// Whether accounts have homes of their own.
-    pub fn is_multi_user(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_multi_user(&self) -> bool {
         self.accounts.iter().any(|a| a.name.is_some())
     }
 
@@ -185,7 +186,7 @@ impl Accounts {
     /// with two, an unreadable secret file, a bad quota, duplicate names,
     /// duplicate secrets (as HMAC-MD5 keys), a user named `anonymous` on a
     /// server with `--anonymous`, or no users at all.
-    pub fn load(path: &Path, anonymous: bool) -> Result<Accounts> {
+    pub(crate) fn load(path: &Path, anonymous: bool) -> Result<Accounts> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             line: None,

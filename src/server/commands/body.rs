@@ -109,7 +109,7 @@ impl Session<'_> {
             }
             // A full store stops the upload at once; what was written
             // stays for a resume once there is room.
-            Err(e @ StoreError::NoSpace(_)) => return Err(Stop::Full(e)),
+            Err(e @ StoreError::NoSpace) => return Err(Stop::Full(e)),
             Err(e) => *write_error = Some(e),
         }
         Ok(())

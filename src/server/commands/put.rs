@@ -26,7 +26,7 @@ use crate::wire::names::escape;
 /// A refused upload from a client that does not wait for `ready` still
 /// sends its body; up to this many bytes are read and dropped so that the
 /// connection stays usable. Larger bodies close the connection instead.
-pub const MAX_DRAIN: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_DRAIN: u64 = 64 * 1024 * 1024;
 
 /// How long a put waits for an earlier upload of the same name by the
 /// same account (whose connection it cuts) to let go: the same user

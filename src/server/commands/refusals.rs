@@ -65,7 +65,7 @@ pub(crate) fn store_refusal(e: StoreError, name: &str) -> ErrorReply {
         ),
         StoreError::Left { removed, left, why } => left_behind(removed, &name, &left, why),
         StoreError::Unsupported(why) => ErrorReply::new(ErrorCode::Forbidden, why),
-        StoreError::NoSpace(_) => disk_full("writing the file"),
+        StoreError::NoSpace => disk_full("writing the file"),
         StoreError::Failed(what, e) => internal(what, &e),
         StoreError::KeyTooLong { bytes, max } => ErrorReply::new(
             ErrorCode::BadName,

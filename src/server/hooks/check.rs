@@ -20,7 +20,7 @@ const REASON_CHARS: usize = 200;
 
 /// How a check ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The upload may take its name.
     Pass,
     /// The check said no, with its first line.
@@ -31,7 +31,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// The reply for an upload of `name` that the check did not pass.
-    pub fn allows(self, name: &str) -> Result<(), ErrorReply> {
+    pub(crate) fn allows(self, name: &str) -> Result<(), ErrorReply> {
         let why = match self {
             Verdict::Pass => return Ok(()),
             Verdict::Refused(reason) => format!("the server's upload check refused it: {reason}"),

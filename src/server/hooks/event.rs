@@ -9,7 +9,7 @@ use serde::Serialize;
 /// Which setting's hook an event goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum EventKind {
+pub(crate) enum EventKind {
     /// `on-upload`.
     Upload,
     /// `on-download`.
@@ -20,7 +20,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// The name in the event's JSON and in the metrics.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             EventKind::Upload => "upload",
             EventKind::Download => "download",
@@ -31,30 +31,30 @@ impl EventKind {
 
 /// One event, as its hook receives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Event {
+pub(crate) struct Event {
     /// What happened.
     #[serde(rename = "event")]
-    pub kind: EventKind,
+    pub(crate) kind: EventKind,
     /// The account's name; `None` for an anonymous upload.
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// The file's path in the account's home, from `/`.
-    pub path: String,
+    pub(crate) path: String,
     /// The file's size in bytes (for a delete, what it freed).
-    pub size: u64,
+    pub(crate) size: u64,
     /// The file's BLAKE3 digest in hex, when the server knows it without
     /// reading the file again.
-    pub blake3: Option<String>,
+    pub(crate) blake3: Option<String>,
     /// The client's address.
-    pub peer: Option<IpAddr>,
+    pub(crate) peer: Option<IpAddr>,
     /// When it happened, RFC 3339 in UTC.
-    pub time: String,
+    pub(crate) time: String,
     /// Whether an upload or download continued from an offset.
-    pub resumed: bool,
+    pub(crate) resumed: bool,
 }
 
 /// A file's path from its home: its folders, then its name, each after a
 /// `/`.
-pub fn home_path(folder: &[String], name: &str) -> String {
+pub(crate) fn home_path(folder: &[String], name: &str) -> String {
     let mut path = String::new();
     for part in folder.iter().map(String::as_str).chain([name]) {
         path.push('/');
@@ -66,7 +66,7 @@ pub fn home_path(folder: &[String], name: &str) -> String {
 impl Event {
     /// An event of `kind` for `path` in a home (its folders, then its
     /// name), at this moment; the rest is filled in by the caller.
-    pub fn now(kind: EventKind, folder: &[String], name: &str) -> Event {
+    pub(crate) fn now(kind: EventKind, folder: &[String], name: &str) -> Event {
         Event {
             kind,
             user: None,
@@ -82,7 +82,7 @@ impl Event {
     /// The event with what is known once the command is done: the file's
     /// `size`, its `digest` if known, whether it `resumed`; its time is
     /// now.
-    pub fn sized(mut self, size: u64, digest: Option<blake3::Hash>, resumed: bool) -> Event {
+    pub(crate) fn sized(mut self, size: u64, digest: Option<blake3::Hash>, resumed: bool) -> Event {
         self.size = size;
         self.blake3 = digest.map(|h| h.to_hex().to_string());
         self.resumed = resumed;
@@ -92,7 +92,7 @@ impl Event {
 
     /// The event as the environment of a hook command: one `FTP_*`
     /// variable per field, empty when the field has no value.
-    pub fn environment(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn environment(&self) -> Vec<(&'static str, String)> {
         let or_empty = |v: Option<String>| v.unwrap_or_default();
         vec![
             ("FTP_EVENT", self.kind.as_str().to_string()),
@@ -107,7 +107,7 @@ impl Event {
     }
 
     /// The event as JSON.
-    pub fn to_json(&self) -> Vec<u8> {
+    pub(crate) fn to_json(&self) -> Vec<u8> {
         // A struct of strings, numbers and booleans always serializes.
         serde_json::to_vec(self).unwrap_or_default()
     }

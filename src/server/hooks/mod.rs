@@ -15,9 +15,9 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use check::Verdict;
-pub use event::{home_path, Event, EventKind};
-pub use run::Attempts;
+pub(crate) use check::Verdict;
+pub(crate) use event::{home_path, Event, EventKind};
+pub(crate) use run::Attempts;
 
 use crate::logging::{Event as LogEvent, Kind};
 use crate::server::metrics::Metrics;
@@ -28,7 +28,7 @@ const HOOK_THREADS: usize = 2;
 
 /// What a hook is: a program run without a shell, or a URL POSTed to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Hook {
+pub(crate) enum Hook {
     /// The program and its arguments, split as a POSIX shell would split
     /// the setting's text, but run without one.
     Command {
@@ -46,7 +46,7 @@ impl Hook {
     ///
     /// Fails with the reason when the text is empty or its quotes are not
     /// closed.
-    pub fn parse(text: &str) -> Result<Hook, String> {
+    pub(crate) fn parse(text: &str) -> Result<Hook, String> {
         if text.starts_with("http://") || text.starts_with("https://") {
             return Ok(Hook::Url(text.to_string()));
         }
@@ -74,15 +74,15 @@ impl std::fmt::Display for Hook {
 
 /// The hook of each kind of event, if any.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HookSet {
+pub(crate) struct HookSet {
     /// Run after a put is stored under its name.
-    pub on_upload: Option<Hook>,
+    pub(crate) on_upload: Option<Hook>,
     /// Run when a get starts sending a file.
-    pub on_download: Option<Hook>,
+    pub(crate) on_download: Option<Hook>,
     /// Run after an `rm` removed a file or a folder.
-    pub on_delete: Option<Hook>,
+    pub(crate) on_delete: Option<Hook>,
     /// Run on an upload's bytes before it takes its name; may refuse it.
-    pub on_upload_check: Option<Hook>,
+    pub(crate) on_upload_check: Option<Hook>,
 }
 
 impl HookSet {
@@ -107,7 +107,7 @@ struct Job {
 
 /// The hooks of a server and the queue their events wait on.
 #[derive(Debug, Default)]
-pub struct Hooks {
+pub(crate) struct Hooks {
     set: HookSet,
     /// `None` when no hook is set: no thread runs then.
     queue: Option<SyncSender<Job>>,
@@ -128,7 +128,7 @@ impl Hooks {
     /// run them, if any hook is set.
     ///
     /// Fails only when a thread cannot be started.
-    pub fn start(
+    pub(crate) fn start(
         set: HookSet,
         attempts: Attempts,
         bound: usize,
@@ -160,14 +160,14 @@ impl Hooks {
     }
 
     /// Whether an upload check is set.
-    pub fn checks_uploads(&self) -> bool {
+    pub(crate) fn checks_uploads(&self) -> bool {
         self.set.on_upload_check.is_some()
     }
 
     /// Runs the upload check, if one is set, on `contents` (the upload's
     /// stored bytes): in this thread, within the hook timeout, once.
     /// Logs and counts what it decided.
-    pub fn check_upload(&self, event: &Event, contents: std::io::Result<File>) -> Verdict {
+    pub(crate) fn check_upload(&self, event: &Event, contents: std::io::Result<File>) -> Verdict {
         let Some(hook) = &self.set.on_upload_check else {
             return Verdict::Pass;
         };
@@ -204,13 +204,13 @@ impl Hooks {
 
     /// Whether a hook is set for `kind`: what only its event needs is
     /// looked up only then.
-    pub fn wants(&self, kind: EventKind) -> bool {
+    pub(crate) fn wants(&self, kind: EventKind) -> bool {
         self.set.for_kind(kind).is_some()
     }
 
     /// Queues `event` for its hook, if one is set; drops and counts it
     /// when the queue is full. Never waits.
-    pub fn fire(&self, event: Event) {
+    pub(crate) fn fire(&self, event: Event) {
         let (Some(queue), Some(hook)) = (&self.queue, self.set.for_kind(event.kind)) else {
             return;
         };

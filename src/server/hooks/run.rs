@@ -14,13 +14,13 @@ const POLL: Duration = Duration::from_millis(10);
 
 /// How each event is tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Attempts {
+pub(crate) struct Attempts {
     /// What one run may take; a command still running then is killed.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Runs after the first that failed.
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// The pause before the first retry; it doubles each time.
-    pub backoff: Duration,
+    pub(crate) backoff: Duration,
 }
 
 /// Why one run failed, for the log.

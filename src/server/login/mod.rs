@@ -31,12 +31,12 @@ mod tests;
 
 /// The most any step takes from the socket at once, as a TLS step does: a
 /// whole record (16 KiB of payload, its header and the cipher's overhead).
-pub const MOST_READ: usize = 18 * 1024;
+pub(crate) const MOST_READ: usize = 18 * 1024;
 
 /// Who a connection is once logged in. A dialect comes with an account,
 /// and only an anonymous client has none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Identity {
+pub(crate) enum Identity {
     /// The account at this index, over TLS with the channel-bound proof.
     Tls(usize),
     /// The account at this index, with the seed's plaintext HMAC-MD5.
@@ -46,21 +46,21 @@ pub enum Identity {
 }
 
 /// What a login needs from the server.
-pub struct LoginContext<'a> {
+pub(crate) struct LoginContext<'a> {
     /// Accounts, TLS identity, policies.
-    pub config: &'a Config,
+    pub(crate) config: &'a Config,
     /// Failed logins by host.
-    pub backoff: &'a Backoff,
+    pub(crate) backoff: &'a Backoff,
     /// The accounts in force when this step began, with their answer
     /// keys: a key and its account always come from the same list.
-    pub roster: Arc<Roster>,
+    pub(crate) roster: Arc<Roster>,
     /// The peer's address.
-    pub ip: IpAddr,
+    pub(crate) ip: IpAddr,
 }
 
 /// A login under way: where it stands and when it must be over. It owns
 /// no socket.
-pub struct Login {
+pub(crate) struct Login {
     state: State,
     /// When the login must be over.
     deadline: Instant,
@@ -85,43 +85,43 @@ enum State {
 }
 
 /// A finished login, before it has a socket again.
-pub struct Admitted {
+pub(crate) struct Admitted {
     /// Who it is.
-    pub identity: Identity,
+    pub(crate) identity: Identity,
     /// The account's seat, by whose name each request finds the account
     /// in the accounts then in force; `None` for an anonymous client.
-    pub seat: Option<Seat>,
+    pub(crate) seat: Option<Seat>,
     /// The finished TLS session, which the socket's bytes go through from
     /// now on; `None` for the plaintext dialects.
-    pub tls: Option<Box<ServerHandshake>>,
+    pub(crate) tls: Option<Box<ServerHandshake>>,
     /// The start of the first request, from a client that sent one in
     /// place of a login.
-    pub incoming: Incoming,
+    pub(crate) incoming: Incoming,
 }
 
 /// A logged-in connection as a worker takes it.
-pub struct LoggedIn {
+pub(crate) struct LoggedIn {
     /// Who it is.
-    pub identity: Identity,
+    pub(crate) identity: Identity,
     /// See [`Admitted::seat`].
-    pub seat: Option<Seat>,
+    pub(crate) seat: Option<Seat>,
     /// The connection, ready for a worker.
-    pub transport: Box<dyn Transport>,
+    pub(crate) transport: Box<dyn Transport>,
     /// See [`Admitted::incoming`].
-    pub incoming: Incoming,
+    pub(crate) incoming: Incoming,
 }
 
 /// What a step decided: bytes to send first, then what comes next.
-pub struct Step {
+pub(crate) struct Step {
     /// For the socket, before anything else; a TLS alert may come with
     /// [`Next::Gone`].
-    pub send: Vec<u8>,
+    pub(crate) send: Vec<u8>,
     /// What the connection does then.
-    pub next: Next,
+    pub(crate) next: Next,
 }
 
 /// What comes after a step.
-pub enum Next {
+pub(crate) enum Next {
     /// Wait for the socket to be readable, then pass on at most
     /// [`Login::wants`] bytes; call [`Login::expired`] at this instant if
     /// it is not.
@@ -163,7 +163,7 @@ impl Login {
     /// A login for a connection just accepted: a delay first when `ip` has
     /// earned one, a moment to speak first on an anonymous server, or the
     /// challenge at once.
-    pub fn begin(cx: &LoginContext<'_>) -> Step {
+    pub(crate) fn begin(cx: &LoginContext<'_>) -> Step {
         let login = Login {
             state: State::Delayed,
             deadline: Instant::now() + cx.config.context.timings.login,
@@ -182,7 +182,7 @@ impl Login {
     /// The most bytes the next step takes, so that what belongs to the
     /// session (the seed's echo text, a first request) stays in the socket
     /// for it; `None` while the login waits on a timer, not on the peer.
-    pub fn wants(&self) -> Option<usize> {
+    pub(crate) fn wants(&self) -> Option<usize> {
         match &self.state {
             State::Delayed | State::TlsPaced => None,
             State::Listening(first) => {
@@ -219,7 +219,7 @@ impl Login {
     }
 
     /// The time set by the last step came with the socket silent.
-    pub fn expired(self, cx: &LoginContext<'_>) -> Step {
+    pub(crate) fn expired(self, cx: &LoginContext<'_>) -> Step {
         match &self.state {
             State::Delayed => self.after_delay(cx),
             State::TlsPaced => self.start_tls(cx),
@@ -233,7 +233,7 @@ impl Login {
 
     /// The peer closed, or its socket failed (`why`). A login that woke
     /// on a timer's socket woke early for that alone.
-    pub fn ended(self, cx: &LoginContext<'_>, why: impl std::fmt::Display) -> Step {
+    pub(crate) fn ended(self, cx: &LoginContext<'_>, why: impl std::fmt::Display) -> Step {
         match self.state {
             State::Delayed => Step::gone("closed while its challenge was delayed"),
             State::TlsPaced => abandoned(cx, "closed while its TLS handshake waited"),
@@ -244,13 +244,13 @@ impl Login {
 
     /// The socket could not take what the last step sent: a peer that
     /// leaves a login's few bytes unread is not waited for.
-    pub fn unsent(self, cx: &LoginContext<'_>, e: io::Error) -> Step {
+    pub(crate) fn unsent(self, cx: &LoginContext<'_>, e: io::Error) -> Step {
         self.ended(cx, format!("sending to the client: {e}"))
     }
 
     /// What came from the peer (at most [`Login::wants`] bytes): the login
     /// goes as far as it allows.
-    pub fn received(mut self, cx: &LoginContext<'_>, bytes: &[u8]) -> Step {
+    pub(crate) fn received(mut self, cx: &LoginContext<'_>, bytes: &[u8]) -> Step {
         let state = std::mem::replace(&mut self.state, State::Delayed);
         match state {
             // Not read while on a timer: the driver honours `wants`.
@@ -271,7 +271,7 @@ impl Login {
     }
 
     /// Nothing came after all: the same wait goes on.
-    pub fn still_waiting(self) -> Step {
+    pub(crate) fn still_waiting(self) -> Step {
         match self.state {
             State::Delayed | State::TlsPaced => Step::next(Next::Sleep(self, Instant::now())),
             _ => Step::next(self.waiting()),

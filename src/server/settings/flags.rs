@@ -21,19 +21,19 @@ macro_rules! server_flags {
         /// Every server setting, each `None` unless written.
         #[derive(clap::Args, Deserialize, Serialize, Debug, Clone, Default, PartialEq)]
         #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-        pub struct ServerFlags {
+        pub(crate) struct ServerFlags {
             $($(#[$meta])* #[serde(default, skip_serializing_if = "Option::is_none")]
             pub $name: Option<$ty>,)*
         }
 
         impl ServerFlags {
             /// These settings, each one not written here taken from `under`.
-            pub fn overlay(self, under: ServerFlags) -> ServerFlags {
+            pub(crate) fn overlay(self, under: ServerFlags) -> ServerFlags {
                 ServerFlags { $($name: self.$name.or(under.$name),)* }
             }
 
             /// The config file's keys, in the order `config` prints them.
-            pub fn keys() -> impl Iterator<Item = String> {
+            pub(crate) fn keys() -> impl Iterator<Item = String> {
                 [$(stringify!($name),)*].into_iter().map(|k| k.replace('_', "-"))
             }
         }
@@ -209,7 +209,7 @@ impl ServerFlags {
     ///
     /// Fails with [`Error::Config`] naming the line and what is allowed,
     /// for an unknown key or a value of the wrong kind.
-    pub fn load(path: &Path) -> Result<ServerFlags> {
+    pub(crate) fn load(path: &Path) -> Result<ServerFlags> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             line: None,
@@ -220,7 +220,7 @@ impl ServerFlags {
     }
 
     /// Parses the text of a config file; `path` names it in errors.
-    pub fn parse(text: &str, path: &Path) -> Result<ServerFlags> {
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<ServerFlags> {
         toml::from_str(text).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             line: e.span().map(|s| crate::error::line_of(text, s.start)),
@@ -249,7 +249,7 @@ impl ServerFlags {
 
 /// The address to listen on, as `--listen` takes it (`8080` alone, say).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Listen(pub SocketAddr);
+pub(crate) struct Listen(pub SocketAddr);
 
 impl std::str::FromStr for Listen {
     type Err = String;

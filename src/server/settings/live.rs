@@ -8,7 +8,7 @@ use super::Settings;
 use crate::server::live::Limits;
 
 /// The config file's keys that a reload applies at once.
-pub const RELOADABLE: [&str; 6] = [
+pub(crate) const RELOADABLE: [&str; 6] = [
     "max-file-size",
     "min-rate",
     "min-rate-window",
@@ -20,16 +20,16 @@ pub const RELOADABLE: [&str; 6] = [
 /// What a reload found changed, in the config file's words
 /// (`key: old -> new`).
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Changes {
+pub(crate) struct Changes {
     /// Applied at once.
-    pub applied: Vec<String>,
+    pub(crate) applied: Vec<String>,
     /// In force only after a restart.
-    pub need_restart: Vec<String>,
+    pub(crate) need_restart: Vec<String>,
 }
 
 impl Settings {
     /// The limits these settings put in force.
-    pub fn limits(&self) -> Limits {
+    pub(crate) fn limits(&self) -> Limits {
         let window = Duration::from_secs(self.min_rate_window.max(1));
         Limits {
             max_file_size: self.max_file_size.unwrap_or(u64::MAX),
@@ -43,7 +43,7 @@ impl Settings {
     /// Takes the reloadable settings of `read` (the config file read
     /// again), and says what changed: those now in force, and the others,
     /// which stay as they are until a restart.
-    pub fn reload_from(&mut self, read: &Settings) -> Changes {
+    pub(crate) fn reload_from(&mut self, read: &Settings) -> Changes {
         let mut changes = Changes::default();
         for change in self.changes(read) {
             let key = change.split(':').next().unwrap_or_default();

@@ -2,9 +2,9 @@
 //! ([`flags`]), and what they come to once checked and completed
 //! ([`Settings`]), and which of them a reload applies ([`live`]).
 
-pub mod flags;
+pub(crate) mod flags;
 mod hooks;
-pub mod live;
+pub(crate) mod live;
 mod resolved;
 
-pub use resolved::Settings;
+pub(crate) use resolved::Settings;

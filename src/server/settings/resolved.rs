@@ -36,74 +36,74 @@ const REPLY_TIMEOUTS_PER_IDLE: u64 = 5;
 
 /// Every server setting, with its value in force.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Where to listen.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// A folder, or `s3://BUCKET[/PREFIX]`.
-    pub root: String,
+    pub(crate) root: String,
     /// The shared secret's file, if one is named.
-    pub secret_file: Option<PathBuf>,
+    pub(crate) secret_file: Option<PathBuf>,
     /// The users file, if there is one.
-    pub users: Option<PathBuf>,
+    pub(crate) users: Option<PathBuf>,
     /// Most connections at once, before the open-file limit is applied;
     /// `None` for the default, which is fitted to that limit quietly.
-    pub max_connections: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
     /// Worker threads.
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// Most connections per address.
-    pub max_per_address: usize,
+    pub(crate) max_per_address: usize,
     /// Most logins under way per address.
-    pub max_logins_per_address: usize,
+    pub(crate) max_logins_per_address: usize,
     /// Failed logins per address and minute.
-    pub max_failed_logins: u32,
+    pub(crate) max_failed_logins: u32,
     /// TLS handshakes per address and second.
-    pub max_handshakes_per_second: u32,
+    pub(crate) max_handshakes_per_second: u32,
     /// Seconds a peer may stay silent.
-    pub idle_timeout: u64,
+    pub(crate) idle_timeout: u64,
     /// Seconds a peer may take to read one reply.
-    pub reply_timeout: u64,
+    pub(crate) reply_timeout: u64,
     /// Least upload rate in bytes per second; 0 for none.
-    pub min_rate: u64,
+    pub(crate) min_rate: u64,
     /// Seconds the upload rate is averaged over.
-    pub min_rate_window: u64,
+    pub(crate) min_rate_window: u64,
     /// Seconds running commands get at shutdown.
-    pub shutdown_grace: u64,
+    pub(crate) shutdown_grace: u64,
     /// Seconds a login may take.
-    pub login_timeout: u64,
+    pub(crate) login_timeout: u64,
     /// Largest file accepted, if limited.
-    pub max_file_size: Option<u64>,
+    pub(crate) max_file_size: Option<u64>,
     /// Refuse uploads over an existing name.
-    pub no_overwrite: bool,
+    pub(crate) no_overwrite: bool,
     /// Uploaded files readable by every local user.
-    pub shared_files: bool,
+    pub(crate) shared_files: bool,
     /// fsync before answering ok.
-    pub durable: bool,
+    pub(crate) durable: bool,
     /// Hours a partial upload may stay untouched.
-    pub partial_ttl: u64,
+    pub(crate) partial_ttl: u64,
     /// How much is logged.
-    pub verbosity: Verbosity,
+    pub(crate) verbosity: Verbosity,
     /// How log lines are written.
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
     /// Only TLS logins.
-    pub require_tls: bool,
+    pub(crate) require_tls: bool,
     /// Clients that do not log in may upload.
-    pub anonymous: bool,
+    pub(crate) anonymous: bool,
     /// Bytes the anonymous uploads may use.
-    pub anonymous_quota: u64,
+    pub(crate) anonymous_quota: u64,
     /// Entries the anonymous uploads may leave.
-    pub anonymous_max_files: u64,
+    pub(crate) anonymous_max_files: u64,
     /// Memory for object-store uploads.
-    pub upload_memory: u64,
+    pub(crate) upload_memory: u64,
     /// The TLS identity's folder, if named.
-    pub tls_dir: Option<PathBuf>,
+    pub(crate) tls_dir: Option<PathBuf>,
     /// Where metrics are served, if anywhere.
-    pub metrics: Option<SocketAddr>,
+    pub(crate) metrics: Option<SocketAddr>,
     /// The hook of each event.
-    pub hooks: HookSet,
+    pub(crate) hooks: HookSet,
     /// Seconds one run of a hook may take.
-    pub hook_timeout: u64,
+    pub(crate) hook_timeout: u64,
     /// Events that may wait for their hook.
-    pub hook_queue: usize,
+    pub(crate) hook_queue: usize,
 }
 
 impl Settings {
@@ -113,7 +113,7 @@ impl Settings {
     ///
     /// Fails when the file cannot be read or parsed, or the settings
     /// contradict each other.
-    pub fn gather(cli: ServerFlags, file: Option<&Path>) -> Result<Settings> {
+    pub(crate) fn gather(cli: ServerFlags, file: Option<&Path>) -> Result<Settings> {
         let mut under = match file {
             Some(path) => ServerFlags::load(path)?,
             None => ServerFlags::default(),
@@ -128,7 +128,7 @@ impl Settings {
     ///
     /// Fails when both `users` and `secret-file` are set, or both
     /// `verbose` and `quiet`.
-    pub fn from_flags(f: ServerFlags) -> Result<Settings> {
+    pub(crate) fn from_flags(f: ServerFlags) -> Result<Settings> {
         if f.users.is_some() && f.secret_file.is_some() {
             return Err(Error::Usage(
                 "both users and secret-file are set (on the command line or in the config \
@@ -189,7 +189,7 @@ impl Settings {
 
     /// The settings as flags, every one that has a value written, so that
     /// [`Settings::from_flags`] gives these settings back.
-    pub fn to_flags(&self) -> ServerFlags {
+    pub(crate) fn to_flags(&self) -> ServerFlags {
         ServerFlags {
             listen: Some(Listen(self.listen)),
             root: Some(self.root.clone()),
@@ -236,7 +236,7 @@ impl Settings {
     ///
     /// Fails only if a value cannot be written as TOML (a path that is
     /// not UTF-8).
-    pub fn to_toml(&self) -> Result<String> {
+    pub(crate) fn to_toml(&self) -> Result<String> {
         let mut flags = self.to_flags();
         // The file's relative paths start at its own folder, not where the
         // server was started: written out whole, they mean the same there.
@@ -272,7 +272,7 @@ impl Settings {
 
     /// What differs from `other`, one `key: old -> new` per setting, in
     /// the config file's words.
-    pub fn changes(&self, other: &Settings) -> Vec<String> {
+    pub(crate) fn changes(&self, other: &Settings) -> Vec<String> {
         let table = |s: &Settings| toml::Value::try_from(s.to_flags()).ok();
         let (Some(was), Some(now)) = (table(self), table(other)) else {
             return Vec::new();
@@ -288,7 +288,7 @@ impl Settings {
     ///
     /// Fails when the folder cannot be made or the object store is not
     /// configured.
-    pub fn open_store(&self) -> Result<Arc<dyn Store>> {
+    pub(crate) fn open_store(&self) -> Result<Arc<dyn Store>> {
         let modes = match self.shared_files {
             true => Modes::SHARED,
             false => Modes::PRIVATE,
@@ -297,7 +297,7 @@ impl Settings {
     }
 
     /// The server's timings from these settings.
-    pub fn timings(&self) -> Timings {
+    pub(crate) fn timings(&self) -> Timings {
         Timings::from_flags(self.idle_timeout, self.reply_timeout, self.login_timeout)
     }
 
@@ -306,7 +306,7 @@ impl Settings {
     /// the hooks' threads are started.
     ///
     /// Fails when a hook thread cannot be started.
-    pub fn server_config(
+    pub(crate) fn server_config(
         &self,
         store: Arc<dyn Store>,
         accounts: Arc<AccountBook>,

@@ -24,7 +24,7 @@ use crate::wire::names::PARTIAL_DIR;
 /// Fails when the folder cannot be opened; a failure while reading it
 /// comes as an item.
 #[cfg(test)]
-pub fn list(dir: Folder) -> std::io::Result<impl Iterator<Item = std::io::Result<Entry>>> {
+pub(crate) fn list(dir: Folder) -> std::io::Result<impl Iterator<Item = std::io::Result<Entry>>> {
     Ok(dir.into_entries()?.filter_map(|found| match found {
         Ok(found) => listing_entry(found).map(Ok),
         Err(e) => Some(Err(e)),
@@ -52,7 +52,7 @@ pub(crate) fn listing_entry(found: Found) -> Option<Entry> {
 }
 
 /// Seconds since the Unix epoch, 0 for earlier times.
-pub fn unix_secs(t: SystemTime) -> u64 {
+pub(crate) fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
@@ -60,13 +60,13 @@ pub fn unix_secs(t: SystemTime) -> u64 {
 
 /// Where the partial upload of `name` in `dir` lives.
 #[cfg(test)]
-pub fn partial_path(dir: &Path, name: &str) -> std::path::PathBuf {
+pub(crate) fn partial_path(dir: &Path, name: &str) -> std::path::PathBuf {
     dir.join(PARTIAL_DIR).join(name)
 }
 
 /// The key of the upload whose partial file is `partial` below `root`,
 /// for the sweeper's claim: its final path from the root.
-pub fn partial_key(root: &Path, partial: &Path) -> Option<String> {
+pub(crate) fn partial_key(root: &Path, partial: &Path) -> Option<String> {
     let rel = partial.strip_prefix(root).ok()?;
     let parts: Vec<&str> = rel.iter().map(|c| c.to_str()).collect::<Option<_>>()?;
     let (name, rest) = parts.split_last()?;
@@ -83,13 +83,13 @@ pub fn partial_key(root: &Path, partial: &Path) -> Option<String> {
 
 /// How much written data a durable upload lets pile up before it asks the
 /// kernel to start writing it out.
-pub const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
+pub(crate) const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
 
 /// Asks the kernel to start writing `len` bytes at `offset` of `file` to
 /// disk, without waiting. A durable upload calls this as it goes, so the
 /// disk works while the network does and the final fsync finds little
 /// left to do. Errors are ignored: the fsync that follows reports them.
-pub fn start_writeback(file: &File, offset: u64, len: u64) {
+pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::unix::io::AsRawFd;
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return;
@@ -107,7 +107,7 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
 /// grant is held while the file is removed. The walk goes through folder
 /// handles and never follows a link; the paths given to `claim` only name
 /// the partials.
-pub fn sweep_partials<G>(
+pub(crate) fn sweep_partials<G>(
     root: &Path,
     max_age: Duration,
     depth: usize,

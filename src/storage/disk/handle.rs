@@ -20,34 +20,34 @@ use crate::wire::names::{display_folder, PARTIAL_DIR};
 
 /// An entry of a folder, as `lstat` sees it.
 #[derive(Debug)]
-pub struct Found {
+pub(crate) struct Found {
     /// Its name, as the file system has it.
-    pub name: OsString,
+    pub(crate) name: OsString,
     /// What it is.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// When its content last changed, in seconds since the Unix epoch (0
     /// for earlier times).
-    pub mtime: u64,
+    pub(crate) mtime: u64,
 }
 
 /// The permissions new files and folders get (before the umask).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Modes {
+pub(crate) struct Modes {
     /// For uploaded files.
-    pub file: u32,
+    pub(crate) file: u32,
     /// For homes and folders.
-    pub dir: u32,
+    pub(crate) dir: u32,
 }
 
 impl Modes {
     /// Only the server's user can read what is stored: the default, so
     /// that other local users do not read everyone's files.
-    pub const PRIVATE: Modes = Modes {
+    pub(crate) const PRIVATE: Modes = Modes {
         file: 0o600,
         dir: 0o700,
     };
     /// Readable by every local user (`--shared-files`).
-    pub const SHARED: Modes = Modes {
+    pub(crate) const SHARED: Modes = Modes {
         file: 0o644,
         dir: 0o755,
     };
@@ -56,13 +56,13 @@ impl Modes {
 /// A folder held open (`O_PATH`): what it names cannot be swapped for
 /// another folder or a link while the handle is held.
 #[derive(Debug)]
-pub struct Folder {
+pub(crate) struct Folder {
     fd: OwnedFd,
 }
 
 /// What an entry of a folder is, as `lstat` sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A regular file, with its length.
     File(u64),
     /// A folder.
@@ -81,7 +81,7 @@ const DIR_FLAGS: OFlags = OFlags::PATH
 impl Folder {
     /// The folder at `path` (a home, or the root); fails with `ELOOP` or
     /// `ENOTDIR` when it is a link.
-    pub fn open(path: &Path) -> io::Result<Folder> {
+    pub(crate) fn open(path: &Path) -> io::Result<Folder> {
         let fd = rustix::fs::open(path, DIR_FLAGS, Mode::empty())?;
         Ok(Folder { fd })
     }
@@ -90,7 +90,7 @@ impl Folder {
     /// refusing a link.
     ///
     /// Fails naming the step that is missing, a link, or not a folder.
-    pub fn walk(home: &Path, components: &[String]) -> Result<Folder, FolderError> {
+    pub(crate) fn walk(home: &Path, components: &[String]) -> Result<Folder, FolderError> {
         let mut folder = Folder::open(home).map_err(|e| FolderError::Io("/".into(), e))?;
         if components.is_empty() {
             return Ok(folder);
@@ -129,14 +129,14 @@ impl Folder {
     }
 
     /// The folder `name` in this one; fails for a link or a file.
-    pub fn child(&self, name: impl Arg) -> io::Result<Folder> {
+    pub(crate) fn child(&self, name: impl Arg) -> io::Result<Folder> {
         let fd = rustix::fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty())?;
         Ok(Folder { fd })
     }
 
     /// The partial-upload folder in this one, made with `modes` when
     /// `create` and it is missing.
-    pub fn partials(&self, create: bool, modes: Modes) -> io::Result<Folder> {
+    pub(crate) fn partials(&self, create: bool, modes: Modes) -> io::Result<Folder> {
         match self.child(PARTIAL_DIR) {
             Err(e) if create && e.kind() == io::ErrorKind::NotFound => {
                 match self.make_dir(PARTIAL_DIR, modes) {
@@ -152,26 +152,26 @@ impl Folder {
     /// Removes the partial-upload folder in this one if it holds
     /// nothing: its last partial upload just went. Best effort: one that
     /// holds a partial, or is a link, stays.
-    pub fn tidy_partials(&self) {
+    pub(crate) fn tidy_partials(&self) {
         let _ = self.remove_dir(PARTIAL_DIR);
     }
 
     /// What `name` is, not following a link.
-    pub fn kind(&self, name: impl Arg) -> io::Result<Kind> {
+    pub(crate) fn kind(&self, name: impl Arg) -> io::Result<Kind> {
         Ok(kind_of(&self.stat(name)?))
     }
 
     /// A second handle on the same folder.
     ///
     /// Fails when no descriptor is left.
-    pub fn try_clone(&self) -> io::Result<Folder> {
+    pub(crate) fn try_clone(&self) -> io::Result<Folder> {
         Ok(Folder {
             fd: self.fd.try_clone()?,
         })
     }
 
     /// The length of the regular file `name`; `None` for anything else.
-    pub fn file_len(&self, name: &str) -> Option<u64> {
+    pub(crate) fn file_len(&self, name: &str) -> Option<u64> {
         match self.kind(name) {
             Ok(Kind::File(len)) => Some(len),
             _ => None,
@@ -192,7 +192,7 @@ impl Folder {
     ///
     /// Fails when the folder cannot be read; an item fails when an entry
     /// cannot be looked at.
-    pub fn entries(&self) -> io::Result<impl Iterator<Item = io::Result<Found>> + '_> {
+    pub(crate) fn entries(&self) -> io::Result<impl Iterator<Item = io::Result<Found>> + '_> {
         self.try_clone()?.into_entries()
     }
 
@@ -200,7 +200,7 @@ impl Folder {
     /// taken one by one after the caller is gone (a listing sent in pages).
     ///
     /// Fails when the folder cannot be read.
-    pub fn into_entries(self) -> io::Result<impl Iterator<Item = io::Result<Found>>> {
+    pub(crate) fn into_entries(self) -> io::Result<impl Iterator<Item = io::Result<Found>>> {
         // The O_PATH handle cannot be read from; a second one, opened
         // through it, can.
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
@@ -229,7 +229,7 @@ impl Folder {
     }
 
     /// Makes the folder `name`.
-    pub fn make_dir(&self, name: &str, modes: Modes) -> io::Result<()> {
+    pub(crate) fn make_dir(&self, name: &str, modes: Modes) -> io::Result<()> {
         Ok(rustix::fs::mkdirat(
             &self.fd,
             name,
@@ -238,18 +238,18 @@ impl Folder {
     }
 
     /// Removes the file (or link) `name`, never what a link points to.
-    pub fn remove_file(&self, name: impl Arg) -> io::Result<()> {
+    pub(crate) fn remove_file(&self, name: impl Arg) -> io::Result<()> {
         Ok(rustix::fs::unlinkat(&self.fd, name, AtFlags::empty())?)
     }
 
     /// Removes the empty folder `name`.
-    pub fn remove_dir(&self, name: impl Arg) -> io::Result<()> {
+    pub(crate) fn remove_dir(&self, name: impl Arg) -> io::Result<()> {
         Ok(rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR)?)
     }
 
     /// Opens the file `name` with `flags`; a link fails with `ELOOP`. A
     /// created file gets `modes.file`.
-    pub fn open_file(&self, name: &str, flags: OFlags, modes: Modes) -> io::Result<File> {
+    pub(crate) fn open_file(&self, name: &str, flags: OFlags, modes: Modes) -> io::Result<File> {
         let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(&self.fd, name, flags, Mode::from_raw_mode(modes.file))?;
         Ok(File::from(fd))
@@ -259,7 +259,7 @@ impl Folder {
     ///
     /// Fails with `ELOOP` for a link, `InvalidInput` for what is not a
     /// regular file (a FIFO does not block the open: `O_NONBLOCK`).
-    pub fn open_regular(&self, name: &str) -> io::Result<File> {
+    pub(crate) fn open_regular(&self, name: &str) -> io::Result<File> {
         let file = self.open_file(name, OFlags::RDONLY | OFlags::NONBLOCK, Modes::PRIVATE)?;
         if !file.metadata()?.is_file() {
             return Err(io::Error::new(
@@ -276,7 +276,13 @@ impl Folder {
     /// systems without it, link-then-unlink), so no race can replace it.
     ///
     /// Fails with `AlreadyExists` when overwriting is off and `to` exists.
-    pub fn rename(&self, from: &str, dest: &Folder, to: &str, overwrite: bool) -> io::Result<()> {
+    pub(crate) fn rename(
+        &self,
+        from: &str,
+        dest: &Folder,
+        to: &str,
+        overwrite: bool,
+    ) -> io::Result<()> {
         if overwrite {
             return Ok(rustix::fs::renameat(&self.fd, from, &dest.fd, to)?);
         }
@@ -291,14 +297,14 @@ impl Folder {
 
     /// Flushes the folder's entries to disk, so that a rename survives a
     /// power cut.
-    pub fn sync(&self) -> io::Result<()> {
+    pub(crate) fn sync(&self) -> io::Result<()> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let dir = rustix::fs::openat(&self.fd, ".", flags, Mode::empty())?;
         File::from(dir).sync_all()
     }
 
     /// Bytes an unprivileged user can still write on this file system.
-    pub fn free_space(&self) -> io::Result<u64> {
+    pub(crate) fn free_space(&self) -> io::Result<u64> {
         let st = rustix::fs::fstatvfs(&self.fd)?;
         Ok(st.f_bavail.saturating_mul(st.f_frsize))
     }

@@ -42,7 +42,7 @@ const SWEEP_DEPTH: usize = 34;
 
 /// Files in a folder of the local disk.
 #[derive(Debug)]
-pub struct DiskStore {
+pub(crate) struct DiskStore {
     root: PathBuf,
     /// Whether a finished upload waits for its data and its folder entry
     /// to reach the disk.
@@ -57,7 +57,7 @@ impl DiskStore {
     /// `modes` (the root too, when it is created here).
     ///
     /// Fails when the root cannot be created.
-    pub fn open(root: &Path, durable: bool, modes: Modes) -> crate::Result<DiskStore> {
+    pub(crate) fn open(root: &Path, durable: bool, modes: Modes) -> crate::Result<DiskStore> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(modes.dir)

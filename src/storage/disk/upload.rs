@@ -67,7 +67,7 @@ impl DiskUpload {
             // Part of the chunk may be on disk: measure again.
             self.usage.forget(&self.home);
             return Err(match is_no_space(&e) {
-                true => StoreError::NoSpace(e),
+                true => StoreError::NoSpace,
                 false => StoreError::Failed("writing the file", e),
             });
         }

@@ -21,7 +21,7 @@ use crate::wire::names::{MAX_PATH_DEPTH, PARTIAL_DIR};
 
 /// What each home holds, partial uploads included.
 #[derive(Debug, Default, Clone)]
-pub struct UsageBook(Arc<Mutex<HashMap<PathBuf, Usage>>>);
+pub(crate) struct UsageBook(Arc<Mutex<HashMap<PathBuf, Usage>>>);
 
 impl UsageBook {
     fn book(&self) -> MutexGuard<'_, HashMap<PathBuf, Usage>> {
@@ -31,7 +31,7 @@ impl UsageBook {
     /// What `home` holds: from the book, or walked the first time.
     ///
     /// Fails when the walk fails.
-    pub fn used(&self, home: &Path) -> io::Result<Usage> {
+    pub(crate) fn used(&self, home: &Path) -> io::Result<Usage> {
         if let Some(&used) = self.book().get(home) {
             return Ok(used);
         }
@@ -41,27 +41,27 @@ impl UsageBook {
 
     /// Whether `home` is in the book: only then do changes under it need
     /// measuring (a home without a quota is never looked up).
-    pub fn tracks(&self, home: &Path) -> bool {
+    pub(crate) fn tracks(&self, home: &Path) -> bool {
         self.book().contains_key(home)
     }
 
     /// `n` more bytes were written under `home`.
-    pub fn add(&self, home: &Path, n: u64) {
+    pub(crate) fn add(&self, home: &Path, n: u64) {
         self.change(home, |u| u.bytes = u.bytes.saturating_add(n));
     }
 
     /// `n` bytes under `home` were removed or replaced.
-    pub fn remove(&self, home: &Path, n: u64) {
+    pub(crate) fn remove(&self, home: &Path, n: u64) {
         self.change(home, |u| u.bytes = u.bytes.saturating_sub(n));
     }
 
     /// `n` files or folders were created under `home`.
-    pub fn created(&self, home: &Path, n: u64) {
+    pub(crate) fn created(&self, home: &Path, n: u64) {
         self.change(home, |u| u.entries = u.entries.saturating_add(n));
     }
 
     /// `n` files or folders under `home` went away.
-    pub fn deleted(&self, home: &Path, n: u64) {
+    pub(crate) fn deleted(&self, home: &Path, n: u64) {
         self.change(home, |u| u.entries = u.entries.saturating_sub(n));
     }
 
@@ -73,23 +73,23 @@ impl UsageBook {
 
     /// Something changed under `home` that the book cannot tell: measure
     /// it again next time.
-    pub fn forget(&self, home: &Path) {
+    pub(crate) fn forget(&self, home: &Path) {
         self.book().remove(home);
     }
 
     /// Every home in the book.
-    pub fn homes(&self) -> Vec<PathBuf> {
+    pub(crate) fn homes(&self) -> Vec<PathBuf> {
         self.book().keys().cloned().collect()
     }
 
     /// Sets what `home` holds to `used` (just measured); returns what the
     /// book said before.
-    pub fn set(&self, home: &Path, used: Usage) -> Option<Usage> {
+    pub(crate) fn set(&self, home: &Path, used: Usage) -> Option<Usage> {
         self.book().insert(home.to_path_buf(), used)
     }
 
     /// The same for every home (after a sweep).
-    pub fn forget_all(&self) {
+    pub(crate) fn forget_all(&self) {
         self.book().clear();
     }
 }
@@ -106,7 +106,7 @@ const MAX_MEASURE_DEPTH: usize = 2 * MAX_PATH_DEPTH;
 /// not one per folder waiting (see [`walk`]).
 ///
 /// Fails when a folder cannot be read.
-pub fn measure(dir: &Path) -> io::Result<Usage> {
+pub(crate) fn measure(dir: &Path) -> io::Result<Usage> {
     let mut total = Usage::default();
     let top = match Folder::open(dir) {
         Ok(folder) => folder,

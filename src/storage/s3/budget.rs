@@ -23,7 +23,7 @@ const ACCOUNT_SHARE: u64 = 2;
 
 /// The memory all uploads may hold, and what each account holds of it.
 #[derive(Debug)]
-pub struct Budget {
+pub(crate) struct Budget {
     total: u64,
     book: Mutex<Book>,
 }
@@ -38,7 +38,7 @@ struct Book {
 
 /// Why memory was not given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// More than one upload may ever hold: it can never be given.
     TooMuch {
         /// What one upload may hold.
@@ -50,7 +50,7 @@ pub enum Refusal {
 
 /// Bytes taken from a [`Budget`], given back when dropped.
 #[derive(Debug)]
-pub struct Reservation {
+pub(crate) struct Reservation {
     budget: Arc<Budget>,
     account: String,
     bytes: u64,
@@ -58,7 +58,7 @@ pub struct Reservation {
 
 impl Budget {
     /// A budget of `total` bytes.
-    pub fn new(total: u64) -> Arc<Budget> {
+    pub(crate) fn new(total: u64) -> Arc<Budget> {
         Arc::new(Budget {
             total,
             book: Mutex::default(),
@@ -70,7 +70,7 @@ impl Budget {
     }
 
     /// The most one upload may hold.
-    pub fn per_upload(&self) -> u64 {
+    pub(crate) fn per_upload(&self) -> u64 {
         self.total / UPLOAD_SHARE
     }
 
@@ -78,7 +78,11 @@ impl Budget {
     ///
     /// Fails when one upload may not hold that much, or the account's
     /// share or the whole would be passed.
-    pub fn take(self: &Arc<Self>, account: &str, bytes: u64) -> Result<Reservation, Refusal> {
+    pub(crate) fn take(
+        self: &Arc<Self>,
+        account: &str,
+        bytes: u64,
+    ) -> Result<Reservation, Refusal> {
         if bytes > self.per_upload() {
             let most = self.per_upload();
             return Err(Refusal::TooMuch { most });

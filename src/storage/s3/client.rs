@@ -71,11 +71,11 @@ pub struct S3Client {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPart {
     /// Its number, from 1.
-    pub number: u16,
+    pub(crate) number: u16,
     /// Its entity tag, as `CompleteMultipartUpload` wants it.
-    pub etag: String,
+    pub(crate) etag: String,
     /// Its size in bytes.
-    pub size: u64,
+    pub(crate) size: u64,
 }
 
 /// An object's size, age and entity tag, from `HEAD`.
@@ -84,9 +84,9 @@ pub struct ObjectInfo {
     /// Bytes.
     pub size: u64,
     /// Last modified, seconds since the epoch (0 if the store did not say).
-    pub mtime: u64,
+    pub(crate) mtime: u64,
     /// Its entity tag, which changes whenever the object is written.
-    pub etag: String,
+    pub(crate) etag: String,
 }
 
 impl S3Client {
@@ -124,7 +124,7 @@ impl S3Client {
     }
 
     /// The bucket's name.
-    pub fn bucket(&self) -> &str {
+    pub(crate) fn bucket(&self) -> &str {
         self.bucket.name()
     }
 
@@ -357,7 +357,7 @@ impl S3Client {
     /// Copies the object `from` to `to` inside the bucket, on the store's
     /// side (`PutObject` with `x-amz-copy-source`; up to 5 GiB, S3's limit
     /// for one copy).
-    pub fn copy(&self, from: &str, to: &str) -> io::Result<()> {
+    pub(crate) fn copy(&self, from: &str, to: &str) -> io::Result<()> {
         let source = format!("/{}/{}", self.bucket.name(), encode_key(from));
         let mut action = PutObject::new(&self.bucket, self.creds(), to);
         action
@@ -380,7 +380,7 @@ impl S3Client {
     }
 
     /// Throws an upload's parts away.
-    pub fn abort_multipart(&self, key: &str, upload_id: &str) -> io::Result<()> {
+    pub(crate) fn abort_multipart(&self, key: &str, upload_id: &str) -> io::Result<()> {
         let action = AbortMultipartUpload::new(&self.bucket, self.creds(), key, upload_id);
         self.send(http::Method::DELETE, action.sign(SIGNED_FOR), None, ())
             .map(drop)

@@ -18,7 +18,7 @@ use crate::storage::{
 use crate::wire::names::PARTIAL_DIR;
 
 mod answer;
-pub(crate) mod budget;
+pub mod budget;
 pub mod client;
 mod connect;
 mod folders;
@@ -40,7 +40,7 @@ const PAGE: usize = 1000;
 
 /// A bucket (and a prefix in it) as a store.
 #[derive(Debug, Clone)]
-pub struct S3Store {
+pub(crate) struct S3Store {
     client: S3Client,
     endpoint: String,
     /// `""` or `PREFIX/`.

@@ -16,21 +16,21 @@ use crate::storage::{StoreError, StoreResult, UploadPlan};
 
 /// The smallest part: S3 wants at least 5 MiB for all parts but the last;
 /// a power of two keeps every part a whole subtree of the BLAKE3 tree.
-pub const MIN_PART: u64 = 8 * 1024 * 1024;
+pub(crate) const MIN_PART: u64 = 8 * 1024 * 1024;
 
 /// S3's limit on the parts of one upload.
 pub(super) const MAX_PARTS: u64 = 10_000;
 
 /// S3's limit on a key, in bytes of UTF-8.
-pub const MAX_KEY: usize = 1024;
+pub(crate) const MAX_KEY: usize = 1024;
 
 /// S3's limit on one object: 5 TiB.
-pub const MAX_OBJECT: u64 = 5 << 40;
+pub(crate) const MAX_OBJECT: u64 = 5 << 40;
 
 /// A record rewritten this recently by another server belongs to an
 /// upload still running there; older ones were left by a server that
 /// stopped, and may be resumed.
-pub const LIVE_WINDOW: Duration = Duration::from_secs(6);
+pub(crate) const LIVE_WINDOW: Duration = Duration::from_secs(6);
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -50,19 +50,19 @@ pub fn part_size(filesize: u64) -> u64 {
 
 /// The record of a multipart upload, kept in the store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UploadState {
+pub(crate) struct UploadState {
     /// The store's id of the multipart upload.
-    pub upload_id: String,
+    pub(crate) upload_id: String,
     /// The whole file's size.
-    pub filesize: u64,
+    pub(crate) filesize: u64,
     /// Every part's size but the last one's.
-    pub part_size: u64,
+    pub(crate) part_size: u64,
     /// The parts stored so far, in order.
-    pub parts: Vec<PartRecord>,
+    pub(crate) parts: Vec<PartRecord>,
     /// The server running it (random per server process).
-    pub owner: String,
+    pub(crate) owner: String,
     /// When it last wrote this record, seconds since the epoch.
-    pub updated: u64,
+    pub(crate) updated: u64,
 }
 
 impl UploadState {
@@ -74,17 +74,17 @@ impl UploadState {
 
 /// One stored part.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PartRecord {
+pub(crate) struct PartRecord {
     /// From 1.
-    pub number: u16,
+    pub(crate) number: u16,
     /// The store's entity tag for it.
-    pub etag: String,
+    pub(crate) etag: String,
     /// Its size.
-    pub len: u64,
+    pub(crate) len: u64,
     /// Its BLAKE3 chaining value, hex.
-    pub cv: String,
+    pub(crate) cv: String,
     /// The first part's own BLAKE3, hex.
-    pub root: Option<String>,
+    pub(crate) root: Option<String>,
 }
 
 impl PartRecord {
@@ -107,16 +107,16 @@ impl PartRecord {
 /// that serving it needs no hashing. It holds for as long as the object's
 /// entity tag is the one recorded; a client still checks what arrives.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KnownDigest {
+pub(crate) struct KnownDigest {
     /// The object's entity tag when the digest was recorded.
-    pub etag: String,
+    pub(crate) etag: String,
     /// BLAKE3, hex.
-    pub blake3: String,
+    pub(crate) blake3: String,
 }
 
 impl KnownDigest {
     /// The digest, if it is still the one of an object tagged `etag`.
-    pub fn of(bytes: &[u8], etag: &str) -> Option<blake3::Hash> {
+    pub(crate) fn of(bytes: &[u8], etag: &str) -> Option<blake3::Hash> {
         let known: KnownDigest = serde_json::from_slice(bytes).ok()?;
         (!etag.is_empty() && known.etag == etag)
             .then(|| blake3::Hash::from_hex(&known.blake3).ok())
@@ -126,7 +126,7 @@ impl KnownDigest {
 
 /// Where an upload goes.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(crate) struct Target {
     pub(super) client: S3Client,
     /// The object's key in the bucket.
     pub(super) object: String,
@@ -143,7 +143,7 @@ impl Target {
     /// the object's) would not fit in S3's [`MAX_KEY`]: checked before
     /// anything is created, so that no multipart upload is left without
     /// a record, where the sweeper would never see it.
-    pub fn check_key(&self) -> StoreResult<()> {
+    pub(crate) fn check_key(&self) -> StoreResult<()> {
         match self.record.len() <= MAX_KEY {
             true => Ok(()),
             false => Err(StoreError::KeyTooLong {
@@ -156,7 +156,7 @@ impl Target {
     /// The upload record, if there is one.
     ///
     /// Fails when the store fails, or the record is not one.
-    pub fn load_state(&self) -> io::Result<Option<UploadState>> {
+    pub(crate) fn load_state(&self) -> io::Result<Option<UploadState>> {
         match self.client.get_small(&self.record) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -194,7 +194,7 @@ impl Target {
 
     /// Throws away the upload the record names, and the record if it
     /// still names that upload.
-    pub fn forget(&self, state: &UploadState) -> io::Result<()> {
+    pub(crate) fn forget(&self, state: &UploadState) -> io::Result<()> {
         match self.client.abort_multipart(&self.object, &state.upload_id) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -209,7 +209,7 @@ impl Target {
     /// parts the store still holds as recorded; `None` if there is none.
     ///
     /// Fails when the store fails.
-    pub fn resumable(&self, filesize: u64) -> io::Result<Option<UploadState>> {
+    pub(crate) fn resumable(&self, filesize: u64) -> io::Result<Option<UploadState>> {
         let Some(state) = self.load_state()? else {
             return Ok(None);
         };
@@ -245,7 +245,7 @@ impl Target {
     }
 
     /// Bytes of a resumable upload of `filesize` bytes the store holds.
-    pub fn kept(&self, filesize: u64) -> io::Result<u64> {
+    pub(crate) fn kept(&self, filesize: u64) -> io::Result<u64> {
         if filesize < MIN_PART {
             return Ok(0);
         }

@@ -15,21 +15,21 @@ use blake3::hazmat::{
 };
 
 /// Hashes one part that starts `offset` bytes into the file.
-pub struct PartHasher {
+pub(crate) struct PartHasher {
     hasher: blake3::Hasher,
     first: bool,
 }
 
 /// What is kept of a part to verify the whole file later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PartHash {
+pub(crate) struct PartHash {
     /// The part's chaining value (a non-root hash).
-    pub cv: ChainingValue,
+    pub(crate) cv: ChainingValue,
     /// The part's bytes.
-    pub len: u64,
+    pub(crate) len: u64,
     /// The part's root hash, only for the first part: the whole file's
     /// digest when it has one part.
-    pub root: Option<blake3::Hash>,
+    pub(crate) root: Option<blake3::Hash>,
 }
 
 impl PartHasher {
@@ -37,7 +37,7 @@ impl PartHasher {
     /// (itself a power of two of at least 1 KiB). An offset that is no
     /// multiple of 1 KiB (which BLAKE3 would not take) gives a hasher whose
     /// hash can never match, rather than a panic.
-    pub fn new(offset: u64) -> PartHasher {
+    pub(crate) fn new(offset: u64) -> PartHasher {
         let mut hasher = blake3::Hasher::new();
         if offset > 0 {
             hasher.set_input_offset(offset - offset % 1024);
@@ -49,12 +49,12 @@ impl PartHasher {
     }
 
     /// Hashes the next bytes of the part.
-    pub fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         self.hasher.update(bytes);
     }
 
     /// The part's hash; `None` for an empty part.
-    pub fn finish(&self) -> Option<PartHash> {
+    pub(crate) fn finish(&self) -> Option<PartHash> {
         let len = self.hasher.count();
         (len > 0).then(|| PartHash {
             cv: self.hasher.finalize_non_root(),
@@ -66,7 +66,7 @@ impl PartHasher {
 
 /// The BLAKE3 of the file made of `parts`, in order; `None` when there
 /// are none, or when the first of several is missing its place in the tree.
-pub fn root(parts: &[PartHash]) -> Option<blake3::Hash> {
+pub(crate) fn root(parts: &[PartHash]) -> Option<blake3::Hash> {
     match parts {
         [] => None,
         [only] => only.root,

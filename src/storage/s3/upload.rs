@@ -34,7 +34,7 @@ const RECORD_EVERY: Duration = Duration::from_secs(1);
 
 /// The memory an upload of `filesize` bytes holds: the whole file when it
 /// is smaller than a part, else two parts (one filling, one sending).
-pub fn memory_for(filesize: u64) -> u64 {
+pub(crate) fn memory_for(filesize: u64) -> u64 {
     match filesize < MIN_PART {
         true => filesize,
         false => 2 * part_size(filesize),
@@ -43,7 +43,7 @@ pub fn memory_for(filesize: u64) -> u64 {
 
 /// The largest file whose upload holds at most `memory` bytes (see
 /// [`memory_for`]).
-pub fn largest_within(memory: u64) -> u64 {
+pub(crate) fn largest_within(memory: u64) -> u64 {
     if memory < 2 * MIN_PART {
         return memory.min(MIN_PART - 1);
     }
@@ -60,7 +60,7 @@ struct Part {
 }
 
 /// An upload in progress.
-pub struct S3Upload {
+pub(crate) struct S3Upload {
     /// Held for as long as the upload's buffers are.
     _memory: Reservation,
     /// The usage of its home, with the home's key: measured anew when
@@ -111,7 +111,7 @@ impl S3Upload {
     /// Begins (or, with `plan.resume`, resumes) an upload to `target`.
     ///
     /// Fails when the store fails.
-    pub fn begin(
+    pub(crate) fn begin(
         target: Target,
         plan: UploadPlan,
         memory: Reservation,

@@ -21,12 +21,12 @@ use crate::wire::names::PARTIAL_DIR;
 
 /// How long a home's usage, summed from a listing, is believed: a quota
 /// can be overrun by what other servers stored in that time.
-pub const USAGE_TTL: Duration = Duration::from_secs(5);
+pub(crate) const USAGE_TTL: Duration = Duration::from_secs(5);
 
 /// Each home's usage as last measured, shared with the uploads, which
 /// make their home measured anew when they end.
 #[derive(Debug, Default, Clone)]
-pub struct UsageCache(Arc<Mutex<HashMap<String, (Usage, Instant)>>>);
+pub(crate) struct UsageCache(Arc<Mutex<HashMap<String, (Usage, Instant)>>>);
 
 impl UsageCache {
     fn book(&self) -> MutexGuard<'_, HashMap<String, (Usage, Instant)>> {
@@ -34,7 +34,7 @@ impl UsageCache {
     }
 
     /// The usage of the home with key `home`, if measured recently.
-    pub fn fresh(&self, home: &str) -> Option<Usage> {
+    pub(crate) fn fresh(&self, home: &str) -> Option<Usage> {
         match self.book().get(home) {
             Some(&(used, at)) if at.elapsed() < USAGE_TTL => Some(used),
             _ => None,
@@ -42,12 +42,12 @@ impl UsageCache {
     }
 
     /// Notes a measure of the home with key `home`.
-    pub fn insert(&self, home: &str, used: Usage) {
+    pub(crate) fn insert(&self, home: &str, used: Usage) {
         self.book().insert(home.to_string(), (used, Instant::now()));
     }
 
     /// Measures the home with key `home` anew the next time.
-    pub fn forget(&self, home: &str) {
+    pub(crate) fn forget(&self, home: &str) {
         self.book().remove(home);
     }
 }
