@@ -183,6 +183,7 @@ impl ServerIdentity {
     /// configuration whose logins a test never runs.
     ///
     /// Fails when the certificate cannot be made.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn ephemeral() -> Result<ServerIdentity> {
         let made = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string()])
             .map_err(|e| Error::Secret(format!("creating a TLS certificate: {e}")))?;
