@@ -22,29 +22,40 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`wire`] | frames, messages, the handshake, name rules: no I/O, both ends |
-//! | [`io`] | the copy loop that hashes as it goes, the rate throttle |
-//! | [`logging`] | the log's events and its text or JSON lines, for every module |
-//! | [`net`] | the [`net::Transport`] trait: streams with deadlines |
-//! | [`storage`] | where the bytes live: partial files, atomic commit, listings |
-//! | [`server`] | accept, login, session, commands, uploads, accounts, workers |
-//! | [`client`] | connect, transfers, the shell and its command language |
-//! | [`config`] | the secret, per-user paths, size units |
+//! | `io` | the copy loop that hashes as it goes, the rate throttle |
+//! | `logging` | the log's events and its text or JSON lines, for every module |
+//! | `net` | the `Transport` trait: streams with deadlines |
+//! | `storage` | where the bytes live: partial files, atomic commit, listings |
+//! | `server` | accept, login, session, commands, uploads, accounts, workers |
+//! | `client` | connect, transfers, the shell and its command language |
+//! | `config` | the secret, per-user paths, size units |
 //! | [`app`] | the two programs' command lines; `src/bin` only calls them |
 
 #![warn(missing_docs)]
 
 pub mod app;
-pub mod client;
-pub mod config;
-pub mod error;
-pub mod io;
-pub mod logging;
-pub mod net;
-pub mod server;
-pub mod service;
-pub mod storage;
+mod client;
+mod config;
+mod error;
+mod io;
+mod logging;
+mod net;
+mod server;
+mod service;
+mod storage;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod wire;
 
-pub use error::{Error, Result};
+pub use client::batch::{
+    BatchOptions, BatchProgress, BatchReport, Download, Failure, Finished, Step, Upload,
+};
+pub use client::tree::RemoteEntry;
+pub use client::trust::Trust;
+pub use client::{
+    Client, ClientOptions, GetReport, NoProgress, Progress, PutReport, MIN_RATE, REPLY_TIMEOUT,
+    STALL_TIMEOUT,
+};
+pub use config::secret::Secret;
+pub use error::{is_interruption, Error, Result};
+pub use net::tls::{Fingerprint, Pin, PinVerifier, ServerIdentity};

@@ -6,6 +6,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::net::Transport;
+
+/// What the integration tests and the benchmark reach inside the crate:
+/// raw transports and the TLS pieces, to play a peer by hand, and the S3
+/// client, to look at what a server stored.
+pub mod inside {
+    pub use crate::client::connect::CHALLENGE_WAIT;
+    pub use crate::net::tcp::TcpTransport;
+    pub use crate::net::tls::{
+        client_config, connect, fingerprint_of_file, TlsTransport, CERT_FILE,
+    };
+    pub use crate::storage::s3::client::{Endpoint, S3Client};
+    pub use crate::storage::s3::record::part_size;
+}
 use crate::server::context::Context;
 use crate::server::live::{Limits, Live};
 use crate::server::uploads::UploadLocks;

@@ -8,8 +8,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ftp::client::NoProgress;
 use ftp::wire::frame;
+use ftp::NoProgress;
 
 use crate::{
     client, copy_chunks, copy_full_chunks, login, mib, print_rates, rss_kib, run_client,

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ftp::client::batch::{BatchOptions, BatchProgress, Step, Upload};
 use ftp::wire::frame::{self, MAX_HEADER_LEN};
+use ftp::{BatchOptions, BatchProgress, Step, Upload};
 
 use crate::{client, login, median, write_pattern, Server, Settings};
 

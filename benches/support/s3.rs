@@ -9,8 +9,8 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ftp::storage::s3::client::S3Client;
-use ftp::storage::s3::record::part_size;
+use ftp::testing::inside::part_size;
+use ftp::testing::inside::S3Client;
 
 use crate::garage::Garage;
 use crate::{median, mib, print_rates, run_client, Scratch, Server, Settings};

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ftp::client::trust::Trust;
-use ftp::client::{Client, ClientOptions};
-use ftp::config::secret::Secret;
+use ftp::Secret;
+use ftp::Trust;
+use ftp::{Client, ClientOptions};
 
 use crate::limit::{self, Landing};
 use crate::shared::{answer_challenge, listening_addr};

@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ftp::client::{Client, NoProgress};
+use ftp::{Client, NoProgress};
 
 use crate::loadgen;
 use crate::{client, write_pattern, Load, Scratch, Server, Settings};

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ftp::client::NoProgress;
-use ftp::net::tcp::TcpTransport;
-use ftp::net::tls::{self, fingerprint_of_file, Pin, PinVerifier, ServerIdentity, TlsTransport};
+use ftp::testing::inside::TcpTransport;
+use ftp::testing::inside::{self as tls, fingerprint_of_file, TlsTransport};
+use ftp::NoProgress;
+use ftp::{Pin, PinVerifier, ServerIdentity};
 
 use crate::{
     client, copy_chunks, copy_full_chunks, median, mib, print_rates, run_client, spawn_self,

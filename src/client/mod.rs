@@ -141,7 +141,7 @@ pub struct Client {
 
 impl Client {
     /// Connects to `server` (`HOST`, `HOST:PORT`, `[IPv6]:PORT`, as
-    /// [`ServerAddress::parse`] reads it; the port defaults to 8080), logs
+    /// `ServerAddress::parse` reads it; the port defaults to 8080), logs
     /// in and, unless the options say otherwise, has the server prove that
     /// it knows the secret.
     ///

@@ -139,7 +139,7 @@ impl Client {
     /// Lists the folder `path` on the server and everything below it.
     ///
     /// Fails when the server refuses, sends a name that is not a clean
-    /// relative path, or more than [`MAX_TREE_ENTRIES`] entries.
+    /// relative path, or more than `MAX_TREE_ENTRIES` entries.
     pub fn list_tree(&mut self, path: &str, digests: bool) -> Result<Vec<RemoteEntry>> {
         let request = LsRequest {
             pages: true,

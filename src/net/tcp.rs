@@ -51,6 +51,7 @@ pub(crate) fn configure_listener(socket: &socket2::Socket, idle: Duration) -> io
 }
 
 impl TcpTransport {
+    #[cfg(any(test, feature = "testing"))]
     /// Wraps a stream, setting its read timeout.
     ///
     /// Fails when the socket's timeout cannot be set.
@@ -79,6 +80,7 @@ impl TcpTransport {
     }
 
     /// The stream, for closing it gracefully.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn into_inner(self) -> TcpStream {
         self.stream
     }

@@ -406,7 +406,9 @@ pub fn connect<S: Read + Write>(config: Arc<ClientConfig>, sock: S) -> io::Resul
     Ok(stream)
 }
 
-pub use crate::net::tls_server::{ServerHandshake, TlsTransport};
+pub use crate::net::tls_server::ServerHandshake;
+#[cfg(any(test, feature = "testing"))]
+pub use crate::net::tls_server::TlsTransport;
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,9 @@ use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use crate::net::now::Now;
 use crate::net::tcp::TcpTransport;
-use crate::net::tls::{exporter, handshake};
+use crate::net::tls::exporter;
+#[cfg(any(test, feature = "testing"))]
+use crate::net::tls::handshake;
 use crate::net::{readable_within, Transport};
 use crate::wire::binding::Tag;
 
@@ -113,6 +115,7 @@ pub struct TlsTransport {
 }
 
 impl TlsTransport {
+    #[cfg(any(test, feature = "testing"))]
     /// Accepts TLS on `transport` and finishes the handshake, blocking:
     /// for benchmarks and tests that want a plain TLS server.
     ///
@@ -124,6 +127,7 @@ impl TlsTransport {
         Ok(TlsTransport { stream })
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// This connection's channel-binding value.
     ///
     /// Fails only before the handshake is complete.
@@ -131,6 +135,7 @@ impl TlsTransport {
         exporter(&self.stream.conn)
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// Sends close_notify and gives back the TCP stream, for a graceful
     /// close after an error reply.
     pub fn close(mut self) -> std::net::TcpStream {

@@ -210,7 +210,7 @@ impl Server {
     ///
     /// Fails when the address cannot be bound, or what was passed is not
     /// a listening TCP socket.
-    pub fn bind(at: Bind, config: Config) -> Result<Server> {
+    pub(crate) fn bind(at: Bind, config: Config) -> Result<Server> {
         // Taken first, so that a server short of descriptors fails to
         // start rather than run without it.
         let spare_fd = open_spare_fd();
@@ -252,7 +252,7 @@ impl Server {
     /// The address actually bound: the real port when asked for port 0.
     ///
     /// Fails only if the socket has no address, which a bound one has.
-    pub fn local_addr(&self) -> Result<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> Result<SocketAddr> {
         self.listener
             .local_addr()
             .map_err(|e| Error::io("reading the bound address", e))
@@ -262,7 +262,7 @@ impl Server {
     /// their own, and returns the address bound.
     ///
     /// Fails when the address cannot be bound or the thread started.
-    pub fn serve_metrics(&self, addr: SocketAddr) -> Result<SocketAddr> {
+    pub(crate) fn serve_metrics(&self, addr: SocketAddr) -> Result<SocketAddr> {
         let listener = TcpListener::bind(addr)
             .map_err(|e| Error::io(format!("listening for metrics on {addr}"), e))?;
         let bound = listener
@@ -280,7 +280,7 @@ impl Server {
     /// uploads cut off then stay, for a resume.
     ///
     /// Fails when the listening socket cannot be watched.
-    pub fn run(self, stop: &AtomicBool, grace: Duration) -> Result<()> {
+    pub(crate) fn run(self, stop: &AtomicBool, grace: Duration) -> Result<()> {
         self.start_sweeper();
         while !stop.load(Ordering::SeqCst) {
             self.accept_one(stop);

@@ -84,7 +84,7 @@ pub fn find_key<K: AsRef<[u8]>>(secrets: &[K], challenge: &[u8], response: &[u8]
 
 /// Every account's HMAC-MD5 key with its padded key blocks hashed once,
 /// and decoys up to a multiple of
-/// [`KEYS_TRIED_TOGETHER`](crate::wire::matching::KEYS_TRIED_TOGETHER): an answer is
+/// `KEYS_TRIED_TOGETHER`: an answer is
 /// then checked with two MD5 compressions per key instead of four, and in
 /// a time that does not tell how many accounts there are (beyond that
 /// multiple) or which one matched.

@@ -143,7 +143,7 @@ pub struct GetReady {
     /// The file's name.
     pub filename: String,
     /// Size of the whole file; `filesize - offset` bytes follow, then a
-    /// [`Digest`] frame.
+    /// [`Digest`](crate::wire::message::Digest) frame.
     pub filesize: u64,
     /// The offset the body starts at.
     pub offset: u64,

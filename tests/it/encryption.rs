@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use crate::support::relay::{Meddle, Relay};
 use crate::support::*;
-use ftp::net::tcp::TcpTransport;
-use ftp::net::tls::{self, Fingerprint, Pin, PinVerifier, ServerIdentity, TlsTransport};
+use ftp::testing::inside::TcpTransport;
+use ftp::testing::inside::{self as tls, TlsTransport};
 use ftp::wire::binding::{BINDING_LEN, TLS_MARKER};
+use ftp::{Fingerprint, Pin, PinVerifier, ServerIdentity};
 
 /// A long random key, as the server generates them: the client sends its
 /// proof to a server it meets for the first time without asking.
@@ -117,7 +118,7 @@ fn a_withheld_challenge_does_not_turn_a_pinned_server_into_one_without_login() {
     let server = sb.start_server(&[]);
     let content = b"only over TLS. ".repeat(50);
     sb.local_file("late.txt", &content);
-    let late = ftp::client::connect::CHALLENGE_WAIT + Duration::from_millis(500);
+    let late = ftp::testing::inside::CHALLENGE_WAIT + Duration::from_millis(500);
     let relay = Relay::start_both(server.addr, Meddle::Nothing, Meddle::Hold(late));
     pin_real_server_at(&sb, &relay.addr_string());
     let args = ["--allow-unproven-server", "put", "late.txt"];

@@ -18,7 +18,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use ftp::storage::s3::client::{Endpoint, S3Client};
+use ftp::testing::inside::{Endpoint, S3Client};
 
 /// The bucket every test server uses.
 pub const BUCKET: &str = "ftp";

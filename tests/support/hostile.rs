@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use ftp::net::tcp::TcpTransport;
-use ftp::net::tls::{ServerIdentity, TlsTransport};
+use ftp::testing::inside::TcpTransport;
+use ftp::testing::inside::TlsTransport;
 use ftp::wire::binding::{server_proof, BINDING_LEN, TLS_MARKER};
 use ftp::wire::frame;
+use ftp::ServerIdentity;
 
 use super::{ClientRun, Sandbox, SECRET};
 
