@@ -200,7 +200,13 @@ fn client_killed_mid_upload_leaves_nothing_under_the_final_name() {
     raw.send_json(&json!({"cmd":"put","filename":"torn.bin","filesize":1_000_000}));
     raw.send(&pattern(300_000, 2));
     let partial = sb.root().join(".ftp-partial").join("torn.bin");
-    assert!(wait_until(Duration::from_secs(10), || size_of(&partial) == 300_000));
+    let arrived = wait_until(Duration::from_secs(30), || size_of(&partial) == 300_000);
+    assert!(
+        arrived,
+        "the partial file holds {} bytes of 300000; log: {}",
+        size_of(&partial),
+        server.log_text()
+    );
     drop(raw);
     server.wait_for_event(&[("cmd", "put"), ("path", "/torn.bin"), ("result", "aborted")]);
     assert!(!sb.root().join("torn.bin").exists());
