@@ -98,3 +98,17 @@ pub fn request_frames(values: &[serde_json::Value]) -> Vec<u8> {
         .flat_map(|v| crate::wire::frame::encode_json(v).expect("a JSON value encodes"))
         .collect()
 }
+
+/// Bytes that look random and are the same on every run (xorshift from
+/// `seed`): content-defined chunking cuts them as it would real data.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}

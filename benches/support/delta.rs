@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ftp::testing::noise;
+
 use crate::latency::{Latency, Line};
 use crate::scp_bench::{start_sshd, Sshd};
 use crate::{median, mib, run_client, Scratch, Server, Settings};
@@ -33,24 +35,13 @@ struct Runs {
 
 /// The old file and its changed version, `size` bytes of noise.
 fn versions(size: usize) -> (Vec<u8>, Vec<u8>) {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut noise = |n: usize| -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
-    };
-    let old = noise(size);
+    let old = noise(size, 0x9e37_79b9_7f4a_7c15);
     let mut new = old.clone();
     for i in 0..8 {
         let at = (i * 31 + 7) * (size / 256);
-        new[at..at + 4096].copy_from_slice(&noise(4096));
+        new[at..at + 4096].copy_from_slice(&noise(4096, i as u64 + 1));
     }
-    new.splice(size / 2..size / 2, noise(size / 256));
+    new.splice(size / 2..size / 2, noise(size / 256, 99));
     new.truncate(new.len() - size / 2560);
     (old, new)
 }

@@ -257,19 +257,8 @@ fn runs_for(local: &LocalCut, base: &RemoteSignature) -> Option<Vec<Run>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::noise;
     use crate::wire::delta::signature::Chunk;
-
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
-    }
 
     fn local(bytes: &[u8]) -> (tempfile::TempDir, File) {
         let dir = tempfile::tempdir().unwrap();

@@ -56,20 +56,8 @@ pub(crate) fn signature<R: Read>(reader: R) -> io::Result<Vec<Chunk>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::noise;
     use crate::wire::delta::signature::{decode_all, encode_entry};
-
-    /// Bytes that look random, the same on every run.
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
-    }
 
     #[test]
     fn chunks_cover_the_stream_within_the_contract_sizes() {

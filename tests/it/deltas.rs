@@ -32,9 +32,14 @@ fn put(sb: &Sandbox, server: &ServerProcess, name: &str, data: &[u8], extra: &[&
 
 /// The share of the file the server copied, as the summary says it.
 fn matched(text: &str) -> f64 {
+    share_said(text, "% matched the stored file")
+}
+
+/// The percentage the summary gives just before `words`.
+fn share_said(text: &str, words: &str) -> f64 {
     let end = text
-        .find("% matched the stored file")
-        .unwrap_or_else(|| panic!("no match: {text}"));
+        .find(words)
+        .unwrap_or_else(|| panic!("no {words:?}: {text}"));
     let start = text[..end].rfind(' ').unwrap() + 1;
     text[start..end].parse().unwrap()
 }
@@ -349,11 +354,7 @@ fn get_over(
 }
 
 fn matched_locally(text: &str) -> f64 {
-    let end = text
-        .find("% matched the local copy")
-        .unwrap_or_else(|| panic!("no match: {text}"));
-    let start = text[..end].rfind(' ').unwrap() + 1;
-    text[start..end].parse().unwrap()
+    share_said(text, "% matched the local copy")
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The disk store's tests: uploads, the usage book and planted links.
 
 use super::*;
+use crate::testing::noise;
 
 fn names(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
@@ -149,18 +150,6 @@ fn signature_of(store: &DiskStore, at: Place, name: &str) -> (Signature, Vec<u8>
     let mut entries = Vec::new();
     sig.entries.read_to_end(&mut entries).unwrap();
     (sig, entries)
-}
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 #[test]
