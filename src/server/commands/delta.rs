@@ -195,8 +195,9 @@ impl Session<'_> {
         if len == 0 || write_error.is_some() {
             return Ok(());
         }
-        // A second handle: the stored file is read and copied from at once.
-        let local = file.local().and_then(|f| f.try_clone().ok());
+        // Taken before the read: the stored file is read and copied from
+        // at once.
+        let origin = file.copy_origin();
         let mut source = match file.read_from(from) {
             Ok(reader) => reader.take(len),
             Err(e) => {
@@ -211,7 +212,7 @@ impl Session<'_> {
                 *write_error = Some(StoreError::Failed("reading the stored file", e));
                 break;
             }
-            let chunk = (&buf[..want], local.as_ref().map(|f| (f, at)));
+            let chunk = (&buf[..want], origin.as_ref().map(|o| (o, at)));
             self.store_chunk(req, prepared, chunk, (&mut *stored, &mut *write_error))?;
             at += want as u64;
         }

@@ -17,7 +17,7 @@ use crate::server::hooks::EventKind;
 use crate::server::quota::{check_bytes, check_entries, exceeded_while_storing};
 use crate::server::session::{refuse, Outcome, Session};
 use crate::server::uploads::{Owner, UploadLock};
-use crate::storage::{Place, Stage, StoreError, StoreResult, Upload, UploadPlan};
+use crate::storage::{CopyOrigin, Place, Stage, StoreError, StoreResult, Upload, UploadPlan};
 use crate::wire::frame::{self, MAX_HEADER_LEN};
 use crate::wire::message::{Digest, ErrorCode, ErrorReply, PutReady, PutRequest, Reply};
 use crate::wire::names::escape;
@@ -376,7 +376,7 @@ impl Session<'_> {
         &self,
         req: &PutRequest,
         prepared: &mut PreparedPut,
-        (chunk, from): (&[u8], Option<(&std::fs::File, u64)>),
+        (chunk, from): (&[u8], Option<(&CopyOrigin, u64)>),
         (stored, write_error): (&mut u64, &mut Option<StoreError>),
     ) -> Result<(), Stop> {
         if write_error.is_some() {
@@ -386,7 +386,7 @@ impl Session<'_> {
         self.charge(lock, chunk.len() as u64, *stored, req.filesize)
             .map_err(Stop::Quota)?;
         let written = match from {
-            Some((file, at)) => upload.copy(file, at, chunk),
+            Some((origin, at)) => upload.copy(origin, at, chunk),
             None => upload.write(chunk),
         };
         match written {

@@ -19,6 +19,8 @@ use ureq::http::{self, Response};
 use ureq::Body;
 
 use super::answer::{checked, from_ureq, invalid, is_stale, read_text, refusal};
+
+mod copies;
 use crate::config::logging::detail;
 
 /// How long a signed request stays valid: it is sent at once.
@@ -237,11 +239,17 @@ impl S3Client {
             .map_err(from_ureq)
     }
 
-    /// Stores `bytes` as `key`, replacing what was there.
-    pub fn put(&self, key: &str, bytes: &[u8]) -> io::Result<()> {
+    /// Stores `bytes` as `key`, replacing what was there; returns the
+    /// object's entity tag (empty if the store sent none).
+    pub fn put(&self, key: &str, bytes: &[u8]) -> io::Result<String> {
         let action = PutObject::new(&self.bucket, self.creds(), key);
-        self.send(http::Method::PUT, action.sign(SIGNED_FOR), None, bytes)
-            .map(drop)
+        let response = self.send(http::Method::PUT, action.sign(SIGNED_FOR), None, bytes)?;
+        Ok(response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string())
     }
 
     /// Deletes `key`; deleting what is not there succeeds.
@@ -354,31 +362,6 @@ impl S3Client {
         }
     }
 
-    /// Copies the object `from` to `to` inside the bucket, on the store's
-    /// side (`PutObject` with `x-amz-copy-source`; up to 5 GiB, S3's limit
-    /// for one copy).
-    pub fn copy(&self, from: &str, to: &str) -> io::Result<()> {
-        let source = format!("/{}/{}", self.bucket.name(), encode_key(from));
-        let mut action = PutObject::new(&self.bucket, self.creds(), to);
-        action
-            .headers_mut()
-            .insert("x-amz-copy-source", source.clone());
-        let url = action.sign(SIGNED_FOR);
-        let request = http::Request::builder()
-            .method(http::Method::PUT)
-            .uri(url.as_str())
-            .header("x-amz-copy-source", source)
-            .body(())
-            .map_err(io::Error::other)?;
-        let mut response = self.agent.run(request).map_err(from_ureq)?;
-        // S3 may answer 200 and put the failure in the body.
-        let text = read_text(&mut response)?;
-        match response.status().is_success() && !text.contains("<Error>") {
-            true => Ok(()),
-            false => Err(refusal(response.status(), &text)),
-        }
-    }
-
     /// Throws an upload's parts away.
     pub fn abort_multipart(&self, key: &str, upload_id: &str) -> io::Result<()> {
         let action = AbortMultipartUpload::new(&self.bucket, self.creds(), key, upload_id);
@@ -399,21 +382,6 @@ fn build<B>(
         request = request.header("range", format!("bytes={from}-"));
     }
     request.body(body).map_err(io::Error::other)
-}
-
-/// A key as a copy source names it: each byte but the unreserved ones
-/// and `/` percent-encoded.
-fn encode_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

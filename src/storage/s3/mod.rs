@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crate::config::logging::{Event, Kind};
 use crate::storage::{
-    Claim, Entries, ListHow, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
-    Usage,
+    Claim, CopyOrigin, Entries, ListHow, Place, Signature, Store, StoreError, StoreResult,
+    StoredFile, Upload, UploadPlan, Usage,
 };
 use crate::wire::names::PARTIAL_DIR;
 
@@ -23,7 +23,9 @@ pub mod client;
 mod connect;
 mod folders;
 mod listing;
+mod parts;
 pub mod record;
+mod signature;
 pub(crate) mod tree;
 pub(crate) mod upload;
 pub(crate) mod usage;
@@ -81,7 +83,9 @@ impl S3Store {
     /// Where the upload of the file with key `key` goes. Its record is at
     /// `PREFIX/.ftp-partial/KEY`; its digest, once complete, at
     /// `PREFIX/.ftp-partial/.ftp-partial/KEY`, which no record can be
-    /// (no folder may be called `.ftp-partial`).
+    /// (no folder may be called `.ftp-partial`); its delta signature at
+    /// `PREFIX/.ftp-partial/.ftp-partial/.ftp-partial/KEY`, for the same
+    /// reason.
     fn target_of(&self, key: &str) -> Target {
         let hidden = format!("{}{PARTIAL_DIR}/", self.prefix);
         Target {
@@ -89,6 +93,7 @@ impl S3Store {
             object: format!("{}{key}", self.prefix),
             record: format!("{hidden}{key}"),
             digest: format!("{hidden}{PARTIAL_DIR}/{key}"),
+            signature: format!("{hidden}{PARTIAL_DIR}/{PARTIAL_DIR}/{key}"),
             owner: self.owner.clone(),
         }
     }
@@ -248,7 +253,9 @@ impl Store for S3Store {
                 self.client
                     .delete(&object)
                     .map_err(StoreError::failed("removing"))?;
-                let _ = self.client.delete(&self.target(at, name).digest);
+                let target = self.target(at, name);
+                let _ = self.client.delete(&target.digest);
+                let _ = self.client.delete(&target.signature);
                 self.forget_usage(at.home);
                 return Ok(());
             }
@@ -332,6 +339,28 @@ impl Store for S3Store {
         Ok(Box::new(upload))
     }
 
+    /// The one kept beside the object, if it was cut from this version
+    /// of it (see [`signature`]).
+    fn signature(&self, at: Place, name: &str) -> StoreResult<Signature> {
+        let target = self.checked_target(at, name)?;
+        let info = self
+            .client
+            .head(&target.object)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => StoreError::File(e),
+                _ => StoreError::Failed("looking the file up", e),
+            })?;
+        match signature::load(&self.client, &target.signature, &info) {
+            Ok(Some(kept)) => Ok(kept),
+            Ok(None) => Err(StoreError::Unsupported(
+                "the object store keeps no signature of this version of the file (one is \
+                 cut only while an upload sees all of a file's bytes), so it is sent whole \
+                 this time, which keeps one",
+            )),
+            Err(e) => Err(StoreError::Failed("reading the file's signature", e)),
+        }
+    }
+
     fn open_file(&self, at: Place, name: &str) -> StoreResult<Box<dyn StoredFile>> {
         let object = self.object(at, name);
         let info = self.client.head(&object).map_err(|e| match e.kind() {
@@ -353,6 +382,7 @@ impl Store for S3Store {
             object,
             size: info.size,
             mtime: info.mtime,
+            etag: info.etag,
             digest,
         }))
     }
@@ -414,6 +444,7 @@ struct S3File {
     object: String,
     size: u64,
     mtime: u64,
+    etag: String,
     digest: Option<blake3::Hash>,
 }
 
@@ -428,6 +459,14 @@ impl StoredFile for S3File {
 
     fn digest(&self) -> Option<blake3::Hash> {
         self.digest
+    }
+
+    /// The object as it was opened: a copy of a replaced one is refused.
+    fn copy_origin(&self) -> Option<CopyOrigin> {
+        (!self.etag.is_empty()).then(|| CopyOrigin::Object {
+            key: self.object.clone(),
+            etag: self.etag.clone(),
+        })
     }
 
     /// A ranged GET; nothing is asked for at the very end.
