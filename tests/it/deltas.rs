@@ -299,7 +299,9 @@ pub(crate) fn received_by(server: &ServerProcess, name: &str, nth: usize) -> u64
         .filter(|l| l.contains(&needle))
         .nth(nth - 1)
         .unwrap();
-    let after = &line[line.find("bytes (").unwrap() + "bytes (".len()..];
+    // "stored N bytes (M bytes, ...)", or "stored N bytes, resumed at K (M bytes, ...)".
+    let said = &line[line.find(&needle).unwrap()..];
+    let after = &said[said.find(" (").unwrap() + " (".len()..];
     after.split(' ').next().unwrap().parse().unwrap()
 }
 

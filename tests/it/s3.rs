@@ -28,7 +28,7 @@ fn record(garage: &Garage, prefix: &str, name: &str) -> Option<serde_json::Value
 }
 
 /// Waits until the upload of `name` has stored at least one part.
-fn wait_for_a_part(garage: &Garage, prefix: &str, name: &str) -> serde_json::Value {
+pub(crate) fn wait_for_a_part(garage: &Garage, prefix: &str, name: &str) -> serde_json::Value {
     let mut found = None;
     let stored = wait_until(Duration::from_secs(30), || {
         found = record(garage, prefix, name)
@@ -52,7 +52,7 @@ fn object_exists(garage: &Garage, key: &str) -> bool {
 }
 
 /// A slow put of `name`, for breaking off.
-fn slow_put(sb: &Sandbox, addr: &str, name: &str) -> std::process::Child {
+pub(crate) fn slow_put(sb: &Sandbox, addr: &str, name: &str) -> std::process::Child {
     let mut run = ClientRun::to(sb, addr, &["--limit-rate", "4MiB", "put", name]);
     run.cmd
         .stdin(std::process::Stdio::null())

@@ -9,7 +9,7 @@ use std::io::Read;
 use ftp::wire::delta::recipe::RecipeBuilder;
 
 use crate::deltas::{hostile_put, matched, raw_signature, received_by, spliced};
-use crate::s3::{fetch, s3_server};
+use crate::s3::{fetch, s3_server, slow_put, wait_for_a_part};
 use crate::support::garage::Garage;
 use crate::support::*;
 
@@ -103,6 +103,36 @@ fn a_changed_big_file_sends_only_its_changes_and_the_store_copies_the_rest() {
     let said = copied["message"].as_str().unwrap_or_default();
     let want = format!("copied {} of its {} bytes", (24 << 20) + 100_000, new.len());
     assert!(said.contains(&want), "{said}");
+}
+
+#[test]
+fn a_delta_upload_killed_on_the_object_store_resumes_and_ends_identical() {
+    let garage = Garage::shared();
+    let sb = Sandbox::new();
+    let server = s3_server(&sb, garage, "delta-resume", &[]);
+    let addr = server.addr_string();
+    let old = pattern(32 << 20, 51);
+    put(&sb, &addr, "big.bin", &old);
+    // The first 24 MiB new: six seconds at 4 MiB/s, cut once a part of
+    // them is recorded (the record is rewritten every second or two).
+    let mut new = old.clone();
+    new[..24 << 20].copy_from_slice(&pattern(24 << 20, 52));
+    sb.local_file("big.bin", &new);
+    let mut first = slow_put(&sb, &addr, "big.bin");
+    wait_for_a_part(garage, "delta-resume", "big.bin");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let out = ClientRun::to(&sb, &addr, &["put", "big.bin"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The parts stored before the cut (at least the first 8 MiB) were
+    // not built or sent again: 24 MiB of new bytes, and the chunk across
+    // their end, less 8 MiB.
+    let sent = received_by(&server, "big.bin", 2);
+    assert!(sent < 17 << 20, "{sent} bytes sent after the cut");
+    assert!(
+        fetch(&sb, &addr, "big.bin") == new,
+        "the stored file differs"
+    );
 }
 
 #[test]
