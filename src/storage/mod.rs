@@ -275,6 +275,10 @@ pub trait StoredFile: Send {
     }
     /// Its bytes from `offset` to the end.
     fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>>;
+    /// Its `len` bytes from `offset` on (a delta upload's unchanged range).
+    fn read_range(&mut self, offset: u64, len: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        Ok(Box::new(self.read_from(offset)?.take(len)))
+    }
     /// Its bytes from `offset` to the end, through a reader that owns the
     /// file: a download's body, which outlives the request that opened it.
     fn into_reader(self: Box<Self>, offset: u64) -> io::Result<Box<dyn Read + Send>>;

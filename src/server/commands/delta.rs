@@ -198,8 +198,8 @@ impl Session<'_> {
         // Taken before the read: the stored file is read and copied from
         // at once.
         let origin = file.copy_origin();
-        let mut source = match file.read_from(from) {
-            Ok(reader) => reader.take(len),
+        let mut source = match file.read_range(from, len) {
+            Ok(reader) => reader,
             Err(e) => {
                 *write_error = Some(StoreError::Failed("reading the stored file", e));
                 return Ok(());

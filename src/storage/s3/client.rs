@@ -142,7 +142,7 @@ impl S3Client {
         &self,
         method: http::Method,
         url: url::Url,
-        range: Option<u64>,
+        range: Option<Bytes>,
         body: B,
     ) -> io::Result<Response<Body>> {
         let mut pause = Duration::from_millis(50);
@@ -162,7 +162,7 @@ impl S3Client {
         &self,
         method: http::Method,
         url: &url::Url,
-        range: Option<u64>,
+        range: Option<Bytes>,
         body: B,
     ) -> io::Result<Response<Body>> {
         let request = || build(method.clone(), url, range, body);
@@ -222,9 +222,23 @@ impl S3Client {
     /// The bytes of `key` from `offset` to the end.
     pub fn get_from(&self, key: &str, offset: u64) -> io::Result<impl Read + Send + 'static> {
         let action = GetObject::new(&self.bucket, self.creds(), key);
-        let range = (offset > 0).then_some(offset);
+        let range = (offset > 0).then_some((offset, None));
         let response = self.send(http::Method::GET, action.sign(SIGNED_FOR), range, ())?;
         Ok(response.into_body().into_reader())
+    }
+
+    /// The bytes `range` of `key` (not empty): a request that ends where
+    /// the reader needs, so that its connection is kept for the next.
+    pub fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> io::Result<impl Read + Send + 'static> {
+        let action = GetObject::new(&self.bucket, self.creds(), key);
+        let bytes = Some((range.start, Some(range.end)));
+        let response = self.send(http::Method::GET, action.sign(SIGNED_FOR), bytes, ())?;
+        let len = range.end.saturating_sub(range.start);
+        Ok(response.into_body().into_reader().take(len))
     }
 
     /// A small object, whole (state records).
@@ -370,16 +384,21 @@ impl S3Client {
     }
 }
 
-/// A request to `url`, for bytes from `range` on if given.
+/// The bytes a ranged GET asks for: from `.0` to the end, or to `.1`
+/// (excluded).
+type Bytes = (u64, Option<u64>);
+
+/// A request to `url`, for the bytes `range` if given.
 fn build<B>(
     method: http::Method,
     url: &url::Url,
-    range: Option<u64>,
+    range: Option<Bytes>,
     body: B,
 ) -> io::Result<http::Request<B>> {
     let mut request = http::Request::builder().method(method).uri(url.as_str());
-    if let Some(from) = range {
-        request = request.header("range", format!("bytes={from}-"));
+    if let Some((from, end)) = range {
+        let last = end.map(|end| (end - 1).to_string()).unwrap_or_default();
+        request = request.header("range", format!("bytes={from}-{last}"));
     }
     request.body(body).map_err(io::Error::other)
 }

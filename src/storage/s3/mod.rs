@@ -477,6 +477,15 @@ impl StoredFile for S3File {
         Ok(Box::new(self.client.get_from(&self.object, offset)?))
     }
 
+    /// A GET of exactly those bytes, not of the rest of the object.
+    fn read_range(&mut self, offset: u64, len: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        let end = offset.saturating_add(len).min(self.size);
+        if offset >= end {
+            return Ok(Box::new(io::empty()));
+        }
+        Ok(Box::new(self.client.get_range(&self.object, offset..end)?))
+    }
+
     fn into_reader(self: Box<Self>, offset: u64) -> io::Result<Box<dyn Read + Send>> {
         if offset >= self.size {
             return Ok(Box::new(io::empty()));
