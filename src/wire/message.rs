@@ -358,7 +358,10 @@ mod tests {
     fn the_command_list_is_the_request_variants() {
         assert_eq!(
             COMMANDS,
-            ["put", "get", "ls", "echo", "prove", "quota", "mkdir", "cd", "pwd", "rm", "mv"]
+            [
+                "put", "get", "sig", "ls", "echo", "prove", "quota", "mkdir", "cd", "pwd", "rm",
+                "mv"
+            ]
         );
         let ls = Request::Ls(LsRequest::default());
         assert_eq!(ls.cmd(), "ls");
