@@ -62,6 +62,18 @@ enum Filling {
     Mixed,
 }
 
+impl Filling {
+    /// What a part that holds `filled` bytes is once the bytes of the old
+    /// object from `at` on come next.
+    fn then_copied(self, filled: u64, at: u64) -> Filling {
+        match self {
+            Filling::Empty => Filling::Copied(at),
+            Filling::Copied(start) if start + filled == at => Filling::Copied(start),
+            _ => Filling::Mixed,
+        }
+    }
+}
+
 pub(super) struct Multipart {
     pub(super) state: Arc<Mutex<UploadState>>,
     part: Vec<u8>,
@@ -154,13 +166,7 @@ impl Multipart {
             return;
         }
         self.base.get_or_insert_with(|| base.clone());
-        self.filling = match self.filling {
-            Filling::Empty => Filling::Copied(at),
-            Filling::Copied(start) if start + self.part.len() as u64 == at => {
-                Filling::Copied(start)
-            }
-            _ => Filling::Mixed,
-        };
+        self.filling = self.filling.then_copied(self.part.len() as u64, at);
     }
 
     /// Hands the filled part to the second thread (waiting while it
@@ -292,4 +298,22 @@ fn store_part(
         }
     }
     client.upload_part(&target.object, upload_id, part.number, &part.bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Filling;
+
+    #[test]
+    fn a_part_is_a_copy_only_while_its_bytes_follow_on_in_the_old_object() {
+        let part = Filling::Empty.then_copied(0, 1000);
+        assert_eq!(part, Filling::Copied(1000));
+        // The next bytes of the old object: still one range.
+        assert_eq!(part.then_copied(500, 1500), Filling::Copied(1000));
+        // Bytes from elsewhere in it (a chunk moved, or one skipped).
+        assert_eq!(part.then_copied(500, 9000), Filling::Mixed);
+        assert_eq!(part.then_copied(500, 1000), Filling::Mixed);
+        // Once mixed, always mixed.
+        assert_eq!(Filling::Mixed.then_copied(0, 0), Filling::Mixed);
+    }
 }
