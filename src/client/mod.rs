@@ -11,7 +11,7 @@ mod checks;
 pub(crate) mod command;
 mod complete;
 pub mod connect;
-mod delta;
+pub(crate) mod delta;
 mod delta_get;
 mod files;
 pub(crate) mod filter;

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use crate::wire::message::Entry;
 
-pub mod disk;
-pub mod s3;
+pub(crate) mod disk;
+pub(crate) mod s3;
 
 pub(crate) use disk::handle::Modes;
 
@@ -195,10 +195,11 @@ pub(crate) trait Upload: Send {
     /// Stores the next bytes of the body, `chunk`, which `from` holds at
     /// `at` (a delta upload's unchanged range): a store that can copies
     /// them from there (on disk `copy_file_range`, a reflink on XFS and
-    /// btrfs), else writes them. The digest is of `chunk`.
+    /// btrfs; in an object store, a part copied on the store's side),
+    /// else writes them. The digest is of `chunk`.
     ///
     /// Fails as [`Upload::write`] does.
-    fn copy(&mut self, from: &std::fs::File, at: u64, chunk: &[u8]) -> StoreResult<()> {
+    fn copy(&mut self, from: &CopyOrigin, at: u64, chunk: &[u8]) -> StoreResult<()> {
         let _ = (from, at);
         self.write(chunk)
     }
@@ -267,15 +268,34 @@ pub(crate) trait StoredFile: Send {
     fn mode(&self) -> Option<u32> {
         None
     }
-    /// The open file, when the store keeps it on the local disk.
-    fn local(&self) -> Option<&std::fs::File> {
+    /// Where a delta upload may copy this file's bytes from, when the
+    /// store can copy without sending them through this server.
+    fn copy_origin(&self) -> Option<CopyOrigin> {
         None
     }
     /// Its bytes from `offset` to the end.
     fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>>;
+    /// Its `len` bytes from `offset` on (a delta upload's unchanged range).
+    fn read_range(&mut self, offset: u64, len: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        Ok(Box::new(self.read_from(offset)?.take(len)))
+    }
     /// Its bytes from `offset` to the end, through a reader that owns the
     /// file: a download's body, which outlives the request that opened it.
     fn into_reader(self: Box<Self>, offset: u64) -> io::Result<Box<dyn Read + Send>>;
+}
+
+/// A stored file as an upload copies from it (see [`Upload::copy`]).
+#[derive(Debug)]
+pub(crate) enum CopyOrigin {
+    /// A file on the local disk, open.
+    File(std::fs::File),
+    /// An object, as long as it is still the version tagged `etag`.
+    Object {
+        /// Its key in the bucket.
+        key: String,
+        /// Its entity tag when it was opened.
+        etag: String,
+    },
 }
 
 /// A file's delta signature (see [`crate::wire::delta`]), as a store
@@ -377,8 +397,7 @@ pub(crate) trait Store: Send + Sync + fmt::Debug {
     /// then sends or fetches the whole file.
     fn signature(&self, _at: Place, _name: &str) -> StoreResult<Signature> {
         Err(StoreError::Unsupported(
-            "this server's store keeps no signatures (delta transfers over an object \
-             store are not built yet), so a changed file is sent whole",
+            "this server's store keeps no signatures, so a changed file is sent whole",
         ))
     }
     /// Opens the file `name` for reading.

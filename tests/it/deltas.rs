@@ -31,7 +31,7 @@ fn put(sb: &Sandbox, server: &ServerProcess, name: &str, data: &[u8], extra: &[&
 }
 
 /// The share of the file the server copied, as the summary says it.
-fn matched(text: &str) -> f64 {
+pub(crate) fn matched(text: &str) -> f64 {
     share_said(text, "% matched the stored file")
 }
 
@@ -44,7 +44,7 @@ fn share_said(text: &str, words: &str) -> f64 {
     text[start..end].parse().unwrap()
 }
 
-fn spliced(old: &[u8], at: usize, cut: usize, insert: &[u8]) -> Vec<u8> {
+pub(crate) fn spliced(old: &[u8], at: usize, cut: usize, insert: &[u8]) -> Vec<u8> {
     let mut new = old[..at].to_vec();
     new.extend_from_slice(insert);
     new.extend_from_slice(&old[at + cut..]);
@@ -128,7 +128,7 @@ fn a_signature_stale_behind_the_servers_back_is_cut_again() {
 
 /// Logs in raw, asks for `name`'s signature and returns its BLAKE3 and
 /// chunk count, with the connection ready for the next request.
-fn raw_signature(server: &ServerProcess, name: &str) -> (Raw, String, u64) {
+pub(crate) fn raw_signature(server: &ServerProcess, name: &str) -> (Raw, String, u64) {
     let mut raw = Raw::login(server.addr, SECRET.as_bytes());
     raw.send_json(&json!({"cmd": "sig", "filename": name}));
     let reply = raw.reply().unwrap();
@@ -141,7 +141,12 @@ fn raw_signature(server: &ServerProcess, name: &str) -> (Raw, String, u64) {
 
 /// Sends a delta put of `filesize` bytes built by `recipe` and returns
 /// the reply to it (after `ready`, when there is one).
-fn hostile_put(raw: &mut Raw, base: &str, filesize: u64, recipe: &[u8]) -> serde_json::Value {
+pub(crate) fn hostile_put(
+    raw: &mut Raw,
+    base: &str,
+    filesize: u64,
+    recipe: &[u8],
+) -> serde_json::Value {
     raw.send_json(&json!({
         "cmd": "put", "filename": "f", "filesize": filesize, "resume": true,
         "digest": "blake3", "delta": {"base": base, "recipe": recipe.len()},
@@ -288,7 +293,7 @@ fn a_delta_upload_killed_on_a_slow_link_resumes_and_ends_identical() {
 
 /// The bytes the server took over the network for its `nth` put of
 /// `name`, as its log says (`put NAME ok stored S bytes (N bytes, ...)`).
-fn received_by(server: &ServerProcess, name: &str, nth: usize) -> u64 {
+pub(crate) fn received_by(server: &ServerProcess, name: &str, nth: usize) -> u64 {
     let needle = format!("put {name} ok stored ");
     assert!(wait_until(Duration::from_secs(10), || {
         server.log_text().matches(&needle).count() >= nth
@@ -299,7 +304,9 @@ fn received_by(server: &ServerProcess, name: &str, nth: usize) -> u64 {
         .filter(|l| l.contains(&needle))
         .nth(nth - 1)
         .unwrap();
-    let after = &line[line.find("bytes (").unwrap() + "bytes (".len()..];
+    // "stored N bytes (M bytes, ...)", or "stored N bytes, resumed at K (M bytes, ...)".
+    let said = &line[line.find(&needle).unwrap()..];
+    let after = &said[said.find(" (").unwrap() + " (".len()..];
     after.split(' ').next().unwrap().parse().unwrap()
 }
 

@@ -36,6 +36,7 @@ mod reload;
 mod reruns;
 mod s3;
 mod s3_abuse;
+mod s3_deltas;
 mod seed_programs;
 mod shutdown;
 mod slots;

@@ -13,7 +13,7 @@ use crate::net::Transport;
 use crate::server::quota::exceeded_while_storing;
 use crate::server::session::Session;
 use crate::server::uploads::UploadLock;
-use crate::storage::{StoreError, Upload};
+use crate::storage::{CopyOrigin, StoreError, Upload};
 use crate::wire::message::{ErrorReply, PutRequest};
 
 /// An upload that passed every check, holds its name, and has begun in
@@ -89,7 +89,7 @@ impl Session<'_> {
         &self,
         req: &PutRequest,
         prepared: &mut PreparedPut,
-        (chunk, from): (&[u8], Option<(&std::fs::File, u64)>),
+        (chunk, from): (&[u8], Option<(&CopyOrigin, u64)>),
         (stored, write_error): (&mut u64, &mut Option<StoreError>),
     ) -> Result<(), Stop> {
         if write_error.is_some() {
@@ -99,7 +99,7 @@ impl Session<'_> {
         self.charge(lock, chunk.len() as u64, *stored, req.filesize)
             .map_err(Stop::Quota)?;
         let written = match from {
-            Some((file, at)) => upload.copy(file, at, chunk),
+            Some((origin, at)) => upload.copy(origin, at, chunk),
             None => upload.write(chunk),
         };
         match written {

@@ -196,10 +196,11 @@ impl Session<'_> {
         if len == 0 || write_error.is_some() {
             return Ok(());
         }
-        // A second handle: the stored file is read and copied from at once.
-        let local = file.local().and_then(|f| f.try_clone().ok());
-        let mut source = match file.read_from(from) {
-            Ok(reader) => reader.take(len),
+        // Taken before the read: the stored file is read and copied from
+        // at once.
+        let origin = file.copy_origin();
+        let mut source = match file.read_range(from, len) {
+            Ok(reader) => reader,
             Err(e) => {
                 *write_error = Some(StoreError::Failed("reading the stored file", e));
                 return Ok(());
@@ -212,7 +213,7 @@ impl Session<'_> {
                 *write_error = Some(StoreError::Failed("reading the stored file", e));
                 break;
             }
-            let chunk = (&buf[..want], local.as_ref().map(|f| (f, at)));
+            let chunk = (&buf[..want], origin.as_ref().map(|o| (o, at)));
             self.store_chunk(req, prepared, chunk, (&mut *stored, &mut *write_error))?;
             at += want as u64;
         }

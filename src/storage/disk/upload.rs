@@ -15,7 +15,7 @@ use super::signature;
 use super::usage::UsageBook;
 use crate::io::digest::Digester;
 use crate::storage::{
-    is_no_space, Stage, Staged, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
+    is_no_space, CopyOrigin, Stage, Staged, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
 };
 
 /// An upload into a partial file.
@@ -246,8 +246,11 @@ impl Upload for DiskUpload {
         self.store(chunk, None)
     }
 
-    fn copy(&mut self, from: &File, at: u64, chunk: &[u8]) -> StoreResult<()> {
-        self.store(chunk, Some((from, at)))
+    fn copy(&mut self, from: &CopyOrigin, at: u64, chunk: &[u8]) -> StoreResult<()> {
+        match from {
+            CopyOrigin::File(file) => self.store(chunk, Some((file, at))),
+            CopyOrigin::Object { .. } => self.store(chunk, None),
+        }
     }
 
     fn finish(
@@ -343,8 +346,8 @@ impl StoredFile for DiskFile {
         self.digest
     }
 
-    fn local(&self) -> Option<&File> {
-        Some(&self.file)
+    fn copy_origin(&self) -> Option<CopyOrigin> {
+        self.file.try_clone().ok().map(CopyOrigin::File)
     }
 
     fn size(&self) -> u64 {

@@ -19,6 +19,8 @@ use ureq::http::{self, Response};
 use ureq::Body;
 
 use super::answer::{checked, from_ureq, invalid, is_stale, read_text, refusal};
+
+mod copies;
 use crate::logging::detail;
 
 /// How long a signed request stays valid: it is sent at once.
@@ -140,7 +142,7 @@ impl S3Client {
         &self,
         method: http::Method,
         url: url::Url,
-        range: Option<u64>,
+        range: Option<Bytes>,
         body: B,
     ) -> io::Result<Response<Body>> {
         let mut pause = Duration::from_millis(50);
@@ -160,7 +162,7 @@ impl S3Client {
         &self,
         method: http::Method,
         url: &url::Url,
-        range: Option<u64>,
+        range: Option<Bytes>,
         body: B,
     ) -> io::Result<Response<Body>> {
         let request = || build(method.clone(), url, range, body);
@@ -220,9 +222,23 @@ impl S3Client {
     /// The bytes of `key` from `offset` to the end.
     pub fn get_from(&self, key: &str, offset: u64) -> io::Result<impl Read + Send + 'static> {
         let action = GetObject::new(&self.bucket, self.creds(), key);
-        let range = (offset > 0).then_some(offset);
+        let range = (offset > 0).then_some((offset, None));
         let response = self.send(http::Method::GET, action.sign(SIGNED_FOR), range, ())?;
         Ok(response.into_body().into_reader())
+    }
+
+    /// The bytes `range` of `key` (not empty): a request that ends where
+    /// the reader needs, so that its connection is kept for the next.
+    pub(crate) fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> io::Result<impl Read + Send + 'static> {
+        let action = GetObject::new(&self.bucket, self.creds(), key);
+        let bytes = Some((range.start, Some(range.end)));
+        let response = self.send(http::Method::GET, action.sign(SIGNED_FOR), bytes, ())?;
+        let len = range.end.saturating_sub(range.start);
+        Ok(response.into_body().into_reader().take(len))
     }
 
     /// A small object, whole (state records).
@@ -237,11 +253,17 @@ impl S3Client {
             .map_err(from_ureq)
     }
 
-    /// Stores `bytes` as `key`, replacing what was there.
-    pub fn put(&self, key: &str, bytes: &[u8]) -> io::Result<()> {
+    /// Stores `bytes` as `key`, replacing what was there; returns the
+    /// object's entity tag (empty if the store sent none).
+    pub fn put(&self, key: &str, bytes: &[u8]) -> io::Result<String> {
         let action = PutObject::new(&self.bucket, self.creds(), key);
-        self.send(http::Method::PUT, action.sign(SIGNED_FOR), None, bytes)
-            .map(drop)
+        let response = self.send(http::Method::PUT, action.sign(SIGNED_FOR), None, bytes)?;
+        Ok(response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string())
     }
 
     /// Deletes `key`; deleting what is not there succeeds.
@@ -354,66 +376,31 @@ impl S3Client {
         }
     }
 
-    /// Copies the object `from` to `to` inside the bucket, on the store's
-    /// side (`PutObject` with `x-amz-copy-source`; up to 5 GiB, S3's limit
-    /// for one copy).
-    pub(crate) fn copy(&self, from: &str, to: &str) -> io::Result<()> {
-        let source = format!("/{}/{}", self.bucket.name(), encode_key(from));
-        let mut action = PutObject::new(&self.bucket, self.creds(), to);
-        action
-            .headers_mut()
-            .insert("x-amz-copy-source", source.clone());
-        let url = action.sign(SIGNED_FOR);
-        let request = http::Request::builder()
-            .method(http::Method::PUT)
-            .uri(url.as_str())
-            .header("x-amz-copy-source", source)
-            .body(())
-            .map_err(io::Error::other)?;
-        let mut response = self.agent.run(request).map_err(from_ureq)?;
-        // S3 may answer 200 and put the failure in the body.
-        let text = read_text(&mut response)?;
-        match response.status().is_success() && !text.contains("<Error>") {
-            true => Ok(()),
-            false => Err(refusal(response.status(), &text)),
-        }
-    }
-
     /// Throws an upload's parts away.
-    pub(crate) fn abort_multipart(&self, key: &str, upload_id: &str) -> io::Result<()> {
+    pub fn abort_multipart(&self, key: &str, upload_id: &str) -> io::Result<()> {
         let action = AbortMultipartUpload::new(&self.bucket, self.creds(), key, upload_id);
         self.send(http::Method::DELETE, action.sign(SIGNED_FOR), None, ())
             .map(drop)
     }
 }
 
-/// A request to `url`, for bytes from `range` on if given.
+/// The bytes a ranged GET asks for: from `.0` to the end, or to `.1`
+/// (excluded).
+type Bytes = (u64, Option<u64>);
+
+/// A request to `url`, for the bytes `range` if given.
 fn build<B>(
     method: http::Method,
     url: &url::Url,
-    range: Option<u64>,
+    range: Option<Bytes>,
     body: B,
 ) -> io::Result<http::Request<B>> {
     let mut request = http::Request::builder().method(method).uri(url.as_str());
-    if let Some(from) = range {
-        request = request.header("range", format!("bytes={from}-"));
+    if let Some((from, end)) = range {
+        let last = end.map(|end| (end - 1).to_string()).unwrap_or_default();
+        request = request.header("range", format!("bytes={from}-{last}"));
     }
     request.body(body).map_err(io::Error::other)
-}
-
-/// A key as a copy source names it: each byte but the unreserved ones
-/// and `/` percent-encoded.
-fn encode_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -39,7 +39,8 @@ impl S3Store {
     }
 
     /// Deletes every key below the folder's prefix, the records of its
-    /// unfinished uploads and the digests kept for its files. A record
+    /// unfinished uploads and the digests and signatures kept for its
+    /// files. A record
     /// that a running upload holds is left, and said so.
     pub(super) fn remove_prefix(&self, at: Place, name: &str, claim: Claim) -> StoreResult<u64> {
         let mut inside = at.folder.to_vec();
@@ -57,6 +58,9 @@ impl S3Store {
             .map_err(StoreError::failed("removing"))?;
         let digests = format!("{}{PARTIAL_DIR}/{PARTIAL_DIR}/{key_prefix}", self.prefix);
         self.delete_below(&digests)
+            .map_err(StoreError::failed("removing"))?;
+        let signatures = self.target_of(&key_prefix).signature;
+        self.delete_below(&signatures)
             .map_err(StoreError::failed("removing"))?;
         if held {
             let left = crate::wire::names::display_folder(&inside);
@@ -203,12 +207,15 @@ impl S3Store {
             let _ = self.client.put(&new, &bytes);
             let _ = self.client.delete(&old);
         }
+        // A copy's entity tag may differ from the original's, and the
+        // signature names the tag: the next put of the file goes whole.
+        let _ = self.client.delete(&self.target_of(from_key).signature);
         self.client.delete(from)
     }
 }
 
 /// Whether two entity tags are the same, however each was quoted.
-fn same_etag(a: &str, b: &str) -> bool {
+pub(super) fn same_etag(a: &str, b: &str) -> bool {
     let bare = |t: &str| t.replace("&quot;", "").trim_matches('"').to_string();
     !a.is_empty() && bare(a) == bare(b)
 }

@@ -12,18 +12,20 @@ use std::time::Duration;
 
 use crate::logging::{Event, Kind};
 use crate::storage::{
-    Claim, Entries, ListHow, Place, Store, StoreError, StoreResult, StoredFile, Upload, UploadPlan,
-    Usage,
+    Claim, CopyOrigin, Entries, ListHow, Place, Signature, Store, StoreError, StoreResult,
+    StoredFile, Upload, UploadPlan, Usage,
 };
 use crate::wire::names::PARTIAL_DIR;
 
 mod answer;
-pub mod budget;
-pub mod client;
+pub(crate) mod budget;
+pub(crate) mod client;
 mod connect;
 mod folders;
 mod listing;
-pub mod record;
+mod parts;
+pub(crate) mod record;
+mod signature;
 pub(crate) mod tree;
 pub(crate) mod upload;
 pub(crate) mod usage;
@@ -81,7 +83,9 @@ impl S3Store {
     /// Where the upload of the file with key `key` goes. Its record is at
     /// `PREFIX/.ftp-partial/KEY`; its digest, once complete, at
     /// `PREFIX/.ftp-partial/.ftp-partial/KEY`, which no record can be
-    /// (no folder may be called `.ftp-partial`).
+    /// (no folder may be called `.ftp-partial`); its delta signature at
+    /// `PREFIX/.ftp-partial/.ftp-partial/.ftp-partial/KEY`, for the same
+    /// reason.
     fn target_of(&self, key: &str) -> Target {
         let hidden = format!("{}{PARTIAL_DIR}/", self.prefix);
         Target {
@@ -89,6 +93,7 @@ impl S3Store {
             object: format!("{}{key}", self.prefix),
             record: format!("{hidden}{key}"),
             digest: format!("{hidden}{PARTIAL_DIR}/{key}"),
+            signature: format!("{hidden}{PARTIAL_DIR}/{PARTIAL_DIR}/{key}"),
             owner: self.owner.clone(),
         }
     }
@@ -248,7 +253,9 @@ impl Store for S3Store {
                 self.client
                     .delete(&object)
                     .map_err(StoreError::failed("removing"))?;
-                let _ = self.client.delete(&self.target(at, name).digest);
+                let target = self.target(at, name);
+                let _ = self.client.delete(&target.digest);
+                let _ = self.client.delete(&target.signature);
                 self.forget_usage(at.home);
                 return Ok(());
             }
@@ -332,6 +339,28 @@ impl Store for S3Store {
         Ok(Box::new(upload))
     }
 
+    /// The one kept beside the object, if it was cut from this version
+    /// of it (see [`signature`]).
+    fn signature(&self, at: Place, name: &str) -> StoreResult<Signature> {
+        let target = self.checked_target(at, name)?;
+        let info = self
+            .client
+            .head(&target.object)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => StoreError::File(e),
+                _ => StoreError::Failed("looking the file up", e),
+            })?;
+        match signature::load(&self.client, &target.signature, &info) {
+            Ok(Some(kept)) => Ok(kept),
+            Ok(None) => Err(StoreError::Unsupported(
+                "the object store keeps no signature of this version of the file (one is \
+                 cut only while an upload sees all of a file's bytes), so it is sent whole \
+                 this time, which keeps one",
+            )),
+            Err(e) => Err(StoreError::Failed("reading the file's signature", e)),
+        }
+    }
+
     fn open_file(&self, at: Place, name: &str) -> StoreResult<Box<dyn StoredFile>> {
         let object = self.object(at, name);
         let info = self.client.head(&object).map_err(|e| match e.kind() {
@@ -353,6 +382,7 @@ impl Store for S3Store {
             object,
             size: info.size,
             mtime: info.mtime,
+            etag: info.etag,
             digest,
         }))
     }
@@ -414,6 +444,7 @@ struct S3File {
     object: String,
     size: u64,
     mtime: u64,
+    etag: String,
     digest: Option<blake3::Hash>,
 }
 
@@ -430,12 +461,29 @@ impl StoredFile for S3File {
         self.digest
     }
 
+    /// The object as it was opened: a copy of a replaced one is refused.
+    fn copy_origin(&self) -> Option<CopyOrigin> {
+        (!self.etag.is_empty()).then(|| CopyOrigin::Object {
+            key: self.object.clone(),
+            etag: self.etag.clone(),
+        })
+    }
+
     /// A ranged GET; nothing is asked for at the very end.
     fn read_from(&mut self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
         if offset >= self.size {
             return Ok(Box::new(io::empty()));
         }
         Ok(Box::new(self.client.get_from(&self.object, offset)?))
+    }
+
+    /// A GET of exactly those bytes, not of the rest of the object.
+    fn read_range(&mut self, offset: u64, len: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        let end = offset.saturating_add(len).min(self.size);
+        if offset >= end {
+            return Ok(Box::new(io::empty()));
+        }
+        Ok(Box::new(self.client.get_range(&self.object, offset..end)?))
     }
 
     fn into_reader(self: Box<Self>, offset: u64) -> io::Result<Box<dyn Read + Send>> {

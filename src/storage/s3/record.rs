@@ -134,6 +134,8 @@ pub(crate) struct Target {
     pub(super) record: String,
     /// The key of its [`KnownDigest`].
     pub(super) digest: String,
+    /// The key of its kept delta signature.
+    pub(super) signature: String,
     /// This server process, as records name their owner.
     pub(super) owner: String,
 }
@@ -174,7 +176,7 @@ impl Target {
 
     pub(super) fn write_state(&self, state: &UploadState) -> io::Result<()> {
         let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
-        self.client.put(&self.record, &bytes)
+        self.client.put(&self.record, &bytes).map(drop)
     }
 
     /// Rewrites the record of the upload `state`, unless another upload

@@ -8,29 +8,18 @@
 //! and the one to the client are busy at once.
 
 use std::io;
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
-
-use parking_lot::Mutex;
+use std::sync::atomic::Ordering;
 
 use super::budget::Reservation;
+use super::parts::{Base, Multipart};
 use super::record::{
     claim, part_size, KnownDigest, PartRecord, Target, UploadState, MAX_PARTS, MIN_PART,
 };
-use super::tree::{self, PartHash, PartHasher};
+use super::signature::SignatureCut;
+use super::tree::{self, PartHash};
 use super::usage::UsageCache;
-use crate::storage::{StoreError, StoreResult, Upload, UploadPlan};
-
-/// How often a running upload rewrites its record, to show it is alive.
-const HEARTBEAT: Duration = Duration::from_secs(2);
-
-/// The record lists new parts at most this often while parts stream in
-/// (a request per part would hold the next part back); an upload that is
-/// cut off writes its whole record as it lets go, so only a server that
-/// dies loses up to this much of what a resume could skip.
-const RECORD_EVERY: Duration = Duration::from_secs(1);
+use crate::client::delta::DELTA_FROM;
+use crate::storage::{CopyOrigin, StoreError, StoreResult, Upload, UploadPlan};
 
 /// The memory an upload of `filesize` bytes holds: the whole file when it
 /// is smaller than a part, else two parts (one filling, one sending).
@@ -52,13 +41,6 @@ pub(crate) fn largest_within(memory: u64) -> u64 {
     part.saturating_mul(MAX_PARTS)
 }
 
-/// A part on its way to the store.
-struct Part {
-    number: u16,
-    bytes: Vec<u8>,
-    hash: PartHash,
-}
-
 /// An upload in progress.
 pub(crate) struct S3Upload {
     /// Held for as long as the upload's buffers are.
@@ -70,6 +52,10 @@ pub(crate) struct S3Upload {
     plan: UploadPlan,
     offset: u64,
     way: Way,
+    /// The file's signature, cut as its bytes go by: only when this
+    /// upload sees them all (not a resume), and the file is large enough
+    /// for a delta.
+    cut: Option<SignatureCut>,
 }
 
 enum Way {
@@ -79,20 +65,6 @@ enum Way {
         hasher: blake3::Hasher,
     },
     Multipart(Multipart),
-}
-
-struct Multipart {
-    state: Arc<Mutex<UploadState>>,
-    part: Vec<u8>,
-    hasher: PartHasher,
-    /// Where the part being filled starts.
-    part_offset: u64,
-    sender: Option<SyncSender<Part>>,
-    worker: Option<JoinHandle<io::Result<()>>>,
-    /// A stored part's buffer, for the next part.
-    spare: Arc<Mutex<Option<Vec<u8>>>>,
-    /// Completed or discarded: nothing to let go of.
-    done: bool,
 }
 
 /// A store error while doing `what`; a name another server holds is busy.
@@ -117,24 +89,21 @@ impl S3Upload {
         memory: Reservation,
         usage: (UsageCache, String),
     ) -> io::Result<S3Upload> {
-        if plan.filesize < MIN_PART {
-            let way = Way::Whole {
-                bytes: Vec::with_capacity(plan.filesize as usize),
-                hasher: blake3::Hasher::new(),
-            };
-            return Ok(S3Upload {
-                _memory: memory,
-                usage,
-                target,
-                plan,
-                offset: 0,
-                way,
-            });
-        }
-        let mut state = claim(&target, plan)?;
-        target.save_state(&mut state)?;
-        let offset: u64 = state.parts.iter().map(|p| p.len).sum();
-        let way = Way::Multipart(Multipart::start(&target, state, plan.filesize)?);
+        let (offset, way) = match plan.filesize < MIN_PART {
+            true => {
+                let bytes = Vec::with_capacity(plan.filesize as usize);
+                let hasher = blake3::Hasher::new();
+                (0, Way::Whole { bytes, hasher })
+            }
+            false => {
+                let mut state = claim(&target, plan)?;
+                target.save_state(&mut state)?;
+                let offset: u64 = state.parts.iter().map(|p| p.len).sum();
+                let parts = Multipart::start(&target, state, plan.filesize)?;
+                (offset, Way::Multipart(parts))
+            }
+        };
+        let cut = (offset == 0 && plan.filesize >= DELTA_FROM).then(SignatureCut::new);
         Ok(S3Upload {
             _memory: memory,
             usage,
@@ -142,135 +111,8 @@ impl S3Upload {
             plan,
             offset,
             way,
+            cut,
         })
-    }
-}
-
-impl Multipart {
-    /// Goes on with the upload `state` after its stored parts, with a
-    /// second thread for sending parts.
-    fn start(target: &Target, state: UploadState, filesize: u64) -> io::Result<Multipart> {
-        let offset: u64 = state.parts.iter().map(|p| p.len).sum();
-        let part_size = state.part_size as usize;
-        let state = Arc::new(Mutex::new(state));
-        let (sender, receiver) = sync_channel(0);
-        let spare = Arc::new(Mutex::new(None));
-        let worker = {
-            let (target, state, spare) = (target.clone(), state.clone(), spare.clone());
-            thread::Builder::new()
-                .name("ftp-s3-parts".into())
-                .spawn(move || send_parts(&target, &state, receiver, &spare))?
-        };
-        Ok(Multipart {
-            state,
-            part: Vec::with_capacity(part_size.min(filesize as usize)),
-            hasher: PartHasher::new(offset),
-            part_offset: offset,
-            sender: Some(sender),
-            worker: Some(worker),
-            spare,
-            done: false,
-        })
-    }
-}
-
-/// The second thread: stores each part, then records it, and hands the
-/// part's buffer back for the one after next. While no part comes, it
-/// rewrites the record now and then to show the upload is alive, checking
-/// first that no other server has taken the name over (a per-part check
-/// would cost a request per part; the check before complete is final).
-fn send_parts(
-    target: &Target,
-    state: &Mutex<UploadState>,
-    parts: Receiver<Part>,
-    spare: &Mutex<Option<Vec<u8>>>,
-) -> io::Result<()> {
-    let upload_id = state.lock().upload_id.clone();
-    let mut saved = Instant::now();
-    loop {
-        let part = match parts.recv_timeout(HEARTBEAT) {
-            Ok(part) => part,
-            Err(RecvTimeoutError::Timeout) => {
-                let mut snapshot = state.lock().clone();
-                target.save_if_ours(&mut snapshot)?;
-                saved = Instant::now();
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
-        };
-        let etag =
-            target
-                .client
-                .upload_part(&target.object, &upload_id, part.number, &part.bytes)?;
-        let record = PartRecord {
-            number: part.number,
-            etag,
-            len: part.hash.len,
-            cv: hex::encode(part.hash.cv),
-            root: part.hash.root.map(|r| r.to_hex().to_string()),
-        };
-        let mut buffer = part.bytes;
-        buffer.clear();
-        *spare.lock() = Some(buffer);
-        let mut snapshot = {
-            let mut state = state.lock();
-            state.parts.push(record);
-            state.clone()
-        };
-        if saved.elapsed() >= RECORD_EVERY {
-            target.save_state(&mut snapshot)?;
-            saved = Instant::now();
-        }
-    }
-}
-
-impl Multipart {
-    /// Hands the filled part to the second thread (waiting while it
-    /// stores the one before) and starts the next.
-    fn ship(&mut self, part_size: u64) -> io::Result<()> {
-        let Some(hash) = self.hasher.finish() else {
-            return Ok(());
-        };
-        let next = self
-            .spare
-            .lock()
-            .take()
-            .unwrap_or_else(|| Vec::with_capacity(part_size as usize));
-        let bytes = std::mem::replace(&mut self.part, next);
-        let number = u16::try_from(self.part_offset / part_size + 1)
-            .map_err(|_| io::Error::other("too many parts"))?;
-        self.part_offset += hash.len;
-        // Only a full part has another after it; the offset after the
-        // short last part is no chunk boundary for BLAKE3.
-        if hash.len == part_size {
-            self.hasher = PartHasher::new(self.part_offset);
-        }
-        let sent = match &self.sender {
-            Some(sender) => sender.send(Part {
-                number,
-                bytes,
-                hash,
-            }),
-            None => return Err(io::Error::other("the upload is closed")),
-        };
-        match sent {
-            Ok(()) => Ok(()),
-            // The thread stopped: its error says why.
-            Err(_) => Err(self
-                .join()
-                .err()
-                .unwrap_or_else(|| io::Error::other("the part uploader stopped"))),
-        }
-    }
-
-    /// Waits for the second thread to store what it was given.
-    fn join(&mut self) -> io::Result<()> {
-        self.sender = None;
-        match self.worker.take().map(JoinHandle::join) {
-            Some(Ok(result)) => result,
-            Some(Err(_)) => Err(io::Error::other("the part uploader failed")),
-            None => Ok(()),
-        }
     }
 }
 
@@ -309,27 +151,22 @@ impl Upload for S3Upload {
         0
     }
 
-    fn write(&mut self, mut chunk: &[u8]) -> StoreResult<()> {
-        match &mut self.way {
-            Way::Whole { bytes, hasher } => {
-                hasher.update(chunk);
-                bytes.extend_from_slice(chunk);
-                Ok(())
+    fn write(&mut self, chunk: &[u8]) -> StoreResult<()> {
+        self.store(chunk, None)
+    }
+
+    /// A range of the old object: copied on the store's side where it
+    /// fills a whole part (see [`super::parts`]).
+    fn copy(&mut self, from: &CopyOrigin, at: u64, chunk: &[u8]) -> StoreResult<()> {
+        match from {
+            CopyOrigin::Object { key, etag } => {
+                let base = Base {
+                    key: key.clone(),
+                    etag: etag.clone(),
+                };
+                self.store(chunk, Some((&base, at)))
             }
-            Way::Multipart(m) => {
-                let part_size = m.state.lock().part_size;
-                while !chunk.is_empty() {
-                    let room = (part_size - m.part.len() as u64).min(chunk.len() as u64);
-                    let (now, rest) = chunk.split_at(room as usize);
-                    m.part.extend_from_slice(now);
-                    m.hasher.update(now);
-                    chunk = rest;
-                    if m.part.len() as u64 == part_size {
-                        m.ship(part_size).map_err(failed)?;
-                    }
-                }
-                Ok(())
-            }
+            CopyOrigin::File(_) => self.store(chunk, None),
         }
     }
 
@@ -343,6 +180,14 @@ impl Upload for S3Upload {
             Way::Multipart(m) => {
                 let part_size = m.state.lock().part_size;
                 m.ship(part_size).and_then(|()| m.join()).map_err(failed)?;
+                let copied = m.copied.load(Ordering::Relaxed);
+                if copied > 0 {
+                    tracing::info!(
+                        "{}: the object store copied {copied} of its {} bytes from the old object",
+                        self.target.object,
+                        self.plan.filesize
+                    );
+                }
                 let state = m.state.lock().clone();
                 let hashes: Option<Vec<PartHash>> =
                     state.parts.iter().map(PartRecord::hash).collect();
@@ -365,17 +210,19 @@ impl Upload for S3Upload {
         }
         let multipart = match &mut self.way {
             Way::Whole { bytes, .. } => {
-                client.put(&self.target.object, bytes).map_err(failed)?;
-                None
+                let etag = client.put(&self.target.object, bytes).map_err(failed)?;
+                Err(etag)
             }
             Way::Multipart(m) => {
                 m.done = true;
-                Some(m.state.lock().clone())
+                Ok(m.state.lock().clone())
             }
         };
-        if let Some(state) = multipart {
-            self.complete(&state, actual)?;
-        }
+        let etag = match multipart {
+            Ok(state) => self.complete(&state, actual)?,
+            Err(etag) => etag,
+        };
+        self.keep_signature(actual, &etag);
         Ok(Some(actual))
     }
 
@@ -395,10 +242,43 @@ impl S3Upload {
         Err(e)
     }
 
+    /// Stores the next bytes, which the old object holds from `from.1`
+    /// on when given.
+    fn store(&mut self, chunk: &[u8], from: Option<(&Base, u64)>) -> StoreResult<()> {
+        if let Some(cut) = &mut self.cut {
+            cut.update(chunk);
+        }
+        match &mut self.way {
+            Way::Whole { bytes, hasher } => {
+                hasher.update(chunk);
+                bytes.extend_from_slice(chunk);
+                Ok(())
+            }
+            Way::Multipart(m) => m.take(chunk, from).map_err(failed),
+        }
+    }
+
+    /// Keeps the signature cut from the upload beside the object just
+    /// stored as `etag`; an upload that cut none (a resume) removes the
+    /// one kept for the object it replaced, which no longer fits it.
+    /// Failing to keep one only makes the next put of the file whole.
+    fn keep_signature(&mut self, digest: blake3::Hash, etag: &str) {
+        let (client, key) = (&self.target.client, &self.target.signature);
+        let kept = self
+            .cut
+            .take()
+            .and_then(|cut| cut.finish(self.plan.filesize, &digest, etag));
+        let _ = match kept {
+            Some(bytes) => client.put(key, &bytes).map(drop),
+            None if self.plan.filesize >= DELTA_FROM => client.delete(key),
+            None => Ok(()),
+        };
+    }
+
     /// Checks that the store holds every part as recorded (another server
     /// may have replaced one), then makes the object and records its
-    /// digest beside it.
-    fn complete(&self, state: &UploadState, digest: blake3::Hash) -> StoreResult<()> {
+    /// digest beside it; returns the object's entity tag.
+    fn complete(&self, state: &UploadState, digest: blake3::Hash) -> StoreResult<String> {
         let (client, object) = (&self.target.client, &self.target.object);
         self.target.check_ours(state).map_err(failed)?;
         let stored = client
@@ -426,7 +306,7 @@ impl S3Upload {
         if let Ok(bytes) = serde_json::to_vec(&known) {
             let _ = client.put(&self.target.digest, &bytes);
         }
-        Ok(())
+        Ok(known.etag)
     }
 }
 

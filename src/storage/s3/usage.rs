@@ -78,6 +78,13 @@ impl S3Store {
             }
             true
         })?;
+        // The signatures kept for its files: their bytes, not entries
+        // (they are the server's, as upload records are).
+        let signatures = self.target_of(&home_prefix(home)).signature;
+        self.walk(&signatures, |o| {
+            used.bytes = used.bytes.saturating_add(o.size);
+            true
+        })?;
         for key in records {
             let state = match self.target_of(&key).load_state() {
                 Ok(Some(state)) => state,
