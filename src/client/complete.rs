@@ -67,7 +67,7 @@ impl RemoteNames {
 }
 
 /// One folder's completable names.
-fn list(client: &mut Client, folder: &str) -> crate::Result<Names> {
+fn list(client: &mut Client, folder: &str) -> crate::error::Result<Names> {
     let mut names = Vec::new();
     let request = LsRequest {
         pages: true,

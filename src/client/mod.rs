@@ -23,6 +23,7 @@ mod partial;
 mod pipeline;
 mod progress;
 mod prompt;
+mod report;
 #[cfg(test)]
 mod scripted;
 pub(crate) mod shell;
@@ -36,7 +37,6 @@ mod typeahead;
 pub use crate::client::options::{ClientOptions, MIN_RATE, REPLY_TIMEOUT, STALL_TIMEOUT};
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,74 +51,16 @@ use crate::client::trust::TlsClient;
 use crate::config::address::ServerAddress;
 use crate::error::{Error, Result};
 use crate::wire::frame;
-use crate::wire::message::{
-    Echoed, Folder, Listing, LsRequest, Moved, PutDone, Removed, Request, Usage,
-};
+use crate::wire::message::{Echoed, Folder, Listing, LsRequest, Moved, Removed, Request, Usage};
 
 pub(crate) use crate::client::partial::local_upload_name;
+pub use crate::client::report::{GetReport, NoProgress, Progress, PutReport};
 pub(crate) use crate::client::transfer::SMALL_FILE;
 pub(crate) use crate::client::typeahead::with_echo;
 
 /// Most bytes a command may have sent for its failure to be taken for
 /// the server's idle close: a request, not a file's body.
 const IDLE_CLOSE_SENT: u64 = 64 * 1024;
-
-/// Told how a transfer advances, to draw a progress bar.
-pub trait Progress {
-    /// A transfer of `total` bytes starts; `offset` of them were moved by an
-    /// earlier attempt and will not be sent again.
-    fn start(&mut self, _name: &str, _total: u64, _offset: u64) {}
-    /// `n` more bytes moved.
-    fn advance(&mut self, _n: u64) {}
-    /// The transfer ended, well or not.
-    fn finish(&mut self) {}
-}
-
-/// Progress that shows nothing.
-#[derive(Debug, Default)]
-pub struct NoProgress;
-impl Progress for NoProgress {}
-
-/// What a put did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PutReport {
-    /// The server's reply.
-    pub(crate) done: PutDone,
-    /// Where the upload resumed; 0 when sent from the start.
-    pub(crate) resumed_from: u64,
-    /// Whether the partial data on the server was found bad and the file
-    /// was sent again from the start.
-    pub(crate) restarted: bool,
-    /// Whether the server confirmed the upload. A server that speaks only
-    /// the original protocol never does.
-    pub(crate) confirmed: bool,
-    /// Time on the wire.
-    pub(crate) elapsed: Duration,
-    /// Bytes the server copied from the file it had (a delta upload)
-    /// instead of receiving them.
-    pub(crate) matched: u64,
-}
-
-/// What a get did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GetReport {
-    /// Where the file was written.
-    pub(crate) path: PathBuf,
-    /// Its size.
-    pub(crate) size: u64,
-    /// Bytes received in this run.
-    pub(crate) received: u64,
-    /// Where the download resumed; 0 when fetched from the start.
-    pub(crate) resumed_from: u64,
-    /// Whether local partial data was found bad and the file was fetched
-    /// again.
-    pub(crate) restarted: bool,
-    /// Time on the wire.
-    pub(crate) elapsed: Duration,
-    /// Bytes taken from the local file it replaced (a delta download)
-    /// instead of fetched.
-    pub(crate) matched: u64,
-}
 
 /// A logged-in connection to a server.
 pub struct Client {

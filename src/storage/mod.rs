@@ -440,7 +440,7 @@ pub(crate) fn open(
     durable: bool,
     modes: Modes,
     upload_memory: u64,
-) -> crate::Result<Arc<dyn Store>> {
+) -> crate::error::Result<Arc<dyn Store>> {
     match root.strip_prefix("s3://") {
         Some(rest) => Ok(Arc::new(s3::S3Store::from_env(rest, upload_memory)?)),
         None => Ok(Arc::new(disk::DiskStore::open(

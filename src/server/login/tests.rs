@@ -2,7 +2,9 @@
 //! rustls and postgres-protocol test theirs: no socket anywhere.
 
 use std::io::{Read as _, Write as _};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
@@ -11,6 +13,8 @@ use super::*;
 use crate::config::secret::Secret;
 use crate::net::tls::{client_config, Pin, PinVerifier, SERVER_NAME};
 use crate::server::accounts::{AccountBook, Accounts};
+use crate::server::hosts::Backoff;
+use crate::server::Config;
 use crate::wire::auth::respond;
 use crate::wire::binding::{client_tag, verify_server_proof, TLS_MARKER};
 

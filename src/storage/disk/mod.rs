@@ -57,7 +57,11 @@ impl DiskStore {
     /// `modes` (the root too, when it is created here).
     ///
     /// Fails when the root cannot be created.
-    pub(crate) fn open(root: &Path, durable: bool, modes: Modes) -> crate::Result<DiskStore> {
+    pub(crate) fn open(
+        root: &Path,
+        durable: bool,
+        modes: Modes,
+    ) -> crate::error::Result<DiskStore> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(modes.dir)

@@ -17,7 +17,7 @@ impl S3Store {
     /// Fails when a variable is missing, or the bucket cannot be listed
     /// with these credentials.
     /// Uploads hold at most `memory` bytes of buffers together.
-    pub(crate) fn from_env(bucket_and_prefix: &str, memory: u64) -> crate::Result<S3Store> {
+    pub(crate) fn from_env(bucket_and_prefix: &str, memory: u64) -> crate::error::Result<S3Store> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let need = |name: &str| {
             var(name).ok_or_else(|| {
@@ -56,7 +56,11 @@ impl S3Store {
     /// hold at most `memory` bytes of buffers together.
     ///
     /// Fails when the bucket cannot be listed.
-    pub(crate) fn open(endpoint: &Endpoint, prefix: &str, memory: u64) -> crate::Result<S3Store> {
+    pub(crate) fn open(
+        endpoint: &Endpoint,
+        prefix: &str,
+        memory: u64,
+    ) -> crate::error::Result<S3Store> {
         let client = S3Client::new(endpoint).map_err(|e| Error::io("the object store", e))?;
         client.check().map_err(|e| {
             let what = match e.kind() {
