@@ -334,7 +334,16 @@ fn put_r_and_sync_send_only_a_changed_files_changes() {
 
     let again = spliced(&changed, 1000, 0, &pattern(30_000, 15));
     fs::write(tree.join("big.bin"), &again).unwrap();
-    run(&["sync", "tree", ":tree"]);
+    // -v says per file what crossed and what the server copied.
+    let out = ClientRun::new(&sb, &server, &["sync", "-v", "tree", ":tree"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("stored tree/big.bin"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no line for big.bin: {}", stdout(&out)));
+    assert!(matched(&line) > 90.0, "{line}");
+    assert!(line.contains(" bytes sent, "), "{line}");
     assert_eq!(fs::read(sb.root().join("tree/big.bin")).unwrap(), again);
     let sent = received_by(&server, "tree/big.bin", 3);
     assert!(sent < OLD as u64 / 4, "{sent} bytes for a 30 kB change");

@@ -101,6 +101,7 @@ fn stored(
         remote,
         size: done.size,
         resumed_from,
+        sent: done.received,
     });
     report.files += 1;
     report.bytes += done.received;

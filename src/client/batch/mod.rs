@@ -128,6 +128,9 @@ pub enum Finished<'a> {
         size: u64,
         /// Where the upload resumed, 0 when it started afresh.
         resumed_from: u64,
+        /// Bytes that crossed for it; with a delta upload, fewer than the
+        /// file's (the rest the server copied from the file it had).
+        sent: u64,
     },
     /// A file saved locally.
     Saved {

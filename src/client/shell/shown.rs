@@ -107,9 +107,11 @@ impl<O: Write, E: Write> BatchProgress for Shown<'_, O, E> {
                 remote,
                 size,
                 resumed_from,
+                sent,
             } => {
                 let resumed = resumed_note(*resumed_from);
-                format!("stored {} ({size} bytes{resumed})", escape(remote))
+                let delta = delta_note(*size - resumed_from.min(size), *sent, *size);
+                format!("stored {} ({size} bytes{resumed}{delta})", escape(remote))
             }
             Finished::Saved {
                 local,
@@ -269,6 +271,16 @@ pub(super) fn files(n: u64) -> String {
 }
 
 /// `; resumed at byte N` for a transfer that resumed, else nothing.
+/// What a delta upload sent and what the server copied instead, when
+/// fewer than the `due` bytes left to send crossed (`size` in all).
+fn delta_note(due: u64, sent: u64, size: u64) -> String {
+    if sent >= due {
+        return String::new();
+    }
+    let matched = (due - sent) as f64 * 100.0 / size.max(1) as f64;
+    format!("; {sent} bytes sent, {matched:.1}% matched the stored file")
+}
+
 fn resumed_note(from: u64) -> String {
     match from {
         0 => String::new(),
