@@ -43,32 +43,38 @@ pub fn section(s: &Settings, ours: &Server, seed: Option<&Server>, limits: &[Ser
         let load = generator.burst("seed Python server", seed, s.burst, BURST_PUTS);
         rows.push(("seed Python server", vec![load]));
     }
-    let mut p99s = Vec::new();
-    for (name, loads) in &rows {
-        let failed: usize = loads.iter().map(|l| l.failures).sum();
-        let middle = |pct: f64| {
-            let mut v: Vec<f64> = loads.iter().map(|l| l.pct(pct)).collect();
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let each: Vec<String> = loads
-            .iter()
-            .map(|l| format!("{:.0}", l.pct(99.0)))
-            .collect();
-        println!(
-            "{:<40} {:>7} {:>7.1} {:>8.1}   {}",
-            name,
-            failed,
-            middle(50.0),
-            middle(99.0),
-            each.join(" ")
-        );
-        p99s.push(middle(99.0));
-    }
+    let p99s: Vec<f64> = rows
+        .iter()
+        .map(|(name, loads)| print_row(name, loads))
+        .collect();
     println!(
         "ftp-server's p99 against the limit's: {:.2}x; against the atomic limit's: {:.2}x",
         p99s[2] / p99s[0],
         p99s[2] / p99s[1]
     );
     generator.print_costs();
+}
+
+/// Prints a server's row (failures, median p50 and p99 over the rounds,
+/// each round's p99) and returns its median p99.
+fn print_row(name: &str, loads: &[Load]) -> f64 {
+    let failed: usize = loads.iter().map(|l| l.failures).sum();
+    let middle = |pct: f64| {
+        let mut v: Vec<f64> = loads.iter().map(|l| l.pct(pct)).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let each: Vec<String> = loads
+        .iter()
+        .map(|l| format!("{:.0}", l.pct(99.0)))
+        .collect();
+    println!(
+        "{:<40} {:>7} {:>7.1} {:>8.1}   {}",
+        name,
+        failed,
+        middle(50.0),
+        middle(99.0),
+        each.join(" ")
+    );
+    middle(99.0)
 }

@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::groups::Groups;
 use crate::limit::Landing;
@@ -33,20 +33,11 @@ pub fn section(s: &Settings, scratch: &Scratch, source: &Path) {
         took
     };
     for _ in 0..s.rounds {
-        let t = Instant::now();
-        let ok = Command::new("dd")
-            .arg(format!("if={}", source.display()))
-            .arg(format!("of={}", dir.join("dd.bin").display()))
-            .args(["bs=256K", "conv=fsync", "status=none"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
+        let Some(took) = dd_synced(source, &dir.join("dd.bin")) else {
             println!("\n(dd not available: durable comparison skipped)");
             return;
-        }
-        dd.push(t.elapsed());
-        let _ = fs::remove_file(dir.join("dd.bin"));
+        };
+        dd.push(took);
         synced.push(put(&durable));
         unsynced.push(put(&plain));
         tls_synced.push(raw_tls.copy(source).0);
@@ -80,6 +71,21 @@ pub fn section(s: &Settings, scratch: &Scratch, source: &Path) {
     .section(s, &shown(&dir));
     drop((durable, plain));
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// How long `dd` takes to copy `source` to `target` and flush it; `None`
+/// when dd is missing or fails. The copy is removed.
+fn dd_synced(source: &Path, target: &Path) -> Option<Duration> {
+    let t = Instant::now();
+    let ok = Command::new("dd")
+        .arg(format!("if={}", source.display()))
+        .arg(format!("of={}", target.display()))
+        .args(["bs=256K", "conv=fsync", "status=none"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let took = t.elapsed();
+    let _ = fs::remove_file(target);
+    ok.then_some(took)
 }
 
 /// How the report names `dir`: relative to the project when it is inside

@@ -116,15 +116,12 @@ pub(crate) fn plan_send(
     let mut uploads = Vec::new();
     for file in &ours.files {
         wanted.insert(&file.relative);
-        let send = match there.get(file.relative.as_str()) {
-            None => true,
-            Some(e) if e.kind == EntryKind::Dir => {
-                removals.push(file.relative.clone());
-                true
-            }
-            Some(e) => local_differs(file, e, compare),
-        };
-        match send {
+        match needs_sending(
+            file,
+            there.get(file.relative.as_str()),
+            compare,
+            &mut removals,
+        ) {
             true => uploads.push(Step::Upload(Upload {
                 local: file.path.clone(),
                 remote: join(remote, &file.relative),
@@ -145,6 +142,24 @@ pub(crate) fn plan_send(
     });
     plan.steps = removals.chain(folders).chain(uploads).collect();
     plan
+}
+
+/// Whether a local file goes to the server, which holds `there` under its
+/// name; a folder there of that name is to be removed first.
+fn needs_sending(
+    file: &crate::client::tree::LocalFile,
+    there: Option<&&RemoteEntry>,
+    compare: Compare,
+    removals: &mut Vec<String>,
+) -> bool {
+    match there {
+        None => true,
+        Some(e) if e.kind == EntryKind::Dir => {
+            removals.push(file.relative.clone());
+            true
+        }
+        Some(e) => local_differs(file, e, compare),
+    }
 }
 
 /// Plans fetching the server folder `remote`, which holds `theirs`, into

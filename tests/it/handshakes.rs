@@ -52,6 +52,22 @@ fn abandon_a_handshake(addr: SocketAddr, hello: &[u8]) {
     let _ = s.read(&mut first);
 }
 
+/// Starts `THREADS` threads that each open and abandon `PER_THREAD` TLS
+/// handshakes with the same recorded ClientHello.
+fn flood_with_hellos(addr: std::net::SocketAddr) -> Vec<std::thread::JoinHandle<()>> {
+    let hello = client_hello();
+    (0..THREADS)
+        .map(|_| {
+            let hello = hello.clone();
+            std::thread::spawn(move || {
+                for _ in 0..PER_THREAD {
+                    abandon_a_handshake(addr, &hello);
+                }
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn replayed_client_hellos_from_one_address_are_paced_and_slow_no_one_else() {
     let sb = Sandbox::new();
@@ -62,19 +78,8 @@ fn replayed_client_hellos_from_one_address_are_paced_and_slow_no_one_else() {
         "16",
     ]);
     login_and_list(server.addr).expect("served before the flood");
-    let hello = client_hello();
-    let addr = server.addr;
     let started = Instant::now();
-    let flood: Vec<_> = (0..THREADS)
-        .map(|_| {
-            let hello = hello.clone();
-            std::thread::spawn(move || {
-                for _ in 0..PER_THREAD {
-                    abandon_a_handshake(addr, &hello);
-                }
-            })
-        })
-        .collect();
+    let flood = flood_with_hellos(server.addr);
     let mut times: Vec<Duration> = (0..10)
         .map(|i| {
             std::thread::sleep(Duration::from_millis(50));

@@ -95,24 +95,7 @@ fn run_at_terminal(
     let shown = watch(child.stdout.take().unwrap(), screen.clone());
     let mut input = child.stdin.take().unwrap();
     let seen = screen.clone();
-    // Gives up (closing the client's input, which ends it) on a text the
-    // screen never shows, and says which.
-    let typist = std::thread::spawn(move || -> Result<(), &'static str> {
-        let mut from = 0;
-        for (when, k) in keys {
-            match when {
-                When::After(ms) => std::thread::sleep(Duration::from_millis(ms)),
-                When::Shows(texts) => from = wait_to_see(&seen, from, texts)?,
-            }
-            // A client that has ended takes no more keys; the test then
-            // says what its screen showed.
-            if input.write_all(k).is_err() {
-                return Ok(());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(400));
-        Ok(())
-    });
+    let typist = std::thread::spawn(move || type_keys(&mut input, &seen, keys));
     let mut out = wait_output(child, Duration::from_secs(60));
     let typed = typist.join().unwrap();
     shown.join().unwrap();
@@ -124,6 +107,30 @@ fn run_at_terminal(
         );
     }
     out
+}
+
+/// Types `keys` into `input`, each when its moment comes. Gives up
+/// (closing the client's input, which ends it) on a text the screen never
+/// shows, and says which.
+fn type_keys(
+    input: &mut impl Write,
+    seen: &Mutex<Vec<u8>>,
+    keys: Vec<(When, &'static [u8])>,
+) -> Result<(), &'static str> {
+    let mut from = 0;
+    for (when, k) in keys {
+        match when {
+            When::After(ms) => std::thread::sleep(Duration::from_millis(ms)),
+            When::Shows(texts) => from = wait_to_see(seen, from, texts)?,
+        }
+        // A client that has ended takes no more keys; the test then says
+        // what its screen showed.
+        if input.write_all(k).is_err() {
+            return Ok(());
+        }
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    Ok(())
 }
 
 /// Copies what the terminal shows into `screen` as it comes.
