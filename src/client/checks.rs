@@ -17,11 +17,15 @@ pub(crate) fn check_room(partial: &Path, need: u64) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let fs = rustix::fs::statvfs(folder).map_err(|e| {
-        Error::io(
+    let fs = rustix::fs::statvfs(folder).map_err(|e| match e {
+        rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR => Error::Usage(format!(
+            "no local folder {}: make it first, or name a folder that exists",
+            folder.display()
+        )),
+        e => Error::io(
             format!("checking the free space in {}", folder.display()),
             e.into(),
-        )
+        ),
     })?;
     let free = fs.f_bavail.saturating_mul(fs.f_frsize);
     if need > free {
@@ -75,6 +79,20 @@ pub(crate) fn check_stored(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_download_into_a_missing_folder_names_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("nodir/x/file.part");
+        let said = check_room(&target, 1).unwrap_err().to_string();
+        assert_eq!(
+            said,
+            format!(
+                "no local folder {}: make it first, or name a folder that exists",
+                dir.path().join("nodir/x").display()
+            )
+        );
+    }
 
     #[test]
     fn a_download_too_big_for_the_disk_is_refused_in_human_sizes() {
