@@ -51,21 +51,41 @@ pub(crate) fn spliced(old: &[u8], at: usize, cut: usize, insert: &[u8]) -> Vec<u
     new
 }
 
-#[test]
-fn every_kind_of_change_round_trips_sending_only_the_change() {
-    let sb = Sandbox::new();
-    let server = sb.start_server(&[]);
-    let old = pattern(OLD, 1);
-    let new_bytes = pattern(100_000, 2);
-    let cases: Vec<(&str, Vec<u8>, f64)> = vec![
+/// A changed version of a file: its name, its bytes, and the least share
+/// of the old file a delta must match.
+type Change = (&'static str, Vec<u8>, f64);
+
+/// An old file of noise from `seed`, and each kind of change to it, with
+/// the least share of it a delta must match: insertions at the start,
+/// middle and end, a deletion, a truncation, an append, ten times the size.
+fn every_change(seed: u64) -> (Vec<u8>, Vec<Change>) {
+    let old = pattern(OLD, seed);
+    let new_bytes = pattern(100_000, seed + 1);
+    let cases = vec![
         ("insert_start", spliced(&old, 0, 0, &new_bytes), 85.0),
         ("insert_middle", spliced(&old, OLD / 2, 0, &new_bytes), 85.0),
         ("insert_end", spliced(&old, OLD, 0, &new_bytes), 85.0),
         ("delete_middle", spliced(&old, OLD / 2, 200_000, &[]), 85.0),
         ("truncate", old[..OLD - 700_000].to_vec(), 85.0),
-        ("append", [old.clone(), pattern(OLD / 2, 3)].concat(), 60.0),
-        ("grow_10x", [old.clone(), pattern(9 * OLD, 4)].concat(), 9.0),
+        (
+            "append",
+            [old.clone(), pattern(OLD / 2, seed + 2)].concat(),
+            60.0,
+        ),
+        (
+            "grow_10x",
+            [old.clone(), pattern(9 * OLD, seed + 3)].concat(),
+            9.0,
+        ),
     ];
+    (old, cases)
+}
+
+#[test]
+fn every_kind_of_change_round_trips_sending_only_the_change() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let (old, cases) = every_change(1);
     for (name, new, at_least) in cases {
         put(&sb, &server, name, &old, &[]);
         let text = put(&sb, &server, name, &new, &[]);
@@ -377,21 +397,7 @@ fn matched_locally(text: &str) -> f64 {
 fn a_get_over_an_old_copy_fetches_only_the_change() {
     let sb = Sandbox::new();
     let server = sb.start_server(&[]);
-    let old = pattern(OLD, 31);
-    let new_bytes = pattern(100_000, 32);
-    let cases: Vec<(&str, Vec<u8>, f64)> = vec![
-        ("insert_start", spliced(&old, 0, 0, &new_bytes), 85.0),
-        ("insert_middle", spliced(&old, OLD / 2, 0, &new_bytes), 85.0),
-        ("insert_end", spliced(&old, OLD, 0, &new_bytes), 85.0),
-        ("delete_middle", spliced(&old, OLD / 2, 200_000, &[]), 85.0),
-        ("truncate", old[..OLD - 700_000].to_vec(), 85.0),
-        ("append", [old.clone(), pattern(OLD / 2, 33)].concat(), 60.0),
-        (
-            "grow_10x",
-            [old.clone(), pattern(9 * OLD, 34)].concat(),
-            9.0,
-        ),
-    ];
+    let (old, cases) = every_change(31);
     for (name, new, at_least) in cases {
         let text = get_over(&sb, &server, name, (&old, &new));
         let share = matched_locally(&text);
