@@ -369,6 +369,46 @@ fn put_r_and_sync_send_only_a_changed_files_changes() {
     assert!(sent < OLD as u64 / 4, "{sent} bytes for a 30 kB change");
 }
 
+/// Bytes the server sent of `path` (from the home) in its gets: a whole
+/// get's file, or the ranges a delta asked for.
+fn sent_of(server: &ServerProcess, path: &str) -> u64 {
+    let gets = server.events_with(&[("cmd", "get"), ("path", path), ("result", "ok")]);
+    gets.iter().filter_map(|e| e["bytes"].as_u64()).sum()
+}
+
+#[test]
+fn get_r_and_sync_fetch_only_a_changed_files_changes() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    let old = pattern(OLD, 41);
+    let changed = spliced(&old, OLD / 3, 0, &pattern(40_000, 42));
+    fs::create_dir_all(sb.root().join("tree")).unwrap();
+    fs::write(sb.root().join("tree/big.bin"), &changed).unwrap();
+    fs::write(sb.root().join("tree/small.txt"), b"small").unwrap();
+    let local = sb.work().join("tree");
+    fs::create_dir_all(&local).unwrap();
+    fs::write(local.join("big.bin"), &old).unwrap();
+    let out = ClientRun::new(&sb, &server, &["sync", ":tree", "tree"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(local.join("big.bin")).unwrap(), changed);
+    assert_eq!(fs::read(local.join("small.txt")).unwrap(), b"small");
+    let sent = sent_of(&server, "/tree/big.bin");
+    assert!(sent < OLD as u64 / 4, "{sent} bytes for a 40 kB change");
+
+    // get -r over the copy, changed again on the server: the same.
+    let again = spliced(&changed, 1000, 0, &pattern(30_000, 43));
+    fs::write(sb.root().join("tree/big.bin"), &again).unwrap();
+    let out = ClientRun::new(&sb, &server, &["get", "-r", "-f", "tree"]).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(local.join("big.bin")).unwrap(), again);
+    let both = sent_of(&server, "/tree/big.bin");
+    assert!(
+        both - sent < OLD as u64 / 4,
+        "{} bytes for a 30 kB change",
+        both - sent
+    );
+}
+
 /// Gets `name` over the local file holding `local`, the server holding
 /// `remote`; the local file must end as `remote`. Returns stdout.
 fn get_over(

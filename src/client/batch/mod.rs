@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 
 mod answer;
 mod delta;
+mod fetch_delta;
 mod pass;
 mod send;
 mod sending;
@@ -257,6 +258,7 @@ impl Client {
         let mut report = BatchReport::default();
         let files = steps.iter().filter(|s| s.is_file()).count() as u64;
         progress.begin(files, steps.iter().map(Step::size).sum());
+        let steps = self.fetch_deltas(steps, options, &mut report, progress);
         let mut queue: VecDeque<Queued> = steps
             .into_iter()
             .map(|step| Queued { step, tries: 0 })
@@ -349,7 +351,12 @@ const BUSY_PAUSE: Duration = Duration::from_secs(1);
 /// How often a step is tried: `busy`, or a stale partial on either side.
 const TRIES: u32 = 3;
 
-fn fail(report: &mut BatchReport, progress: &mut dyn BatchProgress, step: &Step, error: Error) {
+pub(super) fn fail(
+    report: &mut BatchReport,
+    progress: &mut dyn BatchProgress,
+    step: &Step,
+    error: Error,
+) {
     progress.finished(&Finished::Failed {
         verb: step.verb(),
         subject: step.subject(),
