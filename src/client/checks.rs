@@ -8,20 +8,40 @@ use crate::config::units::human;
 use crate::error::{Error, Result};
 use crate::wire::message::PutDone;
 
+/// Refuses a download into a local folder that does not exist, before
+/// anything is asked of the server.
+pub(crate) fn check_local_folder(target: &Path) -> Result<()> {
+    let folder = folder_of(target);
+    match folder.is_dir() {
+        true => Ok(()),
+        false => Err(no_local_folder(folder)),
+    }
+}
+
+/// The folder a download into `path` lands in.
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// The refusal of a download into a folder that does not exist.
+fn no_local_folder(folder: &Path) -> Error {
+    Error::Usage(format!(
+        "no local folder {}: make it first, or name a folder that exists",
+        folder.display()
+    ))
+}
+
 /// Fails unless the file system that holds `partial` has room for `need`
 /// more bytes: a download is refused before its first byte when the size
 /// the server declares would fill the disk. (The body is then never read
 /// past that size either: exactly `filesize` bytes are taken.)
 pub(crate) fn check_room(partial: &Path, need: u64) -> Result<()> {
-    let folder = match partial.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let folder = folder_of(partial);
     let fs = rustix::fs::statvfs(folder).map_err(|e| match e {
-        rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR => Error::Usage(format!(
-            "no local folder {}: make it first, or name a folder that exists",
-            folder.display()
-        )),
+        rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR => no_local_folder(folder),
         e => Error::io(
             format!("checking the free space in {}", folder.display()),
             e.into(),

@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::client::checks::{check_offset, check_room, check_stored};
+use crate::client::checks::{check_local_folder, check_offset, check_room, check_stored};
 use crate::client::connect::{read_reply, Dialect};
 use crate::client::delta::{cut_while, keep_for_put, DELTA_FROM};
 use crate::client::files::{file_mtime, keep_times, paced};
@@ -312,6 +312,7 @@ impl Client {
             Some(p) => p.to_path_buf(),
             None => PathBuf::from(base),
         };
+        check_local_folder(&target)?;
         let partial = partial_download_path(&target)?;
         let started = Instant::now();
         let resuming = fs::symlink_metadata(&partial).is_ok();

@@ -353,3 +353,22 @@ fn at_a_terminal_get_asks_before_replacing_a_different_file() {
     assert!(screen.contains("overwrite b.txt? [y/N]"), "{screen}");
     assert_eq!(fs::read(&b).unwrap(), b"same size!");
 }
+
+#[test]
+fn a_get_into_a_missing_local_folder_says_so_before_asking_the_server() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    fs::write(sb.root().join("a.txt"), b"aaa").unwrap();
+    let out = ClientRun::new(&sb, &server, &["get", "a.txt", "nodir/x/a.txt"]).run();
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("no local folder nodir/x: make it first, or name a folder that exists"),
+        "{e}"
+    );
+    assert!(
+        server.events_with(&[("cmd", "get")]).is_empty(),
+        "the server was asked for the file"
+    );
+    assert!(!sb.work().join("nodir").exists());
+}
