@@ -20,7 +20,7 @@ use crate::client::checks::check_room;
 use crate::client::connect::read_reply;
 use crate::client::delta::{cut_while, LocalCut, RemoteSignature, DELTA_FROM};
 use crate::client::files::keep_times;
-use crate::client::overwrite::{confirm_early, land_download};
+use crate::client::overwrite::{confirm_early, land_download, Overwrite};
 use crate::client::partial::open_partial_download;
 use crate::client::{Client, GetReport, Progress};
 use crate::error::{Error, Result};
@@ -48,13 +48,15 @@ impl Client {
     /// `target`; `None` when a whole download is better (no signature,
     /// nothing in common).
     ///
+    /// A different `target` is replaced as `policy` says.
+    ///
     /// Fails as a download does; [`Error::DigestMismatch`] when the built
     /// file is not the server's (the partial is removed).
     pub(crate) fn get_delta(
         &mut self,
         name: &str,
-        target: &Path,
-        partial: &Path,
+        (target, partial): (&Path, &Path),
+        policy: &Overwrite,
         progress: &mut dyn Progress,
     ) -> Result<Option<GetReport>> {
         let started = Instant::now();
@@ -77,7 +79,7 @@ impl Client {
             return Ok(None);
         };
         check_room(partial, base.size)?;
-        let agreed = confirm_early(&self.options.overwrite, target, base.size)?;
+        let agreed = confirm_early(policy, target, base.size)?;
         let (mut out, _) = open_partial_download(partial, 0)?;
         progress.start(name, base.size, 0);
         let files = (&mut local, &mut out);
@@ -92,7 +94,6 @@ impl Client {
         }
         out.sync_all()
             .map_err(|e| Error::io("writing the download", e))?;
-        let policy = &self.options.overwrite;
         land_download(policy, partial, target, base.size, &digest, agreed)?;
         keep_times(target, base.mtime, None);
         Ok(Some(GetReport {

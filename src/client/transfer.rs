@@ -317,7 +317,8 @@ impl Client {
         let started = Instant::now();
         let resuming = fs::symlink_metadata(&partial).is_ok();
         if !resuming && !self.options.whole_file {
-            match self.get_delta(name, &target, &partial, progress) {
+            let policy = self.options.overwrite.clone();
+            match self.get_delta(name, (&target, &partial), &policy, progress) {
                 Ok(Some(report)) => return Ok(report),
                 Ok(None) => {}
                 // A built file that is not the server's was thrown away:

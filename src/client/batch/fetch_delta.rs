@@ -80,17 +80,12 @@ impl Client {
             return false;
         }
         // A sync replaces what it fetches; a get asks as the client does.
-        let asked = match options.ask_before_replacing {
-            true => None,
-            false => Some(std::mem::replace(
-                &mut self.options.overwrite,
-                Overwrite::Replace,
-            )),
+        let policy = match options.ask_before_replacing {
+            true => self.options.overwrite.clone(),
+            false => Overwrite::Replace,
         };
-        let got = self.get_delta(&d.remote, &d.local, &partial, &mut Share(progress));
-        if let Some(policy) = asked {
-            self.options.overwrite = policy;
-        }
+        let files = (d.local.as_path(), partial.as_path());
+        let got = self.get_delta(&d.remote, files, &policy, &mut Share(progress));
         match got {
             Ok(Some(r)) => {
                 progress.finished(&Finished::Saved {
