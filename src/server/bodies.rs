@@ -60,28 +60,42 @@ impl FileBody {
     }
 }
 
+/// Appends to `out` up to one chunk of the `left` bytes `reader` still
+/// owes, and returns how many came. `what` names the source for an error,
+/// as read from and as data. Fails when the source ends early: the length
+/// promised to the peer cannot be kept.
+fn read_chunk(
+    reader: &mut impl Read,
+    left: u64,
+    out: &mut Vec<u8>,
+    (source, what): (&str, &'static str),
+) -> Result<usize> {
+    let start = out.len();
+    let want = left.min(BODY_CHUNK as u64) as usize;
+    out.resize(start + want, 0);
+    let n = loop {
+        match reader.read(&mut out[start..]) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => break other.map_err(|e| Error::io(format!("reading {source}"), e))?,
+        }
+    };
+    out.truncate(start + n);
+    match n {
+        0 => Err(Error::Truncated {
+            what,
+            expected: left,
+            got: 0,
+        }),
+        n => Ok(n),
+    }
+}
+
 impl Body for FileBody {
     fn next(&mut self, out: &mut Vec<u8>) -> Result<bool> {
         if self.left > 0 {
             let start = out.len();
-            let want = self.left.min(BODY_CHUNK as u64) as usize;
-            out.resize(start + want, 0);
-            let n = loop {
-                match self.reader.read(&mut out[start..]) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    other => break other.map_err(|e| Error::io("reading the file", e))?,
-                }
-            };
-            out.truncate(start + n);
-            if n == 0 {
-                // The file shrank under us: the promised length cannot be
-                // kept.
-                return Err(Error::Truncated {
-                    what: "file data",
-                    expected: self.left,
-                    got: 0,
-                });
-            }
+            // A file that shrank under us cannot keep the promised length.
+            let n = read_chunk(&mut self.reader, self.left, out, ("the file", "file data"))?;
             if let Some(h) = self.hasher.as_mut() {
                 h.update(&out[start..]);
             }
@@ -214,23 +228,12 @@ impl Body for SignatureBody {
         if self.left == 0 {
             return Ok(false);
         }
-        let start = out.len();
-        let want = self.left.min(BODY_CHUNK as u64) as usize;
-        out.resize(start + want, 0);
-        let n = loop {
-            match self.entries.read(&mut out[start..]) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => break other.map_err(|e| Error::io("reading a signature", e))?,
-            }
-        };
-        out.truncate(start + n);
-        if n == 0 {
-            return Err(Error::Truncated {
-                what: "signature",
-                expected: self.left,
-                got: 0,
-            });
-        }
+        let n = read_chunk(
+            &mut self.entries,
+            self.left,
+            out,
+            ("a signature", "signature"),
+        )?;
         self.left -= n as u64;
         self.metrics.bytes_out.inc_by(n as u64);
         Ok(true)
