@@ -112,3 +112,19 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Sets `path`'s modification time `by` past now, as a change made behind
+/// the server's back that keeps the size shows: what was kept about the
+/// file before must be found stale.
+///
+/// # Panics
+///
+/// When the file cannot be opened or its time set (a test's setup).
+pub fn modified_later(path: &Path, by: std::time::Duration) {
+    let later = std::time::SystemTime::now() + by;
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(later))
+        .unwrap_or_else(|e| panic!("setting the time of {}: {e}", path.display()));
+}

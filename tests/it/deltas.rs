@@ -131,13 +131,7 @@ fn a_signature_stale_behind_the_servers_back_is_cut_again() {
     let mut behind = first.clone();
     behind[..OLD / 2].copy_from_slice(&pattern(OLD / 2, 7));
     fs::write(sb.root().join("f"), &behind).unwrap();
-    let later = std::time::SystemTime::now() + Duration::from_secs(5);
-    fs::File::options()
-        .write(true)
-        .open(sb.root().join("f"))
-        .unwrap()
-        .set_modified(later)
-        .unwrap();
+    ftp::testing::modified_later(&sb.root().join("f"), Duration::from_secs(5));
     // Built on the file as it is now: only a trusted stale signature
     // would copy the old bytes (and fail its digest).
     let next = spliced(&behind, OLD - 10, 0, b"next");

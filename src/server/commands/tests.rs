@@ -190,13 +190,7 @@ fn digests_are_listed_kept_and_computed_again_for_a_changed_file() {
     // Changed behind the server's back, same size, a second later.
     let path = dir.path().join("behind");
     fs::write(&path, b"two").unwrap();
-    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
-    fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(later)
-        .unwrap();
+    crate::testing::modified_later(&path, std::time::Duration::from_secs(2));
     let out = replies(&serve_bytes(
         &ctx,
         &request_frames(&[json!({"cmd":"ls","digests":true})]),

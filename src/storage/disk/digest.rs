@@ -110,7 +110,7 @@ pub(super) fn digest_of(folder: &Folder, name: &str) -> io::Result<blake3::Hash>
 mod tests {
     use super::*;
     use std::fs;
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
     #[test]
     fn a_digest_is_kept_and_dropped_when_the_file_changes() {
@@ -125,13 +125,7 @@ mod tests {
         assert_eq!(kept(&file, stamp), Some(blake3::hash(b"first")));
         // Same size, other bytes, a later time: hashed again.
         fs::write(&path, b"secon").unwrap();
-        let later = SystemTime::now() + Duration::from_secs(5);
-        File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(later)
-            .unwrap();
+        crate::testing::modified_later(&path, Duration::from_secs(5));
         assert_eq!(digest_of(&folder, "f").unwrap(), blake3::hash(b"secon"));
     }
 

@@ -230,13 +230,7 @@ fn a_kept_signature_is_read_back_and_cut_again_once_stale() {
     let mut changed = data.clone();
     changed[500_000..500_010].copy_from_slice(b"0123456789");
     fs::write(&path, &changed).unwrap();
-    let later = std::time::SystemTime::now() + Duration::from_secs(5);
-    fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(later)
-        .unwrap();
+    crate::testing::modified_later(&path, Duration::from_secs(5));
     let (sig, entries) = signature_of(&store, at, "big");
     assert_eq!(sig.blake3, blake3::hash(&changed));
     let chunks = decode_all(sig.size, sig.chunks, &entries).unwrap();
