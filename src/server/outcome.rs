@@ -30,6 +30,9 @@ pub(crate) enum Flow {
 pub(crate) struct Outcome {
     pub(crate) flow: Flow,
     ok: bool,
+    /// A refusal that is an ordinary answer, not a failure: the stored
+    /// file a client asks about before it sends is not there yet.
+    nothing: bool,
     what: String,
     bytes: u64,
     /// The error code the client got, when refused.
@@ -49,6 +52,7 @@ impl Outcome {
         Outcome {
             flow: Flow::Continue,
             ok: true,
+            nothing: false,
             what: format!("ok {}", what.into()),
             bytes,
             code: None,
@@ -79,6 +83,7 @@ impl Outcome {
         Outcome {
             flow: Flow::Continue,
             ok: false,
+            nothing: false,
             what: format!("error {}: {}", e.code.as_str(), e.message),
             bytes: 0,
             code: Some(e.code.clone()),
@@ -88,12 +93,20 @@ impl Outcome {
             commit: None,
         }
     }
-    /// `ok`, or `error` when refused.
+    /// A refusal that answers "there is none": logged as `none`, not as
+    /// an error.
+    pub(crate) fn nothing(mut self, what: impl Display) -> Outcome {
+        self.nothing = true;
+        self.what = format!("none: {what}");
+        self
+    }
+    /// `ok`, `none` for an ordinary "there is none", or `error` when
+    /// refused.
     pub(crate) fn result(&self) -> &'static str {
-        if self.ok {
-            "ok"
-        } else {
-            "error"
+        match (self.ok, self.nothing) {
+            (true, _) => "ok",
+            (false, true) => "none",
+            (false, false) => "error",
         }
     }
     pub(crate) fn closing(mut self) -> Outcome {

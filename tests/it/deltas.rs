@@ -451,3 +451,18 @@ fn a_get_over_an_old_copy_fetches_only_the_change() {
         stdout(&out)
     );
 }
+
+#[test]
+fn a_first_upload_logs_its_signature_probe_as_none_not_as_an_error() {
+    let sb = Sandbox::new();
+    let server = sb.start_server(&[]);
+    put(&sb, &server, "fresh", &pattern(OLD, 51), &[]);
+    let sig = server.wait_for_event(&[("cmd", "sig"), ("path", "/fresh")]);
+    assert_eq!(
+        (&sig["result"], &sig["code"]),
+        (&json!("none"), &json!("not_found")),
+        "{sig}"
+    );
+    let errors = server.events_with(&[("result", "error")]);
+    assert!(errors.is_empty(), "{errors:?}");
+}

@@ -3,6 +3,8 @@
 //! cuts it again when the file changed; the entries follow the reply as a
 //! body, read as the client takes them.
 
+use std::io;
+
 use super::refusals::store_refusal;
 use crate::error::Result;
 use crate::net::Transport;
@@ -13,7 +15,7 @@ use crate::storage::{Place, StoreError};
 use crate::wire::delta::signature::ENTRY_LEN;
 use crate::wire::frame;
 use crate::wire::message::Reply;
-use crate::wire::names::escape;
+
 use crate::wire::reply::SigReady;
 
 impl Session<'_> {
@@ -30,13 +32,14 @@ impl Session<'_> {
         let at = Place::new(&self.home, &folder);
         let signature = match self.ctx.store.signature(at, &name) {
             Ok(signature) => signature,
-            Err(StoreError::Unsupported(why)) => {
-                // Said once per file asked for, so that an operator sees
-                // why changed files cross the network whole.
-                tracing::info!("sig {}: {why}", escape(&filename));
-                let reply = store_refusal(StoreError::Unsupported(why), &filename);
-                return refuse(s, reply);
+            // Asked before every upload of a big file: one not there yet
+            // is the usual answer, not a failure.
+            Err(StoreError::File(e)) if e.kind() == io::ErrorKind::NotFound => {
+                let refused = refuse(s, store_refusal(StoreError::File(e), &filename))?;
+                return Ok(refused.nothing("no stored file to build a delta on"));
             }
+            // The refusal's line says why, so that an operator sees why
+            // changed files cross the network whole.
             Err(e) => return refuse(s, store_refusal(e, &filename)),
         };
         let len = signature.chunks * ENTRY_LEN as u64;
