@@ -216,8 +216,16 @@ impl Server {
         let spare_fd = open_spare_fd();
         let anonymous = config.anonymous;
         let what = at.to_string();
-        let listener =
-            listen(at, anonymous, config.context.timings.idle).map_err(|e| Error::io(what, e))?;
+        let listener = listen(at, anonymous, config.context.timings.idle).map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    " (another program, perhaps another ftp-server, listens there: stop it, or \
+                     choose another port with --listen)"
+                }
+                _ => "",
+            };
+            Error::io(format!("{what}{hint}"), e)
+        })?;
         let workers = Workers::new(THREAD_STACK, config.workers, config.workers + EXTRA_WORKERS);
         let shared = Arc::new(Shared::new(config, workers));
         let cores = thread::available_parallelism().map_or(1, |n| n.get());

@@ -44,3 +44,29 @@ fn two_servers_starting_together_in_one_config_folder_both_start_with_one_identi
         }
     }
 }
+
+#[test]
+fn a_second_server_on_a_port_in_use_says_what_to_do() {
+    let sb = Sandbox::new();
+    let first = sb.start_server(&[]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ftp-server"))
+        .arg("--listen")
+        .arg(first.addr.to_string())
+        .arg("--root")
+        .arg(sb.root())
+        .env("HOME", sb.home())
+        .env("FTP_SECRET", SECRET)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "error: listening on {} (another program, perhaps another ftp-server, listens there: \
+         stop it, or choose another port with --listen): Address already in use",
+        first.addr
+    );
+    assert!(e.contains(&want), "{e}");
+    // The first one still serves.
+    assert!(ClientRun::new(&sb, &first, &["ls"]).run().status.success());
+}
