@@ -39,17 +39,14 @@ impl Client {
         report: &mut BatchReport,
         progress: &mut dyn BatchProgress,
     ) -> Vec<Step> {
-        if self.options.whole_file
-            || !steps
-                .iter()
-                .any(|s| matches!(s, Step::Download(d) if worth_a_delta(d)))
-        {
+        if self.options.whole_file {
             return steps;
         }
-        let mut left = Vec::with_capacity(steps.len());
+        let (mut left, mut tried) = (Vec::with_capacity(steps.len()), false);
         for step in steps {
             match step {
                 Step::Download(d) if worth_a_delta(&d) => {
+                    tried = true;
                     if !self.fetch_delta(&d, options, report, progress) {
                         left.push(Step::Download(d));
                     }
@@ -59,7 +56,9 @@ impl Client {
         }
         // A delta that broke its connection leaves it for the pass to
         // reopen.
-        let _ = self.ensure_connected();
+        if tried {
+            let _ = self.ensure_connected();
+        }
         left
     }
 
