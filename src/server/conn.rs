@@ -65,6 +65,17 @@ pub(super) struct Conn {
 }
 
 impl Conn {
+    /// Closes a connection whose peer stopped reading, with a reset: a
+    /// plain close would leave the socket to the kernel with its unsent
+    /// bytes (up to the 128 KiB the unsent cap lets through) still owed to
+    /// a peer that reads a byte a second, for as long as the peer likes.
+    /// A reset throws them away at once.
+    pub(super) fn abort(self) {
+        if let Some(fd) = self.transport.socket() {
+            let _ = rustix::net::sockopt::set_socket_linger(fd, Some(Duration::ZERO));
+        }
+    }
+
     pub(super) fn new(
         shared: &Shared,
         logged_in: LoggedIn,

@@ -252,8 +252,15 @@ pub(super) fn write_more(shared: &Arc<Shared>, mut conn: Conn) {
             conn.header_deadline = Instant::now() + shared.config.context.timings.idle;
             next_request(shared, conn);
         }
-        Err(e) => Event::new(Kind::Dropped).info(format_args!("connection dropped: {e}")),
+        Err(e) => dropped(conn, e),
     }
+}
+
+/// Ends a connection whose reply cannot go on, with a reset (see
+/// [`Conn::abort`]).
+fn dropped(conn: Conn, why: impl std::fmt::Display) {
+    Event::new(Kind::Dropped).info(format_args!("connection dropped: {why}"));
+    conn.abort();
 }
 
 /// In the poller, with the socket still full at the reply's check: the
@@ -261,7 +268,7 @@ pub(super) fn write_more(shared: &Arc<Shared>, mut conn: Conn) {
 pub(super) fn reply_stalled(shared: &Arc<Shared>, mut conn: Conn) {
     match conn.outbox.check_pace(Instant::now()) {
         Ok(()) => park_reply(shared, conn),
-        Err(e) => Event::new(Kind::Dropped).info(format_args!("connection dropped: {e}")),
+        Err(e) => dropped(conn, e),
     }
 }
 

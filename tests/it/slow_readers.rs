@@ -45,6 +45,21 @@ fn stalled_downloads(server: &ServerProcess, n: usize) -> Vec<Raw> {
 
 /// `n` connections that each send [`PIPELINED`] requests, as many as the
 /// socket takes, and read nothing.
+/// Whether reading `stream` to its end meets a reset (within 10 s).
+fn ends_in_a_reset(stream: &mut std::net::TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = vec![0; 1 << 16];
+    loop {
+        match std::io::Read::read(stream, &mut buf) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
 fn stalled_pipelines(server: &ServerProcess, n: usize) -> Vec<Raw> {
     let echo = frame::encode_json(&json!({"cmd":"echo","text":"x".repeat(1000)})).unwrap();
     let burst: Vec<u8> = echo.repeat(PIPELINED);
@@ -81,7 +96,7 @@ fn replies_nobody_reads_hold_no_thread_and_end_at_the_floor() {
         "5",
     ]);
     let pid = server.child.id();
-    let downloads = stalled_downloads(&server, READERS);
+    let mut downloads = stalled_downloads(&server, READERS);
     let pipelines = stalled_pipelines(&server, PIPELINERS);
     served_quickly_from_elsewhere(server.addr);
     let threads = threads_of(pid);
@@ -113,6 +128,14 @@ fn replies_nobody_reads_hold_no_thread_and_end_at_the_floor() {
     others.retain(|e| !at_floor(e));
     assert!(done, "{total} of {all} ended; others: {others:#?}");
     assert!(floors >= READERS, "{floors} ended at the floor");
+    // Reset, not left to the kernel to trickle out: reading what came ends
+    // in a reset, not in the rest of the reply and a close.
+    for raw in downloads.iter_mut().take(5) {
+        assert!(
+            ends_in_a_reset(&mut raw.stream),
+            "a dropped download was not reset"
+        );
+    }
     let peak = status_kib(pid, "VmHWM");
     eprintln!("peak {peak} KiB resident");
     assert!(peak <= RSS_LIMIT_KIB, "server RSS peaked at {peak} KiB");
